@@ -1,0 +1,494 @@
+package stackdump
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrParse reports traceback text that could not be read. Parse wraps it
+// with the line number and the line.
+var ErrParse = errors.New("stackdump: cannot parse traceback")
+
+const (
+	maxLine   = 64 << 10 // longer lines are cut (and still read)
+	maxErrors = 100      // further errors are counted, not listed
+)
+
+// The parser is a state machine over lines. Each state expects some lines
+// and says where each leads; a line a state does not expect either ends
+// the goroutine (text after a dump) or is reported as an error. See the
+// package documentation for the table.
+type state int
+
+const (
+	// stateText: outside any goroutine. Expects a goroutine header, which
+	// opens a goroutine and leads to stateFrame. Every other line is text
+	// around the dump (a panic message, test output, a register dump) and
+	// stays in stateText; the first "panic: ", "fatal error: " or "SIGxxx: "
+	// line becomes Snapshot.Reason.
+	stateText state = iota
+	// stateFrame: inside a goroutine, after its header or a frame. Expects
+	//   - a function line "pkg.f(args)": stateFile
+	//   - "...N frames elided...": stateFrame
+	//   - "\tgoroutine running on other thread; stack unavailable": stateFrame
+	//   - "created by pkg.f[ in goroutine N]": stateCreatorFile
+	//   - "[originating from goroutine N]:", which opens an ancestor whose
+	//     frames follow: stateFrame
+	//   - a goroutine header, which opens the next goroutine: stateFrame
+	//   - an empty line, which ends the goroutine: stateText
+	// A tab-indented line is an error (stateFrame); any other line ends the
+	// goroutine and is read again in stateText.
+	stateFrame
+	// stateFile: after a function line. Expects its source position
+	// "\tfile:line[ +0x1d][ fp=0x.. sp=0x.. pc=0x..]": stateFrame. Any other
+	// line is an error and is read again in stateFrame.
+	stateFile
+	// stateCreatorFile: after "created by". Expects the source position of
+	// the go statement: stateFrame. Any other line is an error and is read
+	// again in stateFrame.
+	stateCreatorFile
+)
+
+// Parse reads Go traceback text: a SIGQUIT dump, a panic, the panic of a
+// `go test -timeout`, the output of runtime.Stack or of pprof's goroutine
+// profile with debug=2. It reads the formats of Go 1.17 and later, and skips
+// any text around the dump.
+//
+// Parse does not stop at lines it cannot read: it returns every goroutine
+// it could read, and an error that joins one ErrParse per unreadable line.
+func Parse(r io.Reader) (*Snapshot, error) {
+	p := &parser{
+		r:      bufio.NewReaderSize(r, 64<<10),
+		intern: make(map[string]string),
+		snap:   &Snapshot{Goroutines: []Goroutine{}},
+	}
+	err := p.run()
+	return p.snap, err
+}
+
+type parser struct {
+	r      *bufio.Reader
+	long   []byte // a line longer than r's buffer
+	n      int    // line number
+	st     state
+	snap   *Snapshot
+	g      *Goroutine // the goroutine being read, in snap.Goroutines
+	anc    *Ancestor  // the ancestor being read, in g.Ancestors; nil when reading g itself
+	intern map[string]string
+	errs   []error
+	more   int // errors beyond maxErrors
+}
+
+func (p *parser) run() error {
+	for {
+		line, rerr := p.readLine()
+		if line != nil {
+			p.n++
+			p.step(line)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			p.errs = append(p.errs, rerr)
+			break
+		}
+	}
+	switch p.st {
+	case stateFile:
+		p.fail("missing source line after the last function", nil)
+	case stateCreatorFile:
+		p.fail(`missing source line after the last "created by"`, nil)
+	}
+	if p.more > 0 {
+		p.errs = append(p.errs, fmt.Errorf("%w: %d more unreadable lines", ErrParse, p.more))
+	}
+	return errors.Join(p.errs...)
+}
+
+// readLine returns the next line without its line ending, or nil at the end.
+func (p *parser) readLine() ([]byte, error) {
+	line, err := p.r.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		p.long = append(p.long[:0], line...)
+		for err == bufio.ErrBufferFull {
+			line, err = p.r.ReadSlice('\n')
+			if len(p.long) < maxLine {
+				p.long = append(p.long, line[:min(len(line), maxLine-len(p.long))]...)
+			}
+		}
+		line = p.long
+	}
+	if len(line) == 0 && err != nil {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return line, err
+}
+
+// step handles one line in the current state.
+func (p *parser) step(line []byte) {
+	for {
+		switch p.st {
+		case stateText:
+			p.text(line)
+			return
+		case stateFrame:
+			if p.frame(line) {
+				return
+			}
+			// The goroutine ended; the line is text.
+			p.endGoroutine()
+		case stateFile, stateCreatorFile:
+			if p.file(line) {
+				return
+			}
+			// Read the line again as whatever it is.
+			p.st = stateFrame
+		}
+	}
+}
+
+func (p *parser) text(line []byte) {
+	if p.header(line) {
+		return
+	}
+	if p.snap.Reason == "" && isReason(line) {
+		p.snap.Reason = string(bytes.TrimSpace(line))
+	}
+}
+
+func isReason(line []byte) bool {
+	if bytes.HasPrefix(line, []byte("panic: ")) || bytes.HasPrefix(line, []byte("fatal error: ")) {
+		return true
+	}
+	// "SIGQUIT: quit", "SIGSEGV: segmentation violation".
+	i := bytes.Index(line, []byte(": "))
+	if i <= 3 || !bytes.HasPrefix(line, []byte("SIG")) {
+		return false
+	}
+	for _, c := range line[3:i] {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// frame handles a line in stateFrame. It returns false if the line ends the
+// goroutine and must be read again as text.
+func (p *parser) frame(line []byte) bool {
+	switch {
+	case len(line) == 0:
+		p.endGoroutine()
+		return true
+	case p.header(line):
+		return true
+	case bytes.HasPrefix(line, []byte("created by ")):
+		p.createdBy(line)
+		p.st = stateCreatorFile
+		return true
+	case bytes.HasPrefix(line, []byte("[originating from goroutine ")):
+		p.ancestor(line)
+		return true
+	case bytes.HasPrefix(line, []byte("...")) && bytes.HasSuffix(line, []byte(" frames elided...")):
+		p.elided(line)
+		return true
+	case bytes.Equal(bytes.TrimSpace(line), []byte("goroutine running on other thread; stack unavailable")):
+		p.g.StackUnavailable = true
+		return true
+	case bytes.HasPrefix(line, []byte("non-Go function at pc=")):
+		p.addFrame(Frame{Func: p.str(line)}) // a cgo frame without a symbolizer
+		return true
+	case line[0] == '\t':
+		p.fail("source line without a function line before it", line)
+		return true
+	}
+	name, args, ok := splitCall(line)
+	if !ok {
+		return false
+	}
+	p.addFrame(Frame{Func: p.str(name), Args: p.str(args)})
+	p.st = stateFile
+	return true
+}
+
+// splitCall splits "pkg.(*T).f[...](0x1, {0x2, 0x3})" into the function
+// and the arguments. A function name has no blanks, the arguments no
+// parentheses.
+func splitCall(line []byte) (name, args []byte, ok bool) {
+	if line[len(line)-1] != ')' {
+		return nil, nil, false
+	}
+	i := bytes.LastIndexByte(line, '(')
+	if i <= 0 {
+		return nil, nil, false
+	}
+	name, args = line[:i], line[i+1:len(line)-1]
+	if bytes.ContainsAny(name, " \t") || bytes.ContainsAny(args, "()") {
+		return nil, nil, false
+	}
+	return name, args, true
+}
+
+func (p *parser) addFrame(f Frame) {
+	if p.anc != nil {
+		p.anc.Frames = append(p.anc.Frames, f)
+	} else {
+		p.g.Frames = append(p.g.Frames, f)
+	}
+}
+
+// lastFrame returns the frame a source line belongs to.
+func (p *parser) lastFrame() *Frame {
+	if p.st == stateCreatorFile {
+		if p.anc != nil {
+			return p.anc.CreatedBy
+		}
+		return p.g.CreatedBy
+	}
+	if p.anc != nil {
+		return &p.anc.Frames[len(p.anc.Frames)-1]
+	}
+	return &p.g.Frames[len(p.g.Frames)-1]
+}
+
+// file handles a line in stateFile or stateCreatorFile: the source position
+// of the frame just read. It returns false, after reporting the error, if
+// the line is not one.
+func (p *parser) file(line []byte) bool {
+	f := p.lastFrame()
+	if len(line) < 2 || line[0] != '\t' {
+		p.fail("want the source line of "+f.Func, line)
+		return false
+	}
+	s := line[1:]
+	if i := bytes.LastIndex(s, []byte(" fp=")); i >= 0 {
+		s = s[:i] // fp=, sp=, pc= of GOTRACEBACK=system: addresses, not kept
+	}
+	if i := bytes.LastIndex(s, []byte(" +0x")); i >= 0 {
+		off, err := strconv.ParseUint(string(s[i+4:]), 16, 64)
+		if err != nil {
+			p.fail("bad pc offset", line)
+			p.st = stateFrame
+			return true
+		}
+		f.Offset = off
+		s = s[:i]
+	}
+	i := bytes.LastIndexByte(s, ':')
+	if i < 0 {
+		p.fail("want file:line", line)
+		return false
+	}
+	n, err := strconv.Atoi(string(s[i+1:]))
+	if err != nil || n < 0 {
+		p.fail("want file:line", line)
+		return false
+	}
+	f.File, f.Line = p.str(s[:i]), n
+	p.st = stateFrame
+	return true
+}
+
+// header reads a goroutine header, in any of its forms:
+//
+//	goroutine 1 [running]:
+//	goroutine 7 gp=0xc000007340 m=nil [chan receive, 5 minutes]:
+//	goroutine 9 gp=0xc000102a80 m=3 mp=0xc000100008 [syscall, locked to thread]:
+//	goroutine 5 [select, 2 minutes, locked to thread labels:{"k": "v"}]:
+//
+// and opens a new goroutine. It returns false if line is no header.
+func (p *parser) header(line []byte) bool {
+	rest, ok := bytes.CutPrefix(line, []byte("goroutine "))
+	if !ok || !bytes.HasSuffix(rest, []byte("]:")) {
+		return false
+	}
+	i := 0
+	for i < len(rest) && '0' <= rest[i] && rest[i] <= '9' {
+		i++
+	}
+	if i == 0 || i == len(rest) || rest[i] != ' ' {
+		return false
+	}
+	id, err := strconv.ParseInt(string(rest[:i]), 10, 64)
+	if err != nil {
+		p.fail("bad goroutine id", line)
+		return true
+	}
+	b := bytes.IndexByte(rest, '[')
+	if b < 0 {
+		p.fail("bad goroutine header", line)
+		return true
+	}
+	// Between the id and "[": " gp=0x... m=N mp=0x..." (GOTRACEBACK=system).
+	for _, f := range bytes.Fields(rest[i:b]) {
+		if !bytes.HasPrefix(f, []byte("gp=")) && !bytes.HasPrefix(f, []byte("m=")) && !bytes.HasPrefix(f, []byte("mp=")) {
+			p.fail("bad goroutine header", line)
+			return true
+		}
+	}
+	p.endGoroutine()
+	p.snap.Goroutines = append(p.snap.Goroutines, Goroutine{ID: id, Frames: []Frame{}})
+	p.g = &p.snap.Goroutines[len(p.snap.Goroutines)-1]
+	p.st = stateFrame
+	p.status(p.g, rest[b+1:len(rest)-2], line)
+	return true
+}
+
+// status reads the bracketed part of a header: "chan receive, 5 minutes,
+// locked to thread labels:{"k": "v"}". Annotations it does not know (a
+// future Go's) are skipped.
+func (p *parser) status(g *Goroutine, s, line []byte) {
+	if i := bytes.Index(s, []byte(" labels:{")); i >= 0 {
+		labels, ok := parseLabels(string(s[i+len(" labels:{"):]))
+		if !ok {
+			p.fail("bad goroutine labels", line)
+		}
+		g.Labels = labels
+		s = s[:i]
+	}
+	state, rest, _ := bytes.Cut(s, []byte(", "))
+	g.State = p.str(state)
+	for len(rest) > 0 {
+		var part []byte
+		part, rest, _ = bytes.Cut(rest, []byte(", "))
+		switch {
+		case string(part) == "locked to thread":
+			g.LockedToThread = true
+		case bytes.HasSuffix(part, []byte(" minutes")):
+			m, err := strconv.ParseInt(string(bytes.TrimSuffix(part, []byte(" minutes"))), 10, 64)
+			if err != nil || m < 0 || m > int64(1<<63-1)/int64(time.Minute) {
+				p.fail("bad wait time", line)
+				continue
+			}
+			g.Wait = time.Duration(m) * time.Minute
+		}
+	}
+}
+
+// parseLabels reads `"k": "v", "k2": "v2"}` (Go-quoted strings).
+func parseLabels(s string) (map[string]string, bool) {
+	m := make(map[string]string)
+	for {
+		s = strings.TrimLeft(s, " ,")
+		if s == "}" {
+			return m, true
+		}
+		k, rest, ok := unquotePrefix(s)
+		if !ok {
+			return m, false
+		}
+		rest, ok = strings.CutPrefix(rest, ": ")
+		if !ok {
+			return m, false
+		}
+		v, rest, ok := unquotePrefix(rest)
+		if !ok {
+			return m, false
+		}
+		m[k] = v
+		s = rest
+	}
+}
+
+func unquotePrefix(s string) (v, rest string, ok bool) {
+	q, err := strconv.QuotedPrefix(s)
+	if err != nil {
+		return "", s, false
+	}
+	v, err = strconv.Unquote(q)
+	return v, s[len(q):], err == nil
+}
+
+// createdBy reads "created by pkg.f" or "created by pkg.f in goroutine N".
+func (p *parser) createdBy(line []byte) {
+	name := line[len("created by "):]
+	var creator int64
+	if i := bytes.LastIndex(name, []byte(" in goroutine ")); i >= 0 {
+		id, err := strconv.ParseInt(string(name[i+len(" in goroutine "):]), 10, 64)
+		if err != nil {
+			p.fail("bad creator goroutine", line)
+		}
+		name, creator = name[:i], id
+	}
+	f := &Frame{Func: p.str(name)}
+	if p.anc != nil {
+		p.anc.CreatedBy = f
+	} else {
+		p.g.CreatedBy, p.g.CreatorID = f, creator
+	}
+}
+
+// ancestor reads "[originating from goroutine N]:" and makes the frames
+// that follow the ancestor's.
+func (p *parser) ancestor(line []byte) {
+	s, ok := bytes.CutSuffix(line[len("[originating from goroutine "):], []byte("]:"))
+	id, err := strconv.ParseInt(string(s), 10, 64)
+	if !ok || err != nil {
+		p.fail("bad ancestor header", line)
+	}
+	p.g.Ancestors = append(p.g.Ancestors, Ancestor{ID: id, Frames: []Frame{}})
+	p.anc = &p.g.Ancestors[len(p.g.Ancestors)-1]
+}
+
+// elided reads "...12 frames elided..." or "...additional frames elided...".
+func (p *parser) elided(line []byte) {
+	s := bytes.TrimSuffix(bytes.TrimPrefix(line, []byte("...")), []byte(" frames elided..."))
+	e := &Elision{}
+	if string(s) != "additional" {
+		n, err := strconv.Atoi(string(s))
+		if err != nil || n < 0 {
+			p.fail("bad elided frame count", line)
+		}
+		e.Count = n
+	}
+	if p.anc != nil {
+		e.At = len(p.anc.Frames)
+		p.anc.Elided = e
+	} else {
+		e.At = len(p.g.Frames)
+		p.g.Elided = e
+	}
+}
+
+func (p *parser) endGoroutine() {
+	p.g, p.anc = nil, nil
+	p.st = stateText
+}
+
+// fail records an unreadable line.
+func (p *parser) fail(what string, line []byte) {
+	if len(p.errs) >= maxErrors {
+		p.more++
+		return
+	}
+	if line == nil {
+		p.errs = append(p.errs, fmt.Errorf("%w: line %d: %s", ErrParse, p.n, what))
+		return
+	}
+	if len(line) > 200 {
+		line = append(line[:200:200], "..."...)
+	}
+	p.errs = append(p.errs, fmt.Errorf("%w: line %d: %s: %q", ErrParse, p.n, what, line))
+}
+
+// str returns b as a string, the same string for the same bytes: a dump
+// of 10,000 goroutines names few distinct functions and files.
+func (p *parser) str(b []byte) string {
+	if s, ok := p.intern[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(p.intern) < 1<<16 {
+		p.intern[s] = s
+	}
+	return s
+}
