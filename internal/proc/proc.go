@@ -1,0 +1,156 @@
+// Package proc identifies Linux processes by pid plus start time and tells
+// whether such a process is still alive.
+//
+// A pid alone is not an identity: pid_max is often 32768 and pids are reused
+// within seconds. The start time used here is field 22 of /proc/PID/stat, in
+// clock ticks since boot (10 ms resolution), which is what the kernel itself
+// keeps; gopsutil's CreateTime rounds it through the boot time to whole
+// seconds, which is too coarse to tell a reused pid from its predecessor.
+package proc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// Identity names one process for its whole life: no two processes share both
+// fields. The zero Identity names no process.
+type Identity struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"` // clock ticks after boot, /proc/PID/stat field 22
+}
+
+// IsZero reports whether id names no process.
+func (id Identity) IsZero() bool { return id.PID == 0 }
+
+func (id Identity) String() string { return fmt.Sprintf("%d@%d", id.PID, id.Start) }
+
+// Stat is what /proc/PID/stat says of a process at one instant.
+type Stat struct {
+	PID   int
+	State byte // R, S, D, Z, T, t, X, I, ...
+	PPID  int
+	PGID  int
+	Start uint64
+	Comm  string
+}
+
+// Identity returns the identity of the process the Stat describes.
+func (s Stat) Identity() Identity { return Identity{PID: s.PID, Start: s.Start} }
+
+// ErrNoProcess means no process with the pid exists now.
+var ErrNoProcess = errors.New("no such process")
+
+// ReadStat reads /proc/PID/stat. It returns an error wrapping ErrNoProcess when
+// the pid does not exist, and other errors (permission, fd exhaustion) as they
+// come: those say nothing about whether the process lives.
+func ReadStat(pid int) (Stat, error) {
+	if pid <= 0 {
+		return Stat{}, fmt.Errorf("proc: pid %d: %w", pid, ErrNoProcess)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return Stat{}, fmt.Errorf("proc: pid %d: %w", pid, ErrNoProcess)
+		}
+		return Stat{}, err
+	}
+	return ParseStat(pid, b)
+}
+
+// ParseStat parses the contents of /proc/PID/stat. The command name may hold
+// spaces and parentheses, so fields are counted from the last ')'.
+func ParseStat(pid int, b []byte) (Stat, error) {
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return Stat{}, fmt.Errorf("proc: pid %d: unreadable stat %q", pid, trim(b))
+	}
+	f := bytes.Fields(b[end+1:])
+	// f[0] is field 3 (state); field n is f[n-3].
+	if len(f) < 20 || len(f[0]) != 1 {
+		return Stat{}, fmt.Errorf("proc: pid %d: unreadable stat %q", pid, trim(b))
+	}
+	ppid, err1 := strconv.Atoi(string(f[1]))
+	pgid, err2 := strconv.Atoi(string(f[2]))
+	start, err3 := strconv.ParseUint(string(f[19]), 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return Stat{}, fmt.Errorf("proc: pid %d: unreadable stat %q: %w", pid, trim(b), err)
+	}
+	return Stat{PID: pid, State: f[0][0], PPID: ppid, PGID: pgid, Start: start, Comm: string(b[open+1 : end])}, nil
+}
+
+func trim(b []byte) []byte {
+	if len(b) > 80 {
+		return b[:80]
+	}
+	return b
+}
+
+var self = func() Identity {
+	st, err := ReadStat(os.Getpid())
+	if err != nil {
+		return Identity{PID: os.Getpid()}
+	}
+	return st.Identity()
+}()
+
+// Self returns the identity of the calling process.
+func Self() Identity { return self }
+
+// Status is what can be said of an Identity's process now.
+type Status int
+
+const (
+	// Unknown: the check itself failed (say, too many open files); nothing
+	// may be concluded.
+	Unknown Status = iota
+	// Alive: the process runs (or sleeps, or is stopped).
+	Alive
+	// Zombie: the process has exited and waits to be reaped; its threads are
+	// gone, and so are the locks it held.
+	Zombie
+	// Gone: no process has the pid.
+	Gone
+	// Reused: a process has the pid, but it started at another time: the
+	// process named by the identity is gone.
+	Reused
+)
+
+var statusNames = [...]string{"unknown", "alive", "zombie", "dead", "reused"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return "Status(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Dead reports whether the status proves the process has ended.
+func (s Status) Dead() bool { return s == Zombie || s == Gone || s == Reused }
+
+// Check tells whether the process named by id is alive. Each answer other than
+// Unknown is a proof: Gone because the pid does not exist, Reused because the
+// pid's start time differs, Zombie because the kernel says so. An identity
+// with no start time (0) is checked by pid only, and can never be Reused.
+func Check(id Identity) (Status, error) {
+	st, err := ReadStat(id.PID)
+	if err != nil {
+		if errors.Is(err, ErrNoProcess) {
+			return Gone, nil
+		}
+		return Unknown, err
+	}
+	if id.Start != 0 && st.Start != id.Start {
+		return Reused, nil
+	}
+	if st.State == 'Z' || st.State == 'X' {
+		return Zombie, nil
+	}
+	return Alive, nil
+}

@@ -1,0 +1,54 @@
+package lockreg
+
+// EventKind is what happened in a lock event.
+type EventKind uint32
+
+const (
+	EventAcquire   EventKind = iota + 1 // a goroutine took the lock
+	EventRelease                        // the holder released it
+	EventWait                           // a goroutine began to wait for it
+	EventStuck                          // an acquire has waited past StuckAfter (the hook ran)
+	EventTimeout                        // an acquire gave up: its context ended
+	EventOwnerDied                      // a waiter saw that the holder died holding the lock
+	EventRecovered                      // a waiter took the lock of a dead holder (Recover)
+)
+
+var eventNames = [...]string{"", "acquire", "release", "wait", "stuck", "timeout", "owner-died", "recovered"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventNames) && k != 0 {
+		return eventNames[k]
+	}
+	return "unknown"
+}
+
+// MarshalText makes kinds readable in JSON.
+func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// record appends an event to the ring. The ticket from the shared head says
+// which slot to use; the writer claims the slot with a CAS from the value the
+// previous lap left (2(t-N)+2, or 0 on the first lap) to 2t+1, so two writers
+// can never share a slot: one that lost a full lap while stalled gives up and
+// counts the event as dropped rather than tear a newer one.
+func (r *Registry) record(kind EventKind, lock uint32, goid int64, stack uint64, t int64) {
+	h := r.a.hdr
+	n := uint64(r.a.g.maxEvents)
+	tk := h.eventHead.Add(1) - 1
+	e := r.a.event(uint32(tk & (n - 1)))
+	var prev uint64
+	if tk >= n {
+		prev = 2*(tk-n) + 2
+	}
+	if !e.seq.CompareAndSwap(prev, 2*tk+1) {
+		h.dropped.Add(1)
+		return
+	}
+	e.kind.Store(uint32(kind))
+	e.pid.Store(r.pid)
+	e.lock.Store(lock + 1)
+	e.proc.Store(r.procIdx + 1)
+	e.goid.Store(uint64(goid))
+	e.time.Store(t)
+	e.stack.Store(stack)
+	e.seq.Store(2*tk + 2)
+}

@@ -1,0 +1,31 @@
+package lockreg
+
+import (
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/proc"
+)
+
+// StuckEvent describes an acquire that has waited too long. It is passed to
+// Options.OnStuck.
+type StuckEvent struct {
+	Lock string // the lock's name
+	Dir  string // the run directory
+
+	// Holder is the holder record as read now; Holder.PID is 0 when the
+	// lock is not held by a known process (it may have just changed hands).
+	Holder Holder
+	// HolderStatus says whether the holder lives: proc.Alive, or proof of
+	// its death (Gone, Zombie, Reused), or Unknown.
+	HolderStatus proc.Status
+	// OwnerDied is set when the lock word carries FUTEX_OWNER_DIED: the
+	// kernel, or a waiter that proved the death, marked it.
+	OwnerDied bool
+
+	Goroutine int64         // the waiting goroutine
+	Waited    time.Duration // how long it has waited so far
+	Calls     int           // 1 for the first call of this wait, then 2, 3...
+}
+
+// HolderAlive reports whether the holder is not proven dead.
+func (e StuckEvent) HolderAlive() bool { return !e.OwnerDied && !e.HolderStatus.Dead() }

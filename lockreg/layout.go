@@ -1,0 +1,190 @@
+package lockreg
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// The arena is one file, mapped MAP_SHARED by every process of a run. All
+// multi-byte fields are native-endian (the arena never leaves the machine).
+// Its layout, with offsets in bytes (docs/registry-format.md argues each
+// choice):
+//
+//	header   [0, 4096)                  magic, version, section table, shared counters
+//	procs    [procsOff, +maxProcs*64)   process table
+//	locks    [locksOff, +maxLocks*128)  lock slots: futex word, holder record, name
+//	waiters  [waitersOff, +maxWaiters*64) waiter records
+//	events   [eventsOff, +maxEvents*48) event ring
+//
+// Every section starts on a 4096-byte boundary. The header is written once,
+// before the file is linked into the run directory under its final name, so
+// a process that can open the arena always sees a complete header.
+
+const (
+	magic         = "LOCKWREG"
+	formatVersion = 1
+
+	headerSize = 4096
+	procSize   = 64
+	lockSize   = 128
+	waiterSize = 64
+	eventSize  = 48
+
+	maxNameLen = 63
+)
+
+// Lock word bits, as the kernel's robust-futex code defines them
+// (include/uapi/linux/futex.h): the holder's pid is in the low 30 bits.
+const (
+	waitersBit   = 0x80000000 // FUTEX_WAITERS: someone sleeps, or may, on the word
+	ownerDiedBit = 0x40000000 // FUTEX_OWNER_DIED: the holder died holding it
+	tidMask      = 0x3fffffff // FUTEX_TID_MASK
+)
+
+// header is the arena's first page.
+type header struct {
+	magic      [8]byte       // 0
+	version    uint32        // 8
+	headerSize uint32        // 12
+	totalSize  uint64        // 16
+	maxProcs   uint32        // 24
+	procSize   uint32        // 28
+	procsOff   uint64        // 32
+	maxLocks   uint32        // 40
+	lockSize   uint32        // 44
+	locksOff   uint64        // 48
+	maxWaiters uint32        // 56
+	waiterSize uint32        // 60
+	waitersOff uint64        // 64
+	maxEvents  uint32        // 72 a power of two
+	eventSize  uint32        // 76
+	eventsOff  uint64        // 80
+	created    int64         // 88 unix nanoseconds
+	creator    uint32        // 96 pid of the creating process
+	uid        uint32        // 100 owner; the file's owner must match
+	namesLock  atomic.Uint32 // 104 futex word serialising lock-slot allocation
+	nlocks     atomic.Uint32 // 108 lock slots in use; slots [0, nlocks) have names
+	dropped    atomic.Uint64 // 112 events not recorded (the ring slot was busy)
+	_          [8]byte       // 120
+	eventHead  atomic.Uint64 // 128 next event ticket; on its own cache line
+	_          [56]byte      // 136
+}
+
+// procSlot is one process-table entry. A process claims a free slot by
+// CAS(pid, 0, its pid), writes start and registered, then stores state. Only
+// the claiming process writes the slot afterwards; readers skip slots whose
+// state is procFree.
+type procSlot struct {
+	state      atomic.Uint32 // 0 procFree, procRunning, procExited
+	pid        atomic.Uint32 // 4
+	flags      atomic.Uint32 // 8 procRobust
+	_          uint32        // 12
+	start      atomic.Uint64 // 16 /proc/PID/stat starttime, clock ticks
+	registered atomic.Int64  // 24 CLOCK_MONOTONIC ns
+	exited     atomic.Int64  // 32 CLOCK_MONOTONIC ns, when state became procExited
+	_          [24]byte      // 40
+}
+
+const (
+	procFree    = 0
+	procRunning = 1
+	procExited  = 2 // closed the registry: a clean exit
+
+	procRobust = 1 // the kernel's robust list protects this process's locks
+)
+
+// holderRec is a lock's holder record, under a seqlock: the holder makes seq
+// odd, writes the fields, makes seq even. Only the holder writes it.
+type holderRec struct {
+	seq   atomic.Uint32 // 16 (offsets within lockSlot)
+	proc  atomic.Uint32 // 20 process-table index + 1; 0 = none
+	pid   atomic.Uint32 // 24
+	_     uint32        // 28
+	start atomic.Uint64 // 32
+	goid  atomic.Uint64 // 40
+	stack atomic.Uint64 // 48 stack-dictionary id
+	since atomic.Int64  // 56 CLOCK_MONOTONIC ns of the acquire
+}
+
+// lockSlot is one named lock. Its first cache line is everything the acquire
+// path touches: the futex word and the holder record.
+type lockSlot struct {
+	word    atomic.Uint32 // 0 futex word: holder pid | waitersBit | ownerDiedBit
+	state   atomic.Uint32 // 4 0 free, 1 named
+	waiting atomic.Int32  // 8 goroutines in the slow path now, all processes
+	noted   atomic.Uint32 // 12 1 once a waiter has recorded the holder's death
+	holder  holderRec     // 16
+	nameLen uint8         // 64
+	name    [maxNameLen]byte
+}
+
+// waiterSlot is a waiter record: a goroutine sleeping in a lock's slow path.
+// A process claims a slot by CAS(owner, 0, pid) and frees it by storing 0.
+// The rest is under a seqlock as in holderRec.
+type waiterSlot struct {
+	seq   atomic.Uint32 // 0
+	owner atomic.Uint32 // 4 pid that claimed the slot; 0 = free
+	lock  atomic.Uint32 // 8 lock index + 1; 0 = not waiting
+	proc  atomic.Uint32 // 12 process-table index + 1
+	start atomic.Uint64 // 16
+	goid  atomic.Uint64 // 24
+	stack atomic.Uint64 // 32
+	since atomic.Int64  // 40 CLOCK_MONOTONIC ns the wait began
+	_     [16]byte      // 48
+}
+
+// eventSlot is one entry of the event ring. Ticket t lives in slot
+// t % maxEvents; seq is 2t+1 while it is written and 2t+2 once complete.
+type eventSlot struct {
+	seq   atomic.Uint64 // 0
+	kind  atomic.Uint32 // 8
+	pid   atomic.Uint32 // 12
+	lock  atomic.Uint32 // 16 lock index + 1
+	proc  atomic.Uint32 // 20
+	goid  atomic.Uint64 // 24
+	time  atomic.Int64  // 32 CLOCK_MONOTONIC ns
+	stack atomic.Uint64 // 40
+}
+
+// Compile-time checks that the Go structs have the documented sizes.
+var (
+	_ [0]byte                = [unsafe.Sizeof(header{}) - 192]byte{}
+	_ [0]byte                = [unsafe.Sizeof(procSlot{}) - procSize]byte{}
+	_ [0]byte                = [unsafe.Sizeof(lockSlot{}) - lockSize]byte{}
+	_ [0]byte                = [unsafe.Sizeof(waiterSlot{}) - waiterSize]byte{}
+	_ [0]byte                = [unsafe.Sizeof(eventSlot{}) - eventSize]byte{}
+)
+
+// geometry is the section table of an arena.
+type geometry struct {
+	maxProcs, maxLocks, maxWaiters, maxEvents uint32
+	procsOff, locksOff, waitersOff, eventsOff uint64
+	total                                     uint64
+}
+
+func alignPage(n uint64) uint64 { return (n + 4095) &^ 4095 }
+
+func layout(maxProcs, maxLocks, maxWaiters, maxEvents uint32) geometry {
+	g := geometry{maxProcs: maxProcs, maxLocks: maxLocks, maxWaiters: maxWaiters, maxEvents: maxEvents}
+	off := uint64(headerSize)
+	g.procsOff, off = off, alignPage(off+uint64(maxProcs)*procSize)
+	g.locksOff, off = off, alignPage(off+uint64(maxLocks)*lockSize)
+	g.waitersOff, off = off, alignPage(off+uint64(maxWaiters)*waiterSize)
+	g.eventsOff, off = off, alignPage(off+uint64(maxEvents)*eventSize)
+	g.total = off
+	return g
+}
+
+// Size returns the arena's size in bytes for the given capacities, as Open
+// would create it (maxEvents is rounded up to a power of two).
+func Size(maxProcs, maxLocks, maxWaiters, maxEvents int) int64 {
+	return int64(layout(uint32(maxProcs), uint32(maxLocks), uint32(maxWaiters), ceilPow2(uint32(maxEvents))).total)
+}
+
+func ceilPow2(n uint32) uint32 {
+	p := uint32(1)
+	for p < n {
+		p <<= 1
+	}
+	return p
+}

@@ -1,0 +1,109 @@
+package lockreg
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func openT(t *testing.T, dir string, o Options) *Registry {
+	t.Helper()
+	r, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestLockUnlockRecords(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{})
+	m, err := r.Mutex("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Locks) != 1 || s.Locks[0].Name != "a" || s.Locks[0].HolderPID != r.Self().PID || s.Locks[0].Holder == nil {
+		t.Fatalf("got locks %+v; want a held by %d with a record", s.Locks, r.Self().PID)
+	}
+	h := s.Locks[0].Holder
+	if h.Goroutine != curGoid() || h.Start != r.Self().Start {
+		t.Errorf("got holder %+v; want goroutine %d start %d", h, curGoid(), r.Self().Start)
+	}
+	frames, ok := s.Stack(h.Identity(), h.Stack)
+	if !ok || len(frames) == 0 || frames[0].Func != "github.com/lockwatch/lockwatch/lockreg.TestLockUnlockRecords" {
+		t.Errorf("got acquire stack %v (found %v); want it to start at the test function", frames, ok)
+	}
+	if err := m.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Unlock(); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("second Unlock: got %v; want ErrNotHeld", err)
+	}
+	s, _ = ReadSnapshot(dir)
+	if s.Locks[0].Held() || s.Locks[0].Holder != nil {
+		t.Errorf("after Unlock got %+v; want free", s.Locks[0])
+	}
+	var kinds []EventKind
+	for _, e := range s.Events {
+		kinds = append(kinds, e.Kind)
+	}
+	if len(kinds) != 2 || kinds[0] != EventAcquire || kinds[1] != EventRelease {
+		t.Errorf("got events %v; want [acquire release]", kinds)
+	}
+}
+
+func TestCancelLeavesLockUnchanged(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{})
+	m, _ := r.Mutex("a")
+	if err := m.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := ReadSnapshot(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), quiescent)
+	defer cancel()
+	if err := m.Lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v; want DeadlineExceeded", err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Lock(ctx2) }()
+	time.Sleep(quiescent) // let it reach FUTEX_WAIT (not required for correctness)
+	cancel2()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v; want Canceled", err)
+	}
+	after, _ := ReadSnapshot(dir)
+	if a, b := after.Locks[0], before.Locks[0]; a.Word != b.Word || !sameHolder(*a.Holder, *b.Holder) {
+		t.Errorf("lock changed by cancelled acquires: before %+v after %+v", b, a)
+	}
+	if len(after.Waiters) != 0 || after.Locks[0].Waiting != 0 {
+		t.Errorf("got waiters %+v (waiting %d); want none left", after.Waiters, after.Locks[0].Waiting)
+	}
+	if ok, _ := m.TryLock(); ok {
+		t.Error("TryLock of a held lock succeeded")
+	}
+	if err := m.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.TryLock(); !ok || err != nil {
+		t.Errorf("TryLock of a free lock: got %v, %v; want true, nil", ok, err)
+	}
+}
+
+// sameHolder compares holder records; Since is converted from the monotonic
+// clock at each snapshot, so it may differ by the conversion's jitter.
+func sameHolder(a, b Holder) bool {
+	d := a.Since.Sub(b.Since)
+	a.Since, b.Since = time.Time{}, time.Time{}
+	return a == b && d < time.Millisecond && d > -time.Millisecond
+}

@@ -1,0 +1,241 @@
+package lockreg
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Cross-process tests re-run the test binary with a role in its environment.
+// Named waits instead of bare sleeps:
+const (
+	// probablyStillBlocked is how long a blocked process is given to show
+	// that it is not blocked after all.
+	probablyStillBlocked = 10 * time.Second
+	// quiescent is a pause after which a wait that had to start has started.
+	quiescent = 50 * time.Millisecond
+)
+
+const roleEnv = "LOCKREG_TEST_ROLE"
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		os.Exit(runRole(role, os.Getenv("LOCKREG_TEST_DIR"), strings.Fields(os.Getenv("LOCKREG_TEST_ARGS"))))
+	}
+	os.Exit(m.Run())
+}
+
+// say prints one line to stdout for the parent to read.
+func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
+
+// runRole is a child process's body.
+func runRole(role, dir string, args []string) int {
+	opts := Options{StuckAfter: 50 * time.Millisecond, PollInterval: 20 * time.Millisecond}
+	if len(args) > 0 && args[0] == "recover" {
+		opts.Policy = Recover
+	}
+	opts.OnStuck = func(e StuckEvent) {
+		b, _ := json.Marshal(map[string]any{"lock": e.Lock, "holder": e.Holder.PID, "alive": e.HolderAlive(),
+			"status": e.HolderStatus.String(), "ownerDied": e.OwnerDied, "calls": e.Calls})
+		say("stuck %s", b)
+	}
+	r, err := Open(dir, opts)
+	if err != nil {
+		say("error %v", err)
+		return 1
+	}
+	ctx := context.Background()
+	m, err := r.Mutex("test.lock")
+	if err != nil {
+		say("error %v", err)
+		return 1
+	}
+	switch role {
+	case "open":
+		st, err := os.Stat(filepath.Join(dir, ArenaFile))
+		if err != nil {
+			say("error %v", err)
+			return 1
+		}
+		say("inode %d", st.Sys().(*syscall.Stat_t).Ino)
+		return 0
+	case "counter":
+		n, _ := strconv.Atoi(args[1])
+		path := filepath.Join(dir, "counter")
+		for i := 0; i < n; i++ {
+			if err := m.Lock(ctx); err != nil {
+				say("error %v", err)
+				return 1
+			}
+			b, _ := os.ReadFile(path)
+			c, _ := strconv.Atoi(string(b))
+			if err := os.WriteFile(path, []byte(strconv.Itoa(c+1)), 0o600); err != nil {
+				say("error %v", err)
+				return 1
+			}
+			if err := m.Unlock(); err != nil {
+				say("error %v", err)
+				return 1
+			}
+		}
+		say("done")
+		return 0
+	case "hold":
+		if err := m.Lock(ctx); err != nil {
+			say("error %v", err)
+			return 1
+		}
+		say("held")
+		_, _ = io.Copy(io.Discard, os.Stdin) // until the parent kills us
+		return 0
+	case "wait":
+		say("waiting")
+		err := m.Lock(ctx)
+		switch err {
+		case nil:
+			say("acquired")
+		case ErrOwnerDead:
+			say("ownerdead")
+		default:
+			say("error %v", err)
+			return 1
+		}
+		if err := m.Unlock(); err != nil {
+			say("error %v", err)
+			return 1
+		}
+		// The lock works afterwards.
+		if err := m.Lock(ctx); err != nil {
+			say("error relock %v", err)
+			return 1
+		}
+		_ = m.Unlock()
+		say("relocked")
+		return 0
+	}
+	say("error unknown role %q", role)
+	return 2
+}
+
+// child is a running role process with a line reader on its stdout.
+type child struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	lines chan string
+	stdin io.WriteCloser
+}
+
+var (
+	staticOnce sync.Once
+	staticBin  string
+	staticErr  error
+)
+
+// binary returns a test binary whose processes register the kernel's robust
+// list (robust) or that fall back to liveness polling (!robust). A race or
+// cgo build has glibc's list on its main thread, so for robust=true in such a
+// build, a static, race-free copy of this test binary is built once.
+func binary(t *testing.T, robustWanted bool) (bin string, env []string) {
+	if !robustWanted {
+		return os.Args[0], []string{"LOCKREG_ROBUST=0"}
+	}
+	if ok, _ := RobustList(); ok {
+		return os.Args[0], nil
+	}
+	staticOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "lockreg-static")
+		if err != nil {
+			staticErr = err
+			return
+		}
+		staticBin = filepath.Join(dir, "lockreg.test")
+		cmd := exec.Command("go", "test", "-c", "-o", staticBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			staticErr = fmt.Errorf("building a static test binary: %v\n%s", err, out)
+		}
+	})
+	if staticErr != nil {
+		t.Fatal(staticErr)
+	}
+	return staticBin, nil
+}
+
+func startRole(t *testing.T, robust bool, role, dir string, args ...string) *child {
+	t.Helper()
+	bin, env := binary(t, robust)
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), env...), roleEnv+"="+role, "LOCKREG_TEST_DIR="+dir,
+		"LOCKREG_TEST_ARGS="+strings.Join(args, " "))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{t: t, cmd: cmd, lines: make(chan string, 100), stdin: in}
+	go func() {
+		defer close(c.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return c
+}
+
+// expect waits for a line with the prefix and returns it.
+func (c *child) expect(prefix string) string {
+	c.t.Helper()
+	timeout := time.After(probablyStillBlocked)
+	for {
+		select {
+		case l, ok := <-c.lines:
+			if !ok {
+				c.t.Fatalf("pid %d exited before printing %q", c.cmd.Process.Pid, prefix)
+			}
+			if strings.HasPrefix(l, "error") {
+				c.t.Fatalf("pid %d: %s", c.cmd.Process.Pid, l)
+			}
+			if strings.HasPrefix(l, prefix) {
+				return l
+			}
+		case <-timeout:
+			c.t.Fatalf("pid %d did not print %q within %v", c.cmd.Process.Pid, prefix, probablyStillBlocked)
+		}
+	}
+}
+
+// kill SIGKILLs the child and reaps it.
+func (c *child) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	_ = c.cmd.Wait()
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// runDir returns a fresh run directory path (not yet created).
+func runDir(t *testing.T) string {
+	return filepath.Join(t.TempDir(), "run")
+}

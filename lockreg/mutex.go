@@ -1,0 +1,284 @@
+package lockreg
+
+import (
+	"context"
+	"math"
+	"runtime/pprof"
+	"time"
+)
+
+// A Mutex is a named lock shared by every process of a run. Unlike
+// sync.Mutex, its operations can fail (a context ends, the holder died), so
+// it is not a sync.Locker. A Mutex is safe for concurrent use; it is not
+// associated with a goroutine, but with a process: any goroutine of the
+// holding process may Unlock it. The zero value is not usable: get one from
+// Registry.Mutex.
+type Mutex struct {
+	r    *Registry
+	s    *lockSlot
+	idx  uint32
+	name string
+	opts MutexOptions
+}
+
+// Name returns the lock's name.
+func (m *Mutex) Name() string { return m.name }
+
+// Lock acquires the lock, waiting while another goroutine of any process of
+// the run holds it. It returns nil once the lock is held; ctx's error, with
+// the lock unchanged, if ctx ends first; or ErrOwnerDead, with the lock held,
+// under the Recover policy when the previous holder died holding it.
+//
+// Under the Stall policy (the default) a dead holder's lock is never taken:
+// Lock keeps waiting (until ctx ends), and the death is reported.
+func (m *Mutex) Lock(ctx context.Context) error {
+	r := m.r
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if r.opts.NoRecord {
+		if m.s.word.CompareAndSwap(0, r.pid) {
+			return nil
+		}
+		return m.lockSlow(ctx, 0)
+	}
+	// Capture and intern the stack before the CAS: outside the critical
+	// section, and so that the stack is in the dictionary before any
+	// record names it.
+	var st stackPCs
+	st.capture()
+	stack := st.hash()
+	r.stacks.intern(stack, &st)
+	if m.s.word.CompareAndSwap(0, r.pid) {
+		m.acquired(curGoid(), stack, nanotime(), EventAcquire)
+		return nil
+	}
+	return m.lockSlow(ctx, stack)
+}
+
+// TryLock acquires the lock if it is free, and reports whether it did. Under
+// the Recover policy it also takes a lock whose holder is proven dead, and
+// then returns true and ErrOwnerDead.
+func (m *Mutex) TryLock() (bool, error) {
+	r := m.r
+	if r.closed.Load() {
+		return false, ErrClosed
+	}
+	var stack uint64
+	if !r.opts.NoRecord {
+		var st stackPCs
+		st.capture()
+		stack = st.hash()
+		r.stacks.intern(stack, &st)
+	}
+	if m.s.word.CompareAndSwap(0, r.pid) {
+		m.acquired(curGoid(), stack, nanotime(), EventAcquire)
+		return true, nil
+	}
+	if m.opts.Policy != Recover {
+		return false, nil
+	}
+	v := m.s.word.Load()
+	if v&tidMask != 0 {
+		if !m.checkHolder(v) {
+			return false, nil
+		}
+		v = m.s.word.Load()
+	}
+	if v&ownerDiedBit != 0 && v&tidMask == 0 && m.s.word.CompareAndSwap(v, r.pid|(v&waitersBit)) {
+		m.acquired(curGoid(), stack, nanotime(), EventRecovered)
+		return true, ErrOwnerDead
+	}
+	return false, nil
+}
+
+// Unlock releases the lock. It returns ErrNotHeld if this process does not
+// hold it.
+func (m *Mutex) Unlock() error {
+	r, s := m.r, m.s
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if s.word.Load()&tidMask != r.pid {
+		return ErrNotHeld
+	}
+	if !r.opts.NoRecord {
+		// Record the release while still holding, so that the ring orders
+		// it before the next holder's acquire.
+		stack := s.holder.stack.Load()
+		s.holder.clear()
+		r.record(EventRelease, m.idx, curGoid(), stack, nanotime())
+	}
+	// The swap clears WAITERS too; the woken waiter sets it again when it
+	// acquires, for any others (see lockSlow).
+	if s.word.Swap(0)&waitersBit != 0 {
+		futexWake(&s.word, 1)
+	}
+	return nil
+}
+
+// acquired writes the holder record and the event. Called holding the lock.
+func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind EventKind) {
+	r := m.r
+	if r.opts.NoRecord && kind == EventAcquire {
+		return
+	}
+	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t)
+	if kind == EventRecovered {
+		m.s.noted.Store(0) // the next death is news again
+	}
+	r.record(kind, m.idx, goid, stack, t)
+}
+
+// lockSlow waits for the lock. The protocol is a robust variant of Drepper's
+// "mutex3": a waiter sets WAITERS in the word before it sleeps in FUTEX_WAIT
+// on the value it saw, so the holder's Unlock (which swaps the word to 0)
+// knows to wake one; a woken waiter acquires with WAITERS set, since others
+// may still sleep. The kernel wakes one waiter too when it marks
+// OWNER_DIED.
+func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
+	r, s := m.r, m.s
+	goid := curGoid()
+	began := nanotime()
+	s.waiting.Add(1)
+	defer func() {
+		if s.waiting.Add(-1) == 0 && err != nil && err != ErrOwnerDead {
+			// The last waiter gave up: clear the WAITERS bit it may have
+			// set, so that the lock is left as it was. A waiter arriving
+			// meanwhile has counted itself first and sets the bit again
+			// before it sleeps (its FUTEX_WAIT fails on the changed word).
+			if v := s.word.Load(); v&waitersBit != 0 && v&tidMask != 0 {
+				s.word.CompareAndSwap(v, v&^waitersBit)
+			}
+		}
+	}()
+	w := r.claimWaiter(m.idx, goid, stack, began)
+	defer r.releaseWaiter(w)
+	r.record(EventWait, m.idx, goid, stack, began)
+
+	// Label the goroutine while it waits, so that a goroutine profile
+	// (cheap, without goroutine ids) still shows who waits for what.
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("lockwatch.wait", m.name)))
+	defer pprof.SetGoroutineLabels(ctx)
+
+	if ctx.Done() != nil {
+		// A cancelled context wakes every sleeper on the word; the others
+		// re-check and sleep again. The bounded sleeps below cover the
+		// instant between our ctx check and FUTEX_WAIT.
+		stop := context.AfterFunc(ctx, func() { futexWake(&s.word, math.MaxInt32) })
+		defer stop()
+	}
+	deadline, hasDeadline := ctx.Deadline()
+	nextHook := began + int64(m.opts.StuckAfter)
+	hookDelay := m.opts.StuckAfter
+	calls := 0
+	nextCheck := int64(0)
+	for {
+		v := s.word.Load()
+		switch {
+		case v == 0:
+			if s.word.CompareAndSwap(0, r.pid|waitersBit) {
+				m.acquired(goid, stack, nanotime(), EventAcquire)
+				return nil
+			}
+			continue
+		case v&tidMask == 0 && v&ownerDiedBit != 0:
+			m.noteDeath(goid)
+			if m.opts.Policy == Recover {
+				if s.word.CompareAndSwap(v, r.pid|(v&waitersBit)) {
+					m.acquired(goid, stack, nanotime(), EventRecovered)
+					return ErrOwnerDead
+				}
+				continue
+			}
+		case v&waitersBit == 0:
+			if !s.word.CompareAndSwap(v, v|waitersBit) {
+				continue
+			}
+			v |= waitersBit
+		}
+		if err := ctx.Err(); err != nil {
+			r.record(EventTimeout, m.idx, goid, stack, nanotime())
+			return err
+		}
+		now := nanotime()
+		if nextCheck == 0 {
+			nextCheck = now + int64(m.pollInterval(v))
+		}
+		until := min(nextHook, nextCheck)
+		if hasDeadline {
+			until = min(until, now+int64(time.Until(deadline))+1)
+		}
+		futexWait(&s.word, v, time.Duration(until-now))
+
+		now = nanotime()
+		if now >= nextCheck {
+			if v&tidMask != 0 {
+				m.checkHolder(v)
+			}
+			nextCheck = now + int64(m.pollInterval(v))
+		}
+		if now >= nextHook {
+			calls++
+			r.record(EventStuck, m.idx, goid, stack, now)
+			if m.opts.OnStuck != nil {
+				m.opts.OnStuck(m.stuckEvent(goid, time.Duration(now-began), calls))
+			}
+			hookDelay = min(2*hookDelay, 5*time.Minute)
+			nextHook = nanotime() + int64(hookDelay)
+		}
+	}
+}
+
+// pollInterval is how often to check the liveness of the holder in word v.
+func (m *Mutex) pollInterval(v uint32) time.Duration {
+	if pid := v & tidMask; pid != 0 && m.r.robustPID(pid) {
+		return time.Second // the kernel will tell; this is a safety net
+	}
+	return m.r.opts.PollInterval
+}
+
+// checkHolder proves, if it can, that the holder named by word v is dead,
+// and then marks the word as the kernel would: OWNER_DIED, holder bits
+// cleared. It reports whether the holder is dead. A process that merely
+// cannot be checked is taken for alive.
+func (m *Mutex) checkHolder(v uint32) bool {
+	pid := v & tidMask
+	var start uint64
+	if h, ok := m.s.holder.read(); ok && h.pid == pid {
+		start = h.start
+	}
+	if !m.r.status(pid, start).Dead() {
+		return false
+	}
+	m.s.word.CompareAndSwap(v, (v&waitersBit)|ownerDiedBit)
+	return true
+}
+
+// noteDeath records, once per death, that the holder died holding the lock.
+func (m *Mutex) noteDeath(goid int64) {
+	if m.s.noted.CompareAndSwap(0, 1) {
+		h, _ := m.s.holder.read()
+		m.r.record(EventOwnerDied, m.idx, goid, h.stack, nanotime())
+	}
+}
+
+func (m *Mutex) stuckEvent(goid int64, waited time.Duration, calls int) StuckEvent {
+	v := m.s.word.Load()
+	ev := StuckEvent{Lock: m.name, Dir: m.r.dir, OwnerDied: v&ownerDiedBit != 0,
+		Goroutine: goid, Waited: waited, Calls: calls}
+	h, ok := m.s.holder.read()
+	if ok && h.pid != 0 && (h.pid == v&tidMask || ev.OwnerDied) {
+		ev.Holder = m.r.a.holderOf(h, m.idx)
+		ev.HolderStatus = m.r.status(h.pid, h.start)
+	} else if pid := v & tidMask; pid != 0 {
+		ev.Holder = Holder{PID: int(pid)}
+		ev.HolderStatus = m.r.status(pid, 0)
+	}
+	return ev
+}

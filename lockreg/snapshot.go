@@ -1,0 +1,329 @@
+package lockreg
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+// A Snapshot is a copy of a run's arena as typed values, taken without any
+// lock: every record is read under its sequence counter, and a record that
+// stays mid-write through many tries (its writer died writing it) is counted
+// in Torn and left out rather than waited for. Taking one never blocks,
+// whatever the processes of the run are doing.
+type Snapshot struct {
+	Dir           string
+	Taken         time.Time
+	Format        int
+	Created       time.Time
+	CreatorPID    int
+	Capacity      Capacity
+	EventsTotal   uint64 // events ever recorded; the ring keeps the last Capacity.Events
+	EventsDropped uint64
+	Torn          int // records left out because they stayed mid-write
+
+	Processes []Process
+	Locks     []Lock
+	Waiters   []Waiter
+	Events    []Event // oldest first
+
+	mono   int64
+	stacks map[proc.Identity]map[uint64][]stackdump.Frame
+}
+
+// Capacity is the size of each table of an arena.
+type Capacity struct{ Procs, Locks, Waiters, Events int }
+
+// ProcState is a process-table state.
+type ProcState string
+
+const (
+	ProcRunning ProcState = "running" // registered and not closed: alive, or died without Close
+	ProcExited  ProcState = "exited"  // closed its registry: a clean exit
+)
+
+// Process is a process-table entry.
+type Process struct {
+	Slot       int
+	PID        int
+	Start      uint64
+	State      ProcState
+	Robust     bool // the kernel watches its locks
+	Registered time.Time
+	Exited     time.Time    // zero unless State is ProcExited
+	Info       *ProcessInfo // nil if its info file is unreadable
+}
+
+// Identity returns the process's pid and start time.
+func (p Process) Identity() proc.Identity { return proc.Identity{PID: p.PID, Start: p.Start} }
+
+// Lock is a named lock's state.
+type Lock struct {
+	Index int
+	Name  string
+	Word  uint32
+	// HolderPID is the pid in the lock word: the holder, set atomically with
+	// the acquisition. 0 when the lock is free, or when the kernel (or a
+	// waiter with proof) marked the holder dead.
+	HolderPID  int
+	OwnerDied  bool // FUTEX_OWNER_DIED: the holder died holding it
+	HasWaiters bool // FUTEX_WAITERS
+	Waiting    int  // goroutines waiting for it now, in all processes
+	// Holder is the holder's record: after OwnerDied, the record of the
+	// holder that died. Nil when the lock is free, or while the record is
+	// being written (the word's pid then says who holds it).
+	Holder *Holder
+}
+
+// Held reports whether the lock is held, by a live or dead holder.
+func (l Lock) Held() bool { return l.HolderPID != 0 || l.OwnerDied }
+
+// Holder is a holder record.
+type Holder struct {
+	PID       int
+	Start     uint64 // the holder process's start time, see proc.Identity
+	Goroutine int64
+	Stack     uint64 // stack-dictionary id of the acquire; 0 if not recorded
+	Since     time.Time
+	ProcSlot  int // process-table slot, -1 if unknown
+}
+
+// Identity returns the holder process's identity.
+func (h Holder) Identity() proc.Identity { return proc.Identity{PID: h.PID, Start: h.Start} }
+
+// Waiter is a waiter record.
+type Waiter struct {
+	Slot      int
+	PID       int
+	Start     uint64
+	Goroutine int64
+	Stack     uint64
+	Lock      int
+	LockName  string
+	Since     time.Time
+}
+
+// Identity returns the waiting process's identity.
+func (w Waiter) Identity() proc.Identity { return proc.Identity{PID: w.PID, Start: w.Start} }
+
+// Event is one entry of the event ring.
+type Event struct {
+	Seq       uint64
+	Kind      EventKind
+	PID       int
+	Start     uint64
+	Goroutine int64
+	Lock      int
+	LockName  string
+	Time      time.Time
+	Stack     uint64
+}
+
+// ReadSnapshot reads the run in dir without joining it: the arena is mapped
+// read-only and nothing is written.
+func ReadSnapshot(dir string) (*Snapshot, error) {
+	if err := checkRunDir(dir, false); err != nil {
+		return nil, err
+	}
+	a, err := openArena(filepath.Join(dir, ArenaFile), false)
+	if err != nil {
+		return nil, err
+	}
+	defer a.unmap()
+	return a.snapshot(dir)
+}
+
+// Snapshot reads the registry's run.
+func (r *Registry) Snapshot() (*Snapshot, error) { return r.a.snapshot(r.dir) }
+
+func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
+	if mono == 0 {
+		return time.Time{}
+	}
+	return now.Add(time.Duration(mono - nowMono))
+}
+
+func (a *arena) holderOf(h holderCopy, _ uint32) Holder {
+	return Holder{PID: int(h.pid), Start: h.start, Goroutine: int64(h.goid), Stack: h.stack,
+		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: int(h.proc) - 1}
+}
+
+func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
+	// The file can be truncated under us by something outside lockwatch;
+	// touching a page past its end raises SIGBUS, which this turns into an
+	// error instead of a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			s, err = nil, &ArenaError{Path: a.path, Kind: ErrCorrupt, Detail: fmt.Sprintf("fault while reading: %v", p),
+				Hint: "the arena file was truncated or replaced; start a new run"}
+		}
+	}()
+	h := a.hdr
+	now, mono := time.Now(), nanotime()
+	wall := func(t int64) time.Time { return a.wall(t, mono, now) }
+	s = &Snapshot{
+		Dir: dir, Taken: now, mono: mono, Format: int(h.version), Created: time.Unix(0, h.created),
+		CreatorPID:    int(h.creator),
+		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
+		EventsTotal:   h.eventHead.Load(),
+		EventsDropped: h.dropped.Load(),
+	}
+	procStart := make(map[int]uint64)
+	for i := uint32(0); i < a.g.maxProcs; i++ {
+		p := a.proc(i)
+		st := p.state.Load()
+		if st == procFree {
+			if p.pid.Load() == 0 {
+				break // slots are claimed in order; the rest are free
+			}
+			continue
+		}
+		pr := Process{Slot: int(i), PID: int(p.pid.Load()), Start: p.start.Load(), State: ProcRunning,
+			Robust: p.flags.Load()&procRobust != 0, Registered: wall(p.registered.Load())}
+		if st == procExited {
+			pr.State, pr.Exited = ProcExited, wall(p.exited.Load())
+		}
+		pr.Info, _ = ReadProcessInfo(dir, pr.Identity())
+		procStart[int(i)] = pr.Start
+		s.Processes = append(s.Processes, pr)
+	}
+	n := min(h.nlocks.Load(), a.g.maxLocks)
+	names := make([]string, n)
+	for i := uint32(0); i < n; i++ {
+		l := a.lock(i)
+		if l.state.Load() != 1 {
+			continue
+		}
+		names[i] = string(l.name[:min(int(l.nameLen), maxNameLen)])
+		lk := Lock{Index: int(i), Name: names[i]}
+		var hc holderCopy
+		ok := false
+		for try := 0; try < readTries && !ok; try++ {
+			v := l.word.Load()
+			hc, ok = l.holder.read()
+			lk.Word = v
+			ok = ok && l.word.Load() == v
+		}
+		if !ok {
+			s.Torn++
+		}
+		v := lk.Word
+		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
+		lk.Waiting = int(max(l.waiting.Load(), 0))
+		if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
+			hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
+				Since: wall(hc.since), ProcSlot: int(hc.proc) - 1}
+			lk.Holder = &hd
+		}
+		s.Locks = append(s.Locks, lk)
+	}
+	lockName := func(idx uint32) string {
+		if idx > 0 && idx <= n {
+			return names[idx-1]
+		}
+		return ""
+	}
+	for i := uint32(0); i < a.g.maxWaiters; i++ {
+		w := a.waiter(i)
+		if w.owner.Load() == 0 {
+			continue
+		}
+		var wt Waiter
+		ok := false
+		for try := 0; try < readTries && !ok; try++ {
+			s1 := w.seq.Load()
+			if s1&1 != 0 {
+				continue
+			}
+			lock := w.lock.Load()
+			wt = Waiter{Slot: int(i), PID: int(w.owner.Load()), Start: w.start.Load(), Goroutine: int64(w.goid.Load()),
+				Stack: w.stack.Load(), Lock: int(lock) - 1, LockName: lockName(lock), Since: wall(w.since.Load())}
+			ok = w.seq.Load() == s1
+		}
+		switch {
+		case !ok:
+			s.Torn++
+		case wt.Lock >= 0 && wt.PID != 0:
+			s.Waiters = append(s.Waiters, wt)
+		}
+	}
+	total, ne := s.EventsTotal, uint64(a.g.maxEvents)
+	for t := total - min(total, ne); t < total; t++ {
+		e := a.event(uint32(t & (ne - 1)))
+		want := 2*t + 2
+		if e.seq.Load() != want {
+			continue // being written, or already overwritten
+		}
+		lock := e.lock.Load()
+		ev := Event{Seq: t, Kind: EventKind(e.kind.Load()), PID: int(e.pid.Load()), Goroutine: int64(e.goid.Load()),
+			Lock: int(lock) - 1, LockName: lockName(lock), Time: wall(e.time.Load()), Stack: e.stack.Load()}
+		ev.Start = procStart[int(e.proc.Load())-1]
+		if e.seq.Load() == want {
+			s.Events = append(s.Events, ev)
+		}
+	}
+	sort.Slice(s.Waiters, func(i, j int) bool {
+		if !s.Waiters[i].Since.Equal(s.Waiters[j].Since) {
+			return s.Waiters[i].Since.Before(s.Waiters[j].Since)
+		}
+		return s.Waiters[i].Slot < s.Waiters[j].Slot
+	})
+	return s, nil
+}
+
+// ReadProcessInfo reads the info file a process wrote in the run directory.
+func ReadProcessInfo(dir string, id proc.Identity) (*ProcessInfo, error) {
+	f, err := os.OpenFile(filepath.Join(dir, processFile(id, "json")), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var pi ProcessInfo
+	if err := json.NewDecoder(f).Decode(&pi); err != nil {
+		return nil, fmt.Errorf("lockreg: %s: %w", f.Name(), err)
+	}
+	return &pi, nil
+}
+
+// ReadStacks reads the stack dictionary of a process of the run in dir.
+// Stacks stay readable after the process died.
+func ReadStacks(dir string, id proc.Identity) (map[uint64][]stackdump.Frame, error) {
+	return stackdump.ReadDict(filepath.Join(dir, processFile(id, "stacks")))
+}
+
+// Stack returns the frames of stack id recorded by the process id, reading
+// (once) that process's dictionary. ok is false if the stack is unknown.
+func (s *Snapshot) Stack(id proc.Identity, stack uint64) (frames []stackdump.Frame, ok bool) {
+	if stack == 0 {
+		return nil, false
+	}
+	if s.stacks == nil {
+		s.stacks = make(map[proc.Identity]map[uint64][]stackdump.Frame)
+	}
+	d, seen := s.stacks[id]
+	if !seen {
+		d, _ = ReadStacks(s.Dir, id) // a partial dictionary is still useful
+		s.stacks[id] = d
+	}
+	frames, ok = d[stack]
+	return frames, ok
+}
+
+// Process returns the process-table entry of id, if any.
+func (s *Snapshot) Process(id proc.Identity) (Process, bool) {
+	for _, p := range s.Processes {
+		if p.PID == id.PID && (id.Start == 0 || p.Start == id.Start) {
+			return p, true
+		}
+	}
+	return Process{}, false
+}

@@ -1,0 +1,41 @@
+package lockreg
+
+import (
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// nanotime is the runtime's CLOCK_MONOTONIC reading. On Linux that clock is
+// system-wide, so a time recorded by one process can be compared with a
+// reading of any other; it costs one vDSO call where time.Now costs two.
+//
+//go:linkname nanotime runtime.nanotime
+func nanotime() int64
+
+const (
+	futexWaitOp = 0 // FUTEX_WAIT, without FUTEX_PRIVATE_FLAG: the word is shared
+	futexWakeOp = 1 // FUTEX_WAKE
+)
+
+// futexWait sleeps while *addr == val, at most d (d > 0). It returns early on
+// a wake, a signal, or when *addr no longer holds val; the caller re-reads
+// the word in every case.
+func futexWait(addr *atomic.Uint32, val uint32, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	ts := unix.NsecToTimespec(int64(d))
+	// Syscall, not RawSyscall: the scheduler must know this thread blocks.
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWaitOp, uintptr(val),
+		uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+// futexWake wakes up to n sleepers on addr, in every process.
+func futexWake(addr *atomic.Uint32, n int) {
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWakeOp, uintptr(n), 0, 0, 0)
+}
+
+func unsafePointer(w *atomic.Uint32) unsafe.Pointer { return unsafe.Pointer(w) }
