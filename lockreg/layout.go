@@ -148,11 +148,11 @@ type eventSlot struct {
 
 // Compile-time checks that the Go structs have the documented sizes.
 var (
-	_ [0]byte                = [unsafe.Sizeof(header{}) - 192]byte{}
-	_ [0]byte                = [unsafe.Sizeof(procSlot{}) - procSize]byte{}
-	_ [0]byte                = [unsafe.Sizeof(lockSlot{}) - lockSize]byte{}
-	_ [0]byte                = [unsafe.Sizeof(waiterSlot{}) - waiterSize]byte{}
-	_ [0]byte                = [unsafe.Sizeof(eventSlot{}) - eventSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(header{}) - 192]byte{}
+	_ [0]byte = [unsafe.Sizeof(procSlot{}) - procSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(lockSlot{}) - lockSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(waiterSlot{}) - waiterSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(eventSlot{}) - eventSize]byte{}
 )
 
 // geometry is the section table of an arena.
