@@ -32,7 +32,11 @@ const (
 // fills it is it taken again, once, in a larger buffer. If that is full too,
 // CaptureText returns the truncated dump and ErrTruncated.
 func CaptureText() ([]byte, error) {
-	buf := make([]byte, textBufferSize(runtime.NumGoroutine()))
+	return captureText(textBufferSize(runtime.NumGoroutine()))
+}
+
+func captureText(size int) ([]byte, error) {
+	buf := make([]byte, size)
 	n := runtime.Stack(buf, true)
 	if n < len(buf) {
 		return buf[:n], nil

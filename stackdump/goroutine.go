@@ -11,8 +11,8 @@ import (
 // The zero value is an empty snapshot. A Snapshot is a plain value: it is
 // safe for concurrent reads, not for concurrent writes.
 type Snapshot struct {
-	PID  int       `json:"pid,omitempty"`  // 0 when parsed from text, which does not say
-	Time time.Time `json:"time,omitzero"`  // zero when parsed from text
+	PID  int       `json:"pid,omitempty"` // 0 when parsed from text, which does not say
+	Time time.Time `json:"time,omitzero"` // zero when parsed from text
 	// Reason is the first line of the preamble that explains the dump:
 	// "panic: ...", "fatal error: ...", "SIGQUIT: quit", "panic: test timed
 	// out after 10m0s". Empty for a dump the program asked for itself.

@@ -46,12 +46,12 @@ const (
 	// goroutine and is read again in stateText.
 	stateFrame
 	// stateFile: after a function line. Expects its source position
-	// "\tfile:line[ +0x1d][ fp=0x.. sp=0x.. pc=0x..]": stateFrame. Any other
-	// line is an error and is read again in stateFrame.
+	// "\tfile:line[ +0x1d][ fp=0x.. sp=0x.. pc=0x..]": stateFrame. An
+	// indented line it cannot read is an error (stateFrame); any other line
+	// is an error and is read again in stateFrame.
 	stateFile
 	// stateCreatorFile: after "created by". Expects the source position of
-	// the go statement: stateFrame. Any other line is an error and is read
-	// again in stateFrame.
+	// the go statement: stateFrame. Other lines as in stateFile.
 	stateCreatorFile
 )
 
@@ -262,13 +262,15 @@ func (p *parser) lastFrame() *Frame {
 
 // file handles a line in stateFile or stateCreatorFile: the source position
 // of the frame just read. It returns false, after reporting the error, if
-// the line is not one.
+// the line is not indented, so that it is read again as whatever it is.
 func (p *parser) file(line []byte) bool {
 	f := p.lastFrame()
 	if len(line) < 2 || line[0] != '\t' {
 		p.fail("want the source line of "+f.Func, line)
 		return false
 	}
+	// An indented line is the source line, readable or not.
+	p.st = stateFrame
 	s := line[1:]
 	if i := bytes.LastIndex(s, []byte(" fp=")); i >= 0 {
 		s = s[:i] // fp=, sp=, pc= of GOTRACEBACK=system: addresses, not kept
@@ -277,24 +279,18 @@ func (p *parser) file(line []byte) bool {
 		off, err := strconv.ParseUint(string(s[i+4:]), 16, 64)
 		if err != nil {
 			p.fail("bad pc offset", line)
-			p.st = stateFrame
 			return true
 		}
 		f.Offset = off
 		s = s[:i]
 	}
 	i := bytes.LastIndexByte(s, ':')
-	if i < 0 {
-		p.fail("want file:line", line)
-		return false
-	}
 	n, err := strconv.Atoi(string(s[i+1:]))
-	if err != nil || n < 0 {
+	if i < 0 || err != nil || n < 0 {
 		p.fail("want file:line", line)
-		return false
+		return true
 	}
 	f.File, f.Line = p.str(s[:i]), n
-	p.st = stateFrame
 	return true
 }
 
