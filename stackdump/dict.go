@@ -41,10 +41,18 @@ func CreateDict(path string) (*Dict, error) {
 	}
 	d := &Dict{f: f, seen: make(map[uint64]bool)}
 	// Reopening an existing dictionary (the same process, twice) must not
-	// write its stacks again.
-	if old, err := ReadDict(path); err == nil {
-		for id := range old {
-			d.seen[id] = true
+	// write its stacks again. Unreadable lines are reported by ReadDict to
+	// whoever reads the file; here they only mean those stacks are not seen.
+	old, _ := ReadDict(path)
+	for id := range old {
+		d.seen[id] = true
+	}
+	// An unfinished last line (a writer died mid-way) must not swallow the
+	// next line: end it.
+	if fi, err := f.Stat(); err == nil && fi.Size() > 0 && !endsInNewline(path, fi.Size()) {
+		if _, err := f.Write([]byte("\n")); err != nil {
+			f.Close()
+			return nil, err
 		}
 	}
 	return d, nil
@@ -131,6 +139,17 @@ func readDict(r io.Reader) (map[uint64][]Frame, error) {
 			return out, errors.Join(append(errs, err)...)
 		}
 	}
+}
+
+func endsInNewline(path string, size int64) bool {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return true // nothing to repair that can be seen
+	}
+	defer f.Close()
+	var b [1]byte
+	_, err = f.ReadAt(b[:], size-1)
+	return err != nil || b[0] == '\n'
 }
 
 func shorten(b []byte) string {

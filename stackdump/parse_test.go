@@ -59,7 +59,7 @@ func TestParse(t *testing.T) {
 		in: "goroutine 10 [running]:\nmain.f()\n\t/app/f.go:1 +0x1\ncreated by main.main in goroutine 1\n\t/app/main.go:9 +0x25\n" +
 			"[originating from goroutine 1]:\nmain.main(...)\n\t/app/main.go:9 +0x25\n...additional frames elided...\n",
 		want: []Goroutine{{ID: 10, State: "running", CreatedBy: main, CreatorID: 1,
-			Frames: []Frame{{Func: "main.f", File: "/app/f.go", Line: 1, Offset: 1}},
+			Frames:    []Frame{{Func: "main.f", File: "/app/f.go", Line: 1, Offset: 1}},
 			Ancestors: []Ancestor{{ID: 1, Elided: &Elision{At: 1}, Frames: []Frame{{Func: "main.main", Args: "...", File: "/app/main.go", Line: 9, Offset: 0x25}}}}}},
 	}, {
 		name: "labels",
