@@ -142,11 +142,11 @@ var (
 	staticErr  error
 )
 
-// binary returns a test binary whose processes register the kernel's robust
+// testBinary returns a test binary whose processes register the kernel's robust
 // list (robust) or that fall back to liveness polling (!robust). A race or
 // cgo build has glibc's list on its main thread, so for robust=true in such a
 // build, a static, race-free copy of this test binary is built once.
-func binary(t *testing.T, robustWanted bool) (bin string, env []string) {
+func testBinary(t *testing.T, robustWanted bool) (bin string, env []string) {
 	if !robustWanted {
 		return os.Args[0], []string{"LOCKREG_ROBUST=0"}
 	}
@@ -174,7 +174,7 @@ func binary(t *testing.T, robustWanted bool) (bin string, env []string) {
 
 func startRole(t *testing.T, robust bool, role, dir string, args ...string) *child {
 	t.Helper()
-	bin, env := binary(t, robust)
+	bin, env := testBinary(t, robust)
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), env...), roleEnv+"="+role, "LOCKREG_TEST_DIR="+dir,
 		"LOCKREG_TEST_ARGS="+strings.Join(args, " "))

@@ -95,7 +95,7 @@ func (t *stackTable) intern(id uint64, s *stackPCs) {
 	if t.known(id) || t.dict == nil {
 		return
 	}
-	frames := trimOwnFrames(stackdump.FramesOf(s.pcs[:s.n]))
+	frames := cleanFrames(trimOwnFrames(stackdump.FramesOf(s.pcs[:s.n])))
 	if err := t.dict.Add(id, frames); err != nil && t.err == nil {
 		t.err = err
 	}
@@ -119,6 +119,18 @@ func trimOwnFrames(fs []stackdump.Frame) []stackdump.Frame {
 		fs = fs[1:]
 	}
 	return fs
+}
+
+// cleanFrames drops the compiler's go-statement wrappers (f.gowrap1), which
+// the frame-pointer walk sees and runtime.Callers elides.
+func cleanFrames(fs []stackdump.Frame) []stackdump.Frame {
+	out := fs[:0]
+	for _, f := range fs {
+		if !strings.Contains(f.Func, ".gowrap") {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 const pkgPath = "github.com/lockwatch/lockwatch/lockreg"

@@ -1,0 +1,254 @@
+package lockreg
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+// newArena makes a run with one lock and returns the run directory and its
+// arena's bytes.
+func newArena(t testing.TB) (dir string, b []byte) {
+	dir = filepath.Join(t.TempDir(), "run")
+	r, err := Open(dir, Options{MaxProcs: 4, MaxLocks: 4, MaxWaiters: 4, MaxEvents: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Mutex("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	b, err = os.ReadFile(filepath.Join(dir, ArenaFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, b
+}
+
+func TestBadArenas(t *testing.T) {
+	_, good := newArena(t)
+	junk := make([]byte, len(good))
+	_, _ = rand.Read(junk)
+	otherVersion := bytes.Clone(good)
+	binary.NativeEndian.PutUint32(otherVersion[8:], 99)
+	badTable := bytes.Clone(good)
+	binary.NativeEndian.PutUint32(badTable[40:], 1<<30) // maxLocks
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string) string // returns the path to read
+		want    error
+		wantMsg string
+	}{
+		{"missing dir", func(t *testing.T, dir string) string { return filepath.Join(dir, "nope") }, ErrNotRun, "no such directory"},
+		{"not a run", func(t *testing.T, dir string) string { return dir }, ErrNotRun, "no arena file"},
+		{"truncated", writeArena(good[:len(good)/2]), ErrCorrupt, "truncated"},
+		{"shorter than a header", writeArena(good[:100]), ErrCorrupt, "shorter than a header"},
+		{"random bytes", writeArena(junk), ErrCorrupt, "bad magic"},
+		{"other version", writeArena(otherVersion), ErrVersion, "format version 99"},
+		{"bad section table", writeArena(badTable), ErrCorrupt, "impossible capacities"},
+		{"dir symlink", func(t *testing.T, dir string) string {
+			writeArena(good)(t, dir)
+			link := filepath.Join(t.TempDir(), "link")
+			if err := os.Symlink(dir, link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, ErrSymlink, "symbolic link"},
+		{"arena symlink", func(t *testing.T, dir string) string {
+			real := filepath.Join(t.TempDir(), "arena")
+			if err := os.WriteFile(real, good, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(real, filepath.Join(dir, ArenaFile)); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, ErrSymlink, "symbolic link"},
+		{"open to others", func(t *testing.T, dir string) string {
+			writeArena(good)(t, dir)
+			if err := os.Chmod(filepath.Join(dir, ArenaFile), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, ErrOwner, "open to other users"},
+		{"dir open to others", func(t *testing.T, dir string) string {
+			writeArena(good)(t, dir)
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, ErrOwner, "chmod 0700"},
+		{"other owner", func(t *testing.T, dir string) string {
+			if os.Getuid() != 0 {
+				t.Skip("changing a file's owner needs root")
+			}
+			writeArena(good)(t, dir)
+			if err := os.Chown(filepath.Join(dir, ArenaFile), 4242, 4242); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, ErrOwner, "owned by uid 4242"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "run")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := tt.setup(t, dir)
+			_, err := ReadSnapshot(path)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("ReadSnapshot: got %v; want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("got message %q; want it to mention %q", err, tt.wantMsg)
+			}
+			var ae *ArenaError
+			if errors.As(err, &ae) && ae.Hint == "" {
+				t.Errorf("error %q says nothing of what to do", err)
+			}
+			// Joining the run must refuse it the same way, and never
+			// replace what is there.
+			if tt.want != ErrNotRun {
+				if _, err := Open(path, Options{}); !errors.Is(err, tt.want) {
+					t.Errorf("Open: got %v; want %v", err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func writeArena(b []byte) func(t *testing.T, dir string) string {
+	return func(t *testing.T, dir string) string {
+		if err := os.WriteFile(filepath.Join(dir, ArenaFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+}
+
+// FuzzSnapshot feeds arbitrary arena files to the reader: it must return a
+// snapshot or an error, never panic, hang or read outside the file.
+func FuzzSnapshot(f *testing.F) {
+	_, good := newArena(f)
+	f.Add(good)
+	f.Add(good[:headerSize])
+	f.Add([]byte(magic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := filepath.Join(t.TempDir(), "run")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, ArenaFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := ReadSnapshot(dir)
+		if err == nil && s == nil {
+			t.Fatal("nil snapshot without an error")
+		}
+	})
+}
+
+func TestEventRingKeepsTheLastEvents(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	r := openT(t, dir, Options{MaxEvents: 8})
+	m, _ := r.Mutex("a")
+	for i := 0; i < 10; i++ {
+		if err := m.Lock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		_ = m.Unlock()
+	}
+	s, _ := ReadSnapshot(dir)
+	if s.EventsTotal != 20 || len(s.Events) != 8 {
+		t.Fatalf("got %d events kept of %d; want the last 8 of 20", len(s.Events), s.EventsTotal)
+	}
+	for i, e := range s.Events {
+		want := EventAcquire
+		if i%2 == 1 {
+			want = EventRelease
+		}
+		if e.Seq != uint64(12+i) || e.Kind != want || e.LockName != "a" || e.PID != os.Getpid() {
+			t.Errorf("event %d = %+v; want seq %d %v of a", i, e, 12+i, want)
+		}
+	}
+}
+
+// TestFramePointerWalkMatchesCallers checks the fast unwinder against the
+// runtime's, frame for frame.
+func TestFramePointerWalkMatchesCallers(t *testing.T) {
+	if !haveFPCallers {
+		t.Skip("no frame-pointer unwinder on " + runtime.GOARCH)
+	}
+	var fp, rc stackPCs
+	deep(12, func() {
+		saved := useFP
+		defer func() { useFP = saved }()
+		useFP = true
+		fp.capture()
+		useFP = false
+		rc.capture()
+	})
+	// The walk also sees the compiler's go-statement wrappers, which
+	// runtime.Callers elides; symbolized stacks drop them (cleanFrames).
+	a := cleanFrames(stackdump.FramesOf(fp.pcs[:fp.n]))
+	b := cleanFrames(stackdump.FramesOf(rc.pcs[:rc.n]))
+	if len(a) != len(b) || len(a) < 12 {
+		t.Fatalf("frame-pointer walk found %d frames, runtime.Callers %d; want equal, at least 12", len(a), len(b))
+	}
+	for i := 1; i < len(a); i++ { // the first differs: the two calls sit on different lines
+		if a[i] != b[i] {
+			t.Errorf("frame %d: fp %v, runtime.Callers %v", i, a[i], b[i])
+		}
+	}
+}
+
+//go:noinline
+func deep(n int, f func()) {
+	if n == 0 {
+		f()
+		return
+	}
+	deep(n-1, f)
+}
+
+var updateSeeds = flag.Bool("update", false, "rewrite the fuzz seeds in testdata/fuzz")
+
+// TestFuzzSeeds writes (with -update) and checks the FuzzSnapshot seed
+// corpus: a real arena, its header alone, and damaged variants.
+func TestFuzzSeeds(t *testing.T) {
+	_, good := newArena(t)
+	otherVersion := bytes.Clone(good)
+	binary.NativeEndian.PutUint32(otherVersion[8:], 2)
+	seeds := map[string][]byte{
+		"good": good, "header-only": good[:headerSize], "magic-only": []byte(magic),
+		"other-version": otherVersion, "half": good[:len(good)/2],
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzSnapshot")
+	for name, b := range seeds {
+		path := filepath.Join(dir, name)
+		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
+		if *updateSeeds {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("seed %s missing (go test -run TestFuzzSeeds -update): %v", name, err)
+		}
+	}
+}
