@@ -31,10 +31,13 @@ demo: build
 	$(BIN)/lockwatch run --on-deadlock=kill -- $(BIN)/demo --hang; \
 	  st=$$?; [ $$st -eq 3 ] && echo "(lockwatch exit status 3: deadlock found, as expected)" || exit $$st
 
-## bench: every benchmark, COUNT times, summarised by benchstat.
+## bench: every benchmark, COUNT times, summarised by benchstat; then the
+## comparison with go-deadlock (bench/, a module of its own).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) ./... | tee bench.txt
+	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
 	$(TOOL) benchstat bench.txt
+	$(TOOL) benchstat -col /impl bench-compare.txt
 
 clean:
-	rm -rf $(BIN) bench.txt
+	rm -rf $(BIN) bench.txt bench-compare.txt

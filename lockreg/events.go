@@ -43,12 +43,14 @@ func (r *Registry) record(kind EventKind, lock uint32, goid int64, stack uint64,
 		h.dropped.Add(1)
 		return
 	}
-	e.kind.Store(uint32(kind))
-	e.pid.Store(r.pid)
-	e.lock.Store(lock + 1)
-	e.proc.Store(r.procIdx + 1)
-	e.goid.Store(uint64(goid))
-	e.time.Store(t)
-	e.stack.Store(stack)
-	e.seq.Store(2*tk + 2)
+	// The CAS above is a full barrier; the field stores below are ordered
+	// before the final seq store as in a seqlock (relaxed_amd64.go).
+	store32(&e.kind, uint32(kind))
+	store32(&e.pid, r.pid)
+	store32(&e.lock, lock+1)
+	store32(&e.proc, r.procIdx+1)
+	store64(&e.goid, uint64(goid))
+	storeI64(&e.time, t)
+	store64(&e.stack, stack)
+	store64(&e.seq, 2*tk+2)
 }

@@ -41,7 +41,8 @@ func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 
 // runRole is a child process's body.
 func runRole(role, dir string, args []string) int {
-	opts := Options{StuckAfter: 50 * time.Millisecond, PollInterval: 20 * time.Millisecond}
+	opts := Options{StuckAfter: 50 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+		NoRecord: os.Getenv("LOCKREG_TEST_NORECORD") == "1"}
 	if len(args) > 0 && args[0] == "recover" {
 		opts.Policy = Recover
 	}
@@ -91,6 +92,15 @@ func runRole(role, dir string, args []string) int {
 		}
 		say("done")
 		return 0
+	case "spin":
+		say("spinning")
+		for {
+			if err := m.Lock(ctx); err != nil {
+				say("error %v", err)
+				return 1
+			}
+			_ = m.Unlock()
+		}
 	case "hold":
 		if err := m.Lock(ctx); err != nil {
 			say("error %v", err)
@@ -130,7 +140,7 @@ func runRole(role, dir string, args []string) int {
 
 // child is a running role process with a line reader on its stdout.
 type child struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	lines chan string
 	stdin io.WriteCloser
@@ -146,7 +156,7 @@ var (
 // list (robust) or that fall back to liveness polling (!robust). A race or
 // cgo build has glibc's list on its main thread, so for robust=true in such a
 // build, a static, race-free copy of this test binary is built once.
-func testBinary(t *testing.T, robustWanted bool) (bin string, env []string) {
+func testBinary(t testing.TB, robustWanted bool) (bin string, env []string) {
 	if !robustWanted {
 		return os.Args[0], []string{"LOCKREG_ROBUST=0"}
 	}
@@ -172,9 +182,24 @@ func testBinary(t *testing.T, robustWanted bool) (bin string, env []string) {
 	return staticBin, nil
 }
 
-func startRole(t *testing.T, robust bool, role, dir string, args ...string) *child {
+// startRoleB starts the spinning partner of a contention benchmark: the
+// static test binary, so that both sides run without the race detector.
+func startRoleB(t testing.TB, dir string, record bool) *child {
+	env := "LOCKREG_TEST_NORECORD=0"
+	if !record {
+		env = "LOCKREG_TEST_NORECORD=1"
+	}
+	return startRoleEnv(t, true, "spin", dir, []string{env})
+}
+
+func startRole(t testing.TB, robust bool, role, dir string, args ...string) *child {
 	t.Helper()
+	return startRoleEnv(t, robust, role, dir, nil, args...)
+}
+
+func startRoleEnv(t testing.TB, robust bool, role, dir string, extra []string, args ...string) *child {
 	bin, env := testBinary(t, robust)
+	env = append(env, extra...)
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), env...), roleEnv+"="+role, "LOCKREG_TEST_DIR="+dir,
 		"LOCKREG_TEST_ARGS="+strings.Join(args, " "))

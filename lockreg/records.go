@@ -33,22 +33,22 @@ type holderCopy struct {
 
 func (h *holderRec) set(procIdx, pid uint32, start uint64, goid int64, stack uint64, since int64) {
 	s := (h.seq.Load() + 1) &^ 1 // even, also after a writer died mid-write
-	h.seq.Store(s + 1)
-	h.proc.Store(procIdx)
-	h.pid.Store(pid)
-	h.start.Store(start)
-	h.goid.Store(uint64(goid))
-	h.stack.Store(stack)
-	h.since.Store(since)
-	h.seq.Store(s + 2)
+	store32(&h.seq, s+1)
+	store32(&h.proc, procIdx)
+	store32(&h.pid, pid)
+	store64(&h.start, start)
+	store64(&h.goid, uint64(goid))
+	store64(&h.stack, stack)
+	storeI64(&h.since, since)
+	store32(&h.seq, s+2)
 }
 
 func (h *holderRec) clear() {
 	s := (h.seq.Load() + 1) &^ 1
-	h.seq.Store(s + 1)
-	h.pid.Store(0)
-	h.proc.Store(0)
-	h.seq.Store(s + 2)
+	store32(&h.seq, s+1)
+	store32(&h.pid, 0)
+	store32(&h.proc, 0)
+	store32(&h.seq, s+2)
 }
 
 // read returns a consistent copy, or ok=false if the record stayed torn.

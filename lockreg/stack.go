@@ -46,14 +46,24 @@ func (s *stackPCs) capture() {
 	s.n = runtime.Callers(3, s.pcs[:])
 }
 
-// hash is a 64-bit hash of the PCs (a multiply-xorshift per word), never 0.
+// hash is a 64-bit hash of the PCs, never 0. Two independent multiply-xor
+// lanes halve the dependency chain; a final avalanche mixes them.
 func (s *stackPCs) hash() uint64 {
-	h := uint64(0x9e3779b97f4a7c15)
-	for _, pc := range s.pcs[:s.n] {
-		h ^= uint64(pc)
-		h *= 0xbf58476d1ce4e5b9
-		h ^= h >> 31
+	const k1, k2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
+	a, b := uint64(k2), uint64(s.n)
+	pcs := s.pcs[:s.n]
+	for len(pcs) >= 2 {
+		a = (a ^ uint64(pcs[0])) * k1
+		b = (b ^ uint64(pcs[1])) * k2
+		pcs = pcs[2:]
 	}
+	if len(pcs) == 1 {
+		a = (a ^ uint64(pcs[0])) * k1
+	}
+	h := a ^ (b >> 29) ^ (b << 35)
+	h ^= h >> 31
+	h *= k2
+	h ^= h >> 29
 	if h == 0 {
 		h = 1
 	}
@@ -95,7 +105,10 @@ func (t *stackTable) intern(id uint64, s *stackPCs) {
 	if t.known(id) || t.dict == nil {
 		return
 	}
-	frames := cleanFrames(trimOwnFrames(stackdump.FramesOf(s.pcs[:s.n])))
+	// A copy: the frames iterator keeps its slice, which would make every
+	// caller's stackPCs escape to the heap.
+	pcs := append([]uintptr(nil), s.pcs[:s.n]...)
+	frames := cleanFrames(trimOwnFrames(stackdump.FramesOf(pcs)))
 	if err := t.dict.Add(id, frames); err != nil && t.err == nil {
 		t.err = err
 	}

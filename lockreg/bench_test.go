@@ -1,0 +1,132 @@
+package lockreg
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// benchDepth is how deep below the benchmark function each acquire is
+// called, so that the recorded stack has realistic depth.
+const benchDepth = 10
+
+func benchMutex(b *testing.B, o Options) *Mutex {
+	dir := filepath.Join(b.TempDir(), "run")
+	r, err := Open(dir, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	m, err := r.Mutex("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkLockUnlock is an uncontended Lock+Unlock with the full record:
+// holder record (pid, start, goroutine id, stack id, time), a captured and
+// interned stack, and two events.
+func BenchmarkLockUnlock(b *testing.B) {
+	m := benchMutex(b, Options{})
+	ctx := context.Background()
+	deep(benchDepth, func() {
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := m.Lock(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := m.Unlock(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkLockUnlockNoRecord is the same with Options.NoRecord.
+func BenchmarkLockUnlockNoRecord(b *testing.B) {
+	m := benchMutex(b, Options{NoRecord: true})
+	ctx := context.Background()
+	deep(benchDepth, func() {
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := m.Lock(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := m.Unlock(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkSyncMutex is the floor, measured in the same run.
+func BenchmarkSyncMutex(b *testing.B) {
+	var mu sync.Mutex
+	deep(benchDepth, func() {
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			mu.Lock()
+			mu.Unlock() //nolint:staticcheck // an empty critical section is the point
+		}
+	})
+}
+
+// BenchmarkContendedProcesses: this process and a child process take the
+// same lock in a loop; ns/op is per Lock+Unlock of this process.
+func BenchmarkContendedProcesses(b *testing.B) {
+	for _, rec := range []bool{true, false} {
+		b.Run("record="+strconv.FormatBool(rec), func(b *testing.B) {
+			dir := filepath.Join(b.TempDir(), "run")
+			o := Options{NoRecord: !rec}
+			r, err := Open(dir, o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			m, _ := r.Mutex("test.lock")
+			c := startRoleB(b, dir, rec)
+			c.expect("spinning")
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := m.Lock(ctx); err != nil {
+					b.Fatal(err)
+				}
+				_ = m.Unlock()
+			}
+			b.StopTimer()
+			c.kill()
+		})
+	}
+}
+
+// BenchmarkContendedGoroutines is the sync.Mutex counterpart: two goroutines.
+func BenchmarkContendedGoroutines(b *testing.B) {
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			mu.Lock()
+			mu.Unlock() //nolint:staticcheck // contention is the point
+		}
+	}()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		mu.Lock()
+		mu.Unlock() //nolint:staticcheck
+	}
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+}

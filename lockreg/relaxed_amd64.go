@@ -1,0 +1,20 @@
+package lockreg
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// Seqlock writers store with plain moves on amd64. Its memory model (TSO)
+// makes every core see one core's stores in program order, and the Go
+// compiler keeps stores in program order too (they are sequenced through
+// its memory chain, and sync/atomic calls are barriers to it). So a reader
+// that sees the final even seq sees every field stored before it, and one
+// that sees a field sees the odd seq stored before it: what the seqlock
+// argument in records.go needs, without the full barrier (XCHG) that
+// sync/atomic's Store costs on this architecture. Readers still load with
+// sync/atomic. Other architectures use sync/atomic stores (relaxed_other.go).
+
+func store32(p *atomic.Uint32, v uint32) { *(*uint32)(unsafe.Pointer(p)) = v }
+func store64(p *atomic.Uint64, v uint64) { *(*uint64)(unsafe.Pointer(p)) = v }
+func storeI64(p *atomic.Int64, v int64)  { *(*int64)(unsafe.Pointer(p)) = v }
