@@ -1,0 +1,291 @@
+package probe
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/lockreg"
+)
+
+const (
+	// EnvDir names the run directory a program joins. When it is set, the
+	// probe starts by itself in every program that imports this package.
+	EnvDir = "LOCKWATCH_DIR"
+	// EnvRole names this process's part in the run, e.g. "worker".
+	EnvRole = "LOCKWATCH_ROLE"
+)
+
+// maxSocketPath is the longest path a unix socket address holds on Linux
+// (sun_path is 108 bytes, with the terminating NUL).
+const maxSocketPath = 107
+
+// Options configure an Agent. The zero value gives the defaults.
+type Options struct {
+	// Dir is the run directory to join (created, mode 0700, if missing;
+	// its parent must exist). Default $LOCKWATCH_DIR, else a fresh run
+	// directory under lockreg.DefaultRoot(), so that a program started
+	// without lockwatch can still be attached to.
+	Dir string
+	// Role names this process's part in the run; default $LOCKWATCH_ROLE.
+	Role string
+	// Registry is passed to lockreg.Open. The probe fills in Role (from
+	// Role above) and OnStuck (its own hook, see the package doc) unless
+	// they are set.
+	Registry lockreg.Options
+	// Stderr is where the stuck hook and SIGUSR1 write their line; default
+	// os.Stderr.
+	Stderr io.Writer
+	// NoSignal leaves SIGUSR1 alone: no dump on the signal.
+	NoSignal bool
+}
+
+// An Agent is the running probe of this process: its registry membership,
+// its control socket, its stuck hook and its SIGUSR1 handler. It is safe for
+// concurrent use. The zero value is not usable: get one from Start.
+type Agent struct {
+	dir    string
+	reg    *lockreg.Registry
+	self   proc.Identity
+	base   string // lockreg.ProcessFiles base: dump files and the socket share it
+	sock   string
+	stderr io.Writer
+	uid    int // the only user allowed on the socket
+
+	ln   *net.UnixListener
+	done chan struct{} // closed by Close: every goroutine of the agent ends
+	wg   sync.WaitGroup
+	sig  chan os.Signal // nil with NoSignal
+	dump dumper
+
+	mu     sync.Mutex
+	role   string
+	conns  map[net.Conn]struct{} // open connections, closed by Close
+	closed bool
+}
+
+// The running agent. Start and Close change it; Running reads it.
+var (
+	runningMu sync.Mutex
+	running   *Agent
+)
+
+func init() {
+	if os.Getenv(EnvDir) == "" {
+		return
+	}
+	if _, err := Start(Options{}); err != nil {
+		// Never stop the program for the probe's sake.
+		fmt.Fprintf(os.Stderr, "lockwatch: the probe did not start, so this process cannot be inspected: %v\n", err)
+	}
+}
+
+// Start starts the probe: it joins the run (see Options.Dir), serves the
+// control socket in the run directory, and, unless Options.NoSignal, writes
+// a goroutine profile into the run directory on SIGUSR1.
+//
+// While an agent runs, Start returns it and ignores o, except for o.Role,
+// which an agent started without a role (as by the automatic start) takes
+// on. After Close, Start starts a new agent.
+func Start(o Options) (*Agent, error) {
+	runningMu.Lock()
+	defer runningMu.Unlock()
+	if running != nil {
+		if o.Role != "" {
+			if err := running.adoptRole(o.Role); err != nil {
+				return running, err
+			}
+		}
+		return running, nil
+	}
+	a, err := start(o, os.Getuid())
+	if err != nil {
+		return nil, err
+	}
+	running = a
+	return a, nil
+}
+
+// Running returns the agent Start started and Close has not closed, or nil.
+func Running() *Agent {
+	runningMu.Lock()
+	defer runningMu.Unlock()
+	return running
+}
+
+// SocketPath returns the path of the control socket of the process id in the
+// run directory dir.
+func SocketPath(dir string, id proc.Identity) string {
+	_, _, base := lockreg.ProcessFiles(dir, id)
+	return base + ".sock"
+}
+
+// start builds and starts an agent that answers only the user uid.
+func start(o Options, uid int) (*Agent, error) {
+	if o.Dir == "" {
+		o.Dir = os.Getenv(EnvDir)
+	}
+	if o.Role == "" {
+		o.Role = os.Getenv(EnvRole)
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Dir == "" {
+		root, err := lockreg.DefaultRoot()
+		if err != nil {
+			return nil, fmt.Errorf("probe: %w", err)
+		}
+		if o.Dir, err = lockreg.NewRunDir(root); err != nil {
+			return nil, fmt.Errorf("probe: making a run directory: %w", err)
+		}
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("probe: run directory %q: %w", o.Dir, err)
+	}
+	self := proc.Self()
+	a := &Agent{dir: dir, self: self, sock: SocketPath(dir, self), stderr: o.Stderr, uid: uid,
+		role: o.Role, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
+	_, _, a.base = lockreg.ProcessFiles(dir, self)
+	if len(a.sock) > maxSocketPath {
+		return nil, fmt.Errorf("probe: the control socket path %q is %d bytes, more than the %d a unix socket allows; use a shorter run directory ($%s)",
+			a.sock, len(a.sock), maxSocketPath, EnvDir)
+	}
+
+	ro := o.Registry
+	if ro.Role == "" {
+		ro.Role = o.Role
+	}
+	if ro.OnStuck == nil {
+		ro.OnStuck = a.onStuck
+	}
+	if a.reg, err = lockreg.Open(dir, ro); err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	if err := a.listen(); err != nil {
+		return nil, errors.Join(err, a.reg.Close())
+	}
+	a.wg.Add(1)
+	go a.serve()
+	if !o.NoSignal {
+		a.sig = make(chan os.Signal, 1)
+		signal.Notify(a.sig, syscall.SIGUSR1)
+		a.wg.Add(1)
+		go a.onSignals()
+	}
+	return a, nil
+}
+
+// Registry returns the agent's membership of the run, for its locks.
+func (a *Agent) Registry() *lockreg.Registry { return a.reg }
+
+// Dir returns the run directory.
+func (a *Agent) Dir() string { return a.dir }
+
+// SocketPath returns the path of the agent's control socket.
+func (a *Agent) SocketPath() string { return a.sock }
+
+// Close stops everything the agent started (the socket, open connections,
+// the SIGUSR1 handler), waits for its goroutines, and closes the registry,
+// which marks this process as exited cleanly in the run. Locks still held
+// stay held. Close is idempotent; after it, Start starts a new agent.
+func (a *Agent) Close() error {
+	runningMu.Lock()
+	if running == a {
+		running = nil
+	}
+	runningMu.Unlock()
+
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	close(a.done)
+	err := a.ln.Close() // also removes the socket file
+	for c := range a.conns {
+		_ = c.Close() // wakes a handler blocked in I/O
+	}
+	a.mu.Unlock()
+	if a.sig != nil {
+		signal.Stop(a.sig)
+	}
+	a.wg.Wait()
+	return errors.Join(err, a.reg.Close())
+}
+
+func (a *Agent) isClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
+}
+
+// onSignals writes a goroutine profile on each SIGUSR1 until Close.
+func (a *Agent) onSignals() {
+	defer a.wg.Done()
+	for {
+		select {
+		case <-a.done:
+			return
+		case <-a.sig:
+			path, err := a.dump.profileFile(a.base, "usr1")
+			if err != nil {
+				fmt.Fprintf(a.stderr, "lockwatch: SIGUSR1: pid %d: writing the goroutine profile: %v\n", a.self.PID, err)
+				continue
+			}
+			fmt.Fprintf(a.stderr, "lockwatch: SIGUSR1: pid %d: goroutine profile in %s\n", a.self.PID, path)
+		}
+	}
+}
+
+// adoptRole gives the agent a role if it has none, and records it in the
+// process's info file, where lockwatch reads it.
+func (a *Agent) adoptRole(role string) error {
+	a.mu.Lock()
+	if a.role != "" || a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.role = role
+	a.mu.Unlock()
+
+	info, err := lockreg.ReadProcessInfo(a.dir, a.self)
+	if err != nil {
+		return fmt.Errorf("probe: recording role %q: %w", role, err)
+	}
+	info.Role = role
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	path, _, _ := lockreg.ProcessFiles(a.dir, a.self)
+	return replaceFile(path, b)
+}
+
+// replaceFile replaces path's contents at once (write, then rename), so
+// that a reader sees the old file or the new one.
+func replaceFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err = errors.Join(err, f.Close()); err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}

@@ -1,0 +1,142 @@
+package probe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// ErrNoAnswer is returned, wrapped, when a probe accepted the connection but
+// did not answer in time, or hung up before answering.
+var ErrNoAnswer = errors.New("the probe did not answer")
+
+// An AnswerError is an error the probe answered with: the request was
+// refused (a malformed request, another user, too many requests at once) or
+// failed in the probe.
+type AnswerError struct {
+	Op      string // the request's op
+	Message string // the probe's words
+}
+
+func (e *AnswerError) Error() string { return fmt.Sprintf("probe: %s: %s", e.Op, e.Message) }
+
+// defaultTimeout is Client.Timeout's default.
+const defaultTimeout = 2 * time.Second
+
+// A Client asks the probe of one process. Its zero value is not usable: set
+// Path. A Client is safe for concurrent use: each request has its own
+// connection.
+type Client struct {
+	Path    string        // the control socket, see SocketPath
+	Timeout time.Duration // for each request, from dialling to the end of the answer; default 2s
+}
+
+// Info asks the probe about its process.
+func (c *Client) Info(ctx context.Context) (*Info, error) {
+	ans, _, err := c.do(ctx, request{Op: opInfo})
+	if err != nil {
+		return nil, err
+	}
+	if ans.Info == nil {
+		return nil, &AnswerError{Op: opInfo, Message: "answer without info"}
+	}
+	return ans.Info, nil
+}
+
+// Goroutines asks for a goroutine dump: by default the goroutine profile
+// (Format "proto", pprof labels included: lockreg labels a goroutine waiting
+// for a lock "lockwatch.wait"=<lock name>), which stops the process only
+// briefly; with text, the traceback of every goroutine with its id, state
+// and wait time (Format "text"), which stops the process for the whole dump
+// (some 100-300 ms at 10,000 goroutines).
+func (c *Client) Goroutines(ctx context.Context, text bool) (*Dump, error) {
+	ans, data, err := c.do(ctx, request{Op: opGoroutines, Text: text})
+	if err != nil {
+		return nil, err
+	}
+	if ans.Dump == nil {
+		return nil, &AnswerError{Op: opGoroutines, Message: "answer without a dump"}
+	}
+	ans.Dump.Data = data
+	return ans.Dump, nil
+}
+
+// Locks asks for the locks the process holds and the goroutines of it that
+// wait for one.
+func (c *Client) Locks(ctx context.Context) (*LockView, error) {
+	ans, _, err := c.do(ctx, request{Op: opLocks})
+	if err != nil {
+		return nil, err
+	}
+	if ans.Locks == nil {
+		return nil, &AnswerError{Op: opLocks, Message: "answer without locks"}
+	}
+	return ans.Locks, nil
+}
+
+// do sends a request and reads its answer, and the dump frame if the answer
+// announces one. A failure to connect keeps its *net.OpError (wrapping, for
+// instance, syscall.ENOENT or syscall.ECONNREFUSED: no probe listens); a
+// failure after connecting wraps ErrNoAnswer.
+func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
+	q.V = version
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.Path)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("probe: %s: %w: %w", c.Path, ErrNoAnswer, err)
+		}
+		return nil, nil, fmt.Errorf("probe: %w", err)
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	// Cancellation before the deadline ends the I/O too.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	noAnswer := func(what string, err error) error {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		}
+		return fmt.Errorf("probe: %s: %w (%s %s request): %w", c.Path, ErrNoAnswer, what, q.Op, err)
+	}
+	b, err := json.Marshal(q)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := writeFrame(conn, b); err != nil {
+		return nil, nil, noAnswer("sending the", err)
+	}
+	b, err = readFrame(conn, maxHeader)
+	if err != nil {
+		return nil, nil, noAnswer("reading the answer to the", err)
+	}
+	var ans answer
+	if err := json.Unmarshal(b, &ans); err != nil {
+		return nil, nil, fmt.Errorf("probe: %s: unreadable answer %.64q: %w", c.Path, b, err)
+	}
+	if ans.V != version {
+		return nil, nil, fmt.Errorf("probe: %s: answer in protocol version %d; this client speaks version %d", c.Path, ans.V, version)
+	}
+	if !ans.OK {
+		return nil, nil, &AnswerError{Op: q.Op, Message: ans.Error}
+	}
+	if ans.Dump == nil {
+		return &ans, nil, nil
+	}
+	data, err := readFrame(conn, maxDump)
+	if err != nil {
+		return nil, nil, noAnswer("reading the dump of the", err)
+	}
+	return &ans, data, nil
+}

@@ -1,0 +1,76 @@
+// Package probe is the in-process agent of lockwatch. Importing it is all a
+// program needs to be watched:
+//
+//	import _ "github.com/lockwatch/lockwatch/probe"
+//
+// In a program started with LOCKWATCH_DIR in its environment (as `lockwatch
+// run` starts it), the probe starts by itself when the package initializes,
+// and joins that run; if it cannot, it says so in one line on stderr and the
+// program goes on without it. A program may also start it, to use the run's
+// locks:
+//
+//	agent, err := probe.Start(probe.Options{Role: "worker"})
+//	if err != nil { ... }
+//	defer agent.Close()
+//	mu, err := agent.Registry().Mutex("queue.wlock")
+//
+// Without LOCKWATCH_DIR, Start makes a fresh run directory under
+// lockreg.DefaultRoot(), so that a program started without lockwatch can
+// still be attached to.
+//
+// # What the agent does
+//
+//   - It joins the run's registry (lockreg.Open) with this process's role.
+//     Close marks the process as exited cleanly.
+//   - It serves a control socket in the run directory, <base>.sock where
+//     base is the process's lockreg.ProcessFiles base (see SocketPath):
+//     process info, goroutine dumps, and this process's locks and waiters.
+//     Client asks it.
+//   - Its stuck hook (lockreg.Options.OnStuck) runs when an acquire has
+//     waited too long: it writes one line on stderr, naming the lock, the
+//     holder's pid and goroutine, whether the holder is alive, how long the
+//     acquire has waited and where the dump is; and a dump pair, the text
+//     traceback (<base>.stuck-<time>.txt) and the goroutine profile
+//     (<base>.stuck-<time>.pb.gz). The text dump stops the world (some
+//     100 ms at 10,000 goroutines), so the process writes at most one pair
+//     every 5 seconds, whichever goroutines wait; the line, always, names
+//     the latest.
+//   - On SIGUSR1 it writes a goroutine profile, <base>.usr1-<time>.pb.gz,
+//     and a line on stderr. The program goes on: the profile stops the
+//     world only for moments.
+//
+// # Protocol
+//
+// The control socket is a unix stream socket, mode 0600, in the run
+// directory (itself 0700); the probe also checks the peer's uid with
+// SO_PEERCRED and answers only its own user. Each connection carries one
+// request and one answer. Every frame is a 4-byte big-endian length and
+// that many bytes.
+//
+// The request is one frame of JSON, at most 4 KiB:
+//
+//	{"v":1,"op":"info"}
+//	{"v":1,"op":"goroutines"}            the goroutine profile (pprof protobuf, debug=0, with labels)
+//	{"v":1,"op":"goroutines","text":true} the text traceback, with goroutine ids (stops the world)
+//	{"v":1,"op":"locks"}
+//
+// The answer is one frame of JSON, at most 16 MiB:
+//
+//	{"v":1,"ok":true,"info":{...}}        Info
+//	{"v":1,"ok":true,"locks":{...}}       LockView
+//	{"v":1,"ok":true,"dump":{...}}        Dump, without its bytes
+//	{"v":1,"ok":false,"error":"..."}      the request was refused or failed
+//
+// and, after a dump, a second frame of at most 256 MiB with the dump's raw
+// bytes. The default dump is the goroutine profile, which pauses the
+// process for milliseconds at 10,000 goroutines where the text dump stops it
+// for the whole dump; lockreg labels each goroutine waiting for a lock with
+// the pprof label "lockwatch.wait"=<lock name>, so the profile shows who
+// waits for what.
+//
+// A client has 1 second from connecting to send its request and 10 seconds
+// to read the answer; the probe serves 8 connections at once and answers
+// more with an error. A malformed request (bad length, JSON, version or op)
+// gets an error answer; a client that stalls is dropped at its deadline.
+// Dumps are taken one at a time.
+package probe

@@ -1,0 +1,145 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+// stuckDumpEvery is the least time between two dump pairs of the stuck
+// hook in one process, whichever goroutines wait: a text dump stops the
+// world (80-150 ms at 10,000 goroutines).
+const stuckDumpEvery = 5 * time.Second
+
+// A dumper takes this process's goroutine dumps, one at a time, and keeps
+// the stuck hook's rate limit. The zero value is ready to use.
+type dumper struct {
+	// capMu serializes captures: two text dumps at once would stop the
+	// world for twice as long.
+	capMu sync.Mutex
+
+	mu        sync.Mutex
+	last      time.Time // when the stuck hook's last dump pair began
+	lastPaths [2]string // its files: text, profile
+}
+
+// capture takes a dump: the text traceback, or the goroutine profile.
+func (d *dumper) capture(text bool) (*Dump, error) {
+	d.capMu.Lock()
+	defer d.capMu.Unlock()
+	begin := time.Now()
+	format, capture := FormatProto, stackdump.CaptureProfile
+	if text {
+		format, capture = FormatText, stackdump.CaptureText
+	}
+	b, err := capture()
+	took := time.Since(begin)
+	if err != nil {
+		return nil, fmt.Errorf("taking the %s dump: %w", format, err)
+	}
+	return &Dump{Format: format, Data: b, Size: len(b), Taken: begin, Pause: took}, nil
+}
+
+// profileFile writes a goroutine profile to <base>.<reason>-<time>.pb.gz.
+func (d *dumper) profileFile(base, reason string) (string, error) {
+	path := dumpName(base, reason, time.Now()) + ".pb.gz"
+	return path, d.writeDump(path, false)
+}
+
+// stuckPair writes a dump pair for the stuck hook, unless one was begun in
+// the last stuckDumpEvery: then it returns that one's paths and age.
+func (d *dumper) stuckPair(base string, now time.Time) (paths [2]string, age time.Duration, err error) {
+	d.mu.Lock()
+	if !d.last.IsZero() && now.Sub(d.last) < stuckDumpEvery {
+		paths, age = d.lastPaths, now.Sub(d.last)
+		d.mu.Unlock()
+		return paths, age, nil
+	}
+	name := dumpName(base, "stuck", now)
+	paths = [2]string{name + ".txt", name + ".pb.gz"}
+	d.last, d.lastPaths = now, paths
+	d.mu.Unlock()
+
+	err = errors.Join(d.writeDump(paths[0], true), d.writeDump(paths[1], false))
+	if err != nil {
+		d.mu.Lock()
+		if d.last.Equal(now) {
+			d.last = time.Time{} // let the next call try again
+		}
+		d.mu.Unlock()
+	}
+	return paths, 0, err
+}
+
+// writeDump captures a dump into a new file at path, mode 0600.
+func (d *dumper) writeDump(path string, text bool) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	dump, err := d.capture(text)
+	if err == nil {
+		_, err = f.Write(dump.Data)
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		_ = os.Remove(path)
+	}
+	return err
+}
+
+// dumpName is the path of a dump file without its extension:
+// <base>.<reason>-YYYYMMDD-HHMMSS.nnnnnnnnn, where base is the process's
+// lockreg.ProcessFiles base.
+func dumpName(base, reason string, t time.Time) string {
+	return fmt.Sprintf("%s.%s-%s", base, reason, t.Format("20060102-150405.000000000"))
+}
+
+// onStuck is the default stuck hook (lockreg.Options.OnStuck): a line on
+// Stderr every time, and a dump pair at most every stuckDumpEvery.
+func (a *Agent) onStuck(e lockreg.StuckEvent) {
+	where := "no dump: the probe is closed"
+	if !a.isClosed() {
+		paths, age, err := a.dump.stuckPair(a.base, time.Now())
+		switch {
+		case err != nil:
+			where = fmt.Sprintf("no dump: %v", err)
+		case age > 0:
+			where = fmt.Sprintf("dump (%v ago): %s and %s", age.Round(time.Millisecond), paths[0], paths[1])
+		default:
+			where = fmt.Sprintf("dump: %s and %s", paths[0], paths[1])
+		}
+	}
+	fmt.Fprintf(a.stderr, "lockwatch: pid %d goroutine %d has waited %v for lock %q, %s; %s\n",
+		a.self.PID, e.Goroutine, e.Waited.Round(time.Millisecond), e.Lock, holderText(e), where)
+}
+
+// holderText says who holds the lock of e and whether that process lives.
+func holderText(e lockreg.StuckEvent) string {
+	h := e.Holder
+	if h.PID == 0 {
+		if e.OwnerDied {
+			return "whose holder died holding it (unknown pid)"
+		}
+		return "held by no known process (it may just have changed hands)"
+	}
+	who := fmt.Sprintf("held by pid %d goroutine %d", h.PID, h.Goroutine)
+	if h.Goroutine == 0 {
+		who = fmt.Sprintf("held by pid %d (goroutine not recorded)", h.PID)
+	}
+	switch {
+	case e.HolderStatus.Dead():
+		return fmt.Sprintf("%s, which is dead (%s)", who, e.HolderStatus)
+	case e.OwnerDied:
+		return who + ", which is dead (the lock is marked owner-died)"
+	case e.HolderStatus == proc.Alive:
+		return who + ", which is alive"
+	}
+	return fmt.Sprintf("%s, which may be alive (%s)", who, e.HolderStatus)
+}

@@ -1,0 +1,256 @@
+package probe
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/stackdump"
+	"golang.org/x/sys/unix"
+)
+
+// listen opens the control socket.
+func (a *Agent) listen() error {
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: a.sock, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("probe: control socket: %w", err)
+	}
+	// Until the chmod, the socket has the umask's mode; the run directory
+	// (0700) and the peer check keep other users out meanwhile.
+	if err := os.Chmod(a.sock, 0o600); err != nil {
+		return errors.Join(fmt.Errorf("probe: control socket: %w", err), ln.Close())
+	}
+	a.ln = ln
+	return nil
+}
+
+// serve accepts connections until Close, and serves each in its own
+// goroutine, at most maxConns at once.
+func (a *Agent) serve() {
+	defer a.wg.Done()
+	slots := make(chan struct{}, maxConns)
+	var delay time.Duration
+	for {
+		c, err := a.ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors or the like: back off, as
+			// net/http does, rather than spin.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t := time.NewTimer(delay)
+			select {
+			case <-a.done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		delay = 0
+		select {
+		case slots <- struct{}{}:
+		default:
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_ = writeAnswer(c, &answer{Error: fmt.Sprintf("probe busy: %d requests in progress; try again", maxConns)}, nil)
+			_ = c.Close()
+			continue
+		}
+		if !a.track(c) {
+			_ = c.Close()
+			return
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.handle(c)
+			a.untrack(c)
+			<-slots
+		}()
+	}
+}
+
+// track records an open connection for Close; false once closed.
+func (a *Agent) track(c net.Conn) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.conns[c] = struct{}{}
+	return true
+}
+
+func (a *Agent) untrack(c net.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.conns, c)
+	_ = c.Close()
+}
+
+// handle serves one connection: one request, one answer. Every step has a
+// deadline, so a client that stalls costs a slot for at most requestTimeout
+// (or answerTimeout once it has been answered).
+func (a *Agent) handle(c *net.UnixConn) {
+	_ = c.SetDeadline(time.Now().Add(requestTimeout))
+	if uid, err := peerUID(c); err != nil || uid != a.uid {
+		msg := fmt.Sprintf("permission denied: peer uid %d is not this process's user (uid %d)", uid, a.uid)
+		if err != nil {
+			msg = fmt.Sprintf("permission denied: peer credentials: %v", err)
+		}
+		_ = writeAnswer(c, &answer{Error: msg}, nil)
+		return
+	}
+	q, err := decodeRequest(c)
+	if err != nil {
+		msg := err.Error()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			msg = fmt.Sprintf("no complete request within %v", requestTimeout)
+		}
+		// A client that is gone does not read this; the others learn why.
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = writeAnswer(c, &answer{Error: msg}, nil)
+		return
+	}
+	ans, data := a.answer(q)
+	_ = c.SetDeadline(time.Now().Add(answerTimeout))
+	_ = writeAnswer(c, ans, data)
+}
+
+// answer performs a request.
+func (a *Agent) answer(q request) (*answer, []byte) {
+	switch q.Op {
+	case opInfo:
+		return &answer{OK: true, Info: a.info()}, nil
+	case opGoroutines:
+		d, err := a.dump.capture(q.Text)
+		if err != nil {
+			return &answer{Error: err.Error()}, nil
+		}
+		return &answer{OK: true, Dump: d}, d.Data
+	case opLocks:
+		v, err := a.locks()
+		if err != nil {
+			return &answer{Error: err.Error()}, nil
+		}
+		return &answer{OK: true, Locks: v}, nil
+	}
+	return &answer{Error: fmt.Sprintf("unknown op %q", q.Op)}, nil // decodeRequest let it through
+}
+
+// writeAnswer writes the answer frame, and data in a second frame when the
+// answer has a dump.
+func writeAnswer(c net.Conn, ans *answer, data []byte) error {
+	ans.V = version
+	b, err := json.Marshal(ans)
+	if err != nil {
+		return err
+	}
+	if err := writeFrame(c, b); err != nil || ans.Dump == nil {
+		return err
+	}
+	return writeFrame(c, data)
+}
+
+// peerUID returns the user id of the process at the other end of c, as the
+// kernel recorded it when that process connected.
+func peerUID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return -1, err
+	}
+	if credErr != nil {
+		return -1, credErr
+	}
+	return int(cred.Uid), nil
+}
+
+// info describes this process.
+func (a *Agent) info() *Info {
+	exe, _ := os.Executable()
+	robust := a.reg.Robust()
+	why := ""
+	if !robust {
+		if ok, w := lockreg.RobustList(); ok {
+			why = "the kernel's robust list of this process is full"
+		} else {
+			why = w
+		}
+	}
+	a.mu.Lock()
+	role := a.role
+	a.mu.Unlock()
+	return &Info{PID: a.self.PID, Start: a.self.Start, Exe: exe, Args: os.Args, Role: role, Go: runtime.Version(),
+		Goroutines: runtime.NumGoroutine(), Dir: a.dir, Robust: robust, NoRobust: why, Time: time.Now()}
+}
+
+// locks is this process's part of the registry's snapshot.
+func (a *Agent) locks() (*LockView, error) {
+	s, err := a.reg.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	v := &LockView{PID: a.self.PID, Start: a.self.Start, Taken: s.Taken, Held: []HeldLock{}, Waiting: []WaitingLock{}}
+	frames := func(id uint64) []stackdump.Frame {
+		if id == 0 {
+			return nil
+		}
+		f, _ := s.Stack(a.self, id)
+		return f
+	}
+	byIndex := make(map[int]lockreg.Lock, len(s.Locks))
+	for _, l := range s.Locks {
+		byIndex[l.Index] = l
+		// While this process lives, its pid in a lock word is its own.
+		if l.HolderPID != a.self.PID {
+			continue
+		}
+		h := HeldLock{Lock: l.Name, Waiting: l.Waiting}
+		if l.Holder != nil && l.Holder.Identity() == a.self {
+			h.Goroutine, h.Stack, h.Since = l.Holder.Goroutine, frames(l.Holder.Stack), l.Holder.Since
+		}
+		v.Held = append(v.Held, h)
+	}
+	for _, w := range s.Waiters {
+		if w.Identity() != a.self {
+			continue
+		}
+		wl := WaitingLock{Lock: w.LockName, Goroutine: w.Goroutine, Stack: frames(w.Stack), Since: w.Since}
+		if l, ok := byIndex[w.Lock]; ok {
+			wl.HolderPID, wl.OwnerDied = l.HolderPID, l.OwnerDied
+			if l.Holder != nil && (l.Holder.PID == l.HolderPID || l.OwnerDied) {
+				wl.HolderGoroutine = l.Holder.Goroutine
+				if l.OwnerDied {
+					wl.HolderPID = l.Holder.PID
+				}
+			}
+		}
+		v.Waiting = append(v.Waiting, wl)
+	}
+	sort.Slice(v.Held, func(i, j int) bool { return v.Held[i].Lock < v.Held[j].Lock })
+	sort.Slice(v.Waiting, func(i, j int) bool {
+		x, y := v.Waiting[i], v.Waiting[j]
+		if x.Lock != y.Lock {
+			return x.Lock < y.Lock
+		}
+		if !x.Since.Equal(y.Since) {
+			return x.Since.Before(y.Since)
+		}
+		return x.Goroutine < y.Goroutine
+	})
+	return v, nil
+}
