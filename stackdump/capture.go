@@ -25,8 +25,9 @@ const (
 // arguments. Parse reads it.
 //
 // The runtime stops the world for the whole dump: at 10,000 goroutines
-// every goroutine of the process stands still for some 300 ms (see the
-// benchmarks). Prefer CaptureProfile where ids and states are not needed.
+// every goroutine of the process stands still for tens of milliseconds
+// (see the benchmarks). Prefer CaptureProfile where ids and states are not
+// needed.
 //
 // The buffer is sized from runtime.NumGoroutine up front; only if the dump
 // fills it is it taken again, once, in a larger buffer. If that is full too,
@@ -72,8 +73,8 @@ func Capture() (*Snapshot, error) {
 // protobuf (runtime/pprof's "goroutine" profile with debug=0), for files
 // that `go tool pprof` reads, and for ParseProfile.
 //
-// It holds the world stopped only briefly (some milliseconds at 10,000
-// goroutines), but has no goroutine ids, states or wait times.
+// It stops the world only briefly, but has no goroutine ids, states, wait
+// times or arguments.
 func CaptureProfile() ([]byte, error) {
 	var b bytes.Buffer
 	if err := pprof.Lookup("goroutine").WriteTo(&b, 0); err != nil {
