@@ -196,7 +196,9 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 				}
 				continue
 			}
-		case v&waitersBit == 0:
+			// Stall: sleep on the dead word like on a held one.
+		}
+		if v&waitersBit == 0 {
 			if !s.word.CompareAndSwap(v, v|waitersBit) {
 				continue
 			}
