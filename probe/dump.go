@@ -134,8 +134,12 @@ func holderText(e lockreg.StuckEvent) string {
 		who = fmt.Sprintf("held by pid %d (goroutine not recorded)", h.PID)
 	}
 	switch {
-	case e.HolderStatus.Dead():
-		return fmt.Sprintf("%s, which is dead (%s)", who, e.HolderStatus)
+	case e.HolderStatus == proc.Gone:
+		return who + ", which is dead (no such process)"
+	case e.HolderStatus == proc.Zombie:
+		return who + ", which is dead (a zombie, not yet reaped)"
+	case e.HolderStatus == proc.Reused:
+		return who + ", which is dead (its pid now belongs to another process)"
 	case e.OwnerDied:
 		return who + ", which is dead (the lock is marked owner-died)"
 	case e.HolderStatus == proc.Alive:

@@ -27,7 +27,6 @@ func startAgent(t *testing.T, o Options) *Agent {
 	if o.Dir == "" {
 		o.Dir = runDir(t)
 	}
-	o.NoSignal = true
 	a, err := Start(o)
 	if err != nil {
 		t.Fatal(err)
@@ -109,14 +108,14 @@ func TestStartClose(t *testing.T) {
 		t.Errorf("process after Close: %+v, %v; want state %q", p, ok, lockreg.ProcExited)
 	}
 
-	b := startAgent(t, Options{Dir: dir})
+	b := startAgent(t, Options{Dir: dir, NoSignal: true})
 	if b == a {
 		t.Error("Start after Close returned the closed agent")
 	}
 }
 
 func TestStartAdoptsRole(t *testing.T) {
-	a := startAgent(t, Options{})
+	a := startAgent(t, Options{NoSignal: true})
 	if _, err := Start(Options{Role: "worker"}); err != nil {
 		t.Fatal(err)
 	}
