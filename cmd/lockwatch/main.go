@@ -1,0 +1,15 @@
+// Command lockwatch is the live deadlock diagnostics tool for multi-process
+// Go programs: see internal/cli and docs/commands.md.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/lockwatch/lockwatch/internal/cli"
+)
+
+func main() {
+	code := cli.Main(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	os.Exit(code)
+}

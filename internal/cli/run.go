@@ -1,0 +1,252 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lockwatch/lockwatch/internal/liveness"
+	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/probe"
+)
+
+// runFlags are run's own flags.
+type runFlags struct {
+	onDeadlock string
+	reportPath string
+	interval   time.Duration
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var f runFlags
+	c := &cobra.Command{
+		Use:   "run [flags] -- PROGRAM [ARG...]",
+		Short: "Run a program under watch and report a deadlock when it happens",
+		Long: `run makes a fresh run directory, starts PROGRAM in its own process group with
+LOCKWATCH_DIR naming it (its children inherit it), passes its output through and
+watches the run: on a terminal, one status line on stderr. When a deadlock is
+confirmed it prints the report on stderr (or into --report); then, with
+--on-deadlock=wait it keeps the program alive so you can attach, with
+--on-deadlock=kill it kills every process of the run. SIGINT and SIGTERM are
+forwarded to PROGRAM's process group.
+
+Exit status: PROGRAM's own when it ends by itself with no deadlock found
+(128+N when a signal N ended it), 3 when a deadlock was found, 2 when PROGRAM
+cannot be started.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.onDeadlock != "wait" && f.onDeadlock != "kill" {
+				return usagef("--on-deadlock=%q: want wait or kill", f.onDeadlock)
+			}
+			return a.run(cmd.Context(), f, args)
+		},
+	}
+	c.Flags().StringVar(&f.onDeadlock, "on-deadlock", "wait", "wait: keep the program alive to attach to; kill: end every process of the run")
+	c.Flags().StringVar(&f.reportPath, "report", "", "write the report to this file instead of stderr")
+	c.Flags().DurationVar(&f.interval, "interval", 250*time.Millisecond, "how often to re-read the run when no process died")
+	_ = c.RegisterFlagCompletionFunc("on-deadlock", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"wait", "kill"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	c.Flags().SetInterspersed(false)
+	return c
+}
+
+func (a *app) run(ctx context.Context, f runFlags, args []string) error {
+	root, err := lockreg.DefaultRoot()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	dir, err := lockreg.NewRunDir(root)
+	if err != nil {
+		return usagef("cannot make a run directory under %s: %v", root, err)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), probe.EnvDir+"="+dir)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.stdin, a.stdout, a.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return usagef("cannot start %s: %v", args[0], err)
+	}
+	pgid := cmd.Process.Pid
+	started := time.Now()
+
+	w, err := liveness.NewWatcher()
+	if err != nil {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		cmd.Wait()
+		return usagef("%v", err)
+	}
+	defer w.Close()
+	exited := make(chan error, 1)
+	go func() {
+		exited <- cmd.Wait()
+		w.Wake()
+	}()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	fwdDone := make(chan struct{})
+	defer close(fwdDone)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				syscall.Kill(-pgid, s.(syscall.Signal))
+			case <-fwdDone:
+				return
+			}
+		}
+	}()
+
+	status := &statusLine{w: a.stderr, on: isTerminal(a.stderr), started: started}
+	var found *report.Report
+	var shown string
+	for {
+		select {
+		case err := <-exited:
+			status.clear()
+			return a.ended(ctx, dir, err, found, f)
+		default:
+		}
+		r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}, Stacks: probes{dir}}, a.opts)
+		switch {
+		case err != nil && errors.Is(err, lockreg.ErrNotRun):
+			// The program has not opened the run yet (or never will).
+		case err != nil:
+			status.clear()
+			fmt.Fprintf(a.stderr, "lockwatch: %v\n", oneLine(readError(dir, err).Error()))
+		default:
+			for _, p := range r.Processes {
+				if p.Alive {
+					w.Add(procID(p.PID, p.Start))
+				}
+			}
+			if r.Deadlock() {
+				if fp := findingsPrint(r); fp != shown {
+					shown = fp
+					found = r
+					status.clear()
+					if err := a.emit(r, f.reportPath); err != nil {
+						fmt.Fprintf(a.stderr, "lockwatch: %v\n", err)
+					}
+					if f.onDeadlock == "kill" {
+						killRun(r, pgid)
+						<-exited
+						return exitCode(ExitDeadlock)
+					}
+					fmt.Fprintf(a.stderr, "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", dir)
+				}
+			}
+			status.draw(r)
+		}
+		if _, err := w.Wait(f.interval); err != nil {
+			return usagef("%v", err)
+		}
+	}
+}
+
+// ended is the end of run once PROGRAM has exited.
+func (a *app) ended(ctx context.Context, dir string, waitErr error, found *report.Report, f runFlags) error {
+	if found != nil {
+		return exitCode(ExitDeadlock)
+	}
+	if a.output == "json" {
+		// Scripts always get one document: the run as it ended.
+		if r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}}, a.opts); err == nil {
+			a.emit(r, f.reportPath)
+		}
+	}
+	var xe *exec.ExitError
+	if errors.As(waitErr, &xe) {
+		if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return exitCode(128 + int(ws.Signal()))
+		}
+		return exitCode(xe.ExitCode())
+	}
+	if waitErr != nil {
+		return &exitError{code: ExitFailed, err: waitErr}
+	}
+	return nil
+}
+
+// emit writes the report to path, or to stderr.
+func (a *app) emit(r *report.Report, path string) error {
+	if path == "" {
+		return a.print(a.stderr, r, false)
+	}
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	return errors.Join(a.print(fh, r, false), fh.Close())
+}
+
+// findingsPrint tells reports with the same findings apart from new ones.
+func findingsPrint(r *report.Report) string {
+	var b strings.Builder
+	for _, f := range r.Findings {
+		h := 0
+		if f.Holder != nil {
+			h = f.Holder.PID
+		}
+		fmt.Fprintf(&b, "%s|%s|%d;", f.Kind, f.Lock, h)
+	}
+	return b.String()
+}
+
+// killRun ends every process of the run: each process of the table that
+// is alive with its recorded start time (through a pidfd, so a reused pid
+// is never hit), and PROGRAM's process group.
+func killRun(r *report.Report, pgid int) {
+	for _, p := range r.Processes {
+		if p.Alive {
+			liveness.Kill(procID(p.PID, p.Start))
+		}
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// statusLine is run's one live line on a terminal's stderr.
+type statusLine struct {
+	w       io.Writer
+	on      bool
+	started time.Time
+	drawn   bool
+}
+
+func (s *statusLine) draw(r *report.Report) {
+	if !s.on {
+		return
+	}
+	alive, held := 0, 0
+	for _, p := range r.Processes {
+		if p.Alive {
+			alive++
+		}
+	}
+	for _, l := range r.Locks {
+		if l.Holder != nil {
+			held++
+		}
+	}
+	fmt.Fprintf(s.w, "\r\x1b[Klockwatch: %d processes, %d locks held, %d waiting, %s",
+		alive, held, len(r.Waiters), time.Since(s.started).Round(100*time.Millisecond))
+	s.drawn = true
+}
+
+func (s *statusLine) clear() {
+	if s.drawn {
+		fmt.Fprint(s.w, "\r\x1b[K")
+		s.drawn = false
+	}
+}

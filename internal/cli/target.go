@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/liveness"
+	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/probe"
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+// target is what a PID|RUNDIR argument names: a run, and a process of it
+// when a pid was given.
+type target struct {
+	dir string
+	id  proc.Identity // zero for a run directory
+}
+
+// runDirs lists this user's run directories, newest first.
+func runDirs() ([]string, error) {
+	root, err := lockreg.DefaultRoot()
+	if err != nil {
+		return nil, err
+	}
+	return lockreg.RunDirs(root)
+}
+
+// resolve finds the run that arg names: a run directory, or a pid whose
+// environment names its run (LOCKWATCH_DIR), or whose process file a run
+// under the default root holds (a probe that made its own run directory).
+func resolve(arg string) (target, error) {
+	pid, err := strconv.Atoi(arg)
+	if err != nil {
+		return resolveDir(arg)
+	}
+	if _, err := os.Lstat(arg); err == nil {
+		return resolveDir(arg) // a directory named by digits
+	}
+	if pid <= 0 {
+		return target{}, usagef("%q is not a pid: want a positive number or a run directory", arg)
+	}
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		if errors.Is(err, proc.ErrNoProcess) {
+			return target{}, usagef("no process has pid %d; 'lockwatch ps' lists the runs and their processes", pid)
+		}
+		return target{}, usagef("cannot read pid %d: %v", pid, err)
+	}
+	if uid, err := liveness.Owner(pid); err == nil && uid != os.Getuid() {
+		return target{}, usagef("pid %d belongs to uid %d, not to you (uid %d); run lockwatch as that user", pid, uid, os.Getuid())
+	}
+	id := st.Identity()
+	dir, ok, err := liveness.Environ(pid, probe.EnvDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return target{}, usagef("cannot read the environment of pid %d: %v", pid, err)
+	}
+	if ok && dir != "" {
+		return target{dir: dir, id: id}, nil
+	}
+	dirs, _ := runDirs()
+	for _, d := range dirs {
+		info, _, _ := lockreg.ProcessFiles(d, id)
+		if _, err := os.Stat(info); err == nil {
+			return target{dir: d, id: id}, nil
+		}
+	}
+	root, _ := lockreg.DefaultRoot()
+	return target{}, usagef("pid %d (%s) is not running a probe (no %s in its environment, and no run under %s lists it); start it with 'lockwatch run' or import github.com/lockwatch/lockwatch/probe",
+		pid, st.Comm, probe.EnvDir, root)
+}
+
+func resolveDir(dir string) (target, error) {
+	if _, err := os.Lstat(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return target{}, usagef("%s does not exist: want a pid or a run directory; 'lockwatch ps' lists the runs", dir)
+		}
+		return target{}, usagef("%v", err)
+	}
+	return target{dir: dir}, nil
+}
+
+// readError turns an error reading a run into a one-line usage error that
+// says what to do.
+func readError(dir string, err error) error {
+	var ae *lockreg.ArenaError
+	if errors.As(err, &ae) {
+		msg := fmt.Sprintf("%s: %v: %s", ae.Path, ae.Kind, ae.Detail)
+		if ae.Hint != "" {
+			msg += "; " + ae.Hint
+		}
+		return usagef("%s", msg)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return usagef("%s is not a lockwatch run (%v); 'lockwatch ps' lists the runs", dir, err)
+	}
+	return usagef("cannot read the run %s: %v", dir, err)
+}
+
+// probes fetches live stacks through the probes' control sockets.
+type probes struct{ dir string }
+
+func (p probes) client(id proc.Identity, ctx context.Context) *probe.Client {
+	c := &probe.Client{Path: probe.SocketPath(p.dir, id)}
+	if d, ok := ctx.Deadline(); ok {
+		c.Timeout = time.Until(d)
+	}
+	return c
+}
+
+func (p probes) Profile(ctx context.Context, id proc.Identity) (*stackdump.Profile, error) {
+	d, err := p.client(id, ctx).Goroutines(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return parseDump(d)
+}
+
+func (p probes) Text(ctx context.Context, id proc.Identity) (*stackdump.Snapshot, error) {
+	d, err := p.client(id, ctx).Goroutines(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	s, err := stackdump.Parse(bytes.NewReader(d.Data))
+	if s != nil && len(s.Goroutines) > 0 {
+		return s, nil // lines it could not read do not spoil the rest
+	}
+	return nil, err
+}
+
+func parseDump(d *probe.Dump) (*stackdump.Profile, error) {
+	if d.Format != probe.FormatProto {
+		return nil, fmt.Errorf("probe answered a %q dump, want %q", d.Format, probe.FormatProto)
+	}
+	return stackdump.ParseProfile(d.Data)
+}
+
+func procID(pid int, start uint64) proc.Identity { return proc.Identity{PID: pid, Start: start} }

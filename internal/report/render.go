@@ -1,0 +1,258 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/olekukonko/tablewriter"
+	"github.com/olekukonko/tablewriter/renderer"
+	"github.com/olekukonko/tablewriter/tw"
+)
+
+// Style says how Write renders.
+type Style struct {
+	// Color adds ANSI colours (the caller decides: a terminal, no NO_COLOR).
+	Color bool
+	// AllLocks lists free locks too; by default only held or awaited ones.
+	AllLocks bool
+}
+
+const (
+	bold   = "\x1b[1m"
+	red    = "\x1b[31m"
+	yellow = "\x1b[33m"
+	green  = "\x1b[32m"
+	dim    = "\x1b[2m"
+	reset  = "\x1b[0m"
+)
+
+func (st Style) paint(code, s string) string {
+	if !st.Color || s == "" {
+		return s
+	}
+	return code + s + reset
+}
+
+// errWriter remembers the first write error, so that rendering code stays
+// readable; Write returns it.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) printf(format string, args ...any) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, format, args...)
+	}
+}
+
+// Write renders the report as text: findings, then tables, then stacks.
+func (r *Report) Write(w io.Writer, st Style) error {
+	e := &errWriter{w: w}
+	e.printf("%s %s, %s\n", st.paint(bold, "lockwatch report:"), r.Run, r.Taken.Format("2006-01-02 15:04:05.000"))
+	if len(r.Findings) == 0 {
+		e.printf("%s\n", st.paint(green, "no finding: no dead holder, no cycle, no stuck holder"))
+	}
+	for _, f := range r.Findings {
+		c := red
+		if !f.Kind.Deadlock() {
+			c = yellow
+		}
+		e.printf("%s %s\n", st.paint(c+bold, strings.ToUpper(string(f.Kind))), f.Summary)
+		if f.Doing != "" {
+			e.printf("  doing: %s\n", f.Doing)
+		}
+		e.printf("  next: %s\n", f.Next)
+	}
+	for _, n := range r.Notes {
+		e.printf("%s %s\n", st.paint(yellow, "note:"), n)
+	}
+
+	var rows [][]string
+	free := 0
+	for _, l := range r.Locks {
+		if !st.AllLocks && l.State == "free" && l.Waiting == 0 {
+			free++
+			continue
+		}
+		row := []string{l.Name, l.State, "-", "-", "-", "-", "-"}
+		if h := l.Holder; h != nil {
+			row[2], row[3], row[4], row[5], row[6] = strconv.Itoa(h.PID), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)
+		}
+		rows = append(rows, row)
+	}
+	title := "LOCKS"
+	if free > 0 {
+		title = fmt.Sprintf("LOCKS (%d free not shown)", free)
+	}
+	e.section(st, title, []string{"name", "state", "holder", "liveness", "goroutine", "held for", "acquired at"}, rows)
+
+	rows = rows[:0]
+	for _, wr := range r.Waiters {
+		rows = append(rows, []string{strconv.Itoa(wr.PID), gid(wr.Goroutine), wr.Lock, dur(wr.For), where(wr.Where)})
+	}
+	e.section(st, "WAITERS", []string{"pid", "goroutine", "lock", "waiting for", "where"}, rows)
+
+	rows = rows[:0]
+	for _, p := range r.Processes {
+		who := p.Role
+		if who == "" {
+			who = p.Command
+		}
+		exit := p.Exit
+		if !p.ExitedAt.IsZero() {
+			exit += " " + p.ExitedAt.Format("15:04:05.000")
+		}
+		rows = append(rows, []string{strconv.Itoa(p.PID), truncate(who, 40), st.liveness(p.State), clock(p.Started), exit})
+	}
+	e.section(st, "PROCESSES", []string{"pid", "role or command", "state", "started", "exit"}, rows)
+
+	if len(r.Events) > 0 {
+		rows = rows[:0]
+		for _, ev := range r.Events {
+			rows = append(rows, []string{clock(ev.Time), ev.Lock, ev.Kind, strconv.Itoa(ev.PID), gid(ev.Goroutine)})
+		}
+		e.section(st, "RECENT EVENTS", []string{"time", "lock", "event", "pid", "goroutine"}, rows)
+	}
+	if len(r.Stacks) > 0 {
+		e.printf("\n%s\n", st.paint(bold, "STACKS"))
+		for _, s := range r.Stacks {
+			e.printf("%s\n", st.paint(bold, stackTitle(s)))
+			for _, f := range s.Frames {
+				e.printf("  %s\n", f.Func)
+				if f.File != "" {
+					e.printf("  \t%s:%d\n", f.File, f.Line)
+				}
+			}
+		}
+	}
+	return e.err
+}
+
+func stackTitle(s StackRow) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pid %d, %s", s.PID, s.Role)
+	if s.Count > 1 {
+		fmt.Fprintf(&b, "s (%d goroutines)", s.Count)
+	}
+	if s.Lock != "" {
+		fmt.Fprintf(&b, " of %q", s.Lock)
+	}
+	if len(s.Goroutines) > 0 {
+		ids := make([]string, 0, min(len(s.Goroutines), 10))
+		for _, id := range s.Goroutines[:min(len(s.Goroutines), 10)] {
+			ids = append(ids, strconv.FormatInt(id, 10))
+		}
+		if len(s.Goroutines) > 10 {
+			ids = append(ids, "...")
+		}
+		fmt.Fprintf(&b, ", goroutine %s", strings.Join(ids, ", "))
+	}
+	if s.State != "" {
+		fmt.Fprintf(&b, " [%s]", s.State)
+	}
+	fmt.Fprintf(&b, " (%s):", s.Source)
+	return b.String()
+}
+
+func (st Style) liveness(s string) string {
+	switch s {
+	case "alive":
+		return st.paint(green, s)
+	case "unknown":
+		return st.paint(yellow, s)
+	}
+	return st.paint(red, s)
+}
+
+// section writes a titled table; nothing for an empty one but the title.
+func (e *errWriter) section(st Style, title string, header []string, rows [][]string) {
+	e.printf("\n%s\n", st.paint(bold, title))
+	if len(rows) == 0 {
+		e.printf("  (none)\n")
+		return
+	}
+	if e.err == nil {
+		e.err = Table(e.w, header, rows)
+	}
+}
+
+// Table writes rows under a header as a plain aligned table. It is the one
+// place that knows tablewriter.
+func Table(w io.Writer, header []string, rows [][]string) error {
+	t := tablewriter.NewTable(w,
+		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
+			Borders: tw.BorderNone,
+			Symbols: tw.NewSymbols(tw.StyleNone),
+			Settings: tw.Settings{
+				Separators: tw.Separators{BetweenRows: tw.Off, BetweenColumns: tw.Off, ShowHeader: tw.Off},
+				Lines:      tw.Lines{ShowTop: tw.Off, ShowBottom: tw.Off, ShowHeaderLine: tw.Off},
+			},
+		})),
+		tablewriter.WithHeaderAutoFormat(tw.On),
+		tablewriter.WithHeaderAlignment(tw.AlignLeft),
+		tablewriter.WithRowAlignment(tw.AlignLeft),
+		tablewriter.WithRowAutoWrap(tw.WrapNone),
+		tablewriter.WithTrimSpace(tw.Off),
+	)
+	t.Header(header)
+	for _, r := range rows {
+		if err := t.Append(r); err != nil {
+			return err
+		}
+	}
+	return t.Render()
+}
+
+func gid(g int64) string {
+	if g == 0 {
+		return "-"
+	}
+	return strconv.FormatInt(g, 10)
+}
+
+func dur(d Duration) string {
+	t := time.Duration(d)
+	switch {
+	case t == 0:
+		return "-"
+	case t < time.Second:
+		return t.Round(time.Millisecond).String()
+	}
+	return t.Round(100 * time.Millisecond).String()
+}
+
+func clock(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format("15:04:05.000")
+}
+
+func where(f *FrameJSON) string {
+	if f == nil {
+		return "-"
+	}
+	fn := f.Func
+	if i := strings.LastIndexByte(fn, '/'); i >= 0 {
+		fn = fn[i+1:]
+	}
+	file := f.File
+	if i := strings.LastIndexByte(file, '/'); i >= 0 {
+		file = file[i+1:]
+	}
+	if file == "" {
+		return fn
+	}
+	return fmt.Sprintf("%s %s:%d", fn, file, f.Line)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
