@@ -1,0 +1,30 @@
+// Command demo is the Go twin of a Python multiprocessing program that
+// deadlocks: see docs/tutorial.md, and internal/pipeline for how it works.
+//
+//	demo [--items N] [--workers N] [--payload BYTES] [--fix | --hang]
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/lockwatch/lockwatch/internal/pipeline"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := pipeline.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var e *pipeline.ExitError
+		if !errors.As(err, &e) {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+			os.Exit(1)
+		}
+		os.Exit(e.Code)
+	}
+}
