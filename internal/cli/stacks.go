@@ -99,7 +99,7 @@ func stacksOf(source string, b []byte) (*stacksOutput, error) {
 	if isProfile(b) {
 		p, err := stackdump.ParseProfile(b)
 		if err != nil {
-			return nil, usagef("%s: not a goroutine profile: %v", source, err)
+			return nil, usagef("%s: not a Go traceback or goroutine profile: %v", source, err)
 		}
 		out.Format = "proto"
 		out.Groups = stackdump.GroupSamples(p.Samples)

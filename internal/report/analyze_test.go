@@ -1,0 +1,265 @@
+package report
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/lockreg"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// Identities used by the synthetic snapshots.
+var (
+	pA = proc.Identity{PID: 100, Start: 1000}
+	pB = proc.Identity{PID: 200, Start: 2000}
+	pC = proc.Identity{PID: 300, Start: 3000}
+)
+
+func held(idx int, name string, id proc.Identity, g int64, since time.Time) lockreg.Lock {
+	return lockreg.Lock{Index: idx, Name: name, Word: uint32(id.PID), HolderPID: id.PID,
+		Holder: &lockreg.Holder{PID: id.PID, Start: id.Start, Goroutine: g, Since: since, ProcSlot: -1}}
+}
+
+func waiting(slot int, id proc.Identity, g int64, lock int, name string, since time.Time) lockreg.Waiter {
+	return lockreg.Waiter{Slot: slot, PID: id.PID, Start: id.Start, Goroutine: g, Lock: lock, LockName: name, Since: since}
+}
+
+func procs(ids ...proc.Identity) []lockreg.Process {
+	var out []lockreg.Process
+	for i, id := range ids {
+		out = append(out, lockreg.Process{Slot: i, PID: id.PID, Start: id.Start, State: lockreg.ProcRunning})
+	}
+	return out
+}
+
+// fakeHost answers from a table; identities missing from it are alive.
+type fakeHost map[proc.Identity]proc.Status
+
+func (h fakeHost) Check(id proc.Identity) (proc.Status, error) {
+	if st, ok := h[id]; ok {
+		return st, nil
+	}
+	return proc.Alive, nil
+}
+
+func (fakeHost) Command(int) string { return "" }
+
+type want struct {
+	kind   Kind
+	lock   string
+	holder int // pid; 0 for none
+	alive  bool
+	waiter []int
+}
+
+func TestFindings(t *testing.T) {
+	ownerDied := held(0, "q", pA, 5, t0.Add(-time.Minute))
+	ownerDied.HolderPID, ownerDied.OwnerDied, ownerDied.Word = 0, true, 0x40000000
+	tests := []struct {
+		name   string
+		snap   lockreg.Snapshot
+		status fakeHost
+		want   []want
+	}{
+		{
+			name: "all alive, one waiter: nothing",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Second))},
+				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-time.Second))}},
+		},
+		{
+			name: "holder gone",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Second))},
+				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			status: fakeHost{pA: proc.Gone},
+			want:   []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+		},
+		{
+			name: "holder zombie",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks: []lockreg.Lock{held(0, "q", pA, 5, t0)}},
+			status: fakeHost{pA: proc.Zombie},
+			want:   []want{{kind: DeadHolder, lock: "q", holder: 100}},
+		},
+		{
+			name: "holder pid reused",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
+				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			status: fakeHost{pA: proc.Reused},
+			want:   []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+		},
+		{
+			name: "holder unknown: not a death",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
+				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			status: fakeHost{pA: proc.Unknown},
+		},
+		{
+			name: "owner died word, holder looks alive",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks:   []lockreg.Lock{ownerDied},
+				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			want: []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+		},
+		{
+			name: "AB/BA across two processes",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks: []lockreg.Lock{held(0, "a", pA, 5, t0), held(1, "b", pB, 9, t0)},
+				Waiters: []lockreg.Waiter{
+					waiting(0, pA, 5, 1, "b", t0),
+					waiting(1, pB, 9, 0, "a", t0)}},
+			want: []want{{kind: Cycle, lock: "a", holder: 100, alive: true, waiter: []int{200}}},
+		},
+		{
+			name: "three-way loop, with a bystander waiting",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB, pC),
+				Locks: []lockreg.Lock{held(0, "x", pA, 1, t0), held(1, "y", pB, 2, t0), held(2, "z", pC, 3, t0)},
+				Waiters: []lockreg.Waiter{
+					waiting(0, pA, 1, 1, "y", t0),
+					waiting(1, pB, 2, 2, "z", t0),
+					waiting(2, pC, 3, 0, "x", t0),
+					waiting(3, pC, 4, 0, "x", t0)}},
+			want: []want{{kind: Cycle, lock: "x", holder: 100, alive: true, waiter: []int{300}}},
+		},
+		{
+			name: "loop within one process",
+			snap: lockreg.Snapshot{Processes: procs(pA),
+				Locks: []lockreg.Lock{held(0, "a", pA, 5, t0), held(1, "b", pA, 6, t0)},
+				Waiters: []lockreg.Waiter{
+					waiting(0, pA, 5, 1, "b", t0),
+					waiting(1, pA, 6, 0, "a", t0)}},
+			want: []want{{kind: Cycle, lock: "a", holder: 100, alive: true, waiter: []int{100}}},
+		},
+		{
+			name: "chain ending in a dead holder: no cycle, no stuck holder",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB, pC),
+				Locks: []lockreg.Lock{held(0, "a", pA, 5, t0.Add(-time.Hour)), held(1, "b", pB, 9, t0.Add(-time.Hour))},
+				Waiters: []lockreg.Waiter{
+					waiting(0, pA, 5, 1, "b", t0.Add(-time.Hour)),
+					waiting(1, pC, 3, 0, "a", t0.Add(-time.Hour))}},
+			status: fakeHost{pB: proc.Gone},
+			want:   []want{{kind: DeadHolder, lock: "b", holder: 200, waiter: []int{100}}},
+		},
+		{
+			name: "live holder past the threshold while waited for",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Minute))},
+				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-30*time.Second))}},
+			want: []want{{kind: StuckHolder, lock: "q", holder: 100, alive: true, waiter: []int{200}}},
+		},
+		{
+			name: "long hold, fresh waiter: not stuck yet",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Hour))},
+				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-time.Second))}},
+		},
+		{
+			name: "dead waiter",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB),
+				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
+				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			status: fakeHost{pB: proc.Gone},
+			want:   []want{{kind: StaleWaiter, lock: "q", waiter: []int{200}}},
+		},
+		{
+			name: "dead holder and dead waiter: most severe first",
+			snap: lockreg.Snapshot{Processes: procs(pA, pB, pC),
+				Locks: []lockreg.Lock{held(0, "q", pA, 5, t0)},
+				Waiters: []lockreg.Waiter{
+					waiting(0, pB, 7, 0, "q", t0),
+					waiting(1, pC, 8, 0, "q", t0)}},
+			status: fakeHost{pA: proc.Gone, pB: proc.Zombie},
+			want: []want{
+				{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{300}},
+				{kind: StaleWaiter, lock: "q", waiter: []int{200}},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.snap
+			s.Taken = t0
+			st := make(map[proc.Identity]proc.Status)
+			for _, id := range identities(&s) {
+				st[id], _ = tt.status.Check(id)
+			}
+			got := newGraph(&s, st, Options{StuckAfter: 10 * time.Second}).findings()
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d findings %v; want %d", len(got), kinds(got), len(tt.want))
+			}
+			for i, w := range tt.want {
+				f := got[i]
+				if f.Kind != w.kind || f.Lock != w.lock {
+					t.Errorf("finding %d: got %s on %q; want %s on %q", i, f.Kind, f.Lock, w.kind, w.lock)
+				}
+				hp, alive := 0, false
+				if f.Holder != nil {
+					hp, alive = f.Holder.PID, f.Holder.Alive
+				}
+				if hp != w.holder || alive != w.alive {
+					t.Errorf("finding %d: got holder %d alive=%v; want %d alive=%v", i, hp, alive, w.holder, w.alive)
+				}
+				var wp []int
+				for _, p := range f.Waiters {
+					wp = append(wp, p.PID)
+				}
+				if !slices.Equal(wp, w.waiter) {
+					t.Errorf("finding %d: got waiters %v; want %v", i, wp, w.waiter)
+				}
+				if f.Summary == "" || f.Next == "" {
+					t.Errorf("finding %d: got an empty summary or next step", i)
+				}
+			}
+		})
+	}
+}
+
+func kinds(fs []Finding) []Kind {
+	var out []Kind
+	for _, f := range fs {
+		out = append(out, f.Kind)
+	}
+	return out
+}
+
+// A holder that looks dead in one snapshot but has released the lock by
+// the next (it exited cleanly in between) is never reported.
+func TestDiagnoseConfirms(t *testing.T) {
+	first := &lockreg.Snapshot{Taken: t0, Processes: procs(pA, pB),
+		Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
+		Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}}
+	later := &lockreg.Snapshot{Taken: t0.Add(time.Millisecond), Processes: procs(pA, pB),
+		Locks: []lockreg.Lock{{Index: 0, Name: "q"}}}
+	tests := []struct {
+		name  string
+		snaps []*lockreg.Snapshot
+		want  int
+	}{
+		{"transient", []*lockreg.Snapshot{first, later, later, later}, 0},
+		{"persistent", []*lockreg.Snapshot{first, first}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := 0
+			read := func(string) (*lockreg.Snapshot, error) {
+				s := tt.snaps[min(n, len(tt.snaps)-1)]
+				n++
+				return s, nil
+			}
+			r, err := Diagnose(context.Background(), "run", Sources{Host: fakeHost{pA: proc.Gone}, Read: read}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Findings) != tt.want {
+				t.Errorf("got %d findings %v; want %d", len(r.Findings), kinds(r.Findings), tt.want)
+			}
+		})
+	}
+}
