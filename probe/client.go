@@ -114,11 +114,15 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := writeFrame(conn, b); err != nil {
-		return nil, nil, noAnswer("sending the", err)
-	}
+	// A probe that refuses a connection (another user, too many requests)
+	// answers without reading the request: read its answer even if the
+	// request could not be sent.
+	sendErr := writeFrame(conn, b)
 	b, err = readFrame(conn, maxHeader)
 	if err != nil {
+		if sendErr != nil {
+			return nil, nil, noAnswer("sending the", sendErr)
+		}
 		return nil, nil, noAnswer("reading the answer to the", err)
 	}
 	var ans answer

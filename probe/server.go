@@ -8,11 +8,11 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/stackdump"
-	"golang.org/x/sys/unix"
 )
 
 // listen opens the control socket.
@@ -166,10 +166,10 @@ func peerUID(c *net.UnixConn) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	var cred *unix.Ucred
+	var cred *syscall.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	}); err != nil {
 		return -1, err
 	}
