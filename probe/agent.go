@@ -276,6 +276,7 @@ func (a *Agent) adoptRole(role string) error {
 // that a reader sees the old file or the new one.
 func replaceFile(path string, b []byte) error {
 	tmp := path + ".tmp"
+	_ = os.Remove(tmp) // left by a process killed mid-way
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err

@@ -76,9 +76,9 @@ func blockGoroutines(b *testing.B, a *Agent, n, waiters int) (end func()) {
 		b.Fatal(err)
 	}
 	var running, ended sync.WaitGroup
+	running.Add(n)
+	ended.Add(n)
 	for i := range n {
-		running.Add(1)
-		ended.Add(1)
 		go func() {
 			defer ended.Done()
 			if i < waiters {

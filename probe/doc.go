@@ -18,6 +18,10 @@
 // lockreg.DefaultRoot(), so that a program started without lockwatch can
 // still be attached to.
 //
+// When the probe started by itself, a later Start returns the running
+// agent and ignores its options, except Role, which an agent without a role
+// takes on; LOCKWATCH_ROLE in the environment names it from the start.
+//
 // # What the agent does
 //
 //   - It joins the run's registry (lockreg.Open) with this process's role.
@@ -33,7 +37,8 @@
 //     traceback (<base>.stuck-<time>.txt) and the goroutine profile
 //     (<base>.stuck-<time>.pb.gz). The text dump stops the world (some
 //     100 ms at 10,000 goroutines), so the process writes at most one pair
-//     every 5 seconds, whichever goroutines wait; the line, always, names
+//     every 5 seconds, whichever goroutines wait, and 16 in all (a text
+//     dump of 10,000 goroutines takes some 7 MiB); the line, always, names
 //     the latest.
 //   - On SIGUSR1 it writes a goroutine profile, <base>.usr1-<time>.pb.gz,
 //     and a line on stderr. The program goes on: the profile stops the

@@ -13,10 +13,18 @@ import (
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
-// stuckDumpEvery is the least time between two dump pairs of the stuck
-// hook in one process, whichever goroutines wait: a text dump stops the
-// world (80-150 ms at 10,000 goroutines).
-const stuckDumpEvery = 5 * time.Second
+const (
+	// stuckDumpEvery is the least time between two dump pairs of the stuck
+	// hook in one process, whichever goroutines wait: a text dump stops the
+	// world (80-150 ms at 10,000 goroutines).
+	stuckDumpEvery = 5 * time.Second
+	// maxStuckDumps caps the stuck hook's dump pairs per agent: a text dump
+	// of 10,000 goroutines takes some 7 MiB, of memory under /dev/shm.
+	maxStuckDumps = 16
+)
+
+// errEnoughDumps reports that the stuck hook wrote maxStuckDumps pairs.
+var errEnoughDumps = fmt.Errorf("%d dump pairs written already; ask lockwatch or send SIGUSR1 for more", maxStuckDumps)
 
 // A dumper takes this process's goroutine dumps, one at a time, and keeps
 // the stuck hook's rate limit. The zero value is ready to use.
@@ -28,6 +36,7 @@ type dumper struct {
 	mu        sync.Mutex
 	last      time.Time // when the stuck hook's last dump pair began
 	lastPaths [2]string // its files: text, profile
+	pairs     int       // dump pairs the stuck hook began
 }
 
 // capture takes a dump: the text traceback, or the goroutine profile.
@@ -54,7 +63,8 @@ func (d *dumper) profileFile(base, reason string) (string, error) {
 }
 
 // stuckPair writes a dump pair for the stuck hook, unless one was begun in
-// the last stuckDumpEvery: then it returns that one's paths and age.
+// the last stuckDumpEvery: then it returns that one's paths and age. After
+// maxStuckDumps pairs it writes no more and returns errEnoughDumps.
 func (d *dumper) stuckPair(base string, now time.Time) (paths [2]string, age time.Duration, err error) {
 	d.mu.Lock()
 	if !d.last.IsZero() && now.Sub(d.last) < stuckDumpEvery {
@@ -62,9 +72,14 @@ func (d *dumper) stuckPair(base string, now time.Time) (paths [2]string, age tim
 		d.mu.Unlock()
 		return paths, age, nil
 	}
+	if d.pairs >= maxStuckDumps {
+		d.mu.Unlock()
+		return paths, 0, errEnoughDumps
+	}
 	name := dumpName(base, "stuck", now)
 	paths = [2]string{name + ".txt", name + ".pb.gz"}
 	d.last, d.lastPaths = now, paths
+	d.pairs++
 	d.mu.Unlock()
 
 	err = errors.Join(d.writeDump(paths[0], true), d.writeDump(paths[1], false))
@@ -72,6 +87,7 @@ func (d *dumper) stuckPair(base string, now time.Time) (paths [2]string, age tim
 		d.mu.Lock()
 		if d.last.Equal(now) {
 			d.last = time.Time{} // let the next call try again
+			d.pairs--
 		}
 		d.mu.Unlock()
 	}

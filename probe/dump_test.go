@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -173,5 +174,29 @@ func TestSIGUSR1(t *testing.T) {
 	}
 	if _, err := stackdump.ParseProfile(b); err != nil {
 		t.Errorf("profile %s: %v", m[1], err)
+	}
+}
+
+// TestStuckDumpCap: the stuck hook writes no more than maxStuckDumps pairs,
+// however long the wait.
+func TestStuckDumpCap(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "p-1-1")
+	var d dumper
+	now := time.Now()
+	for i := range maxStuckDumps + 2 {
+		_, age, err := d.stuckPair(base, now.Add(time.Duration(i)*stuckDumpEvery))
+		switch {
+		case i < maxStuckDumps && (err != nil || age != 0):
+			t.Fatalf("pair %d: age %v, %v; want a new pair", i, age, err)
+		case i >= maxStuckDumps && !errors.Is(err, errEnoughDumps):
+			t.Fatalf("pair %d: %v; want errEnoughDumps", i, err)
+		}
+	}
+	files, err := filepath.Glob(base + ".stuck-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2*maxStuckDumps {
+		t.Errorf("%d dump files; want %d", len(files), 2*maxStuckDumps)
 	}
 }
