@@ -156,7 +156,9 @@ func openArena(path string, writable bool) (*arena, error) {
 	if writable {
 		flag = os.O_RDWR
 	}
-	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	// O_NONBLOCK: a FIFO in place of the arena must not hang the opener;
+	// it is refused below as not a regular file.
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, &ArenaError{Path: path, Kind: ErrSymlink, Detail: "the arena is a symbolic link",
 			Hint: "the run directory has been tampered with; start a new run"}
@@ -174,7 +176,8 @@ func openArena(path string, writable bool) (*arena, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, &ArenaError{Path: path, Kind: ErrNotRun, Detail: "the arena is not a regular file"}
+		return nil, &ArenaError{Path: path, Kind: ErrNotRun, Detail: "the arena is not a regular file",
+			Hint: "the run directory has been tampered with; start a new run"}
 	}
 	if err := checkPrivate(path, fi, 0o600); err != nil {
 		return nil, err

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -74,6 +76,12 @@ func TestBadArenas(t *testing.T) {
 			}
 			return dir
 		}, ErrSymlink, "symbolic link"},
+		{"arena is a FIFO", func(t *testing.T, dir string) string {
+			if err := syscall.Mkfifo(filepath.Join(dir, ArenaFile), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, ErrNotRun, "not a regular file"},
 		{"open to others", func(t *testing.T, dir string) string {
 			writeArena(good)(t, dir)
 			if err := os.Chmod(filepath.Join(dir, ArenaFile), 0o644); err != nil {
@@ -224,31 +232,47 @@ func deep(n int, f func()) {
 
 var updateSeeds = flag.Bool("update", false, "rewrite the fuzz seeds in testdata/fuzz")
 
-// TestFuzzSeeds writes (with -update) and checks the FuzzSnapshot seed
-// corpus: a real arena, its header alone, and damaged variants.
+// TestFuzzSeeds writes (with -update) the FuzzSnapshot seed corpus: a real
+// arena, its header alone, and damaged variants; and checks that each seed
+// on disk still reads as it should.
 func TestFuzzSeeds(t *testing.T) {
-	_, good := newArena(t)
-	otherVersion := bytes.Clone(good)
-	binary.NativeEndian.PutUint32(otherVersion[8:], 2)
-	seeds := map[string][]byte{
-		"good": good, "header-only": good[:headerSize], "magic-only": []byte(magic),
-		"other-version": otherVersion, "half": good[:len(good)/2],
-	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzSnapshot")
-	for name, b := range seeds {
-		path := filepath.Join(dir, name)
-		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
-		if *updateSeeds {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
+	want := map[string]error{"good": nil, "header-only": ErrCorrupt, "magic-only": ErrCorrupt,
+		"other-version": ErrVersion, "half": ErrCorrupt}
+	if *updateSeeds {
+		_, good := newArena(t)
+		otherVersion := bytes.Clone(good)
+		binary.NativeEndian.PutUint32(otherVersion[8:], 2)
+		seeds := map[string][]byte{"good": good, "header-only": good[:headerSize], "magic-only": []byte(magic),
+			"other-version": otherVersion, "half": good[:len(good)/2]}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
 		}
-		if _, err := os.Stat(path); err != nil {
-			t.Errorf("seed %s missing (go test -run TestFuzzSeeds -update): %v", name, err)
+		for name, b := range seeds {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, wantErr := range want {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatalf("seed %s: %v (regenerate: go test -run TestFuzzSeeds -update)", name, err)
+		}
+		lit := strings.TrimSuffix(strings.TrimPrefix(string(raw), "go test fuzz v1\n[]byte("), ")\n")
+		b, err := strconv.Unquote(lit)
+		if err != nil {
+			t.Fatalf("seed %s: not a []byte corpus entry: %v", name, err)
+		}
+		run := filepath.Join(t.TempDir(), "run")
+		if err := os.Mkdir(run, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(run, ArenaFile), []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadSnapshot(run); !errors.Is(err, wantErr) && !(wantErr == nil && err == nil) {
+			t.Errorf("seed %s reads with %v; want %v", name, err, wantErr)
 		}
 	}
 }

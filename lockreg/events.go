@@ -25,21 +25,21 @@ func (k EventKind) String() string {
 // MarshalText makes kinds readable in JSON.
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
-// record appends an event to the ring. The ticket from the shared head says
-// which slot to use; the writer claims the slot with a CAS from the value the
-// previous lap left (2(t-N)+2, or 0 on the first lap) to 2t+1, so two writers
-// can never share a slot: one that lost a full lap while stalled gives up and
-// counts the event as dropped rather than tear a newer one.
+// record appends an event to the ring. The ticket t from the shared head
+// says which slot to use; the writer claims the slot with a CAS from an even
+// value below 2t+1 (a complete event of an earlier lap, or 0) to 2t+1. So two
+// writers can never share a slot: a writer that finds the slot odd (being
+// written, or left mid-write by a writer that died) or already at a later
+// ticket gives up and counts its event as dropped rather than tear another.
+// A ticket taken by a writer that died before claiming its slot costs
+// nothing: the next lap claims the slot from the older even value.
 func (r *Registry) record(kind EventKind, lock uint32, goid int64, stack uint64, t int64) {
 	h := r.a.hdr
 	n := uint64(r.a.g.maxEvents)
 	tk := h.eventHead.Add(1) - 1
 	e := r.a.event(uint32(tk & (n - 1)))
-	var prev uint64
-	if tk >= n {
-		prev = 2*(tk-n) + 2
-	}
-	if !e.seq.CompareAndSwap(prev, 2*tk+1) {
+	cur := e.seq.Load()
+	if cur&1 != 0 || cur >= 2*tk+1 || !e.seq.CompareAndSwap(cur, 2*tk+1) {
 		h.dropped.Add(1)
 		return
 	}

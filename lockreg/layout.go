@@ -111,7 +111,7 @@ type holderRec struct {
 type lockSlot struct {
 	word    atomic.Uint32 // 0 futex word: holder pid | waitersBit | ownerDiedBit
 	state   atomic.Uint32 // 4 0 free, 1 named
-	waiting atomic.Int32  // 8 goroutines in the slow path now, all processes
+	waiting atomic.Int32  // 8 goroutines in the slow path now, all processes (a hint: see lockSlow)
 	noted   atomic.Uint32 // 12 1 once a waiter has recorded the holder's death
 	holder  holderRec     // 16
 	nameLen uint8         // 64
@@ -130,7 +130,8 @@ type waiterSlot struct {
 	goid  atomic.Uint64 // 24
 	stack atomic.Uint64 // 32
 	since atomic.Int64  // 40 CLOCK_MONOTONIC ns the wait began
-	_     [16]byte      // 48
+	pid   atomic.Uint32 // 48 the owner's pid, under the seqlock (owner is not)
+	_     [12]byte      // 52
 }
 
 // eventSlot is one entry of the event ring. Ticket t lives in slot
@@ -177,13 +178,20 @@ func layout(maxProcs, maxLocks, maxWaiters, maxEvents uint32) geometry {
 
 // Size returns the arena's size in bytes for the given capacities, as Open
 // would create it (maxEvents is rounded up to a power of two).
+// Capacities past the limits Open accepts give -1.
 func Size(maxProcs, maxLocks, maxWaiters, maxEvents int) int64 {
-	return int64(layout(uint32(maxProcs), uint32(maxLocks), uint32(maxWaiters), ceilPow2(uint32(maxEvents))).total)
+	o := Options{MaxProcs: maxProcs, MaxLocks: maxLocks, MaxWaiters: maxWaiters, MaxEvents: maxEvents}
+	o.setDefaults()
+	if o.check() != nil {
+		return -1
+	}
+	return int64(layout(uint32(o.MaxProcs), uint32(o.MaxLocks), uint32(o.MaxWaiters), ceilPow2(uint32(o.MaxEvents))).total)
 }
 
+// ceilPow2 rounds n (at most limitEvents) up to a power of two.
 func ceilPow2(n uint32) uint32 {
 	p := uint32(1)
-	for p < n {
+	for p < n && p < limitEvents {
 		p <<= 1
 	}
 	return p

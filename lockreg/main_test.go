@@ -33,7 +33,11 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(roleEnv); role != "" {
 		os.Exit(runRole(role, os.Getenv("LOCKREG_TEST_DIR"), strings.Fields(os.Getenv("LOCKREG_TEST_ARGS"))))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if staticBin != "" {
+		os.RemoveAll(filepath.Dir(staticBin))
+	}
+	os.Exit(code)
 }
 
 // say prints one line to stdout for the parent to read.
@@ -91,6 +95,9 @@ func runRole(role, dir string, args []string) int {
 			}
 		}
 		say("done")
+		return 0
+	case "torncheck":
+		say("torn %d", tornReads(m.s, 3_000_000))
 		return 0
 	case "spin":
 		say("spinning")

@@ -123,15 +123,20 @@ func (m *Mutex) Unlock() error {
 }
 
 // acquired writes the holder record and the event. Called holding the lock.
+// Under NoRecord no holder record is written, not even on recovery: Unlock
+// would not clear it, and a stale record would name the wrong holder.
 func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind EventKind) {
 	r := m.r
-	if r.opts.NoRecord && kind == EventAcquire {
-		return
-	}
-	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t)
 	if kind == EventRecovered {
 		m.s.noted.Store(0) // the next death is news again
 	}
+	if r.opts.NoRecord {
+		if kind != EventAcquire {
+			r.record(kind, m.idx, goid, stack, t)
+		}
+		return
+	}
+	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t)
 	r.record(kind, m.idx, goid, stack, t)
 }
 
@@ -148,13 +153,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	s.waiting.Add(1)
 	defer func() {
 		if s.waiting.Add(-1) == 0 && err != nil && err != ErrOwnerDead {
-			// The last waiter gave up: clear the WAITERS bit it may have
-			// set, so that the lock is left as it was. A waiter arriving
-			// meanwhile has counted itself first and sets the bit again
-			// before it sleeps (its FUTEX_WAIT fails on the changed word).
-			if v := s.word.Load(); v&waitersBit != 0 && v&tidMask != 0 {
-				s.word.CompareAndSwap(v, v&^waitersBit)
-			}
+			m.clearWaiters()
 		}
 	}()
 	w := r.claimWaiter(m.idx, goid, stack, began)
@@ -162,7 +161,9 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	r.record(EventWait, m.idx, goid, stack, began)
 
 	// Label the goroutine while it waits, so that a goroutine profile
-	// (cheap, without goroutine ids) still shows who waits for what.
+	// (cheap, without goroutine ids) still shows who waits for what. On
+	// return the goroutine gets the labels of ctx (those of pprof.Do when
+	// ctx comes from it).
 	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("lockwatch.wait", m.name)))
 	defer pprof.SetGoroutineLabels(ctx)
 
@@ -216,7 +217,9 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 		if hasDeadline {
 			until = min(until, now+int64(time.Until(deadline))+1)
 		}
-		futexWait(&s.word, v, time.Duration(until-now))
+		// Past the deadline, ctx's timer is about to fire: sleep a little
+		// rather than spin until it does.
+		futexWait(&s.word, v, max(time.Duration(until-now), time.Millisecond))
 
 		now = nanotime()
 		if now >= nextCheck {
@@ -237,6 +240,25 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	}
 }
 
+// clearWaiters is called by the last waiter to give up (its context ended):
+// it clears the WAITERS bit it may have set, so that the lock is left as it
+// was. A newcomer counts itself in s.waiting before it looks at the word; if
+// it looked before the CAS below and now sleeps on the old value (which has
+// WAITERS), the count is non-zero after the CAS and it is woken to look
+// again. The count is a hint: a waiter killed in the slow path leaves it
+// too high (until its waiter slot is reclaimed), and then the bit stays set,
+// which costs a spurious wake-up, never a lost one.
+func (m *Mutex) clearWaiters() {
+	s := m.s
+	v := s.word.Load()
+	if v&waitersBit == 0 || v&^waitersBit == 0 || !s.word.CompareAndSwap(v, v&^waitersBit) {
+		return
+	}
+	if s.waiting.Load() != 0 {
+		futexWake(&s.word, math.MaxInt32)
+	}
+}
+
 // pollInterval is how often to check the liveness of the holder in word v.
 func (m *Mutex) pollInterval(v uint32) time.Duration {
 	if pid := v & tidMask; pid != 0 && m.r.robustPID(pid) {
@@ -252,7 +274,7 @@ func (m *Mutex) pollInterval(v uint32) time.Duration {
 func (m *Mutex) checkHolder(v uint32) bool {
 	pid := v & tidMask
 	var start uint64
-	if h, ok := m.s.holder.read(); ok && h.pid == pid {
+	if h, ok := m.s.holder.read(readTries); ok && h.pid == pid {
 		start = h.start
 	}
 	if !m.r.status(pid, start).Dead() {
@@ -265,7 +287,7 @@ func (m *Mutex) checkHolder(v uint32) bool {
 // noteDeath records, once per death, that the holder died holding the lock.
 func (m *Mutex) noteDeath(goid int64) {
 	if m.s.noted.CompareAndSwap(0, 1) {
-		h, _ := m.s.holder.read()
+		h, _ := m.s.holder.read(readTries)
 		m.r.record(EventOwnerDied, m.idx, goid, h.stack, nanotime())
 	}
 }
@@ -274,7 +296,7 @@ func (m *Mutex) stuckEvent(goid int64, waited time.Duration, calls int) StuckEve
 	v := m.s.word.Load()
 	ev := StuckEvent{Lock: m.name, Dir: m.r.dir, OwnerDied: v&ownerDiedBit != 0,
 		Goroutine: goid, Waited: waited, Calls: calls}
-	h, ok := m.s.holder.read()
+	h, ok := m.s.holder.read(readTries)
 	if ok && h.pid != 0 && (h.pid == v&tidMask || ev.OwnerDied) {
 		ev.Holder = m.r.a.holderOf(h, m.idx)
 		ev.HolderStatus = m.r.status(h.pid, h.start)

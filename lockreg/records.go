@@ -8,21 +8,27 @@ import (
 
 // The seqlock protocol, for holder and waiter records. A record has one
 // writer at a time (the lock's holder; the waiter slot's owner). The writer
-// makes seq odd, stores the fields, makes seq even. A reader loads seq,
-// loads the fields, loads seq again, and keeps the copy only if both loads
-// saw the same even value. All accesses are sync/atomic operations, which
-// are sequentially consistent in Go's memory model: if the reader's second
-// load sees the value the writer stored before (or after) a field store, the
-// reader's field load was ordered after (or before) it, so an unchanged even
-// seq proves that no field store happened between the reader's loads.
-// Processes sharing the mapping are threads sharing memory as far as the
-// CPU is concerned, so the same argument holds across processes.
+// makes seq odd with a sync/atomic store, stores the fields, makes seq even.
+// A reader loads seq, loads the fields, loads seq again (all with
+// sync/atomic, sequentially consistent in Go's memory model), and keeps the
+// copy only if both loads saw the same even value: if the reader's second
+// load sees the value stored before (or after) a field store, its field load
+// was ordered after (or before) that store, so an unchanged even seq proves
+// that no field store happened between the reader's loads. Processes that
+// share the mapping are threads sharing memory as far as the CPU is
+// concerned, so the argument holds across processes.
+//
+// The odd store must be an atomic store: a plain store to seq followed by
+// another plain store to seq is a dead store the compiler removes (it did,
+// and tests now catch it: TestSeqlockNeverTorn). The field stores and the
+// final even store may be plain on amd64 (relaxed_amd64.go).
 //
 // A writer that dies mid-write leaves seq odd. The next writer starts from
-// the next even value; readers that find seq odd for long give up and say
-// the record is torn rather than wait.
+// the next even value; readers that find seq odd give up after a few tries
+// and report the record as torn rather than wait.
 
-const readTries = 100
+// readTries bounds the retries of one record read.
+const readTries = 16
 
 // holderCopy is a consistent copy of a holder record.
 type holderCopy struct {
@@ -33,7 +39,7 @@ type holderCopy struct {
 
 func (h *holderRec) set(procIdx, pid uint32, start uint64, goid int64, stack uint64, since int64) {
 	s := (h.seq.Load() + 1) &^ 1 // even, also after a writer died mid-write
-	store32(&h.seq, s+1)
+	h.seq.Store(s + 1)
 	store32(&h.proc, procIdx)
 	store32(&h.pid, pid)
 	store64(&h.start, start)
@@ -43,17 +49,21 @@ func (h *holderRec) set(procIdx, pid uint32, start uint64, goid int64, stack uin
 	store32(&h.seq, s+2)
 }
 
+// clear empties the record by storing 0 in pid alone, without the sequence:
+// a reader's copy then has either the whole previous record or pid 0, which
+// means no record, and both are consistent. (proc and the rest are left; a
+// record with pid 0 is never read further.)
 func (h *holderRec) clear() {
-	s := (h.seq.Load() + 1) &^ 1
-	store32(&h.seq, s+1)
 	store32(&h.pid, 0)
-	store32(&h.proc, 0)
-	store32(&h.seq, s+2)
 }
 
-// read returns a consistent copy, or ok=false if the record stayed torn.
-func (h *holderRec) read() (c holderCopy, ok bool) {
-	for try := 0; try < readTries; try++ {
+// read returns a consistent copy, or ok=false if the record stayed torn
+// through tries attempts.
+func (h *holderRec) read(tries int) (c holderCopy, ok bool) {
+	for try := 0; try < tries; try++ {
+		if try > 0 {
+			runtime.Gosched()
+		}
 		s1 := h.seq.Load()
 		if s1&1 == 0 {
 			c = holderCopy{proc: h.proc.Load(), pid: h.pid.Load(), start: h.start.Load(),
@@ -62,7 +72,32 @@ func (h *holderRec) read() (c holderCopy, ok bool) {
 				return c, true
 			}
 		}
-		runtime.Gosched()
+	}
+	return c, false
+}
+
+// waiterCopy is a consistent copy of a waiter record.
+type waiterCopy struct {
+	pid, lock, proc    uint32
+	start, goid, stack uint64
+	since              int64
+}
+
+// read returns a consistent copy of a waiter record, or ok=false if it
+// stayed torn through tries attempts.
+func (w *waiterSlot) read(tries int) (c waiterCopy, ok bool) {
+	for try := 0; try < tries; try++ {
+		if try > 0 {
+			runtime.Gosched()
+		}
+		s1 := w.seq.Load()
+		if s1&1 == 0 {
+			c = waiterCopy{pid: w.pid.Load(), lock: w.lock.Load(), proc: w.proc.Load(), start: w.start.Load(),
+				goid: w.goid.Load(), stack: w.stack.Load(), since: w.since.Load()}
+			if w.seq.Load() == s1 {
+				return c, true
+			}
+		}
 	}
 	return c, false
 }
@@ -85,8 +120,15 @@ func (r *Registry) claimWaiter(lock uint32, goid int64, stack uint64, since int6
 			if !w.owner.CompareAndSwap(owner, r.pid) {
 				continue
 			}
+			if owner != 0 {
+				// A dead waiter counted itself in its lock's hint.
+				if c, ok := w.read(1); ok && c.lock != 0 && c.lock <= r.a.g.maxLocks {
+					r.a.lock(c.lock - 1).waiting.Add(-1)
+				}
+			}
 			s := (w.seq.Load() + 1) &^ 1
 			w.seq.Store(s + 1)
+			w.pid.Store(r.pid)
 			w.proc.Store(r.procIdx + 1)
 			w.start.Store(r.self.Start)
 			w.goid.Store(uint64(goid))
@@ -101,9 +143,14 @@ func (r *Registry) claimWaiter(lock uint32, goid int64, stack uint64, since int6
 }
 
 // waiterStale reports whether the waiter slot owned by pid belongs to a
-// process proven dead.
+// process proven dead. Only a complete record of that owner counts: right
+// after a claim, the slot still holds its previous owner's start time.
 func (r *Registry) waiterStale(w *waiterSlot, owner uint32) bool {
-	st, _ := proc.Check(proc.Identity{PID: int(owner), Start: w.start.Load()})
+	c, ok := w.read(1)
+	if !ok || c.pid != owner || c.start == 0 {
+		return false
+	}
+	st, _ := proc.Check(proc.Identity{PID: int(owner), Start: c.start})
 	return st.Dead()
 }
 
@@ -114,6 +161,7 @@ func (r *Registry) releaseWaiter(w *waiterSlot) {
 	s := (w.seq.Load() + 1) &^ 1
 	w.seq.Store(s + 1)
 	w.lock.Store(0)
+	w.pid.Store(0)
 	w.seq.Store(s + 2)
 	w.owner.Store(0)
 }

@@ -77,6 +77,28 @@ type Options struct {
 	Role string
 }
 
+// Capacity limits, as checkHeader enforces them.
+const (
+	limitProcs   = 1 << 20
+	limitLocks   = 1 << 22
+	limitWaiters = 1 << 22
+	limitEvents  = 1 << 24
+)
+
+func (o *Options) check() error {
+	for _, c := range []struct {
+		name  string
+		v     int
+		limit int
+	}{{"MaxProcs", o.MaxProcs, limitProcs}, {"MaxLocks", o.MaxLocks, limitLocks},
+		{"MaxWaiters", o.MaxWaiters, limitWaiters}, {"MaxEvents", o.MaxEvents, limitEvents}} {
+		if c.v > c.limit {
+			return fmt.Errorf("lockreg: Options.%s = %d is more than the limit %d", c.name, c.v, c.limit)
+		}
+	}
+	return nil
+}
+
 func (o *Options) setDefaults() {
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -141,6 +163,9 @@ func processFile(id proc.Identity, ext string) string {
 // processes may open a new run at once: they all get the same arena.
 func Open(dir string, opts Options) (*Registry, error) {
 	opts.setDefaults()
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	if err := checkRunDir(dir, true); err != nil {
 		return nil, err
 	}
@@ -378,13 +403,19 @@ func (r *Registry) status(pid uint32, start uint64) proc.Status {
 }
 
 // robustPID reports whether the registered process with pid is watched by
-// the kernel's robust list.
+// the kernel's robust list. A dead predecessor with the same pid may still
+// have a running slot; any such slot without the flag makes the answer no,
+// so that the holder is polled at the faster interval.
 func (r *Registry) robustPID(pid uint32) bool {
+	found := false
 	for i := uint32(0); i < r.a.g.maxProcs; i++ {
 		p := r.a.proc(i)
 		if p.pid.Load() == pid && p.state.Load() == procRunning {
-			return p.flags.Load()&procRobust != 0
+			if p.flags.Load()&procRobust == 0 {
+				return false
+			}
+			found = true
 		}
 	}
-	return false
+	return found
 }

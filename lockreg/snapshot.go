@@ -28,7 +28,10 @@ type Snapshot struct {
 	Capacity      Capacity
 	EventsTotal   uint64 // events ever recorded; the ring keeps the last Capacity.Events
 	EventsDropped uint64
-	Torn          int // records left out because they stayed mid-write
+	// Torn counts records read without a consistent copy: a lock's holder
+	// record that changed (or whose word changed) under every try, or whose
+	// writer died mid-write; such a lock is listed from its word alone.
+	Torn int
 
 	Processes []Process
 	Locks     []Lock
@@ -76,7 +79,7 @@ type Lock struct {
 	HolderPID  int
 	OwnerDied  bool // FUTEX_OWNER_DIED: the holder died holding it
 	HasWaiters bool // FUTEX_WAITERS
-	Waiting    int  // goroutines waiting for it now, in all processes
+	Waiting    int  // waiter records naming it (of live or dead waiters)
 	// Holder is the holder's record: after OwnerDied, the record of the
 	// holder that died. Nil when the lock is free, or while the record is
 	// being written (the word's pid then says who holds it).
@@ -196,6 +199,8 @@ func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
 		procStart[int(i)] = pr.Start
 		s.Processes = append(s.Processes, pr)
 	}
+	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16 // retries for the whole snapshot
+	budget = max(budget, 1024)
 	n := min(h.nlocks.Load(), a.g.maxLocks)
 	names := make([]string, n)
 	for i := uint32(0); i < n; i++ {
@@ -205,20 +210,25 @@ func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
 		}
 		names[i] = string(l.name[:min(int(l.nameLen), maxNameLen)])
 		lk := Lock{Index: int(i), Name: names[i]}
+		// The word and the record must agree: read the word on both sides
+		// of the record. A reader never waits for a writer: a record that
+		// stays mid-write costs a few retries from a budget shared by the
+		// whole snapshot, then counts as torn.
 		var hc holderCopy
 		ok := false
-		for try := 0; try < readTries && !ok; try++ {
+		for try := 0; try < 4 && !ok && budget > 0; try++ {
+			budget--
 			v := l.word.Load()
-			hc, ok = l.holder.read()
+			hc, ok = l.holder.read(1)
 			lk.Word = v
 			ok = ok && l.word.Load() == v
 		}
 		if !ok {
+			lk.Word = l.word.Load()
 			s.Torn++
 		}
 		v := lk.Word
 		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
-		lk.Waiting = int(max(l.waiting.Load(), 0))
 		if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
 			hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
 				Since: wall(hc.since), ProcSlot: int(hc.proc) - 1}
@@ -237,23 +247,19 @@ func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
 		if w.owner.Load() == 0 {
 			continue
 		}
-		var wt Waiter
+		var c waiterCopy
 		ok := false
-		for try := 0; try < readTries && !ok; try++ {
-			s1 := w.seq.Load()
-			if s1&1 != 0 {
-				continue
-			}
-			lock := w.lock.Load()
-			wt = Waiter{Slot: int(i), PID: int(w.owner.Load()), Start: w.start.Load(), Goroutine: int64(w.goid.Load()),
-				Stack: w.stack.Load(), Lock: int(lock) - 1, LockName: lockName(lock), Since: wall(w.since.Load())}
-			ok = w.seq.Load() == s1
+		for try := 0; try < 4 && !ok && budget > 0; try++ {
+			budget--
+			c, ok = w.read(1)
 		}
 		switch {
 		case !ok:
 			s.Torn++
-		case wt.Lock >= 0 && wt.PID != 0:
-			s.Waiters = append(s.Waiters, wt)
+		case c.pid != 0 && c.lock != 0 && c.lock <= n:
+			s.Waiters = append(s.Waiters, Waiter{Slot: int(i), PID: int(c.pid), Start: c.start, Goroutine: int64(c.goid),
+				Stack: c.stack, Lock: int(c.lock) - 1, LockName: lockName(c.lock), Since: wall(c.since)})
+			s.Locks[c.lock-1].Waiting++
 		}
 	}
 	total, ne := s.EventsTotal, uint64(a.g.maxEvents)
@@ -282,7 +288,7 @@ func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
 
 // ReadProcessInfo reads the info file a process wrote in the run directory.
 func ReadProcessInfo(dir string, id proc.Identity) (*ProcessInfo, error) {
-	f, err := os.OpenFile(filepath.Join(dir, processFile(id, "json")), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	f, err := openPrivate(filepath.Join(dir, processFile(id, "json")))
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +303,36 @@ func ReadProcessInfo(dir string, id proc.Identity) (*ProcessInfo, error) {
 // ReadStacks reads the stack dictionary of a process of the run in dir.
 // Stacks stay readable after the process died.
 func ReadStacks(dir string, id proc.Identity) (map[uint64][]stackdump.Frame, error) {
-	return stackdump.ReadDict(filepath.Join(dir, processFile(id, "stacks")))
+	path := filepath.Join(dir, processFile(id, "stacks"))
+	f, err := openPrivate(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return stackdump.DecodeDict(f)
+}
+
+// openPrivate opens a file of the run for reading, without following a
+// symbolic link and without blocking (a FIFO planted in the run directory
+// must not hang a reader), and refuses anything but a regular file private
+// to this user.
+func openPrivate(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = &ArenaError{Path: path, Kind: ErrCorrupt, Detail: "not a regular file", Hint: "the run directory has been tampered with"}
+	}
+	if err == nil {
+		err = checkPrivate(path, fi, 0o600)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // Stack returns the frames of stack id recorded by the process id, reading

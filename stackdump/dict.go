@@ -106,15 +106,23 @@ var ErrDictLine = errors.New("stackdump: unreadable dictionary line")
 // line of a process that died while writing it) are skipped and reported,
 // joined, in the error, next to everything that could be read.
 func ReadDict(path string) (map[uint64][]Frame, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	// O_NONBLOCK: a FIFO planted in place of the file must not hang the
+	// reader; only regular files are read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return readDict(f)
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("stackdump: %s: not a regular file", path)
+	}
+	return DecodeDict(f)
 }
 
-func readDict(r io.Reader) (map[uint64][]Frame, error) {
+// DecodeDict reads a dictionary from r, as ReadDict does from a file.
+func DecodeDict(r io.Reader) (map[uint64][]Frame, error) {
 	out := make(map[uint64][]Frame)
 	var errs []error
 	br := bufio.NewReader(r)

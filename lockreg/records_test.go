@@ -1,0 +1,151 @@
+package lockreg
+
+import (
+	"context"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// tornReads has a writer goroutine alternate two identities in a holder
+// record (and clear it between) while this goroutine reads it n times; it
+// returns how many consistent-looking copies paired one identity's pid with
+// the other's start time.
+func tornReads(s *lockSlot, n int) int {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if i%2 == 0 {
+				s.holder.set(1, 1111, 100, 1, 1, 1)
+			} else {
+				s.holder.set(2, 2222, 200, 2, 2, 2)
+			}
+			s.holder.clear()
+		}
+	}()
+	torn := 0
+	for i := 0; i < n; i++ {
+		c, ok := s.holder.read(1)
+		if ok && ((c.pid == 1111 && c.start != 100) || (c.pid == 2222 && c.start != 200)) {
+			torn++
+		}
+	}
+	close(stop)
+	<-done
+	return torn
+}
+
+// TestSeqlockNeverTorn runs the check in a child built without the race
+// detector (whose instrumentation would hide what the compiler does to plain
+// stores), and in this process.
+func TestSeqlockNeverTorn(t *testing.T) {
+	dir := runDir(t)
+	c := startRole(t, true, "torncheck", dir)
+	if got := c.expect("torn"); got != "torn 0" {
+		t.Errorf("optimized build: %s of 3,000,000 reads accepted a torn record; want 0", got)
+	}
+	r := openT(t, runDir(t), Options{})
+	m, _ := r.Mutex("x")
+	if n := tornReads(m.s, 200_000); n != 0 {
+		t.Errorf("this build: %d torn records accepted; want 0", n)
+	}
+}
+
+func TestEventRingSurvivesALostTicket(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{MaxEvents: 8})
+	m, _ := r.Mutex("a")
+	lockUnlock := func(n int) {
+		for i := 0; i < n; i++ {
+			if err := m.Lock(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			_ = m.Unlock()
+		}
+	}
+	lockUnlock(2)
+	r.a.hdr.eventHead.Add(1) // a writer took a ticket and died before claiming its slot
+	lockUnlock(10)
+	s, _ := ReadSnapshot(dir)
+	if s.EventsDropped != 0 || len(s.Events) != 8 {
+		t.Errorf("after a lost ticket: %d events kept, %d dropped; want 8 kept, 0 dropped", len(s.Events), s.EventsDropped)
+	}
+	// A slot left mid-write (odd) by a writer that died is skipped, never
+	// overwritten: its later events are dropped and counted.
+	r.a.event(0).seq.Store(r.a.event(0).seq.Load() | 1)
+	lockUnlock(8)
+	s, _ = ReadSnapshot(dir)
+	if s.EventsDropped != 2 || len(s.Events) != 7 {
+		t.Errorf("with a slot stuck mid-write: %d kept, %d dropped; want 7 kept, 2 dropped", len(s.Events), s.EventsDropped)
+	}
+}
+
+func TestSnapshotOfTornRecordsReturns(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{MaxLocks: 64, MaxWaiters: 64})
+	for i := 0; i < 64; i++ {
+		if _, err := r.Mutex(strings.Repeat("l", 1+i%60) + string(rune('A'+i%26)) + string(rune('a'+i/26))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every writer died mid-write: every record stays odd.
+	for i := uint32(0); i < 64; i++ {
+		r.a.lock(i).holder.seq.Store(1)
+		w := r.a.waiter(i)
+		w.owner.Store(4242)
+		w.seq.Store(1)
+	}
+	s, err := ReadSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Torn != 128 || len(s.Locks) != 64 || len(s.Waiters) != 0 {
+		t.Errorf("got %d torn, %d locks, %d waiters; want 128 torn, 64 locks listed from their words, no waiters",
+			s.Torn, len(s.Locks), len(s.Waiters))
+	}
+}
+
+func TestPlantedFIFODoesNotHang(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{})
+	if _, err := r.Mutex("a"); err != nil {
+		t.Fatal(err)
+	}
+	info, stacks, _ := ProcessFiles(dir, r.Self())
+	for _, p := range []string{info, stacks} {
+		os.Remove(p)
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := ReadSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Processes[0].Info != nil {
+		t.Error("got process info from a FIFO")
+	}
+	if _, err := ReadStacks(dir, r.Self()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("ReadStacks of a FIFO: got %v; want a refusal", err)
+	}
+}
+
+func TestOptionsOutOfRange(t *testing.T) {
+	if _, err := Open(runDir(t), Options{MaxProcs: limitProcs + 1}); err == nil || !strings.Contains(err.Error(), "MaxProcs") {
+		t.Errorf("Open with MaxProcs past the limit: got %v; want an error naming MaxProcs", err)
+	}
+	if got := Size(1, 1, 1, 3e9); got != -1 {
+		t.Errorf("Size with 3e9 events = %d; want -1", got)
+	}
+	if got, want := Size(1024, 4096, 4096, 65536), int64(4001792); got != want {
+		t.Errorf("default arena size = %d; want %d", got, want)
+	}
+}
