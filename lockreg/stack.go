@@ -135,11 +135,12 @@ func trimOwnFrames(fs []stackdump.Frame) []stackdump.Frame {
 }
 
 // cleanFrames drops the compiler's go-statement wrappers (f.gowrap1), which
-// the frame-pointer walk sees and runtime.Callers elides.
+// the frame-pointer walk sees and runtime.Callers elides, and runtime.goexit,
+// the bottom of every goroutine, which says nothing.
 func cleanFrames(fs []stackdump.Frame) []stackdump.Frame {
 	out := fs[:0]
 	for _, f := range fs {
-		if !strings.Contains(f.Func, ".gowrap") {
+		if !strings.Contains(f.Func, ".gowrap") && f.Func != "runtime.goexit" {
 			out = append(out, f)
 		}
 	}
