@@ -2,8 +2,8 @@ package cli
 
 import (
 	"encoding/json"
-	"net"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"

@@ -250,11 +250,9 @@ func stacks(ctx context.Context, g *graph, r *Report, src Stacks, opts Options) 
 				continue
 			}
 			id := proc.Identity{PID: p.PID, Start: p.Start}
-			lock := f.Lock
 			if wi, ok := g.waitsFor[goroutine{id, p.Goroutine}]; ok {
-				lock = s.Waiters[wi].LockName
 				w := get(id)
-				w.locks[lock] = true
+				w.locks[s.Waiters[wi].LockName] = true
 				if k := fmt.Sprint(wi); !w.cause[k] {
 					w.cause[k] = true
 					w.waits = append(w.waits, s.Waiters[wi])
