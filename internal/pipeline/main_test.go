@@ -1,0 +1,45 @@
+package pipeline
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// demoBin is the demo binary the end-to-end tests run, built once by
+// TestMain.
+var demoBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "demo-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	demoBin = filepath.Join(dir, "demo")
+	// Static, without -race: the kernel's robust-futex list then works
+	// (a cgo binary's main thread carries glibc's own).
+	build := exec.Command("go", "build", "-o", demoBin, "github.com/lockwatch/lockwatch/cmd/demo")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build demo: %v\n%s", err, out)
+		return 1
+	}
+	if code := m.Run(); code != 0 {
+		return code
+	}
+	if err := goleak.Find(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
