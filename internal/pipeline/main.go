@@ -42,6 +42,7 @@ const (
 // config is the parsed command line.
 type config struct {
 	items, workers, payload int
+	work                    int
 	fix, hang               bool
 }
 
@@ -52,10 +53,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.items, "items", 20000, "number of input `items`")
 	fs.IntVar(&c.workers, "workers", 2, "number of worker `processes` in the pool")
 	fs.IntVar(&c.payload, "payload", 2000, "`bytes` of payload in each message")
+	fs.IntVar(&c.work, "work", DefaultWork, "`iterations` of the CPU-bound step per item")
 	fs.BoolVar(&c.fix, "fix", false, "close and join the pool before leaving it: every worker flushes its queue and exits")
-	fs.BoolVar(&c.hang, "hang", false, "make the bug certain: kill the pool while a worker holds the queue's write lock")
+	fs.BoolVar(&c.hang, "hang", false, "make the bug certain: kill the pool while a worker holds the queue's write lock (implies --work 2000 unless set)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `usage: demo [--items N] [--workers N] [--payload BYTES] [--fix | --hang]
+		fmt.Fprint(fs.Output(), `usage: demo [--items N] [--workers N] [--payload BYTES] [--work N] [--fix | --hang]
 
 The Go twin of a Python multiprocessing program that deadlocks: a pool of
 worker processes puts results on a queue shared with a writer process, and
@@ -69,12 +71,19 @@ The last line is "produced N delivered M"; the exit status is 0 when M == N,
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	// --hang needs a backlog in the feeders when the pool is left, which the
+	// literal Python loop always leaves (see DefaultWork).
+	if c.hang && !flagSet(fs, "work") {
+		c.work = 2000
+	}
 	var bad string
 	switch {
 	case fs.NArg() > 0:
 		bad = fmt.Sprintf("unexpected argument %q", fs.Arg(0))
 	case c.items < 0:
 		bad = fmt.Sprintf("--items %d: must be 0 or more", c.items)
+	case c.work < 0:
+		bad = fmt.Sprintf("--work %d: must be 0 or more", c.work)
 	case c.workers < 1:
 		bad = fmt.Sprintf("--workers %d: must be 1 or more", c.workers)
 	case c.payload < 0 || c.payload > MaxBody-16:
@@ -117,7 +126,7 @@ func runChild(ctx context.Context, role string, c config, stdout, stderr io.Writ
 	done := make(chan error, 1)
 	go func() {
 		if role == "worker" {
-			done <- runWorker(ctx, c.payload)
+			done <- runWorker(ctx, c.payload, c.work)
 		} else {
 			done <- runWriter(stdout)
 		}
@@ -184,7 +193,7 @@ func runMain(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	defer w.kill()
 
 	// with mp.Pool(2, ...) as p:
-	childArgs := []string{fmt.Sprintf("--payload=%d", c.payload)}
+	childArgs := []string{fmt.Sprintf("--payload=%d", c.payload), fmt.Sprintf("--work=%d", c.work)}
 	pool, err := startPool(sp, c.workers, exe, childArgs, childEnv(agent.Dir(), "worker"), qw, stderr)
 	if err != nil {
 		return fail(err)
@@ -307,4 +316,22 @@ func (w *writerProc) kill() {
 		<-w.exited
 	}
 	w.result.Close()
+}
+
+// DefaultWork is the default number of iterations of step 1 per item. The
+// Python original runs 2,000 iterations of its loop, which CPython takes some
+// 100 us for. Go runs 2,000 in about 2 us: so fast that the workers' feeders
+// fall far behind, and the pool is killed mid-write in nearly every run
+// (measured here: 16 to 20 runs of 20 hung). The window is set by the ratio
+// of compute to pipe writes, so this restores some of Python's compute per
+// item: with 8,000 iterations a run here hung, lost messages or delivered all
+// about as often as the Python original did (docs/tutorial.md has the counts).
+// No sleep is involved; --work 2000 gives the literal loop.
+const DefaultWork = 8000
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -40,11 +40,12 @@ func inherited(fd int, name, role string) (*os.File, error) {
 }
 
 // step1 is the CPU-bound step of the pipeline, as in the Python original:
-// for i in range(2000): s += i*x.
-func step1(x int) int {
+// for i in range(2000): s += i*x, with work iterations.
+func step1(x, work int) int {
 	s := 0
-	for i := range 2000 {
+	for i := range work {
 		s += i * x
+		s ^= s >> 7 // keeps the compiler from closing the sum into a formula
 	}
 	return s
 }
@@ -52,7 +53,7 @@ func step1(x int) int {
 // runWorker is a pool worker: it takes tasks until the task pipe ends,
 // processes each item and puts its result on the queue, acknowledges each
 // task, then flushes its queue and exits. Killed, it flushes nothing.
-func runWorker(ctx context.Context, payload int) (err error) {
+func runWorker(ctx context.Context, payload, work int) (err error) {
 	agent, err := probe.Start(probe.Options{Role: "worker"})
 	if err != nil {
 		return err
@@ -88,7 +89,7 @@ func runWorker(ctx context.Context, payload int) (err error) {
 		}
 		for x := first; x < first+count; x++ {
 			binary.LittleEndian.PutUint64(body, uint64(x))
-			binary.LittleEndian.PutUint64(body[8:], uint64(step1(x)))
+			binary.LittleEndian.PutUint64(body[8:], uint64(step1(x, work)))
 			if err := q.Put(KindMessage, body); err != nil {
 				return err
 			}
