@@ -11,6 +11,9 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -39,6 +42,10 @@ const (
 	exitInterrupted = 130 // ctx ended (SIGINT or SIGTERM)
 )
 
+// hangPipeSize is the queue pipe's capacity under --hang: one page, the
+// smallest the kernel allows.
+const hangPipeSize = 4096
+
 // config is the parsed command line.
 type config struct {
 	items, workers, payload int
@@ -55,7 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.payload, "payload", 2000, "`bytes` of payload in each message")
 	fs.IntVar(&c.work, "work", DefaultWork, "`iterations` of the CPU-bound step per item")
 	fs.BoolVar(&c.fix, "fix", false, "close and join the pool before leaving it: every worker flushes its queue and exits")
-	fs.BoolVar(&c.hang, "hang", false, "make the bug certain: kill the pool while a worker holds the queue's write lock (implies --work 2000 unless set)")
+	fs.BoolVar(&c.hang, "hang", false, "make the bug certain: kill the pool while a worker holds the queue's write lock")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: demo [--items N] [--workers N] [--payload BYTES] [--work N] [--fix | --hang]
 
@@ -71,11 +78,7 @@ The last line is "produced N delivered M"; the exit status is 0 when M == N,
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	// --hang needs a backlog in the feeders when the pool is left, which the
-	// literal Python loop always leaves (see DefaultWork).
-	if c.hang && !flagSet(fs, "work") {
-		c.work = 2000
-	}
+
 	var bad string
 	switch {
 	case fs.NArg() > 0:
@@ -88,6 +91,8 @@ The last line is "produced N delivered M"; the exit status is 0 when M == N,
 		bad = fmt.Sprintf("--workers %d: must be 1 or more", c.workers)
 	case c.payload < 0 || c.payload > MaxBody-16:
 		bad = fmt.Sprintf("--payload %d: must be from 0 to %d", c.payload, MaxBody-16)
+	case c.hang && c.items*(c.payload+16+headerSize) <= 2*hangPipeSize:
+		bad = fmt.Sprintf("--hang with --items %d of --payload %d: too little output to fill the pipe, so no feeder would be caught holding the lock; give more items", c.items, c.payload)
 	case c.fix && c.hang:
 		bad = "--fix and --hang exclude each other"
 	}
@@ -191,6 +196,17 @@ func runMain(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return fail(err)
 	}
 	defer w.kill()
+	if c.hang {
+		// Hold the reader back and make the pipe small: it fills, and a
+		// feeder that writes then blocks in write(2) holding the lock, so
+		// that one is sure to hold it when the pool is left (catchHolder).
+		if _, err := unix.FcntlInt(qw.Fd(), unix.F_SETPIPE_SZ, hangPipeSize); err != nil {
+			return fail(fmt.Errorf("shrinking the queue's pipe: %w", err))
+		}
+		if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			return fail(err)
+		}
+	}
 
 	// with mp.Pool(2, ...) as p:
 	childArgs := []string{fmt.Sprintf("--payload=%d", c.payload), fmt.Sprintf("--work=%d", c.work)}
@@ -199,6 +215,9 @@ func runMain(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return fail(err)
 	}
 	produced, err := withPool(ctx, pool, c, reg, LockName, stderr)
+	if c.hang {
+		_ = w.cmd.Process.Signal(syscall.SIGCONT) // an error means it is gone
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -328,10 +347,3 @@ func (w *writerProc) kill() {
 // about as often as the Python original did (docs/tutorial.md has the counts).
 // No sleep is involved; --work 2000 gives the literal loop.
 const DefaultWork = 8000
-
-// flagSet reports whether the flag name was given on the command line.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
