@@ -29,25 +29,13 @@ func benchMutex(b *testing.B, o Options) *Mutex {
 // BenchmarkLockUnlock is an uncontended Lock+Unlock with the full record:
 // holder record (pid, start, goroutine id, stack id, time), a captured and
 // interned stack, and two events.
-func BenchmarkLockUnlock(b *testing.B) {
-	m := benchMutex(b, Options{})
-	ctx := context.Background()
-	deep(benchDepth, func() {
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if err := m.Lock(ctx); err != nil {
-				b.Fatal(err)
-			}
-			if err := m.Unlock(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
+func BenchmarkLockUnlock(b *testing.B) { benchLockUnlock(b, Options{}) }
 
 // BenchmarkLockUnlockNoRecord is the same with Options.NoRecord.
-func BenchmarkLockUnlockNoRecord(b *testing.B) {
-	m := benchMutex(b, Options{NoRecord: true})
+func BenchmarkLockUnlockNoRecord(b *testing.B) { benchLockUnlock(b, Options{NoRecord: true}) }
+
+func benchLockUnlock(b *testing.B, o Options) {
+	m := benchMutex(b, o)
 	ctx := context.Background()
 	deep(benchDepth, func() {
 		b.ResetTimer()
