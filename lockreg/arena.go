@@ -92,6 +92,13 @@ func checkRunDir(dir string, create bool) error {
 		return &ArenaError{Path: dir, Kind: ErrNotRun, Detail: "not a directory",
 			Hint: "give a run directory (lockwatch ps lists them)"}
 	}
+	if !create {
+		// Reading: a directory that holds no run is that, whatever its mode.
+		if _, err := os.Lstat(filepath.Join(dir, ArenaFile)); errors.Is(err, fs.ErrNotExist) {
+			return &ArenaError{Path: dir, Kind: ErrNotRun, Detail: "no arena file",
+				Hint: "this directory holds no lockwatch run; lockwatch ps lists runs"}
+		}
+	}
 	return checkPrivate(dir, fi, 0o700)
 }
 

@@ -251,7 +251,12 @@ func TestBadInput(t *testing.T) {
 	if err := os.Symlink(good, link); err != nil {
 		t.Fatal(err)
 	}
-	open := runDir(t)
+	open := runDir(t) // a real run, then opened to other users
+	if reg, err := lockreg.Open(open, lockreg.Options{}); err != nil {
+		t.Fatal(err)
+	} else {
+		reg.Close()
+	}
 	os.Chmod(open, 0o755)
 
 	sleep := exec.Command("sleep", "60")

@@ -60,7 +60,10 @@ func resolve(arg string) (target, error) {
 	id := st.Identity()
 	dir, ok, err := liveness.Environ(pid, probe.EnvDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return target{}, usagef("cannot read the environment of pid %d: %v", pid, err)
+		if errors.Is(err, fs.ErrPermission) {
+			return target{}, usagef("cannot read the environment of pid %d (permission denied: it is protected or another user's); run lockwatch as the user that runs it, or give its run directory ('lockwatch ps')", pid)
+		}
+		return target{}, usagef("cannot read the environment of pid %d: %v; give its run directory instead ('lockwatch ps')", pid, err)
 	}
 	if ok && dir != "" {
 		return target{dir: dir, id: id}, nil
