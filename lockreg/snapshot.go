@@ -160,44 +160,41 @@ func (a *arena) holderOf(h holderCopy, _ uint32) Holder {
 }
 
 func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
-	// The file can be truncated under us by something outside lockwatch;
-	// touching a page past its end raises SIGBUS, which this turns into an
-	// error instead of a crash.
+	err = a.guarded(func() { s = a.read(dir) })
+	return s, err
+}
+
+// guarded runs f, which reads the mapping, turning a fault into an error:
+// the file can be truncated under us by something outside lockwatch, and
+// touching a page past its end raises SIGBUS.
+func (a *arena) guarded(f func()) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			s, err = nil, &ArenaError{Path: a.path, Kind: ErrCorrupt, Detail: fmt.Sprintf("fault while reading: %v", p),
+			err = &ArenaError{Path: a.path, Kind: ErrCorrupt, Detail: fmt.Sprintf("fault while reading: %v", p),
 				Hint: "the arena file was truncated or replaced; start a new run"}
 		}
 	}()
+	f()
+	return nil
+}
+
+// read copies the arena. Called through guarded.
+func (a *arena) read(dir string) *Snapshot {
 	h := a.hdr
 	now, mono := time.Now(), nanotime()
 	wall := func(t int64) time.Time { return a.wall(t, mono, now) }
-	s = &Snapshot{
+	s := &Snapshot{
 		Dir: dir, Taken: now, mono: mono, Format: int(h.version), Created: time.Unix(0, h.created),
 		CreatorPID:    int(h.creator),
 		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
 		EventsTotal:   h.eventHead.Load(),
 		EventsDropped: h.dropped.Load(),
 	}
+	s.Processes = a.processes(dir, wall)
 	procStart := make(map[int]uint64)
-	for i := uint32(0); i < a.g.maxProcs; i++ {
-		p := a.proc(i)
-		st := p.state.Load()
-		if st == procFree {
-			if p.pid.Load() == 0 {
-				break // slots are claimed in order; the rest are free
-			}
-			continue
-		}
-		pr := Process{Slot: int(i), PID: int(p.pid.Load()), Start: p.start.Load(), State: ProcRunning,
-			Robust: p.flags.Load()&procRobust != 0, Registered: wall(p.registered.Load())}
-		if st == procExited {
-			pr.State, pr.Exited = ProcExited, wall(p.exited.Load())
-		}
-		pr.Info, _ = ReadProcessInfo(dir, pr.Identity())
-		procStart[int(i)] = pr.Start
-		s.Processes = append(s.Processes, pr)
+	for _, p := range s.Processes {
+		procStart[p.Slot] = p.Start
 	}
 	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16 // retries for the whole snapshot
 	budget = max(budget, 1024)
@@ -283,7 +280,46 @@ func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
 		}
 		return s.Waiters[i].Slot < s.Waiters[j].Slot
 	})
-	return s, nil
+	return s
+}
+
+// processes reads the process table. Called through guarded.
+func (a *arena) processes(dir string, wall func(int64) time.Time) []Process {
+	var out []Process
+	for i := uint32(0); i < a.g.maxProcs; i++ {
+		p := a.proc(i)
+		st := p.state.Load()
+		if st == procFree {
+			if p.pid.Load() == 0 {
+				break // slots are claimed in order; the rest are free
+			}
+			continue
+		}
+		pr := Process{Slot: int(i), PID: int(p.pid.Load()), Start: p.start.Load(), State: ProcRunning,
+			Robust: p.flags.Load()&procRobust != 0, Registered: wall(p.registered.Load())}
+		if st == procExited {
+			pr.State, pr.Exited = ProcExited, wall(p.exited.Load())
+		}
+		pr.Info, _ = ReadProcessInfo(dir, pr.Identity())
+		out = append(out, pr)
+	}
+	return out
+}
+
+// ReadProcesses reads only the process table of the run in dir: a cheap
+// look at which processes a run has, for listing many runs.
+func ReadProcesses(dir string) (ps []Process, err error) {
+	if err := checkRunDir(dir, false); err != nil {
+		return nil, err
+	}
+	a, err := openArena(filepath.Join(dir, ArenaFile), false)
+	if err != nil {
+		return nil, err
+	}
+	defer a.unmap()
+	now, mono := time.Now(), nanotime()
+	err = a.guarded(func() { ps = a.processes(dir, func(t int64) time.Time { return a.wall(t, mono, now) }) })
+	return ps, err
 }
 
 // ReadProcessInfo reads the info file a process wrote in the run directory.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
 
@@ -62,6 +64,9 @@ have all ended are left out unless --all.`,
 			for _, d := range dirs {
 				known[d] = true
 				run := psRun{Dir: d, Findings: []string{}, Processes: []psProcess{}}
+				if !all && !mayBeRunning(d) {
+					continue // ended, or a directory nothing ever joined
+				}
 				r, err := report.Diagnose(cmd.Context(), d, report.Sources{Host: liveness.System{}}, a.opts)
 				if err != nil {
 					run.State, run.Error = "unreadable", oneLine(readError(d, err).Error())
@@ -80,12 +85,12 @@ have all ended are left out unless --all.`,
 					run.Findings = append(run.Findings, string(f.Kind))
 				}
 				switch {
+				case alive == 0:
+					run.State = "ended" // its findings, if any, are history
 				case r.Deadlock():
 					run.State = "deadlock"
-				case alive > 0:
-					run.State = "running"
 				default:
-					run.State = "ended"
+					run.State = "running"
 				}
 				if run.State == "ended" && !all {
 					continue
@@ -110,6 +115,23 @@ have all ended are left out unless --all.`,
 	}
 	c.Flags().BoolVarP(&all, "all", "a", false, "list ended runs too")
 	return c
+}
+
+// mayBeRunning is ps's cheap first look at a run: whether any process of its
+// process table is not proven dead. The full diagnosis, with its confirming
+// snapshots and probe requests, is for those runs only; a directory holding
+// no run, or one whose processes are all gone, is skipped without it.
+func mayBeRunning(dir string) bool {
+	procs, err := lockreg.ReadProcesses(dir)
+	if err != nil {
+		return !errors.Is(err, lockreg.ErrNotRun) // other errors are worth showing
+	}
+	for _, p := range procs {
+		if st, _ := (liveness.System{}).Check(p.Identity()); !st.Dead() {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *app) psTable(out psOutput) error {
