@@ -3,6 +3,7 @@ package lockreg
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 )
@@ -106,4 +107,30 @@ func sameHolder(a, b Holder) bool {
 	d := a.Since.Sub(b.Since)
 	a.Since, b.Since = time.Time{}, time.Time{}
 	return a == b && d < time.Millisecond && d > -time.Millisecond
+}
+
+func TestRemoveIfClean(t *testing.T) {
+	dir := runDir(t)
+	r, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := r.Mutex("a")
+	if err := m.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := RemoveIfClean(dir); removed || err != nil {
+		t.Fatalf("with a process running: removed %v, %v; want kept", removed, err)
+	}
+	r.Close() // exits cleanly, but still holds the lock
+	if removed, err := RemoveIfClean(dir); removed || err != nil {
+		t.Fatalf("with a lock held: removed %v, %v; want kept", removed, err)
+	}
+	m.s.word.Store(0) // as if it had unlocked before closing
+	if removed, err := RemoveIfClean(dir); !removed || err != nil {
+		t.Fatalf("clean run: removed %v, %v; want removed", removed, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("run directory still there: %v", err)
+	}
 }

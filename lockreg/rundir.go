@@ -70,3 +70,25 @@ func ProcessFiles(dir string, id proc.Identity) (info, stacks, base string) {
 	base = filepath.Join(dir, strings.TrimSuffix(processFile(id, "x"), ".x"))
 	return base + ".json", base + ".stacks", base
 }
+
+// RemoveIfClean removes the run directory dir if its run ended cleanly:
+// every process in its table closed its registry (a clean exit) and no lock
+// is held. A run with anything to diagnose (a process that died, a lock held)
+// is kept. It reports whether it removed the directory.
+func RemoveIfClean(dir string) (bool, error) {
+	s, err := ReadSnapshot(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, p := range s.Processes {
+		if p.State != ProcExited {
+			return false, nil
+		}
+	}
+	for _, l := range s.Locks {
+		if l.Held() {
+			return false, nil
+		}
+	}
+	return true, os.RemoveAll(dir)
+}

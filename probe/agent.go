@@ -53,6 +53,7 @@ type Options struct {
 // concurrent use. The zero value is not usable: get one from Start.
 type Agent struct {
 	dir    string
+	made   bool // Start made dir (no LOCKWATCH_DIR): Close removes it if the run ended cleanly
 	reg    *lockreg.Registry
 	self   proc.Identity
 	base   string // lockreg.ProcessFiles base: dump files and the socket share it
@@ -139,6 +140,7 @@ func start(o Options, uid int) (*Agent, error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
+	made := false
 	if o.Dir == "" {
 		root, err := lockreg.DefaultRoot()
 		if err != nil {
@@ -147,13 +149,14 @@ func start(o Options, uid int) (*Agent, error) {
 		if o.Dir, err = lockreg.NewRunDir(root); err != nil {
 			return nil, fmt.Errorf("probe: making a run directory: %w", err)
 		}
+		made = true
 	}
 	dir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("probe: run directory %q: %w", o.Dir, err)
 	}
 	self := proc.Self()
-	a := &Agent{dir: dir, self: self, sock: SocketPath(dir, self), stderr: o.Stderr, uid: uid,
+	a := &Agent{dir: dir, made: made, self: self, sock: SocketPath(dir, self), stderr: o.Stderr, uid: uid,
 		role: o.Role, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
 	_, _, a.base = lockreg.ProcessFiles(dir, self)
 	if len(a.sock) > maxSocketPath {
@@ -221,7 +224,16 @@ func (a *Agent) Close() error {
 		signal.Stop(a.sig)
 	}
 	a.wg.Wait()
-	return errors.Join(err, a.reg.Close())
+	err = errors.Join(err, a.reg.Close())
+	if a.made {
+		// The run this agent made for itself is removed when it ended
+		// cleanly (every process closed, no lock held): run directories
+		// live in memory (/dev/shm), and such a run holds nothing to
+		// diagnose. A run that did not end cleanly stays for lockwatch.
+		_, rerr := lockreg.RemoveIfClean(a.dir)
+		err = errors.Join(err, rerr)
+	}
+	return err
 }
 
 func (a *Agent) isClosed() bool {

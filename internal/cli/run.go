@@ -22,6 +22,7 @@ import (
 
 // runFlags are run's own flags.
 type runFlags struct {
+	keep       bool // keep a cleanly ended run's directory
 	onDeadlock string
 	reportPath string
 	interval   time.Duration
@@ -54,6 +55,7 @@ cannot be started.`,
 	c.Flags().StringVar(&f.onDeadlock, "on-deadlock", "wait", "wait: keep the program alive to attach to; kill: end every process of the run")
 	c.Flags().StringVar(&f.reportPath, "report", "", "write the report to this file instead of stderr")
 	c.Flags().DurationVar(&f.interval, "interval", 250*time.Millisecond, "how often to re-read the run when no process died")
+	c.Flags().BoolVar(&f.keep, "keep", false, "keep the run directory even when the run ended cleanly")
 	_ = c.RegisterFlagCompletionFunc("on-deadlock", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"wait", "kill"}, cobra.ShellCompDirectiveNoFileComp
 	})
@@ -165,6 +167,15 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 		if r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}}, a.opts); err == nil {
 			a.emit(r, f.reportPath)
 		}
+	}
+	if !f.keep {
+		// A run that ended cleanly (every process closed its registry, no
+		// lock held) holds nothing to diagnose; its directory lives in
+		// memory (/dev/shm). Anything else is kept for attach.
+		if waitErr == nil {
+			lockreg.RemoveIfClean(dir)
+		}
+		os.Remove(dir) // succeeds only if nothing ever joined the run
 	}
 	var xe *exec.ExitError
 	if errors.As(waitErr, &xe) {
