@@ -16,7 +16,9 @@
 //
 // Without LOCKWATCH_DIR, Start makes a fresh run directory under
 // lockreg.DefaultRoot(), so that a program started without lockwatch can
-// still be attached to.
+// still be attached to. Close removes that directory when the run ended
+// cleanly (every process of it closed its probe, no lock held): it lives in
+// memory, and holds nothing to diagnose. Any other run is kept.
 //
 // When the probe started by itself, a later Start returns the running
 // agent and ignores its options, except Role, which an agent without a role
