@@ -189,7 +189,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 			}
 			continue
 		case v&tidMask == 0 && v&ownerDiedBit != 0:
-			m.noteDeath(goid)
+			m.noteDeath()
 			if m.opts.Policy == Recover {
 				if s.word.CompareAndSwap(v, r.pid|(v&waitersBit)) {
 					m.acquired(goid, stack, nanotime(), EventRecovered)
@@ -285,10 +285,15 @@ func (m *Mutex) checkHolder(v uint32) bool {
 }
 
 // noteDeath records, once per death, that the holder died holding the lock.
-func (m *Mutex) noteDeath(goid int64) {
+// The event names the dead holder, from its record (pid 0 when no record
+// named it), not the waiter that saw it.
+func (m *Mutex) noteDeath() {
 	if m.s.noted.CompareAndSwap(0, 1) {
-		h, _ := m.s.holder.read(readTries)
-		m.r.record(EventOwnerDied, m.idx, goid, h.stack, nanotime())
+		h, ok := m.s.holder.read(readTries)
+		if !ok {
+			h = holderCopy{}
+		}
+		m.r.recordAs(EventOwnerDied, m.idx, h.pid, h.proc, int64(h.goid), h.stack, nanotime())
 	}
 }
 

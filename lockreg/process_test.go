@@ -54,6 +54,7 @@ func TestHolderKilledRecover(t *testing.T) {
 		dir := runDir(t)
 		holder := startRole(t, robust, "hold", dir)
 		holder.expect("held")
+		hpid := holder.pid()
 		waiter := startRole(t, robust, "wait", dir, "recover")
 		waiter.expect("waiting")
 		waitForWaiter(t, dir, waiter.pid())
@@ -62,8 +63,8 @@ func TestHolderKilledRecover(t *testing.T) {
 		waiter.expect("relocked")
 		s, _ := ReadSnapshot(dir)
 		kinds := eventKinds(s)
-		if !strings.Contains(kinds, "owner-died") || !strings.Contains(kinds, "recovered") {
-			t.Errorf("got events %s; want owner-died and recovered", kinds)
+		if !strings.Contains(kinds, fmt.Sprintf("owner-died(%d)", hpid)) || !strings.Contains(kinds, "recovered") {
+			t.Errorf("got events %s; want owner-died naming the dead holder %d, and recovered", kinds, hpid)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package lockreg
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"syscall"
@@ -147,5 +148,17 @@ func TestOptionsOutOfRange(t *testing.T) {
 	}
 	if got, want := Size(1024, 4096, 4096, 65536), int64(4001792); got != want {
 		t.Errorf("default arena size = %d; want %d", got, want)
+	}
+}
+
+func TestHugeStackDictionaryIsRefused(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{})
+	_, stacks, _ := ProcessFiles(dir, r.Self())
+	if err := os.Truncate(stacks, 3<<30); err != nil { // sparse: 3 GiB of zeros
+		t.Fatal(err)
+	}
+	if _, err := ReadStacks(dir, r.Self()); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("ReadStacks of a 3 GiB dictionary: got %v; want ErrCorrupt", err)
 	}
 }

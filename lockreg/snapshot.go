@@ -345,6 +345,13 @@ func ReadStacks(dir string, id proc.Identity) (map[uint64][]stackdump.Frame, err
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if fi.Size() > stackdump.MaxDictSize {
+		return nil, &ArenaError{Path: path, Kind: ErrCorrupt,
+			Detail: fmt.Sprintf("stack dictionary of %d bytes, more than the %d a process writes", fi.Size(), stackdump.MaxDictSize),
+			Hint:   "the run directory has been tampered with"}
+	}
 	return stackdump.DecodeDict(f)
 }
 

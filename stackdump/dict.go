@@ -99,6 +99,11 @@ func (d *Dict) Close() error {
 	return err
 }
 
+// MaxDictSize bounds what a reader reads of a dictionary file: far beyond
+// what a process writes (a 32-frame stack is a few KiB a line), so that a
+// damaged or planted file cannot exhaust a reader's memory.
+const MaxDictSize = 64 << 20
+
 // ErrDictLine reports a line of a dictionary file that could not be read.
 var ErrDictLine = errors.New("stackdump: unreadable dictionary line")
 
@@ -125,7 +130,7 @@ func ReadDict(path string) (map[uint64][]Frame, error) {
 func DecodeDict(r io.Reader) (map[uint64][]Frame, error) {
 	out := make(map[uint64][]Frame)
 	var errs []error
-	br := bufio.NewReader(r)
+	br := bufio.NewReader(io.LimitReader(r, MaxDictSize))
 	for n := 1; ; n++ {
 		line, err := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(line)) > 0 {

@@ -123,7 +123,11 @@ func (a *app) print(w io.Writer, r *report.Report, compact bool) error {
 func fingerprint(r *report.Report) string {
 	var b strings.Builder
 	for _, f := range r.Findings {
-		fmt.Fprintf(&b, "F%s|%s|%s;", f.Kind, f.Lock, f.Summary)
+		// Not the summary: a stuck holder's says how long it has held.
+		fmt.Fprintf(&b, "F%s|%s|%d;", f.Kind, f.Lock, len(f.Waiters))
+		if f.Holder != nil {
+			fmt.Fprintf(&b, "%d|%d|%s;", f.Holder.PID, f.Holder.Goroutine, f.Holder.State)
+		}
 	}
 	for _, l := range r.Locks {
 		if l.Holder != nil {

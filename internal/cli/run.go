@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
 	"github.com/lockwatch/lockwatch/internal/report"
@@ -76,8 +77,23 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	cmd.Env = append(os.Environ(), probe.EnvDir+"="+dir)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.stdin, a.stdout, a.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tty, onTTY := a.stdin.(*os.File)
+	onTTY = onTTY && isTerminal(tty)
+	if onTTY {
+		// PROGRAM gets its own process group (so that the run can be
+		// killed as one) and the terminal with it: in the foreground it
+		// may read the terminal, and Ctrl-C, Ctrl-\ and Ctrl-Z reach it
+		// from the terminal itself. lockwatch, now in the background,
+		// ignores SIGTTOU to write its status line and to take the
+		// terminal back when PROGRAM ends.
+		signal.Ignore(syscall.SIGTTOU)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: int(tty.Fd())}
+	}
 	if err := cmd.Start(); err != nil {
 		return usagef("cannot start %s: %v", args[0], err)
+	}
+	if onTTY {
+		defer unix.IoctlSetPointerInt(int(tty.Fd()), unix.TIOCSPGRP, syscall.Getpgrp())
 	}
 	pgid := cmd.Process.Pid
 	started := time.Now()
@@ -95,7 +111,9 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 		w.Wake()
 	}()
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	// Forwarded to PROGRAM's group, so that lockwatch never dies leaving
+	// the run behind: a closed terminal (SIGHUP) and Ctrl-\ (SIGQUIT) too.
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 	fwdDone := make(chan struct{})
 	defer close(fwdDone)

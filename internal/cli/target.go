@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -66,6 +67,13 @@ func resolve(arg string) (target, error) {
 		return target{}, usagef("cannot read the environment of pid %d: %v; give its run directory instead ('lockwatch ps')", pid, err)
 	}
 	if ok && dir != "" {
+		if !filepath.IsAbs(dir) {
+			// Relative to the process's working directory (which is
+			// where its probe resolved it, unless it changed directory).
+			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil {
+				dir = filepath.Join(cwd, dir)
+			}
+		}
 		return target{dir: dir, id: id}, nil
 	}
 	dirs, _ := runDirs()

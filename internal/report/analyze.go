@@ -154,8 +154,18 @@ func (g *graph) findings() []Finding {
 		if f.Holder != nil {
 			who = fmt.Sprintf("pid %d%s (%s)", h.id.PID, roleSuffix(f.Holder.Role), f.Holder.State)
 		}
-		f.Summary = fmt.Sprintf("%s holds %q%s; %s", who, l.Name, diedHow(l.OwnerDied), waitersPhrase(len(f.Waiters)))
-		f.Next = fmt.Sprintf("find why pid %d died holding %q (its acquire stack is below); waiters never get it under the Stall policy: kill the run, or use the Recover policy to repair and take it", h.id.PID, l.Name)
+		robust := false
+		if ok {
+			if p, found := s.Process(h.id); found {
+				robust = p.Robust
+			}
+		}
+		f.Summary = fmt.Sprintf("%s holds %q%s; %s", who, l.Name, diedHow(l.OwnerDied, robust), waitersPhrase(len(f.Waiters)))
+		if f.Holder != nil {
+			f.Next = fmt.Sprintf("find why pid %d died holding %q (its acquire stack is below); waiters never get it under the Stall policy: kill the run, or use the Recover policy to repair and take it", h.id.PID, l.Name)
+		} else {
+			f.Next = fmt.Sprintf("no holder record names the dead holder of %q (recording off, or it died between taking the lock and recording it): the processes table lists the processes that died; kill the run, or use the Recover policy", l.Name)
+		}
 		f.key = fmt.Sprintf("%s|%s|%v|%d", f.Kind, l.Name, h.id, h.g)
 		out = append(out, f)
 	}
@@ -342,9 +352,15 @@ func roleSuffix(role string) string {
 	return " [" + role + "]"
 }
 
-func diedHow(ownerDied bool) string {
-	if ownerDied {
+// diedHow says who marked the lock word: the kernel, for a holder whose
+// process registered the robust list; otherwise a waiter that proved the
+// holder dead (pid gone, zombie or reused) and marked it as the kernel would.
+func diedHow(ownerDied, robust bool) string {
+	switch {
+	case ownerDied && robust:
 		return " (the kernel marked it OWNER_DIED)"
+	case ownerDied:
+		return " (a waiter proved its death and marked it OWNER_DIED)"
 	}
 	return ""
 }
@@ -352,7 +368,7 @@ func diedHow(ownerDied bool) string {
 func waitersPhrase(n int) string {
 	switch n {
 	case 0:
-		return "no goroutine waits for it yet"
+		return "no goroutine waits for it"
 	case 1:
 		return "1 goroutine waits for it"
 	}
