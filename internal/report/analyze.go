@@ -309,7 +309,7 @@ func (g *graph) stuck(l *lockreg.Lock) (Finding, bool) {
 	return Finding{Kind: StuckHolder, Lock: l.Name, Holder: &p, Waiters: waiters,
 		Summary: fmt.Sprintf("pid %d%s g%d has held %q for %s while %s", h.id.PID, roleSuffix(p.Role), h.g, l.Name,
 			held.Round(time.Millisecond), waitersPhrase(len(waiters))),
-		Next: fmt.Sprintf("see what pid %d g%d is blocked on (its live stack is below): a pipe, channel or join that needs a waiter to move first is a deadlock", h.id.PID, h.g),
+		Next: fmt.Sprintf("see what pid %d g%d is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.id.PID, h.g),
 		key:  fmt.Sprintf("%s|%s|%v|%d", StuckHolder, l.Name, h.id, h.g)}, true
 }
 

@@ -229,7 +229,10 @@ func stacks(ctx context.Context, g *graph, r *Report, src Stacks, opts Options) 
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		if f.Holder != nil && (f.Kind == DeadHolder || !f.Holder.Alive) {
+		// The holder's acquire stack, from its dictionary: a dead holder
+		// has no other; a stuck holder's live stack comes from its probe
+		// below, when it answers, and this one says where it took the lock.
+		if f.Holder != nil && (f.Kind == DeadHolder || f.Kind == StuckHolder || !f.Holder.Alive) {
 			id := proc.Identity{PID: f.Holder.PID, Start: f.Holder.Start}
 			if h, ok := holderOf(s, &s.Locks[g.lockIndexByName(f.Lock)]); ok {
 				if fr, ok := s.Stack(id, h.stack); ok {
