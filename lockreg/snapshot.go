@@ -133,15 +133,20 @@ type Event struct {
 // ReadSnapshot reads the run in dir without joining it: the arena is mapped
 // read-only and nothing is written.
 func ReadSnapshot(dir string) (*Snapshot, error) {
-	if err := checkRunDir(dir, false); err != nil {
-		return nil, err
-	}
-	a, err := openArena(filepath.Join(dir, ArenaFile), false)
+	a, err := openReadOnly(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer a.unmap()
 	return a.snapshot(dir)
+}
+
+// openReadOnly checks the run directory dir and maps its arena read-only.
+func openReadOnly(dir string) (*arena, error) {
+	if err := checkRunDir(dir, false); err != nil {
+		return nil, err
+	}
+	return openArena(filepath.Join(dir, ArenaFile), false)
 }
 
 // Snapshot reads the registry's run.
@@ -309,10 +314,7 @@ func (a *arena) processes(dir string, wall func(int64) time.Time) []Process {
 // ReadProcesses reads only the process table of the run in dir: a cheap
 // look at which processes a run has, for listing many runs.
 func ReadProcesses(dir string) (ps []Process, err error) {
-	if err := checkRunDir(dir, false); err != nil {
-		return nil, err
-	}
-	a, err := openArena(filepath.Join(dir, ArenaFile), false)
+	a, err := openReadOnly(dir)
 	if err != nil {
 		return nil, err
 	}
