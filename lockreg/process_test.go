@@ -49,16 +49,24 @@ func TestMutualExclusionAcrossProcesses(t *testing.T) {
 	}
 }
 
+// killHolderOfWaited starts a holder of the test lock and a waiter for it
+// (with the policy), waits until the waiter's record shows it waiting, then
+// SIGKILLs the holder. It returns the run directory, the dead holder's pid
+// and the waiter.
+func killHolderOfWaited(t *testing.T, robust bool, policy string) (dir string, hpid int, waiter *child) {
+	dir = runDir(t)
+	holder := startRole(t, robust, "hold", dir)
+	holder.expect("held")
+	waiter = startRole(t, robust, "wait", dir, policy)
+	waiter.expect("waiting")
+	waitForWaiter(t, dir, waiter.pid())
+	holder.kill()
+	return dir, holder.pid(), waiter
+}
+
 func TestHolderKilledRecover(t *testing.T) {
 	modes(t, func(t *testing.T, robust bool) {
-		dir := runDir(t)
-		holder := startRole(t, robust, "hold", dir)
-		holder.expect("held")
-		hpid := holder.pid()
-		waiter := startRole(t, robust, "wait", dir, "recover")
-		waiter.expect("waiting")
-		waitForWaiter(t, dir, waiter.pid())
-		holder.kill()
+		dir, hpid, waiter := killHolderOfWaited(t, robust, "recover")
 		waiter.expect("ownerdead")
 		waiter.expect("relocked")
 		s, _ := ReadSnapshot(dir)
@@ -71,14 +79,7 @@ func TestHolderKilledRecover(t *testing.T) {
 
 func TestHolderKilledStall(t *testing.T) {
 	modes(t, func(t *testing.T, robust bool) {
-		dir := runDir(t)
-		holder := startRole(t, robust, "hold", dir)
-		holder.expect("held")
-		hpid := holder.pid()
-		waiter := startRole(t, robust, "wait", dir, "stall")
-		waiter.expect("waiting")
-		waitForWaiter(t, dir, waiter.pid())
-		holder.kill()
+		dir, hpid, waiter := killHolderOfWaited(t, robust, "stall")
 		// The hook keeps firing; one of its calls must name the dead holder.
 		for {
 			line := waiter.expect("stuck")
