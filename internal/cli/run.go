@@ -130,7 +130,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 
 	status := &statusLine{w: a.stderr, on: isTerminal(a.stderr), started: started}
 	var found *report.Report
-	var shown string
+	var shown, lastErr string
 	for {
 		select {
 		case err := <-exited:
@@ -143,8 +143,12 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
 		case err != nil:
-			status.clear()
-			fmt.Fprintf(a.stderr, "lockwatch: %v\n", oneLine(readError(dir, err).Error()))
+			// Said once per distinct error, not every interval.
+			if msg := oneLine(readError(dir, err).Error()); msg != lastErr {
+				lastErr = msg
+				status.clear()
+				fmt.Fprintf(a.stderr, "lockwatch: %v\n", msg)
+			}
 		default:
 			for _, p := range r.Processes {
 				if p.Alive {
