@@ -78,7 +78,7 @@ func TestCancelLeavesLockUnchanged(t *testing.T) {
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- m.Lock(ctx2) }()
-	time.Sleep(quiescent) // let it reach FUTEX_WAIT (not required for correctness)
+	waitForWaiter(t, dir, os.Getpid()) // it is in the slow path, about to sleep
 	cancel2()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v; want Canceled", err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
 
@@ -112,7 +113,20 @@ func BenchmarkAttach(b *testing.B) {
 		ins[i].Write([]byte("go\n"))
 		expectLine(b, outs[i], "ready")
 	}
-	time.Sleep(quiescent) // the waiters' goroutines reach their futex wait
+	// Every waiter goroutine has recorded its wait before the timing starts.
+	for deadline := time.Now().Add(probablyStillBlocked); ; {
+		snap, err := lockreg.ReadSnapshot(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(snap.Waiters) >= loadProcs*loadWaiters {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d waiters recorded; want %d", len(snap.Waiters), loadProcs*loadWaiters)
+		}
+		time.Sleep(time.Millisecond) // polling the arena; the condition is above
+	}
 	for _, bc := range []struct {
 		name string
 		args []string
