@@ -3,7 +3,7 @@ package lockreg
 import (
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 // StuckEvent describes an acquire that has waited too long. It is passed to
@@ -15,9 +15,9 @@ type StuckEvent struct {
 	// Holder is the holder record as read now; Holder.PID is 0 when the
 	// lock is not held by a known process (it may have just changed hands).
 	Holder Holder
-	// HolderStatus says whether the holder lives: proc.Alive, or proof of
+	// HolderStatus says whether the holder lives: procid.Alive, or proof of
 	// its death (Gone, Zombie, Reused), or Unknown.
-	HolderStatus proc.Status
+	HolderStatus procid.Status
 	// OwnerDied is set when the lock word carries FUTEX_OWNER_DIED: the
 	// kernel, or a waiter that proved the death, marked it.
 	OwnerDied bool

@@ -4,6 +4,7 @@ import (
 	"runtime"
 
 	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 // The seqlock protocol, for holder and waiter records. A record has one
@@ -150,7 +151,7 @@ func (r *Registry) waiterStale(w *waiterSlot, owner uint32) bool {
 	if !ok || c.pid != owner || c.start == 0 {
 		return false
 	}
-	st, _ := proc.Check(proc.Identity{PID: int(owner), Start: c.start})
+	st, _ := proc.Check(procid.ID{PID: int(owner), Start: c.start})
 	return st.Dead()
 }
 

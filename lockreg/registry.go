@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -128,7 +129,7 @@ type Registry struct {
 	dir     string
 	a       *arena
 	opts    Options
-	self    proc.Identity
+	self    procid.ID
 	pid     uint32
 	procIdx uint32 // our process-table slot
 	robust  bool   // the kernel watches our locks
@@ -154,7 +155,7 @@ type ProcessInfo struct {
 }
 
 // processFile returns the base name of a process's files in the run directory.
-func processFile(id proc.Identity, ext string) string {
+func processFile(id procid.ID, ext string) string {
 	return fmt.Sprintf("p-%d-%d.%s", id.PID, id.Start, ext)
 }
 
@@ -245,7 +246,7 @@ func writeFileNoFollow(path string, b []byte) error {
 func (r *Registry) Dir() string { return r.dir }
 
 // Self returns this process's identity as the registry records it.
-func (r *Registry) Self() proc.Identity { return r.self }
+func (r *Registry) Self() procid.ID { return r.self }
 
 // Robust reports whether the kernel marks this process's locks if it dies.
 func (r *Registry) Robust() bool { return r.robust }
@@ -385,12 +386,12 @@ func (r *Registry) unlockNames() {
 // status tells whether the process with pid (and, when known, start time)
 // lives. Without a start time, it looks for the pid in the process table,
 // so that a reused pid is not taken for a registered process.
-func (r *Registry) status(pid uint32, start uint64) proc.Status {
+func (r *Registry) status(pid uint32, start uint64) procid.Status {
 	if start == 0 {
 		for i := uint32(0); i < r.a.g.maxProcs; i++ {
 			p := r.a.proc(i)
 			if p.pid.Load() == pid && p.state.Load() != procFree {
-				st, _ := proc.Check(proc.Identity{PID: int(pid), Start: p.start.Load()})
+				st, _ := proc.Check(procid.ID{PID: int(pid), Start: p.start.Load()})
 				if !st.Dead() {
 					return st
 				}
@@ -398,7 +399,7 @@ func (r *Registry) status(pid uint32, start uint64) proc.Status {
 			}
 		}
 	}
-	st, _ := proc.Check(proc.Identity{PID: int(pid), Start: start})
+	st, _ := proc.Check(procid.ID{PID: int(pid), Start: start})
 	return st
 }
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 // DefaultRoot returns the directory under which run directories are made
@@ -66,7 +66,7 @@ func RunDirs(root string) ([]string, error) {
 // ProcessFiles returns the paths of a process's files in a run directory:
 // its info file (JSON), its stack dictionary, and the base name (without
 // extension) that other per-process files, like the probe's socket, share.
-func ProcessFiles(dir string, id proc.Identity) (info, stacks, base string) {
+func ProcessFiles(dir string, id procid.ID) (info, stacks, base string) {
 	base = filepath.Join(dir, strings.TrimSuffix(processFile(id, "x"), ".x"))
 	return base + ".json", base + ".stacks", base
 }

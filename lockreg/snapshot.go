@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -39,7 +39,7 @@ type Snapshot struct {
 	Events    []Event // oldest first
 
 	mono   int64
-	stacks map[proc.Identity]map[uint64][]stackdump.Frame
+	stacks map[procid.ID]map[uint64][]stackdump.Frame
 }
 
 // Capacity is the size of each table of an arena.
@@ -66,7 +66,7 @@ type Process struct {
 }
 
 // Identity returns the process's pid and start time.
-func (p Process) Identity() proc.Identity { return proc.Identity{PID: p.PID, Start: p.Start} }
+func (p Process) Identity() procid.ID { return procid.ID{PID: p.PID, Start: p.Start} }
 
 // Lock is a named lock's state.
 type Lock struct {
@@ -92,7 +92,7 @@ func (l Lock) Held() bool { return l.HolderPID != 0 || l.OwnerDied }
 // Holder is a holder record.
 type Holder struct {
 	PID       int
-	Start     uint64 // the holder process's start time, see proc.Identity
+	Start     uint64 // the holder process's start time, see procid.ID
 	Goroutine int64
 	Stack     uint64 // stack-dictionary id of the acquire; 0 if not recorded
 	Since     time.Time
@@ -100,7 +100,7 @@ type Holder struct {
 }
 
 // Identity returns the holder process's identity.
-func (h Holder) Identity() proc.Identity { return proc.Identity{PID: h.PID, Start: h.Start} }
+func (h Holder) Identity() procid.ID { return procid.ID{PID: h.PID, Start: h.Start} }
 
 // Waiter is a waiter record.
 type Waiter struct {
@@ -115,7 +115,7 @@ type Waiter struct {
 }
 
 // Identity returns the waiting process's identity.
-func (w Waiter) Identity() proc.Identity { return proc.Identity{PID: w.PID, Start: w.Start} }
+func (w Waiter) Identity() procid.ID { return procid.ID{PID: w.PID, Start: w.Start} }
 
 // Event is one entry of the event ring.
 type Event struct {
@@ -325,7 +325,7 @@ func ReadProcesses(dir string) (ps []Process, err error) {
 }
 
 // ReadProcessInfo reads the info file a process wrote in the run directory.
-func ReadProcessInfo(dir string, id proc.Identity) (*ProcessInfo, error) {
+func ReadProcessInfo(dir string, id procid.ID) (*ProcessInfo, error) {
 	f, err := openPrivate(filepath.Join(dir, processFile(id, "json")))
 	if err != nil {
 		return nil, err
@@ -340,7 +340,7 @@ func ReadProcessInfo(dir string, id proc.Identity) (*ProcessInfo, error) {
 
 // ReadStacks reads the stack dictionary of a process of the run in dir.
 // Stacks stay readable after the process died.
-func ReadStacks(dir string, id proc.Identity) (map[uint64][]stackdump.Frame, error) {
+func ReadStacks(dir string, id procid.ID) (map[uint64][]stackdump.Frame, error) {
 	path := filepath.Join(dir, processFile(id, "stacks"))
 	f, err := openPrivate(path)
 	if err != nil {
@@ -382,12 +382,12 @@ func openPrivate(path string) (*os.File, error) {
 
 // Stack returns the frames of stack id recorded by the process id, reading
 // (once) that process's dictionary. ok is false if the stack is unknown.
-func (s *Snapshot) Stack(id proc.Identity, stack uint64) (frames []stackdump.Frame, ok bool) {
+func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []stackdump.Frame, ok bool) {
 	if stack == 0 {
 		return nil, false
 	}
 	if s.stacks == nil {
-		s.stacks = make(map[proc.Identity]map[uint64][]stackdump.Frame)
+		s.stacks = make(map[procid.ID]map[uint64][]stackdump.Frame)
 	}
 	d, seen := s.stacks[id]
 	if !seen {
@@ -399,7 +399,7 @@ func (s *Snapshot) Stack(id proc.Identity, stack uint64) (frames []stackdump.Fra
 }
 
 // Process returns the process-table entry of id, if any.
-func (s *Snapshot) Process(id proc.Identity) (Process, bool) {
+func (s *Snapshot) Process(id procid.ID) (Process, bool) {
 	for _, p := range s.Processes {
 		if p.PID == id.PID && (id.Start == 0 || p.Start == id.Start) {
 			return p, true

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 const (
@@ -55,7 +56,7 @@ type Agent struct {
 	dir    string
 	made   bool // Start made dir (no LOCKWATCH_DIR): Close removes it if the run ended cleanly
 	reg    *lockreg.Registry
-	self   proc.Identity
+	self   procid.ID
 	base   string // lockreg.ProcessFiles base: dump files and the socket share it
 	sock   string
 	stderr io.Writer
@@ -124,7 +125,7 @@ func Running() *Agent {
 
 // SocketPath returns the path of the control socket of the process id in the
 // run directory dir.
-func SocketPath(dir string, id proc.Identity) string {
+func SocketPath(dir string, id procid.ID) string {
 	_, _, base := lockreg.ProcessFiles(dir, id)
 	return base + ".sock"
 }

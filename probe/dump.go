@@ -8,8 +8,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -150,15 +150,15 @@ func holderText(e lockreg.StuckEvent) string {
 		who = fmt.Sprintf("held by pid %d (goroutine not recorded)", h.PID)
 	}
 	switch {
-	case e.HolderStatus == proc.Gone:
+	case e.HolderStatus == procid.Gone:
 		return who + ", which is dead (no such process)"
-	case e.HolderStatus == proc.Zombie:
+	case e.HolderStatus == procid.Zombie:
 		return who + ", which is dead (a zombie, not yet reaped)"
-	case e.HolderStatus == proc.Reused:
+	case e.HolderStatus == procid.Reused:
 		return who + ", which is dead (its pid now belongs to another process)"
 	case e.OwnerDied:
 		return who + ", which is dead (the lock is marked owner-died)"
-	case e.HolderStatus == proc.Alive:
+	case e.HolderStatus == procid.Alive:
 		return who + ", which is alive"
 	}
 	return fmt.Sprintf("%s, which may be alive (%s)", who, e.HolderStatus)

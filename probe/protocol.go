@@ -8,7 +8,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -61,7 +61,7 @@ type answer struct {
 // Info is what a probe says of its process.
 type Info struct {
 	PID        int       `json:"pid"`
-	Start      uint64    `json:"start"` // see proc.Identity
+	Start      uint64    `json:"start"` // see procid.ID
 	Exe        string    `json:"exe"`
 	Args       []string  `json:"args"`
 	Role       string    `json:"role,omitempty"`
@@ -74,7 +74,7 @@ type Info struct {
 }
 
 // Identity returns the process's identity.
-func (i Info) Identity() proc.Identity { return proc.Identity{PID: i.PID, Start: i.Start} }
+func (i Info) Identity() procid.ID { return procid.ID{PID: i.PID, Start: i.Start} }
 
 // Dump is a goroutine dump of a probed process.
 type Dump struct {

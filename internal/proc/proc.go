@@ -16,19 +16,12 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+
+	"github.com/lockwatch/lockwatch/procid"
 )
 
-// Identity names one process for its whole life: no two processes share both
-// fields. The zero Identity names no process.
-type Identity struct {
-	PID   int    `json:"pid"`
-	Start uint64 `json:"start"` // clock ticks after boot, /proc/PID/stat field 22
-}
-
-// IsZero reports whether id names no process.
-func (id Identity) IsZero() bool { return id.PID == 0 }
-
-func (id Identity) String() string { return fmt.Sprintf("%d@%d", id.PID, id.Start) }
+// Identity names one process for its whole life; see procid.ID.
+type Identity = procid.ID
 
 // Stat is what /proc/PID/stat says of a process at one instant.
 type Stat struct {
@@ -103,36 +96,18 @@ var self = func() Identity {
 // Self returns the identity of the calling process.
 func Self() Identity { return self }
 
-// Status is what can be said of an Identity's process now.
-type Status int
+// Status is what can be said of an Identity's process now; see
+// procid.Status.
+type Status = procid.Status
 
+// The statuses, as procid names them.
 const (
-	// Unknown: the check itself failed (say, too many open files); nothing
-	// may be concluded.
-	Unknown Status = iota
-	// Alive: the process runs (or sleeps, or is stopped).
-	Alive
-	// Zombie: the process has exited and waits to be reaped; its threads are
-	// gone, and so are the locks it held.
-	Zombie
-	// Gone: no process has the pid.
-	Gone
-	// Reused: a process has the pid, but it started at another time: the
-	// process named by the identity is gone.
-	Reused
+	Unknown = procid.Unknown
+	Alive   = procid.Alive
+	Zombie  = procid.Zombie
+	Gone    = procid.Gone
+	Reused  = procid.Reused
 )
-
-var statusNames = [...]string{"unknown", "alive", "zombie", "dead", "reused"}
-
-func (s Status) String() string {
-	if int(s) < len(statusNames) {
-		return statusNames[s]
-	}
-	return "Status(" + strconv.Itoa(int(s)) + ")"
-}
-
-// Dead reports whether the status proves the process has ended.
-func (s Status) Dead() bool { return s == Zombie || s == Gone || s == Reused }
 
 // Check tells whether the process named by id is alive. Each answer other than
 // Unknown is a proof: Gone because the pid does not exist, Reused because the
