@@ -157,7 +157,12 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 		}
 	}()
 	w := r.claimWaiter(m.idx, goid, stack, began)
-	defer r.releaseWaiter(w)
+	defer func() {
+		r.releaseWaiter(w)
+		if testHook != nil {
+			testHook("waiter-released")
+		}
+	}()
 	r.record(EventWait, m.idx, goid, stack, began)
 
 	// Label the goroutine while it waits, so that a goroutine profile

@@ -1,0 +1,391 @@
+package lockreg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stressCount returns n, or big when LOCKWATCH_STRESS=1: the reliability
+// suite (make stress) runs the churn tests at their full size.
+func stressCount(n, big int) int {
+	if os.Getenv("LOCKWATCH_STRESS") == "1" {
+		return big
+	}
+	return n
+}
+
+// mappings counts this process's memory mappings.
+func mappings(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+// TestOpenCloseChurn opens and closes a registry of one run many times in
+// one process: each Open takes its own slot back, and each Close releases
+// its mappings.
+func TestOpenCloseChurn(t *testing.T) {
+	dir := runDir(t)
+	n := stressCount(3000, 100_000)
+	before := -1
+	for i := 0; i < n; i++ {
+		r, err := Open(dir, Options{MaxProcs: 16})
+		if err != nil {
+			t.Fatalf("Open number %d: %v", i+1, err)
+		}
+		m, err := r.Mutex("churn")
+		if err == nil {
+			err = m.Lock(context.Background())
+		}
+		if err == nil {
+			err = m.Unlock()
+		}
+		if err != nil {
+			t.Fatalf("Open number %d: %v", i+1, err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatalf("Close number %d: %v", i+1, err)
+		}
+		if i == 10 {
+			before = mappings(t)
+		}
+	}
+	if after := mappings(t); after > before {
+		t.Errorf("%d mappings after %d Open/Close pairs; want at most the %d after the first ten", after, n, before)
+	}
+	s, err := ReadSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Processes) != 1 || s.Processes[0].State != ProcExited {
+		t.Errorf("process table %+v; want this process's one slot, exited", s.Processes)
+	}
+}
+
+// TestOpenCloseDistinctRuns opens and closes registries of many runs: Close
+// must release the mappings and the address-space reservation of each.
+func TestOpenCloseDistinctRuns(t *testing.T) {
+	root := t.TempDir()
+	n := stressCount(300, 100_000)
+	before := -1
+	for i := 0; i < n; i++ {
+		dir := fmt.Sprintf("%s/run-%d", root, i)
+		r, err := Open(dir, Options{MaxProcs: 4, MaxLocks: 4, MaxWaiters: 4, MaxEvents: 4})
+		if err != nil {
+			t.Fatalf("Open number %d: %v", i+1, err)
+		}
+		if _, err := r.Mutex("a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if i == 10 {
+			before = mappings(t)
+		}
+	}
+	if after := mappings(t); after > before {
+		t.Errorf("%d mappings after %d runs opened and closed; want at most the %d after the first ten", after, n, before)
+	}
+}
+
+// TestRestartChurn restarts worker processes in one run many more times
+// than its process table has slots: slots of dead processes are reclaimed.
+// One worker dies holding a lock early on; its record, and the events it
+// wrote, must keep naming it (pid and start time) after its slot has gone
+// to others.
+func TestRestartChurn(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{MaxProcs: 4})
+	n := stressCount(24, 100_000)
+	var dead *child
+	for i := 0; i < n; i++ {
+		mode := []string{"close", "exit", "kill"}[i%3]
+		c := startRole(t, true, "churn", dir, "-", mode, strconv.Itoa(i))
+		switch mode {
+		case "close":
+			c.expect("closed")
+		case "exit":
+			c.expect("exiting")
+		case "kill":
+			c.expect("held")
+		}
+		if i == 2 {
+			dead = c
+		}
+		if mode == "kill" {
+			c.kill()
+		}
+		_ = c.cmd.Wait()
+	}
+	s, err := ReadSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Processes) > 4 {
+		t.Errorf("%d processes in a table of 4", len(s.Processes))
+	}
+	var held *Lock
+	for i := range s.Locks {
+		if s.Locks[i].Name == "held.2" {
+			held = &s.Locks[i]
+		}
+	}
+	if held == nil || held.Holder == nil || held.Holder.PID != dead.pid() {
+		t.Fatalf("lock held.2: %+v; want the record of its dead holder %d", held, dead.pid())
+	}
+	deadStart := held.Holder.Start
+	for _, p := range s.Processes {
+		if p.Identity() == held.Holder.Identity() {
+			t.Errorf("dead holder %v still has a process slot after %d restarts in 4 slots", p.Identity(), n)
+		}
+		if p.Slot == held.Holder.ProcSlot {
+			t.Errorf("holder record of %v points at slot %d, now %v's", held.Holder.Identity(), p.Slot, p.Identity())
+		}
+	}
+	if len(s.Events) == 0 {
+		t.Fatal("no events")
+	}
+	for _, e := range s.Events {
+		if e.PID == dead.pid() && e.Start != deadStart {
+			t.Errorf("event %v of pid %d has start %d; want the dead holder's %d", e.Kind, e.PID, e.Start, deadStart)
+		}
+	}
+	_ = r
+}
+
+// TestReopenTakesOwnSlot: a process that closes and reopens a run takes its
+// own slot back; two registries open at once in one process have two.
+func TestReopenTakesOwnSlot(t *testing.T) {
+	dir := runDir(t)
+	r1, err := Open(dir, Options{MaxProcs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.procIdx == r2.procIdx {
+		t.Fatalf("two open registries share slot %d", r1.procIdx)
+	}
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrFull) {
+		t.Fatalf("third Open in a table of 2 live slots: got %v; want ErrFull", err)
+	}
+	slot := r1.procIdx
+	r1.Close()
+	r3, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r3.procIdx != slot {
+		t.Errorf("reopened in slot %d; want its own closed slot %d", r3.procIdx, slot)
+	}
+	r2.Close()
+	r3.Close()
+}
+
+// doubleUnlocks takes m n times, and each time releases it from two
+// goroutines at once: exactly one may succeed. It prints how many rounds
+// saw both succeed.
+func doubleUnlocks(m *Mutex, n int) int {
+	both := 0
+	for i := 0; i < n; i++ {
+		if err := m.Lock(context.Background()); err != nil {
+			say("error %v", err)
+			return 1
+		}
+		var wg sync.WaitGroup
+		var errs [2]error
+		start := make(chan struct{})
+		for g := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[g] = m.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if errs[0] == nil && errs[1] == nil {
+			both++
+		}
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, ErrNotHeld) {
+				say("error %v", err)
+				return 1
+			}
+		}
+	}
+	say("done both=%d", both)
+	return 0
+}
+
+// ownerChecks takes m n times and, while holding it, checks that the word
+// and the holder record still name this process.
+func ownerChecks(r *Registry, m *Mutex, n int) int {
+	bad := 0
+	for i := 0; i < n; i++ {
+		if err := m.Lock(context.Background()); err != nil {
+			say("error %v", err)
+			return 1
+		}
+		for k := 0; k < 50; k++ {
+			if m.s.word.Load()&tidMask != r.pid || m.s.holder.pid.Load() != r.pid {
+				bad++
+				break
+			}
+		}
+		if err := m.Unlock(); err != nil {
+			bad++
+		}
+	}
+	say("done bad=%d", bad)
+	return 0
+}
+
+// TestDoubleUnlockAcrossProcesses: one process releases each of its holds
+// from two goroutines at once while another takes the lock in a loop. The
+// second Unlock must get ErrNotHeld and never release the other process's
+// hold or clear its record.
+func TestDoubleUnlockAcrossProcesses(t *testing.T) {
+	dir := runDir(t)
+	a := startRole(t, true, "doubleunlock", dir, "-", "20000")
+	b := startRole(t, true, "ownercheck", dir, "-", "20000")
+	a.expect("started")
+	b.expect("started")
+	if got := a.expect("done"); got != "done both=0" {
+		t.Errorf("double unlocker: %s; want both=0 (exactly one Unlock of each hold succeeds)", got)
+	}
+	if got := b.expect("done"); got != "done bad=0" {
+		t.Errorf("other process: %s; want bad=0 (its holds never released or cleared by the double unlocks)", got)
+	}
+}
+
+// TestKilledLeavingWaiter: a waiter that gives up is SIGKILLed right after
+// releasing its waiter record. The last live waiter to give up must still
+// leave the lock as it found it (no WAITERS bit left behind).
+func TestKilledLeavingWaiter(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{})
+	m, _ := r.Mutex("test.lock")
+	if err := m.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w := startRoleEnv(t, false, "cancelwait", dir, []string{"LOCKREG_TEST_HOOK=waiter-released"})
+	w.expect("waiting")
+	waitForWaiter(t, dir, w.pid())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- m.Lock(ctx) }()
+	waitForWaiter(t, dir, os.Getpid())
+	if _, err := w.stdin.Write([]byte("cancel\n")); err != nil {
+		t.Fatal(err)
+	}
+	w.expect("at waiter-released")
+	w.kill()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v; want Canceled", err)
+	}
+	if v := m.s.word.Load(); v != r.pid {
+		t.Errorf("lock word %#x after every waiter left; want %#x (held, no WAITERS)", v, r.pid)
+	}
+	if err := m.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStaleWaiterSlotReclaimed: with one waiter slot, a waiter is SIGKILLed
+// while waiting; the next waiter reclaims its slot. A live waiter's slot is
+// never taken.
+func TestStaleWaiterSlotReclaimed(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{MaxWaiters: 1})
+	m, _ := r.Mutex("test.lock")
+	if err := m.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Unlock()
+	waitFor := func(want int) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- m.Lock(ctx) }()
+		// The in-process waiter is recorded in the slot, or (table full)
+		// only counted in the lock's slow path.
+		deadline := time.Now().Add(probablyStillBlocked)
+		for {
+			s, err := ReadSnapshot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Waiters) == 1 && s.Waiters[0].PID == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waiters %+v; want the one slot held by pid %d", s.Waiters, want)
+			}
+			time.Sleep(time.Millisecond) // polling the arena: the condition is the waiter record
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v; want Canceled", err)
+		}
+	}
+	dead := startRole(t, false, "wait", dir)
+	dead.expect("waiting")
+	waitForWaiter(t, dir, dead.pid())
+	dead.kill()
+	waitFor(os.Getpid()) // reclaimed from the dead waiter
+
+	live := startRole(t, false, "wait", dir)
+	live.expect("waiting")
+	waitForWaiter(t, dir, live.pid())
+	waitFor(live.pid()) // kept: its owner lives
+}
+
+// TestNamesLockTakenFromDeadAllocator: a process SIGKILLed while it holds
+// the name-allocation lock does not block the run's other processes from
+// creating locks.
+func TestNamesLockTakenFromDeadAllocator(t *testing.T) {
+	modes(t, func(t *testing.T, robust bool) {
+		dir := runDir(t)
+		r := openT(t, dir, Options{})
+		c := startRoleEnv(t, robust, "allocname", dir, []string{"LOCKREG_TEST_HOOK=names-locked"})
+		c.expect("at names-locked")
+		if w := r.a.hdr.namesLock.Load(); w&tidMask != uint32(c.pid()) {
+			t.Fatalf("names lock %#x; want it held by %d", w, c.pid())
+		}
+		c.kill()
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.Mutex("after.death")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(probablyStillBlocked):
+			t.Fatal("Mutex blocked on the names lock of a dead process")
+		}
+		if w := r.a.hdr.namesLock.Load(); w != 0 {
+			t.Errorf("names lock %#x after use; want 0", w)
+		}
+	})
+}
