@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 // stressCount returns n, or big when LOCKWATCH_STRESS=1: the reliability
@@ -60,8 +62,9 @@ func TestOpenCloseChurn(t *testing.T) {
 			before = mappings(t)
 		}
 	}
-	if after := mappings(t); after > before {
-		t.Errorf("%d mappings after %d Open/Close pairs; want at most the %d after the first ten", after, n, before)
+	// Each Open maps three areas; the runtime may add a few of its own.
+	if after := mappings(t); after > before+16 {
+		t.Errorf("%d mappings after %d Open/Close pairs; want about the %d after the first ten", after, n, before)
 	}
 	s, err := ReadSnapshot(dir)
 	if err != nil {
@@ -97,24 +100,36 @@ func TestOpenCloseDistinctRuns(t *testing.T) {
 			before = mappings(t)
 		}
 	}
-	if after := mappings(t); after > before {
-		t.Errorf("%d mappings after %d runs opened and closed; want at most the %d after the first ten", after, n, before)
+	if after := mappings(t); after > before+16 {
+		t.Errorf("%d mappings after %d runs opened and closed; want about the %d after the first ten", after, n, before)
 	}
 }
 
 // TestRestartChurn restarts worker processes in one run many more times
 // than its process table has slots: slots of dead processes are reclaimed.
-// One worker dies holding a lock early on; its record, and the events it
-// wrote, must keep naming it (pid and start time) after its slot has gone
-// to others.
+// Every third worker is killed holding a lock (the next one recovers it).
+// At the end, live processes fill the table, so every dead worker's slot has
+// gone to another process; the record of the last killed holder, and every
+// event, must still name its own process (pid and start time).
 func TestRestartChurn(t *testing.T) {
 	dir := runDir(t)
-	r := openT(t, dir, Options{MaxProcs: 4})
+	const slots = 4
+	r := openT(t, dir, Options{MaxProcs: slots})
 	n := stressCount(24, 100_000)
-	var dead *child
+	ids := map[procid.ID]bool{r.Self(): true}
+	self := func(c *child) procid.ID {
+		var id procid.ID
+		if _, err := fmt.Sscanf(c.expect("self"), "self %d %d", &id.PID, &id.Start); err != nil {
+			t.Fatal(err)
+		}
+		ids[id] = true
+		return id
+	}
+	var lastKilled procid.ID
 	for i := 0; i < n; i++ {
 		mode := []string{"close", "exit", "kill"}[i%3]
-		c := startRole(t, true, "churn", dir, "-", mode, strconv.Itoa(i))
+		c := startRole(t, true, "churn", dir, "-", mode)
+		id := self(c)
 		switch mode {
 		case "close":
 			c.expect("closed")
@@ -122,49 +137,45 @@ func TestRestartChurn(t *testing.T) {
 			c.expect("exiting")
 		case "kill":
 			c.expect("held")
-		}
-		if i == 2 {
-			dead = c
-		}
-		if mode == "kill" {
 			c.kill()
+			lastKilled = id
 		}
 		_ = c.cmd.Wait()
+	}
+	for i := 1; i < slots; i++ {
+		c := startRole(t, true, "churn", dir, "-", "live")
+		self(c)
+		c.expect("live")
 	}
 	s, err := ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Processes) > 4 {
-		t.Errorf("%d processes in a table of 4", len(s.Processes))
+	if len(s.Processes) != slots {
+		t.Errorf("%d processes; want the %d live ones", len(s.Processes), slots)
+	}
+	for _, p := range s.Processes {
+		if st, _ := proc.Check(p.Identity()); st != proc.Alive {
+			t.Errorf("process %v in the table is %v; want every slot taken by a live process", p.Identity(), st)
+		}
 	}
 	var held *Lock
 	for i := range s.Locks {
-		if s.Locks[i].Name == "held.2" {
+		if s.Locks[i].Name == "held" {
 			held = &s.Locks[i]
 		}
 	}
-	if held == nil || held.Holder == nil || held.Holder.PID != dead.pid() {
-		t.Fatalf("lock held.2: %+v; want the record of its dead holder %d", held, dead.pid())
-	}
-	deadStart := held.Holder.Start
-	for _, p := range s.Processes {
-		if p.Identity() == held.Holder.Identity() {
-			t.Errorf("dead holder %v still has a process slot after %d restarts in 4 slots", p.Identity(), n)
-		}
-		if p.Slot == held.Holder.ProcSlot {
-			t.Errorf("holder record of %v points at slot %d, now %v's", held.Holder.Identity(), p.Slot, p.Identity())
-		}
+	if held == nil || held.Holder == nil || held.Holder.Identity() != lastKilled || held.Holder.ProcSlot != -1 {
+		t.Errorf("lock held: %+v; want the record of its dead holder %v, with no process slot", held, lastKilled)
 	}
 	if len(s.Events) == 0 {
 		t.Fatal("no events")
 	}
 	for _, e := range s.Events {
-		if e.PID == dead.pid() && e.Start != deadStart {
-			t.Errorf("event %v of pid %d has start %d; want the dead holder's %d", e.Kind, e.PID, e.Start, deadStart)
+		if !ids[procid.ID{PID: e.PID, Start: e.Start}] {
+			t.Errorf("event %v names pid %d start %d, no process of this run", e.Kind, e.PID, e.Start)
 		}
 	}
-	_ = r
 }
 
 // TestReopenTakesOwnSlot: a process that closes and reopens a run takes its

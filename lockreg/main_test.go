@@ -133,6 +133,12 @@ func runRole(role, dir string, args []string) int {
 		say("started")
 		return ownerChecks(r, m, n)
 	case "churn":
+		say("self %d %d", r.Self().PID, r.Self().Start)
+		if args[1] == "live" {
+			say("live")
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			return 0
+		}
 		if err := m.Lock(ctx); err != nil {
 			say("error %v", err)
 			return 1
@@ -153,9 +159,11 @@ func runRole(role, dir string, args []string) int {
 			say("exiting")
 			return 0
 		case "kill":
-			hm, err := r.Mutex("held." + args[2])
+			hm, err := r.MutexWith("held", MutexOptions{Policy: Recover})
 			if err == nil {
-				err = hm.Lock(ctx)
+				if err = hm.Lock(ctx); err == ErrOwnerDead {
+					err = nil // the previous worker was killed holding it
+				}
 			}
 			if err != nil {
 				say("error %v", err)
