@@ -451,7 +451,9 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 	}
 	idx, ok := r.findSlot(name, 0)
 	if !ok {
-		r.lockNames()
+		if !r.lockNames() {
+			return 0, ErrClosed
+		}
 		if testHook != nil {
 			testHook("names-locked")
 		}
@@ -500,12 +502,16 @@ func (r *Registry) findSlot(name string, from uint32) (uint32, bool) {
 // lockNames takes the arena's name-allocation lock, a futex word like a
 // lock's. A holder that died is detected by the kernel (OWNER_DIED) or by
 // liveness and the lock taken over: allocation is idempotent, since a slot
-// only counts once nlocks is stored.
-func (r *Registry) lockNames() {
+// only counts once nlocks is stored. It reports false, without the lock,
+// once the registry is closed.
+func (r *Registry) lockNames() bool {
 	w := &r.a.hdr.namesLock
 	for {
 		if w.CompareAndSwap(0, r.pid) {
-			return
+			return true
+		}
+		if r.closed.Load() {
+			return false // Close wakes us, and waits for us to leave
 		}
 		v := w.Load()
 		if v == 0 {
@@ -513,7 +519,7 @@ func (r *Registry) lockNames() {
 		}
 		if v&tidMask == 0 || r.status(v&tidMask, 0).Dead() {
 			if w.CompareAndSwap(v, r.pid) {
-				return
+				return true
 			}
 			continue
 		}
