@@ -66,7 +66,8 @@ type Options struct {
 
 	// OnStuck, if set, is called from the waiting goroutine when an acquire
 	// has waited StuckAfter and again with backoff while it still waits. The
-	// wait goes on when it returns. It must not call this Registry's locks.
+	// wait goes on when it returns. It must not call this Registry's locks,
+	// nor Close it (Close waits for the wait to end).
 	OnStuck func(StuckEvent)
 
 	// PollInterval is how often a waiter checks that a holder the kernel does
