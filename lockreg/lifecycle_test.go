@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,11 +15,17 @@ import (
 	"github.com/lockwatch/lockwatch/procid"
 )
 
-// stressCount returns n, or big when LOCKWATCH_STRESS=1: the reliability
-// suite (make stress) runs the churn tests at their full size.
+// stressCount returns n, the size that proves the point in make test; or
+// big when LOCKWATCH_STRESS=1 (the reliability suite, make stress, runs the
+// churn tests at their full size); or the count LOCKWATCH_STRESS gives, if
+// it is a larger number.
 func stressCount(n, big int) int {
-	if os.Getenv("LOCKWATCH_STRESS") == "1" {
+	v := os.Getenv("LOCKWATCH_STRESS")
+	if v == "1" {
 		return big
+	}
+	if c, err := strconv.Atoi(v); err == nil && c > n {
+		return c
 	}
 	return n
 }
@@ -399,4 +406,71 @@ func TestNamesLockTakenFromDeadAllocator(t *testing.T) {
 			t.Errorf("names lock %#x after use; want 0", w)
 		}
 	})
+}
+
+// openCloseLinked opens and closes the run in dir n times, using a lock each
+// time, then tries n more Opens that fail (the process table is full of
+// live processes), and returns how many robust-list entries, mappings and
+// open files it had after the first round minus before, and after the
+// second minus after the first: all 0 when Close and a failing Open
+// release everything.
+func openCloseLinked(dir string, n int) string {
+	count := func() (linked, maps, fds int) {
+		robust.mu.Lock()
+		linked = robust.linked
+		robust.mu.Unlock()
+		b, _ := os.ReadFile("/proc/self/maps")
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return linked, strings.Count(string(b), "\n"), len(ents)
+	}
+	l0, m0, f0 := count()
+	for i := 0; i < n; i++ {
+		r, err := Open(dir, Options{})
+		if err == nil {
+			var m *Mutex
+			if m, err = r.Mutex("oc." + strconv.Itoa(i%4)); err == nil {
+				err = m.Lock(context.Background())
+				err = errors.Join(err, m.Unlock())
+			}
+			err = errors.Join(err, r.Close())
+		}
+		if err != nil {
+			return "error " + err.Error()
+		}
+	}
+	l1, m1, f1 := count()
+	// Fill the table with registries of this process, then fail.
+	var open []*Registry
+	for {
+		r, err := Open(dir, Options{})
+		if err != nil {
+			break
+		}
+		open = append(open, r)
+	}
+	l2, m2, f2 := count()
+	for i := 0; i < n; i++ {
+		if _, err := Open(dir, Options{}); !errors.Is(err, ErrFull) {
+			return fmt.Sprintf("error Open of a full table: got %v; want ErrFull", err)
+		}
+	}
+	l3, m3, f3 := count()
+	for _, r := range open {
+		r.Close()
+	}
+	return fmt.Sprintf("robust=%v closed %d/%d/%d failed %d/%d/%d", robust.ok, l1-l0, min(m1-m0, 16)/16*16, max(f1-f0, 0),
+		l3-l2, min(m3-m2, 16)/16*16, max(f3-f2, 0))
+}
+
+// TestCloseAndFailedOpenReleaseEverything: in a process with the kernel's
+// robust list (a static child), Open/Close pairs and failing Opens leave no
+// robust-list entry, mapping (beyond the runtime's own few) or file behind.
+func TestCloseAndFailedOpenReleaseEverything(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{MaxProcs: 8})
+	_ = r
+	c := startRole(t, true, "openclose", dir, "-", "200")
+	if got, want := c.expect("linked"), "linked robust=true closed 0/0/0 failed 0/0/0"; got != want {
+		t.Errorf("child: %q; want %q (entries/mappings/files added by 200 Open/Close pairs, then by 200 failed Opens)", got, want)
+	}
 }

@@ -173,6 +173,10 @@ func runRole(role, dir string, args []string) int {
 			_, _ = io.Copy(io.Discard, os.Stdin)
 			return 0
 		}
+	case "openclose":
+		n, _ := strconv.Atoi(args[1])
+		say("linked %s", openCloseLinked(dir, n))
+		return 0
 	case "torncheck":
 		torn, seen1, seen2 := tornReads(m.s, 3_000_000)
 		say("torn %d seen %d %d", torn, seen1, seen2)
