@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -472,5 +473,111 @@ func TestCloseAndFailedOpenReleaseEverything(t *testing.T) {
 	c := startRole(t, true, "openclose", dir, "-", "200")
 	if got, want := c.expect("linked"), "linked robust=true closed 0/0/0 failed 0/0/0"; got != want {
 		t.Errorf("child: %q; want %q (entries/mappings/files added by 200 Open/Close pairs, then by 200 failed Opens)", got, want)
+	}
+}
+
+// deadIdentity returns the identity of a process that has exited and been
+// reaped.
+func deadIdentity(t *testing.T) procid.ID {
+	t.Helper()
+	c := startRole(t, false, "hold", runDir(t))
+	c.expect("held")
+	st, err := proc.ReadStat(c.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.kill()
+	return st.Identity()
+}
+
+// fillSlot makes slot i look claimed by owner o, with fields written for
+// claim tag describing process id in state.
+func fillSlot(r *Registry, i uint32, o, tag uint64, id procid.ID, state uint32) {
+	p := r.a.proc(i)
+	p.owner.Store(o)
+	p.write(procCopy{state: state, pid: uint32(id.PID), start: id.Start, registered: nanotime(), tag: tag})
+}
+
+// TestSlowClaimantKeepsItsSlot: a slot whose new claimant has not yet
+// written its fields (they still describe the dead previous owner) is not
+// reclaimed while the claimant lives, even when the claimant has the dead
+// owner's pid (reused) and the fields' start time then proves that pid
+// "reused".
+func TestSlowClaimantKeepsItsSlot(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{MaxProcs: 3})
+	dead := deadIdentity(t)
+	live := startRole(t, false, "hold", runDir(t))
+	live.expect("held")
+	lpid := uint64(live.pid())
+	// Slot 1: claimed by the live process (generation 2) over a dead one.
+	fillSlot(r, 1, 2<<32|lpid, 1<<32|uint64(dead.PID), dead, procRunning)
+	// Slot 2: claimed by the live process, whose pid the dead owner had.
+	fillSlot(r, 2, 2<<32|lpid, 1<<32|lpid, procid.ID{PID: int(lpid), Start: dead.Start}, procRunning)
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrFull) {
+		t.Fatalf("Open with every slot live or being claimed by a live process: got %v; want ErrFull", err)
+	}
+	live.kill()
+	// Now the claimants are dead (pid gone): both slots can be reclaimed.
+	for i := 0; i < 2; i++ {
+		r2, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatalf("Open after the slow claimant died: %v", err)
+		}
+		defer r2.Close()
+	}
+}
+
+// TestReclaimersRace: goroutines race to reclaim a table of dead processes'
+// slots; each slot goes to exactly one.
+func TestReclaimersRace(t *testing.T) {
+	const slots = 8
+	dir := runDir(t)
+	r := openT(t, dir, Options{MaxProcs: slots + 1})
+	dead := deadIdentity(t)
+	// Widen the window between a reclaimer's decision and its claim, so
+	// that the others decide on the same slot meanwhile.
+	testHook = func(at string) {
+		if at == "reclaim-decided" {
+			for range 20 {
+				runtime.Gosched()
+			}
+		}
+	}
+	defer func() { testHook = nil }()
+	for round := 0; round < 20; round++ {
+		for i := uint32(1); i <= slots; i++ {
+			o := uint64(round*slots+int(i))<<32 | uint64(dead.PID)
+			fillSlot(r, i, o, o, dead, []uint32{procRunning, procExited}[i%2])
+		}
+		var mu sync.Mutex
+		won := map[uint32]int{}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g := 0; g < 4*slots; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// A registry of this process, as Open makes it, racing
+				// on the same arena.
+				rr := &Registry{a: r.a, pid: r.pid, self: r.self}
+				<-start
+				if idx, _, ok := rr.claimSlot(); ok {
+					mu.Lock()
+					won[idx]++
+					mu.Unlock()
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if len(won) != slots {
+			t.Fatalf("round %d: slots won %v; want each of the %d dead slots won", round, won, slots)
+		}
+		for idx, n := range won {
+			if n != 1 || idx == 0 {
+				t.Fatalf("round %d: slot %d won %d times; want once, and never the live slot 0", round, idx, n)
+			}
+		}
 	}
 }

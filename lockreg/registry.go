@@ -324,6 +324,9 @@ func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
 			}
 			if slotDead(p, o) {
 				r.freeNamesOf(uint32(o))
+				if testHook != nil {
+					testHook("reclaim-decided")
+				}
 				if p.owner.CompareAndSwap(o, next(o)) {
 					return i, next(o), true
 				}
