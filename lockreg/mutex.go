@@ -164,7 +164,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	// (cheap, without goroutine ids) still shows who waits for what. On
 	// return the goroutine gets the labels of ctx (those of pprof.Do when
 	// ctx comes from it).
-	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("lockwatch.wait", m.name)))
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels(WaitLabel, m.name)))
 	defer pprof.SetGoroutineLabels(ctx)
 
 	if ctx.Done() != nil {

@@ -138,7 +138,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			return a.ended(ctx, dir, err, found, f)
 		default:
 		}
-		r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}, Stacks: probes{dir}}, a.opts)
+		r, err := report.Diagnose(ctx, sources(dir, true), a.opts)
 		switch {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
@@ -186,7 +186,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	}
 	if a.output == "json" {
 		// Scripts always get one document: the run as it ended.
-		if r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}}, a.opts); err == nil {
+		if r, err := report.Diagnose(ctx, sources(dir, false), a.opts); err == nil {
 			a.emit(r, f.reportPath)
 		}
 	}
@@ -227,12 +227,9 @@ func (a *app) emit(r *report.Report, path string) error {
 // findingsPrint tells reports with the same findings apart from new ones.
 func findingsPrint(r *report.Report) string {
 	var b strings.Builder
-	for _, f := range r.Findings {
-		h := 0
-		if f.Holder != nil {
-			h = f.Holder.PID
-		}
-		fmt.Fprintf(&b, "%s|%s|%d;", f.Kind, f.Lock, h)
+	for i := range r.Findings {
+		b.WriteString(r.Findings[i].Key())
+		b.WriteByte(';')
 	}
 	return b.String()
 }

@@ -1,4 +1,4 @@
-package report
+package lockregsrc_test
 
 import (
 	"context"
@@ -7,8 +7,29 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/lockregsrc"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
+
+// diagnose diagnoses a run whose every read returns the snapshots in turn
+// (the last one again and again).
+func diagnose(t *testing.T, h report.Host, snaps ...*lockreg.Snapshot) *report.Report {
+	t.Helper()
+	n := 0
+	read := func(string) (*lockreg.Snapshot, error) {
+		s := snaps[min(n, len(snaps)-1)]
+		n++
+		return s, nil
+	}
+	src := report.Sources{Locks: []lockstate.Source{lockregsrc.Source{Dir: "run", ReadSnapshot: read}}, Host: h}
+	r, err := report.Diagnose(context.Background(), src, report.Options{StuckAfter: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
@@ -49,7 +70,7 @@ func (h fakeHost) Check(id proc.Identity) (proc.Status, error) {
 func (fakeHost) Command(int) string { return "" }
 
 type want struct {
-	kind   Kind
+	kind   report.Kind
 	lock   string
 	holder int // pid; 0 for none
 	alive  bool
@@ -77,14 +98,14 @@ func TestFindings(t *testing.T) {
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Second))},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Gone},
-			want:   []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "holder zombie",
 			snap: lockreg.Snapshot{Processes: procs(pA, pB),
 				Locks: []lockreg.Lock{held(0, "q", pA, 5, t0)}},
 			status: fakeHost{pA: proc.Zombie},
-			want:   []want{{kind: DeadHolder, lock: "q", holder: 100}},
+			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100}},
 		},
 		{
 			name: "holder pid reused",
@@ -92,7 +113,7 @@ func TestFindings(t *testing.T) {
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Reused},
-			want:   []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "holder unknown: not a death",
@@ -106,7 +127,7 @@ func TestFindings(t *testing.T) {
 			snap: lockreg.Snapshot{Processes: procs(pA, pB),
 				Locks:   []lockreg.Lock{ownerDied},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
-			want: []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+			want: []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "AB/BA across two processes",
@@ -115,7 +136,7 @@ func TestFindings(t *testing.T) {
 				Waiters: []lockreg.Waiter{
 					waiting(0, pA, 5, 1, "b", t0),
 					waiting(1, pB, 9, 0, "a", t0)}},
-			want: []want{{kind: Cycle, lock: "a", holder: 100, alive: true, waiter: []int{200}}},
+			want: []want{{kind: report.Cycle, lock: "a", holder: 100, alive: true, waiter: []int{200}}},
 		},
 		{
 			name: "three-way loop, with a bystander waiting",
@@ -126,7 +147,7 @@ func TestFindings(t *testing.T) {
 					waiting(1, pB, 2, 2, "z", t0),
 					waiting(2, pC, 3, 0, "x", t0),
 					waiting(3, pC, 4, 0, "x", t0)}},
-			want: []want{{kind: Cycle, lock: "x", holder: 100, alive: true, waiter: []int{300}}},
+			want: []want{{kind: report.Cycle, lock: "x", holder: 100, alive: true, waiter: []int{300}}},
 		},
 		{
 			name: "loop within one process",
@@ -135,7 +156,7 @@ func TestFindings(t *testing.T) {
 				Waiters: []lockreg.Waiter{
 					waiting(0, pA, 5, 1, "b", t0),
 					waiting(1, pA, 6, 0, "a", t0)}},
-			want: []want{{kind: Cycle, lock: "a", holder: 100, alive: true, waiter: []int{100}}},
+			want: []want{{kind: report.Cycle, lock: "a", holder: 100, alive: true, waiter: []int{100}}},
 		},
 		{
 			name: "chain ending in a dead holder: no cycle, no stuck holder",
@@ -145,14 +166,14 @@ func TestFindings(t *testing.T) {
 					waiting(0, pA, 5, 1, "b", t0.Add(-time.Hour)),
 					waiting(1, pC, 3, 0, "a", t0.Add(-time.Hour))}},
 			status: fakeHost{pB: proc.Gone},
-			want:   []want{{kind: DeadHolder, lock: "b", holder: 200, waiter: []int{100}}},
+			want:   []want{{kind: report.DeadHolder, lock: "b", holder: 200, waiter: []int{100}}},
 		},
 		{
 			name: "live holder past the threshold while waited for",
 			snap: lockreg.Snapshot{Processes: procs(pA, pB),
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Minute))},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-30*time.Second))}},
-			want: []want{{kind: StuckHolder, lock: "q", holder: 100, alive: true, waiter: []int{200}}},
+			want: []want{{kind: report.StuckHolder, lock: "q", holder: 100, alive: true, waiter: []int{200}}},
 		},
 		{
 			name: "long hold, fresh waiter: not stuck yet",
@@ -166,7 +187,7 @@ func TestFindings(t *testing.T) {
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pB: proc.Gone},
-			want:   []want{{kind: StaleWaiter, lock: "q", waiter: []int{200}}},
+			want:   []want{{kind: report.StaleWaiter, lock: "q", waiter: []int{200}}},
 		},
 		{
 			name: "dead holder and dead waiter: most severe first",
@@ -177,8 +198,8 @@ func TestFindings(t *testing.T) {
 					waiting(1, pC, 8, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Gone, pB: proc.Zombie},
 			want: []want{
-				{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{300}},
-				{kind: StaleWaiter, lock: "q", waiter: []int{200}},
+				{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{300}},
+				{kind: report.StaleWaiter, lock: "q", waiter: []int{200}},
 			},
 		},
 	}
@@ -186,11 +207,7 @@ func TestFindings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := tt.snap
 			s.Taken = t0
-			st := make(map[proc.Identity]proc.Status)
-			for _, id := range identities(&s) {
-				st[id], _ = tt.status.Check(id)
-			}
-			got := newGraph(&s, st, Options{StuckAfter: 10 * time.Second}).findings()
+			got := diagnose(t, tt.status, &s).Findings
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %d findings %v; want %d", len(got), kinds(got), len(tt.want))
 			}
@@ -221,8 +238,8 @@ func TestFindings(t *testing.T) {
 	}
 }
 
-func kinds(fs []Finding) []Kind {
-	var out []Kind
+func kinds(fs []report.Finding) []report.Kind {
+	var out []report.Kind
 	for _, f := range fs {
 		out = append(out, f.Kind)
 	}
@@ -247,16 +264,7 @@ func TestDiagnoseConfirms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := 0
-			read := func(string) (*lockreg.Snapshot, error) {
-				s := tt.snaps[min(n, len(tt.snaps)-1)]
-				n++
-				return s, nil
-			}
-			r, err := Diagnose(context.Background(), "run", Sources{Host: fakeHost{pA: proc.Gone}, Read: read}, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := diagnose(t, fakeHost{pA: proc.Gone}, tt.snaps...)
 			if len(r.Findings) != tt.want {
 				t.Errorf("got %d findings %v; want %d", len(r.Findings), kinds(r.Findings), tt.want)
 			}
