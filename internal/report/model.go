@@ -230,6 +230,7 @@ type EventRow struct {
 
 // StackRow is a group of involved goroutines with the same stack.
 type StackRow struct {
+	Host string `json:"host,omitempty"` // the machine, if another one
 	PID  int    `json:"pid"`
 	Lock string `json:"lock,omitempty"`
 	// What the goroutines are to Lock: holder, waiter.

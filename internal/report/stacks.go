@@ -61,7 +61,7 @@ func (r *Report) holderStacks() {
 			continue
 		}
 		if fr, ok := h.stack.res.Stack(h.id(), h.stack.id); ok {
-			r.Stacks = append(r.Stacks, StackRow{PID: h.PID, Lock: f.Lock, Role: "holder", Source: "dictionary",
+			r.Stacks = append(r.Stacks, StackRow{Host: h.Host, PID: h.PID, Lock: f.Lock, Role: "holder", Source: "dictionary",
 				Count: 1, Goroutines: []int64{h.Goroutine}, State: h.State, Frames: framesOf(fr)})
 		}
 	}
@@ -235,7 +235,7 @@ func (r *Report) recorded(id procid.ID, waits []wait) {
 		}
 		gs := groups[k]
 		slices.Sort(gs)
-		r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: k.l.Name, Role: "waiter", Source: "dictionary",
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: k.l.Name, Role: "waiter", Source: "dictionary",
 			Count: int64(len(gs)), Goroutines: gs, Frames: framesOf(fr)})
 	}
 }

@@ -2,7 +2,9 @@ package lockregsrc_test
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -269,5 +271,65 @@ func TestDiagnoseConfirms(t *testing.T) {
 				t.Errorf("got %d findings %v; want %d", len(r.Findings), kinds(r.Findings), tt.want)
 			}
 		})
+	}
+}
+
+// Convert keeps what the diagnosis needs of every record: the holder
+// named by the word alone while its record is written, the robust flag
+// behind "the kernel marked it", a clean exit, the process info, events and
+// the torn count.
+func TestConvert(t *testing.T) {
+	died := held(1, "d", pB, 9, t0)
+	died.HolderPID, died.OwnerDied = 0, true
+	noRecord := lockreg.Lock{Index: 2, Name: "w", Word: 300, HolderPID: 300}
+	lost := lockreg.Lock{Index: 3, Name: "lost", OwnerDied: true}
+	ps := procs(pA, pB, pC)
+	ps[0].State, ps[0].Exited = lockreg.ProcExited, t0
+	ps[1].Robust = true
+	ps[2].Info = &lockreg.ProcessInfo{Role: "writer", Args: []string{"demo", "--hang"}}
+	s := &lockreg.Snapshot{Dir: "run", Taken: t0, Torn: 2, Processes: ps,
+		Locks:   []lockreg.Lock{held(0, "a", pA, 5, t0), died, noRecord, lost},
+		Waiters: []lockreg.Waiter{waiting(0, pC, 4, 1, "d", t0), waiting(1, pA, 6, 42, "gone", t0)},
+		Events:  []lockreg.Event{{Seq: 7, Kind: lockreg.EventOwnerDied, PID: pB.PID, Start: pB.Start, Goroutine: 9, LockName: "d", Time: t0}}}
+	got := lockregsrc.Convert(s)
+	if got.Run != "run" || !got.Taken.Equal(t0) || len(got.Notes) != 1 || got.WaitLabel != lockreg.WaitLabel {
+		t.Errorf("got run %q taken %v notes %q label %q", got.Run, got.Taken, got.Notes, got.WaitLabel)
+	}
+	if p := got.Processes[0]; !p.Closed || !p.ClosedAt.Equal(t0) {
+		t.Errorf("got process %+v; want closed at t0", p)
+	}
+	if p := got.Processes[2]; p.Role != "writer" || p.Command != "demo --hang" {
+		t.Errorf("got process %+v; want the writer's role and command", p)
+	}
+	if l := got.Locks[0]; l.Kind != lockregsrc.Kind || len(l.Holders) != 1 || l.Holders[0].ID != pA || l.Abandoned != nil {
+		t.Errorf("got lock %+v; want held by pA", l)
+	}
+	if l := got.Locks[1]; l.Abandoned == nil || l.Abandoned.Says != "the kernel marked it OWNER_DIED" || len(l.Waiters) != 1 {
+		t.Errorf("got lock %+v; want abandoned, the kernel's proof, one waiter", l)
+	}
+	if l := got.Locks[2]; len(l.Holders) != 1 || l.Holders[0].ID != pC || l.Holders[0].Goroutine != 0 || l.Facts.Word != 300 {
+		t.Errorf("got lock %+v; want held by pid 300 with its start time, goroutine unknown", l)
+	}
+	if l := got.Locks[3]; len(l.Holders) != 0 || l.Abandoned == nil || !strings.Contains(l.Abandoned.Says, "a waiter proved") {
+		t.Errorf("got lock %+v; want abandoned by nobody named, a waiter's proof", l)
+	}
+	if e := got.Events[0]; e.Kind != "owner-died" || e.ID != pB || e.Lock.Name != "d" {
+		t.Errorf("got event %+v", e)
+	}
+	if st, ok := got.Stacks.Stack(pA, 0); ok || st != nil {
+		t.Errorf("stack 0: got %v %v; want none", st, ok)
+	}
+}
+
+func TestRead(t *testing.T) {
+	dir := t.TempDir()
+	_, err := lockregsrc.New(dir).Read(context.Background())
+	if !errors.Is(err, lockreg.ErrNotRun) {
+		t.Errorf("an empty directory: got %v; want lockreg.ErrNotRun", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := lockregsrc.New(dir).Read(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("an ended context: got %v; want context.Canceled", err)
 	}
 }
