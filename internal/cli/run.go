@@ -44,7 +44,7 @@ forwarded to PROGRAM's process group.
 
 Exit status: PROGRAM's own when it ends by itself with no deadlock found
 (128+N when a signal N ended it), 3 when a deadlock was found, 2 when PROGRAM
-cannot be started.`,
+cannot be started or the report cannot be written.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.onDeadlock != "wait" && f.onDeadlock != "kill" {
@@ -184,10 +184,13 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	if found != nil {
 		return exitCode(ExitDeadlock)
 	}
+	var lost error // the one document a script waits for, not written
 	if a.output == "json" {
 		// Scripts always get one document: the run as it ended.
 		if r, err := report.Diagnose(ctx, sources(dir, false), a.opts); err == nil {
-			a.emit(r, f.reportPath)
+			if err := a.emit(r, f.reportPath); err != nil {
+				lost = usagef("cannot write the report: %v", err)
+			}
 		}
 	}
 	if !f.keep {
@@ -198,6 +201,9 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 			lockreg.RemoveIfClean(dir)
 		}
 		os.Remove(dir) // succeeds only if nothing ever joined the run
+	}
+	if lost != nil {
+		return lost
 	}
 	var xe *exec.ExitError
 	if errors.As(waitErr, &xe) {
