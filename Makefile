@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench clean
+.PHONY: all build test lint demo bench clean cover
 
 all: build
 
@@ -39,5 +39,18 @@ bench:
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
 
+## cover: every test with coverage that counts the child processes the tests
+## start (test binaries re-run with a role; lockwatch and demo binaries, which
+## the tests build with -cover when GOCOVERDIR is set): each writes its
+## counters into COVERDIR, and covdata merges them into per-package
+## percentages (docs/coverage.md) and a profile for 'go tool cover -html'.
+COVERDIR  ?= $(CURDIR)/coverage
+cover:
+	rm -rf $(COVERDIR) && mkdir -p $(COVERDIR)/data
+	GOCOVERDIR=$(COVERDIR)/data CGO_ENABLED=1 $(GO) test -count=1 -timeout 15m -cover \
+	  -coverpkg=github.com/lockwatch/lockwatch/... ./... -args -test.gocoverdir=$(COVERDIR)/data
+	$(GO) tool covdata percent -i=$(COVERDIR)/data | sort
+	$(GO) tool covdata textfmt -i=$(COVERDIR)/data -o $(COVERDIR)/cover.out
+
 clean:
-	rm -rf $(BIN) bench.txt bench-compare.txt
+	rm -rf $(BIN) bench.txt bench-compare.txt coverage
