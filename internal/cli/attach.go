@@ -100,7 +100,7 @@ func verdict(r *report.Report) int {
 
 // diagnose reports on the run in dir, or says in one line why it cannot.
 func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) {
-	r, err := report.Diagnose(ctx, sources(dir, true), a.opts)
+	r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
 	if err != nil {
 		return nil, readError(dir, err)
 	}
@@ -108,10 +108,10 @@ func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) 
 }
 
 // sources are what a report on the run in dir reads: its lockreg arena,
-// this machine's processes and, with live, their probes' stacks.
-func sources(dir string, live bool) report.Sources {
+// this machine's processes and, withProbes, their probes' live stacks.
+func (a *app) sources(dir string, withProbes bool) report.Sources {
 	src := report.Sources{Locks: []lockstate.Source{lockregsrc.New(dir)}, Host: liveness.System{}}
-	if live {
+	if withProbes {
 		src.Stacks = probes{dir}
 	}
 	return src

@@ -138,7 +138,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			return a.ended(ctx, dir, err, found, f)
 		default:
 		}
-		r, err := report.Diagnose(ctx, sources(dir, true), a.opts)
+		r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
 		switch {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
@@ -187,7 +187,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	var lost error // the one document a script waits for, not written
 	if a.output == "json" {
 		// Scripts always get one document: the run as it ended.
-		if r, err := report.Diagnose(ctx, sources(dir, false), a.opts); err == nil {
+		if r, err := report.Diagnose(ctx, a.sources(dir, false), a.opts); err == nil {
 			if err := a.emit(r, f.reportPath); err != nil {
 				lost = usagef("cannot write the report: %v", err)
 			}

@@ -105,20 +105,39 @@ func read(ctx context.Context, src Sources, opts Options) (*graph, error) {
 // backend says.
 func checkAll(h Host, g *graph) map[procid.ID]procid.Status {
 	out := make(map[procid.ID]procid.Status)
+	var local []procid.ID
 	for _, id := range g.identities() {
 		st := procid.Unknown
 		if p, ok := g.process(id); ok {
 			st = p.Status
 		}
+		out[id] = st
 		if st == procid.Unknown && id.Host == "" && h != nil {
-			var err error
-			if st, err = h.Check(id); err != nil {
-				st = procid.Unknown
-			}
+			local = append(local, id)
+		}
+	}
+	if b, ok := h.(batchHost); ok && len(local) > 0 {
+		all := b.CheckAll(local)
+		for _, id := range local {
+			out[id] = all[id]
+		}
+		return out
+	}
+	for _, id := range local {
+		st, err := h.Check(id)
+		if err != nil {
+			st = procid.Unknown
 		}
 		out[id] = st
 	}
 	return out
+}
+
+// batchHost is a Host that checks many processes at once, as Check would,
+// with procid.Unknown for a failed check: one look at what they share (a
+// run's process table) serves them all.
+type batchHost interface {
+	CheckAll(ids []procid.ID) map[procid.ID]procid.Status
 }
 
 // unconfirmed reports whether fs holds findings not yet seen twice.

@@ -150,6 +150,21 @@ func (h *fakeHost) Check(id procid.ID) (procid.Status, error) {
 
 func (h *fakeHost) Command(pid int) string { return fmt.Sprintf("cmd-%d", pid) }
 
+// batchFake is a fakeHost that checks all processes in one call.
+type batchFake struct {
+	*fakeHost
+	calls int
+}
+
+func (b *batchFake) CheckAll(ids []procid.ID) map[procid.ID]procid.Status {
+	b.calls++
+	out := make(map[procid.ID]procid.Status)
+	for _, id := range ids {
+		out[id], _ = b.Check(id)
+	}
+	return out
+}
+
 // fakeProbes answers goroutine profiles and text dumps from tables.
 type fakeProbes struct {
 	prof map[procid.ID]*stackdump.Profile

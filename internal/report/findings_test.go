@@ -182,6 +182,18 @@ func TestFindingsFake(t *testing.T) {
 				t.Errorf("the host was asked about processes of other machines: %v", host.remote)
 			}
 			checkFindings(t, r.Findings, tt.want)
+
+			// The same through a host that checks all at once.
+			batch := &batchFake{fakeHost: &fakeHost{status: tt.status}}
+			src := Sources{Locks: []lockstate.Source{&fakeSource{snaps: []*lockstate.Snapshot{fakeSnap(tt.known, tt.locks...)}}}, Host: batch}
+			r, err = Diagnose(t.Context(), src, Options{StuckAfter: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(batch.remote) > 0 {
+				t.Errorf("the batch host was asked about processes of other machines: %v", batch.remote)
+			}
+			checkFindings(t, r.Findings, tt.want)
 		})
 	}
 }
