@@ -303,7 +303,7 @@ func (m *Mutex) stuckEvent(goid int64, waited time.Duration, calls int) StuckEve
 		Goroutine: goid, Waited: waited, Calls: calls}
 	h, ok := m.s.holder.read(readTries)
 	if ok && h.pid != 0 && (h.pid == v&tidMask || ev.OwnerDied) {
-		ev.Holder = m.r.a.holderOf(h, m.idx)
+		ev.Holder = m.r.a.holderOf(h)
 		ev.HolderStatus = m.r.status(h.pid, h.start)
 	} else if pid := v & tidMask; pid != 0 {
 		ev.Holder = Holder{PID: int(pid)}
