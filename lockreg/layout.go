@@ -155,6 +155,9 @@ type eventSlot struct {
 	stack atomic.Uint64 // 40
 }
 
+// A lock index + 1 fits in eventSlot.what's 24 bits (a compile-time check).
+const _ uint = 1<<24 - 1 - limitLocks
+
 // eventWhat packs an event's kind and lock; splitWhat unpacks them.
 func eventWhat(kind EventKind, lock uint32) uint32 { return uint32(kind)<<24 | (lock+1)&(1<<24-1) }
 
