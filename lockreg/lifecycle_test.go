@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -578,6 +579,21 @@ func TestReclaimersRace(t *testing.T) {
 			if n != 1 || idx == 0 {
 				t.Fatalf("round %d: slot %d won %d times; want once, and never the live slot 0", round, idx, n)
 			}
+		}
+	}
+}
+
+// BenchmarkOpenClose is one Open and Close of a run by a process that has
+// opened it before (it takes its own slot back).
+func BenchmarkOpenClose(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "run")
+	for b.Loop() {
+		r, err := Open(dir, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Close(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
