@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -596,4 +597,23 @@ func BenchmarkOpenClose(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkFastPathGuard compares what the fast paths pay so that Close can
+// unmap safely: pinning (procPin, procUnpin: what they do) against counting
+// themselves in and out with two atomic additions (what they do not).
+func BenchmarkFastPathGuard(b *testing.B) {
+	b.Run("pin", func(b *testing.B) {
+		for b.Loop() {
+			procPin()
+			procUnpin()
+		}
+	})
+	b.Run("count", func(b *testing.B) {
+		var n atomic.Int64
+		for b.Loop() {
+			n.Add(1)
+			n.Add(-1)
+		}
+	})
 }
