@@ -28,6 +28,7 @@ type arena struct {
 	base unsafe.Pointer // the shared mapping
 	size uintptr
 	hdr  *header
+	ord  *orderHeader // the edges section's entry and counters, in the header page
 
 	// For writable mappings: the reservation that holds the private robust
 	// entries below the shared mapping (see robust_linux.go).
@@ -46,6 +47,10 @@ func (a *arena) lock(i uint32) *lockSlot {
 
 func (a *arena) waiter(i uint32) *waiterSlot {
 	return (*waiterSlot)(unsafe.Add(a.base, a.g.waitersOff+uint64(i)*waiterSize))
+}
+
+func (a *arena) edge(i uint32) *edgeSlot {
+	return (*edgeSlot)(unsafe.Add(a.base, a.g.edgesOff+uint64(i)*edgeSize))
 }
 
 func (a *arena) event(i uint32) *eventSlot {
@@ -149,6 +154,11 @@ func createArena(dir string, g geometry) error {
 	if _, err := f.WriteAt(hb, 0); err != nil {
 		return err
 	}
+	oh := orderHeader{maxEdges: g.maxEdges, edgeSlots: g.edgeSlots, edgeSize: edgeSize, edgesOff: g.edgesOff}
+	ob := unsafe.Slice((*byte)(unsafe.Pointer(&oh)), unsafe.Sizeof(oh))
+	if _, err := f.WriteAt(ob, orderHeaderOff); err != nil {
+		return err
+	}
 	if err := os.Link(tmp, filepath.Join(dir, ArenaFile)); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
@@ -190,12 +200,16 @@ func openArena(path string, writable bool) (*arena, error) {
 		return nil, err
 	}
 	var h header
+	var oh orderHeader
 	hb := unsafe.Slice((*byte)(unsafe.Pointer(&h)), unsafe.Sizeof(h))
-	if n, _ := f.ReadAt(hb, 0); n < len(hb) {
+	ob := unsafe.Slice((*byte)(unsafe.Pointer(&oh)), unsafe.Sizeof(oh))
+	n, _ := f.ReadAt(hb, 0)
+	no, _ := f.ReadAt(ob, orderHeaderOff)
+	if n < len(hb) || no < len(ob) {
 		return nil, &ArenaError{Path: path, Kind: ErrCorrupt, Detail: fmt.Sprintf("file is %d bytes, shorter than a header", fi.Size()),
 			Hint: "the run directory is damaged; start a new run"}
 	}
-	g, err := checkHeader(&h, fi.Size())
+	g, err := checkHeader(&h, &oh, fi.Size())
 	if err != nil {
 		err.(*ArenaError).Path = path
 		return nil, err
@@ -228,6 +242,7 @@ func openArena(path string, writable bool) (*arena, error) {
 		}
 	}
 	a.hdr = (*header)(a.base)
+	a.ord = (*orderHeader)(unsafe.Add(a.base, orderHeaderOff))
 	return a, nil
 }
 
@@ -235,7 +250,7 @@ func openArena(path string, writable bool) (*arena, error) {
 // returns its geometry. Every field that places or sizes memory is checked
 // against the layout this version computes, so a damaged header can never
 // send a reader outside the mapping.
-func checkHeader(h *header, fileSize int64) (geometry, error) {
+func checkHeader(h *header, oh *orderHeader, fileSize int64) (geometry, error) {
 	bad := func(kind error, format string, args ...any) (geometry, error) {
 		hint := "the run directory is damaged; start a new run"
 		if kind == ErrVersion {
@@ -260,7 +275,13 @@ func checkHeader(h *header, fileSize int64) (geometry, error) {
 		return bad(ErrCorrupt, "impossible capacities procs=%d locks=%d waiters=%d events=%d",
 			h.maxProcs, h.maxLocks, h.maxWaiters, h.maxEvents)
 	}
-	g := layout(h.maxProcs, h.maxLocks, h.maxWaiters, h.maxEvents)
+	if oh.edgeSize != edgeSize || oh.maxEdges == 0 || oh.maxEdges > limitEdges || oh.edgeSlots != edgeSlotsFor(oh.maxEdges) {
+		return bad(ErrCorrupt, "impossible edge table: capacity %d, %d slots of %d bytes", oh.maxEdges, oh.edgeSlots, oh.edgeSize)
+	}
+	g := layout(h.maxProcs, h.maxLocks, h.maxWaiters, h.maxEvents).withEdges(oh.maxEdges)
+	if oh.edgesOff != g.edgesOff {
+		return bad(ErrCorrupt, "section table does not match its capacities")
+	}
 	if h.procsOff != g.procsOff || h.locksOff != g.locksOff || h.waitersOff != g.waitersOff ||
 		h.eventsOff != g.eventsOff || h.totalSize != g.total {
 		return bad(ErrCorrupt, "section table does not match its capacities")

@@ -15,14 +15,17 @@ import (
 //	locks    [locksOff, +maxLocks*128)  lock slots: futex word, holder record, name
 //	waiters  [waitersOff, +maxWaiters*64) waiter records
 //	events   [eventsOff, +maxEvents*48) event ring
+//	edges    [edgesOff, +edgeSlots*64)  lock-order edges (order.go), a hash table
 //
+// The edges section is described by its own entry of the section table, at
+// offset orderHeaderOff of the header page (orderHeader).
 // Every section starts on a 4096-byte boundary. The header is written once,
 // before the file is linked into the run directory under its final name, so
 // a process that can open the arena always sees a complete header.
 
 const (
 	magic         = "LOCKWREG"
-	formatVersion = 2 // 2: process slots are reclaimed (owner word, seqlock); events carry the start time
+	formatVersion = 3 // 2: process slots are reclaimed (owner word, seqlock); events carry the start time; 3: lock-order edges
 
 	headerSize = 4096
 	procSize   = 64
@@ -177,6 +180,9 @@ type geometry struct {
 	maxProcs, maxLocks, maxWaiters, maxEvents uint32
 	procsOff, locksOff, waitersOff, eventsOff uint64
 	total                                     uint64
+
+	maxEdges, edgeSlots uint32 // capacity of the edge table, and its slots (a power of two, at least twice the capacity)
+	edgesOff            uint64
 }
 
 func alignPage(n uint64) uint64 { return (n + 4095) &^ 4095 }
@@ -201,7 +207,8 @@ func Size(maxProcs, maxLocks, maxWaiters, maxEvents int) int64 {
 	if o.check() != nil {
 		return -1
 	}
-	return int64(layout(uint32(o.MaxProcs), uint32(o.MaxLocks), uint32(o.MaxWaiters), ceilPow2(uint32(o.MaxEvents))).total)
+	g := layout(uint32(o.MaxProcs), uint32(o.MaxLocks), uint32(o.MaxWaiters), ceilPow2(uint32(o.MaxEvents)))
+	return int64(g.withEdges(uint32(o.MaxEdges)).total)
 }
 
 // ceilPow2 rounds n (at most limitEvents) up to a power of two.

@@ -140,11 +140,13 @@ func (m *Mutex) Unlock() error {
 	if !r.opts.NoRecord {
 		// Clear the record and log the release while still holding, so
 		// that the ring orders the release before the next acquire.
+		holder := int64(s.holder.goid.Load()) // any goroutine may Unlock: the holder's, not ours
 		if !s.holder.pid.CompareAndSwap(r.pid, 0) {
 			procUnpin()
 			return ErrNotHeld
 		}
 		r.record(EventRelease, m.idx, goid, s.holder.stack.Load(), nanotime())
+		r.heldReleased(m.idx, holder) // before the word: see heldReleased
 	}
 	// Clearing WAITERS too: the woken waiter sets it again when it
 	// acquires, for any others (see lockSlow).
@@ -179,6 +181,7 @@ func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind EventKind) {
 	}
 	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t) // the slot is a hint: see claimSlot
 	r.record(kind, m.idx, goid, stack, t)
+	r.heldAcquired(m.idx, goid, stack) // lock order (order.go)
 }
 
 // lockSlow waits for the lock. The protocol is a robust variant of Drepper's

@@ -50,6 +50,10 @@ type Options struct {
 	// Defaults: 1024 processes, 4096 locks, 4096 waiters, 65536 events
 	// (rounded up to a power of two).
 	MaxProcs, MaxLocks, MaxWaiters, MaxEvents int
+	// MaxEdges is the capacity of the run's lock-order edge table (default
+	// 8192): the distinct ordered pairs of locks taken nested that it
+	// records; edges past it are counted as dropped.
+	MaxEdges int
 
 	// NoRecord turns off the holder record and the acquire and release
 	// events: an acquire then costs one CAS. The lock word still names the
@@ -94,7 +98,8 @@ func (o *Options) check() error {
 		v     int
 		limit int
 	}{{"MaxProcs", o.MaxProcs, limitProcs}, {"MaxLocks", o.MaxLocks, limitLocks},
-		{"MaxWaiters", o.MaxWaiters, limitWaiters}, {"MaxEvents", o.MaxEvents, limitEvents}} {
+		{"MaxWaiters", o.MaxWaiters, limitWaiters}, {"MaxEvents", o.MaxEvents, limitEvents},
+		{"MaxEdges", o.MaxEdges, limitEdges}} {
 		if c.v > c.limit {
 			return fmt.Errorf("lockreg: Options.%s = %d is more than the limit %d", c.name, c.v, c.limit)
 		}
@@ -112,6 +117,7 @@ func (o *Options) setDefaults() {
 	def(&o.MaxLocks, 4096)
 	def(&o.MaxWaiters, 4096)
 	def(&o.MaxEvents, 65536)
+	def(&o.MaxEdges, 8192)
 	if o.Policy == PolicyDefault {
 		o.Policy = Stall
 	}
@@ -146,6 +152,10 @@ type Registry struct {
 
 	pmu  sync.Mutex
 	prec procCopy // our process-table entry as last written
+
+	// order tracks the locks each goroutine holds and the lock-order
+	// edges this process knows are recorded (order.go); nil under NoRecord.
+	order *orderState
 
 	mu    sync.Mutex
 	slots map[string]uint32 // lock name -> slot index
@@ -208,7 +218,7 @@ func Open(dir string, opts Options) (*Registry, error) {
 	path := filepath.Join(dir, ArenaFile)
 	a, err := openArena(path, true)
 	if errors.Is(err, ErrNotRun) {
-		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ceilPow2(uint32(opts.MaxEvents)))
+		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ceilPow2(uint32(opts.MaxEvents))).withEdges(uint32(opts.MaxEdges))
 		if g.total > maxArenaSize {
 			return nil, fmt.Errorf("lockreg: capacities need %d bytes, more than the maximum %d", g.total, maxArenaSize)
 		}
@@ -227,6 +237,9 @@ func Open(dir string, opts Options) (*Registry, error) {
 	}
 	if r.robust {
 		r.robust = robustLink(unsafePointer(&a.hdr.namesLock))
+	}
+	if !opts.NoRecord {
+		r.order = newOrderState(a.g.maxEdges)
 	}
 	if err := r.register(); err != nil {
 		// Nothing of this Registry was published: unmapping unlinks the

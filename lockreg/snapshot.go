@@ -37,6 +37,7 @@ type Snapshot struct {
 	Locks     []Lock
 	Waiters   []Waiter
 	Events    []Event // oldest first
+	Orders    Orders  // the lock-order edge table (order.go)
 
 	stacks map[procid.ID]map[uint64][]stackdump.Frame
 }
@@ -171,7 +172,10 @@ func (a *arena) holderOf(h holderCopy) Holder {
 }
 
 func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
-	err = a.guarded(func() { s = a.read(dir) })
+	err = a.guarded(func() {
+		s = a.read(dir)
+		a.readOrders(s, time.Now(), nanotime()) // order.go
+	})
 	return s, err
 }
 
