@@ -78,6 +78,8 @@ func runRole(role, dir string, args []string) int {
 		return 1
 	}
 	switch role {
+	case "order", "orderload":
+		return orderRole(r, role, args) // order_test.go
 	case "open":
 		st, err := os.Stat(filepath.Join(dir, ArenaFile))
 		if err != nil {
