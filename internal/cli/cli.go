@@ -21,6 +21,9 @@ const (
 	ExitFailed   = 1
 	ExitUsage    = 2
 	ExitDeadlock = 3
+	// ExitLockOrder: lockwatch run --fail-on=lock-order found locks taken
+	// in both orders.
+	ExitLockOrder = 4
 )
 
 // exitError ends a command with a code; a nil err prints nothing.

@@ -97,6 +97,8 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
+	case "order":
+		return orderRole(dir) // order_test.go
 	}
 	fmt.Println("unknown role", role)
 	return 2

@@ -27,6 +27,7 @@ type runFlags struct {
 	onDeadlock string
 	reportPath string
 	interval   time.Duration
+	failOn     string // "lock-order": a lock-order finding fails the run
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -42,13 +43,22 @@ confirmed it prints the report on stderr (or into --report); then, with
 --on-deadlock=kill it kills every process of the run. SIGINT and SIGTERM are
 forwarded to PROGRAM's process group.
 
+When PROGRAM ends without a deadlock, a run whose locks were taken in both
+orders (a lock-order finding: a deadlock waiting for its interleaving) gets
+its report printed all the same.
+
 Exit status: PROGRAM's own when it ends by itself with no deadlock found
-(128+N when a signal N ended it), 3 when a deadlock was found, 2 when PROGRAM
-cannot be started or the report cannot be written.`,
+(128+N when a signal N ended it), 3 when a deadlock was found, 4 when
+--fail-on=lock-order is given and PROGRAM ended with status 0 but a lock-order
+finding was made, 2 when PROGRAM cannot be started or the report cannot be
+written.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.onDeadlock != "wait" && f.onDeadlock != "kill" {
 				return usagef("--on-deadlock=%q: want wait or kill", f.onDeadlock)
+			}
+			if f.failOn != "" && f.failOn != string(report.LockOrder) {
+				return usagef("--fail-on=%q: want lock-order (or nothing)", f.failOn)
 			}
 			return a.run(cmd.Context(), f, args)
 		},
@@ -57,6 +67,7 @@ cannot be started or the report cannot be written.`,
 	c.Flags().StringVar(&f.reportPath, "report", "", "write the report to this file instead of stderr")
 	c.Flags().DurationVar(&f.interval, "interval", 250*time.Millisecond, "how often to re-read the run when no process died")
 	c.Flags().BoolVar(&f.keep, "keep", false, "keep the run directory even when the run ended cleanly")
+	c.Flags().StringVar(&f.failOn, "fail-on", "", "lock-order: exit 4 when PROGRAM succeeded but took locks in both orders (for CI)")
 	_ = c.RegisterFlagCompletionFunc("on-deadlock", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"wait", "kill"}, cobra.ShellCompDirectiveNoFileComp
 	})
@@ -185,9 +196,12 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 		return exitCode(ExitDeadlock)
 	}
 	var lost error // the one document a script waits for, not written
-	if a.output == "json" {
-		// Scripts always get one document: the run as it ended.
-		if r, err := report.Diagnose(ctx, a.sources(dir, false), a.opts); err == nil {
+	ordered := false // a lock-order finding was made
+	// Scripts always get one document: the run as it ended. A run whose
+	// locks were taken in both orders gets its report in any format.
+	if r, err := report.Diagnose(ctx, a.sources(dir, false), a.opts); err == nil {
+		ordered = hasKind(r, report.LockOrder)
+		if a.output == "json" || ordered {
 			if err := a.emit(r, f.reportPath); err != nil {
 				lost = usagef("cannot write the report: %v", err)
 			}
@@ -215,7 +229,20 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	if waitErr != nil {
 		return &exitError{code: ExitFailed, err: waitErr}
 	}
+	if ordered && f.failOn == string(report.LockOrder) {
+		return exitCode(ExitLockOrder)
+	}
 	return nil
+}
+
+// hasKind reports whether r has a finding of kind k.
+func hasKind(r *report.Report, k report.Kind) bool {
+	for _, f := range r.Findings {
+		if f.Kind == k {
+			return true
+		}
+	}
+	return false
 }
 
 // emit writes the report to path, or to stderr.

@@ -74,6 +74,9 @@ type graph struct {
 	opts      Options
 
 	waits map[node][]wait // goroutine -> the locks it waits for
+
+	orders        []orderEdge // the lock-order graph's edges (order.go)
+	ordersDropped uint64
 }
 
 // merge joins the snapshots of several sources: their locks and events
@@ -107,6 +110,10 @@ func merge(snaps []*lockstate.Snapshot) *graph {
 			}
 		}
 		g.events = append(g.events, s.Events...)
+		for j := range s.Orders {
+			g.orders = append(g.orders, orderEdge{&s.Orders[j], s.Stacks})
+		}
+		g.ordersDropped += s.OrdersDropped
 		g.notes = append(g.notes, s.Notes...)
 	}
 	if len(snaps) > 1 {
@@ -163,6 +170,7 @@ func (g *graph) findings() []Finding {
 	out = append(out, g.cycles(dead)...)
 	out = append(out, g.stuckHolders()...)
 	out = append(out, g.staleWaiters()...)
+	out = append(out, g.lockOrders()...)
 	slices.SortStableFunc(out, func(a, b Finding) int {
 		return cmp.Or(a.Kind.rank()-b.Kind.rank(), strings.Compare(a.Lock, b.Lock), strings.Compare(a.LockKind, b.LockKind))
 	})

@@ -14,7 +14,7 @@ import (
 func build(ctx context.Context, g *graph, fs []Finding, src Sources, opts Options) *Report {
 	r := &Report{Schema: Schema, Run: g.run, Taken: g.taken, Findings: fs,
 		Locks: []LockRow{}, Waiters: []WaiterRow{}, Processes: []ProcRow{}, Events: []EventRow{},
-		Stacks: []StackRow{}, Notes: append([]string{}, g.notes...)}
+		Stacks: []StackRow{}, Notes: append([]string{}, g.notes...), OrdersDropped: g.ordersDropped}
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}
@@ -23,6 +23,7 @@ func build(ctx context.Context, g *graph, fs []Finding, src Sources, opts Option
 	r.Processes = g.processRows(src.Host)
 	r.Events = g.eventRows(r.Findings, opts.Events)
 	r.locate()
+	r.orderStacks()
 	stacks(ctx, g, r, src.Stacks, opts)
 	return r
 }

@@ -31,6 +31,9 @@ type Report struct {
 	// Notes say what the report could not see: a probe that did not answer,
 	// records left out because they stayed mid-write.
 	Notes []string `json:"notes"`
+	// OrdersDropped counts lock-order edges the backends could not record
+	// (their tables were full): a lock-order cycle through them is missed.
+	OrdersDropped uint64 `json:"orders_dropped,omitempty"`
 }
 
 // Kind is a finding's kind: a value whose meaning (its severity, whether it
@@ -44,6 +47,9 @@ const (
 	Cycle       Kind = "cycle"
 	StuckHolder Kind = "stuck-holder"
 	StaleWaiter Kind = "stale-waiter"
+	// LockOrder: locks taken in both orders (a cycle of the lock-order
+	// graph), by goroutines that may never have overlapped: a warning.
+	LockOrder Kind = "lock-order"
 )
 
 // kinds is every kind, most severe first, with whether it means the run
@@ -56,6 +62,7 @@ var kinds = [...]struct {
 	{Cycle, true},
 	{StuckHolder, true},
 	{StaleWaiter, false},
+	{LockOrder, false},
 }
 
 // rank orders kinds by severity; an unknown kind sorts last.
@@ -95,6 +102,9 @@ type Finding struct {
 	// waits besides the loop's own (several edges per goroutine: readers,
 	// queued writers).
 	Others int `json:"others,omitempty"`
+	// Order is the loop, for a lock-order finding: each step took its To
+	// while holding its From, and the last step's To is the first's From.
+	Order []OrderStep `json:"order,omitempty"`
 	// Doing is what a stuck holder's goroutine is doing now, from its probe:
 	// its state and innermost frames; empty when the probe did not answer.
 	Doing   string `json:"doing,omitempty"`
@@ -120,6 +130,10 @@ func (f *Finding) Key() string {
 	case len(f.Cycle) > 0:
 		for _, st := range f.Cycle {
 			fmt.Fprintf(&b, "|%s>%s", st.node(), st.WaitsFor)
+		}
+	case len(f.Order) > 0:
+		for _, st := range f.Order {
+			fmt.Fprintf(&b, "|%s>%s", st.From, st.To)
 		}
 	case f.Kind == StaleWaiter:
 		for _, p := range f.Waiters {

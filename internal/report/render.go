@@ -66,6 +66,9 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			e.printf("  doing: %s\n", f.Doing)
 		}
 		e.printf("  next: %s\n", f.Next)
+		if len(f.Order) > 0 {
+			e.writeOrder(&f)
+		}
 	}
 	for _, n := range r.Notes {
 		e.printf("%s %s\n", st.paint(yellow, "note:"), n)

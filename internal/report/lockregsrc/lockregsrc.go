@@ -100,6 +100,20 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 			Lock:  lockstate.Key{Kind: Kind, Name: e.LockName},
 			Party: lockstate.Party{ID: procid.ID{PID: e.PID, Start: e.Start}, Goroutine: e.Goroutine}, Stack: e.Stack})
 	}
+	for _, e := range s.Orders.Edges {
+		out.Orders = append(out.Orders, lockstate.OrderEdge{
+			From: lockstate.Key{Kind: Kind, Name: e.From}, To: lockstate.Key{Kind: Kind, Name: e.To},
+			Party:     lockstate.Party{ID: procid.ID{PID: e.PID, Start: e.Start}, Goroutine: e.Goroutine},
+			FromStack: e.FromStack, ToStack: e.ToStack, Time: e.Time})
+	}
+	out.OrdersDropped = s.Orders.Dropped
+	if s.Orders.Dropped > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("%d lock-order edges were not recorded: the run's edge table (%d edges) was full; a lock-order cycle through them is missed (start the run with a larger lockreg.Options.MaxEdges)",
+			s.Orders.Dropped, s.Orders.Capacity))
+	}
+	if s.Orders.Untracked > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("%d acquires were not tracked for lock order: goroutines held more than 15 locks at once; edges from those locks are missed", s.Orders.Untracked))
+	}
 	if s.Torn > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("%d records were left out: they stayed mid-write (a process died writing them)", s.Torn))
 	}

@@ -49,6 +49,14 @@ type Snapshot struct {
 	Locks     []Lock
 	Events    []Event // oldest first
 
+	// Orders are the lock-order edges the backend recorded: each says that
+	// a goroutine took one lock while it held another. Nil when the backend
+	// records none.
+	Orders []OrderEdge
+	// OrdersDropped counts edges the backend saw but could not record (its
+	// table was full): a cycle through them is missed.
+	OrdersDropped uint64
+
 	// Stacks resolves the stack ids of holders, waiters and events; nil
 	// when the backend records no stacks.
 	Stacks Resolver
@@ -161,6 +169,18 @@ type Event struct {
 	Lock Key
 	Party
 	Stack uint64
+}
+
+// An OrderEdge is an edge of the lock-order graph: the goroutine Party
+// took lock To while it held lock From (From taken first, by the same
+// goroutine, not yet released). A backend records each edge once, with the
+// first goroutine that took it.
+type OrderEdge struct {
+	From, To Key
+	Party
+	FromStack uint64 // where it took From: an id for Snapshot.Stacks; 0 if not recorded
+	ToStack   uint64 // where it took To, holding From
+	Time      time.Time
 }
 
 // Reason is why a process is known to be dead.
