@@ -19,7 +19,7 @@ func (m memory) Read(context.Context) (*lockstate.Snapshot, error) { return m.sn
 type alive struct{}
 
 func (alive) Check(procid.ID) (procid.Status, error) { return procid.Alive, nil }
-func (alive) Command(int) string                      { return "" }
+func (alive) Command(int) string                     { return "" }
 
 // A goroutine that holds an RWMutex for reading asks for it again while a
 // writer waits: sync.RWMutex's writer preference makes that a deadlock.
