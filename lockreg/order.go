@@ -1,7 +1,8 @@
 package lockreg
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -294,7 +295,7 @@ type OrderEdge struct {
 
 // Orders is what a Snapshot read of the edge table.
 type Orders struct {
-	Edges    []OrderEdge // sorted by From, then To
+	Edges    []OrderEdge // sorted by FromIndex, then ToIndex
 	Capacity int
 	// Dropped counts edges not recorded because the table was full, once
 	// per process that took them.
@@ -319,17 +320,27 @@ func (a *arena) readOrders(s *Snapshot, now time.Time, mono int64) {
 	for _, l := range s.Locks {
 		names[l.Index] = l.Name
 	}
+	// The slots in key order (lock indexes), so that the list is sorted
+	// without moving edges around.
+	type slot struct {
+		k uint64
+		i uint32
+	}
+	keys := make([]slot, 0, min(a.ord.used.Load(), a.g.maxEdges))
 	for i := uint32(0); i < a.g.edgeSlots; i++ {
-		e := a.edge(i)
-		k := e.key.Load()
-		if k == 0 {
-			continue
+		if k := a.edge(i).key.Load(); k != 0 {
+			keys = append(keys, slot{k, i})
 		}
+	}
+	slices.SortFunc(keys, func(x, y slot) int { return cmp.Compare(x.k, y.k) })
+	o.Edges = make([]OrderEdge, 0, len(keys))
+	for _, sl := range keys {
+		e := a.edge(sl.i)
 		if e.seq.Load() != 2 {
 			o.Pending++
 			continue
 		}
-		from, to := int(k>>32)-1, int(uint32(k))-1
+		from, to := int(sl.k>>32)-1, int(uint32(sl.k))-1
 		fn, ok1 := names[from]
 		tn, ok2 := names[to]
 		if !ok1 || !ok2 {
@@ -340,11 +351,4 @@ func (a *arena) readOrders(s *Snapshot, now time.Time, mono int64) {
 			PID: int(e.pid.Load()), Start: e.start.Load(), Goroutine: int64(e.goid.Load()),
 			FromStack: e.fromStack.Load(), ToStack: e.toStack.Load(), Time: a.wall(e.time.Load(), mono, now)})
 	}
-	sort.Slice(o.Edges, func(i, j int) bool {
-		x, y := o.Edges[i], o.Edges[j]
-		if x.From != y.From {
-			return x.From < y.From
-		}
-		return x.To < y.To
-	})
 }

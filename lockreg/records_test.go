@@ -163,7 +163,7 @@ func TestOptionsOutOfRange(t *testing.T) {
 	if got := Size(1, 1, 1, 3e9); got != -1 {
 		t.Errorf("Size with 3e9 events = %d; want -1", got)
 	}
-	if got, want := Size(1024, 4096, 4096, 65536), int64(4001792 + 16384*64); got != want { // + the edge table
+	if got, want := Size(1024, 4096, 4096, 65536), int64(4001792+16384*64); got != want { // + the edge table
 		t.Errorf("default arena size = %d; want %d", got, want)
 	}
 }

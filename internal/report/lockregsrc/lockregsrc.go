@@ -100,6 +100,9 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 			Lock:  lockstate.Key{Kind: Kind, Name: e.LockName},
 			Party: lockstate.Party{ID: procid.ID{PID: e.PID, Start: e.Start}, Goroutine: e.Goroutine}, Stack: e.Stack})
 	}
+	if len(s.Orders.Edges) > 0 {
+		out.Orders = make([]lockstate.OrderEdge, 0, len(s.Orders.Edges))
+	}
 	for _, e := range s.Orders.Edges {
 		out.Orders = append(out.Orders, lockstate.OrderEdge{
 			From: lockstate.Key{Kind: Kind, Name: e.From}, To: lockstate.Key{Kind: Kind, Name: e.To},
