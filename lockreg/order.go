@@ -208,10 +208,15 @@ func (r *Registry) heldAcquired(idx uint32, goid int64, stack uint64) {
 // heldReleased is called by Unlock once it has cleared the holder record
 // of lock idx, held by goroutine goid (the record's), before the lock word
 // is released: so the next holder's cell is never the one cleared here.
+//
+// A plain store clears the cell: while it names idx nobody else writes it
+// (the others claim only free cells, by CAS), and only one Unlock releases
+// a hold (the CAS on the holder record's pid).
 func (r *Registry) heldReleased(idx uint32, goid int64) {
 	b := &r.order.held[bucketOf(goid)]
 	for i := range b.cells {
-		if b.cells[i].Load() == idx+1 && b.cells[i].CompareAndSwap(idx+1, 0) {
+		if b.cells[i].Load() == idx+1 {
+			b.cells[i].Store(0)
 			return
 		}
 	}
