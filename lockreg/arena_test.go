@@ -22,7 +22,7 @@ import (
 // arena's bytes.
 func newArena(t testing.TB) (dir string, b []byte) {
 	dir = filepath.Join(t.TempDir(), "run")
-	r, err := Open(dir, Options{MaxProcs: 4, MaxLocks: 4, MaxWaiters: 4, MaxEvents: 8})
+	r, err := Open(dir, Options{MaxProcs: 4, MaxLocks: 4, MaxWaiters: 4, MaxEvents: 8, MaxEdges: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
