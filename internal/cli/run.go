@@ -195,7 +195,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	if found != nil {
 		return exitCode(ExitDeadlock)
 	}
-	var lost error // the one document a script waits for, not written
+	var lost error   // the one document a script waits for, not written
 	ordered := false // a lock-order finding was made
 	// Scripts always get one document: the run as it ended. A run whose
 	// locks were taken in both orders gets its report in any format.

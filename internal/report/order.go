@@ -64,7 +64,9 @@ func (g *graph) lockOrders() []Finding {
 			nodes = append(nodes, e.To)
 		}
 	}
-	less := func(a, b lockstate.Key) int { return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Kind, b.Kind)) }
+	less := func(a, b lockstate.Key) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Kind, b.Kind))
+	}
 	slices.SortFunc(nodes, less)
 	for _, es := range out {
 		slices.SortFunc(es, func(a, b *orderEdge) int { return less(a.To, b.To) })
