@@ -69,9 +69,12 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	dir, err := lockreg.NewRunDir(root)
+	if root.Fallback != "" {
+		fmt.Fprintf(a.stderr, "lockwatch: %s\n", oneLine(root.Fallback))
+	}
+	dir, err := lockreg.NewRunDir(root.Dir)
 	if err != nil {
-		return usagef("cannot make a run directory under %s: %v", root, err)
+		return usagef("cannot make a run directory under %s: %v", root.Dir, err)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), probe.EnvDir+"="+dir)
@@ -138,7 +141,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			return a.ended(ctx, dir, err, found, f)
 		default:
 		}
-		r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}, Stacks: probes{dir}}, a.opts)
+		r, err := report.Diagnose(ctx, dir, a.sources(dir, true), a.opts)
 		switch {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
@@ -186,7 +189,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	}
 	if a.output == "json" {
 		// Scripts always get one document: the run as it ended.
-		if r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}}, a.opts); err == nil {
+		if r, err := report.Diagnose(ctx, dir, a.sources(dir, false), a.opts); err == nil {
 			a.emit(r, f.reportPath)
 		}
 	}
