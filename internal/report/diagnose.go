@@ -199,6 +199,9 @@ func build(ctx context.Context, g *graph, fs []Finding, src Sources, opts Option
 		r.Notes = append(r.Notes, fmt.Sprintf("%d records were left out: they stayed mid-write (a process died writing them)", s.Torn))
 	}
 	stacks(ctx, g, r, src.Stacks, opts)
+	// What the snapshot left out to stay bounded (after the stacks: reading
+	// them can add to it).
+	r.Notes = append(r.Notes, s.Notes()...)
 	return r
 }
 
