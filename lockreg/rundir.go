@@ -219,6 +219,13 @@ func rootBases() []string {
 	return out
 }
 
+// EnvRoot names the environment variable that, when set, replaces the
+// default root and its fallbacks: tests and scripts that want their runs
+// elsewhere than in the shared /dev/shm set it. The directory it names is
+// used as given (created with mode 0700 if missing), never replaced by a
+// fallback: a named root that cannot be trusted is an error.
+const EnvRoot = "LOCKWATCH_ROOT"
+
 // A Root is the directory under which this user's run directories are made.
 type Root struct {
 	Dir string
@@ -241,8 +248,25 @@ type Root struct {
 // lockwatch-UID-RANDOM in the same place (or $XDG_RUNTIME_DIR, or $TMPDIR),
 // an existing one of this user's if there is one, else a fresh one, and
 // Root.Fallback says why. Roots lists the fallbacks for readers.
+//
+// With $LOCKWATCH_ROOT set (EnvRoot), the root is that directory.
 func DefaultRoot() (Root, error) {
-	bases := rootBases()
+	if root := os.Getenv(EnvRoot); root != "" {
+		root, err := filepath.Abs(root)
+		if err != nil {
+			return Root{}, err
+		}
+		d, err := openRunDir(root, true)
+		if err != nil {
+			return Root{}, err
+		}
+		d.Close()
+		return Root{Dir: root}, nil
+	}
+	return defaultRoot(rootBases())
+}
+
+func defaultRoot(bases []string) (Root, error) {
 	if len(bases) == 0 {
 		return Root{}, fmt.Errorf("lockreg: no directory for runs: neither /dev/shm, $XDG_RUNTIME_DIR nor %s is a directory; set %s", os.TempDir(), "TMPDIR")
 	}
@@ -307,10 +331,21 @@ func isPrivateDir(path string) bool {
 // root and the private fallbacks DefaultRoot may have chosen
 // (lockwatch-UID-* in /dev/shm, $XDG_RUNTIME_DIR or $TMPDIR), each only if
 // it is a directory of this user closed to other users. A directory another
-// user made under one of these names is never listed.
+// user made under one of these names is never listed. With $LOCKWATCH_ROOT
+// set, it is the only root.
 func Roots() []string {
+	if root := os.Getenv(EnvRoot); root != "" {
+		if root, err := filepath.Abs(root); err == nil && isPrivateDir(root) {
+			return []string{root}
+		}
+		return nil
+	}
+	return rootsIn(rootBases())
+}
+
+func rootsIn(bases []string) []string {
 	var out []string
-	for _, b := range rootBases() {
+	for _, b := range bases {
 		if d := filepath.Join(b, rootName()); isPrivateDir(d) {
 			out = append(out, d)
 		}

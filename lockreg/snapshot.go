@@ -295,6 +295,11 @@ type keeper[T any] struct {
 	first, second []T
 }
 
+// wants reports whether add would keep an item of this class.
+func (k *keeper[T]) wants(firstClass bool) bool {
+	return len(k.first)+len(k.second) < k.max || firstClass && len(k.second) > 0
+}
+
 func (k *keeper[T]) add(v T, firstClass bool) {
 	switch {
 	case len(k.first)+len(k.second) < k.max:
@@ -333,7 +338,9 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		if p.State == ProcRunning {
 			s.Counts.Running++
 		}
-		procs.add(p, p.State == ProcRunning)
+		if procs.wants(p.State == ProcRunning) {
+			procs.add(p, p.State == ProcRunning)
+		}
 		return true
 	})
 	s.Processes = append(procs.first, procs.second...)
@@ -348,7 +355,8 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	}
 
 	// Locks: held ones, and those with waiters, first.
-	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16 // retries for the whole snapshot
+	// Retries for the whole snapshot: each record's first try is free.
+	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16
 	budget = max(budget, 1024)
 	n := min(h.nlocks.Load(), a.g.maxLocks)
 	var locks keeper[Lock]
@@ -369,8 +377,10 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		// whole snapshot, then counts as torn.
 		var hc holderCopy
 		ok := false
-		for try := 0; try < 4 && !ok && budget > 0; try++ {
-			budget--
+		for try := 0; try < 4 && !ok && (try == 0 || budget > 0); try++ {
+			if try > 0 {
+				budget--
+			}
 			v := l.word.Load()
 			hc, ok = l.holder.read(1)
 			lk.Word = v
@@ -382,16 +392,15 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		}
 		v := lk.Word
 		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
-		if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
-			hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
-				Since: wall(hc.since), ProcSlot: int(hc.proc) - 1}
-			lk.Holder = &hd
-		}
 		if lk.Held() {
 			s.Counts.Held++
 		}
-		interesting := lk.Held() || lk.HasWaiters || l.waiting.Load() > 0
-		if interesting || len(locks.first)+len(locks.second) < locks.max {
+		if interesting := lk.Held() || lk.HasWaiters || l.waiting.Load() > 0; locks.wants(interesting) {
+			if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
+				hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
+					Since: wall(hc.since), ProcSlot: int(hc.proc) - 1}
+				lk.Holder = &hd
+			}
 			lk.Name = a.lockName(i)
 			locks.add(lk, interesting)
 		}
@@ -415,8 +424,10 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		}
 		var c waiterCopy
 		ok := false
-		for try := 0; try < 4 && !ok && budget > 0; try++ {
-			budget--
+		for try := 0; try < 4 && !ok && (try == 0 || budget > 0); try++ {
+			if try > 0 {
+				budget--
+			}
 			c, ok = w.read(1)
 		}
 		switch {
