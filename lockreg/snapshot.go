@@ -551,8 +551,14 @@ func ReadProcessInfo(dir string, id procid.ID) (*ProcessInfo, error) {
 		return nil, err
 	}
 	defer rd.Close()
+	return rd.ProcessInfo(id)
+}
+
+// ProcessInfo reads the info file the process id wrote in the run
+// directory, of at most MaxInfoSize bytes.
+func (d *RunDir) ProcessInfo(id procid.ID) (*ProcessInfo, error) {
 	budget := int64(MaxInfoSize)
-	return readInfo(rd, id, &budget)
+	return readInfo(d, id, &budget)
 }
 
 // readInfo reads a process's info file, of at most MaxInfoSize bytes and

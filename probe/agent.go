@@ -276,7 +276,7 @@ func (a *Agent) adoptRole(role string) error {
 	a.role = role
 	a.mu.Unlock()
 
-	info, err := lockreg.ReadProcessInfo(a.dir, a.self)
+	info, err := a.reg.RunDir().ProcessInfo(a.self)
 	if err != nil {
 		return fmt.Errorf("probe: recording role %q: %w", role, err)
 	}

@@ -354,11 +354,11 @@ func (r repeat) Read(b []byte) (int, error) {
 }
 
 // GzipBomb returns a gzip stream of about size/1000 bytes that inflates to
-// size bytes of zeros (rounded up to 8 MiB): one compressed member of 8
+// size bytes of zeros (rounded up to 1 MiB): one compressed member of 1
 // MiB of zeros, repeated (gzip readers read concatenated members as one
 // stream). It starts like a gzipped goroutine profile.
 func GzipBomb(size int64) []byte {
-	const member = 8 << 20
+	const member = 1 << 20
 	var one bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&one, gzip.BestCompression)
 	io.CopyN(zw, repeat(0), member)
