@@ -18,25 +18,10 @@ var stress = os.Getenv("LOCKWATCH_STRESS") != ""
 
 // scaled returns the audit case name at the size the test runs.
 func scaled(name string) hostile.Spec {
-	s := hostile.Cases[name]
 	if stress {
-		return s
+		return hostile.Cases[name]
 	}
-	switch name {
-	case "events":
-		s.Events, s.UsedEvents = 1<<18, 1<<18
-	case "waiters":
-		s.Waiters, s.UsedWaiters = 1<<17, 1<<17
-	case "procs":
-		s.Procs, s.UsedProcs = 1<<16, 1<<16
-	case "locks":
-		s.Locks, s.UsedLocks = 1<<17, 1<<17
-	case "info":
-		s.InfoSize = 4 << 20
-	case "dicts":
-		s.DictSize, s.DictLine = 4<<20, 2<<20
-	}
-	return s
+	return hostile.Small(name)
 }
 
 // allocated returns the bytes f allocates on the heap, in all: an upper

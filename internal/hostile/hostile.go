@@ -75,6 +75,28 @@ var Cases = map[string]Spec{
 		Dicts: 4, DictSize: 63 << 20, DictLine: 60 << 20},
 }
 
+// Small returns the case name at the size the default tests use: every
+// table and file still several times past the reader's limits (so a reader
+// without them fails the tests' memory bounds), but quick to write.
+func Small(name string) Spec {
+	s := Cases[name]
+	switch name {
+	case "events":
+		s.Events, s.UsedEvents = 1<<18, 1<<18
+	case "waiters":
+		s.Waiters, s.UsedWaiters = 1<<17, 1<<17
+	case "procs":
+		s.Procs, s.UsedProcs = 1<<16, 1<<16
+	case "locks":
+		s.Locks, s.UsedLocks = 1<<17, 1<<17
+	case "info":
+		s.InfoSize = 4 << 20
+	case "dicts":
+		s.DictSize, s.DictLine = 4<<20, 2<<20
+	}
+	return s
+}
+
 // DeadPID is the pid of the i-th process the generator invents: above the
 // kernel's largest pid_max (1<<22), so that no process can have it and
 // every one of them is provably dead, yet within the lock word's 30 bits.
