@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench clean
+.PHONY: all build test lint demo bench stress-hostile clean
 
 all: build
 
@@ -38,6 +38,13 @@ bench:
 	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
+
+## stress-hostile: the audit's hostile runs at full size (gigabytes of arena, info files, dictionaries, a 4.5 GB
+## gzip bomb), each read by lockwatch in its own process within 256 MiB (docs/reliability.md); then their
+## benchmark, for the figures.
+stress-hostile:
+	LOCKWATCH_STRESS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m -run 'Hostile' ./lockreg ./internal/cli
+	CGO_ENABLED=1 $(GO) test -run '^$$' -bench 'BenchmarkHostile' -benchtime 3x -count 1 -timeout 60m ./internal/cli
 
 clean:
 	rm -rf $(BIN) bench.txt bench-compare.txt
