@@ -46,7 +46,6 @@ type Snapshot struct {
 	Waiters   []Waiter  // oldest first
 	Events    []Event   // oldest first
 
-	mono int64
 	opts ReadOptions
 
 	// Stack dictionaries, read lazily through the run directory's handle
@@ -259,7 +258,8 @@ func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 	return now.Add(time.Duration(mono - nowMono))
 }
 
-func (a *arena) holderOf(h holderCopy, _ uint32) Holder {
+// holderOf turns a holder record read now into a Holder.
+func (a *arena) holderOf(h holderCopy) Holder {
 	return Holder{PID: int(h.pid), Start: h.start, Goroutine: int64(h.goid), Stack: h.stack,
 		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: int(h.proc) - 1}
 }
@@ -321,7 +321,7 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	now, mono := time.Now(), nanotime()
 	wall := func(t int64) time.Time { return a.wall(t, mono, now) }
 	s := &Snapshot{
-		Dir: rd.path, Taken: now, mono: mono, Format: int(h.version), Created: time.Unix(0, h.created),
+		Dir: rd.path, Taken: now, Format: int(h.version), Created: time.Unix(0, h.created),
 		CreatorPID:    int(h.creator),
 		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
 		EventsTotal:   h.eventHead.Load(),
@@ -692,8 +692,9 @@ func (s *Snapshot) Process(id procid.ID) (Process, bool) {
 
 // Notes says, one line each, what the snapshot left out to stay within its
 // limits: events past ReadOptions.Events, processes, locks and waiters past
-// their limits, info files and stack dictionaries past their byte limits.
-// Call it after the Stack calls, which can add to it.
+// their limits, info files past their byte limits, and (StackNotes) stack
+// dictionaries past theirs: call it after the Stack calls, which can add to
+// it, or call StackNotes then.
 func (s *Snapshot) Notes() []string {
 	var out []string
 	if s.Counts.Events > s.opts.Events {
@@ -717,6 +718,13 @@ func (s *Snapshot) Notes() []string {
 	if s.infoOver > 0 {
 		out = append(out, fmt.Sprintf("%s info files were not read: larger than %d KiB each or %d MiB in all", commas(s.infoOver), MaxInfoSize>>10, infoBudget>>20))
 	}
+	return append(out, s.StackNotes()...)
+}
+
+// StackNotes says what Stack could not read of the stack dictionaries
+// (lines too long or unreadable, dictionaries past the byte budget), so far.
+func (s *Snapshot) StackNotes() []string {
+	var out []string
 	skipped := 0
 	for _, x := range s.dicts {
 		if x != nil {

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/lockwatch/lockwatch/internal/liveness"
 	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
@@ -67,15 +66,6 @@ func (a *app) read(dir string) (*lockreg.Snapshot, error) {
 	return lockreg.ReadSnapshotWith(dir, lockreg.ReadOptions{Events: a.events, MoreEvents: "use --events N for more"})
 }
 
-// sources are where a diagnosis of the run in dir reads from; probes is
-// false where live stacks are not wanted.
-func (a *app) sources(dir string, withProbes bool) report.Sources {
-	src := report.Sources{Host: liveness.System{}, Read: a.read}
-	if withProbes {
-		src.Stacks = probes{dir}
-	}
-	return src
-}
 
 // Main runs lockwatch with args (without the program name) and returns the
 // exit code. It writes only to stdout and stderr.

@@ -66,7 +66,7 @@ root (/dev/shm/lockwatch-UID), runs live in a private fallback beside it
 				if !all && !mayBeRunning(d) {
 					continue // ended, or a directory nothing ever joined
 				}
-				r, err := report.Diagnose(cmd.Context(), d, a.sources(d, false), a.opts)
+				r, err := report.Diagnose(cmd.Context(), a.sources(d, false), a.opts)
 				if err != nil {
 					run.State, run.Error = "unreadable", oneLine(readError(d, err).Error())
 					out.Runs = append(out.Runs, run)
