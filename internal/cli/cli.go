@@ -66,7 +66,6 @@ func (a *app) read(dir string) (*lockreg.Snapshot, error) {
 	return lockreg.ReadSnapshotWith(dir, lockreg.ReadOptions{Events: a.events, MoreEvents: "use --events N for more"})
 }
 
-
 // Main runs lockwatch with args (without the program name) and returns the
 // exit code. It writes only to stdout and stderr.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
