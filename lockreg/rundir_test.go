@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -210,4 +211,25 @@ func mkdir(t *testing.T, dir string, mode os.FileMode) {
 	if err := os.Chmod(dir, mode); err != nil { // past the umask
 		t.Fatal(err)
 	}
+}
+
+// TestRegistrySnapshotKeepsTheHandle: a snapshot of a registry's own run,
+// collected, leaves the registry's directory handle open.
+func TestRegistrySnapshotKeepsTheHandle(t *testing.T) {
+	r, err := Open(filepath.Join(t.TempDir(), "run"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for range 3 {
+		if _, err := r.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+		runtime.GC()
+	}
+	f, err := r.RunDir().CreateFile("after-gc")
+	if err != nil {
+		t.Fatalf("the run directory's handle after snapshots were collected: %v", err)
+	}
+	f.Close()
 }

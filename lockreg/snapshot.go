@@ -231,6 +231,9 @@ func ReadSnapshotWith(dir string, o ReadOptions) (*Snapshot, error) {
 		rd.Close()
 		return nil, err
 	}
+	// The snapshot owns the handle (Stack reads through it) and holds it
+	// until it is collected.
+	runtime.SetFinalizer(s, func(s *Snapshot) { s.rd.Close() })
 	return s, nil
 }
 
@@ -248,7 +251,9 @@ func openReadOnly(dir string) (*RunDir, *arena, error) {
 	return rd, a, nil
 }
 
-// Snapshot reads the registry's run, with the default ReadOptions.
+// Snapshot reads the registry's run, with the default ReadOptions. The
+// snapshot reads stacks through the registry's handle of the run directory,
+// so until Close.
 func (r *Registry) Snapshot() (*Snapshot, error) { return r.a.snapshot(r.rd, ReadOptions{}) }
 
 func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
@@ -328,8 +333,6 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		EventsDropped: h.dropped.Load(),
 		opts:          o, rd: rd, dictBudget: dictBudget,
 	}
-	runtime.SetFinalizer(s, func(s *Snapshot) { s.rd.Close() })
-
 	// Processes: running ones first.
 	var procs keeper[Process]
 	procs.max = o.Processes
