@@ -126,7 +126,19 @@ func TestRemoveIfClean(t *testing.T) {
 	if removed, err := RemoveIfClean(dir); removed || err != nil {
 		t.Fatalf("with a lock held: removed %v, %v; want kept", removed, err)
 	}
-	m.s.word.Store(0) // as if it had unlocked before closing
+	rd, err := openRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	a, err := openArena(rd, true) // r's own mapping is gone with Close
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.lock(m.idx).word.Store(0) // as if it had unlocked before closing
+	if err := a.unmap(); err != nil {
+		t.Fatal(err)
+	}
 	if removed, err := RemoveIfClean(dir); !removed || err != nil {
 		t.Fatalf("clean run: removed %v, %v; want removed", removed, err)
 	}

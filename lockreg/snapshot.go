@@ -254,7 +254,13 @@ func openReadOnly(dir string) (*RunDir, *arena, error) {
 // Snapshot reads the registry's run, with the default ReadOptions. The
 // snapshot reads stacks through the registry's handle of the run directory,
 // so until Close.
-func (r *Registry) Snapshot() (*Snapshot, error) { return r.a.snapshot(r.rd, ReadOptions{}) }
+func (r *Registry) Snapshot() (*Snapshot, error) {
+	if !r.enter() {
+		return nil, ErrClosed
+	}
+	defer r.leave()
+	return r.a.snapshot(r.rd, ReadOptions{})
+}
 
 func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 	if mono == 0 {
@@ -266,7 +272,7 @@ func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 // holderOf turns a holder record read now into a Holder.
 func (a *arena) holderOf(h holderCopy) Holder {
 	return Holder{PID: int(h.pid), Start: h.start, Goroutine: int64(h.goid), Stack: h.stack,
-		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: int(h.proc) - 1}
+		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: a.procSlotOf(h.proc, procid.ID{PID: int(h.pid), Start: h.start})}
 }
 
 func (a *arena) snapshot(rd *RunDir, o ReadOptions) (s *Snapshot, err error) {
@@ -401,7 +407,7 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		if interesting := lk.Held() || lk.HasWaiters || l.waiting.Load() > 0; locks.wants(interesting) {
 			if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
 				hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
-					Since: wall(hc.since), ProcSlot: int(hc.proc) - 1}
+					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
 				lk.Holder = &hd
 			}
 			lk.Name = a.lockName(i)
@@ -478,12 +484,9 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		if e.seq.Load() != want {
 			continue // being written, or already overwritten
 		}
-		lock, slot := e.lock.Load(), e.proc.Load()
-		ev := Event{Seq: t, Kind: EventKind(e.kind.Load()), PID: int(e.pid.Load()), Goroutine: int64(e.goid.Load()),
+		kind, lock := splitWhat(e.what.Load())
+		ev := Event{Seq: t, Kind: kind, PID: int(e.pid.Load()), Start: e.start.Load(), Goroutine: int64(e.goid.Load()),
 			Lock: int(lock) - 1, Time: wall(e.time.Load()), Stack: e.stack.Load()}
-		if slot > 0 && slot <= a.g.maxProcs {
-			ev.Start = a.proc(slot - 1).start.Load()
-		}
 		if e.seq.Load() == want {
 			ev.LockName = nameOf(lock)
 			s.Events = append(s.Events, ev)
@@ -514,17 +517,17 @@ func (a *arena) eachProcess(wall func(int64) time.Time, each func(Process) bool)
 			a.release(a.g.procsOff+uint64(i)*procSize-releaseEvery, a.g.procsOff+uint64(i)*procSize)
 		}
 		p := a.proc(i)
-		st := p.state.Load()
-		if st == procFree {
-			if p.pid.Load() == 0 {
-				break // slots are claimed in order; the rest are free
-			}
-			continue
+		if p.owner.Load() == 0 {
+			break // slots are claimed in order; the rest were never used
 		}
-		pr := Process{Slot: int(i), PID: int(p.pid.Load()), Start: p.start.Load(), State: ProcRunning,
-			Robust: p.flags.Load()&procRobust != 0, Registered: wall(p.registered.Load())}
-		if st == procExited {
-			pr.State, pr.Exited = ProcExited, wall(p.exited.Load())
+		c, ok := p.read(4)
+		if !ok || c.state == procFree {
+			continue // being claimed, or its writer died claiming it
+		}
+		pr := Process{Slot: int(i), PID: int(c.pid), Start: c.start, State: ProcRunning,
+			Robust: c.flags&procRobust != 0, Registered: wall(c.registered)}
+		if c.state == procExited {
+			pr.State, pr.Exited = ProcExited, wall(c.exited)
 		}
 		if !each(pr) {
 			return

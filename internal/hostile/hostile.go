@@ -102,8 +102,10 @@ func Small(name string) Spec {
 // every one of them is provably dead, yet within the lock word's 30 bits.
 func DeadPID(i int) uint32 { return 1<<29 + uint32(i) }
 
-// Layout of format version 1 (docs/registry-format.md).
+// Layout of format version 2 (docs/registry-format.md).
 const (
+	formatVersion = 2
+
 	headerSize = 4096
 	procSize   = 64
 	lockSize   = 128
@@ -154,7 +156,7 @@ func Write(dir string, s Spec) error {
 
 	var h [192]byte
 	copy(h[0:], "LOCKWREG")
-	ne.PutUint32(h[8:], 1)
+	ne.PutUint32(h[8:], formatVersion)
 	ne.PutUint32(h[12:], headerSize)
 	ne.PutUint64(h[16:], g.total)
 	ne.PutUint32(h[24:], s.Procs)
@@ -178,13 +180,17 @@ func Write(dir string, s Spec) error {
 		return err
 	}
 
-	// Processes: pid DeadPID(i), running.
+	// Processes: pid DeadPID(i), running; claimed once (generation 1), the
+	// record complete (sequence even) and written for that claim (tag).
 	for i := 0; i < s.UsedProcs; i++ {
 		var r [procSize]byte
+		owner := 1<<32 | uint64(DeadPID(i))
 		ne.PutUint32(r[0:], 1)
 		ne.PutUint32(r[4:], DeadPID(i))
 		ne.PutUint64(r[16:], 100+uint64(i))
 		ne.PutUint64(r[24:], 1)
+		ne.PutUint64(r[40:], owner)
+		ne.PutUint64(r[48:], owner)
 		if err := w.at(g.procsOff+uint64(i)*procSize, r[:]); err != nil {
 			return err
 		}
@@ -244,11 +250,11 @@ func Write(dir string, s Spec) error {
 			// The ticket of this slot within the ring's last lap.
 			t := first + (slot+n-first%n)%n
 			var r [eventSize]byte
+			proc := t % uint64(max(s.UsedProcs, 1))
 			ne.PutUint64(r[0:], 2*t+2)
-			ne.PutUint32(r[8:], uint32(1+t%2)) // acquire, release
-			ne.PutUint32(r[12:], DeadPID(int(t%uint64(max(s.UsedProcs, 1)))))
-			ne.PutUint32(r[16:], uint32(t%uint64(max(s.UsedLocks, 1)))+1)
-			ne.PutUint32(r[20:], uint32(t%uint64(max(s.UsedProcs, 1)))+1)
+			ne.PutUint32(r[8:], uint32(1+t%2)<<24|(uint32(t%uint64(max(s.UsedLocks, 1)))+1)) // acquire, release; lock+1
+			ne.PutUint32(r[12:], DeadPID(int(proc)))
+			ne.PutUint64(r[16:], 100+proc)
 			ne.PutUint64(r[24:], t/2+1)
 			ne.PutUint64(r[32:], t+10)
 			if err := w.at(g.eventsOff+slot*eventSize, r[:]); err != nil {
