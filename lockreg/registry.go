@@ -233,7 +233,7 @@ func Open(dir string, opts Options) (*Registry, error) {
 	if err := r.register(); err != nil {
 		// Nothing of this Registry was published: unmapping unlinks the
 		// robust entries (the names lock's) along with the mapping.
-		return nil, errors.Join(err, a.unmap())
+		return nil, errors.Join(err, a.unmap(), rd.Close())
 	}
 	return r, nil
 }
