@@ -31,30 +31,30 @@ type Holder struct {
 	slot atomic.Uint32
 }
 
-// Set records a holder. Called by the lock's holder only.
-func (h *Holder) Set(goid int64, pc uintptr, since int64) {
+// Set records a holder, with slot the index + 1 of a record that keeps its
+// stack, or 0. Called by the lock's holder only.
+func (h *Holder) Set(goid int64, pc uintptr, since int64, slot uint32) {
 	v := h.end.Load() + 1
 	store32(&h.begin, v)
 	storeI64(&h.goid, goid)
 	storeUintptr(&h.pc, pc)
 	storeI64(&h.since, since)
+	store32(&h.slot, slot)
 	store32(&h.end, v)
 }
 
-// SetSlot records the waiter slot that keeps the holder's stack (1 + its
-// index), or 0. Called by the holder only.
-func (h *Holder) SetSlot(s uint32) { store32(&h.slot, s) }
-
-// Slot returns what SetSlot stored.
-func (h *Holder) Slot() uint32 { return h.slot.Load() }
-
-// Clear empties the record. Called by the lock's holder (or whoever
-// unlocks for it) only.
-func (h *Holder) Clear() {
+// Clear empties the record and returns the slot Set stored. Called by the
+// lock's holder (or whoever unlocks for it) only.
+func (h *Holder) Clear() (slot uint32) {
+	slot = h.slot.Load()
 	v := h.end.Load() + 1
 	store32(&h.begin, v)
 	storeI64(&h.goid, 0)
+	if slot != 0 {
+		store32(&h.slot, 0)
+	}
 	store32(&h.end, v)
+	return slot
 }
 
 // HolderCopy is a consistent copy of a Holder. Goroutine 0 means no holder.
