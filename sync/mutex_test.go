@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "unknown role %q\n", os.Getenv(envRole))
 		os.Exit(2)
 	}
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/lockwatch/lockwatch/internal/record.tickCoarse"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/lockwatch/lockwatch/internal/record.tickCoarse"))
 }
 
 // frameOf symbolizes a return address as a stack would.

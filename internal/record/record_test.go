@@ -13,7 +13,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/lockwatch/lockwatch/internal/record.tickCoarse"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/lockwatch/lockwatch/internal/record.tickCoarse"))
 }
 
 // TestGoidMatchesParsed checks the fast goroutine id against the parsed one

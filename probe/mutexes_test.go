@@ -1,0 +1,117 @@
+package probe
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/lockreg"
+	lwsync "github.com/lockwatch/lockwatch/sync"
+)
+
+// TestMutexesServed: the probe serves the drop-in mutexes' holders,
+// readers and waiters, and its stuck hook reports a long wait once, with a
+// dump pair, without ending anything.
+func TestMutexesServed(t *testing.T) {
+	stderr := &syncBuffer{}
+	a := startAgent(t, Options{NoSignal: true, Stderr: stderr,
+		Registry: lockreg.Options{StuckAfter: 100 * time.Millisecond}})
+	c := &Client{Path: a.SocketPath(), Timeout: probablyStillBlocked}
+	ctx := context.Background()
+
+	var mu lwsync.Mutex
+	lwsync.SetName(&mu, "queue.buf")
+	var rw lwsync.RWMutex
+	ids := make(chan int64, 4)
+	release := make(chan struct{})
+	done := make(chan struct{}, 4)
+	go func() { mu.Lock(); ids <- record.ParseGoid(); <-release; mu.Unlock(); done <- struct{}{} }()
+	holder := <-ids
+	go func() { ids <- record.ParseGoid(); mu.Lock(); mu.Unlock(); done <- struct{}{} }()
+	waiter := <-ids
+	rw.RLock()
+	go func() { rw.RLock(); ids <- record.ParseGoid(); <-release; rw.RUnlock(); done <- struct{}{} }()
+	reader := <-ids
+	self := record.ParseGoid()
+
+	var v *MutexView
+	deadline := time.Now().Add(probablyStillBlocked)
+	for {
+		var err error
+		if v, err = c.Mutexes(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Mutexes) == 2 && len(v.Mutexes[0].Waiters) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no waiter recorded after %v: %+v", probablyStillBlocked, v)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if v.PID != os.Getpid() || v.Live < 2 {
+		t.Errorf("view pid %d live %d; want %d, at least 2", v.PID, v.Live, os.Getpid())
+	}
+	m := v.Mutexes[0]
+	if m.Name != "queue.buf" || !m.Named || m.Kind != "mutex" || m.Holder == nil || m.Holder.Goroutine != holder {
+		t.Errorf("mutex %+v; want queue.buf held by goroutine %d", m, holder)
+	}
+	if w := m.Waiters[0]; w.Goroutine != waiter || !w.Write || len(w.Stack) == 0 ||
+		!strings.Contains(w.Stack[0].Func, "TestMutexesServed") {
+		t.Errorf("waiter %+v; want goroutine %d writing, from the test", w, waiter)
+	}
+	r := v.Mutexes[1]
+	if r.Kind != "rwmutex" || r.Named || !strings.Contains(r.Name, "TestMutexesServed mutexes_test.go:") ||
+		len(r.Readers) != 2 || r.Holder != nil {
+		t.Errorf("rwmutex %+v; want two readers, named after its first RLock", r)
+	}
+	got := map[int64]bool{}
+	for _, h := range r.Readers {
+		got[h.Goroutine] = true
+	}
+	if !got[reader] || !got[self] {
+		t.Errorf("readers %v; want %d and %d", got, reader, self)
+	}
+
+	// The hook: one line for the waiter, naming the holder, and a dump.
+	line := "goroutine " + strconv.FormatInt(waiter, 10) + " has waited"
+	for !strings.Contains(stderr.String(), line) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no stuck line for goroutine %d; stderr:\n%s", waiter, stderr)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	looks := a.mutexLooks.Load()
+	for a.mutexLooks.Load() < looks+3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the hook stopped looking")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	out := stderr.String()
+	if n := strings.Count(out, line); n != 1 {
+		t.Errorf("%d stuck lines for one wait; want 1:\n%s", n, out)
+	}
+	want := `to lock drop-in mutex "queue.buf", held by goroutine ` + strconv.FormatInt(holder, 10)
+	if !strings.Contains(out, want) || !strings.Contains(out, "dump: ") {
+		t.Errorf("stuck line lacks %q or a dump:\n%s", want, out)
+	}
+	dumps, _ := filepath.Glob(filepath.Join(a.Dir(), "*.stuck-*"))
+	if len(dumps) != 2 {
+		t.Errorf("dump files %v; want a pair", dumps)
+	}
+
+	close(release)
+	rw.RUnlock()
+	for i := 0; i < 3; i++ {
+		<-done
+	}
+	if v, err := c.Mutexes(ctx); err != nil || len(v.Mutexes) != 0 {
+		t.Errorf("after release: %+v, %v; want no mutexes", v, err)
+	}
+}
