@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/pprof/profile"
 
 	"github.com/lockwatch/lockwatch/internal/record"
 	"github.com/lockwatch/lockwatch/lockreg"
@@ -76,6 +79,28 @@ func TestMutexesServed(t *testing.T) {
 	}
 	if !got[reader] || !got[self] {
 		t.Errorf("readers %v; want %d and %d", got, reader, self)
+	}
+
+	// The lock-holders profile: a holder, a waiter, two readers, valid
+	// pprof that reads back with its labels.
+	var buf bytes.Buffer
+	if err := v.Profile().Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := map[string]int{}
+	for _, s := range p.Sample {
+		roles[s.Label["role"][0]]++
+		if s.Label["role"][0] == "waiter" && (s.Label["name"][0] != "queue.buf" || s.NumLabel["goroutine"][0] != waiter ||
+			len(s.Location) == 0 || !strings.Contains(s.Location[0].Line[0].Function.Name, "TestMutexesServed")) {
+			t.Errorf("waiter sample %v", s)
+		}
+	}
+	if roles["holder"] != 1 || roles["waiter"] != 1 || roles["reader"] != 2 || len(p.Sample) != 4 {
+		t.Errorf("profile roles %v in %d samples; want 1 holder, 1 waiter, 2 readers", roles, len(p.Sample))
 	}
 
 	// The hook: one line for the waiter, naming the holder, and a dump.

@@ -97,6 +97,8 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
+	case "dropin":
+		return dropinRole(dir)
 	}
 	fmt.Println("unknown role", role)
 	return 2
