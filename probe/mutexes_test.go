@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -140,3 +141,53 @@ func TestMutexesServed(t *testing.T) {
 		t.Errorf("after release: %+v, %v; want no mutexes", v, err)
 	}
 }
+
+// TestSiteThroughCond: a Mutex locked again by a Cond's Wait is recorded
+// at the function that called Wait, not in sync.(*Cond).Wait.
+func TestSiteThroughCond(t *testing.T) {
+	var mu lwsync.Mutex
+	c := lwsync.NewCond(&mu)
+	ready := false
+	held := make(chan int, 1)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	go func() {
+		mu.Lock()
+		close(started)
+		for !ready {
+			c.Wait()
+		}
+		held <- callerLine() - 2 // the line of c.Wait()
+		<-release
+		mu.Unlock()
+	}()
+	deadline := time.Now().Add(probablyStillBlocked)
+	<-started
+	mu.Lock() // once the goroutine waits in Wait, which unlocked mu
+	ready = true
+	c.Broadcast()
+	mu.Unlock()
+	line := <-held
+	for {
+		v := mutexes()
+		if len(v.Mutexes) == 1 && v.Mutexes[0].Holder != nil {
+			site := v.Mutexes[0].Holder.Site
+			if !strings.Contains(site.Func, "TestSiteThroughCond.func1") || site.Line != line {
+				t.Errorf("site %v; want TestSiteThroughCond.func1 line %d", site, line)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mutex is not listed as held")
+		}
+	}
+	close(release)
+}
+
+func callerLine() int {
+	_, _, l, _ := runtime.Caller(1)
+	return l
+}
+
+// mutexes is the view an agent would serve.
+func mutexes() *MutexView { return (&Agent{}).mutexes() }

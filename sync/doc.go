@@ -52,7 +52,7 @@
 //   - Costs: an uncontended Lock+Unlock or RLock+RUnlock costs about two to
 //     three times sync's (docs/benchmarks.md), the first Lock of each mutex
 //     allocates (its table entry, a weak pointer and a cleanup), and a Mutex
-//     is 56 bytes (sync's 8), an RWMutex 72 (sync's 24).
+//     is 80 bytes (sync's 8), an RWMutex 96 (sync's 24).
 //   - A mutex that is locked escapes to the heap (the table keeps a weak
 //     pointer to it), where a sync.Mutex in a local variable may stay on the
 //     stack. It must live in Go memory (heap or a global), as nearly all do:

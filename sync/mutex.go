@@ -73,18 +73,18 @@ func goidSlow() int64 {
 //
 //go:noinline
 func (m *Mutex) Lock() {
-	goid, pc := callerInfo(goidOff.Load())
+	goid, pc, pc2 := callerInfo(goidOff.Load())
 	if goid == 0 {
 		goid = goidSlow()
 	}
 	if !m.st.Registered() {
-		inproc.Register(&m.st, inproc.KindMutex, pc)
+		inproc.Register(&m.st, inproc.KindMutex, pc, pc2)
 	}
 	if !m.mu.TryLock() {
-		lockSlow(&m.mu, &m.st, goid, pc)
+		lockSlow(&m.mu, &m.st, goid, pc, pc2)
 		return
 	}
-	m.st.Holder.Set(goid, pc, record.Coarse(), 0)
+	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
 }
 
 // lockSlow records the goroutine as a waiter, with its stack, then waits in
@@ -92,13 +92,13 @@ func (m *Mutex) Lock() {
 // stack, until Unlock.
 //
 //go:noinline
-func lockSlow(l gosync.Locker, st *inproc.State, goid int64, pc uintptr) {
+func lockSlow(l gosync.Locker, st *inproc.State, goid int64, pc, pc2 uintptr) {
 	var s record.Stack
 	s.Capture(1) // from the caller of Lock
 	slot := inproc.Wait(st, true, goid, record.Coarse(), &s)
 	l.Lock()
 	slot = inproc.Acquired(slot, true)
-	st.Holder.Set(goid, pc, record.Coarse(), slot)
+	st.Holder.Set(goid, pc, pc2, record.Coarse(), slot)
 }
 
 // TryLock tries to lock m and reports whether it succeeded.
@@ -109,17 +109,17 @@ func lockSlow(l gosync.Locker, st *inproc.State, goid int64, pc uintptr) {
 //
 //go:noinline
 func (m *Mutex) TryLock() bool {
-	goid, pc := callerInfo(goidOff.Load())
+	goid, pc, pc2 := callerInfo(goidOff.Load())
 	if goid == 0 {
 		goid = goidSlow()
 	}
 	if !m.st.Registered() {
-		inproc.Register(&m.st, inproc.KindMutex, pc)
+		inproc.Register(&m.st, inproc.KindMutex, pc, pc2)
 	}
 	if !m.mu.TryLock() {
 		return false
 	}
-	m.st.Holder.Set(goid, pc, record.Coarse(), 0)
+	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
 	return true
 }
 
@@ -138,18 +138,18 @@ func (m *Mutex) Unlock() {
 //
 //go:noinline
 func (rw *RWMutex) Lock() {
-	goid, pc := callerInfo(goidOff.Load())
+	goid, pc, pc2 := callerInfo(goidOff.Load())
 	if goid == 0 {
 		goid = goidSlow()
 	}
 	if !rw.st.Registered() {
-		inproc.Register(&rw.st, inproc.KindRWMutex, pc)
+		inproc.Register(&rw.st, inproc.KindRWMutex, pc, pc2)
 	}
 	if !rw.rw.TryLock() {
-		lockSlow(&rw.rw, &rw.st, goid, pc)
+		lockSlow(&rw.rw, &rw.st, goid, pc, pc2)
 		return
 	}
-	rw.st.Holder.Set(goid, pc, record.Coarse(), 0)
+	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
 }
 
 // TryLock tries to lock rw for writing and reports whether it succeeded.
@@ -160,17 +160,17 @@ func (rw *RWMutex) Lock() {
 //
 //go:noinline
 func (rw *RWMutex) TryLock() bool {
-	goid, pc := callerInfo(goidOff.Load())
+	goid, pc, pc2 := callerInfo(goidOff.Load())
 	if goid == 0 {
 		goid = goidSlow()
 	}
 	if !rw.st.Registered() {
-		inproc.Register(&rw.st, inproc.KindRWMutex, pc)
+		inproc.Register(&rw.st, inproc.KindRWMutex, pc, pc2)
 	}
 	if !rw.rw.TryLock() {
 		return false
 	}
-	rw.st.Holder.Set(goid, pc, record.Coarse(), 0)
+	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
 	return true
 }
 
@@ -196,25 +196,25 @@ func (rw *RWMutex) Unlock() {
 //
 //go:noinline
 func (rw *RWMutex) RLock() {
-	goid, pc := callerInfo(goidOff.Load())
-	rw.rlock(goid, pc)
+	goid, pc, pc2 := callerInfo(goidOff.Load())
+	rw.rlock(goid, pc, pc2)
 }
 
 // rlock is RLock after callerInfo; not inlined, so that rlockSlow knows
 // how many frames to skip.
 //
 //go:noinline
-func (rw *RWMutex) rlock(goid int64, pc uintptr) {
+func (rw *RWMutex) rlock(goid int64, pc, pc2 uintptr) {
 	if goid == 0 {
 		goid = goidSlow()
 	}
 	if !rw.st.Registered() {
-		inproc.Register(&rw.st, inproc.KindRWMutex, pc)
+		inproc.Register(&rw.st, inproc.KindRWMutex, pc, pc2)
 	}
 	if !rw.rw.TryRLock() {
 		rlockSlow(rw, goid)
 	}
-	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, record.Coarse())
+	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
 }
 
 // rlockSlow records the goroutine as waiting to read, with its stack, then
@@ -237,17 +237,17 @@ func rlockSlow(rw *RWMutex, goid int64) {
 //
 //go:noinline
 func (rw *RWMutex) TryRLock() bool {
-	goid, pc := callerInfo(goidOff.Load())
+	goid, pc, pc2 := callerInfo(goidOff.Load())
 	if goid == 0 {
 		goid = goidSlow()
 	}
 	if !rw.st.Registered() {
-		inproc.Register(&rw.st, inproc.KindRWMutex, pc)
+		inproc.Register(&rw.st, inproc.KindRWMutex, pc, pc2)
 	}
 	if !rw.rw.TryRLock() {
 		return false
 	}
-	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, record.Coarse())
+	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
 	return true
 }
 
@@ -258,7 +258,7 @@ func (rw *RWMutex) TryRLock() bool {
 //
 //go:noinline
 func (rw *RWMutex) RUnlock() {
-	goid, _ := callerInfo(goidOff.Load())
+	goid, _, _ := callerInfo(goidOff.Load())
 	if goid == 0 {
 		goid = goidSlow()
 	}
@@ -276,8 +276,8 @@ type rlocker RWMutex
 
 //go:noinline
 func (r *rlocker) Lock() {
-	goid, pc := callerInfo(goidOff.Load())
-	(*RWMutex)(r).rlock(goid, pc)
+	goid, pc, pc2 := callerInfo(goidOff.Load())
+	(*RWMutex)(r).rlock(goid, pc, pc2)
 }
 
 func (r *rlocker) Unlock() { (*RWMutex)(r).RUnlock() }

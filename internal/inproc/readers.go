@@ -23,9 +23,9 @@ type readSlot struct {
 	key        atomic.Uint64
 	begin, end atomic.Uint32
 	goid       atomic.Int64
-	pc         atomic.Uintptr
+	pc, pc2    atomic.Uintptr
 	since      atomic.Int64
-	_          [24]byte // a 64-byte line
+	_          [16]byte // a 64-byte line
 }
 
 var readers [readSlots]readSlot
@@ -33,7 +33,7 @@ var readers [readSlots]readSlot
 func readHash(id uint64, goid int64) uint64 { return mix(id*0x9e3779b97f4a7c15 ^ uint64(goid)) }
 
 // ReadLocked records a reader of the lock of s (registered, id).
-func ReadLocked(s *State, id uint64, goid int64, pc uintptr, since int64) {
+func ReadLocked(s *State, id uint64, goid int64, pc, pc2 uintptr, since int64) {
 	h := readHash(id, goid)
 	for p := uint64(0); p < readProbes; p++ {
 		r := &readers[(h+p)&(readSlots-1)]
@@ -44,6 +44,7 @@ func ReadLocked(s *State, id uint64, goid int64, pc uintptr, since int64) {
 		record.Store32(&r.begin, v)
 		record.StoreI64(&r.goid, goid)
 		record.StoreUintptr(&r.pc, pc)
+		record.StoreUintptr(&r.pc2, pc2)
 		record.StoreI64(&r.since, since)
 		record.Store32(&r.end, v)
 		return
@@ -91,10 +92,10 @@ func releaseRead(r *readSlot) {
 }
 
 type readCopy struct {
-	key   uint64
-	goid  int64
-	pc    uintptr
-	since int64
+	key     uint64
+	goid    int64
+	pc, pc2 uintptr
+	since   int64
 }
 
 func (r *readSlot) read(tries int) (c readCopy, ok bool) {
@@ -104,7 +105,7 @@ func (r *readSlot) read(tries int) (c readCopy, ok bool) {
 		if key == 0 {
 			return c, false
 		}
-		c = readCopy{key: key, goid: r.goid.Load(), pc: r.pc.Load(), since: r.since.Load()}
+		c = readCopy{key: key, goid: r.goid.Load(), pc: r.pc.Load(), pc2: r.pc2.Load(), since: r.since.Load()}
 		if r.begin.Load() == e && r.key.Load() == key {
 			return c, c.goid != 0
 		}

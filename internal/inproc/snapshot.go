@@ -33,8 +33,8 @@ type Lock struct {
 	Kind Kind
 	// Name is the name given with SetName, or "" (then the lock is known
 	// by First, the caller's PC at its first Lock).
-	Name  string
-	First uintptr
+	Name          string
+	First, First2 uintptr
 
 	// Holder is the write holder (Goroutine 0: none). HolderStack is its
 	// stack when it acquired after waiting, else nil (its site is
@@ -51,8 +51,8 @@ type Lock struct {
 // A Reader holds an RWMutex for reading.
 type Reader struct {
 	Goroutine int64
-	PC        uintptr
-	Since     int64 // record.Coarse's scale
+	PC, PC2   uintptr // the return addresses of RLock and of its caller
+	Since     int64   // record.Coarse's scale
 }
 
 // A Waiter waits in Lock (Write) or RLock.
@@ -87,7 +87,7 @@ func Take(max int) Snapshot {
 	reads := map[uint64][]Reader{}
 	for i := range readers {
 		if c, ok := readers[i].read(readTries); ok {
-			reads[c.key] = append(reads[c.key], Reader{Goroutine: c.goid, PC: c.pc, Since: c.since})
+			reads[c.key] = append(reads[c.key], Reader{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since})
 		}
 	}
 
@@ -112,7 +112,7 @@ func Take(max int) Snapshot {
 			if h.Goroutine == 0 && over <= 0 && len(reads[e.id]) == 0 && len(waits[e.id]) == 0 {
 				continue
 			}
-			l := Lock{ID: e.id, Kind: e.kind, First: e.first, Holder: h, Readers: reads[e.id],
+			l := Lock{ID: e.id, Kind: e.kind, First: e.first, First2: e.first2, Holder: h, Readers: reads[e.id],
 				MoreReaders: max0(over), Waiters: waits[e.id]}
 			if n := e.name.Load(); n != nil {
 				l.Name = *n
@@ -194,7 +194,7 @@ func Describe(id uint64) (l Lock, ok bool) {
 		return l, false
 	}
 	h, _ := st.Holder.Read(readTries)
-	l = Lock{ID: id, Kind: e.kind, First: e.first, Holder: h, MoreReaders: max0(int(st.over.Load()))}
+	l = Lock{ID: id, Kind: e.kind, First: e.first, First2: e.first2, Holder: h, MoreReaders: max0(int(st.over.Load()))}
 	if n := e.name.Load(); n != nil {
 		l.Name = *n
 	}

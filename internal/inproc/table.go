@@ -51,11 +51,12 @@ func (s *State) ID() uint64 { return s.id.Load() }
 
 // entry is a lock's line in the table.
 type entry struct {
-	id    uint64
-	kind  Kind
-	w     weak.Pointer[State]
-	first uintptr // the caller's PC at the first Lock
-	name  atomic.Pointer[string]
+	id     uint64
+	kind   Kind
+	w      weak.Pointer[State]
+	first  uintptr // the return address of the first Lock
+	first2 uintptr // and of its caller
+	name   atomic.Pointer[string]
 }
 
 const nShards = 64
@@ -75,9 +76,10 @@ type shard struct {
 }
 
 // Register puts s in the table if it is not there (at its address), with pc
-// as the site of its first Lock; it returns s's id. The first call for a
+// and pc2 (Lock's return address and its caller's) as the site of its
+// first Lock; it returns s's id. The first call for a
 // lock allocates; later ones return at once.
-func Register(s *State, kind Kind, pc uintptr) uint64 {
+func Register(s *State, kind Kind, pc, pc2 uintptr) uint64 {
 	if s.Registered() {
 		return s.id.Load()
 	}
@@ -87,7 +89,7 @@ func Register(s *State, kind Kind, pc uintptr) uint64 {
 		return s.id.Load()
 	}
 	table.nextID++
-	e := &entry{id: table.nextID, kind: kind, w: weak.Make(s), first: pc}
+	e := &entry{id: table.nextID, kind: kind, w: weak.Make(s), first: pc, first2: pc2}
 	sh := &table.shards[e.id%nShards]
 	sh.mu.Lock()
 	if sh.m == nil {
@@ -119,7 +121,7 @@ func lookup(id uint64) *entry {
 
 // SetName gives the lock of s a display name (registering it).
 func SetName(s *State, kind Kind, name string) {
-	id := Register(s, kind, 0)
+	id := Register(s, kind, 0, 0)
 	if e := lookup(id); e != nil {
 		e.name.Store(&name)
 	}

@@ -24,20 +24,23 @@ import (
 type Holder struct {
 	begin, end atomic.Uint32
 	goid       atomic.Int64
-	pc         atomic.Uintptr
+	pc, pc2    atomic.Uintptr
 	since      atomic.Int64
 	// slot is 1 + the index of a waiter record that keeps the holder's
 	// full stack (a contended acquire), or 0.
 	slot atomic.Uint32
 }
 
-// Set records a holder, with slot the index + 1 of a record that keeps its
+// Set records a holder: its goroutine, the return address of its Lock
+// call (pc) and of the function that made it (pc2, for when pc is in a
+// wrapper), since when, and slot, the index + 1 of a record that keeps its
 // stack, or 0. Called by the lock's holder only.
-func (h *Holder) Set(goid int64, pc uintptr, since int64, slot uint32) {
+func (h *Holder) Set(goid int64, pc, pc2 uintptr, since int64, slot uint32) {
 	v := h.end.Load() + 1
 	store32(&h.begin, v)
 	storeI64(&h.goid, goid)
 	storeUintptr(&h.pc, pc)
+	storeUintptr(&h.pc2, pc2)
 	storeI64(&h.since, since)
 	store32(&h.slot, slot)
 	store32(&h.end, v)
@@ -60,7 +63,7 @@ func (h *Holder) Clear() (slot uint32) {
 // HolderCopy is a consistent copy of a Holder. Goroutine 0 means no holder.
 type HolderCopy struct {
 	Goroutine int64
-	PC        uintptr
+	PC, PC2   uintptr
 	Since     int64 // Coarse's scale
 	Slot      uint32
 }
@@ -73,7 +76,7 @@ func (h *Holder) Read(tries int) (c HolderCopy, ok bool) {
 			runtime.Gosched()
 		}
 		e := h.end.Load()
-		c = HolderCopy{Goroutine: h.goid.Load(), PC: h.pc.Load(), Since: h.since.Load(), Slot: h.slot.Load()}
+		c = HolderCopy{Goroutine: h.goid.Load(), PC: h.pc.Load(), PC2: h.pc2.Load(), Since: h.since.Load(), Slot: h.slot.Load()}
 		if h.begin.Load() == e {
 			return c, true
 		}

@@ -140,7 +140,7 @@ func TestHolderReadConsistent(t *testing.T) {
 				return
 			default:
 			}
-			h.Set(i, uintptr(i), i, uint32(i))
+			h.Set(i, uintptr(i), uintptr(i), i, uint32(i))
 			if i%3 == 0 {
 				h.Clear()
 			}
@@ -157,7 +157,7 @@ func TestHolderReadConsistent(t *testing.T) {
 		if c.Goroutine == 0 {
 			continue
 		}
-		if uintptr(c.Goroutine) != c.PC || c.Goroutine != c.Since || uint32(c.Goroutine) != c.Slot {
+		if uintptr(c.Goroutine) != c.PC || c.PC2 != c.PC || c.Goroutine != c.Since || uint32(c.Goroutine) != c.Slot {
 			t.Fatalf("torn copy %+v", c)
 		}
 		seen[c.Goroutine] = true
