@@ -66,6 +66,8 @@ func childMain(role, dir string) int {
 		if err != nil {
 			return fail(err)
 		}
+	case "rwtrap":
+		return rwtrapRole(dir)
 	default:
 		return fail(fmt.Errorf("unknown role %q", role))
 	}

@@ -249,26 +249,28 @@ func (a *Agent) onStuckMutex(w inproc.StuckWaiter, waited time.Duration) {
 			if m.Holder.Goroutine == w.Goroutine {
 				held += " (by the waiting goroutine itself: a self-deadlock)"
 			}
-		case len(readersOf(w.Lock)) > 0 || m.MoreReaders > 0:
-			held = fmt.Sprintf("read-locked by goroutines %s", readersText(readersOf(w.Lock), m.MoreReaders))
+		case len(l.Readers) > 0 || m.MoreReaders > 0:
+			held = "read-locked by " + readersText(l.Readers, m.MoreReaders)
+			for _, r := range l.Readers {
+				if r.Goroutine == w.Goroutine && !w.Write {
+					held += " (the waiting goroutine read-holds it itself, and a writer waits: a self-deadlock)"
+				}
+			}
 		}
 	}
 	fmt.Fprintf(a.stderr, "lockwatch: pid %d goroutine %d has waited %v %s drop-in mutex %q, %s; %s\n",
 		a.self.PID, w.Goroutine, waited.Round(time.Millisecond), mode, name, held, where)
 }
 
-// readersOf returns the recorded readers of lock id.
-func readersOf(id uint64) []inproc.Reader {
-	for _, l := range inproc.Take(0).Locks {
-		if l.ID == id {
-			return l.Readers
-		}
-	}
-	return nil
-}
-
+// readersText is "goroutine 4", "goroutines 4, 9", "goroutines 4 and 2
+// more".
 func readersText(rs []inproc.Reader, more int) string {
 	var b strings.Builder
+	if len(rs)+more == 1 {
+		b.WriteString("goroutine ")
+	} else {
+		b.WriteString("goroutines ")
+	}
 	for i, r := range rs {
 		if i > 0 {
 			b.WriteString(", ")

@@ -3,6 +3,7 @@ package probe
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -191,3 +192,64 @@ func callerLine() int {
 
 // mutexes is the view an agent would serve.
 func mutexes() *MutexView { return (&Agent{}).mutexes() }
+
+// rwtrapRole falls into the RWMutex trap: a goroutine read-locks an RWMutex
+// it read-holds while a writer waits. It reports "trapped" once both wait.
+func rwtrapRole(dir string) int {
+	a, err := Start(Options{Dir: dir, NoSignal: true, Registry: lockreg.Options{StuckAfter: 50 * time.Millisecond}})
+	if err != nil {
+		report("error %v", err)
+		return 1
+	}
+	defer a.Close()
+	var rw lwsync.RWMutex
+	lwsync.SetName(&rw, "config")
+	held, again := make(chan int64), make(chan bool)
+	go func() {
+		rw.RLock()
+		held <- record.ParseGoid()
+		<-again
+		rw.RLock() // deadlocks: a writer waits
+	}()
+	reader := <-held
+	go rw.Lock()
+	waiters := func(n int) {
+		for {
+			if v := a.mutexes(); len(v.Mutexes) == 1 && len(v.Mutexes[0].Waiters) == n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waiters(1)
+	again <- true
+	waiters(2)
+	report("trapped %d", reader)
+	select {}
+}
+
+// TestStuckRWTrap: the stuck hook says a goroutine that read-locks an
+// RWMutex it read-holds while a writer waits is a self-deadlock.
+func TestStuckRWTrap(t *testing.T) {
+	c := startChild(t, "rwtrap", testDirEnv+"="+runDir(t))
+	var reader int64
+	fmt.Sscanf(c.expect(c.stdout, "trapped"), "trapped %d", &reader)
+	g := strconv.FormatInt(reader, 10)
+	want := [][]string{
+		{"goroutine " + g + " has waited", `to read-lock drop-in mutex "config", read-locked by goroutine ` + g,
+			"read-holds it itself, and a writer waits: a self-deadlock"},
+		{`to lock drop-in mutex "config", read-locked by goroutine ` + g},
+	}
+	seen := make([]bool, len(want))
+	deadline := time.After(probablyStillBlocked)
+	for !seen[0] || !seen[1] {
+		select {
+		case l := <-c.stderr:
+			for i, w := range want {
+				seen[i] = seen[i] || containsAll(l, w)
+			}
+		case <-deadline:
+			t.Fatalf("stuck lines seen %v of %q", seen, want)
+		}
+	}
+}

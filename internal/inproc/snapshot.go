@@ -183,7 +183,9 @@ type StuckWaiter struct {
 	Waiter
 }
 
-// Describe returns the lock id as Take would, or ok=false if it is gone.
+// Describe returns the lock id as Take would (its holder, name and readers;
+// not its waiters), or ok=false if it is gone. It reads the reader table,
+// not every lock.
 func Describe(id uint64) (l Lock, ok bool) {
 	e := lookup(id)
 	if e == nil {
@@ -198,6 +200,12 @@ func Describe(id uint64) (l Lock, ok bool) {
 	if n := e.name.Load(); n != nil {
 		l.Name = *n
 	}
+	for i := range readers {
+		if c, ok := readers[i].read(readTries); ok && c.key == id {
+			l.Readers = append(l.Readers, Reader{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since})
+		}
+	}
+	slices.SortFunc(l.Readers, func(a, b Reader) int { return cmpI64(a.Goroutine, b.Goroutine) })
 	return l, true
 }
 
