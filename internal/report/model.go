@@ -40,9 +40,10 @@ type Kind string
 
 // The kinds of finding, most severe first.
 const (
-	DeadHolder  Kind = "dead-holder"
-	Cycle       Kind = "cycle"
-	StuckHolder Kind = "stuck-holder"
+	DeadHolder   Kind = "dead-holder"
+	Cycle        Kind = "cycle"
+	SelfDeadlock Kind = "self-deadlock"
+	StuckHolder  Kind = "stuck-holder"
 	StaleWaiter Kind = "stale-waiter"
 )
 
@@ -54,6 +55,7 @@ var kinds = [...]struct {
 }{
 	{DeadHolder, true},
 	{Cycle, true},
+	{SelfDeadlock, true},
 	{StuckHolder, true},
 	{StaleWaiter, false},
 }
