@@ -16,6 +16,19 @@ import (
 	lwsync "github.com/lockwatch/lockwatch/sync"
 )
 
+// dropinRoles are the child processes of the drop-in tests.
+func dropinRoles(role, dir string) int {
+	switch role {
+	case "hold-x":
+		return holdXRole()
+	case "chain":
+		return chainRole()
+	case "self", "rwtrap":
+		return selfRole(role)
+	}
+	return dropinRole(dir)
+}
+
 // dropinRole starts a probe in dir, then holds a named drop-in mutex in one
 // goroutine while another waits for it and two goroutines read-lock an
 // RWMutex; it says "ready" once the waiter is recorded, and stays until

@@ -97,8 +97,8 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
-	case "dropin":
-		return dropinRole(dir)
+	case "dropin", "hold-x", "chain", "self", "rwtrap":
+		return dropinRoles(role, dir)
 	}
 	fmt.Println("unknown role", role)
 	return 2

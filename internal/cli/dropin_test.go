@@ -1,0 +1,262 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/probe"
+	lwsync "github.com/lockwatch/lockwatch/sync"
+)
+
+// The drop-in mutexes seen by lockwatch attach: a program that only
+// changed its import line, deadlocked in each way, diagnosed from outside.
+
+// started returns the probe that init started from LOCKWATCH_DIR.
+func started() (*probe.Agent, error) {
+	if a := probe.Running(); a != nil {
+		return a, nil
+	}
+	return nil, fmt.Errorf("no probe running with %s=%q", probe.EnvDir, os.Getenv(probe.EnvDir))
+}
+
+// waitMutexes polls the process's own probe until its drop-in mutexes
+// have n waiters in all.
+func waitMutexes(a *probe.Agent, n int) error {
+	c := &probe.Client{Path: a.SocketPath()}
+	for {
+		v, err := c.Mutexes(context.Background())
+		if err != nil {
+			return err
+		}
+		w := 0
+		for _, m := range v.Mutexes {
+			w += len(m.Waiters)
+		}
+		if w >= n {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// holdXRole takes the cross-process lock "x" and says "held".
+func holdXRole() int {
+	a, err := started()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	m, err := a.Registry().Mutex("x")
+	if err == nil {
+		err = m.Lock(context.Background())
+	}
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("held")
+	select {}
+}
+
+// chainRole: goroutine A holds the drop-in mutex "queue.buf" and waits for
+// the cross-process lock "x"; goroutine B waits for "queue.buf". It says
+// "chained A B" once both wait.
+func chainRole() int {
+	a, err := started()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	x, err := a.Registry().Mutex("x")
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	var buf lwsync.Mutex
+	lwsync.SetName(&buf, "queue.buf")
+	ids := make(chan int64, 2)
+	go func() {
+		buf.Lock()
+		ids <- goid()
+		_ = x.Lock(context.Background()) // x's holder is dead: waits for ever (Stall)
+	}()
+	ga := <-ids
+	go func() { ids <- goid(); buf.Lock() }()
+	gb := <-ids
+	if err := waitMutexes(a, 1); err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	for {
+		s, err := a.Registry().Snapshot()
+		if err == nil && len(s.Waiters) > 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println("chained", ga, gb)
+	select {}
+}
+
+// selfRole deadlocks one goroutine on itself: "self" locks a Mutex it
+// holds; "rwtrap" read-locks an RWMutex it read-holds while a writer
+// waits. It says "stuck G".
+func selfRole(role string) int {
+	a, err := started()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	ids := make(chan int64, 1)
+	var g int64
+	switch role {
+	case "self":
+		var mu lwsync.Mutex
+		lwsync.SetName(&mu, "cache")
+		go func() {
+			mu.Lock()
+			ids <- goid()
+			mu.Lock()
+		}()
+		g = <-ids
+		if err := waitMutexes(a, 1); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+	case "rwtrap":
+		var rw lwsync.RWMutex
+		lwsync.SetName(&rw, "config")
+		again := make(chan bool)
+		go func() {
+			rw.RLock()
+			ids <- goid()
+			<-again
+			rw.RLock()
+		}()
+		g = <-ids
+		go rw.Lock()
+		if err := waitMutexes(a, 1); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		again <- true
+		if err := waitMutexes(a, 2); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+	}
+	fmt.Println("stuck", g)
+	select {}
+}
+
+// goid is the calling goroutine's id, parsed from its stack header.
+func goid() int64 {
+	var b [64]byte
+	n := runtimeStack(b[:])
+	var id int64
+	fmt.Sscanf(string(b[:n]), "goroutine %d ", &id)
+	return id
+}
+
+// attachJSON runs lockwatch attach -o json on pid and decodes the report.
+func attachJSON(t *testing.T, pid int) (int, *report.Report) {
+	t.Helper()
+	code, stdout, stderr := lockwatch(t, "attach", strconv.Itoa(pid), "-o", "json")
+	if code != ExitDeadlock && code != ExitOK {
+		t.Fatalf("attach: exit %d: %s", code, stderr)
+	}
+	return code, readReport(t, []byte(stdout))
+}
+
+// TestAttachDropInSelfDeadlock: a goroutine locking a Mutex it holds, and
+// one read-locking an RWMutex it read-holds while a writer waits, are each
+// a self-deadlock naming that goroutine.
+func TestAttachDropInSelfDeadlock(t *testing.T) {
+	for _, c := range []struct{ role, lock, kind string }{
+		{"self", "cache", "mutex"},
+		{"rwtrap", "config", "rwmutex"},
+	} {
+		t.Run(c.role, func(t *testing.T) {
+			dir := runDir(t)
+			cmd, _, out := child(t, c.role, dir, probe.EnvDir+"="+dir)
+			line, _ := out.ReadString('\n')
+			var g int64
+			if _, err := fmt.Sscanf(line, "stuck %d", &g); err != nil {
+				t.Fatalf("child said %q", line)
+			}
+			code, r := attachJSON(t, cmd.Process.Pid)
+			if code != ExitDeadlock || len(r.Findings) == 0 {
+				t.Fatalf("exit %d, findings %+v; want a deadlock", code, r.Findings)
+			}
+			f := r.Findings[0]
+			if f.Kind != report.SelfDeadlock || f.Lock != c.lock || f.LockKind != c.kind ||
+				f.Holder == nil || f.Holder.Goroutine != g || f.Holder.PID != cmd.Process.Pid {
+				t.Errorf("finding %+v (holder %+v); want self-deadlock of goroutine %d on %s %q", f, f.Holder, g, c.kind, c.lock)
+			}
+		})
+	}
+}
+
+// TestAttachChainThroughBothKinds: a worker dies holding the cross-process
+// lock x; goroutine A of another process waits for x holding the drop-in
+// mutex queue.buf; goroutine B waits for queue.buf. One report shows the
+// chain: the dead holder, A waiting for x, B waiting for queue.buf held by
+// A.
+func TestAttachChainThroughBothKinds(t *testing.T) {
+	dir := runDir(t)
+	holder, _, hout := child(t, "hold-x", dir, probe.EnvDir+"="+dir)
+	expectLine(t, hout, "held")
+	if err := holder.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	holder.Wait()
+	cmd, _, out := child(t, "chain", dir, probe.EnvDir+"="+dir)
+	line, _ := out.ReadString('\n')
+	var ga, gb int64
+	if _, err := fmt.Sscanf(line, "chained %d %d", &ga, &gb); err != nil {
+		t.Fatalf("child said %q", line)
+	}
+	pid := cmd.Process.Pid
+	code, r := attachJSON(t, pid)
+	if code != ExitDeadlock || len(r.Findings) == 0 || r.Findings[0].Kind != report.DeadHolder || r.Findings[0].Lock != "x" {
+		t.Fatalf("exit %d, findings %+v; want dead-holder on x first", code, r.Findings)
+	}
+	f := r.Findings[0]
+	if f.Holder == nil || f.Holder.PID != holder.Process.Pid {
+		t.Errorf("dead holder %+v; want pid %d", f.Holder, holder.Process.Pid)
+	}
+	if !slices.ContainsFunc(f.Waiters, func(p report.Party) bool { return p.PID == pid && p.Goroutine == ga }) {
+		t.Errorf("waiters of x %+v; want pid %d goroutine %d", f.Waiters, pid, ga)
+	}
+	// queue.buf: held by A, awaited by B, in the same report.
+	var held bool
+	for _, l := range r.Locks {
+		if l.Name == "queue.buf" && l.Kind == "mutex" && l.Holder != nil && l.Holder.PID == pid && l.Holder.Goroutine == ga {
+			held = true
+		}
+	}
+	waits := slices.ContainsFunc(r.Waiters, func(w report.WaiterRow) bool {
+		return w.Lock == "queue.buf" && w.PID == pid && w.Goroutine == gb
+	})
+	if !held || !waits {
+		t.Errorf("locks %+v, waiters %+v; want queue.buf held by goroutine %d and awaited by %d", r.Locks, r.Waiters, ga, gb)
+	}
+	// The finding runs the chain to B.
+	if len(f.Behind) != 1 || f.Behind[0].PID != pid || f.Behind[0].Goroutine != gb || f.Behind[0].WaitsFor != "queue.buf" {
+		t.Errorf("behind the waiters of x: %+v; want goroutine %d waiting for queue.buf", f.Behind, gb)
+	}
+	if !strings.Contains(f.Summary, `and 1 more behind it (waiting for "queue.buf")`) {
+		t.Errorf("summary %q does not name the goroutine behind", f.Summary)
+	}
+}
+
+func runtimeStack(b []byte) int { return runtime.Stack(b, false) }
