@@ -44,7 +44,7 @@ const (
 	Cycle        Kind = "cycle"
 	SelfDeadlock Kind = "self-deadlock"
 	StuckHolder  Kind = "stuck-holder"
-	StaleWaiter Kind = "stale-waiter"
+	StaleWaiter  Kind = "stale-waiter"
 )
 
 // kinds is every kind, most severe first, with whether it means the run
