@@ -109,7 +109,8 @@ func chainRole() int {
 
 // selfRole deadlocks one goroutine on itself: "self" locks a Mutex it
 // holds; "rwtrap" read-locks an RWMutex it read-holds while a writer
-// waits. It says "stuck G".
+// waits; or two on each other: "cycle" (G holds accounts). It says
+// "stuck G".
 func selfRole(role string) int {
 	a, err := started()
 	if err != nil {
@@ -129,6 +130,27 @@ func selfRole(role string) int {
 		}()
 		g = <-ids
 		if err := waitMutexes(a, 1); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+	case "cycle":
+		var a1, b1 lwsync.Mutex
+		lwsync.SetName(&a1, "accounts")
+		lwsync.SetName(&b1, "ledger")
+		var both lwsync.WaitGroup
+		both.Add(2)
+		take := func(x, y *lwsync.Mutex) {
+			x.Lock()
+			ids <- goid()
+			both.Done()
+			both.Wait()
+			y.Lock()
+		}
+		go take(&a1, &b1)
+		g = <-ids
+		go take(&b1, &a1)
+		<-ids
+		if err := waitMutexes(a, 2); err != nil {
 			fmt.Println("error", err)
 			return 1
 		}
@@ -179,11 +201,13 @@ func attachJSON(t *testing.T, pid int) (int, *report.Report) {
 
 // TestAttachDropInSelfDeadlock: a goroutine locking a Mutex it holds, and
 // one read-locking an RWMutex it read-holds while a writer waits, are each
-// a self-deadlock naming that goroutine.
+// a self-deadlock naming that goroutine; two goroutines taking two mutexes
+// in opposite orders, a cycle.
 func TestAttachDropInSelfDeadlock(t *testing.T) {
 	for _, c := range []struct{ role, lock, kind string }{
 		{"self", "cache", "mutex"},
 		{"rwtrap", "config", "rwmutex"},
+		{"cycle", "accounts", "mutex"},
 	} {
 		t.Run(c.role, func(t *testing.T) {
 			dir := runDir(t)
@@ -198,6 +222,12 @@ func TestAttachDropInSelfDeadlock(t *testing.T) {
 				t.Fatalf("exit %d, findings %+v; want a deadlock", code, r.Findings)
 			}
 			f := r.Findings[0]
+			if c.role == "cycle" {
+				if f.Kind != report.Cycle || len(f.Cycle) != 2 || f.LockKind != "mutex" || f.Lock != "accounts" || f.Holder == nil || f.Holder.Goroutine != g {
+					t.Errorf("finding %+v; want a cycle of 2 over accounts and ledger, accounts held by goroutine %d", f, g)
+				}
+				return
+			}
 			if f.Kind != report.SelfDeadlock || f.Lock != c.lock || f.LockKind != c.kind ||
 				f.Holder == nil || f.Holder.Goroutine != g || f.Holder.PID != cmd.Process.Pid {
 				t.Errorf("finding %+v (holder %+v); want self-deadlock of goroutine %d on %s %q", f, f.Holder, g, c.kind, c.lock)
@@ -260,3 +290,66 @@ func TestAttachChainThroughBothKinds(t *testing.T) {
 }
 
 func runtimeStack(b []byte) int { return runtime.Stack(b, false) }
+
+// stuckHolderRole: goroutine A holds the drop-in mutex "queue.buf" while
+// it blocks writing to a pipe nobody reads; goroutine B waits for it. It
+// says "stuck A B".
+func stuckHolderRole() int {
+	a, err := started()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	defer r.Close()
+	var buf lwsync.Mutex
+	lwsync.SetName(&buf, "queue.buf")
+	ids := make(chan int64, 2)
+	go func() {
+		buf.Lock()
+		ids <- goid()
+		w.Write(make([]byte, 1<<20)) // more than a pipe holds: blocks
+	}()
+	ga := <-ids
+	go func() { ids <- goid(); buf.Lock() }()
+	gb := <-ids
+	if err := waitMutexes(a, 1); err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("stuck", ga, gb)
+	select {}
+}
+
+// TestAttachDropInStuckHolder: a goroutine that holds a drop-in mutex
+// while blocked elsewhere is a stuck holder, with what it is doing now.
+func TestAttachDropInStuckHolder(t *testing.T) {
+	dir := runDir(t)
+	cmd, _, out := child(t, "stuck-holder", dir, probe.EnvDir+"="+dir)
+	line, _ := out.ReadString('\n')
+	var ga, gb int64
+	if _, err := fmt.Sscanf(line, "stuck %d %d", &ga, &gb); err != nil {
+		t.Fatalf("child said %q", line)
+	}
+	pid := strconv.Itoa(cmd.Process.Pid)
+	code, stdout, stderr := lockwatch(t, "attach", pid, "-o", "json", "--stuck-after", "1ns")
+	if code != ExitDeadlock {
+		t.Fatalf("attach: exit %d: %s", code, stderr)
+	}
+	r := readReport(t, []byte(stdout))
+	if len(r.Findings) == 0 {
+		t.Fatal("no finding")
+	}
+	f := r.Findings[0]
+	if f.Kind != report.StuckHolder || f.Lock != "queue.buf" || f.LockKind != "mutex" || f.Holder == nil ||
+		f.Holder.Goroutine != ga || len(f.Waiters) != 1 || f.Waiters[0].Goroutine != gb {
+		t.Fatalf("finding %+v; want stuck-holder of queue.buf by goroutine %d, waited for by %d", f, ga, gb)
+	}
+	if !strings.Contains(f.Doing, "Write") && !strings.Contains(f.Doing, "write") {
+		t.Errorf("doing %q; want the holder's current stack, blocked writing", f.Doing)
+	}
+}

@@ -23,8 +23,10 @@ func dropinRoles(role, dir string) int {
 		return holdXRole()
 	case "chain":
 		return chainRole()
-	case "self", "rwtrap":
+	case "self", "rwtrap", "cycle":
 		return selfRole(role)
+	case "stuck-holder":
+		return stuckHolderRole()
 	}
 	return dropinRole(dir)
 }
