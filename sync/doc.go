@@ -7,8 +7,8 @@
 //
 //	import "github.com/lockwatch/lockwatch/sync"
 //
-// Then, while the program runs (it must import github.com/lockwatch/lockwatch/probe,
-// or run under lockwatch run):
+// Then, while the program runs (it must run a probe: probe.Start from
+// github.com/lockwatch/lockwatch/probe, or start under lockwatch run):
 //
 //	lockwatch attach PID
 //
@@ -31,8 +31,9 @@
 // On every acquire, in the mutex itself: the holder's goroutine id (read
 // from the runtime's g at an offset found and verified against
 // runtime.Stack at start-up; never a pointer to g, which the runtime reuses
-// for the next goroutine), the caller's PC (read through the frame
-// pointer: Lock is not inlined) and since when, from a coarse clock (see
+// for the next goroutine), the caller's PC and its caller's (read through
+// the frame pointer: Lock is not inlined; the second names the site when
+// the first is in a Cond's Wait) and since when, from a coarse clock (see
 // internal/record: at most 1 ms plus the ticker's scheduling delay early).
 // A Lock that has to wait first records a waiter (goroutine, full stack,
 // since, which mutex, read or write) in a table of fixed size; once it
