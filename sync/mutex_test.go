@@ -265,6 +265,7 @@ func TestWaitersRecorded(t *testing.T) {
 	wg.Go(func() { got <- record.ParseGoid(); writeWaiter(&rw) })
 	writer := <-got
 	waitFor(t, "the writer's waiter record", func() bool { return len(findLock(t, lockID).Waiters) == 1 })
+	//lint:ignore SA2001 the lock itself is what is tested
 	wg.Go(func() { got <- record.ParseGoid(); rw.RLock(); rw.RUnlock() })
 	reader := <-got
 	waitFor(t, "both waiter records", func() bool { return len(findLock(t, lockID).Waiters) == 2 })
@@ -314,15 +315,20 @@ func TestNoAllocs(t *testing.T) {
 	var mu lwsync.Mutex
 	var rw lwsync.RWMutex
 	mu.Lock()
+	//lint:ignore SA2001 the lock itself is what is tested
 	mu.Unlock()
 	rw.Lock()
+	//lint:ignore SA2001 the lock itself is what is tested
 	rw.Unlock()
 	if n := testing.AllocsPerRun(100, func() {
 		mu.Lock()
+		//lint:ignore SA2001 the lock itself is what is tested
 		mu.Unlock()
 		rw.Lock()
+		//lint:ignore SA2001 the lock itself is what is tested
 		rw.Unlock()
 		rw.RLock()
+		//lint:ignore SA2001 the lock itself is what is tested
 		rw.RUnlock()
 		if mu.TryLock() {
 			mu.Unlock()
@@ -346,6 +352,7 @@ func TestDroppedMutexCollected(t *testing.T) {
 	g.n++
 	g.mu.Unlock()
 	g.mu.RLock()
+	//lint:ignore SA2001 the lock itself is what is tested
 	g.mu.RUnlock()
 	w := weak.Make(g)
 	id := lwsync.StateOfRW(&g.mu).ID()

@@ -60,6 +60,7 @@ func BenchmarkTake100k(b *testing.B) {
 	for i := range items {
 		items[i] = new(item)
 		items[i].mu.Lock()
+		items[i].n++
 		if i%100 != 0 {
 			items[i].mu.Unlock()
 		}
@@ -90,6 +91,7 @@ func BenchmarkFirstLock(b *testing.B) {
 	for b.Loop() {
 		it := new(item)
 		it.mu.Lock()
+		it.n++
 		it.mu.Unlock()
 		if len(keep) < cap(keep) {
 			keep = append(keep, it)
