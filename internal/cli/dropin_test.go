@@ -353,3 +353,61 @@ func TestAttachDropInStuckHolder(t *testing.T) {
 		t.Errorf("doing %q; want the holder's current stack, blocked writing", f.Doing)
 	}
 }
+
+// manyRole keeps 100,000 live drop-in mutexes, 1,000 of them held by
+// parked goroutines, and 10,000 goroutines in all; it says "ready".
+func manyRole() int {
+	if _, err := started(); err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	type item struct {
+		mu lwsync.Mutex
+		n  int
+	}
+	items := make([]*item, 100000)
+	keep = items // live until the process ends: a dropped mutex is collected
+	for i := range items {
+		items[i] = new(item)
+		items[i].mu.Lock()
+		items[i].n++
+		items[i].mu.Unlock()
+	}
+	park := make(chan struct{})
+	var held lwsync.WaitGroup
+	for g := 0; g < 10000; g++ {
+		held.Add(1)
+		go func() {
+			if g%10 == 0 {
+				items[g*10].mu.Lock()
+			}
+			held.Done()
+			<-park
+		}()
+	}
+	held.Wait()
+	fmt.Println("ready")
+	select {}
+}
+
+// keep holds manyRole's mutexes.
+var keep any
+
+// BenchmarkAttachDropIn100k: lockwatch attach on a process with 100,000
+// live drop-in mutexes (1,000 held) and 10,000 goroutines (issue 9: under
+// 1 s).
+func BenchmarkAttachDropIn100k(b *testing.B) {
+	dir := runDir(b)
+	cmd, _, out := child(b, "many", dir, probe.EnvDir+"="+dir)
+	expectLine(b, out, "ready")
+	pid := strconv.Itoa(cmd.Process.Pid)
+	for b.Loop() {
+		code, stdout, stderr := lockwatch(b, "attach", pid, "-o", "json")
+		if code != ExitOK && code != ExitDeadlock {
+			b.Fatalf("exit %d: %s", code, stderr)
+		}
+		if r := readReport(b, []byte(stdout)); len(r.Locks) != 1000 {
+			b.Fatalf("%d locks in the report; want the 1,000 held (notes %q)", len(r.Locks), r.Notes)
+		}
+	}
+}

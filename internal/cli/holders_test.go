@@ -27,6 +27,8 @@ func dropinRoles(role, dir string) int {
 		return selfRole(role)
 	case "stuck-holder":
 		return stuckHolderRole()
+	case "many":
+		return manyRole()
 	}
 	return dropinRole(dir)
 }

@@ -97,7 +97,7 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
-	case "dropin", "hold-x", "chain", "self", "rwtrap", "cycle", "stuck-holder":
+	case "dropin", "hold-x", "chain", "self", "rwtrap", "cycle", "stuck-holder", "many":
 		return dropinRoles(role, dir)
 	}
 	fmt.Println("unknown role", role)
