@@ -19,11 +19,13 @@ build:
 ## test: format check, vet, staticcheck, then every test under the race detector.
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 12m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags nolockwatch ./sync
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags nolockwatch ./sync
 	$(TOOL) staticcheck ./...
 
 ## demo: the demo pipeline in its hanging mode, under lockwatch, ending in the report.
@@ -35,7 +37,7 @@ demo: build
 ## comparison with go-deadlock (bench/, a module of its own).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) ./... | tee bench.txt
-	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
+	cd bench && $(GO) test -tags deadlock -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
 

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/lockwatch/lockwatch/internal/proc"
@@ -67,6 +68,9 @@ type Agent struct {
 	wg   sync.WaitGroup
 	sig  chan os.Signal // nil with NoSignal
 	dump dumper
+	// mutexLooks counts the stuck hook's looks at the drop-in mutexes'
+	// waiters (watchMutexes), for tests.
+	mutexLooks atomic.Int64
 
 	mu     sync.Mutex
 	role   string
@@ -188,6 +192,8 @@ func start(o Options, uid int) (*Agent, error) {
 	}
 	a.wg.Add(1)
 	go a.serve()
+	a.wg.Add(1)
+	go a.watchMutexes(mutexStuckAfter(ro))
 	if !o.NoSignal {
 		a.sig = make(chan os.Signal, 1)
 		signal.Notify(a.sig, syscall.SIGUSR1)

@@ -128,7 +128,7 @@ environment error, 3 a deadlock was found.`,
 		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
 	})
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usagef("%v; see 'lockwatch --help'", err) })
-	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd())
+	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.holdersCmd())
 	return root
 }
 

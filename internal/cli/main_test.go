@@ -102,6 +102,8 @@ func runRole(role, dir string) int {
 		return loadRole(dir)
 	case "measure":
 		return measureRole()
+	case "dropin", "hold-x", "chain", "self", "rwtrap", "cycle", "stuck-holder", "many":
+		return dropinRoles(role, dir)
 	}
 	fmt.Println("unknown role", role)
 	return 2

@@ -109,6 +109,9 @@ func (g *graph) eventRows(fs []Finding, n int) []EventRow {
 		for _, st := range f.Cycle {
 			involved[st.WaitsFor] = true
 		}
+		for _, st := range f.Behind {
+			involved[st.WaitsFor] = true
+		}
 	}
 	out := []EventRow{}
 	perLock := make(map[lockstate.Key]int)
@@ -148,6 +151,9 @@ func (r *Report) locate() {
 		}
 		for j := range f.Cycle {
 			at(&f.Cycle[j].Party)
+		}
+		for j := range f.Behind {
+			at(&f.Behind[j].Party)
 		}
 	}
 	for i := range r.Locks {
