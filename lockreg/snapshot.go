@@ -550,6 +550,26 @@ func ScanProcesses(dir string, each func(Process) bool) error {
 	return a.guarded(func() { a.eachProcess(func(t int64) time.Time { return a.wall(t, mono, now) }, each) })
 }
 
+// ReadProcesses reads the process table of the run in dir, without the
+// info files, as a snapshot keeps it: at most DefaultReadProcesses entries,
+// running ones first, in slot order. ScanProcesses streams all of them.
+func ReadProcesses(dir string) ([]Process, error) {
+	var k keeper[Process]
+	k.max = DefaultReadProcesses
+	err := ScanProcesses(dir, func(p Process) bool {
+		if k.wants(p.State == ProcRunning) {
+			k.add(p, p.State == ProcRunning)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := append(k.first, k.second...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Slot < out[j].Slot })
+	return out, nil
+}
+
 // ReadProcessInfo reads the info file a process wrote in the run directory.
 func ReadProcessInfo(dir string, id procid.ID) (*ProcessInfo, error) {
 	rd, err := openRunDir(dir, false)
