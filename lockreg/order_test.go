@@ -174,11 +174,15 @@ func TestOrderEdges(t *testing.T) {
 			if o.Dropped != 0 || o.Untracked != 0 || o.Pending != 0 {
 				t.Errorf("got %+v; want nothing dropped, untracked or pending", o)
 			}
+			snap, err := r.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, e := range o.Edges {
 				if e.PID != os.Getpid() || e.Start != r.Self().Start || e.Goroutine == 0 || e.FromStack == 0 || e.ToStack == 0 || e.Time.IsZero() {
 					t.Errorf("edge %+v: want this process, a goroutine, both stacks and a time", e)
 				}
-				if _, ok := (&Snapshot{Dir: r.dir}).Stack(r.Self(), e.ToStack); !ok {
+				if _, ok := snap.Stack(r.Self(), e.ToStack); !ok {
 					t.Errorf("edge %s>%s: stack %x is not in the dictionary", e.From, e.To, e.ToStack)
 				}
 			}
