@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/lockreg"
@@ -196,5 +199,46 @@ func TestRunLockOrder(t *testing.T) {
 				t.Errorf("report printed: %v; want %v\n%s", got, tc.found, out.String())
 			}
 		})
+	}
+}
+
+// watch prints a new report when an inversion appears, and exits 0 at
+// Ctrl-C: a lock-order finding is a warning.
+func TestWatchLockOrder(t *testing.T) {
+	dir := runDir(t)
+	orderChildren(t, dir, "lock.a,lock.b")
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"watch", "-o", "json", "--interval=10ms", dir}, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	lines.Buffer(nil, 1<<20)
+	next := func() *report.Report {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("watch ended early: %v", lines.Err())
+		}
+		return readReport(t, lines.Bytes())
+	}
+	if fs := lockOrders(next()); len(fs) != 0 {
+		t.Fatalf("one order only: got %+v; want no lock-order finding", fs)
+	}
+	pids := orderChildren(t, dir, "lock.b,lock.a")
+	fs := lockOrders(next())
+	if len(fs) != 1 || len(fs[0].Order) != 2 || fs[0].Order[1].PID != pids[0] {
+		t.Errorf("after the inverse order: got %+v; want one loop whose second edge is pid %d's", fs, pids[0])
+	}
+	cancel()
+	go io.Copy(io.Discard, pr)
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Errorf("got exit %d at Ctrl-C with a lock-order finding; want %d", code, ExitOK)
+		}
+	case <-time.After(probablyStillBlocked):
+		t.Fatal("watch did not end when its context did")
 	}
 }

@@ -102,15 +102,23 @@ func Small(name string) Spec {
 // every one of them is provably dead, yet within the lock word's 30 bits.
 func DeadPID(i int) uint32 { return 1<<29 + uint32(i) }
 
-// Layout of format version 2 (docs/registry-format.md).
+// Layout of format version 3 (docs/registry-format.md).
 const (
-	formatVersion = 2
+	formatVersion = 3
 
 	headerSize = 4096
 	procSize   = 64
 	lockSize   = 128
 	waiterSize = 64
 	eventSize  = 48
+	edgeSize   = 64
+
+	// The edge table, as lockreg.Size sizes it: the default capacity and
+	// its slots (a power of two, twice the capacity), described at
+	// orderHeaderOff in the header page.
+	maxEdges       = 8192
+	edgeSlots      = 2 * maxEdges
+	orderHeaderOff = 1024
 
 	waitersBit   = 0x80000000
 	ownerDiedBit = 0x40000000
@@ -118,7 +126,7 @@ const (
 
 func alignPage(n uint64) uint64 { return (n + 4095) &^ 4095 }
 
-type geometry struct{ procsOff, locksOff, waitersOff, eventsOff, total uint64 }
+type geometry struct{ procsOff, locksOff, waitersOff, eventsOff, edgesOff, total uint64 }
 
 func layout(s Spec) geometry {
 	var g geometry
@@ -127,6 +135,7 @@ func layout(s Spec) geometry {
 	g.locksOff, off = off, alignPage(off+uint64(s.Locks)*lockSize)
 	g.waitersOff, off = off, alignPage(off+uint64(s.Waiters)*waiterSize)
 	g.eventsOff, off = off, alignPage(off+uint64(s.Events)*eventSize)
+	g.edgesOff, off = off, alignPage(off+edgeSlots*edgeSize)
 	g.total = off
 	return g
 }
@@ -154,7 +163,7 @@ func Write(dir string, s Spec) error {
 	}
 	w := &sectionWriter{f: f}
 
-	var h [192]byte
+	var h [orderHeaderOff + 24]byte // the header and the edge table's entry
 	copy(h[0:], "LOCKWREG")
 	ne.PutUint32(h[8:], formatVersion)
 	ne.PutUint32(h[12:], headerSize)
@@ -176,6 +185,10 @@ func Write(dir string, s Spec) error {
 	ne.PutUint32(h[100:], uint32(os.Getuid()))
 	ne.PutUint32(h[108:], uint32(s.UsedLocks))
 	ne.PutUint64(h[128:], s.UsedEvents)
+	ne.PutUint32(h[orderHeaderOff:], maxEdges)
+	ne.PutUint32(h[orderHeaderOff+4:], edgeSlots)
+	ne.PutUint32(h[orderHeaderOff+8:], edgeSize)
+	ne.PutUint64(h[orderHeaderOff+16:], g.edgesOff)
 	if err := w.at(0, h[:]); err != nil {
 		return err
 	}
