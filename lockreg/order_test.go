@@ -155,6 +155,9 @@ func TestOrderEdges(t *testing.T) {
 		{"failed try-lock", "*B +A ?B -A ~B", nil},
 		{"successful try-lock", "+A !B -B -A", []string{"A>B"}},
 		{"unlocked by another goroutine", "+A ~A +B -B", nil},
+		// The holder's cell is cleared by the unlocking goroutine: 16
+		// foreign unlocks leave the bucket's 15 cells free.
+		{"unlocked by another goroutine, many times", strings.Repeat("+A ~A ", 16) + "+B +C -C -B", []string{"B>C"}},
 		{"held by another goroutine", "*A +B -B ~A", nil},
 		{"held by another goroutine, then by us", "*A +B ~A +A -A -B", []string{"B>A"}},
 	} {
@@ -306,5 +309,62 @@ func TestOrderLoad(t *testing.T) {
 	}
 	if o := s.Orders; o.Dropped != 0 || o.Untracked != 0 || o.Pending != 0 || len(o.Edges) > 28 {
 		t.Errorf("got %d edges, %d dropped, %d untracked, %d pending; want at most 28 edges and nothing else", len(o.Edges), o.Dropped, o.Untracked, o.Pending)
+	}
+}
+
+// TestOrderSharedBucket: a goroutine whose id falls in our bucket holds A
+// while we take B: A is not ours, so no edge A -> B; then we take A after B
+// (it released A): B -> A.
+func TestOrderSharedBucket(t *testing.T) {
+	r, err := Open(runDir(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	a, _ := r.Mutex("A")
+	b, _ := r.Mutex("B")
+	ctx := context.Background()
+	mine := bucketOf(curGoid())
+	// Start goroutines until one shares our bucket (1 in 1024); it takes
+	// A, says so, and releases A when told.
+	type peer struct{ locked, release, done chan error }
+	var p *peer
+	for tries := 0; p == nil; tries++ {
+		if tries > 1<<20 {
+			t.Fatal("no goroutine fell in our bucket")
+		}
+		q := &peer{locked: make(chan error), release: make(chan error), done: make(chan error)}
+		match := make(chan bool)
+		go func() {
+			if bucketOf(curGoid()) != mine {
+				match <- false
+				return
+			}
+			match <- true
+			q.locked <- a.Lock(ctx)
+			<-q.release
+			q.done <- a.Unlock()
+		}()
+		if <-match {
+			p = q
+		}
+	}
+	if err := <-p.locked; err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(p.release)
+	if err := <-p.done; err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Unlock()
+	_ = b.Unlock()
+	if _, got := edges(t, r); !slices.Equal(got, []string{"B>A"}) {
+		t.Errorf("got edges %v; want [B>A] only", got)
 	}
 }
