@@ -98,7 +98,7 @@ func verdict(r *report.Report) int {
 
 // diagnose reports on the run in dir, or says in one line why it cannot.
 func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) {
-	r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}, Stacks: probes{dir}}, a.opts)
+	r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.ForRun(dir), Stacks: probes{dir}}, a.opts)
 	if err != nil {
 		return nil, readError(dir, err)
 	}

@@ -67,7 +67,7 @@ have all ended are left out unless --all.`,
 				if !all && !mayBeRunning(d) {
 					continue // ended, or a directory nothing ever joined
 				}
-				r, err := report.Diagnose(cmd.Context(), d, report.Sources{Host: liveness.System{}}, a.opts)
+				r, err := report.Diagnose(cmd.Context(), d, report.Sources{Host: liveness.ForRun(d)}, a.opts)
 				if err != nil {
 					run.State, run.Error = "unreadable", oneLine(readError(d, err).Error())
 					out.Runs = append(out.Runs, run)
@@ -144,7 +144,7 @@ func (a *app) psTable(out psOutput) error {
 		if r.Error != "" {
 			state += ": " + r.Error
 		}
-		name := filepath.Base(r.Dir)
+		name, state := report.Escape(filepath.Base(r.Dir)), report.Escape(state)
 		if len(r.Processes) == 0 {
 			rows = append(rows, []string{name, state, "-", "-", "-", "-"})
 		}
@@ -164,11 +164,11 @@ func (a *app) psTable(out psOutput) error {
 			if i > 0 {
 				name, state = "", ""
 			}
-			rows = append(rows, []string{name, state, strconv.Itoa(p.PID), who, pstate, probeCol})
+			rows = append(rows, []string{name, state, strconv.Itoa(p.PID), report.Escape(who), report.Escape(pstate), probeCol})
 		}
 	}
 	for _, p := range out.Probed {
-		rows = append(rows, []string{p.Dir, "not a run under the default root", strconv.Itoa(p.PID), "-", "alive", "?"})
+		rows = append(rows, []string{report.Escape(p.Dir), "not a run under the default root", strconv.Itoa(p.PID), "-", "alive", "?"})
 	}
 	if len(rows) == 0 {
 		_, err := fmt.Fprintln(a.stdout, "no runs (use --all to list ended ones)")

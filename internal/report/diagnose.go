@@ -23,6 +23,12 @@ type Host interface {
 	Command(pid int) string
 }
 
+// batchHost is a Host that checks many processes at once, as Check would
+// (liveness.System), with proc.Unknown for a failed check.
+type batchHost interface {
+	CheckAll(ids []proc.Identity) map[proc.Identity]proc.Status
+}
+
 // Stacks fetches live stacks from a process's probe. Calls must return
 // when ctx ends.
 type Stacks interface {
@@ -127,6 +133,11 @@ func confirm(before, now []Finding) []Finding {
 // snapshot was read, so a holder found dead died holding the lock, unless
 // it released it in between: the confirming snapshot rules that out.
 func checkAll(h Host, s *lockreg.Snapshot) map[proc.Identity]proc.Status {
+	if b, ok := h.(batchHost); ok {
+		// One call for all: liveness.System reads the process table once
+		// for all the processes it must look up there.
+		return b.CheckAll(identities(s))
+	}
 	out := make(map[proc.Identity]proc.Status)
 	for _, id := range identities(s) {
 		st, err := h.Check(id)
