@@ -10,12 +10,27 @@ import (
 	"github.com/lockwatch/lockwatch/procid"
 )
 
+// EnvRoot names the environment variable that, when set, replaces the
+// default root: tests and scripts that want their runs elsewhere than in the
+// user's shared-memory directory set it.
+const EnvRoot = "LOCKWATCH_ROOT"
+
 // DefaultRoot returns the directory under which run directories are made
-// when none is named: /dev/shm/lockwatch-UID where /dev/shm exists (memory,
-// like a POSIX semaphore), otherwise $TMPDIR/lockwatch-UID. It is created
-// with mode 0700 if missing, and refused if it is a symbolic link, another
-// user's, or open to other users.
+// when none is named: $LOCKWATCH_ROOT if set, else /dev/shm/lockwatch-UID
+// where /dev/shm exists (memory, like a POSIX semaphore), otherwise
+// $TMPDIR/lockwatch-UID. It is created with mode 0700 if missing, and
+// refused if it is a symbolic link, another user's, or open to other users.
 func DefaultRoot() (string, error) {
+	if root := os.Getenv(EnvRoot); root != "" {
+		root, err := filepath.Abs(root)
+		if err != nil {
+			return "", err
+		}
+		if err := checkRunDir(root, true); err != nil {
+			return "", err
+		}
+		return root, nil
+	}
 	base := os.TempDir()
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		base = "/dev/shm"

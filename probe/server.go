@@ -71,8 +71,10 @@ func (a *Agent) serve() {
 		go func() {
 			defer a.wg.Done()
 			a.handle(c)
-			a.untrack(c)
+			// The slot is free before the client sees the hang-up, so
+			// that a client that waits for it can count on the slot.
 			<-slots
+			a.untrack(c)
 		}()
 	}
 }

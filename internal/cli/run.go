@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
+	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -271,11 +272,14 @@ func findingsPrint(r *report.Report) string {
 // proved the run's is left alone, and said so in one line.
 func (a *app) killRun(run *liveness.Run, r *report.Report, pgid int) {
 	if run != nil {
+		seen := make(map[proc.Identity]bool)
 		for _, p := range r.Processes {
-			if !p.Alive {
-				continue
+			id := procID(p.PID, p.Start)
+			if !p.Alive || seen[id] {
+				continue // a process that reopened its registry has two rows
 			}
-			if err := run.Kill(procID(p.PID, p.Start)); err != nil {
+			seen[id] = true
+			if err := run.Kill(id); err != nil {
 				fmt.Fprintf(a.stderr, "lockwatch: pid %d was not killed: %s\n", p.PID, report.Escape(oneLine(err.Error())))
 			}
 		}

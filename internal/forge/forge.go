@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 )
@@ -121,8 +123,8 @@ func (a *Arena) AddProcess(id procid.ID, state uint32) (int, error) {
 	return -1, errors.New("forge: the process table is full")
 }
 
-// SetHolder makes lock index hold id: the lock word becomes id's pid and
-// the holder record names id (and process slot), written under the
+// SetHolder makes lock index hold id since now: the lock word becomes id's
+// pid and the holder record names id (and process slot), written under the
 // record's sequence counter so that readers take it whole.
 func (a *Arena) SetHolder(lock int, id procid.ID, slot int) error {
 	if lock < 0 || uint32(lock) >= a.maxLock {
@@ -134,11 +136,16 @@ func (a *Arena) SetHolder(lock int, id procid.ID, slot int) error {
 		return err
 	}
 	seq = (seq + 1) &^ 1
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+		return err
+	}
 	return errors.Join(
 		a.put32(off+16, seq+1),
 		a.put32(off+20, uint32(slot+1)),
 		a.put32(off+24, uint32(id.PID)),
 		a.put64(off+32, id.Start),
+		a.put64(off+56, uint64(now.Nano())),
 		a.put32(off, uint32(id.PID)),
 		a.put32(off+16, seq+2),
 	)

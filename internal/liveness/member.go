@@ -61,9 +61,17 @@ func (r *Run) Dir() string { return r.dir }
 // gone, or belongs to another user and lockwatch is not root): nothing is
 // proved then.
 func (r *Run) Maps(pid int) (bool, error) {
+	found, _, err := r.maps(pid)
+	return found, err
+}
+
+// maps is Maps, and whether pid has any mapping at all: a process has none
+// once it is exiting (the kernel releases its memory, and with it the
+// robust list's locks, before it becomes a zombie).
+func (r *Run) maps(pid int) (found, any bool, err error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/maps")
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer f.Close()
 	return r.scanMaps(io.LimitReader(f, maxMapsBytes+1))
@@ -72,17 +80,18 @@ func (r *Run) Maps(pid int) (bool, error) {
 // scanMaps reads maps lines, "start-end perms offset major:minor inode
 // [path]", and looks for the arena's device and inode with perms rw-s. The
 // path is not looked at: it may be gone ("(deleted)") or hold anything.
-func (r *Run) scanMaps(rd io.Reader) (bool, error) {
+func (r *Run) scanMaps(rd io.Reader) (found, any bool, err error) {
 	br := bufio.NewReaderSize(rd, 4096)
 	var read int64
 	for {
 		line, err := br.ReadSlice('\n')
 		read += int64(len(line))
 		if read > maxMapsBytes {
-			return false, fmt.Errorf("liveness: more than %d bytes of mappings", maxMapsBytes)
+			return false, true, fmt.Errorf("liveness: more than %d bytes of mappings", maxMapsBytes)
 		}
+		any = any || len(line) > 0
 		if len(line) > 0 && r.mapsLine(line) {
-			return true, nil
+			return true, true, nil
 		}
 		for errors.Is(err, bufio.ErrBufferFull) {
 			// A long path: the fields that matter came first.
@@ -90,14 +99,14 @@ func (r *Run) scanMaps(rd io.Reader) (bool, error) {
 			more, err = br.ReadSlice('\n')
 			read += int64(len(more))
 			if read > maxMapsBytes {
-				return false, fmt.Errorf("liveness: more than %d bytes of mappings", maxMapsBytes)
+				return false, true, fmt.Errorf("liveness: more than %d bytes of mappings", maxMapsBytes)
 			}
 		}
 		if err == io.EOF {
-			return false, nil
+			return false, any, nil
 		}
 		if err != nil {
-			return false, err
+			return false, any, err
 		}
 	}
 }
@@ -129,15 +138,19 @@ func (r *Run) mapsLine(line []byte) bool {
 // member proves whether id's process, found alive by pid and start time, is
 // a member of the run now. It reads the mappings between two checks of the
 // start time, so that the mappings read are id's own: a process that died
-// meanwhile is reported dead, never judged by its successor's mappings.
+// meanwhile is reported dead, never judged by its successor's mappings. A
+// process with no mapping at all is exiting: proc.Zombie.
 func (r *Run) member(id proc.Identity) (st proc.Status, maps bool, err error) {
-	maps, err = r.Maps(id.PID)
+	maps, any, err := r.maps(id.PID)
 	again, err2 := proc.Check(id)
 	if again != proc.Alive || err2 != nil {
 		return again, false, err2
 	}
 	if err != nil {
 		return proc.Unknown, false, fmt.Errorf("liveness: pid %d: cannot read its mappings to prove it is a member of the run: %w", id.PID, err)
+	}
+	if !any {
+		return proc.Zombie, false, nil
 	}
 	return proc.Alive, maps, nil
 }

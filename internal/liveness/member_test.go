@@ -252,13 +252,16 @@ func TestScanMaps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := r.scanMaps(strings.NewReader(tt.maps))
+			got, _, err := r.scanMaps(strings.NewReader(tt.maps))
 			if got != tt.want || err != nil {
 				t.Errorf("got %v, %v; want %v", got, err, tt.want)
 			}
 		})
 	}
-	if _, err := r.scanMaps(io.LimitReader(infinite{}, maxMapsBytes+1)); err == nil {
+	if _, any, _ := r.scanMaps(strings.NewReader("")); any {
+		t.Errorf("an empty maps file has mappings")
+	}
+	if _, _, err := r.scanMaps(io.LimitReader(infinite{}, maxMapsBytes+1)); err == nil {
 		t.Errorf("no error past %d bytes", maxMapsBytes)
 	}
 }
