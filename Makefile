@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench clean
+.PHONY: all build test lint demo bench stress clean
 
 all: build
 
@@ -38,6 +38,13 @@ bench:
 	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
+
+## stress: the reliability suite (internal/stress, build tag stress; not part of
+## make test): kill storm, churn, hostile arenas; figures in docs/reliability.md.
+## Static build, as shipped (the robust list needs it), so no race detector.
+## LOCKWATCH_STRESS_CHURN sets the churn's count (default 100,000).
+stress:
+	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout 30m ./internal/stress
 
 clean:
 	rm -rf $(BIN) bench.txt bench-compare.txt

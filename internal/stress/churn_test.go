@@ -5,7 +5,6 @@ package stress
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,49 +28,25 @@ func churnCount(t testing.TB) int {
 	return 100_000
 }
 
-// restartRole is one life of a restarting worker: it joins the run, takes
-// and releases a lock, and exits; every second one dies without closing its
-// registry (os.Exit before Close), as a killed worker would.
-func restartRole(dir string) int {
-	r, err := lockreg.Open(dir, lockreg.Options{Role: "restart"})
-	if err != nil {
-		fmt.Println("error", err)
-		return 1
-	}
-	m, err := r.Mutex("churn")
-	if err != nil {
-		fmt.Println("error", err)
-		return 1
-	}
-	if err := m.Lock(context.Background()); err != nil {
-		fmt.Println("error", err)
-		return 1
-	}
-	if err := m.Unlock(); err != nil {
-		fmt.Println("error", err)
-		return 1
-	}
-	if os.Getpid()%2 == 0 {
-		return 0 // dies without Close
-	}
-	if err := r.Close(); err != nil {
-		fmt.Println("error", err)
-		return 1
-	}
-	return 0
-}
-
 // TestChurnRestarts: 100,000 sequential process restarts in one run (with
 // the default capacities: 1,024 process slots). Each must join the run;
 // this needs the slots of dead processes to be reclaimed (issue 8 item 3).
 func TestChurnRestarts(t *testing.T) {
 	n := churnCount(t)
+	bin := filepath.Join(t.TempDir(), "restart")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./testdata/restart")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
 	dir := filepath.Join(t.TempDir(), "run")
 	began := time.Now()
 	for i := range n {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), roleEnv+"=restart", dirEnv+"="+dir)
-		out, err := cmd.Output()
+		args := []string{dir}
+		if i%2 == 1 {
+			args = []string{"-die", dir} // every second one dies without Close
+		}
+		out, err := exec.Command(bin, args...).Output()
 		if err != nil || len(out) > 0 {
 			t.Fatalf("restart %d of %d: %v: %s", i+1, n, err, out)
 		}

@@ -102,10 +102,11 @@ func stormRole(dir, cells string) int {
 			}
 		}
 		cell(i).Store(pid)
-		for range 1000 + rand.IntN(4000) {
-			if c := cell(i).Load(); c != pid {
-				fmt.Printf("violation %d: pid %d in the cell while held\n", i, c)
-			}
+		// Hold it a while (up to 1 ms), so that most kills find locks
+		// held, checking the cell on both sides.
+		time.Sleep(time.Duration(rand.IntN(1000)) * time.Microsecond)
+		if c := cell(i).Load(); c != pid {
+			fmt.Printf("violation %d: pid %d in the cell while held\n", i, c)
 		}
 		cell(i).Store(0)
 		if err := ms[i].Unlock(); err != nil {

@@ -52,8 +52,6 @@ func runRole(role, dir, arg string) int {
 	switch role {
 	case "storm":
 		return stormRole(dir, arg)
-	case "restart":
-		return restartRole(dir)
 	}
 	fmt.Println("unknown role", role)
 	return 2
