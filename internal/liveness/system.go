@@ -41,9 +41,8 @@ func (s System) Check(id proc.Identity) (proc.Status, error) {
 	return st[id], errs[id]
 }
 
-// CheckAll proves whether each process is alive: proc.Check for pid and
-// start time, then gopsutil's status, so that a zombie counts as dead. A
-// failed read is proc.Unknown, never a death.
+// CheckAll proves whether each process is alive: proc.Check for pid, start
+// time and zombie state. A failed read is proc.Unknown, never a death.
 //
 // With a Run, a process alive by pid and start time must also be the run's:
 // it maps the run's arena shared and writable (Run.Maps). One that does not
@@ -102,28 +101,10 @@ func (s System) checkAll(ids []proc.Identity) (map[proc.Identity]proc.Status, ma
 	return out, errs
 }
 
-// check is the answer without a run: pid, start time, zombie.
-func check(id proc.Identity) (proc.Status, error) {
-	st, err := proc.Check(id)
-	if st != proc.Alive || err != nil {
-		return st, err
-	}
-	// A Process built by hand: process.NewProcess would call PidExists.
-	p := &process.Process{Pid: int32(id.PID)}
-	ss, err := p.StatusWithContext(context.Background())
-	if err != nil {
-		// Gone between the two reads: prove it again rather than guess.
-		return proc.Check(id)
-	}
-	if len(ss) > 0 && ss[0] == process.Zombie {
-		// The zombie is still id only if the start time still matches.
-		if again, err := proc.Check(id); err != nil || again == proc.Reused || again == proc.Gone {
-			return again, err
-		}
-		return proc.Zombie, nil
-	}
-	return proc.Alive, nil
-}
+// check is the answer without a run: proc.Check reads the state and start
+// time from /proc/PID/stat in one read, so a zombie (state Z or X) and a
+// reused pid are told apart from a live process at once.
+func check(id proc.Identity) (proc.Status, error) { return proc.Check(id) }
 
 // Command returns a short description of a process that wrote no info file:
 // its command line, or its name; "" if neither can be read.

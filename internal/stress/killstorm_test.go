@@ -199,7 +199,7 @@ func TestKillStorm(t *testing.T) {
 	}
 
 	var mu sync.Mutex
-	killed := make(map[int]bool)  // pids killed so far
+	killed := make(map[int]bool)   // pids killed so far
 	pending := make(map[int]int64) // lock -> monotonic time of the kill that left it dead-held
 	var latencies []time.Duration
 	var violations, unexpected []string
