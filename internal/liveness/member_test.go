@@ -276,3 +276,31 @@ func (infinite) Read(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// BenchmarkCheck is the price of the membership proof: one check of a live
+// member by pid and start time only, and with the run (its mappings read).
+func BenchmarkCheck(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "run")
+	r, err := lockreg.Open(dir, lockreg.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	run, err := NewRun(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	self := proc.Self() // maps the arena: a member
+	for _, bm := range []struct {
+		name string
+		sys  System
+	}{{"pid+start", System{}}, {"membership", System{Run: run}}} {
+		b.Run(bm.name, func(b *testing.B) {
+			for b.Loop() {
+				if st, err := bm.sys.Check(self); st != proc.Alive {
+					b.Fatalf("got %v, %v; want alive", st, err)
+				}
+			}
+		})
+	}
+}
