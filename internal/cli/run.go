@@ -188,7 +188,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 					found = r
 					status.clear()
 					if err := a.emit(r, f.reportPath); err != nil {
-						fmt.Fprintf(a.stderr, "lockwatch: %v\n", err)
+						fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
 					}
 					if f.onDeadlock == "kill" {
 						a.killRun(run, r, pgid)
