@@ -1,6 +1,7 @@
 // Package forge writes records into a run's arena as a hostile or buggy
 // member of the run could: through the file, at the offsets that
-// docs/registry-format.md documents, with none of lockreg's checks. Tests
+// docs/registry-format.md documents (format versions 1 and 2), with none of
+// lockreg's checks. Tests
 // and the reliability suite use it to prove that lockwatch never believes
 // what a record says without proof, and to build corrupted arenas.
 //
@@ -39,6 +40,7 @@ const (
 // concurrent use.
 type Arena struct {
 	f                 *os.File
+	version           uint32
 	procOff, lockOff  int64
 	maxProcs, maxLock uint32
 	size              int64
@@ -61,6 +63,11 @@ func Open(dir string) (*Arena, error) {
 		return nil, errors.New("forge: not an arena")
 	}
 	ne := binary.NativeEndian
+	a.version = ne.Uint32(h[8:])
+	if a.version != 1 && a.version != 2 {
+		f.Close()
+		return nil, fmt.Errorf("forge: format version %d; this package writes versions 1 and 2", a.version)
+	}
 	a.size = int64(ne.Uint64(h[16:]))
 	a.maxProcs, a.procOff = ne.Uint32(h[24:]), int64(ne.Uint64(h[32:]))
 	a.maxLock, a.lockOff = ne.Uint32(h[40:]), int64(ne.Uint64(h[48:]))
@@ -87,6 +94,12 @@ func (a *Arena) put64(off int64, v uint64) error {
 	return err
 }
 
+func (a *Arena) get64(off int64) (uint64, error) {
+	var b [8]byte
+	_, err := a.f.ReadAt(b[:], off)
+	return binary.NativeEndian.Uint64(b[:]), err
+}
+
 func (a *Arena) get32(off int64) (uint32, error) {
 	var b [4]byte
 	_, err := a.f.ReadAt(b[:], off)
@@ -99,24 +112,54 @@ func (a *Arena) WriteAt(b []byte, off int64) error {
 	return err
 }
 
-// SetProcess writes process-table slot: pid and start time, then state.
+// SetProcess writes process-table slot as its claimant would: in format 1,
+// pid and start time, then state; in format 2, a claim of the owner word
+// (next generation, id's pid), then the fields under the slot's sequence
+// counter, tagged with the owner value.
 func (a *Arena) SetProcess(slot int, id procid.ID, state uint32) error {
 	if slot < 0 || uint32(slot) >= a.maxProcs {
 		return fmt.Errorf("forge: process slot %d out of range", slot)
 	}
 	off := a.procOff + int64(slot)*procSize
-	return errors.Join(a.put32(off+4, uint32(id.PID)), a.put64(off+16, id.Start), a.put32(off, state))
+	if a.version == 1 {
+		return errors.Join(a.put32(off+4, uint32(id.PID)), a.put64(off+16, id.Start), a.put32(off, state))
+	}
+	owner, err1 := a.get64(off + 40)
+	seq, err2 := a.get32(off + 12)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	owner = (owner>>32+1)<<32 | uint64(uint32(id.PID))
+	seq = (seq + 1) &^ 1
+	return errors.Join(
+		a.put64(off+40, owner),
+		a.put32(off+12, seq+1),
+		a.put32(off+4, uint32(id.PID)),
+		a.put64(off+16, id.Start),
+		a.put32(off, state),
+		a.put64(off+48, owner),
+		a.put32(off+12, seq+2),
+	)
 }
 
-// AddProcess writes id into the first free process-table slot, as a
-// process claiming a slot would, and returns the slot.
+// AddProcess writes id into the first never-claimed process-table slot, as
+// a process claiming a slot would, and returns the slot.
 func (a *Arena) AddProcess(id procid.ID, state uint32) (int, error) {
 	for i := uint32(0); i < a.maxProcs; i++ {
-		pid, err := a.get32(a.procOff + int64(i)*procSize + 4)
+		off := a.procOff + int64(i)*procSize
+		var claimed uint64
+		var err error
+		if a.version == 1 {
+			var pid uint32
+			pid, err = a.get32(off + 4)
+			claimed = uint64(pid)
+		} else {
+			claimed, err = a.get64(off + 40)
+		}
 		if err != nil {
 			return -1, err
 		}
-		if pid == 0 {
+		if claimed == 0 {
 			return int(i), a.SetProcess(int(i), id, state)
 		}
 	}
