@@ -278,14 +278,15 @@ func (e *errWriter) writeOrder(f *Finding) {
 		return fs[:min(len(fs), frames)]
 	}
 	for _, st := range f.Order {
-		e.printf("  %s -> %s: %s goroutine %d took %s while holding %s\n", st.From, st.To, st.who(), st.Goroutine, st.To, st.From)
-		e.printf("    took %s at %s\n", st.From, where(st.HeldAt))
+		from, to := Escape(st.From), Escape(st.To)
+		e.printf("  %s -> %s: %s goroutine %d took %s while holding %s\n", from, to, Escape(st.who()), st.Goroutine, to, from)
+		e.printf("    took %s at %s\n", from, Escape(where(st.HeldAt)))
 		for _, fr := range trim(st.HeldStack) {
-			e.printf("        %s\n", frameLine(fr))
+			e.printf("        %s\n", Escape(frameLine(fr)))
 		}
-		e.printf("    took %s at %s\n", st.To, where(st.Where))
+		e.printf("    took %s at %s\n", to, Escape(where(st.Where)))
 		for _, fr := range trim(st.Stack) {
-			e.printf("        %s\n", frameLine(fr))
+			e.printf("        %s\n", Escape(frameLine(fr)))
 		}
 	}
 }
