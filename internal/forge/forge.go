@@ -1,6 +1,7 @@
 // Package forge writes records into a run's arena as a hostile or buggy
 // member of the run could: through the file, at the offsets that
-// docs/registry-format.md documents (format versions 1 and 2), with none of
+// docs/registry-format.md documents (format versions 1 to 3; 3 only adds
+// the edge table, which forge does not write), with none of
 // lockreg's checks. Tests
 // and the reliability suite use it to prove that lockwatch never believes
 // what a record says without proof, and to build corrupted arenas.
@@ -64,9 +65,9 @@ func Open(dir string) (*Arena, error) {
 	}
 	ne := binary.NativeEndian
 	a.version = ne.Uint32(h[8:])
-	if a.version != 1 && a.version != 2 {
+	if a.version != 1 && a.version != 2 && a.version != 3 {
 		f.Close()
-		return nil, fmt.Errorf("forge: format version %d; this package writes versions 1 and 2", a.version)
+		return nil, fmt.Errorf("forge: format version %d; this package writes versions 1 to 3", a.version)
 	}
 	a.size = int64(ne.Uint64(h[16:]))
 	a.maxProcs, a.procOff = ne.Uint32(h[24:]), int64(ne.Uint64(h[32:]))
