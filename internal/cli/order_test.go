@@ -227,7 +227,14 @@ func TestWatchLockOrder(t *testing.T) {
 		t.Fatalf("one order only: got %+v; want no lock-order finding", fs)
 	}
 	pids := orderChildren(t, dir, "lock.b,lock.a")
-	fs := lockOrders(next())
+	// The new process shows in reports before its edge does: read on
+	// until the finding (watch is ended, and next fails, if it never comes).
+	stop := time.AfterFunc(probablyStillBlocked, cancel)
+	defer stop.Stop()
+	var fs []report.Finding
+	for len(fs) == 0 {
+		fs = lockOrders(next())
+	}
 	if len(fs) != 1 || len(fs[0].Order) != 2 || fs[0].Order[1].PID != pids[0] {
 		t.Errorf("after the inverse order: got %+v; want one loop whose second edge is pid %d's", fs, pids[0])
 	}
