@@ -19,13 +19,18 @@ import (
 
 func (a *app) attachCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "attach PID|RUNDIR",
-		Short: "Report once on the run a process belongs to, or on a run directory",
+		Use:   "attach PID|RUN",
+		Short: "Report once on the run a process belongs to, or on a run",
 		Long: `attach reads the run's lock registry, checks that every holder and waiter is
 alive, asks the probes of the processes involved for their live stacks, and
 prints the report: findings first, then locks, waiters, processes, recent
-events and stacks. Exit status 3 when a deadlock is found.`,
-		Args:              cobra.ExactArgs(1),
+events and stacks. RUN is a run's name (as ps prints it) or its directory;
+PID is any process of the run, alive or dead (the dead holder a finding
+names). Exit status 3 when a deadlock is found.`,
+		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to
+  lockwatch attach run-20261125-195805-27281-0   # a run by its name (lockwatch ps)
+  lockwatch attach -o json 4242 | jq .findings`,
+		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := resolve(args[0])
@@ -47,13 +52,17 @@ events and stacks. Exit status 3 when a deadlock is found.`,
 func (a *app) watchCmd() *cobra.Command {
 	var interval time.Duration
 	c := &cobra.Command{
-		Use:   "watch PID|RUNDIR",
+		Use:   "watch PID|RUN",
 		Short: "Keep the report of a run up to date until Ctrl-C",
+		Example: `  lockwatch watch 4242
+  lockwatch watch -o json run-20261125-195805-27281-0 > reports.jsonl`,
 		Long: `watch refreshes the report: on a terminal it redraws it in place; otherwise it
 prints each report that differs from the one before (with -o json, one JSON
 document per line). A process death is seen at once (pidfd), other changes
-every --interval. Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
-		Args:              cobra.ExactArgs(1),
+every --interval. On a terminal the report fits its height: the findings
+first, then as much of the rest as fits, and how many lines were left out.
+Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
+		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := resolve(args[0])

@@ -18,13 +18,25 @@ import (
 	"github.com/lockwatch/lockwatch/probe"
 )
 
+// PSSchema names ps's JSON format (docs/json.md).
+const PSSchema = "lockwatch.ps/v1"
+
 // psRun is one run in ps's JSON output (documented in docs/json.md).
 type psRun struct {
+	Name      string      `json:"name"` // what attach takes
 	Dir       string      `json:"dir"`
 	State     string      `json:"state"` // running, deadlock, ended, unreadable
 	Error     string      `json:"error,omitempty"`
-	Findings  []string    `json:"findings"` // kinds of the confirmed findings
+	Findings  []psFinding `json:"findings"` // the confirmed findings, counted by kind, most severe first
+	Alive     int         `json:"alive"`    // processes alive
+	Ended     int         `json:"ended"`    // processes that ended (closed or died)
 	Processes []psProcess `json:"processes"`
+}
+
+// psFinding counts a run's findings of one kind.
+type psFinding struct {
+	Kind  string `json:"kind"`
+	Count int    `json:"count"`
 }
 
 type psProcess struct {
@@ -34,7 +46,8 @@ type psProcess struct {
 
 // psOutput is ps's JSON document.
 type psOutput struct {
-	Runs []psRun `json:"runs"`
+	Schema string  `json:"schema"`
+	Runs   []psRun `json:"runs"`
 	// Probed are processes of this user whose environment names a run
 	// directory (LOCKWATCH_DIR) that no listed run holds.
 	Probed []psProbed `json:"probed"`
@@ -49,22 +62,30 @@ func (a *app) psCmd() *cobra.Command {
 	var all bool
 	c := &cobra.Command{
 		Use:   "ps",
-		Short: "List this user's runs and their probed processes, with state",
-		Long: `ps lists the run directories under the default root (newest first) with each
-run's state (running, deadlock, ended) and its processes. Runs whose processes
-have all ended are left out unless --all.`,
-		Args: cobra.NoArgs,
+		Short: "List this user's runs, one line each, with their state and findings",
+		Long: `ps lists the runs under the default root, newest first, one line each: its
+name (what attach takes), state (running, deadlock, ended), its findings
+counted by kind, how many of its processes are alive and ended, and its live
+processes (pid and role; "no probe" when its control socket is missing).
+Runs whose processes have all ended are left out unless --all; -o json
+lists every process of each run.`,
+		Example: `  lockwatch ps
+  lockwatch ps --all          # ended runs too ('lockwatch prune' removes them)
+  lockwatch ps -o json | jq '.runs[] | select(.state == "deadlock") | .name'`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dirs, err := runDirs()
 			if err != nil {
 				return usagef("%v", err)
 			}
-			out := psOutput{Runs: []psRun{}, Probed: []psProbed{}}
+			out := psOutput{Schema: PSSchema, Runs: []psRun{}, Probed: []psProbed{}}
 			known := make(map[string]bool)
+			hidden := 0
 			for _, d := range dirs {
 				known[d] = true
-				run := psRun{Dir: d, Findings: []string{}, Processes: []psProcess{}}
+				run := psRun{Name: filepath.Base(d), Dir: d, Findings: []psFinding{}, Processes: []psProcess{}}
 				if !all && !mayBeRunning(d) {
+					hidden++
 					continue // ended, or a directory nothing ever joined
 				}
 				r, err := report.Diagnose(cmd.Context(), d, report.Sources{Host: liveness.System{}}, a.opts)
@@ -73,19 +94,24 @@ have all ended are left out unless --all.`,
 					out.Runs = append(out.Runs, run)
 					continue
 				}
-				alive := 0
 				for _, p := range r.Processes {
 					if p.Alive {
-						alive++
+						run.Alive++
+					} else {
+						run.Ended++
 					}
 					_, err := os.Stat(probe.SocketPath(d, procID(p.PID, p.Start)))
 					run.Processes = append(run.Processes, psProcess{ProcRow: p, Probe: err == nil && p.Alive})
 				}
 				for _, f := range r.Findings {
-					run.Findings = append(run.Findings, string(f.Kind))
+					if n := len(run.Findings); n > 0 && run.Findings[n-1].Kind == string(f.Kind) {
+						run.Findings[n-1].Count++
+					} else {
+						run.Findings = append(run.Findings, psFinding{Kind: string(f.Kind), Count: 1})
+					}
 				}
 				switch {
-				case alive == 0:
+				case run.Alive == 0:
 					run.State = "ended" // its findings, if any, are history
 				case r.Deadlock():
 					run.State = "deadlock"
@@ -93,6 +119,7 @@ have all ended are left out unless --all.`,
 					run.State = "running"
 				}
 				if run.State == "ended" && !all {
+					hidden++
 					continue
 				}
 				out.Runs = append(out.Runs, run)
@@ -110,7 +137,7 @@ have all ended are left out unless --all.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
-			return a.psTable(out)
+			return a.psTable(out, hidden)
 		},
 	}
 	c.Flags().BoolVarP(&all, "all", "a", false, "list ended runs too")
@@ -134,45 +161,70 @@ func mayBeRunning(dir string) bool {
 	return false
 }
 
-func (a *app) psTable(out psOutput) error {
+// maxLiveListed is how many live processes a ps row names.
+const maxLiveListed = 4
+
+func (a *app) psTable(out psOutput, hidden int) error {
 	var rows [][]string
 	for _, r := range out.Runs {
 		state := r.State
-		if len(r.Findings) > 0 {
-			state += " (" + strings.Join(r.Findings, ", ") + ")"
-		}
 		if r.Error != "" {
 			state += ": " + r.Error
 		}
-		name := filepath.Base(r.Dir)
-		if len(r.Processes) == 0 {
-			rows = append(rows, []string{name, state, "-", "-", "-", "-"})
+		findings := "-"
+		if len(r.Findings) > 0 {
+			parts := make([]string, len(r.Findings))
+			for i, f := range r.Findings {
+				parts[i] = fmt.Sprintf("%d %s", f.Count, f.Kind)
+			}
+			findings = strings.Join(parts, ", ")
 		}
-		for i, p := range r.Processes {
+		procs := "-"
+		if r.Alive+r.Ended > 0 {
+			procs = fmt.Sprintf("%d alive, %d ended", r.Alive, r.Ended)
+		}
+		var live []string
+		for _, p := range r.Processes {
+			if !p.Alive {
+				continue
+			}
+			if len(live) == maxLiveListed {
+				live = append(live, fmt.Sprintf("%d more", r.Alive-maxLiveListed))
+				break
+			}
 			who := p.Role
 			if who == "" {
 				who = p.Command
 			}
-			probeCol := "no"
-			if p.Probe {
-				probeCol = "yes"
+			s := strconv.Itoa(p.PID) + " " + who
+			if !p.Probe {
+				s += " (no probe)"
 			}
-			pstate := p.State
-			if p.Exit != "" {
-				pstate += ", " + p.Exit
-			}
-			if i > 0 {
-				name, state = "", ""
-			}
-			rows = append(rows, []string{name, state, strconv.Itoa(p.PID), who, pstate, probeCol})
+			live = append(live, s)
 		}
+		liveCol := "-"
+		if len(live) > 0 {
+			liveCol = strings.Join(live, ", ")
+		}
+		rows = append(rows, []string{r.Name, state, findings, procs, liveCol})
 	}
 	for _, p := range out.Probed {
-		rows = append(rows, []string{p.Dir, "not a run under the default root", strconv.Itoa(p.PID), "-", "alive", "?"})
+		rows = append(rows, []string{p.Dir, "not under the default root", "-", "1 alive", strconv.Itoa(p.PID)})
 	}
 	if len(rows) == 0 {
-		_, err := fmt.Fprintln(a.stdout, "no runs (use --all to list ended ones)")
+		msg := "no running runs"
+		if hidden > 0 {
+			msg += fmt.Sprintf(" (%s ended: 'lockwatch ps --all' lists them, 'lockwatch prune' removes them)", plural(hidden, "run"))
+		}
+		_, err := fmt.Fprintln(a.stdout, msg)
 		return err
 	}
-	return report.Table(a.stdout, []string{"run", "state", "pid", "role or command", "process", "probe"}, rows)
+	w := fitWidth(a.stdout, termWidth(a.stdout))
+	if err := report.Table(w, []string{"run", "state", "findings", "processes", "live"}, rows); err != nil {
+		return err
+	}
+	if hidden > 0 {
+		fmt.Fprintf(w, "(%s ended, not shown: --all lists them, 'lockwatch prune' removes them)\n", plural(hidden, "run"))
+	}
+	return w.Flush()
 }

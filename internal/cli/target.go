@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
@@ -51,7 +52,11 @@ func resolve(arg string) (target, error) {
 	st, err := proc.ReadStat(pid)
 	if err != nil {
 		if errors.Is(err, proc.ErrNoProcess) {
-			return target{}, usagef("no process has pid %d; 'lockwatch ps' lists the runs and their processes", pid)
+			// A dead process of a run: the holder a finding names.
+			if t, ok := runOfDead(pid); ok {
+				return t, nil
+			}
+			return target{}, usagef("no process has pid %d, and no run under the default root lists it; 'lockwatch ps --all' lists the runs", pid)
 		}
 		return target{}, usagef("cannot read pid %d: %v", pid, err)
 	}
@@ -83,15 +88,48 @@ func resolve(arg string) (target, error) {
 			return target{dir: d, id: id}, nil
 		}
 	}
+	if t, ok := runOfDead(pid); ok {
+		return t, nil // the pid is now another process's
+	}
 	root, _ := lockreg.DefaultRoot()
 	return target{}, usagef("pid %d (%s) is not running a probe (no %s in its environment, and no run under %s lists it); start it with 'lockwatch run' or import github.com/lockwatch/lockwatch/probe",
 		pid, st.Comm, probe.EnvDir, root)
 }
 
+// runOfDead finds the newest run under the default root whose process
+// table lists pid as a process that is no longer alive: a dead holder's pid,
+// as a finding names it.
+func runOfDead(pid int) (target, bool) {
+	dirs, _ := runDirs()
+	for _, d := range dirs {
+		procs, err := lockreg.ReadProcesses(d)
+		if err != nil {
+			continue
+		}
+		for _, p := range procs {
+			if p.PID != pid {
+				continue
+			}
+			if st, _ := (liveness.System{}).Check(p.Identity()); st.Dead() {
+				return target{dir: d}, true
+			}
+		}
+	}
+	return target{}, false
+}
+
 func resolveDir(dir string) (target, error) {
+	if _, err := os.Lstat(dir); err != nil && !strings.ContainsRune(dir, '/') {
+		// A run's name, as ps prints it.
+		if root, rerr := lockreg.DefaultRoot(); rerr == nil {
+			if _, err := os.Lstat(filepath.Join(root, dir)); err == nil {
+				return target{dir: filepath.Join(root, dir)}, nil
+			}
+		}
+	}
 	if _, err := os.Lstat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return target{}, usagef("%s does not exist: want a pid or a run directory; 'lockwatch ps' lists the runs", dir)
+			return target{}, usagef("%s does not exist: want a pid, a run name or a run directory; 'lockwatch ps' lists the runs", dir)
 		}
 		return target{}, usagef("%v", err)
 	}
@@ -102,15 +140,20 @@ func resolveDir(dir string) (target, error) {
 // says what to do.
 func readError(dir string, err error) error {
 	var ae *lockreg.ArenaError
+	if errors.Is(err, lockreg.ErrNotRun) || errors.Is(err, fs.ErrNotExist) {
+		// Said once, not as the arena error's kind, detail and hint.
+		why := "no arena file"
+		if errors.As(err, &ae) {
+			why = ae.Detail
+		}
+		return usagef("%s is not a lockwatch run (%s): give a pid, a run name or a run directory; 'lockwatch ps' lists the runs", dir, why)
+	}
 	if errors.As(err, &ae) {
 		msg := fmt.Sprintf("%s: %v: %s", ae.Path, ae.Kind, ae.Detail)
 		if ae.Hint != "" {
 			msg += "; " + ae.Hint
 		}
 		return usagef("%s", msg)
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return usagef("%s is not a lockwatch run (%v); 'lockwatch ps' lists the runs", dir, err)
 	}
 	return usagef("cannot read the run %s: %v", dir, err)
 }
