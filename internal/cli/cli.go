@@ -42,6 +42,9 @@ const (
 type exitError struct {
 	code int
 	err  error
+	// program: the code is PROGRAM's own status, which run passes through
+	// unchanged.
+	program bool
 }
 
 func (e *exitError) Error() string {
@@ -98,7 +101,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		fmt.Fprintln(stderr, "lockwatch: "+cobraError(root, cmd, err, args))
 		code = ExitUsage
 	}
-	if cmd != nil && cmd.Name() == "run" && code == ExitUsage {
+	if cmd != nil && cmd.Name() == "run" && code == ExitUsage && (ee == nil || !ee.program) {
 		code = ExitRunFailed // run's own trouble is never PROGRAM's 2
 	}
 	return code
@@ -123,7 +126,16 @@ func cobraError(root, cmd *cobra.Command, err error, args []string) string {
 		}
 		return out + fmt.Sprintf(" See '%s --help' for the commands", cmd.CommandPath())
 	}
-	return fmt.Sprintf("%s: %s; see '%s --help'", cmd.CommandPath(), oneLine(msg), cmd.CommandPath())
+	return fmt.Sprintf("%s%s; see '%s --help'", cmdPrefix(cmd), oneLine(msg), cmd.CommandPath())
+}
+
+// cmdPrefix is "attach: " for a subcommand, "" for lockwatch itself (whose
+// messages start "lockwatch: " anyway).
+func cmdPrefix(c *cobra.Command) string {
+	if !c.HasParent() {
+		return ""
+	}
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ") + ": "
 }
 
 func oneLine(s string) string {
@@ -165,7 +177,7 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
 	})
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usagef("%s: %v; see '%s --help'", c.CommandPath(), err, c.CommandPath())
+		return usagef("%s%v; see '%s --help'", cmdPrefix(c), err, c.CommandPath())
 	})
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.pruneCmd())
@@ -232,7 +244,7 @@ func completeRuns(_ *cobra.Command, args []string, _ string) ([]string, cobra.Sh
 // noArgs refuses arguments, pointing at the command's help.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usagef("%s takes no arguments, got %q; see '%s --help'", cmd.CommandPath(), args[0], cmd.CommandPath())
+		return usagef("%stakes no arguments, got %q; see '%s --help'", cmdPrefix(cmd), args[0], cmd.CommandPath())
 	}
 	return nil
 }
@@ -241,7 +253,7 @@ func noArgs(cmd *cobra.Command, args []string) error {
 func oneArg(what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
-			return usagef("%s wants one argument, %s; got %d; see '%s --help'", cmd.CommandPath(), what, len(args), cmd.CommandPath())
+			return usagef("%swants one argument, %s; got %d; see '%s --help'", cmdPrefix(cmd), what, len(args), cmd.CommandPath())
 		}
 		return nil
 	}

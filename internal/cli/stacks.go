@@ -110,7 +110,7 @@ of lockwatch's own probe are left out unless --all.`,
 			if len(args) == 1 {
 				arg = args[0]
 			} else if f, ok := a.stdin.(*os.File); ok && isTerminal(f) {
-				return usagef("stacks: give a PID or a FILE, or pipe a dump in ('lockwatch stacks --help')")
+				return usagef("stacks: wants a PID or a FILE, or pipe a dump in ('lockwatch stacks --help')")
 			}
 			out, err := a.loadStacks(cmd, arg, text, all)
 			if err != nil {
@@ -416,10 +416,13 @@ func firstErr(err error) string {
 	return err.Error()
 }
 
-// plural is "1 goroutine", "2 goroutines".
+// plural is "1 goroutine", "2 goroutines", "0 processes".
 func plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") {
+		return strconv.Itoa(n) + " " + noun + "es"
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
 }
