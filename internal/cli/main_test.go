@@ -97,6 +97,19 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
+	case "printer":
+		return printerRole()
+	case "joiner":
+		// Joins the run, says so, and waits for its stdin to close.
+		a, err := probe.Start(probe.Options{Role: role})
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		defer a.Close()
+		fmt.Println("joined")
+		io.Copy(io.Discard, os.Stdin)
+		return 0
 	}
 	fmt.Println("unknown role", role)
 	return 2

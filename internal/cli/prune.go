@@ -142,12 +142,15 @@ func judgeRun(dir string, all, inUse bool) pruneVerdict {
 	}
 	clean := true
 	for _, p := range procs {
+		if p.State == lockreg.ProcExited {
+			continue // it closed its registry: it has left the run
+		}
+		clean = false
 		st, _ := (liveness.System{}).Check(p.Identity())
 		if !st.Dead() {
 			v.why = "running"
 			return v
 		}
-		clean = clean && p.State == lockreg.ProcExited
 	}
 	if clean {
 		// Every process closed its registry: is a lock still held?

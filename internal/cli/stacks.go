@@ -56,12 +56,12 @@ type stacksDump struct {
 // stacksGroup is goroutines with the same stack.
 type stacksGroup struct {
 	Count     int64             `json:"count"`
-	States    []stacksState     `json:"states"`            // empty for a profile
-	MaxWaitMS int64             `json:"max_wait_ms"`       // the longest wait; the runtime counts whole minutes
-	IDs       []int64           `json:"ids"`               // empty for a profile
-	Labels    map[string]string `json:"labels,omitempty"`  // pprof labels all of them have (lockwatch.wait: the lock waited for)
-	Frames    []stacksFrame     `json:"frames"`            // innermost first
-	Elided    *stacksElided     `json:"elided,omitempty"`  // frames the runtime left out
+	States    []stacksState     `json:"states"`           // empty for a profile
+	MaxWaitMS int64             `json:"max_wait_ms"`      // the longest wait; the runtime counts whole minutes
+	IDs       []int64           `json:"ids"`              // empty for a profile
+	Labels    map[string]string `json:"labels,omitempty"` // pprof labels all of them have (lockwatch.wait: the lock waited for)
+	Frames    []stacksFrame     `json:"frames"`           // innermost first
+	Elided    *stacksElided     `json:"elided,omitempty"` // frames the runtime left out
 	CreatedBy *stacksFrame      `json:"created_by,omitempty"`
 }
 
