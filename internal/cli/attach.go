@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,7 +42,7 @@ names). Exit status 3 when a deadlock is found.`,
 			if err != nil {
 				return err
 			}
-			if err := a.print(a.stdout, r, false); err != nil {
+			if err := a.printFit(a.stdout, r, 0); err != nil {
 				return err
 			}
 			return exitCode(verdict(r))
@@ -79,8 +80,11 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 				fp := fingerprint(r)
 				switch {
 				case term:
+					// Redrawn to fit the screen: the findings first,
+					// the rest as far as it goes.
+					_, rows := termSize(a.stdout)
 					fmt.Fprint(a.stdout, "\x1b[H\x1b[2J")
-					a.print(a.stdout, r, false)
+					a.printFit(a.stdout, r, rows)
 				case fp != last:
 					a.print(a.stdout, r, true)
 				}
@@ -112,6 +116,41 @@ func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) 
 		return nil, readError(dir, err)
 	}
 	return r, nil
+}
+
+// printFit writes a report as print does, a table report cut to the
+// terminal's width (each longer line ends in a mark) and, with rows > 0, to
+// rows lines: the report's first lines (the findings come first), then one
+// that says how many lines were left out and how to see them all.
+func (a *app) printFit(w io.Writer, r *report.Report, rows int) error {
+	if a.output == "json" {
+		return a.print(w, r, false)
+	}
+	var b bytes.Buffer
+	if err := r.Write(&b, style(w)); err != nil {
+		return err
+	}
+	// The findings and notes, up to the first blank line, are folded at
+	// the terminal's width, so that no advice is lost; the tables and
+	// stacks below are cut, each cut line ending in a mark.
+	head, tail, _ := strings.Cut(strings.TrimSuffix(b.String(), "\n"), "\n\n")
+	var lines []string
+	for _, l := range strings.Split(head, "\n") {
+		lines = append(lines, foldLine(l, termWidth(w))...)
+	}
+	if tail != "" {
+		lines = append(lines, "")
+		lines = append(lines, strings.Split(tail, "\n")...)
+	}
+	if rows > 2 && len(lines) > rows-1 {
+		more := len(lines) - (rows - 2)
+		lines = append(lines[:rows-2], fmt.Sprintf("... %d more lines ('lockwatch attach' prints them all)", more))
+	}
+	fw := fitWidth(w, termWidth(w))
+	for _, l := range lines {
+		io.WriteString(fw, l+"\n")
+	}
+	return fw.Flush()
 }
 
 // print writes a report in the chosen format; compact puts a JSON report on

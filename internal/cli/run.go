@@ -281,7 +281,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 // emit writes the report to path, or to stderr.
 func (a *app) emit(r *report.Report, path string) error {
 	if path == "" {
-		return a.print(a.stderr, r, false)
+		return a.printFit(a.stderr, r, 0)
 	}
 	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {

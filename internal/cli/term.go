@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -133,4 +134,30 @@ func lineCols(s []byte, limit int, each ...func(part []byte, esc bool)) int {
 		col, i = next, i+n
 	}
 	return col
+}
+
+// foldLine breaks line at blanks into lines of at most width columns (0: no
+// limit), the later ones indented under the first's text. A word longer
+// than a line is left to be cut.
+func foldLine(line string, width int) []string {
+	if width <= 0 || lineCols([]byte(line), -1) <= width {
+		return []string{line}
+	}
+	width = max(width, minWidth)
+	indent := len(line) - len(strings.TrimLeft(line, " "))
+	pad := strings.Repeat(" ", indent+4)
+	var out []string
+	cur := ""
+	for _, word := range strings.Fields(line) {
+		switch {
+		case cur == "":
+			cur = line[:indent] + word
+		case lineCols([]byte(cur+" "+word), -1) <= width:
+			cur += " " + word
+		default:
+			out = append(out, cur)
+			cur = pad + word
+		}
+	}
+	return append(out, cur)
 }
