@@ -257,9 +257,11 @@ func (g *graph) cycleFinding(loop []goroutine) Finding {
 	// Start the loop at its smallest lock name, so that the same loop
 	// always reads the same way.
 	steps := make([]Step, len(loop))
+	locks := make([]int, len(loop)) // the lock index each step waits for
 	for i, n := range loop {
 		w := g.s.Waiters[g.waitsFor[n]]
 		steps[i] = Step{Party: g.party(n.id, n.g, w.Since, w.Stack), WaitsFor: w.LockName}
+		locks[i] = w.Lock
 	}
 	first := 0
 	for i := range steps {
@@ -268,7 +270,15 @@ func (g *graph) cycleFinding(loop []goroutine) Finding {
 		}
 	}
 	steps = append(steps[first:], steps[:first]...)
+	locks = append(locks[first:], locks[:first]...)
+	// The holder of the first lock, with when and where it took it (its
+	// holder record), not when and where it began to wait for the next.
 	holder := steps[1%len(steps)].Party
+	if li, ok := g.locks[locks[0]]; ok {
+		if h, ok := holderOf(g.s, &g.s.Locks[li]); ok && h.id == (proc.Identity{PID: holder.PID, Start: holder.Start}) && h.g == holder.Goroutine {
+			holder = g.party(h.id, h.g, h.since, h.stack)
+		}
+	}
 	f := Finding{Kind: Cycle, Lock: steps[0].WaitsFor, Holder: &holder, Waiters: []Party{steps[0].Party}, Cycle: steps}
 	var b strings.Builder
 	keys := make([]string, len(steps))
@@ -277,8 +287,15 @@ func (g *graph) cycleFinding(loop []goroutine) Finding {
 		keys[i] = fmt.Sprintf("%v/%d/%s", proc.Identity{PID: st.PID, Start: st.Start}, st.Goroutine, st.WaitsFor)
 	}
 	fmt.Fprintf(&b, "pid %d g%d", steps[0].PID, steps[0].Goroutine)
-	f.Summary = fmt.Sprintf("%d goroutines wait for each other: %s", len(steps), b.String())
-	f.Next = "take these locks in one global order everywhere (their acquire sites are in the stacks below); kill one process of the loop to free the others"
+	if len(steps) == 1 {
+		// A goroutine that locks a lock it holds: no order to fix.
+		st := steps[0]
+		f.Summary = fmt.Sprintf("pid %d%s goroutine %d waits for %q, which it holds itself: a lock is not reentrant", st.PID, roleSuffix(st.Role), st.Goroutine, st.WaitsFor)
+		f.Next = fmt.Sprintf("do not lock %q again while holding it: unlock it first, or split the function that takes it (its acquire and its second Lock are in the stacks below); kill the process to free it", st.WaitsFor)
+	} else {
+		f.Summary = fmt.Sprintf("%d goroutines wait for each other: %s", len(steps), b.String())
+		f.Next = "take these locks in one global order everywhere (their acquire sites are in the stacks below); kill one process of the loop to free the others"
+	}
 	f.key = string(Cycle) + "|" + strings.Join(keys, "|")
 	return f
 }

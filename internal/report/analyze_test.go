@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,6 +219,37 @@ func TestFindings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCycleHolder: the cycle's holder is described by its holder record
+// (when and where it took the lock), and a goroutine that locks a lock it
+// holds gets a finding worded for one goroutine.
+func TestCycleHolder(t *testing.T) {
+	took, began := t0.Add(-time.Minute), t0.Add(-time.Second)
+	s := lockreg.Snapshot{Processes: procs(pA, pB), Taken: t0,
+		Locks: []lockreg.Lock{held(0, "a", pA, 5, took), held(1, "b", pB, 9, took.Add(time.Second))},
+		Waiters: []lockreg.Waiter{
+			waiting(0, pA, 5, 1, "b", began),
+			waiting(1, pB, 9, 0, "a", began.Add(time.Millisecond))}}
+	got := newGraph(&s, map[proc.Identity]proc.Status{pA: proc.Alive, pB: proc.Alive}, Options{StuckAfter: 10 * time.Second}).findings()
+	if len(got) != 1 || got[0].Kind != Cycle || got[0].Holder == nil {
+		t.Fatalf("got %v; want one cycle", kinds(got))
+	}
+	if h := got[0].Holder; h.PID != pA.PID || !h.Since.Equal(took) || time.Duration(h.For) != time.Minute {
+		t.Errorf("cycle holder: got pid %d since %v for %v; want pid %d since %v (its acquire) for 1m0s", h.PID, h.Since, time.Duration(h.For), pA.PID, took)
+	}
+
+	self := lockreg.Snapshot{Processes: procs(pA), Taken: t0,
+		Locks:   []lockreg.Lock{held(0, "a", pA, 5, took)},
+		Waiters: []lockreg.Waiter{waiting(0, pA, 5, 0, "a", began)}}
+	got = newGraph(&self, map[proc.Identity]proc.Status{pA: proc.Alive}, Options{StuckAfter: 10 * time.Second}).findings()
+	if len(got) != 1 || got[0].Kind != Cycle {
+		t.Fatalf("self-lock: got %v; want one cycle", kinds(got))
+	}
+	f := got[0]
+	if strings.Contains(f.Summary, "goroutines wait for each other") || strings.Contains(f.Next, "global order") || !strings.Contains(f.Summary, "which it holds itself") {
+		t.Errorf("self-lock: got %q / %q; want it worded for one goroutine holding the lock it waits for", f.Summary, f.Next)
 	}
 }
 
