@@ -77,6 +77,12 @@ func (j *joinCheck) check(joined []report.ProcRow) bool {
 			}
 			j.seen[id] = first
 		}
+		if m.State == 'T' || m.State == 't' {
+			// Stopped (SIGSTOP, a debugger): it cannot join now; its
+			// grace starts again when it runs.
+			j.seen[id] = now
+			continue
+		}
 		// A launcher (a shell, go run, make) whose child joined is not
 		// expected to join itself.
 		if in[id] || parents[m.PID] || j.told[id] || m.State == 'Z' || now.Sub(first) < joinGrace {
