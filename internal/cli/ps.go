@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -161,11 +162,12 @@ func mayBeRunning(dir string) bool {
 	return false
 }
 
-// maxLiveListed is how many live processes a ps row names.
+// maxLiveListed is how many live processes a ps row names at most.
 const maxLiveListed = 4
 
 func (a *app) psTable(out psOutput, hidden int) error {
 	var rows [][]string
+	var lives [][]string // per row: its live processes, "pid role"
 	for _, r := range out.Runs {
 		state := r.State
 		if r.Error != "" {
@@ -188,10 +190,6 @@ func (a *app) psTable(out psOutput, hidden int) error {
 			if !p.Alive {
 				continue
 			}
-			if len(live) == maxLiveListed {
-				live = append(live, fmt.Sprintf("%d more", r.Alive-maxLiveListed))
-				break
-			}
 			who := p.Role
 			if who == "" {
 				who = p.Command
@@ -202,14 +200,12 @@ func (a *app) psTable(out psOutput, hidden int) error {
 			}
 			live = append(live, s)
 		}
-		liveCol := "-"
-		if len(live) > 0 {
-			liveCol = strings.Join(live, ", ")
-		}
-		rows = append(rows, []string{r.Name, state, findings, procs, liveCol})
+		rows = append(rows, []string{r.Name, state, findings, procs, ""})
+		lives = append(lives, live)
 	}
 	for _, p := range out.Probed {
-		rows = append(rows, []string{p.Dir, "not under the default root", "-", "1 alive", strconv.Itoa(p.PID)})
+		rows = append(rows, []string{p.Dir, "not under the default root", "-", "1 alive", ""})
+		lives = append(lives, []string{strconv.Itoa(p.PID)})
 	}
 	if len(rows) == 0 {
 		msg := "no running runs"
@@ -219,7 +215,25 @@ func (a *app) psTable(out psOutput, hidden int) error {
 		_, err := fmt.Fprintln(a.stdout, msg)
 		return err
 	}
-	w := fitWidth(a.stdout, termWidth(a.stdout))
+	// The live processes take the room the other columns leave: as many
+	// as fit the terminal's width, then "N more".
+	width := termWidth(a.stdout)
+	room := 0
+	if width > 0 {
+		used := 1 // the table's left margin
+		for c := range 4 {
+			w := len([]string{"run", "state", "findings", "processes"}[c])
+			for _, r := range rows {
+				w = max(w, utf8.RuneCountInString(r[c]))
+			}
+			used += w + 2
+		}
+		room = max(width-used, len("live"), 16)
+	}
+	for i, live := range lives {
+		rows[i][4] = listFit(live, maxLiveListed, room)
+	}
+	w := fitWidth(a.stdout, width)
 	if err := report.Table(w, []string{"run", "state", "findings", "processes", "live"}, rows); err != nil {
 		return err
 	}
@@ -227,4 +241,26 @@ func (a *app) psTable(out psOutput, hidden int) error {
 		fmt.Fprintf(w, "(%s ended, not shown: --all lists them, 'lockwatch prune' removes them)\n", plural(hidden, "run"))
 	}
 	return w.Flush()
+}
+
+// listFit joins items with ", ": at most max of them, and only as many as
+// fit room columns (0: no limit), the rest counted as "N more"; "-" when
+// there are none.
+func listFit(items []string, most, room int) string {
+	if len(items) == 0 {
+		return "-"
+	}
+	for n := min(len(items), most); n >= 0; n-- {
+		s := strings.Join(items[:n], ", ")
+		if rest := len(items) - n; rest > 0 {
+			if s != "" {
+				s += ", "
+			}
+			s += fmt.Sprintf("%d more", rest)
+		}
+		if room <= 0 || utf8.RuneCountInString(s) <= room || n == 0 {
+			return s
+		}
+	}
+	return "-"
 }

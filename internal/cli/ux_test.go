@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/lockreg"
@@ -429,5 +431,100 @@ func TestFitLine(t *testing.T) {
 		if got := string(fitLine([]byte(tt.in), tt.width)); got != tt.want {
 			t.Errorf("fitLine(%q, %d): got %q; want %q", tt.in, tt.width, got, tt.want)
 		}
+	}
+}
+
+// TestPSTable: one row per run, findings counted, no row per dead process,
+// no "dead, died", and every line within the terminal's width.
+func TestPSTable(t *testing.T) {
+	out := psOutput{Schema: PSSchema, Probed: []psProbed{}}
+	for i := range 3 {
+		run := psRun{Name: fmt.Sprintf("run-20261125-19580%d-2728%d-0", i, i), State: "ended", Alive: 0, Ended: 9,
+			Findings: []psFinding{{Kind: "dead-holder", Count: 1}, {Kind: "stale-waiter", Count: 7}}}
+		for p := range 9 {
+			run.Processes = append(run.Processes, psProcess{ProcRow: report.ProcRow{PID: 1000*i + p, Role: "worker", State: "dead", Exit: "died"}})
+		}
+		out.Runs = append(out.Runs, run)
+	}
+	live := psRun{Name: "run-20261125-200000-3000-0", State: "running", Alive: 6, Ended: 1}
+	for p := range 6 {
+		live.Processes = append(live.Processes, psProcess{ProcRow: report.ProcRow{PID: 3000 + p, Role: "worker", State: "alive", Alive: true}, Probe: p != 2})
+	}
+	out.Runs = append(out.Runs, live)
+	for _, tt := range []struct {
+		cols int
+		want []string
+	}{
+		{100, []string{"1 dead-holder, 7 stale-waiter", "0 alive, 9 ended", "6 alive, 1 ended  6 more\n"}},
+		{200, []string{"1 dead-holder, 7 stale-waiter", "3002 worker (no probe), 3003 worker, 2 more\n"}},
+	} {
+		t.Setenv("COLUMNS", strconv.Itoa(tt.cols))
+		var b strings.Builder
+		a := &app{stdout: &b}
+		if err := a.psTable(out, 0); err != nil {
+			t.Fatal(err)
+		}
+		got := b.String()
+		lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+		if len(lines) != 1+len(out.Runs) {
+			t.Errorf("got %d lines; want a header and one per run:\n%s", len(lines), got)
+		}
+		for _, l := range lines {
+			if n := utf8.RuneCountInString(l); n > tt.cols || strings.HasSuffix(l, " ") {
+				t.Errorf("%d columns: line of %d columns (or ending in a blank): %q", tt.cols, n, l)
+			}
+		}
+		for _, want := range tt.want {
+			if !strings.Contains(got, want) {
+				t.Errorf("%d columns: got\n%s\nwant it to contain %q", tt.cols, got, want)
+			}
+		}
+		if strings.Contains(got, "dead, died") || strings.Count(got, "stale-waiter") != 3 {
+			t.Errorf("got\n%s\nwant no \"dead, died\", and each run's findings once", got)
+		}
+	}
+}
+
+func TestPSJSONSchema(t *testing.T) {
+	code, stdout, stderr := lockwatch(t, "ps", "-o", "json")
+	if code != 0 {
+		t.Fatalf("got exit %d\n%s", code, stderr)
+	}
+	var out struct {
+		Schema string            `json:"schema"`
+		Runs   []json.RawMessage `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.Schema != PSSchema || out.Runs == nil {
+		t.Errorf("got %s (%v); want schema %q and a runs list", stdout, err, PSSchema)
+	}
+}
+
+// TestAttachByNameAndDeadPID: attach takes the name ps prints, and the pid
+// of a dead process of a run (the dead holder a finding names).
+func TestAttachByNameAndDeadPID(t *testing.T) {
+	root, err := lockreg.DefaultRoot()
+	if err != nil {
+		t.Skip(err)
+	}
+	dir, err := lockreg.NewRunDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	c, _, out := child(t, "ab", dir, probe.EnvDir+"="+dir)
+	expectLine(t, out, "locked")
+	pid := c.Process.Pid
+	c.Process.Kill()
+	c.Wait()
+	code, stdout, stderr := lockwatch(t, "attach", "-o", "json", filepath.Base(dir))
+	if code != ExitDeadlock || readReport(t, []byte(stdout)).Run != dir {
+		t.Errorf("attach %s: got exit %d\n%s%s; want the report of %s", filepath.Base(dir), code, stdout, stderr, dir)
+	}
+	code, stdout, stderr = lockwatch(t, "attach", "-o", "json", strconv.Itoa(pid))
+	if code != ExitDeadlock {
+		t.Fatalf("attach %d (dead): got exit %d\n%s", pid, code, stderr)
+	}
+	if r := readReport(t, []byte(stdout)); r.Run != dir || len(r.Findings) == 0 || r.Findings[0].Holder == nil || r.Findings[0].Holder.PID != pid {
+		t.Errorf("attach %d: got %+v; want the run %s with pid %d as the dead holder", pid, r.Findings, dir, pid)
 	}
 }
