@@ -528,3 +528,23 @@ func TestAttachByNameAndDeadPID(t *testing.T) {
 		t.Errorf("attach %d: got %+v; want the run %s with pid %d as the dead holder", pid, r.Findings, dir, pid)
 	}
 }
+
+// TestStatusLineText: plurals, and the deadlock once found, on the bottom
+// row (the sequence saves the cursor, writes row 24, restores it).
+func TestStatusLineText(t *testing.T) {
+	var b strings.Builder
+	s := &statusLine{w: &b, on: true, rows: 24, cols: 200, started: time.Now()}
+	r := &report.Report{Processes: []report.ProcRow{{PID: 1, Alive: true}}, Locks: []report.LockRow{{Name: "q", Holder: &report.Party{PID: 1}}}}
+	s.draw(r, nil)
+	if !strings.HasPrefix(b.String(), "\x1b7\x1b[24;1H\x1b[K") || !strings.HasSuffix(b.String(), "\x1b8") ||
+		!strings.Contains(b.String(), "lockwatch: 1 process, 1 lock held, 0 waiting, ") {
+		t.Errorf("got %q; want \"1 process, 1 lock held\" on row 24, the cursor saved and restored", b.String())
+	}
+	b.Reset()
+	found := &report.Report{Findings: []report.Finding{{Kind: report.DeadHolder, Lock: "q"}}}
+	r.Processes = append(r.Processes, report.ProcRow{PID: 2, Alive: true})
+	s.draw(r, found)
+	if !strings.Contains(b.String(), `lockwatch: DEADLOCK: dead-holder on "q" (reported above); 2 processes, 1 lock held`) {
+		t.Errorf("got %q; want the deadlock shown", b.String())
+	}
+}
