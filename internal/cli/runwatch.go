@@ -306,7 +306,7 @@ func (s *statusLine) draw(r *report.Report, found *report.Report) {
 		if s.colour {
 			mark = "\x1b[1;31mDEADLOCK\x1b[0m"
 		}
-		text = fmt.Sprintf("lockwatch: %s: %s on %q (reported above); %s", mark, f.Kind, f.Lock, strings.TrimPrefix(text, "lockwatch: "))
+		text = fmt.Sprintf("lockwatch: %s (%s on %q, above); %s", mark, f.Kind, f.Lock, strings.TrimPrefix(text, "lockwatch: "))
 	}
 	s.write(text)
 }

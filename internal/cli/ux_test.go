@@ -544,7 +544,7 @@ func TestStatusLineText(t *testing.T) {
 	found := &report.Report{Findings: []report.Finding{{Kind: report.DeadHolder, Lock: "q"}}}
 	r.Processes = append(r.Processes, report.ProcRow{PID: 2, Alive: true})
 	s.draw(r, found)
-	if !strings.Contains(b.String(), `lockwatch: DEADLOCK: dead-holder on "q" (reported above); 2 processes, 1 lock held`) {
+	if !strings.Contains(b.String(), `lockwatch: DEADLOCK (dead-holder on "q", above); 2 processes, 1 lock held`) {
 		t.Errorf("got %q; want the deadlock shown", b.String())
 	}
 }
