@@ -21,6 +21,12 @@ import (
 // probe.Start (a few milliseconds) on a loaded machine.
 const joinGrace = 750 * time.Millisecond
 
+// After joinSlowAfter, the process group is looked at every joinSlowEvery.
+const (
+	joinSlowAfter = 5 * time.Second
+	joinSlowEvery = 5 * time.Second
+)
+
 // joinCheck tells, once each, when PROGRAM or a process it started has not
 // joined the run: lockwatch cannot see the locks of a process that does not
 // run the probe, and "no deadlock" must not be mistaken for "watched".
@@ -51,7 +57,12 @@ func (j *joinCheck) check(joined []report.ProcRow) bool {
 	if now.Before(j.next) {
 		return false
 	}
+	// Often at first, when processes start; then every few seconds: each
+	// check reads /proc/PID/stat of every process of the machine.
 	j.next = now.Add(joinGrace / 3)
+	if now.Sub(j.begun) > joinSlowAfter {
+		j.next = now.Add(joinSlowEvery)
+	}
 	in := make(map[proc.Identity]bool)
 	parents := make(map[int]bool)
 	for _, p := range joined {
