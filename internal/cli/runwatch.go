@@ -247,8 +247,8 @@ type statusLine struct {
 func newStatusLine(w io.Writer, started time.Time) *statusLine {
 	s := &statusLine{w: w, started: started}
 	f, ok := w.(*os.File)
-	if !ok || !isTerminal(f) {
-		return s
+	if !ok || !isTerminal(f) || os.Getenv("TERM") == "dumb" {
+		return s // a dumb terminal moves no cursor: no status line
 	}
 	s.fd = int(f.Fd())
 	s.colour = colour(w)
