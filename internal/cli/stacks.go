@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -246,11 +247,7 @@ func writeElided(w io.Writer, e *stacksElided) {
 
 func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stacksOutput, error) {
 	if arg == "-" {
-		b, err := readCapped(a.stdin, "standard input")
-		if err != nil {
-			return nil, err
-		}
-		return stacksOf("stdin", b, all)
+		return stacksFrom("stdin", a.stdin, all)
 	}
 	if fi, err := os.Stat(arg); err == nil {
 		if fi.IsDir() {
@@ -262,11 +259,7 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 			return nil, usagef("%v", err)
 		}
 		defer f.Close()
-		b, err := readCapped(f, arg)
-		if err != nil {
-			return nil, err
-		}
-		return stacksOf(arg, b, all)
+		return stacksFrom(arg, f, all)
 	}
 	if _, err := strconv.Atoi(arg); err != nil {
 		return nil, usagef("%s is neither a pid nor a readable file; 'lockwatch stacks --help' says what it reads", arg)
@@ -287,16 +280,26 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 	return stacksOf("pid "+strconv.Itoa(t.id.PID), d.Data, all)
 }
 
-// readCapped reads r up to maxStacksInput.
-func readCapped(r io.Reader, name string) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxStacksInput+1))
+// stacksFrom reads a dump from r: a profile (binary) is read whole, up to
+// maxStacksInput; a traceback is parsed as it streams in, so that a long
+// log piped in is never held in memory, only the goroutines read from it.
+func stacksFrom(name string, r io.Reader, all bool) (*stacksOutput, error) {
+	br := bufio.NewReaderSize(r, 4096)
+	head, err := br.Peek(4096)
+	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, usagef("cannot read %s: %v", name, err)
+	}
+	if !isProfile(head) {
+		return stacksOfText(name, br, all)
+	}
+	b, err := io.ReadAll(io.LimitReader(br, maxStacksInput+1))
 	if err != nil {
 		return nil, usagef("cannot read %s: %v", name, err)
 	}
 	if len(b) > maxStacksInput {
-		return nil, usagef("%s is over %d MiB: not a goroutine dump stacks reads; cut it to the dump first", name, maxStacksInput>>20)
+		return nil, usagef("%s is over %d MiB: not a goroutine profile stacks reads", name, maxStacksInput>>20)
 	}
-	return b, nil
+	return stacksOf(name, b, all)
 }
 
 // stacksOf reads a dump, detecting its format: a pprof profile is gzip or
@@ -312,7 +315,13 @@ func stacksOf(source string, b []byte, all bool) (*stacksOutput, error) {
 		out.Dumps = append(out.Dumps, dumpOf(stackdump.GroupSamples(p.Samples), all))
 		return out, nil
 	}
-	dumps, err := stackdump.ParseDumps(bytes.NewReader(b))
+	return stacksOfText(source, bytes.NewReader(b), all)
+}
+
+// stacksOfText reads Go traceback text.
+func stacksOfText(source string, r io.Reader, all bool) (*stacksOutput, error) {
+	out := &stacksOutput{Schema: StacksSchema, Source: source, Format: "text", Dumps: []stacksDump{}, Notes: []string{}}
+	dumps, err := stackdump.ParseDumps(r)
 	found := false
 	for _, d := range dumps {
 		found = found || len(d.Goroutines) > 0
@@ -329,7 +338,6 @@ func stacksOf(source string, b []byte, all bool) (*stacksOutput, error) {
 	if len(dumps) > 1 {
 		out.Notes = append(out.Notes, fmt.Sprintf("the input holds %d dumps, shown apart", len(dumps)))
 	}
-	out.Format = "text"
 	for _, d := range dumps {
 		if len(d.Goroutines) == 0 {
 			continue
