@@ -37,8 +37,9 @@ func (r *Registry) record(kind EventKind, lock uint32, goid int64, stack uint64,
 	r.recordAs(kind, lock, r.pid, r.procIdx+1, goid, stack, t)
 }
 
-// recordAs records an event on behalf of the process pid (process-table
-// slot procSlot+1): the dead holder, for EventOwnerDied.
+// recordAs records an event on behalf of the process pid, whose
+// process-table slot plus one is procSlot (0: unknown), as holder records
+// keep it: the dead holder, for EventOwnerDied.
 func (r *Registry) recordAs(kind EventKind, lock, pid, procSlot uint32, goid int64, stack uint64, t int64) {
 	h := r.a.hdr
 	n := uint64(r.a.g.maxEvents)

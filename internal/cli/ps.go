@@ -89,7 +89,7 @@ lists every process of each run.`,
 					hidden++
 					continue // ended, or a directory nothing ever joined
 				}
-				r, err := report.Diagnose(cmd.Context(), d, report.Sources{Host: liveness.System{}}, a.opts)
+				r, err := report.Diagnose(cmd.Context(), a.sources(d, false), a.opts)
 				if err != nil {
 					run.State, run.Error = "unreadable", oneLine(readError(d, err).Error())
 					out.Runs = append(out.Runs, run)

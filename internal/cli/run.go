@@ -163,7 +163,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			status.resize()
 		default:
 		}
-		r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}, Stacks: probes{dir}}, a.opts)
+		r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
 		switch {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
@@ -234,7 +234,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	}
 	// The run as it ended: written with -o json (scripts always get one
 	// document) or --report, and summed up in one line on stderr.
-	r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}}, a.opts)
+	r, err := report.Diagnose(ctx, a.sources(dir, false), a.opts)
 	if err != nil {
 		r = &report.Report{Schema: report.Schema, Run: dir, Taken: time.Now(), Findings: []report.Finding{}, Locks: []report.LockRow{},
 			Waiters: []report.WaiterRow{}, Processes: []report.ProcRow{}, Events: []report.EventRow{}, Stacks: []report.StackRow{}, Notes: []string{}}
@@ -244,9 +244,10 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	}
 	joined := joinedLine(r.Processes)
 	r.Notes = append(r.Notes, joined)
+	var lost error // the one document a script waits for, not written
 	if a.output == "json" || f.reportPath != "" {
 		if err := a.emit(r, f.reportPath); err != nil {
-			fmt.Fprintf(a.stderr, "lockwatch: %v\n", err)
+			lost = usagef("cannot write the report: %v", err)
 		}
 	}
 	if a.output != "json" {
@@ -264,6 +265,9 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 			lockreg.RemoveIfClean(dir)
 		}
 		os.Remove(dir) // succeeds only if nothing ever joined the run
+	}
+	if lost != nil {
+		return lost
 	}
 	var xe *exec.ExitError
 	if errors.As(waitErr, &xe) {

@@ -177,25 +177,19 @@ func joinedLine(procs []report.ProcRow) string {
 }
 
 // findingsPrint tells reports with the same findings apart from new ones:
-// kind, lock, holder and the waiters, so that a finding that gains a
-// waiter is a new picture, reported again.
+// each finding's key (kind, lock, holder, loop) and its waiters, so that a
+// finding that gains a waiter is a new picture, reported again.
 func findingsPrint(r *report.Report) string {
 	var b strings.Builder
-	for _, f := range r.Findings {
-		h := 0
-		if f.Holder != nil {
-			h = f.Holder.PID
-		}
-		fmt.Fprintf(&b, "%s|%s|%d|", f.Kind, f.Lock, h)
-		ws := make([]string, 0, len(f.Waiters)+len(f.Cycle))
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		b.WriteString(f.Key())
+		ws := make([]string, 0, len(f.Waiters))
 		for _, w := range f.Waiters {
-			ws = append(ws, fmt.Sprintf("%d.%d", w.PID, w.Goroutine))
-		}
-		for _, s := range f.Cycle {
-			ws = append(ws, fmt.Sprintf("%d.%d>%s", s.PID, s.Goroutine, s.WaitsFor))
+			ws = append(ws, fmt.Sprintf("%s/%d.%d", w.Host, w.PID, w.Goroutine))
 		}
 		slices.Sort(ws)
-		b.WriteString(strings.Join(ws, ","))
+		b.WriteString("|waiters:" + strings.Join(ws, ","))
 		b.WriteByte(';')
 	}
 	return b.String()
