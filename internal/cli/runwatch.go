@@ -196,24 +196,53 @@ func findingsPrint(r *report.Report) string {
 }
 
 // settler reports a deadlock only once the run has settled: the same
-// findings (holders and waiters) in two readings in a row. A holder's death
-// is seen within a millisecond; the goroutines that go on to wait for its
-// lock (a writer that runs out of input, a main that sends STOP) come after
-// it, and a report made at the first reading would miss them.
+// findings (holders and waiters) in two readings in a row, and, for a lock
+// whose holder died while no goroutine waits for it yet, lonelyWait more.
+// A holder's death is seen within a millisecond; the goroutines that go on
+// to wait for its lock (a writer that runs out of input, a main that sends
+// STOP) come after it, and a report made at the first reading would miss
+// them (and, with --on-deadlock=kill, kill them before they are seen).
 type settler struct {
-	pending string // the findings of the last reading with a deadlock
-	shown   string // the findings last reported
+	pending string    // the findings of the last reading with a deadlock
+	since   time.Time // when pending was first read
+	shown   string    // the findings last reported
+	now     func() time.Time
 }
+
+// lonelyWait is how long a dead holder nobody waits for is watched before
+// it is reported: long enough for the goroutines that will wait for its
+// lock to get there on a loaded machine.
+const lonelyWait = 2 * time.Second
 
 // ready says whether r, a reading with a deadlock, is to be reported now.
 func (s *settler) ready(r *report.Report) bool {
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
 	fp := findingsPrint(r)
-	settled := fp == s.pending
-	s.pending = fp
-	if !settled || fp == s.shown {
+	if fp != s.pending {
+		s.pending, s.since = fp, now
+		return false
+	}
+	if fp == s.shown {
+		return false
+	}
+	if lonely(r) && now.Sub(s.since) < lonelyWait {
 		return false
 	}
 	s.shown = fp
+	return true
+}
+
+// lonely reports whether every deadlock finding of r is a lock nobody
+// waits for.
+func lonely(r *report.Report) bool {
+	for i := range r.Findings {
+		if f := &r.Findings[i]; f.Kind.Deadlock() && len(f.Waiters) > 0 {
+			return false
+		}
+	}
 	return true
 }
 

@@ -296,24 +296,35 @@ func TestSettler(t *testing.T) {
 	partial := &report.Report{Findings: []report.Finding{{Kind: report.DeadHolder, Lock: "q", Holder: holder, Waiters: []report.Party{}}}}
 	full := &report.Report{Findings: []report.Finding{{Kind: report.DeadHolder, Lock: "q", Holder: holder,
 		Waiters: []report.Party{{PID: 11, Goroutine: 3}}}}}
-	var s settler
+	more := &report.Report{Findings: []report.Finding{{Kind: report.DeadHolder, Lock: "q", Holder: holder,
+		Waiters: []report.Party{{PID: 11, Goroutine: 3}, {PID: 12, Goroutine: 1}}}}}
+	clock := t0()
+	s := settler{now: func() time.Time { return clock }}
 	steps := []struct {
-		r    *report.Report
-		want bool
+		r     *report.Report
+		after time.Duration
+		want  bool
 	}{
-		{partial, false}, // first reading: not settled
-		{full, false},    // changed: not settled
-		{full, true},     // settled: reported
-		{full, false},    // reported already
-		{partial, false}, // changed again
-		{partial, true},  // settled, differs from the report: reported again
+		{partial, 0, false},                      // first reading: not settled
+		{partial, 250 * time.Millisecond, false}, // settled, but nobody waits yet
+		{full, 250 * time.Millisecond, false},    // changed: not settled
+		{full, 250 * time.Millisecond, true},     // settled with a waiter: reported
+		{full, 250 * time.Millisecond, false},    // reported already
+		{more, 250 * time.Millisecond, false},    // a new waiter
+		{more, 250 * time.Millisecond, true},     // settled, differs from the report: reported again
+		{partial, 250 * time.Millisecond, false}, // the waiters left
+		{partial, 250 * time.Millisecond, false}, // nobody waits: not yet
+		{partial, lonelyWait, true},              // nobody waits, for lonelyWait: reported
 	}
 	for i, st := range steps {
+		clock = clock.Add(st.after)
 		if got := s.ready(st.r); got != st.want {
 			t.Errorf("reading %d: ready %v; want %v", i, got, st.want)
 		}
 	}
 }
+
+func t0() time.Time { return time.Date(2026, 11, 25, 19, 58, 5, 0, time.UTC) }
 
 func TestJoinedLine(t *testing.T) {
 	got := joinedLine([]report.ProcRow{{PID: 1, Role: "main"}, {PID: 2, Role: "worker"}, {PID: 3, Role: "worker"}, {PID: 4, Command: "python3"}})
