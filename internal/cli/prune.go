@@ -77,7 +77,7 @@ live process's LOCKWATCH_DIR, is never removed.`,
 				fmt.Fprintf(a.stdout, "; kept %s that ended with something to diagnose ('lockwatch ps --all' lists them, 'lockwatch prune --all' removes them)", plural(findings, "run"))
 			}
 			if kept > 0 {
-				fmt.Fprintf(a.stdout, "; %s still running or in use", plural(kept, "run"))
+				fmt.Fprintf(a.stdout, "; kept %s still running, in use or unreadable", plural(kept, "run"))
 			}
 			fmt.Fprintln(a.stdout)
 			return nil

@@ -165,15 +165,25 @@ func mayBeRunning(dir string) bool {
 // maxLiveListed is how many live processes a ps row names at most.
 const maxLiveListed = 4
 
+// maxErrorShown is how much of why a run is unreadable a ps row shows.
+const maxErrorShown = 48
+
 func (a *app) psTable(out psOutput, hidden int) error {
 	var rows [][]string
 	var lives [][]string // per row: its live processes, "pid role"
 	for _, r := range out.Runs {
 		state := r.State
-		if r.Error != "" {
-			state += ": " + r.Error
-		}
 		findings := "-"
+		if r.Error != "" {
+			// Why, in the findings' column, without the run's path (the
+			// row names the run), cut short: -o json has it whole.
+			why := strings.ReplaceAll(r.Error, r.Dir+"/", "")
+			why = strings.TrimPrefix(strings.TrimSpace(strings.ReplaceAll(why, r.Dir, "")), ": ")
+			if utf8.RuneCountInString(why) > maxErrorShown {
+				why = string([]rune(why)[:maxErrorShown-1]) + cutMark
+			}
+			findings = why
+		}
 		if len(r.Findings) > 0 {
 			parts := make([]string, len(r.Findings))
 			for i, f := range r.Findings {
