@@ -130,11 +130,18 @@ of lockwatch's own probe are left out unless --all.`,
 	return c
 }
 
-// stacksText writes out as text, cut to the terminal's width.
+// stacksText writes out as text, fitting the terminal's width: the notes
+// and the lines about each dump folded, the stacks cut with a mark.
 func (a *app) stacksText(out *stacksOutput) error {
-	w := fitWidth(a.stdout, termWidth(a.stdout))
+	width := termWidth(a.stdout)
+	w := fitWidth(a.stdout, width)
+	say := func(format string, args ...any) {
+		for _, l := range foldLine(fmt.Sprintf(format, args...), width) {
+			fmt.Fprintln(w, l)
+		}
+	}
 	for _, n := range out.Notes {
-		fmt.Fprintf(w, "note: %s\n", n)
+		say("note: %s", n)
 	}
 	for i, d := range out.Dumps {
 		name := out.Source
@@ -142,15 +149,15 @@ func (a *app) stacksText(out *stacksOutput) error {
 			name = fmt.Sprintf("%s, dump %d of %d", out.Source, i+1, len(out.Dumps))
 		}
 		if d.Reason != "" {
-			fmt.Fprintf(w, "%s: %s\n", name, d.Reason)
+			say("%s: %s", name, d.Reason)
 		}
-		fmt.Fprintf(w, "%s: %s in %s (%s)", name, plural(int(d.Goroutines), "goroutine"), plural(len(d.Groups), "group"), out.Format)
+		line := fmt.Sprintf("%s: %s in %s (%s)", name, plural(int(d.Goroutines), "goroutine"), plural(len(d.Groups), "group"), out.Format)
 		if d.Hidden > 0 {
-			fmt.Fprintf(w, "; %s of lockwatch's probe not shown (--all shows them)", plural(int(d.Hidden), "goroutine"))
+			line += fmt.Sprintf("; %s of lockwatch's probe not shown (--all shows them)", plural(int(d.Hidden), "goroutine"))
 		}
-		fmt.Fprintln(w)
+		say("%s", line)
 		if d.Cut {
-			fmt.Fprintf(w, "note: the input ends inside this dump (cut mid-line or after a function): goroutines after the cut are missing\n")
+			say("note: the input ends inside this dump (cut mid-line or after a function): goroutines after the cut are missing")
 		}
 		fmt.Fprintln(w)
 		for _, g := range d.Groups {
