@@ -254,9 +254,20 @@ func TestRunNothingJoined(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	lines := bufio.NewReader(errPipe)
-	line, err := lines.ReadString('\n')
+	first := make(chan string, 1)
+	go func() {
+		line, _ := lines.ReadString('\n')
+		first <- line
+	}()
+	var line string
+	select {
+	case line = <-first:
+	case <-time.After(probablyStillBlocked):
+		in.Close() // cat ends, and with it the run
+		t.Fatalf("nothing said in %v that no process joined the run", probablyStillBlocked)
+	}
 	if !strings.Contains(line, "no process has joined the run") || !strings.Contains(line, "probe.Start") {
-		t.Fatalf("got %q (%v); want the line that says nothing joined the run, and what to do", line, err)
+		t.Fatalf("got %q; want the line that says nothing joined the run, and what to do", line)
 	}
 	in.Close() // cat ends only now: the line came while it ran
 	rest, _ := io.ReadAll(lines)
