@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/lockreg"
 )
 
 // Exit codes of attach, watch, ps and stacks, in the way of grep and diff:
@@ -75,6 +76,12 @@ type app struct {
 	stdout, stderr io.Writer
 	output         string // table or json
 	opts           report.Options
+	events         int // --events: how many of the event ring's last events are read
+}
+
+// read reads a run's snapshot within the limits the flags set.
+func (a *app) read(dir string) (*lockreg.Snapshot, error) {
+	return lockreg.ReadSnapshotWith(dir, lockreg.ReadOptions{Events: a.events, MoreEvents: "use --events N for more"})
 }
 
 // Main runs lockwatch with args (without the program name) and returns the
@@ -93,12 +100,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case err == nil:
 	case errors.As(err, &ee):
 		if ee.err != nil {
-			fmt.Fprintln(stderr, "lockwatch: "+oneLine(ee.err.Error()))
+			fmt.Fprintln(stderr, "lockwatch: "+report.Escape(oneLine(ee.err.Error())))
 		}
 		code = ee.code
 	default:
 		// Cobra's own errors: unknown command, wrong argument count.
-		fmt.Fprintln(stderr, "lockwatch: "+cobraError(root, cmd, err, args))
+		fmt.Fprintln(stderr, "lockwatch: "+report.Escape(cobraError(root, cmd, err, args)))
 		code = ExitUsage
 	}
 	if cmd != nil && cmd.Name() == "run" && code == ExitUsage && (ee == nil || !ee.program) {
@@ -138,6 +145,20 @@ func cmdPrefix(c *cobra.Command) string {
 	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ") + ": "
 }
 
+// escapeText is report.Escape for multi-line text: newlines and tabs are
+// kept, everything else is escaped.
+func escapeText(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		cols := strings.Split(l, "\t")
+		for j, c := range cols {
+			cols[j] = report.Escape(c)
+		}
+		lines[i] = strings.Join(cols, "\t")
+	}
+	return strings.Join(lines, "\n")
+}
+
 func oneLine(s string) string {
 	s = strings.TrimSpace(s)
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
@@ -165,12 +186,17 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 			if a.output != "table" && a.output != "json" {
 				return usagef("-o %q: want table or json", a.output)
 			}
+			if a.events <= 0 {
+				return usagef("--events %d: want a positive number of events", a.events)
+			}
 			return nil
 		},
 	}
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&a.opts.StuckAfter, "stuck-after", 10*time.Second,
 		"report a live holder as stuck after holding a lock this long while another goroutine waits as long")
+	root.PersistentFlags().IntVar(&a.events, "events", lockreg.DefaultReadEvents,
+		"how many of the run's most recent lock events to read (a run made with a larger event ring holds more; the report says when it has more)")
 	root.PersistentFlags().DurationVar(&a.opts.ProbeTimeout, "probe-timeout", time.Second,
 		"how long a probe is given to answer before the report goes on without it")
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
@@ -180,7 +206,7 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 		return usagef("%s%v; see '%s --help'", cmdPrefix(c), err, c.CommandPath())
 	})
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.pruneCmd())
+	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.holdersCmd(), a.pruneCmd())
 	return root
 }
 
@@ -237,8 +263,7 @@ func completeRuns(_ *cobra.Command, args []string, _ string) ([]string, cobra.Sh
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	dirs, _ := runDirs()
-	return dirs, cobra.ShellCompDirectiveDefault
+	return runDirs(), cobra.ShellCompDirectiveDefault
 }
 
 // noArgs refuses arguments, pointing at the command's help.

@@ -33,7 +33,8 @@ func (a *app) pruneCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "prune",
 		Short: "Remove this user's ended runs",
-		Long: `prune removes the run directories under the default root whose processes
+		Long: `prune removes the run directories under the default root (and its private
+fallbacks, see ps) whose processes
 have all ended: those that ended cleanly, and directories that no process
 ever joined (after a minute). A run that ended with something to diagnose (a
 process that died, a lock still held) is kept, so that 'lockwatch attach'
@@ -44,13 +45,14 @@ live process's LOCKWATCH_DIR, is never removed.`,
   lockwatch prune --all       # remove every ended run, findings or not`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			root, err := lockreg.DefaultRoot()
-			if err != nil {
-				return usagef("%v", err)
-			}
-			vs, err := pruneRuns(root, all, dryRun)
-			if err != nil {
-				return usagef("%v", err)
+			// The default root and the private fallbacks of this user.
+			var vs []pruneVerdict
+			for _, root := range lockreg.Roots() {
+				v, err := pruneRuns(root, all, dryRun)
+				vs = append(vs, v...)
+				if err != nil {
+					return usagef("%v", err)
+				}
 			}
 			removed, kept, findings := 0, 0, 0
 			var freed int64

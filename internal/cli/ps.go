@@ -69,16 +69,15 @@ name (what attach takes), state (running, deadlock, ended), its findings
 counted by kind, how many of its processes are alive and ended, and its live
 processes (pid and role; "no probe" when its control socket is missing).
 Runs whose processes have all ended are left out unless --all; -o json
-lists every process of each run.`,
+lists every process of each run. When another user took the default root
+(/dev/shm/lockwatch-UID), runs live in a private fallback beside it
+(lockwatch-UID-*, owned by you, mode 0700): ps lists those too.`,
 		Example: `  lockwatch ps
   lockwatch ps --all          # ended runs too ('lockwatch prune' removes them)
   lockwatch ps -o json | jq '.runs[] | select(.state == "deadlock") | .name'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dirs, err := runDirs()
-			if err != nil {
-				return usagef("%v", err)
-			}
+			dirs := runDirs()
 			out := psOutput{Schema: PSSchema, Runs: []psRun{}, Probed: []psProbed{}}
 			known := make(map[string]bool)
 			hidden := 0
@@ -145,21 +144,31 @@ lists every process of each run.`,
 	return c
 }
 
+// psChecks bounds the liveness checks of ps's first look at one run.
+const psChecks = 4096
+
 // mayBeRunning is ps's cheap first look at a run: whether any process of its
 // process table is not proven dead. The full diagnosis, with its confirming
 // snapshots and probe requests, is for those runs only; a directory holding
-// no run, or one whose processes are all gone, is skipped without it.
+// no run, or one whose processes are all gone, is skipped without it. The
+// table is streamed, and a run with more than psChecks processes, all dead
+// so far, is given the (bounded) diagnosis rather than checked to the end.
 func mayBeRunning(dir string) bool {
-	procs, err := lockreg.ReadProcesses(dir)
+	found, n := false, 0
+	err := lockreg.ScanProcesses(dir, func(p lockreg.Process) bool {
+		if n++; n > psChecks {
+			found = true
+			return false
+		}
+		if st, _ := (liveness.System{}).Check(p.Identity()); !st.Dead() {
+			found = true
+		}
+		return !found
+	})
 	if err != nil {
 		return !errors.Is(err, lockreg.ErrNotRun) // other errors are worth showing
 	}
-	for _, p := range procs {
-		if st, _ := (liveness.System{}).Check(p.Identity()); !st.Dead() {
-			return true
-		}
-	}
-	return false
+	return found
 }
 
 // maxLiveListed is how many live processes a ps row names at most.
@@ -182,7 +191,7 @@ func (a *app) psTable(out psOutput, hidden int) error {
 			if utf8.RuneCountInString(why) > maxErrorShown {
 				why = string([]rune(why)[:maxErrorShown-1]) + cutMark
 			}
-			findings = why
+			findings = report.Escape(why)
 		}
 		if len(r.Findings) > 0 {
 			parts := make([]string, len(r.Findings))
@@ -204,17 +213,17 @@ func (a *app) psTable(out psOutput, hidden int) error {
 			if who == "" {
 				who = p.Command
 			}
-			s := strconv.Itoa(p.PID) + " " + who
+			s := strconv.Itoa(p.PID) + " " + report.Escape(who)
 			if !p.Probe {
 				s += " (no probe)"
 			}
 			live = append(live, s)
 		}
-		rows = append(rows, []string{r.Name, state, findings, procs, ""})
+		rows = append(rows, []string{report.Escape(r.Name), report.Escape(state), findings, procs, ""})
 		lives = append(lives, live)
 	}
 	for _, p := range out.Probed {
-		rows = append(rows, []string{p.Dir, "not under the default root", "-", "1 alive", ""})
+		rows = append(rows, []string{report.Escape(p.Dir), "not under the default root", "-", "1 alive", ""})
 		lives = append(lives, []string{strconv.Itoa(p.PID)})
 	}
 	if len(rows) == 0 {

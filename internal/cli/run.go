@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
+	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -85,9 +86,12 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	dir, err := lockreg.NewRunDir(root)
+	if root.Fallback != "" {
+		fmt.Fprintf(a.stderr, "lockwatch: %s\n", oneLine(root.Fallback))
+	}
+	dir, err := lockreg.NewRunDir(root.Dir)
 	if err != nil {
-		return usagef("cannot make a run directory under %s: %v", root, err)
+		return usagef("cannot make a run directory under %s: %v", root.Dir, err)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), probe.EnvDir+"="+dir)
@@ -122,9 +126,14 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 		return usagef("%v", err)
 	}
 	defer w.Close()
-	exited := make(chan error, 1)
+	// PROGRAM is reaped only once nothing signals its process group any
+	// more: until then (alive, or a zombie) its pid, which is the group's
+	// id, cannot be reused, so the group signalled is the one made here.
+	// The goroutine waits for the exit without reaping (WNOWAIT).
+	exited := make(chan struct{})
 	go func() {
-		exited <- cmd.Wait()
+		waitExit(pgid)
+		close(exited)
 		w.Wake()
 	}()
 	sigs := make(chan os.Signal, 2)
@@ -132,9 +141,9 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	// the run behind: a closed terminal (SIGHUP) and Ctrl-\ (SIGQUIT) too.
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	fwdDone := make(chan struct{})
-	defer close(fwdDone)
+	fwdDone, fwdStopped := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(fwdStopped)
 		for {
 			select {
 			case s := <-sigs:
@@ -144,6 +153,21 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			}
 		}
 	}()
+	// reap stops the forwarding, then reaps PROGRAM; called once, after
+	// exited.
+	reap := func() error {
+		close(fwdDone)
+		<-fwdStopped
+		return cmd.Wait()
+	}
+	defer func() {
+		select {
+		case <-fwdDone:
+		default:
+			close(fwdDone) // an early return: PROGRAM is left to run
+		}
+	}()
+	var run *liveness.Run // the arena's identity, once PROGRAM made it
 
 	status := newStatusLine(a.stderr, started)
 	defer status.teardown()
@@ -156,14 +180,19 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	var lastErr string
 	for {
 		select {
-		case err := <-exited:
+		case <-exited:
 			status.teardown()
-			return a.ended(ctx, dir, err, found, f)
+			return a.ended(ctx, dir, reap(), found, f)
 		case <-winch:
 			status.resize()
 		default:
 		}
-		r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
+		if run == nil {
+			run, _ = liveness.NewRun(dir) // nil until the arena exists
+		}
+		src := a.sources(dir, true)
+		src.Host = liveness.System{Run: run}
+		r, err := report.Diagnose(ctx, src, a.opts)
 		switch {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
@@ -173,7 +202,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			// Said once per distinct error, not every interval.
 			if msg := oneLine(readError(dir, err).Error()); msg != lastErr {
 				lastErr = msg
-				fmt.Fprintf(a.stderr, "lockwatch: %v\n", msg)
+				fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(msg))
 			}
 		default:
 			for _, p := range r.Processes {
@@ -193,16 +222,17 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 					fmt.Fprintf(a.stderr, "lockwatch: the deadlock changed; the report again:\n")
 				}
 				if err := a.emit(r, f.reportPath); err != nil {
-					fmt.Fprintf(a.stderr, "lockwatch: %v\n", err)
+					fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
 				}
 				if f.onDeadlock == "kill" {
 					status.teardown()
-					killRun(r, pgid)
+					a.killRun(run, r, pgid)
 					<-exited
+					reap()
 					return exitCode(ExitRunDeadlock)
 				}
 				if !again {
-					fmt.Fprintf(a.stderr, "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", filepath.Base(dir))
+					fmt.Fprintf(a.stderr, "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", report.Escape(filepath.Base(dir)))
 				}
 			}
 			status.draw(r, found)
@@ -294,14 +324,38 @@ func (a *app) emit(r *report.Report, path string) error {
 	return errors.Join(a.print(fh, r, false), fh.Close())
 }
 
-// killRun ends every process of the run: each process of the table that
-// is alive with its recorded start time (through a pidfd, so a reused pid
-// is never hit), and PROGRAM's process group.
-func killRun(r *report.Report, pgid int) {
-	for _, p := range r.Processes {
-		if p.Alive {
-			liveness.Kill(procID(p.PID, p.Start))
+// killRun ends every process of the run, and only those: each process of
+// the table that is proved a member of the run at the moment of the signal
+// (liveness.Run.Kill: it maps the run's arena, checked through a pidfd that
+// is then signalled), and PROGRAM's process group, which lockwatch made and
+// whose id cannot name another group while PROGRAM is not reaped (the
+// caller reaps it only after). A process named by the table that cannot be
+// proved the run's is left alone, and said so in one line.
+func (a *app) killRun(run *liveness.Run, r *report.Report, pgid int) {
+	if run != nil {
+		seen := make(map[proc.Identity]bool)
+		for _, p := range r.Processes {
+			id := procID(p.PID, p.Start)
+			if !p.Alive || seen[id] {
+				continue // a process that reopened its registry has two rows
+			}
+			seen[id] = true
+			if err := run.Kill(id); err != nil {
+				fmt.Fprintf(a.stderr, "lockwatch: pid %d was not killed: %s\n", p.PID, report.Escape(oneLine(err.Error())))
+			}
 		}
 	}
 	syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// waitExit returns when the process pid (a child) has exited, without
+// reaping it.
+func waitExit(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
 }

@@ -25,8 +25,8 @@ import (
 const StacksSchema = "lockwatch.stacks/v1"
 
 // maxStacksInput bounds what stacks reads from a file or stdin: a dump of
-// 100,000 goroutines is some 50 MiB of text.
-const maxStacksInput = 128 << 20
+// 100,000 goroutines is some 50 MiB of text; a profile is far smaller.
+const maxStacksInput = 64 << 20
 
 // probePackage is the prefix of the functions of lockwatch's own probe,
 // whose goroutines (its control socket, its signal handler) stacks hides
@@ -134,10 +134,10 @@ of lockwatch's own probe are left out unless --all.`,
 // and the lines about each dump folded, the stacks cut with a mark.
 func (a *app) stacksText(out *stacksOutput) error {
 	width := termWidth(a.stdout)
-	w := fitWidth(a.stdout, width)
+	var raw strings.Builder
 	say := func(format string, args ...any) {
 		for _, l := range foldLine(fmt.Sprintf(format, args...), width) {
-			fmt.Fprintln(w, l)
+			fmt.Fprintln(&raw, l)
 		}
 	}
 	for _, n := range out.Notes {
@@ -159,12 +159,16 @@ func (a *app) stacksText(out *stacksOutput) error {
 		if d.Cut {
 			say("note: the input ends inside this dump (cut mid-line or after a function): goroutines after the cut are missing")
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintln(&raw)
 		for _, g := range d.Groups {
-			writeStacksGroup(w, g)
-			fmt.Fprintln(w)
+			writeStacksGroup(&raw, g)
+			fmt.Fprintln(&raw)
 		}
 	}
+	// Frames, notes and names come from a process or a file: escaped,
+	// keeping the layout's newlines and tabs.
+	w := fitWidth(a.stdout, width)
+	io.WriteString(w, escapeText(raw.String()))
 	return w.Flush()
 }
 
@@ -263,7 +267,7 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 		// Any file but a directory: a regular file, /dev/stdin, a FIFO.
 		f, err := os.Open(arg)
 		if err != nil {
-			return nil, usagef("%v", err)
+			return nil, err
 		}
 		defer f.Close()
 		return stacksFrom(arg, f, all)
@@ -328,7 +332,14 @@ func stacksOf(source string, b []byte, all bool) (*stacksOutput, error) {
 // stacksOfText reads Go traceback text.
 func stacksOfText(source string, r io.Reader, all bool) (*stacksOutput, error) {
 	out := &stacksOutput{Schema: StacksSchema, Source: source, Format: "text", Dumps: []stacksDump{}, Notes: []string{}}
-	dumps, err := stackdump.ParseDumps(r)
+	// Streamed, and bounded: what is read past maxStacksInput is dropped.
+	lr := &io.LimitedReader{R: r, N: maxStacksInput}
+	dumps, err := stackdump.ParseDumps(lr)
+	if lr.N == 0 {
+		if n, _ := r.Read(make([]byte, 1)); n > 0 {
+			out.Notes = append(out.Notes, fmt.Sprintf("only the first %d MiB of the input were read", maxStacksInput>>20))
+		}
+	}
 	found := false
 	for _, d := range dumps {
 		found = found || len(d.Goroutines) > 0

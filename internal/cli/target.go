@@ -26,14 +26,10 @@ type target struct {
 	id  proc.Identity // zero for a run directory
 }
 
-// runDirs lists this user's run directories, newest first.
-func runDirs() ([]string, error) {
-	root, err := lockreg.DefaultRoot()
-	if err != nil {
-		return nil, err
-	}
-	return lockreg.RunDirs(root)
-}
+// runDirs lists this user's run directories, newest first: under the
+// default root and under the private fallbacks chosen when the default was
+// taken by another user (lockreg.Roots).
+func runDirs() []string { return lockreg.AllRunDirs() }
 
 // resolve finds the run that arg names: a run directory, or a pid whose
 // environment names its run (LOCKWATCH_DIR), or whose process file a run
@@ -81,8 +77,7 @@ func resolve(arg string) (target, error) {
 		}
 		return target{dir: dir, id: id}, nil
 	}
-	dirs, _ := runDirs()
-	for _, d := range dirs {
+	for _, d := range runDirs() {
 		info, _, _ := lockreg.ProcessFiles(d, id)
 		if _, err := os.Stat(info); err == nil {
 			return target{dir: d, id: id}, nil
@@ -91,17 +86,19 @@ func resolve(arg string) (target, error) {
 	if t, ok := runOfDead(pid); ok {
 		return t, nil // the pid is now another process's
 	}
-	root, _ := lockreg.DefaultRoot()
+	where := "your lockwatch roots"
+	if roots := lockreg.Roots(); len(roots) > 0 {
+		where = strings.Join(roots, ", ")
+	}
 	return target{}, usagef("pid %d (%s) is not running a probe (no %s in its environment, and no run under %s lists it); start it with 'lockwatch run' or import github.com/lockwatch/lockwatch/probe",
-		pid, st.Comm, probe.EnvDir, root)
+		pid, st.Comm, probe.EnvDir, where)
 }
 
 // runOfDead finds the newest run under the default root whose process
 // table lists pid as a process that is no longer alive: a dead holder's pid,
 // as a finding names it.
 func runOfDead(pid int) (target, bool) {
-	dirs, _ := runDirs()
-	for _, d := range dirs {
+	for _, d := range runDirs() {
 		procs, err := lockreg.ReadProcesses(d)
 		if err != nil {
 			continue
@@ -120,8 +117,8 @@ func runOfDead(pid int) (target, bool) {
 
 func resolveDir(dir string) (target, error) {
 	if _, err := os.Lstat(dir); err != nil && !strings.ContainsRune(dir, '/') {
-		// A run's name, as ps prints it.
-		if root, rerr := lockreg.DefaultRoot(); rerr == nil {
+		// A run's name, as ps prints it, in any of this user's roots.
+		for _, root := range lockreg.Roots() {
 			if _, err := os.Lstat(filepath.Join(root, dir)); err == nil {
 				return target{dir: filepath.Join(root, dir)}, nil
 			}

@@ -222,12 +222,8 @@ func TestRunExitCodes(t *testing.T) {
 // process made (their names carry its pid).
 func ourRuns(t testing.TB, infix string) []string {
 	t.Helper()
-	dirs, err := runDirs()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, d := range dirs {
+	for _, d := range runDirs() {
 		if strings.Contains(filepath.Base(d), infix) {
 			out = append(out, d)
 		}
@@ -528,7 +524,7 @@ func TestAttachByNameAndDeadPID(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	dir, err := lockreg.NewRunDir(root)
+	dir, err := lockreg.NewRunDir(root.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
