@@ -66,13 +66,13 @@ func procKey(id procid.ID) string {
 
 type keys struct{ p string }
 
-func (k keys) meta() string                   { return k.p + "meta" }
-func (k keys) proc(pk string) string          { return k.p + "proc/" + pk }
-func (k keys) alive(pk string) string         { return k.p + "alive/" + pk }
-func (k keys) lockDir(name string) string     { return k.p + "lock/" + esc(name) + "/" }
-func (k keys) owner(name string) string       { return k.lockDir(name) + "owner" }
-func (k keys) holder(name string) string      { return k.lockDir(name) + "holder" }
-func (k keys) diedDir(name string) string     { return k.lockDir(name) + "died/" }
+func (k keys) meta() string               { return k.p + "meta" }
+func (k keys) proc(pk string) string      { return k.p + "proc/" + pk }
+func (k keys) alive(pk string) string     { return k.p + "alive/" + pk }
+func (k keys) lockDir(name string) string { return k.p + "lock/" + esc(name) + "/" }
+func (k keys) owner(name string) string   { return k.lockDir(name) + "owner" }
+func (k keys) holder(name string) string  { return k.lockDir(name) + "holder" }
+func (k keys) diedDir(name string) string { return k.lockDir(name) + "died/" }
 func (k keys) died(name string, rev int64) string {
 	return k.diedDir(name) + strconv.FormatInt(rev, 10)
 }
@@ -141,9 +141,9 @@ type LostRecord struct {
 	ID        procid.ID `json:"id"`
 	Goroutine int64     `json:"goroutine"`
 	Stack     uint64    `json:"stack,omitempty"`
-	Since     time.Time `json:"since"`     // when it took the lock
-	Lease     int64     `json:"lease"`     // the lease it lost
-	Noticed   time.Time `json:"noticed"`   // when it found the lease gone
+	Since     time.Time `json:"since"`      // when it took the lock
+	Lease     int64     `json:"lease"`      // the lease it lost
+	Noticed   time.Time `json:"noticed"`    // when it found the lease gone
 	HolderRev int64     `json:"holder_rev"` // revision of its holder record
 }
 
