@@ -385,7 +385,7 @@ func analyze(s *Snapshot, opts DiagnoseOptions) *Diagnosis {
 		switch {
 		case st.Dead():
 			f := Finding{Kind: DeadHolder, Lock: l.Name, Holder: &hp, Waiters: waiters, LeaseLeft: l.LeaseTTL}
-			how := "is dead"
+			how := st.String()
 			if h.ID.Host == opts.LocalHost {
 				f.Proof = fmt.Sprintf("pid %d with start time %d is %s on this host (checked in /proc)", h.ID.PID, h.ID.Start, st)
 			}
