@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -215,6 +216,9 @@ func findingsKey(d *etcdreg.Diagnosis) string {
 // endpoints are given), watches it, and prints the report when a deadlock
 // is found.
 func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer) error {
+	// The program writes to the same writers, from exec's copying
+	// goroutines when they are not files.
+	stdout, stderr = lockedWriter(stdout), lockedWriter(stderr)
 	if c.endpoints == "" {
 		dir, err := os.MkdirTemp("", "lockwatch-etcd-")
 		if err != nil {
@@ -296,6 +300,26 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		}
 		fmt.Fprintf(stderr, "lockwatch-etcd: deadlock found; the program is kept running: attach with lockwatch-etcd attach --etcd %s %s, or press Ctrl-C\n", c.endpoints, runName)
 	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// lockedWriter serialises writes to w, unless it is a file (which the
+// program then writes to directly).
+func lockedWriter(w io.Writer) io.Writer {
+	if _, ok := w.(*os.File); ok {
+		return w
+	}
+	return &syncWriter{w: w}
 }
 
 // confirmedDeadlock: a finding with waiters blocked.
