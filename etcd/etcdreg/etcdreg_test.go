@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func TestMutualExclusion(t *testing.T) {
@@ -43,6 +45,43 @@ func TestMutualExclusion(t *testing.T) {
 	}
 	if acq != procs*n {
 		t.Errorf("%d acquire events; want %d", acq, procs*n)
+	}
+	checkNeverUnknown(t, e, "count", s.Revision)
+}
+
+// checkNeverUnknown reads lock name's keys at every revision of the run up
+// to upto, and fails if at any revision the owner key exists without a
+// holder record naming the same goroutine: the acquiring transaction must
+// write both at once.
+func checkNeverUnknown(t *testing.T, e *testEnv, name string, upto int64) {
+	t.Helper()
+	p, _ := Prefix(e.run)
+	k := keys{p}
+	holds := 0
+	for rev := int64(1); rev <= upto; rev++ {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		resp, err := e.cli.Get(ctx, k.lockDir(name), clientv3.WithPrefix(), clientv3.WithRev(rev))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		state := map[string][]byte{}
+		for _, kv := range resp.Kvs {
+			state[string(kv.Key)] = kv.Value
+		}
+		owner, ok := state[k.owner(name)]
+		if !ok {
+			continue
+		}
+		holds++
+		var o OwnerRecord
+		var h HolderRecord
+		if decode(owner, &o) != nil || decode(state[k.holder(name)], &h) != nil || o.ID != h.ID || o.Goroutine != h.Goroutine {
+			t.Fatalf("revision %d: owner %s with holder record %q", rev, owner, state[k.holder(name)])
+		}
+	}
+	if holds == 0 {
+		t.Fatalf("no revision up to %d with the lock held", upto)
 	}
 }
 

@@ -205,14 +205,14 @@ func holdUntilTold(ctx context.Context, m *Mutex, release chan struct{}, nest ch
 
 // testEnv is one embedded etcd server and a client, for one test.
 type testEnv struct {
-	t   *testing.T
+	t   testing.TB
 	srv *embedded.Server
 	cli *clientv3.Client
 	run string
 	dir string
 }
 
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	srv, err := embedded.Start(filepath.Join(dir, "etcd"))
@@ -230,7 +230,7 @@ func newEnv(t *testing.T) *testEnv {
 
 // child is a process of the run: the test binary in a role.
 type child struct {
-	t     *testing.T
+	t     testing.TB
 	cmd   *exec.Cmd
 	in    io.WriteCloser
 	lines chan string
