@@ -266,8 +266,8 @@ func TestStuckHolder(t *testing.T) {
 	if f.Holder.PID != a.pid || !f.Holder.Alive {
 		t.Errorf("stuck holder %+v; want pid %d alive", f.Holder, a.pid)
 	}
-	if !strings.Contains(f.Doing, "holdUntilTold") || !strings.Contains(f.Doing, "chan receive") {
-		t.Errorf("doing %q; want its goroutine in holdUntilTold, chan receive (notes %v)", f.Doing, d.Notes)
+	if !strings.Contains(f.Doing, "holdUntilTold") || !strings.Contains(f.Doing, "[select]") {
+		t.Errorf("doing %q; want its goroutine in holdUntilTold, in select (notes %v)", f.Doing, d.Notes)
 	}
 	if len(d.Findings) != 1 {
 		t.Errorf("findings %+v; want only stuck-holder", d.Findings)
