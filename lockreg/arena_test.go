@@ -242,7 +242,7 @@ func TestFuzzSeeds(t *testing.T) {
 	if *updateSeeds {
 		_, good := newArena(t)
 		otherVersion := bytes.Clone(good)
-		binary.NativeEndian.PutUint32(otherVersion[8:], 2)
+		binary.NativeEndian.PutUint32(otherVersion[8:], formatVersion+1)
 		seeds := map[string][]byte{"good": good, "header-only": good[:headerSize], "magic-only": []byte(magic),
 			"other-version": otherVersion, "half": good[:len(good)/2]}
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -34,12 +34,12 @@ func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), ni
 // A ticket taken by a writer that died before claiming its slot costs
 // nothing: the next lap claims the slot from the older even value.
 func (r *Registry) record(kind EventKind, lock uint32, goid int64, stack uint64, t int64) {
-	r.recordAs(kind, lock, r.pid, r.procIdx+1, goid, stack, t)
+	r.recordAs(kind, lock, r.pid, r.self.Start, goid, stack, t)
 }
 
-// recordAs records an event on behalf of the process pid (process-table
-// slot procSlot+1): the dead holder, for EventOwnerDied.
-func (r *Registry) recordAs(kind EventKind, lock, pid, procSlot uint32, goid int64, stack uint64, t int64) {
+// recordAs records an event on behalf of the process pid with start time
+// start: the dead holder, for EventOwnerDied.
+func (r *Registry) recordAs(kind EventKind, lock, pid uint32, start uint64, goid int64, stack uint64, t int64) {
 	h := r.a.hdr
 	n := uint64(r.a.g.maxEvents)
 	tk := h.eventHead.Add(1) - 1
@@ -51,10 +51,9 @@ func (r *Registry) recordAs(kind EventKind, lock, pid, procSlot uint32, goid int
 	}
 	// The CAS above is a full barrier; the field stores below are ordered
 	// before the final seq store as in a seqlock (relaxed_amd64.go).
-	store32(&e.kind, uint32(kind))
+	store32(&e.what, eventWhat(kind, lock))
 	store32(&e.pid, pid)
-	store32(&e.lock, lock+1)
-	store32(&e.proc, procSlot)
+	store64(&e.start, start)
 	store64(&e.goid, uint64(goid))
 	storeI64(&e.time, t)
 	store64(&e.stack, stack)

@@ -38,7 +38,6 @@ type Snapshot struct {
 	Waiters   []Waiter
 	Events    []Event // oldest first
 
-	mono   int64
 	stacks map[procid.ID]map[uint64][]stackdump.Frame
 }
 
@@ -150,7 +149,13 @@ func openReadOnly(dir string) (*arena, error) {
 }
 
 // Snapshot reads the registry's run.
-func (r *Registry) Snapshot() (*Snapshot, error) { return r.a.snapshot(r.dir) }
+func (r *Registry) Snapshot() (*Snapshot, error) {
+	if !r.enter() {
+		return nil, ErrClosed
+	}
+	defer r.leave()
+	return r.a.snapshot(r.dir)
+}
 
 func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 	if mono == 0 {
@@ -159,9 +164,10 @@ func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 	return now.Add(time.Duration(mono - nowMono))
 }
 
-func (a *arena) holderOf(h holderCopy, _ uint32) Holder {
+// holderOf turns a holder record read now into a Holder.
+func (a *arena) holderOf(h holderCopy) Holder {
 	return Holder{PID: int(h.pid), Start: h.start, Goroutine: int64(h.goid), Stack: h.stack,
-		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: int(h.proc) - 1}
+		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: a.procSlotOf(h.proc, procid.ID{PID: int(h.pid), Start: h.start})}
 }
 
 func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
@@ -190,17 +196,13 @@ func (a *arena) read(dir string) *Snapshot {
 	now, mono := time.Now(), nanotime()
 	wall := func(t int64) time.Time { return a.wall(t, mono, now) }
 	s := &Snapshot{
-		Dir: dir, Taken: now, mono: mono, Format: int(h.version), Created: time.Unix(0, h.created),
+		Dir: dir, Taken: now, Format: int(h.version), Created: time.Unix(0, h.created),
 		CreatorPID:    int(h.creator),
 		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
 		EventsTotal:   h.eventHead.Load(),
 		EventsDropped: h.dropped.Load(),
 	}
 	s.Processes = a.processes(dir, wall)
-	procStart := make(map[int]uint64)
-	for _, p := range s.Processes {
-		procStart[p.Slot] = p.Start
-	}
 	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16 // retries for the whole snapshot
 	budget = max(budget, 1024)
 	n := min(h.nlocks.Load(), a.g.maxLocks)
@@ -233,7 +235,7 @@ func (a *arena) read(dir string) *Snapshot {
 		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
 		if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
 			hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
-				Since: wall(hc.since), ProcSlot: int(hc.proc) - 1}
+				Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
 			lk.Holder = &hd
 		}
 		s.Locks = append(s.Locks, lk)
@@ -271,10 +273,9 @@ func (a *arena) read(dir string) *Snapshot {
 		if e.seq.Load() != want {
 			continue // being written, or already overwritten
 		}
-		lock := e.lock.Load()
-		ev := Event{Seq: t, Kind: EventKind(e.kind.Load()), PID: int(e.pid.Load()), Goroutine: int64(e.goid.Load()),
+		kind, lock := splitWhat(e.what.Load())
+		ev := Event{Seq: t, Kind: kind, PID: int(e.pid.Load()), Start: e.start.Load(), Goroutine: int64(e.goid.Load()),
 			Lock: int(lock) - 1, LockName: lockName(lock), Time: wall(e.time.Load()), Stack: e.stack.Load()}
-		ev.Start = procStart[int(e.proc.Load())-1]
 		if e.seq.Load() == want {
 			s.Events = append(s.Events, ev)
 		}
@@ -293,17 +294,17 @@ func (a *arena) processes(dir string, wall func(int64) time.Time) []Process {
 	var out []Process
 	for i := uint32(0); i < a.g.maxProcs; i++ {
 		p := a.proc(i)
-		st := p.state.Load()
-		if st == procFree {
-			if p.pid.Load() == 0 {
-				break // slots are claimed in order; the rest are free
-			}
-			continue
+		if p.owner.Load() == 0 {
+			break // slots are claimed in order; the rest were never used
 		}
-		pr := Process{Slot: int(i), PID: int(p.pid.Load()), Start: p.start.Load(), State: ProcRunning,
-			Robust: p.flags.Load()&procRobust != 0, Registered: wall(p.registered.Load())}
-		if st == procExited {
-			pr.State, pr.Exited = ProcExited, wall(p.exited.Load())
+		c, ok := p.read(4)
+		if !ok || c.state == procFree {
+			continue // being claimed, or its writer died claiming it
+		}
+		pr := Process{Slot: int(i), PID: int(c.pid), Start: c.start, State: ProcRunning,
+			Robust: c.flags&procRobust != 0, Registered: wall(c.registered)}
+		if c.state == procExited {
+			pr.State, pr.Exited = ProcExited, wall(c.exited)
 		}
 		pr.Info, _ = ReadProcessInfo(dir, pr.Identity())
 		out = append(out, pr)
