@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/lockwatch/lockwatch/procid"
@@ -193,22 +192,4 @@ func mustJSON(v any) string {
 		panic(err) // the record types marshal without error
 	}
 	return string(b)
-}
-
-// splitProcKey parses host:pid:start.
-func splitProcKey(s string) (procid.ID, bool) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return procid.ID{}, false
-	}
-	j := strings.LastIndexByte(s[:i], ':')
-	if j < 0 {
-		return procid.ID{}, false
-	}
-	pid, err1 := strconv.Atoi(s[j+1 : i])
-	start, err2 := strconv.ParseUint(s[i+1:], 10, 64)
-	if err1 != nil || err2 != nil {
-		return procid.ID{}, false
-	}
-	return procid.ID{Host: unesc(s[:j]), PID: pid, Start: start}, true
 }
