@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench clean cover demo-etcd test-etcd
+.PHONY: all build test lint demo bench stress-hostile stress clean cover demo-etcd test-etcd
 
 all: build
 
@@ -19,11 +19,13 @@ build:
 ## test: format check, vet, staticcheck, then every test under the race detector.
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 12m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags nolockwatch ./sync
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags nolockwatch ./sync
 	$(TOOL) staticcheck ./...
 
 ## demo: the demo pipeline in its hanging mode, under lockwatch, ending in the report.
@@ -35,9 +37,23 @@ demo: build
 ## comparison with go-deadlock (bench/, a module of its own).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) ./... | tee bench.txt
-	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
+	cd bench && $(GO) test -tags deadlock -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
+
+## stress-hostile: the audit's hostile runs at full size (gigabytes of arena, info files, dictionaries, a 4.5 GB
+## gzip bomb), each read by lockwatch in its own process within 256 MiB (docs/reliability.md); then their
+## benchmark, for the figures.
+stress-hostile:
+	LOCKWATCH_STRESS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m -run 'Hostile' ./lockreg ./internal/cli
+	CGO_ENABLED=1 $(GO) test -run '^$$' -bench 'BenchmarkHostile' -benchtime 3x -count 1 -timeout 60m ./internal/cli
+
+## stress: the reliability suite (internal/stress, build tag stress; not part of
+## make test): kill storm, churn, hostile arenas; figures in docs/reliability.md.
+## Static build, as shipped (the robust list needs it), so no race detector.
+## LOCKWATCH_STRESS_CHURN sets the churn's count (default 100,000).
+stress:
+	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout 30m ./internal/stress
 
 ## cover: every test with coverage that counts the child processes the tests
 ## start: test binaries re-run with a role, and the lockwatch and demo

@@ -5,13 +5,16 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -48,17 +51,23 @@ profile (protobuf, gzipped or not); the format is detected.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
+			// Frames, notes and names come from a process or a file:
+			// escaped, keeping the layout's newlines and tabs.
+			var b strings.Builder
 			for _, n := range out.Notes {
-				fmt.Fprintf(a.stdout, "note: %s\n", n)
+				fmt.Fprintf(&b, "note: %s\n", report.Escape(n))
 			}
-			fmt.Fprintf(a.stdout, "%s: %d goroutines in %d groups (%s)\n\n", out.Source, out.Total, len(out.Groups), out.Format)
+			fmt.Fprintf(&b, "%s: %d goroutines in %d groups (%s)\n\n", report.Escape(out.Source), out.Total, len(out.Groups), report.Escape(out.Format))
 			for _, g := range out.Groups {
-				if err := g.Write(a.stdout); err != nil {
+				var gb strings.Builder
+				if err := g.Write(&gb); err != nil {
 					return err
 				}
-				fmt.Fprintln(a.stdout)
+				b.WriteString(escapeText(gb.String()))
+				b.WriteString("\n")
 			}
-			return nil
+			_, err = io.WriteString(a.stdout, b.String())
+			return err
 		},
 	}
 	c.Flags().BoolVar(&text, "text", false, "for a PID: ask for the text dump (goroutine ids and states; stops the process for the whole dump)")
@@ -67,9 +76,9 @@ profile (protobuf, gzipped or not); the format is detected.`,
 
 func (a *app) loadStacks(cmd *cobra.Command, arg string, text bool) (*stacksOutput, error) {
 	if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
-		b, err := os.ReadFile(arg)
+		b, err := readStacksFile(arg)
 		if err != nil {
-			return nil, usagef("%v", err)
+			return nil, err
 		}
 		return stacksOf(arg, b)
 	}
@@ -121,6 +130,28 @@ func stacksOf(source string, b []byte) (*stacksOutput, error) {
 		out.Total += g.Count
 	}
 	return out, nil
+}
+
+// maxStacksFile bounds the file stacks reads: a traceback takes some 700
+// bytes a goroutine (64 MiB: some 90,000 goroutines), a goroutine profile
+// far less.
+const maxStacksFile = 64 << 20
+
+// readStacksFile reads a dump file of at most maxStacksFile bytes.
+func readStacksFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStacksFile+1))
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	if len(b) > maxStacksFile {
+		return nil, usagef("%s is larger than the %d MiB lockwatch stacks reads; give it the part you need (for a traceback, the goroutines of interest)", path, maxStacksFile>>20)
+	}
+	return b, nil
 }
 
 func isProfile(b []byte) bool {
