@@ -331,8 +331,12 @@ func (a *arena) readOrders(s *Snapshot, now time.Time, mono int64) {
 		k uint64
 		i uint32
 	}
-	keys := make([]slot, 0, min(a.ord.used.Load(), a.g.maxEdges))
-	for i := uint32(0); i < a.g.edgeSlots; i++ {
+	// Every claimed slot was reserved first, so at most used slots hold a
+	// key: the scan stops when it has seen that many, and an empty table
+	// is not touched at all (its pages are never read into memory).
+	used := min(a.ord.used.Load(), a.g.maxEdges)
+	keys := make([]slot, 0, used)
+	for i := uint32(0); i < a.g.edgeSlots && uint32(len(keys)) < used; i++ {
 		if k := a.edge(i).key.Load(); k != 0 {
 			keys = append(keys, slot{k, i})
 		}
