@@ -205,12 +205,24 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	if w == nil {
 		s.waiting.Add(1)
 	}
-	defer func() {
+	// stopWaiting takes this goroutine out of the waiters, once. A waiter
+	// that acquires calls it before it writes the holder record, so that no
+	// reader sees the goroutine hold the lock and wait for it (a false
+	// self-cycle); the others leave on return.
+	waiting := true
+	stopWaiting := func() {
+		if !waiting {
+			return
+		}
+		waiting = false
 		if w != nil {
 			r.releaseWaiter(w)
 		} else {
 			s.waiting.Add(-1)
 		}
+	}
+	defer func() {
+		stopWaiting()
 		if testHook != nil {
 			testHook("waiter-released")
 		}
@@ -248,6 +260,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 		switch {
 		case v == 0:
 			if s.word.CompareAndSwap(0, r.pid|waitersBit) {
+				stopWaiting()
 				m.acquired(goid, stack, nanotime(), EventAcquire)
 				return nil
 			}
@@ -256,6 +269,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 			m.noteDeath()
 			if m.opts.Policy == Recover {
 				if s.word.CompareAndSwap(v, r.pid|(v&waitersBit)) {
+					stopWaiting()
 					m.acquired(goid, stack, nanotime(), EventRecovered)
 					return ErrOwnerDead
 				}

@@ -461,6 +461,48 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	}
 	a.release(a.g.waitersOff, a.g.eventsOff)
 
+	// A goroutine recorded both holding a lock and waiting for it is either
+	// deadlocked on itself or a view torn across time, since the holder
+	// records were read before the waiters (an acquiring waiter leaves the
+	// waiters before it writes the holder record, so one moment never shows
+	// both). Read such a lock's holder again, after the waiter was read:
+	//   - it names another goroutine, or none: the first read was stale (the
+	//     goroutine released the lock, then began to wait again): it is
+	//     listed with what the new read says;
+	//   - it names the goroutine, since before the wait began: the goroutine
+	//     took the lock, then asked for it again: a real self-deadlock;
+	//   - it names the goroutine, since the wait began or later: the waiter
+	//     record was stale (the goroutine got the lock after it was read),
+	//     and the waiter is dropped.
+	waiters := s.Waiters[:0]
+	for _, w := range s.Waiters {
+		lk := &s.Locks[kept[uint32(w.Lock)]]
+		if lk.Holder == nil || lk.Holder.PID != w.PID || lk.Holder.Start != w.Start || lk.Holder.Goroutine != w.Goroutine {
+			waiters = append(waiters, w)
+			continue
+		}
+		l := a.lock(uint32(w.Lock))
+		v := l.word.Load()
+		hc, ok := l.holder.read(readTries)
+		switch {
+		case !ok || v != l.word.Load() || hc.pid == 0 || hc.pid != v&tidMask:
+			lk.Holder = nil // no consistent record now: better none than a wrong one
+			waiters = append(waiters, w)
+		case int(hc.pid) != w.PID || hc.start != w.Start || int64(hc.goid) != w.Goroutine:
+			lk.Holder = &Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
+				Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
+			lk.Word = v
+			waiters = append(waiters, w)
+		case wall(hc.since).Before(w.Since):
+			waiters = append(waiters, w) // took it, then asked again: deadlocked on itself
+		default:
+			lk.Holder.Since, lk.Holder.Stack, lk.Word = wall(hc.since), hc.stack, v
+			lk.Waiting--
+			s.Counts.Waiters--
+		}
+	}
+	s.Waiters = waiters
+
 	// The last o.Events events of the ring.
 	total, ne := s.EventsTotal, uint64(a.g.maxEvents)
 	held := min(total, ne)
