@@ -44,14 +44,14 @@ until grep -q 'has waited' "$tmp/stuck.err" 2>/dev/null; do
 	i=$((i + 1))
 	if [ "$i" -gt 300 ]; then
 		echo "capture-reports: no stuck line after 30 s" >&2
-		kill -9 -- "-$demo" 2>/dev/null
+		kill -9 "-$demo" 2>/dev/null
 		exit 1
 	fi
 	sleep 0.1
 done
 grep 'has waited' "$tmp/stuck.err" | head -1 | clean >"$tmp/stuck-line"
 run=$(sed -n 's/.*dump: \(.*\)\/p-[0-9]*-[0-9]*\.stuck.*/\1/p' "$tmp/stuck.err" | head -1)
-kill -9 -- "-$demo"
+kill -9 "-$demo"
 wait "$demo" 2>/dev/null || true
 [ -n "$run" ] && rm -rf "$run"
 
