@@ -467,8 +467,9 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	// waiters before it writes the holder record, so one moment never shows
 	// both). Read such a lock's holder again, after the waiter was read:
 	//   - it names another goroutine, or none: the first read was stale (the
-	//     goroutine released the lock, then began to wait again): it is
-	//     listed with what the new read says;
+	//     goroutine released the lock, then began to wait again): the lock is
+	//     listed without a holder record (a new holder could be one of the
+	//     waiters read before, and naming it would make the same false pair);
 	//   - it names the goroutine, since before the wait began: the goroutine
 	//     took the lock, then asked for it again: a real self-deadlock;
 	//   - it names the goroutine, since the wait began or later: the waiter
@@ -489,9 +490,9 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			lk.Holder = nil // no consistent record now: better none than a wrong one
 			waiters = append(waiters, w)
 		case int(hc.pid) != w.PID || hc.start != w.Start || int64(hc.goid) != w.Goroutine:
-			lk.Holder = &Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
-				Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
-			lk.Word = v
+			// The lock changed hands since: its new holder may be among the
+			// waiters already read, so it is not named either.
+			lk.Holder = nil
 			waiters = append(waiters, w)
 		case wall(hc.since).Before(w.Since):
 			waiters = append(waiters, w) // took it, then asked again: deadlocked on itself
