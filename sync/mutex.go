@@ -85,6 +85,7 @@ func (m *Mutex) Lock() {
 		return
 	}
 	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
+	inproc.Hold(&m.st, goid, 1)
 }
 
 // lockSlow records the goroutine as a waiter, with its stack, then waits in
@@ -99,6 +100,7 @@ func lockSlow(l gosync.Locker, st *inproc.State, goid int64, pc, pc2 uintptr) {
 	l.Lock()
 	slot = inproc.Acquired(slot, true)
 	st.Holder.Set(goid, pc, pc2, record.Coarse(), slot)
+	inproc.Hold(st, goid, 2)
 }
 
 // TryLock tries to lock m and reports whether it succeeded.
@@ -120,6 +122,7 @@ func (m *Mutex) TryLock() bool {
 		return false
 	}
 	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
+	inproc.Hold(&m.st, goid, 1)
 	return true
 }
 
@@ -127,9 +130,11 @@ func (m *Mutex) TryLock() bool {
 // Unlock: the same unrecoverable "fatal error: sync: unlock of unlocked
 // mutex" as sync.Mutex's.
 func (m *Mutex) Unlock() {
+	g := m.st.Holder.Goroutine()
 	if slot := m.st.Holder.Clear(); slot != 0 {
 		inproc.Release(slot)
 	}
+	inproc.Unhold(&m.st, g)
 	m.mu.Unlock()
 }
 
@@ -150,6 +155,7 @@ func (rw *RWMutex) Lock() {
 		return
 	}
 	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
+	inproc.Hold(&rw.st, goid, 1)
 }
 
 // TryLock tries to lock rw for writing and reports whether it succeeded.
@@ -171,6 +177,7 @@ func (rw *RWMutex) TryLock() bool {
 		return false
 	}
 	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
+	inproc.Hold(&rw.st, goid, 1)
 	return true
 }
 
@@ -182,9 +189,11 @@ func (rw *RWMutex) TryLock() bool {
 // goroutine. One goroutine may RLock (Lock) a RWMutex and then arrange for
 // another goroutine to RUnlock (Unlock) it.
 func (rw *RWMutex) Unlock() {
+	g := rw.st.Holder.Goroutine()
 	if slot := rw.st.Holder.Clear(); slot != 0 {
 		inproc.Release(slot)
 	}
+	inproc.Unhold(&rw.st, g)
 	rw.rw.Unlock()
 }
 
@@ -215,6 +224,7 @@ func (rw *RWMutex) rlock(goid int64, pc, pc2 uintptr) {
 		rlockSlow(rw, goid)
 	}
 	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
+	inproc.Hold(&rw.st, goid, 2)
 }
 
 // rlockSlow records the goroutine as waiting to read, with its stack, then
@@ -248,6 +258,7 @@ func (rw *RWMutex) TryRLock() bool {
 		return false
 	}
 	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
+	inproc.Hold(&rw.st, goid, 1)
 	return true
 }
 
@@ -263,7 +274,9 @@ func (rw *RWMutex) RUnlock() {
 		goid = goidSlow()
 	}
 	if id := rw.st.ID(); id != 0 {
-		inproc.ReadUnlocked(&rw.st, id, goid)
+		// The reader whose record was released: goroutine goid, or, for a
+		// read lock released by another goroutine, its taker.
+		inproc.Unhold(&rw.st, inproc.ReadUnlocked(&rw.st, id, goid))
 	}
 	rw.rw.RUnlock()
 }

@@ -1,0 +1,9 @@
+//go:build !amd64 || race
+
+package inproc
+
+import "sync/atomic"
+
+// storeCell stores a held-lock cell: a sync/atomic store under the race
+// detector and on other architectures (see relaxed_amd64.go).
+func storeCell(c *atomic.Pointer[State], s *State) { c.Store(s) }
