@@ -27,7 +27,7 @@ type OrderView struct {
 	// not recorded). A cycle through them is missed.
 	Dropped        uint64 `json:"dropped,omitempty"`
 	DroppedRepeats bool   `json:"dropped_repeats,omitempty"`
-	// Untracked counts acquires not tracked as held (more than 8 locks held
+	// Untracked counts acquires not tracked as held (more than 7 locks held
 	// at once by the goroutines of one bucket): edges from them are missed.
 	Untracked uint64 `json:"untracked,omitempty"`
 	// Cut counts edges whose stacks were cut to their call sites to keep

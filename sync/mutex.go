@@ -85,7 +85,9 @@ func (m *Mutex) Lock() {
 		return
 	}
 	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
-	inproc.Hold(&m.st, goid, 1)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&m.st) {
+		b.Hold(&m.st, goid)
+	}
 }
 
 // lockSlow records the goroutine as a waiter, with its stack, then waits in
@@ -100,7 +102,9 @@ func lockSlow(l gosync.Locker, st *inproc.State, goid int64, pc, pc2 uintptr) {
 	l.Lock()
 	slot = inproc.Acquired(slot, true)
 	st.Holder.Set(goid, pc, pc2, record.Coarse(), slot)
-	inproc.Hold(st, goid, 2)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(st) {
+		b.Hold(st, goid)
+	}
 }
 
 // TryLock tries to lock m and reports whether it succeeded.
@@ -122,7 +126,9 @@ func (m *Mutex) TryLock() bool {
 		return false
 	}
 	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
-	inproc.Hold(&m.st, goid, 1)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&m.st) {
+		b.Hold(&m.st, goid)
+	}
 	return true
 }
 
@@ -134,7 +140,9 @@ func (m *Mutex) Unlock() {
 	if slot := m.st.Holder.Clear(); slot != 0 {
 		inproc.Release(slot)
 	}
-	inproc.Unhold(&m.st, g)
+	if b := inproc.BucketOf(g); !b.UnholdOnly(&m.st) {
+		b.Unhold(&m.st)
+	}
 	m.mu.Unlock()
 }
 
@@ -155,7 +163,9 @@ func (rw *RWMutex) Lock() {
 		return
 	}
 	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
-	inproc.Hold(&rw.st, goid, 1)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
+		b.Hold(&rw.st, goid)
+	}
 }
 
 // TryLock tries to lock rw for writing and reports whether it succeeded.
@@ -177,7 +187,9 @@ func (rw *RWMutex) TryLock() bool {
 		return false
 	}
 	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
-	inproc.Hold(&rw.st, goid, 1)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
+		b.Hold(&rw.st, goid)
+	}
 	return true
 }
 
@@ -193,7 +205,9 @@ func (rw *RWMutex) Unlock() {
 	if slot := rw.st.Holder.Clear(); slot != 0 {
 		inproc.Release(slot)
 	}
-	inproc.Unhold(&rw.st, g)
+	if b := inproc.BucketOf(g); !b.UnholdOnly(&rw.st) {
+		b.Unhold(&rw.st)
+	}
 	rw.rw.Unlock()
 }
 
@@ -224,7 +238,9 @@ func (rw *RWMutex) rlock(goid int64, pc, pc2 uintptr) {
 		rlockSlow(rw, goid)
 	}
 	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
-	inproc.Hold(&rw.st, goid, 2)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
+		b.Hold(&rw.st, goid)
+	}
 }
 
 // rlockSlow records the goroutine as waiting to read, with its stack, then
@@ -258,7 +274,9 @@ func (rw *RWMutex) TryRLock() bool {
 		return false
 	}
 	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
-	inproc.Hold(&rw.st, goid, 1)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
+		b.Hold(&rw.st, goid)
+	}
 	return true
 }
 
@@ -276,7 +294,9 @@ func (rw *RWMutex) RUnlock() {
 	if id := rw.st.ID(); id != 0 {
 		// The reader whose record was released: goroutine goid, or, for a
 		// read lock released by another goroutine, its taker.
-		inproc.Unhold(&rw.st, inproc.ReadUnlocked(&rw.st, id, goid))
+		if b := inproc.BucketOf(inproc.ReadUnlocked(&rw.st, id, goid)); !b.UnholdOnly(&rw.st) {
+			b.Unhold(&rw.st)
+		}
 	}
 	rw.rw.RUnlock()
 }

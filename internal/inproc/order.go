@@ -2,6 +2,7 @@ package inproc
 
 import (
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -34,15 +35,15 @@ import (
 // lost race) is kept until its cell is cleared or reused. heldCells cells
 // per bucket bound that.
 //
-// A goroutine that holds nothing finds its bucket's cells empty: eight
-// loads of one line and one store, no lookup. A nested acquire checks the
+// A goroutine that holds nothing finds its bucket empty: a load of its
+// count and two stores, no lookup. A nested acquire checks the
 // pair in the edge table's keys (two loads, lock-free) and goes on; a pair
 // new to the process takes the slow path (newEdge): its stack, the sites,
 // and an insert under orders.mu.
 
 const (
 	heldBuckets = 1024 // a power of two
-	heldCells   = 8    // locks held at once by the goroutines of a bucket
+	heldCells   = 7    // locks held at once by the goroutines of a bucket
 
 	// defaultMaxEdges is how many edges a process records; keySlots
 	// remembers up to keySlots/2 distinct pairs, recorded or dropped.
@@ -51,7 +52,17 @@ const (
 	keyProbes       = 32
 )
 
+// heldBucket is a cache line: n, the number of cells in use as the
+// bucket's goroutines last wrote it, and the cells. n lets an acquire of a
+// goroutine whose bucket is empty (the common case) skip the scan: one load,
+// two stores. It is written with plain stores too, so two goroutines of one
+// bucket racing may leave it off: too high, and the next acquire scans and
+// counts again; too low (0 while a cell is in use), and an acquire takes
+// cell 0 without looking at the others. Either way an edge may be missed,
+// never invented.
 type heldBucket struct {
+	n     atomic.Uint32
+	_     uint32
 	cells [heldCells]atomic.Pointer[State]
 }
 
@@ -133,16 +144,41 @@ type lockIdent struct {
 	name          *atomic.Pointer[string]
 }
 
-// Hold is called by an acquire of s by goroutine goid that succeeded,
-// with the lock's holder or reader record written: it records an edge from
-// each lock the goroutine holds, then marks s held by it. skip is the
-// number of frames between Hold and the caller of Lock (or RLock): 1 when
-// Lock calls Hold.
+// A Bucket is the held-lock cells of the goroutines whose ids fall in it.
+type Bucket = heldBucket
+
+// BucketOf returns goroutine goid's bucket.
+func BucketOf(goid int64) *Bucket { return bucketOf(goid) }
+
+// An acquire of s by goroutine goid that succeeded, with the lock's holder
+// or reader record written, calls
+//
+//	if b := inproc.BucketOf(goid); !b.HoldFirst(s) {
+//		b.Hold(s, goid)
+//	}
+//
+// to record an edge from each lock the goroutine holds, then mark s held
+// by it. HoldFirst is inlined: in an empty bucket (a goroutine that holds
+// nothing, the common case) it is a load and two stores.
+
+// HoldFirst marks s held in an empty bucket and reports whether the bucket
+// was empty.
+func (b *Bucket) HoldFirst(s *State) bool {
+	if b.n.Load() != 0 {
+		return false
+	}
+	storeCell(&b.cells[0], s)
+	storeN(&b.n, 1)
+	return true
+}
+
+// Hold is the acquire in a bucket with cells in use: each cell is looked at
+// (an edge, if its lock is this goroutine's), s takes a free one, and n is
+// counted again.
 //
 //go:noinline
-func Hold(s *State, goid int64, skip int) {
-	b := bucketOf(goid)
-	free := -1
+func (b *Bucket) Hold(s *State, goid int64) {
+	free, n := -1, uint32(0)
 	for i := range b.cells {
 		p := b.cells[i].Load()
 		if p == nil {
@@ -151,31 +187,55 @@ func Hold(s *State, goid int64, skip int) {
 			}
 			continue
 		}
+		n++
 		if p != s {
-			nested(p, s, goid, skip)
+			nested(p, s, goid)
 		}
 	}
 	if free < 0 {
 		orders.untracked.Add(1)
+		storeN(&b.n, n)
 		return
 	}
 	storeCell(&b.cells[free], s)
+	storeN(&b.n, n+1)
 }
 
-// Unhold is called by the release of s held by goroutine goid (the
-// holder's or reader's, not necessarily the releaser's), once its record
-// is cleared.
-func Unhold(s *State, goid int64) {
-	if goid == 0 {
-		return
+// The release of s held by goroutine goid (the holder's or reader's, not
+// necessarily the releaser's), once its record is cleared, calls
+//
+//	if b := inproc.BucketOf(goid); !b.UnholdOnly(s) {
+//		b.Unhold(s)
+//	}
+
+// UnholdOnly clears the bucket if s is its one cell, and reports whether
+// it did.
+func (b *Bucket) UnholdOnly(s *State) bool {
+	if b.cells[0].Load() != s || b.n.Load() != 1 {
+		return false
 	}
-	b := bucketOf(goid)
+	storeCell(&b.cells[0], nil)
+	storeN(&b.n, 0)
+	return true
+}
+
+// Unhold clears the cell of s, if the bucket has one, and counts the
+// cells in use again.
+//
+//go:noinline
+func (b *Bucket) Unhold(s *State) {
+	cleared, n := false, uint32(0)
 	for i := range b.cells {
-		if b.cells[i].Load() == s {
+		switch p := b.cells[i].Load(); {
+		case p == nil:
+		case p == s && !cleared:
 			storeCell(&b.cells[i], nil)
-			return
+			cleared = true
+		default:
+			n++
 		}
 	}
+	storeN(&b.n, n)
 }
 
 // heldBy says whether lock p is held by goroutine goid, by its records:
@@ -198,11 +258,8 @@ func heldBy(p *State, goid int64) (ok, read bool) {
 	return false, false
 }
 
-// nested handles a cell of the acquiring goroutine's bucket naming p. Not
-// inlined, so that newEdge's frames are counted.
-//
-//go:noinline
-func nested(p, s *State, goid int64, skip int) {
+// nested handles a cell of the acquiring goroutine's bucket naming p.
+func nested(p, s *State, goid int64) {
 	ok, read := heldBy(p, goid)
 	if !ok {
 		return // another goroutine's lock, or a stale cell
@@ -210,20 +267,20 @@ func nested(p, s *State, goid int64, skip int) {
 	if known(p.id.Load(), s.id.Load()) {
 		return
 	}
-	newEdge(p, s, goid, read, skip+2)
+	newEdge(p, s, goid, read)
 }
 
 // newEdge records the edge p -> s unless it is known: the stack of s's
-// acquire, the site (and stack, when known) of p's. skip is the number of
-// frames between newEdge's caller and the caller of Lock.
+// acquire (from the caller of Lock: the drop-in's own frames are left
+// out), the site (and stack, when known) of p's.
 //
 //go:noinline
-func newEdge(p, s *State, goid int64, fromRead bool, skip int) {
+func newEdge(p, s *State, goid int64, fromRead bool) {
 	var st record.Stack
-	st.Capture(skip)
+	st.Capture(0)
 	from, to := p.id.Load(), s.id.Load()
 	e := edgeRecord{goid: goid, fromRead: fromRead, toRead: s.Holder.Goroutine() != goid, time: record.Nanotime(),
-		toStack: append([]uintptr(nil), st.Frames()...)}
+		toStack: outside(st.Frames())}
 	if fromRead {
 		e.fromPC, e.fromPC2 = readSite(from, goid)
 	} else if h, ok := p.Holder.Read(readTries); ok && h.Goroutine == goid {
@@ -261,6 +318,25 @@ func newEdge(p, s *State, goid int64, fromRead bool, skip int) {
 	case orders.added <- struct{}{}:
 	default:
 	}
+}
+
+// outside drops the frames of the drop-in (this package's, and the sync
+// package's that called it) from the start of a stack: it starts at the
+// caller of Lock, whatever was inlined.
+func outside(pcs []uintptr) []uintptr {
+	for len(pcs) > 0 {
+		f := runtime.FuncForPC(pcs[0] - 1)
+		if f == nil {
+			break
+		}
+		name := f.Name()
+		if !strings.HasPrefix(name, "github.com/lockwatch/lockwatch/internal/inproc.") &&
+			!strings.HasPrefix(name, "github.com/lockwatch/lockwatch/sync.") {
+			break
+		}
+		pcs = pcs[1:]
+	}
+	return append([]uintptr(nil), pcs...)
 }
 
 // addKey stores the pair in keys, unless they are half full. Called with

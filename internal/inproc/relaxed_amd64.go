@@ -16,3 +16,6 @@ import (
 func storeCell(c *atomic.Pointer[State], s *State) {
 	*(**State)(unsafe.Pointer(c)) = s
 }
+
+// storeN stores a bucket's count of cells in use, as storeCell.
+func storeN(n *atomic.Uint32, v uint32) { *(*uint32)(unsafe.Pointer(n)) = v }

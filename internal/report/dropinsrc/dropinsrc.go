@@ -283,7 +283,7 @@ func ConvertOrders(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.
 			id.PID, what, v.Capacity))
 	}
 	if v.Untracked > 0 {
-		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d acquires of drop-in mutexes were not tracked as held (more than 8 held at once by the goroutines of one bucket): lock-order edges from them are missed",
+		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d acquires of drop-in mutexes were not tracked as held (more than 7 held at once by the goroutines of one bucket): lock-order edges from them are missed",
 			id.PID, v.Untracked))
 	}
 	if v.Cut > 0 {
