@@ -1,17 +1,23 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	gosync "sync"
 	"testing"
+	"time"
 
+	"github.com/lockwatch/lockwatch/internal/liveness"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/procid"
 	lwsync "github.com/lockwatch/lockwatch/sync"
@@ -334,5 +340,123 @@ func TestRunDropinLockOrder(t *testing.T) {
 				t.Errorf("report printed: %v; want %v\n%s", got, tc.found, out.String())
 			}
 		})
+	}
+}
+
+// ordersSource serves a snapshot of order edges only.
+type ordersSource struct{ s *lockstate.Snapshot }
+
+func (o ordersSource) Read(context.Context) (*lockstate.Snapshot, error) { return o.s, nil }
+
+// loopsBy returns the lock-order loops of the edges of v when a mutex is
+// identified by key, as "a>b" steps.
+func loopsBy(t *testing.T, v *probe.OrderView, key func(probe.OrderMutex) string) [][]string {
+	t.Helper()
+	s := &lockstate.Snapshot{Run: "identity", Taken: time.Now()}
+	for _, e := range v.Edges {
+		s.Orders = append(s.Orders, lockstate.OrderEdge{From: lockstate.Key{Kind: "mutex", Name: key(e.From)},
+			To: lockstate.Key{Kind: "mutex", Name: key(e.To)}, Party: lockstate.Party{ID: procid.ID{PID: v.PID, Start: v.Start}, Goroutine: e.Goroutine}})
+	}
+	r, err := report.Diagnose(t.Context(), report.Sources{Locks: []lockstate.Source{ordersSource{s}}, Host: liveness.System{}}, report.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]string
+	for _, f := range lockOrders(r) {
+		var loop []string
+		for _, st := range f.Order {
+			loop = append(loop, st.From+">"+st.To)
+		}
+		out = append(out, loop)
+	}
+	return out
+}
+
+// TestDropinOrderIdentity measures what identifies a mutex for ordering
+// on sync/testdata/droporder (docs/lock-order.md, "What identifies a
+// drop-in mutex"): a list walked hand over hand (no deadlock possible), a
+// bank transfer both ways between two accounts (a real inversion of two
+// instances) and a session/cache inversion on different instances (a
+// latent one between two kinds). By instance (the default), lockwatch run
+// finds the bank and misses the cache; with the mutexes named by kind
+// (SetName), it finds the cache and misses the bank (account -> account is
+// no loop); by the site that first locked each mutex (lockdep's classes
+// made automatically) it finds neither, since the program's sessions and
+// caches are first locked at four different sites and its accounts at one.
+// None reports the list.
+func TestDropinOrderIdentity(t *testing.T) {
+	lw, _ := bins(t)
+	prog := filepath.Join(t.TempDir(), "droporder")
+	build := exec.Command("go", "build", "-trimpath", "-o", prog, "github.com/lockwatch/lockwatch/sync/testdata/droporder")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	run := func(args ...string) (string, *probe.OrderView) {
+		t.Helper()
+		cmd := exec.Command(lw, append([]string{"run", "--keep", "--", prog}, args...)...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("lockwatch run %v: %v\n%s", args, err, out)
+		}
+		_, rest, _ := strings.Cut(string(out), "lockwatch report: ")
+		dir, _, _ := strings.Cut(rest, ",")
+		files, _ := filepath.Glob(filepath.Join(dir, "*.orders.json"))
+		if len(files) != 1 {
+			t.Fatalf("run %v: orders files %v in %q; want one\n%s", args, files, dir, out)
+		}
+		b, err := os.ReadFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v probe.OrderView
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		return string(out), &v
+	}
+	kindOf := func(site string) string {
+		for _, k := range []string{"newItem", "open", "lookup", "evict"} {
+			if strings.Contains(site, "main."+k+" ") {
+				return k
+			}
+		}
+		return site
+	}
+
+	plain, v := run()
+	instance := loopsBy(t, v, func(m probe.OrderMutex) string { return fmt.Sprintf("%s#%d", kindOf(m.Name), m.ID) })
+	site := loopsBy(t, v, func(m probe.OrderMutex) string { return kindOf(m.Name) + "@" + strconv.Itoa(m.First.Line) })
+	classes, vc := run("-classes")
+	named := loopsBy(t, vc, func(m probe.OrderMutex) string { return m.Name })
+	t.Logf("by instance: %d edges, loops %v", len(v.Edges), instance)
+	t.Logf("by first site: loops %v", site)
+	t.Logf("by SetName class: %d edges recorded, loops %v", len(vc.Edges), named)
+
+	if len(instance) != 1 || len(instance[0]) != 2 || !strings.HasPrefix(instance[0][0], "open#") {
+		t.Errorf("by instance: loops %v; want the bank's accounts only", instance)
+	}
+	if !strings.Contains(plain, "LOCK-ORDER lock order main.open main.go:") {
+		t.Errorf("lockwatch run: want the accounts' loop:\n%s", plain)
+	}
+	if len(v.Edges) != 99+2+2 {
+		t.Errorf("by instance: %d edges; want 103 (99 of the list, 2 of the bank, 2 of the cache)", len(v.Edges))
+	}
+	if len(site) != 0 {
+		t.Errorf("by first site: loops %v; want none", site)
+	}
+	if want := [][]string{{"cache>session", "session>cache"}}; !slices.EqualFunc(named, want, slices.Equal) {
+		t.Errorf("by SetName class: loops %v; want %v", named, want)
+	}
+	if !strings.Contains(classes, "LOCK-ORDER lock order cache -> session -> cache can deadlock") {
+		t.Errorf("lockwatch run -classes: want the cache/session loop:\n%s", classes)
+	}
+	pairs := map[string]bool{}
+	for _, e := range vc.Edges {
+		pairs[e.From.Name+">"+e.To.Name] = true
+	}
+	if len(vc.Edges) != 103 || len(pairs) != 4 {
+		t.Errorf("by SetName class: %d edges recorded, %d pairs of names %v; want 103 (edges are recorded by instance) and 4", len(vc.Edges), len(pairs), pairs)
 	}
 }
