@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -69,7 +70,13 @@ func dropOrderRole(dir string) int {
 		locks[name+":r"] = rw.RLocker()
 		return locks[k]
 	}
+	stdin := bufio.NewReader(os.Stdin)
 	for _, group := range strings.Split(os.Getenv(dropOrderEnv), ";") {
+		if group == "wait" {
+			fmt.Println("waiting")
+			stdin.ReadString('\n')
+			continue
+		}
 		n, times := 1, 1
 		if i := strings.Index(group, "*"); i > 0 {
 			n, _ = strconv.Atoi(group[:i])
@@ -90,7 +97,7 @@ func dropOrderRole(dir string) int {
 		wg.Wait()
 	}
 	fmt.Println("done")
-	io.Copy(io.Discard, os.Stdin)
+	io.Copy(io.Discard, stdin)
 	if err := a.Close(); err != nil {
 		fmt.Println("error", err)
 		return 1
@@ -458,5 +465,49 @@ func TestDropinOrderIdentity(t *testing.T) {
 	}
 	if len(vc.Edges) != 103 || len(pairs) != 4 {
 		t.Errorf("by SetName class: %d edges recorded, %d pairs of names %v; want 103 (edges are recorded by instance) and 4", len(vc.Edges), len(pairs), pairs)
+	}
+}
+
+// watch prints a new report when a program takes the inverse order of
+// drop-in mutexes it took before, and exits 0 at Ctrl-C.
+func TestWatchDropinLockOrder(t *testing.T) {
+	dir := runDir(t)
+	cmd, in, out := child(t, "droporder", dir, dropOrderEnv+"=A,B;wait;B,A", probe.EnvDir+"="+dir)
+	expectLine(t, out, "waiting")
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"watch", "-o", "json", "--interval=10ms", dir}, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	lines.Buffer(nil, 1<<20)
+	next := func() *report.Report {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("watch ended early: %v", lines.Err())
+		}
+		return readReport(t, lines.Bytes())
+	}
+	if fs := lockOrders(next()); len(fs) != 0 {
+		t.Fatalf("one order only: got %+v; want no lock-order finding", fs)
+	}
+	fmt.Fprintln(in)
+	expectLine(t, out, "done")
+	stop := time.AfterFunc(probablyStillBlocked, cancel)
+	defer stop.Stop()
+	var fs []report.Finding
+	for len(fs) == 0 {
+		fs = lockOrders(next())
+	}
+	pid := cmd.Process.Pid
+	if want := []string{fmt.Sprintf("A>B@%d", pid), fmt.Sprintf("B>A@%d", pid)}; len(fs) != 1 || !slices.Equal(steps(fs[0]), want) {
+		t.Errorf("after the inverse order: got %+v; want one loop %v", fs, want)
+	}
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if code := <-done; code != ExitOK {
+		t.Errorf("watch: exit %d; want 0", code)
 	}
 }
