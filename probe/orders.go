@@ -30,9 +30,10 @@ type OrderView struct {
 	// Untracked counts acquires not tracked as held (more than 7 locks held
 	// at once by the goroutines of one bucket): edges from them are missed.
 	Untracked uint64 `json:"untracked,omitempty"`
-	// Cut counts edges whose stacks were cut to their call sites to keep
-	// the answer within its size bound.
-	Cut int `json:"cut,omitempty"`
+	// Cut counts edges whose stacks were cut to their call sites, and
+	// Omitted edges left out, to keep the answer within its size bound.
+	Cut     int `json:"cut,omitempty"`
+	Omitted int `json:"omitted,omitempty"`
 }
 
 // OrderEdge is one edge: goroutine Goroutine took To while it held From.
@@ -50,20 +51,24 @@ type OrderEdge struct {
 	Time      time.Time         `json:"time"` // of the second acquire
 }
 
-// OrderMutex is a mutex as an edge names it: as in Mutex, and Read when the
-// edge's acquire of it was an RLock.
+// OrderMutex is a mutex as an edge names it: as in Mutex (its name is the
+// site of its first Lock unless Named), and Read when the edge's acquire
+// of it was an RLock.
 type OrderMutex struct {
-	ID    uint64          `json:"id"`
-	Kind  string          `json:"kind"`
-	Name  string          `json:"name"`
-	Named bool            `json:"named,omitempty"`
-	First stackdump.Frame `json:"first"`
-	Read  bool            `json:"read,omitempty"`
+	ID    uint64 `json:"id"`
+	Kind  string `json:"kind"`
+	Name  string `json:"name"`
+	Named bool   `json:"named,omitempty"`
+	Read  bool   `json:"read,omitempty"`
 }
 
-// maxOrderBytes bounds the JSON of an OrderView (the client reads 4 MiB):
-// past it, an edge's stacks are cut to their sites.
-const maxOrderBytes = 3 << 20
+// The JSON of an OrderView stays within what a client reads (4 MiB): past
+// cutOrderBytes an edge's stacks are cut to their sites, past
+// maxOrderBytes edges are left out (counted).
+const (
+	cutOrderBytes = 2 << 20
+	maxOrderBytes = 7 << 19 // 3.5 MiB
+)
 
 // Orders asks for the lock-order edges of the process's drop-in mutexes.
 func (c *Client) Orders(ctx context.Context) (*OrderView, error) {
@@ -77,45 +82,93 @@ func (c *Client) Orders(ctx context.Context) (*OrderView, error) {
 	return ans.Orders, nil
 }
 
-// orders reads this process's edge table.
+// orders reads this process's edge table. Edges share most of their
+// frames, so each return address is symbolized once per answer.
 func (a *Agent) orders() *OrderView {
 	o := inproc.TakeOrders()
 	mono, now := record.Nanotime(), time.Now()
 	v := &OrderView{PID: a.self.PID, Start: a.self.Start, Taken: now, Edges: make([]OrderEdge, 0, len(o.Edges)),
 		Capacity: o.Capacity, Dropped: o.Dropped, DroppedRepeats: o.DroppedRepeats, Untracked: o.Untracked}
+	z := symbolizer{frames: map[uintptr][]stackdump.Frame{}, sizes: map[uintptr]int{}}
 	size := 0
 	for _, e := range o.Edges {
 		oe := OrderEdge{From: orderMutex(e.From, e.FromRead), To: orderMutex(e.To, e.ToRead), Goroutine: e.Goroutine,
-			FromStack: cleanStack(stackdump.FramesOf(e.FromStack)), ToStack: cleanStack(stackdump.FramesOf(e.ToStack)),
 			Time: record.Wall(e.Time, mono, now)}
-		n := framesSize(oe.FromStack) + framesSize(oe.ToStack) + 2*(len(oe.From.Name)+len(oe.To.Name)) + 400
-		if size+n > maxOrderBytes {
-			oe.FromStack = []stackdump.Frame{siteOf(e.FromSite, e.FromSite2)}
-			if len(oe.ToStack) > 0 {
-				oe.ToStack = oe.ToStack[:1]
+		n := jsonSize(oe)
+		from, nf := z.stack(e.FromStack)
+		to, nt := z.stack(e.ToStack)
+		if size+n+nf+nt > cutOrderBytes {
+			from, nf = []stackdump.Frame{siteOf(e.FromSite, e.FromSite2)}, 0
+			to, nt = to[:min(len(to), 1)], 0
+			for _, f := range from {
+				nf += frameSize(f)
 			}
-			n = framesSize(oe.FromStack) + framesSize(oe.ToStack) + 2*(len(oe.From.Name)+len(oe.To.Name)) + 400
+			for _, f := range to {
+				nt += frameSize(f)
+			}
 			v.Cut++
 		}
-		size += n
+		if size+n+nf+nt > maxOrderBytes {
+			v.Omitted++
+			continue
+		}
+		oe.FromStack, oe.ToStack = from, to
+		size += n + nf + nt
 		v.Edges = append(v.Edges, oe)
 	}
 	return v
 }
 
-// framesSize is about the size of frames in JSON.
-func framesSize(fs []stackdump.Frame) int {
-	n := 0
-	for _, f := range fs {
-		n += len(f.Func) + len(f.File) + 48
+// symbolizer symbolizes return addresses, each once, and knows the size
+// of their frames in JSON.
+type symbolizer struct {
+	frames map[uintptr][]stackdump.Frame
+	sizes  map[uintptr]int
+}
+
+// stack returns the frames of pcs (without the go-statement wrappers and
+// runtime.goexit) and an upper bound of their size in JSON.
+func (z *symbolizer) stack(pcs []uintptr) ([]stackdump.Frame, int) {
+	out, size := []stackdump.Frame{}, 0
+	for _, pc := range pcs {
+		fs, ok := z.frames[pc]
+		if !ok {
+			fs = cleanStack(stackdump.FramesOf([]uintptr{pc}))
+			n := 0
+			for _, f := range fs {
+				n += frameSize(f)
+			}
+			z.frames[pc], z.sizes[pc] = fs, n
+		}
+		out = append(out, fs...)
+		size += z.sizes[pc]
 	}
-	return n
+	return out, size
+}
+
+// frameSize is a frame's size in JSON, with its comma.
+func frameSize(f stackdump.Frame) int {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return maxOrderBytes // cannot happen: a frame is plain data
+	}
+	return len(b) + 1
+}
+
+// jsonSize is the size of an edge in the answer's JSON, without its
+// stacks' frames.
+func jsonSize(e OrderEdge) int {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return maxOrderBytes // cannot happen: an edge is plain data
+	}
+	return len(b) + 1
 }
 
 func orderMutex(l inproc.OrderLock, read bool) OrderMutex {
-	m := OrderMutex{ID: l.ID, Kind: l.Kind.String(), Name: l.Name, Named: l.Name != "", First: siteOf(l.First, l.First2), Read: read}
+	m := OrderMutex{ID: l.ID, Kind: l.Kind.String(), Name: l.Name, Named: l.Name != "", Read: read}
 	if !m.Named {
-		m.Name = siteName(m.First)
+		m.Name = siteName(siteOf(l.First, l.First2))
 	}
 	return m
 }

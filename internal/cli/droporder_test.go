@@ -434,7 +434,7 @@ func TestDropinOrderIdentity(t *testing.T) {
 
 	plain, v := run()
 	instance := loopsBy(t, v, func(m probe.OrderMutex) string { return fmt.Sprintf("%s#%d", kindOf(m.Name), m.ID) })
-	site := loopsBy(t, v, func(m probe.OrderMutex) string { return kindOf(m.Name) + "@" + strconv.Itoa(m.First.Line) })
+	site := loopsBy(t, v, func(m probe.OrderMutex) string { return m.Name }) // unnamed: the site of its first Lock
 	classes, vc := run("-classes")
 	named := loopsBy(t, vc, func(m probe.OrderMutex) string { return m.Name })
 	t.Logf("by instance: %d edges, loops %v", len(v.Edges), instance)

@@ -286,6 +286,9 @@ func ConvertOrders(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.
 		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d acquires of drop-in mutexes were not tracked as held (more than 7 held at once by the goroutines of one bucket): lock-order edges from them are missed",
 			id.PID, v.Untracked))
 	}
+	if v.Omitted > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d lock-order edges were left out of its probe's answer (bounded): a cycle through them is missed", id.PID, v.Omitted))
+	}
 	if v.Cut > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: the stacks of %d lock-order edges were cut to their call sites (the probe's answer is bounded)", id.PID, v.Cut))
 	}
