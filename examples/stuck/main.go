@@ -2,7 +2,7 @@
 // and waits to be diagnosed (lockwatch attach PID) until killed. It prints
 // its pid, then "stuck" once the deadlock is in place.
 //
-//	go build -trimpath -o /tmp/stuck ./sync/testdata/stuck && /tmp/stuck holder
+//	go build -trimpath -o /tmp/stuck ./examples/stuck && /tmp/stuck holder
 //
 // Ways: holder (a goroutine holds queue.buf while blocked writing to a full
 // pipe; two wait for it), cycle (two goroutines take a and b in opposite
