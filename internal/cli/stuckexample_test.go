@@ -60,7 +60,9 @@ func attachExample(t *testing.T, pid int, args ...string) *report.Report {
 // changed its import line (and runs a probe), is diagnosed in each of the
 // ways it deadlocks: the holder of queue.buf named, with where it took the
 // lock and what it is doing now, and both waiters; the cycle over accounts
-// and ledger; the two self-deadlocks.
+// and ledger; the two self-deadlocks; and the chain through both kinds of
+// lock, from the killed holder of queue.wlock to the goroutines waiting for
+// queue.buf, held by the one waiting for queue.wlock.
 func TestExampleStuck(t *testing.T) {
 	t.Run("holder", func(t *testing.T) {
 		pid := startExample(t, "holder")
@@ -99,6 +101,36 @@ func TestExampleStuck(t *testing.T) {
 		}
 		if g := f.Cycle[0].Goroutine; g == f.Cycle[1].Goroutine {
 			t.Errorf("both steps of the cycle are goroutine %d", g)
+		}
+	})
+	t.Run("chain", func(t *testing.T) {
+		pid := startExample(t, "chain")
+		r := attachExample(t, pid)
+		f := r.Findings[0]
+		if f.Kind != report.DeadHolder || f.Lock != "queue.wlock" || f.Holder == nil || f.Holder.Alive || f.Holder.PID == pid {
+			t.Fatalf("finding %+v; want dead-holder of queue.wlock, a killed child of pid %d", f, pid)
+		}
+		if len(f.Waiters) != 1 || f.Waiters[0].PID != pid || f.Waiters[0].Where == nil || f.Waiters[0].Where.Func != "main.(*Queue).flushShared" {
+			t.Fatalf("waiters of queue.wlock %+v; want pid %d's flushShared", f.Waiters, pid)
+		}
+		// flushShared holds queue.buf: the two puts behind it are in the
+		// same finding, the chain from the dead process to them.
+		var holder int64 = -1
+		for _, l := range r.Locks {
+			if l.Name == "queue.buf" && l.Kind == "mutex" && l.Holder != nil {
+				holder = l.Holder.Goroutine
+			}
+		}
+		if holder != f.Waiters[0].Goroutine {
+			t.Errorf("queue.buf held by goroutine %d; want %d, the waiter of queue.wlock", holder, f.Waiters[0].Goroutine)
+		}
+		if len(f.Behind) != 2 {
+			t.Fatalf("behind %+v; want the 2 puts", f.Behind)
+		}
+		for _, st := range f.Behind {
+			if st.PID != pid || st.WaitsFor != "queue.buf" || st.Where == nil || st.Where.Func != "main.(*Queue).put" {
+				t.Errorf("behind %+v; want pid %d waiting for queue.buf in main.(*Queue).put", st, pid)
+			}
 		}
 	})
 	for _, tt := range []struct{ way, lock, kind string }{
