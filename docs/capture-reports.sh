@@ -55,7 +55,7 @@ until grep -q 'has waited' "$tmp/stuck.err" 2>/dev/null; do
 	sleep 0.1
 done
 grep 'has waited' "$tmp/stuck.err" | head -1 | clean >"$tmp/stuck-line"
-run=$(sed -n 's/.*dump: \(.*\)\/p-[0-9]*-[0-9]*\.stuck.*/\1/p' "$tmp/stuck.err" | head -1)
+run=$(sed -n 's/.*dump: \([^ ]*\)\/p-[0-9]*-[0-9]*\.stuck.*/\1/p' "$tmp/stuck.err" | head -1)
 kill -9 "-$demo"
 wait "$demo" 2>/dev/null || true
 [ -n "$run" ] && rm -rf "$run"
