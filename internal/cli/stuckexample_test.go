@@ -26,13 +26,17 @@ func startExample(t *testing.T, way string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()
+		if t.Failed() {
+			t.Logf("stuck %s: stderr:\n%s", way, stderr.String())
+		}
 	})
 	out := bufio.NewReader(stdout)
 	expectLine(t, out, strconv.Itoa(cmd.Process.Pid))
