@@ -1,5 +1,10 @@
 package lockreg
 
+import (
+	"sort"
+	"unsafe"
+)
+
 // EventKind is what happened in a lock event.
 type EventKind uint32
 
@@ -25,38 +30,187 @@ func (k EventKind) String() string {
 // MarshalText makes kinds readable in JSON.
 func (k EventKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
-// record appends an event to the ring. The ticket t from the shared head
-// says which slot to use; the writer claims the slot with a CAS from an even
-// value below 2t+1 (a complete event of an earlier lap, or 0) to 2t+1. So two
-// writers can never share a slot: a writer that finds the slot odd (being
-// written, or left mid-write by a writer that died) or already at a later
-// ticket gives up and counts its event as dropped rather than tear another.
-// A ticket taken by a writer that died before claiming its slot costs
-// nothing: the next lap claims the slot from the older even value.
+// The event rings. Each lock has its own ring (layout.go, ringHdr), so that
+// processes working on different locks never write the same cache line:
+// with one ring for the whole run, the shared ticket's line moved between
+// the CPUs on every acquire, and eight processes on eight locks ran no
+// faster than two on one (docs/registry-format.md has the figures).
+//
+// A lock's ring has two halves. The holder ring takes the events only a
+// holder writes (acquire, release, recovered): the lock word already makes
+// holders take turns, so they need no atomic claim; a plain head in the lock's
+// first cache line, which the acquire owns at that moment anyway, says which
+// slot is next. The waiter ring takes the events of goroutines that do not
+// hold the lock (wait, stuck, timeout, and owner-died, which a waiter writes
+// for the dead holder), which may come at once: a ticket by fetch-add and a
+// CAS claim of the slot, as before. A holder event stores the waiter ticket
+// it saw, so that a reader can interleave the two halves in the order they
+// happened.
+
+// ring returns the header of lock i's event ring.
+func (a *arena) ring(i uint32) *ringHdr {
+	return (*ringHdr)(unsafe.Add(a.base, a.g.eventsOff+uint64(i)*a.g.ringSize))
+}
+
+// ringSlot returns slot k of lock i's ring: holder slots are [0, half),
+// waiter slots [half, 2*half).
+func (a *arena) ringSlot(i, k uint32) *eventSlot {
+	return (*eventSlot)(unsafe.Add(a.base, a.g.eventsOff+uint64(i)*a.g.ringSize+ringHdrSize+uint64(k)*eventSize))
+}
+
+// holderKind tells whether events of kind k are written by the lock's
+// holder, holding it.
+func holderKind(k EventKind) bool {
+	return k == EventAcquire || k == EventRelease || k == EventRecovered
+}
+
+// record appends an event of this process to lock's ring. Events of a
+// holder kind must be recorded holding the lock.
 func (r *Registry) record(kind EventKind, lock uint32, goid int64, stack uint64, t int64) {
+	if holderKind(kind) {
+		r.recordHeld(kind, lock, goid, stack, t)
+		return
+	}
 	r.recordAs(kind, lock, r.pid, r.procIdx+1, goid, stack, t)
 }
 
-// recordAs records an event on behalf of the process pid (process-table
-// slot procSlot+1): the dead holder, for EventOwnerDied.
+// recordHeld appends a holder event. Only the holder writes the holder ring,
+// so plain stores under the slot's sequence number suffice (the seqlock
+// argument of records.go): odd 2t+1, the fields, even 2t+2, then the head.
+// A holder that dies mid-write leaves the slot odd and the head at t; the
+// next holder writes the same slot again, from the odd value.
+func (r *Registry) recordHeld(kind EventKind, lock uint32, goid int64, stack uint64, t int64) {
+	a := r.a
+	s := a.lock(lock)
+	half := a.g.ringSlots / 2
+	h := s.holder.ring.Load()
+	e := a.ringSlot(lock, h&(half-1))
+	seq := 2*uint64(h) + 1
+	storeOdd64(&e.seq, seq)
+	store32(&e.kind, uint32(kind))
+	store32(&e.pid, r.pid)
+	store32(&e.pos, uint32(a.ring(lock).waitTicket.Load()))
+	store32(&e.proc, r.procIdx+1)
+	store64(&e.goid, uint64(goid))
+	storeI64(&e.time, t)
+	store64(&e.stack, stack)
+	store64(&e.seq, seq+1)
+	store32(&s.holder.ring, h+1)
+}
+
+// recordAs appends a waiter event on behalf of the process pid
+// (process-table slot procSlot+1): the dead holder, for EventOwnerDied.
+//
+// The ticket t from the ring's head says which slot to use; the writer
+// claims the slot with a CAS from an even value below 2t+1 (a complete event
+// of an earlier lap, or 0) to 2t+1. So two writers can never share a slot: a
+// writer that finds the slot odd (being written, or left mid-write by a
+// writer that died) or already at a later ticket gives up and counts its
+// event as dropped rather than tear another. A ticket taken by a writer that
+// died before claiming its slot costs nothing: the next lap claims the slot
+// from the older even value.
 func (r *Registry) recordAs(kind EventKind, lock, pid, procSlot uint32, goid int64, stack uint64, t int64) {
-	h := r.a.hdr
-	n := uint64(r.a.g.maxEvents)
-	tk := h.eventHead.Add(1) - 1
-	e := r.a.event(uint32(tk & (n - 1)))
+	a := r.a
+	half := uint64(a.g.ringSlots / 2)
+	tk := a.ring(lock).waitTicket.Add(1) - 1
+	e := a.ringSlot(lock, uint32(half+tk&(half-1)))
 	cur := e.seq.Load()
 	if cur&1 != 0 || cur >= 2*tk+1 || !e.seq.CompareAndSwap(cur, 2*tk+1) {
-		h.dropped.Add(1)
+		a.hdr.dropped.Add(1)
 		return
 	}
 	// The CAS above is a full barrier; the field stores below are ordered
 	// before the final seq store as in a seqlock (relaxed_amd64.go).
 	store32(&e.kind, uint32(kind))
 	store32(&e.pid, pid)
-	store32(&e.lock, lock+1)
+	store32(&e.pos, 0)
 	store32(&e.proc, procSlot)
 	store64(&e.goid, uint64(goid))
 	storeI64(&e.time, t)
 	store64(&e.stack, stack)
 	store64(&e.seq, 2*tk+2)
+}
+
+// rawEvent is an event as read from a ring, before names and wall times.
+type rawEvent struct {
+	lock                uint32
+	kind, pid, proc     uint32
+	goid, stack, ticket uint64
+	time                int64
+}
+
+// readRing copies the events of lock i's ring, oldest first, into out. An
+// event is kept only if its slot's sequence number is the one its ticket
+// gives before and after the copy. Holder and waiter events are merged by
+// the waiter ticket each holder event saw; times are made non-decreasing
+// along the merged order (an event's time can only be later than the one
+// before it: see docs/registry-format.md on the coarse clock). Called
+// through guarded.
+func (a *arena) readRing(i uint32, out, held, waits []rawEvent) (_ []rawEvent, total uint64) {
+	half := a.g.ringSlots / 2
+	held, waits = held[:half], waits[:half]
+	nh, nw := 0, 0
+	hh := a.lock(i).holder.ring.Load()
+	for k := uint32(0); k < half; k++ {
+		t := hh - half + k // wraps like the head
+		e := a.ringSlot(i, t&(half-1))
+		if ev, ok := readSlot(e, 2*uint64(t)+2); ok {
+			ev.lock, ev.ticket = i, uint64(e.pos.Load())
+			held[nh] = ev
+			nh++
+		}
+	}
+	wt := a.ring(i).waitTicket.Load()
+	for t := wt - min(wt, uint64(half)); t < wt; t++ {
+		e := a.ringSlot(i, half+uint32(t&uint64(half-1)))
+		if ev, ok := readSlot(e, 2*t+2); ok {
+			ev.lock, ev.ticket = i, t
+			waits[nw] = ev
+			nw++
+		}
+	}
+	// A holder event saw the waiter ticket pos (its low 32 bits): it
+	// happened after the waiter events with tickets below pos.
+	posOf := func(ev rawEvent) uint64 { return wt - uint64(uint32(wt)-uint32(ev.ticket)) }
+	start := len(out)
+	for h, w := 0, 0; h < nh || w < nw; {
+		if w < nw && (h == nh || waits[w].ticket < posOf(held[h])) {
+			out = append(out, waits[w])
+			w++
+		} else {
+			out = append(out, held[h])
+			h++
+		}
+	}
+	for k := start + 1; k < len(out); k++ {
+		out[k].time = max(out[k].time, out[k-1].time)
+	}
+	return out, uint64(hh) + wt
+}
+
+// readSlot copies an event slot if its sequence number is want before and
+// after the copy.
+func readSlot(e *eventSlot, want uint64) (rawEvent, bool) {
+	if e.seq.Load() != want {
+		return rawEvent{}, false // being written, overwritten, or never written
+	}
+	ev := rawEvent{kind: e.kind.Load(), pid: e.pid.Load(), proc: e.proc.Load(), goid: e.goid.Load(),
+		time: e.time.Load(), stack: e.stack.Load()}
+	return ev, e.seq.Load() == want
+}
+
+// readEvents reads the rings of locks [0, n) and merges them by time into
+// one list, oldest first, numbering them in that order. Within a lock the
+// ring order stands (times are non-decreasing along it, see readRing);
+// events of different locks are ordered by time, ties by lock index.
+// Called through guarded.
+func (a *arena) readEvents(n uint32) (evs []rawEvent, total uint64) {
+	held, waits := make([]rawEvent, a.g.ringSlots/2), make([]rawEvent, a.g.ringSlots/2)
+	for i := uint32(0); i < n; i++ {
+		var t uint64
+		evs, t = a.readRing(i, evs, held, waits)
+		total += t
+	}
+	sort.SliceStable(evs, func(x, y int) bool { return evs[x].time < evs[y].time })
+	return evs, total
 }

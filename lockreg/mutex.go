@@ -55,7 +55,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	stack := st.hash()
 	r.stacks.intern(stack, &st)
 	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(curGoid(), stack, nanotime(), EventAcquire)
+		m.acquired(curGoid(), stack, coarseNow(), EventAcquire)
 		return nil
 	}
 	return m.lockSlow(ctx, stack)
@@ -77,7 +77,7 @@ func (m *Mutex) TryLock() (bool, error) {
 		r.stacks.intern(stack, &st)
 	}
 	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(curGoid(), stack, nanotime(), EventAcquire)
+		m.acquired(curGoid(), stack, coarseNow(), EventAcquire)
 		return true, nil
 	}
 	if m.opts.Policy != Recover {
@@ -112,7 +112,7 @@ func (m *Mutex) Unlock() error {
 		// it before the next holder's acquire.
 		stack := s.holder.stack.Load()
 		s.holder.clear()
-		r.record(EventRelease, m.idx, curGoid(), stack, nanotime())
+		r.record(EventRelease, m.idx, curGoid(), stack, coarseNow())
 	}
 	// The swap clears WAITERS too; the woken waiter sets it again when it
 	// acquires, for any others (see lockSlow).

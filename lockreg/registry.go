@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/lockwatch/lockwatch/internal/clock"
 	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -46,8 +47,11 @@ func (p Policy) String() string {
 // Options configure a Registry. The zero value gives the defaults.
 type Options struct {
 	// Capacities of the arena, used only by the process that creates it.
-	// Defaults: 1024 processes, 4096 locks, 4096 waiters, 65536 events
-	// (rounded up to a power of two).
+	// Defaults: 1024 processes, 4096 locks, 4096 waiters, 65536 events.
+	// MaxEvents is the budget of event slots for all locks: each lock keeps
+	// its own last MaxEvents/MaxLocks events (rounded down to a power of
+	// two, at least 4 and at most 1024), half for the holders' events and
+	// half for the waiters'.
 	MaxProcs, MaxLocks, MaxWaiters, MaxEvents int
 
 	// NoRecord turns off the holder record and the acquire and release
@@ -173,7 +177,7 @@ func Open(dir string, opts Options) (*Registry, error) {
 	path := filepath.Join(dir, ArenaFile)
 	a, err := openArena(path, true)
 	if errors.Is(err, ErrNotRun) {
-		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ceilPow2(uint32(opts.MaxEvents)))
+		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ringSlotsFor(opts.MaxEvents, opts.MaxLocks))
 		if g.total > maxArenaSize {
 			return nil, fmt.Errorf("lockreg: capacities need %d bytes, more than the maximum %d", g.total, maxArenaSize)
 		}
@@ -195,6 +199,7 @@ func Open(dir string, opts Options) (*Registry, error) {
 	if err := r.register(); err != nil {
 		return nil, err
 	}
+	clock.Process.Start() // the coarse clock of acquires; Close stops it
 	return r, nil
 }
 
@@ -258,6 +263,7 @@ func (r *Registry) Close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
+	clock.Process.Stop()
 	p := r.a.proc(r.procIdx)
 	p.exited.Store(nanotime())
 	p.state.Store(procExited)

@@ -20,13 +20,16 @@ import (
 // in Torn and left out rather than waited for. Taking one never blocks,
 // whatever the processes of the run are doing.
 type Snapshot struct {
-	Dir           string
-	Taken         time.Time
-	Format        int
-	Created       time.Time
-	CreatorPID    int
-	Capacity      Capacity
-	EventsTotal   uint64 // events ever recorded; the ring keeps the last Capacity.Events
+	Dir        string
+	Taken      time.Time
+	Format     int
+	Created    time.Time
+	CreatorPID int
+	Capacity   Capacity
+	// EventsTotal counts the events ever recorded (each lock's holder
+	// events modulo 2^32); each lock's ring keeps its last
+	// Capacity.Events/Capacity.Locks.
+	EventsTotal   uint64
 	EventsDropped uint64
 	// Torn counts records read without a consistent copy: a lock's holder
 	// record that changed (or whose word changed) under every try, or whose
@@ -36,7 +39,9 @@ type Snapshot struct {
 	Processes []Process
 	Locks     []Lock
 	Waiters   []Waiter
-	Events    []Event // oldest first
+	// Events are the events the rings hold, oldest first: in the order they
+	// happened for each lock, by time across locks (see Event.Seq).
+	Events []Event
 
 	mono   int64
 	stacks map[procid.ID]map[uint64][]stackdump.Frame
@@ -117,8 +122,12 @@ type Waiter struct {
 // Identity returns the waiting process's identity.
 func (w Waiter) Identity() procid.ID { return procid.ID{PID: w.PID, Start: w.Start} }
 
-// Event is one entry of the event ring.
+// Event is one entry of a lock's event ring.
 type Event struct {
+	// Seq is the event's place in Snapshot.Events, which orders the events
+	// of each lock as they happened and events of different locks by time
+	// (to within the clock's accuracy, docs/registry-format.md). It is
+	// local to the snapshot.
 	Seq       uint64
 	Kind      EventKind
 	PID       int
@@ -193,7 +202,6 @@ func (a *arena) read(dir string) *Snapshot {
 		Dir: dir, Taken: now, mono: mono, Format: int(h.version), Created: time.Unix(0, h.created),
 		CreatorPID:    int(h.creator),
 		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
-		EventsTotal:   h.eventHead.Load(),
 		EventsDropped: h.dropped.Load(),
 	}
 	s.Processes = a.processes(dir, wall)
@@ -264,20 +272,12 @@ func (a *arena) read(dir string) *Snapshot {
 			s.Locks[c.lock-1].Waiting++
 		}
 	}
-	total, ne := s.EventsTotal, uint64(a.g.maxEvents)
-	for t := total - min(total, ne); t < total; t++ {
-		e := a.event(uint32(t & (ne - 1)))
-		want := 2*t + 2
-		if e.seq.Load() != want {
-			continue // being written, or already overwritten
-		}
-		lock := e.lock.Load()
-		ev := Event{Seq: t, Kind: EventKind(e.kind.Load()), PID: int(e.pid.Load()), Goroutine: int64(e.goid.Load()),
-			Lock: int(lock) - 1, LockName: lockName(lock), Time: wall(e.time.Load()), Stack: e.stack.Load()}
-		ev.Start = procStart[int(e.proc.Load())-1]
-		if e.seq.Load() == want {
-			s.Events = append(s.Events, ev)
-		}
+	raw, total := a.readEvents(n)
+	s.EventsTotal = total
+	s.Events = make([]Event, 0, len(raw))
+	for k, e := range raw {
+		s.Events = append(s.Events, Event{Seq: uint64(k), Kind: EventKind(e.kind), PID: int(e.pid), Start: procStart[int(e.proc)-1],
+			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: names[e.lock], Time: wall(e.time), Stack: e.stack})
 	}
 	sort.Slice(s.Waiters, func(i, j int) bool {
 		if !s.Waiters[i].Since.Equal(s.Waiters[j].Since) {
