@@ -96,6 +96,8 @@ func runRole(role, dir string, args []string) int {
 		}
 		say("done")
 		return 0
+	case "names", "parkcreate":
+		return runNamesRole(r, role, args)
 	case "torncheck":
 		say("torn %d", tornReads(m.s, 3_000_000))
 		return 0

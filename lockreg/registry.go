@@ -311,19 +311,21 @@ func (r *Registry) MutexWith(name string, o MutexOptions) (*Mutex, error) {
 }
 
 // slotFor finds or allocates the lock slot of name, and links its robust
-// entry once per process.
+// entry once per process. Both cost O(1) in the number of locks: names are
+// found through the arena's name index (nameindex.go).
 func (r *Registry) slotFor(name string) (uint32, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if idx, ok := r.slots[name]; ok {
 		return idx, nil
 	}
-	idx, ok := r.findSlot(name, 0)
+	idx, ok := r.findSlot(name)
 	if !ok {
 		r.lockNames()
-		n := r.a.hdr.nlocks.Load()
-		idx, ok = r.findSlot(name, 0)
+		r.indexPending()
+		idx, ok = r.findSlot(name)
 		if !ok {
+			n := r.a.hdr.nlocks.Load()
 			if n >= r.a.g.maxLocks {
 				r.unlockNames()
 				return 0, fmt.Errorf("%w: all %d lock slots are taken; create the run with a larger Options.MaxLocks", ErrFull, r.a.g.maxLocks)
@@ -333,6 +335,11 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 			copy(s.name[:], name)
 			s.state.Store(1)
 			r.a.hdr.nlocks.Store(n + 1) // publishes the name
+			if testHookNamePublished != nil {
+				testHookNamePublished(name)
+			}
+			r.indexInsert(n)
+			r.a.hdr.nindexed.Store(n + 1)
 			idx = n
 		}
 		r.unlockNames()
@@ -349,21 +356,16 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 	return idx, nil
 }
 
-func (r *Registry) findSlot(name string, from uint32) (uint32, bool) {
-	n := r.a.hdr.nlocks.Load()
-	for i := from; i < n; i++ {
-		s := r.a.lock(i)
-		if s.state.Load() == 1 && int(s.nameLen) == len(name) && string(s.name[:s.nameLen]) == name {
-			return i, true
-		}
-	}
-	return 0, false
-}
+// testHookNamePublished, set only by tests, runs after a new lock's slot is
+// published and before it is in the name index: the tests park a creator
+// there and SIGKILL it.
+var testHookNamePublished func(name string)
 
 // lockNames takes the arena's name-allocation lock, a futex word like a
 // lock's. A holder that died is detected by the kernel (OWNER_DIED) or by
 // liveness and the lock taken over: allocation is idempotent, since a slot
-// only counts once nlocks is stored.
+// only counts once nlocks is stored, and the name index is repaired by
+// indexPending, which every holder of the lock runs first.
 func (r *Registry) lockNames() {
 	w := &r.a.hdr.namesLock
 	for {
