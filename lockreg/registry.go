@@ -366,29 +366,45 @@ var testHookNamePublished func(name string)
 // liveness and the lock taken over: allocation is idempotent, since a slot
 // only counts once nlocks is stored, and the name index is repaired by
 // indexPending, which every holder of the lock runs first.
+//
+// A process that sleeps on the word sets WAITERS first (and a process that
+// takes the word while others may sleep keeps it set), so that unlockNames
+// makes the futex system call only when someone may be asleep: creating a
+// lock nobody else is creating costs no system call.
 func (r *Registry) lockNames() {
 	w := &r.a.hdr.namesLock
+	if w.CompareAndSwap(0, r.pid) {
+		return
+	}
 	for {
-		if w.CompareAndSwap(0, r.pid) {
-			return
-		}
 		v := w.Load()
-		if v == 0 {
-			continue
-		}
-		if v&tidMask == 0 || r.status(v&tidMask, 0).Dead() {
-			if w.CompareAndSwap(v, r.pid) {
+		switch {
+		case v == 0:
+			if w.CompareAndSwap(0, r.pid|waitersBit) {
 				return
 			}
 			continue
+		case v&tidMask == 0 || r.status(v&tidMask, 0).Dead():
+			// The holder died (the kernel marked the word, or it is
+			// proven gone): take the lock over.
+			if w.CompareAndSwap(v, r.pid|waitersBit) {
+				return
+			}
+			continue
+		case v&waitersBit == 0:
+			if !w.CompareAndSwap(v, v|waitersBit) {
+				continue
+			}
+			v |= waitersBit
 		}
 		futexWait(w, v, 10*time.Millisecond)
 	}
 }
 
 func (r *Registry) unlockNames() {
-	r.a.hdr.namesLock.Store(0)
-	futexWake(&r.a.hdr.namesLock, 1<<30)
+	if r.a.hdr.namesLock.Swap(0)&waitersBit != 0 {
+		futexWake(&r.a.hdr.namesLock, 1<<30)
+	}
 }
 
 // status tells whether the process with pid (and, when known, start time)
