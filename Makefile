@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench clean
+.PHONY: all build test lint demo bench bench-compare clean
 
 all: build
 
@@ -39,5 +39,13 @@ bench:
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
 
+## bench-compare: lockreg against sync.Mutex, the CAS floor, go-deadlock, flock
+## and OFD locks in one binary (bench/): uncontended, 2 processes on 1 lock,
+## 1 and 8 processes on locks of their own, lock creation; prints benchstat
+## and the ratio table of docs/benchmarks.md. BASE=/abs/path/of/another/checkout
+## measures that one too, alternating with this tree, and prints old and new.
+bench-compare:
+	COUNT=$(COUNT) GO=$(GO) bench/compare.sh $(BASE)
+
 clean:
-	rm -rf $(BIN) bench.txt bench-compare.txt
+	rm -rf $(BIN) bench.txt bench-compare.txt bench-compare-old.txt

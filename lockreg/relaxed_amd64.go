@@ -29,3 +29,9 @@ func storeOdd64(p *atomic.Uint64, v uint64) {
 	*(*uint64)(unsafe.Pointer(p)) = v
 	_ = p.Load()
 }
+
+// storeOdd32 is storeOdd64 for a 32-bit sequence number.
+func storeOdd32(p *atomic.Uint32, v uint32) {
+	*(*uint32)(unsafe.Pointer(p)) = v
+	_ = p.Load()
+}
