@@ -244,7 +244,6 @@ type worker struct {
 	in   *os.File
 	out  *bufio.Scanner
 	l    locker // in-process
-	done chan struct{}
 }
 
 // startWorkers starts procs parties of impl; lockOf(k) is party k's lock.

@@ -81,56 +81,52 @@ func ratio(a, b float64) string {
 	return num(a/b) + "x"
 }
 
-func un(impl string) (string, string) { return "BenchmarkUncontended/impl=" + impl, "ns/op" }
-
 func rows() []row {
-	unc := func(impl string) func(results) float64 {
-		return func(r results) float64 { return r.median(un(impl)) }
+	get := func(name, unit string) func(results) float64 {
+		return func(r results) float64 { return r.median(name, unit) }
 	}
-	one := func(impl string) func(results) float64 {
-		return func(r results) float64 { return r.median("BenchmarkOneLock/procs=2/impl="+impl, "ns/acq") }
-	}
-	own := func(procs int, impl string) func(results) float64 {
-		return func(r results) float64 {
-			return r.median(fmt.Sprintf("BenchmarkOwnLocks/procs=%d/impl=%s", procs, impl), "Mops/s")
-		}
+	unc := func(impl, unit string) func(results) float64 { return get("BenchmarkUncontended/impl="+impl, unit) }
+	one := func(impl, unit string) func(results) float64 { return get("BenchmarkOneLock/procs=2/impl="+impl, unit) }
+	own := func(procs int, impl, unit string) func(results) float64 {
+		return get(fmt.Sprintf("BenchmarkOwnLocks/procs=%d/impl=%s", procs, impl), unit)
 	}
 	create := func(locks int) func(results) float64 {
-		return func(r results) float64 {
-			return r.median(fmt.Sprintf("BenchmarkCreate/locks=%d/impl=lockreg", locks), "ns/op")
-		}
+		return get(fmt.Sprintf("BenchmarkCreate/locks=%d/impl=lockreg", locks), "ns/op")
 	}
-	show := func(f func(results) float64, suffix string) func(results) string {
-		return func(r results) string { return num(f(r)) + suffix }
+	pair := func(a, b func(results) float64) func(results) string {
+		return func(r results) string { return num(a(r)) + " / " + num(b(r)) }
 	}
 	div := func(a, b func(results) float64) func(results) string {
 		return func(r results) string { return ratio(a(r), b(r)) }
 	}
+	divs := func(a, b, c, d func(results) float64) func(results) string {
+		return func(r results) string { return ratio(a(r), b(r)) + " / " + ratio(c(r), d(r)) }
+	}
 	return []row{
-		{"uncontended Lock+Unlock, full record (ns)", show(unc("lockreg"), ""), "≤ 50"},
-		{"  the same / sync.Mutex", div(unc("lockreg"), unc("sync.Mutex")), "≤ 10x"},
-		{"  record off (ns)", show(unc("lockreg-norecord"), ""), ""},
-		{"  sync.Mutex / CAS floor (ns)", func(r results) string { return num(unc("sync.Mutex")(r)) + " / " + num(unc("cas")(r)) }, ""},
-		{"  go-deadlock / flock / OFD lock (ns)", func(r results) string {
-			return num(unc("go-deadlock")(r)) + " / " + num(unc("flock")(r)) + " / " + num(unc("ofd")(r))
+		{"uncontended Lock+Unlock, full record: wall / CPU ns", pair(unc("lockreg", "ns/op"), unc("lockreg", "cpu-ns/op")), "≤ 50 ns"},
+		{"  the same / sync.Mutex (wall / CPU)", divs(unc("lockreg", "ns/op"), unc("sync.Mutex", "ns/op"),
+			unc("lockreg", "cpu-ns/op"), unc("sync.Mutex", "cpu-ns/op")), "≤ 10x"},
+		{"  record off: wall / CPU ns", pair(unc("lockreg-norecord", "ns/op"), unc("lockreg-norecord", "cpu-ns/op")), ""},
+		{"  full record / CAS floor (CPU)", div(unc("lockreg", "cpu-ns/op"), unc("cas", "cpu-ns/op")), ""},
+		{"  sync.Mutex / CAS floor: wall ns", pair(unc("sync.Mutex", "ns/op"), unc("cas", "ns/op")), ""},
+		{"  go-deadlock / flock / OFD lock: wall ns", func(r results) string {
+			return num(unc("go-deadlock", "ns/op")(r)) + " / " + num(unc("flock", "ns/op")(r)) + " / " + num(unc("ofd", "ns/op")(r))
 		}, ""},
-		{"2 processes, 1 lock: record on / off (ns per acquire)", func(r results) string {
-			return num(one("lockreg")(r)) + " / " + num(one("lockreg-norecord")(r))
+		{"2 processes, 1 lock, record on / off: wall ns per acquire", pair(one("lockreg", "ns/acq"), one("lockreg-norecord", "ns/acq")), ""},
+		{"  the same, CPU ns per acquire", pair(one("lockreg", "cpu-ns/acq"), one("lockreg-norecord", "cpu-ns/acq")), ""},
+		{"  on / off (wall / CPU)", divs(one("lockreg", "ns/acq"), one("lockreg-norecord", "ns/acq"),
+			one("lockreg", "cpu-ns/acq"), one("lockreg-norecord", "cpu-ns/acq")), "≤ 3x"},
+		{"  CAS floor / flock / OFD: wall ns per acquire", func(r results) string {
+			return num(one("cas", "ns/acq")(r)) + " / " + num(one("flock", "ns/acq")(r)) + " / " + num(one("ofd", "ns/acq")(r))
 		}, ""},
-		{"  on / off", div(one("lockreg"), one("lockreg-norecord")), "≤ 3x"},
-		{"  CAS floor / flock / OFD (ns per acquire)", func(r results) string {
-			return num(one("cas")(r)) + " / " + num(one("flock")(r)) + " / " + num(one("ofd")(r))
-		}, ""},
-		{"8 processes, 8 locks: record on / off (Mops/s, all processes)", func(r results) string {
-			return num(own(8, "lockreg")(r)) + " / " + num(own(8, "lockreg-norecord")(r))
-		}, ""},
-		{"  on / off", div(own(8, "lockreg"), own(8, "lockreg-norecord")), "≥ 0.5x"},
-		{"  record on: 8 processes / 1 process", div(own(8, "lockreg"), own(1, "lockreg")), ""},
-		{"  record off: 8 processes / 1 process", div(own(8, "lockreg-norecord"), own(1, "lockreg-norecord")), ""},
-		{"  CAS floor, 8 processes (Mops/s)", show(own(8, "cas"), ""), ""},
-		{"creating a lock after 100 / 4,000 (ns)", func(r results) string {
-			return num(create(100)(r)) + " / " + num(create(4000)(r))
-		}, ""},
+		{"8 processes, 8 locks, record on / off: Mops/s (all processes)", pair(own(8, "lockreg", "Mops/s"), own(8, "lockreg-norecord", "Mops/s")), ""},
+		{"  the same, CPU ns per acquire", pair(own(8, "lockreg", "cpu-ns/acq"), own(8, "lockreg-norecord", "cpu-ns/acq")), ""},
+		{"  on / off throughput per CPU", div(own(8, "lockreg-norecord", "cpu-ns/acq"), own(8, "lockreg", "cpu-ns/acq")), "≥ 0.5x"},
+		{"  record on, 8 processes / 1: Mops/s", div(own(8, "lockreg", "Mops/s"), own(1, "lockreg", "Mops/s")), ""},
+		{"  record on, 8 processes / 1: throughput per CPU", div(own(1, "lockreg", "cpu-ns/acq"), own(8, "lockreg", "cpu-ns/acq")), "1x: no sharing"},
+		{"  record off, 8 processes / 1: throughput per CPU", div(own(1, "lockreg-norecord", "cpu-ns/acq"), own(8, "lockreg-norecord", "cpu-ns/acq")), ""},
+		{"  CAS floor, 8 processes: Mops/s", func(r results) string { return num(own(8, "cas", "Mops/s")(r)) }, ""},
+		{"creating a lock after 100 / 4,000: ns", pair(create(100), create(4000)), ""},
 		{"  at 4,000 / at 100", div(create(4000), create(100)), "≈ 1x"},
 	}
 }
