@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench bench-compare clean
+.PHONY: all build test lint demo bench bench-compare clean cover
 
 all: build
 
@@ -47,5 +47,29 @@ bench:
 bench-compare:
 	COUNT=$(COUNT) GO=$(GO) bench/compare.sh $(BASE)
 
+## cover: every test with coverage that counts the child processes the tests
+## start: test binaries re-run with a role, and the lockwatch and demo
+## binaries the tests build (with -cover when GOCOVERDIR is set). go test sets
+## GOCOVERDIR to a directory of its own, which children's counters do not
+## leave, so each package's test binary is built with 'go test -c' and run
+## in its directory with GOCOVERDIR=$(COVERDIR)/data; covdata merges every
+## process's counters into per-package percentages (docs/coverage.md) and a
+## profile for 'go tool cover -html'.
+COVERDIR  ?= $(CURDIR)/coverage
+COVERPKG  := github.com/lockwatch/lockwatch/...
+cover:
+	rm -rf $(COVERDIR) && mkdir -p $(COVERDIR)/data $(COVERDIR)/bin
+	@st=0; for p in $$($(GO) list ./...); do \
+	  t=$(COVERDIR)/bin/$$(echo $$p | tr / _).test; \
+	  CGO_ENABLED=1 $(GO) test -c -cover -coverpkg=$(COVERPKG) -o $$t $$p || { st=1; continue; }; \
+	  [ -x $$t ] || continue; \
+	  echo "== $$p"; \
+	  (cd $$($(GO) list -f '{{.Dir}}' $$p) && GOCOVERDIR=$(COVERDIR)/data $$t -test.count=1 -test.timeout=15m \
+	    -test.gocoverdir=$(COVERDIR)/data) > $$t.log 2>&1 || { st=1; cat $$t.log; }; \
+	  tail -1 $$t.log; \
+	done; \
+	$(GO) tool covdata percent -i=$(COVERDIR)/data | sort && \
+	$(GO) tool covdata textfmt -i=$(COVERDIR)/data -o $(COVERDIR)/cover.out && exit $$st
+
 clean:
-	rm -rf $(BIN) bench.txt bench-compare.txt bench-compare-old.txt
+	rm -rf $(BIN) bench.txt bench-compare.txt bench-compare-old.txt coverage

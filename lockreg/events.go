@@ -98,8 +98,9 @@ func (r *Registry) recordHeld(kind EventKind, lock uint32, goid int64, stack uin
 	store32(&s.holder.ring, h+1)
 }
 
-// recordAs appends a waiter event on behalf of the process pid
-// (process-table slot procSlot+1): the dead holder, for EventOwnerDied.
+// recordAs appends a waiter event on behalf of the process pid, whose
+// process-table slot plus one is procSlot (0: unknown), as holder records
+// keep it: the dead holder, for EventOwnerDied.
 //
 // The ticket t from the ring's head says which slot to use; the writer
 // claims the slot with a CAS from an even value below 2t+1 (a complete event

@@ -164,7 +164,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	// (cheap, without goroutine ids) still shows who waits for what. On
 	// return the goroutine gets the labels of ctx (those of pprof.Do when
 	// ctx comes from it).
-	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("lockwatch.wait", m.name)))
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels(WaitLabel, m.name)))
 	defer pprof.SetGoroutineLabels(ctx)
 
 	if ctx.Done() != nil {
@@ -303,7 +303,7 @@ func (m *Mutex) stuckEvent(goid int64, waited time.Duration, calls int) StuckEve
 		Goroutine: goid, Waited: waited, Calls: calls}
 	h, ok := m.s.holder.read(readTries)
 	if ok && h.pid != 0 && (h.pid == v&tidMask || ev.OwnerDied) {
-		ev.Holder = m.r.a.holderOf(h, m.idx)
+		ev.Holder = m.r.a.holderOf(h)
 		ev.HolderStatus = m.r.status(h.pid, h.start)
 	} else if pid := v & tidMask; pid != 0 {
 		ev.Holder = Holder{PID: int(pid)}

@@ -43,7 +43,6 @@ type Snapshot struct {
 	// happened for each lock, by time across locks (see Event.Seq).
 	Events []Event
 
-	mono   int64
 	stacks map[procid.ID]map[uint64][]stackdump.Frame
 }
 
@@ -168,7 +167,8 @@ func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 	return now.Add(time.Duration(mono - nowMono))
 }
 
-func (a *arena) holderOf(h holderCopy, _ uint32) Holder {
+// holderOf turns a holder record read now into a Holder.
+func (a *arena) holderOf(h holderCopy) Holder {
 	return Holder{PID: int(h.pid), Start: h.start, Goroutine: int64(h.goid), Stack: h.stack,
 		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: int(h.proc) - 1}
 }
@@ -199,7 +199,7 @@ func (a *arena) read(dir string) *Snapshot {
 	now, mono := time.Now(), nanotime()
 	wall := func(t int64) time.Time { return a.wall(t, mono, now) }
 	s := &Snapshot{
-		Dir: dir, Taken: now, mono: mono, Format: int(h.version), Created: time.Unix(0, h.created),
+		Dir: dir, Taken: now, Format: int(h.version), Created: time.Unix(0, h.created),
 		CreatorPID:    int(h.creator),
 		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
 		EventsDropped: h.dropped.Load(),

@@ -97,13 +97,17 @@ func init() {
 // While an agent runs, Start returns it and ignores o, except for o.Role,
 // which an agent started without a role (as by the automatic start) takes
 // on. After Close, Start starts a new agent.
+//
+// Start returns an agent and a nil error, or a nil agent and an error: when
+// a running agent cannot take on o.Role, the error says so, and that agent
+// runs on without a role (Running returns it).
 func Start(o Options) (*Agent, error) {
 	runningMu.Lock()
 	defer runningMu.Unlock()
 	if running != nil {
 		if o.Role != "" {
 			if err := running.adoptRole(o.Role); err != nil {
-				return running, err
+				return nil, err
 			}
 		}
 		return running, nil
@@ -272,9 +276,21 @@ func (a *Agent) adoptRole(role string) error {
 	a.role = role
 	a.mu.Unlock()
 
+	err := a.recordRole(role)
+	if err != nil {
+		a.mu.Lock()
+		a.role = "" // as the info file still says
+		a.mu.Unlock()
+		return fmt.Errorf("probe: recording role %q: %w", role, err)
+	}
+	return nil
+}
+
+// recordRole writes role into the process's info file.
+func (a *Agent) recordRole(role string) error {
 	info, err := lockreg.ReadProcessInfo(a.dir, a.self)
 	if err != nil {
-		return fmt.Errorf("probe: recording role %q: %w", role, err)
+		return err
 	}
 	info.Role = role
 	b, err := json.Marshal(info)

@@ -138,6 +138,31 @@ func TestStartAdoptsRole(t *testing.T) {
 	}
 }
 
+// Start returns an agent or an error, never both: a running agent that
+// cannot record the role asked for is not returned, and keeps running
+// without a role.
+func TestStartRoleFails(t *testing.T) {
+	a := startAgent(t, Options{NoSignal: true})
+	path, _, _ := lockreg.ProcessFiles(a.Dir(), proc.Self())
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Start(Options{Role: "worker"})
+	if err == nil || got != nil {
+		t.Fatalf("Start with an unrecordable role: got agent %p, error %v; want no agent and an error", got, err)
+	}
+	if Running() != a {
+		t.Errorf("Running() = %p; want the agent %p still running", Running(), a)
+	}
+	info, err := (&Client{Path: a.SocketPath()}).Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Role != "" {
+		t.Errorf("role after the failure %q; want none", info.Role)
+	}
+}
+
 func TestStartDefaultDir(t *testing.T) {
 	t.Setenv(EnvDir, "")
 	t.Setenv(EnvRole, "envrole")

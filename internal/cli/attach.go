@@ -15,6 +15,8 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/lockregsrc"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 )
 
 func (a *app) attachCmd() *cobra.Command {
@@ -98,11 +100,21 @@ func verdict(r *report.Report) int {
 
 // diagnose reports on the run in dir, or says in one line why it cannot.
 func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) {
-	r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}, Stacks: probes{dir}}, a.opts)
+	r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
 	if err != nil {
 		return nil, readError(dir, err)
 	}
 	return r, nil
+}
+
+// sources are what a report on the run in dir reads: its lockreg arena,
+// this machine's processes and, withProbes, their probes' live stacks.
+func (a *app) sources(dir string, withProbes bool) report.Sources {
+	src := report.Sources{Locks: []lockstate.Source{lockregsrc.New(dir)}, Host: liveness.System{}}
+	if withProbes {
+		src.Stacks = probes{dir}
+	}
+	return src
 }
 
 // print writes a report in the chosen format; compact puts a JSON report on
@@ -118,17 +130,12 @@ func (a *app) print(w io.Writer, r *report.Report, compact bool) error {
 	return r.Write(w, style(w))
 }
 
-// fingerprint is what makes two reports differ for watch: findings, who
-// holds and who waits; not the durations, which always grow.
+// fingerprint is what makes two reports differ for watch: findings (by
+// their keys: not the summary, since a stuck holder's says how long it
+// has held), who holds and who waits; not the durations, which always grow.
 func fingerprint(r *report.Report) string {
 	var b strings.Builder
-	for _, f := range r.Findings {
-		// Not the summary: a stuck holder's says how long it has held.
-		fmt.Fprintf(&b, "F%s|%s|%d;", f.Kind, f.Lock, len(f.Waiters))
-		if f.Holder != nil {
-			fmt.Fprintf(&b, "%d|%d|%s;", f.Holder.PID, f.Holder.Goroutine, f.Holder.State)
-		}
-	}
+	b.WriteString(findingsPrint(r))
 	for _, l := range r.Locks {
 		if l.Holder != nil {
 			fmt.Fprintf(&b, "L%s|%s|%d|%d|%s;", l.Name, l.State, l.Holder.PID, l.Holder.Goroutine, l.Holder.State)

@@ -178,7 +178,12 @@ var binaries = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	binDir = dir
-	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/lockwatch/lockwatch/cmd/lockwatch", "github.com/lockwatch/lockwatch/cmd/demo")
+	args := []string{"build", "-o", dir + "/"}
+	if os.Getenv("GOCOVERDIR") != "" {
+		// make cover: lockwatch's and the demo's processes count too.
+		args = append(args, "-cover", "-coverpkg=github.com/lockwatch/lockwatch/...")
+	}
+	cmd := exec.Command("go", append(args, "github.com/lockwatch/lockwatch/cmd/lockwatch", "github.com/lockwatch/lockwatch/cmd/demo")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)

@@ -67,7 +67,7 @@ have all ended are left out unless --all.`,
 				if !all && !mayBeRunning(d) {
 					continue // ended, or a directory nothing ever joined
 				}
-				r, err := report.Diagnose(cmd.Context(), d, report.Sources{Host: liveness.System{}}, a.opts)
+				r, err := report.Diagnose(cmd.Context(), a.sources(d, false), a.opts)
 				if err != nil {
 					run.State, run.Error = "unreadable", oneLine(readError(d, err).Error())
 					out.Runs = append(out.Runs, run)

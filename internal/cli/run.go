@@ -44,7 +44,7 @@ forwarded to PROGRAM's process group.
 
 Exit status: PROGRAM's own when it ends by itself with no deadlock found
 (128+N when a signal N ended it), 3 when a deadlock was found, 2 when PROGRAM
-cannot be started.`,
+cannot be started or the report cannot be written.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.onDeadlock != "wait" && f.onDeadlock != "kill" {
@@ -138,7 +138,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			return a.ended(ctx, dir, err, found, f)
 		default:
 		}
-		r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}, Stacks: probes{dir}}, a.opts)
+		r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
 		switch {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
@@ -184,10 +184,13 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	if found != nil {
 		return exitCode(ExitDeadlock)
 	}
+	var lost error // the one document a script waits for, not written
 	if a.output == "json" {
 		// Scripts always get one document: the run as it ended.
-		if r, err := report.Diagnose(ctx, dir, report.Sources{Host: liveness.System{}}, a.opts); err == nil {
-			a.emit(r, f.reportPath)
+		if r, err := report.Diagnose(ctx, a.sources(dir, false), a.opts); err == nil {
+			if err := a.emit(r, f.reportPath); err != nil {
+				lost = usagef("cannot write the report: %v", err)
+			}
 		}
 	}
 	if !f.keep {
@@ -198,6 +201,9 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 			lockreg.RemoveIfClean(dir)
 		}
 		os.Remove(dir) // succeeds only if nothing ever joined the run
+	}
+	if lost != nil {
+		return lost
 	}
 	var xe *exec.ExitError
 	if errors.As(waitErr, &xe) {
@@ -227,12 +233,9 @@ func (a *app) emit(r *report.Report, path string) error {
 // findingsPrint tells reports with the same findings apart from new ones.
 func findingsPrint(r *report.Report) string {
 	var b strings.Builder
-	for _, f := range r.Findings {
-		h := 0
-		if f.Holder != nil {
-			h = f.Holder.PID
-		}
-		fmt.Fprintf(&b, "%s|%s|%d;", f.Kind, f.Lock, h)
+	for i := range r.Findings {
+		b.WriteString(r.Findings[i].Key())
+		b.WriteByte(';')
 	}
 	return b.String()
 }

@@ -16,30 +16,11 @@ import (
 // it is safe for concurrent use.
 type System struct{}
 
-// Check proves whether id's process is alive: proc.Check for identity (pid
-// and start time), then gopsutil's status, so that a zombie counts as dead.
-// A failed read is proc.Unknown, never a death.
-func (System) Check(id proc.Identity) (proc.Status, error) {
-	st, err := proc.Check(id)
-	if st != proc.Alive || err != nil {
-		return st, err
-	}
-	// A Process built by hand: process.NewProcess would call PidExists.
-	p := &process.Process{Pid: int32(id.PID)}
-	ss, err := p.StatusWithContext(context.Background())
-	if err != nil {
-		// Gone between the two reads: prove it again rather than guess.
-		return proc.Check(id)
-	}
-	if len(ss) > 0 && ss[0] == process.Zombie {
-		// The zombie is still id only if the start time still matches.
-		if again, err := proc.Check(id); err != nil || again == proc.Reused || again == proc.Gone {
-			return again, err
-		}
-		return proc.Zombie, nil
-	}
-	return proc.Alive, nil
-}
+// Check proves whether id's process is alive: proc.Check reads its state
+// and start time from /proc/PID/stat in one read, so a zombie (state Z or
+// X) and a reused pid are told apart from a live process at once. A failed
+// read is proc.Unknown, never a death.
+func (System) Check(id proc.Identity) (proc.Status, error) { return proc.Check(id) }
 
 // Command returns a short description of a process that wrote no info file:
 // its command line, or its name; "" if neither can be read.

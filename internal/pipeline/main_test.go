@@ -28,7 +28,12 @@ func run(m *testing.M) int {
 	demoBin = filepath.Join(dir, "demo")
 	// Static, without -race: the kernel's robust-futex list then works
 	// (a cgo binary's main thread carries glibc's own).
-	build := exec.Command("go", "build", "-o", demoBin, "github.com/lockwatch/lockwatch/cmd/demo")
+	args := []string{"build", "-o", demoBin}
+	if os.Getenv("GOCOVERDIR") != "" {
+		// make cover: the demo's processes count too.
+		args = append(args, "-cover", "-coverpkg=github.com/lockwatch/lockwatch/...")
+	}
+	build := exec.Command("go", append(args, "github.com/lockwatch/lockwatch/cmd/demo")...)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build demo: %v\n%s", err, out)

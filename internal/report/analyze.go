@@ -1,13 +1,14 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 // Options tune the diagnosis. The zero value gives the defaults.
@@ -35,269 +36,224 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// goroutine names a node of the wait-for graph.
-type goroutine struct {
-	id proc.Identity
-	g  int64
+// node is a goroutine of the wait-for graph.
+type node = lockstate.Party
+
+// lock is a lock of the merged snapshots, with the resolver of the
+// snapshot it came from (stack ids mean something only to their backend).
+type lock struct {
+	*lockstate.Lock
+	res   lockstate.Resolver
+	label string // the backend's pprof wait label
 }
 
-// holding is who holds a lock, as the snapshot says.
-type holding struct {
-	id    proc.Identity
-	g     int64
-	since time.Time
-	stack uint64
+// wait is one waiter record: the goroutine w waits for l.
+type wait struct {
+	l *lock
+	w *lockstate.Waiter
 }
 
-// graph is a snapshot seen as a wait-for graph, with the liveness of every
-// process it names.
+// stackRef is a recorded stack: an id that its backend's resolver knows.
+type stackRef struct {
+	res lockstate.Resolver
+	id  uint64
+}
+
+// graph is the merged snapshots seen as a wait-for graph, with the
+// liveness of every process they name. Building it and finding in it read
+// nothing: the findings are a pure function of the snapshots and the
+// statuses.
 type graph struct {
-	s      *lockreg.Snapshot
-	status map[proc.Identity]proc.Status
-	opts   Options
+	run       string
+	taken     time.Time
+	locks     []*lock
+	processes []lockstate.Process
+	events    []lockstate.Event
+	notes     []string
+	status    map[procid.ID]procid.Status
+	opts      Options
 
-	waitsFor map[goroutine]int // goroutine -> index into s.Waiters
-	byLock   map[int][]int     // lock index -> indexes into s.Waiters
-	locks    map[int]int       // lock index -> index into s.Locks
+	waits map[node][]wait // goroutine -> the locks it waits for
 }
 
-func newGraph(s *lockreg.Snapshot, status map[proc.Identity]proc.Status, opts Options) *graph {
-	g := &graph{s: s, status: status, opts: opts.withDefaults(),
-		waitsFor: make(map[goroutine]int), byLock: make(map[int][]int), locks: make(map[int]int)}
-	for i, l := range s.Locks {
-		g.locks[l.Index] = i
+// merge joins the snapshots of several sources: their locks and events
+// side by side, a process named by several once.
+func merge(snaps []*lockstate.Snapshot) *graph {
+	g := &graph{waits: make(map[node][]wait)}
+	seen := make(map[procid.ID]int)
+	for i, s := range snaps {
+		if i == 0 {
+			g.run = s.Run
+		}
+		if s.Taken.After(g.taken) {
+			g.taken = s.Taken
+		}
+		for _, p := range s.Processes {
+			if j, ok := seen[p.ID]; ok {
+				q := &g.processes[j]
+				q.Role, q.Command = cmp.Or(q.Role, p.Role), cmp.Or(q.Command, p.Command)
+				q.Status = cmp.Or(q.Status, p.Status)
+				continue
+			}
+			seen[p.ID] = len(g.processes)
+			g.processes = append(g.processes, p)
+		}
+		for j := range s.Locks {
+			l := &lock{Lock: &s.Locks[j], res: s.Stacks, label: s.WaitLabel}
+			g.locks = append(g.locks, l)
+			for k := range l.Waiters {
+				w := &l.Waiters[k]
+				g.waits[w.Party] = append(g.waits[w.Party], wait{l, w})
+			}
+		}
+		g.events = append(g.events, s.Events...)
+		g.notes = append(g.notes, s.Notes...)
 	}
-	for i, w := range s.Waiters {
-		g.waitsFor[goroutine{w.Identity(), w.Goroutine}] = i
-		g.byLock[w.Lock] = append(g.byLock[w.Lock], i)
+	if len(snaps) > 1 {
+		slices.SortStableFunc(g.events, func(a, b lockstate.Event) int { return a.Time.Compare(b.Time) })
 	}
 	return g
 }
 
-// identities returns every process identity the snapshot names, for the
+// identities returns every process identity the graph names, for the
 // liveness checks.
-func identities(s *lockreg.Snapshot) []proc.Identity {
-	seen := make(map[proc.Identity]bool)
-	var out []proc.Identity
-	add := func(id proc.Identity) {
+func (g *graph) identities() []procid.ID {
+	seen := make(map[procid.ID]bool)
+	var out []procid.ID
+	add := func(id procid.ID) {
 		if !id.IsZero() && !seen[id] {
 			seen[id] = true
 			out = append(out, id)
 		}
 	}
-	for _, p := range s.Processes {
-		add(p.Identity())
+	for _, p := range g.processes {
+		add(p.ID)
 	}
-	for i := range s.Locks {
-		if h, ok := holderOf(s, &s.Locks[i]); ok {
-			add(h.id)
+	for _, l := range g.locks {
+		for _, h := range l.Holders {
+			add(h.ID)
 		}
 	}
-	for _, w := range s.Waiters {
-		add(w.Identity())
+	for _, l := range g.locks {
+		for _, w := range l.Waiters {
+			add(w.ID)
+		}
 	}
 	return out
 }
 
-// holderOf returns the holder of a held lock: its record, or, while the
-// record is being written, the pid in the word with the start time of the
-// process table's entry for that pid.
-func holderOf(s *lockreg.Snapshot, l *lockreg.Lock) (holding, bool) {
-	if !l.Held() {
-		return holding{}, false
-	}
-	if h := l.Holder; h != nil {
-		return holding{id: h.Identity(), g: h.Goroutine, since: h.Since, stack: h.Stack}, true
-	}
-	if l.HolderPID == 0 {
-		return holding{}, false // owner died, record unreadable: nobody to name
-	}
-	id := proc.Identity{PID: l.HolderPID}
-	for _, p := range s.Processes {
-		if p.PID == l.HolderPID && p.State == lockreg.ProcRunning {
-			id.Start = p.Start
+func (g *graph) statusOf(id procid.ID) procid.Status { return g.status[id] }
+
+// process returns the process entry of id; an id without a start time
+// (a holder named by its lock word alone) matches its pid.
+func (g *graph) process(id procid.ID) (*lockstate.Process, bool) {
+	for i := range g.processes {
+		p := &g.processes[i]
+		if p.Host == id.Host && p.PID == id.PID && (id.Start == 0 || p.Start == id.Start) {
+			return p, true
 		}
 	}
-	return holding{id: id}, true
+	return nil, false
 }
 
-func (g *graph) statusOf(id proc.Identity) proc.Status { return g.status[id] }
-
-// findings is the analysis: every finding the snapshot shows, most severe
-// first. It is a pure function of the snapshot and the statuses.
+// findings is the analysis: every finding the graph shows, most severe
+// first.
 func (g *graph) findings() []Finding {
-	var out []Finding
-	s := g.s
-	deadHolder := make(map[goroutine]bool)
-	for i := range s.Locks {
-		l := &s.Locks[i]
-		h, ok := holderOf(s, l)
-		if !ok && !l.OwnerDied {
-			continue
-		}
-		st := g.statusOf(h.id)
-		if !l.OwnerDied && !st.Dead() {
-			continue
-		}
-		deadHolder[goroutine{h.id, h.g}] = true
-		f := Finding{Kind: DeadHolder, Lock: l.Name, OwnerDied: l.OwnerDied, Waiters: g.liveWaiters(l.Index)}
-		if ok {
-			p := g.party(h.id, h.g, h.since, h.stack)
-			if l.OwnerDied && st == proc.Alive {
-				// The kernel saw the holder's thread die; its pid may
-				// have been reused since, or the check lags.
-				p.Alive, p.State = false, "dead"
-			}
-			f.Holder = &p
-		}
-		who := "an unknown process"
-		if f.Holder != nil {
-			who = fmt.Sprintf("pid %d%s (%s)", h.id.PID, roleSuffix(f.Holder.Role), f.Holder.State)
-		}
-		robust := false
-		if ok {
-			if p, found := s.Process(h.id); found {
-				robust = p.Robust
-			}
-		}
-		f.Summary = fmt.Sprintf("%s holds %q%s; %s", who, l.Name, diedHow(l.OwnerDied, robust), waitersPhrase(len(f.Waiters)))
-		if f.Holder != nil {
-			f.Next = fmt.Sprintf("find why pid %d died holding %q (its acquire stack is below); waiters never get it under the Stall policy: kill the run, or use the Recover policy to repair and take it", h.id.PID, l.Name)
-		} else {
-			f.Next = fmt.Sprintf("no holder record names the dead holder of %q (recording off, or it died between taking the lock and recording it): the processes table lists the processes that died; kill the run, or use the Recover policy", l.Name)
-		}
-		f.key = fmt.Sprintf("%s|%s|%v|%d", f.Kind, l.Name, h.id, h.g)
-		out = append(out, f)
-	}
-	out = append(out, g.cycles(deadHolder)...)
-	for i := range s.Locks {
-		if f, ok := g.stuck(&s.Locks[i]); ok {
-			out = append(out, f)
-		}
-	}
-	for _, w := range s.Waiters {
-		st := g.statusOf(w.Identity())
-		if !st.Dead() {
-			continue
-		}
-		p := g.party(w.Identity(), w.Goroutine, w.Since, w.Stack)
-		out = append(out, Finding{Kind: StaleWaiter, Lock: w.LockName, Waiters: []Party{p},
-			Summary: fmt.Sprintf("pid %d%s (%s) is recorded waiting for %q", w.PID, roleSuffix(p.Role), p.State, w.LockName),
-			Next:    "harmless to the lock itself, but the process died inside Lock; look for why it died (stacks below)",
-			key:     fmt.Sprintf("%s|%d|%v|%d|%s", StaleWaiter, w.Slot, w.Identity(), w.Goroutine, w.LockName)})
-	}
+	out, dead := g.deadHolders()
+	out = append(out, g.cycles(dead)...)
+	out = append(out, g.stuckHolders()...)
+	out = append(out, g.staleWaiters()...)
 	slices.SortStableFunc(out, func(a, b Finding) int {
-		if c := a.Kind.rank() - b.Kind.rank(); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Lock, b.Lock)
+		return cmp.Or(a.Kind.rank()-b.Kind.rank(), strings.Compare(a.Lock, b.Lock), strings.Compare(a.LockKind, b.LockKind))
 	})
 	return out
 }
 
-// cycles finds loops in the wait-for graph among goroutines not proven
-// dead. Each goroutine waits for at most one lock, so the graph is a
-// functional graph: a walk from each node, colouring as it goes, meets
-// every loop once.
-func (g *graph) cycles(deadHolder map[goroutine]bool) []Finding {
-	next := func(n goroutine) (goroutine, int, bool) {
-		wi, ok := g.waitsFor[n]
-		if !ok {
-			return goroutine{}, 0, false
-		}
-		w := g.s.Waiters[wi]
-		li, ok := g.locks[w.Lock]
-		if !ok {
-			return goroutine{}, 0, false
-		}
-		h, ok := holderOf(g.s, &g.s.Locks[li])
-		if !ok || h.g == 0 || g.s.Locks[li].OwnerDied || g.statusOf(h.id).Dead() || deadHolder[goroutine{h.id, h.g}] {
-			return goroutine{}, 0, false
-		}
-		return goroutine{h.id, h.g}, wi, true
-	}
-	const (
-		white = iota
-		grey
-		black
-	)
-	colour := make(map[goroutine]int)
+// deadHolders finds the locks held by a goroutine whose process is proven
+// dead, by the host or by the backend itself (Lock.Abandoned). It returns
+// the dead holders too: no cycle goes through them.
+func (g *graph) deadHolders() ([]Finding, map[node]bool) {
 	var out []Finding
-	for _, w := range g.s.Waiters {
-		start := goroutine{w.Identity(), w.Goroutine}
-		if colour[start] != white {
+	dead := make(map[node]bool)
+	for _, l := range g.locks {
+		if len(l.Holders) == 0 && l.Abandoned != nil {
+			f := g.deadHolder(l, nil)
+			out = append(out, f)
+		}
+		for i := range l.Holders {
+			h := &l.Holders[i]
+			if l.Abandoned == nil && !g.statusOf(h.ID).Dead() {
+				continue
+			}
+			dead[h.Party] = true
+			out = append(out, g.deadHolder(l, h))
+		}
+	}
+	return out, dead
+}
+
+func (g *graph) deadHolder(l *lock, h *lockstate.Holder) Finding {
+	f := Finding{Kind: DeadHolder, Lock: l.Name, LockKind: l.Kind, Waiters: g.liveWaiters(l)}
+	how := ""
+	if a := l.Abandoned; a != nil {
+		f.OwnerDied, f.proven = a.Reason == lockstate.OwnerDied, true
+		if a.Says != "" {
+			how = " (" + a.Says + ")"
+		}
+	}
+	who := "an unknown process"
+	if h != nil {
+		p := g.holder(l, h)
+		if a := l.Abandoned; a != nil && !g.statusOf(h.ID).Dead() {
+			// The backend saw the holder die; its pid may have been
+			// reused since, or the host's check lags.
+			p.Alive, p.State, p.Death = false, "dead", string(a.Reason)
+			if a.Reason == lockstate.LeaseExpired {
+				p.State = procid.Expired.String()
+			}
+		}
+		f.Holder = &p
+		who = fmt.Sprintf("%s (%s)", p.who(), p.State)
+	}
+	f.Summary = fmt.Sprintf("%s holds %q%s; %s", who, l.Name, how, waitersPhrase(len(f.Waiters)))
+	recovery := cmp.Or(l.Recovery, "kill the run to free its waiters")
+	if h != nil {
+		f.Next = fmt.Sprintf("find why pid %d died holding %q (its acquire stack is below); %s", h.PID, l.Name, recovery)
+	} else {
+		f.Next = fmt.Sprintf("no holder record names the dead holder of %q (recording off, or it died between taking the lock and recording it): the processes table lists the processes that died; %s", l.Name, recovery)
+	}
+	return f
+}
+
+// stuckHolders finds the locks held by a live goroutine that waits for no
+// lock, for StuckAfter, while another goroutine has waited as long.
+func (g *graph) stuckHolders() []Finding {
+	var out []Finding
+	for _, l := range g.locks {
+		if l.Abandoned != nil {
 			continue
 		}
-		var path []goroutine
-		for n := start; ; {
-			if colour[n] == grey { // back on this walk: a loop from n
-				at := slices.Index(path, n)
-				out = append(out, g.cycleFinding(path[at:]))
-				break
+		for i := range l.Holders {
+			if f, ok := g.stuck(l, &l.Holders[i]); ok {
+				out = append(out, f)
 			}
-			if colour[n] == black {
-				break
-			}
-			colour[n] = grey
-			path = append(path, n)
-			m, _, ok := next(n)
-			if !ok {
-				break
-			}
-			n = m
-		}
-		for _, n := range path {
-			colour[n] = black
 		}
 	}
 	return out
 }
 
-func (g *graph) cycleFinding(loop []goroutine) Finding {
-	// Start the loop at its smallest lock name, so that the same loop
-	// always reads the same way.
-	steps := make([]Step, len(loop))
-	for i, n := range loop {
-		w := g.s.Waiters[g.waitsFor[n]]
-		steps[i] = Step{Party: g.party(n.id, n.g, w.Since, w.Stack), WaitsFor: w.LockName}
-	}
-	first := 0
-	for i := range steps {
-		if steps[i].WaitsFor < steps[first].WaitsFor {
-			first = i
-		}
-	}
-	steps = append(steps[first:], steps[:first]...)
-	holder := steps[1%len(steps)].Party
-	f := Finding{Kind: Cycle, Lock: steps[0].WaitsFor, Holder: &holder, Waiters: []Party{steps[0].Party}, Cycle: steps}
-	var b strings.Builder
-	keys := make([]string, len(steps))
-	for i, st := range steps {
-		fmt.Fprintf(&b, "pid %d g%d waits for %q -> ", st.PID, st.Goroutine, st.WaitsFor)
-		keys[i] = fmt.Sprintf("%v/%d/%s", proc.Identity{PID: st.PID, Start: st.Start}, st.Goroutine, st.WaitsFor)
-	}
-	fmt.Fprintf(&b, "pid %d g%d", steps[0].PID, steps[0].Goroutine)
-	f.Summary = fmt.Sprintf("%d goroutines wait for each other: %s", len(steps), b.String())
-	f.Next = "take these locks in one global order everywhere (their acquire sites are in the stacks below); kill one process of the loop to free the others"
-	f.key = string(Cycle) + "|" + strings.Join(keys, "|")
-	return f
-}
-
-// stuck reports a lock held by a live goroutine that waits for no registry
-// lock, for StuckAfter, while another goroutine has waited as long.
-func (g *graph) stuck(l *lockreg.Lock) (Finding, bool) {
-	h, ok := holderOf(g.s, l)
-	if !ok || l.OwnerDied || g.statusOf(h.id) != proc.Alive || h.since.IsZero() {
+func (g *graph) stuck(l *lock, h *lockstate.Holder) (Finding, bool) {
+	if g.statusOf(h.ID) != procid.Alive || h.Since.IsZero() {
 		return Finding{}, false
 	}
-	if _, waiting := g.waitsFor[goroutine{h.id, h.g}]; waiting {
+	if len(g.waits[h.Party]) > 0 {
 		return Finding{}, false // part of a chain or loop, not the end of one
 	}
-	held := g.s.Taken.Sub(h.since)
+	held := g.taken.Sub(h.Since)
 	if held < g.opts.StuckAfter {
 		return Finding{}, false
 	}
-	waiters := g.liveWaiters(l.Index)
+	waiters := g.liveWaiters(l)
 	var longest time.Duration
 	for _, w := range waiters {
 		longest = max(longest, time.Duration(w.For))
@@ -305,64 +261,65 @@ func (g *graph) stuck(l *lockreg.Lock) (Finding, bool) {
 	if longest < g.opts.StuckAfter {
 		return Finding{}, false
 	}
-	p := g.party(h.id, h.g, h.since, h.stack)
-	return Finding{Kind: StuckHolder, Lock: l.Name, Holder: &p, Waiters: waiters,
-		Summary: fmt.Sprintf("pid %d%s g%d has held %q for %s while %s", h.id.PID, roleSuffix(p.Role), h.g, l.Name,
+	p := g.holder(l, h)
+	return Finding{Kind: StuckHolder, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: waiters,
+		Summary: fmt.Sprintf("%s g%d has held %q for %s while %s", p.who(), h.Goroutine, l.Name,
 			held.Round(time.Millisecond), waitersPhrase(len(waiters))),
-		Next: fmt.Sprintf("see what pid %d g%d is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.id.PID, h.g),
-		key:  fmt.Sprintf("%s|%s|%v|%d", StuckHolder, l.Name, h.id, h.g)}, true
+		Next: fmt.Sprintf("see what pid %d g%d is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, h.Goroutine),
+	}, true
 }
 
-// liveWaiters returns the waiters of a lock not proven dead, longest first.
-func (g *graph) liveWaiters(lock int) []Party {
-	out := []Party{}
-	for _, wi := range g.byLock[lock] {
-		w := g.s.Waiters[wi]
-		if g.statusOf(w.Identity()).Dead() {
-			continue
+// staleWaiters finds the waiter records of dead processes.
+func (g *graph) staleWaiters() []Finding {
+	var out []Finding
+	for _, l := range g.locks {
+		for i := range l.Waiters {
+			w := &l.Waiters[i]
+			if !g.statusOf(w.ID).Dead() {
+				continue
+			}
+			p := g.waiter(l, w)
+			out = append(out, Finding{Kind: StaleWaiter, Lock: l.Name, LockKind: l.Kind, Waiters: []Party{p},
+				Summary: fmt.Sprintf("%s (%s) is recorded waiting for %q", p.who(), p.State, l.Name),
+				Next:    "harmless to the lock itself, but the process died inside Lock; look for why it died (stacks below)"})
 		}
-		out = append(out, g.party(w.Identity(), w.Goroutine, w.Since, w.Stack))
 	}
 	return out
 }
 
-// party describes a goroutine of the run.
-func (g *graph) party(id proc.Identity, gid int64, since time.Time, stack uint64) Party {
-	st := g.statusOf(id)
-	p := Party{PID: id.PID, Start: id.Start, Goroutine: gid, Alive: st == proc.Alive, State: st.String(), Since: since}
-	if !since.IsZero() {
-		p.For = Duration(max(g.s.Taken.Sub(since), 0))
-	}
-	if pr, ok := g.s.Process(id); ok && pr.Info != nil {
-		p.Role = pr.Info.Role
-	}
-	if fs, ok := g.s.Stack(id, stack); ok {
-		if f, ok := callSite(fs); ok {
-			fj := frameOf(f)
-			p.Where = &fj
+// liveWaiters returns the waiters of a lock not proven dead, longest first.
+func (g *graph) liveWaiters(l *lock) []Party {
+	out := []Party{}
+	for i := range l.Waiters {
+		w := &l.Waiters[i]
+		if !g.statusOf(w.ID).Dead() {
+			out = append(out, g.waiter(l, w))
 		}
 	}
+	return out
+}
+
+func (g *graph) holder(l *lock, h *lockstate.Holder) Party {
+	return g.party(h.Party, h.Read, h.Since, stackRef{l.res, h.Stack})
+}
+
+func (g *graph) waiter(l *lock, w *lockstate.Waiter) Party {
+	return g.party(w.Party, w.Read, w.Since, stackRef{l.res, w.Stack})
+}
+
+// party describes a goroutine of the run. Its call site (Where) is
+// resolved when the report is built.
+func (g *graph) party(n node, read bool, since time.Time, stack stackRef) Party {
+	st := g.statusOf(n.ID)
+	p := Party{Host: n.Host, PID: n.PID, Start: n.Start, Goroutine: n.Goroutine, Alive: st == procid.Alive,
+		State: st.String(), Death: string(lockstate.ReasonOf(st)), Read: read, Since: since, stack: stack}
+	if !since.IsZero() {
+		p.For = Duration(max(g.taken.Sub(since), 0))
+	}
+	if pr, ok := g.process(n.ID); ok {
+		p.Role = pr.Role
+	}
 	return p
-}
-
-func roleSuffix(role string) string {
-	if role == "" {
-		return ""
-	}
-	return " [" + role + "]"
-}
-
-// diedHow says who marked the lock word: the kernel, for a holder whose
-// process registered the robust list; otherwise a waiter that proved the
-// holder dead (pid gone, zombie or reused) and marked it as the kernel would.
-func diedHow(ownerDied, robust bool) string {
-	switch {
-	case ownerDied && robust:
-		return " (the kernel marked it OWNER_DIED)"
-	case ownerDied:
-		return " (a waiter proved its death and marked it OWNER_DIED)"
-	}
-	return ""
 }
 
 func waitersPhrase(n int) string {

@@ -2,13 +2,16 @@ package report
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // These types are the JSON report, documented field by field in
-// docs/json.md. They are built for readers, not copied from lockreg.
+// docs/json.md. They are built for readers, not copied from a backend.
 
 // Schema names the report's JSON format; it changes when a field changes
 // meaning or goes away (added fields do not change it).
@@ -30,9 +33,12 @@ type Report struct {
 	Notes []string `json:"notes"`
 }
 
-// Kind is a finding's kind. Kinds sort by severity, most severe first.
+// Kind is a finding's kind: a value whose meaning (its severity, whether it
+// is a deadlock) is a row of the kinds table, so that a new kind is one
+// constant and one row, and nothing that renders findings changes.
 type Kind string
 
+// The kinds of finding, most severe first.
 const (
 	DeadHolder  Kind = "dead-holder"
 	Cycle       Kind = "cycle"
@@ -40,26 +46,41 @@ const (
 	StaleWaiter Kind = "stale-waiter"
 )
 
+// kinds is every kind, most severe first, with whether it means the run
+// is stuck.
+var kinds = [...]struct {
+	kind     Kind
+	deadlock bool
+}{
+	{DeadHolder, true},
+	{Cycle, true},
+	{StuckHolder, true},
+	{StaleWaiter, false},
+}
+
+// rank orders kinds by severity; an unknown kind sorts last.
 func (k Kind) rank() int {
-	switch k {
-	case DeadHolder:
-		return 0
-	case Cycle:
-		return 1
-	case StuckHolder:
-		return 2
+	for i, row := range kinds {
+		if row.kind == k {
+			return i
+		}
 	}
-	return 3
+	return len(kinds)
 }
 
 // Deadlock reports whether findings of kind k mean the run is stuck: every
 // kind but stale-waiter.
-func (k Kind) Deadlock() bool { return k != StaleWaiter }
+func (k Kind) Deadlock() bool {
+	r := k.rank()
+	return r < len(kinds) && kinds[r].deadlock
+}
 
 // A Finding is one thing wrong with the run.
 type Finding struct {
 	Kind Kind   `json:"kind"`
 	Lock string `json:"lock,omitempty"` // the lock at fault; for a cycle, the first lock of the loop
+	// LockKind is Lock's kind of lock: lockreg, mutex, rwmutex, etcd.
+	LockKind string `json:"lock_kind,omitempty"`
 	// Holder holds Lock (nil for stale-waiter).
 	Holder *Party `json:"holder,omitempty"`
 	// Waiters wait for Lock; for a stale-waiter, the dead waiter.
@@ -70,29 +91,86 @@ type Finding struct {
 	// OwnerDied: the lock word carries FUTEX_OWNER_DIED (the kernel saw the
 	// holder die).
 	OwnerDied bool `json:"owner_died,omitempty"`
+	// Others counts, for a cycle, the goroutines caught in the same knot of
+	// waits besides the loop's own (several edges per goroutine: readers,
+	// queued writers).
+	Others int `json:"others,omitempty"`
 	// Doing is what a stuck holder's goroutine is doing now, from its probe:
 	// its state and innermost frames; empty when the probe did not answer.
 	Doing   string `json:"doing,omitempty"`
 	Summary string `json:"summary"` // one line: what is wrong
 	Next    string `json:"next"`    // one line: what to do next
 
-	key string
+	// proven: the backend itself proved the death (the kernel's
+	// OWNER_DIED, an expired lease): no second snapshot is needed.
+	proven bool
+}
+
+// Key names a finding across reports: the same key is the same thing going
+// wrong (kind, lock, the goroutines at fault), however long it has lasted
+// and however many goroutines wait. Diagnose confirms a finding by its key
+// in a second snapshot; run and watch tell new findings from old by it.
+func (f *Finding) Key() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s/%s", f.Kind, f.LockKind, f.Lock)
+	if f.Holder != nil {
+		fmt.Fprintf(&b, "|h:%s", f.Holder.node())
+	}
+	switch {
+	case len(f.Cycle) > 0:
+		for _, st := range f.Cycle {
+			fmt.Fprintf(&b, "|%s>%s", st.node(), st.WaitsFor)
+		}
+	case f.Kind == StaleWaiter:
+		for _, p := range f.Waiters {
+			fmt.Fprintf(&b, "|w:%s", p.node())
+		}
+	}
+	return b.String()
 }
 
 // A Party is a goroutine of a process of the run.
 type Party struct {
+	// Host is the machine, for locks held across machines; absent for
+	// this machine.
+	Host      string `json:"host,omitempty"`
 	PID       int    `json:"pid"`
 	Start     uint64 `json:"start"` // /proc/PID/stat start time: pid plus start is the identity
 	Goroutine int64  `json:"goroutine"`
 	// Alive is true only when the process is known to run; State says more:
 	// alive, dead (gone), zombie, reused (the pid now names another
 	// process), unknown (the check failed).
-	Alive bool       `json:"alive"`
-	State string     `json:"state"`
+	Alive bool   `json:"alive"`
+	State string `json:"state"`
+	// Death is the proof of a death: gone, zombie, reused, lease-expired,
+	// or owner-died (the lock word says so); absent unless dead.
+	Death string     `json:"death,omitempty"`
+	Read  bool       `json:"read,omitempty"` // holds or waits for the lock shared (an RWMutex's readers)
 	Role  string     `json:"role,omitempty"`
 	Since time.Time  `json:"since,omitzero"`  // acquired (holder) or began waiting (waiter)
 	For   Duration   `json:"for_ms"`          // how long, up to Taken
 	Where *FrameJSON `json:"where,omitempty"` // the call site that took or waits for the lock
+
+	stack stackRef // resolved into Where when the report is built
+}
+
+// id is the party's process.
+func (p *Party) id() procid.ID { return procid.ID{Host: p.Host, PID: p.PID, Start: p.Start} }
+
+// node names the party's goroutine in keys.
+func (p *Party) node() string { return fmt.Sprintf("%s/g%d", p.id(), p.Goroutine) }
+
+// who names the party's process for a summary: "pid 42 [worker]", with
+// its host when it is another machine.
+func (p *Party) who() string {
+	s := fmt.Sprintf("pid %d", p.PID)
+	if p.Host != "" {
+		s += " on " + p.Host
+	}
+	if p.Role != "" {
+		s += " [" + p.Role + "]"
+	}
+	return s
 }
 
 // A Step is one goroutine of a cycle and the lock it waits for.
@@ -103,22 +181,29 @@ type Step struct {
 
 // LockRow is one lock.
 type LockRow struct {
-	Name      string `json:"name"`
-	State     string `json:"state"` // free, held, owner-died
-	Word      uint32 `json:"word"`  // the futex word
-	Holder    *Party `json:"holder,omitempty"`
-	Waiting   int    `json:"waiting"` // goroutines waiting, in all processes
-	OwnerDied bool   `json:"owner_died"`
+	Name string `json:"name"`
+	Kind string `json:"kind,omitempty"` // lockreg, mutex, rwmutex, etcd
+	// State is free, held, or the proof that its holder died: owner-died,
+	// lease-expired.
+	State  string `json:"state"`
+	Word   uint32 `json:"word"` // the futex word (lockreg)
+	Holder *Party `json:"holder,omitempty"`
+	// Holders lists every holder when there are several (readers).
+	Holders   []Party `json:"holders,omitempty"`
+	Waiting   int     `json:"waiting"` // goroutines waiting, in all processes
+	OwnerDied bool    `json:"owner_died"`
 }
 
 // WaiterRow is one waiting goroutine.
 type WaiterRow struct {
 	Party
-	Lock string `json:"lock"`
+	Lock     string `json:"lock"`
+	LockKind string `json:"lock_kind,omitempty"`
 }
 
 // ProcRow is one process of the run's process table.
 type ProcRow struct {
+	Host    string    `json:"host,omitempty"`
 	PID     int       `json:"pid"`
 	Start   uint64    `json:"start"`
 	Role    string    `json:"role,omitempty"`
@@ -145,6 +230,7 @@ type EventRow struct {
 
 // StackRow is a group of involved goroutines with the same stack.
 type StackRow struct {
+	Host string `json:"host,omitempty"` // the machine, if another one
 	PID  int    `json:"pid"`
 	Lock string `json:"lock,omitempty"`
 	// What the goroutines are to Lock: holder, waiter.

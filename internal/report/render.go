@@ -78,11 +78,20 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			free++
 			continue
 		}
-		row := []string{l.Name, l.State, "-", "-", "-", "-", "-"}
-		if h := l.Holder; h != nil {
-			row[2], row[3], row[4], row[5], row[6] = strconv.Itoa(h.PID), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)
+		holders := l.Holders
+		if len(holders) == 0 && l.Holder != nil {
+			holders = []Party{*l.Holder}
 		}
-		rows = append(rows, row)
+		if len(holders) == 0 {
+			rows = append(rows, []string{l.Name, l.State, "-", "-", "-", "-", "-"})
+		}
+		for _, h := range holders {
+			state := l.State
+			if h.Read {
+				state += " (read)"
+			}
+			rows = append(rows, []string{l.Name, state, pidText(h.Host, h.PID), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
+		}
 	}
 	title := "LOCKS"
 	if free > 0 {
@@ -92,7 +101,11 @@ func (r *Report) Write(w io.Writer, st Style) error {
 
 	rows = rows[:0]
 	for _, wr := range r.Waiters {
-		rows = append(rows, []string{strconv.Itoa(wr.PID), gid(wr.Goroutine), wr.Lock, dur(wr.For), where(wr.Where)})
+		lock := wr.Lock
+		if wr.Read {
+			lock += " (read)"
+		}
+		rows = append(rows, []string{pidText(wr.Host, wr.PID), gid(wr.Goroutine), lock, dur(wr.For), where(wr.Where)})
 	}
 	e.section(st, "WAITERS", []string{"pid", "goroutine", "lock", "waiting for", "where"}, rows)
 
@@ -106,7 +119,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		if !p.ExitedAt.IsZero() {
 			exit += " " + p.ExitedAt.Format("15:04:05.000")
 		}
-		rows = append(rows, []string{strconv.Itoa(p.PID), truncate(who, 40), st.liveness(p.State), clock(p.Started), exit})
+		rows = append(rows, []string{pidText(p.Host, p.PID), truncate(who, 40), st.liveness(p.State), clock(p.Started), exit})
 	}
 	e.section(st, "PROCESSES", []string{"pid", "role or command", "state", "started", "exit"}, rows)
 
@@ -134,7 +147,11 @@ func (r *Report) Write(w io.Writer, st Style) error {
 
 func stackTitle(s StackRow) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "pid %d, %s", s.PID, s.Role)
+	fmt.Fprintf(&b, "pid %d", s.PID)
+	if s.Host != "" {
+		fmt.Fprintf(&b, " on %s", s.Host)
+	}
+	fmt.Fprintf(&b, ", %s", s.Role)
 	if s.Count > 1 {
 		fmt.Fprintf(&b, "s (%d goroutines)", s.Count)
 	}
@@ -205,6 +222,15 @@ func Table(w io.Writer, header []string, rows [][]string) error {
 		}
 	}
 	return t.Render()
+}
+
+// pidText names a process in a table: its pid, after its host for another
+// machine.
+func pidText(host string, pid int) string {
+	if host != "" {
+		return host + "/" + strconv.Itoa(pid)
+	}
+	return strconv.Itoa(pid)
 }
 
 func gid(g int64) string {

@@ -1,14 +1,37 @@
-package report
+package lockregsrc_test
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/lockregsrc"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
+
+// diagnose diagnoses a run whose every read returns the snapshots in turn
+// (the last one again and again).
+func diagnose(t *testing.T, h report.Host, snaps ...*lockreg.Snapshot) *report.Report {
+	t.Helper()
+	n := 0
+	read := func(string) (*lockreg.Snapshot, error) {
+		s := snaps[min(n, len(snaps)-1)]
+		n++
+		return s, nil
+	}
+	src := report.Sources{Locks: []lockstate.Source{lockregsrc.Source{Dir: "run", ReadSnapshot: read}}, Host: h}
+	r, err := report.Diagnose(context.Background(), src, report.Options{StuckAfter: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
@@ -49,7 +72,7 @@ func (h fakeHost) Check(id proc.Identity) (proc.Status, error) {
 func (fakeHost) Command(int) string { return "" }
 
 type want struct {
-	kind   Kind
+	kind   report.Kind
 	lock   string
 	holder int // pid; 0 for none
 	alive  bool
@@ -77,14 +100,14 @@ func TestFindings(t *testing.T) {
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Second))},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Gone},
-			want:   []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "holder zombie",
 			snap: lockreg.Snapshot{Processes: procs(pA, pB),
 				Locks: []lockreg.Lock{held(0, "q", pA, 5, t0)}},
 			status: fakeHost{pA: proc.Zombie},
-			want:   []want{{kind: DeadHolder, lock: "q", holder: 100}},
+			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100}},
 		},
 		{
 			name: "holder pid reused",
@@ -92,7 +115,7 @@ func TestFindings(t *testing.T) {
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Reused},
-			want:   []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "holder unknown: not a death",
@@ -106,7 +129,7 @@ func TestFindings(t *testing.T) {
 			snap: lockreg.Snapshot{Processes: procs(pA, pB),
 				Locks:   []lockreg.Lock{ownerDied},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
-			want: []want{{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
+			want: []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "AB/BA across two processes",
@@ -115,7 +138,7 @@ func TestFindings(t *testing.T) {
 				Waiters: []lockreg.Waiter{
 					waiting(0, pA, 5, 1, "b", t0),
 					waiting(1, pB, 9, 0, "a", t0)}},
-			want: []want{{kind: Cycle, lock: "a", holder: 100, alive: true, waiter: []int{200}}},
+			want: []want{{kind: report.Cycle, lock: "a", holder: 100, alive: true, waiter: []int{200}}},
 		},
 		{
 			name: "three-way loop, with a bystander waiting",
@@ -126,7 +149,7 @@ func TestFindings(t *testing.T) {
 					waiting(1, pB, 2, 2, "z", t0),
 					waiting(2, pC, 3, 0, "x", t0),
 					waiting(3, pC, 4, 0, "x", t0)}},
-			want: []want{{kind: Cycle, lock: "x", holder: 100, alive: true, waiter: []int{300}}},
+			want: []want{{kind: report.Cycle, lock: "x", holder: 100, alive: true, waiter: []int{300}}},
 		},
 		{
 			name: "loop within one process",
@@ -135,7 +158,7 @@ func TestFindings(t *testing.T) {
 				Waiters: []lockreg.Waiter{
 					waiting(0, pA, 5, 1, "b", t0),
 					waiting(1, pA, 6, 0, "a", t0)}},
-			want: []want{{kind: Cycle, lock: "a", holder: 100, alive: true, waiter: []int{100}}},
+			want: []want{{kind: report.Cycle, lock: "a", holder: 100, alive: true, waiter: []int{100}}},
 		},
 		{
 			name: "chain ending in a dead holder: no cycle, no stuck holder",
@@ -145,14 +168,14 @@ func TestFindings(t *testing.T) {
 					waiting(0, pA, 5, 1, "b", t0.Add(-time.Hour)),
 					waiting(1, pC, 3, 0, "a", t0.Add(-time.Hour))}},
 			status: fakeHost{pB: proc.Gone},
-			want:   []want{{kind: DeadHolder, lock: "b", holder: 200, waiter: []int{100}}},
+			want:   []want{{kind: report.DeadHolder, lock: "b", holder: 200, waiter: []int{100}}},
 		},
 		{
 			name: "live holder past the threshold while waited for",
 			snap: lockreg.Snapshot{Processes: procs(pA, pB),
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Minute))},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-30*time.Second))}},
-			want: []want{{kind: StuckHolder, lock: "q", holder: 100, alive: true, waiter: []int{200}}},
+			want: []want{{kind: report.StuckHolder, lock: "q", holder: 100, alive: true, waiter: []int{200}}},
 		},
 		{
 			name: "long hold, fresh waiter: not stuck yet",
@@ -166,7 +189,7 @@ func TestFindings(t *testing.T) {
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pB: proc.Gone},
-			want:   []want{{kind: StaleWaiter, lock: "q", waiter: []int{200}}},
+			want:   []want{{kind: report.StaleWaiter, lock: "q", waiter: []int{200}}},
 		},
 		{
 			name: "dead holder and dead waiter: most severe first",
@@ -177,8 +200,8 @@ func TestFindings(t *testing.T) {
 					waiting(1, pC, 8, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Gone, pB: proc.Zombie},
 			want: []want{
-				{kind: DeadHolder, lock: "q", holder: 100, waiter: []int{300}},
-				{kind: StaleWaiter, lock: "q", waiter: []int{200}},
+				{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{300}},
+				{kind: report.StaleWaiter, lock: "q", waiter: []int{200}},
 			},
 		},
 	}
@@ -186,11 +209,7 @@ func TestFindings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := tt.snap
 			s.Taken = t0
-			st := make(map[proc.Identity]proc.Status)
-			for _, id := range identities(&s) {
-				st[id], _ = tt.status.Check(id)
-			}
-			got := newGraph(&s, st, Options{StuckAfter: 10 * time.Second}).findings()
+			got := diagnose(t, tt.status, &s).Findings
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %d findings %v; want %d", len(got), kinds(got), len(tt.want))
 			}
@@ -221,8 +240,8 @@ func TestFindings(t *testing.T) {
 	}
 }
 
-func kinds(fs []Finding) []Kind {
-	var out []Kind
+func kinds(fs []report.Finding) []report.Kind {
+	var out []report.Kind
 	for _, f := range fs {
 		out = append(out, f.Kind)
 	}
@@ -247,19 +266,70 @@ func TestDiagnoseConfirms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := 0
-			read := func(string) (*lockreg.Snapshot, error) {
-				s := tt.snaps[min(n, len(tt.snaps)-1)]
-				n++
-				return s, nil
-			}
-			r, err := Diagnose(context.Background(), "run", Sources{Host: fakeHost{pA: proc.Gone}, Read: read}, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := diagnose(t, fakeHost{pA: proc.Gone}, tt.snaps...)
 			if len(r.Findings) != tt.want {
 				t.Errorf("got %d findings %v; want %d", len(r.Findings), kinds(r.Findings), tt.want)
 			}
 		})
+	}
+}
+
+// Convert keeps what the diagnosis needs of every record: the holder
+// named by the word alone while its record is written, the robust flag
+// behind "the kernel marked it", a clean exit, the process info, events and
+// the torn count.
+func TestConvert(t *testing.T) {
+	died := held(1, "d", pB, 9, t0)
+	died.HolderPID, died.OwnerDied = 0, true
+	noRecord := lockreg.Lock{Index: 2, Name: "w", Word: 300, HolderPID: 300}
+	lost := lockreg.Lock{Index: 3, Name: "lost", OwnerDied: true}
+	ps := procs(pA, pB, pC)
+	ps[0].State, ps[0].Exited = lockreg.ProcExited, t0
+	ps[1].Robust = true
+	ps[2].Info = &lockreg.ProcessInfo{Role: "writer", Args: []string{"demo", "--hang"}}
+	s := &lockreg.Snapshot{Dir: "run", Taken: t0, Torn: 2, Processes: ps,
+		Locks:   []lockreg.Lock{held(0, "a", pA, 5, t0), died, noRecord, lost},
+		Waiters: []lockreg.Waiter{waiting(0, pC, 4, 1, "d", t0), waiting(1, pA, 6, 42, "gone", t0)},
+		Events:  []lockreg.Event{{Seq: 7, Kind: lockreg.EventOwnerDied, PID: pB.PID, Start: pB.Start, Goroutine: 9, LockName: "d", Time: t0}}}
+	got := lockregsrc.Convert(s)
+	if got.Run != "run" || !got.Taken.Equal(t0) || len(got.Notes) != 1 || got.WaitLabel != lockreg.WaitLabel {
+		t.Errorf("got run %q taken %v notes %q label %q", got.Run, got.Taken, got.Notes, got.WaitLabel)
+	}
+	if p := got.Processes[0]; !p.Closed || !p.ClosedAt.Equal(t0) {
+		t.Errorf("got process %+v; want closed at t0", p)
+	}
+	if p := got.Processes[2]; p.Role != "writer" || p.Command != "demo --hang" {
+		t.Errorf("got process %+v; want the writer's role and command", p)
+	}
+	if l := got.Locks[0]; l.Kind != lockregsrc.Kind || len(l.Holders) != 1 || l.Holders[0].ID != pA || l.Abandoned != nil {
+		t.Errorf("got lock %+v; want held by pA", l)
+	}
+	if l := got.Locks[1]; l.Abandoned == nil || l.Abandoned.Says != "the kernel marked it OWNER_DIED" || len(l.Waiters) != 1 {
+		t.Errorf("got lock %+v; want abandoned, the kernel's proof, one waiter", l)
+	}
+	if l := got.Locks[2]; len(l.Holders) != 1 || l.Holders[0].ID != pC || l.Holders[0].Goroutine != 0 || l.Facts.Word != 300 {
+		t.Errorf("got lock %+v; want held by pid 300 with its start time, goroutine unknown", l)
+	}
+	if l := got.Locks[3]; len(l.Holders) != 0 || l.Abandoned == nil || !strings.Contains(l.Abandoned.Says, "a waiter proved") {
+		t.Errorf("got lock %+v; want abandoned by nobody named, a waiter's proof", l)
+	}
+	if e := got.Events[0]; e.Kind != "owner-died" || e.ID != pB || e.Lock.Name != "d" {
+		t.Errorf("got event %+v", e)
+	}
+	if st, ok := got.Stacks.Stack(pA, 0); ok || st != nil {
+		t.Errorf("stack 0: got %v %v; want none", st, ok)
+	}
+}
+
+func TestRead(t *testing.T) {
+	dir := t.TempDir()
+	_, err := lockregsrc.New(dir).Read(context.Background())
+	if !errors.Is(err, lockreg.ErrNotRun) {
+		t.Errorf("an empty directory: got %v; want lockreg.ErrNotRun", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := lockregsrc.New(dir).Read(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("an ended context: got %v; want context.Canceled", err)
 	}
 }

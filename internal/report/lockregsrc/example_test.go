@@ -1,4 +1,4 @@
-package report_test
+package lockregsrc_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/lockregsrc"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -30,7 +32,8 @@ func Example() {
 		Waiters: []lockreg.Waiter{{PID: 4240, Start: 5, Goroutine: 7, LockName: "queue.wlock", Since: now}},
 	}
 	read := func(string) (*lockreg.Snapshot, error) { return snap, nil }
-	r, err := report.Diagnose(context.Background(), "run", report.Sources{Host: deadHost{}, Read: read}, report.Options{})
+	src := lockregsrc.Source{Dir: "run", ReadSnapshot: read}
+	r, err := report.Diagnose(context.Background(), report.Sources{Locks: []lockstate.Source{src}, Host: deadHost{}}, report.Options{})
 	if err != nil {
 		fmt.Println(err)
 		return

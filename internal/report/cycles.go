@@ -1,0 +1,227 @@
+package report
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+)
+
+// edge says that goroutine from waits (record w) for lock l, which to
+// holds, or, for a reader, which to is queued to write before it.
+type edge struct {
+	from, to node
+	l        *lock
+	w        *lockstate.Waiter
+}
+
+// edges builds the wait-for graph among goroutines not proven dead. A
+// goroutine may have any number of edges: a writer waits for every reader
+// holding the lock; a reader waits for the writer holding it, or, while
+// readers alone hold it, for the writers waiting (lockstate.Waiter). Locks
+// whose holder is dead end a chain, never close a loop: they are
+// dead-holder findings.
+func (g *graph) edges(dead map[node]bool) map[node][]edge {
+	live := func(p lockstate.Party) bool {
+		return p.Goroutine != 0 && !g.statusOf(p.ID).Dead() && !dead[p]
+	}
+	out := make(map[node][]edge)
+	for _, l := range g.locks {
+		if l.Abandoned != nil {
+			continue
+		}
+		var holders, writers []node
+		writeHeld := false
+		for _, h := range l.Holders {
+			writeHeld = writeHeld || !h.Read
+			if live(h.Party) {
+				holders = append(holders, h.Party)
+				if !h.Read {
+					writers = append(writers, h.Party)
+				}
+			}
+		}
+		var queued []node // writers waiting
+		for _, w := range l.Waiters {
+			if !w.Read && live(w.Party) {
+				queued = append(queued, w.Party)
+			}
+		}
+		for i := range l.Waiters {
+			w := &l.Waiters[i]
+			if !live(w.Party) {
+				continue
+			}
+			to := holders
+			if w.Read {
+				to = writers
+				if !writeHeld && len(l.Holders) > 0 {
+					to = queued
+				}
+			}
+			for _, m := range to {
+				if w.Read && m == w.Party {
+					continue // a reader is not queued behind itself
+				}
+				out[w.Party] = append(out[w.Party], edge{from: w.Party, to: m, l: l, w: w})
+			}
+		}
+	}
+	for n := range out {
+		slices.SortFunc(out[n], compareEdges)
+	}
+	return out
+}
+
+func compareNodes(a, b node) int {
+	return cmp.Or(strings.Compare(a.Host, b.Host), cmp.Compare(a.PID, b.PID), cmp.Compare(a.Start, b.Start),
+		cmp.Compare(a.Goroutine, b.Goroutine))
+}
+
+func compareEdges(a, b edge) int {
+	return cmp.Or(strings.Compare(a.l.Name, b.l.Name), strings.Compare(a.l.Kind, b.l.Kind),
+		compareNodes(a.from, b.from), compareNodes(a.to, b.to))
+}
+
+// cycles finds the goroutines that wait for each other: the strongly
+// connected components of the wait-for graph (Tarjan), each reported once,
+// as one loop through it (the shortest that starts at its smallest lock
+// name) and a count of the other goroutines caught in it. When each
+// goroutine waits for one holder, a component is exactly a loop.
+func (g *graph) cycles(dead map[node]bool) []Finding {
+	adj := g.edges(dead)
+	nodes := make([]node, 0, len(adj))
+	for n := range adj {
+		nodes = append(nodes, n)
+	}
+	slices.SortFunc(nodes, compareNodes)
+	var out []Finding
+	for _, comp := range components(nodes, adj) {
+		in := make(map[node]bool, len(comp))
+		for _, n := range comp {
+			in[n] = true
+		}
+		var start *edge
+		for _, n := range comp {
+			for i, e := range adj[n] {
+				if in[e.to] && (start == nil || compareEdges(e, *start) < 0) {
+					start = &adj[n][i]
+				}
+			}
+		}
+		if start == nil {
+			continue // one goroutine that waits for nobody in its component
+		}
+		loop := append([]edge{*start}, shortestPath(adj, in, start.to, start.from)...)
+		out = append(out, g.cycleFinding(loop, len(comp)-len(loop)))
+	}
+	return out
+}
+
+// components returns the strongly connected components of the graph, in
+// the order Tarjan's algorithm completes them.
+func components(nodes []node, adj map[node][]edge) [][]node {
+	index := make(map[node]int)
+	low := make(map[node]int)
+	on := make(map[node]bool)
+	var stack []node
+	var out [][]node
+	var visit func(n node)
+	visit = func(n node) {
+		index[n] = len(index) + 1
+		low[n] = index[n]
+		stack = append(stack, n)
+		on[n] = true
+		for _, e := range adj[n] {
+			switch {
+			case index[e.to] == 0:
+				visit(e.to)
+				low[n] = min(low[n], low[e.to])
+			case on[e.to]:
+				low[n] = min(low[n], index[e.to])
+			}
+		}
+		if low[n] != index[n] {
+			return
+		}
+		var comp []node
+		for {
+			m := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			on[m] = false
+			comp = append(comp, m)
+			if m == n {
+				break
+			}
+		}
+		slices.SortFunc(comp, compareNodes)
+		out = append(out, comp)
+	}
+	for _, n := range nodes {
+		if index[n] == 0 {
+			visit(n)
+		}
+	}
+	return out
+}
+
+// shortestPath returns the edges of a shortest path from a to b inside a
+// component (breadth first, edges in their sorted order); none if a is b.
+func shortestPath(adj map[node][]edge, in map[node]bool, a, b node) []edge {
+	if a == b {
+		return nil
+	}
+	via := map[node]edge{}
+	queue := []node{a}
+	seen := map[node]bool{a: true}
+	for len(queue) > 0 && !seen[b] {
+		n := queue[0]
+		queue = queue[1:]
+		for _, e := range adj[n] {
+			if in[e.to] && !seen[e.to] {
+				seen[e.to], via[e.to] = true, e
+				queue = append(queue, e.to)
+			}
+		}
+	}
+	var path []edge
+	for n := b; n != a; n = via[n].from {
+		path = append(path, via[n])
+	}
+	slices.Reverse(path)
+	return path
+}
+
+// cycleFinding reports a loop of edges, starting at its smallest lock, so
+// that the same loop always reads the same way.
+func (g *graph) cycleFinding(loop []edge, others int) Finding {
+	steps := make([]Step, len(loop))
+	for i, e := range loop {
+		steps[i] = Step{Party: g.waiter(e.l, e.w), WaitsFor: e.l.Name}
+	}
+	holder := steps[1%len(steps)].Party
+	f := Finding{Kind: Cycle, Lock: steps[0].WaitsFor, LockKind: loop[0].l.Kind, Holder: &holder,
+		Waiters: []Party{steps[0].Party}, Cycle: steps, Others: others}
+	var b strings.Builder
+	for _, st := range steps {
+		fmt.Fprintf(&b, "%s g%d waits for %q -> ", pidOf(&st.Party), st.Goroutine, st.WaitsFor)
+	}
+	fmt.Fprintf(&b, "%s g%d", pidOf(&steps[0].Party), steps[0].Goroutine)
+	f.Summary = fmt.Sprintf("%d goroutines wait for each other: %s", len(steps), b.String())
+	if others > 0 {
+		f.Summary += fmt.Sprintf(" (and %d more goroutines are caught in the same knot)", others)
+	}
+	f.Next = "take these locks in one global order everywhere (their acquire sites are in the stacks below); kill one process of the loop to free the others"
+	return f
+}
+
+// pidOf names a party's process in a summary: "pid 42", or "pid 42 on
+// host" for another machine.
+func pidOf(p *Party) string {
+	if p.Host != "" {
+		return fmt.Sprintf("pid %d on %s", p.PID, p.Host)
+	}
+	return fmt.Sprintf("pid %d", p.PID)
+}

@@ -1,0 +1,311 @@
+package report
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+// stacks adds the stacks of the goroutines the findings involve, in four
+// steps: the holders' recorded acquire stacks (a dead holder has no
+// other); what to ask each process's probe for; the asking, in parallel,
+// within ProbeTimeout; and the answers, or, for a process that did not
+// answer, the wait sites its waiters recorded.
+func stacks(ctx context.Context, g *graph, r *Report, src Stacks, opts Options) {
+	r.holderStacks()
+	wants, ids := plan(g, r)
+	if src != nil {
+		ask(ctx, src, wants, ids, opts.ProbeTimeout)
+	}
+	for _, id := range ids {
+		r.answer(id, wants[id], src != nil)
+	}
+}
+
+// want is what the report wants from one process's probe, and its answer.
+type want struct {
+	stuck map[int64]string // holder goroutine -> the lock it is stuck holding
+	waits []wait           // waiter records of the process's involved goroutines
+	seen  map[wait]bool    // dedupe of waits
+
+	prof *stackdump.Profile
+	text *stackdump.Snapshot
+	err  error // errDead, errRemote: not asked
+}
+
+var (
+	errDead   = errors.New("dead")            // a dead process's probe cannot answer
+	errRemote = errors.New("another machine") // probes answer on this machine only
+)
+
+// holderStacks adds the recorded acquire stack of each holder that a
+// finding names dead or stuck: a dead holder has no other; a stuck
+// holder's live stack comes from its probe, when it answers, and this one
+// says where it took the lock.
+func (r *Report) holderStacks() {
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		h := f.Holder
+		if h == nil || (f.Kind != DeadHolder && f.Kind != StuckHolder && h.Alive) {
+			continue
+		}
+		if h.stack.res == nil || h.stack.id == 0 {
+			continue
+		}
+		if fr, ok := h.stack.res.Stack(h.id(), h.stack.id); ok {
+			r.Stacks = append(r.Stacks, StackRow{Host: h.Host, PID: h.PID, Lock: f.Lock, Role: "holder", Source: "dictionary",
+				Count: 1, Goroutines: []int64{h.Goroutine}, State: h.State, Frames: framesOf(fr)})
+		}
+	}
+}
+
+// plan says what to ask each process's probe for: the text dump of a
+// process with a stuck holder (goroutine ids and states), the goroutine
+// profile of one with live waiters. Processes come in pid order.
+func plan(g *graph, r *Report) (map[procid.ID]*want, []procid.ID) {
+	wants := make(map[procid.ID]*want)
+	get := func(id procid.ID) *want {
+		w := wants[id]
+		if w == nil {
+			w = &want{stuck: map[int64]string{}, seen: map[wait]bool{}}
+			if id.Host != "" {
+				w.err = errRemote
+			}
+			wants[id] = w
+		}
+		return w
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		if f.Kind == StuckHolder {
+			get(f.Holder.id()).stuck[f.Holder.Goroutine] = f.Lock
+		}
+		parties := f.Waiters
+		for _, st := range f.Cycle {
+			parties = append(parties, st.Party)
+		}
+		for _, p := range parties {
+			if !p.Alive && f.Kind != StaleWaiter {
+				continue
+			}
+			ws := g.waits[node{ID: p.id(), Goroutine: p.Goroutine}]
+			if len(ws) == 0 {
+				continue
+			}
+			w := get(p.id())
+			for _, wt := range ws {
+				if !w.seen[wt] {
+					w.seen[wt] = true
+					w.waits = append(w.waits, wt)
+				}
+			}
+			if !p.Alive {
+				w.err = errDead
+			}
+		}
+	}
+	ids := make([]procid.ID, 0, len(wants))
+	for id := range wants {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b procid.ID) int {
+		return compareNodes(node{ID: a}, node{ID: b})
+	})
+	return wants, ids
+}
+
+// ask asks the probes, all at once, each within timeout.
+func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []procid.ID, timeout time.Duration) {
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		w := wants[id]
+		if w.err != nil {
+			continue
+		}
+		wg.Go(func() {
+			c, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if len(w.stuck) > 0 {
+				w.text, w.err = src.Text(c, id)
+			} else {
+				w.prof, w.err = src.Profile(c, id)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// answer adds the stacks of one process: from its probe's answer, or from
+// the records.
+func (r *Report) answer(id procid.ID, w *want, asked bool) {
+	switch {
+	case w.text != nil:
+		r.textStacks(id, w)
+	case w.prof != nil:
+		if !r.profileStacks(id, w) {
+			r.recorded(id, w.waits)
+		}
+	default:
+		switch {
+		case errors.Is(w.err, errRemote):
+			r.Notes = append(r.Notes, fmt.Sprintf("pid %d is on %s, where no probe can be asked: its stacks are from the records only", id.PID, id.Host))
+		case w.err != nil && !errors.Is(w.err, errDead):
+			r.Notes = append(r.Notes, fmt.Sprintf("the probe of pid %d did not answer (%v): its stacks are from the arena only", id.PID, w.err))
+		case !asked && w.err == nil:
+			r.Notes = append(r.Notes, fmt.Sprintf("pid %d's probe was not asked: its stacks are from the arena only", id.PID))
+		}
+		r.recorded(id, w.waits)
+	}
+}
+
+// textStacks adds a stuck holder's live stack and the waiters' stacks,
+// grouped, from a text dump.
+func (r *Report) textStacks(id procid.ID, w *want) {
+	for _, gid := range slices.Sorted(maps.Keys(w.stuck)) {
+		lock := w.stuck[gid]
+		if gr, ok := w.text.Goroutine(gid); ok {
+			r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: lock, Role: "holder", Source: "probe-text",
+				Count: 1, Goroutines: []int64{gid}, State: gr.State, Frames: framesOf(gr.Frames)})
+			r.setDoing(id, gid, gr)
+		}
+	}
+	var gs []stackdump.Goroutine
+	for _, wt := range w.waits {
+		if gr, ok := w.text.Goroutine(wt.w.Goroutine); ok {
+			gs = append(gs, gr)
+		}
+	}
+	for _, grp := range stackdump.GroupGoroutines(gs, stackdump.IgnoreArgs) {
+		r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: lockOf(w.waits, grp.IDs), Role: "waiter", Source: "probe-text",
+			Count: grp.Count, Goroutines: grp.IDs, State: topState(grp), Frames: framesOf(grp.Frames)})
+	}
+}
+
+// profileStacks adds the waiters' stacks from a goroutine profile: the
+// samples that carry a wait label naming a lock they wait for. It reports
+// whether any did.
+func (r *Report) profileStacks(id procid.ID, w *want) bool {
+	byLock := make(map[string][]stackdump.Sample)
+	for _, sm := range w.prof.Samples {
+		for _, wt := range w.waits {
+			if wt.l.label != "" && sm.Labels[wt.l.label] == wt.l.Name {
+				byLock[wt.l.Name] = append(byLock[wt.l.Name], sm)
+				break
+			}
+		}
+	}
+	for _, l := range slices.Sorted(maps.Keys(byLock)) {
+		for _, grp := range stackdump.GroupSamples(byLock[l]) {
+			r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: l, Role: "waiter", Source: "probe", Count: grp.Count, Frames: framesOf(grp.Frames)})
+		}
+	}
+	return len(byLock) > 0
+}
+
+// recorded adds the wait sites that waiter records name, grouped.
+func (r *Report) recorded(id procid.ID, waits []wait) {
+	type key struct {
+		l     *lock
+		stack uint64
+	}
+	groups := make(map[key][]int64)
+	var order []key
+	for _, w := range waits {
+		k := key{w.l, w.w.Stack}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], w.w.Goroutine)
+	}
+	for _, k := range order {
+		if k.l.res == nil || k.stack == 0 {
+			continue
+		}
+		fr, ok := k.l.res.Stack(id, k.stack)
+		if !ok {
+			continue
+		}
+		gs := groups[k]
+		slices.Sort(gs)
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: k.l.Name, Role: "waiter", Source: "dictionary",
+			Count: int64(len(gs)), Goroutines: gs, Frames: framesOf(fr)})
+	}
+}
+
+// setDoing says, in the stuck holder's finding, what its goroutine does.
+func (r *Report) setDoing(id procid.ID, gid int64, gr stackdump.Goroutine) {
+	var top []string
+	for _, f := range gr.Frames {
+		top = append(top, f.Func)
+		if len(top) == 3 {
+			break
+		}
+	}
+	doing := gr.State + " in " + strings.Join(top, " < ")
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		if f.Kind == StuckHolder && f.Holder.id() == id && f.Holder.Goroutine == gid {
+			f.Doing = doing
+		}
+	}
+}
+
+func lockOf(waits []wait, ids []int64) string {
+	for _, w := range waits {
+		if slices.Contains(ids, w.w.Goroutine) {
+			return w.l.Name
+		}
+	}
+	return ""
+}
+
+func topState(g stackdump.Group) string {
+	if len(g.States) > 0 {
+		return g.States[0].State
+	}
+	return ""
+}
+
+// machinery is the code between a program's call and the lock: frames in it
+// are skipped to find the call site.
+var machinery = []string{
+	"github.com/lockwatch/lockwatch/lockreg.",
+	"github.com/lockwatch/lockwatch/probe.",
+	"github.com/lockwatch/lockwatch/stackdump.",
+	"runtime.",
+	"internal/",
+	"sync.",
+	"syscall.",
+	"golang.org/x/sys/",
+}
+
+func isMachinery(fn string) bool {
+	for _, p := range machinery {
+		if strings.HasPrefix(fn, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// callSite returns the innermost frame of a program's own code: where it
+// called into the lock.
+func callSite(fs []stackdump.Frame) (stackdump.Frame, bool) {
+	for _, f := range fs {
+		if !isMachinery(f.Func) {
+			return f, true
+		}
+	}
+	if len(fs) > 0 {
+		return fs[0], true
+	}
+	return stackdump.Frame{}, false
+}
