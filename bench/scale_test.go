@@ -240,10 +240,10 @@ func runChild(role string) int {
 
 // worker is one party of a scenario: a child process or a goroutine.
 type worker struct {
-	cmd  *exec.Cmd
-	in   *os.File
-	out  *bufio.Scanner
-	l    locker // in-process
+	cmd *exec.Cmd
+	in  *os.File
+	out *bufio.Scanner
+	l   locker // in-process
 }
 
 // startWorkers starts procs parties of impl; lockOf(k) is party k's lock.
