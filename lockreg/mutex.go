@@ -157,7 +157,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 		}
 	}()
 	w := r.claimWaiter(m.idx, goid, stack, began)
-	defer r.releaseWaiter(w)
+	defer func() { r.releaseWaiter(w) }() // w is nil once released early
 	r.record(EventWait, m.idx, goid, stack, began)
 
 	// Label the goroutine while it waits, so that a goroutine profile
@@ -184,6 +184,10 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 		switch {
 		case v == 0:
 			if s.word.CompareAndSwap(0, r.pid|waitersBit) {
+				// Waiter record out before holder record in: no reader
+				// may see this goroutine hold the lock and wait for it.
+				r.releaseWaiter(w)
+				w = nil
 				m.acquired(goid, stack, nanotime(), EventAcquire)
 				return nil
 			}
@@ -192,6 +196,8 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 			m.noteDeath()
 			if m.opts.Policy == Recover {
 				if s.word.CompareAndSwap(v, r.pid|(v&waitersBit)) {
+					r.releaseWaiter(w)
+					w = nil
 					m.acquired(goid, stack, nanotime(), EventRecovered)
 					return ErrOwnerDead
 				}

@@ -213,19 +213,15 @@ func (a *arena) read(dir string) *Snapshot {
 	budget = max(budget, 1024)
 	n := min(h.nlocks.Load(), a.g.maxLocks)
 	names := make([]string, n)
-	for i := uint32(0); i < n; i++ {
+	// readLock reads lock i's word and holder record. The word and the
+	// record must agree: read the word on both sides of the record. A
+	// reader never waits for a writer: a record that stays mid-write costs
+	// a few retries from a budget shared by the whole snapshot, then counts
+	// as torn (ok false; the lock is listed from its word alone).
+	readLock := func(i uint32) (lk Lock, ok bool) {
 		l := a.lock(i)
-		if l.state.Load() != 1 {
-			continue
-		}
-		names[i] = string(l.name[:min(int(l.nameLen), maxNameLen)])
-		lk := Lock{Index: int(i), Name: names[i]}
-		// The word and the record must agree: read the word on both sides
-		// of the record. A reader never waits for a writer: a record that
-		// stays mid-write costs a few retries from a budget shared by the
-		// whole snapshot, then counts as torn.
+		lk.Index = int(i)
 		var hc holderCopy
-		ok := false
 		for try := 0; try < 4 && !ok && budget > 0; try++ {
 			budget--
 			v := l.word.Load()
@@ -235,7 +231,6 @@ func (a *arena) read(dir string) *Snapshot {
 		}
 		if !ok {
 			lk.Word = l.word.Load()
-			s.Torn++
 		}
 		v := lk.Word
 		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
@@ -243,6 +238,19 @@ func (a *arena) read(dir string) *Snapshot {
 			hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
 				Since: wall(hc.since), ProcSlot: int(hc.proc) - 1}
 			lk.Holder = &hd
+		}
+		return lk, ok
+	}
+	for i := uint32(0); i < n; i++ {
+		l := a.lock(i)
+		if l.state.Load() != 1 {
+			continue
+		}
+		names[i] = string(l.name[:min(int(l.nameLen), maxNameLen)])
+		lk, ok := readLock(i)
+		lk.Name = names[i]
+		if !ok {
+			s.Torn++
 		}
 		s.Locks = append(s.Locks, lk)
 	}
@@ -279,6 +287,7 @@ func (a *arena) read(dir string) *Snapshot {
 		s.Events = append(s.Events, Event{Seq: uint64(k), Kind: EventKind(e.kind), PID: int(e.pid), Start: procStart[int(e.proc)-1],
 			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: names[e.lock], Time: wall(e.time), Stack: e.stack})
 	}
+	s.Waiters = a.recheckSelfWaits(s, readLock, &budget)
 	sort.Slice(s.Waiters, func(i, j int) bool {
 		if !s.Waiters[i].Since.Equal(s.Waiters[j].Since) {
 			return s.Waiters[i].Since.Before(s.Waiters[j].Since)
@@ -406,4 +415,46 @@ func (s *Snapshot) Process(id procid.ID) (Process, bool) {
 		}
 	}
 	return Process{}, false
+}
+
+// recheckSelfWaits re-reads every lock whose holder is also recorded waiting
+// for it. Locks are read before waiter records, so a goroutine that released
+// a lock and began to wait for it again between the two reads would show as
+// holding the lock and waiting for it: deadlocked on itself, to a reader. For
+// each such pair it reads the lock, the waiter record and the lock word and
+// holder sequence again, and keeps the pair only if the lock did not change
+// across the waiter read (a goroutine really waiting for a lock it holds); a
+// waiter record gone or changed meanwhile is dropped, with the new lock
+// state. Called through guarded.
+func (a *arena) recheckSelfWaits(s *Snapshot, readLock func(uint32) (Lock, bool), budget *int) []Waiter {
+	out := s.Waiters[:0]
+	for _, w := range s.Waiters {
+		lk := &s.Locks[w.Lock]
+		if h := lk.Holder; h == nil || h.PID != w.PID || h.Goroutine != w.Goroutine {
+			out = append(out, w)
+			continue
+		}
+		l, ws := a.lock(uint32(w.Lock)), a.waiter(uint32(w.Slot))
+		keep := true
+		for try := 0; try < 4 && *budget > 0; try++ {
+			*budget--
+			v, hs := l.word.Load(), l.holder.seq.Load()
+			nl, ok := readLock(uint32(w.Lock))
+			c, wok := ws.read(1)
+			if !ok || l.word.Load() != v || l.holder.seq.Load() != hs {
+				continue
+			}
+			nl.Name, nl.Waiting = lk.Name, lk.Waiting
+			*lk = nl
+			if !wok || c.pid != uint32(w.PID) || c.goid != uint64(w.Goroutine) || c.lock != uint32(w.Lock)+1 {
+				keep = false
+				lk.Waiting--
+			}
+			break
+		}
+		if keep {
+			out = append(out, w)
+		}
+	}
+	return out
 }
