@@ -425,7 +425,9 @@ func (s *Snapshot) Process(id procid.ID) (Process, bool) {
 // holder sequence again, and keeps the pair only if the lock did not change
 // across the waiter read (a goroutine really waiting for a lock it holds); a
 // waiter record gone or changed meanwhile is dropped, with the new lock
-// state. Called through guarded.
+// state. A lock that changes under every try cannot be held by a goroutine
+// waiting for it: it is listed from its word alone (no holder record), as a
+// record being written is. Called through guarded.
 func (a *arena) recheckSelfWaits(s *Snapshot, readLock func(uint32) (Lock, bool), budget *int) []Waiter {
 	out := s.Waiters[:0]
 	for _, w := range s.Waiters {
@@ -435,8 +437,8 @@ func (a *arena) recheckSelfWaits(s *Snapshot, readLock func(uint32) (Lock, bool)
 			continue
 		}
 		l, ws := a.lock(uint32(w.Lock)), a.waiter(uint32(w.Slot))
-		keep := true
-		for try := 0; try < 4 && *budget > 0; try++ {
+		keep, settled := true, false
+		for try := 0; try < 16 && *budget > 0 && !settled; try++ {
 			*budget--
 			v, hs := l.word.Load(), l.holder.seq.Load()
 			nl, ok := readLock(uint32(w.Lock))
@@ -450,7 +452,10 @@ func (a *arena) recheckSelfWaits(s *Snapshot, readLock func(uint32) (Lock, bool)
 				keep = false
 				lk.Waiting--
 			}
-			break
+			settled = true
+		}
+		if !settled {
+			lk.Holder = nil
 		}
 		if keep {
 			out = append(out, w)
