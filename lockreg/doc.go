@@ -20,8 +20,18 @@
 // low 30 bits, plus FUTEX_WAITERS and FUTEX_OWNER_DIED. Acquire is one CAS
 // from 0 to the pid, so no instant exists at which a lock is held by nobody
 // known. Waiters sleep in FUTEX_WAIT (not the private variant: the word is
-// shared between processes); Unlock swaps the word to 0 and wakes one waiter
-// if the WAITERS bit was set.
+// shared between processes); Unlock releases the word with a CAS from the
+// value naming its pid to 0, so a second Unlock of one hold gets ErrNotHeld
+// and never releases a hold that another process took meanwhile, and wakes
+// one waiter if the WAITERS bit was set.
+//
+// # Processes and Close
+//
+// Each process takes a slot of the run's process table at Open; the slot of
+// a process proven dead is reclaimed by the next process that needs one,
+// and a process that closes and reopens a run takes its own slot back.
+// Close releases the arena's mappings and robust-list entries; lock calls
+// waiting when it is called, and those made after, return ErrClosed.
 //
 // # Dead holders
 //

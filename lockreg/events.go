@@ -71,7 +71,7 @@ func (r *Registry) record(kind EventKind, lock uint32, goid int64, stack uint64,
 		r.recordHeld(kind, lock, goid, stack, t)
 		return
 	}
-	r.recordAs(kind, lock, r.pid, r.procIdx+1, goid, stack, t)
+	r.recordAs(kind, lock, r.pid, r.self.Start, goid, stack, t)
 }
 
 // recordHeld appends a holder event. Only the holder writes the holder ring,
@@ -87,10 +87,9 @@ func (r *Registry) recordHeld(kind EventKind, lock uint32, goid int64, stack uin
 	e := a.ringSlot(lock, h&(half-1))
 	seq := 2*uint64(h) + 1
 	storeOdd64(&e.seq, seq)
-	store32(&e.kind, uint32(kind))
+	store32(&e.what, eventWhat(kind, uint32(a.ring(lock).waitTicket.Load())))
 	store32(&e.pid, r.pid)
-	store32(&e.pos, uint32(a.ring(lock).waitTicket.Load()))
-	store32(&e.proc, r.procIdx+1)
+	store64(&e.start, r.self.Start)
 	store64(&e.goid, uint64(goid))
 	storeI64(&e.time, t)
 	store64(&e.stack, stack)
@@ -98,9 +97,8 @@ func (r *Registry) recordHeld(kind EventKind, lock uint32, goid int64, stack uin
 	store32(&s.holder.ring, h+1)
 }
 
-// recordAs appends a waiter event on behalf of the process pid, whose
-// process-table slot plus one is procSlot (0: unknown), as holder records
-// keep it: the dead holder, for EventOwnerDied.
+// recordAs appends a waiter event on behalf of the process pid with start
+// time start: the dead holder, for EventOwnerDied.
 //
 // The ticket t from the ring's head says which slot to use; the writer
 // claims the slot with a CAS from an even value below 2t+1 (a complete event
@@ -110,7 +108,7 @@ func (r *Registry) recordHeld(kind EventKind, lock uint32, goid int64, stack uin
 // event as dropped rather than tear another. A ticket taken by a writer that
 // died before claiming its slot costs nothing: the next lap claims the slot
 // from the older even value.
-func (r *Registry) recordAs(kind EventKind, lock, pid, procSlot uint32, goid int64, stack uint64, t int64) {
+func (r *Registry) recordAs(kind EventKind, lock, pid uint32, start uint64, goid int64, stack uint64, t int64) {
 	a := r.a
 	half := uint64(a.g.ringSlots / 2)
 	tk := a.ring(lock).waitTicket.Add(1) - 1
@@ -122,10 +120,9 @@ func (r *Registry) recordAs(kind EventKind, lock, pid, procSlot uint32, goid int
 	}
 	// The CAS above is a full barrier; the field stores below are ordered
 	// before the final seq store as in a seqlock (relaxed_amd64.go).
-	store32(&e.kind, uint32(kind))
+	store32(&e.what, eventWhat(kind, 0))
 	store32(&e.pid, pid)
-	store32(&e.pos, 0)
-	store32(&e.proc, procSlot)
+	store64(&e.start, start)
 	store64(&e.goid, uint64(goid))
 	storeI64(&e.time, t)
 	store64(&e.stack, stack)
@@ -134,10 +131,10 @@ func (r *Registry) recordAs(kind EventKind, lock, pid, procSlot uint32, goid int
 
 // rawEvent is an event as read from a ring, before names and wall times.
 type rawEvent struct {
-	lock                uint32
-	kind, pid, proc     uint32
-	goid, stack, ticket uint64
-	time                int64
+	lock, pid                  uint32
+	kind                       EventKind
+	start, goid, stack, ticket uint64
+	time                       int64
 }
 
 // readRing copies the events of lock i's ring, oldest first, into out. An
@@ -156,7 +153,7 @@ func (a *arena) readRing(i uint32, out, held, waits []rawEvent) (_ []rawEvent, t
 		t := hh - half + k // wraps like the head
 		e := a.ringSlot(i, t&(half-1))
 		if ev, ok := readSlot(e, 2*uint64(t)+2); ok {
-			ev.lock, ev.ticket = i, uint64(e.pos.Load())
+			ev.lock = i // ticket: pos, from readSlot
 			held[nh] = ev
 			nh++
 		}
@@ -170,9 +167,9 @@ func (a *arena) readRing(i uint32, out, held, waits []rawEvent) (_ []rawEvent, t
 			nw++
 		}
 	}
-	// A holder event saw the waiter ticket pos (its low 32 bits): it
+	// A holder event saw the waiter ticket pos (its low 24 bits): it
 	// happened after the waiter events with tickets below pos.
-	posOf := func(ev rawEvent) uint64 { return wt - uint64(uint32(wt)-uint32(ev.ticket)) }
+	posOf := func(ev rawEvent) uint64 { return wt - (wt-ev.ticket)&(1<<24-1) }
 	start := len(out)
 	for h, w := 0, 0; h < nh || w < nw; {
 		if w < nw && (h == nh || waits[w].ticket < posOf(held[h])) {
@@ -195,7 +192,8 @@ func readSlot(e *eventSlot, want uint64) (rawEvent, bool) {
 	if e.seq.Load() != want {
 		return rawEvent{}, false // being written, overwritten, or never written
 	}
-	ev := rawEvent{kind: e.kind.Load(), pid: e.pid.Load(), proc: e.proc.Load(), goid: e.goid.Load(),
+	kind, pos := splitWhat(e.what.Load())
+	ev := rawEvent{kind: kind, ticket: uint64(pos), pid: e.pid.Load(), start: e.start.Load(), goid: e.goid.Load(),
 		time: e.time.Load(), stack: e.stack.Load()}
 	return ev, e.seq.Load() == want
 }

@@ -23,7 +23,7 @@ import (
 
 const (
 	magic         = "LOCKWREG"
-	formatVersion = 2
+	formatVersion = 3 // 2: process slots are reclaimed (owner word, seqlock); events carry the start time. 3: an event ring per lock, the name index
 
 	headerSize  = 4096
 	procSize    = 64
@@ -80,19 +80,26 @@ type header struct {
 	_          [48]byte      // 144
 }
 
-// procSlot is one process-table entry. A process claims a free slot by
-// CAS(pid, 0, its pid), writes start and registered, then stores state. Only
-// the claiming process writes the slot afterwards; readers skip slots whose
-// state is procFree.
+// procSlot is one process-table entry. Slots are reused: a slot passes from
+// one process to the next by a CAS on owner, which holds the claimant's pid
+// and a generation that every claim increments, so that a claim made on a
+// stale reading of the slot always fails. The claimant then writes the
+// other fields under seq, a seqlock (records.go), with tag = its owner value:
+// a reader's copy describes the process of claim tag, and only that claim.
+// Only the claiming process writes the fields. Never-claimed slots (owner 0)
+// all follow the claimed ones: slots are claimed first in order, and a
+// reclaimed slot goes from one owner to the next without being free.
 type procSlot struct {
-	state      atomic.Uint32 // 0 procFree, procRunning, procExited
-	pid        atomic.Uint32 // 4
-	flags      atomic.Uint32 // 8 procRobust
-	_          uint32        // 12
-	start      atomic.Uint64 // 16 /proc/PID/stat starttime, clock ticks
-	registered atomic.Int64  // 24 CLOCK_MONOTONIC ns
-	exited     atomic.Int64  // 32 CLOCK_MONOTONIC ns, when state became procExited
-	_          [24]byte      // 40
+	state      atomic.Uint32 // 0 procFree, procRunning, procExited (under seq)
+	pid        atomic.Uint32 // 4 (under seq)
+	flags      atomic.Uint32 // 8 procRobust (under seq)
+	seq        atomic.Uint32 // 12 seqlock over the fields marked "under seq"
+	start      atomic.Uint64 // 16 /proc/PID/stat starttime, clock ticks (under seq)
+	registered atomic.Int64  // 24 CLOCK_MONOTONIC ns (under seq)
+	exited     atomic.Int64  // 32 CLOCK_MONOTONIC ns, when state became procExited (under seq)
+	owner      atomic.Uint64 // 40 claim word: generation<<32 | pid; 0 = never claimed; changed only by CAS
+	tag        atomic.Uint64 // 48 the owner value these fields were written for (under seq)
+	_          [8]byte       // 56
 }
 
 const (
@@ -124,7 +131,7 @@ type holderRec struct {
 type lockSlot struct {
 	word    atomic.Uint32 // 0 futex word: holder pid | waitersBit | ownerDiedBit
 	state   atomic.Uint32 // 4 0 free, 1 named
-	waiting atomic.Int32  // 8 goroutines in the slow path now, all processes (a hint: see lockSlow)
+	waiting atomic.Int32  // 8 goroutines in the slow path without a waiter record (the table was full), all processes
 	noted   atomic.Uint32 // 12 1 once a waiter has recorded the holder's death
 	holder  holderRec     // 16
 	nameLen uint8         // 64
@@ -164,17 +171,24 @@ type ringHdr struct {
 	_          [56]byte      // 8
 }
 
-// eventSlot is one event.
+// eventSlot is one event. An event names its process by pid and start
+// time, never by a process-table slot, since slots are reused
+// (docs/registry-format.md).
 type eventSlot struct {
 	seq   atomic.Uint64 // 0 2t+1 while ticket t is written, 2t+2 once complete
-	kind  atomic.Uint32 // 8
+	what  atomic.Uint32 // 8 kind<<24 | pos: holder ring, the low 24 bits of waitTicket when written (its place among waiter events); waiter ring, 0
 	pid   atomic.Uint32 // 12
-	pos   atomic.Uint32 // 16 holder ring: waitTicket (low 32 bits) when written; its place among waiter events
-	proc  atomic.Uint32 // 20
+	start atomic.Uint64 // 16 the process's start time
 	goid  atomic.Uint64 // 24
 	time  atomic.Int64  // 32 CLOCK_MONOTONIC ns
 	stack atomic.Uint64 // 40
 }
+
+// eventWhat packs an event's kind and its place among waiter events (pos,
+// 24 bits); splitWhat unpacks them.
+func eventWhat(kind EventKind, pos uint32) uint32 { return uint32(kind)<<24 | pos&(1<<24-1) }
+
+func splitWhat(w uint32) (EventKind, uint32) { return EventKind(w >> 24), w & (1<<24 - 1) }
 
 // Compile-time checks that the Go structs have the documented sizes.
 var (

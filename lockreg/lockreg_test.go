@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -126,7 +127,14 @@ func TestRemoveIfClean(t *testing.T) {
 	if removed, err := RemoveIfClean(dir); removed || err != nil {
 		t.Fatalf("with a lock held: removed %v, %v; want kept", removed, err)
 	}
-	m.s.word.Store(0) // as if it had unlocked before closing
+	a, err := openArena(filepath.Join(dir, ArenaFile), true) // r's own mapping is gone with Close
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.lock(m.idx).word.Store(0) // as if it had unlocked before closing
+	if err := a.unmap(); err != nil {
+		t.Fatal(err)
+	}
 	if removed, err := RemoveIfClean(dir); !removed || err != nil {
 		t.Fatalf("clean run: removed %v, %v; want removed", removed, err)
 	}

@@ -55,6 +55,17 @@ func runRole(role, dir string, args []string) int {
 			"status": e.HolderStatus.String(), "ownerDied": e.OwnerDied, "calls": e.Calls})
 		say("stuck %s", b)
 	}
+	if point := os.Getenv("LOCKREG_TEST_HOOK"); point != "" {
+		// Park here until the parent SIGKILLs this process.
+		testHook = func(at string) {
+			if at == point {
+				say("at %s", at)
+				for {
+					time.Sleep(time.Hour)
+				}
+			}
+		}
+	}
 	r, err := Open(dir, opts)
 	if err != nil {
 		say("error %v", err)
@@ -98,8 +109,79 @@ func runRole(role, dir string, args []string) int {
 		return 0
 	case "names", "parkcreate":
 		return runNamesRole(r, role, args)
+	case "allocname":
+		say("error the names-locked hook did not park %s", role)
+		return 1
+	case "cancelwait":
+		// Waits until a line on stdin cancels the wait.
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+			cancel()
+		}()
+		say("waiting")
+		if err := m.Lock(cctx); err != context.Canceled {
+			say("error Lock: got %v; want context.Canceled", err)
+			return 1
+		}
+		say("cancelled")
+		return 0
+	case "doubleunlock":
+		n, _ := strconv.Atoi(args[1])
+		say("started")
+		return doubleUnlocks(m, n)
+	case "ownercheck":
+		n, _ := strconv.Atoi(args[1])
+		say("started")
+		return ownerChecks(r, m, n)
+	case "churn":
+		say("self %d %d", r.Self().PID, r.Self().Start)
+		if args[1] == "live" {
+			say("live")
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			return 0
+		}
+		if err := m.Lock(ctx); err != nil {
+			say("error %v", err)
+			return 1
+		}
+		if err := m.Unlock(); err != nil {
+			say("error %v", err)
+			return 1
+		}
+		switch args[1] {
+		case "close":
+			if err := r.Close(); err != nil {
+				say("error %v", err)
+				return 1
+			}
+			say("closed")
+			return 0
+		case "exit":
+			say("exiting")
+			return 0
+		case "kill":
+			hm, err := r.MutexWith("held", MutexOptions{Policy: Recover})
+			if err == nil {
+				if err = hm.Lock(ctx); err == ErrOwnerDead {
+					err = nil // the previous worker was killed holding it
+				}
+			}
+			if err != nil {
+				say("error %v", err)
+				return 1
+			}
+			say("held")
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			return 0
+		}
+	case "openclose":
+		n, _ := strconv.Atoi(args[1])
+		say("linked %s", openCloseLinked(dir, n))
+		return 0
 	case "torncheck":
-		say("torn %d", tornReads(m.s, 3_000_000))
+		torn, seen1, seen2 := tornReads(m.s, 3_000_000)
+		say("torn %d seen %d %d", torn, seen1, seen2)
 		return 0
 	case "spin":
 		say("spinning")

@@ -33,16 +33,20 @@ func (m *Mutex) Name() string { return m.name }
 // Lock keeps waiting (until ctx ends), and the death is reported.
 func (m *Mutex) Lock(ctx context.Context) error {
 	r := m.r
-	if r.closed.Load() {
-		return ErrClosed
-	}
 	if ctx.Done() != nil {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
 	if r.opts.NoRecord {
-		if m.s.word.CompareAndSwap(0, r.pid) {
+		procPin() // see Registry.Close
+		if r.closed.Load() {
+			procUnpin()
+			return ErrClosed
+		}
+		ok := m.s.word.CompareAndSwap(0, r.pid)
+		procUnpin()
+		if ok {
 			return nil
 		}
 		return m.lockSlow(ctx, 0)
@@ -54,10 +58,18 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	st.capture()
 	stack := st.hash()
 	r.stacks.intern(stack, &st)
+	goid := curGoid()
+	procPin()
+	if r.closed.Load() {
+		procUnpin()
+		return ErrClosed
+	}
 	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(curGoid(), stack, coarseNow(), EventAcquire)
+		m.acquired(goid, stack, coarseNow(), EventAcquire)
+		procUnpin()
 		return nil
 	}
+	procUnpin()
 	return m.lockSlow(ctx, stack)
 }
 
@@ -66,9 +78,6 @@ func (m *Mutex) Lock(ctx context.Context) error {
 // then returns true and ErrOwnerDead.
 func (m *Mutex) TryLock() (bool, error) {
 	r := m.r
-	if r.closed.Load() {
-		return false, ErrClosed
-	}
 	var stack uint64
 	if !r.opts.NoRecord {
 		var st stackPCs
@@ -76,6 +85,10 @@ func (m *Mutex) TryLock() (bool, error) {
 		stack = st.hash()
 		r.stacks.intern(stack, &st)
 	}
+	if !r.enter() {
+		return false, ErrClosed
+	}
+	defer r.leave()
 	if m.s.word.CompareAndSwap(0, r.pid) {
 		m.acquired(curGoid(), stack, coarseNow(), EventAcquire)
 		return true, nil
@@ -98,25 +111,53 @@ func (m *Mutex) TryLock() (bool, error) {
 }
 
 // Unlock releases the lock. It returns ErrNotHeld if this process does not
-// hold it.
+// hold it: in particular, of two Unlocks racing to release one hold, one
+// returns nil and the other ErrNotHeld, even if another process takes the
+// lock in between.
+//
+// The release is decided by a CAS, never by a check followed by a store:
+// with the record, by CAS(holder pid: ours -> 0) on the holder record, which
+// a second Unlock of the same hold loses, and which can never succeed on
+// another process's record (it names that process); then the word goes from
+// the value seen, naming us, to 0 by CAS (a waiter may add WAITERS
+// meanwhile: retry). Without the record, the word's CAS alone decides.
 func (m *Mutex) Unlock() error {
 	r, s := m.r, m.s
+	var goid int64
+	if !r.opts.NoRecord {
+		goid = curGoid()
+	}
+	procPin() // see Registry.Close
 	if r.closed.Load() {
+		procUnpin()
 		return ErrClosed
 	}
-	if s.word.Load()&tidMask != r.pid {
+	v := s.word.Load()
+	if v&tidMask != r.pid {
+		procUnpin()
 		return ErrNotHeld
 	}
 	if !r.opts.NoRecord {
-		// Record the release while still holding, so that the ring orders
-		// it before the next holder's acquire.
-		stack := s.holder.stack.Load()
-		s.holder.clear()
-		r.record(EventRelease, m.idx, curGoid(), stack, coarseNow())
+		// Clear the record and log the release while still holding, so
+		// that the ring orders the release before the next acquire.
+		if !s.holder.pid.CompareAndSwap(r.pid, 0) {
+			procUnpin()
+			return ErrNotHeld
+		}
+		r.record(EventRelease, m.idx, goid, s.holder.stack.Load(), coarseNow())
 	}
-	// The swap clears WAITERS too; the woken waiter sets it again when it
+	// Clearing WAITERS too: the woken waiter sets it again when it
 	// acquires, for any others (see lockSlow).
-	if s.word.Swap(0)&waitersBit != 0 {
+	for !s.word.CompareAndSwap(v, 0) {
+		if v = s.word.Load(); v&tidMask != r.pid {
+			procUnpin()
+			return ErrNotHeld
+		}
+	}
+	procUnpin()
+	// After the pinned section: a syscall there would let a stop-the-world
+	// proceed. Waking an address that Close has just unmapped is harmless.
+	if v&waitersBit != 0 {
 		futexWake(&s.word, 1)
 	}
 	return nil
@@ -136,7 +177,7 @@ func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind EventKind) {
 		}
 		return
 	}
-	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t)
+	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t) // the slot is a hint: see claimSlot
 	r.record(kind, m.idx, goid, stack, t)
 }
 
@@ -148,16 +189,44 @@ func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind EventKind) {
 // OWNER_DIED.
 func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	r, s := m.r, m.s
+	if !r.enter() {
+		return ErrClosed
+	}
+	defer r.leave()
 	goid := curGoid()
 	began := nanotime()
-	s.waiting.Add(1)
+	// A waiter is counted by its waiter record, or, when the table is
+	// full, in the lock's waiting count: so a waiter killed anywhere leaves
+	// at most a record of a dead process, which clearWaiters skips.
+	w := r.claimWaiter(m.idx, goid, stack, began)
+	if w == nil {
+		s.waiting.Add(1)
+	}
+	// A waiter that takes the lock frees its waiter record before it
+	// writes the holder record, so that no reader sees it hold the lock and
+	// wait for it (a goroutine deadlocked on itself, to a reader).
+	released := false
+	releaseEarly := func() {
+		if w != nil {
+			r.releaseWaiter(w)
+			released = true
+		}
+	}
 	defer func() {
-		if s.waiting.Add(-1) == 0 && err != nil && err != ErrOwnerDead {
+		if w != nil {
+			if !released {
+				r.releaseWaiter(w)
+			}
+		} else {
+			s.waiting.Add(-1)
+		}
+		if testHook != nil {
+			testHook("waiter-released")
+		}
+		if err != nil && err != ErrOwnerDead {
 			m.clearWaiters()
 		}
 	}()
-	w := r.claimWaiter(m.idx, goid, stack, began)
-	defer func() { r.releaseWaiter(w) }() // w is nil once released early
 	r.record(EventWait, m.idx, goid, stack, began)
 
 	// Label the goroutine while it waits, so that a goroutine profile
@@ -180,14 +249,15 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	calls := 0
 	nextCheck := int64(0)
 	for {
+		if r.closed.Load() {
+			r.record(EventTimeout, m.idx, goid, stack, nanotime())
+			return ErrClosed
+		}
 		v := s.word.Load()
 		switch {
 		case v == 0:
 			if s.word.CompareAndSwap(0, r.pid|waitersBit) {
-				// Waiter record out before holder record in: no reader
-				// may see this goroutine hold the lock and wait for it.
-				r.releaseWaiter(w)
-				w = nil
+				releaseEarly()
 				m.acquired(goid, stack, nanotime(), EventAcquire)
 				return nil
 			}
@@ -196,8 +266,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 			m.noteDeath()
 			if m.opts.Policy == Recover {
 				if s.word.CompareAndSwap(v, r.pid|(v&waitersBit)) {
-					r.releaseWaiter(w)
-					w = nil
+					releaseEarly()
 					m.acquired(goid, stack, nanotime(), EventRecovered)
 					return ErrOwnerDead
 				}
@@ -215,6 +284,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 			r.record(EventTimeout, m.idx, goid, stack, nanotime())
 			return err
 		}
+
 		now := nanotime()
 		if nextCheck == 0 {
 			nextCheck = now + int64(m.pollInterval(v))
@@ -246,23 +316,61 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	}
 }
 
-// clearWaiters is called by the last waiter to give up (its context ended):
-// it clears the WAITERS bit it may have set, so that the lock is left as it
-// was. A newcomer counts itself in s.waiting before it looks at the word; if
-// it looked before the CAS below and now sleeps on the old value (which has
-// WAITERS), the count is non-zero after the CAS and it is woken to look
-// again. The count is a hint: a waiter killed in the slow path leaves it
-// too high (until its waiter slot is reclaimed), and then the bit stays set,
-// which costs a spurious wake-up, never a lost one.
+// clearWaiters is called by a waiter that gives up (its context ended, or
+// the registry closed), after it released its waiter record: if no other
+// goroutine waits, it clears the WAITERS bit it may have set, so that the
+// lock is left as it was.
+//
+// Who waits is derived from the waiter records naming the lock (skipping
+// those of processes proven dead) plus the lock's count of waiters without
+// a record, not kept in a count that every waiter updates on its way out:
+// such a count stays high for ever when a waiter is killed between freeing
+// its record and decrementing it, and then the bit is never cleared and
+// every Unlock makes a futex call. Now a waiter killed at any point leaves
+// at most a record of a dead process.
+//
+// No wake-up is lost: a newcomer writes its record (or counts itself)
+// before it reads the word; here the CAS that clears the bit comes before
+// the look at the records. Both are sequentially consistent, so either the
+// newcomer reads the cleared word (and sets the bit itself before it
+// sleeps) or the look below sees it, and every sleeper is woken to look
+// again.
 func (m *Mutex) clearWaiters() {
 	s := m.s
+	if m.othersWait() {
+		return
+	}
 	v := s.word.Load()
 	if v&waitersBit == 0 || v&^waitersBit == 0 || !s.word.CompareAndSwap(v, v&^waitersBit) {
 		return
 	}
-	if s.waiting.Load() != 0 {
+	if m.othersWait() {
 		futexWake(&s.word, math.MaxInt32)
 	}
+}
+
+// othersWait reports whether any goroutine of any process may be waiting
+// for the lock: a waiter record names it whose process is not proven dead,
+// or a waiter without a record counts itself. The caller has released its
+// own record. It reads every waiter slot: a cost paid when a wait is given
+// up, never on a successful acquire.
+func (m *Mutex) othersWait() bool {
+	if m.s.waiting.Load() > 0 {
+		return true
+	}
+	r := m.r
+	want := m.idx + 1
+	for i := uint32(0); i < r.a.g.maxWaiters; i++ {
+		w := r.a.waiter(i)
+		owner := w.owner.Load()
+		if owner == 0 || w.lock.Load() != want {
+			continue
+		}
+		if owner == r.pid || !r.waiterStale(w, owner) {
+			return true
+		}
+	}
+	return false
 }
 
 // pollInterval is how often to check the liveness of the holder in word v.
@@ -299,7 +407,7 @@ func (m *Mutex) noteDeath() {
 		if !ok {
 			h = holderCopy{}
 		}
-		m.r.recordAs(EventOwnerDied, m.idx, h.pid, h.proc, int64(h.goid), h.stack, nanotime())
+		m.r.recordAs(EventOwnerDied, m.idx, h.pid, h.start, int64(h.goid), h.stack, nanotime())
 	}
 }
 

@@ -36,8 +36,8 @@ func runNamesRole(r *Registry, role string, args []string) int {
 		say("done")
 		return 0
 	case "parkcreate":
-		testHookNamePublished = func(name string) {
-			if name == "victim" {
+		testHook = func(point string) {
+			if point == "name-published" {
 				say("parked")
 				select {} // until the parent kills us
 			}

@@ -105,7 +105,7 @@ func (w *waiterSlot) read(tries int) (c waiterCopy, ok bool) {
 
 // claimWaiter takes a free waiter slot and fills it. It returns nil when the
 // table is full even after reclaiming slots of dead processes; the wait goes
-// on unrecorded (the lock's waiting count still counts it).
+// on unrecorded (the lock's waiting count counts it instead, see lockSlow).
 func (r *Registry) claimWaiter(lock uint32, goid int64, stack uint64, since int64) *waiterSlot {
 	n := r.a.g.maxWaiters
 	first := uint32((uint64(goid)*0x9e3779b1 + uint64(r.pid)) % uint64(n))
@@ -120,12 +120,6 @@ func (r *Registry) claimWaiter(lock uint32, goid int64, stack uint64, since int6
 			}
 			if !w.owner.CompareAndSwap(owner, r.pid) {
 				continue
-			}
-			if owner != 0 {
-				// A dead waiter counted itself in its lock's hint.
-				if c, ok := w.read(1); ok && c.lock != 0 && c.lock <= r.a.g.maxLocks {
-					r.a.lock(c.lock - 1).waiting.Add(-1)
-				}
 			}
 			s := (w.seq.Load() + 1) &^ 1
 			w.seq.Store(s + 1)
@@ -165,4 +159,80 @@ func (r *Registry) releaseWaiter(w *waiterSlot) {
 	w.pid.Store(0)
 	w.seq.Store(s + 2)
 	w.owner.Store(0)
+}
+
+// procCopy is a consistent copy of a process-table entry's fields.
+type procCopy struct {
+	state, pid, flags  uint32
+	start              uint64
+	registered, exited int64
+	tag                uint64
+}
+
+// read returns a consistent copy of a process-table entry, or ok=false if
+// it stayed torn through tries attempts (its writer died mid-write, or is
+// writing).
+func (p *procSlot) read(tries int) (c procCopy, ok bool) {
+	for try := 0; try < tries; try++ {
+		if try > 0 {
+			runtime.Gosched()
+		}
+		s1 := p.seq.Load()
+		if s1&1 == 0 {
+			c = procCopy{state: p.state.Load(), pid: p.pid.Load(), flags: p.flags.Load(), start: p.start.Load(),
+				registered: p.registered.Load(), exited: p.exited.Load(), tag: p.tag.Load()}
+			if p.seq.Load() == s1 {
+				return c, true
+			}
+		}
+	}
+	return c, false
+}
+
+// write stores c under the entry's seqlock. Called by the slot's owner
+// only, with the Registry's pmu held. These stores are sync/atomic ones: the
+// process table is written at Open and Close, never on a lock's fast path.
+func (p *procSlot) write(c procCopy) {
+	s := (p.seq.Load() + 1) &^ 1
+	p.seq.Store(s + 1)
+	p.state.Store(c.state)
+	p.pid.Store(c.pid)
+	p.flags.Store(c.flags)
+	p.start.Store(c.start)
+	p.registered.Store(c.registered)
+	p.exited.Store(c.exited)
+	p.tag.Store(c.tag)
+	p.seq.Store(s + 2)
+}
+
+// procSlotOf returns the process-table slot that a record's hint (slot + 1)
+// names, if that slot still holds the process id; -1 otherwise. Slots are
+// reused, so a record's slot number alone never names a process.
+func (a *arena) procSlotOf(hint uint32, id procid.ID) int {
+	if hint == 0 || hint > a.g.maxProcs {
+		return -1
+	}
+	c, ok := a.proc(hint - 1).read(4)
+	if !ok || c.state == procFree || int(c.pid) != id.PID || c.start != id.Start {
+		return -1
+	}
+	return int(hint - 1)
+}
+
+// slotDead reports whether the process that claimed the slot p with owner
+// value o is proven dead. When the slot's fields are that claimant's (their
+// tag is o), its pid and start time are checked: gone, a zombie, or the pid
+// now another process's. Otherwise the claimant has not written them yet, or
+// died writing them, and only its pid is known: it is dead if no process has
+// that pid or the one that has it is a zombie (while the claimant lives, its
+// pid is its own). A live process, however slow, is never found dead: a
+// check that fails for another reason (permissions) proves nothing.
+func slotDead(p *procSlot, o uint64) bool {
+	pid := int(uint32(o))
+	if c, ok := p.read(readTries); ok && c.tag == o && c.state != procFree {
+		st, _ := proc.Check(procid.ID{PID: pid, Start: c.start})
+		return st.Dead()
+	}
+	st, _ := proc.Check(procid.ID{PID: pid})
+	return st == proc.Gone || st == proc.Zombie
 }

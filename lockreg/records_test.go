@@ -3,6 +3,7 @@ package lockreg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
@@ -10,10 +11,13 @@ import (
 )
 
 // tornReads has a writer goroutine alternate two identities in a holder
-// record (and clear it between) while this goroutine reads it n times; it
-// returns how many consistent-looking copies paired one identity's pid with
-// the other's start time.
-func tornReads(s *lockSlot, n int) int {
+// record (and clear it between) while this goroutine reads it at least n
+// times. It returns how many consistent-looking copies paired one identity's
+// pid with the other's start time, and how many complete copies of each
+// identity it saw: a test that saw neither, or only one, proved nothing
+// (the writer's stores optimized away, or never run beside the reader). It
+// reads on, up to 10n times, until it has seen both.
+func tornReads(s *lockSlot, n int) (torn, seen1, seen2 int) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -32,31 +36,44 @@ func tornReads(s *lockSlot, n int) int {
 			s.holder.clear()
 		}
 	}()
-	torn := 0
-	for i := 0; i < n; i++ {
+	for i := 0; i < n || (i < 10*n && (seen1 == 0 || seen2 == 0)); i++ {
 		c, ok := s.holder.read(1)
-		if ok && ((c.pid == 1111 && c.start != 100) || (c.pid == 2222 && c.start != 200)) {
+		switch {
+		case !ok:
+		case (c.pid == 1111 && c.start != 100) || (c.pid == 2222 && c.start != 200):
 			torn++
+		case c.pid == 1111 && c.goid == 1 && c.stack == 1:
+			seen1++
+		case c.pid == 2222 && c.goid == 2 && c.stack == 2:
+			seen2++
 		}
 	}
 	close(stop)
 	<-done
-	return torn
+	return torn, seen1, seen2
 }
 
 // TestSeqlockNeverTorn runs the check in a child built without the race
 // detector (whose instrumentation would hide what the compiler does to plain
-// stores), and in this process.
+// stores), and in this process. Each run must have seen both writers'
+// identities, or it proved nothing.
 func TestSeqlockNeverTorn(t *testing.T) {
 	dir := runDir(t)
 	c := startRole(t, true, "torncheck", dir)
-	if got := c.expect("torn"); got != "torn 0" {
-		t.Errorf("optimized build: %s of 3,000,000 reads accepted a torn record; want 0", got)
+	var torn, seen1, seen2 int
+	line := c.expect("torn")
+	if _, err := fmt.Sscanf(line, "torn %d seen %d %d", &torn, &seen1, &seen2); err != nil {
+		t.Fatalf("child said %q: %v", line, err)
+	}
+	if torn != 0 || seen1 == 0 || seen2 == 0 {
+		t.Errorf("optimized build: %d torn copies accepted, %d and %d complete copies of the two identities; want 0 torn and both seen",
+			torn, seen1, seen2)
 	}
 	r := openT(t, runDir(t), Options{})
 	m, _ := r.Mutex("x")
-	if n := tornReads(m.s, 200_000); n != 0 {
-		t.Errorf("this build: %d torn records accepted; want 0", n)
+	if torn, seen1, seen2 := tornReads(m.s, 200_000); torn != 0 || seen1 == 0 || seen2 == 0 {
+		t.Errorf("this build: %d torn copies accepted, %d and %d complete copies of the two identities; want 0 torn and both seen",
+			torn, seen1, seen2)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -69,7 +70,8 @@ type Options struct {
 
 	// OnStuck, if set, is called from the waiting goroutine when an acquire
 	// has waited StuckAfter and again with backoff while it still waits. The
-	// wait goes on when it returns. It must not call this Registry's locks.
+	// wait goes on when it returns. It must not call this Registry's locks,
+	// nor Close it (Close waits for the wait to end).
 	OnStuck func(StuckEvent)
 
 	// PollInterval is how often a waiter checks that a holder the kernel does
@@ -127,8 +129,8 @@ func (o *Options) setDefaults() {
 
 // A Registry is this process's membership of a run: its mapping of the run's
 // arena, its process-table entry and its stack dictionary. It is safe for
-// concurrent use. A Registry's memory stays mapped until the process exits,
-// even after Close, so that no goroutine still inside a lock call can fault.
+// concurrent use. Close releases all of it; Mutex calls made after Close,
+// or still waiting when it is called, return ErrClosed.
 type Registry struct {
 	dir     string
 	a       *arena
@@ -140,9 +142,42 @@ type Registry struct {
 	stacks  stackTable
 	closed  atomic.Bool
 
+	// inflight counts the calls inside the mapping that may block (the
+	// slow paths, Snapshot, Mutex); left gets a token when it drops to 0
+	// after Close. Fast paths are tracked by pinning instead (see Close).
+	inflight atomic.Int64
+	left     chan struct{}
+
+	pmu  sync.Mutex
+	prec procCopy // our process-table entry as last written
+
 	mu    sync.Mutex
 	slots map[string]uint32 // lock name -> slot index
 	links map[uint32]bool   // slots whose robust entry is linked
+}
+
+// enter counts a call that uses the mapping and may block; it reports false,
+// counting nothing, once the registry is closed. A true enter is paired with
+// leave.
+func (r *Registry) enter() bool {
+	r.inflight.Add(1)
+	// Close stores closed, then waits for inflight to be 0; we add, then
+	// load closed. Both sides are sequentially consistent: either we see
+	// closed, or Close sees our count and waits for our leave.
+	if r.closed.Load() {
+		r.leave()
+		return false
+	}
+	return true
+}
+
+func (r *Registry) leave() {
+	if r.inflight.Add(-1) == 0 && r.closed.Load() {
+		select {
+		case r.left <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // ProcessInfo is what a process records of itself in the run directory,
@@ -192,18 +227,22 @@ func Open(dir string, opts Options) (*Registry, error) {
 	r := &Registry{
 		dir: dir, a: a, opts: opts, self: proc.Self(), pid: uint32(os.Getpid()),
 		robust: a.robust, slots: make(map[string]uint32), links: make(map[uint32]bool),
+		left: make(chan struct{}, 1),
 	}
 	if r.robust {
 		r.robust = robustLink(unsafePointer(&a.hdr.namesLock))
 	}
 	if err := r.register(); err != nil {
-		return nil, err
+		// Nothing of this Registry was published: unmapping unlinks the
+		// robust entries (the names lock's) along with the mapping.
+		return nil, errors.Join(err, a.unmap())
 	}
 	clock.Process.Start() // the coarse clock of acquires; Close stops it
 	return r, nil
 }
 
-// register claims a process-table slot and writes the process's files.
+// register claims a process-table slot and writes the process's files. On
+// failure it leaves nothing open: the caller unmaps the arena.
 func (r *Registry) register() error {
 	_, why := RobustList()
 	exe, _ := os.Executable()
@@ -221,21 +260,85 @@ func (r *Registry) register() error {
 	if err != nil {
 		return fmt.Errorf("lockreg: stack dictionary: %w", err)
 	}
-	for i := uint32(0); i < r.a.g.maxProcs; i++ {
+	idx, owner, ok := r.claimSlot()
+	if !ok {
+		err := fmt.Errorf("%w: all %d process slots are taken by live processes; create the run with a larger Options.MaxProcs",
+			ErrFull, r.a.g.maxProcs)
+		return errors.Join(err, r.stacks.dict.Close())
+	}
+	r.procIdx = idx
+	r.prec = procCopy{state: procRunning, pid: r.pid, start: r.self.Start, registered: nanotime(), tag: owner}
+	if r.robust {
+		r.prec.flags = procRobust
+	}
+	r.a.proc(idx).write(r.prec)
+	return nil
+}
+
+// claimSlot takes a process-table slot: this process's own, left by a
+// Registry of it that was closed (reopening takes no new slot); else a
+// never-used slot; else the slot of a process proven dead (slotDead). The
+// claim is a CAS on the slot's owner word from the value the decision was
+// made on, with the generation incremented, so two processes never claim
+// one slot, and a slot that changed hands since it was read is never taken.
+//
+// Reuse is safe for the records that name a process (holder and waiter
+// records, events): each carries the pid and start time of its process,
+// and the slot number some of them keep is a hint that readers use only
+// when the slot still holds that identity (arena.procSlotOf). So a record
+// of a dead process, or an old event, never names the slot's next owner.
+// The dead process's info file and stack dictionary stay in the run
+// directory, named by its identity, so its stacks remain readable.
+func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
+	n := r.a.g.maxProcs
+	next := func(o uint64) uint64 { return (o>>32+1)<<32 | uint64(r.pid) }
+	for i := uint32(0); i < n; i++ { // our own closed slot
 		p := r.a.proc(i)
-		if p.pid.Load() != 0 || !p.pid.CompareAndSwap(0, r.pid) {
+		o := p.owner.Load()
+		if o == 0 {
+			break // never-used slots follow the used ones
+		}
+		if uint32(o) != r.pid {
 			continue
 		}
-		p.start.Store(r.self.Start)
-		p.registered.Store(nanotime())
-		if r.robust {
-			p.flags.Store(procRobust)
+		c, ok := p.read(readTries)
+		if ok && c.tag == o && c.state == procExited && c.start == r.self.Start && p.owner.CompareAndSwap(o, next(o)) {
+			return i, next(o), true
 		}
-		p.state.Store(procRunning)
-		r.procIdx = i
-		return nil
 	}
-	return fmt.Errorf("%w: all %d process slots are taken; create the run with a larger Options.MaxProcs", ErrFull, r.a.g.maxProcs)
+	for i := uint32(0); i < n; i++ { // a never-used slot
+		p := r.a.proc(i)
+		if p.owner.Load() == 0 && p.owner.CompareAndSwap(0, next(0)) {
+			return i, next(0), true
+		}
+	}
+	// The slot of a dead process: first of one that closed its registry,
+	// then of one that died without (killed, crashed): those are what a
+	// report is about, so their entries are kept longest.
+	for _, clean := range []bool{true, false} {
+		for i := uint32(0); i < n; i++ {
+			p := r.a.proc(i)
+			o := p.owner.Load()
+			if o == 0 {
+				break
+			}
+			if clean {
+				if c, ok := p.read(readTries); !ok || c.tag != o || c.state != procExited {
+					continue
+				}
+			}
+			if slotDead(p, o) {
+				r.freeNamesOf(uint32(o))
+				if testHook != nil {
+					testHook("reclaim-decided")
+				}
+				if p.owner.CompareAndSwap(o, next(o)) {
+					return i, next(o), true
+				}
+			}
+		}
+	}
+	return 0, 0, false
 }
 
 func writeFileNoFollow(path string, b []byte) error {
@@ -256,22 +359,59 @@ func (r *Registry) Self() procid.ID { return r.self }
 // Robust reports whether the kernel marks this process's locks if it dies.
 func (r *Registry) Robust() bool { return r.robust }
 
-// Close marks this process as exited cleanly in the process table and closes
-// its stack dictionary. Locks still held stay held (and are reported as such).
-// Lock calls after Close return ErrClosed.
+// Close marks this process as exited cleanly in the process table, closes
+// its stack dictionary and releases the arena's mappings, its address-space
+// reservation and the robust-list entries of its locks. Locks still held
+// stay held (and are reported as such; once this process exits, waiters
+// find it dead by checking its liveness). Lock calls waiting when Close is
+// called return ErrClosed, and so do calls made after it. Close waits for
+// calls in progress to return.
+//
+// Unmapping is safe once no goroutine can still touch the mapping. Blocking
+// calls are counted (enter, leave): Close wakes the ones asleep on a word,
+// and waits for the count to drop to 0. The fast paths (Lock's first CAS,
+// Unlock, TryLock's first CAS) are not counted, which would cost two atomic
+// additions each; they run pinned to their P instead (runtime.procPin, as
+// sync.Pool does), and check closed inside the pinned section. A pinned
+// goroutine cannot be preempted, so a stop-the-world cannot begin while one
+// is inside such a section; Close, after storing closed, stops the world
+// once (runtime.ReadMemStats does), and then every fast path either has
+// finished or will see closed. This leans on the runtime's scheduler, not
+// on the memory model, like sync.Pool's own cleanup.
 func (r *Registry) Close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
-	clock.Process.Stop()
-	p := r.a.proc(r.procIdx)
-	p.exited.Store(nanotime())
-	p.state.Store(procExited)
+	defer clock.Process.Stop()
+	r.mu.Lock()
+	words := []*atomic.Uint32{&r.a.hdr.namesLock}
+	for _, idx := range r.slots {
+		words = append(words, &r.a.lock(idx).word)
+	}
+	r.mu.Unlock()
+	for r.inflight.Load() != 0 {
+		// Wake our sleepers: they see closed and leave. One that was
+		// about to sleep sleeps at most its poll interval; wake again.
+		for _, w := range words {
+			futexWake(w, math.MaxInt32)
+		}
+		select {
+		case <-r.left:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms) // the stop-the-world that ends every pinned fast path
+	r.pmu.Lock()
+	r.prec.state, r.prec.exited = procExited, nanotime()
+	r.a.proc(r.procIdx).write(r.prec)
+	r.pmu.Unlock()
 	r.stacks.mu.Lock()
-	defer r.stacks.mu.Unlock()
 	err := r.stacks.dict.Close()
 	r.stacks.dict = nil
-	return errors.Join(err, r.stacks.err)
+	err = errors.Join(err, r.stacks.err)
+	r.stacks.mu.Unlock()
+	return errors.Join(err, r.a.unmap())
 }
 
 // Mutex returns the cross-process mutex called name, creating it in the run
@@ -288,12 +428,13 @@ type MutexOptions struct {
 
 // MutexWith is Mutex with options for this handle.
 func (r *Registry) MutexWith(name string, o MutexOptions) (*Mutex, error) {
-	if r.closed.Load() {
-		return nil, ErrClosed
-	}
 	if name == "" || len(name) > maxNameLen || !utf8.ValidString(name) {
 		return nil, fmt.Errorf("lockreg: invalid lock name %q: want 1 to %d bytes of UTF-8", name, maxNameLen)
 	}
+	if !r.enter() {
+		return nil, ErrClosed
+	}
+	defer r.leave()
 	idx, err := r.slotFor(name)
 	if err != nil {
 		return nil, err
@@ -311,8 +452,7 @@ func (r *Registry) MutexWith(name string, o MutexOptions) (*Mutex, error) {
 }
 
 // slotFor finds or allocates the lock slot of name, and links its robust
-// entry once per process. Both cost O(1) in the number of locks: names are
-// found through the arena's name index (nameindex.go).
+// entry once per process.
 func (r *Registry) slotFor(name string) (uint32, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -321,11 +461,16 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 	}
 	idx, ok := r.findSlot(name)
 	if !ok {
-		r.lockNames()
+		if !r.lockNames() {
+			return 0, ErrClosed
+		}
+		if testHook != nil {
+			testHook("names-locked")
+		}
 		r.indexPending()
+		n := r.a.hdr.nlocks.Load()
 		idx, ok = r.findSlot(name)
 		if !ok {
-			n := r.a.hdr.nlocks.Load()
 			if n >= r.a.g.maxLocks {
 				r.unlockNames()
 				return 0, fmt.Errorf("%w: all %d lock slots are taken; create the run with a larger Options.MaxLocks", ErrFull, r.a.g.maxLocks)
@@ -335,8 +480,8 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 			copy(s.name[:], name)
 			s.state.Store(1)
 			r.a.hdr.nlocks.Store(n + 1) // publishes the name
-			if testHookNamePublished != nil {
-				testHookNamePublished(name)
+			if testHook != nil {
+				testHook("name-published")
 			}
 			r.indexInsert(n)
 			r.a.hdr.nindexed.Store(n + 1)
@@ -349,46 +494,48 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 		if !robustLink(unsafePointer(&r.a.lock(idx).word)) {
 			// Past the kernel's list limit: waiters fall back to polling.
 			r.robust = false
-			r.a.proc(r.procIdx).flags.Store(0)
+			r.pmu.Lock()
+			r.prec.flags = 0
+			r.a.proc(r.procIdx).write(r.prec)
+			r.pmu.Unlock()
 		}
 		r.links[idx] = true
 	}
 	return idx, nil
 }
 
-// testHookNamePublished, set only by tests, runs after a new lock's slot is
-// published and before it is in the name index: the tests park a creator
-// there and SIGKILL it.
-var testHookNamePublished func(name string)
-
 // lockNames takes the arena's name-allocation lock, a futex word like a
 // lock's. A holder that died is detected by the kernel (OWNER_DIED) or by
 // liveness and the lock taken over: allocation is idempotent, since a slot
 // only counts once nlocks is stored, and the name index is repaired by
-// indexPending, which every holder of the lock runs first.
+// indexPending, which every holder of the lock runs first. It reports
+// false, without the lock, once the registry is closed.
 //
 // A process that sleeps on the word sets WAITERS first (and a process that
 // takes the word while others may sleep keeps it set), so that unlockNames
 // makes the futex system call only when someone may be asleep: creating a
 // lock nobody else is creating costs no system call.
-func (r *Registry) lockNames() {
+func (r *Registry) lockNames() bool {
 	w := &r.a.hdr.namesLock
 	if w.CompareAndSwap(0, r.pid) {
-		return
+		return true
 	}
 	for {
+		if r.closed.Load() {
+			return false // Close wakes us, and waits for us to leave
+		}
 		v := w.Load()
 		switch {
 		case v == 0:
 			if w.CompareAndSwap(0, r.pid|waitersBit) {
-				return
+				return true
 			}
 			continue
 		case v&tidMask == 0 || r.status(v&tidMask, 0).Dead():
 			// The holder died (the kernel marked the word, or it is
 			// proven gone): take the lock over.
 			if w.CompareAndSwap(v, r.pid|waitersBit) {
-				return
+				return true
 			}
 			continue
 		case v&waitersBit == 0:
@@ -401,11 +548,30 @@ func (r *Registry) lockNames() {
 	}
 }
 
+// freeNamesOf marks the names lock as its holder's death would, if a process
+// with pid holds it and every registered process with that pid is proven
+// dead. It is called before a dead process's slot is reclaimed: afterwards,
+// with the slot gone and the pid perhaps reused, lockNames could no longer
+// prove that holder dead. A live process with that pid could only hold the
+// lock after registering, and then status finds it alive.
+func (r *Registry) freeNamesOf(pid uint32) {
+	w := &r.a.hdr.namesLock
+	if v := w.Load(); v&tidMask == pid && r.status(pid, 0).Dead() {
+		w.CompareAndSwap(v, (v&waitersBit)|ownerDiedBit)
+	}
+}
+
 func (r *Registry) unlockNames() {
 	if r.a.hdr.namesLock.Swap(0)&waitersBit != 0 {
 		futexWake(&r.a.hdr.namesLock, 1<<30)
 	}
 }
+
+// testHook, when set, is called at named points of the crash-recovery
+// paths, so that a test can SIGKILL a process exactly there. Only this
+// package's tests set it, in a child process of theirs; it is nil in every
+// other program, where it costs one load on slow paths.
+var testHook func(point string)
 
 // status tells whether the process with pid (and, when known, start time)
 // lives. Without a start time, it looks for the pid in the process table,
@@ -414,12 +580,19 @@ func (r *Registry) status(pid uint32, start uint64) procid.Status {
 	if start == 0 {
 		for i := uint32(0); i < r.a.g.maxProcs; i++ {
 			p := r.a.proc(i)
-			if p.pid.Load() == pid && p.state.Load() != procFree {
-				st, _ := proc.Check(procid.ID{PID: int(pid), Start: p.start.Load()})
+			o := p.owner.Load()
+			if o == 0 {
+				break
+			}
+			if uint32(o) != pid {
+				continue
+			}
+			if c, ok := p.read(readTries); ok && c.pid == pid && c.state != procFree {
+				st, _ := proc.Check(procid.ID{PID: int(pid), Start: c.start})
 				if !st.Dead() {
 					return st
 				}
-				start = p.start.Load()
+				start = c.start
 			}
 		}
 	}
@@ -435,8 +608,15 @@ func (r *Registry) robustPID(pid uint32) bool {
 	found := false
 	for i := uint32(0); i < r.a.g.maxProcs; i++ {
 		p := r.a.proc(i)
-		if p.pid.Load() == pid && p.state.Load() == procRunning {
-			if p.flags.Load()&procRobust == 0 {
+		o := p.owner.Load()
+		if o == 0 {
+			break
+		}
+		if uint32(o) != pid {
+			continue
+		}
+		if c, ok := p.read(readTries); ok && c.pid == pid && c.state == procRunning {
+			if c.flags&procRobust == 0 {
 				return false
 			}
 			found = true

@@ -1,3 +1,5 @@
+//go:build amd64 && gc
+
 package lockreg
 
 import (
@@ -5,15 +7,22 @@ import (
 	"unsafe"
 )
 
-// Seqlock writers store with plain moves on amd64. Its memory model (TSO)
-// makes every core see one core's stores in program order, and the Go
-// compiler keeps stores in program order too (they are sequenced through
-// its memory chain, and sync/atomic calls are barriers to it). So a reader
-// that sees the final even seq sees every field stored before it, and one
-// that sees a field sees the odd seq stored before it: what the seqlock
-// argument in records.go needs, without the full barrier (XCHG) that
-// sync/atomic's Store costs on this architecture. Readers still load with
-// sync/atomic. Other architectures use sync/atomic stores (relaxed_other.go).
+// Seqlock writers store with plain moves on amd64 built by gc. This rests on
+// two facts that the Go memory model does not promise (by the model, a plain
+// store racing with an atomic load is a data race, and nothing orders it):
+//   - the hardware: amd64's memory model (TSO) makes every core see one
+//     core's stores in program order;
+//   - the gc compiler: it keeps stores to memory in program order (they are
+//     sequenced through its memory chain, and sync/atomic calls are barriers
+//     to it), and it does not remove these stores, since each goes to a
+//     distinct address through a pointer it cannot see through.
+// Together: a reader that sees the final even seq sees every field stored
+// before it, and one that sees a field sees the odd seq stored before it,
+// which is what the seqlock argument in records.go needs, without the full
+// barrier (XCHG) that sync/atomic's Store costs here. Readers still load
+// with sync/atomic. TestSeqlockNeverTorn checks the result on every build.
+// Other compilers (gccgo, gollvm) owe us neither fact, so they, and other
+// architectures, use sync/atomic stores (relaxed_other.go).
 
 func store32(p *atomic.Uint32, v uint32) { *(*uint32)(unsafe.Pointer(p)) = v }
 func store64(p *atomic.Uint64, v uint64) { *(*uint64)(unsafe.Pointer(p)) = v }

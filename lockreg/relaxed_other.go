@@ -1,10 +1,11 @@
-//go:build !amd64
+//go:build !amd64 || !gc
 
 package lockreg
 
 import "sync/atomic"
 
-// See relaxed_amd64.go: weaker memory models need sync/atomic's ordering.
+// See relaxed_amd64.go: weaker memory models, and compilers other than gc,
+// need sync/atomic's ordering.
 
 func store32(p *atomic.Uint32, v uint32)    { p.Store(v) }
 func store64(p *atomic.Uint64, v uint64)    { p.Store(v) }

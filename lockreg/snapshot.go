@@ -158,7 +158,13 @@ func openReadOnly(dir string) (*arena, error) {
 }
 
 // Snapshot reads the registry's run.
-func (r *Registry) Snapshot() (*Snapshot, error) { return r.a.snapshot(r.dir) }
+func (r *Registry) Snapshot() (*Snapshot, error) {
+	if !r.enter() {
+		return nil, ErrClosed
+	}
+	defer r.leave()
+	return r.a.snapshot(r.dir)
+}
 
 func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 	if mono == 0 {
@@ -170,7 +176,7 @@ func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 // holderOf turns a holder record read now into a Holder.
 func (a *arena) holderOf(h holderCopy) Holder {
 	return Holder{PID: int(h.pid), Start: h.start, Goroutine: int64(h.goid), Stack: h.stack,
-		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: int(h.proc) - 1}
+		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: a.procSlotOf(h.proc, procid.ID{PID: int(h.pid), Start: h.start})}
 }
 
 func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
@@ -205,10 +211,6 @@ func (a *arena) read(dir string) *Snapshot {
 		EventsDropped: h.dropped.Load(),
 	}
 	s.Processes = a.processes(dir, wall)
-	procStart := make(map[int]uint64)
-	for _, p := range s.Processes {
-		procStart[p.Slot] = p.Start
-	}
 	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16 // retries for the whole snapshot
 	budget = max(budget, 1024)
 	n := min(h.nlocks.Load(), a.g.maxLocks)
@@ -236,7 +238,7 @@ func (a *arena) read(dir string) *Snapshot {
 		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
 		if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
 			hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
-				Since: wall(hc.since), ProcSlot: int(hc.proc) - 1}
+				Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
 			lk.Holder = &hd
 		}
 		return lk, ok
@@ -284,7 +286,7 @@ func (a *arena) read(dir string) *Snapshot {
 	s.EventsTotal = total
 	s.Events = make([]Event, 0, len(raw))
 	for k, e := range raw {
-		s.Events = append(s.Events, Event{Seq: uint64(k), Kind: EventKind(e.kind), PID: int(e.pid), Start: procStart[int(e.proc)-1],
+		s.Events = append(s.Events, Event{Seq: uint64(k), Kind: e.kind, PID: int(e.pid), Start: e.start,
 			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: names[e.lock], Time: wall(e.time), Stack: e.stack})
 	}
 	s.Waiters = a.recheckSelfWaits(s, readLock, &budget)
@@ -302,17 +304,17 @@ func (a *arena) processes(dir string, wall func(int64) time.Time) []Process {
 	var out []Process
 	for i := uint32(0); i < a.g.maxProcs; i++ {
 		p := a.proc(i)
-		st := p.state.Load()
-		if st == procFree {
-			if p.pid.Load() == 0 {
-				break // slots are claimed in order; the rest are free
-			}
-			continue
+		if p.owner.Load() == 0 {
+			break // slots are claimed in order; the rest were never used
 		}
-		pr := Process{Slot: int(i), PID: int(p.pid.Load()), Start: p.start.Load(), State: ProcRunning,
-			Robust: p.flags.Load()&procRobust != 0, Registered: wall(p.registered.Load())}
-		if st == procExited {
-			pr.State, pr.Exited = ProcExited, wall(p.exited.Load())
+		c, ok := p.read(4)
+		if !ok || c.state == procFree {
+			continue // being claimed, or its writer died claiming it
+		}
+		pr := Process{Slot: int(i), PID: int(c.pid), Start: c.start, State: ProcRunning,
+			Robust: c.flags&procRobust != 0, Registered: wall(c.registered)}
+		if c.state == procExited {
+			pr.State, pr.Exited = ProcExited, wall(c.exited)
 		}
 		pr.Info, _ = ReadProcessInfo(dir, pr.Identity())
 		out = append(out, pr)

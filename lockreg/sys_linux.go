@@ -39,3 +39,15 @@ func futexWake(addr *atomic.Uint32, n int) {
 }
 
 func unsafePointer(w *atomic.Uint32) unsafe.Pointer { return unsafe.Pointer(w) }
+
+// procPin and procUnpin disable and re-enable preemption of the calling
+// goroutine (sync.Pool's pinning; the runtime keeps both for linkname users,
+// go.dev/issue/67401). No stop-the-world can begin while a goroutine is
+// pinned: Registry.Close relies on it. Nothing between them may block, make
+// a system call, or take long.
+//
+//go:linkname procPin runtime.procPin
+func procPin() int
+
+//go:linkname procUnpin runtime.procUnpin
+func procUnpin()
