@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench bench-compare clean cover
+.PHONY: all build test lint demo bench bench-compare stress-hostile clean cover
 
 all: build
 
@@ -19,11 +19,13 @@ build:
 ## test: format check, vet, staticcheck, then every test under the race detector.
 test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 12m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags nolockwatch ./sync
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags nolockwatch ./sync
 	$(TOOL) staticcheck ./...
 
 ## demo: the demo pipeline in its hanging mode, under lockwatch, ending in the report.
@@ -35,7 +37,7 @@ demo: build
 ## comparison with go-deadlock (bench/, a module of its own).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) ./... | tee bench.txt
-	cd bench && $(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
+	cd bench && $(GO) test -tags deadlock -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
 
@@ -46,6 +48,13 @@ bench:
 ## measures that one too, alternating with this tree, and prints old and new.
 bench-compare:
 	COUNT=$(COUNT) GO=$(GO) bench/compare.sh $(BASE)
+
+## stress-hostile: the audit's hostile runs at full size (gigabytes of arena, info files, dictionaries, a 4.5 GB
+## gzip bomb), each read by lockwatch in its own process within 256 MiB (docs/reliability.md); then their
+## benchmark, for the figures.
+stress-hostile:
+	LOCKWATCH_STRESS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m -run 'Hostile' ./lockreg ./internal/cli
+	CGO_ENABLED=1 $(GO) test -run '^$$' -bench 'BenchmarkHostile' -benchtime 3x -count 1 -timeout 60m ./internal/cli
 
 ## cover: every test with coverage that counts the child processes the tests
 ## start: test binaries re-run with a role, and the lockwatch and demo

@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/lockwatch/lockwatch => ../
 
 require (
+	github.com/linkdata/deadlock v0.5.5
 	github.com/lockwatch/lockwatch v0.0.0-00010101000000-000000000000
 	github.com/sasha-s/go-deadlock v0.3.9
 	golang.org/x/sys v0.50.0

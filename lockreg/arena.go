@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 	"unsafe"
@@ -34,6 +33,24 @@ type arena struct {
 	resv     unsafe.Pointer
 	resvSize uintptr
 	robust   bool
+
+	readOnly bool // mapped PROT_READ by a reader
+}
+
+// release tells the kernel that a reader is done with the bytes [off, end)
+// of a read-only mapping: their pages leave this process's resident set
+// (they stay in the file, and a later access maps them again). A reader of
+// a large arena so keeps at most a window of it resident, whatever the
+// arena's size. It does nothing on a writable mapping.
+func (a *arena) release(off, end uint64) {
+	if !a.readOnly || a.base == nil {
+		return
+	}
+	off = alignPage(off)
+	end = min(end, uint64(a.size)) &^ 4095
+	if end > off {
+		_ = unix.Madvise(unsafe.Slice((*byte)(unsafe.Add(a.base, off)), end-off), unix.MADV_DONTNEED)
+	}
 }
 
 func (a *arena) proc(i uint32) *procSlot {
@@ -63,41 +80,6 @@ func (a *arena) unmap() error {
 	return err
 }
 
-// checkRunDir verifies that dir is a directory private to this user, and
-// creates it (mode 0700, parent must exist) when create is set.
-func checkRunDir(dir string, create bool) error {
-	fi, err := os.Lstat(dir)
-	if errors.Is(err, fs.ErrNotExist) && create {
-		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		fi, err = os.Lstat(dir)
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return &ArenaError{Path: dir, Kind: ErrNotRun, Detail: "no such directory",
-			Hint: "check the path, or start the program with 'lockwatch run'"}
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		return &ArenaError{Path: dir, Kind: ErrSymlink, Detail: "the run directory is a symbolic link",
-			Hint: "give the real path of the run directory"}
-	}
-	if !fi.IsDir() {
-		return &ArenaError{Path: dir, Kind: ErrNotRun, Detail: "not a directory",
-			Hint: "give a run directory (lockwatch ps lists them)"}
-	}
-	if !create {
-		// Reading: a directory that holds no run is that, whatever its mode.
-		if _, err := os.Lstat(filepath.Join(dir, ArenaFile)); errors.Is(err, fs.ErrNotExist) {
-			return &ArenaError{Path: dir, Kind: ErrNotRun, Detail: "no arena file",
-				Hint: "this directory holds no lockwatch run; lockwatch ps lists runs"}
-		}
-	}
-	return checkPrivate(dir, fi, 0o700)
-}
-
 func checkPrivate(path string, fi fs.FileInfo, want fs.FileMode) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
@@ -119,15 +101,15 @@ func checkPrivate(path string, fi fs.FileInfo, want fs.FileMode) error {
 // name and linked into place, and link(2) fails rather than replace a file,
 // so of many processes creating the arena at once exactly one succeeds and
 // the others open that one.
-func createArena(dir string, g geometry) error {
+func createArena(rd *RunDir, g geometry) error {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(dir, ".arena-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	tmp := ".arena-" + hex.EncodeToString(rnd[:])
+	f, err := rd.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	defer rd.Remove(tmp)
 	defer f.Close()
 	if err := f.Truncate(int64(g.total)); err != nil {
 		return err
@@ -146,23 +128,26 @@ func createArena(dir string, g geometry) error {
 	if _, err := f.WriteAt(hb, 0); err != nil {
 		return err
 	}
-	if err := os.Link(tmp, filepath.Join(dir, ArenaFile)); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := rd.link(tmp, ArenaFile); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	return nil
 }
 
-// openArena opens and maps the arena at path, after checking everything a
-// damaged or foreign file could get wrong. A writable mapping is placed above
-// a private reservation for robust-list entries.
-func openArena(path string, writable bool) (*arena, error) {
+// openArena opens and maps the arena of the run directory rd, after
+// checking everything a damaged or foreign file could get wrong. A writable
+// mapping is placed above a private reservation for robust-list entries; a
+// read-only one is marked as such, so that a reader may drop the pages it
+// has read (see arena.release).
+func openArena(rd *RunDir, writable bool) (*arena, error) {
 	flag := os.O_RDONLY
 	if writable {
 		flag = os.O_RDWR
 	}
+	path := rd.join(ArenaFile)
 	// O_NONBLOCK: a FIFO in place of the arena must not hang the opener;
 	// it is refused below as not a regular file.
-	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	f, err := rd.OpenFile(ArenaFile, flag|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, &ArenaError{Path: path, Kind: ErrSymlink, Detail: "the arena is a symbolic link",
 			Hint: "the run directory has been tampered with; start a new run"}
@@ -197,7 +182,7 @@ func openArena(path string, writable bool) (*arena, error) {
 		err.(*ArenaError).Path = path
 		return nil, err
 	}
-	a := &arena{path: path, g: g, size: uintptr(g.total)}
+	a := &arena{path: path, g: g, size: uintptr(g.total), readOnly: !writable}
 	prot := unix.PROT_READ
 	if writable {
 		prot |= unix.PROT_WRITE

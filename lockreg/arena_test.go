@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lockwatch/lockwatch/internal/record"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -213,29 +214,36 @@ func TestEventRingKeepsTheLastEvents(t *testing.T) {
 	}
 }
 
-// TestFramePointerWalkMatchesCallers checks the fast unwinder against the
-// runtime's, frame for frame.
+// TestFramePointerWalkMatchesCallers checks that lockreg's capture starts
+// at the same frame either way record.Stack captures (the unwinders
+// themselves are compared in internal/record).
 func TestFramePointerWalkMatchesCallers(t *testing.T) {
-	if !haveFPCallers {
+	if !record.SetFramePointers(true) {
+		defer record.SetFramePointers(false)
+	}
+	if !record.FramePointers() {
 		t.Skip("no frame-pointer unwinder on " + runtime.GOARCH)
 	}
 	var fp, rc stackPCs
 	deep(12, func() {
-		saved := useFP
-		defer func() { useFP = saved }()
-		useFP = true
+		record.SetFramePointers(true)
 		fp.capture()
-		useFP = false
+		record.SetFramePointers(false)
 		rc.capture()
 	})
+	record.SetFramePointers(true)
 	// The walk also sees the compiler's go-statement wrappers, which
 	// runtime.Callers elides; symbolized stacks drop them (cleanFrames).
-	a := cleanFrames(stackdump.FramesOf(fp.pcs[:fp.n]))
-	b := cleanFrames(stackdump.FramesOf(rc.pcs[:rc.n]))
+	a := cleanFrames(stackdump.FramesOf(fp.Frames()))
+	b := cleanFrames(stackdump.FramesOf(rc.Frames()))
 	if len(a) != len(b) || len(a) < 12 {
 		t.Fatalf("frame-pointer walk found %d frames, runtime.Callers %d; want equal, at least 12", len(a), len(b))
 	}
-	for i := 1; i < len(a); i++ { // the first differs: the two calls sit on different lines
+	// The closure plays Lock: the stack starts at its caller.
+	if !strings.HasSuffix(a[0].Func, "lockreg.deep") {
+		t.Errorf("first frame %v; want the caller of the function that called capture", a[0])
+	}
+	for i := range a {
 		if a[i] != b[i] {
 			t.Errorf("frame %d: fp %v, runtime.Callers %v", i, a[i], b[i])
 		}

@@ -199,17 +199,30 @@ func readSlot(e *eventSlot, want uint64) (rawEvent, bool) {
 }
 
 // readEvents reads the rings of locks [0, n) and merges them by time into
-// one list, oldest first, numbering them in that order. Within a lock the
-// ring order stands (times are non-decreasing along it, see readRing);
-// events of different locks are ordered by time, ties by lock index.
-// Called through guarded.
-func (a *arena) readEvents(n uint32) (evs []rawEvent, total uint64) {
-	held, waits := make([]rawEvent, a.g.ringSlots/2), make([]rawEvent, a.g.ringSlots/2)
-	for i := uint32(0); i < n; i++ {
-		var t uint64
-		evs, t = a.readRing(i, evs, held, waits)
-		total += t
+// one list, oldest first, of at most limit events: the newest. Within a lock
+// the ring order stands (times are non-decreasing along it, see readRing);
+// events of different locks are ordered by time, ties by lock index. held
+// counts the events the rings hold. Memory stays within about 2*limit events
+// plus one ring, whatever the arena's capacities. Called through guarded.
+func (a *arena) readEvents(n uint32, limit int) (evs []rawEvent, total uint64, held int) {
+	half := a.g.ringSlots / 2
+	hbuf, wbuf := make([]rawEvent, half), make([]rawEvent, half)
+	newest := func() {
+		sort.SliceStable(evs, func(x, y int) bool { return evs[x].time < evs[y].time })
+		if len(evs) > limit {
+			evs = append(evs[:0], evs[len(evs)-limit:]...)
+		}
 	}
-	sort.SliceStable(evs, func(x, y int) bool { return evs[x].time < evs[y].time })
-	return evs, total
+	for i := uint32(0); i < n; i++ {
+		before := len(evs)
+		var t uint64
+		evs, t = a.readRing(i, evs, hbuf, wbuf)
+		total += t
+		held += len(evs) - before
+		if len(evs) > 2*limit {
+			newest()
+		}
+	}
+	newest()
+	return evs, total, held
 }

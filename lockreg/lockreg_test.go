@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -127,7 +126,12 @@ func TestRemoveIfClean(t *testing.T) {
 	if removed, err := RemoveIfClean(dir); removed || err != nil {
 		t.Fatalf("with a lock held: removed %v, %v; want kept", removed, err)
 	}
-	a, err := openArena(filepath.Join(dir, ArenaFile), true) // r's own mapping is gone with Close
+	rd, err := openRunDir(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	a, err := openArena(rd, true) // r's own mapping is gone with Close
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -133,6 +131,7 @@ func (o *Options) setDefaults() {
 // or still waiting when it is called, return ErrClosed.
 type Registry struct {
 	dir     string
+	rd      *RunDir // the run directory, opened once: every file is opened relative to it
 	a       *arena
 	opts    Options
 	self    procid.ID
@@ -206,26 +205,29 @@ func Open(dir string, opts Options) (*Registry, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	if err := checkRunDir(dir, true); err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, ArenaFile)
-	a, err := openArena(path, true)
-	if errors.Is(err, ErrNotRun) {
-		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ringSlotsFor(opts.MaxEvents, opts.MaxLocks))
-		if g.total > maxArenaSize {
-			return nil, fmt.Errorf("lockreg: capacities need %d bytes, more than the maximum %d", g.total, maxArenaSize)
-		}
-		if err := createArena(dir, g); err != nil {
-			return nil, fmt.Errorf("lockreg: creating the arena in %s: %w", dir, err)
-		}
-		a, err = openArena(path, true)
-	}
+	rd, err := openRunDir(dir, true)
 	if err != nil {
 		return nil, err
 	}
+	a, err := openArena(rd, true)
+	if errors.Is(err, ErrNotRun) {
+		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ringSlotsFor(opts.MaxEvents, opts.MaxLocks))
+		if g.total > maxArenaSize {
+			rd.Close()
+			return nil, fmt.Errorf("lockreg: capacities need %d bytes, more than the maximum %d", g.total, maxArenaSize)
+		}
+		if err := createArena(rd, g); err != nil {
+			rd.Close()
+			return nil, fmt.Errorf("lockreg: creating the arena in %s: %w", dir, err)
+		}
+		a, err = openArena(rd, true)
+	}
+	if err != nil {
+		rd.Close()
+		return nil, err
+	}
 	r := &Registry{
-		dir: dir, a: a, opts: opts, self: proc.Self(), pid: uint32(os.Getpid()),
+		dir: dir, rd: rd, a: a, opts: opts, self: proc.Self(), pid: uint32(os.Getpid()),
 		robust: a.robust, slots: make(map[string]uint32), links: make(map[uint32]bool),
 		left: make(chan struct{}, 1),
 	}
@@ -235,7 +237,7 @@ func Open(dir string, opts Options) (*Registry, error) {
 	if err := r.register(); err != nil {
 		// Nothing of this Registry was published: unmapping unlinks the
 		// robust entries (the names lock's) along with the mapping.
-		return nil, errors.Join(err, a.unmap())
+		return nil, errors.Join(err, a.unmap(), rd.Close())
 	}
 	clock.Process.Start() // the coarse clock of acquires; Close stops it
 	return r, nil
@@ -252,11 +254,13 @@ func (r *Registry) register() error {
 	if err != nil {
 		return err
 	}
-	infoPath := filepath.Join(r.dir, processFile(r.self, "json"))
-	if err := writeFileNoFollow(infoPath, b); err != nil {
-		return fmt.Errorf("lockreg: writing %s: %w", infoPath, err)
+	if err := r.rd.WriteFile(processFile(r.self, "json"), b); err != nil {
+		return fmt.Errorf("lockreg: writing the info file: %w", err)
 	}
-	r.stacks.dict, err = stackdump.CreateDict(filepath.Join(r.dir, processFile(r.self, "stacks")))
+	df, err := r.rd.OpenFile(processFile(r.self, "stacks"), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	if err == nil {
+		r.stacks.dict, err = stackdump.OpenDict(df)
+	}
 	if err != nil {
 		return fmt.Errorf("lockreg: stack dictionary: %w", err)
 	}
@@ -341,17 +345,13 @@ func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
 	return 0, 0, false
 }
 
-func writeFileNoFollow(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	return errors.Join(err, f.Close())
-}
-
 // Dir returns the run directory.
 func (r *Registry) Dir() string { return r.dir }
+
+// RunDir returns the run directory's handle, which files of this process
+// in the run (dumps, for the probe) are opened through. It is closed by
+// Close.
+func (r *Registry) RunDir() *RunDir { return r.rd }
 
 // Self returns this process's identity as the registry records it.
 func (r *Registry) Self() procid.ID { return r.self }
@@ -411,7 +411,7 @@ func (r *Registry) Close() error {
 	r.stacks.dict = nil
 	err = errors.Join(err, r.stacks.err)
 	r.stacks.mu.Unlock()
-	return errors.Join(err, r.a.unmap())
+	return errors.Join(err, r.a.unmap(), r.rd.Close())
 }
 
 // Mutex returns the cross-process mutex called name, creating it in the run

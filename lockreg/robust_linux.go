@@ -57,7 +57,6 @@ var robust struct {
 
 func init() {
 	registerRobustList()
-	useFP = haveFPCallers && robust.ok
 }
 
 // registerRobustList runs in package init, which Go runs on the main thread.

@@ -2,12 +2,16 @@ package lockreg
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sort"
-	"syscall"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lockwatch/lockwatch/procid"
@@ -35,15 +39,39 @@ type Snapshot struct {
 	// record that changed (or whose word changed) under every try, or whose
 	// writer died mid-write; such a lock is listed from its word alone.
 	Torn int
+	// Counts are the records the arena holds. Where a count is more than
+	// the snapshot carries, the rest were left out to keep the reading
+	// bounded (see ReadOptions); Notes says so.
+	Counts Counts
 
-	Processes []Process
-	Locks     []Lock
-	Waiters   []Waiter
-	// Events are the events the rings hold, oldest first: in the order they
-	// happened for each lock, by time across locks (see Event.Seq).
+	Processes []Process // in slot order
+	Locks     []Lock    // in index order
+	Waiters   []Waiter  // oldest first
+	// Events are the newest events the rings hold, oldest first: in the
+	// order they happened for each lock, by time across locks (see
+	// Event.Seq).
 	Events []Event
 
-	stacks map[procid.ID]map[uint64][]stackdump.Frame
+	opts ReadOptions
+
+	// Stack dictionaries, read lazily through the run directory's handle
+	// and within a byte budget for the whole snapshot.
+	rd         *RunDir
+	dicts      map[procid.ID]*stackdump.DictIndex
+	dictBudget int64
+	dictOver   int // stacks not looked up: the budget was spent
+	dictErrs   int // dictionaries that could not be read (other than missing)
+	infoOver   int // info files not read: too large, or past the budget
+}
+
+// Counts are the records of an arena.
+type Counts struct {
+	Processes int // process-table entries in use
+	Running   int // of them, not closed (alive, or died without closing)
+	Locks     int // named locks
+	Held      int // of them, held or marked OWNER_DIED
+	Waiters   int // waiter records
+	Events    int // events in the ring: at most its capacity
 }
 
 // Capacity is the size of each table of an arena.
@@ -121,12 +149,8 @@ type Waiter struct {
 // Identity returns the waiting process's identity.
 func (w Waiter) Identity() procid.ID { return procid.ID{PID: w.PID, Start: w.Start} }
 
-// Event is one entry of a lock's event ring.
+// Event is one entry of the event ring.
 type Event struct {
-	// Seq is the event's place in Snapshot.Events, which orders the events
-	// of each lock as they happened and events of different locks by time
-	// (to within the clock's accuracy, docs/registry-format.md). It is
-	// local to the snapshot.
 	Seq       uint64
 	Kind      EventKind
 	PID       int
@@ -138,32 +162,110 @@ type Event struct {
 	Stack     uint64
 }
 
-// ReadSnapshot reads the run in dir without joining it: the arena is mapped
-// read-only and nothing is written.
-func ReadSnapshot(dir string) (*Snapshot, error) {
-	a, err := openReadOnly(dir)
+// ReadOptions bound what ReadSnapshotWith copies of a run, so that reading
+// any arena, whatever capacities it was made with and whatever a damaged or
+// hostile process wrote in it, takes bounded time and memory. What is left
+// out is counted in Snapshot.Counts and said in Snapshot.Notes. The zero
+// value gives the defaults.
+type ReadOptions struct {
+	// Events is how many of the ring's most recent events are read.
+	// Default DefaultReadEvents.
+	Events int
+	// Processes, Locks and Waiters bound the records carried in full.
+	// Processes still running are kept before closed ones; held locks, and
+	// locks with waiters, before free ones; waiters in slot order, of kept
+	// locks only. Defaults DefaultReadProcesses, DefaultReadLocks,
+	// DefaultReadWaiters.
+	Processes, Locks, Waiters int
+	// MoreEvents, if set, ends the note that says the events were cut:
+	// how the user asks for more (the CLI: "use --events N for more").
+	MoreEvents string
+}
+
+// Default read limits: the default capacities of an arena (Options), so
+// that a run made with the defaults is always read whole. A snapshot at
+// these limits takes some 10 MiB.
+const (
+	DefaultReadEvents    = 1 << 16
+	DefaultReadProcesses = 1 << 10
+	DefaultReadLocks     = 1 << 12
+	DefaultReadWaiters   = 1 << 12
+)
+
+// Byte limits of the files a snapshot reads beside the arena. A process
+// writes an info file of a few hundred bytes (its arguments) and a
+// dictionary of a few KiB per distinct acquire stack.
+const (
+	// MaxInfoSize bounds one info file; a larger one is not read.
+	MaxInfoSize = 1 << 20
+	// infoBudget bounds the info files one snapshot reads, together.
+	infoBudget = 16 << 20
+	// dictBudget bounds the bytes of stack dictionaries one snapshot
+	// reads, indexing and decoding together.
+	dictBudget = 64 << 20
+)
+
+func (o ReadOptions) withDefaults() ReadOptions {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.Events, DefaultReadEvents)
+	def(&o.Processes, DefaultReadProcesses)
+	def(&o.Locks, DefaultReadLocks)
+	def(&o.Waiters, DefaultReadWaiters)
+	return o
+}
+
+// ReadSnapshot reads the run in dir without joining it, with the default
+// ReadOptions: the arena is mapped read-only and nothing is written.
+func ReadSnapshot(dir string) (*Snapshot, error) { return ReadSnapshotWith(dir, ReadOptions{}) }
+
+// ReadSnapshotWith reads the run in dir within the limits o. The run
+// directory is opened once; the arena, info files and stack dictionaries
+// are opened relative to it (see RunDir). The snapshot keeps the directory
+// open for Stack until it is garbage collected.
+func ReadSnapshotWith(dir string, o ReadOptions) (*Snapshot, error) {
+	rd, a, err := openReadOnly(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer a.unmap()
-	return a.snapshot(dir)
-}
-
-// openReadOnly checks the run directory dir and maps its arena read-only.
-func openReadOnly(dir string) (*arena, error) {
-	if err := checkRunDir(dir, false); err != nil {
+	s, err := a.snapshot(rd, o)
+	if err != nil {
+		rd.Close()
 		return nil, err
 	}
-	return openArena(filepath.Join(dir, ArenaFile), false)
+	// The snapshot owns the handle (Stack reads through it) and holds it
+	// until it is collected.
+	runtime.SetFinalizer(s, func(s *Snapshot) { s.rd.Close() })
+	return s, nil
 }
 
-// Snapshot reads the registry's run.
+// openReadOnly opens the run directory dir and maps its arena read-only.
+func openReadOnly(dir string) (*RunDir, *arena, error) {
+	rd, err := openRunDir(dir, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := openArena(rd, false)
+	if err != nil {
+		rd.Close()
+		return nil, nil, err
+	}
+	return rd, a, nil
+}
+
+// Snapshot reads the registry's run, with the default ReadOptions. The
+// snapshot reads stacks through the registry's handle of the run directory,
+// so until Close.
 func (r *Registry) Snapshot() (*Snapshot, error) {
 	if !r.enter() {
 		return nil, ErrClosed
 	}
 	defer r.leave()
-	return r.a.snapshot(r.dir)
+	return r.a.snapshot(r.rd, ReadOptions{})
 }
 
 func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
@@ -179,8 +281,8 @@ func (a *arena) holderOf(h holderCopy) Holder {
 		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: a.procSlotOf(h.proc, procid.ID{PID: int(h.pid), Start: h.start})}
 }
 
-func (a *arena) snapshot(dir string) (s *Snapshot, err error) {
-	err = a.guarded(func() { s = a.read(dir) })
+func (a *arena) snapshot(rd *RunDir, o ReadOptions) (s *Snapshot, err error) {
+	err = a.guarded(func() { s = a.read(rd, o.withDefaults()) })
 	return s, err
 }
 
@@ -199,33 +301,100 @@ func (a *arena) guarded(f func()) (err error) {
 	return nil
 }
 
-// read copies the arena. Called through guarded.
-func (a *arena) read(dir string) *Snapshot {
+// releaseEvery is how many bytes of a section a reader reads before it
+// drops them from its resident set (arena.release).
+const releaseEvery = 8 << 20
+
+// keeper keeps at most max items, preferring those marked first-class:
+// second-class ones make room for first-class ones that come later.
+type keeper[T any] struct {
+	max           int
+	first, second []T
+}
+
+// wants reports whether add would keep an item of this class.
+func (k *keeper[T]) wants(firstClass bool) bool {
+	return len(k.first)+len(k.second) < k.max || firstClass && len(k.second) > 0
+}
+
+func (k *keeper[T]) add(v T, firstClass bool) {
+	switch {
+	case len(k.first)+len(k.second) < k.max:
+	case firstClass && len(k.second) > 0:
+		k.second = k.second[:len(k.second)-1]
+	default:
+		return
+	}
+	if firstClass {
+		k.first = append(k.first, v)
+	} else {
+		k.second = append(k.second, v)
+	}
+}
+
+// read copies the arena within the limits o. Called through guarded.
+func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	h := a.hdr
 	now, mono := time.Now(), nanotime()
 	wall := func(t int64) time.Time { return a.wall(t, mono, now) }
 	s := &Snapshot{
-		Dir: dir, Taken: now, Format: int(h.version), Created: time.Unix(0, h.created),
+		Dir: rd.path, Taken: now, Format: int(h.version), Created: time.Unix(0, h.created),
 		CreatorPID:    int(h.creator),
 		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
 		EventsDropped: h.dropped.Load(),
+		opts:          o, rd: rd, dictBudget: dictBudget,
 	}
-	s.Processes = a.processes(dir, wall)
-	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16 // retries for the whole snapshot
+	// Processes: running ones first.
+	var procs keeper[Process]
+	procs.max = o.Processes
+	a.eachProcess(wall, func(p Process) bool {
+		s.Counts.Processes++
+		if p.State == ProcRunning {
+			s.Counts.Running++
+		}
+		if procs.wants(p.State == ProcRunning) {
+			procs.add(p, p.State == ProcRunning)
+		}
+		return true
+	})
+	s.Processes = append(procs.first, procs.second...)
+	sort.Slice(s.Processes, func(i, j int) bool { return s.Processes[i].Slot < s.Processes[j].Slot })
+	info := int64(infoBudget)
+	for i := range s.Processes {
+		p := &s.Processes[i]
+		p.Info, _ = readInfo(rd, p.Identity(), &info)
+		if p.Info == nil && info <= 0 {
+			s.infoOver++
+		}
+	}
+
+	// Locks: held ones, and those with waiters, first.
+	// Retries for the whole snapshot: each record's first try is free.
+	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16
 	budget = max(budget, 1024)
 	n := min(h.nlocks.Load(), a.g.maxLocks)
-	names := make([]string, n)
-	// readLock reads lock i's word and holder record. The word and the
-	// record must agree: read the word on both sides of the record. A
-	// reader never waits for a writer: a record that stays mid-write costs
-	// a few retries from a budget shared by the whole snapshot, then counts
-	// as torn (ok false; the lock is listed from its word alone).
-	readLock := func(i uint32) (lk Lock, ok bool) {
+	var locks keeper[Lock]
+	locks.max = o.Locks
+	for i := uint32(0); i < n; i++ {
+		if i%(releaseEvery/lockSize) == 0 && i > 0 {
+			a.release(a.g.locksOff+uint64(i)*lockSize-releaseEvery, a.g.locksOff+uint64(i)*lockSize)
+		}
 		l := a.lock(i)
-		lk.Index = int(i)
+		if l.state.Load() != 1 {
+			continue
+		}
+		s.Counts.Locks++
+		lk := Lock{Index: int(i)}
+		// The word and the record must agree: read the word on both sides
+		// of the record. A reader never waits for a writer: a record that
+		// stays mid-write costs a few retries from a budget shared by the
+		// whole snapshot, then counts as torn.
 		var hc holderCopy
-		for try := 0; try < 4 && !ok && budget > 0; try++ {
-			budget--
+		ok := false
+		for try := 0; try < 4 && !ok && (try == 0 || budget > 0); try++ {
+			if try > 0 {
+				budget--
+			}
 			v := l.word.Load()
 			hc, ok = l.holder.read(1)
 			lk.Word = v
@@ -233,63 +402,88 @@ func (a *arena) read(dir string) *Snapshot {
 		}
 		if !ok {
 			lk.Word = l.word.Load()
+			s.Torn++
 		}
 		v := lk.Word
 		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
-		if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
-			hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
-				Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
-			lk.Holder = &hd
+		if lk.Held() {
+			s.Counts.Held++
 		}
-		return lk, ok
+		if interesting := lk.Held() || lk.HasWaiters || l.waiting.Load() > 0; locks.wants(interesting) {
+			if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
+				hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
+					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
+				lk.Holder = &hd
+			}
+			lk.Name = a.lockName(i)
+			locks.add(lk, interesting)
+		}
 	}
-	for i := uint32(0); i < n; i++ {
-		l := a.lock(i)
-		if l.state.Load() != 1 {
-			continue
-		}
-		names[i] = string(l.name[:min(int(l.nameLen), maxNameLen)])
-		lk, ok := readLock(i)
-		lk.Name = names[i]
-		if !ok {
-			s.Torn++
-		}
-		s.Locks = append(s.Locks, lk)
+	a.release(a.g.locksOff, a.g.waitersOff)
+	s.Locks = append(locks.first, locks.second...)
+	sort.Slice(s.Locks, func(i, j int) bool { return s.Locks[i].Index < s.Locks[j].Index })
+	kept := make(map[uint32]int, len(s.Locks)) // lock index -> index in s.Locks
+	for i, l := range s.Locks {
+		kept[uint32(l.Index)] = i
 	}
-	lockName := func(idx uint32) string {
-		if idx > 0 && idx <= n {
-			return names[idx-1]
-		}
-		return ""
-	}
+
+	// Waiters, of kept locks, in slot order.
 	for i := uint32(0); i < a.g.maxWaiters; i++ {
+		if i%(releaseEvery/waiterSize) == 0 && i > 0 {
+			a.release(a.g.waitersOff+uint64(i)*waiterSize-releaseEvery, a.g.waitersOff+uint64(i)*waiterSize)
+		}
 		w := a.waiter(i)
 		if w.owner.Load() == 0 {
 			continue
 		}
 		var c waiterCopy
 		ok := false
-		for try := 0; try < 4 && !ok && budget > 0; try++ {
-			budget--
+		for try := 0; try < 4 && !ok && (try == 0 || budget > 0); try++ {
+			if try > 0 {
+				budget--
+			}
 			c, ok = w.read(1)
 		}
 		switch {
 		case !ok:
 			s.Torn++
 		case c.pid != 0 && c.lock != 0 && c.lock <= n:
-			s.Waiters = append(s.Waiters, Waiter{Slot: int(i), PID: int(c.pid), Start: c.start, Goroutine: int64(c.goid),
-				Stack: c.stack, Lock: int(c.lock) - 1, LockName: lockName(c.lock), Since: wall(c.since)})
-			s.Locks[c.lock-1].Waiting++
+			s.Counts.Waiters++
+			li, isKept := kept[c.lock-1]
+			if !isKept {
+				continue
+			}
+			s.Locks[li].Waiting++
+			if len(s.Waiters) < o.Waiters {
+				s.Waiters = append(s.Waiters, Waiter{Slot: int(i), PID: int(c.pid), Start: c.start, Goroutine: int64(c.goid),
+					Stack: c.stack, Lock: int(c.lock) - 1, LockName: s.Locks[li].Name, Since: wall(c.since)})
+			}
 		}
 	}
-	raw, total := a.readEvents(n)
-	s.EventsTotal = total
+	a.release(a.g.waitersOff, a.g.eventsOff)
+
+	// The newest o.Events events of the rings.
+	s.Waiters = a.recheckSelfWaits(s, kept, wall, &budget)
+	raw, total, held := a.readEvents(n, o.Events)
+	s.EventsTotal, s.Counts.Events = total, held
+	names := make(map[uint32]string)
+	nameOf := func(lock uint32) string {
+		if li, ok := kept[lock]; ok {
+			return s.Locks[li].Name
+		}
+		name, ok := names[lock]
+		if !ok {
+			name = a.lockName(lock)
+			names[lock] = name
+		}
+		return name
+	}
 	s.Events = make([]Event, 0, len(raw))
 	for k, e := range raw {
 		s.Events = append(s.Events, Event{Seq: uint64(k), Kind: e.kind, PID: int(e.pid), Start: e.start,
-			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: names[e.lock], Time: wall(e.time), Stack: e.stack})
+			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: nameOf(e.lock), Time: wall(e.time), Stack: e.stack})
 	}
-	s.Waiters = a.recheckSelfWaits(s, readLock, &budget)
+	a.release(0, a.g.total)
 	sort.Slice(s.Waiters, func(i, j int) bool {
 		if !s.Waiters[i].Since.Equal(s.Waiters[j].Since) {
 			return s.Waiters[i].Since.Before(s.Waiters[j].Since)
@@ -299,10 +493,20 @@ func (a *arena) read(dir string) *Snapshot {
 	return s
 }
 
-// processes reads the process table. Called through guarded.
-func (a *arena) processes(dir string, wall func(int64) time.Time) []Process {
-	var out []Process
+// lockName copies the name of lock slot i.
+func (a *arena) lockName(i uint32) string {
+	l := a.lock(i)
+	return string(l.name[:min(int(l.nameLen), maxNameLen)])
+}
+
+// eachProcess calls each with the process-table entries in slot order,
+// without their info, until it returns false. Called through guarded.
+func (a *arena) eachProcess(wall func(int64) time.Time, each func(Process) bool) {
+	defer a.release(a.g.procsOff, a.g.locksOff)
 	for i := uint32(0); i < a.g.maxProcs; i++ {
+		if i%(releaseEvery/procSize) == 0 && i > 0 {
+			a.release(a.g.procsOff+uint64(i)*procSize-releaseEvery, a.g.procsOff+uint64(i)*procSize)
+		}
 		p := a.proc(i)
 		if p.owner.Load() == 0 {
 			break // slots are claimed in order; the rest were never used
@@ -316,100 +520,184 @@ func (a *arena) processes(dir string, wall func(int64) time.Time) []Process {
 		if c.state == procExited {
 			pr.State, pr.Exited = ProcExited, wall(c.exited)
 		}
-		pr.Info, _ = ReadProcessInfo(dir, pr.Identity())
-		out = append(out, pr)
+		if !each(pr) {
+			return
+		}
 	}
-	return out
 }
 
-// ReadProcesses reads only the process table of the run in dir: a cheap
-// look at which processes a run has, for listing many runs.
-func ReadProcesses(dir string) (ps []Process, err error) {
-	a, err := openReadOnly(dir)
+// ScanProcesses calls each with the entries of the process table of the run
+// in dir, in slot order and without their info files, until each returns
+// false: a cheap look at which processes a run has, for listing many runs,
+// in constant memory whatever the table's size.
+func ScanProcesses(dir string, each func(Process) bool) error {
+	rd, a, err := openReadOnly(dir)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	defer a.unmap()
+	now, mono := time.Now(), nanotime()
+	return a.guarded(func() { a.eachProcess(func(t int64) time.Time { return a.wall(t, mono, now) }, each) })
+}
+
+// ReadProcesses reads the process table of the run in dir, without the
+// info files, as a snapshot keeps it: at most DefaultReadProcesses entries,
+// running ones first, in slot order. ScanProcesses streams all of them.
+func ReadProcesses(dir string) ([]Process, error) {
+	var k keeper[Process]
+	k.max = DefaultReadProcesses
+	err := ScanProcesses(dir, func(p Process) bool {
+		if k.wants(p.State == ProcRunning) {
+			k.add(p, p.State == ProcRunning)
+		}
+		return true
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer a.unmap()
-	now, mono := time.Now(), nanotime()
-	err = a.guarded(func() { ps = a.processes(dir, func(t int64) time.Time { return a.wall(t, mono, now) }) })
-	return ps, err
+	out := append(k.first, k.second...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Slot < out[j].Slot })
+	return out, nil
 }
 
 // ReadProcessInfo reads the info file a process wrote in the run directory.
 func ReadProcessInfo(dir string, id procid.ID) (*ProcessInfo, error) {
-	f, err := openPrivate(filepath.Join(dir, processFile(id, "json")))
+	rd, err := openRunDir(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	return rd.ProcessInfo(id)
+}
+
+// ProcessInfo reads the info file the process id wrote in the run
+// directory, of at most MaxInfoSize bytes.
+func (d *RunDir) ProcessInfo(id procid.ID) (*ProcessInfo, error) {
+	budget := int64(MaxInfoSize)
+	return readInfo(d, id, &budget)
+}
+
+// readInfo reads a process's info file, of at most MaxInfoSize bytes and
+// at most *budget, which it decreases by the file's size.
+func readInfo(rd *RunDir, id procid.ID, budget *int64) (*ProcessInfo, error) {
+	f, err := rd.openPrivate(processFile(id, "json"))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > MaxInfoSize || fi.Size() > *budget {
+		*budget = 0
+		return nil, &ArenaError{Path: f.Name(), Kind: ErrCorrupt,
+			Detail: fmt.Sprintf("info file of %d bytes, more than the %d a reader reads", fi.Size(), min(int64(MaxInfoSize), *budget)),
+			Hint:   "the run directory has been tampered with"}
+	}
+	*budget -= fi.Size()
 	var pi ProcessInfo
-	if err := json.NewDecoder(f).Decode(&pi); err != nil {
+	if err := json.NewDecoder(io.LimitReader(f, MaxInfoSize)).Decode(&pi); err != nil {
 		return nil, fmt.Errorf("lockreg: %s: %w", f.Name(), err)
 	}
 	return &pi, nil
 }
 
-// ReadStacks reads the stack dictionary of a process of the run in dir.
-// Stacks stay readable after the process died.
+// ReadStacks reads the stack dictionary of a process of the run in dir,
+// whole (stackdump.DecodeDict's limits apply). Stacks stay readable after
+// the process died. Snapshot.Stack reads only the stacks it is asked for.
 func ReadStacks(dir string, id procid.ID) (map[uint64][]stackdump.Frame, error) {
-	path := filepath.Join(dir, processFile(id, "stacks"))
-	f, err := openPrivate(path)
+	rd, err := openRunDir(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	f, err := openDict(rd, id)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, err
-	} else if fi.Size() > stackdump.MaxDictSize {
-		return nil, &ArenaError{Path: path, Kind: ErrCorrupt,
-			Detail: fmt.Sprintf("stack dictionary of %d bytes, more than the %d a process writes", fi.Size(), stackdump.MaxDictSize),
-			Hint:   "the run directory has been tampered with"}
-	}
 	return stackdump.DecodeDict(f)
 }
 
-// openPrivate opens a file of the run for reading, without following a
-// symbolic link and without blocking (a FIFO planted in the run directory
-// must not hang a reader), and refuses anything but a regular file private
-// to this user.
-func openPrivate(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+// openDict opens a process's stack dictionary, refusing one larger than a
+// process writes.
+func openDict(rd *RunDir, id procid.ID) (*os.File, error) {
+	f, err := rd.openPrivate(processFile(id, "stacks"))
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = &ArenaError{Path: path, Kind: ErrCorrupt, Detail: "not a regular file", Hint: "the run directory has been tampered with"}
-	}
-	if err == nil {
-		err = checkPrivate(path, fi, 0o600)
-	}
-	if err != nil {
+	if fi, err := f.Stat(); err != nil {
 		f.Close()
 		return nil, err
+	} else if fi.Size() > stackdump.MaxDictSize {
+		f.Close()
+		return nil, &ArenaError{Path: f.Name(), Kind: ErrCorrupt,
+			Detail: fmt.Sprintf("stack dictionary of %d bytes, more than the %d a process writes", fi.Size(), stackdump.MaxDictSize),
+			Hint:   "the run directory has been tampered with"}
 	}
 	return f, nil
 }
 
-// Stack returns the frames of stack id recorded by the process id, reading
-// (once) that process's dictionary. ok is false if the stack is unknown.
-func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []stackdump.Frame, ok bool) {
-	if stack == 0 {
-		return nil, false
-	}
-	if s.stacks == nil {
-		s.stacks = make(map[procid.ID]map[uint64][]stackdump.Frame)
-	}
-	d, seen := s.stacks[id]
-	if !seen {
-		d, _ = ReadStacks(s.Dir, id) // a partial dictionary is still useful
-		s.stacks[id] = d
-	}
-	frames, ok = d[stack]
-	return frames, ok
+// dictFile reads a process's dictionary through the run directory's handle,
+// opening it for each read: a snapshot holds no descriptor per dictionary.
+type dictFile struct {
+	rd *RunDir
+	id procid.ID
 }
 
-// Process returns the process-table entry of id, if any.
+func (d dictFile) ReadAt(b []byte, off int64) (int, error) {
+	f, err := openDict(d.rd, d.id)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.ReadAt(b, off)
+}
+
+// Stack returns the frames of stack id recorded by the process id, from
+// that process's dictionary. ok is false if the stack is unknown, or if the
+// snapshot has spent its budget for reading dictionaries (Notes says so).
+func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []stackdump.Frame, ok bool) {
+	if stack == 0 || s.rd == nil {
+		return nil, false
+	}
+	if s.dicts == nil {
+		s.dicts = make(map[procid.ID]*stackdump.DictIndex)
+	}
+	x, seen := s.dicts[id]
+	if !seen {
+		if s.dictBudget <= 0 {
+			s.dictOver++
+			return nil, false
+		}
+		f, err := openDict(s.rd, id)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				s.dictErrs++
+			}
+			s.dicts[id] = nil
+			return nil, false
+		}
+		f.Close()
+		x = stackdump.IndexDict(dictFile{s.rd, id}, s.dictBudget)
+		s.dictBudget -= x.Scanned
+		s.dicts[id] = x
+	}
+	if x == nil {
+		return nil, false
+	}
+	if need := x.Size(stack); need > s.dictBudget {
+		s.dictOver++
+		return nil, false
+	} else {
+		s.dictBudget -= need
+	}
+	return x.Lookup(stack)
+}
+
+// Process returns the process-table entry of id, if the snapshot carries it.
 func (s *Snapshot) Process(id procid.ID) (Process, bool) {
 	for _, p := range s.Processes {
 		if p.PID == id.PID && (id.Start == 0 || p.Start == id.Start) {
@@ -419,21 +707,99 @@ func (s *Snapshot) Process(id procid.ID) (Process, bool) {
 	return Process{}, false
 }
 
-// recheckSelfWaits re-reads every lock whose holder is also recorded waiting
-// for it. Locks are read before waiter records, so a goroutine that released
-// a lock and began to wait for it again between the two reads would show as
-// holding the lock and waiting for it: deadlocked on itself, to a reader. For
-// each such pair it reads the lock, the waiter record and the lock word and
-// holder sequence again, and keeps the pair only if the lock did not change
-// across the waiter read (a goroutine really waiting for a lock it holds); a
-// waiter record gone or changed meanwhile is dropped, with the new lock
-// state. A lock that changes under every try cannot be held by a goroutine
-// waiting for it: it is listed from its word alone (no holder record), as a
+// Notes says, one line each, what the snapshot left out to stay within its
+// limits: events past ReadOptions.Events, processes, locks and waiters past
+// their limits, info files past their byte limits, and (StackNotes) stack
+// dictionaries past theirs: call it after the Stack calls, which can add to
+// it, or call StackNotes then.
+func (s *Snapshot) Notes() []string {
+	var out []string
+	if s.Counts.Events > s.opts.Events {
+		note := fmt.Sprintf("showing the last %s of %s events", commas(s.opts.Events), commas(s.Counts.Events))
+		if s.opts.MoreEvents != "" {
+			note += "; " + s.opts.MoreEvents
+		}
+		out = append(out, note)
+	}
+	if s.Counts.Processes > len(s.Processes) {
+		out = append(out, fmt.Sprintf("showing %s of %s processes (%s running, kept first)",
+			commas(len(s.Processes)), commas(s.Counts.Processes), commas(s.Counts.Running)))
+	}
+	if s.Counts.Locks > len(s.Locks) {
+		out = append(out, fmt.Sprintf("showing %s of %s locks (%s held; held locks and locks with waiters are kept first)",
+			commas(len(s.Locks)), commas(s.Counts.Locks), commas(s.Counts.Held)))
+	}
+	if s.Counts.Waiters > len(s.Waiters) {
+		out = append(out, fmt.Sprintf("showing %s of %s waiters", commas(len(s.Waiters)), commas(s.Counts.Waiters)))
+	}
+	if s.infoOver > 0 {
+		out = append(out, fmt.Sprintf("%s info files were not read: larger than %d KiB each or %d MiB in all", commas(s.infoOver), MaxInfoSize>>10, infoBudget>>20))
+	}
+	return append(out, s.StackNotes()...)
+}
+
+// StackNotes says what Stack could not read of the stack dictionaries
+// (lines too long or unreadable, dictionaries past the byte budget), so far.
+func (s *Snapshot) StackNotes() []string {
+	var out []string
+	skipped := 0
+	for _, x := range s.dicts {
+		if x != nil {
+			skipped += x.Skipped
+		}
+	}
+	if skipped > 0 {
+		out = append(out, fmt.Sprintf("%s lines of stack dictionaries were skipped: unreadable, longer than %d KiB, or past %s stacks a dictionary",
+			commas(skipped), stackdump.MaxDictLine>>10, commas(stackdump.MaxDictStacks)))
+	}
+	if s.dictOver > 0 {
+		out = append(out, fmt.Sprintf("%s stacks were not looked up: the stack dictionaries read passed %d MiB", commas(s.dictOver), dictBudget>>20))
+	}
+	if s.dictErrs > 0 {
+		out = append(out, fmt.Sprintf("%s stack dictionaries could not be read (larger than %d MiB, not regular files, or not private)", commas(s.dictErrs), stackdump.MaxDictSize>>20))
+	}
+	return out
+}
+
+// commas writes n with thousands separators: 16777216 -> "16,777,216".
+func commas(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// recheckSelfWaits re-reads every kept lock whose holder is also recorded
+// waiting for it. Locks are read before waiter records, so a goroutine that
+// released a lock and began to wait for it again between the two reads
+// would show as holding the lock and waiting for it: deadlocked on itself,
+// to a reader. For each such pair it reads the lock word and holder
+// sequence, the holder record, the waiter record and the word and sequence
+// again, and keeps the pair only if the lock did not change across the
+// waiter read (a goroutine really waiting for a lock it holds); a waiter
+// record gone or changed meanwhile is dropped, with the new holder. A lock
+// that changes under every try cannot be held by a goroutine waiting for
+// it: it is listed without its holder record, from its word alone, as a
 // record being written is. Called through guarded.
-func (a *arena) recheckSelfWaits(s *Snapshot, readLock func(uint32) (Lock, bool), budget *int) []Waiter {
+func (a *arena) recheckSelfWaits(s *Snapshot, kept map[uint32]int, wall func(int64) time.Time, budget *int) []Waiter {
 	out := s.Waiters[:0]
 	for _, w := range s.Waiters {
-		lk := &s.Locks[w.Lock]
+		li, ok := kept[uint32(w.Lock)]
+		if !ok {
+			out = append(out, w)
+			continue
+		}
+		lk := &s.Locks[li]
 		if h := lk.Holder; h == nil || h.PID != w.PID || h.Goroutine != w.Goroutine {
 			out = append(out, w)
 			continue
@@ -443,18 +809,24 @@ func (a *arena) recheckSelfWaits(s *Snapshot, readLock func(uint32) (Lock, bool)
 		for try := 0; try < 16 && *budget > 0 && !settled; try++ {
 			*budget--
 			v, hs := l.word.Load(), l.holder.seq.Load()
-			nl, ok := readLock(uint32(w.Lock))
+			hc, hok := l.holder.read(1)
 			c, wok := ws.read(1)
-			if !ok || l.word.Load() != v || l.holder.seq.Load() != hs {
+			if !hok || l.word.Load() != v || l.holder.seq.Load() != hs {
 				continue
 			}
-			nl.Name, nl.Waiting = lk.Name, lk.Waiting
-			*lk = nl
+			settled = true
+			lk.Word = v
+			lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
+			lk.Holder = nil
+			if hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
+				hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
+					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
+				lk.Holder = &hd
+			}
 			if !wok || c.pid != uint32(w.PID) || c.goid != uint64(w.Goroutine) || c.lock != uint32(w.Lock)+1 {
 				keep = false
 				lk.Waiting--
 			}
-			settled = true
 		}
 		if !settled {
 			lk.Holder = nil

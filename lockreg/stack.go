@@ -1,74 +1,24 @@
 package lockreg
 
 import (
-	"bytes"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/lockwatch/lockwatch/internal/record"
 	"github.com/lockwatch/lockwatch/stackdump"
-	"github.com/petermattis/goid"
 )
 
-// maxFrames is the depth of a recorded acquire stack.
-const maxFrames = 32
+// stackPCs is a captured acquire stack (record.Stack), captured from Lock.
+type stackPCs struct{ record.Stack }
 
-// stackPCs is a captured acquire stack, as return PCs.
-type stackPCs struct {
-	pcs [maxFrames]uintptr
-	n   int
-}
-
-// useFP tells whether captures walk frame pointers. Frame-pointer walking is
-// 40x cheaper than runtime.Callers and exact for Go frames, but C frames
-// (cgo callbacks) may lack frame pointers; a binary that links glibc (the
-// same test that rules out the robust list) uses runtime.Callers.
-var useFP bool // set in init, after the robust list
-
-// capture records the stack of the caller of the caller of capture
-// (the frame above Lock), into s.
+// capture records the stack of the caller of the caller of capture (the
+// frame above Lock), into s.
 //
 //go:noinline
-func (s *stackPCs) capture() {
-	if useFP {
-		// fpCallers starts at capture's caller (Lock); skip it.
-		n := fpCallers(&s.pcs[0], maxFrames)
-		if n > 0 {
-			copy(s.pcs[:], s.pcs[1:n])
-			n--
-		}
-		s.n = n
-		return
-	}
-	// Skip runtime.Callers, capture and its caller.
-	s.n = runtime.Callers(3, s.pcs[:])
-}
+func (s *stackPCs) capture() { s.Stack.Capture(1) }
 
-// hash is a 64-bit hash of the PCs, never 0. Two independent multiply-xor
-// lanes halve the dependency chain; a final avalanche mixes them.
-func (s *stackPCs) hash() uint64 {
-	const k1, k2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
-	a, b := uint64(k2), uint64(s.n)
-	pcs := s.pcs[:s.n]
-	for len(pcs) >= 2 {
-		a = (a ^ uint64(pcs[0])) * k1
-		b = (b ^ uint64(pcs[1])) * k2
-		pcs = pcs[2:]
-	}
-	if len(pcs) == 1 {
-		a = (a ^ uint64(pcs[0])) * k1
-	}
-	h := a ^ (b >> 29) ^ (b << 35)
-	h ^= h >> 31
-	h *= k2
-	h ^= h >> 29
-	if h == 0 {
-		h = 1
-	}
-	return h
-}
+func (s *stackPCs) hash() uint64 { return s.Stack.Hash() }
 
 // stackTable remembers which stack ids this process has written to its
 // dictionary: a lock-free open-addressing set, so that the acquire path only
@@ -107,7 +57,7 @@ func (t *stackTable) intern(id uint64, s *stackPCs) {
 	}
 	// A copy: the frames iterator keeps its slice, which would make every
 	// caller's stackPCs escape to the heap.
-	pcs := append([]uintptr(nil), s.pcs[:s.n]...)
+	pcs := append([]uintptr(nil), s.Frames()...)
 	frames := cleanFrames(trimOwnFrames(stackdump.FramesOf(pcs)))
 	if err := t.dict.Add(id, frames); err != nil && t.err == nil {
 		t.err = err
@@ -128,7 +78,8 @@ func (t *stackTable) intern(id uint64, s *stackPCs) {
 // that it starts at the caller of Lock whichever way it was captured.
 func trimOwnFrames(fs []stackdump.Frame) []stackdump.Frame {
 	for len(fs) > 0 && (strings.HasPrefix(fs[0].Func, pkgPath+".(*Mutex).") ||
-		strings.HasPrefix(fs[0].Func, pkgPath+".(*stackPCs).")) {
+		strings.HasPrefix(fs[0].Func, pkgPath+".(*stackPCs).") ||
+		strings.HasPrefix(fs[0].Func, recordPath+".")) {
 		fs = fs[1:]
 	}
 	return fs
@@ -149,42 +100,8 @@ func cleanFrames(fs []stackdump.Frame) []stackdump.Frame {
 
 const pkgPath = "github.com/lockwatch/lockwatch/lockreg"
 
-// goroutine ids. github.com/petermattis/goid reads the id from the runtime's
-// g struct at a per-release offset: 3 ns, against 15 us for parsing
-// runtime.Stack. Its answer is checked against the parsed id once per
-// process, and never trusted if they ever differ, so that a new Go release
-// can never make lockreg record wrong ids silently.
-var goidOK = sync.OnceValue(func() bool {
-	check := func() bool { return goid.Get() == slowGoid() }
-	ok := check()
-	done := make(chan bool)
-	for i := 0; i < 4; i++ {
-		go func() { done <- check() }()
-	}
-	for i := 0; i < 4; i++ {
-		ok = <-done && ok
-	}
-	return ok
-})
+const recordPath = "github.com/lockwatch/lockwatch/internal/record"
 
-func curGoid() int64 {
-	if goidOK() {
-		return goid.Get()
-	}
-	return slowGoid()
-}
-
-// slowGoid parses "goroutine 123 [" from runtime.Stack.
-func slowGoid() int64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return id
-}
+// curGoid is the current goroutine's id (record.Goid: read from the
+// runtime's g, verified against runtime.Stack once per process).
+func curGoid() int64 { return record.Goid() }

@@ -5,15 +5,14 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/lockwatch/lockwatch/internal/record"
 	"golang.org/x/sys/unix"
 )
 
-// nanotime is the runtime's CLOCK_MONOTONIC reading. On Linux that clock is
-// system-wide, so a time recorded by one process can be compared with a
-// reading of any other; it costs one vDSO call where time.Now costs two.
-//
-//go:linkname nanotime runtime.nanotime
-func nanotime() int64
+// nanotime is the runtime's CLOCK_MONOTONIC reading (record.Nanotime). On
+// Linux that clock is system-wide, so a time recorded by one process can be
+// compared with a reading of any other.
+func nanotime() int64 { return record.Nanotime() }
 
 const (
 	futexWaitOp = 0 // FUTEX_WAIT, without FUTEX_PRIVATE_FLAG: the word is shared

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/lockwatch/lockwatch/internal/proc"
@@ -67,6 +68,9 @@ type Agent struct {
 	wg   sync.WaitGroup
 	sig  chan os.Signal // nil with NoSignal
 	dump dumper
+	// mutexLooks counts the stuck hook's looks at the drop-in mutexes'
+	// waiters (watchMutexes), for tests.
+	mutexLooks atomic.Int64
 
 	mu     sync.Mutex
 	role   string
@@ -151,7 +155,10 @@ func start(o Options, uid int) (*Agent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("probe: %w", err)
 		}
-		if o.Dir, err = lockreg.NewRunDir(root); err != nil {
+		if root.Fallback != "" {
+			fmt.Fprintf(o.Stderr, "lockwatch: pid %d: %s\n", os.Getpid(), root.Fallback)
+		}
+		if o.Dir, err = lockreg.NewRunDir(root.Dir); err != nil {
 			return nil, fmt.Errorf("probe: making a run directory: %w", err)
 		}
 		made = true
@@ -179,11 +186,14 @@ func start(o Options, uid int) (*Agent, error) {
 	if a.reg, err = lockreg.Open(dir, ro); err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
 	}
+	a.dump.rd = a.reg.RunDir()
 	if err := a.listen(); err != nil {
 		return nil, errors.Join(err, a.reg.Close())
 	}
 	a.wg.Add(1)
 	go a.serve()
+	a.wg.Add(1)
+	go a.watchMutexes(mutexStuckAfter(ro))
 	if !o.NoSignal {
 		a.sig = make(chan os.Signal, 1)
 		signal.Notify(a.sig, syscall.SIGUSR1)
@@ -288,7 +298,7 @@ func (a *Agent) adoptRole(role string) error {
 
 // recordRole writes role into the process's info file.
 func (a *Agent) recordRole(role string) error {
-	info, err := lockreg.ReadProcessInfo(a.dir, a.self)
+	info, err := a.reg.RunDir().ProcessInfo(a.self)
 	if err != nil {
 		return err
 	}
@@ -298,24 +308,25 @@ func (a *Agent) recordRole(role string) error {
 		return err
 	}
 	path, _, _ := lockreg.ProcessFiles(a.dir, a.self)
-	return replaceFile(path, b)
+	return replaceFile(a.reg.RunDir(), filepath.Base(path), b)
 }
 
-// replaceFile replaces path's contents at once (write, then rename), so
-// that a reader sees the old file or the new one.
-func replaceFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	_ = os.Remove(tmp) // left by a process killed mid-way
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+// replaceFile replaces the contents of the file name of the run directory
+// rd at once (write, then rename), so that a reader sees the old file or
+// the new one.
+func replaceFile(rd *lockreg.RunDir, name string, b []byte) error {
+	tmp := name + ".tmp"
+	_ = rd.Remove(tmp) // left by a process killed mid-way
+	f, err := rd.CreateFile(tmp)
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(b)
 	if err = errors.Join(err, f.Close()); err == nil {
-		err = os.Rename(tmp, path)
+		err = rd.Rename(tmp, name)
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
+		_ = rd.Remove(tmp)
 	}
 	return err
 }

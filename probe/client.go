@@ -6,7 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // ErrNoAnswer is returned, wrapped, when a probe accepted the connection but
@@ -25,6 +30,18 @@ func (e *AnswerError) Error() string { return fmt.Sprintf("probe: %s: %s", e.Op,
 
 // defaultTimeout is Client.Timeout's default.
 const defaultTimeout = 2 * time.Second
+
+// What a client accepts from a probe, so that a damaged or hostile probe
+// (anything can listen on a socket path) cannot exhaust the reader's memory:
+// far beyond what a probe sends. An answer is a few KiB (its locks: some
+// 100 bytes each); a goroutine profile is bounded by what
+// stackdump.ParseProfile reads; a text dump takes some 700 bytes a
+// goroutine, so MaxTextDump is some 45,000 goroutines.
+const (
+	clientMaxAnswer = 4 << 20
+	// MaxTextDump is the largest text dump a Client accepts.
+	MaxTextDump = 32 << 20
+)
 
 // A Client asks the probe of one process. Its zero value is not usable: set
 // Path. A Client is safe for concurrent use: each request has its own
@@ -98,6 +115,9 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 		return nil, nil, fmt.Errorf("probe: %w", err)
 	}
 	defer conn.Close()
+	if err := checkPeer(conn); err != nil {
+		return nil, nil, fmt.Errorf("probe: %s: %w", c.Path, err)
+	}
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	// Cancellation before the deadline ends the I/O too.
@@ -118,7 +138,7 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 	// answers without reading the request: read its answer even if the
 	// request could not be sent.
 	sendErr := writeFrame(conn, b)
-	b, err = readFrame(conn, maxHeader)
+	b, err = readFrame(conn, clientMaxAnswer)
 	if err != nil {
 		if sendErr != nil {
 			return nil, nil, noAnswer("sending the", sendErr)
@@ -138,9 +158,42 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 	if ans.Dump == nil {
 		return &ans, nil, nil
 	}
-	data, err := readFrame(conn, maxDump)
+	limit := stackdump.MaxProfileSize
+	if q.Text {
+		limit = MaxTextDump
+	}
+	if ans.Dump.Size > limit {
+		return nil, nil, fmt.Errorf("probe: %s: %w: the probe announces a %s dump of %d bytes, more than the %d MiB lockwatch reads",
+			c.Path, stackdump.ErrTooLarge, ans.Dump.Format, ans.Dump.Size, limit>>20)
+	}
+	data, err := readFrame(conn, limit)
 	if err != nil {
 		return nil, nil, noAnswer("reading the dump of the", err)
 	}
 	return &ans, data, nil
+}
+
+// checkPeer refuses a socket served by another user: anyone who can write
+// where the socket lives could have put their own in its place.
+func checkPeer(conn net.Conn) error {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return nil
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) { cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return fmt.Errorf("reading the probe's credentials: %w", cerr)
+	}
+	if int(cred.Uid) != os.Getuid() {
+		return fmt.Errorf("the socket is served by pid %d of uid %d, not by a process of yours (uid %d): refused", cred.Pid, cred.Uid, os.Getuid())
+	}
+	return nil
 }

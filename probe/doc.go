@@ -30,8 +30,9 @@
 //     Close marks the process as exited cleanly.
 //   - It serves a control socket in the run directory, <base>.sock where
 //     base is the process's lockreg.ProcessFiles base (see SocketPath):
-//     process info, goroutine dumps, and this process's locks and waiters.
-//     Client asks it.
+//     process info, goroutine dumps, this process's locks and waiters, and
+//     its drop-in mutexes (github.com/lockwatch/lockwatch/sync) that are
+//     held or awaited. Client asks it.
 //   - Its stuck hook (lockreg.Options.OnStuck) runs when an acquire has
 //     waited too long: it writes one line on stderr, naming the lock, the
 //     holder's pid and goroutine, whether the holder is alive, how long the
@@ -42,6 +43,11 @@
 //     every 5 seconds, whichever goroutines wait, and 16 in all (a text
 //     dump of 10,000 goroutines takes some 7 MiB); the line, always, names
 //     the latest.
+//   - It looks at the drop-in mutexes' waiters every min(StuckAfter/4, 1 s)
+//     and reports each wait older than StuckAfter once, the same way: a
+//     line (the waiter, the mutex, its holder or readers and where the
+//     holder locked it, and the RWMutex read-recursion trap by name) and a
+//     dump pair under the same limits. It never ends the process.
 //   - On SIGUSR1 it writes a goroutine profile, <base>.usr1-<time>.pb.gz,
 //     and a line on stderr. The program goes on: the profile stops the
 //     world only for moments.
@@ -60,11 +66,13 @@
 //	{"v":1,"op":"goroutines"}            the goroutine profile (pprof protobuf, debug=0, with labels)
 //	{"v":1,"op":"goroutines","text":true} the text traceback, with goroutine ids (stops the world)
 //	{"v":1,"op":"locks"}
+//	{"v":1,"op":"mutexes"}               the drop-in mutexes held or awaited (at most 10,000)
 //
 // The answer is one frame of JSON, at most 16 MiB:
 //
 //	{"v":1,"ok":true,"info":{...}}        Info
 //	{"v":1,"ok":true,"locks":{...}}       LockView
+//	{"v":1,"ok":true,"mutexes":{...}}     MutexView
 //	{"v":1,"ok":true,"dump":{...}}        Dump, without its bytes
 //	{"v":1,"ok":false,"error":"..."}      the request was refused or failed
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +33,11 @@ type dumper struct {
 	// capMu serializes captures: two text dumps at once would stop the
 	// world for twice as long.
 	capMu sync.Mutex
+
+	// rd is the run directory's handle: dump files are created relative to
+	// it, so that a path swapped after the run was opened never redirects
+	// a dump. Nil (tests of the dumper alone): by path.
+	rd *lockreg.RunDir
 
 	mu        sync.Mutex
 	last      time.Time // when the stuck hook's last dump pair began
@@ -96,7 +102,14 @@ func (d *dumper) stuckPair(base string, now time.Time) (paths [2]string, age tim
 
 // writeDump captures a dump into a new file at path, mode 0600.
 func (d *dumper) writeDump(path string, text bool) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	create, remove := func() (*os.File, error) {
+		return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	}, func() { _ = os.Remove(path) }
+	if d.rd != nil {
+		create = func() (*os.File, error) { return d.rd.CreateFile(filepath.Base(path)) }
+		remove = func() { _ = d.rd.Remove(filepath.Base(path)) }
+	}
+	f, err := create()
 	if err != nil {
 		return err
 	}
@@ -105,7 +118,7 @@ func (d *dumper) writeDump(path string, text bool) error {
 		_, err = f.Write(dump.Data)
 	}
 	if err = errors.Join(err, f.Close()); err != nil {
-		_ = os.Remove(path)
+		remove()
 	}
 	return err
 }

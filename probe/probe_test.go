@@ -176,8 +176,8 @@ func TestStartDefaultDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if filepath.Dir(a.Dir()) != root || !strings.HasPrefix(filepath.Base(a.Dir()), "run-") {
-		t.Errorf("Dir() = %q; want a run directory under %q", a.Dir(), root)
+	if filepath.Dir(a.Dir()) != root.Dir || !strings.HasPrefix(filepath.Base(a.Dir()), "run-") {
+		t.Errorf("Dir() = %q; want a run directory under %q", a.Dir(), root.Dir)
 	}
 	pi, err := lockreg.ReadProcessInfo(a.Dir(), proc.Self())
 	if err != nil {

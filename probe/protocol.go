@@ -36,6 +36,7 @@ const (
 	opInfo       = "info"
 	opGoroutines = "goroutines"
 	opLocks      = "locks"
+	opMutexes    = "mutexes" // the drop-in mutexes (github.com/lockwatch/lockwatch/sync)
 )
 
 // request is the JSON of a request frame.
@@ -45,14 +46,16 @@ type request struct {
 	Text bool   `json:"text,omitempty"` // goroutines: the text dump instead of the profile
 }
 
-// answer is the JSON of an answer frame. Exactly one of Info, Locks and
-// Dump is set when OK.
+// answer is the JSON of an answer frame. Exactly one of Info, Locks,
+// Mutexes and Dump is set when OK.
 type answer struct {
 	V     int       `json:"v"`
 	OK    bool      `json:"ok"`
 	Error string    `json:"error,omitempty"`
 	Info  *Info     `json:"info,omitempty"`
 	Locks *LockView `json:"locks,omitempty"`
+	// Mutexes answers opMutexes.
+	Mutexes *MutexView `json:"mutexes,omitempty"`
 	// Dump describes the dump that follows in a second frame; its Data is
 	// not in the JSON.
 	Dump *Dump `json:"dump,omitempty"`
@@ -179,9 +182,9 @@ func decodeRequest(r io.Reader) (request, error) {
 		return q, fmt.Errorf("%w: request version %d; this probe speaks version %d", errFrame, q.V, version)
 	}
 	switch q.Op {
-	case opInfo, opGoroutines, opLocks:
+	case opInfo, opGoroutines, opLocks, opMutexes:
 	default:
-		return q, fmt.Errorf("%w: unknown op %.64q; want %q, %q or %q", errFrame, q.Op, opInfo, opGoroutines, opLocks)
+		return q, fmt.Errorf("%w: unknown op %.64q; want %q, %q, %q or %q", errFrame, q.Op, opInfo, opGoroutines, opLocks, opMutexes)
 	}
 	return q, nil
 }

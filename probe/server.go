@@ -141,6 +141,8 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 			return &answer{Error: err.Error()}, nil
 		}
 		return &answer{OK: true, Locks: v}, nil
+	case opMutexes:
+		return &answer{OK: true, Mutexes: a.mutexes()}, nil
 	}
 	return &answer{Error: fmt.Sprintf("unknown op %q", q.Op)}, nil // decodeRequest let it through
 }

@@ -35,24 +35,47 @@ type dictLine struct {
 // CreateDict opens the dictionary file at path for appending, creating it
 // with mode 0600. A symbolic link at path is refused.
 func CreateDict(path string) (*Dict, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
+	return OpenDict(f)
+}
+
+// OpenDict makes a Dict of f, a dictionary file opened for reading and
+// appending (os.O_RDWR|os.O_APPEND), which it then owns. Stacks already in
+// the file (the same process reopening it) are not written again.
+func OpenDict(f *os.File) (*Dict, error) {
 	d := &Dict{f: f, seen: make(map[uint64]bool)}
-	// Reopening an existing dictionary (the same process, twice) must not
-	// write its stacks again. Unreadable lines are reported by ReadDict to
-	// whoever reads the file; here they only mean those stacks are not seen.
-	old, _ := ReadDict(path)
-	for id := range old {
-		d.seen[id] = true
+	// Only the ids are read, never the frames: a process reopening its
+	// dictionary must not pay for what is in it. Unreadable lines are
+	// reported by ReadDict to whoever reads the file; here they only mean
+	// those stacks are not seen.
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
-	// An unfinished last line (a writer died mid-way) must not swallow the
-	// next line: end it.
-	if fi, err := f.Stat(); err == nil && fi.Size() > 0 && !endsInNewline(path, fi.Size()) {
-		if _, err := f.Write([]byte("\n")); err != nil {
-			f.Close()
-			return nil, err
+	if fi.Size() > 0 {
+		br := bufio.NewReaderSize(io.NewSectionReader(f, 0, min(fi.Size(), MaxDictSize)), 64<<10)
+		var buf []byte
+		for {
+			line, _, err := nextLine(br, MaxDictLine, &buf)
+			if id, ok := lineID(line); ok {
+				d.seen[id] = true
+			}
+			if err != nil {
+				break
+			}
+		}
+		// An unfinished last line (a writer died mid-way) must not swallow
+		// the next line: end it.
+		var b [1]byte
+		if _, err := f.ReadAt(b[:], fi.Size()-1); err == nil && b[0] != '\n' {
+			if _, err := f.Write([]byte("\n")); err != nil {
+				f.Close()
+				return nil, err
+			}
 		}
 	}
 	return d, nil
@@ -99,17 +122,26 @@ func (d *Dict) Close() error {
 	return err
 }
 
-// MaxDictSize bounds what a reader reads of a dictionary file: far beyond
-// what a process writes (a 32-frame stack is a few KiB a line), so that a
-// damaged or planted file cannot exhaust a reader's memory.
-const MaxDictSize = 64 << 20
+// Limits of a dictionary reader, so that a damaged or planted file cannot
+// exhaust a reader's memory or time. Each is far beyond what a process
+// writes: a line is one stack of at most a few dozen frames, a few KiB.
+const (
+	// MaxDictSize bounds what a reader reads of a dictionary file.
+	MaxDictSize = 64 << 20
+	// MaxDictLine bounds a line (one stack); a longer line is skipped
+	// without being held in memory, and reported.
+	MaxDictLine = 256 << 10
+	// MaxDictStacks bounds the stacks a DictIndex indexes.
+	MaxDictStacks = 1 << 16
+)
 
 // ErrDictLine reports a line of a dictionary file that could not be read.
 var ErrDictLine = errors.New("stackdump: unreadable dictionary line")
 
 // ReadDict reads a dictionary file. Lines it cannot read (an unfinished last
-// line of a process that died while writing it) are skipped and reported,
-// joined, in the error, next to everything that could be read.
+// line of a process that died while writing it, a line longer than
+// MaxDictLine) are skipped and reported, joined, in the error, next to
+// everything that could be read.
 func ReadDict(path string) (map[uint64][]Frame, error) {
 	// O_NONBLOCK: a FIFO planted in place of the file must not hang the
 	// reader; only regular files are read.
@@ -126,23 +158,24 @@ func ReadDict(path string) (map[uint64][]Frame, error) {
 	return DecodeDict(f)
 }
 
-// DecodeDict reads a dictionary from r, as ReadDict does from a file.
+// DecodeDict reads a dictionary from r, as ReadDict does from a file: at
+// most MaxDictSize bytes of it, lines of at most MaxDictLine bytes.
 func DecodeDict(r io.Reader) (map[uint64][]Frame, error) {
 	out := make(map[uint64][]Frame)
 	var errs []error
-	br := bufio.NewReader(io.LimitReader(r, MaxDictSize))
+	br := bufio.NewReaderSize(io.LimitReader(r, MaxDictSize), 64<<10)
+	var buf []byte
 	for n := 1; ; n++ {
-		line, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(line)) > 0 {
-			var dl dictLine
-			id, perr := uint64(0), json.Unmarshal(line, &dl)
-			if perr == nil {
-				id, perr = strconv.ParseUint(dl.ID, 16, 64)
-			}
+		line, size, err := nextLine(br, MaxDictLine, &buf)
+		switch {
+		case line == nil && size > 0:
+			errs = append(errs, fmt.Errorf("%w %d: %d bytes, more than the %d a stack takes", ErrDictLine, n, size, MaxDictLine))
+		case len(bytes.TrimSpace(line)) > 0:
+			id, frames, perr := decodeLine(line)
 			if perr != nil {
 				errs = append(errs, fmt.Errorf("%w %d: %q", ErrDictLine, n, shorten(line)))
 			} else {
-				out[id] = dl.Frames
+				out[id] = frames
 			}
 		}
 		if err == io.EOF {
@@ -154,15 +187,145 @@ func DecodeDict(r io.Reader) (map[uint64][]Frame, error) {
 	}
 }
 
-func endsInNewline(path string, size int64) bool {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return true // nothing to repair that can be seen
+func decodeLine(line []byte) (uint64, []Frame, error) {
+	var dl dictLine
+	if err := json.Unmarshal(line, &dl); err != nil {
+		return 0, nil, err
 	}
-	defer f.Close()
-	var b [1]byte
-	_, err = f.ReadAt(b[:], size-1)
-	return err != nil || b[0] == '\n'
+	id, err := strconv.ParseUint(dl.ID, 16, 64)
+	return id, dl.Frames, err
+}
+
+// nextLine returns the next line of br with its newline, or nil if it is
+// longer than max bytes, and the line's length in bytes either way. A line too long is consumed without being
+// held in memory. The line is valid until the next call; buf is scratch
+// space the caller keeps between calls.
+func nextLine(br *bufio.Reader, max int, buf *[]byte) (line []byte, n int64, err error) {
+	chunk, err := br.ReadSlice('\n')
+	if err != bufio.ErrBufferFull {
+		return chunk, int64(len(chunk)), err
+	}
+	b := append((*buf)[:0], chunk...)
+	n = int64(len(chunk))
+	for err == bufio.ErrBufferFull {
+		chunk, err = br.ReadSlice('\n')
+		n += int64(len(chunk))
+		if b != nil && len(b)+len(chunk) <= max {
+			b = append(b, chunk...)
+		} else {
+			if b != nil && cap(b) <= max {
+				*buf = b
+			}
+			b = nil
+		}
+	}
+	if b != nil {
+		*buf = b
+	}
+	return b, n, err
+}
+
+// lineID reads the id of a dictionary line as Dict.Add writes it,
+// {"id":"<hex>",..., from its first bytes only.
+func lineID(line []byte) (uint64, bool) {
+	const prefix = `{"id":"`
+	if !bytes.HasPrefix(line, []byte(prefix)) {
+		return 0, false
+	}
+	rest := line[len(prefix):]
+	end := bytes.IndexByte(rest[:min(len(rest), 17)], '"')
+	if end <= 0 {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(string(rest[:end]), 16, 64)
+	return id, err == nil
+}
+
+// A DictIndex looks stacks up in a dictionary file without holding the
+// file in memory: IndexDict reads it once and keeps each stack's place, and
+// Lookup reads and decodes only the stacks asked for (once each). It is
+// for readers of a run, who need a few stacks of a dictionary that may be
+// large or hostile.
+//
+// A DictIndex is not safe for concurrent use.
+type DictIndex struct {
+	r     io.ReaderAt
+	lines map[uint64]dictRef
+	cache map[uint64][]Frame
+
+	// Scanned is how many bytes IndexDict read; Decoded how many bytes of
+	// lines Lookup read since.
+	Scanned, Decoded int64
+	// Skipped counts lines that were not indexed: longer than MaxDictLine,
+	// without a readable id, past MaxDictStacks or past the byte limit.
+	Skipped int
+}
+
+type dictRef struct {
+	off int64
+	n   int32
+}
+
+// IndexDict indexes the dictionary in r, reading at most limit bytes of it
+// (and never more than MaxDictSize).
+func IndexDict(r io.ReaderAt, limit int64) *DictIndex {
+	limit = max(min(limit, MaxDictSize), 0)
+	x := &DictIndex{r: r, lines: make(map[uint64]dictRef), cache: make(map[uint64][]Frame)}
+	br := bufio.NewReaderSize(io.NewSectionReader(r, 0, limit), 64<<10)
+	var buf []byte
+	for {
+		// Lines up to the buffer's size are read in place; a longer one
+		// (rare: a deep stack) is gathered up to MaxDictLine.
+		line, n, err := nextLine(br, MaxDictLine, &buf)
+		if n > 0 {
+			id, ok := lineID(line)
+			switch {
+			case !ok || n > MaxDictLine || len(x.lines) >= MaxDictStacks || (err != nil && line[len(line)-1] != '\n'):
+				if len(bytes.TrimSpace(line)) > 0 || line == nil {
+					x.Skipped++
+				}
+			default:
+				x.lines[id] = dictRef{off: x.Scanned, n: int32(n)}
+			}
+		}
+		x.Scanned += n
+		if err != nil {
+			return x
+		}
+	}
+}
+
+// Len returns how many stacks the index holds.
+func (x *DictIndex) Len() int { return len(x.lines) }
+
+// Size returns how many bytes Lookup would read for id (0 if it is not
+// indexed or already decoded), for a caller that budgets its reads.
+func (x *DictIndex) Size(id uint64) int64 {
+	if _, ok := x.cache[id]; ok {
+		return 0
+	}
+	return int64(x.lines[id].n)
+}
+
+// Lookup returns the frames recorded under id.
+func (x *DictIndex) Lookup(id uint64) ([]Frame, bool) {
+	if fr, ok := x.cache[id]; ok {
+		return fr, fr != nil
+	}
+	ref, ok := x.lines[id]
+	if !ok {
+		return nil, false
+	}
+	b := make([]byte, ref.n)
+	x.Decoded += int64(ref.n)
+	var frames []Frame
+	if _, err := x.r.ReadAt(b, ref.off); err == nil {
+		if got, fr, err := decodeLine(b); err == nil && got == id {
+			frames = fr
+		}
+	}
+	x.cache[id] = frames
+	return frames, frames != nil
 }
 
 func shorten(b []byte) string {

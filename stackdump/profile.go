@@ -1,7 +1,11 @@
 package stackdump
 
 import (
+	"bytes"
+	"compress/gzip"
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -28,9 +32,39 @@ type Sample struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
+// MaxProfileSize bounds a goroutine profile's protobuf, after
+// decompression. A goroutine profile has one sample per distinct stack and
+// label set: 10,000 goroutines in 100 distinct stacks take some 40 KiB, and
+// a program would need hundreds of thousands of distinct stacks to come
+// near the limit. It keeps a gzip bomb (9 MiB that inflate to 9 GiB) from
+// exhausting the reader: decompression stops at the limit.
+const MaxProfileSize = 16 << 20
+
+// ErrTooLarge is returned, wrapped, for input past a reader's limit.
+var ErrTooLarge = errors.New("stackdump: input too large")
+
 // ParseProfile reads a goroutine profile in pprof protobuf form (gzipped or
-// not), as CaptureProfile returns it.
+// not), as CaptureProfile returns it, of at most MaxProfileSize bytes
+// (decompressed).
 func ParseProfile(b []byte) (*Profile, error) {
+	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("stackdump: goroutine profile: %w", err)
+		}
+		raw, err := io.ReadAll(io.LimitReader(zr, MaxProfileSize+1))
+		if err != nil {
+			return nil, fmt.Errorf("stackdump: goroutine profile: decompressing: %w", err)
+		}
+		if len(raw) > MaxProfileSize {
+			return nil, fmt.Errorf("%w: the goroutine profile (%d bytes gzipped) inflates past %d MiB, far more than a goroutine profile takes; it is damaged or hostile (a gzip bomb)",
+				ErrTooLarge, len(b), MaxProfileSize>>20)
+		}
+		b = raw
+	}
+	if len(b) > MaxProfileSize {
+		return nil, fmt.Errorf("%w: the goroutine profile is %d bytes, more than the %d MiB a goroutine profile takes", ErrTooLarge, len(b), MaxProfileSize>>20)
+	}
 	pp, err := profile.ParseData(b)
 	if err != nil {
 		return nil, fmt.Errorf("stackdump: goroutine profile: %w", err)

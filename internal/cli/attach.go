@@ -15,6 +15,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/dropinsrc"
 	"github.com/lockwatch/lockwatch/internal/report/lockregsrc"
 	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 )
@@ -107,11 +108,17 @@ func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) 
 	return r, nil
 }
 
-// sources are what a report on the run in dir reads: its lockreg arena,
-// this machine's processes and, withProbes, their probes' live stacks.
+// sources are what a report on the run in dir reads: its lockreg arena
+// (within the limits the flags set), this machine's processes and,
+// withProbes, their probes' drop-in mutexes and live stacks.
 func (a *app) sources(dir string, withProbes bool) report.Sources {
-	src := report.Sources{Locks: []lockstate.Source{lockregsrc.New(dir)}, Host: liveness.System{}}
+	src := report.Sources{Locks: []lockstate.Source{lockregsrc.Source{Dir: dir, ReadSnapshot: a.read}}, Host: liveness.System{}}
 	if withProbes {
+		timeout := a.opts.ProbeTimeout
+		if timeout <= 0 {
+			timeout = time.Second
+		}
+		src.Locks = append(src.Locks, dropinsrc.New(dir, timeout))
 		src.Stacks = probes{dir}
 	}
 	return src

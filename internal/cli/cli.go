@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/lockreg"
 )
 
 // Exit codes.
@@ -57,6 +58,12 @@ type app struct {
 	stdout, stderr io.Writer
 	output         string // table or json
 	opts           report.Options
+	events         int // --events: how many of the event ring's last events are read
+}
+
+// read reads a run's snapshot within the limits the flags set.
+func (a *app) read(dir string) (*lockreg.Snapshot, error) {
+	return lockreg.ReadSnapshotWith(dir, lockreg.ReadOptions{Events: a.events, MoreEvents: "use --events N for more"})
 }
 
 // Main runs lockwatch with args (without the program name) and returns the
@@ -104,19 +111,24 @@ environment error, 3 a deadlock was found.`,
 			if a.output != "table" && a.output != "json" {
 				return usagef("-o %q: want table or json", a.output)
 			}
+			if a.events <= 0 {
+				return usagef("--events %d: want a positive number of events", a.events)
+			}
 			return nil
 		},
 	}
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.PersistentFlags().DurationVar(&a.opts.StuckAfter, "stuck-after", 10*time.Second,
 		"report a live holder as stuck after holding a lock this long while another goroutine waits as long")
+	root.PersistentFlags().IntVar(&a.events, "events", lockreg.DefaultReadEvents,
+		"how many of the run's most recent lock events to read (a run made with a larger event ring holds more; the report says when it has more)")
 	root.PersistentFlags().DurationVar(&a.opts.ProbeTimeout, "probe-timeout", time.Second,
 		"how long a probe is given to answer before the report goes on without it")
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
 	})
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usagef("%v; see 'lockwatch --help'", err) })
-	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd())
+	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.holdersCmd())
 	return root
 }
 
@@ -141,6 +153,5 @@ func completeRuns(_ *cobra.Command, args []string, _ string) ([]string, cobra.Sh
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	dirs, _ := runDirs()
-	return dirs, cobra.ShellCompDirectiveDefault
+	return runDirs(), cobra.ShellCompDirectiveDefault
 }

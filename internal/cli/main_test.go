@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	if hostileRoot != "" {
+		os.RemoveAll(hostileRoot)
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -97,6 +100,10 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
+	case "measure":
+		return measureRole()
+	case "dropin", "hold-x", "chain", "self", "rwtrap", "cycle", "stuck-holder", "many":
+		return dropinRoles(role, dir)
 	}
 	fmt.Println("unknown role", role)
 	return 2

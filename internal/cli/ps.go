@@ -52,13 +52,12 @@ func (a *app) psCmd() *cobra.Command {
 		Short: "List this user's runs and their probed processes, with state",
 		Long: `ps lists the run directories under the default root (newest first) with each
 run's state (running, deadlock, ended) and its processes. Runs whose processes
-have all ended are left out unless --all.`,
+have all ended are left out unless --all. When another user took the default
+root (/dev/shm/lockwatch-UID), runs live in a private fallback beside it
+(lockwatch-UID-*, owned by you, mode 0700): ps lists those too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dirs, err := runDirs()
-			if err != nil {
-				return usagef("%v", err)
-			}
+			dirs := runDirs()
 			out := psOutput{Runs: []psRun{}, Probed: []psProbed{}}
 			known := make(map[string]bool)
 			for _, d := range dirs {
@@ -117,21 +116,31 @@ have all ended are left out unless --all.`,
 	return c
 }
 
+// psChecks bounds the liveness checks of ps's first look at one run.
+const psChecks = 4096
+
 // mayBeRunning is ps's cheap first look at a run: whether any process of its
 // process table is not proven dead. The full diagnosis, with its confirming
 // snapshots and probe requests, is for those runs only; a directory holding
-// no run, or one whose processes are all gone, is skipped without it.
+// no run, or one whose processes are all gone, is skipped without it. The
+// table is streamed, and a run with more than psChecks processes, all dead
+// so far, is given the (bounded) diagnosis rather than checked to the end.
 func mayBeRunning(dir string) bool {
-	procs, err := lockreg.ReadProcesses(dir)
+	found, n := false, 0
+	err := lockreg.ScanProcesses(dir, func(p lockreg.Process) bool {
+		if n++; n > psChecks {
+			found = true
+			return false
+		}
+		if st, _ := (liveness.System{}).Check(p.Identity()); !st.Dead() {
+			found = true
+		}
+		return !found
+	})
 	if err != nil {
 		return !errors.Is(err, lockreg.ErrNotRun) // other errors are worth showing
 	}
-	for _, p := range procs {
-		if st, _ := (liveness.System{}).Check(p.Identity()); !st.Dead() {
-			return true
-		}
-	}
-	return false
+	return found
 }
 
 func (a *app) psTable(out psOutput) error {

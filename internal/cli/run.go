@@ -69,9 +69,12 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	dir, err := lockreg.NewRunDir(root)
+	if root.Fallback != "" {
+		fmt.Fprintf(a.stderr, "lockwatch: %s\n", oneLine(root.Fallback))
+	}
+	dir, err := lockreg.NewRunDir(root.Dir)
 	if err != nil {
-		return usagef("cannot make a run directory under %s: %v", root, err)
+		return usagef("cannot make a run directory under %s: %v", root.Dir, err)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), probe.EnvDir+"="+dir)

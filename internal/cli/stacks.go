@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"time"
@@ -67,9 +68,9 @@ profile (protobuf, gzipped or not); the format is detected.`,
 
 func (a *app) loadStacks(cmd *cobra.Command, arg string, text bool) (*stacksOutput, error) {
 	if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
-		b, err := os.ReadFile(arg)
+		b, err := readStacksFile(arg)
 		if err != nil {
-			return nil, usagef("%v", err)
+			return nil, err
 		}
 		return stacksOf(arg, b)
 	}
@@ -121,6 +122,28 @@ func stacksOf(source string, b []byte) (*stacksOutput, error) {
 		out.Total += g.Count
 	}
 	return out, nil
+}
+
+// maxStacksFile bounds the file stacks reads: a traceback takes some 700
+// bytes a goroutine (64 MiB: some 90,000 goroutines), a goroutine profile
+// far less.
+const maxStacksFile = 64 << 20
+
+// readStacksFile reads a dump file of at most maxStacksFile bytes.
+func readStacksFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStacksFile+1))
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	if len(b) > maxStacksFile {
+		return nil, usagef("%s is larger than the %d MiB lockwatch stacks reads; give it the part you need (for a traceback, the goroutines of interest)", path, maxStacksFile>>20)
+	}
+	return b, nil
 }
 
 func isProfile(b []byte) bool {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
@@ -25,14 +26,10 @@ type target struct {
 	id  proc.Identity // zero for a run directory
 }
 
-// runDirs lists this user's run directories, newest first.
-func runDirs() ([]string, error) {
-	root, err := lockreg.DefaultRoot()
-	if err != nil {
-		return nil, err
-	}
-	return lockreg.RunDirs(root)
-}
+// runDirs lists this user's run directories, newest first: under the
+// default root and under the private fallbacks chosen when the default was
+// taken by another user (lockreg.Roots).
+func runDirs() []string { return lockreg.AllRunDirs() }
 
 // resolve finds the run that arg names: a run directory, or a pid whose
 // environment names its run (LOCKWATCH_DIR), or whose process file a run
@@ -76,16 +73,18 @@ func resolve(arg string) (target, error) {
 		}
 		return target{dir: dir, id: id}, nil
 	}
-	dirs, _ := runDirs()
-	for _, d := range dirs {
+	for _, d := range runDirs() {
 		info, _, _ := lockreg.ProcessFiles(d, id)
 		if _, err := os.Stat(info); err == nil {
 			return target{dir: d, id: id}, nil
 		}
 	}
-	root, _ := lockreg.DefaultRoot()
+	where := "your lockwatch roots"
+	if roots := lockreg.Roots(); len(roots) > 0 {
+		where = strings.Join(roots, ", ")
+	}
 	return target{}, usagef("pid %d (%s) is not running a probe (no %s in its environment, and no run under %s lists it); start it with 'lockwatch run' or import github.com/lockwatch/lockwatch/probe",
-		pid, st.Comm, probe.EnvDir, root)
+		pid, st.Comm, probe.EnvDir, where)
 }
 
 func resolveDir(dir string) (target, error) {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,6 +161,7 @@ func (g *graph) process(id procid.ID) (*lockstate.Process, bool) {
 // first.
 func (g *graph) findings() []Finding {
 	out, dead := g.deadHolders()
+	g.behind(out, dead)
 	out = append(out, g.cycles(dead)...)
 	out = append(out, g.stuckHolders()...)
 	out = append(out, g.staleWaiters()...)
@@ -223,6 +225,81 @@ func (g *graph) deadHolder(l *lock, h *lockstate.Holder) Finding {
 		f.Next = fmt.Sprintf("no holder record names the dead holder of %q (recording off, or it died between taking the lock and recording it): the processes table lists the processes that died; %s", l.Name, recovery)
 	}
 	return f
+}
+
+// maxBehind bounds a dead-holder's Behind list.
+const maxBehind = 1000
+
+// behind fills in each dead-holder finding the goroutines stuck behind
+// its waiters, through locks of every kind (breadth first, in the wait-for
+// graph's edge order, so the same state always reads the same way).
+func (g *graph) behind(fs []Finding, dead map[node]bool) {
+	adj := g.edges(dead)
+	into := map[node][]edge{} // edges by the goroutine waited for
+	var froms []node
+	for n := range adj {
+		froms = append(froms, n)
+	}
+	slices.SortFunc(froms, compareNodes)
+	for _, n := range froms {
+		for _, e := range adj[n] {
+			into[e.to] = append(into[e.to], e)
+		}
+	}
+	for i := range fs {
+		f := &fs[i]
+		if f.Kind != DeadHolder {
+			continue
+		}
+		seen := map[node]bool{}
+		queue := []node{}
+		for _, w := range f.Waiters {
+			n := node{ID: procid.ID{Host: w.Host, PID: w.PID, Start: w.Start}, Goroutine: w.Goroutine}
+			seen[n] = true
+			queue = append(queue, n)
+		}
+		for len(queue) > 0 && len(f.Behind) < maxBehind {
+			n := queue[0]
+			queue = queue[1:]
+			for _, e := range into[n] {
+				if seen[e.from] || len(f.Behind) >= maxBehind {
+					continue
+				}
+				seen[e.from] = true
+				queue = append(queue, e.from)
+				f.Behind = append(f.Behind, Step{Party: g.waiter(e.l, e.w), WaitsFor: e.l.Name})
+			}
+		}
+		if n := len(f.Behind); n > 0 {
+			f.Summary += fmt.Sprintf(", and %d more behind %s", n, pronoun(len(f.Waiters)))
+			var locks []string
+			for _, st := range f.Behind {
+				if !slices.Contains(locks, st.WaitsFor) {
+					locks = append(locks, st.WaitsFor)
+				}
+			}
+			f.Summary += fmt.Sprintf(" (waiting for %s)", quoteList(locks))
+		}
+	}
+}
+
+func pronoun(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
+}
+
+// quoteList is `"a"`, `"a" and "b"`, `"a", "b" and "c"`.
+func quoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }
 
 // stuckHolders finds the locks held by a live goroutine that waits for no

@@ -24,7 +24,27 @@ func build(ctx context.Context, g *graph, fs []Finding, src Sources, opts Option
 	r.Events = g.eventRows(r.Findings, opts.Events)
 	r.locate()
 	stacks(ctx, g, r, src.Stacks, opts)
+	r.Notes = append(r.Notes, g.resolverNotes()...)
 	return r
+}
+
+// resolverNotes are what the resolvers say they could not resolve (a
+// stack dictionary past its reader's limits), once the stacks are read. A
+// resolver says so with a Notes() []string method.
+func (g *graph) resolverNotes() []string {
+	var out []string
+	seen := make(map[string]bool) // locks share their backend's resolver
+	for _, l := range g.locks {
+		if n, ok := l.res.(interface{ Notes() []string }); ok {
+			for _, note := range n.Notes() {
+				if !seen[note] {
+					seen[note] = true
+					out = append(out, note)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func (g *graph) lockRows() []LockRow {
@@ -89,6 +109,9 @@ func (g *graph) eventRows(fs []Finding, n int) []EventRow {
 		for _, st := range f.Cycle {
 			involved[st.WaitsFor] = true
 		}
+		for _, st := range f.Behind {
+			involved[st.WaitsFor] = true
+		}
 	}
 	out := []EventRow{}
 	perLock := make(map[lockstate.Key]int)
@@ -128,6 +151,9 @@ func (r *Report) locate() {
 		}
 		for j := range f.Cycle {
 			at(&f.Cycle[j].Party)
+		}
+		for j := range f.Behind {
+			at(&f.Behind[j].Party)
 		}
 	}
 	for i := range r.Locks {

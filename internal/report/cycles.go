@@ -204,6 +204,9 @@ func (g *graph) cycleFinding(loop []edge, others int) Finding {
 	holder := steps[1%len(steps)].Party
 	f := Finding{Kind: Cycle, Lock: steps[0].WaitsFor, LockKind: loop[0].l.Kind, Holder: &holder,
 		Waiters: []Party{steps[0].Party}, Cycle: steps, Others: others}
+	if self, ok := selfDeadlock(loop); ok {
+		return g.selfFinding(f, loop, self)
+	}
 	var b strings.Builder
 	for _, st := range steps {
 		fmt.Fprintf(&b, "%s g%d waits for %q -> ", pidOf(&st.Party), st.Goroutine, st.WaitsFor)
@@ -214,6 +217,51 @@ func (g *graph) cycleFinding(loop []edge, others int) Finding {
 		f.Summary += fmt.Sprintf(" (and %d more goroutines are caught in the same knot)", others)
 	}
 	f.Next = "take these locks in one global order everywhere (their acquire sites are in the stacks below); kill one process of the loop to free the others"
+	return f
+}
+
+// selfDeadlock tells the loops in which one goroutine waits for a lock it
+// holds itself: a loop of one edge (it locks a Mutex it holds), or the
+// RWMutex trap, two edges on one lock: a goroutine that read-holds it asks
+// to read it again while a writer waits, so it waits for the writer, which
+// waits for it. It returns the index of that goroutine's edge.
+func selfDeadlock(loop []edge) (int, bool) {
+	if len(loop) == 1 {
+		return 0, true
+	}
+	if len(loop) != 2 || loop[0].l != loop[1].l {
+		return 0, false
+	}
+	for i, e := range loop {
+		if !e.w.Read {
+			continue
+		}
+		for _, h := range e.l.Holders {
+			if h.Read && h.Party == e.from {
+				return i, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// selfFinding turns the cycle finding f of loop into a self-deadlock: the
+// goroutine of edge i waits for a lock it holds.
+func (g *graph) selfFinding(f Finding, loop []edge, i int) Finding {
+	e := loop[i]
+	p := g.waiter(e.l, e.w)
+	f.Kind, f.Lock, f.LockKind = SelfDeadlock, e.l.Name, e.l.Kind
+	f.Holder, f.Waiters = &p, []Party{p}
+	who := fmt.Sprintf("%s g%d", pidOf(&p), p.Goroutine)
+	if len(loop) == 1 {
+		f.Summary = fmt.Sprintf("%s waits for %q, which it holds itself", who, e.l.Name)
+		f.Next = "a Go mutex is not reentrant: release it before calling what locks it again, or have the callee assume it held (where it took it is in the locks table, where it asks again in the stacks below)"
+		return f
+	}
+	w := loop[1-i].from
+	f.Summary = fmt.Sprintf("%s asks to read %q again while it read-holds it and g%d waits to write it: "+
+		"a waiting writer blocks new readers, and the writer waits for this reader", who, e.l.Name, w.Goroutine)
+	f.Next = "never read-lock an RWMutex recursively: take the read lock once, at the top, and pass its protection down (where it first read-locked it is in the locks table, where it asks again in the stacks below)"
 	return f
 }
 

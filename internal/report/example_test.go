@@ -46,6 +46,6 @@ func Example() {
 		fmt.Println(f.Summary)
 	}
 	// Output:
-	// cycle rwmutex cache
-	// 2 goroutines wait for each other: pid 10 g7 waits for "cache" -> pid 10 g8 waits for "cache" -> pid 10 g7
+	// self-deadlock rwmutex cache
+	// pid 10 g7 asks to read "cache" again while it read-holds it and g8 waits to write it: a waiting writer blocks new readers, and the writer waits for this reader
 }

@@ -71,7 +71,7 @@ func TestFindingsFake(t *testing.T) {
 			name: "a reader reads again behind a queued writer (recursive RLock)",
 			locks: []fakeLock{{name: "rw", holders: []lockstate.Holder{rd(g(pA, 1), long)},
 				waiters: []lockstate.Waiter{wantW(g(pB, 2), long), wantR(g(pA, 1), t0)}}},
-			want: []finding{{kind: Cycle, lock: "rw", holder: "200/g2", state: "alive", waiter: []string{"100/g1"},
+			want: []finding{{kind: SelfDeadlock, lock: "rw", holder: "100/g1", state: "alive", waiter: []string{"100/g1"},
 				cycle: []string{"100/g1>rw", "200/g2>rw"}}},
 		},
 		{
@@ -91,7 +91,7 @@ func TestFindingsFake(t *testing.T) {
 		{
 			name:  "a goroutine waits for a lock it holds itself",
 			locks: []fakeLock{{name: "m", holders: []lockstate.Holder{wr(g(pA, 1), t0)}, waiters: []lockstate.Waiter{wantW(g(pA, 1), t0)}}},
-			want: []finding{{kind: Cycle, lock: "m", holder: "100/g1", state: "alive", waiter: []string{"100/g1"},
+			want: []finding{{kind: SelfDeadlock, lock: "m", holder: "100/g1", state: "alive", waiter: []string{"100/g1"},
 				cycle: []string{"100/g1>m"}}},
 		},
 		{

@@ -40,10 +40,11 @@ type Kind string
 
 // The kinds of finding, most severe first.
 const (
-	DeadHolder  Kind = "dead-holder"
-	Cycle       Kind = "cycle"
-	StuckHolder Kind = "stuck-holder"
-	StaleWaiter Kind = "stale-waiter"
+	DeadHolder   Kind = "dead-holder"
+	Cycle        Kind = "cycle"
+	SelfDeadlock Kind = "self-deadlock"
+	StuckHolder  Kind = "stuck-holder"
+	StaleWaiter  Kind = "stale-waiter"
 )
 
 // kinds is every kind, most severe first, with whether it means the run
@@ -54,6 +55,7 @@ var kinds = [...]struct {
 }{
 	{DeadHolder, true},
 	{Cycle, true},
+	{SelfDeadlock, true},
 	{StuckHolder, true},
 	{StaleWaiter, false},
 }
@@ -91,6 +93,11 @@ type Finding struct {
 	// OwnerDied: the lock word carries FUTEX_OWNER_DIED (the kernel saw the
 	// holder die).
 	OwnerDied bool `json:"owner_died,omitempty"`
+	// Behind lists, for a dead-holder, the goroutines stuck behind its
+	// waiters: each waits for a lock (of any kind) held by a waiter of the
+	// dead holder's lock, or by a goroutine already listed, so the chain
+	// runs from the dead process to the last goroutine stuck behind it.
+	Behind []Step `json:"behind,omitempty"`
 	// Others counts, for a cycle, the goroutines caught in the same knot of
 	// waits besides the loop's own (several edges per goroutine: readers,
 	// queued writers).

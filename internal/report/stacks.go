@@ -92,6 +92,9 @@ func plan(g *graph, r *Report) (map[procid.ID]*want, []procid.ID) {
 		for _, st := range f.Cycle {
 			parties = append(parties, st.Party)
 		}
+		for _, st := range f.Behind {
+			parties = append(parties, st.Party)
+		}
 		for _, p := range parties {
 			if !p.Alive && f.Kind != StaleWaiter {
 				continue

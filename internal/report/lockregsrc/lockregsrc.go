@@ -103,6 +103,10 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 	if s.Torn > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("%d records were left out: they stayed mid-write (a process died writing them)", s.Torn))
 	}
+	// What the bounded read left out (lockreg.ReadOptions); what the
+	// dictionaries leave out is known once the stacks are resolved
+	// (dictionaries.Notes).
+	out.Notes = append(out.Notes, s.Notes()...)
 	return out
 }
 
@@ -149,3 +153,7 @@ type dictionaries struct{ s *lockreg.Snapshot }
 func (d dictionaries) Stack(p procid.ID, id uint64) ([]stackdump.Frame, bool) {
 	return d.s.Stack(p, id)
 }
+
+// Notes says what the dictionaries could not give, once the report has
+// resolved its stacks.
+func (d dictionaries) Notes() []string { return d.s.StackNotes() }

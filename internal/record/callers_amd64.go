@@ -1,4 +1,4 @@
-package lockreg
+package record
 
 // fpCallers is implemented in callers_amd64.s.
 //

@@ -1,6 +1,6 @@
 //go:build !amd64
 
-package lockreg
+package record
 
 func fpCallers(pcs *uintptr, n int) int { panic("unreachable") }
 

@@ -1,0 +1,406 @@
+// Package hostile builds the run directories a reader of runs must survive
+// in bounded time and memory: arenas at the largest capacities lockreg
+// accepts, filled to the brim (every process slot, lock, waiter and event in
+// use), and oversized files beside them (info files, stack dictionaries with
+// one enormous line, a gzip bomb for a goroutine profile).
+//
+// It writes the arena byte by byte from the format in
+// docs/registry-format.md, without lockreg's code, so that what it builds is
+// what any process of the run, or a damaged or hostile one, could leave; it
+// checks its layout against lockreg.Size. It is for tests and benchmarks
+// (the reliability suite, docs/reliability.md).
+//
+//	dir := filepath.Join(t.TempDir(), "run")
+//	err := hostile.Write(dir, hostile.Cases["locks"])
+package hostile
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/lockwatch/lockwatch/lockreg"
+)
+
+// A Spec says what arena to build, and what to put beside it.
+type Spec struct {
+	// Capacities of the arena; Events must be a power of two.
+	Procs, Locks, Waiters, Events uint32
+
+	// Process-table entries in use (state running), locks named, waiter
+	// records (all waiting for lock 0), events recorded (the ring then
+	// holds the last Events of them).
+	UsedProcs, UsedLocks, UsedWaiters int
+	UsedEvents                        uint64
+
+	// OwnerDied: every named lock is held by a dead holder and marked
+	// FUTEX_OWNER_DIED, each by a holder of its own. Otherwise lock 0 (if
+	// any) is held by a dead holder, with waiters.
+	OwnerDied bool
+
+	// InfoFiles is the number of processes (the first UsedProcs) given an
+	// info file of InfoSize bytes.
+	InfoFiles int
+	InfoSize  int64
+
+	// Dicts is the number of dead holders (of the first locks) given a
+	// stack dictionary of DictSize bytes whose first line, DictLine bytes
+	// long, is the stack the lock record names.
+	Dicts              int
+	DictSize, DictLine int64
+}
+
+// Cases are the audit's hostile runs (issue 8): each at a limit lockreg
+// accepts, each of which once took a reader seconds and gigabytes.
+var Cases = map[string]Spec{
+	// A ring of 1<<24 events, full (ordinary Lock/Unlock fills it so).
+	"events": {Procs: 1024, Locks: 4096, Waiters: 4096, Events: 1 << 24, UsedProcs: 8, UsedLocks: 16, UsedEvents: 1 << 24},
+	// 4M waiter records, all waiting for a lock whose holder died.
+	"waiters": {Procs: 1024, Locks: 4096, Waiters: 1 << 22, Events: 1 << 16, UsedProcs: 1, UsedLocks: 1, UsedWaiters: 1 << 22},
+	// 1M process-table entries, all running (so: died without closing).
+	"procs": {Procs: 1 << 20, Locks: 4096, Waiters: 4096, Events: 1 << 16, UsedProcs: 1 << 20, UsedLocks: 1},
+	// 4M locks, every one held by a holder that died: OWNER_DIED.
+	"locks": {Procs: 1024, Locks: 1 << 22, Waiters: 4096, Events: 1 << 16, UsedProcs: 1, UsedLocks: 1 << 22, OwnerDied: true},
+	// Four 200 MiB info files.
+	"info": {Procs: 1024, Locks: 4096, Waiters: 4096, Events: 1 << 16, UsedProcs: 4, UsedLocks: 1, InfoFiles: 4, InfoSize: 200 << 20},
+	// Four dead holders, each with a dictionary under the 64 MiB cap made
+	// of one 60 MiB line: the stack its lock record names.
+	"dicts": {Procs: 1024, Locks: 4096, Waiters: 4096, Events: 1 << 16, UsedProcs: 4, UsedLocks: 4, OwnerDied: true,
+		Dicts: 4, DictSize: 63 << 20, DictLine: 60 << 20},
+}
+
+// Small returns the case name at the size the default tests use: every
+// table and file still several times past the reader's limits (so a reader
+// without them fails the tests' memory bounds), but quick to write.
+func Small(name string) Spec {
+	s := Cases[name]
+	switch name {
+	case "events":
+		s.Events, s.UsedEvents = 1<<18, 1<<18
+	case "waiters":
+		s.Waiters, s.UsedWaiters = 1<<17, 1<<17
+	case "procs":
+		s.Procs, s.UsedProcs = 1<<16, 1<<16
+	case "locks":
+		s.Locks, s.UsedLocks = 1<<17, 1<<17
+	case "info":
+		s.InfoSize = 4 << 20
+	case "dicts":
+		s.DictSize, s.DictLine = 4<<20, 2<<20
+	}
+	return s
+}
+
+// DeadPID is the pid of the i-th process the generator invents: above the
+// kernel's largest pid_max (1<<22), so that no process can have it and
+// every one of them is provably dead, yet within the lock word's 30 bits.
+func DeadPID(i int) uint32 { return 1<<29 + uint32(i) }
+
+// Layout of format version 2 (docs/registry-format.md).
+const (
+	formatVersion = 2
+
+	headerSize = 4096
+	procSize   = 64
+	lockSize   = 128
+	waiterSize = 64
+	eventSize  = 48
+
+	waitersBit   = 0x80000000
+	ownerDiedBit = 0x40000000
+)
+
+func alignPage(n uint64) uint64 { return (n + 4095) &^ 4095 }
+
+type geometry struct{ procsOff, locksOff, waitersOff, eventsOff, total uint64 }
+
+func layout(s Spec) geometry {
+	var g geometry
+	off := uint64(headerSize)
+	g.procsOff, off = off, alignPage(off+uint64(s.Procs)*procSize)
+	g.locksOff, off = off, alignPage(off+uint64(s.Locks)*lockSize)
+	g.waitersOff, off = off, alignPage(off+uint64(s.Waiters)*waiterSize)
+	g.eventsOff, off = off, alignPage(off+uint64(s.Events)*eventSize)
+	g.total = off
+	return g
+}
+
+var ne = binary.NativeEndian
+
+// Write builds the run directory dir (mode 0700, its parent must exist) as
+// s says. The arena's pages are written in order, once; unused records
+// stay holes of the file (zeros).
+func Write(dir string, s Spec) error {
+	g := layout(s)
+	if want := lockreg.Size(int(s.Procs), int(s.Locks), int(s.Waiters), int(s.Events)); want != int64(g.total) {
+		return fmt.Errorf("hostile: layout of %d bytes, lockreg.Size says %d: the format changed", g.total, want)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockreg.ArenaFile), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(int64(g.total)); err != nil {
+		return err
+	}
+	w := &sectionWriter{f: f}
+
+	var h [192]byte
+	copy(h[0:], "LOCKWREG")
+	ne.PutUint32(h[8:], formatVersion)
+	ne.PutUint32(h[12:], headerSize)
+	ne.PutUint64(h[16:], g.total)
+	ne.PutUint32(h[24:], s.Procs)
+	ne.PutUint32(h[28:], procSize)
+	ne.PutUint64(h[32:], g.procsOff)
+	ne.PutUint32(h[40:], s.Locks)
+	ne.PutUint32(h[44:], lockSize)
+	ne.PutUint64(h[48:], g.locksOff)
+	ne.PutUint32(h[56:], s.Waiters)
+	ne.PutUint32(h[60:], waiterSize)
+	ne.PutUint64(h[64:], g.waitersOff)
+	ne.PutUint32(h[72:], s.Events)
+	ne.PutUint32(h[76:], eventSize)
+	ne.PutUint64(h[80:], g.eventsOff)
+	ne.PutUint64(h[88:], 1) // created: any time
+	ne.PutUint32(h[96:], DeadPID(0))
+	ne.PutUint32(h[100:], uint32(os.Getuid()))
+	ne.PutUint32(h[108:], uint32(s.UsedLocks))
+	ne.PutUint64(h[128:], s.UsedEvents)
+	if err := w.at(0, h[:]); err != nil {
+		return err
+	}
+
+	// Processes: pid DeadPID(i), running; claimed once (generation 1), the
+	// record complete (sequence even) and written for that claim (tag).
+	for i := 0; i < s.UsedProcs; i++ {
+		var r [procSize]byte
+		owner := 1<<32 | uint64(DeadPID(i))
+		ne.PutUint32(r[0:], 1)
+		ne.PutUint32(r[4:], DeadPID(i))
+		ne.PutUint64(r[16:], 100+uint64(i))
+		ne.PutUint64(r[24:], 1)
+		ne.PutUint64(r[40:], owner)
+		ne.PutUint64(r[48:], owner)
+		if err := w.at(g.procsOff+uint64(i)*procSize, r[:]); err != nil {
+			return err
+		}
+	}
+	// Locks.
+	for i := 0; i < s.UsedLocks; i++ {
+		var r [lockSize]byte
+		holder := -1
+		switch {
+		case s.OwnerDied:
+			holder = i % max(s.UsedProcs, 1)
+			if i < s.Dicts {
+				holder = i
+			}
+			ne.PutUint32(r[0:], ownerDiedBit)
+		case i == 0 && s.UsedWaiters > 0:
+			holder = 0
+			ne.PutUint32(r[0:], DeadPID(0)|waitersBit)
+		}
+		ne.PutUint32(r[4:], 1)
+		if holder >= 0 {
+			ne.PutUint32(r[20:], uint32(holder)+1)
+			ne.PutUint32(r[24:], DeadPID(holder))
+			ne.PutUint64(r[32:], 100+uint64(holder))
+			ne.PutUint64(r[40:], uint64(i)+1)  // goroutine
+			ne.PutUint64(r[48:], uint64(i)+1)  // stack id
+			ne.PutUint64(r[56:], uint64(i)+10) // since
+		}
+		name := fmt.Sprintf("lock-%d", i)
+		r[64] = byte(len(name))
+		copy(r[65:], name)
+		if err := w.at(g.locksOff+uint64(i)*lockSize, r[:]); err != nil {
+			return err
+		}
+	}
+	// Waiters, all for lock 0, each its own dead process.
+	for i := 0; i < s.UsedWaiters; i++ {
+		var r [waiterSize]byte
+		pid := DeadPID(s.UsedProcs + i)
+		ne.PutUint32(r[4:], pid)
+		ne.PutUint32(r[8:], 1)
+		ne.PutUint64(r[16:], 100+uint64(s.UsedProcs+i))
+		ne.PutUint64(r[24:], uint64(i)+1)
+		ne.PutUint64(r[32:], 0)
+		ne.PutUint64(r[40:], uint64(i)+10)
+		ne.PutUint32(r[48:], pid)
+		if err := w.at(g.waitersOff+uint64(i)*waiterSize, r[:]); err != nil {
+			return err
+		}
+	}
+	// Events: the ring holds tickets [UsedEvents-Events, UsedEvents), in
+	// slot order.
+	if s.UsedEvents > 0 {
+		n := uint64(s.Events)
+		first := s.UsedEvents - min(s.UsedEvents, n)
+		for slot := uint64(0); slot < min(n, s.UsedEvents); slot++ {
+			// The ticket of this slot within the ring's last lap.
+			t := first + (slot+n-first%n)%n
+			var r [eventSize]byte
+			proc := t % uint64(max(s.UsedProcs, 1))
+			ne.PutUint64(r[0:], 2*t+2)
+			ne.PutUint32(r[8:], uint32(1+t%2)<<24|(uint32(t%uint64(max(s.UsedLocks, 1)))+1)) // acquire, release; lock+1
+			ne.PutUint32(r[12:], DeadPID(int(proc)))
+			ne.PutUint64(r[16:], 100+proc)
+			ne.PutUint64(r[24:], t/2+1)
+			ne.PutUint64(r[32:], t+10)
+			if err := w.at(g.eventsOff+slot*eventSize, r[:]); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+
+	for i := 0; i < s.InfoFiles; i++ {
+		if err := writeInfo(dir, i, s.InfoSize); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < s.Dicts; i++ {
+		if err := writeDict(dir, i, s.DictSize, s.DictLine); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sectionWriter writes records at increasing offsets through one buffer.
+type sectionWriter struct {
+	f   *os.File
+	buf []byte
+	off uint64 // file offset of buf[0]
+}
+
+func (w *sectionWriter) at(off uint64, b []byte) error {
+	if len(w.buf) > 0 && off != w.off+uint64(len(w.buf)) || len(w.buf) >= 4<<20 {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if len(w.buf) == 0 {
+		w.off = off
+	}
+	w.buf = append(w.buf, b...)
+	return nil
+}
+
+func (w *sectionWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.f.WriteAt(w.buf, int64(w.off))
+	w.buf = w.buf[:0]
+	return err
+}
+
+// fileName is a process's file name in the run directory.
+func fileName(i int, ext string) string {
+	return fmt.Sprintf("p-%d-%d.%s", DeadPID(i), 100+i, ext)
+}
+
+// writeInfo writes process i's info file: valid JSON of size bytes, most of
+// it one argument.
+func writeInfo(dir string, i int, size int64) error {
+	f, err := os.OpenFile(filepath.Join(dir, fileName(i, "json")), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	head := fmt.Sprintf(`{"pid":%d,"start":%d,"exe":"/hostile","role":"hostile","robust":true,"go":"go1","args":["`, DeadPID(i), 100+i)
+	tail := `"]}` + "\n"
+	bw := bufio.NewWriterSize(f, 1<<20)
+	bw.WriteString(head)
+	if _, err := io.CopyN(bw, repeat('a'), max(size-int64(len(head)+len(tail)), 0)); err != nil {
+		f.Close()
+		return err
+	}
+	bw.WriteString(tail)
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// writeDict writes process i's stack dictionary, size bytes: first the
+// stack its lock names (id i+1), line bytes long (one frame with a huge
+// function name), then ordinary lines.
+func writeDict(dir string, i int, size, line int64) error {
+	f, err := os.OpenFile(filepath.Join(dir, fileName(i, "stacks")), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	head := fmt.Sprintf(`{"id":"%x","frames":[{"func":"`, i+1)
+	tail := `","file":"/hostile.go","line":1}]}` + "\n"
+	bw.WriteString(head)
+	if _, err := io.CopyN(bw, repeat('f'), max(line-int64(len(head)+len(tail)), 0)); err != nil {
+		f.Close()
+		return err
+	}
+	bw.WriteString(tail)
+	written := line
+	// Then ordinary lines, as Dict.Add writes them.
+	var b []byte
+	for id := 1 << 20; written < size; id++ {
+		b = fmt.Appendf(b[:0], `{"id":"%x","frames":[{"func":"main.f","file":"/f.go","line":%d}]}`+"\n", id, id)
+		if written+int64(len(b)) > size {
+			break
+		}
+		bw.Write(b)
+		written += int64(len(b))
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// repeat is an endless reader of one byte.
+type repeat byte
+
+func (r repeat) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte(r)
+	}
+	return len(b), nil
+}
+
+// GzipBomb returns a gzip stream of about size/1000 bytes that inflates to
+// size bytes of zeros (rounded up to 1 MiB): one compressed member of 1
+// MiB of zeros, repeated (gzip readers read concatenated members as one
+// stream). It starts like a gzipped goroutine profile.
+func GzipBomb(size int64) []byte {
+	const member = 1 << 20
+	var one bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&one, gzip.BestCompression)
+	io.CopyN(zw, repeat(0), member)
+	zw.Close()
+	n := int((size + member - 1) / member)
+	return bytes.Repeat(one.Bytes(), n)
+}
+
+// Names returns the names of Cases, sorted.
+func Names() []string {
+	out := make([]string, 0, len(Cases))
+	for k := range Cases {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

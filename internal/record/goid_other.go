@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package record
+
+const haveGetg = false
+
+func gword(off uintptr) int64 { panic("unreachable") }

@@ -1,0 +1,90 @@
+package record
+
+import (
+	"runtime"
+	_ "unsafe" // for go:linkname
+)
+
+// MaxFrames is the depth of a captured stack.
+const MaxFrames = 32
+
+// A Stack is a captured stack, as return PCs, innermost first. The zero
+// value is an empty stack.
+type Stack struct {
+	PCs [MaxFrames]uintptr
+	N   int
+}
+
+// Frames returns the captured PCs.
+func (s *Stack) Frames() []uintptr { return s.PCs[:s.N] }
+
+// useFP tells whether captures walk frame pointers. Frame-pointer walking is
+// 40x cheaper than runtime.Callers and exact for Go frames, but C frames
+// (cgo callbacks) may lack frame pointers, so a binary with cgo uses
+// runtime.Callers. Set once in init; tests flip it with SetFramePointers.
+var useFP = haveFPCallers && !iscgo
+
+// iscgo is set by runtime/cgo when the binary links it. The runtime keeps
+// this linkname working for the packages that use it (go.dev/issue/67401).
+//
+//go:linkname iscgo runtime.iscgo
+var iscgo bool
+
+// FramePointers reports whether Capture walks frame pointers (else it calls
+// runtime.Callers).
+func FramePointers() bool { return useFP }
+
+// SetFramePointers makes Capture walk frame pointers, or not, and returns
+// the previous setting. It is for tests: it is not safe while other
+// goroutines capture, and it refuses (returning false) where there is no
+// frame-pointer walker.
+func SetFramePointers(on bool) bool {
+	old := useFP
+	useFP = on && haveFPCallers
+	return old
+}
+
+// Capture records the stack of its caller's caller, skipping skip more
+// frames: with skip 0, the stack starts at the function that called the
+// function that called Capture (for a lock: the caller of Lock).
+//
+//go:noinline
+func (s *Stack) Capture(skip int) {
+	if useFP {
+		// fpCallers starts at Capture's caller; skip it and skip more.
+		n := fpCallers(&s.PCs[0], MaxFrames)
+		drop := 1 + skip
+		if drop > n {
+			drop = n
+		}
+		copy(s.PCs[:], s.PCs[drop:n])
+		s.N = n - drop
+		return
+	}
+	// Skip runtime.Callers, Capture and its caller.
+	s.N = runtime.Callers(3+skip, s.PCs[:])
+}
+
+// Hash is a 64-bit hash of the PCs, never 0. Two independent multiply-xor
+// lanes halve the dependency chain; a final avalanche mixes them.
+func (s *Stack) Hash() uint64 {
+	const k1, k2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
+	a, b := uint64(k2), uint64(s.N)
+	pcs := s.PCs[:s.N]
+	for len(pcs) >= 2 {
+		a = (a ^ uint64(pcs[0])) * k1
+		b = (b ^ uint64(pcs[1])) * k2
+		pcs = pcs[2:]
+	}
+	if len(pcs) == 1 {
+		a = (a ^ uint64(pcs[0])) * k1
+	}
+	h := a ^ (b >> 29) ^ (b << 35)
+	h ^= h >> 31
+	h *= k2
+	h ^= h >> 29
+	if h == 0 {
+		h = 1
+	}
+	return h
+}

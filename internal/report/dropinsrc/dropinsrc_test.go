@@ -1,0 +1,106 @@
+package dropinsrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/probe"
+	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+var t0 = time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+
+// TestRead converts the probes' views: kinds, names (an unnamed mutex
+// carries its id, a name given twice in the run its pid), readers, waiters
+// and their stacks; a process without a probe is skipped, a failing probe
+// noted, an exited process not asked.
+func TestRead(t *testing.T) {
+	a, b, c, d := procid.ID{PID: 10, Start: 1}, procid.ID{PID: 20, Start: 2}, procid.ID{PID: 30, Start: 3}, procid.ID{PID: 40, Start: 4}
+	site := stackdump.Frame{Func: "main.f", File: "f.go", Line: 3}
+	views := map[procid.ID]*probe.MutexView{
+		a: {Mutexes: []probe.Mutex{
+			{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
+				Holder:  &probe.MutexHolder{Goroutine: 7, Site: site, Since: t0},
+				Waiters: []probe.MutexWaiter{{Goroutine: 8, Write: true, Stack: []stackdump.Frame{site}, Since: t0}}},
+			{ID: 2, Kind: "rwmutex", Name: "main.g g.go:9",
+				Readers:     []probe.MutexHolder{{Goroutine: 9, Site: site, Since: t0}, {Goroutine: 11, Site: site, Since: t0}},
+				MoreReaders: 3,
+				Waiters:     []probe.MutexWaiter{{Goroutine: 12, Write: false, Since: t0}}},
+		}},
+		b: {Mutexes: []probe.Mutex{{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
+			Holder: &probe.MutexHolder{Goroutine: 3, Site: site, Since: t0}}}, MoreWaiters: 2},
+	}
+	var mu sync.Mutex // Read asks the probes at once
+	asked := map[procid.ID]bool{}
+	src := Source{Dir: "run",
+		Processes: func(string) ([]lockreg.Process, error) {
+			return []lockreg.Process{
+				{PID: a.PID, Start: a.Start, State: lockreg.ProcRunning},
+				{PID: b.PID, Start: b.Start, State: lockreg.ProcRunning},
+				{PID: c.PID, Start: c.Start, State: lockreg.ProcRunning},
+				{PID: d.PID, Start: d.Start, State: lockreg.ProcExited},
+			}, nil
+		},
+		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probe.MutexView, error) {
+			mu.Lock()
+			asked[id] = true
+			mu.Unlock()
+			switch id {
+			case c:
+				return nil, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+			case a, b:
+				return views[id], nil
+			}
+			return nil, errors.New("probe: unknown op \"mutexes\"")
+		},
+	}
+	s, err := src.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked[d] {
+		t.Error("an exited process was asked")
+	}
+	var names []string
+	for _, l := range s.Locks {
+		names = append(names, l.Kind+":"+l.Name)
+	}
+	want := []string{"mutex:queue.buf (pid 10)", "rwmutex:main.g g.go:9 #2", "mutex:queue.buf (pid 20)"}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Errorf("locks %v; want %v", names, want)
+	}
+	q := s.Locks[0]
+	if len(q.Holders) != 1 || q.Holders[0].ID != a || q.Holders[0].Goroutine != 7 || q.Holders[0].Read ||
+		len(q.Waiters) != 1 || q.Waiters[0].Goroutine != 8 || q.Waiters[0].Read {
+		t.Errorf("queue.buf of pid 10: %+v", q)
+	}
+	if fs, ok := s.Stacks.Stack(a, q.Waiters[0].Stack); !ok || len(fs) != 1 || fs[0] != site {
+		t.Errorf("waiter stack %v, %v; want [%v]", fs, ok, site)
+	}
+	if fs, ok := s.Stacks.Stack(b, q.Waiters[0].Stack); ok {
+		t.Errorf("pid 20 resolves pid 10's stack id: %v", fs)
+	}
+	rw := s.Locks[1]
+	if len(rw.Holders) != 2 || !rw.Holders[0].Read || !rw.Holders[1].Read || len(rw.Waiters) != 1 || !rw.Waiters[0].Read {
+		t.Errorf("rwmutex: %+v", rw)
+	}
+	notes := fmt.Sprint(s.Notes)
+	for _, w := range []string{"3 more readers", "pid 20: 2 goroutines wait for drop-in mutexes without a record"} {
+		if !strings.Contains(notes, w) {
+			t.Errorf("notes %q lack %q", notes, w)
+		}
+	}
+	if strings.Contains(notes, "pid 30") {
+		t.Errorf("a process without a probe was noted: %q", notes)
+	}
+}

@@ -1,0 +1,128 @@
+package stackdump_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/lockwatch/lockwatch/internal/hostile"
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestGzipBombRefused: a goroutine profile that inflates to 256 MiB (256
+// KiB of gzip) is refused with ErrTooLarge having inflated no more than the
+// limit. Before the limit, ParseProfile inflated all of it (and the audit's
+// 9.4 MB bomb took 4.5 GB).
+func TestGzipBombRefused(t *testing.T) {
+	bomb := hostile.GzipBomb(256 << 20)
+	var err error
+	n := allocated(func() { _, err = stackdump.ParseProfile(bomb) })
+	if !errors.Is(err, stackdump.ErrTooLarge) || !strings.Contains(err.Error(), "gzip bomb") {
+		t.Errorf("got %v; want ErrTooLarge naming a gzip bomb", err)
+	}
+	if n > 6*stackdump.MaxProfileSize {
+		t.Errorf("refusing the bomb allocated %d MiB; want at most %d MiB", n>>20, 6*stackdump.MaxProfileSize>>20)
+	}
+}
+
+// TestProfileStillParses: a real goroutine profile, gzipped as
+// CaptureProfile returns it, is read through the limit.
+func TestProfileStillParses(t *testing.T) {
+	b, err := stackdump.CaptureProfile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := stackdump.ParseProfile(b)
+	if err != nil || len(p.Samples) == 0 {
+		t.Fatalf("got %v, %v; want samples", p, err)
+	}
+}
+
+// dictWith writes a dictionary: stack 1 with a line of n bytes, then
+// stack 2 ordinary.
+func dictWith(t *testing.T, n int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "stacks")
+	var b bytes.Buffer
+	head, tail := `{"id":"1","frames":[{"func":"`, `","file":"/a.go","line":1}]}`+"\n"
+	b.WriteString(head)
+	b.WriteString(strings.Repeat("f", max(n-len(head)-len(tail), 1)))
+	b.WriteString(tail)
+	b.WriteString(`{"id":"2","frames":[{"func":"main.g","file":"/g.go","line":2}]}` + "\n")
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDictLongLines: a line longer than MaxDictLine is skipped without
+// being held in memory, and reported; the lines after it are read; a long
+// line within the limit (past the reader's buffer) is read whole.
+func TestDictLongLines(t *testing.T) {
+	for _, tt := range []struct {
+		n      int
+		want1  bool
+		maxMiB uint64
+	}{
+		{100 << 10, true, 2}, // past the 64 KiB buffer, within the limit
+		{stackdump.MaxDictLine + 1, false, 2},
+		{8 << 20, false, 2}, // a line of 8 MiB (the audit's were 60 MiB)
+	} {
+		t.Run(fmt.Sprint(tt.n), func(t *testing.T) {
+			path := dictWith(t, tt.n)
+			var got map[uint64][]stackdump.Frame
+			var err error
+			n := allocated(func() { got, err = stackdump.ReadDict(path) })
+			if _, ok := got[1]; ok != tt.want1 {
+				t.Errorf("ReadDict: stack 1 read: %v; want %v", ok, tt.want1)
+			}
+			if len(got[2]) != 1 {
+				t.Errorf("ReadDict: stack 2 after the long line: got %v; want it", got[2])
+			}
+			if !tt.want1 && !errors.Is(err, stackdump.ErrDictLine) {
+				t.Errorf("ReadDict: got %v; want ErrDictLine for the long line", err)
+			}
+			if n > tt.maxMiB<<20+uint64(2*tt.n)*b2u(tt.want1) {
+				t.Errorf("ReadDict allocated %d KiB", n>>10)
+			}
+
+			f, _ := os.Open(path)
+			defer f.Close()
+			var x *stackdump.DictIndex
+			n = allocated(func() { x = stackdump.IndexDict(f, stackdump.MaxDictSize) })
+			if n > tt.maxMiB<<20 {
+				t.Errorf("IndexDict allocated %d KiB; want at most %d MiB", n>>10, tt.maxMiB)
+			}
+			if _, ok := x.Lookup(1); ok != tt.want1 {
+				t.Errorf("Lookup(1): %v; want %v", ok, tt.want1)
+			}
+			if fr, ok := x.Lookup(2); !ok || fr[0].Func != "main.g" {
+				t.Errorf("Lookup(2): %v, %v; want main.g", fr, ok)
+			}
+			if wantSkipped := 1 - int(b2u(tt.want1)); x.Skipped != wantSkipped {
+				t.Errorf("Skipped: got %d; want %d", x.Skipped, wantSkipped)
+			}
+		})
+	}
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
