@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench bench-compare stress-hostile clean cover
+.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover
 
 all: build
 
@@ -55,6 +55,13 @@ bench-compare:
 stress-hostile:
 	LOCKWATCH_STRESS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m -run 'Hostile' ./lockreg ./internal/cli
 	CGO_ENABLED=1 $(GO) test -run '^$$' -bench 'BenchmarkHostile' -benchtime 3x -count 1 -timeout 60m ./internal/cli
+
+## stress: the reliability suite (internal/stress, build tag stress; not part of
+## make test): kill storm, churn, hostile arenas; figures in docs/reliability.md.
+## Static build, as shipped (the robust list needs it), so no race detector.
+## LOCKWATCH_STRESS_CHURN sets the churn's count (default 100,000).
+stress:
+	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout 30m ./internal/stress
 
 ## cover: every test with coverage that counts the child processes the tests
 ## start: test binaries re-run with a role, and the lockwatch and demo

@@ -15,6 +15,13 @@ import (
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
+// errorWriteTimeout bounds the write of an error or busy answer. Such an
+// answer is a few hundred bytes written into a fresh connection, which never
+// blocks; the deadline only bounds a pathological peer. It must not be short
+// enough for a busy machine's scheduling delay between setting it and
+// writing (100 ms was: the answer was dropped under load).
+const errorWriteTimeout = time.Second
+
 // listen opens the control socket.
 func (a *Agent) listen() error {
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: a.sock, Net: "unix"})
@@ -58,7 +65,7 @@ func (a *Agent) serve() {
 		select {
 		case slots <- struct{}{}:
 		default:
-			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_ = c.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
 			_ = writeAnswer(c, &answer{Error: fmt.Sprintf("probe busy: %d requests in progress; try again", maxConns)}, nil)
 			_ = c.Close()
 			continue
@@ -71,8 +78,10 @@ func (a *Agent) serve() {
 		go func() {
 			defer a.wg.Done()
 			a.handle(c)
-			a.untrack(c)
+			// The slot is free before the client sees the hang-up, so
+			// that a client that waits for it can count on the slot.
 			<-slots
+			a.untrack(c)
 		}()
 	}
 }
@@ -115,7 +124,7 @@ func (a *Agent) handle(c *net.UnixConn) {
 			msg = fmt.Sprintf("no complete request within %v", requestTimeout)
 		}
 		// A client that is gone does not read this; the others learn why.
-		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
 		_ = writeAnswer(c, &answer{Error: msg}, nil)
 		return
 	}

@@ -112,7 +112,9 @@ func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) 
 // (within the limits the flags set), this machine's processes and,
 // withProbes, their probes' drop-in mutexes and live stacks.
 func (a *app) sources(dir string, withProbes bool) report.Sources {
-	src := report.Sources{Locks: []lockstate.Source{lockregsrc.Source{Dir: dir, ReadSnapshot: a.read}}, Host: liveness.System{}}
+	// The host proves that a process is the run's (it maps the run's
+	// arena), not only that its pid and start time are alive.
+	src := report.Sources{Locks: []lockstate.Source{lockregsrc.Source{Dir: dir, ReadSnapshot: a.read}}, Host: liveness.ForRun(dir)}
 	if withProbes {
 		timeout := a.opts.ProbeTimeout
 		if timeout <= 0 {

@@ -82,13 +82,27 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintln(stderr, "lockwatch: "+oneLine(ee.err.Error()))
+			fmt.Fprintln(stderr, "lockwatch: "+report.Escape(oneLine(ee.err.Error())))
 		}
 		return ee.code
 	}
 	// Cobra's own errors: unknown command or flag, wrong argument count.
-	fmt.Fprintf(stderr, "lockwatch: %s; see 'lockwatch --help'\n", oneLine(err.Error()))
+	fmt.Fprintf(stderr, "lockwatch: %s; see 'lockwatch --help'\n", report.Escape(oneLine(err.Error())))
 	return ExitUsage
+}
+
+// escapeText is report.Escape for multi-line text: newlines and tabs are
+// kept, everything else is escaped.
+func escapeText(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		cols := strings.Split(l, "\t")
+		for j, c := range cols {
+			cols[j] = report.Escape(c)
+		}
+		lines[i] = strings.Join(cols, "\t")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func oneLine(s string) string {

@@ -44,7 +44,7 @@ func exitCodeOf(t testing.TB, err error) int {
 }
 
 // checkDeadHolder checks the demo's finding: a dead worker holds
-// queue.wlock and the main process waits for it.
+// queue.wlock.
 func checkDeadHolder(t testing.TB, r *report.Report) {
 	t.Helper()
 	if len(r.Findings) == 0 || r.Findings[0].Kind != report.DeadHolder || r.Findings[0].Lock != "queue.wlock" {
@@ -57,17 +57,26 @@ func checkDeadHolder(t testing.TB, r *report.Report) {
 	if st, _ := proc.Check(proc.Identity{PID: f.Holder.PID, Start: f.Holder.Start}); !st.Dead() {
 		t.Errorf("holder pid %d is %v; want dead", f.Holder.PID, st)
 	}
+}
+
+// mainWaits reports whether the demo's main process is among the waiters
+// of the report's first finding. The worker's death is confirmed as soon as
+// the kernel marks the lock, which on a loaded machine can be before main
+// reaches the lock: a report that must show main waiting is polled for.
+func mainWaits(r *report.Report) bool {
+	if len(r.Findings) == 0 {
+		return false
+	}
 	roles := make(map[int]string)
 	for _, p := range r.Processes {
 		roles[p.PID] = p.Role
 	}
-	mainWaits := false
-	for _, w := range f.Waiters {
-		mainWaits = mainWaits || roles[w.PID] == "main"
+	for _, w := range r.Findings[0].Waiters {
+		if roles[w.PID] == "main" {
+			return true
+		}
 	}
-	if !mainWaits {
-		t.Errorf("got waiters %+v; want the main process among them", f.Waiters)
-	}
+	return false
 }
 
 func TestRunDemoHang(t *testing.T) {
@@ -113,15 +122,18 @@ func TestAttachPlainDemo(t *testing.T) {
 		if code == ExitDeadlock {
 			r := readReport(t, []byte(stdout))
 			checkDeadHolder(t, r)
-			for _, p := range r.Processes {
-				if p.Alive && p.PID != cmd.Process.Pid {
-					syscallKill(p.PID)
+			if mainWaits(r) {
+				for _, p := range r.Processes {
+					if p.Alive && p.PID != cmd.Process.Pid {
+						syscallKill(p.PID)
+					}
 				}
+				return
 			}
-			return
+			// Found before main reached the lock: poll again.
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no deadlock after %v: exit %d\n%s%s", probablyStillBlocked, code, stdout, stderr)
+			t.Fatalf("no deadlock with main waiting after %v: exit %d\n%s%s", probablyStillBlocked, code, stdout, stderr)
 		}
 		time.Sleep(quiescent)
 	}

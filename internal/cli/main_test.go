@@ -39,7 +39,17 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(roleEnv); role != "" {
 		os.Exit(runRole(role, os.Getenv(dirEnv)))
 	}
+	// Every run the tests make, directly or through a program that makes
+	// its own (the demo, 'lockwatch run'), goes under a temporary root,
+	// removed at the end: nothing is left in /dev/shm.
+	root, err := os.MkdirTemp("", "lockwatch-cli-root-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv(lockreg.EnvRoot, root)
 	code := m.Run()
+	os.RemoveAll(root)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
@@ -104,6 +114,10 @@ func runRole(role, dir string) int {
 		return measureRole()
 	case "dropin", "hold-x", "chain", "self", "rwtrap", "cycle", "stuck-holder", "many":
 		return dropinRoles(role, dir)
+	case "forger":
+		return forgerRole(dir)
+	case "escaper":
+		return escaperRole(dir)
 	}
 	fmt.Println("unknown role", role)
 	return 2
@@ -159,9 +173,28 @@ func expectLine(t testing.TB, r *bufio.Reader, want string) {
 // lockwatch runs Main in this process, as the command would.
 func lockwatch(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var o, e bytes.Buffer
+	var o, e lockedBuffer
 	code = Main(context.Background(), args, strings.NewReader(""), &o, &e)
 	return code, o.String(), e.String()
+}
+
+// lockedBuffer is a bytes.Buffer that lockwatch run and the program it
+// runs (through os/exec's copying goroutine) may write at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // runDir makes a private run directory for a test.

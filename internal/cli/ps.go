@@ -153,7 +153,7 @@ func (a *app) psTable(out psOutput) error {
 		if r.Error != "" {
 			state += ": " + r.Error
 		}
-		name := filepath.Base(r.Dir)
+		name, state := report.Escape(filepath.Base(r.Dir)), report.Escape(state)
 		if len(r.Processes) == 0 {
 			rows = append(rows, []string{name, state, "-", "-", "-", "-"})
 		}
@@ -173,11 +173,11 @@ func (a *app) psTable(out psOutput) error {
 			if i > 0 {
 				name, state = "", ""
 			}
-			rows = append(rows, []string{name, state, strconv.Itoa(p.PID), who, pstate, probeCol})
+			rows = append(rows, []string{name, state, strconv.Itoa(p.PID), report.Escape(who), report.Escape(pstate), probeCol})
 		}
 	}
 	for _, p := range out.Probed {
-		rows = append(rows, []string{p.Dir, "not a run under the default root", strconv.Itoa(p.PID), "-", "alive", "?"})
+		rows = append(rows, []string{report.Escape(p.Dir), "not a run under the default root", strconv.Itoa(p.PID), "-", "alive", "?"})
 	}
 	if len(rows) == 0 {
 		_, err := fmt.Fprintln(a.stdout, "no runs (use --all to list ended ones)")

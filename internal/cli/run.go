@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/liveness"
+	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -93,6 +94,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: int(tty.Fd())}
 	}
 	if err := cmd.Start(); err != nil {
+		os.Remove(dir) // nothing joined it
 		return usagef("cannot start %s: %v", args[0], err)
 	}
 	if onTTY {
@@ -108,9 +110,14 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 		return usagef("%v", err)
 	}
 	defer w.Close()
-	exited := make(chan error, 1)
+	// PROGRAM is reaped only once nothing signals its process group any
+	// more: until then (alive, or a zombie) its pid, which is the group's
+	// id, cannot be reused, so the group signalled is the one made here.
+	// The goroutine waits for the exit without reaping (WNOWAIT).
+	exited := make(chan struct{})
 	go func() {
-		exited <- cmd.Wait()
+		waitExit(pgid)
+		close(exited)
 		w.Wake()
 	}()
 	sigs := make(chan os.Signal, 2)
@@ -118,9 +125,9 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	// the run behind: a closed terminal (SIGHUP) and Ctrl-\ (SIGQUIT) too.
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
-	fwdDone := make(chan struct{})
-	defer close(fwdDone)
+	fwdDone, fwdStopped := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(fwdStopped)
 		for {
 			select {
 			case s := <-sigs:
@@ -130,18 +137,38 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			}
 		}
 	}()
+	// reap stops the forwarding, then reaps PROGRAM; called once, after
+	// exited.
+	reap := func() error {
+		close(fwdDone)
+		<-fwdStopped
+		return cmd.Wait()
+	}
+	defer func() {
+		select {
+		case <-fwdDone:
+		default:
+			close(fwdDone) // an early return: PROGRAM is left to run
+		}
+	}()
+	var run *liveness.Run // the arena's identity, once PROGRAM made it
 
 	status := &statusLine{w: a.stderr, on: isTerminal(a.stderr), started: started}
 	var found *report.Report
 	var shown, lastErr string
 	for {
 		select {
-		case err := <-exited:
+		case <-exited:
 			status.clear()
-			return a.ended(ctx, dir, err, found, f)
+			return a.ended(ctx, dir, reap(), found, f)
 		default:
 		}
-		r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
+		if run == nil {
+			run, _ = liveness.NewRun(dir) // nil until the arena exists
+		}
+		src := a.sources(dir, true)
+		src.Host = liveness.System{Run: run}
+		r, err := report.Diagnose(ctx, src, a.opts)
 		switch {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
@@ -150,7 +177,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			if msg := oneLine(readError(dir, err).Error()); msg != lastErr {
 				lastErr = msg
 				status.clear()
-				fmt.Fprintf(a.stderr, "lockwatch: %v\n", msg)
+				fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(msg))
 			}
 		default:
 			for _, p := range r.Processes {
@@ -164,14 +191,15 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 					found = r
 					status.clear()
 					if err := a.emit(r, f.reportPath); err != nil {
-						fmt.Fprintf(a.stderr, "lockwatch: %v\n", err)
+						fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
 					}
 					if f.onDeadlock == "kill" {
-						killRun(r, pgid)
+						a.killRun(run, r, pgid)
 						<-exited
+						reap()
 						return exitCode(ExitDeadlock)
 					}
-					fmt.Fprintf(a.stderr, "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", dir)
+					fmt.Fprintf(a.stderr, "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", report.Escape(dir))
 				}
 			}
 			status.draw(r)
@@ -243,16 +271,40 @@ func findingsPrint(r *report.Report) string {
 	return b.String()
 }
 
-// killRun ends every process of the run: each process of the table that
-// is alive with its recorded start time (through a pidfd, so a reused pid
-// is never hit), and PROGRAM's process group.
-func killRun(r *report.Report, pgid int) {
-	for _, p := range r.Processes {
-		if p.Alive {
-			liveness.Kill(procID(p.PID, p.Start))
+// killRun ends every process of the run, and only those: each process of
+// the table that is proved a member of the run at the moment of the signal
+// (liveness.Run.Kill: it maps the run's arena, checked through a pidfd that
+// is then signalled), and PROGRAM's process group, which lockwatch made and
+// whose id cannot name another group while PROGRAM is not reaped (the
+// caller reaps it only after). A process named by the table that cannot be
+// proved the run's is left alone, and said so in one line.
+func (a *app) killRun(run *liveness.Run, r *report.Report, pgid int) {
+	if run != nil {
+		seen := make(map[proc.Identity]bool)
+		for _, p := range r.Processes {
+			id := procID(p.PID, p.Start)
+			if !p.Alive || seen[id] {
+				continue // a process that reopened its registry has two rows
+			}
+			seen[id] = true
+			if err := run.Kill(id); err != nil {
+				fmt.Fprintf(a.stderr, "lockwatch: pid %d was not killed: %s\n", p.PID, report.Escape(oneLine(err.Error())))
+			}
 		}
 	}
 	syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// waitExit returns when the process pid (a child) has exited, without
+// reaping it.
+func waitExit(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
 }
 
 // statusLine is run's one live line on a terminal's stderr.

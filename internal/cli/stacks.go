@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -49,17 +51,23 @@ profile (protobuf, gzipped or not); the format is detected.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
+			// Frames, notes and names come from a process or a file:
+			// escaped, keeping the layout's newlines and tabs.
+			var b strings.Builder
 			for _, n := range out.Notes {
-				fmt.Fprintf(a.stdout, "note: %s\n", n)
+				fmt.Fprintf(&b, "note: %s\n", report.Escape(n))
 			}
-			fmt.Fprintf(a.stdout, "%s: %d goroutines in %d groups (%s)\n\n", out.Source, out.Total, len(out.Groups), out.Format)
+			fmt.Fprintf(&b, "%s: %d goroutines in %d groups (%s)\n\n", report.Escape(out.Source), out.Total, len(out.Groups), report.Escape(out.Format))
 			for _, g := range out.Groups {
-				if err := g.Write(a.stdout); err != nil {
+				var gb strings.Builder
+				if err := g.Write(&gb); err != nil {
 					return err
 				}
-				fmt.Fprintln(a.stdout)
+				b.WriteString(escapeText(gb.String()))
+				b.WriteString("\n")
 			}
-			return nil
+			_, err = io.WriteString(a.stdout, b.String())
+			return err
 		},
 	}
 	c.Flags().BoolVar(&text, "text", false, "for a PID: ask for the text dump (goroutine ids and states; stops the process for the whole dump)")

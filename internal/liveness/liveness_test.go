@@ -15,7 +15,12 @@ import (
 // probablyStillBlocked bounds a wait for something that must happen.
 const probablyStillBlocked = 10 * time.Second
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		os.Exit(runRole(role, os.Getenv(dirEnv)))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func sleeper(t *testing.T) (*exec.Cmd, proc.Identity) {
 	t.Helper()
@@ -77,23 +82,6 @@ func TestCheckReused(t *testing.T) {
 				t.Errorf("got %v, %v; want %v", got, err, tt.want)
 			}
 		})
-	}
-}
-
-// Kill never signals a process whose start time differs.
-func TestKillChecksIdentity(t *testing.T) {
-	cmd, id := sleeper(t)
-	if err := Kill(proc.Identity{PID: id.PID, Start: id.Start + 1}); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := proc.Check(id); st != proc.Alive {
-		t.Fatalf("got %v; want the process untouched", st)
-	}
-	if err := Kill(id); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err == nil {
-		t.Errorf("sleep exited cleanly; want killed")
 	}
 }
 

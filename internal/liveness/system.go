@@ -2,6 +2,7 @@ package liveness
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -10,17 +11,100 @@ import (
 	"github.com/shirou/gopsutil/v3/process"
 
 	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/lockreg"
 )
 
 // System answers from /proc and gopsutil. Its zero value is ready to use and
 // it is safe for concurrent use.
-type System struct{}
+type System struct {
+	// Run, when not nil, is the run whose processes are checked: a process
+	// is then alive only while it is provably the run's, not merely while
+	// some process has its pid and start time (which is no identity: a pid
+	// reused within the same clock tick has the same start time). See
+	// CheckAll. Nil checks pid, start time and zombie state only.
+	Run *Run
+}
 
-// Check proves whether id's process is alive: proc.Check reads its state
-// and start time from /proc/PID/stat in one read, so a zombie (state Z or
-// X) and a reused pid are told apart from a live process at once. A failed
-// read is proc.Unknown, never a death.
-func (System) Check(id proc.Identity) (proc.Status, error) { return proc.Check(id) }
+// ForRun returns a System that proves membership in the run in dir, or a
+// plain System when dir holds no arena yet.
+func ForRun(dir string) System {
+	r, err := NewRun(dir)
+	if err != nil {
+		return System{}
+	}
+	return System{Run: r}
+}
+
+// Check proves whether id's process is alive; see CheckAll.
+func (s System) Check(id proc.Identity) (proc.Status, error) {
+	st, errs := s.checkAll([]proc.Identity{id})
+	return st[id], errs[id]
+}
+
+// CheckAll proves whether each process is alive: proc.Check for pid, start
+// time and zombie state. A failed read is proc.Unknown, never a death.
+//
+// With a Run, a process alive by pid and start time must also be the run's:
+// it maps the run's arena shared and writable (Run.Maps). One that does not
+// is reported Reused (it is not the process the run recorded: a pid reused
+// in the same clock tick, or a forged entry) unless the process table says
+// it closed its registry, which is no proof of death: a process that closed
+// its registry may still run. The process table is read after every mapping
+// was looked at, so that a process that closes its registry meanwhile is
+// seen closed. A process that exec'd another program lost its mappings
+// without closing: it is reported Reused, as the kernel itself treats it (at
+// exec it walks the robust list and marks the locks the old program held).
+func (s System) CheckAll(ids []proc.Identity) map[proc.Identity]proc.Status {
+	st, _ := s.checkAll(ids)
+	return st
+}
+
+func (s System) checkAll(ids []proc.Identity) (map[proc.Identity]proc.Status, map[proc.Identity]error) {
+	out := make(map[proc.Identity]proc.Status, len(ids))
+	errs := make(map[proc.Identity]error)
+	var suspects []proc.Identity
+	for _, id := range ids {
+		st, err := check(id)
+		if st == proc.Alive && err == nil && s.Run != nil {
+			var maps bool
+			st, maps, err = s.Run.member(id)
+			if st == proc.Alive && err == nil && !maps {
+				suspects = append(suspects, id)
+			}
+		}
+		if err != nil {
+			st = proc.Unknown
+			errs[id] = err
+		}
+		out[id] = st
+	}
+	if len(suspects) == 0 {
+		return out, errs
+	}
+	procs, err := lockreg.ReadProcesses(s.Run.dir)
+	closed := make(map[proc.Identity]bool)
+	for _, p := range procs {
+		if p.State == lockreg.ProcExited {
+			closed[p.Identity()] = true
+		}
+	}
+	for _, id := range suspects {
+		switch {
+		case err != nil:
+			out[id], errs[id] = proc.Unknown, fmt.Errorf("liveness: pid %d does not map the run's arena, and the process table cannot be read to tell whether it closed its registry: %w", id.PID, err)
+		case closed[id]:
+			out[id] = proc.Alive // closed its registry; still runs
+		default:
+			out[id] = proc.Reused
+		}
+	}
+	return out, errs
+}
+
+// check is the answer without a run: proc.Check reads the state and start
+// time from /proc/PID/stat in one read, so a zombie (state Z or X) and a
+// reused pid are told apart from a live process at once.
+func check(id proc.Identity) (proc.Status, error) { return proc.Check(id) }
 
 // Command returns a short description of a process that wrote no info file:
 // its command line, or its name; "" if neither can be read.

@@ -141,24 +141,3 @@ func (w *Watcher) Close() error {
 	}
 	return errors.Join(w.wakeR.Close(), w.wakeW.Close())
 }
-
-// Kill sends SIGKILL to id's process through a pidfd, after checking its
-// start time, so that a process that took a reused pid is never signalled. It
-// returns nil if the process is already dead.
-func Kill(id proc.Identity) error {
-	fd, err := unix.PidfdOpen(id.PID, 0)
-	if err != nil {
-		if errors.Is(err, unix.ESRCH) {
-			return nil
-		}
-		return fmt.Errorf("liveness: pidfd_open %d: %w", id.PID, err)
-	}
-	defer unix.Close(fd)
-	if st, err := proc.Check(id); err != nil || st.Dead() {
-		return err
-	}
-	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("liveness: kill %d: %w", id.PID, err)
-	}
-	return nil
-}

@@ -1,5 +1,9 @@
 // Package proc identifies Linux processes by pid plus start time and tells
-// whether such a process is still alive.
+// whether such a process is still alive. Pid plus start time names a
+// process, but proves nothing about it: two processes started in the same
+// clock tick can have the same pid one after the other, and whoever writes
+// a record can write any pair. Membership of a run is proved by
+// internal/liveness.
 //
 // A pid alone is not an identity: pid_max is often 32768 and pids are reused
 // within seconds. The start time used here is field 22 of /proc/PID/stat, in

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
@@ -52,7 +53,8 @@ func (e *errWriter) printf(format string, args ...any) {
 // Write renders the report as text: findings, then tables, then stacks.
 func (r *Report) Write(w io.Writer, st Style) error {
 	e := &errWriter{w: w}
-	e.printf("%s %s, %s\n", st.paint(bold, "lockwatch report:"), r.Run, r.Taken.Format("2006-01-02 15:04:05.000"))
+	// Every string from the run or a probe goes through Escape.
+	e.printf("%s %s, %s\n", st.paint(bold, "lockwatch report:"), Escape(r.Run), r.Taken.Format("2006-01-02 15:04:05.000"))
 	if len(r.Findings) == 0 {
 		e.printf("%s\n", st.paint(green, "no finding: no dead holder, no cycle, no stuck holder"))
 	}
@@ -61,14 +63,14 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		if !f.Kind.Deadlock() {
 			c = yellow
 		}
-		e.printf("%s %s\n", st.paint(c+bold, strings.ToUpper(string(f.Kind))), f.Summary)
+		e.printf("%s %s\n", st.paint(c+bold, strings.ToUpper(Escape(string(f.Kind)))), Escape(f.Summary))
 		if f.Doing != "" {
-			e.printf("  doing: %s\n", f.Doing)
+			e.printf("  doing: %s\n", Escape(f.Doing))
 		}
-		e.printf("  next: %s\n", f.Next)
+		e.printf("  next: %s\n", Escape(f.Next))
 	}
 	for _, n := range r.Notes {
-		e.printf("%s %s\n", st.paint(yellow, "note:"), n)
+		e.printf("%s %s\n", st.paint(yellow, "note:"), Escape(n))
 	}
 
 	var rows [][]string
@@ -83,14 +85,14 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			holders = []Party{*l.Holder}
 		}
 		if len(holders) == 0 {
-			rows = append(rows, []string{l.Name, l.State, "-", "-", "-", "-", "-"})
+			rows = append(rows, []string{Escape(l.Name), Escape(l.State), "-", "-", "-", "-", "-"})
 		}
 		for _, h := range holders {
 			state := l.State
 			if h.Read {
 				state += " (read)"
 			}
-			rows = append(rows, []string{l.Name, state, pidText(h.Host, h.PID), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
+			rows = append(rows, []string{Escape(l.Name), Escape(state), Escape(pidText(h.Host, h.PID)), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
 		}
 	}
 	title := "LOCKS"
@@ -105,7 +107,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		if wr.Read {
 			lock += " (read)"
 		}
-		rows = append(rows, []string{pidText(wr.Host, wr.PID), gid(wr.Goroutine), lock, dur(wr.For), where(wr.Where)})
+		rows = append(rows, []string{Escape(pidText(wr.Host, wr.PID)), gid(wr.Goroutine), Escape(lock), dur(wr.For), where(wr.Where)})
 	}
 	e.section(st, "WAITERS", []string{"pid", "goroutine", "lock", "waiting for", "where"}, rows)
 
@@ -115,29 +117,29 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		if who == "" {
 			who = p.Command
 		}
-		exit := p.Exit
+		exit := Escape(p.Exit)
 		if !p.ExitedAt.IsZero() {
 			exit += " " + p.ExitedAt.Format("15:04:05.000")
 		}
-		rows = append(rows, []string{pidText(p.Host, p.PID), truncate(who, 40), st.liveness(p.State), clock(p.Started), exit})
+		rows = append(rows, []string{Escape(pidText(p.Host, p.PID)), truncate(Escape(who), 40), st.liveness(p.State), clock(p.Started), exit})
 	}
 	e.section(st, "PROCESSES", []string{"pid", "role or command", "state", "started", "exit"}, rows)
 
 	if len(r.Events) > 0 {
 		rows = rows[:0]
 		for _, ev := range r.Events {
-			rows = append(rows, []string{clock(ev.Time), ev.Lock, ev.Kind, strconv.Itoa(ev.PID), gid(ev.Goroutine)})
+			rows = append(rows, []string{clock(ev.Time), Escape(ev.Lock), Escape(ev.Kind), strconv.Itoa(ev.PID), gid(ev.Goroutine)})
 		}
 		e.section(st, "RECENT EVENTS", []string{"time", "lock", "event", "pid", "goroutine"}, rows)
 	}
 	if len(r.Stacks) > 0 {
 		e.printf("\n%s\n", st.paint(bold, "STACKS"))
 		for _, s := range r.Stacks {
-			e.printf("%s\n", st.paint(bold, stackTitle(s)))
+			e.printf("%s\n", st.paint(bold, Escape(stackTitle(s))))
 			for _, f := range s.Frames {
-				e.printf("  %s\n", f.Func)
+				e.printf("  %s\n", Escape(f.Func))
 				if f.File != "" {
-					e.printf("  \t%s:%d\n", f.File, f.Line)
+					e.printf("  \t%s:%d\n", Escape(f.File), f.Line)
 				}
 			}
 		}
@@ -176,6 +178,7 @@ func stackTitle(s StackRow) string {
 }
 
 func (st Style) liveness(s string) string {
+	s = Escape(s)
 	switch s {
 	case "alive":
 		return st.paint(green, s)
@@ -271,14 +274,66 @@ func where(f *FrameJSON) string {
 		file = file[i+1:]
 	}
 	if file == "" {
-		return fn
+		return Escape(fn)
 	}
-	return fmt.Sprintf("%s %s:%d", fn, file, f.Line)
+	return Escape(fmt.Sprintf("%s %s:%d", fn, file, f.Line))
 }
 
+// truncate shortens s to at most n bytes, cutting between runes.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// Escape returns s fit to print on a terminal: every string that comes from
+// a run or a probe (lock names, roles, arguments, frames, notes, error text)
+// goes through it before it is printed as text, so that no process of a run
+// can send escape sequences to the user's terminal. C0 controls (tab and
+// newline too), DEL and C1 controls are shown as \xHH (ESC as \x1b),
+// Unicode's bidirectional overrides and line separators as \uHHHH, and
+// bytes that are not UTF-8 as \xHH. Everything else is kept as it is.
+func Escape(s string) string {
+	clean := utf8.ValidString(s)
+	for _, c := range s {
+		if needsEscape(c) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case c == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		case needsEscape(c):
+			fmt.Fprintf(&b, `\u%04x`, c)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// needsEscape reports whether Escape rewrites the valid rune c.
+func needsEscape(c rune) bool {
+	switch {
+	case c < 0x20, c == 0x7f, c >= 0x80 && c <= 0x9f: // C0, DEL, C1
+		return true
+	case c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069, c == 0x2028, c == 0x2029:
+		return true // bidirectional overrides and isolates, line and paragraph separators
+	}
+	return false
 }
