@@ -203,10 +203,15 @@ func readSlot(e *eventSlot, want uint64) (rawEvent, bool) {
 // the ring order stands (times are non-decreasing along it, see readRing);
 // events of different locks are ordered by time, ties by lock index. held
 // counts the events the rings hold. Memory stays within about 2*limit events
-// plus one ring, whatever the arena's capacities. Called through guarded.
+// plus one ring, whatever the arena's capacities, and the pages of the rings
+// read leave the resident set every releaseEvery bytes. Called through guarded.
 func (a *arena) readEvents(n uint32, limit int) (evs []rawEvent, total uint64, held int) {
 	half := a.g.ringSlots / 2
 	hbuf, wbuf := make([]rawEvent, half), make([]rawEvent, half)
+	// One allocation: the list never grows past 2*limit plus a ring before
+	// it is cut back to limit.
+	evs = make([]rawEvent, 0, min(uint64(2*limit), uint64(n)*uint64(a.g.ringSlots))+uint64(a.g.ringSlots))
+	released := a.g.eventsOff
 	newest := func() {
 		sort.SliceStable(evs, func(x, y int) bool { return evs[x].time < evs[y].time })
 		if len(evs) > limit {
@@ -222,7 +227,12 @@ func (a *arena) readEvents(n uint32, limit int) (evs []rawEvent, total uint64, h
 		if len(evs) > 2*limit {
 			newest()
 		}
+		if end := a.g.eventsOff + uint64(i+1)*a.g.ringSize; end-released >= releaseEvery {
+			a.release(released, end)
+			released = end
+		}
 	}
+	a.release(released, a.g.eventsOff+uint64(n)*a.g.ringSize)
 	newest()
 	return evs, total, held
 }
