@@ -1,7 +1,8 @@
 package lockreg
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 	"unsafe"
 )
 
@@ -204,18 +205,26 @@ func readSlot(e *eventSlot, want uint64) (rawEvent, bool) {
 // events of different locks are ordered by time, ties by lock index. held
 // counts the events the rings hold. Memory stays within about 2*limit events
 // plus one ring, whatever the arena's capacities, and the pages of the rings
-// read leave the resident set every releaseEvery bytes. Called through guarded.
+// and lock records read leave the resident set every releaseEvery bytes.
+// Events older than the oldest of a full list are not kept, so a run of
+// many full rings costs a few sorts. Called through guarded.
 func (a *arena) readEvents(n uint32, limit int) (evs []rawEvent, total uint64, held int) {
 	half := a.g.ringSlots / 2
 	hbuf, wbuf := make([]rawEvent, half), make([]rawEvent, half)
 	// One allocation: the list never grows past 2*limit plus a ring before
 	// it is cut back to limit.
 	evs = make([]rawEvent, 0, min(uint64(2*limit), uint64(n)*uint64(a.g.ringSlots))+uint64(a.g.ringSlots))
-	released := a.g.eventsOff
+	released, releasedLocks := a.g.eventsOff, a.g.locksOff
+	// Once the list has been cut to the newest limit events, an event
+	// older than the oldest of them can never be kept: it is not appended.
+	cut, haveCut := int64(0), false
 	newest := func() {
-		sort.SliceStable(evs, func(x, y int) bool { return evs[x].time < evs[y].time })
+		slices.SortStableFunc(evs, func(x, y rawEvent) int { return cmp.Compare(x.time, y.time) })
 		if len(evs) > limit {
 			evs = append(evs[:0], evs[len(evs)-limit:]...)
+		}
+		if len(evs) == limit && limit > 0 {
+			cut, haveCut = evs[0].time, true
 		}
 	}
 	for i := uint32(0); i < n; i++ {
@@ -224,15 +233,31 @@ func (a *arena) readEvents(n uint32, limit int) (evs []rawEvent, total uint64, h
 		evs, t = a.readRing(i, evs, hbuf, wbuf)
 		total += t
 		held += len(evs) - before
+		if haveCut {
+			kept := before
+			for _, e := range evs[before:] {
+				if e.time >= cut {
+					evs[kept] = e
+					kept++
+				}
+			}
+			evs = evs[:kept]
+		}
 		if len(evs) > 2*limit {
 			newest()
 		}
+		// readRing read the ring and the lock record's head: let both go.
 		if end := a.g.eventsOff + uint64(i+1)*a.g.ringSize; end-released >= releaseEvery {
 			a.release(released, end)
 			released = end
 		}
+		if end := a.g.locksOff + uint64(i+1)*lockSize; end-releasedLocks >= releaseEvery {
+			a.release(releasedLocks, end)
+			releasedLocks = end
+		}
 	}
 	a.release(released, a.g.eventsOff+uint64(n)*a.g.ringSize)
+	a.release(releasedLocks, a.g.locksOff+uint64(n)*lockSize)
 	newest()
 	return evs, total, held
 }
