@@ -25,6 +25,10 @@ const (
 	probablyStillBlocked = 10 * time.Second
 	// quiescent is a pause after which a wait that had to start has started.
 	quiescent = 50 * time.Millisecond
+	// progressBound bounds a wait for a child to print what it must print:
+	// it only stops a broken test from hanging, so it is generous (a loaded
+	// machine runs a race-instrumented child slowly).
+	progressBound = 2 * time.Minute
 )
 
 const roleEnv = "LOCKREG_TEST_ROLE"
@@ -324,7 +328,7 @@ func startRoleEnv(t testing.TB, robust bool, role, dir string, extra []string, a
 // expect waits for a line with the prefix and returns it.
 func (c *child) expect(prefix string) string {
 	c.t.Helper()
-	timeout := time.After(probablyStillBlocked)
+	timeout := time.After(progressBound)
 	for {
 		select {
 		case l, ok := <-c.lines:
@@ -338,7 +342,7 @@ func (c *child) expect(prefix string) string {
 				return l
 			}
 		case <-timeout:
-			c.t.Fatalf("pid %d did not print %q within %v", c.cmd.Process.Pid, prefix, probablyStillBlocked)
+			c.t.Fatalf("pid %d did not print %q within %v", c.cmd.Process.Pid, prefix, progressBound)
 		}
 	}
 }

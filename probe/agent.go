@@ -76,6 +76,7 @@ type Agent struct {
 	role   string
 	conns  map[net.Conn]struct{} // open connections, closed by Close
 	closed bool
+	told   map[stuckKey]string // the stuck hook's waits told, with their holder's text
 }
 
 // The running agent. Start and Close change it; Running reads it.

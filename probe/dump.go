@@ -131,8 +131,14 @@ func dumpName(base, reason string, t time.Time) string {
 }
 
 // onStuck is the default stuck hook (lockreg.Options.OnStuck): a line on
-// Stderr every time, and a dump pair at most every stuckDumpEvery.
+// Stderr, and a dump pair at most every stuckDumpEvery, once per wait. The
+// later calls of the same wait (lockreg calls again at 30 s, 70 s, 150 s...)
+// say nothing new and write nothing, unless the holder's state changed (it
+// died, or the lock changed hands): then the line, and a dump, again.
 func (a *Agent) onStuck(e lockreg.StuckEvent) {
+	if !a.stuckNews(e) {
+		return
+	}
 	where := "no dump: the probe is closed"
 	if !a.isClosed() {
 		paths, age, err := a.dump.stuckPair(a.base, time.Now())
@@ -147,6 +153,31 @@ func (a *Agent) onStuck(e lockreg.StuckEvent) {
 	}
 	fmt.Fprintf(a.stderr, "lockwatch: pid %d goroutine %d has waited %v for lock %q, %s; %s\n",
 		a.self.PID, e.Goroutine, e.Waited.Round(time.Millisecond), e.Lock, holderText(e), where)
+}
+
+// maxStuckTold bounds the waits the stuck hook remembers.
+const maxStuckTold = 1024
+
+// stuckKey names a wait: one goroutine, one lock.
+type stuckKey struct {
+	goroutine int64
+	lock      string
+}
+
+// stuckNews reports whether e is to be told: the first call of a wait, or
+// a later one whose holder is not as it was told.
+func (a *Agent) stuckNews(e lockreg.StuckEvent) bool {
+	k, holder := stuckKey{e.Goroutine, e.Lock}, holderText(e)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e.Calls > 1 && a.told[k] == holder {
+		return false
+	}
+	if a.told == nil || len(a.told) >= maxStuckTold {
+		a.told = make(map[stuckKey]string)
+	}
+	a.told[k] = holder
+	return true
 }
 
 // holderText says who holds the lock of e and whether that process lives.

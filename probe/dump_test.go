@@ -76,6 +76,39 @@ func TestStuckDeadHolder(t *testing.T) {
 	checkDumpPair(t, line, "dead.lock")
 }
 
+// TestStuckOncePerWait: the later calls of one wait (lockreg calls at 10 s,
+// 30 s, 70 s...) write no line and no dump, unless the holder changed.
+func TestStuckOncePerWait(t *testing.T) {
+	var stderr syncBuffer
+	a := startAgent(t, Options{NoSignal: true, Stderr: &stderr})
+	ev := lockreg.StuckEvent{Lock: "once.lock", Dir: a.Dir(), Goroutine: 7, Waited: 10 * time.Second,
+		Holder: lockreg.Holder{PID: os.Getpid(), Goroutine: 1}, HolderStatus: proc.Alive, Calls: 1}
+	a.onStuck(ev)
+	for i, w := range []time.Duration{30, 70, 150, 310} {
+		ev.Calls, ev.Waited = i+2, w*time.Second
+		a.onStuck(ev)
+	}
+	if n := strings.Count(stderr.String(), "\n"); n != 1 {
+		t.Errorf("got %d lines for one wait; want 1:\n%s", n, stderr.String())
+	}
+	files, _ := filepath.Glob(filepath.Join(a.Dir(), "*.stuck-*"))
+	if len(files) != 2 {
+		t.Errorf("got dump files %q; want one pair", files)
+	}
+	// The holder died: that is news.
+	ev.Calls, ev.HolderStatus = 6, proc.Gone
+	a.onStuck(ev)
+	if n := strings.Count(stderr.String(), "\n"); n != 2 || !strings.Contains(stderr.String(), "which is dead") {
+		t.Errorf("got %d lines; want a second saying the holder is dead:\n%s", n, stderr.String())
+	}
+	// A new wait of the same goroutine is told again.
+	ev.Calls = 1
+	a.onStuck(ev)
+	if n := strings.Count(stderr.String(), "\n"); n != 3 {
+		t.Errorf("got %d lines; want a third for a new wait:\n%s", n, stderr.String())
+	}
+}
+
 // TestStuckRateLimit: every stuck call writes its line, but a process
 // writes one dump pair per stuckDumpEvery.
 func TestStuckRateLimit(t *testing.T) {

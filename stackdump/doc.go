@@ -65,6 +65,15 @@
 // Each error quotes its line and wraps ErrParse; Parse returns all it read
 // and the errors joined.
 //
+// Before a line reaches its state, a learned prefix is cut from it (a
+// timestamp before every line, learned from the first goroutine header that
+// follows one), and a line over 64 KiB keeps its start and its end with
+// "...[N bytes cut]..." between them, so that its frame is still read. A
+// reason line ("panic: ", "fatal error: ", "SIGQUIT: quit") after goroutines,
+// or a goroutine id seen twice, starts the next dump: ParseDumps returns each
+// dump apart, Parse the first. A dump whose input stops mid-line or after a
+// function line is marked Cut.
+//
 // # Fixtures
 //
 // testdata/*.txt are dumps made by the programs in testdata/gen (run

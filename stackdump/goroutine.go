@@ -18,6 +18,13 @@ type Snapshot struct {
 	// out after 10m0s". Empty for a dump the program asked for itself.
 	Reason     string      `json:"reason,omitempty"`
 	Goroutines []Goroutine `json:"goroutines"`
+	// Cut reports that the input ended inside this dump: its last line had
+	// no line ending, or its last frame no source line. Goroutines after
+	// the cut are missing.
+	Cut bool `json:"cut,omitempty"`
+	// LongLines counts lines longer than Parse keeps (64 KiB): each kept
+	// its start and its end, with "...[N bytes cut]..." between them.
+	LongLines int `json:"long_lines,omitempty"`
 }
 
 // A Goroutine is one goroutine of a traceback.

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,9 @@ type Group struct {
 	States  []StateCount  `json:"states,omitempty"`
 	MaxWait time.Duration `json:"max_wait,omitempty"` // the longest wait of any of them
 	IDs     []int64       `json:"ids,omitempty"`      // ascending; empty for profile samples
+	// Labels are the pprof labels every goroutine of the group has (the
+	// same key and value); nil when there are none.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // A StateCount is how many goroutines of a Group are in State.
@@ -59,6 +63,9 @@ func GroupGoroutines(gs []Goroutine, mode GroupMode) []Group {
 		g := &gs[i]
 		b.Reset()
 		writeKey(&b, g.Frames, g.Elided, g.CreatedBy, mode)
+		if mode == ExactArgs {
+			writeLabels(&b, g.Labels)
+		}
 		k, ok := index[b.String()]
 		if !ok {
 			k = len(groups)
@@ -69,10 +76,12 @@ func GroupGoroutines(gs []Goroutine, mode GroupMode) []Group {
 				CreatedBy: g.CreatedBy,
 				States:    []StateCount{},
 				IDs:       []int64{},
+				Labels:    maps.Clone(g.Labels),
 			})
 			members = append(members, nil)
 		}
 		gr := &groups[k]
+		gr.Labels = commonLabels(gr.Labels, g.Labels)
 		gr.Count++
 		gr.MaxWait = max(gr.MaxWait, g.Wait)
 		gr.IDs = append(gr.IDs, g.ID)
@@ -97,6 +106,26 @@ func GroupGoroutines(gs []Goroutine, mode GroupMode) []Group {
 	}
 	sortGroups(groups)
 	return groups
+}
+
+// commonLabels keeps the labels of have that l has too, with the same value.
+func commonLabels(have, l map[string]string) map[string]string {
+	for k, v := range have {
+		if w, ok := l[k]; !ok || w != v {
+			delete(have, k)
+		}
+	}
+	if len(have) == 0 {
+		return nil
+	}
+	return have
+}
+
+// writeLabels writes labels in key order.
+func writeLabels(b *strings.Builder, labels map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		fmt.Fprintf(b, "label %q=%q\n", k, labels[k])
+	}
 }
 
 func addState(states []StateCount, s string) []StateCount {
@@ -138,7 +167,9 @@ func writeKey(b *strings.Builder, frames []Frame, e *Elision, created *Frame, mo
 }
 
 // GroupSamples groups the samples of a goroutine profile that have the same
-// stack (their labels differ), in the order of GroupGoroutines.
+// stack and the same labels, in the order of GroupGoroutines: goroutines
+// blocked at the same call for different reasons that their labels name
+// (a lock's name, a request) stay apart.
 func GroupSamples(samples []Sample) []Group {
 	index := make(map[string]int)
 	var groups []Group
@@ -146,11 +177,12 @@ func GroupSamples(samples []Sample) []Group {
 	for _, s := range samples {
 		b.Reset()
 		writeKey(&b, s.Frames, nil, nil, ExactArgs)
+		writeLabels(&b, s.Labels)
 		k, ok := index[b.String()]
 		if !ok {
 			k = len(groups)
 			index[b.String()] = k
-			groups = append(groups, Group{Frames: slices.Clone(s.Frames)})
+			groups = append(groups, Group{Frames: slices.Clone(s.Frames), Labels: maps.Clone(s.Labels)})
 		}
 		groups[k].Count += s.Count
 	}
@@ -186,6 +218,7 @@ const maxIDs = 20
 //
 //	3 goroutines: chan receive 2, select 1; longest wait 5m0s
 //	ids: 7, 8, 9
+//	labels: lockwatch.wait=queue.wlock
 //	main.worker(*)
 //		/src/main.go:12
 //	created by main.main
@@ -220,6 +253,16 @@ func (g Group) Write(w io.Writer) error {
 		}
 		if len(g.IDs) > maxIDs {
 			fmt.Fprintf(bw, " and %d more", len(g.IDs)-maxIDs)
+		}
+		bw.WriteString("\n")
+	}
+	if len(g.Labels) > 0 {
+		bw.WriteString("labels: ")
+		for i, k := range slices.Sorted(maps.Keys(g.Labels)) {
+			if i > 0 {
+				bw.WriteString(", ")
+			}
+			fmt.Fprintf(bw, "%s=%s", k, g.Labels[k])
 		}
 		bw.WriteString("\n")
 	}

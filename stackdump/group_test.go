@@ -89,9 +89,29 @@ func TestGroupSamples(t *testing.T) {
 		{Frames: a, Count: 2, Labels: map[string]string{"k": "1"}},
 		{Frames: a, Count: 1, Labels: map[string]string{"k": "2"}},
 	})
-	want := []Group{{Frames: a, Count: 3}, {Frames: b, Count: 2}}
+	// Samples with other labels (a goroutine waiting for another lock)
+	// stay apart, and each group shows its labels.
+	want := []Group{{Frames: a, Count: 2, Labels: map[string]string{"k": "1"}}, {Frames: b, Count: 2}, {Frames: a, Count: 1, Labels: map[string]string{"k": "2"}}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("GroupSamples: got groups that differ (-want +got):\n%s", diff)
+	}
+	if s := got[0].String(); !strings.Contains(s, "\nlabels: k=1\n") {
+		t.Errorf("Write: got %q; want a labels line", s)
+	}
+}
+
+func TestGroupGoroutinesLabels(t *testing.T) {
+	f := []Frame{{Func: "main.a", File: "/a.go", Line: 2}}
+	gs := []Goroutine{
+		{ID: 1, Frames: f, Labels: map[string]string{"lockwatch.wait": "q", "req": "1"}},
+		{ID: 2, Frames: f, Labels: map[string]string{"lockwatch.wait": "q", "req": "2"}},
+	}
+	got := GroupGoroutines(gs, IgnoreArgs)
+	if len(got) != 1 || !cmp.Equal(got[0].Labels, map[string]string{"lockwatch.wait": "q"}) {
+		t.Errorf("IgnoreArgs: got %+v; want one group with the labels both have", got)
+	}
+	if got := GroupGoroutines(gs, ExactArgs); len(got) != 2 {
+		t.Errorf("ExactArgs: got %d groups; want 2 (other labels)", len(got))
 	}
 }
 

@@ -15,9 +15,22 @@ import (
 // with the line number and the line.
 var ErrParse = errors.New("stackdump: cannot parse traceback")
 
+// ErrSeveralDumps reports an input that holds more than one dump, which
+// Parse does not merge: it returns the first, and ParseDumps reads each.
+var ErrSeveralDumps = errors.New("stackdump: several dumps in one input")
+
 const (
-	maxLine   = 64 << 10 // longer lines are cut (and still read)
-	maxErrors = 100      // further errors are counted, not listed
+	// maxLine bounds the memory a line takes: a longer line keeps its
+	// first maxLine-lineTail bytes and its last lineTail bytes, with a
+	// marker saying how many bytes were cut between them. A frame line
+	// keeps its function and the end of its arguments, a source line its
+	// file name's end and line number, so the frame is still read.
+	maxLine   = 64 << 10
+	lineTail  = 4 << 10
+	maxErrors = 100 // further errors are counted, not listed
+	// maxPrefixFields is how many blank-separated fields a prefix before
+	// every line (a timestamp, a log's host and program) may have.
+	maxPrefixFields = 6
 )
 
 // The parser is a state machine over lines. Each state expects some lines
@@ -60,37 +73,97 @@ const (
 // profile with debug=2. It reads the formats of Go 1.17 and later, and skips
 // any text around the dump.
 //
+// A line may carry a prefix, the same number of blank-separated fields
+// before every line, as logs add (`kubectl logs --timestamps`, `docker logs
+// -t`, journald): a prefix with a digit in it is learned from the first
+// goroutine header that follows one, and cut from every line after it.
+//
 // Parse does not stop at lines it cannot read: it returns every goroutine
 // it could read, and an error that joins one ErrParse per unreadable line.
+// An input that holds several dumps (two panics appended to one log, a
+// goroutine id seen twice) is not merged: Parse returns the first, and its
+// error wraps ErrSeveralDumps; ParseDumps returns each.
 func Parse(r io.Reader) (*Snapshot, error) {
+	dumps, err := ParseDumps(r)
+	if len(dumps) > 1 {
+		err = errors.Join(err, fmt.Errorf("%w: %d dumps; the first is read, ParseDumps reads each", ErrSeveralDumps, len(dumps)))
+	}
+	return dumps[0], err
+}
+
+// ParseDumps reads Go traceback text as Parse does, and returns each dump
+// of the input apart, in input order; there is always at least one, which
+// may have no goroutines. A new dump starts at a reason line ("panic: ",
+// "fatal error: ", "SIGQUIT: quit") that follows goroutines, and at a
+// goroutine header whose id the dump already has (goroutine 0, which each
+// thread of a GOTRACEBACK=crash dump prints, excepted). The error joins the
+// unreadable lines of all dumps.
+func ParseDumps(r io.Reader) ([]*Snapshot, error) {
 	p := &parser{
 		r:      bufio.NewReaderSize(r, 64<<10),
 		intern: make(map[string]string),
-		snap:   &Snapshot{Goroutines: []Goroutine{}},
 	}
+	p.newDump()
 	err := p.run()
-	return p.snap, err
+	return p.dumps, err
 }
 
 type parser struct {
 	r      *bufio.Reader
 	long   []byte // a line longer than r's buffer
+	tail   []byte // the last lineTail bytes of a long line
+	cut    int    // bytes cut from the current line
 	n      int    // line number
 	st     state
-	snap   *Snapshot
-	g      *Goroutine // the goroutine being read, in snap.Goroutines
-	anc    *Ancestor  // the ancestor being read, in g.Ancestors; nil when reading g itself
+	dumps  []*Snapshot
+	snap   *Snapshot      // the dump being read, the last of dumps
+	ids    map[int64]bool // goroutine ids of snap
+	g      *Goroutine     // the goroutine being read, in snap.Goroutines
+	anc    *Ancestor      // the ancestor being read, in g.Ancestors; nil when reading g itself
 	intern map[string]string
 	errs   []error
 	more   int // errors beyond maxErrors
+
+	// prefix is the number of prefix fields cut from every line: -1 until
+	// a header is seen, then 0 (none) or the fields the first header had.
+	prefix int
+	// reasons are reason lines seen before the prefix was learned, by the
+	// number of prefix fields before them.
+	reasons [maxPrefixFields + 1]string
+	// inDump is set once the "-----" line between the threads of a
+	// GOTRACEBACK=crash dump is seen: the next reason line continues the
+	// dump.
+	inDump bool
+}
+
+// newDump starts a new dump, unless the current one is still empty.
+func (p *parser) newDump() {
+	if p.snap != nil && len(p.snap.Goroutines) == 0 {
+		return
+	}
+	p.snap = &Snapshot{Goroutines: []Goroutine{}}
+	p.dumps = append(p.dumps, p.snap)
+	p.ids = make(map[int64]bool)
+	p.g, p.anc = nil, nil
 }
 
 func (p *parser) run() error {
+	p.prefix = -1
 	for {
 		line, rerr := p.readLine()
 		if line != nil {
 			p.n++
+			if p.cut > 0 {
+				p.snap.LongLines++
+			}
+			inside := p.st != stateText
 			p.step(line)
+			if rerr == io.EOF && (inside || p.st != stateText) {
+				// A last line without its line ending, in a goroutine:
+				// the input stops mid-line (a log cut, a process killed
+				// while it wrote).
+				p.snap.Cut = true
+			}
 		}
 		if rerr == io.EOF {
 			break
@@ -102,8 +175,10 @@ func (p *parser) run() error {
 	}
 	switch p.st {
 	case stateFile:
+		p.snap.Cut = true
 		p.fail("missing source line after the last function", nil)
 	case stateCreatorFile:
+		p.snap.Cut = true
 		p.fail(`missing source line after the last "created by"`, nil)
 	}
 	if p.more > 0 {
@@ -112,18 +187,36 @@ func (p *parser) run() error {
 	return errors.Join(p.errs...)
 }
 
-// readLine returns the next line without its line ending, or nil at the end.
+// readLine returns the next line without its line ending, or nil at the
+// end. The error is io.EOF only with the last line, if that has no line
+// ending, or with nil. A line longer than maxLine is cut in its middle
+// (p.cut says how many bytes), with a marker in their place.
 func (p *parser) readLine() ([]byte, error) {
+	p.cut = 0
 	line, err := p.r.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
-		p.long = append(p.long[:0], line...)
-		for err == bufio.ErrBufferFull {
-			line, err = p.r.ReadSlice('\n')
-			if len(p.long) < maxLine {
-				p.long = append(p.long, line[:min(len(line), maxLine-len(p.long))]...)
+		p.long, p.tail = p.long[:0], p.tail[:0]
+		total := 0
+		for {
+			total += len(line)
+			if n := maxLine - lineTail - len(p.long); n > 0 {
+				k := min(n, len(line))
+				p.long = append(p.long, line[:k]...)
+				line = line[k:]
 			}
+			p.tail = append(p.tail, line...)
+			if len(p.tail) > lineTail {
+				p.tail = append(p.tail[:0], p.tail[len(p.tail)-lineTail:]...)
+			}
+			if err != bufio.ErrBufferFull {
+				break
+			}
+			line, err = p.r.ReadSlice('\n')
 		}
-		line = p.long
+		if p.cut = total - len(p.long) - len(p.tail); p.cut > 0 {
+			p.long = fmt.Appendf(p.long, "...[%d bytes cut]...", p.cut)
+		}
+		line = append(p.long, p.tail...)
 	}
 	if len(line) == 0 && err != nil {
 		return nil, err
@@ -133,8 +226,71 @@ func (p *parser) readLine() ([]byte, error) {
 	return line, err
 }
 
+// unprefix cuts the learned prefix from line: n blank-separated fields and
+// the blanks after them (not a tab, which starts a source line).
+func (p *parser) unprefix(line []byte) []byte {
+	if p.prefix <= 0 {
+		return line
+	}
+	rest, ok := cutFields(line, p.prefix)
+	if !ok {
+		return nil // the prefix alone: an empty line
+	}
+	return rest
+}
+
+// cutFields cuts n fields, each a run of bytes other than blanks and tabs
+// followed by blanks, from the start of line. It reports false if line has
+// fewer.
+func cutFields(line []byte, n int) ([]byte, bool) {
+	for range n {
+		i := 0
+		for i < len(line) && line[i] != ' ' && line[i] != '\t' {
+			i++
+		}
+		if i == 0 || i == len(line) || line[i] != ' ' {
+			return nil, false
+		}
+		for i < len(line) && line[i] == ' ' {
+			i++
+		}
+		line = line[i:]
+	}
+	return line, true
+}
+
+// learnPrefix looks for a goroutine header or a reason line after a
+// prefix that has a digit (a timestamp) in it, before any header was seen.
+// It learns the prefix from a header, and opens its goroutine.
+func (p *parser) learnPrefix(line []byte) bool {
+	for n := 1; n <= maxPrefixFields; n++ {
+		rest, ok := cutFields(line, n)
+		if !ok {
+			return false
+		}
+		if !bytes.ContainsAny(line[:len(line)-len(rest)], "0123456789") {
+			continue
+		}
+		if isReason(rest) && p.reasons[n] == "" {
+			p.reasons[n] = string(bytes.TrimSpace(rest))
+		}
+		if bytes.HasPrefix(rest, []byte("goroutine ")) && bytes.HasSuffix(rest, []byte("]:")) {
+			p.prefix = n
+			if p.snap.Reason == "" {
+				p.snap.Reason = p.reasons[n]
+			}
+			if p.header(rest) {
+				return true
+			}
+			p.prefix = -1
+		}
+	}
+	return false
+}
+
 // step handles one line in the current state.
 func (p *parser) step(line []byte) {
+	line = p.unprefix(line)
 	for {
 		switch p.st {
 		case stateText:
@@ -160,8 +316,21 @@ func (p *parser) text(line []byte) {
 	if p.header(line) {
 		return
 	}
-	if p.snap.Reason == "" && isReason(line) {
-		p.snap.Reason = string(bytes.TrimSpace(line))
+	if p.prefix < 0 && p.learnPrefix(line) {
+		return
+	}
+	if string(line) == "-----" {
+		p.inDump = true // the next thread of a GOTRACEBACK=crash dump
+		return
+	}
+	if isReason(line) {
+		if !p.inDump {
+			p.newDump() // a reason after goroutines opens the next dump
+		}
+		p.inDump = false
+		if p.snap.Reason == "" {
+			p.snap.Reason = string(bytes.TrimSpace(line))
+		}
 	}
 }
 
@@ -332,6 +501,13 @@ func (p *parser) header(line []byte) bool {
 		}
 	}
 	p.endGoroutine()
+	if p.prefix < 0 {
+		p.prefix = 0 // a header at the start of its line: no prefix
+	}
+	if id != 0 && p.ids[id] {
+		p.newDump() // the same goroutine again: the next dump
+	}
+	p.ids[id] = true
 	p.snap.Goroutines = append(p.snap.Goroutines, Goroutine{ID: id, Frames: []Frame{}})
 	p.g = &p.snap.Goroutines[len(p.snap.Goroutines)-1]
 	p.st = stateFrame

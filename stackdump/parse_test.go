@@ -2,6 +2,8 @@ package stackdump
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,5 +230,146 @@ func TestCalls(t *testing.T) {
 	}
 	if _, ok := s.Goroutine(4); ok {
 		t.Errorf("Goroutine(4): got true; want false")
+	}
+}
+
+// TestParseLongFrame checks that a frame line longer than the parser keeps
+// is still a frame, with the cut marked in it, and that the frames after it
+// are read: before, the goroutine lost all its frames and the next one.
+func TestParseLongFrame(t *testing.T) {
+	args := strings.Repeat("0x1, ", 20000) // 100,000 bytes
+	long := strings.Repeat("d/", 40000)    // an 80,000-byte directory
+	in := "goroutine 1 [running]:\nmain.f(" + args + "0x2)\n\t/app/f.go:1 +0x1\n" +
+		"main.g()\n\t/" + long + "g.go:2 +0x2\nmain.main()\n\t/app/main.go:3\n"
+	s, err := Parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatalf("Parse: got error %v; want nil", err)
+	}
+	if len(s.Goroutines) != 1 || len(s.Goroutines[0].Frames) != 3 {
+		t.Fatalf("got %d goroutines, frames %v; want 1 goroutine with 3 frames", len(s.Goroutines), s.Goroutines)
+	}
+	fs := s.Goroutines[0].Frames
+	if fs[0].Func != "main.f" || !strings.Contains(fs[0].Args, "bytes cut]...") || !strings.HasSuffix(fs[0].Args, "0x1, 0x2") || fs[0].Line != 1 {
+		t.Errorf("frame 0: got %s(%.40s...) line %d; want main.f, its arguments' end and a cut marker, line 1", fs[0].Func, fs[0].Args, fs[0].Line)
+	}
+	if fs[1].Func != "main.g" || !strings.HasSuffix(fs[1].File, "d/g.go") || !strings.Contains(fs[1].File, "bytes cut]...") || fs[1].Line != 2 || fs[1].Offset != 2 {
+		t.Errorf("frame 1: got %s %.40s...:%d +%#x; want main.g in a cut file g.go:2 +0x2", fs[1].Func, fs[1].File, fs[1].Line, fs[1].Offset)
+	}
+	if fs[2].Func != "main.main" {
+		t.Errorf("frame 2: got %s; want main.main", fs[2].Func)
+	}
+	if s.LongLines != 2 {
+		t.Errorf("LongLines: got %d; want 2", s.LongLines)
+	}
+	if n := len(fs[0].Args) + len(fs[1].File); n > 2*(maxLine+32) {
+		t.Errorf("kept %d bytes of the two long lines; want at most %d", n, 2*(maxLine+32))
+	}
+}
+
+func TestParseDumps(t *testing.T) {
+	g := func(id int64) string {
+		return "goroutine " + strconv.FormatInt(id, 10) + " [running]:\nmain.main()\n\t/app/main.go:5 +0x1d\n\n"
+	}
+	tests := []struct {
+		name    string
+		in      string
+		reasons []string // per dump
+		ids     [][]int64
+		cut     []bool
+	}{{
+		name:    "two panics",
+		in:      "panic: a\n\n" + g(1) + g(2) + "exit status 2\npanic: b\n\n" + g(1),
+		reasons: []string{"panic: a", "panic: b"},
+		ids:     [][]int64{{1, 2}, {1}},
+		cut:     []bool{false, false},
+	}, {
+		name:    "two dumps without reasons",
+		in:      g(1) + g(2) + g(1) + g(3),
+		reasons: []string{"", ""},
+		ids:     [][]int64{{1, 2}, {1, 3}},
+		cut:     []bool{false, false},
+	}, {
+		name: "crash threads are one dump",
+		in: "SIGQUIT: quit\nPC=0x1 m=0 sigcode=0\n\ngoroutine 0 gp=0x1 m=0 [idle]:\nruntime.f()\n\t/go/f.go:1\n\n" +
+			"-----\n\nSIGQUIT: quit\nPC=0x2 m=1 sigcode=0\n\ngoroutine 0 gp=0x2 m=1 [idle]:\nruntime.f()\n\t/go/f.go:1\n\n" + g(1),
+		reasons: []string{"SIGQUIT: quit"},
+		ids:     [][]int64{{0, 0, 1}},
+		cut:     []bool{false},
+	}, {
+		name:    "cut mid-line",
+		in:      "panic: a\n\n" + g(1) + "goroutine 2 [chan receive]:\nmain.wo",
+		reasons: []string{"panic: a"},
+		ids:     [][]int64{{1, 2}},
+		cut:     []bool{true},
+	}, {
+		name:    "cut after a function line",
+		in:      g(1) + "goroutine 2 [chan receive]:\nmain.worker()\n",
+		reasons: []string{""},
+		ids:     [][]int64{{1, 2}},
+		cut:     []bool{true},
+	}, {
+		name:    "text after the dump without a line ending is no cut",
+		in:      g(1) + "exit status 2",
+		reasons: []string{""},
+		ids:     [][]int64{{1}},
+		cut:     []bool{false},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dumps, _ := ParseDumps(strings.NewReader(tt.in))
+			var reasons []string
+			var ids [][]int64
+			var cut []bool
+			for _, d := range dumps {
+				reasons = append(reasons, d.Reason)
+				var is []int64
+				for _, g := range d.Goroutines {
+					is = append(is, g.ID)
+				}
+				ids = append(ids, is)
+				cut = append(cut, d.Cut)
+			}
+			if !cmp.Equal(reasons, tt.reasons) || !cmp.Equal(ids, tt.ids) || !cmp.Equal(cut, tt.cut) {
+				t.Errorf("got reasons %q, ids %v, cut %v; want %q, %v, %v", reasons, ids, cut, tt.reasons, tt.ids, tt.cut)
+			}
+		})
+	}
+	// Parse returns the first dump and says that there are more.
+	s, err := Parse(strings.NewReader(g(1) + g(1)))
+	if !errors.Is(err, ErrSeveralDumps) || len(s.Goroutines) != 1 {
+		t.Errorf("Parse of two dumps: got %d goroutines, error %v; want 1 and ErrSeveralDumps", len(s.Goroutines), err)
+	}
+}
+
+// TestParsePrefixed reads dumps with a timestamp (or a log's fields) before
+// every line, as kubectl logs --timestamps, docker logs -t and journald
+// write them.
+func TestParsePrefixed(t *testing.T) {
+	body := []string{"panic: boom", "", "goroutine 1 [running]:", "main.main()", "\t/app/main.go:5 +0x1d", "",
+		"goroutine 7 [chan receive, 2 minutes]:", "main.worker()", "\t/app/w.go:9", "created by main.main in goroutine 1", "\t/app/main.go:4 +0x2", "", "exit status 2"}
+	prefixes := map[string]func(i int) string{
+		"rfc3339": func(i int) string { return fmt.Sprintf("2026-11-25T19:58:05.%dZ ", 100+i*7) },
+		"journald": func(i int) string {
+			return fmt.Sprintf("Nov  5 19:58:%02d host app[123]: ", i)
+		},
+	}
+	for name, prefix := range prefixes {
+		t.Run(name, func(t *testing.T) {
+			var b strings.Builder
+			for i, l := range body {
+				b.WriteString(prefix(i) + l + "\n")
+			}
+			s, err := Parse(strings.NewReader(b.String()))
+			if err != nil {
+				t.Fatalf("Parse: got error %v; want nil", err)
+			}
+			if s.Reason != "panic: boom" || len(s.Goroutines) != 2 {
+				t.Fatalf("got reason %q, %d goroutines; want panic: boom and 2", s.Reason, len(s.Goroutines))
+			}
+			w := s.Goroutines[1]
+			if w.ID != 7 || w.Wait != 2*time.Minute || len(w.Frames) != 1 || w.Frames[0].File != "/app/w.go" || w.CreatedBy == nil || w.CreatorID != 1 {
+				t.Errorf("goroutine 7: got %+v; want main.worker at /app/w.go:9, created by main.main in goroutine 1", w)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,13 +23,18 @@ import (
 
 func (a *app) attachCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "attach PID|RUNDIR",
-		Short: "Report once on the run a process belongs to, or on a run directory",
+		Use:   "attach PID|RUN",
+		Short: "Report once on the run a process belongs to, or on a run",
 		Long: `attach reads the run's lock registry, checks that every holder and waiter is
 alive, asks the probes of the processes involved for their live stacks, and
 prints the report: findings first, then locks, waiters, processes, recent
-events and stacks. Exit status 3 when a deadlock is found.`,
-		Args:              cobra.ExactArgs(1),
+events and stacks. RUN is a run's name (as ps prints it) or its directory;
+PID is any process of the run, alive or dead (the dead holder a finding
+names). Exit status 3 when a deadlock is found.`,
+		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to
+  lockwatch attach run-20261125-195805-27281-0   # a run by its name (lockwatch ps)
+  lockwatch attach -o json 4242 | jq .findings`,
+		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := resolve(args[0])
@@ -39,7 +45,7 @@ events and stacks. Exit status 3 when a deadlock is found.`,
 			if err != nil {
 				return err
 			}
-			if err := a.print(a.stdout, r, false); err != nil {
+			if err := a.printFit(a.stdout, r, 0); err != nil {
 				return err
 			}
 			return exitCode(verdict(r))
@@ -50,13 +56,17 @@ events and stacks. Exit status 3 when a deadlock is found.`,
 func (a *app) watchCmd() *cobra.Command {
 	var interval time.Duration
 	c := &cobra.Command{
-		Use:   "watch PID|RUNDIR",
+		Use:   "watch PID|RUN",
 		Short: "Keep the report of a run up to date until Ctrl-C",
+		Example: `  lockwatch watch 4242
+  lockwatch watch -o json run-20261125-195805-27281-0 > reports.jsonl`,
 		Long: `watch refreshes the report: on a terminal it redraws it in place; otherwise it
 prints each report that differs from the one before (with -o json, one JSON
 document per line). A process death is seen at once (pidfd), other changes
-every --interval. Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
-		Args:              cobra.ExactArgs(1),
+every --interval. On a terminal the report fits its height: the findings
+first, then as much of the rest as fits, and how many lines were left out.
+Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
+		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := resolve(args[0])
@@ -73,8 +83,11 @@ every --interval. Exit status on Ctrl-C: 3 if the last report found a deadlock.`
 				fp := fingerprint(r)
 				switch {
 				case term:
+					// Redrawn to fit the screen: the findings first,
+					// the rest as far as it goes.
+					_, rows := termSize(a.stdout)
 					fmt.Fprint(a.stdout, "\x1b[H\x1b[2J")
-					a.print(a.stdout, r, false)
+					a.printFit(a.stdout, r, rows)
 				case fp != last:
 					a.print(a.stdout, r, true)
 				}
@@ -106,6 +119,41 @@ func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) 
 		return nil, readError(dir, err)
 	}
 	return r, nil
+}
+
+// printFit writes a report as print does, a table report cut to the
+// terminal's width (each longer line ends in a mark) and, with rows > 0, to
+// rows lines: the report's first lines (the findings come first), then one
+// that says how many lines were left out and how to see them all.
+func (a *app) printFit(w io.Writer, r *report.Report, rows int) error {
+	if a.output == "json" {
+		return a.print(w, r, false)
+	}
+	var b bytes.Buffer
+	if err := r.Write(&b, style(w)); err != nil {
+		return err
+	}
+	// The findings and notes, up to the first blank line, are folded at
+	// the terminal's width, so that no advice is lost; the tables and
+	// stacks below are cut, each cut line ending in a mark.
+	head, tail, _ := strings.Cut(strings.TrimSuffix(b.String(), "\n"), "\n\n")
+	var lines []string
+	for _, l := range strings.Split(head, "\n") {
+		lines = append(lines, foldLine(l, termWidth(w))...)
+	}
+	if tail != "" {
+		lines = append(lines, "")
+		lines = append(lines, strings.Split(tail, "\n")...)
+	}
+	if rows > 2 && len(lines) > rows-1 {
+		more := len(lines) - (rows - 2)
+		lines = append(lines[:rows-2], fmt.Sprintf("... %d more lines ('lockwatch attach' prints them all)", more))
+	}
+	fw := fitWidth(w, termWidth(w))
+	for _, l := range lines {
+		io.WriteString(fw, l+"\n")
+	}
+	return fw.Flush()
 }
 
 // sources are what a report on the run in dir reads: its lockreg arena

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,7 +19,8 @@ import (
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
-// Exit codes.
+// Exit codes of attach, watch, ps and stacks, in the way of grep and diff:
+// 0 nothing found, 2 trouble, and 3 for the finding.
 const (
 	ExitOK       = 0
 	ExitFailed   = 1
@@ -24,10 +28,24 @@ const (
 	ExitDeadlock = 3
 )
 
+// Exit codes of run, which passes PROGRAM's own status through: lockwatch's
+// own statuses take the codes timeout(1), env(1) and nohup(1) take, which
+// programs seldom use, so that PROGRAM's 1, 2 or 3 is never read as
+// lockwatch's.
+const (
+	ExitRunDeadlock   = 124 // a deadlock was found (timeout(1): the command did not finish)
+	ExitRunFailed     = 125 // lockwatch itself failed: a usage or environment error
+	ExitRunCannotExec = 126 // PROGRAM was found but cannot be run
+	ExitRunNotFound   = 127 // PROGRAM was not found
+)
+
 // exitError ends a command with a code; a nil err prints nothing.
 type exitError struct {
 	code int
 	err  error
+	// program: the code is PROGRAM's own status, which run passes through
+	// unchanged.
+	program bool
 }
 
 func (e *exitError) Error() string {
@@ -75,20 +93,56 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return ExitOK
-	}
+	cmd, err := root.ExecuteContextC(ctx)
+	code := ExitOK
 	var ee *exitError
-	if errors.As(err, &ee) {
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
 		if ee.err != nil {
 			fmt.Fprintln(stderr, "lockwatch: "+report.Escape(oneLine(ee.err.Error())))
 		}
-		return ee.code
+		code = ee.code
+	default:
+		// Cobra's own errors: unknown command, wrong argument count.
+		fmt.Fprintln(stderr, "lockwatch: "+report.Escape(cobraError(root, cmd, err, args)))
+		code = ExitUsage
 	}
-	// Cobra's own errors: unknown command or flag, wrong argument count.
-	fmt.Fprintf(stderr, "lockwatch: %s; see 'lockwatch --help'\n", report.Escape(oneLine(err.Error())))
-	return ExitUsage
+	if cmd != nil && cmd.Name() == "run" && code == ExitUsage && (ee == nil || !ee.program) {
+		code = ExitRunFailed // run's own trouble is never PROGRAM's 2
+	}
+	return code
+}
+
+// cobraError words one of cobra's errors in one line that points at the
+// help of the command it concerns.
+func cobraError(root, cmd *cobra.Command, err error, args []string) string {
+	msg := err.Error()
+	if cmd == nil {
+		cmd = root
+	}
+	if strings.HasPrefix(msg, "unknown command ") {
+		word, _, _ := strings.Cut(strings.TrimPrefix(msg, "unknown command "), " for ")
+		name, _ := strconv.Unquote(word)
+		if name == "" && len(args) > 0 {
+			name = args[0]
+		}
+		out := fmt.Sprintf("unknown command %q", name)
+		if s := cmd.SuggestionsFor(name); len(s) > 0 {
+			out += fmt.Sprintf("; did you mean %q?", s[0])
+		}
+		return out + fmt.Sprintf(" See '%s --help' for the commands", cmd.CommandPath())
+	}
+	return fmt.Sprintf("%s%s; see '%s --help'", cmdPrefix(cmd), oneLine(msg), cmd.CommandPath())
+}
+
+// cmdPrefix is "attach: " for a subcommand, "" for lockwatch itself (whose
+// messages start "lockwatch: " anyway).
+func cmdPrefix(c *cobra.Command) string {
+	if !c.HasParent() {
+		return ""
+	}
+	return strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ") + ": "
 }
 
 // escapeText is report.Escape for multi-line text: newlines and tabs are
@@ -117,8 +171,15 @@ func (a *app) root() *cobra.Command {
 		Long: `lockwatch runs or attaches to programs that share lockreg locks, and tells
 who holds each lock, who waits for it, and whether the holder is still alive.
 
-Exit status: 0 nothing found, 1 the program failed (run), 2 usage or
-environment error, 3 a deadlock was found.`,
+Exit status of attach, watch, ps and stacks: 0 nothing found, 2 usage or
+environment error, 3 a deadlock was found. run passes PROGRAM's own status
+through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
+125 lockwatch failed, 126 PROGRAM cannot be run, 127 PROGRAM not found.`,
+		Example: `  lockwatch run -- ./myprogram --flag     # run it under watch
+  lockwatch ps                            # this user's runs
+  lockwatch attach 4242                   # report on the run pid 4242 belongs to
+  lockwatch stacks crash.txt              # group the goroutines of a dump`,
+		Version:       version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -141,9 +202,39 @@ environment error, 3 a deadlock was found.`,
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
 	})
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usagef("%v; see 'lockwatch --help'", err) })
-	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.holdersCmd())
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%s%v; see '%s --help'", cmdPrefix(c), err, c.CommandPath())
+	})
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.holdersCmd(), a.pruneCmd())
 	return root
+}
+
+// version is "lockwatch VERSION (REVISION[, modified]) GO OS/ARCH", from
+// the build information the go command records.
+func version() string {
+	v, rev, modified := "(devel)", "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value[:min(len(s.Value), 12)]
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	out := "lockwatch " + v
+	if rev != "" {
+		if modified {
+			rev += ", modified"
+		}
+		out += " (" + rev + ")"
+	}
+	return out + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
 }
 
 // isTerminal reports whether w is a terminal.
@@ -157,9 +248,14 @@ func isTerminal(w io.Writer) bool {
 }
 
 // style is how reports render on w: colour only on a terminal, never with
-// NO_COLOR set (https://no-color.org).
+// NO_COLOR set (https://no-color.org) nor on a dumb terminal (TERM=dumb,
+// as Emacs shells and some CI logs set it).
 func style(w io.Writer) report.Style {
-	return report.Style{Color: isTerminal(w) && os.Getenv("NO_COLOR") == ""}
+	return report.Style{Color: colour(w)}
+}
+
+func colour(w io.Writer) bool {
+	return isTerminal(w) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 }
 
 // completeRuns completes PID|RUNDIR arguments with the run directories.
@@ -168,4 +264,22 @@ func completeRuns(_ *cobra.Command, args []string, _ string) ([]string, cobra.Sh
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	return runDirs(), cobra.ShellCompDirectiveDefault
+}
+
+// noArgs refuses arguments, pointing at the command's help.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%stakes no arguments, got %q; see '%s --help'", cmdPrefix(cmd), args[0], cmd.CommandPath())
+	}
+	return nil
+}
+
+// oneArg wants exactly one argument, named what in the message.
+func oneArg(what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return usagef("%swants one argument, %s; got %d; see '%s --help'", cmdPrefix(cmd), what, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
 }

@@ -110,6 +110,19 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
+	case "printer":
+		return printerRole()
+	case "joiner":
+		// Joins the run, says so, and waits for its stdin to close.
+		a, err := probe.Start(probe.Options{Role: role})
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		defer a.Close()
+		fmt.Println("joined")
+		io.Copy(io.Discard, os.Stdin)
+		return 0
 	case "measure":
 		return measureRole()
 	case "dropin", "hold-x", "chain", "self", "rwtrap", "cycle", "stuck-holder", "many":

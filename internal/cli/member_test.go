@@ -149,8 +149,8 @@ func TestRunKillForgedEntries(t *testing.T) {
 	if strings.Contains(stderr, "not killed") {
 		t.Errorf("got %q; want every process of the run killed", stderr)
 	}
-	if code != ExitDeadlock {
-		t.Fatalf("got exit %d; want %d\n%s%s", code, ExitDeadlock, stdout, stderr)
+	if code != ExitRunDeadlock {
+		t.Fatalf("got exit %d; want %d\n%s%s", code, ExitRunDeadlock, stdout, stderr)
 	}
 	for _, v := range vs {
 		if st, _ := proc.Check(v); st != proc.Alive {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -18,13 +19,25 @@ import (
 	"github.com/lockwatch/lockwatch/probe"
 )
 
+// PSSchema names ps's JSON format (docs/json.md).
+const PSSchema = "lockwatch.ps/v1"
+
 // psRun is one run in ps's JSON output (documented in docs/json.md).
 type psRun struct {
+	Name      string      `json:"name"` // what attach takes
 	Dir       string      `json:"dir"`
 	State     string      `json:"state"` // running, deadlock, ended, unreadable
 	Error     string      `json:"error,omitempty"`
-	Findings  []string    `json:"findings"` // kinds of the confirmed findings
+	Findings  []psFinding `json:"findings"` // the confirmed findings, counted by kind, most severe first
+	Alive     int         `json:"alive"`    // processes alive
+	Ended     int         `json:"ended"`    // processes that ended (closed or died)
 	Processes []psProcess `json:"processes"`
+}
+
+// psFinding counts a run's findings of one kind.
+type psFinding struct {
+	Kind  string `json:"kind"`
+	Count int    `json:"count"`
 }
 
 type psProcess struct {
@@ -34,7 +47,8 @@ type psProcess struct {
 
 // psOutput is ps's JSON document.
 type psOutput struct {
-	Runs []psRun `json:"runs"`
+	Schema string  `json:"schema"`
+	Runs   []psRun `json:"runs"`
 	// Probed are processes of this user whose environment names a run
 	// directory (LOCKWATCH_DIR) that no listed run holds.
 	Probed []psProbed `json:"probed"`
@@ -49,21 +63,29 @@ func (a *app) psCmd() *cobra.Command {
 	var all bool
 	c := &cobra.Command{
 		Use:   "ps",
-		Short: "List this user's runs and their probed processes, with state",
-		Long: `ps lists the run directories under the default root (newest first) with each
-run's state (running, deadlock, ended) and its processes. Runs whose processes
-have all ended are left out unless --all. When another user took the default
-root (/dev/shm/lockwatch-UID), runs live in a private fallback beside it
+		Short: "List this user's runs, one line each, with their state and findings",
+		Long: `ps lists the runs under the default root, newest first, one line each: its
+name (what attach takes), state (running, deadlock, ended), its findings
+counted by kind, how many of its processes are alive and ended, and its live
+processes (pid and role; "no probe" when its control socket is missing).
+Runs whose processes have all ended are left out unless --all; -o json
+lists every process of each run. When another user took the default root
+(/dev/shm/lockwatch-UID), runs live in a private fallback beside it
 (lockwatch-UID-*, owned by you, mode 0700): ps lists those too.`,
-		Args: cobra.NoArgs,
+		Example: `  lockwatch ps
+  lockwatch ps --all          # ended runs too ('lockwatch prune' removes them)
+  lockwatch ps -o json | jq '.runs[] | select(.state == "deadlock") | .name'`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dirs := runDirs()
-			out := psOutput{Runs: []psRun{}, Probed: []psProbed{}}
+			out := psOutput{Schema: PSSchema, Runs: []psRun{}, Probed: []psProbed{}}
 			known := make(map[string]bool)
+			hidden := 0
 			for _, d := range dirs {
 				known[d] = true
-				run := psRun{Dir: d, Findings: []string{}, Processes: []psProcess{}}
+				run := psRun{Name: filepath.Base(d), Dir: d, Findings: []psFinding{}, Processes: []psProcess{}}
 				if !all && !mayBeRunning(d) {
+					hidden++
 					continue // ended, or a directory nothing ever joined
 				}
 				r, err := report.Diagnose(cmd.Context(), a.sources(d, false), a.opts)
@@ -72,19 +94,24 @@ root (/dev/shm/lockwatch-UID), runs live in a private fallback beside it
 					out.Runs = append(out.Runs, run)
 					continue
 				}
-				alive := 0
 				for _, p := range r.Processes {
 					if p.Alive {
-						alive++
+						run.Alive++
+					} else {
+						run.Ended++
 					}
 					_, err := os.Stat(probe.SocketPath(d, procID(p.PID, p.Start)))
 					run.Processes = append(run.Processes, psProcess{ProcRow: p, Probe: err == nil && p.Alive})
 				}
 				for _, f := range r.Findings {
-					run.Findings = append(run.Findings, string(f.Kind))
+					if n := len(run.Findings); n > 0 && run.Findings[n-1].Kind == string(f.Kind) {
+						run.Findings[n-1].Count++
+					} else {
+						run.Findings = append(run.Findings, psFinding{Kind: string(f.Kind), Count: 1})
+					}
 				}
 				switch {
-				case alive == 0:
+				case run.Alive == 0:
 					run.State = "ended" // its findings, if any, are history
 				case r.Deadlock():
 					run.State = "deadlock"
@@ -92,6 +119,7 @@ root (/dev/shm/lockwatch-UID), runs live in a private fallback beside it
 					run.State = "running"
 				}
 				if run.State == "ended" && !all {
+					hidden++
 					continue
 				}
 				out.Runs = append(out.Runs, run)
@@ -109,7 +137,7 @@ root (/dev/shm/lockwatch-UID), runs live in a private fallback beside it
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
-			return a.psTable(out)
+			return a.psTable(out, hidden)
 		},
 	}
 	c.Flags().BoolVarP(&all, "all", "a", false, "list ended runs too")
@@ -143,45 +171,115 @@ func mayBeRunning(dir string) bool {
 	return found
 }
 
-func (a *app) psTable(out psOutput) error {
+// maxLiveListed is how many live processes a ps row names at most.
+const maxLiveListed = 4
+
+// maxErrorShown is how much of why a run is unreadable a ps row shows.
+const maxErrorShown = 48
+
+func (a *app) psTable(out psOutput, hidden int) error {
 	var rows [][]string
+	var lives [][]string // per row: its live processes, "pid role"
 	for _, r := range out.Runs {
 		state := r.State
-		if len(r.Findings) > 0 {
-			state += " (" + strings.Join(r.Findings, ", ") + ")"
-		}
+		findings := "-"
 		if r.Error != "" {
-			state += ": " + r.Error
+			// Why, in the findings' column, without the run's path (the
+			// row names the run), cut short: -o json has it whole.
+			why := strings.ReplaceAll(r.Error, r.Dir+"/", "")
+			why = strings.TrimPrefix(strings.TrimSpace(strings.ReplaceAll(why, r.Dir, "")), ": ")
+			if utf8.RuneCountInString(why) > maxErrorShown {
+				why = string([]rune(why)[:maxErrorShown-1]) + cutMark
+			}
+			findings = report.Escape(why)
 		}
-		name, state := report.Escape(filepath.Base(r.Dir)), report.Escape(state)
-		if len(r.Processes) == 0 {
-			rows = append(rows, []string{name, state, "-", "-", "-", "-"})
+		if len(r.Findings) > 0 {
+			parts := make([]string, len(r.Findings))
+			for i, f := range r.Findings {
+				parts[i] = fmt.Sprintf("%d %s", f.Count, f.Kind)
+			}
+			findings = strings.Join(parts, ", ")
 		}
-		for i, p := range r.Processes {
+		procs := "-"
+		if r.Alive+r.Ended > 0 {
+			procs = fmt.Sprintf("%d alive, %d ended", r.Alive, r.Ended)
+		}
+		var live []string
+		for _, p := range r.Processes {
+			if !p.Alive {
+				continue
+			}
 			who := p.Role
 			if who == "" {
 				who = p.Command
 			}
-			probeCol := "no"
-			if p.Probe {
-				probeCol = "yes"
+			s := strconv.Itoa(p.PID) + " " + report.Escape(who)
+			if !p.Probe {
+				s += " (no probe)"
 			}
-			pstate := p.State
-			if p.Exit != "" {
-				pstate += ", " + p.Exit
-			}
-			if i > 0 {
-				name, state = "", ""
-			}
-			rows = append(rows, []string{name, state, strconv.Itoa(p.PID), report.Escape(who), report.Escape(pstate), probeCol})
+			live = append(live, s)
 		}
+		rows = append(rows, []string{report.Escape(r.Name), report.Escape(state), findings, procs, ""})
+		lives = append(lives, live)
 	}
 	for _, p := range out.Probed {
-		rows = append(rows, []string{report.Escape(p.Dir), "not a run under the default root", strconv.Itoa(p.PID), "-", "alive", "?"})
+		rows = append(rows, []string{report.Escape(p.Dir), "not under the default root", "-", "1 alive", ""})
+		lives = append(lives, []string{strconv.Itoa(p.PID)})
 	}
 	if len(rows) == 0 {
-		_, err := fmt.Fprintln(a.stdout, "no runs (use --all to list ended ones)")
+		msg := "no running runs"
+		if hidden > 0 {
+			msg += fmt.Sprintf(" (%s ended: 'lockwatch ps --all' lists them, 'lockwatch prune' removes them)", plural(hidden, "run"))
+		}
+		_, err := fmt.Fprintln(a.stdout, msg)
 		return err
 	}
-	return report.Table(a.stdout, []string{"run", "state", "pid", "role or command", "process", "probe"}, rows)
+	// The live processes take the room the other columns leave: as many
+	// as fit the terminal's width, then "N more".
+	width := termWidth(a.stdout)
+	room := 0
+	if width > 0 {
+		used := 1 // the table's left margin
+		for c := range 4 {
+			w := len([]string{"run", "state", "findings", "processes"}[c])
+			for _, r := range rows {
+				w = max(w, utf8.RuneCountInString(r[c]))
+			}
+			used += w + 2
+		}
+		room = max(width-used, len("live"), 16)
+	}
+	for i, live := range lives {
+		rows[i][4] = listFit(live, maxLiveListed, room)
+	}
+	w := fitWidth(a.stdout, width)
+	if err := report.Table(w, []string{"run", "state", "findings", "processes", "live"}, rows); err != nil {
+		return err
+	}
+	if hidden > 0 {
+		fmt.Fprintf(w, "(%s ended, not shown: --all lists them, 'lockwatch prune' removes them)\n", plural(hidden, "run"))
+	}
+	return w.Flush()
+}
+
+// listFit joins items with ", ": at most max of them, and only as many as
+// fit room columns (0: no limit), the rest counted as "N more"; "-" when
+// there are none.
+func listFit(items []string, most, room int) string {
+	if len(items) == 0 {
+		return "-"
+	}
+	for n := min(len(items), most); n >= 0; n-- {
+		s := strings.Join(items[:n], ", ")
+		if rest := len(items) - n; rest > 0 {
+			if s != "" {
+				s += ", "
+			}
+			s += fmt.Sprintf("%d more", rest)
+		}
+		if room <= 0 || utf8.RuneCountInString(s) <= room || n == 0 {
+			return s
+		}
+	}
+	return "-"
 }

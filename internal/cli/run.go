@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
-	"strings"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -43,10 +43,26 @@ confirmed it prints the report on stderr (or into --report); then, with
 --on-deadlock=kill it kills every process of the run. SIGINT and SIGTERM are
 forwarded to PROGRAM's process group.
 
+Within a second, run says if PROGRAM (or a process it started) has not
+joined the run: lockwatch sees only the locks of processes that run its
+probe. On a terminal the status line stays on the bottom row, under
+PROGRAM's output. When PROGRAM ends with no deadlock, one line says who
+joined the run; with -o json or --report, the final report is written too.
+
 Exit status: PROGRAM's own when it ends by itself with no deadlock found
-(128+N when a signal N ended it), 3 when a deadlock was found, 2 when PROGRAM
-cannot be started or the report cannot be written.`,
-		Args: cobra.MinimumNArgs(1),
+(128+N when a signal N ended it). lockwatch's own statuses are those of
+timeout(1), which programs seldom use: 124 a deadlock was found, 125
+lockwatch failed (usage, environment), 126 PROGRAM cannot be run, 127
+PROGRAM was not found.`,
+		Example: `  lockwatch run -- ./myprogram --workers 8
+  lockwatch run --on-deadlock=kill -o json --report report.json -- go test ./...
+  lockwatch run --keep -- bin/demo --hang     # keep the run for attach afterwards`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("run: wants a PROGRAM to run: lockwatch run [flags] -- PROGRAM [ARG...]; see 'lockwatch run --help'")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.onDeadlock != "wait" && f.onDeadlock != "kill" {
 				return usagef("--on-deadlock=%q: want wait or kill", f.onDeadlock)
@@ -95,7 +111,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	}
 	if err := cmd.Start(); err != nil {
 		os.Remove(dir) // nothing joined it
-		return usagef("cannot start %s: %v", args[0], err)
+		return startError(args[0], err)
 	}
 	if onTTY {
 		defer unix.IoctlSetPointerInt(int(tty.Fd()), unix.TIOCSPGRP, syscall.Getpgrp())
@@ -153,14 +169,22 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	}()
 	var run *liveness.Run // the arena's identity, once PROGRAM made it
 
-	status := &statusLine{w: a.stderr, on: isTerminal(a.stderr), started: started}
+	status := newStatusLine(a.stderr, started)
+	defer status.teardown()
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	defer signal.Stop(winch)
+	joins := newJoinCheck(a.stderr, pgid, args[0])
 	var found *report.Report
-	var shown, lastErr string
+	var settle settler
+	var lastErr string
 	for {
 		select {
 		case <-exited:
-			status.clear()
+			status.teardown()
 			return a.ended(ctx, dir, reap(), found, f)
+		case <-winch:
+			status.resize()
 		default:
 		}
 		if run == nil {
@@ -172,11 +196,12 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 		switch {
 		case err != nil && errors.Is(err, lockreg.ErrNotRun):
 			// The program has not opened the run yet (or never will).
+			joins.check(nil)
+			status.text(fmt.Sprintf("waiting for %s to join the run, %s", args[0], time.Since(started).Round(100*time.Millisecond)))
 		case err != nil:
 			// Said once per distinct error, not every interval.
 			if msg := oneLine(readError(dir, err).Error()); msg != lastErr {
 				lastErr = msg
-				status.clear()
 				fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(msg))
 			}
 		default:
@@ -185,44 +210,82 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 					w.Add(procID(p.PID, p.Start))
 				}
 			}
-			if r.Deadlock() {
-				if fp := findingsPrint(r); fp != shown {
-					shown = fp
-					found = r
-					status.clear()
-					if err := a.emit(r, f.reportPath); err != nil {
-						fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
-					}
-					if f.onDeadlock == "kill" {
-						a.killRun(run, r, pgid)
-						<-exited
-						reap()
-						return exitCode(ExitDeadlock)
-					}
-					fmt.Fprintf(a.stderr, "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", report.Escape(dir))
+			joins.check(r.Processes)
+			if !r.Deadlock() {
+				settle.clear()
+			} else if settle.ready(r) {
+				// Reported once the findings are the same in two
+				// readings in a row, and again when they change.
+				again := found != nil
+				found = r
+				if again {
+					fmt.Fprintf(a.stderr, "lockwatch: the deadlock changed; the report again:\n")
+				}
+				if err := a.emit(r, f.reportPath); err != nil {
+					fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
+				}
+				if f.onDeadlock == "kill" {
+					status.teardown()
+					a.killRun(run, r, pgid)
+					<-exited
+					reap()
+					return exitCode(ExitRunDeadlock)
+				}
+				if !again {
+					fmt.Fprintf(a.stderr, "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", report.Escape(filepath.Base(dir)))
 				}
 			}
-			status.draw(r)
+			status.draw(r, found)
 		}
-		if _, err := w.Wait(f.interval); err != nil {
+		wait := f.interval
+		if d := joins.due(); d > 0 && d < wait {
+			wait = d // say within a second that nothing joined
+		}
+		if _, err := w.Wait(wait); err != nil {
 			return usagef("%v", err)
 		}
 	}
 }
 
+// startError is run's error for a PROGRAM that cannot be started, with the
+// codes of timeout(1) and env(1): 127 not found, 126 found but not runnable.
+func startError(program string, err error) error {
+	code := ExitRunCannotExec
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		code = ExitRunNotFound
+	}
+	return &exitError{code: code, err: fmt.Errorf("cannot start %s: %v", program, err)}
+}
+
 // ended is the end of run once PROGRAM has exited.
 func (a *app) ended(ctx context.Context, dir string, waitErr error, found *report.Report, f runFlags) error {
 	if found != nil {
-		return exitCode(ExitDeadlock)
+		return exitCode(ExitRunDeadlock)
 	}
-	var lost error // the one document a script waits for, not written
-	if a.output == "json" {
-		// Scripts always get one document: the run as it ended.
-		if r, err := report.Diagnose(ctx, a.sources(dir, false), a.opts); err == nil {
-			if err := a.emit(r, f.reportPath); err != nil {
-				lost = usagef("cannot write the report: %v", err)
-			}
+	// The run as it ended: written with -o json (scripts always get one
+	// document) or --report, and summed up in one line on stderr.
+	r, err := report.Diagnose(ctx, a.sources(dir, false), a.opts)
+	if err != nil {
+		r = &report.Report{Schema: report.Schema, Run: dir, Taken: time.Now(), Findings: []report.Finding{}, Locks: []report.LockRow{},
+			Waiters: []report.WaiterRow{}, Processes: []report.ProcRow{}, Events: []report.EventRow{}, Stacks: []report.StackRow{}, Notes: []string{}}
+		if !errors.Is(err, lockreg.ErrNotRun) {
+			r.Notes = append(r.Notes, "the run could not be read at its end: "+oneLine(readError(dir, err).Error()))
 		}
+	}
+	joined := joinedLine(r.Processes)
+	r.Notes = append(r.Notes, joined)
+	var lost error // the one document a script waits for, not written
+	if a.output == "json" || f.reportPath != "" {
+		if err := a.emit(r, f.reportPath); err != nil {
+			lost = usagef("cannot write the report: %v", err)
+		}
+	}
+	if a.output != "json" {
+		verdict := "no deadlock found"
+		if len(r.Findings) > 0 {
+			verdict = fmt.Sprintf("no deadlock found; %s at the end (%s)", plural(len(r.Findings), "finding"), r.Findings[0].Kind)
+		}
+		fmt.Fprintf(a.stderr, "lockwatch: %s; %s\n", verdict, joined)
 	}
 	if !f.keep {
 		// A run that ended cleanly (every process closed its registry, no
@@ -239,9 +302,9 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	var xe *exec.ExitError
 	if errors.As(waitErr, &xe) {
 		if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return exitCode(128 + int(ws.Signal()))
+			return &exitError{code: 128 + int(ws.Signal()), program: true}
 		}
-		return exitCode(xe.ExitCode())
+		return &exitError{code: xe.ExitCode(), program: true}
 	}
 	if waitErr != nil {
 		return &exitError{code: ExitFailed, err: waitErr}
@@ -252,23 +315,13 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 // emit writes the report to path, or to stderr.
 func (a *app) emit(r *report.Report, path string) error {
 	if path == "" {
-		return a.print(a.stderr, r, false)
+		return a.printFit(a.stderr, r, 0)
 	}
 	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
 	return errors.Join(a.print(fh, r, false), fh.Close())
-}
-
-// findingsPrint tells reports with the same findings apart from new ones.
-func findingsPrint(r *report.Report) string {
-	var b strings.Builder
-	for i := range r.Findings {
-		b.WriteString(r.Findings[i].Key())
-		b.WriteByte(';')
-	}
-	return b.String()
 }
 
 // killRun ends every process of the run, and only those: each process of
@@ -304,40 +357,5 @@ func waitExit(pid int) {
 		if !errors.Is(err, unix.EINTR) {
 			return
 		}
-	}
-}
-
-// statusLine is run's one live line on a terminal's stderr.
-type statusLine struct {
-	w       io.Writer
-	on      bool
-	started time.Time
-	drawn   bool
-}
-
-func (s *statusLine) draw(r *report.Report) {
-	if !s.on {
-		return
-	}
-	alive, held := 0, 0
-	for _, p := range r.Processes {
-		if p.Alive {
-			alive++
-		}
-	}
-	for _, l := range r.Locks {
-		if l.Holder != nil {
-			held++
-		}
-	}
-	fmt.Fprintf(s.w, "\r\x1b[Klockwatch: %d processes, %d locks held, %d waiting, %s",
-		alive, held, len(r.Waiters), time.Since(s.started).Round(100*time.Millisecond))
-	s.drawn = true
-}
-
-func (s *statusLine) clear() {
-	if s.drawn {
-		fmt.Fprint(s.w, "\r\x1b[K")
-		s.drawn = false
 	}
 }

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,35 +17,103 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
+// StacksSchema names the stacks command's JSON format (docs/json.md).
+const StacksSchema = "lockwatch.stacks/v1"
+
+// maxStacksInput bounds what stacks reads from a file or stdin: a dump of
+// 100,000 goroutines is some 50 MiB of text; a profile is far smaller.
+const maxStacksInput = 64 << 20
+
+// probePackage is the prefix of the functions of lockwatch's own probe,
+// whose goroutines (its control socket, its signal handler) stacks hides
+// unless --all.
+const probePackage = "github.com/lockwatch/lockwatch/probe."
+
 // stacksOutput is the stacks command's JSON document (docs/json.md).
 type stacksOutput struct {
-	Source string            `json:"source"` // pid N, or the file
-	Format string            `json:"format"` // text or proto
-	Total  int64             `json:"goroutines"`
-	Groups []stackdump.Group `json:"groups"`
-	Notes  []string          `json:"notes"`
+	Schema string       `json:"schema"`
+	Source string       `json:"source"` // pid N, the file, or stdin
+	Format string       `json:"format"` // text or proto
+	Dumps  []stacksDump `json:"dumps"`
+	Notes  []string     `json:"notes"`
+}
+
+// stacksDump is one dump of the input: a file may hold several.
+type stacksDump struct {
+	// Reason is the panic, fatal error or signal that made the dump.
+	Reason string `json:"reason,omitempty"`
+	// Cut: the input ends inside this dump; goroutines after the cut are
+	// missing.
+	Cut        bool          `json:"cut,omitempty"`
+	Goroutines int64         `json:"goroutines"` // shown, in Groups
+	Hidden     int64         `json:"hidden"`     // goroutines of lockwatch's probe, not in Groups (--all shows them)
+	Groups     []stacksGroup `json:"groups"`
+}
+
+// stacksGroup is goroutines with the same stack.
+type stacksGroup struct {
+	Count     int64             `json:"count"`
+	States    []stacksState     `json:"states"`           // empty for a profile
+	MaxWaitMS int64             `json:"max_wait_ms"`      // the longest wait; the runtime counts whole minutes
+	IDs       []int64           `json:"ids"`              // empty for a profile
+	Labels    map[string]string `json:"labels,omitempty"` // pprof labels all of them have (lockwatch.wait: the lock waited for)
+	Frames    []stacksFrame     `json:"frames"`           // innermost first
+	Elided    *stacksElided     `json:"elided,omitempty"` // frames the runtime left out
+	CreatedBy *stacksFrame      `json:"created_by,omitempty"`
+}
+
+type stacksState struct {
+	State string `json:"state"`
+	Count int    `json:"count"`
+}
+
+type stacksFrame struct {
+	Func string `json:"func"`
+	Args string `json:"args,omitempty"` // as printed; "*" where the group's goroutines differ
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+}
+
+type stacksElided struct {
+	At    int `json:"at"`    // before frames[at]
+	Count int `json:"count"` // 0: the runtime did not say how many
 }
 
 func (a *app) stacksCmd() *cobra.Command {
-	var text bool
+	var text, all bool
 	c := &cobra.Command{
-		Use:   "stacks PID|FILE",
+		Use:   "stacks [PID|FILE|-]",
 		Short: "Grouped goroutine stacks of a probed process, a traceback file or a pprof goroutine profile",
 		Long: `stacks prints goroutines grouped by identical stack, largest group first.
 For a PID it asks the process's probe: by default its goroutine profile
 (cheap; no goroutine ids or states), with --text its text dump (ids, states,
-wait times; stops the process for the whole dump). For a FILE it reads Go
-traceback text (a panic, SIGQUIT dump, go test timeout) or a pprof goroutine
-profile (protobuf, gzipped or not); the format is detected.`,
-		Args:              cobra.ExactArgs(1),
+wait times; stops the process for the whole dump). For a FILE, or - or no
+argument for standard input, it reads Go traceback text (a panic, a SIGQUIT
+dump, a go test timeout, with or without a timestamp before every line) or a
+pprof goroutine profile (protobuf, gzipped or not); the format is detected.
+
+The panic or fatal error that made a dump comes first. Several dumps in one
+input are shown apart; a dump the input cuts short says so. The goroutines
+of lockwatch's own probe are left out unless --all.`,
+		Example: `  lockwatch stacks 4242                 # a probed process's goroutines
+  lockwatch stacks --text 4242          # with ids, states and wait times
+  go test -timeout 10s 2>&1 | lockwatch stacks
+  kubectl logs --timestamps POD | lockwatch stacks -
+  lockwatch stacks -o json crash.txt`,
+		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: cobra.FixedCompletions(nil, cobra.ShellCompDirectiveDefault),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := a.loadStacks(cmd, args[0], text)
+			arg := "-"
+			if len(args) == 1 {
+				arg = args[0]
+			} else if f, ok := a.stdin.(*os.File); ok && isTerminal(f) {
+				return usagef("stacks: wants a PID or a FILE, or pipe a dump in ('lockwatch stacks --help')")
+			}
+			out, err := a.loadStacks(cmd, arg, text, all)
 			if err != nil {
 				return err
 			}
@@ -51,39 +122,158 @@ profile (protobuf, gzipped or not); the format is detected.`,
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
-			// Frames, notes and names come from a process or a file:
-			// escaped, keeping the layout's newlines and tabs.
-			var b strings.Builder
-			for _, n := range out.Notes {
-				fmt.Fprintf(&b, "note: %s\n", report.Escape(n))
-			}
-			fmt.Fprintf(&b, "%s: %d goroutines in %d groups (%s)\n\n", report.Escape(out.Source), out.Total, len(out.Groups), report.Escape(out.Format))
-			for _, g := range out.Groups {
-				var gb strings.Builder
-				if err := g.Write(&gb); err != nil {
-					return err
-				}
-				b.WriteString(escapeText(gb.String()))
-				b.WriteString("\n")
-			}
-			_, err = io.WriteString(a.stdout, b.String())
-			return err
+			return a.stacksText(out)
 		},
 	}
 	c.Flags().BoolVar(&text, "text", false, "for a PID: ask for the text dump (goroutine ids and states; stops the process for the whole dump)")
+	c.Flags().BoolVar(&all, "all", false, "show the goroutines of lockwatch's own probe too")
 	return c
 }
 
-func (a *app) loadStacks(cmd *cobra.Command, arg string, text bool) (*stacksOutput, error) {
-	if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
-		b, err := readStacksFile(arg)
+// stacksText writes out as text, fitting the terminal's width: the notes
+// and the lines about each dump folded, the stacks cut with a mark.
+func (a *app) stacksText(out *stacksOutput) error {
+	width := termWidth(a.stdout)
+	var raw strings.Builder
+	say := func(format string, args ...any) {
+		for _, l := range foldLine(fmt.Sprintf(format, args...), width) {
+			fmt.Fprintln(&raw, l)
+		}
+	}
+	for _, n := range out.Notes {
+		say("note: %s", n)
+	}
+	for i, d := range out.Dumps {
+		name := out.Source
+		if len(out.Dumps) > 1 {
+			name = fmt.Sprintf("%s, dump %d of %d", out.Source, i+1, len(out.Dumps))
+		}
+		if d.Reason != "" {
+			say("%s: %s", name, d.Reason)
+		}
+		line := fmt.Sprintf("%s: %s in %s (%s)", name, plural(int(d.Goroutines), "goroutine"), plural(len(d.Groups), "group"), out.Format)
+		if d.Hidden > 0 {
+			line += fmt.Sprintf("; %s of lockwatch's probe not shown (--all shows them)", plural(int(d.Hidden), "goroutine"))
+		}
+		say("%s", line)
+		if d.Cut {
+			say("note: the input ends inside this dump (cut mid-line or after a function): goroutines after the cut are missing")
+		}
+		fmt.Fprintln(&raw)
+		for _, g := range d.Groups {
+			writeStacksGroup(&raw, g)
+			fmt.Fprintln(&raw)
+		}
+	}
+	// Frames, notes and names come from a process or a file: escaped,
+	// keeping the layout's newlines and tabs.
+	w := fitWidth(a.stdout, width)
+	io.WriteString(w, escapeText(raw.String()))
+	return w.Flush()
+}
+
+// writeStacksGroup renders a group in the shape of a Go traceback.
+func writeStacksGroup(w io.Writer, g stacksGroup) {
+	fmt.Fprint(w, plural(int(g.Count), "goroutine"))
+	for i, s := range g.States {
+		sep := ", "
+		if i == 0 {
+			sep = ": "
+		}
+		fmt.Fprintf(w, "%s%s %d", sep, s.State, s.Count)
+	}
+	if g.MaxWaitMS > 0 {
+		fmt.Fprintf(w, "; longest wait %v", time.Duration(g.MaxWaitMS)*time.Millisecond)
+	}
+	fmt.Fprintln(w)
+	if len(g.IDs) > 0 {
+		ids := make([]string, 0, 20)
+		for _, id := range g.IDs[:min(len(g.IDs), 20)] {
+			ids = append(ids, strconv.FormatInt(id, 10))
+		}
+		more := ""
+		if len(g.IDs) > 20 {
+			more = fmt.Sprintf(" and %d more", len(g.IDs)-20)
+		}
+		fmt.Fprintf(w, "ids: %s%s\n", strings.Join(ids, ", "), more)
+	}
+	if lock, ok := g.Labels[lockWaitLabel]; ok {
+		fmt.Fprintf(w, "waiting for lock %q\n", lock)
+	}
+	if others := labelList(g.Labels); others != "" {
+		fmt.Fprintf(w, "labels: %s\n", others)
+	}
+	frame := func(f stacksFrame) {
+		if f.File != "" {
+			fmt.Fprintf(w, "\t%s:%d\n", f.File, f.Line)
+		}
+	}
+	for i, f := range g.Frames {
+		if g.Elided != nil && g.Elided.At == i {
+			writeElided(w, g.Elided)
+		}
+		fmt.Fprintf(w, "%s(%s)\n", f.Func, f.Args)
+		frame(f)
+	}
+	if g.Elided != nil && g.Elided.At >= len(g.Frames) {
+		writeElided(w, g.Elided)
+	}
+	if g.CreatedBy != nil {
+		fmt.Fprintf(w, "created by %s\n", g.CreatedBy.Func)
+		frame(*g.CreatedBy)
+	}
+}
+
+// lockWaitLabel is the pprof label lockreg gives a goroutine waiting for a
+// lock: its value is the lock's name.
+const lockWaitLabel = "lockwatch.wait"
+
+// labelList is "k=v, k2=v2" of the labels other than lockWaitLabel, in key
+// order.
+func labelList(labels map[string]string) string {
+	var keys []string
+	for k := range labels {
+		if k != lockWaitLabel {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + labels[k]
+	}
+	return strings.Join(parts, ", ")
+}
+
+func writeElided(w io.Writer, e *stacksElided) {
+	if e.Count > 0 {
+		fmt.Fprintf(w, "...%d frames elided...\n", e.Count)
+	} else {
+		fmt.Fprintln(w, "...additional frames elided...")
+	}
+}
+
+func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stacksOutput, error) {
+	if arg == "-" {
+		return stacksFrom("stdin", a.stdin, all)
+	}
+	if fi, err := os.Stat(arg); err == nil {
+		if fi.IsDir() {
+			return nil, usagef("%s is a directory: want a PID, a dump file, or - for standard input", arg)
+		}
+		// Any file but a directory: a regular file, /dev/stdin, a FIFO.
+		f, err := os.Open(arg)
 		if err != nil {
 			return nil, err
 		}
-		return stacksOf(arg, b)
+		defer f.Close()
+		return stacksFrom(arg, f, all)
 	}
 	if _, err := strconv.Atoi(arg); err != nil {
-		return nil, usagef("%s is neither a pid nor a readable file", arg)
+		return nil, usagef("%s is neither a pid nor a readable file; 'lockwatch stacks --help' says what it reads", arg)
 	}
 	t, err := resolve(arg)
 	if err != nil {
@@ -91,67 +281,138 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text bool) (*stacksOutp
 	}
 	timeout := a.opts.ProbeTimeout
 	if text {
-		timeout += 10 * time.Second / 10 // a text dump takes longer
+		timeout += time.Second // a text dump takes longer
 	}
 	c := &probe.Client{Path: probe.SocketPath(t.dir, t.id), Timeout: max(timeout, 2*time.Second)}
 	d, err := c.Goroutines(cmd.Context(), text)
 	if err != nil {
 		return nil, usagef("pid %d's probe did not answer (%v); 'lockwatch attach %d' still reports from the registry", t.id.PID, err, t.id.PID)
 	}
-	return stacksOf("pid "+strconv.Itoa(t.id.PID), d.Data)
+	return stacksOf("pid "+strconv.Itoa(t.id.PID), d.Data, all)
+}
+
+// stacksFrom reads a dump from r: a profile (binary) is read whole, up to
+// maxStacksInput; a traceback is parsed as it streams in, so that a long
+// log piped in is never held in memory, only the goroutines read from it.
+func stacksFrom(name string, r io.Reader, all bool) (*stacksOutput, error) {
+	br := bufio.NewReaderSize(r, 4096)
+	head, err := br.Peek(4096)
+	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, usagef("cannot read %s: %v", name, err)
+	}
+	if !isProfile(head) {
+		return stacksOfText(name, br, all)
+	}
+	b, err := io.ReadAll(io.LimitReader(br, maxStacksInput+1))
+	if err != nil {
+		return nil, usagef("cannot read %s: %v", name, err)
+	}
+	if len(b) > maxStacksInput {
+		return nil, usagef("%s is over %d MiB: not a goroutine profile stacks reads", name, maxStacksInput>>20)
+	}
+	return stacksOf(name, b, all)
 }
 
 // stacksOf reads a dump, detecting its format: a pprof profile is gzip or
 // protobuf (binary), a traceback is text.
-func stacksOf(source string, b []byte) (*stacksOutput, error) {
-	out := &stacksOutput{Source: source, Groups: []stackdump.Group{}, Notes: []string{}}
+func stacksOf(source string, b []byte, all bool) (*stacksOutput, error) {
+	out := &stacksOutput{Schema: StacksSchema, Source: source, Dumps: []stacksDump{}, Notes: []string{}}
 	if isProfile(b) {
 		p, err := stackdump.ParseProfile(b)
 		if err != nil {
 			return nil, usagef("%s: not a Go traceback or goroutine profile: %v", source, err)
 		}
 		out.Format = "proto"
-		out.Groups = stackdump.GroupSamples(p.Samples)
-	} else {
-		s, err := stackdump.Parse(bytes.NewReader(b))
-		if s == nil || len(s.Goroutines) == 0 {
-			if err == nil {
-				err = fmt.Errorf("no goroutine found")
-			}
-			return nil, usagef("%s: not a Go traceback or goroutine profile: %v", source, oneLine(firstErr(err)))
-		}
-		if err != nil {
-			out.Notes = append(out.Notes, "some lines could not be read: "+oneLine(firstErr(err)))
-		}
-		out.Format = "text"
-		out.Groups = stackdump.GroupGoroutines(s.Goroutines, stackdump.IgnoreArgs)
+		out.Dumps = append(out.Dumps, dumpOf(stackdump.GroupSamples(p.Samples), all))
+		return out, nil
 	}
-	for _, g := range out.Groups {
-		out.Total += g.Count
+	return stacksOfText(source, bytes.NewReader(b), all)
+}
+
+// stacksOfText reads Go traceback text.
+func stacksOfText(source string, r io.Reader, all bool) (*stacksOutput, error) {
+	out := &stacksOutput{Schema: StacksSchema, Source: source, Format: "text", Dumps: []stacksDump{}, Notes: []string{}}
+	// Streamed, and bounded: what is read past maxStacksInput is dropped.
+	lr := &io.LimitedReader{R: r, N: maxStacksInput}
+	dumps, err := stackdump.ParseDumps(lr)
+	if lr.N == 0 {
+		if n, _ := r.Read(make([]byte, 1)); n > 0 {
+			out.Notes = append(out.Notes, fmt.Sprintf("only the first %d MiB of the input were read", maxStacksInput>>20))
+		}
+	}
+	found := false
+	for _, d := range dumps {
+		found = found || len(d.Goroutines) > 0
+	}
+	if !found {
+		if err == nil {
+			err = fmt.Errorf("no goroutine found")
+		}
+		return nil, usagef("%s: not a Go traceback or goroutine profile: %v", source, oneLine(firstErr(err)))
+	}
+	if err != nil {
+		out.Notes = append(out.Notes, "some lines could not be read: "+oneLine(firstErr(err)))
+	}
+	if len(dumps) > 1 {
+		out.Notes = append(out.Notes, fmt.Sprintf("the input holds %d dumps, shown apart", len(dumps)))
+	}
+	for _, d := range dumps {
+		if len(d.Goroutines) == 0 {
+			continue
+		}
+		if d.LongLines > 0 {
+			out.Notes = append(out.Notes, fmt.Sprintf("%s over 64 KiB kept only its start and end (marked ...[N bytes cut]...)", plural(d.LongLines, "line")))
+		}
+		sd := dumpOf(stackdump.GroupGoroutines(d.Goroutines, stackdump.IgnoreArgs), all)
+		sd.Reason, sd.Cut = d.Reason, d.Cut
+		out.Dumps = append(out.Dumps, sd)
 	}
 	return out, nil
 }
 
-// maxStacksFile bounds the file stacks reads: a traceback takes some 700
-// bytes a goroutine (64 MiB: some 90,000 goroutines), a goroutine profile
-// far less.
-const maxStacksFile = 64 << 20
+// dumpOf converts groups, leaving out those of lockwatch's probe unless all.
+func dumpOf(groups []stackdump.Group, all bool) stacksDump {
+	d := stacksDump{Groups: []stacksGroup{}}
+	for _, g := range groups {
+		if !all && ofProbe(g) {
+			d.Hidden += g.Count
+			continue
+		}
+		d.Goroutines += g.Count
+		sg := stacksGroup{Count: g.Count, States: []stacksState{}, IDs: g.IDs, Labels: g.Labels, Frames: []stacksFrame{},
+			MaxWaitMS: g.MaxWait.Milliseconds()}
+		if sg.IDs == nil {
+			sg.IDs = []int64{}
+		}
+		for _, s := range g.States {
+			sg.States = append(sg.States, stacksState(s))
+		}
+		for _, f := range g.Frames {
+			sg.Frames = append(sg.Frames, stacksFrame{Func: f.Func, Args: f.Args, File: f.File, Line: f.Line})
+		}
+		if g.Elided != nil {
+			sg.Elided = &stacksElided{At: g.Elided.At, Count: g.Elided.Count}
+		}
+		if g.CreatedBy != nil {
+			sg.CreatedBy = &stacksFrame{Func: g.CreatedBy.Func, File: g.CreatedBy.File, Line: g.CreatedBy.Line}
+		}
+		d.Groups = append(d.Groups, sg)
+	}
+	return d
+}
 
-// readStacksFile reads a dump file of at most maxStacksFile bytes.
-func readStacksFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, usagef("%v", err)
+// ofProbe reports whether a group is lockwatch's probe's own: a frame of
+// its stack, or the go statement that started it, is in the probe package.
+func ofProbe(g stackdump.Group) bool {
+	if g.CreatedBy != nil && strings.HasPrefix(g.CreatedBy.Func, probePackage) {
+		return true
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStacksFile+1))
-	if err != nil {
-		return nil, usagef("%v", err)
+	for _, f := range g.Frames {
+		if strings.HasPrefix(f.Func, probePackage) {
+			return true
+		}
 	}
-	if len(b) > maxStacksFile {
-		return nil, usagef("%s is larger than the %d MiB lockwatch stacks reads; give it the part you need (for a traceback, the goroutines of interest)", path, maxStacksFile>>20)
-	}
-	return b, nil
+	return false
 }
 
 func isProfile(b []byte) bool {
@@ -161,12 +422,17 @@ func isProfile(b []byte) bool {
 			return true
 		}
 	}
-	return !utf8.Valid(b[:min(len(b), 4096)])
+	n := min(len(b), 4096)
+	for n > 0 && n < len(b) && !utf8.RuneStart(b[n]) {
+		n-- // not in the middle of a character
+	}
+	return !utf8.Valid(b[:n])
 }
 
 // firstErr is the first of joined errors, for a one-line message.
 func firstErr(err error) string {
-	if j, ok := err.(interface{ Unwrap() []error }); ok && len(j.Unwrap()) > 0 {
+	var j interface{ Unwrap() []error }
+	if errors.As(err, &j) && len(j.Unwrap()) > 0 {
 		n := len(j.Unwrap())
 		if n > 1 {
 			return fmt.Sprintf("%v (and %d more)", j.Unwrap()[0], n-1)
@@ -174,4 +440,15 @@ func firstErr(err error) string {
 		return j.Unwrap()[0].Error()
 	}
 	return err.Error()
+}
+
+// plural is "1 goroutine", "2 goroutines", "0 processes".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") {
+		return strconv.Itoa(n) + " " + noun + "es"
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -48,7 +48,11 @@ func resolve(arg string) (target, error) {
 	st, err := proc.ReadStat(pid)
 	if err != nil {
 		if errors.Is(err, proc.ErrNoProcess) {
-			return target{}, usagef("no process has pid %d; 'lockwatch ps' lists the runs and their processes", pid)
+			// A dead process of a run: the holder a finding names.
+			if t, ok := runOfDead(pid); ok {
+				return t, nil
+			}
+			return target{}, usagef("no process has pid %d, and no run under the default root lists it; 'lockwatch ps --all' lists the runs", pid)
 		}
 		return target{}, usagef("cannot read pid %d: %v", pid, err)
 	}
@@ -79,6 +83,9 @@ func resolve(arg string) (target, error) {
 			return target{dir: d, id: id}, nil
 		}
 	}
+	if t, ok := runOfDead(pid); ok {
+		return t, nil // the pid is now another process's
+	}
 	where := "your lockwatch roots"
 	if roots := lockreg.Roots(); len(roots) > 0 {
 		where = strings.Join(roots, ", ")
@@ -87,10 +94,39 @@ func resolve(arg string) (target, error) {
 		pid, st.Comm, probe.EnvDir, where)
 }
 
+// runOfDead finds the newest run under the default root whose process
+// table lists pid as a process that is no longer alive: a dead holder's pid,
+// as a finding names it.
+func runOfDead(pid int) (target, bool) {
+	for _, d := range runDirs() {
+		procs, err := lockreg.ReadProcesses(d)
+		if err != nil {
+			continue
+		}
+		for _, p := range procs {
+			if p.PID != pid {
+				continue
+			}
+			if st, _ := (liveness.System{}).Check(p.Identity()); st.Dead() {
+				return target{dir: d}, true
+			}
+		}
+	}
+	return target{}, false
+}
+
 func resolveDir(dir string) (target, error) {
+	if _, err := os.Lstat(dir); err != nil && !strings.ContainsRune(dir, '/') {
+		// A run's name, as ps prints it, in any of this user's roots.
+		for _, root := range lockreg.Roots() {
+			if _, err := os.Lstat(filepath.Join(root, dir)); err == nil {
+				return target{dir: filepath.Join(root, dir)}, nil
+			}
+		}
+	}
 	if _, err := os.Lstat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return target{}, usagef("%s does not exist: want a pid or a run directory; 'lockwatch ps' lists the runs", dir)
+			return target{}, usagef("%s does not exist: want a pid, a run name or a run directory; 'lockwatch ps' lists the runs", dir)
 		}
 		return target{}, usagef("%v", err)
 	}
@@ -101,15 +137,20 @@ func resolveDir(dir string) (target, error) {
 // says what to do.
 func readError(dir string, err error) error {
 	var ae *lockreg.ArenaError
+	if errors.Is(err, lockreg.ErrNotRun) || errors.Is(err, fs.ErrNotExist) {
+		// Said once, not as the arena error's kind, detail and hint.
+		why := "no arena file"
+		if errors.As(err, &ae) {
+			why = ae.Detail
+		}
+		return usagef("%s is not a lockwatch run (%s): give a pid, a run name or a run directory; 'lockwatch ps' lists the runs", dir, why)
+	}
 	if errors.As(err, &ae) {
 		msg := fmt.Sprintf("%s: %v: %s", ae.Path, ae.Kind, ae.Detail)
 		if ae.Hint != "" {
 			msg += "; " + ae.Hint
 		}
 		return usagef("%s", msg)
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return usagef("%s is not a lockwatch run (%v); 'lockwatch ps' lists the runs", dir, err)
 	}
 	return usagef("cannot read the run %s: %v", dir, err)
 }

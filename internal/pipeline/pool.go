@@ -8,8 +8,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"sync"
 	"syscall"
+
+	"github.com/lockwatch/lockwatch/sync"
 )
 
 // Tasks and acknowledgements travel as records of two little-endian uint64s,

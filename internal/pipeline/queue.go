@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
+
+	"github.com/lockwatch/lockwatch/sync"
 )
 
 // A locker is the queue's cross-process write lock; *lockreg.Mutex is one.
@@ -51,7 +52,11 @@ type Queue struct {
 // newQueue returns a Queue writing to w under lock. The feeder gives up
 // waiting for the lock when ctx ends, dropping what it has not written.
 func newQueue(ctx context.Context, w io.Writer, lock locker) *Queue {
-	return &Queue{w: w, lock: lock, ctx: ctx, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	q := &Queue{w: w, lock: lock, ctx: ctx, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	// The buffer's mutex is lockwatch's drop-in: lockwatch attach shows it
+	// under this name whenever a goroutine holds it or waits for it.
+	sync.SetName(&q.mu, "queue.buf")
+	return q
 }
 
 // Put queues one frame of kind k. It copies body and never blocks.

@@ -201,7 +201,16 @@ func (g *graph) cycleFinding(loop []edge, others int) Finding {
 	for i, e := range loop {
 		steps[i] = Step{Party: g.waiter(e.l, e.w), WaitsFor: e.l.Name}
 	}
+	// The holder of the first lock, described by its holder record: when
+	// and where it took the lock, not when and where it began to wait for
+	// the next one.
 	holder := steps[1%len(steps)].Party
+	for i := range loop[0].l.Holders {
+		if h := &loop[0].l.Holders[i]; h.Party == loop[0].to {
+			holder = g.holder(loop[0].l, h)
+			break
+		}
+	}
 	f := Finding{Kind: Cycle, Lock: steps[0].WaitsFor, LockKind: loop[0].l.Kind, Holder: &holder,
 		Waiters: []Party{steps[0].Party}, Cycle: steps, Others: others}
 	if self, ok := selfDeadlock(loop); ok {

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -58,16 +59,34 @@ func (r *Report) Write(w io.Writer, st Style) error {
 	if len(r.Findings) == 0 {
 		e.printf("%s\n", st.paint(green, "no finding: no dead holder, no cycle, no stuck holder"))
 	}
-	for _, f := range r.Findings {
+	for i := 0; i < len(r.Findings); {
+		f := r.Findings[i]
+		// Findings of one kind with the same advice and nothing of their
+		// own to show (seven stale waiters) are counted, not repeated.
+		j := i + 1
+		for j < len(r.Findings) && likeFinding(r.Findings[j], f) {
+			j++
+		}
 		c := red
 		if !f.Kind.Deadlock() {
 			c = yellow
 		}
 		e.printf("%s %s\n", st.paint(c+bold, strings.ToUpper(Escape(string(f.Kind)))), Escape(f.Summary))
+		if j > i+1 {
+			pids := make([]string, 0, min(j-i-1, 10))
+			for _, g := range r.Findings[i+1 : min(j, i+11)] {
+				pids = append(pids, strconv.Itoa(findingPID(g)))
+			}
+			if j-i-1 > 10 {
+				pids = append(pids, fmt.Sprintf("and %d more", j-i-11))
+			}
+			e.printf("  and %d more like it: pid %s\n", j-i-1, strings.Join(pids, ", "))
+		}
 		if f.Doing != "" {
 			e.printf("  doing: %s\n", Escape(f.Doing))
 		}
 		e.printf("  next: %s\n", Escape(f.Next))
+		i = j
 	}
 	for _, n := range r.Notes {
 		e.printf("%s %s\n", st.paint(yellow, "note:"), Escape(n))
@@ -147,6 +166,24 @@ func (r *Report) Write(w io.Writer, st Style) error {
 	return e.err
 }
 
+// likeFinding reports whether g says what f says but of another process:
+// the same kind, lock and advice, and no "doing" of its own.
+func likeFinding(g, f Finding) bool {
+	return g.Kind == f.Kind && g.Lock == f.Lock && g.Next == f.Next && g.Doing == "" && f.Doing == "" && findingPID(g) != 0
+}
+
+// findingPID is the process a finding is about: its holder, or its (dead)
+// waiter.
+func findingPID(f Finding) int {
+	switch {
+	case f.Holder != nil:
+		return f.Holder.PID
+	case len(f.Waiters) > 0:
+		return f.Waiters[0].PID
+	}
+	return 0
+}
+
 func stackTitle(s StackRow) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "pid %d", s.PID)
@@ -200,9 +237,24 @@ func (e *errWriter) section(st Style, title string, header []string, rows [][]st
 	}
 }
 
-// Table writes rows under a header as a plain aligned table. It is the one
-// place that knows tablewriter.
+// Table writes rows under a header as a plain aligned table, its lines
+// without trailing blanks. It is the one place that knows tablewriter.
 func Table(w io.Writer, header []string, rows [][]string) error {
+	var b bytes.Buffer
+	if err := table(&b, header, rows); err != nil {
+		return err
+	}
+	lines := strings.SplitAfter(b.String(), "\n")
+	for i, l := range lines {
+		if strings.HasSuffix(l, "\n") {
+			lines[i] = strings.TrimRight(l[:len(l)-1], " ") + "\n"
+		}
+	}
+	_, err := io.WriteString(w, strings.Join(lines, ""))
+	return err
+}
+
+func table(w io.Writer, header []string, rows [][]string) error {
 	t := tablewriter.NewTable(w,
 		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
 			Borders: tw.BorderNone,

@@ -1,0 +1,105 @@
+// Package embedded runs a single-member etcd server inside the process, on
+// loopback ports, with its data in a directory: what the tests and the
+// demo use when no cluster is given.
+//
+//	srv, err := embedded.Start(dir)
+//	...
+//	defer srv.Stop()
+//	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints()})
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// A Server is a running (or stopped) embedded etcd server. It is not safe
+// for concurrent use.
+type Server struct {
+	dir        string
+	clientPort int
+	peerPort   int
+	e          *embed.Etcd
+}
+
+// Start starts a server keeping its data in dir (created if needed) on two
+// free loopback ports, and waits until it serves.
+func Start(dir string) (*Server, error) {
+	cp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	pp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{dir: dir, clientPort: cp, peerPort: pp}
+	if err := s.Restart(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("embedded etcd: no free loopback port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Endpoints returns the client URL, for clientv3.Config.Endpoints.
+func (s *Server) Endpoints() []string {
+	return []string{fmt.Sprintf("http://127.0.0.1:%d", s.clientPort)}
+}
+
+// Dir returns the data directory.
+func (s *Server) Dir() string { return s.dir }
+
+// Restart starts a stopped server again on the same ports and data: what
+// it had written before Stop is kept.
+func (s *Server) Restart() error {
+	if s.e != nil {
+		return errors.New("embedded etcd: already running")
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "lockwatch"
+	cfg.Dir = s.dir
+	cfg.LogLevel = "fatal" // the shutdown of a healthy server logs errors
+	cu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", s.clientPort)}
+	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", s.peerPort)}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("embedded etcd in %s: %w", s.dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return fmt.Errorf("embedded etcd in %s: %w", s.dir, err)
+	case <-time.After(60 * time.Second):
+		e.Server.Stop()
+		e.Close()
+		return fmt.Errorf("embedded etcd in %s: not ready after 60s", s.dir)
+	}
+	s.e = e
+	return nil
+}
+
+// Stop stops the server; Restart starts it again.
+func (s *Server) Stop() {
+	if s.e == nil {
+		return
+	}
+	s.e.Close()
+	s.e = nil
+}

@@ -1,0 +1,173 @@
+package etcdreg
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc"
+
+	"github.com/lockwatch/lockwatch/etcd/embedded"
+)
+
+// BenchmarkLockUnlock compares an uncontended Lock+Unlock with the records
+// (etcdreg) with etcd's own concurrency.Mutex, on the same embedded server
+// in the same run. rt/op counts the unary RPCs each makes per
+// Lock+Unlock (the lease keep-alive stream is not counted).
+//
+//	go test -run '^$' -bench LockUnlock -count 6 ./etcdreg | tee etcd.txt
+//	go tool -modfile=../tools/go.mod benchstat -col /impl etcd.txt
+func BenchmarkLockUnlock(b *testing.B) {
+	srv, err := embedded.Start(filepath.Join(b.TempDir(), "etcd"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	var rpcs atomic.Int64
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		rpcs.Add(1)
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 10 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(count)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+
+	b.Run("impl=etcdreg", func(b *testing.B) {
+		reg, err := Open(ctx, cli, "bench", Options{Host: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer reg.Close()
+		mu, err := reg.Mutex("q")
+		if err != nil {
+			b.Fatal(err)
+		}
+		before := rpcs.Load()
+		b.ResetTimer()
+		for b.Loop() {
+			if err := mu.Lock(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := mu.Unlock(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(rpcs.Load()-before)/float64(b.N), "rt/op")
+	})
+	b.Run("impl=concurrency", func(b *testing.B) {
+		s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		mu := concurrency.NewMutex(s, "/bare/q")
+		before := rpcs.Load()
+		b.ResetTimer()
+		for b.Loop() {
+			if err := mu.Lock(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := mu.Unlock(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(rpcs.Load()-before)/float64(b.N), "rt/op")
+	})
+}
+
+// BenchmarkAttach is Diagnose of a run of 16 processes on 4 hosts, each
+// holding a lock, 8 of them also waiting for another's: one range read,
+// 16 lease queries, no finding (so no second reading).
+//
+//	go test -run '^$' -bench Attach -count 6 ./etcdreg
+func BenchmarkAttach(b *testing.B) {
+	e := newEnv(b)
+	const n = 16
+	var cs []*child
+	for i := range n {
+		c := e.start("cmd", "host-"+strconv.Itoa(i%4))
+		c.send("lock l" + strconv.Itoa(i))
+		c.expect("held l" + strconv.Itoa(i))
+		cs = append(cs, c)
+	}
+	for i := range n / 2 {
+		cs[i].send("nest l" + strconv.Itoa(i) + " l" + strconv.Itoa(i+n/2))
+	}
+	e.waitFor("8 waiters", func(s *Snapshot) bool { return len(s.Waiters) == n/2 })
+	ctx := context.Background()
+	for b.Loop() {
+		d, err := Diagnose(ctx, e.cli, e.run, DiagnoseOptions{LocalHost: "reader", StuckAfter: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(d.Findings) != 0 || len(d.Snapshot.Processes) != n {
+			b.Fatalf("findings %+v, %d processes; want none, %d", d.Findings, len(d.Snapshot.Processes), n)
+		}
+	}
+}
+
+// BenchmarkLockUnlockPaired takes the two locks in turn in each iteration,
+// so that both see the same load (this machine's is not steady): an
+// etcdreg Lock+Unlock with the records, then a concurrency.Mutex
+// Lock+Unlock, timed separately; ns/op is the pair.
+//
+//	go test -run '^$' -bench LockUnlockPaired -count 6 ./etcdreg
+func BenchmarkLockUnlockPaired(b *testing.B) {
+	srv, err := embedded.Start(filepath.Join(b.TempDir(), "etcd"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 10 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := context.Background()
+	reg, err := Open(ctx, cli, "bench", Options{Host: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer reg.Close()
+	mu, err := reg.Mutex("q")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	bare := concurrency.NewMutex(s, "/bare/q")
+	var ours, theirs time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		if err := mu.Lock(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := mu.Unlock(ctx); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := bare.Lock(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := bare.Unlock(ctx); err != nil {
+			b.Fatal(err)
+		}
+		ours += t1.Sub(t0)
+		theirs += time.Since(t1)
+	}
+	b.ReportMetric(float64(ours.Nanoseconds())/float64(b.N), "etcdreg-ns/op")
+	b.ReportMetric(float64(theirs.Nanoseconds())/float64(b.N), "concurrency-ns/op")
+	b.ReportMetric(float64(ours)/float64(theirs), "ratio")
+}

@@ -1,0 +1,514 @@
+package etcdreg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+// EnvHost names this machine in the records when set; tests and the demo use
+// it to give processes of one machine distinct host identities.
+const EnvHost = "LOCKWATCH_HOST"
+
+var (
+	// ErrOwnerDead is returned, with the lock held, by Lock and TryLock under
+	// the Recover policy when the previous holder's lease expired while its
+	// record said it held the lock: it died, or it lost its lease (a pause,
+	// a partition) and may still be inside its critical section. Repair what
+	// the lock protected before unlocking.
+	ErrOwnerDead = lockreg.ErrOwnerDead
+
+	// ErrNotHeld is returned by Unlock when this process does not hold the lock.
+	ErrNotHeld = lockreg.ErrNotHeld
+
+	// ErrClosed is returned by operations on a closed Registry.
+	ErrClosed = lockreg.ErrClosed
+
+	// ErrLockLost is returned by Unlock when this process's lease expired
+	// while it held the lock: for some time the critical section ran
+	// without the lock's protection, and another process may have taken it.
+	// If nobody did, Unlock released it all the same.
+	ErrLockLost = errors.New("etcdreg: lock lost: this process's lease expired while it held the lock")
+)
+
+// Policy is lockreg's: what a waiter does when the holder's lease expired
+// while its record said it held the lock.
+type Policy = lockreg.Policy
+
+// The policies.
+const (
+	PolicyDefault = lockreg.PolicyDefault
+	Stall         = lockreg.Stall
+	Recover       = lockreg.Recover
+)
+
+// Options configure a Registry. The zero value gives the defaults.
+type Options struct {
+	// Host names this machine in every record. Default: $LOCKWATCH_HOST,
+	// else the host name. It must not contain '/'.
+	Host string
+
+	// Role names this process's part in the run (e.g. "worker").
+	Role string
+
+	// TTL of the process's lease, rounded up to whole seconds; default 10s.
+	// A holder that dies keeps its locks this long at most; a holder
+	// that cannot reach etcd for this long loses them. etcd raises TTLs
+	// below its minimum (1.5 election timeouts, 2s by default).
+	TTL time.Duration
+
+	// Policy for an expired holder; default Stall.
+	Policy Policy
+
+	// StuckAfter is how long an acquire waits before OnStuck is called;
+	// further calls follow at doubling intervals, at most 5 minutes apart.
+	// Default 10s.
+	StuckAfter time.Duration
+
+	// OnStuck, if set, is called from the waiting goroutine when an acquire
+	// has waited StuckAfter, and again with backoff while it still waits.
+	OnStuck func(StuckEvent)
+
+	// Events is the size of this process's event ring in etcd; default 256.
+	Events int
+}
+
+func (o *Options) setDefaults() error {
+	if o.Host == "" {
+		o.Host = os.Getenv(EnvHost)
+	}
+	if o.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("etcdreg: no host name (%v): set Options.Host or $%s", err, EnvHost)
+		}
+		o.Host = h
+	}
+	if strings.ContainsRune(o.Host, '/') {
+		return fmt.Errorf("etcdreg: host %q contains '/': give a name without it", o.Host)
+	}
+	if o.TTL <= 0 {
+		o.TTL = 10 * time.Second
+	}
+	if o.Policy == PolicyDefault {
+		o.Policy = Stall
+	}
+	if o.StuckAfter <= 0 {
+		o.StuckAfter = 10 * time.Second
+	}
+	if o.Events <= 0 {
+		o.Events = 256
+	}
+	return nil
+}
+
+// StuckEvent describes an acquire that has waited too long. It is passed to
+// Options.OnStuck.
+type StuckEvent struct {
+	Lock string // the lock's name
+	Run  string // the run
+
+	// Holder is the holder record as read now; nil when nobody holds it.
+	Holder *HolderRecord
+	// Expired is set when the holder's lease expired while its record said
+	// it held the lock.
+	Expired bool
+
+	Goroutine int64         // the waiting goroutine
+	Waited    time.Duration // how long it has waited so far
+	Calls     int           // 1 for the first call of this wait, then 2, 3...
+}
+
+// A Registry is this process's membership of a run kept in etcd: its
+// process record and lease, its stack dictionary and event ring, and the
+// responder that answers stack requests. It is safe for concurrent use.
+type Registry struct {
+	cli  *clientv3.Client
+	run  string
+	k    keys
+	opts Options
+	self procid.ID
+	pk   string // procKey(self)
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	lease    clientv3.LeaseID // 0 while a lost lease is being replaced
+	leaseOK  chan struct{}    // closed when lease is valid
+	leaseGen uint64           // incremented on each new lease
+	lostCh   chan struct{}    // closed when the current lease is lost
+	mutexes  map[string]*Mutex
+	stacks   map[uint64]bool // stack ids written to P/stack
+	seq      uint64          // next event sequence number
+	closed   bool
+}
+
+// Open joins run in the etcd cluster that cli talks to: it grants this
+// process's lease, writes its process record and starts keeping the lease
+// alive. Close leaves the run.
+func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (*Registry, error) {
+	p, err := Prefix(run)
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	self := proc.Self()
+	self.Host = opts.Host
+	r := &Registry{cli: cli, run: run, k: keys{p}, opts: opts, self: self, pk: procKey(self),
+		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]bool)}
+	lease, err := r.grant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	meta := mustJSON(RunRecord{Format: Format, Created: time.Now()})
+	cmd := ""
+	if len(os.Args) > 0 {
+		cmd = strings.Join(os.Args, " ")
+		if len(cmd) > 256 {
+			cmd = cmd[:256]
+		}
+	}
+	rec := ProcessRecord{ID: self, Role: opts.Role, Command: cmd, Lease: int64(lease), TTL: ttlSeconds(opts.TTL), Registered: time.Now()}
+	if _, err := cli.Txn(ctx).Then(
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(r.k.meta()), "=", 0)},
+			[]clientv3.Op{clientv3.OpPut(r.k.meta(), meta)}, nil),
+		clientv3.OpPut(r.k.proc(r.pk), mustJSON(rec)),
+		clientv3.OpPut(r.k.alive(r.pk), fmt.Sprintf("%x", int64(lease)), clientv3.WithLease(lease)),
+	).Commit(); err != nil {
+		_, _ = cli.Revoke(context.WithoutCancel(ctx), lease)
+		return nil, unreachable("join run "+run, err)
+	}
+	r.lease = lease
+	r.leaseOK = make(chan struct{})
+	close(r.leaseOK)
+	r.lostCh = make(chan struct{})
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.wg.Add(2)
+	go r.keepAlive(lease)
+	go r.answerStacks()
+	return r, nil
+}
+
+func ttlSeconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+
+func (r *Registry) grant(ctx context.Context) (clientv3.LeaseID, error) {
+	g, err := r.cli.Grant(ctx, ttlSeconds(r.opts.TTL))
+	if err != nil {
+		return 0, unreachable("grant a lease", err)
+	}
+	return g.ID, nil
+}
+
+// ID returns this process's identity in the run, host included.
+func (r *Registry) ID() procid.ID { return r.self }
+
+// Run returns the run's name.
+func (r *Registry) Run() string { return r.run }
+
+// Lease returns the current lease (0 while a lost one is being replaced).
+func (r *Registry) Lease() clientv3.LeaseID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lease
+}
+
+// Mutex returns the lock called name. Every process of the run that asks
+// for the same name gets the same lock; in one process, the same *Mutex.
+func (r *Registry) Mutex(name string) (*Mutex, error) {
+	if name == "" {
+		return nil, errors.New("etcdreg: empty lock name")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if m, ok := r.mutexes[name]; ok {
+		return m, nil
+	}
+	m := &Mutex{r: r, name: name, policy: r.opts.Policy}
+	r.mutexes[name] = m
+	return m, nil
+}
+
+// currentLease returns the valid lease and the channel closed when it is
+// lost, waiting while a lost lease is replaced.
+func (r *Registry) currentLease(ctx context.Context) (clientv3.LeaseID, <-chan struct{}, error) {
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return 0, nil, ErrClosed
+		}
+		lease, ok, lost := r.lease, r.leaseOK, r.lostCh
+		r.mu.Unlock()
+		if lease != 0 {
+			return lease, lost, nil
+		}
+		select {
+		case <-ok:
+		case <-ctx.Done():
+			return 0, nil, ctx.Err()
+		}
+	}
+}
+
+// keepAlive keeps lease alive until Close. When etcd says the lease is gone
+// (it expired: this process was paused, or cut off, for longer than its
+// TTL), it grants a new one, writes the process record again, and for each
+// lock it held writes a lost record: it is still inside its critical
+// section, without the lock.
+func (r *Registry) keepAlive(lease clientv3.LeaseID) {
+	defer r.wg.Done()
+	for {
+		ch, err := r.cli.KeepAlive(r.ctx, lease)
+		if err == nil {
+			for range ch {
+			}
+		}
+		if r.ctx.Err() != nil {
+			return
+		}
+		// The channel also closes when the client heard nothing for a TTL
+		// (etcd unreachable): ask etcd whether the lease still exists
+		// before calling it lost. etcd extends every lease when it
+		// restarts, so an outage alone loses nothing.
+		if !r.leaseGone(lease) {
+			continue
+		}
+		if r.ctx.Err() != nil {
+			return
+		}
+		lease = r.replaceLease(lease)
+		if lease == 0 {
+			return
+		}
+	}
+}
+
+// leaseGone reports whether etcd says lease no longer exists, retrying
+// while etcd cannot be reached. It returns false at Close.
+func (r *Registry) leaseGone(lease clientv3.LeaseID) bool {
+	delay := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+		ttl, err := r.cli.TimeToLive(ctx, lease)
+		cancel()
+		if err == nil {
+			return ttl.TTL <= 0
+		}
+		if r.ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-time.After(delay):
+		case <-r.ctx.Done():
+			return false
+		}
+		delay = min(2*delay, time.Second)
+	}
+}
+
+// replaceLease handles the loss of lease; it returns the new lease, or 0 at
+// Close.
+func (r *Registry) replaceLease(old clientv3.LeaseID) clientv3.LeaseID {
+	r.mu.Lock()
+	r.lease = 0
+	r.leaseOK = make(chan struct{})
+	close(r.lostCh)
+	var held []*Mutex
+	for _, m := range r.mutexes {
+		held = append(held, m)
+	}
+	r.mu.Unlock()
+	noticed := time.Now()
+
+	var lease clientv3.LeaseID
+	delay := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		l, err := r.grant(ctx)
+		cancel()
+		if err == nil {
+			lease = l
+			break
+		}
+		select {
+		case <-time.After(delay):
+		case <-r.ctx.Done():
+			return 0
+		}
+		delay = min(2*delay, time.Second)
+	}
+
+	ops := []clientv3.Op{
+		clientv3.OpPut(r.k.alive(r.pk), fmt.Sprintf("%x", int64(lease)), clientv3.WithLease(lease)),
+	}
+	for _, m := range held {
+		m.mu.Lock()
+		if h := m.hold; h != nil && h.lease == old {
+			h.lost = true
+			ops = append(ops, clientv3.OpPut(r.k.lost(m.name, r.pk), mustJSON(LostRecord{
+				ID: r.self, Goroutine: h.goroutine, Stack: h.stack, Since: h.since,
+				Lease: int64(old), Noticed: noticed, HolderRev: h.rev}), clientv3.WithLease(lease)))
+		}
+		m.mu.Unlock()
+	}
+	ops = append(ops, r.eventOp(EventLeaseLost, "", r.self, 0, 0, noticed))
+	rec := ProcessRecord{ID: r.self, Role: r.opts.Role, Lease: int64(lease), TTL: ttlSeconds(r.opts.TTL), Registered: noticed}
+	// Keep the first registration time and command.
+	if resp, err := r.cli.Get(r.ctx, r.k.proc(r.pk)); err == nil && len(resp.Kvs) == 1 {
+		var old ProcessRecord
+		if decode(resp.Kvs[0].Value, &old) == nil {
+			old.Lease = int64(lease)
+			rec = old
+		}
+	}
+	ops = append(ops, clientv3.OpPut(r.k.proc(r.pk), mustJSON(rec)))
+	for {
+		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		_, err := r.cli.Txn(ctx).Then(ops...).Commit()
+		cancel()
+		if err == nil || r.ctx.Err() != nil {
+			break
+		}
+		time.Sleep(delay) // etcd unreachable: retry; the lease may expire meanwhile, then keepAlive replaces it again
+	}
+	r.mu.Lock()
+	r.lease = lease
+	r.leaseGen++
+	r.lostCh = make(chan struct{})
+	close(r.leaseOK)
+	r.mu.Unlock()
+	return lease
+}
+
+// Close leaves the run: it marks the process record exited, revokes the
+// lease (which frees every lock this process holds, and removes its
+// waiter records) and stops the background goroutines. It does not close
+// the client.
+func (r *Registry) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	lease := r.lease
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	if resp, err := r.cli.Get(ctx, r.k.proc(r.pk)); err == nil && len(resp.Kvs) == 1 {
+		var rec ProcessRecord
+		if decode(resp.Kvs[0].Value, &rec) == nil {
+			rec.Exited = time.Now()
+			if _, err := r.cli.Put(ctx, r.k.proc(r.pk), mustJSON(rec)); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	} else if err != nil {
+		errs = append(errs, err)
+	}
+	r.cancel()
+	if lease != 0 {
+		if _, err := r.cli.Revoke(ctx, lease); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return unreachable("leave run "+r.run, err)
+	}
+	return nil
+}
+
+// eventOp returns the Put of the next event of this process's ring.
+func (r *Registry) eventOp(kind EventKind, lock string, id procid.ID, g int64, stack uint64, t time.Time) clientv3.Op {
+	r.mu.Lock()
+	seq := r.seq
+	r.seq++
+	r.mu.Unlock()
+	return clientv3.OpPut(r.k.event(r.pk, seq%uint64(r.opts.Events)), mustJSON(EventRecord{
+		Seq: seq, Kind: kind, Lock: lock, ID: id, Goroutine: g, Stack: stack, Time: t}))
+}
+
+// stackOps returns the Put of stack id's frames if no transaction has
+// written it yet; written is called once one has.
+func (r *Registry) stackOps(id uint64, pcs []uintptr) (ops []clientv3.Op, written func()) {
+	r.mu.Lock()
+	done := r.stacks[id]
+	r.mu.Unlock()
+	if done || id == 0 {
+		return nil, func() {}
+	}
+	frames := stackdump.FramesOf(pcs)
+	return []clientv3.Op{clientv3.OpPut(r.k.stack(r.pk, id), mustJSON(stackValue{Frames: frames}))}, func() {
+		r.mu.Lock()
+		r.stacks[id] = true
+		r.mu.Unlock()
+	}
+}
+
+// answerStacks serves stack requests: a reader puts P/req/PROC, and this
+// process answers with its goroutine dump in P/ans/PROC, bound to its
+// lease, cut at maxValue bytes. No port is opened: etcd, and its access
+// control, are the only way in.
+func (r *Registry) answerStacks() {
+	defer r.wg.Done()
+	key := r.k.req(r.pk)
+	for r.ctx.Err() == nil {
+		wch := r.cli.Watch(clientv3.WithRequireLeader(r.ctx), key)
+		for resp := range wch {
+			for _, ev := range resp.Events {
+				if ev.Type != clientv3.EventTypePut {
+					continue
+				}
+				r.answer(string(ev.Kv.Value))
+			}
+		}
+		select {
+		case <-r.ctx.Done():
+		case <-time.After(200 * time.Millisecond): // the watch ended (etcd unreachable): watch again
+		}
+	}
+}
+
+func (r *Registry) answer(request string) {
+	if len(request) > 64 {
+		return
+	}
+	dump, _ := stackdump.CaptureText() // a truncated dump is still an answer
+	a := answer{Request: request}
+	if len(dump) > maxValue {
+		cut := strings.LastIndex(string(dump[:maxValue]), "\n\ngoroutine ")
+		if cut < 0 {
+			cut = maxValue
+		}
+		dump, a.Truncated = dump[:cut], true
+	}
+	a.Dump = string(dump)
+	lease, _, err := r.currentLease(r.ctx)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+	defer cancel()
+	_, _ = r.cli.Put(ctx, r.k.ans(r.pk), mustJSON(a), clientv3.WithLease(lease))
+}

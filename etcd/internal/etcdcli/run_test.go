@@ -1,0 +1,107 @@
+package etcdcli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
+	"github.com/lockwatch/lockwatch/etcd/internal/etcddemo"
+)
+
+// The test binary is also the demo: with envDemo set it runs etcddemo.Main
+// (main, and the writer and workers it starts from the same binary).
+const envDemo = "ETCDCLI_TEST_DEMO"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envDemo) != "" {
+		err := etcddemo.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+		var ee *etcddemo.ExitError
+		switch {
+		case errors.As(err, &ee):
+			os.Exit(ee.Code)
+		case err != nil:
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestRunDemo: lockwatch-etcd run starts an embedded etcd, the demo
+// deadlocks with a worker killed holding queue.wlock, and the report names
+// the dead holder's host, pid, goroutine and acquire stack, and main
+// waiting; the exit status is 3.
+func TestRunDemo(t *testing.T) {
+	t.Setenv(envDemo, "1")
+	t.Setenv("TMPDIR", t.TempDir())
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errw bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	err = etcdcli.Main(ctx, []string{"run", "--on-deadlock=kill", "-o", "json", "--", os.Args[0], "--backend", "etcd"}, &out, &errw)
+	var ee *etcdcli.ExitError
+	if !errors.As(err, &ee) || ee.Code != 3 {
+		t.Fatalf("run: %v; want exit status 3\nstdout:\n%s\nstderr:\n%s", err, out.String(), errw.String())
+	}
+	m := regexp.MustCompile(`worker (\d+) holds queue.wlock`).FindStringSubmatch(errw.String())
+	if m == nil {
+		t.Fatalf("the demo did not say which worker held the lock:\n%s", errw.String())
+	}
+	var r struct {
+		Schema   string `json:"schema"`
+		Findings []struct {
+			Kind   string `json:"kind"`
+			Lock   string `json:"lock"`
+			Proof  string `json:"proof"`
+			Next   string `json:"next"`
+			Holder struct {
+				Host      string `json:"host"`
+				PID       int    `json:"pid"`
+				Goroutine int64  `json:"goroutine"`
+				Role      string `json:"role"`
+				State     string `json:"state"`
+				Where     *struct {
+					Func string `json:"func"`
+				} `json:"where"`
+			} `json:"holder"`
+			Waiters []struct {
+				Role string `json:"role"`
+			} `json:"waiters"`
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, out.String())
+	}
+	if r.Schema != etcdcli.Schema || len(r.Findings) == 0 {
+		t.Fatalf("report %+v; want a finding", r)
+	}
+	f := r.Findings[0]
+	h := f.Holder
+	if f.Kind != "dead-holder" || f.Lock != "queue.wlock" || fmt.Sprint(h.PID) != m[1] || h.Host != host ||
+		h.Role != "worker" || h.State != "dead" || h.Goroutine == 0 || h.Where == nil || !strings.HasSuffix(h.Where.Func, "etcddemo.send") {
+		t.Errorf("finding %+v; want dead-holder of queue.wlock by worker %s on %s, dead, acquired in etcddemo.send", f, m[1], host)
+	}
+	mainWaits := false
+	for _, w := range f.Waiters {
+		mainWaits = mainWaits || w.Role == "main"
+	}
+	if !mainWaits || f.Next == "" || f.Proof == "" {
+		t.Errorf("finding %+v; want main among the waiters, a proof and a next step", f)
+	}
+	left, _ := os.ReadDir(os.Getenv("TMPDIR"))
+	if len(left) != 0 {
+		t.Errorf("left in the temporary directory: %v; want the embedded etcd's data removed", left)
+	}
+}
