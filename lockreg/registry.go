@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/lockwatch/lockwatch/internal/clock"
 	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -239,7 +238,6 @@ func Open(dir string, opts Options) (*Registry, error) {
 		// robust entries (the names lock's) along with the mapping.
 		return nil, errors.Join(err, a.unmap(), rd.Close())
 	}
-	clock.Process.Start() // the coarse clock of acquires; Close stops it
 	return r, nil
 }
 
@@ -382,7 +380,6 @@ func (r *Registry) Close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
-	defer clock.Process.Stop()
 	r.mu.Lock()
 	words := []*atomic.Uint32{&r.a.hdr.namesLock}
 	for _, idx := range r.slots {
