@@ -44,6 +44,8 @@ func TestBadArenas(t *testing.T) {
 	_, _ = rand.Read(junk)
 	otherVersion := bytes.Clone(good)
 	binary.NativeEndian.PutUint32(otherVersion[8:], 99)
+	version3 := bytes.Clone(good) // main's format before the per-lock rings: its header is version 3
+	binary.NativeEndian.PutUint32(version3[8:], 3)
 	badTable := bytes.Clone(good)
 	binary.NativeEndian.PutUint32(badTable[40:], 1<<30) // maxLocks
 	tests := []struct {
@@ -58,6 +60,7 @@ func TestBadArenas(t *testing.T) {
 		{"shorter than a header", writeArena(good[:100]), ErrCorrupt, "shorter than a header"},
 		{"random bytes", writeArena(junk), ErrCorrupt, "bad magic"},
 		{"other version", writeArena(otherVersion), ErrVersion, "format version 99"},
+		{"older version", writeArena(version3), ErrVersion, "format version 3; this build reads version 4"},
 		{"bad section table", writeArena(badTable), ErrCorrupt, "impossible capacities"},
 		{"dir symlink", func(t *testing.T, dir string) string {
 			writeArena(good)(t, dir)
