@@ -380,7 +380,7 @@ func loopsBy(t *testing.T, v *probe.OrderView, key func(probe.OrderMutex) string
 }
 
 // TestDropinOrderIdentity measures what identifies a mutex for ordering
-// on sync/testdata/droporder (docs/lock-order.md, "What identifies a
+// on examples/droporder (docs/lock-order.md, "What identifies a
 // drop-in mutex"): a list walked hand over hand (no deadlock possible), a
 // bank transfer both ways between two accounts (a real inversion of two
 // instances) and a session/cache inversion on different instances (a
@@ -394,7 +394,7 @@ func loopsBy(t *testing.T, v *probe.OrderView, key func(probe.OrderMutex) string
 func TestDropinOrderIdentity(t *testing.T) {
 	lw, _ := bins(t)
 	prog := filepath.Join(t.TempDir(), "droporder")
-	build := exec.Command("go", "build", "-trimpath", "-o", prog, "github.com/lockwatch/lockwatch/sync/testdata/droporder")
+	build := exec.Command("go", "build", "-trimpath", "-o", prog, "github.com/lockwatch/lockwatch/examples/droporder")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

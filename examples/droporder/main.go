@@ -17,7 +17,7 @@
 // "item", "account", "session", "cache"), so that lockwatch orders kinds
 // rather than instances.
 //
-//	go build -trimpath -o /tmp/droporder ./sync/testdata/droporder
+//	go build -trimpath -o /tmp/droporder ./examples/droporder
 //	lockwatch run -- /tmp/droporder [-classes]
 package main
 
