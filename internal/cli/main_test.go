@@ -110,6 +110,8 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
+	case "pause":
+		return pauseRole() // pause_test.go
 	case "printer":
 		return printerRole()
 	case "joiner":
