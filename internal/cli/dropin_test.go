@@ -382,9 +382,14 @@ const manyWaitersEnv = "LOCKWATCH_CLI_MANY_WAITERS"
 // manyRole keeps 100,000 live drop-in mutexes, 1,000 of them held by
 // parked goroutines, and 10,000 goroutines in all, plus $manyWaitersEnv
 // goroutines that wait for held mutexes; it says "ready", then answers
-// pauseCommands on stdin.
+// pauseCommands on stdin. Without a probe started from its environment,
+// and with $manyWaitersEnv set, it starts its own (quietProbe).
 func manyRole() int {
 	a, err := started()
+	if err != nil && os.Getenv(manyWaitersEnv) != "" {
+		// BenchmarkAttachPauseDropIn: a probe without stuck hooks.
+		a, err = probe.Start(quietProbe(os.Getenv(dirEnv), "many"))
+	}
 	if err != nil {
 		fmt.Println("error", err)
 		return 1

@@ -111,7 +111,7 @@ func runRole(role, dir string) int {
 	case "load":
 		return loadRole(dir)
 	case "pause":
-		return pauseRole() // pause_test.go
+		return pauseRole(dir) // pause_test.go
 	case "printer":
 		return printerRole()
 	case "joiner":

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -32,9 +33,10 @@ const (
 // goroutines takes the lock "pause.<index>" and blocks, a few calls deep,
 // holding it; once told "go" on stdin, pauseWaiters goroutines wait for
 // the next process's lock and the rest, up to the process's number of
-// goroutines, block on a channel. Then it answers pauseCommands.
-func pauseRole() int {
-	a, err := probe.Start(probe.Options{Role: "pause"})
+// goroutines, block on a channel. Then it answers pauseCommands. Its
+// probe's stuck hook is off (quietProbe).
+func pauseRole(dir string) int {
+	a, err := probe.Start(quietProbe(dir, "pause"))
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
@@ -80,6 +82,14 @@ func pauseRole() int {
 	return 0
 }
 
+// quietProbe are the options of a benchmark target's probe in the run in
+// dir: its stuck hooks (lockreg's and the drop-in's) would otherwise take
+// their own text dumps, ten seconds into the wait, in the middle of the
+// measurements.
+func quietProbe(dir, role string) probe.Options {
+	return probe.Options{Dir: dir, Role: role, NoSignal: true, Registry: lockreg.Options{StuckAfter: time.Hour}}
+}
+
 // blockDeep blocks on ch, depth calls deep.
 func blockDeep(depth int, ch chan struct{}) {
 	if depth == 0 {
@@ -91,7 +101,8 @@ func blockDeep(depth int, ch chan struct{}) {
 
 // pauseCommands answers lines on in until it ends: "mark" starts a
 // measurement ("marked"); "pause" says the longest stop of the world since
-// the mark ("pause NANOSECONDS"), measured by the process's own runtime.
+// the mark, of the GC's and of the others ("pause GC OTHER", nanoseconds),
+// measured by the process's own runtime.
 func pauseCommands(in *bufio.Reader) {
 	before := readPauses()
 	for {
@@ -101,7 +112,8 @@ func pauseCommands(in *bufio.Reader) {
 			before = readPauses()
 			fmt.Println("marked")
 		case "pause":
-			fmt.Println("pause", int64(longestPause(before, readPauses())))
+			now := readPauses()
+			fmt.Println("pause", int64(longestPause(before[:1], now[:1])), int64(longestPause(before[1:], now[1:])))
 		}
 		if err != nil {
 			select {} // stdin closed: the benchmark ends it
@@ -156,19 +168,19 @@ func (ts targets) mark(b *testing.B) {
 	}
 }
 
-// pause is the longest stop of the world of any target since the mark.
-func (ts targets) pause(b *testing.B) time.Duration {
-	var longest time.Duration
+// pauses are the longest stops of the world of each target since the
+// mark: the GC's and the others.
+func (ts targets) pauses(b *testing.B) (gc, other []time.Duration) {
 	for i := range ts.ins {
 		fmt.Fprintln(ts.ins[i], "pause")
 		line, err := ts.outs[i].ReadString('\n')
-		ns, perr := strconv.ParseInt(strings.TrimPrefix(strings.TrimSpace(line), "pause "), 10, 64)
-		if err != nil || perr != nil {
-			b.Fatalf("target %d said %q (%v); want its pause", i, line, err)
+		var g, o int64
+		if _, perr := fmt.Sscanf(line, "pause %d %d", &g, &o); err != nil || perr != nil {
+			b.Fatalf("target %d said %q (%v); want its pauses", i, line, err)
 		}
-		longest = max(longest, time.Duration(ns))
+		gc, other = append(gc, time.Duration(g)), append(other, time.Duration(o))
 	}
-	return longest
+	return gc, other
 }
 
 // attachModes are the two ways of taking live stacks compared in one run:
@@ -186,7 +198,9 @@ var attachModes = []struct {
 // attachPause runs `lockwatch attach` (the static binary, in a process
 // of its own) on the run in dir with --stuck-after=1ns, in each mode, and
 // reports its wall time, its peak resident size (rusage), and the longest
-// stop of the world any target counted meanwhile. Each report must give
+// stop of the world any target counted meanwhile (target-pause-ms; split
+// into the GC's, max-gc-ms, and the others', max-other-ms, with the median
+// of the targets' longest, median-other-ms). Each report must give
 // every stuck holder's live stack (wantLive rows), from the mode's source.
 func attachPause(b *testing.B, dir string, ts targets, wantLive int) {
 	bin := lockwatchBin(b)
@@ -194,13 +208,14 @@ func attachPause(b *testing.B, dir string, ts targets, wantLive int) {
 		b.Run(mode.name, func(b *testing.B) {
 			var wall time.Duration
 			var rss int64
-			var pause time.Duration
+			var gcs, others []time.Duration
 			n := 0
 			for b.Loop() {
 				ts.mark(b)
 				args := append([]string{"attach", "--stuck-after=1ns", "--probe-timeout=20s", "-o", "json"}, mode.args...)
 				m := measure(b, bin, nil, append(args, dir)...)
-				pause = max(pause, ts.pause(b))
+				gc, other := ts.pauses(b)
+				gcs, others = append(gcs, gc...), append(others, other...)
 				if m.code != ExitDeadlock {
 					b.Fatalf("attach: exit %d; want %d: %s", m.code, ExitDeadlock, m.stderr)
 				}
@@ -220,7 +235,13 @@ func attachPause(b *testing.B, dir string, ts targets, wantLive int) {
 			}
 			b.ReportMetric(float64(wall.Microseconds())/float64(n)/1000, "wall-ms")
 			b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MiB")
-			b.ReportMetric(float64(pause.Microseconds())/1000, "target-pause-ms")
+			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+			slices.Sort(gcs)
+			slices.Sort(others)
+			b.ReportMetric(ms(max(others[len(others)-1], gcs[len(gcs)-1])), "target-pause-ms")
+			b.ReportMetric(ms(others[len(others)-1]), "max-other-ms")
+			b.ReportMetric(ms(others[len(others)/2]), "median-other-ms")
+			b.ReportMetric(ms(gcs[len(gcs)-1]), "max-gc-ms")
 		})
 	}
 }
@@ -238,7 +259,7 @@ func BenchmarkAttachPause(b *testing.B) {
 	dir := runDir(b)
 	var ts targets
 	for i := range procs {
-		_, in, out := child(b, "pause", dir, probe.EnvDir+"="+dir, pauseIndexEnv+"="+strconv.Itoa(i),
+		_, in, out := child(b, "pause", dir, pauseIndexEnv+"="+strconv.Itoa(i),
 			pauseProcsEnv+"="+strconv.Itoa(procs), pauseGoroutinesEnv+"="+strconv.Itoa(goroutines))
 		expectLine(b, out, "locked")
 		ts.ins, ts.outs = append(ts.ins, in), append(ts.outs, out)
@@ -266,10 +287,11 @@ func BenchmarkAttachPause(b *testing.B) {
 // BenchmarkAttachPauseDropIn is issue 9's attach figure: one process with
 // 100,000 live drop-in mutexes (1,000 held, 100 of them awaited) and
 // 10,000 goroutines, every awaited one reported stuck (manyRole with
-// waiters); metrics as BenchmarkAttachPause's.
+// waiters, its probe started by itself with quietProbe); metrics as
+// BenchmarkAttachPause's.
 func BenchmarkAttachPauseDropIn(b *testing.B) {
 	dir := runDir(b)
-	_, in, out := child(b, "many", dir, probe.EnvDir+"="+dir, manyWaitersEnv+"=100")
+	_, in, out := child(b, "many", dir, manyWaitersEnv+"=100")
 	expectLine(b, out, "ready")
 	attachPause(b, dir, targets{ins: []io.Writer{in}, outs: []*bufio.Reader{out}}, 100)
 }
