@@ -183,20 +183,26 @@ func (ts targets) pauses(b *testing.B) (gc, other []time.Duration) {
 	return gc, other
 }
 
-// attachModes are the two ways of taking live stacks compared in one run:
-// the old (text dumps, every probe at once) and the new (traces, at most
-// report.DefaultProbeConcurrency probes at once).
+// attachModes are the ways of taking live stacks compared in one run: the
+// old (text dumps, every probe at once), the new (execution traces, at
+// most report.DefaultProbeConcurrency probes at once, and with twice as
+// many), and, as the machine's baseline, the new with nothing to report
+// (no stacks asked: the registry, the drop-in mutexes, the liveness
+// checks).
 var attachModes = []struct {
 	name   string
 	args   []string
-	source string // of the stuck holders' live stacks
+	source string // of the stuck holders' live stacks; "": nothing stuck
 }{
-	{"old-text-all-at-once", []string{"--text-dumps", "--probe-concurrency=1000"}, "probe-text"},
-	{"new-trace-bounded", nil, "probe-trace"},
+	{"old-text-all-at-once", []string{"--stuck-after=1ns", "--text-dumps", "--probe-concurrency=1000"}, "probe-text"},
+	{"new-trace-bounded", []string{"--stuck-after=1ns"}, "probe-trace"},
+	{"new-trace-16-at-once", []string{"--stuck-after=1ns", "--probe-concurrency=16"}, "probe-trace"},
+	{"quiet-nothing-stuck", []string{"--stuck-after=1h"}, ""},
 }
 
 // attachPause runs `lockwatch attach` (the static binary, in a process
-// of its own) on the run in dir with --stuck-after=1ns, in each mode, and
+// of its own) on the run in dir, in each mode (--stuck-after=1ns: every
+// awaited lock's holder is stuck), and
 // reports its wall time, its peak resident size (rusage), and the longest
 // stop of the world any target counted meanwhile (target-pause-ms; split
 // into the GC's, max-gc-ms, and the others', max-other-ms, with the median
@@ -212,12 +218,16 @@ func attachPause(b *testing.B, dir string, ts targets, wantLive int) {
 			n := 0
 			for b.Loop() {
 				ts.mark(b)
-				args := append([]string{"attach", "--stuck-after=1ns", "--probe-timeout=20s", "-o", "json"}, mode.args...)
+				args := append([]string{"attach", "--probe-timeout=20s", "-o", "json"}, mode.args...)
 				m := measure(b, bin, nil, append(args, dir)...)
 				gc, other := ts.pauses(b)
 				gcs, others = append(gcs, gc...), append(others, other...)
-				if m.code != ExitDeadlock {
-					b.Fatalf("attach: exit %d; want %d: %s", m.code, ExitDeadlock, m.stderr)
+				want, wantLive := ExitDeadlock, wantLive
+				if mode.source == "" {
+					want, wantLive = ExitOK, 0
+				}
+				if m.code != want {
+					b.Fatalf("attach: exit %d; want %d: %s", m.code, want, m.stderr)
 				}
 				r := readReport(b, []byte(m.stdout))
 				live := 0
