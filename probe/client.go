@@ -84,8 +84,8 @@ func (c *Client) Goroutines(ctx context.Context, text bool) (*Dump, error) {
 // GoroutineTrace asks for a short execution trace of the process (Format
 // "trace"; read it with stackdump.ParseTrace): every goroutine's id, state
 // and stack, as a text dump has them, while the process's world is stopped
-// only for moments (some 0.1-2 ms at 10,000 goroutines, where a text dump
-// stops it for all of its 40-400 ms). The probe answers an error when the
+// only for moments, to start and to end the trace, where a text dump stops
+// it for the whole dump (stackdump.CaptureTrace). The probe answers an error when the
 // program is tracing itself (its execution tracer takes one trace at a
 // time), and a profile if it predates traces: the error then says so.
 func (c *Client) GoroutineTrace(ctx context.Context) (*Dump, error) {

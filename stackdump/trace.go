@@ -33,12 +33,14 @@ const MaxTraceSize = 32 << 20
 // goroutines: ids, states and stacks, as a text dump has them.
 //
 // Unlike CaptureText it never stops the world for the whole traversal:
-// the runtime stops it twice for moments (to start and to end the trace,
-// some 0.1-2 ms at 10,000 goroutines here) and suspends each goroutine on
-// its own, for the time it takes to record its stack. The cost is CPU time
-// spread over the capture (20-130 ms at 10,000 goroutines on a loaded 2-core
-// machine) and, during it, a trace.Start of the program's own fails (the
-// execution tracer has one such writer).
+// the runtime stops it for moments, to start and to end the trace, and
+// suspends each goroutine on its own, for the time it takes to record its
+// stack (docs/benchmarks.md: a 10,100-goroutine process stopped 0.07-0.13 ms
+// where its text dump stopped it 84-201 ms). The costs: CPU time spread
+// over the capture, some 2.5 MiB of the runtime's tracer state allocated on
+// the heap (in a program with a small heap, a GC cycle), and, during the
+// capture, a trace.Start of the program's own fails (the execution tracer
+// has one such writer).
 //
 // It returns ErrTracerBusy if the program is tracing itself, and
 // ErrTooLarge if the trace passes MaxTraceSize (the rest is not kept).
