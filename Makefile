@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench stress-hostile stress clean cover docs-reports demo-etcd test-etcd
+.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover docs-reports demo-etcd test-etcd
 
 all: build
 
@@ -48,6 +48,14 @@ bench:
 	cd bench && $(GO) test -tags deadlock -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
+
+## bench-compare: lockreg against sync.Mutex, the CAS floor, go-deadlock, flock
+## and OFD locks in one binary (bench/): uncontended, 2 processes on 1 lock,
+## 1 and 8 processes on locks of their own, lock creation; prints benchstat
+## and the ratio table of docs/benchmarks.md. BASE=/abs/path/of/another/checkout
+## measures that one too, alternating with this tree, and prints old and new.
+bench-compare:
+	COUNT=$(COUNT) GO=$(GO) bench/compare.sh $(BASE)
 
 ## stress-hostile: the audit's hostile runs at full size (gigabytes of arena, info files, dictionaries, a 4.5 GB
 ## gzip bomb), each read by lockwatch in its own process within 256 MiB (docs/reliability.md); then their
@@ -88,7 +96,7 @@ cover:
 	$(GO) tool covdata textfmt -i=$(COVERDIR)/data -o $(COVERDIR)/cover.out && exit $$st
 
 clean:
-	rm -rf $(BIN) bench.txt bench-compare.txt coverage
+	rm -rf $(BIN) bench.txt bench-compare.txt bench-compare-old.txt coverage
 
 ## demo-etcd: the demo with its lock in etcd (an embedded server unless
 ## ETCD=ENDPOINTS), deadlocking as 'make demo' does, under lockwatch-etcd.
