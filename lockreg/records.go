@@ -34,6 +34,7 @@ const readTries = 16
 // holderCopy is a consistent copy of a holder record.
 type holderCopy struct {
 	proc, pid          uint32
+	seq                uint32 // the sequence number the copy was read under: each acquire's record has its own
 	start, goid, stack uint64
 	since              int64
 }
@@ -67,7 +68,7 @@ func (h *holderRec) read(tries int) (c holderCopy, ok bool) {
 		}
 		s1 := h.seq.Load()
 		if s1&1 == 0 {
-			c = holderCopy{proc: h.proc.Load(), pid: h.pid.Load(), start: h.start.Load(),
+			c = holderCopy{proc: h.proc.Load(), pid: h.pid.Load(), seq: s1, start: h.start.Load(),
 				goid: h.goid.Load(), stack: h.stack.Load(), since: h.since.Load()}
 			if h.seq.Load() == s1 {
 				return c, true

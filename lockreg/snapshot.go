@@ -117,6 +117,8 @@ type Lock struct {
 	// holder that died. Nil when the lock is free, or while the record is
 	// being written (the word's pid then says who holds it).
 	Holder *Holder
+
+	holderSeq uint32 // the holder record's sequence number when Holder was read (the self-wait check)
 }
 
 // Held reports whether the lock is held, by a live or dead holder.
@@ -417,7 +419,7 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
 				hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
 					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
-				lk.Holder = &hd
+				lk.Holder, lk.holderSeq = &hd, hc.seq
 			}
 			lk.Name = a.lockName(i)
 			locks.add(lk, interesting)
@@ -475,11 +477,18 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	//     goroutine released the lock, then began to wait again): the lock is
 	//     listed without a holder record (a new holder could be one of the
 	//     waiters read before, and naming it would make the same false pair);
-	//   - it names the goroutine, since before the wait began: the goroutine
-	//     took the lock, then asked for it again: a real self-deadlock;
-	//   - it names the goroutine, since the wait began or later: the waiter
-	//     record was stale (the goroutine got the lock after it was read),
-	//     and the waiter is dropped.
+	//   - it is the record read first (same sequence number: every acquire
+	//     writes the record under a new one, and a release only zeroes its
+	//     pid): the goroutine held the lock from before the waiter record
+	//     was read until after, so it took the lock, then asked for it
+	//     again: a real self-deadlock;
+	//   - it names the goroutine under a new sequence number: the goroutine
+	//     took the lock again after the first read, which a waiter does only
+	//     after it left the waiters: the waiter record was stale, and the
+	//     waiter is dropped.
+	// (Times cannot decide this: an uncontended acquire's time comes from
+	// the coarse clock, up to a millisecond early, so a hold taken just
+	// after a wait may look older than the wait.)
 	waiters := s.Waiters[:0]
 	for _, w := range s.Waiters {
 		lk := &s.Locks[kept[uint32(w.Lock)]]
@@ -499,10 +508,10 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			// waiters already read, so it is not named either.
 			lk.Holder = nil
 			waiters = append(waiters, w)
-		case wall(hc.since).Before(w.Since):
+		case hc.seq == lk.holderSeq:
 			waiters = append(waiters, w) // took it, then asked again: deadlocked on itself
 		default:
-			lk.Holder.Since, lk.Holder.Stack, lk.Word = wall(hc.since), hc.stack, v
+			lk.Holder.Since, lk.Holder.Stack, lk.Word, lk.holderSeq = wall(hc.since), hc.stack, v, hc.seq
 			lk.Waiting--
 			s.Counts.Waiters--
 		}
