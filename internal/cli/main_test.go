@@ -227,8 +227,8 @@ func runDir(t testing.TB) string {
 // binDir holds the binaries built for the tests; TestMain removes it.
 var binDir string
 
-// binaries builds lockwatch and the demo once per test binary, static as
-// the Makefile builds them.
+// binaries builds lockwatch, the demo and the example program of README.md
+// (examples/stuck) once per test binary, static as the Makefile builds them.
 var binaries = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "lockwatch-cli-test-")
 	if err != nil {
@@ -240,7 +240,8 @@ var binaries = sync.OnceValues(func() (string, error) {
 		// make cover: lockwatch's and the demo's processes count too.
 		args = append(args, "-cover", "-coverpkg=github.com/lockwatch/lockwatch/...")
 	}
-	cmd := exec.Command("go", append(args, "github.com/lockwatch/lockwatch/cmd/lockwatch", "github.com/lockwatch/lockwatch/cmd/demo")...)
+	cmd := exec.Command("go", append(args, "github.com/lockwatch/lockwatch/cmd/lockwatch", "github.com/lockwatch/lockwatch/cmd/demo",
+		"github.com/lockwatch/lockwatch/examples/stuck")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
