@@ -34,7 +34,6 @@ const readTries = 16
 // holderCopy is a consistent copy of a holder record.
 type holderCopy struct {
 	proc, pid          uint32
-	seq                uint32 // the sequence number the copy was read under: each acquire's record has its own
 	start, goid, stack uint64
 	since              int64
 }
@@ -68,7 +67,7 @@ func (h *holderRec) read(tries int) (c holderCopy, ok bool) {
 		}
 		s1 := h.seq.Load()
 		if s1&1 == 0 {
-			c = holderCopy{proc: h.proc.Load(), pid: h.pid.Load(), seq: s1, start: h.start.Load(),
+			c = holderCopy{proc: h.proc.Load(), pid: h.pid.Load(), start: h.start.Load(),
 				goid: h.goid.Load(), stack: h.stack.Load(), since: h.since.Load()}
 			if h.seq.Load() == s1 {
 				return c, true
@@ -83,6 +82,7 @@ type waiterCopy struct {
 	pid, lock, proc    uint32
 	start, goid, stack uint64
 	since              int64
+	seq                uint32 // the record's sequence when read: any claim or release changes it
 }
 
 // read returns a consistent copy of a waiter record, or ok=false if it
@@ -95,7 +95,7 @@ func (w *waiterSlot) read(tries int) (c waiterCopy, ok bool) {
 		s1 := w.seq.Load()
 		if s1&1 == 0 {
 			c = waiterCopy{pid: w.pid.Load(), lock: w.lock.Load(), proc: w.proc.Load(), start: w.start.Load(),
-				goid: w.goid.Load(), stack: w.stack.Load(), since: w.since.Load()}
+				goid: w.goid.Load(), stack: w.stack.Load(), since: w.since.Load(), seq: s1}
 			if w.seq.Load() == s1 {
 				return c, true
 			}

@@ -117,8 +117,6 @@ type Lock struct {
 	// holder that died. Nil when the lock is free, or while the record is
 	// being written (the word's pid then says who holds it).
 	Holder *Holder
-
-	holderSeq uint32 // the holder record's sequence number when Holder was read (the self-wait check)
 }
 
 // Held reports whether the lock is held, by a live or dead holder.
@@ -419,7 +417,7 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
 				hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
 					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
-				lk.Holder, lk.holderSeq = &hd, hc.seq
+				lk.Holder = &hd
 			}
 			lk.Name = a.lockName(i)
 			locks.add(lk, interesting)
@@ -433,7 +431,9 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		kept[uint32(l.Index)] = i
 	}
 
-	// Waiters, of kept locks, in slot order.
+	// Waiters, of kept locks, in slot order; waiterSeq holds each kept
+	// record's sequence as read, for the self-wait check below.
+	var waiterSeq []uint32
 	for i := uint32(0); i < a.g.maxWaiters; i++ {
 		if i%(releaseEvery/waiterSize) == 0 && i > 0 {
 			a.release(a.g.waitersOff+uint64(i)*waiterSize-releaseEvery, a.g.waitersOff+uint64(i)*waiterSize)
@@ -463,6 +463,7 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			if len(s.Waiters) < o.Waiters {
 				s.Waiters = append(s.Waiters, Waiter{Slot: int(i), PID: int(c.pid), Start: c.start, Goroutine: int64(c.goid),
 					Stack: c.stack, Lock: int(c.lock) - 1, LockName: s.Locks[li].Name, Since: wall(c.since)})
+				waiterSeq = append(waiterSeq, c.seq)
 			}
 		}
 	}
@@ -472,25 +473,27 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	// deadlocked on itself or a view torn across time, since the holder
 	// records were read before the waiters (an acquiring waiter leaves the
 	// waiters before it writes the holder record, so one moment never shows
-	// both). Read such a lock's holder again, after the waiter was read:
-	//   - it names another goroutine, or none: the first read was stale (the
-	//     goroutine released the lock, then began to wait again): the lock is
-	//     listed without a holder record (a new holder could be one of the
-	//     waiters read before, and naming it would make the same false pair);
-	//   - it is the record read first (same sequence number: every acquire
-	//     writes the record under a new one, and a release only zeroes its
-	//     pid): the goroutine held the lock from before the waiter record
-	//     was read until after, so it took the lock, then asked for it
-	//     again: a real self-deadlock;
-	//   - it names the goroutine under a new sequence number: the goroutine
-	//     took the lock again after the first read, which a waiter does only
-	//     after it left the waiters: the waiter record was stale, and the
-	//     waiter is dropped.
-	// (Times cannot decide this: an uncontended acquire's time comes from
-	// the coarse clock, up to a millisecond early, so a hold taken just
-	// after a wait may look older than the wait.)
+	// both). Read such a lock's holder again, after the waiter was read, and
+	// then the waiter record once more:
+	//   - the holder now names another goroutine, or none: the first read was
+	//     stale (the goroutine released the lock, then began to wait again):
+	//     the lock is listed without a holder record (a new holder could be
+	//     one of the waiters read before, and naming it would make the same
+	//     false pair);
+	//   - it names the goroutine, and the waiter record's sequence has not
+	//     moved since it was first read: the record was there before and
+	//     after the holder read (every claim and release of a waiter slot
+	//     moves its sequence, and a waiter that acquires releases its record
+	//     before it writes the holder record), so the goroutine held the lock
+	//     while it waited for it: a real self-deadlock;
+	//   - it names the goroutine, and the sequence moved: the goroutine got
+	//     the lock after its waiter record was read, and the waiter is
+	//     dropped.
+	// Times are not compared: an uncontended acquire is stamped by the
+	// coarse clock and a wait by the precise one, so a later acquire can
+	// carry an earlier time than the wait it followed.
 	waiters := s.Waiters[:0]
-	for _, w := range s.Waiters {
+	for k, w := range s.Waiters {
 		lk := &s.Locks[kept[uint32(w.Lock)]]
 		if lk.Holder == nil || lk.Holder.PID != w.PID || lk.Holder.Start != w.Start || lk.Holder.Goroutine != w.Goroutine {
 			waiters = append(waiters, w)
@@ -508,10 +511,12 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			// waiters already read, so it is not named either.
 			lk.Holder = nil
 			waiters = append(waiters, w)
-		case hc.seq == lk.holderSeq:
-			waiters = append(waiters, w) // took it, then asked again: deadlocked on itself
 		default:
-			lk.Holder.Since, lk.Holder.Stack, lk.Word, lk.holderSeq = wall(hc.since), hc.stack, v, hc.seq
+			lk.Holder.Since, lk.Holder.Stack, lk.Word = wall(hc.since), hc.stack, v
+			if a.waiter(uint32(w.Slot)).seq.Load() == waiterSeq[k] {
+				waiters = append(waiters, w) // held it while it waited for it: deadlocked on itself
+				continue
+			}
 			lk.Waiting--
 			s.Counts.Waiters--
 		}
