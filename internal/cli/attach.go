@@ -231,6 +231,9 @@ func (a *app) monitorWith(ctx context.Context, dir string, interval time.Duratio
 	for ctx.Err() == nil {
 		r, err := a.diagnose(ctx, dir)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // Ctrl-C while a report was read: the last one stands
+			}
 			return err
 		}
 		for _, p := range r.Processes {
