@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,9 +119,16 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			rows = append(rows, []string{Escape(l.Name), Escape(state), Escape(pidText(h.Host, h.PID)), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
 		}
 	}
-	title := "LOCKS"
+	var left []string
 	if free > 0 {
-		title = fmt.Sprintf("LOCKS (%d free not shown)", free)
+		left = append(left, fmt.Sprintf("%d free not shown", free))
+	}
+	for _, what := range slices.Sorted(maps.Keys(r.Unlisted)) {
+		left = append(left, fmt.Sprintf("%d %s", r.Unlisted[what], Escape(what)))
+	}
+	title := "LOCKS"
+	if len(left) > 0 {
+		title = "LOCKS (" + strings.Join(left, "; ") + ")"
 	}
 	e.section(st, title, []string{"name", "state", "holder", "liveness", "goroutine", "held for", "acquired at"}, rows)
 
