@@ -36,7 +36,7 @@ type Report struct {
 	OrdersDropped uint64 `json:"orders_dropped,omitempty"`
 	// Unlisted counts locks that were read and found free but are not in
 	// Locks, by what they are (a probe lists only the drop-in mutexes held
-	// or awaited): {"free drop-in mutexes": 2}.
+	// or awaited): {"drop-in mutex": 2}.
 	Unlisted map[string]int `json:"unlisted,omitempty"`
 }
 

@@ -124,7 +124,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		left = append(left, fmt.Sprintf("%d free not shown", free))
 	}
 	for _, what := range slices.Sorted(maps.Keys(r.Unlisted)) {
-		left = append(left, fmt.Sprintf("%d %s", r.Unlisted[what], Escape(what)))
+		left = append(left, fmt.Sprintf("%d free %s", r.Unlisted[what], Escape(plural(what, r.Unlisted[what]))))
 	}
 	title := "LOCKS"
 	if len(left) > 0 {
@@ -400,4 +400,16 @@ func needsEscape(c rune) bool {
 		return true // bidirectional overrides and isolates, line and paragraph separators
 	}
 	return false
+}
+
+// plural is noun for one, else its English plural (mutex, mutexes; lock,
+// locks).
+func plural(noun string, n int) string {
+	switch {
+	case n == 1:
+		return noun
+	case strings.HasSuffix(noun, "x"), strings.HasSuffix(noun, "s"), strings.HasSuffix(noun, "sh"), strings.HasSuffix(noun, "ch"):
+		return noun + "es"
+	}
+	return noun + "s"
 }

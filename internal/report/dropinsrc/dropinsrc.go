@@ -233,7 +233,7 @@ func notProbed(err error) bool {
 
 // FreeUnlisted is what the free drop-in mutexes are counted as in a
 // snapshot's Unlisted: a probe lists only those held or awaited.
-const FreeUnlisted = "free drop-in mutexes"
+const FreeUnlisted = "drop-in mutex"
 
 // Convert appends the mutexes of process id (its probe's view v) to out,
 // their stacks to res.

@@ -68,9 +68,9 @@ type Snapshot struct {
 	// they stayed mid-write, a store that answered in part.
 	Notes []string
 	// Unlisted counts locks the backend read but left out of Locks because
-	// nobody holds or awaits them, by what they are ("free drop-in
-	// mutexes"): a report says the counts, so that its reader knows which
-	// locks were looked at and found free.
+	// nobody holds or awaits them, by what they are (a singular noun:
+	// "drop-in mutex"): a report says the counts, so that its reader knows
+	// which locks were looked at and found free.
 	Unlisted map[string]int
 }
 
