@@ -89,6 +89,7 @@ type graph struct {
 	processes []lockstate.Process
 	events    []lockstate.Event
 	notes     []string
+	unlisted  map[string]int // lockstate.Snapshot.Unlisted, summed
 	status    map[procid.ID]procid.Status
 	opts      Options
 
@@ -134,6 +135,12 @@ func merge(snaps []*lockstate.Snapshot) *graph {
 		}
 		g.ordersDropped += s.OrdersDropped
 		g.notes = append(g.notes, s.Notes...)
+		for what, n := range s.Unlisted {
+			if g.unlisted == nil {
+				g.unlisted = make(map[string]int)
+			}
+			g.unlisted[what] += n
+		}
 	}
 	if len(snaps) > 1 {
 		slices.SortStableFunc(g.events, func(a, b lockstate.Event) int { return a.Time.Compare(b.Time) })

@@ -14,7 +14,8 @@ import (
 func build(ctx context.Context, g *graph, fs []Finding, src Sources, opts Options) *Report {
 	r := &Report{Schema: Schema, Run: g.run, Taken: g.taken, Findings: fs,
 		Locks: []LockRow{}, Waiters: []WaiterRow{}, Processes: []ProcRow{}, Events: []EventRow{},
-		Stacks: []StackRow{}, Notes: append([]string{}, g.notes...), OrdersDropped: g.ordersDropped}
+		Stacks: []StackRow{}, Notes: append([]string{}, g.notes...), OrdersDropped: g.ordersDropped,
+		Unlisted: g.unlisted}
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}

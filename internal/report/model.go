@@ -34,6 +34,10 @@ type Report struct {
 	// OrdersDropped counts lock-order edges the backends could not record
 	// (their tables were full): a lock-order cycle through them is missed.
 	OrdersDropped uint64 `json:"orders_dropped,omitempty"`
+	// Unlisted counts locks that were read and found free but are not in
+	// Locks, by what they are (a probe lists only the drop-in mutexes held
+	// or awaited): {"drop-in mutex": 2}.
+	Unlisted map[string]int `json:"unlisted,omitempty"`
 }
 
 // Kind is a finding's kind: a value whose meaning (its severity, whether it

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,9 +119,16 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			rows = append(rows, []string{Escape(l.Name), Escape(state), Escape(pidText(h.Host, h.PID)), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
 		}
 	}
-	title := "LOCKS"
+	var left []string
 	if free > 0 {
-		title = fmt.Sprintf("LOCKS (%d free not shown)", free)
+		left = append(left, fmt.Sprintf("%d free not shown", free))
+	}
+	for _, what := range slices.Sorted(maps.Keys(r.Unlisted)) {
+		left = append(left, fmt.Sprintf("%d free %s", r.Unlisted[what], Escape(plural(what, r.Unlisted[what]))))
+	}
+	title := "LOCKS"
+	if len(left) > 0 {
+		title = "LOCKS (" + strings.Join(left, "; ") + ")"
 	}
 	e.section(st, title, []string{"name", "state", "holder", "liveness", "goroutine", "held for", "acquired at"}, rows)
 
@@ -391,4 +400,16 @@ func needsEscape(c rune) bool {
 		return true // bidirectional overrides and isolates, line and paragraph separators
 	}
 	return false
+}
+
+// plural is noun for one, else its English plural (mutex, mutexes; lock,
+// locks).
+func plural(noun string, n int) string {
+	switch {
+	case n == 1:
+		return noun
+	case strings.HasSuffix(noun, "x"), strings.HasSuffix(noun, "s"), strings.HasSuffix(noun, "sh"), strings.HasSuffix(noun, "ch"):
+		return noun + "es"
+	}
+	return noun + "s"
 }

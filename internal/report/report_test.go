@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -352,6 +353,7 @@ func TestJSON(t *testing.T) {
 	snap := fakeSnap(map[procid.ID]procid.Status{pR: procid.Expired},
 		fakeLock{name: "jobs", holders: []lockstate.Holder{rd(g(pR, 1), t0.Add(-1500*time.Millisecond)), rd(g(pA, 2), t0)},
 			waiters: []lockstate.Waiter{wantW(g(pB, 3), t0)}})
+	snap.Unlisted = map[string]int{"fake lock": 5}
 	r, err := diagnoseFake(&fakeHost{}, nil, snap)
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +364,8 @@ func TestJSON(t *testing.T) {
 	}
 	s := string(b)
 	for _, want := range []string{`"host":"db2"`, `"read":true`, `"for_ms":1500`, `"death":"lease-expired"`, `"state":"expired"`,
-		`"kind":"fake-rw"`, `"lock_kind":"fake-rw"`, `"holders":[`} {
+		`"kind":"fake-rw"`, `"lock_kind":"fake-rw"`, `"holders":[`,
+		`"unlisted":{"fake lock":5}`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("JSON lacks %s:\n%s", want, s)
 		}
@@ -398,6 +401,7 @@ func TestWrite(t *testing.T) {
 	snap.Processes[0].Closed, snap.Processes[0].ClosedAt = true, t0
 	snap.Processes = append(snap.Processes, lockstate.Process{ID: procid.ID{PID: 555, Start: 1}})
 	snap.Notes = []string{"1 record was left out"}
+	snap.Unlisted = map[string]int{"fake lock": 4}
 	r, err := diagnoseFake(&fakeHost{status: map[procid.ID]procid.Status{pC: procid.Unknown}}, nil, snap)
 	if err != nil {
 		t.Fatal(err)
@@ -409,7 +413,7 @@ func TestWrite(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"DEAD-HOLDER pid 100 on db2 [r100] (expired) holds \"jobs\"",
-		"LOCKS (1 free not shown)",
+		"LOCKS (1 free not shown; 4 free fake locks)",
 		"jobs  held (read)  db2/100",
 		"jobs  held (read)  100",
 		"main.site1 site.go:1",
@@ -441,6 +445,15 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestRenderHelpers(t *testing.T) {
+	for _, c := range []struct {
+		noun string
+		n    int
+		want string
+	}{{"drop-in mutex", 1, "drop-in mutex"}, {"drop-in mutex", 2, "drop-in mutexes"}, {"lock", 0, "locks"}, {"lease", 3, "leases"}} {
+		if got := plural(c.noun, c.n); got != c.want {
+			t.Errorf("plural(%q, %d) = %q; want %q", c.noun, c.n, got, c.want)
+		}
+	}
 	if got := stackTitle(StackRow{PID: 1, Role: "waiter", Count: 12, Lock: "q", Source: "probe-text",
 		Goroutines: []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}}); got != `pid 1, waiters (12 goroutines) of "q", goroutine 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... (probe-text):` {
 		t.Errorf("got title %q", got)
@@ -504,5 +517,20 @@ func TestProbeConcurrency(t *testing.T) {
 	// none answers them, its profile); each waiter's for its profile.
 	if len(p.askedTraces) != procs || len(p.asked) != 3*procs {
 		t.Errorf("asked %d traces and %d answers in all; want %d and %d", len(p.askedTraces), len(p.asked), procs, 3*procs)
+	}
+}
+
+// The free locks two sources leave unlisted are counted together.
+func TestUnlistedSummed(t *testing.T) {
+	a := &lockstate.Snapshot{Run: "a", Taken: t0, Unlisted: map[string]int{"fake lock": 2, "other lock": 1}}
+	b := &lockstate.Snapshot{Run: "b", Taken: t0, Unlisted: map[string]int{"fake lock": 3}}
+	src := Sources{Locks: []lockstate.Source{&fakeSource{snaps: []*lockstate.Snapshot{a}}, &fakeSource{snaps: []*lockstate.Snapshot{b}}},
+		Host: &fakeHost{}}
+	r, err := Diagnose(context.Background(), src, Options{StuckAfter: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"fake lock": 5, "other lock": 1}; !maps.Equal(r.Unlisted, want) {
+		t.Errorf("unlisted %v; want %v", r.Unlisted, want)
 	}
 }

@@ -231,6 +231,10 @@ func notProbed(err error) bool {
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
+// FreeUnlisted is what the free drop-in mutexes are counted as in a
+// snapshot's Unlisted: a probe lists only those held or awaited.
+const FreeUnlisted = "drop-in mutex"
+
 // Convert appends the mutexes of process id (its probe's view v) to out,
 // their stacks to res.
 func Convert(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.MutexView) {
@@ -260,6 +264,12 @@ func Convert(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.MutexV
 				id.PID, m.Kind, name, m.MoreReaders))
 		}
 		out.Locks = append(out.Locks, l)
+	}
+	if free := v.Live - len(v.Mutexes) - v.Truncated; free > 0 {
+		if out.Unlisted == nil {
+			out.Unlisted = make(map[string]int)
+		}
+		out.Unlisted[FreeUnlisted] += free
 	}
 	if v.Truncated > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d more drop-in mutexes held or awaited than one answer lists", id.PID, v.Truncated))

@@ -28,7 +28,7 @@ func TestRead(t *testing.T) {
 	a, b, c, d := procid.ID{PID: 10, Start: 1}, procid.ID{PID: 20, Start: 2}, procid.ID{PID: 30, Start: 3}, procid.ID{PID: 40, Start: 4}
 	site := stackdump.Frame{Func: "main.f", File: "f.go", Line: 3}
 	views := map[procid.ID]*probe.MutexView{
-		a: {Mutexes: []probe.Mutex{
+		a: {Live: 7, Mutexes: []probe.Mutex{
 			{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
 				Holder:  &probe.MutexHolder{Goroutine: 7, Site: site, Since: t0},
 				Waiters: []probe.MutexWaiter{{Goroutine: 8, Write: true, Stack: []stackdump.Frame{site}, Since: t0}}},
@@ -38,7 +38,7 @@ func TestRead(t *testing.T) {
 				Waiters:     []probe.MutexWaiter{{Goroutine: 12, Write: false, Since: t0}}},
 		}},
 		b: {Mutexes: []probe.Mutex{{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
-			Holder: &probe.MutexHolder{Goroutine: 3, Site: site, Since: t0}}}, MoreWaiters: 2},
+			Holder: &probe.MutexHolder{Goroutine: 3, Site: site, Since: t0}}}, MoreWaiters: 2, Live: 1},
 	}
 	var mu sync.Mutex // Read asks the probes at once
 	asked := map[procid.ID]bool{}
@@ -93,6 +93,10 @@ func TestRead(t *testing.T) {
 	rw := s.Locks[1]
 	if len(rw.Holders) != 2 || !rw.Holders[0].Read || !rw.Holders[1].Read || len(rw.Waiters) != 1 || !rw.Waiters[0].Read {
 		t.Errorf("rwmutex: %+v", rw)
+	}
+	// pid 10 has 7 mutexes, 2 held or awaited; pid 20 its 1, held.
+	if n := s.Unlisted[FreeUnlisted]; n != 5 || len(s.Unlisted) != 1 {
+		t.Errorf("unlisted %v; want %d %s", s.Unlisted, 5, FreeUnlisted)
 	}
 	notes := fmt.Sprint(s.Notes)
 	for _, w := range []string{"3 more readers", "pid 20: 2 goroutines wait for drop-in mutexes without a record"} {

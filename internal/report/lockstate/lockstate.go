@@ -67,6 +67,11 @@ type Snapshot struct {
 	// Notes say what the backend could not read: records left out because
 	// they stayed mid-write, a store that answered in part.
 	Notes []string
+	// Unlisted counts locks the backend read but left out of Locks because
+	// nobody holds or awaits them, by what they are (a singular noun:
+	// "drop-in mutex"): a report says the counts, so that its reader knows
+	// which locks were looked at and found free.
+	Unlisted map[string]int
 }
 
 // A Party is one goroutine of one process: a node of the wait-for graph.
