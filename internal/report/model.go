@@ -43,7 +43,11 @@ type Kind string
 
 // The kinds of finding, most severe first.
 const (
-	DeadHolder   Kind = "dead-holder"
+	DeadHolder Kind = "dead-holder"
+	// LostLock: a goroutine lost a lock while it held it (its lease
+	// expired) and runs on inside its critical section, maybe beside the
+	// lock's new holder: mutual exclusion is broken, though nothing hangs.
+	LostLock     Kind = "lost-lock"
 	Cycle        Kind = "cycle"
 	SelfDeadlock Kind = "self-deadlock"
 	StuckHolder  Kind = "stuck-holder"
@@ -60,6 +64,7 @@ var kinds = [...]struct {
 	deadlock bool
 }{
 	{DeadHolder, true},
+	{LostLock, false},
 	{Cycle, true},
 	{SelfDeadlock, true},
 	{StuckHolder, true},

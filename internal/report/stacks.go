@@ -19,11 +19,11 @@ import (
 // other); what to ask each process's probe for; the asking, in parallel,
 // within ProbeTimeout; and the answers, or, for a process that did not
 // answer, the wait sites its waiters recorded.
-func stacks(ctx context.Context, g *graph, r *Report, src Stacks, opts Options) {
+func stacks(ctx context.Context, g *graph, r *Report, src Stacks, remote bool, opts Options) {
 	r.holderStacks()
-	wants, ids := plan(g, r)
+	wants, ids := plan(g, r, remote)
 	if src != nil {
-		ask(ctx, src, wants, ids, opts.ProbeTimeout)
+		ask(ctx, src, wants, ids, opts.ProbeTimeout, remote)
 	}
 	for _, id := range ids {
 		r.answer(id, wants[id], src != nil)
@@ -54,7 +54,7 @@ func (r *Report) holderStacks() {
 	for i := range r.Findings {
 		f := &r.Findings[i]
 		h := f.Holder
-		if h == nil || (f.Kind != DeadHolder && f.Kind != StuckHolder && h.Alive) {
+		if h == nil || (f.Kind != DeadHolder && f.Kind != StuckHolder && f.Kind != LostLock && h.Alive) {
 			continue
 		}
 		if h.stack.res == nil || h.stack.id == 0 {
@@ -69,14 +69,15 @@ func (r *Report) holderStacks() {
 
 // plan says what to ask each process's probe for: the text dump of a
 // process with a stuck holder (goroutine ids and states), the goroutine
-// profile of one with live waiters. Processes come in pid order.
-func plan(g *graph, r *Report) (map[procid.ID]*want, []procid.ID) {
+// profile of one with live waiters. Processes come in pid order. Processes
+// of other machines are asked only when remote: Stacks reaches them.
+func plan(g *graph, r *Report, remote bool) (map[procid.ID]*want, []procid.ID) {
 	wants := make(map[procid.ID]*want)
 	get := func(id procid.ID) *want {
 		w := wants[id]
 		if w == nil {
 			w = &want{stuck: map[int64]string{}, seen: map[wait]bool{}}
-			if id.Host != "" {
+			if id.Host != "" && !remote {
 				w.err = errRemote
 			}
 			wants[id] = w
@@ -85,7 +86,7 @@ func plan(g *graph, r *Report) (map[procid.ID]*want, []procid.ID) {
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		if f.Kind == StuckHolder {
+		if (f.Kind == StuckHolder || f.Kind == LostLock) && f.Holder.Alive {
 			get(f.Holder.id()).stuck[f.Holder.Goroutine] = f.Lock
 		}
 		parties := f.Waiters
@@ -125,8 +126,9 @@ func plan(g *graph, r *Report) (map[procid.ID]*want, []procid.ID) {
 	return wants, ids
 }
 
-// ask asks the probes, all at once, each within timeout.
-func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []procid.ID, timeout time.Duration) {
+// ask asks the probes, all at once, each within timeout; a remote Stacks
+// answers with text dumps only.
+func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []procid.ID, timeout time.Duration, remote bool) {
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		w := wants[id]
@@ -136,7 +138,7 @@ func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []proci
 		wg.Go(func() {
 			c, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			if len(w.stuck) > 0 {
+			if len(w.stuck) > 0 || remote {
 				w.text, w.err = src.Text(c, id)
 			} else {
 				w.prof, w.err = src.Profile(c, id)
@@ -175,7 +177,7 @@ func (r *Report) textStacks(id procid.ID, w *want) {
 	for _, gid := range slices.Sorted(maps.Keys(w.stuck)) {
 		lock := w.stuck[gid]
 		if gr, ok := w.text.Goroutine(gid); ok {
-			r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: lock, Role: "holder", Source: "probe-text",
+			r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: lock, Role: "holder", Source: "probe-text",
 				Count: 1, Goroutines: []int64{gid}, State: gr.State, Frames: framesOf(gr.Frames)})
 			r.setDoing(id, gid, gr)
 		}
@@ -187,7 +189,7 @@ func (r *Report) textStacks(id procid.ID, w *want) {
 		}
 	}
 	for _, grp := range stackdump.GroupGoroutines(gs, stackdump.IgnoreArgs) {
-		r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: lockOf(w.waits, grp.IDs), Role: "waiter", Source: "probe-text",
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: lockOf(w.waits, grp.IDs), Role: "waiter", Source: "probe-text",
 			Count: grp.Count, Goroutines: grp.IDs, State: topState(grp), Frames: framesOf(grp.Frames)})
 	}
 }
@@ -255,7 +257,7 @@ func (r *Report) setDoing(id procid.ID, gid int64, gr stackdump.Goroutine) {
 	doing := gr.State + " in " + strings.Join(top, " < ")
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		if f.Kind == StuckHolder && f.Holder.id() == id && f.Holder.Goroutine == gid {
+		if (f.Kind == StuckHolder || f.Kind == LostLock) && f.Holder.id() == id && f.Holder.Goroutine == gid {
 			f.Doing = doing
 		}
 	}
