@@ -250,6 +250,7 @@ type EventRow struct {
 	Time      time.Time `json:"time"`
 	Kind      string    `json:"kind"`
 	Lock      string    `json:"lock"`
+	Host      string    `json:"host,omitempty"` // the machine, if another one
 	PID       int       `json:"pid"`
 	Goroutine int64     `json:"goroutine"`
 }
