@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench stress-hostile stress clean cover docs-reports demo-etcd test-etcd build-etcd
+.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover docs-reports demo-etcd test-etcd build-etcd
 
 all: build
 
@@ -50,6 +50,14 @@ bench:
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
 
+## bench-compare: lockreg against sync.Mutex, the CAS floor, go-deadlock, flock
+## and OFD locks in one binary (bench/): uncontended, 2 processes on 1 lock,
+## 1 and 8 processes on locks of their own, lock creation; prints benchstat
+## and the ratio table of docs/benchmarks.md. BASE=/abs/path/of/another/checkout
+## measures that one too, alternating with this tree, and prints old and new.
+bench-compare:
+	COUNT=$(COUNT) GO=$(GO) bench/compare.sh $(BASE)
+
 ## stress-hostile: the audit's hostile runs at full size (gigabytes of arena, info files, dictionaries, a 4.5 GB
 ## gzip bomb), each read by lockwatch in its own process within 256 MiB (docs/reliability.md); then their
 ## benchmark, for the figures.
@@ -89,7 +97,7 @@ cover:
 	$(GO) tool covdata textfmt -i=$(COVERDIR)/data -o $(COVERDIR)/cover.out && exit $$st
 
 clean:
-	rm -rf $(BIN) bench.txt bench-compare.txt coverage
+	rm -rf $(BIN) bench.txt bench-compare.txt bench-compare-old.txt coverage
 
 ## build-etcd: lockwatch-etcd (which lockwatch runs for etcd runs: attach
 ## etcd://HOST:PORT/RUN, run --etcd/--backend etcd) and demo-etcd, in bin/

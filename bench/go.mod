@@ -8,10 +8,10 @@ require (
 	github.com/linkdata/deadlock v0.5.5
 	github.com/lockwatch/lockwatch v0.0.0-00010101000000-000000000000
 	github.com/sasha-s/go-deadlock v0.3.9
+	golang.org/x/sys v0.50.0
 )
 
 require (
 	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b // indirect
 	github.com/petermattis/goid v0.0.0-20261109124353-7cfa343ad0ab // indirect
-	golang.org/x/sys v0.50.0 // indirect
 )

@@ -3,20 +3,25 @@
 # and docs/tutorial.md, so that it stays true to the code.
 #
 # Run from the repository root (make docs-reports). It builds lockwatch and
-# the demo with -trimpath (frames name module paths, never this machine's
-# directories), runs the demo under lockwatch, and replaces each fenced
+# the programs with -trimpath (frames name module paths, never this machine's
+# directories), runs them deadlocked, and replaces each fenced
 # block that follows a marker line
 #
 #     <!-- capture:NAME -->
 #
-# with the new output of NAME: run-hang (make demo's report) or stuck-line
-# (the probe's line when a plain 'demo --hang' has waited 10 s). The user id
-# in run directories (/dev/shm/lockwatch-UID) is written as $UID.
+# with the new output of NAME: run-hang (make demo's report), stuck-line
+# (the probe's line when a plain 'demo --hang' has waited 10 s),
+# attach-stuck (`lockwatch attach PID` on examples/stuck, a program that
+# only changed its sync import, once its goroutines have waited 10 s) or
+# dropin-line (that program's probe line) or attach-chain (the same program
+# deadlocked through both kinds of lock). The user id in run directories
+# (/dev/shm/lockwatch-UID) is written as $UID. A capture whose first line
+# is a command ("$ lockwatch attach 123") replaces the command shown.
 set -eu
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 go build -trimpath -o "$tmp/" ./cmd/lockwatch ./cmd/demo
+CGO_ENABLED=0 go build -trimpath -o "$tmp/" ./cmd/lockwatch ./cmd/demo ./examples/stuck
 uid=$(id -u)
 clean() { sed -e "s#lockwatch-$uid/#lockwatch-\$UID/#g" -e "s#$tmp/#bin/#g"; }
 
@@ -50,9 +55,67 @@ until grep -q 'has waited' "$tmp/stuck.err" 2>/dev/null; do
 	sleep 0.1
 done
 grep 'has waited' "$tmp/stuck.err" | head -1 | clean >"$tmp/stuck-line"
-run=$(sed -n 's/.*dump: \(.*\)\/p-[0-9]*-[0-9]*\.stuck.*/\1/p' "$tmp/stuck.err" | head -1)
+run=$(sed -n 's/.*dump: \([^ ]*\)\/p-[0-9]*-[0-9]*\.stuck.*/\1/p' "$tmp/stuck.err" | head -1)
 kill -9 "-$demo"
 wait "$demo" 2>/dev/null || true
+[ -n "$run" ] && rm -rf "$run"
+
+# attach-stuck and dropin-line: examples/stuck holder, attached once the
+# probe has said that a goroutine waited 10 s (so the holder has held past
+# lockwatch's 10 s threshold: a stuck-holder).
+setsid "$tmp/stuck" holder >"$tmp/ex.out" 2>"$tmp/ex.err" &
+ex=$!
+i=0
+until grep -q 'has waited' "$tmp/ex.err" 2>/dev/null; do
+	i=$((i + 1))
+	if [ "$i" -gt 300 ]; then
+		echo "capture-reports: examples/stuck: no stuck line after 30 s" >&2
+		kill -9 "-$ex" 2>/dev/null
+		exit 1
+	fi
+	sleep 0.1
+done
+st=0
+COLUMNS=120 "$tmp/lockwatch" attach "$ex" >"$tmp/ex.report" 2>&1 || st=$?
+kill -9 "-$ex"
+wait "$ex" 2>/dev/null || true
+if [ "$st" -ne 3 ]; then
+	echo "capture-reports: lockwatch attach on examples/stuck exited $st, want 3 (deadlock found):" >&2
+	cat "$tmp/ex.report" >&2
+	exit 1
+fi
+{ echo "\$ lockwatch attach $ex"; clean <"$tmp/ex.report"; } >"$tmp/attach-stuck"
+grep 'has waited' "$tmp/ex.err" | head -1 | clean >"$tmp/dropin-line"
+run=$(sed -n 's/^lockwatch report: \([^,]*\),.*/\1/p' "$tmp/ex.report" | head -1)
+[ -n "$run" ] && rm -rf "$run"
+
+# attach-chain: examples/stuck chain, attached as soon as it says "stuck":
+# a dead holder of a lockreg lock, its waiter holding a drop-in mutex, and
+# the goroutines behind that.
+setsid "$tmp/stuck" chain >"$tmp/ch.out" 2>"$tmp/ch.err" &
+ch=$!
+i=0
+until grep -q '^stuck$' "$tmp/ch.out" 2>/dev/null; do
+	i=$((i + 1))
+	if [ "$i" -gt 300 ]; then
+		echo "capture-reports: examples/stuck chain: not stuck after 30 s" >&2
+		cat "$tmp/ch.err" >&2
+		kill -9 "-$ch" 2>/dev/null
+		exit 1
+	fi
+	sleep 0.1
+done
+st=0
+COLUMNS=120 "$tmp/lockwatch" attach "$ch" >"$tmp/ch.report" 2>&1 || st=$?
+kill -9 "-$ch"
+wait "$ch" 2>/dev/null || true
+if [ "$st" -ne 3 ]; then
+	echo "capture-reports: lockwatch attach on examples/stuck chain exited $st, want 3 (deadlock found):" >&2
+	cat "$tmp/ch.report" >&2
+	exit 1
+fi
+{ echo "\$ lockwatch attach $ch"; clean <"$tmp/ch.report"; } >"$tmp/attach-chain"
+run=$(sed -n 's/^lockwatch report: \([^,]*\),.*/\1/p' "$tmp/ch.report" | head -1)
 [ -n "$run" ] && rm -rf "$run"
 
 # Replace each marked block.
@@ -64,10 +127,14 @@ for doc in README.md docs/tutorial.md; do
 		}
 		want && /^```/ { print "```"; want = 0; head = 1; next }
 		head {
-			# The command line shown ("$ make demo") is kept.
-			if ($0 ~ /^\$ /) print
-			while ((getline line < (dir "/" name)) > 0) print line
+			# The command line shown ("$ make demo") is kept, unless the
+			# capture begins with its own.
+			n = 0
+			while ((getline line < (dir "/" name)) > 0) cap[++n] = line
 			close(dir "/" name)
+			if ($0 ~ /^\$ / && !(n > 0 && cap[1] ~ /^\$ /)) print
+			for (i = 1; i <= n; i++) print cap[i]
+			delete cap
 			print "```"
 			head = 0
 			if ($0 ~ /^```/) next

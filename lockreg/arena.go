@@ -70,10 +70,6 @@ func (a *arena) edge(i uint32) *edgeSlot {
 	return (*edgeSlot)(unsafe.Add(a.base, a.g.edgesOff+uint64(i)*edgeSize))
 }
 
-func (a *arena) event(i uint32) *eventSlot {
-	return (*eventSlot)(unsafe.Add(a.base, a.g.eventsOff+uint64(i)*eventSize))
-}
-
 func (a *arena) unmap() error {
 	if a.resv != nil {
 		robustUnlinkRange(uintptr(a.resv), uintptr(a.resv)+a.size)
@@ -129,6 +125,7 @@ func createArena(rd *RunDir, g geometry) error {
 		maxLocks: g.maxLocks, lockSize: lockSize, locksOff: g.locksOff,
 		maxWaiters: g.maxWaiters, waiterSize: waiterSize, waitersOff: g.waitersOff,
 		maxEvents: g.maxEvents, eventSize: eventSize, eventsOff: g.eventsOff,
+		ringSlots: g.ringSlots, indexSlots: g.indexSlots, indexOff: g.indexOff,
 		created: time.Now().UnixNano(), creator: uint32(os.Getpid()), uid: uint32(os.Getuid()),
 	}
 	copy(h.magic[:], magic)
@@ -254,21 +251,21 @@ func checkHeader(h *header, oh *orderHeader, fileSize int64) (geometry, error) {
 		return bad(ErrCorrupt, "record sizes %d/%d/%d/%d/%d do not match version %d",
 			h.headerSize, h.procSize, h.lockSize, h.waiterSize, h.eventSize, formatVersion)
 	}
-	if h.maxProcs == 0 || h.maxLocks == 0 || h.maxWaiters == 0 || h.maxEvents == 0 ||
-		h.maxEvents&(h.maxEvents-1) != 0 || h.maxProcs > 1<<20 || h.maxLocks > 1<<22 ||
-		h.maxWaiters > 1<<22 || h.maxEvents > 1<<24 {
-		return bad(ErrCorrupt, "impossible capacities procs=%d locks=%d waiters=%d events=%d",
-			h.maxProcs, h.maxLocks, h.maxWaiters, h.maxEvents)
+	if h.maxProcs == 0 || h.maxLocks == 0 || h.maxWaiters == 0 || h.maxProcs > 1<<20 || h.maxLocks > 1<<22 ||
+		h.maxWaiters > 1<<22 || h.ringSlots < minRing || h.ringSlots > maxRing || h.ringSlots&(h.ringSlots-1) != 0 {
+		return bad(ErrCorrupt, "impossible capacities procs=%d locks=%d waiters=%d events per lock=%d",
+			h.maxProcs, h.maxLocks, h.maxWaiters, h.ringSlots)
 	}
 	if oh.edgeSize != edgeSize || oh.maxEdges == 0 || oh.maxEdges > limitEdges || oh.edgeSlots != edgeSlotsFor(oh.maxEdges) {
 		return bad(ErrCorrupt, "impossible edge table: capacity %d, %d slots of %d bytes", oh.maxEdges, oh.edgeSlots, oh.edgeSize)
 	}
-	g := layout(h.maxProcs, h.maxLocks, h.maxWaiters, h.maxEvents).withEdges(oh.maxEdges)
+	g := layout(h.maxProcs, h.maxLocks, h.maxWaiters, h.ringSlots).withEdges(oh.maxEdges)
 	if oh.edgesOff != g.edgesOff {
 		return bad(ErrCorrupt, "section table does not match its capacities")
 	}
 	if h.procsOff != g.procsOff || h.locksOff != g.locksOff || h.waitersOff != g.waitersOff ||
-		h.eventsOff != g.eventsOff || h.totalSize != g.total {
+		h.eventsOff != g.eventsOff || h.maxEvents != g.maxEvents || h.indexSlots != g.indexSlots ||
+		h.indexOff != g.indexOff || h.totalSize != g.total {
 		return bad(ErrCorrupt, "section table does not match its capacities")
 	}
 	if g.total > maxArenaSize {
@@ -277,8 +274,8 @@ func checkHeader(h *header, oh *orderHeader, fileSize int64) (geometry, error) {
 	if uint64(fileSize) != g.total {
 		return bad(ErrCorrupt, "file is %d bytes; its header says %d (truncated?)", fileSize, g.total)
 	}
-	if h.nlocks.Load() > h.maxLocks {
-		return bad(ErrCorrupt, "%d locks in use of %d", h.nlocks.Load(), h.maxLocks)
+	if h.nlocks.Load() > h.maxLocks || h.nindexed.Load() > h.maxLocks {
+		return bad(ErrCorrupt, "%d locks in use (%d indexed) of %d", h.nlocks.Load(), h.nindexed.Load(), h.maxLocks)
 	}
 	return g, nil
 }

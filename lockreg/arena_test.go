@@ -44,6 +44,8 @@ func TestBadArenas(t *testing.T) {
 	_, _ = rand.Read(junk)
 	otherVersion := bytes.Clone(good)
 	binary.NativeEndian.PutUint32(otherVersion[8:], 99)
+	version3 := bytes.Clone(good) // main's format before the per-lock rings: its header is version 3
+	binary.NativeEndian.PutUint32(version3[8:], 3)
 	badTable := bytes.Clone(good)
 	binary.NativeEndian.PutUint32(badTable[40:], 1<<30) // maxLocks
 	tests := []struct {
@@ -58,6 +60,7 @@ func TestBadArenas(t *testing.T) {
 		{"shorter than a header", writeArena(good[:100]), ErrCorrupt, "shorter than a header"},
 		{"random bytes", writeArena(junk), ErrCorrupt, "bad magic"},
 		{"other version", writeArena(otherVersion), ErrVersion, "format version 99"},
+		{"older version", writeArena(version3), ErrVersion, "format version 3; this build reads version 4"},
 		{"bad section table", writeArena(badTable), ErrCorrupt, "impossible capacities"},
 		{"dir symlink", func(t *testing.T, dir string) string {
 			writeArena(good)(t, dir)
@@ -170,25 +173,46 @@ func FuzzSnapshot(f *testing.F) {
 
 func TestEventRingKeepsTheLastEvents(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
-	r := openT(t, dir, Options{MaxEvents: 8})
+	// 4 locks, 32 event slots: 8 a lock, 4 of them for holder events.
+	r := openT(t, dir, Options{MaxLocks: 4, MaxEvents: 32})
 	m, _ := r.Mutex("a")
+	other, _ := r.Mutex("b")
 	for i := 0; i < 10; i++ {
 		if err := m.Lock(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		_ = m.Unlock()
 	}
-	s, _ := ReadSnapshot(dir)
-	if s.EventsTotal != 20 || len(s.Events) != 8 {
-		t.Fatalf("got %d events kept of %d; want the last 8 of 20", len(s.Events), s.EventsTotal)
+	// Another lock's events take nothing from a's ring.
+	for i := 0; i < 10; i++ {
+		if err := other.Lock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		_ = other.Unlock()
 	}
+	s, _ := ReadSnapshot(dir)
+	if s.EventsTotal != 40 || len(s.Events) != 8 {
+		t.Fatalf("got %d events kept of %d; want the last 4 of each lock's 20 (%s)", len(s.Events), s.EventsTotal, eventKinds(s))
+	}
+	var a []Event
 	for i, e := range s.Events {
+		if e.Seq != uint64(i) {
+			t.Errorf("event %d has seq %d; want its place", i, e.Seq)
+		}
+		if e.LockName == "a" {
+			a = append(a, e)
+		}
+	}
+	if len(a) != 4 {
+		t.Fatalf("got %d events of a; want 4", len(a))
+	}
+	for i, e := range a {
 		want := EventAcquire
 		if i%2 == 1 {
 			want = EventRelease
 		}
-		if e.Seq != uint64(12+i) || e.Kind != want || e.LockName != "a" || e.PID != os.Getpid() {
-			t.Errorf("event %d = %+v; want seq %d %v of a", i, e, 12+i, want)
+		if e.Kind != want || e.PID != os.Getpid() || e.Goroutine != curGoid() {
+			t.Errorf("event %d of a = %+v; want %v by this goroutine", i, e, want)
 		}
 	}
 }

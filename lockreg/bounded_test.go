@@ -83,7 +83,7 @@ func TestHostileArenasReadBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := lockreg.Counts{Processes: spec.UsedProcs, Running: spec.UsedProcs, Locks: spec.UsedLocks,
-				Waiters: spec.UsedWaiters, Events: int(min(spec.UsedEvents, uint64(spec.Events)))}
+				Waiters: spec.UsedWaiters, Events: spec.HeldEvents()}
 			if spec.OwnerDied {
 				want.Held = spec.UsedLocks
 			} else if spec.UsedWaiters > 0 {
@@ -103,12 +103,20 @@ func TestHostileArenasReadBounded(t *testing.T) {
 	}
 }
 
-// TestReadOptionsEvents: ReadOptions.Events reads more of the ring, and the
-// note says how to ask for more.
+// TestReadOptionsEvents: ReadOptions.Events bounds the events read from all
+// the locks' rings together, keeping the newest (by time, ties by lock
+// index), and the note says how many the rings hold and how to ask for more.
 func TestReadOptionsEvents(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
-	if err := hostile.Write(dir, hostile.Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 1 << 17, UsedProcs: 1, UsedLocks: 2, UsedEvents: 1<<17 + 5}); err != nil {
+	// 128 locks with full rings of 1,024 (512 holder events kept of 515
+	// and 512 waiter events of 514 each): 131,072 events held. The newest
+	// is each lock's holder event 514 (an acquire), the last of lock 127.
+	spec := hostile.Spec{Procs: 8, Locks: 128, Waiters: 8, Events: 1 << 17, UsedProcs: 1, UsedLocks: 128, LockEvents: 1029}
+	if err := hostile.Write(dir, spec); err != nil {
 		t.Fatal(err)
+	}
+	if spec.HeldEvents() != 1<<17 {
+		t.Fatalf("the run holds %d events; the test wants 131,072", spec.HeldEvents())
 	}
 	for _, tt := range []struct {
 		events, want int
@@ -122,8 +130,24 @@ func TestReadOptionsEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(s.Events) != tt.want || s.Events[len(s.Events)-1].Seq != 1<<17+4 {
-			t.Errorf("Events=%d: got %d events ending at %d; want the last %d", tt.events, len(s.Events), s.Events[len(s.Events)-1].Seq, tt.want)
+		if len(s.Events) != tt.want {
+			t.Fatalf("Events=%d: got %d events; want %d", tt.events, len(s.Events), tt.want)
+		}
+		if last := s.Events[len(s.Events)-1]; last.Lock != 127 || last.Kind != lockreg.EventAcquire || last.Seq != uint64(tt.want-1) {
+			t.Errorf("Events=%d: the last event is %v of lock %d (seq %d); want lock 127's last acquire", tt.events, last.Kind, last.Lock, last.Seq)
+		}
+		if tt.events == 100 {
+			// The newest 100: holder event 514 of locks 28 to 127.
+			for k, e := range s.Events {
+				if e.Lock != 28+k || e.Kind != lockreg.EventAcquire {
+					t.Fatalf("Events=100: event %d is %v of lock %d; want the acquire of lock %d", k, e.Kind, e.Lock, 28+k)
+				}
+			}
+		}
+		for k := 1; k < len(s.Events); k++ {
+			if s.Events[k].Time.Before(s.Events[k-1].Time) {
+				t.Fatalf("Events=%d: event %d is older than the one before it", tt.events, k)
+			}
 		}
 		if got := strings.Join(s.Notes(), "|"); got != tt.note {
 			t.Errorf("Events=%d: notes %q; want %q", tt.events, got, tt.note)

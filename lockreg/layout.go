@@ -10,12 +10,13 @@ import (
 // Its layout, with offsets in bytes (docs/registry-format.md argues each
 // choice):
 //
-//	header   [0, 4096)                  magic, version, section table, shared counters
-//	procs    [procsOff, +maxProcs*64)   process table
-//	locks    [locksOff, +maxLocks*128)  lock slots: futex word, holder record, name
+//	header   [0, 4096)                    magic, version, section table, shared counters
+//	procs    [procsOff, +maxProcs*64)     process table
+//	locks    [locksOff, +maxLocks*128)    lock slots: futex word, holder record, name
 //	waiters  [waitersOff, +maxWaiters*64) waiter records
-//	events   [eventsOff, +maxEvents*48) event ring
-//	edges    [edgesOff, +edgeSlots*64)  lock-order edges (order.go), a hash table
+//	events   [eventsOff, +maxLocks*ring)  one event ring per lock, ring = 64 + ringSlots*48
+//	index    [indexOff, +indexSlots*4)    the name index: lock index + 1 by hash of the name
+//	edges    [edgesOff, +edgeSlots*64)    lock-order edges (order.go), a hash table
 //
 // The edges section is described by its own entry of the section table, at
 // offset orderHeaderOff of the header page (orderHeader).
@@ -24,16 +25,25 @@ import (
 // a process that can open the arena always sees a complete header.
 
 const (
-	magic         = "LOCKWREG"
-	formatVersion = 3 // 2: process slots are reclaimed (owner word, seqlock); events carry the start time; 3: lock-order edges
+	magic = "LOCKWREG"
+	// 2: process slots are reclaimed (owner word, seqlock); events carry the
+	// start time. 3: lock-order edges. 4: an event ring per lock, the name
+	// index.
+	formatVersion = 4
 
-	headerSize = 4096
-	procSize   = 64
-	lockSize   = 128
-	waiterSize = 64
-	eventSize  = 48
+	headerSize  = 4096
+	procSize    = 64
+	lockSize    = 128
+	waiterSize  = 64
+	eventSize   = 48
+	ringHdrSize = 64
 
 	maxNameLen = 63
+
+	// Event slots per lock: a power of two in [minRing, maxRing], half for
+	// the holders' ring, half for the waiters'.
+	minRing = 4
+	maxRing = 1024
 )
 
 // Lock word bits, as the kernel's robust-futex code defines them
@@ -59,7 +69,7 @@ type header struct {
 	maxWaiters uint32        // 56
 	waiterSize uint32        // 60
 	waitersOff uint64        // 64
-	maxEvents  uint32        // 72 a power of two
+	maxEvents  uint32        // 72 event slots in all: maxLocks * ringSlots
 	eventSize  uint32        // 76
 	eventsOff  uint64        // 80
 	created    int64         // 88 unix nanoseconds
@@ -67,10 +77,13 @@ type header struct {
 	uid        uint32        // 100 owner; the file's owner must match
 	namesLock  atomic.Uint32 // 104 futex word serialising lock-slot allocation
 	nlocks     atomic.Uint32 // 108 lock slots in use; slots [0, nlocks) have names
-	dropped    atomic.Uint64 // 112 events not recorded (the ring slot was busy)
-	_          [8]byte       // 120
-	eventHead  atomic.Uint64 // 128 next event ticket; on its own cache line
-	_          [56]byte      // 136
+	dropped    atomic.Uint64 // 112 waiter events not recorded (the ring slot was busy)
+	ringSlots  uint32        // 120 event slots per lock, a power of two
+	nindexed   atomic.Uint32 // 124 slots [0, nindexed) are in the name index
+	indexSlots uint32        // 128 entries of the name index, a power of two
+	_          uint32        // 132
+	indexOff   uint64        // 136
+	_          [48]byte      // 144
 }
 
 // procSlot is one process-table entry. Slots are reused: a slot passes from
@@ -106,10 +119,13 @@ const (
 // holderRec is a lock's holder record, under a seqlock: the holder makes seq
 // odd, writes the fields, makes seq even. Only the holder writes it.
 type holderRec struct {
-	seq   atomic.Uint32 // 16 (offsets within lockSlot)
-	proc  atomic.Uint32 // 20 process-table index + 1; 0 = none
-	pid   atomic.Uint32 // 24
-	_     uint32        // 28
+	seq  atomic.Uint32 // 16 (offsets within lockSlot)
+	proc atomic.Uint32 // 20 process-table index + 1; 0 = none
+	pid  atomic.Uint32 // 24
+	// ring is not part of the record: it is the head of the lock's holder
+	// ring (events written by holders), here because only the holder
+	// writes it and the acquire has this line already.
+	ring  atomic.Uint32 // 28
 	start atomic.Uint64 // 32
 	goid  atomic.Uint64 // 40
 	stack atomic.Uint64 // 48 stack-dictionary id
@@ -144,13 +160,29 @@ type waiterSlot struct {
 	_     [12]byte      // 52
 }
 
-// eventSlot is one entry of the event ring. Ticket t lives in slot
-// t % maxEvents; seq is 2t+1 while it is written and 2t+2 once complete. An
-// event names its process by pid and start time, never by a process-table
-// slot, since slots are reused (docs/registry-format.md).
+// ringHdr heads a lock's event ring; the ring's slots follow it: first
+// the holder ring (ringSlots/2), then the waiter ring (ringSlots/2).
+//
+// Holder events (acquire, release, recovered) are written only by the
+// lock's holder, so holders need no claim: the lock word serialises them.
+// The holder ring's head (lockSlot.holder.ring, 32 bits, wrapping) says
+// which slot is next: ticket t lives in slot t % (ringSlots/2), its seq is
+// 2t+1 while written and 2t+2 once complete, and the head is advanced after.
+//
+// Waiter events (wait, stuck, timeout, owner-died) come from any number of
+// goroutines at once: a writer takes ticket t from waitTicket and claims
+// slot t % (ringSlots/2) with a CAS of its seq, as in records.go.
+type ringHdr struct {
+	waitTicket atomic.Uint64 // 0 next waiter-ring ticket
+	_          [56]byte      // 8
+}
+
+// eventSlot is one event. An event names its process by pid and start
+// time, never by a process-table slot, since slots are reused
+// (docs/registry-format.md).
 type eventSlot struct {
-	seq   atomic.Uint64 // 0
-	what  atomic.Uint32 // 8 kind<<24 | (lock index + 1); lock indexes are below 1<<22
+	seq   atomic.Uint64 // 0 2t+1 while ticket t is written, 2t+2 once complete
+	what  atomic.Uint32 // 8 kind<<24 | pos: holder ring, the low 24 bits of waitTicket when written (its place among waiter events); waiter ring, 0
 	pid   atomic.Uint32 // 12
 	start atomic.Uint64 // 16 the process's start time
 	goid  atomic.Uint64 // 24
@@ -158,11 +190,9 @@ type eventSlot struct {
 	stack atomic.Uint64 // 40
 }
 
-// A lock index + 1 fits in eventSlot.what's 24 bits (a compile-time check).
-const _ uint = 1<<24 - 1 - limitLocks
-
-// eventWhat packs an event's kind and lock; splitWhat unpacks them.
-func eventWhat(kind EventKind, lock uint32) uint32 { return uint32(kind)<<24 | (lock+1)&(1<<24-1) }
+// eventWhat packs an event's kind and its place among waiter events (pos,
+// 24 bits); splitWhat unpacks them.
+func eventWhat(kind EventKind, pos uint32) uint32 { return uint32(kind)<<24 | pos&(1<<24-1) }
 
 func splitWhat(w uint32) (EventKind, uint32) { return EventKind(w >> 24), w & (1<<24 - 1) }
 
@@ -173,12 +203,15 @@ var (
 	_ [0]byte = [unsafe.Sizeof(lockSlot{}) - lockSize]byte{}
 	_ [0]byte = [unsafe.Sizeof(waiterSlot{}) - waiterSize]byte{}
 	_ [0]byte = [unsafe.Sizeof(eventSlot{}) - eventSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(ringHdr{}) - ringHdrSize]byte{}
 )
 
 // geometry is the section table of an arena.
 type geometry struct {
-	maxProcs, maxLocks, maxWaiters, maxEvents uint32
+	maxProcs, maxLocks, maxWaiters, ringSlots uint32
+	maxEvents, indexSlots                     uint32
 	procsOff, locksOff, waitersOff, eventsOff uint64
+	indexOff, ringSize                        uint64
 	total                                     uint64
 
 	maxEdges, edgeSlots uint32 // capacity of the edge table, and its slots (a power of two, at least twice the capacity)
@@ -187,19 +220,44 @@ type geometry struct {
 
 func alignPage(n uint64) uint64 { return (n + 4095) &^ 4095 }
 
-func layout(maxProcs, maxLocks, maxWaiters, maxEvents uint32) geometry {
-	g := geometry{maxProcs: maxProcs, maxLocks: maxLocks, maxWaiters: maxWaiters, maxEvents: maxEvents}
+func layout(maxProcs, maxLocks, maxWaiters, ringSlots uint32) geometry {
+	g := geometry{maxProcs: maxProcs, maxLocks: maxLocks, maxWaiters: maxWaiters, ringSlots: ringSlots,
+		maxEvents: maxLocks * ringSlots, indexSlots: indexSlotsFor(maxLocks)}
+	g.ringSize = ringHdrSize + uint64(ringSlots)*eventSize
 	off := uint64(headerSize)
 	g.procsOff, off = off, alignPage(off+uint64(maxProcs)*procSize)
 	g.locksOff, off = off, alignPage(off+uint64(maxLocks)*lockSize)
 	g.waitersOff, off = off, alignPage(off+uint64(maxWaiters)*waiterSize)
-	g.eventsOff, off = off, alignPage(off+uint64(maxEvents)*eventSize)
+	g.eventsOff, off = off, alignPage(off+uint64(maxLocks)*g.ringSize)
+	g.indexOff, off = off, alignPage(off+uint64(g.indexSlots)*4)
 	g.total = off
 	return g
 }
 
+// indexSlotsFor is the size of the name index for n locks: a power of two
+// at least twice n, so that the table is at most half full.
+func indexSlotsFor(n uint32) uint32 {
+	p := uint32(1)
+	for p < 2*n {
+		p <<= 1
+	}
+	return p
+}
+
+// ringSlotsFor divides an event budget among locks: events/locks rounded
+// down to a power of two, clamped to [minRing, maxRing].
+func ringSlotsFor(events, locks int) uint32 {
+	per := events / max(locks, 1)
+	p := uint32(minRing)
+	for p < maxRing && int(p)*2 <= per {
+		p <<= 1
+	}
+	return p
+}
+
 // Size returns the arena's size in bytes for the given capacities, as Open
-// would create it (maxEvents is rounded up to a power of two).
+// would create it: each lock gets an event ring of maxEvents/maxLocks slots
+// (rounded down to a power of two, at least 4 and at most 1024).
 // Capacities past the limits Open accepts give -1.
 func Size(maxProcs, maxLocks, maxWaiters, maxEvents int) int64 {
 	o := Options{MaxProcs: maxProcs, MaxLocks: maxLocks, MaxWaiters: maxWaiters, MaxEvents: maxEvents}
@@ -207,15 +265,6 @@ func Size(maxProcs, maxLocks, maxWaiters, maxEvents int) int64 {
 	if o.check() != nil {
 		return -1
 	}
-	g := layout(uint32(o.MaxProcs), uint32(o.MaxLocks), uint32(o.MaxWaiters), ceilPow2(uint32(o.MaxEvents)))
+	g := layout(uint32(o.MaxProcs), uint32(o.MaxLocks), uint32(o.MaxWaiters), ringSlotsFor(o.MaxEvents, o.MaxLocks))
 	return int64(g.withEdges(uint32(o.MaxEdges)).total)
-}
-
-// ceilPow2 rounds n (at most limitEvents) up to a power of two.
-func ceilPow2(n uint32) uint32 {
-	p := uint32(1)
-	for p < n && p < limitEvents {
-		p <<= 1
-	}
-	return p
 }

@@ -113,6 +113,8 @@ func runRole(role, dir string, args []string) int {
 		}
 		say("done")
 		return 0
+	case "names", "parkcreate":
+		return runNamesRole(r, role, args)
 	case "allocname":
 		say("error the names-locked hook did not park %s", role)
 		return 1

@@ -65,7 +65,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 		return ErrClosed
 	}
 	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(goid, stack, nanotime(), EventAcquire)
+		m.acquired(goid, stack, coarseNow(), EventAcquire)
 		procUnpin()
 		return nil
 	}
@@ -90,7 +90,7 @@ func (m *Mutex) TryLock() (bool, error) {
 	}
 	defer r.leave()
 	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(curGoid(), stack, nanotime(), EventAcquire)
+		m.acquired(curGoid(), stack, coarseNow(), EventAcquire)
 		return true, nil
 	}
 	if m.opts.Policy != Recover {
@@ -145,7 +145,7 @@ func (m *Mutex) Unlock() error {
 			procUnpin()
 			return ErrNotHeld
 		}
-		r.record(EventRelease, m.idx, goid, s.holder.stack.Load(), nanotime())
+		r.record(EventRelease, m.idx, goid, s.holder.stack.Load(), coarseNow())
 		r.heldReleased(m.idx, holder) // before the word: see heldReleased
 	}
 	// Clearing WAITERS too: the woken waiter sets it again when it

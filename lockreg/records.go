@@ -40,7 +40,7 @@ type holderCopy struct {
 
 func (h *holderRec) set(procIdx, pid uint32, start uint64, goid int64, stack uint64, since int64) {
 	s := (h.seq.Load() + 1) &^ 1 // even, also after a writer died mid-write
-	h.seq.Store(s + 1)
+	storeOdd32(&h.seq, s+1)
 	store32(&h.proc, procIdx)
 	store32(&h.pid, pid)
 	store64(&h.start, start)

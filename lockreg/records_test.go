@@ -87,9 +87,43 @@ func TestSeqlockNeverTorn(t *testing.T) {
 	}
 }
 
-func TestEventRingSurvivesALostTicket(t *testing.T) {
+func TestWaiterRingSurvivesALostTicket(t *testing.T) {
 	dir := runDir(t)
-	r := openT(t, dir, Options{MaxEvents: 8})
+	// 4 locks, 32 event slots: 8 a lock, 4 for waiter events.
+	r := openT(t, dir, Options{MaxLocks: 4, MaxEvents: 32})
+	m, _ := r.Mutex("a")
+	waits := func(n int) {
+		for i := 0; i < n; i++ {
+			r.record(EventWait, m.idx, int64(100+i), 0, nanotime())
+		}
+	}
+	waits(2)
+	r.a.ring(m.idx).waitTicket.Add(1) // a writer took a ticket and died before claiming its slot
+	waits(5)
+	s, _ := ReadSnapshot(dir)
+	if s.EventsDropped != 0 || len(s.Events) != 4 {
+		t.Errorf("after a lost ticket: %d events kept, %d dropped; want 4 kept, 0 dropped (%s)", len(s.Events), s.EventsDropped, eventKinds(s))
+	}
+	// A slot left mid-write (odd) by a writer that died is skipped, never
+	// overwritten: its later events are dropped and counted.
+	half := r.a.g.ringSlots / 2
+	e := r.a.ringSlot(m.idx, half)
+	e.seq.Store(e.seq.Load() | 1)
+	waits(8)
+	s, _ = ReadSnapshot(dir)
+	if s.EventsDropped != 2 || len(s.Events) != 3 {
+		t.Errorf("with a slot stuck mid-write: %d kept, %d dropped; want 3 kept, 2 dropped", len(s.Events), s.EventsDropped)
+	}
+	for i, ev := range s.Events {
+		if want := int64(100 + 5 + i); ev.Goroutine != want || ev.Kind != EventWait {
+			t.Errorf("event %d = %s of goroutine %d; want wait of %d", i, ev.Kind, ev.Goroutine, want)
+		}
+	}
+}
+
+func TestHolderRingAfterAWriterDiedMidWrite(t *testing.T) {
+	dir := runDir(t)
+	r := openT(t, dir, Options{MaxLocks: 4, MaxEvents: 32})
 	m, _ := r.Mutex("a")
 	lockUnlock := func(n int) {
 		for i := 0; i < n; i++ {
@@ -99,20 +133,20 @@ func TestEventRingSurvivesALostTicket(t *testing.T) {
 			_ = m.Unlock()
 		}
 	}
-	lockUnlock(2)
-	r.a.hdr.eventHead.Add(1) // a writer took a ticket and died before claiming its slot
-	lockUnlock(10)
+	lockUnlock(1)
+	// A holder died after making its slot odd, before advancing the head.
+	h := m.s.holder.ring.Load()
+	half := r.a.g.ringSlots / 2
+	r.a.ringSlot(m.idx, h&(half-1)).seq.Store(2*uint64(h) + 1)
 	s, _ := ReadSnapshot(dir)
-	if s.EventsDropped != 0 || len(s.Events) != 8 {
-		t.Errorf("after a lost ticket: %d events kept, %d dropped; want 8 kept, 0 dropped", len(s.Events), s.EventsDropped)
+	if got := eventKinds(s); len(s.Events) != 2 {
+		t.Fatalf("with the next slot mid-write: events %s; want the acquire and release before it", got)
 	}
-	// A slot left mid-write (odd) by a writer that died is skipped, never
-	// overwritten: its later events are dropped and counted.
-	r.a.event(0).seq.Store(r.a.event(0).seq.Load() | 1)
-	lockUnlock(8)
+	// The next holder writes that slot again: nothing is lost or dropped.
+	lockUnlock(1)
 	s, _ = ReadSnapshot(dir)
-	if s.EventsDropped != 2 || len(s.Events) != 7 {
-		t.Errorf("with a slot stuck mid-write: %d kept, %d dropped; want 7 kept, 2 dropped", len(s.Events), s.EventsDropped)
+	if len(s.Events) != 4 || s.EventsDropped != 0 {
+		t.Errorf("after the next holder: %d events (%s), %d dropped; want 4, 0", len(s.Events), eventKinds(s), s.EventsDropped)
 	}
 }
 
@@ -173,7 +207,7 @@ func TestOptionsOutOfRange(t *testing.T) {
 	if got := Size(1, 1, 1, 3e9); got != -1 {
 		t.Errorf("Size with 3e9 events = %d; want -1", got)
 	}
-	if got, want := Size(1024, 4096, 4096, 65536), int64(4001792+16384*64); got != want { // + the edge table
+	if got, want := Size(1024, 4096, 4096, 65536), int64(4296704+16384*64); got != want { // + the edge table
 		t.Errorf("default arena size = %d; want %d", got, want)
 	}
 }

@@ -45,8 +45,11 @@ func (p Policy) String() string {
 // Options configure a Registry. The zero value gives the defaults.
 type Options struct {
 	// Capacities of the arena, used only by the process that creates it.
-	// Defaults: 1024 processes, 4096 locks, 4096 waiters, 65536 events
-	// (rounded up to a power of two).
+	// Defaults: 1024 processes, 4096 locks, 4096 waiters, 65536 events.
+	// MaxEvents is the budget of event slots for all locks: each lock keeps
+	// its own last MaxEvents/MaxLocks events (rounded down to a power of
+	// two, at least 4 and at most 1024), half for the holders' events and
+	// half for the waiters'.
 	MaxProcs, MaxLocks, MaxWaiters, MaxEvents int
 	// MaxEdges is the capacity of the run's lock-order edge table (default
 	// 8192): the distinct ordered pairs of locks taken nested that it
@@ -217,7 +220,7 @@ func Open(dir string, opts Options) (*Registry, error) {
 	}
 	a, err := openArena(rd, true)
 	if errors.Is(err, ErrNotRun) {
-		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ceilPow2(uint32(opts.MaxEvents))).withEdges(uint32(opts.MaxEdges))
+		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ringSlotsFor(opts.MaxEvents, opts.MaxLocks)).withEdges(uint32(opts.MaxEdges))
 		if g.total > maxArenaSize {
 			rd.Close()
 			return nil, fmt.Errorf("lockreg: capacities need %d bytes, more than the maximum %d", g.total, maxArenaSize)
@@ -466,7 +469,7 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 	if idx, ok := r.slots[name]; ok {
 		return idx, nil
 	}
-	idx, ok := r.findSlot(name, 0)
+	idx, ok := r.findSlot(name)
 	if !ok {
 		if !r.lockNames() {
 			return 0, ErrClosed
@@ -474,8 +477,9 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 		if testHook != nil {
 			testHook("names-locked")
 		}
+		r.indexPending()
 		n := r.a.hdr.nlocks.Load()
-		idx, ok = r.findSlot(name, 0)
+		idx, ok = r.findSlot(name)
 		if !ok {
 			if n >= r.a.g.maxLocks {
 				r.unlockNames()
@@ -486,6 +490,11 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 			copy(s.name[:], name)
 			s.state.Store(1)
 			r.a.hdr.nlocks.Store(n + 1) // publishes the name
+			if testHook != nil {
+				testHook("name-published")
+			}
+			r.indexInsert(n)
+			r.a.hdr.nindexed.Store(n + 1)
 			idx = n
 		}
 		r.unlockNames()
@@ -505,40 +514,45 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 	return idx, nil
 }
 
-func (r *Registry) findSlot(name string, from uint32) (uint32, bool) {
-	n := r.a.hdr.nlocks.Load()
-	for i := from; i < n; i++ {
-		s := r.a.lock(i)
-		if s.state.Load() == 1 && int(s.nameLen) == len(name) && string(s.name[:s.nameLen]) == name {
-			return i, true
-		}
-	}
-	return 0, false
-}
-
 // lockNames takes the arena's name-allocation lock, a futex word like a
 // lock's. A holder that died is detected by the kernel (OWNER_DIED) or by
 // liveness and the lock taken over: allocation is idempotent, since a slot
-// only counts once nlocks is stored. It reports false, without the lock,
-// once the registry is closed.
+// only counts once nlocks is stored, and the name index is repaired by
+// indexPending, which every holder of the lock runs first. It reports
+// false, without the lock, once the registry is closed.
+//
+// A process that sleeps on the word sets WAITERS first (and a process that
+// takes the word while others may sleep keeps it set), so that unlockNames
+// makes the futex system call only when someone may be asleep: creating a
+// lock nobody else is creating costs no system call.
 func (r *Registry) lockNames() bool {
 	w := &r.a.hdr.namesLock
+	if w.CompareAndSwap(0, r.pid) {
+		return true
+	}
 	for {
-		if w.CompareAndSwap(0, r.pid) {
-			return true
-		}
 		if r.closed.Load() {
 			return false // Close wakes us, and waits for us to leave
 		}
 		v := w.Load()
-		if v == 0 {
-			continue
-		}
-		if v&tidMask == 0 || r.status(v&tidMask, 0).Dead() {
-			if w.CompareAndSwap(v, r.pid) {
+		switch {
+		case v == 0:
+			if w.CompareAndSwap(0, r.pid|waitersBit) {
 				return true
 			}
 			continue
+		case v&tidMask == 0 || r.status(v&tidMask, 0).Dead():
+			// The holder died (the kernel marked the word, or it is
+			// proven gone): take the lock over.
+			if w.CompareAndSwap(v, r.pid|waitersBit) {
+				return true
+			}
+			continue
+		case v&waitersBit == 0:
+			if !w.CompareAndSwap(v, v|waitersBit) {
+				continue
+			}
+			v |= waitersBit
 		}
 		futexWait(w, v, 10*time.Millisecond)
 	}
@@ -558,8 +572,9 @@ func (r *Registry) freeNamesOf(pid uint32) {
 }
 
 func (r *Registry) unlockNames() {
-	r.a.hdr.namesLock.Store(0)
-	futexWake(&r.a.hdr.namesLock, 1<<30)
+	if r.a.hdr.namesLock.Swap(0)&waitersBit != 0 {
+		futexWake(&r.a.hdr.namesLock, 1<<30)
+	}
 }
 
 // testHook, when set, is called at named points of the crash-recovery

@@ -27,3 +27,20 @@ import (
 func store32(p *atomic.Uint32, v uint32) { *(*uint32)(unsafe.Pointer(p)) = v }
 func store64(p *atomic.Uint64, v uint64) { *(*uint64)(unsafe.Pointer(p)) = v }
 func storeI64(p *atomic.Int64, v int64)  { *(*int64)(unsafe.Pointer(p)) = v }
+
+// storeOdd64 is the first store of a seqlock write (the odd sequence
+// number) when the writer is the only one: a plain store, kept by the atomic
+// load after it. A plain store followed by the plain even store to the same
+// word would be a dead store to the compiler, which removes it; the load
+// reads the word, so the store stays (it costs an L1 hit, not the full
+// barrier of sync/atomic's XCHG).
+func storeOdd64(p *atomic.Uint64, v uint64) {
+	*(*uint64)(unsafe.Pointer(p)) = v
+	_ = p.Load()
+}
+
+// storeOdd32 is storeOdd64 for a 32-bit sequence number.
+func storeOdd32(p *atomic.Uint32, v uint32) {
+	*(*uint32)(unsafe.Pointer(p)) = v
+	_ = p.Load()
+}

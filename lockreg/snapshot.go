@@ -24,13 +24,16 @@ import (
 // in Torn and left out rather than waited for. Taking one never blocks,
 // whatever the processes of the run are doing.
 type Snapshot struct {
-	Dir           string
-	Taken         time.Time
-	Format        int
-	Created       time.Time
-	CreatorPID    int
-	Capacity      Capacity
-	EventsTotal   uint64 // events ever recorded; the ring keeps the last Capacity.Events
+	Dir        string
+	Taken      time.Time
+	Format     int
+	Created    time.Time
+	CreatorPID int
+	Capacity   Capacity
+	// EventsTotal counts the events ever recorded (each lock's holder
+	// events modulo 2^32); each lock's ring keeps its last
+	// Capacity.Events/Capacity.Locks.
+	EventsTotal   uint64
 	EventsDropped uint64
 	// Torn counts records read without a consistent copy: a lock's holder
 	// record that changed (or whose word changed) under every try, or whose
@@ -44,8 +47,11 @@ type Snapshot struct {
 	Processes []Process // in slot order
 	Locks     []Lock    // in index order
 	Waiters   []Waiter  // oldest first
-	Events    []Event   // oldest first
-	Orders    Orders    // the lock-order edge table (order.go)
+	// Events are the newest events the rings hold, oldest first: in the
+	// order they happened for each lock, by time across locks (see
+	// Event.Seq).
+	Events []Event
+	Orders Orders // the lock-order edge table (order.go)
 
 	opts ReadOptions
 
@@ -339,7 +345,6 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		Dir: rd.path, Taken: now, Format: int(h.version), Created: time.Unix(0, h.created),
 		CreatorPID:    int(h.creator),
 		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
-		EventsTotal:   h.eventHead.Load(),
 		EventsDropped: h.dropped.Load(),
 		opts:          o, rd: rd, dictBudget: dictBudget,
 	}
@@ -504,40 +509,25 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	}
 	s.Waiters = waiters
 
-	// The last o.Events events of the ring.
-	total, ne := s.EventsTotal, uint64(a.g.maxEvents)
-	held := min(total, ne)
-	s.Counts.Events = int(held)
+	// The newest o.Events events of the rings.
+	raw, total, held := a.readEvents(n, o.Events)
+	s.EventsTotal, s.Counts.Events = total, held
 	names := make(map[uint32]string)
 	nameOf := func(lock uint32) string {
-		if lock == 0 || lock > n {
-			return ""
-		}
-		if li, ok := kept[lock-1]; ok {
+		if li, ok := kept[lock]; ok {
 			return s.Locks[li].Name
 		}
 		name, ok := names[lock]
 		if !ok {
-			name = a.lockName(lock - 1)
+			name = a.lockName(lock)
 			names[lock] = name
 		}
 		return name
 	}
-	from := total - min(held, uint64(o.Events))
-	s.Events = make([]Event, 0, total-from)
-	for t := from; t < total; t++ {
-		e := a.event(uint32(t & (ne - 1)))
-		want := 2*t + 2
-		if e.seq.Load() != want {
-			continue // being written, or already overwritten
-		}
-		kind, lock := splitWhat(e.what.Load())
-		ev := Event{Seq: t, Kind: kind, PID: int(e.pid.Load()), Start: e.start.Load(), Goroutine: int64(e.goid.Load()),
-			Lock: int(lock) - 1, Time: wall(e.time.Load()), Stack: e.stack.Load()}
-		if e.seq.Load() == want {
-			ev.LockName = nameOf(lock)
-			s.Events = append(s.Events, ev)
-		}
+	s.Events = make([]Event, 0, len(raw))
+	for k, e := range raw {
+		s.Events = append(s.Events, Event{Seq: uint64(k), Kind: e.kind, PID: int(e.pid), Start: e.start,
+			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: nameOf(e.lock), Time: wall(e.time), Stack: e.stack})
 	}
 	a.release(0, a.g.total)
 	sort.Slice(s.Waiters, func(i, j int) bool {

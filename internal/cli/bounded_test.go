@@ -248,11 +248,13 @@ func TestHostileRunsBounded(t *testing.T) {
 	})
 }
 
-// TestEventsFlag: --events N reads more of the ring, and nothing is said
-// when the ring holds no more than that.
+// TestEventsFlag: --events N reads more of the locks' rings (N events of
+// all locks together), and nothing is said when the rings hold no more than
+// that.
 func TestEventsFlag(t *testing.T) {
-	dir := hostileRun(t, privateRoot(t), "events", hostile.Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 1 << 17,
-		UsedProcs: 1, UsedLocks: 2, UsedEvents: 1 << 17})
+	// 128 locks, each ring (1,024 slots) full: 131,072 events.
+	dir := hostileRun(t, privateRoot(t), "events", hostile.Spec{Procs: 8, Locks: 128, Waiters: 8, Events: 1 << 17,
+		UsedProcs: 1, UsedLocks: 128, LockEvents: 1024})
 	for _, tt := range []struct {
 		args []string
 		note bool

@@ -1,7 +1,6 @@
 // Package forge writes records into a run's arena as a hostile or buggy
 // member of the run could: through the file, at the offsets that
-// docs/registry-format.md documents (format versions 1 to 3; 3 only adds
-// the edge table, which forge does not write), with none of
+// docs/registry-format.md documents (format versions 1 to 4; forge writes no edges), with none of
 // lockreg's checks. Tests
 // and the reliability suite use it to prove that lockwatch never believes
 // what a record says without proof, and to build corrupted arenas.
@@ -31,7 +30,9 @@ const (
 	Exited  = 2
 )
 
-// Record sizes of format version 1.
+// Record sizes of format versions 1 to 4 (version 3 added the edge table,
+// version 4 changed the event section and added the name index; process
+// and lock records kept their fields, and the holder record its offsets).
 const (
 	procSize = 64
 	lockSize = 128
@@ -65,9 +66,9 @@ func Open(dir string) (*Arena, error) {
 	}
 	ne := binary.NativeEndian
 	a.version = ne.Uint32(h[8:])
-	if a.version != 1 && a.version != 2 && a.version != 3 {
+	if a.version < 1 || a.version > 4 {
 		f.Close()
-		return nil, fmt.Errorf("forge: format version %d; this package writes versions 1 to 3", a.version)
+		return nil, fmt.Errorf("forge: format version %d; this package writes versions 1 to 4", a.version)
 	}
 	a.size = int64(ne.Uint64(h[16:]))
 	a.maxProcs, a.procOff = ne.Uint32(h[24:]), int64(ne.Uint64(h[32:]))
@@ -114,7 +115,7 @@ func (a *Arena) WriteAt(b []byte, off int64) error {
 }
 
 // SetProcess writes process-table slot as its claimant would: in format 1,
-// pid and start time, then state; in format 2, a claim of the owner word
+// pid and start time, then state; in formats 2 to 4, a claim of the owner word
 // (next generation, id's pid), then the fields under the slot's sequence
 // counter, tagged with the owner value.
 func (a *Arena) SetProcess(slot int, id procid.ID, state uint32) error {

@@ -1,11 +1,12 @@
 // Package hostile builds the run directories a reader of runs must survive
 // in bounded time and memory: arenas at the largest capacities lockreg
-// accepts, filled to the brim (every process slot, lock, waiter and event in
-// use), and oversized files beside them (info files, stack dictionaries with
+// accepts, filled to the brim (every process slot, lock, waiter and event
+// ring in use), and oversized files beside them (info files, stack dictionaries with
 // one enormous line, a gzip bomb for a goroutine profile).
 //
-// It writes the arena byte by byte from the format in
-// docs/registry-format.md, without lockreg's code, so that what it builds is
+// It writes the arena (format version 4: an event ring per lock, a name
+// index) byte by byte from the format in docs/registry-format.md, without
+// lockreg's code, so that what it builds is
 // what any process of the run, or a damaged or hostile one, could leave; it
 // checks its layout against lockreg.Size. It is for tests and benchmarks
 // (the reliability suite, docs/reliability.md).
@@ -30,14 +31,20 @@ import (
 
 // A Spec says what arena to build, and what to put beside it.
 type Spec struct {
-	// Capacities of the arena; Events must be a power of two.
+	// Capacities of the arena, as lockreg.Options: Events is the budget of
+	// event slots, which gives each lock a ring of Events/Locks slots
+	// rounded down to a power of two in [4, 1024] (RingSlots).
 	Procs, Locks, Waiters, Events uint32
 
-	// Process-table entries in use (state running), locks named, waiter
-	// records (all waiting for lock 0), events recorded (the ring then
-	// holds the last Events of them).
+	// Process-table entries in use (state running), locks named (and in
+	// the name index), waiter records (all waiting for lock 0).
 	UsedProcs, UsedLocks, UsedWaiters int
-	UsedEvents                        uint64
+
+	// LockEvents is the number of events recorded on each named lock,
+	// alternately a holder event (acquire, release) and a waiter event
+	// (wait): the lock's holder ring and waiter ring then each hold the
+	// last RingSlots/2 of theirs.
+	LockEvents uint64
 
 	// OwnerDied: every named lock is held by a dead holder and marked
 	// FUTEX_OWNER_DIED, each by a holder of its own. Otherwise lock 0 (if
@@ -59,14 +66,18 @@ type Spec struct {
 // Cases are the audit's hostile runs (issue 8): each at a limit lockreg
 // accepts, each of which once took a reader seconds and gigabytes.
 var Cases = map[string]Spec{
-	// A ring of 1<<24 events, full (ordinary Lock/Unlock fills it so).
-	"events": {Procs: 1024, Locks: 4096, Waiters: 4096, Events: 1 << 24, UsedProcs: 8, UsedLocks: 16, UsedEvents: 1 << 24},
+	// 16,384 locks, each with the largest ring (1,024 events), every ring
+	// full and wrapped four times: 1<<24 events held (ordinary Lock/Unlock
+	// and contention fill them so).
+	"events": {Procs: 1024, Locks: 1 << 14, Waiters: 4096, Events: 1 << 24, UsedProcs: 8, UsedLocks: 1 << 14, LockEvents: 1 << 12},
 	// 4M waiter records, all waiting for a lock whose holder died.
 	"waiters": {Procs: 1024, Locks: 4096, Waiters: 1 << 22, Events: 1 << 16, UsedProcs: 1, UsedLocks: 1, UsedWaiters: 1 << 22},
 	// 1M process-table entries, all running (so: died without closing).
 	"procs": {Procs: 1 << 20, Locks: 4096, Waiters: 4096, Events: 1 << 16, UsedProcs: 1 << 20, UsedLocks: 1},
-	// 4M locks, every one held by a holder that died: OWNER_DIED.
-	"locks": {Procs: 1024, Locks: 1 << 22, Waiters: 4096, Events: 1 << 16, UsedProcs: 1, UsedLocks: 1 << 22, OwnerDied: true},
+	// 2M locks (the largest power of two whose arena, with rings of the
+	// smallest size and the name index, stays under lockreg's 1 GiB),
+	// every one held by a holder that died: OWNER_DIED.
+	"locks": {Procs: 1024, Locks: 1 << 21, Waiters: 4096, Events: 1 << 16, UsedProcs: 1, UsedLocks: 1 << 21, OwnerDied: true},
 	// Four 200 MiB info files.
 	"info": {Procs: 1024, Locks: 4096, Waiters: 4096, Events: 1 << 16, UsedProcs: 4, UsedLocks: 1, InfoFiles: 4, InfoSize: 200 << 20},
 	// Four dead holders, each with a dictionary under the 64 MiB cap made
@@ -82,7 +93,7 @@ func Small(name string) Spec {
 	s := Cases[name]
 	switch name {
 	case "events":
-		s.Events, s.UsedEvents = 1<<18, 1<<18
+		s.Locks, s.UsedLocks, s.Events = 256, 256, 1<<18
 	case "waiters":
 		s.Waiters, s.UsedWaiters = 1<<17, 1<<17
 	case "procs":
@@ -102,16 +113,17 @@ func Small(name string) Spec {
 // every one of them is provably dead, yet within the lock word's 30 bits.
 func DeadPID(i int) uint32 { return 1<<29 + uint32(i) }
 
-// Layout of format version 3 (docs/registry-format.md).
+// Layout of format version 4 (docs/registry-format.md).
 const (
-	formatVersion = 3
+	formatVersion = 4
 
-	headerSize = 4096
-	procSize   = 64
-	lockSize   = 128
-	waiterSize = 64
-	eventSize  = 48
-	edgeSize   = 64
+	headerSize  = 4096
+	procSize    = 64
+	lockSize    = 128
+	waiterSize  = 64
+	eventSize   = 48
+	ringHdrSize = 64
+	edgeSize    = 64
 
 	// The edge table, as lockreg.Size sizes it: the default capacity and
 	// its slots (a power of two, twice the capacity), described at
@@ -126,19 +138,66 @@ const (
 
 func alignPage(n uint64) uint64 { return (n + 4095) &^ 4095 }
 
-type geometry struct{ procsOff, locksOff, waitersOff, eventsOff, edgesOff, total uint64 }
+type geometry struct {
+	procsOff, locksOff, waitersOff, eventsOff, indexOff, edgesOff, total uint64
+	ring, ringSize                                                       uint64 // event slots per lock, bytes per ring
+	indexSlots                                                           uint32
+}
+
+// RingSlots returns the event slots of each lock's ring in an arena with
+// s's capacities: Events/Locks, rounded down to a power of two, clamped to
+// [4, 1024].
+func (s Spec) RingSlots() int {
+	per := uint64(s.Events) / uint64(max(s.Locks, 1))
+	p := uint64(4)
+	for p < 1024 && 2*p <= per {
+		p <<= 1
+	}
+	return int(p)
+}
+
+// HeldEvents returns the events an arena built from s holds, all rings
+// together: each named lock's rings keep the last RingSlots/2 holder
+// events and the last RingSlots/2 waiter events.
+func (s Spec) HeldEvents() int {
+	h, w := lockEvents(s.LockEvents)
+	half := uint64(s.RingSlots() / 2)
+	return s.UsedLocks * int(min(h, half)+min(w, half))
+}
+
+// lockEvents splits n events of a lock into holder and waiter events: they
+// alternate, a holder event first.
+func lockEvents(n uint64) (holder, waiter uint64) { return n - n/2, n / 2 }
 
 func layout(s Spec) geometry {
-	var g geometry
+	g := geometry{ring: uint64(s.RingSlots()), indexSlots: 1}
+	for g.indexSlots < 2*s.Locks {
+		g.indexSlots <<= 1
+	}
+	g.ringSize = ringHdrSize + g.ring*eventSize
 	off := uint64(headerSize)
 	g.procsOff, off = off, alignPage(off+uint64(s.Procs)*procSize)
 	g.locksOff, off = off, alignPage(off+uint64(s.Locks)*lockSize)
 	g.waitersOff, off = off, alignPage(off+uint64(s.Waiters)*waiterSize)
-	g.eventsOff, off = off, alignPage(off+uint64(s.Events)*eventSize)
+	g.eventsOff, off = off, alignPage(off+uint64(s.Locks)*g.ringSize)
+	g.indexOff, off = off, alignPage(off+uint64(g.indexSlots)*4)
 	g.edgesOff, off = off, alignPage(off+edgeSlots*edgeSize)
 	g.total = off
 	return g
 }
+
+// nameHash is FNV-1a-32, the name index's hash.
+func nameHash(name string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h ^= uint32(name[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// lockName is the name of named lock i.
+func lockName(i int) string { return fmt.Sprintf("lock-%d", i) }
 
 var ne = binary.NativeEndian
 
@@ -177,14 +236,17 @@ func Write(dir string, s Spec) error {
 	ne.PutUint32(h[56:], s.Waiters)
 	ne.PutUint32(h[60:], waiterSize)
 	ne.PutUint64(h[64:], g.waitersOff)
-	ne.PutUint32(h[72:], s.Events)
+	ne.PutUint32(h[72:], s.Locks*uint32(g.ring))
 	ne.PutUint32(h[76:], eventSize)
 	ne.PutUint64(h[80:], g.eventsOff)
 	ne.PutUint64(h[88:], 1) // created: any time
 	ne.PutUint32(h[96:], DeadPID(0))
 	ne.PutUint32(h[100:], uint32(os.Getuid()))
 	ne.PutUint32(h[108:], uint32(s.UsedLocks))
-	ne.PutUint64(h[128:], s.UsedEvents)
+	ne.PutUint32(h[120:], uint32(g.ring))
+	ne.PutUint32(h[124:], uint32(s.UsedLocks)) // all indexed
+	ne.PutUint32(h[128:], g.indexSlots)
+	ne.PutUint64(h[136:], g.indexOff)
 	ne.PutUint32(h[orderHeaderOff:], maxEdges)
 	ne.PutUint32(h[orderHeaderOff+4:], edgeSlots)
 	ne.PutUint32(h[orderHeaderOff+8:], edgeSize)
@@ -209,6 +271,7 @@ func Write(dir string, s Spec) error {
 		}
 	}
 	// Locks.
+	holderEvents, waiterEvents := lockEvents(s.LockEvents)
 	for i := 0; i < s.UsedLocks; i++ {
 		var r [lockSize]byte
 		holder := -1
@@ -232,7 +295,8 @@ func Write(dir string, s Spec) error {
 			ne.PutUint64(r[48:], uint64(i)+1)  // stack id
 			ne.PutUint64(r[56:], uint64(i)+10) // since
 		}
-		name := fmt.Sprintf("lock-%d", i)
+		ne.PutUint32(r[28:], uint32(holderEvents)) // the holder ring's head
+		name := lockName(i)
 		r[64] = byte(len(name))
 		copy(r[65:], name)
 		if err := w.at(g.locksOff+uint64(i)*lockSize, r[:]); err != nil {
@@ -254,25 +318,75 @@ func Write(dir string, s Spec) error {
 			return err
 		}
 	}
-	// Events: the ring holds tickets [UsedEvents-Events, UsedEvents), in
-	// slot order.
-	if s.UsedEvents > 0 {
-		n := uint64(s.Events)
-		first := s.UsedEvents - min(s.UsedEvents, n)
-		for slot := uint64(0); slot < min(n, s.UsedEvents); slot++ {
-			// The ticket of this slot within the ring's last lap.
-			t := first + (slot+n-first%n)%n
-			var r [eventSize]byte
-			proc := t % uint64(max(s.UsedProcs, 1))
-			ne.PutUint64(r[0:], 2*t+2)
-			ne.PutUint32(r[8:], uint32(1+t%2)<<24|(uint32(t%uint64(max(s.UsedLocks, 1)))+1)) // acquire, release; lock+1
-			ne.PutUint32(r[12:], DeadPID(int(proc)))
-			ne.PutUint64(r[16:], 100+proc)
-			ne.PutUint64(r[24:], t/2+1)
-			ne.PutUint64(r[32:], t+10)
-			if err := w.at(g.eventsOff+slot*eventSize, r[:]); err != nil {
+	// Event rings: lock i's history is holder event 0, waiter event 0,
+	// holder event 1, ...; holder event j saw waiter ticket j. Each half
+	// holds its last ring/2 tickets.
+	if s.LockEvents > 0 {
+		half := g.ring / 2
+		for i := 0; i < s.UsedLocks; i++ {
+			ring := g.eventsOff + uint64(i)*g.ringSize
+			var rh [ringHdrSize]byte
+			ne.PutUint64(rh[0:], waiterEvents)
+			if err := w.at(ring, rh[:]); err != nil {
 				return err
 			}
+			holder, waiter := i%max(s.UsedProcs, 1), (i+1)%max(s.UsedProcs, 1)
+			for k := uint64(0); k < g.ring; k++ {
+				var r [eventSize]byte
+				var pid int
+				var t uint64 // the ticket this slot holds in the last lap
+				if k < half {
+					if holderEvents <= k {
+						continue
+					}
+					t = holderEvents - half + (k+half-(holderEvents-half)%half)%half
+					if holderEvents < half {
+						t = k
+					}
+					pid = holder
+					ne.PutUint64(r[0:], 2*t+2)
+					ne.PutUint32(r[8:], uint32(1+t%2)<<24|uint32(t)&(1<<24-1)) // acquire, release; the waiter ticket seen
+					ne.PutUint64(r[32:], 2*t+10)
+				} else {
+					if waiterEvents <= k-half {
+						continue
+					}
+					slot := k - half
+					t = waiterEvents - half + (slot+half-(waiterEvents-half)%half)%half
+					if waiterEvents < half {
+						t = slot
+					}
+					pid = waiter
+					ne.PutUint64(r[0:], 2*t+2)
+					ne.PutUint32(r[8:], 3<<24) // wait
+					ne.PutUint64(r[32:], 2*t+11)
+				}
+				ne.PutUint32(r[12:], DeadPID(pid))
+				ne.PutUint64(r[16:], 100+uint64(pid))
+				ne.PutUint64(r[24:], t/2+1)
+				ne.PutUint64(r[40:], uint64(i)+1)
+				if err := w.at(ring+ringHdrSize+k*eventSize, r[:]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// The name index: lock i at its name's hash, probing linearly.
+	if s.UsedLocks > 0 {
+		index := make([]uint32, g.indexSlots)
+		for i := 0; i < s.UsedLocks; i++ {
+			e := nameHash(lockName(i)) & (g.indexSlots - 1)
+			for index[e] != 0 {
+				e = (e + 1) & (g.indexSlots - 1)
+			}
+			index[e] = uint32(i) + 1
+		}
+		b := make([]byte, 4*len(index))
+		for e, v := range index {
+			ne.PutUint32(b[4*e:], v)
+		}
+		if err := w.at(g.indexOff, b); err != nil {
+			return err
 		}
 	}
 	if err := w.flush(); err != nil {

@@ -1,6 +1,7 @@
 package hostile
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -15,8 +16,12 @@ func TestWriteMatchesTheFormat(t *testing.T) {
 		spec Spec
 		want lockreg.Counts
 	}{
-		{"events", Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 2, UsedLocks: 4, UsedEvents: 200},
-			lockreg.Counts{Processes: 2, Running: 2, Locks: 4, Events: 64}},
+		// Rings of 8 slots: 4 holder and 4 waiter events kept of each
+		// lock's 200 (wrapped), and of a lock's 5 (3 holder, 2 waiter).
+		{"events", Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 2, UsedLocks: 4, LockEvents: 200},
+			lockreg.Counts{Processes: 2, Running: 2, Locks: 4, Events: 32}},
+		{"events-partial", Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 2, UsedLocks: 3, LockEvents: 5},
+			lockreg.Counts{Processes: 2, Running: 2, Locks: 3, Events: 15}},
 		{"waiters", Spec{Procs: 8, Locks: 8, Waiters: 100, Events: 64, UsedProcs: 1, UsedLocks: 1, UsedWaiters: 100},
 			lockreg.Counts{Processes: 1, Running: 1, Locks: 1, Held: 1, Waiters: 100}},
 		{"procs", Spec{Procs: 100, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 100, UsedLocks: 1},
@@ -40,10 +45,8 @@ func TestWriteMatchesTheFormat(t *testing.T) {
 			if s.Counts != tt.want {
 				t.Errorf("counts: got %+v; want %+v", s.Counts, tt.want)
 			}
-			if tt.spec.UsedEvents > 0 {
-				if len(s.Events) != int(tt.spec.Events) || s.Events[0].Seq != tt.spec.UsedEvents-uint64(tt.spec.Events) {
-					t.Errorf("events: got %d from seq %d; want the last %d", len(s.Events), s.Events[0].Seq, tt.spec.Events)
-				}
+			if tt.spec.LockEvents > 0 {
+				checkEvents(t, tt.spec, s)
 			}
 			for i := 0; i < tt.spec.Dicts; i++ {
 				l := s.Locks[i]
@@ -61,6 +64,40 @@ func TestWriteMatchesTheFormat(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkEvents checks that each lock's events came back in the order the
+// generator wrote them: holder and waiter events alternating, each half its
+// last ring/2 tickets, and that the rings' totals add up.
+func checkEvents(t *testing.T, spec Spec, s *lockreg.Snapshot) {
+	t.Helper()
+	if len(s.Events) != spec.HeldEvents() || s.Counts.Events != spec.HeldEvents() {
+		t.Errorf("events: got %d (count %d); want %d", len(s.Events), s.Counts.Events, spec.HeldEvents())
+	}
+	if want := uint64(spec.UsedLocks) * spec.LockEvents; s.EventsTotal != want {
+		t.Errorf("events ever recorded: got %d; want %d", s.EventsTotal, want)
+	}
+	h, w := lockEvents(spec.LockEvents)
+	half := uint64(spec.RingSlots() / 2)
+	perLock := make(map[int][]lockreg.EventKind)
+	for _, e := range s.Events {
+		perLock[e.Lock] = append(perLock[e.Lock], e.Kind)
+	}
+	for i := 0; i < spec.UsedLocks; i++ {
+		var want []lockreg.EventKind
+		// Holder ticket j is followed by waiter ticket j.
+		for j := uint64(0); j < max(h, w); j++ {
+			if j < h && j+half >= h {
+				want = append(want, lockreg.EventKind(1+j%2))
+			}
+			if j < w && j+half >= w {
+				want = append(want, lockreg.EventWait)
+			}
+		}
+		if got := perLock[i]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("lock %d: events %v; want %v", i, got, want)
+		}
 	}
 }
 

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(roleEnv); role != "" {
 		os.Exit(runRole(role, os.Getenv(dirEnv)))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/lockwatch/lockwatch/internal/record.tickCoarse")) // the coarse clock of lockreg registries the tests open
 }
 
 func sleeper(t *testing.T) (*exec.Cmd, proc.Identity) {

@@ -28,6 +28,17 @@
 //   - The writer reads frames until the stop sentinel and counts them; main
 //     prints "produced N delivered M".
 //
+// # In-process locks
+//
+// The Queue's buffer is guarded by lockwatch's drop-in mutex, named
+// "queue.buf", so that lockwatch shows it whenever a goroutine holds it or
+// waits for it. In the hang it never does, as in the Python original: the
+// feeder lets go of the buffer before it waits for the write lock, and
+// Put never blocks. (A dump of every thread of the hung Python program
+// shows the feeder waiting for the write lock and the main thread in
+// join, nothing else; docs/tutorial.md.) The Pool keeps no state that a
+// mutex guards: its workers' exits are channels, its Close a Once.
+//
 // # Torn frames
 //
 // A frame larger than PIPE_BUF may be cut by a SIGKILL in the middle of its
