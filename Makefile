@@ -115,7 +115,9 @@ demo-etcd: build build-etcd
 	    echo "(lockwatch exit status 124: deadlock found, as expected)"; \
 	  else exit $$st; fi
 
-## test-etcd: the etcd backend's vet and tests (real processes against an
-## embedded etcd), under the race detector; part of 'make test'.
+## test-etcd: the etcd backend's vet, staticcheck and tests (real processes
+## against an embedded etcd), under the race detector; part of 'make test'.
+## Its cost: docs/benchmarks.md, "The etcd tests in make test".
 test-etcd:
-	cd etcd && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+	cd etcd && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod staticcheck ./...
+	cd etcd && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
