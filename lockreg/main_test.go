@@ -198,6 +198,15 @@ func runRole(role, dir string, args []string) int {
 			}
 			_ = m.Unlock()
 		}
+	case "selflock": // takes the lock, then asks for it again: deadlocked on itself
+		if err := m.Lock(ctx); err != nil {
+			say("error %v", err)
+			return 1
+		}
+		say("locked")
+		err := m.Lock(ctx)
+		say("error second Lock returned %v", err)
+		return 1
 	case "hold":
 		if err := m.Lock(ctx); err != nil {
 			say("error %v", err)
@@ -301,6 +310,9 @@ func startRoleEnv(t testing.TB, robust bool, role, dir string, extra []string, a
 	cmd.Env = append(append(os.Environ(), env...), roleEnv+"="+role, "LOCKREG_TEST_DIR="+dir,
 		"LOCKREG_TEST_ARGS="+strings.Join(args, " "))
 	cmd.Stderr = os.Stderr
+	// A test binary that dies (a timeout's panic) takes its children along:
+	// a spinning child left behind would load the machine for good.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -82,6 +82,7 @@ type waiterCopy struct {
 	pid, lock, proc    uint32
 	start, goid, stack uint64
 	since              int64
+	seq                uint32 // the record's sequence when read: any claim or release changes it
 }
 
 // read returns a consistent copy of a waiter record, or ok=false if it
@@ -94,7 +95,7 @@ func (w *waiterSlot) read(tries int) (c waiterCopy, ok bool) {
 		s1 := w.seq.Load()
 		if s1&1 == 0 {
 			c = waiterCopy{pid: w.pid.Load(), lock: w.lock.Load(), proc: w.proc.Load(), start: w.start.Load(),
-				goid: w.goid.Load(), stack: w.stack.Load(), since: w.since.Load()}
+				goid: w.goid.Load(), stack: w.stack.Load(), since: w.since.Load(), seq: s1}
 			if w.seq.Load() == s1 {
 				return c, true
 			}

@@ -431,7 +431,9 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		kept[uint32(l.Index)] = i
 	}
 
-	// Waiters, of kept locks, in slot order.
+	// Waiters, of kept locks, in slot order; waiterSeq holds each kept
+	// record's sequence as read, for the self-wait check below.
+	var waiterSeq []uint32
 	for i := uint32(0); i < a.g.maxWaiters; i++ {
 		if i%(releaseEvery/waiterSize) == 0 && i > 0 {
 			a.release(a.g.waitersOff+uint64(i)*waiterSize-releaseEvery, a.g.waitersOff+uint64(i)*waiterSize)
@@ -461,6 +463,7 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			if len(s.Waiters) < o.Waiters {
 				s.Waiters = append(s.Waiters, Waiter{Slot: int(i), PID: int(c.pid), Start: c.start, Goroutine: int64(c.goid),
 					Stack: c.stack, Lock: int(c.lock) - 1, LockName: s.Locks[li].Name, Since: wall(c.since)})
+				waiterSeq = append(waiterSeq, c.seq)
 			}
 		}
 	}
@@ -470,18 +473,27 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	// deadlocked on itself or a view torn across time, since the holder
 	// records were read before the waiters (an acquiring waiter leaves the
 	// waiters before it writes the holder record, so one moment never shows
-	// both). Read such a lock's holder again, after the waiter was read:
-	//   - it names another goroutine, or none: the first read was stale (the
-	//     goroutine released the lock, then began to wait again): the lock is
-	//     listed without a holder record (a new holder could be one of the
-	//     waiters read before, and naming it would make the same false pair);
-	//   - it names the goroutine, since before the wait began: the goroutine
-	//     took the lock, then asked for it again: a real self-deadlock;
-	//   - it names the goroutine, since the wait began or later: the waiter
-	//     record was stale (the goroutine got the lock after it was read),
-	//     and the waiter is dropped.
+	// both). Read such a lock's holder again, after the waiter was read, and
+	// then the waiter record once more:
+	//   - the holder now names another goroutine, or none: the first read was
+	//     stale (the goroutine released the lock, then began to wait again):
+	//     the lock is listed without a holder record (a new holder could be
+	//     one of the waiters read before, and naming it would make the same
+	//     false pair);
+	//   - it names the goroutine, and the waiter record's sequence has not
+	//     moved since it was first read: the record was there before and
+	//     after the holder read (every claim and release of a waiter slot
+	//     moves its sequence, and a waiter that acquires releases its record
+	//     before it writes the holder record), so the goroutine held the lock
+	//     while it waited for it: a real self-deadlock;
+	//   - it names the goroutine, and the sequence moved: the goroutine got
+	//     the lock after its waiter record was read, and the waiter is
+	//     dropped.
+	// Times are not compared: an uncontended acquire is stamped by the
+	// coarse clock and a wait by the precise one, so a later acquire can
+	// carry an earlier time than the wait it followed.
 	waiters := s.Waiters[:0]
-	for _, w := range s.Waiters {
+	for k, w := range s.Waiters {
 		lk := &s.Locks[kept[uint32(w.Lock)]]
 		if lk.Holder == nil || lk.Holder.PID != w.PID || lk.Holder.Start != w.Start || lk.Holder.Goroutine != w.Goroutine {
 			waiters = append(waiters, w)
@@ -499,10 +511,12 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			// waiters already read, so it is not named either.
 			lk.Holder = nil
 			waiters = append(waiters, w)
-		case wall(hc.since).Before(w.Since):
-			waiters = append(waiters, w) // took it, then asked again: deadlocked on itself
 		default:
 			lk.Holder.Since, lk.Holder.Stack, lk.Word = wall(hc.since), hc.stack, v
+			if a.waiter(uint32(w.Slot)).seq.Load() == waiterSeq[k] {
+				waiters = append(waiters, w) // held it while it waited for it: deadlocked on itself
+				continue
+			}
 			lk.Waiting--
 			s.Counts.Waiters--
 		}

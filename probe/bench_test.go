@@ -3,8 +3,6 @@ package probe
 import (
 	"context"
 	"fmt"
-	"math"
-	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,7 +25,7 @@ import (
 // Format "none" sends an info request instead: the pauses seen without any
 // dump (scheduling, GC).
 func BenchmarkGoroutinesRequest(b *testing.B) {
-	for _, format := range []string{"none", FormatProto, FormatText} {
+	for _, format := range []string{"none", FormatProto, FormatText, FormatTrace} {
 		b.Run(fmt.Sprintf("format=%s/goroutines=10000", format), func(b *testing.B) {
 			a, err := Start(Options{Dir: b.TempDir() + "/run", NoSignal: true})
 			if err != nil {
@@ -47,7 +45,13 @@ func BenchmarkGoroutinesRequest(b *testing.B) {
 					}
 					continue
 				}
-				d, err := cl.Goroutines(ctx, format == FormatText)
+				var d *Dump
+				var err error
+				if format == FormatTrace {
+					d, err = cl.GoroutineTrace(ctx)
+				} else {
+					d, err = cl.Goroutines(ctx, format == FormatText)
+				}
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -133,41 +137,4 @@ func meterPauses() (stop func() time.Duration) {
 		quit.Store(true)
 		return <-longest
 	}
-}
-
-// The runtime's histograms of stop-the-world pauses: for the GC and for
-// everything else (a goroutine profile, runtime.Stack of all goroutines).
-var stopMetrics = []string{"/sched/pauses/total/gc:seconds", "/sched/pauses/total/other:seconds"}
-
-// readStops reads the pause histograms.
-func readStops() []metrics.Sample {
-	s := make([]metrics.Sample, len(stopMetrics))
-	for i, name := range stopMetrics {
-		s[i].Name = name
-	}
-	metrics.Read(s)
-	return s
-}
-
-// longestStop returns the upper bound of the bucket of the longest pause
-// counted between two readStops.
-func longestStop(before, after []metrics.Sample) time.Duration {
-	var longest float64
-	for i := range after {
-		if after[i].Value.Kind() != metrics.KindFloat64Histogram {
-			continue
-		}
-		h0, h1 := before[i].Value.Float64Histogram(), after[i].Value.Float64Histogram()
-		for j := len(h1.Counts) - 1; j >= 0; j-- {
-			if h1.Counts[j] > h0.Counts[j] {
-				upper := h1.Buckets[j+1]
-				if math.IsInf(upper, 1) {
-					upper = h1.Buckets[j]
-				}
-				longest = max(longest, upper)
-				break
-			}
-		}
-	}
-	return time.Duration(longest * float64(time.Second))
 }

@@ -81,6 +81,28 @@ func (c *Client) Goroutines(ctx context.Context, text bool) (*Dump, error) {
 	return ans.Dump, nil
 }
 
+// GoroutineTrace asks for a short execution trace of the process (Format
+// "trace"; read it with stackdump.ParseTrace): every goroutine's id, state
+// and stack, as a text dump has them, while the process's world is stopped
+// only for moments, to start and to end the trace, where a text dump stops
+// it for the whole dump (stackdump.CaptureTrace). The probe answers an error when the
+// program is tracing itself (its execution tracer takes one trace at a
+// time), and a profile if it predates traces: the error then says so.
+func (c *Client) GoroutineTrace(ctx context.Context) (*Dump, error) {
+	ans, data, err := c.do(ctx, request{Op: opGoroutines, Trace: true})
+	if err != nil {
+		return nil, err
+	}
+	if ans.Dump == nil {
+		return nil, &AnswerError{Op: opGoroutines, Message: "answer without a dump"}
+	}
+	if ans.Dump.Format != FormatTrace {
+		return nil, &AnswerError{Op: opGoroutines, Message: fmt.Sprintf("asked for an execution trace, answered a %q dump (a probe older than traces)", ans.Dump.Format)}
+	}
+	ans.Dump.Data = data
+	return ans.Dump, nil
+}
+
 // Locks asks for the locks the process holds and the goroutines of it that
 // wait for one.
 func (c *Client) Locks(ctx context.Context) (*LockView, error) {
@@ -159,8 +181,11 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 		return &ans, nil, nil
 	}
 	limit := stackdump.MaxProfileSize
-	if q.Text {
+	switch ans.Dump.Format {
+	case FormatText:
 		limit = MaxTextDump
+	case FormatTrace:
+		limit = stackdump.MaxTraceSize
 	}
 	if ans.Dump.Size > limit {
 		return nil, nil, fmt.Errorf("probe: %s: %w: the probe announces a %s dump of %d bytes, more than the %d MiB lockwatch reads",

@@ -65,6 +65,7 @@
 //	{"v":1,"op":"info"}
 //	{"v":1,"op":"goroutines"}            the goroutine profile (pprof protobuf, debug=0, with labels)
 //	{"v":1,"op":"goroutines","text":true} the text traceback, with goroutine ids (stops the world)
+//	{"v":1,"op":"goroutines","trace":true} a short execution trace: goroutine ids, states, stacks
 //	{"v":1,"op":"locks"}
 //	{"v":1,"op":"mutexes"}               the drop-in mutexes held or awaited (at most 10,000)
 //
@@ -81,7 +82,11 @@
 // process for milliseconds at 10,000 goroutines where the text dump stops it
 // for the whole dump; lockreg labels each goroutine waiting for a lock with
 // the pprof label "lockwatch.wait"=<lock name>, so the profile shows who
-// waits for what.
+// waits for what. The trace (runtime/trace, started and stopped at once)
+// has what the profile lacks, each goroutine by id with its state, and
+// stops the world only to start and end; it fails while the program traces
+// itself. Each dump's Stopped says the longest stop of the world its
+// capture saw (runtime/metrics).
 //
 // A client has 1 second from connecting to send its request and 10 seconds
 // to read the answer; the probe serves 8 connections at once and answers

@@ -106,8 +106,13 @@ func childMain(role, dir string) int {
 type child struct {
 	t      *testing.T
 	cmd    *exec.Cmd
+	stdin  io.Closer
 	stdout chan string
 	stderr chan string
+	// graceful: the role ends when its stdin closes, and the cleanup ends
+	// it so, so that its coverage counters are written (make cover); a
+	// SIGKILLed process writes none.
+	graceful bool
 }
 
 // startChild runs the test binary with role and the extra environment.
@@ -120,7 +125,7 @@ func startChild(t *testing.T, role string, env ...string) *child {
 		}
 	}
 	cmd.Env = append(cmd.Env, append(env, testRoleEnv+"="+role)...)
-	c := &child{t: t, cmd: cmd, stdout: make(chan string, 100), stderr: make(chan string, 100)}
+	c := &child{t: t, cmd: cmd, stdout: make(chan string, 100), stderr: make(chan string, 100), graceful: role == "serve" || role == "hold"}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -129,9 +134,11 @@ func startChild(t *testing.T, role string, env ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cmd.StdinPipe(); err != nil { // kept open: the child waits on it
+	stdin, err := cmd.StdinPipe() // kept open: the child waits on it
+	if err != nil {
 		t.Fatal(err)
 	}
+	c.stdin = stdin
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +157,11 @@ func startChild(t *testing.T, role string, env ...string) *child {
 	go lines(stdout, c.stdout)
 	go lines(stderr, c.stderr)
 	t.Cleanup(func() {
-		c.kill()
+		if c.graceful {
+			c.end()
+		} else {
+			c.kill()
+		}
 		<-done
 		<-done
 	})
@@ -158,6 +169,25 @@ func startChild(t *testing.T, role string, env ...string) *child {
 }
 
 func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// end closes the child's stdin and reaps it once it has exited; one that
+// has not within probablyStillBlocked is SIGKILLed. A child already killed
+// and reaped is left as it is.
+func (c *child) end() {
+	_ = c.stdin.Close()
+	exited := make(chan struct{})
+	defer close(exited)
+	go func() {
+		t := time.NewTimer(probablyStillBlocked)
+		defer t.Stop()
+		select {
+		case <-exited:
+		case <-t.C:
+			_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		}
+	}()
+	_ = c.cmd.Wait()
+}
 
 // kill SIGKILLs the child and reaps it.
 func (c *child) kill() {

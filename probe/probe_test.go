@@ -264,4 +264,24 @@ func TestChild(t *testing.T) {
 	if g := snap.Calling("github.com/lockwatch/lockwatch/lockreg.(*Mutex).Lock"); len(g) != 1 {
 		t.Errorf("text dump: %d goroutines in lockreg.(*Mutex).Lock; want 1", len(g))
 	}
+
+	// The execution trace names the waiter by the id its record gives,
+	// with the text dump's stack.
+	waiter := lv.Waiting[0].Goroutine
+	d, err = cl.GoroutineTrace(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Format != FormatTrace || d.Size != len(d.Data) {
+		t.Fatalf("trace: format %q, %d of %d bytes; want a trace", d.Format, len(d.Data), d.Size)
+	}
+	tr, err := stackdump.ParseTrace(bytes.NewReader(d.Data), func(id int64) bool { return id == waiter })
+	if err != nil {
+		t.Fatal(err)
+	}
+	textWaiter, _ := snap.Goroutine(waiter)
+	if len(tr.Goroutines) != 1 || !tr.Goroutines[0].Calls("github.com/lockwatch/lockwatch/lockreg.(*Mutex).Lock") ||
+		len(tr.Goroutines[0].Frames) != len(textWaiter.Frames) {
+		t.Errorf("trace: goroutines %+v; want goroutine %d waiting in lockreg.(*Mutex).Lock, as in the text dump: %+v", tr.Goroutines, waiter, textWaiter)
+	}
 }

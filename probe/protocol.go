@@ -44,6 +44,10 @@ type request struct {
 	V    int    `json:"v"`
 	Op   string `json:"op"`
 	Text bool   `json:"text,omitempty"` // goroutines: the text dump instead of the profile
+	// Trace asks goroutines for a short execution trace instead of the
+	// profile: goroutine ids, states and stacks without stopping the world
+	// for the traversal. A probe that predates it answers a profile.
+	Trace bool `json:"trace,omitempty"`
 }
 
 // answer is the JSON of an answer frame. Exactly one of Info, Locks,
@@ -82,9 +86,10 @@ func (i Info) Identity() procid.ID { return procid.ID{PID: i.PID, Start: i.Start
 // Dump is a goroutine dump of a probed process.
 type Dump struct {
 	// Format is "proto", a goroutine profile (runtime/pprof, debug=0; read
-	// it with stackdump.ParseProfile or `go tool pprof`), or "text", the
+	// it with stackdump.ParseProfile or `go tool pprof`), "text", the
 	// traceback of every goroutine (runtime.Stack; read it with
-	// stackdump.Parse).
+	// stackdump.Parse), or "trace", a short execution trace (runtime/trace;
+	// read it with stackdump.ParseTrace or `go tool trace`).
 	Format string    `json:"format"`
 	Data   []byte    `json:"-"`
 	Size   int       `json:"size"`  // len(Data)
@@ -93,12 +98,20 @@ type Dump struct {
 	// process's goroutines were stopped. A text dump stops them for all of
 	// it; a profile only for moments of it.
 	Pause time.Duration `json:"pause_ns"`
+	// Stopped is the longest stop of the world the process's runtime
+	// counted while the dump was taken (runtime/metrics
+	// /sched/pauses/total/*, the upper bound of its histogram bucket): how
+	// long all its goroutines stood still at once. A text dump's is about
+	// its Pause; a profile's or a trace's a small part of it. It includes
+	// any stop that something else caused meanwhile (a GC).
+	Stopped time.Duration `json:"stopped_ns"`
 }
 
 // Dump formats.
 const (
 	FormatProto = "proto"
 	FormatText  = "text"
+	FormatTrace = "trace"
 )
 
 // LockView is a probed process's part of the run: the locks it holds and

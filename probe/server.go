@@ -139,7 +139,14 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 	case opInfo:
 		return &answer{OK: true, Info: a.info()}, nil
 	case opGoroutines:
-		d, err := a.dump.capture(q.Text)
+		format := FormatProto
+		switch {
+		case q.Text:
+			format = FormatText
+		case q.Trace:
+			format = FormatTrace
+		}
+		d, err := a.dump.capture(format)
 		if err != nil {
 			return &answer{Error: err.Error()}, nil
 		}

@@ -38,6 +38,43 @@ func benchCapture(b *testing.B, capture func() error) {
 	}
 }
 
+// BenchmarkCaptureTrace is BenchmarkCaptureProfile for CaptureTrace.
+func BenchmarkCaptureTrace(b *testing.B) {
+	benchCapture(b, func() error { _, err := CaptureTrace(); return err })
+}
+
+// BenchmarkParseTrace measures ParseTrace of CaptureTrace's trace of n
+// goroutines, keeping 10 of them (as a report does: the goroutines its
+// findings name).
+func BenchmarkParseTrace(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("goroutines=%d", n), func(b *testing.B) {
+			end := startGoroutines(b, n)
+			tr, err := CaptureTrace()
+			end()
+			if err != nil {
+				b.Fatal(err)
+			}
+			all, err := ParseTrace(bytes.NewReader(tr), nil)
+			if err != nil || len(all.Goroutines) < 10 {
+				b.Fatalf("%d goroutines in the trace (%v)", len(all.Goroutines), err)
+			}
+			want := map[int64]bool{}
+			for _, g := range all.Goroutines[len(all.Goroutines)-10:] {
+				want[g.ID] = true
+			}
+			b.SetBytes(int64(len(tr)))
+			b.ReportAllocs()
+			for b.Loop() {
+				s, err := ParseTrace(bytes.NewReader(tr), func(id int64) bool { return want[id] })
+				if err != nil || len(s.Goroutines) != 10 {
+					b.Fatalf("%d goroutines kept (%v); want 10", len(s.Goroutines), err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkParse measures Parse of CaptureText's dump of n goroutines.
 func BenchmarkParse(b *testing.B) {
 	for _, n := range benchSizes {

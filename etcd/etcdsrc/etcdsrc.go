@@ -187,6 +187,13 @@ func (Stacks) Profile(context.Context, procid.ID) (*stackdump.Profile, error) {
 	return nil, errNoProfile
 }
 
+// Goroutines asks process id for its goroutines; through etcd a process
+// answers with its whole text dump (report asks a remote Stacks for Text
+// only).
+func (s Stacks) Goroutines(ctx context.Context, id procid.ID, _ []int64) (*stackdump.Snapshot, error) {
+	return s.Text(ctx, id)
+}
+
 // Text asks process id for its goroutine dump, and waits for the answer
 // until ctx ends.
 func (s Stacks) Text(ctx context.Context, id procid.ID) (*stackdump.Snapshot, error) {

@@ -168,7 +168,9 @@ func (a *app) sources(dir string, withProbes bool) report.Sources {
 		if timeout <= 0 {
 			timeout = time.Second
 		}
-		src.Locks = append(src.Locks, dropinsrc.New(dir, timeout))
+		mutexes := dropinsrc.New(dir, timeout)
+		mutexes.Concurrency = a.opts.ProbeConcurrency
+		src.Locks = append(src.Locks, mutexes)
 		src.Stacks = probes{dir}
 	}
 	return src

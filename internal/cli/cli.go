@@ -192,6 +192,9 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 			if a.events <= 0 {
 				return usagef("--events %d: want a positive number of events", a.events)
 			}
+			if a.opts.ProbeConcurrency <= 0 {
+				return usagef("--probe-concurrency %d: want a positive number of probes", a.opts.ProbeConcurrency)
+			}
 			return nil
 		},
 	}
@@ -202,6 +205,10 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 		"how many of the run's most recent lock events to read (a run made with a larger event ring holds more; the report says when it has more)")
 	root.PersistentFlags().DurationVar(&a.opts.ProbeTimeout, "probe-timeout", time.Second,
 		"how long a probe is given to answer before the report goes on without it")
+	root.PersistentFlags().IntVar(&a.opts.ProbeConcurrency, "probe-concurrency", report.DefaultProbeConcurrency,
+		"how many probes are asked for stacks at once")
+	root.PersistentFlags().BoolVar(&a.opts.TextDumps, "text-dumps", false,
+		"ask the probes of stuck holders for text dumps, which stop each process for the whole dump, instead of execution traces (as lockwatch did before traces)")
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
 	})

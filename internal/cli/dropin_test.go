@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -352,12 +353,44 @@ func TestAttachDropInStuckHolder(t *testing.T) {
 	if !strings.Contains(f.Doing, "Write") && !strings.Contains(f.Doing, "write") {
 		t.Errorf("doing %q; want the holder's current stack, blocked writing", f.Doing)
 	}
+	// The live stacks come from the execution trace (by default) or the
+	// text dump (--text-dumps), both with the goroutines' ids.
+	for _, tc := range []struct {
+		args   []string
+		source string
+	}{{nil, "probe-trace"}, {[]string{"--text-dumps"}, "probe-text"}} {
+		code, stdout, stderr := lockwatch(t, append([]string{"attach", pid, "-o", "json", "--stuck-after", "1ns"}, tc.args...)...)
+		if code != ExitDeadlock {
+			t.Fatalf("attach %v: exit %d: %s", tc.args, code, stderr)
+		}
+		found := map[string]bool{}
+		for _, s := range readReport(t, []byte(stdout)).Stacks {
+			if s.Source == tc.source && len(s.Goroutines) == 1 {
+				found[fmt.Sprintf("%s %d", s.Role, s.Goroutines[0])] = true
+			}
+		}
+		if h, w := fmt.Sprintf("holder %d", ga), fmt.Sprintf("waiter %d", gb); !found[h] || !found[w] {
+			t.Errorf("attach %v: %s stacks %v; want %q and %q", tc.args, tc.source, found, h, w)
+		}
+	}
 }
 
+// manyWaitersEnv, in manyRole's environment, is how many goroutines wait
+// for held mutexes (one each), besides its 10,000.
+const manyWaitersEnv = "LOCKWATCH_CLI_MANY_WAITERS"
+
 // manyRole keeps 100,000 live drop-in mutexes, 1,000 of them held by
-// parked goroutines, and 10,000 goroutines in all; it says "ready".
+// parked goroutines, and 10,000 goroutines in all, plus $manyWaitersEnv
+// goroutines that wait for held mutexes; it says "ready", then answers
+// pauseCommands on stdin. Without a probe started from its environment,
+// and with $manyWaitersEnv set, it starts its own (quietProbe).
 func manyRole() int {
-	if _, err := started(); err != nil {
+	a, err := started()
+	if err != nil && os.Getenv(manyWaitersEnv) != "" {
+		// BenchmarkAttachPauseDropIn: a probe without stuck hooks.
+		a, err = probe.Start(quietProbe(os.Getenv(dirEnv), "many"))
+	}
+	if err != nil {
 		fmt.Println("error", err)
 		return 1
 	}
@@ -386,8 +419,17 @@ func manyRole() int {
 		}()
 	}
 	held.Wait()
+	waiters, _ := strconv.Atoi(os.Getenv(manyWaitersEnv))
+	for k := range min(waiters, 1000) {
+		go items[k*100].mu.Lock() // held by goroutine 10*k's
+	}
+	if err := waitMutexes(a, min(waiters, 1000)); err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
 	fmt.Println("ready")
-	select {}
+	pauseCommands(bufio.NewReader(os.Stdin))
+	return 0
 }
 
 // keep holds manyRole's mutexes.

@@ -112,6 +112,8 @@ func runRole(role, dir string) int {
 		return 0
 	case "load":
 		return loadRole(dir)
+	case "pause":
+		return pauseRole(dir) // pause_test.go
 	case "printer":
 		return printerRole()
 	case "joiner":

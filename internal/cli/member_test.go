@@ -219,10 +219,16 @@ func TestEscapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Kept open: the escaper holds its lock until its stdin ends (with
+	// /dev/null it returned at once, and attach saw a dead holder).
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
 	expectLine(t, bufio.NewReader(stdout), "locked")
 	raw := func(name, s string) {
 		t.Helper()

@@ -186,6 +186,25 @@ func (p probes) Text(ctx context.Context, id proc.Identity) (*stackdump.Snapshot
 	return nil, err
 }
 
+// Goroutines reads the goroutines named from a short execution trace of
+// the process: its world stops for moments only, where a text dump stops
+// it for the whole dump. Only the goroutines named are kept.
+func (p probes) Goroutines(ctx context.Context, id proc.Identity, goroutines []int64) (*stackdump.Snapshot, error) {
+	d, err := p.client(id, ctx).GoroutineTrace(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[int64]bool, len(goroutines))
+	for _, g := range goroutines {
+		want[g] = true
+	}
+	s, err := stackdump.ParseTrace(bytes.NewReader(d.Data), func(g int64) bool { return want[g] })
+	if err != nil && len(s.Goroutines) == 0 {
+		return nil, err
+	}
+	return s, nil // a damaged end does not spoil what was read before it
+}
+
 func parseDump(d *probe.Dump) (*stackdump.Profile, error) {
 	if d.Format != probe.FormatProto {
 		return nil, fmt.Errorf("probe answered a %q dump, want %q", d.Format, probe.FormatProto)

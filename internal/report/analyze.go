@@ -22,7 +22,22 @@ type Options struct {
 	Events int
 	// ProbeTimeout is how long a probe is given to answer. Default 1s.
 	ProbeTimeout time.Duration
+	// ProbeConcurrency is how many probes are asked at once. Default
+	// DefaultProbeConcurrency.
+	ProbeConcurrency int
+	// TextDumps asks the probes of stuck holders for text dumps, which stop
+	// the process's world for the whole dump, instead of execution traces
+	// (Stacks.Goroutines), which stop it for moments: the way reports were
+	// made before traces, kept for comparison.
+	TextDumps bool
 }
+
+// DefaultProbeConcurrency is how many probes a report asks at once by
+// default: enough to keep a small machine's cores busy while others
+// answer, few enough that lockwatch holds few answers at a time and that
+// the probed processes do not all compete for the CPU at the same moment
+// (a stop of the world lasts as long as its slowest thread takes to stop).
+const DefaultProbeConcurrency = 8
 
 func (o Options) withDefaults() Options {
 	if o.StuckAfter <= 0 {
@@ -33,6 +48,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ProbeTimeout <= 0 {
 		o.ProbeTimeout = time.Second
+	}
+	if o.ProbeConcurrency <= 0 {
+		o.ProbeConcurrency = DefaultProbeConcurrency
 	}
 	return o
 }

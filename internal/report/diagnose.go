@@ -26,8 +26,14 @@ type Stacks interface {
 	// waiting for a lock carry their backend's pprof wait label
 	// (lockstate.Snapshot.WaitLabel).
 	Profile(ctx context.Context, id procid.ID) (*stackdump.Profile, error)
+	// Goroutines returns the goroutines named of the process, with their
+	// ids, states and stacks (those it can say: a goroutine running at
+	// that moment may be left out), from a source that never stops the
+	// process's world for long (an execution trace).
+	Goroutines(ctx context.Context, id procid.ID, goroutines []int64) (*stackdump.Snapshot, error)
 	// Text returns the process's text dump, with goroutine ids and states;
-	// it stops the process's world for a moment.
+	// it stops the process's world for the whole dump (tens to hundreds of
+	// milliseconds at 10,000 goroutines). Asked only with Options.TextDumps.
 	Text(ctx context.Context, id procid.ID) (*stackdump.Snapshot, error)
 }
 

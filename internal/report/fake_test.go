@@ -165,32 +165,68 @@ func (b *batchFake) CheckAll(ids []procid.ID) map[procid.ID]procid.Status {
 	return out
 }
 
-// fakeProbes answers goroutine profiles and text dumps from tables.
+// fakeProbes answers goroutine profiles, live goroutines (as a trace
+// would: only those asked for) and text dumps from tables, and counts how
+// many are asked at once.
 type fakeProbes struct {
-	prof map[procid.ID]*stackdump.Profile
-	text map[procid.ID]*stackdump.Snapshot
-	err  error
+	prof    map[procid.ID]*stackdump.Profile
+	live    map[procid.ID]*stackdump.Snapshot
+	liveErr error // what Goroutines answers for a process not in live
+	text    map[procid.ID]*stackdump.Snapshot
+	err     error
+	// gate, if set, holds each answer until it is closed.
+	gate chan struct{}
 
-	mu    sync.Mutex
-	asked []procid.ID
+	mu          sync.Mutex
+	asked       []procid.ID
+	busy, most  int // answers in progress, the most at once
+	askedTraces []procid.ID
 }
 
-func (p *fakeProbes) note(id procid.ID) {
+func (p *fakeProbes) note(id procid.ID) (done func()) {
 	p.mu.Lock()
 	p.asked = append(p.asked, id)
+	p.busy++
+	p.most = max(p.most, p.busy)
 	p.mu.Unlock()
+	if p.gate != nil {
+		<-p.gate
+	}
+	return func() {
+		p.mu.Lock()
+		p.busy--
+		p.mu.Unlock()
+	}
 }
 
 func (p *fakeProbes) Profile(ctx context.Context, id procid.ID) (*stackdump.Profile, error) {
-	p.note(id)
+	defer p.note(id)()
 	if pr, ok := p.prof[id]; ok {
 		return pr, nil
 	}
 	return nil, cmpErr(p.err, errors.New("connection refused"))
 }
 
+func (p *fakeProbes) Goroutines(ctx context.Context, id procid.ID, goroutines []int64) (*stackdump.Snapshot, error) {
+	defer p.note(id)()
+	p.mu.Lock()
+	p.askedTraces = append(p.askedTraces, id)
+	p.mu.Unlock()
+	s, ok := p.live[id]
+	if !ok {
+		return nil, cmpErr(p.liveErr, cmpErr(p.err, errors.New("connection refused")))
+	}
+	out := &stackdump.Snapshot{}
+	for _, g := range s.Goroutines {
+		if slices.Contains(goroutines, g.ID) {
+			out.Goroutines = append(out.Goroutines, g)
+		}
+	}
+	return out, nil
+}
+
 func (p *fakeProbes) Text(ctx context.Context, id procid.ID) (*stackdump.Snapshot, error) {
-	p.note(id)
+	defer p.note(id)()
 	if s, ok := p.text[id]; ok {
 		return s, nil
 	}
@@ -206,6 +242,14 @@ func cmpErr(a, b error) error {
 
 // diagnoseFake diagnoses the snapshots with the fake host and probes.
 func diagnoseFake(host *fakeHost, probes Stacks, snaps ...*lockstate.Snapshot) (*Report, error) {
+	return diagnoseFakeWith(Options{}, host, probes, snaps...)
+}
+
+// diagnoseFakeWith is diagnoseFake with options (StuckAfter 10s unless set).
+func diagnoseFakeWith(opts Options, host *fakeHost, probes Stacks, snaps ...*lockstate.Snapshot) (*Report, error) {
 	src := Sources{Locks: []lockstate.Source{&fakeSource{snaps: snaps}}, Host: host, Stacks: probes}
-	return Diagnose(context.Background(), src, Options{StuckAfter: 10 * time.Second})
+	if opts.StuckAfter == 0 {
+		opts.StuckAfter = 10 * time.Second
+	}
+	return Diagnose(context.Background(), src, opts)
 }

@@ -263,8 +263,10 @@ type StackRow struct {
 	// What the goroutines are to Lock: holder, waiter.
 	Role string `json:"role"`
 	// Source: "dictionary" (the acquire or wait site the process recorded;
-	// readable after its death), "probe" (its live goroutine profile) or
-	// "probe-text" (its live text dump).
+	// readable after its death), "probe" (its live goroutine profile),
+	// "probe-trace" (its live goroutines from a short execution trace: ids,
+	// states, stacks; the default for stuck holders) or "probe-text" (its
+	// live text dump, with --text-dumps).
 	Source     string      `json:"source"`
 	Count      int64       `json:"count"`
 	Goroutines []int64     `json:"goroutines,omitempty"`

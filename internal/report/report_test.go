@@ -48,10 +48,12 @@ func TestStacks(t *testing.T) {
 		name   string
 		snap   *lockstate.Snapshot
 		status map[procid.ID]procid.Status
+		opts   Options
 		probes *fakeProbes // nil: no Stacks source
 		want   []string
 		notes  []string // substrings, one per note
 		doing  string
+		traced []procid.ID // the processes whose live goroutines are asked for
 	}{
 		{
 			name: "dead holder: its recorded stack; live waiters from their profile; a dead waiter's record",
@@ -81,8 +83,18 @@ func TestStacks(t *testing.T) {
 			notes: []string{"pid 200's probe was not asked", "pid 300's probe was not asked"},
 		},
 		{
-			name: "stuck holder: its text dump says what it does; waiters grouped from the same dump",
+			name: "stuck holder: its live goroutines say what it does; waiters elsewhere from their profile",
 			snap: stuck,
+			probes: &fakeProbes{live: map[procid.ID]*stackdump.Snapshot{
+				pA: {Goroutines: []stackdump.Goroutine{{ID: 1, State: "IO wait", Frames: frames("main.write")}}},
+			}, prof: map[procid.ID]*stackdump.Profile{pB: {Samples: []stackdump.Sample{waitSample("q", 2)}}}},
+			want:   []string{"100 holder q dictionary 1", "100 holder q probe-trace 1", "200 waiter q probe 2"},
+			doing:  "IO wait in runtime.gopark < main.write",
+			traced: []procid.ID{pA},
+		},
+		{
+			name: "stuck holder with TextDumps: its text dump, as before traces",
+			snap: stuck, opts: Options{TextDumps: true},
 			probes: &fakeProbes{text: map[procid.ID]*stackdump.Snapshot{
 				pA: {Goroutines: []stackdump.Goroutine{{ID: 1, State: "IO wait", Frames: frames("main.write")}}},
 			}, prof: map[procid.ID]*stackdump.Profile{pB: {Samples: []stackdump.Sample{waitSample("q", 2)}}}},
@@ -90,17 +102,40 @@ func TestStacks(t *testing.T) {
 			doing: "IO wait in runtime.gopark < main.write",
 		},
 		{
-			name: "stuck holder and its waiters in one process: one text dump",
+			name: "stuck holder and its waiters in one process: one answer",
 			snap: fakeSnap(nil, fakeLock{name: "q", holders: []lockstate.Holder{wr(g(pA, 1), long)},
 				waiters: []lockstate.Waiter{wantW(g(pA, 2), long), wantW(g(pA, 3), long)}}),
-			probes: &fakeProbes{text: map[procid.ID]*stackdump.Snapshot{
+			probes: &fakeProbes{live: map[procid.ID]*stackdump.Snapshot{
 				pA: {Goroutines: []stackdump.Goroutine{
 					{ID: 1, State: "chan send", Frames: frames("main.write")},
 					{ID: 2, State: "sync.Mutex.Lock", Frames: frames("main.send")},
-					{ID: 3, State: "sync.Mutex.Lock", Frames: frames("main.send")}}},
+					{ID: 3, State: "sync.Mutex.Lock", Frames: frames("main.send")},
+					{ID: 4, State: "select", Frames: frames("main.other")}}},
 			}},
-			want:  []string{"100 holder q dictionary 1", "100 holder q probe-text 1", "100 waiter q probe-text 2"},
-			doing: "chan send in runtime.gopark < main.write",
+			want:   []string{"100 holder q dictionary 1", "100 holder q probe-trace 1", "100 waiter q probe-trace 2"},
+			doing:  "chan send in runtime.gopark < main.write",
+			traced: []procid.ID{pA},
+		},
+		{
+			name: "the live goroutines cannot be read (tracer in use): the profile, and a note",
+			snap: stuck,
+			probes: &fakeProbes{liveErr: errors.New("the execution tracer is in use"), prof: map[procid.ID]*stackdump.Profile{
+				pA: {Samples: []stackdump.Sample{{Frames: frames("main.write"), Count: 1}}},
+				pB: {Samples: []stackdump.Sample{waitSample("q", 2)}}}},
+			want:   []string{"100 holder q dictionary 1", "200 waiter q probe 2"},
+			notes:  []string{"pid 100's live goroutines could not be read (the execution tracer is in use): its stuck holder's live stack is missing; 'lockwatch stacks --text 100'"},
+			traced: []procid.ID{pA},
+		},
+		{
+			name: "a stuck holder running when traced: a note; a waiter running: its record",
+			snap: fakeSnap(nil, fakeLock{name: "q", holders: []lockstate.Holder{wr(g(pA, 1), long)},
+				waiters: []lockstate.Waiter{wantW(g(pA, 2), long), wantW(g(pA, 3), long)}}),
+			probes: &fakeProbes{live: map[procid.ID]*stackdump.Snapshot{
+				pA: {Goroutines: []stackdump.Goroutine{{ID: 2, State: "sync.Mutex.Lock", Frames: frames("main.send")}}},
+			}},
+			want:   []string{"100 holder q dictionary 1", "100 waiter q dictionary 1", "100 waiter q probe-trace 1"},
+			notes:  []string{`pid 100 goroutine 1, stuck holding "q", was running or had ended when its stacks were read (probe-trace)`},
+			traced: []procid.ID{pA},
 		},
 		{
 			name: "a loop across two other machines: no probe asked, the records",
@@ -115,7 +150,7 @@ func TestStacks(t *testing.T) {
 			if tt.probes != nil {
 				probes = tt.probes
 			}
-			r, err := diagnoseFake(&fakeHost{status: tt.status}, probes, tt.snap)
+			r, err := diagnoseFakeWith(tt.opts, &fakeHost{status: tt.status}, probes, tt.snap)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,6 +171,9 @@ func TestStacks(t *testing.T) {
 				t.Errorf("got findings %+v; want the first doing %q", r.Findings, tt.doing)
 			}
 			if tt.probes != nil {
+				if traced := tt.probes.askedTraces; !slices.Equal(traced, tt.traced) {
+					t.Errorf("live goroutines asked of %v; want %v", traced, tt.traced)
+				}
 				for _, id := range tt.probes.asked {
 					if id.Host != "" {
 						t.Errorf("asked the probe of %v, on another machine", id)
@@ -420,5 +458,51 @@ func TestRenderHelpers(t *testing.T) {
 	}
 	if got := clock(time.Time{}); got != "-" {
 		t.Errorf("clock of zero: got %q", got)
+	}
+}
+
+// TestProbeConcurrency: with 20 processes to ask, no more than
+// ProbeConcurrency probes are asked at once, and all of them are asked.
+func TestProbeConcurrency(t *testing.T) {
+	const procs, limit = 20, 3
+	const quiescent = 50 * time.Millisecond // the asker would have asked more by then
+	long := t0.Add(-time.Minute)
+	var locks []fakeLock
+	prof := make(map[procid.ID]*stackdump.Profile)
+	for i := range procs {
+		holder, waiter := procid.ID{PID: 1000 + 2*i, Start: 1}, procid.ID{PID: 1001 + 2*i, Start: 1}
+		locks = append(locks, fakeLock{name: fmt.Sprintf("l%02d", i), holders: []lockstate.Holder{wr(g(holder, 1), long)},
+			waiters: []lockstate.Waiter{wantW(g(waiter, 2), long)}})
+		prof[waiter] = &stackdump.Profile{}
+		prof[holder] = &stackdump.Profile{}
+	}
+	p := &fakeProbes{prof: prof, live: map[procid.ID]*stackdump.Snapshot{}, gate: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := diagnoseFakeWith(Options{ProbeConcurrency: limit}, &fakeHost{}, p, fakeSnap(nil, locks...))
+		done <- err
+	}()
+	busy := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.busy
+	}
+	for deadline := time.Now().Add(10 * time.Second); busy() < limit; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d probes asked at once after 10s; want %d", busy(), limit)
+		}
+	}
+	time.Sleep(quiescent) // asserting that no more are asked while these wait
+	close(p.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p.most != limit {
+		t.Errorf("at most %d probes asked at once; want %d", p.most, limit)
+	}
+	// Each stuck holder's process is asked for its goroutines (and, as
+	// none answers them, its profile); each waiter's for its profile.
+	if len(p.askedTraces) != procs || len(p.asked) != 3*procs {
+		t.Errorf("asked %d traces and %d answers in all; want %d and %d", len(p.askedTraces), len(p.asked), procs, 3*procs)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -16,19 +15,28 @@ import (
 
 // stacks adds the stacks of the goroutines the findings involve, in four
 // steps: the holders' recorded acquire stacks (a dead holder has no
-// other); what to ask each process's probe for; the asking, in parallel,
-// within ProbeTimeout; and the answers, or, for a process that did not
-// answer, the wait sites its waiters recorded.
+// other); what to ask each process's probe for; the asking, at most
+// ProbeConcurrency probes at once, each within ProbeTimeout; and the
+// answers, or, for a process that did not answer, the wait sites its
+// waiters recorded.
 func stacks(ctx context.Context, g *graph, r *Report, src Stacks, remote bool, opts Options) {
 	r.holderStacks()
 	wants, ids := plan(g, r, remote)
 	if src != nil {
-		ask(ctx, src, wants, ids, opts.ProbeTimeout, remote)
+		ask(ctx, src, wants, ids, opts, remote)
 	}
 	for _, id := range ids {
 		r.answer(id, wants[id], src != nil)
 	}
 }
+
+// Where a stack row's frames came from (StackRow.Source).
+const (
+	sourceDictionary = "dictionary"  // recorded by the process when it took or began waiting for the lock
+	sourceProfile    = "probe"       // the live goroutine profile: no goroutine ids
+	sourceTrace      = "probe-trace" // a live execution trace: ids, states, stacks
+	sourceText       = "probe-text"  // a live text dump (Options.TextDumps)
+)
 
 // want is what the report wants from one process's probe, and its answer.
 type want struct {
@@ -37,8 +45,24 @@ type want struct {
 	seen  map[wait]bool    // dedupe of waits
 
 	prof *stackdump.Profile
-	text *stackdump.Snapshot
-	err  error // errDead, errRemote: not asked
+	// live are goroutines with ids and states, from source (sourceTrace
+	// or sourceText); liveErr says why a trace was asked and not had (the
+	// profile was asked instead).
+	live    *stackdump.Snapshot
+	source  string
+	liveErr error
+	err     error // errDead, errRemote: not asked
+}
+
+// goroutines are the goroutines of the process the report wants the live
+// stacks of: its stuck holders and its involved waiters, in id order.
+func (w *want) goroutines() []int64 {
+	gs := slices.Collect(maps.Keys(w.stuck))
+	for _, wt := range w.waits {
+		gs = append(gs, wt.w.Goroutine)
+	}
+	slices.Sort(gs)
+	return slices.Compact(gs)
 }
 
 var (
@@ -61,16 +85,17 @@ func (r *Report) holderStacks() {
 			continue
 		}
 		if fr, ok := h.stack.res.Stack(h.id(), h.stack.id); ok {
-			r.Stacks = append(r.Stacks, StackRow{Host: h.Host, PID: h.PID, Lock: f.Lock, Role: "holder", Source: "dictionary",
+			r.Stacks = append(r.Stacks, StackRow{Host: h.Host, PID: h.PID, Lock: f.Lock, Role: "holder", Source: sourceDictionary,
 				Count: 1, Goroutines: []int64{h.Goroutine}, State: h.State, Frames: framesOf(fr)})
 		}
 	}
 }
 
-// plan says what to ask each process's probe for: the text dump of a
-// process with a stuck holder (goroutine ids and states), the goroutine
-// profile of one with live waiters. Processes come in pid order. Processes
-// of other machines are asked only when remote: Stacks reaches them.
+// plan says what to ask each process's probe for: the live goroutines
+// (ids, states, stacks) of a process with a stuck holder, the goroutine
+// profile of one with live waiters only. Processes come in pid order.
+// Processes of other machines are asked only when remote: Stacks reaches
+// them.
 func plan(g *graph, r *Report, remote bool) (map[procid.ID]*want, []procid.ID) {
 	wants := make(map[procid.ID]*want)
 	get := func(id procid.ID) *want {
@@ -126,34 +151,73 @@ func plan(g *graph, r *Report, remote bool) (map[procid.ID]*want, []procid.ID) {
 	return wants, ids
 }
 
-// ask asks the probes, all at once, each within timeout; a remote Stacks
-// answers with text dumps only.
-func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []procid.ID, timeout time.Duration, remote bool) {
+// ask asks the probes, at most opts.ProbeConcurrency at once, each within
+// opts.ProbeTimeout from when it is asked.
+func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []procid.ID, opts Options, remote bool) {
+	slots := make(chan struct{}, max(opts.ProbeConcurrency, 1))
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		w := wants[id]
 		if w.err != nil {
 			continue
 		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			w.err = ctx.Err()
+			continue
+		}
 		wg.Go(func() {
-			c, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			if len(w.stuck) > 0 || remote {
-				w.text, w.err = src.Text(c, id)
-			} else {
-				w.prof, w.err = src.Profile(c, id)
-			}
+			defer func() { <-slots }()
+			w.ask(ctx, src, id, opts, remote)
 		})
 	}
 	wg.Wait()
 }
 
+// ask asks one probe: for the live goroutines the report names when a
+// holder of the process is stuck (what it does now), else, or if those
+// could not be had, for its goroutine profile.
+func (w *want) ask(ctx context.Context, src Stacks, id procid.ID, opts Options, remote bool) {
+	if remote {
+		// A remote Stacks (Sources.Remote) answers with text dumps only,
+		// for waiters too.
+		c, cancel := context.WithTimeout(ctx, opts.ProbeTimeout)
+		defer cancel()
+		w.live, w.err = src.Text(c, id)
+		w.source = sourceText
+		return
+	}
+	if len(w.stuck) > 0 {
+		c, cancel := context.WithTimeout(ctx, opts.ProbeTimeout)
+		if opts.TextDumps {
+			w.live, w.err = src.Text(c, id)
+			w.source = sourceText
+			cancel()
+			return
+		}
+		w.live, w.liveErr = src.Goroutines(c, id, w.goroutines())
+		cancel()
+		if w.liveErr == nil {
+			w.source = sourceTrace
+			return
+		}
+		w.live = nil
+	}
+	c, cancel := context.WithTimeout(ctx, opts.ProbeTimeout)
+	defer cancel()
+	w.prof, w.err = src.Profile(c, id)
+}
+
 // answer adds the stacks of one process: from its probe's answer, or from
 // the records.
 func (r *Report) answer(id procid.ID, w *want, asked bool) {
+	if w.liveErr != nil {
+		r.Notes = append(r.Notes, fmt.Sprintf("pid %d's live goroutines could not be read (%v): its stuck holder's live stack is missing; 'lockwatch stacks --text %d' takes a text dump (it stops the process for the whole dump)", id.PID, w.liveErr, id.PID))
+	}
 	switch {
-	case w.text != nil:
-		r.textStacks(id, w)
+	case w.live != nil:
+		r.liveStacks(id, w)
 	case w.prof != nil:
 		if !r.profileStacks(id, w) {
 			r.recorded(id, w.waits)
@@ -171,27 +235,37 @@ func (r *Report) answer(id procid.ID, w *want, asked bool) {
 	}
 }
 
-// textStacks adds a stuck holder's live stack and the waiters' stacks,
-// grouped, from a text dump.
-func (r *Report) textStacks(id procid.ID, w *want) {
+// liveStacks adds a stuck holder's live stack and the waiters' stacks,
+// grouped, from goroutines with ids (a trace, a text dump). A waiter the
+// answer does not have (it was running when the trace was taken) is
+// shown from its record; a stuck holder it does not have, said in a note.
+func (r *Report) liveStacks(id procid.ID, w *want) {
 	for _, gid := range slices.Sorted(maps.Keys(w.stuck)) {
 		lock := w.stuck[gid]
-		if gr, ok := w.text.Goroutine(gid); ok {
-			r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: lock, Role: "holder", Source: "probe-text",
-				Count: 1, Goroutines: []int64{gid}, State: gr.State, Frames: framesOf(gr.Frames)})
-			r.setDoing(id, gid, gr)
+		gr, ok := w.live.Goroutine(gid)
+		if !ok {
+			r.Notes = append(r.Notes, fmt.Sprintf("pid %d goroutine %d, stuck holding %q, was running or had ended when its stacks were read (%s): its live stack is missing",
+				id.PID, gid, lock, w.source))
+			continue
 		}
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: lock, Role: "holder", Source: w.source,
+			Count: 1, Goroutines: []int64{gid}, State: gr.State, Frames: framesOf(gr.Frames)})
+		r.setDoing(id, gid, gr)
 	}
 	var gs []stackdump.Goroutine
+	var missing []wait
 	for _, wt := range w.waits {
-		if gr, ok := w.text.Goroutine(wt.w.Goroutine); ok {
+		if gr, ok := w.live.Goroutine(wt.w.Goroutine); ok {
 			gs = append(gs, gr)
+		} else {
+			missing = append(missing, wt)
 		}
 	}
 	for _, grp := range stackdump.GroupGoroutines(gs, stackdump.IgnoreArgs) {
-		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: lockOf(w.waits, grp.IDs), Role: "waiter", Source: "probe-text",
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: lockOf(w.waits, grp.IDs), Role: "waiter", Source: w.source,
 			Count: grp.Count, Goroutines: grp.IDs, State: topState(grp), Frames: framesOf(grp.Frames)})
 	}
+	r.recorded(id, missing)
 }
 
 // profileStacks adds the waiters' stacks from a goroutine profile: the
@@ -209,7 +283,7 @@ func (r *Report) profileStacks(id procid.ID, w *want) bool {
 	}
 	for _, l := range slices.Sorted(maps.Keys(byLock)) {
 		for _, grp := range stackdump.GroupSamples(byLock[l]) {
-			r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: l, Role: "waiter", Source: "probe", Count: grp.Count, Frames: framesOf(grp.Frames)})
+			r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: l, Role: "waiter", Source: sourceProfile, Count: grp.Count, Frames: framesOf(grp.Frames)})
 		}
 	}
 	return len(byLock) > 0
@@ -240,7 +314,7 @@ func (r *Report) recorded(id procid.ID, waits []wait) {
 		}
 		gs := groups[k]
 		slices.Sort(gs)
-		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: k.l.Name, Role: "waiter", Source: "dictionary",
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: k.l.Name, Role: "waiter", Source: sourceDictionary,
 			Count: int64(len(gs)), Goroutines: gs, Frames: framesOf(fr)})
 	}
 }

@@ -39,12 +39,20 @@ type Source struct {
 	Dir string
 	// Timeout bounds each probe's answer.
 	Timeout time.Duration
+	// Concurrency is how many probes are asked at once; 0 means
+	// DefaultConcurrency.
+	Concurrency int
 	// Processes lists the run's processes; nil means lockreg.ReadProcesses.
 	Processes func(dir string) ([]lockreg.Process, error)
 	// Ask asks one process's probe for its mutexes; nil means
 	// probe.Client.Mutexes on the process's control socket.
 	Ask func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, error)
 }
+
+// DefaultConcurrency is how many probes a Source asks at once by default
+// (report.DefaultProbeConcurrency: a run of 64 processes is not asked all
+// at once).
+const DefaultConcurrency = 8
 
 // New returns the Source of the run in dir, giving each probe timeout.
 func New(dir string, timeout time.Duration) Source { return Source{Dir: dir, Timeout: timeout} }
@@ -54,7 +62,8 @@ func ask(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (
 	return c.Mutexes(ctx)
 }
 
-// Read asks every process of the run that has not exited, at once. A
+// Read asks every process of the run that has not exited, Concurrency at
+// a time, each within Timeout from when it is asked. A
 // process without a probe (no socket, or nobody listening) has no drop-in
 // mutexes to tell; a probe that fails otherwise leaves a note. Its error is
 // lockreg's when the run's process table cannot be read.
@@ -78,12 +87,24 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	answers := make([]answer, 0, len(ps))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	conc := s.Concurrency
+	if conc <= 0 {
+		conc = DefaultConcurrency
+	}
+	slots := make(chan struct{}, conc)
 	for _, p := range ps {
 		if p.State == lockreg.ProcExited {
 			continue
 		}
 		id := p.Identity()
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return nil, ctx.Err()
+		}
 		wg.Go(func() {
+			defer func() { <-slots }()
 			v, err := askOne(ctx, s.Dir, id, s.Timeout)
 			mu.Lock()
 			answers = append(answers, answer{id, v, err})

@@ -104,3 +104,54 @@ func TestRead(t *testing.T) {
 		t.Errorf("a process without a probe was noted: %q", notes)
 	}
 }
+
+// TestReadConcurrency: of 20 processes, no more than Concurrency probes
+// are asked at once, and every one is asked.
+func TestReadConcurrency(t *testing.T) {
+	const procs, limit = 20, 3
+	const quiescent = 50 * time.Millisecond // Read would have asked more by then
+	var ps []lockreg.Process
+	for i := range procs {
+		ps = append(ps, lockreg.Process{PID: 100 + i, Start: 1, State: lockreg.ProcRunning})
+	}
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	busy, most, asked := 0, 0, 0
+	src := Source{Dir: "run", Concurrency: limit,
+		Processes: func(string) ([]lockreg.Process, error) { return ps, nil },
+		Ask: func(context.Context, string, procid.ID, time.Duration) (*probe.MutexView, error) {
+			mu.Lock()
+			busy++
+			asked++
+			most = max(most, busy)
+			mu.Unlock()
+			<-gate
+			mu.Lock()
+			busy--
+			mu.Unlock()
+			return &probe.MutexView{}, nil
+		}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := src.Read(context.Background())
+		done <- err
+	}()
+	now := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return busy
+	}
+	for deadline := time.Now().Add(10 * time.Second); now() < limit; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d probes asked at once after 10s; want %d", now(), limit)
+		}
+	}
+	time.Sleep(quiescent) // asserting that no more are asked while these wait
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if most != limit || asked != procs {
+		t.Errorf("at most %d probes at once, %d asked; want %d and %d", most, asked, limit, procs)
+	}
+}
