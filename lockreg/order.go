@@ -209,14 +209,17 @@ func (r *Registry) heldAcquired(idx uint32, goid int64, stack uint64) {
 // of lock idx, held by goroutine goid (the record's), before the lock word
 // is released: so the next holder's cell is never the one cleared here.
 //
-// A plain store clears the cell: while it names idx nobody else writes it
-// (the others claim only free cells, by CAS), and only one Unlock releases
-// a hold (the CAS on the holder record's pid).
+// A plain store clears the cell (clearCell: a move on amd64, not the
+// XCHG of an atomic store): while it names idx nobody else writes it (the
+// others claim only free cells, by CAS), and only one Unlock releases a
+// hold (the CAS on the holder record's pid). A goroutine of the bucket that
+// still reads idx there a moment later finds the holder record cleared, so
+// it takes no edge from it, and claims another cell.
 func (r *Registry) heldReleased(idx uint32, goid int64) {
 	b := &r.order.held[bucketOf(goid)]
 	for i := range b.cells {
 		if b.cells[i].Load() == idx+1 {
-			b.cells[i].Store(0)
+			clearCell(&b.cells[i])
 			return
 		}
 	}

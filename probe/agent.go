@@ -195,6 +195,8 @@ func start(o Options, uid int) (*Agent, error) {
 	go a.serve()
 	a.wg.Add(1)
 	go a.watchMutexes(mutexStuckAfter(ro))
+	a.wg.Add(1)
+	go a.keepOrders()
 	if !o.NoSignal {
 		a.sig = make(chan os.Signal, 1)
 		signal.Notify(a.sig, syscall.SIGUSR1)

@@ -48,6 +48,10 @@
 //     line (the waiter, the mutex, its holder or readers and where the
 //     holder locked it, and the RWMutex read-recursion trap by name) and a
 //     dump pair under the same limits. It never ends the process.
+//   - It keeps the lock-order edges of the drop-in mutexes
+//     (docs/lock-order.md) in <base>.orders.json, written within 100 ms
+//     of a new edge and at Close, so that lockwatch reads them after the
+//     process exited.
 //   - On SIGUSR1 it writes a goroutine profile, <base>.usr1-<time>.pb.gz,
 //     and a line on stderr. The program goes on: the profile stops the
 //     world only for moments.
@@ -68,12 +72,14 @@
 //	{"v":1,"op":"goroutines","trace":true} a short execution trace: goroutine ids, states, stacks
 //	{"v":1,"op":"locks"}
 //	{"v":1,"op":"mutexes"}               the drop-in mutexes held or awaited (at most 10,000)
+//	{"v":1,"op":"orders"}                the drop-in mutexes' lock-order edges (at most 4,096)
 //
 // The answer is one frame of JSON, at most 16 MiB:
 //
 //	{"v":1,"ok":true,"info":{...}}        Info
 //	{"v":1,"ok":true,"locks":{...}}       LockView
 //	{"v":1,"ok":true,"mutexes":{...}}     MutexView
+//	{"v":1,"ok":true,"orders":{...}}      OrderView
 //	{"v":1,"ok":true,"dump":{...}}        Dump, without its bytes
 //	{"v":1,"ok":false,"error":"..."}      the request was refused or failed
 //

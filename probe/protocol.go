@@ -37,6 +37,7 @@ const (
 	opGoroutines = "goroutines"
 	opLocks      = "locks"
 	opMutexes    = "mutexes" // the drop-in mutexes (github.com/lockwatch/lockwatch/sync)
+	opOrders     = "orders"  // the drop-in mutexes' lock-order edges
 )
 
 // request is the JSON of a request frame.
@@ -51,7 +52,7 @@ type request struct {
 }
 
 // answer is the JSON of an answer frame. Exactly one of Info, Locks,
-// Mutexes and Dump is set when OK.
+// Mutexes, Orders and Dump is set when OK.
 type answer struct {
 	V     int       `json:"v"`
 	OK    bool      `json:"ok"`
@@ -60,6 +61,8 @@ type answer struct {
 	Locks *LockView `json:"locks,omitempty"`
 	// Mutexes answers opMutexes.
 	Mutexes *MutexView `json:"mutexes,omitempty"`
+	// Orders answers opOrders.
+	Orders *OrderView `json:"orders,omitempty"`
 	// Dump describes the dump that follows in a second frame; its Data is
 	// not in the JSON.
 	Dump *Dump `json:"dump,omitempty"`
@@ -195,9 +198,9 @@ func decodeRequest(r io.Reader) (request, error) {
 		return q, fmt.Errorf("%w: request version %d; this probe speaks version %d", errFrame, q.V, version)
 	}
 	switch q.Op {
-	case opInfo, opGoroutines, opLocks, opMutexes:
+	case opInfo, opGoroutines, opLocks, opMutexes, opOrders:
 	default:
-		return q, fmt.Errorf("%w: unknown op %.64q; want %q, %q, %q or %q", errFrame, q.Op, opInfo, opGoroutines, opLocks, opMutexes)
+		return q, fmt.Errorf("%w: unknown op %.64q; want %q, %q, %q, %q or %q", errFrame, q.Op, opInfo, opGoroutines, opLocks, opMutexes, opOrders)
 	}
 	return q, nil
 }

@@ -159,6 +159,8 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 		return &answer{OK: true, Locks: v}, nil
 	case opMutexes:
 		return &answer{OK: true, Mutexes: a.mutexes()}, nil
+	case opOrders:
+		return &answer{OK: true, Orders: a.orders()}, nil
 	}
 	return &answer{Error: fmt.Sprintf("unknown op %q", q.Op)}, nil // decodeRequest let it through
 }

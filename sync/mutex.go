@@ -85,6 +85,9 @@ func (m *Mutex) Lock() {
 		return
 	}
 	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&m.st) {
+		b.Hold(&m.st, goid)
+	}
 }
 
 // lockSlow records the goroutine as a waiter, with its stack, then waits in
@@ -99,6 +102,9 @@ func lockSlow(l gosync.Locker, st *inproc.State, goid int64, pc, pc2 uintptr) {
 	l.Lock()
 	slot = inproc.Acquired(slot, true)
 	st.Holder.Set(goid, pc, pc2, record.Coarse(), slot)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(st) {
+		b.Hold(st, goid)
+	}
 }
 
 // TryLock tries to lock m and reports whether it succeeded.
@@ -120,6 +126,9 @@ func (m *Mutex) TryLock() bool {
 		return false
 	}
 	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&m.st) {
+		b.Hold(&m.st, goid)
+	}
 	return true
 }
 
@@ -127,8 +136,12 @@ func (m *Mutex) TryLock() bool {
 // Unlock: the same unrecoverable "fatal error: sync: unlock of unlocked
 // mutex" as sync.Mutex's.
 func (m *Mutex) Unlock() {
+	g := m.st.Holder.Goroutine()
 	if slot := m.st.Holder.Clear(); slot != 0 {
 		inproc.Release(slot)
+	}
+	if b := inproc.BucketOf(g); !b.UnholdOnly(&m.st) {
+		b.Unhold(&m.st)
 	}
 	m.mu.Unlock()
 }
@@ -150,6 +163,9 @@ func (rw *RWMutex) Lock() {
 		return
 	}
 	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
+		b.Hold(&rw.st, goid)
+	}
 }
 
 // TryLock tries to lock rw for writing and reports whether it succeeded.
@@ -171,6 +187,9 @@ func (rw *RWMutex) TryLock() bool {
 		return false
 	}
 	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
+		b.Hold(&rw.st, goid)
+	}
 	return true
 }
 
@@ -182,8 +201,12 @@ func (rw *RWMutex) TryLock() bool {
 // goroutine. One goroutine may RLock (Lock) a RWMutex and then arrange for
 // another goroutine to RUnlock (Unlock) it.
 func (rw *RWMutex) Unlock() {
+	g := rw.st.Holder.Goroutine()
 	if slot := rw.st.Holder.Clear(); slot != 0 {
 		inproc.Release(slot)
+	}
+	if b := inproc.BucketOf(g); !b.UnholdOnly(&rw.st) {
+		b.Unhold(&rw.st)
 	}
 	rw.rw.Unlock()
 }
@@ -215,6 +238,9 @@ func (rw *RWMutex) rlock(goid int64, pc, pc2 uintptr) {
 		rlockSlow(rw, goid)
 	}
 	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
+		b.Hold(&rw.st, goid)
+	}
 }
 
 // rlockSlow records the goroutine as waiting to read, with its stack, then
@@ -248,6 +274,9 @@ func (rw *RWMutex) TryRLock() bool {
 		return false
 	}
 	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
+	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
+		b.Hold(&rw.st, goid)
+	}
 	return true
 }
 
@@ -263,7 +292,11 @@ func (rw *RWMutex) RUnlock() {
 		goid = goidSlow()
 	}
 	if id := rw.st.ID(); id != 0 {
-		inproc.ReadUnlocked(&rw.st, id, goid)
+		// The reader whose record was released: goroutine goid, or, for a
+		// read lock released by another goroutine, its taker.
+		if b := inproc.BucketOf(inproc.ReadUnlocked(&rw.st, id, goid)); !b.UnholdOnly(&rw.st) {
+			b.Unhold(&rw.st)
+		}
 	}
 	rw.rw.RUnlock()
 }

@@ -158,7 +158,8 @@ func (a *app) printFit(w io.Writer, r *report.Report, rows int) error {
 
 // sources are what a report on the run in dir reads: its lockreg arena
 // (within the limits the flags set), this machine's processes and,
-// withProbes, their probes' drop-in mutexes and live stacks.
+// withProbes, their probes' drop-in mutexes and live stacks; without, the
+// lock-order edges of drop-in mutexes the processes left in files.
 func (a *app) sources(dir string, withProbes bool) report.Sources {
 	// The host proves that a process is the run's (it maps the run's
 	// arena), not only that its pid and start time are alive.
@@ -172,6 +173,9 @@ func (a *app) sources(dir string, withProbes bool) report.Sources {
 		mutexes.Concurrency = a.opts.ProbeConcurrency
 		src.Locks = append(src.Locks, mutexes)
 		src.Stacks = probes{dir}
+	} else {
+		// The drop-in mutexes' lock-order edges that the processes left.
+		src.Locks = append(src.Locks, dropinsrc.Ended(dir))
 	}
 	return src
 }
@@ -227,6 +231,9 @@ func (a *app) monitorWith(ctx context.Context, dir string, interval time.Duratio
 	for ctx.Err() == nil {
 		r, err := a.diagnose(ctx, dir)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // Ctrl-C while a report was read: the last one stands
+			}
 			return err
 		}
 		for _, p := range r.Processes {

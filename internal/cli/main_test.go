@@ -137,6 +137,10 @@ func runRole(role, dir string) int {
 		return escaperRole(dir)
 	case "order":
 		return orderRole(dir) // order_test.go
+	case "droporder":
+		return dropOrderRole(dir) // droporder_test.go
+	case "droporder-load":
+		return dropOrderLoadRole(dir)
 	}
 	fmt.Println("unknown role", role)
 	return 2

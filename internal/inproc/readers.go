@@ -53,14 +53,16 @@ func ReadLocked(s *State, id uint64, goid int64, pc, pc2 uintptr, since int64) {
 }
 
 // ReadUnlocked removes a reader record of the lock of s: goroutine goid's
-// if it has one, else one of the uncounted, else any of the lock's.
-func ReadUnlocked(s *State, id uint64, goid int64) {
+// if it has one, else one of the uncounted, else any of the lock's. It
+// returns the goroutine whose read lock it released: goid, or the
+// goroutine of the record it released for goid (0 if none).
+func ReadUnlocked(s *State, id uint64, goid int64) int64 {
 	h := readHash(id, goid)
 	for p := uint64(0); p < readProbes; p++ {
 		r := &readers[(h+p)&(readSlots-1)]
 		if r.key.Load() == id && r.goid.Load() == goid {
 			releaseRead(r)
-			return
+			return goid
 		}
 	}
 	for {
@@ -69,18 +71,20 @@ func ReadUnlocked(s *State, id uint64, goid int64) {
 			break
 		}
 		if s.over.CompareAndSwap(n, n-1) {
-			return
+			return goid
 		}
 	}
 	for i := range readers {
 		r := &readers[i]
 		if r.key.Load() == id {
+			g := r.goid.Load()
 			releaseRead(r)
-			return
+			return g
 		}
 	}
 	// No record: the RUnlock that follows is of an unlocked RWMutex, and
 	// sync makes it fatal.
+	return 0
 }
 
 func releaseRead(r *readSlot) {

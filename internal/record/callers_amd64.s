@@ -1,20 +1,23 @@
 #include "textflag.h"
 
-// func fpCallers(pcs *uintptr, n int) int
+// func fpCallers(pcs *uintptr, n, skip int) int
 //
-// Walks the frame-pointer chain of the calling goroutine and stores up to n
-// return PCs, starting with the return address of fpCallers's caller (the
-// caller's own frame is skipped). With no frame of its own, BP here is the
-// caller's frame pointer: [BP] is the next frame pointer up, [BP+8] the
-// return address into that frame. Go keeps frame pointers on amd64 and the
-// chain ends at 0 at the goroutine's first frame. Asynchronous preemption
-// never stops assembly, and nothing here can grow the stack, so the chain
-// cannot move under the walk.
-TEXT ·fpCallers(SB), NOSPLIT|NOFRAME, $0-24
+// Walks the frame-pointer chain of the calling goroutine over up to n
+// frames, starting with the return address of fpCallers's caller (the
+// caller's own frame is skipped), and stores the return PCs of all but the
+// first skip of them; it returns how many it stored. With no frame of its
+// own, BP here is the caller's frame pointer: [BP] is the next frame pointer
+// up, [BP+8] the return address into that frame. Go keeps frame pointers on
+// amd64 and the chain ends at 0 at the goroutine's first frame. Asynchronous
+// preemption never stops assembly, and nothing here can grow the stack, so
+// the chain cannot move under the walk.
+TEXT ·fpCallers(SB), NOSPLIT|NOFRAME, $0-32
 	MOVQ pcs+0(FP), DI
 	MOVQ n+8(FP), CX
+	MOVQ skip+16(FP), BX
 	MOVQ BP, SI
-	XORQ AX, AX
+	XORQ AX, AX // frames walked
+	XORQ R8, R8 // PCs stored
 loop:
 	CMPQ AX, CX
 	JGE  done
@@ -23,7 +26,11 @@ loop:
 	MOVQ 8(SI), DX
 	TESTQ DX, DX
 	JZ   done
-	MOVQ DX, (DI)(AX*8)
+	CMPQ AX, BX
+	JLT  next
+	MOVQ DX, (DI)(R8*8)
+	INCQ R8
+next:
 	INCQ AX
 	MOVQ 0(SI), DX
 	// The chain runs towards higher addresses; anything else ends it.
@@ -32,5 +39,5 @@ loop:
 	MOVQ DX, SI
 	JMP  loop
 done:
-	MOVQ AX, ret+16(FP)
+	MOVQ R8, ret+24(FP)
 	RET

@@ -2,6 +2,6 @@
 
 package record
 
-func fpCallers(pcs *uintptr, n int) int { panic("unreachable") }
+func fpCallers(pcs *uintptr, n, skip int) int { panic("unreachable") }
 
 const haveFPCallers = false

@@ -83,3 +83,7 @@ func (h *Holder) Read(tries int) (c HolderCopy, ok bool) {
 	}
 	return c, false
 }
+
+// Goroutine returns the goroutine the record names, 0 if none: one load,
+// for a check that the holder is a given goroutine.
+func (h *Holder) Goroutine() int64 { return h.goid.Load() }

@@ -79,6 +79,40 @@ func TestFramePointerWalkMatchesCallers(t *testing.T) {
 	}
 }
 
+// TestFramePointerWalkSkips checks the walk's skip: frames skipped are
+// not stored, and the walk still ends MaxFrames frames above Capture's
+// caller (a stack deeper than that keeps MaxFrames-1-skip frames).
+func TestFramePointerWalkSkips(t *testing.T) {
+	old := SetFramePointers(true)
+	defer SetFramePointers(old)
+	if !FramePointers() {
+		t.Skip("no frame-pointer unwinder on " + runtime.GOARCH)
+	}
+	var direct, via, deepest Stack
+	deep(12, func() {
+		direct.Capture(0)
+		captureVia(&via)
+	})
+	if direct.N != via.N || direct.N < 12 {
+		t.Fatalf("Capture(0) found %d frames, Capture(1) one call deeper %d; want equal, at least 12", direct.N, via.N)
+	}
+	for i := range direct.Frames() {
+		if direct.PCs[i] != via.PCs[i] {
+			t.Errorf("frame %d: Capture(0) %#x, Capture(1) one call deeper %#x", i, direct.PCs[i], via.PCs[i])
+		}
+	}
+	deep(2*MaxFrames, func() { deepest.Capture(2) })
+	if deepest.N != MaxFrames-3 {
+		t.Errorf("Capture(2) on a stack of %d frames kept %d; want %d", 2*MaxFrames, deepest.N, MaxFrames-3)
+	}
+}
+
+// captureVia captures its caller's caller's stack: Capture(1) from here is
+// Capture(0) from its caller.
+//
+//go:noinline
+func captureVia(s *Stack) { s.Capture(1) }
+
 //go:noinline
 func deep(n int, f func()) {
 	if n == 0 {

@@ -51,14 +51,9 @@ func SetFramePointers(on bool) bool {
 //go:noinline
 func (s *Stack) Capture(skip int) {
 	if useFP {
-		// fpCallers starts at Capture's caller; skip it and skip more.
-		n := fpCallers(&s.PCs[0], MaxFrames)
-		drop := 1 + skip
-		if drop > n {
-			drop = n
-		}
-		copy(s.PCs[:], s.PCs[drop:n])
-		s.N = n - drop
+		// fpCallers starts at Capture's caller; skip it and skip more,
+		// within the same MaxFrames frames (no copy of the PCs after).
+		s.N = fpCallers(&s.PCs[0], MaxFrames, 1+skip)
 		return
 	}
 	// Skip runtime.Callers, Capture and its caller.

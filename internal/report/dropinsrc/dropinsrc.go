@@ -9,12 +9,21 @@
 // A process's goroutines are the same parties in both kinds of lock, so a
 // goroutine that holds a drop-in mutex while it waits for a lockreg lock is
 // one node of the wait-for graph.
+//
+// It also reads each process's lock-order edges (docs/lock-order.md): from
+// its probe while it runs (probe.Client.Orders), from the orders file its
+// probe keeps in the run directory once it exited, or when the Source is
+// told not to ask probes (Files).
 package dropinsrc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"syscall"
@@ -47,6 +56,13 @@ type Source struct {
 	// Ask asks one process's probe for its mutexes; nil means
 	// probe.Client.Mutexes on the process's control socket.
 	Ask func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, error)
+	// AskOrders asks one process's probe for its lock-order edges; nil
+	// means probe.Client.Orders on the process's control socket.
+	AskOrders func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.OrderView, error)
+	// Files: ask no probe; read only the orders files the processes left
+	// (a run that ended: its processes' mutexes are gone, their edges are
+	// not).
+	Files bool
 }
 
 // DefaultConcurrency is how many probes a Source asks at once by default
@@ -57,13 +73,60 @@ const DefaultConcurrency = 8
 // New returns the Source of the run in dir, giving each probe timeout.
 func New(dir string, timeout time.Duration) Source { return Source{Dir: dir, Timeout: timeout} }
 
+// Ended returns the Source of the run in dir that asks no probe: the
+// lock-order edges its processes left in their orders files.
+func Ended(dir string) Source { return Source{Dir: dir, Files: true} }
+
 func ask(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, error) {
 	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
 	return c.Mutexes(ctx)
 }
 
+func askOrders(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.OrderView, error) {
+	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
+	return c.Orders(ctx)
+}
+
+// maxOrdersFile bounds an orders file read: what one probe answer holds.
+const maxOrdersFile = 4 << 20
+
+// readOrdersFile reads the orders file of process id; nil, nil if it has
+// none.
+func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
+	_, _, base := lockreg.ProcessFiles(dir, id)
+	path := filepath.Join(dir, probe.OrdersFile(base))
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxOrdersFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxOrdersFile {
+		return nil, fmt.Errorf("%s is larger than the %d MiB lockwatch reads", path, maxOrdersFile>>20)
+	}
+	var v probe.OrderView
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if v.PID != id.PID || v.Start != id.Start {
+		return nil, fmt.Errorf("%s names pid %d (start %d), not the process it belongs to", path, v.PID, v.Start)
+	}
+	return &v, nil
+}
+
 // Read asks every process of the run that has not exited, Concurrency at
-// a time, each within Timeout from when it is asked. A
+// a time, each within Timeout from when it is asked, for its mutexes and
+// its lock-order edges, and reads the orders file of every process whose
+// probe does not answer (those that exited, all with Files). A
 // process without a probe (no socket, or nobody listening) has no drop-in
 // mutexes to tell; a probe that fails otherwise leaves a note. Its error is
 // lockreg's when the run's process table cannot be read.
@@ -75,14 +138,20 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if askOne == nil {
 		askOne = ask
 	}
+	askOrd := s.AskOrders
+	if askOrd == nil {
+		askOrd = askOrders
+	}
 	ps, err := list(s.Dir)
 	if err != nil {
 		return nil, err
 	}
 	type answer struct {
-		id  procid.ID
-		v   *probe.MutexView
-		err error
+		id        procid.ID
+		v         *probe.MutexView
+		err       error
+		orders    *probe.OrderView
+		ordersErr error
 	}
 	answers := make([]answer, 0, len(ps))
 	var mu sync.Mutex
@@ -93,10 +162,8 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	}
 	slots := make(chan struct{}, conc)
 	for _, p := range ps {
-		if p.State == lockreg.ProcExited {
-			continue
-		}
 		id := p.Identity()
+		live := p.State != lockreg.ProcExited && !s.Files
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -105,9 +172,17 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			v, err := askOne(ctx, s.Dir, id, s.Timeout)
+			a := answer{id: id}
+			if live {
+				a.v, a.err = askOne(ctx, s.Dir, id, s.Timeout)
+				a.orders, a.ordersErr = askOrd(ctx, s.Dir, id, s.Timeout)
+			}
+			if !live || (a.ordersErr != nil && (notProbed(a.ordersErr) || unknownOp(a.ordersErr))) {
+				// Gone, or its probe does not answer: what it left.
+				a.orders, a.ordersErr = readOrdersFile(s.Dir, id)
+			}
 			mu.Lock()
-			answers = append(answers, answer{id, v, err})
+			answers = append(answers, a)
 			mu.Unlock()
 		})
 	}
@@ -115,18 +190,39 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	slices.SortFunc(answers, func(a, b answer) int { return a.id.PID - b.id.PID })
 	out := &lockstate.Snapshot{Run: s.Dir, Taken: time.Now()}
 	res := &stacks{byID: map[key][]stackdump.Frame{}}
+	withEdges := 0
+	for _, a := range answers {
+		if a.orders != nil && len(a.orders.Edges) > 0 {
+			withEdges++
+		}
+	}
 	for _, a := range answers {
 		switch {
+		case a.v == nil && a.err == nil:
 		case a.err != nil && notProbed(a.err):
 		case a.err != nil:
 			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe did not list its drop-in mutexes: %v", a.id.PID, a.err))
 		default:
 			Convert(out, res, a.id, a.v)
 		}
+		switch {
+		case a.ordersErr != nil && !notProbed(a.ordersErr):
+			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's drop-in lock-order edges were not read: %v", a.id.PID, a.ordersErr))
+		case a.orders != nil:
+			ConvertOrders(out, res, a.id, a.orders, withEdges > 1)
+		}
 	}
 	unique(out.Locks)
 	out.Stacks = res
 	return out, nil
+}
+
+// unknownOp tells a probe that does not know the orders request (an older
+// lockwatch): its process left no orders file either, but looking costs
+// nothing.
+func unknownOp(err error) bool {
+	var ae *probe.AnswerError
+	return errors.As(err, &ae)
 }
 
 // notProbed tells a process that runs no probe (its socket is missing or
@@ -140,12 +236,9 @@ func notProbed(err error) bool {
 func Convert(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.MutexView) {
 	party := func(g int64) lockstate.Party { return lockstate.Party{ID: id, Goroutine: g} }
 	for _, m := range v.Mutexes {
-		name := m.Name
-		if !m.Named {
-			// Many mutexes are first locked at one site (a field of every
-			// value of a type): the id tells them apart.
-			name = fmt.Sprintf("%s #%d", m.Name, m.ID)
-		}
+		// Many mutexes are first locked at one site (a field of every value
+		// of a type): the id tells them apart.
+		name := displayName(m.Name, m.Named, m.ID)
 		l := lockstate.Lock{Kind: m.Kind, Name: name}
 		if h := m.Holder; h != nil {
 			st := h.Stack
@@ -173,6 +266,54 @@ func Convert(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.MutexV
 	}
 	if v.MoreWaiters > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d goroutines wait for drop-in mutexes without a record", id.PID, v.MoreWaiters))
+	}
+}
+
+// displayName is a mutex's name in the report: its given name, or its
+// first site and id.
+func displayName(name string, named bool, id uint64) string {
+	if named {
+		return name
+	}
+	return fmt.Sprintf("%s #%d", name, id)
+}
+
+// ConvertOrders appends the lock-order edges of process id (its probe's
+// view v) to out, their stacks to res. With qualify, the mutexes' names
+// carry the pid: a drop-in mutex is one process's, and two processes (of
+// one program, whose mutexes have the same sites and ids) must not make
+// one node of the order graph.
+func ConvertOrders(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.OrderView, qualify bool) {
+	key := func(m probe.OrderMutex) lockstate.Key {
+		k := lockstate.Key{Kind: m.Kind, Name: displayName(m.Name, m.Named, m.ID)}
+		if qualify {
+			k.Name = fmt.Sprintf("%s (pid %d)", k.Name, id.PID)
+		}
+		return k
+	}
+	for _, e := range v.Edges {
+		out.Orders = append(out.Orders, lockstate.OrderEdge{From: key(e.From), To: key(e.To),
+			Party: lockstate.Party{ID: id, Goroutine: e.Goroutine}, FromStack: res.add(id, e.FromStack),
+			ToStack: res.add(id, e.ToStack), Time: e.Time})
+	}
+	out.OrdersDropped += v.Dropped
+	if v.Dropped > 0 {
+		what := fmt.Sprintf("%d lock-order edges", v.Dropped)
+		if v.DroppedRepeats {
+			what = fmt.Sprintf("at least %d acquires of lock-order edges", v.Dropped)
+		}
+		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %s of drop-in mutexes were not recorded: its table of %d is full, and a cycle through them is missed",
+			id.PID, what, v.Capacity))
+	}
+	if v.Untracked > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d acquires of drop-in mutexes were not tracked as held (more than 7 held at once by the goroutines of one bucket): lock-order edges from them are missed",
+			id.PID, v.Untracked))
+	}
+	if v.Omitted > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d lock-order edges were left out of its probe's answer (bounded): a cycle through them is missed", id.PID, v.Omitted))
+	}
+	if v.Cut > 0 {
+		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: the stacks of %d lock-order edges were cut to their call sites (the probe's answer is bounded)", id.PID, v.Cut))
 	}
 }
 
