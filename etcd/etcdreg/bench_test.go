@@ -84,9 +84,10 @@ func BenchmarkLockUnlock(b *testing.B) {
 	})
 }
 
-// BenchmarkAttach is Diagnose of a run of 16 processes on 4 hosts, each
+// BenchmarkAttach is lockwatch's diagnosis (internal/report through
+// etcdsrc, as attach makes it) of a run of 16 processes on 4 hosts, each
 // holding a lock, 8 of them also waiting for another's: one range read,
-// 16 lease queries, no finding (so no second reading).
+// 16 lease queries, no finding (so no second reading, no stack asked).
 //
 //	go test -run '^$' -bench Attach -count 6 ./etcdreg
 func BenchmarkAttach(b *testing.B) {
@@ -105,12 +106,12 @@ func BenchmarkAttach(b *testing.B) {
 	e.waitFor("8 waiters", func(s *Snapshot) bool { return len(s.Waiters) == n/2 })
 	ctx := context.Background()
 	for b.Loop() {
-		d, err := Diagnose(ctx, e.cli, e.run, DiagnoseOptions{LocalHost: "reader", StuckAfter: time.Hour})
+		r, err := diagnoseRun(ctx, e.cli, e.run, "reader", time.Hour, true)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(d.Findings) != 0 || len(d.Snapshot.Processes) != n {
-			b.Fatalf("findings %+v, %d processes; want none, %d", d.Findings, len(d.Snapshot.Processes), n)
+		if len(r.Findings) != 0 || len(r.Processes) != n {
+			b.Fatalf("findings %+v, %d processes; want none, %d", r.Findings, len(r.Processes), n)
 		}
 	}
 }

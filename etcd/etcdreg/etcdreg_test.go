@@ -3,8 +3,10 @@ package etcdreg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockwatch/lockwatch/internal/report"
 )
 
 func TestMutualExclusion(t *testing.T) {
@@ -105,22 +109,24 @@ func TestKilledHolder(t *testing.T) {
 	killed := time.Now()
 
 	// Proved on its host, by pid and start time, while its lease still runs.
-	d := e.diagnose(DiagnoseOptions{LocalHost: "host-a", StackWait: -1})
-	f, ok := findingOf(d, DeadHolder)
+	r := e.diagnose("host-a", 0, false)
+	f, ok := findingOf(r, report.DeadHolder)
 	if !ok {
-		t.Fatalf("findings %+v; want dead-holder", d.Findings)
+		t.Fatalf("findings %+v; want dead-holder", r.Findings)
 	}
-	if f.Holder.PID != a.pid || f.Holder.Host != "host-a" || f.Holder.Alive || f.Holder.State != "dead" {
-		t.Errorf("dead-holder names %+v; want pid %d on host-a, dead", f.Holder, a.pid)
+	if f.Holder.PID != a.pid || f.Holder.Host != "host-a" || f.Holder.Alive || f.Holder.State != "dead" || f.Holder.Death != "gone" {
+		t.Errorf("dead-holder names %+v; want pid %d on host-a, dead (gone: proved in /proc)", f.Holder, a.pid)
 	}
 	if len(f.Waiters) != 1 || f.Waiters[0].PID != b.pid || f.Waiters[0].Host != "host-b" {
 		t.Errorf("waiters %+v; want pid %d on host-b", f.Waiters, b.pid)
 	}
-	if !strings.Contains(f.Proof, "/proc") || f.Next == "" {
-		t.Errorf("proof %q, next %q", f.Proof, f.Next)
-	}
-	if l := lockOf(d.Snapshot, "q"); l.Owner != nil && (f.LeaseLeft < 0 || f.LeaseLeft > 2*time.Second) {
-		t.Errorf("lease left %v; want 0..2s", f.LeaseLeft)
+	// The next step says when etcd frees the lock: within the lease's TTL.
+	if m := regexp.MustCompile(`etcd deletes its owner key when its lease [0-9a-f]+ expires, in (\S+) at most`).FindStringSubmatch(f.Next); m == nil {
+		if lockRow(r, "q").State != "lease-expired" { // unless the lease ran out already
+			t.Errorf("next %q; want the time until etcd frees the lock", f.Next)
+		}
+	} else if left, err := time.ParseDuration(m[1]); err != nil || left > 2*time.Second {
+		t.Errorf("next %q: lease left %s; want 0..2s", f.Next, m[1])
 	}
 
 	// etcd frees the owner key when the lease expires.
@@ -128,13 +134,16 @@ func TestKilledHolder(t *testing.T) {
 	t.Logf("etcd deleted the dead holder's owner key %v after its SIGKILL (TTL 2s)", time.Since(killed).Round(10*time.Millisecond))
 
 	// Proved from etcd alone: its lease expired with the record held.
-	d = e.diagnose(DiagnoseOptions{LocalHost: "reader", StackWait: -1})
-	f, ok = findingOf(d, DeadHolder)
+	r = e.diagnose("reader", 0, false)
+	f, ok = findingOf(r, report.DeadHolder)
 	if !ok {
-		t.Fatalf("findings %+v; want dead-holder by lease expiry", d.Findings)
+		t.Fatalf("findings %+v; want dead-holder by lease expiry", r.Findings)
 	}
-	if f.Holder.PID != a.pid || f.Holder.State != "expired" || !strings.Contains(f.Proof, "lease") || f.LeaseLeft != 0 {
-		t.Errorf("dead-holder %+v, proof %q, lease left %v; want pid %d expired", f.Holder, f.Proof, f.LeaseLeft, a.pid)
+	if f.Holder.PID != a.pid || f.Holder.State != "expired" || f.Holder.Death != "lease-expired" || !strings.Contains(f.Summary, "expired while its record") {
+		t.Errorf("dead-holder %+v, summary %q; want pid %d, its lease expired while its record holds the lock", f.Holder, f.Summary, a.pid)
+	}
+	if st := lockRow(r, "q").State; st != "lease-expired" {
+		t.Errorf("lock q is %q; want lease-expired", st)
 	}
 	// Stall: b still waits, and the record still names the dead holder.
 	s := e.waitFor("the expiry noted by the waiter", func(s *Snapshot) bool { return lockOf(s, "q").ExpiryNoted })
@@ -154,7 +163,10 @@ func TestKilledHolder(t *testing.T) {
 	s = e.waitFor("events", func(*Snapshot) bool { return true })
 	var kinds []string
 	for _, ev := range s.Events {
-		if ev.Lock == "q" {
+		// A stuck event says that a wait lasted StuckAfter (10s): on a
+		// loaded machine b's may, or may not; it is not what this test is
+		// about.
+		if ev.Lock == "q" && ev.Kind != EventStuck {
 			kinds = append(kinds, string(ev.Kind)+":"+ev.ID.Host)
 		}
 	}
@@ -185,19 +197,20 @@ func TestLostLock(t *testing.T) {
 	e.waitFor("lost record of pid a", func(s *Snapshot) bool { return len(s.Lost) == 1 && s.Lost[0].ID.PID == a.pid })
 
 	for _, local := range []string{"reader", "host-a"} {
-		d := e.diagnose(DiagnoseOptions{LocalHost: local, StackWait: -1})
-		f, ok := findingOf(d, LostLock)
+		r := e.diagnose(local, 0, false)
+		f, ok := findingOf(r, report.LostLock)
 		if !ok {
-			t.Fatalf("local host %s: findings %+v; want lost-lock", local, d.Findings)
+			t.Fatalf("local host %s: findings %+v; want lost-lock", local, r.Findings)
 		}
 		if f.Holder.PID != a.pid || f.Holder.Host != "host-a" || !f.Holder.Alive {
 			t.Errorf("lost-lock names %+v; want pid %d on host-a, alive", f.Holder, a.pid)
 		}
-		if f.Now == nil || f.Now.PID != b.pid || f.Now.Host != "host-b" {
-			t.Errorf("lost-lock: now held by %+v; want pid %d on host-b", f.Now, b.pid)
+		if now := lockRow(r, "q").Holder; now == nil || now.PID != b.pid || now.Host != "host-b" ||
+			!strings.Contains(f.Summary, fmt.Sprintf("pid %d on host-b", b.pid)) {
+			t.Errorf("lost-lock %q, q held by %+v; want pid %d on host-b holding it now", f.Summary, now, b.pid)
 		}
-		if _, dead := findingOf(d, DeadHolder); dead {
-			t.Errorf("local host %s: a dead-holder finding for a live process: %+v", local, d.Findings)
+		if _, dead := findingOf(r, report.DeadHolder); dead {
+			t.Errorf("local host %s: a dead-holder finding for a live process: %+v", local, r.Findings)
 		}
 	}
 	a.send("unlock q")
@@ -222,29 +235,36 @@ func TestCycle(t *testing.T) {
 	a.send("nest x y")
 	b.send("nest y x")
 	e.waitFor("two waiters", func(s *Snapshot) bool { return len(s.Waiters) == 2 })
-	d := e.diagnose(DiagnoseOptions{LocalHost: "reader", StackWait: 10 * time.Second})
-	f, ok := findingOf(d, Cycle)
+	r := e.diagnose("reader", 0, true)
+	f, ok := findingOf(r, report.Cycle)
 	if !ok {
-		t.Fatalf("findings %+v; want cycle", d.Findings)
+		t.Fatalf("findings %+v; want cycle", r.Findings)
 	}
-	if len(f.Cycle) != 2 || !strings.Contains(f.Summary, "across 2 hosts") {
-		t.Fatalf("cycle %+v, summary %q; want 2 steps across 2 hosts", f.Cycle, f.Summary)
+	if len(f.Cycle) != 2 {
+		t.Fatalf("cycle %+v; want 2 steps", f.Cycle)
 	}
 	got := map[string]string{}
 	for _, st := range f.Cycle {
 		got[st.Host] = st.WaitsFor
 		if st.Where == nil || !strings.Contains(st.Where.Func, "holdUntilTold") {
-			t.Errorf("step %s: where %+v; want holdUntilTold", st.Label(), st.Where)
+			t.Errorf("step %s/%d: where %+v; want holdUntilTold", st.Host, st.PID, st.Where)
 		}
 	}
 	if got["host-a"] != "y" || got["host-b"] != "x" {
 		t.Errorf("cycle waits: %v; want host-a for y, host-b for x", got)
 	}
-	if len(d.Live) != 2 {
-		t.Errorf("live stacks from %d processes; want 2 (notes %v)", len(d.Live), d.Notes)
+	// Each goroutine's live stack came from its process, through etcd.
+	live := map[string]bool{}
+	for _, s := range r.Stacks {
+		if s.Source == "probe-text" && len(s.Frames) > 0 {
+			live[s.Host] = true
+		}
 	}
-	if _, ok := findingOf(d, StuckHolder); ok {
-		t.Errorf("a stuck-holder besides the cycle: %+v", d.Findings)
+	if !live["host-a"] || !live["host-b"] || len(r.Notes) != 0 {
+		t.Errorf("live stacks from %v, notes %q; want host-a's and host-b's, no note", live, r.Notes)
+	}
+	if _, ok := findingOf(r, report.StuckHolder); ok {
+		t.Errorf("a stuck-holder besides the cycle: %+v", r.Findings)
 	}
 }
 
@@ -258,28 +278,31 @@ func TestStuckHolder(t *testing.T) {
 	a.expect("held q")
 	b.send("lock q")
 	e.waitFor("waiter on q", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
-	d := e.diagnose(DiagnoseOptions{LocalHost: "reader", StuckAfter: time.Nanosecond, StackWait: 10 * time.Second})
-	f, ok := findingOf(d, StuckHolder)
+	r := e.diagnose("reader", time.Nanosecond, true)
+	f, ok := findingOf(r, report.StuckHolder)
 	if !ok {
-		t.Fatalf("findings %+v; want stuck-holder", d.Findings)
+		t.Fatalf("findings %+v; want stuck-holder", r.Findings)
 	}
-	if f.Holder.PID != a.pid || !f.Holder.Alive {
-		t.Errorf("stuck holder %+v; want pid %d alive", f.Holder, a.pid)
+	if f.Holder.PID != a.pid || f.Holder.Host != "host-a" || !f.Holder.Alive {
+		t.Errorf("stuck holder %+v; want pid %d on host-a, alive", f.Holder, a.pid)
 	}
-	if !strings.Contains(f.Doing, "holdUntilTold") || !strings.Contains(f.Doing, "[select]") {
-		t.Errorf("doing %q; want its goroutine in holdUntilTold, in select (notes %v)", f.Doing, d.Notes)
+	if !strings.Contains(f.Doing, "holdUntilTold") || !strings.HasPrefix(f.Doing, "select in ") {
+		t.Errorf("doing %q; want its goroutine in holdUntilTold, in select (notes %v)", f.Doing, r.Notes)
 	}
-	if len(d.Findings) != 1 {
-		t.Errorf("findings %+v; want only stuck-holder", d.Findings)
+	if len(r.Findings) != 1 {
+		t.Errorf("findings %+v; want only stuck-holder", r.Findings)
 	}
 }
 
 // TestStoreRestart: etcd stopped mid-run: the reader says it is
 // unreachable; restarted, the records are all there and the holder, whose
 // lease etcd extended on restart, still holds and releases normally.
+// The holder must renew its lease within its TTL of the restart: at 5 s a
+// run at load average 16 lost it (Unlock said "lost q", as it must when the
+// lease is gone); 60 s keeps the test about the restart, not the load.
 func TestStoreRestart(t *testing.T) {
 	e := newEnv(t)
-	a := e.start("cmd", "host-a", envTTL+"=5")
+	a := e.start("cmd", "host-a", envTTL+"=60")
 	a.send("lock q")
 	a.expect("held q")
 	before := e.waitFor("holder record", func(s *Snapshot) bool { return lockOf(s, "q").Owner != nil })

@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/embedded"
+	"github.com/lockwatch/lockwatch/internal/report"
 )
 
 // The test binary re-runs itself as the processes of a run: ETCDREG_ROLE
@@ -345,22 +346,43 @@ func waitersOn(s *Snapshot, name string) int {
 	return n
 }
 
-func (e *testEnv) diagnose(opts DiagnoseOptions) *Diagnosis {
+// diagnoseRun diagnoses a run as lockwatch does: internal/report, fed by
+// etcdsrc. etcdsrc imports this package, so an external test file
+// (report_test.go) sets it, through SetDiagnose.
+var diagnoseRun func(ctx context.Context, cli *clientv3.Client, run, localHost string, stuckAfter time.Duration, live bool) (*report.Report, error)
+
+// SetDiagnose sets the function the tests diagnose runs with.
+func SetDiagnose(f func(ctx context.Context, cli *clientv3.Client, run, localHost string, stuckAfter time.Duration, live bool) (*report.Report, error)) {
+	diagnoseRun = f
+}
+
+// diagnose diagnoses the run from a reader on localHost, asking the
+// processes for their live stacks when live.
+func (e *testEnv) diagnose(localHost string, stuckAfter time.Duration, live bool) *report.Report {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := Diagnose(ctx, e.cli, e.run, opts)
+	r, err := diagnoseRun(ctx, e.cli, e.run, localHost, stuckAfter, live)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return d
+	return r
 }
 
-func findingOf(d *Diagnosis, kind string) (Finding, bool) {
-	for _, f := range d.Findings {
+func findingOf(r *report.Report, kind report.Kind) (report.Finding, bool) {
+	for _, f := range r.Findings {
 		if f.Kind == kind {
 			return f, true
 		}
 	}
-	return Finding{}, false
+	return report.Finding{}, false
+}
+
+func lockRow(r *report.Report, name string) report.LockRow {
+	for _, l := range r.Locks {
+		if l.Name == name {
+			return l
+		}
+	}
+	return report.LockRow{}
 }

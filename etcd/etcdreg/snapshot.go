@@ -104,7 +104,7 @@ func Read(ctx context.Context, cli *clientv3.Client, run string) (*Snapshot, err
 	s := &Snapshot{Run: run, Taken: time.Now(), Revision: resp.Header.Revision, Truncated: resp.More,
 		stacks: make(map[string]map[uint64][]stackdump.Frame)}
 	if len(resp.Kvs) == 0 {
-		return nil, fmt.Errorf("etcdreg: no run %q in etcd (no key under %s): check the run's name ('lockwatch-etcd ps' lists them) and the endpoints", run, p)
+		return nil, fmt.Errorf("etcdreg: no run %q in etcd (no key under %s): check the run's name (lockwatch run --etcd prints it, and gives it to the program as $LOCKWATCH_ETCD_RUN) and the endpoints", run, p)
 	}
 	locks := map[string]*Lock{}
 	lock := func(name string) *Lock {

@@ -2,26 +2,31 @@
 // lockwatch's backend-neutral diagnosis (internal/report): it reads the run
 // (etcdreg.Read) and turns it into a lockstate.Snapshot of locks of kind
 // "etcd", with each process's status from its lease (or from /proc, for the
-// processes of this host) and the run's stack records as the resolver.
+// processes of this host), the run's stack records as the resolver, and the
+// processes' live stacks asked for through etcd itself.
 //
-//	src := report.Sources{Locks: []lockstate.Source{etcdsrc.New(cli, run)}, Host: liveness.System{}}
-//	r, err := report.Diagnose(ctx, src, report.Options{})
+//	r, err := report.Diagnose(ctx, etcdsrc.Sources(cli, run, ""), report.Options{})
 //
-// The diagnosis then finds dead-holder (an expired lease is the backend's
-// proof), cycle and stuck-holder across hosts; a lost lock, which the model
-// has no kind for, is reported in the snapshot's notes (etcdreg.Diagnose
-// reports it as a finding).
+// The diagnosis then finds, across hosts, dead-holder (proved by /proc on
+// the holder's own host, or by its expired lease: the backend's proof),
+// lost-lock (a holder whose lease expired while it still runs its critical
+// section: lockstate.Lock.Lost), cycle and stuck-holder.
 package etcdsrc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
+	"github.com/lockwatch/lockwatch/internal/liveness"
 	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -29,6 +34,19 @@ import (
 
 // Kind is the kind of the locks a Source reads.
 const Kind = "etcd"
+
+// Sources returns what report.Diagnose reads to diagnose run: its locks,
+// this machine's liveness, and the live stacks of the run's processes on
+// every host, through etcd. localHost is the host name this machine has in
+// the records ("": $LOCKWATCH_HOST, else the host name).
+func Sources(cli *clientv3.Client, run, localHost string) report.Sources {
+	return report.Sources{
+		Locks:  []lockstate.Source{Source{Client: cli, Run: run, LocalHost: localHost}},
+		Host:   liveness.System{},
+		Stacks: Stacks{Client: cli, Run: run},
+		Remote: true,
+	}
+}
 
 // A Source reads one etcd run. It is safe for concurrent use.
 type Source struct {
@@ -57,17 +75,25 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if local == "" {
 		local, _ = os.Hostname()
 	}
-	return convert(snap, local), nil
+	out := convert(snap, local, func(id procid.ID) procid.Status {
+		st, _ := proc.Check(procid.ID{PID: id.PID, Start: id.Start})
+		return st
+	})
+	out.Run = URL(s.Client.Endpoints(), s.Run)
+	return out, nil
 }
 
-func convert(s *etcdreg.Snapshot, local string) *lockstate.Snapshot {
+// convert turns a run's records into the model. A process of this host
+// (local) is what check proves by pid and start time; any other is alive
+// while its lease is, expired otherwise.
+func convert(s *etcdreg.Snapshot, local string, check func(procid.ID) procid.Status) *lockstate.Snapshot {
 	out := &lockstate.Snapshot{Run: "etcd:" + s.Run, Taken: s.Taken, Stacks: resolver{s}}
 	status := map[procid.ID]procid.Status{}
 	for _, p := range s.Processes {
 		st := procid.Expired
 		switch {
 		case p.ID.Host == local:
-			st, _ = proc.Check(procid.ID{PID: p.ID.PID, Start: p.ID.Start})
+			st = check(p.ID)
 		case p.Alive:
 			st = procid.Alive
 		}
@@ -80,23 +106,34 @@ func convert(s *etcdreg.Snapshot, local string) *lockstate.Snapshot {
 		waiters[w.Lock] = append(waiters[w.Lock], lockstate.Waiter{Party: lockstate.Party{ID: w.ID, Goroutine: w.Goroutine},
 			Since: w.Since, Stack: w.Stack})
 	}
+	lost := map[string][]lockstate.Loss{}
+	for _, lr := range s.Lost {
+		lost[lr.Lock] = append(lost[lr.Lock], lockstate.Loss{
+			Holder: lockstate.Holder{Party: lockstate.Party{ID: lr.ID, Goroutine: lr.Goroutine}, Since: lr.Since, Stack: lr.Stack},
+			Says:   fmt.Sprintf("its lease %x expired; it recorded so itself at %s", lr.Lease, lr.Noticed.Format("15:04:05.000"))})
+	}
 	for _, l := range s.Locks {
-		ll := lockstate.Lock{Kind: Kind, Name: l.Name, Waiters: waiters[l.Name],
-			Recovery: "waiters never get it under the Stall policy: end the run, or let a Recover waiter take it (Lock returns ErrOwnerDead) and repair what it protected"}
+		ll := lockstate.Lock{Kind: Kind, Name: l.Name, Waiters: waiters[l.Name], Lost: lost[l.Name], Recovery: recovery(l)}
 		if h := l.Holder; h != nil {
-			ll.Holders = []lockstate.Holder{{Party: lockstate.Party{ID: h.ID, Goroutine: h.Goroutine}, Since: h.Since, Stack: h.Stack}}
-			if l.Expired() && status[h.ID] != procid.Alive {
+			holder := lockstate.Holder{Party: lockstate.Party{ID: h.ID, Goroutine: h.Goroutine}, Since: h.Since, Stack: h.Stack}
+			switch {
+			case !l.Expired():
+				ll.Holders = []lockstate.Holder{holder}
+			case status[h.ID] == procid.Alive:
+				// etcd took the lock from a holder that runs on: nobody
+				// holds it now, and the holder lost it (unless its own
+				// lost record says so already).
+				if !hasLoss(ll.Lost, holder.Party) {
+					ll.Lost = append(ll.Lost, lockstate.Loss{Holder: holder,
+						Says: fmt.Sprintf("its lease %x expired: etcd deleted the owner key while the holder record (revision %d) names it", h.Lease, l.HolderRev)})
+				}
+			default:
+				ll.Holders = []lockstate.Holder{holder}
 				ll.Abandoned = &lockstate.Proof{Reason: lockstate.LeaseExpired,
 					Says: fmt.Sprintf("its lease %x expired while its record (revision %d) says it holds the lock", h.Lease, l.HolderRev)}
 			}
 		}
 		out.Locks = append(out.Locks, ll)
-	}
-	for _, lr := range s.Lost {
-		if status[lr.ID] == procid.Alive {
-			out.Notes = append(out.Notes, fmt.Sprintf("lost-lock: %s/%d lost %q (its lease %x expired) while inside its critical section since %s",
-				lr.ID.Host, lr.ID.PID, lr.Lock, lr.Lease, lr.Since.Format("15:04:05.000")))
-		}
 	}
 	for _, e := range s.Events {
 		out.Events = append(out.Events, lockstate.Event{Seq: uint64(e.Revision), Time: e.Time, Kind: string(e.Kind),
@@ -109,6 +146,99 @@ func convert(s *etcdreg.Snapshot, local string) *lockstate.Snapshot {
 	return out
 }
 
+// recovery is what the waiters of a dead holder's lock can do: while the
+// holder's lease runs, wait for etcd to end it.
+func recovery(l etcdreg.Lock) string {
+	const after = "Stall waiters still wait and a Recover waiter takes it (its Lock returns ErrOwnerDead): repair what it protected"
+	if l.Owner != nil && l.LeaseTTL >= 0 {
+		return fmt.Sprintf("etcd deletes its owner key when its lease %x expires, in %s at most; then %s", l.OwnerLease, l.LeaseTTL, after)
+	}
+	return "waiters never get it under the Stall policy: end the run, or let a Recover waiter take it (its Lock returns ErrOwnerDead) and repair what it protected"
+}
+
+func hasLoss(ls []lockstate.Loss, p lockstate.Party) bool {
+	for _, l := range ls {
+		if l.Party == p {
+			return true
+		}
+	}
+	return false
+}
+
 type resolver struct{ s *etcdreg.Snapshot }
 
 func (r resolver) Stack(p procid.ID, id uint64) ([]stackdump.Frame, bool) { return r.s.Stack(p, id) }
+
+// Stacks asks the processes of a run for their goroutines through etcd
+// (etcdreg.RequestStacks: a request key that each process's registry
+// watches, a size-bounded answer): a report.Stacks that reaches every host,
+// for report.Sources with Remote set.
+type Stacks struct {
+	Client *clientv3.Client
+	Run    string
+}
+
+// errNoProfile: a registry answers with its text dump only.
+var errNoProfile = errors.New("etcdsrc: a process answers through etcd with its text dump only, not a goroutine profile")
+
+// Profile is not available through etcd: report asks a remote Stacks for
+// text dumps only.
+func (Stacks) Profile(context.Context, procid.ID) (*stackdump.Profile, error) {
+	return nil, errNoProfile
+}
+
+// Goroutines asks process id for its goroutines; through etcd a process
+// answers with its whole text dump (report asks a remote Stacks for Text
+// only).
+func (s Stacks) Goroutines(ctx context.Context, id procid.ID, _ []int64) (*stackdump.Snapshot, error) {
+	return s.Text(ctx, id)
+}
+
+// Text asks process id for its goroutine dump, and waits for the answer
+// until ctx ends.
+func (s Stacks) Text(ctx context.Context, id procid.ID) (*stackdump.Snapshot, error) {
+	snap, _, err := etcdreg.RequestStacks(ctx, s.Client, s.Run, id)
+	return snap, err
+}
+
+// URLScheme starts the URL that names an etcd run:
+// etcd://HOST:PORT[,HOST:PORT...]/RUN, its endpoints plain http.
+const URLScheme = "etcd://"
+
+// URL names run on the endpoints as ParseURL reads it back:
+// etcd://127.0.0.1:2379/run-20261126-000434-9139. Endpoints that are not
+// plain http are named as they are: "etcd run RUN at https://...".
+func URL(endpoints []string, run string) string {
+	hosts := make([]string, 0, len(endpoints))
+	for _, ep := range endpoints {
+		h, ok := strings.CutPrefix(ep, "http://")
+		if !ok || strings.Contains(h, "/") {
+			return fmt.Sprintf("etcd run %s at %s", run, strings.Join(endpoints, ","))
+		}
+		hosts = append(hosts, h)
+	}
+	return URLScheme + strings.Join(hosts, ",") + "/" + run
+}
+
+// ParseURL reads etcd://HOST:PORT[,HOST:PORT...]/RUN into the client
+// endpoints (http://HOST:PORT) and the run's name.
+func ParseURL(u string) (endpoints []string, run string, err error) {
+	rest, ok := strings.CutPrefix(u, URLScheme)
+	if !ok {
+		return nil, "", fmt.Errorf("%q is not an etcd run's URL: want %sHOST:PORT/RUN", u, URLScheme)
+	}
+	hosts, run, _ := strings.Cut(rest, "/")
+	if hosts == "" || run == "" {
+		return nil, "", fmt.Errorf("%q: want %sHOST:PORT[,HOST:PORT...]/RUN, the endpoints and the run's name (as 'lockwatch run --etcd' prints it)", u, URLScheme)
+	}
+	for _, h := range strings.Split(hosts, ",") {
+		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+			return nil, "", fmt.Errorf("%q: endpoint %q is not HOST:PORT", u, h)
+		}
+		endpoints = append(endpoints, "http://"+h)
+	}
+	if _, err := etcdreg.Prefix(run); err != nil {
+		return nil, "", fmt.Errorf("%q: %w", u, err)
+	}
+	return endpoints, run, nil
+}

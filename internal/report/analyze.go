@@ -171,6 +171,9 @@ func (g *graph) identities() []procid.ID {
 		for _, w := range l.Waiters {
 			add(w.ID)
 		}
+		for _, lo := range l.Lost {
+			add(lo.ID)
+		}
 	}
 	return out
 }
@@ -194,6 +197,7 @@ func (g *graph) process(id procid.ID) (*lockstate.Process, bool) {
 func (g *graph) findings() []Finding {
 	out, dead := g.deadHolders()
 	g.behind(out, dead)
+	out = append(out, g.lostLocks()...)
 	out = append(out, g.cycles(dead)...)
 	out = append(out, g.stuckHolders()...)
 	out = append(out, g.staleWaiters()...)
@@ -258,6 +262,36 @@ func (g *graph) deadHolder(l *lock, h *lockstate.Holder) Finding {
 		f.Next = fmt.Sprintf("no holder record names the dead holder of %q (recording off, or it died between taking the lock and recording it): the processes table lists the processes that died; %s", l.Name, recovery)
 	}
 	return f
+}
+
+// lostLocks finds the goroutines that lost a lock they held (Lock.Lost)
+// and are alive: they may still be inside the critical section, beside the
+// lock's new holder. One that died is no longer inside anything.
+func (g *graph) lostLocks() []Finding {
+	var out []Finding
+	for _, l := range g.locks {
+		for i := range l.Lost {
+			lo := &l.Lost[i]
+			if g.statusOf(lo.ID) != procid.Alive {
+				continue
+			}
+			p := g.party(lo.Party, lo.Read, lo.Since, stackRef{l.res, lo.Stack})
+			how := ""
+			if lo.Says != "" {
+				how = " (" + lo.Says + ")"
+			}
+			now := "nobody holds it now"
+			if len(l.Holders) > 0 {
+				h := g.holder(l, &l.Holders[0])
+				now = fmt.Sprintf("%s g%d holds it now", h.who(), h.Goroutine)
+			}
+			out = append(out, Finding{Kind: LostLock, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: g.liveWaiters(l),
+				Summary: fmt.Sprintf("%s g%d lost %q while it held it%s and is still running; %s", p.who(), lo.Goroutine, l.Name, how, now),
+				Next: fmt.Sprintf("what %q protects may have been changed by two goroutines at once: check it; find why pid %d stopped keeping its hold (a pause, GC, a partition) and make its writes conditional on still holding the lock (a fencing token)",
+					l.Name, lo.PID)})
+		}
+	}
+	return out
 }
 
 // maxBehind bounds a dead-holder's Behind list.

@@ -25,7 +25,7 @@ func build(ctx context.Context, g *graph, fs []Finding, src Sources, opts Option
 	r.Events = g.eventRows(r.Findings, opts.Events)
 	r.locate()
 	r.orderStacks()
-	stacks(ctx, g, r, src.Stacks, opts)
+	stacks(ctx, g, r, src.Stacks, src.Remote, opts)
 	r.Notes = append(r.Notes, g.resolverNotes()...)
 	return r
 }
@@ -64,6 +64,9 @@ func (g *graph) lockRows() []LockRow {
 		}
 		if a := l.Abandoned; a != nil {
 			row.State, row.OwnerDied = string(a.Reason), a.Reason == lockstate.OwnerDied
+		}
+		if len(l.Holders) == 0 && len(l.Lost) > 0 && l.Abandoned == nil {
+			row.State = "lost" // its last holder lost it and runs on
 		}
 		out = append(out, row)
 	}
@@ -123,7 +126,7 @@ func (g *graph) eventRows(fs []Finding, n int) []EventRow {
 			continue
 		}
 		perLock[e.Lock]++
-		out = append(out, EventRow{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Lock: e.Lock.Name, PID: e.PID, Goroutine: e.Goroutine})
+		out = append(out, EventRow{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Lock: e.Lock.Name, Host: e.Host, PID: e.PID, Goroutine: e.Goroutine})
 	}
 	slices.Reverse(out) // oldest first, as the sources list them
 	return out

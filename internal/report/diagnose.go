@@ -47,6 +47,11 @@ type Sources struct {
 	Host Host
 	// Stacks asks the probes for live stacks; nil: no live stacks.
 	Stacks Stacks
+	// Remote says that Stacks reaches the processes of every machine, not
+	// only this one's (it asks them through the store that keeps their
+	// locks, as etcd's registry answers stack requests), and that it
+	// answers with text dumps only: its Profile is never called.
+	Remote bool
 }
 
 // ErrNoSource is returned by Diagnose when Sources.Locks is empty.

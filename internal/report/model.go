@@ -47,7 +47,11 @@ type Kind string
 
 // The kinds of finding, most severe first.
 const (
-	DeadHolder   Kind = "dead-holder"
+	DeadHolder Kind = "dead-holder"
+	// LostLock: a goroutine lost a lock while it held it (its lease
+	// expired) and runs on inside its critical section, maybe beside the
+	// lock's new holder: mutual exclusion is broken, though nothing hangs.
+	LostLock     Kind = "lost-lock"
 	Cycle        Kind = "cycle"
 	SelfDeadlock Kind = "self-deadlock"
 	StuckHolder  Kind = "stuck-holder"
@@ -64,6 +68,7 @@ var kinds = [...]struct {
 	deadlock bool
 }{
 	{DeadHolder, true},
+	{LostLock, false},
 	{Cycle, true},
 	{SelfDeadlock, true},
 	{StuckHolder, true},
@@ -249,6 +254,7 @@ type EventRow struct {
 	Time      time.Time `json:"time"`
 	Kind      string    `json:"kind"`
 	Lock      string    `json:"lock"`
+	Host      string    `json:"host,omitempty"` // the machine, if another one
 	PID       int       `json:"pid"`
 	Goroutine int64     `json:"goroutine"`
 }

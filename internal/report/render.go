@@ -159,7 +159,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 	if len(r.Events) > 0 {
 		rows = rows[:0]
 		for _, ev := range r.Events {
-			rows = append(rows, []string{clock(ev.Time), Escape(ev.Lock), Escape(ev.Kind), strconv.Itoa(ev.PID), gid(ev.Goroutine)})
+			rows = append(rows, []string{clock(ev.Time), Escape(ev.Lock), Escape(ev.Kind), Escape(pidText(ev.Host, ev.PID)), gid(ev.Goroutine)})
 		}
 		e.section(st, "RECENT EVENTS", []string{"time", "lock", "event", "pid", "goroutine"}, rows)
 	}

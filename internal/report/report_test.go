@@ -325,13 +325,13 @@ func TestFindingKey(t *testing.T) {
 
 func TestKinds(t *testing.T) {
 	var prev = -1
-	for _, k := range []Kind{DeadHolder, Cycle, StuckHolder, StaleWaiter, "lost-lock"} {
+	for _, k := range []Kind{DeadHolder, LostLock, Cycle, StuckHolder, StaleWaiter, "no-such-kind"} {
 		if k.rank() <= prev {
 			t.Errorf("%s ranks %d, after %d; want the kinds in severity order, unknown last", k, k.rank(), prev)
 		}
 		prev = k.rank()
 	}
-	for k, want := range map[Kind]bool{DeadHolder: true, Cycle: true, StuckHolder: true, StaleWaiter: false, "lost-lock": false} {
+	for k, want := range map[Kind]bool{DeadHolder: true, Cycle: true, StuckHolder: true, StaleWaiter: false, LostLock: false, "no-such-kind": false} {
 		if k.Deadlock() != want {
 			t.Errorf("%s.Deadlock() = %v; want %v", k, k.Deadlock(), want)
 		}

@@ -19,11 +19,11 @@ import (
 // ProbeConcurrency probes at once, each within ProbeTimeout; and the
 // answers, or, for a process that did not answer, the wait sites its
 // waiters recorded.
-func stacks(ctx context.Context, g *graph, r *Report, src Stacks, opts Options) {
+func stacks(ctx context.Context, g *graph, r *Report, src Stacks, remote bool, opts Options) {
 	r.holderStacks()
-	wants, ids := plan(g, r)
+	wants, ids := plan(g, r, remote)
 	if src != nil {
-		ask(ctx, src, wants, ids, opts)
+		ask(ctx, src, wants, ids, opts, remote)
 	}
 	for _, id := range ids {
 		r.answer(id, wants[id], src != nil)
@@ -78,7 +78,7 @@ func (r *Report) holderStacks() {
 	for i := range r.Findings {
 		f := &r.Findings[i]
 		h := f.Holder
-		if h == nil || (f.Kind != DeadHolder && f.Kind != StuckHolder && h.Alive) {
+		if h == nil || (f.Kind != DeadHolder && f.Kind != StuckHolder && f.Kind != LostLock && h.Alive) {
 			continue
 		}
 		if h.stack.res == nil || h.stack.id == 0 {
@@ -94,13 +94,15 @@ func (r *Report) holderStacks() {
 // plan says what to ask each process's probe for: the live goroutines
 // (ids, states, stacks) of a process with a stuck holder, the goroutine
 // profile of one with live waiters only. Processes come in pid order.
-func plan(g *graph, r *Report) (map[procid.ID]*want, []procid.ID) {
+// Processes of other machines are asked only when remote: Stacks reaches
+// them.
+func plan(g *graph, r *Report, remote bool) (map[procid.ID]*want, []procid.ID) {
 	wants := make(map[procid.ID]*want)
 	get := func(id procid.ID) *want {
 		w := wants[id]
 		if w == nil {
 			w = &want{stuck: map[int64]string{}, seen: map[wait]bool{}}
-			if id.Host != "" {
+			if id.Host != "" && !remote {
 				w.err = errRemote
 			}
 			wants[id] = w
@@ -109,7 +111,7 @@ func plan(g *graph, r *Report) (map[procid.ID]*want, []procid.ID) {
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		if f.Kind == StuckHolder {
+		if (f.Kind == StuckHolder || f.Kind == LostLock) && f.Holder.Alive {
 			get(f.Holder.id()).stuck[f.Holder.Goroutine] = f.Lock
 		}
 		parties := f.Waiters
@@ -151,7 +153,7 @@ func plan(g *graph, r *Report) (map[procid.ID]*want, []procid.ID) {
 
 // ask asks the probes, at most opts.ProbeConcurrency at once, each within
 // opts.ProbeTimeout from when it is asked.
-func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []procid.ID, opts Options) {
+func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []procid.ID, opts Options, remote bool) {
 	slots := make(chan struct{}, max(opts.ProbeConcurrency, 1))
 	var wg sync.WaitGroup
 	for _, id := range ids {
@@ -167,7 +169,7 @@ func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []proci
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			w.ask(ctx, src, id, opts)
+			w.ask(ctx, src, id, opts, remote)
 		})
 	}
 	wg.Wait()
@@ -176,7 +178,16 @@ func ask(ctx context.Context, src Stacks, wants map[procid.ID]*want, ids []proci
 // ask asks one probe: for the live goroutines the report names when a
 // holder of the process is stuck (what it does now), else, or if those
 // could not be had, for its goroutine profile.
-func (w *want) ask(ctx context.Context, src Stacks, id procid.ID, opts Options) {
+func (w *want) ask(ctx context.Context, src Stacks, id procid.ID, opts Options, remote bool) {
+	if remote {
+		// A remote Stacks (Sources.Remote) answers with text dumps only,
+		// for waiters too.
+		c, cancel := context.WithTimeout(ctx, opts.ProbeTimeout)
+		defer cancel()
+		w.live, w.err = src.Text(c, id)
+		w.source = sourceText
+		return
+	}
 	if len(w.stuck) > 0 {
 		c, cancel := context.WithTimeout(ctx, opts.ProbeTimeout)
 		if opts.TextDumps {
@@ -237,7 +248,7 @@ func (r *Report) liveStacks(id procid.ID, w *want) {
 				id.PID, gid, lock, w.source))
 			continue
 		}
-		r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: lock, Role: "holder", Source: w.source,
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: lock, Role: "holder", Source: w.source,
 			Count: 1, Goroutines: []int64{gid}, State: gr.State, Frames: framesOf(gr.Frames)})
 		r.setDoing(id, gid, gr)
 	}
@@ -251,7 +262,7 @@ func (r *Report) liveStacks(id procid.ID, w *want) {
 		}
 	}
 	for _, grp := range stackdump.GroupGoroutines(gs, stackdump.IgnoreArgs) {
-		r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: lockOf(w.waits, grp.IDs), Role: "waiter", Source: w.source,
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: lockOf(w.waits, grp.IDs), Role: "waiter", Source: w.source,
 			Count: grp.Count, Goroutines: grp.IDs, State: topState(grp), Frames: framesOf(grp.Frames)})
 	}
 	r.recorded(id, missing)
@@ -272,7 +283,7 @@ func (r *Report) profileStacks(id procid.ID, w *want) bool {
 	}
 	for _, l := range slices.Sorted(maps.Keys(byLock)) {
 		for _, grp := range stackdump.GroupSamples(byLock[l]) {
-			r.Stacks = append(r.Stacks, StackRow{PID: id.PID, Lock: l, Role: "waiter", Source: sourceProfile, Count: grp.Count, Frames: framesOf(grp.Frames)})
+			r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: l, Role: "waiter", Source: sourceProfile, Count: grp.Count, Frames: framesOf(grp.Frames)})
 		}
 	}
 	return len(byLock) > 0
@@ -320,7 +331,7 @@ func (r *Report) setDoing(id procid.ID, gid int64, gr stackdump.Goroutine) {
 	doing := gr.State + " in " + strings.Join(top, " < ")
 	for i := range r.Findings {
 		f := &r.Findings[i]
-		if f.Kind == StuckHolder && f.Holder.id() == id && f.Holder.Goroutine == gid {
+		if (f.Kind == StuckHolder || f.Kind == LostLock) && f.Holder.id() == id && f.Holder.Goroutine == gid {
 			f.Doing = doing
 		}
 	}

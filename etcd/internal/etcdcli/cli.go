@@ -1,15 +1,21 @@
 // Package etcdcli is the lockwatch-etcd command: lockwatch's attach, watch
-// and run for runs whose locks live in etcd (package etcdreg).
+// and run for runs whose locks live in etcd (package etcdreg). It diagnoses
+// and renders through lockwatch's own report (internal/report, fed by
+// etcdsrc), so its tables and JSON are lockwatch's. `lockwatch attach
+// etcd://HOST:PORT/RUN`, `lockwatch watch etcd://...` and `lockwatch run
+// --etcd ...` run it.
 //
 //	err := etcdcli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 package etcdcli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,9 +25,12 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/etcd/embedded"
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
+	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
+	"github.com/lockwatch/lockwatch/internal/report"
 )
 
 // Environment that `run` gives the program, and that the demo reads.
@@ -30,11 +39,17 @@ const (
 	EnvRun       = "LOCKWATCH_ETCD_RUN" // the run's name
 )
 
-// Exit statuses, as lockwatch's.
+// Exit statuses, as lockwatch's: attach and watch exit 0, 1, 2 or 3; run
+// passes PROGRAM's status through and takes timeout(1)'s codes for its own.
 const (
 	exitFailed   = 1
 	exitUsage    = 2
-	exitDeadlock = 3
+	exitDeadlock = 3 // a deadlock, or a lost lock, was found
+
+	exitRunDeadlock   = 124
+	exitRunFailed     = 125
+	exitRunCannotExec = 126
+	exitRunNotFound   = 127
 )
 
 // ExitError carries the status to exit with; its message was printed.
@@ -49,14 +64,25 @@ func (e *ExitError) Unwrap() error { return e.Err }
 
 const usage = `usage: lockwatch-etcd COMMAND [flags] ...
 
-  attach [flags] RUN           one report on an etcd run
-  watch  [flags] RUN           the report, printed again on each change
+  attach [flags] RUN|URL       one report on an etcd run
+  watch  [flags] RUN|URL       the report, printed again on each change
   run    [flags] -- PROGRAM    run PROGRAM in a fresh etcd run and watch it
+
+URL is etcd://HOST:PORT[,HOST:PORT...]/RUN (lockwatch run --etcd prints it);
+RUN alone takes the endpoints from --etcd. lockwatch itself runs these
+commands for etcd runs: lockwatch attach etcd://..., lockwatch run --etcd ...
 
 Flags: --etcd ENDPOINTS (default $LOCKWATCH_ETCD; run starts an embedded
 server when none is given), -o table|json, --local-host NAME (the host name
-this machine has in the records), --stuck-after DURATION.
-Exit status: 0 nothing found, 1 failed, 2 usage or environment, 3 deadlock.
+this machine has in the records; default $LOCKWATCH_HOST, else the host
+name), --stuck-after DURATION, --interval DURATION (watch, run), and for
+run --on-deadlock wait|kill, --report FILE.
+
+Exit status of attach and watch: 0 nothing found, 1 failed, 2 usage or
+environment (etcd unreachable), 3 a deadlock or a lost lock was found. run
+passes PROGRAM's status through (128+N for a signal N) and takes timeout(1)'s
+codes for its own: 124 a deadlock was found, 125 lockwatch-etcd failed, 126
+PROGRAM cannot be run, 127 PROGRAM was not found.
 `
 
 type config struct {
@@ -66,6 +92,7 @@ type config struct {
 	stuckAfter time.Duration
 	interval   time.Duration
 	onDeadlock string
+	reportPath string
 }
 
 // Main runs lockwatch-etcd with args (without the program name).
@@ -78,6 +105,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd := args[0]
+	usageCode := exitUsage
+	if cmd == "run" {
+		usageCode = exitRunFailed
+	}
 	fs := flag.NewFlagSet("lockwatch-etcd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c config
@@ -88,15 +119,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "watch and run: how often to read the run")
 	if cmd == "run" {
 		fs.StringVar(&c.onDeadlock, "on-deadlock", "wait", "run: `wait` (keep the program for you to attach) or kill")
+		fs.StringVar(&c.reportPath, "report", "", "run: write the report to this `file` instead of stderr")
 	}
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	if err := fs.Parse(args[1:]); err != nil {
-		return &ExitError{Code: exitUsage, Err: err}
-	}
 	bad := func(format string, a ...any) error {
 		err := fmt.Errorf(format, a...)
-		fmt.Fprintln(stderr, "lockwatch-etcd:", err)
-		return &ExitError{Code: exitUsage, Err: err}
+		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		return &ExitError{Code: usageCode, Err: err}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &ExitError{Code: usageCode, Err: err}
 	}
 	if c.output != "table" && c.output != "json" {
 		return bad("-o %q: use table or json", c.output)
@@ -107,10 +142,21 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "attach", "watch":
 		if fs.NArg() != 1 {
-			return bad("%s takes one RUN (the run's name, as the program's $%s says)", cmd, EnvRun)
+			return bad("%s takes one RUN (the run's name, as the program's $%s says) or %sHOST:PORT/RUN", cmd, EnvRun, etcdsrc.URLScheme)
+		}
+		run := fs.Arg(0)
+		if strings.HasPrefix(run, etcdsrc.URLScheme) {
+			eps, name, err := etcdsrc.ParseURL(run)
+			if err != nil {
+				return bad("%v", err)
+			}
+			c.endpoints, run = strings.Join(eps, ","), name
 		}
 		if c.endpoints == "" {
-			return bad("no etcd endpoints: give --etcd http://HOST:2379 or set $%s", EnvEndpoints)
+			return bad("no etcd endpoints for run %q: give %sHOST:PORT/%s, or --etcd http://HOST:2379, or set $%s", run, etcdsrc.URLScheme, run, EnvEndpoints)
+		}
+		if _, err := etcdreg.Prefix(run); err != nil {
+			return bad("%v", err)
 		}
 		cli, err := dial(c.endpoints)
 		if err != nil {
@@ -118,16 +164,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer cli.Close()
 		if cmd == "attach" {
-			return attach(ctx, cli, fs.Arg(0), c, stdout, stderr)
+			return attach(ctx, cli, run, c, stdout, stderr)
 		}
-		return watch(ctx, cli, fs.Arg(0), c, stdout, stderr)
+		return watch(ctx, cli, run, c, stdout, stderr)
 	case "run":
 		if fs.NArg() == 0 {
 			return bad("run needs a PROGRAM: lockwatch-etcd run -- PROGRAM [ARG...]")
 		}
 		return run(ctx, fs.Args(), c, stdout, stderr)
 	}
-	return bad("unknown command %q", cmd)
+	return bad("unknown command %q: use attach, watch or run", cmd)
 }
 
 func dial(endpoints string) (*clientv3.Client, error) {
@@ -139,97 +185,154 @@ func dial(endpoints string) (*clientv3.Client, error) {
 	return cli, nil
 }
 
-func (c config) diagnose(ctx context.Context, cli *clientv3.Client, run string) (*etcdreg.Diagnosis, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// diagnose reads the run through lockwatch's report: its findings, tables
+// and stacks, live ones asked for through etcd.
+func (c config) diagnose(ctx context.Context, cli *clientv3.Client, run string) (*report.Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return etcdreg.Diagnose(ctx, cli, run, etcdreg.DiagnoseOptions{LocalHost: c.localHost, StuckAfter: c.stuckAfter})
+	return report.Diagnose(ctx, etcdsrc.Sources(cli, run, c.localHost),
+		report.Options{StuckAfter: c.stuckAfter, ProbeTimeout: 2 * time.Second})
 }
 
-func (c config) write(w io.Writer, d *etcdreg.Diagnosis) error {
-	v := newView(d, strings.Split(c.endpoints, ","))
+// write prints r as lockwatch does: tables (coloured on a terminal unless
+// NO_COLOR or TERM=dumb), or JSON (indented, or one line per report when
+// compact).
+func (c config) write(w io.Writer, r *report.Report, compact bool) error {
 	if c.output == "json" {
-		return v.writeJSON(w)
+		enc := json.NewEncoder(w)
+		if !compact {
+			enc.SetIndent("", "  ")
+		}
+		return enc.Encode(r)
 	}
-	return v.writeTable(w)
+	return r.Write(w, report.Style{Color: colour(w)})
 }
 
-func attach(ctx context.Context, cli *clientv3.Client, run string, c config, stdout, stderr io.Writer) error {
-	d, err := c.diagnose(ctx, cli, run)
-	if err != nil {
-		fmt.Fprintln(stderr, "lockwatch-etcd:", err)
-		return &ExitError{Code: exitUsage, Err: err}
+func colour(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
 	}
-	if err := c.write(stdout, d); err != nil {
-		return &ExitError{Code: exitFailed, Err: err}
-	}
-	if len(d.Findings) > 0 {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// verdict: exit status 3 for a deadlock or a lost lock.
+func verdict(r *report.Report) error {
+	if r != nil && (r.Deadlock() || hasKind(r, report.LostLock)) {
 		return &ExitError{Code: exitDeadlock, Err: errors.New("deadlock")}
 	}
 	return nil
 }
 
+func hasKind(r *report.Report, k report.Kind) bool {
+	for _, f := range r.Findings {
+		if f.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+func attach(ctx context.Context, cli *clientv3.Client, run string, c config, stdout, stderr io.Writer) error {
+	r, err := c.diagnose(ctx, cli, run)
+	if err != nil {
+		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	if err := c.write(stdout, r, false); err != nil {
+		return &ExitError{Code: exitFailed, Err: err}
+	}
+	return verdict(r)
+}
+
 // watch prints the report whenever its findings change, and says once per
 // distinct error when the store cannot be read, then that it can again.
+// On SIGINT or SIGTERM it exits as attach would for the last report.
 func watch(ctx context.Context, cli *clientv3.Client, run string, c config, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	lastKey, lastErr := "", ""
+	var last *report.Report
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
 	for {
-		d, err := c.diagnose(ctx, cli, run)
+		r, err := c.diagnose(ctx, cli, run)
 		switch {
 		case ctx.Err() != nil:
-			return nil
+			return verdict(last)
 		case err != nil:
 			if msg := err.Error(); msg != lastErr {
-				fmt.Fprintf(stderr, "lockwatch-etcd: %s: store unreachable or run unreadable: %v\n", time.Now().Format("15:04:05.000"), err)
+				fmt.Fprintf(stderr, "lockwatch-etcd: %s: store unreachable or run unreadable: %s\n", time.Now().Format("15:04:05.000"), report.Escape(msg))
 				lastErr = msg
 			}
 		default:
 			if lastErr != "" {
-				fmt.Fprintf(stderr, "lockwatch-etcd: %s: store reachable again (revision %d)\n", time.Now().Format("15:04:05.000"), d.Snapshot.Revision)
+				fmt.Fprintf(stderr, "lockwatch-etcd: %s: store reachable again\n", time.Now().Format("15:04:05.000"))
 				lastErr = ""
 			}
-			if k := findingsKey(d); k != lastKey {
+			last = r
+			if k := findingsKey(r); k != lastKey {
 				lastKey = k
-				if err := c.write(stdout, d); err != nil {
+				if err := c.write(stdout, r, true); err != nil {
 					return &ExitError{Code: exitFailed, Err: err}
 				}
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return verdict(last)
 		case <-t.C:
 		}
 	}
 }
 
-func findingsKey(d *etcdreg.Diagnosis) string {
+// findingsKey names the report's findings by their keys (not their
+// durations), so that a report is printed again only when they change.
+func findingsKey(r *report.Report) string {
 	var b strings.Builder
-	for _, f := range d.Findings {
-		b.WriteString(f.Kind + " " + f.Lock + " " + f.Summary + "\n")
+	b.WriteString("report:")
+	for i := range r.Findings {
+		b.WriteString(r.Findings[i].Key() + "\n")
 	}
 	return b.String()
 }
 
+// worthReport is what run reports: deadlock findings that block live
+// goroutines, and lost locks. The keys tell a new one from one reported.
+func worthReport(r *report.Report) (key string, deadlock bool) {
+	var b strings.Builder
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		blocking := f.Kind.Deadlock() && (len(f.Waiters) > 0 || len(f.Cycle) > 0)
+		if blocking || f.Kind == report.LostLock {
+			b.WriteString(f.Key() + "\n")
+			deadlock = deadlock || blocking
+		}
+	}
+	return b.String(), deadlock
+}
+
 // run starts the program in a fresh run (and an embedded etcd when no
 // endpoints are given), watches it, and prints the report when a deadlock
-// is found.
+// or a lost lock is found.
 func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer) error {
 	// The program writes to the same writers, from exec's copying
 	// goroutines when they are not files.
 	stdout, stderr = lockedWriter(stdout), lockedWriter(stderr)
+	fail := func(err error) error {
+		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		return &ExitError{Code: exitRunFailed, Err: err}
+	}
 	if c.endpoints == "" {
 		dir, err := os.MkdirTemp("", "lockwatch-etcd-")
 		if err != nil {
-			fmt.Fprintln(stderr, "lockwatch-etcd:", err)
-			return &ExitError{Code: exitUsage, Err: err}
+			return fail(err)
 		}
 		defer os.RemoveAll(dir)
 		srv, err := embedded.Start(dir)
 		if err != nil {
-			fmt.Fprintln(stderr, "lockwatch-etcd:", err)
-			return &ExitError{Code: exitUsage, Err: err}
+			return fail(err)
 		}
 		defer srv.Stop()
 		c.endpoints = strings.Join(srv.Endpoints(), ",")
@@ -237,8 +340,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	}
 	cli, err := dial(c.endpoints)
 	if err != nil {
-		fmt.Fprintln(stderr, "lockwatch-etcd:", err)
-		return &ExitError{Code: exitUsage, Err: err}
+		return fail(err)
 	}
 	defer cli.Close()
 	runName := fmt.Sprintf("run-%s-%d", time.Now().Format("20060102-150405"), os.Getpid())
@@ -247,59 +349,92 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	cmd.Env = append(os.Environ(), EnvEndpoints+"="+c.endpoints, EnvRun+"="+runName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(stderr, "lockwatch-etcd:", err)
-		return &ExitError{Code: exitUsage, Err: err}
+		code := exitRunCannotExec
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			code = exitRunNotFound
+		}
+		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		return &ExitError{Code: code, Err: err}
 	}
-	fmt.Fprintf(stderr, "lockwatch-etcd: run %s; attach with: lockwatch-etcd attach --etcd %s %s\n", runName, c.endpoints, runName)
+	url := etcdsrc.URL(strings.Split(c.endpoints, ","), runName)
+	fmt.Fprintf(stderr, "lockwatch-etcd: run %s; attach with: lockwatch attach %s\n", runName, url)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	killGroup := func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	group := -cmd.Process.Pid
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
-	reported := false
+	reported := ""
 	for {
 		select {
 		case err := <-done:
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				return &ExitError{Code: max(ee.ExitCode(), exitFailed), Err: err}
-			}
-			if err != nil {
-				return &ExitError{Code: exitFailed, Err: err}
-			}
-			return nil
-		case <-sigs:
-			killGroup()
-			<-done
-			return &ExitError{Code: 130, Err: errors.New("interrupted")}
+			return programStatus(err)
+		case sig := <-sigs:
+			_ = syscall.Kill(group, sig.(syscall.Signal)) // forwarded; its status passes through
+			continue
 		case <-ctx.Done():
-			killGroup()
+			_ = syscall.Kill(group, syscall.SIGKILL)
 			<-done
 			return ctx.Err()
 		case <-t.C:
 		}
-		if reported {
+		r, err := c.diagnose(ctx, cli, runName)
+		if err != nil {
+			continue // the program may not have registered yet; etcd may be back soon
+		}
+		key, deadlock := worthReport(r)
+		if key == "" || key == reported {
 			continue
 		}
-		d, err := c.diagnose(ctx, cli, runName)
-		if err != nil || !confirmedDeadlock(d) {
+		reported = key
+		if err := c.report(r, stderr); err != nil {
+			return fail(err)
+		}
+		if !deadlock {
 			continue
 		}
-		if err := c.write(stdout, d); err != nil {
-			return &ExitError{Code: exitFailed, Err: err}
-		}
-		reported = true
 		if c.onDeadlock == "kill" {
-			killGroup()
+			_ = syscall.Kill(group, syscall.SIGKILL)
 			<-done
-			return &ExitError{Code: exitDeadlock, Err: errors.New("deadlock")}
+			return &ExitError{Code: exitRunDeadlock, Err: errors.New("deadlock")}
 		}
-		fmt.Fprintf(stderr, "lockwatch-etcd: deadlock found; the program is kept running: attach with lockwatch-etcd attach --etcd %s %s, or press Ctrl-C\n", c.endpoints, runName)
+		fmt.Fprintf(stderr, "lockwatch-etcd: deadlock found; the program is kept running: attach with lockwatch attach %s, or press Ctrl-C\n", url)
 	}
+}
+
+// report writes r on stderr, or into --report.
+func (c config) report(r *report.Report, stderr io.Writer) error {
+	if c.reportPath == "" {
+		return c.write(stderr, r, false)
+	}
+	f, err := os.Create(c.reportPath)
+	if err != nil {
+		return err
+	}
+	if err := c.write(f, r, false); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// programStatus passes the program's own exit status through: 128+N when
+// a signal N ended it.
+func programStatus(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return &ExitError{Code: 128 + int(ws.Signal()), Err: err}
+		}
+		return &ExitError{Code: ee.ExitCode(), Err: err}
+	}
+	if err != nil {
+		return &ExitError{Code: exitRunFailed, Err: err}
+	}
+	return nil
 }
 
 type syncWriter struct {
@@ -320,14 +455,4 @@ func lockedWriter(w io.Writer) io.Writer {
 		return w
 	}
 	return &syncWriter{w: w}
-}
-
-// confirmedDeadlock: a finding with waiters blocked.
-func confirmedDeadlock(d *etcdreg.Diagnosis) bool {
-	for _, f := range d.Findings {
-		if len(f.Waiters) > 0 || len(f.Cycle) > 0 {
-			return true
-		}
-	}
-	return false
 }

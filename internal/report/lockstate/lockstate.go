@@ -102,6 +102,11 @@ type Lock struct {
 	// survived, and is empty if none did: the lock is held by a dead
 	// process nobody can name.
 	Abandoned *Proof
+	// Lost lists the goroutines that held the lock and lost it without
+	// releasing it: the backend took it from them (etcd expired their lease)
+	// while, as far as they know, they are still inside their critical
+	// section. Holders names who holds the lock now, if anyone does.
+	Lost []Loss
 	// Recovery says, for a finding's next step, what the waiters of a dead
 	// holder's lock can do: "waiters never get it under the Stall policy:
 	// kill the run, or use the Recover policy to repair and take it". ""
@@ -133,6 +138,14 @@ type Holder struct {
 	Read  bool      // holds it shared (an RWMutex's RLock); false: exclusive
 	Since time.Time // when it took the lock; zero if not recorded
 	Stack uint64    // where it took the lock: an id for Snapshot.Stacks; 0 if not recorded
+}
+
+// A Loss is a goroutine that lost a lock it held (Lock.Lost).
+type Loss struct {
+	Holder
+	// Says how it lost the lock, for the finding's summary: "its lease
+	// 694d... expired while it held the lock".
+	Says string
 }
 
 // A Waiter is a goroutine waiting for a lock. A waiter for writing waits

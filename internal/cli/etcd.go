@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Runs whose locks live in etcd are read by lockwatch-etcd, a command of its
+// own module (etcd/), so that lockwatch itself never links etcd's client
+// and server (docs/distributed.md). lockwatch runs it, as git runs its
+// subcommands, for
+//
+//	lockwatch attach etcd://HOST:PORT[,HOST:PORT...]/RUN
+//	lockwatch watch  etcd://HOST:PORT/RUN
+//	lockwatch run --etcd http://HOST:PORT -- PROGRAM   (a cluster)
+//	lockwatch run --backend etcd -- PROGRAM            (an embedded etcd)
+//
+// It is looked for beside lockwatch's own executable, then on PATH; its
+// exit status is lockwatch's.
+
+// etcdTool is the executable that reads etcd runs.
+const etcdTool = "lockwatch-etcd"
+
+// etcdURL starts the URL of an etcd run.
+const etcdURL = "etcd://"
+
+const etcdHelp = `
+
+An etcd run (locks of github.com/lockwatch/lockwatch/etcd/etcdreg) is named
+etcd://HOST:PORT[,HOST:PORT...]/RUN, as 'lockwatch run --etcd' prints it,
+or RUN with --etcd ENDPOINTS; lockwatch runs lockwatch-etcd for it (beside
+lockwatch, or on PATH; build it with 'make build-etcd').`
+
+const etcdRunHelp = `
+
+With --etcd ENDPOINTS, or --backend etcd (an embedded etcd on a loopback
+port, removed at the end), the run's locks live in etcd
+(github.com/lockwatch/lockwatch/etcd/etcdreg): PROGRAM gets LOCKWATCH_ETCD
+and LOCKWATCH_ETCD_RUN instead of LOCKWATCH_DIR, and lockwatch runs
+lockwatch-etcd to watch it (beside lockwatch, or on PATH; build it with
+'make build-etcd'), with the same exit statuses.`
+
+// etcdCommands lets attach, watch and run take etcd runs, by handing them
+// to lockwatch-etcd.
+func (a *app) etcdCommands(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "attach", "watch":
+			var endpoints string
+			c.Flags().StringVar(&endpoints, "etcd", "", "etcd client endpoints of an etcd RUN (or name it etcd://HOST:PORT/RUN)")
+			c.Long += etcdHelp
+			c.Example += fmt.Sprintf("\n  lockwatch %s etcd://10.0.0.5:2379/run-20261126-000434-9139   # an etcd run", c.Name())
+			own := c.RunE
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if !strings.HasPrefix(args[0], etcdURL) && endpoints == "" {
+					return own(cmd, args)
+				}
+				fwd, err := a.etcdFlags(cmd, map[string]bool{"interval": true})
+				if err != nil {
+					return err
+				}
+				if endpoints != "" {
+					fwd = append(fwd, "--etcd", endpoints)
+				}
+				return a.execEtcd(cmd, append(append([]string{cmd.Name()}, fwd...), args[0]))
+			}
+		case "run":
+			var endpoints, backend string
+			c.Flags().StringVar(&endpoints, "etcd", "", "etcd client endpoints: the run's locks live in this etcd cluster")
+			c.Flags().StringVar(&backend, "backend", "lockreg", "where the run's locks live: lockreg (shared memory) or etcd (--etcd's cluster, else an embedded etcd)")
+			c.Long += etcdRunHelp
+			c.Example += "\n  lockwatch run --backend etcd -- bin/demo-etcd   # locks in an embedded etcd\n  lockwatch run --etcd http://10.0.0.5:2379 -- ./myprogram"
+			own := c.RunE
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				switch {
+				case backend != "lockreg" && backend != "etcd":
+					return usagef("--backend=%q: want lockreg or etcd", backend)
+				case backend == "lockreg" && endpoints == "":
+					return own(cmd, args)
+				case backend == "lockreg" && cmd.Flags().Changed("backend"):
+					return usagef("--etcd names an etcd cluster, but --backend=lockreg keeps the locks in shared memory: drop one of them")
+				}
+				fwd, err := a.etcdFlags(cmd, map[string]bool{"on-deadlock": true, "report": true, "interval": true})
+				if err != nil {
+					return err
+				}
+				if endpoints != "" {
+					fwd = append(fwd, "--etcd", endpoints)
+				}
+				return a.execEtcd(cmd, append(append(append([]string{"run"}, fwd...), "--"), args...))
+			}
+		}
+	}
+}
+
+// etcdFlags returns the flags of cmd to hand to lockwatch-etcd: the output
+// format, --stuck-after, and those of pass that were set. A flag set that
+// lockwatch-etcd does not take is an error, never silently dropped.
+func (a *app) etcdFlags(cmd *cobra.Command, pass map[string]bool) ([]string, error) {
+	fwd := []string{"-o", a.output, "--stuck-after", a.opts.StuckAfter.String()}
+	var err error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		switch name := f.Name; {
+		case name == "output" || name == "stuck-after" || name == "etcd" || name == "backend":
+		case pass[name]:
+			fwd = append(fwd, "--"+name, f.Value.String())
+		case err == nil:
+			err = usagef("%s--%s does not apply to etcd runs; see '%s --help'", cmdPrefix(cmd), name, cmd.CommandPath())
+		}
+	})
+	return fwd, err
+}
+
+// execEtcd runs lockwatch-etcd with args, its standard streams lockwatch's,
+// and returns its exit status as lockwatch's. Signals that reach lockwatch
+// are passed on to it.
+func (a *app) execEtcd(cmd *cobra.Command, args []string) error {
+	path, err := findEtcdTool()
+	if err != nil {
+		return err
+	}
+	c := exec.Command(path, args...)
+	c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	if err := c.Start(); err != nil {
+		return usagef("cannot run %s: %v", path, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	for {
+		select {
+		case sig := <-sigs:
+			_ = c.Process.Signal(sig)
+		case err := <-done:
+			var xe *exec.ExitError
+			switch {
+			case errors.As(err, &xe):
+				if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return &exitError{code: 128 + int(ws.Signal()), program: true}
+				}
+				// lockwatch-etcd printed its own message.
+				return &exitError{code: xe.ExitCode(), program: true}
+			case err != nil:
+				return usagef("%s: %v", path, err)
+			}
+			return nil
+		}
+	}
+}
+
+// findEtcdTool finds lockwatch-etcd beside lockwatch's own executable,
+// else on PATH.
+func findEtcdTool() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), etcdTool)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(etcdTool)
+	if err == nil {
+		return p, nil
+	}
+	beside := "beside lockwatch"
+	if exe, err := os.Executable(); err == nil {
+		beside = "in " + filepath.Dir(exe)
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return "", usagef("%s on PATH is not executable: %v", etcdTool, err)
+	}
+	return "", usagef("etcd runs are read by %s, a command of its own (so that lockwatch does not link etcd), found neither %s nor on PATH: "+
+		"build it with 'make build-etcd' (it goes in bin/, beside bin/lockwatch), or install it with 'cd etcd && go install ./cmd/%s'", etcdTool, beside, etcdTool)
+}
