@@ -104,6 +104,18 @@ type graph struct {
 func merge(snaps []*lockstate.Snapshot) *graph {
 	g := &graph{waits: make(map[node][]wait)}
 	seen := make(map[procid.ID]int)
+	// Events are the bulk of a snapshot (up to the reader's bound, 65,536
+	// by default): one source's are taken as they are, several sources'
+	// copied once into a slice of the right size.
+	events, with := 0, 0
+	for _, s := range snaps {
+		if len(s.Events) > 0 {
+			events, with = events+len(s.Events), with+1
+		}
+	}
+	if with > 1 {
+		g.events = make([]lockstate.Event, 0, events)
+	}
 	for i, s := range snaps {
 		if i == 0 {
 			g.run = s.Run
@@ -129,7 +141,11 @@ func merge(snaps []*lockstate.Snapshot) *graph {
 				g.waits[w.Party] = append(g.waits[w.Party], wait{l, w})
 			}
 		}
-		g.events = append(g.events, s.Events...)
+		if with > 1 {
+			g.events = append(g.events, s.Events...)
+		} else if len(s.Events) > 0 {
+			g.events = s.Events
+		}
 		for j := range s.Orders {
 			g.orders = append(g.orders, orderEdge{&s.Orders[j], s.Stacks})
 		}
@@ -142,7 +158,7 @@ func merge(snaps []*lockstate.Snapshot) *graph {
 			g.unlisted[what] += n
 		}
 	}
-	if len(snaps) > 1 {
+	if with > 1 {
 		slices.SortStableFunc(g.events, func(a, b lockstate.Event) int { return a.Time.Compare(b.Time) })
 	}
 	return g

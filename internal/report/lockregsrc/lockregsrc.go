@@ -95,6 +95,7 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 		out.Locks[i].Waiters = append(out.Locks[i].Waiters, lockstate.Waiter{
 			Party: lockstate.Party{ID: w.Identity(), Goroutine: w.Goroutine}, Since: w.Since, Stack: w.Stack})
 	}
+	out.Events = make([]lockstate.Event, 0, len(s.Events))
 	for _, e := range s.Events {
 		out.Events = append(out.Events, lockstate.Event{Seq: e.Seq, Time: e.Time, Kind: e.Kind.String(),
 			Lock:  lockstate.Key{Kind: Kind, Name: e.LockName},
