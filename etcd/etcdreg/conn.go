@@ -14,6 +14,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // The environment that names a program's etcd, as `lockwatch run --etcd`
@@ -79,7 +80,9 @@ func (c Conn) TLS() bool { return c.CACert != "" || c.Cert != "" || c.Key != "" 
 // Config returns the client configuration of c, or an error that says
 // which setting is wrong and how to give it.
 func (c Conn) Config() (clientv3.Config, error) {
-	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: DialTimeout, Username: c.User, Password: c.Password}
+	// The client's own log would print its retries as JSON on stderr:
+	// Dial's errors say what failed.
+	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: DialTimeout, Username: c.User, Password: c.Password, Logger: zap.NewNop()}
 	if len(c.Endpoints) == 0 {
 		return cfg, fmt.Errorf("etcdreg: no etcd endpoints: give http://HOST:2379 (or https://), as $%s for a program", EnvEndpoints)
 	}
