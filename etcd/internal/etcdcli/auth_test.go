@@ -336,3 +336,62 @@ func TestRunPassesCredentials(t *testing.T) {
 		t.Errorf("run without a user: %v\nstderr: %s; want exit status 125 and why", err, errw.String())
 	}
 }
+
+// TestLockwatchAttachAuth: lockwatch itself (the main module's binary)
+// passes --user and --password-file to lockwatch-etcd beside it: with the
+// right password the report, exit 0; with a wrong one, one line saying so,
+// exit 2.
+func TestLockwatchAttachAuth(t *testing.T) {
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/lockwatch")
+	build.Dir = filepath.Join("..", "..", "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build lockwatch: %v\n%s", err, out)
+	}
+	if err := os.Link(os.Args[0], filepath.Join(dir, "lockwatch-etcd")); err != nil {
+		b, err := os.ReadFile(os.Args[0])
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "lockwatch-etcd"), b, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	eps := authRun(t, &clientv3.Config{}, "", "")
+	url := "etcd://" + strings.TrimPrefix(eps[0], "http://") + "/authrun"
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	if err := os.WriteFile(good, []byte(rootPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("not-it\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ETCDCTL_") && !strings.HasPrefix(kv, "LOCKWATCH_ETCD") {
+			env = append(env, kv)
+		}
+	}
+	for _, tc := range []struct {
+		pw       string
+		wantCode int
+		want     string
+	}{{good, 0, `"run": "` + url + `"`}, {bad, 2, "authentication failed"}} {
+		cmd := exec.Command(filepath.Join(dir, "lockwatch"), "attach", "-o", "json", "--user", "root", "--password-file", tc.pw, url)
+		cmd.Env = env
+		var out, errw bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errw
+		err := cmd.Run()
+		code := 0
+		var xe *exec.ExitError
+		if errors.As(err, &xe) {
+			code = xe.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.wantCode || !strings.Contains(out.String()+errw.String(), tc.want) {
+			t.Errorf("lockwatch attach --password-file %s: exit status %d; want %d and %q\nstdout: %s\nstderr: %s", filepath.Base(tc.pw), code, tc.wantCode, tc.want, out.String(), errw.String())
+		}
+	}
+}
