@@ -211,7 +211,7 @@ func explainDial(c Conn, cfg clientv3.Config, err error) error {
 	// Plain http: does the server want TLS?
 	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}} //nolint:gosec // only asks whether the server speaks TLS; nothing is sent
 	if tls.Client(conn, tc).Handshake() == nil {
-		return fmt.Errorf("etcdreg: %s serves TLS: write the endpoint https://%s and give --cacert (the CA that signed etcd's certificate)", u.Host, u.Host)
+		return fmt.Errorf("etcdreg: %s serves TLS: give --cacert FILE, the CA that signed etcd's certificate (an etcd:// URL's endpoints are then https; write others https://%s)", u.Host, u.Host)
 	}
 	return fmt.Errorf("etcdreg: %s: %w (%v): check that the cluster runs and that the endpoints are right", eps, ErrUnreachable, err)
 }

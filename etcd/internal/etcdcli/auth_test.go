@@ -88,9 +88,10 @@ func newCA(t *testing.T, dir, name string) (caFile, certFile, keyFile string) {
 }
 
 // authRun starts an embedded etcd (https with certFile and keyFile, when
-// given), enables its auth with a root user through the client API, and
-// opens a run "authrun" in it as root (one process, one lock held, with
-// no waiter: nothing to find). It returns the server's endpoints.
+// given), enables its auth through the client API with a root user and a
+// user "nobody" whose role grants nothing, and opens a run "authrun" in
+// it as root (one process, one lock held, with no waiter: nothing to
+// find). It returns the server's endpoints.
 func authRun(t *testing.T, tc *clientv3.Config, certFile, keyFile string) []string {
 	t.Helper()
 	srv, err := embedded.StartTLS(t.TempDir(), certFile, keyFile)
@@ -111,6 +112,16 @@ func authRun(t *testing.T, tc *clientv3.Config, certFile, keyFile string) []stri
 		t.Fatal(err)
 	}
 	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	// A user whose role may read and write nothing.
+	if _, err := cli.UserAdd(ctx, "nobody", rootPassword); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.RoleAdd(ctx, "none"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.UserGrantRole(ctx, "nobody", "none"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cli.AuthEnable(ctx); err != nil {
@@ -224,6 +235,7 @@ func TestAttachAuth(t *testing.T) {
 		{name: "RUN with --etcd", args: []string{"--user", "root", "--password-file", good, "--etcd", eps[0]}, target: "authrun"},
 		{name: "no user", wantErr: "etcd's auth is enabled and no user was given: give --user NAME"},
 		{name: "wrong password", args: []string{"--user", "root", "--password-file", bad}, wantErr: "etcd refused the user name or password (authentication failed)"},
+		{name: "no permission", env: []string{"ETCDCTL_USER=nobody:" + rootPassword}, wantErr: "etcd denied the user access (permission denied): grant its role read and write on the prefix /lockwatch/"},
 		{name: "user without password", args: []string{"--user", "root"}, wantErr: `user "root" has no password: give it in a file`},
 		{name: "missing password file", args: []string{"--user", "root", "--password-file", filepath.Join(dir, "none")}, wantErr: "--password-file: open"},
 	})
@@ -251,7 +263,7 @@ func TestAttachTLS(t *testing.T) {
 		{name: "the CA", env: []string{user}, args: []string{"--cacert", ca}},
 		{name: "ETCDCTL_CACERT, https --etcd", env: []string{user, "ETCDCTL_CACERT=" + ca}, args: []string{"--etcd", eps[0]}, target: "authrun"},
 		{name: "another CA", env: []string{user}, args: []string{"--cacert", otherCA}, wantErr: "TLS handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority: check --cacert"},
-		{name: "plain http", env: []string{user}, wantErr: "serves TLS: write the endpoint https://" + hostPort + " and give --cacert"},
+		{name: "plain http", env: []string{user}, wantErr: "serves TLS: give --cacert FILE, the CA that signed etcd's certificate (an etcd:// URL's endpoints are then https; write others https://" + hostPort + ")"},
 		{name: "no password", args: []string{"--cacert", ca}, wantErr: "etcd's auth is enabled and no user was given"},
 		{name: "missing CA file", env: []string{user}, args: []string{"--cacert", filepath.Join(dir, "none.pem")}, wantErr: "CA certificate: open"},
 		{name: "http endpoint with TLS files", env: []string{user}, args: []string{"--cacert", ca, "--etcd", "http://" + hostPort}, target: "authrun", wantErr: "is plain http but TLS files are given: write it https://"},
