@@ -27,16 +27,18 @@ type Server struct {
 	e          *embed.Etcd
 
 	certFile, keyFile string // serve clients https with these, when set
+	clientCAFile      string // and require client certificates this CA signed, when set
 }
 
 // Start starts a server keeping its data in dir (created if needed) on two
 // free loopback ports, and waits until it serves.
-func Start(dir string) (*Server, error) { return StartTLS(dir, "", "") }
+func Start(dir string) (*Server, error) { return StartTLS(dir, "", "", "") }
 
 // StartTLS is Start, serving clients https with the server certificate
 // certFile and its key keyFile (PEM files; the certificate must name
-// 127.0.0.1), or plain http when both are "".
-func StartTLS(dir, certFile, keyFile string) (*Server, error) {
+// 127.0.0.1), or plain http when both are "". With clientCAFile, clients
+// must present a certificate that this CA signed.
+func StartTLS(dir, certFile, keyFile, clientCAFile string) (*Server, error) {
 	cp, err := freePort()
 	if err != nil {
 		return nil, err
@@ -45,7 +47,7 @@ func StartTLS(dir, certFile, keyFile string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return start(&Server{dir: dir, clientPort: cp, peerPort: pp, certFile: certFile, keyFile: keyFile})
+	return start(&Server{dir: dir, clientPort: cp, peerPort: pp, certFile: certFile, keyFile: keyFile, clientCAFile: clientCAFile})
 }
 
 func start(s *Server) (*Server, error) {
@@ -94,6 +96,9 @@ func (s *Server) Restart() error {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = s.certFile, s.keyFile
+	if s.clientCAFile != "" {
+		cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = s.clientCAFile, true
+	}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

@@ -206,7 +206,10 @@ func explainDial(c Conn, cfg clientv3.Config, err error) error {
 		if herr := tls.Client(conn, tc).Handshake(); herr != nil {
 			return fmt.Errorf("etcdreg: %s: TLS handshake failed: %v: check --cacert (the CA that signed etcd's certificate), --cert and --key, and that the endpoint serves https", u.Host, herr)
 		}
-		return fmt.Errorf("etcdreg: %s: %w (%v): the TLS handshake succeeds, so check that etcd serves there and that its client certificate authentication accepts --cert", eps, ErrUnreachable, err)
+		if c.Cert == "" {
+			return fmt.Errorf("etcdreg: %s: %w (%v): the TLS handshake succeeds but etcd does not answer: if it requires client certificates, give --cert and --key (one its CA signed)", eps, ErrUnreachable, err)
+		}
+		return fmt.Errorf("etcdreg: %s: %w (%v): the TLS handshake succeeds but etcd does not answer: check that it accepts the client certificate --cert (signed by a CA it trusts)", eps, ErrUnreachable, err)
 	}
 	// Plain http: does the server want TLS?
 	tc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}} //nolint:gosec // only asks whether the server speaks TLS; nothing is sent

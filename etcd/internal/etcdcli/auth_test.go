@@ -41,10 +41,16 @@ func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
 	return p
 }
 
-// newCA makes a self-signed CA and a server certificate it signs for
-// 127.0.0.1, in dir: the CA's certificate file, the server's certificate
-// and key files.
-func newCA(t *testing.T, dir, name string) (caFile, certFile, keyFile string) {
+// pki is a CA made by a test, and what it signed, as PEM files.
+type pki struct {
+	ca                    string // the CA's certificate
+	serverCert, serverKey string // for 127.0.0.1
+	clientCert, clientKey string // for a client
+}
+
+// newCA makes a self-signed CA in dir, a server certificate it signs for
+// 127.0.0.1 and a client certificate.
+func newCA(t *testing.T, dir, name string) pki {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -64,37 +70,53 @@ func newCA(t *testing.T, dir, name string) (caFile, certFile, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sign := func(serial int64, who string, usage x509.ExtKeyUsage) (string, string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: who},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+			KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return writePEM(t, dir, name+"-"+who+".pem", "CERTIFICATE", der), writePEM(t, dir, name+"-"+who+"-key.pem", "EC PRIVATE KEY", keyDER)
+	}
+	p := pki{ca: writePEM(t, dir, name+"-ca.pem", "CERTIFICATE", caDER)}
+	p.serverCert, p.serverKey = sign(2, "server", x509.ExtKeyUsageServerAuth)
+	p.clientCert, p.clientKey = sign(3, "client", x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+// pool returns p's CA as a pool.
+func (p pki) pool(t *testing.T) *x509.CertPool {
+	t.Helper()
+	b, err := os.ReadFile(p.ca)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "etcd"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writePEM(t, dir, name+"-ca.pem", "CERTIFICATE", caDER),
-		writePEM(t, dir, name+"-server.pem", "CERTIFICATE", der),
-		writePEM(t, dir, name+"-server-key.pem", "EC PRIVATE KEY", keyDER)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	return pool
 }
 
 // authRun starts an embedded etcd (https with certFile and keyFile, when
-// given), enables its auth through the client API with a root user and a
+// given, requiring client certificates of clientCA when given), enables its auth through the client API with a root user and a
 // user "nobody" whose role grants nothing, and opens a run "authrun" in
 // it as root (one process, one lock held, with no waiter: nothing to
 // find). It returns the server's endpoints.
-func authRun(t *testing.T, tc *clientv3.Config, certFile, keyFile string) []string {
+func authRun(t *testing.T, tc *clientv3.Config, certFile, keyFile, clientCA string) []string {
 	t.Helper()
-	srv, err := embedded.StartTLS(t.TempDir(), certFile, keyFile)
+	srv, err := embedded.StartTLS(t.TempDir(), certFile, keyFile, clientCA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +239,7 @@ func runAttach(t *testing.T, url string, cases []attachCase) {
 // password, or with a missing password file, one line says what was wrong
 // and what to do, and the exit status is 2.
 func TestAttachAuth(t *testing.T) {
-	eps := authRun(t, &clientv3.Config{}, "", "")
+	eps := authRun(t, &clientv3.Config{}, "", "", "")
 	url := "etcd://" + strings.TrimPrefix(eps[0], "http://") + "/authrun"
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good")
@@ -247,15 +269,9 @@ func TestAttachAuth(t *testing.T) {
 // names the TLS failure and what to give, and the exit status is 2.
 func TestAttachTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, cert, key := newCA(t, dir, "etcd")
-	otherCA, _, _ := newCA(t, dir, "other")
-	pool := x509.NewCertPool()
-	b, err := os.ReadFile(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.AppendCertsFromPEM(b)
-	eps := authRun(t, &clientv3.Config{TLS: tlsConfig(pool)}, cert, key)
+	p := newCA(t, dir, "etcd")
+	ca, otherCA := p.ca, newCA(t, dir, "other").ca
+	eps := authRun(t, &clientv3.Config{TLS: tlsConfig(p.pool(t))}, p.serverCert, p.serverKey, "")
 	hostPort := strings.TrimPrefix(eps[0], "https://")
 	url := "etcd://" + hostPort + "/authrun"
 	user := "ETCDCTL_USER=root:" + rootPassword
@@ -316,14 +332,9 @@ func openFromEnv() int {
 // and its one line says why.
 func TestRunPassesCredentials(t *testing.T) {
 	dir := t.TempDir()
-	ca, cert, key := newCA(t, dir, "etcd")
-	pool := x509.NewCertPool()
-	b, err := os.ReadFile(ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.AppendCertsFromPEM(b)
-	eps := authRun(t, &clientv3.Config{TLS: tlsConfig(pool)}, cert, key)
+	p := newCA(t, dir, "etcd")
+	ca := p.ca
+	eps := authRun(t, &clientv3.Config{TLS: tlsConfig(p.pool(t))}, p.serverCert, p.serverKey, "")
 	pw := filepath.Join(dir, "pw")
 	if err := os.WriteFile(pw, []byte(rootPassword), 0o600); err != nil {
 		t.Fatal(err)
@@ -335,7 +346,7 @@ func TestRunPassesCredentials(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errw bytes.Buffer
-	err = etcdcli.Main(ctx, []string{"run", "--etcd", eps[0], "--user", "root", "--password-file", pw, "--cacert", ca, "--", os.Args[0]}, &out, &errw)
+	err := etcdcli.Main(ctx, []string{"run", "--etcd", eps[0], "--user", "root", "--password-file", pw, "--cacert", ca, "--", os.Args[0]}, &out, &errw)
 	if err != nil {
 		t.Fatalf("run with the credentials: %v; want the program's exit status 0\nstderr: %s", err, errw.String())
 	}
@@ -370,7 +381,7 @@ func TestLockwatchAttachAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eps := authRun(t, &clientv3.Config{}, "", "")
+	eps := authRun(t, &clientv3.Config{}, "", "", "")
 	url := "etcd://" + strings.TrimPrefix(eps[0], "http://") + "/authrun"
 	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
 	if err := os.WriteFile(good, []byte(rootPassword+"\n"), 0o600); err != nil {
@@ -406,4 +417,26 @@ func TestLockwatchAttachAuth(t *testing.T) {
 			t.Errorf("lockwatch attach --password-file %s: exit status %d; want %d and %q\nstdout: %s\nstderr: %s", filepath.Base(tc.pw), code, tc.wantCode, tc.want, out.String(), errw.String())
 		}
 	}
+}
+
+// TestAttachClientCert: against an etcd that requires client certificates
+// of its CA (and its auth enabled), attach with --cert and --key gives the
+// report; without them, one line says to check them, exit 2.
+func TestAttachClientCert(t *testing.T) {
+	p := newCA(t, t.TempDir(), "etcd")
+	pair, err := tls.LoadX509KeyPair(p.clientCert, p.clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tlsConfig(p.pool(t))
+	tc.Certificates = []tls.Certificate{pair}
+	eps := authRun(t, &clientv3.Config{TLS: tc}, p.serverCert, p.serverKey, p.ca)
+	url := "etcd://" + strings.TrimPrefix(eps[0], "https://") + "/authrun"
+	user := "ETCDCTL_USER=root:" + rootPassword
+	runAttach(t, url, []attachCase{
+		{name: "client certificate", env: []string{user}, args: []string{"--cacert", p.ca, "--cert", p.clientCert, "--key", p.clientKey}},
+		{name: "ETCDCTL_CERT and ETCDCTL_KEY", env: []string{user, "ETCDCTL_CACERT=" + p.ca, "ETCDCTL_CERT=" + p.clientCert, "ETCDCTL_KEY=" + p.clientKey}},
+		{name: "no client certificate", env: []string{user}, args: []string{"--cacert", p.ca}, wantErr: "the TLS handshake succeeds but etcd does not answer: if it requires client certificates, give --cert and --key"},
+		{name: "certificate without key", env: []string{user}, args: []string{"--cacert", p.ca, "--cert", p.clientCert}, wantErr: "give --cert and --key together"},
+	})
 }
