@@ -28,6 +28,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) vet -tags nolockwatch ./sync
 	$(TOOL) staticcheck ./...
+	cd bench && $(GO) vet -tags deadlock . # the comparison module (make bench-compare) still builds
 
 ## demo: the demo pipeline in its hanging mode, under lockwatch, ending in the report.
 ## (Not echoed: the output is the demo's and lockwatch's only.)

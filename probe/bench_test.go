@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/stops"
 )
 
 // BenchmarkGoroutinesRequest measures a goroutine-dump request end to end
@@ -36,7 +38,7 @@ func BenchmarkGoroutinesRequest(b *testing.B) {
 			cl := &Client{Path: a.SocketPath(), Timeout: time.Minute}
 			ctx := context.Background()
 			var size int
-			stops := readStops()
+			before := stops.Read()
 			stopMeter := meterPauses()
 			for b.Loop() {
 				if format == "none" {
@@ -58,7 +60,7 @@ func BenchmarkGoroutinesRequest(b *testing.B) {
 				size = len(d.Data)
 			}
 			gap := stopMeter()
-			b.ReportMetric(float64(longestStop(stops, readStops()))/float64(time.Millisecond), "stw-ms")
+			b.ReportMetric(float64(stops.Longest(before, stops.Read()))/float64(time.Millisecond), "stw-ms")
 			b.ReportMetric(float64(gap)/float64(time.Millisecond), "gap-ms")
 			if format != "none" {
 				b.ReportMetric(float64(size)/(1<<10), "dump-KiB")

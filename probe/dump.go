@@ -3,14 +3,13 @@ package probe
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/stops"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -59,57 +58,15 @@ func (d *dumper) capture(format string) (*Dump, error) {
 	case FormatTrace:
 		capture = stackdump.CaptureTrace
 	}
-	before := readStops()
+	before := stops.Read()
 	begin := time.Now()
 	b, err := capture()
 	took := time.Since(begin)
-	stopped := longestStop(before, readStops())
+	stopped := stops.Longest(before, stops.Read())
 	if err != nil {
 		return nil, fmt.Errorf("taking the %s dump: %w", format, err)
 	}
 	return &Dump{Format: format, Data: b, Size: len(b), Taken: begin, Pause: took, Stopped: stopped}, nil
-}
-
-// The runtime's histograms of stop-the-world pauses: for the GC and for
-// everything else (a goroutine profile, runtime.Stack of all goroutines,
-// the start and end of a trace).
-var stopMetrics = [...]string{"/sched/pauses/total/gc:seconds", "/sched/pauses/total/other:seconds"}
-
-// readStops reads the pause histograms.
-func readStops() []metrics.Sample {
-	s := make([]metrics.Sample, len(stopMetrics))
-	for i, name := range stopMetrics {
-		s[i].Name = name
-	}
-	metrics.Read(s)
-	return s
-}
-
-// longestStop returns the upper bound of the histogram bucket of the
-// longest pause counted between two readStops (the lower bound for the
-// last, open bucket).
-func longestStop(before, after []metrics.Sample) time.Duration {
-	var longest float64
-	for i := range after {
-		if after[i].Value.Kind() != metrics.KindFloat64Histogram || before[i].Value.Kind() != metrics.KindFloat64Histogram {
-			continue
-		}
-		h0, h1 := before[i].Value.Float64Histogram(), after[i].Value.Float64Histogram()
-		if len(h0.Counts) != len(h1.Counts) {
-			continue
-		}
-		for j := len(h1.Counts) - 1; j >= 0; j-- {
-			if h1.Counts[j] > h0.Counts[j] {
-				upper := h1.Buckets[j+1]
-				if math.IsInf(upper, 1) {
-					upper = h1.Buckets[j]
-				}
-				longest = max(longest, upper)
-				break
-			}
-		}
-	}
-	return time.Duration(longest * float64(time.Second))
 }
 
 // profileFile writes a goroutine profile to <base>.<reason>-<time>.pb.gz.

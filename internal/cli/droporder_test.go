@@ -320,34 +320,7 @@ func TestAttachDropinLockOrderLoad(t *testing.T) {
 // lockwatch run prints the inversion in its final report, from the file
 // the program's probe left, and --fail-on=lock-order exits 4.
 func TestRunDropinLockOrder(t *testing.T) {
-	lw, _ := bins(t)
-	for _, tc := range []struct {
-		name   string
-		flags  []string
-		script string
-		code   int
-		found  bool
-	}{
-		{"warning", nil, "A,B;B,A", 0, true},
-		{"fail-on", []string{"--fail-on=lock-order"}, "A,B;B,A", ExitLockOrder, true},
-		{"fail-on, consistent", []string{"--fail-on=lock-order"}, "A,B;A,B", 0, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"run"}, tc.flags...)
-			args = append(args, "--", os.Args[0], "-test.run=^$")
-			cmd := exec.Command(lw, args...)
-			cmd.Env = append(cleanEnv(), roleEnv+"=droporder", dropOrderEnv+"="+tc.script)
-			var out strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err := cmd.Run()
-			if code := exitCodeOf(t, err); code != tc.code {
-				t.Errorf("exit %d; want %d\n%s", code, tc.code, out.String())
-			}
-			if got := strings.Contains(out.String(), "LOCK-ORDER lock order A -> B -> A can deadlock"); got != tc.found {
-				t.Errorf("report printed: %v; want %v\n%s", got, tc.found, out.String())
-			}
-		})
-	}
+	runLockOrder(t, roleEnv+"=droporder", dropOrderEnv, "A", "B")
 }
 
 // ordersSource serves a snapshot of order edges only.

@@ -172,7 +172,15 @@ func TestAttachNoLockOrder(t *testing.T) {
 // lockwatch run reports the inversion in its final report when PROGRAM
 // ended cleanly; its exit status stays PROGRAM's unless --fail-on=lock-order.
 func TestRunLockOrder(t *testing.T) {
+	runLockOrder(t, roleEnv+"=order", orderEnv, "lock.a", "lock.b")
+}
+
+// runLockOrder runs 'lockwatch run' on the test binary in the role env,
+// whose script (in the variable script) takes locks a and b in each order
+// or in one order, with and without --fail-on=lock-order.
+func runLockOrder(t *testing.T, role, script, a, b string) {
 	lw, _ := bins(t)
+	inverted, consistent := a+","+b+";"+b+","+a, a+","+b+";"+a+","+b
 	for _, tc := range []struct {
 		name   string
 		flags  []string
@@ -180,22 +188,23 @@ func TestRunLockOrder(t *testing.T) {
 		code   int
 		found  bool
 	}{
-		{"warning", nil, "lock.a,lock.b;lock.b,lock.a", 0, true},
-		{"fail-on", []string{"--fail-on=lock-order"}, "lock.a,lock.b;lock.b,lock.a", ExitLockOrder, true},
-		{"fail-on, consistent", []string{"--fail-on=lock-order"}, "lock.a,lock.b;lock.a,lock.b", 0, false},
+		{"warning", nil, inverted, 0, true},
+		{"fail-on", []string{"--fail-on=lock-order"}, inverted, ExitLockOrder, true},
+		{"fail-on, consistent", []string{"--fail-on=lock-order"}, consistent, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"run"}, tc.flags...)
 			args = append(args, "--", os.Args[0], "-test.run=^$")
 			cmd := exec.Command(lw, args...)
-			cmd.Env = append(cleanEnv(), roleEnv+"=order", orderEnv+"="+tc.script)
+			cmd.Env = append(cleanEnv(), role, script+"="+tc.script)
 			var out strings.Builder
 			cmd.Stdout, cmd.Stderr = &out, &out
 			err := cmd.Run()
 			if code := exitCodeOf(t, err); code != tc.code {
 				t.Errorf("exit %d; want %d\n%s", code, tc.code, out.String())
 			}
-			if got := strings.Contains(out.String(), "LOCK-ORDER lock order lock.a -> lock.b -> lock.a can deadlock"); got != tc.found {
+			finding := fmt.Sprintf("LOCK-ORDER lock order %s -> %s -> %s can deadlock", a, b, a)
+			if got := strings.Contains(out.String(), finding); got != tc.found {
 				t.Errorf("report printed: %v; want %v\n%s", got, tc.found, out.String())
 			}
 		})

@@ -5,15 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/stops"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
@@ -104,53 +103,21 @@ func blockDeep(depth int, ch chan struct{}) {
 // the mark, of the GC's and of the others ("pause GC OTHER", nanoseconds),
 // measured by the process's own runtime.
 func pauseCommands(in *bufio.Reader) {
-	before := readPauses()
+	before := stops.Read()
 	for {
 		line, err := in.ReadString('\n')
 		switch strings.TrimSpace(line) {
 		case "mark":
-			before = readPauses()
+			before = stops.Read()
 			fmt.Println("marked")
 		case "pause":
-			now := readPauses()
-			fmt.Println("pause", int64(longestPause(before[:1], now[:1])), int64(longestPause(before[1:], now[1:])))
+			now := stops.Read()
+			fmt.Println("pause", int64(stops.Longest(before[:1], now[:1])), int64(stops.Longest(before[1:], now[1:])))
 		}
 		if err != nil {
 			select {} // stdin closed: the benchmark ends it
 		}
 	}
-}
-
-// The runtime's histograms of its stops of the world.
-var pauseMetrics = []string{"/sched/pauses/total/gc:seconds", "/sched/pauses/total/other:seconds"}
-
-func readPauses() []metrics.Sample {
-	s := make([]metrics.Sample, len(pauseMetrics))
-	for i, name := range pauseMetrics {
-		s[i].Name = name
-	}
-	metrics.Read(s)
-	return s
-}
-
-// longestPause is the upper bound of the histogram bucket of the longest
-// stop counted between two readPauses.
-func longestPause(before, after []metrics.Sample) time.Duration {
-	var longest float64
-	for i := range after {
-		h0, h1 := before[i].Value.Float64Histogram(), after[i].Value.Float64Histogram()
-		for j := len(h1.Counts) - 1; j >= 0; j-- {
-			if h1.Counts[j] > h0.Counts[j] {
-				upper := h1.Buckets[j+1]
-				if math.IsInf(upper, 1) {
-					upper = h1.Buckets[j]
-				}
-				longest = max(longest, upper)
-				break
-			}
-		}
-	}
-	return time.Duration(longest * float64(time.Second))
 }
 
 // targets are the processes a pause benchmark attaches to, with their

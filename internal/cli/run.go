@@ -283,7 +283,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	joined := joinedLine(r.Processes)
 	r.Notes = append(r.Notes, joined)
 	var lost error                          // the one document a script waits for, not written
-	ordered := hasKind(r, report.LockOrder) // locks were taken in both orders
+	ordered := r.Has(report.LockOrder) // locks were taken in both orders
 	if a.output == "json" || f.reportPath != "" || ordered {
 		if err := a.emit(r, f.reportPath); err != nil {
 			lost = usagef("cannot write the report: %v", err)
@@ -322,16 +322,6 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 		return exitCode(ExitLockOrder)
 	}
 	return nil
-}
-
-// hasKind reports whether r has a finding of kind k.
-func hasKind(r *report.Report, k report.Kind) bool {
-	for _, f := range r.Findings {
-		if f.Kind == k {
-			return true
-		}
-	}
-	return false
 }
 
 // emit writes the report to path, or to stderr.

@@ -35,6 +35,22 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
+// ExitCode is the status a program exits with after Main returned err: 0
+// for nil, an *ExitError's code (Main has reported it), else 1 after
+// err is written on stderr (Main returns no other error; a change that
+// broke that must not exit 0 in silence).
+func ExitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var e *ExitError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	fmt.Fprintln(stderr, "demo:", err)
+	return exitLost
+}
+
 // Exit statuses.
 const (
 	exitLost        = 1   // messages were lost, or the run failed

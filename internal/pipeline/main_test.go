@@ -1,10 +1,12 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -49,4 +51,24 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return 0
+}
+
+// ExitCode: nil exits 0, an *ExitError (also wrapped) its code in silence
+// (Main has said why), any other error 1, said on stderr.
+func TestExitCode(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+		says string
+	}{
+		{nil, 0, ""},
+		{&ExitError{Code: exitUsage}, exitUsage, ""},
+		{fmt.Errorf("run: %w", &ExitError{Code: exitInterrupted}), exitInterrupted, ""},
+		{errors.New("broken contract"), exitLost, "demo: broken contract\n"},
+	} {
+		var stderr strings.Builder
+		if got := ExitCode(c.err, &stderr); got != c.code || stderr.String() != c.says {
+			t.Errorf("ExitCode(%v) = %d, stderr %q; want %d, %q", c.err, got, stderr.String(), c.code, c.says)
+		}
+	}
 }

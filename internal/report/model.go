@@ -322,3 +322,13 @@ func (r *Report) Deadlock() bool {
 	}
 	return false
 }
+
+// Has reports whether r has a finding of kind k.
+func (r *Report) Has(k Kind) bool {
+	for _, f := range r.Findings {
+		if f.Kind == k {
+			return true
+		}
+	}
+	return false
+}

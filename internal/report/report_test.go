@@ -344,6 +344,9 @@ func TestKinds(t *testing.T) {
 	if !r.Deadlock() {
 		t.Error("a cycle: got no Deadlock")
 	}
+	if !r.Has(Cycle) || !r.Has(StaleWaiter) || r.Has(LockOrder) {
+		t.Errorf("Has on findings %v: want cycle and stale-waiter, not lock-order", r.Findings)
+	}
 }
 
 // The JSON is the documented schema: lists are never null, durations are

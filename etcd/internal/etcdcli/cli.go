@@ -254,19 +254,10 @@ func colour(w io.Writer) bool {
 
 // verdict: exit status 3 for a deadlock or a lost lock.
 func verdict(r *report.Report) error {
-	if r != nil && (r.Deadlock() || hasKind(r, report.LostLock)) {
+	if r != nil && (r.Deadlock() || r.Has(report.LostLock)) {
 		return &ExitError{Code: exitDeadlock, Err: errors.New("deadlock")}
 	}
 	return nil
-}
-
-func hasKind(r *report.Report, k report.Kind) bool {
-	for _, f := range r.Findings {
-		if f.Kind == k {
-			return true
-		}
-	}
-	return false
 }
 
 func attach(ctx context.Context, cli *clientv3.Client, run string, c config, stdout, stderr io.Writer) error {
