@@ -282,7 +282,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	}
 	joined := joinedLine(r.Processes)
 	r.Notes = append(r.Notes, joined)
-	var lost error                          // the one document a script waits for, not written
+	var lost error                     // the one document a script waits for, not written
 	ordered := r.Has(report.LockOrder) // locks were taken in both orders
 	if a.output == "json" || f.reportPath != "" || ordered {
 		if err := a.emit(r, f.reportPath); err != nil {

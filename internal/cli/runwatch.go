@@ -352,8 +352,16 @@ func (s *statusLine) text(msg string) {
 	}
 }
 
+// write draws text on the status row. It reads the terminal's size first:
+// when PROGRAM has the terminal's foreground (its standard input is the
+// terminal), a change of size signals PROGRAM's process group only, so
+// lockwatch sees it here, at the next redraw.
 func (s *statusLine) write(text string) {
 	s.last = text
+	if ws, err := unix.IoctlGetWinsize(s.fd, unix.TIOCGWINSZ); err == nil && (int(ws.Row) != s.rows || int(ws.Col) != s.cols) {
+		s.setup(false) // draws s.last at the new size, or takes the line down
+		return
+	}
 	line := string(fitLine([]byte(text), s.cols))
 	io.WriteString(s.w, fmt.Sprintf("\x1b7\x1b[%d;1H\x1b[K%s\x1b8", s.rows, line))
 }

@@ -169,14 +169,29 @@ func TestWatchTerminal(t *testing.T) {
 // run' keeps the terminal's foreground, so the terminal's change of size
 // (SIGWINCH) reaches it, and it moves the status line to the new bottom row.
 func TestStatusLineResize(t *testing.T) {
+	t.Run("stdin a pipe", func(t *testing.T) { statusLineResize(t, false) })
+	// With its standard input the terminal, 'lockwatch run' gives the
+	// terminal's foreground to PROGRAM, and the kernel sends SIGWINCH to
+	// PROGRAM's process group only: the status line follows the size it
+	// reads at each redraw.
+	t.Run("stdin the terminal", func(t *testing.T) { statusLineResize(t, true) })
+}
+
+func statusLineResize(t *testing.T, stdinTerminal bool) {
 	lw, _ := bins(t)
 	const cols = 100
 	master, slave := openPTY(t, 24, cols)
 	cmd := exec.Command(lw, "run", "--interval=10ms", "--", os.Args[0], "-test.run=^$")
 	cmd.Env = append(cleanEnv(), roleEnv+"=joiner", "TERM=xterm")
-	stdin, err := cmd.StdinPipe() // the joiner ends when it closes
-	if err != nil {
-		t.Fatal(err)
+	end := func() { _, _ = master.Write([]byte{4}) } // Ctrl-D: the joiner reads the end of its input
+	if stdinTerminal {
+		cmd.Stdin = slave
+	} else {
+		stdin, err := cmd.StdinPipe() // the joiner ends when it closes
+		if err != nil {
+			t.Fatal(err)
+		}
+		end = func() { stdin.Close() }
 	}
 	cmd.Stdout, cmd.Stderr = slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 1}
@@ -195,7 +210,7 @@ func TestStatusLineResize(t *testing.T) {
 		t.Fatal(err)
 	}
 	scr.waitFor(t, "the status line on row 30 after the resize", statusOn(30))
-	stdin.Close()
+	end()
 	werr := cmd.Wait()
 	if err := <-scr.done; err != nil && !errors.Is(err, syscall.EIO) {
 		t.Fatal(err)

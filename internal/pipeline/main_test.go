@@ -71,4 +71,11 @@ func TestExitCode(t *testing.T) {
 			t.Errorf("ExitCode(%v) = %d, stderr %q; want %d, %q", c.err, got, stderr.String(), c.code, c.says)
 		}
 	}
+	cause := errors.New("lost 3 messages")
+	if e := (&ExitError{Code: exitLost, Err: cause}); e.Error() != "exit status 1: lost 3 messages" || !errors.Is(e, cause) {
+		t.Errorf("ExitError with a cause: %q, Is(cause) %v; want the status and the cause, and true", e.Error(), errors.Is(e, cause))
+	}
+	if e := (&ExitError{Code: exitUsage}); e.Error() != "exit status 2" {
+		t.Errorf("ExitError without a cause: %q; want %q", e.Error(), "exit status 2")
+	}
 }
