@@ -25,11 +25,20 @@ type Server struct {
 	clientPort int
 	peerPort   int
 	e          *embed.Etcd
+
+	certFile, keyFile string // serve clients https with these, when set
+	clientCAFile      string // and require client certificates this CA signed, when set
 }
 
 // Start starts a server keeping its data in dir (created if needed) on two
 // free loopback ports, and waits until it serves.
-func Start(dir string) (*Server, error) {
+func Start(dir string) (*Server, error) { return StartTLS(dir, "", "", "") }
+
+// StartTLS is Start, serving clients https with the server certificate
+// certFile and its key keyFile (PEM files; the certificate must name
+// 127.0.0.1), or plain http when both are "". With clientCAFile, clients
+// must present a certificate that this CA signed.
+func StartTLS(dir, certFile, keyFile, clientCAFile string) (*Server, error) {
 	cp, err := freePort()
 	if err != nil {
 		return nil, err
@@ -38,7 +47,10 @@ func Start(dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, clientPort: cp, peerPort: pp}
+	return start(&Server{dir: dir, clientPort: cp, peerPort: pp, certFile: certFile, keyFile: keyFile, clientCAFile: clientCAFile})
+}
+
+func start(s *Server) (*Server, error) {
 	if err := s.Restart(); err != nil {
 		return nil, err
 	}
@@ -56,7 +68,14 @@ func freePort() (int, error) {
 
 // Endpoints returns the client URL, for clientv3.Config.Endpoints.
 func (s *Server) Endpoints() []string {
-	return []string{fmt.Sprintf("http://127.0.0.1:%d", s.clientPort)}
+	return []string{fmt.Sprintf("%s://127.0.0.1:%d", s.scheme(), s.clientPort)}
+}
+
+func (s *Server) scheme() string {
+	if s.certFile != "" {
+		return "https"
+	}
+	return "http"
 }
 
 // Dir returns the data directory.
@@ -72,10 +91,14 @@ func (s *Server) Restart() error {
 	cfg.Name = "lockwatch"
 	cfg.Dir = s.dir
 	cfg.LogLevel = "fatal" // the shutdown of a healthy server logs errors
-	cu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", s.clientPort)}
+	cu := url.URL{Scheme: s.scheme(), Host: fmt.Sprintf("127.0.0.1:%d", s.clientPort)}
 	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", s.peerPort)}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
+	cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = s.certFile, s.keyFile
+	if s.clientCAFile != "" {
+		cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = s.clientCAFile, true
+	}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

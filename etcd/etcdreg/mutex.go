@@ -494,6 +494,9 @@ func unreachable(what string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
+	if msg := explainAuth(err); msg != "" {
+		return fmt.Errorf("etcdreg: %s: %s", what, msg)
+	}
 	if transient(err) {
 		return fmt.Errorf("etcdreg: %s: %w (%v): check that the cluster runs and that the endpoints are right", what, ErrUnreachable, err)
 	}

@@ -28,6 +28,28 @@ import (
 // It is looked for beside lockwatch's own executable, then on PATH; its
 // exit status is lockwatch's.
 
+// etcdAuthFlags are lockwatch-etcd's auth and TLS flags, as etcdctl's:
+// attach, watch and run take them for etcd runs and pass them on. The
+// password is never a flag: a file, or $ETCDCTL_PASSWORD.
+var etcdAuthFlags = []struct{ name, usage string }{
+	{"user", "etcd runs: etcd user `NAME`, when etcd's auth is enabled (default $ETCDCTL_USER, which may be NAME:PASSWORD)"},
+	{"password-file", "etcd runs: `file` holding the password of --user (default $ETCDCTL_PASSWORD)"},
+	{"cacert", "etcd runs: PEM `file` of the CA that signed etcd's certificate; an etcd:// URL's endpoints are then https"},
+	{"cert", "etcd runs: PEM `file` of a client certificate"},
+	{"key", "etcd runs: PEM `file` of the client certificate's key"},
+}
+
+// addEtcdAuthFlags adds etcdAuthFlags to c, and returns those that are
+// for lockwatch-etcd alone (to be passed on, and refused elsewhere).
+func addEtcdAuthFlags(c *cobra.Command) map[string]bool {
+	pass := map[string]bool{}
+	for _, f := range etcdAuthFlags {
+		c.Flags().String(f.name, "", f.usage)
+		pass[f.name] = true
+	}
+	return pass
+}
+
 // etcdTool is the executable that reads etcd runs.
 const etcdTool = "lockwatch-etcd"
 
@@ -58,14 +80,18 @@ func (a *app) etcdCommands(root *cobra.Command) {
 		case "attach", "watch":
 			var endpoints string
 			c.Flags().StringVar(&endpoints, "etcd", "", "etcd client endpoints of an etcd RUN (or name it etcd://HOST:PORT/RUN)")
+			auth := addEtcdAuthFlags(c)
 			c.Long += etcdHelp
 			c.Example += fmt.Sprintf("\n  lockwatch %s etcd://10.0.0.5:2379/run-20261126-000434-9139   # an etcd run", c.Name())
 			own := c.RunE
 			c.RunE = func(cmd *cobra.Command, args []string) error {
 				if !strings.HasPrefix(args[0], etcdURL) && endpoints == "" {
+					if err := refuseEtcdAuth(cmd, auth); err != nil {
+						return err
+					}
 					return own(cmd, args)
 				}
-				fwd, err := a.etcdFlags(cmd, map[string]bool{"interval": true})
+				fwd, err := a.etcdFlags(cmd, union(auth, "interval"))
 				if err != nil {
 					return err
 				}
@@ -78,6 +104,7 @@ func (a *app) etcdCommands(root *cobra.Command) {
 			var endpoints, backend string
 			c.Flags().StringVar(&endpoints, "etcd", "", "etcd client endpoints: the run's locks live in this etcd cluster")
 			c.Flags().StringVar(&backend, "backend", "lockreg", "where the run's locks live: lockreg (shared memory) or etcd (--etcd's cluster, else an embedded etcd)")
+			auth := addEtcdAuthFlags(c)
 			c.Long += etcdRunHelp
 			c.Example += "\n  lockwatch run --backend etcd -- bin/demo-etcd   # locks in an embedded etcd\n  lockwatch run --etcd http://10.0.0.5:2379 -- ./myprogram"
 			own := c.RunE
@@ -86,11 +113,14 @@ func (a *app) etcdCommands(root *cobra.Command) {
 				case backend != "lockreg" && backend != "etcd":
 					return usagef("--backend=%q: want lockreg or etcd", backend)
 				case backend == "lockreg" && endpoints == "":
+					if err := refuseEtcdAuth(cmd, auth); err != nil {
+						return err
+					}
 					return own(cmd, args)
 				case backend == "lockreg" && cmd.Flags().Changed("backend"):
 					return usagef("--etcd names an etcd cluster, but --backend=lockreg keeps the locks in shared memory: drop one of them")
 				}
-				fwd, err := a.etcdFlags(cmd, map[string]bool{"on-deadlock": true, "report": true, "interval": true})
+				fwd, err := a.etcdFlags(cmd, union(auth, "on-deadlock", "report", "interval"))
 				if err != nil {
 					return err
 				}
@@ -101,6 +131,29 @@ func (a *app) etcdCommands(root *cobra.Command) {
 			}
 		}
 	}
+}
+
+// union returns the names of set and names.
+func union(set map[string]bool, names ...string) map[string]bool {
+	u := map[string]bool{}
+	for k := range set {
+		u[k] = true
+	}
+	for _, n := range names {
+		u[n] = true
+	}
+	return u
+}
+
+// refuseEtcdAuth refuses an etcd auth flag given for a shared-memory run.
+func refuseEtcdAuth(cmd *cobra.Command, auth map[string]bool) error {
+	var err error
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		if auth[f.Name] && err == nil {
+			err = usagef("%s--%s is for etcd runs (etcd://HOST:PORT/RUN, or --etcd); drop it for a shared-memory run", cmdPrefix(cmd), f.Name)
+		}
+	})
+	return err
 }
 
 // etcdFlags returns the flags of cmd to hand to lockwatch-etcd: the output

@@ -35,7 +35,7 @@ import (
 
 // Environment that `run` gives the program, and that the demo reads.
 const (
-	EnvEndpoints = "LOCKWATCH_ETCD"     // comma-separated client URLs
+	EnvEndpoints = etcdreg.EnvEndpoints // comma-separated client URLs
 	EnvRun       = "LOCKWATCH_ETCD_RUN" // the run's name
 )
 
@@ -78,6 +78,14 @@ this machine has in the records; default $LOCKWATCH_HOST, else the host
 name), --stuck-after DURATION, --interval DURATION (watch, run), and for
 run --on-deadlock wait|kill, --report FILE.
 
+Auth and TLS, as etcdctl's: --user NAME (or NAME:PASSWORD; default
+$ETCDCTL_USER), --password-file FILE (default $ETCDCTL_PASSWORD; never on
+the command line), --cacert FILE, --cert FILE, --key FILE (default
+$ETCDCTL_CACERT, $ETCDCTL_CERT, $ETCDCTL_KEY); with TLS files an etcd://
+URL's endpoints are https. run gives them to PROGRAM as $LOCKWATCH_ETCD_USER,
+$LOCKWATCH_ETCD_PASSWORD, $LOCKWATCH_ETCD_CACERT, $LOCKWATCH_ETCD_CERT and
+$LOCKWATCH_ETCD_KEY (etcdreg.ConnFromEnv reads them).
+
 Exit status of attach and watch: 0 nothing found, 1 failed, 2 usage or
 environment (etcd unreachable), 3 a deadlock or a lost lock was found. run
 passes PROGRAM's status through (128+N for a signal N) and takes timeout(1)'s
@@ -93,6 +101,28 @@ type config struct {
 	interval   time.Duration
 	onDeadlock string
 	reportPath string
+
+	user, passwordFile, cacert, cert, key string
+}
+
+// conn returns the connection the flags and the environment name, or an
+// error saying which of them is wrong.
+func (c config) conn() (etcdreg.Conn, error) {
+	conn := etcdreg.Conn{Endpoints: strings.Split(c.endpoints, ","), User: c.user, CACert: c.cacert, Cert: c.cert, Key: c.key}
+	if name, pw, ok := strings.Cut(c.user, ":"); ok {
+		conn.User, conn.Password = name, pw
+	}
+	switch {
+	case c.passwordFile != "":
+		b, err := os.ReadFile(c.passwordFile)
+		if err != nil {
+			return conn, fmt.Errorf("--password-file: %w: give the file that holds the password of --user", err)
+		}
+		conn.Password = strings.TrimRight(string(b), "\r\n")
+	case conn.Password == "":
+		conn.Password = os.Getenv("ETCDCTL_PASSWORD")
+	}
+	return conn, nil
 }
 
 // Main runs lockwatch-etcd with args (without the program name).
@@ -117,6 +147,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.localHost, "local-host", "", "the host `name` of this machine in the records (default $LOCKWATCH_HOST, else the host name)")
 	fs.DurationVar(&c.stuckAfter, "stuck-after", 10*time.Second, "a holder with waiters is stuck after holding this `long`")
 	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "watch and run: how often to read the run")
+	fs.StringVar(&c.user, "user", os.Getenv("ETCDCTL_USER"), "etcd user `NAME` (or NAME:PASSWORD), when etcd's auth is enabled")
+	fs.StringVar(&c.passwordFile, "password-file", "", "`file` holding the password of --user (default $ETCDCTL_PASSWORD)")
+	fs.StringVar(&c.cacert, "cacert", os.Getenv("ETCDCTL_CACERT"), "PEM `file` of the CA that signed etcd's certificate (https endpoints)")
+	fs.StringVar(&c.cert, "cert", os.Getenv("ETCDCTL_CERT"), "PEM `file` of the client certificate (https endpoints)")
+	fs.StringVar(&c.key, "key", os.Getenv("ETCDCTL_KEY"), "PEM `file` of the client certificate's key (https endpoints)")
 	if cmd == "run" {
 		fs.StringVar(&c.onDeadlock, "on-deadlock", "wait", "run: `wait` (keep the program for you to attach) or kill")
 		fs.StringVar(&c.reportPath, "report", "", "run: write the report to this `file` instead of stderr")
@@ -150,6 +185,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return bad("%v", err)
 			}
+			if c.cacert != "" || c.cert != "" || c.key != "" {
+				for i, ep := range eps { // TLS files: the URL's endpoints serve https
+					eps[i] = "https://" + strings.TrimPrefix(ep, "http://")
+				}
+			}
 			c.endpoints, run = strings.Join(eps, ","), name
 		}
 		if c.endpoints == "" {
@@ -158,7 +198,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if _, err := etcdreg.Prefix(run); err != nil {
 			return bad("%v", err)
 		}
-		cli, err := dial(c.endpoints)
+		conn, err := c.conn()
+		if err != nil {
+			return bad("%v", err)
+		}
+		cli, err := etcdreg.Dial(ctx, conn)
 		if err != nil {
 			return bad("%v", err)
 		}
@@ -174,15 +218,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return run(ctx, fs.Args(), c, stdout, stderr)
 	}
 	return bad("unknown command %q: use attach, watch or run", cmd)
-}
-
-func dial(endpoints string) (*clientv3.Client, error) {
-	eps := strings.Split(endpoints, ",")
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("etcd endpoints %q: %w", endpoints, err)
-	}
-	return cli, nil
 }
 
 // diagnose reads the run through lockwatch's report: its findings, tables
@@ -329,7 +364,11 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		c.endpoints = strings.Join(srv.Endpoints(), ",")
 		fmt.Fprintf(stderr, "lockwatch-etcd: started an embedded etcd at %s (data in %s, removed at the end)\n", c.endpoints, dir)
 	}
-	cli, err := dial(c.endpoints)
+	conn, err := c.conn()
+	if err != nil {
+		return fail(err)
+	}
+	cli, err := etcdreg.Dial(ctx, conn)
 	if err != nil {
 		return fail(err)
 	}
@@ -337,7 +376,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	runName := fmt.Sprintf("run-%s-%d", time.Now().Format("20060102-150405"), os.Getpid())
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
-	cmd.Env = append(os.Environ(), EnvEndpoints+"="+c.endpoints, EnvRun+"="+runName)
+	cmd.Env = append(append(os.Environ(), conn.Env()...), EnvRun+"="+runName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		code := exitRunCannotExec

@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv(envOpen) != "" {
+		os.Exit(openFromEnv())
+	}
 	if os.Getenv(envDemo) != "" {
 		err := etcddemo.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
 		var ee *etcddemo.ExitError

@@ -100,7 +100,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func open(ctx context.Context, c config, role string) (*clientv3.Client, *etcdreg.Registry, error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(c.endpoints, ","), DialTimeout: 5 * time.Second})
+	conn := etcdreg.ConnFromEnv() // the user and TLS files lockwatch run gives
+	conn.Endpoints = strings.Split(c.endpoints, ",")
+	cli, err := etcdreg.Dial(ctx, conn)
 	if err != nil {
 		return nil, nil, err
 	}
