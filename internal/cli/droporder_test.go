@@ -447,28 +447,14 @@ func TestWatchDropinLockOrder(t *testing.T) {
 	dir := runDir(t)
 	cmd, in, out := child(t, "droporder", dir, dropOrderEnv+"=A,B;wait;B,A", probe.EnvDir+"="+dir)
 	expectLine(t, out, "waiting")
-	ctx, cancel := context.WithCancel(t.Context())
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, []string{"watch", "-o", "json", "--interval=10ms", dir}, nil, pw, io.Discard)
-		pw.Close()
-	}()
-	lines := bufio.NewScanner(pr)
-	lines.Buffer(nil, 1<<20)
-	next := func() *report.Report {
-		t.Helper()
-		if !lines.Scan() {
-			t.Fatalf("watch ended early: %v", lines.Err())
-		}
-		return readReport(t, lines.Bytes())
-	}
+	w := startWatchJSON(t, dir)
+	next := w.next
 	if fs := lockOrders(next()); len(fs) != 0 {
 		t.Fatalf("one order only: got %+v; want no lock-order finding", fs)
 	}
 	fmt.Fprintln(in)
 	expectLine(t, out, "done")
-	stop := time.AfterFunc(probablyStillBlocked, cancel)
+	stop := time.AfterFunc(probablyStillBlocked, w.cancel)
 	defer stop.Stop()
 	var fs []report.Finding
 	for len(fs) == 0 {
@@ -478,9 +464,5 @@ func TestWatchDropinLockOrder(t *testing.T) {
 	if want := []string{fmt.Sprintf("A>B@%d", pid), fmt.Sprintf("B>A@%d", pid)}; len(fs) != 1 || !slices.Equal(steps(fs[0]), want) {
 		t.Errorf("after the inverse order: got %+v; want one loop %v", fs, want)
 	}
-	cancel()
-	go io.Copy(io.Discard, pr)
-	if code := <-done; code != ExitOK {
-		t.Errorf("watch: exit %d; want 0", code)
-	}
+	w.stop("with a lock-order finding")
 }

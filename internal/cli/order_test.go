@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -216,29 +214,15 @@ func runLockOrder(t *testing.T, role, script, a, b string) {
 func TestWatchLockOrder(t *testing.T) {
 	dir := runDir(t)
 	orderChildren(t, dir, "lock.a,lock.b")
-	ctx, cancel := context.WithCancel(t.Context())
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, []string{"watch", "-o", "json", "--interval=10ms", dir}, nil, pw, io.Discard)
-		pw.Close()
-	}()
-	lines := bufio.NewScanner(pr)
-	lines.Buffer(nil, 1<<20)
-	next := func() *report.Report {
-		t.Helper()
-		if !lines.Scan() {
-			t.Fatalf("watch ended early: %v", lines.Err())
-		}
-		return readReport(t, lines.Bytes())
-	}
+	w := startWatchJSON(t, dir)
+	next := w.next
 	if fs := lockOrders(next()); len(fs) != 0 {
 		t.Fatalf("one order only: got %+v; want no lock-order finding", fs)
 	}
 	pids := orderChildren(t, dir, "lock.b,lock.a")
 	// The new process shows in reports before its edge does: read on
 	// until the finding (watch is ended, and next fails, if it never comes).
-	stop := time.AfterFunc(probablyStillBlocked, cancel)
+	stop := time.AfterFunc(probablyStillBlocked, w.cancel)
 	defer stop.Stop()
 	var fs []report.Finding
 	for len(fs) == 0 {
@@ -247,14 +231,5 @@ func TestWatchLockOrder(t *testing.T) {
 	if len(fs) != 1 || len(fs[0].Order) != 2 || fs[0].Order[1].PID != pids[0] {
 		t.Errorf("after the inverse order: got %+v; want one loop whose second edge is pid %d's", fs, pids[0])
 	}
-	cancel()
-	go io.Copy(io.Discard, pr)
-	select {
-	case code := <-done:
-		if code != ExitOK {
-			t.Errorf("got exit %d at Ctrl-C with a lock-order finding; want %d", code, ExitOK)
-		}
-	case <-time.After(probablyStillBlocked):
-		t.Fatal("watch did not end when its context did")
-	}
+	w.stop("with a lock-order finding")
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"testing"
 	"time"
@@ -30,26 +29,8 @@ func TestWatchPrintsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	pr, pw := io.Pipe()
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, []string{"watch", "-o", "json", "--interval=10ms", dir}, nil, pw, io.Discard)
-		pw.Close()
-	}()
-	lines := bufio.NewScanner(pr)
-	lines.Buffer(nil, 1<<20)
-	next := func() *report.Report {
-		t.Helper()
-		if !lines.Scan() {
-			t.Fatalf("watch ended early: %v", lines.Err())
-		}
-		var r report.Report
-		if err := json.Unmarshal(lines.Bytes(), &r); err != nil {
-			t.Fatalf("not a JSON report on one line: %v\n%s", err, lines.Bytes())
-		}
-		return &r
-	}
+	w := startWatchJSON(t, dir)
+	next := w.next
 	first := next()
 	if len(first.Locks) != 1 || first.Locks[0].Holder == nil {
 		t.Fatalf("got locks %+v; want q held", first.Locks)
@@ -62,16 +43,7 @@ func TestWatchPrintsChanges(t *testing.T) {
 	if second.Locks[0].Holder != nil {
 		t.Errorf("got locks %+v after the release; want q free (a line printed without a change?)", second.Locks)
 	}
-	cancel()
-	go io.Copy(io.Discard, pr)
-	select {
-	case code := <-done:
-		if code != ExitOK {
-			t.Errorf("got exit %d on Ctrl-C without a deadlock; want %d", code, ExitOK)
-		}
-	case <-time.After(probablyStillBlocked):
-		t.Fatal("watch did not end when its context did")
-	}
+	w.stop("without a deadlock")
 }
 
 // Reports that differ only in what always grows (durations, the time they
@@ -115,5 +87,53 @@ func TestFingerprint(t *testing.T) {
 		if got := fingerprint(r); got == want {
 			t.Errorf("change %d: got the same fingerprint %q; want another", i, got)
 		}
+	}
+}
+
+// jsonWatch is 'lockwatch watch -o json --interval=10ms DIR' run by Main in
+// this process, its reports read one line at a time.
+type jsonWatch struct {
+	t      *testing.T
+	cancel context.CancelFunc // Ctrl-C
+	pr     *io.PipeReader
+	lines  *bufio.Scanner
+	done   chan int
+}
+
+func startWatchJSON(t *testing.T, dir string) *jsonWatch {
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	w := &jsonWatch{t: t, cancel: cancel, pr: pr, lines: bufio.NewScanner(pr), done: make(chan int, 1)}
+	w.lines.Buffer(nil, 1<<20)
+	go func() {
+		w.done <- Main(ctx, []string{"watch", "-o", "json", "--interval=10ms", dir}, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	t.Cleanup(cancel)
+	return w
+}
+
+// next returns watch's next report; the test fails if watch ends first.
+func (w *jsonWatch) next() *report.Report {
+	w.t.Helper()
+	if !w.lines.Scan() {
+		w.t.Fatalf("watch ended early: %v", w.lines.Err())
+	}
+	return readReport(w.t, w.lines.Bytes())
+}
+
+// stop ends watch as Ctrl-C does and checks that it exits 0 (what it says
+// is being ended: "without a deadlock", "with a lock-order finding").
+func (w *jsonWatch) stop(what string) {
+	w.t.Helper()
+	w.cancel()
+	go io.Copy(io.Discard, w.pr)
+	select {
+	case code := <-w.done:
+		if code != ExitOK {
+			w.t.Errorf("got exit %d at Ctrl-C %s; want %d", code, what, ExitOK)
+		}
+	case <-time.After(probablyStillBlocked):
+		w.t.Fatal("watch did not end when its context did")
 	}
 }
