@@ -60,63 +60,50 @@ kill -9 "-$demo"
 wait "$demo" 2>/dev/null || true
 [ -n "$run" ] && rm -rf "$run"
 
+# attach_example NAME WAY STREAM PATTERN: runs examples/stuck WAY in a
+# process group of its own, waits (30 s at most) for a line matching PATTERN
+# on its STREAM (out or err), attaches (exit 3 expected: a deadlock found),
+# kills the group, and leaves the report, after its command line, in
+# $tmp/NAME (the example's output in $tmp/NAME.out and $tmp/NAME.err).
+attach_example() {
+	name=$1 way=$2 stream=$3 pattern=$4
+	setsid "$tmp/stuck" "$way" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+	pid=$!
+	i=0
+	until grep -q "$pattern" "$tmp/$name.$stream" 2>/dev/null; do
+		i=$((i + 1))
+		if [ "$i" -gt 300 ]; then
+			echo "capture-reports: examples/stuck $way: no line '$pattern' after 30 s" >&2
+			cat "$tmp/$name.err" >&2
+			kill -9 "-$pid" 2>/dev/null
+			exit 1
+		fi
+		sleep 0.1
+	done
+	st=0
+	COLUMNS=120 "$tmp/lockwatch" attach "$pid" >"$tmp/$name.report" 2>&1 || st=$?
+	kill -9 "-$pid"
+	wait "$pid" 2>/dev/null || true
+	if [ "$st" -ne 3 ]; then
+		echo "capture-reports: lockwatch attach on examples/stuck $way exited $st, want 3 (deadlock found):" >&2
+		cat "$tmp/$name.report" >&2
+		exit 1
+	fi
+	{ echo "\$ lockwatch attach $pid"; clean <"$tmp/$name.report"; } >"$tmp/$name"
+	run=$(sed -n 's/^lockwatch report: \([^,]*\),.*/\1/p' "$tmp/$name.report" | head -1)
+	[ -n "$run" ] && rm -rf "$run"
+}
+
 # attach-stuck and dropin-line: examples/stuck holder, attached once the
 # probe has said that a goroutine waited 10 s (so the holder has held past
 # lockwatch's 10 s threshold: a stuck-holder).
-setsid "$tmp/stuck" holder >"$tmp/ex.out" 2>"$tmp/ex.err" &
-ex=$!
-i=0
-until grep -q 'has waited' "$tmp/ex.err" 2>/dev/null; do
-	i=$((i + 1))
-	if [ "$i" -gt 300 ]; then
-		echo "capture-reports: examples/stuck: no stuck line after 30 s" >&2
-		kill -9 "-$ex" 2>/dev/null
-		exit 1
-	fi
-	sleep 0.1
-done
-st=0
-COLUMNS=120 "$tmp/lockwatch" attach "$ex" >"$tmp/ex.report" 2>&1 || st=$?
-kill -9 "-$ex"
-wait "$ex" 2>/dev/null || true
-if [ "$st" -ne 3 ]; then
-	echo "capture-reports: lockwatch attach on examples/stuck exited $st, want 3 (deadlock found):" >&2
-	cat "$tmp/ex.report" >&2
-	exit 1
-fi
-{ echo "\$ lockwatch attach $ex"; clean <"$tmp/ex.report"; } >"$tmp/attach-stuck"
-grep 'has waited' "$tmp/ex.err" | head -1 | clean >"$tmp/dropin-line"
-run=$(sed -n 's/^lockwatch report: \([^,]*\),.*/\1/p' "$tmp/ex.report" | head -1)
-[ -n "$run" ] && rm -rf "$run"
+attach_example attach-stuck holder err 'has waited'
+grep 'has waited' "$tmp/attach-stuck.err" | head -1 | clean >"$tmp/dropin-line"
 
 # attach-chain: examples/stuck chain, attached as soon as it says "stuck":
 # a dead holder of a lockreg lock, its waiter holding a drop-in mutex, and
 # the goroutines behind that.
-setsid "$tmp/stuck" chain >"$tmp/ch.out" 2>"$tmp/ch.err" &
-ch=$!
-i=0
-until grep -q '^stuck$' "$tmp/ch.out" 2>/dev/null; do
-	i=$((i + 1))
-	if [ "$i" -gt 300 ]; then
-		echo "capture-reports: examples/stuck chain: not stuck after 30 s" >&2
-		cat "$tmp/ch.err" >&2
-		kill -9 "-$ch" 2>/dev/null
-		exit 1
-	fi
-	sleep 0.1
-done
-st=0
-COLUMNS=120 "$tmp/lockwatch" attach "$ch" >"$tmp/ch.report" 2>&1 || st=$?
-kill -9 "-$ch"
-wait "$ch" 2>/dev/null || true
-if [ "$st" -ne 3 ]; then
-	echo "capture-reports: lockwatch attach on examples/stuck chain exited $st, want 3 (deadlock found):" >&2
-	cat "$tmp/ch.report" >&2
-	exit 1
-fi
-{ echo "\$ lockwatch attach $ch"; clean <"$tmp/ch.report"; } >"$tmp/attach-chain"
-run=$(sed -n 's/^lockwatch report: \([^,]*\),.*/\1/p' "$tmp/ch.report" | head -1)
-[ -n "$run" ] && rm -rf "$run"
+attach_example attach-chain chain out '^stuck$'
 
 # Replace each marked block.
 for doc in README.md docs/tutorial.md; do
