@@ -227,11 +227,19 @@ func (r *Registry) heldReleased(idx uint32, goid int64) {
 
 // nested handles a cell of the acquiring goroutine's bucket: if lock from
 // is held by this goroutine, from -> to is an edge.
+//
+// It reads the holder record once, never retrying: it runs pinned (Lock's
+// fast path), where a retry's Gosched is a fatal error of the runtime
+// ("schedule: holding locks"; TestOrderSharedBucketRace). One try is
+// exact: a record this goroutine wrote (it holds the lock) has no other
+// writer while it holds it (a foreign Unlock clears only pid), so it is
+// never torn; a torn one is another goroutine's, being written, and gives
+// no edge either way.
 func (r *Registry) nested(from, to uint32, goid int64, stack uint64) {
 	if from >= r.a.g.maxLocks {
 		return
 	}
-	h, ok := r.a.lock(from).holder.read(readTries)
+	h, ok := r.a.lock(from).holder.read(1)
 	if !ok || h.pid != r.pid || int64(h.goid) != goid {
 		return // another goroutine's lock, or being released
 	}
