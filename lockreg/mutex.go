@@ -51,13 +51,14 @@ func (m *Mutex) Lock(ctx context.Context) error {
 		}
 		return m.lockSlow(ctx, 0)
 	}
-	// Capture and intern the stack before the CAS: outside the critical
+	// Identify and intern the stack before the CAS: outside the critical
 	// section, and so that the stack is in the dictionary before any
-	// record names it.
-	var st stackPCs
-	st.capture()
-	stack := st.hash()
-	r.stacks.intern(stack, &st)
+	// record names it. A known stack is only hashed; a new one is
+	// captured (internCaller, from this same frame: the same PCs).
+	stack := stackID()
+	if !r.stacks.known(stack) {
+		stack = r.stacks.internCaller()
+	}
 	goid := curGoid()
 	procPin()
 	if r.closed.Load() {
@@ -80,10 +81,9 @@ func (m *Mutex) TryLock() (bool, error) {
 	r := m.r
 	var stack uint64
 	if !r.opts.NoRecord {
-		var st stackPCs
-		st.capture()
-		stack = st.hash()
-		r.stacks.intern(stack, &st)
+		if stack = stackID(); !r.stacks.known(stack) {
+			stack = r.stacks.internCaller()
+		}
 	}
 	if !r.enter() {
 		return false, ErrClosed

@@ -41,3 +41,67 @@ next:
 done:
 	MOVQ R8, ret+24(FP)
 	RET
+
+// func fpHash(n, skip int) uint64
+//
+// Walks the frame-pointer chain as fpCallers does (the same frames, the
+// same skip, the same end) and returns Stack.Hash of the PCs fpCallers
+// would store, without storing them: PCs in turn to lane a (R9, times K1)
+// and lane b (R10, times K2), then hashEnd. The lanes do not depend on the
+// chain's loads, so the multiplications run under them.
+TEXT ·fpHash(SB), NOSPLIT|NOFRAME, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ skip+8(FP), BX
+	MOVQ BP, SI
+	XORQ AX, AX // frames walked
+	XORQ R8, R8 // PCs hashed
+	MOVQ $0x9e3779b97f4a7c15, R11 // K1
+	MOVQ $0xbf58476d1ce4e5b9, R12 // K2
+	MOVQ R12, R9 // lane a
+	MOVQ R11, R10 // lane b
+hloop:
+	CMPQ AX, CX
+	JGE  hdone
+	TESTQ SI, SI
+	JZ   hdone
+	MOVQ 8(SI), DX
+	TESTQ DX, DX
+	JZ   hdone
+	CMPQ AX, BX
+	JLT  hnext
+	TESTQ $1, R8
+	JNZ  hlaneb
+	XORQ DX, R9
+	IMULQ R11, R9
+	JMP  hhashed
+hlaneb:
+	XORQ DX, R10
+	IMULQ R12, R10
+hhashed:
+	INCQ R8
+hnext:
+	INCQ AX
+	MOVQ 0(SI), DX
+	// The chain runs towards higher addresses; anything else ends it.
+	CMPQ DX, SI
+	JBE  hdone
+	MOVQ DX, SI
+	JMP  hloop
+hdone:
+	// hashEnd: h = a ^ rotr(b, 29) ^ n; h ^= h>>31; h *= K2; h ^= h>>29;
+	// 0 becomes 1.
+	RORQ $29, R10
+	XORQ R10, R9
+	XORQ R8, R9
+	MOVQ R9, DX
+	SHRQ $31, DX
+	XORQ DX, R9
+	IMULQ R12, R9
+	MOVQ R9, DX
+	SHRQ $29, DX
+	XORQ DX, R9
+	MOVQ $1, DX
+	TESTQ R9, R9
+	CMOVQEQ DX, R9
+	MOVQ R9, ret+16(FP)
+	RET

@@ -107,6 +107,41 @@ func TestFramePointerWalkSkips(t *testing.T) {
 	}
 }
 
+// TestStackIDMatchesHash checks that StackID, which hashes the walk
+// without storing it, gives the id Hash gives to what Capture stores from
+// the same place, with either unwinder, at every depth (past MaxFrames
+// too) and skip; and that different stacks get different ids.
+func TestStackIDMatchesHash(t *testing.T) {
+	old := FramePointers()
+	defer SetFramePointers(old)
+	for _, fp := range []bool{true, false} {
+		if SetFramePointers(fp); FramePointers() != fp {
+			continue // no frame-pointer unwinder here
+		}
+		seen := map[uint64]int{}
+		for depth := 0; depth <= 2*MaxFrames; depth++ {
+			for skip := 0; skip < 3; skip++ {
+				var s Stack
+				var id uint64
+				deep(depth, func() {
+					id = StackID(skip)
+					s.Capture(skip)
+				})
+				if want := s.Hash(); id != want || id == 0 {
+					t.Errorf("frame pointers %v, depth %d, skip %d: StackID %#x, Hash of Capture %#x (%d frames)", fp, depth, skip, id, want, s.N)
+				}
+				if skip == 0 && depth < MaxFrames-4 {
+					// Below MaxFrames each depth is a different stack.
+					if d, ok := seen[id]; ok {
+						t.Errorf("frame pointers %v: depths %d and %d have the same id %#x", fp, d, depth, id)
+					}
+					seen[id] = depth
+				}
+			}
+		}
+	}
+}
+
 // captureVia captures its caller's caller's stack: Capture(1) from here is
 // Capture(0) from its caller.
 //
