@@ -19,6 +19,11 @@ type Mutex struct {
 	idx  uint32
 	name string
 	opts MutexOptions
+	// The lock's event ring, located once: its header, its first holder
+	// slot and the holder slots' mask (appendHeld).
+	ring  *ringHdr
+	held0 *eventSlot
+	hmask uint32
 }
 
 // Name returns the lock's name.
@@ -145,7 +150,7 @@ func (m *Mutex) Unlock() error {
 			procUnpin()
 			return ErrNotHeld
 		}
-		r.record(EventRelease, m.idx, goid, s.holder.stack.Load(), coarseNow())
+		r.appendHeld(s, m.ring, m.held0, m.hmask, EventRelease, goid, s.holder.stack.Load(), coarseNow())
 		r.heldReleased(m.idx, holder) // before the word: see heldReleased
 	}
 	// Clearing WAITERS too: the woken waiter sets it again when it
@@ -180,7 +185,7 @@ func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind EventKind) {
 		return
 	}
 	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t) // the slot is a hint: see claimSlot
-	r.record(kind, m.idx, goid, stack, t)
+	r.appendHeld(m.s, m.ring, m.held0, m.hmask, kind, goid, stack, t)
 	r.heldAcquired(m.idx, goid, stack) // lock order (order.go)
 }
 
