@@ -46,47 +46,64 @@ done:
 //
 // Walks the frame-pointer chain as fpCallers does (the same frames, the
 // same skip, the same end) and returns Stack.Hash of the PCs fpCallers
-// would store, without storing them: PCs in turn to lane a (R9, times K1)
-// and lane b (R10, times K2), then hashEnd. The lanes do not depend on the
-// chain's loads, so the multiplications run under them.
+// would store, without storing them: the PCs in turn to lane a (R9, times
+// K1) and lane b (R10, times K2), then hashEnd. The lanes do not depend on
+// the chain's loads, so the multiplications run under them; the loop is
+// unrolled by the two lanes.
 TEXT ·fpHash(SB), NOSPLIT|NOFRAME, $0-24
 	MOVQ n+0(FP), CX
 	MOVQ skip+8(FP), BX
+	SUBQ BX, CX // PCs left to hash: n - skip
 	MOVQ BP, SI
-	XORQ AX, AX // frames walked
 	XORQ R8, R8 // PCs hashed
 	MOVQ $0x9e3779b97f4a7c15, R11 // K1
 	MOVQ $0xbf58476d1ce4e5b9, R12 // K2
 	MOVQ R12, R9 // lane a
 	MOVQ R11, R10 // lane b
-hloop:
-	CMPQ AX, CX
-	JGE  hdone
+	// A frame counts if SI is not 0 and its return address is not 0, as in
+	// fpCallers; the next frame pointer must be above this one.
 	TESTQ SI, SI
 	JZ   hdone
-	MOVQ 8(SI), DX
-	TESTQ DX, DX
-	JZ   hdone
-	CMPQ AX, BX
-	JLT  hnext
-	TESTQ $1, R8
-	JNZ  hlaneb
-	XORQ DX, R9
-	IMULQ R11, R9
-	JMP  hhashed
-hlaneb:
-	XORQ DX, R10
-	IMULQ R12, R10
-hhashed:
-	INCQ R8
-hnext:
-	INCQ AX
+hskip:
+	TESTQ BX, BX
+	JLE  hlanea
+	CMPQ 8(SI), $0
+	JEQ  hdone
+	DECQ BX
 	MOVQ 0(SI), DX
-	// The chain runs towards higher addresses; anything else ends it.
 	CMPQ DX, SI
 	JBE  hdone
 	MOVQ DX, SI
-	JMP  hloop
+	JMP  hskip
+hlanea:
+	TESTQ CX, CX
+	JLE  hdone
+	MOVQ 8(SI), DX
+	TESTQ DX, DX
+	JZ   hdone
+	XORQ DX, R9
+	IMULQ R11, R9
+	INCQ R8
+	DECQ CX
+	MOVQ 0(SI), DX
+	CMPQ DX, SI
+	JBE  hdone
+	MOVQ DX, SI
+	// lane b
+	TESTQ CX, CX
+	JLE  hdone
+	MOVQ 8(SI), DX
+	TESTQ DX, DX
+	JZ   hdone
+	XORQ DX, R10
+	IMULQ R12, R10
+	INCQ R8
+	DECQ CX
+	MOVQ 0(SI), DX
+	CMPQ DX, SI
+	JBE  hdone
+	MOVQ DX, SI
+	JMP  hlanea
 hdone:
 	// hashEnd: h = a ^ rotr(b, 29) ^ n; h ^= h>>31; h *= K2; h ^= h>>29;
 	// 0 becomes 1.
