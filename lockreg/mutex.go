@@ -5,6 +5,8 @@ import (
 	"math"
 	"runtime/pprof"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/record"
 )
 
 // A Mutex is a named lock shared by every process of a run. Unlike
@@ -60,7 +62,12 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	// section, and so that the stack is in the dictionary before any
 	// record names it. A known stack is only hashed; a new one is
 	// captured (internCaller, from this same frame: the same PCs).
-	stack := stackID()
+	var stack uint64
+	if record.FramePointers() {
+		stack = record.CallerID() // stackID without its two calls
+	} else {
+		stack = stackID()
+	}
 	if !r.stacks.known(stack) {
 		stack = r.stacks.internCaller()
 	}

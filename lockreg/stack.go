@@ -22,7 +22,8 @@ func (s *stackPCs) hash() uint64 { return s.Stack.Hash() }
 
 // stackID is the id of the stack capture would capture from the same
 // frame (record.StackID: hashed, not stored): the stack of the caller of
-// Lock, when Lock calls it.
+// Lock, when Lock calls it. With frame pointers, record.CallerID called
+// from Lock itself is the same id.
 //
 //go:noinline
 func stackID() uint64 { return record.StackID(1) }

@@ -1,3 +1,4 @@
+#include "go_asm.h"
 #include "textflag.h"
 
 // func fpCallers(pcs *uintptr, n, skip int) int
@@ -46,15 +47,36 @@ done:
 //
 // Walks the frame-pointer chain as fpCallers does (the same frames, the
 // same skip, the same end) and returns Stack.Hash of the PCs fpCallers
-// would store, without storing them: the PCs in turn to lane a (R9, times
-// K1) and lane b (R10, times K2), then hashEnd. The lanes do not depend on
-// the chain's loads, so the multiplications run under them; the loop is
-// unrolled by the two lanes.
+// would store, without storing them (fpHashWalk).
 TEXT ·fpHash(SB), NOSPLIT|NOFRAME, $0-24
 	MOVQ n+0(FP), CX
 	MOVQ skip+8(FP), BX
-	SUBQ BX, CX // PCs left to hash: n - skip
 	MOVQ BP, SI
+	CALL fpHashWalk<>(SB)
+	MOVQ R9, ret+16(FP)
+	RET
+
+// func CallerID() uint64
+//
+// fpHash(MaxFrames-2, 0) from its caller's frame: the stack of the caller
+// of the function that called CallerID, as Capture(1) stores it when
+// called from a function that function calls (stack.go).
+TEXT ·CallerID(SB), NOSPLIT|NOFRAME, $0-8
+	MOVQ $(const_MaxFrames-2), CX
+	XORQ BX, BX
+	MOVQ BP, SI
+	CALL fpHashWalk<>(SB)
+	MOVQ R9, ret+0(FP)
+	RET
+
+// fpHashWalk: from the frame pointer SI, skip BX frames, then hash the
+// return PCs of up to CX-BX frames, as Stack.Hash does, into R9: the PCs
+// in turn to lane a (R9, times K1) and lane b (R10, times K2), then
+// hashEnd. The lanes do not depend on the chain's loads, so the
+// multiplications run under them; the loop is unrolled by the two lanes.
+// Clobbers AX-DX, SI, R8-R12.
+TEXT fpHashWalk<>(SB), NOSPLIT|NOFRAME, $0-0
+	SUBQ BX, CX // PCs left to hash: n - skip
 	XORQ R8, R8 // PCs hashed
 	MOVQ $0x9e3779b97f4a7c15, R11 // K1
 	MOVQ $0xbf58476d1ce4e5b9, R12 // K2
@@ -120,5 +142,4 @@ hdone:
 	MOVQ $1, DX
 	TESTQ R9, R9
 	CMOVQEQ DX, R9
-	MOVQ R9, ret+16(FP)
 	RET

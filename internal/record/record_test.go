@@ -142,6 +142,36 @@ func TestStackIDMatchesHash(t *testing.T) {
 	}
 }
 
+// TestCallerIDMatchesCapture checks CallerID against what a lock does on
+// a miss: Capture(1) from a helper the same function calls, at every depth
+// (past MaxFrames too).
+func TestCallerIDMatchesCapture(t *testing.T) {
+	old := SetFramePointers(true)
+	defer SetFramePointers(old)
+	if !FramePointers() {
+		t.Skip("no frame-pointer unwinder on " + runtime.GOARCH)
+	}
+	for depth := 0; depth <= 2*MaxFrames; depth++ {
+		var id, want uint64
+		var n int
+		deep(depth, func() { id, want, n = callerIDAndCapture() })
+		if id != want || id == 0 {
+			t.Errorf("depth %d: CallerID %#x, Hash of Capture(1) one call deeper %#x (%d frames)", depth, id, want, n)
+		}
+	}
+}
+
+// callerIDAndCapture plays a lock: it hashes its caller's stack with
+// CallerID and captures it from a helper, as Lock does on a miss.
+//
+//go:noinline
+func callerIDAndCapture() (id, want uint64, n int) {
+	id = CallerID()
+	var s Stack
+	captureVia(&s)
+	return id, s.Hash(), s.N
+}
+
 // captureVia captures its caller's caller's stack: Capture(1) from here is
 // Capture(0) from its caller.
 //
