@@ -19,4 +19,3 @@ func fpHash(n, skip int) uint64
 func CallerID() uint64
 
 const haveFPCallers = true
-
