@@ -72,13 +72,16 @@ func (m *Mutex) Lock(ctx context.Context) error {
 		stack = r.stacks.internCaller()
 	}
 	goid := curGoid()
+	// The clock before the pin: a stale coarse clock takes a mutex, and
+	// nothing may block while pinned (TestFastPathWithContendedClock).
+	now := coarseNow()
 	procPin()
 	if r.closed.Load() {
 		procUnpin()
 		return ErrClosed
 	}
 	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(goid, stack, coarseNow(), EventAcquire)
+		m.acquired(goid, stack, now, EventAcquire)
 		procUnpin()
 		return nil
 	}
@@ -135,9 +138,10 @@ func (m *Mutex) TryLock() (bool, error) {
 // meanwhile: retry). Without the record, the word's CAS alone decides.
 func (m *Mutex) Unlock() error {
 	r, s := m.r, m.s
-	var goid int64
+	var goid, now int64
 	if !r.opts.NoRecord {
 		goid = curGoid()
+		now = coarseNow() // before the pin, as in Lock
 	}
 	procPin() // see Registry.Close
 	if r.closed.Load() {
@@ -157,7 +161,7 @@ func (m *Mutex) Unlock() error {
 			procUnpin()
 			return ErrNotHeld
 		}
-		r.appendHeld(s, m.ring, m.held0, m.hmask, EventRelease, goid, s.holder.stack.Load(), coarseNow())
+		r.appendHeld(s, m.ring, m.held0, m.hmask, EventRelease, goid, s.holder.stack.Load(), now)
 		r.heldReleased(m.idx, holder) // before the word: see heldReleased
 	}
 	// Clearing WAITERS too: the woken waiter sets it again when it
