@@ -82,6 +82,22 @@ func (c *Client) Mutexes(ctx context.Context) (*MutexView, error) {
 	return ans.Mutexes, nil
 }
 
+// MutexesAndOrders asks, in one request, for the process's drop-in
+// mutexes that are held or awaited and for their lock-order edges (what
+// Mutexes and Orders answer). The edges are nil if the probe answered the
+// mutexes alone (it predates the combined request, or both would not fit
+// in one answer): ask Orders for them.
+func (c *Client) MutexesAndOrders(ctx context.Context) (*MutexView, *OrderView, error) {
+	ans, _, err := c.do(ctx, request{Op: opMutexes, Orders: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	if ans.Mutexes == nil {
+		return nil, nil, &AnswerError{Op: opMutexes, Message: "answer without mutexes"}
+	}
+	return ans.Mutexes, ans.Orders, nil
+}
+
 // mutexes reads the table of drop-in mutexes of this process.
 func (a *Agent) mutexes() *MutexView {
 	s := inproc.Take(maxMutexes)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/internal/stops"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -151,20 +152,23 @@ func (ts targets) pauses(b *testing.B) (gc, other []time.Duration) {
 }
 
 // attachModes are the ways of taking live stacks compared in one run: the
-// old (text dumps, every probe at once), the new (execution traces, at
-// most report.DefaultProbeConcurrency probes at once, and with twice as
-// many), and, as the machine's baseline, the new with nothing to report
-// (no stacks asked: the registry, the drop-in mutexes, the liveness
-// checks).
+// old (text dumps, every probe at once, every process), execution traces
+// of every process (at most report.DefaultProbeConcurrency probes at once,
+// and with twice as many), the default (traces of the first
+// report.DefaultLiveStacks processes, the others' stacks from their
+// records), and, as the machine's baseline, nothing to report (no stacks
+// asked: the registry, the drop-in mutexes, the liveness checks).
 var attachModes = []struct {
-	name   string
-	args   []string
-	source string // of the stuck holders' live stacks; "": nothing stuck
+	name    string
+	args    []string
+	source  string // of the stuck holders' live stacks; "": nothing stuck
+	bounded bool   // live stacks of report.DefaultLiveStacks processes at most
 }{
-	{"old-text-all-at-once", []string{"--stuck-after=1ns", "--text-dumps", "--probe-concurrency=1000"}, "probe-text"},
-	{"new-trace-bounded", []string{"--stuck-after=1ns"}, "probe-trace"},
-	{"new-trace-16-at-once", []string{"--stuck-after=1ns", "--probe-concurrency=16"}, "probe-trace"},
-	{"quiet-nothing-stuck", []string{"--stuck-after=1h"}, ""},
+	{"old-text-all-at-once", []string{"--stuck-after=1ns", "--text-dumps", "--probe-concurrency=1000", "--live-stacks=0"}, "probe-text", false},
+	{"trace-every-process", []string{"--stuck-after=1ns", "--live-stacks=0"}, "probe-trace", false},
+	{"trace-every-process-16-at-once", []string{"--stuck-after=1ns", "--probe-concurrency=16", "--live-stacks=0"}, "probe-trace", false},
+	{"default-trace-bounded", []string{"--stuck-after=1ns"}, "probe-trace", true},
+	{"quiet-nothing-stuck", []string{"--stuck-after=1h"}, "", false},
 }
 
 // attachPause runs `lockwatch attach` (the static binary, in a process
@@ -174,8 +178,9 @@ var attachModes = []struct {
 // stop of the world any target counted meanwhile (target-pause-ms; split
 // into the GC's, max-gc-ms, and the others', max-other-ms, with the median
 // of the targets' longest, median-other-ms). Each report must give
-// every stuck holder's live stack (wantLive rows), from the mode's source.
-func attachPause(b *testing.B, dir string, ts targets, wantLive int) {
+// every stuck holder's live stack (wantLive rows), from the mode's source,
+// or, in the bounded mode, wantLiveBounded of them.
+func attachPause(b *testing.B, dir string, ts targets, wantLive, wantLiveBounded int) {
 	bin := lockwatchBin(b)
 	for _, mode := range attachModes {
 		b.Run(mode.name, func(b *testing.B) {
@@ -190,8 +195,11 @@ func attachPause(b *testing.B, dir string, ts targets, wantLive int) {
 				gc, other := ts.pauses(b)
 				gcs, others = append(gcs, gc...), append(others, other...)
 				want, wantLive := ExitDeadlock, wantLive
-				if mode.source == "" {
+				switch {
+				case mode.source == "":
 					want, wantLive = ExitOK, 0
+				case mode.bounded:
+					wantLive = min(wantLive, wantLiveBounded)
 				}
 				if m.code != want {
 					b.Fatalf("attach: exit %d; want %d: %s", m.code, want, m.stderr)
@@ -258,7 +266,7 @@ func BenchmarkAttachPause(b *testing.B) {
 		}
 		time.Sleep(time.Millisecond) // polling the arena; the condition is above
 	}
-	attachPause(b, dir, ts, procs)
+	attachPause(b, dir, ts, procs, report.DefaultLiveStacks) // a holder per process
 }
 
 // BenchmarkAttachPauseDropIn is issue 9's attach figure: one process with
@@ -270,5 +278,5 @@ func BenchmarkAttachPauseDropIn(b *testing.B) {
 	dir := runDir(b)
 	_, in, out := child(b, "many", dir, manyWaitersEnv+"=100")
 	expectLine(b, out, "ready")
-	attachPause(b, dir, targets{ins: []io.Writer{in}, outs: []*bufio.Reader{out}}, 100)
+	attachPause(b, dir, targets{ins: []io.Writer{in}, outs: []*bufio.Reader{out}}, 100, 100) // one process
 }

@@ -53,8 +53,9 @@ type Source struct {
 	Concurrency int
 	// Processes lists the run's processes; nil means lockreg.ReadProcesses.
 	Processes func(dir string) ([]lockreg.Process, error)
-	// Ask asks one process's probe for its mutexes; nil means
-	// probe.Client.Mutexes on the process's control socket.
+	// Ask asks one process's probe for its mutexes; nil (with AskOrders
+	// nil) means probe.Client.MutexesAndOrders on the process's control
+	// socket, the mutexes and the edges in one request.
 	Ask func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, error)
 	// AskOrders asks one process's probe for its lock-order edges; nil
 	// means probe.Client.Orders on the process's control socket.
@@ -85,6 +86,22 @@ func ask(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (
 func askOrders(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.OrderView, error) {
 	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
 	return c.Orders(ctx)
+}
+
+// askBoth asks one probe for its mutexes and its lock-order edges in one
+// request (one connection, one wake-up of the process), and for the edges
+// on their own when the probe answered the mutexes alone.
+func askBoth(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, *probe.OrderView, error, error) {
+	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
+	v, o, err := c.MutexesAndOrders(ctx)
+	if err != nil {
+		return nil, nil, err, err
+	}
+	if o == nil {
+		o, oerr := c.Orders(ctx)
+		return v, o, nil, oerr
+	}
+	return v, o, nil, nil
 }
 
 // maxOrdersFile bounds an orders file read: what one probe answer holds.
@@ -173,7 +190,10 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		wg.Go(func() {
 			defer func() { <-slots }()
 			a := answer{id: id}
-			if live {
+			switch {
+			case live && s.Ask == nil && s.AskOrders == nil:
+				a.v, a.orders, a.err, a.ordersErr = askBoth(ctx, s.Dir, id, s.Timeout)
+			case live:
 				a.v, a.err = askOne(ctx, s.Dir, id, s.Timeout)
 				a.orders, a.ordersErr = askOrd(ctx, s.Dir, id, s.Timeout)
 			}
