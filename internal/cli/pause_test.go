@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,7 +103,8 @@ func blockDeep(depth int, ch chan struct{}) {
 // pauseCommands answers lines on in until it ends: "mark" starts a
 // measurement ("marked"); "pause" says the longest stop of the world since
 // the mark, of the GC's and of the others ("pause GC OTHER", nanoseconds),
-// measured by the process's own runtime.
+// measured by the process's own runtime; "cpu" says the CPU time the
+// process has used ("cpu NS", user + system, getrusage).
 func pauseCommands(in *bufio.Reader) {
 	before := stops.Read()
 	for {
@@ -114,6 +116,10 @@ func pauseCommands(in *bufio.Reader) {
 		case "pause":
 			now := stops.Read()
 			fmt.Println("pause", int64(stops.Longest(before[:1], now[:1])), int64(stops.Longest(before[1:], now[1:])))
+		case "cpu":
+			var ru syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			fmt.Println("cpu", ru.Utime.Nano()+ru.Stime.Nano())
 		}
 		if err != nil {
 			select {} // stdin closed: the benchmark ends it
@@ -279,4 +285,60 @@ func BenchmarkAttachPauseDropIn(b *testing.B) {
 	_, in, out := child(b, "many", dir, manyWaitersEnv+"=100")
 	expectLine(b, out, "ready")
 	attachPause(b, dir, targets{ins: []io.Writer{in}, outs: []*bufio.Reader{out}}, 100, 100) // one process
+}
+
+// BenchmarkLiveStackCost is what each way of reading a process's live
+// stacks costs the process: one process of BenchmarkAttachPause's shape
+// (1,000 goroutines, a stuck holder, 10 waiters), asked b.N times over its
+// control socket, one request at a time. Metrics: target-cpu-ms (the
+// target's CPU time per request, user + system, from its own getrusage),
+// and the request's wall time (ns/op). "info" is the floor: a request that
+// reads nothing. Is the goroutine profile the cheap first step? At 1,000
+// goroutines it costs its process about what the trace does (the trace's
+// cost is mostly the runtime tracer's fixed setup), and it has no
+// goroutine ids, so the report asks a stuck holder's process for the trace
+// alone.
+func BenchmarkLiveStackCost(b *testing.B) {
+	dir := runDir(b)
+	_, in, out := child(b, "pause", dir, pauseIndexEnv+"=0", pauseProcsEnv+"=1", pauseGoroutinesEnv+"=1000")
+	expectLine(b, out, "locked")
+	fmt.Fprintln(in, "go")
+	expectLine(b, out, "ready")
+	procs, err := lockreg.ReadProcesses(dir)
+	if err != nil || len(procs) != 1 {
+		b.Fatalf("%d processes in the run (%v); want 1", len(procs), err)
+	}
+	cl := &probe.Client{Path: probe.SocketPath(dir, procs[0].Identity()), Timeout: 20 * time.Second}
+	cpu := func() time.Duration {
+		fmt.Fprintln(in, "cpu")
+		line, err := out.ReadString('\n')
+		var ns int64
+		if _, perr := fmt.Sscanf(line, "cpu %d", &ns); err != nil || perr != nil {
+			b.Fatalf("target said %q (%v); want its CPU time", line, err)
+		}
+		return time.Duration(ns)
+	}
+	ctx := context.Background()
+	for _, way := range []string{"info", "profile", "trace", "text"} {
+		b.Run(way, func(b *testing.B) {
+			c0 := cpu()
+			for b.Loop() {
+				var err error
+				switch way {
+				case "info":
+					_, err = cl.Info(ctx)
+				case "profile":
+					_, err = cl.Goroutines(ctx, false)
+				case "trace":
+					_, err = cl.GoroutineTrace(ctx)
+				case "text":
+					_, err = cl.Goroutines(ctx, true)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpu()-c0)/float64(b.N)/1e6, "target-cpu-ms")
+		})
+	}
 }
