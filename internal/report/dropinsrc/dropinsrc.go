@@ -104,6 +104,16 @@ func askBoth(ctx context.Context, dir string, id procid.ID, timeout time.Duratio
 	return v, o, nil, nil
 }
 
+// noMutexes tells a process whose probe keeps its no-mutexes file: it has
+// never had a drop-in mutex, so it holds and awaits none and has no
+// lock-order edge between them (probe.NoMutexesFile). Any doubt (the file
+// cannot be looked at) asks the probe.
+func noMutexes(dir string, id procid.ID) bool {
+	_, _, base := lockreg.ProcessFiles(dir, id)
+	fi, err := os.Lstat(filepath.Join(dir, probe.NoMutexesFile(base)))
+	return err == nil && fi.Mode().IsRegular()
+}
+
 // maxOrdersFile bounds an orders file read: what one probe answer holds.
 const maxOrdersFile = 4 << 20
 
@@ -140,10 +150,11 @@ func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
 	return &v, nil
 }
 
-// Read asks every process of the run that has not exited, Concurrency at
-// a time, each within Timeout from when it is asked, for its mutexes and
-// its lock-order edges, and reads the orders file of every process whose
-// probe does not answer (those that exited, all with Files). A
+// Read asks every process of the run that has not exited and has drop-in
+// mutexes (a probe says when its process has none: probe.NoMutexesFile),
+// Concurrency at a time, each within Timeout from when it is asked, for
+// its mutexes and its lock-order edges, and reads the orders file of every
+// process whose probe does not answer (those that exited, all with Files). A
 // process without a probe (no socket, or nobody listening) has no drop-in
 // mutexes to tell; a probe that fails otherwise leaves a note. Its error is
 // lockreg's when the run's process table cannot be read.
@@ -191,6 +202,8 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			defer func() { <-slots }()
 			a := answer{id: id}
 			switch {
+			case live && noMutexes(s.Dir, id):
+				// Its probe says it has none: nothing to ask.
 			case live && s.Ask == nil && s.AskOrders == nil:
 				a.v, a.orders, a.err, a.ordersErr = askBoth(ctx, s.Dir, id, s.Timeout)
 			case live:
