@@ -191,6 +191,7 @@ func start(o Options, uid int) (*Agent, error) {
 	if err := a.listen(); err != nil {
 		return nil, errors.Join(err, a.reg.Close())
 	}
+	a.markNoMutexes()
 	a.wg.Add(1)
 	go a.serve()
 	a.wg.Add(1)
@@ -242,6 +243,7 @@ func (a *Agent) Close() error {
 		signal.Stop(a.sig)
 	}
 	a.wg.Wait()
+	a.unmarkNoMutexes()
 	err = errors.Join(err, a.reg.Close())
 	if a.made {
 		// The run this agent made for itself is removed when it ended

@@ -73,6 +73,7 @@
 //	{"v":1,"op":"locks"}
 //	{"v":1,"op":"mutexes"}               the drop-in mutexes held or awaited (at most 10,000)
 //	{"v":1,"op":"orders"}                the drop-in mutexes' lock-order edges (at most 4,096)
+//	{"v":1,"op":"mutexes","orders":true} both in one answer (the edges left out if both pass 4 MiB)
 //
 // The answer is one frame of JSON, at most 16 MiB:
 //
@@ -80,6 +81,7 @@
 //	{"v":1,"ok":true,"locks":{...}}       LockView
 //	{"v":1,"ok":true,"mutexes":{...}}     MutexView
 //	{"v":1,"ok":true,"orders":{...}}      OrderView
+//	{"v":1,"ok":true,"mutexes":{...},"orders":{...}}  both
 //	{"v":1,"ok":true,"dump":{...}}        Dump, without its bytes
 //	{"v":1,"ok":false,"error":"..."}      the request was refused or failed
 //

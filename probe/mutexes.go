@@ -2,7 +2,10 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -80,6 +83,60 @@ func (c *Client) Mutexes(ctx context.Context) (*MutexView, error) {
 		return nil, &AnswerError{Op: opMutexes, Message: "answer without mutexes"}
 	}
 	return ans.Mutexes, nil
+}
+
+// MutexesAndOrders asks, in one request, for the process's drop-in
+// mutexes that are held or awaited and for their lock-order edges (what
+// Mutexes and Orders answer). The edges are nil if the probe answered the
+// mutexes alone (it predates the combined request, or both would not fit
+// in one answer): ask Orders for them.
+func (c *Client) MutexesAndOrders(ctx context.Context) (*MutexView, *OrderView, error) {
+	ans, _, err := c.do(ctx, request{Op: opMutexes, Orders: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	if ans.Mutexes == nil {
+		return nil, nil, &AnswerError{Op: opMutexes, Message: "answer without mutexes"}
+	}
+	return ans.Mutexes, ans.Orders, nil
+}
+
+// NoMutexesFile returns the name, in the run directory, of the file a probe
+// keeps while its process has no drop-in mutex (none was ever locked or
+// named): lockwatch then need not ask it for them. The probe makes it when
+// it starts, if so, and removes it when the process registers its first
+// drop-in mutex, before that mutex can be locked (inproc.OnFirst); a process
+// whose probe predates the file has none, and is asked.
+func NoMutexesFile(base string) string { return filepath.Base(base) + ".no-mutexes" }
+
+// markNoMutexes keeps the NoMutexesFile of this process while it has no
+// drop-in mutex.
+func (a *Agent) markNoMutexes() {
+	name := NoMutexesFile(a.base)
+	rd := a.reg.RunDir()
+	inproc.OnFirst(func() {
+		_ = rd.Remove(name) // left by an agent of this process killed before its Close
+		f, err := rd.CreateFile(name)
+		if err != nil {
+			// Without the file, lockwatch asks, as it always may.
+			fmt.Fprintf(a.stderr, "lockwatch: pid %d: %v\n", a.self.PID, err)
+			return
+		}
+		_ = f.Close()
+	}, func() {
+		if err := rd.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// lockwatch would not ask this process for its mutexes: say so
+			// where its user looks.
+			fmt.Fprintf(a.stderr, "lockwatch: pid %d: removing %s: %v; lockwatch will not see this process's drop-in mutexes\n", a.self.PID, name, err)
+		}
+	})
+}
+
+// unmarkNoMutexes forgets markNoMutexes, at Close: without a probe the
+// process has nobody to answer for it.
+func (a *Agent) unmarkNoMutexes() {
+	inproc.OnFirst(nil, nil)
+	_ = a.reg.RunDir().Remove(NoMutexesFile(a.base))
 }
 
 // mutexes reads the table of drop-in mutexes of this process.

@@ -54,6 +54,21 @@ func TestOrders(t *testing.T) {
 			t.Errorf("%s stack %v; want it to start in TestOrders", st[0], fs)
 		}
 	}
+	// Asked with the mutexes, in one request: the same edges. Past what a
+	// client reads whole, the edges are left out (nil), to be asked alone.
+	cl := &Client{Path: a.SocketPath()}
+	mv, both, err := cl.MutexesAndOrders(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mv == nil || mv.PID != os.Getpid() || both == nil || len(both.Edges) != len(v.Edges) {
+		t.Fatalf("mutexes and orders: %+v and %+v; want this process's mutexes and %d edges", mv, both, len(v.Edges))
+	}
+	defer func(n int) { combinedMax = n }(combinedMax)
+	combinedMax = 64
+	if mv, both, err = cl.MutexesAndOrders(context.Background()); err != nil || mv == nil || both != nil {
+		t.Fatalf("mutexes and orders past %d bytes: %+v, %+v, %v; want the mutexes alone", combinedMax, mv, both, err)
+	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -49,10 +49,17 @@ type request struct {
 	// profile: goroutine ids, states and stacks without stopping the world
 	// for the traversal. A probe that predates it answers a profile.
 	Trace bool `json:"trace,omitempty"`
+	// Orders asks mutexes for the lock-order edges too, in the same
+	// answer, which saves a report a second connection to every process.
+	// A probe that predates it, or whose two answers together would pass
+	// what a client reads, answers the mutexes alone: the client then asks
+	// for the edges on their own.
+	Orders bool `json:"orders,omitempty"`
 }
 
 // answer is the JSON of an answer frame. Exactly one of Info, Locks,
-// Mutexes, Orders and Dump is set when OK.
+// Mutexes, Orders and Dump is set when OK; Mutexes and Orders both, to
+// mutexes with orders.
 type answer struct {
 	V     int       `json:"v"`
 	OK    bool      `json:"ok"`
@@ -61,7 +68,7 @@ type answer struct {
 	Locks *LockView `json:"locks,omitempty"`
 	// Mutexes answers opMutexes.
 	Mutexes *MutexView `json:"mutexes,omitempty"`
-	// Orders answers opOrders.
+	// Orders answers opOrders, and opMutexes with orders.
 	Orders *OrderView `json:"orders,omitempty"`
 	// Dump describes the dump that follows in a second frame; its Data is
 	// not in the JSON.

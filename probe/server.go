@@ -133,6 +133,10 @@ func (a *Agent) handle(c *net.UnixConn) {
 	_ = writeAnswer(c, ans, data)
 }
 
+// combinedMax is the largest answer that carries both the mutexes and the
+// lock-order edges: what a client reads whole (a variable for the tests).
+var combinedMax = clientMaxAnswer
+
 // answer performs a request.
 func (a *Agent) answer(q request) (*answer, []byte) {
 	switch q.Op {
@@ -158,7 +162,16 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 		}
 		return &answer{OK: true, Locks: v}, nil
 	case opMutexes:
-		return &answer{OK: true, Mutexes: a.mutexes()}, nil
+		ans := &answer{OK: true, Mutexes: a.mutexes()}
+		if q.Orders {
+			ans.Orders = a.orders()
+			// Together only while a client reads the answer whole; else
+			// it asks for the edges on their own.
+			if b, err := json.Marshal(ans); err != nil || len(b) > combinedMax {
+				ans.Orders = nil
+			}
+		}
+		return ans, nil
 	case opOrders:
 		return &answer{OK: true, Orders: a.orders()}, nil
 	}

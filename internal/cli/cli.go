@@ -80,6 +80,7 @@ type app struct {
 	output         string // table or json
 	opts           report.Options
 	events         int // --events: how many of the event ring's last events are read
+	liveStacks     int // --live-stacks: 0 for all (report.AllLiveStacks)
 }
 
 // read reads a run's snapshot within the limits the flags set.
@@ -195,6 +196,14 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 			if a.opts.ProbeConcurrency <= 0 {
 				return usagef("--probe-concurrency %d: want a positive number of probes", a.opts.ProbeConcurrency)
 			}
+			switch {
+			case a.liveStacks < 0:
+				return usagef("--live-stacks %d: want how many processes to ask for live stacks, or 0 for all of them", a.liveStacks)
+			case a.liveStacks == 0:
+				a.opts.LiveStacks = report.AllLiveStacks
+			default:
+				a.opts.LiveStacks = a.liveStacks
+			}
 			return nil
 		},
 	}
@@ -207,6 +216,8 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 		"how long a probe is given to answer before the report goes on without it")
 	root.PersistentFlags().IntVar(&a.opts.ProbeConcurrency, "probe-concurrency", report.DefaultProbeConcurrency,
 		"how many probes are asked for stacks at once")
+	root.PersistentFlags().IntVar(&a.liveStacks, "live-stacks", report.DefaultLiveStacks,
+		"how many processes a report asks for live stacks, stuck holders' first (0: every process involved); the others' stacks come from their records")
 	root.PersistentFlags().BoolVar(&a.opts.TextDumps, "text-dumps", false,
 		"ask the probes of stuck holders for text dumps, which stop each process for the whole dump, instead of execution traces (as lockwatch did before traces)")
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {

@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/internal/stops"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -101,7 +103,8 @@ func blockDeep(depth int, ch chan struct{}) {
 // pauseCommands answers lines on in until it ends: "mark" starts a
 // measurement ("marked"); "pause" says the longest stop of the world since
 // the mark, of the GC's and of the others ("pause GC OTHER", nanoseconds),
-// measured by the process's own runtime.
+// measured by the process's own runtime; "cpu" says the CPU time the
+// process has used ("cpu NS", user + system, getrusage).
 func pauseCommands(in *bufio.Reader) {
 	before := stops.Read()
 	for {
@@ -113,6 +116,10 @@ func pauseCommands(in *bufio.Reader) {
 		case "pause":
 			now := stops.Read()
 			fmt.Println("pause", int64(stops.Longest(before[:1], now[:1])), int64(stops.Longest(before[1:], now[1:])))
+		case "cpu":
+			var ru syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			fmt.Println("cpu", ru.Utime.Nano()+ru.Stime.Nano())
 		}
 		if err != nil {
 			select {} // stdin closed: the benchmark ends it
@@ -151,20 +158,23 @@ func (ts targets) pauses(b *testing.B) (gc, other []time.Duration) {
 }
 
 // attachModes are the ways of taking live stacks compared in one run: the
-// old (text dumps, every probe at once), the new (execution traces, at
-// most report.DefaultProbeConcurrency probes at once, and with twice as
-// many), and, as the machine's baseline, the new with nothing to report
-// (no stacks asked: the registry, the drop-in mutexes, the liveness
-// checks).
+// old (text dumps, every probe at once, every process), execution traces
+// of every process (at most report.DefaultProbeConcurrency probes at once,
+// and with twice as many), the default (traces of the first
+// report.DefaultLiveStacks processes, the others' stacks from their
+// records), and, as the machine's baseline, nothing to report (no stacks
+// asked: the registry, the drop-in mutexes, the liveness checks).
 var attachModes = []struct {
-	name   string
-	args   []string
-	source string // of the stuck holders' live stacks; "": nothing stuck
+	name    string
+	args    []string
+	source  string // of the stuck holders' live stacks; "": nothing stuck
+	bounded bool   // live stacks of report.DefaultLiveStacks processes at most
 }{
-	{"old-text-all-at-once", []string{"--stuck-after=1ns", "--text-dumps", "--probe-concurrency=1000"}, "probe-text"},
-	{"new-trace-bounded", []string{"--stuck-after=1ns"}, "probe-trace"},
-	{"new-trace-16-at-once", []string{"--stuck-after=1ns", "--probe-concurrency=16"}, "probe-trace"},
-	{"quiet-nothing-stuck", []string{"--stuck-after=1h"}, ""},
+	{"old-text-all-at-once", []string{"--stuck-after=1ns", "--text-dumps", "--probe-concurrency=1000", "--live-stacks=0"}, "probe-text", false},
+	{"trace-every-process", []string{"--stuck-after=1ns", "--live-stacks=0"}, "probe-trace", false},
+	{"trace-every-process-16-at-once", []string{"--stuck-after=1ns", "--probe-concurrency=16", "--live-stacks=0"}, "probe-trace", false},
+	{"default-trace-bounded", []string{"--stuck-after=1ns"}, "probe-trace", true},
+	{"quiet-nothing-stuck", []string{"--stuck-after=1h"}, "", false},
 }
 
 // attachPause runs `lockwatch attach` (the static binary, in a process
@@ -174,8 +184,9 @@ var attachModes = []struct {
 // stop of the world any target counted meanwhile (target-pause-ms; split
 // into the GC's, max-gc-ms, and the others', max-other-ms, with the median
 // of the targets' longest, median-other-ms). Each report must give
-// every stuck holder's live stack (wantLive rows), from the mode's source.
-func attachPause(b *testing.B, dir string, ts targets, wantLive int) {
+// every stuck holder's live stack (wantLive rows), from the mode's source,
+// or, in the bounded mode, wantLiveBounded of them.
+func attachPause(b *testing.B, dir string, ts targets, wantLive, wantLiveBounded int) {
 	bin := lockwatchBin(b)
 	for _, mode := range attachModes {
 		b.Run(mode.name, func(b *testing.B) {
@@ -190,8 +201,11 @@ func attachPause(b *testing.B, dir string, ts targets, wantLive int) {
 				gc, other := ts.pauses(b)
 				gcs, others = append(gcs, gc...), append(others, other...)
 				want, wantLive := ExitDeadlock, wantLive
-				if mode.source == "" {
+				switch {
+				case mode.source == "":
 					want, wantLive = ExitOK, 0
+				case mode.bounded:
+					wantLive = min(wantLive, wantLiveBounded)
 				}
 				if m.code != want {
 					b.Fatalf("attach: exit %d; want %d: %s", m.code, want, m.stderr)
@@ -258,7 +272,7 @@ func BenchmarkAttachPause(b *testing.B) {
 		}
 		time.Sleep(time.Millisecond) // polling the arena; the condition is above
 	}
-	attachPause(b, dir, ts, procs)
+	attachPause(b, dir, ts, procs, report.DefaultLiveStacks) // a holder per process
 }
 
 // BenchmarkAttachPauseDropIn is issue 9's attach figure: one process with
@@ -270,5 +284,61 @@ func BenchmarkAttachPauseDropIn(b *testing.B) {
 	dir := runDir(b)
 	_, in, out := child(b, "many", dir, manyWaitersEnv+"=100")
 	expectLine(b, out, "ready")
-	attachPause(b, dir, targets{ins: []io.Writer{in}, outs: []*bufio.Reader{out}}, 100)
+	attachPause(b, dir, targets{ins: []io.Writer{in}, outs: []*bufio.Reader{out}}, 100, 100) // one process
+}
+
+// BenchmarkLiveStackCost is what each way of reading a process's live
+// stacks costs the process: one process of BenchmarkAttachPause's shape
+// (1,000 goroutines, a stuck holder, 10 waiters), asked b.N times over its
+// control socket, one request at a time. Metrics: target-cpu-ms (the
+// target's CPU time per request, user + system, from its own getrusage),
+// and the request's wall time (ns/op). "info" is the floor: a request that
+// reads nothing. Is the goroutine profile the cheap first step? At 1,000
+// goroutines it costs its process about what the trace does (the trace's
+// cost is mostly the runtime tracer's fixed setup), and it has no
+// goroutine ids, so the report asks a stuck holder's process for the trace
+// alone.
+func BenchmarkLiveStackCost(b *testing.B) {
+	dir := runDir(b)
+	_, in, out := child(b, "pause", dir, pauseIndexEnv+"=0", pauseProcsEnv+"=1", pauseGoroutinesEnv+"=1000")
+	expectLine(b, out, "locked")
+	fmt.Fprintln(in, "go")
+	expectLine(b, out, "ready")
+	procs, err := lockreg.ReadProcesses(dir)
+	if err != nil || len(procs) != 1 {
+		b.Fatalf("%d processes in the run (%v); want 1", len(procs), err)
+	}
+	cl := &probe.Client{Path: probe.SocketPath(dir, procs[0].Identity()), Timeout: 20 * time.Second}
+	cpu := func() time.Duration {
+		fmt.Fprintln(in, "cpu")
+		line, err := out.ReadString('\n')
+		var ns int64
+		if _, perr := fmt.Sscanf(line, "cpu %d", &ns); err != nil || perr != nil {
+			b.Fatalf("target said %q (%v); want its CPU time", line, err)
+		}
+		return time.Duration(ns)
+	}
+	ctx := context.Background()
+	for _, way := range []string{"info", "profile", "trace", "text"} {
+		b.Run(way, func(b *testing.B) {
+			c0 := cpu()
+			for b.Loop() {
+				var err error
+				switch way {
+				case "info":
+					_, err = cl.Info(ctx)
+				case "profile":
+					_, err = cl.Goroutines(ctx, false)
+				case "trace":
+					_, err = cl.GoroutineTrace(ctx)
+				case "text":
+					_, err = cl.Goroutines(ctx, true)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpu()-c0)/float64(b.N)/1e6, "target-cpu-ms")
+		})
+	}
 }

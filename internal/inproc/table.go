@@ -66,7 +66,30 @@ const nShards = 64
 var table struct {
 	mu     sync.Mutex // serialises registrations
 	nextID uint64     // Called with mu held.
+	first  func()     // OnFirst's; called with mu held, then nil
 	shards [nShards]shard
+}
+
+// OnFirst tells whether the process has a lock yet, to a watcher that keeps
+// a sign of it elsewhere (the probe's "no drop-in mutexes" file): if no lock
+// was ever registered, it calls none and arranges for the first
+// registration to call first, both with the table's lock held, so that
+// nothing registers in between and first returns before the first lock can
+// be taken. It reports whether a lock was registered already (then it calls
+// neither). OnFirst(nil, nil) forgets a first not called yet.
+func OnFirst(none, first func()) (registered bool) {
+	table.mu.Lock()
+	defer table.mu.Unlock()
+	if none == nil && first == nil {
+		table.first = nil
+		return table.nextID > 0
+	}
+	if table.nextID > 0 {
+		return true
+	}
+	none()
+	table.first = first
+	return false
 }
 
 type shard struct {
@@ -89,6 +112,10 @@ func Register(s *State, kind Kind, pc, pc2 uintptr) uint64 {
 		return s.id.Load()
 	}
 	table.nextID++
+	if f := table.first; f != nil {
+		table.first = nil
+		f() // before the lock can be taken: see OnFirst
+	}
 	e := &entry{id: table.nextID, kind: kind, w: weak.Make(s), first: pc, first2: pc2}
 	sh := &table.shards[e.id%nShards]
 	sh.mu.Lock()

@@ -25,6 +25,12 @@ type Options struct {
 	// ProbeConcurrency is how many probes are asked at once. Default
 	// DefaultProbeConcurrency.
 	ProbeConcurrency int
+	// LiveStacks bounds how many processes a report asks for live stacks:
+	// those of the first findings, stuck holders' processes before
+	// waiters' (see stacks.go). The others' stacks come from their records,
+	// and a note says so. 0 means DefaultLiveStacks; AllLiveStacks asks
+	// every process involved.
+	LiveStacks int
 	// TextDumps asks the probes of stuck holders for text dumps, which stop
 	// the process's world for the whole dump, instead of execution traces
 	// (Stacks.Goroutines), which stop it for moments: the way reports were
@@ -39,6 +45,18 @@ type Options struct {
 // (a stop of the world lasts as long as its slowest thread takes to stop).
 const DefaultProbeConcurrency = 8
 
+// DefaultLiveStacks is how many processes a report asks for live stacks
+// by default: one round of DefaultProbeConcurrency. Each answer costs its
+// process an execution trace (some 4-15 ms of its CPU at 1,000 goroutines,
+// docs/benchmarks.md) and lockwatch a parse, so a run of many stuck
+// processes is read in bounded time; the first findings' live stacks are
+// the ones a reader looks at first.
+const DefaultLiveStacks = DefaultProbeConcurrency
+
+// AllLiveStacks as Options.LiveStacks asks every process involved for its
+// live stacks.
+const AllLiveStacks = -1
+
 func (o Options) withDefaults() Options {
 	if o.StuckAfter <= 0 {
 		o.StuckAfter = 10 * time.Second
@@ -51,6 +69,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ProbeConcurrency <= 0 {
 		o.ProbeConcurrency = DefaultProbeConcurrency
+	}
+	if o.LiveStacks == 0 {
+		o.LiveStacks = DefaultLiveStacks
 	}
 	return o
 }

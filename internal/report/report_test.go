@@ -495,7 +495,7 @@ func TestProbeConcurrency(t *testing.T) {
 	p := &fakeProbes{prof: prof, live: map[procid.ID]*stackdump.Snapshot{}, gate: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		_, err := diagnoseFakeWith(Options{ProbeConcurrency: limit}, &fakeHost{}, p, fakeSnap(nil, locks...))
+		_, err := diagnoseFakeWith(Options{ProbeConcurrency: limit, LiveStacks: AllLiveStacks}, &fakeHost{}, p, fakeSnap(nil, locks...))
 		done <- err
 	}()
 	busy := func() int {
@@ -520,6 +520,72 @@ func TestProbeConcurrency(t *testing.T) {
 	// none answers them, its profile); each waiter's for its profile.
 	if len(p.askedTraces) != procs || len(p.asked) != 3*procs {
 		t.Errorf("asked %d traces and %d answers in all; want %d and %d", len(p.askedTraces), len(p.asked), procs, 3*procs)
+	}
+}
+
+// TestLiveStacksBound: of 20 processes with stuck holders (and 20 with
+// their waiters), only LiveStacks are asked for live stacks, those of the
+// first findings' holders; every stuck holder still gets its recorded
+// stack, and one note says how many were not asked and how to ask them.
+func TestLiveStacksBound(t *testing.T) {
+	const procs, limit = 20, 3
+	long := t0.Add(-time.Minute)
+	var locks []fakeLock
+	live := make(map[procid.ID]*stackdump.Snapshot)
+	var holders []procid.ID
+	for i := range procs {
+		// Lock names in reverse pid order: the findings' order (by lock
+		// name), not the pids', decides who is asked.
+		holder, waiter := procid.ID{PID: 1000 + 2*i, Start: 1}, procid.ID{PID: 1001 + 2*i, Start: 1}
+		holders = append(holders, holder)
+		locks = append(locks, fakeLock{name: fmt.Sprintf("l%02d", procs-1-i), holders: []lockstate.Holder{wr(g(holder, 1), long)},
+			waiters: []lockstate.Waiter{wantW(g(waiter, 2), long)}})
+		live[holder] = &stackdump.Snapshot{Goroutines: []stackdump.Goroutine{{ID: 1, State: "chan receive",
+			Frames: []stackdump.Frame{{Func: "main.stuck", File: "main.go", Line: 7}}}}}
+	}
+	for _, tc := range []struct {
+		limit     int
+		asked     []procid.ID
+		wantNote  bool
+		wantTrace int // holders' live stacks in the report
+	}{
+		{limit, []procid.ID{holders[procs-1], holders[procs-2], holders[procs-3]}, true, limit},
+		{AllLiveStacks, nil, false, procs},
+		{2 * procs, nil, false, procs},
+	} {
+		p := &fakeProbes{live: live, prof: map[procid.ID]*stackdump.Profile{}}
+		r, err := diagnoseFakeWith(Options{LiveStacks: tc.limit}, &fakeHost{}, p, fakeSnap(nil, locks...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.asked != nil {
+			got := slices.SortedFunc(slices.Values(p.asked), func(a, b procid.ID) int { return a.PID - b.PID })
+			want := slices.SortedFunc(slices.Values(tc.asked), func(a, b procid.ID) int { return a.PID - b.PID })
+			if !slices.Equal(got, want) {
+				t.Errorf("limit %d: asked %v; want the first findings' holders %v", tc.limit, got, want)
+			}
+		} else if len(p.askedTraces) != procs {
+			t.Errorf("limit %d: %d processes asked for traces; want all %d", tc.limit, len(p.askedTraces), procs)
+		}
+		traced, recorded := 0, 0
+		for _, st := range r.Stacks {
+			switch {
+			case st.Role == "holder" && st.Source == sourceTrace:
+				traced++
+			case st.Role == "holder" && st.Source == sourceDictionary:
+				recorded++
+			}
+		}
+		if traced != tc.wantTrace || recorded != procs {
+			t.Errorf("limit %d: %d live and %d recorded holder stacks; want %d and %d", tc.limit, traced, recorded, tc.wantTrace, procs)
+		}
+		note := slices.ContainsFunc(r.Notes, func(n string) bool {
+			return strings.Contains(n, fmt.Sprintf("live stacks were asked of %d of the %d processes involved", limit, 2*procs)) &&
+				strings.Contains(n, "--live-stacks=0")
+		})
+		if note != tc.wantNote {
+			t.Errorf("limit %d: the note on processes not asked is there: %v; want %v (notes %q)", tc.limit, note, tc.wantNote, r.Notes)
+		}
 	}
 }
 

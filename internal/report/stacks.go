@@ -1,6 +1,7 @@
 package report
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,10 @@ func stacks(ctx context.Context, g *graph, r *Report, src Stacks, remote bool, o
 	r.holderStacks()
 	wants, ids := plan(g, r, remote)
 	if src != nil {
+		if asked, left := bound(wants, opts.LiveStacks); left > 0 {
+			r.Notes = append(r.Notes, fmt.Sprintf("live stacks were asked of %d of the %d processes involved (--live-stacks=%d; stuck holders' processes first, in the findings' order): the stacks of the other %d are those their records hold, where each goroutine took or began waiting for its lock; --live-stacks=0 asks every process, 'lockwatch stacks PID' one",
+				asked, asked+left, opts.LiveStacks, left))
+		}
 		ask(ctx, src, wants, ids, opts, remote)
 	}
 	for _, id := range ids {
@@ -51,7 +56,12 @@ type want struct {
 	live    *stackdump.Snapshot
 	source  string
 	liveErr error
-	err     error // errDead, errRemote: not asked
+	err     error // errDead, errRemote, errBeyondBound: not asked
+
+	// rank orders the processes for Options.LiveStacks: the index of the
+	// first finding that names one of its goroutines as a stuck holder,
+	// else as a party, counted after every finding's holders.
+	rank int
 }
 
 // goroutines are the goroutines of the process the report wants the live
@@ -66,8 +76,9 @@ func (w *want) goroutines() []int64 {
 }
 
 var (
-	errDead   = errors.New("dead")            // a dead process's probe cannot answer
-	errRemote = errors.New("another machine") // probes answer on this machine only
+	errDead        = errors.New("dead")            // a dead process's probe cannot answer
+	errRemote      = errors.New("another machine") // probes answer on this machine only
+	errBeyondBound = errors.New("beyond --live-stacks")
 )
 
 // holderStacks adds the recorded acquire stack of each holder that a
@@ -98,23 +109,27 @@ func (r *Report) holderStacks() {
 // them.
 func plan(g *graph, r *Report, remote bool) (map[procid.ID]*want, []procid.ID) {
 	wants := make(map[procid.ID]*want)
-	get := func(id procid.ID) *want {
+	get := func(id procid.ID, rank int) *want {
 		w := wants[id]
 		if w == nil {
-			w = &want{stuck: map[int64]string{}, seen: map[wait]bool{}}
+			w = &want{stuck: map[int64]string{}, seen: map[wait]bool{}, rank: rank}
 			if id.Host != "" && !remote {
 				w.err = errRemote
 			}
 			wants[id] = w
 		}
+		w.rank = min(w.rank, rank)
 		return w
 	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
 		if (f.Kind == StuckHolder || f.Kind == LostLock) && f.Holder.Alive {
-			get(f.Holder.id()).stuck[f.Holder.Goroutine] = f.Lock
+			get(f.Holder.id(), i).stuck[f.Holder.Goroutine] = f.Lock
 		}
-		parties := f.Waiters
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		parties := slices.Clone(f.Waiters)
 		for _, st := range f.Cycle {
 			parties = append(parties, st.Party)
 		}
@@ -129,7 +144,7 @@ func plan(g *graph, r *Report, remote bool) (map[procid.ID]*want, []procid.ID) {
 			if len(ws) == 0 {
 				continue
 			}
-			w := get(p.id())
+			w := get(p.id(), len(r.Findings)+i)
 			for _, wt := range ws {
 				if !w.seen[wt] {
 					w.seen[wt] = true
@@ -149,6 +164,30 @@ func plan(g *graph, r *Report, remote bool) (map[procid.ID]*want, []procid.ID) {
 		return compareNodes(node{ID: a}, node{ID: b})
 	})
 	return wants, ids
+}
+
+// bound leaves the processes to ask for live stacks beyond the first limit
+// unasked (errBeyondBound), in rank order (ties by pid), unless limit is
+// AllLiveStacks; it returns how many are asked and how many were left.
+// Processes that cannot be asked anyway (dead, another machine's) do not
+// count.
+func bound(wants map[procid.ID]*want, limit int) (asked, left int) {
+	var ids []procid.ID
+	for id, w := range wants {
+		if w.err == nil {
+			ids = append(ids, id)
+		}
+	}
+	if limit < 0 || len(ids) <= limit {
+		return len(ids), 0
+	}
+	slices.SortFunc(ids, func(a, b procid.ID) int {
+		return cmp.Or(wants[a].rank-wants[b].rank, compareNodes(node{ID: a}, node{ID: b}))
+	})
+	for _, id := range ids[limit:] {
+		wants[id].err = errBeyondBound
+	}
+	return limit, len(ids) - limit
 }
 
 // ask asks the probes, at most opts.ProbeConcurrency at once, each within
@@ -224,6 +263,8 @@ func (r *Report) answer(id procid.ID, w *want, asked bool) {
 		}
 	default:
 		switch {
+		case errors.Is(w.err, errBeyondBound):
+			// Said once for all of them, by stacks.
 		case errors.Is(w.err, errRemote):
 			r.Notes = append(r.Notes, fmt.Sprintf("pid %d is on %s, where no probe can be asked: its stacks are from the records only", id.PID, id.Host))
 		case w.err != nil && !errors.Is(w.err, errDead):

@@ -53,8 +53,9 @@ type Source struct {
 	Concurrency int
 	// Processes lists the run's processes; nil means lockreg.ReadProcesses.
 	Processes func(dir string) ([]lockreg.Process, error)
-	// Ask asks one process's probe for its mutexes; nil means
-	// probe.Client.Mutexes on the process's control socket.
+	// Ask asks one process's probe for its mutexes; nil (with AskOrders
+	// nil) means probe.Client.MutexesAndOrders on the process's control
+	// socket, the mutexes and the edges in one request.
 	Ask func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, error)
 	// AskOrders asks one process's probe for its lock-order edges; nil
 	// means probe.Client.Orders on the process's control socket.
@@ -85,6 +86,32 @@ func ask(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (
 func askOrders(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.OrderView, error) {
 	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
 	return c.Orders(ctx)
+}
+
+// askBoth asks one probe for its mutexes and its lock-order edges in one
+// request (one connection, one wake-up of the process), and for the edges
+// on their own when the probe answered the mutexes alone.
+func askBoth(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, *probe.OrderView, error, error) {
+	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
+	v, o, err := c.MutexesAndOrders(ctx)
+	if err != nil {
+		return nil, nil, err, err
+	}
+	if o == nil {
+		o, oerr := c.Orders(ctx)
+		return v, o, nil, oerr
+	}
+	return v, o, nil, nil
+}
+
+// noMutexes tells a process whose probe keeps its no-mutexes file: it has
+// never had a drop-in mutex, so it holds and awaits none and has no
+// lock-order edge between them (probe.NoMutexesFile). Any doubt (the file
+// cannot be looked at) asks the probe.
+func noMutexes(dir string, id procid.ID) bool {
+	_, _, base := lockreg.ProcessFiles(dir, id)
+	fi, err := os.Lstat(filepath.Join(dir, probe.NoMutexesFile(base)))
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // maxOrdersFile bounds an orders file read: what one probe answer holds.
@@ -123,10 +150,11 @@ func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
 	return &v, nil
 }
 
-// Read asks every process of the run that has not exited, Concurrency at
-// a time, each within Timeout from when it is asked, for its mutexes and
-// its lock-order edges, and reads the orders file of every process whose
-// probe does not answer (those that exited, all with Files). A
+// Read asks every process of the run that has not exited and has drop-in
+// mutexes (a probe says when its process has none: probe.NoMutexesFile),
+// Concurrency at a time, each within Timeout from when it is asked, for
+// its mutexes and its lock-order edges, and reads the orders file of every
+// process whose probe does not answer (those that exited, all with Files). A
 // process without a probe (no socket, or nobody listening) has no drop-in
 // mutexes to tell; a probe that fails otherwise leaves a note. Its error is
 // lockreg's when the run's process table cannot be read.
@@ -173,7 +201,12 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		wg.Go(func() {
 			defer func() { <-slots }()
 			a := answer{id: id}
-			if live {
+			switch {
+			case live && noMutexes(s.Dir, id):
+				// Its probe says it has none: nothing to ask.
+			case live && s.Ask == nil && s.AskOrders == nil:
+				a.v, a.orders, a.err, a.ordersErr = askBoth(ctx, s.Dir, id, s.Timeout)
+			case live:
 				a.v, a.err = askOne(ctx, s.Dir, id, s.Timeout)
 				a.orders, a.ordersErr = askOrd(ctx, s.Dir, id, s.Timeout)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,6 +107,43 @@ func TestRead(t *testing.T) {
 	}
 	if strings.Contains(notes, "pid 30") {
 		t.Errorf("a process without a probe was noted: %q", notes)
+	}
+}
+
+// TestSkipsNoMutexes: a process whose probe keeps its no-mutexes file is
+// not asked; the others are, and a file that is not a regular one (or that
+// cannot be looked at) does not stop the asking.
+func TestSkipsNoMutexes(t *testing.T) {
+	dir := t.TempDir()
+	none, some, odd := procid.ID{PID: 10, Start: 1}, procid.ID{PID: 20, Start: 2}, procid.ID{PID: 30, Start: 3}
+	mark := func(id procid.ID) string {
+		_, _, base := lockreg.ProcessFiles(dir, id)
+		return filepath.Join(dir, probe.NoMutexesFile(base))
+	}
+	if err := os.WriteFile(mark(none), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(mark(odd), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	asked := map[procid.ID]bool{}
+	src := Source{Dir: dir,
+		Processes: func(string) ([]lockreg.Process, error) {
+			return []lockreg.Process{{PID: none.PID, Start: none.Start}, {PID: some.PID, Start: some.Start}, {PID: odd.PID, Start: odd.Start}}, nil
+		},
+		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probe.MutexView, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked[id] = true
+			return &probe.MutexView{PID: id.PID, Start: id.Start}, nil
+		},
+	}
+	if _, err := src.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if asked[none] || !asked[some] || !asked[odd] {
+		t.Errorf("asked %v; want pids 20 and 30, not 10 (its probe says it has no mutex)", asked)
 	}
 }
 
