@@ -4,5 +4,5 @@ package lockreg
 
 import "sync/atomic"
 
-// clearCell empties a held-lock cell (order.go); see cell_plain.go.
-func clearCell(p *atomic.Uint32) { p.Store(0) }
+// storeCell writes a held-lock cell or count (order.go); see cell_plain.go.
+func storeCell(p *atomic.Uint32, v uint32) { p.Store(v) }

@@ -7,4 +7,6 @@ import "github.com/lockwatch/lockwatch/internal/record"
 // instead of a 20-25 ns vDSO call, at most about a millisecond old
 // (docs/registry-format.md). Decisions that depend on time (the slow path's
 // deadlines, the stuck hook) and the slow path's records use nanotime, exact.
+// Read it before procPin: when the clock is stale it takes a mutex, which
+// may block, and blocking while pinned is a fatal error of the runtime.
 func coarseNow() int64 { return record.Coarse() }

@@ -75,20 +75,26 @@ func (r *Registry) record(kind EventKind, lock uint32, goid int64, stack uint64,
 	r.recordAs(kind, lock, r.pid, r.self.Start, goid, stack, t)
 }
 
-// recordHeld appends a holder event. Only the holder writes the holder ring,
-// so plain stores under the slot's sequence number suffice (the seqlock
-// argument of records.go): odd 2t+1, the fields, even 2t+2, then the head.
-// A holder that dies mid-write leaves the slot odd and the head at t; the
-// next holder writes the same slot again, from the odd value.
+// recordHeld appends a holder event to lock's ring.
 func (r *Registry) recordHeld(kind EventKind, lock uint32, goid int64, stack uint64, t int64) {
 	a := r.a
-	s := a.lock(lock)
-	half := a.g.ringSlots / 2
+	r.appendHeld(a.lock(lock), a.ring(lock), a.ringSlot(lock, 0), a.g.ringSlots/2-1, kind, goid, stack, t)
+}
+
+// appendHeld appends a holder event to the holder ring of lock slot s,
+// whose ring header is ring, first holder slot slot0, and holder slots
+// mask+1 (a Mutex keeps these, so that its acquire and release compute
+// none of them). Only the holder writes the holder ring, so plain stores
+// under the slot's sequence number suffice (the seqlock argument of
+// records.go): odd 2t+1, the fields, even 2t+2, then the head. A holder
+// that dies mid-write leaves the slot odd and the head at t; the next
+// holder writes the same slot again, from the odd value.
+func (r *Registry) appendHeld(s *lockSlot, ring *ringHdr, slot0 *eventSlot, mask uint32, kind EventKind, goid int64, stack uint64, t int64) {
 	h := s.holder.ring.Load()
-	e := a.ringSlot(lock, h&(half-1))
+	e := (*eventSlot)(unsafe.Add(unsafe.Pointer(slot0), uintptr(h&mask)*eventSize))
 	seq := 2*uint64(h) + 1
 	storeOdd64(&e.seq, seq)
-	store32(&e.what, eventWhat(kind, uint32(a.ring(lock).waitTicket.Load())))
+	store32(&e.what, eventWhat(kind, uint32(ring.waitTicket.Load())))
 	store32(&e.pid, r.pid)
 	store64(&e.start, r.self.Start)
 	store64(&e.goid, uint64(goid))

@@ -3,9 +3,13 @@ package lockreg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/record"
 )
 
 func openT(t *testing.T, dir string, o Options) *Registry {
@@ -145,4 +149,66 @@ func TestRemoveIfClean(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("run directory still there: %v", err)
 	}
+}
+
+// TestAcquireStackKnownAndNew: the first acquire from a site captures its
+// stack and writes it to the dictionary; later ones from the same site
+// only hash the walk (stackID). Both must name the same id, whose frames in
+// the dictionary start at the caller of Lock (or TryLock), with either
+// unwinder; another site gets another id.
+func TestAcquireStackKnownAndNew(t *testing.T) {
+	old := record.FramePointers()
+	defer record.SetFramePointers(old)
+	for _, fp := range []bool{true, false} {
+		if record.SetFramePointers(fp); record.FramePointers() != fp {
+			continue // no frame-pointer unwinder here
+		}
+		dir := runDir(t)
+		r := openT(t, dir, Options{})
+		m, _ := r.Mutex("a")
+		holderStack := func() uint64 {
+			t.Helper()
+			s, err := ReadSnapshot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Locks) != 1 || s.Locks[0].Holder == nil {
+				t.Fatalf("got locks %+v; want a held, with a record", s.Locks)
+			}
+			h := s.Locks[0].Holder
+			frames, ok := s.Stack(h.Identity(), h.Stack)
+			if !ok || len(frames) < 2 || !strings.HasSuffix(frames[0].Func, "lockreg.lockAt") ||
+				frames[1].Func != "github.com/lockwatch/lockwatch/lockreg.TestAcquireStackKnownAndNew" {
+				t.Errorf("frame pointers %v: stack %x is %v (found %v); want it to start at lockAt, called by the test", fp, h.Stack, frames, ok)
+			}
+			return h.Stack
+		}
+		var ids []uint64
+		for _, try := range []bool{false, false, true, true} {
+			if err := lockAt(m, try); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, holderStack())
+			if err := m.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ids[0] != ids[1] || ids[2] != ids[3] || ids[0] == ids[2] {
+			t.Errorf("frame pointers %v: stack ids %x; want Lock's twice, then TryLock's twice, different", fp, ids)
+		}
+	}
+}
+
+// lockAt takes m by Lock, or by TryLock if try; its call sites in the
+// test are the stacks recorded.
+//
+//go:noinline
+func lockAt(m *Mutex, try bool) error {
+	if try {
+		if ok, err := m.TryLock(); !ok || err != nil {
+			return fmt.Errorf("TryLock: %v, %v; want true, nil", ok, err)
+		}
+		return nil
+	}
+	return m.Lock(context.Background())
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"runtime/pprof"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/record"
 )
 
 // A Mutex is a named lock shared by every process of a run. Unlike
@@ -19,6 +21,11 @@ type Mutex struct {
 	idx  uint32
 	name string
 	opts MutexOptions
+	// The lock's event ring, located once: its header, its first holder
+	// slot and the holder slots' mask (appendHeld).
+	ring  *ringHdr
+	held0 *eventSlot
+	hmask uint32
 }
 
 // Name returns the lock's name.
@@ -51,21 +58,30 @@ func (m *Mutex) Lock(ctx context.Context) error {
 		}
 		return m.lockSlow(ctx, 0)
 	}
-	// Capture and intern the stack before the CAS: outside the critical
+	// Identify and intern the stack before the CAS: outside the critical
 	// section, and so that the stack is in the dictionary before any
-	// record names it.
-	var st stackPCs
-	st.capture()
-	stack := st.hash()
-	r.stacks.intern(stack, &st)
+	// record names it. A known stack is only hashed; a new one is
+	// captured (internCaller, from this same frame: the same PCs).
+	var stack uint64
+	if record.FramePointers() {
+		stack = record.CallerID() // stackID without its two calls
+	} else {
+		stack = stackID()
+	}
+	if !r.stacks.known(stack) {
+		stack = r.stacks.internCaller()
+	}
 	goid := curGoid()
+	// The clock before the pin: a stale coarse clock takes a mutex, and
+	// nothing may block while pinned (TestFastPathWithContendedClock).
+	now := coarseNow()
 	procPin()
 	if r.closed.Load() {
 		procUnpin()
 		return ErrClosed
 	}
 	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(goid, stack, coarseNow(), EventAcquire)
+		m.acquired(goid, stack, now, EventAcquire)
 		procUnpin()
 		return nil
 	}
@@ -80,10 +96,9 @@ func (m *Mutex) TryLock() (bool, error) {
 	r := m.r
 	var stack uint64
 	if !r.opts.NoRecord {
-		var st stackPCs
-		st.capture()
-		stack = st.hash()
-		r.stacks.intern(stack, &st)
+		if stack = stackID(); !r.stacks.known(stack) {
+			stack = r.stacks.internCaller()
+		}
 	}
 	if !r.enter() {
 		return false, ErrClosed
@@ -123,9 +138,10 @@ func (m *Mutex) TryLock() (bool, error) {
 // meanwhile: retry). Without the record, the word's CAS alone decides.
 func (m *Mutex) Unlock() error {
 	r, s := m.r, m.s
-	var goid int64
+	var goid, now int64
 	if !r.opts.NoRecord {
 		goid = curGoid()
+		now = coarseNow() // before the pin, as in Lock
 	}
 	procPin() // see Registry.Close
 	if r.closed.Load() {
@@ -145,7 +161,7 @@ func (m *Mutex) Unlock() error {
 			procUnpin()
 			return ErrNotHeld
 		}
-		r.record(EventRelease, m.idx, goid, s.holder.stack.Load(), coarseNow())
+		r.appendHeld(s, m.ring, m.held0, m.hmask, EventRelease, goid, s.holder.stack.Load(), now)
 		r.heldReleased(m.idx, holder) // before the word: see heldReleased
 	}
 	// Clearing WAITERS too: the woken waiter sets it again when it
@@ -180,7 +196,7 @@ func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind EventKind) {
 		return
 	}
 	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t) // the slot is a hint: see claimSlot
-	r.record(kind, m.idx, goid, stack, t)
+	r.appendHeld(m.s, m.ring, m.held0, m.hmask, kind, goid, stack, t)
 	r.heldAcquired(m.idx, goid, stack) // lock order (order.go)
 }
 

@@ -26,13 +26,18 @@ import (
 // Which locks a goroutine holds is tracked in this process, without any
 // lock: a table of buckets chosen by goroutine id, each of heldCells cells
 // holding the index + 1 of a lock held by a goroutine of the bucket. An
-// acquire reads its bucket's cells (one cache line) and claims a free one
-// by CAS; a release clears it by CAS, in the bucket of the goroutine the
+// acquire reads its bucket's cells (one cache line) and stores its lock into
+// a free one; a release clears it, in the bucket of the goroutine the
 // holder record names (any goroutine may Unlock). A goroutine that holds
-// nothing finds its cells empty and goes on: no edge is looked up. A cell
-// naming a lock is an edge only when the lock's holder record names this
-// process and this goroutine, so a bucket shared by two goroutines and a
-// cell that is being cleared never give an edge that was not taken.
+// nothing finds its bucket empty and goes on: no edge is looked up. The
+// cells are written with plain stores (storeCell), not claimed by CAS: two
+// goroutines of one bucket that store into the same free cell at the same
+// moment lose one of the two cells, and the edges from that lock are missed
+// while it is held; none is invented, because a cell naming a lock is an
+// edge only when the lock's holder record names this process and this
+// goroutine (nested). So a bucket shared by two goroutines, a cell being
+// cleared, a lock unlocked by another goroutine and a lost cell never give
+// an edge that was not taken (TestOrderSharedBucketRace).
 //
 // A nested acquire looks the pair up in this process's set of known edges
 // (known) before it touches the arena; a pair new to the process is
@@ -127,10 +132,16 @@ type orderState struct {
 }
 
 // heldBucket is a cache line of cells, each the index + 1 of a lock held
-// by a goroutine whose id falls in the bucket; 0 = free.
+// by a goroutine whose id falls in the bucket (0 = free), and n, the number
+// of cells in use as the bucket's goroutines last wrote it. n lets the
+// acquire of a goroutine whose bucket is empty skip the scan. It is written
+// with plain stores, like the cells, so two goroutines of one bucket racing
+// may leave it off: too high, and the next acquire scans and counts again;
+// too low (0 while a cell is in use), and an acquire takes cell 0 without
+// looking at the others. Either way an edge may be missed, never invented.
 type heldBucket struct {
 	cells [heldCells]atomic.Uint32
-	_     uint32
+	n     atomic.Uint32
 }
 
 var _ [0]byte = [unsafe.Sizeof(heldBucket{}) - 64]byte{}
@@ -178,11 +189,25 @@ func (o *orderState) addKnown(k uint64) {
 // heldAcquired is called by an acquire that succeeded with the record, the
 // holder record written: it records an edge from each lock the goroutine
 // holds, then marks the lock held by the goroutine. Never blocks (it runs
-// pinned on the fast path).
+// pinned on the fast path). In an empty bucket (a goroutine that holds
+// nothing, the common case) it is a load and two plain stores.
 func (r *Registry) heldAcquired(idx uint32, goid int64, stack uint64) {
-	o := r.order
-	b := &o.held[bucketOf(goid)]
-	free := -1
+	b := &r.order.held[bucketOf(goid)]
+	if b.n.Load() == 0 {
+		storeCell(&b.cells[0], idx+1)
+		storeCell(&b.n, 1)
+		return
+	}
+	r.heldScan(b, idx, goid, stack)
+}
+
+// heldScan is heldAcquired in a bucket with cells in use: each cell is
+// looked at (an edge, if its lock is this goroutine's), idx takes a free
+// one, and n is counted again.
+//
+//go:noinline
+func (r *Registry) heldScan(b *heldBucket, idx uint32, goid int64, stack uint64) {
+	free, n := -1, uint32(0)
 	for i := range b.cells {
 		v := b.cells[i].Load()
 		if v == 0 {
@@ -191,47 +216,68 @@ func (r *Registry) heldAcquired(idx uint32, goid int64, stack uint64) {
 			}
 			continue
 		}
+		n++
 		if v-1 != idx {
 			r.nested(v-1, idx, goid, stack)
 		}
 	}
-	if free >= 0 {
-		for i := free; i < heldCells; i++ {
-			if b.cells[i].Load() == 0 && b.cells[i].CompareAndSwap(0, idx+1) {
-				return
-			}
-		}
+	if free < 0 {
+		r.a.ord.untracked.Add(1)
+		storeCell(&b.n, n)
+		return
 	}
-	r.a.ord.untracked.Add(1)
+	storeCell(&b.cells[free], idx+1)
+	storeCell(&b.n, n+1)
 }
 
 // heldReleased is called by Unlock once it has cleared the holder record
 // of lock idx, held by goroutine goid (the record's), before the lock word
 // is released: so the next holder's cell is never the one cleared here.
-//
-// A plain store clears the cell (clearCell: a move on amd64, not the
-// XCHG of an atomic store): while it names idx nobody else writes it (the
-// others claim only free cells, by CAS), and only one Unlock releases a
-// hold (the CAS on the holder record's pid). A goroutine of the bucket that
-// still reads idx there a moment later finds the holder record cleared, so
-// it takes no edge from it, and claims another cell.
+// If idx is the bucket's one cell, it is a compare and two plain stores.
 func (r *Registry) heldReleased(idx uint32, goid int64) {
 	b := &r.order.held[bucketOf(goid)]
+	if b.cells[0].Load() == idx+1 && b.n.Load() == 1 {
+		storeCell(&b.cells[0], 0)
+		storeCell(&b.n, 0)
+		return
+	}
+	heldUnscan(b, idx)
+}
+
+// heldUnscan is heldReleased in a bucket of several cells: it clears the
+// cell of idx, if the bucket has one, and counts the cells in use again.
+//
+//go:noinline
+func heldUnscan(b *heldBucket, idx uint32) {
+	cleared, n := false, uint32(0)
 	for i := range b.cells {
-		if b.cells[i].Load() == idx+1 {
-			clearCell(&b.cells[i])
-			return
+		switch v := b.cells[i].Load(); {
+		case v == 0:
+		case v == idx+1 && !cleared:
+			storeCell(&b.cells[i], 0)
+			cleared = true
+		default:
+			n++
 		}
 	}
+	storeCell(&b.n, n)
 }
 
 // nested handles a cell of the acquiring goroutine's bucket: if lock from
 // is held by this goroutine, from -> to is an edge.
+//
+// It reads the holder record once, never retrying: it runs pinned (Lock's
+// fast path), where a retry's Gosched is a fatal error of the runtime
+// ("schedule: holding locks"; TestOrderSharedBucketRace). One try is
+// exact: a record this goroutine wrote (it holds the lock) has no other
+// writer while it holds it (a foreign Unlock clears only pid), so it is
+// never torn; a torn one is another goroutine's, being written, and gives
+// no edge either way.
 func (r *Registry) nested(from, to uint32, goid int64, stack uint64) {
 	if from >= r.a.g.maxLocks {
 		return
 	}
-	h, ok := r.a.lock(from).holder.read(readTries)
+	h, ok := r.a.lock(from).holder.read(1)
 	if !ok || h.pid != r.pid || int64(h.goid) != goid {
 		return // another goroutine's lock, or being released
 	}

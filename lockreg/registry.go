@@ -458,7 +458,8 @@ func (r *Registry) MutexWith(name string, o MutexOptions) (*Mutex, error) {
 	if o.OnStuck == nil {
 		o.OnStuck = r.opts.OnStuck
 	}
-	return &Mutex{r: r, s: r.a.lock(idx), idx: idx, name: name, opts: o}, nil
+	return &Mutex{r: r, s: r.a.lock(idx), idx: idx, name: name, opts: o,
+		ring: r.a.ring(idx), held0: r.a.ringSlot(idx, 0), hmask: r.a.g.ringSlots/2 - 1}, nil
 }
 
 // slotFor finds or allocates the lock slot of name, and links its robust

@@ -20,6 +20,29 @@ func (s *stackPCs) capture() { s.Stack.Capture(1) }
 
 func (s *stackPCs) hash() uint64 { return s.Stack.Hash() }
 
+// stackID is the id of the stack capture would capture from the same
+// frame (record.StackID: hashed, not stored): the stack of the caller of
+// Lock, when Lock calls it. With frame pointers, record.CallerID called
+// from Lock itself is the same id.
+//
+//go:noinline
+func stackID() uint64 { return record.StackID(1) }
+
+// internCaller captures the stack of the caller of its caller (Lock's
+// caller, when Lock calls it: the frames stackID hashed from there), makes
+// sure it is in the dictionary, and returns its id. Lock calls it for a
+// stack id not known yet: the id it returns is the hash of the frames
+// written, so a record names exactly the frames in the dictionary.
+//
+//go:noinline
+func (t *stackTable) internCaller() uint64 {
+	var st stackPCs
+	st.Stack.Capture(1)
+	id := st.hash()
+	t.intern(id, &st)
+	return id
+}
+
 // stackTable remembers which stack ids this process has written to its
 // dictionary: a lock-free open-addressing set, so that the acquire path only
 // loads a word or two. On a miss the stack is symbolized and written to the
@@ -79,6 +102,7 @@ func (t *stackTable) intern(id uint64, s *stackPCs) {
 func trimOwnFrames(fs []stackdump.Frame) []stackdump.Frame {
 	for len(fs) > 0 && (strings.HasPrefix(fs[0].Func, pkgPath+".(*Mutex).") ||
 		strings.HasPrefix(fs[0].Func, pkgPath+".(*stackPCs).") ||
+		strings.HasPrefix(fs[0].Func, pkgPath+".(*stackTable).") ||
 		strings.HasPrefix(fs[0].Func, recordPath+".")) {
 		fs = fs[1:]
 	}

@@ -107,6 +107,71 @@ func TestFramePointerWalkSkips(t *testing.T) {
 	}
 }
 
+// TestStackIDMatchesHash checks that StackID, which hashes the walk
+// without storing it, gives the id Hash gives to what Capture stores from
+// the same place, with either unwinder, at every depth (past MaxFrames
+// too) and skip; and that different stacks get different ids.
+func TestStackIDMatchesHash(t *testing.T) {
+	old := FramePointers()
+	defer SetFramePointers(old)
+	for _, fp := range []bool{true, false} {
+		if SetFramePointers(fp); FramePointers() != fp {
+			continue // no frame-pointer unwinder here
+		}
+		seen := map[uint64]int{}
+		for depth := 0; depth <= 2*MaxFrames; depth++ {
+			for skip := 0; skip < 3; skip++ {
+				var s Stack
+				var id uint64
+				deep(depth, func() {
+					id = StackID(skip)
+					s.Capture(skip)
+				})
+				if want := s.Hash(); id != want || id == 0 {
+					t.Errorf("frame pointers %v, depth %d, skip %d: StackID %#x, Hash of Capture %#x (%d frames)", fp, depth, skip, id, want, s.N)
+				}
+				if skip == 0 && depth < MaxFrames-4 {
+					// Below MaxFrames each depth is a different stack.
+					if d, ok := seen[id]; ok {
+						t.Errorf("frame pointers %v: depths %d and %d have the same id %#x", fp, d, depth, id)
+					}
+					seen[id] = depth
+				}
+			}
+		}
+	}
+}
+
+// TestCallerIDMatchesCapture checks CallerID against what a lock does on
+// a miss: Capture(1) from a helper the same function calls, at every depth
+// (past MaxFrames too).
+func TestCallerIDMatchesCapture(t *testing.T) {
+	old := SetFramePointers(true)
+	defer SetFramePointers(old)
+	if !FramePointers() {
+		t.Skip("no frame-pointer unwinder on " + runtime.GOARCH)
+	}
+	for depth := 0; depth <= 2*MaxFrames; depth++ {
+		var id, want uint64
+		var n int
+		deep(depth, func() { id, want, n = callerIDAndCapture() })
+		if id != want || id == 0 {
+			t.Errorf("depth %d: CallerID %#x, Hash of Capture(1) one call deeper %#x (%d frames)", depth, id, want, n)
+		}
+	}
+}
+
+// callerIDAndCapture plays a lock: it hashes its caller's stack with
+// CallerID and captures it from a helper, as Lock does on a miss.
+//
+//go:noinline
+func callerIDAndCapture() (id, want uint64, n int) {
+	id = CallerID()
+	var s Stack
+	captureVia(&s)
+	return id, s.Hash(), s.N
+}
+
 // captureVia captures its caller's caller's stack: Capture(1) from here is
 // Capture(0) from its caller.
 //

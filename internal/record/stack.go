@@ -1,6 +1,7 @@
 package record
 
 import (
+	"math/bits"
 	"runtime"
 	_ "unsafe" // for go:linkname
 )
@@ -60,23 +61,55 @@ func (s *Stack) Capture(skip int) {
 	s.N = runtime.Callers(3+skip, s.PCs[:])
 }
 
+// StackID returns the hash of the stack that Capture(skip) would capture
+// at the same place (the same value as Hash of it), without storing the
+// PCs: with frame pointers, one pass that walks the chain and hashes each
+// return PC as it is read, the multiplications overlapping the loads. With
+// skip 0, the stack starts at the function that called the function that
+// called StackID.
+//
+//go:noinline
+func StackID(skip int) uint64 {
+	if useFP {
+		return fpHash(MaxFrames, 1+skip)
+	}
+	var s Stack
+	// Skip runtime.Callers, StackID and its caller.
+	s.N = runtime.Callers(3+skip, s.PCs[:])
+	return s.Hash()
+}
+
+// The hash's constants and steps, shared with fpHash (callers_amd64.s),
+// which must compute the same value (TestStackIDMatchesHash).
+const (
+	hashK1 = 0x9e3779b97f4a7c15
+	hashK2 = 0xbf58476d1ce4e5b9
+)
+
 // Hash is a 64-bit hash of the PCs, never 0. Two independent multiply-xor
-// lanes halve the dependency chain; a final avalanche mixes them.
+// lanes take the PCs in turn (even ones a, odd ones b), which halves the
+// dependency chain; the count and a final avalanche mix them. The count
+// comes last so that one pass over a frame-pointer chain, which learns the
+// count at its end, computes the same hash (fpHash).
 func (s *Stack) Hash() uint64 {
-	const k1, k2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9
-	a, b := uint64(k2), uint64(s.N)
+	a, b := uint64(hashK2), uint64(hashK1)
 	pcs := s.PCs[:s.N]
 	for len(pcs) >= 2 {
-		a = (a ^ uint64(pcs[0])) * k1
-		b = (b ^ uint64(pcs[1])) * k2
+		a = (a ^ uint64(pcs[0])) * hashK1
+		b = (b ^ uint64(pcs[1])) * hashK2
 		pcs = pcs[2:]
 	}
 	if len(pcs) == 1 {
-		a = (a ^ uint64(pcs[0])) * k1
+		a = (a ^ uint64(pcs[0])) * hashK1
 	}
-	h := a ^ (b >> 29) ^ (b << 35)
+	return hashEnd(a, b, s.N)
+}
+
+// hashEnd mixes the lanes and the count of PCs.
+func hashEnd(a, b uint64, n int) uint64 {
+	h := a ^ bits.RotateLeft64(b, -29) ^ uint64(n)
 	h ^= h >> 31
-	h *= k2
+	h *= hashK2
 	h ^= h >> 29
 	if h == 0 {
 		h = 1
