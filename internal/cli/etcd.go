@@ -91,7 +91,7 @@ func (a *app) etcdCommands(root *cobra.Command) {
 					}
 					return own(cmd, args)
 				}
-				fwd, err := a.etcdFlags(cmd, union(auth, "interval"))
+				fwd, err := a.etcdFlags(cmd, union(auth, "interval", "live-stacks"))
 				if err != nil {
 					return err
 				}
@@ -120,7 +120,7 @@ func (a *app) etcdCommands(root *cobra.Command) {
 				case backend == "lockreg" && cmd.Flags().Changed("backend"):
 					return usagef("--etcd names an etcd cluster, but --backend=lockreg keeps the locks in shared memory: drop one of them")
 				}
-				fwd, err := a.etcdFlags(cmd, union(auth, "on-deadlock", "report", "interval"))
+				fwd, err := a.etcdFlags(cmd, union(auth, "on-deadlock", "report", "interval", "live-stacks"))
 				if err != nil {
 					return err
 				}

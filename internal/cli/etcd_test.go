@@ -110,6 +110,8 @@ func TestEtcdDispatch(t *testing.T) {
 			wantArgs: []string{"attach", "-o", "json", "--stuck-after", "10s", "--etcd", "http://h:1", "run-1"}},
 		{name: "watch", standin: "beside", args: []string{"watch", "--interval", "2s", "--stuck-after", "1m", "etcd://h:1,h:2/run-1"}, exit: "0",
 			wantArgs: []string{"watch", "-o", "table", "--stuck-after", "1m0s", "--interval", "2s", "etcd://h:1,h:2/run-1"}},
+		{name: "attach every process's live stacks", standin: "beside", args: []string{"--live-stacks=0", "attach", "etcd://h:1/run-1"}, exit: "0",
+			wantArgs: []string{"attach", "-o", "table", "--stuck-after", "10s", "--live-stacks", "0", "etcd://h:1/run-1"}},
 		{name: "run on an embedded etcd", standin: "beside", args: []string{"run", "--backend", "etcd", "--on-deadlock=kill", "--", "prog", "-x", "y"}, exit: "124",
 			wantArgs: []string{"run", "-o", "table", "--stuck-after", "10s", "--on-deadlock", "kill", "--", "prog", "-x", "y"}, wantCode: 124},
 		{name: "run on a cluster", standin: "path", args: []string{"run", "--etcd", "http://h:1", "--report", "r.txt", "prog"}, exit: "7",

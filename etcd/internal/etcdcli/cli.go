@@ -75,8 +75,10 @@ commands for etcd runs: lockwatch attach etcd://..., lockwatch run --etcd ...
 Flags: --etcd ENDPOINTS (default $LOCKWATCH_ETCD; run starts an embedded
 server when none is given), -o table|json, --local-host NAME (the host name
 this machine has in the records; default $LOCKWATCH_HOST, else the host
-name), --stuck-after DURATION, --interval DURATION (watch, run), and for
-run --on-deadlock wait|kill, --report FILE.
+name), --stuck-after DURATION, --interval DURATION (watch, run),
+--live-stacks N (how many processes a report asks for live stacks, the
+first findings' first; 0: all of them; default 8), and for run
+--on-deadlock wait|kill, --report FILE.
 
 Auth and TLS, as etcdctl's: --user NAME (or NAME:PASSWORD; default
 $ETCDCTL_USER), --password-file FILE (default $ETCDCTL_PASSWORD; never on
@@ -98,6 +100,7 @@ type config struct {
 	output     string
 	localHost  string
 	stuckAfter time.Duration
+	liveStacks int // --live-stacks; 0: every process
 	interval   time.Duration
 	onDeadlock string
 	reportPath string
@@ -147,6 +150,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.localHost, "local-host", "", "the host `name` of this machine in the records (default $LOCKWATCH_HOST, else the host name)")
 	fs.DurationVar(&c.stuckAfter, "stuck-after", 10*time.Second, "a holder with waiters is stuck after holding this `long`")
 	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "watch and run: how often to read the run")
+	fs.IntVar(&c.liveStacks, "live-stacks", report.DefaultLiveStacks, "how many processes a report asks for live stacks, the first findings' first (0: all of them)")
 	fs.StringVar(&c.user, "user", os.Getenv("ETCDCTL_USER"), "etcd user `NAME` (or NAME:PASSWORD), when etcd's auth is enabled")
 	fs.StringVar(&c.passwordFile, "password-file", "", "`file` holding the password of --user (default $ETCDCTL_PASSWORD)")
 	fs.StringVar(&c.cacert, "cacert", os.Getenv("ETCDCTL_CACERT"), "PEM `file` of the CA that signed etcd's certificate (https endpoints)")
@@ -170,6 +174,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if c.output != "table" && c.output != "json" {
 		return bad("-o %q: use table or json", c.output)
+	}
+	if c.liveStacks < 0 {
+		return bad("--live-stacks %d: want how many processes to ask for live stacks, or 0 for all of them", c.liveStacks)
 	}
 	if c.onDeadlock != "" && c.onDeadlock != "wait" && c.onDeadlock != "kill" {
 		return bad("--on-deadlock %q: use wait or kill", c.onDeadlock)
@@ -226,7 +233,16 @@ func (c config) diagnose(ctx context.Context, cli *clientv3.Client, run string) 
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	return report.Diagnose(ctx, etcdsrc.Sources(cli, run, c.localHost),
-		report.Options{StuckAfter: c.stuckAfter, ProbeTimeout: 2 * time.Second})
+		report.Options{StuckAfter: c.stuckAfter, ProbeTimeout: 2 * time.Second, LiveStacks: c.liveStackOption()})
+}
+
+// liveStackOption is --live-stacks as report.Options takes it: 0 there is
+// the default, and every process is report.AllLiveStacks.
+func (c config) liveStackOption() int {
+	if c.liveStacks == 0 {
+		return report.AllLiveStacks
+	}
+	return c.liveStacks
 }
 
 // write prints r as lockwatch does: tables (coloured on a terminal unless
