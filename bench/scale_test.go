@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -210,6 +211,10 @@ func loop(l handle, n int) {
 }
 
 // runChild is a child process: LOCKWATCH_BENCH_ROLE="impl dir lock".
+// cpuProfileEnv, set to a path prefix, makes every child process of a
+// scenario write its CPU profile to PREFIX.PID.
+const cpuProfileEnv = "LOCKWATCH_BENCH_CPUPROFILE"
+
 func runChild(role string) int {
 	var impl, dir string
 	var i int
@@ -223,6 +228,21 @@ func runChild(role string) int {
 		return 1
 	}
 	defer closeFn()
+	if p := os.Getenv(cpuProfileEnv); p != "" {
+		// Each child's CPU profile, to see where a scenario's processes
+		// spend their time (go tool pprof bench.test PREFIX.*).
+		f, err := os.Create(fmt.Sprintf("%s.%d", p, os.Getpid()))
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Println("ready")
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
