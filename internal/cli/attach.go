@@ -41,6 +41,7 @@ names). Exit status 3 when a deadlock is found.`,
 			if err != nil {
 				return err
 			}
+			a.opts.First = t.id // its live stacks first
 			r, err := a.diagnose(cmd.Context(), t.dir)
 			if err != nil {
 				return err
@@ -78,6 +79,7 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 			term := isTerminal(a.stdout)
 			var last string
 			var lastReport *report.Report
+			a.opts.First = t.id // its live stacks first
 			err = a.monitor(ctx, t.dir, interval, func(r *report.Report) bool {
 				lastReport = r
 				fp := fingerprint(r)

@@ -31,6 +31,9 @@ type Options struct {
 	// and a note says so. 0 means DefaultLiveStacks; AllLiveStacks asks
 	// every process involved.
 	LiveStacks int
+	// First is the process asked first for live stacks (the one a user
+	// named: lockwatch attach PID), before the findings' order; zero: none.
+	First procid.ID
 	// TextDumps asks the probes of stuck holders for text dumps, which stop
 	// the process's world for the whole dump, instead of execution traces
 	// (Stacks.Goroutines), which stop it for moments: the way reports were

@@ -525,8 +525,9 @@ func TestProbeConcurrency(t *testing.T) {
 
 // TestLiveStacksBound: of 20 processes with stuck holders (and 20 with
 // their waiters), only LiveStacks are asked for live stacks, those of the
-// first findings' holders; every stuck holder still gets its recorded
-// stack, and one note says how many were not asked and how to ask them.
+// first findings' holders, after the one a user named (Options.First);
+// every stuck holder still gets its recorded stack, and one note says how
+// many were not asked and how to ask them.
 func TestLiveStacksBound(t *testing.T) {
 	const procs, limit = 20, 3
 	long := t0.Add(-time.Minute)
@@ -545,16 +546,18 @@ func TestLiveStacksBound(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		limit     int
+		first     procid.ID // the process a user named
 		asked     []procid.ID
 		wantNote  bool
 		wantTrace int // holders' live stacks in the report
 	}{
-		{limit, []procid.ID{holders[procs-1], holders[procs-2], holders[procs-3]}, true, limit},
-		{AllLiveStacks, nil, false, procs},
-		{2 * procs, nil, false, procs},
+		{limit, procid.ID{}, []procid.ID{holders[procs-1], holders[procs-2], holders[procs-3]}, true, limit},
+		{limit, holders[0], []procid.ID{holders[0], holders[procs-1], holders[procs-2]}, true, limit},
+		{AllLiveStacks, procid.ID{}, nil, false, procs},
+		{2 * procs, procid.ID{}, nil, false, procs},
 	} {
 		p := &fakeProbes{live: live, prof: map[procid.ID]*stackdump.Profile{}}
-		r, err := diagnoseFakeWith(Options{LiveStacks: tc.limit}, &fakeHost{}, p, fakeSnap(nil, locks...))
+		r, err := diagnoseFakeWith(Options{LiveStacks: tc.limit, First: tc.first}, &fakeHost{}, p, fakeSnap(nil, locks...))
 		if err != nil {
 			t.Fatal(err)
 		}

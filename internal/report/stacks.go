@@ -24,8 +24,11 @@ func stacks(ctx context.Context, g *graph, r *Report, src Stacks, remote bool, o
 	r.holderStacks()
 	wants, ids := plan(g, r, remote)
 	if src != nil {
+		if w := wants[opts.First]; w != nil && opts.First != (procid.ID{}) {
+			w.rank = -1 // named by the user
+		}
 		if asked, left := bound(wants, opts.LiveStacks); left > 0 {
-			r.Notes = append(r.Notes, fmt.Sprintf("live stacks were asked of %d of the %d processes involved (--live-stacks=%d; stuck holders' processes first, in the findings' order): the stacks of the other %d are those their records hold, where each goroutine took or began waiting for its lock; --live-stacks=0 asks every process, 'lockwatch stacks PID' one",
+			r.Notes = append(r.Notes, fmt.Sprintf("live stacks were asked of %d of the %d processes involved (--live-stacks=%d; stuck holders' processes first, in the findings' order): the stacks of the other %d are those their records hold, where each goroutine took or began waiting for its lock; --live-stacks=0 asks every process, 'lockwatch attach PID' asks that process first",
 				asked, asked+left, opts.LiveStacks, left))
 		}
 		ask(ctx, src, wants, ids, opts, remote)
