@@ -73,7 +73,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	}
 	goid := curGoid()
 	// The clock before the pin: a stale coarse clock takes a mutex, and
-	// nothing may block while pinned (TestFastPathWithContendedClock).
+	// nothing may block while pinned (TestLockregReadsClockUnpinned).
 	now := coarseNow()
 	procPin()
 	if r.closed.Load() {

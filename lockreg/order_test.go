@@ -449,3 +449,46 @@ func TestOrderSharedBucketRace(t *testing.T) {
 		t.Errorf("got %+v; want nothing dropped or pending", o)
 	}
 }
+
+// TestNestedTornHolderRecord: a goroutine acquires B while its bucket names
+// lock A, whose holder record is mid-write (odd sequence: another goroutine
+// of the bucket taking A). The lock-order check runs pinned, so it must read
+// A's record once and give no edge; a retry (runtime.Gosched while pinned)
+// is a fatal error of the runtime, which killed this test binary on the old
+// code every run.
+func TestNestedTornHolderRecord(t *testing.T) {
+	r, err := Open(runDir(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	a, err := r.Mutex("torn.a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Mutex("torn.b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &r.a.lock(a.idx).holder
+	seq := h.seq.Load()
+	h.seq.Store(seq | 1) // a writer in the middle of the record
+	defer h.seq.Store((seq | 1) + 1)
+	bk := &r.order.held[bucketOf(curGoid())]
+	bk.cells[0].Store(a.idx + 1)
+	bk.n.Store(1)
+	defer func() { bk.cells[0].Store(0); bk.n.Store(0) }()
+	if err := b.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Orders.Edges) != 0 {
+		t.Errorf("edges %+v from a lock whose holder record was mid-write; want none", s.Orders.Edges)
+	}
+}

@@ -59,6 +59,7 @@ type Agent struct {
 	reg    *lockreg.Registry
 	self   procid.ID
 	base   string // lockreg.ProcessFiles base: dump files and the socket share it
+	unmark func() // forgets markNoMutexes' hook (inproc.OnFirst)
 	sock   string
 	stderr io.Writer
 	uid    int // the only user allowed on the socket

@@ -114,7 +114,7 @@ func NoMutexesFile(base string) string { return filepath.Base(base) + ".no-mutex
 func (a *Agent) markNoMutexes() {
 	name := NoMutexesFile(a.base)
 	rd := a.reg.RunDir()
-	inproc.OnFirst(func() {
+	a.unmark = inproc.OnFirst(func() {
 		_ = rd.Remove(name) // left by an agent of this process killed before its Close
 		f, err := rd.CreateFile(name)
 		if err != nil {
@@ -135,7 +135,9 @@ func (a *Agent) markNoMutexes() {
 // unmarkNoMutexes forgets markNoMutexes, at Close: without a probe the
 // process has nobody to answer for it.
 func (a *Agent) unmarkNoMutexes() {
-	inproc.OnFirst(nil, nil)
+	if a.unmark != nil {
+		a.unmark()
+	}
 	_ = a.reg.RunDir().Remove(NoMutexesFile(a.base))
 }
 

@@ -73,6 +73,8 @@ type answer struct {
 	// Dump describes the dump that follows in a second frame; its Data is
 	// not in the JSON.
 	Dump *Dump `json:"dump,omitempty"`
+
+	raw []byte // the answer's JSON, when the probe encoded it already
 }
 
 // Info is what a probe says of its process.

@@ -164,10 +164,14 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 	case opMutexes:
 		ans := &answer{OK: true, Mutexes: a.mutexes()}
 		if q.Orders {
-			ans.Orders = a.orders()
 			// Together only while a client reads the answer whole; else
-			// it asks for the edges on their own.
-			if b, err := json.Marshal(ans); err != nil || len(b) > combinedMax {
+			// it asks for the edges on their own. The JSON measured is
+			// the JSON sent (answer.raw).
+			ans.Orders = a.orders()
+			ans.V = version
+			if b, err := json.Marshal(ans); err == nil && len(b) <= combinedMax {
+				ans.raw = b
+			} else {
 				ans.Orders = nil
 			}
 		}
@@ -181,10 +185,13 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 // writeAnswer writes the answer frame, and data in a second frame when the
 // answer has a dump.
 func writeAnswer(c net.Conn, ans *answer, data []byte) error {
-	ans.V = version
-	b, err := json.Marshal(ans)
-	if err != nil {
-		return err
+	b := ans.raw
+	if b == nil {
+		ans.V = version
+		var err error
+		if b, err = json.Marshal(ans); err != nil {
+			return err
+		}
 	}
 	if err := writeFrame(c, b); err != nil || ans.Dump == nil {
 		return err

@@ -1,7 +1,11 @@
 package inproc_test
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -11,7 +15,46 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(onFirstRoleEnv) != "" {
+		onFirstRole() // a fresh process: no lock registered yet
+		return
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/lockwatch/lockwatch/internal/record.tickCoarse"))
+}
+
+const onFirstRoleEnv = "INPROC_TEST_ONFIRST"
+
+// onFirstRole, in a process without locks, registers two watchers with
+// OnFirst (as a probe closing and another starting would), cancels the
+// first, takes its first lock, and says what was called, in order.
+func onFirstRole() {
+	var got []string
+	note := func(s string) func() { return func() { got = append(got, s) } }
+	cancelA := inproc.OnFirst(note("none A"), note("first A"))
+	cancelB := inproc.OnFirst(note("none B"), note("first B"))
+	cancelA()
+	var mu lwsync.Mutex
+	mu.Lock()
+	got = append(got, "locked")
+	mu.Unlock()
+	cancelB() // called already: nothing to forget
+	inproc.OnFirst(note("none C"), note("first C"))
+	fmt.Println(strings.Join(got, ", "))
+}
+
+// TestOnFirst: a watcher's first is called by the first registration,
+// before the lock is taken; cancelling one watcher never forgets
+// another's; after a lock was registered, OnFirst calls nothing.
+func TestOnFirst(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), onFirstRoleEnv+"=1")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(out)), "none A, none B, first B, locked"; got != want {
+		t.Errorf("called %q; want %q", got, want)
+	}
 }
 
 // global is a mutex in the data segment, not the heap: the table takes it

@@ -66,30 +66,39 @@ const nShards = 64
 var table struct {
 	mu     sync.Mutex // serialises registrations
 	nextID uint64     // Called with mu held.
-	first  func()     // OnFirst's; called with mu held, then nil
-	shards [nShards]shard
+	// firsts are OnFirst's functions not called yet, by registration
+	// number; the first lock calls them all, with mu held.
+	firsts    map[uint64]func()
+	nextFirst uint64
+	shards    [nShards]shard
 }
 
-// OnFirst tells whether the process has a lock yet, to a watcher that keeps
-// a sign of it elsewhere (the probe's "no drop-in mutexes" file): if no lock
-// was ever registered, it calls none and arranges for the first
-// registration to call first, both with the table's lock held, so that
-// nothing registers in between and first returns before the first lock can
-// be taken. It reports whether a lock was registered already (then it calls
-// neither). OnFirst(nil, nil) forgets a first not called yet.
-func OnFirst(none, first func()) (registered bool) {
+// OnFirst tells a watcher that keeps a sign elsewhere of whether the process
+// has a lock yet (the probe's "no drop-in mutexes" file): if no lock was ever
+// registered, it calls none and arranges for the first registration to call
+// first, both with the table's lock held, so that nothing registers in
+// between and first returns before the first lock can be taken. If a lock
+// was registered already it calls neither. cancel forgets this first if it
+// was not called yet, and no other: two watchers (a probe closing while
+// another starts) never undo each other.
+func OnFirst(none, first func()) (cancel func()) {
 	table.mu.Lock()
 	defer table.mu.Unlock()
-	if none == nil && first == nil {
-		table.first = nil
-		return table.nextID > 0
-	}
 	if table.nextID > 0 {
-		return true
+		return func() {}
 	}
 	none()
-	table.first = first
-	return false
+	if table.firsts == nil {
+		table.firsts = make(map[uint64]func())
+	}
+	table.nextFirst++
+	n := table.nextFirst
+	table.firsts[n] = first
+	return func() {
+		table.mu.Lock()
+		defer table.mu.Unlock()
+		delete(table.firsts, n)
+	}
 }
 
 type shard struct {
@@ -112,8 +121,8 @@ func Register(s *State, kind Kind, pc, pc2 uintptr) uint64 {
 		return s.id.Load()
 	}
 	table.nextID++
-	if f := table.first; f != nil {
-		table.first = nil
+	for n, f := range table.firsts {
+		delete(table.firsts, n)
 		f() // before the lock can be taken: see OnFirst
 	}
 	e := &entry{id: table.nextID, kind: kind, w: weak.Make(s), first: pc, first2: pc2}

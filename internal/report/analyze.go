@@ -50,7 +50,7 @@ const DefaultProbeConcurrency = 8
 
 // DefaultLiveStacks is how many processes a report asks for live stacks
 // by default: one round of DefaultProbeConcurrency. Each answer costs its
-// process an execution trace (some 4-15 ms of its CPU at 1,000 goroutines,
+// process an execution trace (some 7-9 ms of its CPU at 1,000 goroutines,
 // docs/benchmarks.md) and lockwatch a parse, so a run of many stuck
 // processes is read in bounded time; the first findings' live stacks are
 // the ones a reader looks at first.
