@@ -2,8 +2,10 @@ package dropinsrc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -195,5 +197,63 @@ func TestReadConcurrency(t *testing.T) {
 	}
 	if most != limit || asked != procs {
 		t.Errorf("at most %d probes at once, %d asked; want %d and %d", most, asked, limit, procs)
+	}
+}
+
+// TestAskBothFallback: a probe that answers the combined request with its
+// mutexes alone (one older than the request, or whose two answers would not
+// fit in one) is asked for its lock-order edges on their own, and both
+// reach the snapshot. The probe here is a stand-in on the process's control
+// socket that speaks the protocol and records the requests.
+func TestAskBothFallback(t *testing.T) {
+	dir := t.TempDir()
+	id := procid.ID{PID: 4242, Start: 7}
+	ln, err := net.Listen("unix", probe.SocketPath(dir, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var requests []string
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			var n [4]byte
+			if _, err := io.ReadFull(c, n[:]); err != nil {
+				c.Close()
+				continue
+			}
+			q := make([]byte, binary.BigEndian.Uint32(n[:]))
+			_, _ = io.ReadFull(c, q)
+			mu.Lock()
+			requests = append(requests, string(q))
+			mu.Unlock()
+			ans := `{"v":1,"ok":true,"mutexes":{"pid":4242,"start":7,"live":1,"mutexes":[]}}`
+			if strings.Contains(string(q), `"op":"orders"`) {
+				ans = `{"v":1,"ok":true,"orders":{"pid":4242,"start":7,"capacity":4096,"edges":[{"from":{"id":1,"kind":"mutex","name":"a","named":true},"to":{"id":2,"kind":"mutex","name":"b","named":true},"goroutine":9}]}}`
+			}
+			binary.BigEndian.PutUint32(n[:], uint32(len(ans)))
+			_, _ = c.Write(append(n[:], ans...))
+			c.Close()
+		}
+	}()
+	src := Source{Dir: dir, Timeout: 5 * time.Second,
+		Processes: func(string) ([]lockreg.Process, error) {
+			return []lockreg.Process{{PID: id.PID, Start: id.Start, State: lockreg.ProcRunning}}, nil
+		}}
+	s, err := src.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(requests) != 2 || !strings.Contains(requests[0], `"orders":true`) || !strings.Contains(requests[1], `"op":"orders"`) {
+		t.Errorf("requests %q; want the combined one, then orders alone", requests)
+	}
+	if len(s.Orders) != 1 || s.Unlisted[FreeUnlisted] != 1 {
+		t.Errorf("orders %+v, unlisted %v; want the stand-in's edge and its free mutex", s.Orders, s.Unlisted)
 	}
 }
