@@ -114,19 +114,7 @@ func BenchmarkAttach(b *testing.B) {
 		expectLine(b, outs[i], "ready")
 	}
 	// Every waiter goroutine has recorded its wait before the timing starts.
-	for deadline := time.Now().Add(probablyStillBlocked); ; {
-		snap, err := lockreg.ReadSnapshot(dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(snap.Waiters) >= loadProcs*loadWaiters {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d waiters recorded; want %d", len(snap.Waiters), loadProcs*loadWaiters)
-		}
-		time.Sleep(time.Millisecond) // polling the arena; the condition is above
-	}
+	awaitWaiters(b, dir, loadProcs*loadWaiters)
 	for _, bc := range []struct {
 		name string
 		args []string
@@ -188,4 +176,23 @@ func BenchmarkDeathToFinding(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(n)/1000, "ms/finding")
+}
+
+// awaitWaiters returns once the run in dir records at least n waiters, and
+// fails b if it does not within probablyStillBlocked.
+func awaitWaiters(b testing.TB, dir string, n int) {
+	b.Helper()
+	for deadline := time.Now().Add(probablyStillBlocked); ; {
+		snap, err := lockreg.ReadSnapshot(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(snap.Waiters) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d waiters recorded; want %d", len(snap.Waiters), n)
+		}
+		time.Sleep(time.Millisecond) // polling the arena; the condition is above
+	}
 }

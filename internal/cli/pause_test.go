@@ -259,19 +259,7 @@ func BenchmarkAttachPause(b *testing.B) {
 		fmt.Fprintln(ts.ins[i], "go")
 		expectLine(b, ts.outs[i], "ready")
 	}
-	for deadline := time.Now().Add(probablyStillBlocked); ; {
-		snap, err := lockreg.ReadSnapshot(dir)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(snap.Waiters) >= procs*pauseWaiters {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d waiters recorded; want %d", len(snap.Waiters), procs*pauseWaiters)
-		}
-		time.Sleep(time.Millisecond) // polling the arena; the condition is above
-	}
+	awaitWaiters(b, dir, procs*pauseWaiters)
 	attachPause(b, dir, ts, procs, report.DefaultLiveStacks) // a holder per process
 }
 

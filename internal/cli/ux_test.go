@@ -520,15 +520,7 @@ func TestPSJSONSchema(t *testing.T) {
 // TestAttachByNameAndDeadPID: attach takes the name ps prints, and the pid
 // of a dead process of a run (the dead holder a finding names).
 func TestAttachByNameAndDeadPID(t *testing.T) {
-	root, err := lockreg.DefaultRoot()
-	if err != nil {
-		t.Skip(err)
-	}
-	dir, err := lockreg.NewRunDir(root.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := rootRun(t)
 	c, _, out := child(t, "ab", dir, probe.EnvDir+"="+dir)
 	expectLine(t, out, "locked")
 	pid := c.Process.Pid

@@ -185,15 +185,7 @@ type attachCase struct {
 func runAttach(t *testing.T, url string, cases []attachCase) {
 	t.Helper()
 	tool := filepath.Join(t.TempDir(), "lockwatch-etcd")
-	if err := os.Link(os.Args[0], tool); err != nil {
-		b, err := os.ReadFile(os.Args[0])
-		if err == nil {
-			err = os.WriteFile(tool, b, 0o755)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	selfAs(t, tool)
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ETCDCTL_") && !strings.HasPrefix(kv, "LOCKWATCH_ETCD") {
@@ -365,22 +357,7 @@ func TestRunPassesCredentials(t *testing.T) {
 // right password the report, exit 0; with a wrong one, one line saying so,
 // exit 2.
 func TestLockwatchAttachAuth(t *testing.T) {
-	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/lockwatch")
-	build.Dir = filepath.Join("..", "..", "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build lockwatch: %v\n%s", err, out)
-	}
-	if err := os.Link(os.Args[0], filepath.Join(dir, "lockwatch-etcd")); err != nil {
-		b, err := os.ReadFile(os.Args[0])
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, "lockwatch-etcd"), b, 0o755)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := lockwatchBeside(t)
 	eps := authRun(t, &clientv3.Config{}, "", "", "")
 	url := "etcd://" + strings.TrimPrefix(eps[0], "http://") + "/authrun"
 	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")

@@ -25,26 +25,7 @@ import (
 // dead holder and exits 3; SIGTERM to lockwatch reaches the run and ends
 // it, with its status; nothing is left in the temporary directory.
 func TestLockwatchRunsIt(t *testing.T) {
-	dir := t.TempDir()
-	// Built in the main module (the repository's root, three levels up),
-	// as 'make build' builds it.
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/lockwatch")
-	build.Dir = filepath.Join("..", "..", "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build lockwatch: %v\n%s", err, out)
-	}
-	lockwatch := filepath.Join(dir, "lockwatch")
-	tool := filepath.Join(dir, "lockwatch-etcd")
-	if err := os.Link(os.Args[0], tool); err != nil {
-		b, err := os.ReadFile(os.Args[0])
-		if err == nil {
-			err = os.WriteFile(tool, b, 0o755)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	lockwatch := filepath.Join(lockwatchBeside(t), "lockwatch")
 	tmp := t.TempDir()
 	env := append(os.Environ(), "TMPDIR="+tmp)
 
@@ -137,5 +118,36 @@ func TestLockwatchRunsIt(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Errorf("left in the temporary directory: %v; want the embedded etcd's data removed", left)
+	}
+}
+
+// lockwatchBeside returns a temporary directory holding lockwatch, built in
+// the main module (the repository's root, three levels up) as 'make build'
+// builds it, and beside it this test binary as lockwatch-etcd.
+func lockwatchBeside(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/lockwatch")
+	build.Dir = filepath.Join("..", "..", "..")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build lockwatch: %v\n%s", err, out)
+	}
+	selfAs(t, filepath.Join(dir, "lockwatch-etcd"))
+	return dir
+}
+
+// selfAs makes path this test binary (a hard link, else a copy), which runs
+// as lockwatch-etcd when so named (TestMain).
+func selfAs(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Link(os.Args[0], path); err != nil {
+		b, err := os.ReadFile(os.Args[0])
+		if err == nil {
+			err = os.WriteFile(path, b, 0o755)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
