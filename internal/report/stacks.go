@@ -24,7 +24,7 @@ func stacks(ctx context.Context, g *graph, r *Report, src Stacks, remote bool, o
 	r.holderStacks()
 	wants, ids := plan(g, r, remote)
 	if src != nil {
-		if w := wants[opts.First]; w != nil && opts.First != (procid.ID{}) {
+		if w := wants[opts.First]; w != nil {
 			w.rank = -1 // named by the user
 		}
 		if asked, left := bound(wants, opts.LiveStacks); left > 0 {
