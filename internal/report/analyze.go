@@ -447,9 +447,9 @@ func (g *graph) stuck(l *lock, h *lockstate.Holder) (Finding, bool) {
 	}
 	p := g.holder(l, h)
 	return Finding{Kind: StuckHolder, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: waiters,
-		Summary: fmt.Sprintf("%s g%d has held %q for %s while %s", p.who(), h.Goroutine, l.Name,
+		Summary: fmt.Sprintf("%s%s has held %q for %s while %s", p.who(), gsuffix(h.Goroutine), l.Name,
 			held.Round(time.Millisecond), waitersPhrase(len(waiters))),
-		Next: fmt.Sprintf("see what pid %d g%d is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, h.Goroutine),
+		Next: fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine)),
 	}, true
 }
 

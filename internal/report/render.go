@@ -14,6 +14,8 @@ import (
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
+
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 )
 
 // Style says how Write renders.
@@ -230,7 +232,7 @@ func stackTitle(s StackRow) string {
 	if s.Lock != "" {
 		fmt.Fprintf(&b, " of %q", s.Lock)
 	}
-	if len(s.Goroutines) > 0 {
+	if len(s.Goroutines) > 0 && !slices.Equal(s.Goroutines, []int64{lockstate.WholeProcess}) {
 		ids := make([]string, 0, min(len(s.Goroutines), 10))
 		for _, id := range s.Goroutines[:min(len(s.Goroutines), 10)] {
 			ids = append(ids, strconv.FormatInt(id, 10))
@@ -322,7 +324,7 @@ func pidText(host string, pid int) string {
 }
 
 func gid(g int64) string {
-	if g == 0 {
+	if g == 0 || g == lockstate.WholeProcess {
 		return "-"
 	}
 	return strconv.FormatInt(g, 10)
