@@ -114,4 +114,3 @@ func stillWaiting(s *lockstate.Snapshot) bool {
 	}
 	return false
 }
-
