@@ -221,7 +221,11 @@ func (g *graph) cycleFinding(loop []edge, others int) Finding {
 		fmt.Fprintf(&b, "%s%s waits for %q -> ", pidOf(&st.Party), gsuffix(st.Goroutine), st.WaitsFor)
 	}
 	fmt.Fprintf(&b, "%s%s", pidOf(&steps[0].Party), gsuffix(steps[0].Goroutine))
-	f.Summary = fmt.Sprintf("%d goroutines wait for each other: %s", len(steps), b.String())
+	who := "goroutines"
+	if !slices.ContainsFunc(steps, func(st Step) bool { return st.Goroutine != lockstate.WholeProcess }) {
+		who = "processes" // kernel file locks: processes as wholes
+	}
+	f.Summary = fmt.Sprintf("%d %s wait for each other: %s", len(steps), who, b.String())
 	if others > 0 {
 		f.Summary += fmt.Sprintf(" (and %d more goroutines are caught in the same knot)", others)
 	}

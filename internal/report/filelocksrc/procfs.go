@@ -50,30 +50,39 @@ type fdRef struct {
 	ino     uint64
 }
 
-// fdsOn lists the descriptors of pid open on one of the inodes: one
-// fstatat per descriptor, through the /proc/PID/fd directory.
-func (p procfs) fdsOn(pid int, inodes map[uint64]bool) ([]fdRef, error) {
-	dir, err := os.Open(p.path(pid, "fd"))
+// fdsOn lists the descriptors of pid open on one of the inodes: the
+// /proc/PID/fd directory read with raw system calls (a machine may have
+// thousands of processes: this is most of a read's time), and one fstatat
+// per descriptor. buf is the caller's directory buffer.
+func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte) ([]fdRef, error) {
+	dir, err := unix.Open(p.path(pid, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: p.path(pid, "fd"), Err: err}
 	}
-	defer dir.Close()
-	names, err := dir.Readdirnames(-1)
-	if err != nil {
-		return nil, err
-	}
+	defer unix.Close(dir)
 	var out []fdRef
 	var st unix.Stat_t
-	for _, n := range names {
-		fd, err := strconv.Atoi(n)
+	var names []string
+	for {
+		n, err := unix.Getdents(dir, buf)
 		if err != nil {
-			continue
+			return out, &fs.PathError{Op: "getdents", Path: p.path(pid, "fd"), Err: err}
 		}
-		if err := unix.Fstatat(int(dir.Fd()), n, &st, 0); err != nil {
-			continue // closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
+		if n <= 0 {
+			break
 		}
-		if inodes[st.Ino] {
-			out = append(out, fdRef{pid: pid, fd: fd, dev: st.Dev, ino: st.Ino})
+		_, _, names = unix.ParseDirent(buf[:n], -1, names[:0])
+		for _, name := range names {
+			fd, err := strconv.Atoi(name)
+			if err != nil {
+				continue
+			}
+			if err := unix.Fstatat(dir, name, &st, 0); err != nil {
+				continue // closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
+			}
+			if inodes[st.Ino] {
+				out = append(out, fdRef{pid: pid, fd: fd, dev: st.Dev, ino: st.Ino})
+			}
 		}
 	}
 	return out, nil

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,14 +142,16 @@ func idOf(e *Entry) lockID {
 
 // reader is one Read's view of /proc: caches, and what it could not read.
 type reader struct {
-	p      procfs
-	fds    map[int][]fdRef // pid -> its descriptors on locked inodes
-	byIno  map[uint64][]fdRef
-	info   map[[2]int][]Entry // (pid, fd) -> its fdinfo lock lines
-	stats  map[int]*proc.Stat // nil: gone
-	denied []int              // processes whose descriptors could not be read
-	notes  []string
-	btime  time.Time
+	p     procfs
+	fds   map[int][]fdRef // pid -> its descriptors on locked inodes
+	byIno map[uint64][]fdRef
+	info  map[[2]int][]Entry // (pid, fd) -> its fdinfo lock lines
+	stats map[int]*proc.Stat // nil: gone
+	// scanned are the processes whose descriptors were read.
+	scanned map[int]bool
+	denied  []int // processes whose descriptors could not be read
+	notes   []string
+	btime   time.Time
 }
 
 func (r *reader) fdinfo(ref fdRef) []Entry {
@@ -197,7 +200,7 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	taken := now()
 	parsed := Parse(data, s.Limits)
 	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int][]Entry{},
-		stats: map[int]*proc.Stat{}}
+		stats: map[int]*proc.Stat{}, scanned: map[int]bool{}}
 	snap := &lockstate.Snapshot{Run: "file locks (" + s.locksPath() + ")", Taken: taken}
 	if s.PID != 0 {
 		snap.Run = fmt.Sprintf("file locks of pid %d (%s)", s.PID, s.locksPath())
@@ -227,16 +230,16 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if leases > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%d leases and delegations are not shown (only flock, POSIX and OFD locks are)", leases))
 	}
-	if err := r.scan(ctx, blocks); err != nil {
+	blocks, err = r.knot(ctx, blocks, s.PID)
+	if err != nil {
 		return nil, err
 	}
 	r.btime = bootTime(r.p)
-	blocks = r.scope(blocks, s.PID)
 	out := r.build(blocks, snap)
 	s.since(r, out, taken)
 	if len(r.denied) > 0 {
 		slices.Sort(r.denied)
-		snap.Notes = append(snap.Notes, fmt.Sprintf("the open files of %d processes could not be read (permission denied: another user's; run lockwatch as root to see them): a flock or OFD lock they hold through an inherited descriptor is not shown as theirs; pids %s",
+		snap.Notes = append(snap.Notes, fmt.Sprintf("the open files of %d processes could not be read (permission denied: another user's; run lockwatch as root to see them): a flock or OFD lock they hold through an inherited descriptor is not shown as theirs: %s",
 			len(r.denied), pidList(r.denied)))
 	}
 	if len(r.notes) > 0 {
@@ -249,36 +252,144 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	return snap, nil
 }
 
-// scan finds every descriptor of every process open on a locked inode.
-func (r *reader) scan(ctx context.Context, blocks []block) error {
+// knot returns the blocks of pid's knot (every block for pid 0), with the
+// descriptors of the processes in it read. Reading every process's
+// descriptors is most of a read's time on a busy machine (a fstatat per
+// descriptor), and only a flock or OFD lock needs it: its holders are
+// whoever shares its open file description, which /proc/locks does not
+// name. A knot of POSIX locks is found from the pids /proc/locks names, and
+// only their descriptors are read (for the files' paths); as soon as the
+// knot meets a flock or OFD lock, or a process of it has a descriptor on a
+// file such a lock is on, every process is read.
+func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, error) {
 	inodes := make(map[uint64]bool, len(blocks))
+	shared := make(map[uint64]bool) // inodes with a flock or OFD lock
 	for i := range blocks {
-		inodes[blocks[i].root.Inode] = true
+		b := &blocks[i]
+		inodes[b.root.Inode] = true
+		if kindOf(b.root.Class) != KindPOSIX || slices.ContainsFunc(b.waiters, func(w Entry) bool { return w.PID <= 0 }) {
+			shared[b.root.Inode] = true
+		}
 	}
 	if len(inodes) == 0 {
-		return nil
+		return nil, nil
 	}
-	pids, err := r.p.pids()
+	if pid == 0 {
+		if len(shared) > 0 {
+			return blocks, r.scanAll(ctx, inodes)
+		}
+		pids := map[int]bool{}
+		for i := range blocks {
+			for _, p := range r.parties(&blocks[i]) {
+				pids[p] = true
+			}
+		}
+		r.scanSome(slices.Sorted(maps.Keys(pids)), inodes)
+		return blocks, nil
+	}
+	r.scanSome([]int{pid}, inodes)
+	for {
+		kept := r.scope(blocks, pid)
+		var more []int
+		for i := range kept {
+			if shared[kept[i].root.Inode] {
+				if err := r.scanAll(ctx, inodes); err != nil {
+					return nil, err
+				}
+				return r.scope(blocks, pid), nil
+			}
+			for _, p := range r.parties(&kept[i]) {
+				if _, ok := r.scanned[p]; !ok && !slices.Contains(more, p) {
+					more = append(more, p)
+				}
+			}
+		}
+		for p := range r.scanned {
+			for _, ref := range r.fds[p] {
+				if shared[ref.ino] {
+					if err := r.scanAll(ctx, inodes); err != nil {
+						return nil, err
+					}
+					return r.scope(blocks, pid), nil
+				}
+			}
+		}
+		if len(more) == 0 {
+			return kept, nil
+		}
+		r.scanSome(more, inodes)
+	}
+}
+
+// scanSome reads the descriptors of some processes on the locked inodes.
+func (r *reader) scanSome(pids []int, inodes map[uint64]bool) {
+	buf := make([]byte, 32<<10)
+	for _, pid := range pids {
+		if _, ok := r.scanned[pid]; ok {
+			continue
+		}
+		refs, err := r.p.fdsOn(pid, inodes, buf)
+		r.add(pid, refs, err)
+	}
+}
+
+// add records what reading pid's descriptors found.
+func (r *reader) add(pid int, refs []fdRef, err error) {
+	r.scanned[pid] = true
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			r.denied = append(r.denied, pid)
+		}
+		return // gone meanwhile, or a kernel thread
+	}
+	if len(refs) > 0 {
+		r.fds[pid] = refs
+		for _, ref := range refs {
+			r.byIno[ref.ino] = append(r.byIno[ref.ino], ref)
+		}
+	}
+}
+
+// scanWorkers bounds the goroutines that read every process's descriptors.
+const scanWorkers = 4
+
+// scanAll reads the descriptors of every process on the locked inodes, a
+// few processes at once.
+func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
+	all, err := r.p.pids()
 	if err != nil {
 		return fmt.Errorf("cannot list the processes in %s: %w", r.p.root, err)
 	}
+	var pids []int
+	for _, pid := range all {
+		if _, ok := r.scanned[pid]; !ok {
+			pids = append(pids, pid)
+		}
+	}
+	type result struct {
+		refs []fdRef
+		err  error
+	}
+	results := make([]result, len(pids))
+	workers := min(scanWorkers, runtime.GOMAXPROCS(0), max(len(pids)/64, 1))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			buf := make([]byte, 32<<10)
+			for i := w; i < len(pids); i += workers {
+				if i%256 == w && ctx.Err() != nil {
+					return
+				}
+				results[i].refs, results[i].err = r.p.fdsOn(pids[i], inodes, buf)
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for i, pid := range pids {
-		if i%256 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		refs, err := r.p.fdsOn(pid, inodes)
-		if err != nil {
-			if errors.Is(err, fs.ErrPermission) {
-				r.denied = append(r.denied, pid)
-			}
-			continue // gone meanwhile, or a kernel thread
-		}
-		if len(refs) > 0 {
-			r.fds[pid] = refs
-			for _, ref := range refs {
-				r.byIno[ref.ino] = append(r.byIno[ref.ino], ref)
-			}
-		}
+		r.add(pid, results[i].refs, results[i].err)
 	}
 	return nil
 }
@@ -616,9 +727,10 @@ func (r *reader) facts(m *model) {
 	if first != nil && first.Read {
 		typ = "READ"
 	}
-	extra := []lockstate.Fact{{Name: "lock", Value: fmt.Sprintf("%s %s, device %02x:%02x inode %d", strings.ToUpper(m.lock.Kind), typ, m.dev[0], m.dev[1], m.ino)}}
+	extra := []lockstate.Fact{{Name: "type", Value: strings.ToUpper(m.lock.Kind) + " " + typ},
+		{Name: "inode", Value: fmt.Sprintf("%02x:%02x:%d", m.dev[0], m.dev[1], m.ino)}}
 	if m.lock.Kind != KindPOSIX && len(m.holders) > 1 {
-		extra = append(extra, lockstate.Fact{Name: "shared", Value: fmt.Sprintf("held through one open file description by pids %s: it is released when one of them unlocks it or all of them close it", pidList(m.holders))})
+		extra = append(extra, lockstate.Fact{Name: "shared", Value: fmt.Sprintf("one open file description held by %s (released when one of them unlocks it or all of them close it)", pidList(m.holders))})
 	}
 	for _, t := range m.taker {
 		if slices.Contains(m.holders, t) {
@@ -626,9 +738,9 @@ func (r *reader) facts(m *model) {
 		}
 		how := "now gone"
 		if st := r.stat(t); st != nil {
-			how = "which no longer has it open (it closed it, or the pid is another process now)"
+			how = "which no longer has it open: it closed it, or the pid is another process now"
 		}
-		extra = append(extra, lockstate.Fact{Name: "inherited", Value: fmt.Sprintf("taken by pid %d, %s; held now by pids %s, which share its open file description (a descriptor inherited across fork or exec, or passed to them)",
+		extra = append(extra, lockstate.Fact{Name: "inherited", Value: fmt.Sprintf("taken by pid %d (%s); held now by %s through the same open file description (a descriptor inherited across fork and exec, or passed)",
 			t, how, pidList(m.holders))})
 	}
 	m.lock.Facts.Extra = append(extra, m.lock.Facts.Extra...)
@@ -668,16 +780,20 @@ func describe(e *Entry) string {
 	return fmt.Sprintf("the %s lock on inode %s:%d", strings.ToLower(e.Class), e.Dev(), e.Inode)
 }
 
+// pidList is "pid 1", "pids 1 2 and 3" (the first 10, then how many
+// more).
 func pidList(pids []int) string {
 	s := make([]string, 0, min(len(pids), 11))
-	for i, p := range pids {
-		if i == 10 {
-			s = append(s, fmt.Sprintf("and %d more", len(pids)-10))
-			break
-		}
+	for _, p := range pids[:min(len(pids), 10)] {
 		s = append(s, strconv.Itoa(p))
 	}
-	return strings.Join(s, ", ")
+	if len(pids) > 10 {
+		s = append(s, fmt.Sprintf("%d more", len(pids)-10))
+	}
+	if len(s) == 1 {
+		return "pid " + s[0]
+	}
+	return "pids " + strings.Join(s[:len(s)-1], " ") + " and " + s[len(s)-1]
 }
 
 func oneLine(err error) string {
