@@ -63,6 +63,10 @@ type Source struct {
 
 	mu   sync.Mutex
 	last map[string]seen // what the previous read saw, for Since
+
+	// read, when not nil, reads the lock table instead of the file (tests:
+	// a table that changes between reads).
+	read func() ([]byte, error)
 }
 
 // New returns a Source of the file locks pid is involved in (every lock of
@@ -79,6 +83,9 @@ func (s *Source) locksPath() string { return cmp.Or(s.Locks, s.proc().root+"/loc
 // each read under its lock: fewer reads, fewer moments for the table to
 // change between them).
 func (s *Source) readLocks() ([]byte, error) {
+	if s.read != nil {
+		return s.read()
+	}
 	max := s.MaxBytes
 	if max <= 0 {
 		max = DefaultMaxBytes
