@@ -94,7 +94,7 @@ func TestParse(t *testing.T) {
 		"2: POSIX  ADVISORY  WRITE ?? fe:00:2 0 EOF", // unreadable: its waiters must go with it
 		"2: -> POSIX  ADVISORY  WRITE 13 fe:00:2 0 EOF",
 		"3: POSIX  ADVISORY  WRITE 14 fe:00:3 0 EOF",
-		"4: -> POSIX  ADVISORY  WRITE 15 fe:00:3 0 EOF", // numbered as another lock's
+		"4: -> POSIX  ADVISORY  WRITE 15 fe:00:3 0 EOF",   // numbered as another lock's
 		"3:   -> POSIX  ADVISORY  WRITE 16 fe:00:3 0 EOF", // three levels under one
 		"3: -> POSIX  ADVISORY  WRITE 17 fe:00:3 0 EOF",
 		"", // blank lines are nothing
