@@ -43,11 +43,11 @@ func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err err
 		return false, nil // resolve says why
 	}
 	src := filelocksrc.New(pid)
-	snap, err := src.Read(ctx)
+	involved, err := src.Involved(ctx)
 	if err != nil {
 		return true, usagef("pid %d (%s) is not running a probe, and the kernel's file locks cannot be read: %v; file locks need procfs mounted at /proc", pid, st.Comm, err)
 	}
-	if len(snap.Locks) == 0 {
+	if !involved {
 		return false, nil // no file lock: resolve says why there is no report
 	}
 	a.opts.First = st.Identity()

@@ -27,6 +27,8 @@ import (
 //	open NAME PATH           open (creating) PATH as NAME
 //	flock NAME ex|sh         flock(2), blocking
 //	posix|ofd NAME w|r START LEN   fcntl F_SETLKW / F_OFD_SETLKW
+//	posixmany NAME N         N one-byte POSIX write locks on NAME, at 0, 2, 4...
+//	flockmany DIR N          flock N files DIR/0, DIR/1...
 //	spawn NAME               start a child that inherits NAME as its fd 3 and sleeps; says "child PID"
 //	exit                     exit at once, closing every descriptor
 //
@@ -69,6 +71,21 @@ func fileLockRole(role string) int {
 			lk.Len, _ = strconv.ParseInt(f[4], 10, 64)
 			fmt.Println("asking")
 			err = unix.FcntlFlock(files[f[1]].Fd(), cmd, &lk)
+		case "posixmany": // posixmany NAME N: N one-byte POSIX write locks, at 0, 2, 4...
+			n, _ := strconv.Atoi(f[2])
+			for i := 0; i < n && err == nil; i++ {
+				lk := unix.Flock_t{Type: unix.F_WRLCK, Start: int64(2 * i), Len: 1}
+				err = unix.FcntlFlock(files[f[1]].Fd(), unix.F_SETLK, &lk)
+			}
+		case "flockmany": // flockmany DIR N: N files of DIR, each flock'ed, named 0, 1, 2...
+			n, _ := strconv.Atoi(f[2])
+			for i := 0; i < n && err == nil; i++ {
+				var fl *os.File
+				if fl, err = os.OpenFile(filepath.Join(f[1], strconv.Itoa(i)), os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+					files[fmt.Sprintf("%s/%d", f[1], i)] = fl
+					err = unix.Flock(int(fl.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+				}
+			}
 		case "spawn":
 			c := exec.Command(os.Args[0], "-test.run=^$")
 			c.Env = append(cleanEnv(), roleEnv+"=filelock-child")
@@ -111,7 +128,7 @@ func (l *locker) pid() int { return l.cmd.Process.Pid }
 func (l *locker) do(cmd string) {
 	l.t.Helper()
 	l.send(cmd)
-	if strings.HasPrefix(cmd, "flock") || strings.HasPrefix(cmd, "posix") || strings.HasPrefix(cmd, "ofd") {
+	if word, _, _ := strings.Cut(cmd, " "); word == "flock" || word == "posix" || word == "ofd" {
 		expectLine(l.t, l.out, "asking")
 	}
 	expectLine(l.t, l.out, "ok")

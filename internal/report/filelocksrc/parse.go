@@ -255,13 +255,6 @@ func (e *Entry) Range() string {
 	return strconv.FormatInt(e.Start, 10) + "-" + strconv.FormatInt(e.End, 10)
 }
 
-// same reports whether two entries describe the same lock, as /proc/locks
-// and an fdinfo "lock:" line print it (ids and depths aside).
-func same(a, b *Entry) bool {
-	return a.Class == b.Class && a.Type == b.Type && a.PID == b.PID && a.Major == b.Major && a.Minor == b.Minor &&
-		a.Inode == b.Inode && a.Start == b.Start && a.End == b.End && a.NoInode == b.NoInode
-}
-
 // clip shortens a line quoted in an error.
 func clip(b []byte) string {
 	if len(b) > 120 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,42 +51,85 @@ type fdRef struct {
 	ino     uint64
 }
 
+// fdTable is what one read saw of a process's descriptors: every
+// descriptor's file, and what tells whether the table is still the same
+// at the next read.
+type fdTable struct {
+	start uint64            // the process's start time: with the pid, its identity
+	fds   []int             // its descriptors, in the kernel's order
+	files map[int][2]uint64 // fd -> st_dev, st_ino
+}
+
 // fdsOn lists the descriptors of pid open on one of the inodes: the
 // /proc/PID/fd directory read with raw system calls (a machine may have
 // thousands of processes: this is most of a read's time), and one fstatat
-// per descriptor. buf is the caller's directory buffer.
-func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte) ([]fdRef, error) {
+// per descriptor, unless prev, the table of the previous read, lists the
+// same descriptors of the same directory: then their files are taken from
+// it. buf is the caller's directory buffer.
+func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable) ([]fdRef, *fdTable, error) {
 	dir, err := unix.Open(p.path(pid, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: p.path(pid, "fd"), Err: err}
+		return nil, nil, &fs.PathError{Op: "open", Path: p.path(pid, "fd"), Err: err}
 	}
 	defer unix.Close(dir)
-	var out []fdRef
 	var st unix.Stat_t
+	t := &fdTable{}
+	if prev != nil {
+		// Only a table to compare with needs the identity.
+		if b, err := p.small(p.path(pid, "stat")); err == nil {
+			if ps, err := parseStat(pid, b); err == nil {
+				t.start = ps.Start
+			}
+		}
+	}
 	var names []string
 	for {
 		n, err := unix.Getdents(dir, buf)
 		if err != nil {
-			return out, &fs.PathError{Op: "getdents", Path: p.path(pid, "fd"), Err: err}
+			return nil, nil, &fs.PathError{Op: "getdents", Path: p.path(pid, "fd"), Err: err}
 		}
 		if n <= 0 {
 			break
 		}
 		_, _, names = unix.ParseDirent(buf[:n], -1, names[:0])
 		for _, name := range names {
-			fd, err := strconv.Atoi(name)
-			if err != nil {
-				continue
-			}
-			if err := unix.Fstatat(dir, name, &st, 0); err != nil {
-				continue // closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
-			}
-			if inodes[st.Ino] {
-				out = append(out, fdRef{pid: pid, fd: fd, dev: st.Dev, ino: st.Ino})
+			if fd, err := strconv.Atoi(name); err == nil {
+				t.fds = append(t.fds, fd)
 			}
 		}
 	}
-	return out, nil
+	if prev != nil && t.start != 0 && prev.start == t.start && slices.Equal(prev.fds, t.fds) {
+		t.files = prev.files
+	} else {
+		if prev == nil && t.start == 0 {
+			// The identity, for the next read to compare with.
+			if b, err := p.small(p.path(pid, "stat")); err == nil {
+				if ps, err := parseStat(pid, b); err == nil {
+					t.start = ps.Start
+				}
+			}
+		}
+		t.files = make(map[int][2]uint64, len(t.fds))
+		for _, fd := range t.fds {
+			if err := unix.Fstatat(dir, strconv.Itoa(fd), &st, 0); err == nil {
+				t.files[fd] = [2]uint64{st.Dev, st.Ino}
+			} // else closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
+		}
+	}
+	var out []fdRef
+	for _, fd := range t.fds {
+		if f, ok := t.files[fd]; ok && inodes[f[1]] {
+			out = append(out, fdRef{pid: pid, fd: fd, dev: f[0], ino: f[1]})
+		}
+	}
+	return out, t, nil
+}
+
+// still reports whether a descriptor is still open on the file a table
+// said (a fresh fstatat: tables may be a read old).
+func (p procfs) still(ref fdRef) bool {
+	var st unix.Stat_t
+	return unix.Stat(p.path(ref.pid, "fd/"+strconv.Itoa(ref.fd)), &st) == nil && st.Dev == ref.dev && st.Ino == ref.ino
 }
 
 // maxFdinfo bounds one fdinfo file: a descriptor holding 100,000 POSIX

@@ -63,6 +63,15 @@ type Source struct {
 
 	mu   sync.Mutex
 	last map[string]seen // what the previous read saw, for Since
+	// tables are the descriptor tables the previous read saw, at
+	// tablesAt: a read soon after takes the files of the descriptors of
+	// a process whose table did not change from them (tableReuse).
+	tables   map[int]*fdTable
+	tablesAt time.Time
+	// pending is the lock table Involved read, for the next Read: the
+	// kernel prints it a page per read(2), each page from the start of its
+	// list, so at 10,000 locks a read of it costs tens of milliseconds.
+	pending []byte
 
 	// read, when not nil, reads the lock table instead of the file (tests:
 	// a table that changes between reads).
@@ -83,6 +92,13 @@ func (s *Source) locksPath() string { return cmp.Or(s.Locks, s.proc().root+"/loc
 // each read under its lock: fewer reads, fewer moments for the table to
 // change between them).
 func (s *Source) readLocks() ([]byte, error) {
+	s.mu.Lock()
+	data := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	if data != nil {
+		return data, nil
+	}
 	if s.read != nil {
 		return s.read()
 	}
@@ -104,6 +120,54 @@ func (s *Source) readLocks() ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooLarge, s.locksPath(), max)
 	}
 	return b.Bytes(), nil
+}
+
+// Involved reports whether the process PID takes part in a file lock: the
+// lock table names it, or it has a descriptor open on a locked file. It
+// reads the table and that process's descriptors only: the cheap question
+// to ask before a Read.
+func (s *Source) Involved(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	data, err := s.readLocks()
+	if err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	s.pending = data // the next Read's table: read moments ago, as any read's is
+	s.mu.Unlock()
+	inodes := map[uint64]bool{}
+	for _, e := range Parse(data, s.Limits).Entries {
+		if e.PID == s.PID && s.PID > 0 {
+			return true, nil
+		}
+		inodes[e.Inode] = true
+	}
+	refs, _, _ := s.proc().fdsOn(s.PID, inodes, make([]byte, 32<<10), nil)
+	return len(refs) > 0, nil
+}
+
+// tableReuse is how old the previous read's descriptor tables may be for
+// a read to take files from them: a report's reads come moments apart, and
+// a descriptor closed and reopened on another file in between (same
+// numbers, same process) is missed only for that long, never taken for a
+// holder (a holder is one whose fdinfo, read afresh, lists the lock).
+const tableReuse = 3 * time.Second
+
+func (s *Source) recentTables(now time.Time) map[int]*fdTable {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tables == nil || now.Sub(s.tablesAt) > tableReuse || now.Before(s.tablesAt) {
+		return nil
+	}
+	return s.tables
+}
+
+func (s *Source) keepTables(t map[int]*fdTable, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tables, s.tablesAt = t, at
 }
 
 // block is a held lock and the requests blocked under it.
@@ -152,26 +216,44 @@ type reader struct {
 	p     procfs
 	fds   map[int][]fdRef // pid -> its descriptors on locked inodes
 	byIno map[uint64][]fdRef
-	info  map[[2]int][]Entry // (pid, fd) -> its fdinfo lock lines
-	stats map[int]*proc.Stat // nil: gone
+	info  map[[2]int]map[Entry]bool // (pid, fd) -> its fdinfo lock lines, bare
+	stats map[int]*proc.Stat        // nil: gone
 	// scanned are the processes whose descriptors were read.
 	scanned map[int]bool
-	denied  []int // processes whose descriptors could not be read
-	notes   []string
-	btime   time.Time
+	// tables are their descriptor tables; prev are the previous read's,
+	// when it was recent (Source.tables).
+	tables, prev map[int]*fdTable
+	denied       []int // processes whose descriptors could not be read
+	notes        []string
+	btime        time.Time
 }
 
-func (r *reader) fdinfo(ref fdRef) []Entry {
+// fdinfo returns the locks a descriptor's fdinfo lists, as a set of bare
+// entries: a descriptor that holds 10,000 byte ranges is read once and
+// looked up in constant time.
+func (r *reader) fdinfo(ref fdRef) map[Entry]bool {
 	k := [2]int{ref.pid, ref.fd}
-	if es, ok := r.info[k]; ok {
-		return es
+	if set, ok := r.info[k]; ok {
+		return set
 	}
 	es, err := r.p.fdinfoLocks(ref.pid, ref.fd)
 	if err != nil && !notExist(err) && len(es) == 0 {
 		r.notes = append(r.notes, fmt.Sprintf("pid %d fd %d: %v", ref.pid, ref.fd, err))
 	}
-	r.info[k] = es
-	return es
+	set := make(map[Entry]bool, len(es))
+	for _, e := range es {
+		set[bare(e)] = true
+	}
+	r.info[k] = set
+	return set
+}
+
+// bare is an entry without what tells its line apart from the same lock's
+// other lines: its id and depth (an fdinfo file numbers its lines on its
+// own) and its mode.
+func bare(e Entry) Entry {
+	e.ID, e.Depth, e.Mode = 0, 0, ""
+	return e
 }
 
 func (r *reader) stat(pid int) *proc.Stat {
@@ -206,8 +288,8 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	}
 	taken := now()
 	parsed := Parse(data, s.Limits)
-	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int][]Entry{},
-		stats: map[int]*proc.Stat{}, scanned: map[int]bool{}}
+	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int]map[Entry]bool{},
+		stats: map[int]*proc.Stat{}, scanned: map[int]bool{}, tables: map[int]*fdTable{}, prev: s.recentTables(taken)}
 	snap := &lockstate.Snapshot{Run: "file locks (" + s.locksPath() + ")", Taken: taken}
 	if s.PID != 0 {
 		snap.Run = fmt.Sprintf("file locks of pid %d (%s)", s.PID, s.locksPath())
@@ -244,6 +326,7 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	r.btime = bootTime(r.p)
 	out := r.build(blocks, snap)
 	s.since(r, out, taken)
+	s.keepTables(r.tables, taken)
 	if len(r.denied) > 0 {
 		slices.Sort(r.denied)
 		snap.Notes = append(snap.Notes, fmt.Sprintf("the open files of %d processes could not be read (permission denied: another user's; run lockwatch as root to see them): a flock or OFD lock they hold through an inherited descriptor is not shown as theirs: %s",
@@ -335,14 +418,17 @@ func (r *reader) scanSome(pids []int, inodes map[uint64]bool) {
 		if _, ok := r.scanned[pid]; ok {
 			continue
 		}
-		refs, err := r.p.fdsOn(pid, inodes, buf)
-		r.add(pid, refs, err)
+		refs, t, err := r.p.fdsOn(pid, inodes, buf, r.prev[pid])
+		r.add(pid, refs, t, err)
 	}
 }
 
 // add records what reading pid's descriptors found.
-func (r *reader) add(pid int, refs []fdRef, err error) {
+func (r *reader) add(pid int, refs []fdRef, t *fdTable, err error) {
 	r.scanned[pid] = true
+	if t != nil {
+		r.tables[pid] = t
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			r.denied = append(r.denied, pid)
@@ -375,6 +461,7 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 	}
 	type result struct {
 		refs []fdRef
+		t    *fdTable
 		err  error
 	}
 	results := make([]result, len(pids))
@@ -387,7 +474,7 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 				if i%256 == w && ctx.Err() != nil {
 					return
 				}
-				results[i].refs, results[i].err = r.p.fdsOn(pids[i], inodes, buf)
+				results[i].refs, results[i].t, results[i].err = r.p.fdsOn(pids[i], inodes, buf, r.prev[pids[i]])
 			}
 		})
 	}
@@ -396,7 +483,7 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 		return err
 	}
 	for i, pid := range pids {
-		r.add(pid, results[i].refs, results[i].err)
+		r.add(pid, results[i].refs, results[i].t, results[i].err)
 	}
 	return nil
 }
@@ -509,12 +596,7 @@ func (r *reader) holders(b *block) holding {
 
 // lists reports whether a descriptor's fdinfo lists the lock e.
 func (r *reader) lists(ref fdRef, e *Entry) bool {
-	for _, l := range r.fdinfo(ref) {
-		if same(&l, e) {
-			return true
-		}
-	}
-	return false
+	return r.fdinfo(ref)[bare(*e)]
 }
 
 // party is a process of the snapshot, or false if it is gone (or its
@@ -529,6 +611,7 @@ func (r *reader) party(pid int) (lockstate.Party, bool) {
 
 // model is one lock of the snapshot while it is built.
 type model struct {
+	id      lockID
 	lock    lockstate.Lock
 	ino     uint64
 	dev     [2]uint32
@@ -552,7 +635,7 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 		id := idOf(&b.root)
 		m := at[id]
 		if m == nil {
-			m = &model{lock: lockstate.Lock{Kind: id.kind}, ino: b.root.Inode, dev: [2]uint32{b.root.Major, b.root.Minor}, direct: map[int]bool{}}
+			m = &model{id: id, lock: lockstate.Lock{Kind: id.kind}, ino: b.root.Inode, dev: [2]uint32{b.root.Major, b.root.Minor}, direct: map[int]bool{}}
 			at[id] = m
 			out = append(out, m)
 		}
@@ -625,10 +708,8 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 			path = fmt.Sprintf("inode %02x:%02x:%d", m.dev[0], m.dev[1], m.ino)
 		}
 		name := path
-		for id, mm := range at {
-			if mm == m && id.kind != KindFlock {
-				name += " [" + (&Entry{Start: id.start, End: id.end}).Range() + "]"
-			}
+		if m.id.kind != KindFlock {
+			name += " [" + (&Entry{Start: m.id.start, End: m.id.end}).Range() + "]"
 		}
 		if names[name] {
 			name += fmt.Sprintf(" (inode %02x:%02x:%d)", m.dev[0], m.dev[1], m.ino)
@@ -688,7 +769,7 @@ func (r *reader) inferOFD(unknown map[uint64][]waitRef, procs map[int]bool, snap
 				if err != nil {
 					continue
 				}
-				if fd, ofd, ok := t.lockWait(); ok && ofd && fd == ref.fd {
+				if fd, ofd, ok := t.lockWait(); ok && ofd && fd == ref.fd && r.p.still(ref) {
 					found = append(found, struct{ pid, tid, fd int }{ref.pid, tid, fd})
 				}
 			}
