@@ -16,7 +16,7 @@ import (
 
 // lookInterval is how often attach looks at the file locks while it tells
 // a stuck holder from a slow one.
-const lookInterval = 200 * time.Millisecond
+const lookInterval = 500 * time.Millisecond
 
 // attachFileLocks is attach of a process in no lockwatch run that holds or
 // waits for a kernel file lock (flock, POSIX or OFD), in any language: the
