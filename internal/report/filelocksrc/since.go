@@ -13,7 +13,7 @@ type seen struct {
 }
 
 // sinceNote says what a file lock's durations mean.
-const sinceNote = "file locks carry no times: held-for and waiting-for are how long this lockwatch has seen each holder and waiter without a break (0 at a first look); a waiter whose blocked thread never ran between two looks proves its lock was not released in between"
+const sinceNote = "file locks carry no times: held-for and waiting-for are how long lockwatch has seen each holder and waiter without a break (a lower bound; a waiter whose blocked thread did not run between two looks proves that its lock was not released)"
 
 // since sets the Since of every holder and waiter: when this Source first
 // saw it, as long as it has been seen without a break. The kernel keeps no

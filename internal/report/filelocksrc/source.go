@@ -326,6 +326,9 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	r.btime = bootTime(r.p)
 	out := r.build(blocks, snap)
 	s.since(r, out, taken)
+	if len(snap.Locks) > 0 {
+		snap.Notes = append(snap.Notes, sinceNote)
+	}
 	s.keepTables(r.tables, taken)
 	if len(r.denied) > 0 {
 		slices.Sort(r.denied)
