@@ -1,7 +1,6 @@
 package filelocksrc
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -139,23 +138,50 @@ const maxFdinfo = 64 << 20
 // fdinfoLocks reads the "lock:" lines of /proc/PID/fdinfo/FD: the locks
 // held through that descriptor (a POSIX lock of its process on its file,
 // a flock or OFD lock of its open file description). Lines it cannot read
-// are returned as errors beside the ones it could.
-func (p procfs) fdinfoLocks(pid, fd int) ([]Entry, error) {
-	f, err := os.Open(p.path(pid, "fdinfo/"+strconv.Itoa(fd)))
+// are returned as errors beside the ones it could. It reads with raw
+// system calls into buf (grown as needed, up to maxFdinfo): a report may
+// read ten thousand of these.
+func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) ([]Entry, error) {
+	path := p.path(pid, "fdinfo/"+strconv.Itoa(fd))
+	f, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer f.Close()
+	defer unix.Close(f)
+	if len(*buf) == 0 {
+		*buf = make([]byte, 4096)
+	}
+	n := 0
+	for {
+		if n == len(*buf) {
+			if n >= maxFdinfo {
+				break // the lines read so far; the rest is cut
+			}
+			*buf = append(*buf, make([]byte, len(*buf))...)
+		}
+		k, err := unix.Read(f, (*buf)[n:])
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if k == 0 {
+			break
+		}
+		n += k
+	}
 	var out []Entry
 	var errs []error
-	sc := bufio.NewScanner(io.LimitReader(f, maxFdinfo))
-	sc.Buffer(make([]byte, 0, 64<<10), 64<<10)
-	for sc.Scan() {
-		rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("lock:"))
+	for rest := (*buf)[:n]; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		l, ok := bytes.CutPrefix(line, []byte("lock:"))
 		if !ok {
 			continue
 		}
-		e, err := ParseLine(strings.TrimLeft(string(rest), "\t "))
+		e, err := ParseLine(strings.TrimLeft(string(l), "\t "))
 		if err != nil {
 			if len(errs) < 3 {
 				errs = append(errs, err)
@@ -163,9 +189,6 @@ func (p procfs) fdinfoLocks(pid, fd int) ([]Entry, error) {
 			continue
 		}
 		out = append(out, e)
-	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, err)
 	}
 	return out, errors.Join(errs...)
 }

@@ -1,7 +1,6 @@
 package filelocksrc
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -71,7 +70,7 @@ type Source struct {
 	// pending is the lock table Involved read, for the next Read: the
 	// kernel prints it a page per read(2), each page from the start of its
 	// list, so at 10,000 locks a read of it costs tens of milliseconds.
-	pending []byte
+	pending *Parsed
 
 	// read, when not nil, reads the lock table instead of the file (tests:
 	// a table that changes between reads).
@@ -92,13 +91,6 @@ func (s *Source) locksPath() string { return cmp.Or(s.Locks, s.proc().root+"/loc
 // each read under its lock: fewer reads, fewer moments for the table to
 // change between them).
 func (s *Source) readLocks() ([]byte, error) {
-	s.mu.Lock()
-	data := s.pending
-	s.pending = nil
-	s.mu.Unlock()
-	if data != nil {
-		return data, nil
-	}
 	if s.read != nil {
 		return s.read()
 	}
@@ -111,15 +103,30 @@ func (s *Source) readLocks() ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var b bytes.Buffer
-	n, err := b.ReadFrom(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: s.locksPath(), Err: err}
+	// Each read(2) gets at most a page, and the kernel starts each from
+	// the head of its list: reads into small buffers cost many times more.
+	buf := make([]byte, min(256<<10, max+1))
+	n := 0
+	for {
+		if n == len(buf) {
+			if int64(n) > max {
+				return nil, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooLarge, s.locksPath(), max)
+			}
+			buf = append(buf, make([]byte, min(int64(len(buf)), max+1-int64(len(buf))))...)
+		}
+		k, err := f.Read(buf[n:])
+		n += k
+		if err == io.EOF || (err == nil && k == 0) {
+			break
+		}
+		if err != nil {
+			return nil, err // an *fs.PathError
+		}
 	}
-	if n > max {
+	if int64(n) > max {
 		return nil, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooLarge, s.locksPath(), max)
 	}
-	return b.Bytes(), nil
+	return buf[:n], nil
 }
 
 // Involved reports whether the process PID takes part in a file lock: the
@@ -134,11 +141,12 @@ func (s *Source) Involved(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	parsed := Parse(data, s.Limits)
 	s.mu.Lock()
-	s.pending = data // the next Read's table: read moments ago, as any read's is
+	s.pending = &parsed // the next Read's table: read moments ago, as any read's is
 	s.mu.Unlock()
 	inodes := map[uint64]bool{}
-	for _, e := range Parse(data, s.Limits).Entries {
+	for _, e := range parsed.Entries {
 		if e.PID == s.PID && s.PID > 0 {
 			return true, nil
 		}
@@ -218,6 +226,7 @@ type reader struct {
 	byIno map[uint64][]fdRef
 	info  map[[2]int]map[Entry]bool // (pid, fd) -> its fdinfo lock lines, bare
 	stats map[int]*proc.Stat        // nil: gone
+	buf   []byte                    // fdinfo's read buffer
 	// scanned are the processes whose descriptors were read.
 	scanned map[int]bool
 	// tables are their descriptor tables; prev are the previous read's,
@@ -236,7 +245,7 @@ func (r *reader) fdinfo(ref fdRef) map[Entry]bool {
 	if set, ok := r.info[k]; ok {
 		return set
 	}
-	es, err := r.p.fdinfoLocks(ref.pid, ref.fd)
+	es, err := r.p.fdinfoLocks(ref.pid, ref.fd, &r.buf)
 	if err != nil && !notExist(err) && len(es) == 0 {
 		r.notes = append(r.notes, fmt.Sprintf("pid %d fd %d: %v", ref.pid, ref.fd, err))
 	}
@@ -282,12 +291,21 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if s.Now != nil {
 		now = s.Now
 	}
-	data, err := s.readLocks()
-	if err != nil {
-		return nil, err
+	s.mu.Lock()
+	pending := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	var parsed Parsed
+	if pending != nil {
+		parsed = *pending
+	} else {
+		data, err := s.readLocks()
+		if err != nil {
+			return nil, err
+		}
+		parsed = Parse(data, s.Limits)
 	}
 	taken := now()
-	parsed := Parse(data, s.Limits)
 	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int]map[Entry]bool{},
 		stats: map[int]*proc.Stat{}, scanned: map[int]bool{}, tables: map[int]*fdTable{}, prev: s.recentTables(taken)}
 	snap := &lockstate.Snapshot{Run: "file locks (" + s.locksPath() + ")", Taken: taken}
@@ -319,7 +337,7 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if leases > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%d leases and delegations are not shown (only flock, POSIX and OFD locks are)", leases))
 	}
-	blocks, err = r.knot(ctx, blocks, s.PID)
+	blocks, err := r.knot(ctx, blocks, s.PID)
 	if err != nil {
 		return nil, err
 	}
