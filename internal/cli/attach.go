@@ -28,12 +28,15 @@ func (a *app) attachCmd() *cobra.Command {
 		Long: `attach reads the run's lock registry, checks that every holder and waiter is
 alive, asks the probes of the processes involved for their live stacks, and
 prints the report: findings first, then locks, waiters, processes, recent
-events and stacks. RUN is a run's name (as ps prints it) or its directory;
+events and stacks. With -o dot it prints the wait-for graph instead, in
+Graphviz's DOT language: goroutines in boxes grouped by process, locks as
+ellipses, the finding's cycle or chain in red, dead processes dashed red. RUN is a run's name (as ps prints it) or its directory;
 PID is any process of the run, alive or dead (the dead holder a finding
 names). Exit status 3 when a deadlock is found.`,
 		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to
   lockwatch attach run-20261125-195805-27281-0   # a run by its name (lockwatch ps)
-  lockwatch attach -o json 4242 | jq .findings`,
+  lockwatch attach -o json 4242 | jq .findings
+  lockwatch attach -o dot 4242 | dot -Tsvg > waits.svg   # the wait-for graph`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -76,7 +79,7 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			term := isTerminal(a.stdout)
+			term := isTerminal(a.stdout) && a.output == "table" // redrawn in place
 			var last string
 			var lastReport *report.Report
 			a.opts.First = t.id // its live stacks first
@@ -128,7 +131,7 @@ func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) 
 // rows lines: the report's first lines (the findings come first), then one
 // that says how many lines were left out and how to see them all.
 func (a *app) printFit(w io.Writer, r *report.Report, rows int) error {
-	if a.output == "json" {
+	if a.output != "table" {
 		return a.print(w, r, false)
 	}
 	var b bytes.Buffer
@@ -185,6 +188,9 @@ func (a *app) sources(dir string, withProbes bool) report.Sources {
 // print writes a report in the chosen format; compact puts a JSON report on
 // one line (a stream of reports).
 func (a *app) print(w io.Writer, r *report.Report, compact bool) error {
+	if a.output == "dot" {
+		return r.WriteDot(w) // one graph per report
+	}
 	if a.output == "json" {
 		enc := json.NewEncoder(w)
 		if !compact {

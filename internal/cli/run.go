@@ -70,6 +70,9 @@ printed at the end of any run that has one).`,
 			if f.onDeadlock != "wait" && f.onDeadlock != "kill" {
 				return usagef("--on-deadlock=%q: want wait or kill", f.onDeadlock)
 			}
+			if a.output == "dot" && f.reportPath == "" {
+				return usagef("run -o dot writes the wait-for graph to --report FILE, not among PROGRAM's output: give --report FILE")
+			}
 			if f.failOn != "" && f.failOn != string(report.LockOrder) {
 				return usagef("--fail-on=%q: want lock-order (or nothing)", f.failOn)
 			}

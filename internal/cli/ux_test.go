@@ -40,7 +40,7 @@ func TestStacksStdin(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%q: got exit %d; want 0\n%s", args, code, stderr)
 		}
-		for _, want := range []string{"stdin: panic: boom\n", "stdin: 2 goroutines in 2 groups (text)\n", "1 goroutine: chan receive 1; longest wait 2m0s\n"} {
+		for _, want := range []string{"stdin: panic: boom\n", "stdin: 2 goroutines in 2 groups (text)\n", "1 goroutine [chan receive]; longest wait 2m0s\n"} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("%q: got\n%s\nwant it to contain %q", args, stdout, want)
 			}
@@ -166,7 +166,7 @@ func TestCleanErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"psx"}, `lockwatch: unknown command "psx"; did you mean "ps"? See 'lockwatch --help' for the commands` + "\n"},
+		{[]string{"psx"}, `lockwatch: unknown command "psx" (did you mean "ps"?); see 'lockwatch --help' for the commands` + "\n"},
 		{[]string{"attach"}, "see 'lockwatch attach --help'\n"},
 		{[]string{"attach", "1", "2"}, "see 'lockwatch attach --help'\n"},
 		{[]string{"stacks", "a", "b"}, "see 'lockwatch stacks --help'\n"},
@@ -348,7 +348,7 @@ func TestVersionAndExamples(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`^lockwatch \S+.* go1\.\S+ linux/\S+\n$`).MatchString(stdout) {
 		t.Errorf("--version: got exit %d, %q; want one line: lockwatch VERSION ... goVERSION linux/ARCH", code, stdout)
 	}
-	for _, c := range []string{"run", "attach", "watch", "ps", "stacks", "prune"} {
+	for _, c := range []string{"run", "attach", "watch", "ps", "stacks", "prune", "holders", "version"} {
 		_, stdout, _ := lockwatch(t, c, "--help")
 		if !strings.Contains(stdout, "Examples:\n  lockwatch "+c) {
 			t.Errorf("%s --help: no Examples section:\n%s", c, stdout)
