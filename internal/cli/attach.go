@@ -69,7 +69,9 @@ prints each report that differs from the one before (with -o json, one JSON
 document per line). A process death is seen at once (pidfd), other changes
 every --interval. On a terminal the report fits its height: the findings
 first, then as much of the rest as fits, and how many lines were left out.
-Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
+watch ends by itself when the run has ended (none of its processes is
+alive). Exit status at Ctrl-C or the run's end: 3 if the last report found a
+deadlock.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -97,6 +99,12 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 					a.print(a.stdout, r, true)
 				}
 				last = fp
+				if runEnded(r) {
+					// Nothing in it can change any more: as 'kubectl logs
+					// -f' ends with its pod.
+					fmt.Fprintln(a.stderr, "lockwatch: the run has ended (none of its processes is alive); watch stops")
+					return true
+				}
 				return false
 			})
 			if err != nil {
@@ -107,6 +115,17 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 	}
 	c.Flags().DurationVar(&interval, "interval", time.Second, "how often to re-read the run when no process died")
 	return c
+}
+
+// runEnded reports whether every process of a report's run is proved to
+// have ended (exited or died): none alive, none unknown.
+func runEnded(r *report.Report) bool {
+	for _, p := range r.Processes {
+		if p.Alive || p.State == "unknown" {
+			return false
+		}
+	}
+	return len(r.Processes) > 0
 }
 
 // verdict is the exit code a report calls for.

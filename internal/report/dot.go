@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,7 +244,11 @@ func dotLabel(lines ...string) string {
 func (g *dotGraph) write(w io.Writer) error {
 	e := &errWriter{w: w}
 	r := g.r
-	title := []string{"lockwatch: " + r.Run, r.Taken.Format("2006-01-02 15:04:05")}
+	run := r.Run
+	if strings.HasPrefix(run, "/") {
+		run = path.Base(run) // a run directory: its name, as ps prints it
+	}
+	title := []string{"lockwatch: " + run, r.Taken.Format("2006-01-02 15:04:05")}
 	if len(r.Findings) == 0 {
 		title = append(title, "no finding")
 	}
@@ -344,7 +349,10 @@ func (g *dotGraph) writeProc(e *errWriter, i int, key string, p *dotProc) {
 	}
 	state := p.state
 	style, colour := "rounded", "gray30"
-	if !p.alive && state != "unknown" && state != "" {
+	switch {
+	case state == Exited:
+		style = "\"rounded,dashed\""
+	case !p.alive && state != "unknown" && state != "":
 		style, colour = "\"rounded,dashed\"", dotDeadlock
 		state = strings.ToUpper(state)
 	}

@@ -233,6 +233,8 @@ func (st Style) liveness(s string) string {
 		return st.paint(green, s)
 	case "unknown":
 		return st.paint(yellow, s)
+	case Exited:
+		return st.paint(dim, s)
 	}
 	return st.paint(red, s)
 }
