@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -9,7 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/probe"
 )
 
 // TestPSDropInDeadlock: ps gives a run the state and findings attach gives
@@ -245,5 +248,29 @@ func removeRunOf(t *testing.T, pid int) {
 		if strings.Contains(filepath.Base(d), "-"+strconv.Itoa(pid)+"-") {
 			os.RemoveAll(d)
 		}
+	}
+}
+
+// TestWatchEndedRun: watch of a run whose processes have all ended (and
+// which no live process names) prints its report and stops, where it
+// watched for ever; the process that closed its registry is "exited".
+func TestWatchEndedRun(t *testing.T) {
+	dir := runDir(t)
+	cmd, in, out := child(t, "joiner", dir, probe.EnvDir+"="+dir)
+	expectLine(t, out, "joined")
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), probablyStillBlocked)
+	defer cancel()
+	var o, e lockedBuffer
+	code := Main(ctx, []string{"watch", "-o", "json", "--interval=10ms", dir}, nil, &o, &e)
+	if code != ExitOK || !strings.Contains(e.String(), "the run has ended") {
+		t.Fatalf("watch: exit %d, stderr %q; want it to stop by itself, exit 0", code, e.String())
+	}
+	r := readReport(t, []byte(strings.SplitN(o.String(), "\n", 2)[0]))
+	if len(r.Processes) != 1 || r.Processes[0].State != report.Exited || r.Processes[0].Exit != "closed" {
+		t.Errorf("processes %+v; want the one that closed its registry, exited", r.Processes)
 	}
 }

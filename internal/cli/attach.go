@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/lockwatch/lockwatch/internal/report/dropinsrc"
 	"github.com/lockwatch/lockwatch/internal/report/lockregsrc"
 	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/probe"
 )
 
 func (a *app) attachCmd() *cobra.Command {
@@ -69,8 +71,9 @@ prints each report that differs from the one before (with -o json, one JSON
 document per line). A process death is seen at once (pidfd), other changes
 every --interval. On a terminal the report fits its height: the findings
 first, then as much of the rest as fits, and how many lines were left out.
-watch ends by itself when the run has ended (none of its processes is
-alive). Exit status at Ctrl-C or the run's end: 3 if the last report found a
+watch ends by itself when the run has ended: none of its processes is
+alive, and no live process names it in its LOCKWATCH_DIR (which a new
+process of the run would inherit). Exit status at Ctrl-C or the run's end: 3 if the last report found a
 deadlock.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
@@ -99,7 +102,7 @@ deadlock.`,
 					a.print(a.stdout, r, true)
 				}
 				last = fp
-				if runEnded(r) {
+				if runEnded(r, t.dir) {
 					// Nothing in it can change any more: as 'kubectl logs
 					// -f' ends with its pod.
 					fmt.Fprintln(a.stderr, "lockwatch: the run has ended (none of its processes is alive); watch stops")
@@ -117,15 +120,31 @@ deadlock.`,
 	return c
 }
 
-// runEnded reports whether every process of a report's run is proved to
-// have ended (exited or died): none alive, none unknown.
-func runEnded(r *report.Report) bool {
+// runEnded reports whether the run in dir has ended: every process of its
+// report is proved to have ended (exited or died: none alive, none
+// unknown), and no live process of this user names the run in its
+// LOCKWATCH_DIR, which a new process of the run would inherit (as a test
+// binary under 'lockwatch run -- go test ./...' does from go test, which
+// never joins itself).
+func runEnded(r *report.Report, dir string) bool {
 	for _, p := range r.Processes {
 		if p.Alive || p.State == "unknown" {
 			return false
 		}
 	}
-	return len(r.Processes) > 0
+	if len(r.Processes) == 0 {
+		return false // nothing has joined it yet
+	}
+	probed, err := liveness.Probed(probe.EnvDir)
+	if err != nil {
+		return false // cannot tell: watch on
+	}
+	for _, d := range probed {
+		if filepath.Clean(d) == filepath.Clean(dir) {
+			return false
+		}
+	}
+	return true
 }
 
 // verdict is the exit code a report calls for.
