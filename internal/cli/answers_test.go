@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/lockreg"
@@ -272,5 +275,78 @@ func TestWatchEndedRun(t *testing.T) {
 	r := readReport(t, []byte(strings.SplitN(o.String(), "\n", 2)[0]))
 	if len(r.Processes) != 1 || r.Processes[0].State != report.Exited || r.Processes[0].Exit != "closed" {
 		t.Errorf("processes %+v; want the one that closed its registry, exited", r.Processes)
+	}
+}
+
+// TestWatchScreenLockOrder: watch's 80x24 screen with a lock-order
+// finding shows each edge's call sites and then the tables, not the edges'
+// stacks (they filled the screen: "... 85 more lines", no table).
+func TestWatchScreenLockOrder(t *testing.T) {
+	t.Setenv("COLUMNS", "80")
+	t0 := time.Date(2026, 11, 25, 19, 58, 5, 0, time.UTC)
+	var stack []report.FrameJSON
+	for i := range 12 {
+		stack = append(stack, report.FrameJSON{Func: fmt.Sprintf("example.com/app/pkg.frame%d", i), File: "example.com/app/pkg/f.go", Line: i + 1})
+	}
+	step := func(pid int, from, to string) report.OrderStep {
+		return report.OrderStep{Party: report.Party{PID: pid, Goroutine: 7, Where: &stack[0]}, From: from, To: to, LockKind: "lockreg",
+			HeldAt: &stack[1], HeldStack: stack, Stack: stack}
+	}
+	r := &report.Report{Schema: report.Schema, Run: "run-x", Taken: t0,
+		Findings: []report.Finding{{Kind: report.LockOrder, Lock: "lock.a", LockKind: "lockreg", Order: []report.OrderStep{step(41, "lock.a", "lock.b"), step(42, "lock.b", "lock.a")},
+			Summary: "lock order lock.a -> lock.b -> lock.a can deadlock", Next: "take lock.a before lock.b everywhere"}},
+		Locks:     []report.LockRow{{Name: "lock.a", Kind: "lockreg", State: "free"}},
+		Processes: []report.ProcRow{{PID: 41, State: "alive", Alive: true, Started: t0}, {PID: 42, State: "alive", Alive: true, Started: t0}},
+	}
+	a := &app{output: "table"}
+	var b bytes.Buffer
+	if err := a.printFit(&b, r, 24); err != nil {
+		t.Fatal(err)
+	}
+	screen := b.String()
+	for _, want := range []string{"LOCK-ORDER", "took lock.a at pkg.frame1 f.go:2", "PROCESSES"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("screen lacks %q:\n%s", want, screen)
+		}
+	}
+	if strings.Contains(screen, "pkg.frame5") {
+		t.Errorf("the screen shows the edges' stacks:\n%s", screen)
+	}
+	// attach still prints them.
+	b.Reset()
+	if err := a.printFit(&b, r, 0); err != nil || !strings.Contains(b.String(), "pkg.frame5") {
+		t.Errorf("attach lacks the edges' stacks (%v):\n%s", err, b.String())
+	}
+}
+
+// TestStatusLineLockOrder: run's status line shows a lock-order warning
+// (it showed nothing until the end of the run).
+func TestStatusLineLockOrder(t *testing.T) {
+	var b strings.Builder
+	s := &statusLine{w: &b, on: true, rows: 24, cols: 200, started: time.Now()}
+	r := &report.Report{Processes: []report.ProcRow{{PID: 1, Alive: true}},
+		Findings: []report.Finding{{Kind: report.LockOrder, Lock: "a", Order: []report.OrderStep{{From: "a", To: "b"}, {From: "b", To: "a"}}}}}
+	s.draw(r, nil)
+	if !strings.Contains(b.String(), `; LOCK ORDER: "a" and "b" taken in both orders (report at the end)`) {
+		t.Errorf("got %q; want the lock-order warning", b.String())
+	}
+}
+
+// TestRunMessagesFolded: run's own messages are folded at the terminal's
+// width, at blanks (they broke mid-word).
+func TestRunMessagesFolded(t *testing.T) {
+	t.Setenv("COLUMNS", "60")
+	var b strings.Builder
+	a := &app{stderr: &b}
+	msg := "lockwatch: no process has joined the run after 800ms: sleep (pid 4242) does not run lockwatch's probe, so none of its locks can be seen"
+	fmt.Fprintf(a.msgs(), "%s\n", msg)
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) < 2 || strings.Join(strings.Fields(b.String()), " ") != msg {
+		t.Fatalf("got %q; want %q folded", b.String(), msg)
+	}
+	for _, l := range lines {
+		if len(l) > 60 {
+			t.Errorf("line %q is over 60 columns", l)
+		}
 	}
 }

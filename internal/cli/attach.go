@@ -173,7 +173,9 @@ func (a *app) printFit(w io.Writer, r *report.Report, rows int) error {
 		return a.print(w, r, false)
 	}
 	var b bytes.Buffer
-	if err := r.Write(&b, style(w)); err != nil {
+	st := style(w)
+	st.Brief = rows > 0 // a screen: the tables before the edges' frames
+	if err := r.Write(&b, st); err != nil {
 		return err
 	}
 	// The findings and notes, up to the first blank line, are folded at
