@@ -350,3 +350,22 @@ func TestRunMessagesFolded(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvRootNotPrivate: a $LOCKWATCH_ROOT open to other users is one
+// clear error for ps, prune and run alike (ps and prune listed nothing
+// without a word; run called it a run directory).
+func TestEnvRootNotPrivate(t *testing.T) {
+	root := t.TempDir()
+	os.Chmod(root, 0o777)
+	t.Setenv(lockreg.EnvRoot, root)
+	for _, args := range [][]string{{"ps", "--all"}, {"prune"}, {"run", "--", "true"}} {
+		code, _, stderr := lockwatch(t, args...)
+		want := ExitUsage
+		if args[0] == "run" {
+			want = ExitRunFailed
+		}
+		if code != want || stderr != "lockwatch: LOCKWATCH_ROOT="+root+" is open to other users (mode 0777), so lockwatch keeps no runs in it: chmod 0700 it, or unset LOCKWATCH_ROOT\n" {
+			t.Errorf("%q: exit %d, %q; want exit %d and the one line", args, code, stderr, want)
+		}
+	}
+}

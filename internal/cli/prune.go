@@ -47,6 +47,9 @@ live process's LOCKWATCH_DIR, is never removed.`,
   lockwatch prune --all       # remove every ended run, findings or not`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkEnvRoot(); err != nil {
+				return err
+			}
 			// The default root and the private fallbacks of this user.
 			var vs []pruneVerdict
 			for _, root := range lockreg.Roots() {

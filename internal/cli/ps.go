@@ -79,6 +79,9 @@ list), without live stacks. Exit status 3 when a listed run is in deadlock. When
   lockwatch ps -o json | jq '.runs[] | select(.state == "deadlock") | .name'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkEnvRoot(); err != nil {
+				return err
+			}
 			dirs := runDirs()
 			out := psOutput{Schema: PSSchema, Runs: []psRun{}, Probed: []psProbed{}}
 			known := make(map[string]bool)

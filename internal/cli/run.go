@@ -92,6 +92,9 @@ printed at the end of any run that has one).`,
 }
 
 func (a *app) run(ctx context.Context, f runFlags, args []string) error {
+	if err := checkEnvRoot(); err != nil {
+		return err
+	}
 	root, err := lockreg.DefaultRoot()
 	if err != nil {
 		return usagef("%v", err)
