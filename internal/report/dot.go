@@ -45,6 +45,8 @@ type dotGraph struct {
 	// "" when two kinds share the name.
 	kindOf map[string]string
 	order  []dotEdgeKey
+	// holders: a lock's node -> the nodes of the goroutines holding it.
+	holders map[string][]string
 }
 
 type dotProc struct {
@@ -74,7 +76,8 @@ const (
 )
 
 func newDotGraph(r *Report) *dotGraph {
-	g := &dotGraph{r: r, procs: map[string]*dotProc{}, locks: map[string]*dotLock{}, edges: map[dotEdgeKey]*dotEdge{}, kindOf: map[string]string{}}
+	g := &dotGraph{r: r, procs: map[string]*dotProc{}, locks: map[string]*dotLock{}, edges: map[dotEdgeKey]*dotEdge{}, kindOf: map[string]string{},
+		holders: map[string][]string{}}
 	for _, p := range r.Processes {
 		g.procs[procKey(p.Host, p.PID, p.Start)] = &dotProc{host: p.Host, pid: p.PID, start: p.Start, role: p.Role,
 			command: p.Command, state: p.State, alive: p.Alive, goroutines: map[int64]bool{}}
@@ -102,7 +105,9 @@ func newDotGraph(r *Report) *dotGraph {
 			if h.Read {
 				label = "reads"
 			}
-			g.edge(lk, g.party(h), label, "solid")
+			hn := g.party(h)
+			g.edge(lk, hn, label, "solid")
+			g.holders[lk] = append(g.holders[lk], hn)
 		}
 	}
 	for _, wr := range r.Waiters {
@@ -216,7 +221,13 @@ func (g *dotGraph) finding(f *Finding) {
 		g.heat(g.party(w), lk, "waits", "dashed", colour)
 	}
 	for _, st := range f.Behind {
-		g.heat(g.party(st.Party), g.lock(st.WaitsFor, "", ""), "waits", "dashed", colour)
+		// Each goroutine behind waits for a lock held by a waiter of the
+		// finding's lock, or by one already behind: the chain back to it.
+		behind := g.lock(st.WaitsFor, "", "")
+		g.heat(g.party(st.Party), behind, "waits", "dashed", colour)
+		for _, h := range g.holders[behind] {
+			g.heat(behind, h, "holds", "solid", colour)
+		}
 	}
 }
 
