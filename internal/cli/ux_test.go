@@ -151,6 +151,12 @@ func TestStacksProbeAndLabels(t *testing.T) {
 			if !strings.Contains(all, "lockwatch/lockwatch/probe.") {
 				t.Errorf("stacks --all: the probe's goroutines are missing:\n%s", all)
 			}
+			// The text dump has no labels: the lock comes from the run's
+			// waiter records (it was missing with --text).
+			_, text, _ := lockwatch(t, "stacks", "--text", pid)
+			if !strings.Contains(text, `waiting for lock "lock.b"`) {
+				t.Errorf("stacks --text: no goroutine waiting for lock.b:\n%s", text)
+			}
 			return
 		}
 		if time.Now().After(deadline) {
