@@ -169,3 +169,18 @@ func TestWriteDotCycle(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteDotFacts: a lock's node shows its backend's facts, the first
+// four, then how many more.
+func TestWriteDotFacts(t *testing.T) {
+	r := &Report{Schema: Schema, Run: "fake:test", Taken: t0, Findings: []Finding{},
+		Locks: []LockRow{{Name: "f", Kind: "flock", State: "held", Holder: &Party{PID: 1, Start: 1, Goroutine: 0, Alive: true, State: "alive"},
+			Facts: []Fact{{"type", "POSIX"}, {"mode", "WRITE"}, {"inode", "8:1:42"}, {"range", "0-EOF"}, {"path", "/x"}, {"extra", "y"}}}}}
+	var b strings.Builder
+	if err := r.WriteDot(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := `[label="f\n(flock)\ntype: POSIX\nmode: WRITE\ninode: 8:1:42\nrange: 0-EOF\n(2 more facts)"`; !strings.Contains(b.String(), want) {
+		t.Errorf("graph lacks %s:\n%s", want, b.String())
+	}
+}
