@@ -65,6 +65,13 @@ func ParseProfile(b []byte) (*Profile, error) {
 	if len(b) > MaxProfileSize {
 		return nil, fmt.Errorf("%w: the goroutine profile is %d bytes, more than the %d MiB a goroutine profile takes", ErrTooLarge, len(b), MaxProfileSize>>20)
 	}
+	c, err := countProfile(b)
+	if err != nil {
+		return nil, fmt.Errorf("stackdump: goroutine profile: %w", err)
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	pp, err := profile.ParseData(b)
 	if err != nil {
 		return nil, fmt.Errorf("stackdump: goroutine profile: %w", err)
@@ -75,6 +82,18 @@ func ParseProfile(b []byte) (*Profile, error) {
 	p := &Profile{Samples: make([]Sample, 0, len(pp.Sample))}
 	if pp.TimeNanos != 0 {
 		p.Time = time.Unix(0, pp.TimeNanos)
+	}
+	frames := 0
+	for _, s := range pp.Sample {
+		for _, loc := range s.Location {
+			frames += len(loc.Line)
+		}
+		if frames > MaxProfileDecoded/frameCost {
+			// Few locations shared by many samples: small to decode,
+			// large once each sample's frames are spelled out.
+			return nil, fmt.Errorf("%w: the goroutine profile's samples hold more than %d frames, more than lockwatch spends on one; it is damaged or hostile",
+				ErrTooLarge, MaxProfileDecoded/frameCost)
+		}
 	}
 	for _, s := range pp.Sample {
 		out := Sample{Frames: []Frame{}}

@@ -531,3 +531,60 @@ func Names() []string {
 	sort.Strings(out)
 	return out
 }
+
+// AmplifyingProfile returns a gzipped goroutine profile (pprof protobuf) of
+// size bytes inflated, most of it empty samples (two bytes each): the
+// audit's 16,333 bytes of gzip that inflate to just under 16 MiB, some
+// 8.4 million samples, which a decoder that builds before it counts turns
+// into more than a gigabyte.
+func AmplifyingProfile(size int) []byte {
+	var raw bytes.Buffer
+	// sample_type {type: 1 ("goroutine"), unit: 2 ("count")}, the string
+	// table ("", "goroutine", "count"), then empty samples.
+	raw.Write([]byte{0x0a, 0x04, 0x08, 0x01, 0x10, 0x02})
+	for _, s := range []string{"", "goroutine", "count"} {
+		raw.WriteByte(0x32)
+		raw.WriteByte(byte(len(s)))
+		raw.WriteString(s)
+	}
+	for raw.Len()+2 <= size {
+		raw.Write([]byte{0x12, 0x00})
+	}
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	return z.Bytes()
+}
+
+// TinyGoroutines returns traceback text of about size bytes: goroutines of
+// one frame each, each in a function of its own (so none group together),
+// some 40 bytes a goroutine where a real one takes 700: the audit's 63 MiB
+// of 1.48 million goroutines.
+func TinyGoroutines(size int) []byte {
+	var b bytes.Buffer
+	b.Grow(size)
+	b.WriteString("panic: hostile\n\n")
+	for id := 1; ; id++ {
+		n := b.Len()
+		fmt.Fprintf(&b, "goroutine %d [s]:\nf%d()\n\t/x:1\n\n", id, id)
+		if b.Len() > size {
+			b.Truncate(n)
+			return b.Bytes()
+		}
+	}
+}
+
+// RandomBytes returns size bytes of a fixed pseudo-random sequence (the
+// same for the same seed), as from /dev/urandom.
+func RandomBytes(size int, seed uint64) []byte {
+	b := make([]byte, size)
+	x := seed | 1
+	for i := 0; i+8 <= len(b); i += 8 {
+		x ^= x << 13 // xorshift64
+		x ^= x >> 7
+		x ^= x << 17
+		ne.PutUint64(b[i:], x)
+	}
+	return b
+}
