@@ -1,12 +1,22 @@
 package cli
 
 import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/hostile"
+	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/probe"
 )
 
 // TestAmplifyingInputsBounded runs `lockwatch stacks` (a process each) on
@@ -49,5 +59,114 @@ func TestAmplifyingInputsBounded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// hostileProbeRole joins the run, serves a probe socket of its own that
+// answers every request with what amplifies most (a goroutine profile of
+// 8.4 million empty samples, an execution trace of random bytes, 4 MiB of
+// empty JSON objects), says "ready", and waits for lock.b, whose holder
+// the test kills: a waiter of a dead holder, whose live stacks a report
+// asks for.
+func hostileProbeRole(dir string) int {
+	r, err := lockreg.Open(dir, lockreg.Options{Role: "hostile-probe"})
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	st, err := proc.ReadStat(os.Getpid())
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	ln, err := net.Listen("unix", probe.SocketPath(dir, st.Identity()))
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	profile := hostile.AmplifyingProfile(16<<20 - 1024)
+	trace := hostile.RandomBytes(8<<20, 3)
+	var objects bytes.Buffer
+	objects.WriteString(`{"v":1,"ok":true,"mutexes":{"pid":1,"mutexes":[{}`)
+	for objects.Len() < 4<<20-64 {
+		objects.WriteString(`,{}`)
+	}
+	objects.WriteString(`]}}`)
+	frame := func(c net.Conn, b []byte) {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+		c.Write(n[:])
+		c.Write(b)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var n [4]byte
+				if _, err := io.ReadFull(c, n[:]); err != nil {
+					return
+				}
+				b := make([]byte, min(binary.BigEndian.Uint32(n[:]), 4096))
+				io.ReadFull(c, b)
+				var q struct {
+					Op    string
+					Trace bool
+				}
+				json.Unmarshal(b, &q)
+				switch {
+				case q.Op == "goroutines" && q.Trace:
+					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"trace","size":%d}}`, len(trace)))
+					frame(c, trace)
+				case q.Op == "goroutines":
+					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"proto","size":%d}}`, len(profile)))
+					frame(c, profile)
+				default:
+					frame(c, objects.Bytes())
+				}
+			}()
+		}
+	}()
+	m, err := r.Mutex("lock.b")
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	fmt.Println("ready")
+	m.Lock(context.Background()) // its holder is dead: waits for ever (Stall)
+	return 0
+}
+
+// TestHostileProbesBounded: four members of a run serve amplifying answers
+// from their probe sockets, and wait for a lock whose holder died, so that
+// `lockwatch attach` asks each of them for its live stacks and its
+// mutexes. Measured from the child's rusage: before the bounds on what is
+// built, four such members took attach to 1.26 GB.
+func TestHostileProbesBounded(t *testing.T) {
+	bin := lockwatchBin(t)
+	dir := runDir(t)
+	holder, _, out := child(t, "ba", dir)
+	expectLine(t, out, "locked")
+	holder.Process.Kill()
+	holder.Wait()
+	for range 4 {
+		_, _, out := child(t, "hostile-probe", dir)
+		expectLine(t, out, "ready")
+	}
+	m := measure(t, bin, nil, "attach", "-o", "json", "--live-stacks=0", dir)
+	t.Logf("attach: exit %d, %.1f MiB, cpu %v, wall %v", m.code, float64(m.maxRSS)/(1<<20), m.cpu, m.wall)
+	if m.code != ExitDeadlock {
+		t.Fatalf("attach: exit %d; want %d (a dead holder)\n%s", m.code, ExitDeadlock, m.stderr)
+	}
+	if m.maxRSS > goalRSS {
+		t.Errorf("attach took %d MiB; want at most %d MiB", m.maxRSS>>20, goalRSS>>20)
+	}
+	r := readReport(t, []byte(m.stdout))
+	notes := strings.Join(r.Notes, "\n")
+	if !strings.Contains(notes, "more than the 131072 distinct stacks") || !strings.Contains(notes, "JSON values") {
+		t.Errorf("notes %q; want the refused profiles and answers said", notes)
 	}
 }
