@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover docs-reports demo-etcd test-etcd build-etcd
+.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover docs-reports demo-etcd test-etcd build-etcd fuzz
 
 all: build
 
@@ -65,6 +65,24 @@ bench-compare:
 stress-hostile:
 	LOCKWATCH_STRESS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m -run 'Hostile' ./lockreg ./internal/cli
 	CGO_ENABLED=1 $(GO) test -run '^$$' -bench 'BenchmarkHostile' -benchtime 3x -count 1 -timeout 60m ./internal/cli
+
+## fuzz: every fuzz target (FUZZTARGETS: package and target), each for
+## FUZZTIME, seeded from its package's seeds and the hostile cases
+## (internal/hostile); prints each target's executions and new inputs, and
+## stops at the first failure (the input is written under testdata/fuzz).
+FUZZTIME    ?= 60s
+FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:FuzzParseProfile \
+  ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
+  ./probe:FuzzDecodeAnswer ./internal/proc:FuzzParseStat ./internal/liveness:FuzzScanMaps \
+  ./internal/safeout:FuzzWriter ./internal/pipeline:FuzzFrameReader
+fuzz:
+	@for t in $(FUZZTARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== $$pkg $$name ($(FUZZTIME))"; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1); st=$$?; \
+	  echo "$$out" | grep -E 'elapsed: .*execs' | tail -1; \
+	  if [ $$st -ne 0 ]; then echo "$$out" | tail -40; exit 1; fi; \
+	done
 
 ## stress: the reliability suite (internal/stress, build tag stress; not part of
 ## make test): kill storm, churn, hostile arenas; figures in docs/reliability.md.
