@@ -87,9 +87,11 @@ fuzz:
 ## stress: the reliability suite (internal/stress, build tag stress; not part of
 ## make test): kill storm, churn, hostile arenas; figures in docs/reliability.md.
 ## Static build, as shipped (the robust list needs it), so no race detector.
-## LOCKWATCH_STRESS_CHURN sets the churn's count (default 100,000).
+## LOCKWATCH_STRESS_CHURN sets the churn's count (default 100,000),
+## LOCKWATCH_STRESS_STORM_PROCS and _ATTACHERS the kill storm's (64, 4).
+STRESSTIMEOUT ?= 4h
 stress:
-	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout 30m ./internal/stress
+	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout $(STRESSTIMEOUT) ./internal/stress
 
 ## cover: every test with coverage that counts the child processes the tests
 ## start: test binaries re-run with a role, and the lockwatch and demo
