@@ -234,3 +234,28 @@ func (c *cancelOn) Write(p []byte) (int, error) {
 	}
 	return c.w.Write(p)
 }
+
+// TestEscapeSequencesMarked: every escape sequence lockwatch's own code
+// writes is marked with safeout.Ctl (else the terminal writer shows it as
+// text): a source line of internal/cli or internal/report outside tests
+// that holds an ESC holds it inside safeout.Ctl(...).
+func TestEscapeSequencesMarked(t *testing.T) {
+	for _, glob := range []string{"*.go", "../report/*.go"} {
+		files, _ := filepath.Glob(glob)
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, line := range strings.Split(string(b), "\n") {
+				code, _, _ := strings.Cut(line, "//")
+				if strings.Contains(code, `\x1b`) && !strings.Contains(code, "safeout.Ctl(") {
+					t.Errorf("%s:%d: an escape sequence not marked with safeout.Ctl: %s", f, i+1, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+}
