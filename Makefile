@@ -74,7 +74,7 @@ FUZZTIME    ?= 60s
 FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:FuzzParseProfile \
   ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
   ./probe:FuzzDecodeAnswer ./internal/proc:FuzzParseStat ./internal/liveness:FuzzScanMaps \
-  ./internal/safeout:FuzzWriter ./internal/pipeline:FuzzFrameReader
+  ./internal/safeout:FuzzWriter ./internal/jsonbudget:FuzzValues ./internal/pipeline:FuzzFrameReader
 fuzz:
 	@for t in $(FUZZTARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \

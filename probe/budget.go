@@ -1,6 +1,10 @@
 package probe
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/lockwatch/lockwatch/internal/jsonbudget"
+)
 
 // maxAnswerValues bounds the JSON values (objects, arrays, and the
 // elements of both) of one answer a Client decodes: what the decoder
@@ -11,32 +15,10 @@ import "fmt"
 // largest a probe sends.
 const maxAnswerValues = 1 << 17
 
-// countJSON counts the values of the JSON text b that cost the decoder
-// memory: each object or array, and each element or member after the
-// first (a comma). Commas and brackets inside strings do not count.
-func countJSON(b []byte) int {
-	n := 0
-	in, esc := false, false
-	for _, c := range b {
-		switch {
-		case esc:
-			esc = false
-		case in && c == '\\':
-			esc = true
-		case c == '"':
-			in = !in
-		case in:
-		case c == '{' || c == '[' || c == ',':
-			n++
-		}
-	}
-	return n
-}
-
 // checkAnswerSize refuses an answer whose decoding would build more than
 // maxAnswerValues values.
 func checkAnswerSize(path string, b []byte) error {
-	if n := countJSON(b); n > maxAnswerValues {
+	if n := jsonbudget.Values(b); n > maxAnswerValues {
 		return fmt.Errorf("probe: %s: an answer of %d bytes holds %d JSON values, more than the %d a probe's answer takes: damaged or hostile, not decoded",
 			path, len(b), n, maxAnswerValues)
 	}
