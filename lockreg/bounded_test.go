@@ -157,8 +157,8 @@ func TestReadOptionsEvents(t *testing.T) {
 
 // TestInfoFilesAmplifying: sixteen info files within the size limit made
 // of empty arguments (16 bytes of string decoded from each 3 bytes) are
-// refused before they are decoded, and said; before, they decoded into
-// some 180 MB.
+// refused before they are decoded, and said; before, reading them
+// allocated 467 MiB.
 func TestInfoFilesAmplifying(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	spec := hostile.Spec{Procs: 64, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 16, UsedLocks: 1,
