@@ -70,7 +70,9 @@ stress-hostile:
 ## FUZZTIME, seeded from its package's seeds and the hostile cases
 ## (internal/hostile); prints each target's executions and new inputs, and
 ## stops at the first failure (the input is written under testdata/fuzz).
+## FUZZFLAGS=-parallel=1 keeps it to one core.
 FUZZTIME    ?= 60s
+FUZZFLAGS   ?=
 FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:FuzzParseProfile \
   ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
   ./probe:FuzzDecodeAnswer ./internal/proc:FuzzParseStat ./internal/liveness:FuzzScanMaps \
@@ -79,7 +81,7 @@ fuzz:
 	@for t in $(FUZZTARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "== $$pkg $$name ($(FUZZTIME))"; \
-	  out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1); st=$$?; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg 2>&1); st=$$?; \
 	  echo "$$out" | grep -E 'elapsed: .*execs' | tail -1; \
 	  if [ $$st -ne 0 ]; then echo "$$out" | tail -40; exit 1; fi; \
 	done
