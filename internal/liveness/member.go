@@ -42,9 +42,22 @@ type Run struct {
 	dev, ino uint64
 }
 
-// NewRun names the run in dir by its arena file.
+// NewRun names the run in dir by its arena file, found as every file of a
+// run is (lockreg.OpenRunDir): through the run directory's handle, after
+// the directory is checked (this user's, mode 0700, not a symbolic link),
+// never following a symbolic link.
 func NewRun(dir string) (*Run, error) {
-	fi, err := os.Lstat(filepath.Join(dir, lockreg.ArenaFile))
+	rd, err := lockreg.OpenRunDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	f, err := rd.OpenFile(lockreg.ArenaFile, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}

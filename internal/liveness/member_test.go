@@ -495,3 +495,27 @@ func TestKillTraced(t *testing.T) {
 		t.Errorf("after Kill: %v; want it alive", st)
 	}
 }
+
+// NewRun finds the arena through the checked run directory, as every file
+// of a run is found: a symbolic link to a run, or an arena that is a
+// symbolic link, names no run.
+func TestNewRunRefusesLinks(t *testing.T) {
+	dir, _, _ := newRun(t)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewRun(link); !errors.Is(err, lockreg.ErrSymlink) {
+		t.Errorf("NewRun of a link to a run: %v; want ErrSymlink", err)
+	}
+	other := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, lockreg.ArenaFile), filepath.Join(other, lockreg.ArenaFile)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := NewRun(other); err == nil {
+		t.Errorf("NewRun of a run whose arena is a link: %+v; want an error", r)
+	}
+}
