@@ -31,6 +31,7 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
 // Environment that `run` gives the program, and that the demo reads.
@@ -260,7 +261,7 @@ func (c config) write(w io.Writer, r *report.Report, compact bool) error {
 }
 
 func colour(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := safeout.Raw(w).(*os.File)
 	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
 		return false
 	}
@@ -391,7 +392,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	defer cli.Close()
 	runName := fmt.Sprintf("run-%s-%d", time.Now().Format("20060102-150405"), os.Getpid())
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, safeout.Raw(stdout), safeout.Raw(stderr) // PROGRAM's own
 	cmd.Env = append(append(os.Environ(), conn.Env()...), EnvRun+"="+runName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
