@@ -73,6 +73,9 @@ stress-hostile:
 ## FUZZFLAGS=-parallel=1 keeps it to one core.
 FUZZTIME    ?= 60s
 FUZZFLAGS   ?=
+# Minimizing each new interesting input takes up to 60 s by default, during
+# which nothing else is tried: with a short FUZZTIME it took all of it.
+FUZZMINIMIZE ?= 1s
 FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:FuzzParseProfile \
   ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
   ./probe:FuzzDecodeAnswer ./internal/proc:FuzzParseStat ./internal/liveness:FuzzScanMaps \
@@ -81,7 +84,7 @@ fuzz:
 	@for t in $(FUZZTARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
 	  echo "== $$pkg $$name ($(FUZZTIME))"; \
-	  out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg 2>&1); st=$$?; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $(FUZZFLAGS) $$pkg 2>&1); st=$$?; \
 	  echo "$$out" | grep -E 'elapsed: .*execs' | tail -1; \
 	  if [ $$st -ne 0 ]; then echo "$$out" | tail -40; exit 1; fi; \
 	done
