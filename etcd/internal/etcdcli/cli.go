@@ -405,8 +405,15 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	}
 	url := etcdsrc.URL(strings.Split(c.endpoints, ","), runName)
 	fmt.Fprintf(stderr, "lockwatch-etcd: run %s; attach with: lockwatch attach %s\n", runName, url)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	// PROGRAM is reaped only once nothing signals its process group any
+	// more: until then its pid, the group's id, cannot be reused, so the
+	// group signalled is the one made here. The goroutine waits for the
+	// exit without reaping (WNOWAIT).
+	exited := make(chan struct{})
+	go func() {
+		waitExit(cmd.Process.Pid)
+		close(exited)
+	}()
 	group := -cmd.Process.Pid
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -417,14 +424,15 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	reported := ""
 	for {
 		select {
-		case err := <-done:
-			return programStatus(err)
+		case <-exited:
+			return programStatus(cmd.Wait())
 		case sig := <-sigs:
 			_ = syscall.Kill(group, sig.(syscall.Signal)) // forwarded; its status passes through
 			continue
 		case <-ctx.Done():
 			_ = syscall.Kill(group, syscall.SIGKILL)
-			<-done
+			<-exited
+			cmd.Wait()
 			return ctx.Err()
 		case <-t.C:
 		}
@@ -445,10 +453,23 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		}
 		if c.onDeadlock == "kill" {
 			_ = syscall.Kill(group, syscall.SIGKILL)
-			<-done
+			<-exited
+			cmd.Wait()
 			return &ExitError{Code: exitRunDeadlock, Err: errors.New("deadlock")}
 		}
 		fmt.Fprintf(stderr, "lockwatch-etcd: deadlock found; the program is kept running: attach with lockwatch attach %s, or press Ctrl-C\n", url)
+	}
+}
+
+// waitExit returns when the process pid (a child) has exited, without
+// reaping it.
+func waitExit(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
 	}
 }
 
