@@ -200,7 +200,7 @@ func (p probes) Goroutines(ctx context.Context, id proc.Identity, goroutines []i
 	for _, g := range goroutines {
 		want[g] = true
 	}
-	s, err := stackdump.ParseTrace(bytes.NewReader(d.Data), func(g int64) bool { return want[g] })
+	s, err := stackdump.ParseTraceData(d.Data, func(g int64) bool { return want[g] })
 	if err != nil && len(s.Goroutines) == 0 {
 		return nil, err
 	}
