@@ -1,9 +1,11 @@
 package stackdump
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // What ParseProfile builds is bounded before it builds anything: a 16 KiB
@@ -48,57 +50,116 @@ var errProto = errors.New("malformed protobuf")
 // pprof's decoder would build of it.
 func countProfile(b []byte) (profileCounts, error) {
 	var c profileCounts
-	err := walkProto(b, func(field int, wire int, v []byte, n int) error {
-		switch field {
-		case 2: // sample
-			c.samples++
-			c.bytes += costSample
-			return walkProto(v, func(field, wire int, v []byte, n int) error {
-				switch {
-				case field == 3: // label
-					c.labels++
-					c.bytes += costLabel
-				case (field == 1 || field == 2) && wire == 2: // packed location ids, values
-					k := varints(v)
-					c.values += k
-					c.bytes += int64(k) * costValue
-				case field == 1 || field == 2:
-					c.values++
-					c.bytes += costValue
-				}
-				return nil
-			})
-		case 4: // location
-			c.locations++
-			c.bytes += costLocation
-			return walkProto(v, func(field, wire int, v []byte, n int) error {
-				if field == 4 { // line
-					c.lines++
-					c.bytes += costLine
-				}
-				return nil
-			})
-		case 5:
-			c.functions++
-			c.bytes += costFunction
-		case 3:
-			c.mappings++
-			c.bytes += costMapping
-		case 6:
-			c.strings++
-			c.bytes += costString + int64(len(v))
-		case 13:
-			if wire == 2 {
-				c.bytes += int64(varints(v)) * costValue
-			} else {
-				c.bytes += costValue
-			}
-		default:
-			c.bytes += costOther
-		}
+	err := walkProto(b, func(field, wire int, v []byte, n int) error {
+		c.field(field, wire, v)
 		return nil
 	})
 	return c, err
+}
+
+// countProfileStream counts as countProfile does, reading the protobuf from
+// r field by field, and stops at the first field past the bounds: an
+// amplifying profile is refused having read the start of it only.
+func countProfileStream(r *bufio.Reader) (profileCounts, error) {
+	var c profileCounts
+	var v []byte
+	for {
+		key, err := binary.ReadUvarint(r)
+		if err == io.EOF {
+			return c, nil
+		}
+		if err != nil {
+			return c, errProto
+		}
+		field, wire := int(key>>3), int(key&7)
+		if field == 0 {
+			return c, errProto
+		}
+		v = v[:0]
+		switch wire {
+		case 0:
+			if _, err := binary.ReadUvarint(r); err != nil {
+				return c, errProto
+			}
+		case 1:
+			if _, err := r.Discard(8); err != nil {
+				return c, errProto
+			}
+		case 5:
+			if _, err := r.Discard(4); err != nil {
+				return c, errProto
+			}
+		case 2:
+			l, err := binary.ReadUvarint(r)
+			if err != nil || l > MaxProfileSize {
+				return c, errProto
+			}
+			if uint64(cap(v)) < l {
+				v = make([]byte, l)
+			}
+			v = v[:l]
+			if _, err := io.ReadFull(r, v); err != nil {
+				return c, errProto
+			}
+		default:
+			return c, errProto
+		}
+		c.field(field, wire, v)
+		if err := c.check(); err != nil {
+			return c, err
+		}
+	}
+}
+
+// field counts one field of a Profile message.
+func (c *profileCounts) field(field, wire int, v []byte) {
+	switch field {
+	case 2: // sample
+		c.samples++
+		c.bytes += costSample
+		walkProto(v, func(field, wire int, v []byte, n int) error {
+			switch {
+			case field == 3: // label
+				c.labels++
+				c.bytes += costLabel
+			case (field == 1 || field == 2) && wire == 2: // packed location ids, values
+				k := varints(v)
+				c.values += k
+				c.bytes += int64(k) * costValue
+			case field == 1 || field == 2:
+				c.values++
+				c.bytes += costValue
+			}
+			return nil
+		})
+	case 4: // location
+		c.locations++
+		c.bytes += costLocation
+		walkProto(v, func(field, wire int, v []byte, n int) error {
+			if field == 4 { // line
+				c.lines++
+				c.bytes += costLine
+			}
+			return nil
+		})
+	case 5:
+		c.functions++
+		c.bytes += costFunction
+	case 3:
+		c.mappings++
+		c.bytes += costMapping
+	case 6:
+		c.strings++
+		c.bytes += costString + int64(len(v))
+	case 13:
+		if wire == 2 {
+			c.bytes += int64(varints(v)) * costValue
+		} else {
+			c.bytes += costValue
+		}
+	default:
+		c.bytes += costOther
+	}
 }
 
 // check refuses counts past the bounds.

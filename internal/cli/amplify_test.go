@@ -64,10 +64,13 @@ func TestAmplifyingInputsBounded(t *testing.T) {
 
 // hostileProbeRole joins the run, serves a probe socket of its own that
 // answers every request with what amplifies most (a goroutine profile of
-// 8.4 million empty samples, an execution trace of random bytes, 4 MiB of
-// empty JSON objects), says "ready", and waits for lock.b, whose holder
-// the test kills: a waiter of a dead holder, whose live stacks a report
-// asks for.
+// 8.4 million empty samples, an execution trace of random bytes, a text
+// dump of tiny goroutines, 4 MiB of empty JSON objects), says "ready", and
+// waits for the lock named by LOCKWATCH_TEST_HOSTILE_LOCK (lock.b, whose
+// holder the test kills: a waiter of a dead holder, whose live stacks a
+// report asks for), or, with LOCKWATCH_TEST_HOSTILE_HOLD set, takes it and
+// holds it (a stuck holder, whose live stacks come from a trace or a text
+// dump).
 func hostileProbeRole(dir string) int {
 	r, err := lockreg.Open(dir, lockreg.Options{Role: "hostile-probe"})
 	if err != nil {
@@ -86,6 +89,7 @@ func hostileProbeRole(dir string) int {
 	}
 	profile := hostile.AmplifyingProfile(16<<20 - 1024)
 	trace := hostile.RandomBytes(8<<20, 3)
+	text := hostile.TinyGoroutines(32<<20 - 1)
 	var objects bytes.Buffer
 	objects.WriteString(`{"v":1,"ok":true,"mutexes":{"pid":1,"mutexes":[{}`)
 	for objects.Len() < 4<<20-64 {
@@ -113,11 +117,14 @@ func hostileProbeRole(dir string) int {
 				b := make([]byte, min(binary.BigEndian.Uint32(n[:]), 4096))
 				io.ReadFull(c, b)
 				var q struct {
-					Op    string
-					Trace bool
+					Op          string
+					Trace, Text bool
 				}
 				json.Unmarshal(b, &q)
 				switch {
+				case q.Op == "goroutines" && q.Text:
+					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"text","size":%d}}`, len(text)))
+					frame(c, text)
 				case q.Op == "goroutines" && q.Trace:
 					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"trace","size":%d}}`, len(trace)))
 					frame(c, trace)
@@ -130,13 +137,22 @@ func hostileProbeRole(dir string) int {
 			}()
 		}
 	}()
-	m, err := r.Mutex("lock.b")
+	m, err := r.Mutex(os.Getenv("LOCKWATCH_TEST_HOSTILE_LOCK"))
 	if err != nil {
 		fmt.Println("error", err)
 		return 1
 	}
+	if os.Getenv("LOCKWATCH_TEST_HOSTILE_HOLD") != "" {
+		if err := m.Lock(context.Background()); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		fmt.Println("ready")
+		io.Copy(io.Discard, os.Stdin) // holds it until the test ends
+		return 0
+	}
 	fmt.Println("ready")
-	m.Lock(context.Background()) // its holder is dead: waits for ever (Stall)
+	m.Lock(context.Background()) // waits for ever (Stall), or until the test ends
 	return 0
 }
 
@@ -153,8 +169,31 @@ func TestHostileProbesBounded(t *testing.T) {
 	holder.Process.Kill()
 	holder.Wait()
 	for range 4 {
-		_, _, out := child(t, "hostile-probe", dir)
+		_, _, out := child(t, "hostile-probe", dir, "LOCKWATCH_TEST_HOSTILE_LOCK=lock.b")
 		expectLine(t, out, "ready")
+	}
+	// And a stuck holder, with waiters: its live stacks come from an
+	// execution trace (random bytes here), or with --text-dumps from a text
+	// dump (32 MiB of tiny goroutines).
+	_, _, out = child(t, "hostile-probe", dir, "LOCKWATCH_TEST_HOSTILE_LOCK=lock.h", "LOCKWATCH_TEST_HOSTILE_HOLD=1")
+	expectLine(t, out, "ready")
+	for range 3 {
+		_, _, out := child(t, "hostile-probe", dir, "LOCKWATCH_TEST_HOSTILE_LOCK=lock.h")
+		expectLine(t, out, "ready")
+	}
+	for _, text := range []bool{false, true} {
+		args := []string{"attach", "-o", "json", "--live-stacks=0", "--stuck-after=1ms", dir}
+		if text {
+			args = []string{"attach", "--text-dumps", "-o", "json", "--live-stacks=0", "--stuck-after=1ms", dir}
+		}
+		m := measure(t, bin, nil, args...)
+		t.Logf("%v: exit %d, %.1f MiB, cpu %v, wall %v", args, m.code, float64(m.maxRSS)/(1<<20), m.cpu, m.wall)
+		if m.code != ExitDeadlock {
+			t.Fatalf("attach: exit %d; want %d\n%s", m.code, ExitDeadlock, m.stderr)
+		}
+		if m.maxRSS > goalRSS {
+			t.Errorf("%v took %d MiB; want at most %d MiB", args, m.maxRSS>>20, goalRSS>>20)
+		}
 	}
 	m := measure(t, bin, nil, "attach", "-o", "json", "--live-stacks=0", dir)
 	t.Logf("attach: exit %d, %.1f MiB, cpu %v, wall %v", m.code, float64(m.maxRSS)/(1<<20), m.cpu, m.wall)
