@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -368,4 +370,61 @@ func TestEnvRootNotPrivate(t *testing.T) {
 			t.Errorf("%q: exit %d, %q; want exit %d and the one line", args, code, stderr, want)
 		}
 	}
+}
+
+// TestRunDotReport: run -o dot --report FILE writes the run's wait-for
+// graph to FILE: here a run that took lock.a and lock.b in both orders,
+// whose lock-order loop is two dotted orange edges.
+func TestRunDotReport(t *testing.T) {
+	lw, _ := bins(t)
+	file := filepath.Join(t.TempDir(), "graph.dot")
+	cmd := exec.Command(lw, "run", "-o", "dot", "--report", file, "--", os.Args[0], "-test.run=^$")
+	cmd.Env = append(cleanEnv(), roleEnv+"=order", orderEnv+"=lock.a,lock.b;lock.b,lock.a")
+	out, err := cmd.CombinedOutput()
+	if code := exitCodeOf(t, err); code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	graph := string(b)
+	for _, want := range []string{"digraph lockwatch {", `"l:lockreg/lock.a" -> "l:lockreg/lock.b" [label="then (pid `, `style=dotted, color=darkorange`, "LOCK-ORDER: lock order"} {
+		if !strings.Contains(graph, want) {
+			t.Errorf("graph lacks %s:\n%s", want, graph)
+		}
+	}
+	renderDot(t, graph)
+}
+
+// TestWatchDot: watch -o dot prints a graph per report, and exits 3 at
+// Ctrl-C on a deadlock.
+func TestWatchDot(t *testing.T) {
+	pid := startExample(t, "cycle")
+	t.Cleanup(func() { removeRunOf(t, pid) })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"watch", "-o", "dot", strconv.Itoa(pid)}, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	var graph strings.Builder
+	for lines.Scan() {
+		graph.WriteString(lines.Text() + "\n")
+		if lines.Text() == "}" {
+			break
+		}
+	}
+	cancel()
+	go io.Copy(io.Discard, pr)
+	if code := <-done; code != ExitDeadlock {
+		t.Errorf("watch -o dot: exit %d at Ctrl-C; want %d", code, ExitDeadlock)
+	}
+	if !strings.HasPrefix(graph.String(), "digraph lockwatch {\n") || !strings.Contains(graph.String(), "CYCLE") {
+		t.Fatalf("not the cycle's graph:\n%s", graph.String())
+	}
+	renderDot(t, graph.String())
 }

@@ -15,7 +15,8 @@ import (
 //   - a goroutine is a box inside the cluster of its process, and a process
 //     inside the cluster of its host when the run spans machines; a dead
 //     process's cluster is red and dashed, and says how it died;
-//   - a lock is an ellipse: an edge from a lock to a goroutine says the
+//   - a lock is an ellipse, with its kind, a state other than held and its
+//     backend's facts (the first few); an edge from a lock to a goroutine says the
 //     goroutine holds it ("holds", or "reads" for a reader), an edge from a
 //     goroutine to a lock that the goroutine waits for it, so that a
 //     deadlock cycle is a cycle of the graph;
@@ -59,8 +60,12 @@ type dotProc struct {
 
 type dotLock struct {
 	name, kind, state string
-	hot               string // the colour of a finding that names it
+	hot               string   // the colour of a finding that names it
+	facts             []string // its backend's own facts, "name: value"
 }
+
+// dotFacts is how many of a lock's facts its node shows.
+const dotFacts = 4
 
 type dotEdgeKey struct{ from, to string }
 
@@ -100,6 +105,13 @@ func newDotGraph(r *Report) *dotGraph {
 			continue // free, and nobody waits: as the text report, left out
 		}
 		lk := g.lock(l.Name, l.Kind, l.State)
+		for i, f := range l.Facts {
+			if i == dotFacts {
+				g.locks[lk].facts = append(g.locks[lk].facts, fmt.Sprintf("(%d more facts)", len(l.Facts)-dotFacts))
+				break
+			}
+			g.locks[lk].facts = append(g.locks[lk].facts, f.Name+": "+f.Value)
+		}
 		for _, h := range holders {
 			label := "holds"
 			if h.Read {
@@ -331,6 +343,7 @@ func (g *dotGraph) write(w io.Writer) error {
 		if len(about) > 0 {
 			lines = append(lines, "("+strings.Join(about, ", ")+")")
 		}
+		lines = append(lines, l.facts...)
 		attrs := "shape=ellipse, style=filled, fillcolor=lightyellow"
 		if l.hot != "" {
 			attrs += fmt.Sprintf(", color=%s, penwidth=2", l.hot)

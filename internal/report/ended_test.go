@@ -137,3 +137,50 @@ func TestWriteDot(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteDotCycle: a cycle across three processes, one link held by a
+// reader, is a loop of six red edges (three waits, three holds), each
+// process a cluster of its own.
+func TestWriteDotCycle(t *testing.T) {
+	s := fakeSnap(nil,
+		fakeLock{name: "x", holders: []lockstate.Holder{wr(g(pA, 1), t0)}, waiters: []lockstate.Waiter{wantW(g(pC, 3), t0)}},
+		fakeLock{name: "y", holders: []lockstate.Holder{rd(g(pB, 2), t0)}, waiters: []lockstate.Waiter{wantW(g(pA, 1), t0)}},
+		fakeLock{name: "z", holders: []lockstate.Holder{wr(g(pC, 3), t0)}, waiters: []lockstate.Waiter{wantR(g(pB, 2), t0)}},
+	)
+	r, err := diagnoseFake(&fakeHost{}, nil, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Findings) != 1 || r.Findings[0].Kind != Cycle {
+		t.Fatalf("findings %+v; want one cycle", r.Findings)
+	}
+	var b strings.Builder
+	if err := r.WriteDot(&b); err != nil {
+		t.Fatal(err)
+	}
+	dot := b.String()
+	if n := strings.Count(dot, "color=red, fontcolor=red"); n != 6 {
+		t.Errorf("%d red edges; want 6:\n%s", n, dot)
+	}
+	for _, want := range []string{"subgraph cluster_p0 {", "subgraph cluster_p1 {", "subgraph cluster_p2 {",
+		`"l:fake-rw/y" -> "g:/200/2000/2" [label="reads"`, `"g:/200/2000/2" -> "l:fake-rw/z" [label="waits to read"`} {
+		if !strings.Contains(dot, want) {
+			t.Errorf("graph lacks %s:\n%s", want, dot)
+		}
+	}
+}
+
+// TestWriteDotFacts: a lock's node shows its backend's facts, the first
+// four, then how many more.
+func TestWriteDotFacts(t *testing.T) {
+	r := &Report{Schema: Schema, Run: "fake:test", Taken: t0, Findings: []Finding{},
+		Locks: []LockRow{{Name: "f", Kind: "flock", State: "held", Holder: &Party{PID: 1, Start: 1, Goroutine: 0, Alive: true, State: "alive"},
+			Facts: []Fact{{"type", "POSIX"}, {"mode", "WRITE"}, {"inode", "8:1:42"}, {"range", "0-EOF"}, {"path", "/x"}, {"extra", "y"}}}}}
+	var b strings.Builder
+	if err := r.WriteDot(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := `[label="f\n(flock)\ntype: POSIX\nmode: WRITE\ninode: 8:1:42\nrange: 0-EOF\n(2 more facts)"`; !strings.Contains(b.String(), want) {
+		t.Errorf("graph lacks %s:\n%s", want, b.String())
+	}
+}
