@@ -2,9 +2,7 @@ package probe
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -62,7 +60,9 @@ type MutexHolder struct {
 	// Stack is the stack it acquired from, when it had to wait first
 	// (a writer); else nil. Its current stack is in a goroutine dump.
 	Stack []stackdump.Frame `json:"stack,omitempty"`
-	Since time.Time         `json:"since"` // to about a millisecond (internal/record.Coarse)
+	// Since is when it acquired, when it had to wait first; else zero (an
+	// acquire that did not wait reads no clock) and left out.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // MutexWaiter is a goroutine blocked in Lock (Write) or RLock.
@@ -101,45 +101,12 @@ func (c *Client) MutexesAndOrders(ctx context.Context) (*MutexView, *OrderView, 
 	return ans.Mutexes, ans.Orders, nil
 }
 
-// NoMutexesFile returns the name, in the run directory, of the file a probe
-// keeps while its process has no drop-in mutex (none was ever locked or
-// named): lockwatch then need not ask it for them. The probe makes it when
-// it starts, if so, and removes it when the process registers its first
-// drop-in mutex, before that mutex can be locked (inproc.OnFirst); a process
-// whose probe predates the file has none, and is asked.
+// NoMutexesFile returns the name, in the run directory, of the file that
+// said a process had no drop-in mutex, so that lockwatch need not ask it.
+// The drop-in no longer registers its mutexes, so a probe cannot know it
+// and makes no such file; lockwatch still honours one that an older probe
+// made.
 func NoMutexesFile(base string) string { return filepath.Base(base) + ".no-mutexes" }
-
-// markNoMutexes keeps the NoMutexesFile of this process while it has no
-// drop-in mutex.
-func (a *Agent) markNoMutexes() {
-	name := NoMutexesFile(a.base)
-	rd := a.reg.RunDir()
-	a.unmark = inproc.OnFirst(func() {
-		_ = rd.Remove(name) // left by an agent of this process killed before its Close
-		f, err := rd.CreateFile(name)
-		if err != nil {
-			// Without the file, lockwatch asks, as it always may.
-			fmt.Fprintf(a.stderr, "lockwatch: pid %d: %v\n", a.self.PID, err)
-			return
-		}
-		_ = f.Close()
-	}, func() {
-		if err := rd.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			// lockwatch would not ask this process for its mutexes: say so
-			// where its user looks.
-			fmt.Fprintf(a.stderr, "lockwatch: pid %d: removing %s: %v; lockwatch will not see this process's drop-in mutexes\n", a.self.PID, name, err)
-		}
-	})
-}
-
-// unmarkNoMutexes forgets markNoMutexes, at Close: without a probe the
-// process has nobody to answer for it.
-func (a *Agent) unmarkNoMutexes() {
-	if a.unmark != nil {
-		a.unmark()
-	}
-	_ = a.reg.RunDir().Remove(NoMutexesFile(a.base))
-}
 
 // mutexes reads the table of drop-in mutexes of this process.
 func (a *Agent) mutexes() *MutexView {
@@ -156,6 +123,12 @@ func (a *Agent) mutexes() *MutexView {
 
 // mutexOf converts a table record, symbolizing its PCs.
 func mutexOf(l inproc.Lock, wall func(int64) time.Time) Mutex {
+	known := func(t int64) time.Time {
+		if t == 0 {
+			return time.Time{}
+		}
+		return wall(t)
+	}
 	m := Mutex{ID: l.ID, Kind: l.Kind.String(), Name: l.Name, Named: l.Name != "", First: siteOf(l.First, l.First2),
 		MoreReaders: l.MoreReaders}
 	if !m.Named {
@@ -163,10 +136,10 @@ func mutexOf(l inproc.Lock, wall func(int64) time.Time) Mutex {
 	}
 	if l.Holder.Goroutine != 0 {
 		m.Holder = &MutexHolder{Goroutine: l.Holder.Goroutine, Site: siteOf(l.Holder.PC, l.Holder.PC2),
-			Stack: cleanStack(stackdump.FramesOf(l.HolderStack)), Since: wall(l.Holder.Since)}
+			Stack: cleanStack(stackdump.FramesOf(l.HolderStack)), Since: known(l.Holder.Since)}
 	}
 	for _, r := range l.Readers {
-		m.Readers = append(m.Readers, MutexHolder{Goroutine: r.Goroutine, Site: siteOf(r.PC, r.PC2), Since: wall(r.Since)})
+		m.Readers = append(m.Readers, MutexHolder{Goroutine: r.Goroutine, Site: siteOf(r.PC, r.PC2), Since: known(r.Since)})
 	}
 	for _, w := range l.Waiters {
 		m.Waiters = append(m.Waiters, MutexWaiter{Goroutine: w.Goroutine, Write: w.Write,
@@ -303,8 +276,11 @@ func (a *Agent) onStuckMutex(w inproc.StuckWaiter, waited time.Duration) {
 		name = m.Name
 		switch {
 		case m.Holder != nil:
-			held = fmt.Sprintf("held by goroutine %d for %v, locked at %s", m.Holder.Goroutine,
-				now.Sub(m.Holder.Since).Round(time.Millisecond), siteName(m.Holder.Site))
+			held = fmt.Sprintf("held by goroutine %d, locked at %s", m.Holder.Goroutine, siteName(m.Holder.Site))
+			if !m.Holder.Since.IsZero() {
+				held = fmt.Sprintf("held by goroutine %d for %v, locked at %s", m.Holder.Goroutine,
+					now.Sub(m.Holder.Since).Round(time.Millisecond), siteName(m.Holder.Site))
+			}
 			if m.Holder.Goroutine == w.Goroutine {
 				held += " (by the waiting goroutine itself: a self-deadlock)"
 			}
