@@ -82,12 +82,6 @@ type arenaT struct {
 	names   [nameSlots]nameSlot
 }
 
-var (
-	_ [0]byte = [unsafe.Sizeof(holdSlot{}) - 64]byte{}
-	_ [0]byte = [unsafe.Sizeof(waitSlot{}) - 320]byte{}
-	_ [0]byte = [unsafe.Sizeof(readSlot{}) - 64]byte{}
-	_ [0]byte = [unsafe.Sizeof(nameSlot{}) - 128]byte{}
-)
 
 // ArenaSize is the arena's size in bytes.
 const ArenaSize = unsafe.Sizeof(arenaT{})

@@ -26,7 +26,6 @@ func Hold(addr uintptr, kind Kind, goid int64, pc, pc2 uintptr, since int64, wsl
 		for i := base; i < base+regionSlots; i++ {
 			s := &a.holds[i]
 			if s.key == 0 {
-				loadBarrier()
 				fill(s, addr, kind, goid, pc, pc2, since, wslot)
 				procUnpin()
 				return uint32(i) + 1

@@ -3,7 +3,6 @@ package inproc
 import (
 	"runtime"
 	"strings"
-	"unsafe"
 
 	"github.com/lockwatch/lockwatch/internal/record"
 )
@@ -57,8 +56,6 @@ type heldBucket struct {
 	_     uint32
 	cells [heldCells]uint64
 }
-
-var _ [0]byte = [unsafe.Sizeof(heldBucket{}) - 64]byte{}
 
 var held [heldBuckets]heldBucket
 

@@ -49,7 +49,7 @@ func TestEdgeTableFull(t *testing.T) {
 		unlockOrders()
 	}()
 
-	const goid = 1 << 40
+	const goid int64 = 1 << 40
 	root := new(fakeLock)
 	locks := make([]fakeLock, 30)
 	keep = append(keep, root, locks) // on the heap: a stack may move
@@ -79,7 +79,7 @@ func TestEdgeTableFull(t *testing.T) {
 // cells has the rest counted, not tracked; releasing them all leaves the
 // bucket empty.
 func TestUntracked(t *testing.T) {
-	const goid = 1<<40 + 7
+	const goid int64 = 1<<40 + 7
 	locks := make([]fakeLock, heldCells+3)
 	keep = append(keep, locks) // on the heap: a stack may move
 	u0 := loadU64(&orders.untracked)

@@ -25,11 +25,6 @@ TEXT ·add64(SB), NOSPLIT|NOFRAME, $0-24
 	MOVQ AX, ret+16(FP)
 	RET
 
-// func storeBarrier()
-//
-// TSO: stores are seen in program order; the call is a compiler barrier.
-TEXT ·storeBarrier(SB), NOSPLIT|NOFRAME, $0-0
-	RET
 
 // func loadBarrier()
 TEXT ·loadBarrier(SB), NOSPLIT|NOFRAME, $0-0

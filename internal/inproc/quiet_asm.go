@@ -13,10 +13,6 @@ func cas64(p *uint64, old, new uint64) bool
 //go:noescape
 func add64(p *uint64, d uint64) uint64
 
-// storeBarrier orders the stores before it before those after it: nothing
-// on amd64 (TSO) but a compiler barrier, DMB ISHST on arm64.
-func storeBarrier()
-
 // loadBarrier orders the loads before it before those after it: a
 // compiler barrier on amd64, DMB ISHLD on arm64.
 func loadBarrier()
