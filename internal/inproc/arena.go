@@ -82,7 +82,6 @@ type arenaT struct {
 	names   [nameSlots]nameSlot
 }
 
-
 // ArenaSize is the arena's size in bytes.
 const ArenaSize = unsafe.Sizeof(arenaT{})
 
