@@ -98,7 +98,7 @@ func (a *Agent) orders() *OrderView {
 		from, nf := z.stack(e.FromStack)
 		to, nt := z.stack(e.ToStack)
 		if size+n+nf+nt > cutOrderBytes {
-			from, nf = []stackdump.Frame{siteOf(e.FromSite, e.FromSite2)}, 0
+			from, nf = []stackdump.Frame{siteOf(stackdump.FramesOf, e.FromSite, e.FromSite2)}, 0
 			to, nt = to[:min(len(to), 1)], 0
 			for _, f := range from {
 				nf += frameSize(f)
@@ -168,7 +168,7 @@ func jsonSize(e OrderEdge) int {
 func orderMutex(l inproc.OrderLock, read bool) OrderMutex {
 	m := OrderMutex{ID: l.ID, Kind: l.Kind.String(), Name: l.Name, Named: l.Name != "", Read: read}
 	if !m.Named {
-		m.Name = siteName(siteOf(l.First, l.First2))
+		m.Name = siteName(siteOf(stackdump.FramesOf, l.First, l.First2))
 	}
 	return m
 }

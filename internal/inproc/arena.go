@@ -57,7 +57,11 @@ type header struct {
 	// A clock pair taken when the arena was made: Nanotime and
 	// wall-clock Unix nanoseconds, to place the records' times.
 	mono0, wall0 int64
-	_            [64]byte
+	// The process: its pid and start time (clock ticks since boot,
+	// /proc/PID/stat's field 22), so that a reader can tell it from a
+	// later process with the same pid.
+	pid, start uint64
+	_          [48]byte
 }
 
 // holdSlot is a holder record: who holds the lock at key (its address;
@@ -91,9 +95,14 @@ var inGo arenaT
 // ar is the arena: set once, in this package's init, before any lock.
 var ar = &inGo
 
-func (a *arenaT) init() {
-	a.hdr = header{magic: arenaMagic, version: arenaVersion, size: uint64(ArenaSize), nHolds: nHolds,
-		nWait: waitSlots, nRead: readSlots, nNames: nameSlots, maxFrames: maxFrames}
+// init writes the header of a new arena. The magic is written last: a
+// reader that sees it sees the rest.
+func (a *arenaT) init(pid, start uint64, mono, wall int64) {
+	a.hdr = header{version: arenaVersion, size: uint64(ArenaSize), nHolds: nHolds,
+		nWait: waitSlots, nRead: readSlots, nNames: nameSlots, maxFrames: maxFrames,
+		mono0: mono, wall0: wall, pid: pid, start: start}
+	storeBarrier()
+	a.hdr.magic = arenaMagic
 }
 
 //go:linkname procPin runtime.procPin

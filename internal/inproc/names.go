@@ -91,8 +91,7 @@ func forgetName(addr uintptr) {
 // nameOf returns the name of the lock at addr, "" if none.
 //
 //go:norace
-func nameOf(addr uintptr) string {
-	a := ar
+func (a *arenaT) nameOf(addr uintptr) string {
 	h := mix(uint64(addr))
 	for p := uint64(0); p < nameProbes; p++ {
 		t := &a.names[(h+p)&(nameSlots-1)]

@@ -317,8 +317,8 @@ func newEdge(from, to uintptr, pc, pc2 uintptr, fromRead bool, wslot uint32, fro
 	if len(e.toStack) > 1 {
 		toPC2 = e.toStack[1]
 	}
-	e.from = lockIdent{id: uint64(from), kind: fromKind, first: pc, first2: pc2, name: nameOf(from)}
-	e.to = lockIdent{id: uint64(to), kind: toKind, first: toPC, first2: toPC2, name: nameOf(to)}
+	e.from = lockIdent{id: uint64(from), kind: fromKind, first: pc, first2: pc2, name: ar.nameOf(from)}
+	e.to = lockIdent{id: uint64(to), kind: toKind, first: toPC, first2: toPC2, name: ar.nameOf(to)}
 	insertEdge(e)
 }
 

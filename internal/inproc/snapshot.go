@@ -68,8 +68,9 @@ type Waiter struct {
 
 // Take reads the records: every lock held or awaited, at most max of them
 // (max <= 0: all). It takes no lock.
-func Take(max int) Snapshot {
-	a := ar
+func Take(max int) Snapshot { return ar.take(max) }
+
+func (a *arenaT) take(max int) Snapshot {
 	s := Snapshot{Taken: time.Now(), MoreWaiters: int64(loadU64(&a.hdr.moreWaiters)),
 		MoreHolders: int64(loadU64(&a.hdr.moreHolders))}
 	locks := map[uint64]*Lock{}
@@ -115,7 +116,7 @@ func Take(max int) Snapshot {
 		}
 	}
 	for _, l := range locks {
-		finish(l)
+		a.finish(l)
 		s.Locks = append(s.Locks, *l)
 	}
 	s.Live = len(s.Locks)
@@ -128,8 +129,8 @@ func Take(max int) Snapshot {
 }
 
 // finish names l, gives it a first site and sorts its readers and waiters.
-func finish(l *Lock) {
-	l.Name = nameOf(uintptr(l.ID))
+func (a *arenaT) finish(l *Lock) {
+	l.Name = a.nameOf(uintptr(l.ID))
 	switch {
 	case l.Holder.Goroutine != 0:
 		l.First, l.First2 = l.Holder.PC, l.Holder.PC2
@@ -200,7 +201,7 @@ func Describe(id uint64) (l Lock, ok bool) {
 	if l.Holder.Goroutine == 0 && len(l.Readers) == 0 {
 		return l, false
 	}
-	finish(&l)
+	a.finish(&l)
 	return l, true
 }
 
