@@ -131,12 +131,6 @@ func (a *arenaT) take(max int) Snapshot {
 // finish names l, gives it a first site and sorts its readers and waiters.
 func (a *arenaT) finish(l *Lock) {
 	l.Name = a.nameOf(uintptr(l.ID))
-	switch {
-	case l.Holder.Goroutine != 0:
-		l.First, l.First2 = l.Holder.PC, l.Holder.PC2
-	case len(l.Readers) > 0:
-		l.First, l.First2 = l.Readers[0].PC, l.Readers[0].PC2
-	}
 	if l.Kind == 0 {
 		// Only waiters: a writer's wait says nothing of the kind; a
 		// reader's says RWMutex.
@@ -148,6 +142,13 @@ func (a *arenaT) finish(l *Lock) {
 		}
 	}
 	slices.SortFunc(l.Readers, func(a, b Reader) int { return cmpI64(a.Goroutine, b.Goroutine) })
+	// Named after its holder's site, else its oldest reader's.
+	switch {
+	case l.Holder.Goroutine != 0:
+		l.First, l.First2 = l.Holder.PC, l.Holder.PC2
+	case len(l.Readers) > 0:
+		l.First, l.First2 = l.Readers[0].PC, l.Readers[0].PC2
+	}
 	slices.SortFunc(l.Waiters, func(a, b Waiter) int {
 		if a.Since != b.Since {
 			return cmpI64(a.Since, b.Since)
