@@ -258,5 +258,3 @@ func TestStuckRWTrap(t *testing.T) {
 		}
 	}
 }
-
-
