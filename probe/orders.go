@@ -23,8 +23,9 @@ type OrderView struct {
 	Edges    []OrderEdge `json:"edges"`
 	Capacity int         `json:"capacity"`
 	// Dropped counts edges not recorded because the table was full
-	// (distinct pairs; with DroppedRepeats also repeated acquires of pairs
-	// not recorded). A cycle through them is missed.
+	// (distinct pairs; with DroppedRepeats at least that many: past the
+	// room to tell pairs apart, they are no longer counted). A cycle
+	// through them is missed.
 	Dropped        uint64 `json:"dropped,omitempty"`
 	DroppedRepeats bool   `json:"dropped_repeats,omitempty"`
 	// Untracked counts acquires not tracked as held (more than 7 locks held

@@ -103,10 +103,13 @@ var orders struct {
 	nkeys int    // keys stored. Called with mu held.
 	edges []edgeRecord
 	// dropped counts distinct pairs not recorded (the table was full);
-	// once the keys are full too, every acquire of a pair not recorded
-	// adds one (droppedRepeats says so).
+	// once the keys are full too, pairs are no longer told apart or
+	// counted (droppedRepeats says so, and full stops nested acquires
+	// before they capture a stack: a program that makes pairs of new
+	// mutexes for ever pays the slow path a bounded number of times).
 	dropped        uint64
 	droppedRepeats bool
+	full           bool
 	// untracked counts acquires whose lock found no free cell in its
 	// goroutine's bucket: edges from it are missed.
 	untracked uint64
@@ -278,7 +281,12 @@ func heldBy(c uint64, goid int64) (ok bool, addr, pc, pc2 uintptr, read bool, ws
 
 // nested handles a cell c of the acquiring goroutine's bucket, the new
 // lock being cell at addr.
+//
+//go:norace
 func nested(c, cell uint64, addr uintptr, goid int64) {
+	if orders.full {
+		return
+	}
 	ok, from, pc, pc2, read, wslot, kind := heldBy(c, goid)
 	if !ok || from == addr || known(uint64(from), uint64(addr)) {
 		return
@@ -334,6 +342,7 @@ func insertEdge(e edgeRecord) {
 		orders.dropped++
 		if !addKey(from, to) {
 			orders.droppedRepeats = true
+			orders.full = true
 		}
 		return
 	}
@@ -437,8 +446,8 @@ type Orders struct {
 	Edges    []Edge // in the order they were recorded
 	Capacity int
 	// Dropped counts edges not recorded because the table was full:
-	// distinct pairs, or with DroppedRepeats also repeated acquires of
-	// pairs not recorded.
+	// distinct pairs; with DroppedRepeats at least that many (past the
+	// keys' room, pairs are neither told apart nor counted).
 	Dropped        uint64
 	DroppedRepeats bool
 	// Untracked counts acquires not tracked as held (a bucket's cells were
