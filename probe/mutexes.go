@@ -60,9 +60,12 @@ type MutexHolder struct {
 	// Stack is the stack it acquired from, when it had to wait first
 	// (a writer); else nil. Its current stack is in a goroutine dump.
 	Stack []stackdump.Frame `json:"stack,omitempty"`
-	// Since is when it acquired, when it had to wait first; else zero (an
-	// acquire that did not wait reads no clock) and left out.
-	Since time.Time `json:"since,omitzero"`
+	// Since is when it acquired, when it had to wait first; else, with
+	// SinceSeen, when a goroutine that waits for the mutex first found it
+	// held (it has held at least since then); else zero (an acquire that
+	// did not wait reads no clock) and left out.
+	Since     time.Time `json:"since,omitzero"`
+	SinceSeen bool      `json:"since_seen,omitempty"`
 }
 
 // MutexWaiter is a goroutine blocked in Lock (Write) or RLock.
@@ -143,7 +146,7 @@ func mutexOf(l inproc.Lock, wall func(int64) time.Time, frames func([]uintptr) [
 	}
 	if l.Holder.Goroutine != 0 {
 		m.Holder = &MutexHolder{Goroutine: l.Holder.Goroutine, Site: siteOf(frames, l.Holder.PC, l.Holder.PC2),
-			Stack: cleanStack(frames(l.HolderStack)), Since: known(l.Holder.Since)}
+			Stack: cleanStack(frames(l.HolderStack)), Since: known(l.Holder.Since), SinceSeen: l.HolderSeen}
 	}
 	for _, r := range l.Readers {
 		m.Readers = append(m.Readers, MutexHolder{Goroutine: r.Goroutine, Site: siteOf(frames, r.PC, r.PC2), Since: known(r.Since)})
@@ -285,7 +288,11 @@ func (a *Agent) onStuckMutex(w inproc.StuckWaiter, waited time.Duration) {
 		case m.Holder != nil:
 			held = fmt.Sprintf("held by goroutine %d, locked at %s", m.Holder.Goroutine, siteName(m.Holder.Site))
 			if !m.Holder.Since.IsZero() {
-				held = fmt.Sprintf("held by goroutine %d for %v, locked at %s", m.Holder.Goroutine,
+				at := "for"
+				if m.Holder.SinceSeen {
+					at = "for at least"
+				}
+				held = fmt.Sprintf("held by goroutine %d %s %v, locked at %s", m.Holder.Goroutine, at,
 					now.Sub(m.Holder.Since).Round(time.Millisecond), siteName(m.Holder.Site))
 			}
 			if m.Holder.Goroutine == w.Goroutine {

@@ -76,9 +76,9 @@ func TestMutexesServed(t *testing.T) {
 		t.Errorf("waiter %+v; want goroutine %d writing, from the test", w, waiter)
 	}
 	r := v.Mutexes[1]
-	if r.Kind != "rwmutex" || r.Named || !strings.Contains(r.Name, "TestMutexesServed mutexes_test.go:") ||
+	if r.Kind != "rwmutex" || r.Named || !strings.Contains(r.Name, "TestMutexesServed") ||
 		len(r.Readers) != 2 || r.Holder != nil {
-		t.Errorf("rwmutex %+v; want two readers, named after its first RLock", r)
+		t.Errorf("rwmutex %+v; want two readers, named after a reader's RLock", r)
 	}
 	got := map[int64]bool{}
 	for _, h := range r.Readers {

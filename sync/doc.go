@@ -39,7 +39,7 @@
 // exactly sync's synchronisation.
 //
 // A mutex has a display name: the one given with SetName, else the
-// function and line where its holder (or oldest reader) locked it.
+// function and line where its holder (or a reader) locked it.
 //
 // # Differences from sync
 //

@@ -112,7 +112,9 @@ func lockSlow(l gosync.Locker, p unsafe.Pointer, hp *uint32, kind inproc.Kind, g
 	var s record.Stack
 	s.Capture(1) // from the caller of Lock
 	addr := uintptr(p)
-	slot := inproc.Wait(addr, true, goid, record.Nanotime(), &s)
+	now := record.Nanotime()
+	inproc.Seen(*hp, addr, now) // the holder, if its acquire has no time
+	slot := inproc.Wait(addr, true, goid, now, &s)
 	l.Lock()
 	slot = inproc.Acquired(slot, true)
 	h := inproc.Hold(addr, kind, goid, pc, pc2, record.Nanotime(), slot)
@@ -278,7 +280,9 @@ func (rw *RWMutex) readLocked(goid int64, pc, pc2 uintptr) {
 func rlockSlow(rw *RWMutex, goid int64) {
 	var s record.Stack
 	s.Capture(2) // from the caller of RLock (rlock is between)
-	slot := inproc.Wait(uintptr(unsafe.Pointer(rw)), false, goid, record.Nanotime(), &s)
+	now := record.Nanotime()
+	inproc.Seen(rw.h, uintptr(unsafe.Pointer(rw)), now) // the writer, if its acquire has no time
+	slot := inproc.Wait(uintptr(unsafe.Pointer(rw)), false, goid, now, &s)
 	rw.rw.RLock()
 	inproc.Acquired(slot, false)
 }

@@ -1,8 +1,8 @@
 package inproc
 
 import (
+	"time"
 	"unsafe"
-	_ "unsafe" // for go:linkname
 )
 
 // The records of every drop-in lock of the process live in one arena of
@@ -74,7 +74,12 @@ type holdSlot struct {
 	since      int64  // Nanotime of the acquire when it waited first; 0 unknown
 	wslot      uint32 // 1 + the waiter slot that keeps the holder's stack, or 0
 	kind       uint32 // Kind
-	_          [8]byte
+	// seen is set by the first goroutine that waits for the lock while
+	// this hold has no time (it did not wait): the hold's end counter
+	// (high 32 bits) and the time it was seen held, in milliseconds since
+	// the arena's mono0, plus one. A reader keeps it only if the counter
+	// is the record's: a later hold of the slot discards it.
+	seen uint64
 }
 
 // Arena is the records' memory.
@@ -94,6 +99,8 @@ var inGo arenaT
 
 // ar is the arena: set once, in this package's init, before any lock.
 var ar = &inGo
+
+func init() { inGo.init(0, 0, nanotime(), time.Now().UnixNano()) }
 
 // init writes the header of a new arena. The magic is written last: a
 // reader that sees it sees the rest.

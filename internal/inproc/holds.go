@@ -64,6 +64,7 @@ func fill(s *holdSlot, addr uintptr, kind Kind, goid int64, pc, pc2 uintptr, sin
 	s.since = since
 	s.wslot = wslot
 	s.kind = uint32(kind)
+	s.seen = 0
 	s.key = addr
 	storeBarrier()
 	s.end = v
@@ -95,6 +96,34 @@ func Unhold(h uint32) int64 {
 	return g
 }
 
+// Seen tells hold h of the lock at addr, if it has no time, that it was
+// seen held at now (Nanotime): called by a goroutine about to wait for the
+// lock, with the lock's h as it read it. If the slot has since been
+// released or taken by another hold, nothing is kept (see holdSlot.seen).
+//
+//go:norace
+func Seen(h uint32, addr uintptr, now int64) {
+	if h == 0 || h == Overflow || h > nHolds {
+		return
+	}
+	a := ar
+	s := &a.holds[h-1]
+	e := s.end
+	loadBarrier()
+	if s.key != addr || s.goid == 0 || s.since != 0 || s.seen != 0 {
+		return
+	}
+	loadBarrier()
+	if s.begin != e {
+		return
+	}
+	ms := (now-a.hdr.mono0)/1e6 + 1
+	if ms <= 0 || ms > 0xffffffff {
+		return
+	}
+	cas64(&s.seen, 0, uint64(e)<<32|uint64(ms))
+}
+
 // HolderOf returns the goroutine of hold h, for lock-order checks.
 //
 //go:norace
@@ -112,16 +141,24 @@ type holdCopy struct {
 	pc, pc2     uintptr
 	since       int64
 	wslot, kind uint32
+	seenOnly    bool // since is when a waiter saw it held, not when it acquired
 }
 
 //go:norace
-func (s *holdSlot) read(tries int) (c holdCopy, ok bool) {
+func (s *holdSlot) read(tries int, mono0 int64) (c holdCopy, ok bool) {
 	for try := 0; try < tries; try++ {
 		e := s.end
 		loadBarrier()
 		c = holdCopy{key: s.key, goid: s.goid, pc: s.pc, pc2: s.pc2, since: s.since, wslot: s.wslot, kind: s.kind}
+		seen := s.seen
 		loadBarrier()
 		if s.begin == e {
+			if c.since == 0 && seen != 0 && uint32(seen>>32) == e {
+				// Not when it acquired, but when a waiter found it held:
+				// it has held at least since.
+				c.since = mono0 + (int64(seen&0xffffffff)-1)*1e6
+				c.seenOnly = true
+			}
 			return c, c.key != 0 && c.goid != 0
 		}
 	}

@@ -272,7 +272,7 @@ func heldBy(c uint64, goid int64) (ok bool, addr, pc, pc2 uintptr, read bool, ws
 	if h == 0 || h > nHolds {
 		return false, 0, 0, 0, false, 0, 0
 	}
-	hc, ok := ar.holds[h-1].read(readTries)
+	hc, ok := ar.holds[h-1].read(readTries, ar.hdr.mono0)
 	if !ok || hc.goid != goid {
 		return false, 0, 0, 0, false, 0, 0
 	}
@@ -351,6 +351,7 @@ func insertEdge(e edgeRecord) {
 		orders.dropped++
 		return
 	}
+	e.from, e.to = sameIdent(e.from), sameIdent(e.to)
 	orders.edges = append(orders.edges, e)
 }
 
@@ -371,6 +372,25 @@ func outside(pcs []uintptr) []uintptr {
 		pcs = pcs[1:]
 	}
 	return append([]uintptr(nil), pcs...)
+}
+
+// sameIdent gives a lock the site it had in the first edge that named it,
+// so that the edges name each lock one way (a lock has no site of its own:
+// an edge knows where it was taken that time). Called with orders.mu held.
+//
+//go:norace
+func sameIdent(l lockIdent) lockIdent {
+	for i := range orders.edges {
+		e := &orders.edges[i]
+		for _, k := range [2]*lockIdent{&e.from, &e.to} {
+			if k.id == l.id {
+				k2 := *k
+				k2.name = l.name // the latest SetName
+				return k2
+			}
+		}
+	}
+	return l
 }
 
 // addKey stores the pair in keys, unless they are half full. Called with

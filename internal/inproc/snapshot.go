@@ -39,10 +39,13 @@ type Lock struct {
 	Name          string
 	First, First2 uintptr
 
-	// Holder is the write holder (Goroutine 0: none); Holder.Since is 0
-	// when it did not wait (not known). HolderStack is its stack when it
-	// acquired after waiting, else nil (its site is Holder.PC).
+	// Holder is the write holder (Goroutine 0: none). Holder.Since is
+	// when it acquired if it waited first; else, with HolderSeen, when a
+	// waiter first found it held (it has held at least since then); else
+	// 0, not known. HolderStack is its stack when it acquired after
+	// waiting, else nil (its site is Holder.PC).
 	Holder      record.HolderCopy
+	HolderSeen  bool
 	HolderStack []uintptr
 	// Readers, by goroutine; MoreReaders counts those without a record.
 	Readers     []Reader
@@ -99,12 +102,13 @@ func (a *arenaT) take(max int) Snapshot {
 		l.Waiters = append(l.Waiters, Waiter{Goroutine: c.goid, Write: c.mode&modeWrite != 0, Since: c.since, Stack: c.pcs})
 	}
 	for i := range a.holds {
-		c, ok := a.holds[i].read(readTries)
+		c, ok := a.holds[i].read(readTries, a.hdr.mono0)
 		if !ok {
 			continue
 		}
 		l := get(uint64(c.key), Kind(c.kind))
 		l.Holder = record.HolderCopy{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since, Slot: c.wslot}
+		l.HolderSeen = c.seenOnly
 		if c.wslot != 0 {
 			l.HolderStack = stacks[c.wslot]
 		}
@@ -142,7 +146,8 @@ func (a *arenaT) finish(l *Lock) {
 		}
 	}
 	slices.SortFunc(l.Readers, func(a, b Reader) int { return cmpI64(a.Goroutine, b.Goroutine) })
-	// Named after its holder's site, else its oldest reader's.
+	// Named after its holder's site, else its reader's of the lowest
+	// goroutine id.
 	switch {
 	case l.Holder.Goroutine != 0:
 		l.First, l.First2 = l.Holder.PC, l.Holder.PC2
@@ -188,9 +193,10 @@ func Describe(id uint64) (l Lock, ok bool) {
 	a := ar
 	l = Lock{ID: id}
 	for i := range a.holds {
-		if c, ok := a.holds[i].read(readTries); ok && uint64(c.key) == id {
+		if c, ok := a.holds[i].read(readTries, a.hdr.mono0); ok && uint64(c.key) == id {
 			l.Kind = Kind(c.kind)
 			l.Holder = record.HolderCopy{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since, Slot: c.wslot}
+			l.HolderSeen = c.seenOnly
 		}
 	}
 	for i := range a.readers {
