@@ -19,6 +19,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/lockwatch/lockwatch/internal/inproc"
 	lwsync "github.com/lockwatch/lockwatch/sync"
 	"go.uber.org/goleak"
 )
@@ -174,4 +175,40 @@ func TestDeadlockStillDetected(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "all goroutines are asleep - deadlock!") {
 		t.Errorf("deadlock: %v; want the runtime's deadlock error (exit 2)\n%s", err, out)
 	}
+}
+
+// TestHolderSeenByWaiter: a holder that did not wait has no time until a
+// goroutine waits for it; then it has when that goroutine found it held
+// (to the millisecond, never later than the waiter's own time), marked as
+// such; once it is unlocked and locked again without waiting, no time.
+func TestHolderSeenByWaiter(t *testing.T) {
+	var mu lwsync.Mutex
+	holder := func() inproc.Lock {
+		for _, l := range inproc.Take(0).Locks {
+			if l.ID == lwsync.IDOf(&mu) {
+				return l
+			}
+		}
+		t.Fatal("the mutex is not listed")
+		return inproc.Lock{}
+	}
+	mu.Lock()
+	if l := holder(); l.Holder.Since != 0 || l.HolderSeen {
+		t.Errorf("uncontended holder: since %d seen %v; want no time", l.Holder.Since, l.HolderSeen)
+	}
+	done := make(chan bool)
+	go func() { mu.Lock(); mu.Unlock(); done <- true }()
+	var l inproc.Lock
+	waitFor(t, "the waiter", func() bool { l = holder(); return len(l.Waiters) == 1 })
+	w := l.Waiters[0].Since
+	if !l.HolderSeen || l.Holder.Since == 0 || l.Holder.Since > w || l.Holder.Since < w-int64(time.Millisecond) {
+		t.Errorf("holder since %d seen %v; want seen, within the millisecond before the waiter's %d", l.Holder.Since, l.HolderSeen, w)
+	}
+	mu.Unlock()
+	<-done
+	mu.Lock()
+	if l := holder(); l.Holder.Since != 0 || l.HolderSeen {
+		t.Errorf("locked again: since %d seen %v; want no time (the stamp was the earlier hold's)", l.Holder.Since, l.HolderSeen)
+	}
+	mu.Unlock()
 }
