@@ -53,6 +53,9 @@ func (g *graph) lockRows() []LockRow {
 	out := []LockRow{}
 	for _, l := range g.locks {
 		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Word: l.Facts.Word, Waiting: len(l.Waiters)}
+		for _, f := range l.Facts.Extra {
+			row.Facts = append(row.Facts, Fact{Name: f.Name, Value: f.Value})
+		}
 		for i := range l.Holders {
 			p := g.holder(l, &l.Holders[i])
 			if i == 0 {
@@ -97,6 +100,9 @@ func (g *graph) processRows(h Host) []ProcRow {
 		switch {
 		case p.Closed:
 			row.Exit, row.ExitedAt = "closed", p.ClosedAt
+			if st.Dead() {
+				row.State = Exited // it left the run cleanly, then ended: not a death
+			}
 		case st.Dead():
 			row.Exit = "died"
 		}
@@ -116,6 +122,9 @@ func (g *graph) eventRows(fs []Finding, n int) []EventRow {
 		}
 		for _, st := range f.Behind {
 			involved[st.WaitsFor] = true
+		}
+		for _, st := range f.Order {
+			involved[st.From], involved[st.To] = true, true // every lock of the loop
 		}
 	}
 	out := []EventRow{}

@@ -22,6 +22,9 @@ type Style struct {
 	Color bool
 	// AllLocks lists free locks too; by default only held or awaited ones.
 	AllLocks bool
+	// Brief leaves out the frames of each lock-order edge (its two call
+	// sites stay), for a screen that must show the tables too (watch).
+	Brief bool
 }
 
 const (
@@ -90,7 +93,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		e.printf("  next: %s\n", Escape(f.Next))
 		i = j
 		if len(f.Order) > 0 {
-			e.writeOrder(&f)
+			e.writeOrder(&f, st.Brief)
 		}
 	}
 	for _, n := range r.Notes {
@@ -131,6 +134,9 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		title = "LOCKS (" + strings.Join(left, "; ") + ")"
 	}
 	e.section(st, title, []string{"name", "state", "holder", "liveness", "goroutine", "held for", "acquired at"}, rows)
+	if details := lockDetails(r.Locks, st.AllLocks); len(details) > 0 {
+		e.section(st, "LOCK DETAILS", []string{"name", "details"}, details)
+	}
 
 	rows = rows[:0]
 	for _, wr := range r.Waiters {
@@ -176,6 +182,24 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		}
 	}
 	return e.err
+}
+
+// lockDetails is a row for each listed lock whose backend gave facts of its
+// own and that the locks table shows (free locks only with all): the lock's
+// name, then each fact as "name value", joined by commas.
+func lockDetails(locks []LockRow, all bool) [][]string {
+	var rows [][]string
+	for _, l := range locks {
+		if len(l.Facts) == 0 || (!all && l.State == "free" && l.Waiting == 0) {
+			continue
+		}
+		parts := make([]string, len(l.Facts))
+		for i, f := range l.Facts {
+			parts[i] = Escape(f.Name + " " + f.Value)
+		}
+		rows = append(rows, []string{Escape(l.Name), strings.Join(parts, ", ")})
+	}
+	return rows
 }
 
 // likeFinding reports whether g says what f says but of another process:
@@ -233,6 +257,8 @@ func (st Style) liveness(s string) string {
 		return st.paint(green, s)
 	case "unknown":
 		return st.paint(yellow, s)
+	case Exited:
+		return st.paint(dim, s)
 	}
 	return st.paint(red, s)
 }
