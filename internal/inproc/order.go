@@ -291,6 +291,11 @@ func nested(c, cell uint64, addr uintptr, goid int64) {
 	if !ok || from == addr || known(uint64(from), uint64(addr)) {
 		return
 	}
+	if len(orders.edges) >= orders.max {
+		// Full: the pair is counted, not recorded; no stack to capture.
+		dropEdge(uint64(from), uint64(addr))
+		return
+	}
 	newEdge(from, addr, pc, pc2, read, wslot, kind, cell, goid)
 }
 
@@ -372,6 +377,23 @@ func outside(pcs []uintptr) []uintptr {
 		pcs = pcs[1:]
 	}
 	return append([]uintptr(nil), pcs...)
+}
+
+// dropEdge counts the pair from -> to as not recorded (the table is full),
+// once, while the keys have room to tell pairs apart.
+//
+//go:norace
+func dropEdge(from, to uint64) {
+	lockOrders()
+	defer unlockOrders()
+	if known(from, to) {
+		return
+	}
+	orders.dropped++
+	if !addKey(from, to) {
+		orders.droppedRepeats = true
+		orders.full = true
+	}
 }
 
 // sameIdent gives a lock the site it had in the first edge that named it,
