@@ -70,10 +70,27 @@ func fill(s *holdSlot, addr uintptr, kind Kind, goid int64, pc, pc2 uintptr, sin
 	s.end = v
 }
 
-// Unhold ends the hold h (Hold's result) and returns its goroutine.
+// Unhold ends the hold h (Hold's result) and returns its goroutine. Its
+// common case (a record that keeps no stack) is one store: key = 0 frees
+// the record. A reader that loaded the key before it
+// has a consistent copy of the hold that just ended; the next claim of the
+// slot moves its counters, so a copy torn by it is retried.
 //
 //go:norace
 func Unhold(h uint32) int64 {
+	if h != Overflow {
+		if s := &ar.holds[h-1]; s.wslot == 0 {
+			g := s.goid
+			s.key = 0
+			return g
+		}
+	}
+	return unholdSlow(h)
+}
+
+//go:norace
+//go:noinline
+func unholdSlow(h uint32) int64 {
 	a := ar
 	if h == Overflow {
 		add64(&a.hdr.moreHolders, ^uint64(0))
