@@ -135,6 +135,10 @@ func runRole(role, dir string) int {
 		return forgerRole(dir)
 	case "escaper":
 		return escaperRole(dir)
+	case "hostile-probe":
+		return hostileProbeRole(dir) // amplify_test.go
+	case "hostile-idle", "hostile-join":
+		return hostileRunRoles(role) // escape_test.go
 	case "order":
 		return orderRole(dir) // order_test.go
 	case "droporder":
