@@ -126,7 +126,7 @@ func TestRunDemo(t *testing.T) {
 	for _, w := range f.Waiters {
 		mainWaits = mainWaits || w.Role == "main"
 	}
-	if !mainWaits || !strings.Contains(f.Next, "etcd deletes its owner key when its lease") {
+	if !mainWaits || !strings.Contains(f.Next, "etcd deletes its key when its lease") {
 		t.Errorf("finding %+v; want main among the waiters, and when etcd frees the lock in the next step", f)
 	}
 	left, _ := os.ReadDir(os.Getenv("TMPDIR"))
