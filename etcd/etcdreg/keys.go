@@ -68,9 +68,9 @@ func procKey(id procid.ID) string {
 
 type keys struct{ p string }
 
-func (k keys) meta() string               { return k.p + "meta" }
-func (k keys) proc(pk string) string      { return k.p + "proc/" + pk }
-func (k keys) alive(pk string) string     { return k.p + "alive/" + pk }
+func (k keys) meta() string                  { return k.p + "meta" }
+func (k keys) proc(pk string) string         { return k.p + "proc/" + pk }
+func (k keys) alive(pk string) string        { return k.p + "alive/" + pk }
 func (k keys) lockPrefix(name string) string { return k.p + "lock/" + esc(name) }
 func (k keys) lockDir(name string) string    { return k.lockPrefix(name) + "/" }
 func (k keys) shadowDir(name string) string  { return k.p + "hold/" + esc(name) + "/" }

@@ -160,10 +160,10 @@ type Registry struct {
 	leaseDone chan struct{}
 	doubted   bool
 	attempts  uint64 // Lock calls so far: the contender keys' suffix
-	mutexes  map[string]*Mutex
-	stacks   map[uint64]bool // stack ids written to P/stack
-	seq      uint64          // next event sequence number
-	closed   bool
+	mutexes   map[string]*Mutex
+	stacks    map[uint64]bool // stack ids written to P/stack
+	seq       uint64          // next event sequence number
+	closed    bool
 }
 
 // Open joins run in the etcd cluster that cli talks to: it grants this
