@@ -442,6 +442,10 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		if !deadlock {
 			continue
 		}
+		if c.onDeadlock == "kill" && !killable(r) {
+			fmt.Fprintf(stderr, "lockwatch-etcd: not killed: --on-deadlock=kill acts only on a holder proved dead (by /proc on its host) and on cycles; a stuck holder (a long hold with waiters, as a leader's) or a holder whose lease expired (dead or cut off from etcd) is reported, not killed\n")
+			continue
+		}
 		if c.onDeadlock == "kill" {
 			_ = syscall.Kill(group, syscall.SIGKILL)
 			<-done
@@ -449,6 +453,25 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		}
 		fmt.Fprintf(stderr, "lockwatch-etcd: deadlock found; the program is kept running: attach with lockwatch attach %s, or press Ctrl-C\n", url)
 	}
+}
+
+// killable reports whether r proves a deadlock that --on-deadlock=kill
+// acts on: a cycle, or a holder proved dead on its own host (gone, zombie,
+// reused). A lease expiry proves only that the holder is dead or cut off
+// from etcd; a stuck holder is a long hold, which a leader does on purpose.
+func killable(r *report.Report) bool {
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		switch f.Kind {
+		case report.Cycle, report.SelfDeadlock:
+			return true
+		case report.DeadHolder:
+			if f.Holder != nil && (f.Holder.Death == "gone" || f.Holder.Death == "zombie" || f.Holder.Death == "reused") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // report writes r on stderr, or into --report.

@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envOpen) != "" {
 		os.Exit(openFromEnv())
 	}
+	if role := os.Getenv(envLeader); role != "" {
+		os.Exit(leaderRole(role)) // leader_test.go
+	}
 	if os.Getenv(envDemo) != "" {
 		err := etcddemo.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
 		var ee *etcddemo.ExitError
