@@ -193,9 +193,10 @@ func eventKind(e etcdreg.Event) string {
 }
 
 // SessionID is the identity a contender that is not etcdreg's gets in the
-// report: its lease, as a "process" on the pseudo-host "etcd-session".
+// report: its lease, as a "process" -1 (no pid is known) on the
+// pseudo-host "lease-LEASE".
 func SessionID(lease int64) procid.ID {
-	return procid.ID{Host: "etcd-session", Start: uint64(lease)}
+	return procid.ID{Host: fmt.Sprintf("lease-%x", lease), PID: -1, Start: uint64(lease)}
 }
 
 // provedDead: a death proved in /proc on the process's own host (a lease

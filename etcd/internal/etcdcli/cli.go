@@ -64,12 +64,15 @@ func (e *ExitError) Unwrap() error { return e.Err }
 
 const usage = `usage: lockwatch-etcd COMMAND [flags] ...
 
-  attach [flags] RUN|URL       one report on an etcd run
+  attach [flags] RUN|URL       one report on an etcd run, or on etcd's own locks
   watch  [flags] RUN|URL       the report, printed again on each change
   run    [flags] -- PROGRAM    run PROGRAM in a fresh etcd run and watch it
 
 URL is etcd://HOST:PORT[,HOST:PORT...]/RUN (lockwatch run --etcd prints it);
-RUN alone takes the endpoints from --etcd. lockwatch itself runs these
+RUN alone takes the endpoints from --etcd. etcd://HOST:PORT/?lock=PREFIX
+[&lock=PREFIX...] diagnoses locks and elections lockwatch did not take: the
+prefixes given to etcdctl lock, etcdctl elect, concurrency.NewMutex or
+concurrency.NewElection. lockwatch itself runs these
 commands for etcd runs: lockwatch attach etcd://..., lockwatch run --etcd ...
 
 Flags: --etcd ENDPOINTS (default $LOCKWATCH_ETCD; run starts an embedded
@@ -106,6 +109,10 @@ type config struct {
 	reportPath string
 
 	user, passwordFile, cacert, cert, key string
+
+	// sources, when set, is what attach and watch read instead of a run:
+	// lock prefixes (etcd://HOST:PORT/?lock=PREFIX).
+	sources func() report.Sources
 }
 
 // conn returns the connection the flags and the environment name, or an
@@ -187,6 +194,32 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return bad("%s takes one RUN (the run's name, as the program's $%s says) or %sHOST:PORT/RUN", cmd, EnvRun, etcdsrc.URLScheme)
 		}
 		run := fs.Arg(0)
+		if eps, prefixes, ok, err := etcdsrc.ParseLockURL(run); ok {
+			// Locks lockwatch did not take: etcd's own lock prefixes.
+			if err != nil {
+				return bad("%v", err)
+			}
+			if c.cacert != "" || c.cert != "" || c.key != "" {
+				for i, ep := range eps {
+					eps[i] = "https://" + strings.TrimPrefix(ep, "http://")
+				}
+			}
+			c.endpoints = strings.Join(eps, ",")
+			conn, err := c.conn()
+			if err != nil {
+				return bad("%v", err)
+			}
+			cli, err := etcdreg.Dial(ctx, conn)
+			if err != nil {
+				return bad("%v", err)
+			}
+			defer cli.Close()
+			c.sources = func() report.Sources { return etcdsrc.PrefixSources(cli, prefixes) }
+			if cmd == "attach" {
+				return attach(ctx, cli, run, c, stdout, stderr)
+			}
+			return watch(ctx, cli, run, c, stdout, stderr)
+		}
 		if strings.HasPrefix(run, etcdsrc.URLScheme) {
 			eps, name, err := etcdsrc.ParseURL(run)
 			if err != nil {
@@ -232,7 +265,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func (c config) diagnose(ctx context.Context, cli *clientv3.Client, run string) (*report.Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return report.Diagnose(ctx, etcdsrc.Sources(cli, run, c.localHost),
+	src := etcdsrc.Sources(cli, run, c.localHost)
+	if c.sources != nil {
+		src = c.sources()
+	}
+	return report.Diagnose(ctx, src,
 		report.Options{StuckAfter: c.stuckAfter, ProbeTimeout: 2 * time.Second, LiveStacks: c.liveStackOption()})
 }
 
