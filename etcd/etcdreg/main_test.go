@@ -158,6 +158,15 @@ func commands(ctx context.Context, reg *Registry) error {
 			return err
 		}
 		switch verb {
+		case "try":
+			switch ok, err := m.TryLock(ctx); {
+			case err != nil:
+				say("err %s %v", name, err)
+			case ok:
+				say("held %s %d", name, m.Token())
+			default:
+				say("busy %s", name)
+			}
 		case "write":
 			// A write to the resource "res" guarded by the hold's
 			// fencing (IsOwner): refused once the hold is gone.

@@ -326,6 +326,8 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 	}
 	delay := 20 * time.Millisecond
 	var expiredSeen map[string]bool
+	var gone *mvccpb.KeyValue // the key before ours, deleted at goneRev
+	var goneRev int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return giveUp(err)
@@ -355,6 +357,20 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 			return false, errRequeue
 		}
 		prev := resp.Responses[0].GetResponseRange().Kvs
+		if gone != nil {
+			// The key we watched was deleted: if its shadow survived, its
+			// lease expired (a release deletes both).
+			leaf := strings.TrimPrefix(string(gone.Key), r.k.lockDir(m.name))
+			for _, sh := range resp.Responses[1].GetResponseRange().Kvs {
+				if string(sh.Key) == r.k.shadowDir(m.name)+leaf && sh.CreateRevision == gone.CreateRevision {
+					if expiredSeen == nil {
+						expiredSeen = map[string]bool{}
+					}
+					a.classify(ctx, gone, sh, goneRev, expiredSeen)
+				}
+			}
+			gone = nil
+		}
 		var expired []*mvccpb.KeyValue // expired holders' shadows before ours
 		if len(prev) == 0 {
 			expired = a.orphans(resp.Responses[1].GetResponseRange().Kvs, expiredSeen)
@@ -413,10 +429,7 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 					continue
 				}
 				if len(prev) == 1 {
-					if expiredSeen == nil {
-						expiredSeen = map[string]bool{}
-					}
-					a.classify(ctx, prev[0], wr.Events[0].Kv.ModRevision, expiredSeen)
+					gone, goneRev = prev[0], wr.Events[0].Kv.ModRevision
 				}
 				break waiting
 			case <-a.lost:
@@ -463,28 +476,20 @@ func (a *attempt) orphans(shadows []*mvccpb.KeyValue, waiters map[string]bool) [
 	return out
 }
 
-// classify looks at the key just before ours, deleted at revision delRev:
-// if its shadow survived, its lease expired; if no key was created before
-// it at delRev, it was the owner (an expired holder, found as an orphan at
-// the front); otherwise it expired waiting, and its shadow is removed.
-func (a *attempt) classify(ctx context.Context, prev *mvccpb.KeyValue, delRev int64, waiters map[string]bool) {
+// classify looks at the key just before ours, deleted at revision delRev
+// while its shadow sh survived (its lease expired): if no key was created
+// before it at delRev, it was the owner (an expired holder, found as an
+// orphan at the front); otherwise it expired waiting, and its shadow is
+// removed.
+func (a *attempt) classify(ctx context.Context, prev, sh *mvccpb.KeyValue, delRev int64, waiters map[string]bool) {
 	r, m := a.m.r, a.m
-	leaf := strings.TrimPrefix(string(prev.Key), r.k.lockDir(m.name))
-	shadow := r.k.shadowDir(m.name) + leaf
-	resp, err := r.cli.Txn(ctx).Then(
-		clientv3.OpGet(shadow),
-		clientv3.OpGet(r.k.lockDir(m.name), append(clientv3.WithFirstCreate(), clientv3.WithRev(delRev), clientv3.WithMaxCreateRev(prev.CreateRevision-1))...),
-	).Commit()
+	resp, err := r.cli.Get(ctx, r.k.lockDir(m.name), append(clientv3.WithFirstCreate(), clientv3.WithRev(delRev), clientv3.WithMaxCreateRev(prev.CreateRevision-1))...)
 	if err != nil {
-		return // unknown: an orphan at the front counts as an expired holder
+		return // unknown (compacted, unreachable): an orphan at the front counts as an expired holder
 	}
-	sh := resp.Responses[0].GetResponseRange().Kvs
-	if len(sh) != 1 || sh[0].CreateRevision != prev.CreateRevision {
-		return // released (or a contender without a shadow: not etcdreg's)
-	}
-	if len(resp.Responses[1].GetResponseRange().Kvs) > 0 {
-		waiters[shadow] = true
-		a.dropShadow(sh[0])
+	if len(resp.Kvs) > 0 {
+		waiters[string(sh.Key)] = true
+		a.dropShadow(sh)
 	}
 }
 
