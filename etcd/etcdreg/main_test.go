@@ -270,9 +270,18 @@ type child struct {
 }
 
 func (e *testEnv) start(role, host string, env ...string) *child {
+	e.t.Helper()
+	return e.startIn("", role, host, env...)
+}
+
+// startIn starts a child in the network namespace ns ("": this one).
+func (e *testEnv) startIn(ns, role, host string, env ...string) *child {
 	t := e.t
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	if ns != "" {
+		cmd = exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
+	}
 	cmd.Env = append(os.Environ(), envRole+"="+role, envEndpoints+"="+strings.Join(e.srv.Endpoints(), ","),
 		envRun+"="+e.run, EnvHost+"="+host, envDir+"="+e.dir)
 	cmd.Env = append(cmd.Env, env...)
