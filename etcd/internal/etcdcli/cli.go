@@ -392,6 +392,10 @@ func worthReport(r *report.Report) (key string, deadlock bool) {
 	return b.String(), deadlock
 }
 
+// joinGrace is how long PROGRAM may run before run says it has not joined
+// the run: within a second, as lockwatch run says it.
+const joinGrace = 750 * time.Millisecond
+
 // run starts the program in a fresh run (and an embedded etcd when no
 // endpoints are given), watches it, and prints the report when a deadlock
 // or a lost lock is found.
@@ -450,9 +454,23 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
+	// Said within a second when PROGRAM has not joined the run.
+	joinCheck := time.NewTimer(joinGrace)
+	defer joinCheck.Stop()
+	joined := false
 	reported := ""
 	for {
 		select {
+		case <-joinCheck.C:
+			if !joined {
+				if _, err := etcdreg.Read(ctx, cli, runName); err == nil {
+					joined = true
+				} else if !errors.Is(err, etcdreg.ErrUnreachable) {
+					fmt.Fprintf(stderr, "lockwatch-etcd: no process has joined the run after %v: %s (pid %d) has not opened it, so none of its locks can be seen and no deadlock can be found; a Go program joins with etcdreg.Open(ctx, cli, os.Getenv(%q), ...) on the endpoints $%s. Still watching: a process that joins later is seen.\n",
+						joinGrace, argv[0], cmd.Process.Pid, EnvRun, EnvEndpoints)
+				}
+			}
+			continue
 		case err := <-done:
 			return programStatus(err)
 		case sig := <-sigs:
@@ -468,6 +486,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		if err != nil {
 			continue // the program may not have registered yet; etcd may be back soon
 		}
+		joined = true
 		key, deadlock := worthReport(r)
 		if key == "" || key == reported {
 			continue

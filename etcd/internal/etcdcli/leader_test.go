@@ -103,3 +103,19 @@ func TestRunLeavesHealthyLeader(t *testing.T) {
 		t.Errorf("stderr:\n%s\nwant it to say the leader was not killed", errw.String())
 	}
 }
+
+// TestRunSaysNotJoined: a PROGRAM that never opens the run: run says so
+// within a second, once, and passes its exit status through.
+func TestRunSaysNotJoined(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	var out, errw strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := etcdcli.Main(ctx, []string{"run", "--", "sh", "-c", "sleep 2"}, &out, &errw)
+	if err != nil {
+		t.Fatalf("run: %v; want sh's status 0\nstderr:\n%s", err, errw.String())
+	}
+	if n := strings.Count(errw.String(), "no process has joined the run after 750ms: sh (pid"); n != 1 {
+		t.Errorf("stderr:\n%s\nwant one line saying sh has not joined the run", errw.String())
+	}
+}
