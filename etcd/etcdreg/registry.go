@@ -511,10 +511,14 @@ func (r *Registry) replaceLease(old clientv3.LeaseID) (clientv3.LeaseID, time.Ti
 	return lease, deadline
 }
 
-// Close leaves the run: it marks the process record exited, revokes the
-// lease (which frees every lock this process holds, and removes its
-// waiter records) and stops the background goroutines. It does not close
-// the client.
+// Close leaves the run: it revokes the lease (which frees every lock this
+// process holds, and withdraws its waiting contenders) and stops the
+// background goroutines; then it removes its records, so that a run of any
+// number of process lifetimes stays bounded: its event ring, stacks,
+// stack request and answer, and its process record. A lock it still holds
+// stays with its shadow record, with its process record (marked exited)
+// and the stacks it names: it left holding the lock, which the diagnosis
+// shows. It does not close the client.
 func (r *Registry) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -523,24 +527,17 @@ func (r *Registry) Close() error {
 	}
 	r.closed = true
 	lease := r.lease
+	keep := map[uint64]bool{} // stacks named by held locks
+	for _, m := range r.mutexes {
+		if h := m.curHold(); h != nil {
+			keep[h.stack] = true
+		}
+	}
 	r.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error
-	// A lock still held stays with its shadow record: the process left
-	// holding it, which the diagnosis shows (its lease is revoked below).
-	if resp, err := r.cli.Get(ctx, r.k.proc(r.pk)); err == nil && len(resp.Kvs) == 1 {
-		var rec ProcessRecord
-		if decode(resp.Kvs[0].Value, &rec) == nil {
-			rec.Exited = time.Now()
-			if _, err := r.cli.Put(ctx, r.k.proc(r.pk), mustJSON(rec)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	} else if err != nil {
-		errs = append(errs, err)
-	}
 	r.cancel()
 	if lease != 0 {
 		if _, err := r.cli.Revoke(ctx, lease); err != nil {
@@ -548,6 +545,39 @@ func (r *Registry) Close() error {
 		}
 	}
 	r.wg.Wait()
+	ops := []clientv3.Op{
+		clientv3.OpDelete(r.k.p+"event/"+r.pk+"/", clientv3.WithPrefix()),
+		clientv3.OpDelete(r.k.req(r.pk)),
+		clientv3.OpDelete(r.k.ans(r.pk)),
+	}
+	if len(keep) == 0 {
+		ops = append(ops, clientv3.OpDelete(r.k.p+"stack/"+r.pk+"/", clientv3.WithPrefix()), clientv3.OpDelete(r.k.proc(r.pk)))
+	} else {
+		r.mu.Lock()
+		for id := range r.stacks {
+			if !keep[id] {
+				ops = append(ops, clientv3.OpDelete(r.k.stack(r.pk, id)))
+			}
+		}
+		r.mu.Unlock()
+		if resp, err := r.cli.Get(ctx, r.k.proc(r.pk)); err == nil && len(resp.Kvs) == 1 {
+			var rec ProcessRecord
+			if decode(resp.Kvs[0].Value, &rec) == nil {
+				rec.Exited = time.Now()
+				ops = append(ops, clientv3.OpPut(r.k.proc(r.pk), mustJSON(rec)))
+			}
+		} else if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for len(ops) > 0 { // etcd takes at most 128 operations a transaction
+		n := min(len(ops), 100)
+		if _, err := r.cli.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		ops = ops[n:]
+	}
 	// Waiting Locks find their keys gone, withdraw their shadows, and
 	// return ErrClosed.
 	r.mu.Lock()
