@@ -421,3 +421,47 @@ func TestStoreRestart(t *testing.T) {
 	a.send("unlock q")
 	a.expect("unlocked q")
 }
+
+// TestStalledWaiterTakesLostRelease: a Stall waiter first in line behind a
+// holder whose lease expired (SIGSTOP) waits; when the holder resumes and
+// unlocks (ErrLockLost), the waiter takes the lock, and its shadow reads as
+// a holder's again (not a stalled waiter's), so that its own expiry would
+// be seen as a holder's.
+func TestStalledWaiterTakesLostRelease(t *testing.T) {
+	e := newEnv(t)
+	a := e.start("cmd", "host-a", envTTL+"=2")
+	b := e.start("cmd", "host-b")
+	a.send("lock q")
+	a.expect("held q")
+	b.send("lock q")
+	e.waitFor("waiter on q", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
+	e.waitFor("b stalled behind the expired holder", func(s *Snapshot) bool {
+		l := lockOf(s, "q")
+		return l.ExpiryNoted && l.Stalled
+	})
+	b.silent()
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	a.send("unlock q")
+	a.expect("lost q")
+	b.expect("held q")
+	p, _ := Prefix(e.run)
+	resp, err := e.cli.Get(context.Background(), keys{p}.shadowDir("q"), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 1 {
+		t.Fatalf("%d shadows of q; want b's alone", len(resp.Kvs))
+	}
+	var rec HolderRecord
+	if err := decode(resp.Kvs[0].Value, &rec); err != nil || rec.ID.PID != b.pid || rec.Stalled {
+		t.Errorf("b's shadow %s; want b's record, not stalled", resp.Kvs[0].Value)
+	}
+	b.send("unlock q")
+	b.expect("unlocked q")
+}

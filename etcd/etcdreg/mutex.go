@@ -190,6 +190,7 @@ type attempt struct {
 	g           int64
 	st          callStack
 	queued      bool // it had to wait
+	stalled     bool // its shadow says it waits behind an expired holder
 }
 
 func (m *Mutex) lock(ctx context.Context, wait bool) (bool, error) {
@@ -375,6 +376,17 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 		if len(prev) == 0 {
 			expired = a.orphans(resp.Responses[1].GetResponseRange().Kvs, expiredSeen)
 			if len(expired) == 0 {
+				if a.stalled {
+					// It holds now: its shadow must read as a holder's again,
+					// or its expiry would pass for a stalled waiter's.
+					if err := a.unstall(ctx); err != nil {
+						if !wait || !transient(err) || ctx.Err() != nil {
+							return giveUp(unreachable("lock "+strconv.Quote(m.name), err))
+						}
+						delay = m.pause(ctx, delay)
+						continue
+					}
+				}
 				a.hold(a.rev, rev, time.Now())
 				return true, nil
 			}
@@ -523,7 +535,20 @@ func (a *attempt) stall(ctx context.Context, expired []*mvccpb.KeyValue) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	a.stalled = true // even if the answer is lost: unstall is harmless
 	_, _ = r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).Then(ops...).Commit()
+}
+
+// unstall writes the attempt's shadow back as a holder's record, once the
+// expired holder it stalled behind released its record.
+func (a *attempt) unstall(ctx context.Context) error {
+	r := a.m.r
+	_, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).
+		Then(clientv3.OpPut(a.shadow, a.val)).Commit()
+	if err == nil {
+		a.stalled = false
+	}
+	return err
 }
 
 // recover takes the lock from the expired holders whose shadows are
