@@ -174,22 +174,14 @@ func convert(s *etcdreg.Snapshot, local string, check func(procid.ID) procid.Sta
 		out.Locks = append(out.Locks, ll)
 	}
 	for _, e := range s.Events {
-		out.Events = append(out.Events, lockstate.Event{Seq: uint64(e.Revision), Time: e.Time, Kind: eventKind(e),
-			Lock: lockstate.Key{Kind: Kind, Name: e.Lock}, Party: lockstate.Party{ID: e.ID, Goroutine: e.Goroutine}, Stack: e.Stack})
+		out.Events = append(out.Events, lockstate.Event{Seq: uint64(e.Revision), Time: e.Time, Kind: string(e.Kind),
+			Lock: lockstate.Key{Kind: Kind, Name: e.Lock}, Party: lockstate.Party{ID: e.ID, Goroutine: e.Goroutine}, Stack: e.Stack, Token: e.Token})
 	}
 	if s.Truncated {
 		out.Notes = append(out.Notes, fmt.Sprintf("the run has more than %d keys; the rest were not read", etcdreg.MaxKeys))
 	}
 	out.Notes = append(out.Notes, s.Bad...)
 	return out
-}
-
-// eventKind names an event with its fencing token.
-func eventKind(e etcdreg.Event) string {
-	if e.Token != 0 {
-		return fmt.Sprintf("%s #%d", e.Kind, e.Token)
-	}
-	return string(e.Kind)
 }
 
 // SessionID is the identity a contender that is not etcdreg's gets in the
