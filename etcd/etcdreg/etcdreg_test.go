@@ -465,3 +465,67 @@ func TestStalledWaiterTakesLostRelease(t *testing.T) {
 	b.send("unlock q")
 	b.expect("unlocked q")
 }
+
+// TestPruneEnded: processes SIGKILLed (no Close) leave their records; once
+// their leases expired, the next process to open the run removes them,
+// except those of a process a lock record still names (it died holding a
+// lock: the diagnosis needs them).
+func TestPruneEnded(t *testing.T) {
+	e := newEnv(t)
+	var killed []*child
+	for i := range 3 {
+		c := e.start("cmd", "host-"+strconv.Itoa(i), envTTL+"=2")
+		c.send("lock q")
+		c.expect("held q")
+		c.send("unlock q")
+		c.expect("unlocked q")
+		killed = append(killed, c)
+	}
+	holder := e.start("cmd", "host-h", envTTL+"=2")
+	holder.send("lock kept")
+	holder.expect("held kept")
+	for _, c := range append(killed, holder) {
+		if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.cmd.Wait()
+	}
+	p, _ := Prefix(e.run)
+	e.waitFor("their leases expired", func(s *Snapshot) bool {
+		for _, pr := range s.Processes {
+			if pr.Alive {
+				return false
+			}
+		}
+		return len(s.Processes) == 4
+	})
+	e.start("cmd", "host-new")
+	deadline := time.Now().Add(patience)
+	for {
+		resp, err := e.cli.Get(context.Background(), p, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		for _, kv := range resp.Kvs {
+			k := strings.TrimPrefix(string(kv.Key), p)
+			if strings.Contains(k, "host-0") || strings.Contains(k, "host-1") || strings.Contains(k, "host-2") {
+				left = append(left, k)
+			}
+		}
+		s, err := Read(context.Background(), e.cli, e.run)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 0 {
+			if _, ok := s.Process(lockOf(s, "kept").Holder.Record.ID); !ok {
+				t.Errorf("the dead holder's process record was removed; want it kept")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("records of the killed processes left: %v", left)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}

@@ -210,9 +210,13 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	r.lostCh = make(chan struct{})
 	r.leaseDone = make(chan struct{})
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.keepAlive(lease, sent.Add(time.Duration(ttlSeconds(opts.TTL))*time.Second))
 	go r.answerStacks()
+	go func() {
+		defer r.wg.Done()
+		_ = r.pruneEnded(r.ctx)
+	}()
 	return r, nil
 }
 
@@ -504,6 +508,9 @@ func (r *Registry) replaceLease(old clientv3.LeaseID) (clientv3.LeaseID, time.Ti
 	r.mu.Lock()
 	r.lease = lease
 	r.leaseGen++
+	// A process that joins meanwhile may have pruned this one's records
+	// (its lease was gone): write its stacks again as they are used.
+	clear(r.stacks)
 	r.lostCh = make(chan struct{})
 	r.leaseDone, r.doubted = make(chan struct{}), false
 	close(r.leaseOK)
@@ -588,6 +595,60 @@ func (r *Registry) Close() error {
 	r.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return unreachable("leave run "+r.run, err)
+	}
+	return nil
+}
+
+// pruneEnded removes the records of the run's processes that ended
+// without Close (killed, or crashed): those whose lease is gone and that no
+// lock record names (no shadow of a lock they hold or held, no lost
+// record): their process record, event ring, stacks and stack request.
+// Open calls it, so that a run of any number of lifetimes stays bounded.
+// A process whose lease expired while it lives (paused, cut off) writes its
+// records again when it gets a new lease.
+func (r *Registry) pruneEnded(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := r.cli.Txn(ctx).Then(
+		clientv3.OpGet(r.k.p+"proc/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(MaxKeys)),
+		clientv3.OpGet(r.k.p+"alive/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(MaxKeys)),
+		clientv3.OpGet(r.k.p+"hold/", clientv3.WithPrefix(), clientv3.WithLimit(MaxKeys)),
+		clientv3.OpGet(r.k.p+"lost/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(MaxKeys)),
+	).Commit()
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		keep[strings.TrimPrefix(string(kv.Key), r.k.p+"alive/")] = true
+	}
+	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
+		var h HolderRecord
+		if decode(kv.Value, &h) == nil {
+			keep[procKey(h.ID)] = true
+		}
+	}
+	for _, kv := range resp.Responses[3].GetResponseRange().Kvs {
+		keep[string(kv.Key[strings.LastIndexByte(string(kv.Key), '/')+1:])] = true
+	}
+	var ops []clientv3.Op
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		pk := strings.TrimPrefix(string(kv.Key), r.k.p+"proc/")
+		if keep[pk] || pk == r.pk {
+			continue
+		}
+		ops = append(ops,
+			clientv3.OpDelete(r.k.proc(pk)),
+			clientv3.OpDelete(r.k.p+"event/"+pk+"/", clientv3.WithPrefix()),
+			clientv3.OpDelete(r.k.p+"stack/"+pk+"/", clientv3.WithPrefix()),
+			clientv3.OpDelete(r.k.req(pk)))
+	}
+	for len(ops) > 0 { // etcd takes at most 128 operations a transaction
+		n := min(len(ops), 100)
+		if _, err := r.cli.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+			return err
+		}
+		ops = ops[n:]
 	}
 	return nil
 }
