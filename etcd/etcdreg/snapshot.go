@@ -143,7 +143,17 @@ func Read(ctx context.Context, cli *clientv3.Client, run string) (*Snapshot, err
 	if err != nil {
 		return nil, unreachable("read run "+run, err)
 	}
-	s := &Snapshot{Run: run, Taken: time.Now(), Revision: resp.Header.Revision, Truncated: resp.More,
+	return build(ctx, cli, run, resp.Kvs, resp.Header.Revision, resp.More)
+}
+
+// build reads a run's records from its keys, as of revision rev.
+func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.KeyValue, rev int64, more bool) (*Snapshot, error) {
+	p, err := Prefix(run)
+	if err != nil {
+		return nil, err
+	}
+	resp := struct{ Kvs []*mvccpb.KeyValue }{kvs}
+	s := &Snapshot{Run: run, Taken: time.Now(), Revision: rev, Truncated: more,
 		stacks: make(map[string]map[uint64][]stackdump.Frame)}
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("etcdreg: no run %q in etcd (no key under %s): check the run's name (lockwatch run --etcd prints it, and gives it to the program as $LOCKWATCH_ETCD_RUN) and the endpoints", run, p)

@@ -57,6 +57,9 @@ type Source struct {
 	// processes are checked in /proc. Default $LOCKWATCH_HOST, else the
 	// host name.
 	LocalHost string
+	// Follower, when set, is where the run is read: kept from etcd's watch
+	// (etcdreg.Follow), so that a reading takes only what changed.
+	Follower *etcdreg.Follower
 }
 
 // New returns the Source of run.
@@ -65,7 +68,13 @@ func New(cli *clientv3.Client, run string) Source { return Source{Client: cli, R
 // Read reads the run once, in one range request; its errors are etcdreg's
 // (wrapping etcdreg.ErrUnreachable when etcd cannot be reached).
 func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
-	snap, err := etcdreg.Read(ctx, s.Client, s.Run)
+	var snap *etcdreg.Snapshot
+	var err error
+	if s.Follower != nil {
+		snap, err = s.Follower.Snapshot(ctx)
+	} else {
+		snap, err = etcdreg.Read(ctx, s.Client, s.Run)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 )
 
 // Environment that `run` gives the program, and that the demo reads.
@@ -331,6 +332,17 @@ func attach(ctx context.Context, cli *clientv3.Client, run string, c config, std
 func watch(ctx context.Context, cli *clientv3.Client, run string, c config, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if c.sources == nil {
+		// Read the run once, then only its changes (etcd's watch).
+		if f, err := etcdreg.Follow(ctx, cli, run); err == nil {
+			defer f.Close()
+			c.sources = func() report.Sources {
+				src := etcdsrc.Sources(cli, run, c.localHost)
+				src.Locks = []lockstate.Source{etcdsrc.Source{Client: cli, Run: run, LocalHost: c.localHost, Follower: f}}
+				return src
+			}
+		}
+	}
 	lastKey, lastErr := "", ""
 	var last *report.Report
 	t := time.NewTicker(c.interval)
