@@ -68,6 +68,8 @@ const usage = `usage: lockwatch-etcd COMMAND [flags] ...
   attach [flags] RUN|URL       one report on an etcd run, or on etcd's own locks
   watch  [flags] RUN|URL       the report, printed again on each change
   run    [flags] -- PROGRAM    run PROGRAM in a fresh etcd run and watch it
+  ps     [etcd://HOST:PORT]     the runs kept in etcd: processes, alive, locks held
+  prune  [etcd://HOST:PORT] [RUN...]  remove ended runs (no live lease, no lock held)
 
 URL is etcd://HOST:PORT[,HOST:PORT...]/RUN (lockwatch run --etcd prints it);
 RUN alone takes the endpoints from --etcd. etcd://HOST:PORT/?lock=PREFIX
@@ -252,13 +254,54 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return attach(ctx, cli, run, c, stdout, stderr)
 		}
 		return watch(ctx, cli, run, c, stdout, stderr)
+	case "ps", "prune":
+		// ps [etcd://HOST:PORT] lists the runs; prune [etcd://HOST:PORT] [RUN...]
+		// removes ended ones.
+		args := fs.Args()
+		if len(args) > 0 && strings.HasPrefix(args[0], etcdsrc.URLScheme) {
+			var hosts []string
+			for _, h := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(args[0], etcdsrc.URLScheme), "/"), ",") {
+				hosts = append(hosts, "http://"+h)
+			}
+			c.endpoints, args = strings.Join(hosts, ","), args[1:]
+		}
+		if c.endpoints == "" {
+			return bad("%s: no etcd endpoints: give %sHOST:PORT, or --etcd http://HOST:2379, or set $%s", cmd, etcdsrc.URLScheme, EnvEndpoints)
+		}
+		if cmd == "ps" && len(args) > 0 {
+			return bad("ps takes no RUN: lockwatch-etcd ps etcd://HOST:PORT")
+		}
+		for _, a := range args {
+			if _, err := etcdreg.Prefix(a); err != nil {
+				return bad("%v", err)
+			}
+		}
+		conn, err := c.conn()
+		if err != nil {
+			return bad("%v", err)
+		}
+		cli, err := etcdreg.Dial(ctx, conn)
+		if err != nil {
+			return bad("%v", err)
+		}
+		defer cli.Close()
+		if cmd == "ps" {
+			err = ps(ctx, cli, stdout)
+		} else {
+			err = prune(ctx, cli, args, stdout)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+			return &ExitError{Code: exitUsage, Err: err}
+		}
+		return nil
 	case "run":
 		if fs.NArg() == 0 {
 			return bad("run needs a PROGRAM: lockwatch-etcd run -- PROGRAM [ARG...]")
 		}
 		return run(ctx, fs.Args(), c, stdout, stderr)
 	}
-	return bad("unknown command %q: use attach, watch or run", cmd)
+	return bad("unknown command %q: use attach, watch, run, ps or prune", cmd)
 }
 
 // diagnose reads the run through lockwatch's report: its findings, tables
