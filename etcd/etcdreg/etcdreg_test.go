@@ -529,3 +529,31 @@ func TestPruneEnded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 }
+
+// TestExpiredWaiter: a waiter whose lease expires while it waits (SIGSTOP)
+// never held the lock: when the holder releases, the lock is free (the
+// waiter's shadow is removed), and a new Lock takes it at once.
+func TestExpiredWaiter(t *testing.T) {
+	e := newEnv(t)
+	a := e.start("cmd", "host-a")
+	w := e.start("cmd", "host-w", envTTL+"=2")
+	a.send("lock q")
+	a.expect("held q")
+	w.send("lock q")
+	e.waitFor("w waiting", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("w's key gone with its lease", func(s *Snapshot) bool { return waitersOn(s, "q") == 0 })
+	a.send("unlock q")
+	a.expect("unlocked q")
+	s := e.waitFor("q free", func(s *Snapshot) bool { return lockOf(s, "q").Holder == nil })
+	if l := lockOf(s, "q"); l.Expired {
+		t.Errorf("q %+v: an expired waiter read as an expired holder", l)
+	}
+	b := e.start("cmd", "host-b")
+	b.send("try q")
+	b.expect("held q")
+	b.expect("unlocked q")
+	_ = w.cmd.Process.Kill()
+}

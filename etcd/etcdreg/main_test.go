@@ -163,7 +163,13 @@ func commands(ctx context.Context, reg *Registry) error {
 			case err != nil:
 				say("err %s %v", name, err)
 			case ok:
+				// Taken and released at once.
 				say("held %s %d", name, m.Token())
+				if err := m.Unlock(ctx); err != nil {
+					say("err %s %v", name, err)
+				} else {
+					say("unlocked %s", name)
+				}
 			default:
 				say("busy %s", name)
 			}

@@ -678,8 +678,10 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 			Goroutine: h.goroutine, Stack: h.stack, Time: h.since, Token: h.rev, Rev: h.acqRev}))
 	}
 	ops = append(ops, r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRelease, Lock: m.name, ID: r.self, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}),
-		clientv3.OpGet(r.k.shadowDir(m.name), clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-		clientv3.OpGet(r.k.lockDir(m.name), clientv3.WithPrefix(), clientv3.WithKeysOnly()))
+		// More shadows than keys after the release: a waiter's lease
+		// expired (rare); its shadow is removed below.
+		clientv3.OpGet(r.k.shadowDir(m.name), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(r.k.lockDir(m.name), clientv3.WithPrefix(), clientv3.WithCountOnly()))
 	resp, err := r.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.CreateRevision(h.key), "=", h.rev),
 	).Then(ops...).Else(
@@ -691,7 +693,9 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	if resp.Succeeded {
 		m.clearHold(h)
 		n := len(resp.Responses)
-		m.dropExpiredWaiters(ctx, resp.Responses[n-2].GetResponseRange().Kvs, resp.Responses[n-1].GetResponseRange().Kvs)
+		if resp.Responses[n-2].GetResponseRange().Count > resp.Responses[n-1].GetResponseRange().Count {
+			m.dropExpiredWaiters(ctx, resp.Header.Revision)
+		}
 		return nil
 	}
 	// Our key is gone (our lease expired). If our shadow is still there,
@@ -720,29 +724,37 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	return ErrLockLost
 }
 
-// dropExpiredWaiters deletes the shadows that have no contender key left,
-// read by a release: while this process held the lock, none of them held
-// it, so they are waiters whose lease expired.
-func (m *Mutex) dropExpiredWaiters(ctx context.Context, shadows, keys []*mvccpb.KeyValue) {
-	if len(shadows) == 0 {
+// dropExpiredWaiters deletes the shadows that had no contender key left
+// at revision rev, the release's: while this process held the lock, none
+// of them held it, so they are waiters whose lease expired.
+func (m *Mutex) dropExpiredWaiters(ctx context.Context, rev int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	resp, err := m.r.cli.Txn(ctx).Then(
+		clientv3.OpGet(m.r.k.shadowDir(m.name), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev)),
+		clientv3.OpGet(m.r.k.lockDir(m.name), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev)),
+	).Commit()
+	if err != nil {
 		return
 	}
-	live := make(map[string]bool, len(keys))
-	for _, kv := range keys {
+	live := map[string]bool{}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		live[strings.TrimPrefix(string(kv.Key), m.r.k.lockDir(m.name))] = true
 	}
 	var ops []clientv3.Op
-	for _, kv := range shadows {
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		if !live[strings.TrimPrefix(string(kv.Key), m.r.k.shadowDir(m.name))] {
-			ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+			// Unless it changed since (a shadow is never rewritten but
+			// by its own contender).
+			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)},
+				[]clientv3.Op{clientv3.OpDelete(string(kv.Key))}, nil))
 		}
 	}
-	if len(ops) == 0 {
-		return
+	for len(ops) > 0 { // etcd takes at most 128 operations a transaction
+		n := min(len(ops), 100)
+		_, _ = m.r.cli.Txn(ctx).Then(ops[:n]...).Commit()
+		ops = ops[n:]
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	_, _ = m.r.cli.Txn(ctx).Then(ops...).Commit()
 }
 
 func (m *Mutex) clearHold(h *hold) {
