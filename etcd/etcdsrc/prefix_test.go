@@ -23,7 +23,8 @@ import (
 // with a lease of its own: attach on etcd://HOST:PORT/?lock=A&lock=B names
 // each lock's holder session, its key, token and lease, the waiters in
 // order, since which revision it is held, and the cycle of two sessions
-// each holding one lock and waiting in the other, from leases alone.
+// each holding one lock and waiting in the other, from leases alone; and an
+// election (concurrency.Election, as `etcdctl elect`): the leader holds.
 func TestForeignLocks(t *testing.T) {
 	srv, err := embedded.Start(filepath.Join(t.TempDir(), "etcd"))
 	if err != nil {
@@ -54,7 +55,7 @@ func TestForeignLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	// s3 waits for A, then s1 for B and s2 for A: a cycle s1 -> B -> s2 -> A -> s1.
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	wait := func(s *concurrency.Session, pfx string) {
 		go func() { errs <- concurrency.NewMutex(s, pfx).Lock(ctx) }()
 	}
@@ -109,6 +110,20 @@ func TestForeignLocks(t *testing.T) {
 	}
 	if got[uint64(s1.Lease())] != "app/B" || got[uint64(s2.Lease())] != "app/A" {
 		t.Errorf("cycle %+v; want session %x waiting for app/B, %x for app/A", cyc.Cycle, s1.Lease(), s2.Lease())
+	}
+	// An election: the leader holds, the other candidate waits.
+	e1, e2 := concurrency.NewElection(s1, "app/E"), concurrency.NewElection(s3, "app/E")
+	if err := e1.Campaign(ctx, "leader-1"); err != nil {
+		t.Fatal(err)
+	}
+	go func() { errs <- e2.Campaign(ctx, "standby-3") }()
+	waitKeys(t, cli, "app/E/", 2)
+	r, err = report.Diagnose(ctx, etcdsrc.PrefixSources(cli, []string{"app/E"}), report.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Locks) != 1 || r.Locks[0].Holder == nil || r.Locks[0].Holder.Start != uint64(s1.Lease()) || r.Locks[0].Waiting != 1 {
+		t.Errorf("election app/E: %+v; want the leader (lease %x) holding, one candidate waiting", r.Locks, s1.Lease())
 	}
 	cancel()
 }
