@@ -397,21 +397,6 @@ func lockOf(s *Snapshot, name string) Lock {
 	return Lock{}
 }
 
-// next waits for the child's next line and returns it.
-func (c *child) next() string {
-	c.t.Helper()
-	select {
-	case got, ok := <-c.lines:
-		if !ok {
-			c.t.Fatalf("pid %d ended; want a line", c.pid)
-		}
-		return got
-	case <-time.After(patience):
-		c.t.Fatalf("pid %d: no line after %v", c.pid, patience)
-	}
-	return ""
-}
-
 func waitersOn(s *Snapshot, name string) int {
 	n := 0
 	for _, w := range s.Waiters {

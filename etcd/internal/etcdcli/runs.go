@@ -19,10 +19,10 @@ const runRoot = "/lockwatch/"
 
 // runInfo is what ps says of one run.
 type runInfo struct {
-	name                 string
-	processes, alive     int
-	held, expired, waits int
-	keys                 int
+	name             string
+	processes, alive int
+	held, waits      int
+	keys             int
 }
 
 // listRuns reads the runs kept in etcd: one keys-only range read of
