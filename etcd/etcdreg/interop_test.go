@@ -3,9 +3,14 @@ package etcdreg
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
+	"syscall"
 	"testing"
 
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/lockwatch/lockwatch/internal/report"
 )
 
 // TestInteropConcurrencyMutex: etcdreg's Mutex and etcd's own
@@ -77,6 +82,47 @@ func TestInteropConcurrencyMutex(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := other.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestForeignTakesFromExpired: an etcdreg holder SIGSTOPped past its TTL
+// while a concurrency.Mutex waits behind it: by etcd's rule the
+// concurrency.Mutex takes the lock when the holder's key expires; the
+// report says so at once: lost-lock, the stopped holder possibly inside,
+// the session holding it now.
+func TestForeignTakesFromExpired(t *testing.T) {
+	e := newEnv(t)
+	a := e.start("cmd", "host-a", envTTL+"=2")
+	a.send("lock q")
+	a.expect("held q")
+	p, _ := Prefix(e.run)
+	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	theirs := concurrency.NewMutex(s, keys{p}.lockPrefix("q"))
+	got := make(chan error, 1)
+	go func() { got <- theirs.Lock(context.Background()) }()
+	e.waitFor("concurrency.Mutex queued", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	r := e.diagnose("reader", 0, false)
+	f, ok := findingOf(r, report.LostLock)
+	if !ok {
+		t.Fatalf("findings %+v; want lost-lock", r.Findings)
+	}
+	if f.Holder.Host != "host-a" || !strings.Contains(f.Summary, "may still be running") ||
+		!strings.Contains(f.Summary, fmt.Sprintf("lease-%x", int64(s.Lease()))) {
+		t.Errorf("lost-lock %+v: %q; want host-a's holder possibly inside, session %x holding it now", f.Holder, f.Summary, s.Lease())
+	}
+	if err := theirs.Unlock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }
