@@ -32,6 +32,7 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
 // Environment that `run` gives the program, and that the demo reads.
@@ -344,7 +345,7 @@ func (c config) write(w io.Writer, r *report.Report, compact bool) error {
 }
 
 func colour(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := safeout.Raw(w).(*os.File)
 	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
 		return false
 	}
@@ -490,7 +491,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	defer cli.Close()
 	runName := fmt.Sprintf("run-%s-%d", time.Now().Format("20060102-150405"), os.Getpid())
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, safeout.Raw(stdout), safeout.Raw(stderr) // PROGRAM's own
 	cmd.Env = append(append(os.Environ(), conn.Env()...), EnvRun+"="+runName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -503,8 +504,15 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	}
 	url := etcdsrc.URL(strings.Split(c.endpoints, ","), runName)
 	fmt.Fprintf(stderr, "lockwatch-etcd: run %s; attach with: lockwatch attach %s\n", runName, url)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	// PROGRAM is reaped only once nothing signals its process group any
+	// more: until then its pid, the group's id, cannot be reused, so the
+	// group signalled is the one made here. The goroutine waits for the
+	// exit without reaping (WNOWAIT).
+	exited := make(chan struct{})
+	go func() {
+		waitExit(cmd.Process.Pid)
+		close(exited)
+	}()
 	group := -cmd.Process.Pid
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -529,14 +537,15 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 				}
 			}
 			continue
-		case err := <-done:
-			return programStatus(err)
+		case <-exited:
+			return programStatus(cmd.Wait())
 		case sig := <-sigs:
 			_ = syscall.Kill(group, sig.(syscall.Signal)) // forwarded; its status passes through
 			continue
 		case <-ctx.Done():
 			_ = syscall.Kill(group, syscall.SIGKILL)
-			<-done
+			<-exited
+			cmd.Wait()
 			return ctx.Err()
 		case <-t.C:
 		}
@@ -562,7 +571,8 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		}
 		if c.onDeadlock == "kill" {
 			_ = syscall.Kill(group, syscall.SIGKILL)
-			<-done
+			<-exited
+			cmd.Wait()
 			return &ExitError{Code: exitRunDeadlock, Err: errors.New("deadlock")}
 		}
 		fmt.Fprintf(stderr, "lockwatch-etcd: deadlock found; the program is kept running: attach with lockwatch attach %s, or press Ctrl-C\n", url)
@@ -586,6 +596,18 @@ func killable(r *report.Report) bool {
 		}
 	}
 	return false
+}
+
+// waitExit returns when the process pid (a child) has exited, without
+// reaping it.
+func waitExit(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
 }
 
 // report writes r on stderr, or into --report.
