@@ -270,6 +270,7 @@ type EventRow struct {
 	Host      string    `json:"host,omitempty"` // the machine, if another one
 	PID       int       `json:"pid"`
 	Goroutine int64     `json:"goroutine"`
+	Token     int64     `json:"token,omitempty"` // the hold's fencing token, when the backend gives one
 }
 
 // StackRow is a group of involved goroutines with the same stack.

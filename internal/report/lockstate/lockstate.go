@@ -205,6 +205,9 @@ type Event struct {
 	Lock Key
 	Party
 	Stack uint64
+	// Token is the hold's fencing token, for a backend that gives one
+	// (etcd: the holder key's create revision); 0 if none.
+	Token int64
 }
 
 // An OrderEdge is an edge of the lock-order graph: the goroutine Party
