@@ -445,10 +445,8 @@ func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) 
 			fr := b.tab.frames(f, tpc, p.bias, nil)
 			c := fr[0]
 			c.PC = gopc
-			if !Hidden(c.Func) {
-				g.CreatedBy = &c
-				g.Creator = int64(le.Uint64(raw[L.GParent:]))
-			}
+			g.CreatedBy = &c
+			g.Creator = int64(le.Uint64(raw[L.GParent:]))
 		}
 	}
 	switch {
@@ -479,3 +477,6 @@ func Hidden(name string) bool {
 	// Exported runtime functions (runtime.Goexit, runtime.Gosched) show.
 	return rest == "" || !(rest[0] >= 'A' && rest[0] <= 'Z')
 }
+
+// Calls reports whether a frame of g is in the function name.
+func (g *Goroutine) Calls(name string) bool { return g.calls(name) }

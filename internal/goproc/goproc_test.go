@@ -1,0 +1,331 @@
+package goproc_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/goproc"
+	"github.com/lockwatch/lockwatch/stackdump"
+)
+
+// probablyStillBlocked bounds the wait for the target's goroutines to
+// block as it set them up.
+const probablyStillBlocked = 10 * time.Second
+
+// builds are the target, built once per test binary.
+var builds struct {
+	once sync.Once
+	dir  string
+	err  map[string]error
+}
+
+// build returns the target built in one of the ways a user's program is:
+// "default", "stripped" (-s -w), "pie", "go1.27" (the next release's
+// toolchain, fetched through the module proxy as the go command does).
+func build(t testing.TB, kind string) string {
+	t.Helper()
+	builds.once.Do(func() {
+		builds.dir, _ = os.MkdirTemp("", "goproc-test")
+		builds.err = map[string]error{}
+	})
+	exe := filepath.Join(builds.dir, "target."+kind)
+	if err, done := builds.err[kind]; done {
+		if err != nil {
+			t.Fatal(err)
+		}
+		return exe
+	}
+	args := []string{"build", "-o", exe}
+	env := []string{"CGO_ENABLED=0"}
+	switch kind {
+	case "stripped":
+		args = append(args, "-ldflags=-s -w")
+	case "pie":
+		args = append(args, "-buildmode=pie")
+	case "go1.27":
+		env = append(env, "GOTOOLCHAIN=go1.27.3")
+	case "go1.27-stripped":
+		env = append(env, "GOTOOLCHAIN=go1.27.3")
+		args = append(args, "-ldflags=-s -w")
+	}
+	args = append(args, "./testdata/target")
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("building the %s target: %v\n%s", kind, err, out)
+	}
+	builds.err[kind] = err
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
+	}
+	os.Exit(code)
+}
+
+// target is a running target program.
+type target struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan struct{}
+}
+
+// start runs the target and waits for it to say it is ready.
+func start(t testing.TB, exe string, args ...string) *target {
+	t.Helper()
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan struct{})}
+	cmd.Stderr = tg.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-tg.done
+	})
+	ready := make(chan string, 1)
+	go func() {
+		br := bufio.NewReader(stdout)
+		line, _ := br.ReadString('\n')
+		ready <- line
+		io.Copy(io.Discard, br)
+		cmd.Wait()
+		close(tg.done)
+	}()
+	select {
+	case line := <-ready:
+		if line != "ready\n" {
+			t.Fatalf("target said %q; want ready\n%s", line, tg.stderr)
+		}
+	case <-time.After(probablyStillBlocked):
+		t.Fatalf("target did not say ready in %v", probablyStillBlocked)
+	}
+	return tg
+}
+
+// settled reads the target until every goroutine it set up is blocked
+// where it should be: 3 waiters on muHeld, the AB/BA pair, a writer and
+// two readers on rw.
+func settled(t testing.TB, p *goproc.Process) *goproc.Image {
+	t.Helper()
+	deadline := time.Now().Add(probablyStillBlocked)
+	for {
+		img, err := p.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waiters := 0
+		for _, l := range img.Locks {
+			if strings.HasPrefix(l.Kind, "sync.") {
+				waiters += len(l.Waiters)
+			}
+		}
+		if waiters == 8 {
+			return img
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, %d goroutines wait for locks; want 8: %+v", probablyStillBlocked, waiters, img.Locks)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAgainstTraceback reads the target, then makes it print its own
+// traceback (SIGQUIT), and checks the two agree goroutine by goroutine:
+// ids, states, every frame the runtime prints (inlined calls included),
+// creators.
+func TestAgainstTraceback(t *testing.T) {
+	for _, kind := range []string{"default", "stripped", "pie", "go1.27", "go1.27-stripped"} {
+		t.Run(kind, func(t *testing.T) {
+			tg := start(t, build(t, kind))
+			p, err := goproc.Attach(tg.cmd.Process.Pid, goproc.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			img := settled(t, p)
+			if want := strings.HasSuffix(kind, "stripped"); p.Binary.Stripped != want || (p.Binary.LayoutSource == "DWARF") == want {
+				t.Errorf("stripped %v, layout from %s; want stripped %v", p.Binary.Stripped, p.Binary.LayoutSource, want)
+			}
+			tg.cmd.Process.Signal(syscall.SIGQUIT)
+			<-tg.done
+			dump, err := stackdump.Parse(bytes.NewReader(tg.stderr.Bytes()))
+			if err != nil {
+				t.Fatalf("parsing the target's traceback: %v\n%s", err, tg.stderr)
+			}
+			compare(t, img, dump)
+			checkLocks(t, img)
+		})
+	}
+}
+
+func compare(t *testing.T, img *goproc.Image, dump *stackdump.Snapshot) {
+	t.Helper()
+	mine := map[int64]goproc.Goroutine{}
+	for _, g := range img.Goroutines {
+		mine[g.ID] = g
+	}
+	n := 0
+	for _, want := range dump.Goroutines {
+		if want.ID == 0 || want.State == "running" || want.StackUnavailable {
+			continue // the thread and goroutine that printed the dump
+		}
+		n++
+		g, ok := mine[want.ID]
+		if !ok {
+			t.Errorf("goroutine %d [%s] of the traceback was not read", want.ID, want.State)
+			continue
+		}
+		if state := cmpState(g); state != want.State {
+			t.Errorf("goroutine %d: state %q; the traceback says %q", g.ID, state, want.State)
+		}
+		var got []string
+		// A SIGQUIT traceback shows the runtime's frames too.
+		for _, f := range g.Frames {
+			got = append(got, fmt.Sprintf("%s %s:%d", f.Func, f.File, f.Line))
+		}
+		var wantFrames []string
+		for _, f := range want.Frames {
+			wantFrames = append(wantFrames, fmt.Sprintf("%s %s:%d", f.Func, f.File, f.Line))
+		}
+		if !slices.Equal(got, wantFrames) {
+			t.Errorf("goroutine %d frames:\n%s\nthe traceback's:\n%s", g.ID, strings.Join(got, "\n"), strings.Join(wantFrames, "\n"))
+		}
+		switch {
+		case (g.CreatedBy == nil) != (want.CreatedBy == nil):
+			t.Errorf("goroutine %d: created by %v; the traceback says %v", g.ID, g.CreatedBy, want.CreatedBy)
+		case g.CreatedBy != nil && (g.CreatedBy.Func != want.CreatedBy.Func || g.CreatedBy.Line != want.CreatedBy.Line || g.Creator != want.CreatorID):
+			t.Errorf("goroutine %d: created by %s:%d in %d; the traceback says %s:%d in %d", g.ID,
+				g.CreatedBy.Func, g.CreatedBy.Line, g.Creator, want.CreatedBy.Func, want.CreatedBy.Line, want.CreatorID)
+		}
+	}
+	if n < 11 {
+		t.Errorf("the traceback has %d goroutines; want the target's 11 at least", n)
+	}
+}
+
+func cmpState(g goproc.Goroutine) string {
+	if g.WaitReason != "" {
+		return g.WaitReason
+	}
+	return g.Status
+}
+
+// checkLocks checks the waits and the inferred holders against what the
+// target set up.
+func checkLocks(t *testing.T, img *goproc.Image) {
+	t.Helper()
+	by := map[int64]goproc.Goroutine{}
+	for _, g := range img.Goroutines {
+		by[g.ID] = g
+	}
+	in := func(id int64, fn string) bool { g := by[id]; return g.Calls(fn) }
+	var mutexes, rw int
+	for _, l := range img.Locks {
+		switch l.Kind {
+		case "sync.Mutex":
+			mutexes++
+			if len(l.Holders) != 1 {
+				t.Errorf("%s %#x (%s): holders %+v; want one inferred", l.Kind, l.Addr, l.State, l.Holders)
+				continue
+			}
+			h := l.Holders[0]
+			if !strings.HasPrefix(h.Evidence, "inferred: a pending deferred Unlock") {
+				t.Errorf("holder evidence %q", h.Evidence)
+			}
+			switch len(l.Waiters) {
+			case 3: // muHeld
+				if !in(h.Goroutine, "main.holdAndBlock") || !l.Locked {
+					t.Errorf("muHeld: holder g%d, locked %v; want holdAndBlock's goroutine, locked", h.Goroutine, l.Locked)
+				}
+				for _, w := range l.Waiters {
+					if !in(w.Goroutine, "main.waitHeld") {
+						t.Errorf("muHeld waiter g%d is not in waitHeld", w.Goroutine)
+					}
+				}
+			case 1: // pair.a or pair.b: the holder waits for the other
+				if !in(h.Goroutine, "main.lockAB") || !in(l.Waiters[0].Goroutine, "main.lockAB") || h.Goroutine == l.Waiters[0].Goroutine {
+					t.Errorf("pair lock: holder g%d, waiter g%d", h.Goroutine, l.Waiters[0].Goroutine)
+				}
+				if w := by[h.Goroutine].Waits; w == nil || w.Kind != "sync.Mutex" || w.Addr == l.Addr {
+					t.Errorf("pair lock holder g%d waits for %+v; want the other mutex", h.Goroutine, w)
+				}
+			default:
+				t.Errorf("%s %#x: %d waiters", l.Kind, l.Addr, len(l.Waiters))
+			}
+		case "sync.RWMutex":
+			rw++
+			var readers, writers int
+			for _, w := range l.Waiters {
+				if w.Read {
+					readers++
+				} else {
+					writers++
+				}
+			}
+			if readers != 2 || writers != 1 || l.ReadersHolding != 1 || l.WriterHolds {
+				t.Errorf("rw: %d readers and %d writers wait, %d readers hold, writer holds %v (%s); want 2, 1, 1, false", readers, writers, l.ReadersHolding, l.WriterHolds, l.State)
+			}
+			if len(l.Holders) != 1 || !l.Holders[0].Read || !in(l.Holders[0].Goroutine, "main.readAndBlock") {
+				t.Errorf("rw holders %+v; want readAndBlock's goroutine, reading", l.Holders)
+			}
+		}
+	}
+	if mutexes != 3 || rw != 1 {
+		t.Errorf("%d mutexes and %d RWMutexes waited for; want 3 and 1", mutexes, rw)
+	}
+}
+
+// TestNotGo: a process that is not Go is one clear error.
+func TestNotGo(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	_, err := goproc.Attach(cmd.Process.Pid, goproc.Options{})
+	if !errors.Is(err, goproc.ErrNotGo) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v; want one line wrapping ErrNotGo", err)
+	}
+}
+
+// TestExited: a target that exits after Attach gives ErrExited, never a
+// report.
+func TestExited(t *testing.T) {
+	tg := start(t, build(t, "default"))
+	p, err := goproc.Attach(tg.cmd.Process.Pid, goproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	tg.cmd.Process.Kill()
+	<-tg.done
+	if _, err := p.Read(context.Background()); !errors.Is(err, goproc.ErrExited) {
+		t.Fatalf("got %v; want ErrExited", err)
+	}
+}
