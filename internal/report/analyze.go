@@ -484,7 +484,9 @@ func (g *graph) liveWaiters(l *lock) []Party {
 }
 
 func (g *graph) holder(l *lock, h *lockstate.Holder) Party {
-	return g.party(h.Party, h.Read, h.Since, stackRef{l.res, h.Stack})
+	p := g.party(h.Party, h.Read, h.Since, stackRef{l.res, h.Stack})
+	p.Inferred = h.Inferred
+	return p
 }
 
 func (g *graph) waiter(l *lock, w *lockstate.Waiter) Party {
