@@ -37,10 +37,11 @@ names). Exit status 3 when a deadlock is found.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := resolve(args[0])
+			t, err := a.resolveTarget(args[0])
 			if err != nil {
 				return err
 			}
+			defer a.closeMemory()
 			a.opts.First = t.id // its live stacks first
 			r, err := a.diagnose(cmd.Context(), t.dir)
 			if err != nil {
@@ -49,7 +50,7 @@ names). Exit status 3 when a deadlock is found.`,
 			if err := a.printFit(a.stdout, r, 0); err != nil {
 				return err
 			}
-			return exitCode(verdict(r))
+			return exitCode(memoryVerdict(r))
 		},
 	}
 }
@@ -70,10 +71,11 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := resolve(args[0])
+			t, err := a.resolveTarget(args[0])
 			if err != nil {
 				return err
 			}
+			defer a.closeMemory()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			term := isTerminal(a.stdout)
@@ -99,7 +101,7 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 			if err != nil {
 				return err
 			}
-			return exitCode(verdict(lastReport))
+			return exitCode(memoryVerdict(lastReport))
 		},
 	}
 	c.Flags().DurationVar(&interval, "interval", time.Second, "how often to re-read the run when no process died")
@@ -116,6 +118,9 @@ func verdict(r *report.Report) int {
 
 // diagnose reports on the run in dir, or says in one line why it cannot.
 func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) {
+	if a.mem != nil {
+		return a.diagnoseMemory(ctx)
+	}
 	r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
 	if err != nil {
 		return nil, readError(dir, err)

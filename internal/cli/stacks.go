@@ -276,6 +276,10 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 		return nil, usagef("%s is neither a pid nor a readable file; 'lockwatch stacks --help' says what it reads", arg)
 	}
 	t, err := resolve(arg)
+	var np *noProbeError
+	if errors.As(err, &np) {
+		return a.memoryStacks(cmd.Context(), np, all)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -343,3 +343,7 @@ var _ = elf.EM_X86_64
 
 // atEntry is AT_ENTRY, the auxiliary vector's entry point.
 const atEntry = 9
+
+// Start is the process's start time (/proc/PID/stat field 22, clock ticks
+// after boot): with the pid, its identity.
+func (p *Process) Start() uint64 { return p.start }

@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/report"
+)
+
+// startPlainGo builds and starts goproc's test target, a program with the
+// standard sync only and no probe (built as kind: "default" or "stripped"),
+// and returns its pid once it says it is ready.
+func startPlainGo(t *testing.T, kind string) int {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	exe := filepath.Join(t.TempDir(), "plain")
+	args := []string{"build", "-o", exe}
+	if kind == "stripped" {
+		args = append(args, "-ldflags=-s -w")
+	}
+	cmd := exec.Command("go", append(args, "../goproc/testdata/target")...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	target := exec.Command(exe)
+	stdout, err := target.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Process.Kill(); target.Wait() })
+	br := bufio.NewReader(stdout)
+	expectLine(t, br, "ready")
+	go io.Copy(io.Discard, br)
+	return target.Process.Pid
+}
+
+// attachSettled runs 'lockwatch attach -o json PID' until the target's
+// eight lock waiters are all blocked.
+func attachSettled(t *testing.T, pid int) (*report.Report, int) {
+	t.Helper()
+	deadline := time.Now().Add(probablyStillBlocked)
+	for {
+		code, out, errOut := lockwatch(t, "attach", "-o", "json", strconv.Itoa(pid))
+		var r report.Report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("attach: exit %d, %v: %s%s", code, err, out, errOut)
+		}
+		if len(r.Waiters) == 8 {
+			return &r, code
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, %d waiters; want 8:\n%s", probablyStillBlocked, len(r.Waiters), out)
+		}
+		time.Sleep(quiescent)
+	}
+}
+
+// TestAttachPlainGo: a program with no probe, built with the standard sync
+// only (default and stripped builds), is diagnosed from its memory: the
+// waiters by mutex, the holders inferred and labelled so, the AB/BA loop
+// as an inferred cycle, in JSON and in the table; its stacks too.
+func TestAttachPlainGo(t *testing.T) {
+	for _, kind := range []string{"default", "stripped"} {
+		t.Run(kind, func(t *testing.T) {
+			pid := startPlainGo(t, kind)
+			r, code := attachSettled(t, pid)
+			if code != ExitDeadlock {
+				t.Errorf("exit %d; want %d (a cycle, inferred)", code, ExitDeadlock)
+			}
+			if len(r.Findings) != 1 || r.Findings[0].Kind != report.InferredCycle || len(r.Findings[0].Cycle) != 2 {
+				t.Fatalf("findings %+v; want one inferred cycle of two goroutines", r.Findings)
+			}
+			if r.Deadlock() {
+				t.Errorf("an inferred cycle counts as a proven deadlock")
+			}
+			byLock := map[string][]string{}
+			for _, w := range r.Waiters {
+				byLock[w.Lock] = append(byLock[w.Lock], strconv.FormatBool(w.Read))
+			}
+			counts := map[int]int{}
+			for _, ws := range byLock {
+				counts[len(ws)]++
+			}
+			// muHeld: 3 waiters; the pair: 1 each; rw: a writer, 2 readers.
+			if counts[3] != 2 || counts[1] != 2 {
+				t.Errorf("waiters by lock %v; want two locks with 3 waiters and two with 1", byLock)
+			}
+			inferred := 0
+			for _, l := range r.Locks {
+				if l.Holder == nil || l.Holder.Inferred == "" || l.Holder.Goroutine == 0 {
+					t.Errorf("lock %s: holder %+v; want one inferred, with its evidence", l.Name, l.Holder)
+					continue
+				}
+				inferred++
+			}
+			if inferred != 4 {
+				t.Errorf("%d inferred holders; want 4", inferred)
+			}
+			if kind == "default" {
+				if _, ok := byLock["main.muHeld"]; !ok {
+					t.Errorf("locks %v: want the global main.muHeld by name", byLock)
+				}
+			}
+
+			code, out, _ := lockwatch(t, "attach", strconv.Itoa(pid))
+			if code != ExitDeadlock || !strings.Contains(out, "INFERRED-CYCLE") || strings.Count(out, "(inferred)") != 4 || !strings.Contains(out, "main.lockAB") {
+				t.Errorf("attach: exit %d:\n%s", code, out)
+			}
+			code, out, errOut := lockwatch(t, "stacks", strconv.Itoa(pid))
+			if code != 0 || !strings.Contains(out, "main.holdAndBlock") || !strings.Contains(out, "sync.Mutex.Lock 3") {
+				t.Errorf("stacks: exit %d:\n%s%s", code, out, errOut)
+			}
+		})
+	}
+}
