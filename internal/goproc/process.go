@@ -260,8 +260,8 @@ func (p *Process) Stats() Stats {
 // checkSame fails when the live process exited, or its pid now names
 // another process (an exec or a reuse), since it was attached.
 func (p *Process) checkSame() error {
-	if p.Core != "" {
-		return nil
+	if p.live == nil {
+		return nil // a core file, or a test's memory
 	}
 	start, _, err := procStat(p.PID)
 	if err != nil || start != p.start {
