@@ -329,3 +329,58 @@ func TestExited(t *testing.T) {
 		t.Fatalf("got %v; want ErrExited", err)
 	}
 }
+
+// TestCore reads a core file written by gcore of the running target (default
+// and stripped builds) and finds what the live read finds.
+func TestCore(t *testing.T) {
+	gcore, err := exec.LookPath("gcore")
+	if err != nil {
+		t.Skip("gcore (gdb) is not installed")
+	}
+	for _, kind := range []string{"default", "stripped"} {
+		t.Run(kind, func(t *testing.T) {
+			exe := build(t, kind)
+			tg := start(t, exe)
+			p, err := goproc.Attach(tg.cmd.Process.Pid, goproc.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			live := settled(t, p)
+			prefix := filepath.Join(t.TempDir(), "core")
+			if out, err := exec.Command(gcore, "-o", prefix, fmt.Sprint(tg.cmd.Process.Pid)).CombinedOutput(); err != nil {
+				t.Fatalf("gcore: %v\n%s", err, out)
+			}
+			core := fmt.Sprintf("%s.%d", prefix, tg.cmd.Process.Pid)
+			tg.cmd.Process.Kill()
+			<-tg.done
+			if !goproc.IsCore(core) {
+				t.Fatalf("%s is not a core", core)
+			}
+			c, err := goproc.OpenCore(core, goproc.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			img, err := c.Read(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.PID != tg.cmd.Process.Pid {
+				t.Errorf("core of pid %d; want %d", c.PID, tg.cmd.Process.Pid)
+			}
+			checkLocks(t, img)
+			if len(img.Goroutines) != len(live.Goroutines) {
+				t.Errorf("%d goroutines in the core, %d live", len(img.Goroutines), len(live.Goroutines))
+			}
+			// Another binary than the one that ran is refused.
+			other := build(t, "default")
+			if kind == "default" {
+				other = build(t, "stripped")
+			}
+			if _, err := goproc.OpenCore(core, goproc.Options{Exe: other}); err == nil || !strings.Contains(err.Error(), "not the one that ran") {
+				t.Errorf("with another binary: %v; want it refused", err)
+			}
+		})
+	}
+}

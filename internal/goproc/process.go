@@ -314,7 +314,7 @@ func monoNow() int64 {
 // scanData scans a data section of the target for the first 8-aligned
 // window for which match returns true, in chunks, within the budget.
 func (p *Process) scanData(r *reader, names []string, width int, match func(addr uint64, w []byte) bool) (uint64, bool) {
-	const chunk = 1 << 20
+	const chunk = 64 << 10
 	for _, name := range names {
 		s := p.Binary.f.Section(name)
 		if s == nil || s.Size == 0 || s.Size > 256<<20 {
@@ -324,8 +324,11 @@ func (p *Process) scanData(r *reader, names []string, width int, match func(addr
 		for off := uint64(0); off < s.Size; off += chunk {
 			n := min(chunk+uint64(width), s.Size-off)
 			b, ok := r.bytes(start+off, int(n))
+			if r.err != nil {
+				return 0, false
+			}
 			if !ok {
-				break
+				continue // a hole (a core leaves pages out)
 			}
 			for i := 0; i+width <= len(b); i += 8 {
 				if match(start+off+uint64(i), b[i:i+width]) {
