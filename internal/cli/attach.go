@@ -22,19 +22,25 @@ import (
 )
 
 func (a *app) attachCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "attach PID|RUN",
+	c := &cobra.Command{
+		Use:   "attach PID|RUN|CORE",
 		Short: "Report once on the run a process belongs to, or on a run",
 		Long: `attach reads the run's lock registry, checks that every holder and waiter is
 alive, asks the probes of the processes involved for their live stacks, and
 prints the report: findings first, then locks, waiters, processes, recent
 events and stacks. RUN is a run's name (as ps prints it) or its directory;
 PID is any process of the run, alive or dead (the dead holder a finding
-names). Exit status 3 when a deadlock is found.`,
-		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to
+names). A Go process that runs no probe is read from its memory, without
+stopping it: the sync.Mutex and sync.RWMutex its goroutines wait for, with
+the holders the evidence names, marked inferred; CORE is a core file of a
+Go program (gcore, GOTRACEBACK=crash), read the same way, with its binary
+(--exe, or the path the core names). Exit status 3 when a deadlock is found
+(a cycle through inferred holders too).`,
+		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to, or pid 4242 itself
   lockwatch attach run-20261125-195805-27281-0   # a run by its name (lockwatch ps)
+  lockwatch attach core.4242 --exe ./server      # a core file and its binary
   lockwatch attach -o json 4242 | jq .findings`,
-		Args:              oneArg("a PID or a RUN (name or directory)"),
+		Args:              oneArg("a PID, a RUN (name or directory) or a CORE file"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, err := a.resolveTarget(args[0])
@@ -53,6 +59,8 @@ names). Exit status 3 when a deadlock is found.`,
 			return exitCode(memoryVerdict(r))
 		},
 	}
+	c.Flags().StringVar(&a.exe, "exe", "", "the binary of a CORE file (default: the path the core names)")
+	return c
 }
 
 func (a *app) watchCmd() *cobra.Command {

@@ -85,6 +85,7 @@ type app struct {
 	// mem is the process attach or watch reads from its memory, when it
 	// runs no probe (memory.go); nil otherwise.
 	mem *goprocsrc.Source
+	exe string // attach --exe: a core file's binary
 }
 
 // read reads a run's snapshot within the limits the flags set.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 
 	"github.com/lockwatch/lockwatch/internal/goproc"
@@ -17,6 +18,17 @@ import (
 // resolveTarget is resolve for attach and watch: a live Go process that
 // runs no probe is read from its memory (a.mem) instead.
 func (a *app) resolveTarget(arg string) (target, error) {
+	if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() && goproc.IsCore(arg) {
+		src, err := goprocsrc.OpenCore(arg, a.exe)
+		if err != nil {
+			return target{}, usagef("%s", oneLine(err.Error()))
+		}
+		a.mem = src
+		return target{id: src.ID()}, nil
+	}
+	if a.exe != "" {
+		return target{}, usagef("--exe is for a core file: %s is not one", arg)
+	}
 	t, err := resolve(arg)
 	var np *noProbeError
 	if !errors.As(err, &np) {
@@ -83,14 +95,32 @@ func (a *app) memoryStacks(ctx context.Context, np *noProbeError, all bool) (*st
 	if err != nil {
 		return nil, err
 	}
+	return a.imageStacks(ctx, src, "pid "+strconv.Itoa(np.id.PID), all)
+}
+
+// coreStacks reads the goroutines of a core file.
+func (a *app) coreStacks(ctx context.Context, path string, all bool) (*stacksOutput, error) {
+	src, err := goprocsrc.OpenCore(path, "")
+	if err != nil {
+		return nil, usagef("%s", oneLine(err.Error()))
+	}
+	return a.imageStacks(ctx, src, path, all)
+}
+
+func (a *app) imageStacks(ctx context.Context, src *goprocsrc.Source, name string, all bool) (*stacksOutput, error) {
 	defer src.Close()
 	img, err := src.Image(ctx)
 	if err != nil {
 		return nil, usagef("%s", oneLine(err.Error()))
 	}
 	snap := goprocsrc.Goroutines(img)
-	out := &stacksOutput{Schema: StacksSchema, Source: "pid " + strconv.Itoa(np.id.PID), Format: "memory", Dumps: []stacksDump{}, Notes: append([]string{}, img.Notes...)}
-	out.Notes = append(out.Notes, fmt.Sprintf("read from the process's memory without stopping it (it runs no probe): %s, layout from %s; running goroutines have no stack; runtime goroutines are left out", img.GoVersion, src.Process().Binary.LayoutSource))
+	out := &stacksOutput{Schema: StacksSchema, Source: name, Format: "memory", Dumps: []stacksDump{}, Notes: append([]string{}, img.Notes...)}
+	b := src.Process().Binary
+	how := "read from the process's memory without stopping it (it runs no probe)"
+	if core := src.Process().Core; core != "" {
+		how = fmt.Sprintf("read from the core file, with the binary %s", b.Path)
+	}
+	out.Notes = append(out.Notes, fmt.Sprintf("%s: %s, layout from %s; running goroutines have no stack; runtime goroutines are left out", how, img.GoVersion, b.LayoutSource))
 	out.Dumps = append(out.Dumps, dumpOf(stackdump.GroupGoroutines(snap.Goroutines, stackdump.IgnoreArgs), all))
 	return out, nil
 }

@@ -127,3 +127,36 @@ func TestAttachPlainGo(t *testing.T) {
 		})
 	}
 }
+
+// TestAttachCore: the same report from a core file of the program (gcore),
+// with its binary found from the core or given with --exe; another binary
+// is refused in one line.
+func TestAttachCore(t *testing.T) {
+	gcore, err := exec.LookPath("gcore")
+	if err != nil {
+		t.Skip("gcore (gdb) is not installed")
+	}
+	pid := startPlainGo(t, "default")
+	attachSettled(t, pid)
+	prefix := filepath.Join(t.TempDir(), "core")
+	if out, err := exec.Command(gcore, "-o", prefix, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+		t.Fatalf("gcore: %v\n%s", err, out)
+	}
+	core := prefix + "." + strconv.Itoa(pid)
+	code, out, errOut := lockwatch(t, "attach", "-o", "json", core)
+	var r report.Report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("attach %s: exit %d, %v: %s%s", core, code, err, out, errOut)
+	}
+	if code != ExitDeadlock || len(r.Findings) != 1 || r.Findings[0].Kind != report.InferredCycle || len(r.Waiters) != 8 {
+		t.Errorf("exit %d, findings %+v, %d waiters; want an inferred cycle and 8 waiters", code, r.Findings, len(r.Waiters))
+	}
+	code, out, errOut = lockwatch(t, "stacks", core)
+	if code != 0 || !strings.Contains(out, "main.holdAndBlock") {
+		t.Errorf("stacks %s: exit %d:\n%s%s", core, code, out, errOut)
+	}
+	code, _, errOut = lockwatch(t, "attach", "--exe", "/bin/true", core)
+	if code != ExitUsage || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "not a Go program") {
+		t.Errorf("attach --exe /bin/true: exit %d: %q; want one line saying it is not Go", code, errOut)
+	}
+}

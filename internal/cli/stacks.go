@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lockwatch/lockwatch/internal/goproc"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -261,6 +262,9 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 		return stacksFrom("stdin", a.stdin, all)
 	}
 	if fi, err := os.Stat(arg); err == nil {
+		if fi.Mode().IsRegular() && goproc.IsCore(arg) {
+			return a.coreStacks(cmd.Context(), arg, all)
+		}
 		if fi.IsDir() {
 			return nil, usagef("%s is a directory: want a PID, a dump file, or - for standard input", arg)
 		}

@@ -433,7 +433,11 @@ func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) 
 	if start := le.Uint64(raw[L.GStartPC:]); start != 0 {
 		if f, ok := b.tab.findFunc(start - p.bias); ok {
 			name := f.name()
-			g.System = strings.HasPrefix(name, "runtime.") && name != "runtime.main" && name != "runtime.runFinalizers" && name != "runtime.runCleanups" && name != "runtime.handleAsyncEvent"
+			// As the runtime's isSystemGoroutine, with the finalizer and
+			// cleanup goroutines counted as the runtime's unless they run
+			// (then they run user code).
+			g.System = strings.HasPrefix(name, "runtime.") && name != "runtime.main" && name != "runtime.handleAsyncEvent" &&
+				!((name == "runtime.runFinalizers" || name == "runtime.runCleanups") && st != gWaiting)
 		}
 	}
 	if gopc := le.Uint64(raw[L.GGoPC:]); gopc != 0 && g.ID != 1 {

@@ -32,6 +32,8 @@ type Source struct {
 	id procid.ID
 	// last is the last image read, for Goroutines.
 	last *goproc.Image
+	// core is the core file read, "" for a live process.
+	core string
 }
 
 // Attach opens the live process pid. Its errors are goproc's one-line
@@ -42,6 +44,16 @@ func Attach(pid int, opts goproc.Options) (*Source, error) {
 		return nil, err
 	}
 	return &Source{p: p, id: procid.ID{PID: pid, Start: p.Start()}}, nil
+}
+
+// OpenCore opens a core file of a Go program (with its binary: exe, or
+// the path the core names).
+func OpenCore(path, exe string) (*Source, error) {
+	p, err := goproc.OpenCore(path, goproc.Options{Exe: exe})
+	if err != nil {
+		return nil, err
+	}
+	return &Source{p: p, id: procid.ID{PID: p.PID}, core: path}, nil
 }
 
 // Close closes the process's files.
@@ -70,7 +82,20 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Snapshot(s.id, s.p.Binary, img), nil
+	hint := fmt.Sprint(s.id.PID)
+	if s.core != "" {
+		hint = s.core
+	}
+	snap := Snapshot(s.id, s.p.Binary, img, hint)
+	if s.core != "" {
+		// As of the core: its process was alive when it was written, and
+		// is not asked about now.
+		snap.Run = "core " + s.core
+		snap.Processes[0].Status = procid.Alive
+		snap.Processes[0].Command = s.p.Binary.Path
+		snap.Notes = append(snap.Notes, fmt.Sprintf("read from the core file %s (written %s), with the binary %s: the process is shown as it was then", s.core, img.Taken.Format("2006-01-02 15:04:05"), s.p.Binary.Path))
+	}
+	return snap, nil
 }
 
 // Lock kinds: the standard library's locks, read from memory.
@@ -82,8 +107,9 @@ const (
 // WaitNote says what a waiting time read from memory is.
 const WaitNote = "waiting times of goroutines read from memory are lower bounds: the runtime notes when a goroutine was first seen blocked only when a garbage collection starts (g.waitsince), and '-' means none has started since it blocked"
 
-// Snapshot turns an image of process id into the model.
-func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image) *lockstate.Snapshot {
+// Snapshot turns an image of process id into the model; arg is what
+// 'lockwatch stacks' is to be given to show the rest of its goroutines.
+func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lockstate.Snapshot {
 	snap := &lockstate.Snapshot{
 		Run:       fmt.Sprintf("pid %d", id.PID),
 		Taken:     img.Taken,
@@ -171,7 +197,7 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image) *lockstate.Snap
 		for _, k := range sortedKeys(others) {
 			parts = append(parts, fmt.Sprintf("%d on a %s", others[k], k))
 		}
-		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d also has goroutines blocked elsewhere (%s): 'lockwatch stacks %d' shows them", id.PID, strings.Join(parts, ", "), id.PID))
+		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d also has goroutines blocked elsewhere (%s): 'lockwatch stacks %s' shows them", id.PID, strings.Join(parts, ", "), arg))
 	}
 	snap.Stacks = stacks
 	return snap
