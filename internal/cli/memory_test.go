@@ -120,6 +120,25 @@ func TestAttachPlainGo(t *testing.T) {
 			if code != ExitDeadlock || !strings.Contains(out, "INFERRED-CYCLE") || strings.Count(out, "(inferred)") != 4 || !strings.Contains(out, "main.lockAB") {
 				t.Errorf("attach: exit %d:\n%s", code, out)
 			}
+			if kind == "default" {
+				code, out, _ := lockwatch(t, "ps", "-o", "json")
+				var ps psOutput
+				if err := json.Unmarshal([]byte(out), &ps); err != nil {
+					t.Fatalf("ps: exit %d, %v", code, err)
+				}
+				found := false
+				for _, g := range ps.Go {
+					if g.PID == pid {
+						found = true
+						if g.LockWaiters != 8 || g.Goroutines < 11 {
+							t.Errorf("ps lists %+v; want 8 lock waiters among 11 goroutines at least", g)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("ps does not list pid %d among the Go processes without a probe: %+v", pid, ps.Go)
+				}
+			}
 			code, out, errOut := lockwatch(t, "stacks", strconv.Itoa(pid))
 			if code != 0 || !strings.Contains(out, "main.holdAndBlock") || !strings.Contains(out, "sync.Mutex.Lock 3") {
 				t.Errorf("stacks: exit %d:\n%s%s", code, out, errOut)

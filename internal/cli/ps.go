@@ -52,6 +52,9 @@ type psOutput struct {
 	// Probed are processes of this user whose environment names a run
 	// directory (LOCKWATCH_DIR) that no listed run holds.
 	Probed []psProbed `json:"probed"`
+	// Go are the Go processes of this user that run no probe, read from
+	// their memory (psgo.go).
+	Go []psGo `json:"go"`
 }
 
 type psProbed struct {
@@ -132,12 +135,16 @@ lists every process of each run. When another user took the default root
 				}
 				sort.Slice(out.Probed, func(i, j int) bool { return out.Probed[i].PID < out.Probed[j].PID })
 			}
+			out.Go = goProcesses(cmd.Context())
 			if a.output == "json" {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(out)
 			}
-			return a.psTable(out, hidden)
+			if err := a.psTable(out, hidden); err != nil {
+				return err
+			}
+			return psGoTable(a.stdout, out.Go)
 		},
 	}
 	c.Flags().BoolVarP(&all, "all", "a", false, "list ended runs too")

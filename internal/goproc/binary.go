@@ -2,6 +2,7 @@ package goproc
 
 import (
 	"debug/buildinfo"
+	"debug/dwarf"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -48,12 +49,16 @@ var runtimeSyms = map[string]bool{
 }
 
 // OpenBinary reads the Go executable at path.
-func OpenBinary(path string) (*Binary, error) {
+func OpenBinary(path string) (*Binary, error) { return openBinaryWith(path, false) }
+
+// openBinaryWith reads the binary; tableFirst takes the layout from the
+// table when its release is known, without reading the DWARF.
+func openBinaryWith(path string, tableFirst bool) (*Binary, error) {
 	file, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	b, err := openBinary(path, file)
+	b, err := openBinary(path, file, tableFirst)
 	if err != nil {
 		file.Close()
 		return nil, err
@@ -61,7 +66,7 @@ func OpenBinary(path string) (*Binary, error) {
 	return b, nil
 }
 
-func openBinary(path string, file *os.File) (*Binary, error) {
+func openBinary(path string, file *os.File, tableFirst bool) (*Binary, error) {
 	f, err := elf.NewFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (not an ELF executable: %v)", path, ErrNotGo, err)
@@ -89,8 +94,12 @@ func openBinary(path string, file *os.File) (*Binary, error) {
 	}
 	b.tab.readFile = b.fileBytes
 
-	d, derr := f.DWARF()
-	if derr == nil {
+	var derr error
+	if L, ok := tableLayout(b.GoVersion, f.Machine); ok && tableFirst {
+		b.layout, b.LayoutSource = L, "table "+release(b.GoVersion)
+	} else if d, err := typesDWARF(f); err != nil {
+		derr = err
+	} else {
 		b.layout, derr = layoutFromDWARF(d)
 		b.LayoutSource = "DWARF"
 	}
@@ -101,7 +110,7 @@ func openBinary(path string, file *os.File) (*Binary, error) {
 				path, ErrRelease, b.GoVersion, strings.Join(KnownReleases(), ", "), release(b.GoVersion))
 		}
 		b.layout, b.LayoutSource = L, "table "+release(b.GoVersion)
-	} else if L, ok := tableLayout(b.GoVersion, f.Machine); ok {
+	} else if L, ok := tableLayout(b.GoVersion, f.Machine); ok && b.LayoutSource == "DWARF" {
 		b.layout.WaitReasons = L.WaitReasons // read from memory when the symbol is there
 	}
 
@@ -122,6 +131,48 @@ func openBinary(path string, file *os.File) (*Binary, error) {
 		b.tab.gofunc = s.Value
 	}
 	return b, nil
+}
+
+// typesDWARF opens the binary's DWARF with the sections that describe
+// types only: decompressing the line and location tables, as f.DWARF
+// does, costs ten times more.
+func typesDWARF(f *elf.File) (*dwarf.Data, error) {
+	sec := func(name string) ([]byte, error) {
+		s := f.Section(name)
+		if s == nil {
+			return nil, nil
+		}
+		return s.Data()
+	}
+	info, err := sec(".debug_info")
+	if err != nil || info == nil {
+		return nil, fmt.Errorf("no DWARF (.debug_info: %v)", err)
+	}
+	abbrev, err := sec(".debug_abbrev")
+	if err != nil {
+		return nil, err
+	}
+	str, err := sec(".debug_str")
+	if err != nil {
+		return nil, err
+	}
+	d, err := dwarf.New(abbrev, nil, nil, info, nil, nil, nil, str)
+	if err != nil {
+		return nil, err
+	}
+	// DWARF 5's indirect attributes.
+	for _, name := range []string{".debug_addr", ".debug_str_offsets", ".debug_line_str"} {
+		b, err := sec(name)
+		if err != nil {
+			return nil, err
+		}
+		if b != nil {
+			if err := d.AddSection(name, b); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return d, nil
 }
 
 // Close closes the binary's file.

@@ -49,8 +49,10 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 		"runtime.semaRoot": nil, "runtime.moduledata": nil,
 	}
 	var semTab *dwarf.ArrayType
+	found := 0
 	r := d.Reader()
-	for {
+	for found < len(want)+1 { // the structs and semTable: the runtime's unit, early in the binary
+
 		e, err := r.Next()
 		if err != nil {
 			return Layout{}, fmt.Errorf("%w: DWARF: %v", errLayout, err)
@@ -65,12 +67,15 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 				if t, err := d.Type(e.Offset); err == nil {
 					if st, ok := t.(*dwarf.StructType); ok && !st.Incomplete {
 						want[name] = st
+						found++
 					}
 				}
 			}
 		case e.Tag == dwarf.TagTypedef && name == "runtime.semTable" && semTab == nil:
 			if t, err := d.Type(e.Offset); err == nil {
-				semTab, _ = underlying(t).(*dwarf.ArrayType)
+				if semTab, _ = underlying(t).(*dwarf.ArrayType); semTab != nil {
+					found++
+				}
 			}
 		}
 		if e.Children && e.Tag != dwarf.TagCompileUnit {
