@@ -384,3 +384,53 @@ func TestCore(t *testing.T) {
 		})
 	}
 }
+
+// TestLayoutTable: the table of layouts (layouts_table.go, for stripped
+// binaries) says what each release's DWARF says; regenerate it with
+// 'go run ./genlayout go1.26.8 go1.27.3 > layouts_table.go'.
+func TestLayoutTable(t *testing.T) {
+	for _, tt := range []struct{ withDWARF, stripped string }{{"default", "stripped"}, {"go1.27", "go1.27-stripped"}} {
+		t.Run(tt.withDWARF, func(t *testing.T) {
+			version, L, err := goproc.LayoutOf(build(t, tt.withDWARF))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := goproc.OpenBinary(build(t, tt.stripped))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if got := b.Layout(); fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", L) {
+				t.Errorf("%s: the table's layout\n%#v\nthe DWARF's\n%#v", version, got, L)
+			}
+		})
+	}
+	if got := goproc.KnownReleases(); !slices.Equal(got, []string{"go1.26", "go1.27"}) {
+		t.Errorf("known releases %v", got)
+	}
+}
+
+// TestUnknownRelease: a stripped binary of a release the table does not
+// know is one clear error, naming the releases it knows.
+func TestUnknownRelease(t *testing.T) {
+	exe := build(t, "stripped")
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The build information's version string, as a release not in the
+	// table ("go1.26.8" -> "go1.99.8").
+	i := bytes.Index(b, []byte("\x08go1.26."))
+	if i < 0 {
+		t.Fatal("no go1.26 version string in the binary")
+	}
+	copy(b[i+1:], "go1.99.")
+	other := filepath.Join(t.TempDir(), "future")
+	if err := os.WriteFile(other, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = goproc.OpenBinary(other)
+	if !errors.Is(err, goproc.ErrRelease) || !strings.Contains(err.Error(), "go1.26, go1.27") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v; want one line wrapping ErrRelease that names the known releases", err)
+	}
+}
