@@ -14,7 +14,8 @@ import (
 
 // A Binary is a Go executable's model: its release, the runtime's layout,
 // the runtime symbols the reader needs and the function table. It is read
-// from the file alone; the target is not touched.
+// from the file alone; the target is not touched. It caches what it
+// decodes, so it is not safe for concurrent use.
 type Binary struct {
 	Path      string
 	GoVersion string // "go1.26.8"
@@ -33,6 +34,8 @@ type Binary struct {
 	objs   []elf.Symbol // data symbols by address, to name a global mutex
 	tab    *pclntab
 	text   *elf.Section
+	// unlocks caches unlockKind by wrapper entry.
+	unlocks map[uint64]string
 }
 
 // ErrNotGo is returned for a binary that is not a Go program.
@@ -268,6 +271,18 @@ func (b *Binary) fileStrings(a uint64, n int) ([]string, error) {
 // unlocks: "Mutex", "RWMutex" (Unlock) or "RWMutex.R" (RUnlock), from the
 // calls its code makes or the calls inlined into it; "" if none.
 func (b *Binary) unlockKind(f fn) string {
+	if k, ok := b.unlocks[f.entry]; ok {
+		return k
+	}
+	k := b.unlockKindOf(f)
+	if b.unlocks == nil {
+		b.unlocks = map[uint64]string{}
+	}
+	b.unlocks[f.entry] = k
+	return k
+}
+
+func (b *Binary) unlockKindOf(f fn) string {
 	var names []string
 	// Inlined callees: every entry of its inline tree.
 	if tree, ok := b.tab.inlineTree(f); ok {

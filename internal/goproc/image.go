@@ -71,7 +71,7 @@ type Goroutine struct {
 
 // A Wait is what a blocked goroutine waits for.
 type Wait struct {
-	Kind string // "sync.Mutex", "sync.RWMutex", "sync.WaitGroup", "sync.Cond", "chan", "semaphore"
+	Kind string // "sync.Mutex", "sync.RWMutex", "sync.WaitGroup", "sync.Cond", "semaphore"
 	Addr uint64 // the object's address
 	Read bool   // waits to read-lock an RWMutex
 }
@@ -80,7 +80,8 @@ type Wait struct {
 type Lock struct {
 	Addr uint64
 	// Kind is "sync.Mutex" or "sync.RWMutex" (a lock), or "sync.WaitGroup",
-	// "sync.Cond", "chan", "semaphore" (waited for, never held).
+	// "sync.Cond", "semaphore" (waited for, never held). Goroutines
+	// blocked on channels say so by their WaitReason only.
 	Kind string
 	// Name is the global variable holding it ("main.pair+8") when the
 	// binary has symbols, else "".
@@ -356,17 +357,19 @@ func (p *Process) readGs(r *reader, addrs []uint64) []gRead {
 	L := p.Binary.layout
 	out := make([]gRead, len(addrs))
 	ps := make([]Piece, len(addrs))
+	slab := make([]byte, len(addrs)*L.GSize) // one allocation per batch
 	for i, a := range addrs {
 		if a == 0 || a%8 != 0 {
 			continue
 		}
-		ps[i] = Piece{Addr: a, Buf: make([]byte, L.GSize)}
+		ps[i] = Piece{Addr: a, Buf: slab[i*L.GSize : (i+1)*L.GSize : (i+1)*L.GSize]}
 	}
 	if r.pieces(ps) != nil {
 		return out
 	}
 	var sps []Piece
 	var who []int
+	var total uint64
 	for i := range ps {
 		if !ps[i].OK || len(ps[i].Buf) == 0 {
 			continue
@@ -382,8 +385,14 @@ func (p *Process) readGs(r *reader, addrs []uint64) []gRead {
 			continue
 		}
 		n := min(hi-sp, uint64(p.opts.MaxStack))
-		sps = append(sps, Piece{Addr: sp, Buf: make([]byte, n)})
+		sps = append(sps, Piece{Addr: sp, Buf: make([]byte, 0, n)})
+		total += n
 		who = append(who, i)
+	}
+	stacks := make([]byte, total)
+	for k := range sps {
+		n := uint64(cap(sps[k].Buf))
+		sps[k].Buf, stacks = stacks[:n:n], stacks[n:]
 	}
 	if r.pieces(sps) != nil {
 		return out

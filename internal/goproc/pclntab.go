@@ -30,6 +30,11 @@ type pclntab struct {
 	// readFile reads n bytes at a file address of the binary (inline
 	// trees lie in .gopclntab or .rodata, by release).
 	readFile func(a uint64, n int) ([]byte, error)
+
+	// Interned names and files: every goroutine parked in the same place
+	// shares them. Bounded by the table's own counts.
+	names map[int32]string
+	files map[uint64]string
 }
 
 const (
@@ -59,7 +64,7 @@ func newPclntab(data []byte, textAddr uint64) (*pclntab, error) {
 		return nil, fmt.Errorf("%w: pointer size %d, want 8 (64-bit targets only)", errPclntab, data[7])
 	}
 	word := func(i int) uint64 { return le.Uint64(data[8+8*i:]) }
-	t := &pclntab{minLC: uint64(data[6]), nfunc: int(word(0)), textStart: textAddr}
+	t := &pclntab{minLC: uint64(data[6]), nfunc: int(word(0)), textStart: textAddr, names: map[int32]string{}, files: map[uint64]string{}}
 	sub := func(i int) ([]byte, error) {
 		off := word(i)
 		if off > uint64(len(data)) {
@@ -131,11 +136,16 @@ func (t *pclntab) name(off int32) string {
 	if off < 0 || int(off) >= len(t.funcnames) {
 		return "?"
 	}
+	if s, ok := t.names[off]; ok {
+		return s
+	}
 	b := t.funcnames[off:]
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]
 	}
-	return string(b)
+	s := string(b)
+	t.names[off] = s
+	return s
 }
 
 func (f fn) funcID() uint8 { return f.rec[40] }
@@ -235,6 +245,9 @@ func (f fn) fileLine(pc uint64) (string, int) {
 	if (i+1)*4 > uint64(len(f.t.cutab)) {
 		return "?", int(line)
 	}
+	if s, ok := f.t.files[i]; ok {
+		return s, int(line)
+	}
 	off := le.Uint32(f.t.cutab[i*4:])
 	if off == ^uint32(0) || uint64(off) >= uint64(len(f.t.filetab)) {
 		return "?", int(line)
@@ -243,7 +256,9 @@ func (f fn) fileLine(pc uint64) (string, int) {
 	if j := bytes.IndexByte(b, 0); j >= 0 {
 		b = b[:j]
 	}
-	return string(b), int(line)
+	s := string(b)
+	f.t.files[i] = s
+	return s, int(line)
 }
 
 // A Frame is one call frame, innermost first; inlined calls are frames of

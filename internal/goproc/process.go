@@ -84,6 +84,10 @@ type Process struct {
 	coreTime time.Time
 
 	closer func() error
+
+	// Caches of what the binary says, shared by every read (unwind.go).
+	pcs    map[uint64]*pcInfo
+	defers map[uint64]*openDefers
 }
 
 // Attach opens the live process pid for reading. It fails with a one-line

@@ -26,8 +26,8 @@ var waitKinds = map[string]struct {
 	// sync.Cond{noCopy; L Locker; notify notifyList; checker}
 	"sync.Cond.Wait": {"sync.Cond", 16, false},
 	"semacquire":     {"semaphore", 0, false},
-	"chan receive":   {"chan", 0, false},
-	"chan send":      {"chan", 0, false},
+	// Channel waits are not read: a server parks thousands of goroutines
+	// on channels, and their wait reason says what they wait for.
 }
 
 // waits finds what each blocked goroutine waits on, from its sudog
@@ -67,12 +67,7 @@ func (p *Process) waits(r *reader, img *Image) {
 			continue
 		}
 		wk := waitKinds[g.WaitReason]
-		var addr uint64
-		if wk.kind == "chan" {
-			addr = le.Uint64(s.Buf[L.SudogC:])
-		} else {
-			addr = le.Uint64(s.Buf[L.SudogElem:]) - wk.back
-		}
+		addr := le.Uint64(s.Buf[L.SudogElem:]) - wk.back
 		if addr == 0 {
 			continue
 		}

@@ -18,7 +18,6 @@ const (
 // never does) would hide its caller. Every word comes from the stack bytes
 // already read and validated; nothing more is read from the target.
 func (p *Process) unwind(g *Goroutine, pc, sp uint64, stack []byte) {
-	b := p.Binary
 	base, top := sp, sp+uint64(len(stack))
 	word := func(a uint64) (uint64, bool) {
 		if a < base || a+8 > top {
@@ -27,53 +26,98 @@ func (p *Process) unwind(g *Goroutine, pc, sp uint64, stack []byte) {
 		return le.Uint64(stack[a-base:]), true
 	}
 	trap := false // the frame's pc is where a trap hit, not a return address
-	for len(g.Frames) < p.opts.MaxFrames {
-		f, ok := b.tab.findFunc(pc - p.bias)
-		if !ok {
+	for n := 0; len(g.Frames) < p.opts.MaxFrames; n++ {
+		in := p.pcInfo(pc, trap)
+		if !in.ok {
 			g.StackNote = fmt.Sprintf("unwinding stopped at pc %#x, in no function", pc)
 			return
 		}
-		sym := pc - p.bias
-		if !trap && sym > f.entry {
-			sym-- // the call instruction, not the one after it
-		}
-		n := len(g.Frames)
-		g.Frames = b.tab.frames(f, sym, p.bias, g.Frames)
-		for i := n; i < len(g.Frames); i++ {
-			g.Frames[i].PC = pc
-		}
-		flag := f.rec[41]
-		if flag&funcFlagTopFrame != 0 {
+		g.Frames = append(g.Frames, in.frames...)
+		if in.flag&funcFlagTopFrame != 0 {
 			return
 		}
-		if flag&funcFlagSPWrite != 0 && n > 0 {
-			g.StackNote = fmt.Sprintf("unwinding stopped at %s, which switches stacks", f.name())
+		if in.flag&funcFlagSPWrite != 0 && n > 0 {
+			g.StackNote = fmt.Sprintf("unwinding stopped at %s, which switches stacks", in.name)
 			return
 		}
-		delta, ok := f.spDelta(pc - p.bias)
-		if !ok || delta < 0 {
-			g.StackNote = fmt.Sprintf("unwinding stopped at %s: no frame size for pc %#x", f.name(), pc)
+		if !in.deltaOK {
+			g.StackNote = fmt.Sprintf("unwinding stopped at %s: no frame size for pc %#x", in.name, pc)
 			return
 		}
-		ra := sp + uint64(delta)
-		p.findDefers(g, f, sp, ra, word)
+		ra := sp + uint64(in.delta)
+		if in.defers != nil {
+			p.findDefers(g, in, sp, ra, word)
+		}
 		ret, ok := word(ra)
 		if !ok {
 			if ra >= top && top < g.hi {
 				g.StackNote = fmt.Sprintf("stack cut after %d bytes (Options.MaxStack)", len(stack))
 			} else {
-				g.StackNote = fmt.Sprintf("unwinding stopped at %s: its return address is outside the stack", f.name())
+				g.StackNote = fmt.Sprintf("unwinding stopped at %s: its return address is outside the stack", in.name)
 			}
 			return
 		}
-		name := f.name()
-		trap = name == "runtime.sigpanic" || name == "runtime.asyncPreempt" || name == "runtime.debugCallV2"
+		trap = in.name == "runtime.sigpanic" || in.name == "runtime.asyncPreempt" || in.name == "runtime.debugCallV2"
 		pc, sp = ret, ra+8
 		if pc == 0 {
 			return
 		}
 	}
 	g.StackNote = fmt.Sprintf("more than %d frames: cut (Options.MaxFrames)", p.opts.MaxFrames)
+}
+
+// pcInfo is what unwinding needs of one pc, computed once per process:
+// goroutines parked in the same places share it.
+type pcInfo struct {
+	ok      bool
+	f       fn
+	name    string
+	frames  []Frame // with PC set; shared, never modified
+	flag    uint8
+	delta   int32
+	deltaOK bool
+	defers  *openDefers // the function's open-coded defers; nil if none
+}
+
+// openDefers is where a function's frame keeps its open-coded defers:
+// offsets below its varp of the defer bits and of the closure slots.
+type openDefers struct{ bitsOff, slotsOff uint64 }
+
+// maxPCInfos bounds the cache of pcInfo.
+const maxPCInfos = 1 << 18
+
+func (p *Process) pcInfo(pc uint64, trap bool) *pcInfo {
+	key := pc << 1
+	if trap {
+		key |= 1
+	}
+	if in, ok := p.pcs[key]; ok {
+		return in
+	}
+	in := &pcInfo{}
+	b := p.Binary
+	if f, ok := b.tab.findFunc(pc - p.bias); ok {
+		sym := pc - p.bias
+		if !trap && sym > f.entry {
+			sym-- // the call instruction, not the one after it
+		}
+		in.ok, in.f, in.name = true, f, f.name()
+		in.frames = b.tab.frames(f, sym, p.bias, nil)
+		for i := range in.frames {
+			in.frames[i].PC = pc
+		}
+		in.flag = f.rec[41]
+		d, ok := f.spDelta(pc - p.bias)
+		in.delta, in.deltaOK = d, ok && d >= 0
+		in.defers = p.openDefers(f)
+	}
+	if p.pcs == nil {
+		p.pcs = map[uint64]*pcInfo{}
+	}
+	if len(p.pcs) < maxPCInfos {
+		p.pcs[key] = in
+	}
+	return in
 }
 
 // funcdataOpenCodedDefer is FUNCDATA_OpenCodedDeferInfo.
@@ -87,32 +131,19 @@ const funcdataOpenCodedDefer = 4
 // A pending closure whose code is f's own deferwrap calling sync's Unlock
 // or RUnlock captures the lock it will release. Defers that are not
 // open-coded (a defer in a loop) are not seen.
-func (p *Process) findDefers(g *Goroutine, f fn, sp, ra uint64, word func(uint64) (uint64, bool)) {
+func (p *Process) findDefers(g *Goroutine, in *pcInfo, sp, ra uint64, word func(uint64) (uint64, bool)) {
 	b := p.Binary
-	off, ok := f.funcdata(funcdataOpenCodedDefer)
-	if !ok || b.tab.gofunc == 0 {
-		return
-	}
-	info := b.fileUpTo(b.tab.gofunc+uint64(off), 10)
-	bitsOff, n := uvarint(info)
-	if n <= 0 {
-		return
-	}
-	slotsOff, m := uvarint(info[n:])
-	if m <= 0 {
-		return
-	}
 	varp := ra
 	if varp > sp {
 		varp -= 8 // the saved frame pointer
 	}
-	bw, ok := word((varp - bitsOff) &^ 7)
+	at := varp - in.defers.bitsOff
+	bw, ok := word(at &^ 7)
 	if !ok {
 		return
 	}
-	bits := uint8(bw >> (8 * ((varp - bitsOff) & 7)))
-	slots := varp - slotsOff
-	name := f.name()
+	bits := uint8(bw >> (8 * (at & 7)))
+	slots := varp - in.defers.slotsOff
 	for i := uint64(0); i < 8; i++ {
 		if bits&(1<<i) == 0 {
 			continue
@@ -132,13 +163,38 @@ func (p *Process) findDefers(g *Goroutine, f fn, sp, ra uint64, word func(uint64
 		}
 		wname := wf.name()
 		j := strings.LastIndex(wname, ".deferwrap")
-		if j < 0 || wname[:j] != name {
+		if j < 0 || wname[:j] != in.name {
 			continue
 		}
 		if kind := b.unlockKind(wf); kind != "" {
-			g.defers = append(g.defers, deferredUnlock{addr: recv, kind: kind, frame: printName(name), wrap: printName(wname)})
+			g.defers = append(g.defers, deferredUnlock{addr: recv, kind: kind, frame: printName(in.name), wrap: printName(wname)})
 		}
 	}
+}
+
+// openDefers reads f's open-coded defer info (FUNCDATA_OpenCodedDeferInfo:
+// two varints), once per function.
+func (p *Process) openDefers(f fn) *openDefers {
+	if d, ok := p.defers[f.entry]; ok {
+		return d
+	}
+	var d *openDefers
+	b := p.Binary
+	if off, ok := f.funcdata(funcdataOpenCodedDefer); ok && b.tab.gofunc != 0 {
+		info := b.fileUpTo(b.tab.gofunc+uint64(off), 10)
+		if bitsOff, n := uvarint(info); n > 0 {
+			if slotsOff, m := uvarint(info[n:]); m > 0 {
+				d = &openDefers{bitsOff: bitsOff, slotsOff: slotsOff}
+			}
+		}
+	}
+	if p.defers == nil {
+		p.defers = map[uint64]*openDefers{}
+	}
+	if len(p.defers) < maxPCInfos {
+		p.defers[f.entry] = d
+	}
+	return d
 }
 
 // uvarint decodes the runtime's varint (readvarint), 7 bits a byte.

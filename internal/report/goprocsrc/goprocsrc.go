@@ -192,6 +192,15 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 			snap.Notes = append(snap.Notes, WaitNote)
 		}
 	}
+	for _, g := range img.Goroutines {
+		switch {
+		case g.System:
+		case strings.HasPrefix(g.WaitReason, "chan "):
+			others["chan"]++
+		case strings.HasPrefix(g.WaitReason, "select"):
+			others["select"]++
+		}
+	}
 	if len(others) > 0 {
 		var parts []string
 		for _, k := range sortedKeys(others) {
