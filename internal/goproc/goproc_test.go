@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,6 +77,17 @@ func build(t testing.TB, kind string) string {
 }
 
 func TestMain(m *testing.M) {
+	if pid := os.Getenv("GOPROC_TEST_ATTACH"); pid != "" {
+		// A reader run as another user (TestPermission): says why it
+		// cannot read.
+		n, _ := strconv.Atoi(pid)
+		if _, err := goproc.Attach(n, goproc.Options{}); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Println("read")
+		os.Exit(0)
+	}
 	code := m.Run()
 	if builds.dir != "" {
 		os.RemoveAll(builds.dir)
@@ -432,5 +444,70 @@ func TestUnknownRelease(t *testing.T) {
 	_, err = goproc.OpenBinary(other)
 	if !errors.Is(err, goproc.ErrRelease) || !strings.Contains(err.Error(), "go1.26, go1.27") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v; want one line wrapping ErrRelease that names the known releases", err)
+	}
+}
+
+// TestPermission: a process the kernel does not let lockwatch read is one
+// line saying why and what to do: another user's, a non-dumpable one.
+func TestPermission(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("runs processes as another user: needs root")
+	}
+	const nobody = 65534
+	dir, err := os.MkdirTemp("", "goproc-perm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	copyExe := func(from, name string) string {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := filepath.Join(dir, name)
+		if err := os.WriteFile(to, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return to
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := copyExe(self, "reader")
+	targetExe := copyExe(build(t, "default"), "target")
+	as := func(cmd *exec.Cmd, uid uint32) *exec.Cmd {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		return cmd
+	}
+	tests := []struct {
+		name      string
+		targetUID uint32
+		args      []string
+		want      string
+	}{
+		{"another user's", 0, nil, "belongs to uid 0"},
+		{"non-dumpable", nobody, []string{"-nondumpable"}, "not dumpable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := as(exec.Command(targetExe, tt.args...), tt.targetUID)
+			stdout, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { cmd.Process.Kill(); cmd.Wait() }()
+			if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+				t.Fatalf("target said %q, %v", line, err)
+			}
+			r := as(exec.Command(reader, "-test.run=^$"), nobody)
+			r.Env = append(os.Environ(), "GOPROC_TEST_ATTACH="+strconv.Itoa(cmd.Process.Pid))
+			out, _ := r.Output()
+			msg := strings.TrimSpace(string(out))
+			if !strings.Contains(msg, tt.want) || !strings.Contains(msg, "permission denied") || strings.Contains(msg, "\n") {
+				t.Errorf("got %q; want one line saying %q", msg, tt.want)
+			}
+		})
 	}
 }

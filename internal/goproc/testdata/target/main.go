@@ -9,6 +9,7 @@
 //     channel, a writer queued in Lock behind it and two readers queued
 //     behind the writer;
 //   - with -n N, N more goroutines blocked on a channel;
+//   - with -nondumpable, it makes itself non-dumpable;
 //   - with -heartbeat D, a goroutine that wakes every D and reports, on
 //     stderr when the process gets SIGUSR2, the longest gap it saw beyond D
 //     (how long the program was kept from running).
@@ -75,7 +76,16 @@ func idle(c chan int) { <-c }
 func main() {
 	n := flag.Int("n", 0, "more goroutines blocked on a channel")
 	hb := flag.Duration("heartbeat", 0, "measure scheduling gaps with this period")
+	nondumpable := flag.Bool("nondumpable", false, "prctl(PR_SET_DUMPABLE, 0): only root may read its memory")
 	flag.Parse()
+
+	if *nondumpable {
+		const prSetDumpable = 4
+		if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0); errno != 0 {
+			fmt.Fprintln(os.Stderr, "prctl:", errno)
+			os.Exit(1)
+		}
+	}
 
 	if *hb > 0 {
 		heartbeat(*hb)
