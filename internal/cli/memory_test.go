@@ -139,6 +139,24 @@ func TestAttachPlainGo(t *testing.T) {
 					t.Errorf("ps does not list pid %d among the Go processes without a probe: %+v", pid, ps.Go)
 				}
 			}
+			if kind == "default" {
+				// watch PID: the same report, kept up to date; exit 3 at
+				// Ctrl-C for its inferred cycle.
+				w := startWatchJSON(t, strconv.Itoa(pid))
+				if r := w.next(); !r.Has(report.InferredCycle) {
+					t.Errorf("watch: findings %+v; want the inferred cycle", r.Findings)
+				}
+				w.cancel()
+				go io.Copy(io.Discard, w.pr)
+				select {
+				case code := <-w.done:
+					if code != ExitDeadlock {
+						t.Errorf("watch: exit %d at Ctrl-C; want %d", code, ExitDeadlock)
+					}
+				case <-time.After(probablyStillBlocked):
+					t.Fatal("watch did not end when its context did")
+				}
+			}
 			code, out, errOut := lockwatch(t, "stacks", strconv.Itoa(pid))
 			if code != 0 || !strings.Contains(out, "main.holdAndBlock") || !strings.Contains(out, "sync.Mutex.Lock 3") {
 				t.Errorf("stacks: exit %d:\n%s%s", code, out, errOut)
