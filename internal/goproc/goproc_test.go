@@ -511,3 +511,27 @@ func TestPermission(t *testing.T) {
 		})
 	}
 }
+
+// TestDeletedBinary: a process whose binary was deleted, or replaced by
+// another file, on disk is read with the binary it runs (/proc/PID/exe).
+func TestDeletedBinary(t *testing.T) {
+	exe := filepath.Join(t.TempDir(), "target")
+	b, err := os.ReadFile(build(t, "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tg := start(t, exe)
+	os.Remove(exe)
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := goproc.Attach(tg.cmd.Process.Pid, goproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	checkLocks(t, settled(t, p))
+}
