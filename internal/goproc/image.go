@@ -187,6 +187,7 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 		}
 	}
 
+	img.Goroutines = make([]Goroutine, 0, len(gptrs))
 	// Read the goroutines in batches: a batch's g's and stacks are read,
 	// then read again and compared; goroutines that changed are read
 	// again in the next round. Memory is bounded by the batch.
@@ -450,15 +451,8 @@ func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) 
 		}
 	}
 	if gopc := le.Uint64(raw[L.GGoPC:]); gopc != 0 && g.ID != 1 {
-		if f, ok := b.tab.findFunc(gopc - p.bias); ok {
-			tpc := gopc - p.bias
-			if tpc > f.entry {
-				tpc--
-			}
-			fr := b.tab.frames(f, tpc, p.bias, nil)
-			c := fr[0]
-			c.PC = gopc
-			g.CreatedBy = &c
+		if c := p.creator(gopc); c != nil {
+			g.CreatedBy = c
 			g.Creator = int64(le.Uint64(raw[L.GParent:]))
 		}
 	}
@@ -478,6 +472,32 @@ func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) 
 	}
 	p.unwind(&g, pc, sp, gr.stack)
 	return g, true
+}
+
+// creator is the frame of the go statement at gopc (its innermost inlined
+// call), once per process: goroutines started by one statement share it.
+func (p *Process) creator(gopc uint64) *Frame {
+	if c, ok := p.creators[gopc]; ok {
+		return c
+	}
+	var c *Frame
+	b := p.Binary
+	if f, ok := b.tab.findFunc(gopc - p.bias); ok {
+		tpc := gopc - p.bias
+		if tpc > f.entry {
+			tpc--
+		}
+		fr := b.tab.frames(f, tpc, p.bias, nil)
+		c = &fr[0]
+		c.PC = gopc
+	}
+	if p.creators == nil {
+		p.creators = map[uint64]*Frame{}
+	}
+	if len(p.creators) < maxPCInfos {
+		p.creators[gopc] = c
+	}
+	return c
 }
 
 // Hidden reports whether tracebacks leave out frames of function name by

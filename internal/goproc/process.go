@@ -86,8 +86,9 @@ type Process struct {
 	closer func() error
 
 	// Caches of what the binary says, shared by every read (unwind.go).
-	pcs    map[uint64]*pcInfo
-	defers map[uint64]*openDefers
+	pcs      map[uint64]*pcInfo
+	defers   map[uint64]*openDefers
+	creators map[uint64]*Frame // shared, never modified
 }
 
 // Attach opens the live process pid for reading. It fails with a one-line

@@ -26,6 +26,7 @@ func (p *Process) unwind(g *Goroutine, pc, sp uint64, stack []byte) {
 		return le.Uint64(stack[a-base:]), true
 	}
 	trap := false // the frame's pc is where a trap hit, not a return address
+	g.Frames = make([]Frame, 0, 16)
 	for n := 0; len(g.Frames) < p.opts.MaxFrames; n++ {
 		in := p.pcInfo(pc, trap)
 		if !in.ok {
