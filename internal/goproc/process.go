@@ -89,6 +89,7 @@ type Process struct {
 	pcs      map[uint64]*pcInfo
 	defers   map[uint64]*openDefers
 	creators map[uint64]*Frame // shared, never modified
+	scratch  []Frame           // unwind's buffer
 }
 
 // Attach opens the live process pid for reading. It fails with a one-line

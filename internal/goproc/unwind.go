@@ -2,6 +2,7 @@ package goproc
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -26,7 +27,13 @@ func (p *Process) unwind(g *Goroutine, pc, sp uint64, stack []byte) {
 		return le.Uint64(stack[a-base:]), true
 	}
 	trap := false // the frame's pc is where a trap hit, not a return address
-	g.Frames = make([]Frame, 0, 16)
+	// Unwound into a buffer reused from goroutine to goroutine, then
+	// copied at its size: 100,000 goroutines keep no spare capacity.
+	g.Frames = p.scratch[:0]
+	defer func() {
+		p.scratch = g.Frames[:0]
+		g.Frames = slices.Clone(g.Frames)
+	}()
 	for n := 0; len(g.Frames) < p.opts.MaxFrames; n++ {
 		in := p.pcInfo(pc, trap)
 		if !in.ok {

@@ -30,8 +30,6 @@ type Source struct {
 	mu sync.Mutex
 	p  *goproc.Process
 	id procid.ID
-	// last is the last image read, for Goroutines.
-	last *goproc.Image
 	// core is the core file read, "" for a live process.
 	core string
 }
@@ -69,11 +67,7 @@ func (s *Source) Process() *goproc.Process { return s.p }
 func (s *Source) Image(ctx context.Context) (*goproc.Image, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	img, err := s.p.Read(ctx)
-	if err == nil {
-		s.last = img
-	}
-	return img, err
+	return s.p.Read(ctx)
 }
 
 // Read reads the process's waits on sync locks.
