@@ -148,8 +148,6 @@ func (t *pclntab) name(off int32) string {
 	return s
 }
 
-func (f fn) funcID() uint8 { return f.rec[40] }
-
 // pcdata returns the offset of pcdata table i, 0 if none.
 func (f fn) pcdata(i int) uint32 {
 	if uint32(i) >= f.u32(28) || funcHeader+4*(i+1) > len(f.rec) {
