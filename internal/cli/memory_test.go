@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,9 +158,19 @@ func TestAttachPlainGo(t *testing.T) {
 					t.Fatal("watch did not end when its context did")
 				}
 			}
-			code, out, errOut := lockwatch(t, "stacks", strconv.Itoa(pid))
-			if code != 0 || !strings.Contains(out, "main.holdAndBlock") || !strings.Contains(out, "sync.Mutex.Lock 3") {
-				t.Errorf("stacks: exit %d:\n%s%s", code, out, errOut)
+			code, out, errOut := lockwatch(t, "stacks", "-o", "json", strconv.Itoa(pid))
+			var st stacksOutput
+			if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || len(st.Dumps) != 1 || st.Format != "memory" {
+				t.Fatalf("stacks: exit %d, %v:\n%s%s", code, err, out, errOut)
+			}
+			waitHeld := false
+			for _, g := range st.Dumps[0].Groups {
+				if len(g.Frames) > 0 && g.Count == 3 && len(g.States) == 1 && g.States[0].State == "sync.Mutex.Lock" {
+					waitHeld = slices.ContainsFunc(g.Frames, func(f stacksFrame) bool { return f.Func == "main.waitHeld" })
+				}
+			}
+			if !waitHeld || !strings.Contains(out, "main.holdAndBlock") {
+				t.Errorf("stacks: want the 3 waiters of muHeld in one group, and the holder's stack:\n%s", out)
 			}
 		})
 	}
