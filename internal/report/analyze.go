@@ -498,10 +498,17 @@ func (g *graph) stuck(l *lock, h *lockstate.Holder) (Finding, bool) {
 		return Finding{}, false
 	}
 	p := g.holder(l, h)
+	summary := fmt.Sprintf("%s g%d has held %q for %s while %s", p.who(), h.Goroutine, l.Name,
+		held.Round(time.Millisecond), waitersPhrase(len(waiters)))
+	if h.Inferred != "" {
+		// The holder and how long it has held are what its backend
+		// inferred (a lower bound), never a record.
+		summary = fmt.Sprintf("%s g%d has held %q for at least %s while %s; inferred, not proven: %s", p.who(), h.Goroutine, l.Name,
+			held.Round(time.Millisecond), waitersPhrase(len(waiters)), h.Inferred)
+	}
 	return Finding{Kind: StuckHolder, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: waiters,
-		Summary: fmt.Sprintf("%s g%d has held %q for %s while %s", p.who(), h.Goroutine, l.Name,
-			held.Round(time.Millisecond), waitersPhrase(len(waiters))),
-		Next: fmt.Sprintf("see what pid %d g%d is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, h.Goroutine),
+		Summary: summary,
+		Next:    fmt.Sprintf("see what pid %d g%d is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, h.Goroutine),
 	}, true
 }
 

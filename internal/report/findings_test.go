@@ -356,3 +356,20 @@ func TestInferredNotDeadlock(t *testing.T) {
 		t.Errorf("the locks table does not mark the inferred holders:\n%s", b.String())
 	}
 }
+
+// TestInferredStuckHolder: a stuck holder that its backend inferred says
+// so, with its evidence, and that its time is a lower bound.
+func TestInferredStuckHolder(t *testing.T) {
+	long := t0.Add(-time.Minute)
+	r, err := diagnoseFake(&fakeHost{}, nil, fakeSnap(nil,
+		fakeLock{name: "a", holders: []lockstate.Holder{inferred(wr(g(pA, 1), long))}, waiters: []lockstate.Waiter{wantW(g(pA, 2), long)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Findings) != 1 || r.Findings[0].Kind != StuckHolder {
+		t.Fatalf("got %v; want a stuck holder", summaries(r.Findings))
+	}
+	if s := r.Findings[0].Summary; !strings.Contains(s, "for at least 1m0s") || !strings.Contains(s, "inferred, not proven: a pending deferred Unlock") {
+		t.Errorf("summary %q does not say the holder is inferred and its time a lower bound", s)
+	}
+}

@@ -145,9 +145,21 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 		writers, readers := 0, 0
 		for _, h := range l.Holders {
 			// No Stack: where it took the lock is not known (its stack
-			// says where it is now).
-			lk.Holders = append(lk.Holders, lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: h.Goroutine},
-				Read: h.Read, Inferred: h.Evidence})
+			// says where it is now, which the evidence tells).
+			hd := lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: h.Goroutine}, Read: h.Read, Inferred: h.Evidence}
+			if g := byID[h.Goroutine]; g != nil && g.WaitReason != "" {
+				hd.Inferred += fmt.Sprintf("; it waits (%s)", g.WaitReason)
+				if at, ok := callSite(g.Frames); ok {
+					hd.Inferred += fmt.Sprintf(" in %s at %s:%d", at.Func, at.File, at.Line)
+				}
+				// Blocked holding it: it has held it at least as long
+				// as the runtime has seen it blocked, unless it waits
+				// for another sync object (a chain, not its end).
+				if g.Waits == nil && g.WaitKnown && g.WaitingAtLeast > 0 {
+					hd.Since = img.Taken.Add(-g.WaitingAtLeast)
+				}
+			}
+			lk.Holders = append(lk.Holders, hd)
 			if h.Read {
 				readers++
 			} else {
@@ -226,6 +238,16 @@ func Frames(fs []goproc.Frame) []stackdump.Frame {
 		out = append(out, stackdump.Frame{Func: f.Func, File: f.File, Line: f.Line})
 	}
 	return out
+}
+
+// callSite is a goroutine's innermost frame of the program's own code.
+func callSite(fs []goproc.Frame) (goproc.Frame, bool) {
+	for _, f := range fs {
+		if !goproc.Hidden(f.Func) && !strings.HasPrefix(f.Func, "sync.") && !strings.HasPrefix(f.Func, "internal/") {
+			return f, true
+		}
+	}
+	return goproc.Frame{}, false
 }
 
 // resolver gives each goroutine's stack as read (stack id = goroutine id).

@@ -20,7 +20,8 @@ func TestSnapshot(t *testing.T) {
 	img := &goproc.Image{PID: 42, Taken: taken, Goroutines: []goproc.Goroutine{
 		{ID: 1, Status: "waiting", WaitReason: "sync.Mutex.Lock", WaitKnown: true, WaitingAtLeast: time.Minute, Frames: frames},
 		{ID: 2, Status: "waiting", WaitReason: "sync.Mutex.Lock", Frames: frames},
-		{ID: 3, Status: "waiting", WaitReason: "chan receive"},
+		{ID: 3, Status: "waiting", WaitReason: "chan receive", WaitKnown: true, WaitingAtLeast: 2 * time.Minute,
+			Frames: []goproc.Frame{{Func: "runtime.gopark"}, {Func: "main.hold", File: "h.go", Line: 9}}},
 		{ID: 4, Status: "waiting", WaitReason: "chan receive", System: true},
 	}, Locks: []goproc.Lock{
 		{Addr: 0x1000, Kind: "sync.Mutex", Name: "main.mu", Locked: true, State: "locked, 1 waiting",
@@ -37,8 +38,10 @@ func TestSnapshot(t *testing.T) {
 	if named.Name != "main.mu" || anon.Name != "0xc000010000" || named.Kind != KindMutex {
 		t.Errorf("names %q, %q, kind %q", named.Name, anon.Name, named.Kind)
 	}
-	if h := named.Holders; len(h) != 1 || h[0].Goroutine != 3 || h[0].Inferred == "" || h[0].ID != id {
-		t.Errorf("holders %+v; want g3, inferred", h)
+	if h := named.Holders; len(h) != 1 || h[0].Goroutine != 3 || h[0].ID != id ||
+		h[0].Inferred != "inferred: a pending deferred Unlock; it waits (chan receive) in main.hold at h.go:9" ||
+		!h[0].Since.Equal(taken.Add(-2*time.Minute)) {
+		t.Errorf("holders %+v; want g3, inferred, blocked for at least 2 minutes", h)
 	}
 	if h := anon.Holders; len(h) != 1 || h[0].Goroutine != 0 || h[0].Inferred != "" {
 		t.Errorf("holders %+v; want one with no goroutine, not inferred", h)
