@@ -19,7 +19,7 @@ import (
 // startPlainGo builds and starts goproc's test target, a program with the
 // standard sync only and no probe (built as kind: "default" or "stripped"),
 // and returns its pid once it says it is ready.
-func startPlainGo(t *testing.T, kind string) int {
+func startPlainGo(t *testing.T, kind string, targetArgs ...string) int {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds a program")
@@ -34,7 +34,7 @@ func startPlainGo(t *testing.T, kind string) int {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	target := exec.Command(exe)
+	target := exec.Command(exe, targetArgs...)
 	stdout, err := target.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -206,5 +206,38 @@ func TestAttachCore(t *testing.T) {
 	code, _, errOut = lockwatch(t, "attach", "--exe", "/bin/true", core)
 	if code != ExitUsage || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "not a Go program") {
 		t.Errorf("attach --exe /bin/true: exit %d: %q; want one line saying it is not Go", code, errOut)
+	}
+}
+
+// TestAttachPlainGoStuck: once the runtime has noted how long its
+// goroutines wait (a GC ran since they blocked), a holder inferred while it
+// is blocked on a channel is a stuck holder, said to be inferred, its time
+// a lower bound.
+func TestAttachPlainGoStuck(t *testing.T) {
+	pid := startPlainGo(t, "default", "-gc", "20ms")
+	deadline := time.Now().Add(probablyStillBlocked)
+	for {
+		code, out, errOut := lockwatch(t, "attach", "--stuck-after", "200ms", "-o", "json", strconv.Itoa(pid))
+		var r report.Report
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("attach: exit %d, %v: %s%s", code, err, out, errOut)
+		}
+		stuck := 0
+		for _, f := range r.Findings {
+			if f.Kind == report.StuckHolder {
+				stuck++
+				if !strings.Contains(f.Summary, "for at least") || !strings.Contains(f.Summary, "inferred, not proven") ||
+					f.Holder == nil || !strings.Contains(f.Holder.Inferred, "it waits (chan receive)") {
+					t.Fatalf("stuck holder %+v: want it said to be inferred, with a lower bound", f)
+				}
+			}
+		}
+		if stuck == 2 { // muHeld's holder and rw's reader
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, findings %+v; want two inferred stuck holders", probablyStillBlocked, r.Findings)
+		}
+		time.Sleep(quiescent)
 	}
 }

@@ -34,6 +34,9 @@ type psGo struct {
 	Error string `json:"error,omitempty"`
 }
 
+// psGoTimeout bounds the read of one Go process by ps.
+const psGoTimeout = 2 * time.Second
+
 // psGoLimit bounds the Go processes ps reads (each read costs lockwatch a
 // few milliseconds, and the process nothing).
 const psGoLimit = 256
@@ -70,13 +73,15 @@ func goProcesses(ctx context.Context) []psGo {
 				g.Command = filepath.Base(l)
 			}
 		}
-		p, err := goproc.Attach(pid, goproc.Options{TableFirst: true})
+		p, err := goproc.Attach(pid, goproc.Options{Quick: true, NoStacks: true})
 		if err != nil {
 			g.Error = oneLine(err.Error())
 			out = append(out, g)
 			continue
 		}
-		img, err := p.Read(ctx)
+		rctx, cancel := context.WithTimeout(ctx, psGoTimeout)
+		img, err := p.Read(rctx)
+		cancel()
 		p.Close()
 		if err != nil {
 			g.Error = oneLine(err.Error())

@@ -54,14 +54,15 @@ var runtimeSyms = map[string]bool{
 // OpenBinary reads the Go executable at path.
 func OpenBinary(path string) (*Binary, error) { return openBinaryWith(path, false) }
 
-// openBinaryWith reads the binary; tableFirst takes the layout from the
-// table when its release is known, without reading the DWARF.
-func openBinaryWith(path string, tableFirst bool) (*Binary, error) {
+// openBinaryWith reads the binary; quick takes the layout from the table
+// when its release is known, without reading the DWARF, and leaves the
+// symbol table unread (Options.Quick).
+func openBinaryWith(path string, quick bool) (*Binary, error) {
 	file, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	b, err := openBinary(path, file, tableFirst)
+	b, err := openBinary(path, file, quick)
 	if err != nil {
 		file.Close()
 		return nil, err
@@ -69,7 +70,7 @@ func openBinaryWith(path string, tableFirst bool) (*Binary, error) {
 	return b, nil
 }
 
-func openBinary(path string, file *os.File, tableFirst bool) (*Binary, error) {
+func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	f, err := elf.NewFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (not an ELF executable: %v)", path, ErrNotGo, err)
@@ -98,7 +99,7 @@ func openBinary(path string, file *os.File, tableFirst bool) (*Binary, error) {
 	b.tab.readFile = b.fileBytes
 
 	var derr error
-	if L, ok := tableLayout(b.GoVersion, f.Machine); ok && tableFirst {
+	if L, ok := tableLayout(b.GoVersion, f.Machine); ok && quick {
 		b.layout, b.LayoutSource = L, "table "+release(b.GoVersion)
 	} else if d, err := typesDWARF(f); err != nil {
 		derr = err
@@ -117,9 +118,12 @@ func openBinary(path string, file *os.File, tableFirst bool) (*Binary, error) {
 		b.layout.WaitReasons = L.WaitReasons // read from memory when the symbol is there
 	}
 
-	syms, err := f.Symbols()
+	var syms []elf.Symbol
+	if !quick || b.LayoutSource == "DWARF" {
+		syms, err = f.Symbols()
+	}
 	if err != nil || len(syms) == 0 {
-		b.Stripped = true
+		b.Stripped = true // or not read: the goroutines are found by a scan
 	}
 	for _, s := range syms {
 		if runtimeSyms[s.Name] {

@@ -267,7 +267,7 @@ func checkLocks(t *testing.T, img *goproc.Image) {
 				continue
 			}
 			h := l.Holders[0]
-			if !strings.HasPrefix(h.Evidence, "inferred: a pending deferred Unlock") {
+			if !strings.HasPrefix(h.Evidence, "a pending deferred Unlock") {
 				t.Errorf("holder evidence %q", h.Evidence)
 			}
 			switch len(l.Waiters) {

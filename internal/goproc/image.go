@@ -180,7 +180,7 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 		return nil, err
 	}
 	reasons := p.waitReasons(r)
-	if b.tab.gofunc == 0 {
+	if b.tab.gofunc == 0 && !p.opts.NoStacks {
 		p.findGofunc(r)
 		if b.tab.gofunc == 0 {
 			img.Notes = append(img.Notes, "the binary's inline trees could not be found: inlined calls are shown as their callers' frames")
@@ -378,7 +378,7 @@ func (p *Process) readGs(r *reader, addrs []uint64) []gRead {
 		out[i] = gRead{raw: ps[i].Buf, ok: true}
 		g := ps[i].Buf
 		st := le.Uint32(g[L.GStatus:]) &^ gScan
-		if st == gDead || st == gDeadExtra || st == gIdle || st == gRunning {
+		if st == gDead || st == gDeadExtra || st == gIdle || st == gRunning || p.opts.NoStacks {
 			continue
 		}
 		sp, lo, hi := p.regs(g, st)
@@ -457,6 +457,8 @@ func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) 
 		}
 	}
 	switch {
+	case p.opts.NoStacks:
+		return g, true
 	case st == gRunning:
 		g.StackNote = "running: its stack cannot be read without stopping it"
 		return g, true

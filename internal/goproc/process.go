@@ -39,11 +39,16 @@ type Options struct {
 	// disk). Required for a core file whose binary is not where the core
 	// says.
 	Exe string
-	// TableFirst takes the runtime's layout from the table of known
-	// releases, when the binary's release is in it, rather than from its
-	// DWARF (which costs tens to hundreds of milliseconds to read): for
-	// a quick look at many processes (lockwatch ps).
-	TableFirst bool
+	// Quick is for a quick look at many processes (lockwatch ps): the
+	// runtime's layout comes from the table of known releases when the
+	// binary's release is in it, rather than from its DWARF, and the
+	// symbol table is not read (the goroutines are found as in a stripped
+	// binary): each costs tens to hundreds of milliseconds in a large
+	// binary. Locks are then not named.
+	Quick bool
+	// NoStacks reads the goroutines and their waits without their stacks
+	// (no frames, no inferred holders): a quick count (lockwatch ps).
+	NoStacks bool
 }
 
 func (o Options) withDefaults() Options {
@@ -105,7 +110,7 @@ func Attach(pid int, opts Options) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := openBinaryWith(exe, opts.TableFirst)
+	b, err := openBinaryWith(exe, opts.Quick)
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, permissionError(pid, comm)

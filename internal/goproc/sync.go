@@ -159,7 +159,7 @@ func (p *Process) locks(r *reader, img *Image) {
 			if h.Read {
 				verb = "RUnlock"
 			}
-			h.Evidence = fmt.Sprintf("inferred: a pending deferred %s of it in %s (%s captures its address)", verb, d.frame, d.wrap)
+			h.Evidence = fmt.Sprintf("a pending deferred %s of it in %s (%s captures its address)", verb, d.frame, d.wrap)
 			if !slices.ContainsFunc(l.Holders, func(x Holder) bool { return x.Goroutine == h.Goroutine }) {
 				l.Holders = append(l.Holders, h)
 			}

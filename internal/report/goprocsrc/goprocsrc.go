@@ -12,6 +12,7 @@ package goprocsrc
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -150,7 +151,7 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 			if g := byID[h.Goroutine]; g != nil && g.WaitReason != "" {
 				hd.Inferred += fmt.Sprintf("; it waits (%s)", g.WaitReason)
 				if at, ok := callSite(g.Frames); ok {
-					hd.Inferred += fmt.Sprintf(" in %s at %s:%d", at.Func, at.File, at.Line)
+					hd.Inferred += fmt.Sprintf(" in %s at %s:%d", at.Func, filepath.Base(at.File), at.Line)
 				}
 				// Blocked holding it: it has held it at least as long
 				// as the runtime has seen it blocked, unless it waits

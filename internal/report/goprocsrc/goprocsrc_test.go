@@ -25,7 +25,7 @@ func TestSnapshot(t *testing.T) {
 		{ID: 4, Status: "waiting", WaitReason: "chan receive", System: true},
 	}, Locks: []goproc.Lock{
 		{Addr: 0x1000, Kind: "sync.Mutex", Name: "main.mu", Locked: true, State: "locked, 1 waiting",
-			Waiters: []goproc.Waiter{{Goroutine: 1}}, Holders: []goproc.Holder{{Goroutine: 3, Evidence: "inferred: a pending deferred Unlock"}}},
+			Waiters: []goproc.Waiter{{Goroutine: 1}}, Holders: []goproc.Holder{{Goroutine: 3, Evidence: "a pending deferred Unlock"}}},
 		{Addr: 0xc000010000, Kind: "sync.Mutex", Locked: true, Waiters: []goproc.Waiter{{Goroutine: 2}}},
 		{Addr: 0xc000020000, Kind: "sync.WaitGroup", Waiters: []goproc.Waiter{{Goroutine: 9}}},
 	}}
@@ -39,7 +39,7 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("names %q, %q, kind %q", named.Name, anon.Name, named.Kind)
 	}
 	if h := named.Holders; len(h) != 1 || h[0].Goroutine != 3 || h[0].ID != id ||
-		h[0].Inferred != "inferred: a pending deferred Unlock; it waits (chan receive) in main.hold at h.go:9" ||
+		h[0].Inferred != "a pending deferred Unlock; it waits (chan receive) in main.hold at h.go:9" ||
 		!h[0].Since.Equal(taken.Add(-2*time.Minute)) {
 		t.Errorf("holders %+v; want g3, inferred, blocked for at least 2 minutes", h)
 	}

@@ -9,6 +9,8 @@
 //     channel, a writer queued in Lock behind it and two readers queued
 //     behind the writer;
 //   - with -n N, N more goroutines blocked on a channel;
+//   - with -gc D, a garbage collection every D (so that the runtime notes
+//     how long its goroutines have waited);
 //   - with -nondumpable, it makes itself non-dumpable;
 //   - with -heartbeat D, a goroutine that wakes every D and reports, on
 //     stderr when the process gets SIGUSR2, the longest gap it saw beyond D
@@ -22,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -77,7 +80,17 @@ func main() {
 	n := flag.Int("n", 0, "more goroutines blocked on a channel")
 	hb := flag.Duration("heartbeat", 0, "measure scheduling gaps with this period")
 	nondumpable := flag.Bool("nondumpable", false, "prctl(PR_SET_DUMPABLE, 0): only root may read its memory")
+	gc := flag.Duration("gc", 0, "run a garbage collection this often (the runtime then notes how long goroutines wait)")
 	flag.Parse()
+
+	if *gc > 0 {
+		go func() {
+			for {
+				time.Sleep(*gc)
+				runtime.GC()
+			}
+		}()
+	}
 
 	if *nondumpable {
 		const prSetDumpable = 4
