@@ -506,10 +506,17 @@ func (g *graph) stuck(l *lock, h *lockstate.Holder) (Finding, bool) {
 		return Finding{}, false
 	}
 	p := g.holder(l, h)
+	summary := fmt.Sprintf("%s%s has held %q for %s while %s", p.who(), gsuffix(h.Goroutine), l.Name,
+		held.Round(time.Millisecond), waitersPhrase(waiters))
+	if h.Inferred != "" {
+		// The holder and how long it has held are what its backend
+		// inferred (a lower bound), never a record.
+		summary = fmt.Sprintf("%s%s has held %q for at least %s while %s; inferred, not proven: %s", p.who(), gsuffix(h.Goroutine), l.Name,
+			held.Round(time.Millisecond), waitersPhrase(waiters), h.Inferred)
+	}
 	return Finding{Kind: StuckHolder, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: waiters,
-		Summary: fmt.Sprintf("%s%s has held %q for %s while %s", p.who(), gsuffix(h.Goroutine), l.Name,
-			held.Round(time.Millisecond), waitersPhrase(waiters)),
-		Next: fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine)),
+		Summary: summary,
+		Next:    fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine)),
 	}, true
 }
 
@@ -544,7 +551,9 @@ func (g *graph) liveWaiters(l *lock) []Party {
 }
 
 func (g *graph) holder(l *lock, h *lockstate.Holder) Party {
-	return g.party(h.Party, h.Read, h.Since, stackRef{l.res, h.Stack})
+	p := g.party(h.Party, h.Read, h.Since, stackRef{l.res, h.Stack})
+	p.Inferred = h.Inferred
+	return p
 }
 
 func (g *graph) waiter(l *lock, w *lockstate.Waiter) Party {

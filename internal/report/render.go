@@ -124,6 +124,9 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			if h.Read {
 				state += " (read)"
 			}
+			if h.Inferred != "" {
+				state += " (inferred)"
+			}
 			rows = append(rows, []string{Escape(l.Name), Escape(state), Escape(pidText(h.Host, h.PID)), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
 		}
 	}

@@ -156,6 +156,11 @@ type Holder struct {
 	Read  bool      // holds it shared (an RWMutex's RLock); false: exclusive
 	Since time.Time // when it took the lock; zero if not recorded
 	Stack uint64    // where it took the lock: an id for Snapshot.Stacks; 0 if not recorded
+	// Inferred is the evidence when the backend did not record the holder
+	// but inferred it ("a pending deferred Unlock of it in main.worker"):
+	// the report labels it, and a cycle through it is an inferred cycle,
+	// never a proven one. "" for a recorded holder.
+	Inferred string
 }
 
 // A Loss is a goroutine that lost a lock it held (Lock.Lost).
