@@ -33,6 +33,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/dropinmem"
 	"github.com/lockwatch/lockwatch/internal/inproc"
+	"github.com/lockwatch/lockwatch/internal/jsonbudget"
 	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/lockreg"
@@ -122,6 +123,11 @@ func noMutexes(dir string, id procid.ID) bool {
 // maxOrdersFile bounds an orders file read: what one probe answer holds.
 const maxOrdersFile = 4 << 20
 
+// maxOrdersValues bounds the JSON values of an orders file decoded, as the
+// probe client bounds an answer's: empty objects would build 60 bytes of
+// structure for each 3 bytes of file.
+const maxOrdersValues = 1 << 17
+
 // readOrdersFile reads the orders file of process id; nil, nil if it has
 // none.
 func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
@@ -144,6 +150,9 @@ func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
 	}
 	if len(b) > maxOrdersFile {
 		return nil, fmt.Errorf("%s is larger than the %d MiB lockwatch reads", path, maxOrdersFile>>20)
+	}
+	if n := jsonbudget.Values(b); n > maxOrdersValues {
+		return nil, fmt.Errorf("%s holds %d JSON values, more than the %d lockwatch decodes of one", path, n, maxOrdersValues)
 	}
 	var v probe.OrderView
 	if err := json.Unmarshal(b, &v); err != nil {
