@@ -53,6 +53,9 @@ func (g *graph) lockRows() []LockRow {
 	out := []LockRow{}
 	for _, l := range g.locks {
 		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Word: l.Facts.Word, Waiting: len(l.Waiters)}
+		for _, f := range l.Facts.Extra {
+			row.Facts = append(row.Facts, Fact{Name: f.Name, Value: f.Value})
+		}
 		for i := range l.Holders {
 			p := g.holder(l, &l.Holders[i])
 			if i == 0 {

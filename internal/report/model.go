@@ -222,6 +222,15 @@ type LockRow struct {
 	Holders   []Party `json:"holders,omitempty"`
 	Waiting   int     `json:"waiting"` // goroutines waiting, in all processes
 	OwnerDied bool    `json:"owner_died"`
+	// Facts are the backend's own facts about the lock (a file lock's type
+	// and file, a PostgreSQL lock's mode), in the backend's order.
+	Facts []Fact `json:"facts,omitempty"`
+}
+
+// A Fact is one named fact a backend gives about a lock.
+type Fact struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // WaiterRow is one waiting goroutine.

@@ -131,6 +131,9 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		title = "LOCKS (" + strings.Join(left, "; ") + ")"
 	}
 	e.section(st, title, []string{"name", "state", "holder", "liveness", "goroutine", "held for", "acquired at"}, rows)
+	if details := lockDetails(r.Locks, st.AllLocks); len(details) > 0 {
+		e.section(st, "LOCK DETAILS", []string{"name", "details"}, details)
+	}
 
 	rows = rows[:0]
 	for _, wr := range r.Waiters {
@@ -176,6 +179,24 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		}
 	}
 	return e.err
+}
+
+// lockDetails is a row for each listed lock whose backend gave facts of its
+// own and that the locks table shows (free locks only with all): the lock's
+// name, then each fact as "name value", joined by commas.
+func lockDetails(locks []LockRow, all bool) [][]string {
+	var rows [][]string
+	for _, l := range locks {
+		if len(l.Facts) == 0 || (!all && l.State == "free" && l.Waiting == 0) {
+			continue
+		}
+		parts := make([]string, len(l.Facts))
+		for i, f := range l.Facts {
+			parts[i] = Escape(f.Name + " " + f.Value)
+		}
+		rows = append(rows, []string{Escape(l.Name), strings.Join(parts, ", ")})
+	}
+	return rows
 }
 
 // likeFinding reports whether g says what f says but of another process:

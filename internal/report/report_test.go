@@ -606,3 +606,42 @@ func TestUnlistedSummed(t *testing.T) {
 		t.Errorf("unlisted %v; want %v", r.Unlisted, want)
 	}
 }
+
+// A backend's own facts reach the report as they are: in JSON for every
+// lock, in the table for the locks the table lists, escaped.
+func TestExtraFacts(t *testing.T) {
+	snap := fakeSnap(nil,
+		fakeLock{name: "held", holders: []lockstate.Holder{wr(g(pA, 1), t0.Add(-time.Second))}},
+		fakeLock{name: "idle"})
+	snap.Locks[0].Facts.Extra = []lockstate.Fact{{Name: "type", Value: "FLOCK WRITE"}, {Name: "file", Value: "/tmp/a\x1b]0;x\a.lock"}}
+	snap.Locks[1].Facts.Extra = []lockstate.Fact{{Name: "type", Value: "POSIX READ"}}
+	src := Sources{Locks: []lockstate.Source{&fakeSource{snaps: []*lockstate.Snapshot{snap}}}, Host: &fakeHost{}}
+	r, err := Diagnose(context.Background(), src, Options{StuckAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts := map[string][]Fact{}
+	for _, l := range r.Locks {
+		facts[l.Name] = l.Facts
+	}
+	if want := []Fact{{"type", "FLOCK WRITE"}, {"file", "/tmp/a\x1b]0;x\a.lock"}}; !slices.Equal(facts["held"], want) {
+		t.Errorf("held's facts %v; want %v", facts["held"], want)
+	}
+	if want := []Fact{{"type", "POSIX READ"}}; !slices.Equal(facts["idle"], want) {
+		t.Errorf("idle's facts %v; want %v", facts["idle"], want)
+	}
+	var b strings.Builder
+	if err := r.Write(&b, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(out, "LOCK DETAILS") || !strings.Contains(out, "type FLOCK WRITE, file /tmp/a") {
+		t.Errorf("the table does not show held's facts:\n%s", out)
+	}
+	if strings.Contains(out, "POSIX READ") {
+		t.Errorf("the table shows the facts of a free lock it does not list:\n%s", out)
+	}
+	if strings.ContainsAny(out, "\x1b\a") {
+		t.Errorf("a fact reached the terminal unescaped:\n%q", out)
+	}
+}

@@ -130,6 +130,16 @@ type Facts struct {
 	// Word is a lockreg lock's futex word: the holder's pid in the low 30
 	// bits, FUTEX_WAITERS and FUTEX_OWNER_DIED above.
 	Word uint32
+	// Extra are the backend's own facts, by name, in the order the backend
+	// gives them ("type": "FLOCK WRITE", "file": "/var/lib/app.lock"): the
+	// report shows them as they are, so that a new kind of lock shows what
+	// it knows without a change to the report.
+	Extra []Fact
+}
+
+// A Fact is one named fact about a lock (Facts.Extra).
+type Fact struct {
+	Name, Value string
 }
 
 // A Holder is a goroutine that holds a lock.
