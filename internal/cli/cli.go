@@ -228,7 +228,8 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 	})
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.holdersCmd(), a.pruneCmd())
-	a.etcdCommands(root) // etcd runs: handed to lockwatch-etcd (etcd.go)
+	a.etcdCommands(root)     // etcd runs: handed to lockwatch-etcd (etcd.go)
+	a.postgresCommands(root) // PostgreSQL servers: handed to lockwatch-pg (postgres.go)
 	return root
 }
 

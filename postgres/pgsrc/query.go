@@ -54,7 +54,7 @@ SELECT json_build_object(
       'blockers', CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END)), '[]')
     FROM (SELECT * FROM pg_stat_activity WHERE pid <> pg_backend_pid() LIMIT %d) a),
   'locks', (SELECT coalesce(json_agg(json_build_object(
-      'type', k.locktype, 'db', d.datname, 'dboid', k.database,
+      'type', k.locktype, 'db', d.datname, 'dboid', k.database::bigint,
       'rel', CASE WHEN k.relation IS NULL THEN NULL
                   WHEN k.database IN (0, (SELECT oid FROM here)) THEN k.relation::regclass::text
                   ELSE k.relation::text END,

@@ -141,6 +141,9 @@ type Options struct {
 	Listen []string
 	// Settings are extra server settings, name=value.
 	Settings []string
+	// Trust are client addresses (CIDR) the server lets in without a
+	// password, besides its own loopback and unix socket.
+	Trust []string
 }
 
 // A Server is a running private PostgreSQL server.
@@ -170,6 +173,18 @@ func (c *Cluster) Start(opts Options) (*Server, error) {
 	data := filepath.Join(dir, "data")
 	if out, err := c.command("cp", "-a", c.template, data).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgtest: copy cluster: %v: %s", err, out)
+	}
+	if len(opts.Trust) > 0 {
+		f, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range opts.Trust {
+			fmt.Fprintf(f, "host all all %s trust\n", a)
+		}
+		if err := f.Close(); err != nil {
+			return nil, err
+		}
 	}
 	port, err := freePort()
 	if err != nil {
