@@ -22,6 +22,16 @@ func (s *Source) Explain(r *report.Report) {
 	if rd == nil {
 		return
 	}
+	// A session has no goroutines to ask a probe for: the report's note
+	// that its "pid" is on host pg, where no probe can be asked, says
+	// nothing a reader needs.
+	notes := r.Notes[:0]
+	for _, n := range r.Notes {
+		if !(strings.HasPrefix(n, "pid ") && strings.HasSuffix(n, " is on "+Host+", where no probe can be asked: its stacks are from the records only")) {
+			notes = append(notes, n)
+		}
+	}
+	r.Notes = notes
 	for i := range r.Findings {
 		f := &r.Findings[i]
 		if f.LockKind != Kind {

@@ -129,7 +129,6 @@ func (s *Source) convert(a *answer) (*lockstate.Snapshot, *read) {
 	if snap.Taken.IsZero() {
 		snap.Taken = time.Now()
 	}
-	hidden := 0
 	for i := range a.Sessions {
 		if i == MaxSessions {
 			snap.Notes = append(snap.Notes, fmt.Sprintf("the server has more than %d sessions; the rest were not read", MaxSessions))
@@ -141,14 +140,7 @@ func (s *Source) convert(a *answer) (*lockstate.Snapshot, *read) {
 			se.id.Start = uint64(se.Start.UnixMicro())
 		}
 		se.hidden = se.State == nil && str(se.Query) == "<insufficient privilege>"
-		if se.hidden {
-			hidden++
-		}
 		rd.sessions[se.PID] = se
-	}
-	if !a.Stats && hidden > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("role %q lacks pg_read_all_stats: %d sessions of other roles show no state, client address, start time or query, so their clients are not looked for on this machine (no dead-holder proof for them), how long they have held their locks is not known (no stuck-holder for them), and their queries are not shown; grant it with: GRANT pg_read_all_stats TO %s",
-			a.User, hidden, pgx.Identifier{a.User}.Sanitize()))
 	}
 	locks := a.Locks
 	if len(locks) > MaxLocks {
@@ -156,6 +148,16 @@ func (s *Source) convert(a *answer) (*lockstate.Snapshot, *read) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("more than %d lock rows are awaited or advisory; the rest were not read", MaxLocks))
 	}
 	s.model(snap, rd, locks)
+	hidden := 0
+	for _, p := range snap.Processes {
+		if se := rd.sessions[p.PID]; p.Host == Host && se != nil && se.hidden {
+			hidden++
+		}
+	}
+	if hidden > 0 {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("role %q lacks pg_read_all_stats: %d of the sessions here are other roles' and show no state, client address, start time or query, so their clients are not looked for on this machine (no dead-holder proof for them), how long they have held their locks is not known (no stuck-holder for them), and their queries are not shown; grant it with: GRANT pg_read_all_stats TO %s",
+			a.User, hidden, pgx.Identifier{a.User}.Sanitize()))
+	}
 	s.clients(snap, rd)
 	for _, d := range a.Deadlocks {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("PostgreSQL's deadlock detector has broken %d deadlocks in database %q since its statistics were reset, each after deadlock_timeout (%s), cancelling one session of each (the server log says which: \"deadlock detected\")",
