@@ -65,23 +65,17 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	server = pgtest.Given()
-	if server == "" {
-		var err error
-		cluster, err = pgtest.Init("")
-		if err != nil {
-			noPG = err
-			fmt.Fprintf(os.Stderr, "NOTE: the PostgreSQL tests are skipped: %v\n", err)
-			return m.Run()
-		}
-		defer cluster.Close()
-		srv, err := cluster.Start(pgtest.Options{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer srv.Stop()
-		server = srv.URL()
+	var stop func()
+	var err error
+	server, cluster, stop, err = pgtest.ForTests()
+	defer stop()
+	switch {
+	case errors.Is(err, pgtest.ErrNoPostgres):
+		noPG = err
+		fmt.Fprintf(os.Stderr, "NOTE: the PostgreSQL tests are skipped: %v\n", err)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	return m.Run()
 }
