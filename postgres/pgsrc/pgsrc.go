@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -92,6 +93,7 @@ type read struct {
 	sessions        map[int]*sess
 	server          int // the server's port
 	deadlockTimeout string
+	groups          []group // the model's locks', in order, while converting
 }
 
 // sess is a session and what was found of its client.
@@ -101,6 +103,7 @@ type sess struct {
 	end    clientproc.End
 	hidden bool // the role may not see its columns
 	holds  []string
+	text   map[bool]string // sessionText's, as holder and as waiter
 }
 
 // Read reads the lock graph in one round trip and turns it into the
@@ -145,9 +148,41 @@ func (s *Source) convert(a *answer) (*lockstate.Snapshot, *read) {
 	locks := a.Locks
 	if len(locks) > MaxLocks {
 		locks = locks[:MaxLocks]
-		snap.Notes = append(snap.Notes, fmt.Sprintf("more than %d lock rows are awaited or advisory; the rest were not read", MaxLocks))
+		snap.Notes = append(snap.Notes, fmt.Sprintf("more than %d lock rows are awaited; the rest were not read", MaxLocks))
 	}
-	s.model(snap, rd, locks)
+	involved := map[procid.ID]bool{}
+	s.model(snap, rd, locks, involved)
+	// The advisory locks nobody waits for matter when their holder's
+	// client is gone: the next to ask for one will wait for ever.
+	idle := make([]lockRow, 0, len(a.Advisory))
+	for i, e := range a.Advisory {
+		if i == MaxLocks {
+			snap.Notes = append(snap.Notes, fmt.Sprintf("more than %d advisory locks are held; the rest were not read", MaxLocks))
+			break
+		}
+		idle = append(idle, a.idleAdvisory(e))
+	}
+	pids := map[int]bool{}
+	for id := range involved {
+		if id.Host == Host {
+			pids[id.PID] = true
+		}
+	}
+	for _, r := range idle {
+		pids[pidOf(r)] = true
+	}
+	s.clients(rd, pids)
+	var dead []lockRow
+	for _, r := range idle {
+		if se := rd.sessions[pidOf(r)]; se != nil && se.end.Closed {
+			dead = append(dead, r)
+		}
+	}
+	s.model(snap, rd, dead, involved)
+	if n := len(idle) - len(dead); n > 0 {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%d advisory locks are held, awaited by nobody, by sessions whose clients are not proved gone: not listed", n))
+	}
+	s.processes(snap, rd, involved)
 	hidden := 0
 	for _, p := range snap.Processes {
 		if se := rd.sessions[p.PID]; p.Host == Host && se != nil && se.hidden {
@@ -158,7 +193,13 @@ func (s *Source) convert(a *answer) (*lockstate.Snapshot, *read) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("role %q lacks pg_read_all_stats: %d of the sessions here are other roles' and show no state, client address, start time or query, so their clients are not looked for on this machine (no dead-holder proof for them), how long they have held their locks is not known (no stuck-holder for them), and their queries are not shown; grant it with: GRANT pg_read_all_stats TO %s",
 			a.User, hidden, pgx.Identifier{a.User}.Sanitize()))
 	}
-	s.clients(snap, rd)
+	// The locks' facts, once what is known of the clients is.
+	for i := range snap.Locks {
+		l := &snap.Locks[i]
+		l.Facts.Extra = facts(rd.groups[i], rd)
+		l.Recovery = recovery(*l, rd)
+	}
+	rd.groups = nil
 	for _, d := range a.Deadlocks {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("PostgreSQL's deadlock detector has broken %d deadlocks in database %q since its statistics were reset, each after deadlock_timeout (%s), cancelling one session of each (the server log says which: \"deadlock detected\")",
 			d.N, d.DB, a.DeadlockTimeout))
@@ -178,7 +219,7 @@ type group struct {
 // waiters ask for, held by the sessions whose granted modes conflict with
 // it, so that each waiter waits exactly for the holders that block it (a
 // waiter for writing, in the model, waits for every holder).
-func (s *Source) model(snap *lockstate.Snapshot, rd *read, rows []lockRow) {
+func (s *Source) model(snap *lockstate.Snapshot, rd *read, rows []lockRow, involved map[procid.ID]bool) {
 	byObj := map[string][]lockRow{}
 	var order []string
 	for _, r := range rows {
@@ -189,7 +230,6 @@ func (s *Source) model(snap *lockstate.Snapshot, rd *read, rows []lockRow) {
 		byObj[o] = append(byObj[o], r)
 	}
 	slices.Sort(order)
-	involved := map[procid.ID]bool{}
 	for _, o := range order {
 		for _, g := range groups(o, byObj[o], rd) {
 			l := lockstate.Lock{Kind: Kind, Name: g.name}
@@ -218,11 +258,17 @@ func (s *Source) model(snap *lockstate.Snapshot, rd *read, rows []lockRow) {
 				l.Waiters = append(l.Waiters, lockstate.Waiter{Party: lockstate.Party{ID: id, Goroutine: 1}, Since: since})
 			}
 			slices.SortStableFunc(l.Waiters, func(a, b lockstate.Waiter) int { return a.Since.Compare(b.Since) })
-			l.Facts.Extra = facts(g, rd)
-			l.Recovery = recovery(l, rd)
 			snap.Locks = append(snap.Locks, l)
+			rd.groups = append(rd.groups, g)
 		}
 	}
+}
+
+// processes lists the sessions and prepared transactions involved, then
+// the client processes of those sessions found on this machine.
+func (s *Source) processes(snap *lockstate.Snapshot, rd *read, involved map[procid.ID]bool) {
+	seen := map[procid.ID]bool{}
+	var clients []lockstate.Process
 	for _, id := range sortedIDs(involved) {
 		if id.Host == preparedHost {
 			snap.Processes = append(snap.Processes, lockstate.Process{ID: id, Role: "prepared transaction", Status: procid.Alive,
@@ -240,8 +286,22 @@ func (s *Source) model(snap *lockstate.Snapshot, rd *read, rows []lockRow) {
 		if se.Start != nil {
 			p.Started = *se.Start
 		}
+		if se.end.Closed {
+			// The session's client can never end its transaction: it is
+			// dead to the locks it holds, though the server has not
+			// noticed yet.
+			p.Status = procid.Gone
+		}
 		snap.Processes = append(snap.Processes, p)
+		for _, c := range se.end.Procs {
+			cid := procid.ID{PID: c.PID, Start: c.Start}
+			if !seen[cid] {
+				seen[cid] = true
+				clients = append(clients, lockstate.Process{ID: cid})
+			}
+		}
 	}
+	snap.Processes = append(snap.Processes, clients...)
 }
 
 func sortedIDs(m map[procid.ID]bool) []procid.ID {
@@ -397,18 +457,16 @@ func (se *sess) clientText() string {
 	return addr
 }
 
-// clients looks for the sessions' clients on this machine, and adds the
-// processes found; a session whose client's end is closed is dead.
-func (s *Source) clients(snap *lockstate.Snapshot, rd *read) {
+// clients looks for the clients of the sessions pids on this machine.
+func (s *Source) clients(rd *read, pids map[int]bool) {
 	if s.Clients == nil {
 		return
 	}
 	var conns []clientproc.Conn
 	var who []*sess
-	for i := range snap.Processes {
-		p := &snap.Processes[i]
-		se := rd.sessions[p.PID]
-		if p.Host != Host || se == nil || se.hidden || se.Port == nil {
+	for _, pid := range slices.Sorted(maps.Keys(pids)) {
+		se := rd.sessions[pid]
+		if se == nil || se.hidden || se.Port == nil {
 			continue
 		}
 		c := clientproc.Conn{ServerPort: rd.server}
@@ -430,39 +488,9 @@ func (s *Source) clients(snap *lockstate.Snapshot, rd *read) {
 	if len(conns) == 0 {
 		return
 	}
-	ends := s.Clients(conns)
-	seen := map[procid.ID]bool{}
-	var procs []lockstate.Process
-	for i, se := range who {
-		se.end = ends[i]
-		for _, p := range se.end.Procs {
-			id := procid.ID{PID: p.PID, Start: p.Start}
-			if !seen[id] {
-				seen[id] = true
-				procs = append(procs, lockstate.Process{ID: id})
-			}
-		}
+	for i, e := range s.Clients(conns) {
+		who[i].end = e
 	}
-	for i := range snap.Processes {
-		p := &snap.Processes[i]
-		se := rd.sessions[p.PID]
-		if p.Host != Host || se == nil {
-			continue
-		}
-		p.Command = se.describe()
-		if se.end.Closed {
-			// The session's client can never end its transaction: it is
-			// dead to the locks it holds, though the server has not
-			// noticed yet.
-			p.Status = procid.Gone
-		}
-	}
-	for i := range snap.Locks {
-		l := &snap.Locks[i]
-		l.Facts.Extra = refresh(l.Facts.Extra, rd)
-		l.Recovery = recovery(*l, rd)
-	}
-	snap.Processes = append(snap.Processes, procs...)
 }
 
 // facts are a lock's facts: for each holder its mode and session, for
@@ -491,25 +519,6 @@ func facts(g group, rd *read) []lockstate.Fact {
 	return out
 }
 
-// refresh rewrites the session details of facts once the clients are
-// known.
-func refresh(fs []lockstate.Fact, rd *read) []lockstate.Fact {
-	for i := range fs {
-		f := &fs[i]
-		_, rest, ok := strings.Cut(f.Name, Host+"/")
-		if !ok {
-			continue
-		}
-		pid, err := strconv.Atoi(rest)
-		if err != nil {
-			continue
-		}
-		mode, _, _ := strings.Cut(f.Value, "; ")
-		f.Value = mode + "; " + sessionText(rd, pid, strings.HasPrefix(f.Name, "held"))
-	}
-	return fs
-}
-
 func partyName(r lockRow) string {
 	if r.PID == nil {
 		return "prepared transaction " + str(r.VXact)
@@ -525,6 +534,19 @@ func sessionText(rd *read, pid int, holder bool) string {
 	if se == nil {
 		return "not in pg_stat_activity"
 	}
+	// A session holding many locks is described once.
+	if t := se.text[holder]; t != "" {
+		return t
+	}
+	t := describeFully(se, holder)
+	if se.text == nil {
+		se.text = map[bool]string{}
+	}
+	se.text[holder] = t
+	return t
+}
+
+func describeFully(se *sess, holder bool) string {
 	if se.hidden {
 		return fmt.Sprintf("user %s; state, client and query hidden (no pg_read_all_stats)", str(se.User))
 	}

@@ -23,18 +23,23 @@ const (
 
 // query reads the lock graph in one statement, so in one round trip: the
 // sessions of pg_stat_activity (with pg_blocking_pids() for those that
-// wait for a lock), the rows of pg_locks that matter (advisory locks, and
-// every row of an object somebody waits for), and what the report says
-// about the server. pg_locks is read once (a CTE referred to twice is
-// computed once). The answer is one JSON document; the server escapes it.
-var query = fmt.Sprintf(`WITH l AS (SELECT * FROM pg_locks WHERE mode <> 'SIReadLock'),
-w AS (SELECT DISTINCT locktype, database, relation, page, tuple, virtualxid, transactionid, classid, objid, objsubid FROM l WHERE NOT granted),
-keep AS (
-  SELECT l.* FROM l WHERE l.locktype = 'advisory' OR NOT l.granted OR EXISTS (SELECT 1 FROM w WHERE
-    w.locktype = l.locktype AND w.database IS NOT DISTINCT FROM l.database AND w.relation IS NOT DISTINCT FROM l.relation
-    AND w.page IS NOT DISTINCT FROM l.page AND w.tuple IS NOT DISTINCT FROM l.tuple AND w.virtualxid IS NOT DISTINCT FROM l.virtualxid
-    AND w.transactionid IS NOT DISTINCT FROM l.transactionid AND w.classid IS NOT DISTINCT FROM l.classid
-    AND w.objid IS NOT DISTINCT FROM l.objid AND w.objsubid IS NOT DISTINCT FROM l.objsubid)
+// wait for a lock), every row of pg_locks of an object somebody waits for,
+// the advisory locks nobody waits for (compact: [pid, database, classid,
+// objid, objsubid, shared], since a server may hold thousands and only
+// those of a session whose client is gone are reported), and what the
+// report says about the server. pg_locks is read once (a CTE referred to
+// several times is computed once). The answer is one JSON document; the
+// server escapes it.
+var query = fmt.Sprintf(`WITH l AS (SELECT locktype, database, relation, page, tuple, virtualxid, transactionid, classid, objid, objsubid,
+    virtualtransaction, pid, mode, granted, waitstart,
+    CASE WHEN locktype <> 'advisory' THEN locktype || '/' || coalesce(database::text, '') || '/' || coalesce(relation::text, '') || '/' ||
+      coalesce(page::text, '') || '/' || coalesce(tuple::text, '') || '/' || coalesce(virtualxid, '') || '/' ||
+      coalesce(transactionid::text, '') || '/' || coalesce(classid::text, '') || '/' || coalesce(objid::text, '') || '/' ||
+      coalesce(objsubid::text, '') END AS object
+  FROM pg_locks WHERE mode <> 'SIReadLock'),
+awaited AS (SELECT DISTINCT object, database, classid, objid, objsubid, locktype = 'advisory' AS advisory FROM l WHERE NOT granted),
+keep AS (SELECT * FROM l WHERE object IN (SELECT object FROM awaited WHERE NOT advisory)
+    OR (locktype = 'advisory' AND (database, classid, objid, objsubid) IN (SELECT database, classid, objid, objsubid FROM awaited WHERE advisory))
   LIMIT %d),
 here AS (SELECT oid FROM pg_database WHERE datname = current_database())
 SELECT json_build_object(
@@ -53,6 +58,10 @@ SELECT json_build_object(
       'wait', a.wait_event, 'type', a.backend_type, 'query', left(a.query, %d),
       'blockers', CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END)), '[]')
     FROM (SELECT * FROM pg_stat_activity WHERE pid <> pg_backend_pid() LIMIT %d) a),
+  'databases', (SELECT json_object_agg(oid::text, datname) FROM pg_database),
+  'advisory', (SELECT coalesce(json_agg(json_build_array(pid, database::bigint, classid::bigint, objid::bigint, objsubid, (mode = 'ShareLock')::int)), '[]')
+    FROM (SELECT * FROM l WHERE locktype = 'advisory' AND granted AND (database, classid, objid, objsubid) NOT IN
+      (SELECT database, classid, objid, objsubid FROM awaited WHERE advisory) LIMIT %d) i),
   'locks', (SELECT coalesce(json_agg(json_build_object(
       'type', k.locktype, 'db', d.datname, 'dboid', k.database::bigint,
       'rel', CASE WHEN k.relation IS NULL THEN NULL
@@ -62,7 +71,7 @@ SELECT json_build_object(
       'classid', k.classid::bigint, 'objid', k.objid::bigint, 'objsubid', k.objsubid,
       'vxact', k.virtualtransaction, 'pid', k.pid, 'mode', k.mode, 'granted', k.granted, 'waitstart', k.waitstart)), '[]')
     FROM keep k LEFT JOIN pg_database d ON d.oid = k.database)
-)::text`, MaxLocks+1, MaxQuery, MaxSessions+1)
+)::text`, MaxLocks+1, MaxQuery, MaxSessions+1, MaxLocks+1)
 
 // answer is the query's JSON document.
 type answer struct {
@@ -76,6 +85,23 @@ type answer struct {
 	Deadlocks       []deadlocks `json:"deadlocks"`
 	Sessions        []session   `json:"sessions"`
 	Locks           []lockRow   `json:"locks"`
+	// Advisory are the advisory locks nobody waits for: [pid, database,
+	// classid, objid, objsubid, 1 if shared].
+	Advisory  [][6]int64        `json:"advisory"`
+	Databases map[string]string `json:"databases"`
+}
+
+// idleAdvisory reads an entry of answer.Advisory as a lock row.
+func (a *answer) idleAdvisory(e [6]int64) lockRow {
+	p := int(e[0])
+	r := lockRow{Type: "advisory", DBOid: &e[1], ClassID: &e[2], ObjID: &e[3], ObjSubID: &e[4], PID: &p, Mode: "ExclusiveLock", Granted: true}
+	if e[5] == 1 {
+		r.Mode = "ShareLock"
+	}
+	if name, ok := a.Databases[strconv.FormatInt(e[1], 10)]; ok {
+		r.DB = &name
+	}
+	return r
 }
 
 type deadlocks struct {

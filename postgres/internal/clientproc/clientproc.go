@@ -86,6 +86,7 @@ func Find(conns []Conn) []End {
 		}
 	}
 	inodes := map[uint64][]int{} // socket inode -> conns whose client holds it
+	uids := map[uint64]int{}     // socket inode -> who made it; -1 not known
 	if len(want) > 0 {
 		found := map[int][]sock{}
 		for _, ns := range namespaces() {
@@ -110,6 +111,7 @@ func Find(conns []Conn) []End {
 				ends[i] = End{Found: true, State: s.state, NetNS: s.ns, Inode: s.inode, Closed: s.inode == 0}
 				if s.inode != 0 {
 					inodes[s.inode] = append(inodes[s.inode], i)
+					uids[s.inode] = s.uid
 				}
 			}
 		}
@@ -125,9 +127,10 @@ func Find(conns []Conn) []End {
 		}
 		ends[i] = End{Found: true, State: "connected (unix socket)", Inode: peer}
 		inodes[peer] = append(inodes[peer], i)
+		uids[peer] = -1
 	}
 	if len(inodes) > 0 {
-		holders, complete := holdersOf(inodes)
+		holders, complete := holdersOf(uids)
 		for ino, is := range inodes {
 			for _, i := range is {
 				ends[i].Procs = holders[ino]
@@ -153,6 +156,7 @@ type sock struct {
 	ns    string
 	state string
 	inode uint64
+	uid   int // who made it
 }
 
 // netns is a network namespace and a way to read its tables.
@@ -326,11 +330,15 @@ func parseTCP(b []byte, ns string, want map[string][]int) []sock {
 		if err != nil {
 			continue
 		}
+		uid, err := strconv.Atoi(string(fs[7]))
+		if err != nil {
+			uid = -1
+		}
 		st := tcpStates[string(fs[3])]
 		if st == "" || st == "LISTEN" {
 			continue
 		}
-		out = append(out, sock{key: key, ns: ns, state: st, inode: inode})
+		out = append(out, sock{key: key, ns: ns, state: st, inode: inode, uid: uid})
 	}
 	return out
 }
@@ -359,21 +367,55 @@ func parseAddr(s string) (netip.AddrPort, bool) {
 }
 
 // holdersOf finds the processes whose descriptors are the sockets of
-// inodes. complete is false when some process's descriptors could not be
-// read (another user's, without privilege).
-func holdersOf(inodes map[uint64][]int) (map[uint64][]Proc, bool) {
+// inodes (each with the uid that made it, -1 if not known). complete is
+// false when some process's descriptors could not be read (another
+// user's, without privilege). The processes of the sockets' makers are
+// read first (on a database server, the server's own processes are most of
+// them and hold none of its clients' sockets); the others only for sockets
+// none of those holds, so that a socket whose process changed its uid
+// after making it is still found.
+func holdersOf(inodes map[uint64]int) (map[uint64][]Proc, bool) {
 	out := map[uint64][]Proc{}
-	complete := true
 	ds, err := os.ReadDir("/proc")
 	if err != nil {
 		return out, false
 	}
+	makers := map[int]bool{}
+	for _, uid := range inodes {
+		makers[uid] = true
+	}
+	var first, rest []int
 	for _, d := range ds {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
 			continue
 		}
-		dir := "/proc/" + d.Name() + "/fd"
+		var st unix.Stat_t
+		if !makers[-1] && unix.Stat("/proc/"+d.Name(), &st) == nil && !makers[int(st.Uid)] {
+			rest = append(rest, pid)
+			continue
+		}
+		first = append(first, pid)
+	}
+	complete := scanFDs(first, inodes, out)
+	left := map[uint64]int{}
+	for ino, uid := range inodes {
+		if len(out[ino]) == 0 {
+			left[ino] = uid
+		}
+	}
+	if len(left) > 0 && !scanFDs(rest, left, out) {
+		complete = false
+	}
+	return out, complete
+}
+
+// scanFDs adds to out the processes of pids whose descriptors are sockets
+// of inodes, and reports whether every one's descriptors could be read.
+func scanFDs(pids []int, inodes map[uint64]int, out map[uint64][]Proc) bool {
+	complete := true
+	for _, pid := range pids {
+		dir := "/proc/" + strconv.Itoa(pid) + "/fd"
 		fds, err := os.ReadDir(dir)
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
@@ -410,7 +452,7 @@ func holdersOf(inodes map[uint64][]int) (map[uint64][]Proc, bool) {
 			out[ino] = append(out[ino], Proc{PID: pid, Start: start})
 		}
 	}
-	return out, complete
+	return complete
 }
 
 func contains(s []uint64, v uint64) bool {

@@ -31,6 +31,8 @@ func TestLockwatchRunsIt(t *testing.T) {
 	lockwatch := filepath.Join(dir, "lockwatch")
 	holder := startClient(t, srvURL, "holder", nil, "SELECT pg_advisory_lock(6001)")
 	holder.await(t, 0)
+	waiter := startClient(t, srvURL, "waiter", nil, "SELECT pg_advisory_lock(6001)")
+	awaitWaiting(t, connect(t, srvURL), waiter.backend, 0)
 
 	u, err := url.Parse(srvURL)
 	if err != nil {

@@ -1,0 +1,174 @@
+package pgsrc_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
+	"github.com/lockwatch/lockwatch/postgres/pgsrc"
+)
+
+// BenchmarkAttach is lockwatch attach on a server with 1,000 sessions and
+// 10,000 advisory locks held (900 sessions hold 11 each, 100 hold one and
+// wait for one of the others'): read=pgsrc is Read alone (the one round
+// trip, its JSON, the model, the clients looked for in /proc),
+// attach=pgsrc is the whole report (Diagnose, Explain, the table), and
+// read=pg_locks, the peer, reads every row of pg_locks and
+// pg_stat_activity with pgx (what a script would start from).
+func BenchmarkAttach(b *testing.B) {
+	url := needServer(b)
+	ctx := context.Background()
+	const holders, each, waiters = 900, 11, 100
+	conns := make([]*pgx.Conn, holders+waiters)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				cfg, err := pgx.ParseConfig(url)
+				if err == nil {
+					cfg.RuntimeParams["application_name"] = "lwbench"
+					conns[i], err = pgx.ConnectConfig(ctx, cfg)
+				}
+				if err == nil && i < holders {
+					_, err = conns[i].Exec(ctx, "SELECT pg_advisory_lock(k) FROM generate_series($1::bigint, $2::bigint) k", i*each+1, (i+1)*each)
+				}
+				if err == nil && i >= holders {
+					_, err = conns[i].Exec(ctx, "SELECT pg_advisory_lock($1::bigint)", 1_000_000+i)
+				}
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range conns {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	admin := open(b, url)
+	var waiting sync.WaitGroup
+	defer func() {
+		// End the sessions (the waiters' waits fail), then join.
+		admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lwbench'")
+		waiting.Wait()
+		for _, c := range conns {
+			if c != nil {
+				c.Close(ctx)
+			}
+		}
+	}()
+	if firstErr != nil {
+		b.Fatalf("setting up 1,000 sessions: %v", firstErr)
+	}
+	for i := holders; i < holders+waiters; i++ {
+		waiting.Add(1)
+		go func(c *pgx.Conn, key int) {
+			defer waiting.Done()
+			c.Exec(ctx, "SELECT pg_advisory_lock($1::bigint)", key) // until terminated
+		}(conns[i], (i-holders)*each+1)
+	}
+	awaitWaiters(b, admin, waiters)
+	var sessions, locks int
+	if err := admin.QueryRow(ctx, "SELECT (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lwbench'), (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted)").Scan(&sessions, &locks); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d sessions, %d advisory locks held, %d waiting", sessions, locks, waiters)
+
+	conn := open(b, url)
+	if testing.Verbose() {
+		rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE) "+pgsrc.Query, pgx.QueryExecModeSimpleProtocol)
+		if err == nil {
+			for rows.Next() {
+				var line string
+				rows.Scan(&line)
+				b.Log(line)
+			}
+			rows.Close()
+		}
+	}
+	src := pgsrc.New(conn, "bench")
+	b.Run("read=pgsrc", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := src.Read(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("part=query", func(b *testing.B) {
+		for b.Loop() {
+			var doc []byte
+			if err := conn.QueryRow(ctx, pgsrc.Query, pgx.QueryExecModeSimpleProtocol).Scan(&doc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("part=clients", func(b *testing.B) {
+		var cs []clientproc.Conn
+		rows, err := admin.Query(ctx, "SELECT host(client_addr), client_port, current_setting('port')::int FROM pg_stat_activity WHERE application_name = 'lwbench'")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for rows.Next() {
+			var a string
+			var p, sp int
+			if err := rows.Scan(&a, &p, &sp); err != nil {
+				b.Fatal(err)
+			}
+			cs = append(cs, clientproc.Conn{Addr: netip.MustParseAddr(a), Port: p, ServerPort: sp})
+		}
+		for b.Loop() {
+			clientproc.Find(cs)
+		}
+	})
+	b.Run("attach=pgsrc", func(b *testing.B) {
+		for b.Loop() {
+			r, err := report.Diagnose(ctx, src.Sources(), report.Options{StuckAfter: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			src.Explain(r)
+			if err := r.Write(io.Discard, report.Style{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("read=pg_locks", func(b *testing.B) {
+		for b.Loop() {
+			n := 0
+			for _, q := range []string{"SELECT * FROM pg_locks", "SELECT * FROM pg_stat_activity"} {
+				rows, err := conn.Query(ctx, q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for rows.Next() {
+					if _, err := rows.Values(); err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+				if err := rows.Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if n < 10000 {
+				b.Fatal(fmt.Sprintf("read %d rows; want 10,000 locks and more", n))
+			}
+		}
+	})
+}
