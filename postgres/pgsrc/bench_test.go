@@ -2,7 +2,6 @@ package pgsrc_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/netip"
 	"sync"
@@ -167,7 +166,7 @@ func BenchmarkAttach(b *testing.B) {
 				}
 			}
 			if n < 10000 {
-				b.Fatal(fmt.Sprintf("read %d rows; want 10,000 locks and more", n))
+				b.Fatalf("read %d rows; want 10,000 locks and more", n)
 			}
 		}
 	})

@@ -264,6 +264,3 @@ func conflicts(held, want string) bool {
 	}
 	return false
 }
-
-// readMode: a mode that other holders in the same mode share.
-func readMode(m string) bool { return !conflicts(m, m) }
