@@ -17,6 +17,8 @@
 # deadlocked through both kinds of lock). The user id in run directories
 # (/dev/shm/lockwatch-UID) is written as $UID. A capture whose first line
 # is a command ("$ lockwatch attach 123") replaces the command shown.
+# attach-chain's wait-for graph is drawn again too, into docs/attach-chain.svg
+# (lockwatch attach -o dot | dot -Tsvg), when Graphviz is installed.
 set -eu
 
 tmp=$(mktemp -d)
@@ -60,13 +62,14 @@ kill -9 "-$demo"
 wait "$demo" 2>/dev/null || true
 [ -n "$run" ] && rm -rf "$run"
 
-# attach_example NAME WAY STREAM PATTERN: runs examples/stuck WAY in a
+# attach_example NAME WAY STREAM PATTERN [svg]: runs examples/stuck WAY in a
 # process group of its own, waits (30 s at most) for a line matching PATTERN
 # on its STREAM (out or err), attaches (exit 3 expected: a deadlock found),
 # kills the group, and leaves the report, after its command line, in
-# $tmp/NAME (the example's output in $tmp/NAME.out and $tmp/NAME.err).
+# $tmp/NAME (the example's output in $tmp/NAME.out and $tmp/NAME.err);
+# with svg, its wait-for graph is drawn into docs/NAME.svg.
 attach_example() {
-	name=$1 way=$2 stream=$3 pattern=$4
+	name=$1 way=$2 stream=$3 pattern=$4 svg=${5:-}
 	setsid "$tmp/stuck" "$way" >"$tmp/$name.out" 2>"$tmp/$name.err" &
 	pid=$!
 	i=0
@@ -82,6 +85,12 @@ attach_example() {
 	done
 	st=0
 	COLUMNS=120 "$tmp/lockwatch" attach "$pid" >"$tmp/$name.report" 2>&1 || st=$?
+	if [ -n "$svg" ] && command -v dot >/dev/null; then
+		"$tmp/lockwatch" attach -o dot "$pid" >"$tmp/$name.dot" || [ $? -eq 3 ]
+		dot -Tsvg "$tmp/$name.dot" >"docs/$name.svg"
+	elif [ -n "$svg" ]; then
+		echo "capture-reports: Graphviz (dot) is not installed: docs/$name.svg is not drawn again" >&2
+	fi
 	kill -9 "-$pid"
 	wait "$pid" 2>/dev/null || true
 	if [ "$st" -ne 3 ]; then
@@ -103,7 +112,7 @@ grep 'has waited' "$tmp/attach-stuck.err" | head -1 | clean >"$tmp/dropin-line"
 # attach-chain: examples/stuck chain, attached as soon as it says "stuck":
 # a dead holder of a lockreg lock, its waiter holding a drop-in mutex, and
 # the goroutines behind that.
-attach_example attach-chain chain out '^stuck$'
+attach_example attach-chain chain out '^stuck$' svg
 
 # Replace each marked block.
 for doc in README.md docs/tutorial.md; do

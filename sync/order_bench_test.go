@@ -9,7 +9,7 @@ import (
 	lwsync "github.com/lockwatch/lockwatch/sync"
 )
 
-// The lock-order benchmarks (docs/benchmarks.md, "Drop-in lock order").
+// The lock-order benchmarks (docs/benchmarks.md, "Lock order (drop-in)").
 // BenchmarkOrderHoldingNothing is BenchmarkLockUnlock's uncontended
 // Lock+Unlock of a goroutine that holds no other lock: the held-lock
 // tracking's cost. Compare it with the same benchmark built from the code

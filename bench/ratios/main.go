@@ -1,5 +1,5 @@
-// Command ratios prints the table of docs/benchmarks.md ("Recording at full
-// speed") from the output of the bench module's benchmarks: medians of each
+// Command ratios prints the table of docs/benchmarks.md ("Against its
+// peers") from the output of the bench module's benchmarks: medians of each
 // benchmark, and the ratios the goals are stated in. Given two files, it
 // prints them side by side (old, then new). The column "issue 12 (before)"
 // holds the figures of issue 12's text, measured before the work on another

@@ -11,6 +11,7 @@ package embedded
 import (
 	"errors"
 	"fmt"
+	"golang.org/x/crypto/bcrypt"
 	"net"
 	"net/url"
 	"time"
@@ -91,6 +92,10 @@ func (s *Server) Restart() error {
 	cfg.Name = "lockwatch"
 	cfg.Dir = s.dir
 	cfg.LogLevel = "fatal" // the shutdown of a healthy server logs errors
+	// Passwords here are test fixtures: bcrypt's lowest cost, not its
+	// default (10), whose hashing under the race detector on a loaded
+	// machine outlasted the client's 5 s authentication deadline.
+	cfg.BcryptCost = uint(bcrypt.MinCost)
 	cu := url.URL{Scheme: s.scheme(), Host: fmt.Sprintf("127.0.0.1:%d", s.clientPort)}
 	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", s.peerPort)}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/lockwatch/lockwatch/internal/report/dropinsrc"
 	"github.com/lockwatch/lockwatch/internal/report/lockregsrc"
 	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/probe"
 )
 
 func (a *app) attachCmd() *cobra.Command {
@@ -28,12 +30,15 @@ func (a *app) attachCmd() *cobra.Command {
 		Long: `attach reads the run's lock registry, checks that every holder and waiter is
 alive, asks the probes of the processes involved for their live stacks, and
 prints the report: findings first, then locks, waiters, processes, recent
-events and stacks. RUN is a run's name (as ps prints it) or its directory;
+events and stacks. With -o dot it prints the wait-for graph instead, in
+Graphviz's DOT language: goroutines in boxes grouped by process, locks as
+ellipses, the finding's cycle or chain in red, dead processes dashed red. RUN is a run's name (as ps prints it) or its directory;
 PID is any process of the run, alive or dead (the dead holder a finding
 names). Exit status 3 when a deadlock is found.`,
 		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to
   lockwatch attach run-20261125-195805-27281-0   # a run by its name (lockwatch ps)
-  lockwatch attach -o json 4242 | jq .findings`,
+  lockwatch attach -o json 4242 | jq .findings
+  lockwatch attach -o dot 4242 | dot -Tsvg > waits.svg   # the wait-for graph`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,7 +71,10 @@ prints each report that differs from the one before (with -o json, one JSON
 document per line). A process death is seen at once (pidfd), other changes
 every --interval. On a terminal the report fits its height: the findings
 first, then as much of the rest as fits, and how many lines were left out.
-Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
+watch ends by itself when the run has ended: none of its processes is
+alive, and no live process names it in its LOCKWATCH_DIR (which a new
+process of the run would inherit). Exit status at Ctrl-C or the run's end: 3 if the last report found a
+deadlock.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -76,7 +84,7 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			term := isTerminal(a.stdout)
+			term := isTerminal(a.stdout) && a.output == "table" // redrawn in place
 			var last string
 			var lastReport *report.Report
 			a.opts.First = t.id // its live stacks first
@@ -94,6 +102,12 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 					a.print(a.stdout, r, true)
 				}
 				last = fp
+				if runEnded(r, t.dir) {
+					// Nothing in it can change any more: as 'kubectl logs
+					// -f' ends with its pod.
+					fmt.Fprintln(a.stderr, "lockwatch: the run has ended (none of its processes is alive); watch stops")
+					return true
+				}
 				return false
 			})
 			if err != nil {
@@ -104,6 +118,33 @@ Exit status on Ctrl-C: 3 if the last report found a deadlock.`,
 	}
 	c.Flags().DurationVar(&interval, "interval", time.Second, "how often to re-read the run when no process died")
 	return c
+}
+
+// runEnded reports whether the run in dir has ended: every process of its
+// report is proved to have ended (exited or died: none alive, none
+// unknown), and no live process of this user names the run in its
+// LOCKWATCH_DIR, which a new process of the run would inherit (as a test
+// binary under 'lockwatch run -- go test ./...' does from go test, which
+// never joins itself).
+func runEnded(r *report.Report, dir string) bool {
+	for _, p := range r.Processes {
+		if p.Alive || p.State == "unknown" {
+			return false
+		}
+	}
+	if len(r.Processes) == 0 {
+		return false // nothing has joined it yet
+	}
+	probed, err := liveness.Probed(probe.EnvDir)
+	if err != nil {
+		return false // cannot tell: watch on
+	}
+	for _, d := range probed {
+		if filepath.Clean(d) == filepath.Clean(dir) {
+			return false
+		}
+	}
+	return true
 }
 
 // verdict is the exit code a report calls for.
@@ -128,11 +169,13 @@ func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) 
 // rows lines: the report's first lines (the findings come first), then one
 // that says how many lines were left out and how to see them all.
 func (a *app) printFit(w io.Writer, r *report.Report, rows int) error {
-	if a.output == "json" {
+	if a.output != "table" {
 		return a.print(w, r, false)
 	}
 	var b bytes.Buffer
-	if err := r.Write(&b, style(w)); err != nil {
+	st := style(w)
+	st.Brief = rows > 0 // a screen: the tables before the edges' frames
+	if err := r.Write(&b, st); err != nil {
 		return err
 	}
 	// The findings and notes, up to the first blank line, are folded at
@@ -185,6 +228,9 @@ func (a *app) sources(dir string, withProbes bool) report.Sources {
 // print writes a report in the chosen format; compact puts a JSON report on
 // one line (a stream of reports).
 func (a *app) print(w io.Writer, r *report.Report, compact bool) error {
+	if a.output == "dot" {
+		return r.WriteDot(w) // one graph per report
+	}
 	if a.output == "json" {
 		enc := json.NewEncoder(w)
 		if !compact {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,7 +92,8 @@ func (a *app) read(dir string) (*lockreg.Snapshot, error) {
 // Main runs lockwatch with args (without the program name) and returns the
 // exit code. It writes only to stdout and stderr.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, events: lockreg.DefaultReadEvents, liveStacks: report.DefaultLiveStacks,
+		opts: report.Options{StuckAfter: defaultStuckAfter, ProbeTimeout: time.Second, ProbeConcurrency: report.DefaultProbeConcurrency}}
 	root := a.root()
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -133,9 +135,9 @@ func cobraError(root, cmd *cobra.Command, err error, args []string) string {
 		}
 		out := fmt.Sprintf("unknown command %q", name)
 		if s := cmd.SuggestionsFor(name); len(s) > 0 {
-			out += fmt.Sprintf("; did you mean %q?", s[0])
+			out += fmt.Sprintf(" (did you mean %q?)", s[0])
 		}
-		return out + fmt.Sprintf(" See '%s --help' for the commands", cmd.CommandPath())
+		return out + fmt.Sprintf("; see '%s --help' for the commands", cmd.CommandPath())
 	}
 	return fmt.Sprintf("%s%s; see '%s --help'", cmdPrefix(cmd), oneLine(msg), cmd.CommandPath())
 }
@@ -172,23 +174,31 @@ func (a *app) root() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "lockwatch",
 		Short: "Live deadlock diagnostics for multi-process Go programs",
-		Long: `lockwatch runs or attaches to programs that share lockreg locks, and tells
-who holds each lock, who waits for it, and whether the holder is still alive.
+		Long: `lockwatch runs or attaches to programs whose goroutines and processes share
+locks (lockreg's cross-process locks, the drop-in sync.Mutex and RWMutex of
+github.com/lockwatch/lockwatch/sync, locks in etcd) and tells who holds each
+lock, who waits for it, whether the holder is still alive, and which
+goroutines wait for each other in a cycle.
 
-Exit status of attach, watch, ps and stacks: 0 nothing found, 2 usage or
-environment error, 3 a deadlock was found. run passes PROGRAM's own status
-through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
-125 lockwatch failed, 126 PROGRAM cannot be run, 127 PROGRAM not found.`,
+Exit status of attach, watch, ps, stacks, holders, prune and version: 0
+nothing found, 2 usage or environment error, 3 a deadlock was found (attach,
+watch, ps, stacks). run passes PROGRAM's own status through and takes
+timeout(1)'s codes for its own: 124 a deadlock was found, 125 lockwatch
+failed, 126 PROGRAM cannot be run, 127 PROGRAM not found.`,
 		Example: `  lockwatch run -- ./myprogram --flag     # run it under watch
   lockwatch ps                            # this user's runs
   lockwatch attach 4242                   # report on the run pid 4242 belongs to
-  lockwatch stacks crash.txt              # group the goroutines of a dump`,
+  lockwatch stacks crash.txt              # group the goroutines of a dump
+  lockwatch attach -o dot 4242 | dot -Tsvg > graph.svg   # draw the wait-for graph`,
 		Version:       version(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if a.output != "table" && a.output != "json" {
-				return usagef("-o %q: want table or json", a.output)
+			switch {
+			case a.output == "dot" && !graphs(cmd):
+				return usagef("%s-o dot: only attach, watch and run draw the wait-for graph; want table or json", cmdPrefix(cmd))
+			case a.output != "table" && a.output != "json" && a.output != "dot":
+				return usagef("-o %q: want table, json or dot (attach, watch, run)", a.output)
 			}
 			if a.events <= 0 {
 				return usagef("--events %d: want a positive number of events", a.events)
@@ -207,57 +217,171 @@ through and takes timeout(1)'s codes for its own: 124 a deadlock was found,
 			return nil
 		},
 	}
-	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	root.PersistentFlags().DurationVar(&a.opts.StuckAfter, "stuck-after", 10*time.Second,
-		"report a live holder as stuck after holding a lock this long while another goroutine waits as long")
-	root.PersistentFlags().IntVar(&a.events, "events", lockreg.DefaultReadEvents,
-		"how many of the run's most recent lock events to read (a run made with a larger event ring holds more; the report says when it has more)")
-	root.PersistentFlags().DurationVar(&a.opts.ProbeTimeout, "probe-timeout", time.Second,
-		"how long a probe is given to answer before the report goes on without it")
-	root.PersistentFlags().IntVar(&a.opts.ProbeConcurrency, "probe-concurrency", report.DefaultProbeConcurrency,
-		"how many probes are asked for stacks at once")
-	root.PersistentFlags().IntVar(&a.liveStacks, "live-stacks", report.DefaultLiveStacks,
-		"how many processes a report asks for live stacks, stuck holders' first (0: every process involved); the others' stacks come from their records")
-	root.PersistentFlags().BoolVar(&a.opts.TextDumps, "text-dumps", false,
-		"ask the probes of stuck holders for text dumps, which stop each process for the whole dump, instead of execution traces (as lockwatch did before traces)")
-	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json (attach, watch and run also dot: the wait-for graph for Graphviz)")
+	_ = root.RegisterFlagCompletionFunc("output", func(c *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+		if graphs(c) {
+			return []string{"table", "json", "dot"}, cobra.ShellCompDirectiveNoFileComp
+		}
 		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
 	})
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("%s%v; see '%s --help'", cmdPrefix(c), err, c.CommandPath())
 	})
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.holdersCmd(), a.pruneCmd())
+	root.SetHelpCommand(helpCmd(root))
+	root.AddCommand(a.runCmd(), a.attachCmd(), a.watchCmd(), a.psCmd(), a.stacksCmd(), a.holdersCmd(), a.pruneCmd(), a.versionCmd())
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "attach", "watch", "run":
+			a.reportFlags(c)
+		case "ps":
+			c.Flags().DurationVar(&a.opts.StuckAfter, "stuck-after", a.opts.StuckAfter,
+				"count a live holder as stuck after holding a lock this long while another goroutine waits as long")
+		}
+	}
 	a.etcdCommands(root)     // etcd runs: handed to lockwatch-etcd (etcd.go)
 	a.postgresCommands(root) // PostgreSQL servers: handed to lockwatch-pg (postgres.go)
 	return root
 }
 
-// version is "lockwatch VERSION (REVISION[, modified]) GO OS/ARCH", from
-// the build information the go command records.
-func version() string {
-	v, rev, modified := "(devel)", "", false
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if bi.Main.Version != "" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value[:min(len(s.Value), 12)]
-			case "vcs.modified":
-				modified = s.Value == "true"
+// defaultStuckAfter is --stuck-after's default.
+const defaultStuckAfter = 10 * time.Second
+
+// reportFlags adds to c (attach, watch, run) the flags that say how a
+// report is read and what it asks the probes for.
+func (a *app) reportFlags(c *cobra.Command) {
+	fs := c.Flags()
+	fs.DurationVar(&a.opts.StuckAfter, "stuck-after", defaultStuckAfter,
+		"report a live holder as stuck after holding a lock this long while another goroutine waits as long")
+	fs.IntVar(&a.events, "events", lockreg.DefaultReadEvents,
+		"how many of the run's most recent lock events to read (a run made with a larger event ring holds more; the report says when it has more)")
+	fs.DurationVar(&a.opts.ProbeTimeout, "probe-timeout", time.Second,
+		"how long a probe is given to answer before the report goes on without it")
+	fs.IntVar(&a.opts.ProbeConcurrency, "probe-concurrency", report.DefaultProbeConcurrency,
+		"how many probes are asked at once")
+	fs.IntVar(&a.liveStacks, "live-stacks", report.DefaultLiveStacks,
+		"how many processes a report asks for live stacks, stuck holders' first (0: every process involved); the others' stacks come from their records")
+	fs.BoolVar(&a.opts.TextDumps, "text-dumps", false,
+		"ask the probes of stuck holders for text dumps, which stop each process for the whole dump, instead of short execution traces")
+}
+
+// helpCmd is 'lockwatch help [COMMAND]': cobra's, but a topic that is no
+// command is a usage error (exit 2), not a help page and exit 0.
+func helpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [COMMAND]",
+		Short: "Help about any command",
+		Long:  "help prints the help of COMMAND (as 'lockwatch COMMAND --help'), or lockwatch's.",
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			var names []string
+			if len(args) == 0 {
+				for _, c := range root.Commands() {
+					if c.IsAvailableCommand() {
+						names = append(names, c.Name())
+					}
+				}
 			}
-		}
+			return names, cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := root.Find(args)
+			if err != nil || cmd == nil || len(rest) > 0 || (cmd == root && len(args) > 0) {
+				topic := strings.Join(args, " ")
+				msg := fmt.Sprintf("help: no command %q", topic)
+				if s := root.SuggestionsFor(topic); len(s) > 0 {
+					msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+				}
+				return usagef("%s; see 'lockwatch --help' for the commands", msg)
+			}
+			cmd.InitDefaultHelpFlag()
+			cmd.InitDefaultVersionFlag()
+			return cmd.Help()
+		},
 	}
-	out := "lockwatch " + v
-	if rev != "" {
-		if modified {
+}
+
+// graphs reports whether c draws the wait-for graph with -o dot.
+func graphs(c *cobra.Command) bool {
+	switch c.Name() {
+	case "attach", "watch", "run":
+		return c.HasParent() && !c.Parent().HasParent()
+	}
+	return false
+}
+
+// versionCmd is 'lockwatch version', as 'lockwatch --version' (kubectl,
+// docker and go have the command).
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print lockwatch's version, VCS revision, Go version and platform",
+		Long: `version prints what 'lockwatch --version' prints: lockwatch's version, the VCS
+revision it was built from (when the build recorded one, "modified" when the
+tree had changes), the Go version and the platform. With -o json, a document
+with a schema.`,
+		Example: `  lockwatch version
+  lockwatch version -o json | jq -r .revision`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := buildVersion()
+			if a.output == "json" {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			_, err := fmt.Fprintln(a.stdout, v.String())
+			return err
+		},
+	}
+}
+
+// VersionSchema names the version command's JSON format (docs/json.md).
+const VersionSchema = "lockwatch.version/v1"
+
+// versionInfo is the version command's JSON document.
+type versionInfo struct {
+	Schema   string `json:"schema"`
+	Version  string `json:"version"`            // the module's version, "(devel)" for a build from a checkout
+	Revision string `json:"revision,omitempty"` // the VCS revision, 12 digits, when recorded
+	Modified bool   `json:"modified"`           // the tree had uncommitted changes
+	Go       string `json:"go"`
+	Platform string `json:"platform"` // GOOS/GOARCH
+}
+
+// String is "lockwatch VERSION (REVISION[, modified]) GO OS/ARCH".
+func (v versionInfo) String() string {
+	out := "lockwatch " + v.Version
+	if v.Revision != "" {
+		rev := v.Revision
+		if v.Modified {
 			rev += ", modified"
 		}
 		out += " (" + rev + ")"
 	}
-	return out + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+	return out + " " + v.Go + " " + v.Platform
+}
+
+// version is "lockwatch VERSION (REVISION[, modified]) GO OS/ARCH", from
+// the build information the go command records.
+func version() string { return buildVersion().String() }
+
+// buildVersion reads the build information the go command records.
+func buildVersion() versionInfo {
+	v := versionInfo{Schema: VersionSchema, Version: "(devel)", Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v.Version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				v.Revision = s.Value[:min(len(s.Value), 12)]
+			case "vcs.modified":
+				v.Modified = s.Value == "true"
+			}
+		}
+	}
+	return v
 }
 
 // isTerminal reports whether w is a terminal.

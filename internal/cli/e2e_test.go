@@ -298,7 +298,7 @@ func TestBadInput(t *testing.T) {
 		{"open to others", []string{"watch", open}, "open to other users"},
 		{"stacks of no probe", []string{"stacks", strconv.Itoa(sleep.Process.Pid)}, "is not running a probe"},
 		{"stacks of garbage", []string{"stacks", filepath.Join(corrupt, lockreg.ArenaFile)}, "not a Go traceback or goroutine profile"},
-		{"bad output", []string{"-o", "yaml", "ps"}, "want table or json"},
+		{"bad output", []string{"-o", "yaml", "ps"}, "want table, json or dot"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
 	}
 	if os.Getuid() == 0 {

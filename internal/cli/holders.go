@@ -12,8 +12,12 @@ import (
 	"github.com/lockwatch/lockwatch/probe"
 )
 
+// HoldersSchema names the holders command's JSON format (docs/json.md).
+const HoldersSchema = "lockwatch.holders/v1"
+
 // holdersOutput is the holders command's JSON document (docs/json.md).
 type holdersOutput struct {
+	Schema  string `json:"schema"`
 	PID     int    `json:"pid"`
 	File    string `json:"file"`    // the profile written
 	Live    int    `json:"live"`    // drop-in mutexes in the process
@@ -35,7 +39,10 @@ at its stack, labelled name, kind and role (holder, reader, waiter), valued
 by how long it has held or waited. Read it with
   go tool pprof -traces FILE
   go tool pprof -tagfocus role=waiter -top FILE`,
-		Args:              cobra.ExactArgs(1),
+		Example: `  lockwatch holders 4242                     # saves lockholders-4242.pb.gz
+  go tool pprof -traces lockholders-4242.pb.gz
+  lockwatch holders --file held.pb.gz -o json 4242`,
+		Args:              oneArg("a PID"),
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := strconv.Atoi(args[0]); err != nil {
@@ -53,7 +60,7 @@ by how long it has held or waited. Read it with
 			if err != nil {
 				return usagef("pid %d's probe did not answer (%v); is it running a probe of this version?", t.id.PID, err)
 			}
-			out := holdersOutput{PID: t.id.PID, File: file, Live: v.Live, Mutexes: len(v.Mutexes)}
+			out := holdersOutput{Schema: HoldersSchema, PID: t.id.PID, File: file, Live: v.Live, Mutexes: len(v.Mutexes)}
 			for _, m := range v.Mutexes {
 				if m.Holder != nil {
 					out.Holders++

@@ -213,6 +213,10 @@ func runLockOrder(t *testing.T, role, script, a, b string) {
 // Ctrl-C: a lock-order finding is a warning.
 func TestWatchLockOrder(t *testing.T) {
 	dir := runDir(t)
+	// A process of the run stays, so that the run has not ended when the
+	// first order process has (watch would end with it).
+	_, _, joined := child(t, "joiner", dir, probe.EnvDir+"="+dir)
+	expectLine(t, joined, "joined")
 	orderChildren(t, dir, "lock.a,lock.b")
 	w := startWatchJSON(t, dir)
 	next := w.next

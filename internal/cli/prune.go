@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,6 +47,9 @@ live process's LOCKWATCH_DIR, is never removed.`,
   lockwatch prune --all       # remove every ended run, findings or not`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkEnvRoot(); err != nil {
+				return err
+			}
 			// The default root and the private fallbacks of this user.
 			var vs []pruneVerdict
 			for _, root := range lockreg.Roots() {
@@ -53,6 +58,9 @@ live process's LOCKWATCH_DIR, is never removed.`,
 				if err != nil {
 					return usagef("%v", err)
 				}
+			}
+			if a.output == "json" {
+				return a.pruneJSON(vs, dryRun)
 			}
 			removed, kept, findings := 0, 0, 0
 			var freed int64
@@ -175,18 +183,68 @@ func judgeRun(dir string, all, inUse bool) pruneVerdict {
 	return v
 }
 
-// dirBytes is the size of the files in dir.
+// dirBytes is the memory or disk the files in dir take: their allocated
+// blocks, not their apparent size (an arena is a sparse file: its pages
+// never touched take nothing, as du(1) counts).
 func dirBytes(dir string) int64 {
 	var n int64
 	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
+				n += allocated(fi)
 			}
 		}
 		return nil
 	})
 	return n
+}
+
+// allocated is the bytes a file's blocks take (st_blocks counts 512-byte
+// units whatever the file system's block size), or its size where the
+// system does not say.
+func allocated(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
+}
+
+// PruneSchema names prune's JSON format (docs/json.md).
+const PruneSchema = "lockwatch.prune/v1"
+
+// pruneOutput is prune's JSON document.
+type pruneOutput struct {
+	Schema string     `json:"schema"`
+	DryRun bool       `json:"dry_run"` // nothing was removed: Removed is what would be
+	Bytes  int64      `json:"bytes"`   // the memory or disk the removed runs took (allocated blocks)
+	Remove []pruneRun `json:"removed"`
+	Kept   []pruneRun `json:"kept"`
+}
+
+// pruneRun is one run prune removed (or would) or kept, and why: removed
+// "ended cleanly", "never joined", "ended with findings" (--all); kept
+// "running", "in use", "young", "unreadable", "ended with findings".
+type pruneRun struct {
+	Name  string `json:"name"`
+	Dir   string `json:"dir"`
+	Why   string `json:"why"`
+	Bytes int64  `json:"bytes,omitempty"`
+}
+
+func (a *app) pruneJSON(vs []pruneVerdict, dryRun bool) error {
+	out := pruneOutput{Schema: PruneSchema, DryRun: dryRun, Remove: []pruneRun{}, Kept: []pruneRun{}}
+	for _, v := range vs {
+		r := pruneRun{Name: filepath.Base(v.dir), Dir: v.dir, Why: v.why, Bytes: v.bytes}
+		if v.remove {
+			out.Remove = append(out.Remove, r)
+			out.Bytes += v.bytes
+		} else {
+			out.Kept = append(out.Kept, r)
+		}
+	}
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }
 
 func mib(n int64) string {

@@ -69,7 +69,9 @@ name (what attach takes), state (running, deadlock, ended), its findings
 counted by kind, how many of its processes are alive and ended, and its live
 processes (pid and role; "no probe" when its control socket is missing).
 Runs whose processes have all ended are left out unless --all; -o json
-lists every process of each run. When another user took the default root
+lists every process of each run. A run's state and findings are those
+'lockwatch attach' reports (lockreg locks and the drop-in mutexes its probes
+list), without live stacks. Exit status 3 when a listed run is in deadlock. When another user took the default root
 (/dev/shm/lockwatch-UID), runs live in a private fallback beside it
 (lockwatch-UID-*, owned by you, mode 0700): ps lists those too.`,
 		Example: `  lockwatch ps
@@ -77,6 +79,9 @@ lists every process of each run. When another user took the default root
   lockwatch ps -o json | jq '.runs[] | select(.state == "deadlock") | .name'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkEnvRoot(); err != nil {
+				return err
+			}
 			dirs := runDirs()
 			out := psOutput{Schema: PSSchema, Runs: []psRun{}, Probed: []psProbed{}}
 			known := make(map[string]bool)
@@ -88,7 +93,12 @@ lists every process of each run. When another user took the default root
 					hidden++
 					continue // ended, or a directory nothing ever joined
 				}
-				r, err := report.Diagnose(cmd.Context(), a.sources(d, false), a.opts)
+				// The diagnosis attach makes (the registry and the
+				// probes' drop-in mutexes), without live stacks: ps
+				// never stops a process to take its stacks.
+				src := a.sources(d, true)
+				src.Stacks = nil
+				r, err := report.Diagnose(cmd.Context(), src, a.opts)
 				if err != nil {
 					run.State, run.Error = "unreadable", oneLine(readError(d, err).Error())
 					out.Runs = append(out.Runs, run)
@@ -132,12 +142,24 @@ lists every process of each run. When another user took the default root
 				}
 				sort.Slice(out.Probed, func(i, j int) bool { return out.Probed[i].PID < out.Probed[j].PID })
 			}
+			code := ExitOK
+			for _, r := range out.Runs {
+				if r.State == "deadlock" {
+					code = ExitDeadlock // as attach of that run would
+				}
+			}
 			if a.output == "json" {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				if err := enc.Encode(out); err != nil {
+					return err
+				}
+				return exitCode(code)
 			}
-			return a.psTable(out, hidden)
+			if err := a.psTable(out, hidden); err != nil {
+				return err
+			}
+			return exitCode(code)
 		},
 	}
 	c.Flags().BoolVarP(&all, "all", "a", false, "list ended runs too")

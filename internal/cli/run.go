@@ -70,6 +70,9 @@ printed at the end of any run that has one).`,
 			if f.onDeadlock != "wait" && f.onDeadlock != "kill" {
 				return usagef("--on-deadlock=%q: want wait or kill", f.onDeadlock)
 			}
+			if a.output == "dot" && f.reportPath == "" {
+				return usagef("run -o dot writes the wait-for graph to --report FILE, not among PROGRAM's output: give --report FILE")
+			}
 			if f.failOn != "" && f.failOn != string(report.LockOrder) {
 				return usagef("--fail-on=%q: want lock-order (or nothing)", f.failOn)
 			}
@@ -89,12 +92,15 @@ printed at the end of any run that has one).`,
 }
 
 func (a *app) run(ctx context.Context, f runFlags, args []string) error {
+	if err := checkEnvRoot(); err != nil {
+		return err
+	}
 	root, err := lockreg.DefaultRoot()
 	if err != nil {
 		return usagef("%v", err)
 	}
 	if root.Fallback != "" {
-		fmt.Fprintf(a.stderr, "lockwatch: %s\n", oneLine(root.Fallback))
+		fmt.Fprintf(a.msgs(), "lockwatch: %s\n", oneLine(root.Fallback))
 	}
 	dir, err := lockreg.NewRunDir(root.Dir)
 	if err != nil {
@@ -181,7 +187,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
 	defer signal.Stop(winch)
-	joins := newJoinCheck(a.stderr, pgid, args[0])
+	joins := newJoinCheck(a.msgs(), pgid, args[0])
 	var found *report.Report
 	var settle settler
 	var lastErr string
@@ -209,7 +215,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			// Said once per distinct error, not every interval.
 			if msg := oneLine(readError(dir, err).Error()); msg != lastErr {
 				lastErr = msg
-				fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(msg))
+				fmt.Fprintf(a.msgs(), "lockwatch: %s\n", report.Escape(msg))
 			}
 		default:
 			for _, p := range r.Processes {
@@ -226,10 +232,10 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 				again := found != nil
 				found = r
 				if again {
-					fmt.Fprintf(a.stderr, "lockwatch: the deadlock changed; the report again:\n")
+					fmt.Fprintf(a.msgs(), "lockwatch: the deadlock changed; the report again:\n")
 				}
 				if err := a.emit(r, f.reportPath); err != nil {
-					fmt.Fprintf(a.stderr, "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
+					fmt.Fprintf(a.msgs(), "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
 				}
 				if f.onDeadlock == "kill" {
 					status.teardown()
@@ -239,7 +245,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 					return exitCode(ExitRunDeadlock)
 				}
 				if !again {
-					fmt.Fprintf(a.stderr, "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", report.Escape(filepath.Base(dir)))
+					fmt.Fprintf(a.msgs(), "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", report.Escape(filepath.Base(dir)))
 				}
 			}
 			status.draw(r, found)
@@ -294,7 +300,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 		if len(r.Findings) > 0 {
 			verdict = fmt.Sprintf("no deadlock found; %s at the end (%s)", plural(len(r.Findings), "finding"), r.Findings[0].Kind)
 		}
-		fmt.Fprintf(a.stderr, "lockwatch: %s; %s\n", verdict, joined)
+		fmt.Fprintf(a.msgs(), "lockwatch: %s; %s\n", verdict, joined)
 	}
 	if !f.keep {
 		// A run that ended cleanly (every process closed its registry, no
@@ -353,7 +359,7 @@ func (a *app) killRun(run *liveness.Run, r *report.Report, pgid int) {
 			}
 			seen[id] = true
 			if err := run.Kill(id); err != nil {
-				fmt.Fprintf(a.stderr, "lockwatch: pid %d was not killed: %s\n", p.PID, report.Escape(oneLine(err.Error())))
+				fmt.Fprintf(a.msgs(), "lockwatch: pid %d was not killed: %s\n", p.PID, report.Escape(oneLine(err.Error())))
 			}
 		}
 	}

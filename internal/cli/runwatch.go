@@ -341,6 +341,18 @@ func (s *statusLine) draw(r *report.Report, found *report.Report) {
 			mark = "\x1b[1;31mDEADLOCK\x1b[0m"
 		}
 		text = fmt.Sprintf("lockwatch: %s (%s on %q, above); %s", mark, f.Kind, f.Lock, strings.TrimPrefix(text, "lockwatch: "))
+	} else if i := slices.IndexFunc(r.Findings, func(f report.Finding) bool { return f.Kind == report.LockOrder }); i >= 0 {
+		// A warning: locks taken in both orders, which can deadlock;
+		// the report comes at the end of the run.
+		var locks []string
+		for _, st := range r.Findings[i].Order {
+			locks = append(locks, strconv.Quote(st.From))
+		}
+		mark := "LOCK ORDER"
+		if s.colour {
+			mark = "\x1b[1;33mLOCK ORDER\x1b[0m"
+		}
+		text += fmt.Sprintf("; %s: %s taken in both orders (report at the end)", mark, strings.Join(locks, " and "))
 	}
 	s.write(text)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
+	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -40,6 +41,21 @@ type stacksOutput struct {
 	Format string       `json:"format"` // text or proto
 	Dumps  []stacksDump `json:"dumps"`
 	Notes  []string     `json:"notes"`
+}
+
+// runtimeDeadlock is the reason of the dump the Go runtime makes when it
+// finds every goroutine blocked.
+const runtimeDeadlock = "all goroutines are asleep - deadlock!"
+
+// verdict is stacks's exit code: ExitDeadlock when a dump is the runtime's
+// deadlock.
+func (o *stacksOutput) verdict() int {
+	for _, d := range o.Dumps {
+		if strings.Contains(d.Reason, runtimeDeadlock) {
+			return ExitDeadlock
+		}
+	}
+	return ExitOK
 }
 
 // stacksDump is one dump of the input: a file may hold several.
@@ -98,7 +114,11 @@ pprof goroutine profile (protobuf, gzipped or not); the format is detected.
 
 The panic or fatal error that made a dump comes first. Several dumps in one
 input are shown apart; a dump the input cuts short says so. The goroutines
-of lockwatch's own probe are left out unless --all.`,
+of lockwatch's own probe are left out unless --all. A goroutine waiting for
+a lockwatch lock (lockreg, or a drop-in mutex) shows 'waiting for lock'.
+
+Exit status 3 when a dump is the Go runtime's own deadlock verdict ("fatal
+error: all goroutines are asleep - deadlock!"), else 0.`,
 		Example: `  lockwatch stacks 4242                 # a probed process's goroutines
   lockwatch stacks --text 4242          # with ids, states and wait times
   go test -timeout 10s 2>&1 | lockwatch stacks
@@ -120,9 +140,14 @@ of lockwatch's own probe are left out unless --all.`,
 			if a.output == "json" {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				err = enc.Encode(out)
+			} else {
+				err = a.stacksText(out)
 			}
-			return a.stacksText(out)
+			if err != nil {
+				return err
+			}
+			return exitCode(out.verdict())
 		},
 	}
 	c.Flags().BoolVar(&text, "text", false, "for a PID: ask for the text dump (goroutine ids and states; stops the process for the whole dump)")
@@ -175,7 +200,13 @@ func (a *app) stacksText(out *stacksOutput) error {
 // writeStacksGroup renders a group in the shape of a Go traceback.
 func writeStacksGroup(w io.Writer, g stacksGroup) {
 	fmt.Fprint(w, plural(int(g.Count), "goroutine"))
+	if len(g.States) == 1 {
+		fmt.Fprintf(w, " [%s]", g.States[0].State) // all of them in it: no count to repeat
+	}
 	for i, s := range g.States {
+		if len(g.States) == 1 {
+			break
+		}
 		sep := ", "
 		if i == 0 {
 			sep = ": "
@@ -288,7 +319,37 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 	if err != nil {
 		return nil, usagef("pid %d's probe did not answer (%v); 'lockwatch attach %d' still reports from the registry", t.id.PID, err, t.id.PID)
 	}
-	return stacksOf("pid "+strconv.Itoa(t.id.PID), d.Data, all)
+	source := "pid " + strconv.Itoa(t.id.PID)
+	if text && !isProfile(d.Data) {
+		// A text dump has goroutine ids but no pprof labels: the locks
+		// its goroutines wait for come from the run's waiter records
+		// and the probe's drop-in mutexes, by goroutine id.
+		return stacksOfText(source, bytes.NewReader(d.Data), all, waitsOf(cmd.Context(), t, c))
+	}
+	return stacksOf(source, d.Data, all)
+}
+
+// waitsOf maps the goroutines of t's process that wait for a lock to the
+// lock's name: lockreg's waiter records of the run, and the drop-in
+// mutexes its probe lists. What cannot be read is left out: the stacks are
+// shown without it.
+func waitsOf(ctx context.Context, t target, c *probe.Client) map[int64]string {
+	waits := map[int64]string{}
+	if s, err := lockreg.ReadSnapshot(t.dir); err == nil {
+		for _, w := range s.Waiters {
+			if w.PID == t.id.PID && w.Start == t.id.Start {
+				waits[w.Goroutine] = w.LockName
+			}
+		}
+	}
+	if v, err := c.Mutexes(ctx); err == nil {
+		for _, m := range v.Mutexes {
+			for _, w := range m.Waiters {
+				waits[w.Goroutine] = m.Name
+			}
+		}
+	}
+	return waits
 }
 
 // stacksFrom reads a dump from r: a profile (binary) is read whole, up to
@@ -301,7 +362,7 @@ func stacksFrom(name string, r io.Reader, all bool) (*stacksOutput, error) {
 		return nil, usagef("cannot read %s: %v", name, err)
 	}
 	if !isProfile(head) {
-		return stacksOfText(name, br, all)
+		return stacksOfText(name, br, all, nil)
 	}
 	b, err := io.ReadAll(io.LimitReader(br, maxStacksInput+1))
 	if err != nil {
@@ -326,11 +387,12 @@ func stacksOf(source string, b []byte, all bool) (*stacksOutput, error) {
 		out.Dumps = append(out.Dumps, dumpOf(stackdump.GroupSamples(p.Samples), all))
 		return out, nil
 	}
-	return stacksOfText(source, bytes.NewReader(b), all)
+	return stacksOfText(source, bytes.NewReader(b), all, nil)
 }
 
-// stacksOfText reads Go traceback text.
-func stacksOfText(source string, r io.Reader, all bool) (*stacksOutput, error) {
+// stacksOfText reads Go traceback text; waits names the lock each waiting
+// goroutine waits for (by goroutine id), shown as its lockwatch.wait label.
+func stacksOfText(source string, r io.Reader, all bool, waits map[int64]string) (*stacksOutput, error) {
 	out := &stacksOutput{Schema: StacksSchema, Source: source, Format: "text", Dumps: []stacksDump{}, Notes: []string{}}
 	// Streamed, and bounded: what is read past maxStacksInput is dropped.
 	lr := &io.LimitedReader{R: r, N: maxStacksInput}
@@ -362,6 +424,15 @@ func stacksOfText(source string, r io.Reader, all bool) (*stacksOutput, error) {
 		}
 		if d.LongLines > 0 {
 			out.Notes = append(out.Notes, fmt.Sprintf("%s over 64 KiB kept only its start and end (marked ...[N bytes cut]...)", plural(d.LongLines, "line")))
+		}
+		for i := range d.Goroutines {
+			g := &d.Goroutines[i]
+			if lock, ok := waits[g.ID]; ok {
+				if g.Labels == nil {
+					g.Labels = map[string]string{}
+				}
+				g.Labels[lockWaitLabel] = lock
+			}
 		}
 		sd := dumpOf(stackdump.GroupGoroutines(d.Goroutines, stackdump.IgnoreArgs), all)
 		sd.Reason, sd.Cut = d.Reason, d.Cut
@@ -415,6 +486,12 @@ func ofProbe(g stackdump.Group) bool {
 	return false
 }
 
+// isProfile tells a pprof goroutine profile (gzip, or raw protobuf) from
+// traceback text by its first bytes: a gzip stream by its magic; protobuf
+// by its control bytes (tags, lengths and varints below 0x20), of which
+// text has none but tabs, line ends and the escapes of a coloured log. A
+// traceback with bytes that are not UTF-8 (a panic message of raw bytes)
+// is still text.
 func isProfile(b []byte) bool {
 	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {
 		if zr, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
@@ -423,10 +500,15 @@ func isProfile(b []byte) bool {
 		}
 	}
 	n := min(len(b), 4096)
-	for n > 0 && n < len(b) && !utf8.RuneStart(b[n]) {
-		n-- // not in the middle of a character
+	controls := 0
+	for _, c := range b[:n] {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != '\f' && c != '\v' && c != 0x1b {
+			controls++
+		}
 	}
-	return !utf8.Valid(b[:n])
+	// A profile's first 4 KiB hold hundreds; a stray one in text (a NUL
+	// in a panic message) must not make it binary.
+	return n > 0 && controls*64 > n
 }
 
 // firstErr is the first of joined errors, for a one-line message.

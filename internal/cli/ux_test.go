@@ -40,7 +40,7 @@ func TestStacksStdin(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("%q: got exit %d; want 0\n%s", args, code, stderr)
 		}
-		for _, want := range []string{"stdin: panic: boom\n", "stdin: 2 goroutines in 2 groups (text)\n", "1 goroutine: chan receive 1; longest wait 2m0s\n"} {
+		for _, want := range []string{"stdin: panic: boom\n", "stdin: 2 goroutines in 2 groups (text)\n", "1 goroutine [chan receive]; longest wait 2m0s\n"} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("%q: got\n%s\nwant it to contain %q", args, stdout, want)
 			}
@@ -151,6 +151,12 @@ func TestStacksProbeAndLabels(t *testing.T) {
 			if !strings.Contains(all, "lockwatch/lockwatch/probe.") {
 				t.Errorf("stacks --all: the probe's goroutines are missing:\n%s", all)
 			}
+			// The text dump has no labels: the lock comes from the run's
+			// waiter records (it was missing with --text).
+			_, text, _ := lockwatch(t, "stacks", "--text", pid)
+			if !strings.Contains(text, `waiting for lock "lock.b"`) {
+				t.Errorf("stacks --text: no goroutine waiting for lock.b:\n%s", text)
+			}
 			return
 		}
 		if time.Now().After(deadline) {
@@ -166,7 +172,7 @@ func TestCleanErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"psx"}, `lockwatch: unknown command "psx"; did you mean "ps"? See 'lockwatch --help' for the commands` + "\n"},
+		{[]string{"psx"}, `lockwatch: unknown command "psx" (did you mean "ps"?); see 'lockwatch --help' for the commands` + "\n"},
 		{[]string{"attach"}, "see 'lockwatch attach --help'\n"},
 		{[]string{"attach", "1", "2"}, "see 'lockwatch attach --help'\n"},
 		{[]string{"stacks", "a", "b"}, "see 'lockwatch stacks --help'\n"},
@@ -348,7 +354,7 @@ func TestVersionAndExamples(t *testing.T) {
 	if code != 0 || !regexp.MustCompile(`^lockwatch \S+.* go1\.\S+ linux/\S+\n$`).MatchString(stdout) {
 		t.Errorf("--version: got exit %d, %q; want one line: lockwatch VERSION ... goVERSION linux/ARCH", code, stdout)
 	}
-	for _, c := range []string{"run", "attach", "watch", "ps", "stacks", "prune"} {
+	for _, c := range []string{"run", "attach", "watch", "ps", "stacks", "prune", "holders", "version"} {
 		_, stdout, _ := lockwatch(t, c, "--help")
 		if !strings.Contains(stdout, "Examples:\n  lockwatch "+c) {
 			t.Errorf("%s --help: no Examples section:\n%s", c, stdout)

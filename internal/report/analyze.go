@@ -118,6 +118,9 @@ type graph struct {
 	opts      Options
 
 	waits map[node][]wait // goroutine -> the locks it waits for
+	// end is when the run ended, when every process of it has (stopClock):
+	// its durations run to end rather than to taken.
+	end time.Time
 
 	orders        []orderEdge // the lock-order graph's edges (order.go)
 	ordersDropped uint64
@@ -219,6 +222,55 @@ func (g *graph) identities() []procid.ID {
 }
 
 func (g *graph) statusOf(id procid.ID) procid.Status { return g.status[id] }
+
+// now is the time a report's durations run to: the reading's, or the run's
+// end once every process of it has ended.
+func (g *graph) now() time.Time {
+	if !g.end.IsZero() {
+		return g.end
+	}
+	return g.taken
+}
+
+// stopClock: when every process of the run is proved to have ended (closed
+// or dead; none alive, none unknown), nothing in the run can change any
+// more, so its durations (held for, waiting for) run to its last record (a
+// close, an event, an acquire, a wait) rather than to the reading: an ended
+// run reads the same however late it is read. A note says so.
+func (g *graph) stopClock() {
+	if len(g.processes) == 0 {
+		return
+	}
+	var end time.Time
+	later := func(t time.Time) {
+		if t.After(end) {
+			end = t
+		}
+	}
+	for _, p := range g.processes {
+		if !g.status[p.ID].Dead() {
+			return // alive, or not known to have ended
+		}
+		later(p.ClosedAt)
+	}
+	for _, e := range g.events {
+		later(e.Time)
+	}
+	for _, l := range g.locks {
+		for _, h := range l.Holders {
+			later(h.Since)
+		}
+		for _, w := range l.Waiters {
+			later(w.Since)
+		}
+	}
+	if end.IsZero() || end.After(g.taken) {
+		return
+	}
+	g.end = end
+	g.notes = append(g.notes, fmt.Sprintf("the run has ended (none of its processes is alive): durations are up to its last record, at %s",
+		end.Format("15:04:05.000")))
+}
 
 // process returns the process entry of id; an id without a start time
 // (a holder named by its lock word alone) matches its pid.
@@ -498,7 +550,7 @@ func (g *graph) party(n node, read bool, since time.Time, stack stackRef) Party 
 	p := Party{Host: n.Host, PID: n.PID, Start: n.Start, Goroutine: n.Goroutine, Alive: st == procid.Alive,
 		State: st.String(), Death: string(lockstate.ReasonOf(st)), Read: read, Since: since, stack: stack}
 	if !since.IsZero() {
-		p.For = Duration(max(g.taken.Sub(since), 0))
+		p.For = Duration(max(g.now().Sub(since), 0))
 	}
 	if pr, ok := g.process(n.ID); ok {
 		p.Role = pr.Role

@@ -100,6 +100,9 @@ func (g *graph) processRows(h Host) []ProcRow {
 		switch {
 		case p.Closed:
 			row.Exit, row.ExitedAt = "closed", p.ClosedAt
+			if st.Dead() {
+				row.State = Exited // it left the run cleanly, then ended: not a death
+			}
 		case st.Dead():
 			row.Exit = "died"
 		}
@@ -119,6 +122,9 @@ func (g *graph) eventRows(fs []Finding, n int) []EventRow {
 		}
 		for _, st := range f.Behind {
 			involved[st.WaitsFor] = true
+		}
+		for _, st := range f.Order {
+			involved[st.From], involved[st.To] = true, true // every lock of the loop
 		}
 	}
 	out := []EventRow{}

@@ -105,6 +105,7 @@ func read(ctx context.Context, src Sources, opts Options) (*graph, error) {
 	g := merge(snaps)
 	g.opts = opts
 	g.status = checkAll(src.Host, g)
+	g.stopClock()
 	return g, nil
 }
 

@@ -240,6 +240,10 @@ type WaiterRow struct {
 	LockKind string `json:"lock_kind,omitempty"`
 }
 
+// Exited is a process's state once it has ended after closing its registry
+// (its session): it left the run cleanly, so it is not reported dead.
+const Exited = "exited"
+
 // ProcRow is one process of the run's process table.
 type ProcRow struct {
 	Host    string    `json:"host,omitempty"`
@@ -248,7 +252,7 @@ type ProcRow struct {
 	Role    string    `json:"role,omitempty"`
 	Command string    `json:"command,omitempty"`
 	Alive   bool      `json:"alive"`
-	State   string    `json:"state"` // alive, dead, zombie, reused, unknown
+	State   string    `json:"state"` // alive, exited (closed its registry, then ended), dead, zombie, reused, expired, unknown
 	Started time.Time `json:"started,omitzero"`
 	// Exit is "closed" when the process closed its registry (a clean exit),
 	// "died" when it is dead without having closed it, "" while alive.

@@ -266,7 +266,7 @@ func (r *Report) orderStacks() {
 
 // writeOrder renders a lock-order finding's edges, each with its two
 // acquire sites and stacks.
-func (e *errWriter) writeOrder(f *Finding) {
+func (e *errWriter) writeOrder(f *Finding, brief bool) {
 	const frames = 8 // of each stack, from the call site out
 	trim := func(fs []FrameJSON) []FrameJSON {
 		for i := range fs {
@@ -274,6 +274,9 @@ func (e *errWriter) writeOrder(f *Finding) {
 				fs = fs[i:]
 				break
 			}
+		}
+		if brief {
+			return nil
 		}
 		return fs[:min(len(fs), frames)]
 	}

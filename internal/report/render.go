@@ -22,6 +22,9 @@ type Style struct {
 	Color bool
 	// AllLocks lists free locks too; by default only held or awaited ones.
 	AllLocks bool
+	// Brief leaves out the frames of each lock-order edge (its two call
+	// sites stay), for a screen that must show the tables too (watch).
+	Brief bool
 }
 
 const (
@@ -90,7 +93,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		e.printf("  next: %s\n", Escape(f.Next))
 		i = j
 		if len(f.Order) > 0 {
-			e.writeOrder(&f)
+			e.writeOrder(&f, st.Brief)
 		}
 	}
 	for _, n := range r.Notes {
@@ -254,6 +257,8 @@ func (st Style) liveness(s string) string {
 		return st.paint(green, s)
 	case "unknown":
 		return st.paint(yellow, s)
+	case Exited:
+		return st.paint(dim, s)
 	}
 	return st.paint(red, s)
 }

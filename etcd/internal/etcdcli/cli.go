@@ -73,7 +73,7 @@ RUN alone takes the endpoints from --etcd. lockwatch itself runs these
 commands for etcd runs: lockwatch attach etcd://..., lockwatch run --etcd ...
 
 Flags: --etcd ENDPOINTS (default $LOCKWATCH_ETCD; run starts an embedded
-server when none is given), -o table|json, --local-host NAME (the host name
+server when none is given), -o table|json|dot, --local-host NAME (the host name
 this machine has in the records; default $LOCKWATCH_HOST, else the host
 name), --stuck-after DURATION, --interval DURATION (watch, run),
 --live-stacks N (how many processes a report asks for live stacks, the
@@ -146,7 +146,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var c config
 	fs.StringVar(&c.endpoints, "etcd", os.Getenv(EnvEndpoints), "etcd client `endpoints`, comma-separated")
-	fs.StringVar(&c.output, "o", "table", "output `format`: table or json")
+	fs.StringVar(&c.output, "o", "table", "output `format`: table, json or dot (the wait-for graph)")
 	fs.StringVar(&c.localHost, "local-host", "", "the host `name` of this machine in the records (default $LOCKWATCH_HOST, else the host name)")
 	fs.DurationVar(&c.stuckAfter, "stuck-after", 10*time.Second, "a holder with waiters is stuck after holding this `long`")
 	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "watch and run: how often to read the run")
@@ -172,8 +172,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return &ExitError{Code: usageCode, Err: err}
 	}
-	if c.output != "table" && c.output != "json" {
-		return bad("-o %q: use table or json", c.output)
+	if c.output != "table" && c.output != "json" && c.output != "dot" {
+		return bad("-o %q: use table, json or dot", c.output)
 	}
 	if c.liveStacks < 0 {
 		return bad("--live-stacks %d: want how many processes to ask for live stacks, or 0 for all of them", c.liveStacks)
@@ -249,6 +249,9 @@ func (c config) liveStackOption() int {
 // NO_COLOR or TERM=dumb), or JSON (indented, or one line per report when
 // compact).
 func (c config) write(w io.Writer, r *report.Report, compact bool) error {
+	if c.output == "dot" {
+		return r.WriteDot(w) // one graph per report, as lockwatch's
+	}
 	if c.output == "json" {
 		enc := json.NewEncoder(w)
 		if !compact {

@@ -26,3 +26,19 @@ func TestLiveStacksFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputDot: -o dot writes the report's wait-for graph; another format
+// is refused in one line that names the three.
+func TestOutputDot(t *testing.T) {
+	var stderr bytes.Buffer
+	err := Main(context.Background(), []string{"attach", "-o", "yaml", "etcd://127.0.0.1:1/run-1"}, &bytes.Buffer{}, &stderr)
+	var xe *ExitError
+	if !errors.As(err, &xe) || !strings.Contains(stderr.String(), `-o "yaml": use table, json or dot`) {
+		t.Errorf("-o yaml: %v, stderr %q; want a usage error naming the formats", err, stderr.String())
+	}
+	var out bytes.Buffer
+	r := &report.Report{Schema: report.Schema, Run: "etcd://h:1/run-1", Findings: []report.Finding{}}
+	if err := (config{output: "dot"}).write(&out, r, true); err != nil || !strings.HasPrefix(out.String(), "digraph lockwatch {") {
+		t.Errorf("-o dot: %v\n%s\nwant a DOT digraph", err, out.String())
+	}
+}

@@ -276,6 +276,9 @@ func Convert(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.MutexV
 		// Many mutexes are first locked at one site (a field of every value
 		// of a type): the id tells them apart.
 		name := displayName(m.Name, m.Named, m.ID)
+		if !m.Named && !slices.Contains(out.Notes, UnnamedNote) {
+			out.Notes = append(out.Notes, UnnamedNote)
+		}
 		l := lockstate.Lock{Kind: m.Kind, Name: name}
 		if h := m.Holder; h != nil {
 			st := h.Stack
@@ -311,6 +314,10 @@ func Convert(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.MutexV
 		out.Notes = append(out.Notes, fmt.Sprintf("pid %d: %d goroutines wait for drop-in mutexes without a record", id.PID, v.MoreWaiters))
 	}
 }
+
+// UnnamedNote is the report's note when it names a drop-in mutex that was
+// given no name: what its "#N" means.
+const UnnamedNote = `a drop-in mutex given no name (sync.SetName) is named after where it was first locked, then "#N", its id in its process (mutexes first locked at one place differ by it)`
 
 // displayName is a mutex's name in the report: its given name, or its
 // first site and id.
