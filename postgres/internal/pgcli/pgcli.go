@@ -56,7 +56,7 @@ environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
 PGPASSFILE, PGSERVICE...), as psql does. lockwatch itself runs these
 commands: lockwatch attach postgres://...
 
-Flags: -o table|json, --stuck-after DURATION (a session holding a lock
+Flags: -o table|json|dot, --stuck-after DURATION (a session holding a lock
 others wait for is stuck after holding it this long while they wait as
 long; default 10s), --interval DURATION (watch), --terminate-dead (end
 with pg_terminate_backend each session whose client is proved gone while
@@ -92,7 +92,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("lockwatch-pg "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c config
-	fs.StringVar(&c.output, "o", "table", "output `format`: table or json")
+	fs.StringVar(&c.output, "o", "table", "output `format`: table, json, or dot (the wait-for graph for Graphviz)")
 	fs.DurationVar(&c.stuckAfter, "stuck-after", 10*time.Second, "a holder with waiters is stuck after holding this `long`")
 	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "watch: how often to read the server")
 	fs.BoolVar(&c.terminateDead, "terminate-dead", false, "end, with pg_terminate_backend, the sessions whose client is proved gone while they hold a lock")
@@ -108,8 +108,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return &ExitError{Code: exitUsage, Err: err}
 	}
-	if c.output != "table" && c.output != "json" {
-		return bad("-o %q: use table or json", c.output)
+	if c.output != "table" && c.output != "json" && c.output != "dot" {
+		return bad("-o %q: use table, json or dot", c.output)
 	}
 	if c.stuckAfter <= 0 {
 		return bad("--stuck-after %s: want a positive duration", c.stuckAfter)
@@ -184,6 +184,9 @@ func (c config) diagnose(ctx context.Context, src *pgsrc.Source) (*report.Report
 }
 
 func (c config) write(w io.Writer, r *report.Report, compact bool) error {
+	if c.output == "dot" {
+		return r.WriteDot(w)
+	}
 	if c.output == "json" {
 		enc := json.NewEncoder(w)
 		if !compact {
