@@ -93,4 +93,3 @@ func startTimeOK(t *testing.T) uint64 {
 	}
 	return st
 }
-
