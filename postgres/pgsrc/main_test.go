@@ -25,7 +25,7 @@ var (
 func TestMain(m *testing.M) {
 	var stop func()
 	var err error
-	server, _, stop, err = pgtest.ForTests()
+	server, _, _, stop, err = pgtest.ForTests()
 	switch {
 	case errors.Is(err, pgtest.ErrNoPostgres):
 		noPG = err

@@ -41,6 +41,7 @@ const (
 // one $LOCKWATCH_TEST_POSTGRES names; "" when there is neither (skipped).
 var (
 	server  string
+	private *pgtest.Server // nil: the server was given
 	cluster *pgtest.Cluster
 	noPG    error
 )
@@ -67,7 +68,7 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	var stop func()
 	var err error
-	server, cluster, stop, err = pgtest.ForTests()
+	server, private, cluster, stop, err = pgtest.ForTests()
 	defer stop()
 	switch {
 	case errors.Is(err, pgtest.ErrNoPostgres):

@@ -164,3 +164,22 @@ func TestCycle(t *testing.T) {
 		t.Errorf("cycle %v; want sessions %d and %d (findings %+v)", cycle, a.backend, b.backend, r.Findings)
 	}
 }
+
+// TestUnixSocketClient: a client on the server's unix socket is found
+// through its backend's socket and the kernel's peer (sock_diag), and
+// named by its pid.
+func TestUnixSocketClient(t *testing.T) {
+	url := needServer(t)
+	if private == nil {
+		t.Skip("NOTE: needs the private server's unix socket (not $LOCKWATCH_TEST_POSTGRES's)")
+	}
+	c := connect(t, url)
+	holder := startClient(t, private.SocketURL(), "on-socket", nil, "SELECT pg_advisory_lock(8001)")
+	holder.await(t, 0)
+	waiter := startClient(t, url, "waiter", nil, "SELECT pg_advisory_lock(8001)")
+	awaitWaiting(t, c, waiter.backend, 0)
+	out, _, _ := attach(t, url)
+	if want := fmt.Sprintf("client unix socket = pid %d on this machine", holder.cmd.Process.Pid); !strings.Contains(out, want) {
+		t.Errorf("the report does not say %q:\n%s", want, out)
+	}
+}

@@ -288,21 +288,21 @@ func (s *Server) Stop() error {
 func Given() string { return os.Getenv(EnvServer) }
 
 // ForTests returns the server a package's tests use: the one
-// $LOCKWATCH_TEST_POSTGRES names (cluster nil), or a private one started
-// here (stop it with stop). err wraps ErrNoPostgres when there is neither:
-// the tests are then skipped, with a note.
-func ForTests() (url string, cluster *Cluster, stop func(), err error) {
+// $LOCKWATCH_TEST_POSTGRES names (srv and cluster nil), or a private one
+// started here (stop it with stop). err wraps ErrNoPostgres when there is
+// neither: the tests are then skipped, with a note.
+func ForTests() (url string, srv *Server, cluster *Cluster, stop func(), err error) {
 	if url := Given(); url != "" {
-		return url, nil, func() {}, nil
+		return url, nil, nil, func() {}, nil
 	}
 	cluster, err = Init("")
 	if err != nil {
-		return "", nil, func() {}, err
+		return "", nil, nil, func() {}, err
 	}
-	srv, err := cluster.Start(Options{})
+	srv, err = cluster.Start(Options{})
 	if err != nil {
 		cluster.Close()
-		return "", nil, func() {}, err
+		return "", nil, nil, func() {}, err
 	}
-	return srv.URL(), cluster, func() { srv.Stop(); cluster.Close() }, nil
+	return srv.URL(), srv, cluster, func() { srv.Stop(); cluster.Close() }, nil
 }
