@@ -2,9 +2,14 @@ package pgsrc_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,7 +107,9 @@ func BenchmarkAttach(b *testing.B) {
 		}
 	}
 	src := pgsrc.New(conn, "bench")
+	backend := int(conn.PgConn().PID())
 	b.Run("read=pgsrc", func(b *testing.B) {
+		defer cpu(b, backend)()
 		for b.Loop() {
 			if _, err := src.Read(ctx); err != nil {
 				b.Fatal(err)
@@ -136,6 +143,7 @@ func BenchmarkAttach(b *testing.B) {
 		}
 	})
 	b.Run("attach=pgsrc", func(b *testing.B) {
+		defer cpu(b, backend)()
 		for b.Loop() {
 			r, err := report.Diagnose(ctx, src.Sources(), report.Options{StuckAfter: time.Hour})
 			if err != nil {
@@ -148,6 +156,7 @@ func BenchmarkAttach(b *testing.B) {
 		}
 	})
 	b.Run("read=pg_locks", func(b *testing.B) {
+		defer cpu(b, backend)()
 		for b.Loop() {
 			n := 0
 			for _, q := range []string{"SELECT * FROM pg_locks", "SELECT * FROM pg_stat_activity"} {
@@ -170,4 +179,43 @@ func BenchmarkAttach(b *testing.B) {
 			}
 		}
 	})
+}
+
+// cpu reports, when the returned func is called at the end of a
+// benchmark, the CPU time per op of this process (lockwatch's side:
+// decoding, the model, /proc) and of the server's backend process of the
+// session it reads through (the query), so that a loaded machine's wall
+// times can be read beside what each side spent.
+func cpu(b *testing.B, backend int) func() {
+	self0, srv0 := selfCPU(), procCPU(backend)
+	return func() {
+		n := float64(b.N)
+		b.ReportMetric(float64(selfCPU()-self0)/1e6/n, "cpu-ms/op")
+		if s := procCPU(backend); s >= 0 && srv0 >= 0 {
+			b.ReportMetric(float64(s-srv0)/1e6/n, "server-cpu-ms/op")
+		}
+	}
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is utime+stime of pid (fields 14 and 15 of /proc/PID/stat, in
+// clock ticks of 10 ms), or -1.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
 }
