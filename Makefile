@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover docs-reports demo-etcd test-etcd build-etcd build-pg test-pg
+.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover docs-reports demo-etcd test-etcd build-etcd fuzz build-pg test-pg
 
 all: build
 
@@ -28,6 +28,8 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags nolockwatch ./sync
+	$(GO) run ./internal/crosscheck ./sync ./internal/inproc ./internal/record # every GOOS/GOARCH (go tool dist list)
+	GOARCH=arm64 $(GO) vet ./sync ./internal/inproc ./internal/record # the arm64 fast path, with its assembly
 	$(TOOL) staticcheck ./...
 	cd bench && $(GO) vet -tags deadlock . # the comparison module (make bench-compare) still builds
 
@@ -67,12 +69,37 @@ stress-hostile:
 	LOCKWATCH_STRESS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m -run 'Hostile' ./lockreg ./internal/cli
 	CGO_ENABLED=1 $(GO) test -run '^$$' -bench 'BenchmarkHostile' -benchtime 3x -count 1 -timeout 60m ./internal/cli
 
+## fuzz: every fuzz target (FUZZTARGETS: package and target), each for
+## FUZZTIME, seeded from its package's seeds and the hostile cases
+## (internal/hostile); prints each target's executions and new inputs, and
+## stops at the first failure (the input is written under testdata/fuzz).
+## FUZZFLAGS=-parallel=1 keeps it to one core.
+FUZZTIME    ?= 60s
+FUZZFLAGS   ?=
+# Minimizing each new interesting input takes up to 60 s by default, during
+# which nothing else is tried: with a short FUZZTIME it took all of it.
+FUZZMINIMIZE ?= 1s
+FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:FuzzParseProfile \
+  ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
+  ./probe:FuzzDecodeAnswer ./internal/proc:FuzzParseStat ./internal/liveness:FuzzScanMaps \
+  ./internal/safeout:FuzzWriter ./internal/jsonbudget:FuzzValues ./internal/pipeline:FuzzFrameReader
+fuzz:
+	@for t in $(FUZZTARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== $$pkg $$name ($(FUZZTIME))"; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $(FUZZFLAGS) $$pkg 2>&1); st=$$?; \
+	  echo "$$out" | grep -E 'elapsed: .*execs' | tail -1; \
+	  if [ $$st -ne 0 ]; then echo "$$out" | tail -40; exit 1; fi; \
+	done
+
 ## stress: the reliability suite (internal/stress, build tag stress; not part of
 ## make test): kill storm, churn, hostile arenas; figures in docs/reliability.md.
 ## Static build, as shipped (the robust list needs it), so no race detector.
-## LOCKWATCH_STRESS_CHURN sets the churn's count (default 100,000).
+## LOCKWATCH_STRESS_CHURN sets the churn's count (default 100,000),
+## LOCKWATCH_STRESS_STORM_PROCS and _ATTACHERS the kill storm's (64, 4).
+STRESSTIMEOUT ?= 4h
 stress:
-	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout 30m ./internal/stress
+	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout $(STRESSTIMEOUT) ./internal/stress
 
 ## cover: every test with coverage that counts the child processes the tests
 ## start: test binaries re-run with a role, and the lockwatch and demo

@@ -154,3 +154,28 @@ func TestReadOptionsEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestInfoFilesAmplifying: sixteen info files within the size limit made
+// of empty arguments (16 bytes of string decoded from each 3 bytes) are
+// refused before they are decoded, and said; before, reading them
+// allocated 467 MiB.
+func TestInfoFilesAmplifying(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	spec := hostile.Spec{Procs: 64, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 16, UsedLocks: 1,
+		InfoFiles: 16, InfoSize: lockreg.MaxInfoSize - 16, InfoEmptyArgs: true}
+	if err := hostile.Write(dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	var s *lockreg.Snapshot
+	var err error
+	n := allocated(func() { s, err = lockreg.ReadSnapshot(dir) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n > 48<<20 {
+		t.Errorf("reading 16 amplifying info files allocated %d MiB; want at most 48 MiB", n>>20)
+	}
+	if notes := strings.Join(s.Notes(), "\n"); !strings.Contains(notes, "info files were not read") {
+		t.Errorf("notes %q; want the info files said", notes)
+	}
+}

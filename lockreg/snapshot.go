@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/jsonbudget"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -366,8 +367,9 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	info := int64(infoBudget)
 	for i := range s.Processes {
 		p := &s.Processes[i]
-		p.Info, _ = readInfo(rd, p.Identity(), &info)
-		if p.Info == nil && info <= 0 {
+		var err error
+		p.Info, err = readInfo(rd, p.Identity(), &info)
+		if p.Info == nil && (info <= 0 || errors.Is(err, errInfoValues)) {
 			s.infoOver++
 		}
 	}
@@ -638,6 +640,12 @@ func (d *RunDir) ProcessInfo(id procid.ID) (*ProcessInfo, error) {
 	return readInfo(d, id, &budget)
 }
 
+// maxInfoValues bounds the JSON values of an info file decoded: a process
+// writes a few fields and its arguments.
+const maxInfoValues = 1 << 14
+
+var errInfoValues = errors.New("info file of too many JSON values")
+
 // readInfo reads a process's info file, of at most MaxInfoSize bytes and
 // at most *budget, which it decreases by the file's size.
 func readInfo(rd *RunDir, id procid.ID, budget *int64) (*ProcessInfo, error) {
@@ -657,8 +665,17 @@ func readInfo(rd *RunDir, id procid.ID, budget *int64) (*ProcessInfo, error) {
 			Hint:   "the run directory has been tampered with"}
 	}
 	*budget -= fi.Size()
+	b, err := io.ReadAll(io.LimitReader(f, MaxInfoSize))
+	if err != nil {
+		return nil, err
+	}
+	// What decoding builds: an argument list of empty strings takes 16
+	// bytes of string header for each 3 bytes of file.
+	if n := jsonbudget.Values(b); n > maxInfoValues {
+		return nil, fmt.Errorf("lockreg: %s: %w: %d, more than the %d a reader decodes", f.Name(), errInfoValues, n, maxInfoValues)
+	}
 	var pi ProcessInfo
-	if err := json.NewDecoder(io.LimitReader(f, MaxInfoSize)).Decode(&pi); err != nil {
+	if err := json.Unmarshal(b, &pi); err != nil {
 		return nil, fmt.Errorf("lockreg: %s: %w", f.Name(), err)
 	}
 	return &pi, nil
@@ -793,7 +810,7 @@ func (s *Snapshot) Notes() []string {
 		out = append(out, fmt.Sprintf("showing %s of %s waiters", commas(len(s.Waiters)), commas(s.Counts.Waiters)))
 	}
 	if s.infoOver > 0 {
-		out = append(out, fmt.Sprintf("%s info files were not read: larger than %d KiB each or %d MiB in all", commas(s.infoOver), MaxInfoSize>>10, infoBudget>>20))
+		out = append(out, fmt.Sprintf("%s info files were not read: larger than %d KiB each or %d MiB in all, or of more than %s JSON values", commas(s.infoOver), MaxInfoSize>>10, infoBudget>>20, commas(maxInfoValues)))
 	}
 	return append(out, s.StackNotes()...)
 }

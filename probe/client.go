@@ -167,6 +167,9 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 		}
 		return nil, nil, noAnswer("reading the answer to the", err)
 	}
+	if err := checkAnswerSize(c.Path, b); err != nil {
+		return nil, nil, err
+	}
 	var ans answer
 	if err := json.Unmarshal(b, &ans); err != nil {
 		return nil, nil, fmt.Errorf("probe: %s: unreadable answer %.64q: %w", c.Path, b, err)

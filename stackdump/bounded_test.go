@@ -126,3 +126,32 @@ func b2u(b bool) uint64 {
 	}
 	return 0
 }
+
+// TestDictAmplifyingLine: a dictionary line within MaxDictLine made of
+// empty frames ("{},", 3 bytes each; 60 bytes of Frame decoded) is refused
+// before it is decoded, by the reader and by the index's Lookup.
+func TestDictAmplifyingLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stacks")
+	var b bytes.Buffer
+	b.WriteString(`{"id":"1","frames":[{}`)
+	for b.Len() < stackdump.MaxDictLine-64 {
+		b.WriteString(`,{}`)
+	}
+	b.WriteString("]}\n")
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	n := allocated(func() { _, err = stackdump.ReadDict(path) })
+	if !errors.Is(err, stackdump.ErrDictLine) || n > 2<<20 {
+		t.Errorf("ReadDict: %v, %d KiB allocated; want ErrDictLine and at most 2 MiB", err, n>>10)
+	}
+	f, _ := os.Open(path)
+	defer f.Close()
+	x := stackdump.IndexDict(f, stackdump.MaxDictSize)
+	var ok bool
+	n = allocated(func() { _, ok = x.Lookup(1) })
+	if ok || n > 2<<20 {
+		t.Errorf("Lookup: %v, %d KiB allocated; want the line refused, at most 2 MiB", ok, n>>10)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+
+	"github.com/lockwatch/lockwatch/internal/jsonbudget"
 )
 
 // A Dict is a process's stack dictionary: an append-only file of symbolized
@@ -187,7 +189,16 @@ func DecodeDict(r io.Reader) (map[uint64][]Frame, error) {
 	}
 }
 
+// MaxDictFrames bounds the frames of one stack a dictionary line is
+// decoded into: lockreg records at most 32 frames (more with inlined
+// calls). A line of empty objects would otherwise decode into 60 bytes of
+// frame for each 3 bytes of text.
+const MaxDictFrames = 1024
+
 func decodeLine(line []byte) (uint64, []Frame, error) {
+	if n := jsonbudget.Values(line); n > 2*MaxDictFrames+8 {
+		return 0, nil, fmt.Errorf("%w: a stack of more than %d frames (%d JSON values)", ErrDictLine, MaxDictFrames, n)
+	}
 	var dl dictLine
 	if err := json.Unmarshal(line, &dl); err != nil {
 		return 0, nil, err

@@ -25,6 +25,9 @@ type Snapshot struct {
 	// LongLines counts lines longer than Parse keeps (64 KiB): each kept
 	// its start and its end, with "...[N bytes cut]..." between them.
 	LongLines int `json:"long_lines,omitempty"`
+	// Dropped counts goroutines read but not kept: past MaxGoroutines or
+	// MaxRetained (Parse's bounds on what it builds of one input).
+	Dropped int `json:"dropped,omitempty"`
 }
 
 // A Goroutine is one goroutine of a traceback.

@@ -33,6 +33,26 @@ const (
 	maxPrefixFields = 6
 )
 
+// What Parse keeps of one input is bounded by what it builds, not only by
+// what it reads: a traceback of many tiny goroutines (40 bytes of text
+// each) would otherwise build some 30 times its size. Past either bound,
+// goroutines are counted (Snapshot.Dropped) and not kept, and a kept
+// goroutine's further frames are left out (Elision at its end).
+const (
+	// MaxGoroutines bounds the goroutines Parse keeps of one input: more
+	// than a 64 MiB dump of ordinary goroutines (some 700 bytes each)
+	// holds.
+	MaxGoroutines = 1 << 17
+	// MaxRetained bounds the bytes Parse keeps of one input, as it counts
+	// them: goroutines (goroutineCost each), frames (frameCost each),
+	// labels and the strings it makes.
+	MaxRetained = 64 << 20
+
+	goroutineCost = 300 // a Goroutine, its share of the slice, its id
+	frameCost     = 64  // a Frame
+	labelCost     = 64  // a map entry
+)
+
 // The parser is a state machine over lines. Each state expects some lines
 // and says where each leads; a line a state does not expect either ends
 // the goroutine (text after a dump) or is reported as an error. See the
@@ -84,11 +104,7 @@ const (
 // goroutine id seen twice) is not merged: Parse returns the first, and its
 // error wraps ErrSeveralDumps; ParseDumps returns each.
 func Parse(r io.Reader) (*Snapshot, error) {
-	dumps, err := ParseDumps(r)
-	if len(dumps) > 1 {
-		err = errors.Join(err, fmt.Errorf("%w: %d dumps; the first is read, ParseDumps reads each", ErrSeveralDumps, len(dumps)))
-	}
-	return dumps[0], err
+	return ParseWithin(r, Limits{})
 }
 
 // ParseDumps reads Go traceback text as Parse does, and returns each dump
@@ -99,9 +115,38 @@ func Parse(r io.Reader) (*Snapshot, error) {
 // thread of a GOTRACEBACK=crash dump prints, excepted). The error joins the
 // unreadable lines of all dumps.
 func ParseDumps(r io.Reader) ([]*Snapshot, error) {
+	return ParseDumpsWithin(r, Limits{})
+}
+
+// Limits bound what Parse keeps of one input; zero fields take the
+// defaults, MaxGoroutines and MaxRetained. A reader that parses several
+// inputs at once (a report asking many probes) gives each a share.
+type Limits struct {
+	Goroutines int
+	Retained   int64
+}
+
+// ParseWithin is Parse within limits.
+func ParseWithin(r io.Reader, l Limits) (*Snapshot, error) {
+	dumps, err := ParseDumpsWithin(r, l)
+	if len(dumps) > 1 {
+		err = errors.Join(err, fmt.Errorf("%w: %d dumps; the first is read, ParseDumps reads each", ErrSeveralDumps, len(dumps)))
+	}
+	return dumps[0], err
+}
+
+// ParseDumpsWithin is ParseDumps within limits.
+func ParseDumpsWithin(r io.Reader, l Limits) ([]*Snapshot, error) {
+	if l.Goroutines <= 0 || l.Goroutines > MaxGoroutines {
+		l.Goroutines = MaxGoroutines
+	}
+	if l.Retained <= 0 || l.Retained > MaxRetained {
+		l.Retained = MaxRetained
+	}
 	p := &parser{
 		r:      bufio.NewReaderSize(r, 64<<10),
 		intern: make(map[string]string),
+		limits: l,
 	}
 	p.newDump()
 	err := p.run()
@@ -123,6 +168,16 @@ type parser struct {
 	intern map[string]string
 	errs   []error
 	more   int // errors beyond maxErrors
+
+	// What is kept of the input, and the bounds: past them, p.g is
+	// p.spare (reused, not kept) and frames go to p.spareFrame.
+	limits     Limits
+	kept       int   // goroutines kept, all dumps
+	retained   int64 // bytes kept, as counted
+	spare      Goroutine
+	spareFrame Frame
+	spareAnc   Ancestor
+	last       *Frame // the frame a source line belongs to
 
 	// prefix is the number of prefix fields cut from every line: -1 until
 	// a header is seen, then 0 (none) or the fields the first header had.
@@ -384,6 +439,11 @@ func (p *parser) frame(line []byte) bool {
 	if !ok {
 		return false
 	}
+	if !p.keeping() {
+		p.addFrame(Frame{}) // read, not kept: no strings made
+		p.st = stateFile
+		return true
+	}
 	p.addFrame(Frame{Func: p.str(name), Args: p.str(args)})
 	p.st = stateFile
 	return true
@@ -408,11 +468,26 @@ func splitCall(line []byte) (name, args []byte, ok bool) {
 }
 
 func (p *parser) addFrame(f Frame) {
+	frames, elided := &p.g.Frames, &p.g.Elided
 	if p.anc != nil {
-		p.anc.Frames = append(p.anc.Frames, f)
-	} else {
-		p.g.Frames = append(p.g.Frames, f)
+		frames, elided = &p.anc.Frames, &p.anc.Elided
 	}
+	if !p.keeping() || p.retained >= p.limits.Retained {
+		// Not kept: a goroutine past the bounds, or a frame past them
+		// (said by an elision at the end of the goroutine's frames).
+		if p.keeping() {
+			if *elided == nil || (*elided).At != len(*frames) {
+				*elided = &Elision{At: len(*frames)}
+			}
+			(*elided).Count++
+		}
+		p.spareFrame = f
+		p.last = &p.spareFrame
+		return
+	}
+	p.retained += frameCost
+	*frames = append(*frames, f)
+	p.last = &(*frames)[len(*frames)-1]
 }
 
 // lastFrame returns the frame a source line belongs to.
@@ -423,10 +498,7 @@ func (p *parser) lastFrame() *Frame {
 		}
 		return p.g.CreatedBy
 	}
-	if p.anc != nil {
-		return &p.anc.Frames[len(p.anc.Frames)-1]
-	}
-	return &p.g.Frames[len(p.g.Frames)-1]
+	return p.last
 }
 
 // file handles a line in stateFile or stateCreatorFile: the source position
@@ -440,6 +512,9 @@ func (p *parser) file(line []byte) bool {
 	}
 	// An indented line is the source line, readable or not.
 	p.st = stateFrame
+	if f == &p.spareFrame {
+		return true // of a frame not kept
+	}
 	s := line[1:]
 	if i := bytes.LastIndex(s, []byte(" fp=")); i >= 0 {
 		s = s[:i] // fp=, sp=, pc= of GOTRACEBACK=system: addresses, not kept
@@ -507,13 +582,25 @@ func (p *parser) header(line []byte) bool {
 	if id != 0 && p.ids[id] {
 		p.newDump() // the same goroutine again: the next dump
 	}
+	p.st = stateFrame
+	if p.kept >= p.limits.Goroutines || p.retained >= p.limits.Retained {
+		// Past the bounds: read, counted, not kept.
+		p.snap.Dropped++
+		p.spare = Goroutine{ID: id}
+		p.g = &p.spare
+		return true
+	}
 	p.ids[id] = true
+	p.kept++
+	p.retained += goroutineCost
 	p.snap.Goroutines = append(p.snap.Goroutines, Goroutine{ID: id, Frames: []Frame{}})
 	p.g = &p.snap.Goroutines[len(p.snap.Goroutines)-1]
-	p.st = stateFrame
 	p.status(p.g, rest[b+1:len(rest)-2], line)
 	return true
 }
+
+// keeping reports whether the goroutine (or ancestor) being read is kept.
+func (p *parser) keeping() bool { return p.g != &p.spare && p.anc != &p.spareAnc }
 
 // status reads the bracketed part of a header: "chan receive, 5 minutes,
 // locked to thread labels:{"k": "v"}". Annotations it does not know (a
@@ -525,6 +612,7 @@ func (p *parser) status(g *Goroutine, s, line []byte) {
 			p.fail("bad goroutine labels", line)
 		}
 		g.Labels = labels
+		p.retained += int64(len(labels)*labelCost + len(s) - i)
 		s = s[:i]
 	}
 	state, rest, _ := bytes.Cut(s, []byte(", "))
@@ -607,6 +695,12 @@ func (p *parser) ancestor(line []byte) {
 	if !ok || err != nil {
 		p.fail("bad ancestor header", line)
 	}
+	if !p.keeping() || p.retained >= p.limits.Retained {
+		p.spareAnc = Ancestor{ID: id} // read, not kept
+		p.anc = &p.spareAnc
+		return
+	}
+	p.retained += goroutineCost
 	p.g.Ancestors = append(p.g.Ancestors, Ancestor{ID: id, Frames: []Frame{}})
 	p.anc = &p.g.Ancestors[len(p.g.Ancestors)-1]
 }
@@ -659,6 +753,7 @@ func (p *parser) str(b []byte) string {
 		return s
 	}
 	s := string(b)
+	p.retained += int64(len(s))
 	if len(p.intern) < 1<<16 {
 		p.intern[s] = s
 	}

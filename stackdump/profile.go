@@ -1,6 +1,7 @@
 package stackdump
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -52,18 +53,38 @@ func ParseProfile(b []byte) (*Profile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stackdump: goroutine profile: %w", err)
 		}
-		raw, err := io.ReadAll(io.LimitReader(zr, MaxProfileSize+1))
-		if err != nil {
-			return nil, fmt.Errorf("stackdump: goroutine profile: decompressing: %w", err)
+		// Inflated and counted as it streams, kept only as far as it
+		// is counted: a profile past the bounds is refused having
+		// kept the start of it; the rest is inflated (not kept) only to
+		// tell a gzip bomb.
+		var raw bytes.Buffer
+		lr := &io.LimitedReader{R: zr, N: MaxProfileSize + 1}
+		_, cerr := countProfileStream(bufio.NewReaderSize(io.TeeReader(lr, &raw), 64<<10))
+		if cerr != nil {
+			raw = bytes.Buffer{}
+			io.Copy(io.Discard, lr)
 		}
-		if len(raw) > MaxProfileSize {
+		if lr.N == 0 {
 			return nil, fmt.Errorf("%w: the goroutine profile (%d bytes gzipped) inflates past %d MiB, far more than a goroutine profile takes; it is damaged or hostile (a gzip bomb)",
 				ErrTooLarge, len(b), MaxProfileSize>>20)
 		}
-		b = raw
+		if cerr != nil && !errors.Is(cerr, ErrTooLarge) {
+			return nil, fmt.Errorf("stackdump: goroutine profile: %w", cerr)
+		}
+		if cerr != nil {
+			return nil, cerr
+		}
+		b = raw.Bytes()
 	}
 	if len(b) > MaxProfileSize {
 		return nil, fmt.Errorf("%w: the goroutine profile is %d bytes, more than the %d MiB a goroutine profile takes", ErrTooLarge, len(b), MaxProfileSize>>20)
+	}
+	c, err := countProfile(b)
+	if err != nil {
+		return nil, fmt.Errorf("stackdump: goroutine profile: %w", err)
+	}
+	if err := c.check(); err != nil {
+		return nil, err
 	}
 	pp, err := profile.ParseData(b)
 	if err != nil {
@@ -75,6 +96,18 @@ func ParseProfile(b []byte) (*Profile, error) {
 	p := &Profile{Samples: make([]Sample, 0, len(pp.Sample))}
 	if pp.TimeNanos != 0 {
 		p.Time = time.Unix(0, pp.TimeNanos)
+	}
+	frames := 0
+	for _, s := range pp.Sample {
+		for _, loc := range s.Location {
+			frames += len(loc.Line)
+		}
+		if frames > MaxProfileDecoded/frameCost {
+			// Few locations shared by many samples: small to decode,
+			// large once each sample's frames are spelled out.
+			return nil, fmt.Errorf("%w: the goroutine profile's samples hold more than %d frames, more than lockwatch spends on one; it is damaged or hostile",
+				ErrTooLarge, MaxProfileDecoded/frameCost)
+		}
 	}
 	for _, s := range pp.Sample {
 		out := Sample{Frames: []Frame{}}

@@ -102,11 +102,17 @@ func (w *cappedWriter) Write(p []byte) (int, error) {
 // whole first: the trace parser holds a generation anyway); a damaged trace
 // returns what its events before the damage said, and the error.
 func ParseTrace(r io.Reader, want func(id int64) bool) (s *Snapshot, err error) {
-	s = &Snapshot{Goroutines: []Goroutine{}}
 	b, err := io.ReadAll(io.LimitReader(r, MaxTraceSize+1))
 	if err != nil {
-		return s, fmt.Errorf("stackdump: execution trace: %w", err)
+		return &Snapshot{Goroutines: []Goroutine{}}, fmt.Errorf("stackdump: execution trace: %w", err)
 	}
+	return ParseTraceData(b, want)
+}
+
+// ParseTraceData is ParseTrace of a trace already in memory (a probe's
+// answer), which it reads in place.
+func ParseTraceData(b []byte, want func(id int64) bool) (s *Snapshot, err error) {
+	s = &Snapshot{Goroutines: []Goroutine{}}
 	if len(b) > MaxTraceSize {
 		return s, fmt.Errorf("%w: the execution trace is more than %d MiB", ErrTooLarge, MaxTraceSize>>20)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/lockwatch/lockwatch/internal/report/dropinsrc"
 	"github.com/lockwatch/lockwatch/internal/report/lockregsrc"
 	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 	"github.com/lockwatch/lockwatch/probe"
 )
 
@@ -42,6 +43,9 @@ names). Exit status 3 when a deadlock is found.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ok, err := a.attachFileLocks(cmd.Context(), args[0]); ok {
+				return err // a process in no run that holds or waits for a file lock (filelocks.go)
+			}
 			t, err := resolve(args[0])
 			if err != nil {
 				return err
@@ -96,7 +100,7 @@ deadlock.`,
 					// Redrawn to fit the screen: the findings first,
 					// the rest as far as it goes.
 					_, rows := termSize(a.stdout)
-					fmt.Fprint(a.stdout, "\x1b[H\x1b[2J")
+					fmt.Fprint(a.stdout, safeout.Ctl("\x1b[H\x1b[2J"))
 					a.printFit(a.stdout, r, rows)
 				case fp != last:
 					a.print(a.stdout, r, true)

@@ -310,8 +310,23 @@ var bigRuns = sync.OnceValues(func() (string, error) {
 			return root, err
 		}
 	}
+	for name, data := range amplifying() {
+		if err := os.WriteFile(filepath.Join(root, name), data, 0o600); err != nil {
+			return root, err
+		}
+	}
 	return root, os.WriteFile(filepath.Join(root, "bomb.pb.gz"), hostile.GzipBomb(4500<<20), 0o600)
 })
+
+// amplifying is the audit's inputs that are small to read and large to
+// build, at full size, by file name.
+func amplifying() map[string][]byte {
+	return map[string][]byte{
+		"amplifying.pb.gz": hostile.AmplifyingProfile(16<<20 - 1024),
+		"tiny.txt":         hostile.TinyGoroutines(63 << 20),
+		"random":           hostile.RandomBytes(64<<20, 7),
+	}
+}
 
 // BenchmarkHostile runs lockwatch (a process per iteration) on each of the
 // audit's hostile runs at full size: attach on each, ps over the full
@@ -347,6 +362,10 @@ func BenchmarkHostile(b *testing.B) {
 	}
 	bench("ps/procs", []string{lockreg.EnvRoot + "=" + filepath.Join(root, "procs")}, "ps", "--all", "-o", "json")
 	bench("stacks/bomb", nil, "stacks", filepath.Join(root, "bomb.pb.gz"))
+	bench("stacks/amplifying-profile", nil, "stacks", filepath.Join(root, "amplifying.pb.gz"))
+	bench("stacks/tiny-goroutines", nil, "stacks", filepath.Join(root, "tiny.txt"))
+	bench("stacks/tiny-goroutines-json", nil, "stacks", "-o", "json", filepath.Join(root, "tiny.txt"))
+	bench("stacks/random", nil, "stacks", filepath.Join(root, "random"))
 }
 
 // hostileRoot is removed by TestMain when a benchmark made it.

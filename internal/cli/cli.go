@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -92,6 +93,12 @@ func (a *app) read(dir string) (*lockreg.Snapshot, error) {
 // Main runs lockwatch with args (without the program name) and returns the
 // exit code. It writes only to stdout and stderr.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Every byte lockwatch writes goes through the terminal writer
+	// (internal/safeout): what a run holds never drives the terminal.
+	sout, serr := safeout.NewWriter(stdout), safeout.NewWriter(stderr)
+	defer sout.Flush()
+	defer serr.Flush()
+	stdout, stderr = sout, serr
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, events: lockreg.DefaultReadEvents, liveStacks: report.DefaultLiveStacks,
 		opts: report.Options{StuckAfter: defaultStuckAfter, ProbeTimeout: time.Second, ProbeConcurrency: report.DefaultProbeConcurrency}}
 	root := a.root()
@@ -386,7 +393,7 @@ func buildVersion() versionInfo {
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := safeout.Raw(w).(*os.File)
 	if !ok {
 		return false
 	}

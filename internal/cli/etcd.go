@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
 // Runs whose locks live in etcd are read by lockwatch-etcd, a command of its
@@ -189,7 +191,7 @@ func (a *app) execEtcd(cmd *cobra.Command, args []string) error {
 // on to it.
 func (a *app) execTool(path string, args []string) error {
 	c := exec.Command(path, args...)
-	c.Stdin, c.Stdout, c.Stderr = a.stdin, a.stdout, a.stderr
+	c.Stdin, c.Stdout, c.Stderr = a.stdin, safeout.Raw(a.stdout), safeout.Raw(a.stderr) // lockwatch-etcd's own
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)

@@ -135,12 +135,18 @@ func runRole(role, dir string) int {
 		return forgerRole(dir)
 	case "escaper":
 		return escaperRole(dir)
+	case "hostile-probe":
+		return hostileProbeRole(dir) // amplify_test.go
+	case "hostile-idle", "hostile-join":
+		return hostileRunRoles(role) // escape_test.go
 	case "order":
 		return orderRole(dir) // order_test.go
 	case "droporder":
 		return dropOrderRole(dir) // droporder_test.go
 	case "droporder-load":
 		return dropOrderLoadRole(dir)
+	case "filelock", "filelock-child":
+		return fileLockRole(role) // filelocks_test.go
 	}
 	fmt.Println("unknown role", role)
 	return 2

@@ -200,9 +200,11 @@ func escaperRole(dir string) int {
 	return 0
 }
 
-// No escape sequence from a run reaches the terminal: attach's tables,
-// findings and stacks, watch, and ps print them escaped.
-func TestEscapes(t *testing.T) {
+// startEscaper starts the escaper in a fresh run under the tests' root
+// (ps lists it) and returns the run and the escaper's pid once it holds
+// its lock.
+func startEscaper(t *testing.T) (string, int) {
+	t.Helper()
 	root, err := lockreg.DefaultRoot() // the tests' temporary root: ps lists it
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +232,13 @@ func TestEscapes(t *testing.T) {
 	}
 	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
 	expectLine(t, bufio.NewReader(stdout), "locked")
+	return dir, cmd.Process.Pid
+}
+
+// No escape sequence from a run reaches the terminal: attach's tables,
+// findings and stacks, watch, and ps print them escaped.
+func TestEscapes(t *testing.T) {
+	dir, _ := startEscaper(t)
 	raw := func(name, s string) {
 		t.Helper()
 		for _, bad := range []string{"\x1b", "\x07", "\u009b", "\u202e"} {
@@ -252,25 +261,5 @@ func TestEscapes(t *testing.T) {
 	raw("an error naming a run", out+errs)
 	if code != ExitUsage {
 		t.Errorf("attach of a missing run: exit %d; want %d", code, ExitUsage)
-	}
-}
-
-// Escape turns every control character, C1 control and invalid byte into
-// text, and leaves the rest alone.
-func TestEscape(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"queue.wlock", "queue.wlock"},
-		{"ünïcödé 世界", "ünïcödé 世界"},
-		{"\x1b]0;t\x07\x1b[2J", `\x1b]0;t\x07\x1b[2J`},
-		{"a\tb\nc\rd\x7f", `a\x09b\x0ac\x0dd\x7f`},
-		{"\u009b1m", `\u009b1m`},
-		{"\xff\xfe ok", `\xff\xfe ok`},
-		{"\u202eevil", `\u202eevil`},
-		{"\ufffd", "\ufffd"},
-	}
-	for _, tt := range tests {
-		if got := report.Escape(tt.in); got != tt.want {
-			t.Errorf("Escape(%q) = %q; want %q", tt.in, got, tt.want)
-		}
 	}
 }

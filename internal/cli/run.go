@@ -18,6 +18,7 @@ import (
 	"github.com/lockwatch/lockwatch/internal/liveness"
 	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
@@ -108,7 +109,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), probe.EnvDir+"="+dir)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.stdin, a.stdout, a.stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = a.stdin, safeout.Raw(a.stdout), safeout.Raw(a.stderr) // PROGRAM's own
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	tty, onTTY := a.stdin.(*os.File)
 	onTTY = onTTY && isTerminal(tty)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
 // joinGrace is how long a process of PROGRAM's process group may run
@@ -269,7 +270,7 @@ type statusLine struct {
 // least 3 rows.
 func newStatusLine(w io.Writer, started time.Time) *statusLine {
 	s := &statusLine{w: w, started: started}
-	f, ok := w.(*os.File)
+	f, ok := safeout.Raw(w).(*os.File)
 	if !ok || !isTerminal(f) || os.Getenv("TERM") == "dumb" {
 		return s // a dumb terminal moves no cursor: no status line
 	}
@@ -298,9 +299,9 @@ func (s *statusLine) setup(first bool) {
 	}
 	// DECSTBM homes the cursor: save and restore it around, and keep it
 	// inside the region.
-	fmt.Fprintf(&b, "\x1b7\x1b[1;%dr\x1b8", s.rows-1)
+	b.WriteString(safeout.Ctl(fmt.Sprintf("\x1b7\x1b[1;%dr\x1b8", s.rows-1)))
 	if first {
-		b.WriteString("\x1b[1A")
+		b.WriteString(safeout.Ctl("\x1b[1A"))
 	}
 	io.WriteString(s.w, b.String())
 	if s.last != "" {
@@ -338,7 +339,7 @@ func (s *statusLine) draw(r *report.Report, found *report.Report) {
 		f := found.Findings[0]
 		mark := "DEADLOCK"
 		if s.colour {
-			mark = "\x1b[1;31mDEADLOCK\x1b[0m"
+			mark = safeout.Ctl("\x1b[1;31m") + "DEADLOCK" + safeout.Ctl("\x1b[0m")
 		}
 		text = fmt.Sprintf("lockwatch: %s (%s on %q, above); %s", mark, f.Kind, f.Lock, strings.TrimPrefix(text, "lockwatch: "))
 	} else if i := slices.IndexFunc(r.Findings, func(f report.Finding) bool { return f.Kind == report.LockOrder }); i >= 0 {
@@ -350,7 +351,7 @@ func (s *statusLine) draw(r *report.Report, found *report.Report) {
 		}
 		mark := "LOCK ORDER"
 		if s.colour {
-			mark = "\x1b[1;33mLOCK ORDER\x1b[0m"
+			mark = safeout.Ctl("\x1b[1;33m") + "LOCK ORDER" + safeout.Ctl("\x1b[0m")
 		}
 		text += fmt.Sprintf("; %s: %s taken in both orders (report at the end)", mark, strings.Join(locks, " and "))
 	}
@@ -375,7 +376,7 @@ func (s *statusLine) write(text string) {
 		return
 	}
 	line := string(fitLine([]byte(text), s.cols))
-	io.WriteString(s.w, fmt.Sprintf("\x1b7\x1b[%d;1H\x1b[K%s\x1b8", s.rows, line))
+	io.WriteString(s.w, safeout.Ctl(fmt.Sprintf("\x1b7\x1b[%d;1H\x1b[K", s.rows))+line+safeout.Ctl("\x1b8"))
 }
 
 // teardown gives the terminal back: the whole screen scrolls again, and the
@@ -385,5 +386,5 @@ func (s *statusLine) teardown() {
 		return
 	}
 	s.on = false
-	io.WriteString(s.w, fmt.Sprintf("\x1b7\x1b[r\x1b[%d;1H\x1b[K\x1b8", s.rows))
+	io.WriteString(s.w, safeout.Ctl(fmt.Sprintf("\x1b7\x1b[r\x1b[%d;1H\x1b[K\x1b8", s.rows)))
 }

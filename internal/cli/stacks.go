@@ -364,12 +364,14 @@ func stacksFrom(name string, r io.Reader, all bool) (*stacksOutput, error) {
 	if !isProfile(head) {
 		return stacksOfText(name, br, all, nil)
 	}
-	b, err := io.ReadAll(io.LimitReader(br, maxStacksInput+1))
+	// A profile, gzipped or not, is at most stackdump.MaxProfileSize: no
+	// more is read.
+	b, err := io.ReadAll(io.LimitReader(br, stackdump.MaxProfileSize+1))
 	if err != nil {
 		return nil, usagef("cannot read %s: %v", name, err)
 	}
-	if len(b) > maxStacksInput {
-		return nil, usagef("%s is over %d MiB: not a goroutine profile stacks reads", name, maxStacksInput>>20)
+	if len(b) > stackdump.MaxProfileSize {
+		return nil, usagef("%s is binary and over %d MiB: not a goroutine profile stacks reads", name, stackdump.MaxProfileSize>>20)
 	}
 	return stacksOf(name, b, all)
 }
@@ -384,7 +386,7 @@ func stacksOf(source string, b []byte, all bool) (*stacksOutput, error) {
 			return nil, usagef("%s: not a Go traceback or goroutine profile: %v", source, err)
 		}
 		out.Format = "proto"
-		out.Dumps = append(out.Dumps, dumpOf(stackdump.GroupSamples(p.Samples), all))
+		out.Dumps = append(out.Dumps, dumpOf(out.capGroups(stackdump.GroupSamples(p.Samples)), all))
 		return out, nil
 	}
 	return stacksOfText(source, bytes.NewReader(b), all, nil)
@@ -422,6 +424,10 @@ func stacksOfText(source string, r io.Reader, all bool, waits map[int64]string) 
 		if len(d.Goroutines) == 0 {
 			continue
 		}
+		if d.Dropped > 0 {
+			out.Notes = append(out.Notes, fmt.Sprintf("%s past the first %d were counted, not kept: more than lockwatch keeps of one input (damaged or hostile?)",
+				plural(d.Dropped, "goroutine"), len(d.Goroutines)))
+		}
 		if d.LongLines > 0 {
 			out.Notes = append(out.Notes, fmt.Sprintf("%s over 64 KiB kept only its start and end (marked ...[N bytes cut]...)", plural(d.LongLines, "line")))
 		}
@@ -434,11 +440,30 @@ func stacksOfText(source string, r io.Reader, all bool, waits map[int64]string) 
 				g.Labels[lockWaitLabel] = lock
 			}
 		}
-		sd := dumpOf(stackdump.GroupGoroutines(d.Goroutines, stackdump.IgnoreArgs), all)
+		sd := dumpOf(out.capGroups(stackdump.GroupGoroutines(d.Goroutines, stackdump.IgnoreArgs)), all)
 		sd.Reason, sd.Cut = d.Reason, d.Cut
 		out.Dumps = append(out.Dumps, sd)
 	}
 	return out, nil
+}
+
+// maxGroups bounds the groups stacks shows of one dump, the largest
+// first: a dump of goroutines that do not group (every stack its own, as a
+// hostile one is made) would otherwise print one group per goroutine.
+const maxGroups = 1 << 14
+
+// capGroups keeps the first maxGroups groups (the largest), and says in a
+// note how many were left out.
+func (out *stacksOutput) capGroups(groups []stackdump.Group) []stackdump.Group {
+	if len(groups) <= maxGroups {
+		return groups
+	}
+	n := 0
+	for _, g := range groups[maxGroups:] {
+		n += int(g.Count)
+	}
+	out.Notes = append(out.Notes, fmt.Sprintf("only the %d largest groups are shown: %d more groups of %s were left out", maxGroups, len(groups)-maxGroups, plural(n, "goroutine")))
+	return groups[:maxGroups:maxGroups]
 }
 
 // dumpOf converts groups, leaving out those of lockwatch's probe unless all.

@@ -179,7 +179,9 @@ func (p probes) Text(ctx context.Context, id proc.Identity) (*stackdump.Snapshot
 	if err != nil {
 		return nil, err
 	}
-	s, err := stackdump.Parse(bytes.NewReader(d.Data))
+	// A share of the parser's bounds: a report reads up to
+	// --probe-concurrency dumps at once.
+	s, err := stackdump.ParseWithin(bytes.NewReader(d.Data), probeTextLimits)
 	if s != nil && len(s.Goroutines) > 0 {
 		return s, nil // lines it could not read do not spoil the rest
 	}
@@ -198,7 +200,7 @@ func (p probes) Goroutines(ctx context.Context, id proc.Identity, goroutines []i
 	for _, g := range goroutines {
 		want[g] = true
 	}
-	s, err := stackdump.ParseTrace(bytes.NewReader(d.Data), func(g int64) bool { return want[g] })
+	s, err := stackdump.ParseTraceData(d.Data, func(g int64) bool { return want[g] })
 	if err != nil && len(s.Goroutines) == 0 {
 		return nil, err
 	}
@@ -211,5 +213,9 @@ func parseDump(d *probe.Dump) (*stackdump.Profile, error) {
 	}
 	return stackdump.ParseProfile(d.Data)
 }
+
+// probeTextLimits bound what is kept of one probe's text dump (at most
+// probe.MaxTextDump, some 45,000 ordinary goroutines).
+var probeTextLimits = stackdump.Limits{Goroutines: 1 << 16, Retained: 16 << 20}
 
 func procID(pid int, start uint64) proc.Identity { return proc.Identity{PID: pid, Start: start} }

@@ -9,13 +9,15 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
 // termSize is the size of the terminal w writes to: COLUMNS and LINES when
 // set (as ls, kubectl and git honour them, in a pipe too), else the
 // terminal's own; 0 for what is unknown (a pipe, a file: no limit).
 func termSize(w io.Writer) (cols, rows int) {
-	if f, ok := w.(*os.File); ok {
+	if f, ok := safeout.Raw(w).(*os.File); ok {
 		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil {
 			cols, rows = int(ws.Col), int(ws.Row)
 		}
@@ -96,7 +98,7 @@ func fitLine(line []byte, width int) []byte {
 	})
 	out = append(out, cutMark...)
 	if esc {
-		out = append(out, "\x1b[0m"...)
+		out = append(out, safeout.Ctl("\x1b[0m")...)
 	}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lockwatch/lockwatch/internal/safeout"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -239,7 +240,7 @@ func TestStatusLineSmallTerminal(t *testing.T) {
 		t.Fatalf("status line on a 24-row terminal: on %v, rows %d; want on, 24", s.on, s.rows)
 	}
 	var out strings.Builder
-	s.w = &out // what it writes from here on
+	s.w = safeout.NewWriter(&out) // what it writes from here on, as a terminal gets it
 	s.text("waiting")
 	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 2, Col: 80}); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
@@ -447,7 +448,7 @@ func TestFitLine(t *testing.T) {
 		{"short  ", 80, "short"},
 		{strings.Repeat("x", 50), 40, strings.Repeat("x", 39) + cutMark},
 		{strings.Repeat("x", 40), 40, strings.Repeat("x", 40)},
-		{"\x1b[1m" + strings.Repeat("y", 45) + "\x1b[0m", 40, "\x1b[1m" + strings.Repeat("y", 39) + cutMark + "\x1b[0m"},
+		{"\x1b[1m" + strings.Repeat("y", 45) + "\x1b[0m", 40, "\x1b[1m" + strings.Repeat("y", 39) + cutMark + safeout.Ctl("\x1b[0m")},
 		{"\t" + strings.Repeat("z", 40), 40, "\t" + strings.Repeat("z", 31) + cutMark},
 		{strings.Repeat("x", 50), 0, strings.Repeat("x", 50)},
 	}
@@ -549,7 +550,7 @@ func TestAttachByNameAndDeadPID(t *testing.T) {
 // row (the sequence saves the cursor, writes row 24, restores it).
 func TestStatusLineText(t *testing.T) {
 	var b strings.Builder
-	s := &statusLine{w: &b, on: true, rows: 24, cols: 200, started: time.Now()}
+	s := &statusLine{w: safeout.NewWriter(&b), on: true, rows: 24, cols: 200, started: time.Now()}
 	r := &report.Report{Processes: []report.ProcRow{{PID: 1, Alive: true}}, Locks: []report.LockRow{{Name: "q", Holder: &report.Party{PID: 1}}}}
 	s.draw(r, nil)
 	if !strings.HasPrefix(b.String(), "\x1b7\x1b[24;1H\x1b[K") || !strings.HasSuffix(b.String(), "\x1b8") ||

@@ -55,6 +55,10 @@ type Spec struct {
 	// info file of InfoSize bytes.
 	InfoFiles int
 	InfoSize  int64
+	// InfoEmptyArgs makes the info files' arguments empty strings ("",
+	// three bytes each) rather than one long one: small to read, large
+	// to decode.
+	InfoEmptyArgs bool
 
 	// Dicts is the number of dead holders (of the first locks) given a
 	// stack dictionary of DictSize bytes whose first line, DictLine bytes
@@ -394,7 +398,7 @@ func Write(dir string, s Spec) error {
 	}
 
 	for i := 0; i < s.InfoFiles; i++ {
-		if err := writeInfo(dir, i, s.InfoSize); err != nil {
+		if err := writeInfo(dir, i, s.InfoSize, s.InfoEmptyArgs); err != nil {
 			return err
 		}
 	}
@@ -442,7 +446,7 @@ func fileName(i int, ext string) string {
 
 // writeInfo writes process i's info file: valid JSON of size bytes, most of
 // it one argument.
-func writeInfo(dir string, i int, size int64) error {
+func writeInfo(dir string, i int, size int64, empty bool) error {
 	f, err := os.OpenFile(filepath.Join(dir, fileName(i, "json")), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -451,7 +455,12 @@ func writeInfo(dir string, i int, size int64) error {
 	tail := `"]}` + "\n"
 	bw := bufio.NewWriterSize(f, 1<<20)
 	bw.WriteString(head)
-	if _, err := io.CopyN(bw, repeat('a'), max(size-int64(len(head)+len(tail)), 0)); err != nil {
+	n := max(size-int64(len(head)+len(tail)), 0)
+	if empty {
+		for ; n >= 3; n -= 3 {
+			bw.WriteString(`","`)
+		}
+	} else if _, err := io.CopyN(bw, repeat('a'), n); err != nil {
 		f.Close()
 		return err
 	}
@@ -530,4 +539,61 @@ func Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// AmplifyingProfile returns a gzipped goroutine profile (pprof protobuf) of
+// size bytes inflated, most of it empty samples (two bytes each): the
+// audit's 16,333 bytes of gzip that inflate to just under 16 MiB, some
+// 8.4 million samples, which a decoder that builds before it counts turns
+// into more than a gigabyte.
+func AmplifyingProfile(size int) []byte {
+	var raw bytes.Buffer
+	// sample_type {type: 1 ("goroutine"), unit: 2 ("count")}, the string
+	// table ("", "goroutine", "count"), then empty samples.
+	raw.Write([]byte{0x0a, 0x04, 0x08, 0x01, 0x10, 0x02})
+	for _, s := range []string{"", "goroutine", "count"} {
+		raw.WriteByte(0x32)
+		raw.WriteByte(byte(len(s)))
+		raw.WriteString(s)
+	}
+	for raw.Len()+2 <= size {
+		raw.Write([]byte{0x12, 0x00})
+	}
+	var z bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+	zw.Write(raw.Bytes())
+	zw.Close()
+	return z.Bytes()
+}
+
+// TinyGoroutines returns traceback text of about size bytes: goroutines of
+// one frame each, each in a function of its own (so none group together),
+// some 40 bytes a goroutine where a real one takes 700: the audit's 63 MiB
+// of 1.48 million goroutines.
+func TinyGoroutines(size int) []byte {
+	var b bytes.Buffer
+	b.Grow(size)
+	b.WriteString("panic: hostile\n\n")
+	for id := 1; ; id++ {
+		n := b.Len()
+		fmt.Fprintf(&b, "goroutine %d [s]:\nf%d()\n\t/x:1\n\n", id, id)
+		if b.Len() > size {
+			b.Truncate(n)
+			return b.Bytes()
+		}
+	}
+}
+
+// RandomBytes returns size bytes of a fixed pseudo-random sequence (the
+// same for the same seed), as from /dev/urandom.
+func RandomBytes(size int, seed uint64) []byte {
+	b := make([]byte, size)
+	x := seed | 1
+	for i := 0; i+8 <= len(b); i += 8 {
+		x ^= x << 13 // xorshift64
+		x ^= x >> 7
+		x ^= x << 17
+		ne.PutUint64(b[i:], x)
+	}
+	return b
 }

@@ -1,6 +1,7 @@
 package hostile
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -105,5 +106,21 @@ func TestGzipBomb(t *testing.T) {
 	b := GzipBomb(128 << 20)
 	if len(b) > 1<<20 {
 		t.Errorf("a bomb of 128 MiB takes %d bytes; want far less", len(b))
+	}
+}
+
+// The amplifying cases are what they claim: a small gzip of many samples,
+// a traceback of many goroutines.
+func TestAmplifyingCases(t *testing.T) {
+	p := AmplifyingProfile(16<<20 - 1024)
+	if len(p) > 64<<10 {
+		t.Errorf("the amplifying profile takes %d bytes of gzip; want some 16 KB", len(p))
+	}
+	tb := TinyGoroutines(1 << 20)
+	if n := bytes.Count(tb, []byte("goroutine ")); n < 20000 {
+		t.Errorf("1 MiB of tiny goroutines holds %d; want more than 20,000", n)
+	}
+	if a, b := RandomBytes(64, 1), RandomBytes(64, 1); !bytes.Equal(a, b) || bytes.Equal(a, RandomBytes(64, 2)) {
+		t.Errorf("RandomBytes is not a function of its seed")
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -40,9 +42,22 @@ type Run struct {
 	dev, ino uint64
 }
 
-// NewRun names the run in dir by its arena file.
+// NewRun names the run in dir by its arena file, found as every file of a
+// run is (lockreg.OpenRunDir): through the run directory's handle, after
+// the directory is checked (this user's, mode 0700, not a symbolic link),
+// never following a symbolic link.
 func NewRun(dir string) (*Run, error) {
-	fi, err := os.Lstat(filepath.Join(dir, lockreg.ArenaFile))
+	rd, err := lockreg.OpenRunDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	f, err := rd.OpenFile(lockreg.ArenaFile, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
@@ -155,15 +170,45 @@ func (r *Run) member(id proc.Identity) (st proc.Status, maps bool, err error) {
 	return proc.Alive, maps, nil
 }
 
+// ErrTraced means a member of the run is traced (a debugger, strace): its
+// tracer can resume it at any moment, so no stop holds the proof of its
+// membership, and Kill leaves it alone.
+var ErrTraced = errors.New("traced by another process")
+
+// stopWait bounds how long Kill waits for a member to stop: a thread in an
+// uninterruptible sleep stops only when it leaves it.
+const stopWait = 2 * time.Second
+
+// stopRetries bounds how often Kill stops a member again that something
+// else continued (SIGCONT) while its membership was being proved.
+const stopRetries = 3
+
+// testHookProved, when set by a test, runs between Kill's first proof of
+// membership and the stop: where the process could leave the run (exec)
+// before the stop existed.
+var testHookProved func(pid int)
+
 // Kill sends SIGKILL to id's process only if it is a member of the run at
-// the moment of the signal. It opens a pidfd first, then checks the start
-// time and the mappings and the start time again, then checks that the
-// pidfd's process has not exited (so the /proc reads were of that process,
-// and its pid cannot have been reused in between), and signals through the
-// pidfd. It returns nil if the process is already dead, and an error
-// wrapping ErrNotMember if it lives but does not map the arena (it never
-// joined, it closed its registry, or it exec'd another program): such a
-// process is never signalled.
+// the moment of the signal, and it proves that while the process cannot
+// change: it opens a pidfd; proves the membership once (the start time, the
+// mappings, the start time again; a process that is not a member is never
+// signalled at all); stops the process through the pidfd (SIGSTOP) and
+// waits until every thread of it is stopped; proves the membership again,
+// and checks that every thread is still stopped (so no thread ran between
+// the proof and the signal: none can exec or unmap the arena); then sends
+// SIGKILL through the pidfd, which the kernel delivers to a stopped process
+// at once. A process that no longer qualifies once stopped (it exec'd
+// another program in between) is continued (SIGCONT), unless it was stopped
+// before Kill stopped it, which Kill leaves as it found it.
+//
+// It returns nil if the process is already dead; an error wrapping
+// ErrNotMember if it lives but does not map the arena (it never joined, it
+// closed its registry, or it exec'd another program); an error wrapping
+// ErrTraced if a tracer holds it. In those cases it is not killed.
+//
+// What is left: a third party's SIGCONT in the microseconds between the last
+// check that every thread is stopped and the SIGKILL, followed at once by an
+// exec, is not seen (docs/reliability.md).
 func (r *Run) Kill(id proc.Identity) error {
 	if id.IsZero() {
 		return nil
@@ -183,31 +228,247 @@ func (r *Run) Kill(id proc.Identity) error {
 	if st != proc.Alive {
 		return nil // dead, or not id: nothing of the run to kill
 	}
+	if dead, err := r.prove(fd, id); dead || err != nil {
+		return err
+	}
+	if testHookProved != nil {
+		testHookProved(id.PID)
+	}
+	// Before the stop: a tracer, and whether something else stopped it.
+	if tracer, err := tracerOf(id.PID); err != nil || tracer != 0 {
+		return traced(id, tracer, err)
+	}
+	before, err := threads(id.PID)
+	if err != nil {
+		return goneOr(fd, id, err)
+	}
+	stoppedBefore := before.stopped()
+	cont := func() {
+		if !stoppedBefore {
+			_ = unix.PidfdSendSignal(fd, unix.SIGCONT, nil, 0) // an error means it is gone
+		}
+	}
+	for try := 0; ; try++ {
+		if err := unix.PidfdSendSignal(fd, unix.SIGSTOP, nil, 0); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				return nil
+			}
+			return fmt.Errorf("liveness: stop %d: %w", id.PID, err)
+		}
+		ts, err := waitStopped(fd, id.PID)
+		switch {
+		case errors.Is(err, errExited):
+			return nil
+		case err != nil:
+			cont()
+			return err
+		case ts.traced():
+			cont()
+			tracer, err := tracerOf(id.PID)
+			return traced(id, tracer, err)
+		}
+		// Stopped: nothing of it runs. Prove again, then check that it
+		// stayed stopped throughout.
+		dead, err := r.prove(fd, id)
+		if dead {
+			return nil
+		}
+		if err != nil {
+			cont()
+			return err
+		}
+		after, err := threads(id.PID)
+		if err != nil {
+			return goneOr(fd, id, err)
+		}
+		if !after.stopped() || !after.same(ts) {
+			if try+1 < stopRetries {
+				continue // continued by something else meanwhile: stop it again
+			}
+			cont()
+			return fmt.Errorf("liveness: pid %d: continued by another process each time it was stopped to prove it is a member of the run: not killed", id.PID)
+		}
+		if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("liveness: kill %d: %w", id.PID, err)
+		}
+		return nil
+	}
+}
+
+// prove proves that id's process, whose pidfd is fd, is a member of the
+// run now: dead is true if it has died (nothing to do), and err wraps
+// ErrNotMember if it lives but does not map the arena.
+func (r *Run) prove(fd int, id proc.Identity) (dead bool, err error) {
 	st, maps, err := r.member(id)
 	switch {
 	case err != nil:
-		return err
+		return false, err
 	case st != proc.Alive:
-		return nil
+		return true, nil
 	case !maps:
-		return fmt.Errorf("liveness: pid %d (start %d) is alive but does not map the run's arena: %w", id.PID, id.Start, ErrNotMember)
+		return false, fmt.Errorf("liveness: pid %d (start %d) is alive but does not map the run's arena: %w", id.PID, id.Start, ErrNotMember)
 	}
+	// The pidfd's process has not exited since it was opened: the /proc
+	// reads were of that process, and its pid cannot have been reused.
+	exited, err := pidfdExited(fd)
+	if err != nil {
+		return false, fmt.Errorf("liveness: poll pidfd %d: %w", id.PID, err)
+	}
+	return exited, nil
+}
+
+// pidfdExited reports whether the pidfd's process has exited.
+func pidfdExited(fd int) (bool, error) {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
 		n, err := unix.Poll(pfd, 0)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
+		return n > 0, err
+	}
+}
+
+// goneOr is the error of a failed read of id's threads: nil if the process
+// has exited meanwhile.
+func goneOr(fd int, id proc.Identity, err error) error {
+	if exited, _ := pidfdExited(fd); exited {
+		return nil
+	}
+	return fmt.Errorf("liveness: pid %d: cannot read its threads: %w", id.PID, err)
+}
+
+func traced(id proc.Identity, tracer int, err error) error {
+	if err != nil {
+		return fmt.Errorf("liveness: pid %d: cannot read whether it is traced: %w", id.PID, err)
+	}
+	if tracer == 0 {
+		return fmt.Errorf("liveness: pid %d is in a tracing stop: %w", id.PID, ErrTraced)
+	}
+	return fmt.Errorf("liveness: pid %d is traced by pid %d (a debugger or strace), which can resume it at any moment: %w", id.PID, tracer, ErrTraced)
+}
+
+// errExited is waitStopped's answer for a process that exited.
+var errExited = errors.New("exited")
+
+// waitStopped waits until every thread of pid is stopped (or traced), for
+// at most stopWait. Nothing tells a process other than a parent or a tracer
+// of a stop, so it reads the threads' states, at growing intervals.
+func waitStopped(fd, pid int) (threadStates, error) {
+	deadline := time.Now().Add(stopWait)
+	pause := 50 * time.Microsecond
+	for {
+		if exited, err := pidfdExited(fd); err != nil || exited {
+			return nil, errExited
+		}
+		ts, err := threads(pid)
+		if err == nil && (ts.stopped() || ts.traced()) {
+			return ts, nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return nil, fmt.Errorf("liveness: pid %d: cannot read its threads: %w", pid, err)
+			}
+			return nil, fmt.Errorf("liveness: pid %d did not stop within %v (a thread in an uninterruptible sleep?): not killed", pid, stopWait)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
+	}
+}
+
+// threadStates maps each thread of a process to its state (the third field
+// of /proc/PID/task/TID/stat).
+type threadStates map[int]byte
+
+// maxThreads bounds the threads read of one process.
+const maxThreads = 1 << 16
+
+// threads reads the state of every thread of pid.
+func threads(pid int) (threadStates, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(maxThreads + 1)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	if len(names) > maxThreads {
+		return nil, fmt.Errorf("more than %d threads", maxThreads)
+	}
+	ts := make(threadStates, len(names))
+	for _, name := range names {
+		tid, err := strconv.Atoi(name)
 		if err != nil {
-			return fmt.Errorf("liveness: poll pidfd %d: %w", id.PID, err)
+			continue
 		}
-		if n > 0 {
-			return nil // exited since the pidfd was opened: dead
+		b, err := os.ReadFile(dir + "/" + name + "/stat")
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+				ts[tid] = 'X' // exited meanwhile
+				continue
+			}
+			return nil, err
 		}
-		break
+		s, err := proc.ParseStat(tid, b)
+		if err != nil {
+			return nil, err
+		}
+		ts[tid] = s.State
 	}
-	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("liveness: kill %d: %w", id.PID, err)
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("no threads")
 	}
-	return nil
+	return ts, nil
+}
+
+// stopped reports whether no thread can run: each is stopped, or has
+// exited.
+func (ts threadStates) stopped() bool {
+	for _, s := range ts {
+		if s != 'T' && s != 'Z' && s != 'X' && s != 'x' {
+			return false
+		}
+	}
+	return true
+}
+
+// traced reports whether a thread is in a tracing stop.
+func (ts threadStates) traced() bool {
+	for _, s := range ts {
+		if s == 't' {
+			return true
+		}
+	}
+	return false
+}
+
+// same reports whether ts and o name the same threads.
+func (ts threadStates) same(o threadStates) bool {
+	if len(ts) != len(o) {
+		return false
+	}
+	for tid := range ts {
+		if _, ok := o[tid]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// tracerOf returns the pid of pid's tracer (TracerPid in
+// /proc/PID/status), 0 if none.
+func tracerOf(pid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range bytes.Lines(b) {
+		if v, ok := bytes.CutPrefix(line, []byte("TracerPid:")); ok {
+			return strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	return 0, fmt.Errorf("no TracerPid in /proc/%d/status", pid)
 }

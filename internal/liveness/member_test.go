@@ -8,9 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/forge"
 	"github.com/lockwatch/lockwatch/internal/proc"
@@ -56,6 +59,35 @@ func runRole(role, dir string) int {
 			fmt.Println("error", err)
 			return 1
 		}
+	case "execlater":
+		// A member that, told to, replaces itself with a program that is
+		// not (this binary in role "execd"): same pid, same start time.
+		if _, err := lockreg.Open(dir, lockreg.Options{Role: role}); err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		fmt.Println("ready")
+		in := bufio.NewReader(os.Stdin)
+		if line, _ := in.ReadString('\n'); line != "exec\n" {
+			return 0
+		}
+		env := []string{roleEnv + "=execd"}
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, roleEnv+"=") {
+				env = append(env, kv)
+			}
+		}
+		err := syscall.Exec(os.Args[0], os.Args, env)
+		fmt.Println("error", err)
+		return 1
+	case "execd":
+		// Says so, then answers each line until its stdin closes.
+		fmt.Println("execd")
+		in := bufio.NewScanner(os.Stdin)
+		for in.Scan() {
+			fmt.Println("pong")
+		}
+		return 0
 	case "nofd":
 		return noFDRole() // system_test.go
 	default:
@@ -304,5 +336,186 @@ func BenchmarkCheck(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// talker is a child whose stdin and stdout the test speaks through.
+type talker struct {
+	cmd *exec.Cmd
+	id  proc.Identity
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// say writes line to the child and returns its answer.
+func (c *talker) say(t *testing.T, line string) string {
+	t.Helper()
+	if _, err := io.WriteString(c.in, line+"\n"); err != nil {
+		t.Fatalf("pid %d: %v", c.id.PID, err)
+	}
+	got, err := c.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("pid %d: no answer to %q: %v", c.id.PID, line, err)
+	}
+	return strings.TrimSpace(got)
+}
+
+// execLater starts a member of the run in dir that execs a program that is
+// not a member when told "exec".
+func execLater(t *testing.T, dir string) *talker {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), roleEnv+"=execlater", dirEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
+		in.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	c := &talker{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	if line, err := c.out.ReadString('\n'); strings.TrimSpace(line) != "ready" {
+		t.Fatalf("execlater said %q (%v); want ready", line, err)
+	}
+	st, err := proc.ReadStat(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.id = st.Identity()
+	return c
+}
+
+// setHook sets testHookProved for the test.
+func setHook(t *testing.T, f func(pid int)) {
+	t.Helper()
+	testHookProved = f
+	t.Cleanup(func() { testHookProved = nil })
+}
+
+// TestKillExecInTheWindow: a member that execs a program that is not one
+// after Kill proved its membership, and before the signal, is not killed
+// (and is left running): the hook widens the window until the exec is done.
+// Before the stop and the second proof, Kill SIGKILLed it.
+func TestKillExecInTheWindow(t *testing.T) {
+	dir, run, _ := newRun(t)
+	c := execLater(t, dir)
+	setHook(t, func(pid int) {
+		if got := c.say(t, "exec"); got != "execd" {
+			t.Errorf("after exec: %q; want execd", got)
+		}
+	})
+	err := run.Kill(c.id)
+	if !errors.Is(err, ErrNotMember) {
+		t.Errorf("Kill: got %v; want ErrNotMember", err)
+	}
+	if st, _ := proc.ReadStat(c.id.PID); st.State == 'T' || st.State == 'Z' {
+		t.Fatalf("after Kill: state %c; want it running", st.State)
+	}
+	if got := c.say(t, "ping"); got != "pong" { // it runs: not killed, not left stopped
+		t.Errorf("after Kill: %q; want pong", got)
+	}
+}
+
+// stop stops pid and waits until every thread of it is.
+func stop(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := waitStopped(fd, pid); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKillStoppedBySomeoneElse: a process stopped by someone else before
+// Kill, which exec'd a program that is not a member, is left stopped (Kill
+// does not continue what it did not stop); a stopped member is killed.
+func TestKillStoppedBySomeoneElse(t *testing.T) {
+	dir, run, _ := newRun(t)
+	c := execLater(t, dir)
+	setHook(t, func(pid int) {
+		if got := c.say(t, "exec"); got != "execd" {
+			t.Errorf("after exec: %q; want execd", got)
+		}
+		stop(t, pid)
+	})
+	if err := run.Kill(c.id); !errors.Is(err, ErrNotMember) {
+		t.Errorf("Kill: got %v; want ErrNotMember", err)
+	}
+	if st, _ := proc.ReadStat(c.id.PID); st.State != 'T' {
+		t.Errorf("after Kill: state %c; want it still stopped (T)", st.State)
+	}
+	syscall.Kill(c.id.PID, syscall.SIGCONT)
+	if got := c.say(t, "ping"); got != "pong" {
+		t.Errorf("continued: %q; want pong", got)
+	}
+
+	testHookProved = nil
+	m := execLater(t, dir)
+	stop(t, m.id.PID)
+	if err := run.Kill(m.id); err != nil {
+		t.Fatalf("Kill of a stopped member: %v", err)
+	}
+	if err := m.cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("stopped member: %v; want it killed", err)
+	}
+}
+
+// TestKillTraced: a member under a tracer is not killed: the tracer can
+// resume it at any moment, so no stop holds the proof.
+func TestKillTraced(t *testing.T) {
+	dir, run, _ := newRun(t)
+	c := execLater(t, dir)
+	runtime.LockOSThread() // ptrace requests come from the tracing thread
+	defer runtime.UnlockOSThread()
+	if err := unix.PtraceSeize(c.id.PID); err != nil {
+		t.Skipf("cannot trace a child here: %v", err)
+	}
+	defer unix.PtraceDetach(c.id.PID)
+	if err := run.Kill(c.id); !errors.Is(err, ErrTraced) {
+		t.Errorf("Kill: got %v; want ErrTraced", err)
+	}
+	if st, _ := proc.Check(c.id); st != proc.Alive {
+		t.Errorf("after Kill: %v; want it alive", st)
+	}
+}
+
+// NewRun finds the arena through the checked run directory, as every file
+// of a run is found: a symbolic link to a run, or an arena that is a
+// symbolic link, names no run.
+func TestNewRunRefusesLinks(t *testing.T) {
+	dir, _, _ := newRun(t)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewRun(link); !errors.Is(err, lockreg.ErrSymlink) {
+		t.Errorf("NewRun of a link to a run: %v; want ErrSymlink", err)
+	}
+	other := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, lockreg.ArenaFile), filepath.Join(other, lockreg.ArenaFile)); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := NewRun(other); err == nil {
+		t.Errorf("NewRun of a run whose arena is a link: %+v; want an error", r)
 	}
 }

@@ -133,7 +133,7 @@ func TestEnvironOwnerErrors(t *testing.T) {
 }
 
 // ForRun proves membership only where there is a run: a directory with no
-// arena yet gives a plain System, an arena that is not a regular file is
+// arena yet gives a plain System, an arena that is a symbolic link is
 // refused, and a run's Maps tells a member from a process that is not one.
 func TestForRunAndMaps(t *testing.T) {
 	if s := ForRun(t.TempDir()); s.Run != nil {
@@ -143,8 +143,8 @@ func TestForRunAndMaps(t *testing.T) {
 	if err := os.Symlink("/dev/null", filepath.Join(odd, lockreg.ArenaFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewRun(odd); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Errorf("NewRun with a symlinked arena: got %v; want \"not a regular file\"", err)
+	if _, err := NewRun(odd); err == nil {
+		t.Errorf("NewRun with a symlinked arena: got no error; want one")
 	}
 	if s := ForRun(odd); s.Run != nil {
 		t.Errorf("ForRun with a symlinked arena: got a Run; want none")

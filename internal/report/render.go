@@ -14,6 +14,9 @@ import (
 	"github.com/olekukonko/tablewriter"
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
+
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
 // Style says how Write renders.
@@ -27,13 +30,15 @@ type Style struct {
 	Brief bool
 }
 
-const (
-	bold   = "\x1b[1m"
-	red    = "\x1b[31m"
-	yellow = "\x1b[33m"
-	green  = "\x1b[32m"
-	dim    = "\x1b[2m"
-	reset  = "\x1b[0m"
+// The colours, marked as lockwatch's own (the terminal writer passes
+// them, and escapes any other sequence).
+var (
+	bold   = safeout.Ctl("\x1b[1m")
+	red    = safeout.Ctl("\x1b[31m")
+	yellow = safeout.Ctl("\x1b[33m")
+	green  = safeout.Ctl("\x1b[32m")
+	dim    = safeout.Ctl("\x1b[2m")
+	reset  = safeout.Ctl("\x1b[0m")
 )
 
 func (st Style) paint(code, s string) string {
@@ -233,7 +238,7 @@ func stackTitle(s StackRow) string {
 	if s.Lock != "" {
 		fmt.Fprintf(&b, " of %q", s.Lock)
 	}
-	if len(s.Goroutines) > 0 {
+	if len(s.Goroutines) > 0 && !slices.Equal(s.Goroutines, []int64{lockstate.WholeProcess}) {
 		ids := make([]string, 0, min(len(s.Goroutines), 10))
 		for _, id := range s.Goroutines[:min(len(s.Goroutines), 10)] {
 			ids = append(ids, strconv.FormatInt(id, 10))
@@ -327,7 +332,7 @@ func pidText(host string, pid int) string {
 }
 
 func gid(g int64) string {
-	if g == 0 {
+	if g == 0 || g == lockstate.WholeProcess {
 		return "-"
 	}
 	return strconv.FormatInt(g, 10)
@@ -388,45 +393,7 @@ func truncate(s string, n int) string {
 // newline too), DEL and C1 controls are shown as \xHH (ESC as \x1b),
 // Unicode's bidirectional overrides and line separators as \uHHHH, and
 // bytes that are not UTF-8 as \xHH. Everything else is kept as it is.
-func Escape(s string) string {
-	clean := utf8.ValidString(s)
-	for _, c := range s {
-		if needsEscape(c) {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		c, n := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case c == utf8.RuneError && n == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[i])
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, `\x%02x`, c)
-		case needsEscape(c):
-			fmt.Fprintf(&b, `\u%04x`, c)
-		default:
-			b.WriteString(s[i : i+n])
-		}
-		i += n
-	}
-	return b.String()
-}
-
-// needsEscape reports whether Escape rewrites the valid rune c.
-func needsEscape(c rune) bool {
-	switch {
-	case c < 0x20, c == 0x7f, c >= 0x80 && c <= 0x9f: // C0, DEL, C1
-		return true
-	case c >= 0x202a && c <= 0x202e, c >= 0x2066 && c <= 0x2069, c == 0x2028, c == 0x2029:
-		return true // bidirectional overrides and isolates, line and paragraph separators
-	}
-	return false
-}
+func Escape(s string) string { return safeout.Escape(s) }
 
 // plural is noun for one, else its English plural (mutex, mutexes; lock,
 // locks).

@@ -50,6 +50,9 @@ func TestChurnRestarts(t *testing.T) {
 		if err != nil || len(out) > 0 {
 			t.Fatalf("restart %d of %d: %v: %s", i+1, n, err, out)
 		}
+		if (i+1)%10_000 == 0 {
+			t.Logf("churn: %d restarts of %d in %v", i+1, n, time.Since(began).Round(time.Second))
+		}
 	}
 	took := time.Since(began)
 	t.Logf("churn: %d sequential restarts in one run in %v (%v each)", n, took.Round(time.Millisecond), (took / time.Duration(n)).Round(time.Microsecond))

@@ -27,12 +27,24 @@ import (
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
-// The kill storm's size, as issue 8's audit ran it.
-const (
-	stormProcs = 8
-	stormLocks = 16
-	stormKills = 500
+// The kill storm's size: 64 worker processes (LOCKWATCH_STRESS_STORM_PROCS
+// to change it), 16 locks, 500 kills, with LOCKWATCH_STRESS_STORM_ATTACHERS
+// (default 4) lockwatch attach loops and one lockwatch watch reading the
+// run throughout.
+const stormLocks = 16
+
+var (
+	stormKills     = envInt("LOCKWATCH_STRESS_STORM_KILLS", 500)
+	stormProcs     = envInt("LOCKWATCH_STRESS_STORM_PROCS", 64)
+	stormAttachers = envInt("LOCKWATCH_STRESS_STORM_ATTACHERS", 4)
 )
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
 
 func monotonic() int64 {
 	var ts unix.Timespec
@@ -127,14 +139,17 @@ type stormLine struct {
 	text string
 }
 
-// TestKillStorm: 500 SIGKILLs over 8 processes x 16 locks (Recover policy).
+// TestKillStorm: 500 SIGKILLs over 64 processes x 16 locks (Recover policy).
 // Each victim is stopped (SIGSTOP) before it is killed, so that the locks
 // it holds at the kill are read exactly from the arena; each must then be
 // recovered by another worker (its recovery latency measured from the kill,
 // on CLOCK_MONOTONIC, which every process shares), or flagged dead-holder by
-// lockwatch at the end. Meanwhile lockwatch attach -o json runs in a loop:
-// every finding must name a holder (or waiter) that was killed.
+// lockwatch at the end. Meanwhile lockwatch attach -o json runs in
+// stormAttachers loops, and lockwatch watch -o json reads the run
+// throughout: every finding must name a holder (or waiter) that was
+// killed.
 func TestKillStorm(t *testing.T) {
+	began := time.Now()
 	lw := lockwatchBin(t)
 	base := t.TempDir()
 	dir := filepath.Join(base, "run")
@@ -234,41 +249,72 @@ func TestKillStorm(t *testing.T) {
 	}()
 
 	// Concurrent attaches, each checked against the kills made before it
-	// returned.
-	var attaches, falseFindings int
+	// returned; and a watch, each report checked when it is read.
+	var attaches, watched, falseFindings int
 	var falseText []string
+	judgeReport := func(what string, r *report.Report) {
+		for _, f := range r.Findings {
+			if !trueFinding(f, killed) {
+				falseFindings++
+				falseText = append(falseText, fmt.Sprintf("%s: %s %s: %s", what, f.Kind, f.Lock, f.Summary))
+			}
+		}
+	}
 	stopAttach := make(chan struct{})
-	attached := make(chan struct{})
+	var attachers sync.WaitGroup
+	for range stormAttachers {
+		attachers.Add(1)
+		go func() {
+			defer attachers.Done()
+			for {
+				select {
+				case <-stopAttach:
+					return
+				default:
+				}
+				out, err := exec.Command(lw, "attach", "-o", "json", dir).Output()
+				code := 0
+				var xe *exec.ExitError
+				if errors.As(err, &xe) {
+					code = xe.ExitCode()
+				} else if err != nil {
+					t.Errorf("attach: %v", err)
+					return
+				}
+				var r report.Report
+				if code != 0 && code != 3 || json.Unmarshal(out, &r) != nil {
+					t.Errorf("attach: exit %d, output %q", code, out)
+					return
+				}
+				mu.Lock()
+				attaches++
+				judgeReport("attach", &r)
+				mu.Unlock()
+			}
+		}()
+	}
+	watch := exec.Command(lw, "watch", "-o", "json", "--interval", "100ms", dir)
+	watchOut, err := watch.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch.Stderr = os.Stderr
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { watch.Process.Kill(); watch.Wait() })
+	watchDone := make(chan struct{})
 	go func() {
-		defer close(attached)
+		defer close(watchDone)
+		dec := json.NewDecoder(watchOut)
 		for {
-			select {
-			case <-stopAttach:
-				return
-			default:
-			}
-			out, err := exec.Command(lw, "attach", "-o", "json", dir).Output()
-			code := 0
-			var xe *exec.ExitError
-			if errors.As(err, &xe) {
-				code = xe.ExitCode()
-			} else if err != nil {
-				t.Errorf("attach: %v", err)
-				return
-			}
 			var r report.Report
-			if code != 0 && code != 3 || json.Unmarshal(out, &r) != nil {
-				t.Errorf("attach: exit %d, output %q", code, out)
+			if err := dec.Decode(&r); err != nil {
 				return
 			}
 			mu.Lock()
-			attaches++
-			for _, f := range r.Findings {
-				if !trueFinding(f, killed) {
-					falseFindings++
-					falseText = append(falseText, fmt.Sprintf("%s %s: %s", f.Kind, f.Lock, f.Summary))
-				}
-			}
+			watched++
+			judgeReport("watch", &r)
 			mu.Unlock()
 		}
 	}()
@@ -319,7 +365,14 @@ func TestKillStorm(t *testing.T) {
 	}
 	spawning.Wait()
 	close(stopAttach)
-	<-attached
+	attachers.Wait()
+	watch.Process.Signal(os.Interrupt)
+	<-watchDone
+	if err := watch.Wait(); err != nil {
+		if xe, ok := err.(*exec.ExitError); !ok || xe.ExitCode() != 3 {
+			t.Errorf("watch: %v", err)
+		}
+	}
 	if spawnErr != nil {
 		t.Fatal(spawnErr)
 	}
@@ -350,12 +403,7 @@ func TestKillStorm(t *testing.T) {
 			t.Errorf("%s was held at a kill, never recovered, and lockwatch does not flag it", name)
 		}
 	}
-	for _, f := range final.Findings {
-		if !trueFinding(f, killed) {
-			falseFindings++
-			falseText = append(falseText, fmt.Sprintf("final: %s %s: %s", f.Kind, f.Lock, f.Summary))
-		}
-	}
+	judgeReport("final", &final)
 
 	slices.Sort(latencies)
 	pct := func(p float64) time.Duration {
@@ -364,8 +412,8 @@ func TestKillStorm(t *testing.T) {
 		}
 		return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))]
 	}
-	t.Logf("kill storm: %d kills over %d processes x %d locks (Recover); %d locks held at a kill: %d recovered, %d flagged; recovery p50 %v, p99 %v, max %v; %d mutual-exclusion violations; %d attaches, %d false findings",
-		stormKills, stormProcs, stormLocks, heldAtKill, len(latencies), flagged, pct(0.50), pct(0.99), pct(1), len(violations), attaches, falseFindings)
+	t.Logf("kill storm: %d kills over %d processes x %d locks (Recover); %d locks held at a kill: %d recovered, %d flagged; recovery p50 %v, p99 %v, max %v; %d mutual-exclusion violations; %d attaches (%d loops), %d watch reports, %d false findings; %v",
+		stormKills, stormProcs, stormLocks, heldAtKill, len(latencies), flagged, pct(0.50), pct(0.99), pct(1), len(violations), attaches, stormAttachers, watched, falseFindings, time.Since(began).Round(time.Second))
 	if len(violations) > 0 {
 		t.Errorf("mutual exclusion broken:\n%s", strings.Join(violations, "\n"))
 	}
@@ -375,8 +423,8 @@ func TestKillStorm(t *testing.T) {
 	if falseFindings > 0 {
 		t.Errorf("false findings:\n%s", strings.Join(falseText, "\n"))
 	}
-	if attaches == 0 {
-		t.Errorf("no attach ran during the storm")
+	if attaches == 0 || watched == 0 {
+		t.Errorf("%d attaches and %d watch reports during the storm; want some of each", attaches, watched)
 	}
 }
 

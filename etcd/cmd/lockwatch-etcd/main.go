@@ -9,10 +9,16 @@ import (
 	"os"
 
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
 func main() {
-	err := etcdcli.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	// Every byte goes through the terminal writer (internal/safeout), as
+	// lockwatch's own: what a run holds never drives the terminal.
+	stdout, stderr := safeout.NewWriter(os.Stdout), safeout.NewWriter(os.Stderr)
+	err := etcdcli.Main(context.Background(), os.Args[1:], stdout, stderr)
+	stdout.Flush()
+	stderr.Flush()
 	var ee *etcdcli.ExitError
 	if errors.As(err, &ee) {
 		os.Exit(ee.Code)

@@ -31,6 +31,7 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
 // Environment that `run` gives the program, and that the demo reads.
@@ -263,7 +264,7 @@ func (c config) write(w io.Writer, r *report.Report, compact bool) error {
 }
 
 func colour(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := safeout.Raw(w).(*os.File)
 	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
 		return false
 	}
@@ -394,7 +395,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	defer cli.Close()
 	runName := fmt.Sprintf("run-%s-%d", time.Now().Format("20060102-150405"), os.Getpid())
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, safeout.Raw(stdout), safeout.Raw(stderr) // PROGRAM's own
 	cmd.Env = append(append(os.Environ(), conn.Env()...), EnvRun+"="+runName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -407,8 +408,15 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	}
 	url := etcdsrc.URL(strings.Split(c.endpoints, ","), runName)
 	fmt.Fprintf(stderr, "lockwatch-etcd: run %s; attach with: lockwatch attach %s\n", runName, url)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	// PROGRAM is reaped only once nothing signals its process group any
+	// more: until then its pid, the group's id, cannot be reused, so the
+	// group signalled is the one made here. The goroutine waits for the
+	// exit without reaping (WNOWAIT).
+	exited := make(chan struct{})
+	go func() {
+		waitExit(cmd.Process.Pid)
+		close(exited)
+	}()
 	group := -cmd.Process.Pid
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -419,14 +427,15 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	reported := ""
 	for {
 		select {
-		case err := <-done:
-			return programStatus(err)
+		case <-exited:
+			return programStatus(cmd.Wait())
 		case sig := <-sigs:
 			_ = syscall.Kill(group, sig.(syscall.Signal)) // forwarded; its status passes through
 			continue
 		case <-ctx.Done():
 			_ = syscall.Kill(group, syscall.SIGKILL)
-			<-done
+			<-exited
+			cmd.Wait()
 			return ctx.Err()
 		case <-t.C:
 		}
@@ -447,10 +456,23 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		}
 		if c.onDeadlock == "kill" {
 			_ = syscall.Kill(group, syscall.SIGKILL)
-			<-done
+			<-exited
+			cmd.Wait()
 			return &ExitError{Code: exitRunDeadlock, Err: errors.New("deadlock")}
 		}
 		fmt.Fprintf(stderr, "lockwatch-etcd: deadlock found; the program is kept running: attach with lockwatch attach %s, or press Ctrl-C\n", url)
+	}
+}
+
+// waitExit returns when the process pid (a child) has exited, without
+// reaping it.
+func waitExit(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
 	}
 }
 
