@@ -177,7 +177,7 @@ func (s *Source) Terminate(ctx context.Context, r *report.Report) []string {
 			continue
 		}
 		// The proof, again: the client's end is still an orphaned socket.
-		again := s.Clients([]clientproc.Conn{{Addr: a, Port: *se.Port, ServerPort: rd.server}})
+		again := s.Clients([]clientproc.Conn{{Addr: a, Port: *se.Port, ServerPort: rd.server, Server: s.ServerAddr}})
 		if len(again) != 1 || !again[0].Closed {
 			out = append(out, fmt.Sprintf("lockwatch: left session %s/%d alone: its client's end %s is no longer proved closed", Host, se.PID, se.clientAddr()))
 			continue

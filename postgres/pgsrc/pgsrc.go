@@ -67,6 +67,10 @@ type Source struct {
 	Server string
 	// Clients maps sessions to processes of this machine; nil: none.
 	Clients Clients
+	// ServerAddr is the server's address as this machine reaches it (the
+	// connection's remote address), when it is TCP: a client's socket must
+	// end there, or at an address the server listens on here.
+	ServerAddr netip.AddrPort
 
 	mu   sync.Mutex
 	q    Querier
@@ -469,7 +473,7 @@ func (s *Source) clients(rd *read, pids map[int]bool) {
 		if se == nil || se.hidden || se.Port == nil {
 			continue
 		}
-		c := clientproc.Conn{ServerPort: rd.server}
+		c := clientproc.Conn{ServerPort: rd.server, Server: s.ServerAddr}
 		switch {
 		case se.Addr != nil:
 			a, err := netip.ParseAddr(*se.Addr)

@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,6 +42,11 @@ type Conn struct {
 	// ServerPort is the server's port, to tell the connection apart from
 	// others of the same client address and port.
 	ServerPort int
+	// Server is the server's address as a client of this machine reaches
+	// it (lockwatch's own connection's), if known: a socket is the
+	// client's end only if its other end is the server: this address, or
+	// an address the server listens on here.
+	Server netip.AddrPort
 	// Backend is the session's server process, for a unix-socket session
 	// (the server then runs on this machine).
 	Backend int
@@ -88,13 +94,28 @@ func Find(conns []Conn) []End {
 	inodes := map[uint64][]int{} // socket inode -> conns whose client holds it
 	uids := map[uint64]int{}     // socket inode -> who made it; -1 not known
 	if len(want) > 0 {
+		ports := map[int]bool{} // the servers' ports: their listeners are read too
+		for _, c := range conns {
+			ports[c.ServerPort] = true
+		}
 		found := map[int][]sock{}
+		var listeners []sock
 		for _, ns := range namespaces() {
-			for _, s := range ns.read(want) {
+			for _, s := range ns.read(want, ports) {
+				if s.state == "LISTEN" {
+					listeners = append(listeners, s)
+					continue
+				}
 				for _, i := range want[s.key] {
-					found[i] = append(found[i], s)
+					if server(s, conns[i], listeners) {
+						found[i] = append(found[i], s)
+					}
 				}
 			}
+		}
+		// Listeners read after a namespace's sockets: check those again.
+		for i := range found {
+			found[i] = slices.DeleteFunc(found[i], func(s sock) bool { return !server(s, conns[i], listeners) })
 		}
 		for i, c := range conns {
 			if !c.Addr.IsValid() {
@@ -146,17 +167,34 @@ func Find(conns []Conn) []End {
 	return ends
 }
 
+// server reports whether a socket's other end is the server of c: the
+// address lockwatch reached it at, or one it listens on here (any address
+// of this machine when it listens on all of them).
+func server(s sock, c Conn, listeners []sock) bool {
+	r := netip.AddrPortFrom(s.remote.Addr().Unmap(), s.remote.Port())
+	if c.Server.IsValid() && r == netip.AddrPortFrom(c.Server.Addr().Unmap(), c.Server.Port()) {
+		return true
+	}
+	for _, l := range listeners {
+		if l.remote.Port() == r.Port() && (l.remote.Addr() == r.Addr() || l.remote.Addr().IsUnspecified()) {
+			return true
+		}
+	}
+	return false
+}
+
 func tcpKey(a netip.Addr, port, serverPort int) string {
 	return netip.AddrPortFrom(a.Unmap(), uint16(port)).String() + ">" + strconv.Itoa(serverPort)
 }
 
 // sock is a socket of a /proc/net/tcp table.
 type sock struct {
-	key   string
-	ns    string
-	state string
-	inode uint64
-	uid   int // who made it
+	key    string
+	ns     string
+	state  string
+	inode  uint64
+	uid    int            // who made it
+	remote netip.AddrPort // its other end; for a listener, its own address
 }
 
 // netns is a network namespace and a way to read its tables.
@@ -245,13 +283,13 @@ func unescapeMount(s string) string {
 
 // read returns the sockets of the namespace's TCP tables whose local end
 // is wanted.
-func (n netns) read(want map[string][]int) []sock {
+func (n netns) read(want map[string][]int, ports map[int]bool) []sock {
 	var out []sock
 	tables := func(dir string) {
 		for _, t := range []string{"tcp", "tcp6"} {
 			b, err := readBounded(dir + "/" + t)
 			if err == nil {
-				out = append(out, parseTCP(b, n.name, want)...)
+				out = append(out, parseTCP(b, n.name, want, ports)...)
 			}
 		}
 	}
@@ -301,10 +339,11 @@ func readBounded(path string) ([]byte, error) {
 var tcpStates = map[string]string{"01": "ESTABLISHED", "02": "SYN-SENT", "03": "SYN-RECV", "04": "FIN-WAIT-1", "05": "FIN-WAIT-2",
 	"06": "TIME-WAIT", "07": "CLOSE", "08": "CLOSE-WAIT", "09": "LAST-ACK", "0A": "LISTEN", "0B": "CLOSING"}
 
-// parseTCP reads a /proc/net/tcp or tcp6 table: each line after the
-// header is "sl local rem st queues timer retrnsmt uid timeout inode ...",
+// parseTCP reads the sockets of a /proc/net/tcp or tcp6 table whose local
+// end is wanted, and the listeners on ports (with their own address as
+// remote). Each line after the header is "sl local rem st queues timer retrnsmt uid timeout inode ...",
 // addresses in hex (each 32-bit word in the host's byte order).
-func parseTCP(b []byte, ns string, want map[string][]int) []sock {
+func parseTCP(b []byte, ns string, want map[string][]int, ports map[int]bool) []sock {
 	var out []sock
 	for len(b) > 0 {
 		line := b
@@ -323,7 +362,9 @@ func parseTCP(b []byte, ns string, want map[string][]int) []sock {
 			continue
 		}
 		key := tcpKey(local.Addr(), int(local.Port()), int(remote.Port()))
-		if _, ok := want[key]; !ok {
+		_, wanted := want[key]
+		listener := string(fs[3]) == "0A" && ports[int(local.Port())]
+		if !wanted && !listener {
 			continue
 		}
 		inode, err := strconv.ParseUint(string(fs[9]), 10, 64)
@@ -335,10 +376,14 @@ func parseTCP(b []byte, ns string, want map[string][]int) []sock {
 			uid = -1
 		}
 		st := tcpStates[string(fs[3])]
-		if st == "" || st == "LISTEN" {
+		switch {
+		case listener:
+			out = append(out, sock{ns: ns, state: st, remote: local})
+			continue
+		case st == "" || st == "LISTEN":
 			continue
 		}
-		out = append(out, sock{key: key, ns: ns, state: st, inode: inode, uid: uid})
+		out = append(out, sock{key: key, ns: ns, state: st, inode: inode, uid: uid, remote: remote})
 	}
 	return out
 }

@@ -24,8 +24,16 @@ func TestParseTCP(t *testing.T) {
 		tcpKey(netip.MustParseAddr("127.0.0.1"), 0xA5A6, 0x1538):     {3},
 	}
 	got := map[string]sock{}
-	for _, s := range parseTCP(table, "net:[1]", want) {
+	var listeners []sock
+	for _, s := range parseTCP(table, "net:[1]", want, map[int]bool{0x1538: true, 0xAD8F: true}) {
+		if s.state == "LISTEN" {
+			listeners = append(listeners, s)
+			continue
+		}
 		got[s.key] = s
+	}
+	if len(listeners) != 1 || listeners[0].remote != netip.MustParseAddrPort("127.0.0.1:5432") {
+		t.Errorf("listeners %+v; want 127.0.0.1:5432", listeners)
 	}
 	tests := []struct {
 		key   string
@@ -62,12 +70,29 @@ func TestFindSelf(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	sc, err := l.Accept() // kept open: the connection outlives the listener below
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
 	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
 	serverPort := l.Addr().(*net.TCPAddr).Port
 	ends := Find([]Conn{
 		{Addr: local.Addr(), Port: int(local.Port()), ServerPort: serverPort},
 		{Addr: local.Addr(), Port: int(local.Port()), ServerPort: serverPort + 1},
 	})
+	// The socket's other end must be the server: a listener here, or the
+	// address lockwatch reached it at.
+	if !ends[0].Found {
+		t.Fatalf("not found through its listener: %+v", ends[0])
+	}
+	l.Close() // no listener now: found only through Server
+	if e := Find([]Conn{{Addr: local.Addr(), Port: int(local.Port()), ServerPort: serverPort}})[0]; e.Found {
+		t.Errorf("found %+v with no listener and no server address; want not found", e)
+	}
+	if e := Find([]Conn{{Addr: local.Addr(), Port: int(local.Port()), ServerPort: serverPort, Server: l.Addr().(*net.TCPAddr).AddrPort()}})[0]; !e.Found {
+		t.Errorf("not found through the server's address: %+v", e)
+	}
 	e := ends[0]
 	if !e.Found || e.Closed || len(e.Procs) != 1 || e.Procs[0].PID != os.Getpid() {
 		t.Errorf("the test's own connection: %+v; want found, open, held by pid %d", e, os.Getpid())

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -126,6 +127,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer conn.Close(context.Background())
 	src := pgsrc.New(conn, server)
+	if a, ok := conn.PgConn().Conn().RemoteAddr().(*net.TCPAddr); ok {
+		src.ServerAddr = a.AddrPort()
+	}
 	if cmd == "attach" {
 		return attach(ctx, src, c, stdout, stderr)
 	}
