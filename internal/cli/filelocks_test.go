@@ -312,6 +312,11 @@ func TestAttachFlockStuckHolder(t *testing.T) {
 	if !slices.Contains(sources, "proc") {
 		t.Errorf("stack sources %v; want the holder's and waiters' from /proc", sources)
 	}
+	code, out, _ := lockwatch(t, "attach", "--stuck-after=300ms", strconv.Itoa(w2.pid()))
+	want := fmt.Sprintf("STUCK-HOLDER pid %d has held %q for ", h.pid(), path)
+	if code != ExitDeadlock || !strings.Contains(out, want) || !strings.Contains(out, "while 2 processes wait for it\n  doing: S (sleeping)") {
+		t.Errorf("attach (table): exit %d; want %d, and %q with 2 waiting processes and what it does, in:\n%s", code, ExitDeadlock, want, out)
+	}
 }
 
 func TestAttachInheritedFlock(t *testing.T) {
