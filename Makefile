@@ -27,6 +27,8 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags nolockwatch ./sync
+	$(GO) run ./internal/crosscheck ./sync ./internal/inproc ./internal/record # every GOOS/GOARCH (go tool dist list)
+	GOARCH=arm64 $(GO) vet ./sync ./internal/inproc ./internal/record # the arm64 fast path, with its assembly
 	$(TOOL) staticcheck ./...
 	cd bench && $(GO) vet -tags deadlock . # the comparison module (make bench-compare) still builds
 

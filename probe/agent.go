@@ -59,7 +59,6 @@ type Agent struct {
 	reg    *lockreg.Registry
 	self   procid.ID
 	base   string // lockreg.ProcessFiles base: dump files and the socket share it
-	unmark func() // forgets markNoMutexes' hook (inproc.OnFirst)
 	sock   string
 	stderr io.Writer
 	uid    int // the only user allowed on the socket
@@ -192,7 +191,6 @@ func start(o Options, uid int) (*Agent, error) {
 	if err := a.listen(); err != nil {
 		return nil, errors.Join(err, a.reg.Close())
 	}
-	a.markNoMutexes()
 	a.wg.Add(1)
 	go a.serve()
 	a.wg.Add(1)
@@ -244,7 +242,6 @@ func (a *Agent) Close() error {
 		signal.Stop(a.sig)
 	}
 	a.wg.Wait()
-	a.unmarkNoMutexes()
 	err = errors.Join(err, a.reg.Close())
 	if a.made {
 		// The run this agent made for itself is removed when it ended

@@ -68,8 +68,6 @@ func childMain(role, dir string) int {
 		}
 	case "rwtrap":
 		return rwtrapRole(dir)
-	case "firstmutex":
-		return firstMutexRole(dir)
 	default:
 		return fail(fmt.Errorf("unknown role %q", role))
 	}

@@ -2,9 +2,7 @@ package probe
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -62,7 +60,12 @@ type MutexHolder struct {
 	// Stack is the stack it acquired from, when it had to wait first
 	// (a writer); else nil. Its current stack is in a goroutine dump.
 	Stack []stackdump.Frame `json:"stack,omitempty"`
-	Since time.Time         `json:"since"` // to about a millisecond (internal/record.Coarse)
+	// Since is when it acquired, when it had to wait first; else, with
+	// SinceSeen, when a goroutine that waits for the mutex first found it
+	// held (it has held at least since then); else zero (an acquire that
+	// did not wait reads no clock) and left out.
+	Since     time.Time `json:"since,omitzero"`
+	SinceSeen bool      `json:"since_seen,omitempty"`
 }
 
 // MutexWaiter is a goroutine blocked in Lock (Write) or RLock.
@@ -101,86 +104,66 @@ func (c *Client) MutexesAndOrders(ctx context.Context) (*MutexView, *OrderView, 
 	return ans.Mutexes, ans.Orders, nil
 }
 
-// NoMutexesFile returns the name, in the run directory, of the file a probe
-// keeps while its process has no drop-in mutex (none was ever locked or
-// named): lockwatch then need not ask it for them. The probe makes it when
-// it starts, if so, and removes it when the process registers its first
-// drop-in mutex, before that mutex can be locked (inproc.OnFirst); a process
-// whose probe predates the file has none, and is asked.
+// NoMutexesFile returns the name, in the run directory, of the file that
+// said a process had no drop-in mutex, so that lockwatch need not ask it.
+// The drop-in no longer registers its mutexes, so a probe cannot know it
+// and makes no such file; lockwatch still honours one that an older probe
+// made.
 func NoMutexesFile(base string) string { return filepath.Base(base) + ".no-mutexes" }
-
-// markNoMutexes keeps the NoMutexesFile of this process while it has no
-// drop-in mutex.
-func (a *Agent) markNoMutexes() {
-	name := NoMutexesFile(a.base)
-	rd := a.reg.RunDir()
-	a.unmark = inproc.OnFirst(func() {
-		_ = rd.Remove(name) // left by an agent of this process killed before its Close
-		f, err := rd.CreateFile(name)
-		if err != nil {
-			// Without the file, lockwatch asks, as it always may.
-			fmt.Fprintf(a.stderr, "lockwatch: pid %d: %v\n", a.self.PID, err)
-			return
-		}
-		_ = f.Close()
-	}, func() {
-		if err := rd.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			// lockwatch would not ask this process for its mutexes: say so
-			// where its user looks.
-			fmt.Fprintf(a.stderr, "lockwatch: pid %d: removing %s: %v; lockwatch will not see this process's drop-in mutexes\n", a.self.PID, name, err)
-		}
-	})
-}
-
-// unmarkNoMutexes forgets markNoMutexes, at Close: without a probe the
-// process has nobody to answer for it.
-func (a *Agent) unmarkNoMutexes() {
-	if a.unmark != nil {
-		a.unmark()
-	}
-	_ = a.reg.RunDir().Remove(NoMutexesFile(a.base))
-}
 
 // mutexes reads the table of drop-in mutexes of this process.
 func (a *Agent) mutexes() *MutexView {
 	s := inproc.Take(maxMutexes)
 	mono, now := record.Nanotime(), time.Now()
-	wall := func(t int64) time.Time { return record.Wall(t, mono, now) }
-	v := &MutexView{PID: a.self.PID, Start: a.self.Start, Taken: s.Taken, Live: s.Live,
+	return ViewOf(s, a.self.PID, a.self.Start, func(t int64) time.Time { return record.Wall(t, mono, now) }, stackdump.FramesOf)
+}
+
+// ViewOf is the MutexView of a snapshot of the drop-in records of process
+// pid (start): wall places a record's time (Nanotime's scale), frames
+// symbolizes its PCs (stackdump.FramesOf in the process itself, the
+// process's binary from outside).
+func ViewOf(s inproc.Snapshot, pid int, start uint64, wall func(int64) time.Time, frames func([]uintptr) []stackdump.Frame) *MutexView {
+	v := &MutexView{PID: pid, Start: start, Taken: s.Taken, Live: s.Live,
 		Mutexes: make([]Mutex, 0, len(s.Locks)), Truncated: s.Truncated, MoreWaiters: s.MoreWaiters}
 	for _, l := range s.Locks {
-		v.Mutexes = append(v.Mutexes, mutexOf(l, wall))
+		v.Mutexes = append(v.Mutexes, mutexOf(l, wall, frames))
 	}
 	return v
 }
 
 // mutexOf converts a table record, symbolizing its PCs.
-func mutexOf(l inproc.Lock, wall func(int64) time.Time) Mutex {
-	m := Mutex{ID: l.ID, Kind: l.Kind.String(), Name: l.Name, Named: l.Name != "", First: siteOf(l.First, l.First2),
+func mutexOf(l inproc.Lock, wall func(int64) time.Time, frames func([]uintptr) []stackdump.Frame) Mutex {
+	known := func(t int64) time.Time {
+		if t == 0 {
+			return time.Time{}
+		}
+		return wall(t)
+	}
+	m := Mutex{ID: l.ID, Kind: l.Kind.String(), Name: l.Name, Named: l.Name != "", First: siteOf(frames, l.First, l.First2),
 		MoreReaders: l.MoreReaders}
 	if !m.Named {
 		m.Name = siteName(m.First)
 	}
 	if l.Holder.Goroutine != 0 {
-		m.Holder = &MutexHolder{Goroutine: l.Holder.Goroutine, Site: siteOf(l.Holder.PC, l.Holder.PC2),
-			Stack: cleanStack(stackdump.FramesOf(l.HolderStack)), Since: wall(l.Holder.Since)}
+		m.Holder = &MutexHolder{Goroutine: l.Holder.Goroutine, Site: siteOf(frames, l.Holder.PC, l.Holder.PC2),
+			Stack: cleanStack(frames(l.HolderStack)), Since: known(l.Holder.Since), SinceSeen: l.HolderSeen}
 	}
 	for _, r := range l.Readers {
-		m.Readers = append(m.Readers, MutexHolder{Goroutine: r.Goroutine, Site: siteOf(r.PC, r.PC2), Since: wall(r.Since)})
+		m.Readers = append(m.Readers, MutexHolder{Goroutine: r.Goroutine, Site: siteOf(frames, r.PC, r.PC2), Since: known(r.Since)})
 	}
 	for _, w := range l.Waiters {
 		m.Waiters = append(m.Waiters, MutexWaiter{Goroutine: w.Goroutine, Write: w.Write,
-			Stack: cleanStack(stackdump.FramesOf(w.Stack)), Since: wall(w.Since)})
+			Stack: cleanStack(frames(w.Stack)), Since: wall(w.Since)})
 	}
 	return m
 }
 
-// frameOf symbolizes a return address (the PC after a call to Lock).
-func frameOf(pc uintptr) stackdump.Frame {
+// frameOf symbolizes the return address pc as a stack would.
+func frameOf(frames func([]uintptr) []stackdump.Frame, pc uintptr) stackdump.Frame {
 	if pc == 0 {
 		return stackdump.Frame{}
 	}
-	if fs := stackdump.FramesOf([]uintptr{pc}); len(fs) > 0 {
+	if fs := frames([]uintptr{pc}); len(fs) > 0 {
 		return fs[len(fs)-1] // the outermost of any inlined calls: the caller of Lock
 	}
 	return stackdump.Frame{}
@@ -189,12 +172,12 @@ func frameOf(pc uintptr) stackdump.Frame {
 // siteOf is the site of a Lock call from the return addresses of Lock (pc)
 // and of its caller (pc2): pc's frame, unless that is a wrapper the
 // compiler generated (a method value, a promoted method called through an
-// interface) or the standard library's sync (a Cond's Wait, which locks
-// for its caller), when the caller is the site that says something.
-func siteOf(pc, pc2 uintptr) stackdump.Frame {
-	f := frameOf(pc)
+// interface) or the standard library's sync (a Cond's Wait locks for its
+// caller): then pc2's.
+func siteOf(frames func([]uintptr) []stackdump.Frame, pc, pc2 uintptr) stackdump.Frame {
+	f := frameOf(frames, pc)
 	if pc2 != 0 && (f.File == "<autogenerated>" || strings.HasPrefix(f.Func, "sync.")) {
-		if f2 := frameOf(pc2); f2.Func != "" {
+		if f2 := frameOf(frames, pc2); f2.Func != "" {
 			return f2
 		}
 	}
@@ -299,12 +282,19 @@ func (a *Agent) onStuckMutex(w inproc.StuckWaiter, waited time.Duration) {
 	name, held := "(a mutex since collected)", "held by no recorded goroutine (it may just have changed hands)"
 	if l, ok := inproc.Describe(w.Lock); ok {
 		mono, now := record.Nanotime(), time.Now()
-		m := mutexOf(l, func(t int64) time.Time { return record.Wall(t, mono, now) })
+		m := mutexOf(l, func(t int64) time.Time { return record.Wall(t, mono, now) }, stackdump.FramesOf)
 		name = m.Name
 		switch {
 		case m.Holder != nil:
-			held = fmt.Sprintf("held by goroutine %d for %v, locked at %s", m.Holder.Goroutine,
-				now.Sub(m.Holder.Since).Round(time.Millisecond), siteName(m.Holder.Site))
+			held = fmt.Sprintf("held by goroutine %d, locked at %s", m.Holder.Goroutine, siteName(m.Holder.Site))
+			if !m.Holder.Since.IsZero() {
+				at := "for"
+				if m.Holder.SinceSeen {
+					at = "for at least"
+				}
+				held = fmt.Sprintf("held by goroutine %d %s %v, locked at %s", m.Holder.Goroutine, at,
+					now.Sub(m.Holder.Since).Round(time.Millisecond), siteName(m.Holder.Site))
+			}
 			if m.Holder.Goroutine == w.Goroutine {
 				held += " (by the waiting goroutine itself: a self-deadlock)"
 			}

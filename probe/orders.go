@@ -23,8 +23,9 @@ type OrderView struct {
 	Edges    []OrderEdge `json:"edges"`
 	Capacity int         `json:"capacity"`
 	// Dropped counts edges not recorded because the table was full
-	// (distinct pairs; with DroppedRepeats also repeated acquires of pairs
-	// not recorded). A cycle through them is missed.
+	// (distinct pairs; with DroppedRepeats at least that many: past the
+	// room to tell pairs apart, they are no longer counted). A cycle
+	// through them is missed.
 	Dropped        uint64 `json:"dropped,omitempty"`
 	DroppedRepeats bool   `json:"dropped_repeats,omitempty"`
 	// Untracked counts acquires not tracked as held (more than 7 locks held
@@ -98,7 +99,7 @@ func (a *Agent) orders() *OrderView {
 		from, nf := z.stack(e.FromStack)
 		to, nt := z.stack(e.ToStack)
 		if size+n+nf+nt > cutOrderBytes {
-			from, nf = []stackdump.Frame{siteOf(e.FromSite, e.FromSite2)}, 0
+			from, nf = []stackdump.Frame{siteOf(stackdump.FramesOf, e.FromSite, e.FromSite2)}, 0
 			to, nt = to[:min(len(to), 1)], 0
 			for _, f := range from {
 				nf += frameSize(f)
@@ -168,7 +169,7 @@ func jsonSize(e OrderEdge) int {
 func orderMutex(l inproc.OrderLock, read bool) OrderMutex {
 	m := OrderMutex{ID: l.ID, Kind: l.Kind.String(), Name: l.Name, Named: l.Name != "", Read: read}
 	if !m.Named {
-		m.Name = siteName(siteOf(l.First, l.First2))
+		m.Name = siteName(siteOf(stackdump.FramesOf, l.First, l.First2))
 	}
 	return m
 }
@@ -207,23 +208,17 @@ func (a *Agent) keepOrders() {
 		saved, savedDropped = n, d
 	}
 	save()
-	t := time.NewTimer(0)
-	<-t.C
+	// The drop-in signals nothing (a channel would be a happens-before
+	// edge between the goroutine that records an edge and this one): the
+	// count is looked at every saveOrdersAfter.
+	t := time.NewTicker(saveOrdersAfter)
+	defer t.Stop()
 	for {
 		select {
 		case <-a.done:
-			t.Stop()
 			save()
 			return
-		case <-inproc.EdgeAdded():
-			t.Reset(saveOrdersAfter)
-			select {
-			case <-a.done:
-				t.Stop()
-				save()
-				return
-			case <-t.C:
-			}
+		case <-t.C:
 			save()
 		}
 	}

@@ -7,10 +7,9 @@
 //
 //	import "github.com/lockwatch/lockwatch/sync"
 //
-// Then, while the program runs (it must run a probe: probe.Start from
-// github.com/lockwatch/lockwatch/probe, or start under lockwatch run):
-//
-//	lockwatch attach PID
+// The records live in shared memory that lockwatch reads from outside the
+// program, without asking it (docs/dropin.md): the program runs no probe,
+// no goroutine and no socket for them.
 //
 // # Why this path and name
 //
@@ -28,45 +27,33 @@
 //
 // # What is recorded
 //
-// On every acquire, in the mutex itself: the holder's goroutine id (read
-// from the runtime's g at an offset found and verified against
-// runtime.Stack at start-up; never a pointer to g, which the runtime reuses
-// for the next goroutine), the caller's PC and its caller's (read through
-// the frame pointer: Lock is not inlined; the second names the site when
-// the first is in a Cond's Wait) and since when, from a coarse clock (see
-// internal/record: at most 1 ms plus the ticker's scheduling delay early).
-// A Lock that has to wait first records a waiter (goroutine, full stack,
-// since, which mutex, read or write) in a table of fixed size; once it
-// holds the lock, that record stays as the holder's full stack until
-// Unlock. Each reader of an RWMutex is recorded (goroutine, site, since) in
-// a table of slots chosen by hashing the lock and goroutine ids, each slot
-// on its own cache line, so readers write no common line beyond sync's own
-// reader count; readers beyond the table's room are counted. A mutex joins
-// the process's table of locks at its first Lock, by a weak pointer, so a
-// mutex the program drops is collected as before.
+// Not in the mutex: a Mutex is a sync.Mutex and one word, which holds the
+// index of its holder record while it is held for writing and is zero
+// again once it is unlocked, so an unlocked Mutex is all zeros, as sync's
+// is. The records live in a fixed arena per process: for each held mutex,
+// the holder's goroutine id, the caller's PC and its caller's, and, if it
+// had to wait, since when and its full stack; for each waiting goroutine,
+// which mutex, read or write, since when and its stack; for each reader of
+// an RWMutex, its goroutine and site. Nothing registers a mutex. Every
+// write to the records is invisible to the race detector, which sees
+// exactly sync's synchronisation.
 //
-// A mutex has a display name: the one given with SetName, else the function
-// and line where it was first locked.
+// A mutex has a display name: the one given with SetName, else the
+// function and line where its holder (or a reader) locked it.
 //
 // # Differences from sync
 //
-//   - Costs: an uncontended Lock+Unlock or RLock+RUnlock costs about two to
-//     three times sync's (docs/benchmarks.md), the first Lock of each mutex
-//     allocates (its table entry, a weak pointer and a cleanup), and a Mutex
-//     is 80 bytes (sync's 8), an RWMutex 96 (sync's 24).
-//   - A mutex that is locked escapes to the heap (the table keeps a weak
-//     pointer to it), where a sync.Mutex in a local variable may stay on the
-//     stack. It must live in Go memory (heap or a global), as nearly all do:
-//     not in memory mapped or allocated by C.
+//   - Costs: see docs/benchmarks.md. A Mutex is 16 bytes (sync's 8), an
+//     RWMutex 32 (sync's 24). An acquire that does not wait records no
+//     time.
+//   - A mutex that is locked escapes to the heap, where a sync.Mutex in a
+//     local variable may stay on the stack.
 //   - Lock, TryLock, RLock, TryRLock and RUnlock are never inlined (their
 //     caller's PC is read through the frame pointer).
-//   - A goroutine that waits holds one of 2048 waiter records; a reader one
-//     of 4096 reader slots. Beyond that, waiters and readers are counted, not
-//     listed. A read lock released by another goroutine than the one that
-//     took it is accounted to the lock, not to that goroutine.
-//   - Waiters are recorded at the slow path's entry: a goroutine that blocks
-//     inside sync's own Lock after our TryLock failed is listed, with its
-//     stack, from that moment.
+//   - The process keeps one more file descriptor, the records' memfd (on
+//     Linux).
+//   - Records are written on amd64 and arm64; elsewhere the package is
+//     sync itself.
 //   - SetName is new. The Enabled constant says whether this build records.
 //
 // Misuse is what it is with sync: Unlock of an unlocked Mutex and RUnlock

@@ -1,10 +1,11 @@
-//go:build !nolockwatch
+//go:build !nolockwatch && (amd64 || arm64)
 
 package sync
 
 import (
 	gosync "sync"
-	"sync/atomic"
+
+	"unsafe"
 
 	"github.com/lockwatch/lockwatch/internal/inproc"
 	"github.com/lockwatch/lockwatch/internal/record"
@@ -29,7 +30,11 @@ const Enabled = true
 // goroutine to unlock it.
 type Mutex struct {
 	mu gosync.Mutex
-	st inproc.State
+	// h is, while the mutex is held for writing, its holder record
+	// (inproc.Hold's result); 0 when unlocked, so that an unlocked Mutex
+	// is all zeros, as sync's is.
+	h uint32
+	_ uint32
 }
 
 // An RWMutex is a reader/writer mutual exclusion lock. The lock can be held
@@ -50,51 +55,50 @@ type Mutex struct {
 // waits as a self-deadlock.
 type RWMutex struct {
 	rw gosync.RWMutex
-	st inproc.State
+	h  uint32 // as Mutex's
+	// over counts the readers that found no reader record.
+	over int32
 }
 
-// goidOff is the offset of the goroutine id in the runtime's g, once
-// internal/record found and verified it; 0 before, or if it was not found.
-var goidOff atomic.Uintptr
+// goidOff is the offset of the goroutine id in the runtime's g, found and
+// verified by internal/record when the package initializes; 0 if it was not
+// found (then record.Goid). Set before main, so reading it is no
+// synchronisation between the program's goroutines.
+var goidOff uintptr
 
-// goidSlow returns the goroutine id when callerInfo could not (the offset
-// is not known yet, or was not found), and learns the offset.
-//
-//go:noinline
-func goidSlow() int64 {
+func init() {
 	if off, ok := record.GoidOffset(); ok {
-		goidOff.Store(off)
+		goidOff = off
 	}
-	return record.Goid()
 }
 
-// The entry points below repeat their few lines of recording on purpose.
-// Each is its own frame (go:noinline), because callerInfo reads its
-// caller's PC through the frame pointer; and the steps after the lock is
-// taken (the holder record and the held-lock bucket) and Unlock's, written
-// once as helpers, are too large to inline: a helper call cost Lock+Unlock
-// 3.5% (18.65 -> 19.30 ns, p=0.015, 6 interleaved counts of
-// BenchmarkLockUnlock, 2026-11-26), on the path every program takes.
+// The entry points below repeat their few lines of recording on purpose:
+// each is its own frame (go:noinline), because callerInfo reads its
+// caller's PC through the frame pointer. They are go:norace: the records
+// they write (the lock's h, the holder record, the held-lock bucket) are
+// invisible to the race detector, which sees only sync's own
+// synchronisation, as with sync. sync's methods they call keep their race
+// annotations.
 
 // Lock locks m. If the lock is already in use, the calling goroutine blocks
 // until the mutex is available.
 //
 //go:noinline
+//go:norace
 func (m *Mutex) Lock() {
-	goid, pc, pc2 := callerInfo(goidOff.Load())
+	inproc.Escape(m)
+	goid, pc, pc2 := callerInfo(goidOff)
 	if goid == 0 {
-		goid = goidSlow()
-	}
-	if !m.st.Registered() {
-		inproc.Register(&m.st, inproc.KindMutex, pc, pc2)
+		goid = record.Goid()
 	}
 	if !m.mu.TryLock() {
-		lockSlow(&m.mu, &m.st, goid, pc, pc2)
+		lockSlow(&m.mu, unsafe.Pointer(m), &m.h, inproc.KindMutex, goid, pc, pc2)
 		return
 	}
-	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
-	if b := inproc.BucketOf(goid); !b.HoldFirst(&m.st) {
-		b.Hold(&m.st, goid)
+	h := inproc.Hold(uintptr(unsafe.Pointer(m)), inproc.KindMutex, goid, pc, pc2, 0, 0)
+	m.h = h
+	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
+		b.Hold(inproc.WriteCell(h), uintptr(unsafe.Pointer(m)), goid)
 	}
 }
 
@@ -103,15 +107,20 @@ func (m *Mutex) Lock() {
 // stack, until Unlock.
 //
 //go:noinline
-func lockSlow(l gosync.Locker, st *inproc.State, goid int64, pc, pc2 uintptr) {
+//go:norace
+func lockSlow(l gosync.Locker, p unsafe.Pointer, hp *uint32, kind inproc.Kind, goid int64, pc, pc2 uintptr) {
 	var s record.Stack
 	s.Capture(1) // from the caller of Lock
-	slot := inproc.Wait(st, true, goid, record.Coarse(), &s)
+	addr := uintptr(p)
+	now := record.Nanotime()
+	inproc.Seen(*hp, addr, now) // the holder, if its acquire has no time
+	slot := inproc.Wait(addr, true, goid, now, &s)
 	l.Lock()
 	slot = inproc.Acquired(slot, true)
-	st.Holder.Set(goid, pc, pc2, record.Coarse(), slot)
-	if b := inproc.BucketOf(goid); !b.HoldFirst(st) {
-		b.Hold(st, goid)
+	h := inproc.Hold(addr, kind, goid, pc, pc2, record.Nanotime(), slot)
+	*hp = h
+	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
+		b.Hold(inproc.WriteCell(h), addr, goid)
 	}
 }
 
@@ -122,20 +131,20 @@ func lockSlow(l gosync.Locker, st *inproc.State, goid int64, pc, pc2 uintptr) {
 // mutexes.
 //
 //go:noinline
+//go:norace
 func (m *Mutex) TryLock() bool {
-	goid, pc, pc2 := callerInfo(goidOff.Load())
+	inproc.Escape(m)
+	goid, pc, pc2 := callerInfo(goidOff)
 	if goid == 0 {
-		goid = goidSlow()
-	}
-	if !m.st.Registered() {
-		inproc.Register(&m.st, inproc.KindMutex, pc, pc2)
+		goid = record.Goid()
 	}
 	if !m.mu.TryLock() {
 		return false
 	}
-	m.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
-	if b := inproc.BucketOf(goid); !b.HoldFirst(&m.st) {
-		b.Hold(&m.st, goid)
+	h := inproc.Hold(uintptr(unsafe.Pointer(m)), inproc.KindMutex, goid, pc, pc2, 0, 0)
+	m.h = h
+	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
+		b.Hold(inproc.WriteCell(h), uintptr(unsafe.Pointer(m)), goid)
 	}
 	return true
 }
@@ -143,13 +152,15 @@ func (m *Mutex) TryLock() bool {
 // Unlock unlocks m. It is a run-time error if m is not locked on entry to
 // Unlock: the same unrecoverable "fatal error: sync: unlock of unlocked
 // mutex" as sync.Mutex's.
+//
+//go:norace
 func (m *Mutex) Unlock() {
-	g := m.st.Holder.Goroutine()
-	if slot := m.st.Holder.Clear(); slot != 0 {
-		inproc.Release(slot)
-	}
-	if b := inproc.BucketOf(g); !b.UnholdOnly(&m.st) {
-		b.Unhold(&m.st)
+	if h := m.h; h != 0 {
+		m.h = 0
+		g := inproc.Unhold(h)
+		if b := inproc.BucketOf(g); !b.UnholdOnly(inproc.WriteCell(h)) {
+			b.Unhold(inproc.WriteCell(h))
+		}
 	}
 	m.mu.Unlock()
 }
@@ -158,21 +169,21 @@ func (m *Mutex) Unlock() {
 // writing, Lock blocks until the lock is available.
 //
 //go:noinline
+//go:norace
 func (rw *RWMutex) Lock() {
-	goid, pc, pc2 := callerInfo(goidOff.Load())
+	inproc.Escape(rw)
+	goid, pc, pc2 := callerInfo(goidOff)
 	if goid == 0 {
-		goid = goidSlow()
-	}
-	if !rw.st.Registered() {
-		inproc.Register(&rw.st, inproc.KindRWMutex, pc, pc2)
+		goid = record.Goid()
 	}
 	if !rw.rw.TryLock() {
-		lockSlow(&rw.rw, &rw.st, goid, pc, pc2)
+		lockSlow(&rw.rw, unsafe.Pointer(rw), &rw.h, inproc.KindRWMutex, goid, pc, pc2)
 		return
 	}
-	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
-	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
-		b.Hold(&rw.st, goid)
+	h := inproc.Hold(uintptr(unsafe.Pointer(rw)), inproc.KindRWMutex, goid, pc, pc2, 0, 0)
+	rw.h = h
+	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
+		b.Hold(inproc.WriteCell(h), uintptr(unsafe.Pointer(rw)), goid)
 	}
 }
 
@@ -183,20 +194,20 @@ func (rw *RWMutex) Lock() {
 // mutexes.
 //
 //go:noinline
+//go:norace
 func (rw *RWMutex) TryLock() bool {
-	goid, pc, pc2 := callerInfo(goidOff.Load())
+	inproc.Escape(rw)
+	goid, pc, pc2 := callerInfo(goidOff)
 	if goid == 0 {
-		goid = goidSlow()
-	}
-	if !rw.st.Registered() {
-		inproc.Register(&rw.st, inproc.KindRWMutex, pc, pc2)
+		goid = record.Goid()
 	}
 	if !rw.rw.TryLock() {
 		return false
 	}
-	rw.st.Holder.Set(goid, pc, pc2, record.Coarse(), 0)
-	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
-		b.Hold(&rw.st, goid)
+	h := inproc.Hold(uintptr(unsafe.Pointer(rw)), inproc.KindRWMutex, goid, pc, pc2, 0, 0)
+	rw.h = h
+	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
+		b.Hold(inproc.WriteCell(h), uintptr(unsafe.Pointer(rw)), goid)
 	}
 	return true
 }
@@ -208,13 +219,15 @@ func (rw *RWMutex) TryLock() bool {
 // As with Mutexes, a locked RWMutex is not associated with a particular
 // goroutine. One goroutine may RLock (Lock) a RWMutex and then arrange for
 // another goroutine to RUnlock (Unlock) it.
+//
+//go:norace
 func (rw *RWMutex) Unlock() {
-	g := rw.st.Holder.Goroutine()
-	if slot := rw.st.Holder.Clear(); slot != 0 {
-		inproc.Release(slot)
-	}
-	if b := inproc.BucketOf(g); !b.UnholdOnly(&rw.st) {
-		b.Unhold(&rw.st)
+	if h := rw.h; h != 0 {
+		rw.h = 0
+		g := inproc.Unhold(h)
+		if b := inproc.BucketOf(g); !b.UnholdOnly(inproc.WriteCell(h)) {
+			b.Unhold(inproc.WriteCell(h))
+		}
 	}
 	rw.rw.Unlock()
 }
@@ -226,8 +239,10 @@ func (rw *RWMutex) Unlock() {
 // the RWMutex type.
 //
 //go:noinline
+//go:norace
 func (rw *RWMutex) RLock() {
-	goid, pc, pc2 := callerInfo(goidOff.Load())
+	inproc.Escape(rw)
+	goid, pc, pc2 := callerInfo(goidOff)
 	rw.rlock(goid, pc, pc2)
 }
 
@@ -235,19 +250,25 @@ func (rw *RWMutex) RLock() {
 // how many frames to skip.
 //
 //go:noinline
+//go:norace
 func (rw *RWMutex) rlock(goid int64, pc, pc2 uintptr) {
 	if goid == 0 {
-		goid = goidSlow()
-	}
-	if !rw.st.Registered() {
-		inproc.Register(&rw.st, inproc.KindRWMutex, pc, pc2)
+		goid = record.Goid()
 	}
 	if !rw.rw.TryRLock() {
 		rlockSlow(rw, goid)
 	}
-	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
-	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
-		b.Hold(&rw.st, goid)
+	rw.readLocked(goid, pc, pc2)
+}
+
+//go:norace
+func (rw *RWMutex) readLocked(goid int64, pc, pc2 uintptr) {
+	addr := uintptr(unsafe.Pointer(rw))
+	if !inproc.ReadLocked(addr, goid, pc, pc2) {
+		inproc.AddOver(&rw.over, 1)
+	}
+	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.ReadCell(addr)) {
+		b.Hold(inproc.ReadCell(addr), addr, goid)
 	}
 }
 
@@ -255,10 +276,13 @@ func (rw *RWMutex) rlock(goid int64, pc, pc2 uintptr) {
 // waits in RLock.
 //
 //go:noinline
+//go:norace
 func rlockSlow(rw *RWMutex, goid int64) {
 	var s record.Stack
 	s.Capture(2) // from the caller of RLock (rlock is between)
-	slot := inproc.Wait(&rw.st, false, goid, record.Coarse(), &s)
+	now := record.Nanotime()
+	inproc.Seen(rw.h, uintptr(unsafe.Pointer(rw)), now) // the writer, if its acquire has no time
+	slot := inproc.Wait(uintptr(unsafe.Pointer(rw)), false, goid, now, &s)
 	rw.rw.RLock()
 	inproc.Acquired(slot, false)
 }
@@ -270,21 +294,17 @@ func rlockSlow(rw *RWMutex, goid int64) {
 // mutexes.
 //
 //go:noinline
+//go:norace
 func (rw *RWMutex) TryRLock() bool {
-	goid, pc, pc2 := callerInfo(goidOff.Load())
+	inproc.Escape(rw)
+	goid, pc, pc2 := callerInfo(goidOff)
 	if goid == 0 {
-		goid = goidSlow()
-	}
-	if !rw.st.Registered() {
-		inproc.Register(&rw.st, inproc.KindRWMutex, pc, pc2)
+		goid = record.Goid()
 	}
 	if !rw.rw.TryRLock() {
 		return false
 	}
-	inproc.ReadLocked(&rw.st, rw.st.ID(), goid, pc, pc2, record.Coarse())
-	if b := inproc.BucketOf(goid); !b.HoldFirst(&rw.st) {
-		b.Hold(&rw.st, goid)
-	}
+	rw.readLocked(goid, pc, pc2)
 	return true
 }
 
@@ -294,16 +314,22 @@ func (rw *RWMutex) TryRLock() bool {
 // sync.RWMutex's.
 //
 //go:noinline
+//go:norace
 func (rw *RWMutex) RUnlock() {
-	goid, _, _ := callerInfo(goidOff.Load())
+	goid, _, _ := callerInfo(goidOff)
 	if goid == 0 {
-		goid = goidSlow()
+		goid = record.Goid()
 	}
-	if id := rw.st.ID(); id != 0 {
-		// The reader whose record was released: goroutine goid, or, for a
-		// read lock released by another goroutine, its taker.
-		if b := inproc.BucketOf(inproc.ReadUnlocked(&rw.st, id, goid)); !b.UnholdOnly(&rw.st) {
-			b.Unhold(&rw.st)
+	addr := uintptr(unsafe.Pointer(rw))
+	// The reader whose record was released: goroutine goid, or, for a read
+	// lock released by another goroutine, its taker.
+	g, counted := inproc.ReadUnlocked(addr, goid, rw.over)
+	if counted {
+		inproc.AddOver(&rw.over, -1)
+	}
+	if g != 0 {
+		if b := inproc.BucketOf(g); !b.UnholdOnly(inproc.ReadCell(addr)) {
+			b.Unhold(inproc.ReadCell(addr))
 		}
 	}
 	rw.rw.RUnlock()
@@ -316,22 +342,26 @@ func (rw *RWMutex) RLocker() Locker { return (*rlocker)(rw) }
 type rlocker RWMutex
 
 //go:noinline
+//go:norace
 func (r *rlocker) Lock() {
-	goid, pc, pc2 := callerInfo(goidOff.Load())
+	inproc.Escape(r)
+	goid, pc, pc2 := callerInfo(goidOff)
 	(*RWMutex)(r).rlock(goid, pc, pc2)
 }
 
 func (r *rlocker) Unlock() { (*RWMutex)(r).RUnlock() }
 
-// SetName gives m a name for lockwatch's reports, in place of the site of
-// its first Lock: worth it for the few locks one looks for by name. It may
-// be called at any time, also before the first Lock; the last name given
-// wins. It allocates.
+// SetName gives m a name for lockwatch's reports, in place of the site
+// where it is held: worth it for the few locks one looks for by name. It
+// may be called at any time, also before the first Lock; the last name
+// given wins. Names are kept to inproc.NameMax (104) bytes. The first name
+// given to a mutex allocates (a cleanup forgets it when the mutex is
+// collected).
 func SetName[M *Mutex | *RWMutex](m M, name string) {
 	switch m := any(m).(type) {
 	case *Mutex:
-		inproc.SetName(&m.st, inproc.KindMutex, name)
+		inproc.SetName(unsafe.Pointer(m), inproc.KindMutex, name)
 	case *RWMutex:
-		inproc.SetName(&m.st, inproc.KindRWMutex, name)
+		inproc.SetName(unsafe.Pointer(m), inproc.KindRWMutex, name)
 	}
 }

@@ -1,4 +1,4 @@
-//go:build !nolockwatch
+//go:build !nolockwatch && (amd64 || arm64)
 
 package sync_test
 
@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "unknown role %q\n", os.Getenv(envRole))
 		os.Exit(2)
 	}
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/lockwatch/lockwatch/internal/record.tickCoarse"))
+	goleak.VerifyTestMain(m)
 }
 
 // frameOf symbolizes a return address as a stack would.
@@ -152,33 +152,36 @@ func TestHolderRecord(t *testing.T) {
 	if !strings.HasSuffix(f.Function, "TestHolderRecord") || f.Line != site-1 {
 		t.Errorf("acquire site %s:%d; want TestHolderRecord line %d", f.Function, f.Line, site-1)
 	}
-	if l.Holder.Since > after || l.Holder.Since < before-int64(time.Second) {
-		t.Errorf("since %d not in [%d - 1s, %d]", l.Holder.Since, before, after)
+	// An acquire that did not wait reads no clock.
+	if l.Holder.Since != 0 {
+		t.Errorf("since %d (between %d and %d); want 0, not known", l.Holder.Since, before, after)
 	}
 	if l.Name != "" || frameOf(l.First).Line != site-1 {
 		t.Errorf("name %q, first locked at line %d; want no name, line %d", l.Name, frameOf(l.First).Line, site-1)
 	}
 	mu.Unlock()
-	if h, ok := inproc.Describe(l.ID); !ok || h.Holder.Goroutine != 0 {
-		t.Errorf("after Unlock: %+v, %v; want no holder", h.Holder, ok)
+	if h, ok := inproc.Describe(l.ID); ok {
+		t.Errorf("after Unlock: %+v; want no record", h.Holder)
 	}
 	lwsync.SetName(&mu, "queue.buf")
+	mu.Lock()
 	if h, _ := inproc.Describe(l.ID); h.Name != "queue.buf" {
 		t.Errorf("name %q after SetName; want queue.buf", h.Name)
 	}
+	mu.Unlock()
 }
 
 // lockOf returns the snapshot record of a held lock.
 func lockOf(t *testing.T, p any) inproc.Lock {
 	t.Helper()
-	var st *inproc.State
+	var id uint64
 	switch m := p.(type) {
 	case *lwsync.Mutex:
-		st = lwsync.StateOf(m)
+		id = lwsync.IDOf(m)
 	case *lwsync.RWMutex:
-		st = lwsync.StateOfRW(m)
+		id = lwsync.IDOf(m)
 	}
-	return findLock(t, st.ID())
+	return findLock(t, id)
 }
 
 // TestReadersRecorded: each reader with its goroutine and site; readers
@@ -217,8 +220,8 @@ func TestReadersRecorded(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
-	if h, ok := inproc.Describe(l.ID); !ok || h.MoreReaders != 0 {
-		t.Errorf("after RUnlock: %+v; want no readers", h)
+	if h, ok := inproc.Describe(l.ID); ok {
+		t.Errorf("after RUnlock: %+v; want no record", h)
 	}
 	for _, k := range inproc.Take(0).Locks {
 		if k.ID == l.ID {
@@ -259,7 +262,7 @@ const probablyStillBlocked = 10 * time.Second
 func TestWaitersRecorded(t *testing.T) {
 	var rw lwsync.RWMutex
 	rw.Lock()
-	lockID := lwsync.StateOfRW(&rw).ID()
+	lockID := lwsync.IDOf(&rw)
 	got := make(chan int64, 2)
 	var wg gosync.WaitGroup
 	wg.Go(func() { got <- record.ParseGoid(); writeWaiter(&rw) })
@@ -297,7 +300,7 @@ func TestWaitersRecorded(t *testing.T) {
 //go:noinline
 func writeWaiter(rw *lwsync.RWMutex) {
 	rw.Lock()
-	l, _ := inproc.Describe(lwsync.StateOfRW(rw).ID())
+	l, _ := inproc.Describe(lwsync.IDOf(rw))
 	var stack []uintptr
 	for _, k := range inproc.Take(0).Locks {
 		if k.ID == l.ID {
@@ -355,7 +358,7 @@ func TestDroppedMutexCollected(t *testing.T) {
 	//lint:ignore SA2001 the lock itself is what is tested
 	g.mu.RUnlock()
 	w := weak.Make(g)
-	id := lwsync.StateOfRW(&g.mu).ID()
+	id := lwsync.IDOf(&g.mu)
 	g = nil
 	deadline := time.Now().Add(probablyStillBlocked)
 	for w.Value() != nil {

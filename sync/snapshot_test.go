@@ -1,4 +1,4 @@
-//go:build !nolockwatch
+//go:build !nolockwatch && (amd64 || arm64)
 
 package sync_test
 

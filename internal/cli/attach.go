@@ -43,6 +43,9 @@ names). Exit status 3 when a deadlock is found.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ok, err := a.attachFileLocks(cmd.Context(), args[0]); ok {
+				return err // a process in no run that holds or waits for a file lock (filelocks.go)
+			}
 			t, err := resolve(args[0])
 			if err != nil {
 				return err

@@ -145,6 +145,8 @@ func runRole(role, dir string) int {
 		return dropOrderRole(dir) // droporder_test.go
 	case "droporder-load":
 		return dropOrderLoadRole(dir)
+	case "filelock", "filelock-child":
+		return fileLockRole(role) // filelocks_test.go
 	}
 	fmt.Println("unknown role", role)
 	return 2

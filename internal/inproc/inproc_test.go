@@ -1,11 +1,7 @@
 package inproc_test
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -15,50 +11,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(onFirstRoleEnv) != "" {
-		onFirstRole() // a fresh process: no lock registered yet
-		return
-	}
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/lockwatch/lockwatch/internal/record.tickCoarse"))
+	goleak.VerifyTestMain(m)
 }
 
-const onFirstRoleEnv = "INPROC_TEST_ONFIRST"
-
-// onFirstRole, in a process without locks, registers two watchers with
-// OnFirst (as a probe closing and another starting would), cancels the
-// first, takes its first lock, and says what was called, in order.
-func onFirstRole() {
-	var got []string
-	note := func(s string) func() { return func() { got = append(got, s) } }
-	cancelA := inproc.OnFirst(note("none A"), note("first A"))
-	cancelB := inproc.OnFirst(note("none B"), note("first B"))
-	cancelA()
-	var mu lwsync.Mutex
-	mu.Lock()
-	got = append(got, "locked")
-	mu.Unlock()
-	cancelB() // called already: nothing to forget
-	inproc.OnFirst(note("none C"), note("first C"))
-	fmt.Println(strings.Join(got, ", "))
-}
-
-// TestOnFirst: a watcher's first is called by the first registration,
-// before the lock is taken; cancelling one watcher never forgets
-// another's; after a lock was registered, OnFirst calls nothing.
-func TestOnFirst(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), onFirstRoleEnv+"=1")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := strings.TrimSpace(string(out)), "none A, none B, first B, locked"; got != want {
-		t.Errorf("called %q; want %q", got, want)
-	}
-}
-
-// global is a mutex in the data segment, not the heap: the table takes it
-// too (weak pointers to globals never turn nil).
+// global is a mutex in the data segment, not the heap.
 var global lwsync.Mutex
 
 func TestGlobalMutex(t *testing.T) {
@@ -90,10 +46,9 @@ func TestTakeBounded(t *testing.T) {
 	runtime.KeepAlive(mus)
 }
 
-// BenchmarkTake100k reads the table with 100,000 live mutexes, 1,000 of
-// them held (issue 9: attach with 100,000 live mutexes under 1 s). Take
-// stops nothing; an acquire never waits for it, and a first Lock waits at
-// most for one shard's copy of its entry pointers.
+// BenchmarkTake100k reads the records with 100,000 live mutexes, 1,000 of
+// them held. Take stops nothing and takes no lock; an acquire never waits
+// for it.
 func BenchmarkTake100k(b *testing.B) {
 	type item struct {
 		mu lwsync.Mutex
@@ -122,7 +77,7 @@ func BenchmarkTake100k(b *testing.B) {
 }
 
 // BenchmarkFirstLock is the first Lock of a new mutex (each in an object
-// of its own): its registration in the table.
+// of its own): nothing registers it, so it costs what any Lock does.
 func BenchmarkFirstLock(b *testing.B) {
 	type item struct {
 		mu lwsync.Mutex

@@ -3,9 +3,6 @@ package inproc
 import (
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"unsafe"
 
 	"github.com/lockwatch/lockwatch/internal/record"
 )
@@ -13,33 +10,29 @@ import (
 // Lock order (docs/lock-order.md). When a goroutine acquires lock B while
 // it holds lock A (taken by the same goroutine, not yet released), the
 // ordered pair A -> B is an edge of the process's lock-order graph. A lock
-// is identified by its instance: its id in the table, never reused.
+// is identified by its address (unique among the locks that exist at one
+// time).
 //
 // Which locks a goroutine holds is tracked in a table of buckets chosen by
 // goroutine id, each a cache line of heldCells cells naming a lock held by
-// a goroutine of the bucket. An acquire reads its bucket and stores its
-// lock into a free cell; the release clears the cell, in the bucket of the
-// goroutine that took the lock (the holder record names it, whoever
-// unlocks). The store is a plain move on amd64 (relaxed_amd64.go), not a
-// CAS: two goroutines of one bucket that store into the same free cell at
+// a goroutine of the bucket: a write hold by its holder record (1 + the
+// slot, shifted left), a read hold by the lock's address with the low bit
+// set. An acquire reads its bucket and stores its lock into a free cell;
+// the release clears the cell, in the bucket of the goroutine that took
+// the lock (the holder or reader record names it, whoever unlocks). The
+// stores are plain (unseen by the race detector, as every record), not
+// CASes: two goroutines of one bucket that store into the same free cell at
 // the same moment lose one of the two cells, and the edges from that lock
 // are missed until it is taken again. No edge is ever invented from a
 // cell: a cell names a lock held by this goroutine only if the lock's own
 // records say so (its holder record names the goroutine, or a reader
-// record of the lock does), checked at each nested acquire. So a bucket
-// shared with other goroutines, a cell being cleared, a lock unlocked by
-// another goroutine and a lost cell give no edge.
-//
-// A cell holds a pointer to the lock's State, so a lock stays alive while
-// a cell names it: a lock dropped while held (or whose cell was left by a
-// lost race) is kept until its cell is cleared or reused. heldCells cells
-// per bucket bound that.
+// record of the lock does), checked at each nested acquire.
 //
 // A goroutine that holds nothing finds its bucket empty: a load of its
-// count and two stores, no lookup. A nested acquire checks the
-// pair in the edge table's keys (two loads, lock-free) and goes on; a pair
-// new to the process takes the slow path (newEdge): its stack, the sites,
-// and an insert under orders.mu.
+// count and two stores, no lookup. A nested acquire checks the pair in the
+// edge table's keys and goes on; a pair new to the process takes the slow
+// path (newEdge): its stack, the sites, and an insert under orders.mu, a
+// spin lock the race detector does not see.
 
 const (
 	heldBuckets = 1024 // a power of two
@@ -53,34 +46,31 @@ const (
 )
 
 // heldBucket is a cache line: n, the number of cells in use as the
-// bucket's goroutines last wrote it, and the cells. n lets an acquire of a
-// goroutine whose bucket is empty (the common case) skip the scan: one load,
-// two stores. It is written with plain stores too, so two goroutines of one
-// bucket racing may leave it off: too high, and the next acquire scans and
+// bucket's goroutines last wrote it, and the cells. Two goroutines of one
+// bucket racing may leave n off: too high, and the next acquire scans and
 // counts again; too low (0 while a cell is in use), and an acquire takes
 // cell 0 without looking at the others. Either way an edge may be missed,
 // never invented.
 type heldBucket struct {
-	n     atomic.Uint32
+	n     uint32
 	_     uint32
-	cells [heldCells]atomic.Pointer[State]
+	cells [heldCells]uint64
 }
-
-var _ [0]byte = [unsafe.Sizeof(heldBucket{}) - 64]byte{}
 
 var held [heldBuckets]heldBucket
 
-func bucketOf(goid int64) *heldBucket {
-	return &held[(uint64(goid)*0x9e3779b97f4a7c15)>>(64-10)]
-}
+// WriteCell and ReadCell are the cells of a write hold (Hold's result) and
+// of a read hold of the lock at addr.
+func WriteCell(h uint32) uint64    { return uint64(h) << 1 }
+func ReadCell(addr uintptr) uint64 { return uint64(addr) | 1 }
 
-// An edge key is the ordered pair of lock ids. keys is an open-addressing
-// table written under orders.mu and read without a lock: a writer stores
-// to, then from; a reader that loads from and sees the pair's from, then
-// loads to, sees the writer's to (sync/atomic orders them). A key is never
-// removed, so a reader that finds from == 0 knows the pair is not there.
+// An edge key is the ordered pair of lock addresses, written under
+// orders.mu and read without a lock: a writer stores to, then from; a
+// reader that sees the pair's from, then loads to, sees the writer's to. A
+// key is never removed, so a reader that finds from == 0 knows the pair
+// is not there.
 type keySlot struct {
-	from, to atomic.Uint64
+	from, to uint64
 }
 
 var keys [keySlots]keySlot
@@ -88,15 +78,18 @@ var keys [keySlots]keySlot
 func keyHash(from, to uint64) uint64 { return mix(from*0x9e3779b97f4a7c15 ^ to) }
 
 // known reports whether the pair from -> to was recorded or dropped.
+//
+//go:norace
 func known(from, to uint64) bool {
 	h := keyHash(from, to)
 	for p := uint64(0); p < keyProbes; p++ {
 		k := &keys[(h+p)&(keySlots-1)]
-		f := k.from.Load()
+		f := k.from
 		if f == 0 {
 			return false
 		}
-		if f == from && k.to.Load() == to {
+		loadBarrier()
+		if f == from && k.to == to {
 			return true
 		}
 	}
@@ -105,24 +98,38 @@ func known(from, to uint64) bool {
 
 // orders is the table of recorded edges.
 var orders struct {
-	mu    sync.Mutex // serialises inserts and reads of edges
-	max   int        // capacity; defaultMaxEdges unless a test changed it
-	nkeys int        // keys stored. Called with mu held.
+	mu    uint64 // a spin lock (lockOrders): serialises inserts and reads of edges
+	max   int    // capacity; defaultMaxEdges unless a test changed it
+	nkeys int    // keys stored. Called with mu held.
 	edges []edgeRecord
 	// dropped counts distinct pairs not recorded (the table was full);
-	// once the keys are full too, every acquire of a pair not recorded
-	// adds one (droppedRepeats says so).
-	dropped        atomic.Uint64
-	droppedRepeats atomic.Bool
+	// once the keys are full too, pairs are no longer told apart or
+	// counted (droppedRepeats says so, and full stops nested acquires
+	// before they capture a stack: a program that makes pairs of new
+	// mutexes for ever pays the slow path a bounded number of times).
+	dropped        uint64
+	droppedRepeats bool
+	full           bool
 	// untracked counts acquires whose lock found no free cell in its
 	// goroutine's bucket: edges from it are missed.
-	untracked atomic.Uint64
-	added     chan struct{} // a token when an edge is recorded
+	untracked uint64
 }
 
-func init() {
-	orders.max = defaultMaxEdges
-	orders.added = make(chan struct{}, 1)
+func init() { orders.max = defaultMaxEdges }
+
+// lockOrders takes orders.mu: a spin lock by CAS (quiet_*.s), which the race
+// detector does not see, so recording an edge makes no happens-before edge
+// between the goroutines that record them. Its holders never block.
+func lockOrders() {
+	for !cas64(&orders.mu, 0, 1) {
+		runtime.Gosched()
+	}
+}
+
+//go:norace
+func unlockOrders() {
+	storeBarrier()
+	orders.mu = 0
 }
 
 // edgeRecord is one recorded edge.
@@ -132,192 +139,225 @@ type edgeRecord struct {
 	fromPC, fromPC2    uintptr   // the return addresses of From's Lock and of its caller
 	fromStack, toStack []uintptr // innermost first
 	fromRead, toRead   bool
-	time               int64 // record.Nanotime
+	time               int64 // Nanotime
 }
 
-// lockIdent is a lock as an edge names it: the table's entry at the time
-// the edge was recorded (the lock may since have been collected).
+// lockIdent is a lock as an edge names it when the edge was recorded.
 type lockIdent struct {
 	id            uint64
 	kind          Kind
 	first, first2 uintptr
-	name          *atomic.Pointer[string]
+	name          string
 }
 
 // A Bucket is the held-lock cells of the goroutines whose ids fall in it.
 type Bucket = heldBucket
 
 // BucketOf returns goroutine goid's bucket.
-func BucketOf(goid int64) *Bucket { return bucketOf(goid) }
+func BucketOf(goid int64) *Bucket {
+	return &held[(uint64(goid)*0x9e3779b97f4a7c15)>>(64-10)]
+}
 
-// An acquire of s by goroutine goid that succeeded, with the lock's holder
-// or reader record written, calls
+// An acquire of the lock at addr by goroutine goid that succeeded, with
+// the lock's holder or reader record written, calls
 //
-//	if b := inproc.BucketOf(goid); !b.HoldFirst(s) {
-//		b.Hold(s, goid)
+//	if b := inproc.BucketOf(goid); !b.HoldFirst(cell) {
+//		b.Hold(cell, addr, goid)
 //	}
 //
-// to record an edge from each lock the goroutine holds, then mark s held
-// by it. HoldFirst is inlined: in an empty bucket (a goroutine that holds
-// nothing, the common case) it is a load and two stores.
+// to record an edge from each lock the goroutine holds, then mark the lock
+// held by it. HoldFirst is inlined: in an empty bucket (a goroutine that
+// holds nothing, the common case) it is a load and two stores.
 
-// HoldFirst marks s held in an empty bucket and reports whether the bucket
-// was empty.
-func (b *Bucket) HoldFirst(s *State) bool {
-	if b.n.Load() != 0 {
+// HoldFirst marks cell held in an empty bucket and reports whether the
+// bucket was empty.
+//
+//go:norace
+func (b *Bucket) HoldFirst(cell uint64) bool {
+	if b.n != 0 {
 		return false
 	}
-	storeCell(&b.cells[0], s)
-	storeN(&b.n, 1)
+	b.cells[0] = cell
+	b.n = 1
 	return true
 }
 
 // Hold is the acquire in a bucket with cells in use: each cell is looked at
-// (an edge, if its lock is this goroutine's), s takes a free one, and n is
-// counted again.
+// (an edge, if its lock is this goroutine's), cell takes a free one, and n
+// is counted again.
 //
+//go:norace
 //go:noinline
-func (b *Bucket) Hold(s *State, goid int64) {
+func (b *Bucket) Hold(cell uint64, addr uintptr, goid int64) {
 	free, n := -1, uint32(0)
 	for i := range b.cells {
-		p := b.cells[i].Load()
-		if p == nil {
+		c := b.cells[i]
+		if c == 0 {
 			if free < 0 {
 				free = i
 			}
 			continue
 		}
 		n++
-		if p != s {
-			nested(p, s, goid)
+		if c != cell {
+			nested(c, cell, addr, goid)
 		}
 	}
 	if free < 0 {
-		orders.untracked.Add(1)
-		storeN(&b.n, n)
+		add64(&orders.untracked, 1)
+		b.n = n
 		return
 	}
-	storeCell(&b.cells[free], s)
-	storeN(&b.n, n+1)
+	b.cells[free] = cell
+	b.n = n + 1
 }
 
-// The release of s held by goroutine goid (the holder's or reader's, not
-// necessarily the releaser's), once its record is cleared, calls
+// The release of a lock held by goroutine goid (the holder's or reader's,
+// not necessarily the releaser's), once its record is cleared, calls
 //
-//	if b := inproc.BucketOf(goid); !b.UnholdOnly(s) {
-//		b.Unhold(s)
+//	if b := inproc.BucketOf(goid); !b.UnholdOnly(cell) {
+//		b.Unhold(cell)
 //	}
 
-// UnholdOnly clears the bucket if s is its one cell, and reports whether
+// UnholdOnly clears the bucket if cell is its one cell, and reports whether
 // it did.
-func (b *Bucket) UnholdOnly(s *State) bool {
-	if b.cells[0].Load() != s || b.n.Load() != 1 {
+//
+//go:norace
+func (b *Bucket) UnholdOnly(cell uint64) bool {
+	if b.cells[0] != cell || b.n != 1 {
 		return false
 	}
-	storeCell(&b.cells[0], nil)
-	storeN(&b.n, 0)
+	b.cells[0] = 0
+	b.n = 0
 	return true
 }
 
-// Unhold clears the cell of s, if the bucket has one, and counts the
-// cells in use again.
+// Unhold clears the cell, if the bucket has it, and counts the cells in
+// use again.
 //
+//go:norace
 //go:noinline
-func (b *Bucket) Unhold(s *State) {
+func (b *Bucket) Unhold(cell uint64) {
 	cleared, n := false, uint32(0)
 	for i := range b.cells {
-		switch p := b.cells[i].Load(); {
-		case p == nil:
-		case p == s && !cleared:
-			storeCell(&b.cells[i], nil)
+		switch c := b.cells[i]; {
+		case c == 0:
+		case c == cell && !cleared:
+			b.cells[i] = 0
 			cleared = true
 		default:
 			n++
 		}
 	}
-	storeN(&b.n, n)
+	b.n = n
 }
 
-// heldBy says whether lock p is held by goroutine goid, by its records:
-// written (its holder record), or read (one of its reader records).
-func heldBy(p *State, goid int64) (ok, read bool) {
-	if p.Holder.Goroutine() == goid {
-		return true, false
-	}
-	id := p.id.Load()
-	if id == 0 {
-		return false, false
-	}
-	h := readHash(id, goid)
-	for q := uint64(0); q < readProbes; q++ {
-		r := &readers[(h+q)&(readSlots-1)]
-		if r.key.Load() == id && r.goid.Load() == goid {
-			return true, true
+// heldBy says whether the lock of cell c is held by goroutine goid, by its
+// records, and returns its address and its site there.
+//
+//go:norace
+func heldBy(c uint64, goid int64) (ok bool, addr, pc, pc2 uintptr, read bool, wslot uint32, kind Kind) {
+	if c&1 != 0 {
+		addr = uintptr(c &^ 1)
+		h := readHash(addr, goid)
+		for q := uint64(0); q < readProbes; q++ {
+			r := &ar.readers[(h+q)&(readSlots-1)]
+			if rc, ok := r.read(readTries); ok && rc.key == uint64(addr) && rc.goid == goid {
+				return true, addr, rc.pc, rc.pc2, true, 0, KindRWMutex
+			}
 		}
+		return false, 0, 0, 0, false, 0, 0
 	}
-	return false, false
+	h := uint32(c >> 1)
+	if h == 0 || h > nHolds {
+		return false, 0, 0, 0, false, 0, 0
+	}
+	hc, ok := ar.holds[h-1].read(readTries, ar.hdr.mono0)
+	if !ok || hc.goid != goid {
+		return false, 0, 0, 0, false, 0, 0
+	}
+	return true, hc.key, hc.pc, hc.pc2, false, hc.wslot, Kind(hc.kind)
 }
 
-// nested handles a cell of the acquiring goroutine's bucket naming p.
-func nested(p, s *State, goid int64) {
-	ok, read := heldBy(p, goid)
-	if !ok {
-		return // another goroutine's lock, or a stale cell
-	}
-	if known(p.id.Load(), s.id.Load()) {
+// nested handles a cell c of the acquiring goroutine's bucket, the new
+// lock being cell at addr.
+//
+//go:norace
+func nested(c, cell uint64, addr uintptr, goid int64) {
+	if orders.full {
 		return
 	}
-	newEdge(p, s, goid, read)
+	ok, from, pc, pc2, read, wslot, kind := heldBy(c, goid)
+	if !ok || from == addr || known(uint64(from), uint64(addr)) {
+		return
+	}
+	if len(orders.edges) >= orders.max {
+		// Full: the pair is counted, not recorded; no stack to capture.
+		dropEdge(uint64(from), uint64(addr))
+		return
+	}
+	newEdge(from, addr, pc, pc2, read, wslot, kind, cell, goid)
 }
 
-// newEdge records the edge p -> s unless it is known: the stack of s's
-// acquire (from the caller of Lock: the drop-in's own frames are left
-// out), the site (and stack, when known) of p's.
+// newEdge records the edge from -> to unless it is known: the stack of the
+// second acquire (from the caller of Lock: the drop-in's own frames are
+// left out), the site (and stack, when known) of the first.
 //
 //go:noinline
-func newEdge(p, s *State, goid int64, fromRead bool) {
+func newEdge(from, to uintptr, pc, pc2 uintptr, fromRead bool, wslot uint32, fromKind Kind, cell uint64, goid int64) {
 	var st record.Stack
 	st.Capture(0)
-	from, to := p.id.Load(), s.id.Load()
-	e := edgeRecord{goid: goid, fromRead: fromRead, toRead: s.Holder.Goroutine() != goid, time: record.Nanotime(),
-		toStack: outside(st.Frames())}
-	if fromRead {
-		e.fromPC, e.fromPC2 = readSite(from, goid)
-	} else if h, ok := p.Holder.Read(readTries); ok && h.Goroutine == goid {
-		e.fromPC, e.fromPC2 = h.PC, h.PC2
-		if h.Slot != 0 {
-			if c, ok := waiters[h.Slot-1].read(int(h.Slot-1), readTries); ok && c.key == from && c.goid == goid {
-				e.fromStack = c.pcs
-			}
+	e := edgeRecord{goid: goid, fromRead: fromRead, toRead: cell&1 != 0, time: nanotime(),
+		toStack: outside(st.Frames()), fromPC: pc, fromPC2: pc2}
+	if wslot != 0 {
+		if c, ok := ar.waiters[wslot-1].read(int(wslot-1), readTries); ok && c.key == uint64(from) && c.goid == goid {
+			e.fromStack = c.pcs
 		}
 	}
 	if e.fromStack == nil && e.fromPC != 0 {
 		e.fromStack = fromStack(e.fromPC, e.fromPC2, e.toStack)
 	}
-	e.from, e.to = identOf(from), identOf(to)
+	toKind := KindMutex
+	if e.toRead {
+		toKind = KindRWMutex
+	} else if ok, _, _, _, _, _, k := heldBy(cell, goid); ok {
+		toKind = k
+	}
+	var toPC, toPC2 uintptr
+	if len(e.toStack) > 0 {
+		toPC = e.toStack[0]
+	}
+	if len(e.toStack) > 1 {
+		toPC2 = e.toStack[1]
+	}
+	e.from = lockIdent{id: uint64(from), kind: fromKind, first: pc, first2: pc2, name: ar.nameOf(from)}
+	e.to = lockIdent{id: uint64(to), kind: toKind, first: toPC, first2: toPC2, name: ar.nameOf(to)}
+	insertEdge(e)
+}
 
-	orders.mu.Lock()
-	defer orders.mu.Unlock()
+//go:norace
+func insertEdge(e edgeRecord) {
+	from, to := e.from.id, e.to.id
+	lockOrders()
+	defer unlockOrders()
 	if known(from, to) {
 		return
 	}
 	if len(orders.edges) >= orders.max {
-		orders.dropped.Add(1)
+		orders.dropped++
 		if !addKey(from, to) {
-			orders.droppedRepeats.Store(true)
+			orders.droppedRepeats = true
+			orders.full = true
 		}
 		return
 	}
 	if !addKey(from, to) {
 		// Cannot happen while edges < keySlots/4: the keys have room.
-		orders.dropped.Add(1)
+		orders.dropped++
 		return
 	}
+	e.from, e.to = sameIdent(e.from), sameIdent(e.to)
 	orders.edges = append(orders.edges, e)
-	select {
-	case orders.added <- struct{}{}:
-	default:
-	}
 }
 
 // outside drops the frames of the drop-in (this package's, and the sync
@@ -339,8 +379,46 @@ func outside(pcs []uintptr) []uintptr {
 	return append([]uintptr(nil), pcs...)
 }
 
+// dropEdge counts the pair from -> to as not recorded (the table is full),
+// once, while the keys have room to tell pairs apart.
+//
+//go:norace
+func dropEdge(from, to uint64) {
+	lockOrders()
+	defer unlockOrders()
+	if known(from, to) {
+		return
+	}
+	orders.dropped++
+	if !addKey(from, to) {
+		orders.droppedRepeats = true
+		orders.full = true
+	}
+}
+
+// sameIdent gives a lock the site it had in the first edge that named it,
+// so that the edges name each lock one way (a lock has no site of its own:
+// an edge knows where it was taken that time). Called with orders.mu held.
+//
+//go:norace
+func sameIdent(l lockIdent) lockIdent {
+	for i := range orders.edges {
+		e := &orders.edges[i]
+		for _, k := range [2]*lockIdent{&e.from, &e.to} {
+			if k.id == l.id {
+				k2 := *k
+				k2.name = l.name // the latest SetName
+				return k2
+			}
+		}
+	}
+	return l
+}
+
 // addKey stores the pair in keys, unless they are half full. Called with
 // orders.mu held.
+//
+//go:norace
 func addKey(from, to uint64) bool {
 	if orders.nkeys >= keySlots/2 {
 		return false
@@ -348,25 +426,15 @@ func addKey(from, to uint64) bool {
 	h := keyHash(from, to)
 	for p := uint64(0); p < keyProbes; p++ {
 		k := &keys[(h+p)&(keySlots-1)]
-		if k.from.Load() == 0 {
-			k.to.Store(to)
-			k.from.Store(from)
+		if k.from == 0 {
+			k.to = to
+			storeBarrier()
+			k.from = from
 			orders.nkeys++
 			return true
 		}
 	}
 	return false
-}
-
-// readSite is the site of goroutine goid's read lock of lock id.
-func readSite(id uint64, goid int64) (pc, pc2 uintptr) {
-	h := readHash(id, goid)
-	for q := uint64(0); q < readProbes; q++ {
-		if c, ok := readers[(h+q)&(readSlots-1)].read(readTries); ok && c.key == id && c.goid == goid {
-			return c.pc, c.pc2
-		}
-	}
-	return 0, 0
 }
 
 // fromStack rebuilds the stack of the first acquire of an edge from its
@@ -387,14 +455,6 @@ func fromStack(pc, pc2 uintptr, to []uintptr) []uintptr {
 		return []uintptr{pc, pc2}
 	}
 	return []uintptr{pc}
-}
-
-func identOf(id uint64) lockIdent {
-	e := lookup(id)
-	if e == nil {
-		return lockIdent{id: id}
-	}
-	return lockIdent{id: id, kind: e.kind, first: e.first, first2: e.first2, name: &e.name}
 }
 
 // An Edge is a recorded edge: goroutine Goroutine took lock To while it
@@ -428,8 +488,8 @@ type Orders struct {
 	Edges    []Edge // in the order they were recorded
 	Capacity int
 	// Dropped counts edges not recorded because the table was full:
-	// distinct pairs, or with DroppedRepeats also repeated acquires of
-	// pairs not recorded.
+	// distinct pairs; with DroppedRepeats at least that many (past the
+	// keys' room, pairs are neither told apart nor counted).
 	Dropped        uint64
 	DroppedRepeats bool
 	// Untracked counts acquires not tracked as held (a bucket's cells were
@@ -439,11 +499,7 @@ type Orders struct {
 
 // TakeOrders copies the recorded edges.
 func TakeOrders() Orders {
-	orders.mu.Lock()
-	es := orders.edges[:len(orders.edges):len(orders.edges)]
-	o := Orders{Capacity: orders.max, Dropped: orders.dropped.Load(), DroppedRepeats: orders.droppedRepeats.Load(),
-		Untracked: orders.untracked.Load()}
-	orders.mu.Unlock()
+	es, o := takeOrders()
 	o.Edges = make([]Edge, 0, len(es))
 	for _, e := range es {
 		o.Edges = append(o.Edges, Edge{From: e.from.lock(), To: e.to.lock(), Goroutine: e.goid, FromSite: e.fromPC,
@@ -452,24 +508,25 @@ func TakeOrders() Orders {
 	return o
 }
 
+//go:norace
+func takeOrders() ([]edgeRecord, Orders) {
+	lockOrders()
+	defer unlockOrders()
+	es := orders.edges[:len(orders.edges):len(orders.edges)]
+	return es, Orders{Capacity: orders.max, Dropped: orders.dropped, DroppedRepeats: orders.droppedRepeats,
+		Untracked: loadU64(&orders.untracked)}
+}
+
 func (l lockIdent) lock() OrderLock {
-	o := OrderLock{ID: l.id, Kind: l.kind, First: l.first, First2: l.first2}
-	if l.name != nil {
-		if n := l.name.Load(); n != nil {
-			o.Name = *n
-		}
-	}
-	return o
+	return OrderLock{ID: l.id, Kind: l.kind, First: l.first, First2: l.first2, Name: l.name}
 }
 
 // EdgeCount returns how many edges are recorded and dropped: it changes
 // when TakeOrders would tell something new.
+//
+//go:norace
 func EdgeCount() (recorded int, dropped uint64) {
-	orders.mu.Lock()
-	defer orders.mu.Unlock()
-	return len(orders.edges), orders.dropped.Load()
+	lockOrders()
+	defer unlockOrders()
+	return len(orders.edges), orders.dropped
 }
-
-// EdgeAdded returns a channel that has a token after an edge is recorded
-// (one token for any number of edges since it was last drained).
-func EdgeAdded() <-chan struct{} { return orders.added }

@@ -1,21 +1,36 @@
 package inproc
 
-import "testing"
+import (
+	"testing"
+	"unsafe"
+)
+
+// fakeLock stands for a drop-in Mutex: its address is the lock's, h its
+// holder record.
+type fakeLock struct{ h uint32 }
+
+// keep makes the fake locks escape, as sync's Lock makes a drop-in
+// mutex escape (inproc.Escape).
+var keep []any
+
+func (l *fakeLock) ID() uint64 { return uint64(uintptr(unsafe.Pointer(l))) }
 
 // lockAs and unlockAs play a drop-in lock's records for goroutine goid, as
 // sync's Lock and Unlock write them.
-func lockAs(s *State, goid int64) {
-	Register(s, KindMutex, 0, 0)
-	s.Holder.Set(goid, 0, 0, 0, 0)
-	if b := BucketOf(goid); !b.HoldFirst(s) {
-		b.Hold(s, goid)
+func lockAs(l *fakeLock, goid int64) {
+	addr := uintptr(unsafe.Pointer(l))
+	l.h = Hold(addr, KindMutex, goid, 0, 0, 0, 0)
+	if b := BucketOf(goid); !b.HoldFirst(WriteCell(l.h)) {
+		b.Hold(WriteCell(l.h), addr, goid)
 	}
 }
 
-func unlockAs(s *State, goid int64) {
-	s.Holder.Clear()
-	if b := BucketOf(goid); !b.UnholdOnly(s) {
-		b.Unhold(s)
+func unlockAs(l *fakeLock, goid int64) {
+	h := l.h
+	l.h = 0
+	Unhold(h)
+	if b := BucketOf(goid); !b.UnholdOnly(WriteCell(h)) {
+		b.Unhold(WriteCell(h))
 	}
 }
 
@@ -23,20 +38,21 @@ func unlockAs(s *State, goid int64) {
 // counts each distinct one dropped once, however often it is taken; the
 // edges recorded before stay.
 func TestEdgeTableFull(t *testing.T) {
-	orders.mu.Lock()
+	lockOrders()
 	base, old := len(orders.edges), orders.max
 	orders.max = base + 10
-	orders.mu.Unlock()
+	dropped0 := orders.dropped
+	unlockOrders()
 	defer func() {
-		orders.mu.Lock()
+		lockOrders()
 		orders.max = old
-		orders.mu.Unlock()
+		unlockOrders()
 	}()
-	dropped0 := orders.dropped.Load()
 
-	const goid = 1 << 40
-	root := new(State)
-	locks := make([]State, 30)
+	const goid int64 = 1 << 40
+	root := new(fakeLock)
+	locks := make([]fakeLock, 30)
+	keep = append(keep, root, locks) // on the heap: a stack may move
 	for round := 0; round < 3; round++ {
 		for i := range locks {
 			lockAs(root, goid)
@@ -63,20 +79,21 @@ func TestEdgeTableFull(t *testing.T) {
 // cells has the rest counted, not tracked; releasing them all leaves the
 // bucket empty.
 func TestUntracked(t *testing.T) {
-	const goid = 1<<40 + 7
-	locks := make([]State, heldCells+3)
-	u0 := orders.untracked.Load()
+	const goid int64 = 1<<40 + 7
+	locks := make([]fakeLock, heldCells+3)
+	keep = append(keep, locks) // on the heap: a stack may move
+	u0 := loadU64(&orders.untracked)
 	for i := range locks {
 		lockAs(&locks[i], goid)
 	}
-	if got := orders.untracked.Load() - u0; got != 3 {
+	if got := loadU64(&orders.untracked) - u0; got != 3 {
 		t.Errorf("untracked %d; want 3", got)
 	}
 	for i := len(locks) - 1; i >= 0; i-- {
 		unlockAs(&locks[i], goid)
 	}
-	for i := range bucketOf(goid).cells {
-		if p := bucketOf(goid).cells[i].Load(); p != nil {
+	for i := range BucketOf(goid).cells {
+		if c := BucketOf(goid).cells[i]; c != 0 {
 			t.Errorf("cell %d still names a lock after every release", i)
 		}
 	}

@@ -10,36 +10,42 @@ import (
 // readTries bounds the retries of one record read.
 const readTries = 16
 
-// A Snapshot is the table's held and awaited locks at one moment (each
-// record read consistently; the set of records is not one instant, as
-// nothing is stopped).
+// A Snapshot is the process's held and awaited drop-in locks at one moment
+// (each record read consistently; the set of records is not one instant,
+// as nothing is stopped).
 type Snapshot struct {
 	Taken time.Time
-	// Live counts the locks in the table (locked at least once, not yet
-	// collected).
+	// Live counts the locks listed before truncation: held, read or
+	// awaited. (A lock that nobody holds leaves no record.)
 	Live int
 	// Locks lists those with a holder, a reader or a waiter, by id; at
 	// most the max given to Take (Truncated counts the rest).
 	Locks     []Lock
 	Truncated int
-	// MoreWaiters counts waiters that found no waiter slot: they wait, but
-	// are not listed.
-	MoreWaiters int64
+	// MoreWaiters counts waiters that found no waiter record; MoreHolders
+	// holders that found no holder record: they wait or hold, but are not
+	// listed.
+	MoreWaiters, MoreHolders int64
 }
 
 // A Lock is one drop-in lock with its holder, readers and waiters.
 type Lock struct {
+	// ID is the lock's address: unique among the locks that exist at one
+	// time (a lock collected may be followed by another at its address).
 	ID   uint64
 	Kind Kind
 	// Name is the name given with SetName, or "" (then the lock is known
-	// by First, the caller's PC at its first Lock).
+	// by First: its holder's site, else a reader's, else 0).
 	Name          string
 	First, First2 uintptr
 
-	// Holder is the write holder (Goroutine 0: none). HolderStack is its
-	// stack when it acquired after waiting, else nil (its site is
-	// Holder.PC).
+	// Holder is the write holder (Goroutine 0: none). Holder.Since is
+	// when it acquired if it waited first; else, with HolderSeen, when a
+	// waiter first found it held (it has held at least since then); else
+	// 0, not known. HolderStack is its stack when it acquired after
+	// waiting, else nil (its site is Holder.PC).
 	Holder      record.HolderCopy
+	HolderSeen  bool
 	HolderStack []uintptr
 	// Readers, by goroutine; MoreReaders counts those without a record.
 	Readers     []Reader
@@ -52,123 +58,121 @@ type Lock struct {
 type Reader struct {
 	Goroutine int64
 	PC, PC2   uintptr // the return addresses of RLock and of its caller
-	Since     int64   // record.Coarse's scale
+	Since     int64   // 0: not known (a read lock records no time)
 }
 
 // A Waiter waits in Lock (Write) or RLock.
 type Waiter struct {
 	Goroutine int64
 	Write     bool
-	Since     int64 // record.Coarse's scale
+	Since     int64 // Nanotime's scale
 	Stack     []uintptr
 }
 
-// Take reads the table: every lock held or awaited, at most max of them
-// (max <= 0: all). It takes no lock that an acquire takes, and holds each
-// table shard's lock only to copy its entry pointers.
-func Take(max int) Snapshot {
-	s := Snapshot{Taken: time.Now(), MoreWaiters: waitOverflow.Load()}
-	waits := map[uint64][]Waiter{}
-	holding := map[uint64]map[int64][]uintptr{} // by lock, by holder goroutine
-	for i := range waiters {
-		c, ok := waiters[i].read(i, readTries)
+// Take reads the records: every lock held or awaited, at most max of them
+// (max <= 0: all). It takes no lock.
+func Take(max int) Snapshot { return ar.take(max) }
+
+func (a *arenaT) take(max int) Snapshot {
+	s := Snapshot{Taken: time.Now(), MoreWaiters: int64(loadU64(&a.hdr.moreWaiters)),
+		MoreHolders: int64(loadU64(&a.hdr.moreHolders))}
+	locks := map[uint64]*Lock{}
+	get := func(key uint64, kind Kind) *Lock {
+		l := locks[key]
+		if l == nil {
+			l = &Lock{ID: key, Kind: kind}
+			locks[key] = l
+		}
+		if kind != 0 && l.Kind == 0 {
+			l.Kind = kind
+		}
+		return l
+	}
+	stacks := map[uint32][]uintptr{} // holder stacks, by waiter slot
+	for i := range a.waiters {
+		c, ok := a.waiters[i].read(i, readTries)
 		if !ok {
 			continue
 		}
 		if c.mode&modeHolding != 0 {
-			if holding[c.key] == nil {
-				holding[c.key] = map[int64][]uintptr{}
-			}
-			holding[c.key][c.goid] = c.pcs
+			stacks[c.slot] = c.pcs
 			continue
 		}
-		waits[c.key] = append(waits[c.key], Waiter{Goroutine: c.goid, Write: c.mode&modeWrite != 0, Since: c.since, Stack: c.pcs})
+		l := get(c.key, 0)
+		l.Waiters = append(l.Waiters, Waiter{Goroutine: c.goid, Write: c.mode&modeWrite != 0, Since: c.since, Stack: c.pcs})
 	}
-	reads := map[uint64][]Reader{}
-	for i := range readers {
-		if c, ok := readers[i].read(readTries); ok {
-			reads[c.key] = append(reads[c.key], Reader{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since})
+	for i := range a.holds {
+		c, ok := a.holds[i].read(readTries, a.hdr.mono0)
+		if !ok {
+			continue
+		}
+		l := get(uint64(c.key), Kind(c.kind))
+		l.Holder = record.HolderCopy{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since, Slot: c.wslot}
+		l.HolderSeen = c.seenOnly
+		if c.wslot != 0 {
+			l.HolderStack = stacks[c.wslot]
 		}
 	}
-
-	// Each shard's lock is held while its entries are looked at (a few
-	// tens of microseconds at 100,000 locks): it delays only first Locks
-	// in that shard, never an acquire.
-	live := make(map[uint64]bool, len(reads))
-	for i := range table.shards {
-		sh := &table.shards[i]
-		sh.mu.Lock()
-		s.Live += len(sh.m)
-		for _, e := range sh.m {
-			st := e.w.Value()
-			if st == nil {
-				continue
-			}
-			if len(reads[e.id]) > 0 {
-				live[e.id] = true
-			}
-			h, _ := st.Holder.Read(readTries)
-			over := int(st.over.Load())
-			if h.Goroutine == 0 && over <= 0 && len(reads[e.id]) == 0 && len(waits[e.id]) == 0 {
-				continue
-			}
-			l := Lock{ID: e.id, Kind: e.kind, First: e.first, First2: e.first2, Holder: h, Readers: reads[e.id],
-				MoreReaders: max0(over), Waiters: waits[e.id]}
-			if n := e.name.Load(); n != nil {
-				l.Name = *n
-			}
-			if h.Goroutine != 0 {
-				l.HolderStack = holding[e.id][h.Goroutine]
-			}
-			s.Locks = append(s.Locks, l)
+	for i := range a.readers {
+		if c, ok := a.readers[i].read(readTries); ok {
+			l := get(c.key, KindRWMutex)
+			l.Readers = append(l.Readers, Reader{Goroutine: c.goid, PC: c.pc, PC2: c.pc2})
 		}
-		sh.mu.Unlock()
 	}
+	for _, l := range locks {
+		a.finish(l)
+		s.Locks = append(s.Locks, *l)
+	}
+	s.Live = len(s.Locks)
 	slices.SortFunc(s.Locks, func(a, b Lock) int { return cmpU64(a.ID, b.ID) })
 	if max > 0 && len(s.Locks) > max {
 		s.Truncated = len(s.Locks) - max
 		s.Locks = s.Locks[:max:max]
 	}
-	for i := range s.Locks {
-		l := &s.Locks[i]
-		slices.SortFunc(l.Readers, func(a, b Reader) int { return cmpI64(a.Goroutine, b.Goroutine) })
-		slices.SortFunc(l.Waiters, func(a, b Waiter) int {
-			if a.Since != b.Since {
-				return cmpI64(a.Since, b.Since)
-			}
-			return cmpI64(a.Goroutine, b.Goroutine)
-		})
-	}
-	// Reader slots of locks that are gone (collected while read-locked,
-	// so never read-unlocked): free them. No RUnlock can come for them.
-	for i := range readers {
-		r := &readers[i]
-		if k := r.key.Load(); k != 0 && !live[k] && len(reads[k]) > 0 && lookupGone(k) {
-			if r.key.CompareAndSwap(k, 0) {
-				reads[k] = reads[k][:0]
-			}
-		}
-	}
 	return s
 }
 
-// lookupGone reports whether lock id is no longer in the table or its lock
-// was collected.
-func lookupGone(id uint64) bool {
-	e := lookup(id)
-	return e == nil || e.w.Value() == nil
+// finish names l, gives it a first site and sorts its readers and waiters.
+func (a *arenaT) finish(l *Lock) {
+	l.Name = a.nameOf(uintptr(l.ID))
+	if l.Kind == 0 {
+		// Only waiters: a writer's wait says nothing of the kind; a
+		// reader's says RWMutex.
+		l.Kind = KindMutex
+		for _, w := range l.Waiters {
+			if !w.Write {
+				l.Kind = KindRWMutex
+			}
+		}
+	}
+	slices.SortFunc(l.Readers, func(a, b Reader) int { return cmpI64(a.Goroutine, b.Goroutine) })
+	// Named after its holder's site, else its reader's of the lowest
+	// goroutine id.
+	switch {
+	case l.Holder.Goroutine != 0:
+		l.First, l.First2 = l.Holder.PC, l.Holder.PC2
+	case len(l.Readers) > 0:
+		l.First, l.First2 = l.Readers[0].PC, l.Readers[0].PC2
+	}
+	slices.SortFunc(l.Waiters, func(a, b Waiter) int {
+		if a.Since != b.Since {
+			return cmpI64(a.Since, b.Since)
+		}
+		return cmpI64(a.Goroutine, b.Goroutine)
+	})
 }
 
-// Stuck returns the waiters that have waited since before t (Coarse's
+// Stuck returns the waiters that have waited since before t (Nanotime's
 // scale), with their slots, reading only the waiter table.
 func Stuck(before int64) []StuckWaiter {
+	a := ar
 	var out []StuckWaiter
-	for i := range waiters {
-		c, ok := waiters[i].read(i, readTries)
+	for i := range a.waiters {
+		c, ok := a.waiters[i].read(i, readTries)
 		if !ok || c.mode&modeHolding != 0 || c.since >= before {
 			continue
 		}
-		out = append(out, StuckWaiter{Slot: c.slot, Seq: waiters[i].end.Load(), Lock: c.key,
+		out = append(out, StuckWaiter{Slot: c.slot, Seq: loadU32(&a.waiters[i].end), Lock: c.key,
 			Waiter: Waiter{Goroutine: c.goid, Write: c.mode&modeWrite != 0, Since: c.since, Stack: c.pcs}})
 	}
 	return out
@@ -184,32 +188,35 @@ type StuckWaiter struct {
 }
 
 // Describe returns the lock id as Take would (its holder, name and readers;
-// not its waiters), or ok=false if it is gone. It reads the reader table,
-// not every lock.
+// not its waiters), or ok=false if nobody holds or reads it.
 func Describe(id uint64) (l Lock, ok bool) {
-	e := lookup(id)
-	if e == nil {
-		return l, false
-	}
-	st := e.w.Value()
-	if st == nil {
-		return l, false
-	}
-	h, _ := st.Holder.Read(readTries)
-	l = Lock{ID: id, Kind: e.kind, First: e.first, First2: e.first2, Holder: h, MoreReaders: max0(int(st.over.Load()))}
-	if n := e.name.Load(); n != nil {
-		l.Name = *n
-	}
-	for i := range readers {
-		if c, ok := readers[i].read(readTries); ok && c.key == id {
-			l.Readers = append(l.Readers, Reader{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since})
+	a := ar
+	l = Lock{ID: id}
+	for i := range a.holds {
+		if c, ok := a.holds[i].read(readTries, a.hdr.mono0); ok && uint64(c.key) == id {
+			l.Kind = Kind(c.kind)
+			l.Holder = record.HolderCopy{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since, Slot: c.wslot}
+			l.HolderSeen = c.seenOnly
 		}
 	}
-	slices.SortFunc(l.Readers, func(a, b Reader) int { return cmpI64(a.Goroutine, b.Goroutine) })
+	for i := range a.readers {
+		if c, ok := a.readers[i].read(readTries); ok && c.key == id {
+			l.Kind = KindRWMutex
+			l.Readers = append(l.Readers, Reader{Goroutine: c.goid, PC: c.pc, PC2: c.pc2})
+		}
+	}
+	if l.Holder.Goroutine == 0 && len(l.Readers) == 0 {
+		return l, false
+	}
+	a.finish(&l)
 	return l, true
 }
 
-func max0(n int) int { return max(n, 0) }
+//go:norace
+func loadU64(p *uint64) uint64 { return *p }
+
+//go:norace
+func loadU32(p *uint32) uint32 { return *p }
 
 func cmpU64(a, b uint64) int {
 	switch {

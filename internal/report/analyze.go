@@ -346,7 +346,7 @@ func (g *graph) deadHolder(l *lock, h *lockstate.Holder) Finding {
 		f.Holder = &p
 		who = fmt.Sprintf("%s (%s)", p.who(), p.State)
 	}
-	f.Summary = fmt.Sprintf("%s holds %q%s; %s", who, l.Name, how, waitersPhrase(len(f.Waiters)))
+	f.Summary = fmt.Sprintf("%s holds %q%s; %s", who, l.Name, how, waitersPhrase(f.Waiters))
 	recovery := cmp.Or(l.Recovery, "kill the run to free its waiters")
 	if h != nil {
 		f.Next = fmt.Sprintf("find why pid %d died holding %q (its acquire stack is below); %s", h.PID, l.Name, recovery)
@@ -499,9 +499,9 @@ func (g *graph) stuck(l *lock, h *lockstate.Holder) (Finding, bool) {
 	}
 	p := g.holder(l, h)
 	return Finding{Kind: StuckHolder, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: waiters,
-		Summary: fmt.Sprintf("%s g%d has held %q for %s while %s", p.who(), h.Goroutine, l.Name,
-			held.Round(time.Millisecond), waitersPhrase(len(waiters))),
-		Next: fmt.Sprintf("see what pid %d g%d is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, h.Goroutine),
+		Summary: fmt.Sprintf("%s%s has held %q for %s while %s", p.who(), gsuffix(h.Goroutine), l.Name,
+			held.Round(time.Millisecond), waitersPhrase(waiters)),
+		Next: fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine)),
 	}, true
 }
 
@@ -558,12 +558,18 @@ func (g *graph) party(n node, read bool, since time.Time, stack stackRef) Party 
 	return p
 }
 
-func waitersPhrase(n int) string {
-	switch n {
+// waitersPhrase counts the waiters of a lock: goroutines, or processes
+// when every waiter is a process as a whole (a kernel file lock's).
+func waitersPhrase(ws []Party) string {
+	one, many := "goroutine", "goroutines"
+	if len(ws) > 0 && !slices.ContainsFunc(ws, func(p Party) bool { return p.Goroutine != lockstate.WholeProcess }) {
+		one, many = "process", "processes"
+	}
+	switch len(ws) {
 	case 0:
 		return "no goroutine waits for it"
 	case 1:
-		return "1 goroutine waits for it"
+		return "1 " + one + " waits for it"
 	}
-	return fmt.Sprintf("%d goroutines wait for it", n)
+	return fmt.Sprintf("%d %s wait for it", len(ws), many)
 }

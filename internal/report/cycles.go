@@ -218,10 +218,14 @@ func (g *graph) cycleFinding(loop []edge, others int) Finding {
 	}
 	var b strings.Builder
 	for _, st := range steps {
-		fmt.Fprintf(&b, "%s g%d waits for %q -> ", pidOf(&st.Party), st.Goroutine, st.WaitsFor)
+		fmt.Fprintf(&b, "%s%s waits for %q -> ", pidOf(&st.Party), gsuffix(st.Goroutine), st.WaitsFor)
 	}
-	fmt.Fprintf(&b, "%s g%d", pidOf(&steps[0].Party), steps[0].Goroutine)
-	f.Summary = fmt.Sprintf("%d goroutines wait for each other: %s", len(steps), b.String())
+	fmt.Fprintf(&b, "%s%s", pidOf(&steps[0].Party), gsuffix(steps[0].Goroutine))
+	who := "goroutines"
+	if !slices.ContainsFunc(steps, func(st Step) bool { return st.Goroutine != lockstate.WholeProcess }) {
+		who = "processes" // kernel file locks: processes as wholes
+	}
+	f.Summary = fmt.Sprintf("%d %s wait for each other: %s", len(steps), who, b.String())
 	if others > 0 {
 		f.Summary += fmt.Sprintf(" (and %d more goroutines are caught in the same knot)", others)
 	}
@@ -261,10 +265,13 @@ func (g *graph) selfFinding(f Finding, loop []edge, i int) Finding {
 	p := g.waiter(e.l, e.w)
 	f.Kind, f.Lock, f.LockKind = SelfDeadlock, e.l.Name, e.l.Kind
 	f.Holder, f.Waiters = &p, []Party{p}
-	who := fmt.Sprintf("%s g%d", pidOf(&p), p.Goroutine)
+	who := pidOf(&p) + gsuffix(p.Goroutine)
 	if len(loop) == 1 {
 		f.Summary = fmt.Sprintf("%s waits for %q, which it holds itself", who, e.l.Name)
 		f.Next = "a Go mutex is not reentrant: release it before calling what locks it again, or have the callee assume it held (where it took it is in the locks table, where it asks again in the stacks below)"
+		if p.Goroutine == lockstate.WholeProcess {
+			f.Next = "the process holds this file lock through one open file and asks for it through another (a flock or OFD lock belongs to the open file, not to the process): reuse the descriptor that holds it, or unlock it first"
+		}
 		return f
 	}
 	w := loop[1-i].from
@@ -272,6 +279,15 @@ func (g *graph) selfFinding(f Finding, loop []edge, i int) Finding {
 		"a waiting writer blocks new readers, and the writer waits for this reader", who, e.l.Name, w.Goroutine)
 	f.Next = "never read-lock an RWMutex recursively: take the read lock once, at the top, and pass its protection down (where it first read-locked it is in the locks table, where it asks again in the stacks below)"
 	return f
+}
+
+// gsuffix names a goroutine after its process in a summary: " g7"; nothing
+// for a party that is a whole process (lockstate.WholeProcess).
+func gsuffix(g int64) string {
+	if g == lockstate.WholeProcess {
+		return ""
+	}
+	return fmt.Sprintf(" g%d", g)
 }
 
 // pidOf names a party's process in a summary: "pid 42", or "pid 42 on

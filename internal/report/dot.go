@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 )
 
 // WriteDot renders the report's wait-for graph in Graphviz's DOT language
@@ -388,8 +390,11 @@ func (g *dotGraph) writeProc(e *errWriter, i int, key string, p *dotProc) {
 	slices.Sort(gs)
 	for _, id := range gs {
 		label := "goroutine " + strconv.FormatInt(id, 10)
-		if id == 0 {
+		switch id {
+		case 0:
 			label = "goroutine ?"
+		case lockstate.WholeProcess:
+			label = "the process" // a kernel file lock's party
 		}
 		e.printf("\t\t%s [label=%s, shape=box];\n", dotQuote(goroutineNode(key, id)), dotQuote(label))
 	}

@@ -282,8 +282,10 @@ type StackRow struct {
 	// Source: "dictionary" (the acquire or wait site the process recorded;
 	// readable after its death), "probe" (its live goroutine profile),
 	// "probe-trace" (its live goroutines from a short execution trace: ids,
-	// states, stacks; the default for stuck holders) or "probe-text" (its
-	// live text dump, with --text-dumps).
+	// states, stacks; the default for stuck holders), "probe-text" (its
+	// live text dump, with --text-dumps) or "proc" (a process that takes
+	// part as a whole, in a kernel file lock: its threads' states and
+	// kernel stacks, read from /proc).
 	Source     string      `json:"source"`
 	Count      int64       `json:"count"`
 	Goroutines []int64     `json:"goroutines,omitempty"`

@@ -15,6 +15,7 @@ import (
 	"github.com/olekukonko/tablewriter/renderer"
 	"github.com/olekukonko/tablewriter/tw"
 
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
@@ -237,7 +238,7 @@ func stackTitle(s StackRow) string {
 	if s.Lock != "" {
 		fmt.Fprintf(&b, " of %q", s.Lock)
 	}
-	if len(s.Goroutines) > 0 {
+	if len(s.Goroutines) > 0 && !slices.Equal(s.Goroutines, []int64{lockstate.WholeProcess}) {
 		ids := make([]string, 0, min(len(s.Goroutines), 10))
 		for _, id := range s.Goroutines[:min(len(s.Goroutines), 10)] {
 			ids = append(ids, strconv.FormatInt(id, 10))
@@ -331,7 +332,7 @@ func pidText(host string, pid int) string {
 }
 
 func gid(g int64) string {
-	if g == 0 {
+	if g == 0 || g == lockstate.WholeProcess {
 		return "-"
 	}
 	return strconv.FormatInt(g, 10)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -83,6 +84,26 @@ var (
 	errRemote      = errors.New("another machine") // probes answer on this machine only
 	errBeyondBound = errors.New("beyond --live-stacks")
 )
+
+// whole reports whether every goroutine the report wants of the process
+// is the process as a whole (lockstate.WholeProcess: a party of a kernel
+// file lock): a goroutine profile has nothing to match them with, so their
+// live state is asked for as a stuck holder's is.
+func (w *want) whole() bool {
+	for _, wt := range w.waits {
+		if wt.w.Goroutine != lockstate.WholeProcess {
+			return false
+		}
+	}
+	return len(w.waits) > 0
+}
+
+// sourceNamer is a Stacks that says where it read a process's live
+// goroutines (StackRow.Source) when that is not an execution trace: "proc"
+// for a process read from /proc (its threads' kernel stacks).
+type sourceNamer interface {
+	SourceOf(id procid.ID) string
+}
 
 // holderStacks adds the recorded acquire stack of each holder that a
 // finding names dead or stuck: a dead holder has no other; a stuck
@@ -230,7 +251,7 @@ func (w *want) ask(ctx context.Context, src Stacks, id procid.ID, opts Options, 
 		w.source = sourceText
 		return
 	}
-	if len(w.stuck) > 0 {
+	if len(w.stuck) > 0 || w.whole() {
 		c, cancel := context.WithTimeout(ctx, opts.ProbeTimeout)
 		if opts.TextDumps {
 			w.live, w.err = src.Text(c, id)
@@ -242,6 +263,9 @@ func (w *want) ask(ctx context.Context, src Stacks, id procid.ID, opts Options, 
 		cancel()
 		if w.liveErr == nil {
 			w.source = sourceTrace
+			if n, ok := src.(sourceNamer); ok {
+				w.source = cmp.Or(n.SourceOf(id), sourceTrace)
+			}
 			return
 		}
 		w.live = nil
@@ -254,7 +278,7 @@ func (w *want) ask(ctx context.Context, src Stacks, id procid.ID, opts Options, 
 // answer adds the stacks of one process: from its probe's answer, or from
 // the records.
 func (r *Report) answer(id procid.ID, w *want, asked bool) {
-	if w.liveErr != nil {
+	if w.liveErr != nil && len(w.stuck) > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("pid %d's live goroutines could not be read (%v): its stuck holder's live stack is missing; 'lockwatch stacks --text %d' takes a text dump (it stops the process for the whole dump)", id.PID, w.liveErr, id.PID))
 	}
 	switch {

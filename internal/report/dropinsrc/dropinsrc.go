@@ -25,11 +25,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/dropinmem"
+	"github.com/lockwatch/lockwatch/internal/inproc"
 	"github.com/lockwatch/lockwatch/internal/jsonbudget"
+	"github.com/lockwatch/lockwatch/internal/proc"
 	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -229,6 +234,18 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		})
 	}
 	wg.Wait()
+	if !s.Files {
+		// The processes that changed only their import line: no probe,
+		// not in the run's table, but their arena is in the directory.
+		known := map[int]bool{}
+		for _, p := range ps {
+			known[p.Identity().PID] = true
+		}
+		for _, id := range arenaProcesses(s.Dir, known) {
+			v, err := dropinmem.View(id, s.Dir)
+			answers = append(answers, answer{id: id, v: v, err: err})
+		}
+	}
 	slices.SortFunc(answers, func(a, b answer) int { return a.id.PID - b.id.PID })
 	out := &lockstate.Snapshot{Run: s.Dir, Taken: time.Now()}
 	res := &stacks{byID: map[key][]stackdump.Frame{}}
@@ -257,6 +274,39 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	unique(out.Locks)
 	out.Stacks = res
 	return out, nil
+}
+
+// maxArenas bounds the arena files one Read looks at.
+const maxArenas = 4096
+
+// arenaProcesses lists the live processes whose drop-in arena is in dir
+// (inproc.ArenaFile) and that known does not hold: a file whose process
+// has exited, or whose pid now names another process, is left out.
+func arenaProcesses(dir string, known map[int]bool) []procid.ID {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []procid.ID
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, "dropin-") || !strings.HasSuffix(name, ".arena") || !e.Type().IsRegular() {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "dropin-"), ".arena"))
+		if err != nil || pid <= 0 || known[pid] || name != inproc.ArenaFile(pid) {
+			continue
+		}
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			continue // exited: its mutexes went with it
+		}
+		out = append(out, st.Identity())
+		if len(out) == maxArenas {
+			break
+		}
+	}
+	return out
 }
 
 // unknownOp tells a probe that does not know the orders request (an older

@@ -85,6 +85,14 @@ type Party struct {
 	Goroutine int64
 }
 
+// WholeProcess as a Party's Goroutine names the process as a whole, not one
+// of its goroutines: the party of a lock that belongs to a process or to an
+// open file description (a kernel file lock), never to a thread. It never
+// equals a goroutine's id, so a process's goroutines and the process as a
+// whole are different nodes of the wait-for graph; processes as wholes form
+// cycles with each other.
+const WholeProcess int64 = -1
+
 // A Lock is one lock: a kind and a name, the goroutines that hold it (any
 // number of readers, or one writer) and those that wait for it.
 type Lock struct {

@@ -1,7 +1,9 @@
+//go:build amd64 || arm64
+
 package record
 
 // gword returns the 8-byte word at offset off of the current goroutine's g
-// (goid_amd64.s), which lives as long as its goroutine runs. off must be
+// (goid_amd64.s, goid_arm64.s), which lives as long as its goroutine runs. off must be
 // below goidScan.
 //
 //go:noescape
