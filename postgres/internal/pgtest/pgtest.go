@@ -208,6 +208,9 @@ func (c *Cluster) Start(opts Options) (*Server, error) {
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	s.cmd.SysProcAttr.Setpgid = true
+	// A test binary killed (a timeout) takes its server with it: SIGQUIT
+	// is postgres's immediate shutdown.
+	s.cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("pgtest: start postgres: %w", err)
 	}
