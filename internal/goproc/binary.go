@@ -55,8 +55,7 @@ var runtimeSyms = map[string]bool{
 func OpenBinary(path string) (*Binary, error) { return openBinaryWith(path, false) }
 
 // openBinaryWith reads the binary; quick takes the layout from the table
-// when its release is known, without reading the DWARF, and leaves the
-// symbol table unread (Options.Quick).
+// when its release is known, without reading the DWARF (Options.Quick).
 func openBinaryWith(path string, quick bool) (*Binary, error) {
 	file, err := os.Open(path)
 	if err != nil {
@@ -118,12 +117,9 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 		b.layout.WaitReasons = L.WaitReasons // read from memory when the symbol is there
 	}
 
-	var syms []elf.Symbol
-	if !quick || b.LayoutSource == "DWARF" {
-		syms, err = f.Symbols()
-	}
+	syms, err := f.Symbols()
 	if err != nil || len(syms) == 0 {
-		b.Stripped = true // or not read: the goroutines are found by a scan
+		b.Stripped = true
 	}
 	for _, s := range syms {
 		if runtimeSyms[s.Name] {

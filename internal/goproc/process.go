@@ -41,10 +41,8 @@ type Options struct {
 	Exe string
 	// Quick is for a quick look at many processes (lockwatch ps): the
 	// runtime's layout comes from the table of known releases when the
-	// binary's release is in it, rather than from its DWARF, and the
-	// symbol table is not read (the goroutines are found as in a stripped
-	// binary): each costs tens to hundreds of milliseconds in a large
-	// binary. Locks are then not named.
+	// binary's release is in it, rather than from its DWARF (which costs
+	// tens to hundreds of milliseconds to read in a large binary).
 	Quick bool
 	// NoStacks reads the goroutines and their waits without their stacks
 	// (no frames, no inferred holders): a quick count (lockwatch ps).
