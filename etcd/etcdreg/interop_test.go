@@ -96,13 +96,7 @@ func TestForeignTakesFromExpired(t *testing.T) {
 	a := e.start("cmd", "host-a", envTTL+"=2")
 	a.send("lock q")
 	a.expect("held q")
-	p, _ := Prefix(e.run)
-	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	theirs := concurrency.NewMutex(s, keys{p}.lockPrefix("q"))
+	s, theirs := foreignMutex(t, e, "q")
 	got := make(chan error, 1)
 	go func() { got <- theirs.Lock(context.Background()) }()
 	e.waitFor("concurrency.Mutex queued", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
@@ -135,13 +129,7 @@ func TestForeignTakesFromExpired(t *testing.T) {
 func TestExpiredWaiterBehindForeign(t *testing.T) {
 	e := newEnv(t)
 	w := e.start("cmd", "host-w", envTTL+"=2")
-	p, _ := Prefix(e.run)
-	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	theirs := concurrency.NewMutex(s, keys{p}.lockPrefix("q"))
+	_, theirs := foreignMutex(t, e, "q")
 	if err := theirs.Lock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -169,4 +157,17 @@ func TestExpiredWaiterBehindForeign(t *testing.T) {
 	b.send("try q")
 	b.expect("held q")
 	b.expect("unlocked q")
+}
+
+// foreignMutex is a concurrency.Mutex, on a session of its own (TTL 10 s,
+// closed at the test's end), on lock name of the test's run.
+func foreignMutex(t *testing.T, e *testEnv, name string) (*concurrency.Session, *concurrency.Mutex) {
+	t.Helper()
+	p, _ := Prefix(e.run)
+	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, concurrency.NewMutex(s, keys{p}.lockPrefix(name))
 }
