@@ -172,8 +172,8 @@ func TestInfoFilesAmplifying(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n > 48<<20 {
-		t.Errorf("reading 16 amplifying info files allocated %d MiB; want at most 48 MiB", n>>20)
+	if n > 96<<20 { // the files themselves take 16 MiB; the race detector adds to what is counted
+		t.Errorf("reading 16 amplifying info files allocated %d MiB; want at most 96 MiB", n>>20)
 	}
 	if notes := strings.Join(s.Notes(), "\n"); !strings.Contains(notes, "info files were not read") {
 		t.Errorf("notes %q; want the info files said", notes)

@@ -665,10 +665,12 @@ func readInfo(rd *RunDir, id procid.ID, budget *int64) (*ProcessInfo, error) {
 			Hint:   "the run directory has been tampered with"}
 	}
 	*budget -= fi.Size()
-	b, err := io.ReadAll(io.LimitReader(f, MaxInfoSize))
-	if err != nil {
+	b := make([]byte, fi.Size()) // at most MaxInfoSize: checked above
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, err
 	}
+	b = b[:n]
 	// What decoding builds: an argument list of empty strings takes 16
 	// bytes of string header for each 3 bytes of file.
 	if n := jsonbudget.Values(b); n > maxInfoValues {

@@ -251,7 +251,8 @@ failed, 126 PROGRAM cannot be run, 127 PROGRAM not found.`,
 				"count a live holder as stuck after holding a lock this long while another goroutine waits as long")
 		}
 	}
-	a.etcdCommands(root) // etcd runs: handed to lockwatch-etcd (etcd.go)
+	a.etcdCommands(root)     // etcd runs: handed to lockwatch-etcd (etcd.go)
+	a.postgresCommands(root) // PostgreSQL servers: handed to lockwatch-pg (postgres.go)
 	return root
 }
 
