@@ -273,6 +273,9 @@ func TestEventsFlag(t *testing.T) {
 	}
 	if code, _, errs := lockwatch(t, "--events", "0", "attach", dir); code != ExitUsage || !strings.Contains(errs, "--events") {
 		t.Errorf("--events 0: exit %d, %q; want exit 2 about --events", code, errs)
+	} // A boolean report flag before the command does not swallow its name.
+	if code, _, errs := lockwatch(t, "--text-dumps", "attach", "-o", "json", dir); code != ExitOK {
+		t.Errorf("--text-dumps before attach: exit %d, %q; want the report", code, errs)
 	}
 }
 

@@ -251,6 +251,14 @@ failed, 126 PROGRAM cannot be run, 127 PROGRAM not found.`,
 				"count a live holder as stuck after holding a lock this long while another goroutine waits as long")
 		}
 	}
+	// The report's boolean flags may also be written before the command
+	// ("lockwatch --text-dumps attach PID"): cobra finds the command by
+	// skipping the flags before it, and takes a flag it does not know at
+	// that level for one with a value, which would swallow the command's
+	// name. Declared (hidden) on lockwatch itself, they are known to be
+	// boolean; the command's own flag is the one that is set.
+	root.Flags().Bool("text-dumps", false, "")
+	_ = root.Flags().MarkHidden("text-dumps")
 	a.etcdCommands(root)     // etcd runs: handed to lockwatch-etcd (etcd.go)
 	a.postgresCommands(root) // PostgreSQL servers: handed to lockwatch-pg (postgres.go)
 	return root
