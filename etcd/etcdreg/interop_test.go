@@ -96,13 +96,7 @@ func TestForeignTakesFromExpired(t *testing.T) {
 	a := e.start("cmd", "host-a", envTTL+"=2")
 	a.send("lock q")
 	a.expect("held q")
-	p, _ := Prefix(e.run)
-	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	theirs := concurrency.NewMutex(s, keys{p}.lockPrefix("q"))
+	s, theirs := foreignMutex(t, e, "q")
 	got := make(chan error, 1)
 	go func() { got <- theirs.Lock(context.Background()) }()
 	e.waitFor("concurrency.Mutex queued", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
@@ -125,4 +119,55 @@ func TestForeignTakesFromExpired(t *testing.T) {
 	if err := theirs.Unlock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestExpiredWaiterBehindForeign: an etcdreg waiter whose lease expires
+// while a concurrency.Mutex holds the lock, with no etcdreg waiter behind
+// it to notice, leaves a shadow that never held: once the lock is free,
+// and once another contender queues, it reads as no holder at all, and an
+// etcdreg Lock takes the lock instead of stalling behind it.
+func TestExpiredWaiterBehindForeign(t *testing.T) {
+	e := newEnv(t)
+	w := e.start("cmd", "host-w", envTTL+"=2")
+	_, theirs := foreignMutex(t, e, "q")
+	if err := theirs.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w.send("lock q")
+	e.waitFor("w waiting", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.cmd.Process.Kill() })
+	e.waitFor("w's key gone with its lease", func(s *Snapshot) bool { return waitersOn(s, "q") == 0 })
+	if err := theirs.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	snap := e.waitFor("q's foreign holder gone", func(s *Snapshot) bool {
+		h := lockOf(s, "q").Holder
+		return h == nil || h.Record != nil
+	})
+	if l := lockOf(snap, "q"); l.Holder != nil {
+		t.Errorf("q %+v, holder %+v: a waiter that never held read as a holder", l, l.Holder)
+	}
+	if r := e.diagnose("reader", 0, false); len(r.Findings) != 0 {
+		t.Errorf("findings %+v on a free lock; want none", r.Findings)
+	}
+	b := e.start("cmd", "host-b")
+	b.send("try q")
+	b.expect("held q")
+	b.expect("unlocked q")
+}
+
+// foreignMutex is a concurrency.Mutex, on a session of its own (TTL 10 s,
+// closed at the test's end), on lock name of the test's run.
+func foreignMutex(t *testing.T, e *testEnv, name string) (*concurrency.Session, *concurrency.Mutex) {
+	t.Helper()
+	p, _ := Prefix(e.run)
+	s, err := concurrency.NewSession(e.cli, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, concurrency.NewMutex(s, keys{p}.lockPrefix(name))
 }

@@ -123,6 +123,12 @@ type HolderRecord struct {
 	// Stalled is set on a shadow by a Stall waiter that reached the front
 	// of the queue behind an expired holder: it waits, it does not hold.
 	Stalled bool `json:"stalled,omitempty"`
+	// Held is set on a shadow by the transaction that made its contender
+	// the owner, conditional on the contender key still standing: only a
+	// shadow so marked is read as a holder once its key is gone. A
+	// waiter's shadow (its lease expired before it owned the lock) never
+	// is, whatever stood before it.
+	Held bool `json:"held,omitempty"`
 }
 
 // RelRecord is P/rel/NAME: the last release of the lock by an etcdreg

@@ -186,7 +186,8 @@ type attempt struct {
 	done        <-chan struct{} // the lease's Done
 	rec         HolderRecord
 	val         string
-	rev         int64 // the key's create revision, once queued
+	heldVal     string // val with Held set: the shadow of an owner
+	rev         int64  // the key's create revision, once queued
 	g           int64
 	st          callStack
 	queued      bool // it had to wait
@@ -233,6 +234,9 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 			lease: lease, lost: lost, done: done, g: g, st: st}
 		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
 		a.val = mustJSON(a.rec)
+		held := a.rec
+		held.Held = true
+		a.heldVal = mustJSON(held)
 		delay := 20 * time.Millisecond
 		for {
 			stackOps, written := r.stackOps(st.id, st.pcs)
@@ -243,11 +247,11 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 			}
 			then := append([]clientv3.Op{
 				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease)),
-				clientv3.OpPut(a.shadow, a.val),
 				clientv3.OpTxn([]clientv3.Cmp{
 					clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "=", 0).WithPrefix(),
 					clientv3.Compare(clientv3.CreateRevision(r.k.shadowDir(m.name)), "=", 0).WithPrefix(),
-				}, []clientv3.Op{ev(EventAcquire)}, []clientv3.Op{ev(EventWait)}),
+				}, []clientv3.Op{clientv3.OpPut(a.shadow, a.heldVal), ev(EventAcquire)},
+					[]clientv3.Op{clientv3.OpPut(a.shadow, a.val), ev(EventWait)}),
 			}, stackOps...)
 			resp, err := r.cli.Txn(ctx).If(
 				clientv3.Compare(clientv3.CreateRevision(a.key), "=", 0),
@@ -271,7 +275,7 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 			if resp.Succeeded {
 				written()
 				a.rev = resp.Header.Revision
-				if resp.Responses[2].GetResponseTxn().Succeeded {
+				if resp.Responses[1].GetResponseTxn().Succeeded {
 					// Nobody queued, no expired holder: ours.
 					a.hold(a.rev, a.rev, now)
 					return a, errHeld
@@ -376,16 +380,19 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 		if len(prev) == 0 {
 			expired = a.orphans(resp.Responses[1].GetResponseRange().Kvs, expiredSeen)
 			if len(expired) == 0 {
-				if a.stalled {
-					// It holds now: its shadow must read as a holder's again,
-					// or its expiry would pass for a stalled waiter's.
-					if err := a.unstall(ctx); err != nil {
-						if !wait || !transient(err) || ctx.Err() != nil {
-							return giveUp(unreachable("lock "+strconv.Quote(m.name), err))
-						}
-						delay = m.pause(ctx, delay)
-						continue
+				// It owns the lock: its shadow is marked a holder's while its
+				// key stands, or its expiry would pass for a waiter's.
+				ok, err := a.markHeld(ctx)
+				if err != nil {
+					if !wait || !transient(err) || ctx.Err() != nil {
+						return giveUp(unreachable("lock "+strconv.Quote(m.name), err))
 					}
+					delay = m.pause(ctx, delay)
+					continue
+				}
+				if !ok {
+					a.withdraw(ctx) // our key went with our lease
+					return false, errRequeue
 				}
 				a.hold(a.rev, rev, time.Now())
 				return true, nil
@@ -477,9 +484,9 @@ func (a *attempt) orphans(shadows []*mvccpb.KeyValue, waiters map[string]bool) [
 			continue
 		}
 		var rec HolderRecord
-		if decode(kv.Value, &rec) == nil && rec.Stalled {
-			// A Stall waiter that never held it: its expiry (it is
-			// gone, or it would be before us) frees nothing.
+		if decode(kv.Value, &rec) != nil || !rec.Held {
+			// A waiter that never held it: its expiry (it is gone,
+			// or it would be before us) frees nothing.
 			a.dropShadow(kv)
 			continue
 		}
@@ -539,16 +546,18 @@ func (a *attempt) stall(ctx context.Context, expired []*mvccpb.KeyValue) {
 	_, _ = r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).Then(ops...).Commit()
 }
 
-// unstall writes the attempt's shadow back as a holder's record, once the
-// expired holder it stalled behind released its record.
-func (a *attempt) unstall(ctx context.Context) error {
+// markHeld writes the attempt's shadow as a holder's record (Held), if
+// its key still stands: false if the key is gone (its lease expired
+// before it owned the lock).
+func (a *attempt) markHeld(ctx context.Context) (bool, error) {
 	r := a.m.r
-	_, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).
-		Then(clientv3.OpPut(a.shadow, a.val)).Commit()
-	if err == nil {
-		a.stalled = false
+	resp, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).
+		Then(clientv3.OpPut(a.shadow, a.heldVal)).Commit()
+	if err != nil {
+		return false, err
 	}
-	return err
+	a.stalled = false
+	return resp.Succeeded, nil
 }
 
 // recover takes the lock from the expired holders whose shadows are
@@ -561,6 +570,7 @@ func (a *attempt) recover(ctx context.Context, expired []*mvccpb.KeyValue) (bool
 	now := time.Now()
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)}
 	ops := []clientv3.Op{
+		clientv3.OpPut(a.shadow, a.heldVal),
 		r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRecovered, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st.id, Time: now, Token: a.rev}),
 		clientv3.OpDelete(r.k.diedDir(m.name), clientv3.WithPrefix()),
 	}
@@ -602,7 +612,7 @@ func (a *attempt) holderNow(ctx context.Context) (*HolderRecord, bool) {
 		sh, err := r.cli.Get(ctx, r.k.shadowDir(m.name), clientv3.WithFirstCreate()...)
 		if err == nil && len(sh.Kvs) == 1 && sh.Kvs[0].CreateRevision < a.rev {
 			var h HolderRecord
-			if decode(sh.Kvs[0].Value, &h) == nil {
+			if decode(sh.Kvs[0].Value, &h) == nil && h.Held {
 				return &h, true
 			}
 		}

@@ -318,8 +318,8 @@ func lockState(name string, cs []Contender, shadows map[string]*mvccpb.KeyValue,
 			continue // its key stands; or it expired waiting behind the first
 		}
 		c := contender(kv)
-		if c.Record == nil || c.Record.Stalled {
-			continue
+		if c.Record == nil || !c.Record.Held {
+			continue // a waiter's: it never owned the lock
 		}
 		c.Lease = c.Record.Lease
 		if expired == nil || c.Token < expired.Token {
