@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 BENCH     ?= .
 COUNT     ?= 6
 
-.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover docs-reports demo-etcd test-etcd build-etcd fuzz
+.PHONY: all build test lint demo bench bench-compare stress-hostile stress clean cover docs-reports demo-etcd test-etcd build-etcd fuzz build-pg test-pg
 
 all: build
 
@@ -21,6 +21,7 @@ test: lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 12m ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -tags nolockwatch ./sync
 	@$(MAKE) --no-print-directory test-etcd
+	@$(MAKE) --no-print-directory test-pg
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -149,3 +150,19 @@ demo-etcd: build build-etcd
 test-etcd:
 	cd etcd && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod staticcheck ./...
 	cd etcd && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+## build-pg: lockwatch-pg (which lockwatch runs for attach/watch
+## postgres://...), in bin/ beside lockwatch. The PostgreSQL backend is a
+## module of its own (postgres/), so nothing that 'build' makes links a
+## PostgreSQL driver.
+build-pg:
+	cd postgres && $(GO) build -trimpath -o ../$(BIN)/ ./cmd/lockwatch-pg
+
+## test-pg: the PostgreSQL backend's vet, staticcheck and tests, under the
+## race detector, against a private server the tests start (initdb and
+## postgres from /usr/lib/postgresql/*/bin, as the user postgres or nobody
+## when run as root) or $$LOCKWATCH_TEST_POSTGRES; skipped with a note when
+## neither exists. Part of 'make test'. Its cost: docs/benchmarks.md.
+test-pg:
+	cd postgres && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod staticcheck ./...
+	cd postgres && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m ./...

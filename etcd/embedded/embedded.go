@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"net"
 	"net/url"
+	"strconv"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -22,6 +23,7 @@ import (
 // A Server is a running (or stopped) embedded etcd server. It is not safe
 // for concurrent use.
 type Server struct {
+	host       string // the address it listens on: 127.0.0.1 unless StartOn
 	dir        string
 	clientPort int
 	peerPort   int
@@ -35,20 +37,35 @@ type Server struct {
 // free loopback ports, and waits until it serves.
 func Start(dir string) (*Server, error) { return StartTLS(dir, "", "", "") }
 
+// StartOn is Start, listening on the address host (an IPv4 address of
+// this machine) instead of 127.0.0.1: for clients in other network
+// namespaces.
+func StartOn(dir, host string) (*Server, error) {
+	cp, err := freePort(host)
+	if err != nil {
+		return nil, err
+	}
+	pp, err := freePort(host)
+	if err != nil {
+		return nil, err
+	}
+	return start(&Server{host: host, dir: dir, clientPort: cp, peerPort: pp})
+}
+
 // StartTLS is Start, serving clients https with the server certificate
 // certFile and its key keyFile (PEM files; the certificate must name
 // 127.0.0.1), or plain http when both are "". With clientCAFile, clients
 // must present a certificate that this CA signed.
 func StartTLS(dir, certFile, keyFile, clientCAFile string) (*Server, error) {
-	cp, err := freePort()
+	cp, err := freePort("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
-	pp, err := freePort()
+	pp, err := freePort("127.0.0.1")
 	if err != nil {
 		return nil, err
 	}
-	return start(&Server{dir: dir, clientPort: cp, peerPort: pp, certFile: certFile, keyFile: keyFile, clientCAFile: clientCAFile})
+	return start(&Server{host: "127.0.0.1", dir: dir, clientPort: cp, peerPort: pp, certFile: certFile, keyFile: keyFile, clientCAFile: clientCAFile})
 }
 
 func start(s *Server) (*Server, error) {
@@ -58,10 +75,10 @@ func start(s *Server) (*Server, error) {
 	return s, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
-		return 0, fmt.Errorf("embedded etcd: no free loopback port: %w", err)
+		return 0, fmt.Errorf("embedded etcd: no free port on %s: %w", host, err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
@@ -69,7 +86,7 @@ func freePort() (int, error) {
 
 // Endpoints returns the client URL, for clientv3.Config.Endpoints.
 func (s *Server) Endpoints() []string {
-	return []string{fmt.Sprintf("%s://127.0.0.1:%d", s.scheme(), s.clientPort)}
+	return []string{fmt.Sprintf("%s://%s:%d", s.scheme(), s.host, s.clientPort)}
 }
 
 func (s *Server) scheme() string {
@@ -96,8 +113,8 @@ func (s *Server) Restart() error {
 	// default (10), whose hashing under the race detector on a loaded
 	// machine outlasted the client's 5 s authentication deadline.
 	cfg.BcryptCost = uint(bcrypt.MinCost)
-	cu := url.URL{Scheme: s.scheme(), Host: fmt.Sprintf("127.0.0.1:%d", s.clientPort)}
-	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", s.peerPort)}
+	cu := url.URL{Scheme: s.scheme(), Host: net.JoinHostPort(s.host, strconv.Itoa(s.clientPort))}
+	pu := url.URL{Scheme: "http", Host: net.JoinHostPort(s.host, strconv.Itoa(s.peerPort))}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = s.certFile, s.keyFile

@@ -55,11 +55,12 @@ func Example() {
 		return
 	}
 	for _, l := range s.Locks {
-		p, _ := s.Process(l.Holder.ID)
-		fmt.Printf("%s held by %s [%s], lease alive: %v\n", l.Name, l.Holder.ID.Host, p.Role, l.Owner != nil)
+		h := l.Holder.Record
+		p, _ := s.Process(h.ID)
+		fmt.Printf("%s held by %s [%s], lease alive: %v, token = Mutex.Token: %v\n", l.Name, h.ID.Host, p.Role, !l.Expired, l.Holder.Token == mu.Token())
 	}
 	if err := mu.Unlock(ctx); err != nil {
 		fmt.Println(err)
 	}
-	// Output: queue.wlock held by host-a [worker], lease alive: true
+	// Output: queue.wlock held by host-a [worker], lease alive: true, token = Mutex.Token: true
 }

@@ -19,19 +19,22 @@ import (
 //	P/meta                          run record (format, created)           no lease
 //	P/proc/PROC                     process record                         no lease
 //	P/alive/PROC                    the process's lease, while it lives    process lease
-//	P/lock/NAME/owner               the lock itself: who holds it          holder's lease
-//	P/lock/NAME/holder              holder record                          no lease
-//	P/lock/NAME/died/REV            a waiter saw holder record REV expire   no lease
-//	P/wait/NAME/PROC/GOROUTINE      waiter record                          waiter's lease
-//	P/lost/NAME/PROC                a holder that lost its lease inside    its new lease
+//	P/lock/NAME/LEAF                a contender: the lock is etcd's        contender's lease
+//	                                concurrency.Mutex on prefix P/lock/NAME
+//	P/hold/NAME/LEAF                its shadow: the same record            no lease
+//	P/rel/NAME                      the last release: token, time          no lease
+//	P/died/NAME/TOKEN               a waiter saw holder TOKEN expire       no lease
+//	P/lost/NAME/PROC                a holder that lost its lease inside    no lease
 //	P/stack/PROC/ID                 symbolized stack, once per call site   no lease
 //	P/event/PROC/SLOT               the process's event ring               no lease
 //	P/req/PROC, P/ans/PROC          stack request and its answer           reader's / process's lease
 //
-// PROC is host:pid:start.
+// PROC is host:pid:start; LEAF is LEASE-ATTEMPT, in hex and decimal: one
+// key per Lock call. The owner of a lock is the contender with the lowest
+// create revision, its token that create revision.
 
 // Format is the version of the key layout and record encoding.
-const Format = 1
+const Format = 2
 
 // maxValue bounds a stack answer: etcd refuses requests above 1.5 MiB by
 // default (--max-request-bytes).
@@ -65,18 +68,16 @@ func procKey(id procid.ID) string {
 
 type keys struct{ p string }
 
-func (k keys) meta() string               { return k.p + "meta" }
-func (k keys) proc(pk string) string      { return k.p + "proc/" + pk }
-func (k keys) alive(pk string) string     { return k.p + "alive/" + pk }
-func (k keys) lockDir(name string) string { return k.p + "lock/" + esc(name) + "/" }
-func (k keys) owner(name string) string   { return k.lockDir(name) + "owner" }
-func (k keys) holder(name string) string  { return k.lockDir(name) + "holder" }
-func (k keys) diedDir(name string) string { return k.lockDir(name) + "died/" }
+func (k keys) meta() string                  { return k.p + "meta" }
+func (k keys) proc(pk string) string         { return k.p + "proc/" + pk }
+func (k keys) alive(pk string) string        { return k.p + "alive/" + pk }
+func (k keys) lockPrefix(name string) string { return k.p + "lock/" + esc(name) }
+func (k keys) lockDir(name string) string    { return k.lockPrefix(name) + "/" }
+func (k keys) shadowDir(name string) string  { return k.p + "hold/" + esc(name) + "/" }
+func (k keys) rel(name string) string        { return k.p + "rel/" + esc(name) }
+func (k keys) diedDir(name string) string    { return k.p + "died/" + esc(name) + "/" }
 func (k keys) died(name string, rev int64) string {
 	return k.diedDir(name) + strconv.FormatInt(rev, 10)
-}
-func (k keys) waiter(name, pk string, g int64) string {
-	return k.p + "wait/" + esc(name) + "/" + pk + "/" + strconv.FormatInt(g, 10)
 }
 func (k keys) lost(name, pk string) string { return k.p + "lost/" + esc(name) + "/" + pk }
 func (k keys) stack(pk string, id uint64) string {
@@ -107,43 +108,47 @@ type ProcessRecord struct {
 	Exited     time.Time `json:"exited,omitzero"` // set by Close: a clean exit
 }
 
-// OwnerRecord is P/lock/NAME/owner, bound to the holder's lease.
-type OwnerRecord struct {
-	ID        procid.ID `json:"id"`
-	Goroutine int64     `json:"goroutine"`
-}
-
-// HolderRecord is P/lock/NAME/holder: written in the acquiring transaction,
-// deleted in the releasing one, never bound to a lease, so that it outlives
-// a holder whose lease expired.
+// HolderRecord is the value of a contender key P/lock/NAME/LEAF (bound to
+// the contender's lease) and of its shadow P/hold/NAME/LEAF (bound to no
+// lease, so that it outlives a holder whose lease expired). Both are
+// written by the transaction that queues the contender and deleted by the
+// one that releases or withdraws it.
 type HolderRecord struct {
 	ID        procid.ID `json:"id"`
 	Goroutine int64     `json:"goroutine"`
 	Stack     uint64    `json:"stack,omitempty"` // P/stack/PROC/ID
-	Since     time.Time `json:"since"`           // the holder's wall clock
+	Since     time.Time `json:"since"`           // when it asked for the lock (its wall clock)
 	Lease     int64     `json:"lease"`
-	Recovered bool      `json:"recovered,omitempty"` // taken from a holder whose lease expired (Recover)
+	Policy    string    `json:"policy,omitempty"` // "stall" or "recover"
+	// Stalled is set on a shadow by a Stall waiter that reached the front
+	// of the queue behind an expired holder: it waits, it does not hold.
+	Stalled bool `json:"stalled,omitempty"`
 }
 
-// WaiterRecord is P/wait/NAME/PROC/GOROUTINE.
-type WaiterRecord struct {
+// RelRecord is P/rel/NAME: the last release of the lock by an etcdreg
+// holder. Its revision is when the next contender became the owner.
+type RelRecord struct {
+	Token     int64     `json:"token"`
 	ID        procid.ID `json:"id"`
 	Goroutine int64     `json:"goroutine"`
-	Stack     uint64    `json:"stack,omitempty"`
-	Since     time.Time `json:"since"`
+	Time      time.Time `json:"time"`
 }
 
 // LostRecord is P/lost/NAME/PROC: written by a holder that found its lease
-// gone while it held NAME (it is still inside its critical section); deleted
-// by its Unlock.
+// gone while it held NAME (it may still be inside its critical section), or
+// by the Recover waiter that took the lock from it; deleted by its Unlock.
 type LostRecord struct {
 	ID        procid.ID `json:"id"`
 	Goroutine int64     `json:"goroutine"`
 	Stack     uint64    `json:"stack,omitempty"`
 	Since     time.Time `json:"since"`      // when it took the lock
 	Lease     int64     `json:"lease"`      // the lease it lost
-	Noticed   time.Time `json:"noticed"`    // when it found the lease gone
-	HolderRev int64     `json:"holder_rev"` // revision of its holder record
+	Noticed   time.Time `json:"noticed"`    // when it (or the taker) found the lease gone
+	HolderRev int64     `json:"holder_rev"` // its token: the create revision of its contender key
+	// TakenBy is set when a Recover waiter wrote the record as it took the
+	// lock: who, with which token.
+	TakenBy    *procid.ID `json:"taken_by,omitempty"`
+	TakenToken int64      `json:"taken_token,omitempty"`
 }
 
 // EventKind is what happened.
@@ -172,6 +177,12 @@ type EventRecord struct {
 	Goroutine int64     `json:"goroutine,omitempty"`
 	Stack     uint64    `json:"stack,omitempty"`
 	Time      time.Time `json:"time"`
+	// Token is the hold's fencing token (acquire, release, recovered,
+	// lease-expired, lost-release).
+	Token int64 `json:"token,omitempty"`
+	// Rev, when set, is the revision the event happened at, for an event
+	// written later (a contended acquire is written with its release).
+	Rev int64 `json:"rev,omitempty"`
 }
 
 // stackValue is P/stack/PROC/ID.

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +19,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// A Mutex is a named lock shared by every process of a run, kept in etcd.
+// A Mutex is a named lock shared by every process of a run, kept in etcd
+// with the layout of etcd's own lock (client/v3/concurrency.Mutex, and so
+// `etcdctl lock`): a key per contender under the prefix Prefix returns,
+// bound to the contender's lease; the owner is the key with the lowest
+// create revision. So a concurrency.Mutex or `etcdctl lock` on that prefix
+// and this Mutex exclude each other, both ways. Waiters queue in order, each
+// watching only the key just before its own: one wake per release.
+//
 // Like lockreg.Mutex, its operations can fail, so it is not a sync.Locker.
 // It is safe for concurrent use; it belongs to the process, not to a
 // goroutine: any goroutine of the holding process may Unlock it. The zero
@@ -34,31 +42,86 @@ type Mutex struct {
 
 // hold is this process's possession of the lock. Guarded by Mutex.mu.
 type hold struct {
-	rev       int64 // revision of the acquiring transaction: the owner key's CreateRevision, the holder record's ModRevision
-	lease     clientv3.LeaseID
-	goroutine int64
-	stack     uint64
-	since     time.Time
-	lost      bool // the lease expired while held (keepAlive found out)
+	key, shadow string
+	rev         int64 // the contender key's create revision: the fencing token
+	acqRev      int64 // the revision at which it became the owner
+	lease       clientv3.LeaseID
+	goroutine   int64
+	stack       uint64
+	since       time.Time // when it became the owner
+	queued      bool      // it waited: its acquire event goes with its release
+	done        <-chan struct{}
+	lost        bool // the lease expired while held (keepAlive found out)
 }
 
 // Name returns the lock's name.
 func (m *Mutex) Name() string { return m.name }
 
-// Lock acquires the lock, waiting while any goroutine of any process of the
-// run holds it. It returns nil once the lock is held; ctx's error, with the
-// lock unchanged, if ctx ends first; or ErrOwnerDead, with the lock held,
-// under the Recover policy when the previous holder's lease expired while
-// it held the lock.
+// Prefix returns the lock's key prefix, as concurrency.NewMutex and
+// `etcdctl lock` take it: a concurrency.Mutex on it excludes this Mutex.
+func (m *Mutex) Prefix() string { return m.r.k.lockPrefix(m.name) }
+
+// Token returns the fencing token of this process's hold: the create
+// revision of its key, which only increases from one holder to the next
+// (etcd's revisions are cluster-wide); 0 when this process does not hold
+// the lock. Give it to the resource the lock protects, and have the
+// resource refuse a write with a token lower than one it has seen.
+func (m *Mutex) Token() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hold == nil {
+		return 0
+	}
+	return m.hold.rev
+}
+
+// IsOwner returns the comparison that holds in an etcd transaction while
+// this process still holds the lock (as concurrency.Mutex.IsOwner): a write
+// under If(m.IsOwner()) is refused once the hold is gone, whatever the
+// writer's clock says. Without a hold it never holds.
+func (m *Mutex) IsOwner() clientv3.Cmp {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hold == nil {
+		return clientv3.Compare(clientv3.CreateRevision(m.r.k.lockDir(m.name)+"-"), "=", -1)
+	}
+	return clientv3.Compare(clientv3.CreateRevision(m.hold.key), "=", m.hold.rev)
+}
+
+// Done returns a channel that is closed when this process's hold can no
+// longer be counted on: its lease is known to be gone, or it could not be
+// renewed in time to be sure it outlives the next tenth of its TTL, by
+// this process's own clock (see Options.TTL). A critical section that must
+// not run without the lock selects on it and stops; Unlock then says
+// whether the lock was really lost (ErrLockLost). Without a hold, the
+// channel is closed.
+func (m *Mutex) Done() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hold == nil {
+		return closedChan
+	}
+	return m.hold.done
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// Lock acquires the lock, waiting in order behind every contender queued
+// before it, whatever takes it (etcdreg, concurrency.Mutex, etcdctl lock).
+// It returns nil once the lock is held; ctx's error, with the lock
+// unchanged, if ctx ends first; or ErrOwnerDead, with the lock held, under
+// the Recover policy when the previous holder's lease expired while it held
+// the lock.
 //
-// Under the Stall policy (the default) the lock of an expired holder is
-// never taken: Lock keeps waiting (until ctx ends), and the expiry is
-// recorded. While etcd cannot be reached, Lock keeps trying until ctx ends.
+// Under the Stall policy (the default) the lock of an expired etcdreg
+// holder is not taken: Lock keeps waiting, first in the queue, until the
+// expired holder releases its record (its Unlock, which returns
+// ErrLockLost) or ctx ends, and the expiry is recorded. While etcd cannot
+// be reached, Lock keeps trying until ctx ends.
 //
-// Acquiring is one transaction: if neither the owner key nor the holder
-// record exists, it puts both (the owner key bound to this process's lease),
-// with an acquire event, in one revision; so no revision exists at which the
-// lock is held by nobody known.
+// Queueing is one transaction: the contender key (bound to this process's
+// lease) and its shadow record (bound to none, so that it outlives the
+// lease), with an acquire or wait event.
 func (m *Mutex) Lock(ctx context.Context) error {
 	_, err := m.lock(ctx, true)
 	return err
@@ -66,8 +129,9 @@ func (m *Mutex) Lock(ctx context.Context) error {
 
 // TryLock acquires the lock if it is free, and reports whether it did.
 // Under the Recover policy it also takes the lock of an expired holder, and
-// then returns true and ErrOwnerDead. It makes one or two round trips to
-// etcd and fails if etcd cannot be reached.
+// then returns true and ErrOwnerDead. It makes one round trip to etcd when
+// it gets the lock, two when it does not, and fails if etcd cannot be
+// reached.
 func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 	return m.lock(ctx, false)
 }
@@ -112,172 +176,289 @@ func curGoid() int64 {
 	return id
 }
 
+// attempt is one Lock call's place in the queue.
+type attempt struct {
+	m           *Mutex
+	leaf        string
+	key, shadow string
+	lease       clientv3.LeaseID
+	lost        <-chan struct{} // closed when lease is lost
+	done        <-chan struct{} // the lease's Done
+	rec         HolderRecord
+	val         string
+	rev         int64 // the key's create revision, once queued
+	g           int64
+	st          callStack
+	queued      bool // it had to wait
+	stalled     bool // its shadow says it waits behind an expired holder
+}
+
 func (m *Mutex) lock(ctx context.Context, wait bool) (bool, error) {
-	r := m.r
 	st := captureStack(3)
 	g := curGoid()
 	began := time.Now()
-	var (
-		waitKey   string           // our waiter record, once written
-		waitLease clientv3.LeaseID // the lease it is bound to
-		calls     int
-		delay     = 20 * time.Millisecond
-	)
-	defer func() {
-		if waitKey != "" {
-			// Normally deleted by the acquiring transaction; this covers
-			// the other exits. It goes with our lease at worst.
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_, _ = r.cli.Delete(dctx, waitKey)
-			cancel()
-		}
-	}()
-	hookDelay := r.opts.StuckAfter
+	hookDelay := m.r.opts.StuckAfter
 	nextHook := began.Add(hookDelay)
+	calls := 0
 	for {
-		if err := ctx.Err(); err != nil {
-			if waitKey != "" {
-				m.event(context.WithoutCancel(ctx), EventTimeout, g, st.id)
-			}
-			return false, err
+		a, err := m.enqueue(ctx, g, st, began)
+		if errors.Is(err, errHeld) {
+			return true, nil
 		}
-		lease, lostCh, err := r.currentLease(ctx)
-		if errors.Is(err, ErrClosed) {
-			return false, err
-		} else if err != nil {
-			continue // ctx ended: reported above
-		}
-		if waitKey != "" && waitLease != lease {
-			waitKey = "" // it went with the lost lease: write it again
-		}
-		now := time.Now()
-		hrec := HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: now, Lease: int64(lease)}
-		stackOps, written := r.stackOps(st.id, st.pcs)
-		then := append([]clientv3.Op{
-			clientv3.OpPut(r.k.owner(m.name), mustJSON(OwnerRecord{ID: r.self, Goroutine: g}), clientv3.WithLease(lease)),
-			clientv3.OpPut(r.k.holder(m.name), mustJSON(hrec)),
-			r.eventOp(EventAcquire, m.name, r.self, g, st.id, now),
-		}, stackOps...)
-		if waitKey != "" {
-			then = append(then, clientv3.OpDelete(waitKey))
-		}
-		ownerVal := mustJSON(OwnerRecord{ID: r.self, Goroutine: g})
-		then[0] = clientv3.OpPut(r.k.owner(m.name), ownerVal, clientv3.WithLease(lease))
-		resp, err := r.cli.Txn(ctx).If(
-			clientv3.Compare(clientv3.CreateRevision(r.k.owner(m.name)), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(r.k.holder(m.name)), "=", 0),
-		).Then(then...).Else(
-			clientv3.OpGet(r.k.owner(m.name)),
-			clientv3.OpGet(r.k.holder(m.name)),
-		).Commit()
 		if err != nil {
-			// The transaction may have been applied though its answer was
-			// lost. If ctx ended, undo it, so that the lock is left as it
-			// was; otherwise the next attempt finds the owner key ours.
-			if ctx.Err() != nil {
-				m.undo(ctx, ownerVal)
+			return false, err
+		}
+		got, err := a.await(ctx, wait, &nextHook, &hookDelay, &calls)
+		if errors.Is(err, errRequeue) {
+			continue // our lease was lost while we waited: queue again
+		}
+		return got, err
+	}
+}
+
+// errRequeue: the attempt's key went with a lost lease.
+var errRequeue = errors.New("requeue")
+
+// enqueue puts the contender key and its shadow, in one transaction that
+// also reads the first contender; an uncontended Lock ends there.
+func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.Time) (*attempt, error) {
+	r := m.r
+	for {
+		lease, lost, done, err := r.currentLease(ctx)
+		if err != nil {
+			return nil, err
+		}
+		leaf := fmt.Sprintf("%x-%d", int64(lease), r.nextAttempt())
+		a := &attempt{m: m, leaf: leaf, key: r.k.lockDir(m.name) + leaf, shadow: r.k.shadowDir(m.name) + leaf,
+			lease: lease, lost: lost, done: done, g: g, st: st}
+		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
+		a.val = mustJSON(a.rec)
+		delay := 20 * time.Millisecond
+		for {
+			stackOps, written := r.stackOps(st.id, st.pcs)
+			seq := r.nextSeq()
+			now := time.Now()
+			ev := func(kind EventKind) clientv3.Op {
+				return r.eventOpSeq(seq, EventRecord{Kind: kind, Lock: m.name, ID: r.self, Goroutine: g, Stack: st.id, Time: now})
+			}
+			then := append([]clientv3.Op{
+				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease)),
+				clientv3.OpPut(a.shadow, a.val),
+				clientv3.OpTxn([]clientv3.Cmp{
+					clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "=", 0).WithPrefix(),
+					clientv3.Compare(clientv3.CreateRevision(r.k.shadowDir(m.name)), "=", 0).WithPrefix(),
+				}, []clientv3.Op{ev(EventAcquire)}, []clientv3.Op{ev(EventWait)}),
+			}, stackOps...)
+			resp, err := r.cli.Txn(ctx).If(
+				clientv3.Compare(clientv3.CreateRevision(a.key), "=", 0),
+			).Then(then...).Else(
+				clientv3.OpGet(a.key),
+			).Commit()
+			if err != nil {
+				// The transaction may have been applied though its answer
+				// was lost: the next try finds the key ours; a caller who
+				// gives up withdraws it.
+				if ctx.Err() != nil || !transient(err) {
+					a.withdraw(ctx)
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					return nil, unreachable("lock "+strconv.Quote(m.name), err)
+				}
+				delay = m.pause(ctx, delay)
 				continue
 			}
-			if !wait || !transient(err) {
-				m.undo(ctx, ownerVal)
+			if resp.Succeeded {
+				written()
+				a.rev = resp.Header.Revision
+				if resp.Responses[2].GetResponseTxn().Succeeded {
+					// Nobody queued, no expired holder: ours.
+					a.hold(a.rev, a.rev, now)
+					return a, errHeld
+				}
+				a.queued = true // a wait event was written: the acquire goes with the release
+				return a, nil
+			}
+			kvs := resp.Responses[0].GetResponseRange().Kvs
+			if len(kvs) != 1 || kvs[0].Lease != int64(lease) {
+				break // our lease expired under an applied transaction: start again
+			}
+			a.rev = kvs[0].CreateRevision
+			return a, nil
+		}
+	}
+}
+
+// errHeld: enqueue took the lock at once.
+var errHeld = errors.New("held")
+
+// hold records the attempt as this process's hold of the lock.
+func (a *attempt) hold(rev, acqRev int64, since time.Time) {
+	a.m.setHold(&hold{key: a.key, shadow: a.shadow, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
+		stack: a.st.id, since: since, queued: a.queued, done: a.done})
+}
+
+// withdraw deletes the attempt's key and shadow (a Lock that gives up),
+// unless the attempt holds the lock.
+func (a *attempt) withdraw(ctx context.Context) {
+	if h := a.m.curHold(); h != nil && h.key == a.key {
+		return
+	}
+	r := a.m.r
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_, _ = r.cli.Txn(ctx).Then(clientv3.OpDelete(a.key), clientv3.OpDelete(a.shadow)).Commit()
+}
+
+// await waits until the attempt owns the lock: until no contender key was
+// created before its own, and no expired holder's shadow stands before it
+// (Stall), or it took that holder's place (Recover).
+func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hookDelay *time.Duration, calls *int) (bool, error) {
+	m, r := a.m, a.m.r
+	if a.rev != 0 && m.heldBy(a.key) {
+		return true, nil
+	}
+	giveUp := func(err error) (bool, error) {
+		a.withdraw(ctx)
+		if a.queued {
+			m.event(context.WithoutCancel(ctx), EventTimeout, a.g, a.st.id, 0)
+		}
+		return false, err
+	}
+	delay := 20 * time.Millisecond
+	var expiredSeen map[string]bool
+	var gone *mvccpb.KeyValue // the key before ours, deleted at goneRev
+	var goneRev int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return giveUp(err)
+		}
+		// The contender just before ours, and the shadows (for expired
+		// holders), as of one revision.
+		resp, err := r.cli.Txn(ctx).Then(
+			clientv3.OpGet(r.k.lockDir(m.name), append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(a.rev-1))...),
+			clientv3.OpGet(r.k.shadowDir(m.name), clientv3.WithPrefix()),
+			clientv3.OpGet(a.key, clientv3.WithCountOnly()),
+		).Commit()
+		if err != nil {
+			if !wait || !transient(err) || ctx.Err() != nil {
+				if ctx.Err() != nil {
+					return giveUp(ctx.Err())
+				}
+				a.withdraw(ctx)
 				return false, unreachable("lock "+strconv.Quote(m.name), err)
 			}
 			delay = m.pause(ctx, delay)
 			continue
 		}
 		delay = 20 * time.Millisecond
-		if resp.Succeeded {
-			written()
-			if waitKey != "" {
-				waitKey = ""
+		rev := resp.Header.Revision
+		if resp.Responses[2].GetResponseRange().Count == 0 {
+			a.withdraw(ctx) // our key went with our lease
+			return false, errRequeue
+		}
+		prev := resp.Responses[0].GetResponseRange().Kvs
+		if gone != nil {
+			// The key we watched was deleted: if its shadow survived, its
+			// lease expired (a release deletes both).
+			leaf := strings.TrimPrefix(string(gone.Key), r.k.lockDir(m.name))
+			for _, sh := range resp.Responses[1].GetResponseRange().Kvs {
+				if string(sh.Key) == r.k.shadowDir(m.name)+leaf && sh.CreateRevision == gone.CreateRevision {
+					if expiredSeen == nil {
+						expiredSeen = map[string]bool{}
+					}
+					a.classify(ctx, gone, sh, goneRev, expiredSeen)
+				}
 			}
-			m.setHold(&hold{rev: resp.Header.Revision, lease: lease, goroutine: g, stack: st.id, since: now})
-			return true, nil
+			gone = nil
 		}
-		owner := resp.Responses[0].GetResponseRange().Kvs
-		holder := resp.Responses[1].GetResponseRange().Kvs
-		if len(owner) == 1 && len(holder) == 1 && string(owner[0].Value) == ownerVal &&
-			owner[0].CreateRevision == holder[0].ModRevision && owner[0].Lease == int64(lease) && !m.held() {
-			// An earlier attempt of this call was applied, its answer lost.
-			written()
-			m.setHold(&hold{rev: owner[0].CreateRevision, lease: lease, goroutine: g, stack: st.id, since: now})
-			return true, nil
-		}
-		var cur *HolderRecord
-		if len(holder) == 1 {
-			cur = new(HolderRecord)
-			if err := decode(holder[0].Value, cur); err != nil {
-				return false, fmt.Errorf("etcdreg: lock %q: holder record at revision %d: %w; the run's records are damaged", m.name, holder[0].ModRevision, err)
+		var expired []*mvccpb.KeyValue // expired holders' shadows before ours
+		if len(prev) == 0 {
+			expired = a.orphans(resp.Responses[1].GetResponseRange().Kvs, expiredSeen)
+			if len(expired) == 0 {
+				if a.stalled {
+					// It holds now: its shadow must read as a holder's again,
+					// or its expiry would pass for a stalled waiter's.
+					if err := a.unstall(ctx); err != nil {
+						if !wait || !transient(err) || ctx.Err() != nil {
+							return giveUp(unreachable("lock "+strconv.Quote(m.name), err))
+						}
+						delay = m.pause(ctx, delay)
+						continue
+					}
+				}
+				a.hold(a.rev, rev, time.Now())
+				return true, nil
 			}
-		}
-		expired := len(owner) == 0 && len(holder) == 1
-		if expired {
 			if m.policy == Recover {
-				ok, err := m.recover(ctx, holder[0].ModRevision, lease, g, st, waitKey)
+				ok, err := a.recover(ctx, expired)
 				if err != nil {
 					if !wait || !transient(err) {
+						a.withdraw(ctx)
 						return false, unreachable("lock "+strconv.Quote(m.name), err)
 					}
 					delay = m.pause(ctx, delay)
 					continue
 				}
 				if ok {
-					waitKey = ""
 					return true, ErrOwnerDead
 				}
-				continue // someone else recovered it first
+				continue
 			}
-			m.noteExpired(ctx, holder[0].ModRevision, cur)
+			a.stall(ctx, expired)
 		}
 		if !wait {
+			a.withdraw(ctx)
 			return false, nil
 		}
-		if waitKey == "" {
-			key := r.k.waiter(m.name, r.pk, g)
-			ops, written := r.stackOps(st.id, st.pcs)
-			ops = append(ops, clientv3.OpPut(key, mustJSON(WaiterRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began}), clientv3.WithLease(lease)),
-				r.eventOp(EventWait, m.name, r.self, g, st.id, time.Now()))
-			if _, err := r.cli.Txn(ctx).Then(ops...).Commit(); err == nil {
-				written()
-				waitKey, waitLease = key, lease
-			}
+		a.queued = true
+		// Watch the key just before ours (or, stalled, the expired
+		// holders' shadows) from the revision read, so that no change
+		// slips between the read and the watch.
+		var watchKey string
+		var opts []clientv3.OpOption
+		if len(prev) == 1 {
+			watchKey = string(prev[0].Key)
+		} else {
+			watchKey, opts = r.k.shadowDir(m.name), []clientv3.OpOption{clientv3.WithPrefix()}
 		}
-		// Wait for any change to the lock's keys after the revision we
-		// read, so that no release can slip between the read and the
-		// watch; or for the stuck hook, the lease's loss, or ctx.
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := r.cli.Watch(wctx, r.k.lockDir(m.name), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1))
-		timer := time.NewTimer(time.Until(nextHook))
+		wch := r.cli.Watch(wctx, watchKey, append(opts, clientv3.WithRev(rev+1), clientv3.WithFilterPut())...)
+		timer := time.NewTimer(time.Until(*nextHook))
 	waiting:
 		for {
 			select {
 			case wr, ok := <-wch:
 				if !ok || wr.Err() != nil || wr.Canceled {
 					// The watch ended: etcd unreachable, or the revision
-					// compacted. Try the transaction again after a pause.
+					// compacted. Read again after a pause.
 					if ctx.Err() == nil && (!ok || wr.Err() != nil) {
 						m.pause(ctx, 100*time.Millisecond)
 					}
 					break waiting
 				}
-				if changed(wr.Events) {
-					break waiting
+				if len(wr.Events) == 0 {
+					continue
 				}
-			case <-lostCh:
+				if len(prev) == 1 {
+					gone, goneRev = prev[0], wr.Events[0].Kv.ModRevision
+				}
+				break waiting
+			case <-a.lost:
 				break waiting
 			case <-ctx.Done():
 				break waiting
 			case <-timer.C:
-				calls++
-				waited := time.Since(began)
-				m.event(ctx, EventStuck, g, st.id)
+				*calls++
+				m.event(ctx, EventStuck, a.g, a.st.id, 0)
 				if r.opts.OnStuck != nil {
-					r.opts.OnStuck(StuckEvent{Lock: m.name, Run: r.run, Holder: cur, Expired: expired,
-						Goroutine: g, Waited: waited, Calls: calls})
+					holder, exp := a.holderNow(ctx)
+					r.opts.OnStuck(StuckEvent{Lock: m.name, Run: r.run, Holder: holder, Expired: exp,
+						Goroutine: a.g, Waited: time.Since(a.rec.Since), Calls: *calls})
 				}
-				hookDelay = min(2*hookDelay, 5*time.Minute)
-				nextHook = time.Now().Add(hookDelay)
-				timer.Reset(hookDelay)
+				*hookDelay = min(2**hookDelay, 5*time.Minute)
+				*nextHook = time.Now().Add(*hookDelay)
+				timer.Reset(*hookDelay)
 			}
 		}
 		timer.Stop()
@@ -285,19 +466,153 @@ func (m *Mutex) lock(ctx context.Context, wait bool) (bool, error) {
 	}
 }
 
-// changed reports whether events free the lock or change its holder: a
-// delete of the owner key or holder record, or a new holder record. (A
-// died/ mark is no reason to try again.)
-func changed(evs []*clientv3.Event) bool {
-	for _, ev := range evs {
-		if bytes.HasSuffix(ev.Kv.Key, []byte("/owner")) || bytes.HasSuffix(ev.Kv.Key, []byte("/holder")) {
-			return true
+// orphans returns the shadows created before the attempt's key whose
+// contender key is gone (its lease expired) and that are not known to be
+// expired waiters: the holders of record whose lease expired. Read when
+// no contender key stands before ours.
+func (a *attempt) orphans(shadows []*mvccpb.KeyValue, waiters map[string]bool) []*mvccpb.KeyValue {
+	var out []*mvccpb.KeyValue
+	for _, kv := range shadows {
+		if kv.CreateRevision >= a.rev || waiters[string(kv.Key)] {
+			continue
 		}
-		if ev.Type == mvccpb.DELETE {
-			return true
+		var rec HolderRecord
+		if decode(kv.Value, &rec) == nil && rec.Stalled {
+			// A Stall waiter that never held it: its expiry (it is
+			// gone, or it would be before us) frees nothing.
+			a.dropShadow(kv)
+			continue
 		}
+		out = append(out, kv)
 	}
-	return false
+	return out
+}
+
+// classify looks at the key just before ours, deleted at revision delRev
+// while its shadow sh survived (its lease expired): if no key was created
+// before it at delRev, it was the owner (an expired holder, found as an
+// orphan at the front); otherwise it expired waiting, and its shadow is
+// removed.
+func (a *attempt) classify(ctx context.Context, prev, sh *mvccpb.KeyValue, delRev int64, waiters map[string]bool) {
+	r, m := a.m.r, a.m
+	resp, err := r.cli.Get(ctx, r.k.lockDir(m.name), append(clientv3.WithFirstCreate(), clientv3.WithRev(delRev), clientv3.WithMaxCreateRev(prev.CreateRevision-1))...)
+	if err != nil {
+		return // unknown (compacted, unreachable): an orphan at the front counts as an expired holder
+	}
+	if len(resp.Kvs) > 0 {
+		waiters[string(sh.Key)] = true
+		a.dropShadow(sh)
+	}
+}
+
+// dropShadow deletes an expired waiter's shadow, if unchanged.
+func (a *attempt) dropShadow(kv *mvccpb.KeyValue) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _ = a.m.r.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).
+		Then(clientv3.OpDelete(string(kv.Key))).Commit()
+}
+
+// stall marks the attempt's shadow stalled (it waits first in the queue,
+// it does not hold), and records, once per expiry, that each expired
+// holder's lease expired while its record said it held the lock.
+func (a *attempt) stall(ctx context.Context, expired []*mvccpb.KeyValue) {
+	r, m := a.m.r, a.m
+	rec := a.rec
+	rec.Stalled = true
+	ops := []clientv3.Op{clientv3.OpPut(a.shadow, mustJSON(rec))}
+	for _, kv := range expired {
+		var h HolderRecord
+		if decode(kv.Value, &h) != nil {
+			continue
+		}
+		died := r.k.died(m.name, kv.CreateRevision)
+		ev := EventRecord{Kind: EventExpired, Lock: m.name, ID: h.ID, Goroutine: h.Goroutine, Stack: h.Stack, Time: time.Now(), Token: kv.CreateRevision}
+		ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(died), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision),
+		}, []clientv3.Op{clientv3.OpPut(died, mustJSON(ev)), r.eventOpSeq(r.nextSeq(), ev)}, nil))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	a.stalled = true // even if the answer is lost: unstall is harmless
+	_, _ = r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).Then(ops...).Commit()
+}
+
+// unstall writes the attempt's shadow back as a holder's record, once the
+// expired holder it stalled behind released its record.
+func (a *attempt) unstall(ctx context.Context) error {
+	r := a.m.r
+	_, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).
+		Then(clientv3.OpPut(a.shadow, a.val)).Commit()
+	if err == nil {
+		a.stalled = false
+	}
+	return err
+}
+
+// recover takes the lock from the expired holders whose shadows are
+// expired (Recover): one transaction, conditional on our key and those
+// shadows unchanged, that deletes the shadows and writes, for each, the
+// lost record that says who took the lock from it, so that a reader
+// reports both while the old holder may still run.
+func (a *attempt) recover(ctx context.Context, expired []*mvccpb.KeyValue) (bool, error) {
+	r, m := a.m.r, a.m
+	now := time.Now()
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)}
+	ops := []clientv3.Op{
+		r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRecovered, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st.id, Time: now, Token: a.rev}),
+		clientv3.OpDelete(r.k.diedDir(m.name), clientv3.WithPrefix()),
+	}
+	self := r.self
+	for _, kv := range expired {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
+		ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+		var h HolderRecord
+		if decode(kv.Value, &h) != nil {
+			continue
+		}
+		ops = append(ops, clientv3.OpPut(r.k.lost(m.name, procKey(h.ID)), mustJSON(LostRecord{ID: h.ID, Goroutine: h.Goroutine,
+			Stack: h.Stack, Since: h.Since, Lease: h.Lease, Noticed: now, HolderRev: kv.CreateRevision, TakenBy: &self, TakenToken: a.rev})))
+	}
+	resp, err := r.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return false, err
+	}
+	if !resp.Succeeded {
+		return false, nil
+	}
+	a.queued = false // the recovered event is its acquire
+	a.hold(a.rev, resp.Header.Revision, now)
+	return true, nil
+}
+
+// holderNow reads who holds the lock, for the stuck hook.
+func (a *attempt) holderNow(ctx context.Context) (*HolderRecord, bool) {
+	r, m := a.m.r, a.m
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := r.cli.Get(ctx, r.k.lockDir(m.name), clientv3.WithFirstCreate()...)
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, false
+	}
+	kv := resp.Kvs[0]
+	if kv.CreateRevision == a.rev {
+		// We are first: behind an expired holder (Stall).
+		sh, err := r.cli.Get(ctx, r.k.shadowDir(m.name), clientv3.WithFirstCreate()...)
+		if err == nil && len(sh.Kvs) == 1 && sh.Kvs[0].CreateRevision < a.rev {
+			var h HolderRecord
+			if decode(sh.Kvs[0].Value, &h) == nil {
+				return &h, true
+			}
+		}
+		return nil, false
+	}
+	var h HolderRecord
+	if decode(kv.Value, &h) != nil {
+		return &HolderRecord{Lease: kv.Lease}, false // not etcdreg's: only its lease is known
+	}
+	return &h, false
 }
 
 // pause waits delay (or until ctx ends) and returns the next, longer delay.
@@ -311,28 +626,15 @@ func (m *Mutex) pause(ctx context.Context, delay time.Duration) time.Duration {
 	return min(2*delay, time.Second)
 }
 
-func (m *Mutex) held() bool {
+func (m *Mutex) curHold() *hold {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.hold != nil
+	return m.hold
 }
 
-// undo deletes the owner key and holder record that an acquiring
-// transaction with owner value ownerVal may have written, if this process
-// does not know itself the holder.
-func (m *Mutex) undo(ctx context.Context, ownerVal string) {
-	if m.held() {
-		return
-	}
-	r := m.r
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	_, _ = r.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.Value(r.k.owner(m.name)), "=", ownerVal),
-	).Then(
-		clientv3.OpDelete(r.k.owner(m.name)),
-		clientv3.OpDelete(r.k.holder(m.name)),
-	).Commit()
+func (m *Mutex) heldBy(key string) bool {
+	h := m.curHold()
+	return h != nil && h.key == key
 }
 
 func (m *Mutex) setHold(h *hold) {
@@ -341,107 +643,71 @@ func (m *Mutex) setHold(h *hold) {
 	m.mu.Unlock()
 }
 
-// recover takes the lock of an expired holder whose record is at revision
-// hrev, under the Recover policy: one transaction, conditional on the owner
-// key still absent and the record unchanged.
-func (m *Mutex) recover(ctx context.Context, hrev int64, lease clientv3.LeaseID, g int64, st callStack, waitKey string) (bool, error) {
-	r := m.r
-	now := time.Now()
-	stackOps, written := r.stackOps(st.id, st.pcs)
-	then := append([]clientv3.Op{
-		clientv3.OpPut(r.k.owner(m.name), mustJSON(OwnerRecord{ID: r.self, Goroutine: g}), clientv3.WithLease(lease)),
-		clientv3.OpPut(r.k.holder(m.name), mustJSON(HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: now, Lease: int64(lease), Recovered: true})),
-		clientv3.OpDelete(r.k.diedDir(m.name), clientv3.WithPrefix()),
-		r.eventOp(EventRecovered, m.name, r.self, g, st.id, now),
-	}, stackOps...)
-	if waitKey != "" {
-		then = append(then, clientv3.OpDelete(waitKey))
-	}
-	resp, err := r.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(r.k.owner(m.name)), "=", 0),
-		clientv3.Compare(clientv3.ModRevision(r.k.holder(m.name)), "=", hrev),
-	).Then(then...).Commit()
-	if err != nil {
-		return false, err
-	}
-	if !resp.Succeeded {
-		return false, nil
-	}
-	written()
-	m.setHold(&hold{rev: resp.Header.Revision, lease: lease, goroutine: g, stack: st.id, since: now})
-	return true, nil
-}
-
-// noteExpired records, once per expiry (whichever process sees it first),
-// that the holder's lease expired while its record, at revision hrev, said
-// it held the lock. The event names the holder.
-func (m *Mutex) noteExpired(ctx context.Context, hrev int64, h *HolderRecord) {
-	r := m.r
-	died := r.k.died(m.name, hrev)
-	ev := EventRecord{Kind: EventExpired, Lock: m.name, ID: h.ID, Goroutine: h.Goroutine, Stack: h.Stack, Time: time.Now()}
-	r.mu.Lock()
-	ev.Seq = r.seq
-	r.seq++
-	r.mu.Unlock()
-	_, _ = r.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(died), "=", 0),
-		clientv3.Compare(clientv3.ModRevision(r.k.holder(m.name)), "=", hrev),
-	).Then(
-		clientv3.OpPut(died, mustJSON(ev)),
-		clientv3.OpPut(r.k.event(r.pk, ev.Seq%uint64(r.opts.Events)), mustJSON(ev)),
-	).Commit()
-}
-
 // event writes one event of this process about this lock, best effort.
-func (m *Mutex) event(ctx context.Context, kind EventKind, g int64, stack uint64) {
+func (m *Mutex) event(ctx context.Context, kind EventKind, g int64, stack uint64, token int64) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, _ = m.r.cli.Txn(ctx).Then(m.r.eventOp(kind, m.name, m.r.self, g, stack, time.Now())).Commit()
+	r := m.r
+	_, _ = r.cli.Txn(ctx).Then(r.eventOpSeq(r.nextSeq(), EventRecord{Kind: kind, Lock: m.name, ID: r.self, Goroutine: g,
+		Stack: stack, Time: time.Now(), Token: token})).Commit()
 }
 
-// Unlock releases the lock: one transaction that deletes the owner key and
-// the holder record, if the owner key is still the one this process
-// created, and logs a release event. It returns ErrNotHeld if this process
-// does not hold the lock, and ErrLockLost if its lease expired while it
-// held it (then, if nobody took the lock meanwhile, the lock is released
-// all the same). If etcd cannot be reached, Unlock returns the error and
-// the process still holds the lock: call Unlock again.
+// Unlock releases the lock: one transaction that deletes this process's
+// contender key and its shadow, if the key is still the one that holds
+// (the token), records the release, and logs the events. It returns
+// ErrNotHeld if this process does not hold the lock, and ErrLockLost if its
+// lease expired while it held it (then, if nobody took the lock meanwhile,
+// its record is released all the same, which lets a stalled waiter take
+// it). If etcd cannot be reached, Unlock returns the error and the process
+// still holds the lock: call Unlock again.
 func (m *Mutex) Unlock(ctx context.Context) error {
 	r := m.r
-	m.mu.Lock()
-	h := m.hold
-	m.mu.Unlock()
+	h := m.curHold()
 	if h == nil {
 		return ErrNotHeld
 	}
 	g := curGoid()
+	now := time.Now()
+	ops := []clientv3.Op{
+		clientv3.OpDelete(h.key),
+		clientv3.OpDelete(h.shadow),
+		clientv3.OpPut(r.k.rel(m.name), mustJSON(RelRecord{Token: h.rev, ID: r.self, Goroutine: g, Time: now})),
+	}
+	if h.queued {
+		ops = append(ops, r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventAcquire, Lock: m.name, ID: r.self,
+			Goroutine: h.goroutine, Stack: h.stack, Time: h.since, Token: h.rev, Rev: h.acqRev}))
+	}
+	ops = append(ops, r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRelease, Lock: m.name, ID: r.self, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}),
+		// More shadows than keys after the release: a waiter's lease
+		// expired (rare); its shadow is removed below.
+		clientv3.OpGet(r.k.shadowDir(m.name), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(r.k.lockDir(m.name), clientv3.WithPrefix(), clientv3.WithCountOnly()))
 	resp, err := r.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(r.k.owner(m.name)), "=", h.rev),
-	).Then(
-		clientv3.OpDelete(r.k.owner(m.name)),
-		clientv3.OpDelete(r.k.holder(m.name)),
-		r.eventOp(EventRelease, m.name, r.self, g, h.stack, time.Now()),
-	).Else(
-		clientv3.OpGet(r.k.holder(m.name)),
+		clientv3.Compare(clientv3.CreateRevision(h.key), "=", h.rev),
+	).Then(ops...).Else(
+		clientv3.OpGet(h.shadow),
 	).Commit()
 	if err != nil {
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	if resp.Succeeded {
 		m.clearHold(h)
+		n := len(resp.Responses)
+		if resp.Responses[n-2].GetResponseRange().Count > resp.Responses[n-1].GetResponseRange().Count {
+			m.dropExpiredWaiters(ctx, resp.Header.Revision)
+		}
 		return nil
 	}
-	// The owner key is gone (our lease expired) or is another's. If our
-	// holder record is still there, nobody took the lock: release it.
-	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 && kvs[0].ModRevision == h.rev {
+	// Our key is gone (our lease expired). If our shadow is still there,
+	// nobody took the lock from us: release it.
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 && kvs[0].CreateRevision == h.rev {
 		_, err := r.cli.Txn(ctx).If(
-			clientv3.Compare(clientv3.CreateRevision(r.k.owner(m.name)), "=", 0),
-			clientv3.Compare(clientv3.ModRevision(r.k.holder(m.name)), "=", h.rev),
+			clientv3.Compare(clientv3.CreateRevision(h.shadow), "=", h.rev),
 		).Then(
-			clientv3.OpDelete(r.k.holder(m.name)),
-			clientv3.OpDelete(r.k.diedDir(m.name), clientv3.WithPrefix()),
+			clientv3.OpDelete(h.shadow),
+			clientv3.OpDelete(r.k.died(m.name, h.rev)),
 			clientv3.OpDelete(r.k.lost(m.name, r.pk)),
-			r.eventOp(EventLost, m.name, r.self, g, h.stack, time.Now()),
+			r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventLost, Lock: m.name, ID: r.self, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}),
 		).Commit()
 		if err != nil {
 			return unreachable("unlock "+strconv.Quote(m.name), err)
@@ -450,12 +716,45 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, _ = r.cli.Txn(dctx).Then(
 			clientv3.OpDelete(r.k.lost(m.name, r.pk)),
-			r.eventOp(EventLost, m.name, r.self, g, h.stack, time.Now()),
+			r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventLost, Lock: m.name, ID: r.self, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}),
 		).Commit()
 		cancel()
 	}
 	m.clearHold(h)
 	return ErrLockLost
+}
+
+// dropExpiredWaiters deletes the shadows that had no contender key left
+// at revision rev, the release's: while this process held the lock, none
+// of them held it, so they are waiters whose lease expired.
+func (m *Mutex) dropExpiredWaiters(ctx context.Context, rev int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	resp, err := m.r.cli.Txn(ctx).Then(
+		clientv3.OpGet(m.r.k.shadowDir(m.name), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev)),
+		clientv3.OpGet(m.r.k.lockDir(m.name), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev)),
+	).Commit()
+	if err != nil {
+		return
+	}
+	live := map[string]bool{}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		live[strings.TrimPrefix(string(kv.Key), m.r.k.lockDir(m.name))] = true
+	}
+	var ops []clientv3.Op
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		if !live[strings.TrimPrefix(string(kv.Key), m.r.k.shadowDir(m.name))] {
+			// Unless it changed since (a shadow is never rewritten but
+			// by its own contender).
+			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)},
+				[]clientv3.Op{clientv3.OpDelete(string(kv.Key))}, nil))
+		}
+	}
+	for len(ops) > 0 { // etcd takes at most 128 operations a transaction
+		n := min(len(ops), 100)
+		_, _ = m.r.cli.Txn(ctx).Then(ops[:n]...).Commit()
+		ops = ops[n:]
+	}
 }
 
 func (m *Mutex) clearHold(h *hold) {

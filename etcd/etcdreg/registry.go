@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/internal/proc"
@@ -65,7 +67,10 @@ type Options struct {
 	// TTL of the process's lease, rounded up to whole seconds; default 10s.
 	// A holder that dies keeps its locks this long at most; a holder
 	// that cannot reach etcd for this long loses them. etcd raises TTLs
-	// below its minimum (1.5 election timeouts, 2s by default).
+	// below its minimum (1.5 election timeouts, 2s by default). The lease
+	// is renewed every third of the TTL; a hold's Mutex.Done closes when a
+	// tenth of the TTL is left, by this process's clock, since the last
+	// renewal was sent (etcd counts from when it received it, later).
 	TTL time.Duration
 
 	// Policy for an expired holder; default Stall.
@@ -150,10 +155,15 @@ type Registry struct {
 	leaseOK  chan struct{}    // closed when lease is valid
 	leaseGen uint64           // incremented on each new lease
 	lostCh   chan struct{}    // closed when the current lease is lost
-	mutexes  map[string]*Mutex
-	stacks   map[uint64]bool // stack ids written to P/stack
-	seq      uint64          // next event sequence number
-	closed   bool
+	// leaseDone is closed when the current lease can no longer be counted
+	// on (doubted): the holds' Done.
+	leaseDone chan struct{}
+	doubted   bool
+	attempts  uint64 // Lock calls so far: the contender keys' suffix
+	mutexes   map[string]*Mutex
+	stacks    map[uint64]bool // stack ids written to P/stack
+	seq       uint64          // next event sequence number
+	closed    bool
 }
 
 // Open joins run in the etcd cluster that cli talks to: it grants this
@@ -171,6 +181,7 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	self.Host = opts.Host
 	r := &Registry{cli: cli, run: run, k: keys{p}, opts: opts, self: self, pk: procKey(self),
 		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]bool)}
+	sent := time.Now()
 	lease, err := r.grant(ctx)
 	if err != nil {
 		return nil, err
@@ -197,10 +208,15 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	r.leaseOK = make(chan struct{})
 	close(r.leaseOK)
 	r.lostCh = make(chan struct{})
+	r.leaseDone = make(chan struct{})
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.wg.Add(2)
-	go r.keepAlive(lease)
+	r.wg.Add(3)
+	go r.keepAlive(lease, sent.Add(time.Duration(ttlSeconds(opts.TTL))*time.Second))
 	go r.answerStacks()
+	go func() {
+		defer r.wg.Done()
+		_ = r.pruneEnded(r.ctx)
+	}()
 	return r, nil
 }
 
@@ -246,87 +262,181 @@ func (r *Registry) Mutex(name string) (*Mutex, error) {
 	return m, nil
 }
 
-// currentLease returns the valid lease and the channel closed when it is
-// lost, waiting while a lost lease is replaced.
-func (r *Registry) currentLease(ctx context.Context) (clientv3.LeaseID, <-chan struct{}, error) {
+// currentLease returns the valid lease, the channel closed when it is
+// lost and its Done channel, waiting while a lost lease is replaced.
+func (r *Registry) currentLease(ctx context.Context) (lease clientv3.LeaseID, lost, done <-chan struct{}, err error) {
 	for {
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
-			return 0, nil, ErrClosed
+			return 0, nil, nil, ErrClosed
 		}
-		lease, ok, lost := r.lease, r.leaseOK, r.lostCh
+		lease, ok, lost, done := r.lease, r.leaseOK, r.lostCh, r.leaseDone
 		r.mu.Unlock()
 		if lease != 0 {
-			return lease, lost, nil
+			return lease, lost, done, nil
 		}
 		select {
 		case <-ok:
 		case <-ctx.Done():
-			return 0, nil, ctx.Err()
+			return 0, nil, nil, ctx.Err()
 		}
 	}
 }
 
-// keepAlive keeps lease alive until Close. When etcd says the lease is gone
-// (it expired: this process was paused, or cut off, for longer than its
-// TTL), it grants a new one, writes the process record again, and for each
-// lock it held writes a lost record: it is still inside its critical
-// section, without the lock.
-func (r *Registry) keepAlive(lease clientv3.LeaseID) {
+// nextAttempt numbers a Lock call.
+func (r *Registry) nextAttempt() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.attempts++
+	return r.attempts
+}
+
+// nextSeq takes the next event sequence number.
+func (r *Registry) nextSeq() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seq := r.seq
+	r.seq++
+	return seq
+}
+
+// keepAlive keeps lease alive until Close: a renewal (KeepAliveOnce) every
+// third of the TTL, each giving a deadline by this process's own clock: the
+// time the renewal was sent plus the TTL etcd granted (etcd counts the TTL
+// from when it received it, later). When a tenth of the TTL is left before
+// the deadline without a renewal, the lease's Done channel closes: the
+// holds under it can no longer be counted on. When etcd says the lease is
+// gone (it expired: this process was paused, or cut off, for longer than
+// its TTL), it grants a new one, writes the process record again, and for
+// each lock it held writes a lost record: it may still be inside its
+// critical section, without the lock.
+func (r *Registry) keepAlive(lease clientv3.LeaseID, deadline time.Time) {
 	defer r.wg.Done()
-	for {
-		ch, err := r.cli.KeepAlive(r.ctx, lease)
-		if err == nil {
-			for range ch {
-			}
-		}
-		if r.ctx.Err() != nil {
-			return
-		}
-		// The channel also closes when the client heard nothing for a TTL
-		// (etcd unreachable): ask etcd whether the lease still exists
-		// before calling it lost. etcd extends every lease when it
-		// restarts, so an outage alone loses nothing.
-		if !r.leaseGone(lease) {
-			continue
-		}
-		if r.ctx.Err() != nil {
-			return
-		}
-		lease = r.replaceLease(lease)
-		if lease == 0 {
-			return
-		}
-	}
-}
-
-// leaseGone reports whether etcd says lease no longer exists, retrying
-// while etcd cannot be reached. It returns false at Close.
-func (r *Registry) leaseGone(lease clientv3.LeaseID) bool {
+	ttl := time.Duration(ttlSeconds(r.opts.TTL)) * time.Second
+	margin := ttl / 10
+	doubt := time.NewTimer(time.Until(deadline.Add(-margin)))
+	defer doubt.Stop()
+	every := ttl / 3
+	next := time.Now().Add(every)
+	ka := &renewer{cli: r.cli, ctx: r.ctx}
+	defer ka.close()
 	delay := 50 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
-		ttl, err := r.cli.TimeToLive(ctx, lease)
-		cancel()
-		if err == nil {
-			return ttl.TTL <= 0
-		}
-		if r.ctx.Err() != nil {
-			return false
-		}
+		wake := time.NewTimer(time.Until(next))
 		select {
-		case <-time.After(delay):
 		case <-r.ctx.Done():
-			return false
+			wake.Stop()
+			return
+		case <-doubt.C:
+			wake.Stop()
+			r.doubtLease(lease)
+			continue
+		case <-wake.C:
 		}
-		delay = min(2*delay, time.Second)
+		sent := time.Now()
+		ttlLeft, err := ka.renew(lease, max(every, time.Second))
+		switch {
+		case r.ctx.Err() != nil:
+			return
+		case err == nil:
+			deadline = sent.Add(time.Duration(ttlLeft) * time.Second)
+			doubt.Reset(time.Until(deadline.Add(-margin)))
+			r.trustLease(lease)
+			next, delay = sent.Add(every), 50*time.Millisecond
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			r.doubtLease(lease)
+			lease, deadline = r.replaceLease(lease)
+			if lease == 0 {
+				return
+			}
+			doubt.Reset(time.Until(deadline.Add(-margin)))
+			next = time.Now().Add(every)
+		default:
+			// etcd unreachable, or no leader: try again soon. etcd extends
+			// every lease when it restarts or elects a leader, so an
+			// outage alone loses nothing; the deadline says until when
+			// the lease is sure to live.
+			next = time.Now().Add(delay)
+			delay = min(2*delay, time.Second)
+		}
 	}
 }
 
-// replaceLease handles the loss of lease; it returns the new lease, or 0 at
-// Close.
-func (r *Registry) replaceLease(old clientv3.LeaseID) clientv3.LeaseID {
+// renewer renews leases on one keep-alive stream of its own, one request
+// at a time, so that each answer is known to be for the request sent at a
+// known time. (clientv3's KeepAliveOnce opens a stream per call, and each
+// stream authenticates again when etcd's auth is on.)
+type renewer struct {
+	cli    *clientv3.Client
+	ctx    context.Context
+	stream pb.Lease_LeaseKeepAliveClient
+	cancel context.CancelFunc
+}
+
+// renew sends one keep-alive for lease and waits for its answer, at most
+// timeout; it returns the TTL etcd granted, or rpctypes.ErrLeaseNotFound.
+// A stream that fails or times out is dropped, so no late answer is ever
+// taken for a later request.
+func (k *renewer) renew(lease clientv3.LeaseID, timeout time.Duration) (int64, error) {
+	if k.stream == nil {
+		ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(k.ctx))
+		s, err := pb.NewLeaseClient(k.cli.ActiveConnection()).LeaseKeepAlive(ctx)
+		if err != nil {
+			cancel()
+			return 0, err
+		}
+		k.stream, k.cancel = s, cancel
+	}
+	t := time.AfterFunc(timeout, k.cancel)
+	defer t.Stop()
+	err := k.stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(lease)})
+	var resp *pb.LeaseKeepAliveResponse
+	if err == nil {
+		resp, err = k.stream.Recv()
+	}
+	if err != nil {
+		k.close()
+		return 0, err
+	}
+	if resp.TTL <= 0 {
+		return 0, rpctypes.ErrLeaseNotFound
+	}
+	return resp.TTL, nil
+}
+
+func (k *renewer) close() {
+	if k.cancel != nil {
+		k.cancel()
+	}
+	k.stream, k.cancel = nil, nil
+}
+
+// doubtLease closes lease's Done channel, if it is still the current one.
+func (r *Registry) doubtLease(lease clientv3.LeaseID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lease == lease && !r.doubted {
+		r.doubted = true
+		close(r.leaseDone)
+	}
+}
+
+// trustLease gives lease a new Done channel after a renewal, if the last
+// one was closed: holds taken from now on are sure again (those taken
+// before keep their closed channel: they were told).
+func (r *Registry) trustLease(lease clientv3.LeaseID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lease == lease && r.doubted {
+		r.doubted = false
+		r.leaseDone = make(chan struct{})
+	}
+}
+
+// replaceLease handles the loss of lease; it returns the new lease and its
+// deadline, or 0 at Close.
+func (r *Registry) replaceLease(old clientv3.LeaseID) (clientv3.LeaseID, time.Time) {
 	r.mu.Lock()
 	r.lease = 0
 	r.leaseOK = make(chan struct{})
@@ -339,19 +449,21 @@ func (r *Registry) replaceLease(old clientv3.LeaseID) clientv3.LeaseID {
 	noticed := time.Now()
 
 	var lease clientv3.LeaseID
+	var deadline time.Time
 	delay := 50 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+		sent := time.Now()
 		l, err := r.grant(ctx)
 		cancel()
 		if err == nil {
-			lease = l
+			lease, deadline = l, sent.Add(time.Duration(ttlSeconds(r.opts.TTL))*time.Second)
 			break
 		}
 		select {
 		case <-time.After(delay):
 		case <-r.ctx.Done():
-			return 0
+			return 0, time.Time{}
 		}
 		delay = min(2*delay, time.Second)
 	}
@@ -363,13 +475,17 @@ func (r *Registry) replaceLease(old clientv3.LeaseID) clientv3.LeaseID {
 		m.mu.Lock()
 		if h := m.hold; h != nil && h.lease == old {
 			h.lost = true
-			ops = append(ops, clientv3.OpPut(r.k.lost(m.name, r.pk), mustJSON(LostRecord{
-				ID: r.self, Goroutine: h.goroutine, Stack: h.stack, Since: h.since,
-				Lease: int64(old), Noticed: noticed, HolderRev: h.rev}), clientv3.WithLease(lease)))
+			// Unless the Recover waiter that took the lock wrote it
+			// already (naming itself).
+			lost := r.k.lost(m.name, r.pk)
+			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(lost), "=", 0)},
+				[]clientv3.Op{clientv3.OpPut(lost, mustJSON(LostRecord{
+					ID: r.self, Goroutine: h.goroutine, Stack: h.stack, Since: h.since,
+					Lease: int64(old), Noticed: noticed, HolderRev: h.rev}))}, nil))
 		}
 		m.mu.Unlock()
 	}
-	ops = append(ops, r.eventOp(EventLeaseLost, "", r.self, 0, 0, noticed))
+	ops = append(ops, r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventLeaseLost, ID: r.self, Time: noticed}))
 	rec := ProcessRecord{ID: r.self, Role: r.opts.Role, Lease: int64(lease), TTL: ttlSeconds(r.opts.TTL), Registered: noticed}
 	// Keep the first registration time and command.
 	if resp, err := r.cli.Get(r.ctx, r.k.proc(r.pk)); err == nil && len(resp.Kvs) == 1 {
@@ -392,16 +508,24 @@ func (r *Registry) replaceLease(old clientv3.LeaseID) clientv3.LeaseID {
 	r.mu.Lock()
 	r.lease = lease
 	r.leaseGen++
+	// A process that joins meanwhile may have pruned this one's records
+	// (its lease was gone): write its stacks again as they are used.
+	clear(r.stacks)
 	r.lostCh = make(chan struct{})
+	r.leaseDone, r.doubted = make(chan struct{}), false
 	close(r.leaseOK)
 	r.mu.Unlock()
-	return lease
+	return lease, deadline
 }
 
-// Close leaves the run: it marks the process record exited, revokes the
-// lease (which frees every lock this process holds, and removes its
-// waiter records) and stops the background goroutines. It does not close
-// the client.
+// Close leaves the run: it revokes the lease (which frees every lock this
+// process holds, and withdraws its waiting contenders) and stops the
+// background goroutines; then it removes its records, so that a run of any
+// number of process lifetimes stays bounded: its event ring, stacks,
+// stack request and answer, and its process record. A lock it still holds
+// stays with its shadow record, with its process record (marked exited)
+// and the stacks it names: it left holding the lock, which the diagnosis
+// shows. It does not close the client.
 func (r *Registry) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -410,22 +534,17 @@ func (r *Registry) Close() error {
 	}
 	r.closed = true
 	lease := r.lease
+	keep := map[uint64]bool{} // stacks named by held locks
+	for _, m := range r.mutexes {
+		if h := m.curHold(); h != nil {
+			keep[h.stack] = true
+		}
+	}
 	r.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var errs []error
-	if resp, err := r.cli.Get(ctx, r.k.proc(r.pk)); err == nil && len(resp.Kvs) == 1 {
-		var rec ProcessRecord
-		if decode(resp.Kvs[0].Value, &rec) == nil {
-			rec.Exited = time.Now()
-			if _, err := r.cli.Put(ctx, r.k.proc(r.pk), mustJSON(rec)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	} else if err != nil {
-		errs = append(errs, err)
-	}
 	r.cancel()
 	if lease != 0 {
 		if _, err := r.cli.Revoke(ctx, lease); err != nil {
@@ -433,20 +552,112 @@ func (r *Registry) Close() error {
 		}
 	}
 	r.wg.Wait()
+	ops := []clientv3.Op{
+		clientv3.OpDelete(r.k.p+"event/"+r.pk+"/", clientv3.WithPrefix()),
+		clientv3.OpDelete(r.k.req(r.pk)),
+		clientv3.OpDelete(r.k.ans(r.pk)),
+	}
+	if len(keep) == 0 {
+		ops = append(ops, clientv3.OpDelete(r.k.p+"stack/"+r.pk+"/", clientv3.WithPrefix()), clientv3.OpDelete(r.k.proc(r.pk)))
+	} else {
+		r.mu.Lock()
+		for id := range r.stacks {
+			if !keep[id] {
+				ops = append(ops, clientv3.OpDelete(r.k.stack(r.pk, id)))
+			}
+		}
+		r.mu.Unlock()
+		if resp, err := r.cli.Get(ctx, r.k.proc(r.pk)); err == nil && len(resp.Kvs) == 1 {
+			var rec ProcessRecord
+			if decode(resp.Kvs[0].Value, &rec) == nil {
+				rec.Exited = time.Now()
+				ops = append(ops, clientv3.OpPut(r.k.proc(r.pk), mustJSON(rec)))
+			}
+		} else if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for len(ops) > 0 { // etcd takes at most 128 operations a transaction
+		n := min(len(ops), 100)
+		if _, err := r.cli.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		ops = ops[n:]
+	}
+	// Waiting Locks find their keys gone, withdraw their shadows, and
+	// return ErrClosed.
+	r.mu.Lock()
+	if r.lease != 0 {
+		close(r.lostCh)
+		r.lease = 0
+	}
+	r.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return unreachable("leave run "+r.run, err)
 	}
 	return nil
 }
 
-// eventOp returns the Put of the next event of this process's ring.
-func (r *Registry) eventOp(kind EventKind, lock string, id procid.ID, g int64, stack uint64, t time.Time) clientv3.Op {
-	r.mu.Lock()
-	seq := r.seq
-	r.seq++
-	r.mu.Unlock()
-	return clientv3.OpPut(r.k.event(r.pk, seq%uint64(r.opts.Events)), mustJSON(EventRecord{
-		Seq: seq, Kind: kind, Lock: lock, ID: id, Goroutine: g, Stack: stack, Time: t}))
+// pruneEnded removes the records of the run's processes that ended
+// without Close (killed, or crashed): those whose lease is gone and that no
+// lock record names (no shadow of a lock they hold or held, no lost
+// record): their process record, event ring, stacks and stack request.
+// Open calls it, so that a run of any number of lifetimes stays bounded.
+// A process whose lease expired while it lives (paused, cut off) writes its
+// records again when it gets a new lease.
+func (r *Registry) pruneEnded(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := r.cli.Txn(ctx).Then(
+		clientv3.OpGet(r.k.p+"proc/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(MaxKeys)),
+		clientv3.OpGet(r.k.p+"alive/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(MaxKeys)),
+		clientv3.OpGet(r.k.p+"hold/", clientv3.WithPrefix(), clientv3.WithLimit(MaxKeys)),
+		clientv3.OpGet(r.k.p+"lost/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(MaxKeys)),
+	).Commit()
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		keep[strings.TrimPrefix(string(kv.Key), r.k.p+"alive/")] = true
+	}
+	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
+		var h HolderRecord
+		if decode(kv.Value, &h) == nil {
+			keep[procKey(h.ID)] = true
+		}
+	}
+	for _, kv := range resp.Responses[3].GetResponseRange().Kvs {
+		keep[string(kv.Key[strings.LastIndexByte(string(kv.Key), '/')+1:])] = true
+	}
+	var ops []clientv3.Op
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		pk := strings.TrimPrefix(string(kv.Key), r.k.p+"proc/")
+		if keep[pk] || pk == r.pk {
+			continue
+		}
+		ops = append(ops,
+			clientv3.OpDelete(r.k.proc(pk)),
+			clientv3.OpDelete(r.k.p+"event/"+pk+"/", clientv3.WithPrefix()),
+			clientv3.OpDelete(r.k.p+"stack/"+pk+"/", clientv3.WithPrefix()),
+			clientv3.OpDelete(r.k.req(pk)))
+	}
+	for len(ops) > 0 { // etcd takes at most 128 operations a transaction
+		n := min(len(ops), 100)
+		if _, err := r.cli.Txn(ctx).Then(ops[:n]...).Commit(); err != nil {
+			return err
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// eventOpSeq returns the Put of event ev with sequence number seq into
+// this process's ring.
+func (r *Registry) eventOpSeq(seq uint64, ev EventRecord) clientv3.Op {
+	ev.Seq = seq
+	return clientv3.OpPut(r.k.event(r.pk, seq%uint64(r.opts.Events)), mustJSON(ev))
 }
 
 // stackOps returns the Put of stack id's frames if no transaction has
@@ -504,7 +715,7 @@ func (r *Registry) answer(request string) {
 		dump, a.Truncated = dump[:cut], true
 	}
 	a.Dump = string(dump)
-	lease, _, err := r.currentLease(r.ctx)
+	lease, _, _, err := r.currentLease(r.ctx)
 	if err != nil {
 		return
 	}

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/procid"
@@ -31,7 +33,7 @@ type Snapshot struct {
 
 	Processes []Process
 	Locks     []Lock
-	Waiters   []Waiter
+	Waiters   []Waiter // in queue order, by token
 	Lost      []Lost
 	Events    []Event // by revision, oldest first
 
@@ -50,31 +52,70 @@ type Process struct {
 	AliveLease int64
 }
 
-// A Lock is one lock of the run that has records.
+// A Contender is one key under a lock's prefix: a holder or a waiter.
+type Contender struct {
+	Key   string
+	Lease int64
+	// Token is the key's create revision: the holder's fencing token, the
+	// waiter's place in the queue.
+	Token int64
+	// Record is the etcdreg record the key holds; nil for a contender that
+	// is not etcdreg's (a concurrency.Mutex, `etcdctl lock`, an election):
+	// only its lease and revision are known.
+	Record *HolderRecord
+	// Value is such a contender's value (an election's proposal), cut at
+	// 64 bytes.
+	Value string
+}
+
+// A Lock is one lock of the run that has records: its contenders, and the
+// holder of record.
 type Lock struct {
-	Name string
-	// Owner is the owner key: the lock is held while it exists. Nil when
-	// free, or when the holder's lease expired.
-	Owner      *OwnerRecord
-	OwnerLease int64
-	// LeaseTTL is what remains of the owner's lease (-1 if unknown).
+	Name   string
+	Prefix string // as concurrency.NewMutex and `etcdctl lock` take it
+
+	// Holder holds the lock: the first contender, or, when Expired, the
+	// etcdreg holder whose lease expired while its shadow record says it
+	// holds the lock. Nil when the lock is free.
+	Holder *Contender
+	// Expired: the holder's lease expired (its key is gone) while its
+	// shadow record, bound to no lease, still says it holds the lock.
+	Expired bool
+	// Next, when Expired, is the contender first in line now: a Stall
+	// waiter that waits for the expired holder's record (Stalled), or one
+	// that holds the lock by etcd's rule (a Recover waiter taking it, or
+	// one that is not etcdreg's): then two may be inside at once.
+	Next *Contender
+	// Stalled: Next waits behind the expired holder; it does not hold.
+	Stalled bool
+	// Since is when the holder became the owner: the time of the release
+	// that made it first (SinceRev is that revision), or, if it was first
+	// when it queued, the time it queued. Zero when unknown (a holder that
+	// is not etcdreg's, after a release by one that is not either).
+	Since    time.Time
+	SinceRev int64
+	// LeaseTTL is what remains of the holder's lease (-1 if unknown).
 	LeaseTTL time.Duration
-	// Holder is the holder record, written with the owner key and kept
-	// when the lease expires.
-	Holder    *HolderRecord
-	HolderRev int64 // the revision that wrote it (the acquiring transaction)
 	// ExpiryNoted: a waiter saw the holder's lease expire and recorded it.
 	ExpiryNoted bool
 }
 
-// Expired reports whether the holder's lease expired while its record
-// says it holds the lock.
-func (l Lock) Expired() bool { return l.Owner == nil && l.Holder != nil }
+// Owner returns the contender that holds the lock by etcd's rule (the
+// first key), or nil.
+func (l Lock) Owner() *Contender {
+	if l.Expired {
+		if l.Stalled {
+			return nil
+		}
+		return l.Next
+	}
+	return l.Holder
+}
 
-// Waiter is a waiting goroutine and the lock it waits for.
+// Waiter is a contender waiting for a lock, and the lock.
 type Waiter struct {
 	Lock string
-	WaiterRecord
+	Contender
 }
 
 // Lost is a lost record and the lock it names.
@@ -83,7 +124,8 @@ type Lost struct {
 	LostRecord
 }
 
-// Event is an event record and the revision that wrote it.
+// Event is an event record and the revision that wrote it (or, for an
+// event written later, the revision it happened at).
 type Event struct {
 	EventRecord
 	Revision int64
@@ -101,23 +143,39 @@ func Read(ctx context.Context, cli *clientv3.Client, run string) (*Snapshot, err
 	if err != nil {
 		return nil, unreachable("read run "+run, err)
 	}
-	s := &Snapshot{Run: run, Taken: time.Now(), Revision: resp.Header.Revision, Truncated: resp.More,
+	return build(ctx, cli, run, resp.Kvs, resp.Header.Revision, resp.More)
+}
+
+// build reads a run's records from its keys, as of revision rev.
+func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.KeyValue, rev int64, more bool) (*Snapshot, error) {
+	p, err := Prefix(run)
+	if err != nil {
+		return nil, err
+	}
+	resp := struct{ Kvs []*mvccpb.KeyValue }{kvs}
+	s := &Snapshot{Run: run, Taken: time.Now(), Revision: rev, Truncated: more,
 		stacks: make(map[string]map[uint64][]stackdump.Frame)}
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("etcdreg: no run %q in etcd (no key under %s): check the run's name (lockwatch run --etcd prints it, and gives it to the program as $LOCKWATCH_ETCD_RUN) and the endpoints", run, p)
 	}
-	locks := map[string]*Lock{}
-	lock := func(name string) *Lock {
+	k := keys{p}
+	type lockKeys struct {
+		contenders []Contender
+		shadows    map[string]*mvccpb.KeyValue // by leaf
+		rel        *mvccpb.KeyValue
+		died       map[int64]bool
+	}
+	locks := map[string]*lockKeys{}
+	lock := func(name string) *lockKeys {
 		if l, ok := locks[name]; ok {
 			return l
 		}
-		l := &Lock{Name: name, LeaseTTL: -1}
+		l := &lockKeys{shadows: map[string]*mvccpb.KeyValue{}, died: map[int64]bool{}}
 		locks[name] = l
 		return l
 	}
 	procs := map[string]*Process{}
 	alive := map[string]int64{}
-	died := map[string][]int64{} // lock -> holder revisions whose expiry was noted
 	for _, kv := range resp.Kvs {
 		key := string(kv.Key[len(p):])
 		parts := strings.Split(key, "/")
@@ -132,37 +190,17 @@ func Read(ctx context.Context, cli *clientv3.Client, run string) (*Snapshot, err
 			procs[parts[1]] = &pr
 		case parts[0] == "alive" && len(parts) == 2:
 			alive[parts[1]] = kv.Lease
-		case parts[0] == "lock" && len(parts) >= 3:
+		case parts[0] == "lock" && len(parts) == 3:
 			l := lock(unesc(parts[1]))
-			switch {
-			case parts[2] == "owner":
-				var o OwnerRecord
-				if err := decode(kv.Value, &o); err != nil {
-					bad(err)
-					continue
-				}
-				l.Owner, l.OwnerLease = &o, kv.Lease
-			case parts[2] == "holder":
-				var h HolderRecord
-				if err := decode(kv.Value, &h); err != nil {
-					bad(err)
-					continue
-				}
-				l.Holder, l.HolderRev = &h, kv.ModRevision
-			case parts[2] == "died" && len(parts) == 4:
-				if rev, err := strconv.ParseInt(parts[3], 10, 64); err == nil {
-					died[l.Name] = append(died[l.Name], rev)
-				}
+			l.contenders = append(l.contenders, contender(kv))
+		case parts[0] == "hold" && len(parts) == 3:
+			lock(unesc(parts[1])).shadows[parts[2]] = kv
+		case parts[0] == "rel" && len(parts) == 2:
+			lock(unesc(parts[1])).rel = kv
+		case parts[0] == "died" && len(parts) == 3:
+			if rev, err := strconv.ParseInt(parts[2], 10, 64); err == nil {
+				lock(unesc(parts[1])).died[rev] = true
 			}
-		case parts[0] == "wait" && len(parts) == 4:
-			var w Waiter
-			if err := decode(kv.Value, &w.WaiterRecord); err != nil {
-				bad(err)
-				continue
-			}
-			w.Lock = unesc(parts[1])
-			lock(w.Lock)
-			s.Waiters = append(s.Waiters, w)
 		case parts[0] == "lost" && len(parts) == 3:
 			var lr LostRecord
 			if err := decode(kv.Value, &lr); err != nil {
@@ -193,6 +231,14 @@ func Read(ctx context.Context, cli *clientv3.Client, run string) (*Snapshot, err
 				continue
 			}
 			e.Revision = kv.ModRevision
+			if e.Rev != 0 {
+				e.Revision = e.Rev
+			}
+			if e.Kind == EventAcquire && e.Token == 0 {
+				// Written by the queueing transaction that took the lock
+				// at once: its revision is the token.
+				e.Token = kv.ModRevision
+			}
 			s.Events = append(s.Events, e)
 		}
 	}
@@ -201,34 +247,111 @@ func Read(ctx context.Context, cli *clientv3.Client, run string) (*Snapshot, err
 		s.Processes = append(s.Processes, *pr)
 	}
 	sort.Slice(s.Processes, func(i, j int) bool { return s.Processes[i].Registered.Before(s.Processes[j].Registered) })
-	for _, l := range locks {
-		for _, rev := range died[l.Name] {
-			l.ExpiryNoted = l.ExpiryNoted || (l.Holder != nil && rev == l.HolderRev)
+	for name, lk := range locks {
+		l, waiters := lockState(name, lk.contenders, lk.shadows, lk.rel)
+		l.Prefix = k.lockPrefix(name)
+		l.ExpiryNoted = l.Expired && lk.died[l.Holder.Token]
+		s.Locks = append(s.Locks, l)
+		for _, w := range waiters {
+			s.Waiters = append(s.Waiters, Waiter{Lock: name, Contender: w})
 		}
-		s.Locks = append(s.Locks, *l)
 	}
 	sort.Slice(s.Locks, func(i, j int) bool { return s.Locks[i].Name < s.Locks[j].Name })
-	sort.Slice(s.Events, func(i, j int) bool { return s.Events[i].Revision < s.Events[j].Revision })
-	sort.Slice(s.Waiters, func(i, j int) bool { return s.Waiters[i].Since.Before(s.Waiters[j].Since) })
+	sort.SliceStable(s.Events, func(i, j int) bool { return s.Events[i].Revision < s.Events[j].Revision })
+	sort.Slice(s.Waiters, func(i, j int) bool { return s.Waiters[i].Token < s.Waiters[j].Token })
 
 	// What remains of each holder's lease.
 	ttls := map[int64]time.Duration{}
 	for i := range s.Locks {
 		l := &s.Locks[i]
-		if l.Owner == nil || l.OwnerLease == 0 {
+		if l.Holder == nil || l.Expired || l.Holder.Lease == 0 {
 			continue
 		}
-		d, ok := ttls[l.OwnerLease]
+		d, ok := ttls[l.Holder.Lease]
 		if !ok {
 			d = -1
-			if t, err := cli.TimeToLive(ctx, clientv3.LeaseID(l.OwnerLease)); err == nil && t.TTL >= 0 {
+			if t, err := cli.TimeToLive(ctx, clientv3.LeaseID(l.Holder.Lease)); err == nil && t.TTL >= 0 {
 				d = time.Duration(t.TTL) * time.Second
 			}
-			ttls[l.OwnerLease] = d
+			ttls[l.Holder.Lease] = d
 		}
 		l.LeaseTTL = d
 	}
 	return s, nil
+}
+
+// contender reads a key under a lock's prefix.
+func contender(kv *mvccpb.KeyValue) Contender {
+	c := Contender{Key: string(kv.Key), Lease: kv.Lease, Token: kv.CreateRevision}
+	var rec HolderRecord
+	if len(kv.Value) > 0 && kv.Value[0] == '{' && decode(kv.Value, &rec) == nil && rec.ID.PID != 0 {
+		c.Record = &rec
+	} else {
+		v := kv.Value
+		if len(v) > 64 {
+			v = v[:64]
+		}
+		c.Value = string(v)
+	}
+	return c
+}
+
+// lockState works out who holds a lock from its contender keys, the
+// shadows of etcdreg's contenders (by leaf) and its last release, as the
+// waiters themselves do (Mutex.Lock): the first key owns it, unless a
+// shadow created before it has lost its key (an expired holder). It
+// returns the lock and its waiters, oldest first.
+func lockState(name string, cs []Contender, shadows map[string]*mvccpb.KeyValue, rel *mvccpb.KeyValue) (Lock, []Contender) {
+	l := Lock{Name: name, LeaseTTL: -1}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Token < cs[j].Token })
+	live := map[int64]bool{}
+	for _, c := range cs {
+		live[c.Token] = true
+	}
+	first := int64(math.MaxInt64)
+	if len(cs) > 0 {
+		first = cs[0].Token
+	}
+	var expired *Contender
+	for _, kv := range shadows {
+		if live[kv.CreateRevision] || kv.CreateRevision > first {
+			continue // its key stands; or it expired waiting behind the first
+		}
+		c := contender(kv)
+		if c.Record == nil || c.Record.Stalled {
+			continue
+		}
+		c.Lease = c.Record.Lease
+		if expired == nil || c.Token < expired.Token {
+			expired = &c
+		}
+	}
+	waiters := cs
+	switch {
+	case expired != nil:
+		l.Holder, l.Expired = expired, true
+		l.Since = expired.Record.Since
+		if len(cs) > 0 {
+			l.Next = &cs[0]
+			if cs[0].Record != nil && cs[0].Record.Policy == Stall.String() {
+				l.Stalled = true
+			} else {
+				waiters = cs[1:]
+			}
+		}
+	case len(cs) > 0:
+		l.Holder = &cs[0]
+		waiters = cs[1:]
+		if rel != nil && rel.ModRevision > cs[0].Token {
+			var rr RelRecord
+			if decode(rel.Value, &rr) == nil {
+				l.Since, l.SinceRev = rr.Time, rel.ModRevision
+			}
+		} else if cs[0].Record != nil {
+			l.Since, l.SinceRev = cs[0].Record.Since, cs[0].Token
+		}
+	}
+	return l, waiters
 }
 
 // Stack returns the frames of stack id recorded by process id.

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -56,6 +57,9 @@ type Source struct {
 	// processes are checked in /proc. Default $LOCKWATCH_HOST, else the
 	// host name.
 	LocalHost string
+	// Follower, when set, is where the run is read: kept from etcd's watch
+	// (etcdreg.Follow), so that a reading takes only what changed.
+	Follower *etcdreg.Follower
 }
 
 // New returns the Source of run.
@@ -64,7 +68,13 @@ func New(cli *clientv3.Client, run string) Source { return Source{Client: cli, R
 // Read reads the run once, in one range request; its errors are etcdreg's
 // (wrapping etcdreg.ErrUnreachable when etcd cannot be reached).
 func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
-	snap, err := etcdreg.Read(ctx, s.Client, s.Run)
+	var snap *etcdreg.Snapshot
+	var err error
+	if s.Follower != nil {
+		snap, err = s.Follower.Snapshot(ctx)
+	} else {
+		snap, err = etcdreg.Read(ctx, s.Client, s.Run)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +95,10 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 
 // convert turns a run's records into the model. A process of this host
 // (local) is what check proves by pid and start time; any other is alive
-// while its lease is, expired otherwise.
+// while its lease is, expired (dead or cut off from etcd: not a proof of
+// death) otherwise. A contender that is not etcdreg's (a concurrency.Mutex,
+// `etcdctl lock`, an election) is a session: alive, since its key exists
+// only while its lease does.
 func convert(s *etcdreg.Snapshot, local string, check func(procid.ID) procid.Status) *lockstate.Snapshot {
 	out := &lockstate.Snapshot{Run: "etcd:" + s.Run, Taken: s.Taken, Stacks: resolver{s}}
 	status := map[procid.ID]procid.Status{}
@@ -101,43 +114,77 @@ func convert(s *etcdreg.Snapshot, local string, check func(procid.ID) procid.Sta
 		out.Processes = append(out.Processes, lockstate.Process{ID: p.ID, Role: p.Role, Command: p.Command,
 			Started: p.Registered, Closed: !p.Exited.IsZero(), ClosedAt: p.Exited, Status: st})
 	}
+	sessions := map[int64]bool{}
+	party := func(c *etcdreg.Contender) lockstate.Holder {
+		if r := c.Record; r != nil {
+			return lockstate.Holder{Party: lockstate.Party{ID: r.ID, Goroutine: r.Goroutine}, Since: r.Since, Stack: r.Stack}
+		}
+		id := SessionID(c.Lease)
+		if !sessions[c.Lease] {
+			sessions[c.Lease] = true
+			out.Processes = append(out.Processes, lockstate.Process{ID: id, Status: procid.Alive,
+				Role: fmt.Sprintf("session %x", c.Lease), Command: "etcd lease " + fmt.Sprintf("%x", c.Lease) + ": not etcdreg's (concurrency.Mutex, etcdctl lock, an election)"})
+		}
+		return lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: 1}}
+	}
 	waiters := map[string][]lockstate.Waiter{}
-	for _, w := range s.Waiters {
-		waiters[w.Lock] = append(waiters[w.Lock], lockstate.Waiter{Party: lockstate.Party{ID: w.ID, Goroutine: w.Goroutine},
-			Since: w.Since, Stack: w.Stack})
+	for i := range s.Waiters {
+		w := &s.Waiters[i]
+		h := party(&w.Contender)
+		waiters[w.Lock] = append(waiters[w.Lock], lockstate.Waiter{Party: h.Party, Since: h.Since, Stack: h.Stack})
 	}
 	lost := map[string][]lockstate.Loss{}
 	for _, lr := range s.Lost {
+		says := fmt.Sprintf("its lease %x expired; it recorded so itself at %s", lr.Lease, lr.Noticed.Format("15:04:05.000"))
+		if lr.TakenBy != nil {
+			says = fmt.Sprintf("its lease %x expired (it is dead or cut off from etcd); pid %d on %s took the lock from it at %s (token %d; its own was %d)",
+				lr.Lease, lr.TakenBy.PID, lr.TakenBy.Host, lr.Noticed.Format("15:04:05.000"), lr.TakenToken, lr.HolderRev)
+		}
 		lost[lr.Lock] = append(lost[lr.Lock], lockstate.Loss{
 			Holder: lockstate.Holder{Party: lockstate.Party{ID: lr.ID, Goroutine: lr.Goroutine}, Since: lr.Since, Stack: lr.Stack},
-			Says:   fmt.Sprintf("its lease %x expired; it recorded so itself at %s", lr.Lease, lr.Noticed.Format("15:04:05.000"))})
+			Says:   says})
 	}
 	for _, l := range s.Locks {
 		ll := lockstate.Lock{Kind: Kind, Name: l.Name, Waiters: waiters[l.Name], Lost: lost[l.Name], Recovery: recovery(l)}
-		if h := l.Holder; h != nil {
-			holder := lockstate.Holder{Party: lockstate.Party{ID: h.ID, Goroutine: h.Goroutine}, Since: h.Since, Stack: h.Stack}
-			switch {
-			case !l.Expired():
+		ll.Facts.Extra = facts(l)
+		if l.Holder != nil {
+			holder := party(l.Holder)
+			if !l.Since.IsZero() {
+				holder.Since = l.Since
+			}
+			switch st := status[holder.ID]; {
+			case !l.Expired:
 				ll.Holders = []lockstate.Holder{holder}
-			case status[h.ID] == procid.Alive:
+			case l.Next != nil && !l.Stalled:
+				// Another contender holds it by etcd's rule while the
+				// expired holder, unless proved dead, may still be inside.
+				ll.Holders = []lockstate.Holder{party(l.Next)}
+				if !hasLoss(ll.Lost, holder.Party) && !provedDead(st) {
+					ll.Lost = append(ll.Lost, lockstate.Loss{Holder: holder,
+						Says: fmt.Sprintf("its lease %x expired (it is dead or cut off from etcd) while its record (token %d) says it holds the lock, and the next contender holds it now by etcd's rule", l.Holder.Lease, l.Holder.Token)})
+				}
+			case st == procid.Alive:
 				// etcd took the lock from a holder that runs on: nobody
 				// holds it now, and the holder lost it (unless its own
 				// lost record says so already).
 				if !hasLoss(ll.Lost, holder.Party) {
 					ll.Lost = append(ll.Lost, lockstate.Loss{Holder: holder,
-						Says: fmt.Sprintf("its lease %x expired: etcd deleted the owner key while the holder record (revision %d) names it", h.Lease, l.HolderRev)})
+						Says: fmt.Sprintf("its lease %x expired: etcd deleted its key while its record (token %d) says it holds the lock", l.Holder.Lease, l.Holder.Token)})
 				}
 			default:
 				ll.Holders = []lockstate.Holder{holder}
-				ll.Abandoned = &lockstate.Proof{Reason: lockstate.LeaseExpired,
-					Says: fmt.Sprintf("its lease %x expired while its record (revision %d) says it holds the lock", h.Lease, l.HolderRev)}
+				says := fmt.Sprintf("its lease %x expired while its record (token %d) says it holds the lock", l.Holder.Lease, l.Holder.Token)
+				if !provedDead(st) {
+					says += ": it is dead or cut off from etcd"
+				}
+				ll.Abandoned = &lockstate.Proof{Reason: lockstate.LeaseExpired, Says: says}
 			}
 		}
 		out.Locks = append(out.Locks, ll)
 	}
 	for _, e := range s.Events {
 		out.Events = append(out.Events, lockstate.Event{Seq: uint64(e.Revision), Time: e.Time, Kind: string(e.Kind),
-			Lock: lockstate.Key{Kind: Kind, Name: e.Lock}, Party: lockstate.Party{ID: e.ID, Goroutine: e.Goroutine}, Stack: e.Stack})
+			Lock: lockstate.Key{Kind: Kind, Name: e.Lock}, Party: lockstate.Party{ID: e.ID, Goroutine: e.Goroutine}, Stack: e.Stack, Token: e.Token})
 	}
 	if s.Truncated {
 		out.Notes = append(out.Notes, fmt.Sprintf("the run has more than %d keys; the rest were not read", etcdreg.MaxKeys))
@@ -146,12 +193,59 @@ func convert(s *etcdreg.Snapshot, local string, check func(procid.ID) procid.Sta
 	return out
 }
 
+// SessionID is the identity a contender that is not etcdreg's gets in the
+// report: its lease, as a "process" -1 (no pid is known) on the
+// pseudo-host "lease-LEASE".
+func SessionID(lease int64) procid.ID {
+	return procid.ID{Host: fmt.Sprintf("lease-%x", lease), PID: -1, Start: uint64(lease)}
+}
+
+// provedDead: a death proved in /proc on the process's own host (a lease
+// expiry proves only that the process is dead or cut off from etcd).
+func provedDead(st procid.Status) bool {
+	return st == procid.Gone || st == procid.Zombie || st == procid.Reused
+}
+
+// facts are what etcd says of a lock: its prefix, the holder's token,
+// lease and what remains of it, when it became the owner and how that is
+// known.
+func facts(l etcdreg.Lock) []lockstate.Fact {
+	fs := []lockstate.Fact{{Name: "prefix", Value: l.Prefix}}
+	if h := l.Holder; h != nil {
+		fs = append(fs, lockstate.Fact{Name: "token", Value: strconv.FormatInt(h.Token, 10)},
+			lockstate.Fact{Name: "lease", Value: fmt.Sprintf("%x", h.Lease)})
+		if l.LeaseTTL >= 0 {
+			fs = append(fs, lockstate.Fact{Name: "lease left", Value: l.LeaseTTL.String()})
+		}
+		switch {
+		case l.Expired:
+			fs = append(fs, lockstate.Fact{Name: "held since", Value: "its lease expired: see the holder's record"})
+		case l.SinceRev > h.Token:
+			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("revision %d, the release that made it first (the releaser's clock)", l.SinceRev)})
+		case l.SinceRev == h.Token:
+			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("revision %d: it was first when it queued (its own clock)", h.Token)})
+		default:
+			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("unknown: after revision %d, when it queued (the release before was not etcdreg's)", h.Token)})
+		}
+	}
+	if l.Next != nil && l.Expired {
+		v := fmt.Sprintf("token %d, lease %x", l.Next.Token, l.Next.Lease)
+		if l.Stalled {
+			v += ": a Stall waiter, waiting for the expired holder's record"
+		} else {
+			v += ": holds it by etcd's rule"
+		}
+		fs = append(fs, lockstate.Fact{Name: "first in line", Value: v})
+	}
+	return fs
+}
+
 // recovery is what the waiters of a dead holder's lock can do: while the
 // holder's lease runs, wait for etcd to end it.
 func recovery(l etcdreg.Lock) string {
 	const after = "Stall waiters still wait and a Recover waiter takes it (its Lock returns ErrOwnerDead): repair what it protected"
-	if l.Owner != nil && l.LeaseTTL >= 0 {
-		return fmt.Sprintf("etcd deletes its owner key when its lease %x expires, in %s at most; then %s", l.OwnerLease, l.LeaseTTL, after)
+	if l.Holder != nil && !l.Expired && l.LeaseTTL >= 0 {
+		return fmt.Sprintf("etcd deletes its key when its lease %x expires, in %s at most; then %s", l.Holder.Lease, l.LeaseTTL, after)
 	}
 	return "waiters never get it under the Stall policy: end the run, or let a Recover waiter take it (its Lock returns ErrOwnerDead) and repair what it protected"
 }

@@ -25,8 +25,8 @@ import (
 )
 
 func (a *app) attachCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "attach PID|RUN",
+	c := &cobra.Command{
+		Use:   "attach PID|RUN|CORE",
 		Short: "Report once on the run a process belongs to, or on a run",
 		Long: `attach reads the run's lock registry, checks that every holder and waiter is
 alive, asks the probes of the processes involved for their live stacks, and
@@ -35,21 +35,28 @@ events and stacks. With -o dot it prints the wait-for graph instead, in
 Graphviz's DOT language: goroutines in boxes grouped by process, locks as
 ellipses, the finding's cycle or chain in red, dead processes dashed red. RUN is a run's name (as ps prints it) or its directory;
 PID is any process of the run, alive or dead (the dead holder a finding
-names). Exit status 3 when a deadlock is found.`,
-		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to
+names). A Go process that runs no probe is read from its memory, without
+stopping it: the sync.Mutex and sync.RWMutex its goroutines wait for, with
+the holders the evidence names, marked inferred; CORE is a core file of a
+Go program (gcore, GOTRACEBACK=crash), read the same way, with its binary
+(--exe, or the path the core names). Exit status 3 when a deadlock is found
+(a cycle through inferred holders too).`,
+		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to, or pid 4242 itself
   lockwatch attach run-20261125-195805-27281-0   # a run by its name (lockwatch ps)
+  lockwatch attach core.4242 --exe ./server      # a core file and its binary
   lockwatch attach -o json 4242 | jq .findings
   lockwatch attach -o dot 4242 | dot -Tsvg > waits.svg   # the wait-for graph`,
-		Args:              oneArg("a PID or a RUN (name or directory)"),
+		Args:              oneArg("a PID, a RUN (name or directory) or a CORE file"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ok, err := a.attachFileLocks(cmd.Context(), args[0]); ok {
 				return err // a process in no run that holds or waits for a file lock (filelocks.go)
 			}
-			t, err := resolve(args[0])
+			t, err := a.resolveTarget(args[0])
 			if err != nil {
 				return err
 			}
+			defer a.closeMemory()
 			a.opts.First = t.id // its live stacks first
 			r, err := a.diagnose(cmd.Context(), t.dir)
 			if err != nil {
@@ -58,9 +65,11 @@ names). Exit status 3 when a deadlock is found.`,
 			if err := a.printFit(a.stdout, r, 0); err != nil {
 				return err
 			}
-			return exitCode(verdict(r))
+			return exitCode(memoryVerdict(r))
 		},
 	}
+	c.Flags().StringVar(&a.exe, "exe", "", "the binary of a CORE file (default: the path the core names)")
+	return c
 }
 
 func (a *app) watchCmd() *cobra.Command {
@@ -82,10 +91,11 @@ deadlock.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t, err := resolve(args[0])
+			t, err := a.resolveTarget(args[0])
 			if err != nil {
 				return err
 			}
+			defer a.closeMemory()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			term := isTerminal(a.stdout) && a.output == "table" // redrawn in place
@@ -117,7 +127,7 @@ deadlock.`,
 			if err != nil {
 				return err
 			}
-			return exitCode(verdict(lastReport))
+			return exitCode(memoryVerdict(lastReport))
 		},
 	}
 	c.Flags().DurationVar(&interval, "interval", time.Second, "how often to re-read the run when no process died")
@@ -161,6 +171,9 @@ func verdict(r *report.Report) int {
 
 // diagnose reports on the run in dir, or says in one line why it cannot.
 func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) {
+	if a.mem != nil {
+		return a.diagnoseMemory(ctx)
+	}
 	r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
 	if err != nil {
 		return nil, readError(dir, err)

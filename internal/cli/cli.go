@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/goprocsrc"
 	"github.com/lockwatch/lockwatch/internal/safeout"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
@@ -83,6 +84,10 @@ type app struct {
 	opts           report.Options
 	events         int // --events: how many of the event ring's last events are read
 	liveStacks     int // --live-stacks: 0 for all (report.AllLiveStacks)
+	// mem is the process attach or watch reads from its memory, when it
+	// runs no probe (memory.go); nil otherwise.
+	mem *goprocsrc.Source
+	exe string // attach --exe: a core file's binary
 }
 
 // read reads a run's snapshot within the limits the flags set.
@@ -246,7 +251,8 @@ failed, 126 PROGRAM cannot be run, 127 PROGRAM not found.`,
 				"count a live holder as stuck after holding a lock this long while another goroutine waits as long")
 		}
 	}
-	a.etcdCommands(root) // etcd runs: handed to lockwatch-etcd (etcd.go)
+	a.etcdCommands(root)     // etcd runs: handed to lockwatch-etcd (etcd.go)
+	a.postgresCommands(root) // PostgreSQL servers: handed to lockwatch-pg (postgres.go)
 	return root
 }
 

@@ -176,14 +176,20 @@ func (a *app) etcdFlags(cmd *cobra.Command, pass map[string]bool) ([]string, err
 	return fwd, err
 }
 
-// execEtcd runs lockwatch-etcd with args, its standard streams lockwatch's,
-// and returns its exit status as lockwatch's. Signals that reach lockwatch
-// are passed on to it.
+// execEtcd runs lockwatch-etcd with args (execTool).
 func (a *app) execEtcd(cmd *cobra.Command, args []string) error {
-	path, err := findEtcdTool()
+	path, err := findTool(etcdTool, "etcd runs", "etcd", "make build-etcd", "cd etcd && go install ./cmd/"+etcdTool)
 	if err != nil {
 		return err
 	}
+	return a.execTool(path, args)
+}
+
+// execTool runs a command of lockwatch's own (lockwatch-etcd,
+// lockwatch-pg) with args, its standard streams lockwatch's, and returns
+// its exit status as lockwatch's. Signals that reach lockwatch are passed
+// on to it.
+func (a *app) execTool(path string, args []string) error {
 	c := exec.Command(path, args...)
 	c.Stdin, c.Stdout, c.Stderr = a.stdin, safeout.Raw(a.stdout), safeout.Raw(a.stderr) // lockwatch-etcd's own
 	sigs := make(chan os.Signal, 4)
@@ -205,7 +211,7 @@ func (a *app) execEtcd(cmd *cobra.Command, args []string) error {
 				if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 					return &exitError{code: 128 + int(ws.Signal()), program: true}
 				}
-				// lockwatch-etcd printed its own message.
+				// The tool printed its own message.
 				return &exitError{code: xe.ExitCode(), program: true}
 			case err != nil:
 				return usagef("%s: %v", path, err)
@@ -215,16 +221,17 @@ func (a *app) execEtcd(cmd *cobra.Command, args []string) error {
 	}
 }
 
-// findEtcdTool finds lockwatch-etcd beside lockwatch's own executable,
-// else on PATH.
-func findEtcdTool() (string, error) {
+// findTool finds the command name (what: "etcd runs", which it reads;
+// links: what lockwatch would otherwise link) beside lockwatch's own
+// executable, else on PATH, or says how to build and install it.
+func findTool(name, what, links, build, install string) (string, error) {
 	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), etcdTool)
+		p := filepath.Join(filepath.Dir(exe), name)
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}
-	p, err := exec.LookPath(etcdTool)
+	p, err := exec.LookPath(name)
 	if err == nil {
 		return p, nil
 	}
@@ -233,8 +240,8 @@ func findEtcdTool() (string, error) {
 		beside = "in " + filepath.Dir(exe)
 	}
 	if errors.Is(err, fs.ErrPermission) {
-		return "", usagef("%s on PATH is not executable: %v", etcdTool, err)
+		return "", usagef("%s on PATH is not executable: %v", name, err)
 	}
-	return "", usagef("etcd runs are read by %s, a command of its own (so that lockwatch does not link etcd), found neither %s nor on PATH: "+
-		"build it with 'make build-etcd' (it goes in bin/, beside bin/lockwatch), or install it with 'cd etcd && go install ./cmd/%s'", etcdTool, beside, etcdTool)
+	return "", usagef("%s are read by %s, a command of its own (so that lockwatch does not link %s), found neither %s nor on PATH: "+
+		"build it with '%s' (it goes in bin/, beside bin/lockwatch), or install it with '%s'", what, name, links, beside, build, install)
 }

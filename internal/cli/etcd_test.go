@@ -210,8 +210,9 @@ func TestEtcdDispatchSignal(t *testing.T) {
 }
 
 // TestLeanCore: nothing in the main module (lockwatch, the probe, lockreg,
-// the demo, their tests) links etcd; the etcd backend is a module of its
-// own that only what uses it imports.
+// the demo, their tests) links etcd or a PostgreSQL driver; the etcd and
+// PostgreSQL backends are modules of their own that only what uses them
+// imports.
 func TestLeanCore(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")
@@ -228,7 +229,8 @@ func TestLeanCore(t *testing.T) {
 		t.Fatalf("go list named %d packages, without cmd/lockwatch or cobra: not the main module's dependencies", len(pkgs))
 	}
 	for _, p := range pkgs {
-		if strings.HasPrefix(p, "go.etcd.io/") || strings.HasPrefix(p, "github.com/lockwatch/lockwatch/etcd") {
+		if strings.HasPrefix(p, "go.etcd.io/") || strings.HasPrefix(p, "github.com/lockwatch/lockwatch/etcd") ||
+			strings.HasPrefix(p, "github.com/jackc/") || strings.HasPrefix(p, "github.com/lockwatch/lockwatch/postgres") {
 			t.Errorf("the main module depends on %s", p)
 		}
 	}

@@ -133,6 +133,8 @@ func runRole(role, dir string) int {
 		return dropinRoles(role, dir)
 	case "forger":
 		return forgerRole(dir)
+	case "leader", "standby":
+		return leaderRole(role) // killpolicy_test.go
 	case "escaper":
 		return escaperRole(dir)
 	case "hostile-probe":

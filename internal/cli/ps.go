@@ -52,6 +52,9 @@ type psOutput struct {
 	// Probed are processes of this user whose environment names a run
 	// directory (LOCKWATCH_DIR) that no listed run holds.
 	Probed []psProbed `json:"probed"`
+	// Go are the Go processes of this user that run no probe, read from
+	// their memory (psgo.go).
+	Go []psGo `json:"go"`
 }
 
 type psProbed struct {
@@ -142,6 +145,7 @@ list), without live stacks. Exit status 3 when a listed run is in deadlock. When
 				}
 				sort.Slice(out.Probed, func(i, j int) bool { return out.Probed[i].PID < out.Probed[j].PID })
 			}
+			out.Go = goProcesses(cmd.Context())
 			code := ExitOK
 			for _, r := range out.Runs {
 				if r.State == "deadlock" {
@@ -157,6 +161,9 @@ list), without live stacks. Exit status 3 when a listed run is in deadlock. When
 				return exitCode(code)
 			}
 			if err := a.psTable(out, hidden); err != nil {
+				return err
+			}
+			if err := psGoTable(a.stdout, out.Go); err != nil {
 				return err
 			}
 			return exitCode(code)

@@ -42,7 +42,9 @@ LOCKWATCH_DIR naming it (its children inherit it), passes its output through and
 watches the run: on a terminal, one status line on stderr. When a deadlock is
 confirmed it prints the report on stderr (or into --report); then, with
 --on-deadlock=wait it keeps the program alive so you can attach, with
---on-deadlock=kill it kills every process of the run. SIGINT and SIGTERM are
+--on-deadlock=kill it kills every process of the run, when the deadlock is
+proved: a dead holder or a cycle (a stuck holder, which holds long while others
+wait, is reported but never killed). SIGINT and SIGTERM are
 forwarded to PROGRAM's process group.
 
 Within a second, run says if PROGRAM (or a process it started) has not
@@ -238,14 +240,16 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 				if err := a.emit(r, f.reportPath); err != nil {
 					fmt.Fprintf(a.msgs(), "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
 				}
-				if f.onDeadlock == "kill" {
+				if f.onDeadlock == "kill" && killable(r) {
 					status.teardown()
 					a.killRun(run, r, pgid)
 					<-exited
 					reap()
 					return exitCode(ExitRunDeadlock)
 				}
-				if !again {
+				if f.onDeadlock == "kill" && !again {
+					fmt.Fprintf(a.msgs(), "lockwatch: not killed: a holder that holds a lock long while others wait (stuck-holder) is not proved deadlocked (a leader may hold its lock for hours); --on-deadlock=kill acts on dead holders and cycles only\n")
+				} else if !again {
 					fmt.Fprintf(a.msgs(), "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", report.Escape(filepath.Base(dir)))
 				}
 			}
@@ -261,6 +265,20 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	}
 }
 
+// killable reports whether r proves a deadlock that --on-deadlock=kill
+// acts on: a holder proved dead, a cycle, a goroutine waiting for a lock
+// it holds itself. A stuck holder is a long hold with waiters, which
+// leader election does on purpose: reported, never killed.
+func killable(r *report.Report) bool {
+	for i := range r.Findings {
+		switch r.Findings[i].Kind {
+		case report.DeadHolder, report.Cycle, report.SelfDeadlock:
+			return true
+		}
+	}
+	return false
+}
+
 // startError is run's error for a PROGRAM that cannot be started, with the
 // codes of timeout(1) and env(1): 127 not found, 126 found but not runnable.
 func startError(program string, err error) error {
@@ -274,7 +292,14 @@ func startError(program string, err error) error {
 // ended is the end of run once PROGRAM has exited.
 func (a *app) ended(ctx context.Context, dir string, waitErr error, found *report.Report, f runFlags) error {
 	if found != nil {
-		return exitCode(ExitRunDeadlock)
+		if killable(found) {
+			return exitCode(ExitRunDeadlock)
+		}
+		// Only stuck holders were reported (the report stands, in
+		// --report if given), and the program went on to end by itself:
+		// its status is its own.
+		fmt.Fprintf(a.msgs(), "lockwatch: PROGRAM ended by itself after the stuck holder reported above; its exit status is its own\n")
+		return programStatus(waitErr)
 	}
 	// The run as it ended: written with -o json (scripts always get one
 	// document), --report, or when it has a lock-order finding, and summed
@@ -315,6 +340,18 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	if lost != nil {
 		return lost
 	}
+	if err := programStatus(waitErr); err != nil {
+		return err
+	}
+	if ordered && f.failOn == string(report.LockOrder) {
+		return exitCode(ExitLockOrder)
+	}
+	return nil
+}
+
+// programStatus is PROGRAM's own exit status as run's: 128+N for a signal
+// N, nil for 0.
+func programStatus(waitErr error) error {
 	var xe *exec.ExitError
 	if errors.As(waitErr, &xe) {
 		if ws, ok := xe.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -324,9 +361,6 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 	}
 	if waitErr != nil {
 		return &exitError{code: ExitFailed, err: waitErr}
-	}
-	if ordered && f.failOn == string(report.LockOrder) {
-		return exitCode(ExitLockOrder)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lockwatch/lockwatch/internal/goproc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -292,6 +293,9 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 		return stacksFrom("stdin", a.stdin, all)
 	}
 	if fi, err := os.Stat(arg); err == nil {
+		if fi.Mode().IsRegular() && goproc.IsCore(arg) {
+			return a.coreStacks(cmd.Context(), arg, all)
+		}
 		if fi.IsDir() {
 			return nil, usagef("%s is a directory: want a PID, a dump file, or - for standard input", arg)
 		}
@@ -307,6 +311,10 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 		return nil, usagef("%s is neither a pid nor a readable file; 'lockwatch stacks --help' says what it reads", arg)
 	}
 	t, err := resolve(arg)
+	var np *noProbeError
+	if errors.As(err, &np) {
+		return a.memoryStacks(cmd.Context(), np, all)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -90,9 +90,20 @@ func resolve(arg string) (target, error) {
 	if roots := lockreg.Roots(); len(roots) > 0 {
 		where = strings.Join(roots, ", ")
 	}
-	return target{}, usagef("pid %d (%s) is not running a probe (no %s in its environment, and no run under %s lists it); start it with 'lockwatch run' or import github.com/lockwatch/lockwatch/probe",
-		pid, st.Comm, probe.EnvDir, where)
+	return target{}, &noProbeError{id: id, comm: st.Comm, err: usagef("pid %d (%s) is not running a probe (no %s in its environment, and no run under %s lists it); start it with 'lockwatch run' or import github.com/lockwatch/lockwatch/probe",
+		pid, st.Comm, probe.EnvDir, where)}
 }
+
+// noProbeError is resolve's error for a live process that runs no probe:
+// attach, watch and stacks then read it from its memory (memory.go).
+type noProbeError struct {
+	id   proc.Identity
+	comm string
+	err  error
+}
+
+func (e *noProbeError) Error() string { return e.err.Error() }
+func (e *noProbeError) Unwrap() error { return e.err }
 
 // runOfDead finds the newest run under the default root whose process
 // table lists pid as a process that is no longer alive: a dead holder's pid,

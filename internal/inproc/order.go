@@ -497,15 +497,35 @@ type Orders struct {
 	Untracked uint64
 }
 
-// TakeOrders copies the recorded edges.
+// TakeOrders copies the recorded edges. The stacks are copied too, by
+// loops the race detector does not see: the goroutines that recorded them
+// made no happens-before edge with the caller.
 func TakeOrders() Orders {
 	es, o := takeOrders()
 	o.Edges = make([]Edge, 0, len(es))
-	for _, e := range es {
-		o.Edges = append(o.Edges, Edge{From: e.from.lock(), To: e.to.lock(), Goroutine: e.goid, FromSite: e.fromPC,
-			FromSite2: e.fromPC2, FromStack: e.fromStack, ToStack: e.toStack, FromRead: e.fromRead, ToRead: e.toRead, Time: e.time})
+	for i := range es {
+		o.Edges = append(o.Edges, edgeOf(&es[i]))
 	}
 	return o
+}
+
+//go:norace
+func edgeOf(e *edgeRecord) Edge {
+	return Edge{From: e.from.lock(), To: e.to.lock(), Goroutine: e.goid, FromSite: e.fromPC,
+		FromSite2: e.fromPC2, FromStack: copyPCs(e.fromStack), ToStack: copyPCs(e.toStack), FromRead: e.fromRead,
+		ToRead: e.toRead, Time: e.time}
+}
+
+//go:norace
+func copyPCs(pcs []uintptr) []uintptr {
+	if pcs == nil {
+		return nil
+	}
+	out := make([]uintptr, len(pcs))
+	for i := range pcs {
+		out[i] = pcs[i]
+	}
+	return out
 }
 
 //go:norace

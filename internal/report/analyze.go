@@ -357,15 +357,23 @@ func (g *graph) deadHolder(l *lock, h *lockstate.Holder) Finding {
 }
 
 // lostLocks finds the goroutines that lost a lock they held (Lock.Lost)
-// and are alive: they may still be inside the critical section, beside the
-// lock's new holder. One that died is no longer inside anything.
+// and are not proved dead: they may still be inside the critical section,
+// beside the lock's new holder. One proved dead by its host (gone, zombie,
+// reused) is no longer inside anything; an expired lease proves no death
+// (the process may be cut off from the store), so the finding stays, said
+// as possible.
 func (g *graph) lostLocks() []Finding {
 	var out []Finding
 	for _, l := range g.locks {
 		for i := range l.Lost {
 			lo := &l.Lost[i]
-			if g.statusOf(lo.ID) != procid.Alive {
+			st := g.statusOf(lo.ID)
+			if st == procid.Gone || st == procid.Zombie || st == procid.Reused {
 				continue
+			}
+			running := "is still running"
+			if st != procid.Alive {
+				running = "may still be running (it is not proved dead)"
 			}
 			p := g.party(lo.Party, lo.Read, lo.Since, stackRef{l.res, lo.Stack})
 			how := ""
@@ -378,7 +386,7 @@ func (g *graph) lostLocks() []Finding {
 				now = fmt.Sprintf("%s g%d holds it now", h.who(), h.Goroutine)
 			}
 			out = append(out, Finding{Kind: LostLock, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: g.liveWaiters(l),
-				Summary: fmt.Sprintf("%s g%d lost %q while it held it%s and is still running; %s", p.who(), lo.Goroutine, l.Name, how, now),
+				Summary: fmt.Sprintf("%s g%d lost %q while it held it%s and %s; %s", p.who(), lo.Goroutine, l.Name, how, running, now),
 				Next: fmt.Sprintf("what %q protects may have been changed by two goroutines at once: check it; find why pid %d stopped keeping its hold (a pause, GC, a partition) and make its writes conditional on still holding the lock (a fencing token)",
 					l.Name, lo.PID)})
 		}
@@ -498,10 +506,17 @@ func (g *graph) stuck(l *lock, h *lockstate.Holder) (Finding, bool) {
 		return Finding{}, false
 	}
 	p := g.holder(l, h)
+	summary := fmt.Sprintf("%s%s has held %q for %s while %s", p.who(), gsuffix(h.Goroutine), l.Name,
+		held.Round(time.Millisecond), waitersPhrase(waiters))
+	if h.Inferred != "" {
+		// The holder and how long it has held are what its backend
+		// inferred (a lower bound), never a record.
+		summary = fmt.Sprintf("%s%s has held %q for at least %s while %s; inferred, not proven: %s", p.who(), gsuffix(h.Goroutine), l.Name,
+			held.Round(time.Millisecond), waitersPhrase(waiters), h.Inferred)
+	}
 	return Finding{Kind: StuckHolder, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: waiters,
-		Summary: fmt.Sprintf("%s%s has held %q for %s while %s", p.who(), gsuffix(h.Goroutine), l.Name,
-			held.Round(time.Millisecond), waitersPhrase(waiters)),
-		Next: fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine)),
+		Summary: summary,
+		Next:    fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine)),
 	}, true
 }
 
@@ -536,7 +551,9 @@ func (g *graph) liveWaiters(l *lock) []Party {
 }
 
 func (g *graph) holder(l *lock, h *lockstate.Holder) Party {
-	return g.party(h.Party, h.Read, h.Since, stackRef{l.res, h.Stack})
+	p := g.party(h.Party, h.Read, h.Since, stackRef{l.res, h.Stack})
+	p.Inferred = h.Inferred
+	return p
 }
 
 func (g *graph) waiter(l *lock, w *lockstate.Waiter) Party {

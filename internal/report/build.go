@@ -135,7 +135,7 @@ func (g *graph) eventRows(fs []Finding, n int) []EventRow {
 			continue
 		}
 		perLock[e.Lock]++
-		out = append(out, EventRow{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Lock: e.Lock.Name, Host: e.Host, PID: e.PID, Goroutine: e.Goroutine})
+		out = append(out, EventRow{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Lock: e.Lock.Name, Host: e.Host, PID: e.PID, Goroutine: e.Goroutine, Token: e.Token})
 	}
 	slices.Reverse(out) // oldest first, as the sources list them
 	return out

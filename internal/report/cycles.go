@@ -213,8 +213,14 @@ func (g *graph) cycleFinding(loop []edge, others int) Finding {
 	}
 	f := Finding{Kind: Cycle, Lock: steps[0].WaitsFor, LockKind: loop[0].l.Kind, Holder: &holder,
 		Waiters: []Party{steps[0].Party}, Cycle: steps, Others: others}
+	evidence := inferredEdges(loop)
 	if self, ok := selfDeadlock(loop); ok {
-		return g.selfFinding(f, loop, self)
+		f = g.selfFinding(f, loop, self)
+		if len(evidence) > 0 {
+			f.Kind = InferredCycle
+			f.Summary += "; inferred, not proven: " + strings.Join(evidence, "; ")
+		}
+		return f
 	}
 	var b strings.Builder
 	for _, st := range steps {
@@ -230,7 +236,27 @@ func (g *graph) cycleFinding(loop []edge, others int) Finding {
 		f.Summary += fmt.Sprintf(" (and %d more goroutines are caught in the same knot)", others)
 	}
 	f.Next = "take these locks in one global order everywhere (their acquire sites are in the stacks below); kill one process of the loop to free the others"
+	if len(evidence) > 0 {
+		f.Kind = InferredCycle
+		f.Summary += "; inferred, not proven: " + strings.Join(evidence, "; ")
+		f.Next = "check the inferred holders in the stacks below (each holds its lock if its deferred unlock is still pending, as the evidence says); if they hold them, take these locks in one global order everywhere"
+	}
 	return f
+}
+
+// inferredEdges returns the evidence of each edge of loop whose holder
+// its backend inferred rather than recorded: "g7 holds "a" (a pending
+// deferred Unlock of it in main.f)".
+func inferredEdges(loop []edge) []string {
+	var out []string
+	for _, e := range loop {
+		for _, h := range e.l.Holders {
+			if h.Party == e.to && h.Inferred != "" {
+				out = append(out, fmt.Sprintf("g%d holds %q (%s)", h.Goroutine, e.l.Name, h.Inferred))
+			}
+		}
+	}
+	return out
 }
 
 // selfDeadlock tells the loops in which one goroutine waits for a lock it

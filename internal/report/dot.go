@@ -119,6 +119,9 @@ func newDotGraph(r *Report) *dotGraph {
 			if h.Read {
 				label = "reads"
 			}
+			if h.Inferred != "" {
+				label += " (inferred)"
+			}
 			hn := g.party(h)
 			g.edge(lk, hn, label, "solid")
 			g.holders[lk] = append(g.holders[lk], hn)

@@ -68,6 +68,22 @@ func TestFindingsFake(t *testing.T) {
 				cycle: []string{"300/g3>x", "100/g1>y"}, others: 1}},
 		},
 		{
+			name: "an AB/BA loop through a holder inferred from evidence: an inferred cycle, not a deadlock",
+			locks: []fakeLock{
+				{name: "a", holders: []lockstate.Holder{inferred(wr(g(pA, 1), t0))}, waiters: []lockstate.Waiter{wantW(g(pA, 2), t0)}},
+				{name: "b", holders: []lockstate.Holder{wr(g(pA, 2), t0)}, waiters: []lockstate.Waiter{wantW(g(pA, 1), t0)}},
+			},
+			want: []finding{{kind: InferredCycle, lock: "a", holder: "100/g1", state: "alive", waiter: []string{"100/g2"},
+				cycle: []string{"100/g2>a", "100/g1>b"}}},
+		},
+		{
+			name: "a recursive RLock whose read holder is inferred: inferred too",
+			locks: []fakeLock{{name: "rw", holders: []lockstate.Holder{inferred(rd(g(pA, 1), long))},
+				waiters: []lockstate.Waiter{wantW(g(pB, 2), long), wantR(g(pA, 1), t0)}}},
+			want: []finding{{kind: InferredCycle, lock: "rw", holder: "100/g1", state: "alive", waiter: []string{"100/g1"},
+				cycle: []string{"100/g1>rw", "200/g2>rw"}}},
+		},
+		{
 			name: "a reader reads again behind a queued writer (recursive RLock)",
 			locks: []fakeLock{{name: "rw", holders: []lockstate.Holder{rd(g(pA, 1), long)},
 				waiters: []lockstate.Waiter{wantW(g(pB, 2), long), wantR(g(pA, 1), t0)}}},
@@ -307,5 +323,53 @@ func TestMergeSources(t *testing.T) {
 	}
 	if len(r.Events) != 4 {
 		t.Errorf("got %d events; want the 4 of both sources", len(r.Events))
+	}
+}
+
+// inferred marks a holder as inferred from evidence, not recorded.
+func inferred(h lockstate.Holder) lockstate.Holder {
+	h.Inferred = "a pending deferred Unlock of it in main.f"
+	return h
+}
+
+// TestInferredNotDeadlock: an inferred cycle is reported, labelled, and is
+// never a deadlock (run --on-deadlock=kill acts on deadlocks only).
+func TestInferredNotDeadlock(t *testing.T) {
+	r, err := diagnoseFake(&fakeHost{}, nil, fakeSnap(nil,
+		fakeLock{name: "a", holders: []lockstate.Holder{inferred(wr(g(pA, 1), t0))}, waiters: []lockstate.Waiter{wantW(g(pA, 2), t0)}},
+		fakeLock{name: "b", holders: []lockstate.Holder{inferred(wr(g(pA, 2), t0))}, waiters: []lockstate.Waiter{wantW(g(pA, 1), t0)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Deadlock() || !r.Has(InferredCycle) {
+		t.Fatalf("got %v, deadlock %v; want an inferred cycle and no deadlock", summaries(r.Findings), r.Deadlock())
+	}
+	f := r.Findings[0]
+	if !strings.Contains(f.Summary, "inferred, not proven") || !strings.Contains(f.Summary, "pending deferred Unlock") {
+		t.Errorf("summary %q does not say it is inferred and why", f.Summary)
+	}
+	var b strings.Builder
+	if err := r.Write(&b, Style{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "held (inferred)") {
+		t.Errorf("the locks table does not mark the inferred holders:\n%s", b.String())
+	}
+}
+
+// TestInferredStuckHolder: a stuck holder that its backend inferred says
+// so, with its evidence, and that its time is a lower bound.
+func TestInferredStuckHolder(t *testing.T) {
+	long := t0.Add(-time.Minute)
+	r, err := diagnoseFake(&fakeHost{}, nil, fakeSnap(nil,
+		fakeLock{name: "a", holders: []lockstate.Holder{inferred(wr(g(pA, 1), long))}, waiters: []lockstate.Waiter{wantW(g(pA, 2), long)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Findings) != 1 || r.Findings[0].Kind != StuckHolder {
+		t.Fatalf("got %v; want a stuck holder", summaries(r.Findings))
+	}
+	if s := r.Findings[0].Summary; !strings.Contains(s, "for at least 1m0s") || !strings.Contains(s, "inferred, not proven: a pending deferred Unlock") {
+		t.Errorf("summary %q does not say the holder is inferred and its time a lower bound", s)
 	}
 }

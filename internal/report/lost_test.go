@@ -91,3 +91,24 @@ func TestRemoteStacks(t *testing.T) {
 		t.Errorf("notes %q; want none", r.Notes)
 	}
 }
+
+// TestLostLockNotProvedDead: a holder that lost its lock and whose lease
+// expired (dead or cut off from the store, not proved dead) is a lost-lock
+// finding, said as possible, beside the new holder: two may be inside.
+func TestLostLockNotProvedDead(t *testing.T) {
+	snap := fakeSnap(map[procid.ID]procid.Status{pR: procid.Expired, pS: procid.Alive},
+		fakeLock{name: "q", holders: []lockstate.Holder{wr(g(pS, 1), t0)}})
+	snap.Locks[0].Lost = []lockstate.Loss{{Holder: wr(g(pR, 5), t0), Says: "its lease 1f expired: dead or cut off"}}
+	snap.Processes = append(snap.Processes, lockstate.Process{ID: pR, Status: procid.Expired})
+	r, err := diagnoseFake(&fakeHost{}, nil, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Findings) != 1 || r.Findings[0].Kind != LostLock {
+		t.Fatalf("findings %+v; want one lost-lock", r.Findings)
+	}
+	f := r.Findings[0]
+	if f.Holder.Alive || !strings.Contains(f.Summary, "may still be running (it is not proved dead)") || !strings.Contains(f.Summary, "g1 holds it now") {
+		t.Errorf("lost-lock %+v: %q; want the old holder, not alive, maybe still running, beside the new holder", f.Holder, f.Summary)
+	}
+}

@@ -51,11 +51,16 @@ const (
 	// LostLock: a goroutine lost a lock while it held it (its lease
 	// expired) and runs on inside its critical section, maybe beside the
 	// lock's new holder: mutual exclusion is broken, though nothing hangs.
-	LostLock     Kind = "lost-lock"
-	Cycle        Kind = "cycle"
-	SelfDeadlock Kind = "self-deadlock"
-	StuckHolder  Kind = "stuck-holder"
-	StaleWaiter  Kind = "stale-waiter"
+	LostLock Kind = "lost-lock"
+	Cycle    Kind = "cycle"
+	// InferredCycle: goroutines wait for each other through at least one
+	// holder that its backend inferred from evidence (Party.Inferred)
+	// rather than recorded. Not proof, so not a Deadlock: nothing is ever
+	// killed for it.
+	InferredCycle Kind = "inferred-cycle"
+	SelfDeadlock  Kind = "self-deadlock"
+	StuckHolder   Kind = "stuck-holder"
+	StaleWaiter   Kind = "stale-waiter"
 	// LockOrder: locks taken in both orders (a cycle of the lock-order
 	// graph), by goroutines that may never have overlapped: a warning.
 	LockOrder Kind = "lock-order"
@@ -70,6 +75,7 @@ var kinds = [...]struct {
 	{DeadHolder, true},
 	{LostLock, false},
 	{Cycle, true},
+	{InferredCycle, false},
 	{SelfDeadlock, true},
 	{StuckHolder, true},
 	{StaleWaiter, false},
@@ -174,12 +180,15 @@ type Party struct {
 	State string `json:"state"`
 	// Death is the proof of a death: gone, zombie, reused, lease-expired,
 	// or owner-died (the lock word says so); absent unless dead.
-	Death string     `json:"death,omitempty"`
-	Read  bool       `json:"read,omitempty"` // holds or waits for the lock shared (an RWMutex's readers)
-	Role  string     `json:"role,omitempty"`
-	Since time.Time  `json:"since,omitzero"`  // acquired (holder) or began waiting (waiter)
-	For   Duration   `json:"for_ms"`          // how long, up to Taken
-	Where *FrameJSON `json:"where,omitempty"` // the call site that took or waits for the lock
+	Death string `json:"death,omitempty"`
+	Read  bool   `json:"read,omitempty"` // holds or waits for the lock shared (an RWMutex's readers)
+	// Inferred is the evidence a holder was inferred from, when its
+	// backend did not record it; absent for a recorded holder.
+	Inferred string     `json:"inferred,omitempty"`
+	Role     string     `json:"role,omitempty"`
+	Since    time.Time  `json:"since,omitzero"`  // acquired (holder) or began waiting (waiter)
+	For      Duration   `json:"for_ms"`          // how long, up to Taken
+	Where    *FrameJSON `json:"where,omitempty"` // the call site that took or waits for the lock
 
 	stack stackRef // resolved into Where when the report is built
 }
@@ -270,6 +279,7 @@ type EventRow struct {
 	Host      string    `json:"host,omitempty"` // the machine, if another one
 	PID       int       `json:"pid"`
 	Goroutine int64     `json:"goroutine"`
+	Token     int64     `json:"token,omitempty"` // the hold's fencing token, when the backend gives one
 }
 
 // StackRow is a group of involved goroutines with the same stack.

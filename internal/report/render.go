@@ -124,6 +124,9 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			if h.Read {
 				state += " (read)"
 			}
+			if h.Inferred != "" {
+				state += " (inferred)"
+			}
 			rows = append(rows, []string{Escape(l.Name), Escape(state), Escape(pidText(h.Host, h.PID)), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
 		}
 	}
@@ -170,7 +173,11 @@ func (r *Report) Write(w io.Writer, st Style) error {
 	if len(r.Events) > 0 {
 		rows = rows[:0]
 		for _, ev := range r.Events {
-			rows = append(rows, []string{clock(ev.Time), Escape(ev.Lock), Escape(ev.Kind), Escape(pidText(ev.Host, ev.PID)), gid(ev.Goroutine)})
+			kind := ev.Kind
+			if ev.Token != 0 {
+				kind += fmt.Sprintf(" #%d", ev.Token) // the fencing token
+			}
+			rows = append(rows, []string{clock(ev.Time), Escape(ev.Lock), Escape(kind), Escape(pidText(ev.Host, ev.PID)), gid(ev.Goroutine)})
 		}
 		e.section(st, "RECENT EVENTS", []string{"time", "lock", "event", "pid", "goroutine"}, rows)
 	}

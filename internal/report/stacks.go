@@ -120,7 +120,7 @@ func (r *Report) holderStacks() {
 			continue
 		}
 		if fr, ok := h.stack.res.Stack(h.id(), h.stack.id); ok {
-			r.Stacks = append(r.Stacks, StackRow{Host: h.Host, PID: h.PID, Lock: f.Lock, Role: "holder", Source: sourceDictionary,
+			r.Stacks = append(r.Stacks, StackRow{Host: h.Host, PID: h.PID, Lock: f.Lock, Role: "holder", Source: stackSource(h.stack.res),
 				Count: 1, Goroutines: []int64{h.Goroutine}, State: h.State, Frames: framesOf(fr)})
 		}
 	}
@@ -296,7 +296,7 @@ func (r *Report) answer(id procid.ID, w *want, asked bool) {
 			r.Notes = append(r.Notes, fmt.Sprintf("pid %d is on %s, where no probe can be asked: its stacks are from the records only", id.PID, id.Host))
 		case w.err != nil && !errors.Is(w.err, errDead):
 			r.Notes = append(r.Notes, fmt.Sprintf("the probe of pid %d did not answer (%v): its stacks are from the arena only", id.PID, w.err))
-		case !asked && w.err == nil:
+		case !asked && w.err == nil && !fromMemory(w.waits):
 			r.Notes = append(r.Notes, fmt.Sprintf("pid %d's probe was not asked: its stacks are from the arena only", id.PID))
 		}
 		r.recorded(id, w.waits)
@@ -382,9 +382,30 @@ func (r *Report) recorded(id procid.ID, waits []wait) {
 		}
 		gs := groups[k]
 		slices.Sort(gs)
-		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: k.l.Name, Role: "waiter", Source: sourceDictionary,
+		r.Stacks = append(r.Stacks, StackRow{Host: id.Host, PID: id.PID, Lock: k.l.Name, Role: "waiter", Source: stackSource(k.l.res),
 			Count: int64(len(gs)), Goroutines: gs, Frames: framesOf(fr)})
 	}
+}
+
+// stackSource is where a resolver's stacks come from: what it says (a
+// StackSource() string method: "memory", for stacks read from a process's
+// memory as it is now), else the records' dictionary.
+func stackSource(res any) string {
+	if s, ok := res.(interface{ StackSource() string }); ok {
+		return s.StackSource()
+	}
+	return sourceDictionary
+}
+
+// fromMemory reports whether every wait's stacks are read from the
+// process's memory: they are live, and no probe is missed.
+func fromMemory(waits []wait) bool {
+	for _, w := range waits {
+		if stackSource(w.l.res) == sourceDictionary {
+			return false
+		}
+	}
+	return len(waits) > 0
 }
 
 // setDoing says, in the stuck holder's finding, what its goroutine does.

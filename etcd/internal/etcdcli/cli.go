@@ -31,6 +31,7 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
 	"github.com/lockwatch/lockwatch/internal/safeout"
 )
 
@@ -65,12 +66,17 @@ func (e *ExitError) Unwrap() error { return e.Err }
 
 const usage = `usage: lockwatch-etcd COMMAND [flags] ...
 
-  attach [flags] RUN|URL       one report on an etcd run
+  attach [flags] RUN|URL       one report on an etcd run, or on etcd's own locks
   watch  [flags] RUN|URL       the report, printed again on each change
   run    [flags] -- PROGRAM    run PROGRAM in a fresh etcd run and watch it
+  ps     [etcd://HOST:PORT]     the runs kept in etcd: processes, alive, locks held
+  prune  [etcd://HOST:PORT] [RUN...]  remove ended runs (no live lease, no lock held)
 
 URL is etcd://HOST:PORT[,HOST:PORT...]/RUN (lockwatch run --etcd prints it);
-RUN alone takes the endpoints from --etcd. lockwatch itself runs these
+RUN alone takes the endpoints from --etcd. etcd://HOST:PORT/?lock=PREFIX
+[&lock=PREFIX...] diagnoses locks and elections lockwatch did not take: the
+prefixes given to etcdctl lock, etcdctl elect, concurrency.NewMutex or
+concurrency.NewElection. lockwatch itself runs these
 commands for etcd runs: lockwatch attach etcd://..., lockwatch run --etcd ...
 
 Flags: --etcd ENDPOINTS (default $LOCKWATCH_ETCD; run starts an embedded
@@ -107,6 +113,10 @@ type config struct {
 	reportPath string
 
 	user, passwordFile, cacert, cert, key string
+
+	// sources, when set, is what attach and watch read instead of a run:
+	// lock prefixes (etcd://HOST:PORT/?lock=PREFIX).
+	sources func() report.Sources
 }
 
 // conn returns the connection the flags and the environment name, or an
@@ -188,6 +198,32 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return bad("%s takes one RUN (the run's name, as the program's $%s says) or %sHOST:PORT/RUN", cmd, EnvRun, etcdsrc.URLScheme)
 		}
 		run := fs.Arg(0)
+		if eps, prefixes, ok, err := etcdsrc.ParseLockURL(run); ok {
+			// Locks lockwatch did not take: etcd's own lock prefixes.
+			if err != nil {
+				return bad("%v", err)
+			}
+			if c.cacert != "" || c.cert != "" || c.key != "" {
+				for i, ep := range eps {
+					eps[i] = "https://" + strings.TrimPrefix(ep, "http://")
+				}
+			}
+			c.endpoints = strings.Join(eps, ",")
+			conn, err := c.conn()
+			if err != nil {
+				return bad("%v", err)
+			}
+			cli, err := etcdreg.Dial(ctx, conn)
+			if err != nil {
+				return bad("%v", err)
+			}
+			defer cli.Close()
+			c.sources = func() report.Sources { return etcdsrc.PrefixSources(cli, prefixes) }
+			if cmd == "attach" {
+				return attach(ctx, cli, run, c, stdout, stderr)
+			}
+			return watch(ctx, cli, run, c, stdout, stderr)
+		}
 		if strings.HasPrefix(run, etcdsrc.URLScheme) {
 			eps, name, err := etcdsrc.ParseURL(run)
 			if err != nil {
@@ -219,13 +255,54 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return attach(ctx, cli, run, c, stdout, stderr)
 		}
 		return watch(ctx, cli, run, c, stdout, stderr)
+	case "ps", "prune":
+		// ps [etcd://HOST:PORT] lists the runs; prune [etcd://HOST:PORT] [RUN...]
+		// removes ended ones.
+		args := fs.Args()
+		if len(args) > 0 && strings.HasPrefix(args[0], etcdsrc.URLScheme) {
+			var hosts []string
+			for _, h := range strings.Split(strings.TrimSuffix(strings.TrimPrefix(args[0], etcdsrc.URLScheme), "/"), ",") {
+				hosts = append(hosts, "http://"+h)
+			}
+			c.endpoints, args = strings.Join(hosts, ","), args[1:]
+		}
+		if c.endpoints == "" {
+			return bad("%s: no etcd endpoints: give %sHOST:PORT, or --etcd http://HOST:2379, or set $%s", cmd, etcdsrc.URLScheme, EnvEndpoints)
+		}
+		if cmd == "ps" && len(args) > 0 {
+			return bad("ps takes no RUN: lockwatch-etcd ps etcd://HOST:PORT")
+		}
+		for _, a := range args {
+			if _, err := etcdreg.Prefix(a); err != nil {
+				return bad("%v", err)
+			}
+		}
+		conn, err := c.conn()
+		if err != nil {
+			return bad("%v", err)
+		}
+		cli, err := etcdreg.Dial(ctx, conn)
+		if err != nil {
+			return bad("%v", err)
+		}
+		defer cli.Close()
+		if cmd == "ps" {
+			err = ps(ctx, cli, stdout)
+		} else {
+			err = prune(ctx, cli, args, stdout)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+			return &ExitError{Code: exitUsage, Err: err}
+		}
+		return nil
 	case "run":
 		if fs.NArg() == 0 {
 			return bad("run needs a PROGRAM: lockwatch-etcd run -- PROGRAM [ARG...]")
 		}
 		return run(ctx, fs.Args(), c, stdout, stderr)
 	}
-	return bad("unknown command %q: use attach, watch or run", cmd)
+	return bad("unknown command %q: use attach, watch, run, ps or prune", cmd)
 }
 
 // diagnose reads the run through lockwatch's report: its findings, tables
@@ -233,7 +310,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func (c config) diagnose(ctx context.Context, cli *clientv3.Client, run string) (*report.Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return report.Diagnose(ctx, etcdsrc.Sources(cli, run, c.localHost),
+	src := etcdsrc.Sources(cli, run, c.localHost)
+	if c.sources != nil {
+		src = c.sources()
+	}
+	return report.Diagnose(ctx, src,
 		report.Options{StuckAfter: c.stuckAfter, ProbeTimeout: 2 * time.Second, LiveStacks: c.liveStackOption()})
 }
 
@@ -298,6 +379,17 @@ func attach(ctx context.Context, cli *clientv3.Client, run string, c config, std
 func watch(ctx context.Context, cli *clientv3.Client, run string, c config, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if c.sources == nil {
+		// Read the run once, then only its changes (etcd's watch).
+		if f, err := etcdreg.Follow(ctx, cli, run); err == nil {
+			defer f.Close()
+			c.sources = func() report.Sources {
+				src := etcdsrc.Sources(cli, run, c.localHost)
+				src.Locks = []lockstate.Source{etcdsrc.Source{Client: cli, Run: run, LocalHost: c.localHost, Follower: f}}
+				return src
+			}
+		}
+	}
 	lastKey, lastErr := "", ""
 	var last *report.Report
 	t := time.NewTicker(c.interval)
@@ -358,6 +450,10 @@ func worthReport(r *report.Report) (key string, deadlock bool) {
 	}
 	return b.String(), deadlock
 }
+
+// joinGrace is how long PROGRAM may run before run says it has not joined
+// the run: within a second, as lockwatch run says it.
+const joinGrace = 750 * time.Millisecond
 
 // run starts the program in a fresh run (and an embedded etcd when no
 // endpoints are given), watches it, and prints the report when a deadlock
@@ -424,9 +520,23 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
+	// Said within a second when PROGRAM has not joined the run.
+	joinCheck := time.NewTimer(joinGrace)
+	defer joinCheck.Stop()
+	joined := false
 	reported := ""
 	for {
 		select {
+		case <-joinCheck.C:
+			if !joined {
+				if _, err := etcdreg.Read(ctx, cli, runName); err == nil {
+					joined = true
+				} else if !errors.Is(err, etcdreg.ErrUnreachable) {
+					fmt.Fprintf(stderr, "lockwatch-etcd: no process has joined the run after %v: %s (pid %d) has not opened it, so none of its locks can be seen and no deadlock can be found; a Go program joins with etcdreg.Open(ctx, cli, os.Getenv(%q), ...) on the endpoints $%s. Still watching: a process that joins later is seen.\n",
+						joinGrace, argv[0], cmd.Process.Pid, EnvRun, EnvEndpoints)
+				}
+			}
+			continue
 		case <-exited:
 			return programStatus(cmd.Wait())
 		case sig := <-sigs:
@@ -443,6 +553,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		if err != nil {
 			continue // the program may not have registered yet; etcd may be back soon
 		}
+		joined = true
 		key, deadlock := worthReport(r)
 		if key == "" || key == reported {
 			continue
@@ -454,6 +565,10 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		if !deadlock {
 			continue
 		}
+		if c.onDeadlock == "kill" && !killable(r) {
+			fmt.Fprintf(stderr, "lockwatch-etcd: not killed: --on-deadlock=kill acts only on a holder proved dead (by /proc on its host) and on cycles; a stuck holder (a long hold with waiters, as a leader's) or a holder whose lease expired (dead or cut off from etcd) is reported, not killed\n")
+			continue
+		}
 		if c.onDeadlock == "kill" {
 			_ = syscall.Kill(group, syscall.SIGKILL)
 			<-exited
@@ -462,6 +577,25 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		}
 		fmt.Fprintf(stderr, "lockwatch-etcd: deadlock found; the program is kept running: attach with lockwatch attach %s, or press Ctrl-C\n", url)
 	}
+}
+
+// killable reports whether r proves a deadlock that --on-deadlock=kill
+// acts on: a cycle, or a holder proved dead on its own host (gone, zombie,
+// reused). A lease expiry proves only that the holder is dead or cut off
+// from etcd; a stuck holder is a long hold, which a leader does on purpose.
+func killable(r *report.Report) bool {
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		switch f.Kind {
+		case report.Cycle, report.SelfDeadlock:
+			return true
+		case report.DeadHolder:
+			if f.Holder != nil && (f.Holder.Death == "gone" || f.Holder.Death == "zombie" || f.Holder.Death == "reused") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // waitExit returns when the process pid (a child) has exited, without

@@ -288,9 +288,9 @@ func awaitHolder(ctx context.Context, cli *clientv3.Client, run string) (int, er
 			return 0, err
 		}
 		for _, l := range s.Locks {
-			if l.Name == lock && l.Owner != nil {
-				if p, ok := s.Process(l.Owner.ID); ok && p.Role == "worker" {
-					return l.Owner.ID.PID, nil
+			if o := l.Owner(); l.Name == lock && o != nil && o.Record != nil {
+				if p, ok := s.Process(o.Record.ID); ok && p.Role == "worker" {
+					return o.Record.ID.PID, nil
 				}
 			}
 		}

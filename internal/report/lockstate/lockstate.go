@@ -156,6 +156,11 @@ type Holder struct {
 	Read  bool      // holds it shared (an RWMutex's RLock); false: exclusive
 	Since time.Time // when it took the lock; zero if not recorded
 	Stack uint64    // where it took the lock: an id for Snapshot.Stacks; 0 if not recorded
+	// Inferred is the evidence when the backend did not record the holder
+	// but inferred it ("a pending deferred Unlock of it in main.worker"):
+	// the report labels it, and a cycle through it is an inferred cycle,
+	// never a proven one. "" for a recorded holder.
+	Inferred string
 }
 
 // A Loss is a goroutine that lost a lock it held (Lock.Lost).
@@ -205,6 +210,9 @@ type Event struct {
 	Lock Key
 	Party
 	Stack uint64
+	// Token is the hold's fencing token, for a backend that gives one
+	// (etcd: the holder key's create revision); 0 if none.
+	Token int64
 }
 
 // An OrderEdge is an edge of the lock-order graph: the goroutine Party

@@ -1,0 +1,210 @@
+package etcdsrc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockwatch/lockwatch/etcd/etcdreg"
+	"github.com/lockwatch/lockwatch/internal/liveness"
+	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/procid"
+)
+
+// A PrefixSource reads locks that lockwatch did not take: key prefixes used
+// by etcd's own lock (concurrency.Mutex, `etcdctl lock NAME`, whose prefix
+// is NAME) or election (concurrency.Election, `etcdctl elect`): a key per
+// session under PREFIX/, the owner (or leader) the one with the lowest
+// create revision, the others waiting in that order. Each session is a
+// party of its own, named by its lease (SessionID): a session that holds one
+// lock and waits in another is one party, so a cycle across hosts shows
+// from leases alone. A contender that is etcdreg's is named by its record.
+// It is safe for concurrent use.
+type PrefixSource struct {
+	Client   *clientv3.Client
+	Prefixes []string
+}
+
+// PrefixSources returns what report.Diagnose reads to diagnose the lock
+// prefixes.
+func PrefixSources(cli *clientv3.Client, prefixes []string) report.Sources {
+	return report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes}}, Host: liveness.System{}}
+}
+
+// maxContenders bounds the keys read under one prefix.
+const maxContenders = 10_000
+
+// Read reads each prefix once, in one range request per prefix at one
+// revision, plus one lease query and one history lookup per holder.
+func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
+	out := &lockstate.Snapshot{Run: LockURL(s.Client.Endpoints(), s.Prefixes), Taken: time.Now()}
+	var ops []clientv3.Op
+	for _, p := range s.Prefixes {
+		ops = append(ops, clientv3.OpGet(p+"/", clientv3.WithPrefix(), clientv3.WithLimit(maxContenders)))
+	}
+	resp, err := s.Client.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("etcdsrc: read lock prefixes: %w (%v): check that the cluster runs and that the endpoints are right", etcdreg.ErrUnreachable, err)
+	}
+	seen := map[procid.ID]bool{}
+	party := func(kv *mvccpb.KeyValue) lockstate.Party {
+		var rec etcdreg.HolderRecord
+		if len(kv.Value) > 0 && kv.Value[0] == '{' && decodes(kv.Value, &rec) && rec.ID.PID != 0 {
+			if !seen[rec.ID] {
+				seen[rec.ID] = true
+				out.Processes = append(out.Processes, lockstate.Process{ID: rec.ID, Status: procid.Alive,
+					Role: fmt.Sprintf("etcdreg, lease %x", kv.Lease)})
+			}
+			return lockstate.Party{ID: rec.ID, Goroutine: rec.Goroutine}
+		}
+		id := SessionID(kv.Lease)
+		if !seen[id] {
+			seen[id] = true
+			cmd := fmt.Sprintf("etcd session, lease %x", kv.Lease)
+			if v := kv.Value; len(v) > 0 {
+				if len(v) > 64 {
+					v = v[:64]
+				}
+				cmd += fmt.Sprintf(", value %q", v)
+			}
+			out.Processes = append(out.Processes, lockstate.Process{ID: id, Status: procid.Alive, Role: fmt.Sprintf("session %x", kv.Lease), Command: cmd})
+		}
+		return lockstate.Party{ID: id, Goroutine: 1}
+	}
+	for i, p := range s.Prefixes {
+		r := resp.Responses[i].GetResponseRange()
+		kvs := r.Kvs
+		sortByCreate(kvs)
+		l := lockstate.Lock{Kind: Kind, Name: p}
+		if r.More {
+			out.Notes = append(out.Notes, fmt.Sprintf("%s has more than %d contenders; the rest were not read", p, maxContenders))
+		}
+		for j, kv := range kvs {
+			pa := party(kv)
+			if j == 0 {
+				l.Holders = []lockstate.Holder{{Party: pa}}
+				continue
+			}
+			l.Waiters = append(l.Waiters, lockstate.Waiter{Party: pa})
+		}
+		l.Facts.Extra = []lockstate.Fact{{Name: "prefix", Value: p}}
+		if len(kvs) > 0 {
+			h := kvs[0]
+			l.Facts.Extra = append(l.Facts.Extra,
+				lockstate.Fact{Name: "holder key", Value: string(h.Key)},
+				lockstate.Fact{Name: "token", Value: strconv.FormatInt(h.CreateRevision, 10)},
+				lockstate.Fact{Name: "lease", Value: fmt.Sprintf("%x", h.Lease)})
+			if t, err := s.Client.TimeToLive(ctx, clientv3.LeaseID(h.Lease)); err == nil && t.TTL >= 0 {
+				l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "lease left", Value: (time.Duration(t.TTL) * time.Second).String()})
+			}
+			l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "held since", Value: s.heldSince(ctx, p, h, resp.Header.Revision)})
+			var order []string
+			for _, kv := range kvs[1:] {
+				order = append(order, fmt.Sprintf("%x@%d", kv.Lease, kv.CreateRevision))
+			}
+			if len(order) > 0 {
+				l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "waiters (lease@revision, in order)", Value: strings.Join(order, " ")})
+			}
+		}
+		out.Locks = append(out.Locks, l)
+	}
+	return out, nil
+}
+
+// heldSince says, as precisely as etcd's revisions allow, since when the
+// holder h has held prefix p: the revision that made it first (its key's
+// creation, if nobody was before it; else the deletion of the key before
+// it, looked up in etcd's history). etcd keeps no time for a revision, so
+// it is said as a revision, with how many have passed since.
+func (s PrefixSource) heldSince(ctx context.Context, p string, h *mvccpb.KeyValue, now int64) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	before, err := s.Client.Get(ctx, p+"/", append(clientv3.WithLastCreate(), clientv3.WithRev(h.CreateRevision), clientv3.WithMaxCreateRev(h.CreateRevision-1))...)
+	if err != nil {
+		return fmt.Sprintf("after revision %d, when its key was created (the history before is not readable: %v)", h.CreateRevision, err)
+	}
+	if len(before.Kvs) == 0 {
+		return fmt.Sprintf("revision %d, when its key was created (it was first); %d revisions ago", h.CreateRevision, now-h.CreateRevision)
+	}
+	prev := string(before.Kvs[0].Key)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	for wr := range s.Client.Watch(wctx, prev, clientv3.WithRev(h.CreateRevision+1), clientv3.WithFilterPut()) {
+		if wr.Err() != nil {
+			break
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete && ev.Kv.ModRevision <= now {
+				return fmt.Sprintf("revision %d, when the key before it (%s) was deleted; %d revisions ago", ev.Kv.ModRevision, prev, now-ev.Kv.ModRevision)
+			}
+		}
+	}
+	return fmt.Sprintf("after revision %d, when its key was created (the deletion of the key before it is compacted away)", h.CreateRevision)
+}
+
+func sortByCreate(kvs []*mvccpb.KeyValue) {
+	sort.Slice(kvs, func(i, j int) bool { return kvs[i].CreateRevision < kvs[j].CreateRevision })
+}
+
+// LockURL names lock prefixes on the endpoints as ParseLockURL reads them
+// back: etcd://HOST:PORT/?lock=PREFIX&lock=...
+func LockURL(endpoints []string, prefixes []string) string {
+	hosts := make([]string, 0, len(endpoints))
+	for _, ep := range endpoints {
+		hosts = append(hosts, strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://"))
+	}
+	q := url.Values{"lock": prefixes}
+	return URLScheme + strings.Join(hosts, ",") + "/?" + q.Encode()
+}
+
+// ParseLockURL reads etcd://HOST:PORT[,HOST:PORT...]/?lock=PREFIX[&lock=...]
+// into the client endpoints and the lock prefixes (as `etcdctl lock`
+// and concurrency.NewMutex take them: without the trailing '/'). It
+// reports ok false when u names no lock prefixes (a run's URL).
+func ParseLockURL(u string) (endpoints, prefixes []string, ok bool, err error) {
+	rest, found := strings.CutPrefix(u, URLScheme)
+	if !found {
+		return nil, nil, false, nil
+	}
+	hosts, query, found := strings.Cut(rest, "/?")
+	if !found {
+		return nil, nil, false, nil
+	}
+	vals, err := url.ParseQuery(query)
+	if err != nil || len(vals["lock"]) == 0 {
+		return nil, nil, true, fmt.Errorf("%q: want %sHOST:PORT/?lock=PREFIX[&lock=PREFIX...], the prefixes given to etcdctl lock or concurrency.NewMutex", u, URLScheme)
+	}
+	for k := range vals {
+		if k != "lock" {
+			return nil, nil, true, fmt.Errorf("%q: unknown parameter %q: give lock=PREFIX", u, k)
+		}
+	}
+	for _, h := range strings.Split(hosts, ",") {
+		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+			return nil, nil, true, fmt.Errorf("%q: endpoint %q is not HOST:PORT", u, h)
+		}
+		endpoints = append(endpoints, "http://"+h)
+	}
+	for _, p := range vals["lock"] {
+		p = strings.TrimSuffix(p, "/")
+		if p == "" {
+			return nil, nil, true, fmt.Errorf("%q: an empty lock prefix: give the prefix etcdctl lock or concurrency.NewMutex was given", u)
+		}
+		prefixes = append(prefixes, p)
+	}
+	return endpoints, prefixes, true, nil
+}
+
+func decodes(b []byte, v any) bool {
+	return json.Unmarshal(b, v) == nil
+}

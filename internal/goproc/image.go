@@ -1,0 +1,517 @@
+package goproc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// An Image is what one Read found in the target.
+type Image struct {
+	PID       int
+	GoVersion string
+	Taken     time.Time
+	// Goroutines are the target's goroutines (not the dead ones), by id.
+	Goroutines []Goroutine
+	// Locks are the sync objects some goroutine waits for, by address.
+	Locks []Lock
+	// Inconsistent counts goroutines that kept changing while they were
+	// read and were left out (never shown torn).
+	Inconsistent int
+	// Notes say what could not be read.
+	Notes []string
+}
+
+// Goroutine states, as tracebacks print them.
+const (
+	StateRunnable = "runnable"
+	StateRunning  = "running"
+	StateSyscall  = "syscall"
+	StateWaiting  = "waiting"
+)
+
+// A Goroutine is one goroutine of the target.
+type Goroutine struct {
+	ID int64
+	// Status is runnable, running, syscall, waiting, preempted...
+	Status string
+	// WaitReason is the runtime's reason for a waiting goroutine
+	// ("sync.Mutex.Lock", "chan receive"); "" otherwise.
+	WaitReason string
+	// WaitingAtLeast is a lower bound of how long it has waited: the
+	// runtime records when a waiting goroutine was first seen blocked by a
+	// garbage collection (g.waitsince, set as a GC starts), so the true
+	// wait is longer, and it is unknown (WaitKnown false) until a GC
+	// starts after the goroutine blocked (the runtime forces one at least
+	// every 2 minutes).
+	WaitingAtLeast time.Duration
+	WaitKnown      bool
+	// Frames are innermost first, runtime frames included; empty for a
+	// running goroutine (its registers are not in memory while it runs).
+	Frames []Frame
+	// StackNote says why Frames are missing or cut, "" if complete.
+	StackNote string
+	// CreatedBy is the go statement that started it; nil for the main and
+	// runtime-started goroutines. Creator is the goroutine that ran it.
+	CreatedBy *Frame
+	Creator   int64
+	// System: started by the runtime for itself (tracebacks hide these).
+	System bool
+	// Waits is the sync object it is blocked on, if any.
+	Waits *Wait
+
+	addr       uint64 // the g's address
+	waiting    uint64 // g.waiting: its sudog, if it waits on one
+	sp, lo, hi uint64
+	defers     []deferredUnlock
+}
+
+// A Wait is what a blocked goroutine waits for.
+type Wait struct {
+	Kind string // "sync.Mutex", "sync.RWMutex", "sync.WaitGroup", "sync.Cond", "semaphore"
+	Addr uint64 // the object's address
+	Read bool   // waits to read-lock an RWMutex
+}
+
+// A Lock is a sync object that goroutines wait for.
+type Lock struct {
+	Addr uint64
+	// Kind is "sync.Mutex" or "sync.RWMutex" (a lock), or "sync.WaitGroup",
+	// "sync.Cond", "semaphore" (waited for, never held). Goroutines
+	// blocked on channels say so by their WaitReason only.
+	Kind string
+	// Name is the global variable holding it ("main.pair+8") when the
+	// binary has symbols, else "".
+	Name string
+	// State is the decoded state word, for locks: "locked, 3 waiters".
+	State string
+	// Locked: a Mutex's (or an RWMutex's writer mutex's) locked bit.
+	Locked bool
+	// ReadersHolding is an RWMutex's readers holding it, from its counts.
+	ReadersHolding int
+	// WriterHolds: an RWMutex's writer holds it (its writer mutex is
+	// locked and no writer waits for readers to leave).
+	WriterHolds bool
+	Waiters     []Waiter
+	// Holders are inferred, never recorded: each says its evidence.
+	Holders []Holder
+}
+
+// A Waiter is a goroutine blocked on a Lock.
+type Waiter struct {
+	Goroutine int64
+	Read      bool
+}
+
+// A Holder is a goroutine inferred to hold a Lock.
+type Holder struct {
+	Goroutine int64
+	Read      bool
+	// Evidence says why it is thought to hold it.
+	Evidence string
+}
+
+// deferredUnlock is a pending `defer mu.Unlock()` found on a stack: the
+// closure in a live frame of the function that deferred it.
+type deferredUnlock struct {
+	addr  uint64 // what the closure captures
+	kind  string // Binary.unlockKind
+	frame string // the function whose frame holds it
+	wrap  string // the closure's function
+}
+
+// g statuses (runtime/runtime2.go).
+const (
+	gIdle      = 0
+	gRunnable  = 1
+	gRunning   = 2
+	gSyscall   = 3
+	gWaiting   = 4
+	gDead      = 6
+	gCopystack = 8
+	gPreempted = 9
+	gLeaked    = 10
+	gDeadExtra = 11
+	gScan      = 0x1000
+)
+
+func statusName(st uint32) string {
+	switch st {
+	case gIdle:
+		return "idle"
+	case gRunnable:
+		return StateRunnable
+	case gRunning:
+		return StateRunning
+	case gSyscall:
+		return StateSyscall
+	case gWaiting:
+		return StateWaiting
+	case gCopystack:
+		return "copystack"
+	case gPreempted:
+		return "preempted"
+	case gLeaked:
+		return "leaked"
+	}
+	return fmt.Sprintf("status %d", st)
+}
+
+// gRead is one read of a g and of its stack.
+type gRead struct {
+	raw   []byte
+	stack []byte
+	ok    bool
+}
+
+func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
+	b := p.Binary
+	img := &Image{PID: p.PID, GoVersion: b.GoVersion, Taken: time.Now()}
+	if p.Core != "" {
+		img.Taken = p.coreTime
+	}
+	now := monoNow()
+
+	gptrs, err := p.allgs(r)
+	if err != nil {
+		return nil, err
+	}
+	reasons := p.waitReasons(r)
+	if b.tab.gofunc == 0 && !p.opts.NoStacks {
+		p.findGofunc(r)
+		if b.tab.gofunc == 0 {
+			img.Notes = append(img.Notes, "the binary's inline trees could not be found: inlined calls are shown as their callers' frames")
+		}
+	}
+
+	img.Goroutines = make([]Goroutine, 0, len(gptrs))
+	// Read the goroutines in batches: a batch's g's and stacks are read,
+	// then read again and compared; goroutines that changed are read
+	// again in the next round. Memory is bounded by the batch.
+	const batch = 1024
+	for i := 0; i < len(gptrs); i += batch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		todo := gptrs[i:min(i+batch, len(gptrs))]
+		for attempt := 0; attempt <= p.opts.Retries && len(todo) > 0; attempt++ {
+			first := p.readGs(r, todo)
+			second := p.readGs(r, todo)
+			if r.err != nil {
+				return nil, r.err
+			}
+			var again []uint64
+			for j, addr := range todo {
+				a, c := first[j], second[j]
+				if !a.ok || !c.ok {
+					continue // not a g (a hole in allgs), or unmapped
+				}
+				if !bytes.Equal(a.raw, c.raw) || !bytes.Equal(a.stack, c.stack) {
+					again = append(again, addr)
+					continue
+				}
+				if g, ok := p.goroutine(addr, c, reasons, now); ok {
+					img.Goroutines = append(img.Goroutines, g)
+				}
+			}
+			todo = again
+		}
+		img.Inconsistent += len(todo)
+	}
+	if img.Inconsistent > 0 {
+		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines kept changing while they were read (%d reads each) and are left out", img.Inconsistent, p.opts.Retries+1))
+	}
+	p.waits(r, img)
+	if r.err != nil {
+		return nil, r.err
+	}
+	p.locks(r, img)
+	slices.SortFunc(img.Goroutines, func(a, b Goroutine) int { return int(a.ID - b.ID) })
+	return img, nil
+}
+
+// allgs returns the addresses of every g: runtime.allgptr[:allglen],
+// loaded in the order the runtime's lock-free readers load them (allglen
+// first), or, in a stripped binary, from a slice header in its data whose
+// first element is goroutine 1.
+func (p *Process) allgs(r *reader) ([]uint64, error) {
+	b, L := p.Binary, p.Binary.layout
+	var ptr, n uint64
+	sl, okl := b.syms["runtime.allglen"]
+	sp, okp := b.syms["runtime.allgptr"]
+	if okl && okp {
+		var ok1, ok2 bool
+		n, ok1 = r.u64(sl.Value + p.bias)
+		ptr, ok2 = r.u64(sp.Value + p.bias)
+		if r.err != nil {
+			return nil, r.err
+		}
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("pid %d: runtime.allgptr is not readable: a corrupted image", p.PID)
+		}
+	} else {
+		max := uint64(p.opts.MaxGoroutines)
+		_, found := p.scanData(r, []string{".noptrbss", ".bss", ".noptrdata", ".data"}, 24, func(_ uint64, w []byte) bool {
+			a, l, c := le.Uint64(w), le.Uint64(w[8:]), le.Uint64(w[16:])
+			if a == 0 || a%8 != 0 || l == 0 || l > c || c > max {
+				return false
+			}
+			g0, ok := r.u64(a)
+			if !ok || g0 == 0 || g0%8 != 0 {
+				return false
+			}
+			gb, ok := r.bytes(g0, L.GSize)
+			if !ok {
+				return false
+			}
+			lo, hi := le.Uint64(gb[L.GStackLo:]), le.Uint64(gb[L.GStackHi:])
+			size := hi - lo
+			if le.Uint64(gb[L.GGoid:]) != 1 || hi <= lo || size < 2048 || size&(size-1) != 0 {
+				return false
+			}
+			ptr, n = a, l
+			return true
+		})
+		if r.err != nil {
+			return nil, r.err
+		}
+		if !found {
+			return nil, fmt.Errorf("pid %d: the list of goroutines (runtime.allgs) was not found in the stripped binary's data: not a Go %s runtime this reader knows", p.PID, release(b.GoVersion))
+		}
+	}
+	if n == 0 || n > uint64(p.opts.MaxGoroutines) || ptr == 0 {
+		return nil, fmt.Errorf("pid %d: runtime.allglen is %d (at most %d read): a corrupted image, or a runtime not yet started", p.PID, n, p.opts.MaxGoroutines)
+	}
+	raw, ok := r.bytes(ptr, int(n)*8)
+	if !ok {
+		if r.err != nil {
+			return nil, r.err
+		}
+		return nil, fmt.Errorf("pid %d: runtime.allgs (%d goroutines at %#x) is not readable: a corrupted image", p.PID, n, ptr)
+	}
+	out := make([]uint64, n)
+	for i := range out {
+		out[i] = le.Uint64(raw[i*8:])
+	}
+	return out, nil
+}
+
+// waitReasons returns the runtime's names of wait reasons: read from the
+// target (runtime.waitReasonStrings) when the binary names it, else the
+// table's for its release.
+func (p *Process) waitReasons(r *reader) []string {
+	if s, ok := p.Binary.syms["runtime.waitReasonStrings"]; ok && s.Size/16 <= 256 {
+		n := int(s.Size / 16)
+		hdr, ok := r.bytes(s.Value+p.bias, n*16)
+		if ok {
+			ps := make([]Piece, n)
+			for i := range ps {
+				a, l := le.Uint64(hdr[i*16:]), le.Uint64(hdr[i*16+8:])
+				if l > 256 {
+					l = 0
+				}
+				ps[i] = Piece{Addr: a, Buf: make([]byte, l)}
+			}
+			if r.pieces(ps) == nil {
+				out := make([]string, n)
+				for i, pc := range ps {
+					if pc.OK {
+						out[i] = string(pc.Buf)
+					}
+				}
+				return out
+			}
+		}
+	}
+	return p.Binary.layout.WaitReasons
+}
+
+// findGofunc finds moduledata.gofunc in a binary without symbols: the
+// module data is the word in the target's .noptrdata that points to the
+// pclntab's header.
+func (p *Process) findGofunc(r *reader) {
+	b := p.Binary
+	pcln := b.f.Section(".gopclntab")
+	if pcln == nil {
+		return
+	}
+	want := pcln.Addr + p.bias
+	off := b.layout.ModGofunc
+	p.scanData(r, []string{".go.module", ".noptrdata", ".data"}, off+8, func(_ uint64, w []byte) bool {
+		if le.Uint64(w) != want {
+			return false
+		}
+		gf := le.Uint64(w[off:]) - p.bias
+		if b.section(gf, 1) == nil {
+			return false
+		}
+		b.tab.gofunc = gf
+		return true
+	})
+}
+
+// readGs reads the g's at addrs and the used parts of their stacks.
+func (p *Process) readGs(r *reader, addrs []uint64) []gRead {
+	L := p.Binary.layout
+	out := make([]gRead, len(addrs))
+	ps := make([]Piece, len(addrs))
+	slab := make([]byte, len(addrs)*L.GSize) // one allocation per batch
+	for i, a := range addrs {
+		if a == 0 || a%8 != 0 {
+			continue
+		}
+		ps[i] = Piece{Addr: a, Buf: slab[i*L.GSize : (i+1)*L.GSize : (i+1)*L.GSize]}
+	}
+	if r.pieces(ps) != nil {
+		return out
+	}
+	var sps []Piece
+	var who []int
+	var total uint64
+	for i := range ps {
+		if !ps[i].OK || len(ps[i].Buf) == 0 {
+			continue
+		}
+		out[i] = gRead{raw: ps[i].Buf, ok: true}
+		g := ps[i].Buf
+		st := le.Uint32(g[L.GStatus:]) &^ gScan
+		if st == gDead || st == gDeadExtra || st == gIdle || st == gRunning || p.opts.NoStacks {
+			continue
+		}
+		sp, lo, hi := p.regs(g, st)
+		if sp < lo || sp >= hi || hi-lo > 1<<30 {
+			continue
+		}
+		n := min(hi-sp, uint64(p.opts.MaxStack))
+		sps = append(sps, Piece{Addr: sp, Buf: make([]byte, 0, n)})
+		total += n
+		who = append(who, i)
+	}
+	stacks := make([]byte, total)
+	for k := range sps {
+		n := uint64(cap(sps[k].Buf))
+		sps[k].Buf, stacks = stacks[:n:n], stacks[n:]
+	}
+	if r.pieces(sps) != nil {
+		return out
+	}
+	for k, i := range who {
+		if sps[k].OK {
+			out[i].stack = sps[k].Buf
+		}
+	}
+	return out
+}
+
+// regs returns where a g's stack is to be unwound from: its saved sp,
+// and its stack's bounds.
+func (p *Process) regs(g []byte, st uint32) (sp, lo, hi uint64) {
+	L := p.Binary.layout
+	sp = le.Uint64(g[L.GSchedSP:])
+	if st == gSyscall {
+		sp = le.Uint64(g[L.GSyscallSP:])
+	}
+	return sp, le.Uint64(g[L.GStackLo:]), le.Uint64(g[L.GStackHi:])
+}
+
+// goroutine decodes one consistent read of a g.
+func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) (Goroutine, bool) {
+	b, L := p.Binary, p.Binary.layout
+	raw := gr.raw
+	st := le.Uint32(raw[L.GStatus:]) &^ gScan
+	if st == gDead || st == gDeadExtra || st == gIdle {
+		return Goroutine{}, false
+	}
+	g := Goroutine{ID: int64(le.Uint64(raw[L.GGoid:])), Status: statusName(st), addr: addr}
+	if st == gWaiting {
+		if i := int(raw[L.GWaitReas]); i < len(reasons) && reasons[i] != "" {
+			g.WaitReason = reasons[i]
+		} else if i != 0 {
+			g.WaitReason = fmt.Sprintf("wait reason %d", i)
+		}
+		g.waiting = le.Uint64(raw[L.GWaiting:])
+		if ws := int64(le.Uint64(raw[L.GWaitsince:])); ws > 0 {
+			g.WaitKnown = true
+			if p.Core == "" && now > ws {
+				g.WaitingAtLeast = time.Duration(now - ws)
+			}
+		}
+	}
+	if start := le.Uint64(raw[L.GStartPC:]); start != 0 {
+		if f, ok := b.tab.findFunc(start - p.bias); ok {
+			name := f.name()
+			// As the runtime's isSystemGoroutine, with the finalizer and
+			// cleanup goroutines counted as the runtime's unless they run
+			// (then they run user code).
+			g.System = strings.HasPrefix(name, "runtime.") && name != "runtime.main" && name != "runtime.handleAsyncEvent" &&
+				!((name == "runtime.runFinalizers" || name == "runtime.runCleanups") && st != gWaiting)
+		}
+	}
+	if gopc := le.Uint64(raw[L.GGoPC:]); gopc != 0 && g.ID != 1 {
+		if c := p.creator(gopc); c != nil {
+			g.CreatedBy = c
+			g.Creator = int64(le.Uint64(raw[L.GParent:]))
+		}
+	}
+	switch {
+	case p.opts.NoStacks:
+		return g, true
+	case st == gRunning:
+		g.StackNote = "running: its stack cannot be read without stopping it"
+		return g, true
+	case gr.stack == nil:
+		g.StackNote = "its stack could not be read"
+		return g, true
+	}
+	sp, lo, hi := p.regs(raw, st)
+	g.sp, g.lo, g.hi = sp, lo, hi
+	pc := le.Uint64(raw[L.GSchedPC:])
+	if st == gSyscall {
+		pc = le.Uint64(raw[L.GSyscallPC:])
+	}
+	p.unwind(&g, pc, sp, gr.stack)
+	return g, true
+}
+
+// creator is the frame of the go statement at gopc (its innermost inlined
+// call), once per process: goroutines started by one statement share it.
+func (p *Process) creator(gopc uint64) *Frame {
+	if c, ok := p.creators[gopc]; ok {
+		return c
+	}
+	var c *Frame
+	b := p.Binary
+	if f, ok := b.tab.findFunc(gopc - p.bias); ok {
+		tpc := gopc - p.bias
+		if tpc > f.entry {
+			tpc--
+		}
+		fr := b.tab.frames(f, tpc, p.bias, nil)
+		c = &fr[0]
+		c.PC = gopc
+	}
+	if p.creators == nil {
+		p.creators = map[uint64]*Frame{}
+	}
+	if len(p.creators) < maxPCInfos {
+		p.creators[gopc] = c
+	}
+	return c
+}
+
+// Hidden reports whether tracebacks leave out frames of function name by
+// default: the runtime's own unexported functions (runtime.showfunc).
+func Hidden(name string) bool {
+	rest, ok := strings.CutPrefix(name, "runtime.")
+	if !ok {
+		return false
+	}
+	// Exported runtime functions (runtime.Goexit, runtime.Gosched) show.
+	return rest == "" || !(rest[0] >= 'A' && rest[0] <= 'Z')
+}
+
+// Calls reports whether a frame of g is in the function name.
+func (g *Goroutine) Calls(name string) bool { return g.calls(name) }

@@ -1,0 +1,177 @@
+// Command target is a program built with the standard sync only, that the
+// tests and benchmarks of goroutine readers attach to. It sets up, then
+// blocks for ever (until killed):
+//
+//   - three goroutines waiting for muHeld, whose holder (defer Unlock) is
+//     blocked receiving from a channel;
+//   - an AB/BA deadlock on pair.a and pair.b;
+//   - an RWMutex read-held (defer RUnlock) by a goroutine blocked on a
+//     channel, a writer queued in Lock behind it and two readers queued
+//     behind the writer;
+//   - with -n N, N more goroutines blocked on a channel;
+//   - with -gc D, a garbage collection every D (so that the runtime notes
+//     how long its goroutines have waited);
+//   - with -nondumpable, it makes itself non-dumpable;
+//   - with -heartbeat D, a goroutine that wakes every D and reports, on
+//     stderr when the process gets SIGUSR2, the longest gap it saw beyond D
+//     (how long the program was kept from running).
+//
+// It prints "ready" on stdout once every goroutine has started.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	muHeld sync.Mutex
+	pair   struct{ a, b sync.Mutex }
+	rw     sync.RWMutex
+	never  = make(chan int)
+)
+
+func holdAndBlock() {
+	muHeld.Lock()
+	defer muHeld.Unlock()
+	<-never
+}
+
+func waitHeld() {
+	muHeld.Lock()
+	defer muHeld.Unlock()
+}
+
+func lockAB(first, second *sync.Mutex, ready *sync.WaitGroup, both chan struct{}) {
+	first.Lock()
+	defer first.Unlock()
+	ready.Done()
+	<-both
+	second.Lock()
+	defer second.Unlock()
+}
+
+func readAndBlock(held chan<- struct{}) {
+	rw.RLock()
+	defer rw.RUnlock()
+	held <- struct{}{}
+	<-never
+}
+
+func write() {
+	rw.Lock()
+	defer rw.Unlock()
+}
+
+func read() {
+	rw.RLock()
+	defer rw.RUnlock()
+}
+
+func idle(c chan int) { <-c }
+
+func main() {
+	n := flag.Int("n", 0, "more goroutines blocked on a channel")
+	hb := flag.Duration("heartbeat", 0, "measure scheduling gaps with this period")
+	nondumpable := flag.Bool("nondumpable", false, "prctl(PR_SET_DUMPABLE, 0): only root may read its memory")
+	gc := flag.Duration("gc", 0, "run a garbage collection this often (the runtime then notes how long goroutines wait)")
+	flag.Parse()
+
+	if *gc > 0 {
+		go func() {
+			for {
+				time.Sleep(*gc)
+				runtime.GC()
+			}
+		}()
+	}
+
+	if *nondumpable {
+		const prSetDumpable = 4
+		if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0); errno != 0 {
+			fmt.Fprintln(os.Stderr, "prctl:", errno)
+			os.Exit(1)
+		}
+	}
+
+	if *hb > 0 {
+		heartbeat(*hb)
+	}
+	go holdAndBlock()
+	for muHeld.TryLock() { // until the holder has it
+		muHeld.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	for range 3 {
+		go waitHeld()
+	}
+
+	var ready sync.WaitGroup
+	ready.Add(2)
+	both := make(chan struct{})
+	go lockAB(&pair.a, &pair.b, &ready, both)
+	go lockAB(&pair.b, &pair.a, &ready, both)
+	ready.Wait()
+	close(both)
+
+	held := make(chan struct{})
+	go readAndBlock(held)
+	<-held
+	go write()
+	for !rwWriterWaiting() {
+		time.Sleep(time.Millisecond)
+	}
+	go read()
+	go read()
+
+	c := make(chan int)
+	for range *n {
+		go idle(c)
+	}
+	fmt.Println("ready")
+	for {
+		time.Sleep(time.Hour) // a timer: the runtime does not call this a deadlock
+	}
+}
+
+// rwWriterWaiting reports whether a writer has announced itself on rw: a
+// new reader would block.
+func rwWriterWaiting() bool {
+	if rw.TryRLock() {
+		rw.RUnlock()
+		return false
+	}
+	return true
+}
+
+func heartbeat(period time.Duration) {
+	var mu sync.Mutex
+	var worst time.Duration
+	go func() {
+		last := time.Now()
+		for {
+			time.Sleep(period)
+			now := time.Now()
+			mu.Lock()
+			worst = max(worst, now.Sub(last)-period)
+			mu.Unlock()
+			last = now
+		}
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR2)
+	go func() {
+		for range sig {
+			mu.Lock()
+			fmt.Fprintf(os.Stderr, "worst-gap-ns %d\n", worst.Nanoseconds())
+			worst = 0
+			mu.Unlock()
+		}
+	}()
+}

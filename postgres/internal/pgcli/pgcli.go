@@ -1,0 +1,284 @@
+// Package pgcli is the lockwatch-pg command: lockwatch's attach and watch
+// for the lock waits of a PostgreSQL server. It diagnoses and renders
+// through lockwatch's own report (internal/report, fed by pgsrc), so its
+// findings, tables and JSON are lockwatch's. `lockwatch attach
+// postgres://...` runs it.
+//
+//	err := pgcli.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
+package pgcli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
+
+	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/postgres/pgsrc"
+)
+
+// Exit statuses, as lockwatch's attach and watch.
+const (
+	exitFailed   = 1
+	exitUsage    = 2
+	exitDeadlock = 3
+)
+
+// ExitError carries the status to exit with; its message was printed.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d: %v", e.Code, e.Err) }
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+const usage = `usage: lockwatch-pg COMMAND [flags] [CONNSTRING]
+
+  attach [flags] [CONNSTRING]   one report on the server's lock waits
+  watch  [flags] [CONNSTRING]   the report, printed again on each change
+
+CONNSTRING is a PostgreSQL URL (postgres://USER@HOST:PORT/DB?sslmode=...)
+or libpq's key=value form; what it leaves out comes from libpq's
+environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE,
+PGPASSFILE, PGSERVICE...), as psql does. lockwatch itself runs these
+commands: lockwatch attach postgres://...
+
+Flags: -o table|json|dot, --stuck-after DURATION (a session holding a lock
+others wait for is stuck after holding it this long while they wait as
+long; default 10s), --interval DURATION (watch), --terminate-dead (end
+with pg_terminate_backend each session whose client is proved gone while
+it holds a lock: its end of the connection closed on this machine; the
+proof is checked again just before, and one line says what was done).
+
+The role needs pg_read_all_stats (or superuser) to see other roles'
+sessions' state, client and query; without it the report says what is
+missing.
+
+Exit status: 0 nothing found, 1 failed, 2 usage, or the server cannot be
+reached or refuses, 3 a deadlock was found (a dead holder, a cycle, a
+stuck holder).
+`
+
+type config struct {
+	output        string
+	stuckAfter    time.Duration
+	interval      time.Duration
+	terminateDead bool
+}
+
+// Main runs lockwatch-pg with args (without the program name).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return &ExitError{Code: exitUsage, Err: errors.New("no command")}
+		}
+		return nil
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("lockwatch-pg "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	fs.StringVar(&c.output, "o", "table", "output `format`: table, json, or dot (the wait-for graph for Graphviz)")
+	fs.DurationVar(&c.stuckAfter, "stuck-after", 10*time.Second, "a holder with waiters is stuck after holding this `long`")
+	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "watch: how often to read the server")
+	fs.BoolVar(&c.terminateDead, "terminate-dead", false, "end, with pg_terminate_backend, the sessions whose client is proved gone while they hold a lock")
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	bad := func(format string, a ...any) error {
+		err := fmt.Errorf(format, a...)
+		fmt.Fprintln(stderr, "lockwatch-pg:", report.Escape(err.Error()))
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	if c.output != "table" && c.output != "json" && c.output != "dot" {
+		return bad("-o %q: use table, json or dot", c.output)
+	}
+	if c.stuckAfter <= 0 {
+		return bad("--stuck-after %s: want a positive duration", c.stuckAfter)
+	}
+	if cmd != "attach" && cmd != "watch" {
+		return bad("unknown command %q: use attach or watch", cmd)
+	}
+	if fs.NArg() > 1 {
+		return bad("%s takes at most one connection string (postgres://USER@HOST:PORT/DB); got %d arguments", cmd, fs.NArg())
+	}
+	conn, server, err := connect(ctx, fs.Arg(0))
+	if err != nil {
+		return bad("%v", err)
+	}
+	defer conn.Close(context.Background())
+	src := pgsrc.New(conn, server)
+	if a, ok := conn.PgConn().Conn().RemoteAddr().(*net.TCPAddr); ok {
+		src.ServerAddr = a.AddrPort()
+	}
+	if cmd == "attach" {
+		return attach(ctx, src, c, stdout, stderr)
+	}
+	return watch(ctx, src, c, stdout, stderr)
+}
+
+// connectWithin bounds connecting; readWithin bounds each statement.
+const (
+	connectWithin = 10 * time.Second
+	readWithin    = 10 * time.Second
+)
+
+// connect opens a session on the server named by connString and libpq's
+// environment, and names the server for the report.
+func connect(ctx context.Context, connString string) (*pgx.Conn, string, error) {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return nil, "", fmt.Errorf("connection string: %w: give postgres://USER@HOST:PORT/DB, or set PGHOST, PGPORT, PGUSER and PGDATABASE", err)
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "lockwatch"
+	}
+	// The statements lockwatch runs read catalog views; none may run long.
+	cfg.RuntimeParams["statement_timeout"] = strconv.Itoa(int(readWithin / time.Millisecond))
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > connectWithin {
+		cfg.ConnectTimeout = connectWithin
+	}
+	server := serverName(cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot connect to %s as %q: %w; check the connection string (or PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)", server, cfg.User, err)
+	}
+	return conn, server, nil
+}
+
+// serverName is "postgres 127.0.0.1:5432/app", or the socket's path.
+func serverName(cfg *pgx.ConnConfig) string {
+	host := cfg.Host
+	if strings.HasPrefix(host, "/") {
+		host = fmt.Sprintf("%s/.s.PGSQL.%d", strings.TrimSuffix(host, "/"), cfg.Port)
+	} else {
+		host = fmt.Sprintf("%s:%d", host, cfg.Port)
+	}
+	return fmt.Sprintf("postgres %s database %s", host, cfg.Database)
+}
+
+func (c config) diagnose(ctx context.Context, src *pgsrc.Source) (*report.Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*readWithin)
+	defer cancel()
+	r, err := report.Diagnose(ctx, src.Sources(), report.Options{StuckAfter: c.stuckAfter})
+	if err != nil {
+		return nil, err
+	}
+	src.Explain(r)
+	return r, nil
+}
+
+func (c config) write(w io.Writer, r *report.Report, compact bool) error {
+	if c.output == "dot" {
+		return r.WriteDot(w)
+	}
+	if c.output == "json" {
+		enc := json.NewEncoder(w)
+		if !compact {
+			enc.SetIndent("", "  ")
+		}
+		return enc.Encode(r)
+	}
+	return r.Write(w, report.Style{Color: colour(w)})
+}
+
+func colour(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func verdict(r *report.Report) error {
+	if r != nil && r.Deadlock() {
+		return &ExitError{Code: exitDeadlock, Err: errors.New("deadlock")}
+	}
+	return nil
+}
+
+// terminate ends the dead holders' sessions, with --terminate-dead, and
+// says so on stderr, one line each.
+func (c config) terminate(ctx context.Context, src *pgsrc.Source, r *report.Report, stderr io.Writer) {
+	if !c.terminateDead {
+		return
+	}
+	for _, line := range src.Terminate(ctx, r) {
+		fmt.Fprintln(stderr, report.Escape(line))
+	}
+}
+
+func attach(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.Writer) error {
+	r, err := c.diagnose(ctx, src)
+	if err != nil {
+		fmt.Fprintln(stderr, "lockwatch-pg: cannot read the lock graph:", report.Escape(err.Error()))
+		return &ExitError{Code: exitUsage, Err: err}
+	}
+	if err := c.write(stdout, r, false); err != nil {
+		return &ExitError{Code: exitFailed, Err: err}
+	}
+	c.terminate(ctx, src, r, stderr)
+	return verdict(r)
+}
+
+// watch prints the report whenever its findings change, and says once per
+// distinct error when the server cannot be read. On SIGINT or SIGTERM it
+// exits as attach would for the last report.
+func watch(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	lastKey, lastErr := "", ""
+	var last *report.Report
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		r, err := c.diagnose(ctx, src)
+		switch {
+		case ctx.Err() != nil:
+			return verdict(last)
+		case err != nil:
+			if msg := err.Error(); msg != lastErr {
+				fmt.Fprintf(stderr, "lockwatch-pg: %s: cannot read the lock graph: %s\n", time.Now().Format("15:04:05.000"), report.Escape(msg))
+				lastErr = msg
+			}
+		default:
+			lastErr, last = "", r
+			var b strings.Builder
+			for i := range r.Findings {
+				b.WriteString(r.Findings[i].Key() + "\n")
+			}
+			if k := "report:" + b.String(); k != lastKey {
+				lastKey = k
+				if err := c.write(stdout, r, true); err != nil {
+					return &ExitError{Code: exitFailed, Err: err}
+				}
+				c.terminate(ctx, src, r, stderr)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return verdict(last)
+		case <-t.C:
+		}
+	}
+}

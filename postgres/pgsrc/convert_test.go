@@ -1,0 +1,123 @@
+package pgsrc
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// TestObject: advisory keys read back as the client gave them, bigint
+// (negative too) or two ints; other kinds of lock by their object.
+func TestObject(t *testing.T) {
+	db := ptr("app")
+	tests := []struct {
+		name string
+		row  lockRow
+		want string
+	}{
+		{"bigint key", lockRow{Type: "advisory", DB: db, ClassID: ptr[int64](0), ObjID: ptr[int64](42), ObjSubID: ptr[int64](1)}, "app/advisory(42)"},
+		{"negative bigint key", lockRow{Type: "advisory", DB: db, ClassID: ptr[int64](0xffffffff), ObjID: ptr[int64](0xfffffffe), ObjSubID: ptr[int64](1)}, "app/advisory(-2)"},
+		{"large bigint key", lockRow{Type: "advisory", DB: db, ClassID: ptr[int64](1), ObjID: ptr[int64](0), ObjSubID: ptr[int64](1)}, "app/advisory(4294967296)"},
+		{"two int keys", lockRow{Type: "advisory", DB: db, ClassID: ptr[int64](7), ObjID: ptr[int64](0xffffffff), ObjSubID: ptr[int64](2)}, "app/advisory(7,-1)"},
+		{"relation", lockRow{Type: "relation", DB: db, Rel: ptr("public.jobs")}, "app/relation public.jobs"},
+		{"row", lockRow{Type: "tuple", DB: db, Rel: ptr("jobs"), Page: ptr[int64](0), Tuple: ptr[int64](3)}, "app/row jobs (0,3)"},
+		{"transaction", lockRow{Type: "transactionid", XID: ptr("1234")}, "transaction 1234"},
+		{"database by oid", lockRow{Type: "relation", DBOid: ptr[int64](16384), Rel: ptr("16385")}, "db16384/relation 16385"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.row.object(); got != tt.want {
+				t.Errorf("object() = %q; want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestConflicts: a few rows of PostgreSQL's conflict table, and unknown
+// modes conflict with everything (a holder is never left out).
+func TestConflicts(t *testing.T) {
+	tests := []struct {
+		held, want string
+		conflict   bool
+	}{
+		{"AccessShareLock", "AccessShareLock", false},
+		{"AccessShareLock", "AccessExclusiveLock", true},
+		{"RowExclusiveLock", "ShareLock", true},
+		{"RowExclusiveLock", "RowExclusiveLock", false},
+		{"ShareLock", "ShareLock", false},
+		{"ShareUpdateExclusiveLock", "ShareUpdateExclusiveLock", true},
+		{"ExclusiveLock", "AccessShareLock", false},
+		{"ExclusiveLock", "ExclusiveLock", true},
+		{"FutureLock", "AccessShareLock", true},
+	}
+	for _, tt := range tests {
+		if got := conflicts(tt.held, tt.want); got != tt.conflict {
+			t.Errorf("conflicts(%s, %s) = %v; want %v", tt.held, tt.want, got, tt.conflict)
+		}
+	}
+}
+
+// TestGroups: waiters of one table in two modes are two locks of the
+// model, each held only by the sessions that block that mode, so that no
+// waiter is made to wait for a holder that does not block it.
+func TestGroups(t *testing.T) {
+	now := time.Now()
+	rel := func(pid int, mode string, granted bool) lockRow {
+		return lockRow{Type: "relation", DB: ptr("app"), Rel: ptr("jobs"), PID: ptr(pid), Mode: mode, Granted: granted, WaitStart: map[bool]*time.Time{false: &now}[granted]}
+	}
+	a := &answer{Now: now, Port: "5432", Sessions: []session{{PID: 1}, {PID: 2}, {PID: 3, Blockers: []int{2}}, {PID: 4, Blockers: []int{1, 2}}},
+		Locks: []lockRow{rel(1, "AccessShareLock", true), rel(2, "RowExclusiveLock", true), rel(3, "ShareLock", false), rel(4, "AccessExclusiveLock", false)}}
+	s := &Source{Server: "test"}
+	snap, _ := s.convert(a)
+	got := map[string][]int{}
+	for _, l := range snap.Locks {
+		for _, h := range l.Holders {
+			got[l.Name] = append(got[l.Name], h.PID)
+		}
+		slices.Sort(got[l.Name])
+	}
+	want := map[string][]int{"app/relation jobs ShareLock": {2}, "app/relation jobs AccessExclusiveLock": {1, 2}}
+	for name, pids := range want {
+		if !slices.Equal(got[name], pids) {
+			t.Errorf("lock %q held by %v; want %v (all: %v)", name, got[name], pids, got)
+		}
+	}
+	if len(snap.Locks) != 2 {
+		t.Errorf("%d locks; want 2: %+v", len(snap.Locks), snap.Locks)
+	}
+	for _, l := range snap.Locks {
+		if l.Kind != Kind || len(l.Waiters) != 1 || l.Waiters[0].Goroutine != 1 || l.Waiters[0].Host != Host {
+			t.Errorf("lock %+v; want kind %s, one waiter, a session party", l, Kind)
+		}
+	}
+}
+
+// BenchmarkConvert is Read's work on the answer of a server with 1,000
+// sessions and 10,000 advisory locks held (BenchmarkAttach's), 100 of
+// them awaited, without the server and without looking for the clients.
+func BenchmarkConvert(b *testing.B) {
+	now := time.Now()
+	a := &answer{Now: now, Port: "5432", Databases: map[string]string{"16384": "app"}}
+	for i := 0; i < 1000; i++ {
+		a.Sessions = append(a.Sessions, session{PID: 10000 + i, DB: ptr("app"), User: ptr("u"), App: ptr("bench"), Addr: ptr("127.0.0.1"), Port: ptr(40000 + i),
+			Start: &now, Change: &now, State: ptr("idle"), Query: ptr("SELECT pg_advisory_lock(k) FROM generate_series($1, $2) k"), Type: ptr("client backend")})
+		for j := 0; j < 10; j++ {
+			if i < 100 && j == 0 { // awaited by session 10999-i
+				a.Locks = append(a.Locks,
+					lockRow{Type: "advisory", DB: ptr("app"), ClassID: ptr[int64](0), ObjID: ptr(int64(i * 10)), ObjSubID: ptr[int64](1), PID: ptr(10000 + i), Mode: "ExclusiveLock", Granted: true},
+					lockRow{Type: "advisory", DB: ptr("app"), ClassID: ptr[int64](0), ObjID: ptr(int64(i * 10)), ObjSubID: ptr[int64](1), PID: ptr(10999 - i), Mode: "ExclusiveLock", WaitStart: &now})
+				continue
+			}
+			a.Advisory = append(a.Advisory, [6]int64{int64(10000 + i), 16384, 0, int64(i*10 + j), 1, 0})
+		}
+	}
+	s := &Source{Server: "bench"}
+	for b.Loop() {
+		snap, _ := s.convert(a)
+		if len(snap.Locks) != 100 {
+			b.Fatalf("%d locks; want the 100 awaited", len(snap.Locks))
+		}
+	}
+}

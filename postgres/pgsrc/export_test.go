@@ -1,0 +1,4 @@
+package pgsrc
+
+// Query is the lock-graph query, for benchmarks of its parts.
+var Query = query
