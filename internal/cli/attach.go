@@ -249,11 +249,15 @@ func (a *app) print(w io.Writer, r *report.Report, compact bool) error {
 		return r.WriteDot(w) // one graph per report
 	}
 	if a.output == "json" {
-		enc := json.NewEncoder(w)
-		if !compact {
-			enc.SetIndent("", "  ")
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
 		}
-		return enc.Encode(r)
+		if !compact {
+			b = indentJSON(make([]byte, 0, 2*len(b)), b, "  ")
+		}
+		_, err = w.Write(append(b, '\n')) // as json.Encoder ends a value
+		return err
 	}
 	return r.Write(w, style(w))
 }
