@@ -82,7 +82,8 @@ FUZZMINIMIZE ?= 1s
 FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:FuzzParseProfile \
   ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
   ./probe:FuzzDecodeAnswer ./internal/proc:FuzzParseStat ./internal/liveness:FuzzScanMaps \
-  ./internal/safeout:FuzzWriter ./internal/jsonbudget:FuzzValues ./internal/pipeline:FuzzFrameReader
+  ./internal/safeout:FuzzWriter ./internal/jsonbudget:FuzzValues ./internal/pipeline:FuzzFrameReader \
+  ./internal/goproc:FuzzPclntab ./internal/report/filelocksrc:FuzzParse ./internal/cli:FuzzIndentJSON
 fuzz:
 	@for t in $(FUZZTARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \

@@ -514,10 +514,14 @@ func (g *graph) stuck(l *lock, h *lockstate.Holder) (Finding, bool) {
 		summary = fmt.Sprintf("%s%s has held %q for at least %s while %s; inferred, not proven: %s", p.who(), gsuffix(h.Goroutine), l.Name,
 			held.Round(time.Millisecond), waitersPhrase(waiters), h.Inferred)
 	}
+	next := fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine))
+	if h.Inferred != "" {
+		// No record says where it took the lock: the evidence is in the
+		// summary, and its goroutines are one command away.
+		next = fmt.Sprintf("see what pid %d%s is blocked on ('lockwatch stacks %d' prints its goroutines; the summary says where the evidence puts the lock): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine), h.PID)
+	}
 	return Finding{Kind: StuckHolder, Lock: l.Name, LockKind: l.Kind, Holder: &p, Waiters: waiters,
-		Summary: summary,
-		Next:    fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine)),
-	}, true
+		Summary: summary, Next: next}, true
 }
 
 // staleWaiters finds the waiter records of dead processes.

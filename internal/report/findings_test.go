@@ -372,4 +372,8 @@ func TestInferredStuckHolder(t *testing.T) {
 	if s := r.Findings[0].Summary; !strings.Contains(s, "for at least 1m0s") || !strings.Contains(s, "inferred, not proven: a pending deferred Unlock") {
 		t.Errorf("summary %q does not say the holder is inferred and its time a lower bound", s)
 	}
+	// No stacks of its own follow: the next step says where to get them.
+	if n := r.Findings[0].Next; strings.Contains(n, "stacks are below") || !strings.Contains(n, "lockwatch stacks 100") {
+		t.Errorf("next %q promises stacks below or does not say how to get them", n)
+	}
 }
