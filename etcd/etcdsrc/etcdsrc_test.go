@@ -22,16 +22,7 @@ import (
 // holds a lock (it left the run holding it): dead-holder, proved by the
 // backend.
 func TestReport(t *testing.T) {
-	srv, err := embedded.Start(filepath.Join(t.TempDir(), "etcd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	_, cli := serverClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	open := func(host string) *etcdreg.Registry {
@@ -90,6 +81,7 @@ func TestReport(t *testing.T) {
 	close(start)
 	deadline := time.Now().Add(60 * time.Second)
 	var r *report.Report
+	var err error
 	for time.Now().Before(deadline) {
 		r, err = report.Diagnose(ctx, report.Sources{Locks: []lockstate.Source{etcdsrc.New(cli, "model")}, Host: liveness.System{}}, report.Options{})
 		if err != nil {
@@ -127,4 +119,21 @@ func TestReport(t *testing.T) {
 			t.Error("a Lock of the cycle returned nil after its context ended")
 		}
 	}
+}
+
+// serverClient starts an embedded etcd for the test and returns it and a
+// client of it; both end with the test.
+func serverClient(t *testing.T) (*embedded.Server, *clientv3.Client) {
+	t.Helper()
+	srv, err := embedded.Start(filepath.Join(t.TempDir(), "etcd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Stop() })
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return srv, cli
 }

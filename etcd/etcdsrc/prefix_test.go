@@ -3,7 +3,6 @@ package etcdsrc_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/lockwatch/lockwatch/etcd/embedded"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
 	"github.com/lockwatch/lockwatch/internal/report"
@@ -26,16 +24,7 @@ import (
 // each holding one lock and waiting in the other, from leases alone; and an
 // election (concurrency.Election, as `etcdctl elect`): the leader holds.
 func TestForeignLocks(t *testing.T) {
-	srv, err := embedded.Start(filepath.Join(t.TempDir(), "etcd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	srv, cli := serverClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	session := func() *concurrency.Session {
@@ -68,7 +57,7 @@ func TestForeignLocks(t *testing.T) {
 
 	url := etcdsrc.LockURL(srv.Endpoints(), []string{"app/A", "app/B"})
 	var out, errw strings.Builder
-	err = etcdcli.Main(ctx, []string{"attach", url}, &out, &errw)
+	err := etcdcli.Main(ctx, []string{"attach", url}, &out, &errw)
 	if ee, ok := err.(*etcdcli.ExitError); !ok || ee.Code != 3 {
 		t.Fatalf("attach %s: %v; want exit 3 (a cycle)\n%s%s", url, err, out.String(), errw.String())
 	}
