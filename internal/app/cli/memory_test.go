@@ -19,7 +19,7 @@ import (
 // startPlainGo builds and starts goproc's test target, a program with the
 // standard sync only and no probe (built as kind: "default" or "stripped"),
 // and returns its pid once it says it is ready.
-func startPlainGo(t *testing.T, kind string, targetArgs ...string) int {
+func startPlainGo(t testing.TB, kind string, targetArgs ...string) int {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds a program")
