@@ -171,7 +171,7 @@ func verdict(r *report.Report) int {
 
 // diagnose reports on the run in dir, or says in one line why it cannot.
 func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) {
-	if a.mem != nil {
+	if a.mem != nil || a.dropin != nil {
 		return a.diagnoseMemory(ctx)
 	}
 	r, err := report.Diagnose(ctx, a.sources(dir, true), a.opts)
@@ -225,7 +225,7 @@ func (a *app) printFit(w io.Writer, r *report.Report, rows int) error {
 func (a *app) sources(dir string, withProbes bool) report.Sources {
 	// The host proves that a process is the run's (it maps the run's
 	// arena), not only that its pid and start time are alive.
-	src := report.Sources{Locks: []lockstate.Source{lockregsrc.Source{Dir: dir, ReadSnapshot: a.read}}, Host: liveness.ForRun(dir)}
+	src := report.Sources{Locks: []lockstate.Source{runArena{lockregsrc.Source{Dir: dir, ReadSnapshot: a.read}, dir}}, Host: liveness.ForRun(dir)}
 	if withProbes {
 		timeout := a.opts.ProbeTimeout
 		if timeout <= 0 {

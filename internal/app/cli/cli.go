@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/diag/safeout"
+	"github.com/lockwatch/lockwatch/internal/source/dropinsrc"
 	"github.com/lockwatch/lockwatch/internal/source/goprocsrc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/report"
@@ -87,7 +88,10 @@ type app struct {
 	// mem is the process attach or watch reads from its memory, when it
 	// runs no probe (memory.go); nil otherwise.
 	mem *goprocsrc.Source
-	exe string // attach --exe: a core file's binary
+	// dropin is the drop-in arena of that process, when it imports the
+	// drop-in sync (its exact holder records; memory.go); nil otherwise.
+	dropin *dropinsrc.Process
+	exe    string // attach --exe: a core file's binary
 }
 
 // read reads a run's snapshot within the limits the flags set.

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
+	"github.com/lockwatch/lockwatch/internal/diag/dropinmem"
 	"github.com/lockwatch/lockwatch/internal/diag/goproc"
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
+	"github.com/lockwatch/lockwatch/internal/source/dropinsrc"
 	"github.com/lockwatch/lockwatch/internal/source/goprocsrc"
-	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/report"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -34,12 +37,40 @@ func (a *app) resolveTarget(arg string) (target, error) {
 	if !errors.As(err, &np) {
 		return t, err
 	}
-	src, err := a.openMemory(np)
-	if err != nil {
+	if err := a.attachMemory(np); err != nil {
 		return target{}, err
 	}
-	a.mem = src
 	return target{id: np.id}, nil
+}
+
+// attachMemory opens a process that runs no probe: its memory (a.mem) and,
+// when it imports the drop-in sync, its drop-in arena (a.dropin), whose
+// records name the holders of its drop-in mutexes exactly. A process whose
+// memory cannot be read but whose arena can is reported from its arena.
+func (a *app) attachMemory(np *noProbeError) error {
+	_, derr := dropinmem.View(np.id, "")
+	hasArena := !errors.Is(derr, inproc.ErrNoArena)
+	src, err := a.openMemory(np)
+	if err != nil && !hasArena {
+		return err
+	}
+	if hasArena {
+		a.dropin = &dropinsrc.Process{ID: np.id}
+		if derr != nil {
+			// Said in the report, which the memory still gives.
+			a.dropin.Notes = append(a.dropin.Notes, fmt.Sprintf("pid %d's drop-in mutexes could not be read: %v", np.id.PID, oneLine(derr.Error())))
+		}
+	}
+	if err != nil {
+		if derr != nil {
+			return err // neither can be read: the memory's reason
+		}
+		a.dropin.Notes = append(a.dropin.Notes, fmt.Sprintf("pid %d's goroutines could not be read from its memory (%s): only its drop-in mutexes are reported",
+			np.id.PID, strings.TrimPrefix(oneLine(err.Error()), "lockwatch: ")))
+		return nil
+	}
+	a.mem = src
+	return nil
 }
 
 // openMemory attaches to a process that runs no probe, or says in one
@@ -65,11 +96,25 @@ func (a *app) closeMemory() {
 		a.mem.Close()
 		a.mem = nil
 	}
+	a.dropin = nil
 }
 
-// diagnoseMemory reports on the process read from memory.
+// diagnoseMemory reports on the process read from memory: its drop-in
+// mutexes from their records first, then the locks its goroutines wait
+// for in its memory, but for those the records have (a drop-in mutex
+// wraps a sync.Mutex at its own address); live stacks from its memory.
 func (a *app) diagnoseMemory(ctx context.Context) (*report.Report, error) {
-	src := report.Sources{Locks: []lockstate.Source{a.mem}, Host: liveness.System{}}
+	src := report.Sources{Host: liveness.System{}}
+	if a.dropin != nil {
+		src.Locks = append(src.Locks, a.dropin)
+	}
+	if a.mem != nil {
+		if a.dropin != nil {
+			a.mem.Skip = a.dropin.Has
+		}
+		src.Locks = append(src.Locks, a.mem)
+		src.Stacks = a.mem.Stacks()
+	}
 	r, err := report.Diagnose(ctx, src, a.opts)
 	if err != nil {
 		return nil, usagef("%s", oneLine(err.Error()))

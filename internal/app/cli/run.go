@@ -18,6 +18,7 @@ import (
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/diag/safeout"
+	"github.com/lockwatch/lockwatch/internal/source/dropinsrc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -313,6 +314,9 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 		}
 	}
 	joined := joinedLine(r.Processes)
+	if n := dropinsrc.Arenas(dir); len(r.Processes) == 0 && n > 0 {
+		joined = fmt.Sprintf("%s joined the run by importing lockwatch's sync (no probe)", plural(n, "process"))
+	}
 	r.Notes = append(r.Notes, joined)
 	var lost error                     // the one document a script waits for, not written
 	ordered := r.Has(report.LockOrder) // locks were taken in both orders

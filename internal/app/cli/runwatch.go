@@ -104,7 +104,7 @@ func (j *joinCheck) check(joined []report.ProcRow) bool {
 	}
 	if len(joined) == 0 && !j.none && len(late) > 0 {
 		j.none = true
-		fmt.Fprintf(j.w, "lockwatch: no process has joined the run after %v: %s (pid %d) does not run lockwatch's probe, so none of its locks can be seen and no deadlock can be found; a Go program joins with probe.Start (github.com/lockwatch/lockwatch/probe). Still watching: a process that joins later is seen.\n",
+		fmt.Fprintf(j.w, "lockwatch: no process has joined the run after %v: %s (pid %d) does not run lockwatch's probe, so none of its locks can be seen and no deadlock can be found; a Go program joins by importing github.com/lockwatch/lockwatch/sync in place of sync, or with probe.Start. Still watching: a process that joins later is seen.\n",
 			now.Sub(j.begun).Round(100*time.Millisecond), j.program, j.pgid)
 		for _, m := range late {
 			j.told[m.Identity()] = true
@@ -116,7 +116,7 @@ func (j *joinCheck) check(joined []report.ProcRow) bool {
 	}
 	for _, m := range late {
 		j.told[m.Identity()] = true
-		fmt.Fprintf(j.w, "lockwatch: pid %d (%s) has not joined the run: its locks are not seen (it does not run lockwatch's probe, or cleared LOCKWATCH_DIR)\n", m.PID, m.Comm)
+		fmt.Fprintf(j.w, "lockwatch: pid %d (%s) has not joined the run: its locks are not seen (it imports neither lockwatch's sync nor its probe, or cleared LOCKWATCH_DIR)\n", m.PID, m.Comm)
 		wrote = true
 	}
 	return wrote
@@ -146,7 +146,7 @@ func groupMembers(pgid int) []proc.Stat {
 // joined the run: main, 2 worker".
 func joinedLine(procs []report.ProcRow) string {
 	if len(procs) == 0 {
-		return "no process joined the run: nothing was watched (PROGRAM does not run lockwatch's probe; a Go program joins with probe.Start)"
+		return "no process joined the run: nothing was watched (PROGRAM does not run lockwatch's probe; a Go program joins by importing github.com/lockwatch/lockwatch/sync in place of sync, or with probe.Start)"
 	}
 	var names []string
 	count := make(map[string]int)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -83,13 +84,43 @@ func (r *Run) Maps(pid int) (bool, error) {
 // maps is Maps, and whether pid has any mapping at all: a process has none
 // once it is exiting (the kernel releases its memory, and with it the
 // robust list's locks, before it becomes a zombie).
+//
+// A process that joined the run by importing the drop-in sync alone (no
+// probe, no lockreg) maps no lockreg arena: its own drop-in arena file of
+// the run (inproc.ArenaFile, which it made, mode 0600, in the run's 0700
+// directory, and maps shared and writable) proves it a member the same way.
 func (r *Run) maps(pid int) (found, any bool, err error) {
+	found, any, err = r.mapsOf(pid)
+	if found || !any || err != nil {
+		return found, any, err
+	}
+	if d, ok := r.dropinArena(pid); ok {
+		return d.mapsOf(pid)
+	}
+	return found, any, err
+}
+
+func (r *Run) mapsOf(pid int) (found, any bool, err error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/maps")
 	if err != nil {
 		return false, false, err
 	}
 	defer f.Close()
 	return r.scanMaps(io.LimitReader(f, maxMapsBytes+1))
+}
+
+// dropinArena names process pid's drop-in arena file of the run, if there
+// is one (a regular file, not followed if a symbolic link).
+func (r *Run) dropinArena(pid int) (*Run, bool) {
+	fi, err := os.Lstat(filepath.Join(r.dir, inproc.ArenaFile(pid)))
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, false
+	}
+	return &Run{dir: r.dir, dev: st.Dev, ino: st.Ino}, true
 }
 
 // scanMaps reads maps lines, "start-end perms offset major:minor inode

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/app/forge"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -88,6 +89,25 @@ func runRole(role, dir string) int {
 			fmt.Println("pong")
 		}
 		return 0
+	case "dropin", "dropin-other":
+		// Joins as a program that only imports the drop-in sync does: it
+		// makes its own arena file of the run and maps it shared and
+		// writable; "dropin-other" maps one under another pid's name.
+		pid := os.Getpid()
+		if role == "dropin-other" {
+			pid = 1
+		}
+		f, err := os.OpenFile(filepath.Join(dir, inproc.ArenaFile(pid)), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err == nil {
+			err = f.Truncate(4096)
+		}
+		if err == nil {
+			_, err = syscall.Mmap(int(f.Fd()), 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+		}
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
 	case "nofd":
 		return noFDRole() // system_test.go
 	default:
@@ -166,6 +186,8 @@ func TestMembership(t *testing.T) {
 	_, closedForged := sleeper(t) // named by a forged exited entry
 	_, neverNamed := sleeper(t)   // in no entry at all
 	_, selfForged := child(t, "reader", dir)
+	_, dropin := child(t, "dropin", dir)
+	_, dropinOther := child(t, "dropin-other", dir)
 	for _, f := range []struct {
 		id    proc.Identity
 		state uint32
@@ -201,6 +223,10 @@ func TestMembership(t *testing.T) {
 		// time, not mapping the arena, never closed.
 		{"forged running entry", unrelated, proc.Reused, spared},
 		{"in no entry", neverNamed, proc.Reused, spared},
+		// Joined by its drop-in arena alone (no probe, no lockreg): its own
+		// arena file of the run proves it; another pid's does not.
+		{"drop-in arena", dropin, proc.Alive, killed},
+		{"another pid's drop-in arena", dropinOther, proc.Reused, spared},
 		// exec'd: the program that joined is gone (documented decision).
 		{"exec'd", execd, proc.Reused, spared},
 		{"gone", proc.Identity{PID: 1 << 22, Start: 1}, proc.Gone, dead},

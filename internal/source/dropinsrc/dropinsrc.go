@@ -185,15 +185,18 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		askOrd = askOrders
 	}
 	ps, err := list(s.Dir)
-	if err != nil {
+	if err != nil && !(errors.Is(err, lockreg.ErrNotRun) && HasArenas(s.Dir)) {
 		return nil, err
 	}
+	// (A run whose processes only changed their import line has no
+	// lockreg arena: only their drop-in arenas, read below.)
 	type answer struct {
 		id        procid.ID
 		v         *probe.MutexView
 		err       error
 		orders    *probe.OrderView
 		ordersErr error
+		arena     bool // found by its drop-in arena alone (no probe)
 	}
 	answers := make([]answer, 0, len(ps))
 	var mu sync.Mutex
@@ -243,11 +246,18 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		}
 		for _, id := range arenaProcesses(s.Dir, known) {
 			v, err := dropinmem.View(id, s.Dir)
-			answers = append(answers, answer{id: id, v: v, err: err})
+			answers = append(answers, answer{id: id, v: v, err: err, arena: true})
 		}
 	}
 	slices.SortFunc(answers, func(a, b answer) int { return a.id.PID - b.id.PID })
 	out := &lockstate.Snapshot{Run: s.Dir, Taken: time.Now()}
+	for _, a := range answers {
+		if a.arena {
+			// A member of the run that is in no process table: listed,
+			// its life checked by the host as any other's.
+			out.Processes = append(out.Processes, lockstate.Process{ID: a.id})
+		}
+	}
 	res := &stacks{byID: map[key][]stackdump.Frame{}}
 	withEdges := 0
 	for _, a := range answers {
@@ -279,6 +289,38 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // maxArenas bounds the arena files one Read looks at.
 const maxArenas = 4096
 
+// HasArenas reports whether dir holds the drop-in arena file of some
+// process (inproc.ArenaFile): a process joined the run by importing the
+// drop-in sync, with or without a probe.
+func HasArenas(dir string) bool { return Arenas(dir) > 0 }
+
+// Arenas counts the drop-in arena files in dir (at most maxArenas): the
+// processes that joined the run by importing the drop-in sync, alive or
+// not (a file outlives its process).
+func Arenas(dir string) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		if isArenaFile(e) {
+			n++
+		}
+		if n == maxArenas {
+			break
+		}
+	}
+	return n
+}
+
+// isArenaFile tells a drop-in arena file of a run directory by its name.
+func isArenaFile(e os.DirEntry) bool {
+	name := e.Name()
+	pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "dropin-"), ".arena"))
+	return err == nil && pid > 0 && name == inproc.ArenaFile(pid) && e.Type().IsRegular()
+}
+
 // arenaProcesses lists the live processes whose drop-in arena is in dir
 // (inproc.ArenaFile) and that known does not hold: a file whose process
 // has exited, or whose pid now names another process, is left out.
@@ -289,12 +331,11 @@ func arenaProcesses(dir string, known map[int]bool) []procid.ID {
 	}
 	var out []procid.ID
 	for _, e := range ents {
-		name := e.Name()
-		if !strings.HasPrefix(name, "dropin-") || !strings.HasSuffix(name, ".arena") || !e.Type().IsRegular() {
+		if !isArenaFile(e) {
 			continue
 		}
-		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "dropin-"), ".arena"))
-		if err != nil || pid <= 0 || known[pid] || name != inproc.ArenaFile(pid) {
+		pid, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(e.Name(), "dropin-"), ".arena"))
+		if known[pid] {
 			continue
 		}
 		st, err := proc.ReadStat(pid)

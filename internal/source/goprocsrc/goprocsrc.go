@@ -11,6 +11,7 @@ package goprocsrc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -33,6 +34,12 @@ type Source struct {
 	id procid.ID
 	// core is the core file read, "" for a live process.
 	core string
+	// Skip, when set, names the lock addresses to leave out: locks read
+	// exactly by another source of the same report (the drop-in's records
+	// of a mutex that wraps a sync.Mutex at its own address).
+	Skip func(addr uint64) bool
+	// last is the image of the last Read, for the live stacks (Stacks).
+	last *goproc.Image
 }
 
 // Attach opens the live process pid. Its errors are goproc's one-line
@@ -76,6 +83,14 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	img, err := s.Image(ctx)
 	if err != nil {
 		return nil, err
+	}
+	s.mu.Lock()
+	s.last = img
+	s.mu.Unlock()
+	if s.Skip != nil {
+		kept := *img
+		kept.Locks = slices.DeleteFunc(slices.Clone(img.Locks), func(l goproc.Lock) bool { return s.Skip(l.Addr) })
+		img = &kept
 	}
 	hint := fmt.Sprint(s.id.PID)
 	if s.core != "" {
@@ -293,3 +308,59 @@ func Goroutines(img *goproc.Image) *stackdump.Snapshot {
 	}
 	return s
 }
+
+// Stacks returns the live stacks of the process as its last Read found
+// them (report.Stacks): the goroutines a report asks for, read from memory
+// with the locks, so that a stuck holder's current stack is shown as a
+// probe's would be.
+func (s *Source) Stacks() *Stacks { return &Stacks{s: s} }
+
+// Stacks answers a report's requests for live stacks from the image of the
+// Source's last Read. It never asks the process anything.
+type Stacks struct{ s *Source }
+
+// errNoImage is Stacks' answer before any Read, or for another process.
+var errNoImage = errors.New("not read from memory")
+
+func (st *Stacks) image(id procid.ID) (*goproc.Image, error) {
+	st.s.mu.Lock()
+	defer st.s.mu.Unlock()
+	if id != st.s.id || st.s.last == nil {
+		return nil, errNoImage
+	}
+	return st.s.last, nil
+}
+
+// Goroutines returns the goroutines named, from memory.
+func (st *Stacks) Goroutines(_ context.Context, id procid.ID, goroutines []int64) (*stackdump.Snapshot, error) {
+	img, err := st.image(id)
+	if err != nil {
+		return nil, err
+	}
+	all := Goroutines(img)
+	all.Goroutines = slices.DeleteFunc(all.Goroutines, func(g stackdump.Goroutine) bool { return !slices.Contains(goroutines, g.ID) })
+	return all, nil
+}
+
+// Text returns every goroutine, from memory (nothing is stopped).
+func (st *Stacks) Text(_ context.Context, id procid.ID) (*stackdump.Snapshot, error) {
+	img, err := st.image(id)
+	if err != nil {
+		return nil, err
+	}
+	return Goroutines(img), nil
+}
+
+// Profile is empty: a goroutine profile is matched to waiters by a pprof
+// label that memory does not give; the waiters' stacks are their
+// locks' own (read from memory, or recorded by the drop-in).
+func (st *Stacks) Profile(_ context.Context, id procid.ID) (*stackdump.Profile, error) {
+	img, err := st.image(id)
+	if err != nil {
+		return nil, err
+	}
+	return &stackdump.Profile{Time: img.Taken}, nil
+}
+
+// SourceOf names where the live stacks come from.
+func (*Stacks) SourceOf(procid.ID) string { return "memory" }
