@@ -3,6 +3,12 @@
 //
 //	import _ "github.com/lockwatch/lockwatch/probe"
 //
+// A program that uses only the drop-in sync (github.com/lockwatch/lockwatch/sync
+// in place of sync) needs no probe: `lockwatch attach PID` and `lockwatch
+// run` read its drop-in mutexes from outside (docs/dropin.md). The probe
+// adds the run's cross-process locks (Agent.Registry), the stuck hook and
+// its dumps, and live stacks through its control socket.
+//
 // In a program started with LOCKWATCH_DIR in its environment (as `lockwatch
 // run` starts it), the probe starts by itself when the package initializes,
 // and joins that run; if it cannot, it says so in one line on stderr and the

@@ -37,7 +37,8 @@ ellipses, the finding's cycle or chain in red, dead processes dashed red. RUN is
 PID is any process of the run, alive or dead (the dead holder a finding
 names). A Go process that runs no probe is read from its memory, without
 stopping it: the sync.Mutex and sync.RWMutex its goroutines wait for, with
-the holders the evidence names, marked inferred; CORE is a core file of a
+the holders the evidence names, marked inferred (and, in a program that
+imports lockwatch's sync, its drop-in mutexes from their records); CORE is a core file of a
 Go program (gcore, GOTRACEBACK=crash), read the same way, with its binary
 (--exe, or the path the core names). Exit status 3 when a deadlock is found
 (a cycle through inferred holders too).`,
