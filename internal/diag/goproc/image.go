@@ -2,6 +2,7 @@ package goproc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -192,14 +193,15 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	// then read again and compared; goroutines that changed are read
 	// again in the next round. Memory is bounded by the batch.
 	const batch = 1024
+	var scratch [2]gScratch
 	for i := 0; i < len(gptrs); i += batch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		todo := gptrs[i:min(i+batch, len(gptrs))]
 		for attempt := 0; attempt <= p.opts.Retries && len(todo) > 0; attempt++ {
-			first := p.readGs(r, todo)
-			second := p.readGs(r, todo)
+			first := p.readGs(r, todo, &scratch[0])
+			second := p.readGs(r, todo, &scratch[1])
 			if r.err != nil {
 				return nil, r.err
 			}
@@ -353,30 +355,125 @@ func (p *Process) findGofunc(r *reader) {
 	})
 }
 
-// readGs reads the g's at addrs and the used parts of their stacks.
-func (p *Process) readGs(r *reader, addrs []uint64) []gRead {
+// gScratch is the memory one read of a batch of goroutines reuses from
+// batch to batch (a Read keeps two: the read and its check), so that a
+// read of 100,000 goroutines allocates a batch's worth, not the whole.
+type gScratch struct {
+	out    []gRead
+	ps     []Piece
+	runs   []gRun
+	order  []int
+	slab   []byte // the g's, run by run
+	stacks []byte
+	sps    []Piece
+	who    []int
+	sizes  []uint64
+}
+
+// A gRun is g's close together in memory, read as one piece: g's of one
+// size class share spans, so most lie a few bytes apart.
+type gRun struct {
+	start, end uint64 // [start, end)
+	first, n   int    // their indexes in gScratch.order
+}
+
+// Runs of g's read as one piece: at most runGap bytes that are not a g
+// between two of them, runMax bytes in all.
+const (
+	runGap = 512
+	runMax = 64 << 10
+)
+
+// grow returns b with length n, reusing its array when it is large enough.
+func grow[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	return b[:n]
+}
+
+// readGs reads the g's at addrs and the used parts of their stacks, into
+// sc's memory (valid until sc's next use).
+func (p *Process) readGs(r *reader, addrs []uint64, sc *gScratch) []gRead {
 	L := p.Binary.layout
-	out := make([]gRead, len(addrs))
-	ps := make([]Piece, len(addrs))
-	slab := make([]byte, len(addrs)*L.GSize) // one allocation per batch
+	gsize := uint64(L.GSize)
+	out := grow(sc.out, len(addrs))
+	clear(out)
+	sc.out = out
+	// The g's by address, in runs.
+	order := sc.order[:0]
 	for i, a := range addrs {
-		if a == 0 || a%8 != 0 {
+		if a != 0 && a%8 == 0 && a+gsize > a {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(i, j int) int { return cmp.Compare(addrs[i], addrs[j]) })
+	sc.order = order
+	runs := sc.runs[:0]
+	var total uint64
+	for k, i := range order {
+		a := addrs[i]
+		if n := len(runs); n > 0 && a <= runs[n-1].end+runGap && a+gsize-runs[n-1].start <= runMax {
+			runs[n-1].end = max(runs[n-1].end, a+gsize)
+			runs[n-1].n++
 			continue
 		}
-		ps[i] = Piece{Addr: a, Buf: slab[i*L.GSize : (i+1)*L.GSize : (i+1)*L.GSize]}
+		if n := len(runs); n > 0 {
+			total += runs[n-1].end - runs[n-1].start
+		}
+		runs = append(runs, gRun{start: a, end: a + gsize, first: k, n: 1})
+	}
+	if n := len(runs); n > 0 {
+		total += runs[n-1].end - runs[n-1].start
+	}
+	sc.runs = runs
+	slab := grow(sc.slab, int(total))
+	sc.slab = slab
+	ps := grow(sc.ps, len(runs))
+	sc.ps = ps
+	for k, run := range runs {
+		n := run.end - run.start
+		ps[k] = Piece{Addr: run.start, Buf: slab[:n:n]}
+		slab = slab[n:]
 	}
 	if r.pieces(ps) != nil {
 		return out
 	}
-	var sps []Piece
-	var who []int
-	var total uint64
-	for i := range ps {
-		if !ps[i].OK || len(ps[i].Buf) == 0 {
+	// A run not mapped whole (a g next to a hole): its g's one by one.
+	var alone []Piece
+	for k, run := range runs {
+		if ps[k].OK {
+			for _, i := range order[run.first : run.first+run.n] {
+				off := addrs[i] - run.start
+				out[i] = gRead{raw: ps[k].Buf[off : off+gsize : off+gsize], ok: true}
+			}
 			continue
 		}
-		out[i] = gRead{raw: ps[i].Buf, ok: true}
-		g := ps[i].Buf
+		for _, i := range order[run.first : run.first+run.n] {
+			alone = append(alone, Piece{Addr: addrs[i], Buf: make([]byte, gsize)})
+		}
+	}
+	if len(alone) > 0 {
+		if r.pieces(alone) != nil {
+			return out
+		}
+		byAddr := make(map[uint64]int, len(alone))
+		for i, a := range addrs {
+			byAddr[a] = i
+		}
+		for _, pc := range alone {
+			if pc.OK {
+				out[byAddr[pc.Addr]] = gRead{raw: pc.Buf, ok: true}
+			}
+		}
+	}
+	sps, who, sizes := sc.sps[:0], sc.who[:0], sc.sizes[:0]
+	total = 0
+	for i := range out {
+		if !out[i].ok {
+			continue
+		}
+		g := out[i].raw
 		st := le.Uint32(g[L.GStatus:]) &^ gScan
 		if st == gDead || st == gDeadExtra || st == gIdle || st == gRunning || p.opts.NoStacks {
 			continue
@@ -386,13 +483,15 @@ func (p *Process) readGs(r *reader, addrs []uint64) []gRead {
 			continue
 		}
 		n := min(hi-sp, uint64(p.opts.MaxStack))
-		sps = append(sps, Piece{Addr: sp, Buf: make([]byte, 0, n)})
+		sps = append(sps, Piece{Addr: sp})
+		sizes = append(sizes, n)
 		total += n
 		who = append(who, i)
 	}
-	stacks := make([]byte, total)
-	for k := range sps {
-		n := uint64(cap(sps[k].Buf))
+	sc.sps, sc.who, sc.sizes = sps, who, sizes
+	stacks := grow(sc.stacks, int(total))
+	sc.stacks = stacks
+	for k, n := range sizes {
 		sps[k].Buf, stacks = stacks[:n:n], stacks[n:]
 	}
 	if r.pieces(sps) != nil {

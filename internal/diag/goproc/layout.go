@@ -51,16 +51,28 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 	var semTab *dwarf.ArrayType
 	found := 0
 	r := d.Reader()
-	for found < len(want)+1 { // the structs and semTable: the runtime's unit, early in the binary
-
+	// The linker puts the runtime's types in the runtime's unit: the
+	// other units are skipped whole (one seek each) in a first pass, and
+	// read only if the runtime's unit did not have them all.
+	onlyRuntime := true
+	for found < len(want)+1 { // the structs and semTable
 		e, err := r.Next()
 		if err != nil {
 			return Layout{}, fmt.Errorf("%w: DWARF: %v", errLayout, err)
 		}
 		if e == nil {
+			if onlyRuntime {
+				onlyRuntime = false
+				r = d.Reader()
+				continue
+			}
 			break
 		}
 		name, _ := e.Val(dwarf.AttrName).(string)
+		if e.Tag == dwarf.TagCompileUnit && onlyRuntime && name != "runtime" {
+			r.SkipChildren()
+			continue
+		}
 		switch {
 		case e.Tag == dwarf.TagStructType && want[name] == nil:
 			if _, ok := want[name]; ok {
