@@ -52,6 +52,7 @@ type Goroutine struct {
 	WaitKnown      bool
 	// Frames are innermost first, runtime frames included; empty for a
 	// running goroutine (its registers are not in memory while it runs).
+	// Goroutines with the same stack share one slice: not to be modified.
 	Frames []Frame
 	// StackNote says why Frames are missing or cut, "" if complete.
 	StackNote string

@@ -93,6 +93,9 @@ type Process struct {
 	defers   map[uint64]*openDefers
 	creators map[uint64]*Frame // shared, never modified
 	scratch  []Frame           // unwind's buffer
+	// stacks are the distinct stacks unwound (intern), by their pcs.
+	stacks map[string][]Frame
+	pcKey  []byte
 }
 
 // Attach opens the live process pid for reading. It fails with a one-line

@@ -28,11 +28,13 @@ func (p *Process) unwind(g *Goroutine, pc, sp uint64, stack []byte) {
 	}
 	trap := false // the frame's pc is where a trap hit, not a return address
 	// Unwound into a buffer reused from goroutine to goroutine, then
-	// copied at its size: 100,000 goroutines keep no spare capacity.
+	// copied at its size (100,000 goroutines keep no spare capacity), once
+	// per distinct stack: goroutines parked at the same calls share their
+	// frames (Goroutine.Frames are not to be modified).
 	g.Frames = p.scratch[:0]
 	defer func() {
 		p.scratch = g.Frames[:0]
-		g.Frames = slices.Clone(g.Frames)
+		g.Frames = p.intern(g.Frames)
 	}()
 	for n := 0; len(g.Frames) < p.opts.MaxFrames; n++ {
 		in := p.pcInfo(pc, trap)
@@ -72,6 +74,30 @@ func (p *Process) unwind(g *Goroutine, pc, sp uint64, stack []byte) {
 		}
 	}
 	g.StackNote = fmt.Sprintf("more than %d frames: cut (Options.MaxFrames)", p.opts.MaxFrames)
+}
+
+// intern returns a copy of frames, the same one for the same frames (by
+// their pcs, which make them), within a bound.
+func (p *Process) intern(frames []Frame) []Frame {
+	key := p.pcKey[:0]
+	for _, f := range frames {
+		key = le.AppendUint64(key, f.PC)
+		if f.Inlined {
+			key = append(key, 1)
+		}
+	}
+	p.pcKey = key
+	if fs, ok := p.stacks[string(key)]; ok && len(fs) == len(frames) {
+		return fs
+	}
+	fs := slices.Clone(frames)
+	if p.stacks == nil {
+		p.stacks = map[string][]Frame{}
+	}
+	if len(p.stacks) < maxPCInfos {
+		p.stacks[string(key)] = fs
+	}
+	return fs
 }
 
 // pcInfo is what unwinding needs of one pc, computed once per process:
