@@ -44,52 +44,65 @@ var errLayout = errors.New("unknown runtime layout")
 // are not in the DWARF: they are read from the target's memory, or taken
 // from the table.
 func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
-	want := map[string]*dwarf.StructType{
+	want := map[string]*dstruct{
 		"runtime.g": nil, "runtime.sudog": nil, "runtime.gobuf": nil, "runtime.stack": nil,
 		"runtime.semaRoot": nil, "runtime.moduledata": nil,
 	}
-	var semTab *dwarf.ArrayType
+	semEntry := int64(-1)
 	found := 0
+	done := func() bool { return found == len(want)+1 } // the structs and semTable
+	visit := func(e *dwarf.Entry) {
+		name, _ := e.Val(dwarf.AttrName).(string)
+		switch {
+		case e.Tag == dwarf.TagStructType && want[name] == nil:
+			if _, ok := want[name]; ok {
+				if st, err := readStruct(d, e.Offset); err == nil {
+					want[name] = st
+					found++
+				}
+			}
+		case e.Tag == dwarf.TagTypedef && name == "runtime.semTable" && semEntry < 0:
+			if size, ok := arrayElemSize(d, e); ok {
+				semEntry = size
+				found++
+			}
+		}
+	}
+	// The linker puts the program's types in a unit named "runtime" of
+	// their own, after the runtime's code: the units so named are read
+	// first, last one first (the others are skipped whole, one seek
+	// each), and every unit only if they did not have them all.
 	r := d.Reader()
-	// The linker puts the runtime's types in the runtime's unit: the
-	// other units are skipped whole (one seek each) in a first pass, and
-	// read only if the runtime's unit did not have them all.
-	onlyRuntime := true
-	for found < len(want)+1 { // the structs and semTable
+	units := runtimeUnits(r)
+	for i := len(units) - 1; i >= 0 && !done(); i-- {
+		r.Seek(units[i])
+		if _, err := r.Next(); err != nil {
+			return Layout{}, fmt.Errorf("%w: DWARF: %v", errLayout, err)
+		}
+		for !done() {
+			e, err := r.Next()
+			if err != nil {
+				return Layout{}, fmt.Errorf("%w: DWARF: %v", errLayout, err)
+			}
+			if e == nil || e.Tag == 0 {
+				break // the unit's end
+			}
+			visit(e)
+			if e.Children {
+				r.SkipChildren()
+			}
+		}
+	}
+	r.Seek(0)
+	for !done() {
 		e, err := r.Next()
 		if err != nil {
 			return Layout{}, fmt.Errorf("%w: DWARF: %v", errLayout, err)
 		}
 		if e == nil {
-			if onlyRuntime {
-				onlyRuntime = false
-				r = d.Reader()
-				continue
-			}
 			break
 		}
-		name, _ := e.Val(dwarf.AttrName).(string)
-		if e.Tag == dwarf.TagCompileUnit && onlyRuntime && name != "runtime" {
-			r.SkipChildren()
-			continue
-		}
-		switch {
-		case e.Tag == dwarf.TagStructType && want[name] == nil:
-			if _, ok := want[name]; ok {
-				if t, err := d.Type(e.Offset); err == nil {
-					if st, ok := t.(*dwarf.StructType); ok && !st.Incomplete {
-						want[name] = st
-						found++
-					}
-				}
-			}
-		case e.Tag == dwarf.TagTypedef && name == "runtime.semTable" && semTab == nil:
-			if t, err := d.Type(e.Offset); err == nil {
-				if semTab, _ = underlying(t).(*dwarf.ArrayType); semTab != nil {
-					found++
-				}
-			}
-		}
+		visit(e)
 		if e.Children && e.Tag != dwarf.TagCompileUnit {
 			r.SkipChildren()
 		}
@@ -100,32 +113,28 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 		}
 	}
 	var missing []string
-	off := func(st *dwarf.StructType, path ...string) int {
+	off := func(st *dstruct, path ...string) int {
 		o := 0
 		for i, name := range path {
-			var f *dwarf.StructField
-			for _, fl := range st.Field {
-				if fl.Name == name {
-					f = fl
-				}
-			}
-			if f == nil {
-				missing = append(missing, st.StructName+"."+strings.Join(path, "."))
+			f, ok := st.fields[name]
+			if !ok {
+				missing = append(missing, st.name+"."+strings.Join(path, "."))
 				return 0
 			}
-			o += int(f.ByteOffset)
+			o += int(f.off)
 			if i < len(path)-1 {
-				st, _ = underlying(f.Type).(*dwarf.StructType)
-				if st == nil {
+				next, err := structAt(d, f.typ)
+				if err != nil {
 					missing = append(missing, strings.Join(path, "."))
 					return 0
 				}
+				st = next
 			}
 		}
 		return o
 	}
 	g, sd, mod := want["runtime.g"], want["runtime.sudog"], want["runtime.moduledata"]
-	L := Layout{GSize: int(g.ByteSize), SudogSize: int(sd.ByteSize)}
+	L := Layout{GSize: int(g.size), SudogSize: int(sd.size)}
 	L.GStackLo, L.GStackHi = off(g, "stack", "lo"), off(g, "stack", "hi")
 	L.GSchedSP, L.GSchedPC, L.GSchedBP = off(g, "sched", "sp"), off(g, "sched", "pc"), off(g, "sched", "bp")
 	L.GSyscallSP, L.GSyscallPC, L.GSyscallBP = off(g, "syscallsp"), off(g, "syscallpc"), off(g, "syscallbp")
@@ -137,19 +146,17 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 	// sudog.elem is a plain pointer up to Go 1.25 and a
 	// maybeTraceablePtr{vp, vu} since: vu holds the address either way.
 	L.SudogElem = off(sd, "elem")
-	for _, f := range sd.Field {
-		if f.Name == "elem" {
-			if st, ok := underlying(f.Type).(*dwarf.StructType); ok {
-				L.SudogElem += off(st, "vu")
-			}
+	if f, ok := sd.fields["elem"]; ok {
+		if st, err := structAt(d, f.typ); err == nil {
+			L.SudogElem += off(st, "vu")
 		}
 	}
 	sr := want["runtime.semaRoot"]
 	L.SemRootTreap = off(sr, "treap")
-	if semTab == nil {
+	if semEntry < 0 {
 		missing = append(missing, "runtime.semTable")
 	} else {
-		L.SemEntrySize = int(semTab.Type.Size())
+		L.SemEntrySize = int(semEntry)
 	}
 	L.ModGofunc = off(mod, "gofunc")
 	if len(missing) > 0 {
@@ -158,15 +165,135 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 	return L, nil
 }
 
-func underlying(t dwarf.Type) dwarf.Type {
-	for range 16 {
-		td, ok := t.(*dwarf.TypedefType)
-		if !ok {
-			return t
+// maxUnits bounds the units named "runtime" looked at first.
+const maxUnits = 1024
+
+// runtimeUnits lists the offsets of the units named "runtime", each read
+// by its unit entry alone.
+func runtimeUnits(r *dwarf.Reader) []dwarf.Offset {
+	var out []dwarf.Offset
+	for len(out) < maxUnits {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			break
 		}
-		t = td.Type
+		if e.Tag == dwarf.TagCompileUnit {
+			if name, _ := e.Val(dwarf.AttrName).(string); name == "runtime" {
+				out = append(out, e.Offset)
+			}
+		}
+		r.SkipChildren()
 	}
-	return t
+	return out
+}
+
+// A dstruct is a struct type as its DWARF entry lists it: its size and its
+// members' offsets and types. Read entry by entry, not with dwarf.Data.Type,
+// which builds every type the struct reaches (runtime.g reaches m, p,
+// mcache and most of the runtime).
+type dstruct struct {
+	name   string
+	size   int64
+	fields map[string]dfield
+}
+
+type dfield struct {
+	off int64
+	typ dwarf.Offset
+}
+
+// maxMembers bounds the members of a struct read.
+const maxMembers = 4096
+
+// readStruct reads the complete struct type whose entry is at off.
+func readStruct(d *dwarf.Data, off dwarf.Offset) (*dstruct, error) {
+	r := d.Reader()
+	r.Seek(off)
+	e, err := r.Next()
+	if err != nil || e == nil || e.Tag != dwarf.TagStructType {
+		return nil, fmt.Errorf("%w: no struct at DWARF offset %#x", errLayout, off)
+	}
+	if decl, _ := e.Val(dwarf.AttrDeclaration).(bool); decl {
+		return nil, fmt.Errorf("%w: an incomplete struct at DWARF offset %#x", errLayout, off)
+	}
+	st := &dstruct{fields: map[string]dfield{}}
+	st.name, _ = e.Val(dwarf.AttrName).(string)
+	st.size, _ = e.Val(dwarf.AttrByteSize).(int64)
+	if !e.Children {
+		return st, nil
+	}
+	for range maxMembers {
+		c, err := r.Next()
+		if err != nil {
+			return nil, fmt.Errorf("%w: DWARF: %v", errLayout, err)
+		}
+		if c == nil || c.Tag == 0 {
+			return st, nil
+		}
+		if c.Tag == dwarf.TagMember {
+			name, _ := c.Val(dwarf.AttrName).(string)
+			loc, ok := c.Val(dwarf.AttrDataMemberLoc).(int64)
+			typ, _ := c.Val(dwarf.AttrType).(dwarf.Offset)
+			if ok {
+				st.fields[name] = dfield{off: loc, typ: typ}
+			}
+		}
+		if c.Children {
+			r.SkipChildren()
+		}
+	}
+	return nil, fmt.Errorf("%w: struct %s has more than %d members", errLayout, st.name, maxMembers)
+}
+
+// structAt reads the struct type at off, through typedefs.
+func structAt(d *dwarf.Data, off dwarf.Offset) (*dstruct, error) {
+	r := d.Reader()
+	for range 16 {
+		r.Seek(off)
+		e, err := r.Next()
+		if err != nil || e == nil {
+			return nil, fmt.Errorf("%w: no type at DWARF offset %#x", errLayout, off)
+		}
+		switch e.Tag {
+		case dwarf.TagTypedef:
+			next, ok := e.Val(dwarf.AttrType).(dwarf.Offset)
+			if !ok {
+				return nil, fmt.Errorf("%w: a typedef of nothing at DWARF offset %#x", errLayout, off)
+			}
+			off = next
+		case dwarf.TagStructType:
+			return readStruct(d, off)
+		default:
+			return nil, fmt.Errorf("%w: not a struct at DWARF offset %#x", errLayout, off)
+		}
+	}
+	return nil, fmt.Errorf("%w: typedefs too deep at DWARF offset %#x", errLayout, off)
+}
+
+// arrayElemSize is the element size of the array type a typedef entry
+// names (runtime.semTable's entries).
+func arrayElemSize(d *dwarf.Data, td *dwarf.Entry) (int64, bool) {
+	off, ok := td.Val(dwarf.AttrType).(dwarf.Offset)
+	if !ok {
+		return 0, false
+	}
+	r := d.Reader()
+	r.Seek(off)
+	e, err := r.Next()
+	if err != nil || e == nil || e.Tag != dwarf.TagArrayType {
+		return 0, false
+	}
+	elem, ok := e.Val(dwarf.AttrType).(dwarf.Offset)
+	if !ok {
+		return 0, false
+	}
+	r.Seek(elem)
+	t, err := r.Next()
+	if err != nil || t == nil {
+		return 0, false
+	}
+	size, ok := t.Val(dwarf.AttrByteSize).(int64)
+	return size, ok && size > 0
 }
 
 // release is a Go version's release: "go1.26" for "go1.26.8".
