@@ -14,7 +14,9 @@
 //   - with -nondumpable, it makes itself non-dumpable;
 //   - with -heartbeat D, a goroutine that wakes every D and reports, on
 //     stderr when the process gets SIGUSR2, the longest gap it saw beyond D
-//     (how long the program was kept from running).
+//     (how long the program was kept from running), and on SIGUSR1 takes
+//     the runtime's traceback of every goroutine (runtime.Stack), saying
+//     "dumped N" on stderr.
 //
 // It prints "ready" on stdout once every goroutine has started.
 package main
@@ -172,6 +174,18 @@ func heartbeat(period time.Duration) {
 			fmt.Fprintf(os.Stderr, "worst-gap-ns %d\n", worst.Nanoseconds())
 			worst = 0
 			mu.Unlock()
+		}
+	}()
+	// SIGUSR1: the runtime's own traceback of every goroutine, which stops
+	// the world for the whole dump as SIGQUIT's does (SIGQUIT then ends the
+	// process, before the heartbeat could say how long it was stopped).
+	dump := make(chan os.Signal, 1)
+	signal.Notify(dump, syscall.SIGUSR1)
+	go func() {
+		buf := make([]byte, 64<<20)
+		for range dump {
+			n := runtime.Stack(buf, true)
+			fmt.Fprintf(os.Stderr, "dumped %d\n", n)
 		}
 	}()
 }
