@@ -150,5 +150,3 @@ func BenchmarkPause(b *testing.B) {
 		})
 	}
 }
-
-
