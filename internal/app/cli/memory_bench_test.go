@@ -26,3 +26,15 @@ func BenchmarkAttachMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPSGo is the Go processes part of 'lockwatch ps': every Go
+// process of this user that runs no probe, read from its memory (run it
+// with -race too: the cli tests run ps so).
+func BenchmarkPSGo(b *testing.B) {
+	startPlainGo(b, "default")
+	for b.Loop() {
+		if len(goProcesses(context.Background())) == 0 {
+			b.Fatal("ps lists no Go process")
+		}
+	}
+}

@@ -257,8 +257,8 @@ func (p *Process) allgs(r *reader) ([]uint64, error) {
 		}
 	} else {
 		max := uint64(p.opts.MaxGoroutines)
-		_, found := p.scanData(r, []string{".noptrbss", ".bss", ".noptrdata", ".data"}, 24, func(_ uint64, w []byte) bool {
-			a, l, c := le.Uint64(w), le.Uint64(w[8:]), le.Uint64(w[16:])
+		_, found := p.scanData(r, []string{".noptrbss", ".bss", ".noptrdata", ".data"}, 3, filter{Slice: true, MaxCap: max}, func(_ uint64, w []uint64) bool {
+			a, l, c := w[0], w[1], w[2]
 			if a == 0 || a%8 != 0 || l == 0 || l > c || c > max {
 				return false
 			}
@@ -343,11 +343,17 @@ func (p *Process) findGofunc(r *reader) {
 	}
 	want := pcln.Addr + p.bias
 	off := b.layout.ModGofunc
-	p.scanData(r, []string{".go.module", ".noptrdata", ".data"}, off+8, func(_ uint64, w []byte) bool {
-		if le.Uint64(w) != want {
+	if off%8 != 0 {
+		return
+	}
+	if want == 0 {
+		return
+	}
+	p.scanData(r, []string{".go.module", ".noptrdata", ".data"}, off/8+1, filter{First: want}, func(_ uint64, w []uint64) bool {
+		if w[0] != want {
 			return false
 		}
-		gf := le.Uint64(w[off:]) - p.bias
+		gf := w[off/8] - p.bias
 		if b.section(gf, 1) == nil {
 			return false
 		}
