@@ -162,6 +162,10 @@ func statusName(st uint32) string {
 	return fmt.Sprintf("status %d", st)
 }
 
+// testHookRead, set by a test, runs in Read once the list of goroutines
+// is read, before the goroutines are: where the target may exec.
+var testHookRead func(pid int)
+
 // gRead is one read of a g and of its stack.
 type gRead struct {
 	raw   []byte
@@ -180,6 +184,9 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	gptrs, err := p.allgs(r)
 	if err != nil {
 		return nil, err
+	}
+	if testHookRead != nil {
+		testHookRead(p.PID)
 	}
 	reasons := p.waitReasons(r)
 	if b.tab.gofunc == 0 && !p.opts.NoStacks {
