@@ -231,13 +231,9 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 				continue
 			}
 			e.Revision = kv.ModRevision
-			if e.Rev != 0 {
-				e.Revision = e.Rev
-			}
-			if e.Kind == EventAcquire && e.Token == 0 {
-				// Written by the queueing transaction that took the lock
-				// at once: its revision is the token.
-				e.Token = kv.ModRevision
+			if a := e.Acquired; a != nil {
+				s.Events = append(s.Events, Event{EventRecord: EventRecord{Kind: EventAcquire, Lock: e.Lock, ID: e.ID,
+					Goroutine: a.Goroutine, Stack: e.Stack, Time: a.Time, Token: e.Token}, Revision: a.Rev})
 			}
 			s.Events = append(s.Events, e)
 		}
@@ -257,6 +253,7 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 		}
 	}
 	sort.Slice(s.Locks, func(i, j int) bool { return s.Locks[i].Name < s.Locks[j].Name })
+	s.holdsAsEvents()
 	sort.SliceStable(s.Events, func(i, j int) bool { return s.Events[i].Revision < s.Events[j].Revision })
 	sort.Slice(s.Waiters, func(i, j int) bool { return s.Waiters[i].Token < s.Waiters[j].Token })
 
@@ -278,6 +275,42 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 		l.LeaseTTL = d
 	}
 	return s, nil
+}
+
+// holdsAsEvents adds the acquire events of the holds that have not ended
+// (an acquire is logged with the event that ends its hold): the current
+// holders' and the lost holders', from their records.
+func (s *Snapshot) holdsAsEvents() {
+	type hold struct {
+		lock  string
+		token int64
+	}
+	logged := map[hold]bool{}
+	for _, e := range s.Events {
+		if e.Kind == EventAcquire || e.Kind == EventRecovered {
+			logged[hold{e.Lock, e.Token}] = true
+		}
+	}
+	add := func(lock string, token, rev int64, id procid.ID, g int64, stack uint64, t time.Time) {
+		if logged[hold{lock, token}] {
+			return
+		}
+		logged[hold{lock, token}] = true
+		s.Events = append(s.Events, Event{EventRecord: EventRecord{Kind: EventAcquire, Lock: lock, ID: id, Goroutine: g,
+			Stack: stack, Time: t, Token: token}, Revision: rev})
+	}
+	for _, l := range s.Locks {
+		if h := l.Holder; h != nil && h.Record != nil {
+			rev := l.SinceRev
+			if rev == 0 {
+				rev = h.Token
+			}
+			add(l.Name, h.Token, rev, h.Record.ID, h.Record.Goroutine, h.Record.Stack, l.Since)
+		}
+	}
+	for _, lr := range s.Lost {
+		add(lr.Lock, lr.HolderRev, lr.HolderRev, lr.ID, lr.Goroutine, lr.Stack, lr.Since)
+	}
 }
 
 // contender reads a key under a lock's prefix.
