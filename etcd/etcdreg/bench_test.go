@@ -302,19 +302,37 @@ func BenchmarkContended(b *testing.B) {
 // deletes them. What is left to read is the live processes' records (4,
 // each holding a lock, one more waiting); what the lifetimes leave in etcd
 // is their deleted key names, kept in etcd's index until a compaction,
-// which every read of a prefix walks: the benchmark compacts nothing.
-// B/op bounds the diagnosis's memory (all it allocates).
+// which every read of a prefix walks: compacted=no leaves them, as a
+// cluster without auto-compaction would; compacted=yes compacts etcd's
+// history once they are written, as auto-compaction does. B/op bounds the
+// diagnosis's memory (all it allocates).
 //
 //	go test -run '^$' -bench AttachLifetimes -benchtime 20x -count 3 -benchmem ./etcdreg
 func BenchmarkAttachLifetimes(b *testing.B) {
 	const lifetimes = 10000
 	ctx := context.Background()
-	for _, n := range []int{0, lifetimes} {
-		b.Run("lifetimes="+strconv.Itoa(n), func(b *testing.B) {
+	for _, bc := range []struct {
+		n       int
+		compact bool
+	}{{0, false}, {lifetimes, false}, {lifetimes, true}} {
+		name := "lifetimes=" + strconv.Itoa(bc.n)
+		if bc.n > 0 {
+			name += fmt.Sprintf("/compacted=%s", map[bool]string{false: "no", true: "yes"}[bc.compact])
+		}
+		b.Run(name, func(b *testing.B) {
 			e := newEnv(b)
 			p, _ := Prefix(e.run)
 			k := keys{p}
-			writeLifetimes(b, e.cli, k, n)
+			writeLifetimes(b, e.cli, k, bc.n)
+			if bc.compact {
+				resp, err := e.cli.Get(ctx, "x")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := e.cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+					b.Fatal(err)
+				}
+			}
 			var regs []*Registry
 			for i := range 5 {
 				reg, err := Open(ctx, e.cli, e.run, Options{Host: "live-" + strconv.Itoa(i)})

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -202,4 +203,49 @@ func (m *Mutex) lastKey() string {
 		slot = m.freeSlots[n-1]
 	}
 	return strings.TrimPrefix(m.r.k.lockDir(m.name), m.r.k.p) + fmt.Sprintf("%x-%d", int64(m.slotLease), slot)
+}
+
+// TestPromotedWaiterExpires: a waiter that a release makes the owner, and
+// whose lease then expires before its Lock could return (stopped, here),
+// is an expired holder by its shadow, marked by that release: the next
+// Stall waiter waits for it; resumed, it finds its key gone, withdraws,
+// and the lock moves on in order.
+func TestPromotedWaiterExpires(t *testing.T) {
+	e := newEnv(t)
+	x := e.start("cmd", "host-x")
+	a := e.start("cmd", "host-a")
+	w := e.start("cmd", "host-w", envTTL+"=2")
+	t.Cleanup(func() { _ = w.cmd.Process.Kill() })
+	x.send("lock q")
+	x.expect("held q")
+	a.send("lock q")
+	e.waitFor("a waiting", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
+	w.send("lock q")
+	e.waitFor("w waiting behind a", func(s *Snapshot) bool { return waitersOn(s, "q") == 2 })
+	x.send("unlock q")
+	x.expect("unlocked q")
+	a.expect("held q") // a knows w as its successor
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	a.send("unlock q")
+	a.expect("unlocked q")
+	s := e.waitFor("w, made the owner by a's release, expired", func(s *Snapshot) bool {
+		l := lockOf(s, "q")
+		return l.Expired && l.Holder != nil && l.Holder.Record != nil && l.Holder.Record.ID.PID == w.pid
+	})
+	if l := lockOf(s, "q"); l.Holder.Record.ID.Host != "host-w" {
+		t.Errorf("expired holder %+v; want w on host-w", l.Holder.Record)
+	}
+	b := e.start("cmd", "host-b")
+	b.send("lock q")
+	e.waitFor("b stalled behind w", func(s *Snapshot) bool { return lockOf(s, "q").Stalled })
+	b.silent()
+	if err := w.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	b.expect("held q")
+	b.send("unlock q")
+	b.expect("unlocked q")
+	w.expect("held q") // queued again behind b, with its new lease
 }
