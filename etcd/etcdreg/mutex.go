@@ -297,9 +297,9 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 			lease: lease, lost: lost, done: done, g: g, st: st}
 		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
 		a.val = mustJSON(a.rec)
-		held := a.rec
-		held.Held = true
-		a.heldVal = mustJSON(held)
+		// The same record with Held set (its last field, false in rec): what
+		// mustJSON of it writes, without encoding it twice.
+		a.heldVal = a.val[:len(a.val)-1] + `,"held":true}`
 		delay := 20 * time.Millisecond
 		for {
 			stackOps, written := r.stackOps(st.id, st.pcs)

@@ -8,8 +8,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 // changesSince returns the key changes of the run made after revision
@@ -248,4 +251,21 @@ func TestPromotedWaiterExpires(t *testing.T) {
 	b.send("unlock q")
 	b.expect("unlocked q")
 	w.expect("held q") // queued again behind b, with its new lease
+}
+
+// TestHeldValue: the shadow of an owner, made by appending Held to the
+// encoded record, is the record with Held set, as encoding/json writes it.
+func TestHeldValue(t *testing.T) {
+	for _, rec := range []HolderRecord{
+		{ID: procid.ID{Host: "h", PID: 1, Start: 2}, Goroutine: 3, Stack: 4, Since: time.Unix(5, 6), Lease: 7, Policy: "stall"},
+		{ID: procid.ID{Host: "h/x", PID: 1}, Since: time.Unix(5, 6).UTC()},
+	} {
+		val := mustJSON(rec)
+		got := val[:len(val)-1] + `,"held":true}`
+		held := rec
+		held.Held = true
+		if want := mustJSON(held); got != want {
+			t.Errorf("%s; want %s", got, want)
+		}
+	}
 }
