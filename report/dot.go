@@ -107,9 +107,10 @@ func newDotGraph(r *Report) *dotGraph {
 			continue // free, and nobody waits: as the text report, left out
 		}
 		lk := g.lock(l.Name, l.Kind, l.State)
-		for i, f := range l.Facts {
+		facts := slices.DeleteFunc(slices.Clone(l.Facts), func(f Fact) bool { return f.Raw })
+		for i, f := range facts {
 			if i == dotFacts {
-				g.locks[lk].facts = append(g.locks[lk].facts, fmt.Sprintf("(%d more facts)", len(l.Facts)-dotFacts))
+				g.locks[lk].facts = append(g.locks[lk].facts, fmt.Sprintf("(%d more facts)", len(facts)-dotFacts))
 				break
 			}
 			g.locks[lk].facts = append(g.locks[lk].facts, f.Name+": "+f.Value)

@@ -152,7 +152,7 @@ func TestFindingsFake(t *testing.T) {
 		{
 			name: "abandoned with no holder to name",
 			locks: []fakeLock{{name: "q", waiters: []lockstate.Waiter{wantW(g(pA, 5), t0)},
-				abandon: &lockstate.Proof{Reason: lockstate.OwnerDied}}},
+				abandon: &lockstate.Proof{Reason: ownerDied}}},
 			want: []finding{{kind: DeadHolder, lock: "q", waiter: []string{"100/g5"}}},
 		},
 		{

@@ -169,6 +169,9 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		rows = append(rows, []string{Escape(pidText(p.Host, p.PID)), truncate(Escape(who), 40), st.liveness(p.State), clock(p.Started), exit})
 	}
 	e.section(st, "PROCESSES", []string{"pid", "role or command", "state", "started", "exit"}, rows)
+	if details := processDetails(r.Processes); len(details) > 0 {
+		e.section(st, "PROCESS DETAILS", []string{"pid", "details"}, details)
+	}
 
 	if len(r.Events) > 0 {
 		rows = rows[:0]
@@ -197,21 +200,43 @@ func (r *Report) Write(w io.Writer, st Style) error {
 }
 
 // lockDetails is a row for each listed lock whose backend gave facts of its
-// own and that the locks table shows (free locks only with all): the lock's
-// name, then each fact as "name value", joined by commas.
+// own for readers and that the locks table shows (free locks only with
+// all): the lock's name, then each fact as "name value", joined by commas.
 func lockDetails(locks []LockRow, all bool) [][]string {
 	var rows [][]string
 	for _, l := range locks {
-		if len(l.Facts) == 0 || (!all && l.State == "free" && l.Waiting == 0) {
+		if !all && l.State == "free" && l.Waiting == 0 {
 			continue
 		}
-		parts := make([]string, len(l.Facts))
-		for i, f := range l.Facts {
-			parts[i] = Escape(f.Name + " " + f.Value)
+		if d := details(l.Facts); d != "" {
+			rows = append(rows, []string{Escape(l.Name), d})
 		}
-		rows = append(rows, []string{Escape(l.Name), strings.Join(parts, ", ")})
 	}
 	return rows
+}
+
+// processDetails is a row for each process whose backend gave facts of
+// its own for readers: its pid, then the facts.
+func processDetails(ps []ProcRow) [][]string {
+	var rows [][]string
+	for _, p := range ps {
+		if d := details(p.Facts); d != "" {
+			rows = append(rows, []string{Escape(pidText(p.Host, p.PID)), d})
+		}
+	}
+	return rows
+}
+
+// details writes facts as "name value", joined by commas, leaving out the
+// raw ones; "" when none is left.
+func details(fs []Fact) string {
+	var parts []string
+	for _, f := range fs {
+		if !f.Raw {
+			parts = append(parts, Escape(f.Name+" "+f.Value))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // likeFinding reports whether g says what f says but of another process:

@@ -20,7 +20,7 @@ import (
 )
 
 // PSSchema names ps's JSON format (docs/json.md).
-const PSSchema = "lockwatch.ps/v1"
+const PSSchema = "lockwatch.ps/v2"
 
 // psRun is one run in ps's JSON output (documented in docs/json.md).
 type psRun struct {

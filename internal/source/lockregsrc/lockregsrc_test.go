@@ -336,10 +336,16 @@ func TestConvert(t *testing.T) {
 	if l := got.Locks[0]; l.Kind != lockregsrc.Kind || len(l.Holders) != 1 || l.Holders[0].ID != pA || l.Abandoned != nil {
 		t.Errorf("got lock %+v; want held by pA", l)
 	}
-	if l := got.Locks[1]; l.Abandoned == nil || l.Abandoned.Says != "the kernel marked it OWNER_DIED" || len(l.Waiters) != 1 {
+	for i, want := range []string{"false", "true", "false"} {
+		if p := got.Processes[i]; !slices.Equal(p.Facts.Extra, []lockstate.Fact{{Name: lockregsrc.FactRobust, Value: want, Raw: true}}) {
+			t.Errorf("process %d's facts %v; want robust %s", i, p.Facts.Extra, want)
+		}
+	}
+	if l := got.Locks[1]; l.Abandoned == nil || l.Abandoned.Reason != lockregsrc.OwnerDied || l.Abandoned.Says != "the kernel marked it OWNER_DIED" || len(l.Waiters) != 1 {
 		t.Errorf("got lock %+v; want abandoned, the kernel's proof, one waiter", l)
 	}
-	if l := got.Locks[2]; len(l.Holders) != 1 || l.Holders[0].ID != pC || l.Holders[0].Goroutine != 0 || l.Facts.Word != 300 {
+	if l := got.Locks[2]; len(l.Holders) != 1 || l.Holders[0].ID != pC || l.Holders[0].Goroutine != 0 ||
+		!slices.Equal(l.Facts.Extra, []lockstate.Fact{{Name: lockregsrc.FactWord, Value: "0x0000012c", Raw: true}}) {
 		t.Errorf("got lock %+v; want held by pid 300 with its start time, goroutine unknown", l)
 	}
 	if l := got.Locks[3]; len(l.Holders) != 0 || l.Abandoned == nil || !strings.Contains(l.Abandoned.Says, "a waiter proved") {
