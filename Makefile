@@ -83,7 +83,7 @@ FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:Fuz
   ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
   ./probe:FuzzDecodeAnswer ./internal/diag/proc:FuzzParseStat ./internal/diag/liveness:FuzzScanMaps \
   ./internal/diag/safeout:FuzzWriter ./internal/diag/jsonbudget:FuzzValues ./internal/app/pipeline:FuzzFrameReader \
-  ./internal/diag/goproc:FuzzPclntab ./internal/source/filelocksrc:FuzzParse ./internal/app/cli:FuzzIndentJSON
+  ./internal/diag/goproc:FuzzPclntab ./internal/source/filelocksrc:FuzzParse ./reportcmd:FuzzIndentJSON
 fuzz:
 	@for t in $(FUZZTARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \

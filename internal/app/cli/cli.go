@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -14,21 +13,21 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/diag/safeout"
 	"github.com/lockwatch/lockwatch/internal/source/goprocsrc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // Exit codes of attach, watch, ps and stacks, in the way of grep and diff:
 // 0 nothing found, 2 trouble, and 3 for the finding.
 const (
-	ExitOK       = 0
-	ExitFailed   = 1
-	ExitUsage    = 2
-	ExitDeadlock = 3
+	ExitOK       = reportcmd.ExitOK
+	ExitFailed   = reportcmd.ExitFailed
+	ExitUsage    = reportcmd.ExitUsage
+	ExitDeadlock = reportcmd.ExitDeadlock
 	// ExitLockOrder: lockwatch run --fail-on=lock-order found locks taken
 	// in both orders.
 	ExitLockOrder = 4
@@ -39,10 +38,10 @@ const (
 // programs seldom use, so that PROGRAM's 1, 2 or 3 is never read as
 // lockwatch's.
 const (
-	ExitRunDeadlock   = 124 // a deadlock was found (timeout(1): the command did not finish)
-	ExitRunFailed     = 125 // lockwatch itself failed: a usage or environment error
-	ExitRunCannotExec = 126 // PROGRAM was found but cannot be run
-	ExitRunNotFound   = 127 // PROGRAM was not found
+	ExitRunDeadlock   = reportcmd.ExitRunDeadlock   // a deadlock was found (timeout(1): the command did not finish)
+	ExitRunFailed     = reportcmd.ExitRunFailed     // lockwatch itself failed: a usage or environment error
+	ExitRunCannotExec = reportcmd.ExitRunCannotExec // PROGRAM was found but cannot be run
+	ExitRunNotFound   = reportcmd.ExitRunNotFound   // PROGRAM was not found
 )
 
 // exitError ends a command with a code; a nil err prints nothing.
@@ -405,25 +404,15 @@ func buildVersion() versionInfo {
 }
 
 // isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := safeout.Raw(w).(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+func isTerminal(w io.Writer) bool { return reportcmd.IsTerminal(w) }
 
 // style is how reports render on w: colour only on a terminal, never with
-// NO_COLOR set (https://no-color.org) nor on a dumb terminal (TERM=dumb,
-// as Emacs shells and some CI logs set it).
+// NO_COLOR set nor on a dumb terminal (reportcmd.Colour).
 func style(w io.Writer) report.Style {
 	return report.Style{Color: colour(w)}
 }
 
-func colour(w io.Writer) bool {
-	return isTerminal(w) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
-}
+func colour(w io.Writer) bool { return reportcmd.Colour(w) }
 
 // completeRuns completes PID|RUNDIR arguments with the run directories.
 func completeRuns(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
