@@ -12,7 +12,6 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/embedded"
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
-	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/report"
 )
@@ -83,7 +82,7 @@ func TestReport(t *testing.T) {
 	var r *report.Report
 	var err error
 	for time.Now().Before(deadline) {
-		r, err = report.Diagnose(ctx, report.Sources{Locks: []lockstate.Source{etcdsrc.New(cli, "model")}, Host: liveness.System{}}, report.Options{})
+		r, err = report.Diagnose(ctx, report.Sources{Locks: []lockstate.Source{etcdsrc.New(cli, "model")}, Host: report.LocalHost{}}, report.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
