@@ -69,7 +69,7 @@ func (fakeHarness) Realize(t *testing.T, s lockstatetest.Scenario) (*lockstatete
 			second = other
 		}
 		snap.Locks = []lockstate.Lock{lock(a, holds(pA, 1, long), waits(pB, 2, short)), lock(second, holds(pB, 2, long), waits(pA, 1, short))}
-		setup.Locks = []lockstate.Key{a, second}
+		setup.Locks, setup.Loop = []lockstate.Key{a, second}, []procid.ID{pA, pB}
 	case lockstatetest.StuckHolder:
 		snap.Locks = []lockstate.Lock{lock(a, holds(pA, 1, long), waits(pB, 2, long))}
 		setup.StuckAfter = time.Second

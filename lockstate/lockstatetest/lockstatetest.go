@@ -70,11 +70,14 @@ type Setup struct {
 	StuckAfter time.Duration
 	// Lock is the lock at fault (Readers, NoFinding: the lock in use).
 	Lock lockstate.Key
-	// Locks are the locks of a Cycle's or CycleKinds' loop.
+	// Locks are the locks of a Cycle's or CycleKinds' loop, and Loop the
+	// processes of its goroutines.
 	Locks []lockstate.Key
+	Loop  []procid.ID
 	// Holder is the process of Lock's holder (LostLock: the one that lost
 	// it; Cycle: unused); Waiter the process of a goroutine waiting for
-	// Lock (SelfDeadlock, Cycle: unused).
+	// Lock (SelfDeadlock, Cycle: unused). A Start of 0 matches any start
+	// time; Host must be the one the report shows ("" for this machine).
 	Holder, Waiter procid.ID
 }
 
@@ -131,11 +134,11 @@ var checks = map[Scenario]func(*testing.T, *Setup, *report.Report){
 		if f == nil {
 			return
 		}
-		if f.Holder == nil || f.Holder.PID != s.Holder.PID || f.Holder.Alive {
-			t.Errorf("dead holder %+v; want pid %d, not alive", f.Holder, s.Holder.PID)
+		if !is(f.Holder, s.Holder) || f.Holder.Alive {
+			t.Errorf("dead holder %+v; want %s, not alive", f.Holder, s.Holder)
 		}
-		if !hasPID(f.Waiters, s.Waiter.PID) {
-			t.Errorf("waiters %v; want pid %d among them", pids(f.Waiters), s.Waiter.PID)
+		if !hasPID(f.Waiters, s.Waiter) {
+			t.Errorf("waiters %v; want %s among them", pids(f.Waiters), s.Waiter)
 		}
 		if !r.Deadlock() || r.Has(report.Cycle) {
 			t.Errorf("deadlock %v, cycle %v; want a deadlock, no cycle through the dead", r.Deadlock(), r.Has(report.Cycle))
@@ -146,8 +149,8 @@ var checks = map[Scenario]func(*testing.T, *Setup, *report.Report){
 		if f == nil {
 			return
 		}
-		if f.Holder == nil || f.Holder.PID != s.Holder.PID {
-			t.Errorf("lost-lock holder %+v; want pid %d, the one that lost it", f.Holder, s.Holder.PID)
+		if !is(f.Holder, s.Holder) {
+			t.Errorf("lost-lock holder %+v; want %s, the one that lost it", f.Holder, s.Holder)
 		}
 	},
 	Cycle:      checkCycle,
@@ -157,11 +160,11 @@ var checks = map[Scenario]func(*testing.T, *Setup, *report.Report){
 		if f == nil {
 			return
 		}
-		if f.Holder == nil || f.Holder.PID != s.Holder.PID || !f.Holder.Alive {
-			t.Errorf("stuck holder %+v; want pid %d, alive", f.Holder, s.Holder.PID)
+		if !is(f.Holder, s.Holder) || !f.Holder.Alive {
+			t.Errorf("stuck holder %+v; want %s, alive", f.Holder, s.Holder)
 		}
-		if !hasPID(f.Waiters, s.Waiter.PID) {
-			t.Errorf("waiters %v; want pid %d among them", pids(f.Waiters), s.Waiter.PID)
+		if !hasPID(f.Waiters, s.Waiter) {
+			t.Errorf("waiters %v; want %s among them", pids(f.Waiters), s.Waiter)
 		}
 		if r.Has(report.DeadHolder) || r.Has(report.Cycle) {
 			t.Errorf("findings %s; want a live stuck holder only", kinds(r))
@@ -185,8 +188,8 @@ var checks = map[Scenario]func(*testing.T, *Setup, *report.Report){
 		if f == nil {
 			return
 		}
-		if f.Holder == nil || f.Holder.PID != s.Holder.PID || !hasPID(f.Waiters, s.Holder.PID) {
-			t.Errorf("holder %+v, waiters %v; want pid %d both", f.Holder, pids(f.Waiters), s.Holder.PID)
+		if !is(f.Holder, s.Holder) || !hasPID(f.Waiters, s.Holder) {
+			t.Errorf("holder %+v, waiters %v; want %s both", f.Holder, pids(f.Waiters), s.Holder)
 		}
 		if !r.Deadlock() {
 			t.Error("not a deadlock")
@@ -194,8 +197,8 @@ var checks = map[Scenario]func(*testing.T, *Setup, *report.Report){
 	},
 	NoFinding: func(t *testing.T, s *Setup, r *report.Report) {
 		none(t, r)
-		if l := lockRow(t, r, s.Lock); l != nil && (l.Holder == nil || l.Holder.PID != s.Holder.PID || l.Waiting < 1) {
-			t.Errorf("lock %+v; want held by pid %d and awaited", l, s.Holder.PID)
+		if l := lockRow(t, r, s.Lock); l != nil && (!is(l.Holder, s.Holder) || l.Waiting < 1) {
+			t.Errorf("lock %+v; want held by %s and awaited", l, s.Holder)
 		}
 	},
 }
@@ -215,11 +218,21 @@ func checkCycle(t *testing.T, s *Setup, r *report.Report) {
 		return
 	}
 	var got, want []string
+	seen := map[procid.ID]bool{}
 	for _, st := range f.Cycle {
 		got = append(got, st.WaitsFor)
 		if !st.Alive {
 			t.Errorf("step %+v is not alive", st.Party)
 		}
+		i := slices.IndexFunc(s.Loop, func(id procid.ID) bool { return is(&st.Party, id) })
+		if i < 0 {
+			t.Errorf("step %+v: a goroutine of none of %v", st.Party, s.Loop)
+			continue
+		}
+		seen[s.Loop[i]] = true
+	}
+	if len(seen) != len(s.Loop) {
+		t.Errorf("the loop's goroutines are of %d of the processes %v; want all", len(seen), s.Loop)
 	}
 	for _, k := range s.Locks {
 		want = append(want, k.Name)
@@ -285,14 +298,20 @@ func lockRow(t *testing.T, r *report.Report, k lockstate.Key) *report.LockRow {
 	return nil
 }
 
-func hasPID(ps []report.Party, pid int) bool {
-	return slices.ContainsFunc(ps, func(p report.Party) bool { return p.PID == pid })
+// is reports whether p is a goroutine of the process id names (its start
+// time when id has one).
+func is(p *report.Party, id procid.ID) bool {
+	return p != nil && p.Host == id.Host && p.PID == id.PID && (id.Start == 0 || p.Start == id.Start)
 }
 
-func pids(ps []report.Party) []int {
-	var out []int
+func hasPID(ps []report.Party, id procid.ID) bool {
+	return slices.ContainsFunc(ps, func(p report.Party) bool { return is(&p, id) })
+}
+
+func pids(ps []report.Party) []string {
+	var out []string
 	for _, p := range ps {
-		out = append(out, p.PID)
+		out = append(out, procid.ID{Host: p.Host, PID: p.PID, Start: p.Start}.String())
 	}
 	return out
 }

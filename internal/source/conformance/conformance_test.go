@@ -259,7 +259,7 @@ func (h harness) Realize(t *testing.T, s lockstatetest.Scenario) (*lockstatetest
 		p.goOn(t)
 		q.goOn(t)
 		waitFor(t, srcs, map[lockstate.Key]int{a: 1, b: 1}, 0)
-		setup.Locks = []lockstate.Key{a, b}
+		setup.Locks, setup.Loop = []lockstate.Key{a, b}, []procid.ID{p.id, q.id}
 	case lockstatetest.StuckHolder, lockstatetest.NoFinding:
 		holder := start(t, dir, "hold", "a")
 		waiter := start(t, dir, "wait", "a")
@@ -292,12 +292,12 @@ func (h harness) dropinScenario(t *testing.T, s lockstatetest.Scenario, dir stri
 		p := start(t, dir, "dcycle", "m", "n")
 		p.goOn(t)
 		waitFor(t, srcs, map[lockstate.Key]int{m: 1, n: 1}, 0)
-		setup.Locks = []lockstate.Key{m, n}
+		setup.Locks, setup.Loop = []lockstate.Key{m, n}, []procid.ID{p.id}
 	case lockstatetest.CycleKinds:
 		p := start(t, dir, "dkinds", "m", "a")
 		p.goOn(t)
 		waitFor(t, srcs, map[lockstate.Key]int{m: 1, a: 1}, 0)
-		setup.Locks = []lockstate.Key{m, a}
+		setup.Locks, setup.Loop = []lockstate.Key{m, a}, []procid.ID{p.id}
 	case lockstatetest.StuckHolder, lockstatetest.NoFinding:
 		p := start(t, dir, "dhold", "m")
 		p.goOn(t)
