@@ -28,7 +28,7 @@ import (
 //     (orange for a warning), and the graph's title lists the findings.
 //
 // Free locks nobody waits for are left out, as in the text report. Every
-// string from the run is escaped (Escape, then DOT's quoting), so a lock
+// string from the run is escaped (escape, then DOT's quoting), so a lock
 // name cannot end a quoted ID or inject attributes.
 func (r *Report) WriteDot(w io.Writer) error {
 	g := newDotGraph(r)
@@ -252,7 +252,7 @@ func (g *dotGraph) finding(f *Finding) {
 // dotQuote quotes s as a DOT string: escaped for a terminal first (no
 // control byte, no invalid UTF-8), then its backslashes and quotes.
 func dotQuote(s string) string {
-	s = Escape(s)
+	s = escape(s)
 	s = strings.ReplaceAll(s, `\`, `\\`)
 	s = strings.ReplaceAll(s, `"`, `\"`)
 	return `"` + s + `"`

@@ -8,7 +8,8 @@
 //		reportcmd.Main(func(ctx context.Context, stdout, stderr io.Writer) error {
 //			r, err := report.Diagnose(ctx, src, report.Options{})
 //			if err != nil {
-//				return reportcmd.Failf(stderr, "mytool", reportcmd.ExitUsage, "cannot read the locks: %v", err)
+//				fmt.Fprintln(stderr, "mytool: cannot read the locks:", reportcmd.Escape(err.Error()))
+//				return &reportcmd.ExitError{Code: reportcmd.ExitUsage, Err: err}
 //			}
 //			if err := reportcmd.Print(stdout, r, reportcmd.Table, false); err != nil {
 //				return &reportcmd.ExitError{Code: reportcmd.ExitFailed, Err: err}
@@ -67,13 +68,15 @@ func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d: %v", e.
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
-// Failf prints "prog: message" on stderr, escaped, and returns the
-// ExitError of code with that message.
-func Failf(stderr io.Writer, prog string, code int, format string, a ...any) error {
-	err := fmt.Errorf(format, a...)
-	fmt.Fprintln(stderr, prog+":", report.Escape(err.Error()))
-	return &ExitError{Code: code, Err: err}
-}
+// Escape returns s fit to print on a terminal: every string that comes from
+// a run, a probe or a store (lock names, roles, arguments, frames, notes,
+// error text) goes through it before a command prints it, so that nothing
+// watched can send escape sequences to the user's terminal. C0 controls
+// (tab and newline too), DEL and C1 controls are shown as \xHH (ESC as
+// \x1b), Unicode's bidirectional overrides and line separators as \uHHHH,
+// and bytes that are not UTF-8 as \xHH. Everything else is kept as it is.
+// (Report.Write escapes what it prints itself.)
+func Escape(s string) string { return safeout.Escape(s) }
 
 // Main runs a command with terminal-safe stdout and stderr (NewWriter),
 // flushes them, and exits with the status run's error carries: an
@@ -187,9 +190,9 @@ func Code(r *report.Report, also ...report.Kind) int {
 	return ExitOK
 }
 
-// FindingsKey names a report's findings by their keys (not their
+// findingsKey names a report's findings by their keys (not their
 // durations): watch prints a report again only when it changes.
-func FindingsKey(r *report.Report) string {
+func findingsKey(r *report.Report) string {
 	var b strings.Builder
 	b.WriteString("report:")
 	for i := range r.Findings {
@@ -240,7 +243,7 @@ func (w Watch) Run(ctx context.Context) (*report.Report, error) {
 				w.Recovered()
 			}
 			lastErr, last = "", r
-			if k := FindingsKey(r); k != lastKey {
+			if k := findingsKey(r); k != lastKey {
 				lastKey = k
 				if err := w.Show(r); err != nil {
 					return last, err

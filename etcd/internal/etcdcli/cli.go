@@ -166,7 +166,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	bad := func(format string, a ...any) error {
 		err := fmt.Errorf(format, a...)
-		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: usageCode, Err: err}
 	}
 	if err := fs.Parse(args[1:]); err != nil {
@@ -175,8 +175,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return &ExitError{Code: usageCode, Err: err}
 	}
-	if c.output != "table" && c.output != "json" && c.output != "dot" {
-		return bad("-o %q: use table, json or dot", c.output)
+	if _, err := reportcmd.ParseFormat(c.output); err != nil {
+		return bad("%v", err)
 	}
 	if c.liveStacks < 0 {
 		return bad("--live-stacks %d: want how many processes to ask for live stacks, or 0 for all of them", c.liveStacks)
@@ -284,7 +284,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			err = prune(ctx, cli, args, stdout)
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+			fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 			return &ExitError{Code: exitUsage, Err: err}
 		}
 		return nil
@@ -331,7 +331,7 @@ func verdict(r *report.Report) error { return reportcmd.Verdict(r, report.LostLo
 func attach(ctx context.Context, cli *clientv3.Client, run string, c config, stdout, stderr io.Writer) error {
 	r, err := c.diagnose(ctx, cli, run)
 	if err != nil {
-		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitUsage, Err: err}
 	}
 	if err := c.write(stdout, r, false); err != nil {
@@ -362,7 +362,7 @@ func watch(ctx context.Context, cli *clientv3.Client, run string, c config, stdo
 		Diagnose: func(ctx context.Context) (*report.Report, error) { return c.diagnose(ctx, cli, run) },
 		Show:     func(r *report.Report) error { return c.write(stdout, r, true) },
 		Failed: func(err error) {
-			fmt.Fprintf(stderr, "lockwatch-etcd: %s: store unreachable or run unreadable: %s\n", time.Now().Format("15:04:05.000"), report.Escape(err.Error()))
+			fmt.Fprintf(stderr, "lockwatch-etcd: %s: store unreachable or run unreadable: %s\n", time.Now().Format("15:04:05.000"), reportcmd.Escape(err.Error()))
 		},
 		Recovered: func() {
 			fmt.Fprintf(stderr, "lockwatch-etcd: %s: store reachable again\n", time.Now().Format("15:04:05.000"))
@@ -401,7 +401,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	// goroutines when they are not files.
 	stdout, stderr = lockedWriter(stdout), lockedWriter(stderr)
 	fail := func(err error) error {
-		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitRunFailed, Err: err}
 	}
 	if c.endpoints == "" {
@@ -437,7 +437,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			code = exitRunNotFound
 		}
-		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: code, Err: err}
 	}
 	url := etcdsrc.URL(strings.Split(c.endpoints, ","), runName)

@@ -117,12 +117,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case err == nil:
 	case errors.As(err, &ee):
 		if ee.err != nil {
-			fmt.Fprintln(stderr, "lockwatch: "+report.Escape(oneLine(ee.err.Error())))
+			fmt.Fprintln(stderr, "lockwatch: "+reportcmd.Escape(oneLine(ee.err.Error())))
 		}
 		code = ee.code
 	default:
 		// Cobra's own errors: unknown command, wrong argument count.
-		fmt.Fprintln(stderr, "lockwatch: "+report.Escape(cobraError(root, cmd, err, args)))
+		fmt.Fprintln(stderr, "lockwatch: "+reportcmd.Escape(cobraError(root, cmd, err, args)))
 		code = ExitUsage
 	}
 	if cmd != nil && cmd.Name() == "run" && code == ExitUsage && (ee == nil || !ee.program) {
@@ -169,7 +169,7 @@ func escapeText(s string) string {
 	for i, l := range lines {
 		cols := strings.Split(l, "\t")
 		for j, c := range cols {
-			cols[j] = report.Escape(c)
+			cols[j] = reportcmd.Escape(c)
 		}
 		lines[i] = strings.Join(cols, "\t")
 	}

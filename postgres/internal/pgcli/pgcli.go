@@ -88,7 +88,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	bad := func(format string, a ...any) error {
 		err := fmt.Errorf(format, a...)
-		fmt.Fprintln(stderr, "lockwatch-pg:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-pg:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitUsage, Err: err}
 	}
 	if err := fs.Parse(args[1:]); err != nil {
@@ -97,8 +97,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return &ExitError{Code: exitUsage, Err: err}
 	}
-	if c.output != "table" && c.output != "json" && c.output != "dot" {
-		return bad("-o %q: use table, json or dot", c.output)
+	if _, err := reportcmd.ParseFormat(c.output); err != nil {
+		return bad("%v", err)
 	}
 	if c.stuckAfter <= 0 {
 		return bad("--stuck-after %s: want a positive duration", c.stuckAfter)
@@ -188,14 +188,14 @@ func (c config) terminate(ctx context.Context, src *pgsrc.Source, r *report.Repo
 		return
 	}
 	for _, line := range src.Terminate(ctx, r) {
-		fmt.Fprintln(stderr, report.Escape(line))
+		fmt.Fprintln(stderr, reportcmd.Escape(line))
 	}
 }
 
 func attach(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.Writer) error {
 	r, err := c.diagnose(ctx, src)
 	if err != nil {
-		fmt.Fprintln(stderr, "lockwatch-pg: cannot read the lock graph:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-pg: cannot read the lock graph:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitUsage, Err: err}
 	}
 	if err := c.write(stdout, r, false); err != nil {
@@ -220,7 +220,7 @@ func watch(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.W
 			return nil
 		},
 		Failed: func(err error) {
-			fmt.Fprintf(stderr, "lockwatch-pg: %s: cannot read the lock graph: %s\n", time.Now().Format("15:04:05.000"), report.Escape(err.Error()))
+			fmt.Fprintf(stderr, "lockwatch-pg: %s: cannot read the lock graph: %s\n", time.Now().Format("15:04:05.000"), reportcmd.Escape(err.Error()))
 		},
 	}.Run(ctx)
 	if err != nil {
