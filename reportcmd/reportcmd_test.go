@@ -66,7 +66,10 @@ func TestWatch(t *testing.T) {
 			}
 			return s.r, s.err
 		},
-		Show:      func(r *report.Report) error { said = append(said, "show "+strings.TrimSuffix(findingsKey(r), "\n")); return nil },
+		Show: func(r *report.Report) error {
+			said = append(said, "show "+strings.TrimSuffix(findingsKey(r), "\n"))
+			return nil
+		},
 		Failed:    func(err error) { said = append(said, "failed "+err.Error()) },
 		Recovered: func() { said = append(said, "recovered") },
 	}.Run(ctx)
