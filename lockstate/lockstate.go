@@ -17,6 +17,11 @@
 //		return snap, nil
 //	}
 //
+// What one kind knows and the others do not (a file lock's range, lockreg's
+// futex word, an etcd lease) is a named fact (Facts), never a field here: a
+// new kind of lock changes neither this model nor the report. Every source
+// passes the conformance suite, lockstate/lockstatetest.
+//
 // The values are plain data: the diagnosis is a pure function of a
 // Snapshot and the liveness of the processes it names. Only the stacks are
 // read through an interface (Resolver), when the report is built, since a
