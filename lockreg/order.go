@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // Lock order. When a goroutine acquires lock B while it holds lock A (taken
@@ -30,7 +32,7 @@ import (
 // a free one; a release clears it, in the bucket of the goroutine the
 // holder record names (any goroutine may Unlock). A goroutine that holds
 // nothing finds its bucket empty and goes on: no edge is looked up. The
-// cells are written with plain stores (storeCell), not claimed by CAS: two
+// cells are written with plain stores (seqlock.Store32), not claimed by CAS: two
 // goroutines of one bucket that store into the same free cell at the same
 // moment lose one of the two cells, and the edges from that lock are missed
 // while it is held; none is invented, because a cell naming a lock is an
@@ -194,8 +196,8 @@ func (o *orderState) addKnown(k uint64) {
 func (r *Registry) heldAcquired(idx uint32, goid int64, stack uint64) {
 	b := &r.order.held[bucketOf(goid)]
 	if b.n.Load() == 0 {
-		storeCell(&b.cells[0], idx+1)
-		storeCell(&b.n, 1)
+		seqlock.Store32(&b.cells[0], idx+1)
+		seqlock.Store32(&b.n, 1)
 		return
 	}
 	r.heldScan(b, idx, goid, stack)
@@ -223,11 +225,11 @@ func (r *Registry) heldScan(b *heldBucket, idx uint32, goid int64, stack uint64)
 	}
 	if free < 0 {
 		r.a.ord.untracked.Add(1)
-		storeCell(&b.n, n)
+		seqlock.Store32(&b.n, n)
 		return
 	}
-	storeCell(&b.cells[free], idx+1)
-	storeCell(&b.n, n+1)
+	seqlock.Store32(&b.cells[free], idx+1)
+	seqlock.Store32(&b.n, n+1)
 }
 
 // heldReleased is called by Unlock once it has cleared the holder record
@@ -237,8 +239,8 @@ func (r *Registry) heldScan(b *heldBucket, idx uint32, goid int64, stack uint64)
 func (r *Registry) heldReleased(idx uint32, goid int64) {
 	b := &r.order.held[bucketOf(goid)]
 	if b.cells[0].Load() == idx+1 && b.n.Load() == 1 {
-		storeCell(&b.cells[0], 0)
-		storeCell(&b.n, 0)
+		seqlock.Store32(&b.cells[0], 0)
+		seqlock.Store32(&b.n, 0)
 		return
 	}
 	heldUnscan(b, idx)
@@ -254,13 +256,13 @@ func heldUnscan(b *heldBucket, idx uint32) {
 		switch v := b.cells[i].Load(); {
 		case v == 0:
 		case v == idx+1 && !cleared:
-			storeCell(&b.cells[i], 0)
+			seqlock.Store32(&b.cells[i], 0)
 			cleared = true
 		default:
 			n++
 		}
 	}
-	storeCell(&b.n, n)
+	seqlock.Store32(&b.n, n)
 }
 
 // nested handles a cell of the acquiring goroutine's bucket: if lock from

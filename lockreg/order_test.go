@@ -472,8 +472,8 @@ func TestNestedTornHolderRecord(t *testing.T) {
 	}
 	h := &r.a.lock(a.idx).holder
 	seq := h.seq.Load()
-	h.seq.Store(seq | 1) // a writer in the middle of the record
-	defer h.seq.Store((seq | 1) + 1)
+	h.seq.BeginAt(seq | 1) // a writer in the middle of the record
+	defer h.seq.End((seq | 1) + 1)
 	bk := &r.order.held[bucketOf(curGoid())]
 	bk.cells[0].Store(a.idx + 1)
 	bk.n.Store(1)
