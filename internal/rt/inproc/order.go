@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/lockwatch/lockwatch/internal/rt/record"
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // Lock order (docs/lock-order.md). When a goroutine acquires lock B while
@@ -88,7 +89,7 @@ func known(from, to uint64) bool {
 		if f == 0 {
 			return false
 		}
-		loadBarrier()
+		seqlock.LoadFence()
 		if f == from && k.to == to {
 			return true
 		}
@@ -117,18 +118,19 @@ var orders struct {
 
 func init() { orders.max = defaultMaxEdges }
 
-// lockOrders takes orders.mu: a spin lock by CAS (quiet_*.s), which the race
-// detector does not see, so recording an edge makes no happens-before edge
-// between the goroutines that record them. Its holders never block.
+// lockOrders takes orders.mu: a spin lock by a quiet CAS (seqlock.CAS64),
+// which the race detector does not see, so recording an edge makes no
+// happens-before edge between the goroutines that record them. Its holders
+// never block.
 func lockOrders() {
-	for !cas64(&orders.mu, 0, 1) {
+	for !seqlock.CAS64(&orders.mu, 0, 1) {
 		runtime.Gosched()
 	}
 }
 
 //go:norace
 func unlockOrders() {
-	storeBarrier()
+	seqlock.StoreFence()
 	orders.mu = 0
 }
 
@@ -204,7 +206,7 @@ func (b *Bucket) Hold(cell uint64, addr uintptr, goid int64) {
 		}
 	}
 	if free < 0 {
-		add64(&orders.untracked, 1)
+		seqlock.Add64(&orders.untracked, 1)
 		b.n = n
 		return
 	}
@@ -428,7 +430,7 @@ func addKey(from, to uint64) bool {
 		k := &keys[(h+p)&(keySlots-1)]
 		if k.from == 0 {
 			k.to = to
-			storeBarrier()
+			seqlock.StoreFence()
 			k.from = from
 			orders.nkeys++
 			return true

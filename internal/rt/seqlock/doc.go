@@ -42,8 +42,9 @@
 // Sequence numbers only grow, so a value seen twice means no write between:
 // also across a release and a new claim of the record, which is why a waiter
 // record's sequence serves as a stamp of one wait (lockreg's self-wait check).
-// A 32-bit sequence wraps after 2^31 writes; a reader would have to sleep
-// through exactly that many, between two loads a few nanoseconds apart.
+// A 32-bit sequence wraps after 2^31 writes; a reader would have to be
+// suspended between two loads a few nanoseconds apart while exactly a
+// multiple of that many writes went by.
 //
 // A writer that dies mid-write (a process killed) leaves the sequence odd.
 // Readers never wait for it: each read is bounded (Read's tries; lockreg's
@@ -53,30 +54,41 @@
 //
 // # How the four orders are obtained
 //
-// Readers load the sequence with sync/atomic, and Valid orders the field
-// loads before its load. On amd64 built by gc the writer's stores are plain
-// moves (StorePlain is true): amd64's memory model (TSO) shows one core's
-// stores to every other core in program order, and the gc compiler keeps
-// stores to memory in program order (they are threaded through its memory
-// chain, and sync/atomic operations are barriers to it). That is a property
-// of this compiler on this architecture, not a promise of the Go memory model
-// (by the model a plain store racing with an atomic load is a data race), so
-// it is built for amd64 && gc only; everything else uses sync/atomic stores,
-// sequentially consistent, with a store fence after the odd store for
-// writers whose field stores are plain (arm64: DMB ISHST) and a load fence
-// before Valid's load (DMB ISHLD).
+// Readers load the sequence with sync/atomic, and Valid calls LoadFence
+// before its load, so that field loads, plain or atomic, stay before it (on
+// amd64 a call the compiler cannot see through, the CPU keeping loads in
+// order; on arm64 DMB ISHLD).
+//
+// On amd64 built by gc the writer's stores are plain moves (StorePlain):
+// amd64's memory model (TSO) shows one core's stores to every other core in
+// program order, and the gc compiler keeps stores to memory in program order
+// (they are threaded through its memory chain, and sync/atomic operations
+// are barriers to it). That is a property of this compiler on this
+// architecture, not a promise of the Go memory model (by the model a plain
+// store racing with an atomic load is a data race), so it is built for
+// amd64 && gc only (fence_amd64.go), the one place the trick lives. On arm64
+// built by gc the stores are plain too, and the writer's side adds the
+// fences the hardware needs (DMB ISHST after the odd store and before the
+// even one). Everything else (other architectures, gccgo, gollvm) uses
+// sync/atomic stores, sequentially consistent.
 //
 // The odd store must survive the compiler: a plain store to the sequence
 // followed by the plain even store to the same word is a dead store, which
 // gc removes, and then readers accept torn copies (a first version of
 // lockreg did exactly that; its TestSeqlockNeverTorn found 3,158 torn copies
-// in 3 million reads). So Begin follows its plain store with an atomic load of
-// the same word: the load reads the store, so the compiler keeps it, at the
-// cost of an L1 hit instead of the full barrier (XCHG) of an atomic store.
+// in 3 million reads). So on amd64 the odd store is followed by an atomic load
+// of the same word: the load reads the store, so the compiler keeps it, at
+// the cost of an L1 hit instead of the full barrier (XCHG) of an atomic
+// store. On arm64 the fence after it, a call, keeps it.
 //
-// The stores here are invisible to the race detector (plain stores in
-// functions it does not instrument, or sync/atomic on memory it does not
-// track): the drop-in's records must add no happens-before edge to the
-// program (docs/dropin.md), and the tests that check each record's copies are
-// never torn run race-free children.
+// # Unseen by the race detector
+//
+// The drop-in's records must add no happens-before edge between the
+// program's goroutines (docs/dropin.md). So the writer's side is invisible
+// to the race detector on amd64 and arm64: plain stores in functions it does
+// not instrument (//go:norace), and CAS32, CAS64 and Add64, in assembly of
+// our own, for claims. Readers' sync/atomic loads make no edge either: no
+// release is ever made on a record's words. The tests that check that no copy
+// is torn run in a child built without the race detector, whose
+// instrumentation would hide what the compiler does to plain stores.
 package seqlock

@@ -3,6 +3,7 @@ package seqlock
 import (
 	"runtime"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Seq32 is a record's 32-bit sequence word (see the package doc). Its zero
@@ -30,18 +31,24 @@ func (s *Seq32) Begin() (end uint32) {
 func (s *Seq32) BeginAt(odd uint32) { openOdd32(&s.v, odd) }
 
 // Claim opens a write at odd if the sequence is still old: of writers that
-// race for one record, one wins. A CAS is a full barrier, so the field
-// stores after it stay after it.
-func (s *Seq32) Claim(old, odd uint32) bool { return s.v.CompareAndSwap(old, odd) }
+// race for one record, one wins. The CAS is quiet (unseen by the race
+// detector), and the field stores after it stay after it.
+func (s *Seq32) Claim(old, odd uint32) bool {
+	if !CAS32((*uint32)(unsafe.Pointer(&s.v)), old, odd) {
+		return false
+	}
+	StoreFence() // arm64: a store-exclusive orders the stores before it only
+	return true
+}
 
 // End closes a write: even is Begin's result, or the odd value of BeginAt or
 // Claim plus one.
-func (s *Seq32) End(even uint32) { Store32(&s.v, even) }
+func (s *Seq32) End(even uint32) { closeEven32(&s.v, even) }
 
 // Valid reports whether the sequence is still v, after the loads of the
 // fields that precede it: a read's last step.
 func (s *Seq32) Valid(v uint32) bool {
-	loadFence()
+	LoadFence()
 	return s.v.Load() == v
 }
 
@@ -61,14 +68,20 @@ func (s *Seq64) Load() uint64 { return s.v.Load() }
 func (s *Seq64) BeginAt(odd uint64) { openOdd64(&s.v, odd) }
 
 // Claim opens a write at odd if the sequence is still old; see Seq32.Claim.
-func (s *Seq64) Claim(old, odd uint64) bool { return s.v.CompareAndSwap(old, odd) }
+func (s *Seq64) Claim(old, odd uint64) bool {
+	if !CAS64((*uint64)(unsafe.Pointer(&s.v)), old, odd) {
+		return false
+	}
+	StoreFence() // arm64: a store-exclusive orders the stores before it only
+	return true
+}
 
 // End closes a write; see Seq32.End.
-func (s *Seq64) End(even uint64) { Store64(&s.v, even) }
+func (s *Seq64) End(even uint64) { closeEven64(&s.v, even) }
 
 // Valid reports whether the sequence is still v; see Seq32.Valid.
 func (s *Seq64) Valid(v uint64) bool {
-	loadFence()
+	LoadFence()
 	return s.v.Load() == v
 }
 

@@ -1,15 +1,17 @@
-//go:build !(amd64 && gc)
+//go:build !((amd64 || arm64) && gc)
 
 package seqlock
 
 import "sync/atomic"
 
-// StorePlain says whether the stores of this package are plain moves: not
-// here (see the package doc).
+// Other architectures, and compilers other than gc (gccgo, gollvm), owe us
+// neither fact the plain stores rest on: every store is a sync/atomic one,
+// sequentially consistent. The drop-in records nothing here (sync/off.go).
+
+// StorePlain says whether Store32 and the rest are plain moves.
 const StorePlain = false
 
 // Store32 stores v at p for a reader in another thread; see store_plain.go.
-// Here a sync/atomic store, sequentially consistent.
 func Store32(p *atomic.Uint32, v uint32) { p.Store(v) }
 
 // Store64 is Store32 for a uint64.
@@ -21,10 +23,7 @@ func StoreInt64(p *atomic.Int64, v int64) { p.Store(v) }
 // StoreUintptr is Store32 for a uintptr.
 func StoreUintptr(p *atomic.Uintptr, v uintptr) { p.Store(v) }
 
-func openOdd32(p *atomic.Uint32, v uint32) { p.Store(v) }
-
-func openOdd64(p *atomic.Uint64, v uint64) { p.Store(v) }
-
-// loadFence: the reads of the records on these architectures load their
-// fields with sync/atomic, sequentially consistent, which orders them.
-func loadFence() {}
+func openOdd32(p *atomic.Uint32, v uint32)   { p.Store(v) }
+func openOdd64(p *atomic.Uint64, v uint64)   { p.Store(v) }
+func closeEven32(p *atomic.Uint32, v uint32) { p.Store(v) }
+func closeEven64(p *atomic.Uint64, v uint64) { p.Store(v) }

@@ -1,4 +1,4 @@
-//go:build amd64 && gc
+//go:build (amd64 || arm64) && gc
 
 package seqlock
 
@@ -7,16 +7,19 @@ import (
 	"unsafe"
 )
 
-// StorePlain says whether the stores of this package are plain moves: on
-// amd64 built by gc (see the package doc, "How the four orders are
-// obtained").
+// On amd64 and arm64 built by gc a store for a reader in another thread is
+// a plain move, unseen by the race detector; the writer's fences (none on
+// amd64, DMB ISHST on arm64: fence_*.go) order the stores of a write. See
+// the package doc, "How the four orders are obtained".
+
+// StorePlain says whether Store32 and the rest are plain moves.
 const StorePlain = true
 
-// Store32 stores v at p for a reader in another thread (a record's field, or
-// the end of a write): ordered after the stores before it, as the writer's
-// side of the protocol needs, and not seen by the race detector. On amd64
-// built by gc it is a plain move; elsewhere a sync/atomic store. It may also
-// serve a writer outside a seqlock whose stores need only program order.
+// Store32 stores v at p for a reader in another thread (a record's field),
+// unseen by the race detector: a plain move here, a sync/atomic store
+// elsewhere. Between a write's odd and even stores it is ordered by them;
+// outside a seqlock, on amd64 it is ordered after the stores before it and
+// before those after it, and on arm64 only StoreFence orders it.
 //
 //go:norace
 func Store32(p *atomic.Uint32, v uint32) { *(*uint32)(unsafe.Pointer(p)) = v }
@@ -36,22 +39,32 @@ func StoreInt64(p *atomic.Int64, v int64) { *(*int64)(unsafe.Pointer(p)) = v }
 //go:norace
 func StoreUintptr(p *atomic.Uintptr, v uintptr) { *(*uintptr)(unsafe.Pointer(p)) = v }
 
-// openOdd32 is the odd store of a write: a plain store, kept by the atomic
-// load after it (the package doc says why it must be kept).
+// openOdd32 is the odd store of a write, then what keeps it and orders it
+// before the fields (keepOdd32).
 //
 //go:norace
 func openOdd32(p *atomic.Uint32, v uint32) {
 	*(*uint32)(unsafe.Pointer(p)) = v
-	_ = p.Load()
+	keepOdd32(p)
 }
 
 //go:norace
 func openOdd64(p *atomic.Uint64, v uint64) {
 	*(*uint64)(unsafe.Pointer(p)) = v
-	_ = p.Load()
+	keepOdd64(p)
 }
 
-// loadFence orders the loads before it before the loads after it. On amd64
-// loads are not reordered with loads (TSO), and gc does not move a load
-// past the atomic load that follows it (an atomic load is a barrier to it).
-func loadFence() {}
+// closeEven32 orders the fields before the even store that ends a write,
+// and makes it.
+//
+//go:norace
+func closeEven32(p *atomic.Uint32, v uint32) {
+	StoreFence()
+	*(*uint32)(unsafe.Pointer(p)) = v
+}
+
+//go:norace
+func closeEven64(p *atomic.Uint64, v uint64) {
+	StoreFence()
+	*(*uint64)(unsafe.Pointer(p)) = v
+}
