@@ -17,11 +17,14 @@ import (
 // quiet CAS (internal/rt/seqlock): the race detector sees none of them, so
 // the records add no happens-before edge between the program's goroutines.
 // Each record is written and copied under its sequence word, by the
-// protocol of internal/rt/seqlock. A record's key (the lock's address) is
-// claimed by a CAS from 0 before the write that fills the record, and freed
-// by a store of 0 after the write that empties it (its goroutine 0): so a
-// consistent copy whose goroutine is not 0 is of a live record, whose key
-// cannot change until a write that the copy's sequence check would see.
+// protocol of internal/rt/seqlock. Waiter, reader and name records are
+// claimed by a CAS of their key (the lock's address) from 0 before the write
+// that fills them, and freed by setting the key to 0 after the write that
+// empties them (goroutine 0; a name of length 0): so a consistent copy with
+// a goroutine other than 0 is of a live record, whose key cannot change
+// before a write that the copy's sequence check would see. A holder
+// record's key is stored inside the write that fills it, and freed alone
+// (holds.go).
 
 const (
 	// Holder records: one region of regionSlots per P (the first
