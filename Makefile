@@ -32,8 +32,8 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags nolockwatch ./sync
-	$(GO) run ./internal/app/crosscheck ./sync ./internal/rt/inproc ./internal/rt/record # every GOOS/GOARCH (go tool dist list)
-	GOARCH=arm64 $(GO) vet ./sync ./internal/rt/inproc ./internal/rt/record # the arm64 fast path, with its assembly
+	$(GO) run ./internal/app/crosscheck ./sync ./internal/rt/inproc ./internal/rt/record ./internal/rt/seqlock ./internal/rt/heldset # every GOOS/GOARCH (go tool dist list)
+	GOARCH=arm64 $(GO) vet ./sync ./internal/rt/inproc ./internal/rt/record ./internal/rt/seqlock ./internal/rt/heldset # the arm64 fast path, with its assembly
 	$(STATICCHECK) ./...
 	cd bench && GOWORK=off $(GO) vet -tags deadlock . # the comparison module (make bench-compare, outside the workspace) still builds
 
