@@ -16,7 +16,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
-	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/report"
@@ -44,7 +43,7 @@ type PrefixSource struct {
 // prefixes: when some are etcdreg locks', with the live stacks of their
 // etcdreg contenders, asked through etcd as for a run.
 func PrefixSources(cli *clientv3.Client, prefixes []string) report.Sources {
-	src := report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes}}, Host: liveness.System{}}
+	src := report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes}}, Host: report.LocalHost{}}
 	runs := map[string]bool{}
 	for _, p := range prefixes {
 		if run, _, ok := etcdreg.LockOf(p); ok {
