@@ -8,7 +8,7 @@
 // target is stopped by ptrace meanwhile) and the runtime's own traceback of
 // every goroutine (as SIGQUIT prints it), in one run:
 //
-//	cd bench && go test -tags delve -run '^$' -bench BenchmarkPause -benchtime 5x -count 5 . | tee pause.txt
+//	cd bench && GOWORK=off go test -tags delve -run '^$' -bench BenchmarkPause -benchtime 5x -count 5 . | tee pause.txt
 //
 // It needs ptrace rights over a child (root, or kernel.yama.ptrace_scope 0
 // or 1) for Delve. A build tag of its own keeps Delve out of the other
