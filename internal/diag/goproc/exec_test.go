@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,26 +36,36 @@ func TestExecMidRead(t *testing.T) {
 	}
 	defer p.Close()
 	execd := false
-	goproc.SetTestHookRead(func(int) {
-		goproc.SetTestHookRead(nil)
-		tg.cmd.Process.Signal(syscall.SIGUSR1)
-		// Until the kernel has replaced the program (its exe link).
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && l == sleep {
-				execd = true
-				return
-			}
-			time.Sleep(time.Millisecond)
+	var once sync.Once
+	hooked := false
+	goproc.SetTestHookRead(func(p int) {
+		if p != pid {
+			return // another test's target
 		}
+		once.Do(func() { hooked, execd = true, execNow(tg, pid, sleep) })
 	})
 	t.Cleanup(func() { goproc.SetTestHookRead(nil) })
 	img, err := p.Read(context.Background())
+	goproc.SetTestHookRead(nil)
 	if !execd {
-		t.Fatalf("the target did not exec %s", sleep)
+		t.Fatalf("the target did not exec %s (the hook ran: %v; Read: %v); its stderr:\n%s", sleep, hooked, err, tg.stderr)
 	}
 	if img != nil || !errors.Is(err, goproc.ErrExited) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", pid)) {
 		t.Fatalf("Read of a target that exec'd mid-read: %v, %v; want no image and ErrExited", img, err)
 	}
 	t.Logf("%v", err)
+}
+
+// execNow makes the target exec sleep, and waits until the kernel has
+// replaced its program (its exe link names sleep).
+func execNow(tg *target, pid int, sleep string) bool {
+	tg.cmd.Process.Signal(syscall.SIGUSR1)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && l == sleep {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -164,7 +165,7 @@ func statusName(st uint32) string {
 
 // testHookRead, set by a test, runs in Read once the list of goroutines
 // is read, before the goroutines are: where the target may exec.
-var testHookRead func(pid int)
+var testHookRead atomic.Pointer[func(pid int)]
 
 // gRead is one read of a g and of its stack.
 type gRead struct {
@@ -185,8 +186,8 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if testHookRead != nil {
-		testHookRead(p.PID)
+	if hook := testHookRead.Load(); hook != nil {
+		(*hook)(p.PID)
 	}
 	reasons := p.waitReasons(r)
 	if b.tab.gofunc == 0 && !p.opts.NoStacks {

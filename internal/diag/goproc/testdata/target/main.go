@@ -12,7 +12,7 @@
 //   - with -gc D, a garbage collection every D (so that the runtime notes
 //     how long its goroutines have waited);
 //   - with -nondumpable, it makes itself non-dumpable;
-//   - with -exec-on-usr1 PROGRAM, it execs PROGRAM on SIGUSR1;
+//   - with -exec-on-usr1 PROGRAM, it execs "PROGRAM 3600" on SIGUSR1;
 //   - with -heartbeat D, a goroutine that wakes every D and reports, on
 //     stderr when the process gets SIGUSR2, the longest gap it saw beyond D
 //     (how long the program was kept from running), and on SIGUSR1 takes
@@ -84,7 +84,7 @@ func main() {
 	hb := flag.Duration("heartbeat", 0, "measure scheduling gaps with this period")
 	nondumpable := flag.Bool("nondumpable", false, "prctl(PR_SET_DUMPABLE, 0): only root may read its memory")
 	gc := flag.Duration("gc", 0, "run a garbage collection this often (the runtime then notes how long goroutines wait)")
-	execOn := flag.String("exec-on-usr1", "", "on SIGUSR1, exec this program (with no argument)")
+	execOn := flag.String("exec-on-usr1", "", "on SIGUSR1, exec this program with the argument 3600 (sleep(1) for an hour)")
 	flag.Parse()
 
 	if *execOn != "" {
@@ -92,7 +92,7 @@ func main() {
 		signal.Notify(sig, syscall.SIGUSR1)
 		go func() {
 			<-sig
-			err := syscall.Exec(*execOn, []string{*execOn}, nil)
+			err := syscall.Exec(*execOn, []string{*execOn, "3600"}, nil)
 			fmt.Fprintln(os.Stderr, "exec:", err)
 			os.Exit(1)
 		}()
