@@ -451,11 +451,14 @@ func parseLineText(line string) (Entry, error) {
 func (e *Entry) Dev() string { return fmt.Sprintf("%02x:%02x", e.Major, e.Minor) }
 
 // Range is the bytes the entry covers: "0-EOF", "100-199".
-func (e *Entry) Range() string {
-	if e.End < 0 {
-		return strconv.FormatInt(e.Start, 10) + "-EOF"
+func (e *Entry) Range() string { return string(appendRange(nil, e.Start, e.End)) }
+
+func appendRange(b []byte, start, end int64) []byte {
+	b = append(strconv.AppendInt(b, start, 10), '-')
+	if end < 0 {
+		return append(b, "EOF"...)
 	}
-	return strconv.FormatInt(e.Start, 10) + "-" + strconv.FormatInt(e.End, 10)
+	return strconv.AppendInt(b, end, 10)
 }
 
 // clip shortens a line quoted in an error.

@@ -34,7 +34,11 @@ const sinceNote = "file locks carry no times: held-for and waiting-for are how l
 func (s *Source) since(r *reader, ms []*model, taken time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := make(map[seenKey]seen, len(s.last))
+	n := 0
+	for _, m := range ms {
+		n += len(m.lock.Holders) + len(m.lock.Waiters)
+	}
+	next := make(map[seenKey]seen, n)
 	threads := map[int][]thread{}
 	for _, m := range ms {
 		l := &m.lock

@@ -258,6 +258,7 @@ type reader struct {
 	tables, prev map[int]*fdTable
 	denied       []int             // processes whose descriptors could not be read
 	posix        map[pidFile]fdRef // posixRef's answers
+	facts2       []lockstate.Fact  // room for the two facts of each lock of build's, in one allocation
 	notes        []string
 	btime        time.Time
 }
@@ -384,8 +385,8 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // knot meets a flock or OFD lock, or a process of it has a descriptor on a
 // file such a lock is on, every process is read.
 func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, error) {
-	inodes := make(map[uint64]bool, len(blocks))
-	shared := make(map[uint64]bool) // inodes with a flock or OFD lock
+	inodes := map[uint64]bool{}
+	shared := map[uint64]bool{} // inodes with a flock or OFD lock
 	for i := range blocks {
 		b := &blocks[i]
 		inodes[b.root.Inode] = true
@@ -409,17 +410,24 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 	}
 	r.scanSome([]int{pid}, inodes)
 	x := indexBlocks(blocks)
+	pick := func(kept []int) []block {
+		out := make([]block, len(kept))
+		for i, k := range kept {
+			out[i] = blocks[k]
+		}
+		return out
+	}
 	for {
 		kept := r.scope(blocks, x, pid)
 		var more []int
-		for i := range kept {
-			if shared[kept[i].root.Inode] {
+		for _, i := range kept {
+			if shared[blocks[i].root.Inode] {
 				if err := r.scanAll(ctx, inodes); err != nil {
 					return nil, err
 				}
-				return r.scope(blocks, x, pid), nil
+				return pick(r.scope(blocks, x, pid)), nil
 			}
-			r.eachParty(&kept[i], func(p int) {
+			r.eachParty(&blocks[i], func(p int) {
 				if _, ok := r.scanned[p]; !ok && !slices.Contains(more, p) {
 					more = append(more, p)
 				}
@@ -431,12 +439,12 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 					if err := r.scanAll(ctx, inodes); err != nil {
 						return nil, err
 					}
-					return r.scope(blocks, x, pid), nil
+					return pick(r.scope(blocks, x, pid)), nil
 				}
 			}
 		}
 		if len(more) == 0 {
-			return kept, nil
+			return pick(kept), nil
 		}
 		r.scanSome(more, inodes)
 	}
@@ -527,7 +535,7 @@ type blockIndex struct {
 }
 
 func indexBlocks(blocks []block) blockIndex {
-	x := blockIndex{byPID: map[int][]int{}, byIno: make(map[uint64][]int, len(blocks))}
+	x := blockIndex{byPID: map[int][]int{}, byIno: map[uint64][]int{}}
 	for i := range blocks {
 		b := &blocks[i]
 		if b.root.PID > 0 {
@@ -543,13 +551,10 @@ func indexBlocks(blocks []block) blockIndex {
 	return x
 }
 
-// scope keeps the blocks of pid's knot: those it holds (by its owner pid,
-// or through a descriptor on the file) or waits in, then those of every
-// process met there, until no new process is met. pid 0 keeps every block.
-func (r *reader) scope(blocks []block, x blockIndex, pid int) []block {
-	if pid == 0 {
-		return blocks
-	}
+// scope lists the blocks of pid's knot, in order: those it holds (by its
+// owner pid, or through a descriptor on the file) or waits in, then those
+// of every process met there, until no new process is met.
+func (r *reader) scope(blocks []block, x blockIndex, pid int) []int {
 	kept := make([]bool, len(blocks))
 	met := map[int]bool{pid: true}
 	queue := []int{pid}
@@ -577,13 +582,13 @@ func (r *reader) scope(blocks []block, x blockIndex, pid int) []block {
 			}
 		}
 	}
-	out := make([]block, 0, len(blocks))
-	for i := range blocks {
-		if kept[i] {
-			out = append(out, blocks[i])
+	var out []int
+	for i, k := range kept {
+		if k {
+			out = append(out, i)
 		}
 	}
-	return slices.Clip(out)
+	return out
 }
 
 // eachParty calls f with each process that takes part in a block: its
@@ -717,6 +722,7 @@ type model struct {
 	direct  map[int]bool // pids of requests right under a held lock: woken when it is released (nil: none)
 	taker   []int        // flock: the pids /proc/locks names as having taken it
 	holders []int
+	one     [1]int // holders' first array
 }
 
 func (m *model) setDirect(pid int) {
@@ -729,8 +735,12 @@ func (m *model) setDirect(pid int) {
 // build turns the blocks into locks: one per kind, file and range, with
 // every holder and every waiter.
 func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
-	var out []*model
-	at := map[lockID]*model{}
+	// One allocation for all models and one for their first holders: a
+	// knot may have a million locks.
+	slab := make([]model, 0, len(blocks))
+	firsts := make([]lockstate.Holder, 0, len(blocks))
+	out := make([]*model, 0, len(blocks))
+	at := make(map[lockID]*model, len(blocks))
 	paths := map[fileKey]string{}
 	procs := map[int]bool{}
 	gone := 0
@@ -741,7 +751,8 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 		id := idOf(&b.root)
 		m := at[id]
 		if m == nil {
-			m = &model{id: id, lock: lockstate.Lock{Kind: id.kind}, ino: b.root.Inode, dev: [2]uint32{b.root.Major, b.root.Minor}}
+			slab = append(slab, model{id: id, lock: lockstate.Lock{Kind: id.kind}, ino: b.root.Inode, dev: [2]uint32{b.root.Major, b.root.Minor}})
+			m = &slab[len(slab)-1]
 			at[id] = m
 			out = append(out, m)
 		}
@@ -767,8 +778,19 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 			}
 			held = true
 			if !slices.Contains(m.holders, pid) {
-				m.holders = append(m.holders, pid)
-				m.lock.Holders = append(m.lock.Holders, lockstate.Holder{Party: p, Read: b.root.Type == "READ"})
+				if m.holders == nil {
+					m.one[0] = pid
+					m.holders = m.one[:1:1]
+				} else {
+					m.holders = append(m.holders, pid)
+				}
+				h := lockstate.Holder{Party: p, Read: b.root.Type == "READ"}
+				if m.lock.Holders == nil && len(firsts) < cap(firsts) {
+					firsts = append(firsts, h)
+					m.lock.Holders = firsts[len(firsts)-1 : len(firsts) : len(firsts)]
+				} else {
+					m.lock.Holders = append(m.lock.Holders, h)
+				}
 				procs[pid] = true
 			}
 		}
@@ -803,6 +825,9 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 	// Names: the file's path, from a holder's descriptor (or any on the
 	// same device and inode), and the range for a byte-range lock.
 	names := make(map[string]bool, len(out))
+	inodes := map[fileKey]string{}
+	r.facts2 = make([]lockstate.Fact, 2*len(out))
+	var name []byte
 	for _, m := range out {
 		f := fileKey{major: m.dev[0], minor: m.dev[1], ino: m.ino}
 		path, ok := paths[f]
@@ -821,16 +846,22 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 			path = "inode " + inodeName(m.dev, m.ino)
 		}
 		paths[f] = path
-		name := path
+		name = append(name[:0], path...)
 		if m.id.kind != KindFlock {
-			name += " [" + (&Entry{Start: m.id.start, End: m.id.end}).Range() + "]"
+			name = appendRange(append(name, " ["...), m.id.start, m.id.end)
+			name = append(name, ']')
 		}
-		if names[name] {
-			name += " (inode " + inodeName(m.dev, m.ino) + ")"
+		ino, ok := inodes[f]
+		if !ok {
+			ino = inodeName(m.dev, m.ino)
+			inodes[f] = ino
 		}
-		names[name] = true
-		m.lock.Name = name
-		r.facts(m)
+		if names[string(name)] {
+			name = append(append(append(name, " (inode "...), ino...), ')')
+		}
+		m.lock.Name = string(name)
+		names[m.lock.Name] = true
+		r.facts(m, ino)
 	}
 	if gone > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%d holders or waiters of file locks had exited by the time their process was read: left out (the lock table changed while it was read)", gone))
@@ -921,7 +952,7 @@ func (r *reader) inferOFD(unknown map[uint64][]waitRef, procs map[int]bool, snap
 // facts are what the lock table and /proc say of a lock beyond its
 // holders and waiters: its type and range, and who took a flock or OFD
 // lock that others hold through the same open file description.
-func (r *reader) facts(m *model) {
+func (r *reader) facts(m *model, inode string) {
 	var first *lockstate.Holder
 	if len(m.lock.Holders) > 0 {
 		first = &m.lock.Holders[0]
@@ -930,9 +961,14 @@ func (r *reader) facts(m *model) {
 	if first != nil && first.Read {
 		typ = "READ"
 	}
-	extra := make([]lockstate.Fact, 2, 2+len(m.lock.Facts.Extra))
-	extra[0] = lockstate.Fact{Name: "type", Value: typeNames[[2]string{m.lock.Kind, typ}]}
-	extra[1] = lockstate.Fact{Name: "inode", Value: inodeName(m.dev, m.ino)}
+	var extra []lockstate.Fact
+	if len(m.lock.Facts.Extra) == 0 && len(r.facts2) >= 2 {
+		extra, r.facts2 = r.facts2[:0:2], r.facts2[2:] // most locks have these two facts only
+	} else {
+		extra = make([]lockstate.Fact, 0, 2+len(m.lock.Facts.Extra))
+	}
+	extra = append(extra, lockstate.Fact{Name: "type", Value: typeNames[[2]string{m.lock.Kind, typ}]},
+		lockstate.Fact{Name: "inode", Value: inode})
 	if m.lock.Kind != KindPOSIX && len(m.holders) > 1 {
 		extra = append(extra, lockstate.Fact{Name: "shared", Value: fmt.Sprintf("one open file description held by %s (released when one of them unlocks it or all of them close it)", pidList(m.holders))})
 	}
