@@ -272,11 +272,17 @@ func (r *reader) fdinfo(ref fdRef) map[lockKey]struct{} {
 		return set
 	}
 	set, err := r.p.fdinfoLocks(ref.pid, ref.fd, &r.buf)
+	r.keepInfo(ref, set, err)
+	return set
+}
+
+// keepInfo keeps what a descriptor's fdinfo listed, and says what could
+// not be read of it.
+func (r *reader) keepInfo(ref fdRef, set map[lockKey]struct{}, err error) {
 	if err != nil && !notExist(err) && len(set) == 0 {
 		r.notes = append(r.notes, fmt.Sprintf("pid %d fd %d: %v", ref.pid, ref.fd, err))
 	}
-	r.info[k] = set
-	return set
+	r.info[[2]int{ref.pid, ref.fd}] = set
 }
 
 func (r *reader) stat(pid int) *proc.Stat {
@@ -482,8 +488,83 @@ func (r *reader) add(pid int, refs []fdRef, t *fdTable, err error) {
 	}
 }
 
-// scanWorkers bounds the goroutines that read every process's descriptors.
+// scanWorkers bounds the goroutines that read every process's descriptors,
+// and the fdinfo files and links of a read.
 const scanWorkers = 4
+
+// inParallel calls f(w, i) for each i below n, on up to scanWorkers
+// goroutines (w is the goroutine's number, for its buffers) when n is
+// large enough to be worth them.
+func inParallel(n int, f func(w, i int)) {
+	workers := min(scanWorkers, runtime.GOMAXPROCS(0), max(n/64, 1))
+	if workers == 1 {
+		for i := range n {
+			f(0, i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				f(w, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// prefetch reads, a few at once, the fdinfo of every descriptor on the
+// file of a flock or OFD lock among blocks: holders reads them all, one
+// per holder of 10,000 flock'ed files.
+func (r *reader) prefetch(blocks []block) {
+	var refs []fdRef
+	seen := map[[2]int]bool{}
+	for i := range blocks {
+		if kindOf(blocks[i].root.Class) == KindPOSIX {
+			continue
+		}
+		for _, ref := range r.byIno[blocks[i].root.Inode] {
+			k := [2]int{ref.pid, ref.fd}
+			if _, ok := r.info[k]; !ok && !seen[k] {
+				seen[k] = true
+				refs = append(refs, ref)
+			}
+		}
+	}
+	type result struct {
+		set map[lockKey]struct{}
+		err error
+	}
+	results := make([]result, len(refs))
+	bufs := make([][]byte, scanWorkers)
+	inParallel(len(refs), func(w, i int) {
+		results[i].set, results[i].err = r.p.fdinfoLocks(refs[i].pid, refs[i].fd, &bufs[w])
+	})
+	for i, ref := range refs {
+		r.keepInfo(ref, results[i].set, results[i].err)
+	}
+}
+
+// links reads the path of each file in refs from the first of its
+// descriptors whose link can be read, a few at once, into paths.
+func (r *reader) links(refs map[fileKey][]fdRef, paths map[fileKey]string) {
+	files := slices.Collect(maps.Keys(refs))
+	got := make([]string, len(files))
+	inParallel(len(files), func(_, i int) {
+		for _, ref := range refs[files[i]] {
+			if p, err := r.p.link(ref.pid, ref.fd); err == nil {
+				got[i] = p
+				return
+			}
+		}
+	})
+	for i, f := range files {
+		if got[i] != "" {
+			paths[f] = got[i]
+		}
+	}
+}
 
 // scanAll reads the descriptors of every process on the locked inodes, a
 // few processes at once.
@@ -745,6 +826,8 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 	procs := map[int]bool{}
 	gone := 0
 	unknownOFD := map[uint64][]waitRef{} // inode -> OFD requests without a pid
+	r.prefetch(blocks)
+	pathRefs := map[fileKey][]fdRef{} // files to name, and the holders' descriptors on them
 	for i := range blocks {
 		b := &blocks[i]
 		h := r.holders(b)
@@ -760,13 +843,8 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 			m.taker = append(m.taker, b.root.PID)
 		}
 		if f := fileOf(&b.root); len(h.refs) > 0 {
-			if _, ok := paths[f]; !ok {
-				for _, ref := range h.refs {
-					if p, err := r.p.link(ref.pid, ref.fd); err == nil {
-						paths[f] = p
-						break
-					}
-				}
+			if _, ok := pathRefs[f]; !ok {
+				pathRefs[f] = h.refs
 			}
 		}
 		held := false
@@ -822,6 +900,7 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 		}
 	}
 	r.inferOFD(unknownOFD, procs, snap)
+	r.links(pathRefs, paths)
 	// Names: the file's path, from a holder's descriptor (or any on the
 	// same device and inode), and the range for a byte-range lock.
 	names := make(map[string]bool, len(out))
