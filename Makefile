@@ -28,8 +28,8 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags nolockwatch ./sync
-	$(GO) run ./internal/crosscheck ./sync ./internal/inproc ./internal/record # every GOOS/GOARCH (go tool dist list)
-	GOARCH=arm64 $(GO) vet ./sync ./internal/inproc ./internal/record # the arm64 fast path, with its assembly
+	$(GO) run ./internal/app/crosscheck ./sync ./internal/rt/inproc ./internal/rt/record # every GOOS/GOARCH (go tool dist list)
+	GOARCH=arm64 $(GO) vet ./sync ./internal/rt/inproc ./internal/rt/record # the arm64 fast path, with its assembly
 	$(TOOL) staticcheck ./...
 	cd bench && $(GO) vet -tags deadlock . # the comparison module (make bench-compare) still builds
 
@@ -66,12 +66,12 @@ bench-compare:
 ## gzip bomb), each read by lockwatch in its own process within 256 MiB (docs/reliability.md); then their
 ## benchmark, for the figures.
 stress-hostile:
-	LOCKWATCH_STRESS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m -run 'Hostile' ./lockreg ./internal/cli
-	CGO_ENABLED=1 $(GO) test -run '^$$' -bench 'BenchmarkHostile' -benchtime 3x -count 1 -timeout 60m ./internal/cli
+	LOCKWATCH_STRESS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m -run 'Hostile' ./lockreg ./internal/app/cli
+	CGO_ENABLED=1 $(GO) test -run '^$$' -bench 'BenchmarkHostile' -benchtime 3x -count 1 -timeout 60m ./internal/app/cli
 
 ## fuzz: every fuzz target (FUZZTARGETS: package and target), each for
 ## FUZZTIME, seeded from its package's seeds and the hostile cases
-## (internal/hostile); prints each target's executions and new inputs, and
+## (internal/app/hostile); prints each target's executions and new inputs, and
 ## stops at the first failure (the input is written under testdata/fuzz).
 ## FUZZFLAGS=-parallel=1 keeps it to one core.
 FUZZTIME    ?= 60s
@@ -81,9 +81,9 @@ FUZZFLAGS   ?=
 FUZZMINIMIZE ?= 1s
 FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:FuzzParseProfile \
   ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
-  ./probe:FuzzDecodeAnswer ./internal/proc:FuzzParseStat ./internal/liveness:FuzzScanMaps \
-  ./internal/safeout:FuzzWriter ./internal/jsonbudget:FuzzValues ./internal/pipeline:FuzzFrameReader \
-  ./internal/goproc:FuzzPclntab ./internal/report/filelocksrc:FuzzParse ./internal/cli:FuzzIndentJSON
+  ./probe:FuzzDecodeAnswer ./internal/diag/proc:FuzzParseStat ./internal/diag/liveness:FuzzScanMaps \
+  ./internal/diag/safeout:FuzzWriter ./internal/diag/jsonbudget:FuzzValues ./internal/app/pipeline:FuzzFrameReader \
+  ./internal/diag/goproc:FuzzPclntab ./internal/source/filelocksrc:FuzzParse ./internal/app/cli:FuzzIndentJSON
 fuzz:
 	@for t in $(FUZZTARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
@@ -93,14 +93,14 @@ fuzz:
 	  if [ $$st -ne 0 ]; then echo "$$out" | tail -40; exit 1; fi; \
 	done
 
-## stress: the reliability suite (internal/stress, build tag stress; not part of
+## stress: the reliability suite (internal/app/stress, build tag stress; not part of
 ## make test): kill storm, churn, hostile arenas; figures in docs/reliability.md.
 ## Static build, as shipped (the robust list needs it), so no race detector.
 ## LOCKWATCH_STRESS_CHURN sets the churn's count (default 100,000),
 ## LOCKWATCH_STRESS_STORM_PROCS and _ATTACHERS the kill storm's (64, 4).
 STRESSTIMEOUT ?= 4h
 stress:
-	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout $(STRESSTIMEOUT) ./internal/stress
+	CGO_ENABLED=0 $(GO) test -tags stress -count=1 -v -timeout $(STRESSTIMEOUT) ./internal/app/stress
 
 ## cover: every test with coverage that counts the child processes the tests
 ## start: test binaries re-run with a role, and the lockwatch and demo

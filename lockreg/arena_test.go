@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -219,7 +219,7 @@ func TestEventRingKeepsTheLastEvents(t *testing.T) {
 
 // TestFramePointerWalkMatchesCallers checks that lockreg's capture starts
 // at the same frame either way record.Stack captures (the unwinders
-// themselves are compared in internal/record).
+// themselves are compared in internal/rt/record).
 func TestFramePointerWalkMatchesCallers(t *testing.T) {
 	if !record.SetFramePointers(true) {
 		defer record.SetFramePointers(false)

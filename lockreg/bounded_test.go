@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/internal/hostile"
+	"github.com/lockwatch/lockwatch/internal/app/hostile"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -41,7 +41,7 @@ func allocated(f func()) uint64 {
 const readBound = 32 << 20
 
 // TestHostileArenasReadBounded reads each of the audit's hostile runs
-// (internal/hostile) and checks that the reading allocates at most
+// (internal/app/hostile) and checks that the reading allocates at most
 // readBound whatever the arena's size, and that the snapshot says what it
 // left out. Before the limits, the same reads allocated in proportion to
 // the arena (gigabytes at full size).

@@ -1,6 +1,6 @@
 package lockreg
 
-import "github.com/lockwatch/lockwatch/internal/record"
+import "github.com/lockwatch/lockwatch/internal/rt/record"
 
 // coarseNow is the time of uncontended acquires and releases: the process's
 // coarse clock (record.Coarse, which the drop-in mutexes share), one load

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/procid"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
 func openT(t *testing.T, dir string, o Options) *Registry {

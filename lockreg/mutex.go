@@ -6,7 +6,7 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
 // A Mutex is a named lock shared by every process of a run. Unlike

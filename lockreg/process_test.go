@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 )
 
 // modes runs a test twice: with the kernel's robust list in the child

@@ -3,7 +3,7 @@ package lockreg
 import (
 	"runtime"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/procid"
 )
 

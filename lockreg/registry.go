@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/jsonbudget"
+	"github.com/lockwatch/lockwatch/internal/diag/jsonbudget"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )

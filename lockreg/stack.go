@@ -5,7 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -124,7 +124,7 @@ func cleanFrames(fs []stackdump.Frame) []stackdump.Frame {
 
 const pkgPath = "github.com/lockwatch/lockwatch/lockreg"
 
-const recordPath = "github.com/lockwatch/lockwatch/internal/record"
+const recordPath = "github.com/lockwatch/lockwatch/internal/rt/record"
 
 // curGoid is the current goroutine's id (record.Goid: read from the
 // runtime's g, verified against runtime.Stack once per process).

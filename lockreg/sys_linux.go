@@ -5,7 +5,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"golang.org/x/sys/unix"
 )
 

@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/stops"
+	"github.com/lockwatch/lockwatch/internal/diag/stops"
 )
 
 // BenchmarkGoroutinesRequest measures a goroutine-dump request end to end

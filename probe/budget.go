@@ -3,7 +3,7 @@ package probe
 import (
 	"fmt"
 
-	"github.com/lockwatch/lockwatch/internal/jsonbudget"
+	"github.com/lockwatch/lockwatch/internal/diag/jsonbudget"
 )
 
 // maxAnswerValues bounds the JSON values (objects, arrays, and the

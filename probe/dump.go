@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/stops"
+	"github.com/lockwatch/lockwatch/internal/diag/stops"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"

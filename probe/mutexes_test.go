@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/lockreg"
 	lwsync "github.com/lockwatch/lockwatch/sync"
 )

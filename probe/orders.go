@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/inproc"
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 

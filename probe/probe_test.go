@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/proc"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/stackdump"
 )

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/internal/hostile"
+	"github.com/lockwatch/lockwatch/internal/app/hostile"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/lockwatch/lockwatch/internal/jsonbudget"
+	"github.com/lockwatch/lockwatch/internal/diag/jsonbudget"
 )
 
 // A Dict is a process's stack dictionary: an append-only file of symbolized

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/internal/hostile"
+	"github.com/lockwatch/lockwatch/internal/app/hostile"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 

@@ -21,7 +21,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/lockwatch/lockwatch/internal/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	lwsync "github.com/lockwatch/lockwatch/sync"
 	"go.uber.org/goleak"
 )

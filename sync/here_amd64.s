@@ -9,7 +9,7 @@
 // +8 is that caller's return address. Go keeps the chain on amd64 and it
 // runs towards higher addresses; a link that does not (the chain's end, 0)
 // gives pc2 = 0. (TLS) is the current g; off, found and verified by
-// internal/record, is where its goroutine id lives.
+// internal/rt/record, is where its goroutine id lives.
 TEXT ·callerInfo(SB), NOSPLIT|NOFRAME, $0-32
 	MOVQ 8(BP), AX
 	MOVQ AX, pc+16(FP)

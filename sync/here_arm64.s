@@ -9,7 +9,7 @@
 // pointer, whose +8 is that caller's return address (the layout the
 // runtime's frame-pointer unwinder reads on arm64). A link that does not
 // run towards higher addresses (the chain's end, 0) gives pc2 = 0. g (R28)
-// is the current g; off, found and verified by internal/record, is where
+// is the current g; off, found and verified by internal/rt/record, is where
 // its goroutine id lives.
 TEXT ·callerInfo(SB), NOSPLIT|NOFRAME, $0-32
 	MOVD 8(R29), R0

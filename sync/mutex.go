@@ -7,8 +7,8 @@ import (
 
 	"unsafe"
 
-	"github.com/lockwatch/lockwatch/internal/inproc"
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
 // Enabled reports whether this build records holders: true unless built
@@ -61,7 +61,7 @@ type RWMutex struct {
 }
 
 // goidOff is the offset of the goroutine id in the runtime's g, found and
-// verified by internal/record when the package initializes; 0 if it was not
+// verified by internal/rt/record when the package initializes; 0 if it was not
 // found (then record.Goid). Set before main, so reading it is no
 // synchronisation between the program's goroutines.
 var goidOff uintptr

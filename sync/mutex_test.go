@@ -13,8 +13,8 @@ import (
 	"time"
 	"weak"
 
-	"github.com/lockwatch/lockwatch/internal/inproc"
-	"github.com/lockwatch/lockwatch/internal/record"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 	lwsync "github.com/lockwatch/lockwatch/sync"
 	"go.uber.org/goleak"
 )

@@ -12,15 +12,15 @@ import (
 	gosync "sync"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/internal/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	lwsync "github.com/lockwatch/lockwatch/sync"
 )
 
 // The lock-order edges of the drop-in mutexes, read in this process
-// (internal/inproc.TakeOrders): what makes an edge and what does not. The
+// (internal/rt/inproc.TakeOrders): what makes an edge and what does not. The
 // table is the process's, so each test looks only at the edges between its
 // own mutexes. The tests through lockwatch attach and run, in real
-// processes, are in internal/cli (droporder_test.go).
+// processes, are in internal/app/cli (droporder_test.go).
 
 // edgesAmong returns the recorded edges between the locks of ids, as
 // "a>b" with the names given, in the order recorded.

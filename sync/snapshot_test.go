@@ -6,7 +6,7 @@ import (
 	gosync "sync"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/internal/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 )
 
 // TestSnapshotWhileHammering reads the table over and over while the

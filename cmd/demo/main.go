@@ -1,5 +1,5 @@
 // Command demo is the Go twin of a Python multiprocessing program that
-// deadlocks: see docs/tutorial.md, and internal/pipeline for how it works.
+// deadlocks: see docs/tutorial.md, and internal/app/pipeline for how it works.
 //
 //	demo [--items N] [--workers N] [--payload BYTES] [--fix | --hang]
 package main
@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/lockwatch/lockwatch/internal/pipeline"
+	"github.com/lockwatch/lockwatch/internal/app/pipeline"
 )
 
 func main() {

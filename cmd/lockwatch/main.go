@@ -1,12 +1,12 @@
 // Command lockwatch is the live deadlock diagnostics tool for multi-process
-// Go programs: see internal/cli and docs/commands.md.
+// Go programs: see internal/app/cli and docs/commands.md.
 package main
 
 import (
 	"context"
 	"os"
 
-	"github.com/lockwatch/lockwatch/internal/cli"
+	"github.com/lockwatch/lockwatch/internal/app/cli"
 )
 
 func main() {

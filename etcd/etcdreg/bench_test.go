@@ -98,7 +98,7 @@ func cpuTime() int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
-// BenchmarkAttach is lockwatch's diagnosis (internal/report through
+// BenchmarkAttach is lockwatch's diagnosis (report through
 // etcdsrc, as attach makes it) of a run of 16 processes on 4 hosts, each
 // holding a lock, 8 of them also waiting for another's: one range read,
 // 16 lease queries, no finding (so no second reading, no stack asked).

@@ -15,7 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 func TestMutualExclusion(t *testing.T) {

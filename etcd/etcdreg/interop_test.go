@@ -10,7 +10,7 @@ import (
 
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // TestInteropConcurrencyMutex: etcdreg's Mutex and etcd's own

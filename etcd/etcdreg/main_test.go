@@ -18,7 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/embedded"
-	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // The test binary re-runs itself as the processes of a run: ETCDREG_ROLE
@@ -407,7 +407,7 @@ func waitersOn(s *Snapshot, name string) int {
 	return n
 }
 
-// diagnoseRun diagnoses a run as lockwatch does: internal/report, fed by
+// diagnoseRun diagnoses a run as lockwatch does: report, fed by
 // etcdsrc. etcdsrc imports this package, so an external test file
 // (report_test.go) sets it, through SetDiagnose.
 var diagnoseRun func(ctx context.Context, cli *clientv3.Client, run, localHost string, stuckAfter time.Duration, live bool) (*report.Report, error)

@@ -12,7 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/embedded"
-	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // netnsHost is a host in a network namespace of its own, joined to this

@@ -8,7 +8,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
-	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // The tests of the findings diagnose their runs as lockwatch-etcd does:

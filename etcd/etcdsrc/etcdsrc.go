@@ -1,5 +1,5 @@
 // Package etcdsrc presents a run kept in etcd (package etcdreg) to
-// lockwatch's backend-neutral diagnosis (internal/report): it reads the run
+// lockwatch's backend-neutral diagnosis (report): it reads the run
 // (etcdreg.Read) and turns it into a lockstate.Snapshot of locks of kind
 // "etcd", with each process's status from its lease (or from /proc, for the
 // processes of this host), the run's stack records as the resolver, and the
@@ -25,11 +25,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
-	"github.com/lockwatch/lockwatch/internal/liveness"
-	"github.com/lockwatch/lockwatch/internal/proc"
-	"github.com/lockwatch/lockwatch/internal/report"
-	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/report"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 

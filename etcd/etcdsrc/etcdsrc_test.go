@@ -12,9 +12,9 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/embedded"
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
-	"github.com/lockwatch/lockwatch/internal/liveness"
-	"github.com/lockwatch/lockwatch/internal/report"
-	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/lockstate"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // TestReport: an etcd run diagnosed by the backend-neutral report: a cycle

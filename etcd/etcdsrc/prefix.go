@@ -15,10 +15,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
-	"github.com/lockwatch/lockwatch/internal/liveness"
-	"github.com/lockwatch/lockwatch/internal/report"
-	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // A PrefixSource reads locks that lockwatch did not take: key prefixes used

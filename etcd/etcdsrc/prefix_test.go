@@ -12,7 +12,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
-	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // TestForeignLocks: locks lockwatch did not take, held and awaited with

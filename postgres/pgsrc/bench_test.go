@@ -15,9 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
 	"github.com/lockwatch/lockwatch/postgres/pgsrc"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // BenchmarkAttach is lockwatch attach on a server with 1,000 sessions and

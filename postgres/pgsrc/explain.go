@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // Explain rewrites the findings on PostgreSQL's locks in PostgreSQL's

@@ -1,5 +1,5 @@
 // Package pgsrc presents the lock waits of a PostgreSQL server to
-// lockwatch's backend-neutral diagnosis (internal/report): one query (one
+// lockwatch's backend-neutral diagnosis (report): one query (one
 // round trip) reads pg_locks, pg_stat_activity and pg_blocking_pids(), and
 // Read turns them into a lockstate.Snapshot of locks of kind "postgres":
 // advisory locks by their keys, rows, relations and transactions, each
@@ -34,11 +34,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/lockwatch/lockwatch/internal/liveness"
-	"github.com/lockwatch/lockwatch/internal/report"
-	"github.com/lockwatch/lockwatch/internal/report/lockstate"
+	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
 	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // Kind is the kind of the locks a Source reads.

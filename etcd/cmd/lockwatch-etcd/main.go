@@ -9,11 +9,11 @@ import (
 	"os"
 
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
-	"github.com/lockwatch/lockwatch/internal/safeout"
+	"github.com/lockwatch/lockwatch/internal/diag/safeout"
 )
 
 func main() {
-	// Every byte goes through the terminal writer (internal/safeout), as
+	// Every byte goes through the terminal writer (internal/diag/safeout), as
 	// lockwatch's own: what a run holds never drives the terminal.
 	stdout, stderr := safeout.NewWriter(os.Stdout), safeout.NewWriter(os.Stderr)
 	err := etcdcli.Main(context.Background(), os.Args[1:], stdout, stderr)

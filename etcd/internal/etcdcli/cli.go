@@ -1,6 +1,6 @@
 // Package etcdcli is the lockwatch-etcd command: lockwatch's attach, watch
 // and run for runs whose locks live in etcd (package etcdreg). It diagnoses
-// and renders through lockwatch's own report (internal/report, fed by
+// and renders through lockwatch's own report (report, fed by
 // etcdsrc), so its tables and JSON are lockwatch's. `lockwatch attach
 // etcd://HOST:PORT/RUN`, `lockwatch watch etcd://...` and `lockwatch run
 // --etcd ...` run it.
@@ -30,9 +30,9 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/embedded"
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
-	"github.com/lockwatch/lockwatch/internal/report"
-	"github.com/lockwatch/lockwatch/internal/report/lockstate"
-	"github.com/lockwatch/lockwatch/internal/safeout"
+	"github.com/lockwatch/lockwatch/internal/diag/safeout"
+	"github.com/lockwatch/lockwatch/lockstate"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // Environment that `run` gives the program, and that the demo reads.

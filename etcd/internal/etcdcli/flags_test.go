@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // TestLiveStacksFlag: --live-stacks refuses a negative count with a line

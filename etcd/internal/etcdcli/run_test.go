@@ -15,7 +15,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcddemo"
-	"github.com/lockwatch/lockwatch/internal/report"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // The test binary is also the demo: with envDemo set it runs etcddemo.Main

@@ -1,7 +1,7 @@
 // Package etcddemo is the demo pipeline with its lock in etcd: a pool of
 // worker processes writes frames to one pipe under the cross-process lock
 // "queue.wlock", and leaving the pool kills the workers while one of them
-// holds it, as the shared-memory demo's --hang does (internal/pipeline).
+// holds it, as the shared-memory demo's --hang does (internal/app/pipeline).
 //
 //	err := etcddemo.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 //

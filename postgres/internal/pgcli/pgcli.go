@@ -1,6 +1,6 @@
 // Package pgcli is the lockwatch-pg command: lockwatch's attach and watch
 // for the lock waits of a PostgreSQL server. It diagnoses and renders
-// through lockwatch's own report (internal/report, fed by pgsrc), so its
+// through lockwatch's own report (report, fed by pgsrc), so its
 // findings, tables and JSON are lockwatch's. `lockwatch attach
 // postgres://...` runs it.
 //
@@ -25,8 +25,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
 
-	"github.com/lockwatch/lockwatch/internal/report"
 	"github.com/lockwatch/lockwatch/postgres/pgsrc"
+	"github.com/lockwatch/lockwatch/report"
 )
 
 // Exit statuses, as lockwatch's attach and watch.

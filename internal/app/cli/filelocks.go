@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/source/filelocksrc"
+	"github.com/lockwatch/lockwatch/lockstate"
+	"github.com/lockwatch/lockwatch/report"
+)
+
+// lookInterval is how often attach looks at the file locks while it tells
+// a stuck holder from a slow one.
+const lookInterval = 500 * time.Millisecond
+
+// attachFileLocks is attach of a process in no lockwatch run that holds or
+// waits for a kernel file lock (flock, POSIX or OFD), in any language: the
+// report of its knot of file locks. It handles arg (ok) only then; any
+// other argument is left to the run's report.
+//
+// The kernel keeps no times for file locks, so when a holder that waits
+// for nothing has waiters, attach keeps looking, up to --stuck-after, to
+// tell a stuck holder (seen holding all that time, its waiters asleep) from
+// a slow one; it says so on stderr.
+func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err error) {
+	pid, err := strconv.Atoi(arg)
+	if err != nil || pid <= 0 {
+		return false, nil
+	}
+	if _, err := os.Lstat(arg); err == nil {
+		return false, nil // a directory named by digits
+	}
+	if _, err := resolve(arg); err == nil {
+		return false, nil // a process of a run: the run's report
+	}
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		return false, nil // resolve says why
+	}
+	src := filelocksrc.New(pid)
+	involved, err := src.Involved(ctx)
+	if err != nil {
+		return true, usagef("pid %d (%s) is not running a probe, and the kernel's file locks cannot be read: %v; file locks need procfs mounted at /proc", pid, st.Comm, err)
+	}
+	if !involved {
+		return false, nil // no file lock: resolve says why there is no report
+	}
+	a.opts.First = st.Identity()
+	sources := report.Sources{Locks: []lockstate.Source{src}, Host: liveness.System{}, Stacks: filelocksrc.Threads{}}
+	r, err := report.Diagnose(ctx, sources, a.opts)
+	if err != nil {
+		return true, usagef("cannot read the file locks of pid %d: %v", pid, err)
+	}
+	if w := waitedOn(r); w != "" && !r.Deadlock() {
+		stuckAfter := a.opts.StuckAfter
+		if stuckAfter <= 0 {
+			stuckAfter = 10 * time.Second
+		}
+		fmt.Fprintf(a.stderr, "lockwatch: %s; looking for up to %s (--stuck-after) to tell a stuck holder from a slow one\n", report.Escape(w), stuckAfter)
+		first := time.Now()
+		for time.Since(first) < stuckAfter && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(min(lookInterval, stuckAfter-time.Since(first))):
+			}
+			snap, err := src.Read(ctx)
+			if err != nil || !stillWaiting(snap) {
+				break
+			}
+		}
+		if ctx.Err() == nil {
+			if r2, err := report.Diagnose(ctx, sources, a.opts); err == nil {
+				r = r2
+			}
+		}
+	}
+	if err := a.printFit(a.stdout, r, 0); err != nil {
+		return true, err
+	}
+	return true, exitCode(verdict(r))
+}
+
+// waitedOn says, for a report with no deadlock, which live holder of a
+// file lock that waits for no lock has live waiters: "pid 42 holds
+// "/tmp/x" that pid 43 waits for"; "" when none has.
+func waitedOn(r *report.Report) string {
+	waiting := map[int]bool{}
+	for _, w := range r.Waiters {
+		waiting[w.PID] = true
+	}
+	for _, w := range r.Waiters {
+		for _, l := range r.Locks {
+			if l.Name != w.Lock || l.Kind != w.LockKind || l.Holder == nil || !l.Holder.Alive || waiting[l.Holder.PID] || !w.Alive {
+				continue
+			}
+			return fmt.Sprintf("pid %d holds %q, which pid %d waits for", l.Holder.PID, l.Name, w.PID)
+		}
+	}
+	return ""
+}
+
+// stillWaiting reports whether a snapshot still has a lock with a holder
+// and waiters: while it has, a stuck holder may yet be told.
+func stillWaiting(s *lockstate.Snapshot) bool {
+	for _, l := range s.Locks {
+		if len(l.Holders) > 0 && len(l.Waiters) > 0 {
+			return true
+		}
+	}
+	return false
+}

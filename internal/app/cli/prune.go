@@ -1,0 +1,252 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/probe"
+)
+
+// unjoinedGrace is how old a run directory that no process has joined must
+// be before prune removes it: lockwatch run makes the directory before
+// PROGRAM starts, and a program may take a while to start its probe.
+const unjoinedGrace = time.Minute
+
+// pruneVerdict is what prune does with one run directory.
+type pruneVerdict struct {
+	dir    string
+	remove bool
+	why    string // removed: clean, never joined, ended with findings; kept: running, findings, in use, young
+	bytes  int64
+}
+
+func (a *app) pruneCmd() *cobra.Command {
+	var all, dryRun bool
+	c := &cobra.Command{
+		Use:   "prune",
+		Short: "Remove this user's ended runs",
+		Long: `prune removes the run directories under the default root (and its private
+fallbacks, see ps) whose processes
+have all ended: those that ended cleanly, and directories that no process
+ever joined (after a minute). A run that ended with something to diagnose (a
+process that died, a lock still held) is kept, so that 'lockwatch attach'
+can still read it, unless --all. A run with a live process, or named by a
+live process's LOCKWATCH_DIR, is never removed.`,
+		Example: `  lockwatch prune             # remove the ended runs with nothing to diagnose
+  lockwatch prune --dry-run   # say what would be removed
+  lockwatch prune --all       # remove every ended run, findings or not`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkEnvRoot(); err != nil {
+				return err
+			}
+			// The default root and the private fallbacks of this user.
+			var vs []pruneVerdict
+			for _, root := range lockreg.Roots() {
+				v, err := pruneRuns(root, all, dryRun)
+				vs = append(vs, v...)
+				if err != nil {
+					return usagef("%v", err)
+				}
+			}
+			if a.output == "json" {
+				return a.pruneJSON(vs, dryRun)
+			}
+			removed, kept, findings := 0, 0, 0
+			var freed int64
+			for _, v := range vs {
+				switch {
+				case v.remove:
+					removed++
+					freed += v.bytes
+					if dryRun {
+						fmt.Fprintf(a.stdout, "would remove %s (%s)\n", filepath.Base(v.dir), v.why)
+					}
+				case v.why == "ended with findings":
+					findings++
+				default:
+					kept++
+				}
+			}
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			fmt.Fprintf(a.stdout, "%s %s (%s)", verb, plural(removed, "run"), mib(freed))
+			if findings > 0 {
+				fmt.Fprintf(a.stdout, "; kept %s that ended with something to diagnose ('lockwatch ps --all' lists them, 'lockwatch prune --all' removes them)", plural(findings, "run"))
+			}
+			if kept > 0 {
+				fmt.Fprintf(a.stdout, "; kept %s still running, in use or unreadable", plural(kept, "run"))
+			}
+			fmt.Fprintln(a.stdout)
+			return nil
+		},
+	}
+	c.Flags().BoolVarP(&all, "all", "a", false, "remove ended runs that have something to diagnose too")
+	c.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "say what would be removed, remove nothing")
+	return c
+}
+
+// pruneRuns judges, and unless dryRun removes, the run directories under
+// root.
+func pruneRuns(root string, all, dryRun bool) ([]pruneVerdict, error) {
+	dirs, err := lockreg.RunDirs(root)
+	if err != nil {
+		return nil, err
+	}
+	inUse := make(map[string]bool)
+	if probed, err := liveness.Probed(probe.EnvDir); err == nil {
+		for _, d := range probed {
+			inUse[filepath.Clean(d)] = true
+		}
+	} else {
+		return nil, fmt.Errorf("cannot tell which runs live processes name (%v); nothing removed", err)
+	}
+	var out []pruneVerdict
+	for _, d := range dirs {
+		v := judgeRun(d, all, inUse[filepath.Clean(d)])
+		if v.remove {
+			v.bytes = dirBytes(d)
+			if !dryRun {
+				if err := os.RemoveAll(d); err != nil {
+					return out, err
+				}
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// judgeRun says whether prune removes the run in dir.
+func judgeRun(dir string, all, inUse bool) pruneVerdict {
+	v := pruneVerdict{dir: dir}
+	if inUse {
+		v.why = "in use"
+		return v
+	}
+	procs, err := lockreg.ReadProcesses(dir)
+	switch {
+	case errors.Is(err, lockreg.ErrNotRun):
+		fi, err := os.Stat(dir)
+		if err != nil || time.Since(fi.ModTime()) < unjoinedGrace {
+			v.why = "young"
+			return v
+		}
+		v.remove, v.why = true, "never joined"
+		return v
+	case err != nil:
+		v.why = "unreadable" // not ours to judge: attach says why
+		return v
+	}
+	clean := true
+	for _, p := range procs {
+		if p.State == lockreg.ProcExited {
+			continue // it closed its registry: it has left the run
+		}
+		clean = false
+		st, _ := (liveness.System{}).Check(p.Identity())
+		if !st.Dead() {
+			v.why = "running"
+			return v
+		}
+	}
+	if clean {
+		// Every process closed its registry: is a lock still held?
+		if s, err := lockreg.ReadSnapshot(dir); err == nil {
+			for _, l := range s.Locks {
+				clean = clean && !l.Held()
+			}
+		} else {
+			clean = false
+		}
+	}
+	switch {
+	case clean:
+		v.remove, v.why = true, "ended cleanly"
+	case all:
+		v.remove, v.why = true, "ended with findings"
+	default:
+		v.why = "ended with findings"
+	}
+	return v
+}
+
+// dirBytes is the memory or disk the files in dir take: their allocated
+// blocks, not their apparent size (an arena is a sparse file: its pages
+// never touched take nothing, as du(1) counts).
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += allocated(fi)
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// allocated is the bytes a file's blocks take (st_blocks counts 512-byte
+// units whatever the file system's block size), or its size where the
+// system does not say.
+func allocated(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return fi.Size()
+}
+
+// PruneSchema names prune's JSON format (docs/json.md).
+const PruneSchema = "lockwatch.prune/v1"
+
+// pruneOutput is prune's JSON document.
+type pruneOutput struct {
+	Schema string     `json:"schema"`
+	DryRun bool       `json:"dry_run"` // nothing was removed: Removed is what would be
+	Bytes  int64      `json:"bytes"`   // the memory or disk the removed runs took (allocated blocks)
+	Remove []pruneRun `json:"removed"`
+	Kept   []pruneRun `json:"kept"`
+}
+
+// pruneRun is one run prune removed (or would) or kept, and why: removed
+// "ended cleanly", "never joined", "ended with findings" (--all); kept
+// "running", "in use", "young", "unreadable", "ended with findings".
+type pruneRun struct {
+	Name  string `json:"name"`
+	Dir   string `json:"dir"`
+	Why   string `json:"why"`
+	Bytes int64  `json:"bytes,omitempty"`
+}
+
+func (a *app) pruneJSON(vs []pruneVerdict, dryRun bool) error {
+	out := pruneOutput{Schema: PruneSchema, DryRun: dryRun, Remove: []pruneRun{}, Kept: []pruneRun{}}
+	for _, v := range vs {
+		r := pruneRun{Name: filepath.Base(v.dir), Dir: v.dir, Why: v.why, Bytes: v.bytes}
+		if v.remove {
+			out.Remove = append(out.Remove, r)
+			out.Bytes += v.bytes
+		} else {
+			out.Kept = append(out.Kept, r)
+		}
+	}
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func mib(n int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}

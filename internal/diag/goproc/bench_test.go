@@ -1,0 +1,215 @@
+package goproc_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/diag/goproc"
+)
+
+// heartbeatTarget is the target with n idle goroutines more and a 1 ms
+// heartbeat: its worst scheduling gap is how long it was kept from
+// running.
+type heartbeatTarget struct {
+	*target
+	gaps *bufio.Reader
+}
+
+func startHeartbeat(b *testing.B, n int) *heartbeatTarget {
+	b.Helper()
+	exe := build(b, "default")
+	cmd := exec.Command(exe, "-n", strconv.Itoa(n), "-heartbeat", "1ms")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	tg := &heartbeatTarget{target: &target{cmd: cmd, done: make(chan struct{})}, gaps: bufio.NewReader(stderr)}
+	b.Cleanup(func() { cmd.Process.Kill(); <-tg.done })
+	br := bufio.NewReader(stdout)
+	line, err := br.ReadString('\n')
+	if line != "ready\n" {
+		b.Fatalf("target said %q, %v", line, err)
+	}
+	go func() { io.Copy(io.Discard, br); cmd.Wait(); close(tg.done) }()
+	tg.worstGap(b) // reset
+	return tg
+}
+
+// worstGap asks the target for the worst heartbeat gap since the last
+// ask (SIGUSR2), and resets it.
+func (tg *heartbeatTarget) worstGap(b *testing.B) time.Duration {
+	tg.cmd.Process.Signal(syscall.SIGUSR2)
+	line, err := tg.gaps.ReadString('\n')
+	ns, ok := strings.CutPrefix(strings.TrimSpace(line), "worst-gap-ns ")
+	n, perr := strconv.ParseInt(ns, 10, 64)
+	if err != nil || !ok || perr != nil {
+		b.Fatalf("target's gap line %q: %v", line, err)
+	}
+	return time.Duration(n)
+}
+
+// BenchmarkAttach is a whole attach from memory of a target with N idle
+// goroutines besides its 11 stuck ones: open the binary, read every
+// goroutine, its stack and its waits, close. Metrics: the target's worst
+// scheduling gap during the reads (it is never stopped; the gap is the
+// machine's own scheduling noise plus whatever the reads cost it), and
+// the bytes and system calls of one read. "idle" is the same gap measured
+// over the same time with no reader, beside it.
+func BenchmarkAttach(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("goroutines=%d", n), func(b *testing.B) {
+			tg := startHeartbeat(b, n)
+			pid := tg.cmd.Process.Pid
+			b.Run("reader=memory", func(b *testing.B) {
+				tg.worstGap(b)
+				var st goproc.Stats
+				start, cpu0 := time.Now(), cpuTime()
+				for b.Loop() {
+					p, err := goproc.Attach(pid, goproc.Options{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					img, err := p.Read(context.Background())
+					if err != nil || len(img.Goroutines) < n {
+						b.Fatalf("read %v goroutines, %v", len(img.Goroutines), err)
+					}
+					st = p.Stats()
+					p.Close()
+				}
+				elapsed := time.Since(start)
+				// CPU time: what the machine's load does not change.
+				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+				b.ReportMetric(float64(tg.worstGap(b).Microseconds())/1000, "target-worst-gap-ms")
+				b.ReportMetric(float64(st.Bytes), "bytes-read/op")
+				b.ReportMetric(float64(st.Calls), "readv-calls/op")
+				// Beside it: the gap with no reader, over as long.
+				time.Sleep(elapsed)
+				b.ReportMetric(float64(tg.worstGap(b).Microseconds())/1000, "idle-worst-gap-ms")
+			})
+		})
+	}
+}
+
+// BenchmarkSIGQUITDump is the runtime's own dump of the same target: the
+// time from SIGQUIT to the end of the dump, for which the target's world
+// is stopped (and then it exits).
+func BenchmarkSIGQUITDump(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("goroutines=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				cmd := exec.Command(build(b, "default"), "-n", strconv.Itoa(n))
+				stdout, _ := cmd.StdoutPipe()
+				stderr, _ := cmd.StderrPipe()
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				br := bufio.NewReader(stdout)
+				if line, _ := br.ReadString('\n'); line != "ready\n" {
+					b.Fatalf("target said %q", line)
+				}
+				b.StartTimer()
+				cmd.Process.Signal(syscall.SIGQUIT)
+				dump, _ := io.ReadAll(stderr)
+				b.StopTimer()
+				cmd.Wait()
+				if !strings.Contains(string(dump), "main.idle") {
+					b.Fatalf("no dump: %.200s", dump)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkAttachCLI is 'lockwatch attach -o json PID' as a user runs it,
+// a process of its own: its wall time and its peak RSS (ru_maxrss).
+func BenchmarkAttachCLI(b *testing.B) {
+	lw := os.Getenv("LOCKWATCH_BIN")
+	if lw == "" {
+		b.Skip("set LOCKWATCH_BIN to a lockwatch binary (make build)")
+	}
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("goroutines=%d", n), func(b *testing.B) {
+			tg := startHeartbeat(b, n)
+			tg.worstGap(b)
+			var rss int64
+			var cpu time.Duration
+			for b.Loop() {
+				cmd := exec.Command(lw, "attach", "-o", "json", strconv.Itoa(tg.cmd.Process.Pid))
+				var out strings.Builder
+				cmd.Stdout = &out
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				// Its peak RSS: VmHWM, polled until it exits (ru_maxrss
+				// of a child counts the parent's memory it was forked
+				// from).
+				stop := make(chan struct{})
+				hwm := make(chan int64)
+				go func() {
+					var peak int64
+					for {
+						if kb, ok := vmHWM(cmd.Process.Pid); ok {
+							peak = max(peak, kb)
+						}
+						select {
+						case <-stop:
+							hwm <- peak
+							return
+						case <-time.After(time.Millisecond):
+						}
+					}
+				}()
+				err := cmd.Wait()
+				close(stop)
+				rss = max(rss, <-hwm)
+				if out.Len() == 0 {
+					b.Fatalf("attach: %v", err)
+				}
+				cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "lockwatch-cpu-ms/op")
+			b.ReportMetric(float64(rss)/1024, "lockwatch-maxrss-MiB")
+			b.ReportMetric(float64(tg.worstGap(b).Microseconds())/1000, "target-worst-gap-ms")
+		})
+	}
+}
+
+// cpuTime is this process's user and system time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// vmHWM is a process's peak resident set, in KiB (/proc/PID/status).
+func vmHWM(pid int) (int64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}

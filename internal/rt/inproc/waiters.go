@@ -1,0 +1,152 @@
+package inproc
+
+import (
+	"unsafe"
+
+	"github.com/lockwatch/lockwatch/internal/rt/record"
+)
+
+// Waiter records. A goroutine about to block in Lock or RLock claims a slot
+// (CAS of its key from 0 to the lock's address, starting at a slot chosen
+// by its goroutine id) and writes who, what and since when, and its stack,
+// under the begin/end counters. A writer that then acquires keeps the slot
+// as the holder's stack (its holder record names it) until Unlock;
+// everything else releases it on acquire.
+
+const maxFrames = record.MaxFrames
+
+// Modes of a waiter slot.
+const (
+	modeWrite   = 1
+	modeRead    = 2
+	modeHolding = 4 // the slot now keeps the stack of the lock's holder
+)
+
+type waitSlot struct {
+	key        uint64 // the lock's address; 0 when free
+	begin, end uint32
+	goid       int64
+	since      int64
+	mode       uint32
+	n          uint32
+	pcs        [maxFrames]uintptr
+	_          [24]byte // 320 bytes: five lines
+}
+
+func ptrOf[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) }
+
+// Wait records that goroutine goid, with stack st, waits since for the lock
+// at addr (write or read). It returns the slot (1 + its index) or 0 when
+// the table had no free slot near the goroutine's place (counted). Pass the
+// result to Acquired.
+//
+//go:norace
+func Wait(addr uintptr, write bool, goid int64, since int64, st *record.Stack) uint32 {
+	a := ar
+	h := mix(uint64(goid))
+	for p := uint64(0); p < waitProbes; p++ {
+		i := (h + p) & (waitSlots - 1)
+		w := &a.waiters[i]
+		if w.key != 0 || !cas64(&w.key, 0, uint64(addr)) {
+			continue
+		}
+		mode := uint32(modeRead)
+		if write {
+			mode = modeWrite
+		}
+		v := w.end + 1
+		w.begin = v
+		storeBarrier()
+		w.goid = goid
+		w.since = since
+		w.mode = mode
+		// Loops, not copy: the runtime's copy tells the race detector.
+		n := min(st.N, maxFrames)
+		for k := 0; k < n; k++ {
+			w.pcs[k] = st.PCs[k]
+		}
+		w.n = uint32(n)
+		storeBarrier()
+		w.end = v
+		return uint32(i) + 1
+	}
+	add64(&a.hdr.moreWaiters, 1)
+	return 0
+}
+
+// Acquired ends the wait of slot (Wait's result). With hold (a writer's
+// acquire), the slot is kept as the holder's stack and returned, for Hold;
+// otherwise it is released and 0 is returned.
+//
+//go:norace
+func Acquired(slot uint32, hold bool) uint32 {
+	a := ar
+	if slot == 0 {
+		add64(&a.hdr.moreWaiters, ^uint64(0))
+		return 0
+	}
+	w := &a.waiters[slot-1]
+	if !hold {
+		release(a, w)
+		return 0
+	}
+	v := w.end + 1
+	w.begin = v
+	storeBarrier()
+	w.mode |= modeHolding
+	storeBarrier()
+	w.end = v
+	return slot
+}
+
+//go:norace
+func release(a *arenaT, w *waitSlot) {
+	v := w.end + 1
+	w.begin = v
+	storeBarrier()
+	w.goid = 0
+	storeBarrier()
+	w.end = v
+	storeBarrier()
+	w.key = 0
+}
+
+// waitCopy is a consistent copy of a used waiter slot.
+type waitCopy struct {
+	slot  uint32
+	key   uint64
+	goid  int64
+	since int64
+	mode  uint32
+	pcs   []uintptr
+}
+
+// read copies slot i if it is in use; ok=false when it is free or stayed
+// torn.
+//
+//go:norace
+func (w *waitSlot) read(i int, tries int) (c waitCopy, ok bool) {
+	var pcs [maxFrames]uintptr
+	for try := 0; try < tries; try++ {
+		e := w.end
+		loadBarrier()
+		key := w.key
+		if key == 0 {
+			return c, false
+		}
+		c = waitCopy{slot: uint32(i) + 1, key: key, goid: w.goid, since: w.since, mode: w.mode}
+		n := min(int(w.n), maxFrames)
+		for k := 0; k < n; k++ {
+			pcs[k] = w.pcs[k]
+		}
+		loadBarrier()
+		if w.begin == e && w.key == key {
+			if c.goid == 0 {
+				return c, false
+			}
+			c.pcs = append([]uintptr(nil), pcs[:n]...)
+			return c, true
+		}
+	}
+	return c, false
+}

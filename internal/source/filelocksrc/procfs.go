@@ -1,0 +1,374 @@
+package filelocksrc
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
+)
+
+// procfs reads the parts of a /proc file system that file locks need.
+type procfs struct{ root string }
+
+func (p procfs) path(pid int, rest string) string {
+	return p.root + "/" + strconv.Itoa(pid) + "/" + rest
+}
+
+// pids lists the processes, in the order the kernel lists them.
+func (p procfs) pids() ([]int, error) {
+	f, err := os.Open(p.root)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, 0, len(names))
+	for _, n := range names {
+		if pid, err := strconv.Atoi(n); err == nil && pid > 0 {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+// fdRef is one open descriptor of a process on a locked file.
+type fdRef struct {
+	pid, fd int
+	dev     uint64 // st_dev
+	ino     uint64
+}
+
+// fdTable is what one read saw of a process's descriptors: every
+// descriptor's file, and what tells whether the table is still the same
+// at the next read.
+type fdTable struct {
+	start uint64            // the process's start time: with the pid, its identity
+	fds   []int             // its descriptors, in the kernel's order
+	files map[int][2]uint64 // fd -> st_dev, st_ino
+}
+
+// fdsOn lists the descriptors of pid open on one of the inodes: the
+// /proc/PID/fd directory read with raw system calls (a machine may have
+// thousands of processes: this is most of a read's time), and one fstatat
+// per descriptor, unless prev, the table of the previous read, lists the
+// same descriptors of the same directory: then their files are taken from
+// it. buf is the caller's directory buffer.
+func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable) ([]fdRef, *fdTable, error) {
+	dir, err := unix.Open(p.path(pid, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: "open", Path: p.path(pid, "fd"), Err: err}
+	}
+	defer unix.Close(dir)
+	var st unix.Stat_t
+	t := &fdTable{}
+	if prev != nil {
+		// Only a table to compare with needs the identity.
+		if b, err := p.small(p.path(pid, "stat")); err == nil {
+			if ps, err := parseStat(pid, b); err == nil {
+				t.start = ps.Start
+			}
+		}
+	}
+	var names []string
+	for {
+		n, err := unix.Getdents(dir, buf)
+		if err != nil {
+			return nil, nil, &fs.PathError{Op: "getdents", Path: p.path(pid, "fd"), Err: err}
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names[:0])
+		for _, name := range names {
+			if fd, err := strconv.Atoi(name); err == nil {
+				t.fds = append(t.fds, fd)
+			}
+		}
+	}
+	if prev != nil && t.start != 0 && prev.start == t.start && slices.Equal(prev.fds, t.fds) {
+		t.files = prev.files
+	} else {
+		if prev == nil && t.start == 0 {
+			// The identity, for the next read to compare with.
+			if b, err := p.small(p.path(pid, "stat")); err == nil {
+				if ps, err := parseStat(pid, b); err == nil {
+					t.start = ps.Start
+				}
+			}
+		}
+		t.files = make(map[int][2]uint64, len(t.fds))
+		for _, fd := range t.fds {
+			if err := unix.Fstatat(dir, strconv.Itoa(fd), &st, 0); err == nil {
+				t.files[fd] = [2]uint64{st.Dev, st.Ino}
+			} // else closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
+		}
+	}
+	var out []fdRef
+	for _, fd := range t.fds {
+		if f, ok := t.files[fd]; ok && inodes[f[1]] {
+			out = append(out, fdRef{pid: pid, fd: fd, dev: f[0], ino: f[1]})
+		}
+	}
+	return out, t, nil
+}
+
+// still reports whether a descriptor is still open on the file a table
+// said (a fresh fstatat: tables may be a read old).
+func (p procfs) still(ref fdRef) bool {
+	var st unix.Stat_t
+	return unix.Stat(p.path(ref.pid, "fd/"+strconv.Itoa(ref.fd)), &st) == nil && st.Dev == ref.dev && st.Ino == ref.ino
+}
+
+// maxFdinfo bounds one fdinfo file: a descriptor holding 100,000 POSIX
+// ranges prints some 6 MB.
+const maxFdinfo = 64 << 20
+
+// fdinfoLocks reads the "lock:" lines of /proc/PID/fdinfo/FD: the locks
+// held through that descriptor (a POSIX lock of its process on its file,
+// a flock or OFD lock of its open file description), as a set of keys.
+// Lines it cannot read are returned as errors beside the ones it could. It
+// reads with raw system calls into buf (grown as needed, up to maxFdinfo),
+// and allocates nothing per line: a report may read ten thousand of these,
+// or one of 10,000 lines.
+func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) (map[lockKey]struct{}, error) {
+	path := p.path(pid, "fdinfo/"+strconv.Itoa(fd))
+	f, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(f)
+	if len(*buf) == 0 {
+		*buf = make([]byte, 4096)
+	}
+	n := 0
+	for {
+		if n == len(*buf) {
+			if n >= maxFdinfo {
+				break // the lines read so far; the rest is cut
+			}
+			*buf = append(*buf, make([]byte, len(*buf))...)
+		}
+		k, err := unix.Read(f, (*buf)[n:])
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if k == 0 {
+			break
+		}
+		n += k
+	}
+	data := (*buf)[:n]
+	set := make(map[lockKey]struct{}, bytes.Count(data, []byte("lock:")))
+	var errs []error
+	for rest := data; len(rest) > 0; {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		l, ok := bytes.CutPrefix(line, []byte("lock:"))
+		if !ok {
+			continue
+		}
+		e, err := parseLine(bytes.TrimLeft(l, "\t "))
+		if err != nil {
+			if len(errs) < 3 {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		set[keyOf(&e)] = struct{}{}
+	}
+	return set, errors.Join(errs...)
+}
+
+// lockKey is a lock line without what tells it apart from the same lock's
+// other lines (its id and depth: an fdinfo file numbers its lines on its
+// own; its mode), packed for a set.
+type lockKey struct {
+	class, typ   string
+	noInode      bool
+	pid          int32
+	major, minor uint32
+	ino          uint64
+	start, end   int64
+}
+
+func keyOf(e *Entry) lockKey {
+	return lockKey{class: e.Class, typ: e.Type, noInode: e.NoInode, pid: int32(e.PID), major: e.Major, minor: e.Minor,
+		ino: e.Inode, start: e.Start, end: e.End}
+}
+
+// link is the path a descriptor names, as the kernel prints it (a deleted
+// file ends in " (deleted)").
+func (p procfs) link(pid, fd int) (string, error) {
+	return os.Readlink(p.path(pid, "fd/"+strconv.Itoa(fd)))
+}
+
+// small reads a small /proc file (stat, wchan, syscall, comm), at most
+// 64 KiB.
+func (p procfs) small(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 64<<10))
+}
+
+// tids lists the threads of pid.
+func (p procfs) tids(pid int) ([]int, error) {
+	f, err := os.Open(p.path(pid, "task"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, 0, len(names))
+	for _, n := range names {
+		if tid, err := strconv.Atoi(n); err == nil {
+			out = append(out, tid)
+		}
+	}
+	return out, nil
+}
+
+// thread is what /proc says a thread is doing now.
+type thread struct {
+	tid   int
+	state string   // "S (sleeping)"
+	wchan string   // the kernel function it sleeps in; "" if running or unreadable
+	stack []string // its kernel stack, innermost first; nil if unreadable (it needs CAP_SYS_ADMIN)
+	// sys is its system call and arguments (/proc/PID/task/TID/syscall):
+	// nil when it is in none, running, or the file is unreadable.
+	sys []uint64
+	// ran is how much CPU time it has had (schedstat, ns) plus its
+	// context switches: unchanged between two reads, it did not run in
+	// between. -1 if unreadable.
+	ran int64
+}
+
+// stateNames are the states of /proc/PID/stat, as the status file names them.
+var stateNames = map[byte]string{'R': "running", 'S': "sleeping", 'D': "disk sleep", 'T': "stopped", 't': "tracing stop",
+	'X': "dead", 'Z': "zombie", 'P': "parked", 'I': "idle"}
+
+// thread reads what one thread of pid does now. A thread that has gone
+// meanwhile is an fs.ErrNotExist error.
+func (p procfs) thread(pid, tid int, withStack bool) (thread, error) {
+	t := thread{tid: tid, ran: -1}
+	base := p.path(pid, "task/"+strconv.Itoa(tid)+"/")
+	b, err := p.small(base + "stat")
+	if err != nil {
+		return t, err
+	}
+	// The state is the field after the command's closing parenthesis.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		c := b[i+2]
+		t.state = string(c)
+		if n, ok := stateNames[c]; ok {
+			t.state += " (" + n + ")"
+		}
+	}
+	if b, err := p.small(base + "wchan"); err == nil && string(b) != "0" {
+		t.wchan = string(bytes.TrimSpace(b))
+	}
+	if b, err := p.small(base + "syscall"); err == nil {
+		t.sys = parseSyscall(b)
+	}
+	if b, err := p.small(base + "schedstat"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 3 {
+			run, err1 := strconv.ParseInt(f[0], 10, 64)
+			slices, err2 := strconv.ParseInt(f[2], 10, 64)
+			if err1 == nil && err2 == nil && (run != 0 || slices != 0) {
+				t.ran = run + slices
+			}
+		}
+	}
+	if withStack {
+		if b, err := p.small(base + "stack"); err == nil {
+			t.stack = parseStack(b)
+		}
+	}
+	return t, nil
+}
+
+// parseSyscall reads /proc/PID/syscall: "73 0x3 0x2 ..." is a thread in
+// system call 73 with those arguments; "running" and "-1 ..." (in no
+// system call) are nil.
+func parseSyscall(b []byte) []uint64 {
+	f := strings.Fields(string(b))
+	if len(f) < 7 {
+		return nil
+	}
+	nr, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || nr < 0 {
+		return nil
+	}
+	out := []uint64{uint64(nr)}
+	for _, a := range f[1:7] {
+		v, err := strconv.ParseUint(strings.TrimPrefix(a, "0x"), 16, 64)
+		if err != nil {
+			return nil
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// parseStack reads /proc/PID/stack: "[<0>] do_wait+0x5a/0x130" lines.
+func parseStack(b []byte) []string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if _, fn, ok := strings.Cut(l, "] "); ok {
+			if i := strings.IndexByte(fn, '+'); i > 0 {
+				fn = fn[:i]
+			}
+			out = append(out, fn)
+		}
+	}
+	return out
+}
+
+// lockWait tells whether a thread is blocked taking a file lock: in
+// flock(2), or in fcntl(2) with F_SETLKW or F_OFD_SETLKW, on descriptor
+// fd (the first argument); ok is false when it is in neither.
+func (t *thread) lockWait() (fd int, ofd, ok bool) {
+	if len(t.sys) < 3 {
+		return 0, false, false
+	}
+	switch t.sys[0] {
+	case unix.SYS_FLOCK:
+		return int(t.sys[1]), false, t.sys[2]&unix.LOCK_NB == 0
+	case unix.SYS_FCNTL:
+		switch t.sys[2] {
+		case unix.F_SETLKW:
+			return int(t.sys[1]), false, true
+		case unix.F_OFD_SETLKW:
+			return int(t.sys[1]), true, true
+		}
+	}
+	return 0, false, false
+}
+
+// notExist reports whether err says the process or file is gone.
+func notExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
+}
+
+func parseStat(pid int, b []byte) (proc.Stat, error) { return proc.ParseStat(pid, b) }

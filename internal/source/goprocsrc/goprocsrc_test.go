@@ -1,0 +1,72 @@
+package goprocsrc
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/diag/goproc"
+	"github.com/lockwatch/lockwatch/lockstate"
+	"github.com/lockwatch/lockwatch/procid"
+)
+
+// TestSnapshot converts an image: named and unnamed locks, an inferred
+// holder with its evidence, a locked mutex whose holder no evidence names
+// (a holder with no goroutine: never part of a cycle), waits with and
+// without a known start, and the other waits as a note.
+func TestSnapshot(t *testing.T) {
+	taken := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	frames := []goproc.Frame{{Func: "runtime.gopark"}, {Func: "sync.(*Mutex).Lock"}, {Func: "main.f", File: "f.go", Line: 7}}
+	img := &goproc.Image{PID: 42, Taken: taken, Goroutines: []goproc.Goroutine{
+		{ID: 1, Status: "waiting", WaitReason: "sync.Mutex.Lock", WaitKnown: true, WaitingAtLeast: time.Minute, Frames: frames},
+		{ID: 2, Status: "waiting", WaitReason: "sync.Mutex.Lock", Frames: frames},
+		{ID: 3, Status: "waiting", WaitReason: "chan receive", WaitKnown: true, WaitingAtLeast: 2 * time.Minute,
+			Frames: []goproc.Frame{{Func: "runtime.gopark"}, {Func: "main.hold", File: "h.go", Line: 9}}},
+		{ID: 4, Status: "waiting", WaitReason: "chan receive", System: true},
+	}, Locks: []goproc.Lock{
+		{Addr: 0x1000, Kind: "sync.Mutex", Name: "main.mu", Locked: true, State: "locked, 1 waiting",
+			Waiters: []goproc.Waiter{{Goroutine: 1}}, Holders: []goproc.Holder{{Goroutine: 3, Evidence: "a pending deferred Unlock"}}},
+		{Addr: 0xc000010000, Kind: "sync.Mutex", Locked: true, Waiters: []goproc.Waiter{{Goroutine: 2}}},
+		{Addr: 0xc000020000, Kind: "sync.WaitGroup", Waiters: []goproc.Waiter{{Goroutine: 9}}},
+	}}
+	id := procid.ID{PID: 42, Start: 7}
+	snap := Snapshot(id, &goproc.Binary{LayoutSource: "DWARF"}, img, "42")
+	if len(snap.Locks) != 2 {
+		t.Fatalf("got %d locks; want the 2 mutexes", len(snap.Locks))
+	}
+	named, anon := snap.Locks[0], snap.Locks[1]
+	if named.Name != "main.mu" || anon.Name != "0xc000010000" || named.Kind != KindMutex {
+		t.Errorf("names %q, %q, kind %q", named.Name, anon.Name, named.Kind)
+	}
+	if h := named.Holders; len(h) != 1 || h[0].Goroutine != 3 || h[0].ID != id ||
+		h[0].Inferred != "a pending deferred Unlock; it waits (chan receive) in main.hold at h.go:9" ||
+		!h[0].Since.Equal(taken.Add(-2*time.Minute)) {
+		t.Errorf("holders %+v; want g3, inferred, blocked for at least 2 minutes", h)
+	}
+	if h := anon.Holders; len(h) != 1 || h[0].Goroutine != 0 || h[0].Inferred != "" {
+		t.Errorf("holders %+v; want one with no goroutine, not inferred", h)
+	}
+	if w := named.Waiters[0]; !w.Since.Equal(taken.Add(-time.Minute)) || w.Stack != 1 {
+		t.Errorf("waiter %+v; want since a minute before, stack 1", w)
+	}
+	if w := anon.Waiters[0]; !w.Since.IsZero() {
+		t.Errorf("waiter %+v; want no start (no GC noted it)", w)
+	}
+	frames2, ok := snap.Stacks.Stack(id, 1)
+	if !ok || len(frames2) != 2 || frames2[1].Func != "main.f" {
+		t.Errorf("stack 1: %v; want the runtime's frames left out", frames2)
+	}
+	if _, ok := snap.Stacks.Stack(procid.ID{PID: 43}, 1); ok {
+		t.Errorf("another process's stack resolved")
+	}
+	notes := strings.Join(snap.Notes, "\n")
+	for _, want := range []string{"inferred", "lower bounds", "1 on a chan", "1 on a sync.WaitGroup", "'lockwatch stacks 42'"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes do not say %q:\n%s", want, notes)
+		}
+	}
+	var facts []lockstate.Fact = named.Facts.Extra
+	if len(facts) != 2 || facts[1].Value != "locked, 1 waiting" {
+		t.Errorf("facts %+v", facts)
+	}
+}

@@ -1,0 +1,184 @@
+package report
+
+import (
+	"context"
+	"slices"
+
+	"github.com/lockwatch/lockwatch/lockstate"
+	"github.com/lockwatch/lockwatch/procid"
+)
+
+// build makes the report of a graph and its confirmed findings: the
+// tables, then the call sites of every party, then the stacks of the
+// goroutines the findings involve.
+func build(ctx context.Context, g *graph, fs []Finding, src Sources, opts Options) *Report {
+	r := &Report{Schema: Schema, Run: g.run, Taken: g.taken, Findings: fs,
+		Locks: []LockRow{}, Waiters: []WaiterRow{}, Processes: []ProcRow{}, Events: []EventRow{},
+		Stacks: []StackRow{}, Notes: append([]string{}, g.notes...), OrdersDropped: g.ordersDropped,
+		Unlisted: g.unlisted}
+	if r.Findings == nil {
+		r.Findings = []Finding{}
+	}
+	r.Locks = g.lockRows()
+	r.Waiters = g.waiterRows()
+	r.Processes = g.processRows(src.Host)
+	r.Events = g.eventRows(r.Findings, opts.Events)
+	r.locate()
+	r.orderStacks()
+	stacks(ctx, g, r, src.Stacks, src.Remote, opts)
+	r.Notes = append(r.Notes, g.resolverNotes()...)
+	return r
+}
+
+// resolverNotes are what the resolvers say they could not resolve (a
+// stack dictionary past its reader's limits), once the stacks are read. A
+// resolver says so with a Notes() []string method.
+func (g *graph) resolverNotes() []string {
+	var out []string
+	seen := make(map[string]bool) // locks share their backend's resolver
+	for _, l := range g.locks {
+		if n, ok := l.res.(interface{ Notes() []string }); ok {
+			for _, note := range n.Notes() {
+				if !seen[note] {
+					seen[note] = true
+					out = append(out, note)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (g *graph) lockRows() []LockRow {
+	out := []LockRow{}
+	for _, l := range g.locks {
+		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Word: l.Facts.Word, Waiting: len(l.Waiters)}
+		for _, f := range l.Facts.Extra {
+			row.Facts = append(row.Facts, Fact{Name: f.Name, Value: f.Value})
+		}
+		for i := range l.Holders {
+			p := g.holder(l, &l.Holders[i])
+			if i == 0 {
+				row.Holder, row.State = &p, "held"
+			}
+			if len(l.Holders) > 1 {
+				row.Holders = append(row.Holders, p)
+			}
+		}
+		if a := l.Abandoned; a != nil {
+			row.State, row.OwnerDied = string(a.Reason), a.Reason == lockstate.OwnerDied
+		}
+		if len(l.Holders) == 0 && len(l.Lost) > 0 && l.Abandoned == nil {
+			row.State = "lost" // its last holder lost it and runs on
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// waiterRows lists every waiter, longest-waiting first.
+func (g *graph) waiterRows() []WaiterRow {
+	out := []WaiterRow{}
+	for _, l := range g.locks {
+		for i := range l.Waiters {
+			out = append(out, WaiterRow{Party: g.waiter(l, &l.Waiters[i]), Lock: l.Name, LockKind: l.Kind})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b WaiterRow) int { return a.Since.Compare(b.Since) })
+	return out
+}
+
+func (g *graph) processRows(h Host) []ProcRow {
+	out := []ProcRow{}
+	for _, p := range g.processes {
+		st := g.statusOf(p.ID)
+		row := ProcRow{Host: p.Host, PID: p.PID, Start: p.Start, Role: p.Role, Command: p.Command,
+			Alive: st == procid.Alive, State: st.String(), Started: p.Started, Robust: p.Robust}
+		if p.Role == "" && p.Command == "" && st == procid.Alive && p.Host == "" && h != nil {
+			row.Command = h.Command(p.PID)
+		}
+		switch {
+		case p.Closed:
+			row.Exit, row.ExitedAt = "closed", p.ClosedAt
+			if st.Dead() {
+				row.State = Exited // it left the run cleanly, then ended: not a death
+			}
+		case st.Dead():
+			row.Exit = "died"
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// eventRows lists the recent events of the locks the findings name, at
+// most n per lock, oldest first.
+func (g *graph) eventRows(fs []Finding, n int) []EventRow {
+	involved := make(map[string]bool)
+	for _, f := range fs {
+		involved[f.Lock] = true
+		for _, st := range f.Cycle {
+			involved[st.WaitsFor] = true
+		}
+		for _, st := range f.Behind {
+			involved[st.WaitsFor] = true
+		}
+		for _, st := range f.Order {
+			involved[st.From], involved[st.To] = true, true // every lock of the loop
+		}
+	}
+	out := []EventRow{}
+	perLock := make(map[lockstate.Key]int)
+	for i := len(g.events) - 1; i >= 0; i-- {
+		e := g.events[i]
+		if !involved[e.Lock.Name] || perLock[e.Lock] >= n {
+			continue
+		}
+		perLock[e.Lock]++
+		out = append(out, EventRow{Seq: e.Seq, Time: e.Time, Kind: e.Kind, Lock: e.Lock.Name, Host: e.Host, PID: e.PID, Goroutine: e.Goroutine, Token: e.Token})
+	}
+	slices.Reverse(out) // oldest first, as the sources list them
+	return out
+}
+
+// locate fills in the call site (Where) of every party of the report from
+// its recorded stack.
+func (r *Report) locate() {
+	at := func(p *Party) {
+		if p.stack.res == nil || p.stack.id == 0 {
+			return
+		}
+		if fs, ok := p.stack.res.Stack(p.id(), p.stack.id); ok {
+			if f, ok := callSite(fs); ok {
+				fj := frameOf(f)
+				p.Where = &fj
+			}
+		}
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		if f.Holder != nil {
+			at(f.Holder)
+		}
+		for j := range f.Waiters {
+			at(&f.Waiters[j])
+		}
+		for j := range f.Cycle {
+			at(&f.Cycle[j].Party)
+		}
+		for j := range f.Behind {
+			at(&f.Behind[j].Party)
+		}
+	}
+	for i := range r.Locks {
+		if h := r.Locks[i].Holder; h != nil {
+			at(h)
+		}
+		for j := range r.Locks[i].Holders {
+			at(&r.Locks[i].Holders[j])
+		}
+	}
+	for i := range r.Waiters {
+		at(&r.Waiters[i].Party)
+	}
+}
