@@ -62,7 +62,10 @@ others wait for is stuck after holding it this long while they wait as
 long; default 10s), --interval DURATION (watch), --terminate-dead (end
 with pg_terminate_backend each session whose client is proved gone while
 it holds a lock: its end of the connection closed on this machine; the
-proof is checked again just before, and one line says what was done).
+proof is checked again just before, and one line says what was done),
+--server-log PATH (attach: the server's log on this machine, read for the
+deadlocks PostgreSQL broke itself; without it, the log pg_current_logfile()
+names is read through the server when the role may).
 
 The role needs pg_read_all_stats (or superuser) to see other roles'
 sessions' state, client and query; without it the report says what is
@@ -78,6 +81,7 @@ type config struct {
 	stuckAfter    time.Duration
 	interval      time.Duration
 	terminateDead bool
+	serverLog     string
 }
 
 // Main runs lockwatch-pg with args (without the program name).
@@ -97,6 +101,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&c.stuckAfter, "stuck-after", 10*time.Second, "a holder with waiters is stuck after holding this `long`")
 	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "watch: how often to read the server")
 	fs.BoolVar(&c.terminateDead, "terminate-dead", false, "end, with pg_terminate_backend, the sessions whose client is proved gone while they hold a lock")
+	fs.StringVar(&c.serverLog, "server-log", "", "attach: the server's log `file` on this machine, read for the deadlocks PostgreSQL broke (default: the file pg_current_logfile() names, read through the server)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	bad := func(format string, a ...any) error {
 		err := fmt.Errorf(format, a...)
@@ -234,6 +239,11 @@ func attach(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.
 		fmt.Fprintln(stderr, "lockwatch-pg: cannot read the lock graph:", report.Escape(err.Error()))
 		return &ExitError{Code: exitUsage, Err: err}
 	}
+	// The deadlocks PostgreSQL broke itself, from its log: after the lock
+	// graph's round trip, once.
+	logCtx, cancel := context.WithTimeout(ctx, readWithin)
+	r.Notes = append(r.Notes, src.ServerLog(logCtx, c.serverLog)...)
+	cancel()
 	if err := c.write(stdout, r, false); err != nil {
 		return &ExitError{Code: exitFailed, Err: err}
 	}
