@@ -123,8 +123,8 @@ func fileLockGoroutines(ctx context.Context, r *report.Report) {
 			continue
 		}
 		if g.Add(ctx, r, gostacks.Party{PID: h.PID, Start: h.Start, Lock: f.Lock, Role: "holder"}, gostacks.Blocked) {
-			if s := g.Summary(r, h.PID); s != "" {
-				f.Doing = strings.TrimPrefix(f.Doing+"; "+s, "; ")
+			if s := g.Summary(h.PID); s != "" {
+				f.Doing = strings.TrimPrefix(f.Doing+"; Go: "+s, "; ")
 			}
 		}
 	}

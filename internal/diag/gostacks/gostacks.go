@@ -57,14 +57,15 @@ type Reader struct {
 	// bounds.
 	Attach func(pid int) (*goproc.Process, error)
 
-	imgs   map[int]*goproc.Image
-	failed map[int]error
-	shown  map[int]map[int64]bool // goroutines already in a row, per process
+	imgs    map[int]*goproc.Image
+	failed  map[int]error
+	summary map[int]string         // Summary's
+	shown   map[int]map[int64]bool // goroutines already in a row, per process
 }
 
 // New returns a Reader.
 func New() *Reader {
-	return &Reader{imgs: map[int]*goproc.Image{}, failed: map[int]error{}, shown: map[int]map[int64]bool{}}
+	return &Reader{imgs: map[int]*goproc.Image{}, failed: map[int]error{}, summary: map[int]string{}, shown: map[int]map[int64]bool{}}
 }
 
 // image reads the process's goroutines, once. A process that is not Go
@@ -89,7 +90,8 @@ func (g *Reader) image(ctx context.Context, p Party) *goproc.Image {
 	if p.Start != 0 && pr.Start() != p.Start {
 		return nil // another process has the pid now: not the party
 	}
-	img, err := pr.Read(ctx)
+	img, err := pr.Read(ctx) // bounded by goproc's Options, as attach PID's
+
 	if err != nil {
 		if !errors.Is(err, goproc.ErrExited) {
 			g.failed[p.PID] = err
@@ -115,7 +117,7 @@ func (g *Reader) Add(ctx context.Context, r *report.Report, p Party, pick Pick) 
 	}
 	type group struct {
 		row   report.StackRow
-		first int
+		state string
 	}
 	groups := map[string]*group{}
 	var order []string
@@ -144,11 +146,15 @@ func (g *Reader) Add(ctx context.Context, r *report.Report, p Party, pick Pick) 
 			st += " (" + p.Why + ")"
 		}
 		groups[key] = &group{row: report.StackRow{PID: p.PID, Lock: p.Lock, Role: p.Role, Source: Source, Count: 1,
-			Goroutines: []int64{gr.ID}, State: st, Frames: frames}}
+			Goroutines: []int64{gr.ID}, State: st, Frames: frames}, state: state}
 		order = append(order, key)
 	}
 	for _, k := range order {
 		r.Stacks = append(r.Stacks, groups[k].row)
+	}
+	if len(order) > 0 && g.summary[p.PID] == "" {
+		gp := groups[order[0]]
+		g.summary[p.PID] = summarize(gp.row, gp.state)
 	}
 	return len(order) > 0
 }
@@ -161,29 +167,35 @@ func (g *Reader) Notes(r *report.Report) {
 	}
 }
 
-// Summary is one line on what the rows of pid show: "goroutine 1 blocked
-// in chan receive at main.main (main.go:42)", for a finding's doing; ""
-// when no row of pid was added.
-func (g *Reader) Summary(r *report.Report, pid int) string {
-	for _, s := range r.Stacks {
-		if s.PID != pid || s.Source != Source || s.Host != "" {
-			continue
+// Summary is one line on what the first row Add added of pid shows:
+// "goroutine 1 [chan receive] at main.main (main.go:42) (...)", for a
+// finding's doing; "" when Add added no row of pid.
+func (g *Reader) Summary(pid int) string { return g.summary[pid] }
+
+// summarize is Summary's line for a row.
+func summarize(row report.StackRow, state string) string {
+	where := ""
+	for _, f := range row.Frames {
+		if own(f.Func) {
+			where = fmt.Sprintf(" at %s (%s:%d)", f.Func, baseName(f.File), f.Line)
+			break
 		}
-		where := ""
-		for _, f := range s.Frames {
-			if !strings.HasPrefix(f.Func, "syscall.") && !strings.HasPrefix(f.Func, "golang.org/x/sys/") && !strings.HasPrefix(f.Func, "internal/") &&
-				!strings.HasPrefix(f.Func, "os.") && !strings.HasPrefix(f.Func, "bufio.") && !strings.HasPrefix(f.Func, "sync.") {
-				where = fmt.Sprintf(" at %s (%s:%d)", f.Func, baseName(f.File), f.Line)
-				break
-			}
-		}
-		who := "goroutine " + strconv.FormatInt(s.Goroutines[0], 10)
-		if s.Count > 1 {
-			who = fmt.Sprintf("%d goroutines", s.Count)
-		}
-		return fmt.Sprintf("Go: %s [%s]%s (its goroutines, read from its memory, are in the stacks below)", who, s.State, where)
 	}
-	return ""
+	who := "goroutine " + strconv.FormatInt(row.Goroutines[0], 10)
+	if row.Count > 1 {
+		who = fmt.Sprintf("%d goroutines", row.Count)
+	}
+	return fmt.Sprintf("%s [%s]%s (its goroutines, read from its memory, are in the stacks below)", who, state, where)
+}
+
+// own reports whether a function is the program's, not the standard
+// library's: package main, or a package whose path starts with a domain.
+func own(fn string) bool {
+	if strings.HasPrefix(fn, "main.") {
+		return true
+	}
+	first, _, _ := strings.Cut(fn, "/")
+	return strings.Contains(first, ".") && strings.Contains(fn, "/")
 }
 
 // InFileLock keeps a goroutine blocked taking a kernel file lock: in

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
 
+	"github.com/lockwatch/lockwatch/internal/diag/gostacks"
 	"github.com/lockwatch/lockwatch/postgres/pgsrc"
 	"github.com/lockwatch/lockwatch/report"
 )
@@ -192,6 +193,52 @@ func (c config) diagnose(ctx context.Context, src *pgsrc.Source) (*report.Report
 	return r, nil
 }
 
+// clientGoroutines adds to the report the goroutines of the sessions' Go
+// clients on this machine, read from their memory: for each session that
+// waits, its client's goroutines inside the PostgreSQL driver (the chain
+// from the goroutine to the session, and from it to the lock); for a stuck
+// holder or one in a cycle, its client's blocked goroutines, summed up in
+// what the finding says it does.
+func clientGoroutines(ctx context.Context, src *pgsrc.Source, r *report.Report) {
+	g := gostacks.New()
+	why := func(p report.Party) string { return "client of session " + pgsrc.Host + "/" + strconv.Itoa(p.PID) }
+	waiter := func(p report.Party, lock string) {
+		if p.Host != pgsrc.Host || !p.Alive {
+			return
+		}
+		for _, c := range src.ClientsOf(p.PID) {
+			g.Add(ctx, r, gostacks.Party{PID: c.PID, Start: c.Start, Lock: lock, Role: "waiter", Why: why(p)}, gostacks.InDriver)
+		}
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		if f.LockKind != pgsrc.Kind {
+			continue
+		}
+		for _, w := range f.Waiters {
+			waiter(w, f.Lock)
+		}
+		for _, st := range f.Cycle {
+			waiter(st.Party, st.WaitsFor)
+		}
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		h := f.Holder
+		if f.LockKind != pgsrc.Kind || h == nil || h.Host != pgsrc.Host || !h.Alive || (f.Kind != report.StuckHolder && f.Kind != report.Cycle) {
+			continue
+		}
+		for _, c := range src.ClientsOf(h.PID) {
+			if g.Add(ctx, r, gostacks.Party{PID: c.PID, Start: c.Start, Lock: f.Lock, Role: "holder", Why: why(*h)}, gostacks.Blocked) && f.Kind == report.StuckHolder {
+				if s := g.Summary(c.PID); s != "" {
+					f.Doing = strings.TrimPrefix(f.Doing+"; its client, pid "+strconv.Itoa(c.PID)+", is a Go program: "+s, "; ")
+				}
+			}
+		}
+	}
+	g.Notes(r)
+}
+
 func (c config) write(w io.Writer, r *report.Report, compact bool) error {
 	if c.output == "dot" {
 		return r.WriteDot(w)
@@ -244,6 +291,7 @@ func attach(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.
 	logCtx, cancel := context.WithTimeout(ctx, readWithin)
 	r.Notes = append(r.Notes, src.ServerLog(logCtx, c.serverLog)...)
 	cancel()
+	clientGoroutines(ctx, src, r)
 	if err := c.write(stdout, r, false); err != nil {
 		return &ExitError{Code: exitFailed, Err: err}
 	}
@@ -279,6 +327,7 @@ func watch(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.W
 			}
 			if k := "report:" + b.String(); k != lastKey {
 				lastKey = k
+				clientGoroutines(ctx, src, r)
 				if err := c.write(stdout, r, true); err != nil {
 					return &ExitError{Code: exitFailed, Err: err}
 				}
