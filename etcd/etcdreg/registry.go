@@ -13,7 +13,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -159,7 +158,6 @@ type Registry struct {
 	// on (doubted): the holds' Done.
 	leaseDone chan struct{}
 	doubted   bool
-	attempts  uint64 // Lock calls so far: the contender keys' suffix
 	mutexes   map[string]*Mutex
 	stacks    map[uint64]bool // stack ids written to P/stack
 	seq       uint64          // next event sequence number
@@ -177,7 +175,7 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	self := proc.Self()
+	self := procid.Self()
 	self.Host = opts.Host
 	r := &Registry{cli: cli, run: run, k: keys{p}, opts: opts, self: self, pk: procKey(self),
 		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]bool)}
@@ -282,14 +280,6 @@ func (r *Registry) currentLease(ctx context.Context) (lease clientv3.LeaseID, lo
 			return 0, nil, nil, ctx.Err()
 		}
 	}
-}
-
-// nextAttempt numbers a Lock call.
-func (r *Registry) nextAttempt() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.attempts++
-	return r.attempts
 }
 
 // nextSeq takes the next event sequence number.
