@@ -223,3 +223,29 @@ func TestHugeStackDictionaryIsRefused(t *testing.T) {
 		t.Errorf("ReadStacks of a 3 GiB dictionary: got %v; want ErrCorrupt", err)
 	}
 }
+
+// TestRecordReadsAllocateNothing: record reads run on lock paths (a nested
+// acquire reads the holder record of the lock held), where an allocation
+// would cost more than the read.
+func TestRecordReadsAllocateNothing(t *testing.T) {
+	r := openT(t, runDir(t), Options{})
+	m, _ := r.Mutex("x")
+	if err := m.Lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Unlock()
+	reads := map[string]func() bool{
+		"holder":  func() bool { _, ok := m.s.holder.read(1); return ok },
+		"waiter":  func() bool { _, ok := r.a.waiter(0).read(1); return ok },
+		"process": func() bool { _, ok := r.a.proc(0).read(1); return ok },
+	}
+	for name, read := range reads {
+		if n := testing.AllocsPerRun(100, func() {
+			if !read() {
+				t.Errorf("%s record: no consistent copy", name)
+			}
+		}); n != 0 {
+			t.Errorf("reading a %s record allocated %v times; want 0", name, n)
+		}
+	}
+}

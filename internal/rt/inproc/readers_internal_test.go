@@ -69,3 +69,29 @@ func TestFreeReadOnce(t *testing.T) {
 		t.Errorf("a freed record was freed again (goroutine %d)", got)
 	}
 }
+
+// TestRecordReadsAllocateNothing: a nested acquire reads the holder or
+// reader record of each lock its goroutine holds (heldBy): the reads must
+// not allocate.
+func TestRecordReadsAllocateNothing(t *testing.T) {
+	l := new(fakeLock)
+	keep = append(keep, l)
+	addr := uintptr(unsafe.Pointer(l))
+	const g = 4102
+	h := Hold(addr, KindMutex, g, 1, 2, 0, 0)
+	defer Unhold(h)
+	if !ReadLocked(addr, g, 1, 2) {
+		t.Fatal("no free reader slot")
+	}
+	defer ReadUnlocked(addr, g, 0)
+	if n := testing.AllocsPerRun(100, func() {
+		if ok, _, _, _, _, _, _ := heldBy(WriteCell(h), g); !ok {
+			t.Error("the hold is not found")
+		}
+		if ok, _, _, _, _, _, _ := heldBy(ReadCell(addr), g); !ok {
+			t.Error("the read hold is not found")
+		}
+	}); n != 0 {
+		t.Errorf("reading the records allocated %v times; want 0", n)
+	}
+}

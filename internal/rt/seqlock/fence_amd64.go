@@ -19,3 +19,7 @@ func StoreFence() {}
 func keepOdd32(p *atomic.Uint32) { _ = p.Load() }
 
 func keepOdd64(p *atomic.Uint64) { _ = p.Load() }
+
+// afterClaim orders a claim's CAS before the field stores after it: a
+// LOCK'd instruction already does.
+func afterClaim() {}

@@ -13,3 +13,7 @@ func StoreFence()
 func keepOdd32(*atomic.Uint32) { StoreFence() }
 
 func keepOdd64(*atomic.Uint64) { StoreFence() }
+
+// afterClaim orders a claim's CAS before the field stores after it: the
+// store-exclusive of the CAS orders only the stores before it.
+func afterClaim() { StoreFence() }

@@ -37,7 +37,7 @@ func (s *Seq32) Claim(old, odd uint32) bool {
 	if !CAS32((*uint32)(unsafe.Pointer(&s.v)), old, odd) {
 		return false
 	}
-	StoreFence() // arm64: a store-exclusive orders the stores before it only
+	afterClaim()
 	return true
 }
 
@@ -58,7 +58,18 @@ func (s *Seq32) Valid(v uint32) bool {
 // copy kept, or ok=false if every try raced with a write (or the record was
 // left mid-write): the copy is then torn and must not be used.
 func (s *Seq32) Read(tries int, copy func()) (v uint32, ok bool) {
-	return read(s.Load, s.Valid, tries, copy)
+	for try := 0; try < tries; try++ {
+		if try > 0 {
+			runtime.Gosched()
+		}
+		if v = s.v.Load(); v&1 == 0 {
+			copy()
+			if s.Valid(v) {
+				return v, true
+			}
+		}
+	}
+	return v, false
 }
 
 // Load returns the sequence.
@@ -72,7 +83,7 @@ func (s *Seq64) Claim(old, odd uint64) bool {
 	if !CAS64((*uint64)(unsafe.Pointer(&s.v)), old, odd) {
 		return false
 	}
-	StoreFence() // arm64: a store-exclusive orders the stores before it only
+	afterClaim()
 	return true
 }
 
@@ -83,19 +94,4 @@ func (s *Seq64) End(even uint64) { closeEven64(&s.v, even) }
 func (s *Seq64) Valid(v uint64) bool {
 	LoadFence()
 	return s.v.Load() == v
-}
-
-func read[W uint32 | uint64](load func() W, valid func(W) bool, tries int, copy func()) (v W, ok bool) {
-	for try := 0; try < tries; try++ {
-		if try > 0 {
-			runtime.Gosched()
-		}
-		if v = load(); v&1 == 0 {
-			copy()
-			if valid(v) {
-				return v, true
-			}
-		}
-	}
-	return v, false
 }

@@ -27,3 +27,6 @@ func openOdd32(p *atomic.Uint32, v uint32)   { p.Store(v) }
 func openOdd64(p *atomic.Uint64, v uint64)   { p.Store(v) }
 func closeEven32(p *atomic.Uint32, v uint32) { p.Store(v) }
 func closeEven64(p *atomic.Uint64, v uint64) { p.Store(v) }
+
+// afterClaim: the CAS and the stores after it are sequentially consistent.
+func afterClaim() {}
