@@ -119,6 +119,9 @@ stress:
 ## profile for 'go tool cover -html'.
 COVERDIR  ?= $(CURDIR)/coverage
 COVERPKG  := github.com/lockwatch/lockwatch/...
+# The main module alone: in the workspace COVERPKG would name the etcd and
+# postgres modules' packages too.
+cover: export GOWORK = off
 cover:
 	rm -rf $(COVERDIR) && mkdir -p $(COVERDIR)/data $(COVERDIR)/bin
 	@st=0; for p in $$($(GO) list ./...); do \

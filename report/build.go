@@ -51,8 +51,13 @@ func (g *graph) resolverNotes() []string {
 
 func (g *graph) lockRows() []LockRow {
 	out := []LockRow{}
+	n := 0
 	for _, l := range g.locks {
-		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Waiting: len(l.Waiters), Facts: factsOf(l.Facts)}
+		n += len(l.Facts.Extra)
+	}
+	buf := make([]Fact, n)
+	for _, l := range g.locks {
+		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Waiting: len(l.Waiters), Facts: factsOf(l.Facts, &buf)}
 		for i := range l.Holders {
 			p := g.holder(l, &l.Holders[i])
 			if i == 0 {
@@ -87,10 +92,15 @@ func (g *graph) waiterRows() []WaiterRow {
 
 func (g *graph) processRows(h Host) []ProcRow {
 	out := []ProcRow{}
+	n := 0
+	for _, p := range g.processes {
+		n += len(p.Facts.Extra)
+	}
+	buf := make([]Fact, n)
 	for _, p := range g.processes {
 		st := g.statusOf(p.ID)
 		row := ProcRow{Host: p.Host, PID: p.PID, Start: p.Start, Role: p.Role, Command: p.Command,
-			Alive: st == procid.Alive, State: st.String(), Started: p.Started, Facts: factsOf(p.Facts)}
+			Alive: st == procid.Alive, State: st.String(), Started: p.Started, Facts: factsOf(p.Facts, &buf)}
 		if p.Role == "" && p.Command == "" && st == procid.Alive && p.Host == "" && h != nil {
 			row.Command = h.Command(p.PID)
 		}

@@ -250,12 +250,17 @@ type Fact struct {
 	Raw bool `json:"raw,omitempty"`
 }
 
-// factsOf copies a backend's facts into the report.
-func factsOf(fs lockstate.Facts) []Fact {
+// factsOf copies a backend's facts into the report, taking the room from
+// *buf (one array for every row's) while it lasts.
+func factsOf(fs lockstate.Facts, buf *[]Fact) []Fact {
 	if len(fs.Extra) == 0 {
 		return nil
 	}
-	out := make([]Fact, len(fs.Extra))
+	if len(*buf) < len(fs.Extra) {
+		*buf = make([]Fact, len(fs.Extra))
+	}
+	out := (*buf)[:len(fs.Extra):len(fs.Extra)]
+	*buf = (*buf)[len(fs.Extra):]
 	for i, f := range fs.Extra {
 		out[i] = Fact{Name: f.Name, Value: f.Value, Raw: f.Raw}
 	}

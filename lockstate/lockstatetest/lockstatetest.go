@@ -121,6 +121,11 @@ func Run(t *testing.T, h Harness) {
 				t.Fatalf("diagnose: %v", err)
 			}
 			checks[s](t, setup, r)
+			for _, f := range r.Findings {
+				if f.Summary == "" || f.Next == "" {
+					t.Errorf("%s finding with summary %q, next step %q; want both", f.Kind, f.Summary, f.Next)
+				}
+			}
 			if t.Failed() {
 				t.Logf("findings: %s", kinds(r))
 			}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/source/dropinsrc"
+	"github.com/lockwatch/lockwatch/internal/source/filelocksrc"
 	"github.com/lockwatch/lockwatch/internal/source/lockregsrc"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/lockstate/lockstatetest"
@@ -26,6 +27,7 @@ import (
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/report"
 	lwsync "github.com/lockwatch/lockwatch/sync"
+	"golang.org/x/sys/unix"
 )
 
 const roleEnv = "LOCKWATCH_CONFORMANCE_ROLE"
@@ -42,6 +44,10 @@ func TestMain(m *testing.M) {
 // processes of one run.
 func TestLockreg(t *testing.T) { lockstatetest.Run(t, harness{dropin: false}) }
 
+// TestFileLocks: the kernel's file locks' source passes the suite, its
+// locks flock(2) and OFD locks of child processes on files of the test.
+func TestFileLocks(t *testing.T) { lockstatetest.Run(t, fileHarness{}) }
+
 // TestDropin: the drop-in's source passes the suite, its mutexes those of
 // one process of the run, and its cycle through two kinds a loop between a
 // drop-in mutex and a lockreg lock.
@@ -52,6 +58,10 @@ func TestDropin(t *testing.T) { lockstatetest.Run(t, harness{dropin: true}) }
 // "ready" once it holds what it must hold, and waits for a line on stdin
 // before it goes on to block.
 func child(role []string) {
+	if role[0] == "file" {
+		fileChild(role[1:])
+		return
+	}
 	a := probe.Running()
 	if a == nil {
 		os.Exit(1) // the probe said why on stderr
@@ -156,7 +166,10 @@ type proc struct {
 func start(t *testing.T, dir string, role ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), roleEnv+"="+strings.Join(role, " "), probe.EnvDir+"="+dir)
+	cmd.Env = append(os.Environ(), roleEnv+"="+strings.Join(role, " "))
+	if role[0] != "file" { // a file lock's process joins no run
+		cmd.Env = append(cmd.Env, probe.EnvDir+"="+dir)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -324,5 +337,139 @@ func (h harness) dropinScenario(t *testing.T, s lockstatetest.Scenario, dir stri
 	default:
 		return nil, lockstatetest.Cannot("unknown scenario")
 	}
+	return setup, nil
+}
+
+// fileChild takes file locks: each argument is MODE:PATH, MODE one of
+// flock-ex, flock-sh, ofd-ex (the whole file); the first ones before a
+// "|" are taken, then "ready" is said, and on a line the rest are waited
+// for. Each lock takes an open file description of its own, so that a
+// process waits for a lock it holds through another one.
+func fileChild(args []string) {
+	take := func(a string) {
+		mode, path, _ := strings.Cut(a, ":")
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		switch mode {
+		case "flock-ex":
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		case "flock-sh":
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH)
+		case "ofd-ex":
+			lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
+			err = unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLKW, &lk)
+		}
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+	}
+	in := bufio.NewReader(os.Stdin)
+	waiting := false
+	for _, a := range args {
+		if a == "|" {
+			fmt.Println("ready")
+			if _, err := in.ReadString('\n'); err != nil {
+				os.Exit(0)
+			}
+			waiting = true
+			continue
+		}
+		take(a)
+	}
+	if !waiting {
+		fmt.Println("ready")
+	}
+	select {}
+}
+
+type fileHarness struct{}
+
+func (fileHarness) Realize(t *testing.T, s lockstatetest.Scenario) (*lockstatetest.Setup, error) {
+	dir := t.TempDir()
+	fa, fb := dir+"/a", dir+"/b"
+	file := func(args ...string) *proc { return start(t, dir, append([]string{"file"}, args...)...) }
+	var src *filelocksrc.Source
+	var snap *lockstate.Snapshot // the last read
+	setup := &lockstatetest.Setup{}
+	// keyOf finds the lock on path in the last read.
+	keyOf := func(path string) lockstate.Key {
+		for _, l := range snap.Locks {
+			if l.Name == path || strings.HasPrefix(l.Name, path+" ") { // an OFD lock's name adds its range
+				return l.Key()
+			}
+		}
+		t.Fatalf("no lock on %s in %+v", path, snap.Locks)
+		return lockstate.Key{}
+	}
+	// waiters reads src until it shows n waiters in all, each older than age.
+	waiters := func(n int, age time.Duration) {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var err error
+			if snap, err = src.Read(context.Background()); err != nil { // a read takes 0.1-0.6 s
+				t.Fatal(err)
+			}
+			got, young := 0, false
+			for _, l := range snap.Locks {
+				got += len(l.Waiters)
+				for _, w := range l.Waiters {
+					young = young || time.Since(w.Since) <= age
+				}
+			}
+			if got >= n && !young {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d waiters; want %d", got, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	switch s {
+	case lockstatetest.Cycle, lockstatetest.CycleKinds:
+		second := "flock-ex:" + fb
+		if s == lockstatetest.CycleKinds {
+			second = "ofd-ex:" + fb
+		}
+		p, q := file("flock-ex:"+fa, "|", second), file(second, "|", "flock-ex:"+fa)
+		p.goOn(t)
+		q.goOn(t)
+		src = filelocksrc.New(p.id.PID)
+		waiters(2, 0)
+		setup.Locks, setup.Loop = []lockstate.Key{keyOf(fa), keyOf(fb)}, []procid.ID{p.id, q.id}
+	case lockstatetest.StuckHolder, lockstatetest.NoFinding:
+		p, q := file("flock-ex:"+fa), file("|", "flock-ex:"+fa)
+		q.goOn(t)
+		src = filelocksrc.New(p.id.PID)
+		if s == lockstatetest.StuckHolder {
+			setup.StuckAfter = 50 * time.Millisecond
+		}
+		waiters(1, 2*setup.StuckAfter)
+		setup.Lock, setup.Holder, setup.Waiter = keyOf(fa), p.id, q.id
+	case lockstatetest.Readers:
+		p, q := file("flock-sh:"+fa), file("flock-sh:"+fa)
+		w := file("|", "flock-ex:"+fa)
+		w.goOn(t)
+		src = filelocksrc.New(p.id.PID)
+		waiters(1, 0)
+		setup.Lock, setup.Holder = keyOf(fa), q.id
+	case lockstatetest.SelfDeadlock:
+		p := file("flock-ex:"+fa, "|", "flock-ex:"+fa)
+		p.goOn(t)
+		src = filelocksrc.New(p.id.PID)
+		waiters(1, 0)
+		setup.Lock, setup.Holder = keyOf(fa), p.id
+	case lockstatetest.DeadHolder:
+		return nil, lockstatetest.Cannot("the kernel releases a dead process's file locks")
+	case lockstatetest.LostLock:
+		return nil, lockstatetest.Cannot("nothing takes a file lock from a live holder")
+	default:
+		return nil, lockstatetest.Cannot("unknown scenario")
+	}
+	setup.Sources = report.Sources{Locks: []lockstate.Source{src}, Host: report.LocalHost{}}
 	return setup, nil
 }

@@ -71,9 +71,17 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // first time one of its stacks is asked for.
 func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 	out := &lockstate.Snapshot{Run: s.Dir, Taken: s.Taken, Stacks: dictionaries{s}, WaitLabel: lockreg.WaitLabel}
+	// One array backs every lock's and process's one fact.
+	facts := make([]lockstate.Fact, len(s.Processes)+len(s.Locks))
+	fact := func(f lockstate.Fact) lockstate.Facts {
+		facts[0] = f
+		one := facts[:1:1]
+		facts = facts[1:]
+		return lockstate.Facts{Extra: one}
+	}
 	for _, p := range s.Processes {
 		lp := lockstate.Process{ID: p.Identity(), Started: p.Registered,
-			Facts: lockstate.Facts{Extra: []lockstate.Fact{{Name: FactRobust, Value: strconv.FormatBool(p.Robust), Raw: true}}}}
+			Facts: fact(lockstate.Fact{Name: FactRobust, Value: strconv.FormatBool(p.Robust), Raw: true})}
 		if p.Info != nil {
 			lp.Role, lp.Command = p.Info.Role, strings.Join(p.Info.Args, " ")
 		}
@@ -86,7 +94,7 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 	for i := range s.Locks {
 		l := &s.Locks[i]
 		ll := lockstate.Lock{Kind: Kind, Name: l.Name, Recovery: recovery,
-			Facts: lockstate.Facts{Extra: []lockstate.Fact{{Name: FactWord, Value: fmt.Sprintf("0x%08x", l.Word), Raw: true}}}}
+			Facts: fact(lockstate.Fact{Name: FactWord, Value: wordText(l.Word), Raw: true})}
 		h, held := holderOf(s, l)
 		if held {
 			ll.Holders = []lockstate.Holder{h}
@@ -144,6 +152,15 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 	// (dictionaries.Notes).
 	out.Notes = append(out.Notes, s.Notes()...)
 	return out
+}
+
+// wordText is a lock word in hex, 0x and eight digits; a free lock's
+// (most of a run's) without allocating.
+func wordText(w uint32) string {
+	if w == 0 {
+		return "0x00000000"
+	}
+	return fmt.Sprintf("0x%08x", w)
 }
 
 // holderOf returns the holder of a held lock: its record, or, while the
