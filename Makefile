@@ -30,6 +30,8 @@ test: lint
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@out=$$(grep -rln '"github.com/lockwatch/lockwatch/internal/' etcd postgres --include='*.go'); \
+	  if [ -n "$$out" ]; then echo "the etcd and postgres modules import the main module's public packages only:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags nolockwatch ./sync
 	$(GO) run ./internal/app/crosscheck ./sync ./internal/rt/inproc ./internal/rt/record ./internal/rt/seqlock ./internal/rt/heldset # every GOOS/GOARCH (go tool dist list)

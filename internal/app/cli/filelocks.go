@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lockwatch/lockwatch/internal/diag/gostacks"
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/source/filelocksrc"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/report/gostacks"
 	"github.com/lockwatch/lockwatch/reportcmd"
 )
 

@@ -20,9 +20,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/lockwatch/lockwatch/internal/diag/gostacks"
 	"github.com/lockwatch/lockwatch/postgres/pgsrc"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/report/gostacks"
 	"github.com/lockwatch/lockwatch/reportcmd"
 )
 

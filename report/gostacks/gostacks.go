@@ -2,7 +2,7 @@
 // this machine that take part in a lock as a whole process: the holders
 // and waiters of a kernel file lock (whose parties are processes, not
 // goroutines), and the client processes of PostgreSQL sessions. They are
-// read from the process's memory (internal/diag/goproc: no probe, the
+// read from the process's memory (lockwatch's memory reader: no probe, the
 // process never stopped), so that the report shows the chain from a
 // goroutine to the lock: the goroutine blocked in flock(2) or fcntl(2), or
 // in a PostgreSQL driver's call, and what the holder's goroutines are
@@ -47,15 +47,32 @@ type Party struct {
 	Why string
 }
 
-// A Pick chooses the goroutines of a process to show for its part.
-type Pick func(g *goproc.Goroutine) bool
+// A Pick chooses the goroutines of a process to show for its part:
+// InFileLock, InDriver or Blocked.
+type Pick struct {
+	keep func(g *goproc.Goroutine) bool
+}
+
+// The goroutines a Pick keeps.
+var (
+	// InFileLock keeps a goroutine blocked taking a kernel file lock: in
+	// flock(2) or fcntl(2) (syscall's or golang.org/x/sys/unix's).
+	InFileLock = Pick{inFileLock}
+	// Blocked keeps a goroutine that is waiting or in a system call: what
+	// a stuck process's goroutines are doing (a running one shows no
+	// stack).
+	Blocked = Pick{blocked}
+	// InDriver keeps a goroutine inside a PostgreSQL driver's call (pgx,
+	// lib/pq, database/sql): a client's goroutine waiting for its session.
+	InDriver = Pick{inDriver}
+)
 
 // Reader reads each process once per report, and remembers what could not
 // be read.
 type Reader struct {
-	// Attach opens a process; nil is goproc.Attach with the default
+	// attach opens a process; nil is goproc.Attach with the default
 	// bounds.
-	Attach func(pid int) (*goproc.Process, error)
+	attach func(pid int) (*goproc.Process, error)
 
 	imgs    map[int]*goproc.Image
 	failed  map[int]error
@@ -75,7 +92,7 @@ func (g *Reader) image(ctx context.Context, p Party) *goproc.Image {
 		return img
 	}
 	g.imgs[p.PID] = nil
-	attach := g.Attach
+	attach := g.attach
 	if attach == nil {
 		// The runtime's layout from the table of known releases when the
 		// binary's release is in it, not its DWARF (a few hundred
@@ -127,7 +144,7 @@ func (g *Reader) Add(ctx context.Context, r *report.Report, p Party, pick Pick) 
 	rows := 0
 	for _, gr := range img.Goroutines {
 		gr := gr
-		if gr.System || shown[gr.ID] || !pick(&gr) {
+		if gr.System || shown[gr.ID] || !pick.keep(&gr) {
 			continue
 		}
 		frames := framesOf(gr.Frames)
@@ -201,9 +218,7 @@ func own(fn string) bool {
 	return strings.Contains(first, ".") && strings.Contains(fn, "/")
 }
 
-// InFileLock keeps a goroutine blocked taking a kernel file lock: in
-// flock(2) or fcntl(2) (syscall's or golang.org/x/sys/unix's).
-func InFileLock(gr *goproc.Goroutine) bool {
+func inFileLock(gr *goproc.Goroutine) bool {
 	for _, f := range gr.Frames {
 		switch f.Func {
 		case "syscall.Flock", "golang.org/x/sys/unix.Flock", "syscall.FcntlFlock", "golang.org/x/sys/unix.FcntlFlock",
@@ -214,15 +229,11 @@ func InFileLock(gr *goproc.Goroutine) bool {
 	return false
 }
 
-// Blocked keeps a goroutine that is waiting or in a system call: what a
-// stuck process's goroutines are doing (a running one shows no stack).
-func Blocked(gr *goproc.Goroutine) bool {
+func blocked(gr *goproc.Goroutine) bool {
 	return gr.Status == "waiting" || gr.Status == "syscall"
 }
 
-// InDriver keeps a goroutine inside a PostgreSQL driver's call (pgx,
-// lib/pq, database/sql): a client's goroutine waiting for its session.
-func InDriver(gr *goproc.Goroutine) bool {
+func inDriver(gr *goproc.Goroutine) bool {
 	for _, f := range gr.Frames {
 		if strings.HasPrefix(f.Func, "github.com/jackc/pgx") || strings.HasPrefix(f.Func, "github.com/lib/pq") || strings.HasPrefix(f.Func, "database/sql.") {
 			return true
