@@ -16,7 +16,6 @@ import (
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/rt/record"
-	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // newArena makes a run with one lock and returns the run directory and its
@@ -237,8 +236,8 @@ func TestFramePointerWalkMatchesCallers(t *testing.T) {
 	record.SetFramePointers(true)
 	// The walk also sees the compiler's go-statement wrappers, which
 	// runtime.Callers elides; symbolized stacks drop them (cleanFrames).
-	a := cleanFrames(stackdump.FramesOf(fp.Frames()))
-	b := cleanFrames(stackdump.FramesOf(rc.Frames()))
+	a := cleanFrames(record.FramesOf(fp.Frames()))
+	b := cleanFrames(record.FramesOf(rc.Frames()))
 	if len(a) != len(b) || len(a) < 12 {
 		t.Fatalf("frame-pointer walk found %d frames, runtime.Callers %d; want equal, at least 12", len(a), len(b))
 	}

@@ -13,8 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/stackdict"
 	"github.com/lockwatch/lockwatch/procid"
-	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // Policy says what a waiter does when the holder of a lock died holding it.
@@ -270,7 +270,7 @@ func (r *Registry) register() error {
 	}
 	df, err := r.rd.OpenFile(processFile(r.self, "stacks"), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err == nil {
-		r.stacks.dict, err = stackdump.OpenDict(df)
+		r.stacks.dict, err = stackdict.Open(df)
 	}
 	if err != nil {
 		return fmt.Errorf("lockreg: stack dictionary: %w", err)

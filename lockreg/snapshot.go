@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/jsonbudget"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
+	"github.com/lockwatch/lockwatch/internal/rt/stackdict"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -59,7 +61,7 @@ type Snapshot struct {
 	// Stack dictionaries, read lazily through the run directory's handle
 	// and within a byte budget for the whole snapshot.
 	rd         *RunDir
-	dicts      map[procid.ID]*stackdump.DictIndex
+	dicts      map[procid.ID]*stackdict.Index
 	dictBudget int64
 	dictOver   int // stacks not looked up: the budget was spent
 	dictErrs   int // dictionaries that could not be read (other than missing)
@@ -684,7 +686,7 @@ func readInfo(rd *RunDir, id procid.ID, budget *int64) (*ProcessInfo, error) {
 }
 
 // ReadStacks reads the stack dictionary of a process of the run in dir,
-// whole (stackdump.DecodeDict's limits apply). Stacks stay readable after
+// whole (stackdict.Decode's limits apply). Stacks stay readable after
 // the process died. Snapshot.Stack reads only the stacks it is asked for.
 func ReadStacks(dir string, id procid.ID) (map[uint64][]stackdump.Frame, error) {
 	rd, err := openRunDir(dir, false)
@@ -697,7 +699,24 @@ func ReadStacks(dir string, id procid.ID) (map[uint64][]stackdump.Frame, error) 
 		return nil, err
 	}
 	defer f.Close()
-	return stackdump.DecodeDict(f)
+	m, err := stackdict.Decode(f)
+	out := make(map[uint64][]stackdump.Frame, len(m))
+	for id, fs := range m {
+		out[id] = framesOf(fs)
+	}
+	return out, err
+}
+
+// framesOf converts frames as a dictionary holds them to stackdump's.
+func framesOf(fs []record.Frame) []stackdump.Frame {
+	if fs == nil {
+		return nil
+	}
+	out := make([]stackdump.Frame, len(fs))
+	for i, f := range fs {
+		out[i] = stackdump.Frame{Func: f.Func, File: f.File, Line: f.Line}
+	}
+	return out
 }
 
 // openDict opens a process's stack dictionary, refusing one larger than a
@@ -710,10 +729,10 @@ func openDict(rd *RunDir, id procid.ID) (*os.File, error) {
 	if fi, err := f.Stat(); err != nil {
 		f.Close()
 		return nil, err
-	} else if fi.Size() > stackdump.MaxDictSize {
+	} else if fi.Size() > stackdict.MaxSize {
 		f.Close()
 		return nil, &ArenaError{Path: f.Name(), Kind: ErrCorrupt,
-			Detail: fmt.Sprintf("stack dictionary of %d bytes, more than the %d a process writes", fi.Size(), stackdump.MaxDictSize),
+			Detail: fmt.Sprintf("stack dictionary of %d bytes, more than the %d a process writes", fi.Size(), stackdict.MaxSize),
 			Hint:   "the run directory has been tampered with"}
 	}
 	return f, nil
@@ -743,7 +762,7 @@ func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []stackdump.Frame, 
 		return nil, false
 	}
 	if s.dicts == nil {
-		s.dicts = make(map[procid.ID]*stackdump.DictIndex)
+		s.dicts = make(map[procid.ID]*stackdict.Index)
 	}
 	x, seen := s.dicts[id]
 	if !seen {
@@ -760,7 +779,7 @@ func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []stackdump.Frame, 
 			return nil, false
 		}
 		f.Close()
-		x = stackdump.IndexDict(dictFile{s.rd, id}, s.dictBudget)
+		x = stackdict.IndexOf(dictFile{s.rd, id}, s.dictBudget)
 		s.dictBudget -= x.Scanned
 		s.dicts[id] = x
 	}
@@ -773,7 +792,8 @@ func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []stackdump.Frame, 
 	} else {
 		s.dictBudget -= need
 	}
-	return x.Lookup(stack)
+	fs, ok := x.Lookup(stack)
+	return framesOf(fs), ok
 }
 
 // Process returns the process-table entry of id, if the snapshot carries it.
@@ -829,13 +849,13 @@ func (s *Snapshot) StackNotes() []string {
 	}
 	if skipped > 0 {
 		out = append(out, fmt.Sprintf("%s lines of stack dictionaries were skipped: unreadable, longer than %d KiB, or past %s stacks a dictionary",
-			commas(skipped), stackdump.MaxDictLine>>10, commas(stackdump.MaxDictStacks)))
+			commas(skipped), stackdict.MaxLine>>10, commas(stackdict.MaxStacks)))
 	}
 	if s.dictOver > 0 {
 		out = append(out, fmt.Sprintf("%s stacks were not looked up: the stack dictionaries read passed %d MiB", commas(s.dictOver), dictBudget>>20))
 	}
 	if s.dictErrs > 0 {
-		out = append(out, fmt.Sprintf("%s stack dictionaries could not be read (larger than %d MiB, not regular files, or not private)", commas(s.dictErrs), stackdump.MaxDictSize>>20))
+		out = append(out, fmt.Sprintf("%s stack dictionaries could not be read (larger than %d MiB, not regular files, or not private)", commas(s.dictErrs), stackdict.MaxSize>>20))
 	}
 	return out
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -71,7 +73,7 @@ func TestStartClose(t *testing.T) {
 	if err != nil || again != a {
 		t.Fatalf("second Start = %p, %v; want the running agent %p", again, err, a)
 	}
-	if got, want := a.SocketPath(), SocketPath(dir, proc.Self()); got != want {
+	if got, want := a.SocketPath(), probewire.SocketPath(dir, proc.Self()); got != want {
 		t.Errorf("SocketPath() = %q; want %q", got, want)
 	}
 	fi, err := os.Lstat(a.SocketPath())
@@ -81,7 +83,7 @@ func TestStartClose(t *testing.T) {
 	if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v; want a socket, 0600", fi.Mode())
 	}
-	info, err := (&Client{Path: a.SocketPath()}).Info(context.Background())
+	info, err := (&probeclient.Client{Path: a.SocketPath()}).Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +126,7 @@ func TestStartAdoptsRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := (&Client{Path: a.SocketPath()}).Info(context.Background())
+	info, err := (&probeclient.Client{Path: a.SocketPath()}).Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +157,7 @@ func TestStartRoleFails(t *testing.T) {
 	if Running() != a {
 		t.Errorf("Running() = %p; want the agent %p still running", Running(), a)
 	}
-	info, err := (&Client{Path: a.SocketPath()}).Info(context.Background())
+	info, err := (&probeclient.Client{Path: a.SocketPath()}).Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +212,7 @@ func TestChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &Client{Path: SocketPath(dir, st.Identity())}
+	cl := &probeclient.Client{Path: probewire.SocketPath(dir, st.Identity())}
 	ctx := context.Background()
 
 	info, err := cl.Info(ctx)
@@ -222,7 +224,7 @@ func TestChild(t *testing.T) {
 	}
 
 	// The waiting goroutine registers a little after "ready".
-	var lv *LockView
+	var lv *probeclient.LockView
 	for deadline := time.Now().Add(probablyStillBlocked); ; time.Sleep(quiescent) {
 		if lv, err = cl.Locks(ctx); err != nil {
 			t.Fatal(err)
@@ -243,7 +245,7 @@ func TestChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	prof, err := stackdump.ParseProfile(d.Data)
-	if err != nil || d.Format != FormatProto || d.Size != len(d.Data) {
+	if err != nil || d.Format != probewire.FormatProto || d.Size != len(d.Data) {
 		t.Fatalf("default dump: format %q, %d bytes, parse error %v; want a proto that parses", d.Format, len(d.Data), err)
 	}
 	labelled := false
@@ -259,7 +261,7 @@ func TestChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap, err := stackdump.Parse(bytes.NewReader(d.Data))
-	if err != nil || d.Format != FormatText {
+	if err != nil || d.Format != probewire.FormatText {
 		t.Fatalf("text dump: format %q, parse error %v", d.Format, err)
 	}
 	if g := snap.Calling("github.com/lockwatch/lockwatch/lockreg.(*Mutex).Lock"); len(g) != 1 {
@@ -273,7 +275,7 @@ func TestChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Format != FormatTrace || d.Size != len(d.Data) {
+	if d.Format != probewire.FormatTrace || d.Size != len(d.Data) {
 		t.Fatalf("trace: format %q, %d of %d bytes; want a trace", d.Format, len(d.Data), d.Size)
 	}
 	tr, err := stackdump.ParseTrace(bytes.NewReader(d.Data), func(id int64) bool { return id == waiter })

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/sync"
 )
@@ -86,7 +87,7 @@ func main() {
 	waiting := func(n int) {
 		// Until n goroutines wait (their records are written before they
 		// block).
-		c := probe.Client{Path: agent.SocketPath()}
+		c := probeclient.Client{Path: agent.SocketPath()}
 		for {
 			v, err := c.Mutexes(context.Background())
 			if err == nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
 	lwsync "github.com/lockwatch/lockwatch/sync"
@@ -32,7 +33,7 @@ func started() (*probe.Agent, error) {
 // waitMutexes polls the process's own probe until its drop-in mutexes
 // have n waiters in all.
 func waitMutexes(a *probe.Agent, n int) error {
-	c := &probe.Client{Path: a.SocketPath()}
+	c := &probeclient.Client{Path: a.SocketPath()}
 	for {
 		v, err := c.Mutexes(context.Background())
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -177,7 +178,7 @@ func TestAttachCycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("unix", probe.SocketPath(dir, st.Identity()))
+	ln, err := net.Listen("unix", probeclient.SocketPath(dir, st.Identity()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/stops"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -296,7 +297,7 @@ func BenchmarkLiveStackCost(b *testing.B) {
 	if err != nil || len(procs) != 1 {
 		b.Fatalf("%d processes in the run (%v); want 1", len(procs), err)
 	}
-	cl := &probe.Client{Path: probe.SocketPath(dir, procs[0].Identity()), Timeout: 20 * time.Second}
+	cl := &probeclient.Client{Path: probeclient.SocketPath(dir, procs[0].Identity()), Timeout: 20 * time.Second}
 	cpu := func() time.Duration {
 		fmt.Fprintln(in, "cpu")
 		line, err := out.ReadString('\n')

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -113,7 +114,7 @@ list), without live stacks. Exit status 3 when a listed run is in deadlock. When
 					} else {
 						run.Ended++
 					}
-					_, err := os.Stat(probe.SocketPath(d, procID(p.PID, p.Start)))
+					_, err := os.Stat(probeclient.SocketPath(d, procID(p.PID, p.Start)))
 					run.Processes = append(run.Processes, psProcess{ProcRow: p, Probe: err == nil && p.Alive})
 				}
 				for _, f := range r.Findings {

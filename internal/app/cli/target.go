@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -169,8 +170,8 @@ func readError(dir string, err error) error {
 // probes fetches live stacks through the probes' control sockets.
 type probes struct{ dir string }
 
-func (p probes) client(id proc.Identity, ctx context.Context) *probe.Client {
-	c := &probe.Client{Path: probe.SocketPath(p.dir, id)}
+func (p probes) client(id proc.Identity, ctx context.Context) *probeclient.Client {
+	c := &probeclient.Client{Path: probeclient.SocketPath(p.dir, id)}
 	if d, ok := ctx.Deadline(); ok {
 		c.Timeout = time.Until(d)
 	}
@@ -218,15 +219,15 @@ func (p probes) Goroutines(ctx context.Context, id proc.Identity, goroutines []i
 	return s, nil // a damaged end does not spoil what was read before it
 }
 
-func parseDump(d *probe.Dump) (*stackdump.Profile, error) {
-	if d.Format != probe.FormatProto {
-		return nil, fmt.Errorf("probe answered a %q dump, want %q", d.Format, probe.FormatProto)
+func parseDump(d *probeclient.Dump) (*stackdump.Profile, error) {
+	if d.Format != probeclient.FormatProto {
+		return nil, fmt.Errorf("probe answered a %q dump, want %q", d.Format, probeclient.FormatProto)
 	}
 	return stackdump.ParseProfile(d.Data)
 }
 
 // probeTextLimits bound what is kept of one probe's text dump (at most
-// probe.MaxTextDump, some 45,000 ordinary goroutines).
+// probeclient.MaxTextDump, some 45,000 ordinary goroutines).
 var probeTextLimits = stackdump.Limits{Goroutines: 1 << 16, Retained: 16 << 20}
 
 func procID(pid int, start uint64) proc.Identity { return proc.Identity{PID: pid, Start: start} }

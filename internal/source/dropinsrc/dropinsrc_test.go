@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/lockreg"
-	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -30,18 +30,18 @@ var t0 = time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 func TestRead(t *testing.T) {
 	a, b, c, d := procid.ID{PID: 10, Start: 1}, procid.ID{PID: 20, Start: 2}, procid.ID{PID: 30, Start: 3}, procid.ID{PID: 40, Start: 4}
 	site := stackdump.Frame{Func: "main.f", File: "f.go", Line: 3}
-	views := map[procid.ID]*probe.MutexView{
-		a: {Live: 7, Mutexes: []probe.Mutex{
+	views := map[procid.ID]*probeclient.MutexView{
+		a: {Live: 7, Mutexes: []probeclient.Mutex{
 			{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
-				Holder:  &probe.MutexHolder{Goroutine: 7, Site: site, Since: t0},
-				Waiters: []probe.MutexWaiter{{Goroutine: 8, Write: true, Stack: []stackdump.Frame{site}, Since: t0}}},
+				Holder:  &probeclient.MutexHolder{Goroutine: 7, Site: site, Since: t0},
+				Waiters: []probeclient.MutexWaiter{{Goroutine: 8, Write: true, Stack: []stackdump.Frame{site}, Since: t0}}},
 			{ID: 2, Kind: "rwmutex", Name: "main.g g.go:9",
-				Readers:     []probe.MutexHolder{{Goroutine: 9, Site: site, Since: t0}, {Goroutine: 11, Site: site, Since: t0}},
+				Readers:     []probeclient.MutexHolder{{Goroutine: 9, Site: site, Since: t0}, {Goroutine: 11, Site: site, Since: t0}},
 				MoreReaders: 3,
-				Waiters:     []probe.MutexWaiter{{Goroutine: 12, Write: false, Since: t0}}},
+				Waiters:     []probeclient.MutexWaiter{{Goroutine: 12, Write: false, Since: t0}}},
 		}},
-		b: {Mutexes: []probe.Mutex{{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
-			Holder: &probe.MutexHolder{Goroutine: 3, Site: site, Since: t0}}}, MoreWaiters: 2, Live: 1},
+		b: {Mutexes: []probeclient.Mutex{{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
+			Holder: &probeclient.MutexHolder{Goroutine: 3, Site: site, Since: t0}}}, MoreWaiters: 2, Live: 1},
 	}
 	var mu sync.Mutex // Read asks the probes at once
 	asked := map[procid.ID]bool{}
@@ -54,7 +54,7 @@ func TestRead(t *testing.T) {
 				{PID: d.PID, Start: d.Start, State: lockreg.ProcExited},
 			}, nil
 		},
-		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probe.MutexView, error) {
+		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probeclient.MutexView, error) {
 			mu.Lock()
 			asked[id] = true
 			mu.Unlock()
@@ -120,7 +120,7 @@ func TestSkipsNoMutexes(t *testing.T) {
 	none, some, odd := procid.ID{PID: 10, Start: 1}, procid.ID{PID: 20, Start: 2}, procid.ID{PID: 30, Start: 3}
 	mark := func(id procid.ID) string {
 		_, _, base := lockreg.ProcessFiles(dir, id)
-		return filepath.Join(dir, probe.NoMutexesFile(base))
+		return filepath.Join(dir, probeclient.NoMutexesFile(base))
 	}
 	if err := os.WriteFile(mark(none), nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -134,11 +134,11 @@ func TestSkipsNoMutexes(t *testing.T) {
 		Processes: func(string) ([]lockreg.Process, error) {
 			return []lockreg.Process{{PID: none.PID, Start: none.Start}, {PID: some.PID, Start: some.Start}, {PID: odd.PID, Start: odd.Start}}, nil
 		},
-		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probe.MutexView, error) {
+		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probeclient.MutexView, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			asked[id] = true
-			return &probe.MutexView{PID: id.PID, Start: id.Start}, nil
+			return &probeclient.MutexView{PID: id.PID, Start: id.Start}, nil
 		},
 	}
 	if _, err := src.Read(context.Background()); err != nil {
@@ -163,7 +163,7 @@ func TestReadConcurrency(t *testing.T) {
 	busy, most, asked := 0, 0, 0
 	src := Source{Dir: "run", Concurrency: limit,
 		Processes: func(string) ([]lockreg.Process, error) { return ps, nil },
-		Ask: func(context.Context, string, procid.ID, time.Duration) (*probe.MutexView, error) {
+		Ask: func(context.Context, string, procid.ID, time.Duration) (*probeclient.MutexView, error) {
 			mu.Lock()
 			busy++
 			asked++
@@ -173,7 +173,7 @@ func TestReadConcurrency(t *testing.T) {
 			mu.Lock()
 			busy--
 			mu.Unlock()
-			return &probe.MutexView{}, nil
+			return &probeclient.MutexView{}, nil
 		}}
 	done := make(chan error, 1)
 	go func() {
@@ -208,7 +208,7 @@ func TestReadConcurrency(t *testing.T) {
 func TestAskBothFallback(t *testing.T) {
 	dir := t.TempDir()
 	id := procid.ID{PID: 4242, Start: 7}
-	ln, err := net.Listen("unix", probe.SocketPath(dir, id))
+	ln, err := net.Listen("unix", probeclient.SocketPath(dir, id))
 	if err != nil {
 		t.Fatal(err)
 	}
