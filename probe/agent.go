@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 )
@@ -132,13 +133,6 @@ func Running() *Agent {
 	return running
 }
 
-// SocketPath returns the path of the control socket of the process id in the
-// run directory dir.
-func SocketPath(dir string, id procid.ID) string {
-	_, _, base := lockreg.ProcessFiles(dir, id)
-	return base + ".sock"
-}
-
 // start builds and starts an agent that answers only the user uid.
 func start(o Options, uid int) (*Agent, error) {
 	if o.Dir == "" {
@@ -169,7 +163,7 @@ func start(o Options, uid int) (*Agent, error) {
 		return nil, fmt.Errorf("probe: run directory %q: %w", o.Dir, err)
 	}
 	self := proc.Self()
-	a := &Agent{dir: dir, made: made, self: self, sock: SocketPath(dir, self), stderr: o.Stderr, uid: uid,
+	a := &Agent{dir: dir, made: made, self: self, sock: probewire.SocketPath(dir, self), stderr: o.Stderr, uid: uid,
 		role: o.Role, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
 	_, _, a.base = lockreg.ProcessFiles(dir, self)
 	if len(a.sock) > maxSocketPath {

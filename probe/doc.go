@@ -29,10 +29,10 @@
 //   - It joins the run's registry (lockreg.Open) with this process's role.
 //     Close marks the process as exited cleanly.
 //   - It serves a control socket in the run directory, <base>.sock where
-//     base is the process's lockreg.ProcessFiles base (see SocketPath):
+//     base is the process's lockreg.ProcessFiles base (Agent.SocketPath):
 //     process info, goroutine dumps, this process's locks and waiters, and
 //     its drop-in mutexes (github.com/lockwatch/lockwatch/sync) that are
-//     held or awaited. Client asks it.
+//     held or awaited. lockwatch asks it.
 //   - Its stuck hook (lockreg.Options.OnStuck) runs when an acquire has
 //     waited too long: it writes one line on stderr, naming the lock, the
 //     holder's pid and goroutine, whether the holder is alive, how long the
@@ -77,7 +77,7 @@
 //
 // The answer is one frame of JSON, at most 16 MiB:
 //
-//	{"v":1,"ok":true,"info":{...}}        Info
+//	{"v":1,"ok":true,"info":{...}}        Info (the views: internal/rt/probewire)
 //	{"v":1,"ok":true,"locks":{...}}       LockView
 //	{"v":1,"ok":true,"mutexes":{...}}     MutexView
 //	{"v":1,"ok":true,"orders":{...}}      OrderView
