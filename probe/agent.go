@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -64,7 +63,7 @@ type Agent struct {
 	stderr io.Writer
 	uid    int // the only user allowed on the socket
 
-	ln   *net.UnixListener
+	ln   *listener
 	done chan struct{} // closed by Close: every goroutine of the agent ends
 	wg   sync.WaitGroup
 	sig  chan os.Signal // nil with NoSignal
@@ -75,7 +74,7 @@ type Agent struct {
 
 	mu     sync.Mutex
 	role   string
-	conns  map[net.Conn]struct{} // open connections, closed by Close
+	conns  map[*os.File]struct{} // open connections, closed by Close
 	closed bool
 	told   map[stuckKey]string // the stuck hook's waits told, with their holder's text
 }
@@ -164,7 +163,7 @@ func start(o Options, uid int) (*Agent, error) {
 	}
 	self := proc.Self()
 	a := &Agent{dir: dir, made: made, self: self, sock: probewire.SocketPath(dir, self), stderr: o.Stderr, uid: uid,
-		role: o.Role, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
+		role: o.Role, done: make(chan struct{}), conns: make(map[*os.File]struct{})}
 	_, _, a.base = lockreg.ProcessFiles(dir, self)
 	if len(a.sock) > maxSocketPath {
 		return nil, fmt.Errorf("probe: the control socket path %q is %d bytes, more than the %d a unix socket allows; use a shorter run directory ($%s)",

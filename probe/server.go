@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"runtime"
 	"sort"
@@ -23,21 +23,6 @@ import (
 // writing (100 ms was: the answer was dropped under load).
 const errorWriteTimeout = time.Second
 
-// listen opens the control socket.
-func (a *Agent) listen() error {
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: a.sock, Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("probe: control socket: %w", err)
-	}
-	// Until the chmod, the socket has the umask's mode; the run directory
-	// (0700) and the peer check keep other users out meanwhile.
-	if err := os.Chmod(a.sock, 0o600); err != nil {
-		return errors.Join(fmt.Errorf("probe: control socket: %w", err), ln.Close())
-	}
-	a.ln = ln
-	return nil
-}
-
 // serve accepts connections until Close, and serves each in its own
 // goroutine, at most probewire.MaxConns at once.
 func (a *Agent) serve() {
@@ -45,9 +30,9 @@ func (a *Agent) serve() {
 	slots := make(chan struct{}, probewire.MaxConns)
 	var delay time.Duration
 	for {
-		c, err := a.ln.AcceptUnix()
+		c, err := a.ln.accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			// Out of file descriptors or the like: back off, as
@@ -88,7 +73,7 @@ func (a *Agent) serve() {
 }
 
 // track records an open connection for Close; false once closed.
-func (a *Agent) track(c net.Conn) bool {
+func (a *Agent) track(c *os.File) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -98,7 +83,7 @@ func (a *Agent) track(c net.Conn) bool {
 	return true
 }
 
-func (a *Agent) untrack(c net.Conn) {
+func (a *Agent) untrack(c *os.File) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.conns, c)
@@ -108,7 +93,7 @@ func (a *Agent) untrack(c net.Conn) {
 // handle serves one connection: one request, one answer. Every step has a
 // deadline, so a client that stalls costs a slot for at most probewire.RequestTimeout
 // (or probewire.AnswerTimeout once it has been answered).
-func (a *Agent) handle(c *net.UnixConn) {
+func (a *Agent) handle(c *os.File) {
 	_ = c.SetDeadline(time.Now().Add(probewire.RequestTimeout))
 	if uid, err := peerUID(c); err != nil || uid != a.uid {
 		msg := fmt.Sprintf("permission denied: peer uid %d is not this process's user (uid %d)", uid, a.uid)
@@ -185,7 +170,7 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 
 // writeAnswer writes the answer frame, and data in a second frame when the
 // answer has a dump.
-func writeAnswer(c net.Conn, ans *answer, data []byte) error {
+func writeAnswer(c io.Writer, ans *answer, data []byte) error {
 	b := ans.Raw
 	if b == nil {
 		ans.V = probewire.Version
@@ -202,7 +187,7 @@ func writeAnswer(c net.Conn, ans *answer, data []byte) error {
 
 // peerUID returns the user id of the process at the other end of c, as the
 // kernel recorded it when that process connected.
-func peerUID(c *net.UnixConn) (int, error) {
+func peerUID(c *os.File) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return -1, err
