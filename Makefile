@@ -1,7 +1,11 @@
 # lockwatch build, test and benchmark entry points. Needs only Go and the
 # module proxy; tools are pinned in tools/go.mod.
 GO        ?= go
-TOOL      := $(GO) tool -modfile=tools/go.mod
+# Tools are built from tools/go.mod outside the workspace (go.work: -modfile
+# is refused in workspace mode); staticcheck then runs inside it, so that the
+# etcd and postgres modules load against this checkout.
+TOOL      := GOWORK=off $(GO) tool -modfile=$(CURDIR)/tools/go.mod
+STATICCHECK = $$(GOWORK=off $(GO) tool -n -modfile=$(CURDIR)/tools/go.mod staticcheck)
 BIN       := bin
 # Static binaries: a cgo binary's main thread carries glibc's robust-futex
 # list, which makes lockreg fall back to liveness polling (docs/architecture.md).
@@ -28,10 +32,10 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags nolockwatch ./sync
-	$(GO) run ./internal/app/crosscheck ./sync ./internal/rt/inproc ./internal/rt/record # every GOOS/GOARCH (go tool dist list)
-	GOARCH=arm64 $(GO) vet ./sync ./internal/rt/inproc ./internal/rt/record # the arm64 fast path, with its assembly
-	$(TOOL) staticcheck ./...
-	cd bench && $(GO) vet -tags deadlock . # the comparison module (make bench-compare) still builds
+	$(GO) run ./internal/app/crosscheck ./sync ./internal/rt/inproc ./internal/rt/record ./internal/rt/seqlock ./internal/rt/heldset # every GOOS/GOARCH (go tool dist list)
+	GOARCH=arm64 $(GO) vet ./sync ./internal/rt/inproc ./internal/rt/record ./internal/rt/seqlock ./internal/rt/heldset # the arm64 fast path, with its assembly
+	$(STATICCHECK) ./...
+	cd bench && GOWORK=off $(GO) vet -tags deadlock . # the comparison module (make bench-compare, outside the workspace) still builds
 
 ## demo: the demo pipeline in its hanging mode, under lockwatch, ending in the report.
 ## (Not echoed: the output is the demo's and lockwatch's only.)
@@ -50,7 +54,7 @@ docs-reports:
 ## comparison with go-deadlock (bench/, a module of its own).
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -count $(COUNT) ./... | tee bench.txt
-	cd bench && $(GO) test -tags deadlock -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
+	cd bench && GOWORK=off $(GO) test -tags deadlock -run '^$$' -bench '$(BENCH)' -count $(COUNT) . | tee ../bench-compare.txt
 	$(TOOL) benchstat bench.txt
 	$(TOOL) benchstat -col /impl bench-compare.txt
 
@@ -83,7 +87,7 @@ FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:Fuz
   ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
   ./probe:FuzzDecodeAnswer ./internal/diag/proc:FuzzParseStat ./internal/diag/liveness:FuzzScanMaps \
   ./internal/diag/safeout:FuzzWriter ./internal/diag/jsonbudget:FuzzValues ./internal/app/pipeline:FuzzFrameReader \
-  ./internal/diag/goproc:FuzzPclntab ./internal/source/filelocksrc:FuzzParse ./internal/app/cli:FuzzIndentJSON
+  ./internal/diag/goproc:FuzzPclntab ./internal/source/filelocksrc:FuzzParse ./reportcmd:FuzzIndentJSON
 fuzz:
 	@for t in $(FUZZTARGETS); do \
 	  pkg=$${t%%:*}; name=$${t##*:}; \
@@ -149,7 +153,7 @@ demo-etcd: build build-etcd
 ## against an embedded etcd), under the race detector; part of 'make test'.
 ## Its cost: docs/benchmarks.md, "The etcd tests in make test".
 test-etcd:
-	cd etcd && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod staticcheck ./...
+	cd etcd && $(GO) vet ./... && $(STATICCHECK) ./...
 	cd etcd && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 ## build-pg: lockwatch-pg (which lockwatch runs for attach/watch
@@ -165,5 +169,5 @@ build-pg:
 ## when run as root) or $$LOCKWATCH_TEST_POSTGRES; skipped with a note when
 ## neither exists. Part of 'make test'. Its cost: docs/benchmarks.md.
 test-pg:
-	cd postgres && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod staticcheck ./...
+	cd postgres && $(GO) vet ./... && $(STATICCHECK) ./...
 	cd postgres && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m ./...

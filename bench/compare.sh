@@ -10,6 +10,9 @@ count=${COUNT:-6}
 benchtime=${BENCHTIME:-1s}
 base=${1:-}
 go=${GO:-go}
+# bench/ is a module of its own outside the workspace (go.work): its go.mod
+# replaces the main module by this checkout (BASE: by another one).
+export GOWORK=off
 cd "$(dirname "$0")"
 scen='^Benchmark(Uncontended|OneLock|OwnLocks)$'
 new=../bench-compare.txt
@@ -32,9 +35,9 @@ for i in $(seq "$count"); do
 	$go test -run '^$' -bench '^BenchmarkCreate$' -benchtime 1000x -count 1 . >>"$new"
 done
 if [ -n "$base" ]; then
-	$go tool -modfile=../tools/go.mod benchstat old="$old" new="$new"
+	$GOWORK=off GOWORK=off go tool -modfile=../tools/go.mod benchstat old="$old" new="$new"
 	$go run ./ratios "$old" "$new"
 else
-	$go tool -modfile=../tools/go.mod benchstat -col /impl "$new"
+	$GOWORK=off GOWORK=off go tool -modfile=../tools/go.mod benchstat -col /impl "$new"
 	$go run ./ratios "$new"
 fi

@@ -2,8 +2,6 @@ module github.com/lockwatch/lockwatch/etcd
 
 go 1.26.0
 
-replace github.com/lockwatch/lockwatch => ../
-
 require (
 	github.com/lockwatch/lockwatch v0.0.0-00010101000000-000000000000
 	go.etcd.io/etcd/api/v3 v3.7.3

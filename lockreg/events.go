@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"unsafe"
+
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // EventKind is what happened in a lock event.
@@ -84,24 +86,24 @@ func (r *Registry) recordHeld(kind EventKind, lock uint32, goid int64, stack uin
 // appendHeld appends a holder event to the holder ring of lock slot s,
 // whose ring header is ring, first holder slot slot0, and holder slots
 // mask+1 (a Mutex keeps these, so that its acquire and release compute
-// none of them). Only the holder writes the holder ring, so plain stores
-// under the slot's sequence number suffice (the seqlock argument of
-// records.go): odd 2t+1, the fields, even 2t+2, then the head. A holder
-// that dies mid-write leaves the slot odd and the head at t; the next
-// holder writes the same slot again, from the odd value.
+// none of them). Only the holder writes the holder ring, so it writes the
+// slot under its sequence number without a claim (internal/rt/seqlock): odd
+// 2t+1, the fields, even 2t+2, then the head. A holder that dies mid-write
+// leaves the slot odd and the head at t; the next holder writes the same
+// slot again, from the odd value.
 func (r *Registry) appendHeld(s *lockSlot, ring *ringHdr, slot0 *eventSlot, mask uint32, kind EventKind, goid int64, stack uint64, t int64) {
 	h := s.holder.ring.Load()
 	e := (*eventSlot)(unsafe.Add(unsafe.Pointer(slot0), uintptr(h&mask)*eventSize))
 	seq := 2*uint64(h) + 1
-	storeOdd64(&e.seq, seq)
-	store32(&e.what, eventWhat(kind, uint32(ring.waitTicket.Load())))
-	store32(&e.pid, r.pid)
-	store64(&e.start, r.self.Start)
-	store64(&e.goid, uint64(goid))
-	storeI64(&e.time, t)
-	store64(&e.stack, stack)
-	store64(&e.seq, seq+1)
-	store32(&s.holder.ring, h+1)
+	e.seq.BeginAt(seq)
+	seqlock.Store32(&e.what, eventWhat(kind, uint32(ring.waitTicket.Load())))
+	seqlock.Store32(&e.pid, r.pid)
+	seqlock.Store64(&e.start, r.self.Start)
+	seqlock.Store64(&e.goid, uint64(goid))
+	seqlock.StoreInt64(&e.time, t)
+	seqlock.Store64(&e.stack, stack)
+	e.seq.End(seq + 1)
+	seqlock.Store32(&s.holder.ring, h+1)
 }
 
 // recordAs appends a waiter event on behalf of the process pid with start
@@ -121,19 +123,17 @@ func (r *Registry) recordAs(kind EventKind, lock, pid uint32, start uint64, goid
 	tk := a.ring(lock).waitTicket.Add(1) - 1
 	e := a.ringSlot(lock, uint32(half+tk&(half-1)))
 	cur := e.seq.Load()
-	if cur&1 != 0 || cur >= 2*tk+1 || !e.seq.CompareAndSwap(cur, 2*tk+1) {
+	if cur&1 != 0 || cur >= 2*tk+1 || !e.seq.Claim(cur, 2*tk+1) {
 		a.hdr.dropped.Add(1)
 		return
 	}
-	// The CAS above is a full barrier; the field stores below are ordered
-	// before the final seq store as in a seqlock (relaxed_amd64.go).
-	store32(&e.what, eventWhat(kind, 0))
-	store32(&e.pid, pid)
-	store64(&e.start, start)
-	store64(&e.goid, uint64(goid))
-	storeI64(&e.time, t)
-	store64(&e.stack, stack)
-	store64(&e.seq, 2*tk+2)
+	seqlock.Store32(&e.what, eventWhat(kind, 0))
+	seqlock.Store32(&e.pid, pid)
+	seqlock.Store64(&e.start, start)
+	seqlock.Store64(&e.goid, uint64(goid))
+	seqlock.StoreInt64(&e.time, t)
+	seqlock.Store64(&e.stack, stack)
+	e.seq.End(2*tk + 2)
 }
 
 // rawEvent is an event as read from a ring, before names and wall times.
@@ -202,7 +202,7 @@ func readSlot(e *eventSlot, want uint64) (rawEvent, bool) {
 	kind, pos := splitWhat(e.what.Load())
 	ev := rawEvent{kind: kind, ticket: uint64(pos), pid: e.pid.Load(), start: e.start.Load(), goid: e.goid.Load(),
 		time: e.time.Load(), stack: e.stack.Load()}
-	return ev, e.seq.Load() == want
+	return ev, e.seq.Valid(want)
 }
 
 // readEvents reads the rings of locks [0, n) and merges them by time into

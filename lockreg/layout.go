@@ -3,6 +3,8 @@ package lockreg
 import (
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // The arena is one file, mapped MAP_SHARED by every process of a run. All
@@ -90,16 +92,16 @@ type header struct {
 // one process to the next by a CAS on owner, which holds the claimant's pid
 // and a generation that every claim increments, so that a claim made on a
 // stale reading of the slot always fails. The claimant then writes the
-// other fields under seq, a seqlock (records.go), with tag = its owner value:
-// a reader's copy describes the process of claim tag, and only that claim.
-// Only the claiming process writes the fields. Never-claimed slots (owner 0)
+// other fields under seq, a seqlock (internal/rt/seqlock), with tag = its
+// owner value: a reader's copy describes the process of claim tag, and only
+// that claim. Only the claiming process writes the fields. Never-claimed slots (owner 0)
 // all follow the claimed ones: slots are claimed first in order, and a
 // reclaimed slot goes from one owner to the next without being free.
 type procSlot struct {
 	state      atomic.Uint32 // 0 procFree, procRunning, procExited (under seq)
 	pid        atomic.Uint32 // 4 (under seq)
 	flags      atomic.Uint32 // 8 procRobust (under seq)
-	seq        atomic.Uint32 // 12 seqlock over the fields marked "under seq"
+	seq        seqlock.Seq32 // 12 seqlock over the fields marked "under seq"
 	start      atomic.Uint64 // 16 /proc/PID/stat starttime, clock ticks (under seq)
 	registered atomic.Int64  // 24 CLOCK_MONOTONIC ns (under seq)
 	exited     atomic.Int64  // 32 CLOCK_MONOTONIC ns, when state became procExited (under seq)
@@ -116,10 +118,11 @@ const (
 	procRobust = 1 // the kernel's robust list protects this process's locks
 )
 
-// holderRec is a lock's holder record, under a seqlock: the holder makes seq
-// odd, writes the fields, makes seq even. Only the holder writes it.
+// holderRec is a lock's holder record, under a seqlock (internal/rt/seqlock):
+// the holder makes seq odd, writes the fields, makes seq even. Only the
+// holder writes it.
 type holderRec struct {
-	seq  atomic.Uint32 // 16 (offsets within lockSlot)
+	seq  seqlock.Seq32 // 16 (offsets within lockSlot)
 	proc atomic.Uint32 // 20 process-table index + 1; 0 = none
 	pid  atomic.Uint32 // 24
 	// ring is not part of the record: it is the head of the lock's holder
@@ -148,7 +151,7 @@ type lockSlot struct {
 // A process claims a slot by CAS(owner, 0, pid) and frees it by storing 0.
 // The rest is under a seqlock as in holderRec.
 type waiterSlot struct {
-	seq   atomic.Uint32 // 0
+	seq   seqlock.Seq32 // 0
 	owner atomic.Uint32 // 4 pid that claimed the slot; 0 = free
 	lock  atomic.Uint32 // 8 lock index + 1; 0 = not waiting
 	proc  atomic.Uint32 // 12 process-table index + 1
@@ -171,7 +174,7 @@ type waiterSlot struct {
 //
 // Waiter events (wait, stuck, timeout, owner-died) come from any number of
 // goroutines at once: a writer takes ticket t from waitTicket and claims
-// slot t % (ringSlots/2) with a CAS of its seq, as in records.go.
+// slot t % (ringSlots/2) with a CAS of its seq (seqlock.Seq64.Claim).
 type ringHdr struct {
 	waitTicket atomic.Uint64 // 0 next waiter-ring ticket
 	_          [56]byte      // 8
@@ -181,7 +184,7 @@ type ringHdr struct {
 // time, never by a process-table slot, since slots are reused
 // (docs/registry-format.md).
 type eventSlot struct {
-	seq   atomic.Uint64 // 0 2t+1 while ticket t is written, 2t+2 once complete
+	seq   seqlock.Seq64 // 0 2t+1 while ticket t is written, 2t+2 once complete
 	what  atomic.Uint32 // 8 kind<<24 | pos: holder ring, the low 24 bits of waitTicket when written (its place among waiter events); waiter ring, 0
 	pid   atomic.Uint32 // 12
 	start atomic.Uint64 // 16 the process's start time

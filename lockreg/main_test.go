@@ -15,14 +15,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 )
 
 // Cross-process tests re-run the test binary with a role in its environment.
 // Named waits instead of bare sleeps:
 const (
-	// probablyStillBlocked is how long a blocked process is given to show
-	// that it is not blocked after all.
-	probablyStillBlocked = 10 * time.Second
+	probablyStillBlocked = testbound.ProbablyStillBlocked
 	// quiescent is a pause after which a wait that had to start has started.
 	quiescent = 50 * time.Millisecond
 	// progressBound bounds a wait for a child to print what it must print:

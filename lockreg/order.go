@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/lockwatch/lockwatch/internal/rt/heldset"
 )
 
 // Lock order. When a goroutine acquires lock B while it holds lock A (taken
@@ -23,17 +25,12 @@ import (
 // pid, start time, goroutine and the stack ids of both acquires (the
 // holder's, from its holder record, and the new one).
 //
-// Which locks a goroutine holds is tracked in this process, without any
-// lock: a table of buckets chosen by goroutine id, each of heldCells cells
-// holding the index + 1 of a lock held by a goroutine of the bucket. An
-// acquire reads its bucket's cells (one cache line) and stores its lock into
-// a free one; a release clears it, in the bucket of the goroutine the
-// holder record names (any goroutine may Unlock). A goroutine that holds
-// nothing finds its bucket empty and goes on: no edge is looked up. The
-// cells are written with plain stores (storeCell), not claimed by CAS: two
-// goroutines of one bucket that store into the same free cell at the same
-// moment lose one of the two cells, and the edges from that lock are missed
-// while it is held; none is invented, because a cell naming a lock is an
+// Which locks a goroutine holds is tracked in this process by a held-lock
+// table (internal/rt/heldset), whose cells hold the index + 1 of a lock held
+// by a goroutine of the bucket; a release clears the cell in the bucket of
+// the goroutine the holder record names (any goroutine may Unlock). A
+// goroutine that holds nothing finds its bucket empty and goes on: no edge
+// is looked up. No edge is invented from a cell: a cell naming a lock is an
 // edge only when the lock's holder record names this process and this
 // goroutine (nested). So a bucket shared by two goroutines, a cell being
 // cleared, a lock unlocked by another goroutine and a lost cell never give
@@ -49,8 +46,7 @@ const (
 	limitEdges     = 1 << 20
 	orderHeaderOff = 1024 // offset of orderHeader in the header page
 
-	heldBuckets = 1024 // per process; a power of two
-	heldCells   = 15   // locks held at once by the goroutines of a bucket
+	heldCells = 15 // locks held at once by the goroutines of a bucket: two cache lines
 )
 
 // orderHeader is the edges section's entry in the section table and its
@@ -126,33 +122,16 @@ func log2(n uint32) uint {
 // orderState is a process's part of lock ordering: who holds what, and
 // the edges it knows are in the arena.
 type orderState struct {
-	held  [heldBuckets]heldBucket
+	held  heldset.Table[[heldCells]uint64]
 	known []atomic.Uint64 // open addressing, a power of two; keys of edges recorded (or dropped) by this process
 	kbits uint
 }
 
-// heldBucket is a cache line of cells, each the index + 1 of a lock held
-// by a goroutine whose id falls in the bucket (0 = free), and n, the number
-// of cells in use as the bucket's goroutines last wrote it. n lets the
-// acquire of a goroutine whose bucket is empty skip the scan. It is written
-// with plain stores, like the cells, so two goroutines of one bucket racing
-// may leave it off: too high, and the next acquire scans and counts again;
-// too low (0 while a cell is in use), and an acquire takes cell 0 without
-// looking at the others. Either way an edge may be missed, never invented.
-type heldBucket struct {
-	cells [heldCells]atomic.Uint32
-	n     atomic.Uint32
-}
-
-var _ [0]byte = [unsafe.Sizeof(heldBucket{}) - 64]byte{}
+var _ [0]byte = [unsafe.Sizeof(heldset.Bucket[[heldCells]uint64]{}) - 128]byte{}
 
 func newOrderState(maxEdges uint32) *orderState {
 	n := min(ceilPow2Any(2*maxEdges), 1<<16)
 	return &orderState{known: make([]atomic.Uint64, n), kbits: log2(n)}
-}
-
-func bucketOf(goid int64) uint32 {
-	return uint32((uint64(goid) * 0x9E3779B97F4A7C15) >> (64 - 10))
 }
 
 // knownProbes bounds the probes of the known set: past them a key is not
@@ -192,42 +171,20 @@ func (o *orderState) addKnown(k uint64) {
 // pinned on the fast path). In an empty bucket (a goroutine that holds
 // nothing, the common case) it is a load and two plain stores.
 func (r *Registry) heldAcquired(idx uint32, goid int64, stack uint64) {
-	b := &r.order.held[bucketOf(goid)]
-	if b.n.Load() == 0 {
-		storeCell(&b.cells[0], idx+1)
-		storeCell(&b.n, 1)
-		return
+	if b := r.order.held.Of(goid); !b.HoldFirst(uint64(idx) + 1) {
+		r.heldNested(b, idx, goid, stack)
 	}
-	r.heldScan(b, idx, goid, stack)
 }
 
-// heldScan is heldAcquired in a bucket with cells in use: each cell is
-// looked at (an edge, if its lock is this goroutine's), idx takes a free
-// one, and n is counted again.
+// heldNested is heldAcquired in a bucket with cells in use: an edge from
+// each lock of the bucket that this goroutine holds; a lock that finds no
+// free cell is counted untracked.
 //
 //go:noinline
-func (r *Registry) heldScan(b *heldBucket, idx uint32, goid int64, stack uint64) {
-	free, n := -1, uint32(0)
-	for i := range b.cells {
-		v := b.cells[i].Load()
-		if v == 0 {
-			if free < 0 {
-				free = i
-			}
-			continue
-		}
-		n++
-		if v-1 != idx {
-			r.nested(v-1, idx, goid, stack)
-		}
-	}
-	if free < 0 {
+func (r *Registry) heldNested(b *heldset.Bucket[[heldCells]uint64], idx uint32, goid int64, stack uint64) {
+	if !b.Hold(uint64(idx)+1, func(c uint64) { r.nested(uint32(c-1), idx, goid, stack) }) {
 		r.a.ord.untracked.Add(1)
-		storeCell(&b.n, n)
-		return
 	}
-	storeCell(&b.cells[free], idx+1)
-	storeCell(&b.n, n+1)
 }
 
 // heldReleased is called by Unlock once it has cleared the holder record
@@ -235,32 +192,9 @@ func (r *Registry) heldScan(b *heldBucket, idx uint32, goid int64, stack uint64)
 // is released: so the next holder's cell is never the one cleared here.
 // If idx is the bucket's one cell, it is a compare and two plain stores.
 func (r *Registry) heldReleased(idx uint32, goid int64) {
-	b := &r.order.held[bucketOf(goid)]
-	if b.cells[0].Load() == idx+1 && b.n.Load() == 1 {
-		storeCell(&b.cells[0], 0)
-		storeCell(&b.n, 0)
-		return
+	if b := r.order.held.Of(goid); !b.UnholdOnly(uint64(idx) + 1) {
+		b.Unhold(uint64(idx) + 1)
 	}
-	heldUnscan(b, idx)
-}
-
-// heldUnscan is heldReleased in a bucket of several cells: it clears the
-// cell of idx, if the bucket has one, and counts the cells in use again.
-//
-//go:noinline
-func heldUnscan(b *heldBucket, idx uint32) {
-	cleared, n := false, uint32(0)
-	for i := range b.cells {
-		switch v := b.cells[i].Load(); {
-		case v == 0:
-		case v == idx+1 && !cleared:
-			storeCell(&b.cells[i], 0)
-			cleared = true
-		default:
-			n++
-		}
-	}
-	storeCell(&b.n, n)
 }
 
 // nested handles a cell of the acquiring goroutine's bucket: if lock from

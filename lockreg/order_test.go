@@ -324,7 +324,7 @@ func TestOrderSharedBucket(t *testing.T) {
 	a, _ := r.Mutex("A")
 	b, _ := r.Mutex("B")
 	ctx := context.Background()
-	mine := bucketOf(curGoid())
+	mine := r.order.held.Of(curGoid())
 	// Start goroutines until one shares our bucket (1 in 1024); it takes
 	// A, says so, and releases A when told.
 	type peer struct{ locked, release, done chan error }
@@ -336,7 +336,7 @@ func TestOrderSharedBucket(t *testing.T) {
 		q := &peer{locked: make(chan error), release: make(chan error), done: make(chan error)}
 		match := make(chan bool)
 		go func() {
-			if bucketOf(curGoid()) != mine {
+			if r.order.held.Of(curGoid()) != mine {
 				match <- false
 				return
 			}
@@ -385,7 +385,7 @@ func TestOrderSharedBucketRace(t *testing.T) {
 	}
 	defer r.Close()
 	ctx := context.Background()
-	bucket := bucketOf(curGoid())
+	bucket := r.order.held.Of(curGoid())
 	start := make(chan struct{})
 	errs := make(chan error, goroutines)
 	for g, tries := 0, 0; g < goroutines; tries++ {
@@ -396,7 +396,7 @@ func TestOrderSharedBucketRace(t *testing.T) {
 		a, _ := r.Mutex(fmt.Sprintf("g%d.a", g))
 		b, _ := r.Mutex(fmt.Sprintf("g%d.b", g))
 		go func() {
-			if bucketOf(curGoid()) != bucket {
+			if r.order.held.Of(curGoid()) != bucket {
 				match <- false
 				return
 			}
@@ -472,12 +472,13 @@ func TestNestedTornHolderRecord(t *testing.T) {
 	}
 	h := &r.a.lock(a.idx).holder
 	seq := h.seq.Load()
-	h.seq.Store(seq | 1) // a writer in the middle of the record
-	defer h.seq.Store((seq | 1) + 1)
-	bk := &r.order.held[bucketOf(curGoid())]
-	bk.cells[0].Store(a.idx + 1)
-	bk.n.Store(1)
-	defer func() { bk.cells[0].Store(0); bk.n.Store(0) }()
+	h.seq.BeginAt(seq | 1) // a writer in the middle of the record
+	defer h.seq.End((seq | 1) + 1)
+	bk := r.order.held.Of(curGoid()) // this goroutine holds a, by its cell
+	if !bk.HoldFirst(uint64(a.idx) + 1) {
+		t.Fatal("this goroutine's bucket is not empty")
+	}
+	defer bk.UnholdOnly(uint64(a.idx) + 1)
 	if err := b.Lock(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,32 +1,16 @@
 package lockreg
 
 import (
-	"runtime"
-
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 	"github.com/lockwatch/lockwatch/procid"
 )
 
-// The seqlock protocol, for holder and waiter records. A record has one
-// writer at a time (the lock's holder; the waiter slot's owner). The writer
-// makes seq odd with a sync/atomic store, stores the fields, makes seq even.
-// A reader loads seq, loads the fields, loads seq again (all with
-// sync/atomic, sequentially consistent in Go's memory model), and keeps the
-// copy only if both loads saw the same even value: if the reader's second
-// load sees the value stored before (or after) a field store, its field load
-// was ordered after (or before) that store, so an unchanged even seq proves
-// that no field store happened between the reader's loads. Processes that
-// share the mapping are threads sharing memory as far as the CPU is
-// concerned, so the argument holds across processes.
-//
-// The odd store must be an atomic store: a plain store to seq followed by
-// another plain store to seq is a dead store the compiler removes (it did,
-// and tests now catch it: TestSeqlockNeverTorn). The field stores and the
-// final even store may be plain on amd64 (relaxed_amd64.go).
-//
-// A writer that dies mid-write leaves seq odd. The next writer starts from
-// the next even value; readers that find seq odd give up after a few tries
-// and report the record as torn rather than wait.
+// Holder, waiter and process records are written and read under the
+// seqlock protocol of internal/rt/seqlock, whose doc argues why a copy kept
+// is never torn. A writer that died mid-write leaves its record odd: readers
+// give up after a few tries and report it as torn rather than wait, and the
+// next writer starts from the next even value.
 
 // readTries bounds the retries of one record read.
 const readTries = 16
@@ -39,15 +23,14 @@ type holderCopy struct {
 }
 
 func (h *holderRec) set(procIdx, pid uint32, start uint64, goid int64, stack uint64, since int64) {
-	s := (h.seq.Load() + 1) &^ 1 // even, also after a writer died mid-write
-	storeOdd32(&h.seq, s+1)
-	store32(&h.proc, procIdx)
-	store32(&h.pid, pid)
-	store64(&h.start, start)
-	store64(&h.goid, uint64(goid))
-	store64(&h.stack, stack)
-	storeI64(&h.since, since)
-	store32(&h.seq, s+2)
+	end := h.seq.Begin()
+	seqlock.Store32(&h.proc, procIdx)
+	seqlock.Store32(&h.pid, pid)
+	seqlock.Store64(&h.start, start)
+	seqlock.Store64(&h.goid, uint64(goid))
+	seqlock.Store64(&h.stack, stack)
+	seqlock.StoreInt64(&h.since, since)
+	h.seq.End(end)
 }
 
 // clear empties the record by storing 0 in pid alone, without the sequence:
@@ -55,26 +38,17 @@ func (h *holderRec) set(procIdx, pid uint32, start uint64, goid int64, stack uin
 // means no record, and both are consistent. (proc and the rest are left; a
 // record with pid 0 is never read further.)
 func (h *holderRec) clear() {
-	store32(&h.pid, 0)
+	seqlock.Store32(&h.pid, 0)
 }
 
 // read returns a consistent copy, or ok=false if the record stayed torn
 // through tries attempts.
 func (h *holderRec) read(tries int) (c holderCopy, ok bool) {
-	for try := 0; try < tries; try++ {
-		if try > 0 {
-			runtime.Gosched()
-		}
-		s1 := h.seq.Load()
-		if s1&1 == 0 {
-			c = holderCopy{proc: h.proc.Load(), pid: h.pid.Load(), start: h.start.Load(),
-				goid: h.goid.Load(), stack: h.stack.Load(), since: h.since.Load()}
-			if h.seq.Load() == s1 {
-				return c, true
-			}
-		}
-	}
-	return c, false
+	_, ok = h.seq.Read(tries, func() {
+		c = holderCopy{proc: h.proc.Load(), pid: h.pid.Load(), start: h.start.Load(),
+			goid: h.goid.Load(), stack: h.stack.Load(), since: h.since.Load()}
+	})
+	return c, ok
 }
 
 // waiterCopy is a consistent copy of a waiter record.
@@ -88,20 +62,11 @@ type waiterCopy struct {
 // read returns a consistent copy of a waiter record, or ok=false if it
 // stayed torn through tries attempts.
 func (w *waiterSlot) read(tries int) (c waiterCopy, ok bool) {
-	for try := 0; try < tries; try++ {
-		if try > 0 {
-			runtime.Gosched()
-		}
-		s1 := w.seq.Load()
-		if s1&1 == 0 {
-			c = waiterCopy{pid: w.pid.Load(), lock: w.lock.Load(), proc: w.proc.Load(), start: w.start.Load(),
-				goid: w.goid.Load(), stack: w.stack.Load(), since: w.since.Load(), seq: s1}
-			if w.seq.Load() == s1 {
-				return c, true
-			}
-		}
-	}
-	return c, false
+	c.seq, ok = w.seq.Read(tries, func() {
+		c = waiterCopy{pid: w.pid.Load(), lock: w.lock.Load(), proc: w.proc.Load(), start: w.start.Load(),
+			goid: w.goid.Load(), stack: w.stack.Load(), since: w.since.Load()}
+	})
+	return c, ok
 }
 
 // claimWaiter takes a free waiter slot and fills it. It returns nil when the
@@ -122,16 +87,15 @@ func (r *Registry) claimWaiter(lock uint32, goid int64, stack uint64, since int6
 			if !w.owner.CompareAndSwap(owner, r.pid) {
 				continue
 			}
-			s := (w.seq.Load() + 1) &^ 1
-			w.seq.Store(s + 1)
-			w.pid.Store(r.pid)
-			w.proc.Store(r.procIdx + 1)
-			w.start.Store(r.self.Start)
-			w.goid.Store(uint64(goid))
-			w.stack.Store(stack)
-			w.since.Store(since)
-			w.lock.Store(lock + 1)
-			w.seq.Store(s + 2)
+			end := w.seq.Begin()
+			seqlock.Store32(&w.pid, r.pid)
+			seqlock.Store32(&w.proc, r.procIdx+1)
+			seqlock.Store64(&w.start, r.self.Start)
+			seqlock.Store64(&w.goid, uint64(goid))
+			seqlock.Store64(&w.stack, stack)
+			seqlock.StoreInt64(&w.since, since)
+			seqlock.Store32(&w.lock, lock+1)
+			w.seq.End(end)
 			return w
 		}
 	}
@@ -154,11 +118,10 @@ func (r *Registry) releaseWaiter(w *waiterSlot) {
 	if w == nil {
 		return
 	}
-	s := (w.seq.Load() + 1) &^ 1
-	w.seq.Store(s + 1)
-	w.lock.Store(0)
-	w.pid.Store(0)
-	w.seq.Store(s + 2)
+	end := w.seq.Begin()
+	seqlock.Store32(&w.lock, 0)
+	seqlock.Store32(&w.pid, 0)
+	w.seq.End(end)
 	w.owner.Store(0)
 }
 
@@ -174,36 +137,25 @@ type procCopy struct {
 // it stayed torn through tries attempts (its writer died mid-write, or is
 // writing).
 func (p *procSlot) read(tries int) (c procCopy, ok bool) {
-	for try := 0; try < tries; try++ {
-		if try > 0 {
-			runtime.Gosched()
-		}
-		s1 := p.seq.Load()
-		if s1&1 == 0 {
-			c = procCopy{state: p.state.Load(), pid: p.pid.Load(), flags: p.flags.Load(), start: p.start.Load(),
-				registered: p.registered.Load(), exited: p.exited.Load(), tag: p.tag.Load()}
-			if p.seq.Load() == s1 {
-				return c, true
-			}
-		}
-	}
-	return c, false
+	_, ok = p.seq.Read(tries, func() {
+		c = procCopy{state: p.state.Load(), pid: p.pid.Load(), flags: p.flags.Load(), start: p.start.Load(),
+			registered: p.registered.Load(), exited: p.exited.Load(), tag: p.tag.Load()}
+	})
+	return c, ok
 }
 
 // write stores c under the entry's seqlock. Called by the slot's owner
-// only, with the Registry's pmu held. These stores are sync/atomic ones: the
-// process table is written at Open and Close, never on a lock's fast path.
+// only, with the Registry's pmu held.
 func (p *procSlot) write(c procCopy) {
-	s := (p.seq.Load() + 1) &^ 1
-	p.seq.Store(s + 1)
-	p.state.Store(c.state)
-	p.pid.Store(c.pid)
-	p.flags.Store(c.flags)
-	p.start.Store(c.start)
-	p.registered.Store(c.registered)
-	p.exited.Store(c.exited)
-	p.tag.Store(c.tag)
-	p.seq.Store(s + 2)
+	end := p.seq.Begin()
+	seqlock.Store32(&p.state, c.state)
+	seqlock.Store32(&p.pid, c.pid)
+	seqlock.Store32(&p.flags, c.flags)
+	seqlock.Store64(&p.start, c.start)
+	seqlock.StoreInt64(&p.registered, c.registered)
+	seqlock.StoreInt64(&p.exited, c.exited)
+	seqlock.Store64(&p.tag, c.tag)
+	p.seq.End(end)
 }
 
 // procSlotOf returns the process-table slot that a record's hint (slot + 1)

@@ -108,7 +108,7 @@ func TestWaiterRingSurvivesALostTicket(t *testing.T) {
 	// overwritten: its later events are dropped and counted.
 	half := r.a.g.ringSlots / 2
 	e := r.a.ringSlot(m.idx, half)
-	e.seq.Store(e.seq.Load() | 1)
+	e.seq.BeginAt(e.seq.Load() | 1)
 	waits(8)
 	s, _ = ReadSnapshot(dir)
 	if s.EventsDropped != 2 || len(s.Events) != 3 {
@@ -137,7 +137,7 @@ func TestHolderRingAfterAWriterDiedMidWrite(t *testing.T) {
 	// A holder died after making its slot odd, before advancing the head.
 	h := m.s.holder.ring.Load()
 	half := r.a.g.ringSlots / 2
-	r.a.ringSlot(m.idx, h&(half-1)).seq.Store(2*uint64(h) + 1)
+	r.a.ringSlot(m.idx, h&(half-1)).seq.BeginAt(2*uint64(h) + 1)
 	s, _ := ReadSnapshot(dir)
 	if got := eventKinds(s); len(s.Events) != 2 {
 		t.Fatalf("with the next slot mid-write: events %s; want the acquire and release before it", got)
@@ -160,10 +160,10 @@ func TestSnapshotOfTornRecordsReturns(t *testing.T) {
 	}
 	// Every writer died mid-write: every record stays odd.
 	for i := uint32(0); i < 64; i++ {
-		r.a.lock(i).holder.seq.Store(1)
+		r.a.lock(i).holder.seq.BeginAt(1)
 		w := r.a.waiter(i)
 		w.owner.Store(4242)
-		w.seq.Store(1)
+		w.seq.BeginAt(1)
 	}
 	s, err := ReadSnapshot(dir)
 	if err != nil {

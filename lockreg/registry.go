@@ -380,14 +380,14 @@ func (r *Registry) Robust() bool { return r.robust }
 //
 // Unmapping is safe once no goroutine can still touch the mapping. Blocking
 // calls are counted (enter, leave): Close wakes the ones asleep on a word,
-// and waits for the count to drop to 0. The fast paths (Lock's first CAS,
-// Unlock, TryLock's first CAS) are not counted, which would cost two atomic
-// additions each; they run pinned to their P instead (runtime.procPin, as
-// sync.Pool does), and check closed inside the pinned section. A pinned
-// goroutine cannot be preempted, so a stop-the-world cannot begin while one
-// is inside such a section; Close, after storing closed, stops the world
-// once (runtime.ReadMemStats does), and then every fast path either has
-// finished or will see closed. This leans on the runtime's scheduler, not
+// and waits for the count to drop to 0; TryLock is counted too. The fast
+// paths (Lock's first CAS, Unlock) are not counted, which would cost two
+// atomic additions each; they run pinned to their P instead
+// (runtime.procPin, as sync.Pool does), and check closed inside the pinned
+// section. A pinned goroutine cannot be preempted, so a stop-the-world
+// cannot begin while one is inside such a section; Close, after storing
+// closed, stops the world once (runtime.ReadMemStats does), and then every
+// fast path either has finished or will see closed. This leans on the runtime's scheduler, not
 // on the memory model, like sync.Pool's own cleanup.
 func (r *Registry) Close() error {
 	if r.closed.Swap(true) {

@@ -17,6 +17,11 @@
 //		return snap, nil
 //	}
 //
+// What one kind knows and the others do not (a file lock's range, lockreg's
+// futex word, an etcd lease) is a named fact (Facts), never a field here: a
+// new kind of lock changes neither this model nor the report. Every source
+// passes the conformance suite, lockstate/lockstatetest.
+//
 // The values are plain data: the diagnosis is a pure function of a
 // Snapshot and the liveness of the processes it names. Only the stacks are
 // read through an interface (Resolver), when the report is built, since a
@@ -132,22 +137,23 @@ func (l *Lock) Key() Key { return Key{Kind: l.Kind, Name: l.Name} }
 // Key names a lock among the locks of every kind.
 type Key struct{ Kind, Name string }
 
-// Facts are backend facts about a lock. A backend fills the fields that
-// apply to it.
+// Facts are a backend's own facts about a lock or a process: what the
+// diagnosis never uses but a reader may want (a file lock's type and range,
+// a PostgreSQL lock's mode, lockreg's futex word, an etcd holder's lease).
+// The report shows them as they are, by name, so that a new kind of lock
+// shows what it knows without a change to the model or the report.
 type Facts struct {
-	// Word is a lockreg lock's futex word: the holder's pid in the low 30
-	// bits, FUTEX_WAITERS and FUTEX_OWNER_DIED above.
-	Word uint32
-	// Extra are the backend's own facts, by name, in the order the backend
-	// gives them ("type": "FLOCK WRITE", "file": "/var/lib/app.lock"): the
-	// report shows them as they are, so that a new kind of lock shows what
-	// it knows without a change to the report.
+	// Extra are the facts, by name, in the order the backend gives them
+	// ("type": "FLOCK WRITE", "file": "/var/lib/app.lock").
 	Extra []Fact
 }
 
-// A Fact is one named fact about a lock (Facts.Extra).
+// A Fact is one named fact (Facts.Extra).
 type Fact struct {
 	Name, Value string
+	// Raw marks a value for programs rather than for readers (a lock word
+	// in hex): the JSON report has it; the tables and graphs leave it out.
+	Raw bool
 }
 
 // A Holder is a goroutine that holds a lock.
@@ -193,13 +199,13 @@ type Process struct {
 	// its session), at ClosedAt.
 	Closed   bool
 	ClosedAt time.Time
-	// Robust: the kernel marks the process's locks OWNER_DIED if it dies
-	// (lockreg's robust-futex list).
-	Robust bool
 	// Status is what the backend itself knows of the process's life: a
 	// store that expired its lease says Expired. Unknown leaves the check to
 	// the host, which can check only processes of this machine (Host "").
 	Status procid.Status
+	// Facts are the backend's own facts about the process (lockreg: whether
+	// the kernel marks its locks if it dies), shown, never used.
+	Facts Facts
 }
 
 // An Event is one recent event of a lock.
@@ -227,13 +233,14 @@ type OrderEdge struct {
 	Time      time.Time
 }
 
-// Reason is why a process is known to be dead.
+// Reason is why a process is known to be dead: a word, shown as it is
+// ("gone", "lease-expired", a backend's own "owner-died").
 type Reason string
 
+// The reasons a host or a status proves. A backend with a proof of its own
+// names its reason itself (lockreg's "owner-died": the kernel marked the
+// lock word); the report shows any reason as it is.
 const (
-	// OwnerDied: the lock word carries FUTEX_OWNER_DIED: the kernel (or a
-	// waiter that proved the holder dead) marked it.
-	OwnerDied Reason = "owner-died"
 	// Gone: no process has the pid.
 	Gone Reason = "gone"
 	// Zombie: the process exited and waits to be reaped.

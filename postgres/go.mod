@@ -2,8 +2,6 @@ module github.com/lockwatch/lockwatch/postgres
 
 go 1.26.0
 
-replace github.com/lockwatch/lockwatch => ../
-
 require (
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/lockwatch/lockwatch v0.0.0-00010101000000-000000000000

@@ -12,15 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"go.uber.org/goleak"
 )
 
 // Named waits instead of bare sleeps.
 const (
-	// probablyStillBlocked is how long something that should happen is
-	// given to happen before the test gives up.
-	probablyStillBlocked = 10 * time.Second
+	probablyStillBlocked = testbound.ProbablyStillBlocked
 	// quiescent is a pause after which a wait that had to start has started.
 	quiescent = 50 * time.Millisecond
 )

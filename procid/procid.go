@@ -1,5 +1,6 @@
 // Package procid names the processes that take part in a run, and says what
-// is known of them: whether each is alive, or the proof that it is not.
+// is known of them: whether each is alive, or the proof that it is not; and
+// the goroutine that calls it (Goroutine), the rest of a holder's name.
 //
 // A pid alone is not an identity: pid_max is often 32768 and pids are reused
 // within seconds. An ID adds the process's start time (field 22 of
@@ -12,6 +13,8 @@ package procid
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
 // An ID names one process for its whole life: no two processes share all
@@ -72,3 +75,11 @@ func (s Status) String() string {
 
 // Dead reports whether the status proves the process has ended.
 func (s Status) Dead() bool { return s == Zombie || s == Gone || s == Reused || s == Expired }
+
+// Goroutine returns the calling goroutine's id, the number runtime.Stack
+// prints after "goroutine ". A holder is named by its process's ID and its
+// goroutine's id. It is read from the runtime's goroutine structure, at an
+// offset found and checked against runtime.Stack at first use (then one
+// load); where no such offset is found, from github.com/petermattis/goid if
+// it agrees with runtime.Stack, else parsed from runtime.Stack: never wrong.
+func Goroutine() int64 { return record.Goid() }

@@ -327,7 +327,7 @@ func (g *graph) deadHolder(l *lock, h *lockstate.Holder) Finding {
 	f := Finding{Kind: DeadHolder, Lock: l.Name, LockKind: l.Kind, Waiters: g.liveWaiters(l)}
 	how := ""
 	if a := l.Abandoned; a != nil {
-		f.OwnerDied, f.proven = a.Reason == lockstate.OwnerDied, true
+		f.Proof, f.proven = string(a.Reason), true
 		if a.Says != "" {
 			how = " (" + a.Says + ")"
 		}

@@ -52,10 +52,7 @@ func (g *graph) resolverNotes() []string {
 func (g *graph) lockRows() []LockRow {
 	out := []LockRow{}
 	for _, l := range g.locks {
-		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Word: l.Facts.Word, Waiting: len(l.Waiters)}
-		for _, f := range l.Facts.Extra {
-			row.Facts = append(row.Facts, Fact{Name: f.Name, Value: f.Value})
-		}
+		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Waiting: len(l.Waiters), Facts: factsOf(l.Facts)}
 		for i := range l.Holders {
 			p := g.holder(l, &l.Holders[i])
 			if i == 0 {
@@ -66,7 +63,7 @@ func (g *graph) lockRows() []LockRow {
 			}
 		}
 		if a := l.Abandoned; a != nil {
-			row.State, row.OwnerDied = string(a.Reason), a.Reason == lockstate.OwnerDied
+			row.State = string(a.Reason)
 		}
 		if len(l.Holders) == 0 && len(l.Lost) > 0 && l.Abandoned == nil {
 			row.State = "lost" // its last holder lost it and runs on
@@ -93,7 +90,7 @@ func (g *graph) processRows(h Host) []ProcRow {
 	for _, p := range g.processes {
 		st := g.statusOf(p.ID)
 		row := ProcRow{Host: p.Host, PID: p.PID, Start: p.Start, Role: p.Role, Command: p.Command,
-			Alive: st == procid.Alive, State: st.String(), Started: p.Started, Robust: p.Robust}
+			Alive: st == procid.Alive, State: st.String(), Started: p.Started, Facts: factsOf(p.Facts)}
 		if p.Role == "" && p.Command == "" && st == procid.Alive && p.Host == "" && h != nil {
 			row.Command = h.Command(p.PID)
 		}

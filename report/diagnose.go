@@ -4,19 +4,44 @@ import (
 	"context"
 	"errors"
 
+	"github.com/shirou/gopsutil/v3/process"
+
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
-// Host tells whether processes of this machine live. liveness.System
-// implements it.
+// Host tells whether processes of this machine live. LocalHost implements
+// it from /proc; lockwatch's own, for its runs, proves membership too.
 type Host interface {
 	// Check proves whether id's process is alive: procid.Alive, a proof of
 	// death (Gone, Zombie, Reused), or procid.Unknown when the check failed.
 	Check(id procid.ID) (procid.Status, error)
 	// Command describes a process that wrote no info file ("" if unknown).
 	Command(pid int) string
+}
+
+// LocalHost is the Host of this machine from /proc: procid.Check proves
+// each process alive or dead by pid and start time, and Command reads its
+// command line. It suits a source whose processes belong to no run on this
+// machine (a store's sessions, a database's clients). Its zero value is
+// ready and safe for concurrent use.
+type LocalHost struct{}
+
+// Check is procid.Check.
+func (LocalHost) Check(id procid.ID) (procid.Status, error) { return procid.Check(id) }
+
+// Command returns the process's command line, or its name; "" if neither
+// can be read.
+func (LocalHost) Command(pid int) string {
+	p := &process.Process{Pid: int32(pid)}
+	if c, err := p.CmdlineWithContext(context.Background()); err == nil && c != "" {
+		return c
+	}
+	if n, err := p.NameWithContext(context.Background()); err == nil {
+		return n
+	}
+	return ""
 }
 
 // Stacks fetches live stacks from a process's probe. Calls must return

@@ -7,15 +7,18 @@
 // involved. A Report renders as tables (Write) or as the JSON documented in
 // docs/json.md (its fields are that schema).
 //
-//	src := report.Sources{Locks: []lockstate.Source{lockregsrc.New(dir)}, Host: liveness.System{}}
+//	src := report.Sources{Locks: []lockstate.Source{mySource}, Host: report.LocalHost{}}
 //	r, err := report.Diagnose(ctx, src, report.Options{})
 //	if err != nil { ... }
 //	r.Write(os.Stdout, report.Style{})
 //	if r.Deadlock() { ... }
 //
 // report imports no lock backend: each adapts its locks to lockstate in a
-// package of its own (lockregsrc for lockreg's arena), the way a
-// database/sql driver does.
+// package of its own (etcdsrc for etcd's, and lockwatch's own for
+// lockreg's arena, the drop-in mutexes, file locks), the way a
+// database/sql driver does, and passes lockstate/lockstatetest. What one
+// kind knows of its locks and processes (lockstate.Facts) the report shows
+// by name; package reportcmd prints reports for commands.
 //
 // # Findings
 //
@@ -36,7 +39,7 @@
 //     lock past Options.StuckAfter while another goroutine waited as long.
 //   - stale-waiter: a waiter record whose process is proven dead.
 //
-// A death is proven by the host (internal/diag/proc: pid plus start time, for
+// A death is proven by the host (procid.Check: pid plus start time, for
 // processes of this machine) or by the backend; a failed check is
 // "unknown" and never reported as a death, and a process of another
 // machine is unknown unless its backend says. A snapshot is read without

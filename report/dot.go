@@ -28,7 +28,7 @@ import (
 //     (orange for a warning), and the graph's title lists the findings.
 //
 // Free locks nobody waits for are left out, as in the text report. Every
-// string from the run is escaped (Escape, then DOT's quoting), so a lock
+// string from the run is escaped (escape, then DOT's quoting), so a lock
 // name cannot end a quoted ID or inject attributes.
 func (r *Report) WriteDot(w io.Writer) error {
 	g := newDotGraph(r)
@@ -107,9 +107,10 @@ func newDotGraph(r *Report) *dotGraph {
 			continue // free, and nobody waits: as the text report, left out
 		}
 		lk := g.lock(l.Name, l.Kind, l.State)
-		for i, f := range l.Facts {
+		facts := slices.DeleteFunc(slices.Clone(l.Facts), func(f Fact) bool { return f.Raw })
+		for i, f := range facts {
 			if i == dotFacts {
-				g.locks[lk].facts = append(g.locks[lk].facts, fmt.Sprintf("(%d more facts)", len(l.Facts)-dotFacts))
+				g.locks[lk].facts = append(g.locks[lk].facts, fmt.Sprintf("(%d more facts)", len(facts)-dotFacts))
 				break
 			}
 			g.locks[lk].facts = append(g.locks[lk].facts, f.Name+": "+f.Value)
@@ -251,7 +252,7 @@ func (g *dotGraph) finding(f *Finding) {
 // dotQuote quotes s as a DOT string: escaped for a terminal first (no
 // control byte, no invalid UTF-8), then its backslashes and quotes.
 func dotQuote(s string) string {
-	s = Escape(s)
+	s = escape(s)
 	s = strings.ReplaceAll(s, `\`, `\\`)
 	s = strings.ReplaceAll(s, `"`, `\"`)
 	return `"` + s + `"`

@@ -175,7 +175,7 @@ func TestWriteDotCycle(t *testing.T) {
 func TestWriteDotFacts(t *testing.T) {
 	r := &Report{Schema: Schema, Run: "fake:test", Taken: t0, Findings: []Finding{},
 		Locks: []LockRow{{Name: "f", Kind: "flock", State: "held", Holder: &Party{PID: 1, Start: 1, Goroutine: 0, Alive: true, State: "alive"},
-			Facts: []Fact{{"type", "POSIX"}, {"mode", "WRITE"}, {"inode", "8:1:42"}, {"range", "0-EOF"}, {"path", "/x"}, {"extra", "y"}}}}}
+			Facts: []Fact{{"type", "POSIX", false}, {"mode", "WRITE", false}, {"inode", "8:1:42", false}, {"range", "0-EOF", false}, {"path", "/x", false}, {"extra", "y", false}}}}}
 	var b strings.Builder
 	if err := r.WriteDot(&b); err != nil {
 		t.Fatal(err)

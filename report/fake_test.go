@@ -19,6 +19,10 @@ import (
 
 const fakeKind = "fake-rw"
 
+// ownerDied is the fake's own proof reason, as lockreg's source names the
+// kernel's mark: the report shows a backend's reason as it is.
+const ownerDied lockstate.Reason = "owner-died"
+
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 // Parties: A, B, C on this machine, R on host "db2", S on host "db3".

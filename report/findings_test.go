@@ -1,7 +1,9 @@
 package report
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -152,7 +154,7 @@ func TestFindingsFake(t *testing.T) {
 		{
 			name: "abandoned with no holder to name",
 			locks: []fakeLock{{name: "q", waiters: []lockstate.Waiter{wantW(g(pA, 5), t0)},
-				abandon: &lockstate.Proof{Reason: lockstate.OwnerDied}}},
+				abandon: &lockstate.Proof{Reason: ownerDied}}},
 			want: []finding{{kind: DeadHolder, lock: "q", waiter: []string{"100/g5"}}},
 		},
 		{
@@ -375,5 +377,33 @@ func TestInferredStuckHolder(t *testing.T) {
 	// No stacks of its own follow: the next step says where to get them.
 	if n := r.Findings[0].Next; strings.Contains(n, "stacks are below") || !strings.Contains(n, "lockwatch stacks 100") {
 		t.Errorf("next %q promises stacks below or does not say how to get them", n)
+	}
+}
+
+// A backend's proof reaches the finding as its reason (proof), as the lock's
+// state; a death only the host proved has no proof.
+func TestProofReason(t *testing.T) {
+	snap := fakeSnap(map[procid.ID]procid.Status{pB: procid.Gone},
+		fakeLock{name: "a", holders: []lockstate.Holder{wr(g(pA, 1), t0)}, waiters: []lockstate.Waiter{wantW(g(pC, 3), t0)},
+			abandon: &lockstate.Proof{Reason: ownerDied, Says: "the kernel marked it OWNER_DIED"}},
+		fakeLock{name: "b", holders: []lockstate.Holder{wr(g(pB, 2), t0)}, waiters: []lockstate.Waiter{wantW(g(pC, 4), t0)}})
+	src := Sources{Locks: []lockstate.Source{&fakeSource{snaps: []*lockstate.Snapshot{snap}}}, Host: &fakeHost{}}
+	r, err := Diagnose(context.Background(), src, Options{StuckAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proofs := map[string]string{}
+	for _, f := range r.Findings {
+		if f.Kind == DeadHolder {
+			proofs[f.Lock] = f.Proof
+		}
+	}
+	if want := map[string]string{"a": "owner-died", "b": ""}; !maps.Equal(proofs, want) {
+		t.Errorf("dead holders' proofs %v; want %v", proofs, want)
+	}
+	for _, l := range r.Locks {
+		if want := map[string]string{"a": "owner-died", "b": "held"}[l.Name]; l.State != want {
+			t.Errorf("lock %s: state %q; want %q", l.Name, l.State, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -14,8 +15,10 @@ import (
 // docs/json.md. They are built for readers, not copied from a backend.
 
 // Schema names the report's JSON format; it changes when a field changes
-// meaning or goes away (added fields do not change it).
-const Schema = "lockwatch.report/v1"
+// meaning or goes away (added fields do not change it). v2: a backend's
+// own facts are named facts of a lock or a process (lockreg's futex word
+// and robust flag among them), and a finding's proof names its reason.
+const Schema = "lockwatch.report/v2"
 
 // A Report is the diagnosis of one run at one moment. It is a plain value.
 type Report struct {
@@ -112,9 +115,11 @@ type Finding struct {
 	// Cycle is the loop, for a cycle: each step's goroutine waits for
 	// WaitsFor, held by the next step's goroutine (the last by the first).
 	Cycle []Step `json:"cycle,omitempty"`
-	// OwnerDied: the lock word carries FUTEX_OWNER_DIED (the kernel saw the
-	// holder die).
-	OwnerDied bool `json:"owner_died,omitempty"`
+	// Proof is, for a dead-holder, the reason of the lock's backend's own
+	// proof that its holder died (lockreg's owner-died: the kernel marked
+	// the lock word; an etcd lease-expired); absent when only the host
+	// proved the death.
+	Proof string `json:"proof,omitempty"`
 	// Behind lists, for a dead-holder, the goroutines stuck behind its
 	// waiters: each waits for a lock (of any kind) held by a waiter of the
 	// dead holder's lock, or by a goroutine already listed, so the chain
@@ -222,24 +227,38 @@ type Step struct {
 type LockRow struct {
 	Name string `json:"name"`
 	Kind string `json:"kind,omitempty"` // lockreg, mutex, rwmutex, etcd
-	// State is free, held, or the proof that its holder died: owner-died,
-	// lease-expired.
+	// State is free, held, lost, or the reason of its backend's proof
+	// that its holder died: owner-died, lease-expired.
 	State  string `json:"state"`
-	Word   uint32 `json:"word"` // the futex word (lockreg)
 	Holder *Party `json:"holder,omitempty"`
 	// Holders lists every holder when there are several (readers).
-	Holders   []Party `json:"holders,omitempty"`
-	Waiting   int     `json:"waiting"` // goroutines waiting, in all processes
-	OwnerDied bool    `json:"owner_died"`
+	Holders []Party `json:"holders,omitempty"`
+	Waiting int     `json:"waiting"` // goroutines waiting, in all processes
 	// Facts are the backend's own facts about the lock (a file lock's type
-	// and file, a PostgreSQL lock's mode), in the backend's order.
+	// and file, a PostgreSQL lock's mode, lockreg's futex word), in the
+	// backend's order.
 	Facts []Fact `json:"facts,omitempty"`
 }
 
-// A Fact is one named fact a backend gives about a lock.
+// A Fact is one named fact a backend gives about a lock or a process.
 type Fact struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
+	// Raw marks a value for programs (a lock word in hex): the tables and
+	// graphs leave it out.
+	Raw bool `json:"raw,omitempty"`
+}
+
+// factsOf copies a backend's facts into the report.
+func factsOf(fs lockstate.Facts) []Fact {
+	if len(fs.Extra) == 0 {
+		return nil
+	}
+	out := make([]Fact, len(fs.Extra))
+	for i, f := range fs.Extra {
+		out[i] = Fact{Name: f.Name, Value: f.Value, Raw: f.Raw}
+	}
+	return out
 }
 
 // WaiterRow is one waiting goroutine.
@@ -267,7 +286,9 @@ type ProcRow struct {
 	// "died" when it is dead without having closed it, "" while alive.
 	Exit     string    `json:"exit,omitempty"`
 	ExitedAt time.Time `json:"exited_at,omitzero"`
-	Robust   bool      `json:"robust"` // the kernel marks its locks if it dies
+	// Facts are the backend's own facts about the process (lockreg: robust,
+	// whether the kernel marks its locks if it dies), in its order.
+	Facts []Fact `json:"facts,omitempty"`
 }
 
 // EventRow is one recent event of a lock that a finding names.

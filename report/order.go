@@ -281,15 +281,15 @@ func (e *errWriter) writeOrder(f *Finding, brief bool) {
 		return fs[:min(len(fs), frames)]
 	}
 	for _, st := range f.Order {
-		from, to := Escape(st.From), Escape(st.To)
-		e.printf("  %s -> %s: %s goroutine %d took %s while holding %s\n", from, to, Escape(st.who()), st.Goroutine, to, from)
-		e.printf("    took %s at %s\n", from, Escape(where(st.HeldAt)))
+		from, to := escape(st.From), escape(st.To)
+		e.printf("  %s -> %s: %s goroutine %d took %s while holding %s\n", from, to, escape(st.who()), st.Goroutine, to, from)
+		e.printf("    took %s at %s\n", from, escape(where(st.HeldAt)))
 		for _, fr := range trim(st.HeldStack) {
-			e.printf("        %s\n", Escape(frameLine(fr)))
+			e.printf("        %s\n", escape(frameLine(fr)))
 		}
-		e.printf("    took %s at %s\n", to, Escape(where(st.Where)))
+		e.printf("    took %s at %s\n", to, escape(where(st.Where)))
 		for _, fr := range trim(st.Stack) {
-			e.printf("        %s\n", Escape(frameLine(fr)))
+			e.printf("        %s\n", escape(frameLine(fr)))
 		}
 	}
 }

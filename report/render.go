@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"maps"
@@ -11,11 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/olekukonko/tablewriter"
-	"github.com/olekukonko/tablewriter/renderer"
-	"github.com/olekukonko/tablewriter/tw"
-
 	"github.com/lockwatch/lockwatch/internal/diag/safeout"
+	"github.com/lockwatch/lockwatch/internal/diag/texttable"
 	"github.com/lockwatch/lockwatch/lockstate"
 )
 
@@ -64,8 +60,8 @@ func (e *errWriter) printf(format string, args ...any) {
 // Write renders the report as text: findings, then tables, then stacks.
 func (r *Report) Write(w io.Writer, st Style) error {
 	e := &errWriter{w: w}
-	// Every string from the run or a probe goes through Escape.
-	e.printf("%s %s, %s\n", st.paint(bold, "lockwatch report:"), Escape(r.Run), r.Taken.Format("2006-01-02 15:04:05.000"))
+	// Every string from the run or a probe goes through escape.
+	e.printf("%s %s, %s\n", st.paint(bold, "lockwatch report:"), escape(r.Run), r.Taken.Format("2006-01-02 15:04:05.000"))
 	if len(r.Findings) == 0 {
 		e.printf("%s\n", st.paint(green, "no finding: no dead holder, no cycle, no stuck holder"))
 	}
@@ -81,7 +77,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		if !f.Kind.Deadlock() {
 			c = yellow
 		}
-		e.printf("%s %s\n", st.paint(c+bold, strings.ToUpper(Escape(string(f.Kind)))), Escape(f.Summary))
+		e.printf("%s %s\n", st.paint(c+bold, strings.ToUpper(escape(string(f.Kind)))), escape(f.Summary))
 		if j > i+1 {
 			pids := make([]string, 0, min(j-i-1, 10))
 			for _, g := range r.Findings[i+1 : min(j, i+11)] {
@@ -93,16 +89,16 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			e.printf("  and %d more like it: pid %s\n", j-i-1, strings.Join(pids, ", "))
 		}
 		if f.Doing != "" {
-			e.printf("  doing: %s\n", Escape(f.Doing))
+			e.printf("  doing: %s\n", escape(f.Doing))
 		}
-		e.printf("  next: %s\n", Escape(f.Next))
+		e.printf("  next: %s\n", escape(f.Next))
 		i = j
 		if len(f.Order) > 0 {
 			e.writeOrder(&f, st.Brief)
 		}
 	}
 	for _, n := range r.Notes {
-		e.printf("%s %s\n", st.paint(yellow, "note:"), Escape(n))
+		e.printf("%s %s\n", st.paint(yellow, "note:"), escape(n))
 	}
 
 	var rows [][]string
@@ -117,7 +113,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			holders = []Party{*l.Holder}
 		}
 		if len(holders) == 0 {
-			rows = append(rows, []string{Escape(l.Name), Escape(l.State), "-", "-", "-", "-", "-"})
+			rows = append(rows, []string{escape(l.Name), escape(l.State), "-", "-", "-", "-", "-"})
 		}
 		for _, h := range holders {
 			state := l.State
@@ -127,7 +123,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			if h.Inferred != "" {
 				state += " (inferred)"
 			}
-			rows = append(rows, []string{Escape(l.Name), Escape(state), Escape(pidText(h.Host, h.PID)), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
+			rows = append(rows, []string{escape(l.Name), escape(state), escape(pidText(h.Host, h.PID)), st.liveness(h.State), gid(h.Goroutine), dur(h.For), where(h.Where)})
 		}
 	}
 	var left []string
@@ -135,7 +131,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		left = append(left, fmt.Sprintf("%d free not shown", free))
 	}
 	for _, what := range slices.Sorted(maps.Keys(r.Unlisted)) {
-		left = append(left, fmt.Sprintf("%d free %s", r.Unlisted[what], Escape(plural(what, r.Unlisted[what]))))
+		left = append(left, fmt.Sprintf("%d free %s", r.Unlisted[what], escape(plural(what, r.Unlisted[what]))))
 	}
 	title := "LOCKS"
 	if len(left) > 0 {
@@ -152,7 +148,7 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		if wr.Read {
 			lock += " (read)"
 		}
-		rows = append(rows, []string{Escape(pidText(wr.Host, wr.PID)), gid(wr.Goroutine), Escape(lock), dur(wr.For), where(wr.Where)})
+		rows = append(rows, []string{escape(pidText(wr.Host, wr.PID)), gid(wr.Goroutine), escape(lock), dur(wr.For), where(wr.Where)})
 	}
 	e.section(st, "WAITERS", []string{"pid", "goroutine", "lock", "waiting for", "where"}, rows)
 
@@ -162,13 +158,16 @@ func (r *Report) Write(w io.Writer, st Style) error {
 		if who == "" {
 			who = p.Command
 		}
-		exit := Escape(p.Exit)
+		exit := escape(p.Exit)
 		if !p.ExitedAt.IsZero() {
 			exit += " " + p.ExitedAt.Format("15:04:05.000")
 		}
-		rows = append(rows, []string{Escape(pidText(p.Host, p.PID)), truncate(Escape(who), 40), st.liveness(p.State), clock(p.Started), exit})
+		rows = append(rows, []string{escape(pidText(p.Host, p.PID)), truncate(escape(who), 40), st.liveness(p.State), clock(p.Started), exit})
 	}
 	e.section(st, "PROCESSES", []string{"pid", "role or command", "state", "started", "exit"}, rows)
+	if details := processDetails(r.Processes); len(details) > 0 {
+		e.section(st, "PROCESS DETAILS", []string{"pid", "details"}, details)
+	}
 
 	if len(r.Events) > 0 {
 		rows = rows[:0]
@@ -177,18 +176,18 @@ func (r *Report) Write(w io.Writer, st Style) error {
 			if ev.Token != 0 {
 				kind += fmt.Sprintf(" #%d", ev.Token) // the fencing token
 			}
-			rows = append(rows, []string{clock(ev.Time), Escape(ev.Lock), Escape(kind), Escape(pidText(ev.Host, ev.PID)), gid(ev.Goroutine)})
+			rows = append(rows, []string{clock(ev.Time), escape(ev.Lock), escape(kind), escape(pidText(ev.Host, ev.PID)), gid(ev.Goroutine)})
 		}
 		e.section(st, "RECENT EVENTS", []string{"time", "lock", "event", "pid", "goroutine"}, rows)
 	}
 	if len(r.Stacks) > 0 {
 		e.printf("\n%s\n", st.paint(bold, "STACKS"))
 		for _, s := range r.Stacks {
-			e.printf("%s\n", st.paint(bold, Escape(stackTitle(s))))
+			e.printf("%s\n", st.paint(bold, escape(stackTitle(s))))
 			for _, f := range s.Frames {
-				e.printf("  %s\n", Escape(f.Func))
+				e.printf("  %s\n", escape(f.Func))
 				if f.File != "" {
-					e.printf("  \t%s:%d\n", Escape(f.File), f.Line)
+					e.printf("  \t%s:%d\n", escape(f.File), f.Line)
 				}
 			}
 		}
@@ -197,21 +196,43 @@ func (r *Report) Write(w io.Writer, st Style) error {
 }
 
 // lockDetails is a row for each listed lock whose backend gave facts of its
-// own and that the locks table shows (free locks only with all): the lock's
-// name, then each fact as "name value", joined by commas.
+// own for readers and that the locks table shows (free locks only with
+// all): the lock's name, then each fact as "name value", joined by commas.
 func lockDetails(locks []LockRow, all bool) [][]string {
 	var rows [][]string
 	for _, l := range locks {
-		if len(l.Facts) == 0 || (!all && l.State == "free" && l.Waiting == 0) {
+		if !all && l.State == "free" && l.Waiting == 0 {
 			continue
 		}
-		parts := make([]string, len(l.Facts))
-		for i, f := range l.Facts {
-			parts[i] = Escape(f.Name + " " + f.Value)
+		if d := details(l.Facts); d != "" {
+			rows = append(rows, []string{escape(l.Name), d})
 		}
-		rows = append(rows, []string{Escape(l.Name), strings.Join(parts, ", ")})
 	}
 	return rows
+}
+
+// processDetails is a row for each process whose backend gave facts of
+// its own for readers: its pid, then the facts.
+func processDetails(ps []ProcRow) [][]string {
+	var rows [][]string
+	for _, p := range ps {
+		if d := details(p.Facts); d != "" {
+			rows = append(rows, []string{escape(pidText(p.Host, p.PID)), d})
+		}
+	}
+	return rows
+}
+
+// details writes facts as "name value", joined by commas, leaving out the
+// raw ones; "" when none is left.
+func details(fs []Fact) string {
+	var parts []string
+	for _, f := range fs {
+		if !f.Raw {
+			parts = append(parts, escape(f.Name+" "+f.Value))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // likeFinding reports whether g says what f says but of another process:
@@ -263,7 +284,7 @@ func stackTitle(s StackRow) string {
 }
 
 func (st Style) liveness(s string) string {
-	s = Escape(s)
+	s = escape(s)
 	switch s {
 	case "alive":
 		return st.paint(green, s)
@@ -283,50 +304,8 @@ func (e *errWriter) section(st Style, title string, header []string, rows [][]st
 		return
 	}
 	if e.err == nil {
-		e.err = Table(e.w, header, rows)
+		e.err = texttable.Write(e.w, header, rows)
 	}
-}
-
-// Table writes rows under a header as a plain aligned table, its lines
-// without trailing blanks. It is the one place that knows tablewriter.
-func Table(w io.Writer, header []string, rows [][]string) error {
-	var b bytes.Buffer
-	if err := table(&b, header, rows); err != nil {
-		return err
-	}
-	lines := strings.SplitAfter(b.String(), "\n")
-	for i, l := range lines {
-		if strings.HasSuffix(l, "\n") {
-			lines[i] = strings.TrimRight(l[:len(l)-1], " ") + "\n"
-		}
-	}
-	_, err := io.WriteString(w, strings.Join(lines, ""))
-	return err
-}
-
-func table(w io.Writer, header []string, rows [][]string) error {
-	t := tablewriter.NewTable(w,
-		tablewriter.WithRenderer(renderer.NewBlueprint(tw.Rendition{
-			Borders: tw.BorderNone,
-			Symbols: tw.NewSymbols(tw.StyleNone),
-			Settings: tw.Settings{
-				Separators: tw.Separators{BetweenRows: tw.Off, BetweenColumns: tw.Off, ShowHeader: tw.Off},
-				Lines:      tw.Lines{ShowTop: tw.Off, ShowBottom: tw.Off, ShowHeaderLine: tw.Off},
-			},
-		})),
-		tablewriter.WithHeaderAutoFormat(tw.On),
-		tablewriter.WithHeaderAlignment(tw.AlignLeft),
-		tablewriter.WithRowAlignment(tw.AlignLeft),
-		tablewriter.WithRowAutoWrap(tw.WrapNone),
-		tablewriter.WithTrimSpace(tw.Off),
-	)
-	t.Header(header)
-	for _, r := range rows {
-		if err := t.Append(r); err != nil {
-			return err
-		}
-	}
-	return t.Render()
 }
 
 // pidText names a process in a table: its pid, after its host for another
@@ -376,9 +355,9 @@ func where(f *FrameJSON) string {
 		file = file[i+1:]
 	}
 	if file == "" {
-		return Escape(fn)
+		return escape(fn)
 	}
-	return Escape(fmt.Sprintf("%s %s:%d", fn, file, f.Line))
+	return escape(fmt.Sprintf("%s %s:%d", fn, file, f.Line))
 }
 
 // truncate shortens s to at most n bytes, cutting between runes.
@@ -393,14 +372,9 @@ func truncate(s string, n int) string {
 	return s[:cut] + "..."
 }
 
-// Escape returns s fit to print on a terminal: every string that comes from
-// a run or a probe (lock names, roles, arguments, frames, notes, error text)
-// goes through it before it is printed as text, so that no process of a run
-// can send escape sequences to the user's terminal. C0 controls (tab and
-// newline too), DEL and C1 controls are shown as \xHH (ESC as \x1b),
-// Unicode's bidirectional overrides and line separators as \uHHHH, and
-// bytes that are not UTF-8 as \xHH. Everything else is kept as it is.
-func Escape(s string) string { return safeout.Escape(s) }
+// escape is safeout.Escape: every string from a run or a probe goes through
+// it before it is printed as text.
+func escape(s string) string { return safeout.Escape(s) }
 
 // plural is noun for one, else its English plural (mutex, mutexes; lock,
 // locks).

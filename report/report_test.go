@@ -35,7 +35,7 @@ func TestStacks(t *testing.T) {
 	deadHolder := fakeSnap(nil,
 		fakeLock{name: "q", holders: []lockstate.Holder{wr(g(pA, 1), long)},
 			waiters: []lockstate.Waiter{wantW(g(pB, 2), long), wantW(g(pB, 3), long), wantW(g(pC, 4), long)},
-			abandon: &lockstate.Proof{Reason: lockstate.OwnerDied, Says: "the kernel marked it OWNER_DIED"}})
+			abandon: &lockstate.Proof{Reason: ownerDied, Says: "the kernel marked it OWNER_DIED"}})
 	stuck := fakeSnap(nil,
 		fakeLock{name: "q", holders: []lockstate.Holder{wr(g(pA, 1), long)},
 			waiters: []lockstate.Waiter{wantW(g(pB, 2), long), wantW(g(pB, 3), long)}})
@@ -237,7 +237,7 @@ func TestConfirm(t *testing.T) {
 	heldB := fakeLock{name: "q", holders: []lockstate.Holder{wr(g(pB, 2), t0)}, waiters: []lockstate.Waiter{wantW(g(pC, 3), t0)}}
 	freed := fakeLock{name: "q"}
 	abandoned := held
-	abandoned.abandon = &lockstate.Proof{Reason: lockstate.OwnerDied}
+	abandoned.abandon = &lockstate.Proof{Reason: ownerDied}
 	dead := map[procid.ID]procid.Status{pA: procid.Gone, pB: procid.Gone}
 	tests := []struct {
 		name  string
@@ -613,8 +613,14 @@ func TestExtraFacts(t *testing.T) {
 	snap := fakeSnap(nil,
 		fakeLock{name: "held", holders: []lockstate.Holder{wr(g(pA, 1), t0.Add(-time.Second))}},
 		fakeLock{name: "idle"})
-	snap.Locks[0].Facts.Extra = []lockstate.Fact{{Name: "type", Value: "FLOCK WRITE"}, {Name: "file", Value: "/tmp/a\x1b]0;x\a.lock"}}
+	snap.Locks[0].Facts.Extra = []lockstate.Fact{{Name: "type", Value: "FLOCK WRITE"}, {Name: "file", Value: "/tmp/a\x1b]0;x\a.lock"},
+		{Name: "word", Value: "0x40000064", Raw: true}}
 	snap.Locks[1].Facts.Extra = []lockstate.Fact{{Name: "type", Value: "POSIX READ"}}
+	for i := range snap.Processes {
+		if snap.Processes[i].ID == pA {
+			snap.Processes[i].Facts.Extra = []lockstate.Fact{{Name: "robust", Value: "true", Raw: true}, {Name: "session", Value: "s\x1b1"}}
+		}
+	}
 	src := Sources{Locks: []lockstate.Source{&fakeSource{snaps: []*lockstate.Snapshot{snap}}}, Host: &fakeHost{}}
 	r, err := Diagnose(context.Background(), src, Options{StuckAfter: time.Hour})
 	if err != nil {
@@ -624,10 +630,10 @@ func TestExtraFacts(t *testing.T) {
 	for _, l := range r.Locks {
 		facts[l.Name] = l.Facts
 	}
-	if want := []Fact{{"type", "FLOCK WRITE"}, {"file", "/tmp/a\x1b]0;x\a.lock"}}; !slices.Equal(facts["held"], want) {
+	if want := []Fact{{"type", "FLOCK WRITE", false}, {"file", "/tmp/a\x1b]0;x\a.lock", false}, {"word", "0x40000064", true}}; !slices.Equal(facts["held"], want) {
 		t.Errorf("held's facts %v; want %v", facts["held"], want)
 	}
-	if want := []Fact{{"type", "POSIX READ"}}; !slices.Equal(facts["idle"], want) {
+	if want := []Fact{{"type", "POSIX READ", false}}; !slices.Equal(facts["idle"], want) {
 		t.Errorf("idle's facts %v; want %v", facts["idle"], want)
 	}
 	var b strings.Builder
@@ -637,6 +643,35 @@ func TestExtraFacts(t *testing.T) {
 	out := b.String()
 	if !strings.Contains(out, "LOCK DETAILS") || !strings.Contains(out, "type FLOCK WRITE, file /tmp/a") {
 		t.Errorf("the table does not show held's facts:\n%s", out)
+	}
+	if strings.Contains(out, "0x40000064") || strings.Contains(out, "robust") {
+		t.Errorf("the table shows a raw fact:\n%s", out)
+	}
+	if !strings.Contains(out, "PROCESS DETAILS") || !strings.Contains(out, "session s\\x1b1") {
+		t.Errorf("the table does not show pid %d's facts:\n%s", pA.PID, out)
+	}
+	var procFacts []Fact
+	for _, p := range r.Processes {
+		if p.PID == pA.PID {
+			procFacts = p.Facts
+		}
+	}
+	if want := []Fact{{"robust", "true", true}, {"session", "s\x1b1", false}}; !slices.Equal(procFacts, want) {
+		t.Errorf("pid %d's facts %v; want %v", pA.PID, procFacts, want)
+	}
+	j, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"name":"word","value":"0x40000064","raw":true}`; !strings.Contains(string(j), want) {
+		t.Errorf("the JSON report lacks %s:\n%s", want, j)
+	}
+	var dot strings.Builder
+	if err := r.WriteDot(&dot); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(dot.String(), "0x40000064") || !strings.Contains(dot.String(), "type: FLOCK WRITE") {
+		t.Errorf("the graph shows a raw fact, or not the others:\n%s", dot.String())
 	}
 	if strings.Contains(out, "POSIX READ") {
 		t.Errorf("the table shows the facts of a free lock it does not list:\n%s", out)

@@ -9,11 +9,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 )
 
-// probablyStillBlocked bounds how long a test waits for a goroutine to
-// block before it gives up.
-const probablyStillBlocked = 10 * time.Second
+const probablyStillBlocked = testbound.ProbablyStillBlocked
 
 // blockedInCapture is a function the tests find in stacks.
 func blockedInCapture(ch chan struct{}) { <-ch }

@@ -98,7 +98,7 @@ func (m *Mutex) Lock() {
 	h := inproc.Hold(uintptr(unsafe.Pointer(m)), inproc.KindMutex, goid, pc, pc2, 0, 0)
 	m.h = h
 	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		b.Hold(inproc.WriteCell(h), uintptr(unsafe.Pointer(m)), goid)
+		inproc.HoldNested(b, inproc.WriteCell(h), uintptr(unsafe.Pointer(m)), goid)
 	}
 }
 
@@ -120,7 +120,7 @@ func lockSlow(l gosync.Locker, p unsafe.Pointer, hp *uint32, kind inproc.Kind, g
 	h := inproc.Hold(addr, kind, goid, pc, pc2, record.Nanotime(), slot)
 	*hp = h
 	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		b.Hold(inproc.WriteCell(h), addr, goid)
+		inproc.HoldNested(b, inproc.WriteCell(h), addr, goid)
 	}
 }
 
@@ -144,7 +144,7 @@ func (m *Mutex) TryLock() bool {
 	h := inproc.Hold(uintptr(unsafe.Pointer(m)), inproc.KindMutex, goid, pc, pc2, 0, 0)
 	m.h = h
 	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		b.Hold(inproc.WriteCell(h), uintptr(unsafe.Pointer(m)), goid)
+		inproc.HoldNested(b, inproc.WriteCell(h), uintptr(unsafe.Pointer(m)), goid)
 	}
 	return true
 }
@@ -183,7 +183,7 @@ func (rw *RWMutex) Lock() {
 	h := inproc.Hold(uintptr(unsafe.Pointer(rw)), inproc.KindRWMutex, goid, pc, pc2, 0, 0)
 	rw.h = h
 	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		b.Hold(inproc.WriteCell(h), uintptr(unsafe.Pointer(rw)), goid)
+		inproc.HoldNested(b, inproc.WriteCell(h), uintptr(unsafe.Pointer(rw)), goid)
 	}
 }
 
@@ -207,7 +207,7 @@ func (rw *RWMutex) TryLock() bool {
 	h := inproc.Hold(uintptr(unsafe.Pointer(rw)), inproc.KindRWMutex, goid, pc, pc2, 0, 0)
 	rw.h = h
 	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		b.Hold(inproc.WriteCell(h), uintptr(unsafe.Pointer(rw)), goid)
+		inproc.HoldNested(b, inproc.WriteCell(h), uintptr(unsafe.Pointer(rw)), goid)
 	}
 	return true
 }
@@ -268,7 +268,7 @@ func (rw *RWMutex) readLocked(goid int64, pc, pc2 uintptr) {
 		inproc.AddOver(&rw.over, 1)
 	}
 	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.ReadCell(addr)) {
-		b.Hold(inproc.ReadCell(addr), addr, goid)
+		inproc.HoldNested(b, inproc.ReadCell(addr), addr, goid)
 	}
 }
 

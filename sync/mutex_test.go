@@ -13,6 +13,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	"github.com/lockwatch/lockwatch/internal/rt/record"
 	lwsync "github.com/lockwatch/lockwatch/sync"
@@ -254,7 +255,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-const probablyStillBlocked = 10 * time.Second
+const probablyStillBlocked = testbound.ProbablyStillBlocked
 
 // TestWaitersRecorded: a blocked Lock and a blocked RLock each appear as
 // a waiter with goroutine, mode and stack; the writer that then acquires

@@ -22,7 +22,7 @@ import (
 // Lock+Unlock (the lease keep-alive stream is not counted).
 //
 //	go test -run '^$' -bench LockUnlock -count 6 ./etcdreg | tee etcd.txt
-//	go tool -modfile=../tools/go.mod benchstat -col /impl etcd.txt
+//	GOWORK=off GOWORK=off go tool -modfile=../tools/go.mod benchstat -col /impl etcd.txt
 func BenchmarkLockUnlock(b *testing.B) {
 	srv, err := embedded.Start(filepath.Join(b.TempDir(), "etcd"))
 	if err != nil {

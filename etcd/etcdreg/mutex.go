@@ -17,6 +17,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 // A Mutex is a named lock shared by every process of a run, kept in etcd
@@ -160,21 +162,8 @@ func captureStack(skip int) callStack {
 	return callStack{pcs: append([]uintptr(nil), buf[:n]...), id: id}
 }
 
-// curGoid returns the calling goroutine's id, from runtime.Stack's header:
-// about 15 µs, nothing beside an etcd round trip.
-func curGoid() int64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	id, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil {
-		return 0
-	}
-	return id
-}
+// curGoid returns the calling goroutine's id.
+func curGoid() int64 { return procid.Goroutine() }
 
 // attempt is one Lock call's place in the queue.
 type attempt struct {

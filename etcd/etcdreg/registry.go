@@ -14,7 +14,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -178,7 +177,7 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	self := proc.Self()
+	self := procid.Self()
 	self.Host = opts.Host
 	r := &Registry{cli: cli, run: run, k: keys{p}, opts: opts, self: self, pk: procKey(self),
 		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]bool)}

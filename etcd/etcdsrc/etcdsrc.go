@@ -25,8 +25,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
-	"github.com/lockwatch/lockwatch/internal/diag/liveness"
-	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/report"
@@ -43,7 +41,7 @@ const Kind = "etcd"
 func Sources(cli *clientv3.Client, run, localHost string) report.Sources {
 	return report.Sources{
 		Locks:  []lockstate.Source{Source{Client: cli, Run: run, LocalHost: localHost}},
-		Host:   liveness.System{},
+		Host:   report.LocalHost{},
 		Stacks: Stacks{Client: cli, Run: run},
 		Remote: true,
 	}
@@ -86,7 +84,7 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		local, _ = os.Hostname()
 	}
 	out := convert(snap, local, func(id procid.ID) procid.Status {
-		st, _ := proc.Check(procid.ID{PID: id.PID, Start: id.Start})
+		st, _ := procid.Check(procid.ID{PID: id.PID, Start: id.Start})
 		return st
 	})
 	out.Run = URL(s.Client.Endpoints(), s.Run)

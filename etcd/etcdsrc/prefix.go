@@ -15,7 +15,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
-	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/report"
@@ -38,7 +37,7 @@ type PrefixSource struct {
 // PrefixSources returns what report.Diagnose reads to diagnose the lock
 // prefixes.
 func PrefixSources(cli *clientv3.Client, prefixes []string) report.Sources {
-	return report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes}}, Host: liveness.System{}}
+	return report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes}}, Host: report.LocalHost{}}
 }
 
 // maxContenders bounds the keys read under one prefix.

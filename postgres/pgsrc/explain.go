@@ -10,6 +10,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // Explain rewrites the findings on PostgreSQL's locks in PostgreSQL's
@@ -85,7 +86,7 @@ func cmpOr(a, b string) string {
 
 // sessionName is "pg/4242 [app]".
 func sessionName(p *report.Party) string {
-	s := report.Escape(p.Host) + "/" + strconv.Itoa(p.PID)
+	s := reportcmd.Escape(p.Host) + "/" + strconv.Itoa(p.PID)
 	if p.Role != "" {
 		s += " [" + p.Role + "]"
 	}

@@ -34,7 +34,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
 	"github.com/lockwatch/lockwatch/procid"
@@ -85,7 +84,7 @@ func New(q Querier, server string) *Source {
 // Sources returns what report.Diagnose reads: s, and this machine's
 // liveness for the client processes.
 func (s *Source) Sources() report.Sources {
-	return report.Sources{Locks: []lockstate.Source{s}, Host: liveness.System{}}
+	return report.Sources{Locks: []lockstate.Source{s}, Host: report.LocalHost{}}
 }
 
 // ErrPrivilege: the role may not read what the report needs.

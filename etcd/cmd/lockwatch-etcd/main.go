@@ -5,25 +5,17 @@ package main
 
 import (
 	"context"
-	"errors"
+	"io"
 	"os"
 
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
-	"github.com/lockwatch/lockwatch/internal/diag/safeout"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 func main() {
-	// Every byte goes through the terminal writer (internal/diag/safeout), as
+	// Every byte goes through the terminal writer (reportcmd.Main), as
 	// lockwatch's own: what a run holds never drives the terminal.
-	stdout, stderr := safeout.NewWriter(os.Stdout), safeout.NewWriter(os.Stderr)
-	err := etcdcli.Main(context.Background(), os.Args[1:], stdout, stderr)
-	stdout.Flush()
-	stderr.Flush()
-	var ee *etcdcli.ExitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.Code)
-	}
-	if err != nil {
-		os.Exit(1)
-	}
+	reportcmd.Main(func(ctx context.Context, stdout, stderr io.Writer) error {
+		return etcdcli.Main(ctx, os.Args[1:], stdout, stderr)
+	})
 }

@@ -10,7 +10,6 @@ package etcdcli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,9 +29,9 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/embedded"
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
-	"github.com/lockwatch/lockwatch/internal/diag/safeout"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // Environment that `run` gives the program, and that the demo reads.
@@ -44,25 +43,18 @@ const (
 // Exit statuses, as lockwatch's: attach and watch exit 0, 1, 2 or 3; run
 // passes PROGRAM's status through and takes timeout(1)'s codes for its own.
 const (
-	exitFailed   = 1
-	exitUsage    = 2
-	exitDeadlock = 3 // a deadlock, or a lost lock, was found
+	exitFailed   = reportcmd.ExitFailed
+	exitUsage    = reportcmd.ExitUsage
+	exitDeadlock = reportcmd.ExitDeadlock // a deadlock, or a lost lock, was found
 
-	exitRunDeadlock   = 124
-	exitRunFailed     = 125
-	exitRunCannotExec = 126
-	exitRunNotFound   = 127
+	exitRunDeadlock   = reportcmd.ExitRunDeadlock
+	exitRunFailed     = reportcmd.ExitRunFailed
+	exitRunCannotExec = reportcmd.ExitRunCannotExec
+	exitRunNotFound   = reportcmd.ExitRunNotFound
 )
 
 // ExitError carries the status to exit with; its message was printed.
-type ExitError struct {
-	Code int
-	Err  error
-}
-
-func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d: %v", e.Code, e.Err) }
-
-func (e *ExitError) Unwrap() error { return e.Err }
+type ExitError = reportcmd.ExitError
 
 const usage = `usage: lockwatch-etcd COMMAND [flags] ...
 
@@ -174,7 +166,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	bad := func(format string, a ...any) error {
 		err := fmt.Errorf(format, a...)
-		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: usageCode, Err: err}
 	}
 	if err := fs.Parse(args[1:]); err != nil {
@@ -183,8 +175,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return &ExitError{Code: usageCode, Err: err}
 	}
-	if c.output != "table" && c.output != "json" && c.output != "dot" {
-		return bad("-o %q: use table, json or dot", c.output)
+	if _, err := reportcmd.ParseFormat(c.output); err != nil {
+		return bad("%v", err)
 	}
 	if c.liveStacks < 0 {
 		return bad("--live-stacks %d: want how many processes to ask for live stacks, or 0 for all of them", c.liveStacks)
@@ -292,7 +284,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			err = prune(ctx, cli, args, stdout)
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+			fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 			return &ExitError{Code: exitUsage, Err: err}
 		}
 		return nil
@@ -327,44 +319,19 @@ func (c config) liveStackOption() int {
 	return c.liveStacks
 }
 
-// write prints r as lockwatch does: tables (coloured on a terminal unless
-// NO_COLOR or TERM=dumb), or JSON (indented, or one line per report when
-// compact).
+// write prints r as lockwatch does (reportcmd.Print): tables, coloured on
+// a terminal, JSON (one line per report when compact) or a graph.
 func (c config) write(w io.Writer, r *report.Report, compact bool) error {
-	if c.output == "dot" {
-		return r.WriteDot(w) // one graph per report, as lockwatch's
-	}
-	if c.output == "json" {
-		enc := json.NewEncoder(w)
-		if !compact {
-			enc.SetIndent("", "  ")
-		}
-		return enc.Encode(r)
-	}
-	return r.Write(w, report.Style{Color: colour(w)})
-}
-
-func colour(w io.Writer) bool {
-	f, ok := safeout.Raw(w).(*os.File)
-	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	return reportcmd.Print(w, r, reportcmd.Format(c.output), compact)
 }
 
 // verdict: exit status 3 for a deadlock or a lost lock.
-func verdict(r *report.Report) error {
-	if r != nil && (r.Deadlock() || r.Has(report.LostLock)) {
-		return &ExitError{Code: exitDeadlock, Err: errors.New("deadlock")}
-	}
-	return nil
-}
+func verdict(r *report.Report) error { return reportcmd.Verdict(r, report.LostLock) }
 
 func attach(ctx context.Context, cli *clientv3.Client, run string, c config, stdout, stderr io.Writer) error {
 	r, err := c.diagnose(ctx, cli, run)
 	if err != nil {
-		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitUsage, Err: err}
 	}
 	if err := c.write(stdout, r, false); err != nil {
@@ -390,50 +357,21 @@ func watch(ctx context.Context, cli *clientv3.Client, run string, c config, stdo
 			}
 		}
 	}
-	lastKey, lastErr := "", ""
-	var last *report.Report
-	t := time.NewTicker(c.interval)
-	defer t.Stop()
-	for {
-		r, err := c.diagnose(ctx, cli, run)
-		switch {
-		case ctx.Err() != nil:
-			return verdict(last)
-		case err != nil:
-			if msg := err.Error(); msg != lastErr {
-				fmt.Fprintf(stderr, "lockwatch-etcd: %s: store unreachable or run unreadable: %s\n", time.Now().Format("15:04:05.000"), report.Escape(msg))
-				lastErr = msg
-			}
-		default:
-			if lastErr != "" {
-				fmt.Fprintf(stderr, "lockwatch-etcd: %s: store reachable again\n", time.Now().Format("15:04:05.000"))
-				lastErr = ""
-			}
-			last = r
-			if k := findingsKey(r); k != lastKey {
-				lastKey = k
-				if err := c.write(stdout, r, true); err != nil {
-					return &ExitError{Code: exitFailed, Err: err}
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return verdict(last)
-		case <-t.C:
-		}
+	last, err := reportcmd.Watch{
+		Every:    c.interval,
+		Diagnose: func(ctx context.Context) (*report.Report, error) { return c.diagnose(ctx, cli, run) },
+		Show:     func(r *report.Report) error { return c.write(stdout, r, true) },
+		Failed: func(err error) {
+			fmt.Fprintf(stderr, "lockwatch-etcd: %s: store unreachable or run unreadable: %s\n", time.Now().Format("15:04:05.000"), reportcmd.Escape(err.Error()))
+		},
+		Recovered: func() {
+			fmt.Fprintf(stderr, "lockwatch-etcd: %s: store reachable again\n", time.Now().Format("15:04:05.000"))
+		},
+	}.Run(ctx)
+	if err != nil {
+		return &ExitError{Code: exitFailed, Err: err}
 	}
-}
-
-// findingsKey names the report's findings by their keys (not their
-// durations), so that a report is printed again only when they change.
-func findingsKey(r *report.Report) string {
-	var b strings.Builder
-	b.WriteString("report:")
-	for i := range r.Findings {
-		b.WriteString(r.Findings[i].Key() + "\n")
-	}
-	return b.String()
+	return verdict(last)
 }
 
 // worthReport is what run reports: deadlock findings that block live
@@ -463,7 +401,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	// goroutines when they are not files.
 	stdout, stderr = lockedWriter(stdout), lockedWriter(stderr)
 	fail := func(err error) error {
-		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitRunFailed, Err: err}
 	}
 	if c.endpoints == "" {
@@ -491,7 +429,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 	defer cli.Close()
 	runName := fmt.Sprintf("run-%s-%d", time.Now().Format("20060102-150405"), os.Getpid())
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, safeout.Raw(stdout), safeout.Raw(stderr) // PROGRAM's own
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, reportcmd.Raw(stdout), reportcmd.Raw(stderr) // PROGRAM's own
 	cmd.Env = append(append(os.Environ(), conn.Env()...), EnvRun+"="+runName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -499,7 +437,7 @@ func run(ctx context.Context, argv []string, c config, stdout, stderr io.Writer)
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			code = exitRunNotFound
 		}
-		fmt.Fprintln(stderr, "lockwatch-etcd:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: code, Err: err}
 	}
 	url := etcdsrc.URL(strings.Split(c.endpoints, ","), runName)

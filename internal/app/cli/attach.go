@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 func (a *app) attachCmd() *cobra.Command {
@@ -162,12 +162,7 @@ func runEnded(r *report.Report, dir string) bool {
 }
 
 // verdict is the exit code a report calls for.
-func verdict(r *report.Report) int {
-	if r != nil && r.Deadlock() {
-		return ExitDeadlock
-	}
-	return ExitOK
-}
+func verdict(r *report.Report) int { return reportcmd.Code(r) }
 
 // diagnose reports on the run in dir, or says in one line why it cannot.
 func (a *app) diagnose(ctx context.Context, dir string) (*report.Report, error) {
@@ -245,21 +240,7 @@ func (a *app) sources(dir string, withProbes bool) report.Sources {
 // print writes a report in the chosen format; compact puts a JSON report on
 // one line (a stream of reports).
 func (a *app) print(w io.Writer, r *report.Report, compact bool) error {
-	if a.output == "dot" {
-		return r.WriteDot(w) // one graph per report
-	}
-	if a.output == "json" {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		if !compact {
-			b = indentJSON(make([]byte, 0, 2*len(b)), b, "  ")
-		}
-		_, err = w.Write(append(b, '\n')) // as json.Encoder ends a value
-		return err
-	}
-	return r.Write(w, style(w))
+	return reportcmd.Print(w, r, reportcmd.Format(a.output), compact)
 }
 
 // fingerprint is what makes two reports differ for watch: findings (by

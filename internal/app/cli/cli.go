@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -14,21 +13,21 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/diag/safeout"
 	"github.com/lockwatch/lockwatch/internal/source/goprocsrc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // Exit codes of attach, watch, ps and stacks, in the way of grep and diff:
 // 0 nothing found, 2 trouble, and 3 for the finding.
 const (
-	ExitOK       = 0
-	ExitFailed   = 1
-	ExitUsage    = 2
-	ExitDeadlock = 3
+	ExitOK       = reportcmd.ExitOK
+	ExitFailed   = reportcmd.ExitFailed
+	ExitUsage    = reportcmd.ExitUsage
+	ExitDeadlock = reportcmd.ExitDeadlock
 	// ExitLockOrder: lockwatch run --fail-on=lock-order found locks taken
 	// in both orders.
 	ExitLockOrder = 4
@@ -39,10 +38,10 @@ const (
 // programs seldom use, so that PROGRAM's 1, 2 or 3 is never read as
 // lockwatch's.
 const (
-	ExitRunDeadlock   = 124 // a deadlock was found (timeout(1): the command did not finish)
-	ExitRunFailed     = 125 // lockwatch itself failed: a usage or environment error
-	ExitRunCannotExec = 126 // PROGRAM was found but cannot be run
-	ExitRunNotFound   = 127 // PROGRAM was not found
+	ExitRunDeadlock   = reportcmd.ExitRunDeadlock   // a deadlock was found (timeout(1): the command did not finish)
+	ExitRunFailed     = reportcmd.ExitRunFailed     // lockwatch itself failed: a usage or environment error
+	ExitRunCannotExec = reportcmd.ExitRunCannotExec // PROGRAM was found but cannot be run
+	ExitRunNotFound   = reportcmd.ExitRunNotFound   // PROGRAM was not found
 )
 
 // exitError ends a command with a code; a nil err prints nothing.
@@ -118,12 +117,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	case err == nil:
 	case errors.As(err, &ee):
 		if ee.err != nil {
-			fmt.Fprintln(stderr, "lockwatch: "+report.Escape(oneLine(ee.err.Error())))
+			fmt.Fprintln(stderr, "lockwatch: "+reportcmd.Escape(oneLine(ee.err.Error())))
 		}
 		code = ee.code
 	default:
 		// Cobra's own errors: unknown command, wrong argument count.
-		fmt.Fprintln(stderr, "lockwatch: "+report.Escape(cobraError(root, cmd, err, args)))
+		fmt.Fprintln(stderr, "lockwatch: "+reportcmd.Escape(cobraError(root, cmd, err, args)))
 		code = ExitUsage
 	}
 	if cmd != nil && cmd.Name() == "run" && code == ExitUsage && (ee == nil || !ee.program) {
@@ -170,7 +169,7 @@ func escapeText(s string) string {
 	for i, l := range lines {
 		cols := strings.Split(l, "\t")
 		for j, c := range cols {
-			cols[j] = report.Escape(c)
+			cols[j] = reportcmd.Escape(c)
 		}
 		lines[i] = strings.Join(cols, "\t")
 	}
@@ -405,25 +404,15 @@ func buildVersion() versionInfo {
 }
 
 // isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := safeout.Raw(w).(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+func isTerminal(w io.Writer) bool { return reportcmd.IsTerminal(w) }
 
 // style is how reports render on w: colour only on a terminal, never with
-// NO_COLOR set (https://no-color.org) nor on a dumb terminal (TERM=dumb,
-// as Emacs shells and some CI logs set it).
+// NO_COLOR set nor on a dumb terminal (reportcmd.Colour).
 func style(w io.Writer) report.Style {
 	return report.Style{Color: colour(w)}
 }
 
-func colour(w io.Writer) bool {
-	return isTerminal(w) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
-}
+func colour(w io.Writer) bool { return reportcmd.Colour(w) }
 
 // completeRuns completes PID|RUNDIR arguments with the run directories.
 func completeRuns(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {

@@ -12,6 +12,7 @@ import (
 	"github.com/lockwatch/lockwatch/internal/source/filelocksrc"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // lookInterval is how often attach looks at the file locks while it tells
@@ -61,7 +62,7 @@ func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err err
 		if stuckAfter <= 0 {
 			stuckAfter = 10 * time.Second
 		}
-		fmt.Fprintf(a.stderr, "lockwatch: %s; looking for up to %s (--stuck-after) to tell a stuck holder from a slow one\n", report.Escape(w), stuckAfter)
+		fmt.Fprintf(a.stderr, "lockwatch: %s; looking for up to %s (--stuck-after) to tell a stuck holder from a slow one\n", reportcmd.Escape(w), stuckAfter)
 		first := time.Now()
 		for time.Since(first) < stuckAfter && ctx.Err() == nil {
 			select {

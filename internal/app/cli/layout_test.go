@@ -24,10 +24,10 @@ func layoutReport() *report.Report {
 	holder := &report.Party{PID: 27301, Start: 1, Goroutine: 26, State: "dead", Role: "worker", Since: t0, For: report.Duration(246 * time.Millisecond), Where: where}
 	r := &report.Report{Schema: report.Schema, Run: "/dev/shm/lockwatch-1000/run-20261125-195805-27281-0", Taken: t0.Add(time.Second),
 		Findings: []report.Finding{{Kind: report.DeadHolder, Lock: "queue.wlock", Holder: holder, Waiters: []report.Party{{PID: 27286, Goroutine: 33}},
-			OwnerDied: true,
-			Summary:   `pid 27301 [worker] (dead) holds "queue.wlock" (the kernel marked it OWNER_DIED); 1 goroutine waits for it`,
-			Next:      `find why pid 27301 died holding "queue.wlock" (its acquire stack is below); waiters never get it under the Stall policy: kill the run, or use the Recover policy to repair and take it`}},
-		Locks: []report.LockRow{{Name: "queue.wlock", State: "owner-died", Holder: holder, Waiting: 8, OwnerDied: true}},
+			Proof:   "owner-died",
+			Summary: `pid 27301 [worker] (dead) holds "queue.wlock" (the kernel marked it OWNER_DIED); 1 goroutine waits for it`,
+			Next:    `find why pid 27301 died holding "queue.wlock" (its acquire stack is below); waiters never get it under the Stall policy: kill the run, or use the Recover policy to repair and take it`}},
+		Locks: []report.LockRow{{Name: "queue.wlock", State: "owner-died", Holder: holder, Waiting: 8}},
 	}
 	for i := range 7 {
 		pid := 27310 + i

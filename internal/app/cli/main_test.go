@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
@@ -23,9 +24,7 @@ import (
 // Cross-process tests re-run the test binary with a role in its
 // environment. Named waits instead of bare sleeps:
 const (
-	// probablyStillBlocked bounds how long a test waits for something that
-	// must happen (a deadlock to show, a process to register).
-	probablyStillBlocked = 10 * time.Second
+	probablyStillBlocked = testbound.ProbablyStillBlocked
 	// quiescent is a pause between polls.
 	quiescent = 20 * time.Millisecond
 )

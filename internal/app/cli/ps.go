@@ -15,13 +15,15 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/diag/texttable"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // PSSchema names ps's JSON format (docs/json.md).
-const PSSchema = "lockwatch.ps/v1"
+const PSSchema = "lockwatch.ps/v2"
 
 // psRun is one run in ps's JSON output (documented in docs/json.md).
 type psRun struct {
@@ -221,7 +223,7 @@ func (a *app) psTable(out psOutput, hidden int) error {
 			if utf8.RuneCountInString(why) > maxErrorShown {
 				why = string([]rune(why)[:maxErrorShown-1]) + cutMark
 			}
-			findings = report.Escape(why)
+			findings = reportcmd.Escape(why)
 		}
 		if len(r.Findings) > 0 {
 			parts := make([]string, len(r.Findings))
@@ -243,17 +245,17 @@ func (a *app) psTable(out psOutput, hidden int) error {
 			if who == "" {
 				who = p.Command
 			}
-			s := strconv.Itoa(p.PID) + " " + report.Escape(who)
+			s := strconv.Itoa(p.PID) + " " + reportcmd.Escape(who)
 			if !p.Probe {
 				s += " (no probe)"
 			}
 			live = append(live, s)
 		}
-		rows = append(rows, []string{report.Escape(r.Name), report.Escape(state), findings, procs, ""})
+		rows = append(rows, []string{reportcmd.Escape(r.Name), reportcmd.Escape(state), findings, procs, ""})
 		lives = append(lives, live)
 	}
 	for _, p := range out.Probed {
-		rows = append(rows, []string{report.Escape(p.Dir), "not under the default root", "-", "1 alive", ""})
+		rows = append(rows, []string{reportcmd.Escape(p.Dir), "not under the default root", "-", "1 alive", ""})
 		lives = append(lives, []string{strconv.Itoa(p.PID)})
 	}
 	if len(rows) == 0 {
@@ -283,7 +285,7 @@ func (a *app) psTable(out psOutput, hidden int) error {
 		rows[i][4] = listFit(live, maxLiveListed, room)
 	}
 	w := fitWidth(a.stdout, width)
-	if err := report.Table(w, []string{"run", "state", "findings", "processes", "live"}, rows); err != nil {
+	if err := texttable.Write(w, []string{"run", "state", "findings", "processes", "live"}, rows); err != nil {
 		return err
 	}
 	if hidden > 0 {

@@ -14,8 +14,9 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/goproc"
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/diag/texttable"
 	"github.com/lockwatch/lockwatch/probe"
-	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // psGo is a Go process of this user that runs no probe, as ps lists it
@@ -124,7 +125,7 @@ func psGoTable(w io.Writer, gs []psGo) error {
 		switch {
 		case g.Error != "":
 			waiting = "unreadable"
-			hint = report.Escape(g.Error)
+			hint = reportcmd.Escape(g.Error)
 		case g.LockWaiters > 0:
 			waiting = strconv.Itoa(g.LockWaiters)
 			if g.LongestWaitMS > 0 {
@@ -136,9 +137,9 @@ func psGoTable(w io.Writer, gs []psGo) error {
 		if utf8.RuneCountInString(cmd) > 40 {
 			cmd = string([]rune(cmd)[:39]) + cutMark
 		}
-		rows = append(rows, []string{strconv.Itoa(g.PID), report.Escape(cmd), report.Escape(g.GoVersion),
+		rows = append(rows, []string{strconv.Itoa(g.PID), reportcmd.Escape(cmd), reportcmd.Escape(g.GoVersion),
 			strconv.Itoa(g.Goroutines), waiting, hint})
 	}
 	fmt.Fprintln(w, "\nGo processes without a probe (read from their memory):")
-	return report.Table(w, []string{"pid", "command", "go", "goroutines", "waiting on locks", "next"}, rows)
+	return texttable.Write(w, []string{"pid", "command", "go", "goroutines", "waiting on locks", "next"}, rows)
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // runFlags are run's own flags.
@@ -218,7 +219,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 			// Said once per distinct error, not every interval.
 			if msg := oneLine(readError(dir, err).Error()); msg != lastErr {
 				lastErr = msg
-				fmt.Fprintf(a.msgs(), "lockwatch: %s\n", report.Escape(msg))
+				fmt.Fprintf(a.msgs(), "lockwatch: %s\n", reportcmd.Escape(msg))
 			}
 		default:
 			for _, p := range r.Processes {
@@ -238,7 +239,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 					fmt.Fprintf(a.msgs(), "lockwatch: the deadlock changed; the report again:\n")
 				}
 				if err := a.emit(r, f.reportPath); err != nil {
-					fmt.Fprintf(a.msgs(), "lockwatch: %s\n", report.Escape(oneLine(err.Error())))
+					fmt.Fprintf(a.msgs(), "lockwatch: %s\n", reportcmd.Escape(oneLine(err.Error())))
 				}
 				if f.onDeadlock == "kill" && killable(r) {
 					status.teardown()
@@ -250,7 +251,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 				if f.onDeadlock == "kill" && !again {
 					fmt.Fprintf(a.msgs(), "lockwatch: not killed: a holder that holds a lock long while others wait (stuck-holder) is not proved deadlocked (a leader may hold its lock for hours); --on-deadlock=kill acts on dead holders and cycles only\n")
 				} else if !again {
-					fmt.Fprintf(a.msgs(), "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", report.Escape(filepath.Base(dir)))
+					fmt.Fprintf(a.msgs(), "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", reportcmd.Escape(filepath.Base(dir)))
 				}
 			}
 			status.draw(r, found)
@@ -394,7 +395,7 @@ func (a *app) killRun(run *liveness.Run, r *report.Report, pgid int) {
 			}
 			seen[id] = true
 			if err := run.Kill(id); err != nil {
-				fmt.Fprintf(a.msgs(), "lockwatch: pid %d was not killed: %s\n", p.PID, report.Escape(oneLine(err.Error())))
+				fmt.Fprintf(a.msgs(), "lockwatch: pid %d was not killed: %s\n", p.PID, reportcmd.Escape(oneLine(err.Error())))
 			}
 		}
 	}

@@ -7,11 +7,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 )
 
-// probablyStillBlocked is how long a test waits to conclude that something
-// blocked is still blocked.
-const probablyStillBlocked = 10 * time.Second
+const probablyStillBlocked = testbound.ProbablyStillBlocked
 
 // testLock is a locker that records, for each write, whether it was held,
 // and that can be made to block.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -24,8 +25,8 @@ const (
 	dirEnv  = "LOCKWATCH_STRESS_DIR"
 	argEnv  = "LOCKWATCH_STRESS_ARG"
 
-	// probablyStillBlocked bounds a wait for something that must happen.
-	probablyStillBlocked = 30 * time.Second
+	// probablyStillBlocked: the stress children are heavier than most.
+	probablyStillBlocked = 3 * testbound.ProbablyStillBlocked
 )
 
 func TestMain(m *testing.M) {

@@ -18,13 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 	"github.com/lockwatch/lockwatch/internal/diag/goproc"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
-// probablyStillBlocked bounds the wait for the target's goroutines to
-// block as it set them up.
-const probablyStillBlocked = 10 * time.Second
+const probablyStillBlocked = testbound.ProbablyStillBlocked
 
 // builds are the target, built once per test binary.
 var builds struct {

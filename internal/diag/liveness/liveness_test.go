@@ -9,11 +9,11 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/lockwatch/lockwatch/internal/app/testbound"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 )
 
-// probablyStillBlocked bounds a wait for something that must happen.
-const probablyStillBlocked = 10 * time.Second
+const probablyStillBlocked = testbound.ProbablyStillBlocked
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(roleEnv); role != "" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
+	lwreport "github.com/lockwatch/lockwatch/report" // its tests declare a report of their own
 )
 
 // System answers from /proc and gopsutil. Its zero value is ready to use and
@@ -107,17 +108,9 @@ func (s System) checkAll(ids []proc.Identity) (map[proc.Identity]proc.Status, ma
 func check(id proc.Identity) (proc.Status, error) { return proc.Check(id) }
 
 // Command returns a short description of a process that wrote no info file:
-// its command line, or its name; "" if neither can be read.
-func (System) Command(pid int) string {
-	p := &process.Process{Pid: int32(pid)}
-	if c, err := p.CmdlineWithContext(context.Background()); err == nil && c != "" {
-		return c
-	}
-	if n, err := p.NameWithContext(context.Background()); err == nil {
-		return n
-	}
-	return ""
-}
+// its command line, or its name; "" if neither can be read
+// (report.LocalHost's).
+func (System) Command(pid int) string { return lwreport.LocalHost{}.Command(pid) }
 
 // Owner returns the uid that owns pid's /proc entry: the process's user.
 func Owner(pid int) (uid int, err error) {

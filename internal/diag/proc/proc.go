@@ -89,16 +89,8 @@ func trim(b []byte) []byte {
 	return b
 }
 
-var self = func() Identity {
-	st, err := ReadStat(os.Getpid())
-	if err != nil {
-		return Identity{PID: os.Getpid()}
-	}
-	return st.Identity()
-}()
-
-// Self returns the identity of the calling process.
-func Self() Identity { return self }
+// Self returns the identity of the calling process (procid.Self).
+func Self() Identity { return procid.Self() }
 
 // Status is what can be said of an Identity's process now; see
 // procid.Status.
@@ -113,23 +105,5 @@ const (
 	Reused  = procid.Reused
 )
 
-// Check tells whether the process named by id is alive. Each answer other than
-// Unknown is a proof: Gone because the pid does not exist, Reused because the
-// pid's start time differs, Zombie because the kernel says so. An identity
-// with no start time (0) is checked by pid only, and can never be Reused.
-func Check(id Identity) (Status, error) {
-	st, err := ReadStat(id.PID)
-	if err != nil {
-		if errors.Is(err, ErrNoProcess) {
-			return Gone, nil
-		}
-		return Unknown, err
-	}
-	if id.Start != 0 && st.Start != id.Start {
-		return Reused, nil
-	}
-	if st.State == 'Z' || st.State == 'X' {
-		return Zombie, nil
-	}
-	return Alive, nil
-}
+// Check tells whether the process named by id is alive: procid.Check.
+func Check(id Identity) (Status, error) { return procid.Check(id) }

@@ -3,6 +3,8 @@ package inproc
 import (
 	"time"
 	"unsafe"
+
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // The records of every drop-in lock of the process live in one arena of
@@ -11,13 +13,18 @@ import (
 // writing, the index of its holder record (sync.Mutex's h), so an unlocked
 // lock is all zeros, as sync's is, and nothing registers it.
 //
-// Every write to the arena is a plain store in a //go:norace function or
-// an assembly CAS (quiet_*.s): the race detector sees none of them, so the
-// records add no happens-before edge between the program's goroutines.
-// Readers copy a record under its begin/end counters (a seqlock split in
-// two words, as record.Holder's): a writer stores begin = v, the fields,
-// end = v, with storeBarrier between; a reader loads end, the fields,
-// begin, with loadBarrier between, and keeps the copy if the two agree.
+// Every write to the arena is a plain store in a //go:norace function or a
+// quiet CAS (internal/rt/seqlock): the race detector sees none of them, so
+// the records add no happens-before edge between the program's goroutines.
+// Each record is written and copied under its sequence word, by the
+// protocol of internal/rt/seqlock. Waiter, reader and name records are
+// claimed by a CAS of their key (the lock's address) from 0 before the write
+// that fills them, and freed by setting the key to 0 after the write that
+// empties them (goroutine 0; a name of length 0): so a consistent copy with
+// a goroutine other than 0 is of a live record, whose key cannot change
+// before a write that the copy's sequence check would see. A holder
+// record's key is stored inside the write that fills it, and freed alone
+// (holds.go).
 
 const (
 	// Holder records: one region of regionSlots per P (the first
@@ -40,7 +47,7 @@ const (
 	NameMax = 104
 
 	arenaMagic   = 0x6c6f636b77617463 // "lockwatc"
-	arenaVersion = 1
+	arenaVersion = 2                  // version 1 had begin/end counters in place of the sequence word
 )
 
 // Header opens the arena: what a reader in another process needs to find
@@ -67,18 +74,19 @@ type header struct {
 // holdSlot is a holder record: who holds the lock at key (its address;
 // 0 when the slot is free), from where and since when. 64 bytes.
 type holdSlot struct {
-	begin, end uint32
-	key        uintptr
-	goid       int64
-	pc, pc2    uintptr
-	since      int64  // Nanotime of the acquire when it waited first; 0 unknown
-	wslot      uint32 // 1 + the waiter slot that keeps the holder's stack, or 0
-	kind       uint32 // Kind
+	seq     seqlock.Seq32
+	_       uint32
+	key     uintptr
+	goid    int64
+	pc, pc2 uintptr
+	since   int64  // Nanotime of the acquire when it waited first; 0 unknown
+	wslot   uint32 // 1 + the waiter slot that keeps the holder's stack, or 0
+	kind    uint32 // Kind
 	// seen is set by the first goroutine that waits for the lock while
-	// this hold has no time (it did not wait): the hold's end counter
-	// (high 32 bits) and the time it was seen held, in milliseconds since
-	// the arena's mono0, plus one. A reader keeps it only if the counter
-	// is the record's: a later hold of the slot discards it.
+	// this hold has no time (it did not wait): the hold's sequence (high
+	// 32 bits) and the time it was seen held, in milliseconds since the
+	// arena's mono0, plus one. A reader keeps it only if the sequence is
+	// the record's: a later hold of the slot discards it.
 	seen uint64
 }
 
@@ -108,7 +116,7 @@ func (a *arenaT) init(pid, start uint64, mono, wall int64) {
 	a.hdr = header{version: arenaVersion, size: uint64(ArenaSize), nHolds: nHolds,
 		nWait: waitSlots, nRead: readSlots, nNames: nameSlots, maxFrames: maxFrames,
 		mono0: mono, wall0: wall, pid: pid, start: start}
-	storeBarrier()
+	seqlock.StoreFence()
 	a.hdr.magic = arenaMagic
 }
 

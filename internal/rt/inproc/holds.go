@@ -1,12 +1,16 @@
 package inproc
 
+import "github.com/lockwatch/lockwatch/internal/rt/seqlock"
+
 // Holder records (arena.go). Hold is called by a goroutine that has just
 // acquired a lock for writing; Unhold by whoever unlocks it, with Hold's
 // result, which the lock keeps meanwhile. A slot is written by one goroutine
 // at a time: its claimer (pinned to the P whose region it is in, or
-// winning the CAS of a shared slot) until it sets key; then the lock's
-// holder, until Unhold stores key = 0 last, after which only the region's
-// P (or a CAS) claims it again.
+// winning the claim of a shared slot's sequence) until it sets key; then
+// the lock's holder, until Unhold stores key = 0 last, after which only the
+// region's P (or a claim) takes it again. A key other than 0 is stored only
+// inside a write (fill), so a reader's consistent copy never pairs a new
+// key with the fields of the hold before it.
 
 // Overflow is Hold's result when no slot was free: counted in
 // header.moreHolders, released by Unhold.
@@ -26,7 +30,7 @@ func Hold(addr uintptr, kind Kind, goid int64, pc, pc2 uintptr, since int64, wsl
 		for i := base; i < base+regionSlots; i++ {
 			s := &a.holds[i]
 			if s.key == 0 {
-				fill(s, addr, kind, goid, pc, pc2, since, wslot)
+				fill(s, s.seq.Begin(), addr, kind, goid, pc, pc2, since, wslot)
 				procUnpin()
 				return uint32(i) + 1
 			}
@@ -43,22 +47,27 @@ func holdShared(a *arenaT, addr uintptr, kind Kind, goid int64, pc, pc2 uintptr,
 	for k := uint64(0); k < sharedHolds; k++ {
 		i := nRegions*regionSlots + int((h+k)%sharedHolds)
 		s := &a.holds[i]
-		// A claimed slot's key is set by the CAS itself: fill's key store
-		// writes the same value.
-		if s.key == 0 && cas64((*uint64)(ptrOf(&s.key)), 0, uint64(addr)) {
-			fill(s, addr, kind, goid, pc, pc2, since, wslot)
+		// Claimed by a CAS of the sequence from an even value it had while
+		// the key was 0: no other claim can have filled the slot between
+		// (it would have moved the sequence), and the key is stored in
+		// the write, like the other fields.
+		if s.key != 0 {
+			continue
+		}
+		if v := s.seq.Load(); v&1 == 0 && s.key == 0 && s.seq.Claim(v, v+1) {
+			fill(s, v+2, addr, kind, goid, pc, pc2, since, wslot)
 			return uint32(i) + 1
 		}
 	}
-	add64(&a.hdr.moreHolders, 1)
+	seqlock.Add64(&a.hdr.moreHolders, 1)
 	return Overflow
 }
 
+// fill writes a hold into s, whose write is open (Begin or Claim), and
+// ends the write at end.
+//
 //go:norace
-func fill(s *holdSlot, addr uintptr, kind Kind, goid int64, pc, pc2 uintptr, since int64, wslot uint32) {
-	v := s.end + 1
-	s.begin = v
-	storeBarrier()
+func fill(s *holdSlot, end uint32, addr uintptr, kind Kind, goid int64, pc, pc2 uintptr, since int64, wslot uint32) {
 	s.goid = goid
 	s.pc, s.pc2 = pc, pc2
 	s.since = since
@@ -66,15 +75,14 @@ func fill(s *holdSlot, addr uintptr, kind Kind, goid int64, pc, pc2 uintptr, sin
 	s.kind = uint32(kind)
 	s.seen = 0
 	s.key = addr
-	storeBarrier()
-	s.end = v
+	s.seq.End(end)
 }
 
 // Unhold ends the hold h (Hold's result) and returns its goroutine. Its
 // common case (a record that keeps no stack) is one store: key = 0 frees
-// the record. A reader that loaded the key before it
-// has a consistent copy of the hold that just ended; the next claim of the
-// slot moves its counters, so a copy torn by it is retried.
+// the record. A reader that loaded the key before it has a consistent copy
+// of the hold that just ended; the next claim of the slot moves its
+// sequence, so a copy torn by it is retried.
 //
 //go:norace
 func Unhold(h uint32) int64 {
@@ -93,19 +101,16 @@ func Unhold(h uint32) int64 {
 func unholdSlow(h uint32) int64 {
 	a := ar
 	if h == Overflow {
-		add64(&a.hdr.moreHolders, ^uint64(0))
+		seqlock.Add64(&a.hdr.moreHolders, ^uint64(0))
 		return 0
 	}
 	s := &a.holds[h-1]
 	g, w := s.goid, s.wslot
-	v := s.end + 1
-	s.begin = v
-	storeBarrier()
+	end := s.seq.Begin()
 	s.goid = 0
 	s.wslot = 0
-	storeBarrier()
-	s.end = v
-	storeBarrier()
+	s.seq.End(end)
+	seqlock.StoreFence()
 	s.key = 0
 	if w != 0 {
 		release(a, &a.waiters[w-1])
@@ -125,20 +130,15 @@ func Seen(h uint32, addr uintptr, now int64) {
 	}
 	a := ar
 	s := &a.holds[h-1]
-	e := s.end
-	loadBarrier()
-	if s.key != addr || s.goid == 0 || s.since != 0 || s.seen != 0 {
-		return
-	}
-	loadBarrier()
-	if s.begin != e {
+	e := s.seq.Load()
+	if e&1 != 0 || s.key != addr || s.goid == 0 || s.since != 0 || s.seen != 0 || !s.seq.Valid(e) {
 		return
 	}
 	ms := (now-a.hdr.mono0)/1e6 + 1
 	if ms <= 0 || ms > 0xffffffff {
 		return
 	}
-	cas64(&s.seen, 0, uint64(e)<<32|uint64(ms))
+	seqlock.CAS64(&s.seen, 0, uint64(e)<<32|uint64(ms))
 }
 
 // HolderOf returns the goroutine of hold h, for lock-order checks.
@@ -163,21 +163,19 @@ type holdCopy struct {
 
 //go:norace
 func (s *holdSlot) read(tries int, mono0 int64) (c holdCopy, ok bool) {
-	for try := 0; try < tries; try++ {
-		e := s.end
-		loadBarrier()
+	var seen uint64
+	e, ok := s.seq.Read(tries, func() {
 		c = holdCopy{key: s.key, goid: s.goid, pc: s.pc, pc2: s.pc2, since: s.since, wslot: s.wslot, kind: s.kind}
-		seen := s.seen
-		loadBarrier()
-		if s.begin == e {
-			if c.since == 0 && seen != 0 && uint32(seen>>32) == e {
-				// Not when it acquired, but when a waiter found it held:
-				// it has held at least since.
-				c.since = mono0 + (int64(seen&0xffffffff)-1)*1e6
-				c.seenOnly = true
-			}
-			return c, c.key != 0 && c.goid != 0
-		}
+		seen = s.seen
+	})
+	if !ok {
+		return c, false
 	}
-	return c, false
+	if c.since == 0 && seen != 0 && uint32(seen>>32) == e {
+		// Not when it acquired, but when a waiter found it held: it has
+		// held at least since.
+		c.since = mono0 + (int64(seen&0xffffffff)-1)*1e6
+		c.seenOnly = true
+	}
+	return c, c.key != 0 && c.goid != 0
 }

@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // Names given with sync.SetName: a slot per named lock (CAS of its key from
@@ -13,11 +15,12 @@ import (
 // has no name.
 
 type nameSlot struct {
-	key        uint64
-	begin, end uint32
-	n          uint32
-	_          uint32
-	b          [NameMax]byte
+	key uint64
+	seq seqlock.Seq32
+	_   uint32
+	n   uint32
+	_   uint32
+	b   [NameMax]byte
 }
 
 // SetName names the lock at p (kind). It allocates (the cleanup), the first
@@ -48,23 +51,20 @@ func setName(addr uintptr, name string) (claimed bool) {
 	}
 	for p := uint64(0); p < nameProbes && s == nil; p++ {
 		t := &a.names[(h+p)&(nameSlots-1)]
-		if t.key == 0 && cas64(&t.key, 0, uint64(addr)) {
+		if t.key == 0 && seqlock.CAS64(&t.key, 0, uint64(addr)) {
 			s, claimed = t, true
 		}
 	}
 	if s == nil {
 		return false // the table is full here: the lock keeps its site
 	}
-	v := s.end + 1
-	s.begin = v
-	storeBarrier()
+	end := s.seq.Begin()
 	// A loop, not copy: the runtime's copy tells the race detector.
 	for i := 0; i < len(name); i++ {
 		s.b[i] = name[i]
 	}
 	s.n = uint32(len(name))
-	storeBarrier()
-	s.end = v
+	s.seq.End(end)
 	return claimed
 }
 
@@ -75,13 +75,10 @@ func forgetName(addr uintptr) {
 	for p := uint64(0); p < nameProbes; p++ {
 		t := &a.names[(h+p)&(nameSlots-1)]
 		if t.key == uint64(addr) {
-			v := t.end + 1
-			t.begin = v
-			storeBarrier()
+			end := t.seq.Begin()
 			t.n = 0
-			storeBarrier()
-			t.end = v
-			storeBarrier()
+			t.seq.End(end)
+			seqlock.StoreFence()
 			t.key = 0
 			return
 		}
@@ -99,19 +96,16 @@ func (a *arenaT) nameOf(addr uintptr) string {
 			continue
 		}
 		var b [NameMax]byte
-		for try := 0; try < readTries; try++ {
-			e := t.end
-			loadBarrier()
-			n := min(int(t.n), NameMax)
+		n, key := 0, uint64(0)
+		if _, ok := t.seq.Read(readTries, func() {
+			key, n = t.key, min(int(t.n), NameMax)
 			for i := 0; i < n; i++ {
 				b[i] = t.b[i]
 			}
-			loadBarrier()
-			if t.begin == e && t.key == uint64(addr) {
-				return string(b[:n])
-			}
+		}); !ok || key != uint64(addr) {
+			return ""
 		}
-		return ""
+		return string(b[:n])
 	}
 	return ""
 }

@@ -4,7 +4,9 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/lockwatch/lockwatch/internal/rt/heldset"
 	"github.com/lockwatch/lockwatch/internal/rt/record"
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // Lock order (docs/lock-order.md). When a goroutine acquires lock B while
@@ -13,20 +15,13 @@ import (
 // is identified by its address (unique among the locks that exist at one
 // time).
 //
-// Which locks a goroutine holds is tracked in a table of buckets chosen by
-// goroutine id, each a cache line of heldCells cells naming a lock held by
-// a goroutine of the bucket: a write hold by its holder record (1 + the
-// slot, shifted left), a read hold by the lock's address with the low bit
-// set. An acquire reads its bucket and stores its lock into a free cell;
-// the release clears the cell, in the bucket of the goroutine that took
-// the lock (the holder or reader record names it, whoever unlocks). The
-// stores are plain (unseen by the race detector, as every record), not
-// CASes: two goroutines of one bucket that store into the same free cell at
-// the same moment lose one of the two cells, and the edges from that lock
-// are missed until it is taken again. No edge is ever invented from a
-// cell: a cell names a lock held by this goroutine only if the lock's own
-// records say so (its holder record names the goroutine, or a reader
-// record of the lock does), checked at each nested acquire.
+// Which locks a goroutine holds is tracked in a held-lock table
+// (internal/rt/heldset), whose cells name a write hold by its holder record
+// (1 + the slot, shifted left) and a read hold by the lock's address with
+// the low bit set. A cell names a lock held by this goroutine only if the
+// lock's own records say so (its holder record names the goroutine, or a
+// reader record of the lock does), checked at each nested acquire (heldBy):
+// so no edge is ever invented from a cell.
 //
 // A goroutine that holds nothing finds its bucket empty: a load of its
 // count and two stores, no lookup. A nested acquire checks the pair in the
@@ -35,8 +30,7 @@ import (
 // spin lock the race detector does not see.
 
 const (
-	heldBuckets = 1024 // a power of two
-	heldCells   = 7    // locks held at once by the goroutines of a bucket
+	heldCells = 7 // locks held at once by the goroutines of a bucket: one cache line
 
 	// defaultMaxEdges is how many edges a process records; keySlots
 	// remembers up to keySlots/2 distinct pairs, recorded or dropped.
@@ -45,19 +39,7 @@ const (
 	keyProbes       = 32
 )
 
-// heldBucket is a cache line: n, the number of cells in use as the
-// bucket's goroutines last wrote it, and the cells. Two goroutines of one
-// bucket racing may leave n off: too high, and the next acquire scans and
-// counts again; too low (0 while a cell is in use), and an acquire takes
-// cell 0 without looking at the others. Either way an edge may be missed,
-// never invented.
-type heldBucket struct {
-	n     uint32
-	_     uint32
-	cells [heldCells]uint64
-}
-
-var held [heldBuckets]heldBucket
+var held heldset.Table[[heldCells]uint64]
 
 // WriteCell and ReadCell are the cells of a write hold (Hold's result) and
 // of a read hold of the lock at addr.
@@ -88,7 +70,7 @@ func known(from, to uint64) bool {
 		if f == 0 {
 			return false
 		}
-		loadBarrier()
+		seqlock.LoadFence()
 		if f == from && k.to == to {
 			return true
 		}
@@ -117,18 +99,19 @@ var orders struct {
 
 func init() { orders.max = defaultMaxEdges }
 
-// lockOrders takes orders.mu: a spin lock by CAS (quiet_*.s), which the race
-// detector does not see, so recording an edge makes no happens-before edge
-// between the goroutines that record them. Its holders never block.
+// lockOrders takes orders.mu: a spin lock by a quiet CAS (seqlock.CAS64),
+// which the race detector does not see, so recording an edge makes no
+// happens-before edge between the goroutines that record them. Its holders
+// never block.
 func lockOrders() {
-	for !cas64(&orders.mu, 0, 1) {
+	for !seqlock.CAS64(&orders.mu, 0, 1) {
 		runtime.Gosched()
 	}
 }
 
 //go:norace
 func unlockOrders() {
-	storeBarrier()
+	seqlock.StoreFence()
 	orders.mu = 0
 }
 
@@ -151,105 +134,38 @@ type lockIdent struct {
 }
 
 // A Bucket is the held-lock cells of the goroutines whose ids fall in it.
-type Bucket = heldBucket
+type Bucket = heldset.Bucket[[heldCells]uint64]
 
 // BucketOf returns goroutine goid's bucket.
-func BucketOf(goid int64) *Bucket {
-	return &held[(uint64(goid)*0x9e3779b97f4a7c15)>>(64-10)]
-}
+func BucketOf(goid int64) *Bucket { return held.Of(goid) }
 
 // An acquire of the lock at addr by goroutine goid that succeeded, with
 // the lock's holder or reader record written, calls
 //
 //	if b := inproc.BucketOf(goid); !b.HoldFirst(cell) {
-//		b.Hold(cell, addr, goid)
+//		inproc.HoldNested(b, cell, addr, goid)
 //	}
 //
 // to record an edge from each lock the goroutine holds, then mark the lock
-// held by it. HoldFirst is inlined: in an empty bucket (a goroutine that
-// holds nothing, the common case) it is a load and two stores.
-
-// HoldFirst marks cell held in an empty bucket and reports whether the
-// bucket was empty.
+// held by it; its release, once its record is cleared, calls
 //
-//go:norace
-func (b *Bucket) HoldFirst(cell uint64) bool {
-	if b.n != 0 {
-		return false
-	}
-	b.cells[0] = cell
-	b.n = 1
-	return true
-}
-
-// Hold is the acquire in a bucket with cells in use: each cell is looked at
-// (an edge, if its lock is this goroutine's), cell takes a free one, and n
-// is counted again.
-//
-//go:norace
-//go:noinline
-func (b *Bucket) Hold(cell uint64, addr uintptr, goid int64) {
-	free, n := -1, uint32(0)
-	for i := range b.cells {
-		c := b.cells[i]
-		if c == 0 {
-			if free < 0 {
-				free = i
-			}
-			continue
-		}
-		n++
-		if c != cell {
-			nested(c, cell, addr, goid)
-		}
-	}
-	if free < 0 {
-		add64(&orders.untracked, 1)
-		b.n = n
-		return
-	}
-	b.cells[free] = cell
-	b.n = n + 1
-}
-
-// The release of a lock held by goroutine goid (the holder's or reader's,
-// not necessarily the releaser's), once its record is cleared, calls
-//
-//	if b := inproc.BucketOf(goid); !b.UnholdOnly(cell) {
+//	if b := inproc.BucketOf(g); !b.UnholdOnly(cell) {
 //		b.Unhold(cell)
 //	}
-
-// UnholdOnly clears the bucket if cell is its one cell, and reports whether
-// it did.
 //
-//go:norace
-func (b *Bucket) UnholdOnly(cell uint64) bool {
-	if b.cells[0] != cell || b.n != 1 {
-		return false
-	}
-	b.cells[0] = 0
-	b.n = 0
-	return true
-}
+// with g the goroutine that took it (the holder's or reader's, not
+// necessarily the releaser's).
 
-// Unhold clears the cell, if the bucket has it, and counts the cells in
-// use again.
+// HoldNested is the acquire in a bucket with cells in use: an edge from
+// each lock of the bucket that the goroutine holds; a lock that finds no
+// free cell is counted untracked.
 //
 //go:norace
 //go:noinline
-func (b *Bucket) Unhold(cell uint64) {
-	cleared, n := false, uint32(0)
-	for i := range b.cells {
-		switch c := b.cells[i]; {
-		case c == 0:
-		case c == cell && !cleared:
-			b.cells[i] = 0
-			cleared = true
-		default:
-			n++
-		}
+func HoldNested(b *Bucket, cell uint64, addr uintptr, goid int64) {
+	if !b.Hold(cell, func(c uint64) { nested(c, cell, addr, goid) }) {
+		seqlock.Add64(&orders.untracked, 1)
 	}
-	b.n = n
 }
 
 // heldBy says whether the lock of cell c is held by goroutine goid, by its
@@ -360,9 +276,9 @@ func insertEdge(e edgeRecord) {
 	orders.edges = append(orders.edges, e)
 }
 
-// outside drops the frames of the drop-in (this package's, and the sync
-// package's that called it) from the start of a stack: it starts at the
-// caller of Lock, whatever was inlined.
+// outside drops the frames of the drop-in (this package's, the held-lock
+// table's, and the sync package's that called them) from the start of a
+// stack: it starts at the caller of Lock, whatever was inlined.
 func outside(pcs []uintptr) []uintptr {
 	for len(pcs) > 0 {
 		f := runtime.FuncForPC(pcs[0] - 1)
@@ -371,6 +287,7 @@ func outside(pcs []uintptr) []uintptr {
 		}
 		name := f.Name()
 		if !strings.HasPrefix(name, "github.com/lockwatch/lockwatch/internal/rt/inproc.") &&
+			!strings.HasPrefix(name, "github.com/lockwatch/lockwatch/internal/rt/heldset.") &&
 			!strings.HasPrefix(name, "github.com/lockwatch/lockwatch/sync.") {
 			break
 		}
@@ -428,7 +345,7 @@ func addKey(from, to uint64) bool {
 		k := &keys[(h+p)&(keySlots-1)]
 		if k.from == 0 {
 			k.to = to
-			storeBarrier()
+			seqlock.StoreFence()
 			k.from = from
 			orders.nkeys++
 			return true

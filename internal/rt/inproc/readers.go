@@ -1,20 +1,23 @@
 package inproc
 
+import "github.com/lockwatch/lockwatch/internal/rt/seqlock"
+
 // Reader records. RLock claims a slot of the reader table (CAS of its key
 // from 0 to the lock's address), starting at a slot chosen by hashing the
 // lock's address and the goroutine's id, so that two goroutines reading one
 // RWMutex write different cache lines; RUnlock finds it again from the same
-// hash and frees it by a CAS, so that a read lock released by another
+// hash and frees it (freeRead), so that a read lock released by another
 // goroutine than its taker (allowed, as with sync), which frees some record
 // of the lock, never frees one twice. A reader that finds no free slot in
 // readProbes tries is counted in its lock instead (the RWMutex's over).
 
 type readSlot struct {
-	key        uint64
-	begin, end uint32
-	goid       int64
-	pc, pc2    uintptr
-	_          [24]byte // a 64-byte line
+	key     uint64
+	seq     seqlock.Seq32
+	_       uint32
+	goid    int64
+	pc, pc2 uintptr
+	_       [24]byte // a 64-byte line
 }
 
 func readHash(addr uintptr, goid int64) uint64 {
@@ -30,16 +33,13 @@ func ReadLocked(addr uintptr, goid int64, pc, pc2 uintptr) bool {
 	h := readHash(addr, goid)
 	for p := uint64(0); p < readProbes; p++ {
 		r := &a.readers[(h+p)&(readSlots-1)]
-		if r.key != 0 || !cas64(&r.key, 0, uint64(addr)) {
+		if r.key != 0 || !seqlock.CAS64(&r.key, 0, uint64(addr)) {
 			continue
 		}
-		v := r.end + 1
-		r.begin = v
-		storeBarrier()
+		end := r.seq.Begin()
 		r.goid = goid
 		r.pc, r.pc2 = pc, pc2
-		storeBarrier()
-		r.end = v
+		r.seq.End(end)
 		return true
 	}
 	return false
@@ -56,8 +56,10 @@ func ReadUnlocked(addr uintptr, goid int64, over int32) (g int64, counted bool) 
 	h := readHash(addr, goid)
 	for p := uint64(0); p < readProbes; p++ {
 		r := &a.readers[(h+p)&(readSlots-1)]
-		if r.key == uint64(addr) && r.goid == goid && freeRead(r, addr) {
-			return goid, false
+		if r.key == uint64(addr) && r.goid == goid {
+			if _, ok := freeRead(r, addr, goid); ok {
+				return goid, false
+			}
 		}
 	}
 	if over > 0 {
@@ -66,7 +68,7 @@ func ReadUnlocked(addr uintptr, goid int64, over int32) (g int64, counted bool) 
 	for i := range a.readers {
 		r := &a.readers[i]
 		if r.key == uint64(addr) {
-			if g := r.goid; g != 0 && freeRead(r, addr) {
+			if g, ok := freeRead(r, addr, 0); ok {
 				return g, false
 			}
 		}
@@ -76,27 +78,40 @@ func ReadUnlocked(addr uintptr, goid int64, over int32) (g int64, counted bool) 
 	return 0, false
 }
 
-// freeRead takes r from the lock at addr (a CAS of its begin counter to
-// odd: only one releaser wins), clears it and frees it.
+// freeRead frees r if it is a live record of the lock at addr (of
+// goroutine goid, or of any with goid 0) and returns its goroutine. Of
+// several releasers of one record, exactly one frees it:
+//   - The releaser copies the key and the goroutine under the sequence v
+//     and claims the write with a CAS of the sequence from v: the CAS
+//     succeeds only if no write began since v, so the copy is of the record
+//     as it still is, live, and the claim excludes every other releaser.
+//   - It empties the record (goroutine 0) and ends the write: a releaser
+//     that comes after sees goroutine 0, a dead record, and frees nothing,
+//     though the key still names the lock.
+//   - It frees the key with a CAS from the lock's address to 0. Once the
+//     claim succeeded nobody else writes the key (a reader claims only a key
+//     of 0, and every other releaser now fails), so the CAS succeeds; it is
+//     a CAS so that a free can never wipe a key it does not own.
+//
+// Checking the goroutine in the copy that the claim validates is what
+// makes a record freed once: a releaser that had read the goroutine of
+// the record before another freed it would otherwise claim it again between
+// that free's end and its key store (TestFreeReadOnce).
 //
 //go:norace
-func freeRead(r *readSlot, addr uintptr) bool {
-	e := r.end
-	if r.begin != e || r.key != uint64(addr) {
-		return false
+func freeRead(r *readSlot, addr uintptr, goid int64) (int64, bool) {
+	v := r.seq.Load()
+	if v&1 != 0 {
+		return 0, false
 	}
-	// begin and end share a word: CAS both, from (e, e) to (e+1, e).
-	w := (*uint64)(ptrOf(&r.begin))
-	if !cas64(w, uint64(e)|uint64(e)<<32, uint64(e+1)|uint64(e)<<32) {
-		return false
+	key, g := r.key, r.goid
+	if key != uint64(addr) || g == 0 || (goid != 0 && g != goid) || !r.seq.Claim(v, v+1) {
+		return 0, false
 	}
-	storeBarrier()
 	r.goid = 0
-	storeBarrier()
-	r.end = e + 1
-	storeBarrier()
-	r.key = 0
-	return true
+	r.seq.End(v + 2)
+	seqlock.CAS64(&r.key, uint64(addr), 0)
+	return g, true
 }
 
 type readCopy struct {
@@ -107,20 +122,13 @@ type readCopy struct {
 
 //go:norace
 func (r *readSlot) read(tries int) (c readCopy, ok bool) {
-	for try := 0; try < tries; try++ {
-		e := r.end
-		loadBarrier()
-		key := r.key
-		if key == 0 {
-			return c, false
-		}
-		c = readCopy{key: key, goid: r.goid, pc: r.pc, pc2: r.pc2}
-		loadBarrier()
-		if r.begin == e && r.key == key {
-			return c, c.goid != 0
-		}
+	if r.key == 0 {
+		return c, false
 	}
-	return c, false
+	_, ok = r.seq.Read(tries, func() {
+		c = readCopy{key: r.key, goid: r.goid, pc: r.pc, pc2: r.pc2}
+	})
+	return c, ok && c.key != 0 && c.goid != 0
 }
 
 // AddOver adds d to an RWMutex's count of readers without a record, unseen
@@ -130,7 +138,7 @@ func (r *readSlot) read(tries int) (c readCopy, ok bool) {
 func AddOver(p *int32, d int32) {
 	for {
 		old := *p
-		if cas32((*uint32)(ptrOf(p)), uint32(old), uint32(old+d)) {
+		if seqlock.CAS32((*uint32)(ptrOf(p)), uint32(old), uint32(old+d)) {
 			return
 		}
 	}

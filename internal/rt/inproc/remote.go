@@ -10,7 +10,7 @@ import (
 
 // A Remote is the arena of another process (arena_linux.go), mapped
 // read-only: its records are read as the process writes them, with the
-// same begin/end protocol as in-process, so nothing of it is stopped or
+// same seqlock protocol as in-process, so nothing of it is stopped or
 // asked.
 type Remote struct {
 	PID   int

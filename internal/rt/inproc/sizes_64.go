@@ -11,5 +11,5 @@ var (
 	_ [0]byte = [unsafe.Sizeof(waitSlot{}) - 320]byte{}
 	_ [0]byte = [unsafe.Sizeof(readSlot{}) - 64]byte{}
 	_ [0]byte = [unsafe.Sizeof(nameSlot{}) - 128]byte{}
-	_ [0]byte = [unsafe.Sizeof(heldBucket{}) - 64]byte{}
+	_ [0]byte = [unsafe.Sizeof(Bucket{}) - 64]byte{}
 )

@@ -3,8 +3,6 @@ package inproc
 import (
 	"slices"
 	"time"
-
-	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
 // readTries bounds the retries of one record read.
@@ -44,7 +42,7 @@ type Lock struct {
 	// waiter first found it held (it has held at least since then); else
 	// 0, not known. HolderStack is its stack when it acquired after
 	// waiting, else nil (its site is Holder.PC).
-	Holder      record.HolderCopy
+	Holder      Holder
 	HolderSeen  bool
 	HolderStack []uintptr
 	// Readers, by goroutine; MoreReaders counts those without a record.
@@ -52,6 +50,14 @@ type Lock struct {
 	MoreReaders int
 	// Waiters, longest first.
 	Waiters []Waiter
+}
+
+// A Holder holds a lock for writing. Goroutine 0 means no holder.
+type Holder struct {
+	Goroutine int64
+	PC, PC2   uintptr // the return addresses of Lock and of its caller
+	Since     int64   // Nanotime's scale; see Lock.Holder
+	Slot      uint32  // 1 + the waiter record that keeps its stack, or 0
 }
 
 // A Reader holds an RWMutex for reading.
@@ -107,7 +113,7 @@ func (a *arenaT) take(max int) Snapshot {
 			continue
 		}
 		l := get(uint64(c.key), Kind(c.kind))
-		l.Holder = record.HolderCopy{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since, Slot: c.wslot}
+		l.Holder = Holder{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since, Slot: c.wslot}
 		l.HolderSeen = c.seenOnly
 		if c.wslot != 0 {
 			l.HolderStack = stacks[c.wslot]
@@ -172,7 +178,7 @@ func Stuck(before int64) []StuckWaiter {
 		if !ok || c.mode&modeHolding != 0 || c.since >= before {
 			continue
 		}
-		out = append(out, StuckWaiter{Slot: c.slot, Seq: loadU32(&a.waiters[i].end), Lock: c.key,
+		out = append(out, StuckWaiter{Slot: c.slot, Seq: c.seq, Lock: c.key,
 			Waiter: Waiter{Goroutine: c.goid, Write: c.mode&modeWrite != 0, Since: c.since, Stack: c.pcs}})
 	}
 	return out
@@ -195,7 +201,7 @@ func Describe(id uint64) (l Lock, ok bool) {
 	for i := range a.holds {
 		if c, ok := a.holds[i].read(readTries, a.hdr.mono0); ok && uint64(c.key) == id {
 			l.Kind = Kind(c.kind)
-			l.Holder = record.HolderCopy{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since, Slot: c.wslot}
+			l.Holder = Holder{Goroutine: c.goid, PC: c.pc, PC2: c.pc2, Since: c.since, Slot: c.wslot}
 			l.HolderSeen = c.seenOnly
 		}
 	}
@@ -216,7 +222,6 @@ func Describe(id uint64) (l Lock, ok bool) {
 func loadU64(p *uint64) uint64 { return *p }
 
 //go:norace
-func loadU32(p *uint32) uint32 { return *p }
 
 func cmpU64(a, b uint64) int {
 	switch {

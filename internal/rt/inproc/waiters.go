@@ -4,12 +4,13 @@ import (
 	"unsafe"
 
 	"github.com/lockwatch/lockwatch/internal/rt/record"
+	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // Waiter records. A goroutine about to block in Lock or RLock claims a slot
 // (CAS of its key from 0 to the lock's address, starting at a slot chosen
 // by its goroutine id) and writes who, what and since when, and its stack,
-// under the begin/end counters. A writer that then acquires keeps the slot
+// under its sequence word. A writer that then acquires keeps the slot
 // as the holder's stack (its holder record names it) until Unlock;
 // everything else releases it on acquire.
 
@@ -23,14 +24,15 @@ const (
 )
 
 type waitSlot struct {
-	key        uint64 // the lock's address; 0 when free
-	begin, end uint32
-	goid       int64
-	since      int64
-	mode       uint32
-	n          uint32
-	pcs        [maxFrames]uintptr
-	_          [24]byte // 320 bytes: five lines
+	key   uint64 // the lock's address; 0 when free
+	seq   seqlock.Seq32
+	_     uint32
+	goid  int64
+	since int64
+	mode  uint32
+	n     uint32
+	pcs   [maxFrames]uintptr
+	_     [24]byte // 320 bytes: five lines
 }
 
 func ptrOf[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) }
@@ -47,16 +49,14 @@ func Wait(addr uintptr, write bool, goid int64, since int64, st *record.Stack) u
 	for p := uint64(0); p < waitProbes; p++ {
 		i := (h + p) & (waitSlots - 1)
 		w := &a.waiters[i]
-		if w.key != 0 || !cas64(&w.key, 0, uint64(addr)) {
+		if w.key != 0 || !seqlock.CAS64(&w.key, 0, uint64(addr)) {
 			continue
 		}
 		mode := uint32(modeRead)
 		if write {
 			mode = modeWrite
 		}
-		v := w.end + 1
-		w.begin = v
-		storeBarrier()
+		end := w.seq.Begin()
 		w.goid = goid
 		w.since = since
 		w.mode = mode
@@ -66,11 +66,10 @@ func Wait(addr uintptr, write bool, goid int64, since int64, st *record.Stack) u
 			w.pcs[k] = st.PCs[k]
 		}
 		w.n = uint32(n)
-		storeBarrier()
-		w.end = v
+		w.seq.End(end)
 		return uint32(i) + 1
 	}
-	add64(&a.hdr.moreWaiters, 1)
+	seqlock.Add64(&a.hdr.moreWaiters, 1)
 	return 0
 }
 
@@ -82,7 +81,7 @@ func Wait(addr uintptr, write bool, goid int64, since int64, st *record.Stack) u
 func Acquired(slot uint32, hold bool) uint32 {
 	a := ar
 	if slot == 0 {
-		add64(&a.hdr.moreWaiters, ^uint64(0))
+		seqlock.Add64(&a.hdr.moreWaiters, ^uint64(0))
 		return 0
 	}
 	w := &a.waiters[slot-1]
@@ -90,24 +89,20 @@ func Acquired(slot uint32, hold bool) uint32 {
 		release(a, w)
 		return 0
 	}
-	v := w.end + 1
-	w.begin = v
-	storeBarrier()
+	end := w.seq.Begin()
 	w.mode |= modeHolding
-	storeBarrier()
-	w.end = v
+	w.seq.End(end)
 	return slot
 }
 
+// release empties w (goroutine 0, under the sequence), then frees it.
+//
 //go:norace
 func release(a *arenaT, w *waitSlot) {
-	v := w.end + 1
-	w.begin = v
-	storeBarrier()
+	end := w.seq.Begin()
 	w.goid = 0
-	storeBarrier()
-	w.end = v
-	storeBarrier()
+	w.seq.End(end)
+	seqlock.StoreFence()
 	w.key = 0
 }
 
@@ -119,6 +114,7 @@ type waitCopy struct {
 	since int64
 	mode  uint32
 	pcs   []uintptr
+	seq   uint32 // the record's sequence: each wait in the slot has its own
 }
 
 // read copies slot i if it is in use; ok=false when it is free or stayed
@@ -126,27 +122,22 @@ type waitCopy struct {
 //
 //go:norace
 func (w *waitSlot) read(i int, tries int) (c waitCopy, ok bool) {
+	if w.key == 0 {
+		return c, false
+	}
 	var pcs [maxFrames]uintptr
-	for try := 0; try < tries; try++ {
-		e := w.end
-		loadBarrier()
-		key := w.key
-		if key == 0 {
-			return c, false
-		}
-		c = waitCopy{slot: uint32(i) + 1, key: key, goid: w.goid, since: w.since, mode: w.mode}
-		n := min(int(w.n), maxFrames)
+	n := 0
+	seq, ok := w.seq.Read(tries, func() {
+		c = waitCopy{slot: uint32(i) + 1, key: w.key, goid: w.goid, since: w.since, mode: w.mode}
+		n = min(int(w.n), maxFrames)
 		for k := 0; k < n; k++ {
 			pcs[k] = w.pcs[k]
 		}
-		loadBarrier()
-		if w.begin == e && w.key == key {
-			if c.goid == 0 {
-				return c, false
-			}
-			c.pcs = append([]uintptr(nil), pcs[:n]...)
-			return c, true
-		}
+	})
+	if !ok || c.key == 0 || c.goid == 0 {
+		return c, false
 	}
-	return c, false
+	c.pcs = append([]uintptr(nil), pcs[:n]...)
+	c.seq = seq
+	return c, true
 }

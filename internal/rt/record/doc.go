@@ -3,11 +3,13 @@
 // drop-in Mutex and RWMutex: the caller's stack (a frame-pointer walk, 40x
 // cheaper than runtime.Callers), the goroutine id (read from the runtime's g
 // at an offset found and verified at start-up), the clock (the runtime's
-// monotonic clock, and a coarse copy of it that costs one load), and the
-// in-process holder record that a reader in another goroutine copies
-// without a lock.
+// monotonic clock, and a coarse copy of it that costs one load).
 //
-// Nothing here takes a lock or allocates on the paths an acquire uses.
+// Nothing here allocates on the paths an acquire uses, and only Coarse may
+// take a lock: when it finds the coarse clock stale (its ticker stopped
+// after a second unused), it takes the clock's mutex to read the clock and
+// start the ticker again, which also takes that mutex each tick. A caller
+// that must never block (a goroutine pinned to its P) does not call it.
 //
 //	var st record.Stack
 //	st.Capture(0)          // the stack of the caller

@@ -224,47 +224,6 @@ func TestCoarseNeverAhead(t *testing.T) {
 	}
 }
 
-// TestHolderReadConsistent hammers a Holder with a writer storing equal
-// fields and checks that no reader ever sees a mix, and that the readers
-// saw several different writes (so the test can fail).
-func TestHolderReadConsistent(t *testing.T) {
-	var h Holder
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := int64(1); ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			h.Set(i, uintptr(i), uintptr(i), i, uint32(i))
-			if i%3 == 0 {
-				h.Clear()
-			}
-		}
-	})
-	seen := map[int64]bool{}
-	torn := 0
-	for len(seen) < 1000 {
-		c, ok := h.Read(4)
-		if !ok {
-			torn++
-			continue
-		}
-		if c.Goroutine == 0 {
-			continue
-		}
-		if uintptr(c.Goroutine) != c.PC || c.PC2 != c.PC || c.Goroutine != c.Since || uint32(c.Goroutine) != c.Slot {
-			t.Fatalf("torn copy %+v", c)
-		}
-		seen[c.Goroutine] = true
-	}
-	close(stop)
-	wg.Wait()
-	t.Logf("%d distinct writes seen, %d reads gave up", len(seen), torn)
-}
-
 func BenchmarkGoid(b *testing.B) {
 	for b.Loop() {
 		Goid()

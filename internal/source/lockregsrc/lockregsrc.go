@@ -9,6 +9,7 @@ package lockregsrc
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/lockwatch/lockwatch/lockreg"
@@ -19,6 +20,21 @@ import (
 
 // Kind is the kind of the locks a Source reads.
 const Kind = "lockreg"
+
+// OwnerDied is the reason of lockreg's own proof that a holder died: the
+// lock word carries FUTEX_OWNER_DIED (the kernel, or a waiter that proved
+// the holder dead, marked it).
+const OwnerDied lockstate.Reason = "owner-died"
+
+// The names of lockreg's facts. FactWord (a lock's): its futex word in hex,
+// the holder's pid in the low 30 bits, 0x80000000 waiters, 0x40000000 owner
+// died. FactRobust (a process's): "true" when the kernel marks its locks
+// OWNER_DIED if it dies (it registered the robust-futex list). Both are raw:
+// in the JSON report, not in the tables.
+const (
+	FactWord   = "word"
+	FactRobust = "robust"
+)
 
 // A Source reads the lockreg run in a directory. Its zero value reads
 // nothing; build it with New. It is safe for concurrent use.
@@ -56,7 +72,8 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 	out := &lockstate.Snapshot{Run: s.Dir, Taken: s.Taken, Stacks: dictionaries{s}, WaitLabel: lockreg.WaitLabel}
 	for _, p := range s.Processes {
-		lp := lockstate.Process{ID: p.Identity(), Started: p.Registered, Robust: p.Robust}
+		lp := lockstate.Process{ID: p.Identity(), Started: p.Registered,
+			Facts: lockstate.Facts{Extra: []lockstate.Fact{{Name: FactRobust, Value: strconv.FormatBool(p.Robust), Raw: true}}}}
 		if p.Info != nil {
 			lp.Role, lp.Command = p.Info.Role, strings.Join(p.Info.Args, " ")
 		}
@@ -68,7 +85,8 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 	at := make(map[int]int, len(s.Locks)) // lock index -> position in out.Locks
 	for i := range s.Locks {
 		l := &s.Locks[i]
-		ll := lockstate.Lock{Kind: Kind, Name: l.Name, Facts: lockstate.Facts{Word: l.Word}, Recovery: recovery}
+		ll := lockstate.Lock{Kind: Kind, Name: l.Name, Recovery: recovery,
+			Facts: lockstate.Facts{Extra: []lockstate.Fact{{Name: FactWord, Value: fmt.Sprintf("0x%08x", l.Word), Raw: true}}}}
 		h, held := holderOf(s, l)
 		if held {
 			ll.Holders = []lockstate.Holder{h}
@@ -80,7 +98,7 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 					robust = p.Robust
 				}
 			}
-			ll.Abandoned = &lockstate.Proof{Reason: lockstate.OwnerDied, Says: diedHow(robust)}
+			ll.Abandoned = &lockstate.Proof{Reason: OwnerDied, Says: diedHow(robust)}
 		}
 		at[l.Index] = len(out.Locks)
 		out.Locks = append(out.Locks, ll)

@@ -79,6 +79,12 @@ type want struct {
 	waiter []int
 }
 
+// TestFindings: the report's findings of lockreg snapshots that real
+// processes cannot be made to show on demand (a zombie, a reused pid, a
+// failed check, a word marked OWNER_DIED by a holder that looks alive).
+// The scenarios real processes do show (a SIGKILLed holder, an AB/BA loop
+// across two processes, a stuck holder, a goroutine locking a lock it
+// holds) are the conformance suite's, internal/source/conformance.
 func TestFindings(t *testing.T) {
 	ownerDied := held(0, "q", pA, 5, t0.Add(-time.Minute))
 	ownerDied.HolderPID, ownerDied.OwnerDied, ownerDied.Word = 0, true, 0x40000000
@@ -93,14 +99,6 @@ func TestFindings(t *testing.T) {
 			snap: lockreg.Snapshot{Processes: procs(pA, pB),
 				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Second))},
 				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-time.Second))}},
-		},
-		{
-			name: "holder gone",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Second))},
-				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
-			status: fakeHost{pA: proc.Gone},
-			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "holder zombie",
@@ -132,15 +130,6 @@ func TestFindings(t *testing.T) {
 			want: []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
-			name: "AB/BA across two processes",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks: []lockreg.Lock{held(0, "a", pA, 5, t0), held(1, "b", pB, 9, t0)},
-				Waiters: []lockreg.Waiter{
-					waiting(0, pA, 5, 1, "b", t0),
-					waiting(1, pB, 9, 0, "a", t0)}},
-			want: []want{{kind: report.Cycle, lock: "a", holder: 100, alive: true, waiter: []int{200}}},
-		},
-		{
 			name: "three-way loop, with a bystander waiting",
 			snap: lockreg.Snapshot{Processes: procs(pA, pB, pC),
 				Locks: []lockreg.Lock{held(0, "x", pA, 1, t0), held(1, "y", pB, 2, t0), held(2, "z", pC, 3, t0)},
@@ -169,13 +158,6 @@ func TestFindings(t *testing.T) {
 					waiting(1, pC, 3, 0, "a", t0.Add(-time.Hour))}},
 			status: fakeHost{pB: proc.Gone},
 			want:   []want{{kind: report.DeadHolder, lock: "b", holder: 200, waiter: []int{100}}},
-		},
-		{
-			name: "live holder past the threshold while waited for",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Minute))},
-				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-30*time.Second))}},
-			want: []want{{kind: report.StuckHolder, lock: "q", holder: 100, alive: true, waiter: []int{200}}},
 		},
 		{
 			name: "long hold, fresh waiter: not stuck yet",
@@ -336,10 +318,16 @@ func TestConvert(t *testing.T) {
 	if l := got.Locks[0]; l.Kind != lockregsrc.Kind || len(l.Holders) != 1 || l.Holders[0].ID != pA || l.Abandoned != nil {
 		t.Errorf("got lock %+v; want held by pA", l)
 	}
-	if l := got.Locks[1]; l.Abandoned == nil || l.Abandoned.Says != "the kernel marked it OWNER_DIED" || len(l.Waiters) != 1 {
+	for i, want := range []string{"false", "true", "false"} {
+		if p := got.Processes[i]; !slices.Equal(p.Facts.Extra, []lockstate.Fact{{Name: lockregsrc.FactRobust, Value: want, Raw: true}}) {
+			t.Errorf("process %d's facts %v; want robust %s", i, p.Facts.Extra, want)
+		}
+	}
+	if l := got.Locks[1]; l.Abandoned == nil || l.Abandoned.Reason != lockregsrc.OwnerDied || l.Abandoned.Says != "the kernel marked it OWNER_DIED" || len(l.Waiters) != 1 {
 		t.Errorf("got lock %+v; want abandoned, the kernel's proof, one waiter", l)
 	}
-	if l := got.Locks[2]; len(l.Holders) != 1 || l.Holders[0].ID != pC || l.Holders[0].Goroutine != 0 || l.Facts.Word != 300 {
+	if l := got.Locks[2]; len(l.Holders) != 1 || l.Holders[0].ID != pC || l.Holders[0].Goroutine != 0 ||
+		!slices.Equal(l.Facts.Extra, []lockstate.Fact{{Name: lockregsrc.FactWord, Value: "0x0000012c", Raw: true}}) {
 		t.Errorf("got lock %+v; want held by pid 300 with its start time, goroutine unknown", l)
 	}
 	if l := got.Locks[3]; len(l.Holders) != 0 || l.Abandoned == nil || !strings.Contains(l.Abandoned.Says, "a waiter proved") {

@@ -6,19 +6,17 @@ package main
 
 import (
 	"context"
-	"errors"
+	"io"
 	"os"
 
 	"github.com/lockwatch/lockwatch/postgres/internal/pgcli"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 func main() {
-	err := pgcli.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
-	var ee *pgcli.ExitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.Code)
-	}
-	if err != nil {
-		os.Exit(1)
-	}
+	// Every byte goes through the terminal writer (reportcmd.Main), as
+	// lockwatch's own: what a session holds never drives the terminal.
+	reportcmd.Main(func(ctx context.Context, stdout, stderr io.Writer) error {
+		return pgcli.Main(ctx, os.Args[1:], stdout, stderr)
+	})
 }

@@ -9,42 +9,30 @@ package pgcli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/postgres/pgsrc"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/reportcmd"
 )
 
 // Exit statuses, as lockwatch's attach and watch.
 const (
-	exitFailed   = 1
-	exitUsage    = 2
-	exitDeadlock = 3
+	exitFailed = reportcmd.ExitFailed
+	exitUsage  = reportcmd.ExitUsage
 )
 
 // ExitError carries the status to exit with; its message was printed.
-type ExitError struct {
-	Code int
-	Err  error
-}
-
-func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d: %v", e.Code, e.Err) }
-
-func (e *ExitError) Unwrap() error { return e.Err }
+type ExitError = reportcmd.ExitError
 
 const usage = `usage: lockwatch-pg COMMAND [flags] [CONNSTRING]
 
@@ -100,7 +88,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	bad := func(format string, a ...any) error {
 		err := fmt.Errorf(format, a...)
-		fmt.Fprintln(stderr, "lockwatch-pg:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-pg:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitUsage, Err: err}
 	}
 	if err := fs.Parse(args[1:]); err != nil {
@@ -109,8 +97,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return &ExitError{Code: exitUsage, Err: err}
 	}
-	if c.output != "table" && c.output != "json" && c.output != "dot" {
-		return bad("-o %q: use table, json or dot", c.output)
+	if _, err := reportcmd.ParseFormat(c.output); err != nil {
+		return bad("%v", err)
 	}
 	if c.stuckAfter <= 0 {
 		return bad("--stuck-after %s: want a positive duration", c.stuckAfter)
@@ -188,34 +176,10 @@ func (c config) diagnose(ctx context.Context, src *pgsrc.Source) (*report.Report
 }
 
 func (c config) write(w io.Writer, r *report.Report, compact bool) error {
-	if c.output == "dot" {
-		return r.WriteDot(w)
-	}
-	if c.output == "json" {
-		enc := json.NewEncoder(w)
-		if !compact {
-			enc.SetIndent("", "  ")
-		}
-		return enc.Encode(r)
-	}
-	return r.Write(w, report.Style{Color: colour(w)})
+	return reportcmd.Print(w, r, reportcmd.Format(c.output), compact)
 }
 
-func colour(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-func verdict(r *report.Report) error {
-	if r != nil && r.Deadlock() {
-		return &ExitError{Code: exitDeadlock, Err: errors.New("deadlock")}
-	}
-	return nil
-}
+func verdict(r *report.Report) error { return reportcmd.Verdict(r) }
 
 // terminate ends the dead holders' sessions, with --terminate-dead, and
 // says so on stderr, one line each.
@@ -224,14 +188,14 @@ func (c config) terminate(ctx context.Context, src *pgsrc.Source, r *report.Repo
 		return
 	}
 	for _, line := range src.Terminate(ctx, r) {
-		fmt.Fprintln(stderr, report.Escape(line))
+		fmt.Fprintln(stderr, reportcmd.Escape(line))
 	}
 }
 
 func attach(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.Writer) error {
 	r, err := c.diagnose(ctx, src)
 	if err != nil {
-		fmt.Fprintln(stderr, "lockwatch-pg: cannot read the lock graph:", report.Escape(err.Error()))
+		fmt.Fprintln(stderr, "lockwatch-pg: cannot read the lock graph:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitUsage, Err: err}
 	}
 	if err := c.write(stdout, r, false); err != nil {
@@ -245,40 +209,22 @@ func attach(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.
 // distinct error when the server cannot be read. On SIGINT or SIGTERM it
 // exits as attach would for the last report.
 func watch(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	lastKey, lastErr := "", ""
-	var last *report.Report
-	t := time.NewTicker(c.interval)
-	defer t.Stop()
-	for {
-		r, err := c.diagnose(ctx, src)
-		switch {
-		case ctx.Err() != nil:
-			return verdict(last)
-		case err != nil:
-			if msg := err.Error(); msg != lastErr {
-				fmt.Fprintf(stderr, "lockwatch-pg: %s: cannot read the lock graph: %s\n", time.Now().Format("15:04:05.000"), report.Escape(msg))
-				lastErr = msg
+	last, err := reportcmd.Watch{
+		Every:    c.interval,
+		Diagnose: func(ctx context.Context) (*report.Report, error) { return c.diagnose(ctx, src) },
+		Show: func(r *report.Report) error {
+			if err := c.write(stdout, r, true); err != nil {
+				return err
 			}
-		default:
-			lastErr, last = "", r
-			var b strings.Builder
-			for i := range r.Findings {
-				b.WriteString(r.Findings[i].Key() + "\n")
-			}
-			if k := "report:" + b.String(); k != lastKey {
-				lastKey = k
-				if err := c.write(stdout, r, true); err != nil {
-					return &ExitError{Code: exitFailed, Err: err}
-				}
-				c.terminate(ctx, src, r, stderr)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return verdict(last)
-		case <-t.C:
-		}
+			c.terminate(ctx, src, r, stderr)
+			return nil
+		},
+		Failed: func(err error) {
+			fmt.Fprintf(stderr, "lockwatch-pg: %s: cannot read the lock graph: %s\n", time.Now().Format("15:04:05.000"), reportcmd.Escape(err.Error()))
+		},
+	}.Run(ctx)
+	if err != nil {
+		return &ExitError{Code: exitFailed, Err: err}
 	}
+	return verdict(last)
 }

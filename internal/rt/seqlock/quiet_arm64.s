@@ -4,8 +4,8 @@
 // not instrumented, so a CAS here is no happens-before edge between the
 // program's goroutines. LDAXR/STLXR loops run on every ARMv8.0 core.
 
-// func cas64(p *uint64, old, new uint64) bool
-TEXT ·cas64(SB), NOSPLIT|NOFRAME, $0-25
+// func CAS64(p *uint64, old, new uint64) bool
+TEXT ·CAS64(SB), NOSPLIT|NOFRAME, $0-25
 	MOVD p+0(FP), R0
 	MOVD old+8(FP), R1
 	MOVD new+16(FP), R2
@@ -23,34 +23,8 @@ fail:
 	MOVB ZR, ret+24(FP)
 	RET
 
-// func add64(p *uint64, d uint64) uint64
-TEXT ·add64(SB), NOSPLIT|NOFRAME, $0-24
-	MOVD p+0(FP), R0
-	MOVD d+8(FP), R1
-again:
-	LDAXR (R0), R2
-	ADD R1, R2, R2
-	STLXR R2, (R0), R3
-	CBNZ R3, again
-	MOVD R2, ret+16(FP)
-	RET
-
-// func storeBarrier()
-//
-// Orders the stores before it before the stores after it (DMB ISHST).
-TEXT ·storeBarrier(SB), NOSPLIT|NOFRAME, $0-0
-	DMB $0xa
-	RET
-
-// func loadBarrier()
-//
-// Orders the loads before it before the loads after it (DMB ISHLD).
-TEXT ·loadBarrier(SB), NOSPLIT|NOFRAME, $0-0
-	DMB $0x9
-	RET
-
-// func cas32(p *uint32, old, new uint32) bool
-TEXT ·cas32(SB), NOSPLIT|NOFRAME, $0-17
+// func CAS32(p *uint32, old, new uint32) bool
+TEXT ·CAS32(SB), NOSPLIT|NOFRAME, $0-17
 	MOVD p+0(FP), R0
 	MOVWU old+8(FP), R1
 	MOVWU new+12(FP), R2
@@ -66,4 +40,30 @@ again:
 fail:
 	CLREX
 	MOVB ZR, ret+16(FP)
+	RET
+
+// func Add64(p *uint64, d uint64) uint64
+TEXT ·Add64(SB), NOSPLIT|NOFRAME, $0-24
+	MOVD p+0(FP), R0
+	MOVD d+8(FP), R1
+again:
+	LDAXR (R0), R2
+	ADD R1, R2, R2
+	STLXR R2, (R0), R3
+	CBNZ R3, again
+	MOVD R2, ret+16(FP)
+	RET
+
+// func StoreFence()
+//
+// Orders the stores before it before the stores after it (DMB ISHST).
+TEXT ·StoreFence(SB), NOSPLIT|NOFRAME, $0-0
+	DMB $0xa
+	RET
+
+// func LoadFence()
+//
+// Orders the loads before it before the loads after it (DMB ISHLD).
+TEXT ·LoadFence(SB), NOSPLIT|NOFRAME, $0-0
+	DMB $0x9
 	RET

@@ -1,4 +1,4 @@
-package cli
+package reportcmd
 
 // indentJSON appends src, a value as json.Marshal prints it (compact: no
 // space outside strings), to dst indented as json.Indent(dst, src, "",
