@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // benchDepth is how deep below the benchmark function each acquire is
@@ -276,7 +278,7 @@ func BenchmarkLockUnlockSites(b *testing.B) {
 
 // dictLines counts the stacks in r's dictionary file.
 func dictLines(b *testing.B, r *Registry) int {
-	_, stacks, _ := ProcessFiles(r.Dir(), r.Self())
+	_, stacks, _ := arena.ProcessFiles(r.Dir(), r.Self())
 	data, err := os.ReadFile(stacks)
 	if err != nil {
 		b.Fatal(err)

@@ -15,7 +15,8 @@
 //	mu, err := agent.Registry().Mutex("queue.wlock")
 //
 // Without LOCKWATCH_DIR, Start makes a fresh run directory under
-// lockreg.DefaultRoot(), so that a program started without lockwatch can
+// the default root (/dev/shm/lockwatch-UID, or a private fallback; $LOCKWATCH_ROOT
+// names another), so that a program started without lockwatch can
 // still be attached to. Close removes that directory when the run ended
 // cleanly (every process of it closed its probe, no lock held): it lives in
 // memory, and holds nothing to diagnose. Any other run is kept.
@@ -29,7 +30,7 @@
 //   - It joins the run's registry (lockreg.Open) with this process's role.
 //     Close marks the process as exited cleanly.
 //   - It serves a control socket in the run directory, <base>.sock where
-//     base is the process's lockreg.ProcessFiles base (Agent.SocketPath):
+//     base names the process by pid and start time (Agent.SocketPath):
 //     process info, goroutine dumps, this process's locks and waiters, and
 //     its drop-in mutexes (github.com/lockwatch/lockwatch/sync) that are
 //     held or awaited. lockwatch asks it.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/stops"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
@@ -38,7 +39,7 @@ type dumper struct {
 	// rd is the run directory's handle: dump files are created relative to
 	// it, so that a path swapped after the run was opened never redirects
 	// a dump. Nil (tests of the dumper alone): by path.
-	rd *lockreg.RunDir
+	rd *arena.RunDir
 
 	mu        sync.Mutex
 	last      time.Time // when the stuck hook's last dump pair began
@@ -136,7 +137,7 @@ func (d *dumper) writeDump(path string, text bool) error {
 
 // dumpName is the path of a dump file without its extension:
 // <base>.<reason>-YYYYMMDD-HHMMSS.nnnnnnnnn, where base is the process's
-// lockreg.ProcessFiles base.
+// arena.ProcessFiles base.
 func dumpName(base, reason string, t time.Time) string {
 	return fmt.Sprintf("%s.%s-%s", base, reason, t.Format("20060102-150405.000000000"))
 }

@@ -128,7 +128,7 @@ func (a *Agent) keepOrders() {
 		}
 		b, err := json.Marshal(a.orders())
 		if err == nil {
-			err = replaceFile(a.reg.RunDir(), probewire.OrdersFile(a.base), b)
+			err = replaceFile(a.rd, probewire.OrdersFile(a.base), b)
 		}
 		if err != nil {
 			fmt.Fprintf(a.stderr, "lockwatch: pid %d: writing the lock-order edges: %v\n", a.self.PID, err)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
-	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
+
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -103,12 +104,12 @@ func TestStartClose(t *testing.T) {
 	if _, err := os.Lstat(a.SocketPath()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("socket after Close: %v; want it removed", err)
 	}
-	s, err := lockreg.ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := s.Process(proc.Self()); !ok || p.State != lockreg.ProcExited {
-		t.Errorf("process after Close: %+v, %v; want state %q", p, ok, lockreg.ProcExited)
+	if p, ok := s.Process(proc.Self()); !ok || p.State != arena.ProcExited {
+		t.Errorf("process after Close: %+v, %v; want state %q", p, ok, arena.ProcExited)
 	}
 
 	b := startAgent(t, Options{Dir: dir, NoSignal: true})
@@ -122,7 +123,7 @@ func TestStartAdoptsRole(t *testing.T) {
 	if _, err := Start(Options{Role: "worker"}); err != nil {
 		t.Fatal(err)
 	}
-	pi, err := lockreg.ReadProcessInfo(a.Dir(), proc.Self())
+	pi, err := arena.ReadProcessInfo(a.Dir(), proc.Self())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestStartAdoptsRole(t *testing.T) {
 	if _, err := Start(Options{Role: "other"}); err != nil {
 		t.Fatal(err)
 	}
-	if pi, _ := lockreg.ReadProcessInfo(a.Dir(), proc.Self()); pi == nil || pi.Role != "worker" {
+	if pi, _ := arena.ReadProcessInfo(a.Dir(), proc.Self()); pi == nil || pi.Role != "worker" {
 		t.Errorf("a second role replaced the first: %+v", pi)
 	}
 }
@@ -146,7 +147,7 @@ func TestStartAdoptsRole(t *testing.T) {
 // without a role.
 func TestStartRoleFails(t *testing.T) {
 	a := startAgent(t, Options{NoSignal: true})
-	path, _, _ := lockreg.ProcessFiles(a.Dir(), proc.Self())
+	path, _, _ := arena.ProcessFiles(a.Dir(), proc.Self())
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -175,14 +176,14 @@ func TestStartDefaultDir(t *testing.T) {
 	}
 	defer os.RemoveAll(a.Dir())
 	defer a.Close()
-	root, err := lockreg.DefaultRoot()
+	root, err := arena.DefaultRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if filepath.Dir(a.Dir()) != root.Dir || !strings.HasPrefix(filepath.Base(a.Dir()), "run-") {
 		t.Errorf("Dir() = %q; want a run directory under %q", a.Dir(), root.Dir)
 	}
-	pi, err := lockreg.ReadProcessInfo(a.Dir(), proc.Self())
+	pi, err := arena.ReadProcessInfo(a.Dir(), proc.Self())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/lockreg"
@@ -226,7 +227,7 @@ func (a *Agent) info() *probewire.Info {
 
 // locks is this process's part of the registry's snapshot.
 func (a *Agent) locks() (*lockView, error) {
-	s, err := a.reg.Snapshot()
+	s, err := arena.ReadSnapshot(a.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -236,16 +237,9 @@ func (a *Agent) locks() (*lockView, error) {
 			return nil
 		}
 		f, _ := s.Stack(a.self, id)
-		if f == nil {
-			return nil
-		}
-		out := make([]record.Frame, len(f))
-		for i, fr := range f {
-			out[i] = record.Frame{Func: fr.Func, File: fr.File, Line: fr.Line}
-		}
-		return out
+		return f
 	}
-	byIndex := make(map[int]lockreg.Lock, len(s.Locks))
+	byIndex := make(map[int]arena.Lock, len(s.Locks))
 	for _, l := range s.Locks {
 		byIndex[l.Index] = l
 		// While this process lives, its pid in a lock word is its own.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/sync"
 )
@@ -167,7 +168,7 @@ func main() {
 		}
 		waiting(2)
 		for { // until flushShared waits for queue.wlock
-			s, err := agent.Registry().Snapshot()
+			s, err := arena.ReadSnapshot(agent.Dir())
 			if err == nil && len(s.Waiters) > 0 {
 				break
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
 	lwsync "github.com/lockwatch/lockwatch/sync"
@@ -99,7 +100,7 @@ func chainRole() int {
 		return 1
 	}
 	for {
-		s, err := a.Registry().Snapshot()
+		s, err := arena.ReadSnapshot(a.Dir())
 		if err == nil && len(s.Waiters) > 0 {
 			break
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/stops"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -293,7 +294,7 @@ func BenchmarkLiveStackCost(b *testing.B) {
 	expectLine(b, out, "locked")
 	fmt.Fprintln(in, "go")
 	expectLine(b, out, "ready")
-	procs, err := lockreg.ReadProcesses(dir)
+	procs, err := arena.ReadProcesses(dir)
 	if err != nil || len(procs) != 1 {
 		b.Fatalf("%d processes in the run (%v); want 1", len(procs), err)
 	}

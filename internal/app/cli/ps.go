@@ -16,6 +16,7 @@ import (
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/texttable"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -187,7 +188,7 @@ const psChecks = 4096
 // so far, is given the (bounded) diagnosis rather than checked to the end.
 func mayBeRunning(dir string) bool {
 	found, n := false, 0
-	err := lockreg.ScanProcesses(dir, func(p lockreg.Process) bool {
+	err := arena.ScanProcesses(dir, func(p arena.Process) bool {
 		if n++; n > psChecks {
 			found = true
 			return false

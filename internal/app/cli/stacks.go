@@ -19,7 +19,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/goproc"
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -343,7 +343,7 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 // shown without it.
 func waitsOf(ctx context.Context, t target, c *probeclient.Client) map[int64]string {
 	waits := map[int64]string{}
-	if s, err := lockreg.ReadSnapshot(t.dir); err == nil {
+	if s, err := arena.ReadSnapshot(t.dir); err == nil {
 		for _, w := range s.Waiters {
 			if w.PID == t.id.PID && w.Start == t.id.Start {
 				waits[w.Goroutine] = w.LockName

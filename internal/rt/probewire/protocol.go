@@ -14,7 +14,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/procid"
 )
 
@@ -230,6 +230,6 @@ const MaxTraceSize = 32 << 20
 // SocketPath returns the path of the control socket of the process id in the
 // run directory dir.
 func SocketPath(dir string, id procid.ID) string {
-	_, _, base := lockreg.ProcessFiles(dir, id)
+	_, _, base := arena.ProcessFiles(dir, id)
 	return base + ".sock"
 }

@@ -35,8 +35,8 @@ import (
 	"github.com/lockwatch/lockwatch/internal/diag/jsonbudget"
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
-	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -57,8 +57,8 @@ type Source struct {
 	// Concurrency is how many probes are asked at once; 0 means
 	// DefaultConcurrency.
 	Concurrency int
-	// Processes lists the run's processes; nil means lockreg.ReadProcesses.
-	Processes func(dir string) ([]lockreg.Process, error)
+	// Processes lists the run's processes; nil means arena.ReadProcesses.
+	Processes func(dir string) ([]arena.Process, error)
 	// Ask asks one process's probe for its mutexes; nil (with AskOrders
 	// nil) means probeclient.Client.MutexesAndOrders on the process's control
 	// socket, the mutexes and the edges in one request.
@@ -115,7 +115,7 @@ func askBoth(ctx context.Context, dir string, id procid.ID, timeout time.Duratio
 // lock-order edge between them (probeclient.NoMutexesFile). Any doubt (the file
 // cannot be looked at) asks the probe.
 func noMutexes(dir string, id procid.ID) bool {
-	_, _, base := lockreg.ProcessFiles(dir, id)
+	_, _, base := arena.ProcessFiles(dir, id)
 	fi, err := os.Lstat(filepath.Join(dir, probeclient.NoMutexesFile(base)))
 	return err == nil && fi.Mode().IsRegular()
 }
@@ -131,7 +131,7 @@ const maxOrdersValues = 1 << 17
 // readOrdersFile reads the orders file of process id; nil, nil if it has
 // none.
 func readOrdersFile(dir string, id procid.ID) (*probeclient.OrderView, error) {
-	_, _, base := lockreg.ProcessFiles(dir, id)
+	_, _, base := arena.ProcessFiles(dir, id)
 	path := filepath.Join(dir, probeclient.OrdersFile(base))
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
@@ -175,7 +175,7 @@ func readOrdersFile(dir string, id procid.ID) (*probeclient.OrderView, error) {
 func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	list, askOne := s.Processes, s.Ask
 	if list == nil {
-		list = lockreg.ReadProcesses
+		list = arena.ReadProcesses
 	}
 	if askOne == nil {
 		askOne = ask
@@ -205,7 +205,7 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	slots := make(chan struct{}, conc)
 	for _, p := range ps {
 		id := p.Identity()
-		live := p.State != lockreg.ProcExited && !s.Files
+		live := p.State != arena.ProcExited && !s.Files
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -46,12 +46,12 @@ func TestRead(t *testing.T) {
 	var mu sync.Mutex // Read asks the probes at once
 	asked := map[procid.ID]bool{}
 	src := Source{Dir: "run",
-		Processes: func(string) ([]lockreg.Process, error) {
-			return []lockreg.Process{
-				{PID: a.PID, Start: a.Start, State: lockreg.ProcRunning},
-				{PID: b.PID, Start: b.Start, State: lockreg.ProcRunning},
-				{PID: c.PID, Start: c.Start, State: lockreg.ProcRunning},
-				{PID: d.PID, Start: d.Start, State: lockreg.ProcExited},
+		Processes: func(string) ([]arena.Process, error) {
+			return []arena.Process{
+				{PID: a.PID, Start: a.Start, State: arena.ProcRunning},
+				{PID: b.PID, Start: b.Start, State: arena.ProcRunning},
+				{PID: c.PID, Start: c.Start, State: arena.ProcRunning},
+				{PID: d.PID, Start: d.Start, State: arena.ProcExited},
 			}, nil
 		},
 		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probeclient.MutexView, error) {
@@ -119,7 +119,7 @@ func TestSkipsNoMutexes(t *testing.T) {
 	dir := t.TempDir()
 	none, some, odd := procid.ID{PID: 10, Start: 1}, procid.ID{PID: 20, Start: 2}, procid.ID{PID: 30, Start: 3}
 	mark := func(id procid.ID) string {
-		_, _, base := lockreg.ProcessFiles(dir, id)
+		_, _, base := arena.ProcessFiles(dir, id)
 		return filepath.Join(dir, probeclient.NoMutexesFile(base))
 	}
 	if err := os.WriteFile(mark(none), nil, 0o600); err != nil {
@@ -131,8 +131,8 @@ func TestSkipsNoMutexes(t *testing.T) {
 	var mu sync.Mutex
 	asked := map[procid.ID]bool{}
 	src := Source{Dir: dir,
-		Processes: func(string) ([]lockreg.Process, error) {
-			return []lockreg.Process{{PID: none.PID, Start: none.Start}, {PID: some.PID, Start: some.Start}, {PID: odd.PID, Start: odd.Start}}, nil
+		Processes: func(string) ([]arena.Process, error) {
+			return []arena.Process{{PID: none.PID, Start: none.Start}, {PID: some.PID, Start: some.Start}, {PID: odd.PID, Start: odd.Start}}, nil
 		},
 		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probeclient.MutexView, error) {
 			mu.Lock()
@@ -154,15 +154,15 @@ func TestSkipsNoMutexes(t *testing.T) {
 func TestReadConcurrency(t *testing.T) {
 	const procs, limit = 20, 3
 	const quiescent = 50 * time.Millisecond // Read would have asked more by then
-	var ps []lockreg.Process
+	var ps []arena.Process
 	for i := range procs {
-		ps = append(ps, lockreg.Process{PID: 100 + i, Start: 1, State: lockreg.ProcRunning})
+		ps = append(ps, arena.Process{PID: 100 + i, Start: 1, State: arena.ProcRunning})
 	}
 	gate := make(chan struct{})
 	var mu sync.Mutex
 	busy, most, asked := 0, 0, 0
 	src := Source{Dir: "run", Concurrency: limit,
-		Processes: func(string) ([]lockreg.Process, error) { return ps, nil },
+		Processes: func(string) ([]arena.Process, error) { return ps, nil },
 		Ask: func(context.Context, string, procid.ID, time.Duration) (*probeclient.MutexView, error) {
 			mu.Lock()
 			busy++
@@ -241,8 +241,8 @@ func TestAskBothFallback(t *testing.T) {
 		}
 	}()
 	src := Source{Dir: dir, Timeout: 5 * time.Second,
-		Processes: func(string) ([]lockreg.Process, error) {
-			return []lockreg.Process{{PID: id.PID, Start: id.Start, State: lockreg.ProcRunning}}, nil
+		Processes: func(string) ([]arena.Process, error) {
+			return []arena.Process{{PID: id.PID, Start: id.Start, State: arena.ProcRunning}}, nil
 		}}
 	s, err := src.Read(context.Background())
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -17,7 +17,7 @@ import (
 
 // ordersPath is where process id keeps its orders file in dir.
 func ordersPath(dir string, id procid.ID) string {
-	_, _, base := lockreg.ProcessFiles(dir, id)
+	_, _, base := arena.ProcessFiles(dir, id)
 	return filepath.Join(dir, probeclient.OrdersFile(base))
 }
 
@@ -56,12 +56,12 @@ func TestOrdersFromFiles(t *testing.T) {
 	if err := os.Symlink(ordersPath(dir, a), ordersPath(dir, f)); err != nil {
 		t.Fatal(err)
 	}
-	var ps []lockreg.Process
+	var ps []arena.Process
 	for _, id := range []procid.ID{a, b, c, d, e, f, {PID: 70, Start: 7}} {
-		ps = append(ps, lockreg.Process{PID: id.PID, Start: id.Start, State: lockreg.ProcExited})
+		ps = append(ps, arena.Process{PID: id.PID, Start: id.Start, State: arena.ProcExited})
 	}
 	src := Ended(dir)
-	src.Processes = func(string) ([]lockreg.Process, error) { return ps, nil }
+	src.Processes = func(string) ([]arena.Process, error) { return ps, nil }
 	s, err := src.Read(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package lockreg
+package arena
 
 import (
 	"errors"
@@ -33,11 +33,11 @@ type RunDir struct {
 // OpenRunDir opens the existing run directory path for reading its files.
 // It refuses a symbolic link, anything but a directory, and a directory of
 // another user or open to other users.
-func OpenRunDir(path string) (*RunDir, error) { return openRunDir(path, false) }
+func OpenRunDir(path string) (*RunDir, error) { return OpenDir(path, false) }
 
 // openRunDir opens path as a private directory, creating it first (mode
 // 0700, its parent must exist) when create is set.
-func openRunDir(path string, create bool) (*RunDir, error) {
+func OpenDir(path string, create bool) (*RunDir, error) {
 	if create {
 		if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
@@ -203,7 +203,7 @@ func (d *RunDir) openPrivate(name string) (*os.File, error) {
 
 // rootName is the default root's name under its base directory; fallbacks
 // are named rootName + "-" + random.
-func rootName() string { return fmt.Sprintf("lockwatch-%d", os.Getuid()) }
+func RootName() string { return fmt.Sprintf("lockwatch-%d", os.Getuid()) }
 
 // rootBases are the directories a root may live in, in order of
 // preference: /dev/shm (memory, like a POSIX semaphore), $XDG_RUNTIME_DIR
@@ -267,22 +267,22 @@ func DefaultRoot() (Root, error) {
 		if err != nil {
 			return Root{}, err
 		}
-		d, err := openRunDir(root, true)
+		d, err := OpenDir(root, true)
 		if err != nil {
 			return Root{}, err
 		}
 		d.Close()
 		return Root{Dir: root}, nil
 	}
-	return defaultRoot(rootBases())
+	return DefaultRootIn(rootBases())
 }
 
-func defaultRoot(bases []string) (Root, error) {
+func DefaultRootIn(bases []string) (Root, error) {
 	if len(bases) == 0 {
 		return Root{}, fmt.Errorf("lockreg: no directory for runs: neither /dev/shm, $XDG_RUNTIME_DIR nor %s is a directory; set %s", os.TempDir(), "TMPDIR")
 	}
-	def := filepath.Join(bases[0], rootName())
-	d, err := openRunDir(def, true)
+	def := filepath.Join(bases[0], RootName())
+	d, err := OpenDir(def, true)
 	if err == nil {
 		d.Close()
 		return Root{Dir: def}, nil
@@ -299,12 +299,12 @@ func defaultRoot(bases []string) (Root, error) {
 	}
 	var errs []error
 	for _, b := range bases {
-		dir, err := os.MkdirTemp(b, rootName()+"-")
+		dir, err := os.MkdirTemp(b, RootName()+"-")
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if !isPrivateDir(dir) { // MkdirTemp makes it 0700; a umask cannot widen that
+		if !IsPrivateDir(dir) { // MkdirTemp makes it 0700; a umask cannot widen that
 			os.Remove(dir)
 			errs = append(errs, fmt.Errorf("%s: not private after creation", dir))
 			continue
@@ -322,9 +322,9 @@ func fallbacks(base string) []string {
 		return nil
 	}
 	var out []string
-	prefix := rootName() + "-"
+	prefix := RootName() + "-"
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) && isPrivateDir(filepath.Join(base, e.Name())) {
+		if strings.HasPrefix(e.Name(), prefix) && IsPrivateDir(filepath.Join(base, e.Name())) {
 			out = append(out, filepath.Join(base, e.Name()))
 		}
 	}
@@ -333,7 +333,7 @@ func fallbacks(base string) []string {
 
 // isPrivateDir reports whether path is a directory (not a symbolic link)
 // of this user, closed to other users.
-func isPrivateDir(path string) bool {
+func IsPrivateDir(path string) bool {
 	fi, err := os.Lstat(path)
 	return err == nil && fi.IsDir() && checkPrivate(path, fi, 0o700) == nil
 }
@@ -346,18 +346,18 @@ func isPrivateDir(path string) bool {
 // set, it is the only root.
 func Roots() []string {
 	if root := os.Getenv(EnvRoot); root != "" {
-		if root, err := filepath.Abs(root); err == nil && isPrivateDir(root) {
+		if root, err := filepath.Abs(root); err == nil && IsPrivateDir(root) {
 			return []string{root}
 		}
 		return nil
 	}
-	return rootsIn(rootBases())
+	return RootsIn(rootBases())
 }
 
-func rootsIn(bases []string) []string {
+func RootsIn(bases []string) []string {
 	var out []string
 	for _, b := range bases {
-		if d := filepath.Join(b, rootName()); isPrivateDir(d) {
+		if d := filepath.Join(b, RootName()); IsPrivateDir(d) {
 			out = append(out, d)
 		}
 		out = append(out, fallbacks(b)...)
@@ -369,7 +369,7 @@ func rootsIn(bases []string) []string {
 // run-YYYYMMDD-HHMMSS-PID-N after the calling process, mode 0700. It does
 // not create the arena: the first process to Open the directory does.
 func NewRunDir(root string) (string, error) {
-	rd, err := openRunDir(root, true)
+	rd, err := OpenDir(root, true)
 	if err != nil {
 		return "", err
 	}
@@ -419,7 +419,7 @@ func AllRunDirs() []string {
 // its info file (JSON), its stack dictionary, and the base name (without
 // extension) that other per-process files, like the probe's socket, share.
 func ProcessFiles(dir string, id procid.ID) (info, stacks, base string) {
-	base = filepath.Join(dir, strings.TrimSuffix(processFile(id, "x"), ".x"))
+	base = filepath.Join(dir, strings.TrimSuffix(ProcessFile(id, "x"), ".x"))
 	return base + ".json", base + ".stacks", base
 }
 
