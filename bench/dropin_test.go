@@ -14,7 +14,7 @@ import (
 // against sync and the two in-process deadlock detectors, in one run:
 //
 //	cd bench && go test -tags deadlock -run '^$' -bench DropIn -count 6 . | tee /tmp/dropin.txt
-//	GOWORK=off GOWORK=off go tool -modfile=../tools/go.mod benchstat -col /impl /tmp/dropin.txt
+//	GOWORK=off go tool -modfile=../tools/go.mod benchstat -col /impl /tmp/dropin.txt
 //
 // (linkdata/deadlock records only with its deadlock build tag; without it
 // its Mutex is sync's.)

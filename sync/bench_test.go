@@ -78,7 +78,7 @@ func benchRLockRUnlock(b *testing.B, mu rwlocker) {
 //
 //	go test -run '^$' -bench . -count 6 ./sync | tee on.txt
 //	go test -tags nolockwatch -run '^$' -bench . -count 6 ./sync | tee off.txt
-//	GOWORK=off GOWORK=off go tool -modfile=tools/go.mod benchstat -col /impl off.txt
+//	GOWORK=off go tool -modfile=tools/go.mod benchstat -col /impl off.txt
 
 // BenchmarkLockUnlock is an uncontended Lock+Unlock, with the holder
 // record (impl=lockwatch) and without (impl=sync).

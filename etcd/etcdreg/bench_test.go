@@ -2,6 +2,7 @@ package etcdreg
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/lockwatch/lockwatch/etcd/embedded"
+	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // BenchmarkLockUnlock compares an uncontended Lock+Unlock with the records
@@ -22,7 +25,7 @@ import (
 // Lock+Unlock (the lease keep-alive stream is not counted).
 //
 //	go test -run '^$' -bench LockUnlock -count 6 ./etcdreg | tee etcd.txt
-//	GOWORK=off GOWORK=off go tool -modfile=../tools/go.mod benchstat -col /impl etcd.txt
+//	GOWORK=off go tool -modfile=../tools/go.mod benchstat -col /impl etcd.txt
 func BenchmarkLockUnlock(b *testing.B) {
 	srv, err := embedded.Start(filepath.Join(b.TempDir(), "etcd"))
 	if err != nil {
@@ -133,7 +136,10 @@ func BenchmarkAttach(b *testing.B) {
 // BenchmarkLockUnlockPaired takes the two locks in turn in each iteration,
 // so that both see the same load (this machine's is not steady): an
 // etcdreg Lock+Unlock with the records, then a concurrency.Mutex
-// Lock+Unlock, timed separately; ns/op is the pair.
+// Lock+Unlock, timed separately, in wall time and in the process's CPU
+// time (client and embedded server; the server's background work, such as
+// its periodic backend commit, falls in whichever half it happens in);
+// ns/op is the pair.
 //
 //	go test -run '^$' -bench LockUnlockPaired -count 6 ./etcdreg
 func BenchmarkLockUnlockPaired(b *testing.B) {
@@ -164,15 +170,16 @@ func BenchmarkLockUnlockPaired(b *testing.B) {
 	defer s.Close()
 	bare := concurrency.NewMutex(s, "/bare/q")
 	var ours, theirs time.Duration
+	var oursCPU, theirsCPU int64
 	for b.Loop() {
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		if err := mu.Lock(ctx); err != nil {
 			b.Fatal(err)
 		}
 		if err := mu.Unlock(ctx); err != nil {
 			b.Fatal(err)
 		}
-		t1 := time.Now()
+		t1, c1 := time.Now(), cpuTime()
 		if err := bare.Lock(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -181,10 +188,15 @@ func BenchmarkLockUnlockPaired(b *testing.B) {
 		}
 		ours += t1.Sub(t0)
 		theirs += time.Since(t1)
+		oursCPU += c1 - c0
+		theirsCPU += cpuTime() - c1
 	}
 	b.ReportMetric(float64(ours.Nanoseconds())/float64(b.N), "etcdreg-ns/op")
 	b.ReportMetric(float64(theirs.Nanoseconds())/float64(b.N), "concurrency-ns/op")
 	b.ReportMetric(float64(ours)/float64(theirs), "ratio")
+	b.ReportMetric(float64(oursCPU)/float64(b.N)/1e3, "etcdreg-cpu-us/op")
+	b.ReportMetric(float64(theirsCPU)/float64(b.N)/1e3, "concurrency-cpu-us/op")
+	b.ReportMetric(float64(oursCPU)/float64(theirsCPU), "cpu-ratio")
 }
 
 // BenchmarkContended: 16 contenders (each a registry of its own, or a
@@ -279,4 +291,132 @@ func BenchmarkContended(b *testing.B) {
 		}
 		run(b, ls)
 	})
+}
+
+// BenchmarkAttachLifetimes is lockwatch's diagnosis (as attach makes it)
+// of a run after 10,000 process lifetimes, beside the same diagnosis of a
+// run that never had more than its live processes: each lifetime's records
+// are written directly, as a process leaves them (its process and alive
+// records, a stack, 8 events, a hold of lock "q": its contender key and
+// shadow), then deleted, as its Close (or the pruning of the next Open)
+// deletes them. What is left to read is the live processes' records (4,
+// each holding a lock, one more waiting); what the lifetimes leave in etcd
+// is their deleted key names, kept in etcd's index until a compaction,
+// which every read of a prefix walks: compacted=no leaves them, as a
+// cluster without auto-compaction would; compacted=yes compacts etcd's
+// history once they are written, as auto-compaction does. B/op bounds the
+// diagnosis's memory (all it allocates).
+//
+//	go test -run '^$' -bench AttachLifetimes -benchtime 20x -count 3 -benchmem ./etcdreg
+func BenchmarkAttachLifetimes(b *testing.B) {
+	const lifetimes = 10000
+	ctx := context.Background()
+	for _, bc := range []struct {
+		n       int
+		compact bool
+	}{{0, false}, {lifetimes, false}, {lifetimes, true}} {
+		name := "lifetimes=" + strconv.Itoa(bc.n)
+		if bc.n > 0 {
+			name += fmt.Sprintf("/compacted=%s", map[bool]string{false: "no", true: "yes"}[bc.compact])
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnv(b)
+			p, _ := Prefix(e.run)
+			k := keys{p}
+			writeLifetimes(b, e.cli, k, bc.n)
+			if bc.compact {
+				resp, err := e.cli.Get(ctx, "x")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := e.cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var regs []*Registry
+			for i := range 5 {
+				reg, err := Open(ctx, e.cli, e.run, Options{Host: "live-" + strconv.Itoa(i)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer reg.Close()
+				regs = append(regs, reg)
+			}
+			for i, reg := range regs[:4] {
+				mu, _ := reg.Mutex("l" + strconv.Itoa(i))
+				if err := mu.Lock(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			waiter, _ := regs[4].Mutex("l0")
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go func() { _ = waiter.Lock(wctx) }()
+			e.waitFor("a waiter", func(s *Snapshot) bool { return len(s.Waiters) == 1 })
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				r, err := diagnoseRun(ctx, e.cli, e.run, "reader", time.Hour, true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(r.Findings) != 0 || len(r.Processes) != 5 {
+					b.Fatalf("findings %+v, %d processes; want none, 5", r.Findings, len(r.Processes))
+				}
+			}
+		})
+	}
+}
+
+// writeLifetimes writes, then deletes, the records n process lifetimes
+// leave in a run, in transactions of at most 128 operations (etcd's
+// default limit).
+func writeLifetimes(b *testing.B, cli *clientv3.Client, k keys, n int) {
+	ctx := context.Background()
+	var ops []clientv3.Op
+	flush := func(min int) {
+		for len(ops) > min {
+			m := len(ops)
+			if m > 120 {
+				m = 120
+			}
+			if _, err := cli.Txn(ctx).Then(ops[:m]...).Commit(); err != nil {
+				b.Fatal(err)
+			}
+			ops = ops[m:]
+		}
+	}
+	now := time.Now()
+	for i := range n {
+		id := procid.ID{Host: "gone-" + strconv.Itoa(i%16), PID: 100000 + i, Start: uint64(i + 1)}
+		pk := procKey(id)
+		lease := int64(0x7000000000000000) + int64(i)
+		leaf := fmt.Sprintf("%x-1", lease)
+		rec := HolderRecord{ID: id, Goroutine: 1, Stack: 1, Since: now, Lease: lease, Policy: "stall"}
+		ops = append(ops,
+			clientv3.OpPut(k.proc(pk), mustJSON(ProcessRecord{ID: id, Role: "worker", Command: "worker --id " + strconv.Itoa(i), Lease: lease, TTL: 10, Registered: now})),
+			clientv3.OpPut(k.alive(pk), fmt.Sprintf("%x", lease)),
+			clientv3.OpPut(k.stack(pk, 1), mustJSON(stackValue{Frames: []stackdump.Frame{{Func: "main.work", File: "main.go", Line: 42}}})),
+			clientv3.OpPut(k.lockDir("q")+leaf, mustJSON(rec)),
+			clientv3.OpPut(k.shadowDir("q")+leaf, mustJSON(rec)),
+		)
+		for s := range 8 {
+			ops = append(ops, clientv3.OpPut(k.event(pk, uint64(s)), mustJSON(EventRecord{Seq: uint64(s), Kind: EventRelease, Lock: "q", ID: id, Goroutine: 1, Stack: 1, Time: now, Token: int64(i)})))
+		}
+		flush(120)
+	}
+	flush(0)
+	for i := range n {
+		id := procid.ID{Host: "gone-" + strconv.Itoa(i%16), PID: 100000 + i, Start: uint64(i + 1)}
+		pk := procKey(id)
+		leaf := fmt.Sprintf("%x-1", int64(0x7000000000000000)+int64(i))
+		ops = append(ops,
+			clientv3.OpDelete(k.lockDir("q")+leaf), clientv3.OpDelete(k.shadowDir("q")+leaf),
+			clientv3.OpDelete(k.alive(pk)),
+			clientv3.OpDelete(k.p+"event/"+pk+"/", clientv3.WithPrefix()),
+			clientv3.OpDelete(k.p+"stack/"+pk+"/", clientv3.WithPrefix()),
+			clientv3.OpDelete(k.proc(pk)))
+		flush(120)
+	}
+	flush(0)
 }

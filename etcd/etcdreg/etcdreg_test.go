@@ -49,8 +49,9 @@ func TestMutualExclusion(t *testing.T) {
 	for _, kv := range resp.Kvs {
 		left = append(left, strings.TrimPrefix(string(kv.Key), p))
 	}
-	if got := strings.Join(left, " "); got != "meta rel/count" {
-		t.Errorf("keys left after %d lifetimes: %s; want meta rel/count", procs, got)
+	// (The release record is written by a release with a waiter behind it.)
+	if got := strings.Join(left, " "); got != "meta rel/count" && got != "meta" {
+		t.Errorf("keys left after %d lifetimes: %s; want meta and at most rel/count", procs, got)
 	}
 	s := &Snapshot{Revision: resp.Header.Revision}
 	checkNeverUnknown(t, e, "count", s.Revision)

@@ -40,20 +40,77 @@ type Mutex struct {
 
 	mu   sync.Mutex
 	hold *hold // this process's hold; nil when it does not hold the lock
+	// The numbers of this process's contender keys (LEASE-N): a number
+	// whose key is known deleted (released, withdrawn) is given back and
+	// taken again, so that a process taking the lock again and again
+	// writes one key, not a new one per call: etcd keeps every deleted key
+	// name in its index until compaction, and each read of the lock's
+	// prefix walks them.
+	slotLease clientv3.LeaseID
+	freeSlots []uint64
+	slots     uint64
+}
+
+// takeSlot returns a contender key number for a Lock call under lease.
+func (m *Mutex) takeSlot(lease clientv3.LeaseID) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.slotLease != lease {
+		// A new lease names new keys: every number is free.
+		m.slotLease, m.freeSlots, m.slots = lease, m.freeSlots[:0], 0
+	}
+	if n := len(m.freeSlots); n > 0 {
+		s := m.freeSlots[n-1]
+		m.freeSlots = m.freeSlots[:n-1]
+		return s
+	}
+	m.slots++
+	return m.slots
+}
+
+// putSlot gives back number slot under lease, whose key is known deleted.
+func (m *Mutex) putSlot(lease clientv3.LeaseID, slot uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.slotLease == lease {
+		m.freeSlots = append(m.freeSlots, slot)
+	}
 }
 
 // hold is this process's possession of the lock. Guarded by Mutex.mu.
 type hold struct {
 	key, shadow string
+	slot        uint64
 	rev         int64 // the contender key's create revision: the fencing token
 	acqRev      int64 // the revision at which it became the owner
 	lease       clientv3.LeaseID
 	goroutine   int64
 	stack       uint64
 	since       time.Time // when it became the owner
-	queued      bool      // it waited: its acquire event goes with its release
+	recovered   bool      // taken from an expired holder: its acquire was logged (recovered)
 	done        <-chan struct{}
 	lost        bool // the lease expired while held (keepAlive found out)
+	// next is the contender queued just after this one when it took the
+	// lock, if it was etcdreg's: the release marks its shadow Held.
+	next *successor
+}
+
+// successor is the contender next in the queue behind a hold: the release
+// that makes it the owner marks its shadow Held in the same transaction,
+// if its key and its shadow are unchanged (it has not withdrawn, expired or
+// stalled), so that it need not write the mark itself.
+type successor struct {
+	key, shadow string
+	rev         int64  // its key's create revision; its shadow's mod revision
+	heldVal     string // its record with Held set
+}
+
+// markOp is the release's conditional write of the successor's mark.
+func (s *successor) markOp() clientv3.Op {
+	return clientv3.OpTxn([]clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(s.key), "=", s.rev),
+		clientv3.Compare(clientv3.ModRevision(s.shadow), "=", s.rev),
+	}, []clientv3.Op{clientv3.OpPut(s.shadow, s.heldVal)}, nil)
 }
 
 // Name returns the lock's name.
@@ -169,6 +226,7 @@ func curGoid() int64 { return procid.Goroutine() }
 type attempt struct {
 	m           *Mutex
 	leaf        string
+	slot        uint64
 	key, shadow string
 	lease       clientv3.LeaseID
 	lost        <-chan struct{} // closed when lease is lost
@@ -179,8 +237,10 @@ type attempt struct {
 	rev         int64  // the key's create revision, once queued
 	g           int64
 	st          callStack
-	queued      bool // it had to wait
+	queued      bool // it had to wait: a wait event was written
+	recovered   bool // it took an expired holder's place: a recovered event was written
 	stalled     bool // its shadow says it waits behind an expired holder
+	next        *successor
 }
 
 func (m *Mutex) lock(ctx context.Context, wait bool) (bool, error) {
@@ -218,14 +278,15 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 		if err != nil {
 			return nil, err
 		}
-		leaf := fmt.Sprintf("%x-%d", int64(lease), r.nextAttempt())
-		a := &attempt{m: m, leaf: leaf, key: r.k.lockDir(m.name) + leaf, shadow: r.k.shadowDir(m.name) + leaf,
+		slot := m.takeSlot(lease)
+		leaf := fmt.Sprintf("%x-%d", int64(lease), slot)
+		a := &attempt{m: m, leaf: leaf, slot: slot, key: r.k.lockDir(m.name) + leaf, shadow: r.k.shadowDir(m.name) + leaf,
 			lease: lease, lost: lost, done: done, g: g, st: st}
 		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
 		a.val = mustJSON(a.rec)
-		held := a.rec
-		held.Held = true
-		a.heldVal = mustJSON(held)
+		// The same record with Held set (its last field, false in rec): what
+		// mustJSON of it writes, without encoding it twice.
+		a.heldVal = a.val[:len(a.val)-1] + `,"held":true}`
 		delay := 20 * time.Millisecond
 		for {
 			stackOps, written := r.stackOps(st.id, st.pcs)
@@ -239,7 +300,7 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 				clientv3.OpTxn([]clientv3.Cmp{
 					clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "=", 0).WithPrefix(),
 					clientv3.Compare(clientv3.CreateRevision(r.k.shadowDir(m.name)), "=", 0).WithPrefix(),
-				}, []clientv3.Op{clientv3.OpPut(a.shadow, a.heldVal), ev(EventAcquire)},
+				}, []clientv3.Op{clientv3.OpPut(a.shadow, a.heldVal)},
 					[]clientv3.Op{clientv3.OpPut(a.shadow, a.val), ev(EventWait)}),
 			}, stackOps...)
 			resp, err := r.cli.Txn(ctx).If(
@@ -269,7 +330,7 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 					a.hold(a.rev, a.rev, now)
 					return a, errHeld
 				}
-				a.queued = true // a wait event was written: the acquire goes with the release
+				a.queued = true // a wait event was written
 				return a, nil
 			}
 			kvs := resp.Responses[0].GetResponseRange().Kvs
@@ -287,12 +348,13 @@ var errHeld = errors.New("held")
 
 // hold records the attempt as this process's hold of the lock.
 func (a *attempt) hold(rev, acqRev int64, since time.Time) {
-	a.m.setHold(&hold{key: a.key, shadow: a.shadow, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
-		stack: a.st.id, since: since, queued: a.queued, done: a.done})
+	a.m.setHold(&hold{key: a.key, shadow: a.shadow, slot: a.slot, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
+		stack: a.st.id, since: since, recovered: a.recovered, done: a.done, next: a.next})
 }
 
 // withdraw deletes the attempt's key and shadow (a Lock that gives up),
-// unless the attempt holds the lock.
+// unless the attempt holds the lock; once they are deleted, the key's
+// number is taken again.
 func (a *attempt) withdraw(ctx context.Context) {
 	if h := a.m.curHold(); h != nil && h.key == a.key {
 		return
@@ -300,7 +362,9 @@ func (a *attempt) withdraw(ctx context.Context) {
 	r := a.m.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	_, _ = r.cli.Txn(ctx).Then(clientv3.OpDelete(a.key), clientv3.OpDelete(a.shadow)).Commit()
+	if _, err := r.cli.Txn(ctx).Then(clientv3.OpDelete(a.key), clientv3.OpDelete(a.shadow)).Commit(); err == nil {
+		a.m.putSlot(a.lease, a.slot)
+	}
 }
 
 // await waits until the attempt owns the lock: until no contender key was
@@ -326,12 +390,14 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 		if err := ctx.Err(); err != nil {
 			return giveUp(err)
 		}
-		// The contender just before ours, and the shadows (for expired
-		// holders), as of one revision.
+		// The contender just before ours, the shadows (for expired
+		// holders), and the contender just after ours (whose shadow our
+		// release marks), as of one revision.
 		resp, err := r.cli.Txn(ctx).Then(
 			clientv3.OpGet(r.k.lockDir(m.name), append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(a.rev-1))...),
 			clientv3.OpGet(r.k.shadowDir(m.name), clientv3.WithPrefix()),
 			clientv3.OpGet(a.key, clientv3.WithCountOnly()),
+			clientv3.OpGet(r.k.lockDir(m.name), append(clientv3.WithFirstCreate(), clientv3.WithMinCreateRev(a.rev+1))...),
 		).Commit()
 		if err != nil {
 			if !wait || !transient(err) || ctx.Err() != nil {
@@ -351,11 +417,12 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 			return false, errRequeue
 		}
 		prev := resp.Responses[0].GetResponseRange().Kvs
+		shadows := resp.Responses[1].GetResponseRange().Kvs
 		if gone != nil {
 			// The key we watched was deleted: if its shadow survived, its
 			// lease expired (a release deletes both).
 			leaf := strings.TrimPrefix(string(gone.Key), r.k.lockDir(m.name))
-			for _, sh := range resp.Responses[1].GetResponseRange().Kvs {
+			for _, sh := range shadows {
 				if string(sh.Key) == r.k.shadowDir(m.name)+leaf && sh.CreateRevision == gone.CreateRevision {
 					if expiredSeen == nil {
 						expiredSeen = map[string]bool{}
@@ -367,22 +434,28 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 		}
 		var expired []*mvccpb.KeyValue // expired holders' shadows before ours
 		if len(prev) == 0 {
-			expired = a.orphans(resp.Responses[1].GetResponseRange().Kvs, expiredSeen)
+			expired = a.orphans(shadows, expiredSeen)
 			if len(expired) == 0 {
 				// It owns the lock: its shadow is marked a holder's while its
-				// key stands, or its expiry would pass for a waiter's.
-				ok, err := a.markHeld(ctx)
-				if err != nil {
-					if !wait || !transient(err) || ctx.Err() != nil {
-						return giveUp(unreachable("lock "+strconv.Quote(m.name), err))
+				// key stands, or its expiry would pass for a waiter's. The
+				// release that made it the owner marked it, if it knew it
+				// as its successor; else it marks it itself.
+				if !a.markedBy(shadows) {
+					ok, err := a.markHeld(ctx)
+					if err != nil {
+						if !wait || !transient(err) || ctx.Err() != nil {
+							return giveUp(unreachable("lock "+strconv.Quote(m.name), err))
+						}
+						delay = m.pause(ctx, delay)
+						continue
 					}
-					delay = m.pause(ctx, delay)
-					continue
+					if !ok {
+						a.withdraw(ctx) // our key went with our lease
+						return false, errRequeue
+					}
 				}
-				if !ok {
-					a.withdraw(ctx) // our key went with our lease
-					return false, errRequeue
-				}
+				a.stalled = false
+				a.next = a.successor(resp.Responses[3].GetResponseRange().Kvs, shadows)
 				a.hold(a.rev, rev, time.Now())
 				return true, nil
 			}
@@ -535,6 +608,43 @@ func (a *attempt) stall(ctx context.Context, expired []*mvccpb.KeyValue) {
 	_, _ = r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).Then(ops...).Commit()
 }
 
+// markedBy reports whether the attempt's shadow, among shadows (read in
+// the revision that found it first), is marked Held: the release that made
+// it the owner marked it.
+func (a *attempt) markedBy(shadows []*mvccpb.KeyValue) bool {
+	for _, kv := range shadows {
+		if string(kv.Key) != a.shadow {
+			continue
+		}
+		var rec HolderRecord
+		return kv.CreateRevision == a.rev && decode(kv.Value, &rec) == nil && rec.Held
+	}
+	return false
+}
+
+// successor returns the contender next (the first of next, read in the
+// same revision as shadows) if it is etcdreg's and its shadow was never
+// rewritten: the one the attempt's release makes the owner.
+func (a *attempt) successor(next, shadows []*mvccpb.KeyValue) *successor {
+	if len(next) != 1 {
+		return nil
+	}
+	kv := next[0]
+	leaf := strings.TrimPrefix(string(kv.Key), a.m.r.k.lockDir(a.m.name))
+	shadow := a.m.r.k.shadowDir(a.m.name) + leaf
+	var rec HolderRecord
+	if decode(kv.Value, &rec) != nil || rec.ID.PID == 0 || rec.Held || rec.Stalled {
+		return nil // not etcdreg's
+	}
+	for _, sh := range shadows {
+		if string(sh.Key) == shadow && sh.CreateRevision == kv.CreateRevision && sh.ModRevision == kv.CreateRevision {
+			rec.Held = true
+			return &successor{key: string(kv.Key), shadow: shadow, rev: kv.CreateRevision, heldVal: mustJSON(rec)}
+		}
+	}
+	return nil
+}
+
 // markHeld writes the attempt's shadow as a holder's record (Held), if
 // its key still stands: false if the key is gone (its lease expired
 // before it owned the lock).
@@ -581,7 +691,7 @@ func (a *attempt) recover(ctx context.Context, expired []*mvccpb.KeyValue) (bool
 	if !resp.Succeeded {
 		return false, nil
 	}
-	a.queued = false // the recovered event is its acquire
+	a.recovered = true // the recovered event is its acquire
 	a.hold(a.rev, resp.Header.Revision, now)
 	return true, nil
 }
@@ -667,16 +777,21 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	}
 	g := curGoid()
 	now := time.Now()
+	// Only when a contender waits behind this one (a key created after
+	// ours: nested comparisons see the keys before this transaction's
+	// writes) is the release recorded, and the successor's shadow marked:
+	// the next owner's hold starts at this revision.
+	contended := []clientv3.Op{clientv3.OpPut(r.k.rel(m.name), mustJSON(RelRecord{Token: h.rev, ID: r.self, Goroutine: g, Time: now}))}
+	if h.next != nil {
+		contended = append(contended, h.next.markOp())
+	}
 	ops := []clientv3.Op{
 		clientv3.OpDelete(h.key),
 		clientv3.OpDelete(h.shadow),
-		clientv3.OpPut(r.k.rel(m.name), mustJSON(RelRecord{Token: h.rev, ID: r.self, Goroutine: g, Time: now})),
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "<", h.rev+1).WithPrefix()},
+			nil, contended),
 	}
-	if h.queued {
-		ops = append(ops, r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventAcquire, Lock: m.name, ID: r.self,
-			Goroutine: h.goroutine, Stack: h.stack, Time: h.since, Token: h.rev, Rev: h.acqRev}))
-	}
-	ops = append(ops, r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRelease, Lock: m.name, ID: r.self, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}),
+	ops = append(ops, r.eventOpSeq(r.nextSeq(), h.endEvent(EventRelease, m.name, r.self, g, now)),
 		// More shadows than keys after the release: a waiter's lease
 		// expired (rare); its shadow is removed below.
 		clientv3.OpGet(r.k.shadowDir(m.name), clientv3.WithPrefix(), clientv3.WithCountOnly()),
@@ -691,6 +806,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	}
 	if resp.Succeeded {
 		m.clearHold(h)
+		m.putSlot(h.lease, h.slot)
 		n := len(resp.Responses)
 		if resp.Responses[n-2].GetResponseRange().Count > resp.Responses[n-1].GetResponseRange().Count {
 			m.dropExpiredWaiters(ctx, resp.Header.Revision)
@@ -706,7 +822,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 			clientv3.OpDelete(h.shadow),
 			clientv3.OpDelete(r.k.died(m.name, h.rev)),
 			clientv3.OpDelete(r.k.lost(m.name, r.pk)),
-			r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventLost, Lock: m.name, ID: r.self, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}),
+			r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
 		).Commit()
 		if err != nil {
 			return unreachable("unlock "+strconv.Quote(m.name), err)
@@ -715,12 +831,23 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, _ = r.cli.Txn(dctx).Then(
 			clientv3.OpDelete(r.k.lost(m.name, r.pk)),
-			r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventLost, Lock: m.name, ID: r.self, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}),
+			r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
 		).Commit()
 		cancel()
 	}
 	m.clearHold(h)
 	return ErrLockLost
+}
+
+// endEvent is the event that ends hold h (a release, a lost release), by
+// goroutine g at now: it carries the hold's acquire, which is not logged
+// apart (one write fewer per hold), unless a recovered event logged it.
+func (h *hold) endEvent(kind EventKind, lock string, id procid.ID, g int64, now time.Time) EventRecord {
+	ev := EventRecord{Kind: kind, Lock: lock, ID: id, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}
+	if !h.recovered {
+		ev.Acquired = &AcquireRecord{Time: h.since, Goroutine: h.goroutine, Rev: h.acqRev}
+	}
+	return ev
 }
 
 // dropExpiredWaiters deletes the shadows that had no contender key left

@@ -159,7 +159,6 @@ type Registry struct {
 	// on (doubted): the holds' Done.
 	leaseDone chan struct{}
 	doubted   bool
-	attempts  uint64 // Lock calls so far: the contender keys' suffix
 	mutexes   map[string]*Mutex
 	stacks    map[uint64]bool // stack ids written to P/stack
 	seq       uint64          // next event sequence number
@@ -282,14 +281,6 @@ func (r *Registry) currentLease(ctx context.Context) (lease clientv3.LeaseID, lo
 			return 0, nil, nil, ctx.Err()
 		}
 	}
-}
-
-// nextAttempt numbers a Lock call.
-func (r *Registry) nextAttempt() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.attempts++
-	return r.attempts
 }
 
 // nextSeq takes the next event sequence number.

@@ -231,13 +231,9 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 				continue
 			}
 			e.Revision = kv.ModRevision
-			if e.Rev != 0 {
-				e.Revision = e.Rev
-			}
-			if e.Kind == EventAcquire && e.Token == 0 {
-				// Written by the queueing transaction that took the lock
-				// at once: its revision is the token.
-				e.Token = kv.ModRevision
+			if a := e.Acquired; a != nil {
+				s.Events = append(s.Events, Event{EventRecord: EventRecord{Kind: EventAcquire, Lock: e.Lock, ID: e.ID,
+					Goroutine: a.Goroutine, Stack: e.Stack, Time: a.Time, Token: e.Token}, Revision: a.Rev})
 			}
 			s.Events = append(s.Events, e)
 		}
@@ -257,6 +253,7 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 		}
 	}
 	sort.Slice(s.Locks, func(i, j int) bool { return s.Locks[i].Name < s.Locks[j].Name })
+	s.holdsAsEvents()
 	sort.SliceStable(s.Events, func(i, j int) bool { return s.Events[i].Revision < s.Events[j].Revision })
 	sort.Slice(s.Waiters, func(i, j int) bool { return s.Waiters[i].Token < s.Waiters[j].Token })
 
@@ -278,6 +275,42 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 		l.LeaseTTL = d
 	}
 	return s, nil
+}
+
+// holdsAsEvents adds the acquire events of the holds that have not ended
+// (an acquire is logged with the event that ends its hold): the current
+// holders' and the lost holders', from their records.
+func (s *Snapshot) holdsAsEvents() {
+	type hold struct {
+		lock  string
+		token int64
+	}
+	logged := map[hold]bool{}
+	for _, e := range s.Events {
+		if e.Kind == EventAcquire || e.Kind == EventRecovered {
+			logged[hold{e.Lock, e.Token}] = true
+		}
+	}
+	add := func(lock string, token, rev int64, id procid.ID, g int64, stack uint64, t time.Time) {
+		if logged[hold{lock, token}] {
+			return
+		}
+		logged[hold{lock, token}] = true
+		s.Events = append(s.Events, Event{EventRecord: EventRecord{Kind: EventAcquire, Lock: lock, ID: id, Goroutine: g,
+			Stack: stack, Time: t, Token: token}, Revision: rev})
+	}
+	for _, l := range s.Locks {
+		if h := l.Holder; h != nil && h.Record != nil {
+			rev := l.SinceRev
+			if rev == 0 {
+				rev = h.Token
+			}
+			add(l.Name, h.Token, rev, h.Record.ID, h.Record.Goroutine, h.Record.Stack, l.Since)
+		}
+	}
+	for _, lr := range s.Lost {
+		add(lr.Lock, lr.HolderRev, lr.HolderRev, lr.ID, lr.Goroutine, lr.Stack, lr.Since)
+	}
 }
 
 // contender reads a key under a lock's prefix.
@@ -414,4 +447,91 @@ func RequestStacks(ctx context.Context, cli *clientv3.Client, run string, id pro
 		return nil, false, fmt.Errorf("etcdreg: %s did not answer the stack request: %w", id, err)
 	}
 	return nil, false, errors.New("etcdreg: watch ended")
+}
+
+// LockOf names the etcdreg lock whose key prefix is prefix
+// (/lockwatch/RUN/lock/NAME, as Mutex.Prefix returns it): its run and
+// name; ok is false for any other prefix.
+func LockOf(prefix string) (run, name string, ok bool) {
+	rest, found := strings.CutPrefix(strings.TrimSuffix(prefix, "/"), "/lockwatch/")
+	if !found {
+		return "", "", false
+	}
+	run, name, found = strings.Cut(rest, "/lock/")
+	if !found || name == "" || strings.Contains(name, "/") {
+		return "", "", false
+	}
+	if _, err := Prefix(run); err != nil {
+		return "", "", false
+	}
+	return run, unesc(name), true
+}
+
+// A StackRef names a stack recorded by a process of a run.
+type StackRef struct {
+	ID    procid.ID
+	Stack uint64
+}
+
+// ReadStacks reads the recorded stacks refs of run, in one range request
+// per 100 of them; a stack that is not recorded (any more) is left out.
+func ReadStacks(ctx context.Context, cli *clientv3.Client, run string, refs []StackRef) (map[StackRef][]stackdump.Frame, error) {
+	p, err := Prefix(run)
+	if err != nil {
+		return nil, err
+	}
+	k := keys{p}
+	out := map[StackRef][]stackdump.Frame{}
+	for len(refs) > 0 {
+		n := min(len(refs), 100)
+		var ops []clientv3.Op
+		for _, ref := range refs[:n] {
+			ops = append(ops, clientv3.OpGet(k.stack(procKey(ref.ID), ref.Stack)))
+		}
+		resp, err := cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, unreachable("read the stacks of run "+run, err)
+		}
+		for i, ref := range refs[:n] {
+			var sv stackValue
+			if kvs := resp.Responses[i].GetResponseRange().Kvs; len(kvs) == 1 && decode(kvs[0].Value, &sv) == nil {
+				out[ref] = sv.Frames
+			}
+		}
+		refs = refs[n:]
+	}
+	return out, nil
+}
+
+// ReleasedAt returns the time of the release of lock name of run that
+// etcdreg recorded at revision rev (the releaser's clock), from etcd's
+// history; ok is false if no release of etcdreg's was recorded at rev, or
+// the history is compacted.
+func ReleasedAt(ctx context.Context, cli *clientv3.Client, run, name string, rev int64) (t time.Time, ok bool) {
+	p, err := Prefix(run)
+	if err != nil {
+		return time.Time{}, false
+	}
+	resp, err := cli.Get(ctx, keys{p}.rel(name), clientv3.WithRev(rev))
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].ModRevision != rev {
+		return time.Time{}, false
+	}
+	var rr RelRecord
+	if decode(resp.Kvs[0].Value, &rr) != nil {
+		return time.Time{}, false
+	}
+	return rr.Time, true
+}
+
+// InRun reports whether process id has a process record in run.
+func InRun(ctx context.Context, cli *clientv3.Client, run string, id procid.ID) (bool, error) {
+	p, err := Prefix(run)
+	if err != nil {
+		return false, err
+	}
+	resp, err := cli.Get(ctx, keys{p}.proc(procKey(id)), clientv3.WithCountOnly())
+	if err != nil {
+		return false, unreachable("read run "+run, err)
+	}
+	return resp.Count == 1, nil
 }

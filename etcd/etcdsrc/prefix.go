@@ -3,6 +3,7 @@ package etcdsrc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/report"
+	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // A PrefixSource reads locks that lockwatch did not take: key prefixes used
@@ -27,17 +29,77 @@ import (
 // create revision, the others waiting in that order. Each session is a
 // party of its own, named by its lease (SessionID): a session that holds one
 // lock and waits in another is one party, so a cycle across hosts shows
-// from leases alone. A contender that is etcdreg's is named by its record.
-// It is safe for concurrent use.
+// from leases alone. A contender that is etcdreg's (the prefix is an etcdreg
+// lock's, /lockwatch/RUN/lock/NAME, which concurrency.Mutex users share) is
+// named by its record: its process, goroutine, since when it waits or
+// holds, and its acquire stack, so that a stuck holder is found as in a
+// run. It is safe for concurrent use.
 type PrefixSource struct {
 	Client   *clientv3.Client
 	Prefixes []string
 }
 
 // PrefixSources returns what report.Diagnose reads to diagnose the lock
-// prefixes.
+// prefixes: when some are etcdreg locks', with the live stacks of their
+// etcdreg contenders, asked through etcd as for a run.
 func PrefixSources(cli *clientv3.Client, prefixes []string) report.Sources {
-	return report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes}}, Host: report.LocalHost{}}
+	src := report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes}}, Host: report.LocalHost{}}
+	runs := map[string]bool{}
+	for _, p := range prefixes {
+		if run, _, ok := etcdreg.LockOf(p); ok {
+			runs[run] = true
+		}
+	}
+	if len(runs) > 0 {
+		src.Stacks, src.Remote = prefixStacks{cli: cli, runs: runs}, true
+	}
+	return src
+}
+
+// prefixStacks asks the etcdreg contenders of lock prefixes for their
+// goroutines, through etcd, in the run their record names.
+type prefixStacks struct {
+	cli  *clientv3.Client
+	runs map[string]bool // the runs of the prefixes
+}
+
+func (prefixStacks) Profile(context.Context, procid.ID) (*stackdump.Profile, error) {
+	return nil, errNoProfile
+}
+
+func (s prefixStacks) Goroutines(ctx context.Context, id procid.ID, _ []int64) (*stackdump.Snapshot, error) {
+	return s.Text(ctx, id)
+}
+
+// Text asks process id in the run of the prefixes that has it (one run
+// in practice: a process's records are in one run).
+func (s prefixStacks) Text(ctx context.Context, id procid.ID) (*stackdump.Snapshot, error) {
+	if id.PID <= 0 {
+		return nil, fmt.Errorf("%s: a session of etcd's own lock, not etcdreg's, has no stacks to give", id.Host)
+	}
+	var errs []error
+	for run := range s.runs {
+		if ok, _ := etcdreg.InRun(ctx, s.cli, run, id); !ok {
+			continue
+		}
+		snap, _, err := etcdreg.RequestStacks(ctx, s.cli, run, id)
+		if err == nil {
+			return snap, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("pid %d on %s has no process record in the run of the prefixes", id.PID, id.Host)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// stackSet resolves the recorded stacks of a reading's etcdreg contenders.
+type stackSet map[etcdreg.StackRef][]stackdump.Frame
+
+func (s stackSet) Stack(id procid.ID, stack uint64) ([]stackdump.Frame, bool) {
+	fr, ok := s[etcdreg.StackRef{ID: id, Stack: stack}]
+	return fr, ok
 }
 
 // maxContenders bounds the keys read under one prefix.
@@ -56,7 +118,11 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		return nil, fmt.Errorf("etcdsrc: read lock prefixes: %w (%v): check that the cluster runs and that the endpoints are right", etcdreg.ErrUnreachable, err)
 	}
 	seen := map[procid.ID]bool{}
-	party := func(kv *mvccpb.KeyValue) lockstate.Party {
+	refs := map[string][]etcdreg.StackRef{} // by run: the acquire stacks to read
+	// party names a contender: an etcdreg one (of run, "" if the prefix is
+	// not an etcdreg lock's) by its record, with since when it asked and
+	// where; any other by its lease.
+	party := func(kv *mvccpb.KeyValue, run string) lockstate.Holder {
 		var rec etcdreg.HolderRecord
 		if len(kv.Value) > 0 && kv.Value[0] == '{' && decodes(kv.Value, &rec) && rec.ID.PID != 0 {
 			if !seen[rec.ID] {
@@ -64,7 +130,14 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 				out.Processes = append(out.Processes, lockstate.Process{ID: rec.ID, Status: procid.Alive,
 					Role: fmt.Sprintf("etcdreg, lease %x", kv.Lease)})
 			}
-			return lockstate.Party{ID: rec.ID, Goroutine: rec.Goroutine}
+			h := lockstate.Holder{Party: lockstate.Party{ID: rec.ID, Goroutine: rec.Goroutine}}
+			if run != "" {
+				h.Since, h.Stack = rec.Since, rec.Stack
+				if rec.Stack != 0 {
+					refs[run] = append(refs[run], etcdreg.StackRef{ID: rec.ID, Stack: rec.Stack})
+				}
+			}
+			return h
 		}
 		id := SessionID(kv.Lease)
 		if !seen[id] {
@@ -78,7 +151,7 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			}
 			out.Processes = append(out.Processes, lockstate.Process{ID: id, Status: procid.Alive, Role: fmt.Sprintf("session %x", kv.Lease), Command: cmd})
 		}
-		return lockstate.Party{ID: id, Goroutine: 1}
+		return lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: 1}}
 	}
 	for i, p := range s.Prefixes {
 		r := resp.Responses[i].GetResponseRange()
@@ -88,13 +161,14 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		if r.More {
 			out.Notes = append(out.Notes, fmt.Sprintf("%s has more than %d contenders; the rest were not read", p, maxContenders))
 		}
+		run, name, _ := etcdreg.LockOf(p)
 		for j, kv := range kvs {
-			pa := party(kv)
+			h := party(kv, run)
 			if j == 0 {
-				l.Holders = []lockstate.Holder{{Party: pa}}
+				l.Holders = []lockstate.Holder{h}
 				continue
 			}
-			l.Waiters = append(l.Waiters, lockstate.Waiter{Party: pa})
+			l.Waiters = append(l.Waiters, lockstate.Waiter{Party: h.Party, Since: h.Since, Stack: h.Stack})
 		}
 		l.Facts.Extra = []lockstate.Fact{{Name: "prefix", Value: p}}
 		if len(kvs) > 0 {
@@ -106,7 +180,18 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			if t, err := s.Client.TimeToLive(ctx, clientv3.LeaseID(h.Lease)); err == nil && t.TTL >= 0 {
 				l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "lease left", Value: (time.Duration(t.TTL) * time.Second).String()})
 			}
-			l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "held since", Value: s.heldSince(ctx, p, h, resp.Header.Revision)})
+			since, rev, first := s.heldSince(ctx, p, h, resp.Header.Revision)
+			l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "held since", Value: since})
+			// An etcdreg holder's hold began when it asked, if it was
+			// first; else at the release that made it first, whose time
+			// etcdreg recorded if the releaser was etcdreg's; else it is
+			// not known (and no stuck-holder can be found).
+			if hd := &l.Holders[0]; !hd.Since.IsZero() && !first {
+				hd.Since = time.Time{}
+				if rev > 0 {
+					hd.Since, _ = etcdreg.ReleasedAt(ctx, s.Client, run, name, rev)
+				}
+			}
 			var order []string
 			for _, kv := range kvs[1:] {
 				order = append(order, fmt.Sprintf("%x@%d", kv.Lease, kv.CreateRevision))
@@ -117,6 +202,18 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		}
 		out.Locks = append(out.Locks, l)
 	}
+	stacks := stackSet{}
+	for run, rs := range refs {
+		got, err := etcdreg.ReadStacks(ctx, s.Client, run, rs)
+		if err != nil {
+			out.Notes = append(out.Notes, fmt.Sprintf("the acquire stacks of run %s could not be read: %v", run, err))
+			continue
+		}
+		for ref, fr := range got {
+			stacks[ref] = fr
+		}
+	}
+	out.Stacks = stacks
 	return out, nil
 }
 
@@ -124,16 +221,18 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // holder h has held prefix p: the revision that made it first (its key's
 // creation, if nobody was before it; else the deletion of the key before
 // it, looked up in etcd's history). etcd keeps no time for a revision, so
-// it is said as a revision, with how many have passed since.
-func (s PrefixSource) heldSince(ctx context.Context, p string, h *mvccpb.KeyValue, now int64) string {
+// it is said as a revision, with how many have passed since. It also
+// returns that revision (0 if unknown) and whether the holder was first
+// when its key was created.
+func (s PrefixSource) heldSince(ctx context.Context, p string, h *mvccpb.KeyValue, now int64) (string, int64, bool) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	before, err := s.Client.Get(ctx, p+"/", append(clientv3.WithLastCreate(), clientv3.WithRev(h.CreateRevision), clientv3.WithMaxCreateRev(h.CreateRevision-1))...)
 	if err != nil {
-		return fmt.Sprintf("after revision %d, when its key was created (the history before is not readable: %v)", h.CreateRevision, err)
+		return fmt.Sprintf("after revision %d, when its key was created (the history before is not readable: %v)", h.CreateRevision, err), 0, false
 	}
 	if len(before.Kvs) == 0 {
-		return fmt.Sprintf("revision %d, when its key was created (it was first); %d revisions ago", h.CreateRevision, now-h.CreateRevision)
+		return fmt.Sprintf("revision %d, when its key was created (it was first); %d revisions ago", h.CreateRevision, now-h.CreateRevision), h.CreateRevision, true
 	}
 	prev := string(before.Kvs[0].Key)
 	wctx, wcancel := context.WithCancel(ctx)
@@ -144,11 +243,11 @@ func (s PrefixSource) heldSince(ctx context.Context, p string, h *mvccpb.KeyValu
 		}
 		for _, ev := range wr.Events {
 			if ev.Type == clientv3.EventTypeDelete && ev.Kv.ModRevision <= now {
-				return fmt.Sprintf("revision %d, when the key before it (%s) was deleted; %d revisions ago", ev.Kv.ModRevision, prev, now-ev.Kv.ModRevision)
+				return fmt.Sprintf("revision %d, when the key before it (%s) was deleted; %d revisions ago", ev.Kv.ModRevision, prev, now-ev.Kv.ModRevision), ev.Kv.ModRevision, false
 			}
 		}
 	}
-	return fmt.Sprintf("after revision %d, when its key was created (the deletion of the key before it is compacted away)", h.CreateRevision)
+	return fmt.Sprintf("after revision %d, when its key was created (the deletion of the key before it is compacted away)", h.CreateRevision), 0, false
 }
 
 func sortByCreate(kvs []*mvccpb.KeyValue) {

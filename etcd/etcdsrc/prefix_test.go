@@ -3,6 +3,8 @@ package etcdsrc_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
 	"github.com/lockwatch/lockwatch/report"
@@ -131,4 +134,96 @@ func waitKeys(t *testing.T, cli *clientv3.Client, prefix string, n int64) {
 		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 	t.Fatalf("no %d keys under %s after a minute", n, prefix)
+}
+
+// TestForeignStuckHolder: an etcdreg lock's prefix, shared with etcd's
+// own concurrency.Mutex, attached as a foreign lock
+// (etcd://HOST:PORT/?lock=/lockwatch/RUN/lock/NAME): the etcdreg holder,
+// which holds it longer than --stuck-after while an etcdreg waiter waits
+// as long (a concurrency.Mutex session waits between them), is a
+// stuck-holder, named by its record (host, pid, goroutine), with its live
+// stack, asked through etcd, and the etcdreg waiter's; the session is
+// named by its lease.
+func TestForeignStuckHolder(t *testing.T) {
+	srv, cli := serverClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	open := func(host string) *etcdreg.Mutex {
+		r, err := etcdreg.Open(ctx, cli, "shared", etcdreg.Options{Host: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		m, err := r.Mutex("q")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	holder, waiter := open("host-a"), open("host-b")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	errs := make(chan error, 2)
+	go func() { errs <- concurrency.NewMutex(s, holder.Prefix()).Lock(ctx) }()
+	waitKeys(t, cli, holder.Prefix()+"/", 2)
+	go func() { errs <- waiter.Lock(ctx) }()
+	waitKeys(t, cli, holder.Prefix()+"/", 3)
+
+	const stuckAfter = 100 * time.Millisecond
+	src := etcdsrc.PrefixSources(cli, []string{holder.Prefix()})
+	var r *report.Report
+	deadline := time.Now().Add(time.Minute)
+	for {
+		r, err = report.Diagnose(ctx, src, report.Options{StuckAfter: stuckAfter, ProbeTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Findings) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(stuckAfter) // until the hold and the wait are older than stuckAfter
+	}
+	if len(r.Findings) != 1 || r.Findings[0].Kind != report.StuckHolder {
+		t.Fatalf("findings %+v; want one stuck-holder", r.Findings)
+	}
+	f := r.Findings[0]
+	if h := f.Holder; h.Host != "host-a" || h.PID != os.Getpid() {
+		t.Errorf("stuck holder %+v; want pid %d on host-a (its etcdreg record)", h, os.Getpid())
+	}
+	var live, waiterStack bool
+	for _, st := range r.Stacks {
+		if st.Role == "holder" && st.Host == "host-a" && st.Source == "probe-text" {
+			live = true
+		}
+		if st.Role == "waiter" && st.Host == "host-b" {
+			waiterStack = true
+		}
+	}
+	if !live || !waiterStack {
+		t.Errorf("stacks %+v; want the holder's live stack (probe-text, through etcd) and the etcdreg waiter's", r.Stacks)
+	}
+
+	// The same through lockwatch-etcd's attach of the prefix.
+	url := etcdsrc.LockURL(srv.Endpoints(), []string{holder.Prefix()})
+	var out, errw strings.Builder
+	err = etcdcli.Main(ctx, []string{"attach", "--stuck-after", stuckAfter.String(), url}, &out, &errw)
+	if ee, ok := err.(*etcdcli.ExitError); !ok || ee.Code != 3 {
+		t.Fatalf("attach %s: %v; want exit 3 (a stuck holder)\n%s%s", url, err, out.String(), errw.String())
+	}
+	t.Logf("attach %s:\n%s", url, out.String())
+	for _, want := range []string{"STUCK-HOLDER", "host-a/" + strconv.Itoa(os.Getpid()), "lease-" + leaseHex(s), "STACKS"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("attach output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
 }

@@ -382,14 +382,7 @@ func TestLockwatchAttachAuth(t *testing.T) {
 		cmd.Env = env
 		var out, errw bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errw
-		err := cmd.Run()
-		code := 0
-		var xe *exec.ExitError
-		if errors.As(err, &xe) {
-			code = xe.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		code := exitCode(t, cmd.Run())
 		if code != tc.wantCode || !strings.Contains(out.String()+errw.String(), tc.want) {
 			t.Errorf("lockwatch attach --password-file %s: exit status %d; want %d and %q\nstdout: %s\nstderr: %s", filepath.Base(tc.pw), code, tc.wantCode, tc.want, out.String(), errw.String())
 		}

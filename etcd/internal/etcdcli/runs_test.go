@@ -2,15 +2,10 @@ package etcdcli_test
 
 import (
 	"context"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/lockwatch/lockwatch/etcd/embedded"
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
 )
@@ -19,16 +14,7 @@ import (
 // locks; prune removes the ended one (no live lease) and keeps the live
 // one.
 func TestPsPrune(t *testing.T) {
-	srv, err := embedded.Start(filepath.Join(t.TempDir(), "etcd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	srv, cli := serverClient(t)
 	ctx := context.Background()
 	live, err := etcdreg.Open(ctx, cli, "live", etcdreg.Options{Host: "h1"})
 	if err != nil {

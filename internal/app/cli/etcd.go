@@ -102,6 +102,32 @@ func (a *app) etcdCommands(root *cobra.Command) {
 				}
 				return a.execEtcd(cmd, append(append([]string{cmd.Name()}, fwd...), args[0]))
 			}
+		case "ps", "prune":
+			// ps etcd://HOST:PORT lists the runs kept in etcd; prune
+			// etcd://HOST:PORT [RUN...] removes the ended ones.
+			auth := addEtcdAuthFlags(c)
+			c.Long += "\n\nWith etcd://HOST:PORT[,HOST:PORT...], the runs kept in that etcd cluster (lockwatch-etcd " + c.Name() + ")."
+			c.Example += fmt.Sprintf("\n  lockwatch %s etcd://10.0.0.5:2379   # runs kept in etcd", c.Name())
+			ownArgs, own := c.Args, c.RunE
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if (len(args) > 0 && strings.HasPrefix(args[0], etcdURL)) || ownArgs == nil {
+					return nil
+				}
+				return ownArgs(cmd, args)
+			}
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) == 0 || !strings.HasPrefix(args[0], etcdURL) {
+					if err := refuseEtcdAuth(cmd, auth); err != nil {
+						return err
+					}
+					return own(cmd, args)
+				}
+				fwd, err := a.etcdFlags(cmd, auth)
+				if err != nil {
+					return err
+				}
+				return a.execEtcd(cmd, append(append([]string{cmd.Name()}, fwd...), args...))
+			}
 		case "run":
 			var endpoints, backend string
 			c.Flags().StringVar(&endpoints, "etcd", "", "etcd client endpoints: the run's locks live in this etcd cluster")

@@ -89,7 +89,8 @@ func etcdSetup(t *testing.T, standin string) (string, []string, string) {
 	return lw, env, argsFile
 }
 
-// TestEtcdDispatch: attach, watch and run of an etcd run are handed to
+// TestEtcdDispatch: attach, watch and run of an etcd run (and attach of
+// foreign lock prefixes, ps and prune of the runs kept in etcd) are handed to
 // lockwatch-etcd, found beside lockwatch or on PATH, with lockwatch's
 // flags turned into its flags; its output and exit status are lockwatch's.
 // A flag lockwatch-etcd does not take is refused; without lockwatch-etcd,
@@ -120,6 +121,16 @@ func TestEtcdDispatch(t *testing.T) {
 			wantArgs: []string{"attach", "-o", "table", "--stuck-after", "10s", "--cacert", "ca.pem", "--password-file", "pw", "--user", "root", "etcd://h:1/run-1"}, wantCode: 2},
 		{name: "run with a client certificate", standin: "beside", args: []string{"run", "--etcd", "https://h:1", "--cert", "c.pem", "--key", "k.pem", "--", "prog"}, exit: "0",
 			wantArgs: []string{"run", "-o", "table", "--stuck-after", "10s", "--cert", "c.pem", "--key", "k.pem", "--etcd", "https://h:1", "--", "prog"}},
+		{name: "attach foreign lock prefixes", standin: "beside", args: []string{"attach", "etcd://h:1/?lock=app%2FA&lock=app%2FB"}, exit: "3",
+			wantArgs: []string{"attach", "-o", "table", "--stuck-after", "10s", "etcd://h:1/?lock=app%2FA&lock=app%2FB"}, wantCode: 3},
+		{name: "ps of etcd", standin: "beside", args: []string{"ps", "--cacert", "ca.pem", "etcd://h:1,h:2"}, exit: "0",
+			wantArgs: []string{"ps", "-o", "table", "--stuck-after", "10s", "--cacert", "ca.pem", "etcd://h:1,h:2"}},
+		{name: "prune of etcd runs", standin: "beside", args: []string{"prune", "etcd://h:1", "run-1", "run-2"}, exit: "2",
+			wantArgs: []string{"prune", "-o", "table", "--stuck-after", "10s", "etcd://h:1", "run-1", "run-2"}, wantCode: 2},
+		{name: "a prune flag etcd runs do not take", standin: "beside", args: []string{"prune", "--dry-run", "etcd://h:1"},
+			wantCode: ExitUsage, wantErr: "prune: --dry-run does not apply to etcd runs"},
+		{name: "ps of shared memory takes no argument", standin: "beside", args: []string{"ps", "run-1"},
+			wantCode: ExitUsage, wantErr: "takes no arguments"},
 		{name: "an etcd flag on a shared-memory run", standin: "beside", args: []string{"attach", "--user", "root", "no-such-run"},
 			wantCode: ExitUsage, wantErr: "attach: --user is for etcd runs"},
 		{name: "a flag lockwatch-etcd does not take", standin: "beside", args: []string{"run", "--keep", "--etcd", "http://h:1", "--", "prog"},

@@ -1,0 +1,271 @@
+package etcdreg
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockwatch/lockwatch/procid"
+)
+
+// changesSince returns the key changes of the run made after revision
+// from, up to the current revision, by revision: "put KEY" or "delete KEY",
+// KEY relative to the run's prefix, a put of a shadow marked Held as
+// "put KEY held".
+func changesSince(t *testing.T, e *testEnv, from int64) map[int64][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	p, _ := Prefix(e.run)
+	now, err := e.cli.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64][]string{}
+	if now.Header.Revision == from {
+		return out
+	}
+	wch := e.cli.Watch(ctx, p, clientv3.WithPrefix(), clientv3.WithRev(from+1))
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			t.Fatal(err)
+		}
+		last := int64(0)
+		for _, ev := range wr.Events {
+			rev := ev.Kv.ModRevision
+			last = rev
+			key := strings.TrimPrefix(string(ev.Kv.Key), p)
+			var c string
+			if ev.Type == clientv3.EventTypeDelete {
+				c = "delete " + key
+			} else {
+				c = "put " + key
+				var rec HolderRecord
+				if strings.HasPrefix(key, "hold/") && decode(ev.Kv.Value, &rec) == nil && rec.Held {
+					c += " held"
+				}
+			}
+			out[rev] = append(out[rev], c)
+		}
+		if last >= now.Header.Revision {
+			return out // etcd sends a revision's events in one response
+		}
+	}
+	t.Fatal("watch ended")
+	return nil
+}
+
+// revisions lists changes by revision, in order, for error messages.
+func revisions(ch map[int64][]string) string {
+	var revs []int64
+	for r := range ch {
+		revs = append(revs, r)
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i] < revs[j] })
+	var b strings.Builder
+	for _, r := range revs {
+		fmt.Fprintf(&b, "\n  %d: %s", r, strings.Join(ch[r], ", "))
+	}
+	return b.String()
+}
+
+func currentRev(t *testing.T, e *testEnv) int64 {
+	t.Helper()
+	resp, err := e.cli.Get(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+// TestWritesPerHold counts etcd's revisions and key changes of holds, with
+// a watch of the run: an uncontended Lock+Unlock is two revisions (queue:
+// the key and its shadow; release: their deletion and one event that
+// carries the acquire), and a handoff to a queued etcdreg waiter costs no
+// write of its own: the release that makes it the owner marks its shadow
+// Held, in the same revision, so that each contended acquisition is two
+// writes (its queueing and its release), as concurrency.Mutex's.
+func TestWritesPerHold(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	open := func(host string) *Mutex {
+		reg, err := Open(ctx, e.cli, e.run, Options{Host: host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { reg.Close() })
+		mu, err := reg.Mutex("q")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mu
+	}
+	a, b, c := open("host-a"), open("host-b"), open("host-c")
+	lockUnlock := func(m *Mutex) {
+		t.Helper()
+		if err := m.Lock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var from int64
+	for i := range 3 {
+		if i == 1 { // the first Lock of a call site also writes its stack
+			from = currentRev(t, e)
+		}
+		lockUnlock(a)
+	}
+	ch := changesSince(t, e, from)
+	// One contender key for the process's calls, taken again: etcd's index
+	// keeps each deleted key name until compaction.
+	key := a.lastKey()
+	want := []string{"put " + key, "put " + strings.Replace(key, "lock/", "hold/", 1) + " held"}
+	if len(ch) != 4 {
+		t.Fatalf("two uncontended Lock+Unlock: %d revisions; want 4:%s", len(ch), revisions(ch))
+	}
+	for rev, cs := range ch {
+		if strings.HasPrefix(cs[0], "put ") {
+			if strings.Join(cs, ", ") != strings.Join(want, ", ") {
+				t.Errorf("revision %d: %s; want %s", rev, strings.Join(cs, ", "), strings.Join(want, ", "))
+			}
+			continue
+		}
+		if len(cs) != 3 || cs[0] != "delete "+key || !strings.HasPrefix(cs[2], "put event/") {
+			t.Errorf("revision %d: %s; want the deletion of %s and its shadow, and one event", rev, strings.Join(cs, ", "), key)
+		}
+	}
+
+	// a holds (it took the lock at once: it knows no successor); b, then
+	// c, queue behind it.
+	if err := a.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 2)
+	go func() { got <- b.Lock(ctx) }()
+	e.waitFor("b queued", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
+	go func() { got <- c.Lock(ctx) }()
+	e.waitFor("c queued", func(s *Snapshot) bool { return waitersOn(s, "q") == 2 })
+	from = currentRev(t, e)
+	if err := a.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if b.Token() == 0 {
+		t.Fatal("b's Lock returned, and b holds nothing")
+	}
+	if err := b.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ch = changesSince(t, e, from)
+	// a's release: b marks its own shadow (a did not know it); b's
+	// release marks c's, c writes nothing; c's release.
+	if len(ch) != 4 {
+		t.Fatalf("three releases, two of them handing the lock to a waiter: %d revisions; want 4 (one mark written by b, none by c):%s", len(ch), revisions(ch))
+	}
+	bShadow, cShadow := "hold/q/"+leafOf(b.lastKey()), "hold/q/"+leafOf(c.lastKey())
+	var self, byRelease int
+	for _, cs := range ch {
+		if len(cs) == 1 && cs[0] == "put "+bShadow+" held" {
+			self++
+		}
+		if len(cs) > 1 && strings.HasPrefix(cs[0], "delete lock/q/"+leafOf(b.lastKey())) && slices.Contains(cs, "put "+cShadow+" held") {
+			byRelease++
+		}
+	}
+	if self != 1 || byRelease != 1 {
+		t.Errorf("b marked its shadow %d times (want 1), b's release marked c's %d times (want 1):%s", self, byRelease, revisions(ch))
+	}
+}
+
+func leafOf(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
+
+// lastKey returns the contender key of m's last hold, relative to the
+// run's prefix, once released: the key its next Lock takes again.
+func (m *Mutex) lastKey() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	slot := uint64(1)
+	if n := len(m.freeSlots); n > 0 {
+		slot = m.freeSlots[n-1]
+	}
+	return strings.TrimPrefix(m.r.k.lockDir(m.name), m.r.k.p) + fmt.Sprintf("%x-%d", int64(m.slotLease), slot)
+}
+
+// TestPromotedWaiterExpires: a waiter that a release makes the owner, and
+// whose lease then expires before its Lock could return (stopped, here),
+// is an expired holder by its shadow, marked by that release: the next
+// Stall waiter waits for it; resumed, it finds its key gone, withdraws,
+// and the lock moves on in order.
+func TestPromotedWaiterExpires(t *testing.T) {
+	e := newEnv(t)
+	x := e.start("cmd", "host-x")
+	a := e.start("cmd", "host-a")
+	w := e.start("cmd", "host-w", envTTL+"=2")
+	t.Cleanup(func() { _ = w.cmd.Process.Kill() })
+	x.send("lock q")
+	x.expect("held q")
+	a.send("lock q")
+	e.waitFor("a waiting", func(s *Snapshot) bool { return waitersOn(s, "q") == 1 })
+	w.send("lock q")
+	e.waitFor("w waiting behind a", func(s *Snapshot) bool { return waitersOn(s, "q") == 2 })
+	x.send("unlock q")
+	x.expect("unlocked q")
+	a.expect("held q") // a knows w as its successor
+	if err := w.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	a.send("unlock q")
+	a.expect("unlocked q")
+	s := e.waitFor("w, made the owner by a's release, expired", func(s *Snapshot) bool {
+		l := lockOf(s, "q")
+		return l.Expired && l.Holder != nil && l.Holder.Record != nil && l.Holder.Record.ID.PID == w.pid
+	})
+	if l := lockOf(s, "q"); l.Holder.Record.ID.Host != "host-w" {
+		t.Errorf("expired holder %+v; want w on host-w", l.Holder.Record)
+	}
+	b := e.start("cmd", "host-b")
+	b.send("lock q")
+	e.waitFor("b stalled behind w", func(s *Snapshot) bool { return lockOf(s, "q").Stalled })
+	b.silent()
+	if err := w.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	b.expect("held q")
+	b.send("unlock q")
+	b.expect("unlocked q")
+	w.expect("held q") // queued again behind b, with its new lease
+}
+
+// TestHeldValue: the shadow of an owner, made by appending Held to the
+// encoded record, is the record with Held set, as encoding/json writes it.
+func TestHeldValue(t *testing.T) {
+	for _, rec := range []HolderRecord{
+		{ID: procid.ID{Host: "h", PID: 1, Start: 2}, Goroutine: 3, Stack: 4, Since: time.Unix(5, 6), Lease: 7, Policy: "stall"},
+		{ID: procid.ID{Host: "h/x", PID: 1}, Since: time.Unix(5, 6).UTC()},
+	} {
+		val := mustJSON(rec)
+		got := val[:len(val)-1] + `,"held":true}`
+		held := rec
+		held.Held = true
+		if want := mustJSON(held); got != want {
+			t.Errorf("%s; want %s", got, want)
+		}
+	}
+}
