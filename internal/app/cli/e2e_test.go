@@ -294,7 +294,7 @@ func TestBadInput(t *testing.T) {
 		{"no probe", []string{"attach", strconv.Itoa(sleep.Process.Pid)}, "is not running a probe"},
 		{"missing run", []string{"attach", filepath.Join(good, "nope")}, "does not exist"},
 		{"not a run", []string{"attach", runDir(t)}, "not a lockwatch run"},
-		{"corrupted", []string{"attach", corrupt}, "corrupted goodArena"},
+		{"corrupted", []string{"attach", corrupt}, "corrupted arena"},
 		{"version", []string{"attach", version}, "another format version"},
 		{"symlink", []string{"attach", link}, "symbolic link"},
 		{"open to others", []string{"watch", open}, "open to other users"},
