@@ -87,12 +87,15 @@ FUZZTARGETS ?= ./stackdump:FuzzParse ./stackdump:FuzzParseWithin ./stackdump:Fuz
   ./stackdump:FuzzParseTrace ./stackdump:FuzzDecodeDict ./lockreg:FuzzSnapshot ./probe:FuzzDecodeRequest \
   ./probe:FuzzDecodeAnswer ./internal/diag/proc:FuzzParseStat ./internal/diag/liveness:FuzzScanMaps \
   ./internal/diag/safeout:FuzzWriter ./internal/diag/jsonbudget:FuzzValues ./internal/app/pipeline:FuzzFrameReader \
-  ./internal/diag/goproc:FuzzPclntab ./internal/source/filelocksrc:FuzzParse ./reportcmd:FuzzIndentJSON
+  ./internal/diag/goproc:FuzzPclntab ./internal/source/filelocksrc:FuzzParse ./reportcmd:FuzzIndentJSON \
+  ./internal/source/filelocksrc:FuzzParseLine ./postgres/pgsrc:FuzzAnswer ./postgres/pgsrc:FuzzParseLog
+# A target of a module of its own (postgres/, etcd/) is run in its module.
 fuzz:
 	@for t in $(FUZZTARGETS); do \
-	  pkg=$${t%%:*}; name=$${t##*:}; \
-	  echo "== $$pkg $$name ($(FUZZTIME))"; \
-	  out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $(FUZZFLAGS) $$pkg 2>&1); st=$$?; \
+	  pkg=$${t%%:*}; name=$${t##*:}; dir=.; \
+	  case $$pkg in ./postgres/*|./etcd/*) dir=$${pkg#./}; dir=$${dir%%/*}; pkg=./$${pkg#./$$dir/};; esac; \
+	  echo "== $$dir $$pkg $$name ($(FUZZTIME))"; \
+	  out=$$(cd $$dir && $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $(FUZZFLAGS) $$pkg 2>&1); st=$$?; \
 	  echo "$$out" | grep -E 'elapsed: .*execs' | tail -1; \
 	  if [ $$st -ne 0 ]; then echo "$$out" | tail -40; exit 1; fi; \
 	done

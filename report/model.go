@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -346,7 +347,7 @@ type Duration time.Duration
 
 // MarshalJSON writes milliseconds.
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).Milliseconds())
+	return strconv.AppendInt(nil, time.Duration(d).Milliseconds(), 10), nil
 }
 
 // UnmarshalJSON reads milliseconds.

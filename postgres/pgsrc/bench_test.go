@@ -27,8 +27,55 @@ import (
 // attach=pgsrc is the whole report (Diagnose, Explain, the table), and
 // read=pg_locks, the peer, reads every row of pg_locks and
 // pg_stat_activity with pgx (what a script would start from).
+//
+// server=idle is the same on the server with no session but the
+// benchmark's own: what attach costs at the least.
 func BenchmarkAttach(b *testing.B) {
 	url := needServer(b)
+	ctx := context.Background()
+	b.Run("server=idle", func(b *testing.B) {
+		conn := open(b, url)
+		benchAttach(b, conn, 1)
+	})
+	b.Run("server=1000x10000", func(b *testing.B) {
+		admin := busyServer(b, url)
+		conn := open(b, url)
+		if testing.Verbose() {
+			rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE) "+pgsrc.Query, pgx.QueryExecModeSimpleProtocol)
+			if err == nil {
+				for rows.Next() {
+					var line string
+					rows.Scan(&line)
+					b.Log(line)
+				}
+				rows.Close()
+			}
+		}
+		b.Run("part=clients", func(b *testing.B) {
+			var cs []clientproc.Conn
+			rows, err := admin.Query(ctx, "SELECT host(client_addr), client_port, current_setting('port')::int FROM pg_stat_activity WHERE application_name = 'lwbench'")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for rows.Next() {
+				var a string
+				var p, sp int
+				if err := rows.Scan(&a, &p, &sp); err != nil {
+					b.Fatal(err)
+				}
+				cs = append(cs, clientproc.Conn{Addr: netip.MustParseAddr(a), Port: p, ServerPort: sp})
+			}
+			for b.Loop() {
+				clientproc.Find(cs)
+			}
+		})
+		benchAttach(b, conn, 10000)
+	})
+}
+
+// busyServer sets up 1,000 sessions holding 10,000 advisory locks, 100
+// of them waiting, for the benchmark; it returns a superuser session.
+func busyServer(b *testing.B, url string) *pgx.Conn {
 	ctx := context.Background()
 	const holders, each, waiters = 900, 11, 100
 	conns := make([]*pgx.Conn, holders+waiters)
@@ -67,7 +114,7 @@ func BenchmarkAttach(b *testing.B) {
 	wg.Wait()
 	admin := open(b, url)
 	var waiting sync.WaitGroup
-	defer func() {
+	b.Cleanup(func() {
 		// End the sessions (the waiters' waits fail), then join.
 		admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lwbench'")
 		waiting.Wait()
@@ -76,7 +123,7 @@ func BenchmarkAttach(b *testing.B) {
 				c.Close(ctx)
 			}
 		}
-	}()
+	})
 	if firstErr != nil {
 		b.Fatalf("setting up 1,000 sessions: %v", firstErr)
 	}
@@ -94,18 +141,14 @@ func BenchmarkAttach(b *testing.B) {
 	}
 	b.Logf("%d sessions, %d advisory locks held, %d waiting", sessions, locks, waiters)
 
-	conn := open(b, url)
-	if testing.Verbose() {
-		rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE) "+pgsrc.Query, pgx.QueryExecModeSimpleProtocol)
-		if err == nil {
-			for rows.Next() {
-				var line string
-				rows.Scan(&line)
-				b.Log(line)
-			}
-			rows.Close()
-		}
-	}
+	return admin
+}
+
+// benchAttach is the benchmarks of one server: Read, the query alone,
+// the whole attach, and the peer, which reads every row of pg_locks and
+// pg_stat_activity (at least minRows of them).
+func benchAttach(b *testing.B, conn *pgx.Conn, minRows int) {
+	ctx := context.Background()
 	src := pgsrc.New(conn, "bench")
 	backend := int(conn.PgConn().PID())
 	b.Run("read=pgsrc", func(b *testing.B) {
@@ -124,25 +167,9 @@ func BenchmarkAttach(b *testing.B) {
 			}
 		}
 	})
-	b.Run("part=clients", func(b *testing.B) {
-		var cs []clientproc.Conn
-		rows, err := admin.Query(ctx, "SELECT host(client_addr), client_port, current_setting('port')::int FROM pg_stat_activity WHERE application_name = 'lwbench'")
-		if err != nil {
-			b.Fatal(err)
-		}
-		for rows.Next() {
-			var a string
-			var p, sp int
-			if err := rows.Scan(&a, &p, &sp); err != nil {
-				b.Fatal(err)
-			}
-			cs = append(cs, clientproc.Conn{Addr: netip.MustParseAddr(a), Port: p, ServerPort: sp})
-		}
-		for b.Loop() {
-			clientproc.Find(cs)
-		}
-	})
 	b.Run("attach=pgsrc", func(b *testing.B) {
+		// What lockwatch-pg attach does: the report (two reads of the lock
+		// graph), PostgreSQL's words, its log looked for, the table.
 		defer cpu(b, backend)()
 		for b.Loop() {
 			r, err := report.Diagnose(ctx, src.Sources(), report.Options{StuckAfter: time.Hour})
@@ -150,6 +177,7 @@ func BenchmarkAttach(b *testing.B) {
 				b.Fatal(err)
 			}
 			src.Explain(r)
+			r.Notes = append(r.Notes, src.ServerLog(ctx, "")...)
 			if err := r.Write(io.Discard, report.Style{}); err != nil {
 				b.Fatal(err)
 			}
@@ -174,8 +202,8 @@ func BenchmarkAttach(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if n < 10000 {
-				b.Fatalf("read %d rows; want 10,000 locks and more", n)
+			if n < minRows {
+				b.Fatalf("read %d rows; want %d and more", n, minRows)
 			}
 		}
 	})

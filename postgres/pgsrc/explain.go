@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
+	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/report"
 	"github.com/lockwatch/lockwatch/reportcmd"
 )
@@ -75,6 +76,25 @@ func (s *Source) Explain(r *report.Report) {
 				cmpOr(rd.deadlockTimeout, "unknown"))
 		}
 	}
+}
+
+// ClientsOf are the client processes on this machine of a session of the
+// last Read (its backend pid), as found then.
+func (s *Source) ClientsOf(session int) []procid.ID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		return nil
+	}
+	se := s.last.sessions[session]
+	if se == nil {
+		return nil
+	}
+	var out []procid.ID
+	for _, c := range se.end.Procs {
+		out = append(out, procid.ID{PID: c.PID, Start: c.Start})
+	}
+	return out
 }
 
 func cmpOr(a, b string) string {

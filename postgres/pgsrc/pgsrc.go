@@ -148,7 +148,10 @@ func (s *Source) convert(a *answer) (*lockstate.Snapshot, *read) {
 		se.hidden = se.State == nil && str(se.Query) == "<insufficient privilege>"
 		rd.sessions[se.PID] = se
 	}
-	locks := a.Locks
+	locks := slices.DeleteFunc(a.Locks, func(r lockRow) bool { return !r.readable() })
+	if n := len(a.Locks) - len(locks); n > 0 {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%d rows of pg_locks were left out: they name no lock type, mode or session", n))
+	}
 	if len(locks) > MaxLocks {
 		locks = locks[:MaxLocks]
 		snap.Notes = append(snap.Notes, fmt.Sprintf("more than %d lock rows are awaited; the rest were not read", MaxLocks))
@@ -204,10 +207,25 @@ func (s *Source) convert(a *answer) (*lockstate.Snapshot, *read) {
 	}
 	rd.groups = nil
 	for _, d := range a.Deadlocks {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("PostgreSQL's deadlock detector has broken %d deadlocks in database %q since its statistics were reset, each after deadlock_timeout (%s), cancelling one session of each (the server log says which: \"deadlock detected\")",
+		snap.Notes = append(snap.Notes, fmt.Sprintf("PostgreSQL's deadlock detector has broken %d deadlocks in database %q since its statistics were reset, each after deadlock_timeout (%s on this server; a session may set its own), cancelling one session of each (the server log says which: \"deadlock detected\")",
 			d.N, d.DB, a.DeadlockTimeout))
 	}
 	return snap, rd
+}
+
+// readable reports whether a lock row names what the model needs: a lock
+// type, a mode, and a session or a prepared transaction
+// (virtualtransaction "-1/XID"). The server's rows always do.
+func (r *lockRow) readable() bool {
+	if r.Type == "" || r.Mode == "" {
+		return false
+	}
+	if r.PID != nil {
+		return true
+	}
+	_, x, ok := strings.Cut(str(r.VXact), "/")
+	n, err := strconv.Atoi(x)
+	return ok && err == nil && n > 0
 }
 
 // group is one lock of the model: an object, and the mode its waiters ask

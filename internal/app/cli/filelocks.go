@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/gostacks"
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/source/filelocksrc"
@@ -80,10 +82,54 @@ func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err err
 			}
 		}
 	}
+	if ctx.Err() == nil {
+		fileLockGoroutines(ctx, r)
+	}
 	if err := a.printFit(a.stdout, r, 0); err != nil {
 		return true, err
 	}
 	return true, exitCode(verdict(r))
+}
+
+// fileLockGoroutines adds to a report on file locks the goroutines of the
+// Go processes in its findings, read from their memory: for each waiter
+// (and each process of a cycle) the goroutine blocked in flock(2) or
+// fcntl(2), for each stuck holder its blocked goroutines, whose summary
+// joins what the finding says it is doing.
+func fileLockGoroutines(ctx context.Context, r *report.Report) {
+	g := gostacks.New()
+	fileKind := func(k string) bool {
+		return k == filelocksrc.KindFlock || k == filelocksrc.KindPOSIX || k == filelocksrc.KindOFD
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		if !fileKind(f.LockKind) {
+			continue
+		}
+		for _, w := range f.Waiters {
+			if w.Alive && w.Goroutine == lockstate.WholeProcess && w.Host == "" {
+				g.Add(ctx, r, gostacks.Party{PID: w.PID, Start: w.Start, Lock: f.Lock, Role: "waiter"}, gostacks.InFileLock)
+			}
+		}
+		for _, st := range f.Cycle {
+			if st.Alive && st.Goroutine == lockstate.WholeProcess && st.Host == "" {
+				g.Add(ctx, r, gostacks.Party{PID: st.PID, Start: st.Start, Lock: st.WaitsFor, Role: "waiter"}, gostacks.InFileLock)
+			}
+		}
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		h := f.Holder
+		if !fileKind(f.LockKind) || f.Kind != report.StuckHolder || h == nil || !h.Alive || h.Goroutine != lockstate.WholeProcess || h.Host != "" {
+			continue
+		}
+		if g.Add(ctx, r, gostacks.Party{PID: h.PID, Start: h.Start, Lock: f.Lock, Role: "holder"}, gostacks.Blocked) {
+			if s := g.Summary(h.PID); s != "" {
+				f.Doing = strings.TrimPrefix(f.Doing+"; Go: "+s, "; ")
+			}
+		}
+	}
+	g.Notes(r)
 }
 
 // waitedOn says, for a report with no deadlock, which live holder of a

@@ -60,25 +60,23 @@ func BenchmarkAttachFileLocks(b *testing.B) {
 			pid := strconv.Itoa(fileLockKnot(b, kind, 10000))
 			for _, out := range []string{"json"} {
 				b.Run(out, func(b *testing.B) {
-					cpu := cpuTime(unix.RUSAGE_SELF)
+					defer reportCPU(b, unix.RUSAGE_SELF)()
 					for b.Loop() {
 						if code := Main(context.Background(), []string{"attach", "-o", out, pid}, nil, io.Discard, io.Discard); code != ExitDeadlock {
 							b.Fatalf("attach: exit %d; want %d", code, ExitDeadlock)
 						}
 					}
-					b.ReportMetric(float64(cpuTime(unix.RUSAGE_SELF)-cpu)/float64(b.N)/1e6, "cpu-ms/op")
 				})
 			}
 			b.Run("read-proc-locks", func(b *testing.B) {
 				// The floor: the kernel printing the table once (attach
 				// reads it twice, the first time to check PID's part).
-				cpu := cpuTime(unix.RUSAGE_SELF)
+				defer reportCPU(b, unix.RUSAGE_SELF)()
 				for b.Loop() {
 					if _, err := os.ReadFile("/proc/locks"); err != nil {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(cpuTime(unix.RUSAGE_SELF)-cpu)/float64(b.N)/1e6, "cpu-ms/op")
 			})
 			b.Run("lslocks", func(b *testing.B) {
 				if _, err := exec.LookPath("lslocks"); err != nil {
@@ -89,26 +87,39 @@ func BenchmarkAttachFileLocks(b *testing.B) {
 					// flock locks in 7 minutes here (docs/benchmarks.md).
 					b.Skip("lslocks takes minutes on 10,000 flock locks")
 				}
-				cpu := cpuTime(unix.RUSAGE_CHILDREN)
+				defer reportCPU(b, unix.RUSAGE_CHILDREN)()
 				for b.Loop() {
 					if out, err := exec.Command("lslocks", "--json").Output(); err != nil || len(out) == 0 {
 						b.Fatalf("lslocks: %v", err)
 					}
 				}
-				b.ReportMetric(float64(cpuTime(unix.RUSAGE_CHILDREN)-cpu)/float64(b.N)/1e6, "cpu-ms/op")
 			})
 		})
 	}
 }
 
-// cpuTime is the user plus system CPU time of who (RUSAGE_SELF: this
-// process; RUSAGE_CHILDREN: its reaped children), in nanoseconds: the
-// machine is shared, so wall time says more about the others than about
-// attach.
-func cpuTime(who int) int64 {
+// reportCPU, called at a benchmark's start, returns what reports at its
+// end the CPU time per op of who (RUSAGE_SELF: this process;
+// RUSAGE_CHILDREN: its reaped children), user plus system, and each apart:
+// the machine is shared, so wall time says more about the others than
+// about attach; system time is mostly the kernel printing /proc/locks and
+// /proc, user time lockwatch's own work.
+func reportCPU(b *testing.B, who int) func() {
+	u0, s0 := cpuTime(who)
+	return func() {
+		u, s := cpuTime(who)
+		n := float64(b.N) * 1e6
+		b.ReportMetric(float64(u-u0+s-s0)/n, "cpu-ms/op")
+		b.ReportMetric(float64(u-u0)/n, "user-ms/op")
+		b.ReportMetric(float64(s-s0)/n, "sys-ms/op")
+	}
+}
+
+// cpuTime is the user and the system CPU time of who, in nanoseconds.
+func cpuTime(who int) (user, sys int64) {
 	var ru unix.Rusage
 	if err := unix.Getrusage(who, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
+	return ru.Utime.Nano(), ru.Stime.Nano()
 }

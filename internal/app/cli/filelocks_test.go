@@ -189,6 +189,39 @@ func attachFilesJSON(t testing.TB, args ...string) (int, *report.Report, string)
 	return code, &r, errOut
 }
 
+// goStack is the report's row of pid's goroutines in role read from its
+// memory; nil if none.
+func goStack(r *report.Report, pid int, role string) *report.StackRow {
+	for i, s := range r.Stacks {
+		if s.PID == pid && s.Role == role && s.Source == "memory" {
+			return &r.Stacks[i]
+		}
+	}
+	return nil
+}
+
+// goStacks are the report's rows read from memory, for messages.
+func goStacks(r *report.Report) []report.StackRow {
+	var out []report.StackRow
+	for _, s := range r.Stacks {
+		if s.Source == "memory" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// framesHave reports whether each of funcs is the end of a frame's
+// function name.
+func framesHave(row *report.StackRow, funcs ...string) bool {
+	for _, fn := range funcs {
+		if !slices.ContainsFunc(row.Frames, func(f report.FrameJSON) bool { return strings.HasSuffix(f.Func, fn) }) {
+			return false
+		}
+	}
+	return true
+}
+
 // pidsOf are the parties' pids, sorted.
 func pidsOf(ps []report.Party) []int {
 	var out []int
@@ -263,6 +296,16 @@ func TestAttachFlockCycle(t *testing.T) {
 			t.Errorf("a %s finding in a cycle of live processes: %+v", k, r.Findings)
 		}
 	}
+	// Both are Go processes: the goroutine of each blocked in flock(2),
+	// read from its memory, waits for the other's lock.
+	for _, w := range []struct {
+		l    *locker
+		lock string
+	}{{p, b}, {q, a}} {
+		if row := goStack(r, w.l.pid(), "waiter"); row == nil || row.Lock != w.lock || !framesHave(row, "golang.org/x/sys/unix.Flock", "cli.fileLockRole") {
+			t.Errorf("pid %d: goroutine rows %+v; want its goroutine in unix.Flock, called by fileLockRole, waiting for %q", w.l.pid(), goStacks(r), w.lock)
+		}
+	}
 
 	// The loop starts at its smallest lock, a, which q waits for.
 	code, out, _ := lockwatch(t, "attach", strconv.Itoa(q.pid()))
@@ -304,6 +347,17 @@ func TestAttachFlockStuckHolder(t *testing.T) {
 	}
 	if !strings.HasPrefix(f.Doing, "S (sleeping)") {
 		t.Errorf("doing %q; want the holder's state from /proc", f.Doing)
+	}
+	// The holder is a Go process: its goroutine blocked reading its
+	// commands, read from its memory, is what it does while it holds the
+	// lock; each waiter's goroutine is in flock(2).
+	if row := goStack(r, h.pid(), "holder"); row == nil || !framesHave(row, "cli.fileLockRole") || !strings.Contains(f.Doing, "Go: goroutine") {
+		t.Errorf("holder pid %d: goroutine rows %+v, doing %q; want its goroutine in fileLockRole, and doing to say it", h.pid(), goStacks(r), f.Doing)
+	}
+	for _, w := range []*locker{w1, w2} {
+		if row := goStack(r, w.pid(), "waiter"); row == nil || row.Lock != path || !framesHave(row, "golang.org/x/sys/unix.Flock", "cli.fileLockRole") {
+			t.Errorf("waiter pid %d: goroutine rows %+v; want its goroutine in unix.Flock", w.pid(), goStacks(r))
+		}
 	}
 	var sources []string
 	for _, s := range r.Stacks {

@@ -35,7 +35,9 @@ leaves out comes from PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, as
 for psql); lockwatch runs lockwatch-pg for it (beside lockwatch, or on
 PATH; build it with 'make build-pg'). --terminate-dead ends, with
 pg_terminate_backend, each session whose client is proved gone while it
-holds a lock.`
+holds a lock; attach --server-log FILE reads the server's log on this
+machine for the deadlocks PostgreSQL broke itself (without it, the log is
+read through the server when the role may).`
 
 // postgresCommands lets attach and watch take PostgreSQL servers, by
 // handing them to lockwatch-pg.
@@ -45,7 +47,11 @@ func (a *app) postgresCommands(root *cobra.Command) {
 			continue
 		}
 		var terminate bool
+		var serverLog string
 		c.Flags().BoolVar(&terminate, "terminate-dead", false, "PostgreSQL servers: end (pg_terminate_backend) each session whose client is proved gone while it holds a lock")
+		if c.Name() == "attach" {
+			c.Flags().StringVar(&serverLog, "server-log", "", "PostgreSQL servers: the server's log `file` on this machine, read for the deadlocks PostgreSQL broke itself")
+		}
 		c.Long += pgHelp
 		c.Example += fmt.Sprintf("\n  lockwatch %s postgres://app@127.0.0.1:5432/app   # a PostgreSQL server's lock waits", c.Name())
 		own := c.RunE
@@ -54,6 +60,9 @@ func (a *app) postgresCommands(root *cobra.Command) {
 				if terminate {
 					return usagef("%s--terminate-dead is for PostgreSQL servers (postgres://...); drop it", cmdPrefix(cmd))
 				}
+				if serverLog != "" {
+					return usagef("%s--server-log is for PostgreSQL servers (postgres://...); drop it", cmdPrefix(cmd))
+				}
 				return own(cmd, args)
 			}
 			fwd := []string{cmd.Name(), "-o", a.output, "--stuck-after", a.opts.StuckAfter.String()}
@@ -61,7 +70,7 @@ func (a *app) postgresCommands(root *cobra.Command) {
 			cmd.Flags().Visit(func(f *pflag.Flag) {
 				switch f.Name {
 				case "output", "stuck-after":
-				case "interval", "terminate-dead":
+				case "interval", "terminate-dead", "server-log":
 					fwd = append(fwd, "--"+f.Name+"="+f.Value.String())
 				default:
 					if err == nil {

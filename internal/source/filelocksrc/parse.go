@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrParse is wrapped by every error about a line of /proc/locks or of a
@@ -115,7 +116,7 @@ func Parse(b []byte, lim Limits) Parsed {
 			rootOK = rootOK && isWaiterLine(line)
 			continue
 		}
-		e, err := ParseLine(string(line))
+		e, err := parseLine(line)
 		switch {
 		case err != nil:
 			fail(n, line, err)
@@ -158,6 +159,208 @@ func isWaiterLine(line []byte) bool {
 //	1: -> FLOCK  ADVISORY  WRITE 4243 fe:00:9978082 0 EOF
 //	1:  -> OFDLCK ADVISORY  READ -1 fe:00:9978082 100 199
 func ParseLine(line string) (Entry, error) {
+	return parseLine([]byte(line))
+}
+
+// parseLine is ParseLine on bytes, allocating nothing for a line it reads:
+// a lock table of a million lines is parsed line by line. A line with a
+// byte outside ASCII (never the kernel's) is read by parseLineText, whose
+// idea of a space is Unicode's.
+func parseLine(line []byte) (Entry, error) {
+	for _, c := range line {
+		if c >= utf8.RuneSelf {
+			return parseLineText(string(line))
+		}
+	}
+	var e Entry
+	id, rest, ok := bytes.Cut(line, []byte(":"))
+	if !ok {
+		return e, errors.New("no id")
+	}
+	n, ok := parseInt(trimSpace(id), 64)
+	if !ok || n < 0 {
+		return e, fmt.Errorf("id %q", id)
+	}
+	e.ID = n
+	if len(rest) == 0 || rest[0] != ' ' {
+		return e, errors.New("no space after the id")
+	}
+	rest = rest[1:]
+	spaces := 0
+	for spaces < len(rest) && rest[spaces] == ' ' {
+		spaces++
+	}
+	rest = rest[spaces:]
+	if after, ok := bytes.CutPrefix(rest, []byte("->")); ok {
+		e.Depth, rest = spaces+1, after
+	} else if spaces != 0 {
+		return e, errors.New("indented, with no \"->\"")
+	}
+	var f [7][]byte
+	nf := 0
+	for {
+		for len(rest) > 0 && asciiSpace[rest[0]] {
+			rest = rest[1:]
+		}
+		if len(rest) == 0 {
+			break
+		}
+		i := 0
+		for i < len(rest) && !asciiSpace[rest[i]] {
+			i++
+		}
+		if nf < len(f) {
+			f[nf] = rest[:i]
+		}
+		nf++
+		rest = rest[i:]
+	}
+	if nf < 2 {
+		return e, errors.New("too few fields")
+	}
+	if e.Class, ok = classes[string(f[0])]; !ok {
+		return e, fmt.Errorf("class %q", f[0])
+	}
+	if e.Mode, ok = modes[string(f[1])]; !ok || !modeOf(e.Class, e.Mode) {
+		switch e.Class {
+		case "LEASE", "DELEG":
+			return e, fmt.Errorf("lease state %q", f[1])
+		}
+		return e, fmt.Errorf("mode %q", f[1])
+	}
+	if nf-2 != 5 {
+		return e, fmt.Errorf("%d fields after the class; want 5 (type, pid, device:inode, start, end)", nf-2)
+	}
+	if e.Type, ok = types[string(f[2])]; !ok {
+		return e, fmt.Errorf("type %q", f[2])
+	}
+	pid, ok := parseInt(f[3], 32)
+	if !ok || pid < -1 {
+		return e, fmt.Errorf("pid %q", f[3])
+	}
+	e.PID = int(pid)
+	if string(f[4]) == "<none>:0" {
+		e.NoInode = true
+	} else {
+		maj, rest, ok1 := bytes.Cut(f[4], []byte(":"))
+		mnr, ino, ok2 := bytes.Cut(rest, []byte(":"))
+		a, ok3 := parseUint(maj, 16, 32)
+		b, ok4 := parseUint(mnr, 16, 32)
+		c, ok5 := parseUint(ino, 10, 64)
+		if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
+			return e, fmt.Errorf("device:inode %q", f[4])
+		}
+		e.Major, e.Minor, e.Inode = uint32(a), uint32(b), c
+	}
+	if e.Start, ok = parseInt(f[5], 64); !ok || e.Start < 0 {
+		return e, fmt.Errorf("start %q", f[5])
+	}
+	if string(f[6]) == "EOF" {
+		e.End = -1
+	} else if e.End, ok = parseInt(f[6], 64); !ok || e.End < e.Start {
+		return e, fmt.Errorf("end %q", f[6])
+	}
+	return e, nil
+}
+
+// The words of a lock line, as constants: an entry's strings are these,
+// never a copy of the line.
+var (
+	classes = wordSet("FLOCK", "POSIX", "OFDLCK", "ACCESS", "LEASE", "DELEG", "UNKNOWN")
+	modes   = wordSet("ADVISORY", "MANDATORY", "*NOINODE*", "ACTIVE", "BREAKING", "BREAKER", "UNKNOWN")
+	types   = wordSet("READ", "WRITE", "UNLCK")
+)
+
+func wordSet(words ...string) map[string]string {
+	m := make(map[string]string, len(words))
+	for _, w := range words {
+		m[w] = w
+	}
+	return m
+}
+
+// modeOf reports whether mode goes with class: a lock's ADVISORY,
+// MANDATORY or *NOINODE*, a lease's state, UNKNOWN's UNKNOWN.
+func modeOf(class, mode string) bool {
+	switch class {
+	case "LEASE", "DELEG":
+		return mode == "ACTIVE" || mode == "BREAKING" || mode == "BREAKER"
+	case "UNKNOWN":
+		return mode == "UNKNOWN"
+	}
+	return mode == "ADVISORY" || mode == "MANDATORY" || mode == "*NOINODE*"
+}
+
+// asciiSpace are the bytes strings.Fields splits ASCII text at.
+var asciiSpace = [256]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && asciiSpace[b[0]] {
+		b = b[1:]
+	}
+	for len(b) > 0 && asciiSpace[b[len(b)-1]] {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// parseUint is strconv.ParseUint(string(b), base, bits) for base 10 or 16,
+// without the string.
+func parseUint(b []byte, base uint64, bits int) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	maxVal := uint64(1)<<uint(bits) - 1
+	cutoff := ^uint64(0)/base + 1
+	var n uint64
+	for _, c := range b {
+		var d uint64
+		switch {
+		case '0' <= c && c <= '9':
+			d = uint64(c - '0')
+		case base == 16 && 'a' <= c && c <= 'f':
+			d = uint64(c-'a') + 10
+		case base == 16 && 'A' <= c && c <= 'F':
+			d = uint64(c-'A') + 10
+		default:
+			return 0, false
+		}
+		if n >= cutoff {
+			return 0, false
+		}
+		n *= base
+		n1 := n + d
+		if n1 < n || n1 > maxVal {
+			return 0, false
+		}
+		n = n1
+	}
+	return n, true
+}
+
+// parseInt is strconv.ParseInt(string(b), 10, bits), without the string.
+func parseInt(b []byte, bits int) (int64, bool) {
+	neg := false
+	if len(b) > 0 && (b[0] == '+' || b[0] == '-') {
+		neg, b = b[0] == '-', b[1:]
+	}
+	un, ok := parseUint(b, 10, 64)
+	if !ok {
+		return 0, false
+	}
+	cutoff := uint64(1) << uint(bits-1)
+	if !neg && un >= cutoff || neg && un > cutoff {
+		return 0, false
+	}
+	if neg {
+		return -int64(un), true
+	}
+	return int64(un), true
+}
+
+// parseLineText is parseLine for a line with bytes outside ASCII, with
+// the strings package's idea of spaces and fields.
+func parseLineText(line string) (Entry, error) {
 	var e Entry
 	id, rest, ok := strings.Cut(line, ":")
 	if !ok {
@@ -248,11 +451,14 @@ func ParseLine(line string) (Entry, error) {
 func (e *Entry) Dev() string { return fmt.Sprintf("%02x:%02x", e.Major, e.Minor) }
 
 // Range is the bytes the entry covers: "0-EOF", "100-199".
-func (e *Entry) Range() string {
-	if e.End < 0 {
-		return strconv.FormatInt(e.Start, 10) + "-EOF"
+func (e *Entry) Range() string { return string(appendRange(nil, e.Start, e.End)) }
+
+func appendRange(b []byte, start, end int64) []byte {
+	b = append(strconv.AppendInt(b, start, 10), '-')
+	if end < 0 {
+		return append(b, "EOF"...)
 	}
-	return strconv.FormatInt(e.Start, 10) + "-" + strconv.FormatInt(e.End, 10)
+	return strconv.AppendInt(b, end, 10)
 }
 
 // clip shortens a line quoted in an error.

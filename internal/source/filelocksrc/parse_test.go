@@ -166,3 +166,47 @@ func ExampleParseLine() {
 	fmt.Println(e.Class, e.Type, e.PID, e.Dev(), e.Inode, e.Range(), e.Depth, err)
 	// Output: OFDLCK WRITE -1 fe:00 9978082 100-199 1 <nil>
 }
+
+// FuzzParseLine checks the byte parser of lock lines against the one on
+// strings (which reads the lines with bytes outside ASCII): the same
+// entry, or the same error (with whatever entry), for any line.
+func FuzzParseLine(f *testing.F) {
+	for _, s := range []string{
+		"1: FLOCK  ADVISORY  WRITE 18313 fe:00:9978082 0 EOF",
+		"1:  -> OFDLCK ADVISORY  READ -1 fe:00:9978082 100 199",
+		"12: POSIX  ADVISORY  READ 42 08:01:1234 100 199",
+		"4: LEASE  ACTIVE    READ 99 fd:01:5 0 EOF",
+		"5: POSIX  *NOINODE* WRITE 8 <none>:0 0 EOF",
+		"7: UNKNOWN UNKNOWN  WRITE 0 08:01:1 +0 -0",
+		" 9223372036854775807 : POSIX ADVISORY WRITE 2147483647 ffffffff:FFFFFFFF:18446744073709551615 0 9223372036854775807",
+		"1: POSIX ADVISORY WRITE -2147483649 fe:00:1 0 EOF",
+		"1: POSIX ADVISORY WRITE 1 fe:00:1:2 0 EOF",
+		"1:\tPOSIX ADVISORY WRITE 1 fe:00:1 0 EOF",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseLine(b)
+		want, wantErr := parseLineText(string(b))
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) || err == nil && got != want {
+			t.Fatalf("parseLine(%q) = %+v, %v; parseLineText: %+v, %v", b, got, err, want, wantErr)
+		}
+	})
+}
+
+// Parsing the lock table allocates nothing per line.
+func TestParseAllocs(t *testing.T) {
+	var b strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&b, "%d: POSIX  ADVISORY  WRITE 4242 fe:00:9978082 %d %d\n%d: -> POSIX  ADVISORY  WRITE 4243 fe:00:9978082 %d %d\n", i+1, 2*i, 2*i, i+1, 2*i, 2*i)
+	}
+	table := []byte(b.String())
+	allocs := testing.AllocsPerRun(5, func() {
+		if p := Parse(table, Limits{}); len(p.Entries) != 2000 {
+			t.Fatalf("%d entries; want 2000", len(p.Entries))
+		}
+	})
+	if allocs > 2 {
+		t.Errorf("Parse of 2,000 lines: %.0f allocations; want at most 2 (the entries, the joined error)", allocs)
+	}
+}

@@ -137,11 +137,12 @@ const maxFdinfo = 64 << 20
 
 // fdinfoLocks reads the "lock:" lines of /proc/PID/fdinfo/FD: the locks
 // held through that descriptor (a POSIX lock of its process on its file,
-// a flock or OFD lock of its open file description). Lines it cannot read
-// are returned as errors beside the ones it could. It reads with raw
-// system calls into buf (grown as needed, up to maxFdinfo): a report may
-// read ten thousand of these.
-func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) ([]Entry, error) {
+// a flock or OFD lock of its open file description), as a set of keys.
+// Lines it cannot read are returned as errors beside the ones it could. It
+// reads with raw system calls into buf (grown as needed, up to maxFdinfo),
+// and allocates nothing per line: a report may read ten thousand of these,
+// or one of 10,000 lines.
+func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) (map[lockKey]struct{}, error) {
 	path := p.path(pid, "fdinfo/"+strconv.Itoa(fd))
 	f, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -168,9 +169,10 @@ func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) ([]Entry, error) {
 		}
 		n += k
 	}
-	var out []Entry
+	data := (*buf)[:n]
+	set := make(map[lockKey]struct{}, bytes.Count(data, []byte("lock:")))
 	var errs []error
-	for rest := (*buf)[:n]; len(rest) > 0; {
+	for rest := data; len(rest) > 0; {
 		line := rest
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
 			line, rest = rest[:i], rest[i+1:]
@@ -181,16 +183,33 @@ func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) ([]Entry, error) {
 		if !ok {
 			continue
 		}
-		e, err := ParseLine(strings.TrimLeft(string(l), "\t "))
+		e, err := parseLine(bytes.TrimLeft(l, "\t "))
 		if err != nil {
 			if len(errs) < 3 {
 				errs = append(errs, err)
 			}
 			continue
 		}
-		out = append(out, e)
+		set[keyOf(&e)] = struct{}{}
 	}
-	return out, errors.Join(errs...)
+	return set, errors.Join(errs...)
+}
+
+// lockKey is a lock line without what tells it apart from the same lock's
+// other lines (its id and depth: an fdinfo file numbers its lines on its
+// own; its mode), packed for a set.
+type lockKey struct {
+	class, typ   string
+	noInode      bool
+	pid          int32
+	major, minor uint32
+	ino          uint64
+	start, end   int64
+}
+
+func keyOf(e *Entry) lockKey {
+	return lockKey{class: e.Class, typ: e.Type, noInode: e.NoInode, pid: int32(e.PID), major: e.Major, minor: e.Minor,
+		ino: e.Inode, start: e.Start, end: e.End}
 }
 
 // link is the path a descriptor names, as the kernel prints it (a deleted

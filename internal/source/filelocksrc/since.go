@@ -1,7 +1,6 @@
 package filelocksrc
 
 import (
-	"fmt"
 	"strings"
 	"time"
 )
@@ -10,6 +9,17 @@ import (
 type seen struct {
 	since time.Time
 	ran   int64 // a waiter's blocked threads' CPU time and switches; -1 unknown
+}
+
+// seenKey names a holder or a waiter of a lock across reads (the lock
+// by its kind, file and range, not its name: a file renamed is the same
+// lock): the n-th request of a waiter's process on the lock.
+type seenKey struct {
+	waiter bool
+	lock   lockID
+	pid    int
+	start  uint64
+	n      int
 }
 
 // sinceNote says what a file lock's durations mean.
@@ -24,16 +34,23 @@ const sinceNote = "file locks carry no times: held-for and waiting-for are how l
 func (s *Source) since(r *reader, ms []*model, taken time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := make(map[string]seen)
+	n := 0
+	for _, m := range ms {
+		n += len(m.lock.Holders) + len(m.lock.Waiters)
+	}
+	next := make(map[seenKey]seen, n)
 	threads := map[int][]thread{}
 	for _, m := range ms {
 		l := &m.lock
 		kept := false // a request right under the lock slept through since the last read
-		count := map[int]int{}
+		var count map[int]int
+		if len(l.Waiters) > 0 {
+			count = map[int]int{}
+		}
 		for i := range l.Waiters {
 			w := &l.Waiters[i]
 			count[w.PID]++
-			key := fmt.Sprintf("w|%s|%s|%s|%d", l.Kind, l.Name, w.ID, count[w.PID])
+			key := seenKey{waiter: true, lock: m.id, pid: w.PID, start: w.Start, n: count[w.PID]}
 			ran := r.waitRan(w.PID, m.ino, threads)
 			w.Since = taken
 			if prev, ok := s.last[key]; ok && ran >= 0 && prev.ran == ran {
@@ -49,10 +66,12 @@ func (s *Source) since(r *reader, ms []*model, taken time.Time) {
 			if h.ID.IsZero() {
 				continue // a holder nobody can name: no time either
 			}
-			key := fmt.Sprintf("h|%s|%s|%s", l.Kind, l.Name, h.ID)
+			key := seenKey{lock: m.id, pid: h.PID, start: h.Start}
 			h.Since = taken
-			if prev, ok := s.last[key]; ok && kept {
-				h.Since = prev.since
+			if kept {
+				if prev, ok := s.last[key]; ok {
+					h.Since = prev.since
+				}
 			}
 			next[key] = seen{since: h.Since}
 		}

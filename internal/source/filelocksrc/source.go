@@ -61,7 +61,7 @@ type Source struct {
 	Now func() time.Time
 
 	mu   sync.Mutex
-	last map[string]seen // what the previous read saw, for Since
+	last map[seenKey]seen // what the previous read saw, for Since
 	// tables are the descriptor tables the previous read saw, at
 	// tablesAt: a read soon after takes the files of the descriptors of
 	// a process whose table did not change from them (tableReuse).
@@ -71,6 +71,7 @@ type Source struct {
 	// kernel prints it a page per read(2), each page from the start of its
 	// list, so at 10,000 locks a read of it costs tens of milliseconds.
 	pending *Parsed
+	buf     []byte // the lock table's read buffer, kept for the next read
 
 	// read, when not nil, reads the lock table instead of the file (tests:
 	// a table that changes between reads).
@@ -89,10 +90,12 @@ func (s *Source) locksPath() string { return cmp.Or(s.Locks, s.proc().root+"/loc
 
 // readLocks reads the lock table whole, in large reads (the kernel fills
 // each read under its lock: fewer reads, fewer moments for the table to
-// change between them).
-func (s *Source) readLocks() ([]byte, error) {
+// change between them), into the buffer of the previous read when it is
+// free (parsed entries keep nothing of it). done gives the buffer back.
+func (s *Source) readLocks() (data []byte, done func(), err error) {
 	if s.read != nil {
-		return s.read()
+		data, err := s.read()
+		return data, func() {}, err
 	}
 	max := s.MaxBytes
 	if max <= 0 {
@@ -100,17 +103,29 @@ func (s *Source) readLocks() ([]byte, error) {
 	}
 	f, err := os.Open(s.locksPath())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
+	s.mu.Lock()
+	buf := s.buf
+	s.buf = nil
+	s.mu.Unlock()
+	done = func() {
+		s.mu.Lock()
+		s.buf = buf
+		s.mu.Unlock()
+	}
 	// Each read(2) gets at most a page, and the kernel starts each from
 	// the head of its list: reads into small buffers cost many times more.
-	buf := make([]byte, min(256<<10, max+1))
+	if int64(len(buf)) > max+1 || len(buf) < 256<<10 {
+		buf = make([]byte, min(256<<10, max+1))
+	}
 	n := 0
 	for {
 		if n == len(buf) {
 			if int64(n) > max {
-				return nil, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooLarge, s.locksPath(), max)
+				done()
+				return nil, nil, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooLarge, s.locksPath(), max)
 			}
 			buf = append(buf, make([]byte, min(int64(len(buf)), max+1-int64(len(buf))))...)
 		}
@@ -120,13 +135,15 @@ func (s *Source) readLocks() ([]byte, error) {
 			break
 		}
 		if err != nil {
-			return nil, err // an *fs.PathError
+			done()
+			return nil, nil, err // an *fs.PathError
 		}
 	}
 	if int64(n) > max {
-		return nil, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooLarge, s.locksPath(), max)
+		done()
+		return nil, nil, fmt.Errorf("%w: %s holds more than %d bytes", ErrTooLarge, s.locksPath(), max)
 	}
-	return buf[:n], nil
+	return buf[:n], done, nil
 }
 
 // Involved reports whether the process PID takes part in a file lock: the
@@ -137,11 +154,12 @@ func (s *Source) Involved(ctx context.Context) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	data, err := s.readLocks()
+	data, done, err := s.readLocks()
 	if err != nil {
 		return false, err
 	}
 	parsed := Parse(data, s.Limits)
+	done()
 	s.mu.Lock()
 	s.pending = &parsed // the next Read's table: read moments ago, as any read's is
 	s.mu.Unlock()
@@ -185,7 +203,13 @@ type block struct {
 }
 
 func group(es []Entry) []block {
-	var out []block
+	roots := 0
+	for i := range es {
+		if es[i].Depth == 0 {
+			roots++
+		}
+	}
+	out := make([]block, 0, roots)
 	for _, e := range es {
 		if e.Depth == 0 {
 			out = append(out, block{root: e})
@@ -224,45 +248,41 @@ type reader struct {
 	p     procfs
 	fds   map[int][]fdRef // pid -> its descriptors on locked inodes
 	byIno map[uint64][]fdRef
-	info  map[[2]int]map[Entry]bool // (pid, fd) -> its fdinfo lock lines, bare
-	stats map[int]*proc.Stat        // nil: gone
-	buf   []byte                    // fdinfo's read buffer
+	info  map[[2]int]map[lockKey]struct{} // (pid, fd) -> its fdinfo lock lines
+	stats map[int]*proc.Stat              // nil: gone
+	buf   []byte                          // fdinfo's read buffer
 	// scanned are the processes whose descriptors were read.
 	scanned map[int]bool
 	// tables are their descriptor tables; prev are the previous read's,
 	// when it was recent (Source.tables).
 	tables, prev map[int]*fdTable
-	denied       []int // processes whose descriptors could not be read
+	denied       []int             // processes whose descriptors could not be read
+	posix        map[pidFile]fdRef // posixRef's answers
+	facts2       []lockstate.Fact  // room for the two facts of each lock of build's, in one allocation
 	notes        []string
 	btime        time.Time
 }
 
-// fdinfo returns the locks a descriptor's fdinfo lists, as a set of bare
-// entries: a descriptor that holds 10,000 byte ranges is read once and
-// looked up in constant time.
-func (r *reader) fdinfo(ref fdRef) map[Entry]bool {
+// fdinfo returns the locks a descriptor's fdinfo lists, as a set: a
+// descriptor that holds 10,000 byte ranges is read once and looked up in
+// constant time.
+func (r *reader) fdinfo(ref fdRef) map[lockKey]struct{} {
 	k := [2]int{ref.pid, ref.fd}
 	if set, ok := r.info[k]; ok {
 		return set
 	}
-	es, err := r.p.fdinfoLocks(ref.pid, ref.fd, &r.buf)
-	if err != nil && !notExist(err) && len(es) == 0 {
-		r.notes = append(r.notes, fmt.Sprintf("pid %d fd %d: %v", ref.pid, ref.fd, err))
-	}
-	set := make(map[Entry]bool, len(es))
-	for _, e := range es {
-		set[bare(e)] = true
-	}
-	r.info[k] = set
+	set, err := r.p.fdinfoLocks(ref.pid, ref.fd, &r.buf)
+	r.keepInfo(ref, set, err)
 	return set
 }
 
-// bare is an entry without what tells its line apart from the same lock's
-// other lines: its id and depth (an fdinfo file numbers its lines on its
-// own) and its mode.
-func bare(e Entry) Entry {
-	e.ID, e.Depth, e.Mode = 0, 0, ""
-	return e
+// keepInfo keeps what a descriptor's fdinfo listed, and says what could
+// not be read of it.
+func (r *reader) keepInfo(ref fdRef, set map[lockKey]struct{}, err error) {
+	if err != nil && !notExist(err) && len(set) == 0 {
+		r.notes = append(r.notes, fmt.Sprintf("pid %d fd %d: %v", ref.pid, ref.fd, err))
+	}
+	r.info[[2]int{ref.pid, ref.fd}] = set
 }
 
 func (r *reader) stat(pid int) *proc.Stat {
@@ -299,15 +319,16 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if pending != nil {
 		parsed = *pending
 	} else {
-		data, err := s.readLocks()
+		data, done, err := s.readLocks()
 		if err != nil {
 			return nil, err
 		}
 		parsed = Parse(data, s.Limits)
+		done()
 	}
 	taken := now()
-	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int]map[Entry]bool{},
-		stats: map[int]*proc.Stat{}, scanned: map[int]bool{}, tables: map[int]*fdTable{}, prev: s.recentTables(taken)}
+	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int]map[lockKey]struct{}{},
+		stats: map[int]*proc.Stat{}, posix: map[pidFile]fdRef{}, scanned: map[int]bool{}, tables: map[int]*fdTable{}, prev: s.recentTables(taken)}
 	snap := &lockstate.Snapshot{Run: "file locks (" + s.locksPath() + ")", Taken: taken}
 	if s.PID != 0 {
 		snap.Run = fmt.Sprintf("file locks of pid %d (%s)", s.PID, s.locksPath())
@@ -322,18 +343,15 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%s has %d more entries than the %d read: their locks are missing from this report",
 			s.locksPath(), parsed.Over, len(parsed.Entries)))
 	}
-	blocks, leases := []block{}, 0
-	for _, b := range group(parsed.Entries) {
+	blocks, leases := group(parsed.Entries), 0
+	blocks = slices.DeleteFunc(blocks, func(b block) bool {
 		switch b.root.Class {
 		case "LEASE", "DELEG", "UNKNOWN":
 			leases++
-			continue
+			return true
 		}
-		if b.root.NoInode {
-			continue // a lock on no file: nothing to name, nobody to find
-		}
-		blocks = append(blocks, b)
-	}
+		return b.root.NoInode // a lock on no file: nothing to name, nobody to find
+	})
 	if leases > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%d leases and delegations are not shown (only flock, POSIX and OFD locks are)", leases))
 	}
@@ -373,8 +391,8 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // knot meets a flock or OFD lock, or a process of it has a descriptor on a
 // file such a lock is on, every process is read.
 func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, error) {
-	inodes := make(map[uint64]bool, len(blocks))
-	shared := make(map[uint64]bool) // inodes with a flock or OFD lock
+	inodes := map[uint64]bool{}
+	shared := map[uint64]bool{} // inodes with a flock or OFD lock
 	for i := range blocks {
 		b := &blocks[i]
 		inodes[b.root.Inode] = true
@@ -391,29 +409,35 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 		}
 		pids := map[int]bool{}
 		for i := range blocks {
-			for _, p := range r.parties(&blocks[i]) {
-				pids[p] = true
-			}
+			r.eachParty(&blocks[i], func(p int) { pids[p] = true })
 		}
 		r.scanSome(slices.Sorted(maps.Keys(pids)), inodes)
 		return blocks, nil
 	}
 	r.scanSome([]int{pid}, inodes)
+	x := indexBlocks(blocks)
+	pick := func(kept []int) []block {
+		out := make([]block, len(kept))
+		for i, k := range kept {
+			out[i] = blocks[k]
+		}
+		return out
+	}
 	for {
-		kept := r.scope(blocks, pid)
+		kept := r.scope(blocks, x, pid)
 		var more []int
-		for i := range kept {
-			if shared[kept[i].root.Inode] {
+		for _, i := range kept {
+			if shared[blocks[i].root.Inode] {
 				if err := r.scanAll(ctx, inodes); err != nil {
 					return nil, err
 				}
-				return r.scope(blocks, pid), nil
+				return pick(r.scope(blocks, x, pid)), nil
 			}
-			for _, p := range r.parties(&kept[i]) {
+			r.eachParty(&blocks[i], func(p int) {
 				if _, ok := r.scanned[p]; !ok && !slices.Contains(more, p) {
 					more = append(more, p)
 				}
-			}
+			})
 		}
 		for p := range r.scanned {
 			for _, ref := range r.fds[p] {
@@ -421,12 +445,12 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 					if err := r.scanAll(ctx, inodes); err != nil {
 						return nil, err
 					}
-					return r.scope(blocks, pid), nil
+					return pick(r.scope(blocks, x, pid)), nil
 				}
 			}
 		}
 		if len(more) == 0 {
-			return kept, nil
+			return pick(kept), nil
 		}
 		r.scanSome(more, inodes)
 	}
@@ -464,8 +488,83 @@ func (r *reader) add(pid int, refs []fdRef, t *fdTable, err error) {
 	}
 }
 
-// scanWorkers bounds the goroutines that read every process's descriptors.
+// scanWorkers bounds the goroutines that read every process's descriptors,
+// and the fdinfo files and links of a read.
 const scanWorkers = 4
+
+// inParallel calls f(w, i) for each i below n, on up to scanWorkers
+// goroutines (w is the goroutine's number, for its buffers) when n is
+// large enough to be worth them.
+func inParallel(n int, f func(w, i int)) {
+	workers := min(scanWorkers, runtime.GOMAXPROCS(0), max(n/64, 1))
+	if workers == 1 {
+		for i := range n {
+			f(0, i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				f(w, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// prefetch reads, a few at once, the fdinfo of every descriptor on the
+// file of a flock or OFD lock among blocks: holders reads them all, one
+// per holder of 10,000 flock'ed files.
+func (r *reader) prefetch(blocks []block) {
+	var refs []fdRef
+	seen := map[[2]int]bool{}
+	for i := range blocks {
+		if kindOf(blocks[i].root.Class) == KindPOSIX {
+			continue
+		}
+		for _, ref := range r.byIno[blocks[i].root.Inode] {
+			k := [2]int{ref.pid, ref.fd}
+			if _, ok := r.info[k]; !ok && !seen[k] {
+				seen[k] = true
+				refs = append(refs, ref)
+			}
+		}
+	}
+	type result struct {
+		set map[lockKey]struct{}
+		err error
+	}
+	results := make([]result, len(refs))
+	bufs := make([][]byte, scanWorkers)
+	inParallel(len(refs), func(w, i int) {
+		results[i].set, results[i].err = r.p.fdinfoLocks(refs[i].pid, refs[i].fd, &bufs[w])
+	})
+	for i, ref := range refs {
+		r.keepInfo(ref, results[i].set, results[i].err)
+	}
+}
+
+// links reads the path of each file in refs from the first of its
+// descriptors whose link can be read, a few at once, into paths.
+func (r *reader) links(refs map[fileKey][]fdRef, paths map[fileKey]string) {
+	files := slices.Collect(maps.Keys(refs))
+	got := make([]string, len(files))
+	inParallel(len(files), func(_, i int) {
+		for _, ref := range refs[files[i]] {
+			if p, err := r.p.link(ref.pid, ref.fd); err == nil {
+				got[i] = p
+				return
+			}
+		}
+	})
+	for i, f := range files {
+		if got[i] != "" {
+			paths[f] = got[i]
+		}
+	}
+}
 
 // scanAll reads the descriptors of every process on the locked inodes, a
 // few processes at once.
@@ -509,75 +608,86 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 	return nil
 }
 
-// scope keeps the blocks of pid's knot: those it holds (by its owner pid,
-// or through a descriptor on the file) or waits in, then those of every
-// process met there, until no new process is met. pid 0 keeps every block.
-func (r *reader) scope(blocks []block, pid int) []block {
-	if pid == 0 {
-		return blocks
-	}
-	pids := map[int]bool{pid: true}
-	kept := make([]bool, len(blocks))
-	for grew := true; grew; {
-		grew = false
-		for i := range blocks {
-			if kept[i] {
-				continue
+// blockIndex says which blocks each process and each inode take part in,
+// for scope.
+type blockIndex struct {
+	byPID map[int][]int    // owner or waiter pid -> blocks
+	byIno map[uint64][]int // inode -> blocks
+}
+
+func indexBlocks(blocks []block) blockIndex {
+	x := blockIndex{byPID: map[int][]int{}, byIno: map[uint64][]int{}}
+	for i := range blocks {
+		b := &blocks[i]
+		if b.root.PID > 0 {
+			x.byPID[b.root.PID] = append(x.byPID[b.root.PID], i)
+		}
+		for _, w := range b.waiters {
+			if w.PID > 0 && w.PID != b.root.PID {
+				x.byPID[w.PID] = append(x.byPID[w.PID], i)
 			}
-			if r.involves(&blocks[i], pids) {
-				kept[i], grew = true, true
-				for _, p := range r.parties(&blocks[i]) {
-					pids[p] = true
-				}
+		}
+		x.byIno[b.root.Inode] = append(x.byIno[b.root.Inode], i)
+	}
+	return x
+}
+
+// scope lists the blocks of pid's knot, in order: those it holds (by its
+// owner pid, or through a descriptor on the file) or waits in, then those
+// of every process met there, until no new process is met.
+func (r *reader) scope(blocks []block, x blockIndex, pid int) []int {
+	kept := make([]bool, len(blocks))
+	met := map[int]bool{pid: true}
+	queue := []int{pid}
+	keep := func(i int) {
+		if kept[i] {
+			return
+		}
+		kept[i] = true
+		r.eachParty(&blocks[i], func(p int) {
+			if !met[p] {
+				met[p] = true
+				queue = append(queue, p)
+			}
+		})
+	}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, i := range x.byPID[p] {
+			keep(i)
+		}
+		for _, ref := range r.fds[p] {
+			for _, i := range x.byIno[ref.ino] {
+				keep(i)
 			}
 		}
 	}
-	var out []block
-	for i := range blocks {
-		if kept[i] {
-			out = append(out, blocks[i])
+	var out []int
+	for i, k := range kept {
+		if k {
+			out = append(out, i)
 		}
 	}
 	return out
 }
 
-// involves reports whether one of pids takes part in the block: as its
-// POSIX owner, a waiter by pid, or through a descriptor on its file.
-func (r *reader) involves(b *block, pids map[int]bool) bool {
-	if pids[b.root.PID] {
-		return true
-	}
-	for _, w := range b.waiters {
-		if pids[w.PID] {
-			return true
-		}
-	}
-	for _, ref := range r.byIno[b.root.Inode] {
-		if pids[ref.pid] {
-			return true
-		}
-	}
-	return false
-}
-
-// parties are the processes that take part in a block: its owner pid and
-// waiters by pid, and every process with a descriptor on its file (a
-// possible holder through a shared open file description, or an OFD
-// waiter).
-func (r *reader) parties(b *block) []int {
-	var out []int
+// eachParty calls f with each process that takes part in a block: its
+// owner pid and waiters by pid, and every process with a descriptor on its
+// file (a possible holder through a shared open file description, or an
+// OFD waiter); a process may come more than once.
+func (r *reader) eachParty(b *block, f func(pid int)) {
 	if b.root.PID > 0 {
-		out = append(out, b.root.PID)
+		f(b.root.PID)
 	}
 	for _, w := range b.waiters {
 		if w.PID > 0 {
-			out = append(out, w.PID)
+			f(w.PID)
 		}
 	}
 	for _, ref := range r.byIno[b.root.Inode] {
-		out = append(out, ref.pid)
+		f(ref.pid)
 	}
-	return out
 }
 
 // holding is who holds a block's lock, and through which descriptors.
@@ -587,7 +697,8 @@ type holding struct {
 }
 
 // holders finds who holds a block's lock. A POSIX lock belongs to the
-// process /proc/locks names. A flock or OFD lock belongs to an open file
+// process /proc/locks names (its descriptor on the file is looked for only
+// to name the file). A flock or OFD lock belongs to an open file
 // description: every process with a descriptor whose fdinfo lists the lock
 // holds it (a child that inherited the descriptor as much as its parent).
 func (r *reader) holders(b *block) holding {
@@ -596,10 +707,8 @@ func (r *reader) holders(b *block) holding {
 	if kindOf(e.Class) == KindPOSIX {
 		if e.PID > 0 {
 			h.pids = []int{e.PID}
-			for _, ref := range r.fds[e.PID] {
-				if ref.ino == e.Inode && r.lists(ref, e) {
-					h.refs = append(h.refs, ref)
-				}
+			if ref, ok := r.posixRef(e); ok {
+				h.refs = []fdRef{ref}
 			}
 		}
 		return h
@@ -615,9 +724,64 @@ func (r *reader) holders(b *block) holding {
 	return h
 }
 
+// pidFile is a process and a file.
+type pidFile struct {
+	pid int
+	f   fileKey
+}
+
+// fileKey names a file as /proc/locks does: the device of its file
+// system's superblock, and its inode.
+type fileKey struct {
+	major, minor uint32
+	ino          uint64
+}
+
+func fileOf(e *Entry) fileKey { return fileKey{major: e.Major, minor: e.Minor, ino: e.Inode} }
+
+// posixRef is a descriptor of the owner of a POSIX lock on its file, to
+// name the file by: one whose device and inode are the file's (a file
+// system's st_dev is its superblock's device, except on btrfs and
+// overlayfs), else one whose fdinfo lists the lock. One per process and
+// file: a process holding 10,000 ranges of a file has them looked up once.
+func (r *reader) posixRef(e *Entry) (fdRef, bool) {
+	k := pidFile{pid: e.PID, f: fileOf(e)}
+	if ref, ok := r.posix[k]; ok {
+		return ref, ref.pid != 0
+	}
+	var found fdRef
+	for _, ref := range r.fds[e.PID] {
+		if ref.ino == e.Inode && ref.onFile(k.f) {
+			found = ref
+			break
+		}
+	}
+	if found.pid == 0 {
+		for _, ref := range r.fds[e.PID] {
+			if ref.ino == e.Inode && r.lists(ref, e) {
+				found = ref
+				break
+			}
+		}
+		if found.pid == 0 {
+			// Not cached: another lock of this process on the file may be
+			// listed by another descriptor of it.
+			return found, false
+		}
+	}
+	r.posix[k] = found
+	return found, true
+}
+
+// onFile reports whether the descriptor's device and inode are f's.
+func (ref fdRef) onFile(f fileKey) bool {
+	return ref.ino == f.ino && unix.Major(ref.dev) == f.major && unix.Minor(ref.dev) == f.minor
+}
+
 // lists reports whether a descriptor's fdinfo lists the lock e.
 func (r *reader) lists(ref fdRef, e *Entry) bool {
-	return r.fdinfo(ref)[bare(*e)]
+	_, ok := r.fdinfo(ref)[keyOf(e)]
+	return ok
 }
 
 // party is a process of the snapshot, or false if it is gone (or its
@@ -636,38 +800,51 @@ type model struct {
 	lock    lockstate.Lock
 	ino     uint64
 	dev     [2]uint32
-	direct  map[int]bool // pids of requests right under a held lock: woken when it is released
+	direct  map[int]bool // pids of requests right under a held lock: woken when it is released (nil: none)
 	taker   []int        // flock: the pids /proc/locks names as having taken it
 	holders []int
+	one     [1]int // holders' first array
+}
+
+func (m *model) setDirect(pid int) {
+	if m.direct == nil {
+		m.direct = map[int]bool{}
+	}
+	m.direct[pid] = true
 }
 
 // build turns the blocks into locks: one per kind, file and range, with
 // every holder and every waiter.
 func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
-	var out []*model
-	at := map[lockID]*model{}
-	paths := map[uint64]string{}
+	// One allocation for all models and one for their first holders: a
+	// knot may have a million locks.
+	slab := make([]model, 0, len(blocks))
+	firsts := make([]lockstate.Holder, 0, len(blocks))
+	out := make([]*model, 0, len(blocks))
+	at := make(map[lockID]*model, len(blocks))
+	paths := map[fileKey]string{}
 	procs := map[int]bool{}
 	gone := 0
 	unknownOFD := map[uint64][]waitRef{} // inode -> OFD requests without a pid
+	r.prefetch(blocks)
+	pathRefs := map[fileKey][]fdRef{} // files to name, and the holders' descriptors on them
 	for i := range blocks {
 		b := &blocks[i]
 		h := r.holders(b)
 		id := idOf(&b.root)
 		m := at[id]
 		if m == nil {
-			m = &model{id: id, lock: lockstate.Lock{Kind: id.kind}, ino: b.root.Inode, dev: [2]uint32{b.root.Major, b.root.Minor}, direct: map[int]bool{}}
+			slab = append(slab, model{id: id, lock: lockstate.Lock{Kind: id.kind}, ino: b.root.Inode, dev: [2]uint32{b.root.Major, b.root.Minor}})
+			m = &slab[len(slab)-1]
 			at[id] = m
 			out = append(out, m)
 		}
 		if b.root.Class == "FLOCK" && b.root.PID > 0 && !slices.Contains(m.taker, b.root.PID) {
 			m.taker = append(m.taker, b.root.PID)
 		}
-		for _, ref := range h.refs {
-			if _, ok := paths[ref.ino]; !ok {
-				if p, err := r.p.link(ref.pid, ref.fd); err == nil {
-					paths[ref.ino] = p
-				}
+		if f := fileOf(&b.root); len(h.refs) > 0 {
+			if _, ok := pathRefs[f]; !ok {
+				pathRefs[f] = h.refs
 			}
 		}
 		held := false
@@ -679,8 +856,19 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 			}
 			held = true
 			if !slices.Contains(m.holders, pid) {
-				m.holders = append(m.holders, pid)
-				m.lock.Holders = append(m.lock.Holders, lockstate.Holder{Party: p, Read: b.root.Type == "READ"})
+				if m.holders == nil {
+					m.one[0] = pid
+					m.holders = m.one[:1:1]
+				} else {
+					m.holders = append(m.holders, pid)
+				}
+				h := lockstate.Holder{Party: p, Read: b.root.Type == "READ"}
+				if m.lock.Holders == nil && len(firsts) < cap(firsts) {
+					firsts = append(firsts, h)
+					m.lock.Holders = firsts[len(firsts)-1 : len(firsts) : len(firsts)]
+				} else {
+					m.lock.Holders = append(m.lock.Holders, h)
+				}
 				procs[pid] = true
 			}
 		}
@@ -705,20 +893,28 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 				continue
 			}
 			if w.Depth == 1 {
-				m.direct[w.PID] = true
+				m.setDirect(w.PID)
 			}
 			m.lock.Waiters = append(m.lock.Waiters, lockstate.Waiter{Party: p, Read: w.Type == "READ"})
 			procs[w.PID] = true
 		}
 	}
 	r.inferOFD(unknownOFD, procs, snap)
-	// Names: the file's path, from a holder's descriptor (or any), and
-	// the range for a byte-range lock.
-	names := map[string]bool{}
+	r.links(pathRefs, paths)
+	// Names: the file's path, from a holder's descriptor (or any on the
+	// same device and inode), and the range for a byte-range lock.
+	names := make(map[string]bool, len(out))
+	inodes := map[fileKey]string{}
+	r.facts2 = make([]lockstate.Fact, 2*len(out))
+	var name []byte
 	for _, m := range out {
-		path, ok := paths[m.ino]
+		f := fileKey{major: m.dev[0], minor: m.dev[1], ino: m.ino}
+		path, ok := paths[f]
 		if !ok {
 			for _, ref := range r.byIno[m.ino] {
+				if !ref.onFile(f) {
+					continue // maybe another file system's inode of that number
+				}
 				if p, err := r.p.link(ref.pid, ref.fd); err == nil {
 					path, ok = p, true
 					break
@@ -726,18 +922,25 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 			}
 		}
 		if !ok {
-			path = fmt.Sprintf("inode %02x:%02x:%d", m.dev[0], m.dev[1], m.ino)
+			path = "inode " + inodeName(m.dev, m.ino)
 		}
-		name := path
+		paths[f] = path
+		name = append(name[:0], path...)
 		if m.id.kind != KindFlock {
-			name += " [" + (&Entry{Start: m.id.start, End: m.id.end}).Range() + "]"
+			name = appendRange(append(name, " ["...), m.id.start, m.id.end)
+			name = append(name, ']')
 		}
-		if names[name] {
-			name += fmt.Sprintf(" (inode %02x:%02x:%d)", m.dev[0], m.dev[1], m.ino)
+		ino, ok := inodes[f]
+		if !ok {
+			ino = inodeName(m.dev, m.ino)
+			inodes[f] = ino
 		}
-		names[name] = true
-		m.lock.Name = name
-		r.facts(m)
+		if names[string(name)] {
+			name = append(append(append(name, " (inode "...), ino...), ')')
+		}
+		m.lock.Name = string(name)
+		names[m.lock.Name] = true
+		r.facts(m, ino)
 	}
 	if gone > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%d holders or waiters of file locks had exited by the time their process was read: left out (the lock table changed while it was read)", gone))
@@ -753,6 +956,7 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 		}
 		snap.Processes = append(snap.Processes, p)
 	}
+	snap.Locks = slices.Grow(snap.Locks, len(out))
 	for _, m := range out {
 		snap.Locks = append(snap.Locks, m.lock)
 	}
@@ -814,7 +1018,7 @@ func (r *reader) inferOFD(unknown map[uint64][]waitRef, procs map[int]bool, snap
 				continue
 			}
 			if q.e.Depth == 1 {
-				q.m.direct[f.pid] = true
+				q.m.setDirect(f.pid)
 			}
 			q.m.lock.Waiters = append(q.m.lock.Waiters, lockstate.Waiter{Party: p, Read: q.e.Type == "READ"})
 			q.m.lock.Facts.Extra = append(q.m.lock.Facts.Extra, lockstate.Fact{Name: "waiter " + strconv.Itoa(f.pid),
@@ -827,7 +1031,7 @@ func (r *reader) inferOFD(unknown map[uint64][]waitRef, procs map[int]bool, snap
 // facts are what the lock table and /proc say of a lock beyond its
 // holders and waiters: its type and range, and who took a flock or OFD
 // lock that others hold through the same open file description.
-func (r *reader) facts(m *model) {
+func (r *reader) facts(m *model, inode string) {
 	var first *lockstate.Holder
 	if len(m.lock.Holders) > 0 {
 		first = &m.lock.Holders[0]
@@ -836,8 +1040,14 @@ func (r *reader) facts(m *model) {
 	if first != nil && first.Read {
 		typ = "READ"
 	}
-	extra := []lockstate.Fact{{Name: "type", Value: strings.ToUpper(m.lock.Kind) + " " + typ},
-		{Name: "inode", Value: fmt.Sprintf("%02x:%02x:%d", m.dev[0], m.dev[1], m.ino)}}
+	var extra []lockstate.Fact
+	if len(m.lock.Facts.Extra) == 0 && len(r.facts2) >= 2 {
+		extra, r.facts2 = r.facts2[:0:2], r.facts2[2:] // most locks have these two facts only
+	} else {
+		extra = make([]lockstate.Fact, 0, 2+len(m.lock.Facts.Extra))
+	}
+	extra = append(extra, lockstate.Fact{Name: "type", Value: typeNames[[2]string{m.lock.Kind, typ}]},
+		lockstate.Fact{Name: "inode", Value: inode})
 	if m.lock.Kind != KindPOSIX && len(m.holders) > 1 {
 		extra = append(extra, lockstate.Fact{Name: "shared", Value: fmt.Sprintf("one open file description held by %s (released when one of them unlocks it or all of them close it)", pidList(m.holders))})
 	}
@@ -853,6 +1063,35 @@ func (r *reader) facts(m *model) {
 			t, how, pidList(m.holders))})
 	}
 	m.lock.Facts.Extra = append(extra, m.lock.Facts.Extra...)
+}
+
+// typeNames are the type facts' values, by kind and type.
+var typeNames = func() map[[2]string]string {
+	m := map[[2]string]string{}
+	for _, k := range []string{KindFlock, KindPOSIX, KindOFD} {
+		for _, t := range []string{"READ", "WRITE"} {
+			m[[2]string{k, t}] = strings.ToUpper(k) + " " + t
+		}
+	}
+	return m
+}()
+
+// inodeName is a file as /proc/locks names it: "fe:00:9978082".
+func inodeName(dev [2]uint32, ino uint64) string {
+	b := make([]byte, 0, 32)
+	b = appendHex2(b, dev[0])
+	b = append(b, ':')
+	b = appendHex2(b, dev[1])
+	b = append(b, ':')
+	return string(strconv.AppendUint(b, ino, 10))
+}
+
+// appendHex2 is %02x.
+func appendHex2(b []byte, v uint32) []byte {
+	if v < 0x10 {
+		b = append(b, '0')
+	}
+	return strconv.AppendUint(b, uint64(v), 16)
 }
 
 // command is a process's command line (its name if it has none), bounded.

@@ -47,6 +47,7 @@ func TestLockwatchRunsIt(t *testing.T) {
 		{"url", []string{"attach", "-o", "json", srvURL}, nil},
 		{"postgresql scheme", []string{"attach", "-o", "json", strings.Replace(srvURL, "postgres://", "postgresql://", 1)}, nil},
 		{"libpq environment", []string{"attach", "-o", "json", "postgres://"}, libpqEnv},
+		{"server log passed on", []string{"attach", "-o", "json", "--server-log", filepath.Join(t.TempDir(), "none.log"), srvURL}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,6 +70,9 @@ func TestLockwatchRunsIt(t *testing.T) {
 			if !held {
 				t.Errorf("locks %+v; want postgres/advisory(6001) held by pg/%d", r.Locks, holder.backend)
 			}
+			if notes := strings.Join(r.Notes, "\n"); tt.name == "server log passed on" && !strings.Contains(notes, "none.log could not be read") {
+				t.Errorf("notes %q; want one saying that the --server-log file could not be read", notes)
+			}
 		})
 	}
 
@@ -77,6 +81,7 @@ func TestLockwatchRunsIt(t *testing.T) {
 		want string
 	}{
 		{[]string{"attach", "--terminate-dead", "4242"}, "attach: --terminate-dead is for PostgreSQL servers"},
+		{[]string{"attach", "--server-log", "pg.log", "4242"}, "attach: --server-log is for PostgreSQL servers"},
 		{[]string{"attach", "--live-stacks", "3", srvURL}, "attach: --live-stacks does not apply to PostgreSQL servers"},
 	}
 	for _, tt := range refused {

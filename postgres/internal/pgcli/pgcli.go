@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lockwatch/lockwatch/internal/diag/gostacks"
 	"github.com/lockwatch/lockwatch/postgres/pgsrc"
 	"github.com/lockwatch/lockwatch/report"
 	"github.com/lockwatch/lockwatch/reportcmd"
@@ -50,7 +51,10 @@ others wait for is stuck after holding it this long while they wait as
 long; default 10s), --interval DURATION (watch), --terminate-dead (end
 with pg_terminate_backend each session whose client is proved gone while
 it holds a lock: its end of the connection closed on this machine; the
-proof is checked again just before, and one line says what was done).
+proof is checked again just before, and one line says what was done),
+--server-log PATH (attach: the server's log on this machine, read for the
+deadlocks PostgreSQL broke itself; without it, the log pg_current_logfile()
+names is read through the server when the role may).
 
 The role needs pg_read_all_stats (or superuser) to see other roles'
 sessions' state, client and query; without it the report says what is
@@ -66,6 +70,7 @@ type config struct {
 	stuckAfter    time.Duration
 	interval      time.Duration
 	terminateDead bool
+	serverLog     string
 }
 
 // Main runs lockwatch-pg with args (without the program name).
@@ -85,6 +90,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&c.stuckAfter, "stuck-after", 10*time.Second, "a holder with waiters is stuck after holding this `long`")
 	fs.DurationVar(&c.interval, "interval", 500*time.Millisecond, "watch: how often to read the server")
 	fs.BoolVar(&c.terminateDead, "terminate-dead", false, "end, with pg_terminate_backend, the sessions whose client is proved gone while they hold a lock")
+	fs.StringVar(&c.serverLog, "server-log", "", "attach: the server's log `file` on this machine, read for the deadlocks PostgreSQL broke (default: the file pg_current_logfile() names, read through the server)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	bad := func(format string, a ...any) error {
 		err := fmt.Errorf(format, a...)
@@ -175,6 +181,52 @@ func (c config) diagnose(ctx context.Context, src *pgsrc.Source) (*report.Report
 	return r, nil
 }
 
+// clientGoroutines adds to the report the goroutines of the sessions' Go
+// clients on this machine, read from their memory: for each session that
+// waits, its client's goroutines inside the PostgreSQL driver (the chain
+// from the goroutine to the session, and from it to the lock); for a stuck
+// holder or one in a cycle, its client's blocked goroutines, summed up in
+// what the finding says it does.
+func clientGoroutines(ctx context.Context, src *pgsrc.Source, r *report.Report) {
+	g := gostacks.New()
+	why := func(p report.Party) string { return "client of session " + pgsrc.Host + "/" + strconv.Itoa(p.PID) }
+	waiter := func(p report.Party, lock string) {
+		if p.Host != pgsrc.Host || !p.Alive {
+			return
+		}
+		for _, c := range src.ClientsOf(p.PID) {
+			g.Add(ctx, r, gostacks.Party{PID: c.PID, Start: c.Start, Lock: lock, Role: "waiter", Why: why(p)}, gostacks.InDriver)
+		}
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		if f.LockKind != pgsrc.Kind {
+			continue
+		}
+		for _, w := range f.Waiters {
+			waiter(w, f.Lock)
+		}
+		for _, st := range f.Cycle {
+			waiter(st.Party, st.WaitsFor)
+		}
+	}
+	for i := range r.Findings {
+		f := &r.Findings[i]
+		h := f.Holder
+		if f.LockKind != pgsrc.Kind || h == nil || h.Host != pgsrc.Host || !h.Alive || (f.Kind != report.StuckHolder && f.Kind != report.Cycle) {
+			continue
+		}
+		for _, c := range src.ClientsOf(h.PID) {
+			if g.Add(ctx, r, gostacks.Party{PID: c.PID, Start: c.Start, Lock: f.Lock, Role: "holder", Why: why(*h)}, gostacks.Blocked) && f.Kind == report.StuckHolder {
+				if s := g.Summary(c.PID); s != "" {
+					f.Doing = strings.TrimPrefix(f.Doing+"; its client, pid "+strconv.Itoa(c.PID)+", is a Go program: "+s, "; ")
+				}
+			}
+		}
+	}
+	g.Notes(r)
+}
+
 func (c config) write(w io.Writer, r *report.Report, compact bool) error {
 	return reportcmd.Print(w, r, reportcmd.Format(c.output), compact)
 }
@@ -198,6 +250,12 @@ func attach(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.
 		fmt.Fprintln(stderr, "lockwatch-pg: cannot read the lock graph:", reportcmd.Escape(err.Error()))
 		return &ExitError{Code: exitUsage, Err: err}
 	}
+	// The deadlocks PostgreSQL broke itself, from its log: after the lock
+	// graph's round trip, once.
+	logCtx, cancel := context.WithTimeout(ctx, readWithin)
+	r.Notes = append(r.Notes, src.ServerLog(logCtx, c.serverLog)...)
+	cancel()
+	clientGoroutines(ctx, src, r)
 	if err := c.write(stdout, r, false); err != nil {
 		return &ExitError{Code: exitFailed, Err: err}
 	}
@@ -213,6 +271,7 @@ func watch(ctx context.Context, src *pgsrc.Source, c config, stdout, stderr io.W
 		Every:    c.interval,
 		Diagnose: func(ctx context.Context) (*report.Report, error) { return c.diagnose(ctx, src) },
 		Show: func(r *report.Report) error {
+			clientGoroutines(ctx, src, r)
 			if err := c.write(stdout, r, true); err != nil {
 				return err
 			}

@@ -45,7 +45,39 @@ type jsonReport struct {
 		Command string `json:"command"`
 		State   string `json:"state"`
 	} `json:"processes"`
-	Notes []string `json:"notes"`
+	Notes  []string `json:"notes"`
+	Stacks []struct {
+		PID    int    `json:"pid"`
+		Lock   string `json:"lock"`
+		Role   string `json:"role"`
+		Source string `json:"source"`
+		State  string `json:"state"`
+		Frames []struct {
+			Func string `json:"func"`
+		} `json:"frames"`
+	} `json:"stacks"`
+}
+
+// goStack says whether the report has a row of pid's goroutines in role,
+// read from its memory, with a frame of each of funcs (name suffixes).
+func (r *jsonReport) goStack(pid int, role, lock string, funcs ...string) bool {
+	for _, s := range r.Stacks {
+		if s.PID != pid || s.Role != role || s.Source != "memory" || s.Lock != lock {
+			continue
+		}
+		all := true
+		for _, fn := range funcs {
+			found := false
+			for _, f := range s.Frames {
+				found = found || strings.HasSuffix(f.Func, fn) || strings.HasPrefix(f.Func, fn)
+			}
+			all = all && found
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 type jsonParty struct {
@@ -128,6 +160,16 @@ func TestChainIdleInTransaction(t *testing.T) {
 	}
 	if !client {
 		t.Errorf("processes %+v; want the holder's client, pid %d, alive", r.Processes, holder.cmd.Process.Pid)
+	}
+	// The clients are Go processes: the chain from the waiting session's
+	// client goroutine, inside pgx, to the lock; the holder's client's
+	// goroutine, blocked outside any statement, is what keeps the
+	// transaction open.
+	if !r.goStack(middle.cmd.Process.Pid, "waiter", "postgres/advisory(1001)", "github.com/jackc/pgx", "pgcli_test.client") {
+		t.Errorf("no row of the waiting client's (pid %d) goroutine in pgx, waiting for advisory(1001): %+v; notes %q", middle.cmd.Process.Pid, r.Stacks, r.Notes)
+	}
+	if !r.goStack(holder.cmd.Process.Pid, "holder", "postgres/advisory(1001)", "pgcli_test.client") || !strings.Contains(f.Doing, "is a Go program: goroutine") {
+		t.Errorf("no row of the holder's client's (pid %d) goroutines, or doing %q does not sum them up: %+v", holder.cmd.Process.Pid, f.Doing, r.Stacks)
 	}
 }
 
