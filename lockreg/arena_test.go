@@ -15,8 +15,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/internal/rt/record"
-	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // newArena makes a run with one lock and returns the run directory and its
@@ -31,7 +32,7 @@ func newArena(t testing.TB) (dir string, b []byte) {
 		t.Fatal(err)
 	}
 	r.Close()
-	b, err = os.ReadFile(filepath.Join(dir, ArenaFile))
+	b, err = os.ReadFile(filepath.Join(dir, arena.ArenaFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,14 +55,14 @@ func TestBadArenas(t *testing.T) {
 		want    error
 		wantMsg string
 	}{
-		{"missing dir", func(t *testing.T, dir string) string { return filepath.Join(dir, "nope") }, ErrNotRun, "no such directory"},
-		{"not a run", func(t *testing.T, dir string) string { return dir }, ErrNotRun, "no arena file"},
-		{"truncated", writeArena(good[:len(good)/2]), ErrCorrupt, "truncated"},
-		{"shorter than a header", writeArena(good[:100]), ErrCorrupt, "shorter than a header"},
-		{"random bytes", writeArena(junk), ErrCorrupt, "bad magic"},
-		{"other version", writeArena(otherVersion), ErrVersion, "format version 99"},
-		{"older version", writeArena(version3), ErrVersion, "format version 3; this build reads version 4"},
-		{"bad section table", writeArena(badTable), ErrCorrupt, "impossible capacities"},
+		{"missing dir", func(t *testing.T, dir string) string { return filepath.Join(dir, "nope") }, arena.ErrNotRun, "no such directory"},
+		{"not a run", func(t *testing.T, dir string) string { return dir }, arena.ErrNotRun, "no arena file"},
+		{"truncated", writeArena(good[:len(good)/2]), arena.ErrCorrupt, "truncated"},
+		{"shorter than a header", writeArena(good[:100]), arena.ErrCorrupt, "shorter than a header"},
+		{"random bytes", writeArena(junk), arena.ErrCorrupt, "bad magic"},
+		{"other version", writeArena(otherVersion), arena.ErrVersion, "format version 99"},
+		{"older version", writeArena(version3), arena.ErrVersion, "format version 3; this build reads version 4"},
+		{"bad section table", writeArena(badTable), arena.ErrCorrupt, "impossible capacities"},
 		{"dir symlink", func(t *testing.T, dir string) string {
 			writeArena(good)(t, dir)
 			link := filepath.Join(t.TempDir(), "link")
@@ -69,47 +70,47 @@ func TestBadArenas(t *testing.T) {
 				t.Fatal(err)
 			}
 			return link
-		}, ErrSymlink, "symbolic link"},
+		}, arena.ErrSymlink, "symbolic link"},
 		{"arena symlink", func(t *testing.T, dir string) string {
 			real := filepath.Join(t.TempDir(), "arena")
 			if err := os.WriteFile(real, good, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Symlink(real, filepath.Join(dir, ArenaFile)); err != nil {
+			if err := os.Symlink(real, filepath.Join(dir, arena.ArenaFile)); err != nil {
 				t.Fatal(err)
 			}
 			return dir
-		}, ErrSymlink, "symbolic link"},
+		}, arena.ErrSymlink, "symbolic link"},
 		{"arena is a FIFO", func(t *testing.T, dir string) string {
-			if err := syscall.Mkfifo(filepath.Join(dir, ArenaFile), 0o600); err != nil {
+			if err := syscall.Mkfifo(filepath.Join(dir, arena.ArenaFile), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			return dir
-		}, ErrNotRun, "not a regular file"},
+		}, arena.ErrNotRun, "not a regular file"},
 		{"open to others", func(t *testing.T, dir string) string {
 			writeArena(good)(t, dir)
-			if err := os.Chmod(filepath.Join(dir, ArenaFile), 0o644); err != nil {
+			if err := os.Chmod(filepath.Join(dir, arena.ArenaFile), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			return dir
-		}, ErrOwner, "open to other users"},
+		}, arena.ErrOwner, "open to other users"},
 		{"dir open to others", func(t *testing.T, dir string) string {
 			writeArena(good)(t, dir)
 			if err := os.Chmod(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
 			return dir
-		}, ErrOwner, "chmod 0700"},
+		}, arena.ErrOwner, "chmod 0700"},
 		{"other owner", func(t *testing.T, dir string) string {
 			if os.Getuid() != 0 {
 				t.Skip("changing a file's owner needs root")
 			}
 			writeArena(good)(t, dir)
-			if err := os.Chown(filepath.Join(dir, ArenaFile), 4242, 4242); err != nil {
+			if err := os.Chown(filepath.Join(dir, arena.ArenaFile), 4242, 4242); err != nil {
 				t.Fatal(err)
 			}
 			return dir
-		}, ErrOwner, "owned by uid 4242"},
+		}, arena.ErrOwner, "owned by uid 4242"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,20 +119,20 @@ func TestBadArenas(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := tt.setup(t, dir)
-			_, err := ReadSnapshot(path)
+			_, err := arena.ReadSnapshot(path)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("ReadSnapshot: got %v; want %v", err, tt.want)
 			}
 			if !strings.Contains(err.Error(), tt.wantMsg) {
 				t.Errorf("got message %q; want it to mention %q", err, tt.wantMsg)
 			}
-			var ae *ArenaError
+			var ae *arena.ArenaError
 			if errors.As(err, &ae) && ae.Hint == "" {
 				t.Errorf("error %q says nothing of what to do", err)
 			}
 			// Joining the run must refuse it the same way, and never
 			// replace what is there.
-			if tt.want != ErrNotRun {
+			if tt.want != arena.ErrNotRun {
 				if _, err := Open(path, Options{}); !errors.Is(err, tt.want) {
 					t.Errorf("Open: got %v; want %v", err, tt.want)
 				}
@@ -142,7 +143,7 @@ func TestBadArenas(t *testing.T) {
 
 func writeArena(b []byte) func(t *testing.T, dir string) string {
 	return func(t *testing.T, dir string) string {
-		if err := os.WriteFile(filepath.Join(dir, ArenaFile), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, arena.ArenaFile), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return dir
@@ -154,17 +155,17 @@ func writeArena(b []byte) func(t *testing.T, dir string) string {
 func FuzzSnapshot(f *testing.F) {
 	_, good := newArena(f)
 	f.Add(good)
-	f.Add(good[:headerSize])
-	f.Add([]byte(magic))
+	f.Add(good[:arena.HeaderSize])
+	f.Add([]byte(arena.Magic))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		dir := filepath.Join(t.TempDir(), "run")
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, ArenaFile), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, arena.ArenaFile), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := ReadSnapshot(dir)
+		s, err := arena.ReadSnapshot(dir)
 		if err == nil && s == nil {
 			t.Fatal("nil snapshot without an error")
 		}
@@ -190,11 +191,11 @@ func TestEventRingKeepsTheLastEvents(t *testing.T) {
 		}
 		_ = other.Unlock()
 	}
-	s, _ := ReadSnapshot(dir)
+	s, _ := arena.ReadSnapshot(dir)
 	if s.EventsTotal != 40 || len(s.Events) != 8 {
 		t.Fatalf("got %d events kept of %d; want the last 4 of each lock's 20 (%s)", len(s.Events), s.EventsTotal, eventKinds(s))
 	}
-	var a []Event
+	var a []arena.Event
 	for i, e := range s.Events {
 		if e.Seq != uint64(i) {
 			t.Errorf("event %d has seq %d; want its place", i, e.Seq)
@@ -207,9 +208,9 @@ func TestEventRingKeepsTheLastEvents(t *testing.T) {
 		t.Fatalf("got %d events of a; want 4", len(a))
 	}
 	for i, e := range a {
-		want := EventAcquire
+		want := arena.EventAcquire
 		if i%2 == 1 {
-			want = EventRelease
+			want = arena.EventRelease
 		}
 		if e.Kind != want || e.PID != os.Getpid() || e.Goroutine != curGoid() {
 			t.Errorf("event %d of a = %+v; want %v by this goroutine", i, e, want)
@@ -237,8 +238,8 @@ func TestFramePointerWalkMatchesCallers(t *testing.T) {
 	record.SetFramePointers(true)
 	// The walk also sees the compiler's go-statement wrappers, which
 	// runtime.Callers elides; symbolized stacks drop them (cleanFrames).
-	a := cleanFrames(stackdump.FramesOf(fp.Frames()))
-	b := cleanFrames(stackdump.FramesOf(rc.Frames()))
+	a := cleanFrames(record.FramesOf(fp.Frames()))
+	b := cleanFrames(record.FramesOf(rc.Frames()))
 	if len(a) != len(b) || len(a) < 12 {
 		t.Fatalf("frame-pointer walk found %d frames, runtime.Callers %d; want equal, at least 12", len(a), len(b))
 	}
@@ -269,13 +270,13 @@ var updateSeeds = flag.Bool("update", false, "rewrite the fuzz seeds in testdata
 // on disk still reads as it should.
 func TestFuzzSeeds(t *testing.T) {
 	dir := filepath.Join("testdata", "fuzz", "FuzzSnapshot")
-	want := map[string]error{"good": nil, "header-only": ErrCorrupt, "magic-only": ErrCorrupt,
-		"other-version": ErrVersion, "half": ErrCorrupt}
+	want := map[string]error{"good": nil, "header-only": arena.ErrCorrupt, "magic-only": arena.ErrCorrupt,
+		"other-version": arena.ErrVersion, "half": arena.ErrCorrupt}
 	if *updateSeeds {
 		_, good := newArena(t)
 		otherVersion := bytes.Clone(good)
-		binary.NativeEndian.PutUint32(otherVersion[8:], formatVersion+1)
-		seeds := map[string][]byte{"good": good, "header-only": good[:headerSize], "magic-only": []byte(magic),
+		binary.NativeEndian.PutUint32(otherVersion[8:], arena.FormatVersion+1)
+		seeds := map[string][]byte{"good": good, "header-only": good[:arena.HeaderSize], "magic-only": []byte(arena.Magic),
 			"other-version": otherVersion, "half": good[:len(good)/2]}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -300,10 +301,10 @@ func TestFuzzSeeds(t *testing.T) {
 		if err := os.Mkdir(run, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(run, ArenaFile), []byte(b), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(run, arena.ArenaFile), []byte(b), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ReadSnapshot(run); !errors.Is(err, wantErr) && !(wantErr == nil && err == nil) {
+		if _, err := arena.ReadSnapshot(run); !errors.Is(err, wantErr) && !(wantErr == nil && err == nil) {
 			t.Errorf("seed %s reads with %v; want %v", name, err, wantErr)
 		}
 	}

@@ -1,12 +1,16 @@
 package lockreg
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // benchDepth is how deep below the benchmark function each acquire is
@@ -198,4 +202,86 @@ func BenchmarkOrderTracking(b *testing.B) {
 			}
 		})
 	}
+}
+
+// siteLevels is how deep atSite descends: 2^siteLevels distinct stacks.
+const siteLevels = 14
+
+// atSite calls f siteLevels calls deep, through siteA or siteB at each
+// level as the bits of site say: each site is a distinct stack of the same
+// depth, so that many call sites cost the walk a single site costs.
+//
+//go:noinline
+func atSite(site uint32, f func()) { siteA(siteLevels, site, f) }
+
+//go:noinline
+func siteA(level int, site uint32, f func()) {
+	switch {
+	case level == 0:
+		f()
+	case site&1 == 0:
+		siteA(level-1, site>>1, f)
+	default:
+		siteB(level-1, site>>1, f)
+	}
+}
+
+//go:noinline
+func siteB(level int, site uint32, f func()) {
+	switch {
+	case level == 0:
+		f()
+	case site&1 == 0:
+		siteA(level-1, site>>1, f)
+	default:
+		siteB(level-1, site>>1, f)
+	}
+}
+
+// BenchmarkLockUnlockSites is BenchmarkLockUnlock from many call sites:
+// each acquire comes from the next of sites distinct stacks (all of the same
+// depth), every one of them already in the stack dictionary. sites=1 is the
+// peer: the same descent from one site. What it shows is whether a process
+// with thousands of call sites still finds each of its stacks known on the
+// fast path.
+func BenchmarkLockUnlockSites(b *testing.B) {
+	for _, sites := range []uint32{1, 4096, 16384} {
+		b.Run("sites="+strconv.Itoa(int(sites)), func(b *testing.B) {
+			m := benchMutex(b, Options{})
+			ctx := context.Background()
+			lockUnlock := func() {
+				if err := m.Lock(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if err := m.Unlock(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// The first sites acquires put every stack into the
+			// dictionary; the timer starts after them. One loop for both,
+			// so that they are the same stacks.
+			var c0 int64
+			for i := -int(sites); i < b.N; i++ {
+				if i == 0 {
+					if n := dictLines(b, m.r); n < int(sites) {
+						b.Fatalf("the dictionary holds %d stacks; want at least %d distinct sites", n, sites)
+					}
+					b.ResetTimer()
+					c0 = cpuNanos()
+				}
+				atSite(uint32(i)&(sites-1), lockUnlock)
+			}
+			b.ReportMetric(float64(cpuNanos()-c0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// dictLines counts the stacks in r's dictionary file.
+func dictLines(b *testing.B, r *Registry) int {
+	_, stacks, _ := arena.ProcessFiles(r.Dir(), r.Self())
+	data, err := os.ReadFile(stacks)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bytes.Count(data, []byte("\n"))
 }

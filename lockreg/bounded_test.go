@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/internal/app/hostile"
-	"github.com/lockwatch/lockwatch/lockreg"
 )
 
 // stress is set by `make stress`: the hostile cases at the audit's full
@@ -61,11 +62,11 @@ func TestHostileArenasReadBounded(t *testing.T) {
 			if err := hostile.Write(dir, spec); err != nil {
 				t.Fatal(err)
 			}
-			var s *lockreg.Snapshot
+			var s *arena.Snapshot
 			var err error
 			var notes []string
 			n := allocated(func() {
-				s, err = lockreg.ReadSnapshot(dir)
+				s, err = arena.ReadSnapshot(dir)
 				if err != nil {
 					return
 				}
@@ -82,7 +83,7 @@ func TestHostileArenasReadBounded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := lockreg.Counts{Processes: spec.UsedProcs, Running: spec.UsedProcs, Locks: spec.UsedLocks,
+			want := arena.Counts{Processes: spec.UsedProcs, Running: spec.UsedProcs, Locks: spec.UsedLocks,
 				Waiters: spec.UsedWaiters, Events: spec.HeldEvents()}
 			if spec.OwnerDied {
 				want.Held = spec.UsedLocks
@@ -122,24 +123,24 @@ func TestReadOptionsEvents(t *testing.T) {
 		events, want int
 		note         string
 	}{
-		{0, lockreg.DefaultReadEvents, "showing the last 65,536 of 131,072 events; use more"},
+		{0, arena.DefaultReadEvents, "showing the last 65,536 of 131,072 events; use more"},
 		{100, 100, "showing the last 100 of 131,072 events; use more"},
 		{1 << 20, 1 << 17, ""},
 	} {
-		s, err := lockreg.ReadSnapshotWith(dir, lockreg.ReadOptions{Events: tt.events, MoreEvents: "use more"})
+		s, err := arena.ReadSnapshotWith(dir, arena.ReadOptions{Events: tt.events, MoreEvents: "use more"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(s.Events) != tt.want {
 			t.Fatalf("Events=%d: got %d events; want %d", tt.events, len(s.Events), tt.want)
 		}
-		if last := s.Events[len(s.Events)-1]; last.Lock != 127 || last.Kind != lockreg.EventAcquire || last.Seq != uint64(tt.want-1) {
+		if last := s.Events[len(s.Events)-1]; last.Lock != 127 || last.Kind != arena.EventAcquire || last.Seq != uint64(tt.want-1) {
 			t.Errorf("Events=%d: the last event is %v of lock %d (seq %d); want lock 127's last acquire", tt.events, last.Kind, last.Lock, last.Seq)
 		}
 		if tt.events == 100 {
 			// The newest 100: holder event 514 of locks 28 to 127.
 			for k, e := range s.Events {
-				if e.Lock != 28+k || e.Kind != lockreg.EventAcquire {
+				if e.Lock != 28+k || e.Kind != arena.EventAcquire {
 					t.Fatalf("Events=100: event %d is %v of lock %d; want the acquire of lock %d", k, e.Kind, e.Lock, 28+k)
 				}
 			}
@@ -162,13 +163,13 @@ func TestReadOptionsEvents(t *testing.T) {
 func TestInfoFilesAmplifying(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	spec := hostile.Spec{Procs: 64, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 16, UsedLocks: 1,
-		InfoFiles: 16, InfoSize: lockreg.MaxInfoSize - 16, InfoEmptyArgs: true}
+		InfoFiles: 16, InfoSize: arena.MaxInfoSize - 16, InfoEmptyArgs: true}
 	if err := hostile.Write(dir, spec); err != nil {
 		t.Fatal(err)
 	}
-	var s *lockreg.Snapshot
+	var s *arena.Snapshot
 	var err error
-	n := allocated(func() { s, err = lockreg.ReadSnapshot(dir) })
+	n := allocated(func() { s, err = arena.ReadSnapshot(dir) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,10 +56,11 @@
 //
 // # Reading a run
 //
-// ReadSnapshot maps a run read-only and copies it into typed values without
+// lockwatch maps a run read-only and copies it into typed values without
 // taking any lock; it never blocks behind a stuck process. Stacks are read
-// from the per-process dictionaries with Snapshot.Stack, also for a holder
-// that died. The arena's format is described in docs/registry-format.md.
+// from the per-process dictionaries, also for a holder that died. The
+// arena's format is described in docs/registry-format.md; this package is
+// the lock and its writer, and exports no reader.
 //
 // # Stuck acquires
 //

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // TestEventOrderAcrossRingHalves: a lock's holder events (holder ring) and
@@ -27,7 +29,7 @@ func TestEventOrderAcrossRingHalves(t *testing.T) {
 	}
 	w.expect("acquired")
 	w.expect("relocked")
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -27,7 +29,7 @@ func Example() {
 	}
 
 	// Any process of the same user can read the run, without joining it.
-	snap, _ := lockreg.ReadSnapshot(dir)
+	snap, _ := arena.ReadSnapshot(dir)
 	for _, l := range snap.Locks {
 		fmt.Printf("%s held by this process: %v\n", l.Name, l.HolderPID == os.Getpid())
 		frames, _ := snap.Stack(l.Holder.Identity(), l.Holder.Stack)

@@ -6,11 +6,6 @@ import (
 	"github.com/lockwatch/lockwatch/procid"
 )
 
-// WaitLabel is the pprof label a goroutine carries while it waits in a
-// lock's slow path; its value is the lock's name. A goroutine profile (which
-// has no goroutine ids) still shows who waits for what.
-const WaitLabel = "lockwatch.wait"
-
 // StuckEvent describes an acquire that has waited too long. It is passed to
 // Options.OnStuck.
 type StuckEvent struct {
@@ -34,3 +29,16 @@ type StuckEvent struct {
 
 // HolderAlive reports whether the holder is not proven dead.
 func (e StuckEvent) HolderAlive() bool { return !e.OwnerDied && !e.HolderStatus.Dead() }
+
+// Holder is a lock's holder record as the stuck hook reads it.
+type Holder struct {
+	PID       int
+	Start     uint64 // the holder process's start time, see procid.ID
+	Goroutine int64
+	Stack     uint64 // stack-dictionary id of the acquire; 0 if not recorded
+	Since     time.Time
+	ProcSlot  int // process-table slot, -1 if unknown
+}
+
+// Identity returns the holder process's identity.
+func (h Holder) Identity() procid.ID { return procid.ID{PID: h.PID, Start: h.Start} }

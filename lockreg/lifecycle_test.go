@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/procid"
 )
@@ -76,11 +78,11 @@ func TestOpenCloseChurn(t *testing.T) {
 	if after := mappings(t); after > before+16 {
 		t.Errorf("%d mappings after %d Open/Close pairs; want about the %d after the first ten", after, n, before)
 	}
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Processes) != 1 || s.Processes[0].State != ProcExited {
+	if len(s.Processes) != 1 || s.Processes[0].State != arena.ProcExited {
 		t.Errorf("process table %+v; want this process's one slot, exited", s.Processes)
 	}
 }
@@ -157,7 +159,7 @@ func TestRestartChurn(t *testing.T) {
 		self(c)
 		c.expect("live")
 	}
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func TestRestartChurn(t *testing.T) {
 			t.Errorf("process %v in the table is %v; want every slot taken by a live process", p.Identity(), st)
 		}
 	}
-	var held *Lock
+	var held *arena.Lock
 	for i := range s.Locks {
 		if s.Locks[i].Name == "held" {
 			held = &s.Locks[i]
@@ -266,7 +268,7 @@ func ownerChecks(r *Registry, m *Mutex, n int) int {
 			return 1
 		}
 		for k := 0; k < 50; k++ {
-			if m.s.word.Load()&tidMask != r.pid || m.s.holder.pid.Load() != r.pid {
+			if m.s.Word.Load()&arena.TidMask != r.pid || m.s.Holder.Pid.Load() != r.pid {
 				bad++
 				break
 			}
@@ -323,7 +325,7 @@ func TestKilledLeavingWaiter(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v; want Canceled", err)
 	}
-	if v := m.s.word.Load(); v != r.pid {
+	if v := m.s.Word.Load(); v != r.pid {
 		t.Errorf("lock word %#x after every waiter left; want %#x (held, no WAITERS)", v, r.pid)
 	}
 	if err := m.Unlock(); err != nil {
@@ -350,7 +352,7 @@ func TestStaleWaiterSlotReclaimed(t *testing.T) {
 		// only counted in the lock's slow path.
 		deadline := time.Now().Add(probablyStillBlocked)
 		for {
-			s, err := ReadSnapshot(dir)
+			s, err := arena.ReadSnapshot(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -388,7 +390,7 @@ func TestNamesLockTakenFromDeadAllocator(t *testing.T) {
 		r := openT(t, dir, Options{})
 		c := startRoleEnv(t, robust, "allocname", dir, []string{"LOCKREG_TEST_HOOK=names-locked"})
 		c.expect("at names-locked")
-		if w := r.a.hdr.namesLock.Load(); w&tidMask != uint32(c.pid()) {
+		if w := r.a.Hdr.NamesLock.Load(); w&arena.TidMask != uint32(c.pid()) {
 			t.Fatalf("names lock %#x; want it held by %d", w, c.pid())
 		}
 		c.kill()
@@ -405,7 +407,7 @@ func TestNamesLockTakenFromDeadAllocator(t *testing.T) {
 		case <-time.After(probablyStillBlocked):
 			t.Fatal("Mutex blocked on the names lock of a dead process")
 		}
-		if w := r.a.hdr.namesLock.Load(); w != 0 {
+		if w := r.a.Hdr.NamesLock.Load(); w != 0 {
 			t.Errorf("names lock %#x after use; want 0", w)
 		}
 	})
@@ -495,9 +497,9 @@ func deadIdentity(t *testing.T) procid.ID {
 // fillSlot makes slot i look claimed by owner o, with fields written for
 // claim tag describing process id in state.
 func fillSlot(r *Registry, i uint32, o, tag uint64, id procid.ID, state uint32) {
-	p := r.a.proc(i)
-	p.owner.Store(o)
-	p.write(procCopy{state: state, pid: uint32(id.PID), start: id.Start, registered: nanotime(), tag: tag})
+	p := r.a.Proc(i)
+	p.Owner.Store(o)
+	p.Write(arena.ProcCopy{State: state, Pid: uint32(id.PID), Start: id.Start, Registered: nanotime(), Tag: tag})
 }
 
 // TestSlowClaimantKeepsItsSlot: a slot whose new claimant has not yet
@@ -513,9 +515,9 @@ func TestSlowClaimantKeepsItsSlot(t *testing.T) {
 	live.expect("held")
 	lpid := uint64(live.pid())
 	// Slot 1: claimed by the live process (generation 2) over a dead one.
-	fillSlot(r, 1, 2<<32|lpid, 1<<32|uint64(dead.PID), dead, procRunning)
+	fillSlot(r, 1, 2<<32|lpid, 1<<32|uint64(dead.PID), dead, arena.SlotRunning)
 	// Slot 2: claimed by the live process, whose pid the dead owner had.
-	fillSlot(r, 2, 2<<32|lpid, 1<<32|lpid, procid.ID{PID: int(lpid), Start: dead.Start}, procRunning)
+	fillSlot(r, 2, 2<<32|lpid, 1<<32|lpid, procid.ID{PID: int(lpid), Start: dead.Start}, arena.SlotRunning)
 	if _, err := Open(dir, Options{}); !errors.Is(err, ErrFull) {
 		t.Fatalf("Open with every slot live or being claimed by a live process: got %v; want ErrFull", err)
 	}
@@ -550,7 +552,7 @@ func TestReclaimersRace(t *testing.T) {
 	for round := 0; round < 20; round++ {
 		for i := uint32(1); i <= slots; i++ {
 			o := uint64(round*slots+int(i))<<32 | uint64(dead.PID)
-			fillSlot(r, i, o, o, dead, []uint32{procRunning, procExited}[i%2])
+			fillSlot(r, i, o, o, dead, []uint32{arena.SlotRunning, arena.SlotExited}[i%2])
 		}
 		var mu sync.Mutex
 		won := map[uint32]int{}

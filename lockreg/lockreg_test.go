@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
@@ -32,7 +34,7 @@ func TestLockUnlockRecords(t *testing.T) {
 	if err := m.Lock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +55,15 @@ func TestLockUnlockRecords(t *testing.T) {
 	if err := m.Unlock(); !errors.Is(err, ErrNotHeld) {
 		t.Errorf("second Unlock: got %v; want ErrNotHeld", err)
 	}
-	s, _ = ReadSnapshot(dir)
+	s, _ = arena.ReadSnapshot(dir)
 	if s.Locks[0].Held() || s.Locks[0].Holder != nil {
 		t.Errorf("after Unlock got %+v; want free", s.Locks[0])
 	}
-	var kinds []EventKind
+	var kinds []arena.EventKind
 	for _, e := range s.Events {
 		kinds = append(kinds, e.Kind)
 	}
-	if len(kinds) != 2 || kinds[0] != EventAcquire || kinds[1] != EventRelease {
+	if len(kinds) != 2 || kinds[0] != arena.EventAcquire || kinds[1] != arena.EventRelease {
 		t.Errorf("got events %v; want [acquire release]", kinds)
 	}
 }
@@ -73,7 +75,7 @@ func TestCancelLeavesLockUnchanged(t *testing.T) {
 	if err := m.Lock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := ReadSnapshot(dir)
+	before, _ := arena.ReadSnapshot(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), quiescent)
 	defer cancel()
 	if err := m.Lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -87,7 +89,7 @@ func TestCancelLeavesLockUnchanged(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v; want Canceled", err)
 	}
-	after, _ := ReadSnapshot(dir)
+	after, _ := arena.ReadSnapshot(dir)
 	if a, b := after.Locks[0], before.Locks[0]; a.Word != b.Word || !sameHolder(*a.Holder, *b.Holder) {
 		t.Errorf("lock changed by cancelled acquires: before %+v after %+v", b, a)
 	}
@@ -107,7 +109,7 @@ func TestCancelLeavesLockUnchanged(t *testing.T) {
 
 // sameHolder compares holder records; Since is converted from the monotonic
 // clock at each snapshot, so it may differ by the conversion's jitter.
-func sameHolder(a, b Holder) bool {
+func sameHolder(a, b arena.Holder) bool {
 	d := a.Since.Sub(b.Since)
 	a.Since, b.Since = time.Time{}, time.Time{}
 	return a == b && d < time.Millisecond && d > -time.Millisecond
@@ -123,27 +125,27 @@ func TestRemoveIfClean(t *testing.T) {
 	if err := m.Lock(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if removed, err := RemoveIfClean(dir); removed || err != nil {
+	if removed, err := arena.RemoveIfClean(dir); removed || err != nil {
 		t.Fatalf("with a process running: removed %v, %v; want kept", removed, err)
 	}
 	r.Close() // exits cleanly, but still holds the lock
-	if removed, err := RemoveIfClean(dir); removed || err != nil {
+	if removed, err := arena.RemoveIfClean(dir); removed || err != nil {
 		t.Fatalf("with a lock held: removed %v, %v; want kept", removed, err)
 	}
-	rd, err := openRunDir(dir, false)
+	rd, err := arena.OpenDir(dir, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	a, err := openArena(rd, true) // r's own mapping is gone with Close
+	a, err := arena.OpenArena(rd, true, robust.ok) // r's own mapping is gone with Close
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.lock(m.idx).word.Store(0) // as if it had unlocked before closing
-	if err := a.unmap(); err != nil {
+	a.Lock(m.idx).Word.Store(0) // as if it had unlocked before closing
+	if err := a.Unmap(); err != nil {
 		t.Fatal(err)
 	}
-	if removed, err := RemoveIfClean(dir); !removed || err != nil {
+	if removed, err := arena.RemoveIfClean(dir); !removed || err != nil {
 		t.Fatalf("clean run: removed %v, %v; want removed", removed, err)
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
@@ -168,7 +170,7 @@ func TestAcquireStackKnownAndNew(t *testing.T) {
 		m, _ := r.Mutex("a")
 		holderStack := func() uint64 {
 			t.Helper()
-			s, err := ReadSnapshot(dir)
+			s, err := arena.ReadSnapshot(dir)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/internal/app/testbound"
 )
 
@@ -85,7 +87,7 @@ func runRole(role, dir string, args []string) int {
 	case "order", "orderload":
 		return orderRole(r, role, args) // order_test.go
 	case "open":
-		st, err := os.Stat(filepath.Join(dir, ArenaFile))
+		st, err := os.Stat(filepath.Join(dir, arena.ArenaFile))
 		if err != nil {
 			say("error %v", err)
 			return 1

@@ -6,6 +6,8 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
@@ -17,14 +19,14 @@ import (
 // Registry.Mutex.
 type Mutex struct {
 	r    *Registry
-	s    *lockSlot
+	s    *arena.LockSlot
 	idx  uint32
 	name string
 	opts MutexOptions
 	// The lock's event ring, located once: its header, its first holder
 	// slot and the holder slots' mask (appendHeld).
-	ring  *ringHdr
-	held0 *eventSlot
+	ring  *arena.RingHdr
+	held0 *arena.EventSlot
 	hmask uint32
 }
 
@@ -51,7 +53,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 			procUnpin()
 			return ErrClosed
 		}
-		ok := m.s.word.CompareAndSwap(0, r.pid)
+		ok := m.s.Word.CompareAndSwap(0, r.pid)
 		procUnpin()
 		if ok {
 			return nil
@@ -80,8 +82,8 @@ func (m *Mutex) Lock(ctx context.Context) error {
 		procUnpin()
 		return ErrClosed
 	}
-	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(goid, stack, now, EventAcquire)
+	if m.s.Word.CompareAndSwap(0, r.pid) {
+		m.acquired(goid, stack, now, arena.EventAcquire)
 		procUnpin()
 		return nil
 	}
@@ -104,22 +106,22 @@ func (m *Mutex) TryLock() (bool, error) {
 		return false, ErrClosed
 	}
 	defer r.leave()
-	if m.s.word.CompareAndSwap(0, r.pid) {
-		m.acquired(curGoid(), stack, coarseNow(), EventAcquire)
+	if m.s.Word.CompareAndSwap(0, r.pid) {
+		m.acquired(curGoid(), stack, coarseNow(), arena.EventAcquire)
 		return true, nil
 	}
 	if m.opts.Policy != Recover {
 		return false, nil
 	}
-	v := m.s.word.Load()
-	if v&tidMask != 0 {
+	v := m.s.Word.Load()
+	if v&arena.TidMask != 0 {
 		if !m.checkHolder(v) {
 			return false, nil
 		}
-		v = m.s.word.Load()
+		v = m.s.Word.Load()
 	}
-	if v&ownerDiedBit != 0 && v&tidMask == 0 && m.s.word.CompareAndSwap(v, r.pid|(v&waitersBit)) {
-		m.acquired(curGoid(), stack, nanotime(), EventRecovered)
+	if v&arena.OwnerDiedBit != 0 && v&arena.TidMask == 0 && m.s.Word.CompareAndSwap(v, r.pid|(v&arena.WaitersBit)) {
+		m.acquired(curGoid(), stack, nanotime(), arena.EventRecovered)
 		return true, ErrOwnerDead
 	}
 	return false, nil
@@ -148,26 +150,26 @@ func (m *Mutex) Unlock() error {
 		procUnpin()
 		return ErrClosed
 	}
-	v := s.word.Load()
-	if v&tidMask != r.pid {
+	v := s.Word.Load()
+	if v&arena.TidMask != r.pid {
 		procUnpin()
 		return ErrNotHeld
 	}
 	if !r.opts.NoRecord {
 		// Clear the record and log the release while still holding, so
 		// that the ring orders the release before the next acquire.
-		holder := int64(s.holder.goid.Load()) // any goroutine may Unlock: the holder's, not ours
-		if !s.holder.pid.CompareAndSwap(r.pid, 0) {
+		holder := int64(s.Holder.Goid.Load()) // any goroutine may Unlock: the holder's, not ours
+		if !s.Holder.Pid.CompareAndSwap(r.pid, 0) {
 			procUnpin()
 			return ErrNotHeld
 		}
-		r.appendHeld(s, m.ring, m.held0, m.hmask, EventRelease, goid, s.holder.stack.Load(), now)
+		r.appendHeld(s, m.ring, m.held0, m.hmask, arena.EventRelease, goid, s.Holder.Stack.Load(), now)
 		r.heldReleased(m.idx, holder) // before the word: see heldReleased
 	}
 	// Clearing WAITERS too: the woken waiter sets it again when it
 	// acquires, for any others (see lockSlow).
-	for !s.word.CompareAndSwap(v, 0) {
-		if v = s.word.Load(); v&tidMask != r.pid {
+	for !s.Word.CompareAndSwap(v, 0) {
+		if v = s.Word.Load(); v&arena.TidMask != r.pid {
 			procUnpin()
 			return ErrNotHeld
 		}
@@ -175,8 +177,8 @@ func (m *Mutex) Unlock() error {
 	procUnpin()
 	// After the pinned section: a syscall there would let a stop-the-world
 	// proceed. Waking an address that Close has just unmapped is harmless.
-	if v&waitersBit != 0 {
-		futexWake(&s.word, 1)
+	if v&arena.WaitersBit != 0 {
+		futexWake(&s.Word, 1)
 	}
 	return nil
 }
@@ -184,18 +186,18 @@ func (m *Mutex) Unlock() error {
 // acquired writes the holder record and the event. Called holding the lock.
 // Under NoRecord no holder record is written, not even on recovery: Unlock
 // would not clear it, and a stale record would name the wrong holder.
-func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind EventKind) {
+func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind arena.EventKind) {
 	r := m.r
-	if kind == EventRecovered {
-		m.s.noted.Store(0) // the next death is news again
+	if kind == arena.EventRecovered {
+		m.s.Noted.Store(0) // the next death is news again
 	}
 	if r.opts.NoRecord {
-		if kind != EventAcquire {
+		if kind != arena.EventAcquire {
 			r.record(kind, m.idx, goid, stack, t)
 		}
 		return
 	}
-	m.s.holder.set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t) // the slot is a hint: see claimSlot
+	m.s.Holder.Set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t) // the slot is a hint: see claimSlot
 	r.appendHeld(m.s, m.ring, m.held0, m.hmask, kind, goid, stack, t)
 	r.heldAcquired(m.idx, goid, stack) // lock order (order.go)
 }
@@ -219,7 +221,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	// at most a record of a dead process, which clearWaiters skips.
 	w := r.claimWaiter(m.idx, goid, stack, began)
 	if w == nil {
-		s.waiting.Add(1)
+		s.Waiting.Add(1)
 	}
 	// stopWaiting takes this goroutine out of the waiters, once. A waiter
 	// that acquires calls it before it writes the holder record, so that no
@@ -234,7 +236,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 		if w != nil {
 			r.releaseWaiter(w)
 		} else {
-			s.waiting.Add(-1)
+			s.Waiting.Add(-1)
 		}
 	}
 	defer func() {
@@ -246,20 +248,20 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 			m.clearWaiters()
 		}
 	}()
-	r.record(EventWait, m.idx, goid, stack, began)
+	r.record(arena.EventWait, m.idx, goid, stack, began)
 
 	// Label the goroutine while it waits, so that a goroutine profile
 	// (cheap, without goroutine ids) still shows who waits for what. On
 	// return the goroutine gets the labels of ctx (those of pprof.Do when
 	// ctx comes from it).
-	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels(WaitLabel, m.name)))
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels(arena.WaitLabel, m.name)))
 	defer pprof.SetGoroutineLabels(ctx)
 
 	if ctx.Done() != nil {
 		// A cancelled context wakes every sleeper on the word; the others
 		// re-check and sleep again. The bounded sleeps below cover the
 		// instant between our ctx check and FUTEX_WAIT.
-		stop := context.AfterFunc(ctx, func() { futexWake(&s.word, math.MaxInt32) })
+		stop := context.AfterFunc(ctx, func() { futexWake(&s.Word, math.MaxInt32) })
 		defer stop()
 	}
 	deadline, hasDeadline := ctx.Deadline()
@@ -269,38 +271,38 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	nextCheck := int64(0)
 	for {
 		if r.closed.Load() {
-			r.record(EventTimeout, m.idx, goid, stack, nanotime())
+			r.record(arena.EventTimeout, m.idx, goid, stack, nanotime())
 			return ErrClosed
 		}
-		v := s.word.Load()
+		v := s.Word.Load()
 		switch {
 		case v == 0:
-			if s.word.CompareAndSwap(0, r.pid|waitersBit) {
+			if s.Word.CompareAndSwap(0, r.pid|arena.WaitersBit) {
 				stopWaiting()
-				m.acquired(goid, stack, nanotime(), EventAcquire)
+				m.acquired(goid, stack, nanotime(), arena.EventAcquire)
 				return nil
 			}
 			continue
-		case v&tidMask == 0 && v&ownerDiedBit != 0:
+		case v&arena.TidMask == 0 && v&arena.OwnerDiedBit != 0:
 			m.noteDeath()
 			if m.opts.Policy == Recover {
-				if s.word.CompareAndSwap(v, r.pid|(v&waitersBit)) {
+				if s.Word.CompareAndSwap(v, r.pid|(v&arena.WaitersBit)) {
 					stopWaiting()
-					m.acquired(goid, stack, nanotime(), EventRecovered)
+					m.acquired(goid, stack, nanotime(), arena.EventRecovered)
 					return ErrOwnerDead
 				}
 				continue
 			}
 			// Stall: sleep on the dead word like on a held one.
 		}
-		if v&waitersBit == 0 {
-			if !s.word.CompareAndSwap(v, v|waitersBit) {
+		if v&arena.WaitersBit == 0 {
+			if !s.Word.CompareAndSwap(v, v|arena.WaitersBit) {
 				continue
 			}
-			v |= waitersBit
+			v |= arena.WaitersBit
 		}
 		if err := ctx.Err(); err != nil {
-			r.record(EventTimeout, m.idx, goid, stack, nanotime())
+			r.record(arena.EventTimeout, m.idx, goid, stack, nanotime())
 			return err
 		}
 
@@ -314,18 +316,18 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 		}
 		// Past the deadline, ctx's timer is about to fire: sleep a little
 		// rather than spin until it does.
-		futexWait(&s.word, v, max(time.Duration(until-now), time.Millisecond))
+		futexWait(&s.Word, v, max(time.Duration(until-now), time.Millisecond))
 
 		now = nanotime()
 		if now >= nextCheck {
-			if v&tidMask != 0 {
+			if v&arena.TidMask != 0 {
 				m.checkHolder(v)
 			}
 			nextCheck = now + int64(m.pollInterval(v))
 		}
 		if now >= nextHook {
 			calls++
-			r.record(EventStuck, m.idx, goid, stack, now)
+			r.record(arena.EventStuck, m.idx, goid, stack, now)
 			if m.opts.OnStuck != nil {
 				m.opts.OnStuck(m.stuckEvent(goid, time.Duration(now-began), calls))
 			}
@@ -359,12 +361,12 @@ func (m *Mutex) clearWaiters() {
 	if m.othersWait() {
 		return
 	}
-	v := s.word.Load()
-	if v&waitersBit == 0 || v&^waitersBit == 0 || !s.word.CompareAndSwap(v, v&^waitersBit) {
+	v := s.Word.Load()
+	if v&arena.WaitersBit == 0 || v&^arena.WaitersBit == 0 || !s.Word.CompareAndSwap(v, v&^arena.WaitersBit) {
 		return
 	}
 	if m.othersWait() {
-		futexWake(&s.word, math.MaxInt32)
+		futexWake(&s.Word, math.MaxInt32)
 	}
 }
 
@@ -374,15 +376,15 @@ func (m *Mutex) clearWaiters() {
 // own record. It reads every waiter slot: a cost paid when a wait is given
 // up, never on a successful acquire.
 func (m *Mutex) othersWait() bool {
-	if m.s.waiting.Load() > 0 {
+	if m.s.Waiting.Load() > 0 {
 		return true
 	}
 	r := m.r
 	want := m.idx + 1
-	for i := uint32(0); i < r.a.g.maxWaiters; i++ {
-		w := r.a.waiter(i)
-		owner := w.owner.Load()
-		if owner == 0 || w.lock.Load() != want {
+	for i := uint32(0); i < r.a.G.MaxWaiters; i++ {
+		w := r.a.Waiter(i)
+		owner := w.Owner.Load()
+		if owner == 0 || w.Lock.Load() != want {
 			continue
 		}
 		if owner == r.pid || !r.waiterStale(w, owner) {
@@ -394,7 +396,7 @@ func (m *Mutex) othersWait() bool {
 
 // pollInterval is how often to check the liveness of the holder in word v.
 func (m *Mutex) pollInterval(v uint32) time.Duration {
-	if pid := v & tidMask; pid != 0 && m.r.robustPID(pid) {
+	if pid := v & arena.TidMask; pid != 0 && m.r.robustPID(pid) {
 		return time.Second // the kernel will tell; this is a safety net
 	}
 	return m.r.opts.PollInterval
@@ -405,15 +407,15 @@ func (m *Mutex) pollInterval(v uint32) time.Duration {
 // cleared. It reports whether the holder is dead. A process that merely
 // cannot be checked is taken for alive.
 func (m *Mutex) checkHolder(v uint32) bool {
-	pid := v & tidMask
+	pid := v & arena.TidMask
 	var start uint64
-	if h, ok := m.s.holder.read(readTries); ok && h.pid == pid {
-		start = h.start
+	if h, ok := m.s.Holder.Read(arena.ReadTries); ok && h.Pid == pid {
+		start = h.Start
 	}
 	if !m.r.status(pid, start).Dead() {
 		return false
 	}
-	m.s.word.CompareAndSwap(v, (v&waitersBit)|ownerDiedBit)
+	m.s.Word.CompareAndSwap(v, (v&arena.WaitersBit)|arena.OwnerDiedBit)
 	return true
 }
 
@@ -421,24 +423,24 @@ func (m *Mutex) checkHolder(v uint32) bool {
 // The event names the dead holder, from its record (pid 0 when no record
 // named it), not the waiter that saw it.
 func (m *Mutex) noteDeath() {
-	if m.s.noted.CompareAndSwap(0, 1) {
-		h, ok := m.s.holder.read(readTries)
+	if m.s.Noted.CompareAndSwap(0, 1) {
+		h, ok := m.s.Holder.Read(arena.ReadTries)
 		if !ok {
-			h = holderCopy{}
+			h = arena.HolderCopy{}
 		}
-		m.r.recordAs(EventOwnerDied, m.idx, h.pid, h.start, int64(h.goid), h.stack, nanotime())
+		m.r.recordAs(arena.EventOwnerDied, m.idx, h.Pid, h.Start, int64(h.Goid), h.Stack, nanotime())
 	}
 }
 
 func (m *Mutex) stuckEvent(goid int64, waited time.Duration, calls int) StuckEvent {
-	v := m.s.word.Load()
-	ev := StuckEvent{Lock: m.name, Dir: m.r.dir, OwnerDied: v&ownerDiedBit != 0,
+	v := m.s.Word.Load()
+	ev := StuckEvent{Lock: m.name, Dir: m.r.dir, OwnerDied: v&arena.OwnerDiedBit != 0,
 		Goroutine: goid, Waited: waited, Calls: calls}
-	h, ok := m.s.holder.read(readTries)
-	if ok && h.pid != 0 && (h.pid == v&tidMask || ev.OwnerDied) {
-		ev.Holder = m.r.a.holderOf(h)
-		ev.HolderStatus = m.r.status(h.pid, h.start)
-	} else if pid := v & tidMask; pid != 0 {
+	h, ok := m.s.Holder.Read(arena.ReadTries)
+	if ok && h.Pid != 0 && (h.Pid == v&arena.TidMask || ev.OwnerDied) {
+		ev.Holder = Holder(m.r.a.HolderOf(h))
+		ev.HolderStatus = m.r.status(h.Pid, h.Start)
+	} else if pid := v & arena.TidMask; pid != 0 {
 		ev.Holder = Holder{PID: int(pid)}
 		ev.HolderStatus = m.r.status(pid, 0)
 	}

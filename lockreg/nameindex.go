@@ -1,9 +1,6 @@
 package lockreg
 
-import (
-	"sync/atomic"
-	"unsafe"
-)
+import "github.com/lockwatch/lockwatch/internal/rt/arena"
 
 // The name index makes finding a lock by name, and creating one, O(1) in
 // the number of locks: an open-addressing table in the arena (layout.go,
@@ -26,34 +23,19 @@ import (
 // a slot whose entry was stored before its creator died is not indexed
 // twice.
 
-// nameHash is 32-bit FNV-1a of the name (docs/registry-format.md).
-func nameHash(name string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(name); i++ {
-		h ^= uint32(name[i])
-		h *= 16777619
-	}
-	return h
-}
-
-// indexEntry returns entry i of the name index.
-func (a *arena) indexEntry(i uint32) *atomic.Uint32 {
-	return (*atomic.Uint32)(unsafe.Add(a.base, a.g.indexOff+uint64(i)*4))
-}
-
 // findSlot looks name up in the index, without a lock.
 func (r *Registry) findSlot(name string) (uint32, bool) {
 	a := r.a
-	mask := a.g.indexSlots - 1
-	i := nameHash(name) & mask
+	mask := a.G.IndexSlots - 1
+	i := arena.NameHash(name) & mask
 	for probes := uint32(0); probes <= mask; probes++ {
-		e := a.indexEntry(i).Load()
+		e := a.IndexEntry(i).Load()
 		if e == 0 {
 			return 0, false
 		}
-		if idx := e - 1; idx < a.g.maxLocks {
-			s := a.lock(idx)
-			if s.state.Load() == 1 && int(s.nameLen) == len(name) && string(s.name[:len(name)]) == name {
+		if idx := e - 1; idx < a.G.MaxLocks {
+			s := a.Lock(idx)
+			if s.State.Load() == 1 && int(s.NameLen) == len(name) && string(s.Name[:len(name)]) == name {
 				return idx, true
 			}
 		}
@@ -66,12 +48,12 @@ func (r *Registry) findSlot(name string) (uint32, bool) {
 // there already. Called holding namesLock.
 func (r *Registry) indexInsert(idx uint32) {
 	a := r.a
-	s := a.lock(idx)
-	name := string(s.name[:min(int(s.nameLen), maxNameLen)])
-	mask := a.g.indexSlots - 1
-	i := nameHash(name) & mask
+	s := a.Lock(idx)
+	name := string(s.Name[:min(int(s.NameLen), arena.MaxNameLen)])
+	mask := a.G.IndexSlots - 1
+	i := arena.NameHash(name) & mask
 	for probes := uint32(0); probes <= mask; probes++ {
-		e := a.indexEntry(i)
+		e := a.IndexEntry(i)
 		switch e.Load() {
 		case idx + 1:
 			return
@@ -87,12 +69,12 @@ func (r *Registry) indexInsert(idx uint32) {
 // indexPending indexes the slots that creators published but did not get
 // to index before they died. Called holding namesLock.
 func (r *Registry) indexPending() {
-	h := r.a.hdr
-	n := h.nlocks.Load()
-	if i := h.nindexed.Load(); i < n {
+	h := r.a.Hdr
+	n := h.Nlocks.Load()
+	if i := h.Nindexed.Load(); i < n {
 		for ; i < n; i++ {
 			r.indexInsert(i)
 		}
-		h.nindexed.Store(n)
+		h.Nindexed.Store(n)
 	}
 }

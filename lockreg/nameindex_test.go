@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // runNamesRole is the body of the name-index roles:
@@ -27,8 +29,8 @@ func runNamesRole(r *Registry, role string, args []string) int {
 				say("error %v", err)
 				return 1
 			}
-			s := r.a.lock(m.idx)
-			if got := string(s.name[:s.nameLen]); got != name {
+			s := r.a.Lock(m.idx)
+			if got := string(s.Name[:s.NameLen]); got != name {
 				say("error Mutex(%q) got slot %d named %q", name, m.idx, got)
 				return 1
 			}
@@ -52,7 +54,7 @@ func runNamesRole(r *Registry, role string, args []string) int {
 // lockCount counts the locks of the run called each name.
 func lockCount(t *testing.T, dir string) map[string]int {
 	t.Helper()
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +90,12 @@ func TestNameIndexConcurrentCreators(t *testing.T) {
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("shared.%d", i)
 		idx, ok := r.findSlot(name)
-		if !ok || string(r.a.lock(idx).name[:r.a.lock(idx).nameLen]) != name {
+		if !ok || string(r.a.Lock(idx).Name[:r.a.Lock(idx).NameLen]) != name {
 			t.Fatalf("findSlot(%q) = %d, %v; want its slot", name, idx, ok)
 		}
 	}
-	if r.a.hdr.nindexed.Load() != r.a.hdr.nlocks.Load() {
-		t.Errorf("%d of %d slots indexed; want all", r.a.hdr.nindexed.Load(), r.a.hdr.nlocks.Load())
+	if r.a.Hdr.Nindexed.Load() != r.a.Hdr.Nlocks.Load() {
+		t.Errorf("%d of %d slots indexed; want all", r.a.Hdr.Nindexed.Load(), r.a.Hdr.Nlocks.Load())
 	}
 }
 
@@ -122,8 +124,8 @@ func TestNameIndexCreatorKilledMidInsert(t *testing.T) {
 		if idx, ok := r.findSlot("victim"); !ok || idx != m.idx || m.idx == other.idx {
 			t.Errorf("findSlot(victim) = %d, %v; want %d, found without the name lock", idx, ok, m.idx)
 		}
-		if r.a.hdr.nindexed.Load() != r.a.hdr.nlocks.Load() {
-			t.Errorf("%d of %d slots indexed; want all", r.a.hdr.nindexed.Load(), r.a.hdr.nlocks.Load())
+		if r.a.Hdr.Nindexed.Load() != r.a.Hdr.Nlocks.Load() {
+			t.Errorf("%d of %d slots indexed; want all", r.a.Hdr.Nindexed.Load(), r.a.Hdr.Nlocks.Load())
 		}
 	})
 }

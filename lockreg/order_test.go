@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // script runs a lock script in r, one token at a time, from the calling
@@ -127,9 +129,9 @@ func orderLoad(r *Registry, n int) error {
 }
 
 // edges lists a snapshot's edges as "A>B".
-func edges(t *testing.T, r *Registry) (Orders, []string) {
+func edges(t *testing.T, r *Registry) (arena.Orders, []string) {
 	t.Helper()
-	s, err := r.Snapshot()
+	s, err := r.snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +179,7 @@ func TestOrderEdges(t *testing.T) {
 			if o.Dropped != 0 || o.Untracked != 0 || o.Pending != 0 {
 				t.Errorf("got %+v; want nothing dropped, untracked or pending", o)
 			}
-			snap, err := r.Snapshot()
+			snap, err := r.snapshot()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,7 +235,7 @@ func TestOrderUntracked(t *testing.T) {
 	}
 	defer r.Close()
 	var take, release []string
-	for i := 0; i < heldCells+2; i++ {
+	for i := 0; i < arena.HeldCells+2; i++ {
 		take = append(take, fmt.Sprintf("+L%02d", i))
 		release = append([]string{fmt.Sprintf("-L%02d", i)}, release...)
 	}
@@ -246,7 +248,7 @@ func TestOrderUntracked(t *testing.T) {
 	if o.Untracked != 2 {
 		t.Errorf("untracked: got %d; want 2", o.Untracked)
 	}
-	n := heldCells + 2
+	n := arena.HeldCells + 2
 	if want := n*(n-1)/2 - 1; len(got) != want {
 		t.Errorf("got %d edges; want %d", len(got), want)
 	}
@@ -270,7 +272,7 @@ func TestOrderAcrossProcesses(t *testing.T) {
 	y := startRole(t, true, "order", dir, "+B", "+A", "-A", "-B")
 	y.expect("done")
 	_ = y.cmd.Wait()
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +297,7 @@ func TestOrderLoad(t *testing.T) {
 	for _, c := range cs {
 		c.expect("done")
 	}
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,10 +472,10 @@ func TestNestedTornHolderRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &r.a.lock(a.idx).holder
-	seq := h.seq.Load()
-	h.seq.BeginAt(seq | 1) // a writer in the middle of the record
-	defer h.seq.End((seq | 1) + 1)
+	h := &r.a.Lock(a.idx).Holder
+	seq := h.Seq.Load()
+	h.Seq.BeginAt(seq | 1) // a writer in the middle of the record
+	defer h.Seq.End((seq | 1) + 1)
 	bk := r.order.held.Of(curGoid()) // this goroutine holds a, by its cell
 	if !bk.HoldFirst(uint64(a.idx) + 1) {
 		t.Fatal("this goroutine's bucket is not empty")
@@ -485,7 +487,7 @@ func TestNestedTornHolderRecord(t *testing.T) {
 	if err := b.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := r.Snapshot()
+	s, err := r.snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}

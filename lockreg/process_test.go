@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 )
 
@@ -40,7 +42,7 @@ func TestMutualExclusionAcrossProcesses(t *testing.T) {
 	if got := strings.TrimSpace(string(b)); got != strconv.Itoa(procs*each) {
 		t.Fatalf("counter = %s; want %d", got, procs*each)
 	}
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,7 @@ func TestHolderKilledRecover(t *testing.T) {
 		dir, hpid, waiter := killHolderOfWaited(t, robust, "recover")
 		waiter.expect("ownerdead")
 		waiter.expect("relocked")
-		s, _ := ReadSnapshot(dir)
+		s, _ := arena.ReadSnapshot(dir)
 		kinds := eventKinds(s)
 		if !strings.Contains(kinds, fmt.Sprintf("owner-died(%d)", hpid)) || !strings.Contains(kinds, "recovered") {
 			t.Errorf("got events %s; want owner-died naming the dead holder %d, and recovered", kinds, hpid)
@@ -98,7 +100,7 @@ func TestHolderKilledStall(t *testing.T) {
 				break
 			}
 		}
-		s, err := ReadSnapshot(dir)
+		s, err := arena.ReadSnapshot(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,8 +143,8 @@ func TestKilledWaiterIsStale(t *testing.T) {
 		t.Fatalf("live waiter checks as %v", st)
 	}
 	waiter.kill()
-	s, _ := ReadSnapshot(dir)
-	var found *Waiter
+	s, _ := arena.ReadSnapshot(dir)
+	var found *arena.Waiter
 	for i := range s.Waiters {
 		if s.Waiters[i].PID == waiter.pid() {
 			found = &s.Waiters[i]
@@ -172,8 +174,8 @@ func TestReusedPIDIsNotTheHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	opid := uint32(other.pid())
-	m.s.word.Store(opid)
-	m.s.holder.set(0, opid, st.Start+1, 7, 0, nanotime())
+	m.s.Word.Store(opid)
+	m.s.Holder.Set(0, opid, st.Start+1, 7, 0, nanotime())
 	if got := r.status(opid, st.Start+1); got != proc.Reused {
 		t.Fatalf("status of pid %d with another start time = %v; want reused", opid, got)
 	}
@@ -183,8 +185,8 @@ func TestReusedPIDIsNotTheHolder(t *testing.T) {
 	_ = m.Unlock()
 
 	// With the right start time the same pid is the live holder.
-	m.s.word.Store(opid)
-	m.s.holder.set(0, opid, st.Start, 7, 0, nanotime())
+	m.s.Word.Store(opid)
+	m.s.Holder.Set(0, opid, st.Start, 7, 0, nanotime())
 	if got := r.status(opid, st.Start); got != proc.Alive {
 		t.Fatalf("status of the live holder = %v; want alive", got)
 	}
@@ -193,7 +195,7 @@ func TestReusedPIDIsNotTheHolder(t *testing.T) {
 	if err := m.Lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Lock of a live holder's lock: got %v; want to keep waiting", err)
 	}
-	m.s.word.Store(0)
+	m.s.Word.Store(0)
 }
 
 func TestConcurrentOpenGetsOneArena(t *testing.T) {
@@ -209,7 +211,7 @@ func TestConcurrentOpenGetsOneArena(t *testing.T) {
 	if len(inodes) != 1 {
 		t.Fatalf("8 processes saw %d arenas: %v", len(inodes), inodes)
 	}
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,11 +227,11 @@ func TestConcurrentOpenGetsOneArena(t *testing.T) {
 }
 
 // waitForWaiter polls the arena until pid has a waiter record.
-func waitForWaiter(t *testing.T, dir string, pid int) Waiter {
+func waitForWaiter(t *testing.T, dir string, pid int) arena.Waiter {
 	t.Helper()
 	deadline := time.Now().Add(probablyStillBlocked)
 	for time.Now().Before(deadline) {
-		s, err := ReadSnapshot(dir)
+		s, err := arena.ReadSnapshot(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,10 +243,10 @@ func waitForWaiter(t *testing.T, dir string, pid int) Waiter {
 		time.Sleep(time.Millisecond) // polling the arena: the condition is the waiter record
 	}
 	t.Fatalf("pid %d never recorded as a waiter", pid)
-	return Waiter{}
+	return arena.Waiter{}
 }
 
-func eventKinds(s *Snapshot) string {
+func eventKinds(s *arena.Snapshot) string {
 	var b strings.Builder
 	for _, e := range s.Events {
 		fmt.Fprintf(&b, "%s(%d) ", e.Kind, e.PID)

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // tornReads has a writer goroutine alternate two identities in a holder
@@ -19,7 +21,7 @@ import (
 // identity it saw: a test that saw neither, or only one, proved nothing
 // (the writer's stores optimized away, or never run beside the reader). It
 // reads on, up to 10n times, until it has seen both.
-func tornReads(s *lockSlot, n int) (torn, seen1, seen2 int) {
+func tornReads(s *arena.LockSlot, n int) (torn, seen1, seen2 int) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -31,11 +33,11 @@ func tornReads(s *lockSlot, n int) (torn, seen1, seen2 int) {
 			default:
 			}
 			if i%2 == 0 {
-				s.holder.set(1, 1111, 100, 1, 1, 1)
+				s.Holder.Set(1, 1111, 100, 1, 1, 1)
 			} else {
-				s.holder.set(2, 2222, 200, 2, 2, 2)
+				s.Holder.Set(2, 2222, 200, 2, 2, 2)
 			}
-			s.holder.clear()
+			s.Holder.Clear()
 		}
 	}()
 	// At least n reads, and on until both identities were seen: on a loaded
@@ -47,14 +49,14 @@ func tornReads(s *lockSlot, n int) (torn, seen1, seen2 int) {
 		if i >= n && i%1024 == 0 {
 			runtime.Gosched()
 		}
-		c, ok := s.holder.read(1)
+		c, ok := s.Holder.Read(1)
 		switch {
 		case !ok:
-		case (c.pid == 1111 && c.start != 100) || (c.pid == 2222 && c.start != 200):
+		case (c.Pid == 1111 && c.Start != 100) || (c.Pid == 2222 && c.Start != 200):
 			torn++
-		case c.pid == 1111 && c.goid == 1 && c.stack == 1:
+		case c.Pid == 1111 && c.Goid == 1 && c.Stack == 1:
 			seen1++
-		case c.pid == 2222 && c.goid == 2 && c.stack == 2:
+		case c.Pid == 2222 && c.Goid == 2 && c.Stack == 2:
 			seen2++
 		}
 	}
@@ -94,28 +96,28 @@ func TestWaiterRingSurvivesALostTicket(t *testing.T) {
 	m, _ := r.Mutex("a")
 	waits := func(n int) {
 		for i := 0; i < n; i++ {
-			r.record(EventWait, m.idx, int64(100+i), 0, nanotime())
+			r.record(arena.EventWait, m.idx, int64(100+i), 0, nanotime())
 		}
 	}
 	waits(2)
-	r.a.ring(m.idx).waitTicket.Add(1) // a writer took a ticket and died before claiming its slot
+	r.a.Ring(m.idx).WaitTicket.Add(1) // a writer took a ticket and died before claiming its slot
 	waits(5)
-	s, _ := ReadSnapshot(dir)
+	s, _ := arena.ReadSnapshot(dir)
 	if s.EventsDropped != 0 || len(s.Events) != 4 {
 		t.Errorf("after a lost ticket: %d events kept, %d dropped; want 4 kept, 0 dropped (%s)", len(s.Events), s.EventsDropped, eventKinds(s))
 	}
 	// A slot left mid-write (odd) by a writer that died is skipped, never
 	// overwritten: its later events are dropped and counted.
-	half := r.a.g.ringSlots / 2
-	e := r.a.ringSlot(m.idx, half)
-	e.seq.BeginAt(e.seq.Load() | 1)
+	half := r.a.G.RingSlots / 2
+	e := r.a.RingSlot(m.idx, half)
+	e.Seq.BeginAt(e.Seq.Load() | 1)
 	waits(8)
-	s, _ = ReadSnapshot(dir)
+	s, _ = arena.ReadSnapshot(dir)
 	if s.EventsDropped != 2 || len(s.Events) != 3 {
 		t.Errorf("with a slot stuck mid-write: %d kept, %d dropped; want 3 kept, 2 dropped", len(s.Events), s.EventsDropped)
 	}
 	for i, ev := range s.Events {
-		if want := int64(100 + 5 + i); ev.Goroutine != want || ev.Kind != EventWait {
+		if want := int64(100 + 5 + i); ev.Goroutine != want || ev.Kind != arena.EventWait {
 			t.Errorf("event %d = %s of goroutine %d; want wait of %d", i, ev.Kind, ev.Goroutine, want)
 		}
 	}
@@ -135,16 +137,16 @@ func TestHolderRingAfterAWriterDiedMidWrite(t *testing.T) {
 	}
 	lockUnlock(1)
 	// A holder died after making its slot odd, before advancing the head.
-	h := m.s.holder.ring.Load()
-	half := r.a.g.ringSlots / 2
-	r.a.ringSlot(m.idx, h&(half-1)).seq.BeginAt(2*uint64(h) + 1)
-	s, _ := ReadSnapshot(dir)
+	h := m.s.Holder.Ring.Load()
+	half := r.a.G.RingSlots / 2
+	r.a.RingSlot(m.idx, h&(half-1)).Seq.BeginAt(2*uint64(h) + 1)
+	s, _ := arena.ReadSnapshot(dir)
 	if got := eventKinds(s); len(s.Events) != 2 {
 		t.Fatalf("with the next slot mid-write: events %s; want the acquire and release before it", got)
 	}
 	// The next holder writes that slot again: nothing is lost or dropped.
 	lockUnlock(1)
-	s, _ = ReadSnapshot(dir)
+	s, _ = arena.ReadSnapshot(dir)
 	if len(s.Events) != 4 || s.EventsDropped != 0 {
 		t.Errorf("after the next holder: %d events (%s), %d dropped; want 4, 0", len(s.Events), eventKinds(s), s.EventsDropped)
 	}
@@ -160,12 +162,12 @@ func TestSnapshotOfTornRecordsReturns(t *testing.T) {
 	}
 	// Every writer died mid-write: every record stays odd.
 	for i := uint32(0); i < 64; i++ {
-		r.a.lock(i).holder.seq.BeginAt(1)
-		w := r.a.waiter(i)
-		w.owner.Store(4242)
-		w.seq.BeginAt(1)
+		r.a.Lock(i).Holder.Seq.BeginAt(1)
+		w := r.a.Waiter(i)
+		w.Owner.Store(4242)
+		w.Seq.BeginAt(1)
 	}
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,21 +183,21 @@ func TestPlantedFIFODoesNotHang(t *testing.T) {
 	if _, err := r.Mutex("a"); err != nil {
 		t.Fatal(err)
 	}
-	info, stacks, _ := ProcessFiles(dir, r.Self())
+	info, stacks, _ := arena.ProcessFiles(dir, r.Self())
 	for _, p := range []string{info, stacks} {
 		os.Remove(p)
 		if err := syscall.Mkfifo(p, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s, err := ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.Processes[0].Info != nil {
 		t.Error("got process info from a FIFO")
 	}
-	if _, err := ReadStacks(dir, r.Self()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if _, err := arena.ReadStacks(dir, r.Self()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("ReadStacks of a FIFO: got %v; want a refusal", err)
 	}
 }
@@ -215,11 +217,11 @@ func TestOptionsOutOfRange(t *testing.T) {
 func TestHugeStackDictionaryIsRefused(t *testing.T) {
 	dir := runDir(t)
 	r := openT(t, dir, Options{})
-	_, stacks, _ := ProcessFiles(dir, r.Self())
+	_, stacks, _ := arena.ProcessFiles(dir, r.Self())
 	if err := os.Truncate(stacks, 3<<30); err != nil { // sparse: 3 GiB of zeros
 		t.Fatal(err)
 	}
-	if _, err := ReadStacks(dir, r.Self()); !errors.Is(err, ErrCorrupt) {
+	if _, err := arena.ReadStacks(dir, r.Self()); !errors.Is(err, arena.ErrCorrupt) {
 		t.Errorf("ReadStacks of a 3 GiB dictionary: got %v; want ErrCorrupt", err)
 	}
 }
@@ -235,9 +237,9 @@ func TestRecordReadsAllocateNothing(t *testing.T) {
 	}
 	defer m.Unlock()
 	reads := map[string]func() bool{
-		"holder":  func() bool { _, ok := m.s.holder.read(1); return ok },
-		"waiter":  func() bool { _, ok := r.a.waiter(0).read(1); return ok },
-		"process": func() bool { _, ok := r.a.proc(0).read(1); return ok },
+		"holder":  func() bool { _, ok := m.s.Holder.Read(1); return ok },
+		"waiter":  func() bool { _, ok := r.a.Waiter(0).Read(1); return ok },
+		"process": func() bool { _, ok := r.a.Proc(0).Read(1); return ok },
 	}
 	for name, read := range reads {
 		if n := testing.AllocsPerRun(100, func() {

@@ -12,9 +12,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/stackdict"
 	"github.com/lockwatch/lockwatch/procid"
-	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // Policy says what a waiter does when the holder of a lock died holding it.
@@ -100,7 +102,7 @@ func (o *Options) check() error {
 		limit int
 	}{{"MaxProcs", o.MaxProcs, limitProcs}, {"MaxLocks", o.MaxLocks, limitLocks},
 		{"MaxWaiters", o.MaxWaiters, limitWaiters}, {"MaxEvents", o.MaxEvents, limitEvents},
-		{"MaxEdges", o.MaxEdges, limitEdges}} {
+		{"MaxEdges", o.MaxEdges, arena.LimitEdges}} {
 		if c.v > c.limit {
 			return fmt.Errorf("lockreg: Options.%s = %d is more than the limit %d", c.name, c.v, c.limit)
 		}
@@ -136,8 +138,8 @@ func (o *Options) setDefaults() {
 // or still waiting when it is called, return ErrClosed.
 type Registry struct {
 	dir     string
-	rd      *RunDir // the run directory, opened once: every file is opened relative to it
-	a       *arena
+	rd      *arena.RunDir // the run directory, opened once: every file is opened relative to it
+	a       *arena.Arena
 	opts    Options
 	self    procid.ID
 	pid     uint32
@@ -153,7 +155,7 @@ type Registry struct {
 	left     chan struct{}
 
 	pmu  sync.Mutex
-	prec procCopy // our process-table entry as last written
+	prec arena.ProcCopy // our process-table entry as last written
 
 	// order tracks the locks each goroutine holds and the lock-order
 	// edges this process knows are recorded (order.go); nil under NoRecord.
@@ -188,24 +190,6 @@ func (r *Registry) leave() {
 	}
 }
 
-// ProcessInfo is what a process records of itself in the run directory,
-// beside its process-table entry.
-type ProcessInfo struct {
-	PID    int      `json:"pid"`
-	Start  uint64   `json:"start"`
-	Exe    string   `json:"exe"`
-	Args   []string `json:"args"`
-	Role   string   `json:"role,omitempty"`
-	Robust bool     `json:"robust"`
-	Why    string   `json:"no_robust_reason,omitempty"`
-	Go     string   `json:"go"`
-}
-
-// processFile returns the base name of a process's files in the run directory.
-func processFile(id procid.ID, ext string) string {
-	return fmt.Sprintf("p-%d-%d.%s", id.PID, id.Start, ext)
-}
-
 // Open joins the run in dir, creating the directory (mode 0700; its parent
 // must exist) and the arena if this is the first process of the run. Many
 // processes may open a new run at once: they all get the same arena.
@@ -214,42 +198,43 @@ func Open(dir string, opts Options) (*Registry, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	rd, err := openRunDir(dir, true)
+	rd, err := arena.OpenDir(dir, true)
 	if err != nil {
 		return nil, err
 	}
-	a, err := openArena(rd, true)
-	if errors.Is(err, ErrNotRun) {
-		g := layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), ringSlotsFor(opts.MaxEvents, opts.MaxLocks)).withEdges(uint32(opts.MaxEdges))
-		if g.total > maxArenaSize {
+	a, err := arena.OpenArena(rd, true, robust.ok)
+	if errors.Is(err, arena.ErrNotRun) {
+		g := arena.Layout(uint32(opts.MaxProcs), uint32(opts.MaxLocks), uint32(opts.MaxWaiters), arena.RingSlotsFor(opts.MaxEvents, opts.MaxLocks)).WithEdges(uint32(opts.MaxEdges))
+		if g.Total > arena.MaxArenaSize {
 			rd.Close()
-			return nil, fmt.Errorf("lockreg: capacities need %d bytes, more than the maximum %d", g.total, maxArenaSize)
+			return nil, fmt.Errorf("lockreg: capacities need %d bytes, more than the maximum %d", g.Total, arena.MaxArenaSize)
 		}
-		if err := createArena(rd, g); err != nil {
+		if err := arena.CreateArena(rd, g); err != nil {
 			rd.Close()
 			return nil, fmt.Errorf("lockreg: creating the arena in %s: %w", dir, err)
 		}
-		a, err = openArena(rd, true)
+		a, err = arena.OpenArena(rd, true, robust.ok)
 	}
 	if err != nil {
 		rd.Close()
 		return nil, err
 	}
+	a.Unlink = robustUnlinkRange
 	r := &Registry{
 		dir: dir, rd: rd, a: a, opts: opts, self: proc.Self(), pid: uint32(os.Getpid()),
-		robust: a.robust, slots: make(map[string]uint32), links: make(map[uint32]bool),
+		robust: a.Robust, slots: make(map[string]uint32), links: make(map[uint32]bool),
 		left: make(chan struct{}, 1),
 	}
 	if r.robust {
-		r.robust = robustLink(unsafePointer(&a.hdr.namesLock))
+		r.robust = robustLink(unsafePointer(&a.Hdr.NamesLock))
 	}
 	if !opts.NoRecord {
-		r.order = newOrderState(a.g.maxEdges)
+		r.order = newOrderState(a.G.MaxEdges)
 	}
 	if err := r.register(); err != nil {
 		// Nothing of this Registry was published: unmapping unlinks the
 		// robust entries (the names lock's) along with the mapping.
-		return nil, errors.Join(err, a.unmap(), rd.Close())
+		return nil, errors.Join(err, a.Unmap(), rd.Close())
 	}
 	return r, nil
 }
@@ -259,18 +244,18 @@ func Open(dir string, opts Options) (*Registry, error) {
 func (r *Registry) register() error {
 	_, why := RobustList()
 	exe, _ := os.Executable()
-	info := ProcessInfo{PID: r.self.PID, Start: r.self.Start, Exe: exe, Args: os.Args, Role: r.opts.Role,
+	info := arena.ProcessInfo{PID: r.self.PID, Start: r.self.Start, Exe: exe, Args: os.Args, Role: r.opts.Role,
 		Robust: r.robust, Why: why, Go: runtime.Version()}
 	b, err := json.Marshal(info)
 	if err != nil {
 		return err
 	}
-	if err := r.rd.WriteFile(processFile(r.self, "json"), b); err != nil {
+	if err := r.rd.WriteFile(arena.ProcessFile(r.self, "json"), b); err != nil {
 		return fmt.Errorf("lockreg: writing the info file: %w", err)
 	}
-	df, err := r.rd.OpenFile(processFile(r.self, "stacks"), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+	df, err := r.rd.OpenFile(arena.ProcessFile(r.self, "stacks"), os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err == nil {
-		r.stacks.dict, err = stackdump.OpenDict(df)
+		r.stacks.dict, err = stackdict.Open(df)
 	}
 	if err != nil {
 		return fmt.Errorf("lockreg: stack dictionary: %w", err)
@@ -278,15 +263,15 @@ func (r *Registry) register() error {
 	idx, owner, ok := r.claimSlot()
 	if !ok {
 		err := fmt.Errorf("%w: all %d process slots are taken by live processes; create the run with a larger Options.MaxProcs",
-			ErrFull, r.a.g.maxProcs)
+			ErrFull, r.a.G.MaxProcs)
 		return errors.Join(err, r.stacks.dict.Close())
 	}
 	r.procIdx = idx
-	r.prec = procCopy{state: procRunning, pid: r.pid, start: r.self.Start, registered: nanotime(), tag: owner}
+	r.prec = arena.ProcCopy{State: arena.SlotRunning, Pid: r.pid, Start: r.self.Start, Registered: nanotime(), Tag: owner}
 	if r.robust {
-		r.prec.flags = procRobust
+		r.prec.Flags = arena.ProcRobust
 	}
-	r.a.proc(idx).write(r.prec)
+	r.a.Proc(idx).Write(r.prec)
 	return nil
 }
 
@@ -305,25 +290,25 @@ func (r *Registry) register() error {
 // The dead process's info file and stack dictionary stay in the run
 // directory, named by its identity, so its stacks remain readable.
 func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
-	n := r.a.g.maxProcs
+	n := r.a.G.MaxProcs
 	next := func(o uint64) uint64 { return (o>>32+1)<<32 | uint64(r.pid) }
 	for i := uint32(0); i < n; i++ { // our own closed slot
-		p := r.a.proc(i)
-		o := p.owner.Load()
+		p := r.a.Proc(i)
+		o := p.Owner.Load()
 		if o == 0 {
 			break // never-used slots follow the used ones
 		}
 		if uint32(o) != r.pid {
 			continue
 		}
-		c, ok := p.read(readTries)
-		if ok && c.tag == o && c.state == procExited && c.start == r.self.Start && p.owner.CompareAndSwap(o, next(o)) {
+		c, ok := p.Read(arena.ReadTries)
+		if ok && c.Tag == o && c.State == arena.SlotExited && c.Start == r.self.Start && p.Owner.CompareAndSwap(o, next(o)) {
 			return i, next(o), true
 		}
 	}
 	for i := uint32(0); i < n; i++ { // a never-used slot
-		p := r.a.proc(i)
-		if p.owner.Load() == 0 && p.owner.CompareAndSwap(0, next(0)) {
+		p := r.a.Proc(i)
+		if p.Owner.Load() == 0 && p.Owner.CompareAndSwap(0, next(0)) {
 			return i, next(0), true
 		}
 	}
@@ -332,22 +317,22 @@ func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
 	// report is about, so their entries are kept longest.
 	for _, clean := range []bool{true, false} {
 		for i := uint32(0); i < n; i++ {
-			p := r.a.proc(i)
-			o := p.owner.Load()
+			p := r.a.Proc(i)
+			o := p.Owner.Load()
 			if o == 0 {
 				break
 			}
 			if clean {
-				if c, ok := p.read(readTries); !ok || c.tag != o || c.state != procExited {
+				if c, ok := p.Read(arena.ReadTries); !ok || c.Tag != o || c.State != arena.SlotExited {
 					continue
 				}
 			}
-			if slotDead(p, o) {
+			if arena.SlotDead(p, o) {
 				r.freeNamesOf(uint32(o))
 				if testHook != nil {
 					testHook("reclaim-decided")
 				}
-				if p.owner.CompareAndSwap(o, next(o)) {
+				if p.Owner.CompareAndSwap(o, next(o)) {
 					return i, next(o), true
 				}
 			}
@@ -359,10 +344,9 @@ func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
 // Dir returns the run directory.
 func (r *Registry) Dir() string { return r.dir }
 
-// RunDir returns the run directory's handle, which files of this process
-// in the run (dumps, for the probe) are opened through. It is closed by
-// Close.
-func (r *Registry) RunDir() *RunDir { return r.rd }
+// runDir returns the run directory's handle, which files of this process
+// in the run are opened through. It is closed by Close.
+func (r *Registry) runDir() *arena.RunDir { return r.rd }
 
 // Self returns this process's identity as the registry records it.
 func (r *Registry) Self() procid.ID { return r.self }
@@ -394,9 +378,9 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	r.mu.Lock()
-	words := []*atomic.Uint32{&r.a.hdr.namesLock}
+	words := []*atomic.Uint32{&r.a.Hdr.NamesLock}
 	for _, idx := range r.slots {
-		words = append(words, &r.a.lock(idx).word)
+		words = append(words, &r.a.Lock(idx).Word)
 	}
 	r.mu.Unlock()
 	for r.inflight.Load() != 0 {
@@ -413,15 +397,15 @@ func (r *Registry) Close() error {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms) // the stop-the-world that ends every pinned fast path
 	r.pmu.Lock()
-	r.prec.state, r.prec.exited = procExited, nanotime()
-	r.a.proc(r.procIdx).write(r.prec)
+	r.prec.State, r.prec.Exited = arena.SlotExited, nanotime()
+	r.a.Proc(r.procIdx).Write(r.prec)
 	r.pmu.Unlock()
 	r.stacks.mu.Lock()
 	err := r.stacks.dict.Close()
 	r.stacks.dict = nil
 	err = errors.Join(err, r.stacks.err)
 	r.stacks.mu.Unlock()
-	return errors.Join(err, r.a.unmap(), r.rd.Close())
+	return errors.Join(err, r.a.Unmap(), r.rd.Close())
 }
 
 // Mutex returns the cross-process mutex called name, creating it in the run
@@ -438,8 +422,8 @@ type MutexOptions struct {
 
 // MutexWith is Mutex with options for this handle.
 func (r *Registry) MutexWith(name string, o MutexOptions) (*Mutex, error) {
-	if name == "" || len(name) > maxNameLen || !utf8.ValidString(name) {
-		return nil, fmt.Errorf("lockreg: invalid lock name %q: want 1 to %d bytes of UTF-8", name, maxNameLen)
+	if name == "" || len(name) > arena.MaxNameLen || !utf8.ValidString(name) {
+		return nil, fmt.Errorf("lockreg: invalid lock name %q: want 1 to %d bytes of UTF-8", name, arena.MaxNameLen)
 	}
 	if !r.enter() {
 		return nil, ErrClosed
@@ -458,8 +442,8 @@ func (r *Registry) MutexWith(name string, o MutexOptions) (*Mutex, error) {
 	if o.OnStuck == nil {
 		o.OnStuck = r.opts.OnStuck
 	}
-	return &Mutex{r: r, s: r.a.lock(idx), idx: idx, name: name, opts: o,
-		ring: r.a.ring(idx), held0: r.a.ringSlot(idx, 0), hmask: r.a.g.ringSlots/2 - 1}, nil
+	return &Mutex{r: r, s: r.a.Lock(idx), idx: idx, name: name, opts: o,
+		ring: r.a.Ring(idx), held0: r.a.RingSlot(idx, 0), hmask: r.a.G.RingSlots/2 - 1}, nil
 }
 
 // slotFor finds or allocates the lock slot of name, and links its robust
@@ -479,35 +463,35 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 			testHook("names-locked")
 		}
 		r.indexPending()
-		n := r.a.hdr.nlocks.Load()
+		n := r.a.Hdr.Nlocks.Load()
 		idx, ok = r.findSlot(name)
 		if !ok {
-			if n >= r.a.g.maxLocks {
+			if n >= r.a.G.MaxLocks {
 				r.unlockNames()
-				return 0, fmt.Errorf("%w: all %d lock slots are taken; create the run with a larger Options.MaxLocks", ErrFull, r.a.g.maxLocks)
+				return 0, fmt.Errorf("%w: all %d lock slots are taken; create the run with a larger Options.MaxLocks", ErrFull, r.a.G.MaxLocks)
 			}
-			s := r.a.lock(n)
-			s.nameLen = uint8(len(name))
-			copy(s.name[:], name)
-			s.state.Store(1)
-			r.a.hdr.nlocks.Store(n + 1) // publishes the name
+			s := r.a.Lock(n)
+			s.NameLen = uint8(len(name))
+			copy(s.Name[:], name)
+			s.State.Store(1)
+			r.a.Hdr.Nlocks.Store(n + 1) // publishes the name
 			if testHook != nil {
 				testHook("name-published")
 			}
 			r.indexInsert(n)
-			r.a.hdr.nindexed.Store(n + 1)
+			r.a.Hdr.Nindexed.Store(n + 1)
 			idx = n
 		}
 		r.unlockNames()
 	}
 	r.slots[name] = idx
 	if r.robust && !r.links[idx] {
-		if !robustLink(unsafePointer(&r.a.lock(idx).word)) {
+		if !robustLink(unsafePointer(&r.a.Lock(idx).Word)) {
 			// Past the kernel's list limit: waiters fall back to polling.
 			r.robust = false
 			r.pmu.Lock()
-			r.prec.flags = 0
-			r.a.proc(r.procIdx).write(r.prec)
+			r.prec.Flags = 0
+			r.a.Proc(r.procIdx).Write(r.prec)
 			r.pmu.Unlock()
 		}
 		r.links[idx] = true
@@ -527,7 +511,7 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 // makes the futex system call only when someone may be asleep: creating a
 // lock nobody else is creating costs no system call.
 func (r *Registry) lockNames() bool {
-	w := &r.a.hdr.namesLock
+	w := &r.a.Hdr.NamesLock
 	if w.CompareAndSwap(0, r.pid) {
 		return true
 	}
@@ -538,22 +522,22 @@ func (r *Registry) lockNames() bool {
 		v := w.Load()
 		switch {
 		case v == 0:
-			if w.CompareAndSwap(0, r.pid|waitersBit) {
+			if w.CompareAndSwap(0, r.pid|arena.WaitersBit) {
 				return true
 			}
 			continue
-		case v&tidMask == 0 || r.status(v&tidMask, 0).Dead():
+		case v&arena.TidMask == 0 || r.status(v&arena.TidMask, 0).Dead():
 			// The holder died (the kernel marked the word, or it is
 			// proven gone): take the lock over.
-			if w.CompareAndSwap(v, r.pid|waitersBit) {
+			if w.CompareAndSwap(v, r.pid|arena.WaitersBit) {
 				return true
 			}
 			continue
-		case v&waitersBit == 0:
-			if !w.CompareAndSwap(v, v|waitersBit) {
+		case v&arena.WaitersBit == 0:
+			if !w.CompareAndSwap(v, v|arena.WaitersBit) {
 				continue
 			}
-			v |= waitersBit
+			v |= arena.WaitersBit
 		}
 		futexWait(w, v, 10*time.Millisecond)
 	}
@@ -566,15 +550,15 @@ func (r *Registry) lockNames() bool {
 // prove that holder dead. A live process with that pid could only hold the
 // lock after registering, and then status finds it alive.
 func (r *Registry) freeNamesOf(pid uint32) {
-	w := &r.a.hdr.namesLock
-	if v := w.Load(); v&tidMask == pid && r.status(pid, 0).Dead() {
-		w.CompareAndSwap(v, (v&waitersBit)|ownerDiedBit)
+	w := &r.a.Hdr.NamesLock
+	if v := w.Load(); v&arena.TidMask == pid && r.status(pid, 0).Dead() {
+		w.CompareAndSwap(v, (v&arena.WaitersBit)|arena.OwnerDiedBit)
 	}
 }
 
 func (r *Registry) unlockNames() {
-	if r.a.hdr.namesLock.Swap(0)&waitersBit != 0 {
-		futexWake(&r.a.hdr.namesLock, 1<<30)
+	if r.a.Hdr.NamesLock.Swap(0)&arena.WaitersBit != 0 {
+		futexWake(&r.a.Hdr.NamesLock, 1<<30)
 	}
 }
 
@@ -589,21 +573,21 @@ var testHook func(point string)
 // so that a reused pid is not taken for a registered process.
 func (r *Registry) status(pid uint32, start uint64) procid.Status {
 	if start == 0 {
-		for i := uint32(0); i < r.a.g.maxProcs; i++ {
-			p := r.a.proc(i)
-			o := p.owner.Load()
+		for i := uint32(0); i < r.a.G.MaxProcs; i++ {
+			p := r.a.Proc(i)
+			o := p.Owner.Load()
 			if o == 0 {
 				break
 			}
 			if uint32(o) != pid {
 				continue
 			}
-			if c, ok := p.read(readTries); ok && c.pid == pid && c.state != procFree {
-				st, _ := proc.Check(procid.ID{PID: int(pid), Start: c.start})
+			if c, ok := p.Read(arena.ReadTries); ok && c.Pid == pid && c.State != arena.SlotFree {
+				st, _ := proc.Check(procid.ID{PID: int(pid), Start: c.Start})
 				if !st.Dead() {
 					return st
 				}
-				start = c.start
+				start = c.Start
 			}
 		}
 	}
@@ -617,17 +601,17 @@ func (r *Registry) status(pid uint32, start uint64) procid.Status {
 // so that the holder is polled at the faster interval.
 func (r *Registry) robustPID(pid uint32) bool {
 	found := false
-	for i := uint32(0); i < r.a.g.maxProcs; i++ {
-		p := r.a.proc(i)
-		o := p.owner.Load()
+	for i := uint32(0); i < r.a.G.MaxProcs; i++ {
+		p := r.a.Proc(i)
+		o := p.Owner.Load()
 		if o == 0 {
 			break
 		}
 		if uint32(o) != pid {
 			continue
 		}
-		if c, ok := p.read(readTries); ok && c.pid == pid && c.state == procRunning {
-			if c.flags&procRobust == 0 {
+		if c, ok := p.Read(arena.ReadTries); ok && c.Pid == pid && c.State == arena.SlotRunning {
+			if c.Flags&arena.ProcRobust == 0 {
 				return false
 			}
 			found = true

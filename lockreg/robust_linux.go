@@ -5,6 +5,8 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -27,10 +29,9 @@ import (
 //
 // A list has one futex_offset for all entries, while entries must live in
 // this process's private memory (each process links its own). So every
-// writable arena mapping is placed robustOffset bytes above a private,
+// writable arena mapping is placed arena.RobustOffset bytes above a private,
 // anonymous mapping of the same size: the entry of the word at address w is
-// the pointer-sized cell at w - robustOffset.
-const robustOffset = 1 << 30
+// the pointer-sized cell at w - arena.RobustOffset.
 
 // robustListLimit is the kernel's ROBUST_LIST_LIMIT: it stops walking a list
 // after this many entries. Locks beyond it fall back to liveness polling.
@@ -62,7 +63,7 @@ func init() {
 // registerRobustList runs in package init, which Go runs on the main thread.
 func registerRobustList() {
 	robust.head.next = unsafe.Pointer(&robust.head)
-	robust.head.futexOffset = robustOffset
+	robust.head.futexOffset = arena.RobustOffset
 	if os.Getenv("LOCKREG_ROBUST") == "0" {
 		robust.why = "disabled by LOCKREG_ROBUST=0"
 		return
@@ -107,7 +108,7 @@ func robustLink(w unsafe.Pointer) bool {
 	}
 	// The entry is a cell in the private mapping; Go's collector ignores
 	// pointers outside its heap, so storing them here is sound.
-	e := unsafe.Add(w, -robustOffset)
+	e := unsafe.Add(w, -arena.RobustOffset)
 	*(*unsafe.Pointer)(e) = robust.head.next
 	robust.head.next = e
 	robust.linked++

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // otherUID is a uid that is not ours, for directories "another user" made.
@@ -55,35 +57,35 @@ func TestSquattedRootFallsBack(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			base := t.TempDir()
-			def := filepath.Join(base, rootName())
+			def := filepath.Join(base, arena.RootName())
 			tt.spoil(t, def)
 			// A fallback-looking directory of another user is never used.
 			if os.Getuid() == 0 {
-				evil := filepath.Join(base, rootName()+"-0evil")
+				evil := filepath.Join(base, arena.RootName()+"-0evil")
 				mkdir(t, evil, 0o700)
 				if err := os.Chown(evil, otherUID, otherUID); err != nil {
 					t.Fatal(err)
 				}
 			}
-			r, err := defaultRoot([]string{base})
+			r, err := arena.DefaultRootIn([]string{base})
 			if err != nil {
 				t.Fatalf("defaultRoot: got error %v; want a fallback", err)
 			}
-			if r.Dir == def || !strings.HasPrefix(filepath.Base(r.Dir), rootName()+"-") || !isPrivateDir(r.Dir) {
-				t.Errorf("got root %q; want a private %s-* in %s", r.Dir, rootName(), base)
+			if r.Dir == def || !strings.HasPrefix(filepath.Base(r.Dir), arena.RootName()+"-") || !arena.IsPrivateDir(r.Dir) {
+				t.Errorf("got root %q; want a private %s-* in %s", r.Dir, arena.RootName(), base)
 			}
 			if !strings.Contains(r.Fallback, tt.want) || !strings.Contains(r.Fallback, r.Dir) || strings.Contains(r.Fallback, "\n") {
 				t.Errorf("got Fallback %q; want one line saying %q and naming %s", r.Fallback, tt.want, r.Dir)
 			}
-			again, err := defaultRoot([]string{base})
+			again, err := arena.DefaultRootIn([]string{base})
 			if err != nil || again.Dir != r.Dir {
 				t.Errorf("second defaultRoot: got %q, %v; want the same fallback %q", again.Dir, err, r.Dir)
 			}
-			run, err := NewRunDir(r.Dir)
+			run, err := arena.NewRunDir(r.Dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if roots := rootsIn([]string{base}); len(roots) != 1 || roots[0] != r.Dir {
+			if roots := arena.RootsIn([]string{base}); len(roots) != 1 || roots[0] != r.Dir {
 				t.Errorf("rootsIn: got %q; want only the fallback %q", roots, r.Dir)
 			}
 			if _, err := Open(run, Options{}); err != nil {
@@ -97,11 +99,11 @@ func TestSquattedRootFallsBack(t *testing.T) {
 // it is, with no fallback.
 func TestDefaultRootUsedWhenPrivate(t *testing.T) {
 	base := t.TempDir()
-	r, err := defaultRoot([]string{base})
-	if err != nil || r.Dir != filepath.Join(base, rootName()) || r.Fallback != "" {
+	r, err := arena.DefaultRootIn([]string{base})
+	if err != nil || r.Dir != filepath.Join(base, arena.RootName()) || r.Fallback != "" {
 		t.Fatalf("got %+v, %v; want the default root, no fallback", r, err)
 	}
-	if roots := rootsIn([]string{base}); len(roots) != 1 || roots[0] != r.Dir {
+	if roots := arena.RootsIn([]string{base}); len(roots) != 1 || roots[0] != r.Dir {
 		t.Errorf("rootsIn: got %q; want %q", roots, r.Dir)
 	}
 }
@@ -109,18 +111,18 @@ func TestDefaultRootUsedWhenPrivate(t *testing.T) {
 // TestEnvRoot: $LOCKWATCH_ROOT is the only root, and is never replaced.
 func TestEnvRoot(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root")
-	t.Setenv(EnvRoot, root)
-	r, err := DefaultRoot()
+	t.Setenv(arena.EnvRoot, root)
+	r, err := arena.DefaultRoot()
 	if err != nil || r.Dir != root || r.Fallback != "" {
 		t.Fatalf("got %+v, %v; want %s", r, err, root)
 	}
-	if got := Roots(); len(got) != 1 || got[0] != root {
+	if got := arena.Roots(); len(got) != 1 || got[0] != root {
 		t.Errorf("Roots: got %q; want only %s", got, root)
 	}
 	if err := os.Chmod(root, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := DefaultRoot(); !errors.Is(err, ErrOwner) {
+	if _, err := arena.DefaultRoot(); !errors.Is(err, arena.ErrOwner) {
 		t.Errorf("an open LOCKWATCH_ROOT: got %v; want ErrOwner", err)
 	}
 }
@@ -148,7 +150,7 @@ func TestSwapAfterOpen(t *testing.T) {
 	if err := os.Symlink(evil, dir); err != nil {
 		t.Fatal(err)
 	}
-	f, err := r.RunDir().CreateFile("dump-after-swap")
+	f, err := r.runDir().CreateFile("dump-after-swap")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +161,7 @@ func TestSwapAfterOpen(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(evil, "dump-after-swap")); err == nil {
 		t.Errorf("the file was written through the swapped-in symbolic link")
 	}
-	if _, err := ReadSnapshot(dir); !errors.Is(err, ErrSymlink) {
+	if _, err := arena.ReadSnapshot(dir); !errors.Is(err, arena.ErrSymlink) {
 		t.Errorf("ReadSnapshot through the symbolic link: got %v; want ErrSymlink", err)
 	}
 	// A snapshot taken before the swap reads its dictionaries through its
@@ -169,7 +171,7 @@ func TestSwapAfterOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mu.Unlock()
-	s, err := ReadSnapshot(moved)
+	s, err := arena.ReadSnapshot(moved)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +192,7 @@ func TestSwapAfterOpen(t *testing.T) {
 
 // TestRunDirNames: files are one path component of the run directory.
 func TestRunDirNames(t *testing.T) {
-	rd, err := openRunDir(filepath.Join(t.TempDir(), "run"), true)
+	rd, err := arena.OpenDir(filepath.Join(t.TempDir(), "run"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,12 +224,12 @@ func TestRegistrySnapshotKeepsTheHandle(t *testing.T) {
 	}
 	defer r.Close()
 	for range 3 {
-		if _, err := r.Snapshot(); err != nil {
+		if _, err := r.snapshot(); err != nil {
 			t.Fatal(err)
 		}
 		runtime.GC()
 	}
-	f, err := r.RunDir().CreateFile("after-gc")
+	f, err := r.runDir().CreateFile("after-gc")
 	if err != nil {
 		t.Fatalf("the run directory's handle after snapshots were collected: %v", err)
 	}

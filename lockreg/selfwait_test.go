@@ -26,7 +26,7 @@ func TestNoSnapshotShowsAHolderWaitingForItself(t *testing.T) {
 	}
 	bad, pairs := 0, 0
 	for n := 0; n < 3000 && bad == 0; n++ {
-		s, err := r.Snapshot()
+		s, err := r.snapshot()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +61,7 @@ func TestSnapshotKeepsARealSelfWait(t *testing.T) {
 	t.Cleanup(c.kill)
 	deadline := time.Now().Add(2 * time.Minute) // bounds a broken build only
 	for {
-		s, err := r.Snapshot()
+		s, err := r.snapshot()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestSnapshotKeepsARealSelfWait(t *testing.T) {
 			// The waiter is recorded: from now on every snapshot shows the pair.
 			for n := 0; n < 50; n++ {
 				if n > 0 {
-					if s, err = r.Snapshot(); err != nil {
+					if s, err = r.snapshot(); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/lockwatch/lockwatch/internal/rt/record"
-	"github.com/lockwatch/lockwatch/stackdump"
+	"github.com/lockwatch/lockwatch/internal/rt/stackdict"
 )
 
 // stackPCs is a captured acquire stack (record.Stack), captured from Lock.
@@ -48,24 +48,68 @@ func (t *stackTable) internCaller() uint64 {
 // loads a word or two. On a miss the stack is symbolized and written to the
 // dictionary file before the id is published, so any id a record holds can be
 // resolved from the file, even after the process died.
+//
+// The set grows: it is kept at most half full (a new set of twice the size
+// replaces it, under mu), so a look-up ends at the id or at an empty slot
+// after a probe or two on average, and every stack the process interned stays
+// known on the fast path, however many call sites it has. (A set of a fixed
+// size that gives up after a few probes sends the acquires from each stack it
+// could not place to the mutex and to the symbolizer every time.)
 type stackTable struct {
-	slots [4096]atomic.Uint64
-	mu    sync.Mutex // serialises misses: symbolize, write, insert
-	dict  *stackdump.Dict
-	err   error // the first dictionary write error; Called with mu held.
+	set atomic.Pointer[stackSet]
+	mu  sync.Mutex // serialises misses: symbolize, write, insert, grow
+	n   int        // ids in set; Called with mu held.
+	// dict is the process's stack dictionary; nil before Open and after
+	// Close. Called with mu held.
+	dict *stackdict.Dict
+	err  error // the first dictionary write error; Called with mu held.
 }
 
-func (t *stackTable) known(id uint64) bool {
-	i := id & (uint64(len(t.slots)) - 1)
-	for probe := 0; probe < 8; probe++ {
-		switch t.slots[(i+uint64(probe))&(uint64(len(t.slots))-1)].Load() {
+// stackSet is an open-addressing set of stack ids (0: an empty slot), its
+// size a power of two. Slots are only ever set, from 0 to an id, under
+// stackTable.mu; readers load them without a lock.
+type stackSet struct {
+	slots []atomic.Uint64
+}
+
+// initialStackSlots is the set's first size: 32 KiB, some 2,000 stacks
+// before it grows.
+const initialStackSlots = 4096
+
+func newStackSet(n int) *stackSet { return &stackSet{slots: make([]atomic.Uint64, n)} }
+
+// has reports whether id is in the set: linear probing from id's slot to
+// id or to an empty slot, of which a set at most half full always has one.
+func (s *stackSet) has(id uint64) bool {
+	mask := uint64(len(s.slots)) - 1
+	for i := id & mask; ; i = (i + 1) & mask {
+		switch s.slots[i].Load() {
 		case id:
 			return true
 		case 0:
 			return false
 		}
 	}
-	return false
+}
+
+// add puts id into the set, which must have room. Called with
+// stackTable.mu held.
+func (s *stackSet) add(id uint64) {
+	mask := uint64(len(s.slots)) - 1
+	for i := id & mask; ; i = (i + 1) & mask {
+		switch s.slots[i].Load() {
+		case id:
+			return
+		case 0:
+			s.slots[i].Store(id)
+			return
+		}
+	}
+}
+
+func (t *stackTable) known(id uint64) bool {
+	s := t.set.Load()
+	return s != nil && s.has(id)
 }
 
 // intern makes sure id's frames are in the dictionary.
@@ -78,28 +122,44 @@ func (t *stackTable) intern(id uint64, s *stackPCs) {
 	if t.known(id) || t.dict == nil {
 		return
 	}
-	// A copy: the frames iterator keeps its slice, which would make every
-	// caller's stackPCs escape to the heap.
-	pcs := append([]uintptr(nil), s.Frames()...)
-	frames := cleanFrames(trimOwnFrames(stackdump.FramesOf(pcs)))
-	if err := t.dict.Add(id, frames); err != nil && t.err == nil {
-		t.err = err
-	}
-	i := id & (uint64(len(t.slots)) - 1)
-	for probe := 0; probe < 8; probe++ {
-		slot := &t.slots[(i+uint64(probe))&(uint64(len(t.slots))-1)]
-		if slot.Load() == 0 {
-			slot.Store(id)
-			return
+	// The dictionary's own set knows the stacks of a process that
+	// reopened its dictionary: no need to symbolize those again.
+	if !t.dict.Has(id) {
+		// A copy: the frames iterator keeps its slice, which would make
+		// every caller's stackPCs escape to the heap.
+		pcs := append([]uintptr(nil), s.Frames()...)
+		frames := cleanFrames(trimOwnFrames(record.FramesOf(pcs)))
+		if err := t.dict.Add(id, frames); err != nil && t.err == nil {
+			t.err = err
 		}
 	}
-	// The set is crowded here: the dictionary's own set answers later
-	// look-ups (stackdump.Dict.Add is idempotent), at a mutex's cost.
+	if id == 0 {
+		return // the empty slot's value: never known, always interned here
+	}
+	set := t.set.Load()
+	if set == nil || 2*(t.n+1) > len(set.slots) {
+		size := initialStackSlots
+		if set != nil {
+			size = 2 * len(set.slots)
+		}
+		grown := newStackSet(size)
+		if set != nil {
+			for i := range set.slots {
+				if v := set.slots[i].Load(); v != 0 {
+					grown.add(v)
+				}
+			}
+		}
+		set = grown
+		t.set.Store(set) // readers of the old set miss new ids and come here
+	}
+	set.add(id)
+	t.n++
 }
 
 // trimOwnFrames drops the lock's own frames from the top of a stack, so
 // that it starts at the caller of Lock whichever way it was captured.
-func trimOwnFrames(fs []stackdump.Frame) []stackdump.Frame {
+func trimOwnFrames(fs []record.Frame) []record.Frame {
 	for len(fs) > 0 && (strings.HasPrefix(fs[0].Func, pkgPath+".(*Mutex).") ||
 		strings.HasPrefix(fs[0].Func, pkgPath+".(*stackPCs).") ||
 		strings.HasPrefix(fs[0].Func, pkgPath+".(*stackTable).") ||
@@ -112,7 +172,7 @@ func trimOwnFrames(fs []stackdump.Frame) []stackdump.Frame {
 // cleanFrames drops the compiler's go-statement wrappers (f.gowrap1), which
 // the frame-pointer walk sees and runtime.Callers elides, and runtime.goexit,
 // the bottom of every goroutine, which says nothing.
-func cleanFrames(fs []stackdump.Frame) []stackdump.Frame {
+func cleanFrames(fs []record.Frame) []record.Frame {
 	out := fs[:0]
 	for _, f := range fs {
 		if !strings.Contains(f.Func, ".gowrap") && f.Func != "runtime.goexit" {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 )
@@ -34,7 +35,7 @@ const maxSocketPath = 107
 type Options struct {
 	// Dir is the run directory to join (created, mode 0700, if missing;
 	// its parent must exist). Default $LOCKWATCH_DIR, else a fresh run
-	// directory under lockreg.DefaultRoot(), so that a program started
+	// directory under the default root (see the package doc), so that a program started
 	// without lockwatch can still be attached to.
 	Dir string
 	// Role names this process's part in the run; default $LOCKWATCH_ROLE.
@@ -57,13 +58,14 @@ type Agent struct {
 	dir    string
 	made   bool // Start made dir (no LOCKWATCH_DIR): Close removes it if the run ended cleanly
 	reg    *lockreg.Registry
+	rd     *arena.RunDir // the run directory, opened once after joining
 	self   procid.ID
-	base   string // lockreg.ProcessFiles base: dump files and the socket share it
+	base   string // arena.ProcessFiles base: dump files and the socket share it
 	sock   string
 	stderr io.Writer
 	uid    int // the only user allowed on the socket
 
-	ln   *net.UnixListener
+	ln   *listener
 	done chan struct{} // closed by Close: every goroutine of the agent ends
 	wg   sync.WaitGroup
 	sig  chan os.Signal // nil with NoSignal
@@ -74,7 +76,7 @@ type Agent struct {
 
 	mu     sync.Mutex
 	role   string
-	conns  map[net.Conn]struct{} // open connections, closed by Close
+	conns  map[*os.File]struct{} // open connections, closed by Close
 	closed bool
 	told   map[stuckKey]string // the stuck hook's waits told, with their holder's text
 }
@@ -132,13 +134,6 @@ func Running() *Agent {
 	return running
 }
 
-// SocketPath returns the path of the control socket of the process id in the
-// run directory dir.
-func SocketPath(dir string, id procid.ID) string {
-	_, _, base := lockreg.ProcessFiles(dir, id)
-	return base + ".sock"
-}
-
 // start builds and starts an agent that answers only the user uid.
 func start(o Options, uid int) (*Agent, error) {
 	if o.Dir == "" {
@@ -152,14 +147,14 @@ func start(o Options, uid int) (*Agent, error) {
 	}
 	made := false
 	if o.Dir == "" {
-		root, err := lockreg.DefaultRoot()
+		root, err := arena.DefaultRoot()
 		if err != nil {
 			return nil, fmt.Errorf("probe: %w", err)
 		}
 		if root.Fallback != "" {
 			fmt.Fprintf(o.Stderr, "lockwatch: pid %d: %s\n", os.Getpid(), root.Fallback)
 		}
-		if o.Dir, err = lockreg.NewRunDir(root.Dir); err != nil {
+		if o.Dir, err = arena.NewRunDir(root.Dir); err != nil {
 			return nil, fmt.Errorf("probe: making a run directory: %w", err)
 		}
 		made = true
@@ -169,9 +164,9 @@ func start(o Options, uid int) (*Agent, error) {
 		return nil, fmt.Errorf("probe: run directory %q: %w", o.Dir, err)
 	}
 	self := proc.Self()
-	a := &Agent{dir: dir, made: made, self: self, sock: SocketPath(dir, self), stderr: o.Stderr, uid: uid,
-		role: o.Role, done: make(chan struct{}), conns: make(map[net.Conn]struct{})}
-	_, _, a.base = lockreg.ProcessFiles(dir, self)
+	a := &Agent{dir: dir, made: made, self: self, sock: probewire.SocketPath(dir, self), stderr: o.Stderr, uid: uid,
+		role: o.Role, done: make(chan struct{}), conns: make(map[*os.File]struct{})}
+	_, _, a.base = arena.ProcessFiles(dir, self)
 	if len(a.sock) > maxSocketPath {
 		return nil, fmt.Errorf("probe: the control socket path %q is %d bytes, more than the %d a unix socket allows; use a shorter run directory ($%s)",
 			a.sock, len(a.sock), maxSocketPath, EnvDir)
@@ -187,9 +182,16 @@ func start(o Options, uid int) (*Agent, error) {
 	if a.reg, err = lockreg.Open(dir, ro); err != nil {
 		return nil, fmt.Errorf("probe: %w", err)
 	}
-	a.dump.rd = a.reg.RunDir()
+	// The agent's files (dumps, its info file's role, its lock-order
+	// edges) are made through a handle of the run directory opened once,
+	// right after joining: a directory swapped in later never redirects
+	// them.
+	if a.rd, err = arena.OpenRunDir(dir); err != nil {
+		return nil, errors.Join(fmt.Errorf("probe: %w", err), a.reg.Close())
+	}
+	a.dump.rd = a.rd
 	if err := a.listen(); err != nil {
-		return nil, errors.Join(err, a.reg.Close())
+		return nil, errors.Join(err, a.reg.Close(), a.rd.Close())
 	}
 	a.wg.Add(1)
 	go a.serve()
@@ -242,13 +244,13 @@ func (a *Agent) Close() error {
 		signal.Stop(a.sig)
 	}
 	a.wg.Wait()
-	err = errors.Join(err, a.reg.Close())
+	err = errors.Join(err, a.reg.Close(), a.rd.Close())
 	if a.made {
 		// The run this agent made for itself is removed when it ended
 		// cleanly (every process closed, no lock held): run directories
 		// live in memory (/dev/shm), and such a run holds nothing to
 		// diagnose. A run that did not end cleanly stays for lockwatch.
-		_, rerr := lockreg.RemoveIfClean(a.dir)
+		_, rerr := arena.RemoveIfClean(a.dir)
 		err = errors.Join(err, rerr)
 	}
 	return err
@@ -301,7 +303,7 @@ func (a *Agent) adoptRole(role string) error {
 
 // recordRole writes role into the process's info file.
 func (a *Agent) recordRole(role string) error {
-	info, err := a.reg.RunDir().ProcessInfo(a.self)
+	info, err := a.rd.ProcessInfo(a.self)
 	if err != nil {
 		return err
 	}
@@ -310,14 +312,14 @@ func (a *Agent) recordRole(role string) error {
 	if err != nil {
 		return err
 	}
-	path, _, _ := lockreg.ProcessFiles(a.dir, a.self)
-	return replaceFile(a.reg.RunDir(), filepath.Base(path), b)
+	path, _, _ := arena.ProcessFiles(a.dir, a.self)
+	return replaceFile(a.rd, filepath.Base(path), b)
 }
 
 // replaceFile replaces the contents of the file name of the run directory
 // rd at once (write, then rename), so that a reader sees the old file or
 // the new one.
-func replaceFile(rd *lockreg.RunDir, name string, b []byte) error {
+func replaceFile(rd *arena.RunDir, name string, b []byte) error {
 	tmp := name + ".tmp"
 	_ = rd.Remove(tmp) // left by a process killed mid-way
 	f, err := rd.CreateFile(tmp)

@@ -3,6 +3,8 @@ package probe
 import (
 	"context"
 	"fmt"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,7 +29,7 @@ import (
 // Format "none" sends an info request instead: the pauses seen without any
 // dump (scheduling, GC).
 func BenchmarkGoroutinesRequest(b *testing.B) {
-	for _, format := range []string{"none", FormatProto, FormatText, FormatTrace} {
+	for _, format := range []string{"none", probewire.FormatProto, probewire.FormatText, probewire.FormatTrace} {
 		b.Run(fmt.Sprintf("format=%s/goroutines=10000", format), func(b *testing.B) {
 			a, err := Start(Options{Dir: b.TempDir() + "/run", NoSignal: true})
 			if err != nil {
@@ -35,7 +37,7 @@ func BenchmarkGoroutinesRequest(b *testing.B) {
 			}
 			defer a.Close()
 			defer blockGoroutines(b, a, 10_000, 10)()
-			cl := &Client{Path: a.SocketPath(), Timeout: time.Minute}
+			cl := &probeclient.Client{Path: a.SocketPath(), Timeout: time.Minute}
 			ctx := context.Background()
 			var size int
 			before := stops.Read()
@@ -47,12 +49,12 @@ func BenchmarkGoroutinesRequest(b *testing.B) {
 					}
 					continue
 				}
-				var d *Dump
+				var d *probewire.Dump
 				var err error
-				if format == FormatTrace {
+				if format == probewire.FormatTrace {
 					d, err = cl.GoroutineTrace(ctx)
 				} else {
-					d, err = cl.Goroutines(ctx, format == FormatText)
+					d, err = cl.Goroutines(ctx, format == probewire.FormatText)
 				}
 				if err != nil {
 					b.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,11 +73,11 @@ func fakeProbe(t *testing.T, ans answer, dump []byte) string {
 			return
 		}
 		defer c.Close()
-		readFrame(c, maxRequest)
+		probewire.ReadFrame(c, probewire.MaxRequest)
 		b, _ := json.Marshal(ans)
-		writeFrame(c, b)
+		probewire.WriteFrame(c, b)
 		if dump != nil {
-			writeFrame(c, dump)
+			probewire.WriteFrame(c, dump)
 		}
 	}()
 	return path
@@ -91,15 +93,15 @@ func TestClientRefusesOversizedDumps(t *testing.T) {
 		size int
 	}{
 		{"profile", false, stackdump.MaxProfileSize + 1},
-		{"text", true, MaxTextDump + 1},
+		{"text", true, probeclient.MaxTextDump + 1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			format := FormatProto
+			format := probewire.FormatProto
 			if tt.text {
-				format = FormatText
+				format = probewire.FormatText
 			}
-			path := fakeProbe(t, answer{V: version, OK: true, Dump: &Dump{Format: format, Size: tt.size}}, nil)
-			c := &Client{Path: path}
+			path := fakeProbe(t, answer{V: probewire.Version, OK: true, Dump: &probewire.Dump{Format: format, Size: tt.size}}, nil)
+			c := &probeclient.Client{Path: path}
 			var err error
 			n := allocated(func() { _, err = c.Goroutines(context.Background(), tt.text) })
 			if !errors.Is(err, stackdump.ErrTooLarge) {

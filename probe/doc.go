@@ -21,7 +21,8 @@
 //	mu, err := agent.Registry().Mutex("queue.wlock")
 //
 // Without LOCKWATCH_DIR, Start makes a fresh run directory under
-// lockreg.DefaultRoot(), so that a program started without lockwatch can
+// the default root (/dev/shm/lockwatch-UID, or a private fallback; $LOCKWATCH_ROOT
+// names another), so that a program started without lockwatch can
 // still be attached to. Close removes that directory when the run ended
 // cleanly (every process of it closed its probe, no lock held): it lives in
 // memory, and holds nothing to diagnose. Any other run is kept.
@@ -35,10 +36,10 @@
 //   - It joins the run's registry (lockreg.Open) with this process's role.
 //     Close marks the process as exited cleanly.
 //   - It serves a control socket in the run directory, <base>.sock where
-//     base is the process's lockreg.ProcessFiles base (see SocketPath):
+//     base names the process by pid and start time (Agent.SocketPath):
 //     process info, goroutine dumps, this process's locks and waiters, and
 //     its drop-in mutexes (github.com/lockwatch/lockwatch/sync) that are
-//     held or awaited. Client asks it.
+//     held or awaited. lockwatch asks it.
 //   - Its stuck hook (lockreg.Options.OnStuck) runs when an acquire has
 //     waited too long: it writes one line on stderr, naming the lock, the
 //     holder's pid and goroutine, whether the holder is alive, how long the
@@ -83,7 +84,7 @@
 //
 // The answer is one frame of JSON, at most 16 MiB:
 //
-//	{"v":1,"ok":true,"info":{...}}        Info
+//	{"v":1,"ok":true,"info":{...}}        Info (the views: internal/rt/probewire)
 //	{"v":1,"ok":true,"locks":{...}}       LockView
 //	{"v":1,"ok":true,"mutexes":{...}}     MutexView
 //	{"v":1,"ok":true,"orders":{...}}      OrderView

@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/stops"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
-	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 const (
@@ -38,7 +39,7 @@ type dumper struct {
 	// rd is the run directory's handle: dump files are created relative to
 	// it, so that a path swapped after the run was opened never redirects
 	// a dump. Nil (tests of the dumper alone): by path.
-	rd *lockreg.RunDir
+	rd *arena.RunDir
 
 	mu        sync.Mutex
 	last      time.Time // when the stuck hook's last dump pair began
@@ -48,15 +49,15 @@ type dumper struct {
 
 // capture takes a dump in format: the text traceback, the goroutine
 // profile or an execution trace.
-func (d *dumper) capture(format string) (*Dump, error) {
+func (d *dumper) capture(format string) (*probewire.Dump, error) {
 	d.capMu.Lock()
 	defer d.capMu.Unlock()
-	capture := stackdump.CaptureProfile
+	capture := captureProfile
 	switch format {
-	case FormatText:
-		capture = stackdump.CaptureText
-	case FormatTrace:
-		capture = stackdump.CaptureTrace
+	case probewire.FormatText:
+		capture = captureTextDump
+	case probewire.FormatTrace:
+		capture = captureTrace
 	}
 	before := stops.Read()
 	begin := time.Now()
@@ -66,7 +67,7 @@ func (d *dumper) capture(format string) (*Dump, error) {
 	if err != nil {
 		return nil, fmt.Errorf("taking the %s dump: %w", format, err)
 	}
-	return &Dump{Format: format, Data: b, Size: len(b), Taken: begin, Pause: took, Stopped: stopped}, nil
+	return &probewire.Dump{Format: format, Data: b, Size: len(b), Taken: begin, Pause: took, Stopped: stopped}, nil
 }
 
 // profileFile writes a goroutine profile to <base>.<reason>-<time>.pb.gz.
@@ -120,9 +121,9 @@ func (d *dumper) writeDump(path string, text bool) error {
 	if err != nil {
 		return err
 	}
-	format := FormatProto
+	format := probewire.FormatProto
 	if text {
-		format = FormatText
+		format = probewire.FormatText
 	}
 	dump, err := d.capture(format)
 	if err == nil {
@@ -136,7 +137,7 @@ func (d *dumper) writeDump(path string, text bool) error {
 
 // dumpName is the path of a dump file without its extension:
 // <base>.<reason>-YYYYMMDD-HHMMSS.nnnnnnnnn, where base is the process's
-// lockreg.ProcessFiles base.
+// arena.ProcessFiles base.
 func dumpName(base, reason string, t time.Time) string {
 	return fmt.Sprintf("%s.%s-%s", base, reason, t.Format("20060102-150405.000000000"))
 }

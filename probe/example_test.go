@@ -3,6 +3,7 @@ package probe_test
 import (
 	"context"
 	"fmt"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"os"
 	"path/filepath"
 
@@ -37,7 +38,7 @@ func Example() {
 	}
 	defer mu.Unlock()
 
-	c := &probe.Client{Path: agent.SocketPath()}
+	c := &probeclient.Client{Path: agent.SocketPath()}
 	info, err := c.Info(ctx)
 	if err != nil {
 		fmt.Println(err)

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"io"
 	"io/fs"
 	"net"
@@ -42,7 +44,7 @@ func rawRequest(t *testing.T, path, raw string) (ans *answer, took time.Duration
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
-	b, err := readFrame(c, maxHeader)
+	b, err := probewire.ReadFrame(c, probewire.MaxHeader)
 	took = time.Since(begin)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -86,7 +88,7 @@ func info(path string) error {
 	if _, err := io.WriteString(c, frame(`{"v":1,"op":"info"}`)); err != nil {
 		return err
 	}
-	b, err := readFrame(c, maxHeader)
+	b, err := probewire.ReadFrame(c, probewire.MaxHeader)
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,7 @@ func info(path string) error {
 		return err
 	}
 	if !ans.OK {
-		return &AnswerError{Message: ans.Error}
+		return &probeclient.AnswerError{Message: ans.Error}
 	}
 	return nil
 }
@@ -114,8 +116,8 @@ func TestHostile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := SocketPath(dir, st.Identity())
-	cl := &Client{Path: path}
+	path := probewire.SocketPath(dir, st.Identity())
+	cl := &probeclient.Client{Path: path}
 	ctx := context.Background()
 
 	tests := []struct {
@@ -140,7 +142,7 @@ func TestHostile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ans, took := rawRequest(t, path, tt.raw)
-			if limit := requestTimeout + time.Second; took > limit {
+			if limit := probewire.RequestTimeout + time.Second; took > limit {
 				t.Errorf("answered after %v; want within %v", took, limit)
 			}
 			switch {
@@ -162,16 +164,16 @@ func TestHostile(t *testing.T) {
 				_ = c.Close()
 			}
 		}()
-		for range maxConns {
+		for range probewire.MaxConns {
 			c, err := net.Dial("unix", path)
 			if err != nil {
 				t.Fatal(err)
 			}
 			idle = append(idle, c)
 		}
-		var ae *AnswerError
+		var ae *probeclient.AnswerError
 		if _, err := cl.Info(ctx); !errors.As(err, &ae) || !strings.Contains(ae.Message, "busy") {
-			t.Errorf("Info with %d connections open: %v; want a busy answer", maxConns, err)
+			t.Errorf("Info with %d connections open: %v; want a busy answer", probewire.MaxConns, err)
 		}
 		// The idle connections are dropped at their deadline.
 		deadline := time.Now().Add(probablyStillBlocked)
@@ -191,8 +193,8 @@ func TestPeerUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	_, err = (&Client{Path: a.SocketPath()}).Info(context.Background())
-	var ae *AnswerError
+	_, err = (&probeclient.Client{Path: a.SocketPath()}).Info(context.Background())
+	var ae *probeclient.AnswerError
 	if !errors.As(err, &ae) || !strings.Contains(ae.Message, "permission denied") {
 		t.Fatalf("Info from another uid: %v; want permission denied", err)
 	}
@@ -203,8 +205,8 @@ func TestClientErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 
-	_, err := (&Client{Path: filepath.Join(dir, "none.sock")}).Info(ctx)
-	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrNoAnswer) {
+	_, err := (&probeclient.Client{Path: filepath.Join(dir, "none.sock")}).Info(ctx)
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, probeclient.ErrNoAnswer) {
 		t.Errorf("Info of a missing socket: %v; want a not-exist error, not ErrNoAnswer", err)
 	}
 
@@ -233,8 +235,8 @@ func TestClientErrors(t *testing.T) {
 			}()
 			defer func() { _ = ln.Close(); <-done }()
 			begin := time.Now()
-			_, err = (&Client{Path: path, Timeout: 100 * time.Millisecond}).Goroutines(ctx, false)
-			if !errors.Is(err, ErrNoAnswer) {
+			_, err = (&probeclient.Client{Path: path, Timeout: 100 * time.Millisecond}).Goroutines(ctx, false)
+			if !errors.Is(err, probeclient.ErrNoAnswer) {
 				t.Errorf("Goroutines: %v; want ErrNoAnswer", err)
 			}
 			if took := time.Since(begin); took > probablyStillBlocked {

@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"errors"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"sync"
 	"testing"
 	"time"
@@ -50,8 +51,8 @@ func TestLocksRequest(t *testing.T) {
 			}
 		}()
 	}
-	cl := &Client{Path: a.SocketPath()}
-	var lv *LockView
+	cl := &probeclient.Client{Path: a.SocketPath()}
+	var lv *probeclient.LockView
 	// One waiter at a time, so that their waits are ordered.
 	for n, m := range []*lockreg.Mutex{aLock, dead, aLock} {
 		wait(m)
@@ -95,7 +96,7 @@ func TestLocksRequest(t *testing.T) {
 	if first.Since.After(second.Since) {
 		t.Errorf("a.lock's waiters since %v, then %v; want the longest wait first", first.Since, second.Since)
 	}
-	for _, w := range []WaitingLock{first, second} {
+	for _, w := range []probeclient.WaitingLock{first, second} {
 		if w.HolderPID != a.self.PID || w.HolderGoroutine != lv.Held[0].Goroutine || w.OwnerDied || len(w.Stack) == 0 {
 			t.Errorf("waiter %+v; want holder %d goroutine %d, alive, with its stack", w, a.self.PID, lv.Held[0].Goroutine)
 		}

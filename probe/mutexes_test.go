@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,7 +27,7 @@ func TestMutexesServed(t *testing.T) {
 	stderr := &syncBuffer{}
 	a := startAgent(t, Options{NoSignal: true, Stderr: stderr,
 		Registry: lockreg.Options{StuckAfter: 100 * time.Millisecond}})
-	c := &Client{Path: a.SocketPath(), Timeout: probablyStillBlocked}
+	c := &probeclient.Client{Path: a.SocketPath(), Timeout: probablyStillBlocked}
 	ctx := context.Background()
 
 	var mu lwsync.Mutex
@@ -45,7 +46,7 @@ func TestMutexesServed(t *testing.T) {
 	reader := <-ids
 	self := record.ParseGoid()
 
-	var v *MutexView
+	var v *probeclient.MutexView
 	deadline := time.Now().Add(probablyStillBlocked)
 	for {
 		var err error
@@ -91,7 +92,7 @@ func TestMutexesServed(t *testing.T) {
 	// The lock-holders profile: a holder, a waiter, two readers, valid
 	// pprof that reads back with its labels.
 	var buf bytes.Buffer
-	if err := v.Profile().Write(&buf); err != nil {
+	if err := probeclient.HoldersProfile(v).Write(&buf); err != nil {
 		t.Fatal(err)
 	}
 	p, err := profile.Parse(&buf)
@@ -196,7 +197,7 @@ func callerLine() int {
 }
 
 // mutexes is the view an agent would serve.
-func mutexes() *MutexView { return (&Agent{}).mutexes() }
+func mutexes() *mutexView { return (&Agent{}).mutexes() }
 
 // rwtrapRole falls into the RWMutex trap: a goroutine read-locks an RWMutex
 // it read-holds while a writer waits. It reports "trapped" once both wait.

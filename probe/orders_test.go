@@ -5,6 +5,8 @@ package probe
 import (
 	"context"
 	"encoding/json"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,11 +34,11 @@ func TestOrders(t *testing.T) {
 	inner.Unlock()
 	outer.Unlock()
 
-	v, err := (&Client{Path: a.SocketPath()}).Orders(context.Background())
+	v, err := (&probeclient.Client{Path: a.SocketPath()}).Orders(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var found *OrderEdge
+	var found *probeclient.OrderEdge
 	for i, e := range v.Edges {
 		if e.From.Name == "orders.outer" && e.To.Name == "orders.inner" {
 			found = &v.Edges[i]
@@ -56,7 +58,7 @@ func TestOrders(t *testing.T) {
 	}
 	// Asked with the mutexes, in one request: the same edges. Past what a
 	// client reads whole, the edges are left out (nil), to be asked alone.
-	cl := &Client{Path: a.SocketPath()}
+	cl := &probeclient.Client{Path: a.SocketPath()}
 	mv, both, err := cl.MutexesAndOrders(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -72,11 +74,11 @@ func TestOrders(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(a.Dir(), OrdersFile(a.base)))
+	b, err := os.ReadFile(filepath.Join(a.Dir(), probewire.OrdersFile(a.base)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var saved OrderView
+	var saved probeclient.OrderView
 	if err := json.Unmarshal(b, &saved); err != nil {
 		t.Fatal(err)
 	}
@@ -111,12 +113,12 @@ func BenchmarkOrdersFull(b *testing.B) {
 		ms[i].Unlock()
 		root.Unlock()
 	}
-	cl := &Client{Path: a.SocketPath(), Timeout: time.Minute}
-	var v *OrderView
+	cl := &probeclient.Client{Path: a.SocketPath(), Timeout: time.Minute}
+	var v *probeclient.OrderView
 	// The agent writes its orders file 100 ms after the last new edge:
 	// let it, before measuring.
 	for {
-		if _, err := os.Stat(filepath.Join(a.Dir(), OrdersFile(a.base))); err == nil {
+		if _, err := os.Stat(filepath.Join(a.Dir(), probewire.OrdersFile(a.base))); err == nil {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

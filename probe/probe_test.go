@@ -13,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
+
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -71,7 +74,7 @@ func TestStartClose(t *testing.T) {
 	if err != nil || again != a {
 		t.Fatalf("second Start = %p, %v; want the running agent %p", again, err, a)
 	}
-	if got, want := a.SocketPath(), SocketPath(dir, proc.Self()); got != want {
+	if got, want := a.SocketPath(), probewire.SocketPath(dir, proc.Self()); got != want {
 		t.Errorf("SocketPath() = %q; want %q", got, want)
 	}
 	fi, err := os.Lstat(a.SocketPath())
@@ -81,7 +84,7 @@ func TestStartClose(t *testing.T) {
 	if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v; want a socket, 0600", fi.Mode())
 	}
-	info, err := (&Client{Path: a.SocketPath()}).Info(context.Background())
+	info, err := (&probeclient.Client{Path: a.SocketPath()}).Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +104,12 @@ func TestStartClose(t *testing.T) {
 	if _, err := os.Lstat(a.SocketPath()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("socket after Close: %v; want it removed", err)
 	}
-	s, err := lockreg.ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := s.Process(proc.Self()); !ok || p.State != lockreg.ProcExited {
-		t.Errorf("process after Close: %+v, %v; want state %q", p, ok, lockreg.ProcExited)
+	if p, ok := s.Process(proc.Self()); !ok || p.State != arena.ProcExited {
+		t.Errorf("process after Close: %+v, %v; want state %q", p, ok, arena.ProcExited)
 	}
 
 	b := startAgent(t, Options{Dir: dir, NoSignal: true})
@@ -120,11 +123,11 @@ func TestStartAdoptsRole(t *testing.T) {
 	if _, err := Start(Options{Role: "worker"}); err != nil {
 		t.Fatal(err)
 	}
-	pi, err := lockreg.ReadProcessInfo(a.Dir(), proc.Self())
+	pi, err := arena.ReadProcessInfo(a.Dir(), proc.Self())
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := (&Client{Path: a.SocketPath()}).Info(context.Background())
+	info, err := (&probeclient.Client{Path: a.SocketPath()}).Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +137,7 @@ func TestStartAdoptsRole(t *testing.T) {
 	if _, err := Start(Options{Role: "other"}); err != nil {
 		t.Fatal(err)
 	}
-	if pi, _ := lockreg.ReadProcessInfo(a.Dir(), proc.Self()); pi == nil || pi.Role != "worker" {
+	if pi, _ := arena.ReadProcessInfo(a.Dir(), proc.Self()); pi == nil || pi.Role != "worker" {
 		t.Errorf("a second role replaced the first: %+v", pi)
 	}
 }
@@ -144,7 +147,7 @@ func TestStartAdoptsRole(t *testing.T) {
 // without a role.
 func TestStartRoleFails(t *testing.T) {
 	a := startAgent(t, Options{NoSignal: true})
-	path, _, _ := lockreg.ProcessFiles(a.Dir(), proc.Self())
+	path, _, _ := arena.ProcessFiles(a.Dir(), proc.Self())
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +158,7 @@ func TestStartRoleFails(t *testing.T) {
 	if Running() != a {
 		t.Errorf("Running() = %p; want the agent %p still running", Running(), a)
 	}
-	info, err := (&Client{Path: a.SocketPath()}).Info(context.Background())
+	info, err := (&probeclient.Client{Path: a.SocketPath()}).Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,14 +176,14 @@ func TestStartDefaultDir(t *testing.T) {
 	}
 	defer os.RemoveAll(a.Dir())
 	defer a.Close()
-	root, err := lockreg.DefaultRoot()
+	root, err := arena.DefaultRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if filepath.Dir(a.Dir()) != root.Dir || !strings.HasPrefix(filepath.Base(a.Dir()), "run-") {
 		t.Errorf("Dir() = %q; want a run directory under %q", a.Dir(), root.Dir)
 	}
-	pi, err := lockreg.ReadProcessInfo(a.Dir(), proc.Self())
+	pi, err := arena.ReadProcessInfo(a.Dir(), proc.Self())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +213,7 @@ func TestChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &Client{Path: SocketPath(dir, st.Identity())}
+	cl := &probeclient.Client{Path: probewire.SocketPath(dir, st.Identity())}
 	ctx := context.Background()
 
 	info, err := cl.Info(ctx)
@@ -222,7 +225,7 @@ func TestChild(t *testing.T) {
 	}
 
 	// The waiting goroutine registers a little after "ready".
-	var lv *LockView
+	var lv *probeclient.LockView
 	for deadline := time.Now().Add(probablyStillBlocked); ; time.Sleep(quiescent) {
 		if lv, err = cl.Locks(ctx); err != nil {
 			t.Fatal(err)
@@ -243,7 +246,7 @@ func TestChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	prof, err := stackdump.ParseProfile(d.Data)
-	if err != nil || d.Format != FormatProto || d.Size != len(d.Data) {
+	if err != nil || d.Format != probewire.FormatProto || d.Size != len(d.Data) {
 		t.Fatalf("default dump: format %q, %d bytes, parse error %v; want a proto that parses", d.Format, len(d.Data), err)
 	}
 	labelled := false
@@ -259,7 +262,7 @@ func TestChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap, err := stackdump.Parse(bytes.NewReader(d.Data))
-	if err != nil || d.Format != FormatText {
+	if err != nil || d.Format != probewire.FormatText {
 		t.Fatalf("text dump: format %q, parse error %v", d.Format, err)
 	}
 	if g := snap.Calling("github.com/lockwatch/lockwatch/lockreg.(*Mutex).Lock"); len(g) != 1 {
@@ -273,7 +276,7 @@ func TestChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Format != FormatTrace || d.Size != len(d.Data) {
+	if d.Format != probewire.FormatTrace || d.Size != len(d.Data) {
 		t.Fatalf("trace: format %q, %d of %d bytes; want a trace", d.Format, len(d.Data), d.Size)
 	}
 	tr, err := stackdump.ParseTrace(bytes.NewReader(d.Data), func(id int64) bool { return id == waiter })

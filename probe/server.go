@@ -4,15 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"runtime"
 	"sort"
 	"syscall"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/lockreg"
-	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // errorWriteTimeout bounds the write of an error or busy answer. Such an
@@ -22,31 +24,16 @@ import (
 // writing (100 ms was: the answer was dropped under load).
 const errorWriteTimeout = time.Second
 
-// listen opens the control socket.
-func (a *Agent) listen() error {
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: a.sock, Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("probe: control socket: %w", err)
-	}
-	// Until the chmod, the socket has the umask's mode; the run directory
-	// (0700) and the peer check keep other users out meanwhile.
-	if err := os.Chmod(a.sock, 0o600); err != nil {
-		return errors.Join(fmt.Errorf("probe: control socket: %w", err), ln.Close())
-	}
-	a.ln = ln
-	return nil
-}
-
 // serve accepts connections until Close, and serves each in its own
-// goroutine, at most maxConns at once.
+// goroutine, at most probewire.MaxConns at once.
 func (a *Agent) serve() {
 	defer a.wg.Done()
-	slots := make(chan struct{}, maxConns)
+	slots := make(chan struct{}, probewire.MaxConns)
 	var delay time.Duration
 	for {
-		c, err := a.ln.AcceptUnix()
+		c, err := a.ln.accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			// Out of file descriptors or the like: back off, as
@@ -66,7 +53,7 @@ func (a *Agent) serve() {
 		case slots <- struct{}{}:
 		default:
 			_ = c.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
-			_ = writeAnswer(c, &answer{Error: fmt.Sprintf("probe busy: %d requests in progress; try again", maxConns)}, nil)
+			_ = writeAnswer(c, &answer{Error: fmt.Sprintf("probe busy: %d requests in progress; try again", probewire.MaxConns)}, nil)
 			_ = c.Close()
 			continue
 		}
@@ -87,7 +74,7 @@ func (a *Agent) serve() {
 }
 
 // track records an open connection for Close; false once closed.
-func (a *Agent) track(c net.Conn) bool {
+func (a *Agent) track(c *os.File) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -97,7 +84,7 @@ func (a *Agent) track(c net.Conn) bool {
 	return true
 }
 
-func (a *Agent) untrack(c net.Conn) {
+func (a *Agent) untrack(c *os.File) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.conns, c)
@@ -105,10 +92,10 @@ func (a *Agent) untrack(c net.Conn) {
 }
 
 // handle serves one connection: one request, one answer. Every step has a
-// deadline, so a client that stalls costs a slot for at most requestTimeout
-// (or answerTimeout once it has been answered).
-func (a *Agent) handle(c *net.UnixConn) {
-	_ = c.SetDeadline(time.Now().Add(requestTimeout))
+// deadline, so a client that stalls costs a slot for at most probewire.RequestTimeout
+// (or probewire.AnswerTimeout once it has been answered).
+func (a *Agent) handle(c *os.File) {
+	_ = c.SetDeadline(time.Now().Add(probewire.RequestTimeout))
 	if uid, err := peerUID(c); err != nil || uid != a.uid {
 		msg := fmt.Sprintf("permission denied: peer uid %d is not this process's user (uid %d)", uid, a.uid)
 		if err != nil {
@@ -117,11 +104,11 @@ func (a *Agent) handle(c *net.UnixConn) {
 		_ = writeAnswer(c, &answer{Error: msg}, nil)
 		return
 	}
-	q, err := decodeRequest(c)
+	q, err := probewire.DecodeRequest(c)
 	if err != nil {
 		msg := err.Error()
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			msg = fmt.Sprintf("no complete request within %v", requestTimeout)
+			msg = fmt.Sprintf("no complete request within %v", probewire.RequestTimeout)
 		}
 		// A client that is gone does not read this; the others learn why.
 		_ = c.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
@@ -129,54 +116,54 @@ func (a *Agent) handle(c *net.UnixConn) {
 		return
 	}
 	ans, data := a.answer(q)
-	_ = c.SetDeadline(time.Now().Add(answerTimeout))
+	_ = c.SetDeadline(time.Now().Add(probewire.AnswerTimeout))
 	_ = writeAnswer(c, ans, data)
 }
 
 // combinedMax is the largest answer that carries both the mutexes and the
 // lock-order edges: what a client reads whole (a variable for the tests).
-var combinedMax = clientMaxAnswer
+var combinedMax = probewire.MaxAnswer
 
 // answer performs a request.
 func (a *Agent) answer(q request) (*answer, []byte) {
 	switch q.Op {
-	case opInfo:
+	case probewire.OpInfo:
 		return &answer{OK: true, Info: a.info()}, nil
-	case opGoroutines:
-		format := FormatProto
+	case probewire.OpGoroutines:
+		format := probewire.FormatProto
 		switch {
 		case q.Text:
-			format = FormatText
+			format = probewire.FormatText
 		case q.Trace:
-			format = FormatTrace
+			format = probewire.FormatTrace
 		}
 		d, err := a.dump.capture(format)
 		if err != nil {
 			return &answer{Error: err.Error()}, nil
 		}
 		return &answer{OK: true, Dump: d}, d.Data
-	case opLocks:
+	case probewire.OpLocks:
 		v, err := a.locks()
 		if err != nil {
 			return &answer{Error: err.Error()}, nil
 		}
 		return &answer{OK: true, Locks: v}, nil
-	case opMutexes:
+	case probewire.OpMutexes:
 		ans := &answer{OK: true, Mutexes: a.mutexes()}
 		if q.Orders {
 			// Together only while a client reads the answer whole; else
 			// it asks for the edges on their own. The JSON measured is
 			// the JSON sent (answer.raw).
 			ans.Orders = a.orders()
-			ans.V = version
+			ans.V = probewire.Version
 			if b, err := json.Marshal(ans); err == nil && len(b) <= combinedMax {
-				ans.raw = b
+				ans.Raw = b
 			} else {
 				ans.Orders = nil
 			}
 		}
 		return ans, nil
-	case opOrders:
+	case probewire.OpOrders:
 		return &answer{OK: true, Orders: a.orders()}, nil
 	}
 	return &answer{Error: fmt.Sprintf("unknown op %q", q.Op)}, nil // decodeRequest let it through
@@ -184,24 +171,24 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 
 // writeAnswer writes the answer frame, and data in a second frame when the
 // answer has a dump.
-func writeAnswer(c net.Conn, ans *answer, data []byte) error {
-	b := ans.raw
+func writeAnswer(c io.Writer, ans *answer, data []byte) error {
+	b := ans.Raw
 	if b == nil {
-		ans.V = version
+		ans.V = probewire.Version
 		var err error
 		if b, err = json.Marshal(ans); err != nil {
 			return err
 		}
 	}
-	if err := writeFrame(c, b); err != nil || ans.Dump == nil {
+	if err := probewire.WriteFrame(c, b); err != nil || ans.Dump == nil {
 		return err
 	}
-	return writeFrame(c, data)
+	return probewire.WriteFrame(c, data)
 }
 
 // peerUID returns the user id of the process at the other end of c, as the
 // kernel recorded it when that process connected.
-func peerUID(c *net.UnixConn) (int, error) {
+func peerUID(c *os.File) (int, error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return -1, err
@@ -220,7 +207,7 @@ func peerUID(c *net.UnixConn) (int, error) {
 }
 
 // info describes this process.
-func (a *Agent) info() *Info {
+func (a *Agent) info() *probewire.Info {
 	exe, _ := os.Executable()
 	robust := a.reg.Robust()
 	why := ""
@@ -234,32 +221,32 @@ func (a *Agent) info() *Info {
 	a.mu.Lock()
 	role := a.role
 	a.mu.Unlock()
-	return &Info{PID: a.self.PID, Start: a.self.Start, Exe: exe, Args: os.Args, Role: role, Go: runtime.Version(),
+	return &probewire.Info{PID: a.self.PID, Start: a.self.Start, Exe: exe, Args: os.Args, Role: role, Go: runtime.Version(),
 		Goroutines: runtime.NumGoroutine(), Dir: a.dir, Robust: robust, NoRobust: why, Time: time.Now()}
 }
 
 // locks is this process's part of the registry's snapshot.
-func (a *Agent) locks() (*LockView, error) {
-	s, err := a.reg.Snapshot()
+func (a *Agent) locks() (*lockView, error) {
+	s, err := arena.ReadSnapshot(a.dir)
 	if err != nil {
 		return nil, err
 	}
-	v := &LockView{PID: a.self.PID, Start: a.self.Start, Taken: s.Taken, Held: []HeldLock{}, Waiting: []WaitingLock{}}
-	frames := func(id uint64) []stackdump.Frame {
+	v := &lockView{PID: a.self.PID, Start: a.self.Start, Taken: s.Taken, Held: []heldLock{}, Waiting: []waitingLock{}}
+	frames := func(id uint64) []record.Frame {
 		if id == 0 {
 			return nil
 		}
 		f, _ := s.Stack(a.self, id)
 		return f
 	}
-	byIndex := make(map[int]lockreg.Lock, len(s.Locks))
+	byIndex := make(map[int]arena.Lock, len(s.Locks))
 	for _, l := range s.Locks {
 		byIndex[l.Index] = l
 		// While this process lives, its pid in a lock word is its own.
 		if l.HolderPID != a.self.PID {
 			continue
 		}
-		h := HeldLock{Lock: l.Name, Waiting: l.Waiting}
+		h := heldLock{Lock: l.Name, Waiting: l.Waiting}
 		if l.Holder != nil && l.Holder.Identity() == a.self {
 			h.Goroutine, h.Stack, h.Since = l.Holder.Goroutine, frames(l.Holder.Stack), l.Holder.Since
 		}
@@ -269,7 +256,7 @@ func (a *Agent) locks() (*LockView, error) {
 		if w.Identity() != a.self {
 			continue
 		}
-		wl := WaitingLock{Lock: w.LockName, Goroutine: w.Goroutine, Stack: frames(w.Stack), Since: w.Since}
+		wl := waitingLock{Lock: w.LockName, Goroutine: w.Goroutine, Stack: frames(w.Stack), Since: w.Since}
 		if l, ok := byIndex[w.Lock]; ok {
 			wl.HolderPID, wl.OwnerDied = l.HolderPID, l.OwnerDied
 			if l.Holder != nil && (l.Holder.PID == l.HolderPID || l.OwnerDied) {

@@ -1,11 +1,7 @@
 package stackdump_test
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -49,109 +45,5 @@ func TestProfileStillParses(t *testing.T) {
 	p, err := stackdump.ParseProfile(b)
 	if err != nil || len(p.Samples) == 0 {
 		t.Fatalf("got %v, %v; want samples", p, err)
-	}
-}
-
-// dictWith writes a dictionary: stack 1 with a line of n bytes, then
-// stack 2 ordinary.
-func dictWith(t *testing.T, n int) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "stacks")
-	var b bytes.Buffer
-	head, tail := `{"id":"1","frames":[{"func":"`, `","file":"/a.go","line":1}]}`+"\n"
-	b.WriteString(head)
-	b.WriteString(strings.Repeat("f", max(n-len(head)-len(tail), 1)))
-	b.WriteString(tail)
-	b.WriteString(`{"id":"2","frames":[{"func":"main.g","file":"/g.go","line":2}]}` + "\n")
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// TestDictLongLines: a line longer than MaxDictLine is skipped without
-// being held in memory, and reported; the lines after it are read; a long
-// line within the limit (past the reader's buffer) is read whole.
-func TestDictLongLines(t *testing.T) {
-	for _, tt := range []struct {
-		n      int
-		want1  bool
-		maxMiB uint64
-	}{
-		{100 << 10, true, 2}, // past the 64 KiB buffer, within the limit
-		{stackdump.MaxDictLine + 1, false, 2},
-		{8 << 20, false, 2}, // a line of 8 MiB (the audit's were 60 MiB)
-	} {
-		t.Run(fmt.Sprint(tt.n), func(t *testing.T) {
-			path := dictWith(t, tt.n)
-			var got map[uint64][]stackdump.Frame
-			var err error
-			n := allocated(func() { got, err = stackdump.ReadDict(path) })
-			if _, ok := got[1]; ok != tt.want1 {
-				t.Errorf("ReadDict: stack 1 read: %v; want %v", ok, tt.want1)
-			}
-			if len(got[2]) != 1 {
-				t.Errorf("ReadDict: stack 2 after the long line: got %v; want it", got[2])
-			}
-			if !tt.want1 && !errors.Is(err, stackdump.ErrDictLine) {
-				t.Errorf("ReadDict: got %v; want ErrDictLine for the long line", err)
-			}
-			if n > tt.maxMiB<<20+uint64(2*tt.n)*b2u(tt.want1) {
-				t.Errorf("ReadDict allocated %d KiB", n>>10)
-			}
-
-			f, _ := os.Open(path)
-			defer f.Close()
-			var x *stackdump.DictIndex
-			n = allocated(func() { x = stackdump.IndexDict(f, stackdump.MaxDictSize) })
-			if n > tt.maxMiB<<20 {
-				t.Errorf("IndexDict allocated %d KiB; want at most %d MiB", n>>10, tt.maxMiB)
-			}
-			if _, ok := x.Lookup(1); ok != tt.want1 {
-				t.Errorf("Lookup(1): %v; want %v", ok, tt.want1)
-			}
-			if fr, ok := x.Lookup(2); !ok || fr[0].Func != "main.g" {
-				t.Errorf("Lookup(2): %v, %v; want main.g", fr, ok)
-			}
-			if wantSkipped := 1 - int(b2u(tt.want1)); x.Skipped != wantSkipped {
-				t.Errorf("Skipped: got %d; want %d", x.Skipped, wantSkipped)
-			}
-		})
-	}
-}
-
-func b2u(b bool) uint64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// TestDictAmplifyingLine: a dictionary line within MaxDictLine made of
-// empty frames ("{},", 3 bytes each; 60 bytes of Frame decoded) is refused
-// before it is decoded, by the reader and by the index's Lookup.
-func TestDictAmplifyingLine(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "stacks")
-	var b bytes.Buffer
-	b.WriteString(`{"id":"1","frames":[{}`)
-	for b.Len() < stackdump.MaxDictLine-64 {
-		b.WriteString(`,{}`)
-	}
-	b.WriteString("]}\n")
-	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	n := allocated(func() { _, err = stackdump.ReadDict(path) })
-	if !errors.Is(err, stackdump.ErrDictLine) || n > 2<<20 {
-		t.Errorf("ReadDict: %v, %d KiB allocated; want ErrDictLine and at most 2 MiB", err, n>>10)
-	}
-	f, _ := os.Open(path)
-	defer f.Close()
-	x := stackdump.IndexDict(f, stackdump.MaxDictSize)
-	var ok bool
-	n = allocated(func() { _, ok = x.Lookup(1) })
-	if ok || n > 2<<20 {
-		t.Errorf("Lookup: %v, %d KiB allocated; want the line refused, at most 2 MiB", ok, n>>10)
 	}
 }

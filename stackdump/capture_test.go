@@ -3,7 +3,6 @@ package stackdump
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -71,36 +70,6 @@ func TestCapture(t *testing.T) {
 	}
 	if !strings.HasSuffix(g.Frames[0].File, "stackdump/capture_test.go") || g.Frames[0].Line == 0 {
 		t.Errorf("Capture: got frame %v; want one in capture_test.go", g.Frames[0])
-	}
-}
-
-func TestCaptureTextBuffer(t *testing.T) {
-	full, err := CaptureText()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name    string
-		size    int
-		wantErr error
-	}{
-		{"fits", len(full) + 4096, nil},
-		{"second try", len(full) / 2, nil},
-		{"truncated", 16, ErrTruncated},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, err := captureText(tt.size)
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("captureText(%d): got error %v; want %v", tt.size, err, tt.wantErr)
-			}
-			if !bytes.HasPrefix(b, []byte("goroutine ")) {
-				t.Errorf("captureText(%d): got %q; want a dump", tt.size, b[:min(len(b), 40)])
-			}
-		})
-	}
-	if got := textBufferSize(10_000); got < 10_000*400 {
-		t.Errorf("textBufferSize(10000): got %d; want at least 400 bytes a goroutine", got)
 	}
 }
 

@@ -1,15 +1,14 @@
-// Package stackdump captures, parses and groups goroutine stacks.
+// Package stackdump parses and groups goroutine stacks.
 //
-// It captures the goroutines of the current process in two forms: the
-// text dump of runtime.Stack, with goroutine ids, states and wait times
-// (CaptureText, Capture), and the pprof goroutine profile, which stops the
-// process far more briefly but has only stacks and counts (CaptureProfile,
-// ParseProfile). It parses Go traceback text from anywhere (Parse), groups
-// goroutines that have the same stack (GroupGoroutines, GroupSamples), and
-// keeps a per-process stack dictionary on disk (Dict), so that a lock record
-// can name a stack by a small id.
+// It reads the three forms a Go process's goroutines come in: traceback
+// text from anywhere (Parse: a SIGQUIT dump, a panic, runtime.Stack, a
+// file), with goroutine ids, states and wait times; the pprof goroutine
+// profile (ParseProfile), which stops the process far more briefly but has
+// only stacks, counts and labels; and a short execution trace (ParseTrace),
+// which has ids, states and stacks. It groups goroutines that have the same
+// stack (GroupGoroutines, GroupSamples).
 //
-//	s, err := stackdump.Capture() // or stackdump.Parse(os.Stdin)
+//	s, err := stackdump.Parse(os.Stdin)
 //	if err != nil {
 //		return err
 //	}
@@ -17,15 +16,17 @@
 //		g.Write(w)
 //	}
 //
-// stackdump knows nothing of locks or of the command line.
+// stackdump takes no dump itself (lockwatch's probe does, inside the
+// program), and knows nothing of locks or of the command line.
 //
-// # Cost of a capture
+// # Cost of a dump
 //
 // The text dump stops the world for its whole length: at 10,000 goroutines
 // it took 48 ms on a 2-core VM, and a busy goroutine stood still for up to
 // 84 ms. The protobuf profile took 39 ms there, but that goroutine stood
-// still for at most 10 ms. The benchmarks in this package measure both,
-// with the longest pause a busy goroutine sees (the pause-ms metric).
+// still for at most 10 ms. The benchmarks in this package measure the
+// three forms, with the longest pause a busy goroutine sees (the pause-ms
+// metric).
 //
 // # Formats read
 //

@@ -2,7 +2,8 @@ package stackdump
 
 import (
 	"fmt"
-	"runtime"
+
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
 // Frame is one symbolized call frame.
@@ -23,21 +24,17 @@ func (f Frame) String() string {
 	return fmt.Sprintf("%s\n\t%s:%d", f.Func, f.File, f.Line)
 }
 
-// FramesOf symbolizes return PCs as runtime.Callers returns them, expanding
-// inlined calls. It costs microseconds: call it once per distinct stack.
+// FramesOf symbolizes return PCs of this process as runtime.Callers
+// returns them, expanding inlined calls. It costs microseconds: call it
+// once per distinct stack.
 func FramesOf(pcs []uintptr) []Frame {
-	if len(pcs) == 0 {
+	fs := record.FramesOf(pcs)
+	if fs == nil {
 		return nil
 	}
-	out := make([]Frame, 0, len(pcs))
-	it := runtime.CallersFrames(pcs)
-	for {
-		fr, more := it.Next()
-		if fr.Function != "" || fr.File != "" {
-			out = append(out, Frame{Func: fr.Function, File: fr.File, Line: fr.Line})
-		}
-		if !more {
-			return out
-		}
+	out := make([]Frame, len(fs))
+	for i, f := range fs {
+		out[i] = Frame{Func: f.Func, File: f.File, Line: f.Line}
 	}
+	return out
 }

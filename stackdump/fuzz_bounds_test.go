@@ -2,7 +2,6 @@ package stackdump_test
 
 import (
 	"bytes"
-	"errors"
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/app/hostile"
@@ -72,28 +71,6 @@ func FuzzParseWithin(f *testing.F) {
 		}
 		if kept > l.Goroutines {
 			t.Fatalf("kept %d goroutines; the limit is %d", kept, l.Goroutines)
-		}
-	})
-}
-
-// FuzzDecodeDict: any dictionary file reads as stacks or errors, never a
-// panic; the index agrees with the decoder on what it finds.
-func FuzzDecodeDict(f *testing.F) {
-	f.Add([]byte(`{"id":"1","frames":[{"func":"main.f","file":"/f.go","line":1}]}` + "\n"))
-	f.Add([]byte(`{"id":"ff","frames":[]}` + "\n" + `{"id":"zz"` + "\n"))
-	f.Add(hostile.RandomBytes(1024, 4))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := stackdump.DecodeDict(bytes.NewReader(b))
-		if err != nil && !errors.Is(err, stackdump.ErrDictLine) && m == nil {
-			return
-		}
-		x := stackdump.IndexDict(bytes.NewReader(b), int64(len(b)))
-		for id, frames := range m {
-			// A line without frames decodes to nil, which Lookup
-			// reports as no stack.
-			if _, ok := x.Lookup(id); !ok && x.Skipped == 0 && len(frames) > 0 {
-				t.Fatalf("stack %x decoded but not indexed", id)
-			}
 		}
 	})
 }

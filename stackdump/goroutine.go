@@ -6,7 +6,7 @@ import (
 )
 
 // A Snapshot is the goroutines of one process at one moment, as read from
-// traceback text (Capture, or Parse of a SIGQUIT dump, a panic, a file).
+// traceback text (Parse of a SIGQUIT dump, a panic, runtime.Stack, a file).
 //
 // The zero value is an empty snapshot. A Snapshot is a plain value: it is
 // safe for concurrent reads, not for concurrent writes.

@@ -45,7 +45,7 @@ const MaxProfileSize = 16 << 20
 var ErrTooLarge = errors.New("stackdump: input too large")
 
 // ParseProfile reads a goroutine profile in pprof protobuf form (gzipped or
-// not), as CaptureProfile returns it, of at most MaxProfileSize bytes
+// not), as runtime/pprof writes it, of at most MaxProfileSize bytes
 // (decompressed).
 func ParseProfile(b []byte) (*Profile, error) {
 	if len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b {

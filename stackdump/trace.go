@@ -3,82 +3,24 @@ package stackdump
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"io"
-	"runtime/trace"
 	"slices"
 	"strings"
-	"sync"
 	"unicode"
 
 	xtrace "golang.org/x/exp/trace"
 )
 
-// ErrTracerBusy is returned, wrapped, by CaptureTrace when the process's
-// execution tracer is already in use (runtime/trace.Start was called and
-// not stopped): a process has one.
-var ErrTracerBusy = errors.New("stackdump: the execution tracer is in use")
-
-// MaxTraceSize bounds an execution trace that CaptureTrace takes and
-// ParseTrace reads. A trace started and stopped at once holds one status
+// MaxTraceSize bounds an execution trace that ParseTrace reads. A trace started and stopped at once holds one status
 // event per goroutine (some 16 bytes) and each distinct stack once: 10,000
 // goroutines in a few distinct stacks take some 165 KiB. A program would
 // need hundreds of thousands of goroutines in as many distinct stacks, or
 // a storm of scheduling events in the moment it is traced, to come near.
 const MaxTraceSize = 32 << 20
 
-// CaptureTrace returns a short execution trace of this process
-// (runtime/trace, started and stopped at once), which ParseTrace reads into
-// goroutines: ids, states and stacks, as a text dump has them.
-//
-// Unlike CaptureText it never stops the world for the whole traversal:
-// the runtime stops it for moments, to start and to end the trace, and
-// suspends each goroutine on its own, for the time it takes to record its
-// stack (docs/benchmarks.md: a 10,100-goroutine process stopped at most
-// 0.9 ms outside GC where its text dump stopped it 29.4 ms). The costs: CPU time spread
-// over the capture, some 2.5 MiB of the runtime's tracer state allocated on
-// the heap (in a program with a small heap, a GC cycle), and, during the
-// capture, a trace.Start of the program's own fails (the execution tracer
-// has one such writer).
-//
-// It returns ErrTracerBusy if the program is tracing itself, and
-// ErrTooLarge if the trace passes MaxTraceSize (the rest is not kept).
-func CaptureTrace() ([]byte, error) {
-	w := &cappedWriter{max: MaxTraceSize}
-	if err := trace.Start(w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrTracerBusy, err)
-	}
-	trace.Stop() // returns after the last write
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.over {
-		return nil, fmt.Errorf("%w: the execution trace passed %d MiB", ErrTooLarge, MaxTraceSize>>20)
-	}
-	return w.b.Bytes(), nil
-}
-
-// cappedWriter keeps the first max bytes written to it and drops the rest,
-// never failing a write (the runtime's trace writer must not be stopped by
-// an error).
-type cappedWriter struct {
-	mu   sync.Mutex
-	max  int
-	b    bytes.Buffer
-	over bool
-}
-
-func (w *cappedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.over || w.b.Len()+len(p) > w.max {
-		w.over = true
-		return len(p), nil
-	}
-	return w.b.Write(p)
-}
-
-// ParseTrace reads an execution trace, as CaptureTrace returns it, into
+// ParseTrace reads an execution trace (runtime/trace; the probe takes one,
+// started and stopped at once, for lockwatch), into
 // the goroutines for which want returns true (all if want is nil), each
 // with its id, state and stack at the end of the trace, in the order of
 // their ids. Only the wanted goroutines are kept: a trace of many

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"runtime/trace"
 	"slices"
 	"strings"
 	"testing"
@@ -89,18 +88,6 @@ func TestTraceAllGoroutines(t *testing.T) {
 				t.Errorf("goroutine %d: runtime frame %s kept", g.ID, f.Func)
 			}
 		}
-	}
-}
-
-// TestCaptureTraceBusy: a program that traces itself keeps its trace; the
-// capture says why it took none.
-func TestCaptureTraceBusy(t *testing.T) {
-	if err := trace.Start(io.Discard); err != nil {
-		t.Skipf("tracer in use already: %v", err)
-	}
-	defer trace.Stop()
-	if _, err := CaptureTrace(); !errors.Is(err, ErrTracerBusy) {
-		t.Fatalf("CaptureTrace while tracing: %v; want ErrTracerBusy", err)
 	}
 }
 

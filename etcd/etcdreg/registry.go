@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -695,7 +696,10 @@ func (r *Registry) answer(request string) {
 	if len(request) > 64 {
 		return
 	}
-	dump, _ := stackdump.CaptureText() // a truncated dump is still an answer
+	// The traceback of every goroutine, of which at most maxValue bytes
+	// are sent (a truncated dump is still an answer).
+	dump := make([]byte, maxValue+1)
+	dump = dump[:runtime.Stack(dump, true)]
 	a := answer{Request: request}
 	if len(dump) > maxValue {
 		cut := strings.LastIndex(string(dump[:maxValue]), "\n\ngoroutine ")

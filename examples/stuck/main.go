@@ -21,6 +21,8 @@ import (
 	"os/exec"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/sync"
 )
@@ -86,7 +88,7 @@ func main() {
 	waiting := func(n int) {
 		// Until n goroutines wait (their records are written before they
 		// block).
-		c := probe.Client{Path: agent.SocketPath()}
+		c := probeclient.Client{Path: agent.SocketPath()}
 		for {
 			v, err := c.Mutexes(context.Background())
 			if err == nil {
@@ -166,7 +168,7 @@ func main() {
 		}
 		waiting(2)
 		for { // until flushShared waits for queue.wlock
-			s, err := agent.Registry().Snapshot()
+			s, err := arena.ReadSnapshot(agent.Dir())
 			if err == nil && len(s.Waiters) > 0 {
 				break
 			}

@@ -14,9 +14,9 @@ import (
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/app/hostile"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockreg"
-	"github.com/lockwatch/lockwatch/probe"
 )
 
 // TestAmplifyingInputsBounded runs `lockwatch stacks` (a process each) on
@@ -82,7 +82,7 @@ func hostileProbeRole(dir string) int {
 		fmt.Println("error", err)
 		return 1
 	}
-	ln, err := net.Listen("unix", probe.SocketPath(dir, st.Identity()))
+	ln, err := net.Listen("unix", probeclient.SocketPath(dir, st.Identity()))
 	if err != nil {
 		fmt.Println("error", err)
 		return 1

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -160,8 +161,8 @@ func TestCLIAnswers(t *testing.T) {
 func TestPruneJSONAndSize(t *testing.T) {
 	root := t.TempDir()
 	os.Chmod(root, 0o700)
-	t.Setenv(lockreg.EnvRoot, root)
-	dir, err := lockreg.NewRunDir(root)
+	t.Setenv(arena.EnvRoot, root)
+	dir, err := arena.NewRunDir(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestPruneJSONAndSize(t *testing.T) {
 	}
 	m.Unlock()
 	reg.Close()
-	fi, err := os.Stat(filepath.Join(dir, lockreg.ArenaFile))
+	fi, err := os.Stat(filepath.Join(dir, arena.ArenaFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +360,7 @@ func TestRunMessagesFolded(t *testing.T) {
 func TestEnvRootNotPrivate(t *testing.T) {
 	root := t.TempDir()
 	os.Chmod(root, 0o777)
-	t.Setenv(lockreg.EnvRoot, root)
+	t.Setenv(arena.EnvRoot, root)
 	for _, args := range [][]string{{"ps", "--all"}, {"prune"}, {"run", "--", "true"}} {
 		code, _, stderr := lockwatch(t, args...)
 		want := ExitUsage

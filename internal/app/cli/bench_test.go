@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
 )
@@ -183,7 +183,7 @@ func BenchmarkDeathToFinding(b *testing.B) {
 func awaitWaiters(b testing.TB, dir string, n int) {
 	b.Helper()
 	for deadline := time.Now().Add(probablyStillBlocked); ; {
-		snap, err := lockreg.ReadSnapshot(dir)
+		snap, err := arena.ReadSnapshot(dir)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/app/hostile"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // The reliability goal for reading a run (issue 8): any run, and each of
@@ -212,7 +212,7 @@ func TestHostileRunsBounded(t *testing.T) {
 		}
 		root := privateRoot(t)
 		dir := hostileRun(t, root, "procs", spec)
-		m := measure(t, bin, []string{lockreg.EnvRoot + "=" + root}, "ps", "--all", "-o", "json")
+		m := measure(t, bin, []string{arena.EnvRoot + "=" + root}, "ps", "--all", "-o", "json")
 		t.Logf("ps: exit %d, %.1f MiB, cpu %v, wall %v", m.code, float64(m.maxRSS)/(1<<20), m.cpu, m.wall)
 		if m.code != ExitOK {
 			t.Fatalf("exit %d: %s", m.code, m.stderr)
@@ -224,8 +224,8 @@ func TestHostileRunsBounded(t *testing.T) {
 		if err := json.Unmarshal([]byte(m.stdout), &out); err != nil {
 			t.Fatal(err)
 		}
-		if len(out.Runs) != 1 || out.Runs[0].Dir != dir || len(out.Runs[0].Processes) != lockreg.DefaultReadProcesses {
-			t.Errorf("ps: got %+v; want the run, with %d processes", out.Runs, lockreg.DefaultReadProcesses)
+		if len(out.Runs) != 1 || out.Runs[0].Dir != dir || len(out.Runs[0].Processes) != arena.DefaultReadProcesses {
+			t.Errorf("ps: got %+v; want the run, with %d processes", out.Runs, arena.DefaultReadProcesses)
 		}
 	})
 	t.Run("stacks/bomb", func(t *testing.T) {
@@ -291,7 +291,7 @@ func TestPsFindsFallbackRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := hostileRun(t, fallback, "fallback", hostile.Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 1})
-	t.Setenv(lockreg.EnvRoot, "")
+	t.Setenv(arena.EnvRoot, "")
 	t.Setenv("XDG_RUNTIME_DIR", base)
 	found := false
 	for _, d := range runDirs() {
@@ -363,7 +363,7 @@ func BenchmarkHostile(b *testing.B) {
 	for _, name := range hostile.Names() {
 		bench("attach/"+name, nil, "attach", "-o", "json", filepath.Join(root, name, "run-20260101-000000-1-0"))
 	}
-	bench("ps/procs", []string{lockreg.EnvRoot + "=" + filepath.Join(root, "procs")}, "ps", "--all", "-o", "json")
+	bench("ps/procs", []string{arena.EnvRoot + "=" + filepath.Join(root, "procs")}, "ps", "--all", "-o", "json")
 	bench("stacks/bomb", nil, "stacks", filepath.Join(root, "bomb.pb.gz"))
 	bench("stacks/amplifying-profile", nil, "stacks", filepath.Join(root, "amplifying.pb.gz"))
 	bench("stacks/tiny-goroutines", nil, "stacks", filepath.Join(root, "tiny.txt"))

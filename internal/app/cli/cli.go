@@ -15,9 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lockwatch/lockwatch/internal/diag/safeout"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/source/dropinsrc"
 	"github.com/lockwatch/lockwatch/internal/source/goprocsrc"
-	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/report"
 	"github.com/lockwatch/lockwatch/reportcmd"
 )
@@ -94,8 +94,8 @@ type app struct {
 }
 
 // read reads a run's snapshot within the limits the flags set.
-func (a *app) read(dir string) (*lockreg.Snapshot, error) {
-	return lockreg.ReadSnapshotWith(dir, lockreg.ReadOptions{Events: a.events, MoreEvents: "use --events N for more"})
+func (a *app) read(dir string) (*arena.Snapshot, error) {
+	return arena.ReadSnapshotWith(dir, arena.ReadOptions{Events: a.events, MoreEvents: "use --events N for more"})
 }
 
 // Main runs lockwatch with args (without the program name) and returns the
@@ -107,7 +107,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	defer sout.Flush()
 	defer serr.Flush()
 	stdout, stderr = sout, serr
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, events: lockreg.DefaultReadEvents, liveStacks: report.DefaultLiveStacks,
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, events: arena.DefaultReadEvents, liveStacks: report.DefaultLiveStacks,
 		opts: report.Options{StuckAfter: defaultStuckAfter, ProbeTimeout: time.Second, ProbeConcurrency: report.DefaultProbeConcurrency}}
 	root := a.root()
 	root.SetArgs(args)
@@ -276,7 +276,7 @@ func (a *app) reportFlags(c *cobra.Command) {
 	fs := c.Flags()
 	fs.DurationVar(&a.opts.StuckAfter, "stuck-after", defaultStuckAfter,
 		"report a live holder as stuck after holding a lock this long while another goroutine waits as long")
-	fs.IntVar(&a.events, "events", lockreg.DefaultReadEvents,
+	fs.IntVar(&a.events, "events", arena.DefaultReadEvents,
 		"how many of the run's most recent lock events to read (a run made with a larger event ring holds more; the report says when it has more)")
 	fs.DurationVar(&a.opts.ProbeTimeout, "probe-timeout", time.Second,
 		"how long a probe is given to answer before the report goes on without it")

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
 	lwsync "github.com/lockwatch/lockwatch/sync"
@@ -32,7 +34,7 @@ func started() (*probe.Agent, error) {
 // waitMutexes polls the process's own probe until its drop-in mutexes
 // have n waiters in all.
 func waitMutexes(a *probe.Agent, n int) error {
-	c := &probe.Client{Path: a.SocketPath()}
+	c := &probeclient.Client{Path: a.SocketPath()}
 	for {
 		v, err := c.Mutexes(context.Background())
 		if err != nil {
@@ -98,7 +100,7 @@ func chainRole() int {
 		return 1
 	}
 	for {
-		s, err := a.Registry().Snapshot()
+		s, err := arena.ReadSnapshot(a.Dir())
 		if err == nil && len(s.Waiters) > 0 {
 			break
 		}

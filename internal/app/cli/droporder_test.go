@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/procid"
@@ -306,7 +307,7 @@ func TestAttachDropinLockOrderLoad(t *testing.T) {
 		t.Fatalf("processes %+v; want the load process", r.Processes)
 	}
 	p := r.Processes[0]
-	c := &probe.Client{Path: probe.SocketPath(dir, procid.ID{PID: p.PID, Start: p.Start})}
+	c := &probeclient.Client{Path: probeclient.SocketPath(dir, procid.ID{PID: p.PID, Start: p.Start})}
 	v, err := c.Orders(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -330,7 +331,7 @@ func (o ordersSource) Read(context.Context) (*lockstate.Snapshot, error) { retur
 
 // loopsBy returns the lock-order loops of the edges of v when a mutex is
 // identified by key, as "a>b" steps.
-func loopsBy(t *testing.T, v *probe.OrderView, key func(probe.OrderMutex) string) [][]string {
+func loopsBy(t *testing.T, v *probeclient.OrderView, key func(probeclient.OrderMutex) string) [][]string {
 	t.Helper()
 	s := &lockstate.Snapshot{Run: "identity", Taken: time.Now()}
 	for _, e := range v.Edges {
@@ -372,7 +373,7 @@ func TestDropinOrderIdentity(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	run := func(args ...string) (string, *probe.OrderView) {
+	run := func(args ...string) (string, *probeclient.OrderView) {
 		t.Helper()
 		cmd := exec.Command(lw, append([]string{"run", "--keep", "--", prog}, args...)...)
 		cmd.Env = cleanEnv()
@@ -390,7 +391,7 @@ func TestDropinOrderIdentity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var v probe.OrderView
+		var v probeclient.OrderView
 		if err := json.Unmarshal(b, &v); err != nil {
 			t.Fatal(err)
 		}
@@ -406,10 +407,10 @@ func TestDropinOrderIdentity(t *testing.T) {
 	}
 
 	plain, v := run()
-	instance := loopsBy(t, v, func(m probe.OrderMutex) string { return fmt.Sprintf("%s#%d", kindOf(m.Name), m.ID) })
-	site := loopsBy(t, v, func(m probe.OrderMutex) string { return m.Name }) // unnamed: where the first edge naming it took it
+	instance := loopsBy(t, v, func(m probeclient.OrderMutex) string { return fmt.Sprintf("%s#%d", kindOf(m.Name), m.ID) })
+	site := loopsBy(t, v, func(m probeclient.OrderMutex) string { return m.Name }) // unnamed: where the first edge naming it took it
 	classes, vc := run("-classes")
-	named := loopsBy(t, vc, func(m probe.OrderMutex) string { return m.Name })
+	named := loopsBy(t, vc, func(m probeclient.OrderMutex) string { return m.Name })
 	t.Logf("by instance: %d edges, loops %v", len(v.Edges), instance)
 	t.Logf("by site: loops %v", site)
 	t.Logf("by SetName class: %d edges recorded, loops %v", len(vc.Edges), named)

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -177,7 +179,7 @@ func TestAttachCycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("unix", probe.SocketPath(dir, st.Identity()))
+	ln, err := net.Listen("unix", probeclient.SocketPath(dir, st.Identity()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,13 +252,13 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	arena, err := os.ReadFile(filepath.Join(good, lockreg.ArenaFile))
+	goodArena, err := os.ReadFile(filepath.Join(good, arena.ArenaFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	withArena := func(patch func([]byte) []byte) string {
 		dir := runDir(t)
-		if err := os.WriteFile(filepath.Join(dir, lockreg.ArenaFile), patch(slices.Clone(arena)), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, arena.ArenaFile), patch(slices.Clone(goodArena)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return dir
@@ -297,7 +299,7 @@ func TestBadInput(t *testing.T) {
 		{"symlink", []string{"attach", link}, "symbolic link"},
 		{"open to others", []string{"watch", open}, "open to other users"},
 		{"stacks of no probe", []string{"stacks", strconv.Itoa(sleep.Process.Pid)}, "is not running a probe"},
-		{"stacks of garbage", []string{"stacks", filepath.Join(corrupt, lockreg.ArenaFile)}, "not a Go traceback or goroutine profile"},
+		{"stacks of garbage", []string{"stacks", filepath.Join(corrupt, arena.ArenaFile)}, "not a Go traceback or goroutine profile"},
 		{"bad output", []string{"-o", "yaml", "ps"}, "want table, json or dot"},
 		{"unknown command", []string{"frobnicate"}, "unknown command"},
 	}

@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lockwatch/lockwatch/internal/app/hostile"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/probe"
 )
 
@@ -161,7 +161,7 @@ func TestRunEscapes(t *testing.T) {
 // TestPruneEscapes: prune names the runs it removes, or would.
 func TestPruneEscapes(t *testing.T) {
 	root := privateRoot(t)
-	t.Setenv(lockreg.EnvRoot, root)
+	t.Setenv(arena.EnvRoot, root)
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	hostileRun(t, root, "n"+escapes, hostile.Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 1, UsedLocks: 1, OwnerDied: true})
 	code, out, errs := lockwatch(t, "prune", "--dry-run", "--all")

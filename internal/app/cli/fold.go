@@ -8,7 +8,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // foldWriter folds each line written to it at its terminal's width
@@ -45,7 +45,7 @@ func (f foldWriter) Write(p []byte) (int, error) {
 // user. ps and prune would otherwise list nothing in it without a word, and
 // run would call it a run directory. A missing one is fine: run makes it.
 func checkEnvRoot() error {
-	root := os.Getenv(lockreg.EnvRoot)
+	root := os.Getenv(arena.EnvRoot)
 	if root == "" {
 		return nil
 	}
@@ -54,18 +54,18 @@ func checkEnvRoot() error {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
 	case err != nil:
-		return usagef("%s=%s: %v", lockreg.EnvRoot, root, err)
+		return usagef("%s=%s: %v", arena.EnvRoot, root, err)
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return usagef("%s=%s is a symbolic link: name the directory itself, or unset %s", lockreg.EnvRoot, root, lockreg.EnvRoot)
+		return usagef("%s=%s is a symbolic link: name the directory itself, or unset %s", arena.EnvRoot, root, arena.EnvRoot)
 	case !fi.IsDir():
-		return usagef("%s=%s is not a directory: name a directory for lockwatch's runs, or unset %s", lockreg.EnvRoot, root, lockreg.EnvRoot)
+		return usagef("%s=%s is not a directory: name a directory for lockwatch's runs, or unset %s", arena.EnvRoot, root, arena.EnvRoot)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-		return usagef("%s=%s belongs to uid %d, not to you: name a directory of your own, or unset %s", lockreg.EnvRoot, root, st.Uid, lockreg.EnvRoot)
+		return usagef("%s=%s belongs to uid %d, not to you: name a directory of your own, or unset %s", arena.EnvRoot, root, st.Uid, arena.EnvRoot)
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return usagef("%s=%s is open to other users (mode %04o), so lockwatch keeps no runs in it: chmod 0700 it, or unset %s",
-			lockreg.EnvRoot, root, perm, lockreg.EnvRoot)
+			arena.EnvRoot, root, perm, arena.EnvRoot)
 	}
 	return nil
 }

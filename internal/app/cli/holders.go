@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lockwatch/lockwatch/probe"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 )
 
 // HoldersSchema names the holders command's JSON format (docs/json.md).
@@ -55,7 +55,7 @@ by how long it has held or waited. Read it with
 			if file == "" {
 				file = "lockholders-" + args[0] + ".pb.gz"
 			}
-			c := &probe.Client{Path: probe.SocketPath(t.dir, t.id), Timeout: max(a.opts.ProbeTimeout, probeMin)}
+			c := &probeclient.Client{Path: probeclient.SocketPath(t.dir, t.id), Timeout: max(a.opts.ProbeTimeout, probeMin)}
 			v, err := c.Mutexes(cmd.Context())
 			if err != nil {
 				return usagef("pid %d's probe did not answer (%v); is it running a probe of this version?", t.id.PID, err)
@@ -72,7 +72,7 @@ by how long it has held or waited. Read it with
 			if err != nil {
 				return usagef("%v; give another file with --file", err)
 			}
-			if err := v.Profile().Write(f); err != nil {
+			if err := probeclient.HoldersProfile(v).Write(f); err != nil {
 				f.Close()
 				return usagef("writing %s: %v", file, err)
 			}

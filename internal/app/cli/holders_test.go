@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/probe"
 	lwsync "github.com/lockwatch/lockwatch/sync"
 )
@@ -52,7 +53,7 @@ func dropinRole(dir string) int {
 	for i := 0; i < 2; i++ {
 		go func() { rw.RLock(); select {} }()
 	}
-	c := &probe.Client{Path: a.SocketPath()}
+	c := &probeclient.Client{Path: a.SocketPath()}
 	for {
 		v, err := c.Mutexes(context.Background())
 		if err != nil {

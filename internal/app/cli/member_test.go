@@ -13,6 +13,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/app/forge"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -205,11 +206,11 @@ func escaperRole(dir string) int {
 // its lock.
 func startEscaper(t *testing.T) (string, int) {
 	t.Helper()
-	root, err := lockreg.DefaultRoot() // the tests' temporary root: ps lists it
+	root, err := arena.DefaultRoot() // the tests' temporary root: ps lists it
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := lockreg.NewRunDir(root.Dir)
+	dir, err := arena.NewRunDir(root.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}

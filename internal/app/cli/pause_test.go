@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/stops"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -292,11 +294,11 @@ func BenchmarkLiveStackCost(b *testing.B) {
 	expectLine(b, out, "locked")
 	fmt.Fprintln(in, "go")
 	expectLine(b, out, "ready")
-	procs, err := lockreg.ReadProcesses(dir)
+	procs, err := arena.ReadProcesses(dir)
 	if err != nil || len(procs) != 1 {
 		b.Fatalf("%d processes in the run (%v); want 1", len(procs), err)
 	}
-	cl := &probe.Client{Path: probe.SocketPath(dir, procs[0].Identity()), Timeout: 20 * time.Second}
+	cl := &probeclient.Client{Path: probeclient.SocketPath(dir, procs[0].Identity()), Timeout: 20 * time.Second}
 	cpu := func() time.Duration {
 		fmt.Fprintln(in, "cpu")
 		line, err := out.ReadString('\n')

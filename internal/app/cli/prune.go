@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
@@ -52,7 +53,7 @@ live process's LOCKWATCH_DIR, is never removed.`,
 			}
 			// The default root and the private fallbacks of this user.
 			var vs []pruneVerdict
-			for _, root := range lockreg.Roots() {
+			for _, root := range arena.Roots() {
 				v, err := pruneRuns(root, all, dryRun)
 				vs = append(vs, v...)
 				if err != nil {
@@ -101,7 +102,7 @@ live process's LOCKWATCH_DIR, is never removed.`,
 // pruneRuns judges, and unless dryRun removes, the run directories under
 // root.
 func pruneRuns(root string, all, dryRun bool) ([]pruneVerdict, error) {
-	dirs, err := lockreg.RunDirs(root)
+	dirs, err := arena.RunDirs(root)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +137,7 @@ func judgeRun(dir string, all, inUse bool) pruneVerdict {
 		v.why = "in use"
 		return v
 	}
-	procs, err := lockreg.ReadProcesses(dir)
+	procs, err := arena.ReadProcesses(dir)
 	switch {
 	case errors.Is(err, lockreg.ErrNotRun):
 		fi, err := os.Stat(dir)
@@ -152,7 +153,7 @@ func judgeRun(dir string, all, inUse bool) pruneVerdict {
 	}
 	clean := true
 	for _, p := range procs {
-		if p.State == lockreg.ProcExited {
+		if p.State == arena.ProcExited {
 			continue // it closed its registry: it has left the run
 		}
 		clean = false
@@ -164,7 +165,7 @@ func judgeRun(dir string, all, inUse bool) pruneVerdict {
 	}
 	if clean {
 		// Every process closed its registry: is a lock still held?
-		if s, err := lockreg.ReadSnapshot(dir); err == nil {
+		if s, err := arena.ReadSnapshot(dir); err == nil {
 			for _, l := range s.Locks {
 				clean = clean && !l.Held()
 			}

@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/texttable"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -115,7 +117,7 @@ list), without live stacks. Exit status 3 when a listed run is in deadlock. When
 					} else {
 						run.Ended++
 					}
-					_, err := os.Stat(probe.SocketPath(d, procID(p.PID, p.Start)))
+					_, err := os.Stat(probeclient.SocketPath(d, procID(p.PID, p.Start)))
 					run.Processes = append(run.Processes, psProcess{ProcRow: p, Probe: err == nil && p.Alive})
 				}
 				for _, f := range r.Findings {
@@ -186,7 +188,7 @@ const psChecks = 4096
 // so far, is given the (bounded) diagnosis rather than checked to the end.
 func mayBeRunning(dir string) bool {
 	found, n := false, 0
-	err := lockreg.ScanProcesses(dir, func(p lockreg.Process) bool {
+	err := arena.ScanProcesses(dir, func(p arena.Process) bool {
 		if n++; n > psChecks {
 			found = true
 			return false

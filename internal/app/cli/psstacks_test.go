@@ -9,6 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
@@ -17,11 +18,11 @@ import (
 // temporary root), removed at the end of the test.
 func rootRun(t *testing.T) string {
 	t.Helper()
-	root, err := lockreg.DefaultRoot()
+	root, err := arena.DefaultRoot()
 	if err != nil {
 		t.Skip(err)
 	}
-	dir, err := lockreg.NewRunDir(root.Dir)
+	dir, err := arena.NewRunDir(root.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestPSElsewhereAndUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	if err := os.Truncate(filepath.Join(bad, lockreg.ArenaFile), 4096); err != nil {
+	if err := os.Truncate(filepath.Join(bad, arena.ArenaFile), 4096); err != nil {
 		t.Fatal(err)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/diag/safeout"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/source/dropinsrc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
@@ -100,14 +101,14 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	if err := checkEnvRoot(); err != nil {
 		return err
 	}
-	root, err := lockreg.DefaultRoot()
+	root, err := arena.DefaultRoot()
 	if err != nil {
 		return usagef("%v", err)
 	}
 	if root.Fallback != "" {
 		fmt.Fprintf(a.msgs(), "lockwatch: %s\n", oneLine(root.Fallback))
 	}
-	dir, err := lockreg.NewRunDir(root.Dir)
+	dir, err := arena.NewRunDir(root.Dir)
 	if err != nil {
 		return usagef("cannot make a run directory under %s: %v", root.Dir, err)
 	}
@@ -338,7 +339,7 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 		// lock held) holds nothing to diagnose; its directory lives in
 		// memory (/dev/shm). Anything else is kept for attach.
 		if waitErr == nil {
-			lockreg.RemoveIfClean(dir)
+			arena.RemoveIfClean(dir)
 		}
 		os.Remove(dir) // succeeds only if nothing ever joined the run
 	}

@@ -18,8 +18,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lockwatch/lockwatch/internal/diag/goproc"
-	"github.com/lockwatch/lockwatch/lockreg"
-	"github.com/lockwatch/lockwatch/probe"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -322,7 +322,7 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 	if text {
 		timeout += time.Second // a text dump takes longer
 	}
-	c := &probe.Client{Path: probe.SocketPath(t.dir, t.id), Timeout: max(timeout, 2*time.Second)}
+	c := &probeclient.Client{Path: probeclient.SocketPath(t.dir, t.id), Timeout: max(timeout, 2*time.Second)}
 	d, err := c.Goroutines(cmd.Context(), text)
 	if err != nil {
 		return nil, usagef("pid %d's probe did not answer (%v); 'lockwatch attach %d' still reports from the registry", t.id.PID, err, t.id.PID)
@@ -341,9 +341,9 @@ func (a *app) loadStacks(cmd *cobra.Command, arg string, text, all bool) (*stack
 // lock's name: lockreg's waiter records of the run, and the drop-in
 // mutexes its probe lists. What cannot be read is left out: the stacks are
 // shown without it.
-func waitsOf(ctx context.Context, t target, c *probe.Client) map[int64]string {
+func waitsOf(ctx context.Context, t target, c *probeclient.Client) map[int64]string {
 	waits := map[int64]string{}
-	if s, err := lockreg.ReadSnapshot(t.dir); err == nil {
+	if s, err := arena.ReadSnapshot(t.dir); err == nil {
 		for _, w := range s.Waiters {
 			if w.PID == t.id.PID && w.Start == t.id.Start {
 				waits[w.Goroutine] = w.LockName

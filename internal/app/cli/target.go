@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -28,8 +30,8 @@ type target struct {
 
 // runDirs lists this user's run directories, newest first: under the
 // default root and under the private fallbacks chosen when the default was
-// taken by another user (lockreg.Roots).
-func runDirs() []string { return lockreg.AllRunDirs() }
+// taken by another user (arena.Roots).
+func runDirs() []string { return arena.AllRunDirs() }
 
 // resolve finds the run that arg names: a run directory, or a pid whose
 // environment names its run (LOCKWATCH_DIR), or whose process file a run
@@ -78,7 +80,7 @@ func resolve(arg string) (target, error) {
 		return target{dir: dir, id: id}, nil
 	}
 	for _, d := range runDirs() {
-		info, _, _ := lockreg.ProcessFiles(d, id)
+		info, _, _ := arena.ProcessFiles(d, id)
 		if _, err := os.Stat(info); err == nil {
 			return target{dir: d, id: id}, nil
 		}
@@ -87,7 +89,7 @@ func resolve(arg string) (target, error) {
 		return t, nil // the pid is now another process's
 	}
 	where := "your lockwatch roots"
-	if roots := lockreg.Roots(); len(roots) > 0 {
+	if roots := arena.Roots(); len(roots) > 0 {
 		where = strings.Join(roots, ", ")
 	}
 	return target{}, &noProbeError{id: id, comm: st.Comm, err: usagef("pid %d (%s) is not running a probe (no %s in its environment, and no run under %s lists it); start it with 'lockwatch run' or import github.com/lockwatch/lockwatch/probe",
@@ -110,7 +112,7 @@ func (e *noProbeError) Unwrap() error { return e.err }
 // as a finding names it.
 func runOfDead(pid int) (target, bool) {
 	for _, d := range runDirs() {
-		procs, err := lockreg.ReadProcesses(d)
+		procs, err := arena.ReadProcesses(d)
 		if err != nil {
 			continue
 		}
@@ -129,7 +131,7 @@ func runOfDead(pid int) (target, bool) {
 func resolveDir(dir string) (target, error) {
 	if _, err := os.Lstat(dir); err != nil && !strings.ContainsRune(dir, '/') {
 		// A run's name, as ps prints it, in any of this user's roots.
-		for _, root := range lockreg.Roots() {
+		for _, root := range arena.Roots() {
 			if _, err := os.Lstat(filepath.Join(root, dir)); err == nil {
 				return target{dir: filepath.Join(root, dir)}, nil
 			}
@@ -147,7 +149,7 @@ func resolveDir(dir string) (target, error) {
 // readError turns an error reading a run into a one-line usage error that
 // says what to do.
 func readError(dir string, err error) error {
-	var ae *lockreg.ArenaError
+	var ae *arena.ArenaError
 	if errors.Is(err, lockreg.ErrNotRun) || errors.Is(err, fs.ErrNotExist) {
 		// Said once, not as the arena error's kind, detail and hint.
 		why := "no arena file"
@@ -169,8 +171,8 @@ func readError(dir string, err error) error {
 // probes fetches live stacks through the probes' control sockets.
 type probes struct{ dir string }
 
-func (p probes) client(id proc.Identity, ctx context.Context) *probe.Client {
-	c := &probe.Client{Path: probe.SocketPath(p.dir, id)}
+func (p probes) client(id proc.Identity, ctx context.Context) *probeclient.Client {
+	c := &probeclient.Client{Path: probeclient.SocketPath(p.dir, id)}
 	if d, ok := ctx.Deadline(); ok {
 		c.Timeout = time.Until(d)
 	}
@@ -218,15 +220,15 @@ func (p probes) Goroutines(ctx context.Context, id proc.Identity, goroutines []i
 	return s, nil // a damaged end does not spoil what was read before it
 }
 
-func parseDump(d *probe.Dump) (*stackdump.Profile, error) {
-	if d.Format != probe.FormatProto {
-		return nil, fmt.Errorf("probe answered a %q dump, want %q", d.Format, probe.FormatProto)
+func parseDump(d *probeclient.Dump) (*stackdump.Profile, error) {
+	if d.Format != probeclient.FormatProto {
+		return nil, fmt.Errorf("probe answered a %q dump, want %q", d.Format, probeclient.FormatProto)
 	}
 	return stackdump.ParseProfile(d.Data)
 }
 
 // probeTextLimits bound what is kept of one probe's text dump (at most
-// probe.MaxTextDump, some 45,000 ordinary goroutines).
+// probeclient.MaxTextDump, some 45,000 ordinary goroutines).
 var probeTextLimits = stackdump.Limits{Goroutines: 1 << 16, Retained: 16 << 20}
 
 func procID(pid int, start uint64) proc.Identity { return proc.Identity{PID: pid, Start: start} }

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lockwatch/lockwatch/internal/diag/safeout"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/report"
@@ -369,7 +370,7 @@ func TestPrune(t *testing.T) {
 	root := t.TempDir()
 	os.Chmod(root, 0o700)
 	mk := func() string {
-		d, err := lockreg.NewRunDir(root)
+		d, err := arena.NewRunDir(root)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/procid"
 )
 
@@ -50,7 +50,7 @@ type Arena struct {
 
 // Open opens the arena of the run in dir for writing and reads its header.
 func Open(dir string) (*Arena, error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockreg.ArenaFile), os.O_RDWR, 0)
+	f, err := os.OpenFile(filepath.Join(dir, arena.ArenaFile), os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}

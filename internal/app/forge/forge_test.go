@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
 )
@@ -57,7 +58,7 @@ func TestForgedRecordsReadBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	fi, err := os.Stat(filepath.Join(dir, lockreg.ArenaFile))
+	fi, err := os.Stat(filepath.Join(dir, arena.ArenaFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +71,9 @@ func TestForgedRecordsReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := func() lockreg.ProcState {
+	state := func() arena.ProcState {
 		t.Helper()
-		procs, err := lockreg.ReadProcesses(dir)
+		procs, err := arena.ReadProcesses(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,13 +88,13 @@ func TestForgedRecordsReadBack(t *testing.T) {
 		t.Fatalf("the forged entry %v is not in the process table: %+v", victim, procs)
 		return ""
 	}
-	if got := state(); got != lockreg.ProcRunning {
+	if got := state(); got != arena.ProcRunning {
 		t.Errorf("forged running entry read as %q", got)
 	}
 	if err := a.SetHolder(0, victim, slot); err != nil {
 		t.Fatal(err)
 	}
-	s, err := lockreg.ReadSnapshot(dir)
+	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestForgedRecordsReadBack(t *testing.T) {
 	if err := a.SetProcess(slot, victim, Exited); err != nil {
 		t.Fatal(err)
 	}
-	if got := state(); got != lockreg.ProcExited {
+	if got := state(); got != arena.ProcExited {
 		t.Errorf("forged exited entry read as %q", got)
 	}
 }
@@ -155,7 +156,7 @@ func TestForgeRefuses(t *testing.T) {
 	}
 	for name, content := range map[string]string{"short": "LOCKW", "not an arena": strings.Repeat("x", 128)} {
 		d := t.TempDir()
-		if err := os.WriteFile(filepath.Join(d, lockreg.ArenaFile), []byte(content), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(d, arena.ArenaFile), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := Open(d); err == nil {

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // TestWriteMatchesTheFormat builds each case at a small scale and reads it
@@ -15,23 +15,23 @@ func TestWriteMatchesTheFormat(t *testing.T) {
 	tests := []struct {
 		name string
 		spec Spec
-		want lockreg.Counts
+		want arena.Counts
 	}{
 		// Rings of 8 slots: 4 holder and 4 waiter events kept of each
 		// lock's 200 (wrapped), and of a lock's 5 (3 holder, 2 waiter).
 		{"events", Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 2, UsedLocks: 4, LockEvents: 200},
-			lockreg.Counts{Processes: 2, Running: 2, Locks: 4, Events: 32}},
+			arena.Counts{Processes: 2, Running: 2, Locks: 4, Events: 32}},
 		{"events-partial", Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 2, UsedLocks: 3, LockEvents: 5},
-			lockreg.Counts{Processes: 2, Running: 2, Locks: 3, Events: 15}},
+			arena.Counts{Processes: 2, Running: 2, Locks: 3, Events: 15}},
 		{"waiters", Spec{Procs: 8, Locks: 8, Waiters: 100, Events: 64, UsedProcs: 1, UsedLocks: 1, UsedWaiters: 100},
-			lockreg.Counts{Processes: 1, Running: 1, Locks: 1, Held: 1, Waiters: 100}},
+			arena.Counts{Processes: 1, Running: 1, Locks: 1, Held: 1, Waiters: 100}},
 		{"procs", Spec{Procs: 100, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 100, UsedLocks: 1},
-			lockreg.Counts{Processes: 100, Running: 100, Locks: 1}},
+			arena.Counts{Processes: 100, Running: 100, Locks: 1}},
 		{"locks", Spec{Procs: 8, Locks: 100, Waiters: 8, Events: 64, UsedProcs: 1, UsedLocks: 100, OwnerDied: true},
-			lockreg.Counts{Processes: 1, Running: 1, Locks: 100, Held: 100}},
+			arena.Counts{Processes: 1, Running: 1, Locks: 100, Held: 100}},
 		{"dicts", Spec{Procs: 8, Locks: 8, Waiters: 8, Events: 64, UsedProcs: 2, UsedLocks: 2, OwnerDied: true,
 			Dicts: 2, DictSize: 4096, DictLine: 1000, InfoFiles: 2, InfoSize: 1000},
-			lockreg.Counts{Processes: 2, Running: 2, Locks: 2, Held: 2}},
+			arena.Counts{Processes: 2, Running: 2, Locks: 2, Held: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,7 +39,7 @@ func TestWriteMatchesTheFormat(t *testing.T) {
 			if err := Write(dir, tt.spec); err != nil {
 				t.Fatal(err)
 			}
-			s, err := lockreg.ReadSnapshot(dir)
+			s, err := arena.ReadSnapshot(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +71,7 @@ func TestWriteMatchesTheFormat(t *testing.T) {
 // checkEvents checks that each lock's events came back in the order the
 // generator wrote them: holder and waiter events alternating, each half its
 // last ring/2 tickets, and that the rings' totals add up.
-func checkEvents(t *testing.T, spec Spec, s *lockreg.Snapshot) {
+func checkEvents(t *testing.T, spec Spec, s *arena.Snapshot) {
 	t.Helper()
 	if len(s.Events) != spec.HeldEvents() || s.Counts.Events != spec.HeldEvents() {
 		t.Errorf("events: got %d (count %d); want %d", len(s.Events), s.Counts.Events, spec.HeldEvents())
@@ -81,19 +81,19 @@ func checkEvents(t *testing.T, spec Spec, s *lockreg.Snapshot) {
 	}
 	h, w := lockEvents(spec.LockEvents)
 	half := uint64(spec.RingSlots() / 2)
-	perLock := make(map[int][]lockreg.EventKind)
+	perLock := make(map[int][]arena.EventKind)
 	for _, e := range s.Events {
 		perLock[e.Lock] = append(perLock[e.Lock], e.Kind)
 	}
 	for i := 0; i < spec.UsedLocks; i++ {
-		var want []lockreg.EventKind
+		var want []arena.EventKind
 		// Holder ticket j is followed by waiter ticket j.
 		for j := uint64(0); j < max(h, w); j++ {
 			if j < h && j+half >= h {
-				want = append(want, lockreg.EventKind(1+j%2))
+				want = append(want, arena.EventKind(1+j%2))
 			}
 			if j < w && j+half >= w {
-				want = append(want, lockreg.EventWait)
+				want = append(want, arena.EventWait)
 			}
 		}
 		if got := perLock[i]; fmt.Sprint(got) != fmt.Sprint(want) {

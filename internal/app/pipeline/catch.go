@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -36,7 +37,7 @@ func (p *Pool) catchHolder(ctx context.Context, reg *lockreg.Registry, lock stri
 			p.signal(syscall.SIGCONT)
 			return 0, err
 		}
-		snap, err := reg.Snapshot()
+		snap, err := arena.ReadSnapshot(reg.Dir())
 		if err != nil {
 			p.signal(syscall.SIGCONT)
 			return 0, err

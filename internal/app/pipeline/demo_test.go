@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/probe"
 )
 
@@ -96,7 +96,7 @@ func checkNoneLeft(t *testing.T, dir string) {
 	deadline := time.Now().Add(runDeadline)
 	for {
 		left := survivors(dir)
-		snap, err := lockreg.ReadSnapshot(dir)
+		snap, err := arena.ReadSnapshot(dir)
 		if err != nil {
 			t.Fatalf("read the run's registry: %v", err)
 		}
@@ -128,14 +128,14 @@ func TestFixDeliversAll(t *testing.T) {
 		t.Errorf("last line %q; want %q", got, want)
 	}
 	checkNoneLeft(t, dir)
-	snap, err := lockreg.ReadSnapshot(dir)
+	snap, err := arena.ReadSnapshot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	roles := map[string]int{}
 	for _, p := range snap.Processes {
-		if p.State != lockreg.ProcExited {
-			t.Errorf("process %d: state %s; want %s", p.PID, p.State, lockreg.ProcExited)
+		if p.State != arena.ProcExited {
+			t.Errorf("process %d: state %s; want %s", p.PID, p.State, arena.ProcExited)
 		}
 		if p.Info != nil {
 			roles[p.Info.Role]++
@@ -152,7 +152,7 @@ func waitDeadHolder(t *testing.T, dir string, exited <-chan struct{}) int {
 	t.Helper()
 	deadline := time.Now().Add(runDeadline)
 	for {
-		snap, err := lockreg.ReadSnapshot(dir)
+		snap, err := arena.ReadSnapshot(dir)
 		if err == nil {
 			for _, l := range snap.Locks {
 				if l.Name != LockName || l.Holder == nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/app/forge"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
 
@@ -81,13 +82,13 @@ var mutations = []mutation{
 	{"locks in use", field32(108, func(r *rand.Rand) uint32 { return r.Uint32() })},
 	{"record size", field32(28, func(r *rand.Rand) uint32 { return uint32(r.UintN(1 << 16)) })},
 	{"truncated", func(dir string, rng *rand.Rand, size int64) error {
-		return os.Truncate(filepath.Join(dir, lockreg.ArenaFile), rng.Int64N(size))
+		return os.Truncate(filepath.Join(dir, arena.ArenaFile), rng.Int64N(size))
 	}},
 	{"extended", func(dir string, rng *rand.Rand, size int64) error {
-		return os.Truncate(filepath.Join(dir, lockreg.ArenaFile), size+1+rng.Int64N(1<<20))
+		return os.Truncate(filepath.Join(dir, arena.ArenaFile), size+1+rng.Int64N(1<<20))
 	}},
 	{"zeroed", func(dir string, _ *rand.Rand, size int64) error {
-		return os.WriteFile(filepath.Join(dir, lockreg.ArenaFile), make([]byte, size), 0o600)
+		return os.WriteFile(filepath.Join(dir, arena.ArenaFile), make([]byte, size), 0o600)
 	}},
 	{"names", func(dir string, rng *rand.Rand, _ int64) error {
 		// Lock names of any length byte and any bytes, state 1.
@@ -244,9 +245,9 @@ func judge(t *testing.T, what string, r hostileResult) {
 // (table and JSON) and to one lockwatch ps over all of them.
 func TestHostileArenas(t *testing.T) {
 	lw := lockwatchBin(t)
-	root := os.Getenv(lockreg.EnvRoot) // TestMain's temporary root: ps reads it
+	root := os.Getenv(arena.EnvRoot) // TestMain's temporary root: ps reads it
 	good := goodRun(t, root)
-	fi, err := os.Stat(filepath.Join(good, lockreg.ArenaFile))
+	fi, err := os.Stat(filepath.Join(good, arena.ArenaFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/report"
 )
@@ -340,7 +341,7 @@ func TestKillStorm(t *testing.T) {
 			t.Fatalf("kill %d: SIGSTOP %d: %v", k, pid, err)
 		}
 		waitStopped(t, pid)
-		s, err := lockreg.ReadSnapshot(dir)
+		s, err := arena.ReadSnapshot(dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/app/testbound"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // Cross-process tests re-run the test binary with a role in its
@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Setenv(lockreg.EnvRoot, root)
+	os.Setenv(arena.EnvRoot, root)
 	code := m.Run()
 	os.RemoveAll(root)
 	if binDir != "" {

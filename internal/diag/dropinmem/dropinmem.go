@@ -25,8 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
-	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -36,7 +36,7 @@ const maxMutexes = 10000
 
 // View reads process id's drop-in mutexes from its arena (dir: its run
 // directory, or ""). inproc.ErrNoArena if it has none.
-func View(id procid.ID, dir string) (*probe.MutexView, error) {
+func View(id procid.ID, dir string) (*probeclient.MutexView, error) {
 	r, err := inproc.OpenRemote(id.PID, dir)
 	if err != nil {
 		return nil, err
@@ -51,17 +51,17 @@ func View(id procid.ID, dir string) (*probe.MutexView, error) {
 	}
 	s := r.Take(maxMutexes)
 	wall := func(t int64) time.Time { return time.Unix(0, r.Wall0+(t-r.Mono0)) }
-	return probe.ViewOf(s, id.PID, r.Start, wall, sym.frames), nil
+	return probeclient.ViewOf(s, id.PID, r.Start, wall, sym.frames), nil
 }
 
 // Ask reads process id's drop-in mutexes from its arena, or, if it has
 // none, asks its probe (the run's control socket), within timeout.
-func Ask(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, error) {
+func Ask(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probeclient.MutexView, error) {
 	v, err := View(id, dir)
 	if !errors.Is(err, inproc.ErrNoArena) {
 		return v, err
 	}
-	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
+	c := &probeclient.Client{Path: probeclient.SocketPath(dir, id), Timeout: timeout}
 	return c.Mutexes(ctx)
 }
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/dropinmem"
-	"github.com/lockwatch/lockwatch/probe"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -51,7 +51,7 @@ func holder(t *testing.T, env ...string) (*exec.Cmd, int64, int) {
 
 // check finds in v the mutex held by goroutine g at line of main.main,
 // with a writer waiting from main.main.func1.
-func check(t *testing.T, v *probe.MutexView, g int64, line int) {
+func check(t *testing.T, v *probeclient.MutexView, g int64, line int) {
 	t.Helper()
 	for _, m := range v.Mutexes {
 		if m.Holder == nil || m.Holder.Goroutine != g {

@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
-	"github.com/lockwatch/lockwatch/lockreg"
 )
 
 // ErrNotMember means a process could not be proved to be a member of the
@@ -44,16 +44,16 @@ type Run struct {
 }
 
 // NewRun names the run in dir by its arena file, found as every file of a
-// run is (lockreg.OpenRunDir): through the run directory's handle, after
+// run is (arena.OpenRunDir): through the run directory's handle, after
 // the directory is checked (this user's, mode 0700, not a symbolic link),
 // never following a symbolic link.
 func NewRun(dir string) (*Run, error) {
-	rd, err := lockreg.OpenRunDir(dir)
+	rd, err := arena.OpenRunDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer rd.Close()
-	f, err := rd.OpenFile(lockreg.ArenaFile, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := rd.OpenFile(arena.ArenaFile, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func NewRun(dir string) (*Run, error) {
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("liveness: %s is not a regular file", filepath.Join(dir, lockreg.ArenaFile))
+		return nil, fmt.Errorf("liveness: %s is not a regular file", filepath.Join(dir, arena.ArenaFile))
 	}
 	return &Run{dir: dir, dev: st.Dev, ino: st.Ino}, nil
 }

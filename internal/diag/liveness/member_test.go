@@ -17,6 +17,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/app/forge"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	"github.com/lockwatch/lockwatch/lockreg"
 )
@@ -50,7 +51,7 @@ func runRole(role, dir string) int {
 		}
 	case "reader":
 		// Maps the arena read-only and shared, as lockwatch does.
-		f, err := os.Open(filepath.Join(dir, lockreg.ArenaFile))
+		f, err := os.Open(filepath.Join(dir, arena.ArenaFile))
 		if err != nil {
 			fmt.Println("error", err)
 			return 1
@@ -538,7 +539,7 @@ func TestNewRunRefusesLinks(t *testing.T) {
 	if err := os.Mkdir(other, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(filepath.Join(dir, lockreg.ArenaFile), filepath.Join(other, lockreg.ArenaFile)); err != nil {
+	if err := os.Symlink(filepath.Join(dir, arena.ArenaFile), filepath.Join(other, arena.ArenaFile)); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := NewRun(other); err == nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/shirou/gopsutil/v3/process"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	lwreport "github.com/lockwatch/lockwatch/report" // its tests declare a report of their own
 )
 
@@ -82,10 +82,10 @@ func (s System) checkAll(ids []proc.Identity) (map[proc.Identity]proc.Status, ma
 	if len(suspects) == 0 {
 		return out, errs
 	}
-	procs, err := lockreg.ReadProcesses(s.Run.dir)
+	procs, err := arena.ReadProcesses(s.Run.dir)
 	closed := make(map[proc.Identity]bool)
 	for _, p := range procs {
-		if p.State == lockreg.ProcExited {
+		if p.State == arena.ProcExited {
 			closed[p.Identity()] = true
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // report prints a child's line for its test to read.
@@ -140,7 +140,7 @@ func TestForRunAndMaps(t *testing.T) {
 		t.Errorf("ForRun of a directory without an arena: got a Run for %s; want none", s.Run.Dir())
 	}
 	odd := t.TempDir()
-	if err := os.Symlink("/dev/null", filepath.Join(odd, lockreg.ArenaFile)); err != nil {
+	if err := os.Symlink("/dev/null", filepath.Join(odd, arena.ArenaFile)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewRun(odd); err == nil {

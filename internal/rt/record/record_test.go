@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockwatch/lockwatch/stackdump"
 	"go.uber.org/goleak"
 )
 
@@ -55,8 +54,8 @@ func TestFramePointerWalkMatchesCallers(t *testing.T) {
 	})
 	// The walk also sees the compiler's go-statement wrappers, which
 	// runtime.Callers elides.
-	clean := func(fs []stackdump.Frame) []stackdump.Frame {
-		var out []stackdump.Frame
+	clean := func(fs []Frame) []Frame {
+		var out []Frame
 		for _, f := range fs {
 			if !strings.Contains(f.Func, ".gowrap") && f.Func != "runtime.goexit" {
 				out = append(out, f)
@@ -64,8 +63,8 @@ func TestFramePointerWalkMatchesCallers(t *testing.T) {
 		}
 		return out
 	}
-	a := clean(stackdump.FramesOf(fp.Frames()))
-	b := clean(stackdump.FramesOf(rc.Frames()))
+	a := clean(FramesOf(fp.Frames()))
+	b := clean(FramesOf(rc.Frames()))
 	if len(a) != len(b) || len(a) < 12 {
 		t.Fatalf("frame-pointer walk found %d frames, runtime.Callers %d; want equal, at least 12", len(a), len(b))
 	}

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
 // TestReadArena: a process of the run that changed only its import line
@@ -37,7 +37,7 @@ func TestReadArena(t *testing.T) {
 	if _, err := fmt.Fscanf(bufio.NewReader(out), "ready %d %d\n", &g, &line); err != nil {
 		t.Fatalf("holder: %v", err)
 	}
-	src := Source{Dir: dir, Processes: func(string) ([]lockreg.Process, error) { return nil, nil }}
+	src := Source{Dir: dir, Processes: func(string) ([]arena.Process, error) { return nil, nil }}
 	snap, err := src.Read(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,7 @@
 // Package dropinsrc presents the drop-in mutexes of a run's processes
 // (github.com/lockwatch/lockwatch/sync) to the diagnosis: it asks the probe
 // of each process of the run for its held and awaited mutexes
-// (probe.Client.Mutexes) and turns them into locks of kind "mutex" and
+// (probeclient.Client.Mutexes) and turns them into locks of kind "mutex" and
 // "rwmutex", with the recorded stacks as the stack resolver.
 //
 //	src := report.Sources{Locks: []lockstate.Source{lockregsrc.New(dir), dropinsrc.New(dir, time.Second)}, Host: liveness.System{}}
@@ -11,7 +11,7 @@
 // one node of the wait-for graph.
 //
 // It also reads each process's lock-order edges (docs/lock-order.md): from
-// its probe while it runs (probe.Client.Orders), from the orders file its
+// its probe while it runs (probeclient.Client.Orders), from the orders file its
 // probe keeps in the run directory once it exited, or when the Source is
 // told not to ask probes (Files).
 package dropinsrc
@@ -33,11 +33,11 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/dropinmem"
 	"github.com/lockwatch/lockwatch/internal/diag/jsonbudget"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
-	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/lockstate"
-	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -57,15 +57,15 @@ type Source struct {
 	// Concurrency is how many probes are asked at once; 0 means
 	// DefaultConcurrency.
 	Concurrency int
-	// Processes lists the run's processes; nil means lockreg.ReadProcesses.
-	Processes func(dir string) ([]lockreg.Process, error)
+	// Processes lists the run's processes; nil means arena.ReadProcesses.
+	Processes func(dir string) ([]arena.Process, error)
 	// Ask asks one process's probe for its mutexes; nil (with AskOrders
-	// nil) means probe.Client.MutexesAndOrders on the process's control
+	// nil) means probeclient.Client.MutexesAndOrders on the process's control
 	// socket, the mutexes and the edges in one request.
-	Ask func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, error)
+	Ask func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probeclient.MutexView, error)
 	// AskOrders asks one process's probe for its lock-order edges; nil
-	// means probe.Client.Orders on the process's control socket.
-	AskOrders func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.OrderView, error)
+	// means probeclient.Client.Orders on the process's control socket.
+	AskOrders func(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probeclient.OrderView, error)
 	// Files: ask no probe; read only the orders files the processes left
 	// (a run that ended: its processes' mutexes are gone, their edges are
 	// not).
@@ -84,21 +84,21 @@ func New(dir string, timeout time.Duration) Source { return Source{Dir: dir, Tim
 // lock-order edges its processes left in their orders files.
 func Ended(dir string) Source { return Source{Dir: dir, Files: true} }
 
-func ask(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, error) {
-	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
+func ask(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probeclient.MutexView, error) {
+	c := &probeclient.Client{Path: probeclient.SocketPath(dir, id), Timeout: timeout}
 	return c.Mutexes(ctx)
 }
 
-func askOrders(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.OrderView, error) {
-	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
+func askOrders(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probeclient.OrderView, error) {
+	c := &probeclient.Client{Path: probeclient.SocketPath(dir, id), Timeout: timeout}
 	return c.Orders(ctx)
 }
 
 // askBoth asks one probe for its mutexes and its lock-order edges in one
 // request (one connection, one wake-up of the process), and for the edges
 // on their own when the probe answered the mutexes alone.
-func askBoth(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probe.MutexView, *probe.OrderView, error, error) {
-	c := &probe.Client{Path: probe.SocketPath(dir, id), Timeout: timeout}
+func askBoth(ctx context.Context, dir string, id procid.ID, timeout time.Duration) (*probeclient.MutexView, *probeclient.OrderView, error, error) {
+	c := &probeclient.Client{Path: probeclient.SocketPath(dir, id), Timeout: timeout}
 	v, o, err := c.MutexesAndOrders(ctx)
 	if err != nil {
 		return nil, nil, err, err
@@ -112,11 +112,11 @@ func askBoth(ctx context.Context, dir string, id procid.ID, timeout time.Duratio
 
 // noMutexes tells a process whose probe keeps its no-mutexes file: it has
 // never had a drop-in mutex, so it holds and awaits none and has no
-// lock-order edge between them (probe.NoMutexesFile). Any doubt (the file
+// lock-order edge between them (probeclient.NoMutexesFile). Any doubt (the file
 // cannot be looked at) asks the probe.
 func noMutexes(dir string, id procid.ID) bool {
-	_, _, base := lockreg.ProcessFiles(dir, id)
-	fi, err := os.Lstat(filepath.Join(dir, probe.NoMutexesFile(base)))
+	_, _, base := arena.ProcessFiles(dir, id)
+	fi, err := os.Lstat(filepath.Join(dir, probeclient.NoMutexesFile(base)))
 	return err == nil && fi.Mode().IsRegular()
 }
 
@@ -130,9 +130,9 @@ const maxOrdersValues = 1 << 17
 
 // readOrdersFile reads the orders file of process id; nil, nil if it has
 // none.
-func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
-	_, _, base := lockreg.ProcessFiles(dir, id)
-	path := filepath.Join(dir, probe.OrdersFile(base))
+func readOrdersFile(dir string, id procid.ID) (*probeclient.OrderView, error) {
+	_, _, base := arena.ProcessFiles(dir, id)
+	path := filepath.Join(dir, probeclient.OrdersFile(base))
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -154,7 +154,7 @@ func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
 	if n := jsonbudget.Values(b); n > maxOrdersValues {
 		return nil, fmt.Errorf("%s holds %d JSON values, more than the %d lockwatch decodes of one", path, n, maxOrdersValues)
 	}
-	var v probe.OrderView
+	var v probeclient.OrderView
 	if err := json.Unmarshal(b, &v); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
@@ -165,7 +165,7 @@ func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
 }
 
 // Read asks every process of the run that has not exited and has drop-in
-// mutexes (a probe says when its process has none: probe.NoMutexesFile),
+// mutexes (a probe says when its process has none: probeclient.NoMutexesFile),
 // Concurrency at a time, each within Timeout from when it is asked, for
 // its mutexes and its lock-order edges, and reads the orders file of every
 // process whose probe does not answer (those that exited, all with Files). A
@@ -175,7 +175,7 @@ func readOrdersFile(dir string, id procid.ID) (*probe.OrderView, error) {
 func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	list, askOne := s.Processes, s.Ask
 	if list == nil {
-		list = lockreg.ReadProcesses
+		list = arena.ReadProcesses
 	}
 	if askOne == nil {
 		askOne = ask
@@ -185,16 +185,16 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		askOrd = askOrders
 	}
 	ps, err := list(s.Dir)
-	if err != nil && !(errors.Is(err, lockreg.ErrNotRun) && HasArenas(s.Dir)) {
+	if err != nil && !(errors.Is(err, arena.ErrNotRun) && HasArenas(s.Dir)) {
 		return nil, err
 	}
 	// (A run whose processes only changed their import line has no
 	// lockreg arena: only their drop-in arenas, read below.)
 	type answer struct {
 		id        procid.ID
-		v         *probe.MutexView
+		v         *probeclient.MutexView
 		err       error
-		orders    *probe.OrderView
+		orders    *probeclient.OrderView
 		ordersErr error
 		arena     bool // found by its drop-in arena alone (no probe)
 	}
@@ -208,7 +208,7 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	slots := make(chan struct{}, conc)
 	for _, p := range ps {
 		id := p.Identity()
-		live := p.State != lockreg.ProcExited && !s.Files
+		live := p.State != arena.ProcExited && !s.Files
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -354,7 +354,7 @@ func arenaProcesses(dir string, known map[int]bool) []procid.ID {
 // lockwatch): its process left no orders file either, but looking costs
 // nothing.
 func unknownOp(err error) bool {
-	var ae *probe.AnswerError
+	var ae *probeclient.AnswerError
 	return errors.As(err, &ae)
 }
 
@@ -370,7 +370,7 @@ const FreeUnlisted = "drop-in mutex"
 
 // Convert appends the mutexes of process id (its probe's view v) to out,
 // their stacks to res.
-func Convert(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.MutexView) {
+func Convert(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probeclient.MutexView) {
 	party := func(g int64) lockstate.Party { return lockstate.Party{ID: id, Goroutine: g} }
 	for _, m := range v.Mutexes {
 		// Many mutexes are first locked at one site (a field of every value
@@ -433,8 +433,8 @@ func displayName(name string, named bool, id uint64) string {
 // carry the pid: a drop-in mutex is one process's, and two processes (of
 // one program, whose mutexes have the same sites and ids) must not make
 // one node of the order graph.
-func ConvertOrders(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probe.OrderView, qualify bool) {
-	key := func(m probe.OrderMutex) lockstate.Key {
+func ConvertOrders(out *lockstate.Snapshot, res *stacks, id procid.ID, v *probeclient.OrderView, qualify bool) {
+	key := func(m probeclient.OrderMutex) lockstate.Key {
 		k := lockstate.Key{Kind: m.Kind, Name: displayName(m.Name, m.Named, m.ID)}
 		if qualify {
 			k.Name = fmt.Sprintf("%s (pid %d)", k.Name, id.PID)

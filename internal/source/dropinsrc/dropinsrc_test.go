@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lockwatch/lockwatch/lockreg"
-	"github.com/lockwatch/lockwatch/probe"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -30,31 +30,31 @@ var t0 = time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 func TestRead(t *testing.T) {
 	a, b, c, d := procid.ID{PID: 10, Start: 1}, procid.ID{PID: 20, Start: 2}, procid.ID{PID: 30, Start: 3}, procid.ID{PID: 40, Start: 4}
 	site := stackdump.Frame{Func: "main.f", File: "f.go", Line: 3}
-	views := map[procid.ID]*probe.MutexView{
-		a: {Live: 7, Mutexes: []probe.Mutex{
+	views := map[procid.ID]*probeclient.MutexView{
+		a: {Live: 7, Mutexes: []probeclient.Mutex{
 			{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
-				Holder:  &probe.MutexHolder{Goroutine: 7, Site: site, Since: t0},
-				Waiters: []probe.MutexWaiter{{Goroutine: 8, Write: true, Stack: []stackdump.Frame{site}, Since: t0}}},
+				Holder:  &probeclient.MutexHolder{Goroutine: 7, Site: site, Since: t0},
+				Waiters: []probeclient.MutexWaiter{{Goroutine: 8, Write: true, Stack: []stackdump.Frame{site}, Since: t0}}},
 			{ID: 2, Kind: "rwmutex", Name: "main.g g.go:9",
-				Readers:     []probe.MutexHolder{{Goroutine: 9, Site: site, Since: t0}, {Goroutine: 11, Site: site, Since: t0}},
+				Readers:     []probeclient.MutexHolder{{Goroutine: 9, Site: site, Since: t0}, {Goroutine: 11, Site: site, Since: t0}},
 				MoreReaders: 3,
-				Waiters:     []probe.MutexWaiter{{Goroutine: 12, Write: false, Since: t0}}},
+				Waiters:     []probeclient.MutexWaiter{{Goroutine: 12, Write: false, Since: t0}}},
 		}},
-		b: {Mutexes: []probe.Mutex{{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
-			Holder: &probe.MutexHolder{Goroutine: 3, Site: site, Since: t0}}}, MoreWaiters: 2, Live: 1},
+		b: {Mutexes: []probeclient.Mutex{{ID: 1, Kind: "mutex", Name: "queue.buf", Named: true,
+			Holder: &probeclient.MutexHolder{Goroutine: 3, Site: site, Since: t0}}}, MoreWaiters: 2, Live: 1},
 	}
 	var mu sync.Mutex // Read asks the probes at once
 	asked := map[procid.ID]bool{}
 	src := Source{Dir: "run",
-		Processes: func(string) ([]lockreg.Process, error) {
-			return []lockreg.Process{
-				{PID: a.PID, Start: a.Start, State: lockreg.ProcRunning},
-				{PID: b.PID, Start: b.Start, State: lockreg.ProcRunning},
-				{PID: c.PID, Start: c.Start, State: lockreg.ProcRunning},
-				{PID: d.PID, Start: d.Start, State: lockreg.ProcExited},
+		Processes: func(string) ([]arena.Process, error) {
+			return []arena.Process{
+				{PID: a.PID, Start: a.Start, State: arena.ProcRunning},
+				{PID: b.PID, Start: b.Start, State: arena.ProcRunning},
+				{PID: c.PID, Start: c.Start, State: arena.ProcRunning},
+				{PID: d.PID, Start: d.Start, State: arena.ProcExited},
 			}, nil
 		},
-		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probe.MutexView, error) {
+		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probeclient.MutexView, error) {
 			mu.Lock()
 			asked[id] = true
 			mu.Unlock()
@@ -119,8 +119,8 @@ func TestSkipsNoMutexes(t *testing.T) {
 	dir := t.TempDir()
 	none, some, odd := procid.ID{PID: 10, Start: 1}, procid.ID{PID: 20, Start: 2}, procid.ID{PID: 30, Start: 3}
 	mark := func(id procid.ID) string {
-		_, _, base := lockreg.ProcessFiles(dir, id)
-		return filepath.Join(dir, probe.NoMutexesFile(base))
+		_, _, base := arena.ProcessFiles(dir, id)
+		return filepath.Join(dir, probeclient.NoMutexesFile(base))
 	}
 	if err := os.WriteFile(mark(none), nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -131,14 +131,14 @@ func TestSkipsNoMutexes(t *testing.T) {
 	var mu sync.Mutex
 	asked := map[procid.ID]bool{}
 	src := Source{Dir: dir,
-		Processes: func(string) ([]lockreg.Process, error) {
-			return []lockreg.Process{{PID: none.PID, Start: none.Start}, {PID: some.PID, Start: some.Start}, {PID: odd.PID, Start: odd.Start}}, nil
+		Processes: func(string) ([]arena.Process, error) {
+			return []arena.Process{{PID: none.PID, Start: none.Start}, {PID: some.PID, Start: some.Start}, {PID: odd.PID, Start: odd.Start}}, nil
 		},
-		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probe.MutexView, error) {
+		Ask: func(_ context.Context, _ string, id procid.ID, _ time.Duration) (*probeclient.MutexView, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			asked[id] = true
-			return &probe.MutexView{PID: id.PID, Start: id.Start}, nil
+			return &probeclient.MutexView{PID: id.PID, Start: id.Start}, nil
 		},
 	}
 	if _, err := src.Read(context.Background()); err != nil {
@@ -154,16 +154,16 @@ func TestSkipsNoMutexes(t *testing.T) {
 func TestReadConcurrency(t *testing.T) {
 	const procs, limit = 20, 3
 	const quiescent = 50 * time.Millisecond // Read would have asked more by then
-	var ps []lockreg.Process
+	var ps []arena.Process
 	for i := range procs {
-		ps = append(ps, lockreg.Process{PID: 100 + i, Start: 1, State: lockreg.ProcRunning})
+		ps = append(ps, arena.Process{PID: 100 + i, Start: 1, State: arena.ProcRunning})
 	}
 	gate := make(chan struct{})
 	var mu sync.Mutex
 	busy, most, asked := 0, 0, 0
 	src := Source{Dir: "run", Concurrency: limit,
-		Processes: func(string) ([]lockreg.Process, error) { return ps, nil },
-		Ask: func(context.Context, string, procid.ID, time.Duration) (*probe.MutexView, error) {
+		Processes: func(string) ([]arena.Process, error) { return ps, nil },
+		Ask: func(context.Context, string, procid.ID, time.Duration) (*probeclient.MutexView, error) {
 			mu.Lock()
 			busy++
 			asked++
@@ -173,7 +173,7 @@ func TestReadConcurrency(t *testing.T) {
 			mu.Lock()
 			busy--
 			mu.Unlock()
-			return &probe.MutexView{}, nil
+			return &probeclient.MutexView{}, nil
 		}}
 	done := make(chan error, 1)
 	go func() {
@@ -208,7 +208,7 @@ func TestReadConcurrency(t *testing.T) {
 func TestAskBothFallback(t *testing.T) {
 	dir := t.TempDir()
 	id := procid.ID{PID: 4242, Start: 7}
-	ln, err := net.Listen("unix", probe.SocketPath(dir, id))
+	ln, err := net.Listen("unix", probeclient.SocketPath(dir, id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +241,8 @@ func TestAskBothFallback(t *testing.T) {
 		}
 	}()
 	src := Source{Dir: dir, Timeout: 5 * time.Second,
-		Processes: func(string) ([]lockreg.Process, error) {
-			return []lockreg.Process{{PID: id.PID, Start: id.Start, State: lockreg.ProcRunning}}, nil
+		Processes: func(string) ([]arena.Process, error) {
+			return []arena.Process{{PID: id.PID, Start: id.Start, State: arena.ProcRunning}}, nil
 		}}
 	s, err := src.Read(context.Background())
 	if err != nil {

@@ -8,17 +8,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockstate"
-	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // ordersPath is where process id keeps its orders file in dir.
 func ordersPath(dir string, id procid.ID) string {
-	_, _, base := lockreg.ProcessFiles(dir, id)
-	return filepath.Join(dir, probe.OrdersFile(base))
+	_, _, base := arena.ProcessFiles(dir, id)
+	return filepath.Join(dir, probeclient.OrdersFile(base))
 }
 
 // TestOrdersFromFiles: the processes that exited are read from the files
@@ -40,13 +40,13 @@ func TestOrdersFromFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	edge := func(from, to string) probe.OrderEdge {
-		return probe.OrderEdge{From: probe.OrderMutex{ID: 1, Kind: "mutex", Name: from, Named: true},
-			To: probe.OrderMutex{ID: 2, Kind: "mutex", Name: to, Named: true}, Goroutine: 7, FromStack: site, ToStack: site, Time: t0}
+	edge := func(from, to string) probeclient.OrderEdge {
+		return probeclient.OrderEdge{From: probeclient.OrderMutex{ID: 1, Kind: "mutex", Name: from, Named: true},
+			To: probeclient.OrderMutex{ID: 2, Kind: "mutex", Name: to, Named: true}, Goroutine: 7, FromStack: site, ToStack: site, Time: t0}
 	}
-	write(a, probe.OrderView{PID: a.PID, Start: a.Start, Edges: []probe.OrderEdge{edge("x", "y")}, Capacity: 4096, Dropped: 3, Untracked: 2})
-	write(b, probe.OrderView{PID: b.PID, Start: b.Start, Edges: []probe.OrderEdge{edge("y", "x")}, Capacity: 4096})
-	write(c, probe.OrderView{PID: 99, Start: c.Start, Edges: []probe.OrderEdge{edge("p", "q")}})
+	write(a, probeclient.OrderView{PID: a.PID, Start: a.Start, Edges: []probeclient.OrderEdge{edge("x", "y")}, Capacity: 4096, Dropped: 3, Untracked: 2})
+	write(b, probeclient.OrderView{PID: b.PID, Start: b.Start, Edges: []probeclient.OrderEdge{edge("y", "x")}, Capacity: 4096})
+	write(c, probeclient.OrderView{PID: 99, Start: c.Start, Edges: []probeclient.OrderEdge{edge("p", "q")}})
 	if err := os.WriteFile(ordersPath(dir, d), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -56,12 +56,12 @@ func TestOrdersFromFiles(t *testing.T) {
 	if err := os.Symlink(ordersPath(dir, a), ordersPath(dir, f)); err != nil {
 		t.Fatal(err)
 	}
-	var ps []lockreg.Process
+	var ps []arena.Process
 	for _, id := range []procid.ID{a, b, c, d, e, f, {PID: 70, Start: 7}} {
-		ps = append(ps, lockreg.Process{PID: id.PID, Start: id.Start, State: lockreg.ProcExited})
+		ps = append(ps, arena.Process{PID: id.PID, Start: id.Start, State: arena.ProcExited})
 	}
 	src := Ended(dir)
-	src.Processes = func(string) ([]lockreg.Process, error) { return ps, nil }
+	src.Processes = func(string) ([]arena.Process, error) { return ps, nil }
 	s, err := src.Read(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/source/lockregsrc"
-	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/report"
 )
@@ -26,12 +26,12 @@ func (deadHost) Command(int) string { return "" }
 
 func Example() {
 	now := time.Now()
-	snap := &lockreg.Snapshot{Taken: now,
-		Locks: []lockreg.Lock{{Name: "queue.wlock", HolderPID: 4242,
-			Holder: &lockreg.Holder{PID: 4242, Start: 7, Goroutine: 14, Since: now.Add(-time.Second)}}},
-		Waiters: []lockreg.Waiter{{PID: 4240, Start: 5, Goroutine: 7, LockName: "queue.wlock", Since: now}},
+	snap := &arena.Snapshot{Taken: now,
+		Locks: []arena.Lock{{Name: "queue.wlock", HolderPID: 4242,
+			Holder: &arena.Holder{PID: 4242, Start: 7, Goroutine: 14, Since: now.Add(-time.Second)}}},
+		Waiters: []arena.Waiter{{PID: 4240, Start: 5, Goroutine: 7, LockName: "queue.wlock", Since: now}},
 	}
-	read := func(string) (*lockreg.Snapshot, error) { return snap, nil }
+	read := func(string) (*arena.Snapshot, error) { return snap, nil }
 	src := lockregsrc.Source{Dir: "run", ReadSnapshot: read}
 	r, err := report.Diagnose(context.Background(), report.Sources{Locks: []lockstate.Source{src}, Host: deadHost{}}, report.Options{})
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package lockregsrc presents a lockreg run to the diagnosis: it reads the
-// run's arena (lockreg.ReadSnapshot) and turns it into a lockstate.Snapshot
+// run's arena (arena.ReadSnapshot) and turns it into a lockstate.Snapshot
 // of locks of kind "lockreg", with the processes' stack dictionaries as the
 // stack resolver.
 //
@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
@@ -40,16 +40,16 @@ const (
 // nothing; build it with New. It is safe for concurrent use.
 type Source struct {
 	Dir string
-	// ReadSnapshot reads the run; nil means lockreg.ReadSnapshot. Tests
+	// ReadSnapshot reads the run; nil means arena.ReadSnapshot. Tests
 	// give synthetic snapshots.
-	ReadSnapshot func(dir string) (*lockreg.Snapshot, error)
+	ReadSnapshot func(dir string) (*arena.Snapshot, error)
 }
 
 // New returns the Source of the run in dir.
 func New(dir string) Source { return Source{Dir: dir} }
 
 // Read reads the run's arena once, without joining the run or waiting for
-// any lock. Its errors are lockreg's (an *lockreg.ArenaError, an
+// any lock. Its errors are lockreg's (an *arena.ArenaError, an
 // *fs.PathError, lockreg.ErrNotRun).
 func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if err := ctx.Err(); err != nil {
@@ -57,7 +57,7 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	}
 	read := s.ReadSnapshot
 	if read == nil {
-		read = lockreg.ReadSnapshot
+		read = arena.ReadSnapshot
 	}
 	snap, err := read(s.Dir)
 	if err != nil {
@@ -69,8 +69,8 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // Convert turns a lockreg snapshot into the diagnosis's model. Stacks are
 // resolved through s.Stack, which reads a process's dictionary file the
 // first time one of its stacks is asked for.
-func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
-	out := &lockstate.Snapshot{Run: s.Dir, Taken: s.Taken, Stacks: dictionaries{s}, WaitLabel: lockreg.WaitLabel}
+func Convert(s *arena.Snapshot) *lockstate.Snapshot {
+	out := &lockstate.Snapshot{Run: s.Dir, Taken: s.Taken, Stacks: dictionaries{s}, WaitLabel: arena.WaitLabel}
 	// One array backs every lock's and process's one fact.
 	facts := make([]lockstate.Fact, len(s.Processes)+len(s.Locks))
 	fact := func(f lockstate.Fact) lockstate.Facts {
@@ -85,7 +85,7 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 		if p.Info != nil {
 			lp.Role, lp.Command = p.Info.Role, strings.Join(p.Info.Args, " ")
 		}
-		if p.State == lockreg.ProcExited {
+		if p.State == arena.ProcExited {
 			lp.Closed, lp.ClosedAt = true, p.Exited
 		}
 		out.Processes = append(out.Processes, lp)
@@ -147,7 +147,7 @@ func Convert(s *lockreg.Snapshot) *lockstate.Snapshot {
 	if s.Torn > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("%d records were left out: they stayed mid-write (a process died writing them)", s.Torn))
 	}
-	// What the bounded read left out (lockreg.ReadOptions); what the
+	// What the bounded read left out (arena.ReadOptions); what the
 	// dictionaries leave out is known once the stacks are resolved
 	// (dictionaries.Notes).
 	out.Notes = append(out.Notes, s.Notes()...)
@@ -167,7 +167,7 @@ func wordText(w uint32) string {
 // record is being written, the pid in the word with the start time of the
 // process table's entry for that pid (goroutine unknown). A lock marked
 // OWNER_DIED whose record is unreadable has no holder to name.
-func holderOf(s *lockreg.Snapshot, l *lockreg.Lock) (lockstate.Holder, bool) {
+func holderOf(s *arena.Snapshot, l *arena.Lock) (lockstate.Holder, bool) {
 	if !l.Held() {
 		return lockstate.Holder{}, false
 	}
@@ -179,7 +179,7 @@ func holderOf(s *lockreg.Snapshot, l *lockreg.Lock) (lockstate.Holder, bool) {
 	}
 	id := procid.ID{PID: l.HolderPID}
 	for _, p := range s.Processes {
-		if p.PID == l.HolderPID && p.State == lockreg.ProcRunning {
+		if p.PID == l.HolderPID && p.State == arena.ProcRunning {
 			id.Start = p.Start
 		}
 	}
@@ -201,10 +201,18 @@ func diedHow(robust bool) string {
 
 // dictionaries resolves stack ids through the processes' stack dictionary
 // files, which stay readable after a process died.
-type dictionaries struct{ s *lockreg.Snapshot }
+type dictionaries struct{ s *arena.Snapshot }
 
 func (d dictionaries) Stack(p procid.ID, id uint64) ([]stackdump.Frame, bool) {
-	return d.s.Stack(p, id)
+	fs, ok := d.s.Stack(p, id)
+	if fs == nil {
+		return nil, ok
+	}
+	out := make([]stackdump.Frame, len(fs))
+	for i, f := range fs {
+		out[i] = stackdump.Frame{Func: f.Func, File: f.File, Line: f.Line}
+	}
+	return out, ok
 }
 
 // Notes says what the dictionaries could not give, once the report has

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/internal/source/lockregsrc"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/lockstate"
@@ -17,10 +18,10 @@ import (
 
 // diagnose diagnoses a run whose every read returns the snapshots in turn
 // (the last one again and again).
-func diagnose(t *testing.T, h report.Host, snaps ...*lockreg.Snapshot) *report.Report {
+func diagnose(t *testing.T, h report.Host, snaps ...*arena.Snapshot) *report.Report {
 	t.Helper()
 	n := 0
-	read := func(string) (*lockreg.Snapshot, error) {
+	read := func(string) (*arena.Snapshot, error) {
 		s := snaps[min(n, len(snaps)-1)]
 		n++
 		return s, nil
@@ -42,19 +43,19 @@ var (
 	pC = proc.Identity{PID: 300, Start: 3000}
 )
 
-func held(idx int, name string, id proc.Identity, g int64, since time.Time) lockreg.Lock {
-	return lockreg.Lock{Index: idx, Name: name, Word: uint32(id.PID), HolderPID: id.PID,
-		Holder: &lockreg.Holder{PID: id.PID, Start: id.Start, Goroutine: g, Since: since, ProcSlot: -1}}
+func held(idx int, name string, id proc.Identity, g int64, since time.Time) arena.Lock {
+	return arena.Lock{Index: idx, Name: name, Word: uint32(id.PID), HolderPID: id.PID,
+		Holder: &arena.Holder{PID: id.PID, Start: id.Start, Goroutine: g, Since: since, ProcSlot: -1}}
 }
 
-func waiting(slot int, id proc.Identity, g int64, lock int, name string, since time.Time) lockreg.Waiter {
-	return lockreg.Waiter{Slot: slot, PID: id.PID, Start: id.Start, Goroutine: g, Lock: lock, LockName: name, Since: since}
+func waiting(slot int, id proc.Identity, g int64, lock int, name string, since time.Time) arena.Waiter {
+	return arena.Waiter{Slot: slot, PID: id.PID, Start: id.Start, Goroutine: g, Lock: lock, LockName: name, Since: since}
 }
 
-func procs(ids ...proc.Identity) []lockreg.Process {
-	var out []lockreg.Process
+func procs(ids ...proc.Identity) []arena.Process {
+	var out []arena.Process
 	for i, id := range ids {
-		out = append(out, lockreg.Process{Slot: i, PID: id.PID, Start: id.Start, State: lockreg.ProcRunning})
+		out = append(out, arena.Process{Slot: i, PID: id.PID, Start: id.Start, State: arena.ProcRunning})
 	}
 	return out
 }
@@ -90,50 +91,50 @@ func TestFindings(t *testing.T) {
 	ownerDied.HolderPID, ownerDied.OwnerDied, ownerDied.Word = 0, true, 0x40000000
 	tests := []struct {
 		name   string
-		snap   lockreg.Snapshot
+		snap   arena.Snapshot
 		status fakeHost
 		want   []want
 	}{
 		{
 			name: "all alive, one waiter: nothing",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Second))},
-				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-time.Second))}},
+			snap: arena.Snapshot{Processes: procs(pA, pB),
+				Locks:   []arena.Lock{held(0, "q", pA, 5, t0.Add(-time.Second))},
+				Waiters: []arena.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-time.Second))}},
 		},
 		{
 			name: "holder zombie",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks: []lockreg.Lock{held(0, "q", pA, 5, t0)}},
+			snap: arena.Snapshot{Processes: procs(pA, pB),
+				Locks: []arena.Lock{held(0, "q", pA, 5, t0)}},
 			status: fakeHost{pA: proc.Zombie},
 			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100}},
 		},
 		{
 			name: "holder pid reused",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
-				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			snap: arena.Snapshot{Processes: procs(pA, pB),
+				Locks:   []arena.Lock{held(0, "q", pA, 5, t0)},
+				Waiters: []arena.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Reused},
 			want:   []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "holder unknown: not a death",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
-				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			snap: arena.Snapshot{Processes: procs(pA, pB),
+				Locks:   []arena.Lock{held(0, "q", pA, 5, t0)},
+				Waiters: []arena.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Unknown},
 		},
 		{
 			name: "owner died word, holder looks alive",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks:   []lockreg.Lock{ownerDied},
-				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			snap: arena.Snapshot{Processes: procs(pA, pB),
+				Locks:   []arena.Lock{ownerDied},
+				Waiters: []arena.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			want: []want{{kind: report.DeadHolder, lock: "q", holder: 100, waiter: []int{200}}},
 		},
 		{
 			name: "three-way loop, with a bystander waiting",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB, pC),
-				Locks: []lockreg.Lock{held(0, "x", pA, 1, t0), held(1, "y", pB, 2, t0), held(2, "z", pC, 3, t0)},
-				Waiters: []lockreg.Waiter{
+			snap: arena.Snapshot{Processes: procs(pA, pB, pC),
+				Locks: []arena.Lock{held(0, "x", pA, 1, t0), held(1, "y", pB, 2, t0), held(2, "z", pC, 3, t0)},
+				Waiters: []arena.Waiter{
 					waiting(0, pA, 1, 1, "y", t0),
 					waiting(1, pB, 2, 2, "z", t0),
 					waiting(2, pC, 3, 0, "x", t0),
@@ -142,18 +143,18 @@ func TestFindings(t *testing.T) {
 		},
 		{
 			name: "loop within one process",
-			snap: lockreg.Snapshot{Processes: procs(pA),
-				Locks: []lockreg.Lock{held(0, "a", pA, 5, t0), held(1, "b", pA, 6, t0)},
-				Waiters: []lockreg.Waiter{
+			snap: arena.Snapshot{Processes: procs(pA),
+				Locks: []arena.Lock{held(0, "a", pA, 5, t0), held(1, "b", pA, 6, t0)},
+				Waiters: []arena.Waiter{
 					waiting(0, pA, 5, 1, "b", t0),
 					waiting(1, pA, 6, 0, "a", t0)}},
 			want: []want{{kind: report.Cycle, lock: "a", holder: 100, alive: true, waiter: []int{100}}},
 		},
 		{
 			name: "chain ending in a dead holder: no cycle, no stuck holder",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB, pC),
-				Locks: []lockreg.Lock{held(0, "a", pA, 5, t0.Add(-time.Hour)), held(1, "b", pB, 9, t0.Add(-time.Hour))},
-				Waiters: []lockreg.Waiter{
+			snap: arena.Snapshot{Processes: procs(pA, pB, pC),
+				Locks: []arena.Lock{held(0, "a", pA, 5, t0.Add(-time.Hour)), held(1, "b", pB, 9, t0.Add(-time.Hour))},
+				Waiters: []arena.Waiter{
 					waiting(0, pA, 5, 1, "b", t0.Add(-time.Hour)),
 					waiting(1, pC, 3, 0, "a", t0.Add(-time.Hour))}},
 			status: fakeHost{pB: proc.Gone},
@@ -161,23 +162,23 @@ func TestFindings(t *testing.T) {
 		},
 		{
 			name: "long hold, fresh waiter: not stuck yet",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0.Add(-time.Hour))},
-				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-time.Second))}},
+			snap: arena.Snapshot{Processes: procs(pA, pB),
+				Locks:   []arena.Lock{held(0, "q", pA, 5, t0.Add(-time.Hour))},
+				Waiters: []arena.Waiter{waiting(0, pB, 7, 0, "q", t0.Add(-time.Second))}},
 		},
 		{
 			name: "dead waiter",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB),
-				Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
-				Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
+			snap: arena.Snapshot{Processes: procs(pA, pB),
+				Locks:   []arena.Lock{held(0, "q", pA, 5, t0)},
+				Waiters: []arena.Waiter{waiting(0, pB, 7, 0, "q", t0)}},
 			status: fakeHost{pB: proc.Gone},
 			want:   []want{{kind: report.StaleWaiter, lock: "q", waiter: []int{200}}},
 		},
 		{
 			name: "dead holder and dead waiter: most severe first",
-			snap: lockreg.Snapshot{Processes: procs(pA, pB, pC),
-				Locks: []lockreg.Lock{held(0, "q", pA, 5, t0)},
-				Waiters: []lockreg.Waiter{
+			snap: arena.Snapshot{Processes: procs(pA, pB, pC),
+				Locks: []arena.Lock{held(0, "q", pA, 5, t0)},
+				Waiters: []arena.Waiter{
 					waiting(0, pB, 7, 0, "q", t0),
 					waiting(1, pC, 8, 0, "q", t0)}},
 			status: fakeHost{pA: proc.Gone, pB: proc.Zombie},
@@ -227,9 +228,9 @@ func TestFindings(t *testing.T) {
 // holds gets a finding worded for one goroutine.
 func TestCycleHolder(t *testing.T) {
 	took, began := t0.Add(-time.Minute), t0.Add(-time.Second)
-	s := lockreg.Snapshot{Processes: procs(pA, pB), Taken: t0,
-		Locks: []lockreg.Lock{held(0, "a", pA, 5, took), held(1, "b", pB, 9, took.Add(time.Second))},
-		Waiters: []lockreg.Waiter{
+	s := arena.Snapshot{Processes: procs(pA, pB), Taken: t0,
+		Locks: []arena.Lock{held(0, "a", pA, 5, took), held(1, "b", pB, 9, took.Add(time.Second))},
+		Waiters: []arena.Waiter{
 			waiting(0, pA, 5, 1, "b", began),
 			waiting(1, pB, 9, 0, "a", began.Add(time.Millisecond))}}
 	got := diagnose(t, fakeHost{}, &s).Findings
@@ -240,9 +241,9 @@ func TestCycleHolder(t *testing.T) {
 		t.Errorf("cycle holder: got pid %d since %v for %v; want pid %d since %v (its acquire) for 1m0s", h.PID, h.Since, time.Duration(h.For), pA.PID, took)
 	}
 
-	self := lockreg.Snapshot{Processes: procs(pA), Taken: t0,
-		Locks:   []lockreg.Lock{held(0, "a", pA, 5, took)},
-		Waiters: []lockreg.Waiter{waiting(0, pA, 5, 0, "a", began)}}
+	self := arena.Snapshot{Processes: procs(pA), Taken: t0,
+		Locks:   []arena.Lock{held(0, "a", pA, 5, took)},
+		Waiters: []arena.Waiter{waiting(0, pA, 5, 0, "a", began)}}
 	got = diagnose(t, fakeHost{}, &self).Findings
 	// (A finding of its own since the drop-in merge: self-deadlock.)
 	if len(got) != 1 || got[0].Kind != report.SelfDeadlock {
@@ -265,18 +266,18 @@ func kinds(fs []report.Finding) []report.Kind {
 // A holder that looks dead in one snapshot but has released the lock by
 // the next (it exited cleanly in between) is never reported.
 func TestDiagnoseConfirms(t *testing.T) {
-	first := &lockreg.Snapshot{Taken: t0, Processes: procs(pA, pB),
-		Locks:   []lockreg.Lock{held(0, "q", pA, 5, t0)},
-		Waiters: []lockreg.Waiter{waiting(0, pB, 7, 0, "q", t0)}}
-	later := &lockreg.Snapshot{Taken: t0.Add(time.Millisecond), Processes: procs(pA, pB),
-		Locks: []lockreg.Lock{{Index: 0, Name: "q"}}}
+	first := &arena.Snapshot{Taken: t0, Processes: procs(pA, pB),
+		Locks:   []arena.Lock{held(0, "q", pA, 5, t0)},
+		Waiters: []arena.Waiter{waiting(0, pB, 7, 0, "q", t0)}}
+	later := &arena.Snapshot{Taken: t0.Add(time.Millisecond), Processes: procs(pA, pB),
+		Locks: []arena.Lock{{Index: 0, Name: "q"}}}
 	tests := []struct {
 		name  string
-		snaps []*lockreg.Snapshot
+		snaps []*arena.Snapshot
 		want  int
 	}{
-		{"transient", []*lockreg.Snapshot{first, later, later, later}, 0},
-		{"persistent", []*lockreg.Snapshot{first, first}, 1},
+		{"transient", []*arena.Snapshot{first, later, later, later}, 0},
+		{"persistent", []*arena.Snapshot{first, first}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,18 +296,18 @@ func TestDiagnoseConfirms(t *testing.T) {
 func TestConvert(t *testing.T) {
 	died := held(1, "d", pB, 9, t0)
 	died.HolderPID, died.OwnerDied = 0, true
-	noRecord := lockreg.Lock{Index: 2, Name: "w", Word: 300, HolderPID: 300}
-	lost := lockreg.Lock{Index: 3, Name: "lost", OwnerDied: true}
+	noRecord := arena.Lock{Index: 2, Name: "w", Word: 300, HolderPID: 300}
+	lost := arena.Lock{Index: 3, Name: "lost", OwnerDied: true}
 	ps := procs(pA, pB, pC)
-	ps[0].State, ps[0].Exited = lockreg.ProcExited, t0
+	ps[0].State, ps[0].Exited = arena.ProcExited, t0
 	ps[1].Robust = true
-	ps[2].Info = &lockreg.ProcessInfo{Role: "writer", Args: []string{"demo", "--hang"}}
-	s := &lockreg.Snapshot{Dir: "run", Taken: t0, Torn: 2, Processes: ps,
-		Locks:   []lockreg.Lock{held(0, "a", pA, 5, t0), died, noRecord, lost},
-		Waiters: []lockreg.Waiter{waiting(0, pC, 4, 1, "d", t0), waiting(1, pA, 6, 42, "gone", t0)},
-		Events:  []lockreg.Event{{Seq: 7, Kind: lockreg.EventOwnerDied, PID: pB.PID, Start: pB.Start, Goroutine: 9, LockName: "d", Time: t0}}}
+	ps[2].Info = &arena.ProcessInfo{Role: "writer", Args: []string{"demo", "--hang"}}
+	s := &arena.Snapshot{Dir: "run", Taken: t0, Torn: 2, Processes: ps,
+		Locks:   []arena.Lock{held(0, "a", pA, 5, t0), died, noRecord, lost},
+		Waiters: []arena.Waiter{waiting(0, pC, 4, 1, "d", t0), waiting(1, pA, 6, 42, "gone", t0)},
+		Events:  []arena.Event{{Seq: 7, Kind: arena.EventOwnerDied, PID: pB.PID, Start: pB.Start, Goroutine: 9, LockName: "d", Time: t0}}}
 	got := lockregsrc.Convert(s)
-	if got.Run != "run" || !got.Taken.Equal(t0) || len(got.Notes) != 1 || got.WaitLabel != lockreg.WaitLabel {
+	if got.Run != "run" || !got.Taken.Equal(t0) || len(got.Notes) != 1 || got.WaitLabel != arena.WaitLabel {
 		t.Errorf("got run %q taken %v notes %q label %q", got.Run, got.Taken, got.Notes, got.WaitLabel)
 	}
 	if p := got.Processes[0]; !p.Closed || !p.ClosedAt.Equal(t0) {

@@ -1,5 +1,5 @@
-// Command stack prints runtime.Stack(buf, true) to stdout, as
-// stackdump.CaptureText takes it: no gp= or m= fields, no runtime frames.
+// Command stack prints runtime.Stack(buf, true) to stdout, as the probe
+// takes it: no gp= or m= fields, no runtime frames.
 // stackdump's tests run it with -update and GODEBUG=tracebacklabels=1 (so
 // pprof labels show in the headers) to make testdata/stack.txt.
 package main

@@ -1,4 +1,8 @@
-package probe
+// Package probeclient is lockwatch's client of the probe (package probe):
+// it asks a process's agent over its control socket (protocol:
+// internal/rt/probewire), within bounds that a damaged or hostile probe
+// cannot pass, and reads its answers as views with stackdump frames.
+package probeclient
 
 import (
 	"context"
@@ -11,6 +15,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
+	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
@@ -38,7 +46,6 @@ const defaultTimeout = 2 * time.Second
 // stackdump.ParseProfile reads; a text dump takes some 700 bytes a
 // goroutine, so MaxTextDump is some 45,000 goroutines.
 const (
-	clientMaxAnswer = 4 << 20
 	// MaxTextDump is the largest text dump a Client accepts.
 	MaxTextDump = 32 << 20
 )
@@ -53,12 +60,12 @@ type Client struct {
 
 // Info asks the probe about its process.
 func (c *Client) Info(ctx context.Context) (*Info, error) {
-	ans, _, err := c.do(ctx, request{Op: opInfo})
+	ans, _, err := c.do(ctx, probewire.Request{Op: probewire.OpInfo})
 	if err != nil {
 		return nil, err
 	}
 	if ans.Info == nil {
-		return nil, &AnswerError{Op: opInfo, Message: "answer without info"}
+		return nil, &AnswerError{Op: probewire.OpInfo, Message: "answer without info"}
 	}
 	return ans.Info, nil
 }
@@ -70,12 +77,12 @@ func (c *Client) Info(ctx context.Context) (*Info, error) {
 // and wait time (Format "text"), which stops the process for the whole dump
 // (some 100-300 ms at 10,000 goroutines).
 func (c *Client) Goroutines(ctx context.Context, text bool) (*Dump, error) {
-	ans, data, err := c.do(ctx, request{Op: opGoroutines, Text: text})
+	ans, data, err := c.do(ctx, probewire.Request{Op: probewire.OpGoroutines, Text: text})
 	if err != nil {
 		return nil, err
 	}
 	if ans.Dump == nil {
-		return nil, &AnswerError{Op: opGoroutines, Message: "answer without a dump"}
+		return nil, &AnswerError{Op: probewire.OpGoroutines, Message: "answer without a dump"}
 	}
 	ans.Dump.Data = data
 	return ans.Dump, nil
@@ -85,19 +92,19 @@ func (c *Client) Goroutines(ctx context.Context, text bool) (*Dump, error) {
 // "trace"; read it with stackdump.ParseTrace): every goroutine's id, state
 // and stack, as a text dump has them, while the process's world is stopped
 // only for moments, to start and to end the trace, where a text dump stops
-// it for the whole dump (stackdump.CaptureTrace). The probe answers an error when the
+// it for the whole dump. The probe answers an error when the
 // program is tracing itself (its execution tracer takes one trace at a
 // time), and a profile if it predates traces: the error then says so.
 func (c *Client) GoroutineTrace(ctx context.Context) (*Dump, error) {
-	ans, data, err := c.do(ctx, request{Op: opGoroutines, Trace: true})
+	ans, data, err := c.do(ctx, probewire.Request{Op: probewire.OpGoroutines, Trace: true})
 	if err != nil {
 		return nil, err
 	}
 	if ans.Dump == nil {
-		return nil, &AnswerError{Op: opGoroutines, Message: "answer without a dump"}
+		return nil, &AnswerError{Op: probewire.OpGoroutines, Message: "answer without a dump"}
 	}
 	if ans.Dump.Format != FormatTrace {
-		return nil, &AnswerError{Op: opGoroutines, Message: fmt.Sprintf("asked for an execution trace, answered a %q dump (a probe older than traces)", ans.Dump.Format)}
+		return nil, &AnswerError{Op: probewire.OpGoroutines, Message: fmt.Sprintf("asked for an execution trace, answered a %q dump (a probe older than traces)", ans.Dump.Format)}
 	}
 	ans.Dump.Data = data
 	return ans.Dump, nil
@@ -106,12 +113,12 @@ func (c *Client) GoroutineTrace(ctx context.Context) (*Dump, error) {
 // Locks asks for the locks the process holds and the goroutines of it that
 // wait for one.
 func (c *Client) Locks(ctx context.Context) (*LockView, error) {
-	ans, _, err := c.do(ctx, request{Op: opLocks})
+	ans, _, err := c.do(ctx, probewire.Request{Op: probewire.OpLocks})
 	if err != nil {
 		return nil, err
 	}
 	if ans.Locks == nil {
-		return nil, &AnswerError{Op: opLocks, Message: "answer without locks"}
+		return nil, &AnswerError{Op: probewire.OpLocks, Message: "answer without locks"}
 	}
 	return ans.Locks, nil
 }
@@ -120,8 +127,8 @@ func (c *Client) Locks(ctx context.Context) (*LockView, error) {
 // announces one. A failure to connect keeps its *net.OpError (wrapping, for
 // instance, syscall.ENOENT or syscall.ECONNREFUSED: no probe listens); a
 // failure after connecting wraps ErrNoAnswer.
-func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
-	q.V = version
+func (c *Client) do(ctx context.Context, q probewire.Request) (*answer, []byte, error) {
+	q.V = probewire.Version
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = defaultTimeout
@@ -159,8 +166,8 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 	// A probe that refuses a connection (another user, too many requests)
 	// answers without reading the request: read its answer even if the
 	// request could not be sent.
-	sendErr := writeFrame(conn, b)
-	b, err = readFrame(conn, clientMaxAnswer)
+	sendErr := probewire.WriteFrame(conn, b)
+	b, err = probewire.ReadFrame(conn, probewire.MaxAnswer)
 	if err != nil {
 		if sendErr != nil {
 			return nil, nil, noAnswer("sending the", sendErr)
@@ -174,8 +181,8 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 	if err := json.Unmarshal(b, &ans); err != nil {
 		return nil, nil, fmt.Errorf("probe: %s: unreadable answer %.64q: %w", c.Path, b, err)
 	}
-	if ans.V != version {
-		return nil, nil, fmt.Errorf("probe: %s: answer in protocol version %d; this client speaks version %d", c.Path, ans.V, version)
+	if ans.V != probewire.Version {
+		return nil, nil, fmt.Errorf("probe: %s: answer in protocol version %d; this client speaks version %d", c.Path, ans.V, probewire.Version)
 	}
 	if !ans.OK {
 		return nil, nil, &AnswerError{Op: q.Op, Message: ans.Error}
@@ -194,7 +201,7 @@ func (c *Client) do(ctx context.Context, q request) (*answer, []byte, error) {
 		return nil, nil, fmt.Errorf("probe: %s: %w: the probe announces a %s dump of %d bytes, more than the %d MiB lockwatch reads",
 			c.Path, stackdump.ErrTooLarge, ans.Dump.Format, ans.Dump.Size, limit>>20)
 	}
-	data, err := readFrame(conn, limit)
+	data, err := probewire.ReadFrame(conn, limit)
 	if err != nil {
 		return nil, nil, noAnswer("reading the dump of the", err)
 	}
@@ -224,4 +231,100 @@ func checkPeer(conn net.Conn) error {
 		return fmt.Errorf("the socket is served by pid %d of uid %d, not by a process of yours (uid %d): refused", cred.Pid, cred.Uid, os.Getuid())
 	}
 	return nil
+}
+
+// Mutexes asks for the process's drop-in mutexes that are held or awaited.
+func (c *Client) Mutexes(ctx context.Context) (*MutexView, error) {
+	ans, _, err := c.do(ctx, probewire.Request{Op: probewire.OpMutexes})
+	if err != nil {
+		return nil, err
+	}
+	if ans.Mutexes == nil {
+		return nil, &AnswerError{Op: probewire.OpMutexes, Message: "answer without mutexes"}
+	}
+	return ans.Mutexes, nil
+}
+
+// MutexesAndOrders asks, in one request, for the process's drop-in
+// mutexes that are held or awaited and for their lock-order edges (what
+// Mutexes and Orders answer). The edges are nil if the probe answered the
+// mutexes alone (it predates the combined request, or both would not fit
+// in one answer): ask Orders for them.
+func (c *Client) MutexesAndOrders(ctx context.Context) (*MutexView, *OrderView, error) {
+	ans, _, err := c.do(ctx, probewire.Request{Op: probewire.OpMutexes, Orders: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	if ans.Mutexes == nil {
+		return nil, nil, &AnswerError{Op: probewire.OpMutexes, Message: "answer without mutexes"}
+	}
+	return ans.Mutexes, ans.Orders, nil
+}
+
+// Orders asks for the lock-order edges of the process's drop-in mutexes.
+func (c *Client) Orders(ctx context.Context) (*OrderView, error) {
+	ans, _, err := c.do(ctx, probewire.Request{Op: probewire.OpOrders})
+	if err != nil {
+		return nil, err
+	}
+	if ans.Orders == nil {
+		return nil, &AnswerError{Op: probewire.OpOrders, Message: "answer without orders"}
+	}
+	return ans.Orders, nil
+}
+
+// The views of a probe's answers, with stackdump frames.
+type (
+	Info        = probewire.Info
+	Dump        = probewire.Dump
+	LockView    = probewire.LockView[stackdump.Frame]
+	HeldLock    = probewire.HeldLock[stackdump.Frame]
+	WaitingLock = probewire.WaitingLock[stackdump.Frame]
+	MutexView   = probewire.MutexView[stackdump.Frame]
+	Mutex       = probewire.Mutex[stackdump.Frame]
+	MutexHolder = probewire.MutexHolder[stackdump.Frame]
+	MutexWaiter = probewire.MutexWaiter[stackdump.Frame]
+	OrderView   = probewire.OrderView[stackdump.Frame]
+	OrderEdge   = probewire.OrderEdge[stackdump.Frame]
+	OrderMutex  = probewire.OrderMutex
+	answer      = probewire.Answer[stackdump.Frame]
+)
+
+// Dump formats.
+const (
+	FormatProto = probewire.FormatProto
+	FormatText  = probewire.FormatText
+	FormatTrace = probewire.FormatTrace
+)
+
+// SocketPath returns the path of the control socket of the process id in the
+// run directory dir.
+func SocketPath(dir string, id procid.ID) string { return probewire.SocketPath(dir, id) }
+
+// OrdersFile returns the name, in the run directory, of the file where the
+// process of socket base name base keeps its edges for after it exits.
+func OrdersFile(base string) string { return probewire.OrdersFile(base) }
+
+// NoMutexesFile returns the name, in the run directory, of the file that
+// said a process had no drop-in mutex (see probewire.NoMutexesFile).
+func NoMutexesFile(base string) string { return probewire.NoMutexesFile(base) }
+
+// ViewOf is the MutexView of a snapshot of the drop-in records of process
+// pid (start), read from outside it: wall places a record's time
+// (Nanotime's scale), frames symbolizes its PCs from the process's binary.
+func ViewOf(s inproc.Snapshot, pid int, start uint64, wall func(int64) time.Time, frames func([]uintptr) []stackdump.Frame) *MutexView {
+	lean := func(pcs []uintptr) []record.Frame {
+		fs := frames(pcs)
+		if fs == nil {
+			return nil
+		}
+		out := make([]record.Frame, len(fs))
+		for i, f := range fs {
+			out[i] = record.Frame{Func: f.Func, File: f.File, Line: f.Line}
+		}
+		return out
+	}
+	return probewire.ViewOf(s, pid, start, wall, lean, func(f record.Frame) stackdump.Frame {
+		return stackdump.Frame{Func: f.Func, File: f.File, Line: f.Line}
+	})
 }

@@ -1,4 +1,4 @@
-package lockreg
+package arena
 
 import (
 	"sync/atomic"
@@ -27,20 +27,20 @@ import (
 // a process that can open the arena always sees a complete header.
 
 const (
-	magic = "LOCKWREG"
+	Magic = "LOCKWREG"
 	// 2: process slots are reclaimed (owner word, seqlock); events carry the
 	// start time. 3: lock-order edges. 4: an event ring per lock, the name
 	// index.
-	formatVersion = 4
+	FormatVersion = 4
 
-	headerSize  = 4096
+	HeaderSize  = 4096
 	procSize    = 64
 	lockSize    = 128
 	waiterSize  = 64
-	eventSize   = 48
+	EventSize   = 48
 	ringHdrSize = 64
 
-	maxNameLen = 63
+	MaxNameLen = 63
 
 	// Event slots per lock: a power of two in [minRing, maxRing], half for
 	// the holders' ring, half for the waiters'.
@@ -51,13 +51,13 @@ const (
 // Lock word bits, as the kernel's robust-futex code defines them
 // (include/uapi/linux/futex.h): the holder's pid is in the low 30 bits.
 const (
-	waitersBit   = 0x80000000 // FUTEX_WAITERS: someone sleeps, or may, on the word
-	ownerDiedBit = 0x40000000 // FUTEX_OWNER_DIED: the holder died holding it
-	tidMask      = 0x3fffffff // FUTEX_TID_MASK
+	WaitersBit   = 0x80000000 // FUTEX_WAITERS: someone sleeps, or may, on the word
+	OwnerDiedBit = 0x40000000 // FUTEX_OWNER_DIED: the holder died holding it
+	TidMask      = 0x3fffffff // FUTEX_TID_MASK
 )
 
 // header is the arena's first page.
-type header struct {
+type Header struct {
 	magic      [8]byte       // 0
 	version    uint32        // 8
 	headerSize uint32        // 12
@@ -77,11 +77,11 @@ type header struct {
 	created    int64         // 88 unix nanoseconds
 	creator    uint32        // 96 pid of the creating process
 	uid        uint32        // 100 owner; the file's owner must match
-	namesLock  atomic.Uint32 // 104 futex word serialising lock-slot allocation
-	nlocks     atomic.Uint32 // 108 lock slots in use; slots [0, nlocks) have names
-	dropped    atomic.Uint64 // 112 waiter events not recorded (the ring slot was busy)
+	NamesLock  atomic.Uint32 // 104 futex word serialising lock-slot allocation
+	Nlocks     atomic.Uint32 // 108 lock slots in use; slots [0, nlocks) have names
+	Dropped    atomic.Uint64 // 112 waiter events not recorded (the ring slot was busy)
 	ringSlots  uint32        // 120 event slots per lock, a power of two
-	nindexed   atomic.Uint32 // 124 slots [0, nindexed) are in the name index
+	Nindexed   atomic.Uint32 // 124 slots [0, nindexed) are in the name index
 	indexSlots uint32        // 128 entries of the name index, a power of two
 	_          uint32        // 132
 	indexOff   uint64        // 136
@@ -105,61 +105,61 @@ type procSlot struct {
 	start      atomic.Uint64 // 16 /proc/PID/stat starttime, clock ticks (under seq)
 	registered atomic.Int64  // 24 CLOCK_MONOTONIC ns (under seq)
 	exited     atomic.Int64  // 32 CLOCK_MONOTONIC ns, when state became procExited (under seq)
-	owner      atomic.Uint64 // 40 claim word: generation<<32 | pid; 0 = never claimed; changed only by CAS
+	Owner      atomic.Uint64 // 40 claim word: generation<<32 | pid; 0 = never claimed; changed only by CAS
 	tag        atomic.Uint64 // 48 the owner value these fields were written for (under seq)
 	_          [8]byte       // 56
 }
 
 const (
-	procFree    = 0
-	procRunning = 1
-	procExited  = 2 // closed the registry: a clean exit
+	SlotFree    = 0
+	SlotRunning = 1
+	SlotExited  = 2 // closed the registry: a clean exit
 
-	procRobust = 1 // the kernel's robust list protects this process's locks
+	ProcRobust = 1 // the kernel's robust list protects this process's locks
 )
 
 // holderRec is a lock's holder record, under a seqlock (internal/rt/seqlock):
 // the holder makes seq odd, writes the fields, makes seq even. Only the
 // holder writes it.
 type holderRec struct {
-	seq  seqlock.Seq32 // 16 (offsets within lockSlot)
+	Seq  seqlock.Seq32 // 16 (offsets within lockSlot)
 	proc atomic.Uint32 // 20 process-table index + 1; 0 = none
-	pid  atomic.Uint32 // 24
+	Pid  atomic.Uint32 // 24
 	// ring is not part of the record: it is the head of the lock's holder
 	// ring (events written by holders), here because only the holder
 	// writes it and the acquire has this line already.
-	ring  atomic.Uint32 // 28
+	Ring  atomic.Uint32 // 28
 	start atomic.Uint64 // 32
-	goid  atomic.Uint64 // 40
-	stack atomic.Uint64 // 48 stack-dictionary id
+	Goid  atomic.Uint64 // 40
+	Stack atomic.Uint64 // 48 stack-dictionary id
 	since atomic.Int64  // 56 CLOCK_MONOTONIC ns of the acquire
 }
 
 // lockSlot is one named lock. Its first cache line is everything the acquire
 // path touches: the futex word and the holder record.
-type lockSlot struct {
-	word    atomic.Uint32 // 0 futex word: holder pid | waitersBit | ownerDiedBit
-	state   atomic.Uint32 // 4 0 free, 1 named
-	waiting atomic.Int32  // 8 goroutines in the slow path without a waiter record (the table was full), all processes
-	noted   atomic.Uint32 // 12 1 once a waiter has recorded the holder's death
-	holder  holderRec     // 16
-	nameLen uint8         // 64
-	name    [maxNameLen]byte
+type LockSlot struct {
+	Word    atomic.Uint32 // 0 futex word: holder pid | waitersBit | ownerDiedBit
+	State   atomic.Uint32 // 4 0 free, 1 named
+	Waiting atomic.Int32  // 8 goroutines in the slow path without a waiter record (the table was full), all processes
+	Noted   atomic.Uint32 // 12 1 once a waiter has recorded the holder's death
+	Holder  holderRec     // 16
+	NameLen uint8         // 64
+	Name    [MaxNameLen]byte
 }
 
 // waiterSlot is a waiter record: a goroutine sleeping in a lock's slow path.
 // A process claims a slot by CAS(owner, 0, pid) and frees it by storing 0.
 // The rest is under a seqlock as in holderRec.
-type waiterSlot struct {
-	seq   seqlock.Seq32 // 0
-	owner atomic.Uint32 // 4 pid that claimed the slot; 0 = free
-	lock  atomic.Uint32 // 8 lock index + 1; 0 = not waiting
-	proc  atomic.Uint32 // 12 process-table index + 1
-	start atomic.Uint64 // 16
-	goid  atomic.Uint64 // 24
-	stack atomic.Uint64 // 32
-	since atomic.Int64  // 40 CLOCK_MONOTONIC ns the wait began
-	pid   atomic.Uint32 // 48 the owner's pid, under the seqlock (owner is not)
+type WaiterSlot struct {
+	Seq   seqlock.Seq32 // 0
+	Owner atomic.Uint32 // 4 pid that claimed the slot; 0 = free
+	Lock  atomic.Uint32 // 8 lock index + 1; 0 = not waiting
+	Proc  atomic.Uint32 // 12 process-table index + 1
+	Start atomic.Uint64 // 16
+	Goid  atomic.Uint64 // 24
+	Stack atomic.Uint64 // 32
+	Since atomic.Int64  // 40 CLOCK_MONOTONIC ns the wait began
+	Pid   atomic.Uint32 // 48 the owner's pid, under the seqlock (owner is not)
 	_     [12]byte      // 52
 }
 
@@ -175,65 +175,65 @@ type waiterSlot struct {
 // Waiter events (wait, stuck, timeout, owner-died) come from any number of
 // goroutines at once: a writer takes ticket t from waitTicket and claims
 // slot t % (ringSlots/2) with a CAS of its seq (seqlock.Seq64.Claim).
-type ringHdr struct {
-	waitTicket atomic.Uint64 // 0 next waiter-ring ticket
+type RingHdr struct {
+	WaitTicket atomic.Uint64 // 0 next waiter-ring ticket
 	_          [56]byte      // 8
 }
 
 // eventSlot is one event. An event names its process by pid and start
 // time, never by a process-table slot, since slots are reused
 // (docs/registry-format.md).
-type eventSlot struct {
-	seq   seqlock.Seq64 // 0 2t+1 while ticket t is written, 2t+2 once complete
-	what  atomic.Uint32 // 8 kind<<24 | pos: holder ring, the low 24 bits of waitTicket when written (its place among waiter events); waiter ring, 0
-	pid   atomic.Uint32 // 12
-	start atomic.Uint64 // 16 the process's start time
-	goid  atomic.Uint64 // 24
-	time  atomic.Int64  // 32 CLOCK_MONOTONIC ns
-	stack atomic.Uint64 // 40
+type EventSlot struct {
+	Seq   seqlock.Seq64 // 0 2t+1 while ticket t is written, 2t+2 once complete
+	What  atomic.Uint32 // 8 kind<<24 | pos: holder ring, the low 24 bits of waitTicket when written (its place among waiter events); waiter ring, 0
+	Pid   atomic.Uint32 // 12
+	Start atomic.Uint64 // 16 the process's start time
+	Goid  atomic.Uint64 // 24
+	Time  atomic.Int64  // 32 CLOCK_MONOTONIC ns
+	Stack atomic.Uint64 // 40
 }
 
 // eventWhat packs an event's kind and its place among waiter events (pos,
 // 24 bits); splitWhat unpacks them.
-func eventWhat(kind EventKind, pos uint32) uint32 { return uint32(kind)<<24 | pos&(1<<24-1) }
+func EventWhat(kind EventKind, pos uint32) uint32 { return uint32(kind)<<24 | pos&(1<<24-1) }
 
 func splitWhat(w uint32) (EventKind, uint32) { return EventKind(w >> 24), w & (1<<24 - 1) }
 
 // Compile-time checks that the Go structs have the documented sizes.
 var (
-	_ [0]byte = [unsafe.Sizeof(header{}) - 192]byte{}
+	_ [0]byte = [unsafe.Sizeof(Header{}) - 192]byte{}
 	_ [0]byte = [unsafe.Sizeof(procSlot{}) - procSize]byte{}
-	_ [0]byte = [unsafe.Sizeof(lockSlot{}) - lockSize]byte{}
-	_ [0]byte = [unsafe.Sizeof(waiterSlot{}) - waiterSize]byte{}
-	_ [0]byte = [unsafe.Sizeof(eventSlot{}) - eventSize]byte{}
-	_ [0]byte = [unsafe.Sizeof(ringHdr{}) - ringHdrSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(LockSlot{}) - lockSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(WaiterSlot{}) - waiterSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(EventSlot{}) - EventSize]byte{}
+	_ [0]byte = [unsafe.Sizeof(RingHdr{}) - ringHdrSize]byte{}
 )
 
 // geometry is the section table of an arena.
 type geometry struct {
-	maxProcs, maxLocks, maxWaiters, ringSlots uint32
-	maxEvents, indexSlots                     uint32
+	MaxProcs, MaxLocks, MaxWaiters, RingSlots uint32
+	maxEvents, IndexSlots                     uint32
 	procsOff, locksOff, waitersOff, eventsOff uint64
 	indexOff, ringSize                        uint64
-	total                                     uint64
+	Total                                     uint64
 
-	maxEdges, edgeSlots uint32 // capacity of the edge table, and its slots (a power of two, at least twice the capacity)
+	MaxEdges, EdgeSlots uint32 // capacity of the edge table, and its slots (a power of two, at least twice the capacity)
 	edgesOff            uint64
 }
 
 func alignPage(n uint64) uint64 { return (n + 4095) &^ 4095 }
 
-func layout(maxProcs, maxLocks, maxWaiters, ringSlots uint32) geometry {
-	g := geometry{maxProcs: maxProcs, maxLocks: maxLocks, maxWaiters: maxWaiters, ringSlots: ringSlots,
-		maxEvents: maxLocks * ringSlots, indexSlots: indexSlotsFor(maxLocks)}
-	g.ringSize = ringHdrSize + uint64(ringSlots)*eventSize
-	off := uint64(headerSize)
+func Layout(maxProcs, maxLocks, maxWaiters, ringSlots uint32) geometry {
+	g := geometry{MaxProcs: maxProcs, MaxLocks: maxLocks, MaxWaiters: maxWaiters, RingSlots: ringSlots,
+		maxEvents: maxLocks * ringSlots, IndexSlots: indexSlotsFor(maxLocks)}
+	g.ringSize = ringHdrSize + uint64(ringSlots)*EventSize
+	off := uint64(HeaderSize)
 	g.procsOff, off = off, alignPage(off+uint64(maxProcs)*procSize)
 	g.locksOff, off = off, alignPage(off+uint64(maxLocks)*lockSize)
 	g.waitersOff, off = off, alignPage(off+uint64(maxWaiters)*waiterSize)
 	g.eventsOff, off = off, alignPage(off+uint64(maxLocks)*g.ringSize)
-	g.indexOff, off = off, alignPage(off+uint64(g.indexSlots)*4)
-	g.total = off
+	g.indexOff, off = off, alignPage(off+uint64(g.IndexSlots)*4)
+	g.Total = off
 	return g
 }
 
@@ -249,25 +249,11 @@ func indexSlotsFor(n uint32) uint32 {
 
 // ringSlotsFor divides an event budget among locks: events/locks rounded
 // down to a power of two, clamped to [minRing, maxRing].
-func ringSlotsFor(events, locks int) uint32 {
+func RingSlotsFor(events, locks int) uint32 {
 	per := events / max(locks, 1)
 	p := uint32(minRing)
 	for p < maxRing && int(p)*2 <= per {
 		p <<= 1
 	}
 	return p
-}
-
-// Size returns the arena's size in bytes for the given capacities, as Open
-// would create it: each lock gets an event ring of maxEvents/maxLocks slots
-// (rounded down to a power of two, at least 4 and at most 1024).
-// Capacities past the limits Open accepts give -1.
-func Size(maxProcs, maxLocks, maxWaiters, maxEvents int) int64 {
-	o := Options{MaxProcs: maxProcs, MaxLocks: maxLocks, MaxWaiters: maxWaiters, MaxEvents: maxEvents}
-	o.setDefaults()
-	if o.check() != nil {
-		return -1
-	}
-	g := layout(uint32(o.MaxProcs), uint32(o.MaxLocks), uint32(o.MaxWaiters), ringSlotsFor(o.MaxEvents, o.MaxLocks))
-	return int64(g.withEdges(uint32(o.MaxEdges)).total)
 }

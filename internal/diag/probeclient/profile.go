@@ -1,4 +1,4 @@
-package probe
+package probeclient
 
 import (
 	"strconv"
@@ -9,7 +9,7 @@ import (
 	"github.com/lockwatch/lockwatch/stackdump"
 )
 
-// Profile returns the lock-holders profile of v in pprof's format (read it
+// HoldersProfile returns the lock-holders profile of v in pprof's format (read it
 // with `go tool pprof`): one sample per holder, reader and waiter of a
 // drop-in mutex, valued 1 and by how long it has held or waited, located at
 // its stack (a holder's or reader's acquire site when no stack was
@@ -18,7 +18,7 @@ import (
 //
 //	go tool pprof -traces lockholders.pb.gz
 //	go tool pprof -tagfocus role=waiter -top lockholders.pb.gz
-func (v *MutexView) Profile() *profile.Profile {
+func HoldersProfile(v *MutexView) *profile.Profile {
 	p := &profile.Profile{
 		SampleType: []*profile.ValueType{{Type: "mutexes", Unit: "count"}, {Type: "held", Unit: "nanoseconds"}},
 		PeriodType: &profile.ValueType{Type: "mutexes", Unit: "count"},

@@ -1,4 +1,4 @@
-package lockreg
+package arena
 
 import (
 	"crypto/rand"
@@ -18,24 +18,28 @@ import (
 const ArenaFile = "arena"
 
 // maxArenaSize bounds an arena; it must stay below robustOffset.
-const maxArenaSize = robustOffset - 4096
+const MaxArenaSize = RobustOffset - 4096
 
 // arena is one mapping of a run's arena file.
-type arena struct {
+type Arena struct {
 	path string
-	g    geometry
+	G    geometry
 	base unsafe.Pointer // the shared mapping
 	size uintptr
-	hdr  *header
-	ord  *orderHeader // the edges section's entry and counters, in the header page
+	Hdr  *Header
+	Ord  *orderHeader // the edges section's entry and counters, in the header page
 
 	// For writable mappings: the reservation that holds the private robust
 	// entries below the shared mapping (see robust_linux.go).
 	resv     unsafe.Pointer
 	resvSize uintptr
-	robust   bool
+	Robust   bool
 
 	readOnly bool // mapped PROT_READ by a reader
+
+	// unlink, set by the writer, removes its robust-list entries of the
+	// reservation [lo, hi) before it is unmapped.
+	Unlink func(lo, hi uintptr)
 }
 
 // release tells the kernel that a reader is done with the bytes [off, end)
@@ -43,7 +47,7 @@ type arena struct {
 // (they stay in the file, and a later access maps them again). A reader of
 // a large arena so keeps at most a window of it resident, whatever the
 // arena's size. It does nothing on a writable mapping.
-func (a *arena) release(off, end uint64) {
+func (a *Arena) release(off, end uint64) {
 	if !a.readOnly || a.base == nil {
 		return
 	}
@@ -54,25 +58,27 @@ func (a *arena) release(off, end uint64) {
 	}
 }
 
-func (a *arena) proc(i uint32) *procSlot {
-	return (*procSlot)(unsafe.Add(a.base, a.g.procsOff+uint64(i)*procSize))
+func (a *Arena) Proc(i uint32) *procSlot {
+	return (*procSlot)(unsafe.Add(a.base, a.G.procsOff+uint64(i)*procSize))
 }
 
-func (a *arena) lock(i uint32) *lockSlot {
-	return (*lockSlot)(unsafe.Add(a.base, a.g.locksOff+uint64(i)*lockSize))
+func (a *Arena) Lock(i uint32) *LockSlot {
+	return (*LockSlot)(unsafe.Add(a.base, a.G.locksOff+uint64(i)*lockSize))
 }
 
-func (a *arena) waiter(i uint32) *waiterSlot {
-	return (*waiterSlot)(unsafe.Add(a.base, a.g.waitersOff+uint64(i)*waiterSize))
+func (a *Arena) Waiter(i uint32) *WaiterSlot {
+	return (*WaiterSlot)(unsafe.Add(a.base, a.G.waitersOff+uint64(i)*waiterSize))
 }
 
-func (a *arena) edge(i uint32) *edgeSlot {
-	return (*edgeSlot)(unsafe.Add(a.base, a.g.edgesOff+uint64(i)*edgeSize))
+func (a *Arena) Edge(i uint32) *EdgeSlot {
+	return (*EdgeSlot)(unsafe.Add(a.base, a.G.edgesOff+uint64(i)*EdgeSize))
 }
 
-func (a *arena) unmap() error {
+func (a *Arena) Unmap() error {
 	if a.resv != nil {
-		robustUnlinkRange(uintptr(a.resv), uintptr(a.resv)+a.size)
+		if a.Unlink != nil {
+			a.Unlink(uintptr(a.resv), uintptr(a.resv)+a.size)
+		}
 		err := unix.MunmapPtr(a.resv, a.resvSize)
 		a.resv, a.base = nil, nil
 		return err
@@ -106,7 +112,7 @@ func checkPrivate(path string, fi fs.FileInfo, want fs.FileMode) error {
 // name and linked into place, and link(2) fails rather than replace a file,
 // so of many processes creating the arena at once exactly one succeeds and
 // the others open that one.
-func createArena(rd *RunDir, g geometry) error {
+func CreateArena(rd *RunDir, g geometry) error {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := ".arena-" + hex.EncodeToString(rnd[:])
@@ -116,26 +122,26 @@ func createArena(rd *RunDir, g geometry) error {
 	}
 	defer rd.Remove(tmp)
 	defer f.Close()
-	if err := f.Truncate(int64(g.total)); err != nil {
+	if err := f.Truncate(int64(g.Total)); err != nil {
 		return err
 	}
-	h := header{
-		version: formatVersion, headerSize: headerSize, totalSize: g.total,
-		maxProcs: g.maxProcs, procSize: procSize, procsOff: g.procsOff,
-		maxLocks: g.maxLocks, lockSize: lockSize, locksOff: g.locksOff,
-		maxWaiters: g.maxWaiters, waiterSize: waiterSize, waitersOff: g.waitersOff,
-		maxEvents: g.maxEvents, eventSize: eventSize, eventsOff: g.eventsOff,
-		ringSlots: g.ringSlots, indexSlots: g.indexSlots, indexOff: g.indexOff,
+	h := Header{
+		version: FormatVersion, headerSize: HeaderSize, totalSize: g.Total,
+		maxProcs: g.MaxProcs, procSize: procSize, procsOff: g.procsOff,
+		maxLocks: g.MaxLocks, lockSize: lockSize, locksOff: g.locksOff,
+		maxWaiters: g.MaxWaiters, waiterSize: waiterSize, waitersOff: g.waitersOff,
+		maxEvents: g.maxEvents, eventSize: EventSize, eventsOff: g.eventsOff,
+		ringSlots: g.RingSlots, indexSlots: g.IndexSlots, indexOff: g.indexOff,
 		created: time.Now().UnixNano(), creator: uint32(os.Getpid()), uid: uint32(os.Getuid()),
 	}
-	copy(h.magic[:], magic)
+	copy(h.magic[:], Magic)
 	hb := unsafe.Slice((*byte)(unsafe.Pointer(&h)), unsafe.Sizeof(h))
 	if _, err := f.WriteAt(hb, 0); err != nil {
 		return err
 	}
-	oh := orderHeader{maxEdges: g.maxEdges, edgeSlots: g.edgeSlots, edgeSize: edgeSize, edgesOff: g.edgesOff}
+	oh := orderHeader{maxEdges: g.MaxEdges, edgeSlots: g.EdgeSlots, edgeSize: EdgeSize, edgesOff: g.edgesOff}
 	ob := unsafe.Slice((*byte)(unsafe.Pointer(&oh)), unsafe.Sizeof(oh))
-	if _, err := f.WriteAt(ob, orderHeaderOff); err != nil {
+	if _, err := f.WriteAt(ob, OrderHeaderOff); err != nil {
 		return err
 	}
 	if err := rd.link(tmp, ArenaFile); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -149,7 +155,7 @@ func createArena(rd *RunDir, g geometry) error {
 // mapping is placed above a private reservation for robust-list entries; a
 // read-only one is marked as such, so that a reader may drop the pages it
 // has read (see arena.release).
-func openArena(rd *RunDir, writable bool) (*arena, error) {
+func OpenArena(rd *RunDir, writable, robustList bool) (*Arena, error) {
 	flag := os.O_RDONLY
 	if writable {
 		flag = os.O_RDWR
@@ -181,12 +187,12 @@ func openArena(rd *RunDir, writable bool) (*arena, error) {
 	if err := checkPrivate(path, fi, 0o600); err != nil {
 		return nil, err
 	}
-	var h header
+	var h Header
 	var oh orderHeader
 	hb := unsafe.Slice((*byte)(unsafe.Pointer(&h)), unsafe.Sizeof(h))
 	ob := unsafe.Slice((*byte)(unsafe.Pointer(&oh)), unsafe.Sizeof(oh))
 	n, _ := f.ReadAt(hb, 0)
-	no, _ := f.ReadAt(ob, orderHeaderOff)
+	no, _ := f.ReadAt(ob, OrderHeaderOff)
 	if n < len(hb) || no < len(ob) {
 		return nil, &ArenaError{Path: path, Kind: ErrCorrupt, Detail: fmt.Sprintf("file is %d bytes, shorter than a header", fi.Size()),
 			Hint: "the run directory is damaged; start a new run"}
@@ -196,35 +202,35 @@ func openArena(rd *RunDir, writable bool) (*arena, error) {
 		err.(*ArenaError).Path = path
 		return nil, err
 	}
-	a := &arena{path: path, g: g, size: uintptr(g.total), readOnly: !writable}
+	a := &Arena{path: path, G: g, size: uintptr(g.Total), readOnly: !writable}
 	prot := unix.PROT_READ
 	if writable {
 		prot |= unix.PROT_WRITE
 	}
-	if writable && robust.ok {
+	if writable && robustList {
 		// Reserve [resv, resv+robustOffset+size): private entries at the
 		// bottom, the shared file robustOffset above them.
-		a.resvSize = robustOffset + a.size
+		a.resvSize = RobustOffset + a.size
 		a.resv, err = unix.MmapPtr(-1, 0, nil, a.resvSize, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
 		if err != nil {
 			return nil, fmt.Errorf("lockreg: reserving address space: %w", err)
 		}
 		if _, err = unix.MmapPtr(-1, 0, a.resv, a.size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED); err == nil {
-			a.base, err = unix.MmapPtr(int(f.Fd()), 0, unsafe.Add(a.resv, robustOffset), a.size, prot, unix.MAP_SHARED|unix.MAP_FIXED)
+			a.base, err = unix.MmapPtr(int(f.Fd()), 0, unsafe.Add(a.resv, RobustOffset), a.size, prot, unix.MAP_SHARED|unix.MAP_FIXED)
 		}
 		if err != nil {
 			_ = unix.MunmapPtr(a.resv, a.resvSize)
 			return nil, fmt.Errorf("lockreg: mapping %s: %w", path, err)
 		}
-		a.robust = true
+		a.Robust = true
 	} else {
 		a.base, err = unix.MmapPtr(int(f.Fd()), 0, nil, a.size, prot, unix.MAP_SHARED)
 		if err != nil {
 			return nil, fmt.Errorf("lockreg: mapping %s: %w", path, err)
 		}
 	}
-	a.hdr = (*header)(a.base)
-	a.ord = (*orderHeader)(unsafe.Add(a.base, orderHeaderOff))
+	a.Hdr = (*Header)(a.base)
+	a.Ord = (*orderHeader)(unsafe.Add(a.base, OrderHeaderOff))
 	return a, nil
 }
 
@@ -232,7 +238,7 @@ func openArena(rd *RunDir, writable bool) (*arena, error) {
 // returns its geometry. Every field that places or sizes memory is checked
 // against the layout this version computes, so a damaged header can never
 // send a reader outside the mapping.
-func checkHeader(h *header, oh *orderHeader, fileSize int64) (geometry, error) {
+func checkHeader(h *Header, oh *orderHeader, fileSize int64) (geometry, error) {
 	bad := func(kind error, format string, args ...any) (geometry, error) {
 		hint := "the run directory is damaged; start a new run"
 		if kind == ErrVersion {
@@ -240,42 +246,42 @@ func checkHeader(h *header, oh *orderHeader, fileSize int64) (geometry, error) {
 		}
 		return geometry{}, &ArenaError{Kind: kind, Detail: fmt.Sprintf(format, args...), Hint: hint}
 	}
-	if string(h.magic[:]) != magic {
-		return bad(ErrCorrupt, "bad magic %q, want %q", h.magic[:], magic)
+	if string(h.magic[:]) != Magic {
+		return bad(ErrCorrupt, "bad magic %q, want %q", h.magic[:], Magic)
 	}
-	if h.version != formatVersion {
-		return bad(ErrVersion, "format version %d; this build reads version %d", h.version, formatVersion)
+	if h.version != FormatVersion {
+		return bad(ErrVersion, "format version %d; this build reads version %d", h.version, FormatVersion)
 	}
-	if h.headerSize != headerSize || h.procSize != procSize || h.lockSize != lockSize ||
-		h.waiterSize != waiterSize || h.eventSize != eventSize {
+	if h.headerSize != HeaderSize || h.procSize != procSize || h.lockSize != lockSize ||
+		h.waiterSize != waiterSize || h.eventSize != EventSize {
 		return bad(ErrCorrupt, "record sizes %d/%d/%d/%d/%d do not match version %d",
-			h.headerSize, h.procSize, h.lockSize, h.waiterSize, h.eventSize, formatVersion)
+			h.headerSize, h.procSize, h.lockSize, h.waiterSize, h.eventSize, FormatVersion)
 	}
 	if h.maxProcs == 0 || h.maxLocks == 0 || h.maxWaiters == 0 || h.maxProcs > 1<<20 || h.maxLocks > 1<<22 ||
 		h.maxWaiters > 1<<22 || h.ringSlots < minRing || h.ringSlots > maxRing || h.ringSlots&(h.ringSlots-1) != 0 {
 		return bad(ErrCorrupt, "impossible capacities procs=%d locks=%d waiters=%d events per lock=%d",
 			h.maxProcs, h.maxLocks, h.maxWaiters, h.ringSlots)
 	}
-	if oh.edgeSize != edgeSize || oh.maxEdges == 0 || oh.maxEdges > limitEdges || oh.edgeSlots != edgeSlotsFor(oh.maxEdges) {
+	if oh.edgeSize != EdgeSize || oh.maxEdges == 0 || oh.maxEdges > LimitEdges || oh.edgeSlots != edgeSlotsFor(oh.maxEdges) {
 		return bad(ErrCorrupt, "impossible edge table: capacity %d, %d slots of %d bytes", oh.maxEdges, oh.edgeSlots, oh.edgeSize)
 	}
-	g := layout(h.maxProcs, h.maxLocks, h.maxWaiters, h.ringSlots).withEdges(oh.maxEdges)
+	g := Layout(h.maxProcs, h.maxLocks, h.maxWaiters, h.ringSlots).WithEdges(oh.maxEdges)
 	if oh.edgesOff != g.edgesOff {
 		return bad(ErrCorrupt, "section table does not match its capacities")
 	}
 	if h.procsOff != g.procsOff || h.locksOff != g.locksOff || h.waitersOff != g.waitersOff ||
-		h.eventsOff != g.eventsOff || h.maxEvents != g.maxEvents || h.indexSlots != g.indexSlots ||
-		h.indexOff != g.indexOff || h.totalSize != g.total {
+		h.eventsOff != g.eventsOff || h.maxEvents != g.maxEvents || h.indexSlots != g.IndexSlots ||
+		h.indexOff != g.indexOff || h.totalSize != g.Total {
 		return bad(ErrCorrupt, "section table does not match its capacities")
 	}
-	if g.total > maxArenaSize {
-		return bad(ErrCorrupt, "size %d exceeds the maximum %d", g.total, maxArenaSize)
+	if g.Total > MaxArenaSize {
+		return bad(ErrCorrupt, "size %d exceeds the maximum %d", g.Total, MaxArenaSize)
 	}
-	if uint64(fileSize) != g.total {
-		return bad(ErrCorrupt, "file is %d bytes; its header says %d (truncated?)", fileSize, g.total)
+	if uint64(fileSize) != g.Total {
+		return bad(ErrCorrupt, "file is %d bytes; its header says %d (truncated?)", fileSize, g.Total)
 	}
-	if h.nlocks.Load() > h.maxLocks || h.nindexed.Load() > h.maxLocks {
-		return bad(ErrCorrupt, "%d locks in use (%d indexed) of %d", h.nlocks.Load(), h.nindexed.Load(), h.maxLocks)
+	if h.Nlocks.Load() > h.maxLocks || h.Nindexed.Load() > h.maxLocks {
+		return bad(ErrCorrupt, "%d locks in use (%d indexed) of %d", h.Nlocks.Load(), h.Nindexed.Load(), h.maxLocks)
 	}
 	return g, nil
 }

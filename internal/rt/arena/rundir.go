@@ -1,4 +1,4 @@
-package lockreg
+package arena
 
 import (
 	"errors"
@@ -16,61 +16,68 @@ import (
 	"github.com/lockwatch/lockwatch/procid"
 )
 
-// A RunDir is an open run directory. It is opened once, without following a
-// symbolic link, and checked (a directory, this user's, mode 0700); every
-// file of the run is then opened relative to that handle (openat(2) with
-// O_NOFOLLOW), so that a directory or symbolic link swapped into the path
-// afterwards never redirects a read or a write.
+// A RunDir is an open run directory: an os.Root, opened once, without
+// following a symbolic link, and checked (a directory, this user's, mode
+// 0700). Every file of the run is then opened through it, so that a
+// directory or symbolic link swapped into the path afterwards never
+// redirects a read or a write; and a file of the run that is itself a
+// symbolic link is refused, as O_NOFOLLOW would (os.Root would follow one
+// that stays inside the directory).
 //
 // A RunDir is safe for concurrent use. Its zero value is not usable.
 type RunDir struct {
 	path string
-	f    *os.File
+	root *os.Root
 }
 
 // OpenRunDir opens the existing run directory path for reading its files.
 // It refuses a symbolic link, anything but a directory, and a directory of
 // another user or open to other users.
-func OpenRunDir(path string) (*RunDir, error) { return openRunDir(path, false) }
+func OpenRunDir(path string) (*RunDir, error) { return OpenDir(path, false) }
 
 // openRunDir opens path as a private directory, creating it first (mode
 // 0700, its parent must exist) when create is set.
-func openRunDir(path string, create bool) (*RunDir, error) {
+func OpenDir(path string, create bool) (*RunDir, error) {
 	if create {
 		if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
 	}
-	// O_NONBLOCK: opening a FIFO planted at path must not hang (O_DIRECTORY
-	// refuses it anyway).
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	symlink := &ArenaError{Path: path, Kind: ErrSymlink, Detail: "the run directory is a symbolic link",
+		Hint: "give the real path of the run directory"}
+	li, err := os.Lstat(path)
 	switch {
-	case errors.Is(err, unix.ENOENT):
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, &ArenaError{Path: path, Kind: ErrNotRun, Detail: "no such directory",
 			Hint: "check the path, or start the program with 'lockwatch run'"}
-	case errors.Is(err, unix.ELOOP):
-		return nil, &ArenaError{Path: path, Kind: ErrSymlink, Detail: "the run directory is a symbolic link",
-			Hint: "give the real path of the run directory"}
-	case errors.Is(err, unix.ENOTDIR):
-		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			return nil, &ArenaError{Path: path, Kind: ErrSymlink, Detail: "the run directory is a symbolic link",
-				Hint: "give the real path of the run directory"}
-		}
+	case err != nil:
+		return nil, err
+	case li.Mode()&fs.ModeSymlink != 0:
+		return nil, symlink
+	case !li.IsDir():
 		return nil, &ArenaError{Path: path, Kind: ErrNotRun, Detail: "not a directory",
 			Hint: "give a run directory (lockwatch ps lists them)"}
-	case err != nil:
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	d := &RunDir{path: path, f: os.NewFile(uintptr(fd), path)}
-	if !create {
+	root, err := os.OpenRoot(path)
+	if err != nil {
+		return nil, err
+	}
+	d := &RunDir{path: path, root: root}
+	// The root must be the directory looked at: not a symbolic link put
+	// in its place between the two.
+	fi, err := root.Stat(".")
+	if err == nil && !os.SameFile(li, fi) {
+		d.Close()
+		return nil, symlink
+	}
+	if err == nil && !create {
 		// Reading: a directory that holds no run is that, whatever its mode.
-		if _, err := d.lstat(ArenaFile); errors.Is(err, fs.ErrNotExist) {
+		if _, err := d.root.Lstat(ArenaFile); errors.Is(err, fs.ErrNotExist) {
 			d.Close()
 			return nil, &ArenaError{Path: path, Kind: ErrNotRun, Detail: "no arena file",
 				Hint: "this directory holds no lockwatch run; lockwatch ps lists runs"}
 		}
 	}
-	fi, err := d.f.Stat()
 	if err == nil {
 		err = checkPrivate(path, fi, 0o700)
 	}
@@ -86,7 +93,7 @@ func openRunDir(path string, create bool) (*RunDir, error) {
 func (d *RunDir) Path() string { return d.path }
 
 // Close closes the handle.
-func (d *RunDir) Close() error { return d.f.Close() }
+func (d *RunDir) Close() error { return d.root.Close() }
 
 func (d *RunDir) join(name string) string { return filepath.Join(d.path, name) }
 
@@ -98,18 +105,39 @@ func checkName(name string) error {
 	return nil
 }
 
+// pathError gives an error of the root the run directory's path.
+func (d *RunDir) pathError(err error, name string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &fs.PathError{Op: pe.Op, Path: d.join(name), Err: pe.Err}
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return &os.LinkError{Op: le.Op, Old: d.join(filepath.Base(le.Old)), New: d.join(filepath.Base(le.New)), Err: le.Err}
+	}
+	return err
+}
+
 // OpenFile opens the file name of the run directory with flag and perm as
-// os.OpenFile does, relative to the directory's handle and never following
-// a symbolic link (O_NOFOLLOW). name is one path component.
+// os.OpenFile does, through the directory's root, and refuses a symbolic
+// link (ELOOP, as O_NOFOLLOW). name is one path component.
 func (d *RunDir) OpenFile(name string, flag int, perm os.FileMode) (*os.File, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	fd, err := unix.Openat(int(d.f.Fd()), name, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
-	if err != nil {
-		return nil, &fs.PathError{Op: "openat", Path: d.join(name), Err: err}
+	f, err := d.root.OpenFile(name, flag, perm)
+	// os.Root follows a symbolic link that stays inside the directory, and
+	// refuses one that leaves it: either way, a link is refused.
+	if li, lerr := d.root.Lstat(name); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+		if f != nil {
+			f.Close()
+		}
+		return nil, &fs.PathError{Op: "openat", Path: d.join(name), Err: unix.ELOOP}
 	}
-	return os.NewFile(uintptr(fd), d.join(name)), nil
+	if err != nil {
+		return nil, d.pathError(err, name)
+	}
+	return f, nil
 }
 
 // CreateFile creates the new file name (it must not exist), mode 0600,
@@ -134,10 +162,7 @@ func (d *RunDir) Rename(oldname, newname string) error {
 	if err := errors.Join(checkName(oldname), checkName(newname)); err != nil {
 		return err
 	}
-	if err := unix.Renameat(int(d.f.Fd()), oldname, int(d.f.Fd()), newname); err != nil {
-		return &os.LinkError{Op: "renameat", Old: d.join(oldname), New: d.join(newname), Err: err}
-	}
-	return nil
+	return d.pathError(d.root.Rename(oldname, newname), oldname)
 }
 
 // Remove removes the file name of the run directory.
@@ -145,26 +170,12 @@ func (d *RunDir) Remove(name string) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	if err := unix.Unlinkat(int(d.f.Fd()), name, 0); err != nil {
-		return &fs.PathError{Op: "unlinkat", Path: d.join(name), Err: err}
-	}
-	return nil
+	return d.pathError(d.root.Remove(name), name)
 }
 
 // link makes newname a hard link to oldname; it fails if newname exists.
 func (d *RunDir) link(oldname, newname string) error {
-	if err := unix.Linkat(int(d.f.Fd()), oldname, int(d.f.Fd()), newname, 0); err != nil {
-		return &os.LinkError{Op: "linkat", Old: d.join(oldname), New: d.join(newname), Err: err}
-	}
-	return nil
-}
-
-func (d *RunDir) lstat(name string) (*unix.Stat_t, error) {
-	var st unix.Stat_t
-	if err := unix.Fstatat(int(d.f.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return nil, &fs.PathError{Op: "fstatat", Path: d.join(name), Err: err}
-	}
-	return &st, nil
+	return d.pathError(d.root.Link(oldname, newname), oldname)
 }
 
 // openPrivate opens the file name for reading, without following a
@@ -192,7 +203,7 @@ func (d *RunDir) openPrivate(name string) (*os.File, error) {
 
 // rootName is the default root's name under its base directory; fallbacks
 // are named rootName + "-" + random.
-func rootName() string { return fmt.Sprintf("lockwatch-%d", os.Getuid()) }
+func RootName() string { return fmt.Sprintf("lockwatch-%d", os.Getuid()) }
 
 // rootBases are the directories a root may live in, in order of
 // preference: /dev/shm (memory, like a POSIX semaphore), $XDG_RUNTIME_DIR
@@ -256,22 +267,22 @@ func DefaultRoot() (Root, error) {
 		if err != nil {
 			return Root{}, err
 		}
-		d, err := openRunDir(root, true)
+		d, err := OpenDir(root, true)
 		if err != nil {
 			return Root{}, err
 		}
 		d.Close()
 		return Root{Dir: root}, nil
 	}
-	return defaultRoot(rootBases())
+	return DefaultRootIn(rootBases())
 }
 
-func defaultRoot(bases []string) (Root, error) {
+func DefaultRootIn(bases []string) (Root, error) {
 	if len(bases) == 0 {
 		return Root{}, fmt.Errorf("lockreg: no directory for runs: neither /dev/shm, $XDG_RUNTIME_DIR nor %s is a directory; set %s", os.TempDir(), "TMPDIR")
 	}
-	def := filepath.Join(bases[0], rootName())
-	d, err := openRunDir(def, true)
+	def := filepath.Join(bases[0], RootName())
+	d, err := OpenDir(def, true)
 	if err == nil {
 		d.Close()
 		return Root{Dir: def}, nil
@@ -288,12 +299,12 @@ func defaultRoot(bases []string) (Root, error) {
 	}
 	var errs []error
 	for _, b := range bases {
-		dir, err := os.MkdirTemp(b, rootName()+"-")
+		dir, err := os.MkdirTemp(b, RootName()+"-")
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if !isPrivateDir(dir) { // MkdirTemp makes it 0700; a umask cannot widen that
+		if !IsPrivateDir(dir) { // MkdirTemp makes it 0700; a umask cannot widen that
 			os.Remove(dir)
 			errs = append(errs, fmt.Errorf("%s: not private after creation", dir))
 			continue
@@ -311,9 +322,9 @@ func fallbacks(base string) []string {
 		return nil
 	}
 	var out []string
-	prefix := rootName() + "-"
+	prefix := RootName() + "-"
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) && isPrivateDir(filepath.Join(base, e.Name())) {
+		if strings.HasPrefix(e.Name(), prefix) && IsPrivateDir(filepath.Join(base, e.Name())) {
 			out = append(out, filepath.Join(base, e.Name()))
 		}
 	}
@@ -322,7 +333,7 @@ func fallbacks(base string) []string {
 
 // isPrivateDir reports whether path is a directory (not a symbolic link)
 // of this user, closed to other users.
-func isPrivateDir(path string) bool {
+func IsPrivateDir(path string) bool {
 	fi, err := os.Lstat(path)
 	return err == nil && fi.IsDir() && checkPrivate(path, fi, 0o700) == nil
 }
@@ -335,18 +346,18 @@ func isPrivateDir(path string) bool {
 // set, it is the only root.
 func Roots() []string {
 	if root := os.Getenv(EnvRoot); root != "" {
-		if root, err := filepath.Abs(root); err == nil && isPrivateDir(root) {
+		if root, err := filepath.Abs(root); err == nil && IsPrivateDir(root) {
 			return []string{root}
 		}
 		return nil
 	}
-	return rootsIn(rootBases())
+	return RootsIn(rootBases())
 }
 
-func rootsIn(bases []string) []string {
+func RootsIn(bases []string) []string {
 	var out []string
 	for _, b := range bases {
-		if d := filepath.Join(b, rootName()); isPrivateDir(d) {
+		if d := filepath.Join(b, RootName()); IsPrivateDir(d) {
 			out = append(out, d)
 		}
 		out = append(out, fallbacks(b)...)
@@ -358,7 +369,7 @@ func rootsIn(bases []string) []string {
 // run-YYYYMMDD-HHMMSS-PID-N after the calling process, mode 0700. It does
 // not create the arena: the first process to Open the directory does.
 func NewRunDir(root string) (string, error) {
-	rd, err := openRunDir(root, true)
+	rd, err := OpenDir(root, true)
 	if err != nil {
 		return "", err
 	}
@@ -366,12 +377,12 @@ func NewRunDir(root string) (string, error) {
 	stamp := time.Now().Format("20060102-150405")
 	for n := 0; ; n++ {
 		name := fmt.Sprintf("run-%s-%d-%d", stamp, os.Getpid(), n)
-		err := unix.Mkdirat(int(rd.f.Fd()), name, 0o700)
+		err := rd.root.Mkdir(name, 0o700)
 		if err == nil {
 			return filepath.Join(root, name), nil
 		}
-		if err != unix.EEXIST || n > 1000 {
-			return "", &fs.PathError{Op: "mkdirat", Path: filepath.Join(root, name), Err: err}
+		if !errors.Is(err, fs.ErrExist) || n > 1000 {
+			return "", rd.pathError(err, name)
 		}
 	}
 }
@@ -408,7 +419,7 @@ func AllRunDirs() []string {
 // its info file (JSON), its stack dictionary, and the base name (without
 // extension) that other per-process files, like the probe's socket, share.
 func ProcessFiles(dir string, id procid.ID) (info, stacks, base string) {
-	base = filepath.Join(dir, strings.TrimSuffix(processFile(id, "x"), ".x"))
+	base = filepath.Join(dir, strings.TrimSuffix(ProcessFile(id, "x"), ".x"))
 	return base + ".json", base + ".stacks", base
 }
 

@@ -1,26 +1,27 @@
-package stackdump
+package stackdict
 
 import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
 func TestDict(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "stacks")
-	d, err := CreateDict(path)
+	d, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := []Frame{{Func: "main.a", File: "/a.go", Line: 1}}
-	b := []Frame{{Func: "main.b", File: "/b.go", Line: 2}}
+	a := []record.Frame{{Func: "main.a", File: "/a.go", Line: 1}}
+	b := []record.Frame{{Func: "main.b", File: "/b.go", Line: 2}}
 	for _, add := range []struct {
 		id     uint64
-		frames []Frame
+		frames []record.Frame
 	}{{1, a}, {0xffffffffffffffff, b}, {1, b}} { // the second id 1 is ignored
 		if err := d.Add(add.id, add.frames); err != nil {
 			t.Fatal(err)
@@ -43,17 +44,17 @@ func TestDict(t *testing.T) {
 	f.WriteString(`{"id":"3","fra`)
 	f.Close()
 
-	got, err := ReadDict(path)
-	if !errors.Is(err, ErrDictLine) {
-		t.Errorf("ReadDict: got error %v; want ErrDictLine", err)
+	got, err := Read(path)
+	if !errors.Is(err, ErrLine) {
+		t.Errorf("Read: got error %v; want ErrLine", err)
 	}
-	want := map[uint64][]Frame{1: a, 0xffffffffffffffff: b}
+	want := map[uint64][]record.Frame{1: a, 0xffffffffffffffff: b}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("ReadDict: got stacks that differ (-want +got):\n%s", diff)
+		t.Errorf("Read: got stacks that differ (-want +got):\n%s", diff)
 	}
 
 	// Reopening must not write recorded stacks again.
-	d, err = CreateDict(path)
+	d, err = Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +65,9 @@ func TestDict(t *testing.T) {
 	if err := d.Add(4, a); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = ReadDict(path)
+	got, _ = Read(path)
 	if len(got) != 3 || len(got[4]) != 1 {
-		t.Errorf("ReadDict after an unfinished line and Add(4): got %v; want ids 1, 4 and max", got)
+		t.Errorf("Read after an unfinished line and Add(4): got %v; want ids 1, 4 and max", got)
 	}
 }
 
@@ -76,20 +77,8 @@ func TestDictRefusesSymlink(t *testing.T) {
 	if err := os.Symlink(filepath.Join(dir, "target"), link); err != nil {
 		t.Skip(err)
 	}
-	if d, err := CreateDict(link); err == nil {
+	if d, err := Create(link); err == nil {
 		d.Close()
-		t.Errorf("CreateDict(symlink): got nil error; want one")
-	}
-}
-
-func TestFramesOf(t *testing.T) {
-	pcs := make([]uintptr, 16)
-	n := runtime.Callers(1, pcs)
-	frames := FramesOf(pcs[:n])
-	if len(frames) == 0 || frames[0].Func != "github.com/lockwatch/lockwatch/stackdump.TestFramesOf" || frames[0].Line == 0 {
-		t.Errorf("FramesOf: got %v; want TestFramesOf first", frames)
-	}
-	if FramesOf(nil) != nil {
-		t.Errorf("FramesOf(nil): got non-nil; want nil")
+		t.Errorf("Create(symlink): got nil error; want one")
 	}
 }

@@ -1,4 +1,10 @@
-package probe
+// Package probewire is the probe's protocol, shared by the agent inside the
+// program (package probe) and lockwatch's client (internal/diag/probeclient):
+// frames, requests, answers and the views they carry. The views are generic
+// in their frame type: the agent writes record.Frame, which links no
+// traceback parser into the program; the client reads the same JSON into
+// stackdump.Frame.
+package probewire
 
 import (
 	"encoding/binary"
@@ -8,40 +14,39 @@ import (
 	"io"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/procid"
-	"github.com/lockwatch/lockwatch/stackdump"
 )
 
-// version is the protocol version this package speaks, the "v" of requests
-// and answers.
-const version = 1
+// Version is the protocol version, the "v" of requests and answers.
+const Version = 1
 
-// Protocol limits, see the package doc.
+// Protocol limits, see the probe package's doc.
 const (
-	maxRequest = 4 << 10   // bytes of a request frame
-	maxHeader  = 16 << 20  // bytes of an answer's JSON frame
-	maxDump    = 256 << 20 // bytes of an answer's dump frame
+	MaxRequest = 4 << 10   // bytes of a request frame
+	MaxHeader  = 16 << 20  // bytes of an answer's JSON frame
+	MaxDump    = 256 << 20 // bytes of an answer's dump frame
 
-	// requestTimeout is how long a client has, from connecting, to send its
-	// request; answerTimeout how long it has to read the answer.
-	requestTimeout = time.Second
-	answerTimeout  = 10 * time.Second
-	// maxConns caps the connections served at once; more are answered
+	// RequestTimeout is how long a client has, from connecting, to send its
+	// request; AnswerTimeout how long it has to read the answer.
+	RequestTimeout = time.Second
+	AnswerTimeout  = 10 * time.Second
+	// MaxConns caps the connections served at once; more are answered
 	// with an error and closed.
-	maxConns = 8
+	MaxConns = 8
 )
 
 // Request operations.
 const (
-	opInfo       = "info"
-	opGoroutines = "goroutines"
-	opLocks      = "locks"
-	opMutexes    = "mutexes" // the drop-in mutexes (github.com/lockwatch/lockwatch/sync)
-	opOrders     = "orders"  // the drop-in mutexes' lock-order edges
+	OpInfo       = "info"
+	OpGoroutines = "goroutines"
+	OpLocks      = "locks"
+	OpMutexes    = "mutexes" // the drop-in mutexes (github.com/lockwatch/lockwatch/sync)
+	OpOrders     = "orders"  // the drop-in mutexes' lock-order edges
 )
 
-// request is the JSON of a request frame.
-type request struct {
+// Request is the JSON of a request frame.
+type Request struct {
 	V    int    `json:"v"`
 	Op   string `json:"op"`
 	Text bool   `json:"text,omitempty"` // goroutines: the text dump instead of the profile
@@ -57,24 +62,24 @@ type request struct {
 	Orders bool `json:"orders,omitempty"`
 }
 
-// answer is the JSON of an answer frame. Exactly one of Info, Locks,
+// Answer is the JSON of an answer frame, its views with frames of type F. Exactly one of Info, Locks,
 // Mutexes, Orders and Dump is set when OK; Mutexes and Orders both, to
 // mutexes with orders.
-type answer struct {
-	V     int       `json:"v"`
-	OK    bool      `json:"ok"`
-	Error string    `json:"error,omitempty"`
-	Info  *Info     `json:"info,omitempty"`
-	Locks *LockView `json:"locks,omitempty"`
-	// Mutexes answers opMutexes.
-	Mutexes *MutexView `json:"mutexes,omitempty"`
-	// Orders answers opOrders, and opMutexes with orders.
-	Orders *OrderView `json:"orders,omitempty"`
+type Answer[F any] struct {
+	V     int          `json:"v"`
+	OK    bool         `json:"ok"`
+	Error string       `json:"error,omitempty"`
+	Info  *Info        `json:"info,omitempty"`
+	Locks *LockView[F] `json:"locks,omitempty"`
+	// Mutexes answers OpMutexes.
+	Mutexes *MutexView[F] `json:"mutexes,omitempty"`
+	// Orders answers OpOrders, and OpMutexes with orders.
+	Orders *OrderView[F] `json:"orders,omitempty"`
 	// Dump describes the dump that follows in a second frame; its Data is
 	// not in the JSON.
 	Dump *Dump `json:"dump,omitempty"`
 
-	raw []byte // the answer's JSON, when the probe encoded it already
+	Raw []byte `json:"-"` // the answer's JSON, when the probe encoded it already
 }
 
 // Info is what a probe says of its process.
@@ -128,31 +133,31 @@ const (
 
 // LockView is a probed process's part of the run: the locks it holds and
 // its goroutines that wait, from the registry's snapshot.
-type LockView struct {
-	PID     int           `json:"pid"`
-	Start   uint64        `json:"start"`
-	Taken   time.Time     `json:"taken"`
-	Held    []HeldLock    `json:"held"`    // by lock name
-	Waiting []WaitingLock `json:"waiting"` // by lock name, then longest wait first
+type LockView[F any] struct {
+	PID     int              `json:"pid"`
+	Start   uint64           `json:"start"`
+	Taken   time.Time        `json:"taken"`
+	Held    []HeldLock[F]    `json:"held"`    // by lock name
+	Waiting []WaitingLock[F] `json:"waiting"` // by lock name, then longest wait first
 }
 
 // HeldLock is a lock the process holds.
-type HeldLock struct {
+type HeldLock[F any] struct {
 	Lock string `json:"lock"`
 	// Goroutine that took it, and where; 0 and nil when the holder record
 	// is not written (lockreg.Options.NoRecord) or was being written.
-	Goroutine int64             `json:"goroutine,omitempty"`
-	Stack     []stackdump.Frame `json:"stack,omitempty"`
-	Since     time.Time         `json:"since,omitzero"`
-	Waiting   int               `json:"waiting"` // goroutines waiting for it, in every process of the run
+	Goroutine int64     `json:"goroutine,omitempty"`
+	Stack     []F       `json:"stack,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+	Waiting   int       `json:"waiting"` // goroutines waiting for it, in every process of the run
 }
 
 // WaitingLock is a goroutine of the process that waits for a lock.
-type WaitingLock struct {
-	Lock      string            `json:"lock"`
-	Goroutine int64             `json:"goroutine"`
-	Stack     []stackdump.Frame `json:"stack,omitempty"`
-	Since     time.Time         `json:"since"`
+type WaitingLock[F any] struct {
+	Lock      string    `json:"lock"`
+	Goroutine int64     `json:"goroutine"`
+	Stack     []F       `json:"stack,omitempty"`
+	Since     time.Time `json:"since"`
 	// HolderPID is the holder's pid (when OwnerDied, the pid of the holder
 	// that died); 0 when the lock is free or its holder is unknown.
 	// HolderGoroutine is the holder's goroutine, when recorded.
@@ -161,11 +166,11 @@ type WaitingLock struct {
 	OwnerDied       bool  `json:"owner_died,omitempty"`
 }
 
-// errFrame reports a frame that breaks the protocol.
-var errFrame = errors.New("probe: bad frame")
+// ErrFrame reports a frame that breaks the protocol.
+var ErrFrame = errors.New("probe: bad frame")
 
-// writeFrame writes b with its 4-byte big-endian length.
-func writeFrame(w io.Writer, b []byte) error {
+// WriteFrame writes b with its 4-byte big-endian length.
+func WriteFrame(w io.Writer, b []byte) error {
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
 	if _, err := w.Write(n[:]); err != nil {
@@ -175,41 +180,56 @@ func writeFrame(w io.Writer, b []byte) error {
 	return err
 }
 
-// readFrame reads a frame of at most max bytes. A longer one is refused
+// ReadFrame reads a frame of at most max bytes. A longer one is refused
 // before its body is read.
-func readFrame(r io.Reader, max int) ([]byte, error) {
+func ReadFrame(r io.Reader, max int) ([]byte, error) {
 	var n [4]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return nil, err
 	}
 	size := binary.BigEndian.Uint32(n[:])
 	if int64(size) > int64(max) {
-		return nil, fmt.Errorf("%w: length %d (header % x), more than the %d allowed", errFrame, size, n, max)
+		return nil, fmt.Errorf("%w: length %d (header % x), more than the %d allowed", ErrFrame, size, n, max)
 	}
 	b := make([]byte, size)
 	if k, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("%w: %d of %d bytes: %w", errFrame, k, size, err)
+		return nil, fmt.Errorf("%w: %d of %d bytes: %w", ErrFrame, k, size, err)
 	}
 	return b, nil
 }
 
-// decodeRequest reads one request frame and checks it.
-func decodeRequest(r io.Reader) (request, error) {
-	var q request
-	b, err := readFrame(r, maxRequest)
+// DecodeRequest reads one request frame and checks it.
+func DecodeRequest(r io.Reader) (Request, error) {
+	var q Request
+	b, err := ReadFrame(r, MaxRequest)
 	if err != nil {
 		return q, err
 	}
 	if err := json.Unmarshal(b, &q); err != nil {
-		return q, fmt.Errorf("%w: request %.64q: %w", errFrame, b, err)
+		return q, fmt.Errorf("%w: request %.64q: %w", ErrFrame, b, err)
 	}
-	if q.V != version {
-		return q, fmt.Errorf("%w: request version %d; this probe speaks version %d", errFrame, q.V, version)
+	if q.V != Version {
+		return q, fmt.Errorf("%w: request version %d; this probe speaks version %d", ErrFrame, q.V, Version)
 	}
 	switch q.Op {
-	case opInfo, opGoroutines, opLocks, opMutexes, opOrders:
+	case OpInfo, OpGoroutines, OpLocks, OpMutexes, OpOrders:
 	default:
-		return q, fmt.Errorf("%w: unknown op %.64q; want %q, %q, %q, %q or %q", errFrame, q.Op, opInfo, opGoroutines, opLocks, opMutexes, opOrders)
+		return q, fmt.Errorf("%w: unknown op %.64q; want %q, %q, %q, %q or %q", ErrFrame, q.Op, OpInfo, OpGoroutines, OpLocks, OpMutexes, OpOrders)
 	}
 	return q, nil
+}
+
+// MaxAnswer is the largest answer frame a client reads: an answer that
+// carries both the mutexes and the lock-order edges must fit in it.
+const MaxAnswer = 4 << 20
+
+// MaxTraceSize bounds the execution trace an agent takes (and
+// stackdump.MaxTraceSize the one lockwatch reads).
+const MaxTraceSize = 32 << 20
+
+// SocketPath returns the path of the control socket of the process id in the
+// run directory dir.
+func SocketPath(dir string, id procid.ID) string {
+	_, _, base := arena.ProcessFiles(dir, id)
+	return base + ".sock"
 }

@@ -1,4 +1,4 @@
-package lockreg
+package arena
 
 import (
 	"encoding/json"
@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/jsonbudget"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
+	"github.com/lockwatch/lockwatch/internal/rt/stackdict"
 	"github.com/lockwatch/lockwatch/procid"
-	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // A Snapshot is a copy of a run's arena as typed values, taken without any
@@ -59,7 +60,7 @@ type Snapshot struct {
 	// Stack dictionaries, read lazily through the run directory's handle
 	// and within a byte budget for the whole snapshot.
 	rd         *RunDir
-	dicts      map[procid.ID]*stackdump.DictIndex
+	dicts      map[procid.ID]*stackdict.Index
 	dictBudget int64
 	dictOver   int // stacks not looked up: the budget was spent
 	dictErrs   int // dictionaries that could not be read (other than missing)
@@ -233,8 +234,8 @@ func ReadSnapshotWith(dir string, o ReadOptions) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer a.unmap()
-	s, err := a.snapshot(rd, o)
+	defer a.Unmap()
+	s, err := a.Snapshot(rd, o)
 	if err != nil {
 		rd.Close()
 		return nil, err
@@ -246,12 +247,12 @@ func ReadSnapshotWith(dir string, o ReadOptions) (*Snapshot, error) {
 }
 
 // openReadOnly opens the run directory dir and maps its arena read-only.
-func openReadOnly(dir string) (*RunDir, *arena, error) {
-	rd, err := openRunDir(dir, false)
+func openReadOnly(dir string) (*RunDir, *Arena, error) {
+	rd, err := OpenDir(dir, false)
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := openArena(rd, false)
+	a, err := OpenArena(rd, false, false)
 	if err != nil {
 		rd.Close()
 		return nil, nil, err
@@ -259,18 +260,7 @@ func openReadOnly(dir string) (*RunDir, *arena, error) {
 	return rd, a, nil
 }
 
-// Snapshot reads the registry's run, with the default ReadOptions. The
-// snapshot reads stacks through the registry's handle of the run directory,
-// so until Close.
-func (r *Registry) Snapshot() (*Snapshot, error) {
-	if !r.enter() {
-		return nil, ErrClosed
-	}
-	defer r.leave()
-	return r.a.snapshot(r.rd, ReadOptions{})
-}
-
-func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
+func (a *Arena) wall(mono, nowMono int64, now time.Time) time.Time {
 	if mono == 0 {
 		return time.Time{}
 	}
@@ -278,15 +268,15 @@ func (a *arena) wall(mono, nowMono int64, now time.Time) time.Time {
 }
 
 // holderOf turns a holder record read now into a Holder.
-func (a *arena) holderOf(h holderCopy) Holder {
-	return Holder{PID: int(h.pid), Start: h.start, Goroutine: int64(h.goid), Stack: h.stack,
-		Since: a.wall(h.since, nanotime(), time.Now()), ProcSlot: a.procSlotOf(h.proc, procid.ID{PID: int(h.pid), Start: h.start})}
+func (a *Arena) HolderOf(h HolderCopy) Holder {
+	return Holder{PID: int(h.Pid), Start: h.Start, Goroutine: int64(h.Goid), Stack: h.Stack,
+		Since: a.wall(h.since, record.Nanotime(), time.Now()), ProcSlot: a.procSlotOf(h.proc, procid.ID{PID: int(h.Pid), Start: h.Start})}
 }
 
-func (a *arena) snapshot(rd *RunDir, o ReadOptions) (s *Snapshot, err error) {
+func (a *Arena) Snapshot(rd *RunDir, o ReadOptions) (s *Snapshot, err error) {
 	err = a.guarded(func() {
 		s = a.read(rd, o.withDefaults())
-		a.readOrders(s, time.Now(), nanotime()) // order.go
+		a.readOrders(s, time.Now(), record.Nanotime()) // order.go
 	})
 	return s, err
 }
@@ -294,7 +284,7 @@ func (a *arena) snapshot(rd *RunDir, o ReadOptions) (s *Snapshot, err error) {
 // guarded runs f, which reads the mapping, turning a fault into an error:
 // the file can be truncated under us by something outside lockwatch, and
 // touching a page past its end raises SIGBUS.
-func (a *arena) guarded(f func()) (err error) {
+func (a *Arena) guarded(f func()) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
@@ -338,15 +328,15 @@ func (k *keeper[T]) add(v T, firstClass bool) {
 }
 
 // read copies the arena within the limits o. Called through guarded.
-func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
-	h := a.hdr
-	now, mono := time.Now(), nanotime()
+func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
+	h := a.Hdr
+	now, mono := time.Now(), record.Nanotime()
 	wall := func(t int64) time.Time { return a.wall(t, mono, now) }
 	s := &Snapshot{
 		Dir: rd.path, Taken: now, Format: int(h.version), Created: time.Unix(0, h.created),
 		CreatorPID:    int(h.creator),
-		Capacity:      Capacity{int(a.g.maxProcs), int(a.g.maxLocks), int(a.g.maxWaiters), int(a.g.maxEvents)},
-		EventsDropped: h.dropped.Load(),
+		Capacity:      Capacity{int(a.G.MaxProcs), int(a.G.MaxLocks), int(a.G.MaxWaiters), int(a.G.maxEvents)},
+		EventsDropped: h.Dropped.Load(),
 		opts:          o, rd: rd, dictBudget: dictBudget,
 	}
 	// Processes: running ones first.
@@ -376,17 +366,17 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 
 	// Locks: held ones, and those with waiters, first.
 	// Retries for the whole snapshot: each record's first try is free.
-	budget := 4 * int(a.g.maxLocks+a.g.maxWaiters) / 16
+	budget := 4 * int(a.G.MaxLocks+a.G.MaxWaiters) / 16
 	budget = max(budget, 1024)
-	n := min(h.nlocks.Load(), a.g.maxLocks)
+	n := min(h.Nlocks.Load(), a.G.MaxLocks)
 	var locks keeper[Lock]
 	locks.max = o.Locks
 	for i := uint32(0); i < n; i++ {
 		if i%(releaseEvery/lockSize) == 0 && i > 0 {
-			a.release(a.g.locksOff+uint64(i)*lockSize-releaseEvery, a.g.locksOff+uint64(i)*lockSize)
+			a.release(a.G.locksOff+uint64(i)*lockSize-releaseEvery, a.G.locksOff+uint64(i)*lockSize)
 		}
-		l := a.lock(i)
-		if l.state.Load() != 1 {
+		l := a.Lock(i)
+		if l.State.Load() != 1 {
 			continue
 		}
 		s.Counts.Locks++
@@ -395,37 +385,37 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		// of the record. A reader never waits for a writer: a record that
 		// stays mid-write costs a few retries from a budget shared by the
 		// whole snapshot, then counts as torn.
-		var hc holderCopy
+		var hc HolderCopy
 		ok := false
 		for try := 0; try < 4 && !ok && (try == 0 || budget > 0); try++ {
 			if try > 0 {
 				budget--
 			}
-			v := l.word.Load()
-			hc, ok = l.holder.read(1)
+			v := l.Word.Load()
+			hc, ok = l.Holder.Read(1)
 			lk.Word = v
-			ok = ok && l.word.Load() == v
+			ok = ok && l.Word.Load() == v
 		}
 		if !ok {
-			lk.Word = l.word.Load()
+			lk.Word = l.Word.Load()
 			s.Torn++
 		}
 		v := lk.Word
-		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&tidMask), v&ownerDiedBit != 0, v&waitersBit != 0
+		lk.HolderPID, lk.OwnerDied, lk.HasWaiters = int(v&TidMask), v&OwnerDiedBit != 0, v&WaitersBit != 0
 		if lk.Held() {
 			s.Counts.Held++
 		}
-		if interesting := lk.Held() || lk.HasWaiters || l.waiting.Load() > 0; locks.wants(interesting) {
-			if ok && hc.pid != 0 && (hc.pid == v&tidMask || (v&tidMask == 0 && lk.OwnerDied)) {
-				hd := Holder{PID: int(hc.pid), Start: hc.start, Goroutine: int64(hc.goid), Stack: hc.stack,
-					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.pid), Start: hc.start})}
+		if interesting := lk.Held() || lk.HasWaiters || l.Waiting.Load() > 0; locks.wants(interesting) {
+			if ok && hc.Pid != 0 && (hc.Pid == v&TidMask || (v&TidMask == 0 && lk.OwnerDied)) {
+				hd := Holder{PID: int(hc.Pid), Start: hc.Start, Goroutine: int64(hc.Goid), Stack: hc.Stack,
+					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.Pid), Start: hc.Start})}
 				lk.Holder = &hd
 			}
 			lk.Name = a.lockName(i)
 			locks.add(lk, interesting)
 		}
 	}
-	a.release(a.g.locksOff, a.g.waitersOff)
+	a.release(a.G.locksOff, a.G.waitersOff)
 	s.Locks = append(locks.first, locks.second...)
 	sort.Slice(s.Locks, func(i, j int) bool { return s.Locks[i].Index < s.Locks[j].Index })
 	kept := make(map[uint32]int, len(s.Locks)) // lock index -> index in s.Locks
@@ -436,12 +426,12 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	// Waiters, of kept locks, in slot order; waiterSeq holds each kept
 	// record's sequence as read, for the self-wait check below.
 	var waiterSeq []uint32
-	for i := uint32(0); i < a.g.maxWaiters; i++ {
+	for i := uint32(0); i < a.G.MaxWaiters; i++ {
 		if i%(releaseEvery/waiterSize) == 0 && i > 0 {
-			a.release(a.g.waitersOff+uint64(i)*waiterSize-releaseEvery, a.g.waitersOff+uint64(i)*waiterSize)
+			a.release(a.G.waitersOff+uint64(i)*waiterSize-releaseEvery, a.G.waitersOff+uint64(i)*waiterSize)
 		}
-		w := a.waiter(i)
-		if w.owner.Load() == 0 {
+		w := a.Waiter(i)
+		if w.Owner.Load() == 0 {
 			continue
 		}
 		var c waiterCopy
@@ -450,12 +440,12 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			if try > 0 {
 				budget--
 			}
-			c, ok = w.read(1)
+			c, ok = w.Read(1)
 		}
 		switch {
 		case !ok:
 			s.Torn++
-		case c.pid != 0 && c.lock != 0 && c.lock <= n:
+		case c.Pid != 0 && c.lock != 0 && c.lock <= n:
 			s.Counts.Waiters++
 			li, isKept := kept[c.lock-1]
 			if !isKept {
@@ -463,13 +453,13 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			}
 			s.Locks[li].Waiting++
 			if len(s.Waiters) < o.Waiters {
-				s.Waiters = append(s.Waiters, Waiter{Slot: int(i), PID: int(c.pid), Start: c.start, Goroutine: int64(c.goid),
+				s.Waiters = append(s.Waiters, Waiter{Slot: int(i), PID: int(c.Pid), Start: c.Start, Goroutine: int64(c.goid),
 					Stack: c.stack, Lock: int(c.lock) - 1, LockName: s.Locks[li].Name, Since: wall(c.since)})
 				waiterSeq = append(waiterSeq, c.seq)
 			}
 		}
 	}
-	a.release(a.g.waitersOff, a.g.eventsOff)
+	a.release(a.G.waitersOff, a.G.eventsOff)
 
 	// A goroutine recorded both holding a lock and waiting for it is either
 	// deadlocked on itself or a view torn across time, since the holder
@@ -501,21 +491,21 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			waiters = append(waiters, w)
 			continue
 		}
-		l := a.lock(uint32(w.Lock))
-		v := l.word.Load()
-		hc, ok := l.holder.read(readTries)
+		l := a.Lock(uint32(w.Lock))
+		v := l.Word.Load()
+		hc, ok := l.Holder.Read(ReadTries)
 		switch {
-		case !ok || v != l.word.Load() || hc.pid == 0 || hc.pid != v&tidMask:
+		case !ok || v != l.Word.Load() || hc.Pid == 0 || hc.Pid != v&TidMask:
 			lk.Holder = nil // no consistent record now: better none than a wrong one
 			waiters = append(waiters, w)
-		case int(hc.pid) != w.PID || hc.start != w.Start || int64(hc.goid) != w.Goroutine:
+		case int(hc.Pid) != w.PID || hc.Start != w.Start || int64(hc.Goid) != w.Goroutine:
 			// The lock changed hands since: its new holder may be among the
 			// waiters already read, so it is not named either.
 			lk.Holder = nil
 			waiters = append(waiters, w)
 		default:
-			lk.Holder.Since, lk.Holder.Stack, lk.Word = wall(hc.since), hc.stack, v
-			if a.waiter(uint32(w.Slot)).seq.Load() == waiterSeq[k] {
+			lk.Holder.Since, lk.Holder.Stack, lk.Word = wall(hc.since), hc.Stack, v
+			if a.Waiter(uint32(w.Slot)).Seq.Load() == waiterSeq[k] {
 				waiters = append(waiters, w) // held it while it waited for it: deadlocked on itself
 				continue
 			}
@@ -545,7 +535,7 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		s.Events = append(s.Events, Event{Seq: uint64(k), Kind: e.kind, PID: int(e.pid), Start: e.start,
 			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: nameOf(e.lock), Time: wall(e.time), Stack: e.stack})
 	}
-	a.release(0, a.g.total)
+	a.release(0, a.G.Total)
 	sort.Slice(s.Waiters, func(i, j int) bool {
 		if !s.Waiters[i].Since.Equal(s.Waiters[j].Since) {
 			return s.Waiters[i].Since.Before(s.Waiters[j].Since)
@@ -556,31 +546,31 @@ func (a *arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 }
 
 // lockName copies the name of lock slot i.
-func (a *arena) lockName(i uint32) string {
-	l := a.lock(i)
-	return string(l.name[:min(int(l.nameLen), maxNameLen)])
+func (a *Arena) lockName(i uint32) string {
+	l := a.Lock(i)
+	return string(l.Name[:min(int(l.NameLen), MaxNameLen)])
 }
 
 // eachProcess calls each with the process-table entries in slot order,
 // without their info, until it returns false. Called through guarded.
-func (a *arena) eachProcess(wall func(int64) time.Time, each func(Process) bool) {
-	defer a.release(a.g.procsOff, a.g.locksOff)
-	for i := uint32(0); i < a.g.maxProcs; i++ {
+func (a *Arena) eachProcess(wall func(int64) time.Time, each func(Process) bool) {
+	defer a.release(a.G.procsOff, a.G.locksOff)
+	for i := uint32(0); i < a.G.MaxProcs; i++ {
 		if i%(releaseEvery/procSize) == 0 && i > 0 {
-			a.release(a.g.procsOff+uint64(i)*procSize-releaseEvery, a.g.procsOff+uint64(i)*procSize)
+			a.release(a.G.procsOff+uint64(i)*procSize-releaseEvery, a.G.procsOff+uint64(i)*procSize)
 		}
-		p := a.proc(i)
-		if p.owner.Load() == 0 {
+		p := a.Proc(i)
+		if p.Owner.Load() == 0 {
 			break // slots are claimed in order; the rest were never used
 		}
-		c, ok := p.read(4)
-		if !ok || c.state == procFree {
+		c, ok := p.Read(4)
+		if !ok || c.State == SlotFree {
 			continue // being claimed, or its writer died claiming it
 		}
-		pr := Process{Slot: int(i), PID: int(c.pid), Start: c.start, State: ProcRunning,
-			Robust: c.flags&procRobust != 0, Registered: wall(c.registered)}
-		if c.state == procExited {
-			pr.State, pr.Exited = ProcExited, wall(c.exited)
+		pr := Process{Slot: int(i), PID: int(c.Pid), Start: c.Start, State: ProcRunning,
+			Robust: c.Flags&ProcRobust != 0, Registered: wall(c.Registered)}
+		if c.State == SlotExited {
+			pr.State, pr.Exited = ProcExited, wall(c.Exited)
 		}
 		if !each(pr) {
 			return
@@ -598,8 +588,8 @@ func ScanProcesses(dir string, each func(Process) bool) error {
 		return err
 	}
 	defer rd.Close()
-	defer a.unmap()
-	now, mono := time.Now(), nanotime()
+	defer a.Unmap()
+	now, mono := time.Now(), record.Nanotime()
 	return a.guarded(func() { a.eachProcess(func(t int64) time.Time { return a.wall(t, mono, now) }, each) })
 }
 
@@ -625,7 +615,7 @@ func ReadProcesses(dir string) ([]Process, error) {
 
 // ReadProcessInfo reads the info file a process wrote in the run directory.
 func ReadProcessInfo(dir string, id procid.ID) (*ProcessInfo, error) {
-	rd, err := openRunDir(dir, false)
+	rd, err := OpenDir(dir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -649,7 +639,7 @@ var errInfoValues = errors.New("info file of too many JSON values")
 // readInfo reads a process's info file, of at most MaxInfoSize bytes and
 // at most *budget, which it decreases by the file's size.
 func readInfo(rd *RunDir, id procid.ID, budget *int64) (*ProcessInfo, error) {
-	f, err := rd.openPrivate(processFile(id, "json"))
+	f, err := rd.openPrivate(ProcessFile(id, "json"))
 	if err != nil {
 		return nil, err
 	}
@@ -684,10 +674,10 @@ func readInfo(rd *RunDir, id procid.ID, budget *int64) (*ProcessInfo, error) {
 }
 
 // ReadStacks reads the stack dictionary of a process of the run in dir,
-// whole (stackdump.DecodeDict's limits apply). Stacks stay readable after
+// whole (stackdict.Decode's limits apply). Stacks stay readable after
 // the process died. Snapshot.Stack reads only the stacks it is asked for.
-func ReadStacks(dir string, id procid.ID) (map[uint64][]stackdump.Frame, error) {
-	rd, err := openRunDir(dir, false)
+func ReadStacks(dir string, id procid.ID) (map[uint64][]record.Frame, error) {
+	rd, err := OpenDir(dir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -697,23 +687,23 @@ func ReadStacks(dir string, id procid.ID) (map[uint64][]stackdump.Frame, error) 
 		return nil, err
 	}
 	defer f.Close()
-	return stackdump.DecodeDict(f)
+	return stackdict.Decode(f)
 }
 
 // openDict opens a process's stack dictionary, refusing one larger than a
 // process writes.
 func openDict(rd *RunDir, id procid.ID) (*os.File, error) {
-	f, err := rd.openPrivate(processFile(id, "stacks"))
+	f, err := rd.openPrivate(ProcessFile(id, "stacks"))
 	if err != nil {
 		return nil, err
 	}
 	if fi, err := f.Stat(); err != nil {
 		f.Close()
 		return nil, err
-	} else if fi.Size() > stackdump.MaxDictSize {
+	} else if fi.Size() > stackdict.MaxSize {
 		f.Close()
 		return nil, &ArenaError{Path: f.Name(), Kind: ErrCorrupt,
-			Detail: fmt.Sprintf("stack dictionary of %d bytes, more than the %d a process writes", fi.Size(), stackdump.MaxDictSize),
+			Detail: fmt.Sprintf("stack dictionary of %d bytes, more than the %d a process writes", fi.Size(), stackdict.MaxSize),
 			Hint:   "the run directory has been tampered with"}
 	}
 	return f, nil
@@ -738,12 +728,12 @@ func (d dictFile) ReadAt(b []byte, off int64) (int, error) {
 // Stack returns the frames of stack id recorded by the process id, from
 // that process's dictionary. ok is false if the stack is unknown, or if the
 // snapshot has spent its budget for reading dictionaries (Notes says so).
-func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []stackdump.Frame, ok bool) {
+func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []record.Frame, ok bool) {
 	if stack == 0 || s.rd == nil {
 		return nil, false
 	}
 	if s.dicts == nil {
-		s.dicts = make(map[procid.ID]*stackdump.DictIndex)
+		s.dicts = make(map[procid.ID]*stackdict.Index)
 	}
 	x, seen := s.dicts[id]
 	if !seen {
@@ -760,7 +750,7 @@ func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []stackdump.Frame, 
 			return nil, false
 		}
 		f.Close()
-		x = stackdump.IndexDict(dictFile{s.rd, id}, s.dictBudget)
+		x = stackdict.IndexOf(dictFile{s.rd, id}, s.dictBudget)
 		s.dictBudget -= x.Scanned
 		s.dicts[id] = x
 	}
@@ -829,13 +819,13 @@ func (s *Snapshot) StackNotes() []string {
 	}
 	if skipped > 0 {
 		out = append(out, fmt.Sprintf("%s lines of stack dictionaries were skipped: unreadable, longer than %d KiB, or past %s stacks a dictionary",
-			commas(skipped), stackdump.MaxDictLine>>10, commas(stackdump.MaxDictStacks)))
+			commas(skipped), stackdict.MaxLine>>10, commas(stackdict.MaxStacks)))
 	}
 	if s.dictOver > 0 {
 		out = append(out, fmt.Sprintf("%s stacks were not looked up: the stack dictionaries read passed %d MiB", commas(s.dictOver), dictBudget>>20))
 	}
 	if s.dictErrs > 0 {
-		out = append(out, fmt.Sprintf("%s stack dictionaries could not be read (larger than %d MiB, not regular files, or not private)", commas(s.dictErrs), stackdump.MaxDictSize>>20))
+		out = append(out, fmt.Sprintf("%s stack dictionaries could not be read (larger than %d MiB, not regular files, or not private)", commas(s.dictErrs), stackdict.MaxSize>>20))
 	}
 	return out
 }

@@ -1,4 +1,13 @@
-package stackdump
+// Package stackdict is the format of a lockreg process's stack dictionary:
+// the append-only file of symbolized stacks, each written once under a
+// 64-bit id, that lock records name by that id (Dict, written by lockreg
+// inside the program), and its bounded readers for lockwatch (Read, Decode,
+// Index), which read the stacks of a process even after it died.
+//
+// The file is JSON lines, one stack a line:
+//
+//	{"id":"<hex>","frames":[{"func":"main.f","file":"/src/main.go","line":12},...]}
+package stackdict
 
 import (
 	"bufio"
@@ -13,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/lockwatch/lockwatch/internal/diag/jsonbudget"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 )
 
 // A Dict is a process's stack dictionary: an append-only file of symbolized
@@ -30,28 +40,28 @@ type Dict struct {
 }
 
 type dictLine struct {
-	ID     string  `json:"id"` // hex, so that JSON readers do not round it
-	Frames []Frame `json:"frames"`
+	ID     string         `json:"id"` // hex, so that JSON readers do not round it
+	Frames []record.Frame `json:"frames"`
 }
 
-// CreateDict opens the dictionary file at path for appending, creating it
+// Create opens the dictionary file at path for appending, creating it
 // with mode 0600. A symbolic link at path is refused.
-func CreateDict(path string) (*Dict, error) {
+func Create(path string) (*Dict, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	return OpenDict(f)
+	return Open(f)
 }
 
-// OpenDict makes a Dict of f, a dictionary file opened for reading and
+// Open makes a Dict of f, a dictionary file opened for reading and
 // appending (os.O_RDWR|os.O_APPEND), which it then owns. Stacks already in
 // the file (the same process reopening it) are not written again.
-func OpenDict(f *os.File) (*Dict, error) {
+func Open(f *os.File) (*Dict, error) {
 	d := &Dict{f: f, seen: make(map[uint64]bool)}
 	// Only the ids are read, never the frames: a process reopening its
 	// dictionary must not pay for what is in it. Unreadable lines are
-	// reported by ReadDict to whoever reads the file; here they only mean
+	// reported by Read to whoever reads the file; here they only mean
 	// those stacks are not seen.
 	fi, err := f.Stat()
 	if err != nil {
@@ -59,10 +69,10 @@ func OpenDict(f *os.File) (*Dict, error) {
 		return nil, err
 	}
 	if fi.Size() > 0 {
-		br := bufio.NewReaderSize(io.NewSectionReader(f, 0, min(fi.Size(), MaxDictSize)), 64<<10)
+		br := bufio.NewReaderSize(io.NewSectionReader(f, 0, min(fi.Size(), MaxSize)), 64<<10)
 		var buf []byte
 		for {
-			line, _, err := nextLine(br, MaxDictLine, &buf)
+			line, _, err := nextLine(br, MaxLine, &buf)
 			if id, ok := lineID(line); ok {
 				d.seen[id] = true
 			}
@@ -85,7 +95,7 @@ func OpenDict(f *os.File) (*Dict, error) {
 
 // Add records frames under id unless id is already recorded. It returns once
 // the line is written to the file.
-func (d *Dict) Add(id uint64, frames []Frame) error {
+func (d *Dict) Add(id uint64, frames []record.Frame) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.seen[id] {
@@ -112,7 +122,7 @@ func (d *Dict) Has(id uint64) bool {
 	return d.seen[id]
 }
 
-// Close closes the file. Recorded stacks stay readable with ReadDict.
+// Close closes the file. Recorded stacks stay readable with Read.
 func (d *Dict) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -128,23 +138,23 @@ func (d *Dict) Close() error {
 // exhaust a reader's memory or time. Each is far beyond what a process
 // writes: a line is one stack of at most a few dozen frames, a few KiB.
 const (
-	// MaxDictSize bounds what a reader reads of a dictionary file.
-	MaxDictSize = 64 << 20
-	// MaxDictLine bounds a line (one stack); a longer line is skipped
+	// MaxSize bounds what a reader reads of a dictionary file.
+	MaxSize = 64 << 20
+	// MaxLine bounds a line (one stack); a longer line is skipped
 	// without being held in memory, and reported.
-	MaxDictLine = 256 << 10
-	// MaxDictStacks bounds the stacks a DictIndex indexes.
-	MaxDictStacks = 1 << 16
+	MaxLine = 256 << 10
+	// MaxStacks bounds the stacks a Index indexes.
+	MaxStacks = 1 << 16
 )
 
-// ErrDictLine reports a line of a dictionary file that could not be read.
-var ErrDictLine = errors.New("stackdump: unreadable dictionary line")
+// ErrLine reports a line of a dictionary file that could not be read.
+var ErrLine = errors.New("stackdict: unreadable dictionary line")
 
-// ReadDict reads a dictionary file. Lines it cannot read (an unfinished last
+// Read reads a dictionary file. Lines it cannot read (an unfinished last
 // line of a process that died while writing it, a line longer than
-// MaxDictLine) are skipped and reported, joined, in the error, next to
+// MaxLine) are skipped and reported, joined, in the error, next to
 // everything that could be read.
-func ReadDict(path string) (map[uint64][]Frame, error) {
+func Read(path string) (map[uint64][]record.Frame, error) {
 	// O_NONBLOCK: a FIFO planted in place of the file must not hang the
 	// reader; only regular files are read.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
@@ -155,27 +165,27 @@ func ReadDict(path string) (map[uint64][]Frame, error) {
 	if fi, err := f.Stat(); err != nil {
 		return nil, err
 	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("stackdump: %s: not a regular file", path)
+		return nil, fmt.Errorf("stackdict: %s: not a regular file", path)
 	}
-	return DecodeDict(f)
+	return Decode(f)
 }
 
-// DecodeDict reads a dictionary from r, as ReadDict does from a file: at
-// most MaxDictSize bytes of it, lines of at most MaxDictLine bytes.
-func DecodeDict(r io.Reader) (map[uint64][]Frame, error) {
-	out := make(map[uint64][]Frame)
+// Decode reads a dictionary from r, as Read does from a file: at
+// most MaxSize bytes of it, lines of at most MaxLine bytes.
+func Decode(r io.Reader) (map[uint64][]record.Frame, error) {
+	out := make(map[uint64][]record.Frame)
 	var errs []error
-	br := bufio.NewReaderSize(io.LimitReader(r, MaxDictSize), 64<<10)
+	br := bufio.NewReaderSize(io.LimitReader(r, MaxSize), 64<<10)
 	var buf []byte
 	for n := 1; ; n++ {
-		line, size, err := nextLine(br, MaxDictLine, &buf)
+		line, size, err := nextLine(br, MaxLine, &buf)
 		switch {
 		case line == nil && size > 0:
-			errs = append(errs, fmt.Errorf("%w %d: %d bytes, more than the %d a stack takes", ErrDictLine, n, size, MaxDictLine))
+			errs = append(errs, fmt.Errorf("%w %d: %d bytes, more than the %d a stack takes", ErrLine, n, size, MaxLine))
 		case len(bytes.TrimSpace(line)) > 0:
 			id, frames, perr := decodeLine(line)
 			if perr != nil {
-				errs = append(errs, fmt.Errorf("%w %d: %q", ErrDictLine, n, shorten(line)))
+				errs = append(errs, fmt.Errorf("%w %d: %q", ErrLine, n, shorten(line)))
 			} else {
 				out[id] = frames
 			}
@@ -189,15 +199,15 @@ func DecodeDict(r io.Reader) (map[uint64][]Frame, error) {
 	}
 }
 
-// MaxDictFrames bounds the frames of one stack a dictionary line is
+// MaxFrames bounds the frames of one stack a dictionary line is
 // decoded into: lockreg records at most 32 frames (more with inlined
 // calls). A line of empty objects would otherwise decode into 60 bytes of
 // frame for each 3 bytes of text.
-const MaxDictFrames = 1024
+const MaxFrames = 1024
 
-func decodeLine(line []byte) (uint64, []Frame, error) {
-	if n := jsonbudget.Values(line); n > 2*MaxDictFrames+8 {
-		return 0, nil, fmt.Errorf("%w: a stack of more than %d frames (%d JSON values)", ErrDictLine, MaxDictFrames, n)
+func decodeLine(line []byte) (uint64, []record.Frame, error) {
+	if n := jsonbudget.Values(line); n > 2*MaxFrames+8 {
+		return 0, nil, fmt.Errorf("%w: a stack of more than %d frames (%d JSON values)", ErrLine, MaxFrames, n)
 	}
 	var dl dictLine
 	if err := json.Unmarshal(line, &dl); err != nil {
@@ -252,23 +262,23 @@ func lineID(line []byte) (uint64, bool) {
 	return id, err == nil
 }
 
-// A DictIndex looks stacks up in a dictionary file without holding the
-// file in memory: IndexDict reads it once and keeps each stack's place, and
+// A Index looks stacks up in a dictionary file without holding the
+// file in memory: IndexOf reads it once and keeps each stack's place, and
 // Lookup reads and decodes only the stacks asked for (once each). It is
 // for readers of a run, who need a few stacks of a dictionary that may be
 // large or hostile.
 //
-// A DictIndex is not safe for concurrent use.
-type DictIndex struct {
+// A Index is not safe for concurrent use.
+type Index struct {
 	r     io.ReaderAt
 	lines map[uint64]dictRef
-	cache map[uint64][]Frame
+	cache map[uint64][]record.Frame
 
-	// Scanned is how many bytes IndexDict read; Decoded how many bytes of
+	// Scanned is how many bytes IndexOf read; Decoded how many bytes of
 	// lines Lookup read since.
 	Scanned, Decoded int64
-	// Skipped counts lines that were not indexed: longer than MaxDictLine,
-	// without a readable id, past MaxDictStacks or past the byte limit.
+	// Skipped counts lines that were not indexed: longer than MaxLine,
+	// without a readable id, past MaxStacks or past the byte limit.
 	Skipped int
 }
 
@@ -277,21 +287,21 @@ type dictRef struct {
 	n   int32
 }
 
-// IndexDict indexes the dictionary in r, reading at most limit bytes of it
-// (and never more than MaxDictSize).
-func IndexDict(r io.ReaderAt, limit int64) *DictIndex {
-	limit = max(min(limit, MaxDictSize), 0)
-	x := &DictIndex{r: r, lines: make(map[uint64]dictRef), cache: make(map[uint64][]Frame)}
+// IndexOf indexes the dictionary in r, reading at most limit bytes of it
+// (and never more than MaxSize).
+func IndexOf(r io.ReaderAt, limit int64) *Index {
+	limit = max(min(limit, MaxSize), 0)
+	x := &Index{r: r, lines: make(map[uint64]dictRef), cache: make(map[uint64][]record.Frame)}
 	br := bufio.NewReaderSize(io.NewSectionReader(r, 0, limit), 64<<10)
 	var buf []byte
 	for {
 		// Lines up to the buffer's size are read in place; a longer one
-		// (rare: a deep stack) is gathered up to MaxDictLine.
-		line, n, err := nextLine(br, MaxDictLine, &buf)
+		// (rare: a deep stack) is gathered up to MaxLine.
+		line, n, err := nextLine(br, MaxLine, &buf)
 		if n > 0 {
 			id, ok := lineID(line)
 			switch {
-			case !ok || n > MaxDictLine || len(x.lines) >= MaxDictStacks || (err != nil && line[len(line)-1] != '\n'):
+			case !ok || n > MaxLine || len(x.lines) >= MaxStacks || (err != nil && line[len(line)-1] != '\n'):
 				if len(bytes.TrimSpace(line)) > 0 || line == nil {
 					x.Skipped++
 				}
@@ -307,11 +317,11 @@ func IndexDict(r io.ReaderAt, limit int64) *DictIndex {
 }
 
 // Len returns how many stacks the index holds.
-func (x *DictIndex) Len() int { return len(x.lines) }
+func (x *Index) Len() int { return len(x.lines) }
 
 // Size returns how many bytes Lookup would read for id (0 if it is not
 // indexed or already decoded), for a caller that budgets its reads.
-func (x *DictIndex) Size(id uint64) int64 {
+func (x *Index) Size(id uint64) int64 {
 	if _, ok := x.cache[id]; ok {
 		return 0
 	}
@@ -319,7 +329,7 @@ func (x *DictIndex) Size(id uint64) int64 {
 }
 
 // Lookup returns the frames recorded under id.
-func (x *DictIndex) Lookup(id uint64) ([]Frame, bool) {
+func (x *Index) Lookup(id uint64) ([]record.Frame, bool) {
 	if fr, ok := x.cache[id]; ok {
 		return fr, fr != nil
 	}
@@ -329,7 +339,7 @@ func (x *DictIndex) Lookup(id uint64) ([]Frame, bool) {
 	}
 	b := make([]byte, ref.n)
 	x.Decoded += int64(ref.n)
-	var frames []Frame
+	var frames []record.Frame
 	if _, err := x.r.ReadAt(b, ref.off); err == nil {
 		if got, fr, err := decodeLine(b); err == nil && got == id {
 			frames = fr
