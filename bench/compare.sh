@@ -35,9 +35,9 @@ for i in $(seq "$count"); do
 	$go test -run '^$' -bench '^BenchmarkCreate$' -benchtime 1000x -count 1 . >>"$new"
 done
 if [ -n "$base" ]; then
-	$GOWORK=off go tool -modfile=../tools/go.mod benchstat old="$old" new="$new"
+	$go tool -modfile=../tools/go.mod benchstat old="$old" new="$new"
 	$go run ./ratios "$old" "$new"
 else
-	$GOWORK=off go tool -modfile=../tools/go.mod benchstat -col /impl "$new"
+	$go tool -modfile=../tools/go.mod benchstat -col /impl "$new"
 	$go run ./ratios "$new"
 fi
