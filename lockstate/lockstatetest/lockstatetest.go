@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,6 +80,13 @@ type Setup struct {
 	// Lock (SelfDeadlock, Cycle: unused). A Start of 0 matches any start
 	// time; Host must be the one the report shows ("" for this machine).
 	Holder, Waiter procid.ID
+	// Inferred declares that the backend names holders from evidence
+	// rather than records (lockstate.Holder.Inferred: a goroutine read
+	// from memory with a pending deferred unlock). The suite then wants
+	// every holder it checks labelled inferred, and a loop (Cycle,
+	// CycleKinds, SelfDeadlock) reported as an inferred cycle on the same
+	// locks and goroutines: never a proven deadlock.
+	Inferred bool
 }
 
 // A Harness builds scenarios with its backend's own mechanism.
@@ -168,6 +176,7 @@ var checks = map[Scenario]func(*testing.T, *Setup, *report.Report){
 		if !is(f.Holder, s.Holder) || !f.Holder.Alive {
 			t.Errorf("stuck holder %+v; want %s, alive", f.Holder, s.Holder)
 		}
+		inferred(t, s, *f.Holder)
 		if !hasPID(f.Waiters, s.Waiter) {
 			t.Errorf("waiters %v; want %s among them", pids(f.Waiters), s.Waiter)
 		}
@@ -184,21 +193,34 @@ var checks = map[Scenario]func(*testing.T, *Setup, *report.Report){
 		if len(l.Holders) < 2 || slices.ContainsFunc(l.Holders, func(p report.Party) bool { return !p.Read || !p.Alive }) {
 			t.Errorf("holders %+v; want two or more live readers", l.Holders)
 		}
+		for _, h := range l.Holders {
+			inferred(t, s, h)
+		}
 		if l.Waiting < 1 {
 			t.Errorf("%d waiting; want the writer", l.Waiting)
 		}
 	},
 	SelfDeadlock: func(t *testing.T, s *Setup, r *report.Report) {
-		f := one(t, r, report.SelfDeadlock, s.Lock)
+		kind := report.SelfDeadlock
+		if s.Inferred {
+			kind = report.InferredCycle
+		}
+		f := one(t, r, kind, s.Lock)
 		if f == nil {
 			return
 		}
 		if !is(f.Holder, s.Holder) || !hasPID(f.Waiters, s.Holder) {
 			t.Errorf("holder %+v, waiters %v; want %s both", f.Holder, pids(f.Waiters), s.Holder)
 		}
-		if !r.Deadlock() {
-			t.Error("not a deadlock")
+		if f.Holder.Goroutine != 0 && !slices.ContainsFunc(f.Waiters, func(w report.Party) bool { return w.Goroutine == f.Holder.Goroutine }) {
+			t.Errorf("holder g%d is none of the waiters %+v; want it to wait for itself", f.Holder.Goroutine, f.Waiters)
 		}
+		// The holder is the waiter: what is inferred is said in the
+		// summary.
+		if s.Inferred != strings.Contains(f.Summary, "inferred") {
+			t.Errorf("summary %q; want it to say inferred: %v", f.Summary, s.Inferred)
+		}
+		deadlock(t, s, r)
 	},
 	NoFinding: func(t *testing.T, s *Setup, r *report.Report) {
 		none(t, r)
@@ -209,9 +231,13 @@ var checks = map[Scenario]func(*testing.T, *Setup, *report.Report){
 }
 
 func checkCycle(t *testing.T, s *Setup, r *report.Report) {
+	kind := report.Cycle
+	if s.Inferred {
+		kind = report.InferredCycle
+	}
 	var f *report.Finding
 	for i := range r.Findings {
-		if r.Findings[i].Kind == report.Cycle {
+		if r.Findings[i].Kind == kind {
 			if f != nil {
 				t.Errorf("two cycles; want one: %s", kinds(r))
 			}
@@ -219,8 +245,11 @@ func checkCycle(t *testing.T, s *Setup, r *report.Report) {
 		}
 	}
 	if f == nil {
-		t.Errorf("no cycle; want one through %v", s.Locks)
+		t.Errorf("no %s; want one through %v", kind, s.Locks)
 		return
+	}
+	if s.Inferred && (r.Has(report.Cycle) || !strings.Contains(f.Summary, "inferred")) {
+		t.Errorf("findings %s; want only an inferred cycle, saying so", kinds(r))
 	}
 	var got, want []string
 	seen := map[procid.ID]bool{}
@@ -260,8 +289,30 @@ func checkCycle(t *testing.T, s *Setup, r *report.Report) {
 	if want := len(wantKinds); len(kindsOf) != want {
 		t.Errorf("the loop's locks are of %d kinds; want %d", len(kindsOf), want)
 	}
+	deadlock(t, s, r)
+}
+
+// deadlock checks that r proves a deadlock, or, when the backend infers
+// its holders, that it does not claim one.
+func deadlock(t *testing.T, s *Setup, r *report.Report) {
+	t.Helper()
+	if s.Inferred {
+		if r.Deadlock() {
+			t.Errorf("a deadlock claimed on inferred holders (findings: %s); want none proven", kinds(r))
+		}
+		return
+	}
 	if !r.Deadlock() {
 		t.Error("not a deadlock")
+	}
+}
+
+// inferred checks that p is labelled inferred when the backend infers its
+// holders, and is not otherwise.
+func inferred(t *testing.T, s *Setup, p report.Party) {
+	t.Helper()
+	if s.Inferred != (p.Inferred != "") {
+		t.Errorf("holder %+v: inferred %q; want inferred: %v", p, p.Inferred, s.Inferred)
 	}
 }
 

@@ -1,8 +1,10 @@
 // Package conformance runs the conformance suite of lock sources
-// (lockstate/lockstatetest) on lockreg's source and on the drop-in's,
-// each scenario built by real processes of a real run: children of this
-// test binary that join the run through the probe, take lockreg locks and
-// drop-in mutexes, block on them, and are SIGKILLed.
+// (lockstate/lockstatetest) on lockreg's source, the drop-in's, the
+// kernel's file locks' and the memory reader's (goprocsrc), each scenario
+// built by real processes: children of this test binary that join a run
+// through the probe, take lockreg locks, drop-in mutexes or file locks,
+// block on them, and are SIGKILLed; and a plain Go program
+// (testdata/syncprog) whose sync locks are read from its memory.
 package conformance
 
 import (
@@ -170,11 +172,19 @@ func start(t *testing.T, dir string, role ...string) *proc {
 	if role[0] != "file" { // a file lock's process joins no run
 		cmd.Env = append(cmd.Env, probe.EnvDir+"="+dir)
 	}
-	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	startReady(t, cmd)
+	return &proc{cmd: cmd, stdin: stdin, id: procid.ID{PID: cmd.Process.Pid}}
+}
+
+// startReady starts cmd, killed at the test's end, and waits for the
+// "ready" it prints once it holds what it must.
+func startReady(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -188,10 +198,9 @@ func start(t *testing.T, dir string, role ...string) *proc {
 	})
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if strings.TrimSpace(line) != "ready" {
-		t.Fatalf("child %v: %q, %v; want ready", role, line, err)
+		t.Fatalf("%v: %q, %v; want ready", cmd.Args, line, err)
 	}
 	go io.Copy(io.Discard, out) //nolint:errcheck // drains what it may print
-	return &proc{cmd: cmd, stdin: stdin, id: procid.ID{PID: cmd.Process.Pid}}
 }
 
 // goOn tells the child to go on to block.
