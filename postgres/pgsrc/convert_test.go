@@ -88,8 +88,14 @@ func TestGroups(t *testing.T) {
 		t.Errorf("%d locks; want 2: %+v", len(snap.Locks), snap.Locks)
 	}
 	for _, l := range snap.Locks {
-		if l.Kind != Kind || len(l.Waiters) != 1 || l.Waiters[0].Goroutine != 1 || l.Waiters[0].Host != Host {
-			t.Errorf("lock %+v; want kind %s, one waiter, a session party", l, Kind)
+		if l.Kind != Kind || len(l.Waiters) != 1 || l.Waiters[0].Goroutine != 1 || l.Waiters[0].Host != Host || l.Waiters[0].Read {
+			t.Errorf("lock %+v; want kind %s, one waiter, a session party, not a reader", l, Kind)
+		}
+		// A share mode's holder is a reader; RowExclusiveLock's is not.
+		for _, h := range l.Holders {
+			if h.Read != (h.PID == 1) {
+				t.Errorf("lock %q: holder %d read %v; want only the AccessShareLock's (1) a reader", l.Name, h.PID, h.Read)
+			}
 		}
 	}
 }

@@ -262,7 +262,7 @@ func (s *Source) model(snap *lockstate.Snapshot, rd *read, rows []lockRow, invol
 				}
 				seen[id] = true
 				involved[id] = true
-				l.Holders = append(l.Holders, lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: 1}, Since: since})
+				l.Holders = append(l.Holders, lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: 1}, Since: since, Read: sharedOnly(g.holders, pidOf(h))})
 				if se := rd.sessions[pidOf(h)]; se != nil {
 					se.holds = append(se.holds, g.name)
 				}
@@ -283,6 +283,25 @@ func (s *Source) model(snap *lockstate.Snapshot, rd *read, rows []lockRow, invol
 			rd.groups = append(rd.groups, g)
 		}
 	}
+}
+
+// sharedOnly reports whether every mode session pid holds among rows is
+// a share mode (AccessShareLock, RowShareLock, ShareLock: several sessions
+// hold it at once), so that the report shows it as a reader. Waiters are
+// never marked readers: each group's holders are already exactly those
+// that block its waiters.
+func sharedOnly(rows []lockRow, pid int) bool {
+	n := 0
+	for _, r := range rows {
+		if pidOf(r) != pid || pid == 0 {
+			continue
+		}
+		n++
+		if !strings.Contains(r.Mode, "Share") || strings.Contains(r.Mode, "Exclusive") {
+			return false
+		}
+	}
+	return n > 0
 }
 
 // processes lists the sessions and prepared transactions involved, then
