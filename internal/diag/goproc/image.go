@@ -65,11 +65,20 @@ type Goroutine struct {
 	System bool
 	// Waits is the sync object it is blocked on, if any.
 	Waits *Wait
+	// Chans are the channels (their runtime.hchan addresses) a goroutine
+	// blocked on channels waits for: one for a send or a receive, one per
+	// case of a select, by address, without repeats. Nil when it waits on
+	// none, or when they could not be read consistently (Image.Notes says
+	// how many).
+	Chans []uint64
 
-	addr       uint64 // the g's address
-	waiting    uint64 // g.waiting: its sudog, if it waits on one
-	sp, lo, hi uint64
-	defers     []deferredUnlock
+	addr    uint64 // the g's address
+	waiting uint64 // g.waiting: its sudog, if it waits on one
+	// as read: g.sched's pc and sp, g.waitreason (to check it again)
+	schedPC, schedSP uint64
+	reason           uint8
+	sp, lo, hi       uint64
+	defers           []deferredUnlock
 }
 
 // A Wait is what a blocked goroutine waits for.
@@ -84,7 +93,7 @@ type Lock struct {
 	Addr uint64
 	// Kind is "sync.Mutex" or "sync.RWMutex" (a lock), or "sync.WaitGroup",
 	// "sync.Cond", "semaphore" (waited for, never held). Goroutines
-	// blocked on channels say so by their WaitReason only.
+	// blocked on channels are not here: their Chans say which.
 	Kind string
 	// Name is the global variable holding it ("main.pair+8") when the
 	// binary has symbols, else "".
@@ -238,6 +247,12 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	p.waits(r, img)
 	if r.err != nil {
 		return nil, r.err
+	}
+	if !p.opts.NoChans {
+		p.chans(r, img)
+		if r.err != nil {
+			return nil, r.err
+		}
 	}
 	p.locks(r, img)
 	slices.SortFunc(img.Goroutines, func(a, b Goroutine) int { return int(a.ID - b.ID) })
@@ -547,6 +562,8 @@ func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) 
 			g.WaitReason = fmt.Sprintf("wait reason %d", i)
 		}
 		g.waiting = le.Uint64(raw[L.GWaiting:])
+		g.reason = raw[L.GWaitReas]
+		g.schedPC, g.schedSP = le.Uint64(raw[L.GSchedPC:]), le.Uint64(raw[L.GSchedSP:])
 		if ws := int64(le.Uint64(raw[L.GWaitsince:])); ws > 0 {
 			g.WaitKnown = true
 			if p.Core == "" && now > ws {
