@@ -150,7 +150,7 @@ func (p *Process) chans(r *reader, img *Image) {
 		g.Chans = slices.Compact(cs)
 	}
 	if changed > 0 {
-		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines woke while the channels they wait for were read: their channels are left out", changed))
+		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines woke while the channels they wait for were read, or their sudogs did not check: their channels are left out", changed))
 	}
 	if long > 0 {
 		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines wait in a select of more than %d channels: their channels are left out", long, maxCases))

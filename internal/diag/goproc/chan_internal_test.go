@@ -1,0 +1,130 @@
+package goproc
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeMem is an address space of a few objects; after runs after each
+// read (the target moving on).
+type fakeMem struct {
+	objs  map[uint64][]byte
+	calls int
+	after func(call int)
+}
+
+func (m *fakeMem) ReadPieces(ps []Piece) error {
+	for i := range ps {
+		b, ok := m.objs[ps[i].Addr]
+		ps[i].OK = ok && len(b) >= len(ps[i].Buf)
+		if ps[i].OK {
+			copy(ps[i].Buf, b)
+		}
+	}
+	m.calls++
+	if m.after != nil {
+		m.after(m.calls)
+	}
+	return nil
+}
+
+// TestChansHostile reads the channels of goroutines whose sudogs are
+// damaged or change while they are read: each gives its channels only
+// when they are consistent, never a wrong one, and the reading ends.
+func TestChansHostile(t *testing.T) {
+	L := layouts["go1.26"]
+	m := &fakeMem{objs: map[uint64][]byte{}}
+	img := &Image{}
+	reasons := map[string]uint8{"chan receive": 19, "chan send": 20, "select": 18}
+	if L.WaitReasons[19] != "chan receive" || L.WaitReasons[20] != "chan send" || L.WaitReasons[18] != "select" {
+		t.Fatal("the table's wait reasons moved")
+	}
+	put := func(addr uint64, off int, v uint64) {
+		b := m.objs[addr]
+		le.PutUint64(b[off:], v)
+	}
+	sudog := func(addr, g, c, link uint64) {
+		m.objs[addr] = make([]byte, L.SudogSize)
+		put(addr, L.SudogG, g)
+		put(addr, L.SudogC, c)
+		put(addr, L.SudogWaitlink, link)
+	}
+	// goroutine id at 0x10000*id, its first sudog at 0x10000*id+0x1000.
+	gor := func(id int64, reason string) uint64 {
+		addr := uint64(id) * 0x10000
+		b := make([]byte, L.GSize)
+		m.objs[addr] = b
+		le.PutUint64(b[L.GGoid:], uint64(id))
+		le.PutUint32(b[L.GStatus:], gWaiting)
+		le.PutUint64(b[L.GWaiting:], addr+0x1000)
+		le.PutUint64(b[L.GSchedPC:], 0x401000)
+		le.PutUint64(b[L.GSchedSP:], addr+0x8000)
+		b[L.GWaitReas] = reasons[reason]
+		img.Goroutines = append(img.Goroutines, Goroutine{ID: id, Status: StateWaiting, WaitReason: reason,
+			addr: addr, waiting: addr + 0x1000, schedPC: 0x401000, schedSP: addr + 0x8000, reason: reasons[reason]})
+		return addr
+	}
+	// 1: a select on three cases, two of one channel.
+	g := gor(1, "select")
+	sudog(g+0x1000, g, 0x3000, g+0x1100)
+	sudog(g+0x1100, g, 0x1000, g+0x1200)
+	sudog(g+0x1200, g, 0x3000, 0)
+	// 2: a send with a second sudog.
+	g = gor(2, "chan send")
+	sudog(g+0x1000, g, 0x3000, g+0x1100)
+	sudog(g+0x1100, g, 0x3000, 0)
+	// 3: a select whose sudogs loop.
+	g = gor(3, "select")
+	sudog(g+0x1000, g, 0x3000, g+0x1100)
+	sudog(g+0x1100, g, 0x4000, g+0x1000)
+	// 4: a select of more than maxCases sudogs.
+	g = gor(4, "select")
+	for i := range uint64(maxCases + 10) {
+		sudog(g+0x1000+i*0x10, g, 0x3000+i*8, g+0x1000+(i+1)*0x10)
+	}
+	// 5: a receive whose sudog is another goroutine's.
+	g = gor(5, "chan receive")
+	sudog(g+0x1000, 1*0x10000, 0x3000, 0)
+	// 6: a receive whose sudog changes channel after it is first read.
+	g6 := gor(6, "chan receive")
+	sudog(g6+0x1000, g6, 0x5000, 0)
+	// 7: a receive that parks again elsewhere (another pc) after its
+	// sudog is first read.
+	g7 := gor(7, "chan receive")
+	sudog(g7+0x1000, g7, 0x7000, 0)
+	// 8: a receive whose sudog is not mapped; 9: with no channel.
+	gor(8, "chan receive")
+	g = gor(9, "chan receive")
+	sudog(g+0x1000, g, 0, 0)
+	// 10: a plain receive, read whole.
+	g = gor(10, "chan receive")
+	sudog(g+0x1000, g, 0x9000, 0)
+	m.after = func(call int) {
+		if call == 1 {
+			put(g6+0x1000, L.SudogC, 0x6000)
+			put(g7, L.GSchedPC, 0x402000)
+		}
+	}
+	p := &Process{Binary: &Binary{layout: L}, opts: Options{}.withDefaults()}
+	r := &reader{mem: m, budget: 1 << 30}
+	p.chans(r, img)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	want := map[int64][]uint64{1: {0x1000, 0x3000}, 10: {0x9000}}
+	for _, g := range img.Goroutines {
+		if !slices.Equal(g.Chans, want[g.ID]) {
+			t.Errorf("g%d (%s) waits for channels %#x; want %#x", g.ID, g.WaitReason, g.Chans, want[g.ID])
+		}
+	}
+	notes := strings.Join(img.Notes, "\n")
+	for _, w := range []string{"7 goroutines woke while the channels they wait for were read, or their sudogs did not check", "1 goroutines wait in a select of more than 256 channels"} {
+		if !strings.Contains(notes, w) {
+			t.Errorf("notes %q do not say %q", notes, w)
+		}
+	}
+	if m.calls > maxCases+4 {
+		t.Errorf("%d reads; want rounds of one sudog per goroutine, at most %d", m.calls, maxCases+4)
+	}
+}
