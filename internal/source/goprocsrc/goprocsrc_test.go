@@ -1,6 +1,8 @@
 package goprocsrc
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,7 @@ func TestSnapshot(t *testing.T) {
 	img := &goproc.Image{PID: 42, Taken: taken, Goroutines: []goproc.Goroutine{
 		{ID: 1, Status: "waiting", WaitReason: "sync.Mutex.Lock", WaitKnown: true, WaitingAtLeast: time.Minute, Frames: frames},
 		{ID: 2, Status: "waiting", WaitReason: "sync.Mutex.Lock", Frames: frames},
-		{ID: 3, Status: "waiting", WaitReason: "chan receive", WaitKnown: true, WaitingAtLeast: 2 * time.Minute,
+		{ID: 3, Status: "waiting", WaitReason: "chan receive", WaitKnown: true, WaitingAtLeast: 2 * time.Minute, Chans: []uint64{0xc000030000},
 			Frames: []goproc.Frame{{Func: "runtime.gopark"}, {Func: "main.hold", File: "h.go", Line: 9}}},
 		{ID: 4, Status: "waiting", WaitReason: "chan receive", System: true},
 	}, Locks: []goproc.Lock{
@@ -39,7 +41,7 @@ func TestSnapshot(t *testing.T) {
 		t.Errorf("names %q, %q, kind %q", named.Name, anon.Name, named.Kind)
 	}
 	if h := named.Holders; len(h) != 1 || h[0].Goroutine != 3 || h[0].ID != id ||
-		h[0].Inferred != "a pending deferred Unlock; it waits (chan receive) in main.hold at h.go:9" ||
+		h[0].Inferred != "a pending deferred Unlock; it waits (chan receive on 0xc000030000) in main.hold at h.go:9" ||
 		!h[0].Since.Equal(taken.Add(-2*time.Minute)) {
 		t.Errorf("holders %+v; want g3, inferred, blocked for at least 2 minutes", h)
 	}
@@ -68,5 +70,39 @@ func TestSnapshot(t *testing.T) {
 	var facts []lockstate.Fact = named.Facts.Extra
 	if len(facts) != 2 || facts[1].Value != "locked, 1 waiting" {
 		t.Errorf("facts %+v", facts)
+	}
+}
+
+// TestChanStates: a goroutine blocked on channels says which in the
+// states of the live stacks a report asks for (its stack row), at most
+// four of a select's; 'lockwatch stacks' keeps the runtime's states, so
+// that goroutines with one stack group together.
+func TestChanStates(t *testing.T) {
+	img := &goproc.Image{PID: 42, Goroutines: []goproc.Goroutine{
+		{ID: 1, Status: "waiting", WaitReason: "chan send", Chans: []uint64{0xc000010000}},
+		{ID: 2, Status: "waiting", WaitReason: "select", Chans: []uint64{1 << 12, 2 << 12, 3 << 12, 4 << 12, 5 << 12, 6 << 12}},
+		{ID: 3, Status: "waiting", WaitReason: "chan receive"}, // its channel not read
+		{ID: 4, Status: "runnable"},
+	}}
+	id := procid.ID{PID: 42, Start: 7}
+	src := &Source{id: id, last: img}
+	got, err := src.Stacks().Goroutines(context.Background(), id, []int64{1, 2, 3, 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var states []string
+	for _, g := range got.Goroutines {
+		states = append(states, g.State)
+	}
+	want := []string{"chan send on 0xc000010000", "select on 0x1000, 0x2000, 0x3000, 0x4000 and 2 more", "chan receive", "runnable"}
+	if !slices.Equal(states, want) {
+		t.Errorf("live states %q; want %q", states, want)
+	}
+	states = states[:0]
+	for _, g := range Goroutines(img).Goroutines {
+		states = append(states, g.State)
+	}
+	if want := []string{"chan send", "select", "chan receive", "runnable"}; !slices.Equal(states, want) {
+		t.Errorf("stacks' states %q; want %q", states, want)
 	}
 }
