@@ -25,6 +25,8 @@ type chanChain struct {
 	sudogs []uint64 // their addresses, in waitlink order
 	fields []uint64 // per sudog: g, c, elem, waitlink
 	long   bool     // more than maxCases
+	bad    bool     // a sudog that does not check
+	next   uint64   // the next sudog to read
 }
 
 // sudogFields are the sudog's fields that stay the same while its
@@ -45,29 +47,26 @@ func sudogFields(L Layout, b []byte) [4]uint64 {
 func (p *Process) chans(r *reader, img *Image) {
 	L := p.Binary.layout
 	var all, live []*chanChain
-	next := map[*chanChain]uint64{}
 	for i := range img.Goroutines {
 		g := &img.Goroutines[i]
 		if !chanReasons[g.WaitReason] || g.waiting == 0 || g.waiting%8 != 0 {
 			continue
 		}
-		c := &chanChain{g: i}
+		c := &chanChain{g: i, next: g.waiting}
 		all = append(all, c)
 		live = append(live, c)
-		next[c] = g.waiting
 	}
 	if len(all) == 0 {
 		return
 	}
 	changed, long := 0, 0
-	bad := map[*chanChain]bool{}
 	for len(live) > 0 {
 		slab := make([]byte, len(live)*L.SudogSize)
 		ps := make([]Piece, len(live))
 		for k, c := range live {
-			ps[k] = Piece{Addr: next[c], Buf: slab[k*L.SudogSize : (k+1)*L.SudogSize]}
+			ps[k] = Piece{Addr: c.next, Buf: slab[k*L.SudogSize : (k+1)*L.SudogSize]}
 		}
-		if r.pieces(ps) != nil {
+		if r.piecesNear(ps) != nil {
 			return
 		}
 		keep := live[:0]
@@ -75,7 +74,7 @@ func (p *Process) chans(r *reader, img *Image) {
 			g := &img.Goroutines[c.g]
 			f := sudogFields(L, ps[k].Buf)
 			if !ps[k].OK || f[0] != g.addr || f[1] == 0 || f[1]%8 != 0 {
-				bad[c] = true // woke, or not a sudog of its
+				c.bad = true // woke, or not a sudog of its
 				continue
 			}
 			c.sudogs = append(c.sudogs, ps[k].Addr)
@@ -86,11 +85,11 @@ func (p *Process) chans(r *reader, img *Image) {
 				continue
 			case g.WaitReason != "select" && g.WaitReason != "select (durable)",
 				link%8 != 0, slices.Contains(c.sudogs, link):
-				bad[c] = true // a send or receive has one sudog; no loops
+				c.bad = true // a send or receive has one sudog; no loops
 			case len(c.sudogs) >= maxCases:
 				c.long = true
 			default:
-				next[c] = link
+				c.next = link
 				keep = append(keep, c)
 			}
 		}
@@ -102,21 +101,26 @@ func (p *Process) chans(r *reader, img *Image) {
 		switch {
 		case c.long:
 			long++
-		case bad[c]:
+		case c.bad:
 			changed++
 		default:
 			ok = append(ok, c)
 		}
 	}
 	gs := make([]Piece, len(ok))
+	gslab := make([]byte, len(ok)*L.GSize)
 	var ss []Piece
 	for k, c := range ok {
-		gs[k] = Piece{Addr: img.Goroutines[c.g].addr, Buf: make([]byte, L.GSize)}
+		gs[k] = Piece{Addr: img.Goroutines[c.g].addr, Buf: gslab[k*L.GSize : (k+1)*L.GSize]}
 		for _, a := range c.sudogs {
-			ss = append(ss, Piece{Addr: a, Buf: make([]byte, L.SudogSize)})
+			ss = append(ss, Piece{Addr: a})
 		}
 	}
-	if r.pieces(gs) != nil || r.pieces(ss) != nil {
+	sslab := make([]byte, len(ss)*L.SudogSize)
+	for k := range ss {
+		ss[k].Buf = sslab[k*L.SudogSize : (k+1)*L.SudogSize]
+	}
+	if r.piecesNear(gs) != nil || r.piecesNear(ss) != nil {
 		return
 	}
 	k := 0
