@@ -1,8 +1,8 @@
 package goproc
 
 import (
-	"fmt"
 	"slices"
+	"strings"
 )
 
 // chanReasons are the wait reasons of a goroutine parked on channels with
@@ -19,14 +19,17 @@ var chanReasons = map[string]bool{
 // select of more cases, or a hostile image) gives no channels and a note.
 const maxCases = 256
 
-// A chanChain is one goroutine's sudogs as read.
+// A chanChain is one goroutine's sudogs, read between the two reads of
+// its g (followChans) and read again after the second (recheckChans).
 type chanChain struct {
-	g      int      // its index in Image.Goroutines
-	sudogs []uint64 // their addresses, in waitlink order
-	fields []uint64 // per sudog: g, c, elem, waitlink
-	long   bool     // more than maxCases
-	bad    bool     // a sudog that does not check
-	next   uint64   // the next sudog to read
+	g, waiting uint64 // the g's address, its g.waiting
+	isSelect   bool
+	sudogs     []uint64 // their addresses, in waitlink order
+	fields     []uint64 // per sudog: g, c, elem, waitlink
+	next       uint64   // the next sudog to read
+	long       bool     // more than maxCases
+	bad        bool     // a sudog that does not check, or changed
+	chans      []uint64 // the result: by address, without repeats
 }
 
 // sudogFields are the sudog's fields that stay the same while its
@@ -36,30 +39,38 @@ func sudogFields(L Layout, b []byte) [4]uint64 {
 	return [4]uint64{le.Uint64(b[L.SudogG:]), le.Uint64(b[L.SudogC:]), le.Uint64(b[L.SudogElem:]), le.Uint64(b[L.SudogWaitlink:])}
 }
 
-// chans finds the channels each goroutine blocked on channels waits for,
-// from its sudogs (g.waiting, then waitlink), read in rounds of one sudog
-// per goroutine. The target runs meanwhile: a goroutine's channels are
-// kept only when each sudog names the goroutine and a channel, the
-// goroutine still waits on the same sudog, for the same reason at the
-// same pc and sp, when read again after them, and its sudogs are the same
-// when read again after that. A goroutine that woke and parked again on
-// another channel in between gives no channels, never a wrong one.
-func (p *Process) chans(r *reader, img *Image) {
+// followChans reads the sudogs of the goroutines that the first read of a
+// batch (reads, of the g's at addrs) shows parked on channels: g.waiting,
+// then waitlink, in rounds of one sudog per goroutine. The result is by
+// index in addrs.
+//
+// The target runs meanwhile. The channels are kept only when each sudog
+// names its goroutine and a channel, the g is the same byte for byte when
+// read again after them (the batch's second read: parked on the same
+// sudog, for the same reason, at the same pc and sp), and the sudogs are
+// the same when read again after that (recheckChans). A goroutine that
+// woke and parked again on another channel in between gives no channels,
+// never a wrong one.
+func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons []string) map[int]*chanChain {
 	L := p.Binary.layout
-	var all, live []*chanChain
-	for i := range img.Goroutines {
-		g := &img.Goroutines[i]
-		if !chanReasons[g.WaitReason] || g.waiting == 0 || g.waiting%8 != 0 {
+	var out map[int]*chanChain
+	var live []*chanChain
+	for j, gr := range reads {
+		if !gr.ok || le.Uint32(gr.raw[L.GStatus:])&^gScan != gWaiting {
 			continue
 		}
-		c := &chanChain{g: i, next: g.waiting}
-		all = append(all, c)
+		i := int(gr.raw[L.GWaitReas])
+		w := le.Uint64(gr.raw[L.GWaiting:])
+		if i >= len(reasons) || !chanReasons[reasons[i]] || w == 0 || w%8 != 0 {
+			continue
+		}
+		c := &chanChain{g: addrs[j], waiting: w, next: w, isSelect: strings.HasPrefix(reasons[i], "select")}
+		if out == nil {
+			out = map[int]*chanChain{}
+		}
+		out[j] = c
 		live = append(live, c)
 	}
-	if len(all) == 0 {
-		return
-	}
-	changed, long := 0, 0
 	for len(live) > 0 {
 		slab := make([]byte, len(live)*L.SudogSize)
 		ps := make([]Piece, len(live))
@@ -67,13 +78,12 @@ func (p *Process) chans(r *reader, img *Image) {
 			ps[k] = Piece{Addr: c.next, Buf: slab[k*L.SudogSize : (k+1)*L.SudogSize]}
 		}
 		if r.piecesNear(ps) != nil {
-			return
+			return nil
 		}
 		keep := live[:0]
 		for k, c := range live {
-			g := &img.Goroutines[c.g]
 			f := sudogFields(L, ps[k].Buf)
-			if !ps[k].OK || f[0] != g.addr || f[1] == 0 || f[1]%8 != 0 {
+			if !ps[k].OK || f[0] != c.g || f[1] == 0 || f[1]%8 != 0 {
 				c.bad = true // woke, or not a sudog of its
 				continue
 			}
@@ -82,9 +92,7 @@ func (p *Process) chans(r *reader, img *Image) {
 			link := f[3]
 			switch {
 			case link == 0:
-				continue
-			case g.WaitReason != "select" && g.WaitReason != "select (durable)",
-				link%8 != 0, slices.Contains(c.sudogs, link):
+			case !c.isSelect || link%8 != 0 || slices.Contains(c.sudogs, link):
 				c.bad = true // a send or receive has one sudog; no loops
 			case len(c.sudogs) >= maxCases:
 				c.long = true
@@ -95,68 +103,52 @@ func (p *Process) chans(r *reader, img *Image) {
 		}
 		live = keep
 	}
-	// The g's again, then the sudogs again.
+	return out
+}
+
+// recheckChans reads the sudogs of chains again, after the second read of
+// their g's, and keeps the channels of those that did not change.
+func (p *Process) recheckChans(r *reader, chains map[int]*chanChain) {
+	L := p.Binary.layout
 	var ok []*chanChain
-	for _, c := range all {
-		switch {
-		case c.long:
-			long++
-		case c.bad:
-			changed++
-		default:
+	n := 0
+	for _, c := range chains {
+		if !c.bad && !c.long {
 			ok = append(ok, c)
+			n += len(c.sudogs)
 		}
 	}
-	gs := make([]Piece, len(ok))
-	gslab := make([]byte, len(ok)*L.GSize)
-	var ss []Piece
-	for k, c := range ok {
-		gs[k] = Piece{Addr: img.Goroutines[c.g].addr, Buf: gslab[k*L.GSize : (k+1)*L.GSize]}
-		for _, a := range c.sudogs {
-			ss = append(ss, Piece{Addr: a})
-		}
-	}
-	sslab := make([]byte, len(ss)*L.SudogSize)
-	for k := range ss {
-		ss[k].Buf = sslab[k*L.SudogSize : (k+1)*L.SudogSize]
-	}
-	if r.piecesNear(gs) != nil || r.piecesNear(ss) != nil {
+	if n == 0 {
 		return
 	}
-	k := 0
-	for i, c := range ok {
-		g := &img.Goroutines[c.g]
-		a, first := gs[i], k
-		k += len(c.sudogs)
-		if !a.OK || int64(le.Uint64(a.Buf[L.GGoid:])) != g.ID || le.Uint32(a.Buf[L.GStatus:])&^gScan != gWaiting ||
-			le.Uint64(a.Buf[L.GWaiting:]) != g.waiting || le.Uint64(a.Buf[L.GSchedSP:]) != g.schedSP ||
-			le.Uint64(a.Buf[L.GSchedPC:]) != g.schedPC || a.Buf[L.GWaitReas] != g.reason {
-			changed++
-			continue
+	slab := make([]byte, n*L.SudogSize)
+	ps := make([]Piece, 0, n)
+	for _, c := range ok {
+		for _, a := range c.sudogs {
+			ps = append(ps, Piece{Addr: a, Buf: slab[:L.SudogSize:L.SudogSize]})
+			slab = slab[L.SudogSize:]
 		}
-		same := true
-		for j, s := range ss[first:k] {
+	}
+	if r.piecesNear(ps) != nil {
+		return
+	}
+	for _, c := range ok {
+		for j, s := range ps[:len(c.sudogs)] {
 			f := sudogFields(L, s.Buf)
 			if !s.OK || !slices.Equal(f[:], c.fields[j*4:j*4+4]) {
-				same = false
+				c.bad = true
 				break
 			}
 		}
-		if !same {
-			changed++
+		ps = ps[len(c.sudogs):]
+		if c.bad {
 			continue
 		}
-		var cs []uint64
-		for j := range c.sudogs {
-			cs = append(cs, c.fields[j*4+1])
+		cs := make([]uint64, len(c.sudogs))
+		for j := range cs {
+			cs[j] = c.fields[j*4+1]
 		}
 		slices.Sort(cs)
-		g.Chans = slices.Compact(cs)
-	}
-	if changed > 0 {
-		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines woke while the channels they wait for were read, or their sudogs did not check: their channels are left out", changed))
-	}
-	if long > 0 {
-		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines wait in a select of more than %d channels: their channels are left out", long, maxCases))
+		c.chans = slices.Compact(cs)
 	}
 }

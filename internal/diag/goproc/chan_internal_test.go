@@ -2,7 +2,6 @@ package goproc
 
 import (
 	"slices"
-	"strings"
 	"testing"
 )
 
@@ -35,7 +34,7 @@ func (m *fakeMem) ReadPieces(ps []Piece) error {
 func TestChansHostile(t *testing.T) {
 	L := layouts["go1.26"]
 	m := &fakeMem{objs: map[uint64][]byte{}}
-	img := &Image{}
+	var addrs []uint64
 	reasons := map[string]uint8{"chan receive": 19, "chan send": 20, "select": 18}
 	if L.WaitReasons[19] != "chan receive" || L.WaitReasons[20] != "chan send" || L.WaitReasons[18] != "select" {
 		t.Fatal("the table's wait reasons moved")
@@ -61,8 +60,7 @@ func TestChansHostile(t *testing.T) {
 		le.PutUint64(b[L.GSchedPC:], 0x401000)
 		le.PutUint64(b[L.GSchedSP:], addr+0x8000)
 		b[L.GWaitReas] = reasons[reason]
-		img.Goroutines = append(img.Goroutines, Goroutine{ID: id, Status: StateWaiting, WaitReason: reason,
-			addr: addr, waiting: addr + 0x1000, schedPC: 0x401000, schedSP: addr + 0x8000, reason: reasons[reason]})
+		addrs = append(addrs, addr)
 		return addr
 	}
 	// 1: a select on three cases, two of one channel.
@@ -89,8 +87,8 @@ func TestChansHostile(t *testing.T) {
 	// 6: a receive whose sudog changes channel after it is first read.
 	g6 := gor(6, "chan receive")
 	sudog(g6+0x1000, g6, 0x5000, 0)
-	// 7: a receive that parks again elsewhere (another pc) after its
-	// sudog is first read.
+	// 7: a receive on a sudog that is freed (its channel cleared) after
+	// it is first read.
 	g7 := gor(7, "chan receive")
 	sudog(g7+0x1000, g7, 0x7000, 0)
 	// 8: a receive whose sudog is not mapped; 9: with no channel.
@@ -103,26 +101,38 @@ func TestChansHostile(t *testing.T) {
 	m.after = func(call int) {
 		if call == 1 {
 			put(g6+0x1000, L.SudogC, 0x6000)
-			put(g7, L.GSchedPC, 0x402000)
+			put(g7+0x1000, L.SudogC, 0)
 		}
+	}
+	// The batch's first read of the g's.
+	reads := make([]gRead, len(addrs))
+	for j, a := range addrs {
+		reads[j] = gRead{raw: slices.Clone(m.objs[a]), ok: true}
 	}
 	p := &Process{Binary: &Binary{layout: L}, opts: Options{}.withDefaults()}
 	r := &reader{mem: m, budget: 1 << 30}
-	p.chans(r, img)
+	chains := p.followChans(r, addrs, reads, L.WaitReasons)
+	p.recheckChans(r, chains)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	want := map[int64][]uint64{1: {0x1000, 0x3000}, 10: {0x9000}}
-	for _, g := range img.Goroutines {
-		if !slices.Equal(g.Chans, want[g.ID]) {
-			t.Errorf("g%d (%s) waits for channels %#x; want %#x", g.ID, g.WaitReason, g.Chans, want[g.ID])
+	want := map[int][]uint64{1: {0x1000, 0x3000}, 10: {0x9000}}
+	var bad, long []int
+	for j, c := range chains {
+		id := j + 1
+		if !slices.Equal(c.chans, want[id]) {
+			t.Errorf("g%d waits for channels %#x; want %#x", id, c.chans, want[id])
+		}
+		if c.bad {
+			bad = append(bad, id)
+		}
+		if c.long {
+			long = append(long, id)
 		}
 	}
-	notes := strings.Join(img.Notes, "\n")
-	for _, w := range []string{"7 goroutines woke while the channels they wait for were read, or their sudogs did not check", "1 goroutines wait in a select of more than 256 channels"} {
-		if !strings.Contains(notes, w) {
-			t.Errorf("notes %q do not say %q", notes, w)
-		}
+	slices.Sort(bad)
+	if len(chains) != 10 || !slices.Equal(bad, []int{2, 3, 5, 6, 7, 8, 9}) || !slices.Equal(long, []int{4}) {
+		t.Errorf("%d chains, bad %v, long %v; want 10, bad [2 3 5 6 7 8 9], long [4]", len(chains), bad, long)
 	}
 	if m.calls > maxCases+4 {
 		t.Errorf("%d reads; want rounds of one sudog per goroutine, at most %d", m.calls, maxCases+4)

@@ -72,13 +72,10 @@ type Goroutine struct {
 	// how many).
 	Chans []uint64
 
-	addr    uint64 // the g's address
-	waiting uint64 // g.waiting: its sudog, if it waits on one
-	// as read: g.sched's pc and sp, g.waitreason (to check it again)
-	schedPC, schedSP uint64
-	reason           uint8
-	sp, lo, hi       uint64
-	defers           []deferredUnlock
+	addr       uint64 // the g's address
+	waiting    uint64 // g.waiting: its sudog, if it waits on one
+	sp, lo, hi uint64
+	defers     []deferredUnlock
 }
 
 // A Wait is what a blocked goroutine waits for.
@@ -212,6 +209,9 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	// again in the next round. Memory is bounded by the batch.
 	const batch = 1024
 	var scratch [2]gScratch
+	// Goroutines parked on channels: their channels, read between the two
+	// reads of their g's and again after (chan.go).
+	changedChans, longChans := 0, 0
 	for i := 0; i < len(gptrs); i += batch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -219,7 +219,14 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 		todo := gptrs[i:min(i+batch, len(gptrs))]
 		for attempt := 0; attempt <= p.opts.Retries && len(todo) > 0; attempt++ {
 			first := p.readGs(r, todo, &scratch[0])
+			var chains map[int]*chanChain
+			if !p.opts.NoChans {
+				chains = p.followChans(r, todo, first, reasons)
+			}
 			second := p.readGs(r, todo, &scratch[1])
+			if len(chains) > 0 {
+				p.recheckChans(r, chains)
+			}
 			if r.err != nil {
 				return nil, r.err
 			}
@@ -234,6 +241,16 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 					continue
 				}
 				if g, ok := p.goroutine(addr, c, reasons, now); ok {
+					if ch := chains[j]; ch != nil {
+						switch {
+						case ch.long:
+							longChans++
+						case ch.bad:
+							changedChans++
+						default:
+							g.Chans = ch.chans
+						}
+					}
 					img.Goroutines = append(img.Goroutines, g)
 				}
 			}
@@ -244,15 +261,15 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	if img.Inconsistent > 0 {
 		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines kept changing while they were read (%d reads each) and are left out", img.Inconsistent, p.opts.Retries+1))
 	}
+	if changedChans > 0 {
+		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines woke while the channels they wait for were read, or their sudogs did not check: their channels are left out", changedChans))
+	}
+	if longChans > 0 {
+		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines wait in a select of more than %d channels: their channels are left out", longChans, maxCases))
+	}
 	p.waits(r, img)
 	if r.err != nil {
 		return nil, r.err
-	}
-	if !p.opts.NoChans {
-		p.chans(r, img)
-		if r.err != nil {
-			return nil, r.err
-		}
 	}
 	p.locks(r, img)
 	slices.SortFunc(img.Goroutines, func(a, b Goroutine) int { return int(a.ID - b.ID) })
@@ -562,8 +579,6 @@ func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) 
 			g.WaitReason = fmt.Sprintf("wait reason %d", i)
 		}
 		g.waiting = le.Uint64(raw[L.GWaiting:])
-		g.reason = raw[L.GWaitReas]
-		g.schedPC, g.schedSP = le.Uint64(raw[L.GSchedPC:]), le.Uint64(raw[L.GSchedSP:])
 		if ws := int64(le.Uint64(raw[L.GWaitsince:])); ws > 0 {
 			g.WaitKnown = true
 			if p.Core == "" && now > ws {
