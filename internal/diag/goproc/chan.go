@@ -42,7 +42,7 @@ func sudogFields(L Layout, b []byte) [4]uint64 {
 // followChans reads the sudogs of the goroutines that the first read of a
 // batch (reads, of the g's at addrs) shows parked on channels: g.waiting,
 // then waitlink, in rounds of one sudog per goroutine. The result is by
-// index in addrs.
+// index in addrs (nil for the others), nil if there are none.
 //
 // The target runs meanwhile. The channels are kept only when each sudog
 // names its goroutine and a channel, the g is the same byte for byte when
@@ -51,10 +51,14 @@ func sudogFields(L Layout, b []byte) [4]uint64 {
 // the same when read again after that (recheckChans). A goroutine that
 // woke and parked again on another channel in between gives no channels,
 // never a wrong one.
-func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons []string) map[int]*chanChain {
+func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons []string) []*chanChain {
 	L := p.Binary.layout
-	var out map[int]*chanChain
+	var out []*chanChain
 	var live []*chanChain
+	// One allocation for the chains, and for the first sudog of each
+	// (a select's others are appended).
+	var arena []chanChain
+	var sudogs, fields []uint64
 	for j, gr := range reads {
 		if !gr.ok || le.Uint32(gr.raw[L.GStatus:])&^gScan != gWaiting {
 			continue
@@ -64,10 +68,15 @@ func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons 
 		if i >= len(reasons) || !chanReasons[reasons[i]] || w == 0 || w%8 != 0 {
 			continue
 		}
-		c := &chanChain{g: addrs[j], waiting: w, next: w, isSelect: strings.HasPrefix(reasons[i], "select")}
 		if out == nil {
-			out = map[int]*chanChain{}
+			out = make([]*chanChain, len(reads))
+			arena = make([]chanChain, 0, len(reads)-j)
+			sudogs, fields = make([]uint64, len(reads)-j), make([]uint64, 4*(len(reads)-j))
 		}
+		k := len(arena)
+		arena = append(arena, chanChain{g: addrs[j], waiting: w, next: w, isSelect: strings.HasPrefix(reasons[i], "select"),
+			sudogs: sudogs[k : k : k+1], fields: fields[4*k : 4*k : 4*k+4]})
+		c := &arena[k]
 		out[j] = c
 		live = append(live, c)
 	}
@@ -108,12 +117,12 @@ func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons 
 
 // recheckChans reads the sudogs of chains again, after the second read of
 // their g's, and keeps the channels of those that did not change.
-func (p *Process) recheckChans(r *reader, chains map[int]*chanChain) {
+func (p *Process) recheckChans(r *reader, chains []*chanChain) {
 	L := p.Binary.layout
 	var ok []*chanChain
 	n := 0
 	for _, c := range chains {
-		if !c.bad && !c.long {
+		if c != nil && !c.bad && !c.long {
 			ok = append(ok, c)
 			n += len(c.sudogs)
 		}
@@ -132,6 +141,7 @@ func (p *Process) recheckChans(r *reader, chains map[int]*chanChain) {
 	if r.piecesNear(ps) != nil {
 		return
 	}
+	all := make([]uint64, 0, n)
 	for _, c := range ok {
 		for j, s := range ps[:len(c.sudogs)] {
 			f := sudogFields(L, s.Buf)
@@ -144,11 +154,20 @@ func (p *Process) recheckChans(r *reader, chains map[int]*chanChain) {
 		if c.bad {
 			continue
 		}
-		cs := make([]uint64, len(c.sudogs))
-		for j := range cs {
-			cs[j] = c.fields[j*4+1]
+		start := len(all)
+		for j := range c.sudogs {
+			all = append(all, c.fields[j*4+1])
 		}
+		cs := all[start:len(all):len(all)]
 		slices.Sort(cs)
 		c.chans = slices.Compact(cs)
 	}
+}
+
+// chainAt is chains[j], nil when there are none.
+func chainAt(chains []*chanChain, j int) *chanChain {
+	if j < len(chains) {
+		return chains[j]
+	}
+	return nil
 }

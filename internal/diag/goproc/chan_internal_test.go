@@ -119,6 +119,9 @@ func TestChansHostile(t *testing.T) {
 	want := map[int][]uint64{1: {0x1000, 0x3000}, 10: {0x9000}}
 	var bad, long []int
 	for j, c := range chains {
+		if c == nil {
+			continue
+		}
 		id := j + 1
 		if !slices.Equal(c.chans, want[id]) {
 			t.Errorf("g%d waits for channels %#x; want %#x", id, c.chans, want[id])

@@ -219,7 +219,7 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 		todo := gptrs[i:min(i+batch, len(gptrs))]
 		for attempt := 0; attempt <= p.opts.Retries && len(todo) > 0; attempt++ {
 			first := p.readGs(r, todo, &scratch[0])
-			var chains map[int]*chanChain
+			var chains []*chanChain
 			if !p.opts.NoChans {
 				chains = p.followChans(r, todo, first, reasons)
 			}
@@ -241,7 +241,7 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 					continue
 				}
 				if g, ok := p.goroutine(addr, c, reasons, now); ok {
-					if ch := chains[j]; ch != nil {
+					if ch := chainAt(chains, j); ch != nil {
 						switch {
 						case ch.long:
 							longChans++
