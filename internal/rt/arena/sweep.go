@@ -28,12 +28,22 @@ func ProcessOfFile(name string) (procid.ID, bool) {
 	if !ok {
 		return procid.ID{}, false
 	}
-	p, err1 := strconv.ParseUint(pid, 10, 31)
-	s, err2 := strconv.ParseUint(start, 10, 64)
-	if err1 != nil || err2 != nil || p == 0 || ProcessFile(procid.ID{PID: int(p), Start: s}, "x") != "p-"+pid+"-"+start+".x" {
+	p, ok1 := decimal(pid, 31)
+	st, ok2 := decimal(start, 64)
+	if !ok1 || !ok2 || p == 0 {
 		return procid.ID{}, false
 	}
-	return procid.ID{PID: int(p), Start: s}, true
+	return procid.ID{PID: int(p), Start: st}, true
+}
+
+// decimal parses s as ProcessFile writes a number: decimal digits without
+// a leading zero (but "0" itself), fitting in bits.
+func decimal(s string, bits int) (uint64, bool) {
+	if s == "" || len(s) > 1 && s[0] == '0' || s[0] == '+' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s, 10, bits)
+	return n, err == nil
 }
 
 // SweepProcessFiles removes the files of the processes that are done with
@@ -57,35 +67,31 @@ func SweepProcessFiles(rd *RunDir, a *Arena) (removed int, err error) {
 		return 0, rd.pathError(err, ".")
 	}
 	defer d.Close()
-	files := make(map[procid.ID][]string)
-	seen := 0
-	for seen < maxSweepNames {
-		ents, err := d.ReadDir(1024)
-		for _, e := range ents {
-			seen++
-			if e.IsDir() {
-				continue
-			}
-			if id, ok := ProcessOfFile(e.Name()); ok {
-				files[id] = append(files[id], e.Name())
-			}
-		}
-		if err == io.EOF || len(ents) == 0 {
+	var names []string
+	for len(names) < maxSweepNames {
+		batch, err := d.Readdirnames(1024) // names alone: no stat of each
+		names = append(names, batch...)
+		if err == io.EOF || len(batch) == 0 {
 			break
 		}
 		if err != nil {
 			return 0, rd.pathError(err, ".")
 		}
 	}
-	a.dropReferenced(files)
-	for id, names := range files {
-		if st, _ := proc.Check(id); !st.Dead() {
-			continue
+	ids := make(map[procid.ID]bool, len(names)/2)
+	for _, n := range names {
+		if id, ok := ProcessOfFile(n); ok {
+			ids[id] = false
 		}
-		for _, n := range names {
-			if rd.Remove(n) == nil {
-				removed++
-			}
+	}
+	a.dropReferenced(ids)
+	for id := range ids {
+		st, _ := proc.Check(id)
+		ids[id] = st.Dead()
+	}
+	for _, n := range names {
+		if id, ok := ProcessOfFile(n); ok && ids[id] && rd.Remove(n) == nil {
+			removed++
 		}
 	}
 	return removed, nil
@@ -100,7 +106,7 @@ func SweepProcessFiles(rd *RunDir, a *Arena) (removed int, err error) {
 // replaced, and so loses the process it named anyway; what it is being
 // replaced with names its writer, alive, or (an owner-died event) a dead
 // holder that a holder record named when the writer read it.
-func (a *Arena) dropReferenced(ids map[procid.ID][]string) {
+func (a *Arena) dropReferenced(ids map[procid.ID]bool) {
 	drop := func(pid uint32, start uint64) {
 		if pid != 0 {
 			delete(ids, procid.ID{PID: int(pid), Start: start})
