@@ -90,8 +90,10 @@ func hostileProbeRole(dir string) int {
 		return 1
 	}
 	profile := hostile.AmplifyingProfile(16<<20 - 1024)
-	trace := sync.OnceValue(func() []byte { return hostile.AmplifyingTrace(32<<20 - 128<<10) }) // under the 32 MiB a trace answer may take
-	text := sync.OnceValue(func() []byte { return hostile.TinyGoroutines(32<<20 - 1) }) // made when asked: only the stuck holder is
+	// The trace (under the 32 MiB a trace answer may take) and the text
+	// dump are made when first asked for: only the stuck holder is.
+	trace := sync.OnceValue(func() []byte { return hostile.AmplifyingTrace(32<<20 - 128<<10) })
+	text := sync.OnceValue(func() []byte { return hostile.TinyGoroutines(32<<20 - 1) })
 	var objects bytes.Buffer
 	objects.WriteString(`{"v":1,"ok":true,"mutexes":{"pid":1,"mutexes":[{}`)
 	for objects.Len() < 4<<20-64 {
