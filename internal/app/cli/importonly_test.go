@@ -144,7 +144,7 @@ func TestAttachImportOnly(t *testing.T) {
 	live := false
 	for _, s := range r.Stacks {
 		if s.Role == "holder" && s.Source == "memory" && slices.Equal(s.Goroutines, []int64{p.holder}) {
-			live = s.State == "chan receive" && slices.ContainsFunc(s.Frames, func(f report.FrameJSON) bool { return f.Func == "main.holdAndBlock" })
+			live = strings.HasPrefix(s.State, "chan receive on 0x") && slices.ContainsFunc(s.Frames, func(f report.FrameJSON) bool { return f.Func == "main.holdAndBlock" })
 		}
 	}
 	if !live {

@@ -227,7 +227,7 @@ func TestAttachPlainGoStuck(t *testing.T) {
 			if f.Kind == report.StuckHolder {
 				stuck++
 				if !strings.Contains(f.Summary, "for at least") || !strings.Contains(f.Summary, "inferred, not proven") ||
-					f.Holder == nil || !strings.Contains(f.Holder.Inferred, "it waits (chan receive)") {
+					f.Holder == nil || !strings.Contains(f.Holder.Inferred, "it waits (chan receive on 0x") {
 					t.Fatalf("stuck holder %+v: want it said to be inferred, with a lower bound", f)
 				}
 			}

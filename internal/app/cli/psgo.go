@@ -74,7 +74,7 @@ func goProcesses(ctx context.Context) []psGo {
 				g.Command = filepath.Base(l)
 			}
 		}
-		p, err := goproc.Attach(pid, goproc.Options{Quick: true, NoStacks: true})
+		p, err := goproc.Attach(pid, goproc.Options{Quick: true, NoStacks: true, NoChans: true})
 		if err != nil {
 			g.Error = oneLine(err.Error())
 			out = append(out, g)

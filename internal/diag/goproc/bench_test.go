@@ -76,32 +76,41 @@ func BenchmarkAttach(b *testing.B) {
 		b.Run(fmt.Sprintf("goroutines=%d", n), func(b *testing.B) {
 			tg := startHeartbeat(b, n)
 			pid := tg.cmd.Process.Pid
-			b.Run("reader=memory", func(b *testing.B) {
-				tg.worstGap(b)
-				var st goproc.Stats
-				start, cpu0 := time.Now(), cpuTime()
-				for b.Loop() {
-					p, err := goproc.Attach(pid, goproc.Options{})
-					if err != nil {
-						b.Fatal(err)
-					}
-					img, err := p.Read(context.Background())
-					if err != nil || len(img.Goroutines) < n {
-						b.Fatalf("read %v goroutines, %v", len(img.Goroutines), err)
-					}
-					st = p.Stats()
-					p.Close()
+			// reader=memory-nochans is the same without the channels of
+			// the goroutines blocked on channels (every idle one here):
+			// their cost, beside it.
+			for _, noChans := range []bool{false, true} {
+				name := "reader=memory"
+				if noChans {
+					name += "-nochans"
 				}
-				elapsed := time.Since(start)
-				// CPU time: what the machine's load does not change.
-				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
-				b.ReportMetric(float64(tg.worstGap(b).Microseconds())/1000, "target-worst-gap-ms")
-				b.ReportMetric(float64(st.Bytes), "bytes-read/op")
-				b.ReportMetric(float64(st.Calls), "readv-calls/op")
-				// Beside it: the gap with no reader, over as long.
-				time.Sleep(elapsed)
-				b.ReportMetric(float64(tg.worstGap(b).Microseconds())/1000, "idle-worst-gap-ms")
-			})
+				b.Run(name, func(b *testing.B) {
+					tg.worstGap(b)
+					var st goproc.Stats
+					start, cpu0 := time.Now(), cpuTime()
+					for b.Loop() {
+						p, err := goproc.Attach(pid, goproc.Options{NoChans: noChans})
+						if err != nil {
+							b.Fatal(err)
+						}
+						img, err := p.Read(context.Background())
+						if err != nil || len(img.Goroutines) < n {
+							b.Fatalf("read %v goroutines, %v", len(img.Goroutines), err)
+						}
+						st = p.Stats()
+						p.Close()
+					}
+					elapsed := time.Since(start)
+					// CPU time: what the machine's load does not change.
+					b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+					b.ReportMetric(float64(tg.worstGap(b).Microseconds())/1000, "target-worst-gap-ms")
+					b.ReportMetric(float64(st.Bytes), "bytes-read/op")
+					b.ReportMetric(float64(st.Calls), "readv-calls/op")
+					// Beside it: the gap with no reader, over as long.
+					time.Sleep(elapsed)
+					b.ReportMetric(float64(tg.worstGap(b).Microseconds())/1000, "idle-worst-gap-ms")
+				})
+			}
 		})
 	}
 }

@@ -99,6 +99,8 @@ type target struct {
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
 	done   chan struct{}
+	// said are the lines it printed before "ready" (-chans).
+	said []string
 }
 
 // start runs the target and waits for it to say it is ready.
@@ -122,8 +124,16 @@ func start(t testing.TB, exe string, args ...string) *target {
 	ready := make(chan string, 1)
 	go func() {
 		br := bufio.NewReader(stdout)
-		line, _ := br.ReadString('\n')
-		ready <- line
+		var said []string
+		for {
+			line, err := br.ReadString('\n')
+			if line == "ready\n" || err != nil {
+				tg.said = said // before ready is sent
+				ready <- line
+				break
+			}
+			said = append(said, strings.TrimSpace(line))
+		}
 		io.Copy(io.Discard, br)
 		cmd.Wait()
 		close(tg.done)

@@ -65,6 +65,12 @@ type Goroutine struct {
 	System bool
 	// Waits is the sync object it is blocked on, if any.
 	Waits *Wait
+	// Chans are the channels (their runtime.hchan addresses) a goroutine
+	// blocked on channels waits for: one for a send or a receive, one per
+	// case of a select, by address, without repeats. Nil when it waits on
+	// none, or when they could not be read consistently (Image.Notes says
+	// how many).
+	Chans []uint64
 
 	addr       uint64 // the g's address
 	waiting    uint64 // g.waiting: its sudog, if it waits on one
@@ -84,7 +90,7 @@ type Lock struct {
 	Addr uint64
 	// Kind is "sync.Mutex" or "sync.RWMutex" (a lock), or "sync.WaitGroup",
 	// "sync.Cond", "semaphore" (waited for, never held). Goroutines
-	// blocked on channels say so by their WaitReason only.
+	// blocked on channels are not here: their Chans say which.
 	Kind string
 	// Name is the global variable holding it ("main.pair+8") when the
 	// binary has symbols, else "".
@@ -203,6 +209,9 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	// again in the next round. Memory is bounded by the batch.
 	const batch = 1024
 	var scratch [2]gScratch
+	// Goroutines parked on channels: their channels, read between the two
+	// reads of their g's and again after (chan.go).
+	changedChans, longChans := 0, 0
 	for i := 0; i < len(gptrs); i += batch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -210,7 +219,14 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 		todo := gptrs[i:min(i+batch, len(gptrs))]
 		for attempt := 0; attempt <= p.opts.Retries && len(todo) > 0; attempt++ {
 			first := p.readGs(r, todo, &scratch[0])
+			var chains []*chanChain
+			if !p.opts.NoChans {
+				chains = p.followChans(r, todo, first, reasons)
+			}
 			second := p.readGs(r, todo, &scratch[1])
+			if len(chains) > 0 {
+				p.recheckChans(r, chains)
+			}
 			if r.err != nil {
 				return nil, r.err
 			}
@@ -225,6 +241,16 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 					continue
 				}
 				if g, ok := p.goroutine(addr, c, reasons, now); ok {
+					if ch := chainAt(chains, j); ch != nil {
+						switch {
+						case ch.long:
+							longChans++
+						case ch.bad:
+							changedChans++
+						default:
+							g.Chans = ch.chans
+						}
+					}
 					img.Goroutines = append(img.Goroutines, g)
 				}
 			}
@@ -234,6 +260,12 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	}
 	if img.Inconsistent > 0 {
 		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines kept changing while they were read (%d reads each) and are left out", img.Inconsistent, p.opts.Retries+1))
+	}
+	if changedChans > 0 {
+		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines woke while the channels they wait for were read, or their sudogs did not check: their channels are left out", changedChans))
+	}
+	if longChans > 0 {
+		img.Notes = append(img.Notes, fmt.Sprintf("%d goroutines wait in a select of more than %d channels: their channels are left out", longChans, maxCases))
 	}
 	p.waits(r, img)
 	if r.err != nil {

@@ -1,9 +1,11 @@
 package goproc
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -142,4 +144,71 @@ func (r *reader) u64(addr uint64) (uint64, bool) {
 		return 0, false
 	}
 	return le.Uint64(b), true
+}
+
+// piecesNear reads ps as readGs reads g's: pieces close together in
+// memory (most objects of one size class are) are copied as one run, at
+// most runGap bytes apart and runMax bytes in all, and the pieces of a
+// run not mapped whole are read again one by one.
+func (r *reader) piecesNear(ps []Piece) error {
+	order := make([]int, 0, len(ps))
+	for i := range ps {
+		if len(ps[i].Buf) == 0 {
+			ps[i].OK = true
+			continue
+		}
+		order = append(order, i)
+	}
+	slices.SortFunc(order, func(i, j int) int { return cmp.Compare(ps[i].Addr, ps[j].Addr) })
+	var runs []gRun
+	var total uint64
+	for k, i := range order {
+		a := ps[i].Addr
+		end := a + uint64(len(ps[i].Buf))
+		if n := len(runs); n > 0 && end > a && a <= runs[n-1].end+runGap && end-runs[n-1].start <= runMax {
+			runs[n-1].end = max(runs[n-1].end, end)
+			runs[n-1].n++
+			continue
+		}
+		if n := len(runs); n > 0 {
+			total += runs[n-1].end - runs[n-1].start
+		}
+		runs = append(runs, gRun{start: a, end: end, first: k, n: 1})
+	}
+	if n := len(runs); n > 0 {
+		total += runs[n-1].end - runs[n-1].start
+	}
+	slab := make([]byte, total)
+	rp := make([]Piece, len(runs))
+	for k, run := range runs {
+		n := run.end - run.start
+		rp[k] = Piece{Addr: run.start, Buf: slab[:n:n]}
+		slab = slab[n:]
+	}
+	if err := r.pieces(rp); err != nil {
+		return err
+	}
+	var alone []Piece
+	var who []int
+	for k, run := range runs {
+		for _, i := range order[run.first : run.first+run.n] {
+			if rp[k].OK {
+				copy(ps[i].Buf, rp[k].Buf[ps[i].Addr-run.start:])
+				ps[i].OK = true
+				continue
+			}
+			alone = append(alone, Piece{Addr: ps[i].Addr, Buf: ps[i].Buf})
+			who = append(who, i)
+		}
+	}
+	if len(alone) == 0 {
+		return nil
+	}
+	if err := r.pieces(alone); err != nil {
+		return err
+	}
+	for j, i := range who {
+		ps[i].OK = alone[j].OK
+	}
+	return nil
 }

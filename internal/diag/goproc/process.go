@@ -47,6 +47,9 @@ type Options struct {
 	// NoStacks reads the goroutines and their waits without their stacks
 	// (no frames, no inferred holders): a quick count (lockwatch ps).
 	NoStacks bool
+	// NoChans leaves out the channels that goroutines blocked on channels
+	// wait for (Goroutine.Chans): their wait reasons still say they are.
+	NoChans bool
 }
 
 func (o Options) withDefaults() Options {

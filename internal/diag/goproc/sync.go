@@ -26,8 +26,7 @@ var waitKinds = map[string]struct {
 	// sync.Cond{noCopy; L Locker; notify notifyList; checker}
 	"sync.Cond.Wait": {"sync.Cond", 16, false},
 	"semacquire":     {"semaphore", 0, false},
-	// Channel waits are not read: a server parks thousands of goroutines
-	// on channels, and their wait reason says what they wait for.
+	// Channel waits are read by chans (chan.go).
 }
 
 // waits finds what each blocked goroutine waits on, from its sudog

@@ -164,7 +164,7 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 			// says where it is now, which the evidence tells).
 			hd := lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: h.Goroutine}, Read: h.Read, Inferred: h.Evidence}
 			if g := byID[h.Goroutine]; g != nil && g.WaitReason != "" {
-				hd.Inferred += fmt.Sprintf("; it waits (%s)", g.WaitReason)
+				hd.Inferred += fmt.Sprintf("; it waits (%s)", State(g))
 				if at, ok := callSite(g.Frames); ok {
 					hd.Inferred += fmt.Sprintf(" in %s at %s:%d", at.Func, filepath.Base(at.File), at.Line)
 				}
@@ -284,9 +284,37 @@ func (r resolver) Stack(p procid.ID, id uint64) ([]stackdump.Frame, bool) {
 // rows.
 func (resolver) StackSource() string { return "memory" }
 
+// State is a goroutine's state as a traceback prints it, with the
+// channels it waits for when they were read: "chan receive on
+// 0xc000100060", "select on 0xc000100060, 0xc0001000c0".
+func State(g *goproc.Goroutine) string {
+	s := g.Status
+	if g.WaitReason != "" {
+		s = g.WaitReason
+	}
+	if len(g.Chans) == 0 {
+		return s
+	}
+	const show = 4
+	var as []string
+	for _, c := range g.Chans[:min(len(g.Chans), show)] {
+		as = append(as, fmt.Sprintf("%#x", c))
+	}
+	s += " on " + strings.Join(as, ", ")
+	if n := len(g.Chans) - show; n > 0 {
+		s += fmt.Sprintf(" and %d more", n)
+	}
+	return s
+}
+
 // Goroutines converts an image to stackdump's model (for lockwatch stacks):
-// every goroutine, with its state as a traceback prints it.
-func Goroutines(img *goproc.Image) *stackdump.Snapshot {
+// every goroutine, with its state as a traceback prints it (goroutines
+// with one stack group together, whichever channel each waits on).
+func Goroutines(img *goproc.Image) *stackdump.Snapshot { return goroutines(img, false) }
+
+// goroutines converts an image; chans adds the channels each waits for to
+// its state (State).
+func goroutines(img *goproc.Image, chans bool) *stackdump.Snapshot {
 	s := &stackdump.Snapshot{PID: img.PID, Time: img.Taken}
 	for _, g := range img.Goroutines {
 		if g.System {
@@ -295,6 +323,9 @@ func Goroutines(img *goproc.Image) *stackdump.Snapshot {
 		state := g.Status
 		if g.WaitReason != "" {
 			state = g.WaitReason
+		}
+		if chans {
+			state = State(&g)
 		}
 		sg := stackdump.Goroutine{ID: g.ID, State: state, Frames: Frames(g.Frames), StackUnavailable: g.Status == goproc.StateRunning}
 		if g.WaitKnown && g.WaitingAtLeast >= time.Minute {
@@ -331,14 +362,15 @@ func (st *Stacks) image(id procid.ID) (*goproc.Image, error) {
 	return st.s.last, nil
 }
 
-// Goroutines returns the goroutines named, from memory.
-func (st *Stacks) Goroutines(_ context.Context, id procid.ID, goroutines []int64) (*stackdump.Snapshot, error) {
+// Goroutines returns the goroutines named, from memory, each blocked on
+// channels with their addresses in its state (State).
+func (st *Stacks) Goroutines(_ context.Context, id procid.ID, ids []int64) (*stackdump.Snapshot, error) {
 	img, err := st.image(id)
 	if err != nil {
 		return nil, err
 	}
-	all := Goroutines(img)
-	all.Goroutines = slices.DeleteFunc(all.Goroutines, func(g stackdump.Goroutine) bool { return !slices.Contains(goroutines, g.ID) })
+	all := goroutines(img, true)
+	all.Goroutines = slices.DeleteFunc(all.Goroutines, func(g stackdump.Goroutine) bool { return !slices.Contains(ids, g.ID) })
 	return all, nil
 }
 

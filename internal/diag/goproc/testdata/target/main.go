@@ -9,6 +9,12 @@
 //     channel, a writer queued in Lock behind it and two readers queued
 //     behind the writer;
 //   - with -n N, N more goroutines blocked on a channel;
+//   - with -chans, a goroutine blocked sending on one channel, one
+//     receiving from another, and one in a select on two more (one case
+//     a send, one a receive, and a nil channel's case), each channel's
+//     address printed before "ready" as "chan send 0x...", "chan receive
+//     0x...", "select 0x... 0x..."; the holder of muHeld waits on the
+//     channel printed as "never 0x...";
 //   - with -gc D, a garbage collection every D (so that the runtime notes
 //     how long its goroutines have waited);
 //   - with -nondumpable, it makes itself non-dumpable;
@@ -23,6 +29,7 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
@@ -79,12 +86,48 @@ func read() {
 
 func idle(c chan int) { <-c }
 
+// blockOnChans starts the goroutines of -chans and prints their channels.
+func blockOnChans() {
+	send, recv, s1, s2 := make(chan int), make(chan string), make(chan struct{}), make(chan []byte, 1)
+	s2 <- nil // full: a send blocks
+	var nilChan chan int
+	go func() { send <- 1 }()
+	go func() { <-recv }()
+	go func() {
+		select {
+		case <-s1:
+		case s2 <- nil:
+		case <-nilChan:
+		}
+	}()
+	fmt.Printf("never %p\nchan send %p\nchan receive %p\nselect %p %p\n", never, send, recv, s1, s2)
+	for waiting() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waiting counts the goroutines blocked on channels in blockOnChans's
+// functions, from the runtime's own traceback.
+func waiting() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte("main.blockOnChans.func")) &&
+			(bytes.Contains(g, []byte("[chan send")) || bytes.Contains(g, []byte("[chan receive")) || bytes.Contains(g, []byte("[select"))) {
+			n++
+		}
+	}
+	return n
+}
+
 func main() {
 	n := flag.Int("n", 0, "more goroutines blocked on a channel")
 	hb := flag.Duration("heartbeat", 0, "measure scheduling gaps with this period")
 	nondumpable := flag.Bool("nondumpable", false, "prctl(PR_SET_DUMPABLE, 0): only root may read its memory")
 	gc := flag.Duration("gc", 0, "run a garbage collection this often (the runtime then notes how long goroutines wait)")
 	execOn := flag.String("exec-on-usr1", "", "on SIGUSR1, exec this program with the argument 3600 (sleep(1) for an hour)")
+	chans := flag.Bool("chans", false, "goroutines blocked in a send, a receive and a select, their channels printed")
 	flag.Parse()
 
 	if *execOn != "" {
@@ -145,6 +188,9 @@ func main() {
 	go read()
 	go read()
 
+	if *chans {
+		blockOnChans()
+	}
 	c := make(chan int)
 	for range *n {
 		go idle(c)
