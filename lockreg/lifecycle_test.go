@@ -566,7 +566,7 @@ func TestReclaimersRace(t *testing.T) {
 				// on the same arena.
 				rr := &Registry{a: r.a, pid: r.pid, self: r.self}
 				<-start
-				if idx, _, ok := rr.claimSlot(); ok {
+				if idx, _, _, ok := rr.claimSlot(); ok {
 					mu.Lock()
 					won[idx]++
 					mu.Unlock()
@@ -618,4 +618,98 @@ func BenchmarkFastPathGuard(b *testing.B) {
 			n.Add(-1)
 		}
 	})
+}
+
+// TestRunDirBoundedBySlots: many sequential short lives in one run, half of
+// them without Close, wrap a small process table many times over. The run
+// directory then holds files only of the processes in the table and of the
+// processes the run's records still name: here a worker killed holding a
+// lock, whose stacks a report must still show.
+func TestRunDirBoundedBySlots(t *testing.T) {
+	dir := runDir(t)
+	const slots = 4
+	// Four locks, four events each: the rings wrap, and old lives' events go.
+	r := openT(t, dir, Options{MaxProcs: slots, MaxLocks: 4, MaxEvents: 16})
+	self := func(c *child) procid.ID {
+		var id procid.ID
+		if _, err := fmt.Sscanf(c.expect("self"), "self %d %d", &id.PID, &id.Start); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	c := startRole(t, true, "churn", dir, "-", "kill")
+	killed := self(c)
+	c.expect("held")
+	c.kill()
+	_ = c.cmd.Wait()
+	n := stressCount(6*slots, 100_000)
+	for i := 0; i < n; i++ {
+		mode := []string{"close", "exit"}[i%2]
+		c := startRole(t, true, "churn", dir, "-", mode)
+		self(c)
+		c.expect(map[string]string{"close": "closed", "exit": "exiting"}[mode])
+		_ = c.cmd.Wait()
+	}
+	// One more joins, reclaiming a slot, and stays: the directory is
+	// looked at as that reclaim left it (a life that runs after a reclaim
+	// can overwrite events, and the files of the processes they named wait
+	// for the next reclaim).
+	c = startRole(t, true, "churn", dir, "-", "live")
+	self(c)
+	c.expect("live")
+
+	s, err := arena.ReadSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[procid.ID]string{}
+	for _, p := range s.Processes {
+		named[p.Identity()] = "the process table"
+	}
+	var held *arena.Lock
+	for i, l := range s.Locks {
+		if l.Holder != nil {
+			named[l.Holder.Identity()] = "a holder record"
+		}
+		if l.Name == "held" {
+			held = &s.Locks[i]
+		}
+	}
+	for _, e := range s.Events {
+		if _, ok := named[procid.ID{PID: e.PID, Start: e.Start}]; !ok {
+			named[procid.ID{PID: e.PID, Start: e.Start}] = "an event"
+		}
+	}
+	if _, ok := named[killed]; !ok || len(s.Processes) != slots {
+		t.Fatalf("process table of %d; named: %v; want %d slots taken, and the killed holder %v named", len(s.Processes), named, slots, killed)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFiles := map[procid.ID]bool{}
+	for _, e := range ents {
+		id, ok := arena.ProcessOfFile(e.Name())
+		if !ok {
+			continue
+		}
+		withFiles[id] = true
+		if _, ok := named[id]; !ok {
+			t.Errorf("%s: a file of process %v, which nothing in the run names", e.Name(), id)
+		}
+	}
+	if len(withFiles) > len(named) {
+		t.Errorf("files of %d processes after %d lives; want at most the %d the run names", len(withFiles), n+2, len(named))
+	}
+	// The killed holder's files stay: its stack is still shown.
+	if held == nil || held.Holder == nil || held.Holder.Identity() != killed {
+		t.Fatalf("lock held: %+v; want its dead holder %v", held, killed)
+	}
+	if frames, ok := s.Stack(killed, held.Holder.Stack); !ok || len(frames) == 0 {
+		t.Errorf("the dead holder's stack: %v, %v; want its frames from its dictionary", frames, ok)
+	}
+	if !withFiles[killed] {
+		t.Errorf("the dead holder %v has no files left", killed)
+	}
+	_ = r
 }

@@ -260,7 +260,7 @@ func (r *Registry) register() error {
 	if err != nil {
 		return fmt.Errorf("lockreg: stack dictionary: %w", err)
 	}
-	idx, owner, ok := r.claimSlot()
+	idx, owner, reclaimed, ok := r.claimSlot()
 	if !ok {
 		err := fmt.Errorf("%w: all %d process slots are taken by live processes; create the run with a larger Options.MaxProcs",
 			ErrFull, r.a.G.MaxProcs)
@@ -272,6 +272,12 @@ func (r *Registry) register() error {
 		r.prec.Flags = arena.ProcRobust
 	}
 	r.a.Proc(idx).Write(r.prec)
+	if reclaimed {
+		// The process whose slot this was, and any other that nothing in
+		// the run names any more, leave the run directory: its size is
+		// bounded by the process table and what the records name.
+		_, _ = arena.SweepProcessFiles(r.rd, r.a)
+	}
 	return nil
 }
 
@@ -287,9 +293,10 @@ func (r *Registry) register() error {
 // and the slot number some of them keep is a hint that readers use only
 // when the slot still holds that identity (arena.procSlotOf). So a record
 // of a dead process, or an old event, never names the slot's next owner.
-// The dead process's info file and stack dictionary stay in the run
-// directory, named by its identity, so its stacks remain readable.
-func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
+// The dead process's files (info file, stack dictionary) stay in the run
+// directory, named by its identity, as long as a record names it
+// (arena.SweepProcessFiles, which register calls after a reclaim).
+func (r *Registry) claimSlot() (idx uint32, owner uint64, reclaimed, ok bool) {
 	n := r.a.G.MaxProcs
 	next := func(o uint64) uint64 { return (o>>32+1)<<32 | uint64(r.pid) }
 	for i := uint32(0); i < n; i++ { // our own closed slot
@@ -303,13 +310,13 @@ func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
 		}
 		c, ok := p.Read(arena.ReadTries)
 		if ok && c.Tag == o && c.State == arena.SlotExited && c.Start == r.self.Start && p.Owner.CompareAndSwap(o, next(o)) {
-			return i, next(o), true
+			return i, next(o), false, true
 		}
 	}
 	for i := uint32(0); i < n; i++ { // a never-used slot
 		p := r.a.Proc(i)
 		if p.Owner.Load() == 0 && p.Owner.CompareAndSwap(0, next(0)) {
-			return i, next(0), true
+			return i, next(0), false, true
 		}
 	}
 	// The slot of a dead process: first of one that closed its registry,
@@ -333,12 +340,12 @@ func (r *Registry) claimSlot() (idx uint32, owner uint64, ok bool) {
 					testHook("reclaim-decided")
 				}
 				if p.Owner.CompareAndSwap(o, next(o)) {
-					return i, next(o), true
+					return i, next(o), true, true
 				}
 			}
 		}
 	}
-	return 0, 0, false
+	return 0, 0, false, false
 }
 
 // Dir returns the run directory.

@@ -2,6 +2,9 @@ package stackdump_test
 
 import (
 	"bytes"
+	"errors"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/app/hostile"
@@ -40,10 +43,14 @@ func FuzzParseTrace(f *testing.F) {
 		f.Add(real)
 	}
 	f.Add(hostile.RandomBytes(4096, 2))
+	f.Add(hostile.AmplifyingTrace(64 << 10))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, _ := stackdump.ParseTrace(bytes.NewReader(b), nil)
 		if s == nil {
 			t.Fatal("nil snapshot")
+		}
+		if len(s.Goroutines) > stackdump.MaxTraceGoroutines {
+			t.Fatalf("%d goroutines kept; want at most %d", len(s.Goroutines), stackdump.MaxTraceGoroutines)
 		}
 	})
 }
@@ -73,4 +80,29 @@ func FuzzParseWithin(f *testing.F) {
 			t.Fatalf("kept %d goroutines; the limit is %d", kept, l.Goroutines)
 		}
 	})
+}
+
+// TestAmplifyingTraceBounded: a trace of 8 MiB of one-frame stacks, which
+// the trace parser would build into more than 100 MiB of tables, is refused
+// having built almost nothing; a real trace is still read.
+func TestAmplifyingTraceBounded(t *testing.T) {
+	b := hostile.AmplifyingTrace(8 << 20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := stackdump.ParseTraceData(b, nil)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, stackdump.ErrTooLarge) || !strings.Contains(err.Error(), "stacks") {
+		t.Errorf("ParseTraceData: %v; want ErrTooLarge, saying the stacks", err)
+	}
+	if built := after.TotalAlloc - before.TotalAlloc; built > 16<<20 {
+		t.Errorf("reading an 8 MiB amplifying trace allocated %d MiB; want at most 16", built>>20)
+	}
+	real, err := stackdump.CaptureTrace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := stackdump.ParseTraceData(real, nil); err != nil || len(s.Goroutines) == 0 {
+		t.Errorf("a real trace: %d goroutines, %v; want them read", len(s.Goroutines), err)
+	}
 }

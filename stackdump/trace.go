@@ -41,8 +41,11 @@ const MaxTraceSize = 32 << 20
 // unexported frames (runtime.gopark and the like) are left out.
 //
 // Input past MaxTraceSize is refused with ErrTooLarge (the input is read
-// whole first: the trace parser holds a generation anyway); a damaged trace
-// returns what its events before the damage said, and the error.
+// whole first: the trace parser holds a generation anyway), and so is a
+// trace whose tables would build more than MaxTraceDecoded bytes (counted
+// before the parser builds them); goroutines past MaxTraceGoroutines are
+// counted in Snapshot.Dropped, not kept. A damaged trace returns what its
+// events before the damage said, and the error.
 func ParseTrace(r io.Reader, want func(id int64) bool) (s *Snapshot, err error) {
 	b, err := io.ReadAll(io.LimitReader(r, MaxTraceSize+1))
 	if err != nil {
@@ -58,6 +61,9 @@ func ParseTraceData(b []byte, want func(id int64) bool) (s *Snapshot, err error)
 	if len(b) > MaxTraceSize {
 		return s, fmt.Errorf("%w: the execution trace is more than %d MiB", ErrTooLarge, MaxTraceSize>>20)
 	}
+	if err := checkTrace(b); err != nil {
+		return s, err
+	}
 	defer func() {
 		// The trace parser is written for the runtime's own output; a
 		// hostile probe's bytes must not take lockwatch down with it.
@@ -70,6 +76,8 @@ func ParseTraceData(b []byte, want func(id int64) bool) (s *Snapshot, err error)
 		return s, fmt.Errorf("stackdump: execution trace: %w", err)
 	}
 	gs := make(map[int64]*traceState)
+	dropped := make(map[int64]bool) // goroutines past MaxTraceGoroutines, counted up to as many
+	defer func() { s.Dropped = len(dropped) }()
 	for {
 		ev, err := tr.ReadEvent()
 		if err == io.EOF {
@@ -93,6 +101,12 @@ func ParseTraceData(b []byte, want func(id int64) bool) (s *Snapshot, err error)
 		from, to := tx.Goroutine()
 		g := gs[id]
 		if g == nil {
+			if len(gs) >= MaxTraceGoroutines {
+				if !dropped[id] && len(dropped) < MaxTraceGoroutines {
+					dropped[id] = true
+				}
+				continue
+			}
 			g = &traceState{}
 			gs[id] = g
 		}

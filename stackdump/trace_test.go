@@ -138,3 +138,25 @@ func (z *zeros) Read(p []byte) (int, error) {
 	z.n -= k
 	return k, nil
 }
+
+// TestCountTrace: countTrace reads a real trace's tables (its stacks and
+// strings), and charges them well below the bound; the amplifying trace's
+// far above it.
+func TestCountTrace(t *testing.T) {
+	b, err := CaptureTrace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := countTrace(b)
+	if c.stacks == 0 || c.frames < c.stacks || c.strings == 0 || c.batches == 0 || c.bytes > MaxTraceDecoded/16 {
+		t.Errorf("a real trace of %d bytes: %+v; want its stacks, frames, strings and batches counted, well under %d bytes", len(b), c, MaxTraceDecoded)
+	}
+	if err := checkTrace(b); err != nil {
+		t.Error(err)
+	}
+	for _, bad := range [][]byte{nil, []byte("go 1.26 trace"), []byte("go 1.26 trace\x00\x00\x00\x01\xff"), []byte("go 1.21 trace\x00\x00\x00")} {
+		if c := countTrace(bad); c.bytes > 1024 {
+			t.Errorf("countTrace(%q) = %+v; want next to nothing", bad, c)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/app/hostile"
@@ -64,7 +65,8 @@ func TestAmplifyingInputsBounded(t *testing.T) {
 
 // hostileProbeRole joins the run, serves a probe socket of its own that
 // answers every request with what amplifies most (a goroutine profile of
-// 8.4 million empty samples, an execution trace of random bytes, a text
+// 8.4 million empty samples, an execution trace of 32 MiB of one-frame
+// stacks (hostile.AmplifyingTrace), a text
 // dump of tiny goroutines, 4 MiB of empty JSON objects), says "ready", and
 // waits for the lock named by LOCKWATCH_TEST_HOSTILE_LOCK (lock.b, whose
 // holder the test kills: a waiter of a dead holder, whose live stacks a
@@ -88,8 +90,10 @@ func hostileProbeRole(dir string) int {
 		return 1
 	}
 	profile := hostile.AmplifyingProfile(16<<20 - 1024)
-	trace := hostile.RandomBytes(8<<20, 3)
-	text := hostile.TinyGoroutines(32<<20 - 1)
+	// The trace (under the 32 MiB a trace answer may take) and the text
+	// dump are made when first asked for: only the stuck holder is.
+	trace := sync.OnceValue(func() []byte { return hostile.AmplifyingTrace(32<<20 - 128<<10) })
+	text := sync.OnceValue(func() []byte { return hostile.TinyGoroutines(32<<20 - 1) })
 	var objects bytes.Buffer
 	objects.WriteString(`{"v":1,"ok":true,"mutexes":{"pid":1,"mutexes":[{}`)
 	for objects.Len() < 4<<20-64 {
@@ -123,11 +127,11 @@ func hostileProbeRole(dir string) int {
 				json.Unmarshal(b, &q)
 				switch {
 				case q.Op == "goroutines" && q.Text:
-					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"text","size":%d}}`, len(text)))
-					frame(c, text)
+					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"text","size":%d}}`, len(text())))
+					frame(c, text())
 				case q.Op == "goroutines" && q.Trace:
-					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"trace","size":%d}}`, len(trace)))
-					frame(c, trace)
+					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"trace","size":%d}}`, len(trace())))
+					frame(c, trace())
 				case q.Op == "goroutines":
 					frame(c, fmt.Appendf(nil, `{"v":1,"ok":true,"dump":{"format":"proto","size":%d}}`, len(profile)))
 					frame(c, profile)
@@ -173,7 +177,7 @@ func TestHostileProbesBounded(t *testing.T) {
 		expectLine(t, out, "ready")
 	}
 	// And a stuck holder, with waiters: its live stacks come from an
-	// execution trace (random bytes here), or with --text-dumps from a text
+	// execution trace (an amplifying one here), or with --text-dumps from a text
 	// dump (32 MiB of tiny goroutines).
 	_, _, out = child(t, "hostile-probe", dir, "LOCKWATCH_TEST_HOSTILE_LOCK=lock.h", "LOCKWATCH_TEST_HOSTILE_HOLD=1")
 	expectLine(t, out, "ready")

@@ -149,6 +149,8 @@ func runRole(role, dir string) int {
 		return dropOrderLoadRole(dir)
 	case "filelock", "filelock-child":
 		return fileLockRole(role) // filelocks_test.go
+	case "life":
+		return lifeRole(dir) // rundirbound_test.go
 	}
 	fmt.Println("unknown role", role)
 	return 2

@@ -598,3 +598,33 @@ func RandomBytes(size int, seed uint64) []byte {
 	}
 	return b
 }
+
+// AmplifyingTrace returns an execution trace (the format of Go 1.26) of
+// about size bytes whose one generation is a stack table of distinct
+// one-frame stacks, some 8 bytes each, which the trace parser
+// (golang.org/x/exp/trace) turns into some 100 bytes of tables each before
+// it finds that their strings are missing: 32 MiB would build more than
+// 400 MiB.
+func AmplifyingTrace(size int) []byte {
+	b := make([]byte, 0, size+64<<10)
+	b = append(b, "go 1.26 trace\x00\x00\x00"...)
+	data := make([]byte, 0, 64<<10)
+	id := uint64(1)
+	for len(b) < size {
+		data = append(data[:0], 2) // EvStacks
+		for len(data) < 60<<10 {
+			// EvStack: id, 1 frame of pc, function, file, line.
+			data = append(data, 3)
+			data = binary.AppendUvarint(data, id)
+			data = append(data, 1)
+			data = binary.AppendUvarint(data, 0x400000+id)
+			data = append(data, 1, 2, 1)
+			id++
+		}
+		// EvEventBatch: generation, M, time, size, data.
+		b = append(b, 1, 1, 0, 0)
+		b = binary.AppendUvarint(b, uint64(len(data)))
+		b = append(b, data...)
+	}
+	return b
+}

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 // churnCount is how many restarts and Open/Close pairs the churn makes:
@@ -56,6 +58,23 @@ func TestChurnRestarts(t *testing.T) {
 	}
 	took := time.Since(began)
 	t.Logf("churn: %d sequential restarts in one run in %v (%v each)", n, took.Round(time.Millisecond), (took / time.Duration(n)).Round(time.Microsecond))
+	// The run directory holds files of the processes of the table and of
+	// those the lock's event ring names (16 events, 8 of holders: the
+	// last lives'), not of every life.
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs := map[procid.ID]bool{}
+	for _, e := range ents {
+		if id, ok := arena.ProcessOfFile(e.Name()); ok {
+			procs[id] = true
+		}
+	}
+	t.Logf("churn: the run directory holds %d files of %d processes", len(ents), len(procs))
+	if bound := 1024 + 16; len(procs) > bound {
+		t.Errorf("the run directory holds files of %d processes after %d lives; want at most %d (the process table and the event ring)", len(procs), n, bound)
+	}
 }
 
 // TestChurnOpenClose: 100,000 Open/Close pairs in one process, each taking
