@@ -131,6 +131,16 @@ func (c config) conn() (etcdreg.Conn, error) {
 	return conn, nil
 }
 
+// dial connects to etcd as the flags and the environment say; the caller
+// closes the client.
+func (c config) dial(ctx context.Context) (*clientv3.Client, error) {
+	conn, err := c.conn()
+	if err != nil {
+		return nil, err
+	}
+	return etcdreg.Dial(ctx, conn)
+}
+
 // Main runs lockwatch-etcd with args (without the program name).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -165,15 +175,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	bad := func(format string, a ...any) error {
-		err := fmt.Errorf(format, a...)
-		fmt.Fprintln(stderr, "lockwatch-etcd:", reportcmd.Escape(err.Error()))
-		return &ExitError{Code: usageCode, Err: err}
+		return reportcmd.Refuse(stderr, "lockwatch-etcd", usageCode, fmt.Errorf(format, a...))
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &ExitError{Code: usageCode, Err: err}
+	if help, err := reportcmd.ParseFlags(fs, args[1:], usageCode); help || err != nil {
+		return err
 	}
 	if _, err := reportcmd.ParseFormat(c.output); err != nil {
 		return bad("%v", err)
@@ -201,11 +206,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				}
 			}
 			c.endpoints = strings.Join(eps, ",")
-			conn, err := c.conn()
-			if err != nil {
-				return bad("%v", err)
-			}
-			cli, err := etcdreg.Dial(ctx, conn)
+			cli, err := c.dial(ctx)
 			if err != nil {
 				return bad("%v", err)
 			}
@@ -234,11 +235,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if _, err := etcdreg.Prefix(run); err != nil {
 			return bad("%v", err)
 		}
-		conn, err := c.conn()
-		if err != nil {
-			return bad("%v", err)
-		}
-		cli, err := etcdreg.Dial(ctx, conn)
+		cli, err := c.dial(ctx)
 		if err != nil {
 			return bad("%v", err)
 		}
@@ -269,11 +266,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return bad("%v", err)
 			}
 		}
-		conn, err := c.conn()
-		if err != nil {
-			return bad("%v", err)
-		}
-		cli, err := etcdreg.Dial(ctx, conn)
+		cli, err := c.dial(ctx)
 		if err != nil {
 			return bad("%v", err)
 		}

@@ -93,15 +93,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.serverLog, "server-log", "", "attach: the server's log `file` on this machine, read for the deadlocks PostgreSQL broke (default: the file pg_current_logfile() names, read through the server)")
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	bad := func(format string, a ...any) error {
-		err := fmt.Errorf(format, a...)
-		fmt.Fprintln(stderr, "lockwatch-pg:", reportcmd.Escape(err.Error()))
-		return &ExitError{Code: exitUsage, Err: err}
+		return reportcmd.Refuse(stderr, "lockwatch-pg", exitUsage, fmt.Errorf(format, a...))
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &ExitError{Code: exitUsage, Err: err}
+	if help, err := reportcmd.ParseFlags(fs, args[1:], exitUsage); help || err != nil {
+		return err
 	}
 	if _, err := reportcmd.ParseFormat(c.output); err != nil {
 		return bad("%v", err)
