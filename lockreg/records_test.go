@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strings"
@@ -206,8 +207,8 @@ func TestOptionsOutOfRange(t *testing.T) {
 	if _, err := Open(runDir(t), Options{MaxProcs: limitProcs + 1}); err == nil || !strings.Contains(err.Error(), "MaxProcs") {
 		t.Errorf("Open with MaxProcs past the limit: got %v; want an error naming MaxProcs", err)
 	}
-	if got := Size(1, 1, 1, 3e9); got != -1 {
-		t.Errorf("Size with 3e9 events = %d; want -1", got)
+	if got := Size(1, 1, 1, math.MaxInt32); got != -1 { // past the limit, and an int on every target
+		t.Errorf("Size with math.MaxInt32 events = %d; want -1", got)
 	}
 	if got, want := Size(1024, 4096, 4096, 65536), int64(4296704+16384*64); got != want { // + the edge table
 		t.Errorf("default arena size = %d; want %d", got, want)
