@@ -48,7 +48,10 @@ confirmed it prints the report on stderr (or into --report); then, with
 --on-deadlock=kill it kills every process of the run, when the deadlock is
 proved: a dead holder or a cycle (a stuck holder, which holds long while others
 wait, is reported but never killed). SIGINT and SIGTERM are
-forwarded to PROGRAM's process group.
+forwarded to PROGRAM's process group. A process whose goroutines are all
+blocked dies as it would without lockwatch: its probe stands down so that
+Go's runtime ends it ("all goroutines are asleep"), and PROGRAM's status
+passes through.
 
 Within a second, run says if PROGRAM (or a process it started) has not
 joined the run: lockwatch sees only the locks of processes that run its
@@ -197,11 +200,13 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	var found *report.Report
 	var settle settler
 	var lastErr string
+	sleeps := newSleepWatch()
+	stoodDown := false // a probe of the run stood down: PROGRAM's status is its own
 	for {
 		select {
 		case <-exited:
 			status.teardown()
-			return a.ended(ctx, dir, reap(), found, f)
+			return a.ended(ctx, dir, reap(), found, stoodDown, f)
 		case <-winch:
 			status.resize()
 		default:
@@ -256,6 +261,14 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 					fmt.Fprintf(a.msgs(), "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", reportcmd.Escape(filepath.Base(dir)))
 				}
 			}
+			// A process whose goroutines are all blocked is left to Go's
+			// own deadlock detection (standdown.go), once the report of
+			// a deadlock found is out.
+			if !r.Deadlock() || settle.shown == findingsPrint(r) {
+				if ids := sleeps.look(ctx, dir, r); len(ids) > 0 && a.standDown(ctx, dir, ids) {
+					stoodDown = true
+				}
+			}
 			status.draw(r, found)
 		}
 		wait := f.interval
@@ -292,8 +305,14 @@ func startError(program string, err error) error {
 	return &exitError{code: code, err: fmt.Errorf("cannot start %s: %v", program, err)}
 }
 
-// ended is the end of run once PROGRAM has exited.
-func (a *app) ended(ctx context.Context, dir string, waitErr error, found *report.Report, f runFlags) error {
+// ended is the end of run once PROGRAM has exited. stoodDown says that a
+// probe of the run stood down: PROGRAM ended by itself (Go's runtime ends a
+// program whose goroutines are all blocked), and its status is its own.
+func (a *app) ended(ctx context.Context, dir string, waitErr error, found *report.Report, stoodDown bool, f runFlags) error {
+	if found != nil && stoodDown {
+		fmt.Fprintf(a.msgs(), "lockwatch: PROGRAM ended by itself after the deadlock reported above; its exit status is its own\n")
+		return programStatus(waitErr)
+	}
 	if found != nil {
 		if killable(found) {
 			return exitCode(ExitRunDeadlock)
