@@ -100,8 +100,7 @@ func (a *Agent) collected() {
 		return
 	}
 	if err := a.serving(); err != nil {
-		a.rounds = 0
-		a.watchGC() // try again after the next ones
+		// Said once; the agent stays down (Close still closes it).
 		fmt.Fprintf(a.stderr, "lockwatch: pid %d: the program went on after its probe stood down, but the probe cannot serve again: %v\n", a.self.PID, err)
 		return
 	}
