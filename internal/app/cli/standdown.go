@@ -105,9 +105,10 @@ func asleep(img *goproc.Image, timerChans func([]uint64) (map[uint64]bool, error
 
 // A sleepWatch finds the processes of a run whose goroutines are all
 // blocked (asleep), at a cost bounded for processes that are not: a process
-// is read only while its CPU time stands still, and a read that finds it
-// awake puts off the next one (1 s, doubling to 16 s) until its CPU time
-// moves again.
+// is read only while its CPU time stands still, and each read that finds it
+// awake puts off the next one longer (1 s, doubling to 4 s): an idle
+// process that is not blocked is read at most every 4 s, and one that
+// blocks for good after running a while is found within some 4 s.
 type sleepWatch struct {
 	procs map[proc.Identity]*sleepState
 	// read reads a process's goroutines (goproc.Attach and Read; a
@@ -126,7 +127,7 @@ type sleepState struct {
 
 const (
 	sleepBackoffMin = time.Second
-	sleepBackoffMax = 16 * time.Second
+	sleepBackoffMax = 4 * time.Second
 )
 
 func newSleepWatch() *sleepWatch {
@@ -178,7 +179,7 @@ func (w *sleepWatch) look(ctx context.Context, dir string, r *report.Report) []p
 			continue
 		}
 		if st.CPU != s.cpu {
-			s.cpu, s.sig, s.backoff, s.next = st.CPU, "", 0, time.Time{}
+			s.cpu, s.sig = st.CPU, "" // running: not read now
 			continue
 		}
 		if now.Before(s.next) {
@@ -196,6 +197,7 @@ func (w *sleepWatch) look(ctx context.Context, dir string, r *report.Report) []p
 			s.next = now.Add(s.backoff)
 			continue
 		}
+		s.backoff = 0
 		if sig != s.sig {
 			s.sig = sig // confirmed by the next read, if it finds the same
 			continue
