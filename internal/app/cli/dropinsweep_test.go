@@ -28,11 +28,13 @@ func dropinLifeRole() int {
 		return 1
 	}
 	var mu sync.Mutex
+	lives := 0
 	mu.Lock()
+	lives++
 	mu.Unlock()
 	switch os.Getenv("LOCKWATCH_TEST_LIFE") {
 	case "stay":
-		fmt.Println("joined")
+		fmt.Println("joined", lives)
 		_, _ = os.Stdin.Read(make([]byte, 1))
 		return 0
 	case "close":
@@ -82,7 +84,7 @@ func TestDropinFilesBoundedBySlots(t *testing.T) {
 	}
 	// The last one stays: the directory is as its reclaim left it.
 	_, _, out := child(t, "dropinlife", dir, probe.EnvDir+"="+dir, "LOCKWATCH_TEST_LIFE=stay")
-	expectLine(t, out, "joined")
+	expectLine(t, out, "joined 1")
 
 	s, err := arena.ReadSnapshot(dir)
 	if err != nil {
