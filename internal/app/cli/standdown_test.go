@@ -106,7 +106,7 @@ func TestAwakeNotStoodDown(t *testing.T) {
 // again once the program has run two garbage collections.
 func TestStoodDownComesBack(t *testing.T) {
 	bin := buildAsleep(t)
-	code, out, errOut := lockwatch(t, append([]string{"run", "--"}, bounded(bin, "-mode=afterfunc", "-for=3s")...)...)
+	code, out, errOut := lockwatch(t, append([]string{"run", "--"}, bounded(bin, "-mode=afterfunc", "-for=500ms")...)...)
 	if code != 0 {
 		t.Fatalf("run: exit %d; want 0\n%s%s", code, out, errOut)
 	}

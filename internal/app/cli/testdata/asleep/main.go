@@ -9,10 +9,11 @@
 //   - sleep, timer, pipe: main sleeps, waits on a time.After channel, or
 //     reads a pipe a child process writes to, for -for; then it says
 //     "probe serving" (or "probe gone") and exits 0: never a deadlock;
-//   - afterfunc: main waits on a channel that a time.AfterFunc closes after
-//     -for (every goroutine blocked, but a timer pending: lockwatch cannot
-//     tell, the runtime does not end it); then it collects garbage until
-//     its probe serves again, and says "probe back".
+//   - afterfunc: main waits on a channel that a time.AfterFunc closes once
+//     the probe has stood down, looked at every -for (every goroutine
+//     blocked, but a timer pending: lockwatch cannot tell, the runtime does
+//     not end it); then it collects garbage until its probe serves again,
+//     and says "probe back".
 package main
 
 import (
@@ -69,8 +70,19 @@ func main() {
 		}
 		cmd.Wait()
 	case "afterfunc":
+		// A timer that no goroutine waits on wakes the program once its
+		// probe has stood down (looked at every -for), however long that
+		// takes.
 		done := make(chan struct{})
-		time.AfterFunc(*wait, func() { close(done) })
+		var look func()
+		look = func() {
+			if serving(a) {
+				time.AfterFunc(*wait, look)
+				return
+			}
+			close(done)
+		}
+		time.AfterFunc(*wait, look)
 		<-done
 		for !serving(a) {
 			runtime.GC()
