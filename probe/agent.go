@@ -229,9 +229,9 @@ func (a *Agent) SocketPath() string { return a.sock }
 
 // Close stops everything the agent started (the socket, open connections,
 // the SIGUSR1 handler), waits for its goroutines, and closes the registry,
-// also after the agent stood down,
-// which marks this process as exited cleanly in the run. Locks still held
-// stay held. Close is idempotent; after it, Start starts a new agent.
+// which marks this process as exited cleanly in the run; the same after the
+// agent stood down. Locks still held stay held. Close is idempotent; after
+// it, Start starts a new agent.
 func (a *Agent) Close() error {
 	runningMu.Lock()
 	if running == a {

@@ -118,13 +118,15 @@ func SweepDropinFiles(dir string) (pids []int, removed int, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	someGone := false
 	for _, n := range names {
 		if pid, ok := DropinPID(n); ok {
 			pids = append(pids, pid)
+			someGone = someGone || gone(pid)
 		}
 	}
-	if len(pids) == 0 {
-		return nil, 0, nil
+	if !someGone {
+		return pids, 0, nil // the arena's records are not read at all
 	}
 	named := map[int]bool{}
 	a, err := OpenArena(rd, false, false)
