@@ -62,13 +62,20 @@ func gone(pid int) bool {
 }
 
 // sweepDropinFiles removes, of names (the run directory's), the drop-in
-// arena files of processes gone that named does not hold; it returns how
-// many it removed.
-func sweepDropinFiles(rd *RunDir, names []string, named map[int]bool) int {
+// arena files of processes gone whose pids named (called once, if one is
+// gone) does not hold; it returns how many it removed.
+func sweepDropinFiles(rd *RunDir, names []string, named func() map[int]bool) int {
 	removed := 0
+	var isNamed map[int]bool
 	for _, n := range names {
 		pid, ok := DropinPID(n)
-		if !ok || named[pid] || !gone(pid) {
+		if !ok || !gone(pid) {
+			continue
+		}
+		if isNamed == nil {
+			isNamed = named()
+		}
+		if isNamed[pid] {
 			continue
 		}
 		aside := ".sweep-" + n
@@ -140,7 +147,7 @@ func SweepDropinFiles(dir string) (pids []int, removed int, err error) {
 	case !errors.Is(err, ErrNotRun):
 		return pids, 0, err
 	}
-	return pids, sweepDropinFiles(rd, names, named), nil
+	return pids, sweepDropinFiles(rd, names, func() map[int]bool { return named }), nil
 }
 
 // names lists the run directory, at most maxSweepNames entries.

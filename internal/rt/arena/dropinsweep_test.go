@@ -43,7 +43,7 @@ func TestSweepDropinFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := sweepDropinFiles(rd, names, map[int]bool{namedPID: true}); n != 1 {
+	if n := sweepDropinFiles(rd, names, func() map[int]bool { return map[int]bool{namedPID: true} }); n != 1 {
 		t.Errorf("removed %d files; want 1", n)
 	}
 	left, err := rd.names()

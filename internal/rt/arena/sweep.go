@@ -81,7 +81,7 @@ func SweepProcessFiles(rd *RunDir, a *Arena) (removed int, err error) {
 			removed++
 		}
 	}
-	return removed + sweepDropinFiles(rd, names, a.namedPIDs()), nil
+	return removed + sweepDropinFiles(rd, names, a.namedPIDs), nil
 }
 
 // dropReferenced deletes from ids every process that the arena names: in
