@@ -30,7 +30,7 @@ func TestStandDownLetsGoEndADeadlock(t *testing.T) {
 	}
 	bin := filepath.Join(t.TempDir(), "blocked")
 	build := exec.Command("go", "build", "-o", bin, "./testdata/blocked")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

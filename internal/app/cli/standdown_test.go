@@ -28,7 +28,7 @@ var asleepBin = sync.OnceValues(func() (string, error) {
 	// Without cgo: Go's runtime never ends a cgo program for a deadlock
 	// (a -race build is one), with sync either.
 	cmd := exec.Command("go", "build", "-o", bin, "./testdata/asleep")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
@@ -124,7 +124,7 @@ func TestGoTestDeadlockUnderRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go test")
 	}
-	code, out, errOut := lockwatch(t, append([]string{"run", "--"}, bounded("env", "CGO_ENABLED=0", "go", "test", "-count=1", "-timeout=0", "./testdata/deadtest")...)...)
+	code, out, errOut := lockwatch(t, append([]string{"run", "--"}, bounded("env", "CGO_ENABLED=0", "GOFLAGS=", "go", "test", "-count=1", "-timeout=0", "./testdata/deadtest")...)...)
 	if code != 1 || !strings.Contains(out+errOut, goDeadlock) {
 		t.Fatalf("run go test: exit %d; want 1 (FAIL), with %q\n%s%s", code, goDeadlock, out, errOut)
 	}
