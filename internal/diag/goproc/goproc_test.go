@@ -553,3 +553,65 @@ func TestDeletedBinary(t *testing.T) {
 	defer p.Close()
 	checkLocks(t, settled(t, p))
 }
+
+// TestReadAgain: a second Read of a target whose goroutines stay parked
+// keeps them with one copy each (confirmed against the first Read's, so
+// it copies about half the bytes), and finds what the first found:
+// the same goroutines, states, frames, channels, waits and locks; the
+// goroutine that keeps waking (a 1 ms heartbeat) is read as it is now.
+func TestReadAgain(t *testing.T) {
+	tg := start(t, build(t, "default"), "-chans", "-n", "200", "-heartbeat", "1ms")
+	p, err := goproc.Attach(tg.cmd.Process.Pid, goproc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	first := settled(t, p)
+	before := p.Stats()
+	second := settled(t, p)
+	after := p.Stats()
+	if b1, b2 := before.Bytes, after.Bytes-before.Bytes; b2 > b1*6/10 {
+		t.Errorf("the second Read copied %d bytes, the first %d; want at most 60%%: one copy of what did not change", b2, b1)
+	}
+	type view struct {
+		State, Frames, Chans, Waits string
+	}
+	parked := func(img *goproc.Image) map[int64]view {
+		out := map[int64]view{}
+		for _, g := range img.Goroutines {
+			if g.Status != goproc.StateWaiting || g.WaitReason == "sleep" && g.Calls("main.heartbeat.func1") {
+				continue
+			}
+			var fs []string
+			for _, f := range g.Frames {
+				fs = append(fs, fmt.Sprintf("%s:%d", f.Func, f.Line))
+			}
+			v := view{State: g.WaitReason, Frames: strings.Join(fs, " "), Chans: fmt.Sprint(g.Chans)}
+			if g.Waits != nil {
+				v.Waits = fmt.Sprintf("%+v", *g.Waits)
+			}
+			out[g.ID] = v
+		}
+		return out
+	}
+	a, b := parked(first), parked(second)
+	if len(a) < 200 {
+		t.Fatalf("%d parked goroutines in the first read; want the target's 200 idle ones at least", len(a))
+	}
+	for id, va := range a {
+		if vb, ok := b[id]; !ok || va != vb {
+			t.Errorf("goroutine %d: first read %+v; second %+v", id, va, vb)
+		}
+	}
+	lockView := func(img *goproc.Image) string {
+		var s []string
+		for _, l := range img.Locks {
+			s = append(s, fmt.Sprintf("%#x %s %s %+v %+v", l.Addr, l.Kind, l.State, l.Waiters, l.Holders))
+		}
+		return strings.Join(s, "\n")
+	}
+	if la, lb := lockView(first), lockView(second); la != lb {
+		t.Errorf("locks of the first read:\n%s\nof the second:\n%s", la, lb)
+	}
+	checkLocks(t, second)
+}
