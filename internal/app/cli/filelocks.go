@@ -45,6 +45,9 @@ func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err err
 	if err != nil {
 		return false, nil // resolve says why
 	}
+	if notInFileLock(pid) {
+		return false, nil // its /proc files prove it: no need of the lock table (filelockfree.go)
+	}
 	src := filelocksrc.New(pid)
 	involved, err := src.Involved(ctx)
 	if err != nil {
