@@ -178,7 +178,9 @@ func layoutDWARF(f *elf.File) (Layout, error) {
 		return d, nil
 	}
 	rd := info.Open()
-	var buf []byte         // grown as it is read: the size its header claims is not trusted
+	// As large as its header says (bounded above): memory not written to
+	// is not used, and a shorter section ends the read.
+	buf := make([]byte, 0, info.Size)
 	var tried dwarf.Offset // the last runtime unit searched
 	const steps = 8
 	for step := uint64(1); step <= steps; step++ {
