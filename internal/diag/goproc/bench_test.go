@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/goproc"
+	"golang.org/x/sys/unix"
 )
 
 // heartbeatTarget is the target with n idle goroutines more and a 1 ms
@@ -221,4 +224,115 @@ func vmHWM(pid int) (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// BenchmarkGapWindows tells whether a read keeps the target from running
+// for 5 ms, beyond the machine's own scheduling noise: the target (10,000
+// idle goroutines and a 1 ms heartbeat) runs on CPU 1 and the reader on
+// CPU 0, so the reader does not compete for the target's processor, and
+// the heartbeat's longest gap is taken over three kinds of window, in
+// turn (read and idle each first every other time), each as long as the
+// read:
+//
+//   - read: 'lockwatch attach -o json PID' (LOCKWATCH_BIN), or one
+//     goproc Attach and Read when it is not set;
+//   - idle: no reader (the machine's noise);
+//   - stop: SIGSTOP, 6 ms, SIGCONT: the control, a stop just over the
+//     bound (the heartbeat sees it less up to a period), which the measure
+//     must see in every window.
+//
+// Metrics per kind: the share of windows with a gap of 5 ms or more, the
+// median, 90th percentile and largest gap. A reader that stopped the
+// target for 5 ms or more at each read would have such a gap in every
+// window, as the control does; one that does not has the idle windows'
+// share.
+func BenchmarkGapWindows(b *testing.B) {
+	if runtime.NumCPU() < 2 {
+		b.Skip("needs 2 CPUs: the target on one, the reader on the other")
+	}
+	if err := pin(os.Getpid(), 0); err != nil {
+		b.Skip("cannot set CPU affinity: ", err)
+	}
+	tg := startHeartbeat(b, 10_000)
+	pid := tg.cmd.Process.Pid
+	if err := pin(pid, 1); err != nil {
+		b.Fatal(err)
+	}
+	lw := os.Getenv("LOCKWATCH_BIN")
+	read := func() {
+		if lw != "" {
+			cmd := exec.Command(lw, "attach", "-o", "json", strconv.Itoa(pid))
+			if out, _ := cmd.Output(); len(out) == 0 {
+				b.Fatal("lockwatch attach said nothing")
+			}
+			return
+		}
+		p, err := goproc.Attach(pid, goproc.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Read(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		p.Close()
+	}
+	const bound = 5 * time.Millisecond
+	gaps := map[string][]time.Duration{}
+	window := func(kind string, f func()) time.Duration {
+		tg.worstGap(b) // reset
+		start := time.Now()
+		f()
+		gaps[kind] = append(gaps[kind], tg.worstGap(b))
+		return time.Since(start)
+	}
+	d := window("read", read) // a first read: how long one takes
+	for i := 0; b.Loop(); i++ {
+		// read and idle in turn, each first every other time.
+		if i%2 == 0 {
+			d = window("read", read)
+			window("idle", func() { time.Sleep(d) })
+		} else {
+			window("idle", func() { time.Sleep(d) })
+			d = window("read", read)
+		}
+		window("stop", func() {
+			const stop = bound + time.Millisecond
+			tg.cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(stop)
+			tg.cmd.Process.Signal(syscall.SIGCONT)
+			time.Sleep(max(0, d-stop))
+		})
+	}
+	for _, kind := range []string{"read", "idle", "stop"} {
+		g := slices.Clone(gaps[kind])
+		slices.Sort(g)
+		over := 0
+		for _, x := range g {
+			if x >= bound {
+				over++
+			}
+		}
+		b.ReportMetric(100*float64(over)/float64(len(g)), kind+"-windows-over-5ms-%")
+		b.ReportMetric(float64(g[len(g)/2].Microseconds())/1000, kind+"-median-gap-ms")
+		b.ReportMetric(float64(g[len(g)*9/10].Microseconds())/1000, kind+"-p90-gap-ms")
+		b.ReportMetric(float64(g[len(g)-1].Microseconds())/1000, kind+"-max-gap-ms")
+	}
+}
+
+// pin sets the CPU affinity of every thread of process pid to cpu (the
+// threads it starts later inherit it).
+func pin(pid, cpu int) error {
+	tids, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	for _, t := range tids {
+		tid, _ := strconv.Atoi(t.Name())
+		if err := unix.SchedSetaffinity(tid, &set); err != nil {
+			return err
+		}
+	}
+	return nil
 }
