@@ -38,15 +38,15 @@ func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err err
 	if _, err := os.Lstat(arg); err == nil {
 		return false, nil // a directory named by digits
 	}
+	if notInFileLock(pid) {
+		return false, nil // its /proc files prove it: no need of the lock table (filelockfree.go)
+	}
 	if _, err := resolve(arg); err == nil {
 		return false, nil // a process of a run: the run's report
 	}
 	st, err := proc.ReadStat(pid)
 	if err != nil {
 		return false, nil // resolve says why
-	}
-	if notInFileLock(pid) {
-		return false, nil // its /proc files prove it: no need of the lock table (filelockfree.go)
 	}
 	src := filelocksrc.New(pid)
 	involved, err := src.Involved(ctx)
