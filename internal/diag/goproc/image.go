@@ -17,6 +17,8 @@ type Image struct {
 	GoVersion string
 	Taken     time.Time
 	// Goroutines are the target's goroutines (not the dead ones), by id.
+	// Not to be modified: the next Read of the same Process keeps those
+	// that did not change from here.
 	Goroutines []Goroutine
 	// Locks are the sync objects some goroutine waits for, by address.
 	Locks []Lock
