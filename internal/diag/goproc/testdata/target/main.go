@@ -27,7 +27,7 @@
 //
 // It prints "ready" on stdout once the runtime's own traceback shows every
 // goroutine it set up parked where it should be, main's in its sleep (the
-// goroutine that checks and prints ends right after).
+// goroutine that checks and prints then parks for good, in main.announce).
 package main
 
 import (
@@ -194,7 +194,8 @@ type parked struct {
 // announce prints "ready" once the runtime's own traceback shows every
 // goroutine main set up parked where it should be, main's own in its
 // sleep: from then on none of them runs, so a reader sees each where a
-// later traceback (SIGQUIT) does. announce itself ends right after.
+// later traceback (SIGQUIT) does. announce itself parks for good right
+// after: a reader may see it on its way there.
 func announce(n int, chans bool) {
 	want := []parked{
 		{"main.main()", "[sleep", 1},
@@ -237,6 +238,7 @@ func announce(n int, chans bool) {
 		time.Sleep(time.Millisecond)
 	}
 	fmt.Println("ready")
+	<-make(chan struct{}) // parked for good (tests leave it out: it was running when it said ready)
 }
 
 // rwWriterWaiting reports whether a writer has announced itself on rw: a
