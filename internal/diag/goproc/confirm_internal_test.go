@@ -1,6 +1,7 @@
 package goproc
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -113,5 +114,29 @@ func TestConfirmRules(t *testing.T) {
 	}
 	if c := img.Goroutines[1].Chans; !slices.Equal(c, []uint64{0xc0020}) {
 		t.Errorf("channels %#x; want 0xc0020", c)
+	}
+}
+
+// TestSortByID: goroutines moved in place along the permutation's cycles
+// come out by id, each whole, none lost or doubled.
+func TestSortByID(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 7, 1000} {
+		img := &Image{}
+		for i := range n {
+			id := int64((i*7919 + 13) % (n + 1)) // a permutation's worth of disorder
+			img.Goroutines = append(img.Goroutines, Goroutine{ID: id, addr: uint64(id) * 16, StackNote: fmt.Sprint(id)})
+		}
+		sortByID(img)
+		for k, g := range img.Goroutines {
+			if k > 0 && img.Goroutines[k-1].ID >= g.ID {
+				t.Fatalf("n=%d: ids %d then %d at %d", n, img.Goroutines[k-1].ID, g.ID, k)
+			}
+			if g.addr != uint64(g.ID)*16 || g.StackNote != fmt.Sprint(g.ID) {
+				t.Fatalf("n=%d: goroutine %d torn: %+v", n, g.ID, g)
+			}
+		}
+		if len(img.Goroutines) != n {
+			t.Fatalf("n=%d: %d goroutines after", n, len(img.Goroutines))
+		}
 	}
 }
