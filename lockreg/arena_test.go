@@ -2,11 +2,13 @@ package lockreg
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -47,6 +49,7 @@ func TestBadArenas(t *testing.T) {
 	binary.NativeEndian.PutUint32(otherVersion[8:], 99)
 	version3 := bytes.Clone(good) // main's format before the per-lock rings: its header is version 3
 	binary.NativeEndian.PutUint32(version3[8:], 3)
+	version4 := readGz(t, "testdata/arena-v4.gz") // an arena written by lockreg before fencing tokens
 	badTable := bytes.Clone(good)
 	binary.NativeEndian.PutUint32(badTable[40:], 1<<30) // maxLocks
 	tests := []struct {
@@ -60,8 +63,9 @@ func TestBadArenas(t *testing.T) {
 		{"truncated", writeArena(good[:len(good)/2]), arena.ErrCorrupt, "truncated"},
 		{"shorter than a header", writeArena(good[:100]), arena.ErrCorrupt, "shorter than a header"},
 		{"random bytes", writeArena(junk), arena.ErrCorrupt, "bad magic"},
-		{"other version", writeArena(otherVersion), arena.ErrVersion, "format version 99"},
-		{"older version", writeArena(version3), arena.ErrVersion, "format version 3; this build reads version 4"},
+		{"newer version", writeArena(otherVersion), arena.ErrVersion, "format version 99, written by a newer lockreg; this build reads and writes version 5 only"},
+		{"older version", writeArena(version3), arena.ErrVersion, "format version 3, written by an older lockreg; this build reads and writes version 5 only"},
+		{"version 4 arena", writeArena(version4), arena.ErrVersion, "format version 4, written by an older lockreg; this build reads and writes version 5 only"},
 		{"bad section table", writeArena(badTable), arena.ErrCorrupt, "impossible capacities"},
 		{"dir symlink", func(t *testing.T, dir string) string {
 			writeArena(good)(t, dir)
@@ -139,6 +143,24 @@ func TestBadArenas(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readGz returns the gunzipped contents of a test file.
+func readGz(t *testing.T, name string) []byte {
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func writeArena(b []byte) func(t *testing.T, dir string) string {
