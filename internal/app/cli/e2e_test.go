@@ -97,6 +97,7 @@ func TestRunDemoHang(t *testing.T) {
 	r := readReport(t, rb)
 	t.Cleanup(func() { os.RemoveAll(r.Run) }) // kept by run: it has findings
 	checkDeadHolder(t, r)
+	checkTokens(t, r) // token_test.go
 	// --on-deadlock=kill ended every process of the run.
 	for _, p := range r.Processes {
 		if st, _ := proc.Check(proc.Identity{PID: p.PID, Start: p.Start}); st == proc.Alive {
