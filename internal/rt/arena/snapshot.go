@@ -307,6 +307,10 @@ func (a *Arena) guarded(f func()) (err error) {
 // drops them from its resident set (arena.release).
 const releaseEvery = 8 << 20
 
+// lockStep is how many lock records make up about releaseEvery bytes (192
+// does not divide it).
+const lockStep = releaseEvery / lockSize
+
 // keeper keeps at most max items, preferring those marked first-class:
 // second-class ones make room for first-class ones that come later.
 type keeper[T any] struct {
@@ -379,8 +383,8 @@ func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	var locks keeper[Lock]
 	locks.max = o.Locks
 	for i := uint32(0); i < n; i++ {
-		if i%(releaseEvery/lockSize) == 0 && i > 0 {
-			a.release(a.G.locksOff+uint64(i)*lockSize-releaseEvery, a.G.locksOff+uint64(i)*lockSize)
+		if i%lockStep == 0 && i > 0 {
+			a.release(a.G.locksOff+uint64(i-lockStep)*lockSize, a.G.locksOff+uint64(i)*lockSize)
 		}
 		l := a.Lock(i)
 		if l.State.Load() != 1 {
