@@ -2,13 +2,11 @@ package lockreg
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -17,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lockwatch/lockwatch/internal/app/forge"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
 
 	"github.com/lockwatch/lockwatch/internal/rt/record"
@@ -49,7 +48,7 @@ func TestBadArenas(t *testing.T) {
 	binary.NativeEndian.PutUint32(otherVersion[8:], 99)
 	version3 := bytes.Clone(good) // main's format before the per-lock rings: its header is version 3
 	binary.NativeEndian.PutUint32(version3[8:], 3)
-	version4 := readGz(t, "testdata/arena-v4.gz") // an arena written by lockreg before fencing tokens
+	version4 := forge.ArenaV4() // an arena written by lockreg before fencing tokens
 	badTable := bytes.Clone(good)
 	binary.NativeEndian.PutUint32(badTable[40:], 1<<30) // maxLocks
 	tests := []struct {
@@ -143,24 +142,6 @@ func TestBadArenas(t *testing.T) {
 			}
 		})
 	}
-}
-
-// readGz returns the gunzipped contents of a test file.
-func readGz(t *testing.T, name string) []byte {
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(z)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func writeArena(b []byte) func(t *testing.T, dir string) string {
