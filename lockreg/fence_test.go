@@ -345,3 +345,61 @@ func TestTokensAfterRunRemoved(t *testing.T) {
 	}
 	stale.expect("released")
 }
+
+// TestIsCurrentWindows: the instants in which the counter still holds a
+// hold's token although that hold has ended: another process's CAS before
+// its increment, after a release or after a death. A check of the counter
+// alone would call the old token current there; IsCurrent, which pairs the
+// token with the holder record's pid and the word's, does not.
+func TestIsCurrentWindows(t *testing.T) {
+	r := openT(t, runDir(t), Options{})
+	m, err := r.Mutex("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const other = 4242 // a pid in the word: what another process's CAS writes
+	if err := m.Lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tok := m.Token()
+	if !m.IsCurrent(tok) {
+		t.Fatal("own hold not current")
+	}
+	if err := m.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	// Released, then another process's CAS: the counter is still tok.
+	m.s.Word.Store(other)
+	if got := int64(m.s.Holder.Token.Load()); got != tok || m.IsCurrent(tok) {
+		t.Errorf("after a release and another's CAS: counter %d, IsCurrent(%d) %v; want the counter unchanged and false", got, tok, m.IsCurrent(tok))
+	}
+	// Or this process's own next CAS, before its record: the word names
+	// the old hold's pid again.
+	m.s.Word.Store(r.pid)
+	if m.IsCurrent(tok) {
+		t.Errorf("after a release and this process's next CAS: IsCurrent(%d) true", tok)
+	}
+	m.s.Word.Store(0)
+
+	if err := m.Lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tok = m.Token()
+	// The holder "died": the kernel's mark, then a Recover waiter's CAS
+	// before it writes its record and token.
+	m.s.Word.Store(arena.OwnerDiedBit)
+	if m.IsCurrent(tok) {
+		t.Error("a dead holder's hold is current")
+	}
+	m.s.Word.Store(other)
+	if m.IsCurrent(tok) {
+		t.Error("a dead holder's hold is current after a recoverer's CAS")
+	}
+	m.s.Word.Store(r.pid)
+	if !m.IsCurrent(tok) {
+		t.Error("the hold is not current once the word names its holder again")
+	}
+	if err := m.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
