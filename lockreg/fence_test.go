@@ -403,3 +403,31 @@ func TestIsCurrentWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNoRecordRecovererKilled: a recording holder is SIGKILLed, a NoRecord
+// Recover waiter takes the lock over (and writes no record of its own), and
+// is SIGKILLed in turn, holding it: the lock's dead holder is not the
+// first one, whose record would still name it, but an unnamed process; the
+// recoverer's token goes on from the first holder's.
+func TestNoRecordRecovererKilled(t *testing.T) {
+	dir := runDir(t)
+	first := startRole(t, true, "tokenhold", dir, "-", "1")
+	tok := field(t, first.expect("held"), 1)
+	rec := startRoleEnv(t, true, "tokenwait", dir, []string{"LOCKREG_TEST_NORECORD=1"}, "recover")
+	rec.expect("waiting")
+	waitForWaiter(t, dir, rec.pid())
+	first.kill()
+	line := rec.expect("acquired")
+	if field(t, line, 1) != tok+1 || !strings.HasSuffix(line, "true false") {
+		t.Fatalf("NoRecord recoverer: %q; want token %d, ErrOwnerDead, not current (no record)", line, tok+1)
+	}
+	rec.kill() // the kernel marks the word: robust lists in both children
+	s, err := arena.ReadSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := s.Locks[0]
+	if !l.OwnerDied || l.Holder != nil || l.Token != uint64(tok+1) {
+		t.Errorf("lock %+v (holder %+v); want OWNER_DIED, no holder record (the first holder's would name the wrong process), counter %d", l, l.Holder, tok+1)
+	}
+}

@@ -188,13 +188,20 @@ func (m *Mutex) Unlock() error {
 
 // acquired writes the holder record and the event. Called holding the lock.
 // Under NoRecord no holder record is written, not even on recovery: Unlock
-// would not clear it, and a stale record would name the wrong holder.
+// would not clear it, and a stale record would name the wrong holder; a
+// recovery clears the dead holder's record instead.
 func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind arena.EventKind) {
 	r := m.r
 	if kind == arena.EventRecovered {
 		m.s.Noted.Store(0) // the next death is news again
 	}
 	if r.opts.NoRecord {
+		if kind == arena.EventRecovered {
+			// The dead holder's record would go on naming it as the
+			// holder, with this hold's token, and, if this process
+			// died too, as the dead holder: clear it.
+			m.s.Holder.Clear()
+		}
 		token := m.s.Holder.NextToken()
 		if kind != arena.EventAcquire {
 			r.record(kind, m.idx, goid, stack, t, token)
@@ -429,8 +436,8 @@ func (m *Mutex) checkHolder(v uint32) bool {
 func (m *Mutex) noteDeath() {
 	if m.s.Noted.CompareAndSwap(0, 1) {
 		h, ok := m.s.Holder.Read(arena.ReadTries)
-		if !ok {
-			h = arena.HolderCopy{}
+		if !ok || h.Pid == 0 {
+			h = arena.HolderCopy{} // no record names the dead holder: neither its pid nor its token is known
 		}
 		m.r.recordAs(arena.EventOwnerDied, m.idx, h.Pid, h.Start, int64(h.Goid), h.Stack, nanotime(), h.Token)
 	}
