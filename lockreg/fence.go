@@ -95,9 +95,10 @@ func (m *Mutex) IsCurrent(token int64) bool {
 // still admitted after it.
 //
 // High must survive with the resource's state (store it with the data, and
-// set it again when the resource restarts): tokens only increase, so a
-// fresh Fence admits anything. A Fence is not safe for concurrent use: call
-// Admit under the same lock or in the same goroutine that applies the writes.
+// set it again when the resource restarts): a Fence with High 0 has
+// forgotten every token it admitted, and the highest-token rule then refuses
+// nothing. A Fence is not safe for concurrent use: call Admit under the same
+// lock or in the same goroutine that applies the writes.
 type Fence struct {
 	// Mutex, if set, is the lock whose tokens the resource takes, opened in
 	// the resource's own registry of the run: Admit then also requires the
