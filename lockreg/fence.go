@@ -102,7 +102,8 @@ func (m *Mutex) IsCurrent(token int64) bool {
 type Fence struct {
 	// Mutex, if set, is the lock whose tokens the resource takes, opened in
 	// the resource's own registry of the run: Admit then also requires the
-	// token's hold to be current.
+	// token's hold to be current, which only holders that record (not
+	// Options.NoRecord) can show: a NoRecord holder's writes are refused.
 	Mutex *Mutex
 	// High is the highest token admitted; 0 before the first.
 	High int64
