@@ -485,3 +485,44 @@ func TestRunReadsNoFileLocks(t *testing.T) {
 		}
 	}
 }
+
+// A report on a waiter leaves out the locks of the other processes that
+// nobody waits for (they take part in no finding), and says how many; a
+// report on their holder lists them.
+func TestAttachLeavesUnwaitedLocks(t *testing.T) {
+	dir := t.TempDir()
+	a, b, c := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+	h, w := newLocker(t), newLocker(t)
+	h.do("open a " + a)
+	h.do("open b " + b)
+	h.do("open c " + c)
+	h.do("flock a ex")
+	h.do("flock b ex")
+	h.do("posix c w 0 1")
+	w.do("open a " + a)
+	w.ask("flock a ex")
+	awaitFileWaiters(t, a, 1)
+
+	_, r, _ := attachFilesJSON(t, "--stuck-after=1ms", strconv.Itoa(w.pid()))
+	var names []string
+	for _, l := range r.Locks {
+		names = append(names, l.Name)
+	}
+	if !slices.Equal(names, []string{a}) {
+		t.Errorf("locks %q; want only %q, the one pid %d waits for", names, a, w.pid())
+	}
+	want := fmt.Sprintf("2 file locks of the other processes here are not shown: nobody waits for them, so they take part in no finding (2 of pid %d;", h.pid())
+	if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.HasPrefix(n, want) }) {
+		t.Errorf("notes %q; want one starting %q", r.Notes, want)
+	}
+
+	_, r, _ = attachFilesJSON(t, "--stuck-after=1ms", strconv.Itoa(h.pid()))
+	names = names[:0]
+	for _, l := range r.Locks {
+		names = append(names, l.Name)
+	}
+	slices.Sort(names)
+	if want := []string{a, b, c + " [0-0]"}; !slices.Equal(names, want) {
+		t.Errorf("attach of the holder: locks %q; want %q", names, want)
+	}
+}

@@ -54,9 +54,9 @@ type fdRef struct {
 // descriptor's file, and what tells whether the table is still the same
 // at the next read.
 type fdTable struct {
-	start uint64            // the process's start time: with the pid, its identity
-	fds   []int             // its descriptors, in the kernel's order
-	files map[int][2]uint64 // fd -> st_dev, st_ino
+	start uint64      // the process's start time: with the pid, its identity
+	fds   []int       // its descriptors, in the kernel's order
+	files [][2]uint64 // fds[i]'s st_dev and st_ino; {0, 0} if it could not be stat'ed
 }
 
 // fdsOn lists the descriptors of pid open on one of the inodes: the
@@ -108,16 +108,18 @@ func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable
 				}
 			}
 		}
-		t.files = make(map[int][2]uint64, len(t.fds))
-		for _, fd := range t.fds {
-			if err := unix.Fstatat(dir, strconv.Itoa(fd), &st, 0); err == nil {
-				t.files[fd] = [2]uint64{st.Dev, st.Ino}
+		t.files = make([][2]uint64, len(t.fds))
+		var name []byte
+		for i, fd := range t.fds {
+			name = strconv.AppendInt(name[:0], int64(fd), 10)
+			if err := unix.Fstatat(dir, string(name), &st, 0); err == nil {
+				t.files[i] = [2]uint64{st.Dev, st.Ino}
 			} // else closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
 		}
 	}
 	var out []fdRef
-	for _, fd := range t.fds {
-		if f, ok := t.files[fd]; ok && inodes[f[1]] {
+	for i, fd := range t.fds {
+		if f := t.files[i]; f != [2]uint64{} && inodes[f[1]] {
 			out = append(out, fdRef{pid: pid, fd: fd, dev: f[0], ino: f[1]})
 		}
 	}
