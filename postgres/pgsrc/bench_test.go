@@ -167,6 +167,14 @@ func benchAttach(b *testing.B, conn *pgx.Conn, minRows int) {
 			}
 		}
 	})
+	b.Run("part=serverlog", func(b *testing.B) {
+		// Looking for the server's log and reading its tail: what attach
+		// does after the lock graph.
+		defer cpu(b, backend)()
+		for b.Loop() {
+			src.ServerLog(ctx, "")
+		}
+	})
 	b.Run("attach=pgsrc", func(b *testing.B) {
 		// What lockwatch-pg attach does: the report (two reads of the lock
 		// graph), PostgreSQL's words, its log looked for, the table.

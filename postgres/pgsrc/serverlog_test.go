@@ -77,14 +77,14 @@ func FuzzParseLog(f *testing.F) {
 func FuzzAnswer(f *testing.F) {
 	for _, s := range []string{
 		`{"now":"2026-12-07T15:09:25.215Z","self":1,"port":"5432","user":"u","stats":true,"deadlock_timeout":"1s","all_locks":3,
-		  "sessions":[{"pid":10,"db":"app","app":"migrate","addr":"127.0.0.1","port":5000,"state":"idle in transaction","xact":"2026-12-07T15:09:12Z","change":"2026-12-07T15:09:12Z"},
-		              {"pid":11,"db":"app","state":"active","wait_type":"Lock","blockers":[10]}],
+		  "sessions":[[10,null,"app",null,"migrate","127.0.0.1",5000,null,"2026-12-07T15:09:12Z",null,"2026-12-07T15:09:12Z","idle in transaction"],
+		              [11,null,"app",null,null,null,null,null,null,null,null,"active","Lock",null,null,null,[10]]],
 		  "locks":[{"type":"advisory","db":"app","dboid":5,"classid":0,"objid":42,"objsubid":1,"pid":10,"mode":"ExclusiveLock","granted":true},
 		           {"type":"advisory","db":"app","dboid":5,"classid":0,"objid":42,"objsubid":1,"pid":11,"mode":"ExclusiveLock","granted":false,"waitstart":"2026-12-07T15:09:13Z"},
 		           {"type":"relation","db":"app","rel":"jobs","pid":11,"mode":"RowExclusiveLock","granted":true},
 		           {"type":"transactionid","xid":"742","vxact":"-1/742","mode":"ExclusiveLock","granted":true}],
-		  "advisory":[[10,5,0,7,1,0]],"databases":{"5":"app"},"deadlocks":[{"db":"app","n":2}]}`,
-		`{"sessions":[{"pid":1,"query":"<insufficient privilege>"}],"locks":[{"type":"tuple","pid":1,"mode":"Nonsense","granted":false}]}`,
+		  "advisory":[[10,5,0,1,0,"7 8 x 9"]],"databases":{"5":"app"},"deadlocks":[{"db":"app","n":2}]}`,
+		`{"sessions":[[1,null,null,null,null,null,null,null,null,null,null,null,null,null,null,"<insufficient privilege>"]],"locks":[{"type":"tuple","pid":1,"mode":"Nonsense","granted":false}]}`,
 		`{"locks":[{"type":"advisory","objsubid":2,"classid":-1,"objid":4294967295,"granted":false}]}`,
 	} {
 		f.Add([]byte(s))
