@@ -540,7 +540,7 @@ func (s *Source) clients(rd *read, pids map[int]bool) {
 		if se == nil || se.hidden || se.Port == nil {
 			continue
 		}
-		c := clientproc.Conn{ServerPort: rd.server, Server: s.ServerAddr}
+		c := clientproc.Conn{ServerPort: rd.server, Server: s.ServerAddr, Backend: se.PID}
 		switch {
 		case se.Addr != nil:
 			a, err := netip.ParseAddr(*se.Addr)
@@ -549,7 +549,6 @@ func (s *Source) clients(rd *read, pids map[int]bool) {
 			}
 			c.Addr, c.Port = a, *se.Port
 		case *se.Port == -1:
-			c.Backend = se.PID
 		default:
 			continue
 		}

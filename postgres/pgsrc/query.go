@@ -65,7 +65,7 @@ SELECT json_build_object(
     FROM (SELECT pid, database, classid, objsubid, (mode = 'ShareLock')::int AS shared, string_agg(objid::text, ' ') AS objids
       FROM (SELECT * FROM l WHERE locktype = 'advisory' AND granted AND (database, classid, objid, objsubid) NOT IN
         (SELECT database, classid, objid, objsubid FROM awaited WHERE advisory) LIMIT %d) i
-      GROUP BY pid, database, classid, objsubid, mode) g),
+      GROUP BY pid, database, classid, objsubid, shared) g),
   'locks', (SELECT coalesce(json_agg(json_build_object(
       'type', k.locktype, 'db', d.datname, 'dboid', k.database::bigint,
       'rel', CASE WHEN k.relation IS NULL THEN NULL
