@@ -526,3 +526,37 @@ func TestAttachLeavesUnwaitedLocks(t *testing.T) {
 		t.Errorf("attach of the holder: locks %q; want %q", names, want)
 	}
 }
+
+// Two processes share a flock (LOCK_SH) and a third, h, waits to take it
+// alone, while it holds a flock that w waits for: the kernel lists h's
+// request under one of the two shared locks only, and a report on w names
+// both holders of the lock h waits for.
+func TestAttachFlockReaders(t *testing.T) {
+	dir := t.TempDir()
+	x, y := filepath.Join(dir, "x.lock"), filepath.Join(dir, "y.lock")
+	p, q, h, w := newLocker(t), newLocker(t), newLocker(t), newLocker(t)
+	for _, l := range []*locker{p, q, h} {
+		l.do("open x " + x)
+	}
+	h.do("open y " + y)
+	w.do("open y " + y)
+	p.do("flock x sh")
+	q.do("flock x sh")
+	h.do("flock y ex")
+	h.ask("flock x ex")
+	w.ask("flock y ex")
+	awaitFileWaiters(t, x, 1)
+	awaitFileWaiters(t, y, 1)
+
+	_, r, _ := attachFilesJSON(t, "--stuck-after=1ms", strconv.Itoa(w.pid()))
+	for _, l := range r.Locks {
+		if l.Name != x {
+			continue
+		}
+		if got, want := pidsOf(l.Holders), pidsOf2(p, q); !slices.Equal(got, want) {
+			t.Errorf("holders of %s: %v; want both readers %v", x, got, want)
+		}
+		return
+	}
+	t.Errorf("locks %+v; want %s among them, which pid %d waits for", r.Locks, x, h.pid())
+}

@@ -46,8 +46,10 @@ var ErrTooLarge = errors.New("filelocksrc: the lock table is larger than the lim
 // keep one Source for a series of reads; it is safe for concurrent use.
 type Source struct {
 	// PID, when not 0, limits the snapshot to the locks that process holds
-	// or waits for and, from them, every lock of the processes on the other
-	// side, until no new process is met: its whole knot of file locks.
+	// or waits for and, from them, the locks of the processes on the other
+	// side that they wait for or that someone waits for, until no new
+	// process is met: its knot of file locks (see scope). The others'
+	// locks that nobody waits for are counted in a note.
 	PID int
 	// Proc is where procfs is mounted; "" is /proc.
 	Proc string
@@ -626,12 +628,15 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 type blockIndex struct {
 	byPID map[int][]int    // owner or waiter pid -> blocks
 	byIno map[uint64][]int // inode -> blocks
+	byID  map[lockID][]int // the model's lock -> its blocks (one per holder of a shared lock)
 }
 
 func indexBlocks(blocks []block) blockIndex {
-	x := blockIndex{byPID: map[int][]int{}, byIno: map[uint64][]int{}}
+	x := blockIndex{byPID: map[int][]int{}, byIno: map[uint64][]int{}, byID: map[lockID][]int{}}
 	for i := range blocks {
 		b := &blocks[i]
+		id := idOf(&b.root)
+		x.byID[id] = append(x.byID[id], i)
 		if b.root.PID > 0 {
 			x.byPID[b.root.PID] = append(x.byPID[b.root.PID], i)
 		}
@@ -657,15 +662,17 @@ type knotScope struct {
 // owner /proc/locks names or through a descriptor on the file of a flock
 // or OFD lock, or waits for); then, of each process met there, the locks
 // it waits for and those it holds that someone waits for, until no new
-// process is met. A lock nobody waits for takes part in no finding (a file
-// lock dies with its holder), so another process's is left out and
+// process is met, with every holder of each lock kept (readers). A lock
+// nobody waits for takes part in no finding (a file lock dies with its
+// holder), so another process's is left out and
 // counted, by the pid /proc/locks names: a holder of 10,000 locks costs a
 // report on one of its waiters nothing more.
 func (r *reader) scope(blocks []block, x blockIndex, pid int) knotScope {
 	kept := make([]bool, len(blocks))
 	met := map[int]bool{pid: true}
 	queue := []int{pid}
-	keep := func(i int) {
+	var keep func(i int)
+	keep = func(i int) {
 		if kept[i] {
 			return
 		}
@@ -676,6 +683,11 @@ func (r *reader) scope(blocks []block, x blockIndex, pid int) knotScope {
 				queue = append(queue, p)
 			}
 		})
+		// The same lock held by others too (readers: the kernel lists
+		// each holder's lock apart, and a request under one of them).
+		for _, j := range x.byID[idOf(&blocks[i].root)] {
+			keep(j)
+		}
 	}
 	for len(queue) > 0 {
 		p := queue[0]
