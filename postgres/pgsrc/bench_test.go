@@ -167,6 +167,19 @@ func benchAttach(b *testing.B, conn *pgx.Conn, minRows int) {
 			}
 		}
 	})
+	b.Run("part=connect", func(b *testing.B) {
+		// Connecting and closing, as lockwatch-pg does once per report
+		// (the test server trusts its clients and has no TLS: a server
+		// with SCRAM and TLS costs their handshakes more).
+		url := conn.Config().ConnString()
+		for b.Loop() {
+			c, err := pgx.Connect(ctx, url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close(ctx)
+		}
+	})
 	b.Run("part=serverlog", func(b *testing.B) {
 		// Looking for the server's log and reading its tail: what attach
 		// does after the lock graph.
