@@ -51,7 +51,6 @@ SELECT json_build_object(
   'user', current_user,
   'stats', pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
   'deadlock_timeout', current_setting('deadlock_timeout'),
-  'all_locks', (SELECT count(*) FROM l),
   'deadlocks', (SELECT coalesce(json_agg(json_build_object('db', datname, 'n', deadlocks)), '[]') FROM pg_stat_database WHERE deadlocks > 0),
   'sessions', (SELECT coalesce(json_agg(json_build_array(
       a.pid, a.leader_pid, a.datname, a.usename, a.application_name,
@@ -85,7 +84,6 @@ type answer struct {
 	User            string      `json:"user"`
 	Stats           bool        `json:"stats"`
 	DeadlockTimeout string      `json:"deadlock_timeout"`
-	AllLocks        int64       `json:"all_locks"`
 	Deadlocks       []deadlocks `json:"deadlocks"`
 	Sessions        []session   `json:"sessions"`
 	Locks           []lockRow   `json:"locks"`

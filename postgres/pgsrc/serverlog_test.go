@@ -140,7 +140,7 @@ func FuzzParseLog(f *testing.F) {
 // model is a postgres lock with a name and a holder or a waiter.
 func FuzzAnswer(f *testing.F) {
 	for _, s := range []string{
-		`{"now":"2026-12-07T15:09:25.215Z","self":1,"port":"5432","user":"u","stats":true,"deadlock_timeout":"1s","all_locks":3,
+		`{"now":"2026-12-07T15:09:25.215Z","self":1,"port":"5432","user":"u","stats":true,"deadlock_timeout":"1s",
 		  "sessions":[[10,null,"app",null,"migrate","127.0.0.1",5000,null,"2026-12-07T15:09:12Z",null,"2026-12-07T15:09:12Z","idle in transaction"],
 		              [11,null,"app",null,null,null,null,null,null,null,null,"active","Lock",null,null,null,[10]]],
 		  "locks":[{"type":"advisory","db":"app","dboid":5,"classid":0,"objid":42,"objsubid":1,"pid":10,"mode":"ExclusiveLock","granted":true},
