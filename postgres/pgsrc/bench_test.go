@@ -53,17 +53,17 @@ func BenchmarkAttach(b *testing.B) {
 		}
 		b.Run("part=clients", func(b *testing.B) {
 			var cs []clientproc.Conn
-			rows, err := admin.Query(ctx, "SELECT host(client_addr), client_port, current_setting('port')::int FROM pg_stat_activity WHERE application_name = 'lwbench'")
+			rows, err := admin.Query(ctx, "SELECT host(client_addr), client_port, current_setting('port')::int, pid FROM pg_stat_activity WHERE application_name = 'lwbench'")
 			if err != nil {
 				b.Fatal(err)
 			}
 			for rows.Next() {
 				var a string
-				var p, sp int
-				if err := rows.Scan(&a, &p, &sp); err != nil {
+				var p, sp, pid int
+				if err := rows.Scan(&a, &p, &sp, &pid); err != nil {
 					b.Fatal(err)
 				}
-				cs = append(cs, clientproc.Conn{Addr: netip.MustParseAddr(a), Port: p, ServerPort: sp})
+				cs = append(cs, clientproc.Conn{Addr: netip.MustParseAddr(a), Port: p, ServerPort: sp, Backend: pid})
 			}
 			for b.Loop() {
 				clientproc.Find(cs)
