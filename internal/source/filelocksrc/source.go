@@ -553,8 +553,13 @@ func (r *reader) prefetch(blocks []block) {
 	}
 	results := make([]result, len(refs))
 	bufs := make([][]byte, scanWorkers)
+	dirs := make([]*procDirs, scanWorkers)
+	for w := range dirs {
+		dirs[w] = newProcDirs(r.p, "fdinfo")
+		defer dirs[w].close()
+	}
 	inParallel(len(refs), func(w, i int) {
-		results[i].set, results[i].err = r.p.fdinfoLocks(refs[i].pid, refs[i].fd, &bufs[w])
+		results[i].set, results[i].err = r.p.fdinfoLocksIn(dirs[w], refs[i].pid, refs[i].fd, &bufs[w])
 	})
 	for i, ref := range refs {
 		r.keepInfo(ref, results[i].set, results[i].err)
@@ -566,9 +571,14 @@ func (r *reader) prefetch(blocks []block) {
 func (r *reader) links(refs map[fileKey][]fdRef, paths map[fileKey]string) {
 	files := slices.Collect(maps.Keys(refs))
 	got := make([]string, len(files))
-	inParallel(len(files), func(_, i int) {
+	dirs := make([]*procDirs, scanWorkers)
+	for w := range dirs {
+		dirs[w] = newProcDirs(r.p, "fd")
+		defer dirs[w].close()
+	}
+	inParallel(len(files), func(w, i int) {
 		for _, ref := range refs[files[i]] {
-			if p, err := r.p.link(ref.pid, ref.fd); err == nil {
+			if p, err := r.p.linkIn(dirs[w], ref.pid, ref.fd); err == nil {
 				got[i] = p
 				return
 			}
