@@ -219,11 +219,11 @@ func facts(l etcdreg.Lock) []lockstate.Fact {
 		case l.Expired:
 			fs = append(fs, lockstate.Fact{Name: "held since", Value: "its lease expired: see the holder's record"})
 		case l.SinceRev > h.Token:
-			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("revision %d, the release that made it first (the releaser's clock)", l.SinceRev)})
+			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("revision %d, when it became the owner (the clock of the release that made it first, or its own)", l.SinceRev)})
 		case l.SinceRev == h.Token:
 			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("revision %d: it was first when it queued (its own clock)", h.Token)})
 		default:
-			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("unknown: after revision %d, when it queued (the release before was not etcdreg's)", h.Token)})
+			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("unknown: after revision %d, when it queued (no record of etcdreg's says when it became the owner)", h.Token)})
 		}
 	}
 	if l.Next != nil && l.Expired {

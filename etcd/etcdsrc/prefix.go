@@ -180,17 +180,14 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			if t, err := s.Client.TimeToLive(ctx, clientv3.LeaseID(h.Lease)); err == nil && t.TTL >= 0 {
 				l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "lease left", Value: (time.Duration(t.TTL) * time.Second).String()})
 			}
-			since, rev, first := s.heldSince(ctx, p, h, resp.Header.Revision)
+			since, _, first := s.heldSince(ctx, p, h, resp.Header.Revision)
 			l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "held since", Value: since})
 			// An etcdreg holder's hold began when it asked, if it was
-			// first; else at the release that made it first, whose time
-			// etcdreg recorded if the releaser was etcdreg's; else it is
-			// not known (and no stuck-holder can be found).
+			// first; else when its shadow was marked Held (by the release
+			// that made it first, or by itself); unmarked, it is not known
+			// (and no stuck-holder can be found).
 			if hd := &l.Holders[0]; !hd.Since.IsZero() && !first {
-				hd.Since = time.Time{}
-				if rev > 0 {
-					hd.Since, _ = etcdreg.ReleasedAt(ctx, s.Client, run, name, rev)
-				}
+				hd.Since, _, _ = etcdreg.AcquiredAt(ctx, s.Client, run, name, string(h.Key), h.CreateRevision)
 			}
 			var order []string
 			for _, kv := range kvs[1:] {
