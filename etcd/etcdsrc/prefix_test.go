@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
+	"github.com/lockwatch/lockwatch/etcd/internal/etcdtest"
 	"github.com/lockwatch/lockwatch/report"
 )
 
@@ -52,11 +52,11 @@ func TestForeignLocks(t *testing.T) {
 		go func() { errs <- concurrency.NewMutex(s, pfx).Lock(ctx) }()
 	}
 	wait(s3, "app/A")
-	waitKeys(t, cli, "app/A/", 2)
+	etcdtest.WaitKeys(t, cli, "app/A/", 2)
 	wait(s1, "app/B")
 	wait(s2, "app/A")
-	waitKeys(t, cli, "app/A/", 3)
-	waitKeys(t, cli, "app/B/", 2)
+	etcdtest.WaitKeys(t, cli, "app/A/", 3)
+	etcdtest.WaitKeys(t, cli, "app/B/", 2)
 
 	url := etcdsrc.LockURL(srv.Endpoints(), []string{"app/A", "app/B"})
 	var out, errw strings.Builder
@@ -109,7 +109,7 @@ func TestForeignLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { errs <- e2.Campaign(ctx, "standby-3") }()
-	waitKeys(t, cli, "app/E/", 2)
+	etcdtest.WaitKeys(t, cli, "app/E/", 2)
 	r, err = report.Diagnose(ctx, etcdsrc.PrefixSources(cli, []string{"app/E"}), report.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -121,20 +121,6 @@ func TestForeignLocks(t *testing.T) {
 }
 
 func leaseHex(s *concurrency.Session) string { return fmt.Sprintf("%x", int64(s.Lease())) }
-
-// waitKeys waits until n keys stand under prefix.
-func waitKeys(t *testing.T, cli *clientv3.Client, prefix string, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		resp, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err == nil && resp.Count == n {
-			return
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
-	t.Fatalf("no %d keys under %s after a minute", n, prefix)
-}
 
 // TestForeignStuckHolder: an etcdreg lock's prefix, shared with etcd's
 // own concurrency.Mutex, attached as a foreign lock
@@ -171,9 +157,9 @@ func TestForeignStuckHolder(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	errs := make(chan error, 2)
 	go func() { errs <- concurrency.NewMutex(s, holder.Prefix()).Lock(ctx) }()
-	waitKeys(t, cli, holder.Prefix()+"/", 2)
+	etcdtest.WaitKeys(t, cli, holder.Prefix()+"/", 2)
 	go func() { errs <- waiter.Lock(ctx) }()
-	waitKeys(t, cli, holder.Prefix()+"/", 3)
+	etcdtest.WaitKeys(t, cli, holder.Prefix()+"/", 3)
 
 	const stuckAfter = 100 * time.Millisecond
 	src := etcdsrc.PrefixSources(cli, []string{holder.Prefix()})
