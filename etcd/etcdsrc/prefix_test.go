@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
@@ -30,15 +31,7 @@ func TestForeignLocks(t *testing.T) {
 	srv, cli := serverClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	session := func() *concurrency.Session {
-		s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	s1, s2, s3 := session(), session(), session()
+	s1, s2, s3 := newSession(t, cli, 5), newSession(t, cli, 5), newSession(t, cli, 5)
 	a1, b2 := concurrency.NewMutex(s1, "app/A"), concurrency.NewMutex(s2, "app/B")
 	if err := a1.Lock(ctx); err != nil {
 		t.Fatal(err)
@@ -118,6 +111,18 @@ func TestForeignLocks(t *testing.T) {
 		t.Errorf("election app/E: %+v; want the leader (lease %x) holding, one candidate waiting", r.Locks, s1.Lease())
 	}
 	cancel()
+}
+
+// newSession opens a session of etcd's own lock with a lease of ttl
+// seconds, closed at the test's end.
+func newSession(t *testing.T, cli *clientv3.Client, ttl int) *concurrency.Session {
+	t.Helper()
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func leaseHex(s *concurrency.Session) string { return fmt.Sprintf("%x", int64(s.Lease())) }
@@ -212,4 +217,110 @@ func TestForeignStuckHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
+}
+
+// TestForeignStuckWatched: a lock whose contenders are all sessions of
+// etcd's own lock (concurrency.Mutex, as etcdctl lock takes it) keeps no
+// time: attach says since which revision it is held, the time unknown, and
+// finds no stuck-holder; a watch (Seen, here on a clock the test moves)
+// finds it once it has itself seen the same holder key with a waiter for
+// longer than --stuck-after, worded as a lower bound, and starts again
+// for the next holder.
+func TestForeignStuckWatched(t *testing.T) {
+	_, cli := serverClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s1, s2, s3 := newSession(t, cli, 10), newSession(t, cli, 10), newSession(t, cli, 10)
+	m1 := concurrency.NewMutex(s1, "app/S")
+	if err := m1.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- concurrency.NewMutex(s2, "app/S").Lock(ctx) }()
+	etcdtest.WaitKeys(t, cli, "app/S/", 2)
+
+	opts := report.Options{StuckAfter: 10 * time.Second}
+	stuck := func(r *report.Report) *report.Finding {
+		for i := range r.Findings {
+			if r.Findings[i].Kind == report.StuckHolder {
+				return &r.Findings[i]
+			}
+		}
+		return nil
+	}
+	r, err := report.Diagnose(ctx, etcdsrc.PrefixSources(cli, []string{"app/S"}), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := stuck(r); f != nil {
+		t.Errorf("attach: %s; want no stuck-holder (etcd keeps no time)", f.Summary)
+	}
+	if d := factsText(r); !strings.Contains(d, "held since=revision") || !strings.Contains(d, "etcd keeps no time per revision") {
+		t.Errorf("attach: lock details %q; want since which revision, and that the time is unknown", d)
+	}
+
+	t0 := time.Now()
+	clock := t0
+	seen := etcdsrc.NewSeen(func() time.Time { return clock })
+	src := etcdsrc.WatchedPrefixSources(cli, []string{"app/S"}, seen)
+	read := func(at time.Duration) *report.Report {
+		t.Helper()
+		clock = t0.Add(at)
+		r, err := report.Diagnose(ctx, src, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if f := stuck(read(0)); f != nil {
+		t.Errorf("watch, first reading: %s; want no stuck-holder", f.Summary)
+	}
+	if f := stuck(read(9 * time.Second)); f != nil {
+		t.Errorf("watch, seen 9s: %s; want no stuck-holder before 10s", f.Summary)
+	}
+	r = read(11 * time.Second)
+	f := stuck(r)
+	if f == nil {
+		t.Fatalf("watch, seen 11s: findings %+v; want a stuck-holder", r.Findings)
+	}
+	if f.Holder == nil || f.Holder.Start != uint64(s1.Lease()) || !strings.Contains(f.Summary, "for at least 11s (at least since lockwatch started watching it)") ||
+		!strings.Contains(f.Next, "no pid is known") {
+		t.Errorf("stuck-holder %+v; want session %x, held at least 11s since lockwatch started watching", f, s1.Lease())
+	}
+	if d := factsText(r); !strings.Contains(d, "seen held since=") {
+		t.Errorf("lock details %q; want since when lockwatch has seen it held", d)
+	}
+
+	// The next holder is timed from when it was seen holding, not waiting.
+	go func() { errs <- concurrency.NewMutex(s3, "app/S").Lock(ctx) }()
+	etcdtest.WaitKeys(t, cli, "app/S/", 3)
+	read(12 * time.Second)
+	if err := m1.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if f := stuck(read(20 * time.Second)); f != nil {
+		t.Errorf("watch, s2 seen holding from 20s: %s; want no stuck-holder at once", f.Summary)
+	}
+	// s3 has waited 11s, s2 held 3s (it waited before).
+	if f := stuck(read(23 * time.Second)); f != nil {
+		t.Errorf("watch, s2 seen holding 3s: %s; want no stuck-holder (it was seen waiting before, not holding)", f.Summary)
+	}
+	if f := stuck(read(31 * time.Second)); f == nil || f.Holder.Start != uint64(s2.Lease()) {
+		t.Errorf("watch, s2 seen holding 11s with s3 waiting: %+v; want s2 stuck", f)
+	}
+	cancel()
+}
+
+// factsText is the facts of the report's locks, NAME=VALUE, one a line.
+func factsText(r *report.Report) string {
+	var b strings.Builder
+	for _, l := range r.Locks {
+		for _, f := range l.Facts {
+			fmt.Fprintf(&b, "%s=%s\n", f.Name, f.Value)
+		}
+	}
+	return b.String()
 }

@@ -211,10 +211,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return bad("%v", err)
 			}
 			defer cli.Close()
-			c.sources = func() report.Sources { return etcdsrc.PrefixSources(cli, prefixes) }
 			if cmd == "attach" {
+				c.sources = func() report.Sources { return etcdsrc.PrefixSources(cli, prefixes) }
 				return attach(ctx, cli, run, c, stdout, stderr)
 			}
+			// Watching, lockwatch times what etcd does not: since when it
+			// has seen each contender.
+			seen := etcdsrc.NewSeen(nil)
+			c.sources = func() report.Sources { return etcdsrc.WatchedPrefixSources(cli, prefixes, seen) }
 			return watch(ctx, cli, run, c, stdout, stderr)
 		}
 		if strings.HasPrefix(run, etcdsrc.URLScheme) {
