@@ -193,8 +193,8 @@ func (m *Mutex) Lock(ctx context.Context) error {
 // TryLock acquires the lock if it is free, and reports whether it did.
 // Under the Recover policy it also takes the lock of an expired holder, and
 // then returns true and ErrOwnerDead. It makes one round trip to etcd when
-// it gets the lock, two when it does not, and fails if etcd cannot be
-// reached.
+// it gets a free lock, three when it does not get it (it queues, reads
+// the queue, and withdraws), and fails if etcd cannot be reached.
 func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 	return m.lock(ctx, false)
 }
