@@ -310,8 +310,7 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 				clientv3.OpPut(a.shadow, a.heldVal),
 			}, stackOps...)
 			els := append([]clientv3.Op{
-				clientv3.OpGet(a.key, clientv3.WithKeysOnly()),
-				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease)),
+				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease), clientv3.WithPrevKV()),
 				clientv3.OpPut(a.shadow, ""),
 			}, stackOps...)
 			resp, err := r.cli.Txn(ctx).If(
@@ -340,8 +339,8 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 				return a, errHeld
 			}
 			a.rev = resp.Header.Revision
-			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 {
-				a.rev = kvs[0].CreateRevision // it stood: its place is kept
+			if prev := resp.Responses[0].GetResponsePut().PrevKv; prev != nil {
+				a.rev = prev.CreateRevision // it stood: its place is kept
 			}
 			a.queued = true
 			return a, nil
