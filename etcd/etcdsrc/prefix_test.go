@@ -16,6 +16,7 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdtest"
+	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/report"
 )
 
@@ -323,4 +324,48 @@ func factsText(r *report.Report) string {
 		}
 	}
 	return b.String()
+}
+
+// TestRunForeignStuckWatched: the same in a run: an etcdreg lock whose
+// contenders are all sessions of etcd's own lock on its prefix is timed by
+// a watch of the run (Source.Seen), not by attach.
+func TestRunForeignStuckWatched(t *testing.T) {
+	_, cli := serverClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mu := etcdtest.Mutex(t, cli, "fw", "host-r", "q")
+	s1, s2 := newSession(t, cli, 10), newSession(t, cli, 10)
+	if err := concurrency.NewMutex(s1, mu.Prefix()).Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = concurrency.NewMutex(s2, mu.Prefix()).Lock(ctx) }()
+	etcdtest.WaitKeys(t, cli, mu.Prefix()+"/", 2)
+	opts := report.Options{StuckAfter: 10 * time.Second}
+	stuck := func(src lockstate.Source) *report.Finding {
+		t.Helper()
+		r, err := report.Diagnose(ctx, report.Sources{Locks: []lockstate.Source{src}, Host: report.LocalHost{}}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range r.Findings {
+			if r.Findings[i].Kind == report.StuckHolder {
+				return &r.Findings[i]
+			}
+		}
+		return nil
+	}
+	if f := stuck(etcdsrc.Source{Client: cli, Run: "fw"}); f != nil {
+		t.Errorf("attach: %s; want no stuck-holder (etcd keeps no time)", f.Summary)
+	}
+	t0 := time.Now()
+	clock := t0
+	src := etcdsrc.Source{Client: cli, Run: "fw", Seen: etcdsrc.NewSeen(func() time.Time { return clock })}
+	if f := stuck(src); f != nil {
+		t.Errorf("watch, first reading: %s; want no stuck-holder", f.Summary)
+	}
+	clock = t0.Add(11 * time.Second)
+	f := stuck(src)
+	if f == nil || f.Holder.Start != uint64(s1.Lease()) || !strings.Contains(f.Summary, "at least since lockwatch started watching it") {
+		t.Fatalf("watch, seen 11s: %+v; want session %x stuck, held at least since lockwatch started watching", f, s1.Lease())
+	}
 }

@@ -345,11 +345,14 @@ func watch(ctx context.Context, cli *clientv3.Client, run string, c config, stdo
 	defer stop()
 	if c.sources == nil {
 		// Read the run once, then only its changes (etcd's watch).
+		// Sessions of etcd's own lock on the run's locks are timed from
+		// when this watch first saw them.
 		if f, err := etcdreg.Follow(ctx, cli, run); err == nil {
 			defer f.Close()
+			seen := etcdsrc.NewSeen(nil)
 			c.sources = func() report.Sources {
 				src := etcdsrc.Sources(cli, run, c.localHost)
-				src.Locks = []lockstate.Source{etcdsrc.Source{Client: cli, Run: run, LocalHost: c.localHost, Follower: f}}
+				src.Locks = []lockstate.Source{etcdsrc.Source{Client: cli, Run: run, LocalHost: c.localHost, Follower: f, Seen: seen}}
 				return src
 			}
 		}

@@ -15,7 +15,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdtest"
 )
@@ -96,15 +95,7 @@ func TestEtcdctlLock(t *testing.T) {
 	srv, cli := serverClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	reg, err := etcdreg.Open(ctx, cli, "ctl", etcdreg.Options{Host: "host-r"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	mu, err := reg.Mutex("q")
-	if err != nil {
-		t.Fatal(err)
-	}
+	mu := etcdtest.Mutex(t, cli, "ctl", "host-r", "q")
 	prefix := mu.Prefix()
 	ep := srv.Endpoints()[0]
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 )
 
 // WaitKeys waits until n keys stand under prefix, at most a minute.
@@ -21,4 +23,20 @@ func WaitKeys(t testing.TB, cli *clientv3.Client, prefix string, n int64) {
 		time.Sleep(20 * time.Millisecond) // poll interval
 	}
 	t.Fatalf("no %d keys under %s after a minute", n, prefix)
+}
+
+// Mutex opens a registry of run as host (closed at the test's end) and
+// returns its lock name.
+func Mutex(t testing.TB, cli *clientv3.Client, run, host, name string) *etcdreg.Mutex {
+	t.Helper()
+	reg, err := etcdreg.Open(context.Background(), cli, run, etcdreg.Options{Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	mu, err := reg.Mutex(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mu
 }
