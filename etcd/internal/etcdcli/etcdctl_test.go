@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -192,4 +193,65 @@ func TestEtcdctlLock(t *testing.T) {
 		t.Fatal("the second etcdctl lock did not get the lock after etcdreg's release")
 	}
 	_ = b.Process.Signal(syscall.SIGTERM)
+}
+
+// TestWatchForeignStuck: lockwatch-etcd watch (a process of its own) of a
+// prefix that the real `etcdctl lock` holds while a second one waits
+// reports a stuck-holder once it has itself seen them so for
+// --stuck-after, worded as a lower bound: etcd keeps no time, and neither
+// contender is lockwatch's.
+func TestWatchForeignStuck(t *testing.T) {
+	etcdctl := buildEtcdctl(t)
+	srv, cli := serverClient(t)
+	ep := srv.Endpoints()[0]
+	_, aLines := etcdctlLock(t, etcdctl, ep, "app/job")
+	if key, ok := <-aLines; !ok || !strings.HasPrefix(key, "app/job/") {
+		t.Fatalf("etcdctl lock app/job printed %q; want its key", key)
+	}
+	etcdctlLock(t, etcdctl, ep, "app/job")
+	etcdtest.WaitKeys(t, cli, "app/job/", 2)
+
+	tool := filepath.Join(t.TempDir(), "lockwatch-etcd")
+	selfAs(t, tool)
+	url := etcdsrc.LockURL(srv.Endpoints(), []string{"app/job"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tool, "watch", "-o", "json", "--interval", "100ms", "--stuck-after", "300ms", url)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var reports []string
+	for sc.Scan() {
+		var r struct {
+			Findings []struct {
+				Kind    string `json:"kind"`
+				Summary string `json:"summary"`
+			} `json:"findings"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("watch printed %q: %v", sc.Text(), err)
+		}
+		reports = append(reports, sc.Text())
+		for _, f := range r.Findings {
+			if f.Kind == "stuck-holder" {
+				if !strings.Contains(f.Summary, "at least since lockwatch started watching it") {
+					t.Errorf("stuck-holder %q; want it worded as a lower bound", f.Summary)
+				}
+				if len(reports) < 2 {
+					t.Errorf("stuck-holder in watch's first report; want it only once watch has seen the holder for --stuck-after")
+				}
+				return
+			}
+		}
+	}
+	t.Fatalf("watch ended (%v) without a stuck-holder; reports:\n%s\nstderr: %s", sc.Err(), strings.Join(reports, "\n"), stderr.String())
 }
