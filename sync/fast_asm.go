@@ -5,9 +5,9 @@ package sync
 // raceOn says the fast paths are off: this build has no race detector.
 const raceOn = false
 
-// lockFast is Lock's fast path (fast_amd64.s), else lockSlowPathOf.
-//
-//go:noescape
+// lockFast is Lock's fast path (fast_amd64.s), else lockSlowPathOf. Its
+// argument escapes, as sync's Lock's does (the slow path may wait on it,
+// and record it in the records mode).
 func lockFast(m *Mutex)
 
 // lockSlowPathOf is m.lockSlowPath, for the assembly.
@@ -16,12 +16,10 @@ func lockFast(m *Mutex)
 func lockSlowPathOf(m *Mutex) { m.lockSlowPath() }
 
 // rlockFast and runlockFast are RLock's and RUnlock's fast paths
-// (fast_amd64.s), else rlockSlowPathOf and runlockSlowPathOf.
-//
-//go:noescape
+// (fast_amd64.s), else rlockSlowPathOf and runlockSlowPathOf. Their
+// argument escapes, as lockFast's.
 func rlockFast(rw *RWMutex)
 
-//go:noescape
 func runlockFast(rw *RWMutex)
 
 //go:norace
