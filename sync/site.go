@@ -89,8 +89,9 @@ func resolveSite(pcs [6]uintptr) (pc, pc2 uintptr) {
 //go:noinline
 //go:norace
 func captureUser(s *record.Stack, skip int) {
-	var tmp record.Stack
-	tmp.Capture(skip)
-	u := inproc.UserStack(tmp.PCs[:tmp.N])
+	s.Capture(skip)
+	u := inproc.UserStack(s.PCs[:s.N])
+	// In place (u ends where the capture does): no second stack buffer
+	// on the waiting goroutine's stack.
 	s.N = copy(s.PCs[:], u)
 }
