@@ -12,6 +12,7 @@ func lockFast(m *Mutex)
 
 // lockSlowPathOf is m.lockSlowPath, for the assembly.
 //
+//lint:ignore U1000 called from the assembly (fast_amd64.s)
 //go:norace
 func lockSlowPathOf(m *Mutex) { m.lockSlowPath() }
 
@@ -22,8 +23,10 @@ func rlockFast(rw *RWMutex)
 
 func runlockFast(rw *RWMutex)
 
+//lint:ignore U1000 called from the assembly (fast_amd64.s)
 //go:norace
 func rlockSlowPathOf(rw *RWMutex) { rw.rlockSlowPath() }
 
+//lint:ignore U1000 called from the assembly (fast_amd64.s)
 //go:norace
 func runlockSlowPathOf(rw *RWMutex) { rw.runlockSlowPath() }

@@ -84,7 +84,8 @@ var goidOff uintptr
 // fast paths may not run. Set before main.
 var (
 	fastOff uintptr
-	rslow   bool
+	//lint:ignore U1000 read by the assembly (fast_amd64.s) and fast_go.go
+	rslow bool
 )
 
 func init() {
@@ -176,8 +177,8 @@ func holderID() int64 {
 // Anything else (a lock in use, waiters, the records mode) takes sync's
 // own methods, through the slow paths. They are go:norace: the owner word
 // is invisible to the race detector. Under -race (raceOn) there are no
-// fast paths: every call is sync's own, with its race annotations, and a
-// go:norace function is not inlined.
+// fast paths: every call is sync's own, with its race annotations (and
+// the compiler inlines no function marked go:norace).
 
 // Lock locks m. If the lock is already in use, the calling goroutine blocks
 // until the mutex is available.
