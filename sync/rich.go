@@ -32,7 +32,6 @@ func heldRecord(o int64) uint32 {
 
 // unhold ends the records-mode hold in owner word o (negative), if any.
 //
-//go:noinline
 //go:norace
 func unhold(o int64) {
 	h := heldRecord(o)
