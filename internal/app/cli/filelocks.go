@@ -38,6 +38,9 @@ func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err err
 	if _, err := os.Lstat(arg); err == nil {
 		return false, nil // a directory named by digits
 	}
+	if notInFileLock(pid) {
+		return false, nil // its /proc files prove it: no need of the lock table (filelockfree.go)
+	}
 	if _, err := resolve(arg); err == nil {
 		return false, nil // a process of a run: the run's report
 	}

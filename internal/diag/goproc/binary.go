@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -100,10 +101,8 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	var derr error
 	if L, ok := tableLayout(b.GoVersion, f.Machine); ok && quick {
 		b.layout, b.LayoutSource = L, "table "+release(b.GoVersion)
-	} else if d, err := typesDWARF(f); err != nil {
-		derr = err
 	} else {
-		b.layout, derr = layoutFromDWARF(d)
+		b.layout, derr = layoutDWARF(f)
 		b.LayoutSource = "DWARF"
 	}
 	if derr != nil {
@@ -136,46 +135,128 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	return b, nil
 }
 
-// typesDWARF opens the binary's DWARF with the sections that describe
-// types only: decompressing the line and location tables, as f.DWARF
-// does, costs ten times more.
-func typesDWARF(f *elf.File) (*dwarf.Data, error) {
-	sec := func(name string) ([]byte, error) {
-		s := f.Section(name)
-		if s == nil {
-			return nil, nil
+// layoutDWARF reads the layout from the binary's DWARF, decompressing its
+// .debug_info only as far as the unit that describes the runtime's types:
+// the linker writes those into one unit named "runtime", often well
+// before the end (a third of the way into a 4 MB .debug_info), and the
+// line and location tables, which f.DWARF would decompress too, are not
+// needed at all. The last runtime unit read so far is searched at each
+// eighth of the section; a layout found in a prefix is the one the whole
+// would give (a type a unit refers to beyond the prefix fails the search
+// there, and the next prefix is larger).
+func layoutDWARF(f *elf.File) (Layout, error) {
+	info := f.Section(".debug_info")
+	if info == nil || info.Size == 0 {
+		return Layout{}, errors.New("no DWARF (.debug_info)")
+	}
+	if info.Size > maxDebugInfo {
+		return Layout{}, fmt.Errorf("a .debug_info of %d bytes (more than %d)", info.Size, maxDebugInfo)
+	}
+	small := map[string][]byte{}
+	for _, name := range []string{".debug_abbrev", ".debug_str", ".debug_addr", ".debug_str_offsets", ".debug_line_str"} {
+		if s := f.Section(name); s != nil {
+			b, err := s.Data()
+			if err != nil {
+				return Layout{}, fmt.Errorf("%s: %v", name, err)
+			}
+			small[name] = b
 		}
-		return s.Data()
 	}
-	info, err := sec(".debug_info")
-	if err != nil || info == nil {
-		return nil, fmt.Errorf("no DWARF (.debug_info: %v)", err)
-	}
-	abbrev, err := sec(".debug_abbrev")
-	if err != nil {
-		return nil, err
-	}
-	str, err := sec(".debug_str")
-	if err != nil {
-		return nil, err
-	}
-	d, err := dwarf.New(abbrev, nil, nil, info, nil, nil, nil, str)
-	if err != nil {
-		return nil, err
-	}
-	// DWARF 5's indirect attributes.
-	for _, name := range []string{".debug_addr", ".debug_str_offsets", ".debug_line_str"} {
-		b, err := sec(name)
+	open := func(info []byte) (*dwarf.Data, error) {
+		d, err := dwarf.New(small[".debug_abbrev"], nil, nil, info, nil, nil, nil, small[".debug_str"])
 		if err != nil {
 			return nil, err
 		}
-		if b != nil {
-			if err := d.AddSection(name, b); err != nil {
-				return nil, err
+		// DWARF 5's indirect attributes.
+		for _, name := range []string{".debug_addr", ".debug_str_offsets", ".debug_line_str"} {
+			if b := small[name]; b != nil {
+				if err := d.AddSection(name, b); err != nil {
+					return nil, err
+				}
 			}
 		}
+		return d, nil
 	}
-	return d, nil
+	rd := info.Open()
+	// As large as its header says (bounded above): memory not written to
+	// is not used, and a shorter section ends the read.
+	buf := make([]byte, 0, info.Size)
+	var tried dwarf.Offset // the last runtime unit searched
+	const steps = 8
+	for step := uint64(1); step <= steps; step++ {
+		want := int(info.Size * step / steps)
+		for len(buf) < want {
+			n := min(want-len(buf), 1<<20)
+			buf = slices.Grow(buf, n)
+			if _, err := io.ReadFull(rd, buf[len(buf):len(buf)+n]); err != nil {
+				return Layout{}, fmt.Errorf(".debug_info: %v", err)
+			}
+			buf = buf[:len(buf)+n]
+		}
+		cus, cut := compileUnits(buf)
+		d, err := open(buf[:cut])
+		if step == steps {
+			if err != nil {
+				return Layout{}, err
+			}
+			return layoutFromDWARF(d, cus, true)
+		}
+		if err != nil {
+			continue
+		}
+		// The prefix's last runtime unit, if it is a new one.
+		units := runtimeUnits(d.Reader(), cus)
+		if len(units) == 0 || units[len(units)-1] == tried {
+			continue
+		}
+		tried = units[len(units)-1]
+		if L, err := layoutFromDWARF(d, []dwarf.Offset{tried}, false); err == nil {
+			return L, nil
+		}
+	}
+	return Layout{}, errors.New("unreachable")
+}
+
+// maxDebugInfo bounds the .debug_info decompressed (its header says its
+// size): a larger one is refused rather than read.
+const maxDebugInfo = 1 << 30
+
+// compileUnits lists the entries of the compile units of a .debug_info
+// prefix, from the units' headers alone (a 32-bit length, or 0xffffffff
+// and a 64-bit one, then the version...), and where the last complete one
+// ends.
+func compileUnits(b []byte) (cus []dwarf.Offset, end int) {
+	off := 0
+	for off+4 <= len(b) {
+		n, hdr, offSize := uint64(le.Uint32(b[off:])), 4, 4
+		if n == 0xffffffff {
+			if off+12 > len(b) {
+				break
+			}
+			n, hdr, offSize = le.Uint64(b[off+4:]), 12, 8
+		} else if n >= 0xfffffff0 {
+			break // reserved: not a unit
+		}
+		if n > uint64(len(b)-off-hdr) || n < 2 {
+			break
+		}
+		// The unit's first entry: after the version, then (DWARF 5) the
+		// unit type and address size and the abbreviations' offset, or
+		// (2 to 4) the abbreviations' offset and the address size.
+		entry := off + hdr + 2 + offSize + 1
+		version := le.Uint16(b[off+hdr:])
+		if version >= 5 {
+			entry++
+			if ut := b[off+hdr+2]; ut != 1 && ut != 3 { // DW_UT_compile, DW_UT_partial
+				entry = 0
+			}
+		}
+		if entry > 0 && entry < off+hdr+int(n) {
+			cus = append(cus, dwarf.Offset(entry))
+		}
+		off += hdr + int(n)
+	}
+	return cus, off
 }
 
 // Close closes the binary's file.

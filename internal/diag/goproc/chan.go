@@ -1,6 +1,7 @@
 package goproc
 
 import (
+	"hash/maphash"
 	"slices"
 	"strings"
 )
@@ -53,10 +54,11 @@ func sudogFields(L Layout, b []byte) [4]uint64 {
 // never a wrong one.
 func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons []string) []*chanChain {
 	L := p.Binary.layout
+	sc := &p.chans
 	var out []*chanChain
-	var live []*chanChain
-	// One allocation for the chains, and for the first sudog of each
-	// (a select's others are appended).
+	live := sc.live[:0]
+	// The chains, and the first sudog of each (a select's others are
+	// appended), in memory reused from batch to batch.
 	var arena []chanChain
 	var sudogs, fields []uint64
 	for j, gr := range reads {
@@ -69,9 +71,12 @@ func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons 
 			continue
 		}
 		if out == nil {
-			out = make([]*chanChain, len(reads))
-			arena = make([]chanChain, 0, len(reads)-j)
-			sudogs, fields = make([]uint64, len(reads)-j), make([]uint64, 4*(len(reads)-j))
+			out = grow(sc.out, len(reads))
+			clear(out)
+			sc.out = out
+			arena = grow(sc.arena, len(reads)-j)[:0]
+			sudogs, fields = grow(sc.sudogs, len(reads)-j), grow(sc.fields, 4*(len(reads)-j))
+			sc.arena, sc.sudogs, sc.fields = arena, sudogs, fields
 		}
 		k := len(arena)
 		arena = append(arena, chanChain{g: addrs[j], waiting: w, next: w, isSelect: strings.HasPrefix(reasons[i], "select"),
@@ -81,8 +86,9 @@ func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons 
 		live = append(live, c)
 	}
 	for len(live) > 0 {
-		slab := make([]byte, len(live)*L.SudogSize)
-		ps := make([]Piece, len(live))
+		slab := grow(sc.slab, len(live)*L.SudogSize)
+		ps := grow(sc.ps, len(live))
+		sc.slab, sc.ps = slab, ps
 		for k, c := range live {
 			ps[k] = Piece{Addr: c.next, Buf: slab[k*L.SudogSize : (k+1)*L.SudogSize]}
 		}
@@ -112,7 +118,42 @@ func (p *Process) followChans(r *reader, addrs []uint64, reads []gRead, reasons 
 		}
 		live = keep
 	}
+	sc.live = live
 	return out
+}
+
+// chanScratch is the memory followChans and recheckChans reuse from batch
+// to batch: their chains are used up within their batch (a goroutine
+// keeps its channels, and a hash of its sudogs, chainSum).
+type chanScratch struct {
+	out    []*chanChain
+	arena  []chanChain
+	live   []*chanChain
+	sudogs []uint64
+	fields []uint64
+	slab   []byte
+	ps     []Piece
+}
+
+// chainSum is a keyed hash of a chain's sudogs and their fields, to tell
+// the next Read's from it (confirm.go); 0 for none.
+func (p *Process) chainSum(c *chanChain) uint64 {
+	if c == nil {
+		return 0
+	}
+	var h maphash.Hash
+	h.SetSeed(p.hashSeed())
+	var w [8]byte
+	for _, v := range c.sudogs {
+		le.PutUint64(w[:], v)
+		h.Write(w[:])
+	}
+	h.WriteByte(0)
+	for _, v := range c.fields {
+		le.PutUint64(w[:], v)
+		h.Write(w[:])
+	}
+	return h.Sum64() | 1
 }
 
 // recheckChans reads the sudogs of chains again, after the second read of
@@ -130,8 +171,10 @@ func (p *Process) recheckChans(r *reader, chains []*chanChain) {
 	if n == 0 {
 		return
 	}
-	slab := make([]byte, n*L.SudogSize)
-	ps := make([]Piece, 0, n)
+	sc := &p.chans
+	slab := grow(sc.slab, n*L.SudogSize)
+	ps := grow(sc.ps, n)[:0]
+	sc.slab, sc.ps = slab, ps[:n]
 	for _, c := range ok {
 		for _, a := range c.sudogs {
 			ps = append(ps, Piece{Addr: a, Buf: slab[:L.SudogSize:L.SudogSize]})

@@ -17,6 +17,8 @@ type Image struct {
 	GoVersion string
 	Taken     time.Time
 	// Goroutines are the target's goroutines (not the dead ones), by id.
+	// Not to be modified: the next Read of the same Process keeps those
+	// that did not change from here.
 	Goroutines []Goroutine
 	// Locks are the sync objects some goroutine waits for, by address.
 	Locks []Lock
@@ -74,8 +76,14 @@ type Goroutine struct {
 
 	addr       uint64 // the g's address
 	waiting    uint64 // g.waiting: its sudog, if it waits on one
+	waitsince  int64  // g.waitsince
 	sp, lo, hi uint64
 	defers     []deferredUnlock
+	// What the next Read confirms it by (confirm.go): keyed hashes of its
+	// g and stack as read, and of the sudogs of the channels it waits for;
+	// confirmable is false when its channels could not be read.
+	sum, chainSum uint64
+	confirmable   bool
 }
 
 // A Wait is what a blocked goroutine waits for.
@@ -213,9 +221,13 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 	img.Goroutines = make([]Goroutine, 0, len(gptrs))
 	// Read the goroutines in batches: a batch's g's and stacks are read,
 	// then read again and compared; goroutines that changed are read
-	// again in the next round. Memory is bounded by the batch.
+	// again in the next round. Memory is bounded by the batch. After a
+	// first Read, one copy of a goroutine that agrees with that Read's
+	// is enough (confirm.go); the others are read twice.
 	const batch = 1024
-	var scratch [2]gScratch
+	scratch := &p.gs
+	last := p.lastRead(reasons)
+	var dead []deadG
 	// Goroutines parked on channels: their channels, read between the two
 	// reads of their g's and again after (chan.go).
 	changedChans, longChans := 0, 0
@@ -224,6 +236,12 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 			return nil, err
 		}
 		todo := gptrs[i:min(i+batch, len(gptrs))]
+		if last != nil {
+			todo = p.confirm(r, last, todo, &scratch[0], reasons, now, img, &dead)
+			if r.err != nil {
+				return nil, r.err
+			}
+		}
 		for attempt := 0; attempt <= p.opts.Retries && len(todo) > 0; attempt++ {
 			first := p.readGs(r, todo, &scratch[0])
 			var chains []*chanChain
@@ -247,19 +265,25 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 					again = append(again, addr)
 					continue
 				}
-				if g, ok := p.goroutine(addr, c, reasons, now); ok {
-					if ch := chainAt(chains, j); ch != nil {
-						switch {
-						case ch.long:
-							longChans++
-						case ch.bad:
-							changedChans++
-						default:
-							g.Chans = ch.chans
-						}
-					}
-					img.Goroutines = append(img.Goroutines, g)
+				g, ok := p.goroutine(addr, c, reasons, now)
+				if !ok {
+					dead = append(dead, deadG{addr: addr, sum: p.sum(c)})
+					continue
 				}
+				g.sum, g.confirmable = p.sum(c), true
+				if ch := chainAt(chains, j); ch != nil {
+					switch {
+					case ch.long:
+						longChans++
+						g.confirmable = false
+					case ch.bad:
+						changedChans++
+						g.confirmable = false
+					default:
+						g.Chans, g.chainSum = ch.chans, p.chainSum(ch)
+					}
+				}
+				img.Goroutines = append(img.Goroutines, g)
 			}
 			todo = again
 		}
@@ -279,8 +303,41 @@ func (p *Process) read(ctx context.Context, r *reader) (*Image, error) {
 		return nil, r.err
 	}
 	p.locks(r, img)
-	slices.SortFunc(img.Goroutines, func(a, b Goroutine) int { return int(a.ID - b.ID) })
+	sortByID(img)
+	p.keep(img, reasons, dead)
 	return img, nil
+}
+
+// sortByID sorts the goroutines by id: their indexes, then the goroutines
+// are moved in place along the permutation's cycles (a Goroutine is large:
+// sorting them moves each many times, a sorted copy is megabytes of fresh
+// memory).
+func sortByID(img *Image) {
+	gs := img.Goroutines
+	byID := func(a, b Goroutine) int { return cmp.Compare(a.ID, b.ID) }
+	if slices.IsSortedFunc(gs, byID) {
+		return
+	}
+	idx := make([]int32, len(gs)) // idx[k]: the goroutine to be at k
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(i, j int32) int { return cmp.Compare(gs[i].ID, gs[j].ID) })
+	for k := range idx {
+		if idx[k] < 0 {
+			continue // placed, with its cycle
+		}
+		tmp := gs[k]
+		at := k
+		for int(idx[at]) != k {
+			from := int(idx[at])
+			gs[at] = gs[from]
+			idx[at] = -1
+			at = from
+		}
+		gs[at] = tmp
+		idx[at] = -1
+	}
 }
 
 // allgs returns the addresses of every g: runtime.allgptr[:allglen],
@@ -580,18 +637,14 @@ func (p *Process) goroutine(addr uint64, gr gRead, reasons []string, now int64) 
 	}
 	g := Goroutine{ID: int64(le.Uint64(raw[L.GGoid:])), Status: statusName(st), addr: addr}
 	if st == gWaiting {
+		g.waitsince = int64(le.Uint64(raw[L.GWaitsince:]))
 		if i := int(raw[L.GWaitReas]); i < len(reasons) && reasons[i] != "" {
 			g.WaitReason = reasons[i]
 		} else if i != 0 {
 			g.WaitReason = fmt.Sprintf("wait reason %d", i)
 		}
 		g.waiting = le.Uint64(raw[L.GWaiting:])
-		if ws := int64(le.Uint64(raw[L.GWaitsince:])); ws > 0 {
-			g.WaitKnown = true
-			if p.Core == "" && now > ws {
-				g.WaitingAtLeast = time.Duration(now - ws)
-			}
-		}
+		p.waited(&g, now)
 	}
 	if start := le.Uint64(raw[L.GStartPC:]); start != 0 {
 		if f, ok := b.tab.findFunc(start - p.bias); ok {

@@ -43,7 +43,11 @@ var errLayout = errors.New("unknown runtime layout")
 // layoutFromDWARF reads the layout from the binary's DWARF. Wait reasons
 // are not in the DWARF: they are read from the target's memory, or taken
 // from the table.
-func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
+//
+// The units named "runtime" are searched, last first, then all units when
+// they do not have the types; with all false (a prefix of the section),
+// only the last unit named "runtime".
+func layoutFromDWARF(d *dwarf.Data, cus []dwarf.Offset, all bool) (Layout, error) {
 	want := map[string]*dstruct{
 		"runtime.g": nil, "runtime.sudog": nil, "runtime.gobuf": nil, "runtime.stack": nil,
 		"runtime.semaRoot": nil, "runtime.moduledata": nil,
@@ -73,7 +77,10 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 	// first, last one first (the others are skipped whole, one seek
 	// each), and every unit only if they did not have them all.
 	r := d.Reader()
-	units := runtimeUnits(r)
+	units := runtimeUnits(r, cus)
+	if !all && len(units) > 1 {
+		units = units[len(units)-1:] // a prefix: its last one only, the types' unit if it has it
+	}
 	for i := len(units) - 1; i >= 0 && !done(); i-- {
 		r.Seek(units[i])
 		if _, err := r.Next(); err != nil {
@@ -92,6 +99,9 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 				r.SkipChildren()
 			}
 		}
+	}
+	if !done() && !all {
+		return Layout{}, fmt.Errorf("%w: DWARF: not in the units named runtime", errLayout)
 	}
 	r.Seek(0)
 	for !done() {
@@ -168,21 +178,22 @@ func layoutFromDWARF(d *dwarf.Data) (Layout, error) {
 // maxUnits bounds the units named "runtime" looked at first.
 const maxUnits = 1024
 
-// runtimeUnits lists the offsets of the units named "runtime", each read
-// by its unit entry alone.
-func runtimeUnits(r *dwarf.Reader) []dwarf.Offset {
+// runtimeUnits lists the offsets of the compile units named "runtime",
+// each read by its unit entry alone.
+func runtimeUnits(r *dwarf.Reader, cus []dwarf.Offset) []dwarf.Offset {
 	var out []dwarf.Offset
-	for len(out) < maxUnits {
-		e, err := r.Next()
-		if err != nil || e == nil {
+	for _, cu := range cus {
+		if len(out) >= maxUnits {
 			break
 		}
-		if e.Tag == dwarf.TagCompileUnit {
-			if name, _ := e.Val(dwarf.AttrName).(string); name == "runtime" {
-				out = append(out, e.Offset)
-			}
+		r.Seek(cu)
+		e, err := r.Next()
+		if err != nil || e == nil || e.Tag != dwarf.TagCompileUnit {
+			continue
 		}
-		r.SkipChildren()
+		if name, _ := e.Val(dwarf.AttrName).(string); name == "runtime" {
+			out = append(out, e.Offset)
+		}
 	}
 	return out
 }

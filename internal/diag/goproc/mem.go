@@ -43,14 +43,17 @@ type liveMem struct {
 	pid   int
 	calls int // system calls made, for the benchmarks
 	bytes int
+	// The vectors of a call, reused from call to call.
+	local  []unix.Iovec
+	remote []unix.RemoteIovec
 }
 
 // iovMax is the kernel's limit of pieces per process_vm_readv call.
 const iovMax = 1024
 
 func (m *liveMem) ReadPieces(ps []Piece) error {
-	local := make([]unix.Iovec, 0, min(len(ps), iovMax))
-	remote := make([]unix.RemoteIovec, 0, min(len(ps), iovMax))
+	local, remote := m.local[:0], m.remote[:0]
+	defer func() { m.local, m.remote = local[:0], remote[:0] }()
 	for i := 0; i < len(ps); {
 		// Empty pieces are done; the kernel would count them nowhere.
 		if len(ps[i].Buf) == 0 {
@@ -104,6 +107,15 @@ type reader struct {
 	mem    Memory
 	budget int64 // bytes left to read
 	err    error // the first error of the target as a whole
+	near   *nearScratch
+}
+
+// nearScratch is the memory piecesNear reuses from call to call.
+type nearScratch struct {
+	order []int
+	runs  []gRun
+	slab  []byte
+	rp    []Piece
 }
 
 // errBudget is returned when a read would exceed Options.MaxBytes.
@@ -151,7 +163,11 @@ func (r *reader) u64(addr uint64) (uint64, bool) {
 // most runGap bytes apart and runMax bytes in all, and the pieces of a
 // run not mapped whole are read again one by one.
 func (r *reader) piecesNear(ps []Piece) error {
-	order := make([]int, 0, len(ps))
+	sc := r.near
+	if sc == nil {
+		sc = &nearScratch{}
+	}
+	order := sc.order[:0]
 	for i := range ps {
 		if len(ps[i].Buf) == 0 {
 			ps[i].OK = true
@@ -160,7 +176,8 @@ func (r *reader) piecesNear(ps []Piece) error {
 		order = append(order, i)
 	}
 	slices.SortFunc(order, func(i, j int) int { return cmp.Compare(ps[i].Addr, ps[j].Addr) })
-	var runs []gRun
+	sc.order = order
+	runs := sc.runs[:0]
 	var total uint64
 	for k, i := range order {
 		a := ps[i].Addr
@@ -178,8 +195,10 @@ func (r *reader) piecesNear(ps []Piece) error {
 	if n := len(runs); n > 0 {
 		total += runs[n-1].end - runs[n-1].start
 	}
-	slab := make([]byte, total)
-	rp := make([]Piece, len(runs))
+	sc.runs = runs
+	slab := grow(sc.slab, int(total))
+	rp := grow(sc.rp, len(runs))
+	sc.slab, sc.rp = slab, rp
 	for k, run := range runs {
 		n := run.end - run.start
 		rp[k] = Piece{Addr: run.start, Buf: slab[:n:n]}

@@ -7,6 +7,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"os"
 	"strconv"
@@ -99,6 +100,15 @@ type Process struct {
 	// stacks are the distinct stacks unwound (intern), by their pcs.
 	stacks map[string][]Frame
 	pcKey  []byte
+
+	// What the next Read confirms goroutines by (confirm.go), and the
+	// memory the reads of g's reuse (image.go).
+	last   *lastImage
+	seed   maphash.Seed
+	seeded bool
+	gs     [2]gScratch
+	chans  chanScratch
+	near   nearScratch
 }
 
 // Attach opens the live process pid for reading. It fails with a one-line
@@ -306,7 +316,7 @@ func (p *Process) Read(ctx context.Context) (*Image, error) {
 	if err := p.checkSame(); err != nil {
 		return nil, err
 	}
-	r := &reader{mem: p.mem, budget: p.opts.MaxBytes}
+	r := &reader{mem: p.mem, budget: p.opts.MaxBytes, near: &p.near}
 	img, err := p.read(ctx, r)
 	if err == nil {
 		err = r.err

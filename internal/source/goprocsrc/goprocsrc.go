@@ -328,14 +328,14 @@ func State(g *goproc.Goroutine) string {
 // Goroutines converts an image to stackdump's model (for lockwatch stacks):
 // every goroutine, with its state as a traceback prints it (goroutines
 // with one stack group together, whichever channel each waits on).
-func Goroutines(img *goproc.Image) *stackdump.Snapshot { return goroutines(img, false) }
+func Goroutines(img *goproc.Image) *stackdump.Snapshot { return goroutines(img, false, nil) }
 
-// goroutines converts an image; chans adds the channels each waits for to
-// its state (State).
-func goroutines(img *goproc.Image, chans bool) *stackdump.Snapshot {
+// goroutines converts an image, only the goroutines keep keeps when it is
+// not nil; chans adds the channels each waits for to its state (State).
+func goroutines(img *goproc.Image, chans bool, keep func(id int64) bool) *stackdump.Snapshot {
 	s := &stackdump.Snapshot{PID: img.PID, Time: img.Taken}
 	for _, g := range img.Goroutines {
-		if g.System {
+		if g.System || keep != nil && !keep(g.ID) {
 			continue
 		}
 		state := g.Status
@@ -387,9 +387,11 @@ func (st *Stacks) Goroutines(_ context.Context, id procid.ID, ids []int64) (*sta
 	if err != nil {
 		return nil, err
 	}
-	all := goroutines(img, true)
-	all.Goroutines = slices.DeleteFunc(all.Goroutines, func(g stackdump.Goroutine) bool { return !slices.Contains(ids, g.ID) })
-	return all, nil
+	want := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	return goroutines(img, true, func(id int64) bool { return want[id] }), nil
 }
 
 // Text returns every goroutine, from memory (nothing is stopped).

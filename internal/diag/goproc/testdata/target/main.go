@@ -25,7 +25,9 @@
 //     the runtime's traceback of every goroutine (runtime.Stack), saying
 //     "dumped N" on stderr.
 //
-// It prints "ready" on stdout once every goroutine has started.
+// It prints "ready" on stdout once the runtime's own traceback shows every
+// goroutine it set up parked where it should be, main's in its sleep (the
+// goroutine that checks and prints then parks for good, in main.announce).
 package main
 
 import (
@@ -101,24 +103,6 @@ func blockOnChans() {
 		}
 	}()
 	fmt.Printf("never %p\nchan send %p\nchan receive %p\nselect %p %p\n", never, send, recv, s1, s2)
-	for waiting() < 3 {
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// waiting counts the goroutines blocked on channels in blockOnChans's
-// functions, from the runtime's own traceback.
-func waiting() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("main.blockOnChans.func")) &&
-			(bytes.Contains(g, []byte("[chan send")) || bytes.Contains(g, []byte("[chan receive")) || bytes.Contains(g, []byte("[select"))) {
-			n++
-		}
-	}
-	return n
 }
 
 func main() {
@@ -195,10 +179,66 @@ func main() {
 	for range *n {
 		go idle(c)
 	}
-	fmt.Println("ready")
+	go announce(*n, *chans)
 	for {
 		time.Sleep(time.Hour) // a timer: the runtime does not call this a deadlock
 	}
+}
+
+// parked is n goroutines in function fn, parked in state.
+type parked struct {
+	fn, state string
+	n         int
+}
+
+// announce prints "ready" once the runtime's own traceback shows every
+// goroutine main set up parked where it should be, main's own in its
+// sleep: from then on none of them runs, so a reader sees each where a
+// later traceback (SIGQUIT) does. announce itself parks for good right
+// after: a reader may see it on its way there.
+func announce(n int, chans bool) {
+	want := []parked{
+		{"main.main()", "[sleep", 1},
+		{"main.holdAndBlock()", "[chan receive", 1},
+		{"main.waitHeld()", "[sync.Mutex.Lock", 3},
+		{"main.lockAB(", "[sync.Mutex.Lock", 2},
+		{"main.readAndBlock(", "[chan receive", 1},
+		{"main.write()", "[sync.RWMutex.Lock", 1},
+		{"main.read()", "[sync.RWMutex.RLock", 2},
+		{"main.idle(", "[chan receive", n},
+	}
+	if chans {
+		want = append(want, parked{"main.blockOnChans.func1()", "[chan send", 1},
+			parked{"main.blockOnChans.func2()", "[chan receive", 1}, parked{"main.blockOnChans.func3()", "[select", 1})
+	}
+	buf := make([]byte, 64<<10+n*512)
+	for {
+		m := runtime.Stack(buf, true)
+		if m == len(buf) {
+			buf = make([]byte, 2*len(buf)) // cut: read it whole
+			continue
+		}
+		count := make([]int, len(want))
+		for _, g := range bytes.Split(buf[:m], []byte("\n\n")) {
+			for i, w := range want {
+				// A parked goroutine's innermost frame of main is its
+				// function: "goroutine 7 [chan receive]:\n...\nmain.idle(...".
+				if bytes.Contains(g, []byte("\n"+w.fn)) && bytes.Contains(g, []byte(w.state)) {
+					count[i]++
+				}
+			}
+		}
+		ok := true
+		for i, w := range want {
+			ok = ok && count[i] == w.n
+		}
+		if ok {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Println("ready")
+	<-make(chan struct{}) // parked for good (tests leave it out: it was running when it said ready)
 }
 
 // rwWriterWaiting reports whether a writer has announced itself on rw: a
