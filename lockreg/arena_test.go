@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lockwatch/lockwatch/internal/app/forge"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
 
 	"github.com/lockwatch/lockwatch/internal/rt/record"
@@ -47,6 +48,7 @@ func TestBadArenas(t *testing.T) {
 	binary.NativeEndian.PutUint32(otherVersion[8:], 99)
 	version3 := bytes.Clone(good) // main's format before the per-lock rings: its header is version 3
 	binary.NativeEndian.PutUint32(version3[8:], 3)
+	version4 := forge.ArenaV4() // an arena written by lockreg before fencing tokens
 	badTable := bytes.Clone(good)
 	binary.NativeEndian.PutUint32(badTable[40:], 1<<30) // maxLocks
 	tests := []struct {
@@ -60,8 +62,9 @@ func TestBadArenas(t *testing.T) {
 		{"truncated", writeArena(good[:len(good)/2]), arena.ErrCorrupt, "truncated"},
 		{"shorter than a header", writeArena(good[:100]), arena.ErrCorrupt, "shorter than a header"},
 		{"random bytes", writeArena(junk), arena.ErrCorrupt, "bad magic"},
-		{"other version", writeArena(otherVersion), arena.ErrVersion, "format version 99"},
-		{"older version", writeArena(version3), arena.ErrVersion, "format version 3; this build reads version 4"},
+		{"newer version", writeArena(otherVersion), arena.ErrVersion, "format version 99, written by a newer lockreg; this build reads and writes version 5 only"},
+		{"older version", writeArena(version3), arena.ErrVersion, "format version 3, written by an older lockreg; this build reads and writes version 5 only"},
+		{"version 4 arena", writeArena(version4), arena.ErrVersion, "format version 4, written by an older lockreg; this build reads and writes version 5 only"},
 		{"bad section table", writeArena(badTable), arena.ErrCorrupt, "impossible capacities"},
 		{"dir symlink", func(t *testing.T, dir string) string {
 			writeArena(good)(t, dir)

@@ -54,6 +54,20 @@
 // 50 ns, 3.4 times a sync.Mutex; with Options.NoRecord 1.3 times. See
 // docs/benchmarks.md.
 //
+// # Fencing tokens
+//
+// Every acquire gives the hold a fencing token (Mutex.Token): one more than
+// the lock's last, in whichever process took it, including a Recover
+// waiter's take-over of a dead holder's lock. A resource the lock protects
+// takes the token with each write and refuses tokens older than one it has
+// admitted, and, with Fence.Mutex set, tokens whose hold has ended
+// (Mutex.IsCurrent): a write that arrives late (from a holder that died with
+// the write in flight, or that wrote after its Unlock) is refused rather
+// than applied over a later holder's. Tokens of a lock are never issued
+// twice, even by a later run made at the same path (they start at the
+// wall-clock time at which the lock was named). The cost is one increment
+// in the acquire's critical section; see docs/benchmarks.md.
+//
 // # Reading a run
 //
 // lockwatch maps a run read-only and copies it into typed values without

@@ -25,20 +25,16 @@ import (
 // it saw, so that a reader can interleave the two halves in the order they
 // happened.
 
-// record appends an event of this process to lock's ring. Events of a
-// holder kind must be recorded holding the lock.
-func (r *Registry) record(kind arena.EventKind, lock uint32, goid int64, stack uint64, t int64) {
+// record appends an event of this process to lock's ring, about the hold
+// with the fencing token token (0: none). Events of a holder kind must be
+// recorded holding the lock.
+func (r *Registry) record(kind arena.EventKind, lock uint32, goid int64, stack uint64, t int64, token uint64) {
 	if arena.HolderKind(kind) {
-		r.recordHeld(kind, lock, goid, stack, t)
+		a := r.a
+		r.appendHeld(a.Lock(lock), a.Ring(lock), a.RingSlot(lock, 0), a.G.RingSlots/2-1, kind, goid, stack, t, token)
 		return
 	}
-	r.recordAs(kind, lock, r.pid, r.self.Start, goid, stack, t)
-}
-
-// recordHeld appends a holder event to lock's ring.
-func (r *Registry) recordHeld(kind arena.EventKind, lock uint32, goid int64, stack uint64, t int64) {
-	a := r.a
-	r.appendHeld(a.Lock(lock), a.Ring(lock), a.RingSlot(lock, 0), a.G.RingSlots/2-1, kind, goid, stack, t)
+	r.recordAs(kind, lock, r.pid, r.self.Start, goid, stack, t, token)
 }
 
 // appendHeld appends a holder event to the holder ring of lock slot s,
@@ -49,7 +45,7 @@ func (r *Registry) recordHeld(kind arena.EventKind, lock uint32, goid int64, sta
 // 2t+1, the fields, even 2t+2, then the head. A holder that dies mid-write
 // leaves the slot odd and the head at t; the next holder writes the same
 // slot again, from the odd value.
-func (r *Registry) appendHeld(s *arena.LockSlot, ring *arena.RingHdr, slot0 *arena.EventSlot, mask uint32, kind arena.EventKind, goid int64, stack uint64, t int64) {
+func (r *Registry) appendHeld(s *arena.LockSlot, ring *arena.RingHdr, slot0 *arena.EventSlot, mask uint32, kind arena.EventKind, goid int64, stack uint64, t int64, token uint64) {
 	h := s.Holder.Ring.Load()
 	e := (*arena.EventSlot)(unsafe.Add(unsafe.Pointer(slot0), uintptr(h&mask)*arena.EventSize))
 	seq := 2*uint64(h) + 1
@@ -60,12 +56,13 @@ func (r *Registry) appendHeld(s *arena.LockSlot, ring *arena.RingHdr, slot0 *are
 	seqlock.Store64(&e.Goid, uint64(goid))
 	seqlock.StoreInt64(&e.Time, t)
 	seqlock.Store64(&e.Stack, stack)
+	seqlock.Store64(&e.Token, token)
 	e.Seq.End(seq + 1)
 	seqlock.Store32(&s.Holder.Ring, h+1)
 }
 
 // recordAs appends a waiter event on behalf of the process pid with start
-// time start: the dead holder, for EventOwnerDied.
+// time start: the dead holder, for EventOwnerDied, with its hold's token.
 //
 // The ticket t from the ring's head says which slot to use; the writer
 // claims the slot with a CAS from an even value below 2t+1 (a complete event
@@ -75,7 +72,7 @@ func (r *Registry) appendHeld(s *arena.LockSlot, ring *arena.RingHdr, slot0 *are
 // event as dropped rather than tear another. A ticket taken by a writer that
 // died before claiming its slot costs nothing: the next lap claims the slot
 // from the older even value.
-func (r *Registry) recordAs(kind arena.EventKind, lock, pid uint32, start uint64, goid int64, stack uint64, t int64) {
+func (r *Registry) recordAs(kind arena.EventKind, lock, pid uint32, start uint64, goid int64, stack uint64, t int64, token uint64) {
 	a := r.a
 	half := uint64(a.G.RingSlots / 2)
 	tk := a.Ring(lock).WaitTicket.Add(1) - 1
@@ -91,5 +88,6 @@ func (r *Registry) recordAs(kind arena.EventKind, lock, pid uint32, start uint64
 	seqlock.Store64(&e.Goid, uint64(goid))
 	seqlock.StoreInt64(&e.Time, t)
 	seqlock.Store64(&e.Stack, stack)
+	seqlock.Store64(&e.Token, token)
 	e.Seq.End(2*tk + 2)
 }

@@ -3,6 +3,7 @@ package lockreg
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
@@ -36,7 +37,10 @@ func TestEventOrderAcrossRingHalves(t *testing.T) {
 	me, wp := os.Getpid(), w.pid()
 	want := fmt.Sprintf("acquire(%d) wait(%d) release(%d) acquire(%d) release(%d) acquire(%d) release(%d) ",
 		me, wp, me, wp, wp, wp, wp)
-	if got := eventKinds(s); got != want {
+	// A stuck event of the waiter may come between (its StuckAfter is short,
+	// and a loaded machine may take that long to release): it is not an
+	// event of either ring half's order.
+	if got := strings.ReplaceAll(eventKinds(s), fmt.Sprintf("stuck(%d) ", wp), ""); got != want {
 		t.Errorf("events %s; want %s", got, want)
 	}
 	for i := 1; i < len(s.Events); i++ {

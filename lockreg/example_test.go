@@ -60,3 +60,39 @@ func ExampleMutex_Lock_recover() {
 	_ = mu.Unlock()
 	// Output: locked
 }
+
+// A resource refuses the writes of stale holders: the writer sends its
+// hold's token with each write, and the resource, a process of the run
+// that applies writes one at a time, admits a write only through its Fence.
+func ExampleFence() {
+	tmp, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(tmp)
+	reg, _ := lockreg.Open(filepath.Join(tmp, "run"), lockreg.Options{})
+	defer reg.Close()
+	mu, _ := reg.Mutex("ledger")
+
+	// The resource's side: its own handle of the lock, and the highest
+	// token it has admitted (kept with its data across restarts).
+	resource := &lockreg.Fence{Mutex: mu}
+	write := func(token int64, what string) {
+		if err := resource.Admit(token); err != nil {
+			fmt.Println("refused", what)
+			return
+		}
+		fmt.Println("applied", what)
+	}
+
+	_ = mu.Lock(context.Background())
+	first := mu.Token()
+	write(first, "the first hold's write")
+	_ = mu.Unlock()
+
+	_ = mu.Lock(context.Background())
+	write(mu.Token(), "the second hold's write")
+	write(first, "a late write of the first hold")
+	_ = mu.Unlock()
+	// Output:
+	// applied the first hold's write
+	// applied the second hold's write
+	// refused a late write of the first hold
+}

@@ -37,7 +37,8 @@ type Holder struct {
 	Goroutine int64
 	Stack     uint64 // stack-dictionary id of the acquire; 0 if not recorded
 	Since     time.Time
-	ProcSlot  int // process-table slot, -1 if unknown
+	ProcSlot  int   // process-table slot, -1 if unknown
+	Token     int64 // the hold's fencing token (Mutex.Token)
 }
 
 // Identity returns the holder process's identity.

@@ -86,6 +86,8 @@ func runRole(role, dir string, args []string) int {
 	switch role {
 	case "order", "orderload":
 		return orderRole(r, role, args) // order_test.go
+	case "tokens", "tokenhold", "tokenwait":
+		return tokenRole(r, m, role, args) // fence_test.go
 	case "open":
 		st, err := os.Stat(filepath.Join(dir, arena.ArenaFile))
 		if err != nil {

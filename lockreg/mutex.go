@@ -54,6 +54,9 @@ func (m *Mutex) Lock(ctx context.Context) error {
 			return ErrClosed
 		}
 		ok := m.s.Word.CompareAndSwap(0, r.pid)
+		if ok {
+			m.s.Holder.NextToken()
+		}
 		procUnpin()
 		if ok {
 			return nil
@@ -163,7 +166,7 @@ func (m *Mutex) Unlock() error {
 			procUnpin()
 			return ErrNotHeld
 		}
-		r.appendHeld(s, m.ring, m.held0, m.hmask, arena.EventRelease, goid, s.Holder.Stack.Load(), now)
+		r.appendHeld(s, m.ring, m.held0, m.hmask, arena.EventRelease, goid, s.Holder.Stack.Load(), now, s.Holder.Token.Load())
 		r.heldReleased(m.idx, holder) // before the word: see heldReleased
 	}
 	// Clearing WAITERS too: the woken waiter sets it again when it
@@ -185,20 +188,28 @@ func (m *Mutex) Unlock() error {
 
 // acquired writes the holder record and the event. Called holding the lock.
 // Under NoRecord no holder record is written, not even on recovery: Unlock
-// would not clear it, and a stale record would name the wrong holder.
+// would not clear it, and a stale record would name the wrong holder; a
+// recovery clears the dead holder's record instead.
 func (m *Mutex) acquired(goid int64, stack uint64, t int64, kind arena.EventKind) {
 	r := m.r
 	if kind == arena.EventRecovered {
 		m.s.Noted.Store(0) // the next death is news again
 	}
 	if r.opts.NoRecord {
+		if kind == arena.EventRecovered {
+			// The dead holder's record would go on naming it as the
+			// holder, with this hold's token, and, if this process
+			// died too, as the dead holder: clear it.
+			m.s.Holder.Clear()
+		}
+		token := m.s.Holder.NextToken()
 		if kind != arena.EventAcquire {
-			r.record(kind, m.idx, goid, stack, t)
+			r.record(kind, m.idx, goid, stack, t, token)
 		}
 		return
 	}
-	m.s.Holder.Set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t) // the slot is a hint: see claimSlot
-	r.appendHeld(m.s, m.ring, m.held0, m.hmask, kind, goid, stack, t)
+	token := m.s.Holder.Set(r.procIdx+1, r.pid, r.self.Start, goid, stack, t) // the slot is a hint: see claimSlot
+	r.appendHeld(m.s, m.ring, m.held0, m.hmask, kind, goid, stack, t, token)
 	r.heldAcquired(m.idx, goid, stack) // lock order (order.go)
 }
 
@@ -248,7 +259,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 			m.clearWaiters()
 		}
 	}()
-	r.record(arena.EventWait, m.idx, goid, stack, began)
+	r.record(arena.EventWait, m.idx, goid, stack, began, 0)
 
 	// Label the goroutine while it waits, so that a goroutine profile
 	// (cheap, without goroutine ids) still shows who waits for what. On
@@ -271,7 +282,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 	nextCheck := int64(0)
 	for {
 		if r.closed.Load() {
-			r.record(arena.EventTimeout, m.idx, goid, stack, nanotime())
+			r.record(arena.EventTimeout, m.idx, goid, stack, nanotime(), 0)
 			return ErrClosed
 		}
 		v := s.Word.Load()
@@ -302,7 +313,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 			v |= arena.WaitersBit
 		}
 		if err := ctx.Err(); err != nil {
-			r.record(arena.EventTimeout, m.idx, goid, stack, nanotime())
+			r.record(arena.EventTimeout, m.idx, goid, stack, nanotime(), 0)
 			return err
 		}
 
@@ -327,7 +338,7 @@ func (m *Mutex) lockSlow(ctx context.Context, stack uint64) (err error) {
 		}
 		if now >= nextHook {
 			calls++
-			r.record(arena.EventStuck, m.idx, goid, stack, now)
+			r.record(arena.EventStuck, m.idx, goid, stack, now, 0)
 			if m.opts.OnStuck != nil {
 				m.opts.OnStuck(m.stuckEvent(goid, time.Duration(now-began), calls))
 			}
@@ -425,10 +436,10 @@ func (m *Mutex) checkHolder(v uint32) bool {
 func (m *Mutex) noteDeath() {
 	if m.s.Noted.CompareAndSwap(0, 1) {
 		h, ok := m.s.Holder.Read(arena.ReadTries)
-		if !ok {
-			h = arena.HolderCopy{}
+		if !ok || h.Pid == 0 {
+			h = arena.HolderCopy{} // no record names the dead holder: neither its pid nor its token is known
 		}
-		m.r.recordAs(arena.EventOwnerDied, m.idx, h.Pid, h.Start, int64(h.Goid), h.Stack, nanotime())
+		m.r.recordAs(arena.EventOwnerDied, m.idx, h.Pid, h.Start, int64(h.Goid), h.Stack, nanotime(), h.Token)
 	}
 }
 
@@ -438,7 +449,9 @@ func (m *Mutex) stuckEvent(goid int64, waited time.Duration, calls int) StuckEve
 		Goroutine: goid, Waited: waited, Calls: calls}
 	h, ok := m.s.Holder.Read(arena.ReadTries)
 	if ok && h.Pid != 0 && (h.Pid == v&arena.TidMask || ev.OwnerDied) {
-		ev.Holder = Holder(m.r.a.HolderOf(h))
+		hd := m.r.a.HolderOf(h)
+		ev.Holder = Holder{PID: hd.PID, Start: hd.Start, Goroutine: hd.Goroutine, Stack: hd.Stack, Since: hd.Since,
+			ProcSlot: hd.ProcSlot, Token: int64(hd.Token)}
 		ev.HolderStatus = m.r.status(h.Pid, h.Start)
 	} else if pid := v & arena.TidMask; pid != 0 {
 		ev.Holder = Holder{PID: int(pid)}

@@ -97,7 +97,7 @@ func TestWaiterRingSurvivesALostTicket(t *testing.T) {
 	m, _ := r.Mutex("a")
 	waits := func(n int) {
 		for i := 0; i < n; i++ {
-			r.record(arena.EventWait, m.idx, int64(100+i), 0, nanotime())
+			r.record(arena.EventWait, m.idx, int64(100+i), 0, nanotime(), 0)
 		}
 	}
 	waits(2)
@@ -210,7 +210,7 @@ func TestOptionsOutOfRange(t *testing.T) {
 	if got := Size(1, 1, 1, math.MaxInt32); got != -1 { // past the limit, and an int on every target
 		t.Errorf("Size with math.MaxInt32 events = %d; want -1", got)
 	}
-	if got, want := Size(1024, 4096, 4096, 65536), int64(4296704+16384*64); got != want { // + the edge table
+	if got, want := Size(1024, 4096, 4096, 65536), int64(5607424+16384*64); got != want { // + the edge table
 		t.Errorf("default arena size = %d; want %d", got, want)
 	}
 }

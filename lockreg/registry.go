@@ -480,6 +480,8 @@ func (r *Registry) slotFor(name string) (uint32, error) {
 			s := r.a.Lock(n)
 			s.NameLen = uint8(len(name))
 			copy(s.Name[:], name)
+			// The fencing counter starts at the wall clock: see tokenStart.
+			s.Holder.Token.Store(tokenStart())
 			s.State.Store(1)
 			r.a.Hdr.Nlocks.Store(n + 1) // publishes the name
 			if testHook != nil {

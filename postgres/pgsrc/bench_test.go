@@ -53,17 +53,17 @@ func BenchmarkAttach(b *testing.B) {
 		}
 		b.Run("part=clients", func(b *testing.B) {
 			var cs []clientproc.Conn
-			rows, err := admin.Query(ctx, "SELECT host(client_addr), client_port, current_setting('port')::int FROM pg_stat_activity WHERE application_name = 'lwbench'")
+			rows, err := admin.Query(ctx, "SELECT host(client_addr), client_port, current_setting('port')::int, pid FROM pg_stat_activity WHERE application_name = 'lwbench'")
 			if err != nil {
 				b.Fatal(err)
 			}
 			for rows.Next() {
 				var a string
-				var p, sp int
-				if err := rows.Scan(&a, &p, &sp); err != nil {
+				var p, sp, pid int
+				if err := rows.Scan(&a, &p, &sp, &pid); err != nil {
 					b.Fatal(err)
 				}
-				cs = append(cs, clientproc.Conn{Addr: netip.MustParseAddr(a), Port: p, ServerPort: sp})
+				cs = append(cs, clientproc.Conn{Addr: netip.MustParseAddr(a), Port: p, ServerPort: sp, Backend: pid})
 			}
 			for b.Loop() {
 				clientproc.Find(cs)
@@ -165,6 +165,27 @@ func benchAttach(b *testing.B, conn *pgx.Conn, minRows int) {
 			if err := conn.QueryRow(ctx, pgsrc.Query, pgx.QueryExecModeSimpleProtocol).Scan(&doc); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+	b.Run("part=connect", func(b *testing.B) {
+		// Connecting and closing, as lockwatch-pg does once per report
+		// (the test server trusts its clients and has no TLS: a server
+		// with SCRAM and TLS costs their handshakes more).
+		url := conn.Config().ConnString()
+		for b.Loop() {
+			c, err := pgx.Connect(ctx, url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close(ctx)
+		}
+	})
+	b.Run("part=serverlog", func(b *testing.B) {
+		// Looking for the server's log and reading its tail: what attach
+		// does after the lock graph.
+		defer cpu(b, backend)()
+		for b.Loop() {
+			src.ServerLog(ctx, "")
 		}
 	})
 	b.Run("attach=pgsrc", func(b *testing.B) {

@@ -1,9 +1,15 @@
 package pgsrc
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -116,7 +122,11 @@ func BenchmarkConvert(b *testing.B) {
 					lockRow{Type: "advisory", DB: ptr("app"), ClassID: ptr[int64](0), ObjID: ptr(int64(i * 10)), ObjSubID: ptr[int64](1), PID: ptr(10999 - i), Mode: "ExclusiveLock", WaitStart: &now})
 				continue
 			}
-			a.Advisory = append(a.Advisory, [6]int64{int64(10000 + i), 16384, 0, int64(i*10 + j), 1, 0})
+			if len(a.Advisory) == 0 || a.Advisory[len(a.Advisory)-1].PID != int64(10000+i) {
+				a.Advisory = append(a.Advisory, advisoryGroup{PID: int64(10000 + i), DB: 16384, ObjSubID: 1})
+			}
+			g := &a.Advisory[len(a.Advisory)-1]
+			g.ObjIDs = strings.TrimPrefix(g.ObjIDs+" "+strconv.Itoa(i*10+j), " ")
 		}
 	}
 	s := &Source{Server: "bench"}
@@ -125,5 +135,74 @@ func BenchmarkConvert(b *testing.B) {
 		if len(snap.Locks) != 100 {
 			b.Fatalf("%d locks; want the 100 awaited", len(snap.Locks))
 		}
+	}
+}
+
+// TestIdleAdvisory: the advisory locks nobody waits for come a group per
+// session and kind of key, their objids in one string; a session whose
+// client is proved gone has each of its locks listed, under its key, and
+// the others are counted. A key that is not a number is left out and said.
+func TestIdleAdvisory(t *testing.T) {
+	doc := `{"now":"2026-12-07T15:09:25Z","port":"5432","user":"u",
+	  "sessions":[[10,null,"app",null,null,"127.0.0.1",5000,null,null,null,null,"idle"],
+	              [11,null,"app",null,null,"127.0.0.1",5001,null,null,null,null,"idle"]],
+	  "advisory":[[10,5,0,1,0,"7 8 9"],[10,5,4294967295,1,1,"4294967294"],[10,5,3,2,0,"4"],[11,5,0,1,0,"1 2 3 x"]],
+	  "databases":{"5":"app"}}`
+	a, err := parseAnswer([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Source{Server: "test", Clients: func(cs []clientproc.Conn) []clientproc.End {
+		ends := make([]clientproc.End, len(cs))
+		for i, c := range cs {
+			if c.Port == 5000 {
+				ends[i] = clientproc.End{Found: true, Closed: true, State: "FIN-WAIT-2"}
+			}
+		}
+		return ends
+	}}
+	snap, _ := s.convert(a)
+	var names []string
+	for _, l := range snap.Locks {
+		names = append(names, l.Name)
+		if len(l.Holders) != 1 || l.Holders[0].PID != 10 {
+			t.Errorf("lock %q: holders %+v; want session 10", l.Name, l.Holders)
+		}
+	}
+	slices.Sort(names)
+	want := []string{"app/advisory(-2)", "app/advisory(3,4)", "app/advisory(7)", "app/advisory(8)", "app/advisory(9)"}
+	if !slices.Equal(names, want) {
+		t.Errorf("locks %q; want %q", names, want)
+	}
+	for _, note := range []string{"3 advisory locks are held, awaited by nobody, by sessions whose clients are not proved gone: not listed",
+		"1 advisory locks awaited by nobody were left out: their keys are not numbers"} {
+		if !slices.Contains(snap.Notes, note) {
+			t.Errorf("notes %q; want %q", snap.Notes, note)
+		}
+	}
+}
+
+// TestSessionArray: a session comes as an array of pg_stat_activity's
+// fields in the query's order; null is a field the role may not see.
+func TestSessionArray(t *testing.T) {
+	var s session
+	doc := `[42,7,"app","alice","migrate","10.0.0.5",5000,"2026-12-07T15:00:00Z","2026-12-07T15:01:00Z",
+	  "2026-12-07T15:02:00Z","2026-12-07T15:03:00Z","idle in transaction","Lock","advisory","client backend","SELECT 1",[3,4]]`
+	if err := json.Unmarshal([]byte(doc), &s); err != nil {
+		t.Fatal(err)
+	}
+	at := func(m int) string { return time.Date(2026, 12, 7, 15, m, 0, 0, time.UTC).Format(time.RFC3339) }
+	got := fmt.Sprint(s.PID, *s.Leader, *s.DB, *s.User, *s.App, *s.Addr, *s.Port, s.Start.UTC().Format(time.RFC3339), s.Xact.UTC().Format(time.RFC3339),
+		s.QueryStart.UTC().Format(time.RFC3339), s.Change.UTC().Format(time.RFC3339), *s.State, *s.WaitType, *s.Wait, *s.Type, *s.Query, s.Blockers)
+	want := fmt.Sprint(42, 7, "app", "alice", "migrate", "10.0.0.5", 5000, at(0), at(1), at(2), at(3), "idle in transaction", "Lock", "advisory", "client backend", "SELECT 1", []int{3, 4})
+	if got != want {
+		t.Errorf("session %s; want %s", got, want)
+	}
+	s = session{}
+	if err := json.Unmarshal([]byte(`[43,null,null,null,null,null,null,null,null,null,null,null,null,null,null,"<insufficient privilege>",null]`), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.PID != 43 || s.Leader != nil || s.State != nil || s.Start != nil || s.Blockers != nil || str(s.Query) != "<insufficient privilege>" {
+		t.Errorf("hidden session %+v; want its fields null but the pid and the query", s)
 	}
 }

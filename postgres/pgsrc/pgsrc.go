@@ -74,6 +74,30 @@ type Source struct {
 	mu   sync.Mutex
 	q    Querier
 	last *read // the last Read's sessions, for Explain and Terminate
+	// ends are what was found of sessions' clients, for the reads that
+	// follow within clientReuse.
+	ends map[clientKey]clientSeen
+}
+
+// clientReuse is how long what was found of a session's client serves
+// the reads that follow (the report's confirming read comes moments after
+// the first, and looking costs a read of the machine's TCP tables and of
+// every descriptor of the sockets' owners): a client proved gone stays
+// gone (the kernel never gives an orphaned socket back to a process), and
+// one found alive that dies meanwhile is seen gone by the first read
+// after, as a finding that needs a second read to confirm it anyway.
+const clientReuse = time.Second
+
+// clientKey is a session and its connection: the same key is the same
+// connection.
+type clientKey struct {
+	id   procid.ID
+	conn clientproc.Conn
+}
+
+type clientSeen struct {
+	end clientproc.End
+	at  time.Time
 }
 
 // New returns the Source of the server conn is connected to.
@@ -160,13 +184,19 @@ func (s *Source) convert(a *answer) (*lockstate.Snapshot, *read) {
 	s.model(snap, rd, locks, involved)
 	// The advisory locks nobody waits for matter when their holder's
 	// client is gone: the next to ask for one will wait for ever.
-	idle := make([]lockRow, 0, len(a.Advisory))
-	for i, e := range a.Advisory {
-		if i == MaxLocks {
-			snap.Notes = append(snap.Notes, fmt.Sprintf("more than %d advisory locks are held; the rest were not read", MaxLocks))
-			break
-		}
-		idle = append(idle, a.idleAdvisory(e))
+	var idle []lockRow
+	bad := 0
+	for i := 0; i < len(a.Advisory) && len(idle) <= MaxLocks; i++ {
+		var n int
+		idle, n = a.idleAdvisory(idle, &a.Advisory[i], MaxLocks+1)
+		bad += n
+	}
+	if len(idle) > MaxLocks {
+		idle = idle[:MaxLocks]
+		snap.Notes = append(snap.Notes, fmt.Sprintf("more than %d advisory locks are held; the rest were not read", MaxLocks))
+	}
+	if bad > 0 {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("%d advisory locks awaited by nobody were left out: their keys are not numbers", bad))
 	}
 	pids := map[int]bool{}
 	for id := range involved {
@@ -504,12 +534,13 @@ func (s *Source) clients(rd *read, pids map[int]bool) {
 	}
 	var conns []clientproc.Conn
 	var who []*sess
+	now := time.Now()
 	for _, pid := range slices.Sorted(maps.Keys(pids)) {
 		se := rd.sessions[pid]
 		if se == nil || se.hidden || se.Port == nil {
 			continue
 		}
-		c := clientproc.Conn{ServerPort: rd.server, Server: s.ServerAddr}
+		c := clientproc.Conn{ServerPort: rd.server, Server: s.ServerAddr, Backend: se.PID}
 		switch {
 		case se.Addr != nil:
 			a, err := netip.ParseAddr(*se.Addr)
@@ -518,19 +549,29 @@ func (s *Source) clients(rd *read, pids map[int]bool) {
 			}
 			c.Addr, c.Port = a, *se.Port
 		case *se.Port == -1:
-			c.Backend = se.PID
 		default:
+			continue
+		}
+		if seen, ok := s.ends[clientKey{se.id, c}]; ok && now.Sub(seen.at) < clientReuse && !now.Before(seen.at) {
+			se.end = seen.end
 			continue
 		}
 		conns = append(conns, c)
 		who = append(who, se)
 	}
-	if len(conns) == 0 {
-		return
+	next := make(map[clientKey]clientSeen, len(s.ends)+len(conns))
+	for k, seen := range s.ends {
+		if now.Sub(seen.at) < clientReuse && !now.Before(seen.at) {
+			next[k] = seen
+		}
 	}
-	for i, e := range s.Clients(conns) {
-		who[i].end = e
+	if len(conns) > 0 {
+		for i, e := range s.Clients(conns) {
+			who[i].end = e
+			next[clientKey{who[i].id, conns[i]}] = clientSeen{end: e, at: now}
+		}
 	}
+	s.ends = next
 }
 
 // facts are a lock's facts: for each holder its mode and session, for

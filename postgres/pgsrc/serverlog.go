@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -53,7 +54,7 @@ func (s *Source) ServerLog(ctx context.Context, path string) []string {
 		if err != nil {
 			return []string{fmt.Sprintf("PostgreSQL's log %s could not be read: %v", path, err)}
 		}
-		return logNotes(path, formatOf(path, b), b)
+		return logNotes(path, formatOf(path, b), b, "")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,7 +95,7 @@ func (s *Source) ServerLog(ctx context.Context, path string) []string {
 	if len(b) == MaxLogTail {
 		b = dropPartialLine(b)
 	}
-	return logNotes(file, formatOf(file, b), b)
+	return logNotes(file, formatOf(file, b), b, l.Messages)
 }
 
 // logQuery asks what reading the log needs: whether the role may run the
@@ -105,6 +106,7 @@ const logQuery = `SELECT json_build_object(
   'collector', current_setting('logging_collector'),
   'destination', current_setting('log_destination'),
   'version', current_setting('server_version_num')::int,
+  'messages', current_setting('lc_messages'),
   'current', has_function_privilege('pg_catalog.pg_current_logfile(text)', 'EXECUTE'),
   'read', has_function_privilege('pg_catalog.pg_read_binary_file(text,bigint,bigint,boolean)', 'EXECUTE'),
   'stat', has_function_privilege('pg_catalog.pg_stat_file(text,boolean)', 'EXECUTE'))::text`
@@ -123,6 +125,7 @@ type logAnswer struct {
 	Collector   string `json:"collector"`
 	Destination string `json:"destination"`
 	Version     int    `json:"version"`
+	Messages    string `json:"messages"` // lc_messages: the language of the log's messages
 	Current     bool   `json:"current"`
 	Read        bool   `json:"read"`
 	Stat        bool   `json:"stat"`
@@ -177,21 +180,37 @@ func formatOf(path string, b []byte) string {
 	return formatStderr
 }
 
-// logNotes are the report's notes on the deadlocks of a log.
-func logNotes(path, format string, b []byte) []string {
+// logNotes are the report's notes on the deadlocks of a log. messages is
+// the server's lc_messages ("" if not known): the language its log is
+// written in.
+func logNotes(path, format string, b []byte, messages string) []string {
 	ds := ParseLog(format, b)
 	if len(ds) == 0 {
-		return []string{fmt.Sprintf("PostgreSQL's log (%s, the last %s of it) shows no deadlock it broke (\"deadlock detected\"; only English messages are read: lc_messages C or en)", path, size(len(b)))}
+		what := fmt.Sprintf("PostgreSQL's log (%s, the last %s of the current file; files rotated away before it are not read) shows no deadlock it broke", path, size(len(b)))
+		switch {
+		case format != formatStderr:
+			return []string{what + " (SQLSTATE 40P01, in any language)"}
+		case !english(messages):
+			return []string{fmt.Sprintf("%s, as far as lockwatch can tell: the server writes its messages in lc_messages %q, and a deadlock in a stderr log in another language than English is found only by its SQLSTATE 40P01, which the log shows with log_error_verbosity = verbose; set that, or log_destination csvlog or jsonlog, or lc_messages = 'C', for lockwatch to read them", what, messages)}
+		}
+		return []string{what + " (\"ERROR:  deadlock detected\", or SQLSTATE 40P01 with log_error_verbosity = verbose: a stderr log in another language than English is read only by its SQLSTATE)"}
 	}
 	n := len(ds)
 	if len(ds) > maxLogDeadlocks {
 		ds = ds[len(ds)-maxLogDeadlocks:]
 	}
-	out := []string{fmt.Sprintf("PostgreSQL's log (%s, the last %s of it) shows %d deadlocks it broke itself, each by cancelling the statement of one of the sessions; the latest %d follow", path, size(len(b)), n, len(ds))}
+	out := []string{fmt.Sprintf("PostgreSQL's log (%s, the last %s of the current file; files rotated away before it are not read) shows %d deadlocks it broke itself, each by cancelling the statement of one of the sessions; the latest %d follow (their waits quoted as the log writes them)", path, size(len(b)), n, len(ds))}
 	for i := len(ds) - 1; i >= 0; i-- {
 		out = append(out, ds[i].String())
 	}
 	return out
+}
+
+// english reports whether lc_messages is English (or not known): C,
+// POSIX, en_*; a server built without NLS writes English whatever it says.
+func english(messages string) bool {
+	m := strings.ToLower(messages)
+	return m == "" || m == "c" || m == "posix" || strings.HasPrefix(m, "c.") || strings.HasPrefix(m, "en")
 }
 
 // String is the deadlock as a note: when, where, who waited for whom, and
@@ -296,17 +315,71 @@ func parseCSVLog(b []byte) []Deadlock {
 	}
 }
 
+// logWords are how a server log in one language (lc_messages) writes a
+// deadlock in the stderr format: the error line's severity and message,
+// and the names of the fields that follow it.
+type logWords struct {
+	severity, message string
+	detail, statement string // with their colon: "DETAIL:  "
+}
+
+// deadlockWords are the words of the languages whose message catalogs
+// PostgreSQL 15 ships (English first), by message; a log in another
+// language (or another version's wording) is read by its SQLSTATE, when
+// log_error_verbosity = verbose writes it.
+var deadlockWords = func() map[string]logWords {
+	m := map[string]logWords{}
+	for _, w := range []logWords{
+		{"ERROR", "deadlock detected", "DETAIL:  ", "STATEMENT:  "},
+		{"FEHLER", "Verklemmung (Deadlock) entdeckt", "DETAIL:  ", "ANWEISUNG:  "},    // de
+		{"ERROR", "se ha detectado un deadlock", "DETALLE:  ", "SENTENCIA:  "},        // es
+		{"ERREUR", "interblocage (deadlock) détecté", "DÉTAIL:  ", "INSTRUCTION :  "}, // fr
+		{"ERRORE", "rilevato deadlock", "DETTAGLI:  ", "ISTRUZIONE:  "},               // it
+		{"ERROR", "デッドロックを検出しました", "詳細:  ", "文:  "},                                   // ja
+		{"შეცდომა", "ნაპოვნია ურთიერთბლოკირება", "დეტალები:  ", "ოპერატორი:  "},       // ka
+		{"오류", "deadlock 발생했음", "상세정보:  ", "명령 구문:  "},                                // ko
+		{"ОШИБКА", "обнаружена взаимоблокировка", "ПОДРОБНОСТИ:  ", "ОПЕРАТОР:  "},    // ru
+		{"FEL", "deadlock upptäckt", "DETALJ:  ", "SATS:  "},                          // sv
+		{"ПОМИЛКА", "виявлено взаємне блокування", "ВІДОМОСТІ:  ", "ІНСТРУКЦІЯ:  "},   // uk
+		{"错误", "检测到死锁", "详细信息:  ", "语句:  "},                                           // zh_CN
+	} {
+		m[w.message] = w
+	}
+	return m
+}()
+
+// deadlockStart reads a stderr log line as the start of a deadlock's
+// entry: "PREFIX SEVERITY:  [40P01: ]MESSAGE". words is the entry's
+// language, or nil for one known only by its SQLSTATE.
+func deadlockStart(line string) (prefix string, words *logWords, ok bool) {
+	i := strings.Index(line, ":  ")
+	if i < 0 {
+		return "", nil, false
+	}
+	sev := strings.LastIndexByte(line[:i], ' ') + 1
+	msg, state := strings.CutPrefix(line[i+3:], "40P01: ")
+	if w, known := deadlockWords[msg]; known && w.severity == line[sev:i] {
+		return line[:sev], &w, true
+	}
+	return line[:sev], nil, state
+}
+
 // parseStderrLog reads the stderr format, whose lines start with
 // log_line_prefix (anything): "PREFIX ERROR:  deadlock detected", then
 // "PREFIX DETAIL:  Process ...", its lines continued by a tab, and
 // "PREFIX STATEMENT:  ...". With log_error_verbosity verbose the message
-// carries its SQLSTATE: "ERROR:  40P01: deadlock detected".
+// carries its SQLSTATE: "ERROR:  40P01: deadlock detected". In another
+// language (lc_messages) the words are translated: those PostgreSQL ships
+// are known (deadlockWords); any other is read by its SQLSTATE, its first
+// field taken for the detail and its statement not told apart.
 func parseStderrLog(b []byte) []Deadlock {
 	var out []Deadlock
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	var cur *Deadlock
 	var prefix, field string // the deadlock's line prefix, and the field being continued
+	var words *logWords      // the entry's language; nil: known by its SQLSTATE only
+	fields := 0              // fields of the entry read
 	var detail strings.Builder
 	flush := func() {
 		if cur != nil {
@@ -317,18 +390,16 @@ func parseStderrLog(b []byte) []Deadlock {
 	}
 	for sc.Scan() {
 		line := sc.Text()
-		if i := strings.Index(line, "ERROR:  "); i >= 0 {
-			msg := strings.TrimPrefix(line[i+len("ERROR:  "):], "40P01: ")
-			if msg == "deadlock detected" {
-				flush()
-				prefix = line[:i]
-				cur = &Deadlock{At: timeOf(prefix), PID: prefixPID(prefix)}
-				continue
-			}
+		if p, w, ok := deadlockStart(line); ok {
+			flush()
+			prefix, words, fields = p, w, 0
+			cur = &Deadlock{At: timeOf(prefix), PID: prefixPID(prefix)}
+			continue
 		}
 		if cur == nil {
 			continue
 		}
+		rest, ok := strings.CutPrefix(line, prefix)
 		switch {
 		case strings.HasPrefix(line, "\t"):
 			if field == "DETAIL" {
@@ -336,14 +407,21 @@ func parseStderrLog(b []byte) []Deadlock {
 			} else if field == "STATEMENT" {
 				cur.Statement += "\n" + line[1:]
 			}
-		case strings.HasPrefix(line, prefix+"DETAIL:  "):
+		case ok && words != nil && strings.HasPrefix(rest, words.detail):
 			field = "DETAIL"
-			detail.WriteString(strings.TrimPrefix(line, prefix+"DETAIL:  "))
-		case strings.HasPrefix(line, prefix+"STATEMENT:  "):
+			detail.WriteString(rest[len(words.detail):])
+		case ok && words != nil && strings.HasPrefix(rest, words.statement):
 			field = "STATEMENT"
-			cur.Statement = strings.TrimPrefix(line, prefix+"STATEMENT:  ")
-		case strings.HasPrefix(line, prefix):
+			cur.Statement = rest[len(words.statement):]
+		case ok && words == nil && fields == 0 && strings.Contains(rest, ":  "):
+			// A deadlock always has a detail, and it comes first.
+			field = "DETAIL"
+			_, text, _ := strings.Cut(rest, ":  ")
+			detail.WriteString(text)
+			fields++
+		case ok:
 			field = "" // HINT, CONTEXT, LOCATION: the same entry, not needed
+			fields++
 		default:
 			flush() // another process's line: the entry is over
 		}
@@ -355,19 +433,25 @@ func parseStderrLog(b []byte) []Deadlock {
 // fromDetail fills a deadlock's waits and queries from its DETAIL:
 // "Process N waits for ...; blocked by process M." lines, then "Process N:
 // QUERY" lines (the server log's detail has them; the client's has not).
+// In another language the words differ ("Prozess N wartet auf ...",
+// "Prozess N: QUERY"): a query's line is words, its process number and a
+// colon; the lines before the first query are the waits, kept as written;
+// a line after a query that is not one continues it.
 func fromDetail(d Deadlock, detail string) Deadlock {
 	for _, l := range strings.Split(detail, "\n") {
 		l = strings.TrimSpace(l)
-		switch {
-		case !strings.HasPrefix(l, "Process "):
-			if n := len(d.Queries); n > 0 && l != "" {
-				d.Queries[n-1] += " " + l // a query of several lines
-			}
-		case strings.Contains(l, " waits for "):
-			d.Waits = append(d.Waits, l)
-		default:
-			d.Queries = append(d.Queries, l)
+		if l == "" {
+			continue
 		}
+		if pid, query, ok := queryLine(l); ok {
+			d.Queries = append(d.Queries, "Process "+pid+": "+query)
+			continue
+		}
+		if n := len(d.Queries); n > 0 {
+			d.Queries[n-1] += " " + l // a query of several lines
+			continue
+		}
+		d.Waits = append(d.Waits, l)
 	}
 	if len(d.Waits) > 8 {
 		d.Waits = append(d.Waits[:8], fmt.Sprintf("(and %d more waits)", len(d.Waits)-8))
@@ -388,6 +472,34 @@ func fromDetail(d Deadlock, detail string) Deadlock {
 		}
 	}
 	return d
+}
+
+// queryLine reads a detail's "Process N: QUERY" line, in any language:
+// at most three words of letters, a number, a colon (after a space in
+// French).
+func queryLine(l string) (pid, query string, ok bool) {
+	i := strings.IndexAny(l, "0123456789")
+	if i <= 0 || i > 64 {
+		return "", "", false
+	}
+	words := strings.Fields(l[:i])
+	if len(words) == 0 || len(words) > 3 {
+		return "", "", false
+	}
+	for _, w := range words {
+		for _, r := range w {
+			if !unicode.IsLetter(r) {
+				return "", "", false
+			}
+		}
+	}
+	rest := l[i:]
+	n := len(rest) - len(strings.TrimLeft(rest, "0123456789"))
+	after, colon := strings.CutPrefix(strings.TrimPrefix(rest[n:], " "), ":")
+	if !colon {
+		return "", "", false
+	}
+	return rest[:n], strings.TrimSpace(after), true
 }
 
 // timeOf finds a time in a log line's prefix: "2026-12-07 15:09:12.387

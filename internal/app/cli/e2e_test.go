@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/app/forge"
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
@@ -97,6 +98,7 @@ func TestRunDemoHang(t *testing.T) {
 	r := readReport(t, rb)
 	t.Cleanup(func() { os.RemoveAll(r.Run) }) // kept by run: it has findings
 	checkDeadHolder(t, r)
+	checkTokens(t, r) // token_test.go
 	// --on-deadlock=kill ended every process of the run.
 	for _, p := range r.Processes {
 		if st, _ := proc.Check(proc.Identity{PID: p.PID, Start: p.Start}); st == proc.Alive {
@@ -265,6 +267,7 @@ func TestBadInput(t *testing.T) {
 	}
 	corrupt := withArena(func(b []byte) []byte { return b[:100] })
 	version := withArena(func(b []byte) []byte { b[8] = 99; return b })
+	version4 := withArena(func([]byte) []byte { return forge.ArenaV4() })
 	link := filepath.Join(t.TempDir(), "link")
 	if err := os.Symlink(good, link); err != nil {
 		t.Fatal(err)
@@ -296,6 +299,7 @@ func TestBadInput(t *testing.T) {
 		{"not a run", []string{"attach", runDir(t)}, "not a lockwatch run"},
 		{"corrupted", []string{"attach", corrupt}, "corrupted arena"},
 		{"version", []string{"attach", version}, "another format version"},
+		{"older version", []string{"attach", version4}, "format version 4, written by an older lockreg"},
 		{"symlink", []string{"attach", link}, "symbolic link"},
 		{"open to others", []string{"watch", open}, "open to other users"},
 		{"stacks of no probe", []string{"stacks", strconv.Itoa(sleep.Process.Pid)}, "is not running a probe"},

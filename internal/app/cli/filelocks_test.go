@@ -485,3 +485,78 @@ func TestRunReadsNoFileLocks(t *testing.T) {
 		}
 	}
 }
+
+// A report on a waiter leaves out the locks of the other processes that
+// nobody waits for (they take part in no finding), and says how many; a
+// report on their holder lists them.
+func TestAttachLeavesUnwaitedLocks(t *testing.T) {
+	dir := t.TempDir()
+	a, b, c := filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")
+	h, w := newLocker(t), newLocker(t)
+	h.do("open a " + a)
+	h.do("open b " + b)
+	h.do("open c " + c)
+	h.do("flock a ex")
+	h.do("flock b ex")
+	h.do("posix c w 0 1")
+	w.do("open a " + a)
+	w.ask("flock a ex")
+	awaitFileWaiters(t, a, 1)
+
+	_, r, _ := attachFilesJSON(t, "--stuck-after=1ms", strconv.Itoa(w.pid()))
+	var names []string
+	for _, l := range r.Locks {
+		names = append(names, l.Name)
+	}
+	if !slices.Equal(names, []string{a}) {
+		t.Errorf("locks %q; want only %q, the one pid %d waits for", names, a, w.pid())
+	}
+	want := fmt.Sprintf("2 file locks of the other processes here are not shown: nobody waits for them, so they take part in no finding (2 of pid %d;", h.pid())
+	if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.HasPrefix(n, want) }) {
+		t.Errorf("notes %q; want one starting %q", r.Notes, want)
+	}
+
+	_, r, _ = attachFilesJSON(t, "--stuck-after=1ms", strconv.Itoa(h.pid()))
+	names = names[:0]
+	for _, l := range r.Locks {
+		names = append(names, l.Name)
+	}
+	slices.Sort(names)
+	if want := []string{a, b, c + " [0-0]"}; !slices.Equal(names, want) {
+		t.Errorf("attach of the holder: locks %q; want %q", names, want)
+	}
+}
+
+// Two processes share a flock (LOCK_SH) and a third, h, waits to take it
+// alone, while it holds a flock that w waits for: the kernel lists h's
+// request under one of the two shared locks only, and a report on w names
+// both holders of the lock h waits for.
+func TestAttachFlockReaders(t *testing.T) {
+	dir := t.TempDir()
+	x, y := filepath.Join(dir, "x.lock"), filepath.Join(dir, "y.lock")
+	p, q, h, w := newLocker(t), newLocker(t), newLocker(t), newLocker(t)
+	for _, l := range []*locker{p, q, h} {
+		l.do("open x " + x)
+	}
+	h.do("open y " + y)
+	w.do("open y " + y)
+	p.do("flock x sh")
+	q.do("flock x sh")
+	h.do("flock y ex")
+	h.ask("flock x ex")
+	w.ask("flock y ex")
+	awaitFileWaiters(t, x, 1)
+	awaitFileWaiters(t, y, 1)
+
+	_, r, _ := attachFilesJSON(t, "--stuck-after=1ms", strconv.Itoa(w.pid()))
+	for _, l := range r.Locks {
+		if l.Name != x {
+			continue
+		}
+		if got, want := pidsOf(l.Holders), pidsOf2(p, q); !slices.Equal(got, want) {
+			t.Errorf("holders of %s: %v; want both readers %v", x, got, want)
+		}
+		return
+	}
+	t.Errorf("locks %+v; want %s among them, which pid %d waits for", r.Locks, x, h.pid())
+}

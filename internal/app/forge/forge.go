@@ -1,6 +1,6 @@
 // Package forge writes records into a run's arena as a hostile or buggy
 // member of the run could: through the file, at the offsets that
-// docs/registry-format.md documents (format versions 1 to 4; forge writes no edges), with none of
+// docs/registry-format.md documents (format versions 1 to 5; forge writes no edges), with none of
 // lockreg's checks. Tests
 // and the reliability suite use it to prove that lockwatch never believes
 // what a record says without proof, and to build corrupted arenas.
@@ -30,13 +30,19 @@ const (
 	Exited  = 2
 )
 
-// Record sizes of format versions 1 to 4 (version 3 added the edge table,
-// version 4 changed the event section and added the name index; process
-// and lock records kept their fields, and the holder record its offsets).
-const (
-	procSize = 64
-	lockSize = 128
-)
+// Record sizes of format versions 1 to 5 (version 3 added the edge table,
+// version 4 changed the event section and added the name index, version 5
+// grew lock records to 192 bytes for the fencing counter; process records
+// kept their fields, and the holder record its offsets).
+const procSize = 64
+
+// lockSize is the lock record's size in format version v.
+func lockSize(v uint32) int64 {
+	if v >= 5 {
+		return 192
+	}
+	return 128
+}
 
 // An Arena is a run's arena file opened for writing. It is not safe for
 // concurrent use.
@@ -66,9 +72,9 @@ func Open(dir string) (*Arena, error) {
 	}
 	ne := binary.NativeEndian
 	a.version = ne.Uint32(h[8:])
-	if a.version < 1 || a.version > 4 {
+	if a.version < 1 || a.version > 5 {
 		f.Close()
-		return nil, fmt.Errorf("forge: format version %d; this package writes versions 1 to 4", a.version)
+		return nil, fmt.Errorf("forge: format version %d; this package writes versions 1 to 5", a.version)
 	}
 	a.size = int64(ne.Uint64(h[16:]))
 	a.maxProcs, a.procOff = ne.Uint32(h[24:]), int64(ne.Uint64(h[32:]))
@@ -115,7 +121,7 @@ func (a *Arena) WriteAt(b []byte, off int64) error {
 }
 
 // SetProcess writes process-table slot as its claimant would: in format 1,
-// pid and start time, then state; in formats 2 to 4, a claim of the owner word
+// pid and start time, then state; in formats 2 to 5, a claim of the owner word
 // (next generation, id's pid), then the fields under the slot's sequence
 // counter, tagged with the owner value.
 func (a *Arena) SetProcess(slot int, id procid.ID, state uint32) error {
@@ -175,7 +181,7 @@ func (a *Arena) SetHolder(lock int, id procid.ID, slot int) error {
 	if lock < 0 || uint32(lock) >= a.maxLock {
 		return fmt.Errorf("forge: lock %d out of range", lock)
 	}
-	off := a.lockOff + int64(lock)*lockSize
+	off := a.lockOff + int64(lock)*lockSize(a.version)
 	seq, err := a.get32(off + 16)
 	if err != nil {
 		return err

@@ -4,8 +4,8 @@
 // ring in use), and oversized files beside them (info files, stack dictionaries with
 // one enormous line, a gzip bomb for a goroutine profile).
 //
-// It writes the arena (format version 4: an event ring per lock, a name
-// index) byte by byte from the format in docs/registry-format.md, without
+// It writes the arena (format version 5: an event ring per lock, a name
+// index, a fencing counter per lock) byte by byte from the format in docs/registry-format.md, without
 // lockreg's code, so that what it builds is
 // what any process of the run, or a damaged or hostile one, could leave; it
 // checks its layout against lockreg.Size. It is for tests and benchmarks
@@ -118,15 +118,15 @@ func Small(name string) Spec {
 // every one of them is provably dead, yet within the lock word's 30 bits.
 func DeadPID(i int) uint32 { return 1<<29 + uint32(i) }
 
-// Layout of format version 4 (docs/registry-format.md).
+// Layout of format version 5 (docs/registry-format.md).
 const (
-	formatVersion = 4
+	formatVersion = 5
 
 	headerSize  = 4096
 	procSize    = 64
-	lockSize    = 128
+	lockSize    = 192
 	waiterSize  = 64
-	eventSize   = 48
+	eventSize   = 64
 	ringHdrSize = 64
 	edgeSize    = 64
 
@@ -292,6 +292,7 @@ func Write(dir string, s Spec) error {
 			ne.PutUint32(r[0:], DeadPID(0)|waitersBit)
 		}
 		ne.PutUint32(r[4:], 1)
+		ne.PutUint64(r[8:], (holderEvents+1)/2) // the fencing counter: the token of the last of its acquires
 		if holder >= 0 {
 			ne.PutUint32(r[20:], uint32(holder)+1)
 			ne.PutUint32(r[24:], DeadPID(holder))
@@ -370,6 +371,9 @@ func Write(dir string, s Spec) error {
 				ne.PutUint64(r[16:], 100+uint64(pid))
 				ne.PutUint64(r[24:], t/2+1)
 				ne.PutUint64(r[40:], uint64(i)+1)
+				if k < half {
+					ne.PutUint64(r[48:], t/2+1) // the hold's token: acquire t and release t+1 share it
+				}
 				if err := w.at(ring+ringHdrSize+k*eventSize, r[:]); err != nil {
 					return err
 				}

@@ -234,6 +234,23 @@ func OpenArena(rd *RunDir, writable, robustList bool) (*Arena, error) {
 	return a, nil
 }
 
+// versionError says which side is older when an arena's format version is
+// not this build's: the arena's writer (the program's lockreg) or this
+// reader, and what to do. Nothing past the version is read: the layout of
+// another version is not this one's.
+func versionError(v uint32) error {
+	e := &ArenaError{Kind: ErrVersion}
+	switch {
+	case v < FormatVersion:
+		e.Detail = fmt.Sprintf("format version %d, written by an older lockreg; this build reads and writes version %d only", v, FormatVersion)
+		e.Hint = "read it with the lockwatch of the program's lockreg release, or start a new run (a new directory) with this one"
+	default:
+		e.Detail = fmt.Sprintf("format version %d, written by a newer lockreg; this build reads and writes version %d only", v, FormatVersion)
+		e.Hint = "read it with a lockwatch as new as the program's lockreg"
+	}
+	return e
+}
+
 // checkHeader validates a header read from a file of the given size and
 // returns its geometry. Every field that places or sizes memory is checked
 // against the layout this version computes, so a damaged header can never
@@ -250,7 +267,7 @@ func checkHeader(h *Header, oh *orderHeader, fileSize int64) (geometry, error) {
 		return bad(ErrCorrupt, "bad magic %q, want %q", h.magic[:], Magic)
 	}
 	if h.version != FormatVersion {
-		return bad(ErrVersion, "format version %d; this build reads version %d", h.version, FormatVersion)
+		return geometry{}, versionError(h.version)
 	}
 	if h.headerSize != HeaderSize || h.procSize != procSize || h.lockSize != lockSize ||
 		h.waiterSize != waiterSize || h.eventSize != EventSize {

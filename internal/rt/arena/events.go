@@ -54,6 +54,7 @@ type rawEvent struct {
 	kind                       EventKind
 	start, goid, stack, ticket uint64
 	time                       int64
+	token                      uint64
 }
 
 // readRing copies the events of lock i's ring, oldest first, into out. An
@@ -113,7 +114,7 @@ func readSlot(e *EventSlot, want uint64) (rawEvent, bool) {
 	}
 	kind, pos := splitWhat(e.What.Load())
 	ev := rawEvent{kind: kind, ticket: uint64(pos), pid: e.Pid.Load(), start: e.Start.Load(), goid: e.Goid.Load(),
-		time: e.Time.Load(), stack: e.Stack.Load()}
+		time: e.Time.Load(), stack: e.Stack.Load(), token: e.Token.Load()}
 	return ev, e.Seq.Valid(want)
 }
 

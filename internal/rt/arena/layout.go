@@ -14,9 +14,9 @@ import (
 //
 //	header   [0, 4096)                    magic, version, section table, shared counters
 //	procs    [procsOff, +maxProcs*64)     process table
-//	locks    [locksOff, +maxLocks*128)    lock slots: futex word, holder record, name
+//	locks    [locksOff, +maxLocks*192)    lock slots: futex word, fencing counter, holder record, name
 //	waiters  [waitersOff, +maxWaiters*64) waiter records
-//	events   [eventsOff, +maxLocks*ring)  one event ring per lock, ring = 64 + ringSlots*48
+//	events   [eventsOff, +maxLocks*ring)  one event ring per lock, ring = 64 + ringSlots*64
 //	index    [indexOff, +indexSlots*4)    the name index: lock index + 1 by hash of the name
 //	edges    [edgesOff, +edgeSlots*64)    lock-order edges (order.go), a hash table
 //
@@ -30,14 +30,15 @@ const (
 	Magic = "LOCKWREG"
 	// 2: process slots are reclaimed (owner word, seqlock); events carry the
 	// start time. 3: lock-order edges. 4: an event ring per lock, the name
-	// index.
-	FormatVersion = 4
+	// index. 5: a fencing counter per lock (lock records of 192 bytes) and
+	// the hold's token in each event (events of 64 bytes).
+	FormatVersion = 5
 
 	HeaderSize  = 4096
 	procSize    = 64
-	lockSize    = 128
+	lockSize    = 192
 	waiterSize  = 64
-	EventSize   = 48
+	EventSize   = 64
 	ringHdrSize = 64
 
 	MaxNameLen = 63
@@ -121,10 +122,19 @@ const (
 // holderRec is a lock's holder record, under a seqlock (internal/rt/seqlock):
 // the holder makes seq odd, writes the fields, makes seq even. Only the
 // holder writes it.
+//
+// Token, first, is the lock's fencing counter: the token of its latest
+// acquire. Every acquire adds one to it, holding the lock (the lock word
+// makes holders take turns, so a plain increment suffices); a recording
+// holder writes it under Seq with the record, so that a reader's copy pairs
+// a holder with its own token. It starts at the wall-clock time (Unix ns)
+// at which the lock was named, so that a lock of the same name in a later
+// run starts above every token this one can issue (docs/registry-format.md).
 type holderRec struct {
-	Seq  seqlock.Seq32 // 16 (offsets within lockSlot)
-	proc atomic.Uint32 // 20 process-table index + 1; 0 = none
-	Pid  atomic.Uint32 // 24
+	Token atomic.Uint64 // 8 (offsets within lockSlot)
+	Seq   seqlock.Seq32 // 16
+	proc  atomic.Uint32 // 20 process-table index + 1; 0 = none
+	Pid   atomic.Uint32 // 24
 	// ring is not part of the record: it is the head of the lock's holder
 	// ring (events written by holders), here because only the holder
 	// writes it and the acquire has this line already.
@@ -136,15 +146,16 @@ type holderRec struct {
 }
 
 // lockSlot is one named lock. Its first cache line is everything the acquire
-// path touches: the futex word and the holder record.
+// path touches: the futex word, the fencing counter and the holder record.
 type LockSlot struct {
 	Word    atomic.Uint32 // 0 futex word: holder pid | waitersBit | ownerDiedBit
 	State   atomic.Uint32 // 4 0 free, 1 named
-	Waiting atomic.Int32  // 8 goroutines in the slow path without a waiter record (the table was full), all processes
-	Noted   atomic.Uint32 // 12 1 once a waiter has recorded the holder's death
-	Holder  holderRec     // 16
+	Holder  holderRec     // 8
 	NameLen uint8         // 64
 	Name    [MaxNameLen]byte
+	Waiting atomic.Int32  // 128 goroutines in the slow path without a waiter record (the table was full), all processes
+	Noted   atomic.Uint32 // 132 1 once a waiter has recorded the holder's death
+	_       [56]byte      // 136
 }
 
 // waiterSlot is a waiter record: a goroutine sleeping in a lock's slow path.
@@ -191,6 +202,11 @@ type EventSlot struct {
 	Goid  atomic.Uint64 // 24
 	Time  atomic.Int64  // 32 CLOCK_MONOTONIC ns
 	Stack atomic.Uint64 // 40
+	// Token is the fencing token of the hold the event is about (acquire,
+	// release, recovered: the holder's; owner-died: the dead holder's, from
+	// its record); 0 for the others.
+	Token atomic.Uint64 // 48
+	_     [8]byte       // 56
 }
 
 // eventWhat packs an event's kind and its place among waiter events (pos,

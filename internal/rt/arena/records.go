@@ -14,10 +14,16 @@ type HolderCopy struct {
 	proc, Pid          uint32
 	Start, Goid, Stack uint64
 	since              int64
+	Token              uint64 // the lock's fencing counter when the copy was made: the holder's token
 }
 
-func (h *holderRec) Set(procIdx, pid uint32, start uint64, goid int64, stack uint64, since int64) {
+// Set writes the record of a new hold, with its fencing token: the lock's
+// counter plus one, which it returns. Called holding the lock, once per
+// acquire.
+func (h *holderRec) Set(procIdx, pid uint32, start uint64, goid int64, stack uint64, since int64) (token uint64) {
+	token = h.Token.Load() + 1
 	end := h.Seq.Begin()
+	seqlock.Store64(&h.Token, token)
 	seqlock.Store32(&h.proc, procIdx)
 	seqlock.Store32(&h.Pid, pid)
 	seqlock.Store64(&h.start, start)
@@ -25,6 +31,15 @@ func (h *holderRec) Set(procIdx, pid uint32, start uint64, goid int64, stack uin
 	seqlock.Store64(&h.Stack, stack)
 	seqlock.StoreInt64(&h.since, since)
 	h.Seq.End(end)
+	return token
+}
+
+// NextToken gives an acquire that writes no record (lockreg's NoRecord) its
+// token: the counter plus one, stored. Called holding the lock.
+func (h *holderRec) NextToken() uint64 {
+	token := h.Token.Load() + 1
+	seqlock.Store64(&h.Token, token)
+	return token
 }
 
 // clear empties the record by storing 0 in pid alone, without the sequence:
@@ -40,7 +55,7 @@ func (h *holderRec) Clear() {
 func (h *holderRec) Read(tries int) (c HolderCopy, ok bool) {
 	_, ok = h.Seq.Read(tries, func() {
 		c = HolderCopy{proc: h.proc.Load(), Pid: h.Pid.Load(), Start: h.start.Load(),
-			Goid: h.Goid.Load(), Stack: h.Stack.Load(), since: h.since.Load()}
+			Goid: h.Goid.Load(), Stack: h.Stack.Load(), since: h.since.Load(), Token: h.Token.Load()}
 	})
 	return c, ok
 }

@@ -115,6 +115,10 @@ type Lock struct {
 	OwnerDied  bool // FUTEX_OWNER_DIED: the holder died holding it
 	HasWaiters bool // FUTEX_WAITERS
 	Waiting    int  // waiter records naming it (of live or dead waiters)
+	// Token is the lock's fencing counter: the token of its latest acquire
+	// (the holder's while it is held), or the lock's starting value if it
+	// was never taken.
+	Token uint64
 	// Holder is the holder's record: after OwnerDied, the record of the
 	// holder that died. Nil when the lock is free, or while the record is
 	// being written (the word's pid then says who holds it).
@@ -131,7 +135,8 @@ type Holder struct {
 	Goroutine int64
 	Stack     uint64 // stack-dictionary id of the acquire; 0 if not recorded
 	Since     time.Time
-	ProcSlot  int // process-table slot, -1 if unknown
+	ProcSlot  int    // process-table slot, -1 if unknown
+	Token     uint64 // the hold's fencing token
 }
 
 // Identity returns the holder process's identity.
@@ -163,6 +168,7 @@ type Event struct {
 	LockName  string
 	Time      time.Time
 	Stack     uint64
+	Token     uint64 // the fencing token of the hold the event is about; 0 if none
 }
 
 // ReadOptions bound what ReadSnapshotWith copies of a run, so that reading
@@ -270,7 +276,8 @@ func (a *Arena) wall(mono, nowMono int64, now time.Time) time.Time {
 // holderOf turns a holder record read now into a Holder.
 func (a *Arena) HolderOf(h HolderCopy) Holder {
 	return Holder{PID: int(h.Pid), Start: h.Start, Goroutine: int64(h.Goid), Stack: h.Stack,
-		Since: a.wall(h.since, record.Nanotime(), time.Now()), ProcSlot: a.procSlotOf(h.proc, procid.ID{PID: int(h.Pid), Start: h.Start})}
+		Since: a.wall(h.since, record.Nanotime(), time.Now()), ProcSlot: a.procSlotOf(h.proc, procid.ID{PID: int(h.Pid), Start: h.Start}),
+		Token: h.Token}
 }
 
 func (a *Arena) Snapshot(rd *RunDir, o ReadOptions) (s *Snapshot, err error) {
@@ -299,6 +306,10 @@ func (a *Arena) guarded(f func()) (err error) {
 // releaseEvery is how many bytes of a section a reader reads before it
 // drops them from its resident set (arena.release).
 const releaseEvery = 8 << 20
+
+// lockStep is how many lock records make up about releaseEvery bytes (192
+// does not divide it).
+const lockStep = releaseEvery / lockSize
 
 // keeper keeps at most max items, preferring those marked first-class:
 // second-class ones make room for first-class ones that come later.
@@ -372,8 +383,8 @@ func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	var locks keeper[Lock]
 	locks.max = o.Locks
 	for i := uint32(0); i < n; i++ {
-		if i%(releaseEvery/lockSize) == 0 && i > 0 {
-			a.release(a.G.locksOff+uint64(i)*lockSize-releaseEvery, a.G.locksOff+uint64(i)*lockSize)
+		if i%lockStep == 0 && i > 0 {
+			a.release(a.G.locksOff+uint64(i-lockStep)*lockSize, a.G.locksOff+uint64(i)*lockSize)
 		}
 		l := a.Lock(i)
 		if l.State.Load() != 1 {
@@ -396,8 +407,9 @@ func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			lk.Word = v
 			ok = ok && l.Word.Load() == v
 		}
+		lk.Token = hc.Token
 		if !ok {
-			lk.Word = l.Word.Load()
+			lk.Word, lk.Token = l.Word.Load(), l.Holder.Token.Load()
 			s.Torn++
 		}
 		v := lk.Word
@@ -408,7 +420,7 @@ func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		if interesting := lk.Held() || lk.HasWaiters || l.Waiting.Load() > 0; locks.wants(interesting) {
 			if ok && hc.Pid != 0 && (hc.Pid == v&TidMask || (v&TidMask == 0 && lk.OwnerDied)) {
 				hd := Holder{PID: int(hc.Pid), Start: hc.Start, Goroutine: int64(hc.Goid), Stack: hc.Stack,
-					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.Pid), Start: hc.Start})}
+					Since: wall(hc.since), ProcSlot: a.procSlotOf(hc.proc, procid.ID{PID: int(hc.Pid), Start: hc.Start}), Token: hc.Token}
 				lk.Holder = &hd
 			}
 			lk.Name = a.lockName(i)
@@ -504,7 +516,7 @@ func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 			lk.Holder = nil
 			waiters = append(waiters, w)
 		default:
-			lk.Holder.Since, lk.Holder.Stack, lk.Word = wall(hc.since), hc.Stack, v
+			lk.Holder.Since, lk.Holder.Stack, lk.Holder.Token, lk.Word, lk.Token = wall(hc.since), hc.Stack, hc.Token, v, hc.Token
 			if a.Waiter(uint32(w.Slot)).Seq.Load() == waiterSeq[k] {
 				waiters = append(waiters, w) // held it while it waited for it: deadlocked on itself
 				continue
@@ -533,7 +545,7 @@ func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 	s.Events = make([]Event, 0, len(raw))
 	for k, e := range raw {
 		s.Events = append(s.Events, Event{Seq: uint64(k), Kind: e.kind, PID: int(e.pid), Start: e.start,
-			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: nameOf(e.lock), Time: wall(e.time), Stack: e.stack})
+			Goroutine: int64(e.goid), Lock: int(e.lock), LockName: nameOf(e.lock), Time: wall(e.time), Stack: e.stack, Token: e.token})
 	}
 	a.release(0, a.G.Total)
 	sort.Slice(s.Waiters, func(i, j int) bool {

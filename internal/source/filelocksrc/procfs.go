@@ -54,9 +54,9 @@ type fdRef struct {
 // descriptor's file, and what tells whether the table is still the same
 // at the next read.
 type fdTable struct {
-	start uint64            // the process's start time: with the pid, its identity
-	fds   []int             // its descriptors, in the kernel's order
-	files map[int][2]uint64 // fd -> st_dev, st_ino
+	start uint64      // the process's start time: with the pid, its identity
+	fds   []int       // its descriptors, in the kernel's order
+	files [][2]uint64 // fds[i]'s st_dev and st_ino; {0, 0} if it could not be stat'ed
 }
 
 // fdsOn lists the descriptors of pid open on one of the inodes: the
@@ -108,16 +108,18 @@ func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable
 				}
 			}
 		}
-		t.files = make(map[int][2]uint64, len(t.fds))
-		for _, fd := range t.fds {
-			if err := unix.Fstatat(dir, strconv.Itoa(fd), &st, 0); err == nil {
-				t.files[fd] = [2]uint64{st.Dev, st.Ino}
+		t.files = make([][2]uint64, len(t.fds))
+		var name []byte
+		for i, fd := range t.fds {
+			name = strconv.AppendInt(name[:0], int64(fd), 10)
+			if err := unix.Fstatat(dir, string(name), &st, 0); err == nil {
+				t.files[i] = [2]uint64{st.Dev, st.Ino}
 			} // else closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
 		}
 	}
 	var out []fdRef
-	for _, fd := range t.fds {
-		if f, ok := t.files[fd]; ok && inodes[f[1]] {
+	for i, fd := range t.fds {
+		if f := t.files[i]; f != [2]uint64{} && inodes[f[1]] {
 			out = append(out, fdRef{pid: pid, fd: fd, dev: f[0], ino: f[1]})
 		}
 	}
@@ -143,8 +145,14 @@ const maxFdinfo = 64 << 20
 // and allocates nothing per line: a report may read ten thousand of these,
 // or one of 10,000 lines.
 func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) (map[lockKey]struct{}, error) {
+	return p.fdinfoLocksIn(nil, pid, fd, buf)
+}
+
+// fdinfoLocksIn is fdinfoLocks with the file opened relative to the
+// process's fdinfo directory in d, when d has it open.
+func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKey]struct{}, error) {
 	path := p.path(pid, "fdinfo/"+strconv.Itoa(fd))
-	f, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	f, err := d.openat(pid, strconv.Itoa(fd), path)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -216,6 +224,85 @@ func keyOf(e *Entry) lockKey {
 // file ends in " (deleted)").
 func (p procfs) link(pid, fd int) (string, error) {
 	return os.Readlink(p.path(pid, "fd/"+strconv.Itoa(fd)))
+}
+
+// linkIn is link, read relative to the process's fd directory in d when
+// d has it open.
+func (p procfs) linkIn(d *procDirs, pid, fd int) (string, error) {
+	dir, ok := d.dir(pid)
+	if !ok {
+		return p.link(pid, fd)
+	}
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Readlinkat(dir, strconv.Itoa(fd), buf)
+		if err != nil {
+			return "", &fs.PathError{Op: "readlinkat", Path: p.path(pid, "fd/"+strconv.Itoa(fd)), Err: err}
+		}
+		if n < len(buf) || len(buf) >= 1<<16 {
+			return string(buf[:n]), nil
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// procDirs are one goroutine's open /proc/PID/SUB directories (fdinfo or
+// fd), opened once per process and read relative to: /proc/PID is looked
+// up once, not once per file (most of the cost of a small /proc file), and
+// a process that exits meanwhile fails its reads rather than lending its
+// pid to another. A nil *procDirs opens nothing: paths are used.
+type procDirs struct {
+	p    procfs
+	sub  string
+	open map[int]int // pid -> directory; -1: could not be opened
+}
+
+// maxProcDirs bounds the directories one procDirs keeps open.
+const maxProcDirs = 64
+
+func newProcDirs(p procfs, sub string) *procDirs {
+	return &procDirs{p: p, sub: sub, open: map[int]int{}}
+}
+
+// dir returns pid's directory, opening it the first time.
+func (d *procDirs) dir(pid int) (int, bool) {
+	if d == nil {
+		return -1, false
+	}
+	fd, ok := d.open[pid]
+	if !ok {
+		if len(d.open) >= maxProcDirs {
+			d.close() // bounded: the descriptors of lockwatch's own
+		}
+		var err error
+		fd, err = unix.Open(d.p.path(pid, d.sub), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			fd = -1
+		}
+		d.open[pid] = fd
+	}
+	return fd, fd >= 0
+}
+
+// openat opens name in pid's directory, or path when it has none open.
+func (d *procDirs) openat(pid int, name, path string) (int, error) {
+	if dir, ok := d.dir(pid); ok {
+		return unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	return unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+}
+
+// close closes every directory it opened.
+func (d *procDirs) close() {
+	if d == nil {
+		return
+	}
+	for _, fd := range d.open {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	clear(d.open)
 }
 
 // small reads a small /proc file (stat, wchan, syscall, comm), at most

@@ -46,8 +46,10 @@ var ErrTooLarge = errors.New("filelocksrc: the lock table is larger than the lim
 // keep one Source for a series of reads; it is safe for concurrent use.
 type Source struct {
 	// PID, when not 0, limits the snapshot to the locks that process holds
-	// or waits for and, from them, every lock of the processes on the other
-	// side, until no new process is met: its whole knot of file locks.
+	// or waits for and, from them, the locks of the processes on the other
+	// side that they wait for or that someone waits for, until no new
+	// process is met: its knot of file locks (see scope). The others'
+	// locks that nobody waits for are counted in a note.
 	PID int
 	// Proc is where procfs is mounted; "" is /proc.
 	Proc string
@@ -261,6 +263,9 @@ type reader struct {
 	facts2       []lockstate.Fact  // room for the two facts of each lock of build's, in one allocation
 	notes        []string
 	btime        time.Time
+	// left counts the locks nobody waits for that the knot left out, by
+	// the pid /proc/locks names as their owner or taker.
+	left map[int]int
 }
 
 // fdinfo returns the locks a descriptor's fdinfo lists, as a set: a
@@ -360,6 +365,9 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		return nil, err
 	}
 	r.btime = bootTime(r.p)
+	if len(r.left) > 0 {
+		snap.Notes = append(snap.Notes, leftNote(r.left))
+	}
 	out := r.build(blocks, snap)
 	s.since(r, out, taken)
 	if len(snap.Locks) > 0 {
@@ -382,29 +390,28 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 }
 
 // knot returns the blocks of pid's knot (every block for pid 0), with the
-// descriptors of the processes in it read. Reading every process's
-// descriptors is most of a read's time on a busy machine (a fstatat per
-// descriptor), and only a flock or OFD lock needs it: its holders are
-// whoever shares its open file description, which /proc/locks does not
-// name. A knot of POSIX locks is found from the pids /proc/locks names, and
-// only their descriptors are read (for the files' paths); as soon as the
-// knot meets a flock or OFD lock, or a process of it has a descriptor on a
-// file such a lock is on, every process is read.
+// descriptors of the processes in it read, and counts the locks it leaves
+// out (r.left). Reading every process's descriptors is most of a read's
+// time on a busy machine (a fstatat per descriptor), and only a flock or
+// OFD lock needs it: its holders are whoever shares its open file
+// description, which /proc/locks does not name. A knot of POSIX locks is
+// found from the pids /proc/locks names, and only their descriptors are
+// read (for the files' paths); as soon as the knot takes in a flock or OFD
+// lock, or a lock with a request the kernel names no pid for, every
+// process is read.
 func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, error) {
 	inodes := map[uint64]bool{}
-	shared := map[uint64]bool{} // inodes with a flock or OFD lock
+	shared := false
 	for i := range blocks {
 		b := &blocks[i]
 		inodes[b.root.Inode] = true
-		if kindOf(b.root.Class) != KindPOSIX || slices.ContainsFunc(b.waiters, func(w Entry) bool { return w.PID <= 0 }) {
-			shared[b.root.Inode] = true
-		}
+		shared = shared || b.shared()
 	}
 	if len(inodes) == 0 {
 		return nil, nil
 	}
 	if pid == 0 {
-		if len(shared) > 0 {
+		if shared {
 			return blocks, r.scanAll(ctx, inodes)
 		}
 		pids := map[int]bool{}
@@ -415,45 +422,53 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 		return blocks, nil
 	}
 	r.scanSome([]int{pid}, inodes)
-	x := indexBlocks(blocks)
-	pick := func(kept []int) []block {
-		out := make([]block, len(kept))
-		for i, k := range kept {
-			out[i] = blocks[k]
+	// Another process takes part only through a lock someone waits for,
+	// or one pid takes part in: only its descriptors on those files
+	// matter (a holder of 10,000 locks, one of them awaited, has one).
+	want := map[uint64]bool{}
+	for i := range blocks {
+		if b := &blocks[i]; len(b.waiters) > 0 || b.root.PID == pid {
+			want[b.root.Inode] = true
 		}
-		return out
 	}
+	for _, ref := range r.fds[pid] {
+		want[ref.ino] = true
+	}
+	x := indexBlocks(blocks)
+	all := false
 	for {
-		kept := r.scope(blocks, x, pid)
-		var more []int
-		for _, i := range kept {
-			if shared[blocks[i].root.Inode] {
-				if err := r.scanAll(ctx, inodes); err != nil {
-					return nil, err
-				}
-				return pick(r.scope(blocks, x, pid)), nil
+		k := r.scope(blocks, x, pid)
+		if !all && slices.ContainsFunc(k.kept, func(i int) bool { return blocks[i].shared() }) {
+			if err := r.scanAll(ctx, want); err != nil {
+				return nil, err
 			}
-			r.eachParty(&blocks[i], func(p int) {
-				if _, ok := r.scanned[p]; !ok && !slices.Contains(more, p) {
-					more = append(more, p)
-				}
-			})
+			all = true
+			continue // who else has those files open may widen the knot
 		}
-		for p := range r.scanned {
-			for _, ref := range r.fds[p] {
-				if shared[ref.ino] {
-					if err := r.scanAll(ctx, inodes); err != nil {
-						return nil, err
-					}
-					return pick(r.scope(blocks, x, pid)), nil
-				}
+		var more []int
+		for _, p := range k.met {
+			if _, ok := r.scanned[p]; !ok {
+				more = append(more, p)
 			}
 		}
 		if len(more) == 0 {
-			return pick(kept), nil
+			r.left = k.left
+			out := make([]block, len(k.kept))
+			for i, b := range k.kept {
+				out[i] = blocks[b]
+			}
+			return out, nil
 		}
-		r.scanSome(more, inodes)
+		r.scanSome(more, want)
 	}
+}
+
+// shared reports whether the processes behind a block's lock are found
+// only from who has its file open: a flock or OFD lock (held by every
+// process sharing its open file description), or a lock with a request
+// the kernel names no pid for (an OFD request).
+func (b *block) shared() bool {
+	return kindOf(b.root.Class) != KindPOSIX || slices.ContainsFunc(b.waiters, func(w Entry) bool { return w.PID <= 0 })
 }
 
 // scanSome reads the descriptors of some processes on the locked inodes.
@@ -538,8 +553,13 @@ func (r *reader) prefetch(blocks []block) {
 	}
 	results := make([]result, len(refs))
 	bufs := make([][]byte, scanWorkers)
+	dirs := make([]*procDirs, scanWorkers)
+	for w := range dirs {
+		dirs[w] = newProcDirs(r.p, "fdinfo")
+		defer dirs[w].close()
+	}
 	inParallel(len(refs), func(w, i int) {
-		results[i].set, results[i].err = r.p.fdinfoLocks(refs[i].pid, refs[i].fd, &bufs[w])
+		results[i].set, results[i].err = r.p.fdinfoLocksIn(dirs[w], refs[i].pid, refs[i].fd, &bufs[w])
 	})
 	for i, ref := range refs {
 		r.keepInfo(ref, results[i].set, results[i].err)
@@ -551,9 +571,14 @@ func (r *reader) prefetch(blocks []block) {
 func (r *reader) links(refs map[fileKey][]fdRef, paths map[fileKey]string) {
 	files := slices.Collect(maps.Keys(refs))
 	got := make([]string, len(files))
-	inParallel(len(files), func(_, i int) {
+	dirs := make([]*procDirs, scanWorkers)
+	for w := range dirs {
+		dirs[w] = newProcDirs(r.p, "fd")
+		defer dirs[w].close()
+	}
+	inParallel(len(files), func(w, i int) {
 		for _, ref := range refs[files[i]] {
-			if p, err := r.p.link(ref.pid, ref.fd); err == nil {
+			if p, err := r.p.linkIn(dirs[w], ref.pid, ref.fd); err == nil {
 				got[i] = p
 				return
 			}
@@ -613,12 +638,15 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 type blockIndex struct {
 	byPID map[int][]int    // owner or waiter pid -> blocks
 	byIno map[uint64][]int // inode -> blocks
+	byID  map[lockID][]int // the model's lock -> its blocks (one per holder of a shared lock)
 }
 
 func indexBlocks(blocks []block) blockIndex {
-	x := blockIndex{byPID: map[int][]int{}, byIno: map[uint64][]int{}}
+	x := blockIndex{byPID: map[int][]int{}, byIno: map[uint64][]int{}, byID: map[lockID][]int{}}
 	for i := range blocks {
 		b := &blocks[i]
+		id := idOf(&b.root)
+		x.byID[id] = append(x.byID[id], i)
 		if b.root.PID > 0 {
 			x.byPID[b.root.PID] = append(x.byPID[b.root.PID], i)
 		}
@@ -632,14 +660,29 @@ func indexBlocks(blocks []block) blockIndex {
 	return x
 }
 
-// scope lists the blocks of pid's knot, in order: those it holds (by its
-// owner pid, or through a descriptor on the file) or waits in, then those
-// of every process met there, until no new process is met.
-func (r *reader) scope(blocks []block, x blockIndex, pid int) []int {
+// knotScope is what scope found: the blocks of a knot, in order, its
+// processes, and the locks of those processes it left out, by pid.
+type knotScope struct {
+	kept []int
+	met  []int
+	left map[int]int
+}
+
+// scope finds pid's knot: every lock pid takes part in (holds, as the
+// owner /proc/locks names or through a descriptor on the file of a flock
+// or OFD lock, or waits for); then, of each process met there, the locks
+// it waits for and those it holds that someone waits for, until no new
+// process is met, with every holder of each lock kept (readers). A lock
+// nobody waits for takes part in no finding (a file lock dies with its
+// holder), so another process's is left out and
+// counted, by the pid /proc/locks names: a holder of 10,000 locks costs a
+// report on one of its waiters nothing more.
+func (r *reader) scope(blocks []block, x blockIndex, pid int) knotScope {
 	kept := make([]bool, len(blocks))
 	met := map[int]bool{pid: true}
 	queue := []int{pid}
-	keep := func(i int) {
+	var keep func(i int)
+	keep = func(i int) {
 		if kept[i] {
 			return
 		}
@@ -650,32 +693,48 @@ func (r *reader) scope(blocks []block, x blockIndex, pid int) []int {
 				queue = append(queue, p)
 			}
 		})
+		// The same lock held by others too (readers: the kernel lists
+		// each holder's lock apart, and a request under one of them).
+		for _, j := range x.byID[idOf(&blocks[i].root)] {
+			keep(j)
+		}
 	}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
 		for _, i := range x.byPID[p] {
-			keep(i)
-		}
-		for _, ref := range r.fds[p] {
-			for _, i := range x.byIno[ref.ino] {
+			if p == pid || len(blocks[i].waiters) > 0 {
 				keep(i)
 			}
 		}
-	}
-	var out []int
-	for i, k := range kept {
-		if k {
-			out = append(out, i)
+		for _, ref := range r.fds[p] {
+			for _, i := range x.byIno[ref.ino] {
+				if b := &blocks[i]; b.shared() && (p == pid || len(b.waiters) > 0) {
+					keep(i)
+				}
+			}
 		}
 	}
-	return out
+	var k knotScope
+	for i, in := range kept {
+		if in {
+			k.kept = append(k.kept, i)
+		} else if o := blocks[i].root.PID; met[o] {
+			if k.left == nil {
+				k.left = map[int]int{}
+			}
+			k.left[o]++
+		}
+	}
+	k.met = slices.Sorted(maps.Keys(met))
+	return k
 }
 
 // eachParty calls f with each process that takes part in a block: its
-// owner pid and waiters by pid, and every process with a descriptor on its
-// file (a possible holder through a shared open file description, or an
-// OFD waiter); a process may come more than once.
+// owner pid and waiters by pid and, for a block whose parties are found
+// from who has its file open (shared), every process with a descriptor on
+// its file (a possible holder through a shared open file description, or
+// an OFD waiter); a process may come more than once.
 func (r *reader) eachParty(b *block, f func(pid int)) {
 	if b.root.PID > 0 {
 		f(b.root.PID)
@@ -684,6 +743,9 @@ func (r *reader) eachParty(b *block, f func(pid int)) {
 		if w.PID > 0 {
 			f(w.PID)
 		}
+	}
+	if !b.shared() {
+		return
 	}
 	for _, ref := range r.byIno[b.root.Inode] {
 		f(ref.pid)
@@ -1126,6 +1188,24 @@ func bootTime(p procfs) time.Time {
 
 func describe(e *Entry) string {
 	return fmt.Sprintf("the %s lock on inode %s:%d", strings.ToLower(e.Class), e.Dev(), e.Inode)
+}
+
+// leftNote says which locks the knot left out: those of its processes
+// that nobody waits for.
+func leftNote(left map[int]int) string {
+	pids := slices.SortedFunc(maps.Keys(left), func(a, b int) int { return cmp.Or(cmp.Compare(left[b], left[a]), cmp.Compare(a, b)) })
+	n, parts := 0, make([]string, 0, min(len(pids), 4))
+	for i, p := range pids {
+		n += left[p]
+		if i < 3 {
+			parts = append(parts, fmt.Sprintf("%d of pid %d", left[p], p))
+		}
+	}
+	if len(pids) > 3 {
+		parts = append(parts, fmt.Sprintf("%d of %d more processes", n-left[pids[0]]-left[pids[1]]-left[pids[2]], len(pids)-3))
+	}
+	return fmt.Sprintf("%d file locks of the other processes here are not shown: nobody waits for them, so they take part in no finding (%s; `lockwatch attach PID` of their holder lists them)",
+		n, strings.Join(parts, ", "))
 }
 
 // pidList is "pid 1", "pids 1 2 and 3" (the first 10, then how many

@@ -30,10 +30,16 @@ const OwnerDied lockstate.Reason = "owner-died"
 // the holder's pid in the low 30 bits, 0x80000000 waiters, 0x40000000 owner
 // died. FactRobust (a process's): "true" when the kernel marks its locks
 // OWNER_DIED if it dies (it registered the robust-futex list). Both are raw:
-// in the JSON report, not in the tables.
+// in the JSON report, not in the tables. FactToken (a held lock's, shown in
+// the tables): the fencing token of the hold its holder record names (a
+// dead holder's, after OWNER_DIED), in decimal; absent when no record
+// names the holder. FactCounter (raw): the lock's fencing counter, the
+// token of its latest acquire (the next acquire gets one more).
 const (
-	FactWord   = "word"
-	FactRobust = "robust"
+	FactWord    = "word"
+	FactRobust  = "robust"
+	FactToken   = "token"
+	FactCounter = "counter"
 )
 
 // A Source reads the lockreg run in a directory. Its zero value reads
@@ -71,13 +77,13 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // first time one of its stacks is asked for.
 func Convert(s *arena.Snapshot) *lockstate.Snapshot {
 	out := &lockstate.Snapshot{Run: s.Dir, Taken: s.Taken, Stacks: dictionaries{s}, WaitLabel: arena.WaitLabel}
-	// One array backs every lock's and process's one fact.
-	facts := make([]lockstate.Fact, len(s.Processes)+len(s.Locks))
-	fact := func(f lockstate.Fact) lockstate.Facts {
-		facts[0] = f
-		one := facts[:1:1]
-		facts = facts[1:]
-		return lockstate.Facts{Extra: one}
+	// One array backs every lock's and process's facts: a process has one,
+	// a lock at most three.
+	facts := make([]lockstate.Fact, 0, len(s.Processes)+3*len(s.Locks))
+	fact := func(fs ...lockstate.Fact) lockstate.Facts {
+		n := len(facts)
+		facts = append(facts, fs...)
+		return lockstate.Facts{Extra: facts[n:len(facts):len(facts)]}
 	}
 	for _, p := range s.Processes {
 		lp := lockstate.Process{ID: p.Identity(), Started: p.Registered,
@@ -93,8 +99,15 @@ func Convert(s *arena.Snapshot) *lockstate.Snapshot {
 	at := make(map[int]int, len(s.Locks)) // lock index -> position in out.Locks
 	for i := range s.Locks {
 		l := &s.Locks[i]
-		ll := lockstate.Lock{Kind: Kind, Name: l.Name, Recovery: recovery,
-			Facts: fact(lockstate.Fact{Name: FactWord, Value: wordText(l.Word), Raw: true})}
+		word := lockstate.Fact{Name: FactWord, Value: wordText(l.Word), Raw: true}
+		counter := lockstate.Fact{Name: FactCounter, Value: strconv.FormatUint(l.Token, 10), Raw: true}
+		var ll lockstate.Lock
+		if l.Holder != nil && l.Holder.Token != 0 {
+			ll.Facts = fact(lockstate.Fact{Name: FactToken, Value: strconv.FormatUint(l.Holder.Token, 10)}, word, counter)
+		} else {
+			ll.Facts = fact(word, counter)
+		}
+		ll.Kind, ll.Name, ll.Recovery = Kind, l.Name, recovery
 		h, held := holderOf(s, l)
 		if held {
 			ll.Holders = []lockstate.Holder{h}
@@ -125,7 +138,8 @@ func Convert(s *arena.Snapshot) *lockstate.Snapshot {
 	for _, e := range s.Events {
 		out.Events = append(out.Events, lockstate.Event{Seq: e.Seq, Time: e.Time, Kind: e.Kind.String(),
 			Lock:  lockstate.Key{Kind: Kind, Name: e.LockName},
-			Party: lockstate.Party{ID: procid.ID{PID: e.PID, Start: e.Start}, Goroutine: e.Goroutine}, Stack: e.Stack})
+			Party: lockstate.Party{ID: procid.ID{PID: e.PID, Start: e.Start}, Goroutine: e.Goroutine}, Stack: e.Stack,
+			Token: int64(e.Token)})
 	}
 	if len(s.Orders.Edges) > 0 {
 		out.Orders = make([]lockstate.OrderEdge, 0, len(s.Orders.Edges))

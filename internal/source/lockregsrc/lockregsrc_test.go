@@ -296,7 +296,8 @@ func TestDiagnoseConfirms(t *testing.T) {
 func TestConvert(t *testing.T) {
 	died := held(1, "d", pB, 9, t0)
 	died.HolderPID, died.OwnerDied = 0, true
-	noRecord := arena.Lock{Index: 2, Name: "w", Word: 300, HolderPID: 300}
+	died.Token, died.Holder.Token = 41, 41
+	noRecord := arena.Lock{Index: 2, Name: "w", Word: 300, HolderPID: 300, Token: 77}
 	lost := arena.Lock{Index: 3, Name: "lost", OwnerDied: true}
 	ps := procs(pA, pB, pC)
 	ps[0].State, ps[0].Exited = arena.ProcExited, t0
@@ -305,7 +306,7 @@ func TestConvert(t *testing.T) {
 	s := &arena.Snapshot{Dir: "run", Taken: t0, Torn: 2, Processes: ps,
 		Locks:   []arena.Lock{held(0, "a", pA, 5, t0), died, noRecord, lost},
 		Waiters: []arena.Waiter{waiting(0, pC, 4, 1, "d", t0), waiting(1, pA, 6, 42, "gone", t0)},
-		Events:  []arena.Event{{Seq: 7, Kind: arena.EventOwnerDied, PID: pB.PID, Start: pB.Start, Goroutine: 9, LockName: "d", Time: t0}}}
+		Events:  []arena.Event{{Seq: 7, Kind: arena.EventOwnerDied, PID: pB.PID, Start: pB.Start, Goroutine: 9, LockName: "d", Time: t0, Token: 41}}}
 	got := lockregsrc.Convert(s)
 	if got.Run != "run" || !got.Taken.Equal(t0) || len(got.Notes) != 1 || got.WaitLabel != arena.WaitLabel {
 		t.Errorf("got run %q taken %v notes %q label %q", got.Run, got.Taken, got.Notes, got.WaitLabel)
@@ -327,14 +328,21 @@ func TestConvert(t *testing.T) {
 	if l := got.Locks[1]; l.Abandoned == nil || l.Abandoned.Reason != lockregsrc.OwnerDied || l.Abandoned.Says != "the kernel marked it OWNER_DIED" || len(l.Waiters) != 1 {
 		t.Errorf("got lock %+v; want abandoned, the kernel's proof, one waiter", l)
 	}
+	// The dead holder's token, from its record, shown; the counter raw.
+	if l := got.Locks[1]; !slices.Equal(l.Facts.Extra, []lockstate.Fact{{Name: lockregsrc.FactToken, Value: "41"},
+		{Name: lockregsrc.FactWord, Value: "0x000000c8", Raw: true}, {Name: lockregsrc.FactCounter, Value: "41", Raw: true}}) {
+		t.Errorf("got lock d's facts %v; want token 41, word, counter", l.Facts.Extra)
+	}
+	// A holder named by the word alone: no token is claimed for it (the
+	// counter may still be the previous hold's).
 	if l := got.Locks[2]; len(l.Holders) != 1 || l.Holders[0].ID != pC || l.Holders[0].Goroutine != 0 ||
-		!slices.Equal(l.Facts.Extra, []lockstate.Fact{{Name: lockregsrc.FactWord, Value: "0x0000012c", Raw: true}}) {
-		t.Errorf("got lock %+v; want held by pid 300 with its start time, goroutine unknown", l)
+		!slices.Equal(l.Facts.Extra, []lockstate.Fact{{Name: lockregsrc.FactWord, Value: "0x0000012c", Raw: true}, {Name: lockregsrc.FactCounter, Value: "77", Raw: true}}) {
+		t.Errorf("got lock %+v; want held by pid 300 with its start time, goroutine unknown, no token", l)
 	}
 	if l := got.Locks[3]; len(l.Holders) != 0 || l.Abandoned == nil || !strings.Contains(l.Abandoned.Says, "a waiter proved") {
 		t.Errorf("got lock %+v; want abandoned by nobody named, a waiter's proof", l)
 	}
-	if e := got.Events[0]; e.Kind != "owner-died" || e.ID != pB || e.Lock.Name != "d" {
+	if e := got.Events[0]; e.Kind != "owner-died" || e.ID != pB || e.Lock.Name != "d" || e.Token != 41 {
 		t.Errorf("got event %+v", e)
 	}
 	if st, ok := got.Stacks.Stack(pA, 0); ok || st != nil {

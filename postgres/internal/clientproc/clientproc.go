@@ -47,8 +47,12 @@ type Conn struct {
 	// client's end only if its other end is the server: this address, or
 	// an address the server listens on here.
 	Server netip.AddrPort
-	// Backend is the session's server process, for a unix-socket session
-	// (the server then runs on this machine).
+	// Backend is the session's server process: a unix-socket session's
+	// peer is found from it (the server then runs on this machine). The
+	// backends of every conn are read last when looking for the processes
+	// that hold the clients' sockets: a backend holds the server's end
+	// (and a client's only when it is one itself, through dblink or
+	// postgres_fdw), and a busy server has a thousand of them.
 	Backend int
 }
 
@@ -151,7 +155,13 @@ func Find(conns []Conn) []End {
 		uids[peer] = -1
 	}
 	if len(inodes) > 0 {
-		holders, complete := holdersOf(uids)
+		backends := map[int]bool{}
+		for _, c := range conns {
+			if c.Backend > 0 {
+				backends[c.Backend] = true
+			}
+		}
+		holders, complete := holdersOf(uids, backends)
 		for ino, is := range inodes {
 			for _, i := range is {
 				ends[i].Procs = holders[ino]
@@ -415,11 +425,12 @@ func parseAddr(s string) (netip.AddrPort, bool) {
 // inodes (each with the uid that made it, -1 if not known). complete is
 // false when some process's descriptors could not be read (another
 // user's, without privilege). The processes of the sockets' makers are
-// read first (on a database server, the server's own processes are most of
-// them and hold none of its clients' sockets); the others only for sockets
-// none of those holds, so that a socket whose process changed its uid
-// after making it is still found.
-func holdersOf(inodes map[uint64]int) (map[uint64][]Proc, bool) {
+// read first, but for the server's backends, known or by uid (on a
+// database server, the server's own processes are most of them and hold
+// none of its clients' sockets); the others only for sockets none of
+// those holds, so that a socket whose process changed its uid after
+// making it, or a backend that is a client itself, is still found.
+func holdersOf(inodes map[uint64]int, backends map[int]bool) (map[uint64][]Proc, bool) {
 	out := map[uint64][]Proc{}
 	ds, err := os.ReadDir("/proc")
 	if err != nil {
@@ -433,6 +444,10 @@ func holdersOf(inodes map[uint64]int) (map[uint64][]Proc, bool) {
 	for _, d := range ds {
 		pid, err := strconv.Atoi(d.Name())
 		if err != nil {
+			continue
+		}
+		if backends[pid] {
+			rest = append(rest, pid)
 			continue
 		}
 		var st unix.Stat_t

@@ -100,6 +100,12 @@ func TestFindSelf(t *testing.T) {
 	if ends[1].Found || ends[1].Closed || ends[1].Why == "" {
 		t.Errorf("a connection nobody has: %+v; want not found, not closed, and why", ends[1])
 	}
+	// A process named as a session's backend is read last, not left out:
+	// a backend can be a client itself (dblink, postgres_fdw).
+	e = Find([]Conn{{Addr: local.Addr(), Port: int(local.Port()), ServerPort: serverPort, Server: l.Addr().(*net.TCPAddr).AddrPort(), Backend: os.Getpid()}})[0]
+	if !e.Found || len(e.Procs) != 1 || e.Procs[0].PID != os.Getpid() {
+		t.Errorf("a connection of a process named as a backend: %+v; want it held by pid %d", e, os.Getpid())
+	}
 }
 
 func TestUnescapeMount(t *testing.T) {
