@@ -1,6 +1,7 @@
 package filelocksrc
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -60,10 +61,35 @@ func TestScope(t *testing.T) {
 	if n := count(indexed(&x, x.byIno, 3)); n != 2 {
 		t.Errorf("inode 3 has %d blocks; want 2", n)
 	}
-	if n := count(indexed(&x, x.byID, idOf(&blocks[2].root))); n != 2 {
+	if n := count(indexed(&x, x.byID, indexIDOf(&blocks[2].root))); n != 2 {
 		t.Errorf("the read lock on inode 3 has %d blocks; want 2 (one per holder)", n)
 	}
 	if n := count(indexed(&x, x.byPID, 99)); n != 0 {
 		t.Errorf("pid 99 is in %d blocks; want none", n)
+	}
+}
+
+// BenchmarkScope is the knot of a process that waits for one of another
+// process's 10,000 flock'ed files, found from a table of 10,000 locks
+// (indexBlocks and scope, the part of a read that grows with the table
+// apart from parsing it and /proc): the attach of a waiter in
+// BenchmarkAttachFileLocks.
+func BenchmarkScope(b *testing.B) {
+	var table []byte
+	for i := range 10000 {
+		table = fmt.Appendf(table, "%d: FLOCK  ADVISORY  WRITE 100 fe:00:%d 0 EOF\n", i+1, i+1)
+		if i == 0 {
+			table = fmt.Appendf(table, "%d: -> FLOCK  ADVISORY  WRITE 200 fe:00:%d 0 EOF\n", i+1, i+1)
+		}
+	}
+	table = append(table, "10001: FLOCK  ADVISORY  WRITE 200 fe:00:20000 0 EOF\n10001: -> FLOCK  ADVISORY  WRITE 100 fe:00:20000 0 EOF\n"...)
+	p := Parse(table, Limits{})
+	blocks := group(p.Entries)
+	r := &reader{}
+	for b.Loop() {
+		k := r.scope(blocks, indexBlocks(blocks), 200)
+		if len(k.kept) != 2 || k.left[100] != 9999 {
+			b.Fatalf("kept %d blocks, left %v; want 2 and 9,999 of pid 100", len(k.kept), k.left)
+		}
 	}
 }

@@ -639,10 +639,29 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 // that a table of 10,000 locks costs three maps and one array, not a slice
 // per lock.
 type blockIndex struct {
-	byPID map[int]int32    // owner or waiter pid -> blocks
-	byIno map[uint64]int32 // inode -> blocks
-	byID  map[lockID]int32 // the model's lock -> its blocks (one per holder of a shared lock)
+	byPID map[int]int32     // owner or waiter pid -> blocks
+	byIno map[uint64]int32  // inode -> blocks
+	byID  map[indexID]int32 // the model's lock -> its blocks (one per holder of a shared lock)
 	nodes []indexNode
+}
+
+// indexID is a lockID with its kind as a number: hashed without a string.
+type indexID struct {
+	kind         uint8
+	major, minor uint32
+	ino          uint64
+	start, end   int64
+}
+
+func indexIDOf(e *Entry) indexID {
+	var k uint8
+	switch kindOf(e.Class) {
+	case KindFlock:
+		k = 1
+	case KindOFD:
+		k = 2
+	}
+	return indexID{kind: k, major: e.Major, minor: e.Minor, ino: e.Inode, start: e.Start, end: e.End}
 }
 
 // indexNode is a block in one of blockIndex's lists; next is the list's
@@ -650,11 +669,11 @@ type blockIndex struct {
 type indexNode struct{ block, next int32 }
 
 func indexBlocks(blocks []block) blockIndex {
-	x := blockIndex{byPID: map[int]int32{}, byIno: make(map[uint64]int32, len(blocks)), byID: make(map[lockID]int32, len(blocks)),
+	x := blockIndex{byPID: map[int]int32{}, byIno: make(map[uint64]int32, len(blocks)), byID: make(map[indexID]int32, len(blocks)),
 		nodes: make([]indexNode, 0, 3*len(blocks))}
 	for i := range blocks {
 		b := &blocks[i]
-		pushIndex(&x, x.byID, idOf(&b.root), i)
+		pushIndex(&x, x.byID, indexIDOf(&b.root), i)
 		if b.root.PID > 0 {
 			pushIndex(&x, x.byPID, b.root.PID, i)
 		}
@@ -726,7 +745,7 @@ func (r *reader) scope(blocks []block, x blockIndex, pid int) knotScope {
 		})
 		// The same lock held by others too (readers: the kernel lists
 		// each holder's lock apart, and a request under one of them).
-		for j := range indexed(&x, x.byID, idOf(&blocks[i].root)) {
+		for j := range indexed(&x, x.byID, indexIDOf(&blocks[i].root)) {
 			keep(j)
 		}
 	}
