@@ -167,6 +167,10 @@ type Holder struct {
 	// the report labels it, and a cycle through it is an inferred cycle,
 	// never a proven one. "" for a recorded holder.
 	Inferred string
+	// SinceSeen: Since is no record but when the reader first saw this
+	// holder hold the lock, watching it (a lock that keeps no time, such
+	// as etcd's own): how long it has held is a lower bound.
+	SinceSeen bool
 }
 
 // A Loss is a goroutine that lost a lock it held (Lock.Lost).

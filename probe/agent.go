@@ -14,6 +14,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/procid"
@@ -88,6 +89,8 @@ var (
 )
 
 func init() {
+	// The probe serves the drop-in's records: they are kept.
+	inproc.WantRecords()
 	if os.Getenv(EnvDir) == "" {
 		return
 	}

@@ -514,7 +514,17 @@ func (g *graph) stuck(l *lock, h *lockstate.Holder) (Finding, bool) {
 		summary = fmt.Sprintf("%s%s has held %q for at least %s while %s; inferred, not proven: %s", p.who(), gsuffix(h.Goroutine), l.Name,
 			held.Round(time.Millisecond), waitersPhrase(waiters), h.Inferred)
 	}
+	if h.SinceSeen {
+		// The lock keeps no time: held at least since the reader first
+		// saw it, watching.
+		summary = fmt.Sprintf("%s%s has held %q for at least %s (at least since lockwatch started watching it) while %s", p.who(), gsuffix(h.Goroutine), l.Name,
+			held.Round(time.Millisecond), waitersPhrase(waiters))
+	}
 	next := fmt.Sprintf("see what pid %d%s is blocked on (its stacks are below: where it took the lock, and what it does now if its probe answered): a pipe, channel or join that needs a waiter to move first is a deadlock", h.PID, gsuffix(h.Goroutine))
+	if h.PID <= 0 {
+		// No process is known (a session of a lock lockwatch did not take).
+		next = fmt.Sprintf("find the program behind %s (no pid is known: the lock is not lockwatch's) and see what it is blocked on while it holds %q", p.who(), l.Name)
+	}
 	if h.Inferred != "" {
 		// No record says where it took the lock: the evidence is in the
 		// summary, and its goroutines are one command away.

@@ -448,6 +448,7 @@ var machinery = []string{
 	"github.com/lockwatch/lockwatch/lockreg.",
 	"github.com/lockwatch/lockwatch/probe.",
 	"github.com/lockwatch/lockwatch/stackdump.",
+	"github.com/lockwatch/lockwatch/sync.",
 	"runtime.",
 	"internal/",
 	"sync.",

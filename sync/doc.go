@@ -7,9 +7,9 @@
 //
 //	import "github.com/lockwatch/lockwatch/sync"
 //
-// The records live in shared memory that lockwatch reads from outside the
-// program, without asking it (docs/dropin.md): the program runs no probe,
-// no goroutine and no socket for them.
+// lockwatch reads what the drop-in keeps from outside the program, without
+// asking it (docs/dropin.md): the program runs no probe, no goroutine and
+// no socket for it.
 //
 // # Why this path and name
 //
@@ -25,36 +25,64 @@
 // *sync.WaitGroup to a library. A file that needs both packages imports
 // one under another name (gosync "sync"), as this package does.
 //
-// # What is recorded
+// # What is recorded: two modes
 //
-// Not in the mutex: a Mutex is a sync.Mutex and one word, which holds the
-// index of its holder record while it is held for writing and is zero
-// again once it is unlocked, so an unlocked Mutex is all zeros, as sync's
-// is. The records live in a fixed arena per process: for each held mutex,
-// the holder's goroutine id, the caller's PC and its caller's, and, if it
-// had to wait, since when and its full stack; for each waiting goroutine,
-// which mutex, read or write, since when and its stack; for each reader of
-// an RWMutex, its goroutine and site. Nothing registers a mutex. Every
-// write to the records is invisible to the race detector, which sees
-// exactly sync's synchronisation.
+// The owner mode is the default. A Mutex is a sync.Mutex and one word, the
+// owner word: while the mutex is held for writing, its holder's goroutine
+// id; 0 once it is unlocked, so an unlocked Mutex is all zeros, as sync's
+// is. An RWMutex keeps its writer the same way; its readers are counted
+// by sync, not named. Lock is sync's compare-and-swap and one store of the
+// goroutine id; Unlock one load, one store and sync's compare-and-swap;
+// RLock and RUnlock sync's one read-modify-write of the reader count (as a
+// compare-and-swap): close to sync's cost (docs/benchmarks.md). `lockwatch
+// attach PID` finds, in the program's memory, every goroutine blocked on a
+// drop-in mutex and the mutex's address, and reads its owner word: the
+// exact holder of every awaited mutex, with its live stack; a holder whose
+// goroutine no longer exists is reported as having exited holding it.
+// Nothing else is recorded: no acquire site, no time, no reader, no
+// lock-order edge.
 //
-// A mutex has a display name: the one given with SetName, else the
-// function and line where its holder (or a reader) locked it.
+// The records mode keeps, besides, for each held mutex where Lock was
+// called and, if it waited, since when, with its stack; for each waiting
+// goroutine which mutex, read or write, since when and its stack; for each
+// reader of an RWMutex its goroutine and site; the names given with
+// SetName; and the lock-order edges. They live in a fixed arena of shared
+// memory, made when the first record needs it, that lockwatch maps from
+// outside. It is on under `lockwatch run` (LOCKWATCH_DIR set: the arena is
+// a file of the run directory, made when the package initializes, so the
+// program joins the run), in a program that links the probe, and with
+// LOCKWATCH_DROPIN=records; LOCKWATCH_DROPIN=owner keeps the owner mode
+// even there. The mode is chosen before main, by one predictable branch on
+// a variable.
+//
+// In both modes every write the drop-in makes is invisible to the race
+// detector, which sees exactly sync's synchronisation; under -race every
+// call goes through sync's own methods, with their race annotations.
+//
+// A mutex has a display name: in the records mode the one given with
+// SetName, else the function and line where its holder (or a reader)
+// locked it; in the owner mode the variable that holds it, when the binary
+// has symbols, else its address.
 //
 // # Differences from sync
 //
 //   - Costs: see docs/benchmarks.md. A Mutex is 16 bytes (sync's 8), an
-//     RWMutex 32 (sync's 24). An acquire that does not wait records no
-//     time.
+//     RWMutex 32 (sync's 24).
 //   - A mutex that is locked escapes to the heap, where a sync.Mutex in a
 //     local variable may stay on the stack.
-//   - Lock, TryLock, RLock, TryRLock and RUnlock are never inlined (their
-//     caller's PC is read through the frame pointer).
-//   - The process keeps one more file descriptor, the records' memfd (on
-//     Linux).
+//   - Lock, RLock and RUnlock are inlined into their callers as a call of a
+//     few instructions of assembly (amd64; a Go function on arm64), where
+//     sync's inline their atomic instruction; Unlock is inlined.
+//   - The fast paths change sync's state words themselves, as sync's
+//     inlined fast paths do; the package checks sync's layout when it
+//     initializes and, if a Go release changes it, takes sync's methods
+//     for every call.
+//   - In the records mode on Linux, the process keeps one more file
+//     descriptor (the records' memfd), once a record was written.
 //   - Records are written on amd64 and arm64; elsewhere the package is
 //     sync itself.
-//   - SetName is new. The Enabled constant says whether this build records.
+//   - SetName is new (it names mutexes in the records mode). The Enabled
+//     constant says whether this build records.
 //
 // Misuse is what it is with sync: Unlock of an unlocked Mutex and RUnlock
 // of an RWMutex not locked for reading are sync's own unrecoverable fatal

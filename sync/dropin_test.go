@@ -40,6 +40,15 @@ func TestSizes(t *testing.T) {
 // (uncontended, contended, read, TryLock, named), is equal to a fresh one,
 // as with sync: by ==, reflect.DeepEqual and %v.
 func TestUnlockedEqualsFresh(t *testing.T) {
+	for _, records := range []bool{true, false} {
+		t.Run(fmt.Sprintf("records=%v", records), func(t *testing.T) {
+			defer lwsync.SetRecords(lwsync.SetRecords(records))
+			unlockedEqualsFresh(t)
+		})
+	}
+}
+
+func unlockedEqualsFresh(t *testing.T) {
 	type guarded struct {
 		mu lwsync.Mutex
 		rw lwsync.RWMutex
@@ -92,6 +101,15 @@ func TestUnlockedEqualsFresh(t *testing.T) {
 // goleak sees, and work inside a synctest bubble, whose end checks that
 // every goroutine of the bubble has exited.
 func TestNoGoroutine(t *testing.T) {
+	for _, records := range []bool{true, false} {
+		t.Run(fmt.Sprintf("records=%v", records), func(t *testing.T) {
+			defer lwsync.SetRecords(lwsync.SetRecords(records))
+			noGoroutine(t)
+		})
+	}
+}
+
+func noGoroutine(t *testing.T) {
 	var mu lwsync.Mutex
 	var rw lwsync.RWMutex
 	mu.Lock()
@@ -150,10 +168,15 @@ func racy(t *testing.T, race bool, tags string) string {
 // over and over) is reported by the race detector with the drop-in, as
 // with sync: the records add no happens-before edge.
 func TestRacesStillReported(t *testing.T) {
-	bins := map[string]string{"drop-in": racy(t, true, ""), "sync": racy(t, true, "nolockwatch")}
+	bin, std := racy(t, true, ""), racy(t, true, "nolockwatch")
+	bins := map[string]string{"drop-in": bin, "drop-in records": bin, "sync": std}
 	for _, way := range []string{"first-locks", "clock", "nested", "unrelated"} {
-		for _, with := range []string{"drop-in", "sync"} {
+		for _, with := range []string{"drop-in", "drop-in records", "sync"} {
 			cmd := exec.Command(bins[with], way)
+			cmd.Env = append(os.Environ(), "LOCKWATCH_DROPIN=owner")
+			if with == "drop-in records" {
+				cmd.Env = append(os.Environ(), "LOCKWATCH_DROPIN=records")
+			}
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 66 || !bytes.Contains(out, []byte("WARNING: DATA RACE")) {
@@ -171,10 +194,14 @@ func TestDeadlockStillDetected(t *testing.T) {
 	bin := racy(t, false, "")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "deadlock").CombinedOutput() // killed if not detected
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "all goroutines are asleep - deadlock!") {
-		t.Errorf("deadlock: %v; want the runtime's deadlock error (exit 2)\n%s", err, out)
+	for _, mode := range []string{"owner", "records"} {
+		cmd := exec.CommandContext(ctx, bin, "deadlock") // killed if not detected
+		cmd.Env = append(os.Environ(), "LOCKWATCH_DROPIN="+mode)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "all goroutines are asleep - deadlock!") {
+			t.Errorf("deadlock, %s mode: %v; want the runtime's deadlock error (exit 2)\n%s", mode, err, out)
+		}
 	}
 }
 

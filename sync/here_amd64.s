@@ -2,31 +2,56 @@
 
 #include "textflag.h"
 
-// func callerInfo(off uintptr) (goid int64, pc, pc2 uintptr)
+// func callerInfo(off uintptr, pcs *[6]uintptr) (goid int64)
 //
-// With no frame of its own, BP here is the caller's (Lock's) frame pointer:
-// 8(BP) is Lock's return address, 0(BP) its caller's frame pointer, whose
-// +8 is that caller's return address. Go keeps the chain on amd64 and it
-// runs towards higher addresses; a link that does not (the chain's end, 0)
-// gives pc2 = 0. (TLS) is the current g; off, found and verified by
-// internal/rt/record, is where its goroutine id lives.
-TEXT ·callerInfo(SB), NOSPLIT|NOFRAME, $0-32
-	MOVQ 8(BP), AX
-	MOVQ AX, pc+16(FP)
-	MOVQ $0, DX
-	MOVQ 0(BP), CX
-	CMPQ CX, BP
-	JBE  nopc2
-	MOVQ 8(CX), DX
-nopc2:
-	MOVQ DX, pc2+24(FP)
+// With no frame of its own, BP here is the caller's frame pointer: 8(BP)
+// is the caller's return address, 0(BP) the frame pointer of the function
+// it returns to, whose +8 is that one's return address, and so on. Go
+// keeps the chain on amd64 and it runs towards higher addresses; a link
+// that does not (the chain's end, 0) ends the walk, and the rest of pcs is
+// 0. (TLS) is the current g; off, found and verified by internal/rt/record,
+// is where its goroutine id lives.
+TEXT ·callerInfo(SB), NOSPLIT|NOFRAME, $0-24
+	MOVQ pcs+8(FP), DI
+	MOVQ BP, CX
+	MOVQ $0, R8
+walk:
+	MOVQ 8(CX), AX
+	MOVQ AX, (DI)(R8*8)
+	INCQ R8
+	CMPQ R8, $6
+	JAE  walked
+	MOVQ 0(CX), DX
+	CMPQ DX, CX
+	JBE  zero
+	MOVQ DX, CX
+	JMP  walk
+zero:
+	MOVQ $0, (DI)(R8*8)
+	INCQ R8
+	CMPQ R8, $6
+	JB   zero
+walked:
 	MOVQ off+0(FP), CX
 	TESTQ CX, CX
 	JZ   nogoid
 	MOVQ (TLS), AX
 	MOVQ (AX)(CX*1), AX
-	MOVQ AX, goid+8(FP)
+	MOVQ AX, goid+16(FP)
 	RET
 nogoid:
-	MOVQ $0, goid+8(FP)
+	MOVQ $0, goid+16(FP)
+	RET
+
+// func curGoid() int64
+TEXT ·curGoid(SB), NOSPLIT|NOFRAME, $0-8
+	MOVQ ·goidOff(SB), CX
+	TESTQ CX, CX
+	JZ   none
+	MOVQ (TLS), AX
+	MOVQ (AX)(CX*1), AX
+	MOVQ AX, ret+0(FP)
+	RET
+none:
+	MOVQ $0, ret+0(FP)
 	RET

@@ -2,30 +2,52 @@
 
 #include "textflag.h"
 
-// func callerInfo(off uintptr) (goid int64, pc, pc2 uintptr)
+// func callerInfo(off uintptr, pcs *[6]uintptr) (goid int64)
 //
-// With no frame of its own, R29 here is the caller's (Lock's) frame
-// pointer: 8(R29) is Lock's saved return address, 0(R29) its caller's frame
-// pointer, whose +8 is that caller's return address (the layout the
-// runtime's frame-pointer unwinder reads on arm64). A link that does not
-// run towards higher addresses (the chain's end, 0) gives pc2 = 0. g (R28)
-// is the current g; off, found and verified by internal/rt/record, is where
-// its goroutine id lives.
-TEXT ·callerInfo(SB), NOSPLIT|NOFRAME, $0-32
-	MOVD 8(R29), R0
-	MOVD R0, pc+16(FP)
-	MOVD $0, R2
-	MOVD 0(R29), R1
-	CMP R29, R1
-	BLS nopc2
-	MOVD 8(R1), R2
-nopc2:
-	MOVD R2, pc2+24(FP)
+// With no frame of its own, R29 here is the caller's frame pointer:
+// 8(R29) is the caller's saved return address, 0(R29) the frame pointer of
+// the function it returns to, whose +8 is that one's, and so on (the
+// layout the runtime's frame-pointer unwinder reads on arm64). A link that
+// does not run towards higher addresses (the chain's end, 0) ends the
+// walk, and the rest of pcs is 0. g (R28) is the current g; off, found and
+// verified by internal/rt/record, is where its goroutine id lives.
+TEXT ·callerInfo(SB), NOSPLIT|NOFRAME, $0-24
+	MOVD pcs+8(FP), R5
+	MOVD R29, R1
+	MOVD $0, R6
+walk:
+	MOVD 8(R1), R0
+	MOVD R0, (R5)(R6<<3)
+	ADD  $1, R6
+	CMP  $6, R6
+	BHS  walked
+	MOVD 0(R1), R2
+	CMP  R1, R2
+	BLS  zero
+	MOVD R2, R1
+	B    walk
+zero:
+	MOVD ZR, (R5)(R6<<3)
+	ADD  $1, R6
+	CMP  $6, R6
+	BLO  zero
+walked:
 	MOVD off+0(FP), R3
-	CBZ R3, nogoid
+	CBZ  R3, nogoid
 	MOVD (g)(R3), R4
-	MOVD R4, goid+8(FP)
+	MOVD R4, goid+16(FP)
 	RET
 nogoid:
-	MOVD ZR, goid+8(FP)
+	MOVD ZR, goid+16(FP)
+	RET
+
+// func curGoid() int64
+TEXT ·curGoid(SB), NOSPLIT|NOFRAME, $0-8
+	MOVD ·goidOff(SB), R3
+	CBZ  R3, none
+	MOVD (g)(R3), R4
+	MOVD R4, ret+0(FP)
+	RET
+none:
+	MOVD ZR, ret+0(FP)
 	RET

@@ -4,7 +4,7 @@ package sync
 
 import (
 	gosync "sync"
-
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
@@ -20,21 +20,22 @@ const Enabled = true
 //
 // A Mutex must not be copied after first use.
 //
-// It is sync.Mutex, and it records who holds it: the holder's goroutine,
-// where it called Lock, and since when; the goroutines that wait for it,
-// with their stacks. lockwatch reads the records from outside the program
-// (see the package documentation).
+// It is sync.Mutex, and it records who holds it: the holder's goroutine id
+// in the mutex itself, and, in the records mode, where it called Lock and
+// since when, and the goroutines that wait for it, with their stacks.
+// lockwatch reads them from outside the program (see the package
+// documentation).
 //
 // A locked Mutex is not associated with a particular goroutine. It is
 // allowed for one goroutine to lock a Mutex and then arrange for another
 // goroutine to unlock it.
 type Mutex struct {
 	mu gosync.Mutex
-	// h is, while the mutex is held for writing, its holder record
-	// (inproc.Hold's result); 0 when unlocked, so that an unlocked Mutex
-	// is all zeros, as sync's is.
-	h uint32
-	_ uint32
+	// owner is, while the mutex is held for writing, its holder: the
+	// holder's goroutine id (> 0) in the owner mode, or ownerRecord | its
+	// holder record (inproc.Hold's result) in the records mode; 0 when
+	// unlocked, so that an unlocked Mutex is all zeros, as sync's is.
+	owner int64
 }
 
 // An RWMutex is a reader/writer mutual exclusion lock. The lock can be held
@@ -44,8 +45,8 @@ type Mutex struct {
 // An RWMutex must not be copied after first use.
 //
 // It is sync.RWMutex, with the records of Mutex for its writer and waiters,
-// and for each reader its goroutine, where it called RLock and since when
-// (the readers beyond the table's room are counted).
+// and, in the records mode, for each reader its goroutine and where it
+// called RLock (the readers beyond the table's room are counted).
 //
 // If any goroutine calls Lock while the lock is already held by one or more
 // readers, concurrent calls to RLock will block until the writer has
@@ -54,73 +55,149 @@ type Mutex struct {
 // read-locking: lockwatch reports a goroutine that does it while a writer
 // waits as a self-deadlock.
 type RWMutex struct {
-	rw gosync.RWMutex
-	h  uint32 // as Mutex's
-	// over counts the readers that found no reader record.
-	over int32
+	rw rwWords
+	// owner is the writer, as Mutex's; in the records mode, while readers
+	// hold it and some of them found no reader record, ownerRecord | their
+	// count << 32 (rich.go).
+	owner int64
 }
 
+// ownerRecord marks an owner word that holds a holder record (records
+// mode) rather than a goroutine id: the sign bit, which no goroutine id has.
+const ownerRecord = -1 << 63
+
+// records is whether the program keeps the full records (records mode):
+// set before main, when the package initializes (inproc.RecordsMode: the
+// environment) or when the probe does (inproc.WantRecords), so reading it
+// is no synchronisation between the program's goroutines. In the owner mode (records false) a lock keeps only its
+// writer's goroutine id.
+var records bool
+
 // goidOff is the offset of the goroutine id in the runtime's g, found and
-// verified by internal/rt/record when the package initializes; 0 if it was not
-// found (then record.Goid). Set before main, so reading it is no
-// synchronisation between the program's goroutines.
+// verified by internal/rt/record when the package initializes; 0 if it was
+// not found (then record.Goid). Set before main.
 var goidOff uintptr
+
+// fastOff is goidOff in the owner mode when the fast paths may run (sync's
+// layout is the one they know, and goidOff was found); 0 otherwise, when
+// every Lock takes lockSlowPath. rslow says RLock's and RUnlock's
+// fast paths may not run. Set before main.
+var (
+	fastOff uintptr
+	//lint:ignore U1000 read by the assembly (fast_amd64.s) and fast_go.go
+	rslow bool
+)
 
 func init() {
 	if off, ok := record.GoidOffset(); ok {
 		goidOff = off
 	}
+	// The probe may ask for the records mode after this init, when it
+	// initializes (before main, before the program locks anything).
+	records = inproc.OnRecords(func() {
+		records = true
+		configure()
+	})
+	configure()
 }
 
-// The entry points below repeat their few lines of recording on purpose:
-// each is its own frame (go:noinline), because callerInfo reads its
-// caller's PC through the frame pointer. They are go:norace: the records
-// they write (the lock's h, the holder record, the held-lock bucket) are
-// invisible to the race detector, which sees only sync's own
-// synchronisation, as with sync. sync's methods they call keep their race
-// annotations.
+// configure sets the fast paths' variables for the mode.
+//
+//go:norace
+func configure() {
+	fastOff = 0
+	if !records && !raceOn && goidOff != 0 && mutexLayout() {
+		fastOff = goidOff
+	}
+	rslow = records || raceOn || !rwLayout()
+}
+
+// The fast paths change sync's state words themselves, as sync's own
+// inlined fast paths do: a Mutex's state (int32, bit 0 locked) at its
+// start, an RWMutex's reader count (int32) 16 bytes in. mutexLayout and
+// rwLayout check, once, that sync's types are laid out so; if not, every
+// call goes through sync's methods.
+
+func mutexLayout() bool {
+	var m gosync.Mutex
+	st := (*int32)(unsafe.Pointer(&m))
+	m.Lock()
+	locked := atomic.LoadInt32(st)
+	m.Unlock()
+	return unsafe.Sizeof(m) == 8 && locked == 1 && atomic.LoadInt32(st) == 0
+}
+
+func rwLayout() bool {
+	var rw gosync.RWMutex
+	rc := readerCount(&rw)
+	rw.RLock()
+	one := atomic.LoadInt32(rc)
+	rw.RUnlock()
+	return unsafe.Sizeof(rw) == 24 && one == 1 && atomic.LoadInt32(rc) == 0
+}
+
+func mutexState(m *Mutex) *int32 { return (*int32)(unsafe.Pointer(&m.mu)) }
+
+func readerCount(rw *gosync.RWMutex) *int32 {
+	return &(*rwWords)(unsafe.Pointer(rw)).readers
+}
+
+// rwWords is a sync.RWMutex, laid out as sync lays it out (checked by
+// rwLayout), so that RLock's and RUnlock's fast paths reach its reader
+// count as a field; std is the sync.RWMutex whose methods the rest calls.
+type rwWords struct {
+	w          gosync.Mutex
+	_, _       uint32 // the writer's and readers' semaphores
+	readers    int32
+	readerWait int32
+}
+
+// std is rw's sync.RWMutex.
+func (rw *RWMutex) std() *gosync.RWMutex { return (*gosync.RWMutex)(unsafe.Pointer(&rw.rw)) }
+
+var _ [0]byte = [unsafe.Sizeof(rwWords{}) - unsafe.Sizeof(gosync.RWMutex{})]byte{}
+var _ [0]byte = [unsafe.Sizeof(gosync.RWMutex{}) - unsafe.Sizeof(rwWords{})]byte{}
+
+// holderID is the current goroutine's id, for the owner word.
+//
+//go:norace
+func holderID() int64 {
+	if g := curGoid(); g != 0 {
+		return g
+	}
+	return record.Goid()
+}
+
+// The methods are inlinable where sync's are (Mutex's Lock and Unlock,
+// RWMutex's RLock and RUnlock). In the owner mode, a Lock is a call of
+// lockFast: sync's compare-and-swap of the state word, then a store of the
+// goroutine id (read from its g) into the owner word; an Unlock clears the
+// owner word and makes sync's compare-and-swap back; RLock and RUnlock
+// make the one compare-and-swap of the reader count that sync's add makes.
+// Anything else (a lock in use, waiters, the records mode) takes sync's
+// own methods, through the slow paths. They are go:norace: the owner word
+// is invisible to the race detector. Under -race (raceOn) there are no
+// fast paths: every call is sync's own, with its race annotations (and
+// the compiler inlines no function marked go:norace).
 
 // Lock locks m. If the lock is already in use, the calling goroutine blocks
 // until the mutex is available.
 //
-//go:noinline
 //go:norace
-func (m *Mutex) Lock() {
-	inproc.Escape(m)
-	goid, pc, pc2 := callerInfo(goidOff)
-	if goid == 0 {
-		goid = record.Goid()
-	}
-	if !m.mu.TryLock() {
-		lockSlow(&m.mu, unsafe.Pointer(m), &m.h, inproc.KindMutex, goid, pc, pc2)
-		return
-	}
-	h := inproc.Hold(uintptr(unsafe.Pointer(m)), inproc.KindMutex, goid, pc, pc2, 0, 0)
-	m.h = h
-	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		inproc.HoldNested(b, inproc.WriteCell(h), uintptr(unsafe.Pointer(m)), goid)
-	}
-}
+func (m *Mutex) Lock() { lockFast(m) }
 
-// lockSlow records the goroutine as a waiter, with its stack, then waits in
-// l.Lock. Once it holds the lock, its waiter record becomes the holder's
-// stack, until Unlock.
+// lockSlowPath is Lock when lockFast cannot take m at once.
 //
 //go:noinline
 //go:norace
-func lockSlow(l gosync.Locker, p unsafe.Pointer, hp *uint32, kind inproc.Kind, goid int64, pc, pc2 uintptr) {
-	var s record.Stack
-	s.Capture(1) // from the caller of Lock
-	addr := uintptr(p)
-	now := record.Nanotime()
-	inproc.Seen(*hp, addr, now) // the holder, if its acquire has no time
-	slot := inproc.Wait(addr, true, goid, now, &s)
-	l.Lock()
-	slot = inproc.Acquired(slot, true)
-	h := inproc.Hold(addr, kind, goid, pc, pc2, record.Nanotime(), slot)
-	*hp = h
-	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		inproc.HoldNested(b, inproc.WriteCell(h), addr, goid)
+func (m *Mutex) lockSlowPath() {
+	if records {
+		m.lockRecords()
+		return
+	}
+	m.mu.Lock()
+	if fastOff != 0 || raceOn {
+		m.owner = holderID()
 	}
 }
 
@@ -130,21 +207,16 @@ func lockSlow(l gosync.Locker, p unsafe.Pointer, hp *uint32, kind inproc.Kind, g
 // of TryLock is often a sign of a deeper problem in a particular use of
 // mutexes.
 //
-//go:noinline
 //go:norace
 func (m *Mutex) TryLock() bool {
-	inproc.Escape(m)
-	goid, pc, pc2 := callerInfo(goidOff)
-	if goid == 0 {
-		goid = record.Goid()
+	if records {
+		return m.tryLockRecords()
 	}
 	if !m.mu.TryLock() {
 		return false
 	}
-	h := inproc.Hold(uintptr(unsafe.Pointer(m)), inproc.KindMutex, goid, pc, pc2, 0, 0)
-	m.h = h
-	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		inproc.HoldNested(b, inproc.WriteCell(h), uintptr(unsafe.Pointer(m)), goid)
+	if fastOff != 0 || raceOn {
+		m.owner = holderID()
 	}
 	return true
 }
@@ -155,12 +227,21 @@ func (m *Mutex) TryLock() bool {
 //
 //go:norace
 func (m *Mutex) Unlock() {
-	if h := m.h; h != 0 {
-		m.h = 0
-		g := inproc.Unhold(h)
-		if b := inproc.BucketOf(g); !b.UnholdOnly(inproc.WriteCell(h)) {
-			b.Unhold(inproc.WriteCell(h))
+	if !raceOn && m.owner > 0 {
+		m.owner = 0
+		if atomic.CompareAndSwapInt32(mutexState(m), 1, 0) {
+			return
 		}
+	}
+	m.unlockSlowPath()
+}
+
+//go:noinline
+//go:norace
+func (m *Mutex) unlockSlowPath() {
+	if o := m.owner; o != 0 {
+		m.owner = 0
+		unhold(o)
 	}
 	m.mu.Unlock()
 }
@@ -168,23 +249,14 @@ func (m *Mutex) Unlock() {
 // Lock locks rw for writing. If the lock is already locked for reading or
 // writing, Lock blocks until the lock is available.
 //
-//go:noinline
 //go:norace
 func (rw *RWMutex) Lock() {
-	inproc.Escape(rw)
-	goid, pc, pc2 := callerInfo(goidOff)
-	if goid == 0 {
-		goid = record.Goid()
-	}
-	if !rw.rw.TryLock() {
-		lockSlow(&rw.rw, unsafe.Pointer(rw), &rw.h, inproc.KindRWMutex, goid, pc, pc2)
+	if records {
+		rw.lockRecords()
 		return
 	}
-	h := inproc.Hold(uintptr(unsafe.Pointer(rw)), inproc.KindRWMutex, goid, pc, pc2, 0, 0)
-	rw.h = h
-	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		inproc.HoldNested(b, inproc.WriteCell(h), uintptr(unsafe.Pointer(rw)), goid)
-	}
+	rw.std().Lock()
+	rw.owner = holderID()
 }
 
 // TryLock tries to lock rw for writing and reports whether it succeeded.
@@ -193,22 +265,15 @@ func (rw *RWMutex) Lock() {
 // of TryLock is often a sign of a deeper problem in a particular use of
 // mutexes.
 //
-//go:noinline
 //go:norace
 func (rw *RWMutex) TryLock() bool {
-	inproc.Escape(rw)
-	goid, pc, pc2 := callerInfo(goidOff)
-	if goid == 0 {
-		goid = record.Goid()
+	if records {
+		return rw.tryLockRecords()
 	}
-	if !rw.rw.TryLock() {
+	if !rw.std().TryLock() {
 		return false
 	}
-	h := inproc.Hold(uintptr(unsafe.Pointer(rw)), inproc.KindRWMutex, goid, pc, pc2, 0, 0)
-	rw.h = h
-	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.WriteCell(h)) {
-		inproc.HoldNested(b, inproc.WriteCell(h), uintptr(unsafe.Pointer(rw)), goid)
-	}
+	rw.owner = holderID()
 	return true
 }
 
@@ -222,14 +287,13 @@ func (rw *RWMutex) TryLock() bool {
 //
 //go:norace
 func (rw *RWMutex) Unlock() {
-	if h := rw.h; h != 0 {
-		rw.h = 0
-		g := inproc.Unhold(h)
-		if b := inproc.BucketOf(g); !b.UnholdOnly(inproc.WriteCell(h)) {
-			b.Unhold(inproc.WriteCell(h))
-		}
+	if o := rw.owner; o < 0 {
+		rw.owner = 0
+		unhold(o)
+	} else {
+		rw.owner = 0
 	}
-	rw.rw.Unlock()
+	rw.std().Unlock()
 }
 
 // RLock locks rw for reading.
@@ -238,53 +302,19 @@ func (rw *RWMutex) Unlock() {
 // excludes new readers from acquiring the lock. See the documentation on
 // the RWMutex type.
 //
-//go:noinline
 //go:norace
 func (rw *RWMutex) RLock() {
-	inproc.Escape(rw)
-	goid, pc, pc2 := callerInfo(goidOff)
-	rw.rlock(goid, pc, pc2)
+	rlockFast(rw)
 }
 
-// rlock is RLock after callerInfo; not inlined, so that rlockSlow knows
-// how many frames to skip.
-//
 //go:noinline
 //go:norace
-func (rw *RWMutex) rlock(goid int64, pc, pc2 uintptr) {
-	if goid == 0 {
-		goid = record.Goid()
+func (rw *RWMutex) rlockSlowPath() {
+	if records {
+		rw.rlockRecords()
+		return
 	}
-	if !rw.rw.TryRLock() {
-		rlockSlow(rw, goid)
-	}
-	rw.readLocked(goid, pc, pc2)
-}
-
-//go:norace
-func (rw *RWMutex) readLocked(goid int64, pc, pc2 uintptr) {
-	addr := uintptr(unsafe.Pointer(rw))
-	if !inproc.ReadLocked(addr, goid, pc, pc2) {
-		inproc.AddOver(&rw.over, 1)
-	}
-	if b := inproc.BucketOf(goid); !b.HoldFirst(inproc.ReadCell(addr)) {
-		inproc.HoldNested(b, inproc.ReadCell(addr), addr, goid)
-	}
-}
-
-// rlockSlow records the goroutine as waiting to read, with its stack, then
-// waits in RLock.
-//
-//go:noinline
-//go:norace
-func rlockSlow(rw *RWMutex, goid int64) {
-	var s record.Stack
-	s.Capture(2) // from the caller of RLock (rlock is between)
-	now := record.Nanotime()
-	inproc.Seen(rw.h, uintptr(unsafe.Pointer(rw)), now) // the writer, if its acquire has no time
-	slot := inproc.Wait(uintptr(unsafe.Pointer(rw)), false, goid, now, &s)
-	rw.rw.RLock()
-	inproc.Acquired(slot, false)
+	rw.std().RLock()
 }
 
 // TryRLock tries to lock rw for reading and reports whether it succeeded.
@@ -293,19 +323,12 @@ func rlockSlow(rw *RWMutex, goid int64) {
 // of TryRLock is often a sign of a deeper problem in a particular use of
 // mutexes.
 //
-//go:noinline
 //go:norace
 func (rw *RWMutex) TryRLock() bool {
-	inproc.Escape(rw)
-	goid, pc, pc2 := callerInfo(goidOff)
-	if goid == 0 {
-		goid = record.Goid()
+	if records {
+		return rw.tryRLockRecords()
 	}
-	if !rw.rw.TryRLock() {
-		return false
-	}
-	rw.readLocked(goid, pc, pc2)
-	return true
+	return rw.std().TryRLock()
 }
 
 // RUnlock undoes a single RLock call; it does not affect other
@@ -313,26 +336,18 @@ func (rw *RWMutex) TryRLock() bool {
 // reading on entry to RUnlock: the same unrecoverable error as
 // sync.RWMutex's.
 //
-//go:noinline
 //go:norace
 func (rw *RWMutex) RUnlock() {
-	goid, _, _ := callerInfo(goidOff)
-	if goid == 0 {
-		goid = record.Goid()
+	runlockFast(rw)
+}
+
+//go:noinline
+//go:norace
+func (rw *RWMutex) runlockSlowPath() {
+	if records {
+		rw.runlockRecords()
 	}
-	addr := uintptr(unsafe.Pointer(rw))
-	// The reader whose record was released: goroutine goid, or, for a read
-	// lock released by another goroutine, its taker.
-	g, counted := inproc.ReadUnlocked(addr, goid, rw.over)
-	if counted {
-		inproc.AddOver(&rw.over, -1)
-	}
-	if g != 0 {
-		if b := inproc.BucketOf(g); !b.UnholdOnly(inproc.ReadCell(addr)) {
-			b.Unhold(inproc.ReadCell(addr))
-		}
-	}
-	rw.rw.RUnlock()
+	rw.std().RUnlock()
 }
 
 // RLocker returns a Locker interface that implements the Lock and Unlock
@@ -341,14 +356,7 @@ func (rw *RWMutex) RLocker() Locker { return (*rlocker)(rw) }
 
 type rlocker RWMutex
 
-//go:noinline
-//go:norace
-func (r *rlocker) Lock() {
-	inproc.Escape(r)
-	goid, pc, pc2 := callerInfo(goidOff)
-	(*RWMutex)(r).rlock(goid, pc, pc2)
-}
-
+func (r *rlocker) Lock()   { (*RWMutex)(r).RLock() }
 func (r *rlocker) Unlock() { (*RWMutex)(r).RUnlock() }
 
 // SetName gives m a name for lockwatch's reports, in place of the site
@@ -356,8 +364,13 @@ func (r *rlocker) Unlock() { (*RWMutex)(r).RUnlock() }
 // may be called at any time, also before the first Lock; the last name
 // given wins. Names are kept to inproc.NameMax (104) bytes. The first name
 // given to a mutex allocates (a cleanup forgets it when the mutex is
-// collected).
+// collected). Names are kept in the records mode only (in the owner mode a
+// lock is named by the variable that holds it, when the binary has
+// symbols).
 func SetName[M *Mutex | *RWMutex](m M, name string) {
+	if !records {
+		return
+	}
 	switch m := any(m).(type) {
 	case *Mutex:
 		inproc.SetName(unsafe.Pointer(m), inproc.KindMutex, name)

@@ -1,6 +1,7 @@
 // Package embedded runs a single-member etcd server inside the process, on
 // loopback ports, with its data in a directory: what the tests and the
-// demo use when no cluster is given.
+// demo use when no cluster is given. It compacts etcd's history once an
+// hour, keeping the last hour.
 //
 //	srv, err := embedded.Start(dir)
 //	...
@@ -113,6 +114,12 @@ func (s *Server) Restart() error {
 	// default (10), whose hashing under the race detector on a loaded
 	// machine outlasted the client's 5 s authentication deadline.
 	cfg.BcryptCost = uint(bcrypt.MinCost)
+	// Keep an hour of history, as a cluster for lockwatch should (see
+	// docs/distributed.md, "Compaction"): every range read walks the
+	// deleted key names etcd keeps until it compacts (a long run's ended
+	// lifetimes), while an attach of a foreign lock reads its holder's
+	// "held since" from the history.
+	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = "periodic", "1h"
 	cu := url.URL{Scheme: s.scheme(), Host: net.JoinHostPort(s.host, strconv.Itoa(s.clientPort))}
 	pu := url.URL{Scheme: "http", Host: net.JoinHostPort(s.host, strconv.Itoa(s.peerPort))}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/lockwatch/lockwatch/etcd/embedded"
 	"github.com/lockwatch/lockwatch/procid"
@@ -22,7 +23,9 @@ import (
 // BenchmarkLockUnlock compares an uncontended Lock+Unlock with the records
 // (etcdreg) with etcd's own concurrency.Mutex, on the same embedded server
 // in the same run. rt/op counts the unary RPCs each makes per
-// Lock+Unlock (the lease keep-alive stream is not counted).
+// Lock+Unlock (the lease keep-alive stream is not counted), req-B/op the
+// bytes of their requests (as encoded: a write's request is what its raft
+// proposal carries), writes/op etcd's revisions.
 //
 //	go test -run '^$' -bench LockUnlock -count 6 ./etcdreg | tee etcd.txt
 //	GOWORK=off go tool -modfile=../tools/go.mod benchstat -col /impl etcd.txt
@@ -32,9 +35,12 @@ func BenchmarkLockUnlock(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer srv.Stop()
-	var rpcs atomic.Int64
+	var rpcs, reqBytes atomic.Int64
 	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		rpcs.Add(1)
+		if m, ok := req.(proto.Message); ok {
+			reqBytes.Add(int64(proto.Size(m)))
+		}
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 10 * time.Second,
@@ -44,6 +50,24 @@ func BenchmarkLockUnlock(b *testing.B) {
 	}
 	defer cli.Close()
 	ctx := context.Background()
+	rev := func() int64 {
+		r, err := cli.Get(ctx, "x")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return r.Header.Revision
+	}
+	// report reports the figures since before (rpcs, bytes, revision, CPU).
+	type mark struct{ rpcs, bytes, rev, cpu int64 }
+	now := func() mark { return mark{rpcs.Load(), reqBytes.Load(), rev(), cpuTime()} }
+	report := func(b *testing.B, m0 mark) {
+		m1 := now()
+		n := float64(b.N)
+		b.ReportMetric(float64(m1.rpcs-m0.rpcs-1)/n, "rt/op") // less rev()'s own
+		b.ReportMetric(float64(m1.bytes-m0.bytes)/n, "req-B/op")
+		b.ReportMetric(float64(m1.rev-m0.rev)/n, "writes/op")
+		b.ReportMetric(float64(m1.cpu-m0.cpu)/n/1e3, "cpu-us/op")
+	}
 
 	b.Run("impl=etcdreg", func(b *testing.B) {
 		reg, err := Open(ctx, cli, "bench", Options{Host: "bench"})
@@ -55,7 +79,7 @@ func BenchmarkLockUnlock(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		before, cpu0 := rpcs.Load(), cpuTime()
+		m0 := now()
 		b.ResetTimer()
 		for b.Loop() {
 			if err := mu.Lock(ctx); err != nil {
@@ -65,8 +89,7 @@ func BenchmarkLockUnlock(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64(rpcs.Load()-before)/float64(b.N), "rt/op")
-		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-us/op")
+		report(b, m0)
 	})
 	b.Run("impl=concurrency", func(b *testing.B) {
 		s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
@@ -75,7 +98,7 @@ func BenchmarkLockUnlock(b *testing.B) {
 		}
 		defer s.Close()
 		mu := concurrency.NewMutex(s, "/bare/q")
-		before, cpu0 := rpcs.Load(), cpuTime()
+		m0 := now()
 		b.ResetTimer()
 		for b.Loop() {
 			if err := mu.Lock(ctx); err != nil {
@@ -85,8 +108,7 @@ func BenchmarkLockUnlock(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64(rpcs.Load()-before)/float64(b.N), "rt/op")
-		b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e3, "cpu-us/op")
+		report(b, m0)
 	})
 }
 

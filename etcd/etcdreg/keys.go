@@ -22,11 +22,11 @@ import (
 //	P/lock/NAME/LEAF                a contender: the lock is etcd's        contender's lease
 //	                                concurrency.Mutex on prefix P/lock/NAME
 //	P/hold/NAME/LEAF                its shadow: the same record            no lease
-//	P/rel/NAME                      the last release: token, time          no lease
 //	P/died/NAME/TOKEN               a waiter saw holder TOKEN expire       no lease
 //	P/lost/NAME/PROC                a holder that lost its lease inside    no lease
 //	P/stack/PROC/ID                 symbolized stack, once per call site   no lease
 //	P/event/PROC/SLOT               the process's event ring               no lease
+//	P/event/PROC/bSLOT              its ring of batched events (releases)  no lease
 //	P/req/PROC, P/ans/PROC          stack request and its answer           reader's / process's lease
 //
 // PROC is host:pid:start; LEAF is LEASE-ATTEMPT, in hex and decimal: one
@@ -74,7 +74,6 @@ func (k keys) alive(pk string) string        { return k.p + "alive/" + pk }
 func (k keys) lockPrefix(name string) string { return k.p + "lock/" + esc(name) }
 func (k keys) lockDir(name string) string    { return k.lockPrefix(name) + "/" }
 func (k keys) shadowDir(name string) string  { return k.p + "hold/" + esc(name) + "/" }
-func (k keys) rel(name string) string        { return k.p + "rel/" + esc(name) }
 func (k keys) diedDir(name string) string    { return k.p + "died/" + esc(name) + "/" }
 func (k keys) died(name string, rev int64) string {
 	return k.diedDir(name) + strconv.FormatInt(rev, 10)
@@ -85,6 +84,9 @@ func (k keys) stack(pk string, id uint64) string {
 }
 func (k keys) event(pk string, slot uint64) string {
 	return k.p + "event/" + pk + "/" + strconv.FormatUint(slot, 10)
+}
+func (k keys) batch(pk string, slot uint64) string {
+	return k.p + "event/" + pk + "/b" + strconv.FormatUint(slot, 10)
 }
 func (k keys) req(pk string) string { return k.p + "req/" + pk }
 func (k keys) ans(pk string) string { return k.p + "ans/" + pk }
@@ -129,15 +131,12 @@ type HolderRecord struct {
 	// waiter's shadow (its lease expired before it owned the lock) never
 	// is, whatever stood before it.
 	Held bool `json:"held,omitempty"`
-}
-
-// RelRecord is P/rel/NAME: the last release of the lock by an etcdreg
-// holder. Its revision is when the next contender became the owner.
-type RelRecord struct {
-	Token     int64     `json:"token"`
-	ID        procid.ID `json:"id"`
-	Goroutine int64     `json:"goroutine"`
-	Time      time.Time `json:"time"`
+	// Acquired, on a shadow marked Held after its contender queued (by
+	// the release that made it the owner, or by itself once it found
+	// itself first), is when it became the owner (the marker's clock); the
+	// shadow's mod revision is that revision. Unset when it was first as
+	// it queued: then it became the owner at Since, at its key's creation.
+	Acquired time.Time `json:"acquired,omitzero"`
 }
 
 // LostRecord is P/lost/NAME/PROC: written by a holder that found its lease
@@ -174,7 +173,10 @@ const (
 )
 
 // EventRecord is P/event/PROC/SLOT; the ring of each process is ordered by
-// Seq, all events by their etcd revision.
+// Seq, all events by their etcd revision. A batch P/event/PROC/bSLOT is a
+// JSON array of them, each with the revision it happened at (Rev): the
+// releases, whose events are put off so that a release costs no write but
+// the lock's own (see Registry).
 type EventRecord struct {
 	Seq       uint64    `json:"seq"`
 	Kind      EventKind `json:"kind"`
@@ -192,6 +194,9 @@ type EventRecord struct {
 	// holder's record stands for it. Not set when a recovered event
 	// logged the acquire.
 	Acquired *AcquireRecord `json:"acquired,omitempty"`
+	// Rev, on an event written after it happened (in a batch), is the
+	// revision it happened at.
+	Rev int64 `json:"rev,omitempty"`
 }
 
 // AcquireRecord is the acquire of a hold, carried by the event that ends it.
@@ -199,6 +204,9 @@ type AcquireRecord struct {
 	Time      time.Time `json:"time"`      // when the hold began (the holder's clock)
 	Goroutine int64     `json:"goroutine"` // the goroutine that took the lock
 	Rev       int64     `json:"rev"`       // the revision at which it became the owner
+	// Waited, if it had to wait, is when it began to (its wait is logged
+	// with its acquire, at the revision of its token: when it queued).
+	Waited time.Time `json:"waited,omitzero"`
 }
 
 // stackValue is P/stack/PROC/ID.

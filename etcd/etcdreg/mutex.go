@@ -87,6 +87,7 @@ type hold struct {
 	goroutine   int64
 	stack       uint64
 	since       time.Time // when it became the owner
+	waited      time.Time // when it began to wait, if it had to
 	recovered   bool      // taken from an expired holder: its acquire was logged (recovered)
 	done        <-chan struct{}
 	lost        bool // the lease expired while held (keepAlive found out)
@@ -101,16 +102,19 @@ type hold struct {
 // stalled), so that it need not write the mark itself.
 type successor struct {
 	key, shadow string
-	rev         int64  // its key's create revision; its shadow's mod revision
-	heldVal     string // its record with Held set
+	rev         int64        // its key's create revision; its shadow's mod revision
+	rec         HolderRecord // its record
 }
 
-// markOp is the release's conditional write of the successor's mark.
-func (s *successor) markOp() clientv3.Op {
+// markOp is the release's conditional write of the successor's mark, at
+// now (the successor's Acquired).
+func (s *successor) markOp(now time.Time) clientv3.Op {
+	rec := s.rec
+	rec.Held, rec.Acquired = true, now
 	return clientv3.OpTxn([]clientv3.Cmp{
 		clientv3.Compare(clientv3.CreateRevision(s.key), "=", s.rev),
 		clientv3.Compare(clientv3.ModRevision(s.shadow), "=", s.rev),
-	}, []clientv3.Op{clientv3.OpPut(s.shadow, s.heldVal)}, nil)
+	}, []clientv3.Op{clientv3.OpPut(s.shadow, mustJSON(rec))}, nil)
 }
 
 // Name returns the lock's name.
@@ -180,7 +184,7 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 //
 // Queueing is one transaction: the contender key (bound to this process's
 // lease) and its shadow record (bound to none, so that it outlives the
-// lease), with an acquire or wait event.
+// lease); when the lock is taken, with a wait event.
 func (m *Mutex) Lock(ctx context.Context) error {
 	_, err := m.lock(ctx, true)
 	return err
@@ -189,8 +193,8 @@ func (m *Mutex) Lock(ctx context.Context) error {
 // TryLock acquires the lock if it is free, and reports whether it did.
 // Under the Recover policy it also takes the lock of an expired holder, and
 // then returns true and ErrOwnerDead. It makes one round trip to etcd when
-// it gets the lock, two when it does not, and fails if etcd cannot be
-// reached.
+// it gets a free lock, three when it does not get it (it queues, reads
+// the queue, and withdraws), and fails if etcd cannot be reached.
 func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 	return m.lock(ctx, false)
 }
@@ -237,7 +241,7 @@ type attempt struct {
 	rev         int64  // the key's create revision, once queued
 	g           int64
 	st          callStack
-	queued      bool // it had to wait: a wait event was written
+	queued      bool // it had to wait: its acquire (or timeout) logs the wait
 	recovered   bool // it took an expired holder's place: a recovered event was written
 	stalled     bool // its shadow says it waits behind an expired holder
 	next        *successor
@@ -290,24 +294,29 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 		delay := 20 * time.Millisecond
 		for {
 			stackOps, written := r.stackOps(st.id, st.pcs)
-			seq := r.nextSeq()
-			now := time.Now()
-			ev := func(kind EventKind) clientv3.Op {
-				return r.eventOpSeq(seq, EventRecord{Kind: kind, Lock: m.name, ID: r.self, Goroutine: g, Stack: st.id, Time: now})
-			}
+			// A free lock (no contender key, no shadow of an expired
+			// holder) is taken with the key and its shadow marked Held, as
+			// concurrency.Mutex takes it with its key: the same round trip
+			// and raft proposal. Else the contender queues: its key (its
+			// record: it stays if this is a retry of a transaction whose
+			// answer was lost, and so does its place) and an empty shadow,
+			// which says only that the key is etcdreg's: the release that
+			// makes it the owner, or the contender itself, writes its
+			// record there, marked Held. Its wait is logged with the event
+			// that ends its hold (or its timeout); the unexecuted branch is
+			// part of the proposal, so it is kept small.
 			then := append([]clientv3.Op{
 				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease)),
-				clientv3.OpTxn([]clientv3.Cmp{
-					clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "=", 0).WithPrefix(),
-					clientv3.Compare(clientv3.CreateRevision(r.k.shadowDir(m.name)), "=", 0).WithPrefix(),
-				}, []clientv3.Op{clientv3.OpPut(a.shadow, a.heldVal)},
-					[]clientv3.Op{clientv3.OpPut(a.shadow, a.val), ev(EventWait)}),
+				clientv3.OpPut(a.shadow, a.heldVal),
+			}, stackOps...)
+			els := append([]clientv3.Op{
+				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease), clientv3.WithPrevKV()),
+				clientv3.OpPut(a.shadow, ""),
 			}, stackOps...)
 			resp, err := r.cli.Txn(ctx).If(
-				clientv3.Compare(clientv3.CreateRevision(a.key), "=", 0),
-			).Then(then...).Else(
-				clientv3.OpGet(a.key),
-			).Commit()
+				clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "=", 0).WithPrefix(),
+				clientv3.Compare(clientv3.CreateRevision(r.k.shadowDir(m.name)), "=", 0).WithPrefix(),
+			).Then(then...).Else(els...).Commit()
 			if err != nil {
 				// The transaction may have been applied though its answer
 				// was lost: the next try finds the key ours; a caller who
@@ -322,22 +331,18 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 				delay = m.pause(ctx, delay)
 				continue
 			}
+			written()
 			if resp.Succeeded {
-				written()
+				// Nobody queued, no expired holder: ours.
 				a.rev = resp.Header.Revision
-				if resp.Responses[1].GetResponseTxn().Succeeded {
-					// Nobody queued, no expired holder: ours.
-					a.hold(a.rev, a.rev, now)
-					return a, errHeld
-				}
-				a.queued = true // a wait event was written
-				return a, nil
+				a.hold(a.rev, a.rev, time.Now())
+				return a, errHeld
 			}
-			kvs := resp.Responses[0].GetResponseRange().Kvs
-			if len(kvs) != 1 || kvs[0].Lease != int64(lease) {
-				break // our lease expired under an applied transaction: start again
+			a.rev = resp.Header.Revision
+			if prev := resp.Responses[0].GetResponsePut().PrevKv; prev != nil {
+				a.rev = prev.CreateRevision // it stood: its place is kept
 			}
-			a.rev = kvs[0].CreateRevision
+			a.queued = true
 			return a, nil
 		}
 	}
@@ -348,8 +353,19 @@ var errHeld = errors.New("held")
 
 // hold records the attempt as this process's hold of the lock.
 func (a *attempt) hold(rev, acqRev int64, since time.Time) {
-	a.m.setHold(&hold{key: a.key, shadow: a.shadow, slot: a.slot, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
-		stack: a.st.id, since: since, recovered: a.recovered, done: a.done, next: a.next})
+	h := &hold{key: a.key, shadow: a.shadow, slot: a.slot, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
+		stack: a.st.id, since: since, recovered: a.recovered, done: a.done, next: a.next}
+	if a.queued {
+		h.waited = a.rec.Since
+	}
+	a.m.setHold(h)
+}
+
+// waitEvent is the attempt's wait, logged when it ends without a hold (a
+// timeout) or with one whose acquire is logged apart (recovered), at the
+// revision it queued.
+func (a *attempt) waitEvent() EventRecord {
+	return EventRecord{Kind: EventWait, Lock: a.m.name, ID: a.m.r.self, Goroutine: a.g, Stack: a.st.id, Time: a.rec.Since, Rev: a.rev}
 }
 
 // withdraw deletes the attempt's key and shadow (a Lock that gives up),
@@ -378,7 +394,8 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 	giveUp := func(err error) (bool, error) {
 		a.withdraw(ctx)
 		if a.queued {
-			m.event(context.WithoutCancel(ctx), EventTimeout, a.g, a.st.id, 0)
+			m.events(context.WithoutCancel(ctx), a.waitEvent(),
+				EventRecord{Kind: EventTimeout, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st.id, Time: time.Now()})
 		}
 		return false, err
 	}
@@ -638,11 +655,18 @@ func (a *attempt) successor(next, shadows []*mvccpb.KeyValue) *successor {
 	}
 	for _, sh := range shadows {
 		if string(sh.Key) == shadow && sh.CreateRevision == kv.CreateRevision && sh.ModRevision == kv.CreateRevision {
-			rec.Held = true
-			return &successor{key: string(kv.Key), shadow: shadow, rev: kv.CreateRevision, heldVal: mustJSON(rec)}
+			return &successor{key: string(kv.Key), shadow: shadow, rev: kv.CreateRevision, rec: rec}
 		}
 	}
 	return nil
+}
+
+// acquiredVal is the attempt's record marked Held, since now: the shadow of
+// a contender that became the owner after it queued.
+func (a *attempt) acquiredVal(now time.Time) string {
+	rec := a.rec
+	rec.Held, rec.Acquired = true, now
+	return mustJSON(rec)
 }
 
 // markHeld writes the attempt's shadow as a holder's record (Held), if
@@ -651,7 +675,7 @@ func (a *attempt) successor(next, shadows []*mvccpb.KeyValue) *successor {
 func (a *attempt) markHeld(ctx context.Context) (bool, error) {
 	r := a.m.r
 	resp, err := r.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)).
-		Then(clientv3.OpPut(a.shadow, a.heldVal)).Commit()
+		Then(clientv3.OpPut(a.shadow, a.acquiredVal(time.Now()))).Commit()
 	if err != nil {
 		return false, err
 	}
@@ -669,9 +693,12 @@ func (a *attempt) recover(ctx context.Context, expired []*mvccpb.KeyValue) (bool
 	now := time.Now()
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)}
 	ops := []clientv3.Op{
-		clientv3.OpPut(a.shadow, a.heldVal),
+		clientv3.OpPut(a.shadow, a.acquiredVal(now)),
 		r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRecovered, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st.id, Time: now, Token: a.rev}),
 		clientv3.OpDelete(r.k.diedDir(m.name), clientv3.WithPrefix()),
+	}
+	if a.queued {
+		ops = append(ops, r.eventOpSeq(r.nextSeq(), a.waitEvent()))
 	}
 	self := r.self
 	for _, kv := range expired {
@@ -754,21 +781,36 @@ func (m *Mutex) setHold(h *hold) {
 
 // event writes one event of this process about this lock, best effort.
 func (m *Mutex) event(ctx context.Context, kind EventKind, g int64, stack uint64, token int64) {
+	m.events(ctx, EventRecord{Kind: kind, Lock: m.name, ID: m.r.self, Goroutine: g, Stack: stack, Time: time.Now(), Token: token})
+}
+
+// events writes events of this process, in one transaction, best effort.
+func (m *Mutex) events(ctx context.Context, evs ...EventRecord) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	r := m.r
-	_, _ = r.cli.Txn(ctx).Then(r.eventOpSeq(r.nextSeq(), EventRecord{Kind: kind, Lock: m.name, ID: r.self, Goroutine: g,
-		Stack: stack, Time: time.Now(), Token: token})).Commit()
+	ops := make([]clientv3.Op, 0, len(evs))
+	for _, ev := range evs {
+		ops = append(ops, r.eventOpSeq(r.nextSeq(), ev))
+	}
+	_, _ = r.cli.Txn(ctx).Then(ops...).Commit()
 }
 
 // Unlock releases the lock: one transaction that deletes this process's
 // contender key and its shadow, if the key is still the one that holds
-// (the token), records the release, and logs the events. It returns
-// ErrNotHeld if this process does not hold the lock, and ErrLockLost if its
-// lease expired while it held it (then, if nobody took the lock meanwhile,
-// its record is released all the same, which lets a stalled waiter take
-// it). If etcd cannot be reached, Unlock returns the error and the process
-// still holds the lock: call Unlock again.
+// (the token), and logs the release (which carries the acquire). When the
+// contender queued next (known when this process took the lock) is
+// etcdreg's, the same transaction marks its shadow Held: the release makes
+// it the owner. It returns ErrNotHeld if this process does not hold the
+// lock, and ErrLockLost if its lease expired while it held it (then, if
+// nobody took the lock meanwhile, its record is released all the same,
+// which lets a stalled waiter take it). If etcd cannot be reached, Unlock
+// returns the error and the process still holds the lock: call Unlock
+// again.
+//
+// A waiter whose lease expired behind this holder leaves its shadow, which
+// the release does not look for (that would cost every release a read):
+// the next contender that finds no key before its own deletes it.
 func (m *Mutex) Unlock(ctx context.Context) error {
 	r := m.r
 	h := m.curHold()
@@ -777,42 +819,34 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	}
 	g := curGoid()
 	now := time.Now()
-	// Only when a contender waits behind this one (a key created after
-	// ours: nested comparisons see the keys before this transaction's
-	// writes) is the release recorded, and the successor's shadow marked:
-	// the next owner's hold starts at this revision.
-	contended := []clientv3.Op{clientv3.OpPut(r.k.rel(m.name), mustJSON(RelRecord{Token: h.rev, ID: r.self, Goroutine: g, Time: now}))}
-	if h.next != nil {
-		contended = append(contended, h.next.markOp())
-	}
 	ops := []clientv3.Op{
 		clientv3.OpDelete(h.key),
 		clientv3.OpDelete(h.shadow),
-		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "<", h.rev+1).WithPrefix()},
-			nil, contended),
 	}
-	ops = append(ops, r.eventOpSeq(r.nextSeq(), h.endEvent(EventRelease, m.name, r.self, g, now)),
-		// More shadows than keys after the release: a waiter's lease
-		// expired (rare); its shadow is removed below.
-		clientv3.OpGet(r.k.shadowDir(m.name), clientv3.WithPrefix(), clientv3.WithCountOnly()),
-		clientv3.OpGet(r.k.lockDir(m.name), clientv3.WithPrefix(), clientv3.WithCountOnly()))
+	if h.next != nil {
+		ops = append(ops, h.next.markOp(now))
+	}
+	// The release's own event is put off; this release carries those put
+	// off before it, once they have waited a little (a batch record).
+	carried, evs := r.carry(false)
 	resp, err := r.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.CreateRevision(h.key), "=", h.rev),
-	).Then(ops...).Else(
+	).Then(append(ops, carried...)...).Else(
 		clientv3.OpGet(h.shadow),
 	).Commit()
 	if err != nil {
+		r.putBack(evs)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	if resp.Succeeded {
 		m.clearHold(h)
 		m.putSlot(h.lease, h.slot)
-		n := len(resp.Responses)
-		if resp.Responses[n-2].GetResponseRange().Count > resp.Responses[n-1].GetResponseRange().Count {
-			m.dropExpiredWaiters(ctx, resp.Header.Revision)
-		}
+		ev := h.endEvent(EventRelease, m.name, r.self, g, now)
+		ev.Rev = resp.Header.Revision
+		r.putOff(ev)
 		return nil
 	}
+	r.putBack(evs)
 	// Our key is gone (our lease expired). If our shadow is still there,
 	// nobody took the lock from us: release it.
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 && kvs[0].CreateRevision == h.rev {
@@ -845,42 +879,9 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 func (h *hold) endEvent(kind EventKind, lock string, id procid.ID, g int64, now time.Time) EventRecord {
 	ev := EventRecord{Kind: kind, Lock: lock, ID: id, Goroutine: g, Stack: h.stack, Time: now, Token: h.rev}
 	if !h.recovered {
-		ev.Acquired = &AcquireRecord{Time: h.since, Goroutine: h.goroutine, Rev: h.acqRev}
+		ev.Acquired = &AcquireRecord{Time: h.since, Goroutine: h.goroutine, Rev: h.acqRev, Waited: h.waited}
 	}
 	return ev
-}
-
-// dropExpiredWaiters deletes the shadows that had no contender key left
-// at revision rev, the release's: while this process held the lock, none
-// of them held it, so they are waiters whose lease expired.
-func (m *Mutex) dropExpiredWaiters(ctx context.Context, rev int64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	resp, err := m.r.cli.Txn(ctx).Then(
-		clientv3.OpGet(m.r.k.shadowDir(m.name), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev)),
-		clientv3.OpGet(m.r.k.lockDir(m.name), clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev)),
-	).Commit()
-	if err != nil {
-		return
-	}
-	live := map[string]bool{}
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-		live[strings.TrimPrefix(string(kv.Key), m.r.k.lockDir(m.name))] = true
-	}
-	var ops []clientv3.Op
-	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-		if !live[strings.TrimPrefix(string(kv.Key), m.r.k.shadowDir(m.name))] {
-			// Unless it changed since (a shadow is never rewritten but
-			// by its own contender).
-			ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)},
-				[]clientv3.Op{clientv3.OpDelete(string(kv.Key))}, nil))
-		}
-	}
-	for len(ops) > 0 { // etcd takes at most 128 operations a transaction
-		n := min(len(ops), 100)
-		_, _ = m.r.cli.Txn(ctx).Then(ops[:n]...).Commit()
-		ops = ops[n:]
-	}
 }
 
 func (m *Mutex) clearHold(h *hold) {

@@ -163,7 +163,26 @@ type Registry struct {
 	stacks    map[uint64]bool // stack ids written to P/stack
 	seq       uint64          // next event sequence number
 	closed    bool
+
+	// Events put off (releases): a later release carries them in its own
+	// transaction once the oldest has waited carryAfter, or, if none comes
+	// within flushAfter, a transaction of their own writes them; either
+	// way as one batch record.
+	later     []EventRecord
+	laterAt   time.Time // when the oldest was put off
+	batchSeq  uint64    // next batch number
+	laterWake chan struct{}
 }
+
+// How long a put-off event waits: for a release to carry it, then for a
+// transaction of its own. A process killed loses at most flushAfter of
+// its release events (its holds are in its shadows, not its events).
+const (
+	carryAfter = 50 * time.Millisecond
+	flushAfter = 500 * time.Millisecond
+	maxLater   = 4096 // past this, the oldest put-off events are dropped
+	maxBatch   = 256  // events per batch record
+)
 
 // Open joins run in the etcd cluster that cli talks to: it grants this
 // process's lease, writes its process record and starts keeping the lease
@@ -179,7 +198,7 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	self := procid.Self()
 	self.Host = opts.Host
 	r := &Registry{cli: cli, run: run, k: keys{p}, opts: opts, self: self, pk: procKey(self),
-		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]bool)}
+		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]bool), laterWake: make(chan struct{}, 1)}
 	sent := time.Now()
 	lease, err := r.grant(ctx)
 	if err != nil {
@@ -209,7 +228,8 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	r.lostCh = make(chan struct{})
 	r.leaseDone = make(chan struct{})
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.wg.Add(3)
+	r.wg.Add(4)
+	go r.flushLater()
 	go r.keepAlive(lease, sent.Add(time.Duration(ttlSeconds(opts.TTL))*time.Second))
 	go r.answerStacks()
 	go func() {
@@ -649,6 +669,109 @@ func (r *Registry) pruneEnded(ctx context.Context) error {
 func (r *Registry) eventOpSeq(seq uint64, ev EventRecord) clientv3.Op {
 	ev.Seq = seq
 	return clientv3.OpPut(r.k.event(r.pk, seq%uint64(r.opts.Events)), mustJSON(ev))
+}
+
+// putOff takes ev (with the revision it happened at) to be written later.
+func (r *Registry) putOff(ev EventRecord) {
+	r.mu.Lock()
+	ev.Seq = r.seq
+	r.seq++
+	if len(r.later) == 0 {
+		r.laterAt = time.Now()
+	}
+	if len(r.later) >= maxLater {
+		r.later = r.later[1:]
+	}
+	r.later = append(r.later, ev)
+	r.mu.Unlock()
+	select {
+	case r.laterWake <- struct{}{}:
+	default:
+	}
+}
+
+// carry returns the put-off events for a transaction to carry, if the
+// oldest has waited carryAfter (or all if force), and the Puts of their
+// batch records; give them back with putBack if it is not applied.
+func (r *Registry) carry(force bool) ([]clientv3.Op, []EventRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.later) == 0 || !force && time.Since(r.laterAt) < carryAfter {
+		return nil, nil
+	}
+	evs := r.later
+	r.later = nil
+	var ops []clientv3.Op
+	nb := uint64(max(1, r.opts.Events/8))
+	for rest := evs; len(rest) > 0; {
+		n := min(len(rest), maxBatch)
+		ops = append(ops, clientv3.OpPut(r.k.batch(r.pk, r.batchSeq%nb), mustJSON(rest[:n])))
+		r.batchSeq++
+		rest = rest[n:]
+	}
+	return ops, evs
+}
+
+// putBack gives back events that carry took, for a transaction that was
+// not applied (or whose answer was lost: a reader drops an event seen
+// twice, by its process and Seq).
+func (r *Registry) putBack(evs []EventRecord) {
+	if len(evs) == 0 {
+		return
+	}
+	r.mu.Lock()
+	if len(r.later) == 0 {
+		r.laterAt = time.Now()
+	}
+	r.later = append(evs, r.later...)
+	if n := len(r.later); n > maxLater {
+		r.later = r.later[n-maxLater:]
+	}
+	r.mu.Unlock()
+}
+
+// flushLater writes the put-off events that no release carried within
+// flushAfter, until Close.
+func (r *Registry) flushLater() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.laterWake:
+		}
+		for {
+			r.mu.Lock()
+			n, at := len(r.later), r.laterAt
+			r.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			t := time.NewTimer(time.Until(at.Add(flushAfter)))
+			select {
+			case <-r.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			r.mu.Lock()
+			due := len(r.later) > 0 && time.Since(r.laterAt) >= flushAfter
+			r.mu.Unlock()
+			if !due {
+				continue // carried meanwhile (or newer ones came)
+			}
+			ops, evs := r.carry(true)
+			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+			_, err := r.cli.Txn(ctx).Then(ops...).Commit()
+			cancel()
+			if err != nil {
+				r.putBack(evs)
+				if r.ctx.Err() != nil {
+					return
+				}
+			}
+		}
+	}
 }
 
 // stackOps returns the Put of stack id's frames if no transaction has

@@ -88,10 +88,12 @@ type Lock struct {
 	Next *Contender
 	// Stalled: Next waits behind the expired holder; it does not hold.
 	Stalled bool
-	// Since is when the holder became the owner: the time of the release
-	// that made it first (SinceRev is that revision), or, if it was first
-	// when it queued, the time it queued. Zero when unknown (a holder that
-	// is not etcdreg's, after a release by one that is not either).
+	// Since is when the holder became the owner (SinceRev is that
+	// revision), from its shadow marked Held: the time it queued if it was
+	// first then (SinceRev its token); else the time the release that made
+	// it first, or the holder itself once it found itself first, marked
+	// it. Zero when unknown: a holder that is not etcdreg's, or one not
+	// marked yet.
 	Since    time.Time
 	SinceRev int64
 	// LeaseTTL is what remains of the holder's lease (-1 if unknown).
@@ -162,7 +164,6 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 	type lockKeys struct {
 		contenders []Contender
 		shadows    map[string]*mvccpb.KeyValue // by leaf
-		rel        *mvccpb.KeyValue
 		died       map[int64]bool
 	}
 	locks := map[string]*lockKeys{}
@@ -176,6 +177,11 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 	}
 	procs := map[string]*Process{}
 	alive := map[string]int64{}
+	type eventID struct {
+		id  procid.ID
+		seq uint64
+	}
+	seen := map[eventID]bool{}
 	for _, kv := range resp.Kvs {
 		key := string(kv.Key[len(p):])
 		parts := strings.Split(key, "/")
@@ -195,8 +201,6 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 			l.contenders = append(l.contenders, contender(kv))
 		case parts[0] == "hold" && len(parts) == 3:
 			lock(unesc(parts[1])).shadows[parts[2]] = kv
-		case parts[0] == "rel" && len(parts) == 2:
-			lock(unesc(parts[1])).rel = kv
 		case parts[0] == "died" && len(parts) == 3:
 			if rev, err := strconv.ParseInt(parts[2], 10, 64); err == nil {
 				lock(unesc(parts[1])).died[rev] = true
@@ -225,17 +229,25 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 			}
 			s.stacks[parts[1]][id] = sv.Frames
 		case parts[0] == "event" && len(parts) == 3:
-			var e Event
-			if err := decode(kv.Value, &e.EventRecord); err != nil {
+			var evs []EventRecord
+			var err error
+			if len(kv.Value) > 0 && kv.Value[0] == '[' {
+				err = decode(kv.Value, &evs)
+			} else {
+				evs = make([]EventRecord, 1)
+				err = decode(kv.Value, &evs[0])
+			}
+			if err != nil {
 				bad(err)
 				continue
 			}
-			e.Revision = kv.ModRevision
-			if a := e.Acquired; a != nil {
-				s.Events = append(s.Events, Event{EventRecord: EventRecord{Kind: EventAcquire, Lock: e.Lock, ID: e.ID,
-					Goroutine: a.Goroutine, Stack: e.Stack, Time: a.Time, Token: e.Token}, Revision: a.Rev})
+			for _, ev := range evs {
+				if seen[eventID{ev.ID, ev.Seq}] {
+					continue // written twice (a transaction retried after its answer was lost)
+				}
+				seen[eventID{ev.ID, ev.Seq}] = true
+				s.addEvent(ev, kv.ModRevision)
 			}
-			s.Events = append(s.Events, e)
 		}
 	}
 	for pk, pr := range procs {
@@ -244,7 +256,7 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 	}
 	sort.Slice(s.Processes, func(i, j int) bool { return s.Processes[i].Registered.Before(s.Processes[j].Registered) })
 	for name, lk := range locks {
-		l, waiters := lockState(name, lk.contenders, lk.shadows, lk.rel)
+		l, waiters := lockState(name, lk.contenders, lk.shadows)
 		l.Prefix = k.lockPrefix(name)
 		l.ExpiryNoted = l.Expired && lk.died[l.Holder.Token]
 		s.Locks = append(s.Locks, l)
@@ -277,10 +289,58 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 	return s, nil
 }
 
+// addEvent adds event ev, written at revision rev, with the acquire (and
+// wait) it carries.
+func (s *Snapshot) addEvent(ev EventRecord, rev int64) {
+	e := Event{EventRecord: ev, Revision: rev}
+	if ev.Rev != 0 {
+		e.Revision = ev.Rev
+	}
+	if a := e.Acquired; a != nil {
+		if !a.Waited.IsZero() {
+			s.Events = append(s.Events, Event{EventRecord: EventRecord{Kind: EventWait, Lock: e.Lock, ID: e.ID,
+				Goroutine: a.Goroutine, Stack: e.Stack, Time: a.Waited}, Revision: e.Token})
+		}
+		s.Events = append(s.Events, Event{EventRecord: EventRecord{Kind: EventAcquire, Lock: e.Lock, ID: e.ID,
+			Goroutine: a.Goroutine, Stack: e.Stack, Time: a.Time, Token: e.Token}, Revision: a.Rev})
+	}
+	s.Events = append(s.Events, e)
+}
+
 // holdsAsEvents adds the acquire events of the holds that have not ended
 // (an acquire is logged with the event that ends its hold): the current
-// holders' and the lost holders', from their records.
+// holders' and the lost holders', from their records; and the wait events
+// of the waits that have not ended (a wait is logged with the acquire that
+// ends it), the waiters' and those of the current holders that waited.
 func (s *Snapshot) holdsAsEvents() {
+	type wait struct {
+		lock string
+		id   procid.ID
+		g    int64
+		t    int64
+	}
+	waits := map[wait]bool{}
+	for _, e := range s.Events {
+		if e.Kind == EventWait {
+			waits[wait{e.Lock, e.ID, e.Goroutine, e.Time.UnixNano()}] = true
+		}
+	}
+	addWait := func(lock string, c *Contender) {
+		r := c.Record
+		if r == nil || waits[wait{lock, r.ID, r.Goroutine, r.Since.UnixNano()}] {
+			return
+		}
+		s.Events = append(s.Events, Event{EventRecord: EventRecord{Kind: EventWait, Lock: lock, ID: r.ID, Goroutine: r.Goroutine,
+			Stack: r.Stack, Time: r.Since}, Revision: c.Token})
+	}
+	for i := range s.Waiters {
+		addWait(s.Waiters[i].Lock, &s.Waiters[i].Contender)
+	}
+	for _, l := range s.Locks {
+		if h := l.Holder; h != nil && !l.Expired && l.SinceRev > h.Token {
+			addWait(l.Name, h)
+		}
+	}
 	type hold struct {
 		lock  string
 		token int64
@@ -329,12 +389,12 @@ func contender(kv *mvccpb.KeyValue) Contender {
 	return c
 }
 
-// lockState works out who holds a lock from its contender keys, the
-// shadows of etcdreg's contenders (by leaf) and its last release, as the
+// lockState works out who holds a lock from its contender keys and the
+// shadows of etcdreg's contenders (by leaf), as the
 // waiters themselves do (Mutex.Lock): the first key owns it, unless a
 // shadow created before it has lost its key (an expired holder). It
 // returns the lock and its waiters, oldest first.
-func lockState(name string, cs []Contender, shadows map[string]*mvccpb.KeyValue, rel *mvccpb.KeyValue) (Lock, []Contender) {
+func lockState(name string, cs []Contender, shadows map[string]*mvccpb.KeyValue) (Lock, []Contender) {
 	l := Lock{Name: name, LeaseTTL: -1}
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Token < cs[j].Token })
 	live := map[int64]bool{}
@@ -375,13 +435,8 @@ func lockState(name string, cs []Contender, shadows map[string]*mvccpb.KeyValue,
 	case len(cs) > 0:
 		l.Holder = &cs[0]
 		waiters = cs[1:]
-		if rel != nil && rel.ModRevision > cs[0].Token {
-			var rr RelRecord
-			if decode(rel.Value, &rr) == nil {
-				l.Since, l.SinceRev = rr.Time, rel.ModRevision
-			}
-		} else if cs[0].Record != nil {
-			l.Since, l.SinceRev = cs[0].Record.Since, cs[0].Token
+		if sh := shadows[leafOf(cs[0].Key)]; sh != nil && sh.CreateRevision == cs[0].Token {
+			l.Since, l.SinceRev = heldSince(sh)
 		}
 	}
 	return l, waiters
@@ -503,24 +558,38 @@ func ReadStacks(ctx context.Context, cli *clientv3.Client, run string, refs []St
 	return out, nil
 }
 
-// ReleasedAt returns the time of the release of lock name of run that
-// etcdreg recorded at revision rev (the releaser's clock), from etcd's
-// history; ok is false if no release of etcdreg's was recorded at rev, or
-// the history is compacted.
-func ReleasedAt(ctx context.Context, cli *clientv3.Client, run, name string, rev int64) (t time.Time, ok bool) {
+// heldSince reads a holder's shadow: since when, and from which revision,
+// it has held the lock; zero if the shadow is not marked Held.
+func heldSince(sh *mvccpb.KeyValue) (time.Time, int64) {
+	var rec HolderRecord
+	switch {
+	case decode(sh.Value, &rec) != nil || !rec.Held:
+		return time.Time{}, 0
+	case rec.Acquired.IsZero():
+		return rec.Since, sh.CreateRevision // first when it queued
+	default:
+		return rec.Acquired, sh.ModRevision
+	}
+}
+
+func leafOf(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
+
+// AcquiredAt returns since when the etcdreg contender whose key is key
+// (under the prefix of lock name of run), created at revision token, has
+// held the lock, by its shadow marked Held: the time (the clock of the
+// process that marked it) and the revision; ok is false when its shadow
+// is not marked (it does not hold the lock, or it has not marked it yet).
+func AcquiredAt(ctx context.Context, cli *clientv3.Client, run, name, key string, token int64) (t time.Time, rev int64, ok bool) {
 	p, err := Prefix(run)
 	if err != nil {
-		return time.Time{}, false
+		return time.Time{}, 0, false
 	}
-	resp, err := cli.Get(ctx, keys{p}.rel(name), clientv3.WithRev(rev))
-	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].ModRevision != rev {
-		return time.Time{}, false
+	resp, err := cli.Get(ctx, keys{p}.shadowDir(name)+leafOf(key))
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].CreateRevision != token {
+		return time.Time{}, 0, false
 	}
-	var rr RelRecord
-	if decode(resp.Kvs[0].Value, &rr) != nil {
-		return time.Time{}, false
-	}
-	return rr.Time, true
+	t, rev = heldSince(resp.Kvs[0])
+	return t, rev, rev != 0
 }
 
 // InRun reports whether process id has a process record in run.

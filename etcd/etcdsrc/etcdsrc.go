@@ -21,7 +21,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
@@ -58,6 +60,10 @@ type Source struct {
 	// Follower, when set, is where the run is read: kept from etcd's watch
 	// (etcdreg.Follow), so that a reading takes only what changed.
 	Follower *etcdreg.Follower
+	// Seen, when set (watch), times the contenders whose records give no
+	// time (sessions of etcd's own lock on the run's lock prefixes) from
+	// when this watch first saw them, as PrefixSource does.
+	Seen *Seen
 }
 
 // New returns the Source of run.
@@ -88,7 +94,69 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		return st
 	})
 	out.Run = URL(s.Client.Endpoints(), s.Run)
+	if s.Seen != nil {
+		s.Seen.time(snap, out)
+	}
 	return out, nil
+}
+
+// time gives the contenders of the run's locks that have no time of their
+// own (sessions) the time this watch first saw them waiting, or holding:
+// a lower bound, said so.
+func (s *Seen) time(snap *etcdreg.Snapshot, out *lockstate.Snapshot) {
+	queues := make([][]*mvccpb.KeyValue, 0, len(snap.Locks))
+	byName := map[string]int{}
+	for _, l := range snap.Locks {
+		var q []*mvccpb.KeyValue
+		owner := l.Owner()
+		if owner != nil {
+			q = append(q, &mvccpb.KeyValue{Key: []byte(owner.Key), CreateRevision: owner.Token, Lease: owner.Lease})
+		}
+		for _, w := range snap.Waiters {
+			if w.Lock == l.Name && (owner == nil || w.Token != owner.Token) {
+				q = append(q, &mvccpb.KeyValue{Key: []byte(w.Key), CreateRevision: w.Token, Lease: w.Lease})
+			}
+		}
+		byName[l.Name] = len(queues)
+		queues = append(queues, q)
+	}
+	first := s.observe(queues)
+	out.Taken = s.now() // the clock the times seen are on
+	// seenAs is when the session id was first seen in q, waiting (from
+	// entry 1 on) or holding (entry 0).
+	seenAs := func(q []*mvccpb.KeyValue, id procid.ID, holding bool) (time.Time, bool) {
+		for j, kv := range q {
+			if (j == 0) != holding || kv.Lease == 0 || SessionID(kv.Lease) != id {
+				continue
+			}
+			at := first[seenKey{string(kv.Key), kv.CreateRevision}]
+			if holding {
+				return at.held, true
+			}
+			return at.queued, true
+		}
+		return time.Time{}, false
+	}
+	for i := range out.Locks {
+		l := &out.Locks[i]
+		j, ok := byName[l.Name]
+		if !ok {
+			continue
+		}
+		q := queues[j]
+		if len(l.Holders) == 1 && l.Holders[0].Since.IsZero() && len(q) > 0 && q[0].Lease != 0 {
+			if t, ok := seenAs(q, l.Holders[0].ID, true); ok {
+				l.Holders[0].Since, l.Holders[0].SinceSeen = t, true
+				l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "seen held since",
+					Value: fmt.Sprintf("%s, when lockwatch first saw this key hold it (watching since %s): at least that long", t.Format("15:04:05.000"), s.began.Format("15:04:05.000"))})
+			}
+		}
+		for k := range l.Waiters {
+			if w := &l.Waiters[k]; w.Since.IsZero() {
+				w.Since, _ = seenAs(q, w.ID, false)
+			}
+		}
+	}
 }
 
 // convert turns a run's records into the model. A process of this host
@@ -219,11 +287,11 @@ func facts(l etcdreg.Lock) []lockstate.Fact {
 		case l.Expired:
 			fs = append(fs, lockstate.Fact{Name: "held since", Value: "its lease expired: see the holder's record"})
 		case l.SinceRev > h.Token:
-			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("revision %d, the release that made it first (the releaser's clock)", l.SinceRev)})
+			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("revision %d, when it became the owner (the clock of the release that made it first, or its own)", l.SinceRev)})
 		case l.SinceRev == h.Token:
 			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("revision %d: it was first when it queued (its own clock)", h.Token)})
 		default:
-			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("unknown: after revision %d, when it queued (the release before was not etcdreg's)", h.Token)})
+			fs = append(fs, lockstate.Fact{Name: "held since", Value: fmt.Sprintf("unknown: after revision %d, when it queued (no record of etcdreg's says when it became the owner)", h.Token)})
 		}
 	}
 	if l.Next != nil && l.Expired {

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -37,13 +38,74 @@ import (
 type PrefixSource struct {
 	Client   *clientv3.Client
 	Prefixes []string
+	// Seen, when set (watch), keeps from one reading to the next when
+	// each contender key was first seen: a contender whose record gives no
+	// time (a session of etcd's own lock) is then held, or waiting, at
+	// least since then, and a stuck-holder can be found, worded as a lower
+	// bound. Without it (attach), such a holder's time is unknown.
+	Seen *Seen
+}
+
+// Seen is when a watch first saw each contender key of its prefixes, and
+// first saw it hold (first in line). It is safe for concurrent use.
+type Seen struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	began time.Time
+	first map[seenKey]seenAt
+}
+
+type seenKey struct {
+	key string
+	rev int64 // its create revision: a key deleted and created again is another contender
+}
+
+type seenAt struct{ queued, held time.Time }
+
+// NewSeen starts watching, by the clock now (time.Now if nil).
+func NewSeen(now func() time.Time) *Seen {
+	if now == nil {
+		now = time.Now
+	}
+	return &Seen{now: now, began: now(), first: map[seenKey]seenAt{}}
+}
+
+// observe records the contender keys of one reading of every prefix, each
+// in queue order, and returns when each was first seen, and first seen
+// holding; keys no longer there are forgotten.
+func (s *Seen) observe(prefixes [][]*mvccpb.KeyValue) map[seenKey]seenAt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	out := map[seenKey]seenAt{}
+	for _, kvs := range prefixes {
+		for i, kv := range kvs {
+			k := seenKey{string(kv.Key), kv.CreateRevision}
+			t, ok := s.first[k]
+			if !ok {
+				t.queued = now
+			}
+			if i == 0 && t.held.IsZero() {
+				t.held = now
+			}
+			out[k] = t
+		}
+	}
+	s.first = out
+	return out
 }
 
 // PrefixSources returns what report.Diagnose reads to diagnose the lock
 // prefixes: when some are etcdreg locks', with the live stacks of their
 // etcdreg contenders, asked through etcd as for a run.
 func PrefixSources(cli *clientv3.Client, prefixes []string) report.Sources {
-	src := report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes}}, Host: report.LocalHost{}}
+	return WatchedPrefixSources(cli, prefixes, nil)
+}
+
+// WatchedPrefixSources is PrefixSources for a watch, which keeps in seen
+// (NewSeen, once per watch) when it first saw each contender.
+func WatchedPrefixSources(cli *clientv3.Client, prefixes []string, seen *Seen) report.Sources {
+	src := report.Sources{Locks: []lockstate.Source{PrefixSource{Client: cli, Prefixes: prefixes, Seen: seen}}, Host: report.LocalHost{}}
 	runs := map[string]bool{}
 	for _, p := range prefixes {
 		if run, _, ok := etcdreg.LockOf(p); ok {
@@ -109,6 +171,9 @@ const maxContenders = 10_000
 // revision, plus one lease query and one history lookup per holder.
 func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	out := &lockstate.Snapshot{Run: LockURL(s.Client.Endpoints(), s.Prefixes), Taken: time.Now()}
+	if s.Seen != nil {
+		out.Taken = s.Seen.now() // the clock the times seen are on
+	}
 	var ops []clientv3.Op
 	for _, p := range s.Prefixes {
 		ops = append(ops, clientv3.OpGet(p+"/", clientv3.WithPrefix(), clientv3.WithLimit(maxContenders)))
@@ -153,10 +218,33 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		}
 		return lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: 1}}
 	}
+	for i := range s.Prefixes {
+		sortByCreate(resp.Responses[i].GetResponseRange().Kvs)
+	}
+	var firstSeen map[seenKey]seenAt
+	if s.Seen != nil {
+		all := make([][]*mvccpb.KeyValue, len(s.Prefixes))
+		for i := range s.Prefixes {
+			all[i] = resp.Responses[i].GetResponseRange().Kvs
+		}
+		firstSeen = s.Seen.observe(all)
+	}
+	// seenSince gives a contender whose record gives no time (under watch)
+	// the time it was first seen waiting, or holding: a lower bound.
+	seenSince := func(h *lockstate.Holder, kv *mvccpb.KeyValue, holding bool) bool {
+		t, ok := firstSeen[seenKey{string(kv.Key), kv.CreateRevision}]
+		if !ok || !h.Since.IsZero() {
+			return false
+		}
+		h.Since = t.queued
+		if holding {
+			h.Since = t.held
+		}
+		return true
+	}
 	for i, p := range s.Prefixes {
 		r := resp.Responses[i].GetResponseRange()
 		kvs := r.Kvs
-		sortByCreate(kvs)
 		l := lockstate.Lock{Kind: Kind, Name: p}
 		if r.More {
 			out.Notes = append(out.Notes, fmt.Sprintf("%s has more than %d contenders; the rest were not read", p, maxContenders))
@@ -168,6 +256,7 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 				l.Holders = []lockstate.Holder{h}
 				continue
 			}
+			seenSince(&h, kv, false)
 			l.Waiters = append(l.Waiters, lockstate.Waiter{Party: h.Party, Since: h.Since, Stack: h.Stack})
 		}
 		l.Facts.Extra = []lockstate.Fact{{Name: "prefix", Value: p}}
@@ -180,17 +269,19 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			if t, err := s.Client.TimeToLive(ctx, clientv3.LeaseID(h.Lease)); err == nil && t.TTL >= 0 {
 				l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "lease left", Value: (time.Duration(t.TTL) * time.Second).String()})
 			}
-			since, rev, first := s.heldSince(ctx, p, h, resp.Header.Revision)
+			since, _, first := s.heldSince(ctx, p, h, resp.Header.Revision)
 			l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "held since", Value: since})
 			// An etcdreg holder's hold began when it asked, if it was
-			// first; else at the release that made it first, whose time
-			// etcdreg recorded if the releaser was etcdreg's; else it is
-			// not known (and no stuck-holder can be found).
+			// first; else when its shadow was marked Held (by the release
+			// that made it first, or by itself); unmarked, it is not known
+			// (and no stuck-holder can be found).
 			if hd := &l.Holders[0]; !hd.Since.IsZero() && !first {
-				hd.Since = time.Time{}
-				if rev > 0 {
-					hd.Since, _ = etcdreg.ReleasedAt(ctx, s.Client, run, name, rev)
-				}
+				hd.Since, _, _ = etcdreg.AcquiredAt(ctx, s.Client, run, name, string(h.Key), h.CreateRevision)
+			}
+			if hd := &l.Holders[0]; seenSince(hd, h, true) {
+				hd.SinceSeen = true
+				l.Facts.Extra = append(l.Facts.Extra, lockstate.Fact{Name: "seen held since",
+					Value: fmt.Sprintf("%s, when lockwatch first saw this key hold it (watching since %s): at least that long", hd.Since.Format("15:04:05.000"), s.Seen.began.Format("15:04:05.000"))})
 			}
 			var order []string
 			for _, kv := range kvs[1:] {
@@ -232,7 +323,7 @@ func (s PrefixSource) heldSince(ctx context.Context, p string, h *mvccpb.KeyValu
 		return fmt.Sprintf("after revision %d, when its key was created (the history before is not readable: %v)", h.CreateRevision, err), 0, false
 	}
 	if len(before.Kvs) == 0 {
-		return fmt.Sprintf("revision %d, when its key was created (it was first); %d revisions ago", h.CreateRevision, now-h.CreateRevision), h.CreateRevision, true
+		return fmt.Sprintf("revision %d, when its key was created (it was first); %d revisions ago (etcd keeps no time per revision)", h.CreateRevision, now-h.CreateRevision), h.CreateRevision, true
 	}
 	prev := string(before.Kvs[0].Key)
 	wctx, wcancel := context.WithCancel(ctx)
@@ -243,7 +334,7 @@ func (s PrefixSource) heldSince(ctx context.Context, p string, h *mvccpb.KeyValu
 		}
 		for _, ev := range wr.Events {
 			if ev.Type == clientv3.EventTypeDelete && ev.Kv.ModRevision <= now {
-				return fmt.Sprintf("revision %d, when the key before it (%s) was deleted; %d revisions ago", ev.Kv.ModRevision, prev, now-ev.Kv.ModRevision), ev.Kv.ModRevision, false
+				return fmt.Sprintf("revision %d, when the key before it (%s) was deleted; %d revisions ago (etcd keeps no time per revision)", ev.Kv.ModRevision, prev, now-ev.Kv.ModRevision), ev.Kv.ModRevision, false
 			}
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/lockwatch/lockwatch/etcd/etcdreg"
 	"github.com/lockwatch/lockwatch/etcd/etcdsrc"
 	"github.com/lockwatch/lockwatch/etcd/internal/etcdcli"
+	"github.com/lockwatch/lockwatch/etcd/internal/etcdtest"
+	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/report"
 )
 
@@ -30,15 +32,7 @@ func TestForeignLocks(t *testing.T) {
 	srv, cli := serverClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	session := func() *concurrency.Session {
-		s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	s1, s2, s3 := session(), session(), session()
+	s1, s2, s3 := newSession(t, cli, 5), newSession(t, cli, 5), newSession(t, cli, 5)
 	a1, b2 := concurrency.NewMutex(s1, "app/A"), concurrency.NewMutex(s2, "app/B")
 	if err := a1.Lock(ctx); err != nil {
 		t.Fatal(err)
@@ -52,11 +46,11 @@ func TestForeignLocks(t *testing.T) {
 		go func() { errs <- concurrency.NewMutex(s, pfx).Lock(ctx) }()
 	}
 	wait(s3, "app/A")
-	waitKeys(t, cli, "app/A/", 2)
+	etcdtest.WaitKeys(t, cli, "app/A/", 2)
 	wait(s1, "app/B")
 	wait(s2, "app/A")
-	waitKeys(t, cli, "app/A/", 3)
-	waitKeys(t, cli, "app/B/", 2)
+	etcdtest.WaitKeys(t, cli, "app/A/", 3)
+	etcdtest.WaitKeys(t, cli, "app/B/", 2)
 
 	url := etcdsrc.LockURL(srv.Endpoints(), []string{"app/A", "app/B"})
 	var out, errw strings.Builder
@@ -109,7 +103,7 @@ func TestForeignLocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { errs <- e2.Campaign(ctx, "standby-3") }()
-	waitKeys(t, cli, "app/E/", 2)
+	etcdtest.WaitKeys(t, cli, "app/E/", 2)
 	r, err = report.Diagnose(ctx, etcdsrc.PrefixSources(cli, []string{"app/E"}), report.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -120,21 +114,19 @@ func TestForeignLocks(t *testing.T) {
 	cancel()
 }
 
-func leaseHex(s *concurrency.Session) string { return fmt.Sprintf("%x", int64(s.Lease())) }
-
-// waitKeys waits until n keys stand under prefix.
-func waitKeys(t *testing.T, cli *clientv3.Client, prefix string, n int64) {
+// newSession opens a session of etcd's own lock with a lease of ttl
+// seconds, closed at the test's end.
+func newSession(t *testing.T, cli *clientv3.Client, ttl int) *concurrency.Session {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		resp, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err == nil && resp.Count == n {
-			return
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(ttl))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %d keys under %s after a minute", n, prefix)
+	t.Cleanup(func() { s.Close() })
+	return s
 }
+
+func leaseHex(s *concurrency.Session) string { return fmt.Sprintf("%x", int64(s.Lease())) }
 
 // TestForeignStuckHolder: an etcdreg lock's prefix, shared with etcd's
 // own concurrency.Mutex, attached as a foreign lock
@@ -171,9 +163,9 @@ func TestForeignStuckHolder(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	errs := make(chan error, 2)
 	go func() { errs <- concurrency.NewMutex(s, holder.Prefix()).Lock(ctx) }()
-	waitKeys(t, cli, holder.Prefix()+"/", 2)
+	etcdtest.WaitKeys(t, cli, holder.Prefix()+"/", 2)
 	go func() { errs <- waiter.Lock(ctx) }()
-	waitKeys(t, cli, holder.Prefix()+"/", 3)
+	etcdtest.WaitKeys(t, cli, holder.Prefix()+"/", 3)
 
 	const stuckAfter = 100 * time.Millisecond
 	src := etcdsrc.PrefixSources(cli, []string{holder.Prefix()})
@@ -226,4 +218,154 @@ func TestForeignStuckHolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
+}
+
+// TestForeignStuckWatched: a lock whose contenders are all sessions of
+// etcd's own lock (concurrency.Mutex, as etcdctl lock takes it) keeps no
+// time: attach says since which revision it is held, the time unknown, and
+// finds no stuck-holder; a watch (Seen, here on a clock the test moves)
+// finds it once it has itself seen the same holder key with a waiter for
+// longer than --stuck-after, worded as a lower bound, and starts again
+// for the next holder.
+func TestForeignStuckWatched(t *testing.T) {
+	_, cli := serverClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s1, s2, s3 := newSession(t, cli, 10), newSession(t, cli, 10), newSession(t, cli, 10)
+	m1 := concurrency.NewMutex(s1, "app/S")
+	if err := m1.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- concurrency.NewMutex(s2, "app/S").Lock(ctx) }()
+	etcdtest.WaitKeys(t, cli, "app/S/", 2)
+
+	opts := report.Options{StuckAfter: 10 * time.Second}
+	stuck := func(r *report.Report) *report.Finding {
+		for i := range r.Findings {
+			if r.Findings[i].Kind == report.StuckHolder {
+				return &r.Findings[i]
+			}
+		}
+		return nil
+	}
+	r, err := report.Diagnose(ctx, etcdsrc.PrefixSources(cli, []string{"app/S"}), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := stuck(r); f != nil {
+		t.Errorf("attach: %s; want no stuck-holder (etcd keeps no time)", f.Summary)
+	}
+	if d := factsText(r); !strings.Contains(d, "held since=revision") || !strings.Contains(d, "etcd keeps no time per revision") {
+		t.Errorf("attach: lock details %q; want since which revision, and that the time is unknown", d)
+	}
+
+	t0 := time.Now()
+	clock := t0
+	seen := etcdsrc.NewSeen(func() time.Time { return clock })
+	src := etcdsrc.WatchedPrefixSources(cli, []string{"app/S"}, seen)
+	read := func(at time.Duration) *report.Report {
+		t.Helper()
+		clock = t0.Add(at)
+		r, err := report.Diagnose(ctx, src, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if f := stuck(read(0)); f != nil {
+		t.Errorf("watch, first reading: %s; want no stuck-holder", f.Summary)
+	}
+	if f := stuck(read(9 * time.Second)); f != nil {
+		t.Errorf("watch, seen 9s: %s; want no stuck-holder before 10s", f.Summary)
+	}
+	r = read(11 * time.Second)
+	f := stuck(r)
+	if f == nil {
+		t.Fatalf("watch, seen 11s: findings %+v; want a stuck-holder", r.Findings)
+	}
+	if f.Holder == nil || f.Holder.Start != uint64(s1.Lease()) || !strings.Contains(f.Summary, "for at least 11s (at least since lockwatch started watching it)") ||
+		!strings.Contains(f.Next, "no pid is known") {
+		t.Errorf("stuck-holder %+v; want session %x, held at least 11s since lockwatch started watching", f, s1.Lease())
+	}
+	if d := factsText(r); !strings.Contains(d, "seen held since=") {
+		t.Errorf("lock details %q; want since when lockwatch has seen it held", d)
+	}
+
+	// The next holder is timed from when it was seen holding, not waiting.
+	go func() { errs <- concurrency.NewMutex(s3, "app/S").Lock(ctx) }()
+	etcdtest.WaitKeys(t, cli, "app/S/", 3)
+	read(12 * time.Second)
+	if err := m1.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if f := stuck(read(20 * time.Second)); f != nil {
+		t.Errorf("watch, s2 seen holding from 20s: %s; want no stuck-holder at once", f.Summary)
+	}
+	// s3 has waited 11s, s2 held 3s (it waited before).
+	if f := stuck(read(23 * time.Second)); f != nil {
+		t.Errorf("watch, s2 seen holding 3s: %s; want no stuck-holder (it was seen waiting before, not holding)", f.Summary)
+	}
+	if f := stuck(read(31 * time.Second)); f == nil || f.Holder.Start != uint64(s2.Lease()) {
+		t.Errorf("watch, s2 seen holding 11s with s3 waiting: %+v; want s2 stuck", f)
+	}
+	cancel()
+}
+
+// factsText is the facts of the report's locks, NAME=VALUE, one a line.
+func factsText(r *report.Report) string {
+	var b strings.Builder
+	for _, l := range r.Locks {
+		for _, f := range l.Facts {
+			fmt.Fprintf(&b, "%s=%s\n", f.Name, f.Value)
+		}
+	}
+	return b.String()
+}
+
+// TestRunForeignStuckWatched: the same in a run: an etcdreg lock whose
+// contenders are all sessions of etcd's own lock on its prefix is timed by
+// a watch of the run (Source.Seen), not by attach.
+func TestRunForeignStuckWatched(t *testing.T) {
+	_, cli := serverClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mu := etcdtest.Mutex(t, cli, "fw", "host-r", "q")
+	s1, s2 := newSession(t, cli, 10), newSession(t, cli, 10)
+	if err := concurrency.NewMutex(s1, mu.Prefix()).Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = concurrency.NewMutex(s2, mu.Prefix()).Lock(ctx) }()
+	etcdtest.WaitKeys(t, cli, mu.Prefix()+"/", 2)
+	opts := report.Options{StuckAfter: 10 * time.Second}
+	stuck := func(src lockstate.Source) *report.Finding {
+		t.Helper()
+		r, err := report.Diagnose(ctx, report.Sources{Locks: []lockstate.Source{src}, Host: report.LocalHost{}}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range r.Findings {
+			if r.Findings[i].Kind == report.StuckHolder {
+				return &r.Findings[i]
+			}
+		}
+		return nil
+	}
+	if f := stuck(etcdsrc.Source{Client: cli, Run: "fw"}); f != nil {
+		t.Errorf("attach: %s; want no stuck-holder (etcd keeps no time)", f.Summary)
+	}
+	t0 := time.Now()
+	clock := t0
+	src := etcdsrc.Source{Client: cli, Run: "fw", Seen: etcdsrc.NewSeen(func() time.Time { return clock })}
+	if f := stuck(src); f != nil {
+		t.Errorf("watch, first reading: %s; want no stuck-holder", f.Summary)
+	}
+	clock = t0.Add(11 * time.Second)
+	f := stuck(src)
+	if f == nil || f.Holder.Start != uint64(s1.Lease()) || !strings.Contains(f.Summary, "at least since lockwatch started watching it") {
+		t.Fatalf("watch, seen 11s: %+v; want session %x stuck, held at least since lockwatch started watching", f, s1.Lease())
+	}
 }

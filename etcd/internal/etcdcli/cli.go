@@ -211,10 +211,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return bad("%v", err)
 			}
 			defer cli.Close()
-			c.sources = func() report.Sources { return etcdsrc.PrefixSources(cli, prefixes) }
 			if cmd == "attach" {
+				c.sources = func() report.Sources { return etcdsrc.PrefixSources(cli, prefixes) }
 				return attach(ctx, cli, run, c, stdout, stderr)
 			}
+			// Watching, lockwatch times what etcd does not: since when it
+			// has seen each contender.
+			seen := etcdsrc.NewSeen(nil)
+			c.sources = func() report.Sources { return etcdsrc.WatchedPrefixSources(cli, prefixes, seen) }
 			return watch(ctx, cli, run, c, stdout, stderr)
 		}
 		if strings.HasPrefix(run, etcdsrc.URLScheme) {
@@ -341,11 +345,14 @@ func watch(ctx context.Context, cli *clientv3.Client, run string, c config, stdo
 	defer stop()
 	if c.sources == nil {
 		// Read the run once, then only its changes (etcd's watch).
+		// Sessions of etcd's own lock on the run's locks are timed from
+		// when this watch first saw them.
 		if f, err := etcdreg.Follow(ctx, cli, run); err == nil {
 			defer f.Close()
+			seen := etcdsrc.NewSeen(nil)
 			c.sources = func() report.Sources {
 				src := etcdsrc.Sources(cli, run, c.localHost)
-				src.Locks = []lockstate.Source{etcdsrc.Source{Client: cli, Run: run, LocalHost: c.localHost, Follower: f}}
+				src.Locks = []lockstate.Source{etcdsrc.Source{Client: cli, Run: run, LocalHost: c.localHost, Follower: f, Seen: seen}}
 				return src
 			}
 		}

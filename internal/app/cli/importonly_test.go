@@ -41,7 +41,16 @@ func buildImportOnly(t *testing.T) string {
 // startImportOnly starts it with env added, once it says it is ready.
 func startImportOnly(t *testing.T, bin string, env ...string) importOnly {
 	t.Helper()
-	cmd := exec.Command(bin)
+	p, _ := startImportOnlyArgs(t, bin, nil, env...)
+	return p
+}
+
+// startImportOnlyArgs starts it with args and env added, once it says it
+// is ready; with -leak, it returns the goroutine that exited holding
+// muLeak.
+func startImportOnlyArgs(t *testing.T, bin string, args []string, env ...string) (importOnly, int64) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -53,11 +62,17 @@ func startImportOnly(t *testing.T, bin string, env ...string) importOnly {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	br := bufio.NewReader(stdout)
 	p := importOnly{pid: cmd.Process.Pid, bin: bin}
+	var leaked int64
+	if slices.Contains(args, "-leak") {
+		if _, err := fmt.Fscanf(br, "leaked %d\n", &leaked); err != nil {
+			t.Fatalf("importonly: %v", err)
+		}
+	}
 	if _, err := fmt.Fscanf(br, "ready %d %d %d\n", &p.holder, &p.ga, &p.gb); err != nil {
 		t.Fatalf("importonly: %v", err)
 	}
 	go io.Copy(io.Discard, br)
-	return p
+	return p, leaked
 }
 
 // attachWaiters runs 'lockwatch attach -o json ARGS' until the report has
@@ -122,12 +137,12 @@ func checkImportOnly(t *testing.T, p importOnly, r *report.Report) {
 }
 
 // TestAttachImportOnly: a program that changed only its sync import line,
-// with no probe and no run, is diagnosed by 'lockwatch attach PID' from
-// outside: the drop-in's exact holders, the AB/BA cycle proven, and the
-// holder blocked on a channel as a stuck holder whose live stack is read
-// from memory; in JSON and in the table.
+// in the drop-in's records mode, with no probe and no run, is diagnosed by
+// 'lockwatch attach PID' from outside: the drop-in's exact holders, the
+// AB/BA cycle proven, and the holder blocked on a channel as a stuck
+// holder whose live stack is read from memory; in JSON and in the table.
 func TestAttachImportOnly(t *testing.T) {
-	p := startImportOnly(t, buildImportOnly(t), "LOCKWATCH_DIR=")
+	p := startImportOnly(t, buildImportOnly(t), "LOCKWATCH_DIR=", "LOCKWATCH_DROPIN=records")
 	pid := strconv.Itoa(p.pid)
 	r, code, out := attachWaiters(t, 5, "--stuck-after=1ns", pid)
 	if code != ExitDeadlock {
@@ -154,6 +169,52 @@ func TestAttachImportOnly(t *testing.T) {
 	code, table, errOut := lockwatch(t, "attach", pid)
 	if code != ExitDeadlock || !strings.Contains(table, "CYCLE") || strings.Contains(table, "INFERRED") || strings.Contains(table, "(inferred)") {
 		t.Errorf("attach: exit %d:\n%s%s", code, table, errOut)
+	}
+}
+
+// TestAttachImportOnlyOwner: in the drop-in's default mode (the owner
+// mode: each mutex keeps its holder's goroutine id, nothing else), 'lockwatch
+// attach PID' reads the program's memory: each awaited drop-in mutex's
+// holder from its owner word (recorded, not inferred), the AB/BA cycle
+// proven, and a goroutine that exited holding a mutex reported as exited,
+// not as anyone else. (No acquire site or time is recorded in this mode:
+// a stuck holder is told only once the runtime has noted since when its
+// goroutines wait.)
+func TestAttachImportOnlyOwner(t *testing.T) {
+	p, leaked := startImportOnlyArgs(t, buildImportOnly(t), []string{"-leak"}, "LOCKWATCH_DIR=", "LOCKWATCH_DROPIN=")
+	pid := strconv.Itoa(p.pid)
+	r, code, out := attachWaiters(t, 6, "--stuck-after=1ns", pid)
+	if code != ExitDeadlock {
+		t.Errorf("exit %d; want %d", code, ExitDeadlock)
+	}
+	if r.Has(report.InferredCycle) || !r.Has(report.Cycle) {
+		t.Errorf("findings %+v; want a proven cycle, no inferred one", r.Findings)
+	}
+	if len(r.Locks) != 4 {
+		t.Errorf("%d locks; want muHeld, muLeak and the pair, each once:\n%s", len(r.Locks), out)
+	}
+	holders := map[int64]report.LockRow{}
+	for _, l := range r.Locks {
+		if l.Holder == nil || l.Holder.Inferred != "" || l.Holder.PID != p.pid {
+			t.Errorf("lock %s (%s): holder %+v; want a recorded (not inferred) holder", l.Name, l.Kind, l.Holder)
+			continue
+		}
+		holders[l.Holder.Goroutine] = l
+	}
+	for _, g := range []int64{p.holder, p.ga, p.gb, leaked} {
+		if _, ok := holders[g]; !ok {
+			t.Errorf("goroutine %d holds no lock in the report:\n%s", g, out)
+		}
+	}
+	gone := func(l report.LockRow) bool {
+		return slices.ContainsFunc(l.Facts, func(f report.Fact) bool {
+			return f.Name == "owner word" && strings.Contains(f.Value, "exited holding it")
+		})
+	}
+	for g, l := range holders {
+		if gone(l) != (g == leaked) {
+			t.Errorf("lock %s held by goroutine %d (leaked %d): facts %+v", l.Name, g, leaked, l.Facts)
+		}
 	}
 }
 

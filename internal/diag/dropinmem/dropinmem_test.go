@@ -2,6 +2,7 @@ package dropinmem_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/dropinmem"
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -75,10 +77,11 @@ func check(t *testing.T, v *probeclient.MutexView, g int64, line int) {
 	t.Fatalf("no mutex held by goroutine %d in %+v", g, v)
 }
 
-// TestViewFromOutside: a process that only changed its import line is
-// read from outside, through its memfd: holder, site, waiter and stack.
+// TestViewFromOutside: a process that only changed its import line, in
+// the drop-in's records mode, is read from outside, through its memfd:
+// holder, site, waiter and stack.
 func TestViewFromOutside(t *testing.T) {
-	cmd, g, line := holder(t, "LOCKWATCH_DIR=")
+	cmd, g, line := holder(t, "LOCKWATCH_DIR=", "LOCKWATCH_DROPIN=records")
 	v, err := dropinmem.View(procid.ID{PID: cmd.Process.Pid}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +102,16 @@ func TestViewInRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(t, v, g, line)
+}
+
+// TestNoArenaInOwnerMode: in the drop-in's default mode (the owner mode)
+// a process makes no arena, though it holds and awaits drop-in mutexes:
+// their holders are in their owner words, read from its memory.
+func TestNoArenaInOwnerMode(t *testing.T) {
+	cmd, _, _ := holder(t, "LOCKWATCH_DIR=", "LOCKWATCH_DROPIN=")
+	if _, err := dropinmem.View(procid.ID{PID: cmd.Process.Pid}, ""); !errors.Is(err, inproc.ErrNoArena) {
+		t.Errorf("err %v; want %v", err, inproc.ErrNoArena)
+	}
 }
 
 // TestNoArena: a process without the drop-in has none, and says so.

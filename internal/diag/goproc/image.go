@@ -115,6 +115,13 @@ type Lock struct {
 	Waiters     []Waiter
 	// Holders are inferred, never recorded: each says its evidence.
 	Holders []Holder
+	// DropIn: a mutex of the drop-in sync (its waiters wait in it). Owner
+	// is then its holder from its owner word (dropin.go): recorded, exact;
+	// 0 if the word names none. OwnerGone: that goroutine no longer
+	// exists (it exited holding the lock).
+	DropIn    bool
+	Owner     int64
+	OwnerGone bool
 }
 
 // A Waiter is a goroutine blocked on a Lock.

@@ -97,11 +97,15 @@ func (g *Goroutine) calls(name string) bool {
 // names the holders that the deferred unlocks give evidence of.
 func (p *Process) locks(r *reader, img *Image) {
 	byAddr := map[uint64]*Lock{}
+	drop := map[uint64]bool{} // drop-in mutexes (dropin.go)
 	var order []uint64
 	for _, g := range img.Goroutines {
 		w := g.Waits
 		if w == nil {
 			continue
+		}
+		if g.dropInWait() {
+			drop[w.Addr] = true
 		}
 		l := byAddr[w.Addr]
 		if l == nil {
@@ -138,6 +142,7 @@ func (p *Process) locks(r *reader, img *Image) {
 			decodeState(l, ps[i].Buf)
 		}
 	}
+	p.owners(r, img, byAddr, drop)
 	// Holders: pending deferred unlocks that capture a lock's address.
 	for _, g := range img.Goroutines {
 		for _, d := range g.defers {

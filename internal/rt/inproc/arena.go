@@ -1,6 +1,8 @@
 package inproc
 
 import (
+	"os"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -105,10 +107,115 @@ const ArenaSize = unsafe.Sizeof(arenaT{})
 // inGo is the arena where no shared mapping could be made (arena_linux.go).
 var inGo arenaT
 
-// ar is the arena: set once, in this package's init, before any lock.
-var ar = &inGo
+// ar is the arena: nil until the first record needs it (arena), then set
+// once. A program in the owner mode never makes it.
+var ar *arenaT
 
-func init() { inGo.init(0, 0, nanotime(), time.Now().UnixNano()) }
+// arState is 0 before the arena is made, 1 while it is made, 2 once ar is
+// set: the arena is made once, by a quiet CAS that the race detector does
+// not see (a sync.Once would be a happens-before edge between the
+// goroutines that record first).
+var arState uint64
+
+// Env names the environment variable that selects the drop-in's mode:
+// "records" for the records mode, "owner" for the owner mode. Unset, the
+// mode is records under lockwatch run (LOCKWATCH_DIR set), else owner.
+const Env = "LOCKWATCH_DROPIN"
+
+// RecordsMode reports whether the program keeps the full records (the
+// records mode, Env): called once, when the drop-in initializes. Under
+// lockwatch run it makes the arena now, a file of the run directory, so
+// that the run sees the program join before it locks anything.
+func RecordsMode() bool {
+	on := false
+	switch os.Getenv(Env) {
+	case "records":
+		on = true
+	case "owner":
+	default:
+		on = os.Getenv("LOCKWATCH_DIR") != ""
+	}
+	if on && os.Getenv("LOCKWATCH_DIR") != "" {
+		arena()
+	}
+	return on
+}
+
+// OwnerModeAsked reports whether Env asks for the owner mode.
+func OwnerModeAsked() bool { return os.Getenv(Env) == "owner" }
+
+// wanted is set by WantRecords; onRecords is the drop-in's switch to the
+// records mode (OnRecords). Both are set before main (package inits).
+var (
+	wanted    bool
+	onRecords func()
+)
+
+// WantRecords asks for the records mode (unless Env asks for the owner
+// mode): the probe, which serves the records, calls it when it
+// initializes, before or after the drop-in.
+func WantRecords() {
+	if OwnerModeAsked() {
+		return
+	}
+	wanted = true
+	if onRecords != nil {
+		onRecords()
+	}
+}
+
+// OnRecords registers the drop-in's switch to the records mode and reports
+// whether the records mode is already asked for (RecordsMode, or
+// WantRecords called before).
+func OnRecords(f func()) bool {
+	onRecords = f
+	return wanted || RecordsMode()
+}
+
+// arena returns the arena, made by the first call: shared memory where it
+// can be made (arena_linux.go), else inGo.
+//
+//go:norace
+func arena() *arenaT {
+	if a := ar; a != nil {
+		return a
+	}
+	return makeArena()
+}
+
+//go:norace
+//go:noinline
+func makeArena() *arenaT {
+	if seqlock.CAS64(&arState, 0, 1) {
+		a := sharedArena()
+		if a == nil {
+			a = &inGo
+			a.init(0, 0, nanotime(), time.Now().UnixNano())
+		}
+		seqlock.StoreFence()
+		ar = a
+		seqlock.StoreFence()
+		arState = 2
+		return a
+	}
+	// Another goroutine makes it: a few system calls.
+	for loadU64(&arState) != 2 {
+		runtime.Gosched()
+	}
+	seqlock.LoadFence()
+	return ar
+}
+
+// reading is the arena for a reader in process: inGo, empty, if none was
+// made.
+//
+//go:norace
+func reading() *arenaT {
+	if a := ar; a != nil {
+		return a
+	}
+	return &inGo
+}
 
 // init writes the header of a new arena. The magic is written last: a
 // reader that sees it sees the rest.

@@ -17,9 +17,10 @@ import (
 // `lockwatch run` (LOCKWATCH_DIR set) a file of the run directory,
 // ArenaFile, which outlives the process for the run's final report; else a
 // memfd named MemfdName, which lockwatch finds among /proc/PID/fd. Made
-// when the package initializes: a few system calls, no goroutine. If it
-// cannot be made, the records stay in the process's memory (inGo), where
-// only an in-process reader (the probe) sees them.
+// when the first record needs it (under lockwatch run, when the package
+// initializes): a few system calls, no goroutine. If it cannot be made,
+// the records stay in the process's memory (inGo), where only an
+// in-process reader (the probe) sees them.
 
 // MemfdName is the name of the memfd that holds a process's arena: its
 // /proc/PID/fd link reads "/memfd:" + MemfdName + " (deleted)".
@@ -28,15 +29,16 @@ const MemfdName = "lockwatch-dropin"
 // ArenaFile is the name of a process's arena in a run directory.
 func ArenaFile(pid int) string { return "dropin-" + strconv.Itoa(pid) + ".arena" }
 
-func init() {
+// sharedArena makes the arena in shared memory; nil if it cannot.
+func sharedArena() *arenaT {
 	f, err := arenaFile()
 	if err != nil {
-		return
+		return nil
 	}
 	mem, err := unix.Mmap(int(f.Fd()), 0, int(ArenaSize), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		_ = f.Close()
-		return
+		return nil
 	}
 	if os.Getenv("LOCKWATCH_DIR") != "" {
 		_ = f.Close() // the mapping stays; the file has a name
@@ -45,7 +47,7 @@ func init() {
 	}
 	a := (*arenaT)(unsafe.Pointer(&mem[0]))
 	a.init(uint64(os.Getpid()), selfStart(), nanotime(), time.Now().UnixNano())
-	ar = a
+	return a
 }
 
 // arenaFD keeps the memfd open: lockwatch opens it through /proc/PID/fd.

@@ -23,7 +23,7 @@ const Overflow = ^uint32(0)
 //
 //go:norace
 func Hold(addr uintptr, kind Kind, goid int64, pc, pc2 uintptr, since int64, wslot uint32) uint32 {
-	a := ar
+	a := arena()
 	p := procPin()
 	if p < nRegions {
 		base := p * regionSlots
@@ -128,7 +128,7 @@ func Seen(h uint32, addr uintptr, now int64) {
 	if h == 0 || h == Overflow || h > nHolds {
 		return
 	}
-	a := ar
+	a := reading()
 	s := &a.holds[h-1]
 	e := s.seq.Load()
 	if e&1 != 0 || s.key != addr || s.goid == 0 || s.since != 0 || s.seen != 0 || !s.seq.Valid(e) {
@@ -148,7 +148,7 @@ func HolderOf(h uint32) int64 {
 	if h == 0 || h == Overflow {
 		return 0
 	}
-	return ar.holds[h-1].goid
+	return reading().holds[h-1].goid
 }
 
 // holdCopy is a consistent copy of a holder record.

@@ -40,7 +40,7 @@ func SetName(p unsafe.Pointer, kind Kind, name string) {
 //
 //go:norace
 func setName(addr uintptr, name string) (claimed bool) {
-	a := ar
+	a := arena()
 	h := mix(uint64(addr))
 	var s *nameSlot
 	for p := uint64(0); p < nameProbes && s == nil; p++ {
@@ -70,7 +70,7 @@ func setName(addr uintptr, name string) (claimed bool) {
 
 //go:norace
 func forgetName(addr uintptr) {
-	a := ar
+	a := reading()
 	h := mix(uint64(addr))
 	for p := uint64(0); p < nameProbes; p++ {
 		t := &a.names[(h+p)&(nameSlots-1)]

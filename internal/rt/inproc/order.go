@@ -2,7 +2,6 @@ package inproc
 
 import (
 	"runtime"
-	"strings"
 
 	"github.com/lockwatch/lockwatch/internal/rt/heldset"
 	"github.com/lockwatch/lockwatch/internal/rt/record"
@@ -177,7 +176,7 @@ func heldBy(c uint64, goid int64) (ok bool, addr, pc, pc2 uintptr, read bool, ws
 		addr = uintptr(c &^ 1)
 		h := readHash(addr, goid)
 		for q := uint64(0); q < readProbes; q++ {
-			r := &ar.readers[(h+q)&(readSlots-1)]
+			r := &reading().readers[(h+q)&(readSlots-1)]
 			if rc, ok := r.read(readTries); ok && rc.key == uint64(addr) && rc.goid == goid {
 				return true, addr, rc.pc, rc.pc2, true, 0, KindRWMutex
 			}
@@ -188,7 +187,7 @@ func heldBy(c uint64, goid int64) (ok bool, addr, pc, pc2 uintptr, read bool, ws
 	if h == 0 || h > nHolds {
 		return false, 0, 0, 0, false, 0, 0
 	}
-	hc, ok := ar.holds[h-1].read(readTries, ar.hdr.mono0)
+	hc, ok := reading().holds[h-1].read(readTries, reading().hdr.mono0)
 	if !ok || hc.goid != goid {
 		return false, 0, 0, 0, false, 0, 0
 	}
@@ -226,7 +225,7 @@ func newEdge(from, to uintptr, pc, pc2 uintptr, fromRead bool, wslot uint32, fro
 	e := edgeRecord{goid: goid, fromRead: fromRead, toRead: cell&1 != 0, time: nanotime(),
 		toStack: outside(st.Frames()), fromPC: pc, fromPC2: pc2}
 	if wslot != 0 {
-		if c, ok := ar.waiters[wslot-1].read(int(wslot-1), readTries); ok && c.key == uint64(from) && c.goid == goid {
+		if c, ok := reading().waiters[wslot-1].read(int(wslot-1), readTries); ok && c.key == uint64(from) && c.goid == goid {
 			e.fromStack = c.pcs
 		}
 	}
@@ -246,8 +245,8 @@ func newEdge(from, to uintptr, pc, pc2 uintptr, fromRead bool, wslot uint32, fro
 	if len(e.toStack) > 1 {
 		toPC2 = e.toStack[1]
 	}
-	e.from = lockIdent{id: uint64(from), kind: fromKind, first: pc, first2: pc2, name: ar.nameOf(from)}
-	e.to = lockIdent{id: uint64(to), kind: toKind, first: toPC, first2: toPC2, name: ar.nameOf(to)}
+	e.from = lockIdent{id: uint64(from), kind: fromKind, first: pc, first2: pc2, name: reading().nameOf(from)}
+	e.to = lockIdent{id: uint64(to), kind: toKind, first: toPC, first2: toPC2, name: reading().nameOf(to)}
 	insertEdge(e)
 }
 
@@ -278,22 +277,9 @@ func insertEdge(e edgeRecord) {
 
 // outside drops the frames of the drop-in (this package's, the held-lock
 // table's, and the sync package's that called them) from the start of a
-// stack: it starts at the caller of Lock, whatever was inlined.
+// stack: it starts at the caller of Lock, whatever was inlined (UserStack).
 func outside(pcs []uintptr) []uintptr {
-	for len(pcs) > 0 {
-		f := runtime.FuncForPC(pcs[0] - 1)
-		if f == nil {
-			break
-		}
-		name := f.Name()
-		if !strings.HasPrefix(name, "github.com/lockwatch/lockwatch/internal/rt/inproc.") &&
-			!strings.HasPrefix(name, "github.com/lockwatch/lockwatch/internal/rt/heldset.") &&
-			!strings.HasPrefix(name, "github.com/lockwatch/lockwatch/sync.") {
-			break
-		}
-		pcs = pcs[1:]
-	}
-	return append([]uintptr(nil), pcs...)
+	return append([]uintptr(nil), UserStack(pcs)...)
 }
 
 // dropEdge counts the pair from -> to as not recorded (the table is full),

@@ -29,7 +29,7 @@ func readHash(addr uintptr, goid int64) uint64 {
 //
 //go:norace
 func ReadLocked(addr uintptr, goid int64, pc, pc2 uintptr) bool {
-	a := ar
+	a := arena()
 	h := readHash(addr, goid)
 	for p := uint64(0); p < readProbes; p++ {
 		r := &a.readers[(h+p)&(readSlots-1)]
@@ -52,7 +52,7 @@ func ReadLocked(addr uintptr, goid int64, pc, pc2 uintptr) bool {
 //
 //go:norace
 func ReadUnlocked(addr uintptr, goid int64, over int32) (g int64, counted bool) {
-	a := ar
+	a := reading()
 	h := readHash(addr, goid)
 	for p := uint64(0); p < readProbes; p++ {
 		r := &a.readers[(h+p)&(readSlots-1)]
@@ -129,17 +129,4 @@ func (r *readSlot) read(tries int) (c readCopy, ok bool) {
 		c = readCopy{key: r.key, goid: r.goid, pc: r.pc, pc2: r.pc2}
 	})
 	return c, ok && c.key != 0 && c.goid != 0
-}
-
-// AddOver adds d to an RWMutex's count of readers without a record, unseen
-// by the race detector.
-//
-//go:norace
-func AddOver(p *int32, d int32) {
-	for {
-		old := *p
-		if seqlock.CAS32((*uint32)(ptrOf(p)), uint32(old), uint32(old+d)) {
-			return
-		}
-	}
 }

@@ -11,7 +11,7 @@ func readSlotOf(t *testing.T, addr uintptr, goid int64) *readSlot {
 	t.Helper()
 	h := readHash(addr, goid)
 	for p := uint64(0); p < readProbes; p++ {
-		if r := &ar.readers[(h+p)&(readSlots-1)]; r.key == uint64(addr) && r.goid == goid {
+		if r := &reading().readers[(h+p)&(readSlots-1)]; r.key == uint64(addr) && r.goid == goid {
 			return r
 		}
 	}

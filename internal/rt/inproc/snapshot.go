@@ -77,7 +77,7 @@ type Waiter struct {
 
 // Take reads the records: every lock held or awaited, at most max of them
 // (max <= 0: all). It takes no lock.
-func Take(max int) Snapshot { return ar.take(max) }
+func Take(max int) Snapshot { return reading().take(max) }
 
 func (a *arenaT) take(max int) Snapshot {
 	s := Snapshot{Taken: time.Now(), MoreWaiters: int64(loadU64(&a.hdr.moreWaiters)),
@@ -171,7 +171,7 @@ func (a *arenaT) finish(l *Lock) {
 // Stuck returns the waiters that have waited since before t (Nanotime's
 // scale), with their slots, reading only the waiter table.
 func Stuck(before int64) []StuckWaiter {
-	a := ar
+	a := reading()
 	var out []StuckWaiter
 	for i := range a.waiters {
 		c, ok := a.waiters[i].read(i, readTries)
@@ -196,7 +196,7 @@ type StuckWaiter struct {
 // Describe returns the lock id as Take would (its holder, name and readers;
 // not its waiters), or ok=false if nobody holds or reads it.
 func Describe(id uint64) (l Lock, ok bool) {
-	a := ar
+	a := reading()
 	l = Lock{ID: id}
 	for i := range a.holds {
 		if c, ok := a.holds[i].read(readTries, a.hdr.mono0); ok && uint64(c.key) == id {

@@ -1,8 +1,6 @@
 package inproc
 
 import (
-	"unsafe"
-
 	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
@@ -35,8 +33,6 @@ type waitSlot struct {
 	_     [24]byte // 320 bytes: five lines
 }
 
-func ptrOf[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) }
-
 // Wait records that goroutine goid, with stack st, waits since for the lock
 // at addr (write or read). It returns the slot (1 + its index) or 0 when
 // the table had no free slot near the goroutine's place (counted). Pass the
@@ -44,7 +40,7 @@ func ptrOf[T any](p *T) unsafe.Pointer { return unsafe.Pointer(p) }
 //
 //go:norace
 func Wait(addr uintptr, write bool, goid int64, since int64, st *record.Stack) uint32 {
-	a := ar
+	a := arena()
 	h := mix(uint64(goid))
 	for p := uint64(0); p < waitProbes; p++ {
 		i := (h + p) & (waitSlots - 1)
@@ -79,7 +75,7 @@ func Wait(addr uintptr, write bool, goid int64, since int64, st *record.Stack) u
 //
 //go:norace
 func Acquired(slot uint32, hold bool) uint32 {
-	a := ar
+	a := reading()
 	if slot == 0 {
 		seqlock.Add64(&a.hdr.moreWaiters, ^uint64(0))
 		return 0

@@ -159,7 +159,20 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 			lk.Facts.Extra = append(lk.Facts.Extra, lockstate.Fact{Name: "state", Value: l.State})
 		}
 		writers, readers := 0, 0
-		for _, h := range l.Holders {
+		holders := l.Holders
+		if l.DropIn && l.Owner > 0 {
+			// Recorded by the drop-in in the mutex itself: exact.
+			lk.Holders = append(lk.Holders, holderOf(img, byID, lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: l.Owner}}))
+			writers++
+			fact := fmt.Sprintf("goroutine %d", l.Owner)
+			if l.OwnerGone {
+				fact += " (exited holding it)"
+				snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d: goroutine %d exited holding the drop-in mutex %s (its owner word still names it, and no goroutine has that id): nothing will release it", id.PID, l.Owner, name))
+			}
+			lk.Facts.Extra = append(lk.Facts.Extra, lockstate.Fact{Name: "owner word", Value: fact})
+			holders = slices.DeleteFunc(slices.Clone(holders), func(h goproc.Holder) bool { return !h.Read && h.Goroutine == l.Owner })
+		}
+		for _, h := range holders {
 			// No Stack: where it took the lock is not known (its stack
 			// says where it is now, which the evidence tells).
 			hd := lockstate.Holder{Party: lockstate.Party{ID: id, Goroutine: h.Goroutine}, Read: h.Read, Inferred: h.Evidence}
@@ -168,14 +181,8 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 				if at, ok := callSite(g.Frames); ok {
 					hd.Inferred += fmt.Sprintf(" in %s at %s:%d", at.Func, filepath.Base(at.File), at.Line)
 				}
-				// Blocked holding it: it has held it at least as long
-				// as the runtime has seen it blocked, unless it waits
-				// for another sync object (a chain, not its end).
-				if g.Waits == nil && g.WaitKnown && g.WaitingAtLeast > 0 {
-					hd.Since = img.Taken.Add(-g.WaitingAtLeast)
-				}
 			}
-			lk.Holders = append(lk.Holders, hd)
+			lk.Holders = append(lk.Holders, holderOf(img, byID, hd))
 			if h.Read {
 				readers++
 			} else {
@@ -209,7 +216,7 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 		snap.Locks = append(snap.Locks, lk)
 	}
 	if len(snap.Locks) > 0 {
-		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d has no probe: its locks were read from its memory (%s, layout from %s); holders marked inferred are named from evidence (a pending deferred unlock), not recorded", id.PID, img.GoVersion, b.LayoutSource))
+		snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d has no probe: its locks were read from its memory (%s, layout from %s); holders marked inferred are named from evidence (a pending deferred unlock), not recorded; a drop-in mutex's holder is the one its owner word records", id.PID, img.GoVersion, b.LayoutSource))
 		if waitUnknown {
 			snap.Notes = append(snap.Notes, WaitNote)
 		}
@@ -232,6 +239,16 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 	}
 	snap.Stacks = stacks
 	return snap
+}
+
+// holderOf completes holder hd of a lock: blocked holding it (on anything
+// but another sync object: a chain, not its end), it has held it at least
+// as long as the runtime has seen it blocked.
+func holderOf(img *goproc.Image, byID map[int64]*goproc.Goroutine, hd lockstate.Holder) lockstate.Holder {
+	if g := byID[hd.Goroutine]; g != nil && g.WaitReason != "" && g.Waits == nil && g.WaitKnown && g.WaitingAtLeast > 0 {
+		hd.Since = img.Taken.Add(-g.WaitingAtLeast)
+	}
+	return hd
 }
 
 func sortedKeys(m map[string]int) []string {
@@ -259,7 +276,8 @@ func Frames(fs []goproc.Frame) []stackdump.Frame {
 // callSite is a goroutine's innermost frame of the program's own code.
 func callSite(fs []goproc.Frame) (goproc.Frame, bool) {
 	for _, f := range fs {
-		if !goproc.Hidden(f.Func) && !strings.HasPrefix(f.Func, "sync.") && !strings.HasPrefix(f.Func, "internal/") {
+		if !goproc.Hidden(f.Func) && !strings.HasPrefix(f.Func, "sync.") && !strings.HasPrefix(f.Func, "internal/") &&
+			!strings.HasPrefix(f.Func, "github.com/lockwatch/lockwatch/sync.") {
 			return f, true
 		}
 	}

@@ -7,7 +7,9 @@
 //   - an AB/BA deadlock on pair.a and pair.b.
 //
 // With -exit-after D it exits (status 9) after D, stuck or not: a bound
-// for a test that waits for lockwatch to end it.
+// for a test that waits for lockwatch to end it. With -leak, a goroutine
+// also locks muLeak and exits holding it, and another waits for muLeak; it
+// prints "leaked G" (the exited goroutine's id) first.
 //
 // It prints "ready HOLDER A B" (the goroutine ids of muHeld's holder and
 // of the two that lock the pair) once every goroutine has started.
@@ -27,6 +29,7 @@ import (
 
 var (
 	muHeld sync.Mutex
+	muLeak sync.Mutex
 	pair   struct{ a, b sync.Mutex }
 	never  = make(chan int)
 	ids    = make(chan int64, 3)
@@ -37,6 +40,11 @@ func holdAndBlock() {
 	defer muHeld.Unlock()
 	ids <- goid()
 	<-never
+}
+
+func waitLeaked() {
+	muLeak.Lock()
+	defer muLeak.Unlock()
 }
 
 func waitHeld() {
@@ -56,7 +64,18 @@ func lockAB(first, second *sync.Mutex, ready *sync.WaitGroup, both chan struct{}
 
 func main() {
 	exitAfter := flag.Duration("exit-after", 0, "exit with status 9 after this long")
+	leak := flag.Bool("leak", false, "a goroutine exits holding muLeak, another waits for it")
 	flag.Parse()
+	if *leak {
+		gone := make(chan int64)
+		go func() {
+			muLeak.Lock()
+			gone <- goid()
+		}()
+		g := <-gone
+		go waitLeaked()
+		fmt.Println("leaked", g)
+	}
 	if *exitAfter > 0 {
 		time.AfterFunc(*exitAfter, func() { os.Exit(9) })
 	}

@@ -1,0 +1,138 @@
+package goproc
+
+import "strings"
+
+// The drop-in sync (github.com/lockwatch/lockwatch/sync) keeps, in its
+// owner mode, the goroutine id of a Mutex's (an RWMutex's writer's) holder
+// in the word after sync's: a Mutex is {sync.Mutex; owner int64}, an
+// RWMutex {sync.RWMutex; owner int64}. The drop-in stores the id after its
+// compare-and-swap takes the lock and clears it before the release, so an
+// owner word read as G means that goroutine G held the lock when it was
+// read (or exited holding it): an exact holder, not an inference. A
+// negative word is the records mode's (its records are in its arena, read
+// by dropinmem); 0 names nobody.
+
+// dropInPkg prefixes the drop-in's functions in a waiter's frames (inlined
+// frames included): a lock waited for there is a drop-in mutex.
+const dropInPkg = "github.com/lockwatch/lockwatch/sync."
+
+// dropInWait reports whether g waits in the drop-in's Lock or RLock.
+func (g *Goroutine) dropInWait() bool {
+	for _, f := range g.Frames {
+		if strings.HasPrefix(f.Func, dropInPkg) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownerOffset is where a drop-in lock's owner word is, past its sync
+// object: 8 for a Mutex, 24 for an RWMutex.
+func ownerOffset(kind string) uint64 {
+	if kind == "sync.RWMutex" {
+		return 24
+	}
+	return 8
+}
+
+// owners reads the owner word of every drop-in lock of img (those that a
+// goroutine waits for in the drop-in) and names its holder. A holder that
+// is not among the goroutines read is looked for again among every g
+// (goroutines that kept changing are not in img), then the owner word is
+// read once more: a goroutine that no g has, whose id the lock still
+// holds after, exited holding the lock (Lock.OwnerGone). It could not
+// have taken the lock after it was looked for, being gone, and had it
+// released the lock, the word would name another goroutine or none.
+func (p *Process) owners(r *reader, img *Image, byAddr map[uint64]*Lock, drop map[uint64]bool) {
+	var addrs []uint64
+	for a := range drop {
+		if l := byAddr[a]; l != nil && (l.Kind == "sync.Mutex" || l.Kind == "sync.RWMutex") {
+			addrs = append(addrs, a)
+		}
+	}
+	words := p.ownerWords(r, byAddr, addrs)
+	live := make(map[int64]bool, len(img.Goroutines))
+	for _, g := range img.Goroutines {
+		live[g.ID] = true
+	}
+	var missing []uint64
+	for i, a := range addrs {
+		l := byAddr[a]
+		l.DropIn = true
+		w, ok := words[i]
+		if !ok || w <= 0 {
+			continue
+		}
+		l.Owner = w
+		if !live[w] {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	alive := p.liveIDs(r)
+	if alive == nil {
+		// Not readable: the holder is named, its fate not told.
+		return
+	}
+	again := p.ownerWords(r, byAddr, missing)
+	for i, a := range missing {
+		l := byAddr[a]
+		if w, ok := again[i]; ok && w == l.Owner && !alive[w] {
+			l.OwnerGone = true
+		}
+	}
+}
+
+// ownerWords reads the owner words of the locks at addrs (by index; a word
+// that could not be read is left out).
+func (p *Process) ownerWords(r *reader, byAddr map[uint64]*Lock, addrs []uint64) map[int]int64 {
+	ps := make([]Piece, len(addrs))
+	for i, a := range addrs {
+		ps[i] = Piece{Addr: a + ownerOffset(byAddr[a].Kind), Buf: make([]byte, 8)}
+	}
+	out := map[int]int64{}
+	if len(ps) == 0 || r.pieces(ps) != nil {
+		return out
+	}
+	for i, pc := range ps {
+		if pc.OK {
+			out[i] = int64(le.Uint64(pc.Buf))
+		}
+	}
+	return out
+}
+
+// liveIDs reads the id of every goroutine that exists now (every g of
+// allgs not dead), or nil if allgs cannot be read.
+func (p *Process) liveIDs(r *reader) map[int64]bool {
+	L := p.Binary.layout
+	gptrs, err := p.allgs(r)
+	if err != nil {
+		return nil
+	}
+	ps := make([]Piece, 0, len(gptrs))
+	for _, a := range gptrs {
+		if a != 0 && a%8 == 0 {
+			ps = append(ps, Piece{Addr: a, Buf: make([]byte, L.GSize)})
+		}
+	}
+	if r.pieces(ps) != nil {
+		return nil
+	}
+	ids := make(map[int64]bool, len(ps))
+	for _, pc := range ps {
+		if !pc.OK {
+			// A g that cannot be read may be the holder's: its fate is
+			// not told.
+			return nil
+		}
+		st := le.Uint32(pc.Buf[L.GStatus:]) &^ gScan
+		if st == gDead || st == gDeadExtra || st == gIdle {
+			continue
+		}
+		ids[int64(le.Uint64(pc.Buf[L.GGoid:]))] = true
+	}
+	return ids
+}

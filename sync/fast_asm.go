@@ -1,0 +1,32 @@
+//go:build !nolockwatch && amd64 && !race
+
+package sync
+
+// raceOn says the fast paths are off: this build has no race detector.
+const raceOn = false
+
+// lockFast is Lock's fast path (fast_amd64.s), else lockSlowPathOf. Its
+// argument escapes, as sync's Lock's does (the slow path may wait on it,
+// and record it in the records mode).
+func lockFast(m *Mutex)
+
+// lockSlowPathOf is m.lockSlowPath, for the assembly.
+//
+//lint:ignore U1000 called from the assembly (fast_amd64.s)
+//go:norace
+func lockSlowPathOf(m *Mutex) { m.lockSlowPath() }
+
+// rlockFast and runlockFast are RLock's and RUnlock's fast paths
+// (fast_amd64.s), else rlockSlowPathOf and runlockSlowPathOf. Their
+// argument escapes, as lockFast's.
+func rlockFast(rw *RWMutex)
+
+func runlockFast(rw *RWMutex)
+
+//lint:ignore U1000 called from the assembly (fast_amd64.s)
+//go:norace
+func rlockSlowPathOf(rw *RWMutex) { rw.rlockSlowPath() }
+
+//lint:ignore U1000 called from the assembly (fast_amd64.s)
+//go:norace
+func runlockSlowPathOf(rw *RWMutex) { rw.runlockSlowPath() }

@@ -1,0 +1,16 @@
+//go:build !nolockwatch && (amd64 || arm64) && race
+
+package sync
+
+// raceOn says the fast paths are off: under the race detector every call
+// is sync's own, with its race annotations.
+const raceOn = true
+
+//go:norace
+func lockFast(m *Mutex) { m.lockSlowPath() }
+
+//go:norace
+func rlockFast(rw *RWMutex) { rw.rlockSlowPath() }
+
+//go:norace
+func runlockFast(rw *RWMutex) { rw.runlockSlowPath() }
