@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"maps"
 	"os"
 	"runtime"
@@ -400,7 +401,7 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // lock, or a lock with a request the kernel names no pid for, every
 // process is read.
 func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, error) {
-	inodes := map[uint64]bool{}
+	inodes := make(map[uint64]bool, len(blocks))
 	shared := false
 	for i := range blocks {
 		b := &blocks[i]
@@ -634,30 +635,79 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 }
 
 // blockIndex says which blocks each process and each inode take part in,
-// for scope.
+// for scope: for each key the head of a list threaded through nodes, so
+// that a table of 10,000 locks costs three maps and one array, not a slice
+// per lock.
 type blockIndex struct {
-	byPID map[int][]int    // owner or waiter pid -> blocks
-	byIno map[uint64][]int // inode -> blocks
-	byID  map[lockID][]int // the model's lock -> its blocks (one per holder of a shared lock)
+	byPID map[int]int32     // owner or waiter pid -> blocks
+	byIno map[uint64]int32  // inode -> blocks
+	byID  map[indexID]int32 // the model's lock -> its blocks (one per holder of a shared lock)
+	nodes []indexNode
 }
 
+// indexID is a lockID with its kind as a number: hashed without a string.
+type indexID struct {
+	kind         uint8
+	major, minor uint32
+	ino          uint64
+	start, end   int64
+}
+
+func indexIDOf(e *Entry) indexID {
+	var k uint8
+	switch kindOf(e.Class) {
+	case KindFlock:
+		k = 1
+	case KindOFD:
+		k = 2
+	}
+	return indexID{kind: k, major: e.Major, minor: e.Minor, ino: e.Inode, start: e.Start, end: e.End}
+}
+
+// indexNode is a block in one of blockIndex's lists; next is the list's
+// next node, -1 at its end.
+type indexNode struct{ block, next int32 }
+
 func indexBlocks(blocks []block) blockIndex {
-	x := blockIndex{byPID: map[int][]int{}, byIno: map[uint64][]int{}, byID: map[lockID][]int{}}
+	x := blockIndex{byPID: map[int]int32{}, byIno: make(map[uint64]int32, len(blocks)), byID: make(map[indexID]int32, len(blocks)),
+		nodes: make([]indexNode, 0, 3*len(blocks))}
 	for i := range blocks {
 		b := &blocks[i]
-		id := idOf(&b.root)
-		x.byID[id] = append(x.byID[id], i)
+		pushIndex(&x, x.byID, indexIDOf(&b.root), i)
 		if b.root.PID > 0 {
-			x.byPID[b.root.PID] = append(x.byPID[b.root.PID], i)
+			pushIndex(&x, x.byPID, b.root.PID, i)
 		}
 		for _, w := range b.waiters {
 			if w.PID > 0 && w.PID != b.root.PID {
-				x.byPID[w.PID] = append(x.byPID[w.PID], i)
+				pushIndex(&x, x.byPID, w.PID, i)
 			}
 		}
-		x.byIno[b.root.Inode] = append(x.byIno[b.root.Inode], i)
+		pushIndex(&x, x.byIno, b.root.Inode, i)
 	}
 	return x
+}
+
+// pushIndex adds block i to the list of key k in m, one of x's maps.
+func pushIndex[K comparable](x *blockIndex, m map[K]int32, k K, i int) {
+	head, ok := m[k]
+	if !ok {
+		head = -1
+	}
+	x.nodes = append(x.nodes, indexNode{block: int32(i), next: head})
+	m[k] = int32(len(x.nodes) - 1)
+}
+
+// indexed yields the blocks of key k in m, one of x's maps.
+func indexed[K comparable](x *blockIndex, m map[K]int32, k K) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		n, ok := m[k]
+		for ok && n >= 0 {
+			if !yield(int(x.nodes[n].block)) {
+				return
+			}
+			n = x.nodes[n].next
+		}
+	}
 }
 
 // knotScope is what scope found: the blocks of a knot, in order, its
@@ -695,20 +745,20 @@ func (r *reader) scope(blocks []block, x blockIndex, pid int) knotScope {
 		})
 		// The same lock held by others too (readers: the kernel lists
 		// each holder's lock apart, and a request under one of them).
-		for _, j := range x.byID[idOf(&blocks[i].root)] {
+		for j := range indexed(&x, x.byID, indexIDOf(&blocks[i].root)) {
 			keep(j)
 		}
 	}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		for _, i := range x.byPID[p] {
+		for i := range indexed(&x, x.byPID, p) {
 			if p == pid || len(blocks[i].waiters) > 0 {
 				keep(i)
 			}
 		}
 		for _, ref := range r.fds[p] {
-			for _, i := range x.byIno[ref.ino] {
+			for i := range indexed(&x, x.byIno, ref.ino) {
 				if b := &blocks[i]; b.shared() && (p == pid || len(b.waiters) > 0) {
 					keep(i)
 				}
