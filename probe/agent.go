@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
@@ -48,8 +49,11 @@ type Options struct {
 	// Stderr is where the stuck hook and SIGUSR1 write their line; default
 	// os.Stderr.
 	Stderr io.Writer
-	// NoSignal leaves SIGUSR1 alone: no dump on the signal.
-	NoSignal bool
+	// Signal writes a goroutine profile on SIGUSR1. It is off by default:
+	// once a program asks for a signal (os/signal), a thread of it waits
+	// for signals for the rest of its life, and Go's runtime then never
+	// says "all goroutines are asleep - deadlock!" of it.
+	Signal bool
 }
 
 // An Agent is the running probe of this process: its registry membership,
@@ -66,11 +70,13 @@ type Agent struct {
 	stderr io.Writer
 	uid    int // the only user allowed on the socket
 
-	ln   *listener
 	done chan struct{} // closed by Close: every goroutine of the agent ends
 	wg   sync.WaitGroup
-	sig  chan os.Signal // nil with NoSignal
+	sig  chan os.Signal // nil without Options.Signal
 	dump dumper
+	// mutexAfter is how long a drop-in mutex's waiter waits before the
+	// agent tells of it (watchMutexes).
+	mutexAfter time.Duration
 	// mutexLooks counts the stuck hook's looks at the drop-in mutexes'
 	// waiters (watchMutexes), for tests.
 	mutexLooks atomic.Int64
@@ -79,6 +85,12 @@ type Agent struct {
 	role   string
 	conns  map[*os.File]struct{} // open connections, closed by Close
 	closed bool
+	// ln is the control socket and stop ends the goroutines that serve it
+	// (serving); both nil while the agent stands down (standdown.go).
+	ln     *listener
+	stop   chan struct{}
+	down   bool                // stood down: no socket, no goroutine, no timer
+	rounds int                 // garbage collections seen since the agent stood down
 	told   map[stuckKey]string // the stuck hook's waits told, with their holder's text
 }
 
@@ -101,7 +113,7 @@ func init() {
 }
 
 // Start starts the probe: it joins the run (see Options.Dir), serves the
-// control socket in the run directory, and, unless Options.NoSignal, writes
+// control socket in the run directory, and, with Options.Signal, writes
 // a goroutine profile into the run directory on SIGUSR1.
 //
 // While an agent runs, Start returns it and ignores o, except for o.Role,
@@ -193,16 +205,14 @@ func start(o Options, uid int) (*Agent, error) {
 		return nil, errors.Join(fmt.Errorf("probe: %w", err), a.reg.Close())
 	}
 	a.dump.rd = a.rd
-	if err := a.listen(); err != nil {
+	a.mutexAfter = mutexStuckAfter(ro)
+	a.mu.Lock()
+	err = a.serving()
+	a.mu.Unlock()
+	if err != nil {
 		return nil, errors.Join(err, a.reg.Close(), a.rd.Close())
 	}
-	a.wg.Add(1)
-	go a.serve()
-	a.wg.Add(1)
-	go a.watchMutexes(mutexStuckAfter(ro))
-	a.wg.Add(1)
-	go a.keepOrders()
-	if !o.NoSignal {
+	if o.Signal {
 		a.sig = make(chan os.Signal, 1)
 		signal.Notify(a.sig, syscall.SIGUSR1)
 		a.wg.Add(1)
@@ -222,8 +232,9 @@ func (a *Agent) SocketPath() string { return a.sock }
 
 // Close stops everything the agent started (the socket, open connections,
 // the SIGUSR1 handler), waits for its goroutines, and closes the registry,
-// which marks this process as exited cleanly in the run. Locks still held
-// stay held. Close is idempotent; after it, Start starts a new agent.
+// which marks this process as exited cleanly in the run; the same after the
+// agent stood down. Locks still held stay held. Close is idempotent; after
+// it, Start starts a new agent.
 func (a *Agent) Close() error {
 	runningMu.Lock()
 	if running == a {
@@ -238,7 +249,7 @@ func (a *Agent) Close() error {
 	}
 	a.closed = true
 	close(a.done)
-	err := a.ln.Close() // also removes the socket file
+	err := a.quiet() // also removes the socket file
 	for c := range a.conns {
 		_ = c.Close() // wakes a handler blocked in I/O
 	}

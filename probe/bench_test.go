@@ -31,7 +31,7 @@ import (
 func BenchmarkGoroutinesRequest(b *testing.B) {
 	for _, format := range []string{"none", probewire.FormatProto, probewire.FormatText, probewire.FormatTrace} {
 		b.Run(fmt.Sprintf("format=%s/goroutines=10000", format), func(b *testing.B) {
-			a, err := Start(Options{Dir: b.TempDir() + "/run", NoSignal: true})
+			a, err := Start(Options{Dir: b.TempDir() + "/run"})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -25,7 +25,7 @@ func TestDumpAfterSwapStaysInRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(parent, "run")
-	a, err := Start(Options{Dir: dir, NoSignal: true})
+	a, err := Start(Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,9 +59,28 @@
 //     (docs/lock-order.md) in <base>.orders.json, written within 100 ms
 //     of a new edge and at Close, so that lockwatch reads them after the
 //     process exited.
-//   - On SIGUSR1 it writes a goroutine profile, <base>.usr1-<time>.pb.gz,
-//     and a line on stderr. The program goes on: the profile stops the
-//     world only for moments.
+//   - With Options.Signal, on SIGUSR1 it writes a goroutine profile,
+//     <base>.usr1-<time>.pb.gz, and a line on stderr. The program goes on:
+//     the profile stops the world only for moments. It is off by default,
+//     and off when the probe starts by itself: a program that asks for a
+//     signal keeps a thread waiting for signals for the rest of its life,
+//     and Go's runtime then never ends it for a deadlock.
+//
+// # Go's own deadlock detection
+//
+// Go's runtime ends a program whose goroutines are all blocked ("all
+// goroutines are asleep - deadlock!", exit status 2) only when nothing could
+// wake one: the probe's socket and tickers would keep it from ever doing so.
+// lockwatch run reads the goroutines of its processes from their memory, and
+// asks the probe of a process whose every other goroutine is blocked on
+// channels (no timer's) or sync's locks to stand down ("stand-down" below):
+// the probe then closes its socket and ends its goroutines and tickers, and
+// keeps its registry, so the runtime ends the program as it would without
+// lockwatch. If a timer that lockwatch cannot see (a time.AfterFunc, a
+// context's deadline) wakes the program instead, the probe serves again
+// after two garbage collections. Outside lockwatch run nobody asks it: a
+// blocked program that runs the probe stays blocked, and `lockwatch attach
+// PID` reports it.
 //
 // # Protocol
 //
@@ -81,6 +100,7 @@
 //	{"v":1,"op":"mutexes"}               the drop-in mutexes held or awaited (at most 10,000)
 //	{"v":1,"op":"orders"}                the drop-in mutexes' lock-order edges (at most 4,096)
 //	{"v":1,"op":"mutexes","orders":true} both in one answer (the edges left out if both pass 4 MiB)
+//	{"v":1,"op":"stand-down"}           answered {"ok":true}, then the probe stands down
 //
 // The answer is one frame of JSON, at most 16 MiB:
 //

@@ -80,7 +80,7 @@ func TestStuckDeadHolder(t *testing.T) {
 // 30 s, 70 s...) write no line and no dump, unless the holder changed.
 func TestStuckOncePerWait(t *testing.T) {
 	var stderr syncBuffer
-	a := startAgent(t, Options{NoSignal: true, Stderr: &stderr})
+	a := startAgent(t, Options{Stderr: &stderr})
 	ev := lockreg.StuckEvent{Lock: "once.lock", Dir: a.Dir(), Goroutine: 7, Waited: 10 * time.Second,
 		Holder: lockreg.Holder{PID: os.Getpid(), Goroutine: 1}, HolderStatus: proc.Alive, Calls: 1}
 	a.onStuck(ev)
@@ -113,7 +113,7 @@ func TestStuckOncePerWait(t *testing.T) {
 // writes one dump pair per stuckDumpEvery.
 func TestStuckRateLimit(t *testing.T) {
 	var stderr syncBuffer
-	a := startAgent(t, Options{NoSignal: true, Stderr: &stderr})
+	a := startAgent(t, Options{Stderr: &stderr})
 	m, err := a.Registry().Mutex("rate.lock")
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestHolderText(t *testing.T) {
 // program goes on.
 func TestSIGUSR1(t *testing.T) {
 	var stderr syncBuffer
-	a := startAgent(t, Options{Stderr: &stderr})
+	a := startAgent(t, Options{Stderr: &stderr, Signal: true})
 	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}

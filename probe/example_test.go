@@ -20,7 +20,7 @@ func Example() {
 	}
 	defer os.RemoveAll(tmp)
 
-	agent, err := probe.Start(probe.Options{Dir: filepath.Join(tmp, "run"), Role: "worker", NoSignal: true})
+	agent, err := probe.Start(probe.Options{Dir: filepath.Join(tmp, "run"), Role: "worker"})
 	if err != nil {
 		fmt.Println(err)
 		return

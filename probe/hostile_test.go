@@ -188,7 +188,7 @@ func TestHostile(t *testing.T) {
 
 // TestPeerUID: a probe answers its own user only.
 func TestPeerUID(t *testing.T) {
-	a, err := start(Options{Dir: runDir(t), NoSignal: true}, os.Getuid()+1)
+	a, err := start(Options{Dir: runDir(t)}, os.Getuid()+1)
 	if err != nil {
 		t.Fatal(err)
 	}

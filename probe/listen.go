@@ -2,7 +2,6 @@ package probe
 
 import (
 	"errors"
-	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -17,16 +16,6 @@ import (
 type listener struct {
 	f    *os.File
 	path string
-}
-
-// listen opens the control socket.
-func (a *Agent) listen() error {
-	ln, err := listenUnix(a.sock)
-	if err != nil {
-		return fmt.Errorf("probe: control socket: %w", err)
-	}
-	a.ln = ln
-	return nil
 }
 
 // listenUnix binds a unix stream socket to path, mode 0600, and listens.

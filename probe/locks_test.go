@@ -24,7 +24,7 @@ func TestLocksRequest(t *testing.T) {
 	holder.expect(holder.stdout, "held") // holds dead.lock until killed
 	deadPID := holder.pid()
 
-	a := startAgent(t, Options{Dir: dir, NoSignal: true})
+	a := startAgent(t, Options{Dir: dir})
 	reg := a.Registry()
 	mutex := func(name string) *lockreg.Mutex {
 		m, err := reg.Mutex(name)

@@ -67,6 +67,7 @@ func childMain(role, dir string) int {
 		}
 	case "rwtrap":
 		return rwtrapRole(dir)
+
 	default:
 		return fail(fmt.Errorf("unknown role %q", role))
 	}

@@ -38,8 +38,8 @@ func mutexStuckAfter(o lockreg.Options) time.Duration {
 	return 10 * time.Second
 }
 
-// watchMutexes runs until Close.
-func (a *Agent) watchMutexes(after time.Duration) {
+// watchMutexes runs until stop is closed (Close, or the agent stands down).
+func (a *Agent) watchMutexes(after time.Duration, stop <-chan struct{}) {
 	defer a.wg.Done()
 	every := max(min(after/4, mutexCheckEvery), time.Millisecond)
 	t := time.NewTicker(every)
@@ -47,7 +47,7 @@ func (a *Agent) watchMutexes(after time.Duration) {
 	reported := map[[2]uint32]bool{} // slot, seq: one wait
 	for {
 		select {
-		case <-a.done:
+		case <-stop:
 			return
 		case <-t.C:
 		}

@@ -25,7 +25,7 @@ import (
 // dump pair, without ending anything.
 func TestMutexesServed(t *testing.T) {
 	stderr := &syncBuffer{}
-	a := startAgent(t, Options{NoSignal: true, Stderr: stderr,
+	a := startAgent(t, Options{Stderr: stderr,
 		Registry: lockreg.Options{StuckAfter: 100 * time.Millisecond}})
 	c := &probeclient.Client{Path: a.SocketPath(), Timeout: probablyStillBlocked}
 	ctx := context.Background()
@@ -202,7 +202,7 @@ func mutexes() *mutexView { return (&Agent{}).mutexes() }
 // rwtrapRole falls into the RWMutex trap: a goroutine read-locks an RWMutex
 // it read-holds while a writer waits. It reports "trapped" once both wait.
 func rwtrapRole(dir string) int {
-	a, err := Start(Options{Dir: dir, NoSignal: true, Registry: lockreg.Options{StuckAfter: 50 * time.Millisecond}})
+	a, err := Start(Options{Dir: dir, Registry: lockreg.Options{StuckAfter: 50 * time.Millisecond}})
 	if err != nil {
 		report("error %v", err)
 		return 1

@@ -112,12 +112,13 @@ func orderMutex(l inproc.OrderLock, read bool) probewire.OrderMutex {
 // to write the orders file: the edges of one burst are written once.
 const saveOrdersAfter = 100 * time.Millisecond
 
-// keepOrders writes the orders file when edges are recorded, until Close,
-// and once more at Close, so that lockwatch reads a process's edges after
+// keepOrders writes the orders file when edges are recorded, until stop is
+// closed (Close, or the agent stands down), and once more then, so that
+// lockwatch reads a process's edges after
 // it exited (run's final report). A process that dies (or exits without
 // Close) within saveOrdersAfter of recording an edge leaves it out of the
 // file.
-func (a *Agent) keepOrders() {
+func (a *Agent) keepOrders(stop <-chan struct{}) {
 	defer a.wg.Done()
 	saved := 0 // a process that records no edge writes no file
 	var savedDropped uint64
@@ -144,7 +145,7 @@ func (a *Agent) keepOrders() {
 	defer t.Stop()
 	for {
 		select {
-		case <-a.done:
+		case <-stop:
 			save()
 			return
 		case <-t.C:

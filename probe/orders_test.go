@@ -22,7 +22,7 @@ import (
 // both mutexes' names and both stacks, and Close leaves the same edges in
 // the orders file for after the process.
 func TestOrders(t *testing.T) {
-	a, err := Start(Options{Dir: t.TempDir() + "/run", NoSignal: true})
+	a, err := Start(Options{Dir: t.TempDir() + "/run"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func cpuNanos() int64 {
 // (4,096 edges, each with both stacks): what attach adds to read one
 // process's edges. answer-KiB is the answer's JSON.
 func BenchmarkOrdersFull(b *testing.B) {
-	a, err := Start(Options{Dir: b.TempDir() + "/run", NoSignal: true})
+	a, err := Start(Options{Dir: b.TempDir() + "/run"})
 	if err != nil {
 		b.Fatal(err)
 	}

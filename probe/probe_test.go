@@ -63,7 +63,7 @@ func (b *syncBuffer) String() string {
 
 func TestStartClose(t *testing.T) {
 	dir := runDir(t)
-	a, err := Start(Options{Dir: dir, NoSignal: true, Role: "first"})
+	a, err := Start(Options{Dir: dir, Role: "first"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,14 +112,14 @@ func TestStartClose(t *testing.T) {
 		t.Errorf("process after Close: %+v, %v; want state %q", p, ok, arena.ProcExited)
 	}
 
-	b := startAgent(t, Options{Dir: dir, NoSignal: true})
+	b := startAgent(t, Options{Dir: dir})
 	if b == a {
 		t.Error("Start after Close returned the closed agent")
 	}
 }
 
 func TestStartAdoptsRole(t *testing.T) {
-	a := startAgent(t, Options{NoSignal: true})
+	a := startAgent(t, Options{})
 	if _, err := Start(Options{Role: "worker"}); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestStartAdoptsRole(t *testing.T) {
 // cannot record the role asked for is not returned, and keeps running
 // without a role.
 func TestStartRoleFails(t *testing.T) {
-	a := startAgent(t, Options{NoSignal: true})
+	a := startAgent(t, Options{})
 	path, _, _ := arena.ProcessFiles(a.Dir(), proc.Self())
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
@@ -170,7 +170,7 @@ func TestStartRoleFails(t *testing.T) {
 func TestStartDefaultDir(t *testing.T) {
 	t.Setenv(EnvDir, "")
 	t.Setenv(EnvRole, "envrole")
-	a, err := Start(Options{NoSignal: true})
+	a, err := Start(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestStartDefaultDir(t *testing.T) {
 
 func TestStartSocketPathTooLong(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
-	_, err := Start(Options{Dir: dir, NoSignal: true})
+	_, err := Start(Options{Dir: dir})
 	if err == nil || !strings.Contains(err.Error(), "unix socket") {
 		t.Fatalf("Start in a long directory: %v; want an error about the socket path", err)
 	}

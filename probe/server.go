@@ -24,14 +24,15 @@ import (
 // writing (100 ms was: the answer was dropped under load).
 const errorWriteTimeout = time.Second
 
-// serve accepts connections until Close, and serves each in its own
-// goroutine, at most probewire.MaxConns at once.
-func (a *Agent) serve() {
+// serve accepts connections on ln until it is closed (Close, or the agent
+// stands down), and serves each in its own goroutine, at most
+// probewire.MaxConns at once.
+func (a *Agent) serve(ln *listener, stop <-chan struct{}) {
 	defer a.wg.Done()
 	slots := make(chan struct{}, probewire.MaxConns)
 	var delay time.Duration
 	for {
-		c, err := a.ln.accept()
+		c, err := ln.accept()
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
 				return
@@ -41,7 +42,7 @@ func (a *Agent) serve() {
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			t := time.NewTimer(delay)
 			select {
-			case <-a.done:
+			case <-stop:
 				t.Stop()
 				return
 			case <-t.C:
@@ -118,6 +119,9 @@ func (a *Agent) handle(c *os.File) {
 	ans, data := a.answer(q)
 	_ = c.SetDeadline(time.Now().Add(probewire.AnswerTimeout))
 	_ = writeAnswer(c, ans, data)
+	if q.Op == probewire.OpStandDown {
+		a.standDown() // answered first, so that the client knows
+	}
 }
 
 // combinedMax is the largest answer that carries both the mutexes and the
@@ -165,6 +169,8 @@ func (a *Agent) answer(q request) (*answer, []byte) {
 		return ans, nil
 	case probewire.OpOrders:
 		return &answer{OK: true, Orders: a.orders()}, nil
+	case probewire.OpStandDown:
+		return &answer{OK: true}, nil // handle stands down once answered
 	}
 	return &answer{Error: fmt.Sprintf("unknown op %q", q.Op)}, nil // decodeRequest let it through
 }

@@ -35,7 +35,7 @@ func TestEndedReportUnwritable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			a := &app{stdout: &stdout, stderr: &stderr, output: "json"}
-			err := a.ended(t.Context(), dir, nil, nil, runFlags{keep: true, reportPath: tt.path})
+			err := a.ended(t.Context(), dir, nil, nil, runSeen{}, runFlags{keep: true, reportPath: tt.path})
 			code := ExitOK
 			var ee *exitError
 			if errors.As(err, &ee) {

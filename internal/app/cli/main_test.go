@@ -151,6 +151,8 @@ func runRole(role, dir string) int {
 		return fileLockRole(role) // filelocks_test.go
 	case "life":
 		return lifeRole(dir) // rundirbound_test.go
+	case "dropinlife":
+		return dropinLifeRole() // dropinsweep_test.go
 	}
 	fmt.Println("unknown role", role)
 	return 2

@@ -90,7 +90,7 @@ func pauseRole(dir string) int {
 // their own text dumps, ten seconds into the wait, in the middle of the
 // measurements.
 func quietProbe(dir, role string) probe.Options {
-	return probe.Options{Dir: dir, Role: role, NoSignal: true, Registry: lockreg.Options{StuckAfter: time.Hour}}
+	return probe.Options{Dir: dir, Role: role, Registry: lockreg.Options{StuckAfter: time.Hour}}
 }
 
 // blockDeep blocks on ch, depth calls deep.

@@ -48,7 +48,10 @@ confirmed it prints the report on stderr (or into --report); then, with
 --on-deadlock=kill it kills every process of the run, when the deadlock is
 proved: a dead holder or a cycle (a stuck holder, which holds long while others
 wait, is reported but never killed). SIGINT and SIGTERM are
-forwarded to PROGRAM's process group.
+forwarded to PROGRAM's process group. A process whose goroutines are all
+blocked dies as it would without lockwatch: its probe stands down so that
+Go's runtime ends it ("all goroutines are asleep"), and PROGRAM's status
+passes through.
 
 Within a second, run says if PROGRAM (or a process it started) has not
 joined the run: lockwatch sees only the locks of processes that run its
@@ -197,11 +200,14 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 	var found *report.Report
 	var settle settler
 	var lastErr string
+	sleeps := newSleepWatch()
+	var seen runSeen
+	var swept time.Time
 	for {
 		select {
 		case <-exited:
 			status.teardown()
-			return a.ended(ctx, dir, reap(), found, f)
+			return a.ended(ctx, dir, reap(), found, seen, f)
 		case <-winch:
 			status.resize()
 		default:
@@ -256,7 +262,22 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 					fmt.Fprintf(a.msgs(), "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", reportcmd.Escape(filepath.Base(dir)))
 				}
 			}
+			// A process whose goroutines are all blocked is left to Go's
+			// own deadlock detection (standdown.go), once the report of
+			// a deadlock found is out.
+			if !r.Deadlock() || settle.shown == findingsPrint(r) {
+				if ids := sleeps.look(ctx, dir, r); len(ids) > 0 && a.standDown(ctx, dir, ids) {
+					seen.stoodDown = true
+				}
+			}
 			status.draw(r, found)
+		}
+		if time.Since(swept) >= dropinSweepEvery {
+			// The drop-in arena files of processes gone (the run's
+			// table bounds the others' files; these are per process).
+			swept = time.Now()
+			pids, _, _ := arena.SweepDropinFiles(dir)
+			seen.addDropins(pids)
 		}
 		wait := f.interval
 		if d := joins.due(); d > 0 && d < wait {
@@ -292,8 +313,36 @@ func startError(program string, err error) error {
 	return &exitError{code: code, err: fmt.Errorf("cannot start %s: %v", program, err)}
 }
 
+// runSeen is what run saw of its run as it went.
+type runSeen struct {
+	// stoodDown: a probe of the run stood down, so PROGRAM ended by itself
+	// (Go's runtime ends a program whose goroutines are all blocked), and
+	// its status is its own.
+	stoodDown bool
+	// dropins are the pids of the drop-in arena files seen, which the
+	// sweep removes once their processes are gone.
+	dropins map[int]bool
+}
+
+// dropinSweepEvery is how often run sweeps the drop-in arena files of
+// processes gone.
+const dropinSweepEvery = time.Second
+
+func (s *runSeen) addDropins(pids []int) {
+	if s.dropins == nil {
+		s.dropins = map[int]bool{}
+	}
+	for _, p := range pids {
+		s.dropins[p] = true
+	}
+}
+
 // ended is the end of run once PROGRAM has exited.
-func (a *app) ended(ctx context.Context, dir string, waitErr error, found *report.Report, f runFlags) error {
+func (a *app) ended(ctx context.Context, dir string, waitErr error, found *report.Report, seen runSeen, f runFlags) error {
+	if found != nil && seen.stoodDown {
+		fmt.Fprintf(a.msgs(), "lockwatch: PROGRAM ended by itself after the deadlock reported above; its exit status is its own\n")
+		return programStatus(waitErr)
+	}
 	if found != nil {
 		if killable(found) {
 			return exitCode(ExitRunDeadlock)
@@ -316,7 +365,9 @@ func (a *app) ended(ctx context.Context, dir string, waitErr error, found *repor
 		}
 	}
 	joined := joinedLine(r.Processes)
-	if n := dropinsrc.Arenas(dir); len(r.Processes) == 0 && n > 0 {
+	pids, _, _ := arena.SweepDropinFiles(dir)
+	seen.addDropins(pids)
+	if n := max(len(seen.dropins), dropinsrc.Arenas(dir)); len(r.Processes) == 0 && n > 0 {
 		joined = fmt.Sprintf("%s joined the run by importing lockwatch's sync (no probe)", plural(n, "process"))
 	}
 	r.Notes = append(r.Notes, joined)

@@ -123,6 +123,15 @@ func (c *Client) Locks(ctx context.Context) (*LockView, error) {
 	return ans.Locks, nil
 }
 
+// StandDown asks the probe to stand down (probewire.OpStandDown): once it
+// has answered, it closes its socket and ends its goroutines and timers, so
+// that the runtime's own deadlock detection ends a program whose goroutines
+// are all blocked. It comes back by itself if the program runs on.
+func (c *Client) StandDown(ctx context.Context) error {
+	_, _, err := c.do(ctx, probewire.Request{Op: probewire.OpStandDown})
+	return err
+}
+
 // do sends a request and reads its answer, and the dump frame if the answer
 // announces one. A failure to connect keeps its *net.OpError (wrapping, for
 // instance, syscall.ENOENT or syscall.ECONNREFUSED: no probe listens); a

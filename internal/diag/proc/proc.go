@@ -35,6 +35,9 @@ type Stat struct {
 	PGID  int
 	Start uint64
 	Comm  string
+	// CPU is the CPU time it has used, user and system (fields 14 and
+	// 15), in clock ticks.
+	CPU uint64
 }
 
 // Identity returns the identity of the process the Stat describes.
@@ -76,10 +79,12 @@ func ParseStat(pid int, b []byte) (Stat, error) {
 	ppid, err1 := strconv.Atoi(string(f[1]))
 	pgid, err2 := strconv.Atoi(string(f[2]))
 	start, err3 := strconv.ParseUint(string(f[19]), 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
+	utime, err4 := strconv.ParseUint(string(f[11]), 10, 64)
+	stime, err5 := strconv.ParseUint(string(f[12]), 10, 64)
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return Stat{}, fmt.Errorf("proc: pid %d: unreadable stat %q: %w", pid, trim(b), err)
 	}
-	return Stat{PID: pid, State: f[0][0], PPID: ppid, PGID: pgid, Start: start, Comm: string(b[open+1 : end])}, nil
+	return Stat{PID: pid, State: f[0][0], PPID: ppid, PGID: pgid, Start: start, Comm: string(b[open+1 : end]), CPU: utime + stime}, nil
 }
 
 func trim(b []byte) []byte {

@@ -10,6 +10,8 @@ func TestParseStat(t *testing.T) {
 	}{
 		{"plain", "42 (demo) S 1 42 42 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 123456 0 0",
 			Stat{PID: 42, State: 'S', PPID: 1, PGID: 42, Start: 123456, Comm: "demo"}, false},
+		{"cpu", "42 (demo) S 1 42 42 0 -1 4194560 1 0 0 0 17 5 0 0 20 0 1 0 123456 0 0",
+			Stat{PID: 42, State: 'S', PPID: 1, PGID: 42, Start: 123456, Comm: "demo", CPU: 22}, false},
 		{"comm with spaces and parens", "7 (a) b (c)) Z 3 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0",
 			Stat{PID: 7, State: 'Z', PPID: 3, PGID: 7, Start: 99, Comm: "a) b (c)"}, false},
 		{"truncated", "7 (x) S 1 2", Stat{}, true},

@@ -37,7 +37,11 @@ func OpenRunDir(path string) (*RunDir, error) { return OpenDir(path, false) }
 
 // openRunDir opens path as a private directory, creating it first (mode
 // 0700, its parent must exist) when create is set.
-func OpenDir(path string, create bool) (*RunDir, error) {
+func OpenDir(path string, create bool) (*RunDir, error) { return openDir(path, create, !create) }
+
+// openDir is OpenDir; arena says that a directory without an arena file is
+// refused (ErrNotRun), as a reader wants it.
+func openDir(path string, create, arena bool) (*RunDir, error) {
 	if create {
 		if err := os.Mkdir(path, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
@@ -70,7 +74,7 @@ func OpenDir(path string, create bool) (*RunDir, error) {
 		d.Close()
 		return nil, symlink
 	}
-	if err == nil && !create {
+	if err == nil && arena {
 		// Reading: a directory that holds no run is that, whatever its mode.
 		if _, err := d.root.Lstat(ArenaFile); errors.Is(err, fs.ErrNotExist) {
 			d.Close()

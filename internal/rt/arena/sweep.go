@@ -1,7 +1,6 @@
 package arena
 
 import (
-	"io"
 	"strconv"
 	"strings"
 
@@ -62,21 +61,9 @@ func decimal(s string, bits int) (uint64, bool) {
 // The sweep is best effort: it reports how many files it removed, and
 // an error only of listing the directory.
 func SweepProcessFiles(rd *RunDir, a *Arena) (removed int, err error) {
-	d, err := rd.root.Open(".")
+	names, err := rd.names()
 	if err != nil {
-		return 0, rd.pathError(err, ".")
-	}
-	defer d.Close()
-	var names []string
-	for len(names) < maxSweepNames {
-		batch, err := d.Readdirnames(1024) // names alone: no stat of each
-		names = append(names, batch...)
-		if err == io.EOF || len(batch) == 0 {
-			break
-		}
-		if err != nil {
-			return 0, rd.pathError(err, ".")
-		}
+		return 0, err
 	}
 	ids := make(map[procid.ID]bool, len(names)/2)
 	for _, n := range names {
@@ -94,7 +81,7 @@ func SweepProcessFiles(rd *RunDir, a *Arena) (removed int, err error) {
 			removed++
 		}
 	}
-	return removed, nil
+	return removed + sweepDropinFiles(rd, names, a.namedPIDs), nil
 }
 
 // dropReferenced deletes from ids every process that the arena names: in
@@ -107,12 +94,22 @@ func SweepProcessFiles(rd *RunDir, a *Arena) (removed int, err error) {
 // replaced with names its writer, alive, or (an owner-died event) a dead
 // holder that a holder record named when the writer read it.
 func (a *Arena) dropReferenced(ids map[procid.ID]bool) {
+	a.eachNamed(func(pid uint32, start uint64) bool {
+		delete(ids, procid.ID{PID: int(pid), Start: start})
+		return len(ids) > 0
+	})
+}
+
+// eachNamed calls f with every process the arena names (see
+// dropReferenced), a process once or more, until f returns false.
+func (a *Arena) eachNamed(f func(pid uint32, start uint64) bool) {
+	more := true
 	drop := func(pid uint32, start uint64) {
-		if pid != 0 {
-			delete(ids, procid.ID{PID: int(pid), Start: start})
+		if pid != 0 && more {
+			more = f(pid, start)
 		}
 	}
-	for i := uint32(0); i < a.G.MaxProcs && len(ids) > 0; i++ {
+	for i := uint32(0); i < a.G.MaxProcs && more; i++ {
 		p := a.Proc(i)
 		if p.Owner.Load() == 0 {
 			break // never-used slots follow the used ones
@@ -122,23 +119,23 @@ func (a *Arena) dropReferenced(ids map[procid.ID]bool) {
 		}
 	}
 	nlocks := min(a.Hdr.Nlocks.Load(), a.G.MaxLocks)
-	for i := uint32(0); i < nlocks && len(ids) > 0; i++ {
+	for i := uint32(0); i < nlocks && more; i++ {
 		h := &a.Lock(i).Holder
 		drop(h.Pid.Load(), h.start.Load())
 	}
-	for i := uint32(0); i < a.G.MaxWaiters && len(ids) > 0; i++ {
+	for i := uint32(0); i < a.G.MaxWaiters && more; i++ {
 		if w := a.Waiter(i); w.Owner.Load() != 0 {
 			drop(w.Pid.Load(), w.Start.Load())
 		}
 	}
-	for i := uint32(0); i < nlocks && len(ids) > 0; i++ {
+	for i := uint32(0); i < nlocks && more; i++ {
 		for k := uint32(0); k < a.G.RingSlots; k++ {
 			if e := a.RingSlot(i, k); e.Seq.Load() != 0 {
 				drop(e.Pid.Load(), e.Start.Load())
 			}
 		}
 	}
-	for i := uint32(0); i < a.G.EdgeSlots && len(ids) > 0; i++ {
+	for i := uint32(0); i < a.G.EdgeSlots && more; i++ {
 		if e := a.Edge(i); e.Key.Load() != 0 {
 			drop(e.Pid.Load(), e.Start.Load())
 		}

@@ -20,3 +20,15 @@ func TestProcessOfFile(t *testing.T) {
 		}
 	}
 }
+
+func TestDropinPID(t *testing.T) {
+	if pid, ok := DropinPID("dropin-4242.arena"); !ok || pid != 4242 {
+		t.Errorf("DropinPID(dropin-4242.arena) = %d, %v", pid, ok)
+	}
+	for _, name := range []string{"dropin-.arena", "dropin-0.arena", "dropin-01.arena", "dropin-x.arena", "dropin-1.arena.tmp",
+		".sweep-dropin-1.arena", "dropin-2147483648.arena", "arena", "p-1-2.json"} {
+		if pid, ok := DropinPID(name); ok {
+			t.Errorf("DropinPID(%q) = %d; want none", name, pid)
+		}
+	}
+}

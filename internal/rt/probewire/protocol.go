@@ -43,6 +43,11 @@ const (
 	OpLocks      = "locks"
 	OpMutexes    = "mutexes" // the drop-in mutexes (github.com/lockwatch/lockwatch/sync)
 	OpOrders     = "orders"  // the drop-in mutexes' lock-order edges
+	// OpStandDown asks the probe to stand down: it answers, then closes
+	// its socket and ends its goroutines and timers, so that the runtime's
+	// own deadlock detection sees the program as it would without a probe.
+	// lockwatch run asks it of a process whose every goroutine is blocked.
+	OpStandDown = "stand-down"
 )
 
 // Request is the JSON of a request frame.
@@ -212,9 +217,9 @@ func DecodeRequest(r io.Reader) (Request, error) {
 		return q, fmt.Errorf("%w: request version %d; this probe speaks version %d", ErrFrame, q.V, Version)
 	}
 	switch q.Op {
-	case OpInfo, OpGoroutines, OpLocks, OpMutexes, OpOrders:
+	case OpInfo, OpGoroutines, OpLocks, OpMutexes, OpOrders, OpStandDown:
 	default:
-		return q, fmt.Errorf("%w: unknown op %.64q; want %q, %q, %q, %q or %q", ErrFrame, q.Op, OpInfo, OpGoroutines, OpLocks, OpMutexes, OpOrders)
+		return q, fmt.Errorf("%w: unknown op %.64q; want %q, %q, %q, %q, %q or %q", ErrFrame, q.Op, OpInfo, OpGoroutines, OpLocks, OpMutexes, OpOrders, OpStandDown)
 	}
 	return q, nil
 }
