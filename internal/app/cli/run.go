@@ -259,7 +259,7 @@ func (a *app) run(ctx context.Context, f runFlags, args []string) error {
 				if f.onDeadlock == "kill" && !again {
 					fmt.Fprintf(a.msgs(), "lockwatch: not killed: a holder that holds a lock long while others wait (stuck-holder) is not proved deadlocked (a leader may hold its lock for hours); --on-deadlock=kill acts on dead holders and cycles only\n")
 				} else if !again {
-					fmt.Fprintf(a.msgs(), "lockwatch: deadlock: the program is kept alive; 'lockwatch attach %s' reports again, Ctrl-C ends it\n", reportcmd.Escape(filepath.Base(dir)))
+					fmt.Fprintf(a.msgs(), "lockwatch: deadlock: lockwatch does not end the program (Go's own deadlock detection still may); 'lockwatch attach %s' reports again, Ctrl-C ends it\n", reportcmd.Escape(filepath.Base(dir)))
 				}
 			}
 			// A process whose goroutines are all blocked is left to Go's
