@@ -73,9 +73,12 @@ func (m *Mutex) IsCurrent(token int64) bool {
 	}
 	defer r.leave()
 	s := m.s
-	v := s.Word.Load()
+	// The word's owner, before and after the record: a waiter may set
+	// the waiters bit meanwhile, which changes nothing of the hold.
+	const owner = arena.TidMask | arena.OwnerDiedBit
+	v := s.Word.Load() & owner
 	h, ok := s.Holder.Read(arena.ReadTries)
-	return ok && s.Word.Load() == v && v&arena.OwnerDiedBit == 0 && h.Pid != 0 && h.Pid == v&arena.TidMask &&
+	return ok && s.Word.Load()&owner == v && v&arena.OwnerDiedBit == 0 && h.Pid != 0 && h.Pid == v&arena.TidMask &&
 		h.Token == uint64(token)
 }
 
