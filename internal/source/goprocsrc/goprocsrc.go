@@ -167,7 +167,7 @@ func Snapshot(id procid.ID, b *goproc.Binary, img *goproc.Image, arg string) *lo
 			fact := fmt.Sprintf("goroutine %d", l.Owner)
 			if l.OwnerGone {
 				fact += " (exited holding it)"
-				snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d: goroutine %d exited holding the drop-in mutex %s (its owner word still names it, and no goroutine has that id): nothing will release it", id.PID, l.Owner, name))
+				snap.Notes = append(snap.Notes, fmt.Sprintf("pid %d: goroutine %d exited holding the drop-in mutex %s (its owner word still names it, and no goroutine has that id): only an Unlock by another goroutine (sync allows one to unlock what another locked) can release it", id.PID, l.Owner, name))
 			}
 			lk.Facts.Extra = append(lk.Facts.Extra, lockstate.Fact{Name: "owner word", Value: fact})
 			holders = slices.DeleteFunc(slices.Clone(holders), func(h goproc.Holder) bool { return !h.Read && h.Goroutine == l.Owner })
