@@ -4,6 +4,7 @@ package sync
 
 import (
 	gosync "sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
@@ -203,7 +204,11 @@ func (rw *RWMutex) runlockRecords() {
 	addr := uintptr(unsafe.Pointer(rw))
 	// The reader whose record was released: goroutine goid, or, for a read
 	// lock released by another goroutine, its taker.
-	g, counted := inproc.ReadUnlocked(addr, goid, overOf(rw.owner))
+	held := int32(-1)
+	if late {
+		held = rw.readersHeld()
+	}
+	g, counted := inproc.ReadUnlocked(addr, goid, overOf(rw.owner), held, rw.readersHeld)
 	if counted {
 		addOver(&rw.owner, -1)
 	}
@@ -212,6 +217,27 @@ func (rw *RWMutex) runlockRecords() {
 			b.Unhold(inproc.ReadCell(addr))
 		}
 	}
+}
+
+// readersHeld is the number of readers sync counts holding rw, at least:
+// its reader count, which while a writer waits also counts the readers
+// waiting behind it. Read locks taken in the owner mode have no record;
+// runlockRecords compares this count with the records to tell whether any
+// may still hold. Without sync's layout (rwLayout) it is not known:
+// rwmutexMaxReaders, more than any records, so that no release frees
+// another goroutine's record.
+//
+//go:norace
+func (rw *RWMutex) readersHeld() int32 {
+	const rwmutexMaxReaders = 1 << 30
+	if !rwOK {
+		return rwmutexMaxReaders
+	}
+	r := atomic.LoadInt32(readerCount(rw.std()))
+	if r < 0 {
+		r += rwmutexMaxReaders
+	}
+	return r
 }
 
 // The readers of an RWMutex that found no reader record are counted in its
