@@ -219,13 +219,18 @@ func (rw *RWMutex) runlockRecords() {
 	}
 }
 
-// readersHeld is the number of readers sync counts holding rw, at least:
-// its reader count, which while a writer waits also counts the readers
-// waiting behind it. Read locks taken in the owner mode have no record;
-// runlockRecords compares this count with the records to tell whether any
-// may still hold. Without sync's layout (rwLayout) it is not known:
-// rwmutexMaxReaders, more than any records, so that no release frees
-// another goroutine's record.
+// readersHeld is the number of readers sync counts holding rw, at least.
+// Without a writer waiting it is sync's reader count. While one waits,
+// that count also has the readers waiting behind the writer; readerWait
+// is the readers the writer waits for, those that still hold (and a
+// leaving reader whose record is already freed: never fewer), except
+// between the writer's two additions, when it is 0 or less (it starts
+// from 0, and a reader that holds, as the caller does, makes it at least
+// 1 once added): then the reader count, waiting readers and all. Read locks taken in the owner
+// mode have no record; runlockRecords compares this count with the
+// records to tell whether any may still hold. Without sync's layout
+// (rwLayout) it is not known: rwmutexMaxReaders, more than any records,
+// so that no release frees another goroutine's record.
 //
 //go:norace
 func (rw *RWMutex) readersHeld() int32 {
@@ -233,11 +238,15 @@ func (rw *RWMutex) readersHeld() int32 {
 	if !rwOK {
 		return rwmutexMaxReaders
 	}
-	r := atomic.LoadInt32(readerCount(rw.std()))
-	if r < 0 {
-		r += rwmutexMaxReaders
+	w := (*rwWords)(unsafe.Pointer(rw.std()))
+	r := atomic.LoadInt32(&w.readers)
+	if r >= 0 {
+		return r
 	}
-	return r
+	if n := atomic.LoadInt32(&w.readerWait); n > 0 {
+		return n
+	}
+	return r + rwmutexMaxReaders
 }
 
 // The readers of an RWMutex that found no reader record are counted in its

@@ -5,8 +5,10 @@
 //  1. goroutine B read-locks aa.RW (a record);
 //  2. main's goroutine releases its own read lock (the one without a
 //     record): B's record must stay;
-//  3. goroutine C releases B's read lock (sync allows it): B's record
-//     must go.
+//  3. a writer W waits to lock aa.RW, and a reader R behind it;
+//  4. goroutine C releases B's read lock (sync allows it): B's record
+//     must go, though sync's reader count also has R;
+//  5. W locks and unlocks, then R reads and unlocks: no reader is left.
 //
 // It prints what the records show at each step, and exits 1 if they are
 // wrong.
@@ -15,6 +17,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
@@ -32,6 +35,19 @@ func readers() ([]int64, int) {
 		gs = append(gs, r.Goroutine)
 	}
 	return gs, l.MoreReaders
+}
+
+// waiters returns once n goroutines wait for aa.RW.
+func waiters(n int) {
+	id := uint64(uintptr(unsafe.Pointer(&aa.RW)))
+	for {
+		for _, l := range inproc.Take(0).Locks {
+			if l.ID == id && len(l.Waiters) >= n {
+				return
+			}
+		}
+		runtime.Gosched()
+	}
 }
 
 func main() {
@@ -58,13 +74,32 @@ func main() {
 	aa.RW.RUnlock() // main's, from the init
 	check("main unlocked", []int64{gb})
 
+	w, wUnlock := make(chan bool), make(chan bool)
+	go func() {
+		aa.RW.Lock()
+		w <- true
+		<-wUnlock
+		aa.RW.Unlock()
+	}()
+	waiters(1)
+	r := make(chan bool)
+	go func() {
+		aa.RW.RLock()
+		aa.RW.RUnlock()
+		r <- true
+	}()
+	waiters(2)
+
 	done := make(chan bool)
 	go func() {
 		aa.RW.RUnlock() // B's
 		done <- true
 	}()
 	<-done
-	check("C unlocked B's", nil)
+	<-w
+	check("C unlocked B's, W locked", nil)
+	wUnlock <- true
+	<-r
 	if !aa.RW.TryLock() {
 		fmt.Println("aa.RW is still read-locked")
 		bad = true
