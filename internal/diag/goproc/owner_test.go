@@ -3,6 +3,7 @@ package goproc_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os/exec"
 	"slices"
@@ -24,7 +25,7 @@ type ownerTarget struct {
 
 // startOwner runs testdata/ownerrace (built once) with args, until
 // it says ready.
-func startOwner(t *testing.T, args ...string) *ownerTarget {
+func startOwner(t testing.TB, args ...string) *ownerTarget {
 	t.Helper()
 	cmd := exec.Command(build(t, "ownerrace"), args...)
 	stdin, err := cmd.StdinPipe()
@@ -71,7 +72,7 @@ func (tg *ownerTarget) line() string {
 }
 
 // muLock returns the image's lock main.mu.
-func muLock(t *testing.T, img *goproc.Image) goproc.Lock {
+func muLock(t testing.TB, img *goproc.Image) goproc.Lock {
 	t.Helper()
 	for _, l := range img.Locks {
 		if l.Name == "main.mu" {
@@ -145,5 +146,43 @@ func TestOwnerWordSelfDeadlock(t *testing.T) {
 		if !l.DropIn || len(l.Waiters) != 1 || l.Owner == 0 || l.Owner != l.Waiters[0].Goroutine || l.OwnerGone {
 			t.Fatalf("main.mu: %+v; want its one waiter as its owner, live (notes: %q)", l, img.Notes)
 		}
+	}
+}
+
+// BenchmarkReadDropInWaiters: attach and Read of a program whose 10,000
+// goroutines wait for one drop-in Mutex (its owner word read, then its
+// waiters read again to prove the word held while they waited) beside the
+// same with a sync.Mutex (no owner word: nothing read again).
+func BenchmarkReadDropInWaiters(b *testing.B) {
+	const n = 10_000
+	for _, kind := range []string{"dropin", "std"} {
+		b.Run("mutex="+kind, func(b *testing.B) {
+			args := []string{"-n", fmt.Sprint(n)}
+			if kind == "std" {
+				args = append(args, "-std")
+			}
+			tg := startOwner(b, args...)
+			var st goproc.Stats
+			cpu0 := cpuTime()
+			for b.Loop() {
+				p, err := goproc.Attach(tg.pid, goproc.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				img, err := p.Read(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if kind == "dropin" {
+					if l := muLock(b, img); len(l.Waiters) != n || l.Owner != 1 {
+						b.Fatalf("main.mu: %d waiters, owner %d; want %d, goroutine 1", len(l.Waiters), l.Owner, n)
+					}
+				}
+				st = p.Stats()
+				p.Close()
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(st.Bytes), "bytes-read/op")
+		})
 	}
 }
