@@ -45,8 +45,8 @@ func ownerOffset(kind string) uint64 {
 //
 // The target runs while it is read: the waits were verified before the
 // owner words are read, and a waiter may since have taken the lock. So
-// after the words are read, every waiter of those locks, and every
-// goroutine a word names that waits for something, is read again (its g
+// after the words are read, every waiter of those locks, and every parked
+// goroutine a word names, is read again (its g
 // and stack) and must agree with the copy the image was decoded from
 // (confirm.go's hash), and the words are read again and must not have
 // changed. A goroutine whose copy agrees did not run between the two
@@ -185,10 +185,15 @@ func (p *Process) stillWaiting(r *reader, img *Image, byAddr map[uint64]*Lock, a
 	for i := range img.Goroutines {
 		g := &img.Goroutines[i]
 		var ls []int
-		if g.Waits != nil {
-			if k, ok := at[g.Waits.Addr]; ok && g.dropInWait() {
+		if g.Waits != nil && g.dropInWait() {
+			if k, ok := at[g.Waits.Addr]; ok {
 				ls = append(ls, k)
 			}
+		}
+		if g.Status == StateWaiting {
+			// A holder parked (on a lock, a channel...): its wait is
+			// combined with the word too. A running one waits for
+			// nothing; the word alone says it holds the lock.
 			ls = append(ls, named[g.ID]...)
 		}
 		if len(ls) > 0 {
