@@ -1,6 +1,11 @@
 package goproc
 
-import "strings"
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+)
 
 // The drop-in sync (github.com/lockwatch/lockwatch/sync) keeps, in its
 // owner mode, the goroutine id of a Mutex's (an RWMutex's writer's) holder
@@ -36,12 +41,25 @@ func ownerOffset(kind string) uint64 {
 }
 
 // owners reads the owner word of every drop-in lock of img (those that a
-// goroutine waits for in the drop-in) and names its holder. A holder that
-// is not among the goroutines read is looked for again among every g
-// (goroutines that kept changing are not in img), then the owner word is
-// read once more: a goroutine that no g has, whose id the lock still
-// holds after, exited holding the lock (Lock.OwnerGone). It could not
-// have taken the lock after it was looked for, being gone, and had it
+// goroutine waits for in the drop-in) and names its holder.
+//
+// The target runs while it is read: the waits were verified before the
+// owner words are read, and a waiter may since have taken the lock. So
+// after the words are read, every waiter of those locks, and every parked
+// goroutine a word names, is read again (its g
+// and stack) and must agree with the copy the image was decoded from
+// (confirm.go's hash), and the words are read again and must not have
+// changed. A goroutine whose copy agrees did not run between the two
+// copies, so it waited as the image says throughout, and the word was read
+// in between: the holder and the waits held at that instant. A lock whose
+// waiters or word changed is left without an owner (counted in a note),
+// never given a wrong one.
+//
+// A holder that is not among the goroutines read is looked for again among
+// every g (goroutines that kept changing are not in img), then the owner
+// word is read once more: a goroutine that no g has, whose id the lock
+// still holds after, exited holding the lock (Lock.OwnerGone). It could
+// not have taken the lock after it was looked for, being gone, and had it
 // released the lock, the word would name another goroutine or none.
 func (p *Process) owners(r *reader, img *Image, byAddr map[uint64]*Lock, drop map[uint64]bool) {
 	var addrs []uint64
@@ -50,7 +68,12 @@ func (p *Process) owners(r *reader, img *Image, byAddr map[uint64]*Lock, drop ma
 			addrs = append(addrs, a)
 		}
 	}
+	slices.Sort(addrs)
+	if hook := testHookOwners.Load(); hook != nil {
+		(*hook)(p.PID)
+	}
 	words := p.ownerWords(r, byAddr, addrs)
+	p.stillWaiting(r, img, byAddr, addrs, words)
 	live := make(map[int64]bool, len(img.Goroutines))
 	for _, g := range img.Goroutines {
 		live[g.ID] = true
@@ -135,4 +158,70 @@ func (p *Process) liveIDs(r *reader) map[int64]bool {
 		ids[int64(le.Uint64(pc.Buf[L.GGoid:]))] = true
 	}
 	return ids
+}
+
+// testHookOwners, set by a test, runs in Read after the waits were
+// verified, before the owner words are read (nil otherwise).
+var testHookOwners atomic.Pointer[func(pid int)]
+
+// stillWaiting reads again the goroutines whose waits the owner words
+// (words, by index of addrs) are combined with, then the words, and drops
+// from words the locks whose waiters or word changed (see owners).
+func (p *Process) stillWaiting(r *reader, img *Image, byAddr map[uint64]*Lock, addrs []uint64, words map[int]int64) {
+	if len(words) == 0 {
+		return
+	}
+	at := make(map[uint64]int, len(addrs)) // lock address -> index
+	named := map[int64][]int{}             // goroutine id -> the locks whose word names it
+	for i, a := range addrs {
+		at[a] = i
+		if w, ok := words[i]; ok && w > 0 {
+			named[w] = append(named[w], i)
+		}
+	}
+	var gaddrs []uint64
+	var taints [][]int // by goroutine read: the locks it vouches for
+	var sums []uint64
+	for i := range img.Goroutines {
+		g := &img.Goroutines[i]
+		var ls []int
+		if g.Waits != nil && g.dropInWait() {
+			if k, ok := at[g.Waits.Addr]; ok {
+				ls = append(ls, k)
+			}
+		}
+		if g.Status == StateWaiting {
+			// A holder parked (on a lock, a channel...): its wait is
+			// combined with the word too. A running one waits for
+			// nothing; the word alone says it holds the lock.
+			ls = append(ls, named[g.ID]...)
+		}
+		if len(ls) > 0 {
+			gaddrs, taints, sums = append(gaddrs, g.addr), append(taints, ls), append(sums, g.sum)
+		}
+	}
+	bad := make([]bool, len(addrs))
+	reads := p.readGs(r, gaddrs, &p.gs[0])
+	for j, gr := range reads {
+		if r.err != nil || !gr.ok || p.sum(gr) != sums[j] {
+			for _, k := range taints[j] {
+				bad[k] = true
+			}
+		}
+	}
+	again := p.ownerWords(r, byAddr, addrs)
+	changed := 0
+	for i := range addrs {
+		w, ok := words[i]
+		if !ok {
+			continue
+		}
+		if w2, ok2 := again[i]; bad[i] || !ok2 || w2 != w {
+			delete(words, i)
+			changed++
+		}
+	}
+	if changed > 0 {
+		img.Notes = append(img.Notes, fmt.Sprintf("%d drop-in locks changed hands or waiters while their owner words were read: their holders are left unnamed", changed))
+	}
 }

@@ -10,3 +10,14 @@ func SetTestHookRead(f func(pid int)) {
 	}
 	testHookRead.Store(&f)
 }
+
+// SetTestHookOwners sets the hook Read runs after the waits were verified,
+// before the drop-in locks' owner words are read (with the pid read); nil
+// clears it. It must look at the pid, as SetTestHookRead's.
+func SetTestHookOwners(f func(pid int)) {
+	if f == nil {
+		testHookOwners.Store(nil)
+		return
+	}
+	testHookOwners.Store(&f)
+}

@@ -61,7 +61,11 @@ func build(t testing.TB, kind string) string {
 		env = append(env, "GOTOOLCHAIN=go1.27.3")
 		args = append(args, "-ldflags=-s -w")
 	}
-	args = append(args, "./testdata/target")
+	pkg := "./testdata/target"
+	if kind == "ownerrace" {
+		pkg = "./testdata/ownerrace" // the drop-in sync's owner word (owner_test.go)
+	}
+	args = append(args, pkg)
 	cmd := exec.Command("go", args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
