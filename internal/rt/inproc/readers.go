@@ -63,8 +63,11 @@ func ReadLocked(addr uintptr, goid int64, pc, pc2 uintptr) bool {
 // holding that no longer does; freeing instead would take the record of a
 // reader that still holds, which is worse (a holder missed), and nothing
 // tells the two releases apart. Readers locking or unlocking meanwhile
-// make sync's count exceed the records (sync counts a reader before its
-// record is made and after it is freed), which errs the same way.
+// mostly make sync's count exceed the records (sync counts a reader before
+// its record is made and after it is freed), which errs the same way; but
+// a reader that both locks and unlocks while the records are counted is
+// in the records and in neither count, and then that one release may
+// still free the record of a reader that holds.
 //
 //go:norace
 func ReadUnlocked(addr uintptr, goid int64, over int32, held int32, heldAfter func() int32) (g int64, counted bool) {
