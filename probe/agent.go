@@ -101,7 +101,7 @@ var (
 )
 
 func init() {
-	// The probe serves the drop-in's records: they are kept.
+	// The probe serves the drop-in's records: kept from now on (inits run before this one locked in the owner mode).
 	inproc.WantRecords()
 	if os.Getenv(EnvDir) == "" {
 		return

@@ -53,7 +53,13 @@
 // program joins the run), in a program that links the probe, and with
 // LOCKWATCH_DROPIN=records; LOCKWATCH_DROPIN=owner keeps the owner mode
 // even there. The mode is chosen before main, by one predictable branch on
-// a variable.
+// a variable: from the environment when this package initializes, or, in a
+// program that links the probe, when the probe does. Go initializes a
+// package once its imports are, so a package that imports this one but not
+// the probe may run its init first, in the owner mode: a Mutex or write
+// lock it takes there is released right in either mode, and a read lock it
+// takes and keeps has no reader record (it is not among the readers the
+// records list).
 //
 // In both modes every write the drop-in makes is invisible to the race
 // detector, which sees exactly sync's synchronisation; under -race every

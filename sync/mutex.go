@@ -66,12 +66,25 @@ type RWMutex struct {
 // mode) rather than a goroutine id: the sign bit, which no goroutine id has.
 const ownerRecord = -1 << 63
 
-// records is whether the program keeps the full records (records mode):
-// set before main, when the package initializes (inproc.RecordsMode: the
-// environment) or when the probe does (inproc.WantRecords), so reading it
-// is no synchronisation between the program's goroutines. In the owner mode (records false) a lock keeps only its
+// records is whether the program keeps the full records (records mode).
+// It is set when package inits run, before main: by this package's init
+// (inproc.RecordsMode: the environment), or later by the probe's init
+// (inproc.WantRecords). Go runs a package's init once its imports are
+// initialized, in import path order, so a package that imports this one
+// but not the probe may run its init before the probe's, in the owner
+// mode, and lock: the switch can come after locks were taken. A Mutex or a
+// writer lock is right across it (its owner word's sign tells its Unlock
+// which mode took it); a read lock taken in the owner mode has no reader
+// record, which runlockRecords allows for (late). Since it changes only
+// before main, reading it is no synchronisation between the program's
+// goroutines. In the owner mode (records false) a lock keeps only its
 // writer's goroutine id.
 var records bool
+
+// late is whether the records mode was switched on after this package's
+// init (by the probe's init, or a test), so that read locks taken in the
+// owner mode, without a reader record, may still be held. Set before main.
+var late bool
 
 // goidOff is the offset of the goroutine id in the runtime's g, found and
 // verified by internal/rt/record when the package initializes; 0 if it was
@@ -84,6 +97,7 @@ var goidOff uintptr
 // fast paths may not run. Set before main.
 var (
 	fastOff uintptr
+	rwOK    bool // rwLayout(): sync's RWMutex is laid out as rwWords
 	//lint:ignore U1000 read by the assembly (fast_amd64.s) and fast_go.go
 	rslow bool
 )
@@ -92,10 +106,14 @@ func init() {
 	if off, ok := record.GoidOffset(); ok {
 		goidOff = off
 	}
+	rwOK = rwLayout()
 	// The probe may ask for the records mode after this init, when it
-	// initializes (before main, before the program locks anything).
+	// initializes: still before main, but perhaps after other packages'
+	// inits locked (records).
 	records = inproc.OnRecords(func() {
-		records = true
+		if !records {
+			records, late = true, true
+		}
 		configure()
 	})
 	configure()
@@ -109,7 +127,7 @@ func configure() {
 	if !records && !raceOn && goidOff != 0 && mutexLayout() {
 		fastOff = goidOff
 	}
-	rslow = records || raceOn || !rwLayout()
+	rslow = records || raceOn || !rwOK
 }
 
 // The fast paths change sync's state words themselves, as sync's own

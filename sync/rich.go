@@ -4,6 +4,7 @@ package sync
 
 import (
 	gosync "sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
@@ -203,7 +204,11 @@ func (rw *RWMutex) runlockRecords() {
 	addr := uintptr(unsafe.Pointer(rw))
 	// The reader whose record was released: goroutine goid, or, for a read
 	// lock released by another goroutine, its taker.
-	g, counted := inproc.ReadUnlocked(addr, goid, overOf(rw.owner))
+	held := int32(-1)
+	if late {
+		held = rw.readersHeld()
+	}
+	g, counted := inproc.ReadUnlocked(addr, goid, overOf(rw.owner), held, rw.readersHeld)
 	if counted {
 		addOver(&rw.owner, -1)
 	}
@@ -212,6 +217,36 @@ func (rw *RWMutex) runlockRecords() {
 			b.Unhold(inproc.ReadCell(addr))
 		}
 	}
+}
+
+// readersHeld is the number of readers sync counts holding rw, at least.
+// Without a writer waiting it is sync's reader count. While one waits,
+// that count also has the readers waiting behind the writer; readerWait
+// is the readers the writer waits for, those that still hold (and a
+// leaving reader whose record is already freed: never fewer), except
+// between the writer's two additions, when it is 0 or less (it starts
+// from 0, and a reader that holds, as the caller does, makes it at least
+// 1 once added): then the reader count, waiting readers and all. Read locks taken in the owner
+// mode have no record; runlockRecords compares this count with the
+// records to tell whether any may still hold. Without sync's layout
+// (rwLayout) it is not known: rwmutexMaxReaders, more than any records,
+// so that no release frees another goroutine's record.
+//
+//go:norace
+func (rw *RWMutex) readersHeld() int32 {
+	const rwmutexMaxReaders = 1 << 30
+	if !rwOK {
+		return rwmutexMaxReaders
+	}
+	w := (*rwWords)(unsafe.Pointer(rw.std()))
+	r := atomic.LoadInt32(&w.readers)
+	if r >= 0 {
+		return r
+	}
+	if n := atomic.LoadInt32(&w.readerWait); n > 0 {
+		return n
+	}
+	return r + rwmutexMaxReaders
 }
 
 // The readers of an RWMutex that found no reader record are counted in its

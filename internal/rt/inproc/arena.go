@@ -153,7 +153,9 @@ var (
 
 // WantRecords asks for the records mode (unless Env asks for the owner
 // mode): the probe, which serves the records, calls it when it
-// initializes, before or after the drop-in.
+// initializes, before or after the drop-in. After, the program may already
+// hold locks taken in the owner mode (by the inits of packages that import
+// the drop-in and not the probe); the drop-in allows for them (its late).
 func WantRecords() {
 	if OwnerModeAsked() {
 		return

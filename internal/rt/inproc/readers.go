@@ -50,8 +50,27 @@ func ReadLocked(addr uintptr, goid int64, pc, pc2 uintptr) bool {
 // else any of the lock's. It returns the goroutine whose read lock it
 // released (0 if it freed none) and whether it took one of the counted.
 //
+// held, when not -1, says that readers without a record or a count may
+// hold the lock (read locks taken in the owner mode, before the records
+// mode was switched on): it is the number of readers sync counts holding
+// it, at least, read before the call; heldAfter reads it again. A release
+// that finds no record of its own then frees another goroutine's record
+// or count only if every reader sync counts has one (no more readers than
+// records and counts); else it is taken as the release of a read lock
+// without a record, and frees nothing. The choice: a goroutine releasing
+// the read lock another took (sync allows it) while readers without a
+// record still hold leaves that reader's record behind, a reader shown
+// holding that no longer does; freeing instead would take the record of a
+// reader that still holds, which is worse (a holder missed), and nothing
+// tells the two releases apart. Readers locking or unlocking meanwhile
+// mostly make sync's count exceed the records (sync counts a reader before
+// its record is made and after it is freed), which errs the same way; but
+// a reader that both locks and unlocks while the records are counted is
+// in the records and in neither count, and then that one release may
+// still free the record of a reader that holds.
+//
 //go:norace
-func ReadUnlocked(addr uintptr, goid int64, over int32) (g int64, counted bool) {
+func ReadUnlocked(addr uintptr, goid int64, over int32, held int32, heldAfter func() int32) (g int64, counted bool) {
 	a := reading()
 	h := readHash(addr, goid)
 	for p := uint64(0); p < readProbes; p++ {
@@ -60,6 +79,17 @@ func ReadUnlocked(addr uintptr, goid int64, over int32) (g int64, counted bool) 
 			if _, ok := freeRead(r, addr, goid); ok {
 				return goid, false
 			}
+		}
+	}
+	if held >= 0 {
+		n := int64(over)
+		for i := range a.readers {
+			if r := &a.readers[i]; r.key == uint64(addr) && r.goid != 0 {
+				n++
+			}
+		}
+		if int64(max(held, heldAfter())) > n {
+			return 0, false // a reader without a record
 		}
 	}
 	if over > 0 {

@@ -83,7 +83,7 @@ func TestRecordReadsAllocateNothing(t *testing.T) {
 	if !ReadLocked(addr, g, 1, 2) {
 		t.Fatal("no free reader slot")
 	}
-	defer ReadUnlocked(addr, g, 0)
+	defer ReadUnlocked(addr, g, 0, -1, nil)
 	if n := testing.AllocsPerRun(100, func() {
 		if ok, _, _, _, _, _, _ := heldBy(WriteCell(h), g); !ok {
 			t.Error("the hold is not found")
