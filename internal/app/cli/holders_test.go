@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/pprof/profile"
 
@@ -54,14 +55,27 @@ func dropinRole(dir string) int {
 		go func() { rw.RLock(); select {} }()
 	}
 	c := &probeclient.Client{Path: a.SocketPath()}
+	// The view lists the two mutexes in an order of its own: count the
+	// waiter and the readers over both, and say what was seen if they do
+	// not come (an "error" line fails the test, where a silent loop hung it).
+	deadline := time.Now().Add(3 * probablyStillBlocked)
 	for {
 		v, err := c.Mutexes(context.Background())
 		if err != nil {
 			fmt.Println("error", err)
 			return 1
 		}
-		if len(v.Mutexes) == 2 && len(v.Mutexes[0].Waiters) == 1 && len(v.Mutexes[1].Readers) == 2 {
+		waiters, readers := 0, 0
+		for _, m := range v.Mutexes {
+			waiters += len(m.Waiters)
+			readers += len(m.Readers)
+		}
+		if len(v.Mutexes) == 2 && waiters == 1 && readers == 2 {
 			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Printf("error: the probe's view never showed 1 waiter and 2 readers: %d mutexes, %d waiters, %d readers\n", len(v.Mutexes), waiters, readers)
+			return 1
 		}
 	}
 	fmt.Println("ready")
