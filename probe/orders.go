@@ -118,7 +118,7 @@ const saveOrdersAfter = 100 * time.Millisecond
 // it exited (run's final report). A process that dies (or exits without
 // Close) within saveOrdersAfter of recording an edge leaves it out of the
 // file.
-func (a *Agent) keepOrders(stop <-chan struct{}) {
+func (a *Agent) keepOrders(stop <-chan struct{}, tick <-chan struct{}) {
 	defer a.wg.Done()
 	saved := 0 // a process that records no edge writes no file
 	var savedDropped uint64
@@ -140,15 +140,13 @@ func (a *Agent) keepOrders(stop <-chan struct{}) {
 	save()
 	// The drop-in signals nothing (a channel would be a happens-before
 	// edge between the goroutine that records an edge and this one): the
-	// count is looked at every saveOrdersAfter.
-	t := time.NewTicker(saveOrdersAfter)
-	defer t.Stop()
+	// count is looked at every saveOrdersAfter (the loop ticks).
 	for {
 		select {
 		case <-stop:
 			save()
 			return
-		case <-t.C:
+		case <-tick:
 			save()
 		}
 	}

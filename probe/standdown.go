@@ -31,31 +31,33 @@ import (
 const returnAfterGCs = 2
 
 // serving opens the control socket and starts the goroutines that serve
-// it: the accept loop, the look at the drop-in mutexes' waiters, the keeper
-// of the lock-order edges. a.mu is held.
+// it: the loop (loop.go), the look at the drop-in mutexes' waiters, the
+// keeper of the lock-order edges. a.mu is held.
 func (a *Agent) serving() error {
 	ln, err := listenUnix(a.sock)
 	if err != nil {
 		return fmt.Errorf("probe: control socket: %w", err)
 	}
 	stop := make(chan struct{})
+	mutexTick, ordersTick := make(chan struct{}, 1), make(chan struct{}, 1)
 	a.ln, a.stop, a.down = ln, stop, false
 	a.wg.Add(3)
-	go a.serve(ln, stop)
-	go a.watchMutexes(a.mutexAfter, stop)
-	go a.keepOrders(stop)
+	go a.loop(ln, stop, mutexTick, ordersTick)
+	go a.watchMutexes(a.mutexAfter, stop, mutexTick)
+	go a.keepOrders(stop, ordersTick)
 	return nil
 }
 
-// quiet closes the control socket (removing its file) and ends the
-// goroutines that serve it; connections being answered end when answered.
-// a.mu is held.
+// quiet removes the control socket's file and ends the goroutines that
+// serve it (the loop closes the socket as it ends); connections being
+// answered end when answered. a.mu is held.
 func (a *Agent) quiet() error {
 	if a.ln == nil {
 		return nil
 	}
 	close(a.stop)
-	err := a.ln.Close()
+	a.ln.wake()
+	err := a.ln.remove()
 	a.ln, a.stop = nil, nil
 	return err
 }
@@ -66,6 +68,11 @@ func (a *Agent) quiet() error {
 func (a *Agent) standDown() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.standDownLocked()
+}
+
+// standDownLocked is standDown with a.mu held.
+func (a *Agent) standDownLocked() {
 	if a.closed || a.down {
 		return
 	}
@@ -74,6 +81,20 @@ func (a *Agent) standDown() {
 	}
 	a.down, a.rounds = true, 0
 	a.watchGC()
+}
+
+// standDownBlocked stands the probe down, once the loop serving with stop
+// found the program deadlocked, after saying so on stderr with the drop-in
+// mutexes awaited (the runtime then prints every goroutine's stack).
+func (a *Agent) standDownBlocked(stop chan struct{}) {
+	report := a.blockedReport()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stop != stop || a.closed || a.down {
+		return // closed, or stood down, meanwhile
+	}
+	fmt.Fprint(a.stderr, report)
+	a.standDownLocked()
 }
 
 // sentinel is an object made only to be collected: its cleanup says that a

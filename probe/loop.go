@@ -1,0 +1,206 @@
+package probe
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/rt/deadcheck"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
+)
+
+// The serving loop is the probe's one goroutine that waits for the world
+// outside: it waits in ppoll(2), on a thread of its own, for a connection
+// to its control socket or the next thing due, and never in the runtime's
+// network poller or on a timer. Between waits it dispatches connections,
+// ticks the look at the drop-in mutexes' waiters (watchMutexes) and the
+// keeper of the lock-order edges (keepOrders), which wait on channels,
+// and looks whether the program is deadlocked (lookBlocked). So while no
+// request is being served, the probe adds nothing that Go's runtime counts
+// as able to wake the program but this one thread in a system call; when
+// the loop finds the program's goroutines all blocked, it stands the probe
+// down (standdown.go), and the runtime ends the program as it would
+// without lockwatch.
+
+// blockedEvery is how often the loop looks whether the program is
+// deadlocked; two looks in a row must agree.
+const blockedEvery = 250 * time.Millisecond
+
+// acceptBackoffMax bounds the pause after a failed accept (out of file
+// descriptors or the like), doubling from 5 ms as net/http does.
+const acceptBackoffMax = time.Second
+
+// loop serves ln until stop is closed (Close, or the agent stands down),
+// then closes it.
+func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick chan<- struct{}) {
+	defer a.wg.Done()
+	defer func() {
+		if err := ln.close(); err != nil {
+			fmt.Fprintf(a.stderr, "lockwatch: pid %d: closing the control socket: %v\n", a.self.PID, err)
+		}
+	}()
+	slots := make(chan struct{}, probewire.MaxConns)
+	every := mutexEvery(a.mutexAfter)
+	now := time.Now()
+	nextMutex, nextOrders, nextLook := now.Add(every), now.Add(saveOrdersAfter), now.Add(blockedEvery)
+	var backoff time.Duration
+	var acceptAt time.Time // no accept before (after a failed one)
+	var last deadcheck.Look
+	for {
+		next := earliest(nextMutex, nextOrders, nextLook)
+		if !acceptAt.IsZero() {
+			next = earliest(next, acceptAt)
+		}
+		// A timer stopped on this goroutine's processor stays in its
+		// heap until the processor next looks for work: it would keep the
+		// runtime (and deadcheck) from seeing the program asleep until
+		// the timer's time (a minute, for crypto/rand's). Yielding has
+		// it look.
+		runtime.Gosched()
+		ready, err := ln.wait(max(time.Until(next), 0), acceptAt.IsZero())
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if err != nil {
+			// Never seen; a loop that cannot wait would spin.
+			fmt.Fprintf(a.stderr, "lockwatch: pid %d: the probe stops serving its control socket: %v\n", a.self.PID, err)
+			a.mu.Lock()
+			if a.stop == stop {
+				_ = a.quiet()
+			}
+			a.mu.Unlock()
+			return
+		}
+		now = time.Now()
+		if !acceptAt.IsZero() && !now.Before(acceptAt) {
+			acceptAt, ready = time.Time{}, true
+		}
+		for ready {
+			c, err := ln.accept()
+			if err != nil {
+				backoff = min(max(2*backoff, 5*time.Millisecond), acceptBackoffMax)
+				acceptAt = now.Add(backoff)
+				break
+			}
+			backoff = 0
+			if c == nil {
+				break
+			}
+			if !a.dispatch(c, slots) {
+				return
+			}
+		}
+		// The look comes before the ticks, which wake goroutines.
+		if !now.Before(nextLook) {
+			nextLook = now.Add(blockedEvery)
+			if a.lookBlocked(&last) {
+				a.standDownBlocked(stop)
+				return
+			}
+		}
+		if !now.Before(nextMutex) {
+			nextMutex = now.Add(every)
+			tick(mutexTick)
+		}
+		if !now.Before(nextOrders) {
+			nextOrders = now.Add(saveOrdersAfter)
+			tick(ordersTick)
+		}
+	}
+}
+
+// earliest returns the earliest of ts.
+func earliest(ts ...time.Time) time.Time {
+	e := ts[0]
+	for _, t := range ts[1:] {
+		if t.Before(e) {
+			e = t
+		}
+	}
+	return e
+}
+
+// tick wakes the goroutine that waits on c, unless it has a tick pending.
+func tick(c chan<- struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch serves the connection c in a goroutine of its own, at most
+// probewire.MaxConns at once; false once the agent is closed.
+func (a *Agent) dispatch(c *os.File, slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+	default:
+		_ = c.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
+		_ = writeAnswer(c, &answer{Error: fmt.Sprintf("probe busy: %d requests in progress; try again", probewire.MaxConns)}, nil)
+		_ = c.Close()
+		return true
+	}
+	if !a.track(c) {
+		<-slots
+		_ = c.Close()
+		return false
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.handle(c)
+		// The slot is free before the client sees the hang-up, so
+		// that a client that waits for it can count on the slot.
+		<-slots
+		a.untrack(c)
+	}()
+	return true
+}
+
+// lookBlocked looks whether the program is deadlocked (deadcheck), unless
+// a request is being served (its connection waits in the runtime's poller,
+// with deadlines). It reports true when this look and the last, a
+// blockedEvery before, both found it asleep and the same.
+func (a *Agent) lookBlocked(last *deadcheck.Look) bool {
+	a.mu.Lock()
+	busy := len(a.conns) > 0
+	a.mu.Unlock()
+	if busy {
+		*last = deadcheck.Look{}
+		return false
+	}
+	l := deadcheck.Take()
+	if !l.Asleep {
+		*last = deadcheck.Look{}
+		return false
+	}
+	if last.Asleep && last.Sig == l.Sig {
+		return true
+	}
+	*last = l
+	return false
+}
+
+// blockedReport is what the probe says on stderr when it found the
+// program deadlocked: a line, and one per goroutine waiting for a drop-in
+// mutex (the runtime then prints every goroutine's stack).
+func (a *Agent) blockedReport() string {
+	now := record.Nanotime()
+	ws := inproc.Stuck(now + 1)
+	sort.Slice(ws, func(i, j int) bool { return ws[i].Goroutine < ws[j].Goroutine })
+	var b strings.Builder
+	fmt.Fprintf(&b, "lockwatch: pid %d: every goroutine is blocked, and only another goroutine of the program could wake one: a deadlock; the probe stands down, so that Go's runtime ends the program as it would without lockwatch\n", a.self.PID)
+	for _, w := range ws {
+		fmt.Fprintf(&b, "lockwatch: pid %d %s\n", a.self.PID, waitText(w, time.Duration(now-w.Since)))
+	}
+	if len(ws) == 0 {
+		fmt.Fprintf(&b, "lockwatch: pid %d: no goroutine waits for a drop-in mutex (github.com/lockwatch/lockwatch/sync); the runtime's stacks below show what each one waits for\n", a.self.PID)
+	}
+	return b.String()
+}
