@@ -31,6 +31,13 @@ import (
 // deadlocked; two looks in a row must agree.
 const blockedEvery = 250 * time.Millisecond
 
+// runGrace is how long the looks must agree in a process that joined its
+// run from the environment, as lockwatch run starts it: run's supervisor
+// reads such a process from outside within some 3 s, prints lockwatch's
+// report and asks the probe to stand down; the probe stands down by
+// itself only if it has not.
+const runGrace = 5 * time.Second
+
 // acceptBackoffMax bounds the pause after a failed accept (out of file
 // descriptors or the like), doubling from 5 ms as net/http does.
 const acceptBackoffMax = time.Second
@@ -50,7 +57,7 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 	nextMutex, nextOrders, nextLook := now.Add(every), now.Add(saveOrdersAfter), now.Add(blockedEvery)
 	var backoff time.Duration
 	var acceptAt time.Time // no accept before (after a failed one)
-	var last deadcheck.Look
+	var b blockedLooks
 	for {
 		next := earliest(nextMutex, nextOrders, nextLook)
 		if !acceptAt.IsZero() {
@@ -100,7 +107,7 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 		// The look comes before the ticks, which wake goroutines.
 		if !now.Before(nextLook) {
 			nextLook = now.Add(blockedEvery)
-			if a.lookBlocked(&last) {
+			if a.lookBlocked(&b, now) {
 				a.standDownBlocked(stop)
 				return
 			}
@@ -163,28 +170,35 @@ func (a *Agent) dispatch(c *os.File, slots chan struct{}) bool {
 	return true
 }
 
+// blockedLooks is what the loop keeps of its looks: the first of a run of
+// looks that found the program asleep and the same.
+type blockedLooks struct {
+	first deadcheck.Look
+	since time.Time
+}
+
 // lookBlocked looks whether the program is deadlocked (deadcheck), unless
 // a request is being served (its connection waits in the runtime's poller,
-// with deadlines). It reports true when this look and the last, a
-// blockedEvery before, both found it asleep and the same.
-func (a *Agent) lookBlocked(last *deadcheck.Look) bool {
+// with deadlines). It reports true when the looks have found it asleep and
+// the same for a.blockedAfter (two looks in a row at least).
+func (a *Agent) lookBlocked(b *blockedLooks, now time.Time) bool {
 	a.mu.Lock()
 	busy := len(a.conns) > 0
 	a.mu.Unlock()
 	if busy {
-		*last = deadcheck.Look{}
+		*b = blockedLooks{}
 		return false
 	}
 	l := deadcheck.Take()
-	if !l.Asleep {
-		*last = deadcheck.Look{}
+	switch {
+	case !l.Asleep:
+		*b = blockedLooks{}
+		return false
+	case !b.first.Asleep || b.first.Sig != l.Sig:
+		*b = blockedLooks{first: l, since: now}
 		return false
 	}
-	if last.Asleep && last.Sig == l.Sig {
-		return true
-	}
-	*last = l
-	return false
+	return now.Sub(b.since) >= a.blockedAfter
 }
 
 // blockedReport is what the probe says on stderr when it found the
