@@ -8,20 +8,18 @@ import (
 // Go's runtime ends a program whose goroutines are all blocked ("all
 // goroutines are asleep - deadlock!", exit status 2) only when nothing could
 // wake one: no timer pending, no goroutine waiting in its network poller, no
-// thread in a system call. The probe's socket waits in the poller and its
-// looks at the drop-in mutexes run on tickers, so while it serves the
-// runtime never ends such a program. lockwatch run, which reads its
-// processes' goroutines from their memory, asks the probe of a process
-// whose every goroutine but the probe's is blocked to stand down
-// (probewire.OpStandDown): the probe closes its socket and ends its
-// goroutines and tickers, and the runtime then sees the program as it would
+// thread in a system call. The probe's loop waits in a system call of its
+// own (loop.go), so while it serves the runtime never ends such a program.
+// The probe stands down (closes its socket and ends its goroutines) when
+// its loop finds the program deadlocked, or when lockwatch run, which reads
+// its processes' goroutines from their memory, asks it to
+// (probewire.OpStandDown): the runtime then sees the program as it would
 // without a probe. A program that was truly blocked dies at once, with the
 // runtime's own message and status; one that a timer was about to wake
-// (lockwatch cannot see a time.AfterFunc or a context's deadline) goes on,
-// and its probe serves again once two garbage collections have run since it
-// stood down (the runtime forces one every 2 minutes in a program that runs
-// at all): a program truly blocked runs none, since its runtime ends it
-// first.
+// (run cannot see a time.AfterFunc or a context's deadline) goes on, and its
+// probe serves again once two garbage collections have run since it stood
+// down (the runtime forces one every 2 minutes in a program that runs at
+// all): a program truly blocked runs none, since its runtime ends it first.
 
 // returnAfterGCs is how many garbage collections a stood-down probe waits
 // for before it serves again. One may already be under way when the probe
