@@ -29,7 +29,7 @@ var programs struct {
 
 // buildProgram builds ./testdata/<pkg> without cgo (a test package as its
 // test binary) and returns the binary's path.
-func buildProgram(t *testing.T, pkg string, test bool) string {
+func buildProgram(t testing.TB, pkg string, test bool) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds a program")
@@ -80,7 +80,7 @@ type program struct {
 
 // startProgram starts bin with args, in a run root of its own. Its stdout is
 // a pipe of the test's own, so that Wait does not wait for its reader.
-func startProgram(t *testing.T, bin string, args ...string) *program {
+func startProgram(t testing.TB, bin string, args ...string) *program {
 	t.Helper()
 	// Short: the socket's path must fit a unix socket address.
 	root, err := os.MkdirTemp("", "lw")
@@ -122,7 +122,7 @@ func (c *program) line() string {
 }
 
 // ready reads the program's "ready SOCKET" line and returns the socket.
-func (c *program) ready(t *testing.T) string {
+func (c *program) ready(t testing.TB) string {
 	t.Helper()
 	for {
 		l := c.line()

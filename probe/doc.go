@@ -58,7 +58,7 @@
 //     holder locked it, and the RWMutex read-recursion trap by name) and a
 //     dump pair under the same limits. It never ends the process.
 //   - It keeps the lock-order edges of the drop-in mutexes
-//     (docs/lock-order.md) in <base>.orders.json, written within 100 ms
+//     (docs/lock-order.md) in <base>.orders.json, written within 1.1 s
 //     of a new edge and at Close, so that lockwatch reads them after the
 //     process exited.
 //   - With Options.Signal, on SIGUSR1 it writes a goroutine profile,

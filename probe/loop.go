@@ -27,9 +27,21 @@ import (
 // down (standdown.go), and the runtime ends the program as it would
 // without lockwatch.
 
-// blockedEvery is how often the loop looks whether the program is
-// deadlocked; two looks in a row must agree.
-const blockedEvery = 250 * time.Millisecond
+// Each time the loop leaves its system call, the runtime's monitor
+// (sysmon) wakes and polls every 20 µs for some 10 ms: about a millisecond
+// of CPU on a small machine. So the loop wakes as seldom as it can:
+//
+//   - it looks whether the program is deadlocked blockedEvery after a look
+//     that found it asleep (two looks in a row must agree), and backs off
+//     after each look that found it awake, doubling up to idleEvery;
+//   - it looks for new lock-order edges (inproc.EdgeCount, an atomic
+//     load) at each wake, and after finding some, wakes again within
+//     saveOrdersAfter while they keep coming;
+//   - it ticks the look at the drop-in mutexes' waiters every mutexEvery.
+const (
+	blockedEvery = 250 * time.Millisecond
+	idleEvery    = time.Second
+)
 
 // runGrace is how long the looks must agree in a process that joined its
 // run from the environment, as lockwatch run starts it: run's supervisor
@@ -54,14 +66,19 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 	slots := make(chan struct{}, probewire.MaxConns)
 	every := mutexEvery(a.mutexAfter)
 	now := time.Now()
-	nextMutex, nextOrders, nextLook := now.Add(every), now.Add(saveOrdersAfter), now.Add(blockedEvery)
+	lookEvery := blockedEvery
+	nextMutex, nextLook := now.Add(every), now.Add(lookEvery)
+	var nextOrders time.Time // none pending
+	edges, dropped := inproc.EdgeCount()
 	var backoff time.Duration
 	var acceptAt time.Time // no accept before (after a failed one)
 	var b blockedLooks
 	for {
-		next := earliest(nextMutex, nextOrders, nextLook)
-		if !acceptAt.IsZero() {
-			next = earliest(next, acceptAt)
+		next := earliest(nextMutex, nextLook)
+		for _, t := range []time.Time{nextOrders, acceptAt} {
+			if !t.IsZero() {
+				next = earliest(next, t)
+			}
 		}
 		// A timer stopped on this goroutine's processor stays in its
 		// heap until the processor next looks for work: it would keep the
@@ -106,19 +123,36 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 		}
 		// The look comes before the ticks, which wake goroutines.
 		if !now.Before(nextLook) {
-			nextLook = now.Add(blockedEvery)
 			if a.lookBlocked(&b, now) {
 				a.standDownBlocked(stop)
 				return
 			}
+			if b.first.Asleep {
+				lookEvery = blockedEvery
+			} else {
+				lookEvery = min(2*lookEvery, idleEvery)
+			}
+			nextLook = now.Add(lookEvery)
 		}
-		if !now.Before(nextMutex) {
+		// Due a quarter period early, the look at the waiters shares a
+		// wake with the look at the program once they fall in step.
+		if !now.Before(nextMutex.Add(-every / 4)) {
 			nextMutex = now.Add(every)
 			tick(mutexTick)
 		}
-		if !now.Before(nextOrders) {
-			nextOrders = now.Add(saveOrdersAfter)
+		if n, d := inproc.EdgeCount(); n != edges || d != dropped {
+			// A burst of edges is written once, saveOrdersAfter after
+			// its first.
+			edges, dropped = n, d
+			if nextOrders.IsZero() {
+				nextOrders = now.Add(saveOrdersAfter)
+			}
+		}
+		if !nextOrders.IsZero() && !now.Before(nextOrders) {
 			tick(ordersTick)
+			nextOrders = time.Time{}
+			// More may come: wake again soon while they do.
+			nextLook = earliest(nextLook, now.Add(saveOrdersAfter))
 		}
 	}
 }
