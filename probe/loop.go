@@ -43,6 +43,14 @@ const (
 	idleEvery    = time.Second
 )
 
+// lookSettle is how long the loop waits in its system call, at least,
+// right before a look. The runtime hands the processor of a goroutine in a
+// system call to another thread after 10 ms: a timer in that processor's
+// heap is then waited for by a thread in the network poller, which
+// deadcheck sees. Before that, while the loop holds the processor, no
+// thread waits for it.
+const lookSettle = 50 * time.Millisecond
+
 // runGrace is how long the looks must agree in a process that joined its
 // run from the environment, as lockwatch run starts it: run's supervisor
 // reads such a process from outside within some 3 s, prints lockwatch's
@@ -86,7 +94,8 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 		// the timer's time (a minute, for crypto/rand's). Yielding has
 		// it look.
 		runtime.Gosched()
-		ready, err := ln.wait(max(time.Until(next), 0), acceptAt.IsZero())
+		waitFrom := time.Now()
+		ready, err := ln.wait(max(next.Sub(waitFrom), 0), acceptAt.IsZero())
 		select {
 		case <-stop:
 			return
@@ -121,8 +130,11 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 				return
 			}
 		}
-		// The look comes before the ticks, which wake goroutines.
-		if !now.Before(nextLook) {
+		// The look comes before the ticks, which wake goroutines, and
+		// after lookSettle in the system call at least (see lookSettle).
+		if !now.Before(nextLook) && now.Sub(waitFrom) < lookSettle {
+			nextLook = now.Add(lookSettle)
+		} else if !now.Before(nextLook) {
 			if a.lookBlocked(&b, now) {
 				a.standDownBlocked(stop)
 				return
