@@ -157,7 +157,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 		b.Run("program="+mode, func(b *testing.B) {
 			c := startProgram(b, bin, mode)
 			c.ready(b)
-			time.Sleep(3 * time.Second) // past the start's own work and the probe's first looks
+			time.Sleep(5 * time.Second) // past the start's own work (the scavenger returns its memory) and the probe's first looks
 			pid := c.cmd.Process.Pid
 			b.ResetTimer()
 			var cpu time.Duration
