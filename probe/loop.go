@@ -66,6 +66,11 @@ const acceptBackoffMax = time.Second
 // then closes it.
 func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick chan<- struct{}) {
 	defer a.wg.Done()
+	// On a thread of its own, which deadcheck leaves out: the times the
+	// other threads were scheduled (Look.Runs) are then the program's
+	// and the runtime's, not the loop's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer func() {
 		if err := ln.close(); err != nil {
 			fmt.Fprintf(a.stderr, "lockwatch: pid %d: closing the control socket: %v\n", a.self.PID, err)
@@ -88,12 +93,6 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 				next = earliest(next, t)
 			}
 		}
-		// A timer stopped on this goroutine's processor stays in its
-		// heap until the processor next looks for work: it would keep the
-		// runtime (and deadcheck) from seeing the program asleep until
-		// the timer's time (a minute, for crypto/rand's). Yielding has
-		// it look.
-		runtime.Gosched()
 		waitFrom := time.Now()
 		ready, err := ln.wait(max(next.Sub(waitFrom), 0), acceptAt.IsZero())
 		select {
@@ -139,7 +138,7 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 				a.standDownBlocked(stop)
 				return
 			}
-			if b.first.Asleep {
+			if b.last.Asleep {
 				lookEvery = blockedEvery
 			} else {
 				lookEvery = min(2*lookEvery, idleEvery)
@@ -216,12 +215,20 @@ func (a *Agent) dispatch(c *os.File, slots chan struct{}) bool {
 	return true
 }
 
-// blockedLooks is what the loop keeps of its looks: the first of a run of
-// looks that found the program asleep and the same.
+// blockedLooks is what the loop keeps of its looks: the last one, and
+// since when the looks have found the program asleep and the same.
 type blockedLooks struct {
-	first deadcheck.Look
+	last  deadcheck.Look
 	since time.Time
 }
+
+// maxRuns is how many times the program's threads may have been scheduled
+// between two looks that agree it is asleep: the runtime wakes one or two
+// of its own each time the loop waits (deadcheck.Look.Runs); a timer that
+// falls due while a look reads, in the heap of the processor the loop
+// holds (which no thread waits for meanwhile), runs more than that if it
+// fires every 50 ms or more often, which it must to be caught so twice.
+const maxRuns = 8
 
 // lookBlocked looks whether the program is deadlocked (deadcheck), unless
 // a request is being served (its connection waits in the runtime's poller,
@@ -236,12 +243,13 @@ func (a *Agent) lookBlocked(b *blockedLooks, now time.Time) bool {
 		return false
 	}
 	l := deadcheck.Take()
+	last := b.last
+	b.last = l
 	switch {
 	case !l.Asleep:
-		*b = blockedLooks{}
 		return false
-	case !b.first.Asleep || b.first.Sig != l.Sig:
-		*b = blockedLooks{first: l, since: now}
+	case !last.Asleep || last.Sig != l.Sig || l.Runs-last.Runs > maxRuns:
+		b.since = now
 		return false
 	}
 	return now.Sub(b.since) >= a.blockedAfter

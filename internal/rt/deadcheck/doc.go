@@ -27,13 +27,15 @@
 // deadlock (its extra thread for calls from C counts as running), so
 // there is nothing to give way to.
 //
-// Each read is a snapshot of a running program; a Look can find a
-// program asleep in the instant a timer's thread hands over to another
-// (never seen in practice, but not excluded). Its caller confirms with a
-// second Look some time later (Sig must be the same: no goroutine made, no
-// garbage collection in between), and whatever it does on the answer must
-// undo itself when the program turns out awake after all (the probe
-// serves again after two garbage collections).
+// Each read is a snapshot of a running program, by a caller that holds a
+// processor: a Look can find a program asleep when a timer of that
+// processor falls due while it reads (then no thread waits for it), or in
+// the instant a timer's thread hands over to another. Its caller confirms
+// with a second Look some time later (Sig must be the same: no goroutine
+// made, no garbage collection in between; Runs grown by a few at most),
+// and whatever it does on the answer must undo itself when the program
+// turns out awake after all (the probe serves again after two garbage
+// collections).
 package deadcheck
 
 import "sync/atomic"
@@ -50,6 +52,16 @@ type Look struct {
 	// with the same Sig saw no goroutine made or ended and no garbage
 	// collection in between.
 	Sig Sig
+	// Runs counts the times the threads but the caller's and the
+	// monitor's were scheduled since they started. Between two Looks of
+	// a deadlocked process it grows by a few (the runtime starts a thread
+	// to poll the network when it takes the caller's processor away,
+	// which finds nothing to do); a timer that fires makes it grow too.
+	// A timer in the heap of the processor the caller holds has no
+	// thread waiting for it while the caller runs: if it falls due during
+	// a Look, that Look sees no thread in the network poller, and only
+	// Runs tells that something ran since the last one.
+	Runs uint64
 }
 
 // Sig is what two Looks of an asleep process compare.

@@ -75,7 +75,7 @@ func take(self, mon int, s []metrics.Sample) (l Look, transient bool) {
 	if why := c1.awake(); why != "" {
 		return Look{Why: why}, false
 	}
-	n1, why, transient := threads(self, mon)
+	n1, _, why, transient := threads(self, mon)
 	if why != "" {
 		return Look{Why: why}, transient
 	}
@@ -86,28 +86,29 @@ func take(self, mon int, s []metrics.Sample) (l Look, transient bool) {
 	if c2 != c1 {
 		return Look{Why: "its goroutines changed while read"}, true
 	}
-	n2, why, transient := threads(self, mon)
+	n2, runs, why, transient := threads(self, mon)
 	if why != "" {
 		return Look{Why: why}, transient
 	}
 	if n2 != n1 {
 		return Look{Why: "its threads changed while read"}, true
 	}
-	return Look{Asleep: true, Sig: Sig{Goroutines: c1.total, Created: c1.created, GCs: c1.gcs, Threads: n1}}, false
+	return Look{Asleep: true, Sig: Sig{Goroutines: c1.total, Created: c1.created, GCs: c1.gcs, Threads: n1}, Runs: runs}, false
 }
 
 // threads reads what each thread of the process but self and mon (the
 // runtime's monitor, which runs no goroutine) is doing, and says what
-// keeps the process awake (why), or counts them.
-func threads(self, mon int) (n int, why string, transient bool) {
+// keeps the process awake (why), or counts them and the times those but
+// self and mon were scheduled (runs).
+func threads(self, mon int) (n int, runs uint64, why string, transient bool) {
 	d, err := os.Open("/proc/self/task")
 	if err != nil {
-		return 0, fmt.Sprintf("its threads cannot be read: %v", err), false
+		return 0, 0, fmt.Sprintf("its threads cannot be read: %v", err), false
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return 0, fmt.Sprintf("its threads cannot be read: %v", err), false
+		return 0, 0, fmt.Sprintf("its threads cannot be read: %v", err), false
 	}
 	var buf [512]byte
 	for _, name := range names {
@@ -116,26 +117,54 @@ func threads(self, mon int) (n int, why string, transient bool) {
 			continue
 		}
 		n++
-		if tid == self || tid == mon {
+		if tid == self {
 			continue
 		}
-		b, err := readSyscall(name, buf[:])
+		b, err := readTask(name, "syscall", buf[:])
+		if err == nil {
+			if tid == mon {
+				// Its runs are not counted; but a thread taken for it
+				// that waits in the network poller keeps the process
+				// awake all the same.
+				if why := monitoring(tid, b); why != "" {
+					return 0, 0, why, false
+				}
+				continue
+			}
+			if why, transient := sleeping(tid, b); why != "" {
+				return 0, 0, why, transient
+			}
+			b, err = readTask(name, "schedstat", buf[:])
+		}
 		if err != nil {
 			if err == unix.ENOENT || err == unix.ESRCH {
-				return 0, fmt.Sprintf("thread %d ended while read", tid), true
+				return 0, 0, fmt.Sprintf("thread %d ended while read", tid), true
 			}
-			return 0, fmt.Sprintf("thread %d cannot be read: %v", tid, err), false
+			return 0, 0, fmt.Sprintf("thread %d cannot be read: %v", tid, err), false
 		}
-		if why, transient := sleeping(tid, b); why != "" {
-			return 0, why, transient
+		r, ok := timesRun(b)
+		if !ok {
+			return 0, 0, fmt.Sprintf("thread %d: schedstat file %.60q", tid, b), false
 		}
+		runs += r
 	}
-	return n, "", false
+	return n, runs, "", false
 }
 
-// readSyscall reads /proc/self/task/<tid>/syscall into buf.
-func readSyscall(tid string, buf []byte) ([]byte, error) {
-	fd, err := unix.Open("/proc/self/task/"+tid+"/syscall", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+// timesRun reads the third field of a schedstat file ("run_time wait_time
+// timeslices"): how many times the thread was scheduled.
+func timesRun(b []byte) (uint64, bool) {
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(f[2], 10, 64)
+	return v, err == nil
+}
+
+// readTask reads /proc/self/task/<tid>/<file> into buf.
+func readTask(tid, file string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open("/proc/self/task/"+tid+"/"+file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +174,32 @@ func readSyscall(tid string, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf[:n], nil
+}
+
+// monitoring says why thread tid, taken for the runtime's monitor, whose
+// /proc syscall file reads b, is not doing what the monitor does: running,
+// sleeping (nanosleep, or futex), or polling the network without waiting
+// (epoll_pwait with a timeout of 0).
+func monitoring(tid int, b []byte) string {
+	f := strings.Fields(string(b))
+	if len(f) == 0 || f[0] == "running" {
+		return ""
+	}
+	nr, err := strconv.Atoi(f[0])
+	if err != nil {
+		return fmt.Sprintf("thread %d: syscall file %.40q", tid, b)
+	}
+	switch {
+	case nr == unix.SYS_NANOSLEEP || nr == unix.SYS_CLOCK_NANOSLEEP || nr == unix.SYS_FUTEX:
+		return ""
+	case nr == unix.SYS_EPOLL_PWAIT && len(f) > 4 && (f[4] == "0x0" || f[4] == "0"):
+		return ""
+	}
+	why, _ := sleeping(tid, b)
+	if why == "" {
+		why = fmt.Sprintf("thread %d is in system call %d", tid, nr)
+	}
+	return why
 }
 
 // sleeping says why thread tid, whose /proc syscall file reads b ("running",

@@ -46,6 +46,29 @@ func TestSleeping(t *testing.T) {
 	}
 }
 
+// TestMonitoring: the thread taken for the runtime's monitor may run,
+// sleep or poll the network without waiting; waiting in the poller, it is
+// not the monitor, and keeps the process awake.
+func TestMonitoring(t *testing.T) {
+	futex, nanosleep, epoll := unix.SYS_FUTEX, unix.SYS_NANOSLEEP, unix.SYS_EPOLL_PWAIT
+	for _, tc := range []struct {
+		file string
+		ok   bool
+	}{
+		{"running\n", true},
+		{fmt.Sprintf("%d 0xc000 0x0 0x0 0x0 0x0 0x0 0x7ffd 0x48f083\n", nanosleep), true},
+		{fmt.Sprintf("%d 0x586820 0x80 0x0 0xc000ea0 0x0 0x0 0x7ffd 0x48f083\n", futex), true},
+		{fmt.Sprintf("%d 0x6 0xc000 0x80 0x0 0x0 0x0 0x7ffd 0x40a78e\n", epoll), true},
+		{fmt.Sprintf("%d 0x6 0xc000 0x80 0xea5f 0x0 0x0 0x7ffd 0x40a78e\n", epoll), false},
+		{fmt.Sprintf("%d 0x6 0xc000 0x80 0xffffffff 0x0 0x0 0x7ffd 0x40a78e\n", epoll), false},
+		{"0 0x3 0xc000 0x1 0x0 0x0 0x0 0x7ffd 0x40a78e\n", false},
+	} {
+		if why := monitoring(7, []byte(tc.file)); (why == "") != tc.ok {
+			t.Errorf("monitoring(%q) = %q; want ok %v", tc.file, why, tc.ok)
+		}
+	}
+}
+
 // TestStartTime reads field 22 of a stat file whose command has spaces and
 // parentheses.
 func TestStartTime(t *testing.T) {
@@ -62,6 +85,19 @@ func TestStartTime(t *testing.T) {
 		got, ok := startTime([]byte(tc.stat))
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("startTime(%q) = %d, %v; want %d, %v", tc.stat, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestTimesRun reads the third field of a schedstat file.
+func TestTimesRun(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want uint64
+		ok   bool
+	}{{"20594929 123 1571\n", 1571, true}, {"1 2\n", 0, false}, {"1 2 x\n", 0, false}} {
+		if got, ok := timesRun([]byte(tc.file)); got != tc.want || ok != tc.ok {
+			t.Errorf("timesRun(%q) = %d, %v; want %d, %v", tc.file, got, ok, tc.want, tc.ok)
 		}
 	}
 }
@@ -91,7 +127,7 @@ func TestMonitor(t *testing.T) {
 	if m == unix.Getpid() || m == unix.Gettid() {
 		t.Errorf("monitor() = %d: the main thread or the caller's", m)
 	}
-	if _, err := readSyscall(fmt.Sprint(m), make([]byte, 512)); err != nil {
+	if _, err := readTask(fmt.Sprint(m), "syscall", make([]byte, 512)); err != nil {
 		t.Errorf("monitor() = %d, not a thread of this process: %v", m, err)
 	}
 }

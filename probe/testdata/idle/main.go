@@ -3,6 +3,8 @@
 // something outside the program wakes, the way its argument says:
 //
 //	sleep      a goroutine sleeps (time.Sleep)
+//	ticker     a goroutine wakes every millisecond (time.Ticker), or
+//	           every DURATION of a second argument
 //	timerchan  a goroutine waits on a timer's channel (time.After)
 //	afterfunc  a time.AfterFunc is pending; no goroutine waits on it
 //	deadline   a goroutine waits for a context's deadline
@@ -30,7 +32,7 @@ import (
 func main() {
 	watch := func(l deadcheck.Look) {
 		if l.Asleep {
-			fmt.Println("look asleep")
+			fmt.Println("look asleep, runs", l.Runs, l.Sig)
 		} else {
 			fmt.Println("look awake:", l.Why)
 		}
@@ -45,6 +47,15 @@ func main() {
 	switch os.Args[1] {
 	case "sleep":
 		go time.Sleep(long)
+	case "ticker":
+		every := time.Millisecond
+		if len(os.Args) > 2 {
+			every, _ = time.ParseDuration(os.Args[2])
+		}
+		go func() {
+			for range time.Tick(every) {
+			}
+		}()
 	case "timerchan":
 		go func() { <-time.After(long) }()
 	case "afterfunc":
