@@ -224,11 +224,16 @@ type blockedLooks struct {
 
 // maxRuns is how many times the program's threads may have been scheduled
 // between two looks that agree it is asleep: the runtime wakes one or two
-// of its own each time the loop waits (deadcheck.Look.Runs); a timer that
-// falls due while a look reads, in the heap of the processor the loop
-// holds (which no thread waits for meanwhile), runs more than that if it
-// fires every 50 ms or more often, which it must to be caught so twice.
-const maxRuns = 8
+// of its own each time the loop waits (deadcheck.Look.Runs: 1 to 3 between
+// two looks at a deadlocked program, measured). A timer in the heap of the
+// processor the loop holds, which no thread waits for meanwhile, can make
+// a look see the program asleep if it falls due while the look reads, or
+// if it fired just as the loop woke (then the loop got its processor from
+// the run queue: common with GOMAXPROCS=1 and a ticker of 10 ms); firing
+// more than maxRuns times between two looks, it is told apart; firing
+// less often, it is caught so twice in a row only by chance (each look
+// reads for some 100 µs).
+const maxRuns = 4
 
 // lookBlocked looks whether the program is deadlocked (deadcheck), unless
 // a request is being served (its connection waits in the runtime's poller,
