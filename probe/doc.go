@@ -83,7 +83,8 @@
 // every thread but the loop's and the runtime's monitor sleeps in futex(2)
 // or nanosleep(2), so none waits in the network poller for I/O or a
 // pending timer). When two looks in a row find the program so, and the
-// same, the probe says so on stderr, naming each drop-in mutex awaited,
+// same (no goroutine made, its threads scheduled a few times at most in
+// between), the probe says so on stderr, naming each drop-in mutex awaited,
 // its holder and where it was locked, and stands down: it closes its
 // socket and ends its goroutines (keeping its registry), and the runtime
 // ends the program at once with its own message, status and stacks. A
