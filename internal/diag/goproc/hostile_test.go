@@ -58,8 +58,8 @@ func (m *hostileMem) ReadPieces(ps []Piece) error {
 }
 
 // TestHostileMemory reads images of garbage with a real binary: each read
-// ends, without a panic, within its byte budget, with an image or an
-// error.
+// (Read, Count) ends, without a panic, within its byte budget, with an
+// image or an error.
 func TestHostileMemory(t *testing.T) {
 	exe := filepath.Join(t.TempDir(), "target")
 	cmd := exec.Command("go", "build", "-o", exe, "./testdata/target")
@@ -86,6 +86,11 @@ func TestHostileMemory(t *testing.T) {
 			default:
 				t.Logf("variant %d: %d goroutines, %d locks, %d inconsistent", v, len(img.Goroutines), len(img.Locks), img.Inconsistent)
 			}
+		}
+		if c, err := p.Count(context.Background()); err != nil {
+			t.Logf("variant %d: count: %v", v, err)
+		} else {
+			t.Logf("variant %d: count: %+v", v, c)
 		}
 	}
 }

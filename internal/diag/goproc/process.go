@@ -313,22 +313,12 @@ func (p *Process) checkSame() error {
 // target keeps running; the Image is consistent per goroutine (see the
 // package comment), not a stop-the-world snapshot.
 func (p *Process) Read(ctx context.Context) (*Image, error) {
-	if err := p.checkSame(); err != nil {
-		return nil, err
-	}
-	r := &reader{mem: p.mem, budget: p.opts.MaxBytes, near: &p.near}
-	img, err := p.read(ctx, r)
-	if err == nil {
-		err = r.err
-	}
+	var img *Image
+	err := p.reading(func(r *reader) (err error) {
+		img, err = p.read(ctx, r)
+		return err
+	})
 	if err != nil {
-		if errors.Is(err, ErrExited) || p.checkSame() != nil {
-			return nil, fmt.Errorf("pid %d: %w", p.PID, ErrExited)
-		}
-		return nil, err
-	}
-	// A target that exec'd mid-read gave bytes of another program.
-	if err := p.checkSame(); err != nil {
 		return nil, err
 	}
 	return img, nil
