@@ -89,6 +89,18 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	if pcln == nil || b.text == nil {
 		return nil, fmt.Errorf("%s: %w: no .gopclntab", path, ErrNotGo)
 	}
+	if quick {
+		// A quick look reads the tables of any binary in bounded memory.
+		size := pcln.Size
+		for _, name := range []string{".symtab", ".strtab"} {
+			if s := f.Section(name); s != nil {
+				size += s.Size
+			}
+		}
+		if size > quickTablesMax {
+			return nil, fmt.Errorf("%s: its tables (.gopclntab and symbols) are %d MiB, more than a quick look reads (%d MiB): 'lockwatch attach PID' reads it", path, size>>20, quickTablesMax>>20)
+		}
+	}
 	data, err := pcln.Data()
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading .gopclntab: %v", path, err)
@@ -216,6 +228,12 @@ func layoutDWARF(f *elf.File) (Layout, error) {
 	}
 	return Layout{}, errors.New("unreachable")
 }
+
+// quickTablesMax bounds the bytes of a binary's tables (.gopclntab, and
+// its symbols with their names) that a quick look (Options.Quick, lockwatch
+// ps) reads: those of a binary of about 200 MB. The memory they take is
+// about one and a half times their size.
+const quickTablesMax = 64 << 20
 
 // maxDebugInfo bounds the .debug_info decompressed (its header says its
 // size): a larger one is refused rather than read.
