@@ -186,9 +186,24 @@ func cleanEnv() []string {
 // expectLine reads a line and fails unless it is want.
 func expectLine(t testing.TB, r *bufio.Reader, want string) {
 	t.Helper()
-	line, err := r.ReadString('\n')
-	if strings.TrimSpace(line) != want {
-		t.Fatalf("child said %q (%v); want %q", line, err, want)
+	type said struct {
+		line string
+		err  error
+	}
+	c := make(chan said, 1)
+	go func() { // ends when the child says a line, or ends (child's cleanup)
+		line, err := r.ReadString('\n')
+		c <- said{line, err}
+	}()
+	select {
+	case s := <-c:
+		if strings.TrimSpace(s.line) != want {
+			t.Fatalf("child said %q (%v); want %q", s.line, s.err, want)
+		}
+	case <-time.After(3 * probablyStillBlocked):
+		// A child that never says its line fails its test here, rather
+		// than hanging the whole run until go test's -timeout.
+		t.Fatalf("child said nothing in %v; want %q", 3*probablyStillBlocked, want)
 	}
 }
 

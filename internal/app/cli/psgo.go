@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"time"
@@ -86,6 +87,10 @@ func goProcesses(ctx context.Context) []psGo {
 		c, err := p.Count(rctx)
 		cancel()
 		p.Close()
+		// Its binary's tables are garbage now: collected before the next
+		// process's are read, ps's peak is that of the largest binary,
+		// not of two.
+		runtime.GC()
 		if err != nil {
 			g.Error = oneLine(err.Error())
 			out = append(out, g)

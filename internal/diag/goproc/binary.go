@@ -89,19 +89,11 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	if pcln == nil || b.text == nil {
 		return nil, fmt.Errorf("%s: %w: no .gopclntab", path, ErrNotGo)
 	}
-	if quick {
-		// A quick look reads the tables of any binary in bounded memory.
-		size := pcln.Size
-		for _, name := range []string{".symtab", ".strtab"} {
-			if s := f.Section(name); s != nil {
-				size += s.Size
-			}
-		}
-		if size > quickTablesMax {
-			return nil, fmt.Errorf("%s: its tables (.gopclntab and symbols) are %d MiB, more than a quick look reads (%d MiB): 'lockwatch attach PID' reads it", path, size>>20, quickTablesMax>>20)
-		}
+	if quick && pcln.Size > quickPclntabMax {
+		// A quick look reads any binary in bounded memory.
+		return nil, fmt.Errorf("%s: its .gopclntab is %d MiB, more than a quick look reads (%d MiB): 'lockwatch attach PID' reads it", path, pcln.Size>>20, quickPclntabMax>>20)
 	}
-	data, err := pcln.Data()
+	data, err := sectionData(file, pcln)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading .gopclntab: %v", path, err)
 	}
@@ -128,8 +120,13 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 		b.layout.WaitReasons = L.WaitReasons // read from memory when the symbol is there
 	}
 
-	syms, err := f.Symbols()
-	if err != nil || len(syms) == 0 {
+	var syms []elf.Symbol
+	if quick {
+		// The runtime's symbols only, a chunk at a time: no data
+		// symbols, so no global lock is named.
+		syms, err = runtimeSymbols(f)
+		b.Stripped = err != nil
+	} else if syms, err = f.Symbols(); err != nil || len(syms) == 0 {
 		b.Stripped = true
 	}
 	for _, s := range syms {
@@ -143,6 +140,24 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	sort.Slice(b.objs, func(i, j int) bool { return b.objs[i].Value < b.objs[j].Value })
 	if s, ok := b.syms["go:func.*"]; ok {
 		b.tab.gofunc = s.Value
+	}
+	return b, nil
+}
+
+// sectionData reads section s of the binary in one piece of its size
+// (debug/elf's Data grows its buffer as it reads, to twice the size at
+// times), once the file is known to hold it.
+func sectionData(file *os.File, s *elf.Section) ([]byte, error) {
+	fi, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if s.Type == elf.SHT_NOBITS || s.Flags&elf.SHF_COMPRESSED != 0 || s.Offset > uint64(fi.Size()) || s.Size > uint64(fi.Size())-s.Offset {
+		return nil, fmt.Errorf("the section of %d bytes at %d is not in the file of %d bytes, or compressed", s.Size, s.Offset, fi.Size())
+	}
+	b := make([]byte, s.Size)
+	if _, err := file.ReadAt(b, int64(s.Offset)); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -229,11 +244,10 @@ func layoutDWARF(f *elf.File) (Layout, error) {
 	return Layout{}, errors.New("unreachable")
 }
 
-// quickTablesMax bounds the bytes of a binary's tables (.gopclntab, and
-// its symbols with their names) that a quick look (Options.Quick, lockwatch
-// ps) reads: those of a binary of about 200 MB. The memory they take is
-// about one and a half times their size.
-const quickTablesMax = 64 << 20
+// quickPclntabMax bounds the .gopclntab that a quick look (Options.Quick,
+// lockwatch ps) reads whole: a binary of about 200 MB has one of 64 MiB.
+// The symbol table is read a chunk at a time (runtimeSymbols).
+const quickPclntabMax = 64 << 20
 
 // maxDebugInfo bounds the .debug_info decompressed (its header says its
 // size): a larger one is refused rather than read.

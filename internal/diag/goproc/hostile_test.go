@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 )
 
@@ -61,13 +58,7 @@ func (m *hostileMem) ReadPieces(ps []Piece) error {
 // (Read, Count) ends, without a panic, within its byte budget, with an
 // image or an error.
 func TestHostileMemory(t *testing.T) {
-	exe := filepath.Join(t.TempDir(), "target")
-	cmd := exec.Command("go", "build", "-o", exe, "./testdata/target")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	b, err := OpenBinary(exe)
+	b, err := OpenBinary(buildTarget(t))
 	if err != nil {
 		t.Fatal(err)
 	}

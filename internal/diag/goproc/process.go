@@ -43,9 +43,10 @@ type Options struct {
 	// Quick is for a quick look at many processes (lockwatch ps): the
 	// runtime's layout comes from the table of known releases when the
 	// binary's release is in it, rather than from its DWARF (which costs
-	// tens to hundreds of milliseconds to read in a large binary), and a
-	// binary whose tables are larger than quickTablesMax (64 MiB) is not
-	// read (Attach says so).
+	// tens to hundreds of milliseconds to read in a large binary); of the
+	// symbol table, only the runtime's symbols are read, a chunk at a time
+	// (no global lock is named), and a binary whose .gopclntab is larger
+	// than quickPclntabMax (64 MiB) is not read (Attach says so).
 	Quick bool
 	// NoStacks reads the goroutines and their waits without their stacks
 	// (no frames, no inferred holders): a quick count (lockwatch ps).
