@@ -34,9 +34,13 @@ func runtimeSymbols(f *elf.File) ([]elf.Symbol, error) {
 	at := map[uint32]string{}
 	buf := make([]byte, symChunk+longest)
 	for off := uint64(0); off < strtab.Size; off += symChunk {
-		n, err := strtab.ReadAt(buf[:min(uint64(len(buf)), strtab.Size-off)], int64(off))
+		want := min(uint64(len(buf)), strtab.Size-off)
+		n, err := strtab.ReadAt(buf[:want], int64(off))
 		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
+		}
+		if n == 0 {
+			break // the file ends before the section its header describes
 		}
 		b := buf[:n]
 		for name := range runtimeSyms {

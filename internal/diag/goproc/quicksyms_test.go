@@ -1,7 +1,9 @@
 package goproc
 
 import (
+	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +16,8 @@ import (
 // those f.Symbols finds among all, in the target's binary (go test strips
 // its own).
 func TestRuntimeSymbols(t *testing.T) {
-	f, err := elf.Open(buildTarget(t))
+	exe := buildTarget(t)
+	f, err := elf.Open(exe)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +45,31 @@ func TestRuntimeSymbols(t *testing.T) {
 	byName(got)
 	if len(want) < 3 || !reflect.DeepEqual(got, want) {
 		t.Errorf("runtimeSymbols:\n%+v\nf.Symbols' runtime symbols:\n%+v", got, want)
+	}
+
+	// Headers that say the names' table and the symbol table run for a
+	// terabyte, past the file's end: read as far as the file goes, at once.
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shoff := binary.LittleEndian.Uint64(data[0x28:])
+	for i, s := range f.Sections {
+		if s.Name == ".strtab" || s.Name == ".symtab" {
+			binary.LittleEndian.PutUint64(data[shoff+uint64(i)*64+32:], 1<<40) // Elf64_Shdr.sh_size
+		}
+	}
+	h, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = runtimeSymbols(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName(got)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("runtimeSymbols of tables a terabyte long:\n%+v\nwant:\n%+v", got, want)
 	}
 }
 
