@@ -100,7 +100,7 @@ func (r *reader) waitRan(pid int, ino uint64, cache map[int][]thread) int64 {
 	found := false
 	for i := range ts {
 		fd, _, ok := ts[i].lockWait()
-		if !ok || !r.onInode(pid, fd, ino) {
+		if !ok || !r.onFd(pid, fd, ino) {
 			continue
 		}
 		if ts[i].ran < 0 {
@@ -118,14 +118,4 @@ func (r *reader) waitRan(pid int, ino uint64, cache map[int][]thread) int64 {
 		return ts[0].ran
 	}
 	return -1
-}
-
-// onInode reports whether pid's descriptor fd is open on inode ino.
-func (r *reader) onInode(pid, fd int, ino uint64) bool {
-	for _, ref := range r.fds[pid] {
-		if ref.fd == fd && ref.ino == ino {
-			return true
-		}
-	}
-	return false
 }
