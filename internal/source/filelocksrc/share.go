@@ -260,6 +260,9 @@ func (r *reader) scanCompare(ctx context.Context, refs []ofdRef, known map[int]*
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if slices.ContainsFunc(results, func(res result) bool { return errors.Is(res.err, errRefGone) }) {
+		return r.scanAll(ctx, want)
+	}
 	for i, pid := range pids {
 		res := &results[i]
 		r.add(pid, res.refs, res.t, res.err)
@@ -302,10 +305,32 @@ func (r *reader) compareFds(pid int, refs []ofdRef, ids []refID, inodes map[uint
 	}
 	sameRefs := prev != nil && slices.Equal(prev.refs, ids)
 	t.refs, t.match = ids, make([]int8, len(t.fds))
+	// A process is not compared with its own references: it holds their
+	// locks through them already (its other descriptors on the same open
+	// file would add no holder).
+	others, at := refs, []int(nil)
+	if slices.ContainsFunc(refs, func(ref ofdRef) bool { return ref.ref.pid == pid }) {
+		others = nil
+		for j, ref := range refs {
+			if ref.ref.pid != pid {
+				others, at = append(others, ref), append(at, j)
+			}
+		}
+	}
 	var out []fdRef
 	var which []int8
+	matched := func(i, j int) {
+		t.match[i] = int8(j)
+		ref := refs[j].ref
+		out = append(out, fdRef{pid: pid, fd: t.fds[i], dev: ref.dev, ino: ref.ino})
+		which = append(which, int8(j))
+	}
 	for i, fd := range t.fds {
 		t.match[i] = -1
+		if j := slices.IndexFunc(refs, func(ref ofdRef) bool { return ref.ref.pid == pid && ref.ref.fd == fd }); j >= 0 {
+			matched(i, j)
+			continue
+		}
 		if f, ok := files[fd]; ok && !inodes[f[1]] {
 			continue
 		}
@@ -315,25 +340,29 @@ func (r *reader) compareFds(pid int, refs []ofdRef, ids []refID, inodes map[uint
 		if sameRefs && prev.match[i] < 0 {
 			continue
 		}
-		j, err := search(pid, fd, refs)
+		j, err := search(pid, fd, others)
 		if err != nil {
 			switch {
+			case errors.Is(err, errRefGone), errors.Is(err, unix.ESRCH):
+				return nil, nil, nil, err // a reference closed; or pid gone
 			case errors.Is(err, unix.EBADF):
 				continue // closed meanwhile
-			case errors.Is(err, unix.ESRCH):
-				return nil, nil, nil, err // gone
 			}
 			return nil, nil, nil, errCompare
 		}
 		if j >= 0 {
-			t.match[i] = int8(j)
-			ref := refs[j].ref
-			out = append(out, fdRef{pid: pid, fd: fd, dev: ref.dev, ino: ref.ino})
-			which = append(which, int8(j))
+			if at != nil {
+				j = at[j]
+			}
+			matched(i, j)
 		}
 	}
 	return out, which, t, nil
 }
+
+// errRefGone says a reference was closed while descriptors were compared
+// with it: the comparison is read again by naming every file.
+var errRefGone = errors.New("a reference descriptor was closed")
 
 // search finds the reference whose open file pid's descriptor fd is, by
 // a binary search in the kernel's order: its index, or -1.
@@ -341,7 +370,16 @@ func search(pid, fd int, refs []ofdRef) (int, error) {
 	lo, hi := 0, len(refs)
 	for lo < hi {
 		mid := (lo + hi) / 2
-		c, err := kcmpFile(pid, fd, refs[mid].ref.pid, refs[mid].ref.fd)
+		ref := refs[mid].ref
+		c, err := kcmpFile(pid, fd, ref.pid, ref.fd)
+		if errors.Is(err, unix.EBADF) {
+			// Which of the two is closed? A closed reference makes every
+			// comparison with it fail.
+			if c, err := kcmpFile(ref.pid, ref.fd, ref.pid, ref.fd); err != nil || c != 0 {
+				return -1, errRefGone
+			}
+			return -1, unix.EBADF
+		}
 		if err != nil {
 			return -1, err
 		}
