@@ -36,7 +36,9 @@ func (s *Source) since(r *reader, ms []*model, taken time.Time) {
 	defer s.mu.Unlock()
 	n := 0
 	for _, m := range ms {
-		n += len(m.lock.Holders) + len(m.lock.Waiters)
+		if len(m.lock.Waiters) > 0 {
+			n += len(m.lock.Holders) + len(m.lock.Waiters)
+		}
 	}
 	next := make(map[seenKey]seen, n)
 	threads := map[int][]thread{}
@@ -65,6 +67,12 @@ func (s *Source) since(r *reader, ms []*model, taken time.Time) {
 			h := &l.Holders[i]
 			if h.ID.IsZero() {
 				continue // a holder nobody can name: no time either
+			}
+			if len(l.Waiters) == 0 {
+				// Seen now; and not remembered: only a waiter seen at this
+				// read and the next can carry a holder's time over.
+				h.Since = taken
+				continue
 			}
 			key := seenKey{lock: m.id, pid: h.PID, start: h.Start}
 			h.Since = taken
