@@ -372,13 +372,13 @@ func search(pid, fd int, refs []ofdRef) (int, error) {
 		mid := (lo + hi) / 2
 		ref := refs[mid].ref
 		c, err := kcmpFile(pid, fd, ref.pid, ref.fd)
-		if errors.Is(err, unix.EBADF) {
-			// Which of the two is closed? A closed reference makes every
-			// comparison with it fail.
-			if c, err := kcmpFile(ref.pid, ref.fd, ref.pid, ref.fd); err != nil || c != 0 {
+		if errors.Is(err, unix.EBADF) || errors.Is(err, unix.ESRCH) {
+			// Which of the two is closed, or gone? A reference closed
+			// (or its process gone) makes every comparison with it fail.
+			if c, rerr := kcmpFile(ref.pid, ref.fd, ref.pid, ref.fd); rerr != nil || c != 0 {
 				return -1, errRefGone
 			}
-			return -1, unix.EBADF
+			return -1, err
 		}
 		if err != nil {
 			return -1, err

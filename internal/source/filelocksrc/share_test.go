@@ -2,6 +2,7 @@ package filelocksrc
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -312,5 +313,31 @@ func TestShareRetakenBetweenReads(t *testing.T) {
 	got, _ = holdersOf(t, s, path)
 	if want := []int{os.Getpid()}; !slices.Equal(got, want) {
 		t.Fatalf("holders %v after the lock was taken again through another open file at fd %d; want %v (pid %d shares the old one)", got, fd, want, child)
+	}
+}
+
+// A reference closed, or whose process is gone, fails every comparison
+// with it: search says so (the read then names every file instead), never
+// that the descriptor compared is on none of the references.
+func TestSearchReferenceGone(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	g, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := int(g.Fd())
+	g.Close()
+	me := os.Getpid()
+	for _, ref := range []fdRef{{pid: me, fd: closed}, {pid: goneProcess(t), fd: 0}} {
+		if _, err := search(me, int(f.Fd()), []ofdRef{{ref: ref}}); !errors.Is(err, errRefGone) {
+			t.Errorf("search against %+v: %v; want errRefGone", ref, err)
+		}
+	}
+	if j, err := search(me, int(f.Fd()), []ofdRef{{ref: fdRef{pid: me, fd: int(f.Fd())}}}); j != 0 || err != nil {
+		t.Errorf("search of a reference's own descriptor: %d, %v; want 0", j, err)
 	}
 }
