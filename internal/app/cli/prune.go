@@ -37,12 +37,11 @@ func (a *app) pruneCmd() *cobra.Command {
 		Use:   "prune",
 		Short: "Remove this user's ended runs",
 		Long: `prune removes the run directories under the default root (and its private
-fallbacks, see ps) whose processes
-have all ended: those that ended cleanly, and directories that no process
-ever joined (after a minute). A run that ended with something to diagnose (a
-process that died, a lock still held) is kept, so that 'lockwatch attach'
-can still read it, unless --all. A run with a live process, or named by a
-live process's LOCKWATCH_DIR, is never removed.`,
+fallbacks, see ps) whose processes have all ended: those that ended cleanly,
+and directories that no process ever joined (after a minute). A run that
+ended with something to diagnose (a process that died, a lock still held) is
+kept, so that 'lockwatch attach' can still read it, unless --all. A run with
+a live process, or named by a live process's LOCKWATCH_DIR, is never removed.`,
 		Example: `  lockwatch prune             # remove the ended runs with nothing to diagnose
   lockwatch prune --dry-run   # say what would be removed
   lockwatch prune --all       # remove every ended run, findings or not`,
