@@ -419,8 +419,8 @@ func writeLifetimes(b *testing.B, cli *clientv3.Client, k keys, n int) {
 			clientv3.OpPut(k.proc(pk), mustJSON(ProcessRecord{ID: id, Role: "worker", Command: "worker --id " + strconv.Itoa(i), Lease: lease, TTL: 10, Registered: now})),
 			clientv3.OpPut(k.alive(pk), fmt.Sprintf("%x", lease)),
 			clientv3.OpPut(k.stack(pk, 1), mustJSON(stackValue{Frames: []stackdump.Frame{{Func: "main.work", File: "main.go", Line: 42}}})),
-			clientv3.OpPut(k.lockDir("q")+leaf, mustJSON(rec)),
-			clientv3.OpPut(k.shadowDir("q")+leaf, mustJSON(rec)),
+			clientv3.OpPut(k.lockDir("q")+leaf, encodeHolder(&rec)),
+			clientv3.OpPut(k.shadowDir("q")+leaf, encodeHolder(&rec)),
 		)
 		for s := range 8 {
 			ops = append(ops, clientv3.OpPut(k.event(pk, uint64(s)), mustJSON(EventRecord{Seq: uint64(s), Kind: EventRelease, Lock: "q", ID: id, Goroutine: 1, Stack: 1, Time: now, Token: int64(i)})))

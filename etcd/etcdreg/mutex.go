@@ -37,6 +37,10 @@ type Mutex struct {
 	r      *Registry
 	name   string
 	policy Policy
+	// The lock's key prefixes, made once: its contenders', its shadows'.
+	lockDir, shadowDir string
+	// free is Lock's comparison: no contender key, no shadow.
+	free []clientv3.Cmp
 
 	mu   sync.Mutex
 	hold *hold // this process's hold; nil when it does not hold the lock
@@ -114,7 +118,16 @@ func (s *successor) markOp(now time.Time) clientv3.Op {
 	return clientv3.OpTxn([]clientv3.Cmp{
 		clientv3.Compare(clientv3.CreateRevision(s.key), "=", s.rev),
 		clientv3.Compare(clientv3.ModRevision(s.shadow), "=", s.rev),
-	}, []clientv3.Op{clientv3.OpPut(s.shadow, mustJSON(rec))}, nil)
+	}, []clientv3.Op{clientv3.OpPut(s.shadow, encodeHolder(&rec))}, nil)
+}
+
+// leafName is the leaf of contender key number slot under lease: the
+// lease in hex, "-", the number.
+func leafName(lease clientv3.LeaseID, slot uint64) string {
+	var b [40]byte
+	l := strconv.AppendInt(b[:0], int64(lease), 16)
+	l = append(l, '-')
+	return string(strconv.AppendUint(l, slot, 10))
 }
 
 // Name returns the lock's name.
@@ -283,14 +296,15 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 			return nil, err
 		}
 		slot := m.takeSlot(lease)
-		leaf := fmt.Sprintf("%x-%d", int64(lease), slot)
-		a := &attempt{m: m, leaf: leaf, slot: slot, key: r.k.lockDir(m.name) + leaf, shadow: r.k.shadowDir(m.name) + leaf,
+		leaf := leafName(lease, slot)
+		a := &attempt{m: m, leaf: leaf, slot: slot, key: m.lockDir + leaf, shadow: m.shadowDir + leaf,
 			lease: lease, lost: lost, done: done, g: g, st: st}
 		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
-		a.val = mustJSON(a.rec)
-		// The same record with Held set (its last field, false in rec): what
-		// mustJSON of it writes, without encoding it twice.
-		a.heldVal = a.val[:len(a.val)-1] + `,"held":true}`
+		val := appendHolder(make([]byte, 0, 96), &a.rec)
+		a.val = string(val)
+		// The same record with Held set: its flag, the only difference.
+		val[flagsAt] |= flagHeld
+		a.heldVal = string(val)
 		delay := 20 * time.Millisecond
 		for {
 			stackOps, written := r.stackOps(st.id, st.pcs)
@@ -313,10 +327,7 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease), clientv3.WithPrevKV()),
 				clientv3.OpPut(a.shadow, ""),
 			}, stackOps...)
-			resp, err := r.cli.Txn(ctx).If(
-				clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "=", 0).WithPrefix(),
-				clientv3.Compare(clientv3.CreateRevision(r.k.shadowDir(m.name)), "=", 0).WithPrefix(),
-			).Then(then...).Else(els...).Commit()
+			resp, err := r.cli.Txn(ctx).If(m.free...).Then(then...).Else(els...).Commit()
 			if err != nil {
 				// The transaction may have been applied though its answer
 				// was lost: the next try finds the key ours; a caller who
@@ -563,7 +574,7 @@ func (a *attempt) orphans(shadows []*mvccpb.KeyValue, waiters map[string]bool) [
 			continue
 		}
 		var rec HolderRecord
-		if decode(kv.Value, &rec) != nil || !rec.Held {
+		if decodeHolder(kv.Value, &rec) != nil || !rec.Held {
 			// A waiter that never held it: its expiry (it is gone,
 			// or it would be before us) frees nothing.
 			a.dropShadow(kv)
@@ -606,10 +617,10 @@ func (a *attempt) stall(ctx context.Context, expired []*mvccpb.KeyValue) {
 	r, m := a.m.r, a.m
 	rec := a.rec
 	rec.Stalled = true
-	ops := []clientv3.Op{clientv3.OpPut(a.shadow, mustJSON(rec))}
+	ops := []clientv3.Op{clientv3.OpPut(a.shadow, encodeHolder(&rec))}
 	for _, kv := range expired {
 		var h HolderRecord
-		if decode(kv.Value, &h) != nil {
+		if decodeHolder(kv.Value, &h) != nil {
 			continue
 		}
 		died := r.k.died(m.name, kv.CreateRevision)
@@ -634,7 +645,7 @@ func (a *attempt) markedBy(shadows []*mvccpb.KeyValue) bool {
 			continue
 		}
 		var rec HolderRecord
-		return kv.CreateRevision == a.rev && decode(kv.Value, &rec) == nil && rec.Held
+		return kv.CreateRevision == a.rev && decodeHolder(kv.Value, &rec) == nil && rec.Held
 	}
 	return false
 }
@@ -650,7 +661,7 @@ func (a *attempt) successor(next, shadows []*mvccpb.KeyValue) *successor {
 	leaf := strings.TrimPrefix(string(kv.Key), a.m.r.k.lockDir(a.m.name))
 	shadow := a.m.r.k.shadowDir(a.m.name) + leaf
 	var rec HolderRecord
-	if decode(kv.Value, &rec) != nil || rec.ID.PID == 0 || rec.Held || rec.Stalled {
+	if decodeHolder(kv.Value, &rec) != nil || rec.ID.PID == 0 || rec.Held || rec.Stalled {
 		return nil // not etcdreg's
 	}
 	for _, sh := range shadows {
@@ -666,7 +677,7 @@ func (a *attempt) successor(next, shadows []*mvccpb.KeyValue) *successor {
 func (a *attempt) acquiredVal(now time.Time) string {
 	rec := a.rec
 	rec.Held, rec.Acquired = true, now
-	return mustJSON(rec)
+	return encodeHolder(&rec)
 }
 
 // markHeld writes the attempt's shadow as a holder's record (Held), if
@@ -705,7 +716,7 @@ func (a *attempt) recover(ctx context.Context, expired []*mvccpb.KeyValue) (bool
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
 		ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 		var h HolderRecord
-		if decode(kv.Value, &h) != nil {
+		if decodeHolder(kv.Value, &h) != nil {
 			continue
 		}
 		ops = append(ops, clientv3.OpPut(r.k.lost(m.name, procKey(h.ID)), mustJSON(LostRecord{ID: h.ID, Goroutine: h.Goroutine,
@@ -738,17 +749,17 @@ func (a *attempt) holderNow(ctx context.Context) (*HolderRecord, bool) {
 		sh, err := r.cli.Get(ctx, r.k.shadowDir(m.name), clientv3.WithFirstCreate()...)
 		if err == nil && len(sh.Kvs) == 1 && sh.Kvs[0].CreateRevision < a.rev {
 			var h HolderRecord
-			if decode(sh.Kvs[0].Value, &h) == nil && h.Held {
+			if decodeHolder(sh.Kvs[0].Value, &h) == nil && h.Held {
 				return &h, true
 			}
 		}
 		return nil, false
 	}
-	var h HolderRecord
-	if decode(kv.Value, &h) != nil {
+	h, ok := DecodeHolder(kv.Value)
+	if !ok {
 		return &HolderRecord{Lease: kv.Lease}, false // not etcdreg's: only its lease is known
 	}
-	return &h, false
+	return h, false
 }
 
 // pause waits delay (or until ctx ends) and returns the next, longer delay.
@@ -831,9 +842,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	carried, evs := r.carry(false)
 	resp, err := r.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.CreateRevision(h.key), "=", h.rev),
-	).Then(append(ops, carried...)...).Else(
-		clientv3.OpGet(h.shadow),
-	).Commit()
+	).Then(append(ops, carried...)...).Commit()
 	if err != nil {
 		r.putBack(evs)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
@@ -848,26 +857,19 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	}
 	r.putBack(evs)
 	// Our key is gone (our lease expired). If our shadow is still there,
-	// nobody took the lock from us: release it.
-	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 && kvs[0].CreateRevision == h.rev {
-		_, err := r.cli.Txn(ctx).If(
-			clientv3.Compare(clientv3.CreateRevision(h.shadow), "=", h.rev),
-		).Then(
-			clientv3.OpDelete(h.shadow),
-			clientv3.OpDelete(r.k.died(m.name, h.rev)),
-			clientv3.OpDelete(r.k.lost(m.name, r.pk)),
-			r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
-		).Commit()
-		if err != nil {
-			return unreachable("unlock "+strconv.Quote(m.name), err)
-		}
-	} else {
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, _ = r.cli.Txn(dctx).Then(
-			clientv3.OpDelete(r.k.lost(m.name, r.pk)),
-			r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
-		).Commit()
-		cancel()
+	// nobody took the lock from us: release it. (Read here rather than by
+	// the release's own transaction, whose proposal every release carries.)
+	ev := r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now))
+	lost := clientv3.OpDelete(r.k.lost(m.name, r.pk))
+	_, err = r.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(h.shadow), "=", h.rev),
+	).Then(
+		clientv3.OpDelete(h.shadow),
+		clientv3.OpDelete(r.k.died(m.name, h.rev)),
+		lost, ev,
+	).Else(lost, ev).Commit()
+	if err != nil {
+		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	m.clearHold(h)
 	return ErrLockLost

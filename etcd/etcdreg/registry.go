@@ -276,7 +276,11 @@ func (r *Registry) Mutex(name string) (*Mutex, error) {
 	if m, ok := r.mutexes[name]; ok {
 		return m, nil
 	}
-	m := &Mutex{r: r, name: name, policy: r.opts.Policy}
+	m := &Mutex{r: r, name: name, policy: r.opts.Policy, lockDir: r.k.lockDir(name), shadowDir: r.k.shadowDir(name)}
+	m.free = []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(m.lockDir), "=", 0).WithPrefix(),
+		clientv3.Compare(clientv3.CreateRevision(m.shadowDir), "=", 0).WithPrefix(),
+	}
 	r.mutexes[name] = m
 	return m, nil
 }
@@ -635,7 +639,7 @@ func (r *Registry) pruneEnded(ctx context.Context) error {
 	}
 	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
 		var h HolderRecord
-		if decode(kv.Value, &h) == nil {
+		if decodeHolder(kv.Value, &h) == nil {
 			keep[procKey(h.ID)] = true
 		}
 	}
@@ -705,7 +709,7 @@ func (r *Registry) carry(force bool) ([]clientv3.Op, []EventRecord) {
 	nb := uint64(max(1, r.opts.Events/8))
 	for rest := evs; len(rest) > 0; {
 		n := min(len(rest), maxBatch)
-		ops = append(ops, clientv3.OpPut(r.k.batch(r.pk, r.batchSeq%nb), mustJSON(rest[:n])))
+		ops = append(ops, clientv3.OpPut(r.k.batch(r.pk, r.batchSeq%nb), encodeBatch(rest[:n])))
 		r.batchSeq++
 		rest = rest[n:]
 	}
