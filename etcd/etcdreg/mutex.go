@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
@@ -40,7 +41,7 @@ type Mutex struct {
 	// The lock's key prefixes, made once: its contenders', its shadows'.
 	lockDir, shadowDir string
 	// free is Lock's comparison: no contender key, no shadow.
-	free []clientv3.Cmp
+	free []*pb.Compare
 
 	mu   sync.Mutex
 	hold *hold // this process's hold; nil when it does not hold the lock
@@ -112,13 +113,12 @@ type successor struct {
 
 // markOp is the release's conditional write of the successor's mark, at
 // now (the successor's Acquired).
-func (s *successor) markOp(now time.Time) clientv3.Op {
+func (s *successor) markOp(now time.Time) *pb.RequestOp {
 	rec := s.rec
 	rec.Held, rec.Acquired = true, now
-	return clientv3.OpTxn([]clientv3.Cmp{
-		clientv3.Compare(clientv3.CreateRevision(s.key), "=", s.rev),
-		clientv3.Compare(clientv3.ModRevision(s.shadow), "=", s.rev),
-	}, []clientv3.Op{clientv3.OpPut(s.shadow, encodeHolder(&rec))}, nil)
+	shadow := []byte(s.shadow)
+	return txnReq([]*pb.Compare{createdAt([]byte(s.key), nil, s.rev), modifiedAt(shadow, s.rev)},
+		[]*pb.RequestOp{putReq(shadow, appendHolder(nil, &rec), 0, false)}, nil)
 }
 
 // leafName is the leaf of contender key number slot under lease: the
@@ -249,8 +249,8 @@ type attempt struct {
 	lost        <-chan struct{} // closed when lease is lost
 	done        <-chan struct{} // the lease's Done
 	rec         HolderRecord
-	val         string
-	heldVal     string // val with Held set: the shadow of an owner
+	val         []byte
+	heldVal     []byte // val with Held set: the shadow of an owner
 	rev         int64  // the key's create revision, once queued
 	g           int64
 	st          callStack
@@ -300,11 +300,10 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 		a := &attempt{m: m, leaf: leaf, slot: slot, key: m.lockDir + leaf, shadow: m.shadowDir + leaf,
 			lease: lease, lost: lost, done: done, g: g, st: st}
 		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
-		val := appendHolder(make([]byte, 0, 96), &a.rec)
-		a.val = string(val)
+		a.val = appendHolder(make([]byte, 0, 96), &a.rec)
 		// The same record with Held set: its flag, the only difference.
-		val[flagsAt] |= flagHeld
-		a.heldVal = string(val)
+		a.heldVal = append([]byte(nil), a.val...)
+		a.heldVal[flagsAt] |= flagHeld
 		delay := 20 * time.Millisecond
 		for {
 			stackOps, written := r.stackOps(st.id, st.pcs)
@@ -319,15 +318,11 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 			// record there, marked Held. Its wait is logged with the event
 			// that ends its hold (or its timeout); the unexecuted branch is
 			// part of the proposal, so it is kept small.
-			then := append([]clientv3.Op{
-				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease)),
-				clientv3.OpPut(a.shadow, a.heldVal),
-			}, stackOps...)
-			els := append([]clientv3.Op{
-				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease), clientv3.WithPrevKV()),
-				clientv3.OpPut(a.shadow, ""),
-			}, stackOps...)
-			resp, err := r.cli.Txn(ctx).If(m.free...).Then(then...).Else(els...).Commit()
+			key, shadow := []byte(a.key), []byte(a.shadow)
+			resp, err := r.txn(ctx, &pb.TxnRequest{Compare: m.free,
+				Success: append([]*pb.RequestOp{putReq(key, a.val, lease, false), putReq(shadow, a.heldVal, 0, false)}, stackOps...),
+				Failure: append([]*pb.RequestOp{putReq(key, a.val, lease, true), putReq(shadow, nil, 0, false)}, stackOps...),
+			})
 			if err != nil {
 				// The transaction may have been applied though its answer
 				// was lost: the next try finds the key ours; a caller who
@@ -830,19 +825,15 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	}
 	g := curGoid()
 	now := time.Now()
-	ops := []clientv3.Op{
-		clientv3.OpDelete(h.key),
-		clientv3.OpDelete(h.shadow),
-	}
+	key := []byte(h.key)
+	ops := []*pb.RequestOp{deleteReq(key), deleteReq([]byte(h.shadow))}
 	if h.next != nil {
 		ops = append(ops, h.next.markOp(now))
 	}
 	// The release's own event is put off; this release carries those put
 	// off before it, once they have waited a little (a batch record).
 	carried, evs := r.carry(false)
-	resp, err := r.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(h.key), "=", h.rev),
-	).Then(append(ops, carried...)...).Commit()
+	resp, err := r.txn(ctx, &pb.TxnRequest{Compare: []*pb.Compare{createdAt(key, nil, h.rev)}, Success: append(ops, carried...)})
 	if err != nil {
 		r.putBack(evs)
 		return unreachable("unlock "+strconv.Quote(m.name), err)

@@ -193,13 +193,13 @@ const maxLockName = 4096
 // host), goroutine, stack, time, token, revision and, if it carries one,
 // its acquire (time, goroutine, revision, when it began to wait), as
 // varints.
-func encodeBatch(evs []EventRecord) string {
+func encodeBatch(evs []EventRecord) []byte {
 	b := make([]byte, 0, 64*len(evs)+len(batchMagic))
 	b = append(b, batchMagic...)
 	for i := range evs {
 		b = appendEvent(b, &evs[i])
 	}
-	return string(b)
+	return b
 }
 
 func appendEvent(b []byte, ev *EventRecord) []byte {
