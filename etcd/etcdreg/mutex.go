@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +17,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // A Mutex is a named lock shared by every process of a run, kept in etcd
@@ -212,29 +212,50 @@ func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 	return m.lock(ctx, false)
 }
 
-// callStack is the caller's stack and its id.
+// callStack is the stack of the caller of Lock (or TryLock) and its id.
 type callStack struct {
-	pcs []uintptr
-	id  uint64
+	s  record.Stack
+	id uint64
 }
 
-func captureStack(skip int) callStack {
-	var buf [32]uintptr
-	n := runtime.Callers(skip+1, buf[:])
-	h := fnv.New64a()
-	var b [8]byte
-	for _, pc := range buf[:n] {
-		for i := range b {
-			b[i] = byte(uint64(pc) >> (8 * i))
-		}
-		h.Write(b[:])
-	}
-	id := h.Sum64()
-	if id == 0 {
-		id = 1
-	}
-	return callStack{pcs: append([]uintptr(nil), buf[:n]...), id: id}
+// captureStack captures the stack from the caller of its caller (lock):
+// Lock or TryLock, unless inlined into their caller; the frames written
+// for it leave etcdreg's own out (ownFrames). It walks frame pointers
+// where the runtime keeps them and no C frames can be on the stack (a
+// binary without cgo), about 40x cheaper than runtime.Callers, which
+// unwinds every frame from tables and which it calls otherwise.
+//
+//go:noinline
+func captureStack() callStack {
+	var st callStack
+	st.s.Capture(1)
+	st.id = st.s.Hash()
+	return st
 }
+
+// ownFrames drops etcdreg's own frames from the top of a symbolized stack
+// (the way it was captured decides which are there: inlined frames are
+// seen by runtime.Callers only) and the frames that say nothing: the
+// compiler's go-statement wrappers, which a frame-pointer walk sees and
+// runtime.Callers elides, and runtime.goexit.
+func ownFrames(fs []stackdump.Frame) []stackdump.Frame {
+	for len(fs) > 0 && (strings.HasPrefix(fs[0].Func, pkgPath+".(*Mutex).") || strings.HasPrefix(fs[0].Func, pkgPath+".captureStack") ||
+		strings.HasPrefix(fs[0].Func, recordPath+".")) {
+		fs = fs[1:]
+	}
+	out := fs[:0]
+	for _, f := range fs {
+		if !strings.Contains(f.Func, ".gowrap") && f.Func != "runtime.goexit" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+const (
+	pkgPath    = "github.com/lockwatch/lockwatch/etcd/etcdreg"
+	recordPath = "github.com/lockwatch/lockwatch/internal/rt/record"
+)
 
 // curGoid returns the calling goroutine's id.
 func curGoid() int64 { return procid.Goroutine() }
@@ -253,22 +274,22 @@ type attempt struct {
 	heldVal     []byte // val with Held set: the shadow of an owner
 	rev         int64  // the key's create revision, once queued
 	g           int64
-	st          callStack
-	queued      bool // it had to wait: its acquire (or timeout) logs the wait
-	recovered   bool // it took an expired holder's place: a recovered event was written
-	stalled     bool // its shadow says it waits behind an expired holder
+	st          uint64 // the id of its stack
+	queued      bool   // it had to wait: its acquire (or timeout) logs the wait
+	recovered   bool   // it took an expired holder's place: a recovered event was written
+	stalled     bool   // its shadow says it waits behind an expired holder
 	next        *successor
 }
 
 func (m *Mutex) lock(ctx context.Context, wait bool) (bool, error) {
-	st := captureStack(3)
+	st := captureStack()
 	g := curGoid()
 	began := time.Now()
 	hookDelay := m.r.opts.StuckAfter
 	nextHook := began.Add(hookDelay)
 	calls := 0
 	for {
-		a, err := m.enqueue(ctx, g, st, began)
+		a, err := m.enqueue(ctx, g, &st, began)
 		if errors.Is(err, errHeld) {
 			return true, nil
 		}
@@ -288,7 +309,7 @@ var errRequeue = errors.New("requeue")
 
 // enqueue puts the contender key and its shadow, in one transaction that
 // also reads the first contender; an uncontended Lock ends there.
-func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.Time) (*attempt, error) {
+func (m *Mutex) enqueue(ctx context.Context, g int64, st *callStack, began time.Time) (*attempt, error) {
 	r := m.r
 	for {
 		lease, lost, done, err := r.currentLease(ctx)
@@ -298,7 +319,7 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 		slot := m.takeSlot(lease)
 		leaf := leafName(lease, slot)
 		a := &attempt{m: m, leaf: leaf, slot: slot, key: m.lockDir + leaf, shadow: m.shadowDir + leaf,
-			lease: lease, lost: lost, done: done, g: g, st: st}
+			lease: lease, lost: lost, done: done, g: g, st: st.id}
 		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
 		a.val = appendHolder(make([]byte, 0, 96), &a.rec)
 		// The same record with Held set: its flag, the only difference.
@@ -306,7 +327,7 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 		a.heldVal[flagsAt] |= flagHeld
 		delay := 20 * time.Millisecond
 		for {
-			stackOps, written := r.stackOps(st.id, st.pcs)
+			stackOps, written := r.stackOps(st.id, st.s.Frames())
 			// A free lock (no contender key, no shadow of an expired
 			// holder) is taken with the key and its shadow marked Held, as
 			// concurrency.Mutex takes it with its key: the same round trip
@@ -360,7 +381,7 @@ var errHeld = errors.New("held")
 // hold records the attempt as this process's hold of the lock.
 func (a *attempt) hold(rev, acqRev int64, since time.Time) {
 	h := &hold{key: a.key, shadow: a.shadow, slot: a.slot, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
-		stack: a.st.id, since: since, recovered: a.recovered, done: a.done, next: a.next}
+		stack: a.st, since: since, recovered: a.recovered, done: a.done, next: a.next}
 	if a.queued {
 		h.waited = a.rec.Since
 	}
@@ -371,7 +392,7 @@ func (a *attempt) hold(rev, acqRev int64, since time.Time) {
 // timeout) or with one whose acquire is logged apart (recovered), at the
 // revision it queued.
 func (a *attempt) waitEvent() EventRecord {
-	return EventRecord{Kind: EventWait, Lock: a.m.name, ID: a.m.r.self, Goroutine: a.g, Stack: a.st.id, Time: a.rec.Since, Rev: a.rev}
+	return EventRecord{Kind: EventWait, Lock: a.m.name, ID: a.m.r.self, Goroutine: a.g, Stack: a.st, Time: a.rec.Since, Rev: a.rev}
 }
 
 // withdraw deletes the attempt's key and shadow (a Lock that gives up),
@@ -401,7 +422,7 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 		a.withdraw(ctx)
 		if a.queued {
 			m.events(context.WithoutCancel(ctx), a.waitEvent(),
-				EventRecord{Kind: EventTimeout, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st.id, Time: time.Now()})
+				EventRecord{Kind: EventTimeout, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st, Time: time.Now()})
 		}
 		return false, err
 	}
@@ -542,7 +563,7 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 				break waiting
 			case <-timer.C:
 				*calls++
-				m.event(ctx, EventStuck, a.g, a.st.id, 0)
+				m.event(ctx, EventStuck, a.g, a.st, 0)
 				if r.opts.OnStuck != nil {
 					holder, exp := a.holderNow(ctx)
 					r.opts.OnStuck(StuckEvent{Lock: m.name, Run: r.run, Holder: holder, Expired: exp,
@@ -700,7 +721,7 @@ func (a *attempt) recover(ctx context.Context, expired []*mvccpb.KeyValue) (bool
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)}
 	ops := []clientv3.Op{
 		clientv3.OpPut(a.shadow, a.acquiredVal(now)),
-		r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRecovered, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st.id, Time: now, Token: a.rev}),
+		r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRecovered, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st, Time: now, Token: a.rev}),
 		clientv3.OpDelete(r.k.diedDir(m.name), clientv3.WithPrefix()),
 	}
 	if a.queued {

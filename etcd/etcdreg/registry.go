@@ -788,7 +788,7 @@ func (r *Registry) stackOps(id uint64, pcs []uintptr) (ops []*pb.RequestOp, writ
 	if done || id == 0 {
 		return nil, func() {}
 	}
-	frames := stackdump.FramesOf(pcs)
+	frames := ownFrames(stackdump.FramesOf(pcs))
 	return []*pb.RequestOp{putReq([]byte(r.k.stack(r.pk, id)), []byte(mustJSON(stackValue{Frames: frames})), 0, false)}, func() {
 		r.mu.Lock()
 		r.stacks[id] = true
