@@ -2,7 +2,7 @@
 
 package sync
 
-// raceOn says the fast paths are off: this build has no race detector.
+// raceOn says the fast paths are on: this build has no race detector.
 const raceOn = false
 
 // lockFast is Lock's fast path (fast_amd64.s), else lockSlowPathOf. Its
@@ -15,18 +15,3 @@ func lockFast(m *Mutex)
 //lint:ignore U1000 called from the assembly (fast_amd64.s)
 //go:norace
 func lockSlowPathOf(m *Mutex) { m.lockSlowPath() }
-
-// rlockFast and runlockFast are RLock's and RUnlock's fast paths
-// (fast_amd64.s), else rlockSlowPathOf and runlockSlowPathOf. Their
-// argument escapes, as lockFast's.
-func rlockFast(rw *RWMutex)
-
-func runlockFast(rw *RWMutex)
-
-//lint:ignore U1000 called from the assembly (fast_amd64.s)
-//go:norace
-func rlockSlowPathOf(rw *RWMutex) { rw.rlockSlowPath() }
-
-//lint:ignore U1000 called from the assembly (fast_amd64.s)
-//go:norace
-func runlockSlowPathOf(rw *RWMutex) { rw.runlockSlowPath() }
