@@ -2,6 +2,13 @@
 
 package sync
 
+import (
+	"unsafe"
+
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
+	"github.com/lockwatch/lockwatch/internal/rt/record"
+)
+
 // raceOn says the fast paths are on: this build has no race detector.
 const raceOn = false
 
@@ -10,8 +17,47 @@ const raceOn = false
 // and record it in the records mode).
 func lockFast(m *Mutex)
 
-// lockSlowPathOf is m.lockSlowPath, for the assembly.
+// lockSlowPathOf is m.lockSlowPath, for the assembly, or in the records
+// mode m.lockRecords itself: one frame fewer between the program's call of
+// Lock and the records function, which walks them for the site.
 //
 //lint:ignore U1000 called from the assembly (fast_amd64.s)
 //go:norace
-func lockSlowPathOf(m *Mutex) { m.lockSlowPath() }
+func lockSlowPathOf(m *Mutex) {
+	if records {
+		m.lockRecords()
+		return
+	}
+	m.lockSlowPath()
+}
+
+// lockRecordsEntry is Lock in the records mode, jumped to by lockFast: it
+// reads the return addresses above the program's call of Lock and calls
+// lockRecordsAt (fast_amd64.s).
+//
+//lint:ignore U1000 jumped to from the assembly (fast_amd64.s)
+func lockRecordsEntry(m *Mutex)
+
+// lockRecordsAt is m.lockRecords with the program's return addresses (r0
+// that of its call of Lock, r1 and r2 the two above) and goroutine id
+// (0: not known) read by lockRecordsEntry.
+//
+//lint:ignore U1000 called from the assembly (fast_amd64.s)
+//go:noinline
+//go:norace
+func lockRecordsAt(m *Mutex, r0, r1, r2 uintptr, goid int64) {
+	inproc.Escape(m)
+	if goid == 0 {
+		goid = record.Goid()
+	}
+	pc, pc2 := userPC(r0), r1 // Lock inlined into the program's function
+	if pc == 0 {
+		pcs := framePCs{1: r0, 2: r1, 3: r2}
+		pc, pc2 = siteOf(&pcs)
+	}
+	if !m.mu.TryLock() {
+		lockSlow(&m.mu, unsafe.Pointer(m), &m.owner, inproc.KindMutex, goid, pc, pc2)
+		return
+	}
+	held(unsafe.Pointer(m), &m.owner, inproc.KindMutex, goid, pc, pc2)
+}

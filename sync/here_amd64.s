@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// func callerInfo(off uintptr, pcs *[6]uintptr) (goid int64)
+// func callerInfo(off uintptr, pcs *framePCs) (goid int64)
 //
 // With no frame of its own, BP here is the caller's frame pointer: 8(BP)
 // is the caller's return address, 0(BP) the frame pointer of the function

@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// func callerInfo(off uintptr, pcs *[6]uintptr) (goid int64)
+// func callerInfo(off uintptr, pcs *framePCs) (goid int64)
 //
 // With no frame of its own, R29 here is the caller's frame pointer:
 // 8(R29) is the caller's saved return address, 0(R29) the frame pointer of

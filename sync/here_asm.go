@@ -10,7 +10,7 @@ package sync
 // caller must not be inlined and must call it directly.
 //
 //go:noescape
-func callerInfo(off uintptr, pcs *[6]uintptr) (goid int64)
+func callerInfo(off uintptr, pcs *framePCs) (goid int64)
 
 // curGoid returns the current goroutine's id, read at offset goidOff of
 // its g; 0 if goidOff is 0 (not found).

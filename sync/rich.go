@@ -49,7 +49,7 @@ func unhold(o int64) {
 // lock call, for a records function that called callerInfo.
 //
 //go:norace
-func goidSite(goid int64, pcs *[6]uintptr) (int64, uintptr, uintptr) {
+func goidSite(goid int64, pcs *framePCs) (int64, uintptr, uintptr) {
 	if goid == 0 {
 		goid = record.Goid()
 	}
@@ -71,7 +71,7 @@ func held(p unsafe.Pointer, op *int64, kind inproc.Kind, goid int64, pc, pc2 uin
 //go:norace
 func (m *Mutex) lockRecords() {
 	inproc.Escape(m)
-	var pcs [6]uintptr
+	var pcs framePCs
 	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
 	if !m.mu.TryLock() {
 		lockSlow(&m.mu, unsafe.Pointer(m), &m.owner, inproc.KindMutex, goid, pc, pc2)
@@ -84,7 +84,7 @@ func (m *Mutex) lockRecords() {
 //go:norace
 func (m *Mutex) tryLockRecords() bool {
 	inproc.Escape(m)
-	var pcs [6]uintptr
+	var pcs framePCs
 	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
 	if !m.mu.TryLock() {
 		return false
@@ -97,7 +97,7 @@ func (m *Mutex) tryLockRecords() bool {
 //go:norace
 func (rw *RWMutex) lockRecords() {
 	inproc.Escape(rw)
-	var pcs [6]uintptr
+	var pcs framePCs
 	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
 	if !rw.std().TryLock() {
 		lockSlow(rw.std(), unsafe.Pointer(rw), &rw.owner, inproc.KindRWMutex, goid, pc, pc2)
@@ -110,7 +110,7 @@ func (rw *RWMutex) lockRecords() {
 //go:norace
 func (rw *RWMutex) tryLockRecords() bool {
 	inproc.Escape(rw)
-	var pcs [6]uintptr
+	var pcs framePCs
 	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
 	if !rw.std().TryLock() {
 		return false
@@ -145,7 +145,7 @@ func lockSlow(l gosync.Locker, p unsafe.Pointer, op *int64, kind inproc.Kind, go
 //go:norace
 func (rw *RWMutex) rlockRecords() {
 	inproc.Escape(rw)
-	var pcs [6]uintptr
+	var pcs framePCs
 	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
 	if !rw.std().TryRLock() {
 		rlockSlow(rw, goid)
@@ -157,7 +157,7 @@ func (rw *RWMutex) rlockRecords() {
 //go:norace
 func (rw *RWMutex) tryRLockRecords() bool {
 	inproc.Escape(rw)
-	var pcs [6]uintptr
+	var pcs framePCs
 	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
 	if !rw.std().TryRLock() {
 		return false
