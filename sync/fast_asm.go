@@ -50,10 +50,14 @@ func lockRecordsAt(m *Mutex, r0, r1, r2 uintptr, goid int64) {
 	if goid == 0 {
 		goid = record.Goid()
 	}
-	pc, pc2 := userPC(r0), r1 // Lock inlined into the program's function
+	// Lock inlined into the program's function, else called through an
+	// interface or a method value (Lock's frame or the method value's),
+	// else (a deeper chain) the first of the three that is the program's.
+	pc, pc2 := userPC(r0), r1
 	if pc == 0 {
-		pcs := framePCs{1: r0, 2: r1, 3: r2}
-		pc, pc2 = siteOf(&pcs)
+		if pc, pc2 = userPC(r1), r2; pc == 0 {
+			pc, pc2 = userPC(r2), 0
+		}
 	}
 	if !m.mu.TryLock() {
 		lockSlow(&m.mu, unsafe.Pointer(m), &m.owner, inproc.KindMutex, goid, pc, pc2)

@@ -56,8 +56,11 @@ var pcWords [4096]uint64
 //
 //go:norace
 func userPC(pc uintptr) uintptr {
-	if w := pcWords[uint64(pc)*0x9e3779b97f4a7c15>>52]; w>>16 == uint64(pc) && w&0xffff != 0 {
-		return pc - uintptr(w&0xffff) + 1
+	if w := pcWords[uint64(pc)*0x9e3779b97f4a7c15>>52]; w>>16 == uint64(pc) {
+		if d := uintptr(w & 0xffff); d != 0 {
+			return pc - d + 1
+		}
+		return 0
 	}
 	return userPCSlow(pc)
 }
@@ -66,9 +69,6 @@ func userPC(pc uintptr) uintptr {
 //go:norace
 func userPCSlow(pc uintptr) uintptr {
 	w := &pcWords[uint64(pc)*0x9e3779b97f4a7c15>>52]
-	if *w>>16 == uint64(pc) { // the drop-in's
-		return 0
-	}
 	u, ok := inproc.UserPC(pc)
 	d := uint64(0) // the drop-in's
 	if ok {
