@@ -17,19 +17,12 @@ const raceOn = false
 // and record it in the records mode).
 func lockFast(m *Mutex)
 
-// lockSlowPathOf is m.lockSlowPath, for the assembly, or in the records
-// mode m.lockRecords itself: one frame fewer between the program's call of
-// Lock and the records function, which walks them for the site.
+// lockSlowPathOf is m.lockSlowPath, for the assembly (the records mode
+// enters the records by lockRecordsEntry).
 //
 //lint:ignore U1000 called from the assembly (fast_amd64.s)
 //go:norace
-func lockSlowPathOf(m *Mutex) {
-	if records {
-		m.lockRecords()
-		return
-	}
-	m.lockSlowPath()
-}
+func lockSlowPathOf(m *Mutex) { m.lockSlowPath() }
 
 // lockRecordsEntry is Lock in the records mode, jumped to by lockFast: it
 // reads the return addresses above the program's call of Lock and calls
