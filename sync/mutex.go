@@ -220,9 +220,10 @@ func (m *Mutex) lockSlowPath() {
 		m.lockRecords()
 		return
 	}
+	g := curGoid() // before waiting: the critical section does not wait for it
 	m.mu.Lock()
 	if mutexOwner {
-		m.owner = curGoid()
+		m.owner = g
 	}
 }
 
