@@ -339,11 +339,17 @@ func (rw *RWMutex) RLock() {
 	}
 }
 
+// rlockSlowPath is RLock but for its fast path; in the records mode the
+// records, with the return addresses above it: at most three of the
+// drop-in's frames (RLock's, when not inlined, as under -race; a method
+// value's or RLocker's wrapper) before the program's two.
+//
 //go:noinline
 //go:norace
 func (rw *RWMutex) rlockSlowPath() {
 	if records {
-		rw.rlockRecords()
+		var pcs framePCs
+		rw.rlockRecords(callerInfo(goidOff, &pcs, 5), &pcs)
 		return
 	}
 	rw.std().RLock()

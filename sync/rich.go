@@ -46,14 +46,15 @@ func unhold(o int64) {
 }
 
 // goidSite is the current goroutine's id and the program's site of the
-// lock call, for a records function that called callerInfo.
+// lock call, for a records function that called callerInfo(…, len(pcs)):
+// its caller, the first return address, is always the drop-in's.
 //
 //go:norace
 func goidSite(goid int64, pcs *framePCs) (int64, uintptr, uintptr) {
 	if goid == 0 {
 		goid = record.Goid()
 	}
-	pc, pc2 := siteOf(pcs)
+	pc, pc2 := siteOf(pcs, 1)
 	return goid, pc, pc2
 }
 
@@ -72,7 +73,7 @@ func held(p unsafe.Pointer, op *int64, kind inproc.Kind, goid int64, pc, pc2 uin
 func (m *Mutex) lockRecords() {
 	inproc.Escape(m)
 	var pcs framePCs
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !m.mu.TryLock() {
 		lockSlow(&m.mu, unsafe.Pointer(m), &m.owner, inproc.KindMutex, goid, pc, pc2)
 		return
@@ -85,7 +86,7 @@ func (m *Mutex) lockRecords() {
 func (m *Mutex) tryLockRecords() bool {
 	inproc.Escape(m)
 	var pcs framePCs
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !m.mu.TryLock() {
 		return false
 	}
@@ -98,7 +99,7 @@ func (m *Mutex) tryLockRecords() bool {
 func (rw *RWMutex) lockRecords() {
 	inproc.Escape(rw)
 	var pcs framePCs
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !rw.std().TryLock() {
 		lockSlow(rw.std(), unsafe.Pointer(rw), &rw.owner, inproc.KindRWMutex, goid, pc, pc2)
 		return
@@ -111,7 +112,7 @@ func (rw *RWMutex) lockRecords() {
 func (rw *RWMutex) tryLockRecords() bool {
 	inproc.Escape(rw)
 	var pcs framePCs
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !rw.std().TryLock() {
 		return false
 	}
@@ -141,12 +142,17 @@ func lockSlow(l gosync.Locker, p unsafe.Pointer, op *int64, kind inproc.Kind, go
 	}
 }
 
-//go:noinline
+// rlockRecords is RLock in the records mode, called by rlockSlowPath with
+// the goroutine id and the return addresses above it (from the program's
+// call of RLock, or from RLock's own frame when it was not inlined).
+//
 //go:norace
-func (rw *RWMutex) rlockRecords() {
+func (rw *RWMutex) rlockRecords(goid int64, pcs *framePCs) {
 	inproc.Escape(rw)
-	var pcs framePCs
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	if goid == 0 {
+		goid = record.Goid()
+	}
+	pc, pc2 := siteOf(pcs, 0)
 	if !rw.std().TryRLock() {
 		rlockSlow(rw, goid)
 	}
@@ -158,7 +164,7 @@ func (rw *RWMutex) rlockRecords() {
 func (rw *RWMutex) tryRLockRecords() bool {
 	inproc.Escape(rw)
 	var pcs framePCs
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !rw.std().TryRLock() {
 		return false
 	}
