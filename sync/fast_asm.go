@@ -31,26 +31,24 @@ func lockSlowPathOf(m *Mutex) { m.lockSlowPath() }
 //lint:ignore U1000 jumped to from the assembly (fast_amd64.s)
 func lockRecordsEntry(m *Mutex)
 
-// lockRecordsAt is m.lockRecords with the program's return addresses (r0
-// that of its call of Lock, r1 and r2 the two above) and goroutine id
-// (0: not known) read by lockRecordsEntry.
+// lockRecordsAt is m.lockRecords with the return addresses above the
+// program's call of Lock (pcs[1] on; pcs[0] is 0) and the goroutine id (0:
+// not known) read by lockRecordsEntry. pcs is on lockRecordsEntry's frame.
 //
 //lint:ignore U1000 called from the assembly (fast_amd64.s)
 //go:noinline
 //go:norace
-func lockRecordsAt(m *Mutex, r0, r1, r2 uintptr, goid int64) {
+func lockRecordsAt(m *Mutex, pcs *framePCs, goid int64) {
 	inproc.Escape(m)
 	if goid == 0 {
 		goid = record.Goid()
 	}
 	// Lock inlined into the program's function, else called through an
 	// interface or a method value (Lock's frame or the method value's),
-	// else (a deeper chain) the first of the three that is the program's.
-	pc, pc2 := userPC(r0), r1
+	// else the first that is the program's.
+	pc, pc2 := userPC(pcs[1]), pcs[2]
 	if pc == 0 {
-		if pc, pc2 = userPC(r1), r2; pc == 0 {
-			pc, pc2 = userPC(r2), 0
-		}
+		pc, pc2 = siteOf(pcs, 2)
 	}
 	if !m.mu.TryLock() {
 		lockSlow(&m.mu, unsafe.Pointer(m), &m.owner, inproc.KindMutex, goid, pc, pc2)
