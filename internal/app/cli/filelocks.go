@@ -57,6 +57,7 @@ func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err err
 		return false, nil // no file lock: resolve says why there is no report
 	}
 	a.opts.First = st.Identity()
+	defer fewerCollections()()
 	sources := report.Sources{Locks: []lockstate.Source{src}, Host: liveness.System{}, Stacks: filelocksrc.Threads{}}
 	r, err := report.Diagnose(ctx, sources, a.opts)
 	if err != nil {

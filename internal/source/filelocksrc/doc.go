@@ -19,7 +19,9 @@
 // inherited it across fork and exec as much as its parent); /proc/locks
 // names only the process that took a flock lock, and no process for an OFD
 // lock (pid -1), so the holders come from the fdinfo "lock:" lines, which
-// the kernel prints for the descriptors of the lock's own open file. The
+// the kernel prints for the descriptors of the lock's own open file: those
+// of one descriptor proved so, and kcmp(2) for every other descriptor of
+// the machine, whether it is the same open file (share.go). The
 // kernel names no process for a blocked OFD request either: a thread
 // blocked in fcntl(F_OFD_SETLKW) on a descriptor of the same file is named
 // as its waiter only when the match is exact, and the lock's facts say it

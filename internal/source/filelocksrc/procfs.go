@@ -51,41 +51,41 @@ type fdRef struct {
 }
 
 // fdTable is what one read saw of a process's descriptors: every
-// descriptor's file, and what tells whether the table is still the same
-// at the next read.
+// descriptor's file, or which of them share the open file of a reference
+// (a table read by comparison, share.go), and what tells whether the
+// table is still the same at the next read.
 type fdTable struct {
 	start uint64      // the process's start time: with the pid, its identity
 	fds   []int       // its descriptors, in the kernel's order
-	files [][2]uint64 // fds[i]'s st_dev and st_ino; {0, 0} if it could not be stat'ed
+	files [][2]uint64 // fds[i]'s st_dev and st_ino; {0, 0} if it could not be stat'ed; nil in a table read by comparison
+	// refs are the references a table read by comparison was compared
+	// with, and match each descriptor's: the index of the reference whose
+	// open file it is, -1 for none.
+	refs  []refID
+	match []int8
 }
 
-// fdsOn lists the descriptors of pid open on one of the inodes: the
-// /proc/PID/fd directory read with raw system calls (a machine may have
-// thousands of processes: this is most of a read's time), and one fstatat
-// per descriptor, unless prev, the table of the previous read, lists the
-// same descriptors of the same directory: then their files are taken from
-// it. buf is the caller's directory buffer.
-func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable) ([]fdRef, *fdTable, error) {
-	dir, err := unix.Open(p.path(pid, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+// fdList opens pid's /proc/PID/fd directory (the caller closes it) and
+// lists its descriptors with raw system calls into buf (a machine may
+// have thousands of processes: this is a good part of a read's time),
+// with the process's start time (0 if unreadable), its identity.
+func (p procfs) fdList(pid int, buf []byte) (dir int, t *fdTable, err error) {
+	dir, err = unix.Open(p.path(pid, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, &fs.PathError{Op: "open", Path: p.path(pid, "fd"), Err: err}
+		return -1, nil, &fs.PathError{Op: "open", Path: p.path(pid, "fd"), Err: err}
 	}
-	defer unix.Close(dir)
-	var st unix.Stat_t
-	t := &fdTable{}
-	if prev != nil {
-		// Only a table to compare with needs the identity.
-		if b, err := p.small(p.path(pid, "stat")); err == nil {
-			if ps, err := parseStat(pid, b); err == nil {
-				t.start = ps.Start
-			}
+	t = &fdTable{}
+	if b, err := p.small(p.path(pid, "stat")); err == nil {
+		if ps, err := parseStat(pid, b); err == nil {
+			t.start = ps.Start
 		}
 	}
 	var names []string
 	for {
 		n, err := unix.Getdents(dir, buf)
 		if err != nil {
-			return nil, nil, &fs.PathError{Op: "getdents", Path: p.path(pid, "fd"), Err: err}
+			unix.Close(dir)
+			return -1, nil, &fs.PathError{Op: "getdents", Path: p.path(pid, "fd"), Err: err}
 		}
 		if n <= 0 {
 			break
@@ -97,24 +97,44 @@ func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable
 			}
 		}
 	}
-	if prev != nil && t.start != 0 && prev.start == t.start && slices.Equal(prev.fds, t.fds) {
+	return dir, t, nil
+}
+
+// same reports whether a table lists the same descriptors of the same
+// process as prev.
+func (t *fdTable) same(prev *fdTable) bool {
+	return prev != nil && t.start != 0 && prev.start == t.start && slices.Equal(prev.fds, t.fds)
+}
+
+// statFd is a descriptor's file (st_dev, st_ino), fstatat'ed relative to
+// its process's fd directory; {0, 0} if it is closed or cannot be
+// stat'ed.
+func statFd(dir, fd int) [2]uint64 {
+	var st unix.Stat_t
+	var name [20]byte
+	if err := unix.Fstatat(dir, string(strconv.AppendInt(name[:0], int64(fd), 10)), &st, 0); err != nil {
+		return [2]uint64{}
+	}
+	return [2]uint64{st.Dev, st.Ino}
+}
+
+// fdsOn lists the descriptors of pid open on one of the inodes: the
+// /proc/PID/fd directory listed (fdList), and one fstatat per descriptor,
+// unless prev, the table of the previous read, lists the same descriptors
+// of the same process with their files: then their files are taken from
+// it. buf is the caller's directory buffer.
+func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable) ([]fdRef, *fdTable, error) {
+	dir, t, err := p.fdList(pid, buf)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unix.Close(dir)
+	if t.same(prev) && prev.files != nil {
 		t.files = prev.files
 	} else {
-		if prev == nil && t.start == 0 {
-			// The identity, for the next read to compare with.
-			if b, err := p.small(p.path(pid, "stat")); err == nil {
-				if ps, err := parseStat(pid, b); err == nil {
-					t.start = ps.Start
-				}
-			}
-		}
 		t.files = make([][2]uint64, len(t.fds))
-		var name []byte
 		for i, fd := range t.fds {
-			name = strconv.AppendInt(name[:0], int64(fd), 10)
-			if err := unix.Fstatat(dir, string(name), &st, 0); err == nil {
-				t.files[i] = [2]uint64{st.Dev, st.Ino}
-			} // else closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
+			t.files[i] = statFd(dir, fd) // {0, 0}: closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
 		}
 	}
 	var out []fdRef

@@ -36,7 +36,9 @@ func (s *Source) since(r *reader, ms []*model, taken time.Time) {
 	defer s.mu.Unlock()
 	n := 0
 	for _, m := range ms {
-		n += len(m.lock.Holders) + len(m.lock.Waiters)
+		if len(m.lock.Waiters) > 0 {
+			n += len(m.lock.Holders) + len(m.lock.Waiters)
+		}
 	}
 	next := make(map[seenKey]seen, n)
 	threads := map[int][]thread{}
@@ -65,6 +67,12 @@ func (s *Source) since(r *reader, ms []*model, taken time.Time) {
 			h := &l.Holders[i]
 			if h.ID.IsZero() {
 				continue // a holder nobody can name: no time either
+			}
+			if len(l.Waiters) == 0 {
+				// Seen now; and not remembered: only a waiter seen at this
+				// read and the next can carry a holder's time over.
+				h.Since = taken
+				continue
 			}
 			key := seenKey{lock: m.id, pid: h.PID, start: h.Start}
 			h.Since = taken
@@ -100,7 +108,7 @@ func (r *reader) waitRan(pid int, ino uint64, cache map[int][]thread) int64 {
 	found := false
 	for i := range ts {
 		fd, _, ok := ts[i].lockWait()
-		if !ok || !r.onInode(pid, fd, ino) {
+		if !ok || !r.onFd(pid, fd, ino) {
 			continue
 		}
 		if ts[i].ran < 0 {
@@ -118,14 +126,4 @@ func (r *reader) waitRan(pid int, ino uint64, cache map[int][]thread) int64 {
 		return ts[0].ran
 	}
 	return -1
-}
-
-// onInode reports whether pid's descriptor fd is open on inode ino.
-func (r *reader) onInode(pid, fd int, ino uint64) bool {
-	for _, ref := range r.fds[pid] {
-		if ref.fd == fd && ref.ino == ino {
-			return true
-		}
-	}
-	return false
 }

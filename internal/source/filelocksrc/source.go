@@ -259,11 +259,19 @@ type reader struct {
 	// tables are their descriptor tables; prev are the previous read's,
 	// when it was recent (Source.tables).
 	tables, prev map[int]*fdTable
-	denied       []int             // processes whose descriptors could not be read
-	posix        map[pidFile]fdRef // posixRef's answers
-	facts2       []lockstate.Fact  // room for the two facts of each lock of build's, in one allocation
-	notes        []string
-	btime        time.Time
+	denied       []int // processes whose descriptors could not be read
+	// partial are the processes whose descriptors were only compared with
+	// the references of the knot's flock and OFD locks (share.go), not
+	// stat'ed; same maps each of their descriptors found on a reference's
+	// open file to the reference, whose fdinfo's flock and OFD lock lines
+	// are its own.
+	partial map[int]bool
+	same    map[[2]int]fdRef
+	want    map[uint64]bool   // the inodes the knot reads descriptors on
+	posix   map[pidFile]fdRef // posixRef's answers
+	facts2  []lockstate.Fact  // room for the two facts of each lock of build's, in one allocation
+	notes   []string
+	btime   time.Time
 	// left counts the locks nobody waits for that the knot left out, by
 	// the pid /proc/locks names as their owner or taker.
 	left map[int]int
@@ -334,7 +342,8 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	}
 	taken := now()
 	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int]map[lockKey]struct{}{},
-		stats: map[int]*proc.Stat{}, posix: map[pidFile]fdRef{}, scanned: map[int]bool{}, tables: map[int]*fdTable{}, prev: s.recentTables(taken)}
+		stats: map[int]*proc.Stat{}, posix: map[pidFile]fdRef{}, scanned: map[int]bool{}, tables: map[int]*fdTable{}, prev: s.recentTables(taken),
+		partial: map[int]bool{}, same: map[[2]int]fdRef{}}
 	snap := &lockstate.Snapshot{Run: "file locks (" + s.locksPath() + ")", Taken: taken}
 	if s.PID != 0 {
 		snap.Run = fmt.Sprintf("file locks of pid %d (%s)", s.PID, s.locksPath())
@@ -413,6 +422,7 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 	}
 	if pid == 0 {
 		if shared {
+			r.want = inodes
 			return blocks, r.scanAll(ctx, inodes)
 		}
 		pids := map[int]bool{}
@@ -435,12 +445,13 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 	for _, ref := range r.fds[pid] {
 		want[ref.ino] = true
 	}
+	r.want = want
 	x := indexBlocks(blocks)
 	all := false
 	for {
 		k := r.scope(blocks, x, pid)
 		if !all && slices.ContainsFunc(k.kept, func(i int) bool { return blocks[i].shared() }) {
-			if err := r.scanAll(ctx, want); err != nil {
+			if err := r.scanShared(ctx, blocks, want); err != nil {
 				return nil, err
 			}
 			all = true
@@ -542,6 +553,9 @@ func (r *reader) prefetch(blocks []block) {
 		}
 		for _, ref := range r.byIno[blocks[i].root.Inode] {
 			k := [2]int{ref.pid, ref.fd}
+			if _, ok := r.same[k]; ok {
+				continue // its reference's fdinfo is its own
+			}
 			if _, ok := r.info[k]; !ok && !seen[k] {
 				seen[k] = true
 				refs = append(refs, ref)
@@ -592,18 +606,27 @@ func (r *reader) links(refs map[fileKey][]fdRef, paths map[fileKey]string) {
 	}
 }
 
-// scanAll reads the descriptors of every process on the locked inodes, a
-// few processes at once.
-func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
+// unscanned lists the processes whose descriptors were not read yet.
+func (r *reader) unscanned() ([]int, error) {
 	all, err := r.p.pids()
 	if err != nil {
-		return fmt.Errorf("cannot list the processes in %s: %w", r.p.root, err)
+		return nil, fmt.Errorf("cannot list the processes in %s: %w", r.p.root, err)
 	}
 	var pids []int
 	for _, pid := range all {
 		if _, ok := r.scanned[pid]; !ok {
 			pids = append(pids, pid)
 		}
+	}
+	return pids, nil
+}
+
+// scanAll reads the descriptors of every process on the locked inodes, a
+// few processes at once.
+func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
+	pids, err := r.unscanned()
+	if err != nil {
+		return err
 	}
 	type result struct {
 		refs []fdRef
@@ -862,6 +885,7 @@ func (r *reader) posixRef(e *Entry) (fdRef, bool) {
 		return ref, ref.pid != 0
 	}
 	var found fdRef
+	r.classify(e.PID)
 	for _, ref := range r.fds[e.PID] {
 		if ref.ino == e.Inode && ref.onFile(k.f) {
 			found = ref
@@ -890,8 +914,15 @@ func (ref fdRef) onFile(f fileKey) bool {
 	return ref.ino == f.ino && unix.Major(ref.dev) == f.major && unix.Minor(ref.dev) == f.minor
 }
 
-// lists reports whether a descriptor's fdinfo lists the lock e.
+// lists reports whether a descriptor's fdinfo lists the lock e: for a
+// flock or OFD lock, the fdinfo of the reference whose open file the
+// descriptor was found to be, when it was (share.go).
 func (r *reader) lists(ref fdRef, e *Entry) bool {
+	if kindOf(e.Class) != KindPOSIX {
+		if same, ok := r.same[[2]int{ref.pid, ref.fd}]; ok {
+			ref = same
+		}
+	}
 	_, ok := r.fdinfo(ref)[keyOf(e)]
 	return ok
 }
@@ -1164,8 +1195,8 @@ func (r *reader) facts(m *model, inode string) {
 		extra = append(extra, lockstate.Fact{Name: "shared", Value: fmt.Sprintf("one open file description held by %s (released when one of them unlocks it or all of them close it)", pidList(m.holders))})
 	}
 	for _, t := range m.taker {
-		if slices.Contains(m.holders, t) {
-			continue
+		if slices.Contains(m.holders, t) || len(m.holders) == 0 {
+			continue // a holder; or none found, which the holder fact says, with the taker
 		}
 		how := "now gone"
 		if st := r.stat(t); st != nil {
@@ -1261,6 +1292,9 @@ func leftNote(left map[int]int) string {
 // pidList is "pid 1", "pids 1 2 and 3" (the first 10, then how many
 // more).
 func pidList(pids []int) string {
+	if len(pids) == 0 {
+		return "no pid"
+	}
 	s := make([]string, 0, min(len(pids), 11))
 	for _, p := range pids[:min(len(pids), 10)] {
 		s = append(s, strconv.Itoa(p))

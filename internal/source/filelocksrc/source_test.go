@@ -18,15 +18,7 @@ import (
 // sleeper starts a real process that lives until the test ends.
 func sleeper(t *testing.T) int {
 	t.Helper()
-	cmd := exec.Command("sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd.Process.Pid
+	return start(t, exec.Command("sleep", "60"))
 }
 
 // goneProcess returns the pid of a process that has exited and been reaped.
