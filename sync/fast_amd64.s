@@ -36,39 +36,20 @@ notfast:
 
 // func lockRecordsEntry(m *Mutex)
 //
-// Lock in the records mode: lockRecordsAt(m, &pcs, goid), where pcs[1] is
-// the return address of the call of lockFast (lockFast jumped here, so it
-// is this function's return address), pcs[2] to pcs[4] the three above
-// it, by the frame pointers (0 past the chain's end; pcs[0] and pcs[5]
-// are left 0), and goid the goroutine id (0 if goidOff is 0). The site is
-// then a few loads away, where the records function would walk six frames
-// up to it.
-TEXT ·lockRecordsEntry(SB), NOSPLIT, $72-8
+// Lock in the records mode: lockRecordsAt(m, r, fp, goid), where r is the
+// return address of the call of lockFast (lockFast jumped here, so it is
+// this function's return address), fp the frame pointer of the function
+// that made that call (the one this frame saved), from which lockRecordsAt
+// reads the return addresses above only as far as it needs, and goid the
+// goroutine id (0 if goidOff is 0).
+TEXT ·lockRecordsEntry(SB), NOSPLIT, $32-8
 	NO_LOCAL_POINTERS
 	MOVQ m+0(FP), AX
 	MOVQ AX, 0(SP)
-	LEAQ 24(SP), DI  // pcs, 48 bytes
-	MOVQ DI, 8(SP)
-	MOVQ $0, 0(DI)
-	MOVQ $0, 16(DI)
-	MOVQ $0, 24(DI)
-	MOVQ $0, 32(DI)
-	MOVQ $0, 40(DI)
-	MOVQ 8(BP), AX   // BP is this frame's: 8(BP) its return address
-	MOVQ AX, 8(DI)
-	MOVQ BP, CX
-	MOVQ $2, R8
-walk:
-	MOVQ 0(CX), DX   // the caller's frame pointer
-	CMPQ DX, CX
-	JBE  walked
-	MOVQ DX, CX
-	MOVQ 8(CX), AX
-	MOVQ AX, (DI)(R8*8)
-	INCQ R8
-	CMPQ R8, $5
-	JB   walk
-walked:
+	MOVQ 8(BP), AX   // BP is this frame's: 8(BP) its return address,
+	MOVQ AX, 8(SP)
+	MOVQ 0(BP), AX   // 0(BP) the caller's frame pointer
+	MOVQ AX, 16(SP)
 	MOVQ ·goidOff(SB), CX
 	XORL AX, AX
 	TESTQ CX, CX
@@ -76,6 +57,6 @@ walked:
 	MOVQ (TLS), AX
 	MOVQ (AX)(CX*1), AX
 call:
-	MOVQ AX, 16(SP)
+	MOVQ AX, 24(SP)
 	CALL ·lockRecordsAt(SB)
 	RET
