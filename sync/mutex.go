@@ -165,7 +165,13 @@ func rwLayout() bool {
 	rw.RLock()
 	one := atomic.LoadInt32(rc)
 	rw.RUnlock()
-	return unsafe.Sizeof(rw) == 24 && one == 1 && atomic.LoadInt32(rc) == 0
+	// The fast paths also rely on how sync uses the count: a writer makes
+	// it negative, so that 0 means no writer holds or waits.
+	rw.Lock()
+	written := atomic.LoadInt32(rc)
+	refused := !rw.TryRLock()
+	rw.Unlock()
+	return unsafe.Sizeof(rw) == 24 && one == 1 && written < 0 && refused && atomic.LoadInt32(rc) == 0
 }
 
 func mutexState(m *Mutex) *int32 { return (*int32)(unsafe.Pointer(&m.mu)) }
@@ -203,7 +209,7 @@ var _ [0]byte = [unsafe.Sizeof(gosync.RWMutex{}) - unsafe.Sizeof(rwWords{})]byte
 // are go:norace: the owner word is invisible to the race detector. Under
 // -race (raceOn) there are no fast paths: every call is sync's own, with
 // its race annotations (and the compiler inlines no function marked
-// go:norace).
+// norace).
 
 // Lock locks m. If the lock is already in use, the calling goroutine blocks
 // until the mutex is available.

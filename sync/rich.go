@@ -46,15 +46,19 @@ func unhold(o int64) {
 }
 
 // goidSite is the current goroutine's id and the program's site of the
-// lock call, for a records function that called callerInfo(…, len(pcs)):
-// its caller, the first return address, is always the drop-in's.
+// lock call, for a records function that called callerInfo(…, len(pcs)).
+// The search starts at the first return address: it is the drop-in's
+// (userPC answers 0 for it) unless the public method that called the
+// records function was inlined into the program (a PGO build inlines
+// RWMutex.Lock and the TryLocks at hot sites), and then it is the
+// program's own call site.
 //
 //go:norace
 func goidSite(goid int64, pcs *framePCs) (int64, uintptr, uintptr) {
 	if goid == 0 {
 		goid = record.Goid()
 	}
-	pc, pc2 := siteOf(pcs, 1)
+	pc, pc2 := siteOf(pcs)
 	return goid, pc, pc2
 }
 
@@ -152,7 +156,7 @@ func (rw *RWMutex) rlockRecords(goid int64, pcs *framePCs) {
 	if goid == 0 {
 		goid = record.Goid()
 	}
-	pc, pc2 := siteOf(pcs, 0)
+	pc, pc2 := siteOf(pcs)
 	if !rw.std().TryRLock() {
 		rlockSlow(rw, goid)
 	}

@@ -19,12 +19,12 @@ import (
 type framePCs [6]uintptr
 
 // siteOf returns the site of a lock call and its caller: the first of the
-// return addresses above the records function from pcs[from] on that is
-// the program's (made the program's by userPC), and the one after it.
+// return addresses above the records function that is the program's (made
+// the program's by userPC), and the one after it.
 //
 //go:norace
-func siteOf(pcs *framePCs, from int) (pc, pc2 uintptr) {
-	for i := from; i < len(pcs); i++ {
+func siteOf(pcs *framePCs) (pc, pc2 uintptr) {
+	for i := 0; i < len(pcs); i++ {
 		p := pcs[i]
 		if p == 0 {
 			break
