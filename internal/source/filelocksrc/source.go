@@ -666,6 +666,9 @@ type blockIndex struct {
 	byIno map[uint64]int32  // inode -> blocks
 	byID  map[indexID]int32 // the model's lock -> its blocks (one per holder of a shared lock)
 	nodes []indexNode
+	// shared marks the blocks whose lock has other blocks too (byID's
+	// lists of two or more): only theirs are looked up in byID.
+	shared []bool
 }
 
 // indexID is a lockID with its kind as a number: hashed without a string.
@@ -693,10 +696,12 @@ type indexNode struct{ block, next int32 }
 
 func indexBlocks(blocks []block) blockIndex {
 	x := blockIndex{byPID: map[int]int32{}, byIno: make(map[uint64]int32, len(blocks)), byID: make(map[indexID]int32, len(blocks)),
-		nodes: make([]indexNode, 0, 3*len(blocks))}
+		nodes: make([]indexNode, 0, 3*len(blocks)), shared: make([]bool, len(blocks))}
 	for i := range blocks {
 		b := &blocks[i]
-		pushIndex(&x, x.byID, indexIDOf(&b.root), i)
+		if prev := pushIndex(&x, x.byID, indexIDOf(&b.root), i); prev >= 0 {
+			x.shared[i], x.shared[x.nodes[prev].block] = true, true
+		}
 		if b.root.PID > 0 {
 			pushIndex(&x, x.byPID, b.root.PID, i)
 		}
@@ -710,14 +715,16 @@ func indexBlocks(blocks []block) blockIndex {
 	return x
 }
 
-// pushIndex adds block i to the list of key k in m, one of x's maps.
-func pushIndex[K comparable](x *blockIndex, m map[K]int32, k K, i int) {
+// pushIndex adds block i to the list of key k in m, one of x's maps, and
+// returns the node that was the list's head (-1: the list was empty).
+func pushIndex[K comparable](x *blockIndex, m map[K]int32, k K, i int) int32 {
 	head, ok := m[k]
 	if !ok {
 		head = -1
 	}
 	x.nodes = append(x.nodes, indexNode{block: int32(i), next: head})
 	m[k] = int32(len(x.nodes) - 1)
+	return head
 }
 
 // indexed yields the blocks of key k in m, one of x's maps.
@@ -768,8 +775,10 @@ func (r *reader) scope(blocks []block, x blockIndex, pid int) knotScope {
 		})
 		// The same lock held by others too (readers: the kernel lists
 		// each holder's lock apart, and a request under one of them).
-		for j := range indexed(&x, x.byID, indexIDOf(&blocks[i].root)) {
-			keep(j)
+		if x.shared[i] {
+			for j := range indexed(&x, x.byID, indexIDOf(&blocks[i].root)) {
+				keep(j)
+			}
 		}
 	}
 	for len(queue) > 0 {
