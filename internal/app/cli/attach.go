@@ -33,13 +33,15 @@ alive, asks the probes of the processes involved for their live stacks, and
 prints the report: findings first, then locks, waiters, processes, recent
 events and stacks. With -o dot it prints the wait-for graph instead, in
 Graphviz's DOT language: goroutines in boxes grouped by process, locks as
-ellipses, the finding's cycle or chain in red, dead processes dashed red. RUN is a run's name (as ps prints it) or its directory;
-PID is any process of the run, alive or dead (the dead holder a finding
-names). A Go process that runs no probe is read from its memory, without
-stopping it: the sync.Mutex and sync.RWMutex its goroutines wait for, with
-the holders the evidence names, marked inferred (and, in a program that
-imports lockwatch's sync, its drop-in mutexes from their records); CORE is a core file of a
-Go program (gcore, GOTRACEBACK=crash), read the same way, with its binary
+ellipses, the finding's cycle or chain in red, dead processes dashed red.
+
+RUN is a run's name (as ps prints it) or its directory; PID is any process
+of the run, alive or dead (the dead holder a finding names). A Go process
+that runs no probe is read from its memory, without stopping it: the
+sync.Mutex and sync.RWMutex its goroutines wait for, with the holders the
+evidence names, marked inferred (and, in a program that imports lockwatch's
+sync, its drop-in mutexes from their records); CORE is a core file of a Go
+program (gcore, GOTRACEBACK=crash), read the same way, with its binary
 (--exe, or the path the core names). Exit status 3 when a deadlock is found
 (a cycle through inferred holders too).`,
 		Example: `  lockwatch attach 4242                          # the run pid 4242 belongs to, or pid 4242 itself
@@ -87,8 +89,8 @@ every --interval. On a terminal the report fits its height: the findings
 first, then as much of the rest as fits, and how many lines were left out.
 watch ends by itself when the run has ended: none of its processes is
 alive, and no live process names it in its LOCKWATCH_DIR (which a new
-process of the run would inherit). Exit status at Ctrl-C or the run's end: 3 if the last report found a
-deadlock.`,
+process of the run would inherit). Exit status at Ctrl-C or the run's end:
+3 if the last report found a deadlock.`,
 		Args:              oneArg("a PID or a RUN (name or directory)"),
 		ValidArgsFunction: completeRuns,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/app/hostile"
+	"github.com/lockwatch/lockwatch/internal/app/testroot"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
@@ -303,7 +304,7 @@ func TestPsFindsFallbackRuns(t *testing.T) {
 }
 
 var bigRuns = sync.OnceValues(func() (string, error) {
-	root, err := os.MkdirTemp("", "lockwatch-hostile-")
+	root, err := testroot.TempDir("lockwatch-hostile-")
 	if err != nil {
 		return "", err
 	}
@@ -339,7 +340,6 @@ func amplifying() map[string][]byte {
 // are written once, under $TMPDIR, and removed at the end.
 func BenchmarkHostile(b *testing.B) {
 	root, err := bigRuns() // kept for every -count; TestMain removes them
-	hostileRoot = root
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -370,6 +370,3 @@ func BenchmarkHostile(b *testing.B) {
 	bench("stacks/tiny-goroutines-json", nil, "stacks", "-o", "json", filepath.Join(root, "tiny.txt"))
 	bench("stacks/random", nil, "stacks", filepath.Join(root, "random"))
 }
-
-// hostileRoot is removed by TestMain when a benchmark made it.
-var hostileRoot string

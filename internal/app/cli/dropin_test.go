@@ -32,9 +32,12 @@ func started() (*probe.Agent, error) {
 }
 
 // waitMutexes polls the process's own probe until its drop-in mutexes
-// have n waiters in all.
+// have n waiters in all; past 3 x probablyStillBlocked it says how many it
+// saw (the child then prints an error line, which fails its test, rather
+// than hanging it).
 func waitMutexes(a *probe.Agent, n int) error {
 	c := &probeclient.Client{Path: a.SocketPath()}
+	deadline := time.Now().Add(3 * probablyStillBlocked)
 	for {
 		v, err := c.Mutexes(context.Background())
 		if err != nil {
@@ -46,6 +49,9 @@ func waitMutexes(a *probe.Agent, n int) error {
 		}
 		if w >= n {
 			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the probe's view never showed %d waiters: %d mutexes, %d waiters, %d more without a record", n, len(v.Mutexes), w, v.MoreWaiters)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -99,10 +105,14 @@ func chainRole() int {
 		fmt.Println("error", err)
 		return 1
 	}
-	for {
+	for deadline := time.Now().Add(3 * probablyStillBlocked); ; {
 		s, err := arena.ReadSnapshot(a.Dir())
 		if err == nil && len(s.Waiters) > 0 {
 			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Println("error: the run never showed the wait for x:", err)
+			return 1
 		}
 		time.Sleep(time.Millisecond)
 	}

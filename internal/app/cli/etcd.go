@@ -106,7 +106,7 @@ func (a *app) etcdCommands(root *cobra.Command) {
 			// ps etcd://HOST:PORT lists the runs kept in etcd; prune
 			// etcd://HOST:PORT [RUN...] removes the ended ones.
 			auth := addEtcdAuthFlags(c)
-			c.Long += "\n\nWith etcd://HOST:PORT[,HOST:PORT...], the runs kept in that etcd cluster (lockwatch-etcd " + c.Name() + ")."
+			c.Long += "\n\nWith etcd://HOST:PORT[,HOST:PORT...], the runs kept in that etcd cluster\n(lockwatch-etcd " + c.Name() + ")."
 			c.Example += fmt.Sprintf("\n  lockwatch %s etcd://10.0.0.5:2379   # runs kept in etcd", c.Name())
 			ownArgs, own := c.Args, c.RunE
 			c.Args = func(cmd *cobra.Command, args []string) error {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/pprof/profile"
 
@@ -35,10 +36,23 @@ func dropinRoles(role, dir string) int {
 	return dropinRole(dir)
 }
 
+// dropinLocks are dropinRole's two mutexes, in one allocation so that
+// their order in memory is fixed: the RWMutex first. The probe's view lists
+// mutexes by id, which is the mutex's address, so here the RWMutex comes
+// first in the view, though the Mutex was locked first. (Allocated apart,
+// the two come from spans of different size classes, in an order that
+// varies from run to run: 4 runs in 100 under CPU load put the RWMutex
+// first, and a check of the view that took its first mutex for the Mutex
+// then waited forever.)
+type dropinLocks struct {
+	rw lwsync.RWMutex
+	mu lwsync.Mutex
+}
+
 // dropinRole starts a probe in dir, then holds a named drop-in mutex in one
 // goroutine while another waits for it and two goroutines read-lock an
-// RWMutex; it says "ready" once the waiter is recorded, and stays until
-// killed.
+// RWMutex; it says "ready" once the probe's view shows the waiter and the
+// two readers, each on its own mutex, and stays until killed.
 func dropinRole(dir string) int {
 	a, err := probe.Start(probe.Options{Dir: dir, Role: "dropin"})
 	if err != nil {
@@ -46,18 +60,19 @@ func dropinRole(dir string) int {
 		return 1
 	}
 	defer a.Close()
-	var mu lwsync.Mutex
-	lwsync.SetName(&mu, "queue.buf")
-	var rw lwsync.RWMutex
+	l := new(dropinLocks)
+	mu, rw := &l.mu, &l.rw
+	lwsync.SetName(mu, "queue.buf")
 	mu.Lock()
 	go func() { mu.Lock() }()
 	for i := 0; i < 2; i++ {
 		go func() { rw.RLock(); select {} }()
 	}
 	c := &probeclient.Client{Path: a.SocketPath()}
-	// The view lists the two mutexes in an order of its own: count the
-	// waiter and the readers over both, and say what was seen if they do
-	// not come (an "error" line fails the test, where a silent loop hung it).
+	// Each mutex is found in the view by its id (its address), never by its
+	// place in the list; what was seen is said if the records do not come
+	// (an "error" line fails the test, where a silent loop would hang it).
+	muID, rwID := uint64(uintptr(unsafe.Pointer(mu))), uint64(uintptr(unsafe.Pointer(rw)))
 	deadline := time.Now().Add(3 * probablyStillBlocked)
 	for {
 		v, err := c.Mutexes(context.Background())
@@ -65,16 +80,21 @@ func dropinRole(dir string) int {
 			fmt.Println("error", err)
 			return 1
 		}
-		waiters, readers := 0, 0
+		waiters, readers := -1, -1
 		for _, m := range v.Mutexes {
-			waiters += len(m.Waiters)
-			readers += len(m.Readers)
+			switch m.ID {
+			case muID:
+				waiters = len(m.Waiters)
+			case rwID:
+				readers = len(m.Readers)
+			}
 		}
 		if len(v.Mutexes) == 2 && waiters == 1 && readers == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			fmt.Printf("error: the probe's view never showed 1 waiter and 2 readers: %d mutexes, %d waiters, %d readers\n", len(v.Mutexes), waiters, readers)
+			fmt.Printf("error: the probe's view never showed the Mutex's waiter and the RWMutex's 2 readers: %d mutexes, %d waiters, %d readers (-1: mutex not listed)\n",
+				len(v.Mutexes), waiters, readers)
 			return 1
 		}
 	}

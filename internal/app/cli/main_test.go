@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lockwatch/lockwatch/internal/app/testbound"
-	"github.com/lockwatch/lockwatch/internal/rt/arena"
+	"github.com/lockwatch/lockwatch/internal/app/testroot"
 	"github.com/lockwatch/lockwatch/lockreg"
 	"github.com/lockwatch/lockwatch/probe"
 )
@@ -41,21 +41,8 @@ func TestMain(m *testing.M) {
 	}
 	// Every run the tests make, directly or through a program that makes
 	// its own (the demo, 'lockwatch run'), goes under a temporary root,
-	// removed at the end: nothing is left in /dev/shm.
-	root, err := os.MkdirTemp("", "lockwatch-cli-root-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Setenv(arena.EnvRoot, root)
-	code := m.Run()
-	os.RemoveAll(root)
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	if hostileRoot != "" {
-		os.RemoveAll(hostileRoot)
-	}
+	// removed at the end with the binaries built: nothing is left in /dev/shm.
+	code := testroot.Run(m, "lockwatch-cli-root-")
 	if code == 0 {
 		// The coarse clock's ticker (record.Coarse) is the process's, not a
 		// leak: it stops itself a second after its last use.
@@ -199,9 +186,24 @@ func cleanEnv() []string {
 // expectLine reads a line and fails unless it is want.
 func expectLine(t testing.TB, r *bufio.Reader, want string) {
 	t.Helper()
-	line, err := r.ReadString('\n')
-	if strings.TrimSpace(line) != want {
-		t.Fatalf("child said %q (%v); want %q", line, err, want)
+	type said struct {
+		line string
+		err  error
+	}
+	c := make(chan said, 1)
+	go func() { // ends when the child says a line, or ends (child's cleanup)
+		line, err := r.ReadString('\n')
+		c <- said{line, err}
+	}()
+	select {
+	case s := <-c:
+		if strings.TrimSpace(s.line) != want {
+			t.Fatalf("child said %q (%v); want %q", s.line, s.err, want)
+		}
+	case <-time.After(3 * probablyStillBlocked):
+		// A child that never says its line fails its test here, rather
+		// than hanging the whole run until go test's -timeout.
+		t.Fatalf("child said nothing in %v; want %q", 3*probablyStillBlocked, want)
 	}
 }
 
@@ -242,17 +244,13 @@ func runDir(t testing.TB) string {
 	return dir
 }
 
-// binDir holds the binaries built for the tests; TestMain removes it.
-var binDir string
-
 // binaries builds lockwatch, the demo and the example program of README.md
 // (examples/stuck) once per test binary, static as the Makefile builds them.
 var binaries = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "lockwatch-cli-test-")
+	dir, err := testroot.TempDir("lockwatch-cli-test-")
 	if err != nil {
 		return "", err
 	}
-	binDir = dir
 	args := []string{"build", "-o", dir + "/"}
 	if os.Getenv("GOCOVERDIR") != "" {
 		// make cover: lockwatch's and the demo's processes count too.

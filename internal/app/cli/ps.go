@@ -78,9 +78,11 @@ processes (pid and role; "no probe" when its control socket is missing).
 Runs whose processes have all ended are left out unless --all; -o json
 lists every process of each run. A run's state and findings are those
 'lockwatch attach' reports (lockreg locks and the drop-in mutexes its probes
-list), without live stacks. Exit status 3 when a listed run is in deadlock. When another user took the default root
-(/dev/shm/lockwatch-UID), runs live in a private fallback beside it
-(lockwatch-UID-*, owned by you, mode 0700): ps lists those too.`,
+list), without live stacks. Exit status 3 when a listed run is in deadlock.
+
+When another user took the default root (/dev/shm/lockwatch-UID), runs live
+in a private fallback beside it (lockwatch-UID-*, owned by you, mode 0700):
+ps lists those too.`,
 		Example: `  lockwatch ps
   lockwatch ps --all          # ended runs too ('lockwatch prune' removes them)
   lockwatch ps -o json | jq '.runs[] | select(.state == "deadlock") | .name'`,

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"time"
@@ -74,39 +75,28 @@ func goProcesses(ctx context.Context) []psGo {
 				g.Command = filepath.Base(l)
 			}
 		}
-		p, err := goproc.Attach(pid, goproc.Options{Quick: true, NoStacks: true, NoChans: true})
+		p, err := goproc.Attach(pid, goproc.Options{Quick: true, NoStacks: true})
 		if err != nil {
 			g.Error = oneLine(err.Error())
 			out = append(out, g)
 			continue
 		}
+		// Counted, not read whole: ps's memory stays the same whatever
+		// the largest Go process of the user (goproc.Process.Count).
 		rctx, cancel := context.WithTimeout(ctx, psGoTimeout)
-		img, err := p.Read(rctx)
+		c, err := p.Count(rctx)
 		cancel()
 		p.Close()
+		// Its binary's tables are garbage now: collected before the next
+		// process's are read, ps's peak is that of the largest binary,
+		// not of two.
+		runtime.GC()
 		if err != nil {
 			g.Error = oneLine(err.Error())
 			out = append(out, g)
 			continue
 		}
-		byID := map[int64]goproc.Goroutine{}
-		for _, gr := range img.Goroutines {
-			if !gr.System {
-				g.Goroutines++
-			}
-			byID[gr.ID] = gr
-		}
-		for _, l := range img.Locks {
-			if l.Kind != "sync.Mutex" && l.Kind != "sync.RWMutex" {
-				continue
-			}
-			for _, w := range l.Waiters {
-				g.LockWaiters++
-				if gr := byID[w.Goroutine]; gr.WaitKnown {
-					g.LongestWaitMS = max(g.LongestWaitMS, gr.WaitingAtLeast.Milliseconds())
-				}
-			}
-		}
+		g.Goroutines, g.LockWaiters, g.LongestWaitMS = c.Goroutines, c.LockWaiters, c.LongestWait.Milliseconds()
 		out = append(out, g)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })

@@ -47,11 +47,10 @@ confirmed it prints the report on stderr (or into --report); then, with
 --on-deadlock=wait it keeps the program alive so you can attach, with
 --on-deadlock=kill it kills every process of the run, when the deadlock is
 proved: a dead holder or a cycle (a stuck holder, which holds long while others
-wait, is reported but never killed). SIGINT and SIGTERM are
-forwarded to PROGRAM's process group. A process whose goroutines are all
-blocked dies as it would without lockwatch: its probe stands down so that
-Go's runtime ends it ("all goroutines are asleep"), and PROGRAM's status
-passes through.
+wait, is reported but never killed). SIGINT and SIGTERM are forwarded to
+PROGRAM's process group. A process whose goroutines are all blocked dies as
+it would without lockwatch: its probe stands down so that Go's runtime ends
+it ("all goroutines are asleep"), and PROGRAM's status passes through.
 
 Within a second, run says if PROGRAM (or a process it started) has not
 joined the run: lockwatch sees only the locks of processes that run its

@@ -1,13 +1,8 @@
 package cli
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,21 +14,7 @@ import (
 const goDeadlock = "fatal error: all goroutines are asleep - deadlock!"
 
 // asleepBin builds testdata/asleep once per test binary.
-var asleepBin = sync.OnceValues(func() (string, error) {
-	dir, err := binaries() // removed by TestMain
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "asleep")
-	// Without cgo: Go's runtime never ends a cgo program for a deadlock
-	// (a -race build is one), with sync either.
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/asleep")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
+var asleepBin = programBin("asleep")
 
 func buildAsleep(t *testing.T) string {
 	t.Helper()

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/app/testbound"
-	"github.com/lockwatch/lockwatch/internal/rt/arena"
+	"github.com/lockwatch/lockwatch/internal/app/testroot"
 )
 
 // Cross-process tests re-run the test binary with a role in its
@@ -34,19 +34,9 @@ func TestMain(m *testing.M) {
 		os.Exit(runRole(role, os.Getenv(dirEnv), os.Getenv(argEnv)))
 	}
 	// Runs that lockwatch or a probe would make by themselves go under a
-	// temporary root: nothing is left in /dev/shm.
-	root, err := os.MkdirTemp("", "lockwatch-stress-root-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Setenv(arena.EnvRoot, root)
-	code := m.Run()
-	os.RemoveAll(root)
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	// temporary root, removed at the end with the binary built: nothing is
+	// left in /dev/shm.
+	os.Exit(testroot.Run(m, "lockwatch-stress-root-"))
 }
 
 func runRole(role, dir, arg string) int {
@@ -90,15 +80,11 @@ func start(role, dir, arg string) (*worker, error) {
 	return w, nil
 }
 
-// binDir holds the lockwatch binary built for the suite.
-var binDir string
-
 var buildLockwatch = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "lockwatch-stress-bin-")
+	dir, err := testroot.TempDir("lockwatch-stress-bin-")
 	if err != nil {
 		return "", err
 	}
-	binDir = dir
 	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "github.com/lockwatch/lockwatch/cmd/lockwatch")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

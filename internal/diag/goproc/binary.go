@@ -89,7 +89,11 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	if pcln == nil || b.text == nil {
 		return nil, fmt.Errorf("%s: %w: no .gopclntab", path, ErrNotGo)
 	}
-	data, err := pcln.Data()
+	if quick && pcln.Size > quickPclntabMax {
+		// A quick look reads any binary in bounded memory.
+		return nil, fmt.Errorf("%s: its .gopclntab is %d MiB, more than a quick look reads (%d MiB): 'lockwatch attach PID' reads it", path, pcln.Size>>20, quickPclntabMax>>20)
+	}
+	data, err := sectionData(file, pcln)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading .gopclntab: %v", path, err)
 	}
@@ -116,8 +120,13 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 		b.layout.WaitReasons = L.WaitReasons // read from memory when the symbol is there
 	}
 
-	syms, err := f.Symbols()
-	if err != nil || len(syms) == 0 {
+	var syms []elf.Symbol
+	if quick {
+		// The runtime's symbols only, a chunk at a time: no data
+		// symbols, so no global lock is named.
+		syms, err = runtimeSymbols(f)
+		b.Stripped = err != nil
+	} else if syms, err = f.Symbols(); err != nil || len(syms) == 0 {
 		b.Stripped = true
 	}
 	for _, s := range syms {
@@ -131,6 +140,24 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	sort.Slice(b.objs, func(i, j int) bool { return b.objs[i].Value < b.objs[j].Value })
 	if s, ok := b.syms["go:func.*"]; ok {
 		b.tab.gofunc = s.Value
+	}
+	return b, nil
+}
+
+// sectionData reads section s of the binary in one piece of its size
+// (debug/elf's Data grows its buffer as it reads, to twice the size at
+// times), once the file is known to hold it.
+func sectionData(file *os.File, s *elf.Section) ([]byte, error) {
+	fi, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if s.Type == elf.SHT_NOBITS || s.Flags&elf.SHF_COMPRESSED != 0 || s.Offset > uint64(fi.Size()) || s.Size > uint64(fi.Size())-s.Offset {
+		return nil, fmt.Errorf("the section of %d bytes at %d is not in the file of %d bytes, or compressed", s.Size, s.Offset, fi.Size())
+	}
+	b := make([]byte, s.Size)
+	if _, err := file.ReadAt(b, int64(s.Offset)); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -216,6 +243,11 @@ func layoutDWARF(f *elf.File) (Layout, error) {
 	}
 	return Layout{}, errors.New("unreachable")
 }
+
+// quickPclntabMax bounds the .gopclntab that a quick look (Options.Quick,
+// lockwatch ps) reads whole: a binary of about 200 MB has one of 64 MiB.
+// The symbol table is read a chunk at a time (runtimeSymbols).
+const quickPclntabMax = 64 << 20
 
 // maxDebugInfo bounds the .debug_info decompressed (its header says its
 // size): a larger one is refused rather than read.

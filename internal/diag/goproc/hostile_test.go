@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 )
 
@@ -58,16 +55,10 @@ func (m *hostileMem) ReadPieces(ps []Piece) error {
 }
 
 // TestHostileMemory reads images of garbage with a real binary: each read
-// ends, without a panic, within its byte budget, with an image or an
-// error.
+// (Read, Count) ends, without a panic, within its byte budget, with an
+// image or an error.
 func TestHostileMemory(t *testing.T) {
-	exe := filepath.Join(t.TempDir(), "target")
-	cmd := exec.Command("go", "build", "-o", exe, "./testdata/target")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	b, err := OpenBinary(exe)
+	b, err := OpenBinary(buildTarget(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +77,11 @@ func TestHostileMemory(t *testing.T) {
 			default:
 				t.Logf("variant %d: %d goroutines, %d locks, %d inconsistent", v, len(img.Goroutines), len(img.Locks), img.Inconsistent)
 			}
+		}
+		if c, err := p.Count(context.Background()); err != nil {
+			t.Logf("variant %d: count: %v", v, err)
+		} else {
+			t.Logf("variant %d: count: %+v", v, c)
 		}
 	}
 }

@@ -345,25 +345,55 @@ func sortByID(img *Image) {
 // first), or, in a stripped binary, from a slice header in its data whose
 // first element is goroutine 1.
 func (p *Process) allgs(r *reader) ([]uint64, error) {
+	l, err := p.allgList(r)
+	if err != nil {
+		return nil, err
+	}
+	raw, ok := r.bytes(l.ptr, int(l.n)*8)
+	if !ok {
+		if r.err != nil {
+			return nil, r.err
+		}
+		return nil, fmt.Errorf("pid %d: runtime.allgs (%d goroutines at %#x) is not readable: a corrupted image", p.PID, l.n, l.ptr)
+	}
+	out := make([]uint64, l.n)
+	for i := range out {
+		out[i] = le.Uint64(raw[i*8:])
+	}
+	return out, nil
+}
+
+// allgList is where the list of every g is: n addresses at ptr, as read
+// from the words at lenAt and ptrAt (runtime.allglen and allgptr, or the
+// slice header's), which a reader of the list in parts reads again to see
+// whether the runtime moved it (it grows by a new copy).
+type allgList struct {
+	ptrAt, lenAt uint64
+	ptr, n       uint64
+}
+
+// allgList finds the list of every g (allgs).
+func (p *Process) allgList(r *reader) (allgList, error) {
 	b, L := p.Binary, p.Binary.layout
-	var ptr, n uint64
+	var l allgList
 	sl, okl := b.syms["runtime.allglen"]
 	sp, okp := b.syms["runtime.allgptr"]
 	if okl && okp {
 		var ok1, ok2 bool
-		n, ok1 = r.u64(sl.Value + p.bias)
-		ptr, ok2 = r.u64(sp.Value + p.bias)
+		l.lenAt, l.ptrAt = sl.Value+p.bias, sp.Value+p.bias
+		l.n, ok1 = r.u64(l.lenAt)
+		l.ptr, ok2 = r.u64(l.ptrAt)
 		if r.err != nil {
-			return nil, r.err
+			return l, r.err
 		}
 		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("pid %d: runtime.allgptr is not readable: a corrupted image", p.PID)
+			return l, fmt.Errorf("pid %d: runtime.allgptr is not readable: a corrupted image", p.PID)
 		}
 	} else {
 		max := uint64(p.opts.MaxGoroutines)
-		_, found := p.scanData(r, []string{".noptrbss", ".bss", ".noptrdata", ".data"}, 3, filter{Slice: true, MaxCap: max}, func(_ uint64, w []uint64) bool {
-			a, l, c := w[0], w[1], w[2]
-			if a == 0 || a%8 != 0 || l == 0 || l > c || c > max {
+		at, found := p.scanData(r, []string{".noptrbss", ".bss", ".noptrdata", ".data"}, 3, filter{Slice: true, MaxCap: max}, func(_ uint64, w []uint64) bool {
+			a, n, c := w[0], w[1], w[2]
+			if a == 0 || a%8 != 0 || n == 0 || n > c || c > max {
 				return false
 			}
 			g0, ok := r.u64(a)
@@ -379,31 +409,21 @@ func (p *Process) allgs(r *reader) ([]uint64, error) {
 			if le.Uint64(gb[L.GGoid:]) != 1 || hi <= lo || size < 2048 || size&(size-1) != 0 {
 				return false
 			}
-			ptr, n = a, l
+			l.ptr, l.n = a, n
 			return true
 		})
 		if r.err != nil {
-			return nil, r.err
+			return l, r.err
 		}
 		if !found {
-			return nil, fmt.Errorf("pid %d: the list of goroutines (runtime.allgs) was not found in the stripped binary's data: not a Go %s runtime this reader knows", p.PID, release(b.GoVersion))
+			return l, fmt.Errorf("pid %d: the list of goroutines (runtime.allgs) was not found in the stripped binary's data: not a Go %s runtime this reader knows", p.PID, release(b.GoVersion))
 		}
+		l.ptrAt, l.lenAt = at, at+8
 	}
-	if n == 0 || n > uint64(p.opts.MaxGoroutines) || ptr == 0 {
-		return nil, fmt.Errorf("pid %d: runtime.allglen is %d (at most %d read): a corrupted image, or a runtime not yet started", p.PID, n, p.opts.MaxGoroutines)
+	if l.n == 0 || l.n > uint64(p.opts.MaxGoroutines) || l.ptr == 0 {
+		return l, fmt.Errorf("pid %d: runtime.allglen is %d (at most %d read): a corrupted image, or a runtime not yet started", p.PID, l.n, p.opts.MaxGoroutines)
 	}
-	raw, ok := r.bytes(ptr, int(n)*8)
-	if !ok {
-		if r.err != nil {
-			return nil, r.err
-		}
-		return nil, fmt.Errorf("pid %d: runtime.allgs (%d goroutines at %#x) is not readable: a corrupted image", p.PID, n, ptr)
-	}
-	out := make([]uint64, n)
-	for i := range out {
-		out[i] = le.Uint64(raw[i*8:])
-	}
-	return out, nil
+	return l, nil
 }
 
 // waitReasons returns the runtime's names of wait reasons: read from the

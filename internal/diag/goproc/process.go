@@ -43,7 +43,10 @@ type Options struct {
 	// Quick is for a quick look at many processes (lockwatch ps): the
 	// runtime's layout comes from the table of known releases when the
 	// binary's release is in it, rather than from its DWARF (which costs
-	// tens to hundreds of milliseconds to read in a large binary).
+	// tens to hundreds of milliseconds to read in a large binary); of the
+	// symbol table, only the runtime's symbols are read, a chunk at a time
+	// (no global lock is named), and a binary whose .gopclntab is larger
+	// than quickPclntabMax (64 MiB) is not read (Attach says so).
 	Quick bool
 	// NoStacks reads the goroutines and their waits without their stacks
 	// (no frames, no inferred holders): a quick count (lockwatch ps).
@@ -326,22 +329,12 @@ func (p *Process) checkSame() error {
 // target keeps running; the Image is consistent per goroutine (see the
 // package comment), not a stop-the-world snapshot.
 func (p *Process) Read(ctx context.Context) (*Image, error) {
-	if err := p.checkSame(); err != nil {
-		return nil, err
-	}
-	r := &reader{mem: p.mem, budget: p.opts.MaxBytes, near: &p.near}
-	img, err := p.read(ctx, r)
-	if err == nil {
-		err = r.err
-	}
+	var img *Image
+	err := p.reading(func(r *reader) (err error) {
+		img, err = p.read(ctx, r)
+		return err
+	})
 	if err != nil {
-		if errors.Is(err, ErrExited) || p.checkSame() != nil {
-			return nil, fmt.Errorf("pid %d: %w", p.PID, ErrExited)
-		}
-		return nil, err
-	}
-	// A target that exec'd mid-read gave bytes of another program.
-	if err := p.checkSame(); err != nil {
 		return nil, err
 	}
 	return img, nil

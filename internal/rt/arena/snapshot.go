@@ -47,8 +47,14 @@ type Snapshot struct {
 	Counts Counts
 
 	Processes []Process // in slot order
-	Locks     []Lock    // in index order
-	Waiters   []Waiter  // oldest first
+	// Former are the processes that a kept holder or waiter record names
+	// but that the process table no longer lists: a later process took
+	// the slot, which it does only from a process proved dead. Their info
+	// files stay in the run directory while a record names them, so their
+	// roles are still known. By pid; Slot -1, State ProcSlotTaken.
+	Former  []Process
+	Locks   []Lock   // in index order
+	Waiters []Waiter // oldest first
 	// Events are the newest events the rings hold, oldest first: in the
 	// order they happened for each lock, by time across locks (see
 	// Event.Seq).
@@ -86,6 +92,9 @@ type ProcState string
 const (
 	ProcRunning ProcState = "running" // registered and not closed: alive, or died without Close
 	ProcExited  ProcState = "exited"  // closed its registry: a clean exit
+	// ProcSlotTaken: a former process (Snapshot.Former), whose slot a
+	// later process took: it had ended.
+	ProcSlotTaken ProcState = "slot taken"
 )
 
 // Process is a process-table entry.
@@ -526,6 +535,7 @@ func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		}
 	}
 	s.Waiters = waiters
+	a.readFormer(rd, s, &info)
 
 	// The newest o.Events events of the rings.
 	raw, total, held := a.readEvents(n, o.Events)
@@ -555,6 +565,52 @@ func (a *Arena) read(rd *RunDir, o ReadOptions) *Snapshot {
 		return s.Waiters[i].Slot < s.Waiters[j].Slot
 	})
 	return s
+}
+
+// readFormer lists in s.Former the processes that the kept holder and
+// waiter records name and the process table does not: a second look at
+// the table, for these few only, tells a process whose slot was taken from
+// one left out of s.Processes by ReadOptions.Processes. Their info files
+// are read within the snapshot's budget, as the table's processes' are.
+// Called through guarded.
+func (a *Arena) readFormer(rd *RunDir, s *Snapshot, info *int64) {
+	want := make(map[procid.ID]bool)
+	for _, l := range s.Locks {
+		if l.Holder != nil {
+			want[l.Holder.Identity()] = true
+		}
+	}
+	for _, w := range s.Waiters {
+		want[w.Identity()] = true
+	}
+	for _, p := range s.Processes {
+		delete(want, p.Identity())
+	}
+	if len(want) == 0 {
+		return
+	}
+	a.eachProcess(func(int64) time.Time { return time.Time{} }, func(p Process) bool {
+		delete(want, p.Identity())
+		return len(want) > 0
+	})
+	for id := range want {
+		p := Process{Slot: -1, PID: id.PID, Start: id.Start, State: ProcSlotTaken}
+		var err error
+		p.Info, err = readInfo(rd, id, info)
+		switch {
+		case p.Info != nil:
+			p.Robust = p.Info.Robust
+		case *info <= 0 || errors.Is(err, errInfoValues):
+			s.infoOver++
+		}
+		s.Former = append(s.Former, p)
+	}
+	sort.Slice(s.Former, func(i, j int) bool {
+		if s.Former[i].PID != s.Former[j].PID {
+			return s.Former[i].PID < s.Former[j].PID
+		}
+		return s.Former[i].Start < s.Former[j].Start
+	})
 }
 
 // lockName copies the name of lock slot i.
@@ -778,11 +834,14 @@ func (s *Snapshot) Stack(id procid.ID, stack uint64) (frames []record.Frame, ok 
 	return x.Lookup(stack)
 }
 
-// Process returns the process-table entry of id, if the snapshot carries it.
+// Process returns the process-table entry of id, if the snapshot carries
+// it, else its entry among the former processes (Former).
 func (s *Snapshot) Process(id procid.ID) (Process, bool) {
-	for _, p := range s.Processes {
-		if p.PID == id.PID && (id.Start == 0 || p.Start == id.Start) {
-			return p, true
+	for _, ps := range [][]Process{s.Processes, s.Former} {
+		for _, p := range ps {
+			if p.PID == id.PID && (id.Start == 0 || p.Start == id.Start) {
+				return p, true
+			}
 		}
 	}
 	return Process{}, false

@@ -21,9 +21,11 @@ type MutexView[F any] struct {
 	PID   int       `json:"pid"`
 	Start uint64    `json:"start"`
 	Taken time.Time `json:"taken"`
-	// Live counts the drop-in mutexes of the process (locked at least
-	// once, not collected); Mutexes lists those held or awaited, at most
-	// MaxMutexes (Truncated counts the rest).
+	// Live counts the drop-in mutexes of the process held or awaited (an
+	// unlocked one leaves no record); Mutexes lists them by ID, at most
+	// MaxMutexes (Truncated counts the rest). The order is the mutexes'
+	// order in memory, not the order they were first locked in: find a
+	// mutex by its ID.
 	Live      int        `json:"live"`
 	Mutexes   []Mutex[F] `json:"mutexes"`
 	Truncated int        `json:"truncated,omitempty"`
@@ -34,13 +36,16 @@ type MutexView[F any] struct {
 
 // Mutex is one drop-in Mutex or RWMutex.
 type Mutex[F any] struct {
-	ID   uint64 `json:"id"`   // unique in the process, never reused
+	// ID is the mutex's address: unique among the mutexes that exist at
+	// one time (a mutex collected may be followed by another at its
+	// address).
+	ID   uint64 `json:"id"`
 	Kind string `json:"kind"` // "mutex" or "rwmutex"
-	// Name is the name given with sync.SetName, else where the mutex was
-	// first locked ("pkg.Func file.go:12"); Named says which.
+	// Name is the name given with sync.SetName, else First's site
+	// ("pkg.Func file.go:12"); Named says which.
 	Name  string `json:"name"`
 	Named bool   `json:"named,omitempty"`
-	First F      `json:"first"` // where it was first locked
+	First F      `json:"first"` // where its holder locked it, else its first reader (lowest goroutine id)
 	// Holder holds it for writing (a Mutex: holds it).
 	Holder *MutexHolder[F] `json:"holder,omitempty"`
 	// Readers hold an RWMutex for reading; MoreReaders more do, unlisted.

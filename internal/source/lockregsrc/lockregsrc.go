@@ -35,12 +35,21 @@ const OwnerDied lockstate.Reason = "owner-died"
 // dead holder's, after OWNER_DIED), in decimal; absent when no record
 // names the holder. FactCounter (raw): the lock's fencing counter, the
 // token of its latest acquire (the next acquire gets one more).
+// FactSlot (a process's, shown in the tables) is on a process that a
+// holder or waiter record names and whose process-table slot a later
+// process took (arena.Snapshot.Former): its role and command come from the
+// info file it left in the run directory, its start in the run is not
+// known.
 const (
 	FactWord    = "word"
 	FactRobust  = "robust"
 	FactToken   = "token"
 	FactCounter = "counter"
+	FactSlot    = "slot"
 )
+
+// slotTaken is FactSlot's value.
+const slotTaken = "taken by a later process"
 
 // A Source reads the lockreg run in a directory. Its zero value reads
 // nothing; build it with New. It is safe for concurrent use.
@@ -79,7 +88,7 @@ func Convert(s *arena.Snapshot) *lockstate.Snapshot {
 	out := &lockstate.Snapshot{Run: s.Dir, Taken: s.Taken, Stacks: dictionaries{s}, WaitLabel: arena.WaitLabel}
 	// One array backs every lock's and process's facts: a process has one,
 	// a lock at most three.
-	facts := make([]lockstate.Fact, 0, len(s.Processes)+3*len(s.Locks))
+	facts := make([]lockstate.Fact, 0, len(s.Processes)+2*len(s.Former)+3*len(s.Locks))
 	fact := func(fs ...lockstate.Fact) lockstate.Facts {
 		n := len(facts)
 		facts = append(facts, fs...)
@@ -93,6 +102,15 @@ func Convert(s *arena.Snapshot) *lockstate.Snapshot {
 		}
 		if p.State == arena.ProcExited {
 			lp.Closed, lp.ClosedAt = true, p.Exited
+		}
+		out.Processes = append(out.Processes, lp)
+	}
+	for _, p := range s.Former {
+		lp := lockstate.Process{ID: p.Identity(), Facts: fact(lockstate.Fact{Name: FactSlot, Value: slotTaken})}
+		if p.Info != nil {
+			lp.Role, lp.Command = p.Info.Role, strings.Join(p.Info.Args, " ")
+			lp.Facts = fact(lockstate.Fact{Name: FactSlot, Value: slotTaken},
+				lockstate.Fact{Name: FactRobust, Value: strconv.FormatBool(p.Robust), Raw: true})
 		}
 		out.Processes = append(out.Processes, lp)
 	}
