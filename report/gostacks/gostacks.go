@@ -145,10 +145,11 @@ func exeOf(pid int) (exeID, bool) {
 	return exeID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim}, true
 }
 
-// attachShared opens pid with the binary of an earlier process of the same
-// executable (its symbols and function table read once per report, not
-// once per process), or reads its binary and keeps it, and the process
-// that owns it, open for the next until Close.
+// attachShared opens pid with the binary of the last process read when it
+// runs the same executable (its symbols and function table read once for
+// the processes of one program, not once per process), or reads its binary
+// and keeps it, and the process that owns it, open for the next until
+// Close.
 func (g *Reader) attachShared(pid int) (*goproc.Process, error) {
 	// The runtime's layout from the table of known releases when the
 	// binary's release is in it, not its DWARF (a few hundred milliseconds
@@ -172,6 +173,9 @@ func (g *Reader) attachShared(pid int) (*goproc.Process, error) {
 		return goproc.Attach(pid, goproc.Options{Quick: true})
 	}
 	if opts.Binary == nil {
+		// One binary kept at a time (the last one read), so that the
+		// memory of a report on many executables is one binary's.
+		g.Close()
 		g.bins[id] = pr.Binary
 		g.owners = append(g.owners, pr)
 	}
