@@ -973,7 +973,7 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 	slab := make([]model, 0, len(blocks))
 	firsts := make([]lockstate.Holder, 0, len(blocks))
 	out := make([]*model, 0, len(blocks))
-	at := make(map[lockID]*model, len(blocks))
+	at := make(map[indexID]*model, len(blocks)) // by lockID, with its kind a number: hashed without a string
 	paths := map[fileKey]string{}
 	procs := map[int]bool{}
 	gone := 0
@@ -983,12 +983,13 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 	for i := range blocks {
 		b := &blocks[i]
 		h := r.holders(b)
-		id := idOf(&b.root)
-		m := at[id]
+		key := indexIDOf(&b.root)
+		m := at[key]
 		if m == nil {
+			id := idOf(&b.root)
 			slab = append(slab, model{id: id, lock: lockstate.Lock{Kind: id.kind}, ino: b.root.Inode, dev: [2]uint32{b.root.Major, b.root.Minor}})
 			m = &slab[len(slab)-1]
-			at[id] = m
+			at[key] = m
 			out = append(out, m)
 		}
 		if b.root.Class == "FLOCK" && b.root.PID > 0 && !slices.Contains(m.taker, b.root.PID) {
@@ -1198,7 +1199,7 @@ func (r *reader) facts(m *model, inode string) {
 	} else {
 		extra = make([]lockstate.Fact, 0, 2+len(m.lock.Facts.Extra))
 	}
-	extra = append(extra, lockstate.Fact{Name: "type", Value: typeNames[[2]string{m.lock.Kind, typ}]},
+	extra = append(extra, lockstate.Fact{Name: "type", Value: typeName(m.lock.Kind, typ)},
 		lockstate.Fact{Name: "inode", Value: inode})
 	if m.lock.Kind != KindPOSIX && len(m.holders) > 1 {
 		extra = append(extra, lockstate.Fact{Name: "shared", Value: fmt.Sprintf("one open file description held by %s (released when one of them unlocks it or all of them close it)", pidList(m.holders))})
@@ -1217,16 +1218,26 @@ func (r *reader) facts(m *model, inode string) {
 	m.lock.Facts.Extra = append(extra, m.lock.Facts.Extra...)
 }
 
-// typeNames are the type facts' values, by kind and type.
-var typeNames = func() map[[2]string]string {
-	m := map[[2]string]string{}
-	for _, k := range []string{KindFlock, KindPOSIX, KindOFD} {
-		for _, t := range []string{"READ", "WRITE"} {
-			m[[2]string{k, t}] = strings.ToUpper(k) + " " + t
-		}
+// typeName is the type fact's value of a lock of kind held for reading
+// or writing (typ): "FLOCK WRITE".
+func typeName(kind, typ string) string {
+	read := typ == "READ"
+	switch {
+	case kind == KindFlock && read:
+		return "FLOCK READ"
+	case kind == KindFlock:
+		return "FLOCK WRITE"
+	case kind == KindPOSIX && read:
+		return "POSIX READ"
+	case kind == KindPOSIX:
+		return "POSIX WRITE"
+	case kind == KindOFD && read:
+		return "OFD READ"
+	case kind == KindOFD:
+		return "OFD WRITE"
 	}
-	return m
-}()
+	return ""
+}
 
 // inodeName is a file as /proc/locks names it: "fe:00:9978082".
 func inodeName(dev [2]uint32, ino uint64) string {
