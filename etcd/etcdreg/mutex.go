@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/lockwatch/lockwatch/internal/rt/record"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -214,33 +214,41 @@ func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 
 // callStack is the stack of the caller of Lock (or TryLock) and its id.
 type callStack struct {
-	s  record.Stack
-	id uint64
+	pcs [32]uintptr
+	n   int
+	id  uint64
 }
+
+// frames returns the captured PCs, innermost first.
+func (s *callStack) frames() []uintptr { return s.pcs[:s.n] }
 
 // captureStack captures the stack from the caller of its caller (lock):
 // Lock or TryLock, unless inlined into their caller; the frames written
-// for it leave etcdreg's own out (ownFrames). It walks frame pointers
-// where the runtime keeps them and no C frames can be on the stack (a
-// binary without cgo), about 40x cheaper than runtime.Callers, which
-// unwinds every frame from tables and which it calls otherwise.
+// for it leave etcdreg's own out (ownFrames). The id is a 64-bit
+// multiply-xor hash of the PCs, never 0.
 //
 //go:noinline
 func captureStack() callStack {
 	var st callStack
-	st.s.Capture(1)
-	st.id = st.s.Hash()
+	// Skip runtime.Callers, captureStack and lock.
+	st.n = runtime.Callers(3, st.pcs[:])
+	h := uint64(0x9e3779b97f4a7c15)
+	for _, pc := range st.pcs[:st.n] {
+		h = (h ^ uint64(pc)) * 0xbf58476d1ce4e5b9
+		h ^= h >> 31
+	}
+	if h == 0 {
+		h = 1
+	}
+	st.id = h
 	return st
 }
 
 // ownFrames drops etcdreg's own frames from the top of a symbolized stack
-// (the way it was captured decides which are there: inlined frames are
-// seen by runtime.Callers only) and the frames that say nothing: the
-// compiler's go-statement wrappers, which a frame-pointer walk sees and
-// runtime.Callers elides, and runtime.goexit.
+// (Lock or TryLock, when not inlined) and the frames that say nothing:
+// the compiler's go-statement wrappers and runtime.goexit.
 func ownFrames(fs []stackdump.Frame) []stackdump.Frame {
-	for len(fs) > 0 && (strings.HasPrefix(fs[0].Func, pkgPath+".(*Mutex).") || strings.HasPrefix(fs[0].Func, pkgPath+".captureStack") ||
-		strings.HasPrefix(fs[0].Func, recordPath+".")) {
+	for len(fs) > 0 && (strings.HasPrefix(fs[0].Func, pkgPath+".(*Mutex).") || strings.HasPrefix(fs[0].Func, pkgPath+".captureStack")) {
 		fs = fs[1:]
 	}
 	out := fs[:0]
@@ -253,8 +261,7 @@ func ownFrames(fs []stackdump.Frame) []stackdump.Frame {
 }
 
 const (
-	pkgPath    = "github.com/lockwatch/lockwatch/etcd/etcdreg"
-	recordPath = "github.com/lockwatch/lockwatch/internal/rt/record"
+	pkgPath = "github.com/lockwatch/lockwatch/etcd/etcdreg"
 )
 
 // curGoid returns the calling goroutine's id.
@@ -327,7 +334,7 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st *callStack, began time.
 		a.heldVal[flagsAt] |= flagHeld
 		delay := 20 * time.Millisecond
 		for {
-			stackOps, written := r.stackOps(st.id, st.s.Frames())
+			stackOps, written := r.stackOps(st.id, st.frames())
 			// A free lock (no contender key, no shadow of an expired
 			// holder) is taken with the key and its shadow marked Held, as
 			// concurrency.Mutex takes it with its key: the same round trip
