@@ -51,18 +51,24 @@ func (g *graph) resolverNotes() []string {
 }
 
 func (g *graph) lockRows() []LockRow {
-	out := []LockRow{}
-	n := 0
+	out := make([]LockRow, 0, len(g.locks))
+	n, held := 0, 0
 	for _, l := range g.locks {
 		n += len(l.Facts.Extra)
+		if len(l.Holders) > 0 {
+			held++
+		}
 	}
 	buf := make([]Fact, n)
+	firsts := make([]Party, held) // the rows' Holder, in one array
 	for _, l := range g.locks {
 		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Waiting: len(l.Waiters), Facts: factsOf(l.Facts, &buf)}
 		for i := range l.Holders {
 			p := g.holder(l, &l.Holders[i])
 			if i == 0 {
-				row.Holder, row.State = &p, "held"
+				firsts[0] = p
+				row.Holder, row.State = &firsts[0], "held"
+				firsts = firsts[1:]
 			}
 			if len(l.Holders) > 1 {
 				row.Holders = append(row.Holders, p)
