@@ -1,6 +1,7 @@
 package report
 
 import (
+	"container/heap"
 	"context"
 	"slices"
 
@@ -50,18 +51,24 @@ func (g *graph) resolverNotes() []string {
 }
 
 func (g *graph) lockRows() []LockRow {
-	out := []LockRow{}
-	n := 0
+	out := make([]LockRow, 0, len(g.locks))
+	n, held := 0, 0
 	for _, l := range g.locks {
 		n += len(l.Facts.Extra)
+		if len(l.Holders) > 0 {
+			held++
+		}
 	}
 	buf := make([]Fact, n)
+	firsts := make([]Party, held) // the rows' Holder, in one array
 	for _, l := range g.locks {
 		row := LockRow{Name: l.Name, Kind: l.Kind, State: "free", Waiting: len(l.Waiters), Facts: factsOf(l.Facts, &buf)}
 		for i := range l.Holders {
 			p := g.holder(l, &l.Holders[i])
 			if i == 0 {
-				row.Holder, row.State = &p, "held"
+				firsts[0] = p
+				row.Holder, row.State = &firsts[0], "held"
+				firsts = firsts[1:]
 			}
 			if len(l.Holders) > 1 {
 				row.Holders = append(row.Holders, p)
@@ -78,16 +85,65 @@ func (g *graph) lockRows() []LockRow {
 	return out
 }
 
-// waiterRows lists every waiter, longest-waiting first.
+// waiterRows lists every waiter, longest-waiting first: each lock's
+// waiters by the time they began to wait, or, when some have no time (a
+// session of etcd's own lock), in the order the source gives them
+// (lockstate.Lock.Waiters: its queue, an etcd lock's by create revision),
+// the only order known; the locks' lists merged by the times of their
+// first waiters not yet listed (a waiter with no time first, as the
+// longest waiting may be; equal times in the locks' order).
 func (g *graph) waiterRows() []WaiterRow {
 	out := []WaiterRow{}
+	var h waiterHeap
 	for _, l := range g.locks {
+		if len(l.Waiters) == 0 {
+			continue
+		}
+		ws := make([]WaiterRow, 0, len(l.Waiters))
 		for i := range l.Waiters {
-			out = append(out, WaiterRow{Party: g.waiter(l, &l.Waiters[i]), Lock: l.Name, LockKind: l.Kind})
+			ws = append(ws, WaiterRow{Party: g.waiter(l, &l.Waiters[i]), Lock: l.Name, LockKind: l.Kind})
+		}
+		if !slices.ContainsFunc(ws, func(w WaiterRow) bool { return w.Since.IsZero() }) {
+			slices.SortStableFunc(ws, func(a, b WaiterRow) int { return a.Since.Compare(b.Since) })
+		}
+		h = append(h, waiterList{ws, len(h)})
+	}
+	heap.Init(&h)
+	for len(h) > 0 {
+		out = append(out, h[0].rows[0])
+		if h[0].rows = h[0].rows[1:]; len(h[0].rows) == 0 {
+			heap.Pop(&h)
+		} else {
+			heap.Fix(&h, 0)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b WaiterRow) int { return a.Since.Compare(b.Since) })
 	return out
+}
+
+// waiterList is one lock's waiters not yet listed, the n-th lock.
+type waiterList struct {
+	rows []WaiterRow
+	n    int
+}
+
+// waiterHeap orders the locks' lists by their first waiters' times, then
+// by the locks' order.
+type waiterHeap []waiterList
+
+func (h waiterHeap) Len() int { return len(h) }
+func (h waiterHeap) Less(i, j int) bool {
+	if c := h[i].rows[0].Since.Compare(h[j].rows[0].Since); c != 0 {
+		return c < 0
+	}
+	return h[i].n < h[j].n
+}
+func (h waiterHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *waiterHeap) Push(x any)   { *h = append(*h, x.(waiterList)) }
+func (h *waiterHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 func (g *graph) processRows(h Host) []ProcRow {

@@ -29,8 +29,8 @@ func (g *graph) edges(dead map[node]bool) map[node][]edge {
 	}
 	out := make(map[node][]edge)
 	for _, l := range g.locks {
-		if l.Abandoned != nil {
-			continue
+		if l.Abandoned != nil || len(l.Waiters) == 0 {
+			continue // no edge from a lock nobody waits for (most of a holder of 10,000's)
 		}
 		var holders, writers []node
 		writeHeld := false

@@ -46,7 +46,7 @@ func checkIndent(t *testing.T, src []byte) {
 	if err := json.Indent(&want, src, "", "  "); err != nil {
 		t.Fatalf("json.Indent(%q): %v", src, err)
 	}
-	if got := indentJSON(nil, src, "  "); !bytes.Equal(got, want.Bytes()) {
+	if got := indentJSON(nil, src, "  ", 0); !bytes.Equal(got, want.Bytes()) {
 		t.Errorf("indentJSON(%q) =\n%s\nwant\n%s", src, got, want.Bytes())
 	}
 }

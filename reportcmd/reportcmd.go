@@ -21,7 +21,6 @@ package reportcmd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -151,12 +150,13 @@ func Print(w io.Writer, r *report.Report, f Format, compact bool) error {
 	case Dot:
 		return r.WriteDot(w) // one graph per report
 	case JSON:
-		b, err := json.Marshal(r)
+		indent := "  "
+		if compact {
+			indent = ""
+		}
+		b, err := marshalReport(r, indent) // json.Marshal(r)'s bytes, indented as json.Indent would
 		if err != nil {
 			return err
-		}
-		if !compact {
-			b = indentJSON(make([]byte, 0, 2*len(b)), b, "  ")
 		}
 		_, err = w.Write(append(b, '\n')) // as json.Encoder ends a value
 		return err

@@ -34,7 +34,8 @@
 // by sync, not named. Lock is sync's compare-and-swap and one store of the
 // goroutine id; Unlock one load, one store and sync's compare-and-swap;
 // RLock and RUnlock sync's one read-modify-write of the reader count (as a
-// compare-and-swap): close to sync's cost (docs/benchmarks.md). `lockwatch
+// compare-and-swap, from 0 to 1 and back; any other count takes sync's
+// own RLock and RUnlock): close to sync's cost (docs/benchmarks.md). `lockwatch
 // attach PID` finds, in the program's memory, every goroutine blocked on a
 // drop-in mutex and the mutex's address, and reads its owner word: the
 // exact holder of every awaited mutex, with its live stack; a holder whose
@@ -76,9 +77,13 @@
 //     RWMutex 32 (sync's 24).
 //   - A mutex that is locked escapes to the heap, where a sync.Mutex in a
 //     local variable may stay on the stack.
-//   - Lock, RLock and RUnlock are inlined into their callers as a call of a
-//     few instructions of assembly (amd64; a Go function on arm64), where
-//     sync's inline their atomic instruction; Unlock is inlined.
+//   - Lock is inlined into its callers as a call of a few instructions of
+//     assembly (amd64 and arm64), where sync's inlines its compare-and-swap:
+//     the goroutine id is read from g, which Go code cannot reach. Unlock,
+//     RLock and RUnlock are inlined whole, as sync's are.
+//   - Without the goroutine id's offset in g (a Go release the package
+//     does not know), the owner mode writes no owner word: lockwatch
+//     finds the waiters but names no holder.
 //   - The fast paths change sync's state words themselves, as sync's
 //     inlined fast paths do; the package checks sync's layout when it
 //     initializes and, if a Go release changes it, takes sync's methods

@@ -41,3 +41,13 @@ func Owner[M *Mutex | *RWMutex](m M) int64 {
 	}
 	return 0
 }
+
+// SetGoidOffset sets the goroutine id's offset in g that the package found
+// (0: not found, as with a Go release it does not know) and returns the one
+// before: only while no lock of the package is held, as at init.
+func SetGoidOffset(off uintptr) uintptr {
+	old := goidOff
+	goidOff = off
+	configure()
+	return old
+}

@@ -8,9 +8,3 @@ const raceOn = true
 
 //go:norace
 func lockFast(m *Mutex) { m.lockSlowPath() }
-
-//go:norace
-func rlockFast(rw *RWMutex) { rw.rlockSlowPath() }
-
-//go:norace
-func runlockFast(rw *RWMutex) { rw.runlockSlowPath() }

@@ -1,6 +1,7 @@
 package sync_test
 
 import (
+	"fmt"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -14,10 +15,23 @@ import (
 // types with every counter checked. Under -race the detector also checks
 // that the records add no race. With -tags nolockwatch they test sync.
 
+// inModes runs f in the owner mode and in the records mode: their fast and
+// slow paths differ.
+func inModes(t *testing.T, f func(t *testing.T)) {
+	for _, records := range []bool{false, true} {
+		t.Run(fmt.Sprintf("records=%v", records), func(t *testing.T) {
+			defer lwsync.SetRecords(lwsync.SetRecords(records))
+			f(t)
+		})
+	}
+}
+
 // TestHammerMutex: goroutines increment a plain counter under the lock,
 // some through TryLock; the total must be exact and no two must be inside
-// at once.
-func TestHammerMutex(t *testing.T) {
+// at once. In both modes.
+func TestHammerMutex(t *testing.T) { inModes(t, hammerMutex) }
+
+func hammerMutex(t *testing.T) {
 	const goroutines, rounds = 8, 2000
 	var mu lwsync.Mutex
 	var inside atomic.Int32
@@ -56,14 +70,16 @@ func TestHammerMutex(t *testing.T) {
 
 // TestHammerRWMutex: readers count themselves in and check that no writer
 // is inside; writers check that nobody else is; RLocker and TryRLock mixed
-// in. Every activity counter returns to zero.
+// in. Every activity counter returns to zero. In both modes.
 func TestHammerRWMutex(t *testing.T) {
-	for _, procs := range []int{1, 4} {
-		old := runtime.GOMAXPROCS(procs)
-		hammerRW(t, 2, 4, 1000)
-		hammerRW(t, 4, 8, 500)
-		runtime.GOMAXPROCS(old)
-	}
+	inModes(t, func(t *testing.T) {
+		for _, procs := range []int{1, 4} {
+			old := runtime.GOMAXPROCS(procs)
+			hammerRW(t, 2, 4, 1000)
+			hammerRW(t, 4, 8, 500)
+			runtime.GOMAXPROCS(old)
+		}
+	})
 }
 
 func hammerRW(t *testing.T, writers, readers, rounds int) {

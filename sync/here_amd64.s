@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// func callerInfo(off uintptr, pcs *[6]uintptr) (goid int64)
+// func callerInfo(off uintptr, pcs *framePCs, n int) (goid int64)
 //
 // With no frame of its own, BP here is the caller's frame pointer: 8(BP)
 // is the caller's return address, 0(BP) the frame pointer of the function
@@ -11,15 +11,16 @@
 // that does not (the chain's end, 0) ends the walk, and the rest of pcs is
 // 0. (TLS) is the current g; off, found and verified by internal/rt/record,
 // is where its goroutine id lives.
-TEXT ·callerInfo(SB), NOSPLIT|NOFRAME, $0-24
+TEXT ·callerInfo(SB), NOSPLIT|NOFRAME, $0-32
 	MOVQ pcs+8(FP), DI
+	MOVQ n+16(FP), R9
 	MOVQ BP, CX
 	MOVQ $0, R8
 walk:
 	MOVQ 8(CX), AX
 	MOVQ AX, (DI)(R8*8)
 	INCQ R8
-	CMPQ R8, $6
+	CMPQ R8, R9
 	JAE  walked
 	MOVQ 0(CX), DX
 	CMPQ DX, CX
@@ -29,7 +30,7 @@ walk:
 zero:
 	MOVQ $0, (DI)(R8*8)
 	INCQ R8
-	CMPQ R8, $6
+	CMPQ R8, R9
 	JB   zero
 walked:
 	MOVQ off+0(FP), CX
@@ -37,10 +38,10 @@ walked:
 	JZ   nogoid
 	MOVQ (TLS), AX
 	MOVQ (AX)(CX*1), AX
-	MOVQ AX, goid+16(FP)
+	MOVQ AX, goid+24(FP)
 	RET
 nogoid:
-	MOVQ $0, goid+16(FP)
+	MOVQ $0, goid+24(FP)
 	RET
 
 // func curGoid() int64

@@ -88,18 +88,30 @@ var late bool
 
 // goidOff is the offset of the goroutine id in the runtime's g, found and
 // verified by internal/rt/record when the package initializes; 0 if it was
-// not found (then record.Goid). Set before main.
+// not found (a Go release whose g the package does not know: then
+// record.Goid, for the records). Set before main.
 var goidOff uintptr
 
-// fastOff is goidOff in the owner mode when the fast paths may run (sync's
-// layout is the one they know, and goidOff was found); 0 otherwise, when
-// every Lock takes lockSlowPath. rslow says RLock's and RUnlock's
-// fast paths may not run. Set before main.
+// The owner mode's variables, set by configure before main:
+//
+//   - ownerOn: the owner words are kept (the owner mode, and goidOff was
+//     found). Without the goroutine id's offset no owner word is written:
+//     record.Goid would cost more than the lock, and lockwatch then names
+//     no holder from the word (it finds the waiters all the same).
+//   - fastOff: goidOff when Mutex's fast paths may run too (ownerOn, no
+//     race detector, and sync's Mutex laid out as they know); 0 otherwise,
+//     when every Lock takes lockSlowPath. A Mutex keeps its owner word
+//     when fastOff is set, or under the race detector when ownerOn is
+//     (mutexOwner): Unlock's fast path, which a positive word takes,
+//     changes sync's state word itself, and does not run under -race.
+//   - rslow: RLock's and RUnlock's fast paths may not run (the records
+//     mode, the race detector, or sync's RWMutex laid out otherwise).
 var (
-	fastOff uintptr
-	rwOK    bool // rwLayout(): sync's RWMutex is laid out as rwWords
-	//lint:ignore U1000 read by the assembly (fast_amd64.s) and fast_go.go
-	rslow bool
+	ownerOn    bool
+	mutexOwner bool
+	fastOff    uintptr
+	rwOK       bool // rwLayout(): sync's RWMutex is laid out as rwWords
+	rslow      bool
 )
 
 func init() {
@@ -123,10 +135,12 @@ func init() {
 //
 //go:norace
 func configure() {
+	ownerOn = !records && goidOff != 0
 	fastOff = 0
-	if !records && !raceOn && goidOff != 0 && mutexLayout() {
+	if ownerOn && !raceOn && mutexLayout() {
 		fastOff = goidOff
 	}
+	mutexOwner = fastOff != 0 || raceOn && ownerOn
 	rslow = records || raceOn || !rwOK
 }
 
@@ -151,7 +165,13 @@ func rwLayout() bool {
 	rw.RLock()
 	one := atomic.LoadInt32(rc)
 	rw.RUnlock()
-	return unsafe.Sizeof(rw) == 24 && one == 1 && atomic.LoadInt32(rc) == 0
+	// The fast paths also rely on how sync uses the count: a writer makes
+	// it negative, so that 0 means no writer holds or waits.
+	rw.Lock()
+	written := atomic.LoadInt32(rc)
+	refused := !rw.TryRLock()
+	rw.Unlock()
+	return unsafe.Sizeof(rw) == 24 && one == 1 && written < 0 && refused && atomic.LoadInt32(rc) == 0
 }
 
 func mutexState(m *Mutex) *int32 { return (*int32)(unsafe.Pointer(&m.mu)) }
@@ -176,27 +196,20 @@ func (rw *RWMutex) std() *gosync.RWMutex { return (*gosync.RWMutex)(unsafe.Point
 var _ [0]byte = [unsafe.Sizeof(rwWords{}) - unsafe.Sizeof(gosync.RWMutex{})]byte{}
 var _ [0]byte = [unsafe.Sizeof(gosync.RWMutex{}) - unsafe.Sizeof(rwWords{})]byte{}
 
-// holderID is the current goroutine's id, for the owner word.
-//
-//go:norace
-func holderID() int64 {
-	if g := curGoid(); g != 0 {
-		return g
-	}
-	return record.Goid()
-}
-
 // The methods are inlinable where sync's are (Mutex's Lock and Unlock,
 // RWMutex's RLock and RUnlock). In the owner mode, a Lock is a call of
 // lockFast: sync's compare-and-swap of the state word, then a store of the
 // goroutine id (read from its g) into the owner word; an Unlock clears the
-// owner word and makes sync's compare-and-swap back; RLock and RUnlock
-// make the one compare-and-swap of the reader count that sync's add makes.
-// Anything else (a lock in use, waiters, the records mode) takes sync's
-// own methods, through the slow paths. They are go:norace: the owner word
-// is invisible to the race detector. Under -race (raceOn) there are no
-// fast paths: every call is sync's own, with its race annotations (and
-// the compiler inlines no function marked go:norace).
+// owner word and makes sync's compare-and-swap back. RLock and RUnlock are
+// sync's fast paths, inlined whole: one compare-and-swap of the reader
+// count, from 0 to 1 and from 1 to 0 (where sync's add finds it 0 and
+// leaves it 1, and back), which through an interface is one call, as
+// sync's. Anything else (a lock in use, other readers, waiters, the
+// records mode) takes sync's own methods, through the slow paths. They
+// are go:norace: the owner word is invisible to the race detector. Under
+// -race (raceOn) there are no fast paths: every call is sync's own, with
+// its race annotations (and the compiler inlines no function marked
+// norace).
 
 // Lock locks m. If the lock is already in use, the calling goroutine blocks
 // until the mutex is available.
@@ -213,9 +226,10 @@ func (m *Mutex) lockSlowPath() {
 		m.lockRecords()
 		return
 	}
+	g := curGoid() // before waiting: the critical section does not wait for it
 	m.mu.Lock()
-	if fastOff != 0 || raceOn {
-		m.owner = holderID()
+	if mutexOwner {
+		m.owner = g
 	}
 }
 
@@ -233,8 +247,8 @@ func (m *Mutex) TryLock() bool {
 	if !m.mu.TryLock() {
 		return false
 	}
-	if fastOff != 0 || raceOn {
-		m.owner = holderID()
+	if mutexOwner {
+		m.owner = curGoid()
 	}
 	return true
 }
@@ -274,7 +288,9 @@ func (rw *RWMutex) Lock() {
 		return
 	}
 	rw.std().Lock()
-	rw.owner = holderID()
+	if ownerOn {
+		rw.owner = curGoid()
+	}
 }
 
 // TryLock tries to lock rw for writing and reports whether it succeeded.
@@ -291,7 +307,9 @@ func (rw *RWMutex) TryLock() bool {
 	if !rw.std().TryLock() {
 		return false
 	}
-	rw.owner = holderID()
+	if ownerOn {
+		rw.owner = curGoid()
+	}
 	return true
 }
 
@@ -322,14 +340,22 @@ func (rw *RWMutex) Unlock() {
 //
 //go:norace
 func (rw *RWMutex) RLock() {
-	rlockFast(rw)
+	if raceOn || rslow || !atomic.CompareAndSwapInt32(&rw.rw.readers, 0, 1) {
+		rw.rlockSlowPath()
+	}
 }
 
+// rlockSlowPath is RLock but for its fast path; in the records mode the
+// records, with the return addresses above it: at most three of the
+// drop-in's frames (RLock's, when not inlined, as under -race; a method
+// value's or RLocker's wrapper) before the program's two.
+//
 //go:noinline
 //go:norace
 func (rw *RWMutex) rlockSlowPath() {
 	if records {
-		rw.rlockRecords()
+		var pcs framePCs
+		rw.rlockRecords(callerInfo(goidOff, &pcs, 5), &pcs)
 		return
 	}
 	rw.std().RLock()
@@ -356,7 +382,9 @@ func (rw *RWMutex) TryRLock() bool {
 //
 //go:norace
 func (rw *RWMutex) RUnlock() {
-	runlockFast(rw)
+	if raceOn || rslow || !atomic.CompareAndSwapInt32(&rw.rw.readers, 1, 0) {
+		rw.runlockSlowPath()
+	}
 }
 
 //go:noinline

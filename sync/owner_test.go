@@ -71,3 +71,58 @@ func TestOwnerWord(t *testing.T) {
 	<-done
 	check("RWMutex unlocked", lwsync.Owner(&rw), 0)
 }
+
+// TestOwnerWordWithoutGoid: where the goroutine id's offset in g is not
+// known (a Go release the package does not know), the owner mode writes
+// no owner word, by any path, and the locks work as sync's.
+func TestOwnerWordWithoutGoid(t *testing.T) {
+	defer lwsync.SetRecords(lwsync.SetRecords(false))
+	defer lwsync.SetGoidOffset(lwsync.SetGoidOffset(0))
+	var mu lwsync.Mutex
+	var rw lwsync.RWMutex
+	check := func(what string, got int64) {
+		t.Helper()
+		if got != 0 {
+			t.Errorf("%s: owner word %d; want 0 (no goroutine id offset)", what, got)
+		}
+	}
+	mu.Lock()
+	check("Lock", lwsync.Owner(&mu))
+	if mu.TryLock() {
+		t.Fatal("TryLock of a locked Mutex succeeded")
+	}
+	mu.Unlock()
+	if !mu.TryLock() {
+		t.Fatal("TryLock failed")
+	}
+	check("TryLock", lwsync.Owner(&mu))
+	// A waiter that then holds it.
+	got := make(chan int64)
+	go func() {
+		mu.Lock()
+		got <- lwsync.Owner(&mu)
+		mu.Unlock()
+	}()
+	time.Sleep(5 * time.Millisecond)
+	mu.Unlock()
+	check("after a wait", <-got)
+
+	rw.Lock()
+	check("RWMutex.Lock", lwsync.Owner(&rw))
+	if rw.TryRLock() {
+		t.Fatal("TryRLock of a write-locked RWMutex succeeded")
+	}
+	rw.Unlock()
+	if !rw.TryLock() {
+		t.Fatal("RWMutex.TryLock failed")
+	}
+	check("RWMutex.TryLock", lwsync.Owner(&rw))
+	rw.Unlock()
+	rw.RLock()
+	check("RLock", lwsync.Owner(&rw))
+	rw.RUnlock()
+	if !rw.TryLock() {
+		t.Fatal("RWMutex.TryLock after RUnlock failed")
+	}
+	rw.Unlock()
+}

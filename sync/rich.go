@@ -46,10 +46,15 @@ func unhold(o int64) {
 }
 
 // goidSite is the current goroutine's id and the program's site of the
-// lock call, for a records function that called callerInfo.
+// lock call, for a records function that called callerInfo(…, len(pcs)).
+// The search starts at the first return address: it is the drop-in's
+// (userPC answers 0 for it) unless the public method that called the
+// records function was inlined into the program (a PGO build inlines
+// RWMutex.Lock and the TryLocks at hot sites), and then it is the
+// program's own call site.
 //
 //go:norace
-func goidSite(goid int64, pcs *[6]uintptr) (int64, uintptr, uintptr) {
+func goidSite(goid int64, pcs *framePCs) (int64, uintptr, uintptr) {
 	if goid == 0 {
 		goid = record.Goid()
 	}
@@ -71,8 +76,8 @@ func held(p unsafe.Pointer, op *int64, kind inproc.Kind, goid int64, pc, pc2 uin
 //go:norace
 func (m *Mutex) lockRecords() {
 	inproc.Escape(m)
-	var pcs [6]uintptr
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	var pcs framePCs
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !m.mu.TryLock() {
 		lockSlow(&m.mu, unsafe.Pointer(m), &m.owner, inproc.KindMutex, goid, pc, pc2)
 		return
@@ -84,8 +89,8 @@ func (m *Mutex) lockRecords() {
 //go:norace
 func (m *Mutex) tryLockRecords() bool {
 	inproc.Escape(m)
-	var pcs [6]uintptr
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	var pcs framePCs
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !m.mu.TryLock() {
 		return false
 	}
@@ -97,8 +102,8 @@ func (m *Mutex) tryLockRecords() bool {
 //go:norace
 func (rw *RWMutex) lockRecords() {
 	inproc.Escape(rw)
-	var pcs [6]uintptr
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	var pcs framePCs
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !rw.std().TryLock() {
 		lockSlow(rw.std(), unsafe.Pointer(rw), &rw.owner, inproc.KindRWMutex, goid, pc, pc2)
 		return
@@ -110,8 +115,8 @@ func (rw *RWMutex) lockRecords() {
 //go:norace
 func (rw *RWMutex) tryLockRecords() bool {
 	inproc.Escape(rw)
-	var pcs [6]uintptr
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	var pcs framePCs
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !rw.std().TryLock() {
 		return false
 	}
@@ -141,12 +146,17 @@ func lockSlow(l gosync.Locker, p unsafe.Pointer, op *int64, kind inproc.Kind, go
 	}
 }
 
-//go:noinline
+// rlockRecords is RLock in the records mode, called by rlockSlowPath with
+// the goroutine id and the return addresses above it (from the program's
+// call of RLock, or from RLock's own frame when it was not inlined).
+//
 //go:norace
-func (rw *RWMutex) rlockRecords() {
+func (rw *RWMutex) rlockRecords(goid int64, pcs *framePCs) {
 	inproc.Escape(rw)
-	var pcs [6]uintptr
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	if goid == 0 {
+		goid = record.Goid()
+	}
+	pc, pc2 := siteOf(pcs)
 	if !rw.std().TryRLock() {
 		rlockSlow(rw, goid)
 	}
@@ -157,8 +167,8 @@ func (rw *RWMutex) rlockRecords() {
 //go:norace
 func (rw *RWMutex) tryRLockRecords() bool {
 	inproc.Escape(rw)
-	var pcs [6]uintptr
-	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs), &pcs)
+	var pcs framePCs
+	goid, pc, pc2 := goidSite(callerInfo(goidOff, &pcs, len(pcs)), &pcs)
 	if !rw.std().TryRLock() {
 		return false
 	}

@@ -5,80 +5,83 @@ package sync
 import (
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	"github.com/lockwatch/lockwatch/internal/rt/record"
-	"github.com/lockwatch/lockwatch/internal/rt/seqlock"
 )
 
 // Sites, for the records mode: the return addresses above the records
-// functions are made the program's by inproc.UserStack.
+// functions, made the program's by inproc.UserPC.
 
-// siteOf returns the site of a lock call and its caller from the return
-// addresses above the records function (callerInfo's), through a cache of
-// answers keyed by those addresses: a program has few lock call paths.
+// framePCs is what callerInfo fills: the return addresses above a records
+// function, innermost first. The drop-in's frames among them are at most
+// four (the records function's caller, always; the assembly's call of it
+// or a Go fast path; the method itself when it was not inlined, as under
+// -race; a method value's wrapper), so the program's first two addresses
+// are among the six.
+type framePCs [6]uintptr
+
+// siteOf returns the site of a lock call and its caller: the first of the
+// return addresses above the records function that is the program's (made
+// the program's by userPC), and the one after it.
 //
 //go:norace
-func siteOf(pcs *[6]uintptr) (pc, pc2 uintptr) {
-	// Three of the addresses, multiplied side by side (a chain of six
-	// dependent multiplications cost more than the rest of the lookup);
-	// the entry compares all six.
-	h := (uint64(pcs[1])*0x9e3779b97f4a7c15 ^ uint64(pcs[2])*0xbf58476d1ce4e5b9 ^ uint64(pcs[3])*0x94d049bb133111eb) >> 54
-	for p := uint64(0); p < siteProbes; p++ {
-		e := &siteCache[(h+p)&(siteSlots-1)]
-		switch st := e.state; {
-		case st == siteReady:
-			seqlock.LoadFence()
-			if samePCs(&e.key, pcs) {
-				return e.pc, e.pc2
+func siteOf(pcs *framePCs) (pc, pc2 uintptr) {
+	for i := 0; i < len(pcs); i++ {
+		p := pcs[i]
+		if p == 0 {
+			break
+		}
+		if u := userPC(p); u != 0 {
+			if i+1 < len(pcs) {
+				pc2 = pcs[i+1]
 			}
-		case st == 0 && seqlock.CAS64(&e.state, 0, siteWriting):
-			pc, pc2 := resolveSite(*pcs)
-			e.key, e.pc, e.pc2 = *pcs, pc, pc2
-			seqlock.StoreFence()
-			e.state = siteReady
-			return pc, pc2
+			return u, pc2
 		}
 	}
-	return resolveSite(*pcs)
+	return 0, 0
 }
 
-// samePCs compares the words one by one (== on the arrays calls the
-// runtime's memequal).
+// pcWords caches inproc.UserPC's answers in front of its own table, one
+// word per address, so that a hit is one load and no fence: the address
+// << 16 | d, where d is 0 for an address all the drop-in's, else 1 + how
+// far before the address the program's is (an answer that does not fit is
+// not kept here). A word is stored whole by one plain store and read by
+// one load (an aligned 8-byte access is single-copy atomic on amd64 and
+// arm64), so a reader sees one answer or another, never a mix; two
+// addresses that share a slot evict each other. 0 is empty (no address is
+// 0).
+var pcWords [4096]uint64
+
+// userPC is inproc.UserPC, through pcWords: the program's address that pc
+// stands for, or 0 if pc is all the drop-in's (the program's is never 0).
 //
 //go:norace
-func samePCs(a, b *[6]uintptr) bool {
-	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] && a[5] == b[5]
-}
-
-// The cache of siteOf: an entry is claimed (state 0 to siteWriting) by a
-// quiet CAS, written once, then published (siteReady), and never changes
-// after, so a reader that sees siteReady reads a whole entry.
-const (
-	siteSlots   = 1024 // a power of two
-	siteProbes  = 4
-	siteWriting = 1
-	siteReady   = 2
-)
-
-type siteEntry struct {
-	state   uint64
-	key     [6]uintptr
-	pc, pc2 uintptr
-}
-
-var siteCache [siteSlots]siteEntry
-
-// resolveSite is siteOf's answer: the program's first two return
-// addresses (inproc.UserStack).
-//
-//go:norace
-func resolveSite(pcs [6]uintptr) (pc, pc2 uintptr) {
-	s := inproc.UserStack(pcs[:])
-	switch len(s) {
-	case 0:
-		return 0, 0
-	case 1:
-		return s[0], 0
+func userPC(pc uintptr) uintptr {
+	if w := pcWords[uint64(pc)*0x9e3779b97f4a7c15>>52]; w>>16 == uint64(pc) {
+		if d := uintptr(w & 0xffff); d != 0 {
+			return pc - d + 1
+		}
+		return 0
 	}
-	return s[0], s[1]
+	return userPCSlow(pc)
+}
+
+//go:noinline
+//go:norace
+func userPCSlow(pc uintptr) uintptr {
+	w := &pcWords[uint64(pc)*0x9e3779b97f4a7c15>>52]
+	u, ok := inproc.UserPC(pc)
+	d := uint64(0) // the drop-in's
+	if ok {
+		if u > pc || pc-u >= 0xffff {
+			return u // not kept here
+		}
+		d = uint64(pc-u) + 1
+	} else {
+		u = 0
+	}
+	if uint64(pc) < 1<<48 {
+		*w = uint64(pc)<<16 | d
+	}
+	return u
 }
 
 // captureUser captures the stack of the program's call of a lock method:

@@ -89,7 +89,7 @@ func checkNeverUnknown(t *testing.T, e *testEnv, name string, upto int64) {
 			if sh.CreateRevision == first[0].CreateRevision && len(sh.Value) == 0 {
 				found = true
 			}
-			if sh.CreateRevision == first[0].CreateRevision && decode(sh.Value, &a) == nil && decode(first[0].Value, &b) == nil {
+			if sh.CreateRevision == first[0].CreateRevision && decodeHolder(sh.Value, &a) == nil && decodeHolder(first[0].Value, &b) == nil {
 				a.Held, a.Acquired = false, time.Time{} // set on the shadow of an owner
 				found = found || a == b
 			}
@@ -472,7 +472,7 @@ func TestStalledWaiterTakesLostRelease(t *testing.T) {
 		t.Fatalf("%d shadows of q; want b's alone", len(resp.Kvs))
 	}
 	var rec HolderRecord
-	if err := decode(resp.Kvs[0].Value, &rec); err != nil || rec.ID.PID != b.pid || rec.Stalled {
+	if err := decodeHolder(resp.Kvs[0].Value, &rec); err != nil || rec.ID.PID != b.pid || rec.Stalled {
 		t.Errorf("b's shadow %s; want b's record, not stalled", resp.Kvs[0].Value)
 	}
 	b.send("unlock q")

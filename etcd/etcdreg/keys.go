@@ -34,7 +34,7 @@ import (
 // create revision, its token that create revision.
 
 // Format is the version of the key layout and record encoding.
-const Format = 2
+const Format = 3
 
 // maxValue bounds a stack answer: etcd refuses requests above 1.5 MiB by
 // default (--max-request-bytes).
@@ -91,7 +91,8 @@ func (k keys) batch(pk string, slot uint64) string {
 func (k keys) req(pk string) string { return k.p + "req/" + pk }
 func (k keys) ans(pk string) string { return k.p + "ans/" + pk }
 
-// Records, as stored (JSON).
+// Records, as stored: JSON, but for HolderRecord and batches of events
+// (record.go).
 
 // RunRecord is P/meta.
 type RunRecord struct {

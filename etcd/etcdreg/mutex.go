@@ -6,19 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/lockwatch/lockwatch/procid"
+	"github.com/lockwatch/lockwatch/stackdump"
 )
 
 // A Mutex is a named lock shared by every process of a run, kept in etcd
@@ -37,6 +38,10 @@ type Mutex struct {
 	r      *Registry
 	name   string
 	policy Policy
+	// The lock's key prefixes, made once: its contenders', its shadows'.
+	lockDir, shadowDir string
+	// free is Lock's comparison: no contender key, no shadow.
+	free []*pb.Compare
 
 	mu   sync.Mutex
 	hold *hold // this process's hold; nil when it does not hold the lock
@@ -108,13 +113,21 @@ type successor struct {
 
 // markOp is the release's conditional write of the successor's mark, at
 // now (the successor's Acquired).
-func (s *successor) markOp(now time.Time) clientv3.Op {
+func (s *successor) markOp(now time.Time) *pb.RequestOp {
 	rec := s.rec
 	rec.Held, rec.Acquired = true, now
-	return clientv3.OpTxn([]clientv3.Cmp{
-		clientv3.Compare(clientv3.CreateRevision(s.key), "=", s.rev),
-		clientv3.Compare(clientv3.ModRevision(s.shadow), "=", s.rev),
-	}, []clientv3.Op{clientv3.OpPut(s.shadow, mustJSON(rec))}, nil)
+	shadow := []byte(s.shadow)
+	return txnReq([]*pb.Compare{createdAt([]byte(s.key), nil, s.rev), modifiedAt(shadow, s.rev)},
+		[]*pb.RequestOp{putReq(shadow, appendHolder(nil, &rec), 0, false)}, nil)
+}
+
+// leafName is the leaf of contender key number slot under lease: the
+// lease in hex, "-", the number.
+func leafName(lease clientv3.LeaseID, slot uint64) string {
+	var b [40]byte
+	l := strconv.AppendInt(b[:0], int64(lease), 16)
+	l = append(l, '-')
+	return string(strconv.AppendUint(l, slot, 10))
 }
 
 // Name returns the lock's name.
@@ -199,29 +212,57 @@ func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 	return m.lock(ctx, false)
 }
 
-// callStack is the caller's stack and its id.
+// callStack is the stack of the caller of Lock (or TryLock) and its id.
 type callStack struct {
-	pcs []uintptr
+	pcs [32]uintptr
+	n   int
 	id  uint64
 }
 
-func captureStack(skip int) callStack {
-	var buf [32]uintptr
-	n := runtime.Callers(skip+1, buf[:])
-	h := fnv.New64a()
-	var b [8]byte
-	for _, pc := range buf[:n] {
-		for i := range b {
-			b[i] = byte(uint64(pc) >> (8 * i))
-		}
-		h.Write(b[:])
+// frames returns the captured PCs, innermost first.
+func (s *callStack) frames() []uintptr { return s.pcs[:s.n] }
+
+// captureStack captures the stack from the caller of its caller (lock):
+// Lock or TryLock, unless inlined into their caller; the frames written
+// for it leave etcdreg's own out (ownFrames). The id is a 64-bit
+// multiply-xor hash of the PCs, never 0.
+//
+//go:noinline
+func captureStack() callStack {
+	var st callStack
+	// Skip runtime.Callers, captureStack and lock.
+	st.n = runtime.Callers(3, st.pcs[:])
+	h := uint64(0x9e3779b97f4a7c15)
+	for _, pc := range st.pcs[:st.n] {
+		h = (h ^ uint64(pc)) * 0xbf58476d1ce4e5b9
+		h ^= h >> 31
 	}
-	id := h.Sum64()
-	if id == 0 {
-		id = 1
+	if h == 0 {
+		h = 1
 	}
-	return callStack{pcs: append([]uintptr(nil), buf[:n]...), id: id}
+	st.id = h
+	return st
 }
+
+// ownFrames drops etcdreg's own frames from the top of a symbolized stack
+// (Lock or TryLock, when not inlined) and the frames that say nothing:
+// the compiler's go-statement wrappers and runtime.goexit.
+func ownFrames(fs []stackdump.Frame) []stackdump.Frame {
+	for len(fs) > 0 && (strings.HasPrefix(fs[0].Func, pkgPath+".(*Mutex).") || strings.HasPrefix(fs[0].Func, pkgPath+".captureStack")) {
+		fs = fs[1:]
+	}
+	out := fs[:0]
+	for _, f := range fs {
+		if !strings.Contains(f.Func, ".gowrap") && f.Func != "runtime.goexit" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+const (
+	pkgPath = "github.com/lockwatch/lockwatch/etcd/etcdreg"
+)
 
 // curGoid returns the calling goroutine's id.
 func curGoid() int64 { return procid.Goroutine() }
@@ -236,26 +277,26 @@ type attempt struct {
 	lost        <-chan struct{} // closed when lease is lost
 	done        <-chan struct{} // the lease's Done
 	rec         HolderRecord
-	val         string
-	heldVal     string // val with Held set: the shadow of an owner
+	val         []byte
+	heldVal     []byte // val with Held set: the shadow of an owner
 	rev         int64  // the key's create revision, once queued
 	g           int64
-	st          callStack
-	queued      bool // it had to wait: its acquire (or timeout) logs the wait
-	recovered   bool // it took an expired holder's place: a recovered event was written
-	stalled     bool // its shadow says it waits behind an expired holder
+	st          uint64 // the id of its stack
+	queued      bool   // it had to wait: its acquire (or timeout) logs the wait
+	recovered   bool   // it took an expired holder's place: a recovered event was written
+	stalled     bool   // its shadow says it waits behind an expired holder
 	next        *successor
 }
 
 func (m *Mutex) lock(ctx context.Context, wait bool) (bool, error) {
-	st := captureStack(3)
+	st := captureStack()
 	g := curGoid()
 	began := time.Now()
 	hookDelay := m.r.opts.StuckAfter
 	nextHook := began.Add(hookDelay)
 	calls := 0
 	for {
-		a, err := m.enqueue(ctx, g, st, began)
+		a, err := m.enqueue(ctx, g, &st, began)
 		if errors.Is(err, errHeld) {
 			return true, nil
 		}
@@ -275,7 +316,7 @@ var errRequeue = errors.New("requeue")
 
 // enqueue puts the contender key and its shadow, in one transaction that
 // also reads the first contender; an uncontended Lock ends there.
-func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.Time) (*attempt, error) {
+func (m *Mutex) enqueue(ctx context.Context, g int64, st *callStack, began time.Time) (*attempt, error) {
 	r := m.r
 	for {
 		lease, lost, done, err := r.currentLease(ctx)
@@ -283,17 +324,17 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 			return nil, err
 		}
 		slot := m.takeSlot(lease)
-		leaf := fmt.Sprintf("%x-%d", int64(lease), slot)
-		a := &attempt{m: m, leaf: leaf, slot: slot, key: r.k.lockDir(m.name) + leaf, shadow: r.k.shadowDir(m.name) + leaf,
-			lease: lease, lost: lost, done: done, g: g, st: st}
+		leaf := leafName(lease, slot)
+		a := &attempt{m: m, leaf: leaf, slot: slot, key: m.lockDir + leaf, shadow: m.shadowDir + leaf,
+			lease: lease, lost: lost, done: done, g: g, st: st.id}
 		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
-		a.val = mustJSON(a.rec)
-		// The same record with Held set (its last field, false in rec): what
-		// mustJSON of it writes, without encoding it twice.
-		a.heldVal = a.val[:len(a.val)-1] + `,"held":true}`
+		a.val = appendHolder(make([]byte, 0, 96), &a.rec)
+		// The same record with Held set: its flag, the only difference.
+		a.heldVal = append([]byte(nil), a.val...)
+		a.heldVal[flagsAt] |= flagHeld
 		delay := 20 * time.Millisecond
 		for {
-			stackOps, written := r.stackOps(st.id, st.pcs)
+			stackOps, written := r.stackOps(st.id, st.frames())
 			// A free lock (no contender key, no shadow of an expired
 			// holder) is taken with the key and its shadow marked Held, as
 			// concurrency.Mutex takes it with its key: the same round trip
@@ -305,18 +346,11 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st callStack, began time.T
 			// record there, marked Held. Its wait is logged with the event
 			// that ends its hold (or its timeout); the unexecuted branch is
 			// part of the proposal, so it is kept small.
-			then := append([]clientv3.Op{
-				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease)),
-				clientv3.OpPut(a.shadow, a.heldVal),
-			}, stackOps...)
-			els := append([]clientv3.Op{
-				clientv3.OpPut(a.key, a.val, clientv3.WithLease(lease), clientv3.WithPrevKV()),
-				clientv3.OpPut(a.shadow, ""),
-			}, stackOps...)
-			resp, err := r.cli.Txn(ctx).If(
-				clientv3.Compare(clientv3.CreateRevision(r.k.lockDir(m.name)), "=", 0).WithPrefix(),
-				clientv3.Compare(clientv3.CreateRevision(r.k.shadowDir(m.name)), "=", 0).WithPrefix(),
-			).Then(then...).Else(els...).Commit()
+			key, shadow := []byte(a.key), []byte(a.shadow)
+			resp, err := r.txn(ctx, &pb.TxnRequest{Compare: m.free,
+				Success: append([]*pb.RequestOp{putReq(key, a.val, lease, false), putReq(shadow, a.heldVal, 0, false)}, stackOps...),
+				Failure: append([]*pb.RequestOp{putReq(key, a.val, lease, true), putReq(shadow, nil, 0, false)}, stackOps...),
+			})
 			if err != nil {
 				// The transaction may have been applied though its answer
 				// was lost: the next try finds the key ours; a caller who
@@ -354,7 +388,7 @@ var errHeld = errors.New("held")
 // hold records the attempt as this process's hold of the lock.
 func (a *attempt) hold(rev, acqRev int64, since time.Time) {
 	h := &hold{key: a.key, shadow: a.shadow, slot: a.slot, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
-		stack: a.st.id, since: since, recovered: a.recovered, done: a.done, next: a.next}
+		stack: a.st, since: since, recovered: a.recovered, done: a.done, next: a.next}
 	if a.queued {
 		h.waited = a.rec.Since
 	}
@@ -365,7 +399,7 @@ func (a *attempt) hold(rev, acqRev int64, since time.Time) {
 // timeout) or with one whose acquire is logged apart (recovered), at the
 // revision it queued.
 func (a *attempt) waitEvent() EventRecord {
-	return EventRecord{Kind: EventWait, Lock: a.m.name, ID: a.m.r.self, Goroutine: a.g, Stack: a.st.id, Time: a.rec.Since, Rev: a.rev}
+	return EventRecord{Kind: EventWait, Lock: a.m.name, ID: a.m.r.self, Goroutine: a.g, Stack: a.st, Time: a.rec.Since, Rev: a.rev}
 }
 
 // withdraw deletes the attempt's key and shadow (a Lock that gives up),
@@ -395,7 +429,7 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 		a.withdraw(ctx)
 		if a.queued {
 			m.events(context.WithoutCancel(ctx), a.waitEvent(),
-				EventRecord{Kind: EventTimeout, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st.id, Time: time.Now()})
+				EventRecord{Kind: EventTimeout, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st, Time: time.Now()})
 		}
 		return false, err
 	}
@@ -536,7 +570,7 @@ func (a *attempt) await(ctx context.Context, wait bool, nextHook *time.Time, hoo
 				break waiting
 			case <-timer.C:
 				*calls++
-				m.event(ctx, EventStuck, a.g, a.st.id, 0)
+				m.event(ctx, EventStuck, a.g, a.st, 0)
 				if r.opts.OnStuck != nil {
 					holder, exp := a.holderNow(ctx)
 					r.opts.OnStuck(StuckEvent{Lock: m.name, Run: r.run, Holder: holder, Expired: exp,
@@ -563,7 +597,7 @@ func (a *attempt) orphans(shadows []*mvccpb.KeyValue, waiters map[string]bool) [
 			continue
 		}
 		var rec HolderRecord
-		if decode(kv.Value, &rec) != nil || !rec.Held {
+		if decodeHolder(kv.Value, &rec) != nil || !rec.Held {
 			// A waiter that never held it: its expiry (it is gone,
 			// or it would be before us) frees nothing.
 			a.dropShadow(kv)
@@ -606,10 +640,10 @@ func (a *attempt) stall(ctx context.Context, expired []*mvccpb.KeyValue) {
 	r, m := a.m.r, a.m
 	rec := a.rec
 	rec.Stalled = true
-	ops := []clientv3.Op{clientv3.OpPut(a.shadow, mustJSON(rec))}
+	ops := []clientv3.Op{clientv3.OpPut(a.shadow, encodeHolder(&rec))}
 	for _, kv := range expired {
 		var h HolderRecord
-		if decode(kv.Value, &h) != nil {
+		if decodeHolder(kv.Value, &h) != nil {
 			continue
 		}
 		died := r.k.died(m.name, kv.CreateRevision)
@@ -634,7 +668,7 @@ func (a *attempt) markedBy(shadows []*mvccpb.KeyValue) bool {
 			continue
 		}
 		var rec HolderRecord
-		return kv.CreateRevision == a.rev && decode(kv.Value, &rec) == nil && rec.Held
+		return kv.CreateRevision == a.rev && decodeHolder(kv.Value, &rec) == nil && rec.Held
 	}
 	return false
 }
@@ -650,7 +684,7 @@ func (a *attempt) successor(next, shadows []*mvccpb.KeyValue) *successor {
 	leaf := strings.TrimPrefix(string(kv.Key), a.m.r.k.lockDir(a.m.name))
 	shadow := a.m.r.k.shadowDir(a.m.name) + leaf
 	var rec HolderRecord
-	if decode(kv.Value, &rec) != nil || rec.ID.PID == 0 || rec.Held || rec.Stalled {
+	if decodeHolder(kv.Value, &rec) != nil || rec.ID.PID == 0 || rec.Held || rec.Stalled {
 		return nil // not etcdreg's
 	}
 	for _, sh := range shadows {
@@ -666,7 +700,7 @@ func (a *attempt) successor(next, shadows []*mvccpb.KeyValue) *successor {
 func (a *attempt) acquiredVal(now time.Time) string {
 	rec := a.rec
 	rec.Held, rec.Acquired = true, now
-	return mustJSON(rec)
+	return encodeHolder(&rec)
 }
 
 // markHeld writes the attempt's shadow as a holder's record (Held), if
@@ -694,7 +728,7 @@ func (a *attempt) recover(ctx context.Context, expired []*mvccpb.KeyValue) (bool
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(a.key), "=", a.rev)}
 	ops := []clientv3.Op{
 		clientv3.OpPut(a.shadow, a.acquiredVal(now)),
-		r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRecovered, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st.id, Time: now, Token: a.rev}),
+		r.eventOpSeq(r.nextSeq(), EventRecord{Kind: EventRecovered, Lock: m.name, ID: r.self, Goroutine: a.g, Stack: a.st, Time: now, Token: a.rev}),
 		clientv3.OpDelete(r.k.diedDir(m.name), clientv3.WithPrefix()),
 	}
 	if a.queued {
@@ -705,7 +739,7 @@ func (a *attempt) recover(ctx context.Context, expired []*mvccpb.KeyValue) (bool
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision))
 		ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 		var h HolderRecord
-		if decode(kv.Value, &h) != nil {
+		if decodeHolder(kv.Value, &h) != nil {
 			continue
 		}
 		ops = append(ops, clientv3.OpPut(r.k.lost(m.name, procKey(h.ID)), mustJSON(LostRecord{ID: h.ID, Goroutine: h.Goroutine,
@@ -738,17 +772,17 @@ func (a *attempt) holderNow(ctx context.Context) (*HolderRecord, bool) {
 		sh, err := r.cli.Get(ctx, r.k.shadowDir(m.name), clientv3.WithFirstCreate()...)
 		if err == nil && len(sh.Kvs) == 1 && sh.Kvs[0].CreateRevision < a.rev {
 			var h HolderRecord
-			if decode(sh.Kvs[0].Value, &h) == nil && h.Held {
+			if decodeHolder(sh.Kvs[0].Value, &h) == nil && h.Held {
 				return &h, true
 			}
 		}
 		return nil, false
 	}
-	var h HolderRecord
-	if decode(kv.Value, &h) != nil {
+	h, ok := DecodeHolder(kv.Value)
+	if !ok {
 		return &HolderRecord{Lease: kv.Lease}, false // not etcdreg's: only its lease is known
 	}
-	return &h, false
+	return h, false
 }
 
 // pause waits delay (or until ctx ends) and returns the next, longer delay.
@@ -819,21 +853,15 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	}
 	g := curGoid()
 	now := time.Now()
-	ops := []clientv3.Op{
-		clientv3.OpDelete(h.key),
-		clientv3.OpDelete(h.shadow),
-	}
+	key := []byte(h.key)
+	ops := []*pb.RequestOp{deleteReq(key), deleteReq([]byte(h.shadow))}
 	if h.next != nil {
 		ops = append(ops, h.next.markOp(now))
 	}
 	// The release's own event is put off; this release carries those put
 	// off before it, once they have waited a little (a batch record).
 	carried, evs := r.carry(false)
-	resp, err := r.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(h.key), "=", h.rev),
-	).Then(append(ops, carried...)...).Else(
-		clientv3.OpGet(h.shadow),
-	).Commit()
+	resp, err := r.txn(ctx, &pb.TxnRequest{Compare: []*pb.Compare{createdAt(key, nil, h.rev)}, Success: append(ops, carried...)})
 	if err != nil {
 		r.putBack(evs)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
@@ -848,26 +876,19 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	}
 	r.putBack(evs)
 	// Our key is gone (our lease expired). If our shadow is still there,
-	// nobody took the lock from us: release it.
-	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) == 1 && kvs[0].CreateRevision == h.rev {
-		_, err := r.cli.Txn(ctx).If(
-			clientv3.Compare(clientv3.CreateRevision(h.shadow), "=", h.rev),
-		).Then(
-			clientv3.OpDelete(h.shadow),
-			clientv3.OpDelete(r.k.died(m.name, h.rev)),
-			clientv3.OpDelete(r.k.lost(m.name, r.pk)),
-			r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
-		).Commit()
-		if err != nil {
-			return unreachable("unlock "+strconv.Quote(m.name), err)
-		}
-	} else {
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, _ = r.cli.Txn(dctx).Then(
-			clientv3.OpDelete(r.k.lost(m.name, r.pk)),
-			r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
-		).Commit()
-		cancel()
+	// nobody took the lock from us: release it. (Read here rather than by
+	// the release's own transaction, whose proposal every release carries.)
+	ev := r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now))
+	lost := clientv3.OpDelete(r.k.lost(m.name, r.pk))
+	_, err = r.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(h.shadow), "=", h.rev),
+	).Then(
+		clientv3.OpDelete(h.shadow),
+		clientv3.OpDelete(r.k.died(m.name, h.rev)),
+		lost, ev,
+	).Else(lost, ev).Commit()
+	if err != nil {
+		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	m.clearHold(h)
 	return ErrLockLost

@@ -140,6 +140,7 @@ type StuckEvent struct {
 // responder that answers stack requests. It is safe for concurrent use.
 type Registry struct {
 	cli  *clientv3.Client
+	kv   pb.KVClient // on cli's connection: Registry.txn
 	run  string
 	k    keys
 	opts Options
@@ -197,7 +198,7 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	}
 	self := procid.Self()
 	self.Host = opts.Host
-	r := &Registry{cli: cli, run: run, k: keys{p}, opts: opts, self: self, pk: procKey(self),
+	r := &Registry{cli: cli, kv: pb.NewKVClient(cli.ActiveConnection()), run: run, k: keys{p}, opts: opts, self: self, pk: procKey(self),
 		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]bool), laterWake: make(chan struct{}, 1)}
 	sent := time.Now()
 	lease, err := r.grant(ctx)
@@ -276,7 +277,11 @@ func (r *Registry) Mutex(name string) (*Mutex, error) {
 	if m, ok := r.mutexes[name]; ok {
 		return m, nil
 	}
-	m := &Mutex{r: r, name: name, policy: r.opts.Policy}
+	m := &Mutex{r: r, name: name, policy: r.opts.Policy, lockDir: r.k.lockDir(name), shadowDir: r.k.shadowDir(name)}
+	m.free = []*pb.Compare{
+		createdAt([]byte(m.lockDir), prefixEnd(m.lockDir), 0),
+		createdAt([]byte(m.shadowDir), prefixEnd(m.shadowDir), 0),
+	}
 	r.mutexes[name] = m
 	return m, nil
 }
@@ -635,7 +640,7 @@ func (r *Registry) pruneEnded(ctx context.Context) error {
 	}
 	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
 		var h HolderRecord
-		if decode(kv.Value, &h) == nil {
+		if decodeHolder(kv.Value, &h) == nil {
 			keep[procKey(h.ID)] = true
 		}
 	}
@@ -693,7 +698,7 @@ func (r *Registry) putOff(ev EventRecord) {
 // carry returns the put-off events for a transaction to carry, if the
 // oldest has waited carryAfter (or all if force), and the Puts of their
 // batch records; give them back with putBack if it is not applied.
-func (r *Registry) carry(force bool) ([]clientv3.Op, []EventRecord) {
+func (r *Registry) carry(force bool) ([]*pb.RequestOp, []EventRecord) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.later) == 0 || !force && time.Since(r.laterAt) < carryAfter {
@@ -701,11 +706,11 @@ func (r *Registry) carry(force bool) ([]clientv3.Op, []EventRecord) {
 	}
 	evs := r.later
 	r.later = nil
-	var ops []clientv3.Op
+	var ops []*pb.RequestOp
 	nb := uint64(max(1, r.opts.Events/8))
 	for rest := evs; len(rest) > 0; {
 		n := min(len(rest), maxBatch)
-		ops = append(ops, clientv3.OpPut(r.k.batch(r.pk, r.batchSeq%nb), mustJSON(rest[:n])))
+		ops = append(ops, putReq([]byte(r.k.batch(r.pk, r.batchSeq%nb)), encodeBatch(rest[:n]), 0, false))
 		r.batchSeq++
 		rest = rest[n:]
 	}
@@ -762,7 +767,7 @@ func (r *Registry) flushLater() {
 			}
 			ops, evs := r.carry(true)
 			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-			_, err := r.cli.Txn(ctx).Then(ops...).Commit()
+			_, err := r.txn(ctx, &pb.TxnRequest{Success: ops})
 			cancel()
 			if err != nil {
 				r.putBack(evs)
@@ -776,15 +781,15 @@ func (r *Registry) flushLater() {
 
 // stackOps returns the Put of stack id's frames if no transaction has
 // written it yet; written is called once one has.
-func (r *Registry) stackOps(id uint64, pcs []uintptr) (ops []clientv3.Op, written func()) {
+func (r *Registry) stackOps(id uint64, pcs []uintptr) (ops []*pb.RequestOp, written func()) {
 	r.mu.Lock()
 	done := r.stacks[id]
 	r.mu.Unlock()
 	if done || id == 0 {
 		return nil, func() {}
 	}
-	frames := stackdump.FramesOf(pcs)
-	return []clientv3.Op{clientv3.OpPut(r.k.stack(r.pk, id), mustJSON(stackValue{Frames: frames}))}, func() {
+	frames := ownFrames(stackdump.FramesOf(pcs))
+	return []*pb.RequestOp{putReq([]byte(r.k.stack(r.pk, id)), []byte(mustJSON(stackValue{Frames: frames})), 0, false)}, func() {
 		r.mu.Lock()
 		r.stacks[id] = true
 		r.mu.Unlock()

@@ -229,14 +229,7 @@ func build(ctx context.Context, cli *clientv3.Client, run string, kvs []*mvccpb.
 			}
 			s.stacks[parts[1]][id] = sv.Frames
 		case parts[0] == "event" && len(parts) == 3:
-			var evs []EventRecord
-			var err error
-			if len(kv.Value) > 0 && kv.Value[0] == '[' {
-				err = decode(kv.Value, &evs)
-			} else {
-				evs = make([]EventRecord, 1)
-				err = decode(kv.Value, &evs[0])
-			}
+			evs, err := decodeEvents(kv.Value)
 			if err != nil {
 				bad(err)
 				continue
@@ -376,9 +369,8 @@ func (s *Snapshot) holdsAsEvents() {
 // contender reads a key under a lock's prefix.
 func contender(kv *mvccpb.KeyValue) Contender {
 	c := Contender{Key: string(kv.Key), Lease: kv.Lease, Token: kv.CreateRevision}
-	var rec HolderRecord
-	if len(kv.Value) > 0 && kv.Value[0] == '{' && decode(kv.Value, &rec) == nil && rec.ID.PID != 0 {
-		c.Record = &rec
+	if rec, ok := DecodeHolder(kv.Value); ok {
+		c.Record = rec
 	} else {
 		v := kv.Value
 		if len(v) > 64 {
@@ -563,7 +555,7 @@ func ReadStacks(ctx context.Context, cli *clientv3.Client, run string, refs []St
 func heldSince(sh *mvccpb.KeyValue) (time.Time, int64) {
 	var rec HolderRecord
 	switch {
-	case decode(sh.Value, &rec) != nil || !rec.Held:
+	case decodeHolder(sh.Value, &rec) != nil || !rec.Held:
 		return time.Time{}, 0
 	case rec.Acquired.IsZero():
 		return rec.Since, sh.CreateRevision // first when it queued

@@ -48,7 +48,7 @@ func changesSince(t *testing.T, e *testEnv, from int64) map[int64][]string {
 			} else {
 				c = "put " + key
 				var rec HolderRecord
-				if strings.HasPrefix(key, "hold/") && decode(ev.Kv.Value, &rec) == nil && rec.Held {
+				if strings.HasPrefix(key, "hold/") && decodeHolder(ev.Kv.Value, &rec) == nil && rec.Held {
 					c += " held"
 				}
 			}
@@ -283,19 +283,124 @@ func TestPromotedWaiterExpires(t *testing.T) {
 	w.expect("held q") // queued again behind b, with its new lease
 }
 
-// TestHeldValue: the shadow of an owner, made by appending Held to the
-// encoded record, is the record with Held set, as encoding/json writes it.
-func TestHeldValue(t *testing.T) {
-	for _, rec := range []HolderRecord{
+// TestHolderValue: a contender's value reads back as the record written;
+// the shadow of an owner, made by setting the Held flag of the encoded
+// record, is the record with Held set; the JSON of earlier runs still
+// reads; values that are not etcdreg's (etcd's own lock's, an election's,
+// a damaged one) are refused.
+func TestHolderValue(t *testing.T) {
+	recs := []HolderRecord{
 		{ID: procid.ID{Host: "h", PID: 1, Start: 2}, Goroutine: 3, Stack: 4, Since: time.Unix(5, 6), Lease: 7, Policy: "stall"},
-		{ID: procid.ID{Host: "h/x", PID: 1}, Since: time.Unix(5, 6).UTC()},
-	} {
-		val := mustJSON(rec)
-		got := val[:len(val)-1] + `,"held":true}`
+		{ID: procid.ID{Host: "h/x", PID: 1 << 22, Start: 1 << 40}, Goroutine: -1, Stack: 1<<64 - 1, Since: time.Unix(1<<33, 999), Lease: -7,
+			Policy: "recover", Stalled: true, Acquired: time.Unix(1<<33, 1000)},
+	}
+	same := func(a, b HolderRecord) bool {
+		return a.Since.Equal(b.Since) && a.Acquired.Equal(b.Acquired) &&
+			a.ID == b.ID && a.Goroutine == b.Goroutine && a.Stack == b.Stack && a.Lease == b.Lease && a.Policy == b.Policy &&
+			a.Stalled == b.Stalled && a.Held == b.Held
+	}
+	for _, rec := range recs {
+		val := appendHolder(nil, &rec)
+		var got HolderRecord
+		if err := decodeHolder(val, &got); err != nil || !same(got, rec) {
+			t.Errorf("%+v read back as %+v (%v)", rec, got, err)
+		}
+		val[flagsAt] |= flagHeld
 		held := rec
 		held.Held = true
-		if want := mustJSON(held); got != want {
-			t.Errorf("%s; want %s", got, want)
+		if want := encodeHolder(&held); string(val) != want {
+			t.Errorf("%q with Held set; want %q", val, want)
+		}
+		if err := decodeHolder([]byte(mustJSON(rec)), &got); err != nil || !same(got, rec) {
+			t.Errorf("the JSON of %+v read as %+v (%v)", rec, got, err)
+		}
+		for n := range len(val) {
+			if _, ok := DecodeHolder(val[:n]); ok {
+				t.Errorf("%q, cut at %d bytes, read as a record", val, n)
+			}
+		}
+		if _, ok := DecodeHolder(append(val, 0)); ok {
+			t.Errorf("%q with a byte more read as a record", val)
 		}
 	}
+	for _, v := range []string{"", "candidate-1", `{"leader":"x"}`, "\xffLW3", "\xffLW2\x00\x01\x01\x00\x00\x00\x00\x00"} {
+		if rec, ok := DecodeHolder([]byte(v)); ok {
+			t.Errorf("%q read as %+v; want no record", v, rec)
+		}
+	}
+}
+
+// FuzzDecodeHolder: any value, however hostile, is read in bounded time
+// and memory, and a record read from one is written and read back the
+// same.
+func FuzzDecodeHolder(f *testing.F) {
+	f.Add([]byte(encodeHolder(&HolderRecord{ID: procid.ID{Host: "h", PID: 1, Start: 2}, Since: time.Unix(5, 6), Policy: "stall"})))
+	f.Add([]byte(holderMagic + "\x1f\xff\xff\xff\xff\x0f"))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		var rec, again HolderRecord
+		if len(v) > 0 && v[0] == '{' || decodeHolder(v, &rec) != nil {
+			return
+		}
+		val := encodeHolder(&rec)
+		if err := decodeHolder([]byte(val), &again); err != nil || encodeHolder(&again) != val {
+			t.Errorf("%q read as %+v, which is written as %q and read back as %+v (%v)", v, rec, val, again, err)
+		}
+	})
+}
+
+// TestEventBatch: a batch of events reads back as written, in the compact
+// form as in the JSON of earlier runs; damaged ones are refused.
+func TestEventBatch(t *testing.T) {
+	id := procid.ID{Host: "h", PID: 12, Start: 34}
+	evs := []EventRecord{
+		{Seq: 1, Kind: EventRelease, Lock: "q/1", ID: id, Goroutine: 5, Stack: 1<<64 - 1, Time: time.Unix(7, 8), Token: 9, Rev: 10,
+			Acquired: &AcquireRecord{Time: time.Unix(6, 1), Goroutine: 5, Rev: 9, Waited: time.Unix(5, 2)}},
+		{Seq: 2, Kind: EventRelease, Lock: "q", ID: id, Goroutine: 6, Time: time.Unix(8, 0), Token: 11, Rev: 12,
+			Acquired: &AcquireRecord{Time: time.Unix(7, 9), Goroutine: 6, Rev: 11}},
+		{Seq: 3, Kind: EventLost, Lock: "r", ID: id, Time: time.Unix(9, 0), Token: 13},
+	}
+	same := func(a, b []EventRecord) bool {
+		return mustJSON(a) == mustJSON(b)
+	}
+	utc := func(evs []EventRecord) []EventRecord {
+		out := append([]EventRecord(nil), evs...)
+		for i := range out {
+			out[i].Time = out[i].Time.UTC()
+			if a := out[i].Acquired; a != nil {
+				c := *a
+				c.Time, c.Waited = c.Time.UTC(), c.Waited.UTC()
+				if a.Waited.IsZero() {
+					c.Waited = time.Time{}
+				}
+				out[i].Acquired = &c
+			}
+		}
+		return out
+	}
+	val := encodeBatch(evs)
+	got, err := decodeEvents([]byte(val))
+	if err != nil || !same(utc(got), utc(evs)) {
+		t.Errorf("batch read back as %s (%v); want %s", mustJSON(got), err, mustJSON(evs))
+	}
+	if got, err := decodeEvents([]byte(mustJSON(evs))); err != nil || !same(utc(got), utc(evs)) {
+		t.Errorf("JSON batch read as %s (%v)", mustJSON(got), err)
+	}
+	for n := len(batchMagic); n < len(val); n++ {
+		if got, err := decodeEvents([]byte(val[:n])); err == nil && len(got) == len(evs) {
+			t.Errorf("batch cut at %d bytes read as %d events", n, len(got))
+		}
+	}
+}
+
+// FuzzDecodeEvents: any value of an event key, however hostile, is read in
+// bounded time and memory.
+func FuzzDecodeEvents(f *testing.F) {
+	f.Add([]byte(encodeBatch([]EventRecord{{Seq: 1, Kind: EventRelease, Lock: "q", Time: time.Unix(1, 2), Acquired: &AcquireRecord{Time: time.Unix(1, 1)}}})))
+	f.Add([]byte(batchMagic + "\x02\x03\x01\xff\xff\xff\xff\x0f"))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		evs, err := decodeEvents(v)
+		if err == nil && len(v) > len(batchMagic) && string(v[:len(batchMagic)]) == batchMagic && len(evs) > len(v)/2 {
+			t.Errorf("%d bytes read as %d events", len(v), len(evs))
+		}
+	})
 }

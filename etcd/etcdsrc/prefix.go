@@ -188,8 +188,7 @@ func (s PrefixSource) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	// not an etcdreg lock's) by its record, with since when it asked and
 	// where; any other by its lease.
 	party := func(kv *mvccpb.KeyValue, run string) lockstate.Holder {
-		var rec etcdreg.HolderRecord
-		if len(kv.Value) > 0 && kv.Value[0] == '{' && decodes(kv.Value, &rec) && rec.ID.PID != 0 {
+		if rec, ok := etcdreg.DecodeHolder(kv.Value); ok {
 			if !seen[rec.ID] {
 				seen[rec.ID] = true
 				out.Processes = append(out.Processes, lockstate.Process{ID: rec.ID, Status: procid.Alive,

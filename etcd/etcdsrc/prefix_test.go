@@ -126,6 +126,21 @@ func newSession(t *testing.T, cli *clientv3.Client, ttl int) *concurrency.Sessio
 	return s
 }
 
+// sharedQ opens, as host, a registry of run "shared", closed at the end of
+// the test, and returns its lock "q".
+func sharedQ(ctx context.Context, t *testing.T, cli *clientv3.Client, host string) *etcdreg.Mutex {
+	r, err := etcdreg.Open(ctx, cli, "shared", etcdreg.Options{Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	m, err := r.Mutex("q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func leaseHex(s *concurrency.Session) string { return fmt.Sprintf("%x", int64(s.Lease())) }
 
 // TestForeignStuckHolder: an etcdreg lock's prefix, shared with etcd's
@@ -140,19 +155,7 @@ func TestForeignStuckHolder(t *testing.T) {
 	srv, cli := serverClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	open := func(host string) *etcdreg.Mutex {
-		r, err := etcdreg.Open(ctx, cli, "shared", etcdreg.Options{Host: host})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		m, err := r.Mutex("q")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
-	holder, waiter := open("host-a"), open("host-b")
+	holder, waiter := sharedQ(ctx, t, cli, "host-a"), sharedQ(ctx, t, cli, "host-b")
 	if err := holder.Lock(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -367,5 +370,60 @@ func TestRunForeignStuckWatched(t *testing.T) {
 	f := stuck(src)
 	if f == nil || f.Holder.Start != uint64(s1.Lease()) || !strings.Contains(f.Summary, "at least since lockwatch started watching it") {
 		t.Fatalf("watch, seen 11s: %+v; want session %x stuck, held at least since lockwatch started watching", f, s1.Lease())
+	}
+}
+
+// TestForeignWaitersOrder: on an etcdreg lock's prefix, an etcdreg waiter
+// queued before a session of etcd's own lock (which has no time) is listed
+// first in WAITERS, as in the queue (create revision) and as the lock's
+// details say.
+func TestForeignWaitersOrder(t *testing.T) {
+	srv, cli := serverClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	holder, waiter := sharedQ(ctx, t, cli, "host-a"), sharedQ(ctx, t, cli, "host-b")
+	if err := holder.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- waiter.Lock(ctx) }()
+	etcdtest.WaitKeys(t, cli, holder.Prefix()+"/", 2)
+	s := newSession(t, cli, 10)
+	go func() { errs <- concurrency.NewMutex(s, holder.Prefix()).Lock(ctx) }()
+	etcdtest.WaitKeys(t, cli, holder.Prefix()+"/", 3)
+
+	r, err := report.Diagnose(ctx, etcdsrc.PrefixSources(cli, []string{holder.Prefix()}), report.Options{StuckAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range r.Waiters {
+		got = append(got, w.Host)
+	}
+	if want := []string{"host-b", "lease-" + leaseHex(s)}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("waiters %v; want %v: the etcdreg waiter queued first", got, want)
+	}
+	// The table, as attach prints it.
+	url := etcdsrc.LockURL(srv.Endpoints(), []string{holder.Prefix()})
+	var out, errw strings.Builder
+	if err := etcdcli.Main(ctx, []string{"attach", url}, &out, &errw); err != nil {
+		t.Fatalf("attach %s: %v\n%s%s", url, err, out.String(), errw.String())
+	}
+	text := out.String()
+	waiters := text[strings.Index(text, "WAITERS"):]
+	if b, l := strings.Index(waiters, "host-b/"), strings.Index(waiters, "lease-"+leaseHex(s)); b < 0 || l < 0 || b > l {
+		t.Errorf("WAITERS lists the session before the etcdreg waiter queued before it:\n%s", text)
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if err := waiter.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -9,6 +9,7 @@
 // blocked on.
 //
 //	g := gostacks.New()
+//	defer g.Close()
 //	g.Add(ctx, r, gostacks.Party{PID: 42, Start: st, Lock: "/tmp/x", Role: "waiter"}, gostacks.InFileLock)
 //	g.Notes(r)
 //
@@ -25,6 +26,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lockwatch/lockwatch/internal/diag/goproc"
 	"github.com/lockwatch/lockwatch/report"
@@ -74,7 +77,11 @@ type Reader struct {
 	// bounds.
 	attach func(pid int) (*goproc.Process, error)
 
-	imgs    map[int]*goproc.Image
+	imgs map[int]*goproc.Image
+	// bins are the binaries read, by their executable's identity, for
+	// the processes that run the same one.
+	bins    map[exeID]*goproc.Binary
+	owners  []*goproc.Process // the processes whose binaries bins keeps
 	failed  map[int]error
 	summary map[int]string         // Summary's
 	shown   map[int]map[int64]bool // goroutines already in a row, per process
@@ -82,7 +89,7 @@ type Reader struct {
 
 // New returns a Reader.
 func New() *Reader {
-	return &Reader{imgs: map[int]*goproc.Image{}, failed: map[int]error{}, summary: map[int]string{}, shown: map[int]map[int64]bool{}}
+	return &Reader{imgs: map[int]*goproc.Image{}, bins: map[exeID]*goproc.Binary{}, failed: map[int]error{}, summary: map[int]string{}, shown: map[int]map[int64]bool{}}
 }
 
 // image reads the process's goroutines, once. A process that is not Go
@@ -94,10 +101,7 @@ func (g *Reader) image(ctx context.Context, p Party) *goproc.Image {
 	g.imgs[p.PID] = nil
 	attach := g.attach
 	if attach == nil {
-		// The runtime's layout from the table of known releases when the
-		// binary's release is in it, not its DWARF (a few hundred
-		// milliseconds of CPU in a large binary).
-		attach = func(pid int) (*goproc.Process, error) { return goproc.Attach(pid, goproc.Options{Quick: true}) }
+		attach = g.attachShared
 	}
 	pr, err := attach(p.PID)
 	if err != nil {
@@ -106,7 +110,9 @@ func (g *Reader) image(ctx context.Context, p Party) *goproc.Image {
 		}
 		return nil
 	}
-	defer pr.Close()
+	if !slices.Contains(g.owners, pr) {
+		defer pr.Close()
+	}
 	if p.Start != 0 && pr.Start() != p.Start {
 		return nil // another process has the pid now: not the party
 	}
@@ -120,6 +126,68 @@ func (g *Reader) image(ctx context.Context, p Party) *goproc.Image {
 	}
 	g.imgs[p.PID] = img
 	return img
+}
+
+// exeID is an executable file's identity: a binary read for one process
+// is the one another process runs when its /proc/PID/exe has the same.
+type exeID struct {
+	dev, ino uint64
+	size     int64
+	mtime    unix.Timespec
+}
+
+// exeOf stats pid's executable.
+func exeOf(pid int) (exeID, bool) {
+	var st unix.Stat_t
+	if unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st) != nil {
+		return exeID{}, false
+	}
+	return exeID{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: st.Mtim}, true
+}
+
+// attachShared opens pid with the binary of the last process read when it
+// runs the same executable (its symbols and function table read once for
+// the processes of one program, not once per process), or reads its binary
+// and keeps it, and the process that owns it, open for the next until
+// Close.
+func (g *Reader) attachShared(pid int) (*goproc.Process, error) {
+	// The runtime's layout from the table of known releases when the
+	// binary's release is in it, not its DWARF (a few hundred milliseconds
+	// of CPU in a large binary).
+	opts := goproc.Options{Quick: true}
+	id, ok := exeOf(pid)
+	if !ok {
+		return goproc.Attach(pid, opts)
+	}
+	if b := g.bins[id]; b != nil {
+		opts.Binary = b
+	}
+	pr, err := goproc.Attach(pid, opts)
+	if err != nil {
+		return nil, err
+	}
+	// The executable is the same file after the attach: the process did
+	// not exec another between the two looks.
+	if again, ok := exeOf(pid); !ok || again != id {
+		pr.Close()
+		return goproc.Attach(pid, goproc.Options{Quick: true})
+	}
+	if opts.Binary == nil {
+		// One binary kept at a time (the last one read), so that the
+		// memory of a report on many executables is one binary's.
+		g.Close()
+		g.bins[id] = pr.Binary
+		g.owners = append(g.owners, pr)
+	}
+	return pr, nil
+}
+
+// Close closes the binaries kept for the processes read.
+func (g *Reader) Close() {
+	for _, pr := range g.owners {
+		pr.Close()
+	}
+	g.owners, g.bins = nil, map[exeID]*goproc.Binary{}
 }
 
 // Add reads party's goroutines (once per process) and appends to r the

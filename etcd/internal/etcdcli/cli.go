@@ -58,18 +58,19 @@ type ExitError = reportcmd.ExitError
 
 const usage = `usage: lockwatch-etcd COMMAND [flags] ...
 
-  attach [flags] RUN|URL       one report on an etcd run, or on etcd's own locks
-  watch  [flags] RUN|URL       the report, printed again on each change
-  run    [flags] -- PROGRAM    run PROGRAM in a fresh etcd run and watch it
-  ps     [etcd://HOST:PORT]     the runs kept in etcd: processes, alive, locks held
-  prune  [etcd://HOST:PORT] [RUN...]  remove ended runs (no live lease, no lock held)
+  attach [flags] RUN|URL      one report on an etcd run, or on etcd's own locks
+  watch  [flags] RUN|URL      the report, printed again on each change
+  run    [flags] -- PROGRAM   run PROGRAM in a fresh etcd run and watch it
+  ps     [etcd://HOST:PORT]   the runs kept in etcd, their processes and locks
+  prune  [etcd://HOST:PORT] [RUN...]
+                              remove ended runs (no live lease, no lock held)
 
 URL is etcd://HOST:PORT[,HOST:PORT...]/RUN (lockwatch run --etcd prints it);
 RUN alone takes the endpoints from --etcd. etcd://HOST:PORT/?lock=PREFIX
 [&lock=PREFIX...] diagnoses locks and elections lockwatch did not take: the
 prefixes given to etcdctl lock, etcdctl elect, concurrency.NewMutex or
-concurrency.NewElection. lockwatch itself runs these
-commands for etcd runs: lockwatch attach etcd://..., lockwatch run --etcd ...
+concurrency.NewElection. lockwatch itself runs these commands for etcd runs:
+lockwatch attach etcd://..., lockwatch run --etcd ...
 
 Flags: --etcd ENDPOINTS (default $LOCKWATCH_ETCD; run starts an embedded
 server when none is given), -o table|json|dot, --local-host NAME (the host name

@@ -102,6 +102,7 @@ func (a *app) attachFileLocks(ctx context.Context, arg string) (ok bool, err err
 // joins what the finding says it is doing.
 func fileLockGoroutines(ctx context.Context, r *report.Report) {
 	g := gostacks.New()
+	defer g.Close()
 	fileKind := func(k string) bool {
 		return k == filelocksrc.KindFlock || k == filelocksrc.KindPOSIX || k == filelocksrc.KindOFD
 	}

@@ -27,8 +27,9 @@ const unjoinedGrace = time.Minute
 type pruneVerdict struct {
 	dir    string
 	remove bool
-	why    string // removed: clean, never joined, ended with findings; kept: running, findings, in use, young
+	why    string // removed: clean, never joined, ended with findings, other format; kept: running, findings, in use, young, other format
 	bytes  int64
+	format uint32 // the arena's format version, when it is not this lockwatch's
 }
 
 func (a *app) pruneCmd() *cobra.Command {
@@ -41,7 +42,10 @@ fallbacks, see ps) whose processes have all ended: those that ended cleanly,
 and directories that no process ever joined (after a minute). A run that
 ended with something to diagnose (a process that died, a lock still held) is
 kept, so that 'lockwatch attach' can still read it, unless --all. A run with
-a live process, or named by a live process's LOCKWATCH_DIR, is never removed.`,
+a live process, or named by a live process's LOCKWATCH_DIR, is never removed.
+A run in another arena format (an older lockwatch's), whose processes cannot
+be read, is removed by --all once no live process maps or holds open its
+files or names it in LOCKWATCH_DIR.`,
 		Example: `  lockwatch prune             # remove the ended runs with nothing to diagnose
   lockwatch prune --dry-run   # say what would be removed
   lockwatch prune --all       # remove every ended run, findings or not`,
@@ -62,18 +66,25 @@ a live process, or named by a live process's LOCKWATCH_DIR, is never removed.`,
 			if a.output == "json" {
 				return a.pruneJSON(vs, dryRun)
 			}
-			removed, kept, findings := 0, 0, 0
+			removed, kept, findings, otherGone, otherKept := 0, 0, 0, 0, 0
 			var freed int64
 			for _, v := range vs {
 				switch {
 				case v.remove:
 					removed++
 					freed += v.bytes
+					why := v.why
+					if v.format != 0 {
+						otherGone++
+						why = fmt.Sprintf("arena format version %d, which this lockwatch cannot read: %s", v.format, unusedProof)
+					}
 					if dryRun {
-						fmt.Fprintf(a.stdout, "would remove %s (%s)\n", filepath.Base(v.dir), v.why)
+						fmt.Fprintf(a.stdout, "would remove %s (%s)\n", filepath.Base(v.dir), why)
 					}
 				case v.why == "ended with findings":
 					findings++
+				case v.why == "other format":
+					otherKept++
 				default:
 					kept++
 				}
@@ -83,8 +94,14 @@ a live process, or named by a live process's LOCKWATCH_DIR, is never removed.`,
 				verb = "would remove"
 			}
 			fmt.Fprintf(a.stdout, "%s %s (%s)", verb, plural(removed, "run"), mib(freed))
+			if otherGone > 0 {
+				fmt.Fprintf(a.stdout, ", %d of them in another arena format, ended as far as lockwatch can prove without reading it: %s", otherGone, unusedProof)
+			}
 			if findings > 0 {
 				fmt.Fprintf(a.stdout, "; kept %s that ended with something to diagnose ('lockwatch ps --all' lists them, 'lockwatch prune --all' removes them)", plural(findings, "run"))
+			}
+			if otherKept > 0 {
+				fmt.Fprintf(a.stdout, "; kept %s in another arena format, which this lockwatch cannot read ('lockwatch prune --all' removes those that %s)", plural(otherKept, "run"), unusedTest)
 			}
 			if kept > 0 {
 				fmt.Fprintf(a.stdout, "; kept %s still running, in use or unreadable", plural(kept, "run"))
@@ -97,6 +114,12 @@ a live process, or named by a live process's LOCKWATCH_DIR, is never removed.`,
 	c.Flags().BoolVarP(&dryRun, "dry-run", "n", false, "say what would be removed, remove nothing")
 	return c
 }
+
+// unusedProof is what proves that a run nobody can read has ended.
+const (
+	unusedProof = "no live process maps or holds open its files or names it in LOCKWATCH_DIR"
+	unusedTest  = "no live process maps, holds open or names in LOCKWATCH_DIR"
+)
 
 // pruneRuns judges, and unless dryRun removes, the run directories under
 // root.
@@ -119,8 +142,12 @@ func pruneRuns(root string, all, dryRun bool) ([]pruneVerdict, error) {
 		if v.remove {
 			v.bytes = dirBytes(d)
 			if !dryRun {
-				if err := os.RemoveAll(d); err != nil {
+				gone, err := removeRun(d, v)
+				if err != nil {
 					return out, err
+				}
+				if !gone {
+					v.remove, v.why, v.format, v.bytes = false, "in use", 0, 0
 				}
 			}
 		}
@@ -145,6 +172,29 @@ func judgeRun(dir string, all, inUse bool) pruneVerdict {
 			return v
 		}
 		v.remove, v.why = true, "never joined"
+		return v
+	case errors.Is(err, arena.ErrVersion):
+		// Its process table is another format's: it cannot prove the
+		// run ended, but a run whose files no live process maps or
+		// holds open, and that none names in LOCKWATCH_DIR, has ended.
+		var ae *arena.ArenaError
+		if errors.As(err, &ae) {
+			v.format = ae.Version
+		}
+		release, user, err := liveness.HoldUnused(dir)
+		switch {
+		case err != nil:
+			v.why, v.format = "unreadable", 0 // who uses it cannot be told
+		case user != "":
+			v.why, v.format = "in use", 0
+		case all:
+			v.remove, v.why = true, "other format"
+		default:
+			v.why = "other format"
+		}
+		if release != nil {
+			release() // removeRun proves it again, and holds the proof while it removes
+		}
 		return v
 	case err != nil:
 		v.why = "unreadable" // not ours to judge: attach says why
@@ -181,6 +231,25 @@ func judgeRun(dir string, all, inUse bool) pruneVerdict {
 		v.why = "ended with findings"
 	}
 	return v
+}
+
+// removeRun removes the run in dir. A run of another format is removed
+// while the proof that no process uses its files holds (their leases), so
+// that a process that opens one meanwhile waits until it is gone.
+// It reports false if a process uses it since it was judged: it is kept.
+func removeRun(dir string, v pruneVerdict) (bool, error) {
+	if v.format == 0 {
+		return true, os.RemoveAll(dir)
+	}
+	release, user, err := liveness.HoldUnused(dir)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("%s: %v; not removed", dir, err)
+	case user != "":
+		return false, nil
+	}
+	defer release()
+	return true, os.RemoveAll(dir)
 }
 
 // dirBytes is the memory or disk the files in dir take: their allocated
@@ -222,19 +291,23 @@ type pruneOutput struct {
 }
 
 // pruneRun is one run prune removed (or would) or kept, and why: removed
-// "ended cleanly", "never joined", "ended with findings" (--all); kept
-// "running", "in use", "young", "unreadable", "ended with findings".
+// "ended cleanly", "never joined", "ended with findings" (--all), "other
+// format" (--all); kept "running", "in use", "young", "unreadable", "ended
+// with findings", "other format".
 type pruneRun struct {
 	Name  string `json:"name"`
 	Dir   string `json:"dir"`
 	Why   string `json:"why"`
 	Bytes int64  `json:"bytes,omitempty"`
+	// Format is the arena's format version when it is not this
+	// lockwatch's (why "other format").
+	Format uint32 `json:"format,omitempty"`
 }
 
 func (a *app) pruneJSON(vs []pruneVerdict, dryRun bool) error {
 	out := pruneOutput{Schema: PruneSchema, DryRun: dryRun, Remove: []pruneRun{}, Kept: []pruneRun{}}
 	for _, v := range vs {
-		r := pruneRun{Name: filepath.Base(v.dir), Dir: v.dir, Why: v.why, Bytes: v.bytes}
+		r := pruneRun{Name: filepath.Base(v.dir), Dir: v.dir, Why: v.why, Bytes: v.bytes, Format: v.format}
 		if v.remove {
 			out.Remove = append(out.Remove, r)
 			out.Bytes += v.bytes

@@ -54,6 +54,13 @@ type Options struct {
 	// NoChans leaves out the channels that goroutines blocked on channels
 	// wait for (Goroutine.Chans): their wait reasons still say they are.
 	NoChans bool
+	// Binary, when not nil, is the binary to read the target with instead
+	// of opening Exe: one another Process read, of the same executable
+	// file (the caller proved it so, by its device, inode, size and
+	// mtime), so that processes of one executable share its symbols. The
+	// Process's Close leaves it open. Binary is not safe for concurrent
+	// use: the Processes sharing it are read one at a time.
+	Binary *Binary
 }
 
 func (o Options) withDefaults() Options {
@@ -127,7 +134,10 @@ func Attach(pid int, opts Options) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := openBinaryWith(exe, opts.Quick)
+	b, closer := opts.Binary, func() error { return nil } // a Binary given stays open
+	if b == nil {
+		b, err = openBinaryWith(exe, opts.Quick)
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			return nil, permissionError(pid, comm)
@@ -143,16 +153,19 @@ func Attach(pid int, opts Options) (*Process, error) {
 		}
 		return nil, fmt.Errorf("pid %d (%s): %w", pid, comm, err)
 	}
-	p := &Process{PID: pid, Binary: b, live: &liveMem{pid: pid}, opts: opts, start: start, closer: b.Close}
+	if opts.Binary == nil {
+		closer = b.Close
+	}
+	p := &Process{PID: pid, Binary: b, live: &liveMem{pid: pid}, opts: opts, start: start, closer: closer}
 	p.mem = p.live
 	if err := p.findBias(); err != nil {
-		b.Close()
+		closer()
 		return nil, err
 	}
 	// One read proves the permission now, with its one-line reason.
 	r := &reader{mem: p.mem, budget: 1 << 20}
 	if _, ok := r.bytes(b.text.Addr+p.bias, 8); !ok || r.err != nil {
-		b.Close()
+		closer()
 		switch {
 		case errors.Is(r.err, ErrPermission):
 			return nil, permissionError(pid, comm)

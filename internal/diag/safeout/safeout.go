@@ -19,6 +19,7 @@ package safeout
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/big"
@@ -144,6 +145,13 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if len(w.carry) > 0 {
 		in = append(w.carry, p...)
 		w.carry = nil
+	} else if plainRun(p) == len(p) {
+		// Nothing to escape (a report's JSON, most tables): p as it is,
+		// not copied.
+		if _, err := w.w.Write(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	out, rest := w.translate(w.out[:0], in, false)
 	if len(rest) > 0 {
@@ -177,17 +185,54 @@ func (w *Writer) Flush() error {
 	return err
 }
 
+// plain holds the bytes a Writer passes as they are: printable ASCII,
+// newline and tab.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	t['\n'], t['\t'] = true, true
+	return t
+}()
+
+// plainRun returns the length of b's leading run of plain bytes, eight
+// at a time.
+func plainRun(b []byte) int {
+	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	// is sets the high bit of each byte of x equal to c (exactly: no
+	// carry crosses a byte).
+	is := func(x, c uint64) uint64 {
+		y := x ^ c*ones
+		return ^((y&lows + lows) | y) & highs
+	}
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if x&highs != 0 {
+			break // a byte of 0x80 or more
+		}
+		// Each byte at least 0x20 (x+0x60 sets its high bit) and not 0x7f
+		// (x+1 does not), or a newline or a tab.
+		if printable := (x + 0x60*ones) & ^(x + ones) & highs; printable|is(x, '\n')|is(x, '\t') != highs {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if !plain[b[i]] {
+			return i
+		}
+	}
+	return len(b)
+}
+
 // translate appends in, escaped, to out, and returns what of in's end may
 // be the beginning of a character or marked sequence (unless final).
 func (w *Writer) translate(out, in []byte, final bool) ([]byte, []byte) {
 	for i := 0; i < len(in); {
 		c := in[i]
 		switch {
-		case c == '\n' || c == '\t' || c >= 0x20 && c < 0x7f:
-			j := i + 1
-			for j < len(in) && (in[j] == '\n' || in[j] == '\t' || in[j] >= 0x20 && in[j] < 0x7f) {
-				j++
-			}
+		case plain[c]:
+			j := i + 1 + plainRun(in[i+1:])
 			out = append(out, in[i:j]...)
 			i = j
 			continue

@@ -126,3 +126,25 @@ func FuzzWriter(f *testing.F) {
 		}
 	})
 }
+
+// plainRun stops at the first byte the table does not pass, wherever it
+// is in a word of eight, for every byte value.
+func TestPlainRun(t *testing.T) {
+	base := []byte("0123456789abcdef\n  \"x\": 1,\n\tyz~ 0123456789abcdef")
+	if got := plainRun(base); got != len(base) {
+		t.Fatalf("plainRun(%q) = %d; want %d", base, got, len(base))
+	}
+	for c := range 256 {
+		for at := range len(base) {
+			b := append([]byte(nil), base...)
+			b[at] = byte(c)
+			want := len(b)
+			if !plain[c] {
+				want = at
+			}
+			if got := plainRun(b); got != want {
+				t.Fatalf("plainRun with %#x at %d = %d; want %d", c, at, got, want)
+			}
+		}
+	}
+}

@@ -244,7 +244,7 @@ func OpenArena(rd *RunDir, writable, robustList bool) (*Arena, error) {
 // reader, and what to do. Nothing past the version is read: the layout of
 // another version is not this one's.
 func versionError(v uint32) error {
-	e := &ArenaError{Kind: ErrVersion}
+	e := &ArenaError{Kind: ErrVersion, Version: v}
 	switch {
 	case v < FormatVersion:
 		e.Detail = fmt.Sprintf("format version %d, written by an older lockreg; this build reads and writes version %d only", v, FormatVersion)

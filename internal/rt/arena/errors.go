@@ -27,6 +27,8 @@ type ArenaError struct {
 	Kind   error
 	Detail string // what exactly was wrong, quoting the offending value
 	Hint   string // what to do about it
+	// Version is the arena's format version when Kind is ErrVersion.
+	Version uint32
 }
 
 func (e *ArenaError) Error() string {

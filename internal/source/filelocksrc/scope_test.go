@@ -64,6 +64,11 @@ func TestScope(t *testing.T) {
 	if n := count(indexed(&x, x.byID, indexIDOf(&blocks[2].root))); n != 2 {
 		t.Errorf("the read lock on inode 3 has %d blocks; want 2 (one per holder)", n)
 	}
+	for i := range blocks {
+		if want := count(indexed(&x, x.byID, indexIDOf(&blocks[i].root))) > 1; x.shared[i] != want {
+			t.Errorf("block %d (inode %d) marked shared %v; want %v", i, blocks[i].root.Inode, x.shared[i], want)
+		}
+	}
 	if n := count(indexed(&x, x.byPID, 99)); n != 0 {
 		t.Errorf("pid 99 is in %d blocks; want none", n)
 	}

@@ -666,6 +666,9 @@ type blockIndex struct {
 	byIno map[uint64]int32  // inode -> blocks
 	byID  map[indexID]int32 // the model's lock -> its blocks (one per holder of a shared lock)
 	nodes []indexNode
+	// shared marks the blocks whose lock has other blocks too (byID's
+	// lists of two or more): only theirs are looked up in byID.
+	shared []bool
 }
 
 // indexID is a lockID with its kind as a number: hashed without a string.
@@ -693,10 +696,12 @@ type indexNode struct{ block, next int32 }
 
 func indexBlocks(blocks []block) blockIndex {
 	x := blockIndex{byPID: map[int]int32{}, byIno: make(map[uint64]int32, len(blocks)), byID: make(map[indexID]int32, len(blocks)),
-		nodes: make([]indexNode, 0, 3*len(blocks))}
+		nodes: make([]indexNode, 0, 3*len(blocks)), shared: make([]bool, len(blocks))}
 	for i := range blocks {
 		b := &blocks[i]
-		pushIndex(&x, x.byID, indexIDOf(&b.root), i)
+		if prev := pushIndex(&x, x.byID, indexIDOf(&b.root), i); prev >= 0 {
+			x.shared[i], x.shared[x.nodes[prev].block] = true, true
+		}
 		if b.root.PID > 0 {
 			pushIndex(&x, x.byPID, b.root.PID, i)
 		}
@@ -710,14 +715,16 @@ func indexBlocks(blocks []block) blockIndex {
 	return x
 }
 
-// pushIndex adds block i to the list of key k in m, one of x's maps.
-func pushIndex[K comparable](x *blockIndex, m map[K]int32, k K, i int) {
+// pushIndex adds block i to the list of key k in m, one of x's maps, and
+// returns the node that was the list's head (-1: the list was empty).
+func pushIndex[K comparable](x *blockIndex, m map[K]int32, k K, i int) int32 {
 	head, ok := m[k]
 	if !ok {
 		head = -1
 	}
 	x.nodes = append(x.nodes, indexNode{block: int32(i), next: head})
 	m[k] = int32(len(x.nodes) - 1)
+	return head
 }
 
 // indexed yields the blocks of key k in m, one of x's maps.
@@ -768,8 +775,10 @@ func (r *reader) scope(blocks []block, x blockIndex, pid int) knotScope {
 		})
 		// The same lock held by others too (readers: the kernel lists
 		// each holder's lock apart, and a request under one of them).
-		for j := range indexed(&x, x.byID, indexIDOf(&blocks[i].root)) {
-			keep(j)
+		if x.shared[i] {
+			for j := range indexed(&x, x.byID, indexIDOf(&blocks[i].root)) {
+				keep(j)
+			}
 		}
 	}
 	for len(queue) > 0 {
@@ -964,7 +973,7 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 	slab := make([]model, 0, len(blocks))
 	firsts := make([]lockstate.Holder, 0, len(blocks))
 	out := make([]*model, 0, len(blocks))
-	at := make(map[lockID]*model, len(blocks))
+	at := make(map[indexID]*model, len(blocks)) // by lockID, with its kind a number: hashed without a string
 	paths := map[fileKey]string{}
 	procs := map[int]bool{}
 	gone := 0
@@ -974,12 +983,13 @@ func (r *reader) build(blocks []block, snap *lockstate.Snapshot) []*model {
 	for i := range blocks {
 		b := &blocks[i]
 		h := r.holders(b)
-		id := idOf(&b.root)
-		m := at[id]
+		key := indexIDOf(&b.root)
+		m := at[key]
 		if m == nil {
+			id := idOf(&b.root)
 			slab = append(slab, model{id: id, lock: lockstate.Lock{Kind: id.kind}, ino: b.root.Inode, dev: [2]uint32{b.root.Major, b.root.Minor}})
 			m = &slab[len(slab)-1]
-			at[id] = m
+			at[key] = m
 			out = append(out, m)
 		}
 		if b.root.Class == "FLOCK" && b.root.PID > 0 && !slices.Contains(m.taker, b.root.PID) {
@@ -1189,7 +1199,7 @@ func (r *reader) facts(m *model, inode string) {
 	} else {
 		extra = make([]lockstate.Fact, 0, 2+len(m.lock.Facts.Extra))
 	}
-	extra = append(extra, lockstate.Fact{Name: "type", Value: typeNames[[2]string{m.lock.Kind, typ}]},
+	extra = append(extra, lockstate.Fact{Name: "type", Value: typeName(m.lock.Kind, typ)},
 		lockstate.Fact{Name: "inode", Value: inode})
 	if m.lock.Kind != KindPOSIX && len(m.holders) > 1 {
 		extra = append(extra, lockstate.Fact{Name: "shared", Value: fmt.Sprintf("one open file description held by %s (released when one of them unlocks it or all of them close it)", pidList(m.holders))})
@@ -1208,16 +1218,26 @@ func (r *reader) facts(m *model, inode string) {
 	m.lock.Facts.Extra = append(extra, m.lock.Facts.Extra...)
 }
 
-// typeNames are the type facts' values, by kind and type.
-var typeNames = func() map[[2]string]string {
-	m := map[[2]string]string{}
-	for _, k := range []string{KindFlock, KindPOSIX, KindOFD} {
-		for _, t := range []string{"READ", "WRITE"} {
-			m[[2]string{k, t}] = strings.ToUpper(k) + " " + t
-		}
+// typeName is the type fact's value of a lock of kind held for reading
+// or writing (typ): "FLOCK WRITE".
+func typeName(kind, typ string) string {
+	read := typ == "READ"
+	switch {
+	case kind == KindFlock && read:
+		return "FLOCK READ"
+	case kind == KindFlock:
+		return "FLOCK WRITE"
+	case kind == KindPOSIX && read:
+		return "POSIX READ"
+	case kind == KindPOSIX:
+		return "POSIX WRITE"
+	case kind == KindOFD && read:
+		return "OFD READ"
+	case kind == KindOFD:
+		return "OFD WRITE"
 	}
-	return m
-}()
+	return ""
+}
 
 // inodeName is a file as /proc/locks names it: "fe:00:9978082".
 func inodeName(dev [2]uint32, ino uint64) string {

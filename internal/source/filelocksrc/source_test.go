@@ -126,3 +126,14 @@ func TestBadTable(t *testing.T) {
 		t.Errorf("notes %q; want one about the 2 unreadable lines", notes)
 	}
 }
+
+// The type fact names the kind and the type as /proc/locks does.
+func TestTypeName(t *testing.T) {
+	for _, k := range []string{KindFlock, KindPOSIX, KindOFD} {
+		for _, typ := range []string{"READ", "WRITE"} {
+			if got, want := typeName(k, typ), strings.ToUpper(k)+" "+typ; got != want {
+				t.Errorf("typeName(%s, %s) = %q; want %q", k, typ, got, want)
+			}
+		}
+	}
+}

@@ -184,6 +184,7 @@ func (c config) diagnose(ctx context.Context, src *pgsrc.Source) (*report.Report
 // what the finding says it does.
 func clientGoroutines(ctx context.Context, src *pgsrc.Source, r *report.Report) {
 	g := gostacks.New()
+	defer g.Close()
 	why := func(p report.Party) string { return "client of session " + pgsrc.Host + "/" + strconv.Itoa(p.PID) }
 	waiter := func(p report.Party, lock string) {
 		if p.Host != pgsrc.Host || !p.Alive {
