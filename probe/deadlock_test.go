@@ -1,0 +1,268 @@
+package probe
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+)
+
+// Programs that start the probe themselves (probe.Start, outside lockwatch
+// run) are built without cgo: Go's runtime never ends a cgo program for a
+// deadlock (a -race build is one), with sync either, and the probe then
+// never stands down.
+
+// programs are the test programs built once per test binary, by package.
+var programs struct {
+	mu   sync.Mutex
+	dir  string
+	bins map[string]string
+}
+
+// buildProgram builds ./testdata/<pkg> without cgo (a test package as its
+// test binary) and returns the binary's path.
+func buildProgram(t testing.TB, pkg string, test bool) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a program")
+	}
+	programs.mu.Lock()
+	defer programs.mu.Unlock()
+	if bin, ok := programs.bins[pkg]; ok {
+		return bin
+	}
+	if programs.dir == "" {
+		d, err := os.MkdirTemp("", "probe-programs-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		programs.dir, programs.bins = d, map[string]string{}
+	}
+	bin := filepath.Join(programs.dir, pkg)
+	args := []string{"build", "-o", bin, "./testdata/" + pkg}
+	if test {
+		args = []string{"test", "-c", "-o", bin, "./testdata/" + pkg}
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	programs.bins[pkg] = bin
+	return bin
+}
+
+// removePrograms removes the programs buildProgram built (TestMain).
+func removePrograms() {
+	programs.mu.Lock()
+	defer programs.mu.Unlock()
+	if programs.dir != "" {
+		_ = os.RemoveAll(programs.dir)
+	}
+}
+
+// A started program program: its stdout is read line by line.
+type program struct {
+	cmd    *exec.Cmd
+	lines  *bufio.Scanner
+	stderr *syncBuffer
+	waited chan struct{} // closed once Wait returned, with err
+	err    error
+}
+
+// startProgram starts bin with args, in a run root of its own. Its stdout is
+// a pipe of the test's own, so that Wait does not wait for its reader.
+func startProgram(t testing.TB, bin string, args ...string) *program {
+	t.Helper()
+	// Short: the socket's path must fit a unix socket address.
+	root, err := os.MkdirTemp("", "lw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &program{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, waited: make(chan struct{}), lines: bufio.NewScanner(r)}
+	c.cmd.Env = append(os.Environ(), "LOCKWATCH_ROOT="+root, EnvDir+"=")
+	c.cmd.Stdout, c.cmd.Stderr = w, c.stderr
+	err = c.cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		t.Fatal(err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.waited)
+	}()
+	t.Cleanup(func() {
+		_ = c.cmd.Process.Kill()
+		<-c.waited
+		r.Close()
+	})
+	return c
+}
+
+// line returns the program's next line of stdout ("" at its end).
+func (c *program) line() string {
+	if !c.lines.Scan() {
+		return ""
+	}
+	return c.lines.Text()
+}
+
+// ready reads the program's "ready SOCKET" line and returns the socket.
+func (c *program) ready(t testing.TB) string {
+	t.Helper()
+	for {
+		l := c.line()
+		if sock, ok := strings.CutPrefix(l, "ready "); ok {
+			return sock
+		}
+		if l == "" {
+			<-c.waited
+			t.Fatalf("the program ended (%v) without a ready line: %s", c.err, c.stderr.String())
+		}
+	}
+}
+
+// deadlockBound is how long a deadlocked program may take to end before the
+// test gives up on it: it ends within two of the probe's looks (half a
+// second); the bound only keeps a broken probe from hanging the test.
+const deadlockBound = time.Minute
+
+// exit waits for the program to end and returns its exit status.
+func (c *program) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-c.waited:
+	case <-time.After(deadlockBound):
+		t.Fatalf("the program still runs after %v:\n%s", deadlockBound, c.stderr.String())
+	}
+	var xe *exec.ExitError
+	switch {
+	case c.err == nil:
+		return 0
+	case errors.As(c.err, &xe):
+		return xe.ExitCode()
+	}
+	t.Fatal(c.err)
+	return -1
+}
+
+// TestDeadlockedProgramEnds: a program that started the probe itself,
+// outside lockwatch run, and whose goroutines all block (on a channel, an
+// empty select, a sync.Mutex, drop-in mutexes in a cycle) ends as it would
+// without the probe: Go's runtime says "all goroutines are asleep -
+// deadlock!" and exits with status 2, after the probe's report, which names
+// each drop-in mutex awaited with its holder.
+func TestDeadlockedProgramEnds(t *testing.T) {
+	bin := buildProgram(t, "blocked", false)
+	for _, tc := range []struct {
+		mode string
+		want []string // in the report, before the runtime's message
+	}{
+		{"chan", []string{"no goroutine waits for a drop-in mutex"}},
+		{"select", []string{"no goroutine waits for a drop-in mutex"}},
+		{"sync", []string{"no goroutine waits for a drop-in mutex"}},
+		{"dropin", []string{"to lock drop-in mutex \"main.main.func1 main.go:", "to lock drop-in mutex \"main.main main.go:", ", held by goroutine "}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			c := startProgram(t, bin, tc.mode)
+			c.ready(t)
+			code := c.exit(t)
+			stderr := c.stderr.String()
+			report, rest, ok := strings.Cut(stderr, "fatal error: all goroutines are asleep - deadlock!")
+			if code != 2 || !ok {
+				t.Fatalf("the program ended with status %d; want 2 and the runtime's deadlock:\n%s", code, stderr)
+			}
+			if !strings.Contains(report, "every goroutine is blocked") {
+				t.Errorf("no report of the deadlock before the runtime's message:\n%s", stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(report, w) {
+					t.Errorf("the report lacks %q:\n%s", w, report)
+				}
+			}
+			if !strings.Contains(rest, "goroutine 1 [") {
+				t.Errorf("the runtime printed no stacks:\n%s", rest)
+			}
+		})
+	}
+}
+
+// TestDeadlockedTestEnds: `go test -timeout 0` of a test that deadlocks,
+// in a suite whose TestMain starts the probe, ends at once with the
+// runtime's deadlock, as it does without the probe. (With a -timeout, the
+// testing package's alarm is a pending timer: Go's runtime does not end the
+// test before it fires, with sync either, and neither does the probe.)
+func TestDeadlockedTestEnds(t *testing.T) {
+	bin := buildProgram(t, "deadtest", true)
+	c := startProgram(t, bin, "-test.timeout=0", "-test.run=^TestDeadlock$")
+	code := c.exit(t)
+	stderr := c.stderr.String()
+	if code != 2 || !strings.Contains(stderr, "all goroutines are asleep - deadlock!") || !strings.Contains(stderr, "to lock drop-in mutex") {
+		t.Fatalf("the test binary ended with status %d; want 2, the report and the runtime's deadlock:\n%s", code, stderr)
+	}
+}
+
+// idleLooks is how many of the probe's looks at an idle program a test
+// waits for: two in a row that found it asleep would stand the probe down.
+const idleLooks = 4
+
+// TestIdleProgramKeepsItsProbe: a program whose goroutines all block but one
+// that the world outside wakes (a sleep, a timer's channel, a pending
+// time.AfterFunc, a context's deadline, an Accept, a signal, a blocking read
+// of a pipe) is not deadlocked: the probe looks at it again and again,
+// finds it awake for that reason (for a ticker, whichever it sees), and
+// serves on.
+func TestIdleProgramKeepsItsProbe(t *testing.T) {
+	bin := buildProgram(t, "idle", false)
+	const poller, syscall = "waits in the network poller", "in a system call or in C"
+	for _, tc := range []struct{ mode, why string }{
+		{"sleep", poller}, {"ticker", ""}, {"timerchan", poller}, {"afterfunc", poller}, {"deadline", poller},
+		{"accept", poller}, {"signal", syscall}, {"pipe", syscall},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			c := startProgram(t, bin, tc.mode)
+			sock := c.ready(t)
+			seen := 0
+			var looks []string
+			for seen < idleLooks {
+				l := c.line()
+				looks = append(looks, l)
+				switch {
+				case l == "":
+					t.Fatalf("the program ended after %d looks %q: %s", seen, looks, c.stderr.String())
+				case strings.HasPrefix(l, "look asleep") && tc.mode != "ticker":
+					// A ticker's timer that falls due while a look reads
+					// can make that one look see no thread waiting for it
+					// (deadcheck.Look.Runs); the next one tells.
+					t.Fatalf("a look found the idle program asleep: %q\n%s", looks, c.stderr.String())
+				case strings.HasPrefix(l, "look awake: "):
+					// The first looks may come before the goroutine waits.
+					if strings.Contains(l, tc.why) {
+						seen++
+					}
+				}
+			}
+			info, err := (&probeclient.Client{Path: sock}).Info(context.Background())
+			if err != nil || info.PID != c.cmd.Process.Pid {
+				t.Fatalf("after %d looks the probe does not serve: %+v, %v\n%s", seen, info, err, c.stderr.String())
+			}
+			if s := c.stderr.String(); strings.Contains(s, "stands down") {
+				t.Errorf("the probe stood down: %s", s)
+			}
+		})
+	}
+}
