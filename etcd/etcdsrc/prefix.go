@@ -2,7 +2,6 @@ package etcdsrc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -391,8 +390,4 @@ func ParseLockURL(u string) (endpoints, prefixes []string, ok bool, err error) {
 		prefixes = append(prefixes, p)
 	}
 	return endpoints, prefixes, true, nil
-}
-
-func decodes(b []byte, v any) bool {
-	return json.Unmarshal(b, v) == nil
 }
