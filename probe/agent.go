@@ -80,9 +80,6 @@ type Agent struct {
 	// mutexLooks counts the stuck hook's looks at the drop-in mutexes'
 	// waiters (watchMutexes), for tests.
 	mutexLooks atomic.Int64
-	// blockedAfter is how long the loop's looks must find the program
-	// deadlocked before the probe stands down by itself (loop.go).
-	blockedAfter time.Duration
 
 	mu     sync.Mutex
 	role   string
@@ -154,12 +151,8 @@ func Running() *Agent {
 
 // start builds and starts an agent that answers only the user uid.
 func start(o Options, uid int) (*Agent, error) {
-	blockedAfter := blockedEvery
 	if o.Dir == "" {
 		o.Dir = os.Getenv(EnvDir)
-		if o.Dir != "" {
-			blockedAfter = runGrace // lockwatch run's supervisor speaks first
-		}
 	}
 	if o.Role == "" {
 		o.Role = os.Getenv(EnvRole)
@@ -187,7 +180,7 @@ func start(o Options, uid int) (*Agent, error) {
 	}
 	self := proc.Self()
 	a := &Agent{dir: dir, made: made, self: self, sock: probewire.SocketPath(dir, self), stderr: o.Stderr, uid: uid,
-		role: o.Role, done: make(chan struct{}), conns: make(map[*os.File]struct{}), blockedAfter: blockedAfter}
+		role: o.Role, done: make(chan struct{}), conns: make(map[*os.File]struct{})}
 	_, _, a.base = arena.ProcessFiles(dir, self)
 	if len(a.sock) > maxSocketPath {
 		return nil, fmt.Errorf("probe: the control socket path %q is %d bytes, more than the %d a unix socket allows; use a shorter run directory ($%s)",

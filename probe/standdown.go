@@ -8,18 +8,20 @@ import (
 // Go's runtime ends a program whose goroutines are all blocked ("all
 // goroutines are asleep - deadlock!", exit status 2) only when nothing could
 // wake one: no timer pending, no goroutine waiting in its network poller, no
-// thread in a system call. The probe's loop waits in a system call of its
-// own (loop.go), so while it serves the runtime never ends such a program.
-// The probe stands down (closes its socket and ends its goroutines) when
-// its loop finds the program deadlocked, or when lockwatch run, which reads
-// its processes' goroutines from their memory, asks it to
-// (probewire.OpStandDown): the runtime then sees the program as it would
+// thread in a system call. The probe's socket waits in the poller and its
+// looks at the drop-in mutexes run on tickers, so while it serves the
+// runtime never ends such a program. lockwatch run, which reads its
+// processes' goroutines from their memory, asks the probe of a process
+// whose every goroutine but the probe's is blocked to stand down
+// (probewire.OpStandDown): the probe closes its socket and ends its
+// goroutines and tickers, and the runtime then sees the program as it would
 // without a probe. A program that was truly blocked dies at once, with the
 // runtime's own message and status; one that a timer was about to wake
-// (run cannot see a time.AfterFunc or a context's deadline) goes on, and its
-// probe serves again once two garbage collections have run since it stood
-// down (the runtime forces one every 2 minutes in a program that runs at
-// all): a program truly blocked runs none, since its runtime ends it first.
+// (lockwatch cannot see a time.AfterFunc or a context's deadline) goes on,
+// and its probe serves again once two garbage collections have run since it
+// stood down (the runtime forces one every 2 minutes in a program that runs
+// at all): a program truly blocked runs none, since its runtime ends it
+// first.
 
 // returnAfterGCs is how many garbage collections a stood-down probe waits
 // for before it serves again. One may already be under way when the probe
@@ -29,33 +31,31 @@ import (
 const returnAfterGCs = 2
 
 // serving opens the control socket and starts the goroutines that serve
-// it: the loop (loop.go), the look at the drop-in mutexes' waiters, the
-// keeper of the lock-order edges. a.mu is held.
+// it: the accept loop, the look at the drop-in mutexes' waiters, the keeper
+// of the lock-order edges. a.mu is held.
 func (a *Agent) serving() error {
 	ln, err := listenUnix(a.sock)
 	if err != nil {
 		return fmt.Errorf("probe: control socket: %w", err)
 	}
 	stop := make(chan struct{})
-	mutexTick, ordersTick := make(chan struct{}, 1), make(chan struct{}, 1)
 	a.ln, a.stop, a.down = ln, stop, false
 	a.wg.Add(3)
-	go a.loop(ln, stop, mutexTick, ordersTick)
-	go a.watchMutexes(a.mutexAfter, stop, mutexTick)
-	go a.keepOrders(stop, ordersTick)
+	go a.serve(ln, stop)
+	go a.watchMutexes(a.mutexAfter, stop)
+	go a.keepOrders(stop)
 	return nil
 }
 
-// quiet removes the control socket's file and ends the goroutines that
-// serve it (the loop closes the socket as it ends); connections being
-// answered end when answered. a.mu is held.
+// quiet closes the control socket (removing its file) and ends the
+// goroutines that serve it; connections being answered end when answered.
+// a.mu is held.
 func (a *Agent) quiet() error {
 	if a.ln == nil {
 		return nil
 	}
 	close(a.stop)
-	a.ln.wake()
-	err := a.ln.remove()
+	err := a.ln.Close()
 	a.ln, a.stop = nil, nil
 	return err
 }
@@ -66,11 +66,6 @@ func (a *Agent) quiet() error {
 func (a *Agent) standDown() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.standDownLocked()
-}
-
-// standDownLocked is standDown with a.mu held.
-func (a *Agent) standDownLocked() {
 	if a.closed || a.down {
 		return
 	}
@@ -79,20 +74,6 @@ func (a *Agent) standDownLocked() {
 	}
 	a.down, a.rounds = true, 0
 	a.watchGC()
-}
-
-// standDownBlocked stands the probe down, once the loop serving with stop
-// found the program deadlocked, after saying so on stderr with the drop-in
-// mutexes awaited (the runtime then prints every goroutine's stack).
-func (a *Agent) standDownBlocked(stop chan struct{}) {
-	report := a.blockedReport()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.stop != stop || a.closed || a.down {
-		return // closed, or stood down, meanwhile
-	}
-	fmt.Fprint(a.stderr, report)
-	a.standDownLocked()
 }
 
 // sentinel is an object made only to be collected: its cleanup says that a

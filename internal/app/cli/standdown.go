@@ -18,9 +18,8 @@ import (
 
 // Go's runtime ends a program whose goroutines are all blocked, with "all
 // goroutines are asleep - deadlock!" and exit status 2, but only when nothing
-// could wake one of them: a probe's loop, which waits in a system call,
-// keeps that from happening until the probe stands down, which it does by
-// itself (probe/loop.go) after giving run 5 s to speak first. run reads
+// could wake one of them: a probe's socket, which waits in the runtime's
+// network poller, and its tickers keep that from ever happening. run reads
 // the goroutines of each process whose probe serves, from its memory
 // (internal/diag/goproc, which never stops it), and when two reads in a row
 // find every goroutine but the probe's blocked where only another goroutine

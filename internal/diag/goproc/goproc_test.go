@@ -62,18 +62,8 @@ func build(t testing.TB, kind string) string {
 		args = append(args, "-ldflags=-s -w")
 	}
 	pkg := "./testdata/target"
-	if name, ok := strings.CutPrefix(kind, "ownerrace"); ok {
+	if kind == "ownerrace" {
 		pkg = "./testdata/ownerrace" // the drop-in sync's owner word (owner_test.go)
-		switch name {
-		case "-external":
-			// Linked by gcc (cgo's external linking), as a program that
-			// links C libraries is.
-			env = []string{"CGO_ENABLED=1"}
-			args = append(args, "-ldflags=-linkmode=external")
-		case "-external-stripped":
-			env = []string{"CGO_ENABLED=1"}
-			args = append(args, "-ldflags=-linkmode=external -s -w")
-		}
 	}
 	args = append(args, pkg)
 	cmd := exec.Command("go", args...)

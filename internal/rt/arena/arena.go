@@ -1,12 +1,11 @@
 package arena
 
 import (
-	"encoding/binary"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"syscall"
 	"time"
@@ -114,12 +113,8 @@ func checkPrivate(path string, fi fs.FileInfo, want fs.FileMode) error {
 // so of many processes creating the arena at once exactly one succeeds and
 // the others open that one.
 func CreateArena(rd *RunDir, g geometry) error {
-	// The name need only differ from another process's (O_EXCL says when
-	// it does not). math/rand, not crypto/rand: crypto/rand leaves a
-	// stopped one-minute timer in the runtime, which keeps Go's deadlock
-	// detection off until it would have fired.
 	var rnd [8]byte
-	binary.LittleEndian.PutUint64(rnd[:], rand.Uint64())
+	_, _ = rand.Read(rnd[:])
 	tmp := ".arena-" + hex.EncodeToString(rnd[:])
 	f, err := rd.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
