@@ -21,14 +21,44 @@ import (
 // frames included): a lock waited for there is a drop-in mutex.
 const dropInPkg = "github.com/lockwatch/lockwatch/sync."
 
-// dropInWait reports whether g waits in the drop-in's Lock or RLock.
+// dropInWait reports whether g waits in the drop-in's Lock or RLock: the
+// innermost frame past the runtime's and sync's (the wait itself) is one of
+// the drop-in's functions that lock. A drop-in frame further out proves
+// nothing: a goroutine that waits for another lock (lockwatch's own
+// registration mutex, or one a callee of the drop-in takes) has one too,
+// and the word after that lock is not an owner word.
 func (g *Goroutine) dropInWait() bool {
 	for _, f := range g.Frames {
-		if strings.HasPrefix(f.Func, dropInPkg) {
+		switch {
+		case lockPathFrame(f.Func):
+			continue
+		case strings.HasPrefix(f.Func, dropInPkg):
+			return dropInLocks(f.Func[len(dropInPkg):])
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// lockPathFrame reports whether fn is a frame of the wait for a lock below
+// its caller: the runtime's park and semaphore, sync's Mutex and RWMutex.
+func lockPathFrame(fn string) bool {
+	for _, p := range []string{"runtime.", "internal/runtime/", "internal/sync.", "sync."} {
+		if strings.HasPrefix(fn, p) {
 			return true
 		}
 	}
 	return false
+}
+
+// dropInLocks reports whether the drop-in's function name (its package
+// left out: "(*Mutex).lockSlowPath", "rlockSlow") takes a lock: Lock,
+// RLock and the slow paths below them; not Unlock's.
+func dropInLocks(name string) bool {
+	name = strings.TrimSuffix(name, "[...]") // a generic function's
+	base := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:])
+	return strings.Contains(base, "lock") && !strings.Contains(base, "unlock")
 }
 
 // ownerOffset is where a drop-in lock's owner word is, past its sync
