@@ -49,7 +49,7 @@ var ErrRelease = errors.New("unknown Go release")
 // runtimeSyms are the symbols the reader uses when the binary has them.
 var runtimeSyms = map[string]bool{
 	"runtime.allglen": true, "runtime.allgptr": true, "runtime.waitReasonStrings": true,
-	"runtime.semtable": true, "go:func.*": true, "runtime.firstmoduledata": true,
+	"runtime.semtable": true, "go:func.*": true, "runtime.firstmoduledata": true, "runtime.text": true,
 }
 
 // OpenBinary reads the Go executable at path.
@@ -140,6 +140,12 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 	sort.Slice(b.objs, func(i, j int) bool { return b.objs[i].Value < b.objs[j].Value })
 	if s, ok := b.syms["go:func.*"]; ok {
 		b.tab.gofunc = s.Value
+	}
+	if s, ok := b.syms["runtime.text"]; ok && b.section(s.Value, 1) == b.text {
+		// Linked by gcc (-linkmode=external), .text starts with C's
+		// start-up code; the pclntab counts from runtime.text. Without
+		// symbols, Read finds it in the module data (findModule).
+		b.tab.textStart = s.Value
 	}
 	return b, nil
 }

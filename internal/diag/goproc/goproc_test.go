@@ -62,8 +62,18 @@ func build(t testing.TB, kind string) string {
 		args = append(args, "-ldflags=-s -w")
 	}
 	pkg := "./testdata/target"
-	if kind == "ownerrace" {
+	if name, ok := strings.CutPrefix(kind, "ownerrace"); ok {
 		pkg = "./testdata/ownerrace" // the drop-in sync's owner word (owner_test.go)
+		switch name {
+		case "-external":
+			// Linked by gcc (cgo's external linking), as a program that
+			// links C libraries is.
+			env = []string{"CGO_ENABLED=1"}
+			args = append(args, "-ldflags=-linkmode=external")
+		case "-external-stripped":
+			env = []string{"CGO_ENABLED=1"}
+			args = append(args, "-ldflags=-linkmode=external -s -w")
+		}
 	}
 	args = append(args, pkg)
 	cmd := exec.Command("go", args...)

@@ -458,7 +458,10 @@ func (p *Process) waitReasons(r *reader) []string {
 
 // findGofunc finds moduledata.gofunc in a binary without symbols: the
 // module data is the word in the target's .noptrdata that points to the
-// pclntab's header.
+// pclntab's header. It takes moduledata.text from it too: the address the
+// pclntab's entry offsets count from, which is not the start of .text in
+// a binary linked by gcc (-linkmode=external), whose C start-up code comes
+// first.
 func (p *Process) findGofunc(r *reader) {
 	b := p.Binary
 	pcln := b.f.Section(".gopclntab")
@@ -466,14 +469,14 @@ func (p *Process) findGofunc(r *reader) {
 		return
 	}
 	want := pcln.Addr + p.bias
-	off := b.layout.ModGofunc
-	if off%8 != 0 {
+	off, toff := b.layout.ModGofunc, b.layout.ModText
+	if off%8 != 0 || toff%8 != 0 || toff == 0 {
 		return
 	}
 	if want == 0 {
 		return
 	}
-	p.scanData(r, []string{".go.module", ".noptrdata", ".data"}, off/8+1, filter{First: want}, func(_ uint64, w []uint64) bool {
+	p.scanData(r, []string{".go.module", ".noptrdata", ".data"}, max(off, toff)/8+1, filter{First: want}, func(_ uint64, w []uint64) bool {
 		if w[0] != want {
 			return false
 		}
@@ -482,6 +485,9 @@ func (p *Process) findGofunc(r *reader) {
 			return false
 		}
 		b.tab.gofunc = gf
+		if text := w[toff/8] - p.bias; b.section(text, 1) == b.text {
+			b.tab.textStart = text
+		}
 		return true
 	})
 }

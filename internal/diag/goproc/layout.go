@@ -28,9 +28,11 @@ type Layout struct {
 	SudogSize, SudogG, SudogNext, SudogPrev, SudogElem, SudogWaitlink, SudogC int
 	// runtime.semtable: its entries' size and the treap root's offset.
 	SemEntrySize, SemRootTreap int
-	// runtime.moduledata: the offset of gofunc (where funcdata offsets
-	// count from).
-	ModGofunc int
+	// runtime.moduledata: the offsets of gofunc (where funcdata offsets
+	// count from) and text (where the pclntab's entry offsets count
+	// from: the start of the Go code, past the C start-up code an
+	// external linker puts first in .text).
+	ModGofunc, ModText int
 	// WaitReasons are the runtime's names of wait reasons
 	// (runtime.waitReasonStrings), by value.
 	WaitReasons []string
@@ -168,7 +170,7 @@ func layoutFromDWARF(d *dwarf.Data, cus []dwarf.Offset, all bool) (Layout, error
 	} else {
 		L.SemEntrySize = int(semEntry)
 	}
-	L.ModGofunc = off(mod, "gofunc")
+	L.ModGofunc, L.ModText = off(mod, "gofunc"), off(mod, "text")
 	if len(missing) > 0 {
 		return Layout{}, fmt.Errorf("%w: DWARF has no %s", errLayout, strings.Join(missing, ", "))
 	}

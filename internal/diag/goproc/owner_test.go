@@ -27,7 +27,13 @@ type ownerTarget struct {
 // it says ready.
 func startOwner(t testing.TB, args ...string) *ownerTarget {
 	t.Helper()
-	cmd := exec.Command(build(t, "ownerrace"), args...)
+	return startOwnerBuilt(t, "ownerrace", args...)
+}
+
+// startOwnerBuilt is startOwner with the build kind of build.
+func startOwnerBuilt(t testing.TB, kind string, args ...string) *ownerTarget {
+	t.Helper()
+	cmd := exec.Command(build(t, kind), args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +137,24 @@ func TestOwnerWordAfterWaiterTookLock(t *testing.T) {
 // holds it and waits for it: the owner word names it, and it is the
 // lock's waiter.
 func TestOwnerWordSelfDeadlock(t *testing.T) {
-	tg := startOwner(t, "-self")
+	testOwnerWordSelfDeadlock(t, "ownerrace")
+}
+
+// TestOwnerWordSelfDeadlockExternal: the same, in a program linked by gcc
+// (-ldflags=-linkmode=external, as cgo programs that link C libraries
+// are), with its symbols and stripped: its .text starts with C's start-up
+// code, and the pclntab counts from runtime.text, past it.
+func TestOwnerWordSelfDeadlockExternal(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("NOTE: no gcc: a program linked externally cannot be built here")
+	}
+	for _, kind := range []string{"ownerrace-external", "ownerrace-external-stripped"} {
+		t.Run(kind, func(t *testing.T) { testOwnerWordSelfDeadlock(t, kind) })
+	}
+}
+
+func testOwnerWordSelfDeadlock(t *testing.T, kind string) {
+	tg := startOwnerBuilt(t, kind, "-self")
 	p, err := goproc.Attach(tg.pid, goproc.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -142,8 +165,21 @@ func TestOwnerWordSelfDeadlock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := muLock(t, img)
+		var l goproc.Lock
+		switch {
+		case !strings.HasSuffix(kind, "-stripped"):
+			l = muLock(t, img)
+		case len(img.Locks) == 1:
+			l = img.Locks[0] // no symbol names it
+		default:
+			t.Fatalf("locks %+v; want main.mu alone", img.Locks)
+		}
 		if !l.DropIn || len(l.Waiters) != 1 || l.Owner == 0 || l.Owner != l.Waiters[0].Goroutine || l.OwnerGone {
+			for _, g := range img.Goroutines {
+				if g.Waits != nil {
+					t.Logf("goroutine %d waits; its frames (%s): %+v", g.ID, g.StackNote, g.Frames)
+				}
+			}
 			t.Fatalf("main.mu: %+v; want its one waiter as its owner, live (notes: %q)", l, img.Notes)
 		}
 	}
