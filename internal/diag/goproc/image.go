@@ -470,7 +470,7 @@ func (p *Process) findGofunc(r *reader) {
 	}
 	want := pcln.Addr + p.bias
 	off, toff := b.layout.ModGofunc, b.layout.ModText
-	if off%8 != 0 || toff%8 != 0 || toff == 0 {
+	if !modOffsetsOK(off, toff) {
 		return
 	}
 	if want == 0 {
@@ -490,6 +490,18 @@ func (p *Process) findGofunc(r *reader) {
 		}
 		return true
 	})
+}
+
+// maxModOff bounds the offsets of moduledata's fields read here (about
+// 600 bytes long in the releases known): a layout from a hostile binary's
+// DWARF may give any number.
+const maxModOff = 4096
+
+// modOffsetsOK tells whether moduledata's gofunc and text offsets can be
+// used: word-aligned, inside the struct's bound, and not its first word
+// (pcHeader).
+func modOffsetsOK(off, toff int) bool {
+	return off > 0 && toff > 0 && off%8 == 0 && toff%8 == 0 && off < maxModOff && toff < maxModOff
 }
 
 // gScratch is the memory one read of a batch of goroutines reuses from
