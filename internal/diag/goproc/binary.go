@@ -93,6 +93,9 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 		// A quick look reads any binary in bounded memory.
 		return nil, fmt.Errorf("%s: its .gopclntab is %d MiB, more than a quick look reads (%d MiB): 'lockwatch attach PID' reads it", path, pcln.Size>>20, quickPclntabMax>>20)
 	}
+	if err := sectionBound(path, pcln, maxSection); err != nil {
+		return nil, err
+	}
 	data, err := sectionData(file, pcln)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading .gopclntab: %v", path, err)
@@ -126,6 +129,8 @@ func openBinary(path string, file *os.File, quick bool) (*Binary, error) {
 		// symbols, so no global lock is named.
 		syms, err = runtimeSymbols(f)
 		b.Stripped = err != nil
+	} else if err := sectionBound(path, f.Section(".symtab"), maxSection); err != nil {
+		return nil, err
 	} else if syms, err = f.Symbols(); err != nil || len(syms) == 0 {
 		b.Stripped = true
 	}
@@ -254,6 +259,20 @@ func layoutDWARF(f *elf.File) (Layout, error) {
 // lockwatch ps) reads whole: a binary of about 200 MB has one of 64 MiB.
 // The symbol table is read a chunk at a time (runtimeSymbols).
 const quickPclntabMax = 64 << 20
+
+// maxSection bounds the .gopclntab and the symbol table that an attach
+// reads whole, as maxDebugInfo bounds .debug_info: the largest Go programs
+// have tables of a few hundred MiB; a larger one is refused, whatever the
+// file says.
+const maxSection = 1 << 30
+
+// sectionBound refuses a section larger than max (nil is no section).
+func sectionBound(path string, s *elf.Section, max uint64) error {
+	if s == nil || s.Size <= max {
+		return nil
+	}
+	return fmt.Errorf("%s: its %s is %d MiB, more than lockwatch reads (%d MiB): not a binary lockwatch can read in bounded memory", path, s.Name, s.Size>>20, max>>20)
+}
 
 // maxDebugInfo bounds the .debug_info decompressed (its header says its
 // size): a larger one is refused rather than read.
