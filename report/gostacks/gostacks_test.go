@@ -1,7 +1,6 @@
 package gostacks
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lockwatch/lockwatch/internal/app/testchild"
 	"github.com/lockwatch/lockwatch/report"
 )
 
@@ -29,21 +29,7 @@ func startHelper(t *testing.T, exe string) int {
 	t.Helper()
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), "GOSTACKS_TEST_HELPER=1")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(); cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		t.Fatalf("helper: %q, %v", line, err)
-	}
+	testchild.StartReady(t, cmd)
 	return cmd.Process.Pid
 }
 

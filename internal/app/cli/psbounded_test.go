@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/app/testchild"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
 )
 
@@ -114,21 +114,7 @@ func TestPsBoundedByBinary(t *testing.T) {
 func startGoroutines(t *testing.T, exe string, n int) int {
 	t.Helper()
 	cmd := exec.Command(exe, "-n", strconv.Itoa(n))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(); cmd.Wait() })
-	if line, err := bufio.NewReader(out).ReadString('\n'); strings.TrimSpace(line) != "ready" {
-		t.Fatalf("%s said %q (%v); want ready", exe, line, err)
-	}
+	testchild.StartReady(t, cmd)
 	return cmd.Process.Pid
 }
 
