@@ -3,14 +3,15 @@ package probe
 import (
 	"context"
 	"fmt"
-	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
-	"github.com/lockwatch/lockwatch/internal/rt/probewire"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"github.com/lockwatch/lockwatch/internal/diag/stops"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 )
 
 // BenchmarkGoroutinesRequest measures a goroutine-dump request end to end
@@ -141,4 +142,56 @@ func meterPauses() (stop func() time.Duration) {
 		quit.Store(true)
 		return <-longest
 	}
+}
+
+// BenchmarkIdleCPU measures what an idle program costs with the probe
+// started (probe.Start) and without it: a program whose one goroutine
+// sleeps, run for a second per iteration; cpu-us/s is the CPU time of all
+// its threads (from /proc/PID/task/*/schedstat) per second of wall time.
+// The probe's loop wakes every 100 ms (the lock-order edges' look) and
+// looks at the program every 250 ms (deadcheck), and each wake keeps the
+// runtime's monitor busy for some milliseconds.
+func BenchmarkIdleCPU(b *testing.B) {
+	bin := buildProgram(b, "quiet", false)
+	for _, mode := range []string{"none", "probe"} {
+		b.Run("program="+mode, func(b *testing.B) {
+			c := startProgram(b, bin, mode)
+			c.ready(b)
+			time.Sleep(5 * time.Second) // past the start's own work (the scavenger returns its memory) and the probe's first looks
+			pid := c.cmd.Process.Pid
+			b.ResetTimer()
+			var cpu time.Duration
+			begin := time.Now()
+			for i := 0; i < b.N; i++ {
+				before := threadsCPU(b, pid)
+				time.Sleep(time.Second)
+				cpu += threadsCPU(b, pid) - before
+			}
+			wall := time.Since(begin)
+			b.ReportMetric(float64(cpu.Microseconds())/wall.Seconds(), "cpu-us/s")
+		})
+	}
+}
+
+// threadsCPU is the CPU time of pid's threads, from their schedstat files.
+func threadsCPU(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum time.Duration
+	for _, e := range ents {
+		s, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue // ended: its time is lost, a few microseconds
+		}
+		var ns int64
+		if _, err := fmt.Sscan(string(s), &ns); err != nil {
+			b.Fatalf("%s: %q: %v", e.Name(), s, err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum
 }

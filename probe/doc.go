@@ -36,7 +36,9 @@
 //   - It joins the run's registry (lockreg.Open) with this process's role.
 //     Close marks the process as exited cleanly.
 //   - It serves a control socket in the run directory, <base>.sock where
-//     base names the process by pid and start time (Agent.SocketPath):
+//     base names the process by pid and start time (Agent.SocketPath),
+//     from a loop that waits for it in ppoll(2) (see Go's own deadlock
+//     detection below):
 //     process info, goroutine dumps, this process's locks and waiters, and
 //     its drop-in mutexes (github.com/lockwatch/lockwatch/sync) that are
 //     held or awaited. lockwatch asks it.
@@ -56,7 +58,7 @@
 //     holder locked it, and the RWMutex read-recursion trap by name) and a
 //     dump pair under the same limits. It never ends the process.
 //   - It keeps the lock-order edges of the drop-in mutexes
-//     (docs/lock-order.md) in <base>.orders.json, written within 100 ms
+//     (docs/lock-order.md) in <base>.orders.json, written within 1.1 s
 //     of a new edge and at Close, so that lockwatch reads them after the
 //     process exited.
 //   - With Options.Signal, on SIGUSR1 it writes a goroutine profile,
@@ -70,17 +72,39 @@
 //
 // Go's runtime ends a program whose goroutines are all blocked ("all
 // goroutines are asleep - deadlock!", exit status 2) only when nothing could
-// wake one: the probe's socket and tickers would keep it from ever doing so.
-// lockwatch run reads the goroutines of its processes from their memory, and
-// asks the probe of a process whose every other goroutine is blocked on
-// channels (no timer's) or sync's locks to stand down ("stand-down" below):
-// the probe then closes its socket and ends its goroutines and tickers, and
-// keeps its registry, so the runtime ends the program as it would without
-// lockwatch. If a timer that lockwatch cannot see (a time.AfterFunc, a
-// context's deadline) wakes the program instead, the probe serves again
-// after two garbage collections. Outside lockwatch run nobody asks it: a
-// blocked program that runs the probe stays blocked, and `lockwatch attach
-// PID` reports it.
+// wake one: no timer pending, no goroutine waiting in the network poller, no
+// thread in a system call. The probe keeps it so. Its socket is not waited
+// for in the network poller, and it has no timer: one goroutine, its loop,
+// waits in ppoll(2) on a thread of its own for a connection or for the next
+// look. Every 250 ms the loop looks whether anything but another goroutine
+// could wake one of the program's goroutines, as the runtime would judge
+// without the probe (internal/rt/deadcheck: runtime/metrics say no
+// goroutine runs, is runnable or is in a system call; /proc/self/task says
+// every thread but the loop's and the runtime's monitor sleeps in futex(2)
+// or nanosleep(2), so none waits in the network poller for I/O or a
+// pending timer). When two looks in a row find the program so, and the
+// same (no goroutine made, its threads scheduled a few times at most in
+// between), the probe says so on stderr, naming each drop-in mutex awaited,
+// its holder and where it was locked, and stands down: it closes its
+// socket and ends its goroutines (keeping its registry), and the runtime
+// ends the program at once with its own message, status and stacks. A
+// goroutine asleep (time.Sleep), waiting on a timer's channel, a pending
+// time.AfterFunc or a context's deadline, an Accept or a Read of a socket
+// or pipe, a signal (os/signal) or a blocking system call keeps the
+// program awake, for the runtime and the probe alike.
+//
+// In a process that joined its run from the environment (as lockwatch run
+// starts it), the looks must agree for 5 s: run reads its processes'
+// goroutines from their memory and, when it finds one so, prints
+// lockwatch's report and asks its probe to stand down first. If a timer
+// wakes the program after its probe stood down (run cannot see a
+// time.AfterFunc), the probe serves again after two garbage collections.
+//
+// The runtime never ends a program that links cgo (a -race build is one) for
+// a deadlock, with sync either, so there the probe never stands down; nor
+// does one whose goroutine waits for signals (Options.Signal, os/signal).
+// Under go test, the -timeout alarm is a pending timer: the runtime ends a
+// deadlocked test only with -timeout 0, with or without the probe.
 //
 // # Protocol
 //

@@ -1,13 +1,20 @@
 // Command blocked starts lockwatch's probe itself (probe.Start, as a program
 // run outside lockwatch run does), prints "ready SOCKET", and blocks every
-// goroutine it has for ever.
+// goroutine it has for ever, the way its argument says:
+//
+//	chan      main waits on a channel nobody sends on (the default)
+//	select    main waits in an empty select
+//	sync      main locks a sync.Mutex it holds
+//	dropin    two goroutines lock two drop-in mutexes in opposite orders
 package main
 
 import (
 	"fmt"
 	"os"
+	gosync "sync"
 
 	"github.com/lockwatch/lockwatch/probe"
+	"github.com/lockwatch/lockwatch/sync"
 )
 
 func main() {
@@ -17,5 +24,32 @@ func main() {
 		os.Exit(3)
 	}
 	fmt.Println("ready", a.SocketPath())
-	<-make(chan struct{})
+	mode := "chan"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	switch mode {
+	case "chan":
+		<-make(chan struct{})
+	case "select":
+		select {}
+	case "sync":
+		var mu gosync.Mutex
+		mu.Lock()
+		mu.Lock()
+	case "dropin":
+		var first, second sync.Mutex
+		first.Lock()
+		holds := make(chan struct{})
+		go func() {
+			second.Lock()
+			close(holds)
+			first.Lock()
+		}()
+		<-holds
+		second.Lock()
+	default:
+		fmt.Fprintf(os.Stderr, "blocked: unknown mode %q\n", mode)
+		os.Exit(3)
+	}
 }
