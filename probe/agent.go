@@ -256,6 +256,9 @@ func (a *Agent) Close() error {
 	a.closed = true
 	close(a.done)
 	err := a.quiet() // also removes the socket file
+	if a.down {
+		_ = a.rd.Remove(probewire.DownFile(a.base))
+	}
 	for c := range a.conns {
 		_ = c.Close() // wakes a handler blocked in I/O
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 )
 
 // Go's runtime ends a program whose goroutines are all blocked ("all
@@ -108,6 +110,11 @@ func (a *Agent) standDownLocked() bool {
 		fmt.Fprintf(a.stderr, "lockwatch: pid %d: standing the probe down: %v\n", a.self.PID, err)
 	}
 	a.down, a.rounds = true, 0
+	// The mark that says why the socket is gone (lockwatch attach reads
+	// the program from its memory meanwhile).
+	if f, err := a.rd.CreateFile(probewire.DownFile(a.base)); err == nil {
+		_ = f.Close()
+	}
 	return true
 }
 
@@ -161,6 +168,7 @@ func (a *Agent) collected() {
 		a.watchGC()
 		return
 	}
+	_ = a.rd.Remove(probewire.DownFile(a.base))
 	if err := a.serving(); err != nil {
 		// Said once; the agent stays down (Close still closes it).
 		fmt.Fprintf(a.stderr, "lockwatch: pid %d: the program went on after its probe stood down, but the probe cannot serve again: %v\n", a.self.PID, err)

@@ -120,6 +120,14 @@ func noMutexes(dir string, id procid.ID) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// stoodDown tells a process whose probe stands down by the mark it keeps
+// meanwhile (probeclient.DownFile).
+func stoodDown(dir string, id procid.ID) bool {
+	_, _, base := arena.ProcessFiles(dir, id)
+	fi, err := os.Lstat(filepath.Join(dir, probeclient.DownFile(base)))
+	return err == nil && fi.Mode().IsRegular()
+}
+
 // maxOrdersFile bounds an orders file read: what one probe answer holds.
 const maxOrdersFile = 4 << 20
 
@@ -197,6 +205,7 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		orders    *probeclient.OrderView
 		ordersErr error
 		arena     bool // found by its drop-in arena alone (no probe)
+		down      bool // its probe stands down (probeclient.DownFile)
 	}
 	answers := make([]answer, 0, len(ps))
 	var mu sync.Mutex
@@ -226,6 +235,16 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			case live:
 				a.v, a.err = askOne(ctx, s.Dir, id, s.Timeout)
 				a.orders, a.ordersErr = askOrd(ctx, s.Dir, id, s.Timeout)
+			}
+			if live && a.err != nil && notProbed(a.err) {
+				// No probe answers (one that stood down, so that Go's
+				// runtime may judge a program that looked deadlocked,
+				// has no socket until it serves again): its records,
+				// from its memory, if it has some.
+				a.down = stoodDown(s.Dir, id)
+				if v, err := dropinmem.View(id, s.Dir); err == nil {
+					a.v, a.err = v, nil
+				}
 			}
 			if !live || (a.ordersErr != nil && (notProbed(a.ordersErr) || unknownOp(a.ordersErr))) {
 				// Gone, or its probe does not answer: what it left.
@@ -273,6 +292,9 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe did not list its drop-in mutexes: %v", a.id.PID, a.err))
 		default:
 			Convert(out, res, a.id, a.v)
+		}
+		if a.down {
+			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe stands down (every goroutine looked blocked, so it gave way for Go's runtime to judge; it serves again after the program's next garbage collection): the process was read from its memory", a.id.PID))
 		}
 		switch {
 		case a.ordersErr != nil && !notProbed(a.ordersErr):
