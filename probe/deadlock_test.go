@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
 	"time"
 )
 
@@ -208,5 +211,31 @@ func TestDeadlockedTestEnds(t *testing.T) {
 	stderr := c.stderr.String()
 	if code != 2 || !strings.Contains(stderr, runtimeDeadlock) {
 		t.Fatalf("the test binary ended with status %d; want 2 and the runtime's deadlock:\n%s", code, stderr)
+	}
+}
+
+// TestGCOffKeepsTheProbe: with garbage collection off (GOGC=off), a probe
+// that stood down would never come back (it waits for a collection), so the
+// probe of a deadlocked program does not stand down by itself: its loop
+// says why at each look, it serves on, and the program stays (as any
+// deadlocked program with a socket open does; lockwatch run still asks it).
+func TestGCOffKeepsTheProbe(t *testing.T) {
+	bin := buildProgram(t, "blocked", false)
+	c := startProgramEnv(t, bin, []string{"GOGC=off"}, "chan")
+	sock := c.ready(t)
+	for seen := 0; seen < agreeLooks+1; {
+		l := c.line()
+		switch {
+		case l == "":
+			<-c.waited
+			t.Fatalf("the program ended after %d looks (%v):\n%s", seen, c.err, c.stderr.String())
+		case strings.HasPrefix(l, "look asleep"):
+			t.Fatalf("the probe looked at the program with GOGC=off: %q", l)
+		case strings.Contains(l, gcOff):
+			seen++
+		}
+	}
+	if info, err := (&probeclient.Client{Path: sock}).Info(context.Background()); err != nil || info.PID != c.cmd.Process.Pid {
+		t.Fatalf("the probe does not answer: %+v, %v\n%s", info, err, c.stderr.String())
 	}
 }

@@ -271,6 +271,9 @@ type blockedLooks struct {
 // agreeLooks make negligible.
 const maxRuns = 4
 
+// gcOff is why the loop does not look while garbage collection is off.
+const gcOff = "garbage collection is off (GOGC=off): a probe that stood down would not come back"
+
 // lookBlocked looks whether the program is deadlocked (deadcheck), unless
 // a request is being served (its connection waits in the runtime's poller,
 // with deadlines) or garbage collection is off (a probe that stood down
@@ -280,8 +283,13 @@ func (a *Agent) lookBlocked(b *blockedLooks, now time.Time) bool {
 	a.mu.Lock()
 	busy := len(a.conns) > 0
 	a.mu.Unlock()
-	if busy || deadcheck.GCOff() {
+	if busy {
 		*b = blockedLooks{}
+		return false
+	}
+	if deadcheck.GCOff() {
+		*b = blockedLooks{}
+		deadcheck.Tell(deadcheck.Look{Why: gcOff})
 		return false
 	}
 	l := deadcheck.Take()

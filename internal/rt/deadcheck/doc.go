@@ -74,3 +74,11 @@ type Sig struct {
 
 // Watch, when set, is called with every Look the probe takes (tests).
 var Watch atomic.Pointer[func(Look)]
+
+// Tell passes l, a Look the caller made without reading the process (why
+// it did not look), to Watch, if set.
+func Tell(l Look) {
+	if w := Watch.Load(); w != nil {
+		(*w)(l)
+	}
+}

@@ -1,6 +1,7 @@
 // Command blocked starts lockwatch's probe itself (probe.Start, as a program
 // run outside lockwatch run does), prints "ready SOCKET", and blocks every
-// goroutine it has for ever, the way its argument says:
+// goroutine it has for ever, the way its argument says (it prints each look
+// of the probe at it, as testdata/idle does):
 //
 //	chan      main waits on a channel nobody sends on (the default)
 //	select    main waits in an empty select
@@ -13,11 +14,20 @@ import (
 	"os"
 	gosync "sync"
 
+	"github.com/lockwatch/lockwatch/internal/rt/deadcheck"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/sync"
 )
 
 func main() {
+	watch := func(l deadcheck.Look) {
+		if l.Asleep {
+			fmt.Println("look asleep, runs", l.Runs, l.Sig)
+		} else {
+			fmt.Println("look awake:", l.Why)
+		}
+	}
+	deadcheck.Watch.Store(&watch)
 	a, err := probe.Start(probe.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
