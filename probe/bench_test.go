@@ -144,32 +144,45 @@ func meterPauses() (stop func() time.Duration) {
 	}
 }
 
-// BenchmarkIdleCPU measures what an idle program costs with the probe
-// started (probe.Start) and without it: a program whose one goroutine
-// sleeps, run for a second per iteration; cpu-us/s is the CPU time of all
+// quietMainEnv names a build of testdata/quiet against another version of
+// the probe (the main branch's), measured beside this one by
+// BenchmarkProbeCPU as program=other.
+const quietMainEnv = "LOCKWATCH_BENCH_QUIET_OTHER"
+
+// BenchmarkProbeCPU measures what a program costs with the probe started
+// (probe.Start) and without it: an idle program (one goroutine sleeps) and
+// a busy one (two goroutines compute for 2 ms and sleep for 3, again and
+// again), run for a second per iteration; cpu-us/s is the CPU time of all
 // its threads (from /proc/PID/task/*/schedstat) per second of wall time.
-// The probe's loop wakes every 100 ms (the lock-order edges' look) and
-// looks at the program every 250 ms (deadcheck), and each wake keeps the
-// runtime's monitor busy for some milliseconds.
-func BenchmarkIdleCPU(b *testing.B) {
+// The probe's loop wakes every quarter second to second, looks at the
+// program (deadcheck: in a busy program, runtime/metrics alone say it is
+// awake), and each wake keeps the runtime's monitor busy for some
+// milliseconds.
+func BenchmarkProbeCPU(b *testing.B) {
 	bin := buildProgram(b, "quiet", false)
-	for _, mode := range []string{"none", "probe"} {
-		b.Run("program="+mode, func(b *testing.B) {
-			c := startProgram(b, bin, mode)
-			c.ready(b)
-			time.Sleep(5 * time.Second) // past the start's own work (the scavenger returns its memory) and the probe's first looks
-			pid := c.cmd.Process.Pid
-			b.ResetTimer()
-			var cpu time.Duration
-			begin := time.Now()
-			for i := 0; i < b.N; i++ {
-				before := threadsCPU(b, pid)
-				time.Sleep(time.Second)
-				cpu += threadsCPU(b, pid) - before
-			}
-			wall := time.Since(begin)
-			b.ReportMetric(float64(cpu.Microseconds())/wall.Seconds(), "cpu-us/s")
-		})
+	programs := []struct{ name, bin, arg string }{{"none", bin, "none"}, {"probe", bin, "probe"}}
+	if other := os.Getenv(quietMainEnv); other != "" {
+		programs = append(programs, struct{ name, bin, arg string }{"other", other, "probe"})
+	}
+	for _, load := range []string{"idle", "busy"} {
+		for _, p := range programs {
+			b.Run("load="+load+"/program="+p.name, func(b *testing.B) {
+				c := startProgram(b, p.bin, p.arg, load)
+				c.ready(b)
+				time.Sleep(5 * time.Second) // past the start's own work (the scavenger returns its memory) and the probe's first looks
+				pid := c.cmd.Process.Pid
+				b.ResetTimer()
+				var cpu time.Duration
+				begin := time.Now()
+				for i := 0; i < b.N; i++ {
+					before := threadsCPU(b, pid)
+					time.Sleep(time.Second)
+					cpu += threadsCPU(b, pid) - before
+				}
+				wall := time.Since(begin)
+				b.ReportMetric(float64(cpu.Microseconds())/wall.Seconds(), "cpu-us/s")
+			})
+		}
 	}
 }
 

@@ -76,29 +76,48 @@
 // thread in a system call. The probe keeps it so. Its socket is not waited
 // for in the network poller, and it has no timer: one goroutine, its loop,
 // waits in ppoll(2) on a thread of its own for a connection or for the next
-// look. Every 250 ms the loop looks whether anything but another goroutine
-// could wake one of the program's goroutines, as the runtime would judge
-// without the probe (internal/rt/deadcheck: runtime/metrics say no
-// goroutine runs, is runnable or is in a system call; /proc/self/task says
-// every thread but the loop's and the runtime's monitor sleeps in futex(2)
-// or nanosleep(2), so none waits in the network poller for I/O or a
-// pending timer). When two looks in a row find the program so, and the
-// same (no goroutine made, its threads scheduled a few times at most in
-// between), the probe says so on stderr, naming each drop-in mutex awaited,
-// its holder and where it was locked, and stands down: it closes its
-// socket and ends its goroutines (keeping its registry), and the runtime
-// ends the program at once with its own message, status and stacks. A
-// goroutine asleep (time.Sleep), waiting on a timer's channel, a pending
-// time.AfterFunc or a context's deadline, an Accept or a Read of a socket
-// or pipe, a signal (os/signal) or a blocking system call keeps the
-// program awake, for the runtime and the probe alike.
+// look. In a probe started outside lockwatch run (no LOCKWATCH_DIR), the
+// loop looks whether anything but another goroutine could wake one of the
+// program's goroutines, as the runtime would judge without the probe
+// (internal/rt/deadcheck: runtime/metrics say no goroutine runs, is
+// runnable or is in a system call; /proc/self/task says every thread but
+// the loop's and the runtime's monitor sleeps in futex(2) or nanosleep(2),
+// so none waits in the network poller for I/O or a pending timer, and none
+// was scheduled while the look read). It looks at an awake program every
+// quarter second to every second, at random times, so that no periodic
+// sleeper of the program keeps in step with it; a look counts only right
+// after a wait of 50 ms in which the loop's thread slept once (no goroutine
+// of the program ran on its processor meanwhile). When three looks in a row,
+// over a second at least, find the program so, and the same (no goroutine
+// made, no collection, its threads scheduled a few times at most in
+// between), the probe stands down: it closes its socket and ends its
+// goroutines (keeping its registry), and says nothing. The runtime then
+// judges the program as it would without lockwatch: a deadlocked one it
+// ends at once with its own message, status and stacks. A goroutine asleep
+// (time.Sleep), waiting on a timer's channel, a pending time.AfterFunc or a
+// context's deadline, an Accept or a Read of a socket or pipe, a signal
+// (os/signal) or a blocking system call keeps the program awake, for the
+// runtime and the probe alike.
 //
-// In a process that joined its run from the environment (as lockwatch run
-// starts it), the looks must agree for 5 s: run reads its processes'
-// goroutines from their memory and, when it finds one so, prints
-// lockwatch's report and asks its probe to stand down first. If a timer
-// wakes the program after its probe stood down (run cannot see a
-// time.AfterFunc), the probe serves again after two garbage collections.
+// A look is a snapshot: it could take a live program for a blocked one (none
+// did in the measurements of docs/benchmarks.md). Such a stand-down is
+// harmless: the program goes on, and the probe serves again after its next
+// garbage collection (it forces one as it stands down and waits for the
+// one after: the runtime forces one every 2 minutes in a program that
+// runs at all, sooner in one that allocates). Meanwhile the probe keeps a
+// mark in its run directory (<base>.down), and `lockwatch attach PID`
+// reads the program from its memory and says so in a note. With garbage
+// collection off (GOGC=off, or debug.SetGCPercent(-1)) no collection would
+// come, so the probe does not stand down by itself: a deadlocked program
+// then stays, as one with any socket open does, and lockwatch run (or
+// attach) is what diagnoses it.
+//
+// Under lockwatch run, run reads its processes' goroutines from their
+// memory and, when it finds one so, prints lockwatch's report and asks its
+// probe to stand down (op stand-down); the probe does not look by itself.
+// If a timer wakes the program after its probe stood down (run cannot see
+// a time.AfterFunc), the probe serves again after the next garbage
+// collection, as above.
 //
 // The runtime never ends a program that links cgo (a -race build is one) for
 // a deadlock, with sync either, so there the probe never stands down; nor

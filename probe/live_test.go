@@ -91,10 +91,17 @@ func TestLiveProgramKeepsItsProbe(t *testing.T) {
 
 	ctx := context.Background()
 	downs, asleep, looks := 0, 0, 0
+	byMode := map[string]*[3]int{} // starts, looks, asleep
 	for _, s := range starts {
 		s.mu.Lock()
 		asleep += s.asleep
 		looks += s.looks
+		if byMode[s.mode] == nil {
+			byMode[s.mode] = new([3]int)
+		}
+		byMode[s.mode][0]++
+		byMode[s.mode][1] += s.looks
+		byMode[s.mode][2] += s.asleep
 		msg := fmt.Sprintf("%s (pid %d): %d looks, %d asleep; the last: %q", s.mode, s.c.cmd.Process.Pid, s.looks, s.asleep, s.last)
 		gone, back := s.gone, s.back
 		s.mu.Unlock()
@@ -121,7 +128,13 @@ func TestLiveProgramKeepsItsProbe(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d starts, %v each: %d stand-downs; %d looks, %d of them found a program asleep", len(starts), watchFor, downs, looks, asleep)
+	var modes []string
+	for _, m := range liveModes {
+		n := byMode[m.mode]
+		modes = append(modes, fmt.Sprintf("%s %d/%d/%d", m.mode, n[0], n[1], n[2]))
+	}
+	t.Logf("%d starts, %v each: %d stand-downs; %d looks, %d of them found a program asleep (starts/looks/asleep: %s)",
+		len(starts), watchFor, downs, looks, asleep, strings.Join(modes, ", "))
 }
 
 // read reads the program's looks until its stdout ends.

@@ -35,8 +35,8 @@ import (
 //   - it looks at an awake program after awakeEvery, doubling after each
 //     look that found it awake up to idleEvery, and after a look that found
 //     it asleep within confirmEvery; each interval is drawn at random
-//     around its mean (jitter), so that no periodic sleeper of the program
-//     keeps in step with the looks;
+//     around its mean (jitter; at most idleEvery), so that no periodic
+//     sleeper of the program keeps in step with the looks;
 //   - it looks for new lock-order edges (inproc.EdgeCount, an atomic
 //     load) at each wake, at least every idleEvery, and after finding
 //     some, wakes again within saveOrdersAfter while they keep coming;
@@ -73,6 +73,9 @@ const (
 // and may have left a timer in its heap, which nobody waits for while the
 // loop looks.
 const lookSettle = 50 * time.Millisecond
+
+// maxLate is how late the loop may wake, at most, for a look to follow.
+const maxLate = time.Millisecond
 
 // acceptBackoffMax bounds the pause after a failed accept (out of file
 // descriptors or the like), doubling from 5 ms as net/http does.
@@ -140,10 +143,12 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 			return false
 		}
 		now = time.Now()
-		// Settled: the wait lasted lookSettle, and the loop's thread ran
-		// once over it (it slept once, and got its processor back at
-		// once).
-		settled := now.Sub(waitFrom) >= lookSettle && runsOK && runs1-runs0 == 1
+		// Settled: the wait lasted lookSettle, the loop's thread ran once
+		// over it (it slept once, and got its processor back at once),
+		// and it woke on time (a thread that wakes late on a loaded
+		// machine tells that another may have too: one that waits for a
+		// timer of the program, which then finds the processor taken).
+		settled := now.Sub(waitFrom) >= lookSettle && runsOK && runs1-runs0 == 1 && now.Sub(next) < maxLate
 		if !acceptAt.IsZero() && !now.Before(acceptAt) {
 			acceptAt, ready = time.Time{}, true
 		}
@@ -178,7 +183,7 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 					lookEvery = awakeEvery
 					nextLook = now.Add(jitter(confirmEvery))
 				} else {
-					nextLook = now.Add(jitter(lookEvery))
+					nextLook = now.Add(min(jitter(lookEvery), idleEvery))
 					lookEvery = min(2*lookEvery, idleEvery)
 				}
 			}

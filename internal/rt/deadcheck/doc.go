@@ -29,13 +29,17 @@
 //
 // Each read is a snapshot of a running program, by a caller that holds a
 // processor: a Look can find a program asleep when a timer of that
-// processor falls due while it reads (then no thread waits for it), or in
-// the instant a timer's thread hands over to another. Its caller confirms
-// with a second Look some time later (Sig must be the same: no goroutine
-// made, no garbage collection in between; Runs grown by a few at most),
-// and whatever it does on the answer must undo itself when the program
-// turns out awake after all (the probe serves again after two garbage
-// collections).
+// processor falls due while it reads (then no thread waits for it), or
+// when a goroutine of the program ran on that processor just before the
+// caller got it back (its timer then waits in that processor's heap, with
+// no thread in the poller for it). A Look refuses to find a program asleep
+// when a thread was scheduled while it read; its caller looks only after
+// a wait in which its own thread slept once (SelfRuns: it got its
+// processor back at once), confirms with more Looks at random times (Sig
+// the same: no goroutine made, no garbage collection in between; Runs
+// grown by a few at most), and whatever it does on the answer must undo
+// itself when the program turns out awake after all (the probe serves
+// again after the next garbage collection).
 package deadcheck
 
 import "sync/atomic"

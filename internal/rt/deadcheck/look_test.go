@@ -133,8 +133,9 @@ func TestMonitor(t *testing.T) {
 }
 
 // BenchmarkTake is one Look at a process kept awake by a goroutine in a
-// system call (found by the metrics: the cheap case) or by one waiting in
-// the network poller (every thread read: the dear case, an idle server's):
+// system call or one running (a busy program; both found by the metrics:
+// the cheap case) or by one waiting in the network poller (every thread
+// read: the dear case, an idle server's):
 // what the probe pays per look, at most once in 250 ms. Built without cgo
 // (a cgo build is answered at once).
 func BenchmarkTake(b *testing.B) {
@@ -153,6 +154,19 @@ func BenchmarkTake(b *testing.B) {
 		{"awake=poller", "network poller", func(r *os.File) {
 			var c [1]byte
 			_, _ = r.Read(c[:])
+		}},
+		{"awake=running", "running besides", func(r *os.File) {
+			// A busy program: a goroutine runs until the pipe has
+			// something (never) or is closed.
+			raw, _ := r.SyscallConn()
+			for closed := false; !closed; {
+				_ = raw.Read(func(fd uintptr) bool {
+					var c [1]byte
+					n, err := syscall.Read(int(fd), c[:])
+					closed = n > 0 || err == nil || err != syscall.EAGAIN
+					return true // never wait
+				})
+			}
 		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
