@@ -52,7 +52,8 @@
 //     every 5 seconds, whichever goroutines wait, and 16 in all (a text
 //     dump of 10,000 goroutines takes some 7 MiB); the line, always, names
 //     the latest.
-//   - It looks at the drop-in mutexes' waiters every min(StuckAfter/4, 1 s)
+//   - It looks at the drop-in mutexes' waiters every min(StuckAfter/4, 1 s),
+//     give or take a quarter of that,
 //     and reports each wait older than StuckAfter once, the same way: a
 //     line (the waiter, the mutex, its holder or readers and where the
 //     holder locked it, and the RWMutex read-recursion trap by name) and a

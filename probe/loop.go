@@ -110,7 +110,12 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 	var acceptAt time.Time // no accept before (after a failed one)
 	var b blockedLooks
 	for {
+		// The look at the waiters may come a quarter period late, with
+		// the next look at the program, rather than wake the loop alone.
 		next := earliest(nextMutex, nextLook)
+		if !nextLook.After(nextMutex.Add(every / 4)) {
+			next = nextLook
+		}
 		for _, t := range []time.Time{nextOrders, acceptAt} {
 			if !t.IsZero() {
 				next = earliest(next, t)
@@ -188,8 +193,8 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 				}
 			}
 		}
-		// Due a quarter period early, the look at the waiters shares a
-		// wake with the look at the program once they fall in step.
+		// Due a quarter period early (or late, above), the look at the
+		// waiters shares a wake with the look at the program.
 		if !now.Before(nextMutex.Add(-every / 4)) {
 			nextMutex = now.Add(every)
 			tick(mutexTick)
