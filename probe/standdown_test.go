@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 )
 
 // TestStandDownLetsGoEndADeadlock: asked to stand down (what lockwatch run
@@ -36,8 +38,8 @@ func TestStandDownLetsGoEndADeadlock(t *testing.T) {
 
 // TestStandDownReturns: a stood-down agent has no socket and none of its
 // goroutines; it keeps its registry (its process stays a member of the
-// run); after two garbage collections it serves again, and Close ends it
-// as usual.
+// run); after garbage collections (one it forces, one more) it serves
+// again, and Close ends it as usual.
 func TestStandDownReturns(t *testing.T) {
 	var stderr syncBuffer
 	a := startAgent(t, Options{Stderr: &stderr})
@@ -61,17 +63,37 @@ func TestStandDownReturns(t *testing.T) {
 	if _, err := cl.Info(ctx); err == nil {
 		t.Fatal("a stood-down agent answered")
 	}
+	down := filepath.Join(a.Dir(), probewire.DownFile(a.base))
+	if _, err := os.Stat(down); err != nil {
+		t.Errorf("a stood-down agent keeps no mark: %v", err)
+	}
+	// It forced a collection as it stood down, which counts: one more
+	// brings it back.
 	for deadline := time.Now().Add(probablyStillBlocked); ; time.Sleep(quiescent) {
-		runtime.GC()
+		a.mu.Lock()
+		rounds := a.rounds
+		a.mu.Unlock()
+		if rounds == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the stood-down agent has seen %d collections; want the one it forced", probablyStillBlocked, rounds)
+		}
+	}
+	runtime.GC()
+	for deadline := time.Now().Add(probablyStillBlocked); ; time.Sleep(quiescent) {
 		if _, err := cl.Info(ctx); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v of garbage collections the agent does not serve again: %s", probablyStillBlocked, stderr.String())
+			t.Fatalf("after %v and a garbage collection the agent does not serve again: %s", probablyStillBlocked, stderr.String())
 		}
 	}
 	if !strings.Contains(stderr.String(), "the probe serves again") {
 		t.Errorf("no line says the probe serves again: %q", stderr.String())
+	}
+	if _, err := os.Stat(down); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the agent serves again, and keeps its stand-down mark: %v", err)
 	}
 }
 

@@ -28,8 +28,9 @@ import (
 // runtime then sees the program as it would without lockwatch, and ends it
 // at once with its own message and status, which run passes on. A program
 // that a timer no goroutine waits on (time.AfterFunc, a context's deadline)
-// was about to wake goes on, and its probe serves again after two garbage
-// collections (probe/standdown.go): nothing of the program is changed.
+// was about to wake goes on, and its probe serves again after the program's
+// next garbage collection (probe/standdown.go: it forces one as it stands
+// down, and waits for the one after).
 
 // asleepReasons are the wait reasons of a goroutine that only another
 // goroutine of its process wakes: channels (unless a timer feeds one, which
