@@ -41,8 +41,9 @@ func downedRole() int {
 }
 
 // TestAttachStoodDown: while the probe of a live program stands down (as
-// it does when its looks find every goroutine blocked), attach PID still
-// reports the program, read from its memory, and says so in one line; the
+// it does when its looks find every goroutine blocked), attach PID and
+// stacks PID still report the program, read from its memory, and say so in
+// one line, as attach RUN does of it; the
 // probe serves again after the program's next garbage collection, and
 // attach reads it through its socket again.
 func TestAttachStoodDown(t *testing.T) {
@@ -63,6 +64,10 @@ func TestAttachStoodDown(t *testing.T) {
 	code, stdout, stderr := lockwatch(t, "attach", pid)
 	if code != 0 || strings.Count(stdout, note) != 1 || stderr != "" {
 		t.Fatalf("attach while the probe stands down: exit %d; want 0 and one line that says %q\n%s%s", code, note, stdout, stderr)
+	}
+	code, stdout, stderr = lockwatch(t, "attach", filepath.Dir(sock))
+	if code != 0 || strings.Count(stdout, note) != 1 {
+		t.Fatalf("attach RUN while the probe stands down: exit %d; want 0 and one line that says %q\n%s%s", code, note, stdout, stderr)
 	}
 	code, stdout, stderr = lockwatch(t, "stacks", pid)
 	if code != 0 || strings.Count(stdout, note) != 1 || !strings.Contains(stdout, "downedRole") {

@@ -294,7 +294,7 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			Convert(out, res, a.id, a.v)
 		}
 		if a.down {
-			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe stands down (every goroutine looked blocked, so it gave way for Go's runtime to judge; it serves again after the program's next garbage collection): the process was read from its memory", a.id.PID))
+			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe stands down (every goroutine looked blocked, so it gave way for Go's runtime to judge; it serves again after the program's next garbage collection): its drop-in mutexes were read from their records in its memory", a.id.PID))
 		}
 		switch {
 		case a.ordersErr != nil && !notProbed(a.ordersErr):
