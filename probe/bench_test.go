@@ -193,16 +193,20 @@ func BenchmarkProbeCPU(b *testing.B) {
 }
 
 // loopThread finds the probe's loop among pid's threads: the one that
-// waits in ppoll(2) (0 if none does, as in a program without this probe).
+// waits in ppoll(2), where it spends nearly all its time (0 if none does
+// within a second, as in a program without this probe).
 func loopThread(pid int) int {
 	dir := fmt.Sprintf("/proc/%d/task", pid)
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		b, err := os.ReadFile(dir + "/" + e.Name() + "/syscall")
-		if f := strings.Fields(string(b)); err == nil && len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_PPOLL) {
-			tid, _ := strconv.Atoi(e.Name())
-			return tid
+	for range 100 {
+		ents, _ := os.ReadDir(dir)
+		for _, e := range ents {
+			b, err := os.ReadFile(dir + "/" + e.Name() + "/syscall")
+			if f := strings.Fields(string(b)); err == nil && len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_PPOLL) {
+				tid, _ := strconv.Atoi(e.Name())
+				return tid
+			}
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return 0
 }
