@@ -153,13 +153,16 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 			return false
 		}
 		now = time.Now()
-		// Settled: the wait lasted lookSettle, the loop's thread ran once
-		// over it (it slept once, and got its processor back at once),
-		// and it woke on time (within maxLate: a thread that wakes late
-		// on a loaded machine tells that another may have too, one that
-		// waits for a timer of the program, which then finds the
-		// processor taken).
-		settled := now.Sub(waitFrom) >= settleMin && runsOK && runs1-runs0 == 1 && now.Sub(next) < maxLate
+		// A look follows a wait of lookSettle (short: not yet), in which
+		// the loop's thread ran once (it slept once, and got its
+		// processor back at once) and after which it woke on time (within
+		// maxLate: a thread that wakes late on a loaded machine tells
+		// that another may have too, one that waits for a timer of the
+		// program, which then finds the processor taken). A wait that
+		// does not settle so tells that the program ran: it counts as a
+		// look that found it awake.
+		short := now.Sub(waitFrom) < settleMin
+		settled := runsOK && runs1-runs0 == 1 && now.Sub(next) < maxLate
 		if !acceptAt.IsZero() && !now.Before(acceptAt) {
 			acceptAt, ready = time.Time{}, true
 		}
@@ -174,7 +177,7 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 			if c == nil {
 				break
 			}
-			settled = false // the look would come after the work of a request
+			short = true // the look would come after the work of a request
 			if !a.dispatch(c, slots) {
 				return false
 			}
@@ -184,10 +187,12 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 			switch {
 			case !a.selfCheck:
 				nextLook = now.Add(idleEvery) // a wake for the lock-order edges
-			case !settled:
+			case short:
 				nextLook = now.Add(lookSettle) // look after a wait that settles
 			default:
-				if a.lookBlocked(&b, now) {
+				if !settled {
+					b.n = 0 // the program ran: awake
+				} else if a.lookBlocked(&b, now) {
 					return a.standDownBlocked(stop)
 				}
 				if b.n > 0 {
