@@ -107,7 +107,9 @@
 // one after: the runtime forces one every 2 minutes in a program that
 // runs at all, sooner in one that allocates). Meanwhile the probe keeps a
 // mark in its run directory (<base>.down), and `lockwatch attach PID`
-// reads the program from its memory and says so in a note. With garbage
+// reads the program from its memory and says so in a note; the look at
+// the drop-in mutexes' waiters and the lock-order file wait for the probe
+// to serve again (lockreg's stuck hook does not). With garbage
 // collection off (GOGC=off, or debug.SetGCPercent(-1)) no collection would
 // come, so the probe does not stand down by itself: a deadlocked program
 // then stays, as one with any socket open does, and lockwatch run (or
