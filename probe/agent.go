@@ -84,6 +84,8 @@ type Agent struct {
 	// stands the probe down by itself (loop.go); only outside lockwatch
 	// run, whose supervisor asks it (and reports first).
 	selfCheck bool
+	// blind is said once, when the loop cannot look (blindLooks).
+	blind sync.Once
 
 	mu     sync.Mutex
 	role   string

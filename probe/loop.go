@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/rt/deadcheck"
@@ -104,6 +105,17 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 			fmt.Fprintf(a.stderr, "lockwatch: pid %d: closing the control socket: %v\n", a.self.PID, err)
 		}
 	}()
+	looks := a.selfCheck
+	if looks {
+		check := deadcheck.Readable
+		if f := readable.Load(); f != nil {
+			check = *f
+		}
+		if err := check(); err != nil {
+			a.blind.Do(func() { fmt.Fprintf(a.stderr, blindLooks, a.self.PID, err) })
+			looks = false
+		}
+	}
 	slots := make(chan struct{}, probewire.MaxConns)
 	every := mutexEvery(a.mutexAfter)
 	now := time.Now()
@@ -116,9 +128,15 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 	var b blockedLooks
 	for {
 		// The look at the waiters may come a quarter period late, with
-		// the next look at the program, rather than wake the loop alone.
-		next := earliest(nextMutex, nextLook)
-		if !nextLook.After(nextMutex.Add(every / 4)) {
+		// the next look at the program, rather than wake the loop alone;
+		// while looks agree that the program is asleep, up to
+		// tickDeferMax late.
+		mutexDue := nextMutex
+		if b.n > 0 {
+			mutexDue = nextMutex.Add(tickDeferMax)
+		}
+		next := earliest(mutexDue, nextLook)
+		if !nextLook.After(mutexDue.Add(every / 4)) {
 			next = nextLook
 		}
 		for _, t := range []time.Time{nextOrders, acceptAt} {
@@ -129,11 +147,12 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 		waitFrom := time.Now()
 		// Before a look, how often the loop's thread runs over the wait.
 		var runs0, runs1 uint64
-		runsOK := a.selfCheck && !nextLook.After(next)
+		runsOK := looks && !nextLook.After(next)
 		if runsOK {
 			runs0, runsOK = deadcheck.SelfRuns()
 		}
 		ready, err := ln.wait(max(next.Sub(waitFrom), 0), acceptAt.IsZero())
+		b.waits++
 		if runsOK {
 			runs1, runsOK = deadcheck.SelfRuns()
 		}
@@ -159,8 +178,10 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 		// maxLate: a thread that wakes late on a loaded machine tells
 		// that another may have too, one that waits for a timer of the
 		// program, which then finds the processor taken). A wait that
-		// does not settle so tells that the program ran: it counts as a
-		// look that found it awake.
+		// does not settle so is no look: it neither counts towards a
+		// stand-down nor ends the looks that agree so far (on a loaded
+		// machine most waits are late, in a deadlocked program too), and
+		// the awake looks' back-off goes on.
 		short := now.Sub(waitFrom) < settleMin
 		settled := runsOK && runs1-runs0 == 1 && now.Sub(next) < maxLate
 		if !acceptAt.IsZero() && !now.Before(acceptAt) {
@@ -185,14 +206,12 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 		// The look comes before the ticks, which wake goroutines.
 		if !now.Before(nextLook) {
 			switch {
-			case !a.selfCheck:
+			case !looks:
 				nextLook = now.Add(idleEvery) // a wake for the lock-order edges
 			case short:
 				nextLook = now.Add(lookSettle) // look after a wait that settles
 			default:
-				if !settled {
-					b.n = 0 // the program ran: awake
-				} else if a.lookBlocked(&b, now) {
+				if settled && a.lookBlocked(&b, now) {
 					return a.standDownBlocked(stop)
 				}
 				if b.n > 0 {
@@ -206,7 +225,7 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 		}
 		// Due a quarter period early (or late, above), the look at the
 		// waiters shares a wake with the look at the program.
-		if !now.Before(nextMutex.Add(-every / 4)) {
+		if !now.Before(nextMutex.Add(-every/4)) && (b.n == 0 || !now.Before(mutexDue)) {
 			nextMutex = now.Add(every)
 			tick(mutexTick)
 		}
@@ -226,6 +245,25 @@ func (a *Agent) loop(ln *listener, stop chan struct{}, mutexTick, ordersTick cha
 		}
 	}
 }
+
+// tickDeferMax is how late the look at the drop-in waiters may come while
+// the loop's looks agree that the program is asleep. Its
+// tick wakes a goroutine, which a thread runs: a look after it would see
+// the program's threads run, and, with a short Registry.StuckAfter (ticks
+// every 50 to 100 ms), no two looks would ever agree. Looks that agree
+// stand the probe down within agreeSpan and a confirmEvery and a half, or
+// stop agreeing before: the waiters are looked at then, or tickDeferMax
+// late at most.
+const tickDeferMax = 2 * time.Second
+
+// readable, when set, stands in for deadcheck.Readable (tests: a process
+// whose /proc files the probe cannot read).
+var readable atomic.Pointer[func() error]
+
+// blindLooks is what the probe says, once, when it cannot look whether
+// the program is deadlocked: the runtime then never ends it for one while
+// the probe serves.
+const blindLooks = "lockwatch: pid %d: the probe cannot tell when every goroutine is blocked (%v), so while it serves Go's runtime will not end this program for a deadlock; run it under lockwatch run to keep that\n"
 
 // earliest returns the earliest of ts.
 func earliest(ts ...time.Time) time.Time {
@@ -281,6 +319,9 @@ type blockedLooks struct {
 	n     int
 	last  deadcheck.Look
 	since time.Time
+	// waits counts the loop's waits since the last look: each may wake
+	// a thread of the runtime's (waitRuns).
+	waits int
 }
 
 // maxRuns is how many times the program's threads may have been scheduled
@@ -291,6 +332,16 @@ type blockedLooks struct {
 // asleep in every look only by chance, which the random intervals and
 // agreeLooks make negligible.
 const maxRuns = 4
+
+// waitRuns is how many more times the program's threads may have been
+// scheduled between two looks for each more wait of the loop between them
+// (a wake for the lock-order edges, for the look at the drop-in waiters,
+// or one that did not settle): the runtime may take the processor of the
+// loop in its system call and wake a thread for it each time, which the
+// loop's own waits cause, not the program. Counted against the looks, a
+// loaded machine's late wakes kept a deadlocked program alive for a
+// minute.
+const waitRuns = 2
 
 // gcOff is why the loop does not look while garbage collection is off.
 const gcOff = "garbage collection is off (GOGC=off): a probe that stood down would not come back"
@@ -314,13 +365,13 @@ func (a *Agent) lookBlocked(b *blockedLooks, now time.Time) bool {
 		return false
 	}
 	l := deadcheck.Take()
-	last := b.last
-	b.last = l
+	last, waits := b.last, b.waits
+	b.last, b.waits = l, 0
 	switch {
 	case !l.Asleep:
 		b.n = 0
 		return false
-	case b.n == 0 || last.Sig != l.Sig || l.Runs-last.Runs > maxRuns:
+	case b.n == 0 || last.Sig != l.Sig || l.Runs-last.Runs > uint64(maxRuns+waitRuns*max(waits-1, 0)):
 		b.n, b.since = 1, now
 		return false
 	}

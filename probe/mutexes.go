@@ -48,6 +48,7 @@ func mutexEvery(after time.Duration) time.Duration {
 func (a *Agent) watchMutexes(after time.Duration, stop <-chan struct{}, tick <-chan struct{}) {
 	defer a.wg.Done()
 	reported := map[[2]uint32]bool{} // slot, seq: one wait
+	seen := map[[2]uint32]bool{}     // this look's, kept from one to the next
 	for {
 		select {
 		case <-stop:
@@ -56,7 +57,7 @@ func (a *Agent) watchMutexes(after time.Duration, stop <-chan struct{}, tick <-c
 		}
 		a.mutexLooks.Add(1)
 		now := record.Nanotime()
-		seen := map[[2]uint32]bool{}
+		clear(seen)
 		for _, w := range inproc.Stuck(now - int64(after)) {
 			key := [2]uint32{w.Slot, w.Seq}
 			seen[key] = true

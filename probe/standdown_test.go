@@ -101,5 +101,40 @@ func TestStandDownReturns(t *testing.T) {
 func agentGoroutines() bool {
 	buf := make([]byte, 1<<20)
 	s := string(buf[:runtime.Stack(buf, true)])
-	return strings.Contains(s, "probe.(*Agent).serve(") || strings.Contains(s, "probe.(*Agent).watchMutexes(") || strings.Contains(s, "probe.(*Agent).keepOrders(")
+	return strings.Contains(s, "probe.(*Agent).loop(") || strings.Contains(s, "probe.(*Agent).watchMutexes(") || strings.Contains(s, "probe.(*Agent).keepOrders(")
+}
+
+// TestBlindProbeSaysSo: a probe that cannot read what its looks need (a
+// process that is not dumpable, whose /proc files another user cannot
+// open; a kernel without schedstat files) says so once, with what it costs
+// (Go's runtime will not end the program for a deadlock while it serves),
+// and serves on; when it serves again after standing down, it says
+// nothing more.
+func TestBlindProbeSaysSo(t *testing.T) {
+	blind := func() error { return errors.New("/proc/self/task/7/syscall cannot be read: permission denied") }
+	readable.Store(&blind)
+	t.Cleanup(func() { readable.Store(nil) })
+	var stderr syncBuffer
+	a := startAgent(t, Options{Stderr: &stderr})
+	cl := &probeclient.Client{Path: a.SocketPath()}
+	ctx := context.Background()
+	if _, err := cl.Info(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.StandDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(probablyStillBlocked); ; time.Sleep(quiescent) {
+		runtime.GC()
+		if _, err := cl.Info(ctx); err == nil && strings.Contains(stderr.String(), "serves again") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the agent does not serve again: %s", probablyStillBlocked, stderr.String())
+		}
+	}
+	const want = "the probe cannot tell when every goroutine is blocked (/proc/self/task/7/syscall cannot be read: permission denied), so while it serves Go's runtime will not end this program for a deadlock; run it under lockwatch run to keep that"
+	if n := strings.Count(stderr.String(), want); n != 1 {
+		t.Errorf("said %d times; want once: %q\n%s", n, want, stderr.String())
+	}
 }

@@ -1,6 +1,7 @@
 package deadcheck
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"runtime/metrics"
@@ -8,7 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-	_ "unsafe" // for go:linkname
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,36 +40,60 @@ const (
 // Take reads the process, leaving out the thread it runs on. A caller
 // that moves to another thread meanwhile (preempted) is seen running:
 // awake.
+//
+// A Look that finds the process asleep makes no system call that Go's
+// runtime sees and allocates nothing: its reads of /proc are raw system
+// calls (openat, getdents64, read and close of /proc files, which never
+// block for long) into buffers kept from one Look to the next. A system
+// call the runtime sees would wake its monitor when it returns, which may
+// hand the caller's processor to another thread meanwhile, and the
+// garbage an allocating Look leaves would run collections in a program that
+// otherwise runs none: both are what the caller then sees the process do
+// between two Looks (Runs, Sig.GCs), and a deadlocked program would seem
+// to run.
 func Take() Look {
 	if iscgo {
 		return Look{Why: "the program links cgo: Go's runtime never ends it for a deadlock"}
 	}
-	self := unix.Gettid()
 	mon, err := monitor()
 	if err != nil {
 		return Look{Why: err.Error()}
 	}
-	s := make([]metrics.Sample, len(metricNames))
+	lk.mu.Lock()
+	self, _, _ := unix.RawSyscall(unix.SYS_GETTID, 0, 0, 0)
 	var l Look
 	for try := 0; try < tries; try++ {
 		var transient bool
-		l, transient = take(self, mon, s)
+		l, transient = take(int(self), mon)
 		if l.Asleep || !transient {
 			break
 		}
 		ts := unix.NsecToTimespec(int64(settle))
-		_ = unix.Nanosleep(&ts, nil)
+		unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 	}
+	lk.mu.Unlock()
 	if w := Watch.Load(); w != nil {
 		(*w)(l)
 	}
 	return l
 }
 
+// lk is what a Look keeps from one to the next: its buffers, and the
+// thread ids it read last.
+var lk struct {
+	mu      sync.Mutex
+	samples [len(metricNames)]metrics.Sample
+	path    [64]byte   // a /proc path, NUL-terminated
+	file    [512]byte  // a /proc file read
+	dents   [8192]byte // the entries of /proc/self/task, some at a time
+	tids    []int
+	self    [128]byte // SelfRuns's schedstat
+}
+
 // take is one try of Take; transient says that what keeps the process
-// awake may pass at once.
-func take(self, mon int, s []metrics.Sample) (l Look, transient bool) {
-	c1, err := readCounts(s)
+// awake may pass at once. lk.mu is held.
+func take(self, mon int) (l Look, transient bool) {
+	c1, err := readCounts(lk.samples[:])
 	if err != nil {
 		return Look{Why: err.Error()}, false
 	}
@@ -79,7 +104,7 @@ func take(self, mon int, s []metrics.Sample) (l Look, transient bool) {
 	if why != "" {
 		return Look{Why: why}, transient
 	}
-	c2, err := readCounts(s)
+	c2, err := readCounts(lk.samples[:])
 	if err != nil {
 		return Look{Why: err.Error()}, false
 	}
@@ -104,29 +129,18 @@ func take(self, mon int, s []metrics.Sample) (l Look, transient bool) {
 // threads reads what each thread of the process but self and mon (the
 // runtime's monitor, which runs no goroutine) is doing, and says what
 // keeps the process awake (why), or counts them and the times those but
-// self and mon were scheduled (runs).
+// self and mon were scheduled (runs). lk.mu is held.
 func threads(self, mon int) (n int, runs uint64, why string, transient bool) {
-	d, err := os.Open("/proc/self/task")
-	if err != nil {
+	if err := taskIDs(); err != 0 {
 		return 0, 0, fmt.Sprintf("its threads cannot be read: %v", err), false
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return 0, 0, fmt.Sprintf("its threads cannot be read: %v", err), false
-	}
-	var buf [512]byte
-	for _, name := range names {
-		tid, err := strconv.Atoi(name)
-		if err != nil {
-			continue
-		}
+	for _, tid := range lk.tids {
 		n++
 		if tid == self {
 			continue
 		}
-		b, err := readTask(name, "syscall", buf[:])
-		if err == nil {
+		b, err := readTask(tid, "syscall", lk.file[:])
+		if err == 0 {
 			if tid == mon {
 				// Its runs are not counted; but a thread taken for it
 				// that waits in the network poller keeps the process
@@ -139,9 +153,9 @@ func threads(self, mon int) (n int, runs uint64, why string, transient bool) {
 			if why, transient := sleeping(tid, b); why != "" {
 				return 0, 0, why, transient
 			}
-			b, err = readTask(name, "schedstat", buf[:])
+			b, err = readTask(tid, "schedstat", lk.file[:])
 		}
-		if err != nil {
+		if err != 0 {
 			if err == unix.ENOENT || err == unix.ESRCH {
 				return 0, 0, fmt.Sprintf("thread %d ended while read", tid), true
 			}
@@ -156,48 +170,204 @@ func threads(self, mon int) (n int, runs uint64, why string, transient bool) {
 	return n, runs, "", false
 }
 
+// taskIDs reads the thread ids of the process (the entries of
+// /proc/self/task) into lk.tids. lk.mu is held.
+func taskIDs() unix.Errno {
+	fd, err := rawOpen("/proc/self/task", "", "")
+	if err != 0 {
+		return err
+	}
+	defer rawClose(fd)
+	lk.tids = lk.tids[:0]
+	for {
+		r, _, err := unix.RawSyscall(unix.SYS_GETDENTS64, uintptr(fd), uintptr(unsafe.Pointer(&lk.dents[0])), uintptr(len(lk.dents)))
+		if err != 0 {
+			return err
+		}
+		if r == 0 {
+			return 0
+		}
+		// struct linux_dirent64: ino (8), off (8), reclen (2), type
+		// (1), the name, NUL-terminated.
+		b := lk.dents[:r]
+		for len(b) >= 19 {
+			reclen := int(b[16]) | int(b[17])<<8
+			if reclen < 19 || reclen > len(b) {
+				return unix.EIO
+			}
+			if tid, ok := atoi(cstring(b[19:reclen])); ok {
+				lk.tids = append(lk.tids, tid)
+			}
+			b = b[reclen:]
+		}
+	}
+}
+
 // SelfRuns returns how many times the calling thread has been scheduled
 // (/proc/thread-self/schedstat); false if it cannot be read. Across a wait
 // in a system call it grows by one if the thread slept once and ran on at
 // once when it woke: by more if, for one, the goroutine found its
 // processor taken and waited for it.
 func SelfRuns() (uint64, bool) {
-	var buf [128]byte
-	fd, err := unix.Open("/proc/thread-self/schedstat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	fd, err := rawOpen("/proc/thread-self/schedstat", "", "")
+	if err != 0 {
 		return 0, false
 	}
-	n, err := unix.Read(fd, buf[:])
-	unix.Close(fd)
-	if err != nil || n <= 0 {
+	n, err := rawRead(fd, lk.self[:])
+	rawClose(fd)
+	if err != 0 || n <= 0 {
 		return 0, false
 	}
-	return timesRun(buf[:n])
+	return timesRun(lk.self[:n])
 }
 
 // timesRun reads the third field of a schedstat file ("run_time wait_time
 // timeslices"): how many times the thread was scheduled.
 func timesRun(b []byte) (uint64, bool) {
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
+	var f [3][]byte
+	if fields(b, f[:]) < 3 {
 		return 0, false
 	}
-	v, err := strconv.ParseUint(f[2], 10, 64)
-	return v, err == nil
+	return parseUint(f[2], 10)
 }
 
-// readTask reads /proc/self/task/<tid>/<file> into buf.
-func readTask(tid, file string, buf []byte) ([]byte, error) {
-	fd, err := unix.Open("/proc/self/task/"+tid+"/"+file, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
+// readTask reads /proc/self/task/<tid>/<file> into buf. lk.mu is held.
+func readTask(tid int, file string, buf []byte) ([]byte, unix.Errno) {
+	var num [20]byte
+	fd, err := rawOpen("/proc/self/task/", string(itoa(num[:], tid)), file)
+	if err != 0 {
 		return nil, err
 	}
-	defer unix.Close(fd)
-	n, err := unix.Read(fd, buf)
-	if err != nil {
+	defer rawClose(fd)
+	n, err := rawRead(fd, buf)
+	if err != 0 {
 		return nil, err
 	}
-	return buf[:n], nil
+	return buf[:n], 0
+}
+
+// rawOpen opens the /proc file a+b+c (b may be "/"+file) for reading, with
+// a raw system call; the path is built in lk.path. lk.mu is held.
+func rawOpen(a, b, c string) (int, unix.Errno) {
+	p := lk.path[:0]
+	p = append(p, a...)
+	if b != "" {
+		p = append(p, b...)
+		p = append(p, '/')
+	}
+	p = append(p, c...)
+	if len(p) >= len(lk.path) {
+		return -1, unix.ENAMETOOLONG
+	}
+	p = append(p, 0)
+	dirfd := unix.AT_FDCWD
+	fd, _, err := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&lk.path[0])), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+	if err != 0 {
+		return -1, err
+	}
+	return int(fd), 0
+}
+
+// rawRead reads fd into b with a raw system call.
+func rawRead(fd int, b []byte) (int, unix.Errno) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	n, _, err := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if err != 0 {
+		return 0, err
+	}
+	return int(n), 0
+}
+
+// rawClose closes fd with a raw system call.
+func rawClose(fd int) { unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0) }
+
+// itoa writes the decimal form of v >= 0 at the end of buf and returns it.
+func itoa(buf []byte, v int) []byte {
+	i := len(buf)
+	for {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			return buf[i:]
+		}
+	}
+}
+
+// atoi reads a decimal number >= 0 with no sign.
+func atoi(b []byte) (int, bool) {
+	v, ok := parseUint(b, 10)
+	return int(v), ok && v <= 1<<31
+}
+
+// parseUint reads a number in base 10 or 16 (digits only), allocating
+// nothing.
+func parseUint(b []byte, base uint64) (uint64, bool) {
+	if len(b) == 0 || len(b) > 16 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		var d uint64
+		switch {
+		case '0' <= c && c <= '9':
+			d = uint64(c - '0')
+		case base == 16 && 'a' <= c && c <= 'f':
+			d = uint64(c-'a') + 10
+		default:
+			return 0, false
+		}
+		v = v*base + d
+	}
+	return v, true
+}
+
+// parseInt is parseUint in base 10, with an optional minus sign.
+func parseInt(b []byte) (int, bool) {
+	if len(b) > 0 && b[0] == '-' {
+		v, ok := parseUint(b[1:], 10)
+		return -int(v), ok
+	}
+	v, ok := parseUint(b, 10)
+	return int(v), ok
+}
+
+// cstring is b up to its first NUL.
+func cstring(b []byte) []byte {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i]
+		}
+	}
+	return b
+}
+
+// fields splits b at spaces and newlines into f, allocating nothing, and
+// returns how many fields b has (more than len(f) are counted, not kept).
+func fields(b []byte, f [][]byte) int {
+	n := 0
+	for i := 0; i < len(b); {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t') {
+			i++
+		}
+		if i == len(b) {
+			break
+		}
+		j := i
+		for j < len(b) && b[j] != ' ' && b[j] != '\n' && b[j] != '\t' {
+			j++
+		}
+		if n < len(f) {
+			f[n] = b[i:j]
+		}
+		n++
+		i = j
+	}
+	return n
 }
 
 // monitoring says why thread tid, taken for the runtime's monitor, whose
@@ -205,18 +375,19 @@ func readTask(tid, file string, buf []byte) ([]byte, error) {
 // sleeping (nanosleep, or futex), or polling the network without waiting
 // (epoll_pwait with a timeout of 0).
 func monitoring(tid int, b []byte) string {
-	f := strings.Fields(string(b))
-	if len(f) == 0 || f[0] == "running" {
+	var f [5][]byte
+	nf := fields(b, f[:])
+	if nf == 0 || string(f[0]) == "running" {
 		return ""
 	}
-	nr, err := strconv.Atoi(f[0])
-	if err != nil {
+	nr, ok := parseInt(f[0])
+	if !ok {
 		return fmt.Sprintf("thread %d: syscall file %.40q", tid, b)
 	}
 	switch {
 	case nr == unix.SYS_NANOSLEEP || nr == unix.SYS_CLOCK_NANOSLEEP || nr == unix.SYS_FUTEX:
 		return ""
-	case nr == unix.SYS_EPOLL_PWAIT && len(f) > 4 && (f[4] == "0x0" || f[4] == "0"):
+	case nr == unix.SYS_EPOLL_PWAIT && nf > 4 && (string(f[4]) == "0x0" || string(f[4]) == "0"):
 		return ""
 	}
 	why, _ := sleeping(tid, b)
@@ -230,15 +401,16 @@ func monitoring(tid int, b []byte) string {
 // "-1 sp pc", or "nr arg1 ... arg6 sp pc"), is not an idle thread of the
 // runtime, or "".
 func sleeping(tid int, b []byte) (why string, transient bool) {
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
+	var f [3][]byte
+	nf := fields(b, f[:])
+	if nf == 0 {
 		return fmt.Sprintf("thread %d: empty syscall file", tid), false
 	}
-	if f[0] == "running" {
+	if string(f[0]) == "running" {
 		return fmt.Sprintf("thread %d is running", tid), true
 	}
-	nr, err := strconv.Atoi(f[0])
-	if err != nil {
+	nr, ok := parseInt(f[0])
+	if !ok {
 		return fmt.Sprintf("thread %d: syscall file %.40q", tid, b), false
 	}
 	switch {
@@ -247,11 +419,11 @@ func sleeping(tid int, b []byte) (why string, transient bool) {
 	case nr == unix.SYS_NANOSLEEP || nr == unix.SYS_CLOCK_NANOSLEEP:
 		return "", false
 	case nr == unix.SYS_FUTEX:
-		if len(f) < 3 {
+		if nf < 3 {
 			return fmt.Sprintf("thread %d: syscall file %.40q", tid, b), false
 		}
-		op, err := strconv.ParseUint(strings.TrimPrefix(f[2], "0x"), 16, 64)
-		if err != nil {
+		op, ok := parseUint(bytes.TrimPrefix(f[2], []byte("0x")), 16)
+		if !ok {
 			return fmt.Sprintf("thread %d: syscall file %.40q", tid, b), false
 		}
 		if op &^= futexPrivate | futexRealtime; op != futexWait && op != futexWaitBitset {
@@ -336,4 +508,27 @@ func startTime(b []byte) (uint64, bool) {
 	}
 	v, err := strconv.ParseUint(f[19], 10, 64)
 	return v, err == nil
+}
+
+// Readable says what of the process a Look cannot read, or nil: a process
+// that is not dumpable (prctl(PR_SET_DUMPABLE, 0), a set-user-ID program)
+// has its /proc files owned by root, which another user cannot open; a
+// kernel built without scheduler statistics has no schedstat files. Every
+// Look then fails.
+func Readable() error {
+	if iscgo {
+		return nil // Take answers at once
+	}
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	if err := taskIDs(); err != 0 {
+		return fmt.Errorf("/proc/self/task cannot be read: %v", err)
+	}
+	self, _, _ := unix.RawSyscall(unix.SYS_GETTID, 0, 0, 0)
+	for _, file := range []string{"syscall", "schedstat"} {
+		if _, err := readTask(int(self), file, lk.file[:]); err != 0 {
+			return fmt.Errorf("/proc/self/task/%d/%s cannot be read: %v", self, file, err)
+		}
+	}
+	return nil
 }

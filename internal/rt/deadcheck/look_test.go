@@ -127,8 +127,56 @@ func TestMonitor(t *testing.T) {
 	if m == unix.Getpid() || m == unix.Gettid() {
 		t.Errorf("monitor() = %d: the main thread or the caller's", m)
 	}
-	if _, err := readTask(fmt.Sprint(m), "syscall", make([]byte, 512)); err != nil {
-		t.Errorf("monitor() = %d, not a thread of this process: %v", m, err)
+	lk.mu.Lock()
+	_, errno := readTask(m, "syscall", lk.file[:])
+	lk.mu.Unlock()
+	if errno != 0 {
+		t.Errorf("monitor() = %d, not a thread of this process: %v", m, errno)
+	}
+}
+
+// TestLookAllocatesNothing: what a Look that finds a process asleep does
+// (its threads listed, each one's syscall and schedstat files read and
+// parsed, the metrics read, the caller's own runs) allocates nothing: the
+// garbage would run collections in a deadlocked program, which its Looks
+// would then see as a program that runs (Sig.GCs).
+func TestLookAllocatesNothing(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	idle := []byte(fmt.Sprintf("%d 0x7331c0 0x80 0x0 0x0 0x0 0x0 0x7ffd 0x48f083\n", unix.SYS_FUTEX))
+	var threads int
+	allocs := testing.AllocsPerRun(20, func() {
+		lk.mu.Lock()
+		defer lk.mu.Unlock()
+		if err := taskIDs(); err != 0 {
+			t.Fatal(err)
+		}
+		threads = len(lk.tids)
+		for _, tid := range lk.tids {
+			if _, err := readTask(tid, "syscall", lk.file[:]); err != 0 {
+				continue // ended
+			}
+			if why, _ := sleeping(tid, idle); why != "" {
+				t.Fatal(why)
+			}
+			if why := monitoring(tid, idle); why != "" {
+				t.Fatal(why)
+			}
+			if b, err := readTask(tid, "schedstat", lk.file[:]); err == 0 {
+				if _, ok := timesRun(b); !ok {
+					t.Fatalf("schedstat %q", b)
+				}
+			}
+		}
+		if _, err := readCounts(lk.samples[:]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a Look's reads of %d threads allocate %v times; want none", threads, allocs)
+	}
+	if allocs := testing.AllocsPerRun(20, func() { SelfRuns() }); allocs != 0 {
+		t.Errorf("SelfRuns allocates %v times; want none", allocs)
 	}
 }
 

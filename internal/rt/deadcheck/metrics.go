@@ -6,7 +6,7 @@ import (
 )
 
 // The metrics a Look reads, in this order.
-var metricNames = []string{
+var metricNames = [...]string{
 	"/sched/goroutines/running:goroutines",
 	"/sched/goroutines/runnable:goroutines",
 	"/sched/goroutines/not-in-go:goroutines",

@@ -7,11 +7,14 @@
 //	select    main waits in an empty select
 //	sync      main locks a sync.Mutex it holds
 //	dropin    two goroutines lock two drop-in mutexes in opposite orders
+//	threads   200 goroutines, each locked to a thread of its own, and main
+//	          wait on a channel nobody sends on
 package main
 
 import (
 	"fmt"
 	"os"
+	"runtime"
 	gosync "sync"
 
 	"github.com/lockwatch/lockwatch/internal/rt/deadcheck"
@@ -58,6 +61,15 @@ func main() {
 		}()
 		<-holds
 		second.Lock()
+	case "threads":
+		never := make(chan struct{})
+		for range 200 {
+			go func() {
+				runtime.LockOSThread()
+				<-never
+			}()
+		}
+		<-never
 	default:
 		fmt.Fprintf(os.Stderr, "blocked: unknown mode %q\n", mode)
 		os.Exit(3)
