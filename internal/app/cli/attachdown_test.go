@@ -62,11 +62,11 @@ func TestAttachStoodDown(t *testing.T) {
 
 	const note = "probe stands down"
 	code, stdout, stderr := lockwatch(t, "attach", pid)
-	if code != 0 || strings.Count(stdout, note) != 1 || stderr != "" {
+	if code != 0 || strings.Count(stdout, note) != 1 || stderr != "" || strings.Contains(stdout, "connect:") {
 		t.Fatalf("attach while the probe stands down: exit %d; want 0 and one line that says %q\n%s%s", code, note, stdout, stderr)
 	}
 	code, stdout, stderr = lockwatch(t, "attach", filepath.Dir(sock))
-	if code != 0 || strings.Count(stdout, note) != 1 {
+	if code != 0 || strings.Count(stdout, note) != 1 || strings.Contains(stdout, "connect:") {
 		t.Fatalf("attach RUN while the probe stands down: exit %d; want 0 and one line that says %q\n%s%s", code, note, stdout, stderr)
 	}
 	code, stdout, stderr = lockwatch(t, "stacks", pid)

@@ -476,7 +476,8 @@ func TestWatchDropinLockOrder(t *testing.T) {
 // every goroutine blocked), attach PID reads its drop-in mutexes from its
 // memory and its lock-order edges from the file the probe wrote as it
 // stood down: the same inversion as attach of its run, and as while it
-// served, with one note that says it stands down and no other.
+// served, with one note that says it stands down and no other; lockwatch
+// ps says it stands down.
 func TestAttachStoodDownLockOrder(t *testing.T) {
 	dir := runDir(t)
 	cmd, _ := dropOrderChild(t, dir, "A,B;B,A")
@@ -490,6 +491,12 @@ func TestAttachStoodDownLockOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFile(t, sock, false)
+	_, stdout, _ := lockwatch(t, "ps")
+	if !slices.ContainsFunc(strings.Split(stdout, "\n"), func(l string) bool {
+		return strings.Contains(l, " "+strconv.Itoa(pid)+" ") && strings.HasSuffix(l, " (probe stands down)")
+	}) {
+		t.Errorf("ps does not say that pid %d's probe stands down:\n%s", pid, stdout)
+	}
 	want := []string{fmt.Sprintf("A>B@%d", pid), fmt.Sprintf("B>A@%d", pid)}
 	for _, arg := range []string{strconv.Itoa(pid), dir} {
 		r, fs := dropOrders(t, arg)

@@ -228,7 +228,7 @@ func inode(fi os.FileInfo) uint64 {
 func (a *app) standDown(ctx context.Context, dir string, ids []proc.Identity) bool {
 	any := false
 	for _, id := range ids {
-		fmt.Fprintf(a.msgs(), "lockwatch: pid %d: every goroutine is blocked; its probe stands down, so that Go's runtime ends it as it would without lockwatch\n", id.PID)
+		fmt.Fprintf(a.msgs(), "lockwatch: pid %d: every goroutine was seen blocked in two reads; its probe stands down so that Go's runtime can end it if it is deadlocked\n", id.PID)
 		c := &probeclient.Client{Path: probeclient.SocketPath(dir, id)}
 		if err := c.StandDown(ctx); err != nil {
 			fmt.Fprintf(a.msgs(), "lockwatch: pid %d: its probe did not stand down: %s\n", id.PID, oneLine(err.Error()))

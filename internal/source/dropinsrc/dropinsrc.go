@@ -120,6 +120,9 @@ func noMutexes(dir string, id procid.ID) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// standsDown says why a probe stands down, and for how long.
+const standsDown = "every goroutine looked blocked, so it gave way for Go's runtime to judge; it serves again after the program's next garbage collection"
+
 // stoodDown tells a process whose probe stands down by the mark it keeps
 // meanwhile (probeclient.DownFile).
 func stoodDown(dir string, id procid.ID) bool {
@@ -204,8 +207,9 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		err       error
 		orders    *probeclient.OrderView
 		ordersErr error
-		arena     bool // found by its drop-in arena alone (no probe)
-		down      bool // its probe stands down (probeclient.DownFile)
+		arena     bool  // found by its drop-in arena alone (no probe)
+		down      bool  // its probe stands down (probeclient.DownFile)
+		memErr    error // why its records could not be read from its memory
 	}
 	answers := make([]answer, 0, len(ps))
 	var mu sync.Mutex
@@ -242,8 +246,11 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 				// has no socket until it serves again): its records,
 				// from its memory, if it has some.
 				a.down = stoodDown(s.Dir, id)
-				if v, err := dropinmem.View(id, s.Dir); err == nil {
+				v, err := dropinmem.View(id, s.Dir)
+				if err == nil {
 					a.v, a.err = v, nil
+				} else if a.down {
+					a.memErr = err
 				}
 			}
 			if !live || (a.ordersErr != nil && (notProbed(a.ordersErr) || unknownOp(a.ordersErr))) {
@@ -293,8 +300,12 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		default:
 			Convert(out, res, a.id, a.v)
 		}
-		if a.down {
-			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe stands down (every goroutine looked blocked, so it gave way for Go's runtime to judge; it serves again after the program's next garbage collection): its drop-in mutexes were read from their records in its memory", a.id.PID))
+		switch {
+		case !a.down:
+		case a.memErr != nil:
+			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe stands down (%s), and its drop-in mutexes could not be read from its memory either: %v", a.id.PID, standsDown, a.memErr))
+		default:
+			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe stands down (%s): its drop-in mutexes were read from their records in its memory", a.id.PID, standsDown))
 		}
 		switch {
 		case a.ordersErr != nil && !notProbed(a.ordersErr):

@@ -7,6 +7,8 @@
 //	select    main waits in an empty select
 //	sync      main locks a sync.Mutex it holds
 //	dropin    two goroutines lock two drop-in mutexes in opposite orders
+//	stuck     as dropin, with the probe's Registry.StuckAfter 300 ms (its
+//	          look at the drop-in waiters ticks every 75 ms)
 //	threads   200 goroutines, each locked to a thread of its own, and main
 //	          wait on a channel nobody sends on
 package main
@@ -15,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 	gosync "sync"
 
 	"github.com/lockwatch/lockwatch/internal/rt/deadcheck"
@@ -31,16 +34,20 @@ func main() {
 		}
 	}
 	deadcheck.Watch.Store(&watch)
-	a, err := probe.Start(probe.Options{})
+	mode := "chan"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	var o probe.Options
+	if mode == "stuck" {
+		o.Registry.StuckAfter = 300 * time.Millisecond
+	}
+	a, err := probe.Start(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
 	}
 	fmt.Println("ready", a.SocketPath())
-	mode := "chan"
-	if len(os.Args) > 1 {
-		mode = os.Args[1]
-	}
 	switch mode {
 	case "chan":
 		<-make(chan struct{})
@@ -50,7 +57,7 @@ func main() {
 		var mu gosync.Mutex
 		mu.Lock()
 		mu.Lock()
-	case "dropin":
+	case "dropin", "stuck":
 		var first, second sync.Mutex
 		first.Lock()
 		holds := make(chan struct{})
