@@ -17,8 +17,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"time"
 	gosync "sync"
+	"time"
 
 	"github.com/lockwatch/lockwatch/internal/rt/deadcheck"
 	"github.com/lockwatch/lockwatch/probe"
