@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -80,13 +81,16 @@ func main() {
 	case "timerchan":
 		go func() { <-time.After(time.Hour) }()
 	case "pipe":
-		r, _, err := os.Pipe()
+		r, w, err := os.Pipe()
 		if err != nil {
 			fail(err)
 		}
 		go func() {
 			var b [1]byte
 			_, _ = r.Read(b[:])
+			// The write end stays open: collected, it would be closed,
+			// the read would end, and the program would be deadlocked.
+			runtime.KeepAlive(w)
 		}()
 	case "accept":
 		ln, err := net.Listen("unix", filepath.Join(filepath.Dir(a.SocketPath()), "idle.sock"))
