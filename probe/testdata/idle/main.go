@@ -25,9 +25,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
