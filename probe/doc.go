@@ -94,7 +94,14 @@
 // between), the probe stands down: it closes its socket and ends its
 // goroutines (keeping its registry), and says nothing. The runtime then
 // judges the program as it would without lockwatch: a deadlocked one it
-// ends at once with its own message, status and stacks. A goroutine asleep
+// ends at once with its own message, status and stacks, which makes the
+// program end some 1.5 to 5 s after it blocked (on a 2-core machine loaded
+// by two CPU hogs; 3 to 21 s with 200 threads, once more than a minute:
+// docs/benchmarks.md). A
+// program whose /proc/self/task files the probe cannot read (not dumpable,
+// run as another user than root; a kernel without schedstat files) is not
+// looked at: the probe says so once on stderr, and only lockwatch run then
+// keeps Go's deadlock detection. A goroutine asleep
 // (time.Sleep), waiting on a timer's channel, a pending time.AfterFunc or a
 // context's deadline, an Accept or a Read of a socket or pipe, a signal
 // (os/signal) or a blocking system call keeps the program awake, for the
