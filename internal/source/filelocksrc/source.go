@@ -275,6 +275,10 @@ type reader struct {
 	// left counts the locks nobody waits for that the knot left out, by
 	// the pid /proc/locks names as their owner or taker.
 	left map[int]int
+	// sketch says the blocks are the awaited ones only (Sketch): pid's
+	// descriptors are compared with the awaited flock and OFD locks'
+	// references rather than stat'ed one by one.
+	sketch bool
 }
 
 // fdinfo returns the locks a descriptor's fdinfo lists, as a set: a
@@ -318,6 +322,21 @@ func (r *reader) stat(pid int) *proc.Stat {
 // Its errors are the lock table's (an *fs.PathError, ErrTooLarge); what it
 // could not read of the processes is said in the snapshot's notes.
 func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
+	return s.readAs(ctx, false)
+}
+
+// Sketch is Read of the locks someone waits for only (lockstate.Sketcher):
+// each with all its holders and waiters, found as Read finds them, and
+// the processes that take part in them; the locks nobody waits for, which
+// take part in no finding, are left out unread. For a process that holds
+// 10,000 locks, one of them awaited, it reads the awaited one's holders,
+// not 10,000 descriptors. A sketch that finds no awaited lock leaves the
+// lock table it read to the next Read.
+func (s *Source) Sketch(ctx context.Context) (*lockstate.Snapshot, error) {
+	return s.readAs(ctx, true)
+}
+
+func (s *Source) readAs(ctx context.Context, sketch bool) (*lockstate.Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -343,7 +362,7 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	taken := now()
 	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int]map[lockKey]struct{}{},
 		stats: map[int]*proc.Stat{}, posix: map[pidFile]fdRef{}, scanned: map[int]bool{}, tables: map[int]*fdTable{}, prev: s.recentTables(taken),
-		partial: map[int]bool{}, same: map[[2]int]fdRef{}}
+		partial: map[int]bool{}, same: map[[2]int]fdRef{}, sketch: sketch}
 	snap := &lockstate.Snapshot{Run: "file locks (" + s.locksPath() + ")", Taken: taken}
 	if s.PID != 0 {
 		snap.Run = fmt.Sprintf("file locks of pid %d (%s)", s.PID, s.locksPath())
@@ -369,6 +388,16 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	})
 	if leases > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%d leases and delegations are not shown (only flock, POSIX and OFD locks are)", leases))
+	}
+	if sketch {
+		blocks = awaited(blocks)
+		if len(blocks) == 0 {
+			// Nothing for a finding: the next Read, the report's, may as
+			// well take this table (read moments ago, as any read's is).
+			s.mu.Lock()
+			s.pending = &parsed
+			s.mu.Unlock()
+		}
 	}
 	blocks, err := r.knot(ctx, blocks, s.PID)
 	if err != nil {
@@ -432,7 +461,19 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 		r.scanSome(slices.Sorted(maps.Keys(pids)), inodes)
 		return blocks, nil
 	}
-	r.scanSome([]int{pid}, inodes)
+	all := false
+	if r.sketch && slices.ContainsFunc(blocks, func(b block) bool { return b.shared() }) {
+		// The awaited locks only: who shares their open files, pid
+		// included, is found by comparing every descriptor with theirs
+		// (a kcmp each), not by naming each descriptor's file (a
+		// holder of 10,000 flock'ed files has 10,000).
+		r.want = inodes
+		if err := r.scanShared(ctx, blocks, inodes); err != nil {
+			return nil, err
+		}
+		all = true
+	}
+	r.scanSome([]int{pid}, inodes) // read already when compared
 	// Another process takes part only through a lock someone waits for,
 	// or one pid takes part in: only its descriptors on those files
 	// matter (a holder of 10,000 locks, one of them awaited, has one).
@@ -447,7 +488,6 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 	}
 	r.want = want
 	x := indexBlocks(blocks)
-	all := false
 	for {
 		k := r.scope(blocks, x, pid)
 		if !all && slices.ContainsFunc(k.kept, func(i int) bool { return blocks[i].shared() }) {
@@ -473,6 +513,29 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 		}
 		r.scanSome(more, want)
 	}
+}
+
+// awaited keeps the blocks of the locks someone waits for: those with
+// requests under them, and the other holders' blocks of the same lock
+// (the kernel lists a lock held by several readers once per holder, and a
+// request under one of them).
+func awaited(blocks []block) []block {
+	ids := map[indexID]bool{}
+	for i := range blocks {
+		if len(blocks[i].waiters) > 0 {
+			ids[indexIDOf(&blocks[i].root)] = true
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make([]block, 0, len(ids))
+	for i := range blocks {
+		if ids[indexIDOf(&blocks[i].root)] {
+			out = append(out, blocks[i])
+		}
+	}
+	return out
 }
 
 // shared reports whether the processes behind a block's lock are found
