@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -107,5 +108,65 @@ func TestSketchRetakenBeforeRead(t *testing.T) {
 	got, _ := holdersOf(t, s, path)
 	if want := []int{os.Getpid()}; !slices.Equal(got, want) {
 		t.Fatalf("holders %v after the lock was taken again through another open file at fd %d; want %v (pid %d shares the old one)", got, fd, want, child)
+	}
+}
+
+// The knot of a process whose descriptors are mostly on files it flock'ed
+// has them read by their fdinfo files, not stat'ed: every lock is held by
+// it, through the descriptor that took it (a child that inherited one
+// shares that one's), named by its path; another open of a locked file,
+// its lowest descriptor on it, holds nothing, nor does a child that
+// inherited that one.
+func TestTargetReadByFdinfo(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	var files []*os.File
+	var other *os.File
+	for i := range byInfoMin + 6 {
+		p := filepath.Join(dir, strconv.Itoa(i))
+		if i == 0 {
+			var err error
+			other, err = os.Create(p) // the lower descriptor on file 0: not the lock's
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { other.Close() })
+		}
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		paths, files = append(paths, p), append(files, f)
+	}
+	child := inheritor(t, files[1])
+	opener := inheritor(t, other)
+	me := os.Getpid()
+	s := New(me)
+	snap, err := s.Read(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	tab := s.tables[me]
+	s.mu.Unlock()
+	if tab == nil || tab.files != nil || tab.refs != nil {
+		t.Fatalf("this process's descriptors were not read by their fdinfo files: %+v", tab)
+	}
+	holders, _ := locks(snap)
+	if len(snap.Locks) != len(paths) {
+		t.Errorf("%d locks; want %d: %v", len(snap.Locks), len(paths), holders)
+	}
+	for i, p := range paths {
+		want := []int{me}
+		if i == 1 {
+			want = sorted(me, child)
+		}
+		if !slices.Equal(holders[p], want) {
+			t.Errorf("holders of %s: %v; want %v (pid %d has file 0 open through another open file)", p, holders[p], want, opener)
+		}
 	}
 }

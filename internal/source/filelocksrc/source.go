@@ -473,7 +473,7 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 		}
 		all = true
 	}
-	r.scanSome([]int{pid}, inodes) // read already when compared
+	r.scanTarget(pid, blocks, inodes) // read already when compared
 	// Another process takes part only through a lock someone waits for,
 	// or one pid takes part in: only its descriptors on those files
 	// matter (a holder of 10,000 locks, one of them awaited, has one).
@@ -556,6 +556,85 @@ func (r *reader) scanSome(pids []int, inodes map[uint64]bool) {
 		refs, t, err := r.p.fdsOn(pid, inodes, buf, r.prev[pid])
 		r.add(pid, refs, t, err)
 	}
+}
+
+// byInfoMin is the fewest descriptors scanTarget reads by their fdinfo
+// files.
+const byInfoMin = 64
+
+// scanTarget reads the descriptors on the locked inodes of pid, the
+// process whose knot is read. When most of them are on files whose flock
+// or OFD lock /proc/locks says pid took (a holder of 10,000 flock'ed
+// files), it reads each one's fdinfo rather than stat'ing it: the fdinfo
+// names the file's inode (as the lock table does) and lists the locks held
+// through the descriptor, the proof that holders needs of each anyway, so
+// each descriptor costs one read, not a stat and a read. A descriptor on a
+// locked inode whose fdinfo lists none of its locks is stat'ed for its
+// device.
+func (r *reader) scanTarget(pid int, blocks []block, inodes map[uint64]bool) {
+	if _, ok := r.scanned[pid]; ok {
+		return
+	}
+	dir, t, err := r.p.fdList(pid, make([]byte, 32<<10))
+	if err != nil {
+		r.add(pid, nil, nil, err)
+		return
+	}
+	defer unix.Close(dir)
+	taken := map[uint64]bool{}
+	for i := range blocks {
+		if b := &blocks[i].root; b.PID == pid && kindOf(b.Class) != KindPOSIX {
+			taken[b.Inode] = true
+		}
+	}
+	prev := r.prev[pid]
+	if len(t.fds) < byInfoMin || 2*len(taken) < len(t.fds) || (t.same(prev) && prev.files != nil) {
+		r.add(pid, onInodes(pid, dir, t, inodes, prev), t, nil)
+		return
+	}
+	type result struct {
+		ino uint64
+		set map[lockKey]struct{}
+		err error
+	}
+	results := make([]result, len(t.fds))
+	bufs := make([][]byte, scanWorkers)
+	dirs := make([]*procDirs, scanWorkers)
+	for w := range dirs {
+		dirs[w] = newProcDirs(r.p, "fdinfo")
+		defer dirs[w].close()
+	}
+	inParallel(len(t.fds), func(w, i int) {
+		results[i].ino, results[i].set, results[i].err = r.p.fdinfoIn(dirs[w], pid, t.fds[i], &bufs[w])
+	})
+	var refs []fdRef
+	for i, fd := range t.fds {
+		res := &results[i]
+		if res.set == nil || !inodes[res.ino] {
+			if res.err != nil && !notExist(res.err) {
+				r.notes = append(r.notes, fmt.Sprintf("pid %d fd %d: %v", pid, fd, res.err))
+			}
+			continue // closed meanwhile (or unreadable); or on no locked file
+		}
+		ref := fdRef{pid: pid, fd: fd, ino: res.ino}
+		found := false
+		for k := range res.set {
+			if k.ino == res.ino {
+				ref.dev, found = unix.Mkdev(k.major, k.minor), true
+				break
+			}
+		}
+		if !found {
+			f := statFd(dir, fd)
+			if f[1] != res.ino {
+				continue // closed, or another file, meanwhile
+			}
+			ref.dev = f[0]
+		}
+		r.keepInfo(ref, res.set, res.err)
+		refs = append(refs, ref)
+	}
+	r.add(pid, refs, t, nil) // t.files nil: the next read reads them again
 }
 
 // add records what reading pid's descriptors found.
