@@ -170,3 +170,39 @@ func TestTargetReadByFdinfo(t *testing.T) {
 		}
 	}
 }
+
+// A sketch with no awaited lock in the knot leaves its lock table to the
+// full read (nothing to confirm); a sketch with one does not: the full
+// read, which confirms its findings, reads the table again.
+func TestSketchTableToRead(t *testing.T) {
+	path, _ := lockedFile(t)
+	for _, waited := range []bool{false, true} {
+		if waited {
+			flockWaiter(t, path)
+		}
+		reads := 0
+		s := New(os.Getpid())
+		s.read = func() ([]byte, error) {
+			reads++
+			return os.ReadFile("/proc/locks")
+		}
+		sketch, err := s.Sketch(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := s.Read(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 1
+		if waited {
+			want = 2
+		}
+		if sh, _ := locks(sketch); len(sketch.Locks) != want-1 || reads != want {
+			t.Errorf("awaited %v: the sketch's locks %v, and %d reads of the table for it and a full read; want %d locks and %d reads", waited, sh, reads, want-1, want)
+		}
+		if fh, _ := locks(full); len(fh[path]) != 1 {
+			t.Errorf("awaited %v: the full read's locks %v; want %s's", waited, fh, path)
+		}
+	}
+}

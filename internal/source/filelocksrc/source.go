@@ -330,8 +330,10 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 // the processes that take part in them; the locks nobody waits for, which
 // take part in no finding, are left out unread. For a process that holds
 // 10,000 locks, one of them awaited, it reads the awaited one's holders,
-// not 10,000 descriptors. A sketch that finds no awaited lock leaves the
-// lock table it read to the next Read.
+// not 10,000 descriptors. A sketch that finds no awaited lock in the knot
+// leaves the lock table it read to the next Read (which has no finding to
+// confirm); one that finds some does not: the next Read reads the table
+// again.
 func (s *Source) Sketch(ctx context.Context) (*lockstate.Snapshot, error) {
 	return s.readAs(ctx, true)
 }
@@ -391,17 +393,17 @@ func (s *Source) readAs(ctx context.Context, sketch bool) (*lockstate.Snapshot, 
 	}
 	if sketch {
 		blocks = awaited(blocks)
-		if len(blocks) == 0 {
-			// Nothing for a finding: the next Read, the report's, may as
-			// well take this table (read moments ago, as any read's is).
-			s.mu.Lock()
-			s.pending = &parsed
-			s.mu.Unlock()
-		}
 	}
 	blocks, err := r.knot(ctx, blocks, s.PID)
 	if err != nil {
 		return nil, err
+	}
+	if sketch && len(blocks) == 0 {
+		// Nothing for a finding: the next Read, the report's, may as well
+		// take this table (read moments ago, as any read's is).
+		s.mu.Lock()
+		s.pending = &parsed
+		s.mu.Unlock()
 	}
 	r.btime = bootTime(r.p)
 	if len(r.left) > 0 {
