@@ -177,14 +177,17 @@ func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) (map[lockKey]struct{}, err
 // fdinfoLocksIn is fdinfoLocks with the file opened relative to the
 // process's fdinfo directory in d, when d has it open.
 func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKey]struct{}, error) {
-	_, set, err := p.fdinfoIn(d, pid, fd, buf)
+	_, set, err := p.fdinfoIn(d, pid, fd, buf, nil)
 	return set, err
 }
 
 // fdinfoIn is fdinfoLocksIn with the inode of the descriptor's file too,
 // from the fdinfo's "ino:" line (0 if it has none): the inode its lock
-// lines are on, as the lock table numbers it.
-func (p procfs) fdinfoIn(d *procDirs, pid, fd int, buf *[]byte) (ino uint64, set map[lockKey]struct{}, err error) {
+// lines are on, as the lock table numbers it. With inodes not nil, a
+// descriptor whose first read names another inode is read no further,
+// and its set is empty (an epoll descriptor's fdinfo lists every file it
+// watches).
+func (p procfs) fdinfoIn(d *procDirs, pid, fd int, buf *[]byte, inodes map[uint64]bool) (ino uint64, set map[lockKey]struct{}, err error) {
 	path := p.path(pid, "fdinfo/"+strconv.Itoa(fd))
 	f, err := d.openat(pid, strconv.Itoa(fd), path)
 	if err != nil {
@@ -208,6 +211,11 @@ func (p procfs) fdinfoIn(d *procDirs, pid, fd int, buf *[]byte) (ino uint64, set
 		}
 		if k == 0 {
 			break
+		}
+		if n == 0 && inodes != nil {
+			if i, ok := fdinfoIno((*buf)[:k]); ok && !inodes[i] {
+				return i, map[lockKey]struct{}{}, nil
+			}
 		}
 		n += k
 	}
@@ -239,6 +247,22 @@ func (p procfs) fdinfoIn(d *procDirs, pid, fd int, buf *[]byte) (ino uint64, set
 		set[keyOf(&e)] = struct{}{}
 	}
 	return ino, set, errors.Join(errs...)
+}
+
+// fdinfoIno finds the "ino:" line in the start of an fdinfo file (its
+// fourth line): the inode's number, and whether the line was there.
+func fdinfoIno(b []byte) (uint64, bool) {
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return 0, false // cut: the caller reads on
+		}
+		line := b[:i]
+		b = b[i+1:]
+		if v, ok := bytes.CutPrefix(line, []byte("ino:")); ok {
+			return parseUint(bytes.TrimSpace(v), 10, 64)
+		}
+	}
 }
 
 // lockKey is a lock line without what tells it apart from the same lock's

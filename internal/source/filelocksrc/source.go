@@ -607,7 +607,7 @@ func (r *reader) scanTarget(pid int, blocks []block, inodes map[uint64]bool) {
 		defer dirs[w].close()
 	}
 	inParallel(len(t.fds), func(w, i int) {
-		results[i].ino, results[i].set, results[i].err = r.p.fdinfoIn(dirs[w], pid, t.fds[i], &bufs[w])
+		results[i].ino, results[i].set, results[i].err = r.p.fdinfoIn(dirs[w], pid, t.fds[i], &bufs[w], inodes)
 	})
 	var refs []fdRef
 	for i, fd := range t.fds {
