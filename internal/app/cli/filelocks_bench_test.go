@@ -107,6 +107,39 @@ func BenchmarkAttachFileLocks(b *testing.B) {
 						})
 					}
 				})
+				b.Run("reread-fdinfo", func(b *testing.B) {
+					// The same fdinfo files kept open and read again
+					// from their start (pread prints the descriptor's
+					// state at that moment): what a second read of them
+					// would cost, had the first opened them all.
+					dir, err := unix.Open("/proc/"+strconv.Itoa(h)+"/fdinfo", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer unix.Close(dir)
+					open := make([]int, 0, len(fds))
+					defer func() {
+						for _, f := range open {
+							unix.Close(f)
+						}
+					}()
+					for _, name := range fds {
+						f, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+						if err != nil {
+							b.Skipf("fdinfo/%s: %v (too few descriptors allowed?)", name, err)
+						}
+						open = append(open, f)
+					}
+					buf := make([]byte, 4096)
+					defer reportCPU(b, unix.RUSAGE_SELF)()
+					for b.Loop() {
+						for _, f := range open {
+							if _, err := unix.Pread(f, buf, 0); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+				})
 				b.Run("read-links", func(b *testing.B) {
 					defer reportCPU(b, unix.RUSAGE_SELF)()
 					buf := make([]byte, 4096)
