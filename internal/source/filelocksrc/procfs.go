@@ -129,6 +129,12 @@ func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable
 		return nil, nil, err
 	}
 	defer unix.Close(dir)
+	return onInodes(pid, dir, t, inodes, prev), t, nil
+}
+
+// onInodes is fdsOn of a table listed already, its directory open in
+// dir.
+func onInodes(pid, dir int, t *fdTable, inodes map[uint64]bool, prev *fdTable) []fdRef {
 	if t.same(prev) && prev.files != nil {
 		t.files = prev.files
 	} else {
@@ -143,7 +149,7 @@ func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable
 			out = append(out, fdRef{pid: pid, fd: fd, dev: f[0], ino: f[1]})
 		}
 	}
-	return out, t, nil
+	return out
 }
 
 // still reports whether a descriptor is still open on the file a table
@@ -171,10 +177,21 @@ func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) (map[lockKey]struct{}, err
 // fdinfoLocksIn is fdinfoLocks with the file opened relative to the
 // process's fdinfo directory in d, when d has it open.
 func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKey]struct{}, error) {
+	_, set, err := p.fdinfoIn(d, pid, fd, buf, nil)
+	return set, err
+}
+
+// fdinfoIn is fdinfoLocksIn with the inode of the descriptor's file too,
+// from the fdinfo's "ino:" line (0 if it has none): the inode its lock
+// lines are on, as the lock table numbers it. With inodes not nil, a
+// descriptor whose first read names another inode is read no further,
+// and its set is empty (an epoll descriptor's fdinfo lists every file it
+// watches).
+func (p procfs) fdinfoIn(d *procDirs, pid, fd int, buf *[]byte, inodes map[uint64]bool) (ino uint64, set map[lockKey]struct{}, err error) {
 	path := p.path(pid, "fdinfo/"+strconv.Itoa(fd))
 	f, err := d.openat(pid, strconv.Itoa(fd), path)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return 0, nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(f)
 	if len(*buf) == 0 {
@@ -190,15 +207,20 @@ func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKe
 		}
 		k, err := unix.Read(f, (*buf)[n:])
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+			return 0, nil, &fs.PathError{Op: "read", Path: path, Err: err}
 		}
 		if k == 0 {
 			break
 		}
+		if n == 0 && inodes != nil {
+			if i, ok := fdinfoIno((*buf)[:k]); ok && !inodes[i] {
+				return i, map[lockKey]struct{}{}, nil
+			}
+		}
 		n += k
 	}
 	data := (*buf)[:n]
-	set := make(map[lockKey]struct{}, bytes.Count(data, []byte("lock:")))
+	set = make(map[lockKey]struct{}, bytes.Count(data, []byte("lock:")))
 	var errs []error
 	for rest := data; len(rest) > 0; {
 		line := rest
@@ -206,6 +228,10 @@ func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKe
 			line, rest = rest[:i], rest[i+1:]
 		} else {
 			rest = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("ino:")); ok {
+			ino, _ = parseUint(bytes.TrimSpace(v), 10, 64)
+			continue
 		}
 		l, ok := bytes.CutPrefix(line, []byte("lock:"))
 		if !ok {
@@ -220,7 +246,23 @@ func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKe
 		}
 		set[keyOf(&e)] = struct{}{}
 	}
-	return set, errors.Join(errs...)
+	return ino, set, errors.Join(errs...)
+}
+
+// fdinfoIno finds the "ino:" line in the start of an fdinfo file (its
+// fourth line): the inode's number, and whether the line was there.
+func fdinfoIno(b []byte) (uint64, bool) {
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return 0, false // cut: the caller reads on
+		}
+		line := b[:i]
+		b = b[i+1:]
+		if v, ok := bytes.CutPrefix(line, []byte("ino:")); ok {
+			return parseUint(bytes.TrimSpace(v), 10, 64)
+		}
+	}
 }
 
 // lockKey is a lock line without what tells it apart from the same lock's

@@ -299,6 +299,18 @@ func TestShareRetakenBetweenReads(t *testing.T) {
 	if err := unix.Flock(fd, unix.LOCK_UN); err != nil {
 		t.Fatal(err)
 	}
+	retake(t, path, fd)
+	got, _ = holdersOf(t, s, path)
+	if want := []int{os.Getpid()}; !slices.Equal(got, want) {
+		t.Fatalf("holders %v after the lock was taken again through another open file at fd %d; want %v (pid %d shares the old one)", got, fd, want, child)
+	}
+}
+
+// retake opens path again at descriptor fd (the open file that was there
+// is closed) and flocks it: the lock taken again through a new open file
+// at the same number.
+func retake(t *testing.T, path string, fd int) {
+	t.Helper()
 	g, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -309,10 +321,6 @@ func TestShareRetakenBetweenReads(t *testing.T) {
 	g.Close()
 	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
 		t.Fatal(err)
-	}
-	got, _ = holdersOf(t, s, path)
-	if want := []int{os.Getpid()}; !slices.Equal(got, want) {
-		t.Fatalf("holders %v after the lock was taken again through another open file at fd %d; want %v (pid %d shares the old one)", got, fd, want, child)
 	}
 }
 
