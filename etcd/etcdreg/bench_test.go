@@ -265,7 +265,7 @@ func (p *pairBench) concurrency() {
 func BenchmarkLockUnlockParts(b *testing.B) {
 	p := newPairBench(b)
 	lease := p.s.Lease()
-	rec := HolderRecord{ID: p.reg.self, Goroutine: 12, Stack: 0x1234567890abcdef, Since: time.Now(), Lease: int64(lease), Policy: "stall"}
+	rec := HolderRecord{ID: p.reg.self, Goroutine: 12, Stack: 1, Since: time.Now(), Lease: int64(lease), Policy: "stall"}
 	val := appendHolder(nil, &rec)
 	held := append([]byte(nil), val...)
 	held[flagsAt] |= flagHeld
