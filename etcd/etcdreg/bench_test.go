@@ -288,8 +288,8 @@ func BenchmarkLockUnlockParts(b *testing.B) {
 			if err != nil || !resp.Succeeded {
 				b.Fatalf("lock %s: %v", name, err)
 			}
-			resp, err = p.reg.txn(p.ctx, &pb.TxnRequest{Compare: []*pb.Compare{createdAt(key, nil, resp.Header.Revision)}, Success: unlock})
-			if err != nil || !resp.Succeeded {
+			resp, err = p.reg.txn(p.ctx, &pb.TxnRequest{Success: unlock})
+			if err != nil || resp.Responses[0].GetResponseDeleteRange().GetDeleted() != 1 {
 				b.Fatalf("unlock %s: %v", name, err)
 			}
 		}
