@@ -96,6 +96,11 @@ type hold struct {
 	recovered   bool      // taken from an expired holder: its acquire was logged (recovered)
 	done        <-chan struct{}
 	lost        bool // the lease expired while held (keepAlive found out)
+	// releasing is set while an Unlock of this hold is under way: another
+	// Unlock meanwhile finds the lock not held. Unlock compares nothing in
+	// etcd, so two at once could otherwise release, after the first, the
+	// next hold of this process, which takes the same key name again.
+	releasing bool
 	// next is the contender queued just after this one when it took the
 	// lock, if it was etcdreg's: the release marks its shadow Held.
 	next *successor
@@ -854,9 +859,14 @@ func (m *Mutex) events(ctx context.Context, evs ...EventRecord) {
 // the release does not look for (that would cost every release a read):
 // the next contender that finds no key before its own deletes it.
 func (m *Mutex) Unlock(ctx context.Context) error {
+	return m.release(ctx, m.curHold())
+}
+
+// release is Unlock of hold h, read before: ErrNotHeld unless h is still
+// this process's hold and no other Unlock of it is under way.
+func (m *Mutex) release(ctx context.Context, h *hold) error {
 	r := m.r
-	h := m.curHold()
-	if h == nil {
+	if !m.beginRelease(h) {
 		return ErrNotHeld
 	}
 	g := curGoid()
@@ -872,6 +882,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	resp, err := r.txn(ctx, &pb.TxnRequest{Success: append(ops, carried...)})
 	if err != nil {
 		r.putBack(evs)
+		m.endRelease(h)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	if resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 1 {
@@ -891,6 +902,7 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 		clientv3.OpDelete(r.k.lost(m.name, r.pk)),
 		r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
 	).Commit(); err != nil {
+		m.endRelease(h)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	m.clearHold(h)
@@ -906,6 +918,25 @@ func (h *hold) endEvent(kind EventKind, lock string, id procid.ID, g int64, now 
 		ev.Acquired = &AcquireRecord{Time: h.since, Goroutine: h.goroutine, Rev: h.acqRev, Waited: h.waited}
 	}
 	return ev
+}
+
+// beginRelease marks h releasing, if it is this process's hold and not
+// being released already.
+func (m *Mutex) beginRelease(h *hold) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h == nil || m.hold != h || h.releasing {
+		return false
+	}
+	h.releasing = true
+	return true
+}
+
+// endRelease undoes beginRelease: the release failed, h is still held.
+func (m *Mutex) endRelease(h *hold) {
+	m.mu.Lock()
+	h.releasing = false
+	m.mu.Unlock()
 }
 
 func (m *Mutex) clearHold(h *hold) {

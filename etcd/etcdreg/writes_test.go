@@ -3,6 +3,7 @@ package etcdreg
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -433,4 +434,58 @@ func FuzzDecodeEvents(f *testing.F) {
 			t.Errorf("%d bytes read as %d events", len(v), len(evs))
 		}
 	})
+}
+
+// TestStaleUnlock: Unlock compares nothing in etcd, so an Unlock of a hold
+// already released (two goroutines unlocking at once, the second behind)
+// must find the lock not held and leave alone the process's next hold,
+// which takes the same key name again; and while one Unlock of a hold is
+// under way, another finds it not held.
+func TestStaleUnlock(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	reg, err := Open(ctx, e.cli, e.run, Options{Host: "stale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	mu, err := reg.Mutex("q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := mu.curHold()
+	if err := mu.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cur := mu.curHold()
+	if cur.key != old.key {
+		t.Fatalf("the next hold's key %s; want the first one's, %s, again", cur.key, old.key)
+	}
+	if err := mu.release(ctx, old); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Unlock of the released hold: %v; want ErrNotHeld", err)
+	}
+	resp, err := e.cli.Txn(ctx).If(mu.IsOwner()).Commit()
+	if err != nil || !resp.Succeeded {
+		t.Errorf("the next hold's key is gone after the stale Unlock (%v)", err)
+	}
+	sh, err := e.cli.Get(ctx, cur.shadow)
+	if err != nil || len(sh.Kvs) != 1 || sh.Kvs[0].CreateRevision != cur.rev {
+		t.Errorf("the next hold's shadow %v (%v); want it, created at %d", sh.Kvs, err, cur.rev)
+	}
+	if !mu.beginRelease(cur) {
+		t.Fatal("the hold cannot be released")
+	}
+	if err := mu.Unlock(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Unlock while another is under way: %v; want ErrNotHeld", err)
+	}
+	mu.endRelease(cur)
+	if err := mu.Unlock(ctx); err != nil {
+		t.Errorf("Unlock after the other gave up: %v", err)
+	}
 }
