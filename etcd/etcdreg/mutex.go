@@ -853,7 +853,9 @@ func (m *Mutex) events(ctx context.Context, evs ...EventRecord) {
 // stood (a release) or had gone with the lease (the lock was lost) is the
 // count of keys its delete deleted; a comparison would cost etcd a read of
 // the key's value on every release. Deleting the shadow of a lost hold is
-// what releasing it does.
+// what releasing it does. So that no Unlock deletes a later hold's key
+// (this process's next hold takes the same name again), an Unlock while
+// another of the same hold is under way, or after it, returns ErrNotHeld.
 //
 // A waiter whose lease expired behind this holder leaves its shadow, which
 // the release does not look for (that would cost every release a read):
