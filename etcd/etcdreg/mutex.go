@@ -96,6 +96,11 @@ type hold struct {
 	recovered   bool      // taken from an expired holder: its acquire was logged (recovered)
 	done        <-chan struct{}
 	lost        bool // the lease expired while held (keepAlive found out)
+	// releasing is set while an Unlock of this hold is under way: another
+	// Unlock meanwhile finds the lock not held. Unlock compares nothing in
+	// etcd, so two at once could otherwise release, after the first, the
+	// next hold of this process, which takes the same key name again.
+	releasing bool
 	// next is the contender queued just after this one when it took the
 	// lock, if it was etcdreg's: the release marks its shadow Held.
 	next *successor
@@ -112,12 +117,15 @@ type successor struct {
 }
 
 // markOp is the release's conditional write of the successor's mark, at
-// now (the successor's Acquired).
-func (s *successor) markOp(now time.Time) *pb.RequestOp {
+// now (the successor's Acquired): only if the releasing hold's key (key,
+// created at token) still stood, and the successor's key and shadow are
+// as read. (The comparisons of a nested transaction are made before any of
+// the transaction's writes.)
+func (s *successor) markOp(now time.Time, key []byte, token int64) *pb.RequestOp {
 	rec := s.rec
 	rec.Held, rec.Acquired = true, now
 	shadow := []byte(s.shadow)
-	return txnReq([]*pb.Compare{createdAt([]byte(s.key), nil, s.rev), modifiedAt(shadow, s.rev)},
+	return txnReq([]*pb.Compare{createdAt(key, nil, token), createdAt([]byte(s.key), nil, s.rev), modifiedAt(shadow, s.rev)},
 		[]*pb.RequestOp{putReq(shadow, appendHolder(nil, &rec), 0, false)}, nil)
 }
 
@@ -212,11 +220,12 @@ func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 	return m.lock(ctx, false)
 }
 
-// callStack is the stack of the caller of Lock (or TryLock) and its id.
+// callStack is the stack of the caller of Lock (or TryLock) and the hash
+// of its PCs (Registry.stackOps gives the call site its id).
 type callStack struct {
-	pcs [32]uintptr
-	n   int
-	id  uint64
+	pcs  [32]uintptr
+	n    int
+	hash uint64
 }
 
 // frames returns the captured PCs, innermost first.
@@ -224,8 +233,8 @@ func (s *callStack) frames() []uintptr { return s.pcs[:s.n] }
 
 // captureStack captures the stack from the caller of its caller (lock):
 // Lock or TryLock, unless inlined into their caller; the frames written
-// for it leave etcdreg's own out (ownFrames). The id is a 64-bit
-// multiply-xor hash of the PCs, never 0.
+// for it leave etcdreg's own out (ownFrames). The hash is a 64-bit
+// multiply-xor hash of the PCs.
 //
 //go:noinline
 func captureStack() callStack {
@@ -237,10 +246,7 @@ func captureStack() callStack {
 		h = (h ^ uint64(pc)) * 0xbf58476d1ce4e5b9
 		h ^= h >> 31
 	}
-	if h == 0 {
-		h = 1
-	}
-	st.id = h
+	st.hash = h
 	return st
 }
 
@@ -325,16 +331,16 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st *callStack, began time.
 		}
 		slot := m.takeSlot(lease)
 		leaf := leafName(lease, slot)
+		sid, stackOps, written := r.stackOps(st.hash, st.frames())
 		a := &attempt{m: m, leaf: leaf, slot: slot, key: m.lockDir + leaf, shadow: m.shadowDir + leaf,
-			lease: lease, lost: lost, done: done, g: g, st: st.id}
-		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
+			lease: lease, lost: lost, done: done, g: g, st: sid}
+		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: sid, Since: began, Lease: int64(lease), Policy: m.policy.String()}
 		a.val = appendHolder(make([]byte, 0, 96), &a.rec)
 		// The same record with Held set: its flag, the only difference.
 		a.heldVal = append([]byte(nil), a.val...)
 		a.heldVal[flagsAt] |= flagHeld
 		delay := 20 * time.Millisecond
 		for {
-			stackOps, written := r.stackOps(st.id, st.frames())
 			// A free lock (no contender key, no shadow of an expired
 			// holder) is taken with the key and its shadow marked Held, as
 			// concurrency.Mutex takes it with its key: the same round trip
@@ -831,24 +837,38 @@ func (m *Mutex) events(ctx context.Context, evs ...EventRecord) {
 }
 
 // Unlock releases the lock: one transaction that deletes this process's
-// contender key and its shadow, if the key is still the one that holds
-// (the token), and logs the release (which carries the acquire). When the
-// contender queued next (known when this process took the lock) is
-// etcdreg's, the same transaction marks its shadow Held: the release makes
-// it the owner. It returns ErrNotHeld if this process does not hold the
-// lock, and ErrLockLost if its lease expired while it held it (then, if
-// nobody took the lock meanwhile, its record is released all the same,
-// which lets a stalled waiter take it). If etcd cannot be reached, Unlock
-// returns the error and the process still holds the lock: call Unlock
-// again.
+// contender key and its shadow, and logs the release (which carries the
+// acquire). When the contender queued next (known when this process took
+// the lock) is etcdreg's, the same transaction marks its shadow Held: the
+// release makes it the owner. It returns ErrNotHeld if this process does
+// not hold the lock, and ErrLockLost if its lease expired while it held it
+// (then, if nobody took the lock meanwhile, its record is released all the
+// same, which lets a stalled waiter take it). If etcd cannot be reached,
+// Unlock returns the error and the process still holds the lock: call
+// Unlock again.
+//
+// The transaction compares nothing (as concurrency.Mutex's Unlock, a
+// delete): the key's name is this hold's alone (this process's lease and
+// a number not taken again until the hold ends), so whether the key still
+// stood (a release) or had gone with the lease (the lock was lost) is the
+// count of keys its delete deleted; a comparison would cost etcd a read of
+// the key's value on every release. Deleting the shadow of a lost hold is
+// what releasing it does. So that no Unlock deletes a later hold's key
+// (this process's next hold takes the same name again), an Unlock while
+// another of the same hold is under way, or after it, returns ErrNotHeld.
 //
 // A waiter whose lease expired behind this holder leaves its shadow, which
 // the release does not look for (that would cost every release a read):
 // the next contender that finds no key before its own deletes it.
 func (m *Mutex) Unlock(ctx context.Context) error {
+	return m.release(ctx, m.curHold())
+}
+
+// release is Unlock of hold h, read before: ErrNotHeld unless h is still
+// this process's hold and no other Unlock of it is under way.
+func (m *Mutex) release(ctx context.Context, h *hold) error {
 	r := m.r
-	h := m.curHold()
-	if h == nil {
+	if !m.beginRelease(h) {
 		return ErrNotHeld
 	}
 	g := curGoid()
@@ -856,17 +876,18 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	key := []byte(h.key)
 	ops := []*pb.RequestOp{deleteReq(key), deleteReq([]byte(h.shadow))}
 	if h.next != nil {
-		ops = append(ops, h.next.markOp(now))
+		ops = append(ops, h.next.markOp(now, key, h.rev))
 	}
 	// The release's own event is put off; this release carries those put
 	// off before it, once they have waited a little (a batch record).
 	carried, evs := r.carry(false)
-	resp, err := r.txn(ctx, &pb.TxnRequest{Compare: []*pb.Compare{createdAt(key, nil, h.rev)}, Success: append(ops, carried...)})
+	resp, err := r.txn(ctx, &pb.TxnRequest{Success: append(ops, carried...)})
 	if err != nil {
 		r.putBack(evs)
+		m.endRelease(h)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
-	if resp.Succeeded {
+	if resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 1 {
 		m.clearHold(h)
 		m.putSlot(h.lease, h.slot)
 		ev := h.endEvent(EventRelease, m.name, r.self, g, now)
@@ -874,20 +895,16 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 		r.putOff(ev)
 		return nil
 	}
-	r.putBack(evs)
-	// Our key is gone (our lease expired). If our shadow is still there,
-	// nobody took the lock from us: release it. (Read here rather than by
-	// the release's own transaction, whose proposal every release carries.)
-	ev := r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now))
-	lost := clientv3.OpDelete(r.k.lost(m.name, r.pk))
-	_, err = r.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(h.shadow), "=", h.rev),
-	).Then(
-		clientv3.OpDelete(h.shadow),
+	// Our key was gone (our lease expired). If our shadow was still there,
+	// nobody took the lock from us: the delete released it. Either way the
+	// shadow is gone now, and with it the expiry a stalled waiter noted
+	// (P/died/NAME/TOKEN).
+	if _, err := r.cli.Txn(ctx).Then(
 		clientv3.OpDelete(r.k.died(m.name, h.rev)),
-		lost, ev,
-	).Else(lost, ev).Commit()
-	if err != nil {
+		clientv3.OpDelete(r.k.lost(m.name, r.pk)),
+		r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
+	).Commit(); err != nil {
+		m.endRelease(h)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	m.clearHold(h)
@@ -903,6 +920,25 @@ func (h *hold) endEvent(kind EventKind, lock string, id procid.ID, g int64, now 
 		ev.Acquired = &AcquireRecord{Time: h.since, Goroutine: h.goroutine, Rev: h.acqRev, Waited: h.waited}
 	}
 	return ev
+}
+
+// beginRelease marks h releasing, if it is this process's hold and not
+// being released already.
+func (m *Mutex) beginRelease(h *hold) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h == nil || m.hold != h || h.releasing {
+		return false
+	}
+	h.releasing = true
+	return true
+}
+
+// endRelease undoes beginRelease: the release failed, h is still held.
+func (m *Mutex) endRelease(h *hold) {
+	m.mu.Lock()
+	h.releasing = false
+	m.mu.Unlock()
 }
 
 func (m *Mutex) clearHold(h *hold) {
