@@ -212,6 +212,23 @@ func holdStands(t *testing.T, e *testEnv, h *hold) {
 	}
 }
 
+// heldBackUnlock takes lock q through a proxy, then Unlocks it with the
+// request held back (its caller gets ErrUnreachable): the hold, still
+// this process's, and the proxy that holds the request.
+func heldBackUnlock(t *testing.T, e *testEnv) (*freezeProxy, *Mutex, *hold) {
+	ctx := context.Background()
+	px, reg := proxiedRegistry(t, e)
+	mu, _ := reg.Mutex("q")
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := mu.curHold()
+	if err := px.holdBack([]byte(h.shadow), func() error { return mu.Unlock(ctx) }); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("the first Unlock: %v; want ErrUnreachable", err)
+	}
+	return px, mu, h
+}
+
 // TestDelayedUnlock: an Unlock whose request is held back in the network
 // (its caller got an error and, as Unlock's doc says, called Unlock
 // again) reaches etcd after the retry released the lock and after this
@@ -222,15 +239,7 @@ func holdStands(t *testing.T, e *testEnv, h *hold) {
 func TestDelayedUnlock(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	px, reg := proxiedRegistry(t, e)
-	mu, _ := reg.Mutex("q")
-	if err := mu.Lock(ctx); err != nil {
-		t.Fatal(err)
-	}
-	h1 := mu.curHold()
-	if err := px.holdBack([]byte(h1.shadow), func() error { return mu.Unlock(ctx) }); !errors.Is(err, ErrUnreachable) {
-		t.Fatalf("the first Unlock: %v; want ErrUnreachable", err)
-	}
+	px, mu, h1 := heldBackUnlock(t, e)
 	if err := mu.Unlock(ctx); err != nil {
 		t.Fatalf("retried Unlock: %v", err)
 	}
@@ -299,5 +308,21 @@ func isClosed(c <-chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// TestFailedUnlockApplied: an Unlock that failed for its caller but was
+// applied (its answer lost) released the lock: the retried Unlock, which
+// finds the key gone while the lease lives, returns nil, not ErrLockLost.
+func TestFailedUnlockApplied(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	px, mu, _ := heldBackUnlock(t, e)
+	px.deliver(t) // applied now; its answer goes nowhere
+	if err := mu.Unlock(ctx); err != nil {
+		t.Errorf("retried Unlock after the first was applied: %v; want nil", err)
+	}
+	if mu.Token() != 0 {
+		t.Errorf("Token %d after the release; want 0", mu.Token())
 	}
 }

@@ -855,7 +855,8 @@ func (m *Mutex) events(ctx context.Context, evs ...EventRecord) {
 // (then, if nobody took the lock meanwhile, its record is released all the
 // same, which lets a stalled waiter take it). If etcd cannot be reached,
 // Unlock returns the error and the process still holds the lock: call
-// Unlock again.
+// Unlock again: if the first was applied, the second finds the lease
+// alive and the key gone, and returns nil.
 //
 // The transaction compares nothing (as concurrency.Mutex's Unlock, a
 // delete): the key's name is this hold's alone (this process's lease and
@@ -913,7 +914,20 @@ func (m *Mutex) release(ctx context.Context, h *hold) error {
 		m.endRelease(h, true)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
-	if resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 1 {
+	released := resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 1
+	if !released && h.doubt {
+		// An earlier Unlock of this hold failed, and may have been
+		// applied: the key is gone with the lease, or by that Unlock.
+		// A lease that lives now lived all along: that Unlock released
+		// the hold.
+		ttl, err := r.cli.TimeToLive(ctx, h.lease)
+		if err != nil {
+			m.endRelease(h, false)
+			return unreachable("unlock "+strconv.Quote(m.name), err)
+		}
+		released = ttl.TTL > 0
+	}
+	if released {
 		m.clearHold(h)
 		if !h.doubt {
 			m.putSlot(h.lease, h.slot)
