@@ -50,19 +50,19 @@ type fdRef struct {
 	ino     uint64
 }
 
-// fdTable is what one read saw of a process's descriptors: every
-// descriptor's file, or which of them share the open file of a reference
-// (a table read by comparison, share.go), and what tells whether the
-// table is still the same at the next read.
+// fdTable is what one read saw of a process's descriptors: their
+// numbers, the references they were compared with (a table read by
+// comparison, share.go), and what tells whether the table is still the
+// same at the next read.
 type fdTable struct {
-	start uint64      // the process's start time: with the pid, its identity
-	fds   []int       // its descriptors, in the kernel's order
-	files [][2]uint64 // fds[i]'s st_dev and st_ino; {0, 0} if it could not be stat'ed; nil in a table read by comparison
+	start uint64 // the process's start time: with the pid, its identity
+	fds   []int  // its descriptors, in the kernel's order
+	// stat says its descriptors were stat'ed one by one (onInodes), not
+	// read by their fdinfo files or compared with references.
+	stat bool
 	// refs are the references a table read by comparison was compared
-	// with, and match each descriptor's: the index of the reference whose
-	// open file it is, -1 for none.
-	refs  []refID
-	match []int8
+	// with (the next read's searchTaker tries its taker's first).
+	refs []refID
 }
 
 // fdList opens pid's /proc/PID/fd directory (the caller closes it) and
@@ -120,32 +120,27 @@ func statFd(dir, fd int) [2]uint64 {
 
 // fdsOn lists the descriptors of pid open on one of the inodes: the
 // /proc/PID/fd directory listed (fdList), and one fstatat per descriptor,
-// unless prev, the table of the previous read, lists the same descriptors
-// of the same process with their files: then their files are taken from
-// it. buf is the caller's directory buffer.
-func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable) ([]fdRef, *fdTable, error) {
+// every read (a descriptor closed and opened again at the same number is
+// on another file, and nothing cheaper proves it is not). buf is the
+// caller's directory buffer.
+func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte) ([]fdRef, *fdTable, error) {
 	dir, t, err := p.fdList(pid, buf)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer unix.Close(dir)
-	return onInodes(pid, dir, t, inodes, prev), t, nil
+	return onInodes(pid, dir, t, inodes), t, nil
 }
 
 // onInodes is fdsOn of a table listed already, its directory open in
 // dir.
-func onInodes(pid, dir int, t *fdTable, inodes map[uint64]bool, prev *fdTable) []fdRef {
-	if t.same(prev) && prev.files != nil {
-		t.files = prev.files
-	} else {
-		t.files = make([][2]uint64, len(t.fds))
-		for i, fd := range t.fds {
-			t.files[i] = statFd(dir, fd) // {0, 0}: closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
-		}
-	}
+func onInodes(pid, dir int, t *fdTable, inodes map[uint64]bool) []fdRef {
+	t.stat = true
 	var out []fdRef
-	for i, fd := range t.fds {
-		if f := t.files[i]; f != [2]uint64{} && inodes[f[1]] {
+	for _, fd := range t.fds {
+		// {0, 0}: closed meanwhile, or a file that cannot be stat'ed (it
+		// holds no lock we can match).
+		if f := statFd(dir, fd); f != [2]uint64{} && inodes[f[1]] {
 			out = append(out, fdRef{pid: pid, fd: fd, dev: f[0], ino: f[1]})
 		}
 	}

@@ -153,7 +153,7 @@ func TestTargetReadByFdinfo(t *testing.T) {
 	s.mu.Lock()
 	tab := s.tables[me]
 	s.mu.Unlock()
-	if tab == nil || tab.files != nil || tab.refs != nil {
+	if tab == nil || tab.stat || tab.refs != nil {
 		t.Fatalf("this process's descriptors were not read by their fdinfo files: %+v", tab)
 	}
 	holders, _ := locks(snap)

@@ -66,8 +66,8 @@ type Source struct {
 	mu   sync.Mutex
 	last map[seenKey]seen // what the previous read saw, for Since
 	// tables are the descriptor tables the previous read saw, at
-	// tablesAt: a read soon after takes the files of the descriptors of
-	// a process whose table did not change from them (tableReuse).
+	// tablesAt: a read soon after tries a lock's taker's descriptor that
+	// was its reference first (tableReuse).
 	tables   map[int]*fdTable
 	tablesAt time.Time
 	// pending is the lock table Involved read, for the next Read: the
@@ -173,15 +173,16 @@ func (s *Source) Involved(ctx context.Context) (bool, error) {
 		}
 		inodes[e.Inode] = true
 	}
-	refs, _, _ := s.proc().fdsOn(s.PID, inodes, make([]byte, 32<<10), nil)
+	refs, _, _ := s.proc().fdsOn(s.PID, inodes, make([]byte, 32<<10))
 	return len(refs) > 0, nil
 }
 
 // tableReuse is how old the previous read's descriptor tables may be for
-// a read to take files from them: a report's reads come moments apart, and
-// a descriptor closed and reopened on another file in between (same
-// numbers, same process) is missed only for that long, never taken for a
-// holder (a holder is one whose fdinfo, read afresh, lists the lock).
+// a read to take from them the order in which it tries a lock's taker's
+// descriptors (searchTaker): only an order, each one tried is proved by
+// its fdinfo read afresh. No file, and no comparison, is taken from them:
+// a descriptor closed and opened again at the same number is on another
+// open file, which its number and inode cannot tell.
 const tableReuse = 3 * time.Second
 
 func (s *Source) recentTables(now time.Time) map[int]*fdTable {
@@ -555,7 +556,7 @@ func (r *reader) scanSome(pids []int, inodes map[uint64]bool) {
 		if _, ok := r.scanned[pid]; ok {
 			continue
 		}
-		refs, t, err := r.p.fdsOn(pid, inodes, buf, r.prev[pid])
+		refs, t, err := r.p.fdsOn(pid, inodes, buf)
 		r.add(pid, refs, t, err)
 	}
 }
@@ -589,9 +590,8 @@ func (r *reader) scanTarget(pid int, blocks []block, inodes map[uint64]bool) {
 			taken[b.Inode] = true
 		}
 	}
-	prev := r.prev[pid]
-	if len(t.fds) < byInfoMin || 2*len(taken) < len(t.fds) || (t.same(prev) && prev.files != nil) {
-		r.add(pid, onInodes(pid, dir, t, inodes, prev), t, nil)
+	if len(t.fds) < byInfoMin || 2*len(taken) < len(t.fds) {
+		r.add(pid, onInodes(pid, dir, t, inodes), t, nil)
 		return
 	}
 	type result struct {
@@ -636,7 +636,7 @@ func (r *reader) scanTarget(pid int, blocks []block, inodes map[uint64]bool) {
 		r.keepInfo(ref, res.set, res.err)
 		refs = append(refs, ref)
 	}
-	r.add(pid, refs, t, nil) // t.files nil: the next read reads them again
+	r.add(pid, refs, t, nil)
 }
 
 // add records what reading pid's descriptors found.
@@ -787,7 +787,7 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 				if i%256 == w && ctx.Err() != nil {
 					return
 				}
-				results[i].refs, results[i].t, results[i].err = r.p.fdsOn(pids[i], inodes, buf, r.prev[pids[i]])
+				results[i].refs, results[i].t, results[i].err = r.p.fdsOn(pids[i], inodes, buf)
 			}
 		})
 	}
