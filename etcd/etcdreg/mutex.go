@@ -50,7 +50,9 @@ type Mutex struct {
 	// taken again, so that a process taking the lock again and again
 	// writes one key, not a new one per call: etcd keeps every deleted key
 	// name in its index until compaction, and each read of the lock's
-	// prefix walks them.
+	// prefix walks them. A number is given back only if no request that
+	// names its key ever failed (see doubt): such a request may still
+	// reach etcd, and must find no later hold under the name.
 	slotLease clientv3.LeaseID
 	freeSlots []uint64
 	slots     uint64
@@ -96,6 +98,11 @@ type hold struct {
 	recovered   bool      // taken from an expired holder: its acquire was logged (recovered)
 	done        <-chan struct{}
 	lost        bool // the lease expired while held (keepAlive found out)
+	// doubt is set once a request that writes or deletes the key without
+	// comparing its create revision (its queueing put, an Unlock's delete)
+	// failed: it may have been applied, or may still be in flight and be
+	// applied later. The key's number is then never given back.
+	doubt bool
 	// releasing is set while an Unlock of this hold is under way: another
 	// Unlock meanwhile finds the lock not held. Unlock compares nothing in
 	// etcd, so two at once could otherwise release, after the first, the
@@ -289,6 +296,7 @@ type attempt struct {
 	g           int64
 	st          uint64 // the id of its stack
 	queued      bool   // it had to wait: its acquire (or timeout) logs the wait
+	doubt       bool   // a queueing put failed: see hold.doubt
 	recovered   bool   // it took an expired holder's place: a recovered event was written
 	stalled     bool   // its shadow says it waits behind an expired holder
 	next        *successor
@@ -360,7 +368,9 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st *callStack, began time.
 			if err != nil {
 				// The transaction may have been applied though its answer
 				// was lost: the next try finds the key ours; a caller who
-				// gives up withdraws it.
+				// gives up withdraws it. It may also arrive later than
+				// any retry: its number is never given back.
+				a.doubt = true
 				if ctx.Err() != nil || !transient(err) {
 					a.withdraw(ctx)
 					if ctx.Err() != nil {
@@ -394,7 +404,7 @@ var errHeld = errors.New("held")
 // hold records the attempt as this process's hold of the lock.
 func (a *attempt) hold(rev, acqRev int64, since time.Time) {
 	h := &hold{key: a.key, shadow: a.shadow, slot: a.slot, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
-		stack: a.st, since: since, recovered: a.recovered, done: a.done, next: a.next}
+		stack: a.st, since: since, recovered: a.recovered, done: a.done, next: a.next, doubt: a.doubt}
 	if a.queued {
 		h.waited = a.rec.Since
 	}
@@ -410,7 +420,7 @@ func (a *attempt) waitEvent() EventRecord {
 
 // withdraw deletes the attempt's key and shadow (a Lock that gives up),
 // unless the attempt holds the lock; once they are deleted, the key's
-// number is taken again.
+// number is taken again, unless a put of the attempt failed (doubt).
 func (a *attempt) withdraw(ctx context.Context) {
 	if h := a.m.curHold(); h != nil && h.key == a.key {
 		return
@@ -418,7 +428,7 @@ func (a *attempt) withdraw(ctx context.Context) {
 	r := a.m.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if _, err := r.cli.Txn(ctx).Then(clientv3.OpDelete(a.key), clientv3.OpDelete(a.shadow)).Commit(); err == nil {
+	if _, err := r.cli.Txn(ctx).Then(clientv3.OpDelete(a.key), clientv3.OpDelete(a.shadow)).Commit(); err == nil && !a.doubt {
 		a.m.putSlot(a.lease, a.slot)
 	}
 }
@@ -845,7 +855,8 @@ func (m *Mutex) events(ctx context.Context, evs ...EventRecord) {
 // (then, if nobody took the lock meanwhile, its record is released all the
 // same, which lets a stalled waiter take it). If etcd cannot be reached,
 // Unlock returns the error and the process still holds the lock: call
-// Unlock again.
+// Unlock again: if the first was applied, the second finds the lease
+// alive and the key gone, and returns nil.
 //
 // The transaction compares nothing (as concurrency.Mutex's Unlock, a
 // delete): the key's name is this hold's alone (this process's lease and
@@ -853,9 +864,25 @@ func (m *Mutex) events(ctx context.Context, evs ...EventRecord) {
 // stood (a release) or had gone with the lease (the lock was lost) is the
 // count of keys its delete deleted; a comparison would cost etcd a read of
 // the key's value on every release. Deleting the shadow of a lost hold is
-// what releasing it does. So that no Unlock deletes a later hold's key
-// (this process's next hold takes the same name again), an Unlock while
-// another of the same hold is under way, or after it, returns ErrNotHeld.
+// what releasing it does.
+//
+// No Unlock, however late its request reaches etcd, deletes another
+// hold's key. A name (LEASE-N) is used again only by this process, under
+// the same lease, after a release or withdrawal whose delete was
+// answered. Every request that names the key without comparing its
+// create revision is one of: the queueing put, this Unlock's delete, a
+// withdrawal's delete. An Unlock is sent only for the process's current
+// hold, and never while another Unlock of it is under way or after one
+// succeeded (ErrNotHeld): so an Unlock answered before the name is used
+// again was applied before it. An Unlock that failed (etcd unreachable,
+// a timeout: it may have been applied, or may still be in flight) marks
+// the hold doubtful, and so does a queueing put that failed; a doubtful
+// hold's number is never given back, so no later hold of this process
+// takes its name while that request may yet arrive; other processes'
+// names carry their own lease. The comparisons of every other request
+// (marking the shadow Held, stalling, Recover, the successor's mark)
+// name the create revision, which a later hold under the same name does
+// not share.
 //
 // A waiter whose lease expired behind this holder leaves its shadow, which
 // the release does not look for (that would cost every release a read):
@@ -884,12 +911,27 @@ func (m *Mutex) release(ctx context.Context, h *hold) error {
 	resp, err := r.txn(ctx, &pb.TxnRequest{Success: append(ops, carried...)})
 	if err != nil {
 		r.putBack(evs)
-		m.endRelease(h)
+		m.endRelease(h, true)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
-	if resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 1 {
+	released := resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 1
+	if !released && h.doubt {
+		// An earlier Unlock of this hold failed, and may have been
+		// applied: the key is gone with the lease, or by that Unlock.
+		// A lease that lives now lived all along: that Unlock released
+		// the hold.
+		ttl, err := r.cli.TimeToLive(ctx, h.lease)
+		if err != nil {
+			m.endRelease(h, false)
+			return unreachable("unlock "+strconv.Quote(m.name), err)
+		}
+		released = ttl.TTL > 0
+	}
+	if released {
 		m.clearHold(h)
-		m.putSlot(h.lease, h.slot)
+		if !h.doubt {
+			m.putSlot(h.lease, h.slot)
+		}
 		ev := h.endEvent(EventRelease, m.name, r.self, g, now)
 		ev.Rev = resp.Header.Revision
 		r.putOff(ev)
@@ -904,7 +946,7 @@ func (m *Mutex) release(ctx context.Context, h *hold) error {
 		clientv3.OpDelete(r.k.lost(m.name, r.pk)),
 		r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
 	).Commit(); err != nil {
-		m.endRelease(h)
+		m.endRelease(h, false)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	m.clearHold(h)
@@ -934,10 +976,12 @@ func (m *Mutex) beginRelease(h *hold) bool {
 	return true
 }
 
-// endRelease undoes beginRelease: the release failed, h is still held.
-func (m *Mutex) endRelease(h *hold) {
+// endRelease undoes beginRelease: the release failed, h is still held;
+// doubt says the failed request deleted h's key.
+func (m *Mutex) endRelease(h *hold, doubt bool) {
 	m.mu.Lock()
 	h.releasing = false
+	h.doubt = h.doubt || doubt
 	m.mu.Unlock()
 }
 

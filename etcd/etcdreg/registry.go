@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -162,12 +163,11 @@ type Registry struct {
 	doubted   bool
 	mutexes   map[string]*Mutex
 	// The call sites of Lock seen, by the hash of their PCs: each has a
-	// small id of this process's (1, 2, ...), never given twice, which
-	// names its frames at P/stack/PROC/ID and which its records carry.
-	stacks  map[uint64]*callSite
-	nstacks uint64 // the last id given
-	seq     uint64 // next event sequence number
-	closed  bool
+	// small id (lastStackID), which names its frames at P/stack/PROC/ID
+	// and which its records carry.
+	stacks map[uint64]*callSite
+	seq    uint64 // next event sequence number
+	closed bool
 
 	// Events put off (releases): a later release carries them in its own
 	// transaction once the oldest has waited carryAfter, or, if none comes
@@ -786,6 +786,13 @@ func (r *Registry) flushLater() {
 	}
 }
 
+// lastStackID is the last call-site id given in this process. The ids
+// come from this one counter, never from a Registry's own: P/stack/PROC/ID
+// names the process, not the Registry, so two Registries of one process
+// (at once, or one after another in the same run) must never give one id
+// to two call sites. An id is never given twice in a process.
+var lastStackID atomic.Uint64
+
 // callSite is a call site of Lock: its id, and whether a transaction
 // wrote its frames (P/stack/PROC/ID). Guarded by Registry.mu.
 type callSite struct {
@@ -802,8 +809,7 @@ func (r *Registry) stackOps(hash uint64, pcs []uintptr) (id uint64, ops []*pb.Re
 	r.mu.Lock()
 	cs := r.stacks[hash]
 	if cs == nil {
-		r.nstacks++
-		cs = &callSite{id: r.nstacks}
+		cs = &callSite{id: lastStackID.Add(1)}
 		r.stacks[hash] = cs
 	}
 	id, done := cs.id, cs.written

@@ -484,7 +484,7 @@ func TestStaleUnlock(t *testing.T) {
 	if err := mu.Unlock(ctx); !errors.Is(err, ErrNotHeld) {
 		t.Errorf("Unlock while another is under way: %v; want ErrNotHeld", err)
 	}
-	mu.endRelease(cur)
+	mu.endRelease(cur, false)
 	if err := mu.Unlock(ctx); err != nil {
 		t.Errorf("Unlock after the other gave up: %v", err)
 	}
