@@ -44,6 +44,19 @@ type Source interface {
 	Read(ctx context.Context) (*Snapshot, error)
 }
 
+// A Sketcher is a Source that can read a sketch: a snapshot of only the
+// locks that someone waits for (each with every holder and waiter, and
+// their processes), where the locks nobody waits for are many and dear to
+// read (a process holding 10,000 file locks). The diagnosis reads a sketch
+// first when a source offers one, for the findings a later snapshot must
+// confirm, and builds the report from a full Read, always. A sketch that
+// lacks a finding's lock costs the diagnosis one more Read, never a wrong
+// report.
+type Sketcher interface {
+	Source
+	Sketch(ctx context.Context) (*Snapshot, error)
+}
+
 // A Snapshot is the state of a backend's locks at one moment.
 type Snapshot struct {
 	// Run names what was read: a run directory, an etcd prefix.

@@ -116,6 +116,9 @@ type graph struct {
 	unlisted  map[string]int // lockstate.Snapshot.Unlisted, summed
 	status    map[procid.ID]procid.Status
 	opts      Options
+	// sketch says a source's snapshot was a sketch (lockstate.Sketcher):
+	// its findings are read again in full before any report.
+	sketch bool
 
 	waits map[node][]wait // goroutine -> the locks it waits for
 	// end is when the run ended, when every process of it has (stopClock):

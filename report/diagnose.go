@@ -93,12 +93,13 @@ func Diagnose(ctx context.Context, src Sources, opts Options) (*Report, error) {
 		return nil, ErrNoSource
 	}
 	opts = opts.withDefaults()
-	g, err := read(ctx, src, opts)
+	g, err := readSketch(ctx, src, opts)
 	if err != nil {
 		return nil, err
 	}
 	fs := g.findings()
-	for round := 0; round < confirmRounds && unconfirmed(fs); round++ {
+	// A sketch is read again in full, for the report, whatever it found.
+	for round := 0; round < confirmRounds && (g.sketch || unconfirmed(fs)); round++ {
 		g, err = read(ctx, src, opts)
 		if err != nil {
 			return nil, err
@@ -119,15 +120,34 @@ func Diagnose(ctx context.Context, src Sources, opts Options) (*Report, error) {
 
 // read reads every source once and checks every process they name.
 func read(ctx context.Context, src Sources, opts Options) (*graph, error) {
+	return readWith(ctx, src, opts, false)
+}
+
+// readSketch is read with a sketch of each source that offers one
+// (lockstate.Sketcher): a graph for findings only, marked so.
+func readSketch(ctx context.Context, src Sources, opts Options) (*graph, error) {
+	return readWith(ctx, src, opts, true)
+}
+
+func readWith(ctx context.Context, src Sources, opts Options, sketch bool) (*graph, error) {
 	snaps := make([]*lockstate.Snapshot, 0, len(src.Locks))
+	sketched := false
 	for _, s := range src.Locks {
-		snap, err := s.Read(ctx)
+		var snap *lockstate.Snapshot
+		var err error
+		if sk, ok := s.(lockstate.Sketcher); ok && sketch {
+			snap, err = sk.Sketch(ctx)
+			sketched = true
+		} else {
+			snap, err = s.Read(ctx)
+		}
 		if err != nil {
 			return nil, err
 		}
 		snaps = append(snaps, snap)
 	}
 	g := merge(snaps)
+	g.sketch = sketched
 	g.opts = opts
 	g.status = checkAll(src.Host, g)
 	g.stopClock()

@@ -45,5 +45,8 @@
 // machine is unknown unless its backend says. A snapshot is read without
 // locks, so a finding is reported only once confirmed: the finding (its
 // Key) must appear in two snapshots, the liveness checks made between
-// them, except a death the backend proved, which needs no second look.
+// them, except a death the backend proved, which needs no second look. A
+// source that offers a sketch (lockstate.Sketcher: the locks someone waits
+// for only) is sketched for the first look; the report is built from a
+// full read, always.
 package report

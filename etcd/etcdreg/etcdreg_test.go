@@ -471,6 +471,10 @@ func TestStalledWaiterTakesLostRelease(t *testing.T) {
 	if len(resp.Kvs) != 1 {
 		t.Fatalf("%d shadows of q; want b's alone", len(resp.Kvs))
 	}
+	// The expiry b noted is over with a's shadow: a's Unlock removed it.
+	if died, err := e.cli.Get(context.Background(), keys{p}.diedDir("q"), clientv3.WithPrefix(), clientv3.WithKeysOnly()); err != nil || len(died.Kvs) != 0 {
+		t.Errorf("expiry records %v left after a's Unlock (%v); want none", died.Kvs, err)
+	}
 	var rec HolderRecord
 	if err := decodeHolder(resp.Kvs[0].Value, &rec); err != nil || rec.ID.PID != b.pid || rec.Stalled {
 		t.Errorf("b's shadow %s; want b's record, not stalled", resp.Kvs[0].Value)

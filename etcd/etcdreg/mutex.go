@@ -50,7 +50,9 @@ type Mutex struct {
 	// taken again, so that a process taking the lock again and again
 	// writes one key, not a new one per call: etcd keeps every deleted key
 	// name in its index until compaction, and each read of the lock's
-	// prefix walks them.
+	// prefix walks them. A number is given back only if no request that
+	// names its key ever failed (see doubt): such a request may still
+	// reach etcd, and must find no later hold under the name.
 	slotLease clientv3.LeaseID
 	freeSlots []uint64
 	slots     uint64
@@ -96,6 +98,16 @@ type hold struct {
 	recovered   bool      // taken from an expired holder: its acquire was logged (recovered)
 	done        <-chan struct{}
 	lost        bool // the lease expired while held (keepAlive found out)
+	// doubt is set once a request that writes or deletes the key without
+	// comparing its create revision (its queueing put, an Unlock's delete)
+	// failed: it may have been applied, or may still be in flight and be
+	// applied later. The key's number is then never given back.
+	doubt bool
+	// releasing is set while an Unlock of this hold is under way: another
+	// Unlock meanwhile finds the lock not held. Unlock compares nothing in
+	// etcd, so two at once could otherwise release, after the first, the
+	// next hold of this process, which takes the same key name again.
+	releasing bool
 	// next is the contender queued just after this one when it took the
 	// lock, if it was etcdreg's: the release marks its shadow Held.
 	next *successor
@@ -112,12 +124,15 @@ type successor struct {
 }
 
 // markOp is the release's conditional write of the successor's mark, at
-// now (the successor's Acquired).
-func (s *successor) markOp(now time.Time) *pb.RequestOp {
+// now (the successor's Acquired): only if the releasing hold's key (key,
+// created at token) still stood, and the successor's key and shadow are
+// as read. (The comparisons of a nested transaction are made before any of
+// the transaction's writes.)
+func (s *successor) markOp(now time.Time, key []byte, token int64) *pb.RequestOp {
 	rec := s.rec
 	rec.Held, rec.Acquired = true, now
 	shadow := []byte(s.shadow)
-	return txnReq([]*pb.Compare{createdAt([]byte(s.key), nil, s.rev), modifiedAt(shadow, s.rev)},
+	return txnReq([]*pb.Compare{createdAt(key, nil, token), createdAt([]byte(s.key), nil, s.rev), modifiedAt(shadow, s.rev)},
 		[]*pb.RequestOp{putReq(shadow, appendHolder(nil, &rec), 0, false)}, nil)
 }
 
@@ -212,11 +227,12 @@ func (m *Mutex) TryLock(ctx context.Context) (bool, error) {
 	return m.lock(ctx, false)
 }
 
-// callStack is the stack of the caller of Lock (or TryLock) and its id.
+// callStack is the stack of the caller of Lock (or TryLock) and the hash
+// of its PCs (Registry.stackOps gives the call site its id).
 type callStack struct {
-	pcs [32]uintptr
-	n   int
-	id  uint64
+	pcs  [32]uintptr
+	n    int
+	hash uint64
 }
 
 // frames returns the captured PCs, innermost first.
@@ -224,8 +240,8 @@ func (s *callStack) frames() []uintptr { return s.pcs[:s.n] }
 
 // captureStack captures the stack from the caller of its caller (lock):
 // Lock or TryLock, unless inlined into their caller; the frames written
-// for it leave etcdreg's own out (ownFrames). The id is a 64-bit
-// multiply-xor hash of the PCs, never 0.
+// for it leave etcdreg's own out (ownFrames). The hash is a 64-bit
+// multiply-xor hash of the PCs.
 //
 //go:noinline
 func captureStack() callStack {
@@ -237,10 +253,7 @@ func captureStack() callStack {
 		h = (h ^ uint64(pc)) * 0xbf58476d1ce4e5b9
 		h ^= h >> 31
 	}
-	if h == 0 {
-		h = 1
-	}
-	st.id = h
+	st.hash = h
 	return st
 }
 
@@ -283,6 +296,7 @@ type attempt struct {
 	g           int64
 	st          uint64 // the id of its stack
 	queued      bool   // it had to wait: its acquire (or timeout) logs the wait
+	doubt       bool   // a queueing put failed: see hold.doubt
 	recovered   bool   // it took an expired holder's place: a recovered event was written
 	stalled     bool   // its shadow says it waits behind an expired holder
 	next        *successor
@@ -325,16 +339,16 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st *callStack, began time.
 		}
 		slot := m.takeSlot(lease)
 		leaf := leafName(lease, slot)
+		sid, stackOps, written := r.stackOps(st.hash, st.frames())
 		a := &attempt{m: m, leaf: leaf, slot: slot, key: m.lockDir + leaf, shadow: m.shadowDir + leaf,
-			lease: lease, lost: lost, done: done, g: g, st: st.id}
-		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: st.id, Since: began, Lease: int64(lease), Policy: m.policy.String()}
+			lease: lease, lost: lost, done: done, g: g, st: sid}
+		a.rec = HolderRecord{ID: r.self, Goroutine: g, Stack: sid, Since: began, Lease: int64(lease), Policy: m.policy.String()}
 		a.val = appendHolder(make([]byte, 0, 96), &a.rec)
 		// The same record with Held set: its flag, the only difference.
 		a.heldVal = append([]byte(nil), a.val...)
 		a.heldVal[flagsAt] |= flagHeld
 		delay := 20 * time.Millisecond
 		for {
-			stackOps, written := r.stackOps(st.id, st.frames())
 			// A free lock (no contender key, no shadow of an expired
 			// holder) is taken with the key and its shadow marked Held, as
 			// concurrency.Mutex takes it with its key: the same round trip
@@ -354,7 +368,9 @@ func (m *Mutex) enqueue(ctx context.Context, g int64, st *callStack, began time.
 			if err != nil {
 				// The transaction may have been applied though its answer
 				// was lost: the next try finds the key ours; a caller who
-				// gives up withdraws it.
+				// gives up withdraws it. It may also arrive later than
+				// any retry: its number is never given back.
+				a.doubt = true
 				if ctx.Err() != nil || !transient(err) {
 					a.withdraw(ctx)
 					if ctx.Err() != nil {
@@ -388,7 +404,7 @@ var errHeld = errors.New("held")
 // hold records the attempt as this process's hold of the lock.
 func (a *attempt) hold(rev, acqRev int64, since time.Time) {
 	h := &hold{key: a.key, shadow: a.shadow, slot: a.slot, rev: rev, acqRev: acqRev, lease: a.lease, goroutine: a.g,
-		stack: a.st, since: since, recovered: a.recovered, done: a.done, next: a.next}
+		stack: a.st, since: since, recovered: a.recovered, done: a.done, next: a.next, doubt: a.doubt}
 	if a.queued {
 		h.waited = a.rec.Since
 	}
@@ -404,7 +420,7 @@ func (a *attempt) waitEvent() EventRecord {
 
 // withdraw deletes the attempt's key and shadow (a Lock that gives up),
 // unless the attempt holds the lock; once they are deleted, the key's
-// number is taken again.
+// number is taken again, unless a put of the attempt failed (doubt).
 func (a *attempt) withdraw(ctx context.Context) {
 	if h := a.m.curHold(); h != nil && h.key == a.key {
 		return
@@ -412,7 +428,7 @@ func (a *attempt) withdraw(ctx context.Context) {
 	r := a.m.r
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if _, err := r.cli.Txn(ctx).Then(clientv3.OpDelete(a.key), clientv3.OpDelete(a.shadow)).Commit(); err == nil {
+	if _, err := r.cli.Txn(ctx).Then(clientv3.OpDelete(a.key), clientv3.OpDelete(a.shadow)).Commit(); err == nil && !a.doubt {
 		a.m.putSlot(a.lease, a.slot)
 	}
 }
@@ -831,24 +847,55 @@ func (m *Mutex) events(ctx context.Context, evs ...EventRecord) {
 }
 
 // Unlock releases the lock: one transaction that deletes this process's
-// contender key and its shadow, if the key is still the one that holds
-// (the token), and logs the release (which carries the acquire). When the
-// contender queued next (known when this process took the lock) is
-// etcdreg's, the same transaction marks its shadow Held: the release makes
-// it the owner. It returns ErrNotHeld if this process does not hold the
-// lock, and ErrLockLost if its lease expired while it held it (then, if
-// nobody took the lock meanwhile, its record is released all the same,
-// which lets a stalled waiter take it). If etcd cannot be reached, Unlock
-// returns the error and the process still holds the lock: call Unlock
-// again.
+// contender key and its shadow, and logs the release (which carries the
+// acquire). When the contender queued next (known when this process took
+// the lock) is etcdreg's, the same transaction marks its shadow Held: the
+// release makes it the owner. It returns ErrNotHeld if this process does
+// not hold the lock, and ErrLockLost if its lease expired while it held it
+// (then, if nobody took the lock meanwhile, its record is released all the
+// same, which lets a stalled waiter take it). If etcd cannot be reached,
+// Unlock returns the error and the process still holds the lock: call
+// Unlock again: if the first was applied, the second finds the lease
+// alive and the key gone, and returns nil.
+//
+// The transaction compares nothing (as concurrency.Mutex's Unlock, a
+// delete): the key's name is this hold's alone (this process's lease and
+// a number not taken again until the hold ends), so whether the key still
+// stood (a release) or had gone with the lease (the lock was lost) is the
+// count of keys its delete deleted; a comparison would cost etcd a read of
+// the key's value on every release. Deleting the shadow of a lost hold is
+// what releasing it does.
+//
+// No Unlock, however late its request reaches etcd, deletes another
+// hold's key. A name (LEASE-N) is used again only by this process, under
+// the same lease, after a release or withdrawal whose delete was
+// answered. Every request that names the key without comparing its
+// create revision is one of: the queueing put, this Unlock's delete, a
+// withdrawal's delete. An Unlock is sent only for the process's current
+// hold, and never while another Unlock of it is under way or after one
+// succeeded (ErrNotHeld): so an Unlock answered before the name is used
+// again was applied before it. An Unlock that failed (etcd unreachable,
+// a timeout: it may have been applied, or may still be in flight) marks
+// the hold doubtful, and so does a queueing put that failed; a doubtful
+// hold's number is never given back, so no later hold of this process
+// takes its name while that request may yet arrive; other processes'
+// names carry their own lease. The comparisons of every other request
+// (marking the shadow Held, stalling, Recover, the successor's mark)
+// name the create revision, which a later hold under the same name does
+// not share.
 //
 // A waiter whose lease expired behind this holder leaves its shadow, which
 // the release does not look for (that would cost every release a read):
 // the next contender that finds no key before its own deletes it.
 func (m *Mutex) Unlock(ctx context.Context) error {
+	return m.release(ctx, m.curHold())
+}
+
+// release is Unlock of hold h, read before: ErrNotHeld unless h is still
+// this process's hold and no other Unlock of it is under way.
+func (m *Mutex) release(ctx context.Context, h *hold) error {
 	r := m.r
-	h := m.curHold()
-	if h == nil {
+	if !m.beginRelease(h) {
 		return ErrNotHeld
 	}
 	g := curGoid()
@@ -856,38 +903,50 @@ func (m *Mutex) Unlock(ctx context.Context) error {
 	key := []byte(h.key)
 	ops := []*pb.RequestOp{deleteReq(key), deleteReq([]byte(h.shadow))}
 	if h.next != nil {
-		ops = append(ops, h.next.markOp(now))
+		ops = append(ops, h.next.markOp(now, key, h.rev))
 	}
 	// The release's own event is put off; this release carries those put
 	// off before it, once they have waited a little (a batch record).
 	carried, evs := r.carry(false)
-	resp, err := r.txn(ctx, &pb.TxnRequest{Compare: []*pb.Compare{createdAt(key, nil, h.rev)}, Success: append(ops, carried...)})
+	resp, err := r.txn(ctx, &pb.TxnRequest{Success: append(ops, carried...)})
 	if err != nil {
 		r.putBack(evs)
+		m.endRelease(h, true)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
-	if resp.Succeeded {
+	released := resp.Responses[0].GetResponseDeleteRange().GetDeleted() == 1
+	if !released && h.doubt {
+		// An earlier Unlock of this hold failed, and may have been
+		// applied: the key is gone with the lease, or by that Unlock.
+		// A lease that lives now lived all along: that Unlock released
+		// the hold.
+		ttl, err := r.cli.TimeToLive(ctx, h.lease)
+		if err != nil {
+			m.endRelease(h, false)
+			return unreachable("unlock "+strconv.Quote(m.name), err)
+		}
+		released = ttl.TTL > 0
+	}
+	if released {
 		m.clearHold(h)
-		m.putSlot(h.lease, h.slot)
+		if !h.doubt {
+			m.putSlot(h.lease, h.slot)
+		}
 		ev := h.endEvent(EventRelease, m.name, r.self, g, now)
 		ev.Rev = resp.Header.Revision
 		r.putOff(ev)
 		return nil
 	}
-	r.putBack(evs)
-	// Our key is gone (our lease expired). If our shadow is still there,
-	// nobody took the lock from us: release it. (Read here rather than by
-	// the release's own transaction, whose proposal every release carries.)
-	ev := r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now))
-	lost := clientv3.OpDelete(r.k.lost(m.name, r.pk))
-	_, err = r.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision(h.shadow), "=", h.rev),
-	).Then(
-		clientv3.OpDelete(h.shadow),
+	// Our key was gone (our lease expired). If our shadow was still there,
+	// nobody took the lock from us: the delete released it. Either way the
+	// shadow is gone now, and with it the expiry a stalled waiter noted
+	// (P/died/NAME/TOKEN).
+	if _, err := r.cli.Txn(ctx).Then(
 		clientv3.OpDelete(r.k.died(m.name, h.rev)),
-		lost, ev,
-	).Else(lost, ev).Commit()
-	if err != nil {
+		clientv3.OpDelete(r.k.lost(m.name, r.pk)),
+		r.eventOpSeq(r.nextSeq(), h.endEvent(EventLost, m.name, r.self, g, now)),
+	).Commit(); err != nil {
+		m.endRelease(h, false)
 		return unreachable("unlock "+strconv.Quote(m.name), err)
 	}
 	m.clearHold(h)
@@ -903,6 +962,27 @@ func (h *hold) endEvent(kind EventKind, lock string, id procid.ID, g int64, now 
 		ev.Acquired = &AcquireRecord{Time: h.since, Goroutine: h.goroutine, Rev: h.acqRev, Waited: h.waited}
 	}
 	return ev
+}
+
+// beginRelease marks h releasing, if it is this process's hold and not
+// being released already.
+func (m *Mutex) beginRelease(h *hold) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h == nil || m.hold != h || h.releasing {
+		return false
+	}
+	h.releasing = true
+	return true
+}
+
+// endRelease undoes beginRelease: the release failed, h is still held;
+// doubt says the failed request deleted h's key.
+func (m *Mutex) endRelease(h *hold, doubt bool) {
+	m.mu.Lock()
+	h.releasing = false
+	h.doubt = h.doubt || doubt
+	m.mu.Unlock()
 }
 
 func (m *Mutex) clearHold(h *hold) {

@@ -170,9 +170,16 @@ func (d *decoder) varint() int64 {
 	return x
 }
 
-// batchMagic begins a batch of events (P/event/PROC/bSLOT) in the compact
-// form: the events put off (releases), each as appendEvent writes it.
-const batchMagic = "\xffLWB"
+// A batch of events (P/event/PROC/bSLOT) in the compact form: the magic,
+// then the events put off (releases) of one process. batchMagic is the
+// form of format 3's first runs, read still: each event names its process.
+// batchMagic4 names the process once, at the head, and writes each event
+// against the one before it (appendEvent): about 20 bytes an event, where
+// batchMagic's took 55 and JSON 300.
+const (
+	batchMagic  = "\xffLWB"
+	batchMagic4 = "\xffLWC"
+)
 
 // eventKinds numbers the event kinds in the compact form.
 var eventKinds = []EventKind{EventAcquire, EventRelease, EventWait, EventStuck, EventTimeout, EventExpired,
@@ -183,29 +190,39 @@ const (
 	evAcquired = 1 << 0 // an AcquireRecord follows
 	evWaited   = 1 << 1 // with Waited
 	evTime     = 1 << 2 // Time is set (else zero)
+	evLock     = 1 << 3 // batchMagic4: the lock's name follows (else the event before's)
 )
 
 // maxLockName bounds a lock name read from a batch.
 const maxLockName = 4096
 
-// encodeBatch is the value of a batch of events: the magic, then per event
-// its kind's number, flags, Seq, the lock's name, the process (pid, start,
-// host), goroutine, stack, time, token, revision and, if it carries one,
-// its acquire (time, goroutine, revision, when it began to wait), as
-// varints.
-func encodeBatch(evs []EventRecord) []byte {
-	b := make([]byte, 0, 64*len(evs)+len(batchMagic))
-	b = append(b, batchMagic...)
+// encodeBatch is the value of a batch of events of process id (their ID
+// is id's): batchMagic4, the process (pid, start, host), then the events.
+func encodeBatch(id procid.ID, evs []EventRecord) []byte {
+	b := make([]byte, 0, 24*len(evs)+len(batchMagic4)+16+len(id.Host))
+	b = append(b, batchMagic4...)
+	b = appendID(b, id)
+	var prev *EventRecord
 	for i := range evs {
-		b = appendEvent(b, &evs[i])
+		b = appendEvent(b, &evs[i], prev)
+		prev = &evs[i]
 	}
 	return b
 }
 
-func appendEvent(b []byte, ev *EventRecord) []byte {
+// appendEvent appends ev, written after prev (nil for the first of a
+// batch): its kind's number, its flags, then, as varints, its Seq (less
+// prev's), its lock's name (only when it differs from prev's), goroutine,
+// stack, time (less prev's time, if prev had one), token, revision (less
+// the token) and, if it carries one, its acquire: time (less ev's time),
+// goroutine (less ev's), revision (less the token), and when it began to
+// wait (less the acquire's time). Differences are taken and added back
+// modulo 2^64, so that every value reads back as written.
+func appendEvent(b []byte, ev, prev *EventRecord) []byte {
 	kind := slices.Index(eventKinds, ev.Kind) // -1, written as 0, for a kind not known: refused when read
 	var f byte
-	if a := ev.Acquired; a != nil {
+	a := ev.Acquired
+	if a != nil {
 		f |= evAcquired
 		if !a.Waited.IsZero() {
 			f |= evWaited
@@ -214,39 +231,60 @@ func appendEvent(b []byte, ev *EventRecord) []byte {
 	if !ev.Time.IsZero() {
 		f |= evTime
 	}
+	var prevSeq uint64
+	var prevTime int64
+	if prev != nil {
+		prevSeq, prevTime = prev.Seq, unixNano(prev.Time)
+	}
+	if prev == nil || prev.Lock != ev.Lock {
+		f |= evLock
+	}
 	b = append(b, byte(kind+1), f)
-	b = binary.AppendUvarint(b, ev.Seq)
-	b = binary.AppendUvarint(b, uint64(len(ev.Lock)))
-	b = append(b, ev.Lock...)
-	b = appendID(b, ev.ID)
+	b = binary.AppendUvarint(b, ev.Seq-prevSeq)
+	if f&evLock != 0 {
+		b = binary.AppendUvarint(b, uint64(len(ev.Lock)))
+		b = append(b, ev.Lock...)
+	}
 	b = binary.AppendVarint(b, ev.Goroutine)
 	b = binary.AppendUvarint(b, ev.Stack)
+	t := unixNano(ev.Time)
 	if f&evTime != 0 {
-		b = binary.AppendVarint(b, ev.Time.UnixNano())
+		b = binary.AppendVarint(b, t-prevTime)
 	}
 	b = binary.AppendVarint(b, ev.Token)
-	b = binary.AppendVarint(b, ev.Rev)
-	if a := ev.Acquired; a != nil {
-		b = binary.AppendVarint(b, a.Time.UnixNano())
-		b = binary.AppendVarint(b, a.Goroutine)
-		b = binary.AppendVarint(b, a.Rev)
+	b = binary.AppendVarint(b, ev.Rev-ev.Token)
+	if a != nil {
+		at := a.Time.UnixNano()
+		b = binary.AppendVarint(b, t-at)
+		b = binary.AppendVarint(b, a.Goroutine-ev.Goroutine)
+		b = binary.AppendVarint(b, a.Rev-ev.Token)
 		if f&evWaited != 0 {
-			b = binary.AppendVarint(b, a.Waited.UnixNano())
+			b = binary.AppendVarint(b, at-a.Waited.UnixNano())
 		}
 	}
 	return b
 }
 
+// unixNano is t in Unix nanoseconds; 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
 var errBatch = errors.New("not a batch of events")
 
 // decodeEvents reads an event record (P/event/PROC/SLOT, JSON) or a batch
-// of them (P/event/PROC/bSLOT: the compact form, or a JSON array, as runs
-// of an earlier format wrote it).
+// of them (P/event/PROC/bSLOT: the compact form, either of the two, or a
+// JSON array, as runs of an earlier format wrote it).
 func decodeEvents(v []byte) ([]EventRecord, error) {
 	switch {
 	case len(v) > 0 && v[0] == '[':
 		var evs []EventRecord
 		return evs, json.Unmarshal(v, &evs)
+	case len(v) >= len(batchMagic4) && string(v[:len(batchMagic4)]) == batchMagic4:
+		return decodeBatch4(v[len(batchMagic4):])
 	case len(v) >= len(batchMagic) && string(v[:len(batchMagic)]) == batchMagic:
 		return decodeBatch(v[len(batchMagic):])
 	}
@@ -254,6 +292,8 @@ func decodeEvents(v []byte) ([]EventRecord, error) {
 	return evs, json.Unmarshal(v, &evs[0])
 }
 
+// decodeBatch reads the events of a batch of batchMagic, each with its
+// process.
 func decodeBatch(v []byte) ([]EventRecord, error) {
 	var evs []EventRecord
 	d := decoder{b: v}
@@ -296,6 +336,68 @@ func decodeBatch(v []byte) ([]EventRecord, error) {
 			return nil, errBatch
 		}
 		evs = append(evs, ev)
+	}
+	if len(evs) == 0 {
+		return nil, errBatch
+	}
+	return evs, nil
+}
+
+// decodeBatch4 reads the events of a batch of batchMagic4 (encodeBatch).
+func decodeBatch4(v []byte) ([]EventRecord, error) {
+	d := decoder{b: v}
+	id := d.id()
+	if d.err != nil {
+		return nil, errBatch
+	}
+	var evs []EventRecord
+	var prevSeq uint64
+	var prevTime int64
+	for len(d.b) > 0 {
+		if len(d.b) < 2 {
+			return nil, errBatch
+		}
+		kind, f := int(d.b[0])-1, d.b[1]
+		d.b = d.b[2:]
+		if kind < 0 || kind >= len(eventKinds) || f&^(evAcquired|evWaited|evTime|evLock) != 0 ||
+			f&evWaited != 0 && f&evAcquired == 0 || f&evLock == 0 && len(evs) == 0 {
+			return nil, errBatch
+		}
+		ev := EventRecord{Kind: eventKinds[kind], ID: id}
+		ev.Seq = prevSeq + d.uvarint()
+		if f&evLock != 0 {
+			n := d.uvarint()
+			if d.err != nil || n > maxLockName || n > uint64(len(d.b)) {
+				return nil, errBatch
+			}
+			ev.Lock, d.b = string(d.b[:n]), d.b[n:]
+		} else {
+			ev.Lock = evs[len(evs)-1].Lock
+		}
+		ev.Goroutine = d.varint()
+		ev.Stack = d.uvarint()
+		var t int64
+		if f&evTime != 0 {
+			t = prevTime + d.varint()
+			ev.Time = time.Unix(0, t)
+		}
+		ev.Token = d.varint()
+		ev.Rev = ev.Token + d.varint()
+		if f&evAcquired != 0 {
+			at := t - d.varint()
+			a := &AcquireRecord{Time: time.Unix(0, at)}
+			a.Goroutine = ev.Goroutine + d.varint()
+			a.Rev = ev.Token + d.varint()
+			if f&evWaited != 0 {
+				a.Waited = time.Unix(0, at-d.varint())
+			}
+			ev.Acquired = a
+		}
+		if d.err != nil {
+			return nil, errBatch
+		}
+		evs = append(evs, ev)
+		prevSeq, prevTime = ev.Seq, t
 	}
 	if len(evs) == 0 {
 		return nil, errBatch

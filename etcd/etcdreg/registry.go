@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -161,9 +162,12 @@ type Registry struct {
 	leaseDone chan struct{}
 	doubted   bool
 	mutexes   map[string]*Mutex
-	stacks    map[uint64]bool // stack ids written to P/stack
-	seq       uint64          // next event sequence number
-	closed    bool
+	// The call sites of Lock seen, by the hash of their PCs: each has a
+	// small id (lastStackID), which names its frames at P/stack/PROC/ID
+	// and which its records carry.
+	stacks map[uint64]*callSite
+	seq    uint64 // next event sequence number
+	closed bool
 
 	// Events put off (releases): a later release carries them in its own
 	// transaction once the oldest has waited carryAfter, or, if none comes
@@ -199,7 +203,7 @@ func Open(ctx context.Context, cli *clientv3.Client, run string, opts Options) (
 	self := procid.Self()
 	self.Host = opts.Host
 	r := &Registry{cli: cli, kv: pb.NewKVClient(cli.ActiveConnection()), run: run, k: keys{p}, opts: opts, self: self, pk: procKey(self),
-		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]bool), laterWake: make(chan struct{}, 1)}
+		mutexes: make(map[string]*Mutex), stacks: make(map[uint64]*callSite), laterWake: make(chan struct{}, 1)}
 	sent := time.Now()
 	lease, err := r.grant(ctx)
 	if err != nil {
@@ -525,8 +529,11 @@ func (r *Registry) replaceLease(old clientv3.LeaseID) (clientv3.LeaseID, time.Ti
 	r.lease = lease
 	r.leaseGen++
 	// A process that joins meanwhile may have pruned this one's records
-	// (its lease was gone): write its stacks again as they are used.
-	clear(r.stacks)
+	// (its lease was gone): write its stacks again as they are used,
+	// under the same ids.
+	for _, cs := range r.stacks {
+		cs.written = false
+	}
 	r.lostCh = make(chan struct{})
 	r.leaseDone, r.doubted = make(chan struct{}), false
 	close(r.leaseOK)
@@ -577,9 +584,9 @@ func (r *Registry) Close() error {
 		ops = append(ops, clientv3.OpDelete(r.k.p+"stack/"+r.pk+"/", clientv3.WithPrefix()), clientv3.OpDelete(r.k.proc(r.pk)))
 	} else {
 		r.mu.Lock()
-		for id := range r.stacks {
-			if !keep[id] {
-				ops = append(ops, clientv3.OpDelete(r.k.stack(r.pk, id)))
+		for _, cs := range r.stacks {
+			if !keep[cs.id] {
+				ops = append(ops, clientv3.OpDelete(r.k.stack(r.pk, cs.id)))
 			}
 		}
 		r.mu.Unlock()
@@ -710,7 +717,7 @@ func (r *Registry) carry(force bool) ([]*pb.RequestOp, []EventRecord) {
 	nb := uint64(max(1, r.opts.Events/8))
 	for rest := evs; len(rest) > 0; {
 		n := min(len(rest), maxBatch)
-		ops = append(ops, putReq([]byte(r.k.batch(r.pk, r.batchSeq%nb)), encodeBatch(rest[:n]), 0, false))
+		ops = append(ops, putReq([]byte(r.k.batch(r.pk, r.batchSeq%nb)), encodeBatch(r.self, rest[:n]), 0, false))
 		r.batchSeq++
 		rest = rest[n:]
 	}
@@ -779,19 +786,41 @@ func (r *Registry) flushLater() {
 	}
 }
 
-// stackOps returns the Put of stack id's frames if no transaction has
-// written it yet; written is called once one has.
-func (r *Registry) stackOps(id uint64, pcs []uintptr) (ops []*pb.RequestOp, written func()) {
+// lastStackID is the last call-site id given in this process. The ids
+// come from this one counter, never from a Registry's own: P/stack/PROC/ID
+// names the process, not the Registry, so two Registries of one process
+// (at once, or one after another in the same run) must never give one id
+// to two call sites. An id is never given twice in a process.
+var lastStackID atomic.Uint64
+
+// callSite is a call site of Lock: its id, and whether a transaction
+// wrote its frames (P/stack/PROC/ID). Guarded by Registry.mu.
+type callSite struct {
+	id      uint64
+	written bool
+}
+
+// stackOps returns the id of the call site whose PCs (pcs) hash to hash,
+// numbering it the first time it is seen, and the Put of its frames if no
+// transaction has written them yet; written is called once one has. A
+// small id takes a byte in each record that names it, where the hash
+// would take ten.
+func (r *Registry) stackOps(hash uint64, pcs []uintptr) (id uint64, ops []*pb.RequestOp, written func()) {
 	r.mu.Lock()
-	done := r.stacks[id]
+	cs := r.stacks[hash]
+	if cs == nil {
+		cs = &callSite{id: lastStackID.Add(1)}
+		r.stacks[hash] = cs
+	}
+	id, done := cs.id, cs.written
 	r.mu.Unlock()
-	if done || id == 0 {
-		return nil, func() {}
+	if done {
+		return id, nil, func() {}
 	}
 	frames := ownFrames(stackdump.FramesOf(pcs))
-	return []*pb.RequestOp{putReq([]byte(r.k.stack(r.pk, id)), []byte(mustJSON(stackValue{Frames: frames})), 0, false)}, func() {
+	return id, []*pb.RequestOp{putReq([]byte(r.k.stack(r.pk, id)), []byte(mustJSON(stackValue{Frames: frames})), 0, false)}, func() {
 		r.mu.Lock()
-		r.stacks[id] = true
+		cs.written = true
 		r.mu.Unlock()
 	}
 }

@@ -2,6 +2,8 @@ package etcdreg
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -377,30 +379,113 @@ func TestEventBatch(t *testing.T) {
 		}
 		return out
 	}
-	val := encodeBatch(evs)
-	got, err := decodeEvents([]byte(val))
+	val := encodeBatch(id, evs)
+	got, err := decodeEvents(val)
 	if err != nil || !same(utc(got), utc(evs)) {
 		t.Errorf("batch read back as %s (%v); want %s", mustJSON(got), err, mustJSON(evs))
+	}
+	// The form of format 3's first runs (batchMagic: each event with its
+	// process), as they wrote these events.
+	old, _ := hex.DecodeString("ff4c574202070103712f310c2201680affffffffffffffffff019098dc9334121482f085da2c0a1284c8afa02502050201710c2201680c0080c0b2cd3b16189298dc93340c1609040301720c220168000080e88887431a00")
+	if got, err := decodeEvents(old); err != nil || !same(utc(got), utc(evs)) {
+		t.Errorf("batch of the earlier form read as %s (%v); want %s", mustJSON(got), err, mustJSON(evs))
 	}
 	if got, err := decodeEvents([]byte(mustJSON(evs))); err != nil || !same(utc(got), utc(evs)) {
 		t.Errorf("JSON batch read as %s (%v)", mustJSON(got), err)
 	}
-	for n := len(batchMagic); n < len(val); n++ {
-		if got, err := decodeEvents([]byte(val[:n])); err == nil && len(got) == len(evs) {
-			t.Errorf("batch cut at %d bytes read as %d events", n, len(got))
+	for _, v := range [][]byte{val, old} {
+		for n := len(batchMagic); n < len(v); n++ {
+			if got, err := decodeEvents(v[:n]); err == nil && len(got) == len(evs) {
+				t.Errorf("batch %q cut at %d bytes read as %d events", v[:4], n, len(got))
+			}
 		}
+	}
+	// Each event is written against the one before it: a release of the
+	// same lock, a few milliseconds after the one before, takes about 20
+	// bytes, where the earlier form took 55.
+	var rel []EventRecord
+	t0 := time.Unix(1_800_000_000, 0)
+	for i := range 32 {
+		at := t0.Add(time.Duration(i) * 2 * time.Millisecond)
+		rel = append(rel, EventRecord{Seq: uint64(1000 + i), Kind: EventRelease, Lock: "queue.wlock", ID: id, Goroutine: 7, Stack: 1,
+			Time: at.Add(time.Millisecond), Token: int64(100000 + 2*i), Rev: int64(100001 + 2*i),
+			Acquired: &AcquireRecord{Time: at, Goroutine: 7, Rev: int64(100000 + 2*i)}})
+	}
+	b := encodeBatch(id, rel)
+	if got, err := decodeEvents(b); err != nil || !same(utc(got), utc(rel)) {
+		t.Errorf("32 releases read back as %s (%v)", mustJSON(got), err)
+	}
+	if per := len(b) / len(rel); per > 20 {
+		t.Errorf("%d bytes for %d releases, %d an event; want at most 20", len(b), len(rel), per)
 	}
 }
 
 // FuzzDecodeEvents: any value of an event key, however hostile, is read in
 // bounded time and memory.
 func FuzzDecodeEvents(f *testing.F) {
-	f.Add([]byte(encodeBatch([]EventRecord{{Seq: 1, Kind: EventRelease, Lock: "q", Time: time.Unix(1, 2), Acquired: &AcquireRecord{Time: time.Unix(1, 1)}}})))
+	id := procid.ID{Host: "h", PID: 1, Start: 2}
+	f.Add(encodeBatch(id, []EventRecord{{Seq: 1, Kind: EventRelease, Lock: "q", Time: time.Unix(1, 2), Acquired: &AcquireRecord{Time: time.Unix(1, 1)}},
+		{Seq: 2, Kind: EventRelease, Lock: "q", Time: time.Unix(1, 4), Acquired: &AcquireRecord{Time: time.Unix(1, 3), Waited: time.Unix(1, 2)}}}))
 	f.Add([]byte(batchMagic + "\x02\x03\x01\xff\xff\xff\xff\x0f"))
+	f.Add([]byte(batchMagic4 + "\x01\x02\x01h\x02\x00\x01"))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		evs, err := decodeEvents(v)
-		if err == nil && len(v) > len(batchMagic) && string(v[:len(batchMagic)]) == batchMagic && len(evs) > len(v)/2 {
+		if err == nil && len(v) > len(batchMagic) && (string(v[:len(batchMagic)]) == batchMagic || string(v[:len(batchMagic4)]) == batchMagic4) && len(evs) > len(v)/2 {
 			t.Errorf("%d bytes read as %d events", len(v), len(evs))
 		}
 	})
+}
+
+// TestStaleUnlock: Unlock compares nothing in etcd, so an Unlock of a hold
+// already released (two goroutines unlocking at once, the second behind)
+// must find the lock not held and leave alone the process's next hold,
+// which takes the same key name again; and while one Unlock of a hold is
+// under way, another finds it not held.
+func TestStaleUnlock(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	reg, err := Open(ctx, e.cli, e.run, Options{Host: "stale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	mu, err := reg.Mutex("q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old := mu.curHold()
+	if err := mu.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := mu.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cur := mu.curHold()
+	if cur.key != old.key {
+		t.Fatalf("the next hold's key %s; want the first one's, %s, again", cur.key, old.key)
+	}
+	if err := mu.release(ctx, old); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Unlock of the released hold: %v; want ErrNotHeld", err)
+	}
+	resp, err := e.cli.Txn(ctx).If(mu.IsOwner()).Commit()
+	if err != nil || !resp.Succeeded {
+		t.Errorf("the next hold's key is gone after the stale Unlock (%v)", err)
+	}
+	sh, err := e.cli.Get(ctx, cur.shadow)
+	if err != nil || len(sh.Kvs) != 1 || sh.Kvs[0].CreateRevision != cur.rev {
+		t.Errorf("the next hold's shadow %v (%v); want it, created at %d", sh.Kvs, err, cur.rev)
+	}
+	if !mu.beginRelease(cur) {
+		t.Fatal("the hold cannot be released")
+	}
+	if err := mu.Unlock(ctx); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("Unlock while another is under way: %v; want ErrNotHeld", err)
+	}
+	mu.endRelease(cur, false)
+	if err := mu.Unlock(ctx); err != nil {
+		t.Errorf("Unlock after the other gave up: %v", err)
+	}
 }

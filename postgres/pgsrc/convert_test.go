@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/postgres/internal/clientproc"
+	"github.com/lockwatch/lockwatch/procid"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -204,5 +205,53 @@ func TestSessionArray(t *testing.T) {
 	}
 	if s.PID != 43 || s.Leader != nil || s.State != nil || s.Start != nil || s.Blockers != nil || str(s.Query) != "<insufficient privilege>" {
 		t.Errorf("hidden session %+v; want its fields null but the pid and the query", s)
+	}
+}
+
+// TestClientAliveLookedForAgain: a session's client found alive is looked
+// for again at the next read, however soon (it may have died since: a
+// dead holder must not be missed); one proved gone is not (it cannot come
+// back).
+func TestClientAliveLookedForAgain(t *testing.T) {
+	doc := `{"now":"2026-12-07T15:09:25Z","port":"5432","user":"u",
+	  "sessions":[[10,null,"app",null,null,"127.0.0.1",5000,null,null,null,null,"idle in transaction"],
+	              [11,null,"app",null,null,null,null,null,null,null,null,"active","Lock",null,null,null,[10]]],
+	  "locks":[{"type":"advisory","db":"app","dboid":5,"classid":0,"objid":42,"objsubid":1,"pid":10,"mode":"ExclusiveLock","granted":true},
+	           {"type":"advisory","db":"app","dboid":5,"classid":0,"objid":42,"objsubid":1,"pid":11,"mode":"ExclusiveLock","granted":false,"waitstart":"2026-12-07T15:09:13Z"}],
+	  "databases":{"5":"app"}}`
+	a, err := parseAnswer([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	looks := 0
+	s := &Source{Server: "test", Clients: func(cs []clientproc.Conn) []clientproc.End {
+		looks++
+		ends := make([]clientproc.End, len(cs))
+		for i := range cs {
+			if looks == 1 {
+				ends[i] = clientproc.End{Found: true, State: "ESTABLISHED", Procs: []clientproc.Proc{{PID: 4242}}}
+			} else {
+				ends[i] = clientproc.End{Found: true, Closed: true, State: "FIN-WAIT-2"}
+			}
+		}
+		return ends
+	}}
+	status := func() procid.Status {
+		snap, _ := s.convert(a)
+		for _, p := range snap.Processes {
+			if p.ID.PID == 10 {
+				return p.Status
+			}
+		}
+		t.Fatalf("session 10 not among the processes %+v", snap.Processes)
+		return 0
+	}
+	for i, want := range []procid.Status{procid.Alive, procid.Gone, procid.Gone} {
+		if got := status(); got != want {
+			t.Errorf("read %d: session 10 is %v; want %v (its client alive at the first read, gone after)", i+1, got, want)
+		}
+	}
+	if looks != 2 {
+		t.Errorf("the client was looked for %d times; want 2 (again after alive, not after gone)", looks)
 	}
 }

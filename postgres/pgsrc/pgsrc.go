@@ -74,18 +74,18 @@ type Source struct {
 	mu   sync.Mutex
 	q    Querier
 	last *read // the last Read's sessions, for Explain and Terminate
-	// ends are what was found of sessions' clients, for the reads that
+	// ends are the sessions' clients found gone, for the reads that
 	// follow within clientReuse.
 	ends map[clientKey]clientSeen
 }
 
-// clientReuse is how long what was found of a session's client serves
-// the reads that follow (the report's confirming read comes moments after
-// the first, and looking costs a read of the machine's TCP tables and of
-// every descriptor of the sockets' owners): a client proved gone stays
-// gone (the kernel never gives an orphaned socket back to a process), and
-// one found alive that dies meanwhile is seen gone by the first read
-// after, as a finding that needs a second read to confirm it anyway.
+// clientReuse is how long a session's client proved gone serves the reads
+// that follow (the report's confirming read comes moments after the first,
+// and looking costs a read of the machine's TCP tables and of every
+// descriptor of the sockets' owners): a client proved gone stays gone (the
+// kernel never gives an orphaned socket back to a process). A client found
+// alive is looked for again at every read: one that died since would
+// otherwise be reported alive, a dead holder missed.
 const clientReuse = time.Second
 
 // clientKey is a session and its connection: the same key is the same
@@ -552,7 +552,7 @@ func (s *Source) clients(rd *read, pids map[int]bool) {
 		default:
 			continue
 		}
-		if seen, ok := s.ends[clientKey{se.id, c}]; ok && now.Sub(seen.at) < clientReuse && !now.Before(seen.at) {
+		if seen, ok := s.ends[clientKey{se.id, c}]; ok && seen.end.Closed && now.Sub(seen.at) < clientReuse && !now.Before(seen.at) {
 			se.end = seen.end
 			continue
 		}
@@ -568,7 +568,9 @@ func (s *Source) clients(rd *read, pids map[int]bool) {
 	if len(conns) > 0 {
 		for i, e := range s.Clients(conns) {
 			who[i].end = e
-			next[clientKey{who[i].id, conns[i]}] = clientSeen{end: e, at: now}
+			if e.Closed {
+				next[clientKey{who[i].id, conns[i]}] = clientSeen{end: e, at: now}
+			}
 		}
 	}
 	s.ends = next

@@ -102,6 +102,10 @@ type advisoryGroup struct {
 }
 
 func (g *advisoryGroup) UnmarshalJSON(b []byte) error {
+	if g.decode(b) {
+		return nil
+	}
+	*g = advisoryGroup{}
 	v := [6]any{&g.PID, &g.DB, &g.ClassID, &g.ObjSubID, &g.Shared, &g.ObjIDs}
 	return json.Unmarshal(b, &v)
 }
@@ -163,6 +167,10 @@ type session struct {
 }
 
 func (s *session) UnmarshalJSON(b []byte) error {
+	if s.decode(b) {
+		return nil
+	}
+	*s = session{}
 	v := [...]any{&s.PID, &s.Leader, &s.DB, &s.User, &s.App, &s.Addr, &s.Port, &s.Start, &s.Xact,
 		&s.QueryStart, &s.Change, &s.State, &s.WaitType, &s.Wait, &s.Type, &s.Query, &s.Blockers}
 	return json.Unmarshal(b, &v)

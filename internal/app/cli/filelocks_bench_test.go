@@ -85,6 +85,72 @@ func BenchmarkAttachFileLocks(b *testing.B) {
 					}
 				}
 			})
+			if kind == "flock" {
+				// The floor of one exact read of the holder's 10,000
+				// flock locks: each one's proof (the fdinfo file of the
+				// descriptor that holds it, opened, read and closed) and
+				// its file's path (the descriptor's link), read once,
+				// one at a time.
+				fds := openFds(b, h)
+				b.Run("read-fdinfo", func(b *testing.B) {
+					defer reportCPU(b, unix.RUSAGE_SELF)()
+					buf := make([]byte, 4096)
+					for b.Loop() {
+						eachFd(b, h, "fdinfo", fds, func(dir int, name string) error {
+							f, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+							if err != nil {
+								return err
+							}
+							defer unix.Close(f)
+							_, err = unix.Read(f, buf)
+							return err
+						})
+					}
+				})
+				b.Run("reread-fdinfo", func(b *testing.B) {
+					// The same fdinfo files kept open and read again
+					// from their start (pread prints the descriptor's
+					// state at that moment): what a second read of them
+					// would cost, had the first opened them all.
+					dir, err := unix.Open("/proc/"+strconv.Itoa(h)+"/fdinfo", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer unix.Close(dir)
+					open := make([]int, 0, len(fds))
+					defer func() {
+						for _, f := range open {
+							unix.Close(f)
+						}
+					}()
+					for _, name := range fds {
+						f, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+						if err != nil {
+							b.Skipf("fdinfo/%s: %v (too few descriptors allowed?)", name, err)
+						}
+						open = append(open, f)
+					}
+					buf := make([]byte, 4096)
+					defer reportCPU(b, unix.RUSAGE_SELF)()
+					for b.Loop() {
+						for _, f := range open {
+							if _, err := unix.Pread(f, buf, 0); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+				})
+				b.Run("read-links", func(b *testing.B) {
+					defer reportCPU(b, unix.RUSAGE_SELF)()
+					buf := make([]byte, 4096)
+					for b.Loop() {
+						eachFd(b, h, "fd", fds, func(dir int, name string) error {
+							_, err := unix.Readlinkat(dir, name, buf)
+							return err
+						})
+					}
+				})
+			}
 			b.Run("lslocks", func(b *testing.B) {
 				if _, err := exec.LookPath("lslocks"); err != nil {
 					b.Skip("no lslocks (util-linux) here")
@@ -129,4 +195,32 @@ func cpuTime(who int) (user, sys int64) {
 		return 0, 0
 	}
 	return ru.Utime.Nano(), ru.Stime.Nano()
+}
+
+// openFds lists the descriptors of pid.
+func openFds(b *testing.B, pid int) []string {
+	names, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = n.Name()
+	}
+	return out
+}
+
+// eachFd calls f with pid's /proc directory sub, open, and each
+// descriptor's name in it.
+func eachFd(b *testing.B, pid int, sub string, fds []string, f func(dir int, name string) error) {
+	dir, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/"+sub, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(dir)
+	for _, name := range fds {
+		if err := f(dir, name); err != nil {
+			b.Fatalf("%s/%s: %v", sub, name, err)
+		}
+	}
 }

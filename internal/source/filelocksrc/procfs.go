@@ -50,19 +50,19 @@ type fdRef struct {
 	ino     uint64
 }
 
-// fdTable is what one read saw of a process's descriptors: every
-// descriptor's file, or which of them share the open file of a reference
-// (a table read by comparison, share.go), and what tells whether the
-// table is still the same at the next read.
+// fdTable is what one read saw of a process's descriptors: their
+// numbers, the references they were compared with (a table read by
+// comparison, share.go), and what tells whether the table is still the
+// same at the next read.
 type fdTable struct {
-	start uint64      // the process's start time: with the pid, its identity
-	fds   []int       // its descriptors, in the kernel's order
-	files [][2]uint64 // fds[i]'s st_dev and st_ino; {0, 0} if it could not be stat'ed; nil in a table read by comparison
+	start uint64 // the process's start time: with the pid, its identity
+	fds   []int  // its descriptors, in the kernel's order
+	// stat says its descriptors were stat'ed one by one (onInodes), not
+	// read by their fdinfo files or compared with references.
+	stat bool
 	// refs are the references a table read by comparison was compared
-	// with, and match each descriptor's: the index of the reference whose
-	// open file it is, -1 for none.
-	refs  []refID
-	match []int8
+	// with (the next read's searchTaker tries its taker's first).
+	refs []refID
 }
 
 // fdList opens pid's /proc/PID/fd directory (the caller closes it) and
@@ -120,30 +120,31 @@ func statFd(dir, fd int) [2]uint64 {
 
 // fdsOn lists the descriptors of pid open on one of the inodes: the
 // /proc/PID/fd directory listed (fdList), and one fstatat per descriptor,
-// unless prev, the table of the previous read, lists the same descriptors
-// of the same process with their files: then their files are taken from
-// it. buf is the caller's directory buffer.
-func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte, prev *fdTable) ([]fdRef, *fdTable, error) {
+// every read (a descriptor closed and opened again at the same number is
+// on another file, and nothing cheaper proves it is not). buf is the
+// caller's directory buffer.
+func (p procfs) fdsOn(pid int, inodes map[uint64]bool, buf []byte) ([]fdRef, *fdTable, error) {
 	dir, t, err := p.fdList(pid, buf)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer unix.Close(dir)
-	if t.same(prev) && prev.files != nil {
-		t.files = prev.files
-	} else {
-		t.files = make([][2]uint64, len(t.fds))
-		for i, fd := range t.fds {
-			t.files[i] = statFd(dir, fd) // {0, 0}: closed meanwhile, or a file that cannot be stat'ed (it holds no lock we can match)
-		}
-	}
+	return onInodes(pid, dir, t, inodes), t, nil
+}
+
+// onInodes is fdsOn of a table listed already, its directory open in
+// dir.
+func onInodes(pid, dir int, t *fdTable, inodes map[uint64]bool) []fdRef {
+	t.stat = true
 	var out []fdRef
-	for i, fd := range t.fds {
-		if f := t.files[i]; f != [2]uint64{} && inodes[f[1]] {
+	for _, fd := range t.fds {
+		// {0, 0}: closed meanwhile, or a file that cannot be stat'ed (it
+		// holds no lock we can match).
+		if f := statFd(dir, fd); f != [2]uint64{} && inodes[f[1]] {
 			out = append(out, fdRef{pid: pid, fd: fd, dev: f[0], ino: f[1]})
 		}
 	}
-	return out, t, nil
+	return out
 }
 
 // still reports whether a descriptor is still open on the file a table
@@ -171,10 +172,21 @@ func (p procfs) fdinfoLocks(pid, fd int, buf *[]byte) (map[lockKey]struct{}, err
 // fdinfoLocksIn is fdinfoLocks with the file opened relative to the
 // process's fdinfo directory in d, when d has it open.
 func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKey]struct{}, error) {
+	_, set, err := p.fdinfoIn(d, pid, fd, buf, nil)
+	return set, err
+}
+
+// fdinfoIn is fdinfoLocksIn with the inode of the descriptor's file too,
+// from the fdinfo's "ino:" line (0 if it has none): the inode its lock
+// lines are on, as the lock table numbers it. With inodes not nil, a
+// descriptor whose first read names another inode is read no further,
+// and its set is empty (an epoll descriptor's fdinfo lists every file it
+// watches).
+func (p procfs) fdinfoIn(d *procDirs, pid, fd int, buf *[]byte, inodes map[uint64]bool) (ino uint64, set map[lockKey]struct{}, err error) {
 	path := p.path(pid, "fdinfo/"+strconv.Itoa(fd))
 	f, err := d.openat(pid, strconv.Itoa(fd), path)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		return 0, nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(f)
 	if len(*buf) == 0 {
@@ -190,15 +202,20 @@ func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKe
 		}
 		k, err := unix.Read(f, (*buf)[n:])
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+			return 0, nil, &fs.PathError{Op: "read", Path: path, Err: err}
 		}
 		if k == 0 {
 			break
 		}
+		if n == 0 && inodes != nil {
+			if i, ok := fdinfoIno((*buf)[:k]); ok && !inodes[i] {
+				return i, map[lockKey]struct{}{}, nil
+			}
+		}
 		n += k
 	}
 	data := (*buf)[:n]
-	set := make(map[lockKey]struct{}, bytes.Count(data, []byte("lock:")))
+	set = make(map[lockKey]struct{}, bytes.Count(data, []byte("lock:")))
 	var errs []error
 	for rest := data; len(rest) > 0; {
 		line := rest
@@ -206,6 +223,10 @@ func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKe
 			line, rest = rest[:i], rest[i+1:]
 		} else {
 			rest = nil
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("ino:")); ok {
+			ino, _ = parseUint(bytes.TrimSpace(v), 10, 64)
+			continue
 		}
 		l, ok := bytes.CutPrefix(line, []byte("lock:"))
 		if !ok {
@@ -220,7 +241,23 @@ func (p procfs) fdinfoLocksIn(d *procDirs, pid, fd int, buf *[]byte) (map[lockKe
 		}
 		set[keyOf(&e)] = struct{}{}
 	}
-	return set, errors.Join(errs...)
+	return ino, set, errors.Join(errs...)
+}
+
+// fdinfoIno finds the "ino:" line in the start of an fdinfo file (its
+// fourth line): the inode's number, and whether the line was there.
+func fdinfoIno(b []byte) (uint64, bool) {
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return 0, false // cut: the caller reads on
+		}
+		line := b[:i]
+		b = b[i+1:]
+		if v, ok := bytes.CutPrefix(line, []byte("ino:")); ok {
+			return parseUint(bytes.TrimSpace(v), 10, 64)
+		}
+	}
 }
 
 // lockKey is a lock line without what tells it apart from the same lock's

@@ -53,3 +53,32 @@ func TestProcDirs(t *testing.T) {
 		unix.Close(f)
 	}
 }
+
+// TestFdinfoInStopsOnOtherInode: fdinfoIn names a descriptor's inode and
+// lists the locks held through it; asked for some inodes only, it stops
+// after its first read for a descriptor on another (an empty set), and
+// reads on, every lock line, for one on them.
+func TestFdinfoInStopsOnOtherInode(t *testing.T) {
+	path, f := lockedFile(t)
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	p, me, fd := procfs{root: "/proc"}, os.Getpid(), int(f.Fd())
+	var buf []byte
+	for _, tt := range []struct {
+		inodes map[uint64]bool
+		locks  int
+	}{{nil, 1}, {map[uint64]bool{st.Ino: true}, 1}, {map[uint64]bool{st.Ino + 1: true}, 0}} {
+		ino, set, err := p.fdinfoIn(nil, me, fd, &buf, tt.inodes)
+		if err != nil || ino != st.Ino || len(set) != tt.locks {
+			t.Errorf("inodes %v: inode %d, %d locks, %v; want inode %d, %d locks", tt.inodes, ino, len(set), err, st.Ino, tt.locks)
+		}
+	}
+	if ino, ok := fdinfoIno([]byte("pos:\t0\nflags:\t02\nmnt_id:\t27\nino:\t4242\nlock:\t1: FLOCK ...\n")); ino != 4242 || !ok {
+		t.Errorf("fdinfoIno: %d, %v; want 4242", ino, ok)
+	}
+	if _, ok := fdinfoIno([]byte("pos:\t0\nflags:\t02\nmnt_id:\t27\nino:\t42")); ok {
+		t.Error("fdinfoIno of a line cut short: found; want not found (read on)")
+	}
+}

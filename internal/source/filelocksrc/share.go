@@ -252,7 +252,7 @@ func (r *reader) scanCompare(ctx context.Context, refs []ofdRef, known map[int]*
 		res := &results[i]
 		res.refs, res.same, res.t, res.err = r.compareFds(pid, refs, ids, inodes, known[pid], bufs[w]) // known: only read here
 		if errors.Is(res.err, errCompare) {
-			res.refs, res.t, res.err = r.p.fdsOn(pid, want, bufs[w], r.prev[pid])
+			res.refs, res.t, res.err = r.p.fdsOn(pid, want, bufs[w])
 			return
 		}
 		res.compared = true
@@ -280,12 +280,12 @@ func (r *reader) scanCompare(ctx context.Context, refs []ofdRef, known map[int]*
 // compareFds lists pid's descriptors and finds those on the open file of
 // a reference (refs, in the kernel's order; ids names them): a binary
 // search by kcmp per descriptor, but none for a descriptor whose file is
-// known (stat'ed looking for a taker's reference; or the previous read's
-// table of the same descriptors) to be on none of the references' inodes,
-// nor for one the previous read compared with the same references and
-// found on none of them. A descriptor it matches is compared afresh, never
-// taken from the previous read. A taker's descriptors are the list
-// searchTaker read. errCompare: kcmp refused.
+// known (stat'ed in this read looking for a taker's reference) to be on
+// none of the references' inodes. Nothing is taken from the previous
+// read: a descriptor closed and opened again at the same number is on
+// another open file, and no cheaper check than the comparison proves it
+// is not (its number and inode do not). A taker's descriptors are the
+// list searchTaker read. errCompare: kcmp refused.
 func (r *reader) compareFds(pid int, refs []ofdRef, ids []refID, inodes map[uint64]bool, known *takerFds, buf []byte) ([]fdRef, []int8, *fdTable, error) {
 	var t *fdTable
 	var files map[int][2]uint64
@@ -299,12 +299,7 @@ func (r *reader) compareFds(pid int, refs []ofdRef, ids []refID, inodes map[uint
 		unix.Close(dir)
 		t = list
 	}
-	prev := r.prev[pid]
-	if !t.same(prev) {
-		prev = nil
-	}
-	sameRefs := prev != nil && slices.Equal(prev.refs, ids)
-	t.refs, t.match = ids, make([]int8, len(t.fds))
+	t.refs = ids
 	// A process is not compared with its own references: it holds their
 	// locks through them already (its other descriptors on the same open
 	// file would add no holder).
@@ -320,24 +315,16 @@ func (r *reader) compareFds(pid int, refs []ofdRef, ids []refID, inodes map[uint
 	var out []fdRef
 	var which []int8
 	matched := func(i, j int) {
-		t.match[i] = int8(j)
 		ref := refs[j].ref
 		out = append(out, fdRef{pid: pid, fd: t.fds[i], dev: ref.dev, ino: ref.ino})
 		which = append(which, int8(j))
 	}
 	for i, fd := range t.fds {
-		t.match[i] = -1
 		if j := slices.IndexFunc(refs, func(ref ofdRef) bool { return ref.ref.pid == pid && ref.ref.fd == fd }); j >= 0 {
 			matched(i, j)
 			continue
 		}
 		if f, ok := files[fd]; ok && !inodes[f[1]] {
-			continue
-		}
-		if prev != nil && prev.files != nil && prev.files[i] != [2]uint64{} && !inodes[prev.files[i][1]] {
-			continue
-		}
-		if sameRefs && prev.match[i] < 0 {
 			continue
 		}
 		j, err := search(pid, fd, others)
@@ -406,7 +393,7 @@ func (r *reader) classify(pid int) {
 		return
 	}
 	delete(r.partial, pid)
-	refs, _, err := r.p.fdsOn(pid, r.want, make([]byte, 32<<10), nil)
+	refs, _, err := r.p.fdsOn(pid, r.want, make([]byte, 32<<10))
 	if err != nil {
 		return
 	}

@@ -3,6 +3,7 @@ package filelocksrc
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,9 @@ const roleEnv = "FILELOCKSRC_TEST_ROLE"
 // the unix socket it inherited as fd 3 (SCM_RIGHTS), says "ok" on stdout,
 // and sleeps holding it until it is killed (or a minute has passed).
 func TestMain(m *testing.M) {
+	if os.Getenv(roleEnv) == "swapfd" {
+		os.Exit(swapFd())
+	}
 	if os.Getenv(roleEnv) == "recvfd" {
 		buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
 		_, oobn, _, _, err := unix.Recvmsg(3, buf, oob, 0)
@@ -299,6 +303,18 @@ func TestShareRetakenBetweenReads(t *testing.T) {
 	if err := unix.Flock(fd, unix.LOCK_UN); err != nil {
 		t.Fatal(err)
 	}
+	retake(t, path, fd)
+	got, _ = holdersOf(t, s, path)
+	if want := []int{os.Getpid()}; !slices.Equal(got, want) {
+		t.Fatalf("holders %v after the lock was taken again through another open file at fd %d; want %v (pid %d shares the old one)", got, fd, want, child)
+	}
+}
+
+// retake opens path again at descriptor fd (the open file that was there
+// is closed) and flocks it: the lock taken again through a new open file
+// at the same number.
+func retake(t *testing.T, path string, fd int) {
+	t.Helper()
 	g, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -309,10 +325,6 @@ func TestShareRetakenBetweenReads(t *testing.T) {
 	g.Close()
 	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
 		t.Fatal(err)
-	}
-	got, _ = holdersOf(t, s, path)
-	if want := []int{os.Getpid()}; !slices.Equal(got, want) {
-		t.Fatalf("holders %v after the lock was taken again through another open file at fd %d; want %v (pid %d shares the old one)", got, fd, want, child)
 	}
 }
 
@@ -339,5 +351,122 @@ func TestSearchReferenceGone(t *testing.T) {
 	}
 	if j, err := search(me, int(f.Fd()), []ofdRef{{ref: fdRef{pid: me, fd: int(f.Fd())}}}); j != 0 || err != nil {
 		t.Errorf("search of a reference's own descriptor: %d, %v; want 0", j, err)
+	}
+}
+
+// swapFd is the "swapfd" role: it says "ready" on stdout, receives one
+// descriptor over the unix socket it inherited as fd 3, puts it at its
+// fd 4 in place of the file there (dup3: the same descriptor numbers
+// before and after), closes the received number, says "ok", and sleeps
+// until it is killed (or a minute has passed).
+func swapFd() int {
+	os.Stdout.WriteString("ready\n")
+	buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(3, buf, oob, 0)
+	if err != nil {
+		return 2
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return 2
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return 2
+	}
+	if err := unix.Dup3(fds[0], 4, 0); err != nil {
+		return 2
+	}
+	unix.Close(fds[0])
+	os.Stdout.WriteString("ok\n")
+	time.Sleep(time.Minute)
+	return 0
+}
+
+// fdNumbers lists pid's descriptor numbers.
+func fdNumbers(t *testing.T, pid int) []string {
+	t.Helper()
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// A descriptor closed and opened again at the same number, onto the open
+// file of a flock'ed file (passed over a unix socket), between two reads
+// of one Source: the process has the same descriptor numbers at both
+// reads, and holds the lock at the second. It is named a holder there,
+// whatever its descriptor's file was at the first read: another file, or
+// the locked file through another open file description (the same number
+// and inode, another open file).
+func TestShareSwappedBetweenReads(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first func(t *testing.T, path string) *os.File
+	}{
+		{"other file", func(t *testing.T, path string) *os.File {
+			f, err := os.Open(os.DevNull)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}},
+		{"other open file", func(t *testing.T, path string) *os.File {
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path, f := lockedFile(t)
+			w := flockWaiter(t, path)
+			first := tc.first(t, path)
+			sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mine, theirs := os.NewFile(uintptr(sp[0]), "socket"), os.NewFile(uintptr(sp[1]), "socket")
+			defer mine.Close()
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), roleEnv+"=swapfd")
+			cmd.ExtraFiles = []*os.File{theirs, first}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid := start(t, cmd)
+			theirs.Close()
+			first.Close()
+			said := bufio.NewReader(out)
+			if line, err := said.ReadString('\n'); err != nil || line != "ready\n" {
+				t.Fatalf("the child said %q, %v", line, err)
+			}
+			s := New(w)
+			got, _ := holdersOf(t, s, path)
+			if want := []int{os.Getpid()}; !slices.Equal(got, want) {
+				t.Fatalf("holders %v before the swap; want %v", got, want)
+			}
+			before := fdNumbers(t, pid)
+			if err := unix.Sendmsg(sp[0], []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+				t.Fatal(err)
+			}
+			if line, err := said.ReadString('\n'); err != nil || line != "ok\n" {
+				t.Fatalf("the child said %q, %v", line, err)
+			}
+			if after := fdNumbers(t, pid); !slices.Equal(before, after) {
+				t.Fatalf("the child's descriptors %v changed to %v: the test does not test a table with the same numbers", before, after)
+			}
+			got, _ = holdersOf(t, s, path)
+			if want := sorted(os.Getpid(), pid); !slices.Equal(got, want) {
+				t.Fatalf("holders %v after pid %d put the lock's open file at its fd 4; want %v", got, pid, want)
+			}
+		})
 	}
 }

@@ -66,8 +66,8 @@ type Source struct {
 	mu   sync.Mutex
 	last map[seenKey]seen // what the previous read saw, for Since
 	// tables are the descriptor tables the previous read saw, at
-	// tablesAt: a read soon after takes the files of the descriptors of
-	// a process whose table did not change from them (tableReuse).
+	// tablesAt: a read soon after tries a lock's taker's descriptor that
+	// was its reference first (tableReuse).
 	tables   map[int]*fdTable
 	tablesAt time.Time
 	// pending is the lock table Involved read, for the next Read: the
@@ -173,15 +173,16 @@ func (s *Source) Involved(ctx context.Context) (bool, error) {
 		}
 		inodes[e.Inode] = true
 	}
-	refs, _, _ := s.proc().fdsOn(s.PID, inodes, make([]byte, 32<<10), nil)
+	refs, _, _ := s.proc().fdsOn(s.PID, inodes, make([]byte, 32<<10))
 	return len(refs) > 0, nil
 }
 
 // tableReuse is how old the previous read's descriptor tables may be for
-// a read to take files from them: a report's reads come moments apart, and
-// a descriptor closed and reopened on another file in between (same
-// numbers, same process) is missed only for that long, never taken for a
-// holder (a holder is one whose fdinfo, read afresh, lists the lock).
+// a read to take from them the order in which it tries a lock's taker's
+// descriptors (searchTaker): only an order, each one tried is proved by
+// its fdinfo read afresh. No file, and no comparison, is taken from them:
+// a descriptor closed and opened again at the same number is on another
+// open file, which its number and inode cannot tell.
 const tableReuse = 3 * time.Second
 
 func (s *Source) recentTables(now time.Time) map[int]*fdTable {
@@ -275,6 +276,10 @@ type reader struct {
 	// left counts the locks nobody waits for that the knot left out, by
 	// the pid /proc/locks names as their owner or taker.
 	left map[int]int
+	// sketch says the blocks are the awaited ones only (Sketch): pid's
+	// descriptors are compared with the awaited flock and OFD locks'
+	// references rather than stat'ed one by one.
+	sketch bool
 }
 
 // fdinfo returns the locks a descriptor's fdinfo lists, as a set: a
@@ -318,6 +323,23 @@ func (r *reader) stat(pid int) *proc.Stat {
 // Its errors are the lock table's (an *fs.PathError, ErrTooLarge); what it
 // could not read of the processes is said in the snapshot's notes.
 func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
+	return s.readAs(ctx, false)
+}
+
+// Sketch is Read of the locks someone waits for only (lockstate.Sketcher):
+// each with all its holders and waiters, found as Read finds them, and
+// the processes that take part in them; the locks nobody waits for, which
+// take part in no finding, are left out unread. For a process that holds
+// 10,000 locks, one of them awaited, it reads the awaited one's holders,
+// not 10,000 descriptors. A sketch that finds no awaited lock in the knot
+// leaves the lock table it read to the next Read (which has no finding to
+// confirm); one that finds some does not: the next Read reads the table
+// again.
+func (s *Source) Sketch(ctx context.Context) (*lockstate.Snapshot, error) {
+	return s.readAs(ctx, true)
+}
+
+func (s *Source) readAs(ctx context.Context, sketch bool) (*lockstate.Snapshot, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -343,7 +365,7 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	taken := now()
 	r := &reader{p: s.proc(), fds: map[int][]fdRef{}, byIno: map[uint64][]fdRef{}, info: map[[2]int]map[lockKey]struct{}{},
 		stats: map[int]*proc.Stat{}, posix: map[pidFile]fdRef{}, scanned: map[int]bool{}, tables: map[int]*fdTable{}, prev: s.recentTables(taken),
-		partial: map[int]bool{}, same: map[[2]int]fdRef{}}
+		partial: map[int]bool{}, same: map[[2]int]fdRef{}, sketch: sketch}
 	snap := &lockstate.Snapshot{Run: "file locks (" + s.locksPath() + ")", Taken: taken}
 	if s.PID != 0 {
 		snap.Run = fmt.Sprintf("file locks of pid %d (%s)", s.PID, s.locksPath())
@@ -370,9 +392,19 @@ func (s *Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	if leases > 0 {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("%d leases and delegations are not shown (only flock, POSIX and OFD locks are)", leases))
 	}
+	if sketch {
+		blocks = awaited(blocks)
+	}
 	blocks, err := r.knot(ctx, blocks, s.PID)
 	if err != nil {
 		return nil, err
+	}
+	if sketch && len(blocks) == 0 {
+		// Nothing for a finding: the next Read, the report's, may as well
+		// take this table (read moments ago, as any read's is).
+		s.mu.Lock()
+		s.pending = &parsed
+		s.mu.Unlock()
 	}
 	r.btime = bootTime(r.p)
 	if len(r.left) > 0 {
@@ -432,7 +464,19 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 		r.scanSome(slices.Sorted(maps.Keys(pids)), inodes)
 		return blocks, nil
 	}
-	r.scanSome([]int{pid}, inodes)
+	all := false
+	if r.sketch && slices.ContainsFunc(blocks, func(b block) bool { return b.shared() }) {
+		// The awaited locks only: who shares their open files, pid
+		// included, is found by comparing every descriptor with theirs
+		// (a kcmp each), not by naming each descriptor's file (a
+		// holder of 10,000 flock'ed files has 10,000).
+		r.want = inodes
+		if err := r.scanShared(ctx, blocks, inodes); err != nil {
+			return nil, err
+		}
+		all = true
+	}
+	r.scanTarget(pid, blocks, inodes) // read already when compared
 	// Another process takes part only through a lock someone waits for,
 	// or one pid takes part in: only its descriptors on those files
 	// matter (a holder of 10,000 locks, one of them awaited, has one).
@@ -447,7 +491,6 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 	}
 	r.want = want
 	x := indexBlocks(blocks)
-	all := false
 	for {
 		k := r.scope(blocks, x, pid)
 		if !all && slices.ContainsFunc(k.kept, func(i int) bool { return blocks[i].shared() }) {
@@ -475,6 +518,29 @@ func (r *reader) knot(ctx context.Context, blocks []block, pid int) ([]block, er
 	}
 }
 
+// awaited keeps the blocks of the locks someone waits for: those with
+// requests under them, and the other holders' blocks of the same lock
+// (the kernel lists a lock held by several readers once per holder, and a
+// request under one of them).
+func awaited(blocks []block) []block {
+	ids := map[indexID]bool{}
+	for i := range blocks {
+		if len(blocks[i].waiters) > 0 {
+			ids[indexIDOf(&blocks[i].root)] = true
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make([]block, 0, len(ids))
+	for i := range blocks {
+		if ids[indexIDOf(&blocks[i].root)] {
+			out = append(out, blocks[i])
+		}
+	}
+	return out
+}
+
 // shared reports whether the processes behind a block's lock are found
 // only from who has its file open: a flock or OFD lock (held by every
 // process sharing its open file description), or a lock with a request
@@ -490,9 +556,87 @@ func (r *reader) scanSome(pids []int, inodes map[uint64]bool) {
 		if _, ok := r.scanned[pid]; ok {
 			continue
 		}
-		refs, t, err := r.p.fdsOn(pid, inodes, buf, r.prev[pid])
+		refs, t, err := r.p.fdsOn(pid, inodes, buf)
 		r.add(pid, refs, t, err)
 	}
+}
+
+// byInfoMin is the fewest descriptors scanTarget reads by their fdinfo
+// files.
+const byInfoMin = 64
+
+// scanTarget reads the descriptors on the locked inodes of pid, the
+// process whose knot is read. When most of them are on files whose flock
+// or OFD lock /proc/locks says pid took (a holder of 10,000 flock'ed
+// files), it reads each one's fdinfo rather than stat'ing it: the fdinfo
+// names the file's inode (as the lock table does) and lists the locks held
+// through the descriptor, the proof that holders needs of each anyway, so
+// each descriptor costs one read, not a stat and a read. A descriptor on a
+// locked inode whose fdinfo lists none of its locks is stat'ed for its
+// device.
+func (r *reader) scanTarget(pid int, blocks []block, inodes map[uint64]bool) {
+	if _, ok := r.scanned[pid]; ok {
+		return
+	}
+	dir, t, err := r.p.fdList(pid, make([]byte, 32<<10))
+	if err != nil {
+		r.add(pid, nil, nil, err)
+		return
+	}
+	defer unix.Close(dir)
+	taken := map[uint64]bool{}
+	for i := range blocks {
+		if b := &blocks[i].root; b.PID == pid && kindOf(b.Class) != KindPOSIX {
+			taken[b.Inode] = true
+		}
+	}
+	if len(t.fds) < byInfoMin || 2*len(taken) < len(t.fds) {
+		r.add(pid, onInodes(pid, dir, t, inodes), t, nil)
+		return
+	}
+	type result struct {
+		ino uint64
+		set map[lockKey]struct{}
+		err error
+	}
+	results := make([]result, len(t.fds))
+	bufs := make([][]byte, scanWorkers)
+	dirs := make([]*procDirs, scanWorkers)
+	for w := range dirs {
+		dirs[w] = newProcDirs(r.p, "fdinfo")
+		defer dirs[w].close()
+	}
+	inParallel(len(t.fds), func(w, i int) {
+		results[i].ino, results[i].set, results[i].err = r.p.fdinfoIn(dirs[w], pid, t.fds[i], &bufs[w], inodes)
+	})
+	var refs []fdRef
+	for i, fd := range t.fds {
+		res := &results[i]
+		if res.set == nil || !inodes[res.ino] {
+			if res.err != nil && !notExist(res.err) {
+				r.notes = append(r.notes, fmt.Sprintf("pid %d fd %d: %v", pid, fd, res.err))
+			}
+			continue // closed meanwhile (or unreadable); or on no locked file
+		}
+		ref := fdRef{pid: pid, fd: fd, ino: res.ino}
+		found := false
+		for k := range res.set {
+			if k.ino == res.ino {
+				ref.dev, found = unix.Mkdev(k.major, k.minor), true
+				break
+			}
+		}
+		if !found {
+			f := statFd(dir, fd)
+			if f[1] != res.ino {
+				continue // closed, or another file, meanwhile
+			}
+			ref.dev = f[0]
+		}
+		r.keepInfo(ref, res.set, res.err)
+		refs = append(refs, ref)
+	}
+	r.add(pid, refs, t, nil)
 }
 
 // add records what reading pid's descriptors found.
@@ -643,7 +787,7 @@ func (r *reader) scanAll(ctx context.Context, inodes map[uint64]bool) error {
 				if i%256 == w && ctx.Err() != nil {
 					return
 				}
-				results[i].refs, results[i].t, results[i].err = r.p.fdsOn(pids[i], inodes, buf, r.prev[pids[i]])
+				results[i].refs, results[i].t, results[i].err = r.p.fdsOn(pids[i], inodes, buf)
 			}
 		})
 	}

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"runtime"
@@ -99,13 +100,17 @@ func Find(conns []Conn) []End {
 	uids := map[uint64]int{}     // socket inode -> who made it; -1 not known
 	if len(want) > 0 {
 		ports := map[int]bool{} // the servers' ports: their listeners are read too
+		pairs := map[[2]uint16]bool{}
 		for _, c := range conns {
 			ports[c.ServerPort] = true
+			if c.Addr.IsValid() {
+				pairs[[2]uint16{uint16(c.Port), uint16(c.ServerPort)}] = true
+			}
 		}
 		found := map[int][]sock{}
 		var listeners []sock
 		for _, ns := range namespaces() {
-			for _, s := range ns.read(want, ports) {
+			for _, s := range ns.read(want, ports, pairs) {
 				if s.state == "LISTEN" {
 					listeners = append(listeners, s)
 					continue
@@ -293,13 +298,13 @@ func unescapeMount(s string) string {
 
 // read returns the sockets of the namespace's TCP tables whose local end
 // is wanted.
-func (n netns) read(want map[string][]int, ports map[int]bool) []sock {
+func (n netns) read(want map[string][]int, ports map[int]bool, pairs map[[2]uint16]bool) []sock {
 	var out []sock
 	tables := func(dir string) {
 		for _, t := range []string{"tcp", "tcp6"} {
 			b, err := readBounded(dir + "/" + t)
 			if err == nil {
-				out = append(out, parseTCP(b, n.name, want, ports)...)
+				out = append(out, parseTCP(b, n.name, want, ports, pairs)...)
 			}
 		}
 	}
@@ -352,8 +357,11 @@ var tcpStates = map[string]string{"01": "ESTABLISHED", "02": "SYN-SENT", "03": "
 // parseTCP reads the sockets of a /proc/net/tcp or tcp6 table whose local
 // end is wanted, and the listeners on ports (with their own address as
 // remote). Each line after the header is "sl local rem st queues timer retrnsmt uid timeout inode ...",
-// addresses in hex (each 32-bit word in the host's byte order).
-func parseTCP(b []byte, ns string, want map[string][]int, ports map[int]bool) []sock {
+// addresses in hex (each 32-bit word in the host's byte order). pairs,
+// when not nil, are the wanted keys' (local port, remote port): a line
+// with other ports and no listener's is skipped before its addresses are
+// read (on a database server, half the lines are the server's ends).
+func parseTCP(b []byte, ns string, want map[string][]int, ports map[int]bool, pairs map[[2]uint16]bool) []sock {
 	var out []sock
 	for len(b) > 0 {
 		line := b
@@ -365,6 +373,13 @@ func parseTCP(b []byte, ns string, want map[string][]int, ports map[int]bool) []
 		fs := bytes.Fields(line)
 		if len(fs) < 10 || bytes.Equal(fs[0], []byte("sl")) {
 			continue
+		}
+		if pairs != nil {
+			lp, ok1 := hexPort(fs[1])
+			rp, ok2 := hexPort(fs[2])
+			if ok1 && ok2 && !pairs[[2]uint16{lp, rp}] && !(string(fs[3]) == "0A" && ports[int(lp)]) {
+				continue
+			}
 		}
 		local, ok1 := parseAddr(string(fs[1]))
 		remote, ok2 := parseAddr(string(fs[2]))
@@ -396,6 +411,30 @@ func parseTCP(b []byte, ns string, want map[string][]int, ports map[int]bool) []
 		out = append(out, sock{key: key, ns: ns, state: st, inode: inode, uid: uid, remote: remote})
 	}
 	return out
+}
+
+// hexPort reads the port of an address of a /proc/net/tcp table, the
+// four hex digits after its colon, without allocating.
+func hexPort(f []byte) (uint16, bool) {
+	i := bytes.LastIndexByte(f, ':')
+	if i < 0 || len(f)-i-1 != 4 {
+		return 0, false
+	}
+	var p uint16
+	for _, c := range f[i+1:] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			return 0, false
+		}
+		p = p<<4 | uint16(c)
+	}
+	return p, true
 }
 
 // parseAddr reads "0100007F:1F90" or a 32-digit IPv6 address and a port.
@@ -472,35 +511,44 @@ func holdersOf(inodes map[uint64]int, backends map[int]bool) (map[uint64][]Proc,
 
 // scanFDs adds to out the processes of pids whose descriptors are sockets
 // of inodes, and reports whether every one's descriptors could be read.
+// Each descriptor's link is read relative to its process's fd directory
+// into one buffer: a thousand processes' descriptors, with no path built
+// and no string made per descriptor.
 func scanFDs(pids []int, inodes map[uint64]int, out map[uint64][]Proc) bool {
 	complete := true
+	link := make([]byte, 256)
 	for _, pid := range pids {
-		dir := "/proc/" + strconv.Itoa(pid) + "/fd"
-		fds, err := os.ReadDir(dir)
+		path := "/proc/" + strconv.Itoa(pid) + "/fd"
+		dir, err := os.Open(path)
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
 				complete = false
 			}
 			continue
 		}
+		fds, err := dir.Readdirnames(-1)
+		if err != nil {
+			dir.Close()
+			if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOENT) {
+				complete = false
+			}
+			continue
+		}
 		var held []uint64
 		for _, fd := range fds {
-			link, err := os.Readlink(dir + "/" + fd.Name())
+			n, err := unix.Readlinkat(int(dir.Fd()), fd, link)
 			if err != nil {
 				continue
 			}
-			rest, ok := strings.CutPrefix(link, "socket:[")
+			ino, ok := socketInode(link[:n])
 			if !ok {
-				continue
-			}
-			ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 64)
-			if err != nil {
 				continue
 			}
 			if _, ok := inodes[ino]; ok && !contains(held, ino) {
 				held = append(held, ino)
 			}
 		}
+		dir.Close()
 		if len(held) == 0 {
 			continue
 		}
@@ -513,6 +561,23 @@ func scanFDs(pids []int, inodes map[uint64]int, out map[uint64][]Proc) bool {
 		}
 	}
 	return complete
+}
+
+// socketInode reads a descriptor's link "socket:[123]".
+func socketInode(l []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(l, []byte("socket:["))
+	if !ok || len(rest) < 2 || rest[len(rest)-1] != ']' {
+		return 0, false
+	}
+	var ino uint64
+	for _, c := range rest[:len(rest)-1] {
+		d := uint64(c - '0')
+		if c < '0' || c > '9' || ino > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		ino = ino*10 + d
+	}
+	return ino, true
 }
 
 func contains(s []uint64, v uint64) bool {

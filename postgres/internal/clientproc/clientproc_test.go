@@ -23,36 +23,41 @@ func TestParseTCP(t *testing.T) {
 		tcpKey(netip.MustParseAddr("127.0.0.1"), 0x1538, 0):          {2},
 		tcpKey(netip.MustParseAddr("127.0.0.1"), 0xA5A6, 0x1538):     {3},
 	}
-	got := map[string]sock{}
-	var listeners []sock
-	for _, s := range parseTCP(table, "net:[1]", want, map[int]bool{0x1538: true, 0xAD8F: true}) {
-		if s.state == "LISTEN" {
-			listeners = append(listeners, s)
-			continue
+	// The ports of the wanted keys, which let a line with others be
+	// skipped unread; nil reads every line.
+	pairs := map[[2]uint16]bool{{0xA5A4, 0x1538}: true, {0xEBE0, 0xAD8F}: true, {0xA5A6, 0x1538}: true} // not the listener's
+	for _, pairs := range []map[[2]uint16]bool{nil, pairs} {
+		got := map[string]sock{}
+		var listeners []sock
+		for _, s := range parseTCP(table, "net:[1]", want, map[int]bool{0x1538: true, 0xAD8F: true}, pairs) {
+			if s.state == "LISTEN" {
+				listeners = append(listeners, s)
+				continue
+			}
+			got[s.key] = s
 		}
-		got[s.key] = s
-	}
-	if len(listeners) != 1 || listeners[0].remote != netip.MustParseAddrPort("127.0.0.1:5432") {
-		t.Errorf("listeners %+v; want 127.0.0.1:5432", listeners)
-	}
-	tests := []struct {
-		key   string
-		state string
-		inode uint64
-		uid   int
-	}{
-		{tcpKey(netip.MustParseAddr("127.0.0.1"), 0xA5A4, 0x1538), "ESTABLISHED", 123456, 0},
-		{tcpKey(netip.MustParseAddr("169.254.231.2"), 0xEBE0, 0xAD8F), "FIN-WAIT-1", 0, 0},
-		{tcpKey(netip.MustParseAddr("127.0.0.1"), 0xA5A6, 0x1538), "ESTABLISHED", 777, 1000},
-	}
-	for _, tt := range tests {
-		s, ok := got[tt.key]
-		if !ok || s.state != tt.state || s.inode != tt.inode || s.uid != tt.uid {
-			t.Errorf("socket %s = %+v (found %v); want state %s inode %d uid %d", tt.key, s, ok, tt.state, tt.inode, tt.uid)
+		if len(listeners) != 1 || listeners[0].remote != netip.MustParseAddrPort("127.0.0.1:5432") {
+			t.Errorf("listeners %+v; want 127.0.0.1:5432", listeners)
 		}
-	}
-	if len(got) != len(tests) {
-		t.Errorf("parsed %d sockets; want %d (the listener is no client's end): %+v", len(got), len(tests), got)
+		tests := []struct {
+			key   string
+			state string
+			inode uint64
+			uid   int
+		}{
+			{tcpKey(netip.MustParseAddr("127.0.0.1"), 0xA5A4, 0x1538), "ESTABLISHED", 123456, 0},
+			{tcpKey(netip.MustParseAddr("169.254.231.2"), 0xEBE0, 0xAD8F), "FIN-WAIT-1", 0, 0},
+			{tcpKey(netip.MustParseAddr("127.0.0.1"), 0xA5A6, 0x1538), "ESTABLISHED", 777, 1000},
+		}
+		for _, tt := range tests {
+			s, ok := got[tt.key]
+			if !ok || s.state != tt.state || s.inode != tt.inode || s.uid != tt.uid {
+				t.Errorf("socket %s = %+v (found %v); want state %s inode %d uid %d", tt.key, s, ok, tt.state, tt.inode, tt.uid)
+			}
+		}
+		if len(got) != len(tests) {
+			t.Errorf("parsed %d sockets; want %d (the listener is no client's end): %+v", len(got), len(tests), got)
+		}
 	}
 }
 
@@ -123,4 +128,28 @@ func startTimeOK(t *testing.T) uint64 {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestSocketInode reads descriptor links as the kernel writes them, and
+// takes nothing else for a socket.
+func TestSocketInode(t *testing.T) {
+	for _, tt := range []struct {
+		link string
+		ino  uint64
+		ok   bool
+	}{
+		{"socket:[123456]", 123456, true},
+		{"socket:[0]", 0, true},
+		{"socket:[18446744073709551615]", 1<<64 - 1, true},
+		{"socket:[18446744073709551616]", 0, false},
+		{"socket:[12", 0, false},
+		{"socket:[]", 0, false},
+		{"socket:[1a]", 0, false},
+		{"pipe:[123]", 0, false},
+		{"/tmp/socket:[1]", 0, false},
+	} {
+		if ino, ok := socketInode([]byte(tt.link)); ino != tt.ino || ok != tt.ok {
+			t.Errorf("socketInode(%q) = %d, %v; want %d, %v", tt.link, ino, ok, tt.ino, tt.ok)
+		}
+	}
 }
