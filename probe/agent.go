@@ -80,6 +80,12 @@ type Agent struct {
 	// mutexLooks counts the stuck hook's looks at the drop-in mutexes'
 	// waiters (watchMutexes), for tests.
 	mutexLooks atomic.Int64
+	// selfCheck: the loop looks whether the program is deadlocked, and
+	// stands the probe down by itself (loop.go); only outside lockwatch
+	// run, whose supervisor asks it (and reports first).
+	selfCheck bool
+	// blind is said once, when the loop cannot look (blindLooks).
+	blind sync.Once
 
 	mu     sync.Mutex
 	role   string
@@ -87,11 +93,12 @@ type Agent struct {
 	closed bool
 	// ln is the control socket and stop ends the goroutines that serve it
 	// (serving); both nil while the agent stands down (standdown.go).
-	ln     *listener
-	stop   chan struct{}
-	down   bool                // stood down: no socket, no goroutine, no timer
-	rounds int                 // garbage collections seen since the agent stood down
-	told   map[stuckKey]string // the stuck hook's waits told, with their holder's text
+	ln      *listener
+	stop    chan struct{}
+	servers *sync.WaitGroup     // the goroutines that serve ln
+	down    bool                // stood down: no socket, no goroutine, no timer
+	rounds  int                 // garbage collections seen since the agent stood down
+	told    map[stuckKey]string // the stuck hook's waits told, with their holder's text
 }
 
 // The running agent. Start and Close change it; Running reads it.
@@ -151,6 +158,7 @@ func Running() *Agent {
 
 // start builds and starts an agent that answers only the user uid.
 func start(o Options, uid int) (*Agent, error) {
+	selfCheck := os.Getenv(EnvDir) == "" // outside lockwatch run
 	if o.Dir == "" {
 		o.Dir = os.Getenv(EnvDir)
 	}
@@ -180,7 +188,7 @@ func start(o Options, uid int) (*Agent, error) {
 	}
 	self := proc.Self()
 	a := &Agent{dir: dir, made: made, self: self, sock: probewire.SocketPath(dir, self), stderr: o.Stderr, uid: uid,
-		role: o.Role, done: make(chan struct{}), conns: make(map[*os.File]struct{})}
+		role: o.Role, done: make(chan struct{}), conns: make(map[*os.File]struct{}), selfCheck: selfCheck}
 	_, _, a.base = arena.ProcessFiles(dir, self)
 	if len(a.sock) > maxSocketPath {
 		return nil, fmt.Errorf("probe: the control socket path %q is %d bytes, more than the %d a unix socket allows; use a shorter run directory ($%s)",
@@ -250,6 +258,9 @@ func (a *Agent) Close() error {
 	a.closed = true
 	close(a.done)
 	err := a.quiet() // also removes the socket file
+	if a.down {
+		_ = a.rd.Remove(probewire.DownFile(a.base))
+	}
 	for c := range a.conns {
 		_ = c.Close() // wakes a handler blocked in I/O
 	}

@@ -36,7 +36,9 @@
 //   - It joins the run's registry (lockreg.Open) with this process's role.
 //     Close marks the process as exited cleanly.
 //   - It serves a control socket in the run directory, <base>.sock where
-//     base names the process by pid and start time (Agent.SocketPath):
+//     base names the process by pid and start time (Agent.SocketPath),
+//     from a loop that waits for it in ppoll(2) (see Go's own deadlock
+//     detection below):
 //     process info, goroutine dumps, this process's locks and waiters, and
 //     its drop-in mutexes (github.com/lockwatch/lockwatch/sync) that are
 //     held or awaited. lockwatch asks it.
@@ -50,13 +52,14 @@
 //     every 5 seconds, whichever goroutines wait, and 16 in all (a text
 //     dump of 10,000 goroutines takes some 7 MiB); the line, always, names
 //     the latest.
-//   - It looks at the drop-in mutexes' waiters every min(StuckAfter/4, 1 s)
+//   - It looks at the drop-in mutexes' waiters every min(StuckAfter/4, 1 s),
+//     give or take a quarter of that,
 //     and reports each wait older than StuckAfter once, the same way: a
 //     line (the waiter, the mutex, its holder or readers and where the
 //     holder locked it, and the RWMutex read-recursion trap by name) and a
 //     dump pair under the same limits. It never ends the process.
 //   - It keeps the lock-order edges of the drop-in mutexes
-//     (docs/lock-order.md) in <base>.orders.json, written within 100 ms
+//     (docs/lock-order.md) in <base>.orders.json, written within 1.1 s
 //     of a new edge and at Close, so that lockwatch reads them after the
 //     process exited.
 //   - With Options.Signal, on SIGUSR1 it writes a goroutine profile,
@@ -70,17 +73,67 @@
 //
 // Go's runtime ends a program whose goroutines are all blocked ("all
 // goroutines are asleep - deadlock!", exit status 2) only when nothing could
-// wake one: the probe's socket and tickers would keep it from ever doing so.
-// lockwatch run reads the goroutines of its processes from their memory, and
-// asks the probe of a process whose every other goroutine is blocked on
-// channels (no timer's) or sync's locks to stand down ("stand-down" below):
-// the probe then closes its socket and ends its goroutines and tickers, and
-// keeps its registry, so the runtime ends the program as it would without
-// lockwatch. If a timer that lockwatch cannot see (a time.AfterFunc, a
-// context's deadline) wakes the program instead, the probe serves again
-// after two garbage collections. Outside lockwatch run nobody asks it: a
-// blocked program that runs the probe stays blocked, and `lockwatch attach
-// PID` reports it.
+// wake one: no timer pending, no goroutine waiting in the network poller, no
+// thread in a system call. The probe keeps it so. Its socket is not waited
+// for in the network poller, and it has no timer: one goroutine, its loop,
+// waits in ppoll(2) on a thread of its own for a connection or for the next
+// look. In a probe started outside lockwatch run (no LOCKWATCH_DIR), the
+// loop looks whether anything but another goroutine could wake one of the
+// program's goroutines, as the runtime would judge without the probe
+// (internal/rt/deadcheck: runtime/metrics say no goroutine runs, is
+// runnable or is in a system call; /proc/self/task says every thread but
+// the loop's and the runtime's monitor sleeps in futex(2) or nanosleep(2),
+// so none waits in the network poller for I/O or a pending timer, and none
+// was scheduled while the look read). It looks at an awake program every
+// quarter second to every second, at random times, so that no periodic
+// sleeper of the program keeps in step with it; a look counts only right
+// after a wait of 50 ms in which the loop's thread slept once (no goroutine
+// of the program ran on its processor meanwhile). When three looks in a row,
+// over a second at least, find the program so, and the same (no goroutine
+// made, no collection, its threads scheduled a few times at most in
+// between), the probe stands down: it closes its socket and ends its
+// goroutines (keeping its registry), and says nothing. The runtime then
+// judges the program as it would without lockwatch: a deadlocked one it
+// ends at once with its own message, status and stacks, which makes the
+// program end some 1.5 to 5 s after it blocked (on a 2-core machine loaded
+// by two CPU hogs; 3 to 21 s with 200 threads, once more than a minute:
+// docs/benchmarks.md). A
+// program whose /proc/self/task files the probe cannot read (not dumpable,
+// run as another user than root; a kernel without schedstat files) is not
+// looked at: the probe says so once on stderr, and only lockwatch run then
+// keeps Go's deadlock detection. A goroutine asleep
+// (time.Sleep), waiting on a timer's channel, a pending time.AfterFunc or a
+// context's deadline, an Accept or a Read of a socket or pipe, a signal
+// (os/signal) or a blocking system call keeps the program awake, for the
+// runtime and the probe alike.
+//
+// A look is a snapshot: it could take a live program for a blocked one (none
+// did in the measurements of docs/benchmarks.md). Such a stand-down is
+// harmless: the program goes on, and the probe serves again after its next
+// garbage collection (it forces one as it stands down and waits for the
+// one after: the runtime forces one every 2 minutes in a program that
+// runs at all, sooner in one that allocates). Meanwhile the probe keeps a
+// mark in its run directory (<base>.down), and `lockwatch attach PID`
+// reads the program from its memory and says so in a note; the look at
+// the drop-in mutexes' waiters and the lock-order file wait for the probe
+// to serve again (lockreg's stuck hook does not). With garbage
+// collection off (GOGC=off, or debug.SetGCPercent(-1)) no collection would
+// come, so the probe does not stand down by itself: a deadlocked program
+// then stays, as one with any socket open does, and lockwatch run (or
+// attach) is what diagnoses it.
+//
+// Under lockwatch run, run reads its processes' goroutines from their
+// memory and, when it finds one so, prints lockwatch's report and asks its
+// probe to stand down (op stand-down); the probe does not look by itself.
+// If a timer wakes the program after its probe stood down (run cannot see
+// a time.AfterFunc), the probe serves again after the next garbage
+// collection, as above.
+//
+// The runtime never ends a program that links cgo (a -race build is one) for
+// a deadlock, with sync either, so there the probe never stands down; nor
+// does one whose goroutine waits for signals (Options.Signal, os/signal).
+// Under go test, the -timeout alarm is a pending timer: the runtime ends a
+// deadlocked test only with -timeout 0, with or without the probe.
 //
 // # Protocol
 //

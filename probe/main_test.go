@@ -41,7 +41,8 @@ func TestMain(m *testing.M) {
 	}
 	// The coarse clock's ticker of the drop-in mutexes stops by itself a
 	// second after their last use.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/lockwatch/lockwatch/internal/rt/record.tickCoarse"))
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/lockwatch/lockwatch/internal/rt/record.tickCoarse"),
+		goleak.Cleanup(func(int) { removePrograms() }))
 }
 
 // report prints one line on stdout for the parent test.

@@ -38,22 +38,26 @@ func mutexStuckAfter(o lockreg.Options) time.Duration {
 	return 10 * time.Second
 }
 
-// watchMutexes runs until stop is closed (Close, or the agent stands down).
-func (a *Agent) watchMutexes(after time.Duration, stop <-chan struct{}) {
+// mutexEvery is how often watchMutexes looks, for the threshold after.
+func mutexEvery(after time.Duration) time.Duration {
+	return max(min(after/4, mutexCheckEvery), time.Millisecond)
+}
+
+// watchMutexes looks at each tick (from the loop, every mutexEvery) until
+// stop is closed (Close, or the agent stands down).
+func (a *Agent) watchMutexes(after time.Duration, stop <-chan struct{}, tick <-chan struct{}) {
 	defer a.wg.Done()
-	every := max(min(after/4, mutexCheckEvery), time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
 	reported := map[[2]uint32]bool{} // slot, seq: one wait
+	seen := map[[2]uint32]bool{}     // this look's, kept from one to the next
 	for {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
+		case <-tick:
 		}
 		a.mutexLooks.Add(1)
 		now := record.Nanotime()
-		seen := map[[2]uint32]bool{}
+		clear(seen)
 		for _, w := range inproc.Stuck(now - int64(after)) {
 			key := [2]uint32{w.Slot, w.Seq}
 			seen[key] = true
@@ -84,6 +88,12 @@ func (a *Agent) onStuckMutex(w inproc.StuckWaiter, waited time.Duration) {
 			where = fmt.Sprintf("dump: %s and %s", paths[0], paths[1])
 		}
 	}
+	fmt.Fprintf(a.stderr, "lockwatch: pid %d %s; %s\n", a.self.PID, waitText(w, waited), where)
+}
+
+// waitText describes a wait: "goroutine 7 has waited 10s to lock drop-in
+// mutex "queue", held by goroutine 5 for 12s, locked at main.go:40".
+func waitText(w inproc.StuckWaiter, waited time.Duration) string {
 	mode := "to lock"
 	if !w.Write {
 		mode = "to read-lock"
@@ -116,8 +126,7 @@ func (a *Agent) onStuckMutex(w inproc.StuckWaiter, waited time.Duration) {
 			}
 		}
 	}
-	fmt.Fprintf(a.stderr, "lockwatch: pid %d goroutine %d has waited %v %s drop-in mutex %q, %s; %s\n",
-		a.self.PID, w.Goroutine, waited.Round(time.Millisecond), mode, name, held, where)
+	return fmt.Sprintf("goroutine %d has waited %v %s drop-in mutex %q, %s", w.Goroutine, waited.Round(time.Millisecond), mode, name, held)
 }
 
 // readersText is "goroutine 4", "goroutines 4, 9", "goroutines 4 and 2

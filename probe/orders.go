@@ -108,17 +108,18 @@ func orderMutex(l inproc.OrderLock, read bool) probewire.OrderMutex {
 	return m
 }
 
-// saveOrdersAfter is how long the agent waits, after an edge is recorded,
-// to write the orders file: the edges of one burst are written once.
+// saveOrdersAfter is how long the agent waits, after the loop saw a new
+// edge (at its next wake, within idleEvery), to write the orders file: the
+// edges of one burst are written once.
 const saveOrdersAfter = 100 * time.Millisecond
 
 // keepOrders writes the orders file when edges are recorded, until stop is
 // closed (Close, or the agent stands down), and once more then, so that
 // lockwatch reads a process's edges after
 // it exited (run's final report). A process that dies (or exits without
-// Close) within saveOrdersAfter of recording an edge leaves it out of the
-// file.
-func (a *Agent) keepOrders(stop <-chan struct{}) {
+// Close) within idleEvery+saveOrdersAfter of recording an edge may leave it
+// out of the file.
+func (a *Agent) keepOrders(stop <-chan struct{}, tick <-chan struct{}) {
 	defer a.wg.Done()
 	saved := 0 // a process that records no edge writes no file
 	var savedDropped uint64
@@ -140,15 +141,13 @@ func (a *Agent) keepOrders(stop <-chan struct{}) {
 	save()
 	// The drop-in signals nothing (a channel would be a happens-before
 	// edge between the goroutine that records an edge and this one): the
-	// count is looked at every saveOrdersAfter.
-	t := time.NewTicker(saveOrdersAfter)
-	defer t.Stop()
+	// loop looks at the count at each wake and ticks.
 	for {
 		select {
 		case <-stop:
 			save()
 			return
-		case <-t.C:
+		case <-tick:
 			save()
 		}
 	}

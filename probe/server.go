@@ -24,56 +24,6 @@ import (
 // writing (100 ms was: the answer was dropped under load).
 const errorWriteTimeout = time.Second
 
-// serve accepts connections on ln until it is closed (Close, or the agent
-// stands down), and serves each in its own goroutine, at most
-// probewire.MaxConns at once.
-func (a *Agent) serve(ln *listener, stop <-chan struct{}) {
-	defer a.wg.Done()
-	slots := make(chan struct{}, probewire.MaxConns)
-	var delay time.Duration
-	for {
-		c, err := ln.accept()
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			// Out of file descriptors or the like: back off, as
-			// net/http does, rather than spin.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			t := time.NewTimer(delay)
-			select {
-			case <-stop:
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			continue
-		}
-		delay = 0
-		select {
-		case slots <- struct{}{}:
-		default:
-			_ = c.SetWriteDeadline(time.Now().Add(errorWriteTimeout))
-			_ = writeAnswer(c, &answer{Error: fmt.Sprintf("probe busy: %d requests in progress; try again", probewire.MaxConns)}, nil)
-			_ = c.Close()
-			continue
-		}
-		if !a.track(c) {
-			_ = c.Close()
-			return
-		}
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.handle(c)
-			// The slot is free before the client sees the hang-up, so
-			// that a client that waits for it can count on the slot.
-			<-slots
-			a.untrack(c)
-		}()
-	}
-}
-
 // track records an open connection for Close; false once closed.
 func (a *Agent) track(c *os.File) bool {
 	a.mu.Lock()

@@ -1,80 +1,45 @@
 package probe
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/rt/probewire"
 )
 
-// TestStandDownLetsGoEndADeadlock: a program that started the probe itself,
-// outside lockwatch run, and whose goroutines all block, is not ended by
-// Go's runtime: its probe serves on (its socket waits in the runtime's
-// poller), and answers. Once the probe stands down (what lockwatch run asks
-// of it), the probe leaves no socket, goroutine, timer or signal handler
+// TestStandDownLetsGoEndADeadlock: asked to stand down (what lockwatch run
+// asks of a process it finds blocked), the probe of a program whose
+// goroutines all block leaves no socket, goroutine, timer or signal handler
 // behind, and the runtime ends the program with its own message and status
-// 2. The program is built without cgo: the runtime never ends a cgo program
-// so (a -race build is one), with sync either.
+// 2. The probe may have stood down by itself first (deadlock_test.go): the
+// request then finds no socket, and the program ends all the same.
 func TestStandDownLetsGoEndADeadlock(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a program")
+	bin := buildProgram(t, "blocked", false)
+	c := startProgram(t, bin, "chan")
+	sock := c.ready(t)
+	err := (&probeclient.Client{Path: sock}).StandDown(context.Background())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, probeclient.ErrNoAnswer) {
+		t.Fatalf("standing the probe down: %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "blocked")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/blocked")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	root := filepath.Join(t.TempDir(), "root")
-	if err := os.Mkdir(root, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "LOCKWATCH_ROOT="+root)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	sock, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
-	if err != nil || !ok {
-		_ = cmd.Wait()
-		t.Fatalf("blocked said %q, %v\n%s", line, err, stderr.String())
-	}
-	cl := &probeclient.Client{Path: sock}
-	ctx := context.Background()
-	if info, err := cl.Info(ctx); err != nil || info.PID != cmd.Process.Pid {
-		t.Fatalf("info of the blocked program: %+v, %v; want its probe serving", info, err)
-	}
-	if err := cl.StandDown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var xe *exec.ExitError
-	if !errors.As(err, &xe) || xe.ExitCode() != 2 || !strings.Contains(stderr.String(), "all goroutines are asleep - deadlock!") {
-		t.Fatalf("the program ended with %v; want exit status 2 and the runtime's deadlock:\n%s", err, stderr.String())
+	code := c.exit(t)
+	if stderr := c.stderr.String(); code != 2 || !strings.Contains(stderr, "all goroutines are asleep - deadlock!") {
+		t.Fatalf("the program ended with status %d; want 2 and the runtime's deadlock:\n%s", code, stderr)
 	}
 }
 
 // TestStandDownReturns: a stood-down agent has no socket and none of its
 // goroutines; it keeps its registry (its process stays a member of the
-// run); after two garbage collections it serves again, and Close ends it
-// as usual.
+// run); after garbage collections (one it forces, one more) it serves
+// again, and Close ends it as usual.
 func TestStandDownReturns(t *testing.T) {
 	var stderr syncBuffer
 	a := startAgent(t, Options{Stderr: &stderr})
@@ -98,17 +63,37 @@ func TestStandDownReturns(t *testing.T) {
 	if _, err := cl.Info(ctx); err == nil {
 		t.Fatal("a stood-down agent answered")
 	}
+	down := filepath.Join(a.Dir(), probewire.DownFile(a.base))
+	if _, err := os.Stat(down); err != nil {
+		t.Errorf("a stood-down agent keeps no mark: %v", err)
+	}
+	// It forced a collection as it stood down, which counts: one more
+	// brings it back.
 	for deadline := time.Now().Add(probablyStillBlocked); ; time.Sleep(quiescent) {
-		runtime.GC()
+		a.mu.Lock()
+		rounds := a.rounds
+		a.mu.Unlock()
+		if rounds == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the stood-down agent has seen %d collections; want the one it forced", probablyStillBlocked, rounds)
+		}
+	}
+	runtime.GC()
+	for deadline := time.Now().Add(probablyStillBlocked); ; time.Sleep(quiescent) {
 		if _, err := cl.Info(ctx); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v of garbage collections the agent does not serve again: %s", probablyStillBlocked, stderr.String())
+			t.Fatalf("after %v and a garbage collection the agent does not serve again: %s", probablyStillBlocked, stderr.String())
 		}
 	}
 	if !strings.Contains(stderr.String(), "the probe serves again") {
 		t.Errorf("no line says the probe serves again: %q", stderr.String())
+	}
+	if _, err := os.Stat(down); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the agent serves again, and keeps its stand-down mark: %v", err)
 	}
 }
 
@@ -116,5 +101,40 @@ func TestStandDownReturns(t *testing.T) {
 func agentGoroutines() bool {
 	buf := make([]byte, 1<<20)
 	s := string(buf[:runtime.Stack(buf, true)])
-	return strings.Contains(s, "probe.(*Agent).serve(") || strings.Contains(s, "probe.(*Agent).watchMutexes(") || strings.Contains(s, "probe.(*Agent).keepOrders(")
+	return strings.Contains(s, "probe.(*Agent).loop(") || strings.Contains(s, "probe.(*Agent).watchMutexes(") || strings.Contains(s, "probe.(*Agent).keepOrders(")
+}
+
+// TestBlindProbeSaysSo: a probe that cannot read what its looks need (a
+// process that is not dumpable, whose /proc files another user cannot
+// open; a kernel without schedstat files) says so once, with what it costs
+// (Go's runtime will not end the program for a deadlock while it serves),
+// and serves on; when it serves again after standing down, it says
+// nothing more.
+func TestBlindProbeSaysSo(t *testing.T) {
+	blind := func() error { return errors.New("/proc/self/task/7/syscall cannot be read: permission denied") }
+	readable.Store(&blind)
+	t.Cleanup(func() { readable.Store(nil) })
+	var stderr syncBuffer
+	a := startAgent(t, Options{Stderr: &stderr})
+	cl := &probeclient.Client{Path: a.SocketPath()}
+	ctx := context.Background()
+	if _, err := cl.Info(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.StandDown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(probablyStillBlocked); ; time.Sleep(quiescent) {
+		runtime.GC()
+		if _, err := cl.Info(ctx); err == nil && strings.Contains(stderr.String(), "serves again") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v the agent does not serve again: %s", probablyStillBlocked, stderr.String())
+		}
+	}
+	const want = "the probe cannot tell when every goroutine is blocked (/proc/self/task/7/syscall cannot be read: permission denied), so while it serves Go's runtime will not end this program for a deadlock; run it under lockwatch run to keep that"
+	if n := strings.Count(stderr.String(), want); n != 1 {
+		t.Errorf("said %d times; want once: %q\n%s", n, want, stderr.String())
+	}
 }

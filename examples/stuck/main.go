@@ -1,6 +1,8 @@
 // Command stuck deadlocks on drop-in mutexes in the way its argument names,
 // and waits to be diagnosed (lockwatch attach PID) until killed. It prints
-// its pid, then "stuck" once the deadlock is in place.
+// its pid, then "stuck" once the deadlock is in place. Like a stuck server,
+// it still waits for a signal (SIGHUP, which it ignores), so Go's runtime
+// does not end it.
 //
 //	go build -trimpath -o /tmp/stuck ./examples/stuck && /tmp/stuck holder
 //
@@ -19,6 +21,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
@@ -179,6 +183,12 @@ func main() {
 		os.Exit(2)
 	}
 	fmt.Println("stuck")
+	// A server stuck so still answers the world outside (a listener, a
+	// signal handler): a thread waits for it. This one waits for SIGHUP.
+	// Without it every goroutine would be blocked, and Go's runtime would
+	// end the program at once ("all goroutines are asleep - deadlock!"),
+	// its probe standing down so that it can, before anyone attaches.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	select {}
 }
 

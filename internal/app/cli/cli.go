@@ -90,7 +90,10 @@ type app struct {
 	// dropin is the drop-in arena of that process, when it imports the
 	// drop-in sync (its exact holder records; memory.go); nil otherwise.
 	dropin *dropinsrc.Process
-	exe    string // attach --exe: a core file's binary
+	// memNotes are said in every report of that process (why it was read
+	// from its memory).
+	memNotes []string
+	exe      string // attach --exe: a core file's binary
 }
 
 // read reads a run's snapshot within the limits the flags set.

@@ -73,6 +73,7 @@ func holdXRole() int {
 		return 1
 	}
 	fmt.Println("held")
+	awake()
 	select {}
 }
 
@@ -117,6 +118,7 @@ func chainRole() int {
 		time.Sleep(time.Millisecond)
 	}
 	fmt.Println("chained", ga, gb)
+	awake()
 	select {}
 }
 
@@ -190,6 +192,7 @@ func selfRole(role string) int {
 		}
 	}
 	fmt.Println("stuck", g)
+	awake()
 	select {}
 }
 
@@ -335,6 +338,7 @@ func stuckHolderRole() int {
 		return 1
 	}
 	fmt.Println("stuck", ga, gb)
+	awake()
 	select {}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/lockstate"
 	"github.com/lockwatch/lockwatch/probe"
 	"github.com/lockwatch/lockwatch/procid"
@@ -469,4 +470,49 @@ func TestWatchDropinLockOrder(t *testing.T) {
 		t.Errorf("after the inverse order: got %+v; want one loop %v", fs, want)
 	}
 	w.stop("with a lock-order finding")
+}
+
+// While a program's probe stands down (no socket: as when its looks find
+// every goroutine blocked), attach PID reads its drop-in mutexes from its
+// memory and its lock-order edges from the file the probe wrote as it
+// stood down: the same inversion as attach of its run, and as while it
+// served, with one note that says it stands down and no other; lockwatch
+// ps says it stands down.
+func TestAttachStoodDownLockOrder(t *testing.T) {
+	dir := runDir(t)
+	cmd, _ := dropOrderChild(t, dir, "A,B;B,A")
+	pid := cmd.Process.Pid
+	st, err := proc.ReadStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := probeclient.SocketPath(dir, st.Identity())
+	if err := (&probeclient.Client{Path: sock}).StandDown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, sock, false)
+	_, stdout, _ := lockwatch(t, "ps")
+	if !slices.ContainsFunc(strings.Split(stdout, "\n"), func(l string) bool {
+		return strings.Contains(l, " "+strconv.Itoa(pid)+" ") && strings.HasSuffix(l, " (probe stands down)")
+	}) {
+		t.Errorf("ps does not say that pid %d's probe stands down:\n%s", pid, stdout)
+	}
+	want := []string{fmt.Sprintf("A>B@%d", pid), fmt.Sprintf("B>A@%d", pid)}
+	for _, arg := range []string{strconv.Itoa(pid), dir} {
+		r, fs := dropOrders(t, arg)
+		if len(fs) != 1 || !slices.Equal(steps(fs[0]), want) {
+			t.Errorf("attach %s while the probe stands down: got findings %+v; want the loop %v", arg, fs, want)
+		}
+		var down int
+		for _, n := range r.Notes {
+			if strings.Contains(n, "probe stands down") {
+				down++
+			} else if strings.Contains(n, "connect") || strings.Contains(n, "no such file") {
+				t.Errorf("attach %s: a raw note beside the stand-down one: %q", arg, n)
+			}
+		}
+		if down != 1 {
+			t.Errorf("attach %s: notes %q; want one that says the probe stands down", arg, r.Notes)
+		}
+	}
 }

@@ -99,6 +99,7 @@ func dropinRole(dir string) int {
 		}
 	}
 	fmt.Println("ready")
+	awake()
 	select {}
 }
 

@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,10 +142,20 @@ func runRole(role, dir string) int {
 		return lifeRole(dir) // rundirbound_test.go
 	case "dropinlife":
 		return dropinLifeRole() // dropinsweep_test.go
+	case "downed":
+		return downedRole() // attachdown_test.go
 	}
 	fmt.Println("unknown role", role)
 	return 2
 }
+
+// awake keeps a child that blocks every goroutine of its own for good alive,
+// as a stuck server is: a thread of it waits for a signal (SIGHUP), which Go's
+// runtime counts as able to wake it. Without one, a child built without cgo
+// (a test binary without -race) would be ended by the runtime ("all
+// goroutines are asleep - deadlock!") once its probe, started outside
+// lockwatch run, stood down so that the runtime may: before the test reads it.
+func awake() { signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP) }
 
 // child starts the test binary in role, in the run dir, with no
 // LOCKWATCH_DIR (so no probe starts by itself). It returns the process, a

@@ -48,14 +48,18 @@ func (a *app) resolveTarget(arg string) (target, error) {
 // records name the holders of its drop-in mutexes exactly. A process whose
 // memory cannot be read but whose arena can is reported from its arena.
 func (a *app) attachMemory(np *noProbeError) error {
-	_, derr := dropinmem.View(np.id, "")
+	a.memNotes = nil
+	if np.down {
+		a.memNotes = append(a.memNotes, downNote(np.id.PID))
+	}
+	_, derr := dropinmem.View(np.id, np.dir)
 	hasArena := !errors.Is(derr, inproc.ErrNoArena)
 	src, err := a.openMemory(np)
 	if err != nil && !hasArena {
 		return err
 	}
 	if hasArena {
-		a.dropin = &dropinsrc.Process{ID: np.id}
+		a.dropin = &dropinsrc.Process{ID: np.id, Dir: np.dir}
 		if derr != nil {
 			// Said in the report, which the memory still gives.
 			a.dropin.Notes = append(a.dropin.Notes, fmt.Sprintf("pid %d's drop-in mutexes could not be read: %v", np.id.PID, oneLine(derr.Error())))
@@ -119,7 +123,13 @@ func (a *app) diagnoseMemory(ctx context.Context) (*report.Report, error) {
 	if err != nil {
 		return nil, usagef("%s", oneLine(err.Error()))
 	}
+	r.Notes = append(r.Notes, a.memNotes...)
 	return r, nil
+}
+
+// downNote says why a process that runs a probe was read from its memory.
+func downNote(pid int) string {
+	return fmt.Sprintf("pid %d's probe stands down (every goroutine looked blocked, so it gave way for Go's runtime to judge; it serves again after the program's next garbage collection): read from its memory", pid)
 }
 
 // memoryVerdict is the exit code of a report read from memory: a cycle
@@ -140,7 +150,11 @@ func (a *app) memoryStacks(ctx context.Context, np *noProbeError, all bool) (*st
 	if err != nil {
 		return nil, err
 	}
-	return a.imageStacks(ctx, src, "pid "+strconv.Itoa(np.id.PID), all)
+	out, err := a.imageStacks(ctx, src, "pid "+strconv.Itoa(np.id.PID), all)
+	if err == nil && np.down {
+		out.Notes = append(out.Notes, downNote(np.id.PID))
+	}
+	return out, err
 }
 
 // coreStacks reads the goroutines of a core file.
@@ -161,7 +175,7 @@ func (a *app) imageStacks(ctx context.Context, src *goprocsrc.Source, name strin
 	snap := goprocsrc.Goroutines(img)
 	out := &stacksOutput{Schema: StacksSchema, Source: name, Format: "memory", Dumps: []stacksDump{}, Notes: append([]string{}, img.Notes...)}
 	b := src.Process().Binary
-	how := "read from the process's memory without stopping it (it runs no probe)"
+	how := "read from the process's memory without stopping it (no probe answers)"
 	if core := src.Process().Core; core != "" {
 		how = fmt.Sprintf("read from the core file, with the binary %s", b.Path)
 	}

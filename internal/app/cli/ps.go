@@ -15,6 +15,7 @@ import (
 
 	"github.com/lockwatch/lockwatch/internal/diag/liveness"
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/diag/texttable"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
 	"github.com/lockwatch/lockwatch/lockreg"
@@ -47,6 +48,9 @@ type psFinding struct {
 type psProcess struct {
 	report.ProcRow
 	Probe bool `json:"probe"` // its control socket is in the run directory
+	// ProbeDown: its probe stands down (no socket until the program's
+	// next garbage collection; attach reads it from its memory meanwhile).
+	ProbeDown bool `json:"probe_down,omitempty"`
 }
 
 // psOutput is ps's JSON document.
@@ -64,6 +68,8 @@ type psOutput struct {
 type psProbed struct {
 	PID int    `json:"pid"`
 	Dir string `json:"dir"`
+	// ProbeDown: its probe stands down (as psProcess.ProbeDown).
+	ProbeDown bool `json:"probe_down,omitempty"`
 }
 
 func (a *app) psCmd() *cobra.Command {
@@ -119,8 +125,10 @@ ps lists those too.`,
 					} else {
 						run.Ended++
 					}
-					_, err := os.Stat(probeclient.SocketPath(d, procID(p.PID, p.Start)))
-					run.Processes = append(run.Processes, psProcess{ProcRow: p, Probe: err == nil && p.Alive})
+					id := procID(p.PID, p.Start)
+					_, err := os.Stat(probeclient.SocketPath(d, id))
+					down := p.Alive && err != nil && downMark(d, id)
+					run.Processes = append(run.Processes, psProcess{ProcRow: p, Probe: err == nil && p.Alive, ProbeDown: down})
 				}
 				for _, f := range r.Findings {
 					if n := len(run.Findings); n > 0 && run.Findings[n-1].Kind == string(f.Kind) {
@@ -146,7 +154,7 @@ ps lists those too.`,
 			if probed, err := liveness.Probed(probe.EnvDir); err == nil {
 				for pid, d := range probed {
 					if !known[filepath.Clean(d)] {
-						out.Probed = append(out.Probed, psProbed{PID: pid, Dir: d})
+						out.Probed = append(out.Probed, psProbed{PID: pid, Dir: d, ProbeDown: probeDown(d, pid)})
 					}
 				}
 				sort.Slice(out.Probed, func(i, j int) bool { return out.Probed[i].PID < out.Probed[j].PID })
@@ -249,7 +257,10 @@ func (a *app) psTable(out psOutput, hidden int) error {
 				who = p.Command
 			}
 			s := strconv.Itoa(p.PID) + " " + reportcmd.Escape(who)
-			if !p.Probe {
+			switch {
+			case p.ProbeDown:
+				s += " (probe stands down)"
+			case !p.Probe:
 				s += " (no probe)"
 			}
 			live = append(live, s)
@@ -259,7 +270,11 @@ func (a *app) psTable(out psOutput, hidden int) error {
 	}
 	for _, p := range out.Probed {
 		rows = append(rows, []string{reportcmd.Escape(p.Dir), "not under the default root", "-", "1 alive", ""})
-		lives = append(lives, []string{strconv.Itoa(p.PID)})
+		live := strconv.Itoa(p.PID)
+		if p.ProbeDown {
+			live += " (probe stands down)"
+		}
+		lives = append(lives, []string{live})
 	}
 	if len(rows) == 0 {
 		msg := "no running runs"
@@ -317,4 +332,18 @@ func listFit(items []string, most, room int) string {
 		}
 	}
 	return "-"
+}
+
+// downMark reports whether the probe of process id in the run in dir keeps
+// its stand-down mark (probeclient.DownFile).
+func downMark(dir string, id proc.Identity) bool {
+	_, _, base := arena.ProcessFiles(dir, id)
+	fi, err := os.Lstat(filepath.Join(dir, probeclient.DownFile(base)))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// probeDown is downMark for a live process known by its pid alone.
+func probeDown(dir string, pid int) bool {
+	st, err := proc.ReadStat(pid)
+	return err == nil && downMark(dir, st.Identity())
 }

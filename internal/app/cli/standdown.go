@@ -28,8 +28,9 @@ import (
 // runtime then sees the program as it would without lockwatch, and ends it
 // at once with its own message and status, which run passes on. A program
 // that a timer no goroutine waits on (time.AfterFunc, a context's deadline)
-// was about to wake goes on, and its probe serves again after two garbage
-// collections (probe/standdown.go): nothing of the program is changed.
+// was about to wake goes on, and its probe serves again after the program's
+// next garbage collection (probe/standdown.go: it forces one as it stands
+// down, and waits for the one after).
 
 // asleepReasons are the wait reasons of a goroutine that only another
 // goroutine of its process wakes: channels (unless a timer feeds one, which
@@ -227,7 +228,7 @@ func inode(fi os.FileInfo) uint64 {
 func (a *app) standDown(ctx context.Context, dir string, ids []proc.Identity) bool {
 	any := false
 	for _, id := range ids {
-		fmt.Fprintf(a.msgs(), "lockwatch: pid %d: every goroutine is blocked; its probe stands down, so that Go's runtime ends it as it would without lockwatch\n", id.PID)
+		fmt.Fprintf(a.msgs(), "lockwatch: pid %d: every goroutine was seen blocked in two reads; its probe stands down so that Go's runtime can end it if it is deadlocked\n", id.PID)
 		c := &probeclient.Client{Path: probeclient.SocketPath(dir, id)}
 		if err := c.StandDown(ctx); err != nil {
 			fmt.Fprintf(a.msgs(), "lockwatch: pid %d: its probe did not stand down: %s\n", id.PID, oneLine(err.Error()))

@@ -84,7 +84,7 @@ func TestAwakeNotStoodDown(t *testing.T) {
 // TestStoodDownComesBack: every goroutine blocked, but a time.AfterFunc
 // pending, which lockwatch cannot see: the probe stands down, the runtime
 // does not end the program (a timer will wake it), and the probe serves
-// again once the program has run two garbage collections.
+// again once the program has run its next garbage collection.
 func TestStoodDownComesBack(t *testing.T) {
 	bin := buildAsleep(t)
 	code, out, errOut := lockwatch(t, append([]string{"run", "--"}, bounded(bin, "-mode=afterfunc", "-for=500ms")...)...)

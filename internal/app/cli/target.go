@@ -77,12 +77,12 @@ func resolve(arg string) (target, error) {
 				dir = filepath.Join(cwd, dir)
 			}
 		}
-		return target{dir: dir, id: id}, nil
+		return probedTarget(dir, id, st.Comm)
 	}
 	for _, d := range runDirs() {
 		info, _, _ := arena.ProcessFiles(d, id)
 		if _, err := os.Stat(info); err == nil {
-			return target{dir: d, id: id}, nil
+			return probedTarget(d, id, st.Comm)
 		}
 	}
 	if t, ok := runOfDead(pid); ok {
@@ -96,12 +96,27 @@ func resolve(arg string) (target, error) {
 		pid, st.Comm, probe.EnvDir, where)}
 }
 
+// probedTarget is the live process id of the run in dir, unless its probe
+// stands down (probeclient.DownFile): then, with no socket to ask, it is read
+// from its memory, as a process that runs no probe is.
+func probedTarget(dir string, id proc.Identity, comm string) (target, error) {
+	_, _, base := arena.ProcessFiles(dir, id)
+	if fi, err := os.Lstat(filepath.Join(dir, probeclient.DownFile(base))); err == nil && fi.Mode().IsRegular() {
+		return target{}, &noProbeError{id: id, comm: comm, dir: dir, down: true,
+			err: usagef("pid %d's probe stands down, and answers on no socket until it serves again", id.PID)}
+	}
+	return target{dir: dir, id: id}, nil
+}
+
 // noProbeError is resolve's error for a live process that runs no probe:
 // attach, watch and stacks then read it from its memory (memory.go).
 type noProbeError struct {
 	id   proc.Identity
 	comm string
 	err  error
+	// down: it runs a probe, in the run in dir, which stands down.
+	down bool
+	dir  string
 }
 
 func (e *noProbeError) Error() string { return e.err.Error() }

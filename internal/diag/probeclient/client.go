@@ -314,6 +314,10 @@ func SocketPath(dir string, id procid.ID) string { return probewire.SocketPath(d
 // process of socket base name base keeps its edges for after it exits.
 func OrdersFile(base string) string { return probewire.OrdersFile(base) }
 
+// DownFile returns the name, in the run directory, of the file a probe
+// keeps while it stands down (see probewire.DownFile).
+func DownFile(base string) string { return probewire.DownFile(base) }
+
 // NoMutexesFile returns the name, in the run directory, of the file that
 // said a process had no drop-in mutex (see probewire.NoMutexesFile).
 func NoMutexesFile(base string) string { return probewire.NoMutexesFile(base) }

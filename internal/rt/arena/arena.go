@@ -1,11 +1,12 @@
 package arena
 
 import (
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"syscall"
 	"time"
@@ -113,8 +114,12 @@ func checkPrivate(path string, fi fs.FileInfo, want fs.FileMode) error {
 // so of many processes creating the arena at once exactly one succeeds and
 // the others open that one.
 func CreateArena(rd *RunDir, g geometry) error {
+	// The name need only differ from another process's (O_EXCL says when
+	// it does not). math/rand, not crypto/rand: crypto/rand leaves a
+	// stopped one-minute timer in the runtime, which keeps Go's deadlock
+	// detection off until it would have fired.
 	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
+	binary.LittleEndian.PutUint64(rnd[:], rand.Uint64())
 	tmp := ".arena-" + hex.EncodeToString(rnd[:])
 	f, err := rd.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {

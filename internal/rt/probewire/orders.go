@@ -61,3 +61,9 @@ type OrderMutex struct {
 // process of socket base name base keeps its edges for after it exits:
 // its OrderView as JSON, replaced whole as edges are recorded.
 func OrdersFile(base string) string { return filepath.Base(base) + ".orders.json" }
+
+// DownFile returns the name, in the run directory, of the file the probe of
+// socket base name base keeps while it stands down (no socket: it gave way
+// so that Go's runtime may judge a program that looked deadlocked), so that
+// lockwatch can say why it does not answer.
+func DownFile(base string) string { return filepath.Base(base) + ".down" }

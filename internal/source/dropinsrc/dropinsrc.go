@@ -120,6 +120,17 @@ func noMutexes(dir string, id procid.ID) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// standsDown says why a probe stands down, and for how long.
+const standsDown = "every goroutine looked blocked, so it gave way for Go's runtime to judge; it serves again after the program's next garbage collection"
+
+// stoodDown tells a process whose probe stands down by the mark it keeps
+// meanwhile (probeclient.DownFile).
+func stoodDown(dir string, id procid.ID) bool {
+	_, _, base := arena.ProcessFiles(dir, id)
+	fi, err := os.Lstat(filepath.Join(dir, probeclient.DownFile(base)))
+	return err == nil && fi.Mode().IsRegular()
+}
+
 // maxOrdersFile bounds an orders file read: what one probe answer holds.
 const maxOrdersFile = 4 << 20
 
@@ -196,7 +207,9 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		err       error
 		orders    *probeclient.OrderView
 		ordersErr error
-		arena     bool // found by its drop-in arena alone (no probe)
+		arena     bool  // found by its drop-in arena alone (no probe)
+		down      bool  // its probe stands down (probeclient.DownFile)
+		memErr    error // why its records could not be read from its memory
 	}
 	answers := make([]answer, 0, len(ps))
 	var mu sync.Mutex
@@ -226,6 +239,19 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			case live:
 				a.v, a.err = askOne(ctx, s.Dir, id, s.Timeout)
 				a.orders, a.ordersErr = askOrd(ctx, s.Dir, id, s.Timeout)
+			}
+			if live && a.err != nil && notProbed(a.err) {
+				// No probe answers (one that stood down, so that Go's
+				// runtime may judge a program that looked deadlocked,
+				// has no socket until it serves again): its records,
+				// from its memory, if it has some.
+				a.down = stoodDown(s.Dir, id)
+				v, err := dropinmem.View(id, s.Dir)
+				if err == nil {
+					a.v, a.err = v, nil
+				} else if a.down {
+					a.memErr = err
+				}
 			}
 			if !live || (a.ordersErr != nil && (notProbed(a.ordersErr) || unknownOp(a.ordersErr))) {
 				// Gone, or its probe does not answer: what it left.
@@ -273,6 +299,13 @@ func (s Source) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe did not list its drop-in mutexes: %v", a.id.PID, a.err))
 		default:
 			Convert(out, res, a.id, a.v)
+		}
+		switch {
+		case !a.down:
+		case a.memErr != nil:
+			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe stands down (%s), and its drop-in mutexes could not be read from its memory either: %v", a.id.PID, standsDown, a.memErr))
+		default:
+			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's probe stands down (%s): its drop-in mutexes were read from their records in its memory", a.id.PID, standsDown))
 		}
 		switch {
 		case a.ordersErr != nil && !notProbed(a.ordersErr):

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/diag/probeclient"
+	"github.com/lockwatch/lockwatch/internal/diag/proc"
 	"github.com/lockwatch/lockwatch/internal/rt/arena"
+	"github.com/lockwatch/lockwatch/internal/rt/inproc"
 	"github.com/lockwatch/lockwatch/procid"
 	"github.com/lockwatch/lockwatch/stackdump"
 )
@@ -255,5 +257,42 @@ func TestAskBothFallback(t *testing.T) {
 	}
 	if len(s.Orders) != 1 || s.Unlisted[FreeUnlisted] != 1 {
 		t.Errorf("orders %+v, unlisted %v; want the stand-in's edge and its free mutex", s.Orders, s.Unlisted)
+	}
+}
+
+// TestStoodDownUnreadable: a process whose probe stands down (its mark in
+// the run, no socket) and whose drop-in records cannot be read from its
+// memory (here an arena file that is not one) is noted with what failed,
+// not as read from its memory.
+func TestStoodDownUnreadable(t *testing.T) {
+	dir := t.TempDir()
+	st, err := proc.ReadStat(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := procid.ID{PID: st.PID, Start: st.Start}
+	if err := os.WriteFile(filepath.Join(dir, inproc.ArenaFile(id.PID)), []byte("not an arena"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, base := arena.ProcessFiles(dir, id)
+	if err := os.WriteFile(filepath.Join(dir, probeclient.DownFile(base)), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := Source{Dir: dir, Timeout: time.Second,
+		Processes: func(string) ([]arena.Process, error) {
+			return []arena.Process{{PID: id.PID, Start: id.Start, State: arena.ProcRunning}}, nil
+		}}
+	s, err := src.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down []string
+	for _, n := range s.Notes {
+		if strings.Contains(n, "probe stands down") {
+			down = append(down, n)
+		}
+	}
+	if len(down) != 1 || !strings.Contains(down[0], "could not be read from its memory either: ") || strings.Contains(down[0], "were read") {
+		t.Errorf("notes %q; want one that says the probe stands down and what failed", s.Notes)
 	}
 }

@@ -31,10 +31,22 @@ type Process struct {
 	addrs map[uint64]bool
 }
 
-// Read reads the process's held and awaited drop-in mutexes.
+// Read reads the process's held and awaited drop-in mutexes and, with a
+// Dir, the lock-order edges its probe last wrote there (the orders file,
+// which a probe that stands down writes as it does).
 func (p *Process) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 	out := &lockstate.Snapshot{Run: fmt.Sprintf("pid %d", p.ID.PID), Taken: time.Now(), Processes: []lockstate.Process{{ID: p.ID}},
 		Notes: slices.Clone(p.Notes)}
+	res := &stacks{byID: map[key][]stackdump.Frame{}}
+	out.Stacks = res
+	if p.Dir != "" {
+		switch orders, err := readOrdersFile(p.Dir, p.ID); {
+		case err != nil:
+			out.Notes = append(out.Notes, fmt.Sprintf("pid %d's drop-in lock-order edges were not read: %v", p.ID.PID, err))
+		case orders != nil:
+			ConvertOrders(out, res, p.ID, orders, false)
+		}
+	}
 	v, err := dropinmem.View(p.ID, p.Dir)
 	if err != nil {
 		// Its arena went (an exec), or never could be read: said, and
@@ -49,9 +61,7 @@ func (p *Process) Read(ctx context.Context) (*lockstate.Snapshot, error) {
 		return out, nil
 	}
 	out.Taken = v.Taken
-	res := &stacks{byID: map[key][]stackdump.Frame{}}
 	Convert(out, res, p.ID, v)
-	out.Stacks = res
 	addrs := make(map[uint64]bool, len(v.Mutexes))
 	for _, m := range v.Mutexes {
 		addrs[m.ID] = true
