@@ -259,9 +259,9 @@ func rawOpen(a, b, c string) (int, unix.Errno) {
 	}
 	p = append(p, c...)
 	if len(p) >= len(lk.path) {
-		return -1, unix.ENAMETOOLONG
+		return -1, unix.ENAMETOOLONG // p left lk.path's array
 	}
-	p = append(p, 0)
+	lk.path[len(p)] = 0 // p is lk.path's start
 	dirfd := unix.AT_FDCWD
 	fd, _, err := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&lk.path[0])), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
 	if err != 0 {
