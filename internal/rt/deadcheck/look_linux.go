@@ -234,6 +234,15 @@ func timesRun(b []byte) (uint64, bool) {
 }
 
 // readTask reads /proc/self/task/<tid>/<file> into buf. lk.mu is held.
+//
+// The read of a "syscall" file is a system call the runtime sees: the
+// kernel takes the process's exec lock for it and waits for the thread to
+// be off its processor, which on a loaded machine may be a scheduler
+// period or more, and a raw call would hold the loop's processor that long
+// (stalling every stop-the-world, or the whole program with GOMAXPROCS=1).
+// A short visible call costs nothing more: the runtime's monitor takes a
+// processor from a system call only after 10 ms when others are idle.
+// The other files (schedstat, the directory) are printed without waiting.
 func readTask(tid int, file string, buf []byte) ([]byte, unix.Errno) {
 	var num [20]byte
 	fd, err := rawOpen("/proc/self/task/", string(itoa(num[:], tid)), file)
@@ -241,7 +250,11 @@ func readTask(tid int, file string, buf []byte) ([]byte, unix.Errno) {
 		return nil, err
 	}
 	defer rawClose(fd)
-	n, err := rawRead(fd, buf)
+	read := rawRead
+	if file == "syscall" {
+		read = visibleRead
+	}
+	n, err := read(fd, buf)
 	if err != 0 {
 		return nil, err
 	}
@@ -276,6 +289,19 @@ func rawRead(fd int, b []byte) (int, unix.Errno) {
 		return 0, 0
 	}
 	n, _, err := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if err != 0 {
+		return 0, err
+	}
+	return int(n), 0
+}
+
+// visibleRead reads fd into b with a system call the runtime sees (see
+// readTask).
+func visibleRead(fd int, b []byte) (int, unix.Errno) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	n, _, err := unix.Syscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 	if err != 0 {
 		return 0, err
 	}
