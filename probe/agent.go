@@ -86,6 +86,8 @@ type Agent struct {
 	selfCheck bool
 	// blind is said once, when the loop cannot look (blindLooks).
 	blind sync.Once
+	// ordersSaved is what the orders file holds (saveOrders).
+	ordersSaved ordersSaved
 
 	mu     sync.Mutex
 	role   string

@@ -3,6 +3,7 @@ package probe
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/lockwatch/lockwatch/internal/rt/inproc"
@@ -121,22 +122,10 @@ const saveOrdersAfter = 100 * time.Millisecond
 // out of the file.
 func (a *Agent) keepOrders(stop <-chan struct{}, tick <-chan struct{}) {
 	defer a.wg.Done()
-	saved := 0 // a process that records no edge writes no file
-	var savedDropped uint64
 	save := func() {
-		n, d := inproc.EdgeCount()
-		if n == saved && d == savedDropped {
-			return
-		}
-		b, err := json.Marshal(a.orders())
-		if err == nil {
-			err = replaceFile(a.rd, probewire.OrdersFile(a.base), b)
-		}
-		if err != nil {
+		if err := a.saveOrders(); err != nil {
 			fmt.Fprintf(a.stderr, "lockwatch: pid %d: writing the lock-order edges: %v\n", a.self.PID, err)
-			return
 		}
-		saved, savedDropped = n, d
 	}
 	save()
 	// The drop-in signals nothing (a channel would be a happens-before
@@ -151,4 +140,34 @@ func (a *Agent) keepOrders(stop <-chan struct{}, tick <-chan struct{}) {
 			save()
 		}
 	}
+}
+
+// ordersSaved is what the orders file holds: the count of edges and of
+// those dropped when it was written (a process that records no edge
+// writes no file).
+type ordersSaved struct {
+	mu      sync.Mutex
+	edges   int
+	dropped uint64
+}
+
+// saveOrders writes the orders file if edges were recorded since it was
+// last written. keepOrders calls it, and the stand-down before the socket
+// goes, so that an attach that finds no socket finds the edges on file.
+func (a *Agent) saveOrders() error {
+	a.ordersSaved.mu.Lock()
+	defer a.ordersSaved.mu.Unlock()
+	n, d := inproc.EdgeCount()
+	if n == a.ordersSaved.edges && d == a.ordersSaved.dropped {
+		return nil
+	}
+	b, err := json.Marshal(a.orders())
+	if err == nil {
+		err = replaceFile(a.rd, probewire.OrdersFile(a.base), b)
+	}
+	if err != nil {
+		return err
+	}
+	a.ordersSaved.edges, a.ordersSaved.dropped = n, d
+	return nil
 }

@@ -106,6 +106,10 @@ func (a *Agent) standDownLocked() bool {
 	if a.closed || a.down {
 		return false
 	}
+	// The edges go on file before the socket goes: an attach that finds
+	// no socket reads them there. A failure is said by keepOrders' own
+	// save at its stop, which tries again.
+	_ = a.saveOrders()
 	if err := a.quiet(); err != nil {
 		fmt.Fprintf(a.stderr, "lockwatch: pid %d: standing the probe down: %v\n", a.self.PID, err)
 	}
