@@ -176,7 +176,8 @@ const runtimeDeadlock = "fatal error: all goroutines are asleep - deadlock!"
 // without the probe: Go's runtime says "all goroutines are asleep -
 // deadlock!", with every goroutine's stack, and exits with status 2. The
 // probe says nothing before: only the runtime proves the deadlock (and
-// the program ends before the drop-in's 10 s stuck line). It ends with a
+// a drop-in waiter's stuck line, a wait observed, may come first when the
+// looks take past the drop-in's 10 s on a loaded machine). It ends with a
 // Registry.StuckAfter of 300 ms too, whose stuck lines come first then (the
 // look at the drop-in waiters, every 75 ms, must not keep the probe's looks
 // from agreeing). How soon it ends, with the machine loaded, is in
@@ -196,7 +197,10 @@ func TestDeadlockedProgramEnds(t *testing.T) {
 			if code != 2 || !ok {
 				t.Fatalf("the program ended with status %d; want 2 and the runtime's deadlock:\n%s", code, stderr)
 			}
-			if mode == "stuck" {
+			// A drop-in waiter past StuckAfter (10 s by default, reached
+			// on a loaded machine before the looks agree) is said, as
+			// always: a wait observed, no claim of a deadlock.
+			if mode == "stuck" || mode == "dropin" {
 				for _, l := range strings.Split(before, "\n") {
 					if l != "" && !strings.Contains(l, " has waited ") {
 						t.Errorf("something but the stuck lines was said before the runtime's message:\n%s", stderr)
