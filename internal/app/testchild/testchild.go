@@ -33,13 +33,20 @@ func StartReady(t testing.TB, cmd *exec.Cmd) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	ExpectReady(t, cmd, bufio.NewReader(out))
+}
+
+// ExpectReady reads a line of r, the stdout of cmd (started), and fails
+// the test unless it is "ready", or if it does not come within a minute.
+func ExpectReady(t testing.TB, cmd *exec.Cmd, r *bufio.Reader) {
+	t.Helper()
 	type said struct {
 		line string
 		err  error
 	}
 	c := make(chan said, 1)
 	go func() {
-		line, err := bufio.NewReader(out).ReadString('\n')
+		line, err := r.ReadString('\n')
 		c <- said{line, err}
 	}()
 	select {

@@ -399,9 +399,7 @@ func execLater(t *testing.T, dir string) *talker {
 		cmd.Wait()
 	})
 	c := &talker{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	if line, err := c.out.ReadString('\n'); strings.TrimSpace(line) != "ready" {
-		t.Fatalf("execlater said %q (%v); want ready", line, err)
-	}
+	testchild.ExpectReady(t, cmd, c.out)
 	st, err := proc.ReadStat(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
